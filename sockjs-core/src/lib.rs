@@ -1,0 +1,4 @@
+//! Sans-IO SockJS server engine.
+#![forbid(unsafe_code)]
+
+pub mod wire;
