@@ -1,0 +1,225 @@
+//! JSON string escaping for outgoing frames (PROTOCOL.md §5.1 and §8).
+//!
+//! Writes straight into the caller's buffer: the hot path (a message queued for a session)
+//! copies each byte once and allocates nothing beyond growing that buffer.
+
+/// What to write for an ASCII byte: 0 = itself, `u` = `\u00XX`, else `\` + that byte.
+const ASCII_ESCAPES: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = b'u';
+        i += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_u_escape(out: &mut Vec<u8>, code: u32) {
+    out.extend_from_slice(&[
+        b'\\',
+        b'u',
+        HEX[(code >> 12 & 0xf) as usize],
+        HEX[(code >> 8 & 0xf) as usize],
+        HEX[(code >> 4 & 0xf) as usize],
+        HEX[(code & 0xf) as usize],
+    ]);
+}
+
+/// Returns the code point of a 3-byte UTF-8 sequence at `bytes[i..i + 3]` if it is one of
+/// the code points SockJS requires escaped beyond plain JSON: U+200C–U+200F,
+/// U+2028–U+202F, U+2060–U+206F and U+FFF0–U+FFFF.
+fn sockjs_extra_escape(bytes: &[u8], i: usize) -> Option<u32> {
+    let (b0, b1, b2) = (bytes[i], *bytes.get(i + 1)?, *bytes.get(i + 2)?);
+    let escaped = match (b0, b1) {
+        // U+2000..U+203F: E2 80 80..BF
+        (0xE2, 0x80) => matches!(b2, 0x8C..=0x8F | 0xA8..=0xAF),
+        // U+2040..U+207F: E2 81 80..BF
+        (0xE2, 0x81) => matches!(b2, 0xA0..=0xAF),
+        // U+FFC0..U+FFFF: EF BF 80..BF
+        (0xEF, 0xBF) => b2 >= 0xB0,
+        _ => false,
+    };
+    escaped.then_some(((b0 as u32 & 0x0f) << 12) | ((b1 as u32 & 0x3f) << 6) | (b2 as u32 & 0x3f))
+}
+
+/// Appends `s` as a quoted JSON string, escaped as SockJS requires (§5.1): JSON's own
+/// escapes for `"`, `\` and C0 controls, plus `\uXXXX` (lowercase hex) for U+200C–U+200F,
+/// U+2028–U+202F, U+2060–U+206F and U+FFF0–U+FFFF. Everything else is raw UTF-8.
+///
+/// ```
+/// let mut out = Vec::new();
+/// sockjs_core::escape::quote_message(&mut out, "a\"\n\u{2028}é");
+/// assert_eq!(out, b"\"a\\\"\\n\\u2028\xc3\xa9\"");
+/// ```
+pub fn quote_message(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            let esc = ASCII_ESCAPES[b as usize];
+            if esc != 0 {
+                out.extend_from_slice(&bytes[start..i]);
+                if esc == b'u' {
+                    push_u_escape(out, b as u32);
+                } else {
+                    out.extend_from_slice(&[b'\\', esc]);
+                }
+                start = i + 1;
+            }
+            i += 1;
+        } else if b == 0xE2 || b == 0xEF {
+            if let Some(code) = sockjs_extra_escape(bytes, i) {
+                out.extend_from_slice(&bytes[start..i]);
+                push_u_escape(out, code);
+                start = i + 3;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends `frame` as a JavaScript string literal, as `JSON.stringify` would write it; used
+/// for the second encoding of frames inside jsonp and htmlfile responses (§8).
+///
+/// With `escape_lt`, `<` also becomes `\u003c`, so a message containing `</script>` cannot
+/// end the htmlfile's script element early.
+///
+/// ```
+/// let mut out = Vec::new();
+/// sockjs_core::escape::quote_js(&mut out, br#"a["</script>"]"#, true);
+/// assert_eq!(out, br#""a[\"\u003c/script>\"]""#);
+/// ```
+pub fn quote_js(out: &mut Vec<u8>, frame: &[u8], escape_lt: bool) {
+    out.reserve(frame.len() + 8);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in frame.iter().enumerate() {
+        if b >= 0x80 {
+            continue;
+        }
+        let esc = ASCII_ESCAPES[b as usize];
+        if esc == 0 && !(escape_lt && b == b'<') {
+            continue;
+        }
+        out.extend_from_slice(&frame[start..i]);
+        if esc == b'u' || b == b'<' {
+            push_u_escape(out, b as u32);
+        } else {
+            out.extend_from_slice(&[b'\\', esc]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&frame[start..]);
+    out.push(b'"');
+}
+
+/// Appends `frame` percent-encoded for an EventSource `data:` line (§8): `%`, CR, LF and NUL
+/// become `%25`, `%0D`, `%0A` and `%00`, because the client runs `decodeURI` on each line.
+///
+/// ```
+/// let mut out = Vec::new();
+/// sockjs_core::escape::percent_event_data(&mut out, b"a[\"100%\"]");
+/// assert_eq!(out, b"a[\"100%25\"]");
+/// ```
+pub fn percent_event_data(out: &mut Vec<u8>, frame: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in frame.iter().enumerate() {
+        let code: &[u8] = match b {
+            b'%' => b"%25",
+            b'\r' => b"%0D",
+            b'\n' => b"%0A",
+            0 => b"%00",
+            _ => continue,
+        };
+        out.extend_from_slice(&frame[start..i]);
+        out.extend_from_slice(code);
+        start = i + 1;
+    }
+    out.extend_from_slice(&frame[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quoted(s: &str) -> String {
+        let mut out = Vec::new();
+        quote_message(&mut out, s);
+        String::from_utf8(out).expect("escaper emits UTF-8")
+    }
+
+    #[test]
+    fn s5_1_json_escapes_lowercase() {
+        assert_eq!(quoted("\"\\\u{8}\t\n\u{c}\r"), r#""\"\\\b\t\n\f\r""#);
+        assert_eq!(quoted("\u{0}\u{1}\u{1f}"), r#""\u0000\u0001\u001f""#);
+    }
+
+    #[test]
+    fn s5_1_extra_ranges_escaped_lowercase_hex() {
+        let ranges = [
+            0x200c..=0x200f,
+            0x2028..=0x202f,
+            0x2060..=0x206f,
+            0xfff0..=0xffff,
+        ];
+        for range in ranges {
+            for code in range {
+                let c = char::from_u32(code).expect("BMP non-surrogate");
+                assert_eq!(quoted(&c.to_string()), format!("\"\\u{code:04x}\""));
+            }
+        }
+    }
+
+    #[test]
+    fn s5_1_neighbours_stay_raw() {
+        for code in [
+            0x7f, 0xad, 0x2000, 0x200b, 0x2010, 0x2027, 0x2030, 0x205f, 0x2070, 0xffef, 0x1f600,
+        ] {
+            let c = char::from_u32(code).expect("valid char");
+            assert_eq!(quoted(&c.to_string()), format!("\"{c}\""), "U+{code:04X}");
+        }
+        assert_eq!(quoted("/<>&"), "\"/<>&\"");
+    }
+
+    #[test]
+    fn s5_1_matches_serde_json_where_serde_is_right() {
+        let s = "plain \u{7} \u{1b} text é 😀";
+        let mut out = Vec::new();
+        quote_message(&mut out, s);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            serde_json::to_string(s).expect("json")
+        );
+    }
+
+    #[test]
+    fn s8_quote_js_is_json_stringify() {
+        let mut out = Vec::new();
+        quote_js(&mut out, br#"a["x\n"]"#, false);
+        assert_eq!(out, br#""a[\"x\\n\"]""#);
+    }
+
+    #[test]
+    fn s8_eventsource_percent_encoding() {
+        let mut out = Vec::new();
+        percent_event_data(&mut out, b"%\r\n\0x");
+        assert_eq!(out, b"%25%0D%0A%00x");
+    }
+}

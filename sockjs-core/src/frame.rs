@@ -1,0 +1,142 @@
+//! SockJS frames, server to client (PROTOCOL.md §5).
+
+use crate::escape::quote_message;
+
+/// The open frame, `o`.
+pub const OPEN: &[u8] = b"o";
+/// The heartbeat frame, `h`.
+pub const HEARTBEAT: &[u8] = b"h";
+
+/// Appends a close frame, `c[code,"reason"]`, with the reason escaped as in §5.1.
+///
+/// ```
+/// let mut out = Vec::new();
+/// sockjs_core::frame::write_close(&mut out, 3000, "Go away!");
+/// assert_eq!(out, br#"c[3000,"Go away!"]"#);
+/// ```
+pub fn write_close(out: &mut Vec<u8>, code: u16, reason: &str) {
+    out.extend_from_slice(b"c[");
+    let mut digits = [0u8; 5];
+    let mut n = code;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.push(b',');
+    quote_message(out, reason);
+    out.push(b']');
+}
+
+/// Returns a close frame as a string.
+pub fn close(code: u16, reason: &str) -> String {
+    let mut out = Vec::with_capacity(reason.len() + 12);
+    write_close(&mut out, code, reason);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A batch of escaped messages waiting to be written as one `a[...]` frame.
+///
+/// Each message is escaped once, when it is queued, straight into the batch; the frame is
+/// then `a[` + batch + `]`, with no second pass over the text.
+///
+/// ```
+/// use sockjs_core::frame::MessageBatch;
+/// let mut batch = MessageBatch::default();
+/// batch.push("a");
+/// batch.push("b\"");
+/// let mut out = Vec::new();
+/// batch.write_frame(&mut out);
+/// assert_eq!(out, br#"a["a","b\""]"#);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct MessageBatch {
+    escaped: Vec<u8>,
+    count: usize,
+}
+
+impl MessageBatch {
+    /// Queues one message.
+    pub fn push(&mut self, text: &str) {
+        if self.count > 0 {
+            self.escaped.push(b',');
+        }
+        quote_message(&mut self.escaped, text);
+        self.count += 1;
+    }
+
+    /// How many messages are queued.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no message is queued.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes the queued messages take once escaped.
+    pub fn escaped_len(&self) -> usize {
+        self.escaped.len()
+    }
+
+    /// Bytes the `a[...]` frame of this batch takes.
+    pub fn frame_len(&self) -> usize {
+        self.escaped.len() + 3
+    }
+
+    /// Appends the `a[...]` frame of the queued messages (the batch is left as it is).
+    pub fn write_frame(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"a[");
+        out.extend_from_slice(&self.escaped);
+        out.push(b']');
+    }
+
+    /// Drops messages pushed after the batch was `escaped_len` bytes and `count` messages.
+    pub(crate) fn truncate(&mut self, escaped_len: usize, count: usize) {
+        self.escaped.truncate(escaped_len);
+        self.count = count;
+    }
+
+    /// Forgets the queued messages, keeping the buffer's capacity for the next batch.
+    pub fn clear(&mut self) {
+        self.escaped.clear();
+        self.count = 0;
+        if self.escaped.capacity() > 64 * 1024 {
+            // One burst must not pin a large buffer to an idle session forever.
+            self.escaped.shrink_to(4 * 1024);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s5_close_frame_bytes() {
+        assert_eq!(close(3000, "Go away!"), r#"c[3000,"Go away!"]"#);
+        assert_eq!(
+            close(2010, "Another connection still open"),
+            r#"c[2010,"Another connection still open"]"#
+        );
+        assert_eq!(close(0, "\""), r#"c[0,"\""]"#);
+        assert_eq!(close(65535, ""), r#"c[65535,""]"#);
+    }
+
+    #[test]
+    fn s5_messages_frame_has_no_spaces() {
+        let mut batch = MessageBatch::default();
+        batch.push("a");
+        batch.push("a");
+        let mut out = Vec::new();
+        batch.write_frame(&mut out);
+        assert_eq!(out, br#"a["a","a"]"#);
+        assert_eq!(batch.frame_len(), out.len());
+    }
+}

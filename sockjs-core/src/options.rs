@@ -1,0 +1,255 @@
+//! Engine options: every knob, with the protocol's defaults and explicit bounds.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The client library URL the iframe page loads by default (sockjs-node's default).
+pub const DEFAULT_SOCKJS_URL: &str =
+    "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
+
+/// Which version of the protocol suite to follow where the two disagree (PROTOCOL.md §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolVersion {
+    /// The current suite (default).
+    #[default]
+    Current,
+    /// The 0.3.3 suite: NO-CACHE without `no-transform`, `Origin: null` treated as no
+    /// origin, `text/event-stream; charset=UTF-8`, the old iframe layout, jsonp without the
+    /// `/**/` prefix, and WebSocket versions 7 and 8 accepted.
+    V0_3_3,
+}
+
+/// Which origins may use the service (CORS answers and WebSocket upgrades).
+///
+/// Requests without an `Origin` header (non-browser clients) are always allowed; a browser
+/// request from a refused origin gets `403 Forbidden`.
+#[derive(Clone, Default)]
+pub enum OriginPolicy {
+    /// Any origin (the protocol's default, `"origins":["*:*"]`).
+    #[default]
+    Any,
+    /// Only these exact `Origin` values (e.g. `https://example.com`, or `null`).
+    List(Vec<String>),
+    /// A predicate over the `Origin` value.
+    Predicate(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+}
+
+impl OriginPolicy {
+    /// Whether a request carrying `Origin: origin` is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            OriginPolicy::Any => true,
+            OriginPolicy::List(list) => list.iter().any(|o| o == origin),
+            OriginPolicy::Predicate(f) => f(origin),
+        }
+    }
+}
+
+impl fmt::Debug for OriginPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OriginPolicy::Any => f.write_str("Any"),
+            OriginPolicy::List(list) => f.debug_tuple("List").field(list).finish(),
+            OriginPolicy::Predicate(_) => f.write_str("Predicate(..)"),
+        }
+    }
+}
+
+/// What happens to a session when the client drops a pending receiver's connection
+/// (PROTOCOL.md §7.1.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AbortPolicy {
+    /// Close the session at once; the next request opens a new one with `o` (sockjs-node).
+    #[default]
+    CloseSession,
+    /// Keep the session CLOSING with `c[1002,"Connection interrupted"]` until the disconnect
+    /// delay passes.
+    Interrupt,
+    /// Treat it as a normal detach: the session lives on and the disconnect delay starts.
+    /// Frames written to the dropped request are lost.
+    Detach,
+}
+
+/// Engine options. Build with [`Options::default`] and the `with_*`-style field updates.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = sockjs_core::Options {
+///     response_limit: 4096,
+///     heartbeat_delay: Duration::from_secs(10),
+///     ..Default::default()
+/// };
+/// assert!(options.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The service's mount path, e.g. `/echo` (no trailing `/`). Requests outside it get 404.
+    /// Empty when the caller already strips the prefix (e.g. axum's `nest_service`).
+    pub prefix: String,
+    /// Idle time after which a receiver gets a heartbeat frame. Default 25 s.
+    pub heartbeat_delay: Duration,
+    /// Time a session lives without a receiver before it is closed and forgotten.
+    /// Default 5 s.
+    pub disconnect_delay: Duration,
+    /// Bytes of frames (wrapping included, prelude excluded) after which a streaming
+    /// response is ended so the client reconnects. Default 128 KiB.
+    pub response_limit: usize,
+    /// Offer the SockJS WebSocket transport (`/S/I/websocket`). Default on.
+    pub websocket: bool,
+    /// Offer raw WebSocket at `P/websocket`. Default on (only when `websocket` is on too).
+    pub raw_websocket: bool,
+    /// Accept hixie-76 WebSocket handshakes (needed behind old proxies; the test suite's
+    /// `test_haproxy`). Default off.
+    pub hixie76: bool,
+    /// Send the `JSESSIONID` cookie for load-balancer stickiness (`cookie_needed`).
+    /// Default off.
+    pub jsessionid: bool,
+    /// The client library URL the iframe page loads. Must start with `/` or `http` and
+    /// contain no `"`.
+    pub sockjs_url: String,
+    /// Which origins may use the service.
+    pub origins: OriginPolicy,
+    /// Which suite version to follow where they disagree.
+    pub protocol: ProtocolVersion,
+    /// What a dropped receiver does to its session.
+    pub abort: AbortPolicy,
+    /// Largest request body accepted; larger ones get 413. Default 256 KiB.
+    pub max_request_body: usize,
+    /// Largest WebSocket message accepted (enforced by adapters; the engine closes the
+    /// socket with 1009 when told of one). Default 256 KiB.
+    pub max_message_size: usize,
+    /// Most escaped message bytes queued for one session while no receiver takes them.
+    /// A send that would exceed it is refused with [`SendError::QueueFull`] and nothing is
+    /// queued. Default 1 MiB.
+    ///
+    /// [`SendError::QueueFull`]: crate::SendError::QueueFull
+    pub max_queued_bytes: usize,
+    /// Most sessions alive at once; beyond it new sessions get `503 Service Unavailable`.
+    /// Default 100 000.
+    pub max_sessions: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            prefix: String::new(),
+            heartbeat_delay: Duration::from_secs(25),
+            disconnect_delay: Duration::from_secs(5),
+            response_limit: 128 * 1024,
+            websocket: true,
+            raw_websocket: true,
+            hixie76: false,
+            jsessionid: false,
+            sockjs_url: DEFAULT_SOCKJS_URL.to_owned(),
+            origins: OriginPolicy::Any,
+            protocol: ProtocolVersion::Current,
+            abort: AbortPolicy::CloseSession,
+            max_request_body: 256 * 1024,
+            max_message_size: 256 * 1024,
+            max_queued_bytes: 1024 * 1024,
+            max_sessions: 100_000,
+        }
+    }
+}
+
+/// Why [`Options::validate`] refused a set of options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptionsError {
+    /// `prefix` must be empty or start with `/`, and must not end with `/`.
+    Prefix,
+    /// `sockjs_url` must start with `/` or `http` and contain no `"`.
+    SockjsUrl,
+    /// `heartbeat_delay` and `disconnect_delay` must be non-zero.
+    ZeroDelay,
+    /// `response_limit`, `max_request_body`, `max_message_size`, `max_queued_bytes` and
+    /// `max_sessions` must be non-zero.
+    ZeroLimit,
+}
+
+impl fmt::Display for OptionsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OptionsError::Prefix => "prefix must be empty or start with '/' and not end with '/'",
+            OptionsError::SockjsUrl => {
+                "sockjs_url must start with '/' or 'http' and contain no '\"'"
+            }
+            OptionsError::ZeroDelay => "heartbeat and disconnect delays must be non-zero",
+            OptionsError::ZeroLimit => "limits must be non-zero",
+        })
+    }
+}
+
+impl std::error::Error for OptionsError {}
+
+impl Options {
+    /// Checks the options for values the engine cannot serve correctly.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if !self.prefix.is_empty() && (!self.prefix.starts_with('/') || self.prefix.ends_with('/'))
+        {
+            return Err(OptionsError::Prefix);
+        }
+        let url_ok = (self.sockjs_url.starts_with('/') || self.sockjs_url.starts_with("http"))
+            && !self.sockjs_url.contains('"')
+            && !self.sockjs_url.contains(['<', '>', '\r', '\n']);
+        if !url_ok {
+            return Err(OptionsError::SockjsUrl);
+        }
+        if self.heartbeat_delay.is_zero() || self.disconnect_delay.is_zero() {
+            return Err(OptionsError::ZeroDelay);
+        }
+        if [
+            self.response_limit,
+            self.max_request_body,
+            self.max_message_size,
+            self.max_queued_bytes,
+            self.max_sessions,
+        ]
+        .contains(&0)
+        {
+            return Err(OptionsError::ZeroLimit);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s1_defaults_match_the_spec() {
+        let o = Options::default();
+        assert_eq!(o.heartbeat_delay, Duration::from_secs(25));
+        assert_eq!(o.disconnect_delay, Duration::from_secs(5));
+        assert_eq!(o.response_limit, 131072);
+        assert!(o.websocket && o.raw_websocket && !o.jsessionid);
+        assert_eq!(o.validate(), Ok(()));
+    }
+
+    #[test]
+    fn validation() {
+        let bad_url = Options {
+            sockjs_url: "ftp://x".into(),
+            ..Default::default()
+        };
+        assert_eq!(bad_url.validate(), Err(OptionsError::SockjsUrl));
+        let quote = Options {
+            sockjs_url: "/a\"b".into(),
+            ..Default::default()
+        };
+        assert_eq!(quote.validate(), Err(OptionsError::SockjsUrl));
+        let prefix = Options {
+            prefix: "/echo/".into(),
+            ..Default::default()
+        };
+        assert_eq!(prefix.validate(), Err(OptionsError::Prefix));
+        let zero = Options {
+            max_sessions: 0,
+            ..Default::default()
+        };
+        assert_eq!(zero.validate(), Err(OptionsError::ZeroLimit));
+        let list = OriginPolicy::List(vec!["https://a".into()]);
+        assert!(list.allows("https://a") && !list.allows("null"));
+    }
+}

@@ -1,0 +1,339 @@
+//! Incoming payloads, client to server (PROTOCOL.md §5.2, §6 and §9.2).
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+/// Why a send payload was refused. Each maps to the protocol's own error response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Empty body, missing or empty `d` field, or JSON that is not an array: 500
+    /// `Payload expected.`
+    Expected,
+    /// The body is not JSON: 500 `Broken JSON encoding.`
+    BrokenJson,
+}
+
+impl PayloadError {
+    /// The response body the protocol prescribes.
+    pub fn message(self) -> &'static str {
+        match self {
+            PayloadError::Expected => "Payload expected.",
+            PayloadError::BrokenJson => "Broken JSON encoding.",
+        }
+    }
+}
+
+/// Decodes an `xhr_send` body or a `jsonp_send` payload: a JSON array whose elements are
+/// the messages, in order (§6 steps 2–4).
+///
+/// Policy for elements that are not strings (the client never sends them): each is
+/// delivered as its JSON text, so `[1,{"a":2}]` yields `1` and `{"a":2}`. Lone UTF-16
+/// surrogate escapes, which a JavaScript string may hold, become U+FFFD instead of failing
+/// the whole batch.
+///
+/// ```
+/// use sockjs_core::payload::{decode_messages, PayloadError};
+/// assert_eq!(decode_messages(br#" ["a","\u00e9"] "#), Ok(vec!["a".into(), "é".into()]));
+/// assert_eq!(decode_messages(b""), Err(PayloadError::Expected));
+/// assert_eq!(decode_messages(b"[\"x"), Err(PayloadError::BrokenJson));
+/// assert_eq!(decode_messages(b"{}"), Err(PayloadError::Expected));
+/// ```
+pub fn decode_messages(body: &[u8]) -> Result<Vec<String>, PayloadError> {
+    if body.is_empty() {
+        return Err(PayloadError::Expected);
+    }
+    // Fast path: what every real client sends.
+    if let Ok(messages) = serde_json::from_slice::<Vec<String>>(body) {
+        return Ok(messages);
+    }
+    match parse_value(body)? {
+        Value::Array(items) => Ok(items.into_iter().map(value_to_message).collect()),
+        _ => Err(PayloadError::Expected),
+    }
+}
+
+/// Decodes one SockJS WebSocket text message (§9.2): empty means no message, an array is a
+/// batch, any other JSON value is one message (its string value, or its JSON text).
+///
+/// ```
+/// use sockjs_core::payload::decode_ws_message;
+/// assert_eq!(decode_ws_message(""), Ok(vec![]));
+/// assert_eq!(decode_ws_message("[]"), Ok(vec![]));
+/// assert_eq!(decode_ws_message(r#"["a","b"]"#), Ok(vec!["a".into(), "b".into()]));
+/// assert_eq!(decode_ws_message(r#""a""#), Ok(vec!["a".into()]));
+/// assert!(decode_ws_message("[\"a").is_err());
+/// ```
+pub fn decode_ws_message(text: &str) -> Result<Vec<String>, PayloadError> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Ok(messages) = serde_json::from_str::<Vec<String>>(text) {
+        return Ok(messages);
+    }
+    match parse_value(text.as_bytes())? {
+        Value::Array(items) => Ok(items.into_iter().map(value_to_message).collect()),
+        other => Ok(vec![value_to_message(other)]),
+    }
+}
+
+fn value_to_message(value: Value) -> String {
+    match value {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+fn parse_value(body: &[u8]) -> Result<Value, PayloadError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => Ok(value),
+        Err(_) => match replace_lone_surrogates(body) {
+            Some(fixed) => serde_json::from_slice(&fixed).map_err(|_| PayloadError::BrokenJson),
+            None => Err(PayloadError::BrokenJson),
+        },
+    }
+}
+
+fn hex4(bytes: &[u8]) -> Option<u16> {
+    let s = std::str::from_utf8(bytes.get(..4)?).ok()?;
+    u16::from_str_radix(s, 16).ok()
+}
+
+/// Rewrites `\uD800`–`\uDFFF` escapes that are not part of a valid pair as `\ufffd`.
+/// Returns `None` when there is nothing to rewrite (the input is broken for another reason).
+fn replace_lone_surrogates(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] != b'\\' {
+            out.push(body[i]);
+            i += 1;
+            continue;
+        }
+        match body.get(i + 1) {
+            Some(b'u') => {}
+            Some(&next) => {
+                out.extend_from_slice(&[b'\\', next]);
+                i += 2;
+                continue;
+            }
+            None => {
+                out.push(b'\\');
+                i += 1;
+                continue;
+            }
+        }
+        let Some(unit) = hex4(&body[i + 2..]) else {
+            out.extend_from_slice(b"\\u");
+            i += 2;
+            continue;
+        };
+        let escape = &body[i..i + 6];
+        match unit {
+            0xD800..=0xDBFF => {
+                let low = (body.get(i + 6) == Some(&b'\\') && body.get(i + 7) == Some(&b'u'))
+                    .then(|| hex4(&body[(i + 8).min(body.len())..]))
+                    .flatten();
+                if let Some(0xDC00..=0xDFFF) = low {
+                    out.extend_from_slice(&body[i..i + 12]);
+                    i += 12;
+                } else {
+                    out.extend_from_slice(b"\\ufffd");
+                    changed = true;
+                    i += 6;
+                }
+            }
+            0xDC00..=0xDFFF => {
+                out.extend_from_slice(b"\\ufffd");
+                changed = true;
+                i += 6;
+            }
+            _ => {
+                out.extend_from_slice(escape);
+                i += 6;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+/// Extracts the payload of a `jsonp_send` request (§6 step 1): the form field `d` of an
+/// `application/x-www-form-urlencoded` body, form-decoded; otherwise the raw body, not
+/// URL-decoded. A form without `d` yields an empty payload.
+///
+/// ```
+/// use sockjs_core::payload::jsonp_payload;
+/// let form = jsonp_payload(Some("application/x-www-form-urlencoded"), b"d=%5B%22x%22%5D");
+/// assert_eq!(&*form, br#"["x"]"#);
+/// assert_eq!(&*jsonp_payload(Some("text/plain"), br#"["%61bc"]"#), br#"["%61bc"]"#);
+/// ```
+pub fn jsonp_payload<'a>(content_type: Option<&str>, body: &'a [u8]) -> Cow<'a, [u8]> {
+    let is_form = content_type
+        .map(|ct| ct.split(';').next().unwrap_or("").trim())
+        .is_some_and(|mime| mime.eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Cow::Borrowed(body);
+    }
+    for pair in body.split(|&b| b == b'&') {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &[][..]),
+        };
+        if form_decode(key).as_ref() == b"d" {
+            return Cow::Owned(form_decode(value).into_owned());
+        }
+    }
+    Cow::Borrowed(&[])
+}
+
+/// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte. A `%`
+/// not followed by two hex digits stays as it is.
+pub fn form_decode(input: &[u8]) -> Cow<'_, [u8]> {
+    if !input.iter().any(|&b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(input);
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => {
+                let byte = input
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match byte {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Finds a query parameter by name and returns it form-decoded.
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, [u8]>> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (form_decode(key.as_bytes()).as_ref() == name.as_bytes())
+            .then(|| form_decode(value.as_bytes()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s6_empty_and_non_array_are_payload_expected() {
+        for body in [&b""[..], b"null", b"{}", b"\"a\"", b"1"] {
+            assert_eq!(
+                decode_messages(body),
+                Err(PayloadError::Expected),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn s6_broken_json() {
+        for body in [&b"[\"x"[..], b"  ", b"[", b"\xff", b"[\"a\" \"b\"]"] {
+            assert_eq!(
+                decode_messages(body),
+                Err(PayloadError::BrokenJson),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn s6_empty_array_is_valid() {
+        assert_eq!(decode_messages(b"[]"), Ok(vec![]));
+        assert_eq!(decode_messages(b" \n[ ] "), Ok(vec![]));
+    }
+
+    #[test]
+    fn s6_non_string_elements_are_delivered_as_json_text() {
+        assert_eq!(
+            decode_messages(br#"["a",1,null,{"k":[true]}]"#),
+            Ok(vec![
+                "a".into(),
+                "1".into(),
+                "null".into(),
+                r#"{"k":[true]}"#.into()
+            ])
+        );
+    }
+
+    #[test]
+    fn s5_2_client_escapes_are_decoded() {
+        assert_eq!(
+            decode_messages(br#"["\u0000\u00ad\u0600\u2028\ufeff\ud83d\ude00"]"#),
+            Ok(vec!["\u{0}\u{ad}\u{600}\u{2028}\u{feff}😀".into()])
+        );
+    }
+
+    #[test]
+    fn s5_2_lone_surrogates_become_replacement_char() {
+        assert_eq!(
+            decode_messages(br#"["a\ud800b","\udc00","\ud83d\ude00","\\ud800"]"#),
+            Ok(vec![
+                "a\u{fffd}b".into(),
+                "\u{fffd}".into(),
+                "😀".into(),
+                "\\ud800".into()
+            ])
+        );
+        assert_eq!(
+            decode_ws_message(r#"["\ud800"]"#),
+            Ok(vec!["\u{fffd}".into()])
+        );
+    }
+
+    #[test]
+    fn s9_2_ws_any_json_value_is_one_message() {
+        assert_eq!(decode_ws_message("1"), Ok(vec!["1".into()]));
+        assert_eq!(decode_ws_message("{\"a\":1}"), Ok(vec!["{\"a\":1}".into()]));
+        assert_eq!(decode_ws_message("x"), Err(PayloadError::BrokenJson));
+    }
+
+    #[test]
+    fn s6_jsonp_form_field_d() {
+        let ct = Some("application/x-www-form-urlencoded; charset=UTF-8");
+        assert_eq!(&*jsonp_payload(ct, b"d=%5B%22a+b%22%5D"), br#"["a b"]"#);
+        assert_eq!(&*jsonp_payload(ct, b"x=1&d=&y=2"), b"");
+        assert_eq!(&*jsonp_payload(ct, b"x=1"), b"");
+        assert_eq!(&*jsonp_payload(None, b"d=1"), b"d=1");
+    }
+
+    #[test]
+    fn form_decode_keeps_bad_escapes() {
+        assert_eq!(&*form_decode(b"%zz%4"), b"%zz%4");
+        assert_eq!(&*form_decode(b"%41%42"), b"AB");
+    }
+
+    #[test]
+    fn query_param_lookup() {
+        assert_eq!(
+            query_param(Some("a=1&c=cb%2e1"), "c").as_deref(),
+            Some(&b"cb.1"[..])
+        );
+        assert_eq!(query_param(Some("c"), "c").as_deref(), Some(&b""[..]));
+        assert_eq!(query_param(None, "c"), None);
+    }
+}

@@ -1,0 +1,235 @@
+//! Response headers shared by the endpoints (PROTOCOL.md §3): content types, caching
+//! classes, CORS and the JSESSIONID cookie.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::options::ProtocolVersion;
+
+/// `text/plain; charset=UTF-8`.
+pub(crate) const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=UTF-8");
+const NO_CACHE: HeaderValue =
+    HeaderValue::from_static("no-store, no-cache, no-transform, must-revalidate, max-age=0");
+const NO_CACHE_0_3_3: HeaderValue =
+    HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0");
+const LONG_CACHE: HeaderValue = HeaderValue::from_static("public, max-age=31536000");
+const ONE_YEAR: Duration = Duration::from_secs(31_536_000);
+
+/// What the request asked of CORS and cookies, extracted once per request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestHeaders {
+    pub origin: Option<HeaderValue>,
+    pub request_headers: Option<HeaderValue>,
+    pub jsessionid: Option<HeaderValue>,
+}
+
+impl RequestHeaders {
+    pub fn from_map(headers: &HeaderMap) -> Self {
+        RequestHeaders {
+            origin: headers.get(header::ORIGIN).cloned(),
+            request_headers: headers
+                .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .filter(|v| !v.is_empty())
+                .cloned(),
+            jsessionid: jsessionid_cookie(headers),
+        }
+    }
+}
+
+/// The value of the request's `JSESSIONID` cookie, if any.
+fn jsessionid_cookie(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers.get_all(header::COOKIE).iter().find_map(|v| {
+        v.as_bytes().split(|&b| b == b';').find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let value = pair.strip_prefix(b"JSESSIONID=")?;
+            HeaderValue::from_bytes(value).ok()
+        })
+    })
+}
+
+/// Builds the headers of one response.
+pub(crate) struct Headers<'a> {
+    map: HeaderMap,
+    protocol: ProtocolVersion,
+    request: &'a RequestHeaders,
+}
+
+impl<'a> Headers<'a> {
+    pub fn new(protocol: ProtocolVersion, request: &'a RequestHeaders) -> Self {
+        Headers {
+            map: HeaderMap::new(),
+            protocol,
+            request,
+        }
+    }
+
+    pub fn content_type(mut self, value: &'static str) -> Self {
+        self.map
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        self
+    }
+
+    pub fn no_cache(mut self) -> Self {
+        let value = match self.protocol {
+            ProtocolVersion::Current => NO_CACHE,
+            ProtocolVersion::V0_3_3 => NO_CACHE_0_3_3,
+        };
+        self.map.insert(header::CACHE_CONTROL, value);
+        self
+    }
+
+    pub fn long_cache(mut self, wall_clock: SystemTime) -> Self {
+        self.map.insert(header::CACHE_CONTROL, LONG_CACHE);
+        let expires = httpdate::fmt_http_date(wall_clock + ONE_YEAR);
+        if let Ok(value) = HeaderValue::from_str(&expires) {
+            self.map.insert(header::EXPIRES, value);
+        }
+        self
+    }
+
+    /// §3.3: echo the Origin with credentials, or `*` without; echo requested headers.
+    pub fn cors(mut self) -> Self {
+        let origin = self
+            .request
+            .origin
+            .as_ref()
+            .filter(|o| !(self.protocol == ProtocolVersion::V0_3_3 && o.as_bytes() == b"null"));
+        match origin {
+            Some(origin) => {
+                self.map
+                    .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                self.map.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
+            None => {
+                self.map.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+            }
+        }
+        if let Some(requested) = &self.request.request_headers {
+            self.map
+                .insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+        }
+        self.map
+            .insert(header::VARY, HeaderValue::from_static("Origin"));
+        self
+    }
+
+    /// §3.4: `JSESSIONID=<request's value or dummy>; path=/`, when the option is on.
+    pub fn cookie(mut self, enabled: bool) -> Self {
+        if enabled {
+            let value = match &self.request.jsessionid {
+                Some(v) => {
+                    let mut s = Vec::with_capacity(v.len() + 20);
+                    s.extend_from_slice(b"JSESSIONID=");
+                    s.extend_from_slice(v.as_bytes());
+                    s.extend_from_slice(b"; path=/");
+                    HeaderValue::from_bytes(&s).ok()
+                }
+                None => Some(HeaderValue::from_static("JSESSIONID=dummy; path=/")),
+            };
+            if let Some(value) = value {
+                self.map.insert(header::SET_COOKIE, value);
+            }
+        }
+        self
+    }
+
+    /// Preflight extras (§3.3): max age and the allowed methods.
+    pub fn preflight(mut self, methods: &'static str, wall_clock: SystemTime) -> Self {
+        self.map.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(methods),
+        );
+        self.map.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("31536000"),
+        );
+        self.long_cache(wall_clock)
+    }
+
+    pub fn insert(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.map.insert(name, value);
+        self
+    }
+
+    pub fn response<B>(self, status: StatusCode, body: B) -> Response<B> {
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = self.map;
+        response
+    }
+}
+
+/// A response with only a status, optional plain-text body and no other headers.
+pub(crate) fn plain(status: StatusCode, body: &'static str) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(body.as_bytes()));
+    *response.status_mut() = status;
+    if !body.is_empty() {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, TEXT_PLAIN);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(pairs: &[(&str, &str)]) -> RequestHeaders {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                header::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        RequestHeaders::from_map(&map)
+    }
+
+    #[test]
+    fn s3_4_cookie_echoes_client_value_or_dummy() {
+        let req = request(&[("cookie", "a=1; JSESSIONID=abcdef; b=2")]);
+        let r = Headers::new(ProtocolVersion::Current, &req)
+            .cookie(true)
+            .response(StatusCode::OK, ());
+        assert_eq!(r.headers()["set-cookie"], "JSESSIONID=abcdef; path=/");
+        let none = request(&[]);
+        let r = Headers::new(ProtocolVersion::Current, &none)
+            .cookie(true)
+            .response(StatusCode::OK, ());
+        assert_eq!(r.headers()["set-cookie"], "JSESSIONID=dummy; path=/");
+        let r = Headers::new(ProtocolVersion::Current, &none)
+            .cookie(false)
+            .response(StatusCode::OK, ());
+        assert!(r.headers().get("set-cookie").is_none());
+    }
+
+    #[test]
+    fn s3_3_cors_null_origin_by_version() {
+        let req = request(&[("origin", "null"), ("access-control-request-headers", "")]);
+        let r = Headers::new(ProtocolVersion::Current, &req)
+            .cors()
+            .response(StatusCode::OK, ());
+        assert_eq!(r.headers()["access-control-allow-origin"], "null");
+        assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+        assert!(r.headers().get("access-control-allow-headers").is_none());
+        let r = Headers::new(ProtocolVersion::V0_3_3, &req)
+            .cors()
+            .response(StatusCode::OK, ());
+        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        assert!(
+            r.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! URL routing (PROTOCOL.md §2): a request path inside a service to an endpoint.
+//!
+//! Pure and allocation-free: the parsed route borrows from the path.
+
+use http::Method;
+
+/// An endpoint of a SockJS service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `P` or `P/`: the greeting.
+    Greeting,
+    /// `P/info`.
+    Info,
+    /// `P/iframe[0-9a-z._-]*.html`.
+    Iframe,
+    /// `P/websocket`: raw WebSocket, no SockJS framing.
+    RawWebSocket,
+    /// `P/S/I/<kind>`.
+    Session {
+        /// The server id `S` (only for load-balancer stickiness).
+        server: &'a str,
+        /// The session id `I`.
+        session: &'a str,
+        /// Which session endpoint.
+        kind: SessionEndpoint,
+    },
+}
+
+/// The endpoints under `P/S/I/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionEndpoint {
+    /// `websocket`.
+    WebSocket,
+    /// `xhr`: xhr-polling receiver.
+    Xhr,
+    /// `xhr_streaming`.
+    XhrStreaming,
+    /// `xhr_send`.
+    XhrSend,
+    /// `eventsource`.
+    EventSource,
+    /// `htmlfile`.
+    HtmlFile,
+    /// `jsonp`: JSONP-polling receiver.
+    Jsonp,
+    /// `jsonp_send`.
+    JsonpSend,
+}
+
+impl SessionEndpoint {
+    fn from_segment(segment: &str) -> Option<Self> {
+        Some(match segment {
+            "websocket" => SessionEndpoint::WebSocket,
+            "xhr" => SessionEndpoint::Xhr,
+            "xhr_streaming" => SessionEndpoint::XhrStreaming,
+            "xhr_send" => SessionEndpoint::XhrSend,
+            "eventsource" => SessionEndpoint::EventSource,
+            "htmlfile" => SessionEndpoint::HtmlFile,
+            "jsonp" => SessionEndpoint::Jsonp,
+            "jsonp_send" => SessionEndpoint::JsonpSend,
+            _ => return None,
+        })
+    }
+}
+
+impl Route<'_> {
+    /// Parses a path relative to the service prefix (query string already removed, no
+    /// percent-decoding). `None` means 404.
+    ///
+    /// ```
+    /// use sockjs_core::route::{Route, SessionEndpoint};
+    /// assert_eq!(Route::parse(""), Some(Route::Greeting));
+    /// assert_eq!(
+    ///     Route::parse("/000/abc/xhr"),
+    ///     Some(Route::Session { server: "000", session: "abc", kind: SessionEndpoint::Xhr })
+    /// );
+    /// assert_eq!(Route::parse("/a./a/xhr"), None);
+    /// ```
+    pub fn parse(path: &str) -> Option<Route<'_>> {
+        match path {
+            "" | "/" => return Some(Route::Greeting),
+            "/info" => return Some(Route::Info),
+            "/websocket" => return Some(Route::RawWebSocket),
+            _ => {}
+        }
+        let rest = path.strip_prefix('/')?;
+        if let Some(name) = rest
+            .strip_prefix("iframe")
+            .and_then(|r| r.strip_suffix(".html"))
+        {
+            let ok = name
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'.' | b'_' | b'-'));
+            return ok.then_some(Route::Iframe);
+        }
+        let mut parts = rest.split('/');
+        let (server, session, kind) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !valid_segment(server) || !valid_segment(session) {
+            return None;
+        }
+        Some(Route::Session {
+            server,
+            session,
+            kind: SessionEndpoint::from_segment(kind)?,
+        })
+    }
+
+    /// The methods this endpoint answers, as the `Allow` header of a 405 lists them.
+    pub fn allowed_methods(&self) -> &'static str {
+        match self {
+            Route::Greeting | Route::Iframe | Route::RawWebSocket => "GET",
+            Route::Info => "GET, OPTIONS",
+            Route::Session { kind, .. } => match kind {
+                SessionEndpoint::WebSocket
+                | SessionEndpoint::EventSource
+                | SessionEndpoint::HtmlFile
+                | SessionEndpoint::Jsonp => "GET",
+                SessionEndpoint::Xhr | SessionEndpoint::XhrStreaming | SessionEndpoint::XhrSend => {
+                    "POST, OPTIONS"
+                }
+                SessionEndpoint::JsonpSend => "POST",
+            },
+        }
+    }
+
+    /// Whether the endpoint answers `method`.
+    pub fn allows(&self, method: &Method) -> bool {
+        let name = method.as_str();
+        self.allowed_methods().split(", ").any(|m| m == name)
+    }
+}
+
+/// `[^/.]+`: at least one character, no slash, no dot (§2 segment rule).
+fn valid_segment(segment: &str) -> bool {
+    !segment.is_empty() && !segment.bytes().any(|b| b == b'.' || b == b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s2_greeting_paths() {
+        assert_eq!(Route::parse(""), Some(Route::Greeting));
+        assert_eq!(Route::parse("/"), Some(Route::Greeting));
+        for p in ["/a", "/a.html", "//", "///", "/a/a", "/a/a/", "/a/"] {
+            assert_eq!(Route::parse(p), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn s2_iframe_paths() {
+        for p in [
+            "/iframe.html",
+            "/iframe-.html",
+            "/iframe-a.html",
+            "/iframe-0.1.2abc-dirty.2144.html",
+        ] {
+            assert_eq!(Route::parse(p), Some(Route::Iframe), "{p}");
+        }
+        for p in [
+            "/iframe.htm",
+            "/iframe",
+            "/IFRAME.HTML",
+            "/IFRAME",
+            "/iframe.HTML",
+            "/iframe.xml",
+            "/iframe-/.html",
+            "/iframeXhtml",
+        ] {
+            assert_eq!(Route::parse(p), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn s2_segment_rule() {
+        for id in ["a", "_", "1", "000", "abcdefgh_i-j%20"] {
+            let path = format!("/{id}/{id}/xhr");
+            assert!(
+                matches!(Route::parse(&path), Some(Route::Session { .. })),
+                "{path}"
+            );
+        }
+        for p in [
+            "//xhr",
+            "/a./a/xhr",
+            "/a/a./xhr",
+            "/././xhr",
+            "///xhr",
+            "////xhr",
+            "/a/a/xhr/",
+            "/a/a/unknown",
+        ] {
+            assert_eq!(Route::parse(p), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn s2_allow_lists() {
+        let ws = Route::parse("/a/b/websocket").expect("route");
+        assert_eq!(ws.allowed_methods(), "GET");
+        assert!(!ws.allows(&Method::POST));
+        let xhr = Route::parse("/a/b/xhr_send").expect("route");
+        assert_eq!(xhr.allowed_methods(), "POST, OPTIONS");
+        assert!(xhr.allows(&Method::OPTIONS));
+        assert_eq!(Route::Info.allowed_methods(), "GET, OPTIONS");
+    }
+}

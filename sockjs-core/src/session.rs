@@ -1,0 +1,95 @@
+//! One session's state (PROTOCOL.md §7).
+
+use http::Response;
+
+use crate::frame::MessageBatch;
+use crate::output::{CloseReason, RequestId, SessionState};
+use crate::timer::Deadline;
+use crate::transport::Transport;
+
+/// How a session is connected to its client.
+#[derive(Debug)]
+pub(crate) enum Link {
+    /// HTTP transports: at most one receiver at a time.
+    Http { receiver: Option<Receiver> },
+    /// A WebSocket (its own session, not registered under the URL's id, §7.2).
+    WebSocket { socket: RequestId, raw: bool },
+}
+
+/// A pending receiving request bound to a session.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    pub request: RequestId,
+    pub transport: Transport,
+    /// jsonp and htmlfile callback name.
+    pub callback: Box<str>,
+    pub mode: ReceiverMode,
+}
+
+#[derive(Debug)]
+pub(crate) enum ReceiverMode {
+    /// Answered with one complete response once a frame is ready; the head waits here.
+    Polling(Response<()>),
+    /// A streaming response, with the frame bytes written so far (prelude excluded).
+    Streaming { written: usize },
+}
+
+/// Open or closing, with what closing needs to replay.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    Open,
+    Closing {
+        code: u16,
+        reason: Box<str>,
+        /// What the application is told when the session is finally forgotten.
+        cause: CloseReason,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The URL's session id (key of the id map for HTTP sessions).
+    pub id: Box<str>,
+    pub link: Link,
+    pub phase: Phase,
+    /// Messages waiting for a receiver, escaped.
+    pub batch: MessageBatch,
+    pub deadline: Deadline,
+    /// Queued in the engine's flush list.
+    pub dirty: bool,
+}
+
+impl Session {
+    pub fn new(id: Box<str>, link: Link) -> Self {
+        Session {
+            id,
+            link,
+            phase: Phase::Open,
+            batch: MessageBatch::default(),
+            deadline: Deadline::default(),
+            dirty: false,
+        }
+    }
+
+    pub fn state(&self) -> SessionState {
+        match self.phase {
+            Phase::Open => SessionState::Open,
+            Phase::Closing { .. } => SessionState::Closing,
+        }
+    }
+
+    pub fn receiver(&self) -> Option<&Receiver> {
+        match &self.link {
+            Link::Http { receiver } => receiver.as_ref(),
+            Link::WebSocket { .. } => None,
+        }
+    }
+
+    /// Whether queued messages can go out now (a receiver or a socket is there).
+    pub fn connected(&self) -> bool {
+        match &self.link {
+            Link::Http { receiver } => receiver.is_some(),
+            Link::WebSocket { .. } => true,
+        }
+    }
+}

@@ -1,0 +1,1425 @@
+//! One test per rule of PROTOCOL.md, driven on a virtual clock. Test names cite the section.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{App, Harness, ms};
+use sockjs_core::{CloseReason, Handshake, Options, ProtocolVersion, Transport};
+
+const NO_CACHE: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
+const JS: &str = "application/javascript; charset=UTF-8";
+const TEXT: &str = "text/plain; charset=UTF-8";
+
+fn prefixed(prefix: &str) -> Harness {
+    Harness::new(
+        Options {
+            prefix: prefix.into(),
+            response_limit: 4096,
+            ..Options::default()
+        },
+        App::Echo,
+    )
+}
+
+// ---- §2 routing -------------------------------------------------------------------------
+
+#[test]
+fn s2_prefix_is_required_and_stripped() {
+    let mut h = prefixed("/echo");
+    let ok = h.get("/echo");
+    assert_eq!(h.ex(ok).status(), 200);
+    let slash = h.get("/echo/");
+    assert_eq!(h.ex(slash).status(), 200);
+    for path in ["/", "/ech", "/echoo", "/other/info"] {
+        let id = h.get(path);
+        assert_eq!(h.ex(id).status(), 404, "{path}");
+    }
+    let info = h.get("/echo/info?t=1");
+    assert_eq!(h.ex(info).status(), 200);
+}
+
+#[test]
+fn s2_greeting_near_misses_are_404() {
+    let mut h = Harness::echo();
+    for path in ["/a", "/a.html", "//", "///", "/a/a", "/a/a/", "/a/"] {
+        let id = h.get(path);
+        assert_eq!(h.ex(id).status(), 404, "{path}");
+    }
+}
+
+#[test]
+fn s2_invalid_session_paths_are_404_for_get_and_post() {
+    let mut h = Harness::echo();
+    for path in [
+        "//xhr",
+        "/a./a/xhr",
+        "/a/a./xhr",
+        "/././xhr",
+        "///xhr",
+        "////xhr",
+    ] {
+        let get = h.get(path);
+        let post = h.post(path, "");
+        assert_eq!(h.ex(get).status(), 404, "GET {path}");
+        assert_eq!(h.ex(post).status(), 404, "POST {path}");
+    }
+    assert_eq!(h.engine.session_count(), 0);
+}
+
+#[test]
+fn s2_any_segment_value_opens_a_session() {
+    let mut h = Harness::echo();
+    for id in [
+        "a",
+        "_",
+        "1",
+        "000",
+        "abcdefgh_i-j%20",
+        "6b4bc6a8-4a6e-4e3b-9c9b-2bd6e8c4c0f1",
+    ] {
+        let r = h.post(&format!("/{id}/{id}/xhr"), "");
+        assert_eq!(h.ex(r).body(), "o\n", "{id}");
+    }
+}
+
+#[test]
+fn s2_server_id_is_ignored() {
+    let mut h = Harness::echo();
+    let open = h.post("/000/X/xhr", "");
+    assert_eq!(h.ex(open).body(), "o\n");
+    let send = h.post("/999/X/xhr_send", r#"["a"]"#);
+    assert_eq!(h.ex(send).status(), 204);
+    let poll = h.post("/abc/X/xhr", "");
+    assert_eq!(h.ex(poll).body(), "a[\"a\"]\n");
+}
+
+#[test]
+fn s2_wrong_method_is_405_with_allow_and_empty_body() {
+    let mut h = Harness::echo();
+    let ws = h.post("/a/b/websocket", "");
+    let ex = h.ex(ws);
+    assert_eq!(ex.status(), 405);
+    assert_eq!(ex.header("allow").as_deref(), Some("GET"));
+    assert_eq!(ex.header("content-type"), None);
+    assert_eq!(ex.body(), "");
+    let xhr = h.get("/a/b/xhr");
+    assert_eq!(h.ex(xhr).header("allow").as_deref(), Some("POST, OPTIONS"));
+    let info = h.post("/info", "");
+    assert_eq!(h.ex(info).header("allow").as_deref(), Some("GET, OPTIONS"));
+    let greeting = h.post("/", "");
+    assert_eq!(h.ex(greeting).status(), 405);
+    let jsonp_send = h.get("/a/b/jsonp_send");
+    assert_eq!(h.ex(jsonp_send).header("allow").as_deref(), Some("POST"));
+}
+
+#[test]
+fn s2_disabled_transports_have_no_route() {
+    let mut h = Harness::new(
+        Options {
+            websocket: false,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let ws = h.ws_open("/a/b/websocket");
+    assert_eq!(h.ex(ws).status(), 404);
+    let raw = h.ws_open("/websocket");
+    assert_eq!(h.ex(raw).status(), 404);
+    let mut h = Harness::new(
+        Options {
+            raw_websocket: false,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let raw = h.ws_open("/websocket");
+    assert_eq!(h.ex(raw).status(), 404);
+}
+
+// ---- §3 headers -------------------------------------------------------------------------
+
+#[test]
+fn s3_2_no_cache_on_info_and_session_endpoints() {
+    let mut h = Harness::echo();
+    let info = h.get("/info");
+    assert_eq!(
+        h.ex(info).header("cache-control").as_deref(),
+        Some(NO_CACHE)
+    );
+    assert_eq!(h.ex(info).header("expires"), None);
+    let xhr = h.post("/a/s/xhr", "");
+    assert_eq!(h.ex(xhr).header("cache-control").as_deref(), Some(NO_CACHE));
+    let send = h.post("/a/s/xhr_send", "[]");
+    assert_eq!(
+        h.ex(send).header("cache-control").as_deref(),
+        Some(NO_CACHE)
+    );
+    let es = h.get("/a/t/eventsource");
+    assert_eq!(h.ex(es).header("cache-control").as_deref(), Some(NO_CACHE));
+    assert_eq!(h.ex(es).header("last-modified"), None);
+}
+
+#[test]
+fn s3_2_no_cache_0_3_3_has_no_no_transform() {
+    let mut h = Harness::new(
+        Options {
+            protocol: ProtocolVersion::V0_3_3,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let info = h.get("/info");
+    assert_eq!(
+        h.ex(info).header("cache-control").as_deref(),
+        Some("no-store, no-cache, must-revalidate, max-age=0")
+    );
+}
+
+#[test]
+fn s3_3_cors_echoes_origin_with_credentials() {
+    let mut h = Harness::echo();
+    for origin in ["test", "null", "https://example.com"] {
+        let id = h.request("GET", "/info", &[("origin", origin)], "");
+        let ex = h.ex(id);
+        assert_eq!(
+            ex.header("access-control-allow-origin").as_deref(),
+            Some(origin)
+        );
+        assert_eq!(
+            ex.header("access-control-allow-credentials").as_deref(),
+            Some("true")
+        );
+    }
+    let none = h.get("/info");
+    assert_eq!(
+        h.ex(none).header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    assert_eq!(h.ex(none).header("access-control-allow-credentials"), None);
+}
+
+#[test]
+fn s3_3_allow_headers_echoed_or_omitted() {
+    let mut h = Harness::echo();
+    let id = h.request(
+        "POST",
+        "/a/b/xhr",
+        &[("access-control-request-headers", "a, b, c")],
+        "",
+    );
+    assert_eq!(
+        h.ex(id).header("access-control-allow-headers").as_deref(),
+        Some("a, b, c")
+    );
+    let id = h.request(
+        "POST",
+        "/a/c/xhr",
+        &[("access-control-request-headers", "")],
+        "",
+    );
+    assert_eq!(h.ex(id).header("access-control-allow-headers"), None);
+    let id = h.post("/a/d/xhr", "");
+    assert_eq!(h.ex(id).header("access-control-allow-headers"), None);
+}
+
+#[test]
+fn s3_3_preflights() {
+    let mut h = Harness::echo();
+    for (path, methods) in [
+        ("/info", "OPTIONS, GET"),
+        ("/a/b/xhr", "OPTIONS, POST"),
+        ("/a/b/xhr_streaming", "OPTIONS, POST"),
+        ("/a/b/xhr_send", "OPTIONS, POST"),
+    ] {
+        for origin in ["test", "null"] {
+            let id = h.request(
+                "OPTIONS",
+                path,
+                &[
+                    ("origin", origin),
+                    ("access-control-request-method", "OPTIONS, POST"),
+                ],
+                "",
+            );
+            let ex = h.ex(id);
+            assert_eq!(ex.status(), 204, "{path}");
+            assert_eq!(ex.body(), "");
+            assert_eq!(
+                ex.header("cache-control").as_deref(),
+                Some("public, max-age=31536000")
+            );
+            assert!(ex.header("expires").is_some());
+            assert_eq!(
+                ex.header("access-control-max-age").as_deref(),
+                Some("31536000")
+            );
+            assert_eq!(
+                ex.header("access-control-allow-methods").as_deref(),
+                Some(methods)
+            );
+            assert_eq!(
+                ex.header("access-control-allow-origin").as_deref(),
+                Some(origin)
+            );
+            assert_eq!(
+                ex.header("access-control-allow-credentials").as_deref(),
+                Some("true")
+            );
+        }
+    }
+    assert_eq!(h.engine.session_count(), 0, "preflights create no session");
+}
+
+#[test]
+fn s3_3_expires_is_one_year_after_the_wall_clock() {
+    let mut h = Harness::echo();
+    h.advance(Duration::from_secs(10));
+    let id = h.request("OPTIONS", "/info", &[], "");
+    // Harness wall clock starts at 1_700_000_000 (2023-11-14T22:13:20Z); 2024 is a leap year.
+    assert_eq!(
+        h.ex(id).header("expires").as_deref(),
+        Some("Wed, 13 Nov 2024 22:13:30 GMT")
+    );
+}
+
+#[test]
+fn s3_4_jsessionid_on_every_session_endpoint_never_on_info() {
+    let mut h = Harness::new(
+        Options {
+            jsessionid: true,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let info = h.get("/info");
+    assert_eq!(h.ex(info).header("set-cookie"), None);
+    assert!(h.ex(info).body().contains("\"cookie_needed\":true"));
+    let greeting = h.get("/");
+    assert_eq!(h.ex(greeting).header("set-cookie"), None);
+    let iframe = h.get("/iframe.html");
+    assert_eq!(h.ex(iframe).header("set-cookie"), None);
+    for (method, path) in [
+        ("POST", "/a/1/xhr"),
+        ("POST", "/a/1/xhr_send"),
+        ("POST", "/a/2/xhr_streaming"),
+        ("GET", "/a/3/eventsource"),
+        ("GET", "/a/4/htmlfile?c=cb"),
+        ("GET", "/a/5/jsonp?c=cb"),
+        ("POST", "/a/5/jsonp_send"),
+        ("OPTIONS", "/a/6/xhr"),
+    ] {
+        let body = if path.ends_with("send") { "d=[]" } else { "" };
+        let headers: &[(&str, &str)] = if path.ends_with("jsonp_send") {
+            &[("content-type", "application/x-www-form-urlencoded")]
+        } else {
+            &[]
+        };
+        let id = h.request(method, path, headers, body);
+        assert_eq!(
+            h.ex(id).header("set-cookie").as_deref(),
+            Some("JSESSIONID=dummy; path=/"),
+            "{method} {path}"
+        );
+    }
+    let id = h.request("POST", "/a/7/xhr", &[("cookie", "JSESSIONID=abcdef")], "");
+    assert_eq!(
+        h.ex(id).header("set-cookie").as_deref(),
+        Some("JSESSIONID=abcdef; path=/")
+    );
+}
+
+#[test]
+fn s3_4_no_cookie_without_the_option() {
+    let mut h = Harness::echo();
+    let id = h.request("POST", "/a/1/xhr", &[("cookie", "JSESSIONID=abcdef")], "");
+    assert_eq!(h.ex(id).header("set-cookie"), None);
+}
+
+// ---- §4 static endpoints ----------------------------------------------------------------
+
+#[test]
+fn s4_1_greeting() {
+    let mut h = prefixed("/echo");
+    for path in ["/echo", "/echo/"] {
+        let id = h.get(path);
+        let ex = h.ex(id);
+        assert_eq!(ex.status(), 200);
+        assert_eq!(ex.header("content-type").as_deref(), Some(TEXT));
+        assert_eq!(ex.body(), "Welcome to SockJS!\n");
+        assert_eq!(ex.header("set-cookie"), None);
+    }
+}
+
+#[test]
+fn s4_2_info_fields_and_entropy() {
+    let mut h = Harness::echo();
+    let a = h.get("/info");
+    let b = h.get("/info");
+    let parse = |h: &Harness, id| -> serde_json::Value {
+        serde_json::from_str(&h.ex(id).body()).expect("json")
+    };
+    let (ja, jb) = (parse(&h, a), parse(&h, b));
+    assert_eq!(ja["websocket"], true);
+    assert_eq!(ja["cookie_needed"], false);
+    assert_eq!(ja["origins"], serde_json::json!(["*:*"]));
+    let (ea, eb) = (
+        ja["entropy"].as_u64().expect("int"),
+        jb["entropy"].as_u64().expect("int"),
+    );
+    assert!(ea <= u64::from(u32::MAX) && ea != eb);
+    assert_eq!(
+        h.ex(a).header("content-type").as_deref(),
+        Some("application/json; charset=UTF-8")
+    );
+    let mut off = Harness::new(
+        Options {
+            websocket: false,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let id = off.get("/info");
+    assert_eq!(parse(&off, id)["websocket"], false);
+}
+
+#[test]
+fn s4_3_iframe_page_etag_and_304() {
+    let mut h = Harness::new(
+        Options {
+            sockjs_url: "http://localhost:8080/sockjs.js".into(),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let mut bodies = Vec::new();
+    for path in [
+        "/iframe.html",
+        "/iframe-.html",
+        "/iframe-a.html",
+        "/iframe-0.1.2abc-dirty.2144.html",
+        "/iframe-a.html?t=1234",
+    ] {
+        let id = h.get(path);
+        let ex = h.ex(id);
+        assert_eq!(ex.status(), 200, "{path}");
+        assert_eq!(
+            ex.header("content-type").as_deref(),
+            Some("text/html; charset=UTF-8")
+        );
+        assert_eq!(
+            ex.header("cache-control").as_deref(),
+            Some("public, max-age=31536000")
+        );
+        assert!(ex.header("expires").is_some() && ex.header("last-modified").is_none());
+        assert!(ex.header("etag").is_some());
+        bodies.push(ex.body());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    let expected = "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script src=\"http://localhost:8080/sockjs.js\"></script>\n  <script>\n    document.domain = document.domain;\n    SockJS.bootstrap_iframe();\n  </script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>";
+    assert_eq!(bodies[0].trim(), expected);
+    let first = h.get("/iframe.html");
+    let etag = h.ex(first).header("etag").expect("etag");
+    let cached = h.request("GET", "/iframe.html", &[("if-none-match", &etag)], "");
+    let ex = h.ex(cached);
+    assert_eq!(ex.status(), 304);
+    assert_eq!(ex.header("content-type"), None);
+    assert_eq!(ex.body(), "");
+    for path in [
+        "/iframe.htm",
+        "/iframe",
+        "/IFRAME.HTML",
+        "/iframe.HTML",
+        "/iframe.xml",
+        "/iframe-/.html",
+        "/iframeXhtml",
+    ] {
+        let id = h.get(path);
+        assert_eq!(h.ex(id).status(), 404, "{path}");
+    }
+}
+
+// ---- §5 frames and encoding --------------------------------------------------------------
+
+#[test]
+fn s5_1_server_encodes_required_code_points_lowercase() {
+    let mut h = Harness::echo();
+    let open = h.post("/a/enc/xhr", "");
+    assert_eq!(h.ex(open).body(), "o\n");
+    let mut text = String::new();
+    for range in [
+        0x200c..=0x200f,
+        0x2028..=0x202f,
+        0x2060..=0x206f,
+        0xfff0..=0xffff,
+    ] {
+        text.extend(range.map(|c| char::from_u32(c).expect("char")));
+    }
+    let payload = serde_json::to_string(&[&text]).expect("json");
+    let send = h.post("/a/enc/xhr_send", &payload);
+    assert_eq!(h.ex(send).status(), 204);
+    let poll = h.post("/a/enc/xhr", "");
+    let mut expected = String::from("a[\"");
+    for range in [
+        0x200c..=0x200f,
+        0x2028..=0x202f,
+        0x2060..=0x206f,
+        0xfff0..=0xffff,
+    ] {
+        for c in range {
+            expected.push_str(&format!("\\u{c:04x}"));
+        }
+    }
+    expected.push_str("\"]\n");
+    assert_eq!(h.ex(poll).body(), expected);
+}
+
+#[test]
+fn s5_2_server_decodes_client_escapes() {
+    let mut h = Harness::echo();
+    h.post("/a/dec/xhr", "");
+    let send = h.post(
+        "/a/dec/xhr_send",
+        r#"["\u0000\u001f\u00ad\u0600\u200b\u2028\ufeff\ufff9\ud83d\ude00"]"#,
+    );
+    assert_eq!(h.ex(send).status(), 204);
+    assert_eq!(
+        h.messages.last().expect("msg").1,
+        "\u{0}\u{1f}\u{ad}\u{600}\u{200b}\u{2028}\u{feff}\u{fff9}😀"
+    );
+}
+
+#[test]
+fn s5_all_queued_messages_go_in_one_frame() {
+    let mut h = Harness::echo();
+    h.post("/a/batch/xhr", "");
+    for ct in [
+        "text/plain",
+        "T",
+        "application/json",
+        "application/xml",
+        "",
+        "text/xml",
+        "text/plain; charset=utf-8",
+        "application/json; charset=utf-8",
+    ] {
+        let id = h.request(
+            "POST",
+            "/a/batch/xhr_send",
+            &[("content-type", ct)],
+            r#"["a"]"#,
+        );
+        assert_eq!(h.ex(id).status(), 204, "{ct}");
+    }
+    let poll = h.post("/a/batch/xhr", "");
+    assert_eq!(
+        h.ex(poll).body(),
+        "a[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]\n"
+    );
+}
+
+// ---- §6 sending endpoints ------------------------------------------------------------------
+
+#[test]
+fn s6_xhr_send_error_order() {
+    let mut h = Harness::echo();
+    let cases = [
+        ("", 500, "Payload expected."),
+        ("[\"x", 500, "Broken JSON encoding."),
+        ("null", 500, "Payload expected."),
+        ("{}", 500, "Payload expected."),
+        ("\"a\"", 500, "Payload expected."),
+        ("[\"a\"]", 404, ""),
+    ];
+    for (body, status, text) in cases {
+        let id = h.post("/a/unknown/xhr_send", body);
+        assert_eq!(h.ex(id).status(), status, "{body:?}");
+        assert!(h.ex(id).body().contains(text), "{body:?}");
+    }
+    assert_eq!(h.engine.session_count(), 0, "senders never create sessions");
+}
+
+#[test]
+fn s6_xhr_send_success_headers() {
+    let mut h = Harness::echo();
+    h.post("/a/ok/xhr", "");
+    let id = h.request(
+        "POST",
+        "/a/ok/xhr_send",
+        &[("origin", "test")],
+        "[\"x\",\"y\"]",
+    );
+    let ex = h.ex(id);
+    assert_eq!(ex.status(), 204);
+    assert_eq!(ex.body(), "");
+    assert_eq!(ex.header("content-type").as_deref(), Some(TEXT));
+    assert_eq!(
+        ex.header("access-control-allow-origin").as_deref(),
+        Some("test")
+    );
+    let texts: Vec<&str> = h.messages.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts, ["x", "y"]);
+    let empty = h.post("/a/ok/xhr_send", "[]");
+    assert_eq!(h.ex(empty).status(), 204);
+    assert_eq!(h.messages.len(), 2);
+}
+
+#[test]
+fn s6_jsonp_send_form_and_raw() {
+    let mut h = Harness::echo();
+    let open = h.get("/a/j/jsonp?c=cb");
+    assert_eq!(h.ex(open).body(), "/**/cb(\"o\");\r\n");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let id = h.request("POST", "/a/j/jsonp_send", &form, "d=%5B%22x%22%5D");
+    assert_eq!(h.ex(id).status(), 200);
+    assert_eq!(h.ex(id).body(), "ok");
+    assert_eq!(h.ex(id).header("content-type").as_deref(), Some(TEXT));
+    let raw = h.request(
+        "POST",
+        "/a/j/jsonp_send",
+        &[("content-type", "text/plain")],
+        "[\"%61bc\"]",
+    );
+    assert_eq!(h.ex(raw).body(), "ok");
+    let texts: Vec<&str> = h.messages.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts, ["x", "%61bc"]);
+    for body in ["", "d=", "x=1"] {
+        let id = h.request("POST", "/a/j/jsonp_send", &form, body);
+        assert_eq!(h.ex(id).status(), 500);
+        assert!(h.ex(id).body().contains("Payload expected."), "{body}");
+    }
+    let id = h.request("POST", "/a/j/jsonp_send", &form, "d=%5B%22x");
+    assert!(h.ex(id).body().contains("Broken JSON encoding."));
+    let ok = h.request("POST", "/a/j/jsonp_send", &form, "d=%5B%5D");
+    assert_eq!(h.ex(ok).body(), "ok");
+}
+
+#[test]
+fn s6_sends_to_a_closing_session_are_acknowledged_and_dropped() {
+    let mut h = Harness::new(Options::default(), App::Close);
+    h.post("/a/c/xhr", "");
+    let send = h.post("/a/c/xhr_send", "[\"x\"]");
+    assert_eq!(h.ex(send).status(), 204);
+    assert!(h.messages.is_empty());
+}
+
+#[test]
+fn s6_oversized_body_is_413() {
+    let mut h = Harness::new(
+        Options {
+            max_request_body: 16,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    h.post("/a/big/xhr", "");
+    let id = h.post("/a/big/xhr_send", "[\"0123456789abcdef\"]");
+    assert_eq!(h.ex(id).status(), 413);
+    assert!(h.messages.is_empty());
+}
+
+// ---- §7 sessions ----------------------------------------------------------------------------
+
+#[test]
+fn s7_1_simple_session() {
+    let mut h = Harness::echo();
+    let open = h.post("/000/sess/xhr", "");
+    assert_eq!(h.ex(open).body(), "o\n");
+    assert_eq!(h.ex(open).header("content-type").as_deref(), Some(JS));
+    let send = h.post("/000/sess/xhr_send", "[\"a\"]");
+    assert_eq!(h.ex(send).status(), 204);
+    let poll = h.post("/000/sess/xhr", "");
+    assert_eq!(h.ex(poll).body(), "a[\"a\"]\n");
+    let unknown = h.post("/000/other/xhr_send", "[\"a\"]");
+    assert_eq!(h.ex(unknown).status(), 404);
+}
+
+#[test]
+fn s7_1_2_open_frame_comes_before_the_app_hears_of_the_session() {
+    let mut h = Harness::echo();
+    let id = h.post("/a/order/xhr_streaming", "");
+    let chunk = h
+        .log
+        .iter()
+        .position(|l| l == &format!("chunk {}", id.0))
+        .expect("chunk");
+    let opened = h
+        .log
+        .iter()
+        .position(|l| l.starts_with("opened"))
+        .expect("opened");
+    assert!(chunk < opened);
+    assert_eq!(h.opened[0].1.transport, Transport::XhrStreaming);
+    assert_eq!(&*h.opened[0].1.id, "order");
+}
+
+#[test]
+fn s7_1_2_second_receiver_gets_2010_and_first_is_untouched() {
+    let mut h = Harness::echo();
+    h.post("/a/busy/xhr", "");
+    let first = h.post("/a/busy/xhr", "");
+    assert!(!h.ex(first).done(), "poll is held");
+    let second = h.post("/a/busy/xhr", "");
+    assert_eq!(
+        h.ex(second).body(),
+        "c[2010,\"Another connection still open\"]\n"
+    );
+    assert_eq!(h.ex(second).status(), 200);
+    assert!(!h.ex(first).done());
+    h.post("/a/busy/xhr_send", "[\"x\"]");
+    assert_eq!(h.ex(first).body(), "a[\"x\"]\n");
+    assert!(h.closed.is_empty());
+}
+
+#[test]
+fn s7_1_2_second_streaming_receiver_gets_prelude_then_2010() {
+    let mut h = Harness::echo();
+    let first = h.post("/a/busy2/xhr_streaming", "");
+    let second = h.post("/a/busy2/xhr_streaming", "");
+    let chunks = h.ex(second).chunk_strings();
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(chunks[0].len(), 2049);
+    assert_eq!(chunks[1], "c[2010,\"Another connection still open\"]\n");
+    assert!(h.ex(second).ended);
+    assert!(!h.ex(first).ended);
+}
+
+#[test]
+fn s7_1_2_closing_session_replays_close_frame() {
+    let mut h = Harness::new(Options::default(), App::Close);
+    let open = h.post("/a/closed/xhr", "");
+    assert_eq!(h.ex(open).body(), "o\n");
+    for _ in 0..3 {
+        let id = h.post("/a/closed/xhr", "");
+        assert_eq!(h.ex(id).body(), "c[3000,\"Go away!\"]\n");
+        h.advance(Duration::from_secs(4));
+    }
+    assert!(h.closed.is_empty(), "replays restart the disconnect timer");
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(
+        h.closed[0].1,
+        CloseReason::Closed {
+            code: 3000,
+            reason: "Go away!".into()
+        }
+    );
+    let reopened = h.post("/a/closed/xhr", "");
+    assert_eq!(h.ex(reopened).body(), "o\n");
+}
+
+#[test]
+fn s7_1_2_open_flushes_queue_on_attach() {
+    let mut h = Harness::new(Options::default(), App::Passive);
+    h.post("/a/q/xhr", "");
+    let key = h.last_session();
+    h.app_send(key, "one");
+    h.app_send(key, "two");
+    let stream = h.post("/a/q/xhr_streaming", "");
+    assert_eq!(h.ex(stream).chunk_strings()[1], "a[\"one\",\"two\"]\n");
+}
+
+#[test]
+fn s7_1_3_heartbeat_at_exactly_the_delay_on_a_poll() {
+    let mut h = Harness::echo();
+    h.post("/a/hb/xhr", "");
+    let poll = h.post("/a/hb/xhr", "");
+    h.advance(Duration::from_secs(25) - ms(1));
+    assert!(!h.ex(poll).done());
+    h.advance(ms(1));
+    assert_eq!(h.ex(poll).body(), "h\n");
+}
+
+#[test]
+fn s7_1_3_heartbeat_on_a_stream_repeats_after_idle() {
+    let mut h = Harness::echo();
+    let stream = h.post("/a/hbs/xhr_streaming", "");
+    h.advance(Duration::from_secs(10));
+    h.post("/a/hbs/xhr_send", "[\"x\"]");
+    assert_eq!(
+        h.ex(stream).chunk_strings().last().map(String::as_str),
+        Some("a[\"x\"]\n")
+    );
+    h.advance(Duration::from_secs(25) - ms(1));
+    assert_eq!(h.ex(stream).chunks.len(), 3, "a write resets the heartbeat");
+    h.advance(ms(1));
+    assert_eq!(
+        h.ex(stream).chunk_strings().last().map(String::as_str),
+        Some("h\n")
+    );
+    h.advance(Duration::from_secs(25));
+    assert_eq!(h.ex(stream).chunks.len(), 5);
+    assert!(h.closed.is_empty());
+}
+
+#[test]
+fn s7_1_5_session_expires_exactly_after_the_disconnect_delay() {
+    let mut h = Harness::echo();
+    h.post("/a/exp/xhr", "");
+    h.advance(Duration::from_secs(4));
+    let early = h.post("/a/exp/xhr_send", "[\"x\"]");
+    assert_eq!(h.ex(early).status(), 204);
+    h.advance(Duration::from_secs(1) - ms(1));
+    assert!(h.closed.is_empty());
+    h.advance(ms(1));
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(h.closed[0].1, CloseReason::Timeout);
+    let late = h.post("/a/exp/xhr_send", "[\"x\"]");
+    assert_eq!(h.ex(late).status(), 404);
+    let reopen = h.post("/a/exp/xhr", "");
+    assert_eq!(h.ex(reopen).body(), "o\n");
+}
+
+#[test]
+fn s7_1_5_no_expiry_while_a_receiver_is_attached() {
+    let mut h = Harness::echo();
+    let stream = h.post("/a/att/xhr_streaming", "");
+    h.advance(Duration::from_secs(60));
+    assert!(h.closed.is_empty());
+    assert!(!h.ex(stream).ended);
+}
+
+#[test]
+fn s7_1_6_abort_closes_the_session_by_default() {
+    let mut h = Harness::echo();
+    let stream = h.post("/a/ab/xhr_streaming", "");
+    h.abort(stream);
+    assert_eq!(h.closed[0].1, CloseReason::Aborted);
+    let next = h.post("/a/ab/xhr", "");
+    assert_eq!(h.ex(next).body(), "o\n");
+    let mut h = Harness::echo();
+    h.post("/a/ab2/xhr", "");
+    let poll = h.post("/a/ab2/xhr", "");
+    h.abort(poll);
+    let next = h.post("/a/ab2/xhr", "");
+    assert_eq!(h.ex(next).body(), "o\n");
+}
+
+#[test]
+fn s7_1_6_abort_interrupt_policy_replays_1002() {
+    let opts = Options {
+        abort: sockjs_core::AbortPolicy::Interrupt,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts, App::Echo);
+    let stream = h.post("/a/int/xhr_streaming", "");
+    h.abort(stream);
+    let next = h.post("/a/int/xhr", "");
+    assert_eq!(h.ex(next).body(), "c[1002,\"Connection interrupted\"]\n");
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.closed[0].1, CloseReason::Aborted);
+}
+
+#[test]
+fn s7_1_6_abort_detach_policy_keeps_the_session() {
+    let opts = Options {
+        abort: sockjs_core::AbortPolicy::Detach,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts, App::Echo);
+    h.post("/a/det/xhr", "");
+    let poll = h.post("/a/det/xhr", "");
+    h.abort(poll);
+    let send = h.post("/a/det/xhr_send", "[\"kept\"]");
+    assert_eq!(h.ex(send).status(), 204);
+    let next = h.post("/a/det/xhr", "");
+    assert_eq!(h.ex(next).body(), "a[\"kept\"]\n");
+}
+
+#[test]
+fn s7_1_7_app_close_unlinks_the_receiver() {
+    let mut h = Harness::new(Options::default(), App::Close);
+    let stream = h.post("/a/cl/xhr_streaming", "");
+    let chunks = h.ex(stream).chunk_strings();
+    assert_eq!(
+        chunks[1..],
+        ["o\n".to_string(), "c[3000,\"Go away!\"]\n".to_string()]
+    );
+    assert!(h.ex(stream).ended);
+    let next = h.post("/a/cl/xhr_streaming", "");
+    let chunks = h.ex(next).chunk_strings();
+    assert_eq!(chunks[1], "c[3000,\"Go away!\"]\n", "close frame, not 2010");
+    assert!(h.ex(next).ended);
+}
+
+#[test]
+fn s7_1_7_close_after_queued_messages_sends_them_first() {
+    let mut h = Harness::new(Options::default(), App::Passive);
+    h.post("/a/qc/xhr", "");
+    let key = h.last_session();
+    h.app_send(key, "last words");
+    h.app_close(key, 3001, "bye");
+    let poll = h.post("/a/qc/xhr", "");
+    assert_eq!(
+        h.ex(poll).body(),
+        "a[\"last words\"]\n",
+        "a poll takes one frame"
+    );
+    let poll = h.post("/a/qc/xhr", "");
+    assert_eq!(h.ex(poll).body(), "c[3001,\"bye\"]\n");
+}
+
+#[test]
+fn s7_1_8_sends_refused_once_closing() {
+    let mut h = Harness::new(Options::default(), App::Passive);
+    h.post("/a/r/xhr", "");
+    let key = h.last_session();
+    h.app_close(key, 3000, "x");
+    assert_eq!(
+        h.engine.send(h.now, key, "late"),
+        Err(sockjs_core::SendError::NotOpen)
+    );
+    h.advance(Duration::from_secs(5));
+    assert_eq!(
+        h.engine.send(h.now, key, "late"),
+        Err(sockjs_core::SendError::UnknownSession)
+    );
+}
+
+#[test]
+fn s7_queue_bound_refuses_sends_past_max_queued_bytes() {
+    let mut h = Harness::new(
+        Options {
+            max_queued_bytes: 32,
+            ..Options::default()
+        },
+        App::Passive,
+    );
+    h.post("/a/full/xhr", "");
+    let key = h.last_session();
+    assert!(h.engine.send(h.now, key, "0123456789").is_ok());
+    assert!(h.engine.send(h.now, key, "0123456789").is_ok());
+    assert_eq!(
+        h.engine.send(h.now, key, "0123456789"),
+        Err(sockjs_core::SendError::QueueFull)
+    );
+    assert!(h.engine.queued_bytes(key).expect("live") <= 32);
+    // Escaping can grow a message past the bound even when its raw length fits.
+    assert_eq!(
+        h.engine.send(h.now, key, "\u{1}\u{1}"),
+        Err(sockjs_core::SendError::QueueFull)
+    );
+    let poll = h.post("/a/full/xhr", "");
+    assert_eq!(h.ex(poll).body(), "a[\"0123456789\",\"0123456789\"]\n");
+}
+
+#[test]
+fn s7_max_sessions_gives_503() {
+    let mut h = Harness::new(
+        Options {
+            max_sessions: 2,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    h.post("/a/m1/xhr", "");
+    h.post("/a/m2/xhr", "");
+    let third = h.post("/a/m3/xhr", "");
+    assert_eq!(h.ex(third).status(), 503);
+    let ws = h.ws_open("/a/m4/websocket");
+    assert_eq!(h.ex(ws).status(), 503);
+    let existing = h.post("/a/m1/xhr", "");
+    assert!(!h.ex(existing).done(), "existing sessions still served");
+}
+
+// ---- §8 HTTP transports -----------------------------------------------------------------------
+
+#[test]
+fn s8_xhr_streaming_prelude_and_frames_are_separate_chunks() {
+    let mut h = Harness::echo();
+    let id = h.post("/a/xs/xhr_streaming", "");
+    assert_eq!(h.ex(id).header("content-type").as_deref(), Some(JS));
+    h.post("/a/xs/xhr_send", "[\"x\"]");
+    let chunks = h.ex(id).chunk_strings();
+    assert_eq!(chunks[0], format!("{}\n", "h".repeat(2048)));
+    assert_eq!(chunks[1..], ["o\n".to_string(), "a[\"x\"]\n".to_string()]);
+}
+
+#[test]
+fn s8_xhr_streaming_response_limit_ends_after_the_31st_frame() {
+    let mut h = Harness::echo();
+    let id = h.post("/a/lim/xhr_streaming", "");
+    let msg = format!("[\"{}\"]", "x".repeat(128));
+    for i in 0..31 {
+        assert!(!h.ex(id).ended, "ended early after {i} frames");
+        h.post("/a/lim/xhr_send", &msg);
+        assert_eq!(h.ex(id).chunks.last().map(|c| c.len()), Some(134));
+    }
+    assert!(h.ex(id).ended, "ended right after the 31st frame");
+    assert_eq!(h.ex(id).chunks.len(), 1 + 1 + 31);
+    assert!(h.closed.is_empty(), "limit is a normal detach");
+    let next = h.post("/a/lim/xhr_streaming", "");
+    assert!(!h.ex(next).ended);
+}
+
+#[test]
+fn s8_eventsource_frames() {
+    let mut h = Harness::echo();
+    let id = h.get("/a/es/eventsource");
+    assert_eq!(
+        h.ex(id).header("content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    h.post("/a/es/xhr_send", r#"["  \u0000\n\r ","100%"]"#);
+    let chunks = h.ex(id).chunk_strings();
+    assert_eq!(chunks[0], "\r\n");
+    assert_eq!(chunks[1], "data: o\r\n\r\n");
+    assert_eq!(
+        chunks[2],
+        "data: a[\"  \\u0000\\n\\r \",\"100%25\"]\r\n\r\n"
+    );
+}
+
+#[test]
+fn s8_eventsource_response_limit() {
+    let mut h = Harness::echo();
+    let id = h.get("/a/esl/eventsource");
+    h.post("/a/esl/xhr_send", &format!("[\"{}\"]", "x".repeat(4096)));
+    assert!(h.ex(id).ended);
+}
+
+#[test]
+fn s8_eventsource_0_3_3_content_type() {
+    let mut h = Harness::new(
+        Options {
+            protocol: ProtocolVersion::V0_3_3,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let id = h.get("/a/es/eventsource");
+    assert_eq!(
+        h.ex(id).header("content-type").as_deref(),
+        Some("text/event-stream; charset=UTF-8")
+    );
+}
+
+#[test]
+fn s8_htmlfile_head_and_frames() {
+    let mut h = Harness::echo();
+    let id = h.get("/a/hf/htmlfile?c=%63allback");
+    assert_eq!(
+        h.ex(id).header("content-type").as_deref(),
+        Some("text/html; charset=UTF-8")
+    );
+    h.post("/a/hf/xhr_send", "[\"x\"]");
+    let chunks = h.ex(id).chunk_strings();
+    assert!(chunks[0].len() > 1024);
+    let expected_head = "<!doctype html>\n<html><head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n</head><body><h2>Don't panic!</h2>\n  <script>\n    document.domain = document.domain;\n    var c = parent.callback;\n    c.start();\n    function p(d) {c.message(d);};\n    window.onload = function() {c.stop();};\n  </script>";
+    assert_eq!(chunks[0].trim(), expected_head);
+    assert_eq!(chunks[1], "<script>\np(\"o\");\n</script>\r\n");
+    assert_eq!(chunks[2], "<script>\np(\"a[\\\"x\\\"]\");\n</script>\r\n");
+}
+
+#[test]
+fn s8_htmlfile_response_limit() {
+    let mut h = Harness::echo();
+    let id = h.get("/a/hfl/htmlfile?c=cb");
+    h.post("/a/hfl/xhr_send", &format!("[\"{}\"]", "x".repeat(4096)));
+    assert!(h.ex(id).ended);
+}
+
+#[test]
+fn s8_callbacks_missing_or_invalid_are_500() {
+    let mut h = Harness::echo();
+    for t in ["htmlfile", "jsonp"] {
+        let id = h.get(&format!("/a/a/{t}"));
+        assert_eq!(h.ex(id).status(), 500);
+        assert!(h.ex(id).body().contains("\"callback\" parameter required"));
+        for cb in ["%20", "*", "abc(", "abc%28", &"a".repeat(65)] {
+            let id = h.get(&format!("/a/a/{t}?c={cb}"));
+            assert_eq!(h.ex(id).status(), 500, "{t} {cb}");
+            assert!(h.ex(id).body().contains("invalid \"callback\" parameter"));
+        }
+    }
+    assert_eq!(h.engine.session_count(), 0, "no session on callback errors");
+    let id = h.get("/a/cbname/jsonp?callback=_jp.a1b2-c_");
+    assert_eq!(h.ex(id).body(), "/**/_jp.a1b2-c_(\"o\");\r\n");
+}
+
+#[test]
+fn s8_jsonp_polling_frames_and_close() {
+    let mut h = Harness::new(Options::default(), App::Close);
+    let open = h.get("/a/jp/jsonp?c=x");
+    assert_eq!(h.ex(open).header("content-type").as_deref(), Some(JS));
+    assert_eq!(h.ex(open).body(), "/**/x(\"o\");\r\n");
+    for _ in 0..2 {
+        let id = h.get("/a/jp/jsonp?c=x");
+        assert_eq!(h.ex(id).body(), "/**/x(\"c[3000,\\\"Go away!\\\"]\");\r\n");
+    }
+}
+
+#[test]
+fn s8_jsonp_0_3_3_has_no_prefix() {
+    let mut h = Harness::new(
+        Options {
+            protocol: ProtocolVersion::V0_3_3,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let open = h.get("/a/jp/jsonp?c=x");
+    assert_eq!(h.ex(open).body(), "x(\"o\");\r\n");
+}
+
+#[test]
+fn s8_htmlfile_escapes_script_end_tags() {
+    let mut h = Harness::echo();
+    let id = h.get("/a/xss/htmlfile?c=cb");
+    h.post(
+        "/a/xss/xhr_send",
+        "[\"</script><script>alert(1)</script>\"]",
+    );
+    let last = h.ex(id).chunk_strings().pop().expect("frame");
+    assert_eq!(last.matches("</script>").count(), 1, "{last}");
+    assert!(last.contains("\\u003c/script>"));
+}
+
+#[test]
+fn s8_limit_bookkeeping_excludes_prelude() {
+    // 2 + 8 * 128-byte frames reach exactly 1026 for limit 1026; the htmlfile prelude
+    // (> 1024 bytes) alone must not end the stream.
+    let mut h = Harness::new(
+        Options {
+            response_limit: 1025,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let id = h.get("/a/pre/htmlfile?c=cb");
+    assert!(!h.ex(id).ended);
+    let es = h.get("/a/pre2/eventsource");
+    assert!(!h.ex(es).ended);
+}
+
+// ---- §9 WebSocket ---------------------------------------------------------------------------
+
+#[test]
+fn s9_1_handshake_errors() {
+    let mut h = Harness::echo();
+    let plain = h.get("/a/b/websocket");
+    assert_eq!(h.ex(plain).status(), 400);
+    assert!(
+        h.ex(plain)
+            .body()
+            .contains("Can \"Upgrade\" only to \"WebSocket\".")
+    );
+    let bad_conn = h.request(
+        "GET",
+        "/a/b/websocket",
+        &[("upgrade", "WebSocket"), ("connection", "close")],
+        "",
+    );
+    assert_eq!(h.ex(bad_conn).status(), 400);
+    let post = h.request(
+        "POST",
+        "/a/b/websocket",
+        &[("upgrade", "websocket"), ("connection", "Upgrade")],
+        "",
+    );
+    assert_eq!(h.ex(post).status(), 405);
+    assert_eq!(h.ex(post).body(), "");
+    let v8 = h.request(
+        "GET",
+        "/a/b/websocket",
+        &[
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-version", "8"),
+            ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+        ],
+        "",
+    );
+    assert_eq!(h.ex(v8).status(), 400);
+    assert_eq!(h.engine.session_count(), 0);
+}
+
+#[test]
+fn s9_1_rfc6455_accept_key_and_headers() {
+    let mut h = Harness::echo();
+    let id = h.request(
+        "GET",
+        "/a/b/websocket",
+        &[
+            ("upgrade", "WebSocket"),
+            ("connection", "keep-alive, Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+            ("sec-websocket-origin", "http://x"),
+        ],
+        "",
+    );
+    let ex = h.ex(id);
+    assert_eq!(ex.status(), 101);
+    assert_eq!(
+        ex.header("sec-websocket-accept").as_deref(),
+        Some("HSmrc0sMlYUkAGmm5OPpG2HaGWk=")
+    );
+    assert_eq!(ex.header("upgrade").as_deref(), Some("websocket"));
+    assert_eq!(ex.header("connection").as_deref(), Some("Upgrade"));
+    assert_eq!(ex.header("content-length"), None);
+    assert_eq!(ex.upgrade.as_ref().map(|u| u.1), Some(Handshake::Rfc6455));
+}
+
+#[test]
+fn s9_1_0_3_3_accepts_versions_7_and_8() {
+    let mut h = Harness::new(
+        Options {
+            protocol: ProtocolVersion::V0_3_3,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    for v in ["7", "8", "13"] {
+        let id = h.request(
+            "GET",
+            "/a/b/websocket",
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "Upgrade"),
+                ("sec-websocket-version", v),
+                ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+            ],
+            "",
+        );
+        assert_eq!(h.ex(id).status(), 101, "version {v}");
+    }
+}
+
+#[test]
+fn s9_1_hixie76_handshake() {
+    let hixie = [
+        ("upgrade", "WebSocket"),
+        ("connection", "Upgrade"),
+        ("host", "localhost:8081"),
+        ("origin", "http://example.com"),
+        ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
+        ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
+    ];
+    let mut off = Harness::echo();
+    let id = off.request("GET", "/a/b/websocket", &hixie, "");
+    assert_eq!(off.ex(id).status(), 400, "hixie-76 is off by default");
+    let mut h = Harness::new(
+        Options {
+            hixie76: true,
+            prefix: "/echo".into(),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let id = h.request("GET", "/echo/a/b/websocket", &hixie, "");
+    let ex = h.ex(id);
+    assert_eq!(ex.status(), 101);
+    assert_eq!(
+        ex.upgrade.as_ref().map(|u| u.1),
+        Some(Handshake::Hixie76 {
+            key1: 829309203,
+            key2: 259970620
+        })
+    );
+    assert_eq!(ex.header("upgrade").as_deref(), Some("WebSocket"));
+    assert_eq!(
+        ex.header("sec-websocket-origin").as_deref(),
+        Some("http://example.com")
+    );
+    assert_eq!(
+        ex.header("sec-websocket-location").as_deref(),
+        Some("ws://localhost:8081/echo/a/b/websocket")
+    );
+    assert_eq!(ex.ws_texts, ["o"]);
+    let bad = [
+        ("upgrade", "WebSocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-key1", "123"),
+        ("sec-websocket-key2", "1 2"),
+    ];
+    let id = h.request("GET", "/echo/a/c/websocket", &bad, "");
+    assert_eq!(h.ex(id).status(), 400);
+}
+
+#[test]
+fn s9_2_open_echo_and_batches() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/b/websocket");
+    assert_eq!(h.ex(ws).ws_texts, ["o"]);
+    h.ws_send(ws, "[\"a\",\"b\"]");
+    assert_eq!(
+        h.ex(ws).ws_texts[1],
+        "a[\"a\",\"b\"]",
+        "both echoes in one frame"
+    );
+    h.ws_send(ws, "\"c\"");
+    assert_eq!(h.ex(ws).ws_texts[2], "a[\"c\"]");
+}
+
+#[test]
+fn s9_2_empty_frame_and_empty_array_are_ignored() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/b/websocket");
+    h.ws_send(ws, "");
+    h.ws_send(ws, "[]");
+    assert_eq!(h.ex(ws).ws_texts, ["o"]);
+    assert!(h.ex(ws).ws_close.is_none());
+    h.ws_send(ws, "[\"a\"]");
+    assert_eq!(h.ex(ws).ws_texts[1], "a[\"a\"]");
+}
+
+#[test]
+fn s9_2_broken_json_terminates() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/b/websocket");
+    h.ws_send(ws, "[\"a");
+    assert_eq!(h.ex(ws).ws_close, Some((3000, "Broken framing.".into())));
+    assert_eq!(h.closed[0].1, CloseReason::BrokenFraming);
+    h.ws_send(ws, "[\"late\"]");
+    assert!(h.messages.is_empty());
+}
+
+#[test]
+fn s9_2_app_close_sends_c_frame_then_closes() {
+    let mut h = Harness::new(Options::default(), App::Close);
+    let ws = h.ws_open("/a/b/websocket");
+    let ex = h.ex(ws);
+    assert_eq!(ex.ws_texts, ["o", "c[3000,\"Go away!\"]"]);
+    assert_eq!(ex.ws_close, Some((1000, "Normal closure".into())));
+    assert_eq!(h.engine.session_count(), 0);
+    assert_eq!(h.engine.pending_requests(), 0);
+}
+
+#[test]
+fn s9_2_client_close_ends_session_at_once() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/b/websocket");
+    h.ws_closed(ws);
+    assert_eq!(h.closed[0].1, CloseReason::ClientClosed);
+    assert_eq!(h.engine.session_count(), 0);
+}
+
+#[test]
+fn s9_2_heartbeat_every_delay() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/b/websocket");
+    h.advance(Duration::from_secs(25) - ms(1));
+    assert_eq!(h.ex(ws).ws_texts.len(), 1);
+    h.advance(ms(1));
+    assert_eq!(h.ex(ws).ws_texts, ["o", "h"]);
+    h.advance(Duration::from_secs(25));
+    assert_eq!(h.ex(ws).ws_texts, ["o", "h", "h"]);
+}
+
+#[test]
+fn s7_2_websocket_sessions_are_independent_of_the_id() {
+    let mut h = Harness::echo();
+    let a = h.ws_open("/a/same/websocket");
+    let b = h.ws_open("/a/same/websocket");
+    assert_eq!(h.ex(b).ws_texts, ["o"], "no 2010");
+    h.ws_send(a, "[\"to a\"]");
+    h.ws_send(b, "[\"to b\"]");
+    assert_eq!(h.ex(a).ws_texts[1], "a[\"to a\"]");
+    assert_eq!(h.ex(b).ws_texts[1], "a[\"to b\"]");
+    let poll = h.post("/a/same/xhr", "");
+    assert_eq!(h.ex(poll).body(), "o\n", "not registered under the id");
+    h.ws_closed(a);
+    let c = h.ws_open("/a/same/websocket");
+    assert_eq!(h.ex(c).ws_texts, ["o"]);
+}
+
+#[test]
+fn s9_3_raw_websocket_verbatim() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/websocket");
+    assert!(h.ex(ws).ws_texts.is_empty(), "no o frame");
+    h.ws_send(ws, "Hello world!\u{ffff}");
+    assert_eq!(h.ex(ws).ws_texts, ["Hello world!\u{ffff}"]);
+    h.advance(Duration::from_secs(25));
+    assert_eq!(h.ex(ws).ws_pings, 1, "raw heartbeat is a ping");
+    assert_eq!(h.opened[0].1.transport, Transport::RawWebSocket);
+}
+
+#[test]
+fn s9_3_raw_websocket_close_code_and_reason() {
+    let mut h = Harness::new(Options::default(), App::Close);
+    let ws = h.ws_open("/websocket");
+    assert_eq!(h.ex(ws).ws_close, Some((3000, "Go away!".into())));
+    assert!(h.ex(ws).ws_texts.is_empty());
+}
+
+// ---- §10 HTTP behaviour the engine decides ---------------------------------------------------
+
+#[test]
+fn s10_each_prelude_and_frame_is_its_own_chunk_on_close() {
+    let mut h = Harness::new(Options::default(), App::Close);
+    let id = h.post("/a/c/xhr_streaming", "");
+    let chunks = h.ex(id).chunk_strings();
+    assert_eq!(chunks.len(), 3);
+    assert_eq!(chunks[0].len(), 2049);
+    assert_eq!(chunks[1], "o\n");
+    assert_eq!(chunks[2], "c[3000,\"Go away!\"]\n");
+    assert!(h.ex(id).ended);
+}
+
+#[test]
+fn s10_post_without_body_opens() {
+    let mut h = Harness::echo();
+    let id = h.post("/a/nobody/xhr", "");
+    assert_eq!(h.ex(id).body(), "o\n");
+}
+
+// ---- shutdown, origins ------------------------------------------------------------------------
+
+#[test]
+fn close_all_ends_streams_sockets_and_polls() {
+    let mut h = Harness::new(Options::default(), App::Passive);
+    let stream = h.post("/a/s1/xhr_streaming", "");
+    let ws = h.ws_open("/a/s2/websocket");
+    h.post("/a/s3/xhr", "");
+    let poll = h.post("/a/s3/xhr", "");
+    h.engine.close_all(h.now, 1001, "Server shutting down");
+    h.drain();
+    assert_eq!(
+        h.ex(stream).chunk_strings().last().map(String::as_str),
+        Some("c[1001,\"Server shutting down\"]\n")
+    );
+    assert!(h.ex(stream).ended);
+    assert_eq!(
+        h.ex(ws).ws_texts.last().map(String::as_str),
+        Some("c[1001,\"Server shutting down\"]")
+    );
+    assert!(h.ex(ws).ws_close.is_some());
+    assert_eq!(h.ex(poll).body(), "c[1001,\"Server shutting down\"]\n");
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.engine.session_count(), 0);
+    assert_eq!(h.closed.len(), 3);
+}
+
+#[test]
+fn origin_policy_refuses_cors_and_upgrades() {
+    let opts = Options {
+        origins: sockjs_core::OriginPolicy::List(vec!["https://good".into()]),
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts, App::Echo);
+    let bad = h.request("GET", "/info", &[("origin", "https://evil")], "");
+    assert_eq!(h.ex(bad).status(), 403);
+    let good = h.request("GET", "/info", &[("origin", "https://good")], "");
+    assert_eq!(h.ex(good).status(), 200);
+    let ws = h.request(
+        "GET",
+        "/a/b/websocket",
+        &[
+            ("origin", "https://evil"),
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+        ],
+        "",
+    );
+    assert_eq!(h.ex(ws).status(), 403);
+    let xhr = h.request("POST", "/a/b/xhr", &[("origin", "https://evil")], "");
+    assert_eq!(h.ex(xhr).status(), 403);
+    let no_origin = h.post("/a/b/xhr", "");
+    assert_eq!(h.ex(no_origin).body(), "o\n");
+    let greeting = h.request("GET", "/", &[("origin", "https://evil")], "");
+    assert_eq!(h.ex(greeting).status(), 200);
+}
