@@ -4,7 +4,8 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::{Limits, WireError};
 
-/// Longest chunk-size line accepted, extensions included.
+/// Longest chunk-size line accepted, extensions included (and never more
+/// than `max_head_bytes`).
 const MAX_SIZE_LINE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +54,11 @@ impl ChunkedDecoder {
         loop {
             match self.state {
                 State::Size => {
-                    let Some(line) = take_line(buf, MAX_SIZE_LINE, WireError::MalformedChunk)?
+                    let Some(line) = take_line(
+                        buf,
+                        MAX_SIZE_LINE.min(limits.max_head_bytes),
+                        WireError::MalformedChunk,
+                    )?
                     else {
                         return Ok(false);
                     };
