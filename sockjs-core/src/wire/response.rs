@@ -59,10 +59,11 @@ impl AfterResponse {
 /// keep-alive decision.
 ///
 /// The status line is always `HTTP/1.1 <code> <reason>`, also for HTTP/1.0
-/// clients. The encoder owns the framing fields: the caller's
-/// `Transfer-Encoding` is always dropped, and its `Connection` and
-/// `Content-Length` are replaced as described on each method. Other fields
-/// are written in order as given.
+/// clients. The encoder owns the framing fields: outside 1xx heads (written
+/// exactly as given) the caller's `Transfer-Encoding` is always dropped, and
+/// its `Connection` and `Content-Length` are replaced as described on each
+/// method. Other fields are written in order as given; `HeaderMap` spells
+/// their names in lowercase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponseEncoder {
     http10: bool,
