@@ -1,0 +1,195 @@
+//! Incremental decoder for `Transfer-Encoding: chunked` request bodies.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::{Limits, WireError};
+
+/// Longest chunk-size line accepted, extensions included (and never more
+/// than `max_head_bytes`).
+const MAX_SIZE_LINE: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for a `<hex size>[;ext]\r\n` line.
+    Size,
+    /// Inside a chunk's data, with this many bytes still to come.
+    Data(u64),
+    /// After a chunk's data, waiting for its `\r\n`.
+    DataEnd,
+    /// After the last chunk, reading trailer lines up to an empty one.
+    Trailers,
+    /// The body is complete.
+    Done,
+}
+
+/// Decodes a chunked body, consuming its bytes as they arrive.
+///
+/// Chunk extensions are accepted and ignored; trailer fields are accepted
+/// (bounded by `max_head_bytes`) and discarded. Lines must end with CRLF.
+#[derive(Debug)]
+pub(crate) struct ChunkedDecoder {
+    state: State,
+    body: BytesMut,
+    trailer_bytes: usize,
+}
+
+impl ChunkedDecoder {
+    pub(crate) fn new() -> Self {
+        ChunkedDecoder {
+            state: State::Size,
+            body: BytesMut::new(),
+            trailer_bytes: 0,
+        }
+    }
+
+    /// Consume as much of `buf` as belongs to the body.
+    ///
+    /// Returns `Ok(true)` once the body is complete (then [`take_body`](Self::take_body)),
+    /// `Ok(false)` when more bytes are needed. Never consumes bytes after the body.
+    pub(crate) fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+    ) -> Result<bool, WireError> {
+        loop {
+            match self.state {
+                State::Size => {
+                    let Some(line) = take_line(
+                        buf,
+                        MAX_SIZE_LINE.min(limits.max_head_bytes),
+                        WireError::MalformedChunk,
+                    )?
+                    else {
+                        return Ok(false);
+                    };
+                    let size = parse_size_line(&line)?;
+                    let total = (self.body.len() as u64).saturating_add(size);
+                    if total > limits.max_body_bytes as u64 {
+                        return Err(WireError::BodyTooLarge);
+                    }
+                    self.state = if size == 0 {
+                        State::Trailers
+                    } else {
+                        State::Data(size)
+                    };
+                }
+                State::Data(remaining) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let n = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(buf.len());
+                    self.body.extend_from_slice(&buf[..n]);
+                    buf.advance(n);
+                    let left = remaining - n as u64;
+                    self.state = if left == 0 {
+                        State::DataEnd
+                    } else {
+                        State::Data(left)
+                    };
+                }
+                State::DataEnd => match buf.get(..2) {
+                    Some(b"\r\n") => {
+                        buf.advance(2);
+                        self.state = State::Size;
+                    }
+                    Some(_) => return Err(WireError::MalformedChunk),
+                    None if buf.first().is_some_and(|&b| b != b'\r') => {
+                        return Err(WireError::MalformedChunk);
+                    }
+                    None => return Ok(false),
+                },
+                State::Trailers => {
+                    let budget = limits.max_head_bytes.saturating_sub(self.trailer_bytes);
+                    let Some(line) = take_line(buf, budget, WireError::HeadTooLarge)? else {
+                        return Ok(false);
+                    };
+                    self.trailer_bytes += line.len() + 2;
+                    if line.is_empty() {
+                        self.state = State::Done;
+                    } else if !is_trailer_field(&line) {
+                        return Err(WireError::MalformedChunk);
+                    }
+                }
+                State::Done => return Ok(true),
+            }
+        }
+    }
+
+    /// The decoded body; call once [`decode`](Self::decode) returned `Ok(true)`.
+    pub(crate) fn take_body(&mut self) -> Bytes {
+        std::mem::take(&mut self.body).freeze()
+    }
+
+    /// Bytes of decoded body held so far.
+    pub(crate) fn buffered(&self) -> usize {
+        self.body.len()
+    }
+}
+
+/// Split a CRLF-terminated line (without the CRLF) off the front of `buf`.
+///
+/// `Ok(None)` if the line is incomplete; `too_long` if no line end appears
+/// within `max` bytes (CRLF included); `MalformedChunk` for a bare LF.
+fn take_line(
+    buf: &mut BytesMut,
+    max: usize,
+    too_long: WireError,
+) -> Result<Option<BytesMut>, WireError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let window = &buf[..buf.len().min(max)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(lf) => {
+            if lf == 0 || buf[lf - 1] != b'\r' {
+                return Err(WireError::MalformedChunk);
+            }
+            let mut line = buf.split_to(lf + 1);
+            line.truncate(lf - 1);
+            Ok(Some(line))
+        }
+        None if buf.len() >= max => Err(too_long),
+        None => Ok(None),
+    }
+}
+
+/// Parse `1*HEXDIG [ BWS ";" chunk-ext ]`; an oversized number saturates.
+fn parse_size_line(line: &[u8]) -> Result<u64, WireError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(WireError::MalformedChunk);
+    }
+    let size = line[..digits].iter().fold(0u64, |acc, &b| {
+        let d = (b as char).to_digit(16).unwrap_or(0) as u64;
+        acc.saturating_mul(16).saturating_add(d)
+    });
+    let rest = &line[digits..];
+    let rest = &rest[rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count()..];
+    let ext_ok = rest.is_empty() || (rest[0] == b';' && rest.iter().all(|&b| is_field_byte(b)));
+    if ext_ok {
+        Ok(size)
+    } else {
+        Err(WireError::MalformedChunk)
+    }
+}
+
+/// A trailer line: `name ":" value`, with a token name and no control bytes.
+fn is_trailer_field(line: &[u8]) -> bool {
+    match line.iter().position(|&b| b == b':') {
+        Some(colon) if colon > 0 => {
+            line[..colon].iter().all(|&b| b.is_ascii_graphic())
+                && line[colon + 1..].iter().all(|&b| is_field_byte(b))
+        }
+        _ => false,
+    }
+}
+
+/// HTAB, visible ASCII, space or obs-text.
+fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || (b >= 0x20 && b != 0x7f)
+}

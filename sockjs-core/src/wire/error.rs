@@ -1,0 +1,108 @@
+//! Errors the request decoder reports, and the response that answers them.
+
+use std::fmt;
+
+use bytes::{BufMut, BytesMut};
+use http::StatusCode;
+
+use super::response::put_decimal;
+
+/// Why a request could not be decoded.
+///
+/// Every error is fatal for the connection: write the response from
+/// [`encode_response`](WireError::encode_response), then close the socket.
+/// The decoder keeps returning the same error if it is called again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The request line or a header field is not valid HTTP/1.x syntax. `400`.
+    MalformedHead,
+    /// The request target is not a valid URI. `400`.
+    InvalidTarget,
+    /// The request line names an HTTP version other than 1.0 or 1.1. `505`.
+    UnsupportedVersion,
+    /// The head has more header fields than [`Limits::max_headers`](super::Limits::max_headers). `431`.
+    TooManyHeaders,
+    /// The head (or a chunked body's trailer section) is longer than
+    /// [`Limits::max_head_bytes`](super::Limits::max_head_bytes). `431`.
+    HeadTooLarge,
+    /// A `Content-Length` value is not a number, or several values disagree. `400`.
+    InvalidContentLength,
+    /// Both `Content-Length` and `Transfer-Encoding` are present, which is a
+    /// request smuggling risk. `400`.
+    AmbiguousBodyLength,
+    /// `Transfer-Encoding` names a coding other than `chunked`. `501`.
+    UnsupportedTransferEncoding,
+    /// `Transfer-Encoding` is empty, repeats `chunked`, or comes in an
+    /// HTTP/1.0 request. `400`.
+    InvalidTransferEncoding,
+    /// The chunked body is malformed (bad size line, missing CRLF after the
+    /// data, bad trailer line). `400`.
+    MalformedChunk,
+    /// The body is longer than [`Limits::max_body_bytes`](super::Limits::max_body_bytes). `413`.
+    BodyTooLarge,
+}
+
+impl WireError {
+    /// The status code to answer this error with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            WireError::MalformedHead
+            | WireError::InvalidTarget
+            | WireError::InvalidContentLength
+            | WireError::AmbiguousBodyLength
+            | WireError::InvalidTransferEncoding
+            | WireError::MalformedChunk => StatusCode::BAD_REQUEST,
+            WireError::UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            WireError::TooManyHeaders | WireError::HeadTooLarge => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            WireError::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
+            WireError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// A short, human-readable description (also the error response body).
+    pub fn message(self) -> &'static str {
+        match self {
+            WireError::MalformedHead => "Malformed request head",
+            WireError::InvalidTarget => "Invalid request target",
+            WireError::UnsupportedVersion => "HTTP version not supported",
+            WireError::TooManyHeaders => "Too many header fields",
+            WireError::HeadTooLarge => "Request head too large",
+            WireError::InvalidContentLength => "Invalid Content-Length",
+            WireError::AmbiguousBodyLength => "Both Content-Length and Transfer-Encoding",
+            WireError::UnsupportedTransferEncoding => "Unsupported Transfer-Encoding",
+            WireError::InvalidTransferEncoding => "Invalid Transfer-Encoding",
+            WireError::MalformedChunk => "Malformed chunked body",
+            WireError::BodyTooLarge => "Request body too large",
+        }
+    }
+
+    /// Append a complete error response to `dst`: status line,
+    /// `Content-Type: text/plain; charset=UTF-8`, `Content-Length`,
+    /// `Connection: close` and the [`message`](WireError::message) as body.
+    ///
+    /// Write it, then close the connection.
+    pub fn encode_response(self, dst: &mut BytesMut) {
+        let status = self.status();
+        let body = self.message().as_bytes();
+        dst.reserve(128 + body.len());
+        dst.put_slice(b"HTTP/1.1 ");
+        dst.put_slice(status.as_str().as_bytes());
+        dst.put_u8(b' ');
+        dst.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        dst.put_slice(b"\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: ");
+        put_decimal(dst, body.len() as u64);
+        dst.put_slice(b"\r\nConnection: close\r\n\r\n");
+        dst.put_slice(body);
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message(), self.status().as_u16())
+    }
+}
+
+impl std::error::Error for WireError {}

@@ -1,0 +1,367 @@
+//! Incremental HTTP/1.x request decoder.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+
+use super::chunked::ChunkedDecoder;
+use super::tokens::{has_token, tokens};
+use super::{Limits, ResponseEncoder, WireError};
+
+/// What [`RequestDecoder::decode`] produced.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "Request is the common case; boxing it would allocate per request"
+)]
+pub enum Decoded {
+    /// The client sent `Expect: 100-continue` and the body has not fully
+    /// arrived yet: write [`CONTINUE_RESPONSE`](super::CONTINUE_RESPONSE),
+    /// then keep reading and decoding. Reported at most once per request.
+    Continue,
+    /// A complete request, body included.
+    Request(DecodedRequest),
+}
+
+/// A complete request and what it means for the connection.
+#[derive(Debug)]
+pub struct DecodedRequest {
+    /// Method, target, version (1.0 or 1.1), header fields and the whole body.
+    pub request: Request<Bytes>,
+    /// Whether the client wants the connection kept open after the response:
+    /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
+    /// `Connection: keep-alive` (and no `close`).
+    pub keep_alive: bool,
+    /// Whether this is an upgrade request: `Connection` lists `upgrade` and an
+    /// `Upgrade` field is present. Bytes after it stay in the buffer for the
+    /// upgraded protocol.
+    pub upgrade: bool,
+    /// Whether an HTTP/1.1 client sent `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+impl DecodedRequest {
+    /// The request's HTTP version ([`Version::HTTP_10`] or [`Version::HTTP_11`]).
+    pub fn version(&self) -> Version {
+        self.request.version()
+    }
+
+    /// A [`ResponseEncoder`] set up for this request: its version, its
+    /// keep-alive decision, and no body for `HEAD`.
+    pub fn response_encoder(&self) -> ResponseEncoder {
+        ResponseEncoder::new(self.version(), self.keep_alive)
+            .with_head_request(self.request.method() == Method::HEAD)
+    }
+}
+
+/// Decodes HTTP/1.0 and HTTP/1.1 requests from a byte buffer, one at a time.
+///
+/// Append received bytes to a [`BytesMut`] and call [`decode`](Self::decode)
+/// until it returns `Ok(None)`. Each decoded request consumes exactly its own
+/// bytes, so pipelined requests come out one per call and bytes after an
+/// upgrade request are left untouched. Empty lines before a request line are
+/// skipped.
+///
+/// Bodies are framed by `Content-Length` or `Transfer-Encoding: chunked`
+/// (extensions and trailers accepted and ignored); with neither, the body is
+/// empty. `Host` is not required. Every error is final: answer it with
+/// [`WireError::encode_response`] and close the connection.
+#[derive(Debug)]
+pub struct RequestDecoder {
+    limits: Limits,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Looking for the end of a head; `scanned` bytes hold no terminator.
+    Head { scanned: usize },
+    /// Head consumed, body being received.
+    Body {
+        head: Box<Head>,
+        body: Body,
+        continue_reported: bool,
+    },
+    /// A fatal error was reported.
+    Failed(WireError),
+}
+
+#[derive(Debug)]
+struct Head {
+    request: Request<()>,
+    keep_alive: bool,
+    upgrade: bool,
+    expect_continue: bool,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// This many bytes, still in the caller's buffer.
+    Length(usize),
+    Chunked(ChunkedDecoder),
+}
+
+impl Default for RequestDecoder {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
+}
+
+impl RequestDecoder {
+    /// A decoder enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        RequestDecoder {
+            limits,
+            state: State::Head { scanned: 0 },
+        }
+    }
+
+    /// The limits this decoder enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether the decoder is between requests (no head consumed yet).
+    ///
+    /// At end of input, a connection is cleanly idle when this is true and
+    /// the buffer is empty.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head { .. })
+    }
+
+    /// Decode the next request, or the next step of one, from `buf`.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed. Consumes the bytes it
+    /// decodes and nothing after them. Once it returns an error it returns
+    /// the same error forever.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, WireError> {
+        if let State::Failed(err) = self.state {
+            return Err(err);
+        }
+        let result = self.step(buf);
+        if let Err(err) = result {
+            self.state = State::Failed(err);
+        }
+        result
+    }
+
+    fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, WireError> {
+        let limits = self.limits;
+        if let State::Head { scanned } = &mut self.state {
+            let Some(end) = find_head_end(buf, scanned, &limits)? else {
+                return Ok(None);
+            };
+            let head = buf.split_to(end).freeze();
+            let (head, body) = parse_head(&head, &limits)?;
+            self.state = State::Body {
+                head: Box::new(head),
+                body,
+                continue_reported: false,
+            };
+        }
+        let State::Body {
+            head,
+            body,
+            continue_reported,
+        } = &mut self.state
+        else {
+            return Ok(None);
+        };
+        let complete = match body {
+            Body::Length(len) => buf.len() >= *len,
+            Body::Chunked(chunked) => chunked.decode(buf, &limits)?,
+        };
+        if !complete {
+            if head.expect_continue && !*continue_reported {
+                *continue_reported = true;
+                return Ok(Some(Decoded::Continue));
+            }
+            return Ok(None);
+        }
+        let State::Body { head, body, .. } =
+            std::mem::replace(&mut self.state, State::Head { scanned: 0 })
+        else {
+            return Ok(None);
+        };
+        let body = match body {
+            Body::Length(len) => buf.split_to(len).freeze(),
+            Body::Chunked(mut chunked) => chunked.take_body(),
+        };
+        let Head {
+            request,
+            keep_alive,
+            upgrade,
+            expect_continue,
+        } = *head;
+        Ok(Some(Decoded::Request(DecodedRequest {
+            request: request.map(|()| body),
+            keep_alive,
+            upgrade,
+            expect_continue,
+        })))
+    }
+
+    /// Bytes of request body the decoder itself holds (chunked bodies only;
+    /// `Content-Length` bodies stay in the caller's buffer until complete).
+    pub fn buffered_body(&self) -> usize {
+        match &self.state {
+            State::Body {
+                body: Body::Chunked(chunked),
+                ..
+            } => chunked.buffered(),
+            _ => 0,
+        }
+    }
+}
+
+/// Find the end of the head (just past the empty line), skipping empty lines
+/// before it. Fails once `max_head_bytes` pass without one.
+fn find_head_end(
+    buf: &mut BytesMut,
+    scanned: &mut usize,
+    limits: &Limits,
+) -> Result<Option<usize>, WireError> {
+    if *scanned == 0 {
+        loop {
+            if buf.starts_with(b"\r\n") {
+                buf.advance(2);
+            } else if buf.starts_with(b"\n") {
+                buf.advance(1);
+            } else {
+                break;
+            }
+        }
+        if buf[..] == b"\r"[..] {
+            return Ok(None);
+        }
+    }
+    let window = &buf[..buf.len().min(limits.max_head_bytes)];
+    let from = scanned.saturating_sub(2);
+    for (i, _) in window
+        .iter()
+        .enumerate()
+        .skip(from)
+        .filter(|&(_, &b)| b == b'\n')
+    {
+        match window.get(i + 1..) {
+            Some([b'\n', ..]) => return Ok(Some(i + 2)),
+            Some([b'\r', b'\n', ..]) => return Ok(Some(i + 3)),
+            _ => {}
+        }
+    }
+    if buf.len() >= limits.max_head_bytes {
+        return Err(WireError::HeadTooLarge);
+    }
+    *scanned = window.len();
+    Ok(None)
+}
+
+/// Parse a complete head (ending with its empty line) into a request and
+/// its body framing.
+fn parse_head(head: &Bytes, limits: &Limits) -> Result<(Head, Body), WireError> {
+    let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut parsed = httparse::Request::new(&mut fields);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(len)) if len == head.len() => {}
+        Ok(_) => return Err(WireError::MalformedHead),
+        Err(httparse::Error::TooManyHeaders) => return Err(WireError::TooManyHeaders),
+        Err(httparse::Error::Version) => return Err(WireError::UnsupportedVersion),
+        Err(_) => return Err(WireError::MalformedHead),
+    }
+    let method = parsed
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .ok_or(WireError::MalformedHead)?;
+    let target = parsed.path.ok_or(WireError::MalformedHead)?;
+    let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
+        .map_err(|_| WireError::InvalidTarget)?;
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        Some(1) => Version::HTTP_11,
+        _ => return Err(WireError::UnsupportedVersion),
+    };
+    let mut headers = HeaderMap::try_with_capacity(parsed.headers.len())
+        .map_err(|_| WireError::TooManyHeaders)?;
+    for field in parsed.headers.iter() {
+        let name =
+            HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| WireError::MalformedHead)?;
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
+            .map_err(|_| WireError::MalformedHead)?;
+        headers
+            .try_append(name, value)
+            .map_err(|_| WireError::TooManyHeaders)?;
+    }
+
+    let body = body_framing(&headers, version, limits)?;
+    let close = has_token(&headers, CONNECTION, "close");
+    let keep_alive = match version {
+        Version::HTTP_10 => !close && has_token(&headers, CONNECTION, "keep-alive"),
+        _ => !close,
+    };
+    let upgrade = has_token(&headers, CONNECTION, "upgrade") && headers.contains_key(UPGRADE);
+    let expect_continue =
+        version == Version::HTTP_11 && has_token(&headers, EXPECT, "100-continue");
+
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
+    let head = Head {
+        request,
+        keep_alive,
+        upgrade,
+        expect_continue,
+    };
+    Ok((head, body))
+}
+
+/// How the body is delimited, checked against smuggling and the body limit.
+fn body_framing(headers: &HeaderMap, version: Version, limits: &Limits) -> Result<Body, WireError> {
+    let length = content_length(headers)?;
+    if headers.contains_key(TRANSFER_ENCODING) {
+        if length.is_some() {
+            return Err(WireError::AmbiguousBodyLength);
+        }
+        let mut codings = 0;
+        for coding in tokens(headers, TRANSFER_ENCODING) {
+            if !coding.eq_ignore_ascii_case(b"chunked") {
+                return Err(WireError::UnsupportedTransferEncoding);
+            }
+            codings += 1;
+        }
+        if codings != 1 || version == Version::HTTP_10 {
+            return Err(WireError::InvalidTransferEncoding);
+        }
+        return Ok(Body::Chunked(ChunkedDecoder::new()));
+    }
+    match length {
+        Some(len) if len > limits.max_body_bytes as u64 => Err(WireError::BodyTooLarge),
+        Some(len) => Ok(Body::Length(
+            usize::try_from(len).map_err(|_| WireError::BodyTooLarge)?,
+        )),
+        None => Ok(Body::Length(0)),
+    }
+}
+
+/// The `Content-Length`, if any. Several fields or list elements must agree;
+/// a number too large for `u64` saturates (and then fails the body limit).
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
+    let mut found = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for element in value.as_bytes().split(|&b| b == b',') {
+            let digits = super::tokens::trim(element);
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return Err(WireError::InvalidContentLength);
+            }
+            let len = digits.iter().fold(0u64, |acc, &d| {
+                acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+            });
+            if found.is_some_and(|prev| prev != len) {
+                return Err(WireError::InvalidContentLength);
+            }
+            found = Some(len);
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,30 @@
+//! Comma-separated token lists in header values (`Connection`, `Transfer-Encoding`).
+
+use http::HeaderMap;
+use http::header::AsHeaderName;
+
+/// Every non-empty, whitespace-trimmed element of every value of `name`.
+pub(crate) fn tokens<K: AsHeaderName>(headers: &HeaderMap, name: K) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(trim)
+        .filter(|token| !token.is_empty())
+}
+
+/// Whether any value of `name` lists `token` (compared case-insensitively).
+pub(crate) fn has_token<K: AsHeaderName>(headers: &HeaderMap, name: K, token: &str) -> bool {
+    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// `bytes` without leading and trailing spaces and tabs.
+pub(crate) fn trim(bytes: &[u8]) -> &[u8] {
+    let is_ws = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_ws(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ws(b))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}

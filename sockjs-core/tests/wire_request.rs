@@ -1,0 +1,703 @@
+//! Request decoder: pipelining, keep-alive, bodies, limits, errors, upgrades.
+
+mod wire_util;
+
+use bytes::BytesMut;
+use http::{StatusCode, Version};
+use sockjs_core::wire::{Decoded, Limits, RequestDecoder, WireError};
+use wire_util::{Event, error_of, feed, feed_bytewise, feed_pieces, feed_split};
+
+const GET: &[u8] = b"GET /echo/info?t=1 HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n";
+const POST_CL: &[u8] =
+    b"POST /echo/0/a/xhr_send HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n[\"abc\"]";
+const POST_CHUNKED: &[u8] =
+    b"POST /echo/0/b/xhr_send HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+3;name=value\r\n[\"a\r\nA\r\nbcdefghij\"\r\n1\r\n]\r\n0\r\nX-Trailer: yes\r\n\r\n";
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+#[test]
+fn decodes_a_simple_get() {
+    let out = feed(GET);
+    assert_eq!(out.error, None);
+    let reqs = out.requests();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.method, "GET");
+    assert_eq!(r.uri, "/echo/info?t=1");
+    assert_eq!(r.version, Version::HTTP_11);
+    assert_eq!(
+        r.headers,
+        vec![
+            ("host".into(), b"localhost".to_vec()),
+            ("accept".into(), b"*/*".to_vec())
+        ]
+    );
+    assert!(r.body.is_empty());
+    assert!(r.keep_alive && !r.upgrade && !r.expect_continue);
+    assert!(out.leftover.is_empty());
+}
+
+#[test]
+fn incomplete_head_needs_more_bytes_and_consumes_nothing() {
+    let mut decoder = RequestDecoder::default();
+    let mut buf = BytesMut::from(&GET[..GET.len() - 1]);
+    assert!(decoder.decode(&mut buf).expect("no error").is_none());
+    assert_eq!(buf.len(), GET.len() - 1);
+    assert!(decoder.is_idle());
+}
+
+#[test]
+fn pipelined_two_requests_in_one_buffer() {
+    let input = cat(&[GET, POST_CL]);
+    let out = feed(&input);
+    assert_eq!(out.error, None);
+    let reqs = out.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].method, "GET");
+    assert_eq!(reqs[1].body, b"[\"abc\"]");
+    assert!(out.leftover.is_empty());
+}
+
+#[test]
+fn pipelined_decode_returns_one_request_per_call() {
+    let mut decoder = RequestDecoder::default();
+    let mut buf = BytesMut::from(&cat(&[GET, GET])[..]);
+    assert!(matches!(
+        decoder.decode(&mut buf),
+        Ok(Some(Decoded::Request(_)))
+    ));
+    assert_eq!(&buf[..], GET);
+    assert!(matches!(
+        decoder.decode(&mut buf),
+        Ok(Some(Decoded::Request(_)))
+    ));
+    assert!(buf.is_empty());
+    assert!(matches!(decoder.decode(&mut buf), Ok(None)));
+}
+
+#[test]
+fn pipelined_three_requests_split_at_every_byte() {
+    let input = cat(&[GET, POST_CL, POST_CHUNKED]);
+    let whole = feed(&input);
+    assert_eq!(whole.error, None);
+    assert_eq!(whole.requests().len(), 3);
+    assert_eq!(whole.requests()[2].body, b"[\"abcdefghij\"]");
+    for at in 0..=input.len() {
+        let split = feed_split(&input, at);
+        assert_eq!(split.error, None, "split at {at}");
+        assert_eq!(split.events, whole.events, "split at {at}");
+        assert!(split.leftover.is_empty());
+    }
+    let bytewise = feed_bytewise(Limits::default(), &input);
+    assert_eq!(bytewise.events, whole.events);
+}
+
+#[test]
+fn empty_lines_before_a_request_are_skipped() {
+    let input = cat(&[POST_CL, b"\r\n\r\n\n", GET]);
+    let out = feed(&input);
+    assert_eq!(out.error, None);
+    assert_eq!(out.requests().len(), 2);
+    let bytewise = feed_bytewise(Limits::default(), &input);
+    assert_eq!(bytewise.events, out.events);
+}
+
+#[test]
+fn bare_lf_line_endings_are_accepted_in_the_head() {
+    let out = feed(b"GET / HTTP/1.1\nHost: x\n\n");
+    assert_eq!(out.error, None);
+    assert_eq!(
+        out.requests()[0].headers,
+        vec![("host".into(), b"x".to_vec())]
+    );
+}
+
+#[test]
+fn keep_alive_decisions() {
+    let cases: &[(&[u8], bool)] = &[
+        (b"GET / HTTP/1.1\r\n\r\n", true),
+        (b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", true),
+        (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
+        (b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n", false),
+        (b"GET / HTTP/1.1\r\nConnection: foo, CLOSE \r\n\r\n", false),
+        (
+            b"GET / HTTP/1.1\r\nConnection: foo\r\nConnection: close\r\n\r\n",
+            false,
+        ),
+        (b"GET / HTTP/1.1\r\nConnection: closed\r\n\r\n", true),
+        (b"GET / HTTP/1.0\r\n\r\n", false),
+        (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
+        (
+            b"GET / HTTP/1.0\r\nConnection: foo,keep-alive\r\n\r\n",
+            true,
+        ),
+        (
+            b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+            false,
+        ),
+        (b"GET / HTTP/1.0\r\nConnection: close\r\n\r\n", false),
+    ];
+    for (input, keep_alive) in cases {
+        let out = feed(input);
+        assert_eq!(out.error, None);
+        assert_eq!(
+            out.requests()[0].keep_alive,
+            *keep_alive,
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+#[test]
+fn http10_version_is_reported() {
+    let mut decoder = RequestDecoder::default();
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.0\r\n\r\n"[..]);
+    let Ok(Some(Decoded::Request(req))) = decoder.decode(&mut buf) else {
+        panic!("expected a request");
+    };
+    assert_eq!(req.version(), Version::HTTP_10);
+}
+
+#[test]
+fn post_without_length_has_an_empty_body() {
+    let out = feed(b"POST /x HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+    assert_eq!(out.error, None);
+    let reqs = out.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs[0].body.is_empty());
+}
+
+#[test]
+fn content_length_variants() {
+    let ok: &[&[u8]] = &[
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nContent-Length: 003\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc",
+    ];
+    for input in ok {
+        let out = feed(input);
+        assert_eq!(out.error, None, "{}", String::from_utf8_lossy(input));
+        assert_eq!(out.requests()[0].body, b"abc");
+    }
+    let bad: &[&[u8]] = &[
+        b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length:\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 3,\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n",
+    ];
+    for input in bad {
+        let err = error_of(Limits::default(), input);
+        assert_eq!(
+            err,
+            WireError::InvalidContentLength,
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
+#[test]
+fn content_length_body_stays_in_buffer_until_complete() {
+    let mut decoder = RequestDecoder::default();
+    let mut buf = BytesMut::from(&POST_CL[..POST_CL.len() - 2]);
+    assert!(matches!(decoder.decode(&mut buf), Ok(None)));
+    assert!(!decoder.is_idle());
+    assert_eq!(&buf[..], b"[\"abc");
+    buf.extend_from_slice(b"\"]GET");
+    let Ok(Some(Decoded::Request(req))) = decoder.decode(&mut buf) else {
+        panic!("expected a request");
+    };
+    assert_eq!(&req.request.body()[..], b"[\"abc\"]");
+    assert_eq!(&buf[..], b"GET");
+}
+
+#[test]
+fn chunked_body_with_extensions_and_trailers() {
+    let out = feed(POST_CHUNKED);
+    assert_eq!(out.error, None);
+    assert_eq!(out.requests()[0].body, b"[\"abcdefghij\"]");
+    let trailer_ok = feed(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\nA ; a=1;b\r\n0123456789\r\n0\r\n\r\n",
+    );
+    assert_eq!(trailer_ok.error, None);
+    assert_eq!(trailer_ok.requests()[0].body, b"0123456789");
+}
+
+#[test]
+fn chunked_body_split_at_every_byte() {
+    let input = cat(&[POST_CHUNKED, GET]);
+    let whole = feed(&input);
+    assert_eq!(whole.requests().len(), 2);
+    for at in 0..=input.len() {
+        assert_eq!(feed_split(&input, at).events, whole.events, "split at {at}");
+    }
+    assert_eq!(
+        feed_bytewise(Limits::default(), &input).events,
+        whole.events
+    );
+}
+
+#[test]
+fn empty_chunked_body() {
+    let out = feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    assert_eq!(out.error, None);
+    assert!(out.requests()[0].body.is_empty());
+}
+
+#[test]
+fn malformed_chunked_bodies_are_400() {
+    let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let bodies: &[&[u8]] = &[
+        b"zz\r\nabc\r\n0\r\n\r\n",
+        b"\r\n",
+        b"3\r\nabcX\r\n0\r\n\r\n",
+        b"3\r\nabc\rX",
+        b"3\nabc\r\n0\r\n\r\n",
+        b"3 x\r\nabc\r\n0\r\n\r\n",
+        b"3;\x01\r\nabc\r\n0\r\n\r\n",
+        b"0\r\nno colon\r\n\r\n",
+        b"0\r\n: empty name\r\n\r\n",
+        b"-3\r\nabc\r\n0\r\n\r\n",
+    ];
+    for body in bodies {
+        let err = error_of(Limits::default(), &cat(&[head, body]));
+        assert_eq!(
+            err,
+            WireError::MalformedChunk,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
+#[test]
+fn chunk_size_line_without_end_fails_at_bound() {
+    let mut input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 5000));
+    assert_eq!(
+        error_of(Limits::default(), &input),
+        WireError::MalformedChunk
+    );
+}
+
+#[test]
+fn transfer_encoding_rules() {
+    let cases: &[(&[u8], WireError)] = &[
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            WireError::AmbiguousBodyLength,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            WireError::AmbiguousBodyLength,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            WireError::UnsupportedTransferEncoding,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            WireError::UnsupportedTransferEncoding,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            WireError::InvalidTransferEncoding,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            WireError::InvalidTransferEncoding,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: ,\r\n\r\n",
+            WireError::InvalidTransferEncoding,
+        ),
+        (
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            WireError::InvalidTransferEncoding,
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(
+            error_of(Limits::default(), input),
+            *expected,
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+    }
+    assert_eq!(
+        WireError::AmbiguousBodyLength.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        WireError::UnsupportedTransferEncoding.status(),
+        StatusCode::NOT_IMPLEMENTED
+    );
+    assert_eq!(
+        WireError::InvalidTransferEncoding.status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+fn small_limits() -> Limits {
+    Limits {
+        max_headers: 4,
+        max_head_bytes: 128,
+        max_body_bytes: 16,
+    }
+}
+
+#[test]
+fn too_many_headers_is_431() {
+    let input = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\ne: 5\r\n\r\n";
+    let err = error_of(small_limits(), input);
+    assert_eq!(err, WireError::TooManyHeaders);
+    assert_eq!(err.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let four = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n\r\n";
+    assert_eq!(feed_pieces(small_limits(), &[four]).error, None);
+    assert_eq!(
+        error_of(
+            Limits::default(),
+            &cat(&[b"GET / HTTP/1.1\r\n", &b"a: b\r\n".repeat(101), b"\r\n"])
+        ),
+        WireError::TooManyHeaders
+    );
+}
+
+#[test]
+fn head_over_limit_is_431_even_when_complete() {
+    let mut input = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    input.extend(std::iter::repeat_n(b'v', 200));
+    input.extend_from_slice(b"\r\n\r\n");
+    let err = error_of(small_limits(), &input);
+    assert_eq!(err, WireError::HeadTooLarge);
+    assert_eq!(err.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
+
+#[test]
+fn head_exactly_at_limit_is_accepted() {
+    let mut input = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    input.extend(std::iter::repeat_n(b'v', 128 - input.len() - 4));
+    input.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(input.len(), 128);
+    assert_eq!(feed_pieces(small_limits(), &[&input]).error, None);
+    input.insert(20, b'v');
+    assert_eq!(error_of(small_limits(), &input), WireError::HeadTooLarge);
+}
+
+#[test]
+fn endless_head_fails_at_the_limit_while_trickling() {
+    let limits = small_limits();
+    let mut decoder = RequestDecoder::new(limits);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(b"GET / HTTP/1.1\r\nX: ");
+    let mut fed = buf.len();
+    let err = loop {
+        match decoder.decode(&mut buf) {
+            Ok(None) => {
+                assert!(buf.len() < limits.max_head_bytes);
+                buf.extend_from_slice(b"y");
+                fed += 1;
+            }
+            Ok(Some(_)) => panic!("no request expected"),
+            Err(e) => break e,
+        }
+        assert!(fed <= limits.max_head_bytes, "limit not enforced");
+    };
+    assert_eq!(err, WireError::HeadTooLarge);
+    assert_eq!(fed, limits.max_head_bytes);
+}
+
+#[test]
+fn body_over_limit_is_413_before_the_body_arrives() {
+    let err = error_of(
+        small_limits(),
+        b"POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n",
+    );
+    assert_eq!(err, WireError::BodyTooLarge);
+    assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        error_of(
+            Limits::default(),
+            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999999\r\n\r\n"
+        ),
+        WireError::BodyTooLarge
+    );
+    let at_limit = b"POST / HTTP/1.1\r\nContent-Length: 16\r\n\r\n0123456789abcdef";
+    assert_eq!(feed_pieces(small_limits(), &[at_limit]).error, None);
+}
+
+#[test]
+fn chunked_body_over_limit_is_413_from_the_size_line() {
+    let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // A single chunk larger than the limit fails before any of its data.
+    assert_eq!(
+        error_of(small_limits(), &cat(&[head, b"11\r\n"])),
+        WireError::BodyTooLarge
+    );
+    // Chunks that add up past the limit fail at the size line that crosses it.
+    let input = cat(&[head, b"8\r\n01234567\r\n8\r\n01234567\r\n1\r\n"]);
+    assert_eq!(error_of(small_limits(), &input), WireError::BodyTooLarge);
+    assert_eq!(
+        error_of(
+            small_limits(),
+            &cat(&[head, b"ffffffffffffffffffffffff\r\n"])
+        ),
+        WireError::BodyTooLarge
+    );
+    let at_limit = cat(&[head, b"8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n"]);
+    assert_eq!(
+        feed_pieces(small_limits(), &[&at_limit]).requests()[0]
+            .body
+            .len(),
+        16
+    );
+}
+
+#[test]
+fn chunked_trailers_over_limit_are_431() {
+    let mut input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
+    for _ in 0..20 {
+        input.extend_from_slice(b"X-T: 0123456789\r\n");
+    }
+    input.extend_from_slice(b"\r\n");
+    assert_eq!(error_of(small_limits(), &input), WireError::HeadTooLarge);
+}
+
+#[test]
+fn malformed_heads_are_400() {
+    let cases: &[&[u8]] = &[
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n",
+        b"GET\r\n\r\n",
+        b"GET  / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\n: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+        b"G(T / HTTP/1.1\r\n\r\n",
+        b"GET /\r\n\r\n",
+    ];
+    for input in cases {
+        let err = error_of(Limits::default(), input);
+        assert_eq!(
+            err,
+            WireError::MalformedHead,
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(
+        error_of(Limits::default(), b"GET /a<b HTTP/1.1\r\n\r\n"),
+        WireError::InvalidTarget
+    );
+}
+
+#[test]
+fn unsupported_versions_are_505() {
+    for input in [
+        &b"GET / HTTP/2.0\r\n\r\n"[..],
+        b"GET / HTTP/1.2\r\n\r\n",
+        b"GET / HTTP/0.9\r\n\r\n",
+    ] {
+        let err = error_of(Limits::default(), input);
+        assert_eq!(err, WireError::UnsupportedVersion);
+        assert_eq!(err.status(), StatusCode::HTTP_VERSION_NOT_SUPPORTED);
+    }
+}
+
+#[test]
+fn errors_are_sticky() {
+    let mut decoder = RequestDecoder::default();
+    let mut buf = BytesMut::from(&b"GET / HTTP/9.9\r\n\r\n"[..]);
+    assert_eq!(
+        decoder.decode(&mut buf).err(),
+        Some(WireError::UnsupportedVersion)
+    );
+    buf.extend_from_slice(GET);
+    assert_eq!(
+        decoder.decode(&mut buf).err(),
+        Some(WireError::UnsupportedVersion)
+    );
+    assert!(!decoder.is_idle());
+}
+
+#[test]
+fn error_response_bytes() {
+    let mut out = BytesMut::new();
+    WireError::HeadTooLarge.encode_response(&mut out);
+    assert_eq!(
+        &out[..],
+        &b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=UTF-8\r\n\
+           Content-Length: 22\r\nConnection: close\r\n\r\nRequest head too large"[..]
+    );
+    for err in [
+        WireError::MalformedHead,
+        WireError::InvalidTarget,
+        WireError::UnsupportedVersion,
+        WireError::TooManyHeaders,
+        WireError::HeadTooLarge,
+        WireError::InvalidContentLength,
+        WireError::AmbiguousBodyLength,
+        WireError::UnsupportedTransferEncoding,
+        WireError::InvalidTransferEncoding,
+        WireError::MalformedChunk,
+        WireError::BodyTooLarge,
+    ] {
+        let mut out = BytesMut::new();
+        err.encode_response(&mut out);
+        let mut fields = [httparse::EMPTY_HEADER; 8];
+        let mut parsed = httparse::Response::new(&mut fields);
+        let Ok(httparse::Status::Complete(head_len)) = parsed.parse(&out) else {
+            panic!("unparsable error response for {err:?}");
+        };
+        assert_eq!(parsed.code, Some(err.status().as_u16()));
+        assert_eq!(&out[head_len..], err.message().as_bytes());
+        assert!(err.to_string().contains(&err.status().as_u16().to_string()));
+    }
+}
+
+#[test]
+fn expect_continue_is_reported_once_before_the_body() {
+    let head = b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+    let mut decoder = RequestDecoder::default();
+    let mut buf = BytesMut::from(&head[..]);
+    assert!(matches!(
+        decoder.decode(&mut buf),
+        Ok(Some(Decoded::Continue))
+    ));
+    assert!(matches!(decoder.decode(&mut buf), Ok(None)));
+    buf.extend_from_slice(b"he");
+    assert!(matches!(decoder.decode(&mut buf), Ok(None)));
+    buf.extend_from_slice(b"llo");
+    let Ok(Some(Decoded::Request(req))) = decoder.decode(&mut buf) else {
+        panic!("expected a request");
+    };
+    assert!(req.expect_continue);
+    assert_eq!(&req.request.body()[..], b"hello");
+}
+
+#[test]
+fn expect_continue_not_reported_when_body_already_here() {
+    let input = b"POST /x HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\nhello";
+    let out = feed(input);
+    assert_eq!(out.events.len(), 1);
+    assert!(out.requests()[0].expect_continue);
+    let empty = feed(b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(empty.events.len(), 1);
+}
+
+#[test]
+fn expect_continue_with_chunked_body_and_split_input() {
+    let input = b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let head_len = input
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |p| p + 4);
+    for at in head_len..input.len() {
+        let out = feed_split(input, at);
+        assert_eq!(out.error, None);
+        assert_eq!(out.events.first(), Some(&Event::Continue), "split at {at}");
+        assert_eq!(out.requests()[0].body, b"hello");
+    }
+}
+
+#[test]
+fn expect_continue_ignored_for_http10() {
+    let input = b"POST /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+    let out = feed(input);
+    assert!(out.events.is_empty());
+    let done = feed_pieces(Limits::default(), &[input, b"hello"]);
+    assert!(!done.requests()[0].expect_continue);
+}
+
+#[test]
+fn expect_continue_with_oversized_body_is_413_not_continue() {
+    let input = b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n";
+    let out = feed_pieces(small_limits(), &[input]);
+    assert!(out.events.is_empty());
+    assert_eq!(out.error, Some(WireError::BodyTooLarge));
+}
+
+#[test]
+fn upgrade_request_leaves_following_bytes_untouched() {
+    let head = b"GET /echo/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let frame = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58";
+    let input = cat(&[head, frame]);
+    for at in 0..=input.len() {
+        let out = feed_split(&input, at);
+        assert_eq!(out.error, None);
+        let reqs = out.requests();
+        assert_eq!(reqs.len(), 1, "split at {at}");
+        assert!(reqs[0].upgrade);
+        assert_eq!(&out.leftover[..], &input[head.len()..]);
+    }
+}
+
+#[test]
+fn hixie76_key3_stays_in_the_buffer() {
+    let head = b"GET /echo/0/0/websocket HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nHost: localhost\r\n\
+Origin: http://localhost\r\nSec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n\r\n";
+    let mut decoder = RequestDecoder::default();
+    let mut buf = BytesMut::from(&cat(&[head, b"aaaaaaaa"])[..]);
+    let Ok(Some(Decoded::Request(req))) = decoder.decode(&mut buf) else {
+        panic!("expected a request");
+    };
+    assert!(req.upgrade);
+    assert!(req.request.body().is_empty());
+    assert_eq!(&buf[..], b"aaaaaaaa");
+}
+
+#[test]
+fn upgrade_needs_both_connection_token_and_upgrade_field() {
+    let no_token = feed(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n");
+    assert!(!no_token.requests()[0].upgrade);
+    let no_field = feed(b"GET / HTTP/1.1\r\nConnection: Upgrade\r\n\r\n");
+    assert!(!no_field.requests()[0].upgrade);
+    let both = feed(
+        b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: foo\r\nConnection: upgrade\r\n\r\n",
+    );
+    assert!(both.requests()[0].upgrade);
+}
+
+#[test]
+fn head_request_gets_a_bodyless_encoder() {
+    let mut decoder = RequestDecoder::default();
+    let mut buf = BytesMut::from(&b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"[..]);
+    let Ok(Some(Decoded::Request(req))) = decoder.decode(&mut buf) else {
+        panic!("expected a request");
+    };
+    let mut out = BytesMut::new();
+    let after = req
+        .response_encoder()
+        .encode(&http::Response::new("hello"), &mut out);
+    assert!(!after.must_close());
+    assert_eq!(
+        &out[..],
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"[..]
+    );
+}
+
+#[test]
+fn buffered_body_tracks_chunked_progress() {
+    let mut decoder = RequestDecoder::default();
+    let mut buf =
+        BytesMut::from(&b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"[..]);
+    assert!(matches!(decoder.decode(&mut buf), Ok(None)));
+    assert_eq!(decoder.buffered_body(), 3);
+    assert!(buf.is_empty());
+    assert_eq!(*decoder.limits(), Limits::default());
+}
