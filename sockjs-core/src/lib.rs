@@ -1,4 +1,88 @@
-//! Sans-IO SockJS server engine.
+//! A sans-IO SockJS server engine.
+//!
+//! SockJS gives browsers a WebSocket-like object that keeps working where WebSockets don't,
+//! by falling back to HTTP streaming and polling transports. This crate is the whole server
+//! side of the protocol as a pure state machine: requests, WebSocket events, application
+//! calls and time go in; responses, stream chunks, WebSocket frames and application events
+//! come out. It has no sockets, threads, async runtime, clock reads or randomness, so the
+//! same inputs always give the same outputs: it can be tested on a virtual clock, fuzzed,
+//! and embedded in any runtime (see `sockjs-smol` and `sockjs-tokio` for two).
+//!
+//! # Driving the engine
+//!
+//! A runtime owns the sockets and the clock, and runs this loop:
+//!
+//! 1. feed an input, with the current time: [`Engine::handle_request`] (a complete request
+//!    with a request id the runtime chooses), [`Engine::handle_abort`] (the peer dropped a
+//!    pending request), [`Engine::handle_ws_message`] / [`Engine::handle_ws_closed`],
+//!    [`Engine::send`] / [`Engine::close`] (the application), [`Engine::handle_timeout`];
+//! 2. drain [`Engine::poll_output`] until it returns `None`, carrying out each [`Output`]:
+//!    write a response, start a stream and write each chunk as its own flushed HTTP chunk,
+//!    finish a WebSocket upgrade, send WebSocket frames, or hand events to the application;
+//! 3. sleep until [`Engine::poll_timeout`] or the next input, whichever comes first.
+//!
+//! ```
+//! use std::time::{Duration, Instant, SystemTime};
+//! use bytes::Bytes;
+//! use sockjs_core::{Engine, Options, Output, RequestId, Start};
+//!
+//! let mut now = Instant::now();
+//! let start = Start { now, wall_clock: SystemTime::now(), seed: 0x5eed };
+//! let mut engine = Engine::new(Options { prefix: "/echo".into(), ..Options::default() }, start)?;
+//!
+//! // A client opens an xhr-polling session; an echo application answers its messages.
+//! let open = http::Request::post("/echo/000/abc/xhr").body(Bytes::new())?;
+//! engine.handle_request(now, RequestId(1), open);
+//! let send = http::Request::post("/echo/000/abc/xhr_send").body(Bytes::from(r#"["hi"]"#))?;
+//! engine.handle_request(now, RequestId(2), send);
+//! let poll = http::Request::post("/echo/000/abc/xhr").body(Bytes::new())?;
+//! engine.handle_request(now, RequestId(3), poll);
+//!
+//! let mut answers = Vec::new();
+//! loop {
+//!     let Some(output) = engine.poll_output() else { break };
+//!     match output {
+//!         Output::Respond { request, response } => answers.push((request, response)),
+//!         Output::Message { session, text } => engine.send(now, session, &text)?, // echo
+//!         Output::Opened { .. } | Output::Closed { .. } => {}
+//!         other => unreachable!("no streams or sockets here: {other:?}"),
+//!     }
+//! }
+//! let bodies: Vec<_> = answers.iter().map(|(id, r)| (id.0, r.body().clone())).collect();
+//! assert_eq!(bodies[0], (1, Bytes::from("o\n")));
+//! assert_eq!(bodies[1], (2, Bytes::new())); // 204
+//! assert_eq!(bodies[2], (3, Bytes::from("a[\"hi\"]\n")));
+//!
+//! // Nothing is pending: the session's disconnect timer is the next deadline.
+//! let deadline = engine.poll_timeout().expect("a timer is armed");
+//! assert_eq!(deadline, now + Duration::from_secs(5));
+//! now = deadline;
+//! engine.handle_timeout(now);
+//! assert!(matches!(engine.poll_output(), Some(Output::Closed { .. })));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Scaling across cores
+//!
+//! Sessions are independent, so a runtime may run several engines (say one per core) and
+//! pick one per request by hashing the URL's session id, which [`route::Route::parse`]
+//! extracts without allocating. WebSocket sessions are not registered under their URL id and
+//! can go to any engine.
+//!
+//! # Bounds
+//!
+//! Every buffer has a bound in [`Options`]: request bodies (`max_request_body`, 413),
+//! queued outgoing bytes per session (`max_queued_bytes`, [`SendError::QueueFull`]),
+//! sessions (`max_sessions`, 503), WebSocket messages (`max_message_size`, close 1009).
+//! Bad input gets the protocol's own error response and never a panic.
+//!
+//! # Modules
+//!
+//! - [`engine`]: the engine; [`options`]: its knobs; [`output`]: what it emits.
+//! - [`route`]: URL to endpoint; [`frame`], [`escape`]: frames and JSON escaping;
+//!   [`payload`]: decoding what clients send; [`transport`]: how each HTTP transport wraps
+//!   frames; [`handshake`]: WebSocket handshake arithmetic; [`pages`]: static documents.
+//! - [`wire`]: an HTTP/1.1 codec for runtimes that own raw byte streams.
 #![forbid(unsafe_code)]
 
 pub mod engine;

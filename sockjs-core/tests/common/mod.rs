@@ -97,6 +97,11 @@ pub struct Harness {
     pub closed: Vec<(SessionKey, CloseReason)>,
     /// Order in which outputs arrived, for ordering assertions.
     pub log: Vec<String>,
+    /// Which session each receiver request or WebSocket served.
+    pub owner: HashMap<RequestId, SessionKey>,
+    /// The live HTTP session under each URL session id.
+    pub current: HashMap<String, SessionKey>,
+    last_request: Option<RequestId>,
 }
 
 pub fn ms(n: u64) -> Duration {
@@ -122,6 +127,9 @@ impl Harness {
             messages: Vec::new(),
             closed: Vec::new(),
             log: Vec::new(),
+            owner: HashMap::new(),
+            current: HashMap::new(),
+            last_request: None,
         }
     }
 
@@ -159,8 +167,18 @@ impl Harness {
         let id = RequestId(self.next_id);
         self.next_id += 1;
         self.exchanges.insert(id, Exchange::default());
+        let path = request.uri().path().to_owned();
+        self.last_request = Some(id);
         self.engine.handle_request(self.now, id, request);
         self.drain();
+        let segments: Vec<&str> = path.split('/').collect();
+        if let [_, _, session, kind] = segments[..] {
+            let receiver =
+                ["xhr", "xhr_streaming", "eventsource", "htmlfile", "jsonp"].contains(&kind);
+            if let (true, Some(key)) = (receiver, self.current.get(session)) {
+                self.owner.entry(id).or_insert(*key);
+            }
+        }
         id
     }
 
@@ -311,6 +329,17 @@ impl Harness {
                             !self.opened.iter().any(|(k, _)| *k == session),
                             "session opened twice"
                         );
+                        if matches!(
+                            info.transport,
+                            sockjs_core::Transport::WebSocket
+                                | sockjs_core::Transport::RawWebSocket
+                        ) {
+                            if let Some(request) = self.last_request {
+                                self.owner.insert(request, session);
+                            }
+                        } else {
+                            self.current.insert(info.id.to_string(), session);
+                        }
                         self.opened.push((session, info));
                         if self.app == App::Close {
                             reactions.push((session, None));
@@ -338,6 +367,7 @@ impl Harness {
                             !self.closed.iter().any(|(k, _)| *k == session),
                             "closed twice"
                         );
+                        self.current.retain(|_, k| *k != session);
                         self.closed.push((session, reason));
                     }
                 }

@@ -1,0 +1,343 @@
+//! Property tests over random scripts of engine inputs (virtual time):
+//! - the engine never panics;
+//! - each session opens once and closes once, with no event after its close;
+//! - each request is answered at most once, chunks only inside a started stream;
+//! - the application's messages reach the client in order, none lost or duplicated, across
+//!   any sequence of receiver reconnects, heartbeats, response limits and aborts;
+//! - queues stay within their bound, and the engine holds no request it has finished.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::{App, Harness};
+use proptest::prelude::*;
+use sockjs_core::{AbortPolicy, Options, RequestId, SessionKey};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Receive { sid: u8, transport: u8 },
+    ClientSend { sid: u8, count: u8 },
+    AppSend { sid: u8, count: u8 },
+    AppClose { sid: u8 },
+    Abort { pick: u8 },
+    Advance { ms: u32 },
+    WsOpen,
+    WsMessage { pick: u8, broken: bool },
+    WsClose { pick: u8 },
+    AppSendWs { pick: u8 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3u8, 0..5u8).prop_map(|(sid, transport)| Op::Receive { sid, transport }),
+        2 => (0..3u8, 0..4u8).prop_map(|(sid, count)| Op::ClientSend { sid, count }),
+        4 => (0..3u8, 1..4u8).prop_map(|(sid, count)| Op::AppSend { sid, count }),
+        1 => (0..3u8).prop_map(|sid| Op::AppClose { sid }),
+        2 => any::<u8>().prop_map(|pick| Op::Abort { pick }),
+        3 => prop_oneof![0..100u32, 0..3_000u32, 0..30_000u32].prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::WsOpen),
+        1 => (any::<u8>(), prop::bool::weighted(0.1)).prop_map(|(pick, broken)| Op::WsMessage { pick, broken }),
+        1 => any::<u8>().prop_map(|pick| Op::WsClose { pick }),
+        2 => any::<u8>().prop_map(|pick| Op::AppSendWs { pick }),
+    ]
+}
+
+fn options() -> impl Strategy<Value = Options> {
+    (
+        prop_oneof![
+            Just(AbortPolicy::CloseSession),
+            Just(AbortPolicy::Interrupt),
+            Just(AbortPolicy::Detach)
+        ],
+        20..400usize,
+        prop_oneof![Just(1_000u64), Just(25_000)],
+        prop_oneof![Just(500u64), Just(5_000)],
+        prop_oneof![Just(64usize), Just(1 << 20)],
+    )
+        .prop_map(|(abort, limit, hb, dc, queue)| Options {
+            abort,
+            response_limit: limit,
+            heartbeat_delay: Duration::from_millis(hb),
+            disconnect_delay: Duration::from_millis(dc),
+            max_queued_bytes: queue,
+            ..Options::default()
+        })
+}
+
+const TRANSPORTS: [(&str, &str, &str); 5] = [
+    ("POST", "xhr", ""),
+    ("POST", "xhr_streaming", ""),
+    ("GET", "eventsource", ""),
+    ("GET", "jsonp", "?c=cb"),
+    ("GET", "htmlfile", "?c=cb"),
+];
+
+/// Extracts the `a[...]` messages of one wrapped frame, whatever the transport.
+fn frame_messages(wrapped: &str) -> Vec<String> {
+    let frame = if let Some(rest) = wrapped.strip_prefix("data: ") {
+        rest.trim_end()
+            .replace("%25", "%")
+            .replace("%0D", "\r")
+            .replace("%0A", "\n")
+            .replace("%00", "\0")
+    } else if let Some(rest) = wrapped.strip_prefix("/**/cb(") {
+        let js = rest.trim_end().trim_end_matches(';').trim_end_matches(')');
+        serde_json::from_str::<String>(js).expect("jsonp literal")
+    } else if let Some(rest) = wrapped.strip_prefix("<script>\np(") {
+        let js = rest
+            .trim_end()
+            .trim_end_matches("</script>")
+            .trim_end()
+            .trim_end_matches(';')
+            .trim_end_matches(')');
+        serde_json::from_str::<String>(js).expect("htmlfile literal")
+    } else {
+        wrapped.trim_end().to_owned()
+    };
+    match frame.strip_prefix('a') {
+        Some(json) => serde_json::from_str(json).expect("a frame is a JSON array of strings"),
+        None => Vec::new(),
+    }
+}
+
+struct Model {
+    /// Per session key: messages the app sent that the engine accepted, in order.
+    accepted: HashMap<SessionKey, Vec<String>>,
+    /// Requests to which session key (receivers) or websockets.
+    receivers: Vec<(RequestId, String)>,
+    sockets: Vec<RequestId>,
+    /// Requests the client dropped.
+    aborted: HashSet<RequestId>,
+    counter: u64,
+}
+
+fn delivered(h: &Harness, key: SessionKey, model: &Model) -> Vec<String> {
+    // Frames written to each receiver request of this session, in output order.
+    let mut out = Vec::new();
+    let mut order: Vec<(usize, RequestId)> = Vec::new();
+    for (id, _) in &model.receivers {
+        if let Some(pos) = h
+            .log
+            .iter()
+            .position(|l| l == &format!("start {}", id.0) || l == &format!("respond {}", id.0))
+        {
+            order.push((pos, *id));
+        }
+    }
+    for id in &model.sockets {
+        if let Some(pos) = h.log.iter().position(|l| l == &format!("upgrade {}", id.0)) {
+            order.push((pos, *id));
+        }
+    }
+    order.sort();
+    for (_, id) in order {
+        let owner = session_of(h, id);
+        if owner != Some(key) {
+            continue;
+        }
+        let ex = h.ex(id);
+        if let Some(r) = &ex.response {
+            for line in String::from_utf8_lossy(r.body())
+                .split_inclusive("\r\n")
+                .flat_map(|s| s.split_inclusive('\n'))
+            {
+                out.extend(frame_messages(line));
+            }
+        }
+        for chunk in ex.chunk_strings().iter().skip(1) {
+            out.extend(frame_messages(chunk));
+        }
+        for text in &ex.ws_texts {
+            out.extend(frame_messages(text));
+        }
+    }
+    out
+}
+
+/// Which session a request served: the last session opened under its URL id before or at
+/// the request (tracked through the log).
+fn session_of(h: &Harness, id: RequestId) -> Option<SessionKey> {
+    h.owner.get(&id).copied()
+}
+
+fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let max_queue = options.max_queued_bytes;
+    let mut h = Harness::new(options, App::Passive);
+    let mut m = Model {
+        accepted: HashMap::new(),
+        receivers: Vec::new(),
+        sockets: Vec::new(),
+        aborted: HashSet::new(),
+        counter: 0,
+    };
+    for op in ops {
+        match op {
+            Op::Receive { sid, transport } => {
+                let (method, name, query) = TRANSPORTS[transport as usize];
+                let id = h.request(method, &format!("/s/{sid}/{name}{query}"), &[], "");
+                m.receivers.push((id, sid.to_string()));
+            }
+            Op::ClientSend { sid, count } => {
+                let msgs: Vec<String> = (0..count).map(|i| format!("c{i}")).collect();
+                h.request(
+                    "POST",
+                    &format!("/s/{sid}/xhr_send"),
+                    &[],
+                    &serde_json::to_string(&msgs).expect("json"),
+                );
+            }
+            Op::AppSend { sid, count } => {
+                let key = h.current.get(&sid.to_string()).copied();
+                if let Some(key) = key {
+                    for _ in 0..count {
+                        m.counter += 1;
+                        let text = format!("m{}\u{2028}\"", m.counter);
+                        if h.engine.send(h.now, key, &text).is_ok() {
+                            m.accepted.entry(key).or_default().push(text);
+                        }
+                    }
+                    h.drain();
+                }
+            }
+            Op::AppClose { sid } => {
+                if let Some(key) = h.current.get(&sid.to_string()).copied() {
+                    let _ = h.engine.close(h.now, key, 3000, "Go away!");
+                    h.drain();
+                }
+            }
+            Op::Abort { pick } => {
+                let open: Vec<RequestId> = m
+                    .receivers
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .chain(m.sockets.iter().copied())
+                    .filter(|id| {
+                        !h.ex(*id).done() && h.ex(*id).ws_close.is_none() && !m.aborted.contains(id)
+                    })
+                    .collect();
+                if !open.is_empty() {
+                    let id = open[pick as usize % open.len()];
+                    m.aborted.insert(id);
+                    h.abort(id);
+                }
+            }
+            Op::Advance { ms } => h.advance(Duration::from_millis(u64::from(ms))),
+            Op::WsOpen => {
+                let id = h.ws_open("/s/w/websocket");
+                m.sockets.push(id);
+            }
+            Op::WsMessage { pick, broken } => {
+                if !m.sockets.is_empty() {
+                    let id = m.sockets[pick as usize % m.sockets.len()];
+                    h.ws_send(id, if broken { "[\"x" } else { "[\"hi\"]" });
+                }
+            }
+            Op::WsClose { pick } => {
+                if !m.sockets.is_empty() {
+                    let id = m.sockets[pick as usize % m.sockets.len()];
+                    h.ws_closed(id);
+                }
+            }
+            Op::AppSendWs { pick } => {
+                if !m.sockets.is_empty() {
+                    let id = m.sockets[pick as usize % m.sockets.len()];
+                    if let Some(key) = h.owner.get(&id).copied() {
+                        m.counter += 1;
+                        let text = format!("w{}", m.counter);
+                        if h.engine.send(h.now, key, &text).is_ok() {
+                            m.accepted.entry(key).or_default().push(text);
+                        }
+                        h.drain();
+                    }
+                }
+            }
+        }
+        // Queues within their bound.
+        for key in m.accepted.keys() {
+            if let Some(q) = h.engine.queued_bytes(*key) {
+                prop_assert!(q <= max_queue);
+            }
+        }
+        // The engine holds exactly the requests still unanswered.
+        let unanswered = m
+            .receivers
+            .iter()
+            .filter(|(id, _)| !h.ex(*id).done() && !m.aborted.contains(id))
+            .count()
+            + m.sockets
+                .iter()
+                .filter(|id| {
+                    !m.aborted.contains(id)
+                        && h.ex(**id).upgrade.is_some()
+                        && h.ex(**id).ws_close.is_none()
+                        && h.owner
+                            .get(id)
+                            .is_some_and(|k| !h.closed.iter().any(|(c, _)| c == k))
+                })
+                .count();
+        prop_assert_eq!(h.engine.pending_requests(), unanswered);
+        // Order, no loss, no duplicates: what reached the client is a prefix of what the
+        // application had accepted.
+        for (key, sent) in &m.accepted {
+            let got = delivered(&h, *key, &m);
+            prop_assert!(
+                got.len() <= sent.len() && got[..] == sent[..got.len()],
+                "session {key}: sent {sent:?} got {got:?}"
+            );
+        }
+    }
+    // Drain every live session: attach receivers until nothing is left queued. Then all
+    // accepted messages must have arrived, unless the session ended (abort, close, expiry).
+    for round in 0..4 {
+        for sid in 0..3u8 {
+            let id = h.request("POST", &format!("/s/{sid}/xhr"), &[], "");
+            m.receivers.push((id, sid.to_string()));
+            let _ = round;
+        }
+    }
+    for (key, sent) in &m.accepted {
+        let got = delivered(&h, *key, &m);
+        let alive = h.engine.session_state(*key).is_some();
+        let is_ws = m.sockets.iter().any(|id| h.owner.get(id) == Some(key));
+        if alive && !is_ws {
+            prop_assert_eq!(
+                &got,
+                sent,
+                "live session {} must have delivered everything",
+                key
+            );
+        }
+        prop_assert!(got.len() <= sent.len() && got[..] == sent[..got.len()]);
+    }
+    // Lifecycle: the client goes away (every open request dropped); after the disconnect
+    // delay every session is forgotten, each closed exactly once.
+    let open: Vec<RequestId> = m
+        .receivers
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(m.sockets.iter().copied())
+        .filter(|id| !m.aborted.contains(id) && !h.ex(*id).done() && h.ex(*id).ws_close.is_none())
+        .collect();
+    for id in open {
+        h.abort(id);
+    }
+    h.advance(Duration::from_secs(60));
+    prop_assert_eq!(h.engine.session_count(), 0);
+    prop_assert_eq!(h.engine.pending_requests(), 0);
+    for (key, _) in &h.opened {
+        let closes = h.closed.iter().filter(|(k, _)| k == key).count();
+        prop_assert_eq!(closes, 1, "session {} closes once", key);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_scripts_keep_every_invariant(options in options(), ops in prop::collection::vec(op(), 1..60)) {
+        run(options, ops)?;
+    }
+}
