@@ -1,0 +1,58 @@
+//! The HTTP/1.1 request decoder over arbitrary bytes fed in arbitrary pieces: never panics,
+//! never holds more than its limits, and decoded requests respect them.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use sockjs_core::wire::{hixie76, Decoded, Limits, RequestDecoder};
+
+#[derive(Debug, Arbitrary)]
+struct Input {
+    pieces: Vec<Vec<u8>>,
+    max_headers: u8,
+    max_head_bytes: u16,
+    max_body_bytes: u16,
+}
+
+fuzz_target!(|input: Input| {
+    let limits = Limits {
+        max_headers: usize::from(input.max_headers).max(1),
+        max_head_bytes: usize::from(input.max_head_bytes).max(16),
+        max_body_bytes: usize::from(input.max_body_bytes),
+    };
+    let mut decoder = RequestDecoder::new(limits);
+    let mut buf = BytesMut::new();
+    let mut hixie = hixie76::Decoder::new(usize::from(input.max_body_bytes).max(1));
+    let mut hixie_buf = BytesMut::new();
+    'feed: for piece in &input.pieces {
+        buf.extend_from_slice(piece);
+        hixie_buf.extend_from_slice(piece);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(Decoded::Request(req))) => {
+                    assert!(req.request.body().len() <= limits.max_body_bytes);
+                    assert!(req.request.headers().len() <= limits.max_headers);
+                    let mut out = BytesMut::new();
+                    let encoder = req.response_encoder();
+                    let _ = encoder.encode(&http::Response::new(&b"ok"[..]), &mut out);
+                    assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+                }
+                Ok(Some(Decoded::Continue)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    assert!(e.status().is_client_error() || e.status().is_server_error());
+                    break 'feed;
+                }
+            }
+            // The decoder's own buffering stays bounded by its limits.
+            assert!(decoder.buffered_body() <= limits.max_body_bytes);
+        }
+        loop {
+            match hixie.decode(&mut hixie_buf) {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+});
