@@ -6,7 +6,7 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 usage: conformance BASE_URL [--filter SUBSTRING] [--json FILE]
                    [--heartbeat-ms N] [--disconnect-ms N]
-                   [--threads N] [--io-timeout-ms N]
+                   [--threads N] [--io-timeout-ms N] [--expect-fail NAME,...]
        conformance --list [--filter SUBSTRING]
 
 Runs the SockJS protocol checks against the server at BASE_URL (e.g.
@@ -19,6 +19,8 @@ http://127.0.0.1:8081), which must expose /echo (response_limit 4096), /close,
   --disconnect-ms N  the server's disconnect delay; enables expiry checks
   --threads N        checks run at the same time (default 8)
   --io-timeout-ms N  socket timeout (default 3000)
+  --expect-fail N,.. checks that are known deviations of this server: their
+                     failures are reported as skips (repeatable)
   --list             print the checks (name, section, rule) and exit
 ";
 
@@ -39,6 +41,8 @@ pub struct Args {
     pub threads: Option<usize>,
     /// `--io-timeout-ms`.
     pub io_timeout: Option<Duration>,
+    /// `--expect-fail` names.
+    pub expect_fail: Vec<String>,
     /// `--list`.
     pub list: bool,
     /// `-h` / `--help`.
@@ -84,6 +88,13 @@ where
                     .ok_or_else(|| format!("--threads: not a positive number: {v:?}"))?;
                 out.threads = Some(n);
             }
+            "--expect-fail" => out.expect_fail.extend(
+                value(&mut it)?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(String::from),
+            ),
             "--list" => out.list = true,
             "-h" | "--help" => out.help = true,
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
@@ -118,6 +129,9 @@ mod tests {
             "--disconnect-ms=1500",
             "--threads",
             "4",
+            "--expect-fail",
+            "a,b",
+            "--expect-fail=c",
         ])
         .unwrap();
         assert_eq!(a.base_url.as_deref(), Some("http://127.0.0.1:8081"));
@@ -126,6 +140,7 @@ mod tests {
         assert_eq!(a.heartbeat, Some(Duration::from_millis(1000)));
         assert_eq!(a.disconnect, Some(Duration::from_millis(1500)));
         assert_eq!(a.threads, Some(4));
+        assert_eq!(a.expect_fail, vec!["a", "b", "c"]);
         assert!(!a.list);
     }
 

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
     config.filter = args.filter;
     config.heartbeat = args.heartbeat;
     config.disconnect = args.disconnect;
+    config.expect_fail = args.expect_fail;
     if let Some(t) = args.threads {
         config.threads = t;
     }

@@ -133,9 +133,11 @@ pub(crate) fn checks() -> Vec<Check> {
             |ctx: &Ctx| {
                 let s = ctx.session(ECHO);
                 let mut r1 = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("first xhr_streaming", &r1.head, 200)?;
                 r1.chunk().step("first stream prelude")?;
                 r1.expect_chunk("first stream", "o\n")?;
                 let mut r2 = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("second xhr_streaming", &r2.head, 200)?;
                 r2.chunk().step("second stream prelude")?;
                 r2.expect_chunk("second stream", C2010)?;
                 r2.expect_end("second stream")?;
@@ -143,6 +145,7 @@ pub(crate) fn checks() -> Vec<Check> {
                 drop(r1);
                 sleep(Duration::from_millis(50));
                 let mut r3 = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("third xhr_streaming", &r3.head, 200)?;
                 r3.chunk().step("third stream prelude")?;
                 let got = r3.chunk().step("third stream")?;
                 after_abort("third stream", &got)

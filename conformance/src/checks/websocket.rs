@@ -17,7 +17,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s9_1_get_without_upgrade_400",
             "9.1",
-            "a plain GET (no Upgrade) to /S/I/websocket and /websocket is 400",
+            "a GET without Upgrade: websocket (absent, or h2c) to /S/I/websocket and /websocket is 400",
             |ctx: &Ctx| {
                 for path in [
                     ctx.path(&format!("{ECHO}/0/0/websocket")),
@@ -25,6 +25,11 @@ pub(crate) fn checks() -> Vec<Check> {
                 ] {
                     let r = ctx.get(&path, &[]).step(&format!("GET {path}"))?;
                     expect_status(&format!("GET {path}"), &r, 400)?;
+                    let what = format!("GET {path} with Upgrade: h2c");
+                    let r = ctx
+                        .get(&path, &[("Upgrade", "h2c"), ("Connection", "Upgrade")])
+                        .step(&what)?;
+                    expect_status(&what, &r, 400)?;
                 }
                 Ok(())
             },
