@@ -456,6 +456,18 @@ mod tests {
     }
 
     #[test]
+    fn readme_lists_every_check() {
+        let readme = include_str!("../README.md");
+        for c in all_checks() {
+            assert!(
+                readme.contains(&format!("| `{}` | {} |", c.name, c.section)),
+                "README.md does not list {} (regenerate the table with --list)",
+                c.name
+            );
+        }
+    }
+
+    #[test]
     fn runner_reports_pass_fail_skip_panic_timeout_and_bad_url() {
         let config = Config {
             check_timeout: Duration::from_millis(300),
