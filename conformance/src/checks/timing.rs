@@ -78,7 +78,7 @@ pub(crate) fn checks() -> Vec<Check> {
                 ctx.open_xhr(&s)?;
                 let mut c = ctx.send_only(&Request::new("POST", &s.url("xhr")))?;
                 let start = Instant::now();
-                sleep(Duration::from_millis(100).min(hb / 4));
+                sleep(Duration::from_millis(250).min(hb / 4));
                 ctx.expect_xhr("second concurrent POST xhr", &s, C2010)?;
                 c.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
                 let r = c.read_response("POST").step("first POST xhr")?;
