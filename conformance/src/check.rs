@@ -1,0 +1,428 @@
+//! The check framework: what a check is, how it fails, and the context it runs in.
+
+use std::fmt;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crate::http::{self, BodyKind, Conn, Head, Request, Response};
+use crate::util::{diff, esc, esc_short, random_session_id};
+
+/// Why a check did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// `true` when the check could not run (e.g. a timing check without the delay given).
+    pub skip: bool,
+    /// Human-readable reason, with the differing bytes escaped.
+    pub reason: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<http::Error> for Failure {
+    fn from(e: http::Error) -> Self {
+        fail(e.0)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        fail(reason)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(reason: &str) -> Self {
+        fail(reason)
+    }
+}
+
+/// A failed check with this reason.
+pub fn fail(reason: impl Into<String>) -> Failure {
+    Failure {
+        skip: false,
+        reason: reason.into(),
+    }
+}
+
+/// A skipped check with this reason.
+pub fn skip(reason: impl Into<String>) -> Failure {
+    Failure {
+        skip: true,
+        reason: reason.into(),
+    }
+}
+
+/// What a check returns: `Ok(())` is a pass.
+pub type Outcome = Result<(), Failure>;
+
+/// Adds a step description in front of a failure reason.
+pub trait Step<T> {
+    /// Prefixes the failure reason with `what: `.
+    fn step(self, what: &str) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<Failure>> Step<T> for Result<T, E> {
+    fn step(self, what: &str) -> Result<T, Failure> {
+        self.map_err(|e| {
+            let mut f: Failure = e.into();
+            f.reason = format!("{what}: {}", f.reason);
+            f
+        })
+    }
+}
+
+/// Fails with `reason` unless `cond`.
+pub fn ensure(cond: bool, reason: impl FnOnce() -> String) -> Outcome {
+    if cond { Ok(()) } else { Err(fail(reason())) }
+}
+
+/// Fails unless the two byte strings are equal, showing both (escaped).
+pub fn expect_eq(what: &str, expected: impl AsRef<[u8]>, got: impl AsRef<[u8]>) -> Outcome {
+    let (e, g) = (expected.as_ref(), got.as_ref());
+    ensure(e == g, || format!("{what}: {}", diff(e, g)))
+}
+
+/// Fails unless the response has this status (the body is shown otherwise).
+pub fn expect_status(what: &str, r: &Response, status: u16) -> Outcome {
+    ensure(r.status() == status, || {
+        format!(
+            "{what}: expected status {status}, got {} (body \"{}\")",
+            r.head.summary(),
+            esc_short(&r.body, 120)
+        )
+    })
+}
+
+/// Fails unless the head has this status.
+pub fn expect_head_status(what: &str, h: &Head, status: u16) -> Outcome {
+    ensure(h.status == status, || {
+        format!("{what}: expected status {status}, got {}", h.summary())
+    })
+}
+
+/// Fails unless status and body are exactly as given.
+pub fn expect_response(what: &str, r: &Response, status: u16, body: &[u8]) -> Outcome {
+    expect_status(what, r, status)?;
+    expect_eq(&format!("{what}: body"), body, &r.body)
+}
+
+/// Fails unless the header is present with exactly this value.
+pub fn expect_header(what: &str, h: &Head, name: &str, value: &str) -> Outcome {
+    match h.header(name) {
+        Some(v) => expect_eq(&format!("{what}: header {name}"), value, v),
+        None => Err(fail(format!(
+            "{what}: header {name} missing (expected \"{}\")",
+            esc(value.as_bytes())
+        ))),
+    }
+}
+
+/// Fails if the header is present.
+pub fn expect_no_header(what: &str, h: &Head, name: &str) -> Outcome {
+    match h.header(name) {
+        Some(v) => Err(fail(format!(
+            "{what}: header {name} must be absent, got \"{}\"",
+            esc(v.as_bytes())
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Fails unless Content-Type (spaces deleted) equals `expected`.
+pub fn expect_content_type(what: &str, h: &Head, expected: &str) -> Outcome {
+    match h.header("content-type") {
+        Some(v) => expect_eq(
+            &format!("{what}: Content-Type (spaces removed)"),
+            expected,
+            v.replace(' ', ""),
+        ),
+        None => Err(fail(format!(
+            "{what}: Content-Type missing (expected \"{expected}\")"
+        ))),
+    }
+}
+
+/// Whether a check needs a server delay to be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Runs always.
+    Nothing,
+    /// Needs the heartbeat delay.
+    Heartbeat,
+    /// Needs the disconnect delay.
+    Disconnect,
+}
+
+/// The body of a check.
+pub type CheckFn = Arc<dyn Fn(&Ctx) -> Outcome + Send + Sync>;
+
+/// One named check of one protocol rule.
+#[derive(Clone)]
+pub struct Check {
+    /// Unique name: section and rule, e.g. `s7_1_2010_second_receiver`.
+    pub name: String,
+    /// The PROTOCOL.md section it tests, e.g. `7.1`.
+    pub section: &'static str,
+    /// One line describing the rule.
+    pub summary: String,
+    /// Which server delay it needs.
+    pub needs: Needs,
+    /// The check itself.
+    pub run: CheckFn,
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check")
+            .field("name", &self.name)
+            .field("section", &self.section)
+            .finish()
+    }
+}
+
+impl Check {
+    /// A check that always runs.
+    pub fn new(
+        name: impl Into<String>,
+        section: &'static str,
+        summary: impl Into<String>,
+        run: impl Fn(&Ctx) -> Outcome + Send + Sync + 'static,
+    ) -> Self {
+        Check {
+            name: name.into(),
+            section,
+            summary: summary.into(),
+            needs: Needs::Nothing,
+            run: Arc::new(run),
+        }
+    }
+
+    /// Marks the check as needing a server delay.
+    pub fn needs(mut self, needs: Needs) -> Self {
+        self.needs = needs;
+        self
+    }
+}
+
+/// Everything a check needs to reach the server under test.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// `host:port` of the server.
+    pub host: String,
+    /// Path prefix of the base URL (empty or starting with `/`, no trailing `/`).
+    pub prefix: String,
+    /// Connect/read/write timeout of each socket operation.
+    pub io_timeout: Duration,
+    /// Heartbeat delay the server is configured with, if known.
+    pub heartbeat: Option<Duration>,
+    /// Disconnect delay the server is configured with, if known.
+    pub disconnect: Option<Duration>,
+}
+
+/// The services the suite expects (§1).
+pub mod service {
+    /// Echo, response_limit 4096.
+    pub const ECHO: &str = "/echo";
+    /// Closes every session on open with 3000 "Go away!".
+    pub const CLOSE: &str = "/close";
+    /// Echo without the websocket transport.
+    pub const WS_OFF: &str = "/disabled_websocket_echo";
+    /// Echo with JSESSIONID cookies.
+    pub const COOKIE: &str = "/cookie_needed_echo";
+}
+
+/// A fresh session under a service: paths `P/000/<random id>/<transport>`.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// `prefix + service + /000/ + id`.
+    pub base: String,
+    /// The random session id.
+    pub id: String,
+}
+
+impl Session {
+    /// Path of a transport endpoint of this session.
+    pub fn url(&self, transport: &str) -> String {
+        format!("{}/{transport}", self.base)
+    }
+}
+
+/// A streaming response being read chunk by chunk.
+#[derive(Debug)]
+pub struct Stream {
+    /// The connection.
+    pub conn: Conn,
+    /// The response head.
+    pub head: Head,
+}
+
+impl Stream {
+    /// Reads the next chunk (empty = end of stream); the response must be chunked.
+    pub fn chunk(&mut self) -> Result<Vec<u8>, Failure> {
+        if !self.head.is_chunked() {
+            return Err(fail(format!(
+                "streaming response is not chunked (Transfer-Encoding {:?}, Content-Length {:?})",
+                self.head.header("transfer-encoding"),
+                self.head.header("content-length")
+            )));
+        }
+        Ok(self.conn.read_chunk()?)
+    }
+
+    /// Fails unless the next chunk is exactly `expected`.
+    pub fn expect_chunk(&mut self, what: &str, expected: impl AsRef<[u8]>) -> Outcome {
+        let got = self.chunk().step(what)?;
+        expect_eq(what, expected, got)
+    }
+
+    /// Fails unless the stream ends now (terminating chunk).
+    pub fn expect_end(&mut self, what: &str) -> Outcome {
+        let got = self.chunk().step(what)?;
+        ensure(got.is_empty(), || {
+            format!(
+                "{what}: expected the end of the stream, got another chunk \"{}\"",
+                esc_short(&got, 120)
+            )
+        })
+    }
+
+    /// Sets the read timeout for the next reads.
+    pub fn set_read_timeout(&self, d: Duration) -> Outcome {
+        Ok(self.conn.set_read_timeout(d)?)
+    }
+}
+
+impl Ctx {
+    /// Full path of `p` under the base URL.
+    pub fn path(&self, p: &str) -> String {
+        format!("{}{p}", self.prefix)
+    }
+
+    /// `ws://host:port` + prefix + `p`.
+    pub fn ws_url(&self, p: &str) -> String {
+        format!("ws://{}{}{p}", self.host, self.prefix)
+    }
+
+    /// A new connection to the server.
+    pub fn connect(&self) -> Result<Conn, Failure> {
+        Ok(Conn::connect(&self.host, self.io_timeout)?)
+    }
+
+    /// A fresh random session under `service` (e.g. [`service::ECHO`]).
+    pub fn session(&self, service: &str) -> Session {
+        let id = random_session_id();
+        Session {
+            base: format!("{}{service}/000/{id}", self.prefix),
+            id,
+        }
+    }
+
+    /// Sends `req` on a new connection and reads the whole response.
+    pub fn request(&self, req: &Request) -> Result<Response, Failure> {
+        let mut c = self.connect()?;
+        let what = format!("{} {}", req.method, req.path);
+        c.roundtrip(req).step(&what)
+    }
+
+    /// GET `path` (already including the prefix).
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Result<Response, Failure> {
+        self.request(&Request::new("GET", path).headers(headers))
+    }
+
+    /// POST `body` to `path`.
+    pub fn post(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, Failure> {
+        self.request(&Request::new("POST", path).headers(headers).body(body))
+    }
+
+    /// OPTIONS `path`.
+    pub fn options(&self, path: &str, headers: &[(&str, &str)]) -> Result<Response, Failure> {
+        self.request(&Request::new("OPTIONS", path).headers(headers))
+    }
+
+    /// Sends `req` and reads only the head: for streaming responses.
+    pub fn open(&self, req: &Request) -> Result<Stream, Failure> {
+        let mut conn = self.connect()?;
+        let what = format!("{} {}", req.method, req.path);
+        conn.send(req).step(&what)?;
+        let head = conn.read_head().step(&what)?;
+        Ok(Stream { conn, head })
+    }
+
+    /// Sends `req` without reading anything (a request left pending).
+    pub fn send_only(&self, req: &Request) -> Result<Conn, Failure> {
+        let mut conn = self.connect()?;
+        conn.send(req)
+            .step(&format!("{} {}", req.method, req.path))?;
+        Ok(conn)
+    }
+
+    /// POST `xhr` on a session.
+    pub fn xhr(&self, s: &Session) -> Result<Response, Failure> {
+        self.post(&s.url("xhr"), "", &[])
+    }
+
+    /// POST `xhr` and require status 200 with exactly `body`.
+    pub fn expect_xhr(&self, what: &str, s: &Session, body: &str) -> Outcome {
+        let r = self.xhr(s).step(what)?;
+        expect_response(what, &r, 200, body.as_bytes())
+    }
+
+    /// Opens the session with an xhr poll (`o\n`).
+    pub fn open_xhr(&self, s: &Session) -> Outcome {
+        self.expect_xhr("opening POST xhr", s, "o\n")
+    }
+
+    /// POST `xhr_send` with `body`.
+    pub fn xhr_send(&self, s: &Session, body: &str) -> Result<Response, Failure> {
+        self.post(&s.url("xhr_send"), body, &[])
+    }
+
+    /// POST `xhr_send` and require `204` with an empty body.
+    pub fn send_ok(&self, s: &Session, body: &str) -> Outcome {
+        let what = format!("POST xhr_send {}", esc_short(body.as_bytes(), 60));
+        let r = self.xhr_send(s, body).step(&what)?;
+        expect_response(&what, &r, 204, b"")
+    }
+
+    /// Opens a POST `xhr_streaming` on a session and reads its head.
+    pub fn xhr_streaming(&self, s: &Session, headers: &[(&str, &str)]) -> Result<Stream, Failure> {
+        self.open(&Request::new("POST", &s.url("xhr_streaming")).headers(headers))
+    }
+
+    /// The heartbeat delay, or a skip.
+    pub fn heartbeat(&self) -> Result<Duration, Failure> {
+        self.heartbeat
+            .ok_or_else(|| skip("heartbeat delay not given (--heartbeat-ms)"))
+    }
+
+    /// The disconnect delay, or a skip.
+    pub fn disconnect(&self) -> Result<Duration, Failure> {
+        self.disconnect
+            .ok_or_else(|| skip("disconnect delay not given (--disconnect-ms)"))
+    }
+}
+
+/// Sleeps for `d`.
+pub fn sleep(d: Duration) {
+    thread::sleep(d);
+}
+
+/// Body kind description for failure messages.
+pub fn kind_name(kind: BodyKind) -> &'static str {
+    match kind {
+        BodyKind::None => "no body",
+        BodyKind::Length(_) => "Content-Length",
+        BodyKind::Chunked => "chunked",
+        BodyKind::Close => "close-delimited",
+    }
+}

@@ -1,0 +1,419 @@
+//! §3: Content-Type, caching classes, CORS and the JSESSIONID cookie.
+
+use super::{ECHO, Ep};
+use crate::check::{
+    Check, Ctx, Outcome, Step, ensure, expect_content_type, expect_eq, expect_header,
+    expect_no_header, expect_status, fail, service,
+};
+use crate::http::{Head, Response};
+use crate::util::esc;
+
+/// NO-CACHE `Cache-Control` value (§3.2).
+pub(crate) const NO_CACHE: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
+
+pub(crate) fn checks() -> Vec<Check> {
+    let mut v = Vec::new();
+    for ep in Ep::ALL {
+        v.push(Check::new(
+            format!("s3_1_content_type_{}", ep.name()),
+            "3.1",
+            format!("{} answers Content-Type {}", ep.name(), ep.content_type()),
+            move |ctx: &Ctx| {
+                let h = ep.hit(ctx, ECHO, &[])?;
+                expect_content_type(ep.name(), &h, ep.content_type())
+            },
+        ));
+    }
+    v.push(Check::new(
+        "s3_1_no_content_type_304_405_preflight",
+        "3.1",
+        "304, 405 and OPTIONS 204 responses carry no Content-Type",
+        no_content_type,
+    ));
+    for ep in [
+        Ep::Info,
+        Ep::Xhr,
+        Ep::XhrSend,
+        Ep::XhrStreaming,
+        Ep::EventSource,
+        Ep::HtmlFile,
+        Ep::Jsonp,
+        Ep::JsonpSend,
+    ] {
+        v.push(Check::new(
+            format!("s3_2_no_cache_{}", ep.name()),
+            "3.2",
+            format!(
+                "{} is NO-CACHE: exact Cache-Control, no Expires, no Last-Modified",
+                ep.name()
+            ),
+            move |ctx: &Ctx| verify_not_cached(ep.name(), &ep.hit(ctx, ECHO, &[])?),
+        ));
+    }
+    v.push(Check::new(
+        "s3_2_long_cache_iframe",
+        "3.2",
+        "the iframe page is LONG-CACHE (public, max-age >= 1000000, Expires), no Last-Modified",
+        |ctx: &Ctx| {
+            let h = Ep::Iframe.hit(ctx, ECHO, &[])?;
+            verify_long_cache("iframe", &h)?;
+            expect_no_header("iframe", &h, "last-modified")
+        },
+    ));
+    for (ep, methods) in [
+        ("info", "OPTIONS, GET"),
+        ("xhr", "OPTIONS, POST"),
+        ("xhr_send", "OPTIONS, POST"),
+        ("xhr_streaming", "OPTIONS, POST"),
+    ] {
+        v.push(Check::new(
+            format!("s3_3_preflight_{ep}"),
+            "3.3",
+            format!(
+                "OPTIONS {ep}: 204/200, empty, LONG-CACHE, Max-Age, Allow-Methods {methods}, CORS for Origin test and null"
+            ),
+            move |ctx: &Ctx| verify_options(ctx, &preflight_path(ctx, ep), methods),
+        ));
+    }
+    v.push(Check::new(
+        "s3_3_preflight_info_null_origin",
+        "3.3",
+        "OPTIONS info with Origin: null echoes null",
+        |ctx: &Ctx| {
+            let path = preflight_path(ctx, "info");
+            let r = ctx
+                .options(
+                    &path,
+                    &[
+                        ("Origin", "null"),
+                        ("Access-Control-Request-Method", "POST"),
+                    ],
+                )
+                .step("OPTIONS info")?;
+            preflight_status("OPTIONS info", &r)?;
+            expect_eq("OPTIONS info: body", b"", &r.body)?;
+            expect_header(
+                "OPTIONS info",
+                &r.head,
+                "access-control-allow-origin",
+                "null",
+            )
+        },
+    ));
+    for (ep, origin) in [
+        (Ep::Info, Some("test")),
+        (Ep::Xhr, Some("test")),
+        (Ep::XhrSend, Some("test")),
+        (Ep::XhrStreaming, Some("test")),
+        (Ep::Info, Some("null")),
+        (Ep::Xhr, Some("null")),
+        (Ep::Info, None),
+        (Ep::Xhr, None),
+        (Ep::XhrSend, None),
+    ] {
+        let (name, summary) = match origin {
+            Some("null") => (
+                format!("s3_3_cors_null_origin_{}", ep.name()),
+                format!(
+                    "{}: Origin: null is echoed as null with credentials",
+                    ep.name()
+                ),
+            ),
+            Some(_) => (
+                format!("s3_3_cors_origin_{}", ep.name()),
+                format!(
+                    "{}: Origin is echoed with Allow-Credentials: true",
+                    ep.name()
+                ),
+            ),
+            None => (
+                format!("s3_3_cors_no_origin_{}", ep.name()),
+                format!(
+                    "{}: without Origin, Allow-Origin is * and no credentials",
+                    ep.name()
+                ),
+            ),
+        };
+        v.push(Check::new(name, "3.3", summary, move |ctx: &Ctx| {
+            let headers: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
+            let h = ep.hit(ctx, ECHO, &headers)?;
+            verify_cors(ep.name(), &h, origin)
+        }));
+    }
+    v.push(Check::new(
+        "s3_3_allow_headers_echoed",
+        "3.3",
+        "a non-empty Access-Control-Request-Headers is echoed verbatim as Allow-Headers",
+        |ctx: &Ctx| {
+            let r = acrh_preflight(ctx, Some("a, b, c"))?;
+            expect_header(
+                "OPTIONS xhr",
+                &r.head,
+                "access-control-allow-headers",
+                "a, b, c",
+            )
+        },
+    ));
+    v.push(Check::new(
+        "s3_3_allow_headers_empty_omitted",
+        "3.3",
+        "an empty Access-Control-Request-Headers gives no Allow-Headers",
+        |ctx: &Ctx| {
+            let r = acrh_preflight(ctx, Some(""))?;
+            expect_no_header("OPTIONS xhr", &r.head, "access-control-allow-headers")
+        },
+    ));
+    v.push(Check::new(
+        "s3_3_allow_headers_absent_omitted",
+        "3.3",
+        "without Access-Control-Request-Headers there is no Allow-Headers",
+        |ctx: &Ctx| {
+            let r = acrh_preflight(ctx, None)?;
+            expect_no_header("OPTIONS xhr", &r.head, "access-control-allow-headers")
+        },
+    ));
+    for ep in Ep::SESSION {
+        v.push(Check::new(
+            format!("s3_4_cookie_dummy_{}", ep.name()),
+            "3.4",
+            format!(
+                "cookie service: {} sets exactly one JSESSIONID=dummy; path=/",
+                ep.name()
+            ),
+            move |ctx: &Ctx| verify_cookie(ep.name(), &ep.hit(ctx, service::COOKIE, &[])?, "dummy"),
+        ));
+        v.push(Check::new(
+            format!("s3_4_cookie_client_value_{}", ep.name()),
+            "3.4",
+            format!(
+                "cookie service: {} echoes the request's JSESSIONID value",
+                ep.name()
+            ),
+            move |ctx: &Ctx| {
+                let h = ep.hit(ctx, service::COOKIE, &[("Cookie", "JSESSIONID=abcdef")])?;
+                verify_cookie(ep.name(), &h, "abcdef")
+            },
+        ));
+    }
+    v.push(Check::new(
+        "s3_4_cookie_preflight_xhr",
+        "3.4",
+        "cookie service: OPTIONS on the xhr paths sets JSESSIONID too",
+        |ctx: &Ctx| {
+            let s = ctx.session(service::COOKIE);
+            for t in ["xhr", "xhr_send", "xhr_streaming"] {
+                let what = format!("OPTIONS {t}");
+                let r = ctx
+                    .options(&s.url(t), &[("Access-Control-Request-Method", "POST")])
+                    .step(&what)?;
+                preflight_status(&what, &r)?;
+                verify_cookie(&what, &r.head, "dummy")?;
+            }
+            Ok(())
+        },
+    ));
+    v.push(Check::new(
+        "s3_4_no_cookie_info_greeting_iframe",
+        "3.4",
+        "cookie service: /info, the greeting and the iframe never set a cookie",
+        |ctx: &Ctx| {
+            for ep in [Ep::Info, Ep::Greeting, Ep::Iframe] {
+                let h = ep.hit(ctx, service::COOKIE, &[("Cookie", "JSESSIONID=abcdef")])?;
+                expect_no_header(ep.name(), &h, "set-cookie")?;
+            }
+            Ok(())
+        },
+    ));
+    v.push(Check::new(
+        "s3_4_no_cookie_without_option",
+        "3.4",
+        "without the cookie option no endpoint sets a cookie",
+        |ctx: &Ctx| {
+            for ep in Ep::ALL {
+                let h = ep.hit(ctx, ECHO, &[("Cookie", "JSESSIONID=abcdef")])?;
+                expect_no_header(ep.name(), &h, "set-cookie")?;
+            }
+            Ok(())
+        },
+    ));
+    v
+}
+
+/// Path for a preflight of `ep` (`info` or a session transport) on the echo service.
+fn preflight_path(ctx: &Ctx, ep: &str) -> String {
+    if ep == "info" {
+        ctx.path(&format!("{ECHO}/info"))
+    } else {
+        ctx.path(&format!("{ECHO}/abc/abc/{ep}"))
+    }
+}
+
+fn preflight_status(what: &str, r: &Response) -> Outcome {
+    ensure(r.status() == 204 || r.status() == 200, || {
+        format!(
+            "{what}: expected status 204 (or 200), got {}",
+            r.head.summary()
+        )
+    })
+}
+
+/// §3.2 NO-CACHE.
+pub(crate) fn verify_not_cached(what: &str, h: &Head) -> Outcome {
+    expect_header(what, h, "cache-control", NO_CACHE)?;
+    expect_no_header(what, h, "expires")?;
+    expect_no_header(what, h, "last-modified")
+}
+
+/// §3.2 LONG-CACHE (as the suite checks it).
+pub(crate) fn verify_long_cache(what: &str, h: &Head) -> Outcome {
+    let cc = h
+        .header("cache-control")
+        .ok_or_else(|| fail(format!("{what}: Cache-Control missing")))?;
+    ensure(cc.contains("public"), || {
+        format!(
+            "{what}: Cache-Control must contain public, got \"{}\"",
+            esc(cc.as_bytes())
+        )
+    })?;
+    let max_age = cc
+        .split(',')
+        .filter_map(|d| d.trim().strip_prefix("max-age="))
+        .next()
+        .unwrap_or_default();
+    ensure(
+        max_age.len() >= 7
+            && max_age.bytes().all(|b| b.is_ascii_digit())
+            && !max_age.starts_with('0'),
+        || {
+            format!(
+                "{what}: Cache-Control max-age must be large (>= 7 digits, one year is 31536000), got \"{}\"",
+                esc(cc.as_bytes())
+            )
+        },
+    )?;
+    ensure(h.header("expires").is_some_and(|e| !e.is_empty()), || {
+        format!("{what}: Expires missing")
+    })
+}
+
+/// §3.3 CORS for a request with the given Origin.
+pub(crate) fn verify_cors(what: &str, h: &Head, origin: Option<&str>) -> Outcome {
+    match origin {
+        Some(o) => {
+            expect_header(what, h, "access-control-allow-origin", o)?;
+            expect_header(what, h, "access-control-allow-credentials", "true")
+        }
+        None => {
+            expect_header(what, h, "access-control-allow-origin", "*")?;
+            expect_no_header(what, h, "access-control-allow-credentials")
+        }
+    }
+}
+
+/// The suite's `verify_options`: for Origin `test` and `null`.
+fn verify_options(ctx: &Ctx, path: &str, methods: &str) -> Outcome {
+    for origin in ["test", "null"] {
+        let what = format!("OPTIONS {path} (Origin: {origin})");
+        let r = ctx
+            .options(
+                path,
+                &[
+                    ("Access-Control-Request-Method", methods),
+                    ("Origin", origin),
+                ],
+            )
+            .step(&what)?;
+        preflight_status(&what, &r)?;
+        verify_long_cache(&what, &r.head)?;
+        let max_age = r.head.header("access-control-max-age").unwrap_or_default();
+        ensure(max_age.parse::<u64>().is_ok_and(|n| n > 1_000_000), || {
+            format!(
+                "{what}: Access-Control-Max-Age must be > 1000000, got \"{}\"",
+                esc(max_age.as_bytes())
+            )
+        })?;
+        let allowed = r
+            .head
+            .header("access-control-allow-methods")
+            .unwrap_or_default();
+        for m in methods.split(',') {
+            ensure(allowed.contains(m.trim()), || {
+                format!(
+                    "{what}: Access-Control-Allow-Methods must contain {}, got \"{}\"",
+                    m.trim(),
+                    esc(allowed.as_bytes())
+                )
+            })?;
+        }
+        expect_eq(&format!("{what}: body"), b"", &r.body)?;
+        verify_cors(&what, &r.head, Some(origin))?;
+    }
+    Ok(())
+}
+
+fn acrh_preflight(ctx: &Ctx, acrh: Option<&str>) -> Result<Response, crate::check::Failure> {
+    let s = ctx.session(ECHO);
+    let mut h = vec![
+        ("Origin", "test"),
+        ("Access-Control-Request-Method", "POST"),
+    ];
+    if let Some(v) = acrh {
+        h.push(("Access-Control-Request-Headers", v));
+    }
+    let r = ctx.options(&s.url("xhr"), &h).step("OPTIONS xhr")?;
+    preflight_status("OPTIONS xhr", &r)?;
+    verify_cors("OPTIONS xhr", &r.head, Some("test"))?;
+    Ok(r)
+}
+
+/// §3.4: exactly one `Set-Cookie: JSESSIONID=<value>; path=/`.
+pub(crate) fn verify_cookie(what: &str, h: &Head, value: &str) -> Outcome {
+    let cookies = h.header_all("set-cookie");
+    ensure(cookies.len() == 1, || {
+        format!("{what}: expected exactly one Set-Cookie, got {cookies:?}")
+    })?;
+    let cookie = cookies[0];
+    let mut parts = cookie.split(';');
+    let first = parts.next().unwrap_or_default().trim();
+    let second = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    ensure(
+        first == format!("JSESSIONID={value}") && second == "path=/",
+        || {
+            format!(
+                "{what}: expected Set-Cookie \"JSESSIONID={value}; path=/\", got \"{}\"",
+                esc(cookie.as_bytes())
+            )
+        },
+    )
+}
+
+fn no_content_type(ctx: &Ctx) -> Outcome {
+    let iframe = ctx.path(&format!("{ECHO}/iframe.html"));
+    let r = ctx.get(&iframe, &[]).step("GET iframe.html")?;
+    expect_status("GET iframe.html", &r, 200)?;
+    let etag = r
+        .header("etag")
+        .ok_or_else(|| fail("GET iframe.html: no ETag"))?
+        .to_string();
+    let r = ctx
+        .get(&iframe, &[("If-None-Match", &etag)])
+        .step("GET iframe.html with If-None-Match")?;
+    expect_status("GET iframe.html with If-None-Match", &r, 304)?;
+    expect_no_header("304", &r.head, "content-type")?;
+    let r = ctx
+        .post(&ctx.path(&format!("{ECHO}/0/0/websocket")), "", &[])
+        .step("POST websocket")?;
+    expect_status("POST websocket", &r, 405)?;
+    expect_no_header("405", &r.head, "content-type")?;
+    let r = ctx
+        .options(
+            &preflight_path(ctx, "xhr"),
+            &[("Access-Control-Request-Method", "POST")],
+        )
+        .step("OPTIONS xhr")?;
+    preflight_status("OPTIONS xhr", &r)?;
+    if r.status() == 204 {
+        expect_no_header("OPTIONS 204", &r.head, "content-type")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! §10: HTTP/1.0 and HTTP/1.1 behaviour.
+
+use super::transports::xhr_prelude;
+use super::{ECHO, sessions::C3000};
+use crate::check::{
+    Check, Ctx, Outcome, Step, ensure, expect_eq, expect_head_status, expect_response,
+    expect_status, fail, kind_name, service,
+};
+use crate::http::{BodyKind, Request};
+use crate::util::esc;
+
+const GREETING: &[u8] = b"Welcome to SockJS!\n";
+
+pub(crate) fn checks() -> Vec<Check> {
+    vec![
+        Check::new(
+            "s10_http10_synchronous",
+            "10",
+            "HTTP/1.0 keep-alive GET: no Transfer-Encoding; Content-Length 19 + keep-alive or close",
+            http10_sync,
+        ),
+        Check::new(
+            "s10_http10_streaming",
+            "10",
+            "HTTP/1.0 xhr_streaming: no Transfer-Encoding or Content-Length, raw prelude/o/c bytes, then close",
+            http10_streaming,
+        ),
+        Check::new(
+            "s10_http11_synchronous",
+            "10",
+            "HTTP/1.1 keep-alive GET: Content-Length 19 or chunked, and a second request works",
+            http11_sync,
+        ),
+        Check::new(
+            "s10_http11_streaming",
+            "10",
+            "HTTP/1.1 xhr_streaming on /close: chunks prelude, o\\n, c[3000...]\\n, then the last chunk",
+            http11_streaming,
+        ),
+        Check::new(
+            "s10_post_without_content_length",
+            "10",
+            "POST xhr without Content-Length opens the session (o\\n)",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                let r = ctx
+                    .request(&Request::new("POST", &s.url("xhr")).without_content_length())
+                    .step("POST xhr without Content-Length")?;
+                expect_response("POST xhr without Content-Length", &r, 200, b"o\n")
+            },
+        ),
+        Check::new(
+            "s10_keep_alive_reuse",
+            "10",
+            "one HTTP/1.1 connection carries many requests, errors included, all self-delimited",
+            keep_alive_reuse,
+        ),
+    ]
+}
+
+fn http10_sync(ctx: &Ctx) -> Outcome {
+    let mut c = ctx.connect()?;
+    let req = Request::new("GET", &ctx.path(ECHO))
+        .version("HTTP/1.0")
+        .header("Connection", "Keep-Alive");
+    c.send(&req).step("GET (HTTP/1.0)")?;
+    let h = c.read_head().step("GET (HTTP/1.0)")?;
+    expect_head_status("GET (HTTP/1.0)", &h, 200)?;
+    ensure(h.version == "HTTP/1.0" || h.version == "HTTP/1.1", || {
+        format!("unexpected version {}", h.version)
+    })?;
+    ensure(!h.has("transfer-encoding"), || {
+        format!(
+            "HTTP/1.0 response must not use Transfer-Encoding, got \"{}\"",
+            h.header("transfer-encoding").unwrap_or_default()
+        )
+    })?;
+    let connection = h
+        .header("connection")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match h.content_length() {
+        None => {
+            expect_eq("Connection without Content-Length", "close", &connection)?;
+            let body = c.read_to_close().step("body until close")?;
+            expect_eq("body", GREETING, body)
+        }
+        Some(n) => {
+            let n = n?;
+            ensure(n == GREETING.len(), || {
+                format!("Content-Length: expected 19, got {n}")
+            })?;
+            expect_eq("body", GREETING, c.read_exact_bytes(n)?)?;
+            if connection == "close" || connection.is_empty() {
+                ensure(c.is_closed()?, || {
+                    format!("Connection \"{connection}\": the server must close the socket")
+                })
+            } else {
+                expect_eq("Connection", "keep-alive", &connection)?;
+                c.send(&req).step("second GET (HTTP/1.0)")?;
+                let r = c.read_response("GET").step("second GET (HTTP/1.0)")?;
+                expect_status("second GET (HTTP/1.0)", &r, 200)
+            }
+        }
+    }
+}
+
+fn http10_streaming(ctx: &Ctx) -> Outcome {
+    let s = ctx.session(service::CLOSE);
+    let mut c = ctx.connect()?;
+    c.send(
+        &Request::new("POST", &s.url("xhr_streaming"))
+            .version("HTTP/1.0")
+            .header("Connection", "Keep-Alive"),
+    )
+    .step("POST xhr_streaming (HTTP/1.0)")?;
+    let h = c.read_head().step("POST xhr_streaming (HTTP/1.0)")?;
+    expect_head_status("POST xhr_streaming (HTTP/1.0)", &h, 200)?;
+    for name in ["transfer-encoding", "content-length"] {
+        ensure(!h.has(name), || {
+            format!(
+                "HTTP/1.0 streaming response must not have {name}, got \"{}\"",
+                h.header(name).unwrap_or_default()
+            )
+        })?;
+    }
+    expect_eq("prelude bytes", xhr_prelude(), c.read_exact_bytes(2049)?)?;
+    expect_eq("open frame bytes", "o\n", c.read_exact_bytes(2)?)?;
+    expect_eq("close frame bytes", C3000, c.read_exact_bytes(C3000.len())?)?;
+    ensure(c.is_closed()?, || {
+        format!(
+            "the server must close the socket after the stream (buffered: \"{}\")",
+            esc(c.buffered())
+        )
+    })
+}
+
+fn http11_sync(ctx: &Ctx) -> Outcome {
+    let mut c = ctx.connect()?;
+    let req = Request::new("GET", &ctx.path(ECHO)).header("Connection", "Keep-Alive");
+    c.send(&req).step("first GET")?;
+    let h = c.read_head().step("first GET")?;
+    expect_head_status("first GET", &h, 200)?;
+    let connection = h
+        .header("connection")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    ensure(connection.is_empty() || connection == "keep-alive", || {
+        format!(
+            "HTTP/1.1 keep-alive: Connection must be keep-alive or absent, got \"{connection}\""
+        )
+    })?;
+    match h.body_kind("GET")? {
+        BodyKind::Length(n) => {
+            ensure(n == GREETING.len(), || {
+                format!("Content-Length: expected 19, got {n}")
+            })?;
+            expect_eq("body", GREETING, c.read_exact_bytes(n)?)?;
+        }
+        BodyKind::Chunked => {
+            expect_eq("first chunk", GREETING, c.read_chunk()?)?;
+            expect_eq("last chunk", b"", c.read_chunk()?)?;
+        }
+        other => {
+            return Err(fail(format!(
+                "HTTP/1.1 response must use Content-Length or chunked, got {}",
+                kind_name(other)
+            )));
+        }
+    }
+    c.send(&req).step("second GET")?;
+    let r = c.read_response("GET").step("second GET")?;
+    expect_response("second GET", &r, 200, GREETING)
+}
+
+fn http11_streaming(ctx: &Ctx) -> Outcome {
+    let s = ctx.session(service::CLOSE);
+    let mut st = ctx
+        .open(&Request::new("POST", &s.url("xhr_streaming")).header("Connection", "Keep-Alive"))?;
+    expect_head_status("POST xhr_streaming", &st.head, 200)?;
+    ensure(!st.head.has("content-length"), || {
+        "streaming response must not have Content-Length".into()
+    })?;
+    let prelude = st.chunk().step("prelude chunk")?;
+    ensure(prelude.first() == Some(&b'h'), || {
+        format!(
+            "prelude chunk must start with h, got \"{}\"",
+            esc(&prelude[..prelude.len().min(40)])
+        )
+    })?;
+    st.expect_chunk("open frame chunk", "o\n")?;
+    st.expect_chunk("close frame chunk", C3000)?;
+    st.expect_end("after the close frame")
+}
+
+fn keep_alive_reuse(ctx: &Ctx) -> Outcome {
+    let s = ctx.session(ECHO);
+    let mut c = ctx.connect()?;
+    let steps: Vec<(Request, u16, Option<&[u8]>)> = vec![
+        (Request::new("GET", &ctx.path(ECHO)), 200, Some(GREETING)),
+        (
+            Request::new("GET", &ctx.path(&format!("{ECHO}/info"))),
+            200,
+            None,
+        ),
+        (Request::new("POST", &s.url("xhr")), 200, Some(b"o\n")),
+        (
+            Request::new("POST", &s.url("xhr_send")).body("[\"k\"]"),
+            204,
+            Some(b""),
+        ),
+        (
+            Request::new("POST", &s.url("xhr_send")).body("[\"k"),
+            500,
+            None,
+        ),
+        (
+            Request::new("GET", &ctx.path(&format!("{ECHO}/a/a"))),
+            404,
+            None,
+        ),
+        (
+            Request::new("POST", &ctx.path(&format!("{ECHO}/0/0/websocket"))),
+            405,
+            Some(b""),
+        ),
+        (
+            Request::new("GET", &ctx.path(&format!("{ECHO}/a/a/jsonp"))),
+            500,
+            None,
+        ),
+        (
+            Request::new("OPTIONS", &s.url("xhr")).header("Access-Control-Request-Method", "POST"),
+            204,
+            Some(b""),
+        ),
+        (
+            Request::new("POST", &s.url("xhr")),
+            200,
+            Some(b"a[\"k\"]\n"),
+        ),
+        (Request::new("GET", &ctx.path(ECHO)), 200, Some(GREETING)),
+    ];
+    for (i, (req, status, body)) in steps.iter().enumerate() {
+        let what = format!(
+            "request #{} on the same connection: {} {}",
+            i + 1,
+            req.method,
+            req.path
+        );
+        c.send(req).step(&what)?;
+        let h = c.read_head().step(&what)?;
+        let kind = h.body_kind(&req.method)?;
+        let connection = h
+            .header("connection")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        ensure(kind != BodyKind::Close && connection != "close", || {
+            format!(
+                "{what}: HTTP/1.1 keep-alive response must be self-delimited and keep the connection ({}, Connection \"{connection}\")",
+                kind_name(kind)
+            )
+        })?;
+        let got = c.read_body(kind).step(&what)?;
+        let ok_status =
+            h.status == *status || (*status == 204 && req.method == "OPTIONS" && h.status == 200);
+        ensure(ok_status, || {
+            format!("{what}: expected status {status}, got {}", h.summary())
+        })?;
+        if let Some(b) = body {
+            expect_eq(&format!("{what}: body"), b, &got)?;
+        }
+    }
+    Ok(())
+}

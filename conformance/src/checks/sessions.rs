@@ -1,0 +1,216 @@
+//! §7: session lifecycle.
+
+use std::time::Duration;
+
+use super::ECHO;
+use crate::check::{
+    Check, Ctx, Outcome, Step, ensure, expect_head_status, expect_response, service, sleep,
+};
+use crate::http::Request;
+use crate::util::esc;
+use crate::ws::Ws;
+
+pub(crate) const C2010: &str = "c[2010,\"Another connection still open\"]\n";
+pub(crate) const C3000: &str = "c[3000,\"Go away!\"]\n";
+const C1002: &str = "c[1002,\"Connection interrupted\"]\n";
+
+pub(crate) fn checks() -> Vec<Check> {
+    vec![
+        Check::new(
+            "s7_1_simple_session",
+            "7.1",
+            "xhr opens (o), xhr_send is 204, the next poll gets a[\"a\"]",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                ctx.open_xhr(&s)?;
+                ctx.send_ok(&s, "[\"a\"]")?;
+                ctx.expect_xhr("second POST xhr", &s, "a[\"a\"]\n")
+            },
+        ),
+        Check::new(
+            "s7_1_2010_second_receiver",
+            "7.1",
+            "a second poll while one is pending gets c[2010,\"Another connection still open\"]",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                ctx.open_xhr(&s)?;
+                let pending = ctx.send_only(&Request::new("POST", &s.url("xhr")))?;
+                sleep(Duration::from_millis(250));
+                ctx.expect_xhr("second concurrent POST xhr", &s, C2010)?;
+                drop(pending);
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s7_1_2010_first_receiver_untouched",
+            "7.1",
+            "after a 2010 the first pending poll still receives the next message",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                ctx.open_xhr(&s)?;
+                let mut pending = ctx.send_only(&Request::new("POST", &s.url("xhr")))?;
+                sleep(Duration::from_millis(250));
+                ctx.expect_xhr("second concurrent POST xhr", &s, C2010)?;
+                ctx.send_ok(&s, "[\"z\"]")?;
+                let r = pending.read_response("POST").step("first POST xhr")?;
+                expect_response("first POST xhr", &r, 200, b"a[\"z\"]\n")
+            },
+        ),
+        Check::new(
+            "s7_1_2010_streaming",
+            "7.1",
+            "a second xhr_streaming gets its prelude, the 2010 frame and ends; the first still works",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                let mut r1 = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("first xhr_streaming", &r1.head, 200)?;
+                r1.chunk().step("first stream prelude")?;
+                r1.expect_chunk("first stream open frame", "o\n")?;
+                let mut r2 = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("second xhr_streaming", &r2.head, 200)?;
+                r2.chunk().step("second stream prelude")?;
+                r2.expect_chunk("second stream", C2010)?;
+                r2.expect_end("second stream")?;
+                ctx.send_ok(&s, "[\"x\"]")?;
+                r1.expect_chunk("first stream after the 2010", "a[\"x\"]\n")
+            },
+        ),
+        Check::new(
+            "s7_1_close_frame_replay_xhr",
+            "7.1",
+            "after the app closes, every poll repeats c[3000,\"Go away!\"]",
+            |ctx: &Ctx| {
+                let s = ctx.session(service::CLOSE);
+                ctx.open_xhr(&s)?;
+                ctx.expect_xhr("second POST xhr", &s, C3000)?;
+                ctx.expect_xhr("third POST xhr", &s, C3000)
+            },
+        ),
+        Check::new(
+            "s7_1_close_frame_replay_jsonp",
+            "7.1",
+            "the close frame is repeated on jsonp too",
+            |ctx: &Ctx| {
+                let s = ctx.session(service::CLOSE);
+                for (i, body) in [
+                    "/**/x(\"o\");\r\n",
+                    "/**/x(\"c[3000,\\\"Go away!\\\"]\");\r\n",
+                    "/**/x(\"c[3000,\\\"Go away!\\\"]\");\r\n",
+                ]
+                .iter()
+                .enumerate()
+                {
+                    let what = format!("GET jsonp #{}", i + 1);
+                    let r = ctx.get(&s.url("jsonp?c=x"), &[]).step(&what)?;
+                    expect_response(&what, &r, 200, body.as_bytes())?;
+                }
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s7_1_close_frame_streaming",
+            "7.1",
+            "app close on a stream: o, c[3000...], end; the next stream gets the close frame, not 2010",
+            |ctx: &Ctx| {
+                let s = ctx.session(service::CLOSE);
+                let mut r1 = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("first xhr_streaming", &r1.head, 200)?;
+                r1.chunk().step("first stream prelude")?;
+                r1.expect_chunk("first stream", "o\n")?;
+                r1.expect_chunk("first stream", C3000)?;
+                let mut r2 = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("second xhr_streaming", &r2.head, 200)?;
+                r2.chunk().step("second stream prelude")?;
+                r2.expect_chunk("second stream", C3000)?;
+                r1.expect_end("first stream")?;
+                r2.expect_end("second stream")
+            },
+        ),
+        Check::new(
+            "s7_1_abort_xhr_streaming",
+            "7.1",
+            "after the pending stream's client aborts, the next stream gets o or c[1002...], never 2010",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                let mut r1 = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("first xhr_streaming", &r1.head, 200)?;
+                r1.chunk().step("first stream prelude")?;
+                r1.expect_chunk("first stream", "o\n")?;
+                let mut r2 = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("second xhr_streaming", &r2.head, 200)?;
+                r2.chunk().step("second stream prelude")?;
+                r2.expect_chunk("second stream", C2010)?;
+                r2.expect_end("second stream")?;
+                r1.conn.shutdown();
+                drop(r1);
+                sleep(Duration::from_millis(50));
+                let mut r3 = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("third xhr_streaming", &r3.head, 200)?;
+                r3.chunk().step("third stream prelude")?;
+                let got = r3.chunk().step("third stream")?;
+                after_abort("third stream", &got)
+            },
+        ),
+        Check::new(
+            "s7_1_abort_xhr_polling",
+            "7.1",
+            "after the pending poll's client aborts, the next poll gets o or c[1002...], never 2010",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                ctx.open_xhr(&s)?;
+                let pending = ctx.send_only(&Request::new("POST", &s.url("xhr")))?;
+                sleep(Duration::from_millis(250));
+                ctx.expect_xhr("second concurrent POST xhr", &s, C2010)?;
+                pending.shutdown();
+                drop(pending);
+                sleep(Duration::from_millis(50));
+                let r = ctx.xhr(&s).step("POST xhr after the abort")?;
+                after_abort("POST xhr after the abort", &r.body)
+            },
+        ),
+        Check::new(
+            "s7_1_receivers_share_session",
+            "7.1",
+            "sessions are keyed by id, not transport: a message sent after an xhr open arrives on eventsource",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                ctx.open_xhr(&s)?;
+                ctx.send_ok(&s, "[\"x\"]")?;
+                let mut st = ctx.open(&Request::new("GET", &s.url("eventsource")))?;
+                expect_head_status("GET eventsource", &st.head, 200)?;
+                st.expect_chunk("eventsource prelude", "\r\n")?;
+                st.expect_chunk("eventsource", "data: a[\"x\"]\r\n\r\n")
+            },
+        ),
+        Check::new(
+            "s7_2_websocket_not_registered",
+            "7.2",
+            "a SockJS websocket is not registered under its id: an xhr on the same id opens a new session",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                let mut ws = Ws::connect(ctx, &s.url("websocket"))?;
+                ws.expect_text("websocket open frame", "o")?;
+                ctx.expect_xhr("POST xhr on the websocket's id", &s, "o\n")?;
+                ws.send("[\"w\"]")?;
+                ws.expect_text("websocket echo", "a[\"w\"]")?;
+                ws.close();
+                Ok(())
+            },
+        ),
+    ]
+}
+
+fn after_abort(what: &str, got: &[u8]) -> Outcome {
+    ensure(got == b"o\n" || got == C1002.as_bytes(), || {
+        if got == C2010.as_bytes() {
+            format!("{what}: got 2010 after the first receiver aborted (abort not detected)")
+        } else {
+            format!(
+                "{what}: expected \"o\\n\" or \"{}\", got \"{}\"",
+                esc(C1002.as_bytes()),
+                esc(got)
+            )
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Timing rules (§7.1.3 heartbeats, §7.1.5 disconnect delay), run only when the server's
+//! delays are given.
+
+use std::time::{Duration, Instant};
+
+use super::ECHO;
+use super::sessions::{C2010, C3000};
+use crate::check::{
+    Check, Ctx, Needs, Outcome, Step, ensure, expect_head_status, expect_response, expect_status,
+    fail, service, sleep,
+};
+use crate::http::Request;
+use crate::ws::{Ws, WsEvent};
+
+pub(crate) fn checks() -> Vec<Check> {
+    vec![
+        Check::new(
+            "s7_1_3_heartbeat_xhr_polling",
+            "7.1",
+            "a held poll answers h\\n after about the heartbeat delay",
+            |ctx: &Ctx| {
+                let hb = ctx.heartbeat()?;
+                let s = ctx.session(ECHO);
+                ctx.open_xhr(&s)?;
+                let mut c = ctx.send_only(&Request::new("POST", &s.url("xhr")))?;
+                let start = Instant::now();
+                c.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
+                let r = c.read_response("POST").step("held POST xhr")?;
+                let took = start.elapsed();
+                expect_response("held POST xhr", &r, 200, b"h\n")?;
+                within("heartbeat", took, hb)
+            },
+        )
+        .needs(Needs::Heartbeat),
+        Check::new(
+            "s7_1_3_heartbeat_xhr_streaming",
+            "7.1",
+            "an idle xhr_streaming gets an h\\n chunk after about the heartbeat delay",
+            |ctx: &Ctx| {
+                let hb = ctx.heartbeat()?;
+                let s = ctx.session(ECHO);
+                let mut st = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("POST xhr_streaming", &st.head, 200)?;
+                st.chunk().step("prelude")?;
+                st.expect_chunk("open frame", "o\n")?;
+                let start = Instant::now();
+                st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
+                st.expect_chunk("heartbeat chunk", "h\n")?;
+                within("heartbeat", start.elapsed(), hb)
+            },
+        )
+        .needs(Needs::Heartbeat),
+        Check::new(
+            "s7_1_3_heartbeat_eventsource",
+            "7.1",
+            "an idle eventsource gets data: h after about the heartbeat delay",
+            |ctx: &Ctx| {
+                let hb = ctx.heartbeat()?;
+                let s = ctx.session(ECHO);
+                let mut st = ctx.open(&Request::new("GET", &s.url("eventsource")))?;
+                expect_head_status("GET eventsource", &st.head, 200)?;
+                st.expect_chunk("prelude", "\r\n")?;
+                st.expect_chunk("open frame", "data: o\r\n\r\n")?;
+                let start = Instant::now();
+                st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
+                st.expect_chunk("heartbeat chunk", "data: h\r\n\r\n")?;
+                within("heartbeat", start.elapsed(), hb)
+            },
+        )
+        .needs(Needs::Heartbeat),
+        Check::new(
+            "s7_1_3_heartbeat_after_2010",
+            "7.1",
+            "a 2010 leaves the first receiver attached: it still gets its heartbeat",
+            |ctx: &Ctx| {
+                let hb = ctx.heartbeat()?;
+                let s = ctx.session(ECHO);
+                ctx.open_xhr(&s)?;
+                let mut c = ctx.send_only(&Request::new("POST", &s.url("xhr")))?;
+                let start = Instant::now();
+                sleep(Duration::from_millis(250).min(hb / 4));
+                ctx.expect_xhr("second concurrent POST xhr", &s, C2010)?;
+                c.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
+                let r = c.read_response("POST").step("first POST xhr")?;
+                expect_response("first POST xhr", &r, 200, b"h\n")?;
+                within("heartbeat", start.elapsed(), hb)
+            },
+        )
+        .needs(Needs::Heartbeat),
+        Check::new(
+            "s9_2_websocket_heartbeat",
+            "9.2",
+            "an idle SockJS websocket gets a heartbeat (text h, or a ping) after about the delay",
+            |ctx: &Ctx| {
+                let hb = ctx.heartbeat()?;
+                let s = ctx.session(ECHO);
+                let mut ws = Ws::connect(ctx, &s.url("websocket"))?;
+                ws.expect_text("open frame", "o")?;
+                let start = Instant::now();
+                ws.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
+                match ws.recv_with_pings()? {
+                    None => {}
+                    Some(WsEvent::Text(t)) if t == "h" => {}
+                    Some(other) => {
+                        return Err(fail(format!(
+                            "expected a heartbeat (text h or ping), got {}",
+                            other.describe()
+                        )));
+                    }
+                }
+                within("heartbeat", start.elapsed(), hb)?;
+                ws.close();
+                Ok(())
+            },
+        )
+        .needs(Needs::Heartbeat),
+        Check::new(
+            "s7_1_5_session_kept_before_disconnect",
+            "7.1",
+            "without a receiver the session lives until the disconnect delay: a send a bit before is 204",
+            |ctx: &Ctx| {
+                let d = ctx.disconnect()?;
+                let s = ctx.session(ECHO);
+                ctx.open_xhr(&s)?;
+                sleep(before(d));
+                let r = ctx.xhr_send(&s, "[\"x\"]").step("POST xhr_send before the delay")?;
+                expect_response("POST xhr_send a bit before the disconnect delay", &r, 204, b"")?;
+                ctx.expect_xhr("POST xhr", &s, "a[\"x\"]\n")
+            },
+        )
+        .needs(Needs::Disconnect),
+        Check::new(
+            "s7_1_5_session_expires_after_disconnect",
+            "7.1",
+            "after the disconnect delay the session is gone: send is 404, the id opens a fresh session",
+            |ctx: &Ctx| {
+                let d = ctx.disconnect()?;
+                let s = ctx.session(ECHO);
+                ctx.open_xhr(&s)?;
+                sleep(after(d));
+                let r = ctx.xhr_send(&s, "[\"x\"]").step("POST xhr_send after the delay")?;
+                expect_status("POST xhr_send a bit after the disconnect delay", &r, 404)?;
+                ctx.expect_xhr("POST xhr on the expired id", &s, "o\n")
+            },
+        )
+        .needs(Needs::Disconnect),
+        Check::new(
+            "s7_1_5_closed_session_forgotten",
+            "7.1",
+            "a closed session repeats its close frame until the disconnect delay, then the id is new",
+            |ctx: &Ctx| {
+                let d = ctx.disconnect()?;
+                let s = ctx.session(service::CLOSE);
+                ctx.open_xhr(&s)?;
+                ctx.expect_xhr("second POST xhr", &s, C3000)?;
+                sleep(after(d));
+                ctx.expect_xhr("POST xhr after the disconnect delay", &s, "o\n")
+            },
+        )
+        .needs(Needs::Disconnect),
+        Check::new(
+            "s7_1_5_receiver_keeps_session",
+            "7.1",
+            "a session with an attached receiver does not expire: a stream held past the delay still works",
+            |ctx: &Ctx| {
+                let d = ctx.disconnect()?;
+                let s = ctx.session(ECHO);
+                let mut st = ctx.xhr_streaming(&s, &[])?;
+                expect_head_status("POST xhr_streaming", &st.head, 200)?;
+                st.chunk().step("prelude")?;
+                st.expect_chunk("open frame", "o\n")?;
+                st.set_read_timeout(after(d) + Duration::from_secs(2))?;
+                sleep(after(d));
+                let r = ctx.xhr_send(&s, "[\"x\"]").step("POST xhr_send")?;
+                expect_response("POST xhr_send with a receiver attached past the delay", &r, 204, b"")?;
+                // Heartbeats may have been written meanwhile; skip them.
+                loop {
+                    let c = st.chunk().step("stream")?;
+                    if c != b"h\n" {
+                        return crate::check::expect_eq("stream", "a[\"x\"]\n", c);
+                    }
+                }
+            },
+        )
+        .needs(Needs::Disconnect),
+    ]
+}
+
+/// Upper bound for an event expected after `d`.
+fn upper(d: Duration) -> Duration {
+    d + (d / 2).max(Duration::from_millis(500))
+}
+
+/// A bit before the disconnect delay.
+fn before(d: Duration) -> Duration {
+    d.mul_f64(0.6)
+}
+
+/// A bit after the disconnect delay.
+fn after(d: Duration) -> Duration {
+    d + (d / 2).max(Duration::from_millis(500))
+}
+
+/// Fails unless `took` is within the tolerance around `expected`.
+fn within(what: &str, took: Duration, expected: Duration) -> Outcome {
+    let lo = expected / 2;
+    let hi = upper(expected);
+    ensure(took >= lo && took <= hi, || {
+        format!(
+            "{what} came after {} ms, expected about {} ms (accepted {}..={} ms)",
+            took.as_millis(),
+            expected.as_millis(),
+            lo.as_millis(),
+            hi.as_millis()
+        )
+    })
+}

@@ -1,0 +1,381 @@
+//! §9: WebSocket transports (handshake rules, hixie-76, SockJS framing, raw).
+
+use super::{ECHO, verify_405};
+use crate::check::{
+    Check, Ctx, Failure, Outcome, Step, ensure, expect_eq, expect_head_status, expect_header,
+    expect_no_header, expect_status, fail, service,
+};
+use crate::http::{Head, Request};
+use crate::util::{esc, random_u64};
+use crate::ws::{Ws, WsEvent, hixie76_answer};
+
+const KEY1: &str = "4 @1  46546xW%0l 1 5";
+const KEY2: &str = "12998 5 Y3 1  .P00";
+
+pub(crate) fn checks() -> Vec<Check> {
+    vec![
+        Check::new(
+            "s9_1_get_without_upgrade_400",
+            "9.1",
+            "a GET without Upgrade: websocket (absent, or h2c) to /S/I/websocket and /websocket is 400",
+            |ctx: &Ctx| {
+                for path in [
+                    ctx.path(&format!("{ECHO}/0/0/websocket")),
+                    ctx.path(&format!("{ECHO}/websocket")),
+                ] {
+                    let r = ctx.get(&path, &[]).step(&format!("GET {path}"))?;
+                    expect_status(&format!("GET {path}"), &r, 400)?;
+                    let what = format!("GET {path} with Upgrade: h2c");
+                    let r = ctx
+                        .get(&path, &[("Upgrade", "h2c"), ("Connection", "Upgrade")])
+                        .step(&what)?;
+                    expect_status(&what, &r, 400)?;
+                }
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s9_1_connection_without_upgrade_400",
+            "9.1",
+            "Upgrade: WebSocket with Connection: close is 400",
+            |ctx: &Ctx| {
+                let path = ctx.path(&format!("{ECHO}/0/0/websocket"));
+                let r = ctx
+                    .get(&path, &[("Upgrade", "WebSocket"), ("Connection", "close")])
+                    .step(&format!("GET {path}"))?;
+                expect_status(&format!("GET {path}"), &r, 400)
+            },
+        ),
+        Check::new(
+            "s9_1_raw_websocket_post_405",
+            "9.1",
+            "POST to the raw /websocket is a bare 405 with Allow: GET",
+            |ctx: &Ctx| {
+                let path = ctx.path(&format!("{ECHO}/websocket"));
+                let r = ctx
+                    .post(
+                        &path,
+                        "",
+                        &[("Upgrade", "WebSocket"), ("Connection", "Upgrade")],
+                    )
+                    .step(&format!("POST {path}"))?;
+                verify_405(&format!("POST {path}"), &r, &["GET"])
+            },
+        ),
+        Check::new(
+            "s9_1_accept_key_vector",
+            "9.1",
+            "101 with Sec-WebSocket-Accept HSmrc0sMlYUkAGmm5OPpG2HaGWk= for the RFC key, no Content-Length",
+            |ctx: &Ctx| {
+                let h = upgrade(ctx, "x3JJHMbDL1EzLkh9GBhXDw==", &[])?;
+                expect_header(
+                    "101",
+                    &h,
+                    "sec-websocket-accept",
+                    "HSmrc0sMlYUkAGmm5OPpG2HaGWk=",
+                )
+            },
+        ),
+        Check::new(
+            "s9_1_accept_key_random",
+            "9.1",
+            "Sec-WebSocket-Accept is derived from a random key",
+            |ctx: &Ctx| {
+                let key = random_key();
+                let h = upgrade(ctx, &key, &[])?;
+                let want = tungstenite::handshake::derive_accept_key(key.as_bytes());
+                expect_header("101", &h, "sec-websocket-accept", &want)
+            },
+        ),
+        Check::new(
+            "s9_1_upgrade_token_case_insensitive",
+            "9.1",
+            "Upgrade: WebSocket (any case) is accepted",
+            |ctx: &Ctx| upgrade(ctx, &random_key(), &[("Upgrade", "WebSocket")]).map(|_| ()),
+        ),
+        Check::new(
+            "s9_1_connection_token_list",
+            "9.1",
+            "Connection is a token list: keep-alive, Upgrade is accepted",
+            |ctx: &Ctx| {
+                upgrade(ctx, &random_key(), &[("Connection", "keep-alive, Upgrade")]).map(|_| ())
+            },
+        ),
+        Check::new(
+            "s9_1_hixie76_handshake",
+            "9.1",
+            "hixie-76: 101 head before key3, exact Location/Origin, then the MD5 challenge answer",
+            |ctx: &Ctx| hixie76(ctx, false),
+        ),
+        Check::new(
+            "s9_1_hixie76_open_frame",
+            "9.1",
+            "hixie-76: after the challenge answer the first frame is 00 'o' FF",
+            |ctx: &Ctx| hixie76(ctx, true),
+        ),
+        Check::new(
+            "s9_2_open_and_echo",
+            "9.2",
+            "websocket: text o on open, [\"a\"] echoes as a[\"a\"]",
+            |ctx: &Ctx| {
+                let mut ws = sockjs_ws(ctx, ECHO)?;
+                ws.send("[\"a\"]")?;
+                ws.expect_text("echo", "a[\"a\"]")?;
+                ws.close();
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s9_2_app_close",
+            "9.2",
+            "websocket: app close sends c[3000,\"Go away!\"] then closes the socket",
+            |ctx: &Ctx| {
+                let mut ws = sockjs_ws(ctx, service::CLOSE)?;
+                ws.expect_text("close frame", "c[3000,\"Go away!\"]")?;
+                ws.expect_closed("after the close frame")?;
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s9_2_empty_frame_ignored",
+            "9.2",
+            "websocket: an empty message and [] are ignored",
+            |ctx: &Ctx| {
+                let mut ws = sockjs_ws(ctx, ECHO)?;
+                ws.send("")?;
+                ws.send("[]")?;
+                ws.send("[\"a\"]")?;
+                ws.expect_text("echo after empty frames", "a[\"a\"]")?;
+                ws.close();
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s9_2_array_elements_in_order",
+            "9.2",
+            "websocket: each element of an array is one message, delivered in order",
+            |ctx: &Ctx| {
+                let mut ws = sockjs_ws(ctx, ECHO)?;
+                ws.send("[\"a\",\"b\",\"c\"]")?;
+                let mut got: Vec<String> = Vec::new();
+                while got.len() < 3 {
+                    match ws.recv()? {
+                        WsEvent::Text(t) => {
+                            let inner = t.strip_prefix('a').ok_or_else(|| {
+                                fail(format!(
+                                    "expected an a[...] frame, got \"{}\"",
+                                    esc(t.as_bytes())
+                                ))
+                            })?;
+                            got.extend(crate::json::parse_string_array(inner).map_err(|e| {
+                                fail(format!("bad frame \"{}\": {e}", esc(t.as_bytes())))
+                            })?);
+                        }
+                        other => {
+                            return Err(fail(format!(
+                                "expected a frames, got {}",
+                                other.describe()
+                            )));
+                        }
+                    }
+                }
+                ensure(got == ["a", "b", "c"], || {
+                    format!("expected messages [\"a\",\"b\",\"c\"], got {got:?}")
+                })?;
+                ws.close();
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s9_2_broken_json_terminates",
+            "9.2",
+            "websocket: a message that is not JSON terminates the connection",
+            |ctx: &Ctx| {
+                let mut ws = sockjs_ws(ctx, ECHO)?;
+                ws.send("[\"a")?;
+                // One text frame (e.g. a c[...] frame) may come before the close.
+                match ws.recv()? {
+                    WsEvent::Text(t) if t.starts_with('c') => {
+                        ws.expect_closed("after broken JSON")?;
+                    }
+                    WsEvent::Close(_) | WsEvent::Closed(_) => {}
+                    other => {
+                        return Err(fail(format!(
+                            "after broken JSON: expected the socket to close, got {}",
+                            other.describe()
+                        )));
+                    }
+                }
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s9_2_session_id_reuse",
+            "9.2",
+            "two websockets on the same /S/I/websocket are independent, and I can be reused",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                let path = s.url("websocket");
+                let mut ws1 = Ws::connect(ctx, &path)?;
+                ws1.expect_text("first socket open", "o")?;
+                let mut ws2 = Ws::connect(ctx, &path)?;
+                ws2.expect_text("second socket open", "o")?;
+                ws1.send("[\"a\"]")?;
+                ws1.expect_text("first socket echo", "a[\"a\"]")?;
+                ws2.send("[\"b\"]")?;
+                ws2.expect_text("second socket echo", "a[\"b\"]")?;
+                ws1.close();
+                ws2.close();
+                let mut ws3 = Ws::connect(ctx, &path)?;
+                ws3.expect_text("third socket open", "o")?;
+                ws3.send("[\"a\"]")?;
+                ws3.expect_text("third socket echo", "a[\"a\"]")?;
+                ws3.close();
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s9_3_raw_echo",
+            "9.3",
+            "raw websocket: Hello world!\\uffff echoes verbatim, no SockJS framing",
+            |ctx: &Ctx| {
+                let mut ws = Ws::connect(ctx, &ctx.path(&format!("{ECHO}/websocket")))?;
+                ws.send("Hello world!\u{ffff}")?;
+                ws.expect_text("raw echo", "Hello world!\u{ffff}")?;
+                ws.close();
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s9_3_raw_close_reason",
+            "9.3",
+            "raw websocket: app close is a close frame 3000 \"Go away!\"",
+            |ctx: &Ctx| {
+                let mut ws = Ws::connect(ctx, &ctx.path(&format!("{}/websocket", service::CLOSE)))?;
+                match ws.recv()? {
+                    WsEvent::Close(Some((code, reason))) => {
+                        expect_eq("close reason", "Go away!", &reason)?;
+                        ensure(code == 3000, || {
+                            format!("close code: expected 3000, got {code}")
+                        })
+                    }
+                    other => Err(fail(format!(
+                        "expected a close frame 3000 \"Go away!\", got {}",
+                        other.describe()
+                    ))),
+                }
+            },
+        ),
+    ]
+}
+
+fn random_key() -> String {
+    // 16 bytes, base64 (24 characters with padding); random enough for a handshake.
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (a, b) = (random_u64(), random_u64());
+    let bytes: Vec<u8> = a.to_be_bytes().into_iter().chain(b.to_be_bytes()).collect();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &x| (acc << 8) | u32::from(x)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    while out.len() % 4 != 0 {
+        out.push('=');
+    }
+    out
+}
+
+/// An RFC 6455 upgrade request written by hand (overrides replace default headers);
+/// checks the 101 basics and returns its head.
+fn upgrade(ctx: &Ctx, key: &str, overrides: &[(&str, &str)]) -> Result<Head, Failure> {
+    let s = ctx.session(ECHO);
+    let mut headers = vec![
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Origin", "http://asd"),
+        ("Sec-WebSocket-Key", key),
+    ];
+    for (n, v) in overrides {
+        if let Some(h) = headers
+            .iter_mut()
+            .find(|(hn, _)| hn.eq_ignore_ascii_case(n))
+        {
+            h.1 = v;
+        }
+    }
+    let mut conn = ctx.connect()?;
+    conn.send(&Request::new("GET", &s.url("websocket")).headers(&headers))
+        .step("upgrade request")?;
+    let h = conn.read_head().step("upgrade response")?;
+    expect_head_status("upgrade response", &h, 101)?;
+    let lower = |n: &str| h.header(n).unwrap_or_default().to_ascii_lowercase();
+    expect_eq("Connection (lowercased)", "upgrade", lower("connection"))?;
+    expect_eq("Upgrade (lowercased)", "websocket", lower("upgrade"))?;
+    expect_no_header("101", &h, "content-length")?;
+    Ok(h)
+}
+
+/// A SockJS websocket on a fresh session of `svc`, after its `o` frame.
+fn sockjs_ws(ctx: &Ctx, svc: &str) -> Result<Ws, Failure> {
+    let s = ctx.session(svc);
+    let mut ws = Ws::connect(ctx, &s.url("websocket"))?;
+    ws.expect_text("open frame", "o")?;
+    Ok(ws)
+}
+
+fn hixie76(ctx: &Ctx, open_frame: bool) -> Outcome {
+    let s = ctx.session(ECHO);
+    let path = s.url("websocket");
+    let origin = format!("http://{}", ctx.host);
+    let mut conn = ctx.connect()?;
+    conn.send(&Request::new("GET", &path).headers(&[
+        ("Connection", "Upgrade"),
+        ("Upgrade", "WebSocket"),
+        ("Origin", &origin),
+        ("Sec-WebSocket-Key1", KEY1),
+        ("Sec-WebSocket-Key2", KEY2),
+    ]))
+    .step("hixie-76 request")?;
+    let h = conn
+        .read_head()
+        .step("hixie-76 response head (must come before key3 is sent)")?;
+    expect_head_status("hixie-76", &h, 101)?;
+    let lower = |n: &str| h.header(n).unwrap_or_default().to_ascii_lowercase();
+    expect_eq("Connection (lowercased)", "upgrade", lower("connection"))?;
+    expect_eq("Upgrade (lowercased)", "websocket", lower("upgrade"))?;
+    expect_header(
+        "hixie-76",
+        &h,
+        "sec-websocket-location",
+        &format!("ws://{}{path}", ctx.host),
+    )?;
+    expect_header("hixie-76", &h, "sec-websocket-origin", &origin)?;
+    expect_no_header("hixie-76", &h, "content-length")?;
+    conn.write_raw(b"aaaaaaaa").step("sending key3")?;
+    let answer = hixie76_answer(KEY1, KEY2, b"aaaaaaaa").ok_or_else(|| fail("internal: keys"))?;
+    let got = conn.read_exact_bytes(16).step("challenge answer")?;
+    expect_eq("challenge answer", answer, &got)?;
+    if open_frame {
+        let got = conn.read_exact_bytes(3).step("first frame")?;
+        expect_eq("first frame", b"\x00o\xff", &got)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_keys_are_base64_of_16_bytes() {
+        let k = random_key();
+        assert_eq!(k.len(), 24, "{k}");
+        assert!(k.ends_with("=="), "{k}");
+        assert_ne!(k, random_key());
+    }
+}

@@ -1,0 +1,64 @@
+//! `conformance`: run the SockJS protocol checks against a server.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use conformance::{Config, cli, runner};
+
+fn main() -> ExitCode {
+    let args = match cli::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    if args.help {
+        print!("{}", cli::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    if args.list {
+        let checks = conformance::all_checks();
+        let checks: Vec<_> = checks
+            .into_iter()
+            .filter(|c| args.filter.as_deref().is_none_or(|f| c.name.contains(f)))
+            .collect();
+        let w = checks.iter().map(|c| c.name.len()).max().unwrap_or(5);
+        for c in &checks {
+            let timing = match c.needs {
+                conformance::Needs::Nothing => "",
+                conformance::Needs::Heartbeat => " [needs --heartbeat-ms]",
+                conformance::Needs::Disconnect => " [needs --disconnect-ms]",
+            };
+            println!("{:<w$}  §{:<5}  {}{timing}", c.name, c.section, c.summary);
+        }
+        println!("{} checks", checks.len());
+        return ExitCode::SUCCESS;
+    }
+    let mut config = Config::new(args.base_url.unwrap_or_default());
+    config.filter = args.filter;
+    config.heartbeat = args.heartbeat;
+    config.disconnect = args.disconnect;
+    config.expect_fail = args.expect_fail;
+    if let Some(t) = args.threads {
+        config.threads = t;
+    }
+    if let Some(t) = args.io_timeout {
+        config.io_timeout = t;
+    }
+    let report = runner::run(&config);
+    print!("{}", report.table(false));
+    if let Some(path) = &args.json {
+        if let Err(e) = std::fs::write(path, report.to_json()) {
+            eprintln!("error: writing {path}: {e}");
+            println!("{}", report.summary());
+            return ExitCode::from(2);
+        }
+    }
+    println!("{}", report.summary());
+    if report.is_success() && !report.results.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

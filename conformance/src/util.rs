@@ -1,0 +1,198 @@
+//! Small helpers: byte escaping for failure messages, diffs, random ids, JSON quoting.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Escapes bytes for display: printable ASCII as is, `\n \r \t \" \\` escaped, other valid
+/// UTF-8 characters as `\u{XXXX}`, invalid bytes as `\xNN`.
+pub fn esc(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                ' '..='~' => out.push(c),
+                _ => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Escapes and shortens long byte strings (keeps the start and the end).
+pub fn esc_short(bytes: &[u8], max: usize) -> String {
+    if bytes.len() <= max {
+        return esc(bytes);
+    }
+    let half = max / 2;
+    format!(
+        "{}…[{} bytes]…{}",
+        esc(&bytes[..half]),
+        bytes.len() - 2 * half,
+        esc(&bytes[bytes.len() - half..])
+    )
+}
+
+/// Describes how `got` differs from `expected`: both in full when short, otherwise the first
+/// differing position with some context.
+pub fn diff(expected: &[u8], got: &[u8]) -> String {
+    if expected.len() <= 160 && got.len() <= 160 {
+        return format!("expected \"{}\", got \"{}\"", esc(expected), esc(got));
+    }
+    let pos = expected
+        .iter()
+        .zip(got.iter())
+        .position(|(a, b)| a != b)
+        .unwrap_or(expected.len().min(got.len()));
+    let start = pos.saturating_sub(24);
+    let end_e = (pos + 40).min(expected.len());
+    let end_g = (pos + 40).min(got.len());
+    format!(
+        "{} bytes expected, {} got; first difference at byte {pos}: expected \"…{}…\", got \"…{}…\"",
+        expected.len(),
+        got.len(),
+        esc(&expected[start.min(expected.len())..end_e]),
+        esc(&got[start.min(got.len())..end_g])
+    )
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A random 64-bit number (std's randomly keyed hasher, a counter and the clock).
+pub fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
+/// A fresh random uuid4-style session id.
+pub fn random_session_id() -> String {
+    let a = random_u64();
+    let b = random_u64();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        (a >> 32) as u32,
+        (a >> 16) as u16,
+        (a & 0xfff) as u16,
+        ((b >> 48) as u16 & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Standard JSON string literal (as `JSON.stringify`): `"` and `\` escaped, the short
+/// escapes `\b \t \n \f \r`, other C0 controls as lowercase `\u00xx`, everything else raw.
+pub fn json_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether the server must `\u`-escape this code point in outgoing JSON (§5.1), beyond
+/// standard JSON.
+pub fn server_must_escape(c: char) -> bool {
+    matches!(c as u32, 0x200c..=0x200f | 0x2028..=0x202f | 0x2060..=0x206f | 0xfff0..=0xffff)
+}
+
+/// JSON string literal with the SockJS §5.1 extra escapes (lowercase hex).
+pub fn sockjs_quote(s: &str) -> String {
+    let mut out = String::new();
+    for c in json_quote(s).chars() {
+        if server_must_escape(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Percent-encodes every byte outside `[A-Za-z0-9_.~-]` (for form bodies and queries).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"_.~-".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(esc(b"o\n"), "o\\n");
+        assert_eq!(esc(b"a\"b\\\r\t"), "a\\\"b\\\\\\r\\t");
+        assert_eq!(esc("\u{ffff}é".as_bytes()), "\\u{ffff}\\u{00e9}");
+        assert_eq!(esc(b"\xff\x00"), "\\xff\\u{0000}");
+    }
+
+    #[test]
+    fn diffs() {
+        assert_eq!(diff(b"o\n", b"h\n"), "expected \"o\\n\", got \"h\\n\"");
+        let a = vec![b'x'; 300];
+        let mut b = a.clone();
+        b[200] = b'y';
+        let d = diff(&a, &b);
+        assert!(d.contains("first difference at byte 200"), "{d}");
+        let short = esc_short(&a, 20);
+        assert!(short.contains("[280 bytes]"), "{short}");
+    }
+
+    #[test]
+    fn session_ids_differ_and_are_path_safe() {
+        let a = random_session_id();
+        let b = random_session_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            json_quote("a\"\\\u{8}\u{c}\n\r\t\u{1}\u{1f}/"),
+            r#""a\"\\\b\f\n\r\t\u0001\u001f/""#
+        );
+        assert_eq!(
+            sockjs_quote("\u{200c}\u{2028}x\u{ffff}\u{fffe}"),
+            r#""\u200c\u2028x\uffff\ufffe""#
+        );
+        assert_eq!(sockjs_quote("\u{7f}\u{ad}"), "\"\u{7f}\u{ad}\"");
+        assert_eq!(percent_encode("[\"x\"]"), "%5B%22x%22%5D");
+    }
+}

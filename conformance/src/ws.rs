@@ -1,0 +1,234 @@
+//! WebSocket clients: RFC 6455 through tungstenite, and the hixie-76 key challenge.
+
+use std::io;
+use std::net::TcpStream;
+
+use md5::{Digest, Md5};
+use tungstenite::error::ProtocolError;
+use tungstenite::{Message, WebSocket};
+
+use crate::check::{Ctx, Failure, Outcome, expect_eq, fail};
+use crate::util::esc_short;
+
+/// What a read from a WebSocket produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsEvent {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A close frame (code and reason, if any).
+    Close(Option<(u16, String)>),
+    /// The connection ended without (more) frames; how.
+    Closed(String),
+}
+
+impl WsEvent {
+    /// Short description for failure messages.
+    pub fn describe(&self) -> String {
+        match self {
+            WsEvent::Text(t) => format!("text \"{}\"", esc_short(t.as_bytes(), 120)),
+            WsEvent::Binary(b) => format!("binary \"{}\"", esc_short(b, 120)),
+            WsEvent::Close(Some((c, r))) => format!("close frame {c} \"{r}\""),
+            WsEvent::Close(None) => "close frame without code".to_string(),
+            WsEvent::Closed(how) => format!("connection closed ({how})"),
+        }
+    }
+}
+
+/// An RFC 6455 client connection.
+#[derive(Debug)]
+pub struct Ws {
+    inner: WebSocket<TcpStream>,
+}
+
+impl Ws {
+    /// Connects to `ws://host` + `path` (path includes the base prefix).
+    pub fn connect(ctx: &Ctx, path: &str) -> Result<Ws, Failure> {
+        let conn = ctx.connect()?;
+        let (stream, leftover) = conn.into_stream();
+        if !leftover.is_empty() {
+            return Err(fail("unexpected bytes before the handshake"));
+        }
+        let url = format!("ws://{}{path}", ctx.host);
+        match tungstenite::client::client(url.as_str(), stream) {
+            Ok((inner, _resp)) => Ok(Ws { inner }),
+            Err(tungstenite::HandshakeError::Failure(e)) => {
+                Err(fail(format!("WebSocket handshake to {path} failed: {e}")))
+            }
+            Err(tungstenite::HandshakeError::Interrupted(_)) => {
+                Err(fail(format!("WebSocket handshake to {path} timed out")))
+            }
+        }
+    }
+
+    /// Sends a text message.
+    pub fn send(&mut self, text: &str) -> Outcome {
+        self.inner.send(Message::text(text)).map_err(|e| {
+            fail(format!(
+                "sending \"{}\": {e}",
+                esc_short(text.as_bytes(), 60)
+            ))
+        })
+    }
+
+    /// Reads the next event, answering and skipping pings and pongs.
+    pub fn recv(&mut self) -> Result<WsEvent, Failure> {
+        loop {
+            match self.inner.read() {
+                Ok(Message::Text(t)) => return Ok(WsEvent::Text(t.to_string())),
+                Ok(Message::Binary(b)) => return Ok(WsEvent::Binary(b.to_vec())),
+                Ok(Message::Close(f)) => {
+                    return Ok(WsEvent::Close(
+                        f.map(|f| (u16::from(f.code), f.reason.to_string())),
+                    ));
+                }
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Err(e) => return classify(e),
+            }
+        }
+    }
+
+    /// Reads the next event, reporting pings instead of skipping them.
+    pub fn recv_with_pings(&mut self) -> Result<Option<WsEvent>, Failure> {
+        match self.inner.read() {
+            Ok(Message::Ping(_)) => Ok(None),
+            Ok(Message::Text(t)) => Ok(Some(WsEvent::Text(t.to_string()))),
+            Ok(Message::Binary(b)) => Ok(Some(WsEvent::Binary(b.to_vec()))),
+            Ok(Message::Close(f)) => Ok(Some(WsEvent::Close(
+                f.map(|f| (u16::from(f.code), f.reason.to_string())),
+            ))),
+            Ok(Message::Pong(_) | Message::Frame(_)) => self.recv_with_pings(),
+            Err(e) => classify(e).map(Some),
+        }
+    }
+
+    /// Fails unless the next event is the text message `expected`.
+    pub fn expect_text(&mut self, what: &str, expected: &str) -> Outcome {
+        match self.recv()? {
+            WsEvent::Text(t) => expect_eq(what, expected, t),
+            other => Err(fail(format!(
+                "{what}: expected text \"{}\", got {}",
+                esc_short(expected.as_bytes(), 120),
+                other.describe()
+            ))),
+        }
+    }
+
+    /// Reads until the connection is closed by the server; fails on any text message or a
+    /// timeout. Returns the close frame's code and reason, if one came.
+    pub fn expect_closed(&mut self, what: &str) -> Result<Option<(u16, String)>, Failure> {
+        let mut frame = None;
+        loop {
+            match self.recv() {
+                Ok(WsEvent::Close(f)) => frame = f,
+                Ok(WsEvent::Closed(_)) => return Ok(frame),
+                Ok(other) => {
+                    return Err(fail(format!(
+                        "{what}: expected the socket to close, got {}",
+                        other.describe()
+                    )));
+                }
+                Err(e) => return Err(fail(format!("{what}: {}", e.reason))),
+            }
+        }
+    }
+
+    /// Sets the read timeout of the socket.
+    pub fn set_read_timeout(&self, d: std::time::Duration) -> Outcome {
+        self.inner
+            .get_ref()
+            .set_read_timeout(Some(d))
+            .map_err(|e| fail(format!("setting read timeout: {e}")))
+    }
+
+    /// Closes the connection politely (errors ignored).
+    pub fn close(mut self) {
+        let _ = self.inner.close(None);
+        let _ = self.inner.flush();
+    }
+}
+
+fn classify(e: tungstenite::Error) -> Result<WsEvent, Failure> {
+    use tungstenite::Error as E;
+    match e {
+        E::ConnectionClosed => Ok(WsEvent::Closed("closing handshake done".into())),
+        E::AlreadyClosed => Ok(WsEvent::Closed("already closed".into())),
+        E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            Ok(WsEvent::Closed("TCP closed without a close frame".into()))
+        }
+        E::Io(io) => match io.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                Err(fail("timed out waiting for a WebSocket message"))
+            }
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe => Ok(WsEvent::Closed(format!("TCP {}", io.kind()))),
+            _ => Err(fail(format!("WebSocket read error: {io}"))),
+        },
+        other => Err(fail(format!("WebSocket error: {other}"))),
+    }
+}
+
+/// The hixie-76 number of a `Sec-WebSocket-Key1/2` value: its digits as a number divided by
+/// its count of spaces. `None` if there are no spaces, the division is not exact, or the
+/// result does not fit 32 bits.
+pub fn hixie76_key_number(key: &str) -> Option<u32> {
+    let digits: String = key.chars().filter(char::is_ascii_digit).collect();
+    let spaces = key.chars().filter(|c| *c == ' ').count() as u64;
+    let n: u64 = digits.parse().ok()?;
+    if spaces == 0 || n % spaces != 0 {
+        return None;
+    }
+    u32::try_from(n / spaces).ok()
+}
+
+/// The hixie-76 challenge answer: MD5(n1 ‖ n2 ‖ key3), numbers big-endian.
+pub fn hixie76_answer(key1: &str, key2: &str, key3: &[u8; 8]) -> Option<[u8; 16]> {
+    let n1 = hixie76_key_number(key1)?;
+    let n2 = hixie76_key_number(key2)?;
+    let mut h = Md5::new();
+    h.update(n1.to_be_bytes());
+    h.update(n2.to_be_bytes());
+    h.update(key3);
+    Some(h.finalize().into())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hixie76_spec_vector() {
+        assert_eq!(
+            hixie76_key_number("4 @1  46546xW%0l 1 5"),
+            Some(829_309_203)
+        );
+        assert_eq!(hixie76_key_number("12998 5 Y3 1  .P00"), Some(259_970_620));
+        assert_eq!(
+            hixie76_answer("4 @1  46546xW%0l 1 5", "12998 5 Y3 1  .P00", b"aaaaaaaa").unwrap(),
+            [
+                0xca, 0x34, 0x00, 0xd8, 0xa5, 0x08, 0x47, 0x97, 0x2c, 0xd5, 0x71, 0x5a, 0xba, 0xbf,
+                0x43, 0x7b
+            ]
+        );
+    }
+
+    #[test]
+    fn hixie76_rejects_bad_keys() {
+        assert_eq!(hixie76_key_number("12345"), None); // no spaces
+        assert_eq!(hixie76_key_number("1 2"), Some(12));
+        assert_eq!(hixie76_key_number("1 0 1"), None); // 101 / 2 not exact
+        assert_eq!(hixie76_key_number("99999999999 "), None); // too large
+    }
+
+    #[test]
+    fn accept_key_vector() {
+        assert_eq!(
+            tungstenite::handshake::derive_accept_key(b"x3JJHMbDL1EzLkh9GBhXDw=="),
+            "HSmrc0sMlYUkAGmm5OPpG2HaGWk="
+        );
+    }
+}
