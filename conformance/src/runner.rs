@@ -470,7 +470,9 @@ mod tests {
     #[test]
     fn runner_reports_pass_fail_skip_panic_timeout_and_bad_url() {
         let config = Config {
-            check_timeout: Duration::from_millis(300),
+            // Generous: a panicking check must be reported as a panic even on a loaded
+            // machine (unwinding and backtraces take time); only e_slow may time out.
+            check_timeout: Duration::from_millis(2_000),
             ..Config::new("http://127.0.0.1:9")
                 .expect_fail("f_known")
                 .expect_fail("a_pass")
@@ -481,7 +483,7 @@ mod tests {
             Check::new("c_skip", "1", "s", |_: &Ctx| Err(skip("later"))),
             Check::new("d_panic", "1", "x", |_: &Ctx| panic!("boom")),
             Check::new("e_slow", "1", "t", |_: &Ctx| {
-                thread::sleep(Duration::from_secs(2));
+                thread::sleep(Duration::from_secs(6));
                 Ok(())
             }),
             Check::new("f_known", "1", "k", |_: &Ctx| Err(fail("deviation"))),

@@ -11,7 +11,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::frame::{self, HEARTBEAT, OPEN};
 use crate::handshake::{accept_key, hixie76_key_number, md5_hex};
-use crate::options::{AbortPolicy, Options, OptionsError, ProtocolVersion};
+use crate::options::{AbortPolicy, Options, OptionsError, OriginPolicy, ProtocolVersion};
 use crate::output::{
     CloseReason, Handshake, Output, RequestId, SendError, SessionInfo, SessionKey, SessionState,
 };
@@ -215,9 +215,15 @@ impl Engine {
                 plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large.\n"),
             );
         }
-        let needs_origin_check = !matches!(route, Route::Greeting | Route::Iframe);
+        let needs_origin_check = !matches!(route, Route::Greeting | Route::Iframe)
+            && !matches!(options.origins, OriginPolicy::Any);
         if needs_origin_check {
-            if let Some(origin) = parts.headers.get(header::ORIGIN) {
+            // Old WebSocket drafts (0.3.3's versions 7 and 8) send Sec-WebSocket-Origin.
+            let origin = parts
+                .headers
+                .get(header::ORIGIN)
+                .or_else(|| parts.headers.get("sec-websocket-origin"));
+            if let Some(origin) = origin {
                 let allowed = origin
                     .to_str()
                     .is_ok_and(|origin| options.origins.allows(origin));
@@ -463,7 +469,7 @@ impl Engine {
         match s.link {
             Link::WebSocket { socket, raw } => {
                 let (code, reason) = if raw {
-                    (ws_close_code(code), reason.to_owned())
+                    (ws_close_code(code), ws_close_reason(reason))
                 } else {
                     self.shared.flush_socket(key, socket, s);
                     let frame = frame::close(code, reason);
@@ -519,7 +525,7 @@ impl Engine {
                             text: "h".to_owned(),
                         }
                     });
-                    let at = after(now, self.shared.options.heartbeat_delay);
+                    let at = after(self.shared.now, self.shared.options.heartbeat_delay);
                     self.shared.timers.set(key, &mut s.deadline, at);
                 }
                 Link::Http { receiver: Some(_) } => {
@@ -669,7 +675,7 @@ impl Engine {
         let h = &parts.headers;
         let upgrade_ok = h
             .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+            .is_some_and(|v| has_token(v.as_bytes(), b"websocket"));
         if !upgrade_ok {
             return self.respond(
                 id,
@@ -679,11 +685,10 @@ impl Engine {
                 ),
             );
         }
-        let connection_ok = h.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
-        });
+        let connection_ok = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"upgrade"));
         if !connection_ok {
             return self.respond(
                 id,
@@ -707,11 +712,9 @@ impl Engine {
             let (Some(key1), Some(key2)) = numbers else {
                 return self.respond(id, plain(StatusCode::BAD_REQUEST, "Invalid hixie-76 key."));
             };
-            let scheme = if parts.uri.scheme_str() == Some("https") {
-                "wss"
-            } else {
-                "ws"
-            };
+            let tls = parts.uri.scheme_str() == Some("https")
+                || parts.extensions.get::<crate::Tls>().is_some();
+            let scheme = if tls { "wss" } else { "ws" };
             let host = h
                 .get(header::HOST)
                 .map(HeaderValue::as_bytes)
@@ -766,7 +769,7 @@ impl Engine {
             return self.respond(id, too_many_sessions());
         }
         if self.shared.requests.contains_key(&id) {
-            return self.respond(id, duplicate_request());
+            return; // a live request id: the driver broke its contract; answer nothing
         }
         let key = self.new_key();
         let mut session = Session::new(session_id.into(), Link::WebSocket { socket: id, raw });
@@ -818,8 +821,10 @@ impl Engine {
         let callback: Box<str> =
             if matches!(transport, Transport::HtmlFile | Transport::JsonpPolling) {
                 let query = parts.uri.query();
-                let value = query_param(query, "c").or_else(|| query_param(query, "callback"));
-                let Some(value) = value.filter(|v| !v.is_empty()) else {
+                let value = query_param(query, "c")
+                    .filter(|v| !v.is_empty())
+                    .or_else(|| query_param(query, "callback").filter(|v| !v.is_empty()));
+                let Some(value) = value else {
                     return self.respond(
                         id,
                         plain(
@@ -849,12 +854,22 @@ impl Engine {
             .content_type(transport.content_type(options.protocol))
             .no_cache()
             .cookie(options.jsessionid);
-        if matches!(transport, Transport::XhrPolling | Transport::XhrStreaming) {
+        if matches!(
+            transport,
+            Transport::XhrPolling | Transport::XhrStreaming | Transport::EventSource
+        ) {
             headers = headers.cors();
+        }
+        if transport != Transport::HtmlFile && transport != Transport::EventSource {
+            // Script responses: browsers must not sniff them as anything else.
+            headers = headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
         }
         let head = headers.response(StatusCode::OK, ());
         if self.shared.requests.contains_key(&id) {
-            return self.respond(id, duplicate_request());
+            return; // a live request id: the driver broke its contract; answer nothing
         }
 
         let existing = self.by_id.get(session_id).copied();
@@ -955,7 +970,7 @@ impl Engine {
             }
         };
         let Some(&key) = self.by_id.get(session_id) else {
-            return self.respond(id, not_found());
+            return self.respond(id, headers.response(StatusCode::NOT_FOUND, Bytes::new()));
         };
         let open = self
             .sessions
@@ -1126,10 +1141,6 @@ fn too_many_sessions() -> Response<Bytes> {
     plain(StatusCode::SERVICE_UNAVAILABLE, "Too many sessions.\n")
 }
 
-fn duplicate_request() -> Response<Bytes> {
-    plain(StatusCode::INTERNAL_SERVER_ERROR, "Duplicate request id.\n")
-}
-
 fn unsupported_version() -> Response<Bytes> {
     let mut response = plain(
         StatusCode::BAD_REQUEST,
@@ -1140,6 +1151,22 @@ fn unsupported_version() -> Response<Bytes> {
         HeaderValue::from_static("13"),
     );
     response
+}
+
+/// Whether a comma-separated header value holds `token` (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// A close reason fits in a control frame: at most 123 bytes, cut at a char boundary.
+fn ws_close_reason(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
 }
 
 /// A close code the WebSocket protocol lets an endpoint send; others become 1000.

@@ -106,3 +106,8 @@ pub use output::{
     CloseReason, Handshake, Output, RequestId, SendError, SessionInfo, SessionKey, SessionState,
 };
 pub use transport::Transport;
+
+/// A request extension marking a request that arrived over TLS. Drivers that terminate TLS
+/// insert it so hixie-76 answers with a `wss://` location.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tls;

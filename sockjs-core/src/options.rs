@@ -99,14 +99,17 @@ pub struct Options {
     pub websocket: bool,
     /// Offer raw WebSocket at `P/websocket`. Default on (only when `websocket` is on too).
     pub raw_websocket: bool,
-    /// Accept hixie-76 WebSocket handshakes (needed behind old proxies; the test suite's
-    /// `test_haproxy`). Default off.
+    /// Accept hixie-76 WebSocket handshakes (needed behind old proxies and by the protocol
+    /// suite's `test_haproxy`, so test servers turn it on). Default off: it is an obsolete,
+    /// weaker protocol that no current browser speaks, and the driver must support its
+    /// framing ([`crate::wire::hixie76`]).
     pub hixie76: bool,
     /// Send the `JSESSIONID` cookie for load-balancer stickiness (`cookie_needed`).
     /// Default off.
     pub jsessionid: bool,
     /// The client library URL the iframe page loads. Must start with `/` or `http` and
-    /// contain no `"`.
+    /// contain no `"`. Pin it to the exact sockjs-client version your pages use: the
+    /// iframe transports refuse to run when the two versions differ.
     pub sockjs_url: String,
     /// Which origins may use the service.
     pub origins: OriginPolicy,
@@ -162,6 +165,9 @@ pub enum OptionsError {
     SockjsUrl,
     /// `heartbeat_delay` and `disconnect_delay` must be non-zero.
     ZeroDelay,
+    /// `heartbeat_delay` and `disconnect_delay` must be at most a day (longer ones would
+    /// keep dead sessions practically forever).
+    DelayTooLong,
     /// `response_limit`, `max_request_body`, `max_message_size`, `max_queued_bytes` and
     /// `max_sessions` must be non-zero.
     ZeroLimit,
@@ -175,6 +181,7 @@ impl fmt::Display for OptionsError {
                 "sockjs_url must start with '/' or 'http' and contain no '\"'"
             }
             OptionsError::ZeroDelay => "heartbeat and disconnect delays must be non-zero",
+            OptionsError::DelayTooLong => "heartbeat and disconnect delays must be at most a day",
             OptionsError::ZeroLimit => "limits must be non-zero",
         })
     }
@@ -197,6 +204,10 @@ impl Options {
         }
         if self.heartbeat_delay.is_zero() || self.disconnect_delay.is_zero() {
             return Err(OptionsError::ZeroDelay);
+        }
+        let day = Duration::from_secs(86_400);
+        if self.heartbeat_delay > day || self.disconnect_delay > day {
+            return Err(OptionsError::DelayTooLong);
         }
         if [
             self.response_limit,

@@ -45,7 +45,9 @@ fn jsessionid_cookie(headers: &HeaderMap) -> Option<HeaderValue> {
         v.as_bytes().split(|&b| b == b';').find_map(|pair| {
             let pair = pair.trim_ascii();
             let value = pair.strip_prefix(b"JSESSIONID=")?;
-            HeaderValue::from_bytes(value).ok()
+            (!value.is_empty())
+                .then(|| HeaderValue::from_bytes(value).ok())
+                .flatten()
         })
     })
 }
@@ -83,7 +85,13 @@ impl<'a> Headers<'a> {
 
     pub fn long_cache(mut self, wall_clock: SystemTime) -> Self {
         self.map.insert(header::CACHE_CONTROL, LONG_CACHE);
-        let expires = httpdate::fmt_http_date(wall_clock + ONE_YEAR);
+        // httpdate only formats years 1970..=9999; a wall clock outside must not panic.
+        let latest = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+        let expires = wall_clock
+            .checked_add(ONE_YEAR)
+            .unwrap_or(latest)
+            .clamp(SystemTime::UNIX_EPOCH, latest);
+        let expires = httpdate::fmt_http_date(expires);
         if let Ok(value) = HeaderValue::from_str(&expires) {
             self.map.insert(header::EXPIRES, value);
         }

@@ -1423,3 +1423,366 @@ fn origin_policy_refuses_cors_and_upgrades() {
     let greeting = h.request("GET", "/", &[("origin", "https://evil")], "");
     assert_eq!(h.ex(greeting).status(), 200);
 }
+
+// ---- further rules and edge cases ---------------------------------------------------------
+
+#[test]
+fn s2_raw_websocket_wrong_method_and_plain_get() {
+    let mut h = Harness::echo();
+    let post = h.post("/websocket", "");
+    assert_eq!(h.ex(post).status(), 405);
+    assert_eq!(h.ex(post).header("allow").as_deref(), Some("GET"));
+    let get = h.get("/websocket");
+    assert_eq!(h.ex(get).status(), 400);
+    let not_found = h.get("/nope");
+    assert_eq!(
+        h.ex(not_found).header("content-type").as_deref(),
+        Some(TEXT)
+    );
+}
+
+#[test]
+fn s3_1_preflight_has_no_content_type() {
+    let mut h = Harness::echo();
+    let id = h.request("OPTIONS", "/a/b/xhr_send", &[], "");
+    assert_eq!(h.ex(id).header("content-type"), None);
+}
+
+#[test]
+fn s3_2_no_cache_on_every_receiver_and_sender() {
+    let mut h = Harness::echo();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let ids = [
+        h.post("/a/n1/xhr_streaming", ""),
+        h.get("/a/n2/htmlfile?c=cb"),
+        h.get("/a/n3/jsonp?c=cb"),
+        h.request("POST", "/a/n3/jsonp_send", &form, "d=[]"),
+    ];
+    for id in ids {
+        assert_eq!(
+            h.ex(id).header("cache-control").as_deref(),
+            Some(NO_CACHE),
+            "{id:?}"
+        );
+        assert_eq!(h.ex(id).header("expires"), None);
+        assert_eq!(h.ex(id).header("last-modified"), None);
+    }
+    let greeting = h.get("/");
+    assert_eq!(h.ex(greeting).header("cache-control"), None);
+}
+
+#[test]
+fn s3_3_cors_on_xhr_receivers_with_and_without_origin() {
+    let mut h = Harness::echo();
+    for path in ["/a/c1/xhr", "/a/c2/xhr_streaming"] {
+        let id = h.request("POST", path, &[("origin", "test")], "");
+        assert_eq!(
+            h.ex(id).header("access-control-allow-origin").as_deref(),
+            Some("test")
+        );
+        assert_eq!(
+            h.ex(id)
+                .header("access-control-allow-credentials")
+                .as_deref(),
+            Some("true")
+        );
+    }
+    for path in ["/a/c3/xhr", "/a/c4/xhr_streaming"] {
+        let id = h.post(path, "");
+        assert_eq!(
+            h.ex(id).header("access-control-allow-origin").as_deref(),
+            Some("*")
+        );
+        assert_eq!(h.ex(id).header("access-control-allow-credentials"), None);
+    }
+}
+
+#[test]
+fn s3_3_eventsource_answers_cors_for_cross_origin_pages() {
+    let mut h = Harness::echo();
+    let id = h.request(
+        "GET",
+        "/a/ces/eventsource",
+        &[("origin", "http://page")],
+        "",
+    );
+    assert_eq!(
+        h.ex(id).header("access-control-allow-origin").as_deref(),
+        Some("http://page")
+    );
+}
+
+#[test]
+fn s3_3_0_3_3_null_origin_preflight_is_star() {
+    let mut h = Harness::new(
+        Options {
+            protocol: ProtocolVersion::V0_3_3,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let id = h.request("OPTIONS", "/info", &[("origin", "null")], "");
+    assert_eq!(
+        h.ex(id).header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    assert_eq!(h.ex(id).header("access-control-allow-credentials"), None);
+}
+
+#[test]
+fn s3_4_cookie_on_preflights_2010_and_sender_errors() {
+    let mut h = Harness::new(
+        Options {
+            jsessionid: true,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let dummy = Some("JSESSIONID=dummy; path=/");
+    let a = h.request("OPTIONS", "/a/k/xhr_send", &[], "");
+    let b = h.request("OPTIONS", "/a/k/xhr_streaming", &[], "");
+    h.post("/a/k/xhr", "");
+    let held = h.post("/a/k/xhr", "");
+    let busy = h.post("/a/k/xhr", "");
+    let err = h.post("/a/k/xhr_send", "[\"x");
+    for id in [a, b, busy, err] {
+        assert_eq!(h.ex(id).header("set-cookie").as_deref(), dummy, "{id:?}");
+    }
+    assert!(!h.ex(held).done());
+    let empty = h.request("POST", "/a/k2/xhr", &[("cookie", "JSESSIONID=")], "");
+    assert_eq!(
+        h.ex(empty).header("set-cookie").as_deref(),
+        dummy,
+        "empty client value"
+    );
+}
+
+#[test]
+fn s4_3_iframe_0_3_3_exact_body() {
+    let mut h = Harness::new(
+        Options {
+            protocol: ProtocolVersion::V0_3_3,
+            sockjs_url: "/s.js".into(),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let id = h.get("/iframe.html");
+    let expected = "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script>\n    document.domain = document.domain;\n    _sockjs_onload = function(){SockJS.bootstrap_iframe();};\n  </script>\n  <script src=\"/s.js\"></script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>";
+    assert_eq!(h.ex(id).body().trim(), expected);
+}
+
+#[test]
+fn s6_jsonp_send_unknown_session_after_payload_checks() {
+    let mut h = Harness::echo();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let bad = h.request("POST", "/a/none/jsonp_send", &form, "d=%5B%22x");
+    assert_eq!(h.ex(bad).status(), 500);
+    let unknown = h.request("POST", "/a/none/jsonp_send", &form, "d=%5B%22x%22%5D");
+    assert_eq!(h.ex(unknown).status(), 404);
+    assert_eq!(
+        h.ex(unknown).header("cache-control").as_deref(),
+        Some(NO_CACHE)
+    );
+}
+
+#[test]
+fn s6_xhr_send_404_keeps_cors_so_browsers_can_read_it() {
+    let mut h = Harness::echo();
+    let id = h.request(
+        "POST",
+        "/a/gone/xhr_send",
+        &[("origin", "http://page")],
+        "[\"x\"]",
+    );
+    assert_eq!(h.ex(id).status(), 404);
+    assert_eq!(
+        h.ex(id).header("access-control-allow-origin").as_deref(),
+        Some("http://page")
+    );
+}
+
+#[test]
+fn s7_1_3_heartbeat_framing_on_every_http_transport() {
+    let mut h = Harness::echo();
+    let es = h.get("/a/h1/eventsource");
+    let hf = h.get("/a/h2/htmlfile?c=cb");
+    h.get("/a/h3/jsonp?c=cb");
+    let jp = h.get("/a/h3/jsonp?c=cb");
+    h.advance(Duration::from_secs(25));
+    assert_eq!(
+        h.ex(es).chunk_strings().last().map(String::as_str),
+        Some("data: h\r\n\r\n")
+    );
+    assert_eq!(
+        h.ex(hf).chunk_strings().last().map(String::as_str),
+        Some("<script>\np(\"h\");\n</script>\r\n")
+    );
+    assert_eq!(h.ex(jp).body(), "/**/cb(\"h\");\r\n");
+}
+
+#[test]
+fn s7_1_4_session_expires_after_a_stream_ends_at_the_limit() {
+    let mut h = Harness::echo();
+    let id = h.post("/a/lx/xhr_streaming", "");
+    h.post("/a/lx/xhr_send", &format!("[\"{}\"]", "x".repeat(4096)));
+    assert!(h.ex(id).ended);
+    h.advance(Duration::from_secs(5) - ms(1));
+    assert!(h.closed.is_empty());
+    h.advance(ms(1));
+    assert_eq!(h.closed.len(), 1);
+}
+
+#[test]
+fn s8_streams_stay_open_below_the_limit() {
+    let mut h = Harness::echo();
+    let es = h.get("/a/o1/eventsource");
+    let hf = h.get("/a/o2/htmlfile?c=cb");
+    for session in ["o1", "o2"] {
+        h.post(
+            &format!("/a/{session}/xhr_send"),
+            &format!("[\"{}\"]", "x".repeat(2000)),
+        );
+    }
+    assert!(!h.ex(es).ended && !h.ex(hf).ended);
+}
+
+#[test]
+fn s8_callback_falls_back_to_the_callback_parameter() {
+    let mut h = Harness::echo();
+    let id = h.get("/a/fb/jsonp?c=&callback=cb");
+    assert_eq!(h.ex(id).body(), "/**/cb(\"o\");\r\n");
+}
+
+#[test]
+fn s8_jsonp_is_nosniff() {
+    let mut h = Harness::echo();
+    let id = h.get("/a/ns/jsonp?c=cb");
+    assert_eq!(
+        h.ex(id).header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+}
+
+#[test]
+fn s9_1_hixie76_101_has_no_content_length_and_wss_behind_tls() {
+    let mut h = Harness::new(
+        Options {
+            hixie76: true,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let mut request = http::Request::get("/a/b/websocket")
+        .header("upgrade", "WebSocket")
+        .header("connection", "Upgrade")
+        .header("host", "example.com")
+        .header("sec-websocket-key1", "4 @1  46546xW%0l 1 5")
+        .header("sec-websocket-key2", "12998 5 Y3 1  .P00")
+        .body(bytes::Bytes::new())
+        .expect("request");
+    request.extensions_mut().insert(sockjs_core::Tls);
+    let id = h.raw_request(request);
+    assert_eq!(h.ex(id).header("content-length"), None);
+    assert_eq!(
+        h.ex(id).header("sec-websocket-location").as_deref(),
+        Some("wss://example.com/a/b/websocket")
+    );
+}
+
+#[test]
+fn s9_1_missing_key_and_odd_upgrade_headers() {
+    let mut h = Harness::echo();
+    let no_key = h.request(
+        "GET",
+        "/a/b/websocket",
+        &[
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-version", "13"),
+        ],
+        "",
+    );
+    assert_eq!(h.ex(no_key).status(), 400);
+    let listed = h.request(
+        "GET",
+        "/a/b/websocket",
+        &[
+            ("upgrade", "foo, WebSocket"),
+            ("connection", "keep-alive, upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+        ],
+        "",
+    );
+    assert_eq!(h.ex(listed).status(), 101);
+    for upgrade in ["", "h2c", "websocketx", ","] {
+        let id = h.request(
+            "GET",
+            "/a/b/websocket",
+            &[("upgrade", upgrade), ("connection", "Upgrade")],
+            "",
+        );
+        assert_eq!(h.ex(id).status(), 400, "{upgrade:?}");
+    }
+}
+
+#[test]
+fn s9_3_raw_close_code_and_reason_are_made_valid() {
+    let mut h = Harness::new(Options::default(), App::Passive);
+    let ws = h.ws_open("/websocket");
+    let key = h.last_session();
+    h.app_close(key, 2010, &"é".repeat(100));
+    let (code, reason) = h.ex(ws).ws_close.clone().expect("closed");
+    assert_eq!(code, 1000);
+    assert!(reason.len() <= 123 && reason.chars().all(|c| c == 'é'));
+}
+
+#[test]
+fn duplicate_live_request_ids_are_ignored() {
+    let mut h = Harness::echo();
+    h.post("/a/dup/xhr", "");
+    let held = h.post("/a/dup/xhr", "");
+    h.engine.handle_request(
+        h.now,
+        held,
+        http::Request::post("/a/other/xhr")
+            .body(bytes::Bytes::new())
+            .expect("req"),
+    );
+    h.drain();
+    assert!(!h.ex(held).done(), "no second answer for a live id");
+}
+
+#[test]
+fn wall_clock_outside_http_dates_does_not_panic() {
+    use std::time::{Instant, SystemTime};
+    for wall in [
+        SystemTime::UNIX_EPOCH - Duration::from_secs(86_400 * 800),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(300_000_000_000),
+    ] {
+        let start = sockjs_core::Start {
+            now: Instant::now(),
+            wall_clock: wall,
+            seed: 1,
+        };
+        let mut engine = sockjs_core::Engine::new(Options::default(), start).expect("engine");
+        engine.handle_request(
+            Instant::now(),
+            sockjs_core::RequestId(1),
+            http::Request::get("/iframe.html")
+                .body(bytes::Bytes::new())
+                .expect("req"),
+        );
+        assert!(engine.poll_output().is_some());
+    }
+}
+
+#[test]
+fn options_refuse_delays_that_would_keep_sessions_forever() {
+    let o = Options {
+        disconnect_delay: Duration::MAX,
+        ..Options::default()
+    };
+    assert_eq!(o.validate(), Err(sockjs_core::OptionsError::DelayTooLong));
+}
