@@ -24,6 +24,7 @@ mod checks;
 pub mod cli;
 pub mod http;
 pub mod json;
+pub mod load;
 pub mod runner;
 pub mod util;
 pub mod ws;

@@ -1,0 +1,90 @@
+//! A plain WebSocket echo server on tokio-tungstenite, with no SockJS: the benchmarks'
+//! lower bound on framing overhead.
+//!
+//! Usage: `raw_echo [ADDR]` (default `127.0.0.1:0`; loopback only). Prints
+//! `listening on http://ADDR` once bound, then echoes every text or binary message on any
+//! path until killed. Worker threads: the CPUs the process may run on.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn echo(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    while let Some(Ok(m)) = ws.next().await {
+        match m {
+            Message::Text(_) | Message::Binary(_) => {
+                if ws.feed(m).await.is_err() {
+                    return;
+                }
+                if ws.flush().await.is_err() {
+                    return;
+                }
+            }
+            Message::Close(_) => return,
+            _ => {}
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into());
+    let addr: SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("usage: raw_echo [ADDR]: bad address {addr:?}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !addr.ip().is_loopback() {
+        eprintln!("raw_echo: refusing to listen on a non-loopback address {addr}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("raw_echo: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("raw_echo: bind {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(a) => println!("listening on http://{a}"),
+            Err(e) => {
+                eprintln!("raw_echo: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(echo(stream));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    eprintln!("raw_echo: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+}
