@@ -4,6 +4,9 @@
 //! Usage: `raw_echo [ADDR]` (default `127.0.0.1:0`; loopback only). Prints
 //! `listening on http://ADDR` once bound, then echoes every text or binary message on any
 //! path until killed. Worker threads: the CPUs the process may run on.
+//!
+//! Each connection's read buffer is 4 KiB instead of tungstenite's eagerly allocated
+//! 128 KiB default, so that the idle-memory figure is a floor too.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -12,10 +15,15 @@ use std::process::ExitCode;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Read buffer per connection (bytes).
+const READ_BUFFER: usize = 4096;
 
 async fn echo(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
     while let Some(Ok(m)) = ws.next().await {
