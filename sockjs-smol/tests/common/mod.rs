@@ -333,6 +333,11 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
         let _ = tx.send(f());
     });
     let start = Instant::now();
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("did not finish within {limit:?} ({:?})", start.elapsed()))
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("did not finish within {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("failed after {:?} (see the panic above)", start.elapsed())
+        }
+    }
 }
