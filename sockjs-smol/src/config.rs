@@ -32,7 +32,7 @@ pub struct Config {
     /// client that does not read; then the connection is closed. Default 30 s.
     pub write_timeout: Duration,
     /// Most outgoing messages (responses, chunks, WebSocket messages) queued for one
-    /// connection. Default 4096.
+    /// connection (at least 8 are always allowed). Default 4096.
     pub max_connection_queue: usize,
     /// Most outgoing bytes queued for one connection. One message larger than this is
     /// still accepted into an empty queue. Default 1 MiB.

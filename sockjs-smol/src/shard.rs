@@ -30,6 +30,9 @@ pub const INBOUND_OVERFLOW_CODE: u16 = 1013;
 /// Close reason used when a session's inbound queue overflows.
 pub const INBOUND_OVERFLOW_REASON: &str = "Receive queue overflow";
 
+/// The smallest message-count bound used, so that a head and its first chunks always fit.
+const MIN_CONNECTION_QUEUE: usize = 8;
+
 /// Server-wide state shared by every shard and connection.
 pub(crate) struct Ctx {
     pub(crate) config: Config,
@@ -93,14 +96,15 @@ pub(crate) enum ConnMsg {
 }
 
 impl ConnMsg {
-    /// Bytes the message accounts for in the connection's queue bound.
+    /// Bytes the message accounts for in the connection's byte bound: its body. Heads
+    /// are small and bounded by the message count.
     pub(crate) fn weight(&self) -> usize {
         match self {
-            ConnMsg::Respond(r) => r.body().len() + 256,
+            ConnMsg::Respond(r) => r.body().len(),
             ConnMsg::Chunk(data) => data.len(),
             ConnMsg::WsText(text) => text.len(),
             ConnMsg::WsClose(_, reason) => reason.len(),
-            ConnMsg::StreamStart(_) | ConnMsg::Upgrade(..) => 256,
+            ConnMsg::StreamStart(_) | ConnMsg::Upgrade(..) => 0,
             ConnMsg::StreamEnd | ConnMsg::WsPing => 0,
         }
     }
@@ -302,7 +306,7 @@ impl Shard {
         let weight = msg.weight();
         let queued = conn.queued.load(Ordering::Acquire);
         let config = &self.ctx.config;
-        let overflow = conn.tx.len() >= config.max_connection_queue
+        let overflow = conn.tx.len() >= config.max_connection_queue.max(MIN_CONNECTION_QUEUE)
             || (queued > 0 && queued.saturating_add(weight) > config.max_connection_queue_bytes);
         if overflow {
             tracing::warn!(
