@@ -1,7 +1,7 @@
 //! The server: services, the accept loop, executor threads and graceful shutdown.
 
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -31,6 +31,8 @@ struct Service {
     prefix: Arc<str>,
     shards: Vec<Arc<Shard>>,
     next: AtomicUsize,
+    /// Keyed per service, so clients cannot aim many sessions at one shard.
+    hasher: std::collections::hash_map::RandomState,
 }
 
 /// What connection tasks share.
@@ -53,9 +55,7 @@ impl Inner {
         let index = match Route::parse(rest) {
             // Requests of one session must meet in one engine.
             Some(Route::Session { session, .. }) if n > 1 => {
-                let mut hasher = std::hash::DefaultHasher::new();
-                session.hash(&mut hasher);
-                (hasher.finish() % n as u64) as usize
+                (service.hasher.hash_one(session) % n as u64) as usize
             }
             _ => service.next.fetch_add(1, Ordering::Relaxed) % n,
         };
@@ -352,6 +352,7 @@ fn build(specs: Vec<ServiceSpec>, ctx: &Arc<Ctx>) -> io::Result<Inner> {
             prefix: spec.prefix,
             shards,
             next: AtomicUsize::new(0),
+            hasher: std::collections::hash_map::RandomState::new(),
         });
     }
     services.sort_by_key(|s| std::cmp::Reverse(s.prefix.len()));

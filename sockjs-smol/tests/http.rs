@@ -390,3 +390,137 @@ fn aborted_receivers_close_their_sessions() {
         assert_eq!(post(server.addr, &path, "").text(), "o\n");
     });
 }
+
+/// A JSON string literal of `s` (enough for frames: quotes and backslashes).
+fn js(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// How a transport wraps one frame.
+type Wrap = fn(&str) -> String;
+
+struct Streaming {
+    transport: &'static str,
+    method: &'static str,
+    wrap: Wrap,
+}
+
+const STREAMING: [Streaming; 3] = [
+    Streaming {
+        transport: "xhr_streaming",
+        method: "POST",
+        wrap: |f| format!("{f}\n"),
+    },
+    Streaming {
+        transport: "eventsource",
+        method: "GET",
+        wrap: |f| format!("data: {f}\r\n\r\n"),
+    },
+    Streaming {
+        transport: "htmlfile?c=cb",
+        method: "GET",
+        wrap: |f| format!("<script>\np({});\n</script>\r\n", js(f)),
+    },
+];
+
+fn open_stream(server: &TestServer, t: &Streaming, path: &str) -> Client {
+    let mut client = server.client();
+    client.request(t.method, path, &[], "");
+    let head = client.read_head();
+    assert_eq!(head.status, 200, "{}", t.transport);
+    assert!(head.is_chunked());
+    client.read_chunk().expect("prelude");
+    client
+}
+
+#[test]
+fn every_streaming_transport_open_echo_close_2010_and_limit() {
+    within(LIMIT, || {
+        let server = TestServer::start();
+        for t in &STREAMING {
+            let path = session_path("/echo", t.transport);
+            let base = path.split('?').next().unwrap_or_default().to_owned();
+            let send = with_transport(&base, "xhr_send");
+            let mut stream = open_stream(&server, t, &path);
+            assert_eq!(
+                stream.read_chunk_text(),
+                Some((t.wrap)("o")),
+                "{}",
+                t.transport
+            );
+            post(server.addr, &send, r#"["x"]"#);
+            assert_eq!(stream.read_chunk_text(), Some((t.wrap)(r#"a["x"]"#)));
+
+            // A second receiver: prelude, 2010, end; the first is untouched.
+            let mut second = open_stream(&server, t, &path);
+            assert_eq!(
+                second.read_chunk_text(),
+                Some((t.wrap)(r#"c[2010,"Another connection still open"]"#))
+            );
+            assert_eq!(second.read_chunk(), None);
+
+            // Response limit 4096: the stream ends on the frame that reaches it.
+            let message = "x".repeat(128);
+            let frame = (t.wrap)(&format!("a[{}]", js(&message)));
+            let mut written = (t.wrap)("o").len() + (t.wrap)(r#"a["x"]"#).len();
+            while written < 4096 {
+                post(server.addr, &send, &format!("[\"{message}\"]"));
+                assert_eq!(stream.read_chunk_text().as_ref(), Some(&frame));
+                written += frame.len();
+            }
+            assert_eq!(
+                stream.read_chunk(),
+                None,
+                "{} ends at the limit",
+                t.transport
+            );
+
+            let path = session_path("/close", t.transport);
+            let mut stream = open_stream(&server, t, &path);
+            assert_eq!(stream.read_chunk_text(), Some((t.wrap)("o")));
+            assert_eq!(
+                stream.read_chunk_text(),
+                Some((t.wrap)(r#"c[3000,"Go away!"]"#))
+            );
+            assert_eq!(stream.read_chunk(), None);
+        }
+    });
+}
+
+#[test]
+fn every_polling_transport_open_echo_close_and_2010() {
+    within(LIMIT, || {
+        let server = TestServer::start();
+        let polling: [(&str, &str, Wrap); 2] = [
+            ("xhr", "POST", |f| format!("{f}\n")),
+            ("jsonp?c=cb", "GET", |f| format!("/**/cb({});\r\n", js(f))),
+        ];
+        for (transport, method, wrap) in polling {
+            let path = session_path("/echo", transport);
+            let base = path.split('?').next().unwrap_or_default().to_owned();
+            let poll = |server: &TestServer| request(server.addr, method, &path, "").text();
+            assert_eq!(poll(&server), wrap("o"), "{transport}");
+            post(
+                server.addr,
+                &with_transport(&base, "xhr_send"),
+                r#"["x","y"]"#,
+            );
+            assert_eq!(poll(&server), wrap(r#"a["x","y"]"#));
+            let mut held = server.client();
+            held.request(method, &path, &[], "");
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(
+                poll(&server),
+                wrap(r#"c[2010,"Another connection still open"]"#)
+            );
+            post(server.addr, &with_transport(&base, "xhr_send"), r#"["z"]"#);
+            assert_eq!(held.read_response().text(), wrap(r#"a["z"]"#));
+
+            let path = session_path("/close", transport);
+            let poll = |server: &TestServer| request(server.addr, method, &path, "").text();
+            assert_eq!(poll(&server), wrap("o"));
+            assert_eq!(poll(&server), wrap(r#"c[3000,"Go away!"]"#));
+            assert_eq!(poll(&server), wrap(r#"c[3000,"Go away!"]"#));
+        }
+    });
+}
