@@ -111,6 +111,9 @@
 //! [`Config::shutdown_code`] / [`Config::shutdown_reason`]
 //! ([`Engine::close_all`](sockjs_core::Engine::close_all)), then waits until every
 //! session, handler task and connection is done, at most [`Config::shutdown_timeout`].
+//! HTTP sessions closed this way stay CLOSING for their disconnect delay, so a client
+//! that polls again still gets the close frame; shutdown therefore usually lasts about
+//! one [`Options::disconnect_delay`](sockjs_core::Options::disconnect_delay).
 //!
 //! # Tracing
 //!
