@@ -153,6 +153,10 @@ class ServerProcess {
     const args = cmd.slice(1).concat([addr, '--sockjs-url', sockjsUrl]);
     process.stderr.write('starting server: ' + [cmd[0], ...args].join(' ') + '\n');
     this.child = spawn(cmd[0], args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Last resort if run.js ends without stop(): the command has its own process group.
+    process.on('exit', () => {
+      try { process.kill(-this.child.pid, 'SIGKILL'); } catch (e) { /* gone */ }
+    });
     this.exited = new Promise((resolve) => {
       this.child.on('exit', (code, sig) => resolve(sig ? 'signal ' + sig : 'exit code ' + code));
       this.child.on('error', (err) => resolve(err.message));
@@ -306,9 +310,11 @@ async function main() {
     stopping = true;
     while (cleanups.length) await cleanups.pop()().catch(() => {});
   };
-  for (const sig of ['SIGINT', 'SIGTERM']) {
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.on(sig, () => { cleanup().then(() => process.exit(130)); });
   }
+  // A reader that goes away (`| head`) must not leave the server running.
+  process.stdout.on('error', () => { cleanup().then(() => process.exit(1)); });
 
   try {
     let base = o.server;
@@ -353,7 +359,8 @@ async function main() {
     const iframe = await get(base + '/echo/iframe.html').catch((e) => ({ status: 0, body: e.message }));
     const src = (/<script src="([^"]*)"/.exec(iframe.body) || [])[1];
     log('GET /echo/iframe.html: ' + iframe.status + ', loads ' + (src || '(no script src)'));
-    if (src !== sockjsUrl) {
+    const iframeHint = src === sockjsUrl ? '' : 'the server\'s iframe page loads ' + (src || 'no script') + ', not ' + sockjsUrl;
+    if (iframeHint) {
       log('!! the iframe page does not load ' + sockjsUrl + ': iframe-* rows will fail' +
         (o.server ? ' (start the server with --sockjs-url ' + sockjsUrl + ', or pass --static-port)' : ''));
     }
@@ -410,6 +417,9 @@ async function main() {
         r.note = na;
       } else if (na) {
         r.note = (r.note ? r.note + '; ' : '') + 'expected n/a (' + na + ') but the client offered it';
+      }
+      if (r.status === 'fail' && t.startsWith('iframe-') && iframeHint) {
+        r.note = (r.note ? r.note + '; ' : '') + iframeHint;
       }
       rows.push(r);
       const failed = Checks.CHECKS.filter((c) => r.checks[c] && !r.checks[c].ok);
