@@ -418,6 +418,10 @@ async function main() {
       } else if (na) {
         r.note = (r.note ? r.note + '; ' : '') + 'expected n/a (' + na + ') but the client offered it';
       }
+      const consoleErrors = (r.console || []).filter((l) => /^(error|pageerror):/.test(l) && !/Failed to load resource/.test(l));
+      if (r.status === 'fail' && consoleErrors.length) {
+        r.note = (r.note ? r.note + '; ' : '') + 'browser said: ' + consoleErrors[0].replace(/^\w+: /, '').slice(0, 240);
+      }
       if (r.status === 'fail' && t.startsWith('iframe-') && iframeHint) {
         r.note = (r.note ? r.note + '; ' : '') + iframeHint;
       }
