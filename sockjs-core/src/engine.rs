@@ -308,7 +308,7 @@ impl Engine {
             return;
         };
         match &mut session.link {
-            Link::WebSocket { .. } => self.forget(key, CloseReason::ClientClosed),
+            Link::WebSocket { .. } => self.forget(key, CloseReason::Aborted),
             Link::Http { receiver } => {
                 if receiver.as_ref().is_some_and(|r| r.request == id) {
                     *receiver = None;
@@ -740,6 +740,9 @@ impl Engine {
             if let Ok(location) = HeaderValue::from_bytes(&location) {
                 headers.insert("sec-websocket-location", location);
             }
+            response
+                .extensions_mut()
+                .insert(crate::wire::hixie76::HANDSHAKE_REASON);
             (response, Handshake::Hixie76 { key1, key2 })
         } else {
             let version_ok = version.is_some_and(|v| match options.protocol {
@@ -798,6 +801,7 @@ impl Engine {
             info: SessionInfo {
                 id: session_id.into(),
                 transport,
+                opened_by: id,
                 request: parts,
             },
         });
@@ -914,6 +918,7 @@ impl Engine {
                 info: SessionInfo {
                     id: session_id.into(),
                     transport,
+                    opened_by: id,
                     request: parts,
                 },
             });

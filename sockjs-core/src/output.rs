@@ -69,6 +69,9 @@ pub struct SessionInfo {
     pub id: Box<str>,
     /// The transport of the request that opened the session.
     pub transport: Transport,
+    /// The request that opened the session; for WebSocket sessions, the socket for the
+    /// session's whole life.
+    pub opened_by: RequestId,
     /// The opening request's head (method, URI, headers, extensions such as a peer address
     /// the adapter attached).
     pub request: http::request::Parts,
@@ -88,9 +91,10 @@ pub enum CloseReason {
     },
     /// No receiver came back within the disconnect delay.
     Timeout,
-    /// The client closed its WebSocket.
+    /// The client closed its WebSocket with a close handshake.
     ClientClosed,
-    /// The client dropped a pending receiver's connection (PROTOCOL.md §7.1.6).
+    /// The connection dropped: a pending receiver's (PROTOCOL.md §7.1.6), or a WebSocket's
+    /// without a close handshake (or closed by the driver, e.g. on overflow).
     Aborted,
     /// The client sent a WebSocket message that is not valid SockJS framing.
     BrokenFraming,
