@@ -132,8 +132,16 @@ impl Table<'_> {
             .collect()
     }
 
+    /// Median of `f` over the runs of a cell and server that opened any session (a run
+    /// that opened none measured nothing; its errors are still counted).
     fn med(&self, cell: &str, server: &str, f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
-        median(self.of(cell, server).into_iter().filter_map(f).collect())
+        median(
+            self.of(cell, server)
+                .into_iter()
+                .filter(|r| r.opened > 0.0)
+                .filter_map(f)
+                .collect(),
+        )
     }
 }
 
@@ -239,7 +247,7 @@ pub fn summarize(runs: &[Run], vs: &[String]) -> String {
                 let cpu_pct = t.med(c, s, |r| {
                     Some(100.0 * r.server_cpu_s? / r.duration_s.filter(|d| *d > 0.0)?)
                 });
-                let errors: f64 = rs.iter().map(|r| r.errors + (r.sessions - r.opened)).sum();
+                let errors: f64 = rs.iter().map(|r| r.errors).sum();
                 let _ = writeln!(
                     o,
                     "| {} | {s} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -348,6 +356,7 @@ mod tests {
             line("ours", "ws", 360.0, false),
             line("raw", "ws", 600.0, false),
             line("node", "xhr", 50.0, false),
+            line("node", "xhr", 0.0, false).replace("\"opened\":10", "\"opened\":0"),
             line("ours", "xhr", 100.0, false),
             "noise RESULT line without json".to_owned(),
             "RESULT {\"untagged\":true}".to_owned(),
@@ -356,7 +365,7 @@ mod tests {
         ]
         .join("\n");
         let runs = parse_results(&text).expect("parses");
-        assert_eq!(runs.len(), 10);
+        assert_eq!(runs.len(), 11);
         let md = summarize(&runs, &["node".into(), "raw".into()]);
         assert!(
             md.contains("| cell | node | ours | raw | ours / node | raw / node | ours / raw |")
