@@ -276,7 +276,7 @@ async fn http10_streaming_is_close_delimited(mode: Mode) {
     assert_eq!(head.status, 200);
     assert!(head.header("transfer-encoding").is_none());
     assert!(head.header("content-length").is_none());
-    let body = conn.to_end().await;
+    let body = conn.read_to_close().await;
     let mut expected = vec![b'h'; 2048];
     expected.extend_from_slice(b"\no\nc[3000,\"Go away!\"]\n");
     assert_eq!(

@@ -377,7 +377,7 @@ impl Conn {
     }
 
     /// Reads until the peer closes.
-    pub async fn to_end(&mut self) -> Vec<u8> {
+    pub async fn read_to_close(&mut self) -> Vec<u8> {
         while self.fill().await > 0 {}
         std::mem::take(&mut self.buf)
     }
@@ -402,7 +402,7 @@ impl Conn {
         } else if matches!(head.status, 101 | 204 | 304) {
             Vec::new()
         } else {
-            self.to_end().await
+            self.read_to_close().await
         };
         Resp { head, body }
     }
