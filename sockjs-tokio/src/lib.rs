@@ -30,10 +30,12 @@
 //! mount path instead.
 //!
 //! Two request extensions are read when present: [`PeerAddr`] (for
-//! [`Session::peer_addr`]) and [`OriginalUri`] (only for the hixie-76
-//! `Sec-WebSocket-Location` header, which must name the full path; hixie-76 is off by
-//! default). [`serve`] sets both. axum's `ConnectInfo` and `OriginalUri` are axum types
-//! this crate does not depend on; copy them with one `map_request` if you need them:
+//! [`Session::peer_addr`]) and [`OriginalUri`]. The latter serves two purposes: the
+//! hixie-76 `Sec-WebSocket-Location` header, which must name the full path (hixie-76 is
+//! off by default), and undoing axum's rewrite of `/echo//...` to `/...`, so near-miss
+//! paths with an empty segment still get 404. [`serve`] sets both. axum's `ConnectInfo`
+//! and `OriginalUri` are axum types this crate does not depend on; copy them with one
+//! `map_request` if you need them:
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
@@ -86,6 +88,9 @@
 //! messages until the session ends; [`Session::send`] queues without waiting;
 //! [`Session::close`] ends it with a code and reason; [`Session::sender`] gives a
 //! `Clone + Send` [`SessionSender`] for other tasks (broadcast registries).
+//!
+//! WebSocket text messages go to the engine as they are; binary messages are handled as
+//! text when they are valid UTF-8 and ignored otherwise.
 //!
 //! # Design
 //!
