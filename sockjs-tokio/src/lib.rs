@@ -89,6 +89,12 @@
 //! [`Session::close`] ends it with a code and reason; [`Session::sender`] gives a
 //! `Clone + Send` [`SessionSender`] for other tasks (broadcast registries).
 //!
+//! An `xhr_send` or `jsonp_send` is answered once the handler has taken the messages it
+//! carried (came back to [`Session::recv`] after them), or after
+//! [`Builder::delivery_wait`] (500 ms): what an application sends in reaction, like an
+//! echo, is then queued before the client's next poll, as with sockjs-node's synchronous
+//! events.
+//!
 //! WebSocket text messages go to the engine as they are; binary messages are handled as
 //! text when they are valid UTF-8 and ignored otherwise.
 //!

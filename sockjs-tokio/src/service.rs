@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
@@ -40,6 +40,7 @@ pub(crate) struct Config {
     pub(crate) inbound_bytes: usize,
     pub(crate) max_request_body: usize,
     pub(crate) max_message_size: usize,
+    pub(crate) delivery_wait: Duration,
 }
 
 /// What every shard of a service shares.
@@ -125,6 +126,7 @@ pub struct Builder {
     shards: Option<usize>,
     outbound_frames: usize,
     inbound_messages: usize,
+    delivery_wait: Duration,
 }
 
 impl Builder {
@@ -153,6 +155,19 @@ impl Builder {
         self
     }
 
+    /// How long an `xhr_send` or `jsonp_send` may wait for the application to take the
+    /// messages it delivered before it is answered anyway (default 500 ms; zero: answer at
+    /// once).
+    ///
+    /// A message is taken when the handler comes back to [`Session::recv`] after receiving
+    /// it. Waiting keeps replies in order with the client's next poll (an echo's reply is
+    /// queued before the client learns its send succeeded) and slows down a client that
+    /// sends faster than the application reads.
+    pub fn delivery_wait(mut self, wait: Duration) -> Builder {
+        self.delivery_wait = wait;
+        self
+    }
+
     /// Builds the service; `handler` runs once per session, in its own task.
     pub fn build<H, F>(self, handler: H) -> Result<SockJs, OptionsError>
     where
@@ -176,6 +191,7 @@ impl Builder {
                 inbound_bytes: options.max_queued_bytes,
                 max_request_body: options.max_request_body,
                 max_message_size: options.max_message_size,
+                delivery_wait: self.delivery_wait,
             },
             stopped: AtomicBool::new(false),
             runtime: OnceLock::new(),
@@ -240,6 +256,7 @@ impl SockJs {
             shards: None,
             outbound_frames: 256,
             inbound_messages: 1024,
+            delivery_wait: Duration::from_millis(500),
         }
     }
 
@@ -314,7 +331,7 @@ impl SockJs {
         let (reply_tx, reply_rx) = oneshot::channel();
         let mut guard = AbortGuard::new(shard.clone(), id);
         let request = Request::from_parts(parts, body);
-        shard.run(|state, now| {
+        let ((), delivered) = shard.run_delivering(|state, now| {
             state.requests.insert(
                 id,
                 Slot::Waiting {
@@ -330,6 +347,15 @@ impl SockJs {
         match reply {
             Reply::Full(response) => {
                 guard.disarm();
+                let wait = self.inner.common.config.delivery_wait;
+                if !delivered.is_empty() && !wait.is_zero() {
+                    let all = async {
+                        for delivery in delivered {
+                            delivery.wait().await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(wait, all).await;
+                }
                 response.map(Body::full)
             }
             Reply::Stream(head, rx) => head.map(|()| Body::stream(rx, guard)),

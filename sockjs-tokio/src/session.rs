@@ -42,6 +42,9 @@ pub struct Session {
     peer: Option<SocketAddr>,
     rx: mpsc::Receiver<String>,
     inbound: Arc<AtomicUsize>,
+    /// Messages returned by `recv` so far, published (as "finished with") at the next call.
+    received: u64,
+    done: watch::Sender<u64>,
 }
 
 impl fmt::Debug for Session {
@@ -65,6 +68,7 @@ impl Session {
         rx: mpsc::Receiver<String>,
         inbound: Arc<AtomicUsize>,
         closed: watch::Receiver<bool>,
+        done: watch::Sender<u64>,
     ) -> Session {
         let peer = peer_of(&request);
         Session {
@@ -79,6 +83,8 @@ impl Session {
             peer,
             rx,
             inbound,
+            received: 0,
+            done,
         }
     }
 
@@ -106,9 +112,18 @@ impl Session {
 
     /// The next message from the client, or `None` once the session has ended and every
     /// queued message was received.
+    ///
+    /// Calling it again also tells the server the application is done with the previous
+    /// message: an `xhr_send`/`jsonp_send` is answered once its messages were taken this
+    /// way (or after a short bound, [`Builder::delivery_wait`](crate::Builder::delivery_wait)),
+    /// so what the application sends in reaction goes out before the client's next poll.
     pub async fn recv(&mut self) -> Option<String> {
+        if *self.done.borrow() != self.received {
+            self.done.send_replace(self.received);
+        }
         let text = self.rx.recv().await?;
         self.inbound.fetch_sub(text.len(), Ordering::Relaxed);
+        self.received += 1;
         Some(text)
     }
 

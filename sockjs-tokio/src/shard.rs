@@ -136,14 +136,34 @@ pub(crate) struct SessionSlot {
     tx: mpsc::Sender<String>,
     inbound: Arc<AtomicUsize>,
     closed: watch::Sender<bool>,
+    /// Messages pushed to the application so far, and how many it has finished with.
+    pushed: u64,
+    done: watch::Receiver<u64>,
     id: Box<str>,
     /// The inbound queue overflowed; further messages are dropped while the session closes.
     overflowed: bool,
 }
 
+/// A message handed to a session's handler: done once `done` reaches `target`.
+pub(crate) struct Delivered {
+    done: watch::Receiver<u64>,
+    target: u64,
+}
+
+impl Delivered {
+    /// Resolves once the handler came back to [`Session::recv`] after taking the message
+    /// (or dropped its `Session`).
+    pub(crate) async fn wait(mut self) {
+        let target = self.target;
+        let _ = self.done.wait_for(|done| *done >= target).await;
+    }
+}
+
 /// The lockable part of a shard.
 pub(crate) struct State {
     pub(crate) engine: Engine,
+    /// Messages delivered during the current input (see [`Shard::run_delivering`]).
+    delivered: Vec<Delivered>,
     pub(crate) requests: HashMap<RequestId, Slot>,
     sessions: HashMap<SessionKey, SessionSlot>,
     /// The deadline the timer task sleeps until (`None`: no deadline).
@@ -167,6 +187,7 @@ impl Shard {
                 requests: HashMap::new(),
                 sessions: HashMap::new(),
                 timer_at: None,
+                delivered: Vec::new(),
             }),
             notify: Notify::new(),
             common,
@@ -181,8 +202,17 @@ impl Shard {
     /// Runs one input under the lock, routes every output, then spawns the handlers of
     /// sessions that opened (outside the lock).
     pub(crate) fn run<R>(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant) -> R) -> R {
+        self.run_delivering(f).0
+    }
+
+    /// Like [`Shard::run`], also returning the messages this input delivered to sessions,
+    /// so a sending request can wait until the application has taken them.
+    pub(crate) fn run_delivering<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut State, Instant) -> R,
+    ) -> (R, Vec<Delivered>) {
         let mut opened = Vec::new();
-        let result = {
+        let (result, delivered) = {
             let mut state = self.lock();
             let now = Instant::now();
             let result = f(&mut state, now);
@@ -193,12 +223,12 @@ impl Shard {
                     self.notify.notify_one();
                 }
             }
-            result
+            (result, std::mem::take(&mut state.delivered))
         };
         for session in opened {
             self.common.spawn_handler(session);
         }
-        result
+        (result, delivered)
     }
 
     /// Reads something from the engine without feeding it an input.
@@ -366,6 +396,7 @@ impl State {
                 let (tx, rx) = mpsc::channel(config.inbound_messages.max(1));
                 let inbound = Arc::new(AtomicUsize::new(0));
                 let (closed, closed_rx) = watch::channel(false);
+                let (done_tx, done) = watch::channel(0u64);
                 tracing::info!(
                     session = %info.id,
                     key = session.as_u64(),
@@ -380,6 +411,8 @@ impl State {
                         closed,
                         id: info.id.clone(),
                         overflowed: false,
+                        pushed: 0,
+                        done,
                     },
                 );
                 opened.push(Session::new(
@@ -391,6 +424,7 @@ impl State {
                     rx,
                     inbound,
                     closed_rx,
+                    done_tx,
                 ));
             }
             Output::Message { session, text } => {
@@ -411,6 +445,11 @@ impl State {
                 match result {
                     Ok(()) => {
                         slot.inbound.fetch_add(len, Ordering::Relaxed);
+                        slot.pushed += 1;
+                        self.delivered.push(Delivered {
+                            done: slot.done.clone(),
+                            target: slot.pushed,
+                        });
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         tracing::warn!(

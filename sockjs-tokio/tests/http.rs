@@ -24,6 +24,7 @@ both_modes!(
     abort_xhr_polling_closes_session,
     oversized_body_is_413,
     cookie_and_disabled_websocket,
+    echoes_are_queued_before_the_send_is_answered,
 );
 
 async fn greeting_info_and_404(mode: Mode) {
@@ -382,4 +383,26 @@ async fn cookie_and_disabled_websocket(mode: Mode) {
     assert!(info.text().contains("\"websocket\":false"));
     let r = get(server.addr, "/disabled_websocket_echo/a/a/websocket").await;
     assert_eq!(r.head.status, 404);
+}
+
+async fn echoes_are_queued_before_the_send_is_answered(mode: Mode) {
+    let server = start(mode).await;
+    for _ in 0..5 {
+        let s = session("/echo");
+        assert_eq!(
+            post(server.addr, &format!("{s}/xhr"), "").await.text(),
+            "o\n"
+        );
+        for body in [r#"["1"]"#, r#"["2","3"]"#, r#"["4"]"#] {
+            assert_eq!(
+                post(server.addr, &format!("{s}/xhr_send"), body)
+                    .await
+                    .head
+                    .status,
+                204
+            );
+        }
+        let r = post(server.addr, &format!("{s}/xhr"), "").await;
+        assert_eq!(r.text(), "a[\"1\",\"2\",\"3\",\"4\"]\n");
+    }
 }
