@@ -32,12 +32,11 @@ use crate::service::SockJs;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginalUri(pub Uri);
 
-/// The client's socket address, as a request extension. [`serve`] inserts it; under axum,
-/// copy `axum::extract::ConnectInfo<SocketAddr>` into it. [`Session::peer_addr`] reads it.
-///
-/// [`Session::peer_addr`]: crate::Session::peer_addr
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PeerAddr(pub SocketAddr);
+/// The client's socket address, as a request extension (the core's type, so the engine's
+/// [`SessionBinding::PeerIp`](sockjs_core::SessionBinding::PeerIp) sees it too). [`serve`]
+/// inserts it; under axum, copy `axum::extract::ConnectInfo<SocketAddr>` into it.
+/// [`Session::peer_addr`](crate::Session::peer_addr) reads it.
+pub use sockjs_core::PeerAddr;
 
 /// SockJS services by mount prefix, for [`serve`].
 #[derive(Clone, Default)]
