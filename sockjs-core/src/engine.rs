@@ -11,7 +11,9 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::frame::{self, HEARTBEAT, OPEN};
 use crate::handshake::{accept_key, hixie76_key_number, md5_hex};
-use crate::options::{AbortPolicy, Options, OptionsError, OriginPolicy, ProtocolVersion};
+use crate::options::{
+    AbortPolicy, Options, OptionsError, OriginPolicy, ProtocolVersion, SessionBinding,
+};
 use crate::output::{
     CloseReason, Handshake, Output, RequestId, SendError, SessionInfo, SessionKey, SessionState,
 };
@@ -157,13 +159,17 @@ impl Engine {
         self.clock.1.checked_add(elapsed).unwrap_or(self.clock.1)
     }
 
-    fn entropy(&mut self) -> u32 {
+    fn rng_next(&mut self) -> u64 {
         // splitmix64
         self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.rng;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 32) as u32
+        z ^ (z >> 31)
+    }
+
+    fn entropy(&mut self) -> u32 {
+        (self.rng_next() >> 32) as u32
     }
 
     fn respond(&mut self, request: RequestId, response: Response<Bytes>) {
@@ -854,10 +860,28 @@ impl Engine {
             } else {
                 "".into()
             };
-        let mut headers = Headers::new(options.protocol, request_headers)
+        let existing = self.by_id.get(session_id).copied();
+        let binding = options.session_binding;
+        // A fresh session bound by cookie gets a fresh random JSESSIONID, never "dummy".
+        let mut request_headers = std::borrow::Cow::Borrowed(request_headers);
+        if binding == SessionBinding::Cookie
+            && request_headers.jsessionid.is_none()
+            && existing.is_none()
+        {
+            let token = format!("{:016x}{:08x}", self.rng_next(), self.entropy());
+            request_headers.to_mut().jsessionid = HeaderValue::from_str(&token).ok();
+        }
+        let token = binding_token(binding, &parts, &request_headers);
+        if let Some(key) = existing {
+            if self.sessions.get(&key).is_none_or(|s| s.binding != token) {
+                return self.respond(id, not_found());
+            }
+        }
+        let options = &self.shared.options;
+        let mut headers = Headers::new(options.protocol, &request_headers)
             .content_type(transport.content_type(options.protocol))
             .no_cache()
-            .cookie(options.jsessionid);
+            .cookie(options.jsessionid || binding == SessionBinding::Cookie);
         if matches!(
             transport,
             Transport::XhrPolling | Transport::XhrStreaming | Transport::EventSource
@@ -876,7 +900,6 @@ impl Engine {
             return; // a live request id: the driver broke its contract; answer nothing
         }
 
-        let existing = self.by_id.get(session_id).copied();
         let key = match existing {
             Some(key) => key,
             None => {
@@ -884,7 +907,8 @@ impl Engine {
                     return self.respond(id, too_many_sessions());
                 }
                 let key = self.new_key();
-                let session = Session::new(session_id.into(), Link::Http { receiver: None });
+                let mut session = Session::new(session_id.into(), Link::Http { receiver: None });
+                session.binding = token;
                 self.sessions.insert(key, session);
                 self.by_id.insert(session_id.into(), key);
                 key
@@ -957,10 +981,11 @@ impl Engine {
         } else {
             std::borrow::Cow::Borrowed(&body[..])
         };
+        let binding = options.session_binding;
         let mut headers = Headers::new(options.protocol, request_headers)
             .content_type("text/plain; charset=UTF-8")
             .no_cache()
-            .cookie(options.jsessionid);
+            .cookie(options.jsessionid || binding == SessionBinding::Cookie);
         if !jsonp {
             headers = headers.cors();
         }
@@ -974,7 +999,14 @@ impl Engine {
                 );
             }
         };
-        let Some(&key) = self.by_id.get(session_id) else {
+        let token = binding_token(binding, parts, request_headers);
+        let key = self
+            .by_id
+            .get(session_id)
+            .copied()
+            .filter(|key| self.sessions.get(key).is_some_and(|s| s.binding == token));
+        let Some(key) = key else {
+            // Unknown, or bound to another client: indistinguishable on purpose.
             return self.respond(id, headers.response(StatusCode::NOT_FOUND, Bytes::new()));
         };
         let open = self
@@ -1131,6 +1163,25 @@ fn take_messages_frame(s: &mut Session) -> Vec<u8> {
     s.batch.write_frame(&mut frame);
     s.batch.clear();
     frame
+}
+
+/// What ties a request to the client that created a session, under the binding policy.
+fn binding_token(
+    binding: SessionBinding,
+    parts: &http::request::Parts,
+    request_headers: &RequestHeaders,
+) -> Option<Box<[u8]>> {
+    match binding {
+        SessionBinding::None => None,
+        SessionBinding::Cookie => request_headers
+            .jsessionid
+            .as_ref()
+            .map(|v| v.as_bytes().into()),
+        SessionBinding::PeerIp => parts
+            .extensions
+            .get::<crate::PeerAddr>()
+            .map(|peer| peer.0.ip().to_string().into_bytes().into()),
+    }
 }
 
 fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {

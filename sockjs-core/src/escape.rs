@@ -51,6 +51,19 @@ fn sockjs_extra_escape(bytes: &[u8], i: usize) -> Option<u32> {
     escaped.then_some(((b0 as u32 & 0x0f) << 12) | ((b1 as u32 & 0x3f) << 6) | (b2 as u32 & 0x3f))
 }
 
+/// Whether any of the 8 bytes in `word` may need attention: a control character, `"`, `\`
+/// or a non-ASCII byte (which may start one of the extra escaped code points).
+#[inline]
+fn word_needs_care(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+    (control | quote | backslash | (word & HIGH)) != 0
+}
+
 /// Appends `s` as a quoted JSON string, escaped as SockJS requires (§5.1): JSON's own
 /// escapes for `"`, `\` and C0 controls, plus `\uXXXX` (lowercase hex) for U+200C–U+200F,
 /// U+2028–U+202F, U+2060–U+206F and U+FFF0–U+FFFF. Everything else is raw UTF-8.
@@ -67,28 +80,42 @@ pub fn quote_message(out: &mut Vec<u8>, s: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        if b < 0x80 {
-            let esc = ASCII_ESCAPES[b as usize];
-            if esc != 0 {
-                out.extend_from_slice(&bytes[start..i]);
-                if esc == b'u' {
-                    push_u_escape(out, b as u32);
-                } else {
-                    out.extend_from_slice(&[b'\\', esc]);
+        // Plain ASCII runs are skipped eight bytes at a time.
+        if let Some(word) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes([
+                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+            ]);
+            if !word_needs_care(word) {
+                i += 8;
+                continue;
+            }
+        }
+        // Otherwise look at these eight bytes one by one.
+        let stop = (i + 8).min(bytes.len());
+        while i < stop {
+            let b = bytes[i];
+            if b < 0x80 {
+                let esc = ASCII_ESCAPES[b as usize];
+                if esc != 0 {
+                    out.extend_from_slice(&bytes[start..i]);
+                    if esc == b'u' {
+                        push_u_escape(out, b as u32);
+                    } else {
+                        out.extend_from_slice(&[b'\\', esc]);
+                    }
+                    start = i + 1;
                 }
-                start = i + 1;
+                i += 1;
+            } else if b == 0xE2 || b == 0xEF {
+                if let Some(code) = sockjs_extra_escape(bytes, i) {
+                    out.extend_from_slice(&bytes[start..i]);
+                    push_u_escape(out, code);
+                    start = i + 3;
+                }
+                i += 3;
+            } else {
+                i += 1;
             }
-            i += 1;
-        } else if b == 0xE2 || b == 0xEF {
-            if let Some(code) = sockjs_extra_escape(bytes, i) {
-                out.extend_from_slice(&bytes[start..i]);
-                push_u_escape(out, code);
-                start = i + 3;
-            }
-            i += 3;
-        } else {
-            i += 1;
         }
     }
     out.extend_from_slice(&bytes[start..]);
@@ -207,6 +234,30 @@ mod tests {
             String::from_utf8(out).expect("utf8"),
             serde_json::to_string(s).expect("json")
         );
+    }
+
+    #[test]
+    fn s5_1_every_position_of_every_special_byte() {
+        // The eight-byte fast path must not skip a byte that needs escaping, wherever it is.
+        for special in ["\"", "\\", "\n", "\u{1}", "\u{2028}", "\u{ffff}", "é"] {
+            for pos in 0..20 {
+                let text = format!("{}{special}{}", "a".repeat(pos), "b".repeat(20 - pos));
+                assert_eq!(quoted(&text), serde_reference(&text), "{text:?}");
+            }
+        }
+    }
+
+    /// serde_json's encoding plus the SockJS extras, as an independent reference.
+    fn serde_reference(s: &str) -> String {
+        let json = serde_json::to_string(s).expect("json");
+        json.chars()
+            .map(|c| match c as u32 {
+                0x200c..=0x200f | 0x2028..=0x202f | 0x2060..=0x206f | 0xfff0..=0xffff => {
+                    format!("\\u{:04x}", c as u32)
+                }
+                _ => c.to_string(),
+            })
+            .collect()
     }
 
     #[test]

@@ -101,11 +101,18 @@ pub mod transport;
 pub mod wire;
 
 pub use engine::{Engine, Start};
-pub use options::{AbortPolicy, Options, OptionsError, OriginPolicy, ProtocolVersion};
+pub use options::{
+    AbortPolicy, Options, OptionsError, OriginPolicy, ProtocolVersion, SessionBinding,
+};
 pub use output::{
     CloseReason, Handshake, Output, RequestId, SendError, SessionInfo, SessionKey, SessionState,
 };
 pub use transport::Transport;
+
+/// A request extension carrying the peer's address. Drivers insert it so sessions can
+/// report it and [`SessionBinding::PeerIp`] can check it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// A request extension marking a request that arrived over TLS. Drivers that terminate TLS
 /// insert it so hixie-76 answers with a `wss://` location.

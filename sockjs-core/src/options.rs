@@ -71,6 +71,26 @@ pub enum AbortPolicy {
     Detach,
 }
 
+/// Whether a session only answers the client that created it, so that a guessed or leaked
+/// session id cannot be read or written from elsewhere (other clients get 404, as for an
+/// unknown session). WebSocket sessions are bound to their socket anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionBinding {
+    /// No binding: anyone who knows the id may use the session (the protocol's behaviour).
+    #[default]
+    None,
+    /// Bound to the `JSESSIONID` cookie: a session created without one gets a fresh random
+    /// value (instead of `dummy`), and every later request must carry it. Turns the cookie
+    /// on for the session endpoints.
+    Cookie,
+    /// Bound to the peer's IP address, as the driver reports it in the [`PeerAddr`]
+    /// request extension. Clients behind a proxy share its address; put the proxy's view
+    /// of the client in `PeerAddr` there.
+    ///
+    /// [`PeerAddr`]: crate::PeerAddr
+    PeerIp,
+}
+
 /// Engine options. Build with [`Options::default`] and the `with_*`-style field updates.
 ///
 /// ```
@@ -117,6 +137,8 @@ pub struct Options {
     pub protocol: ProtocolVersion,
     /// What a dropped receiver does to its session.
     pub abort: AbortPolicy,
+    /// Whether sessions only answer the client that created them. Default off.
+    pub session_binding: SessionBinding,
     /// Largest request body accepted; larger ones get 413. Default 256 KiB.
     pub max_request_body: usize,
     /// Largest WebSocket message accepted (enforced by adapters; the engine closes the
@@ -148,6 +170,7 @@ impl Default for Options {
             origins: OriginPolicy::Any,
             protocol: ProtocolVersion::Current,
             abort: AbortPolicy::CloseSession,
+            session_binding: SessionBinding::None,
             max_request_body: 256 * 1024,
             max_message_size: 256 * 1024,
             max_queued_bytes: 1024 * 1024,

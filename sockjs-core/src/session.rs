@@ -57,6 +57,8 @@ pub(crate) struct Session {
     pub deadline: Deadline,
     /// Queued in the engine's flush list.
     pub dirty: bool,
+    /// The client the session is bound to (`Options::session_binding`), if any.
+    pub binding: Option<Box<[u8]>>,
 }
 
 impl Session {
@@ -68,6 +70,7 @@ impl Session {
             batch: MessageBatch::default(),
             deadline: Deadline::default(),
             dirty: false,
+            binding: None,
         }
     }
 

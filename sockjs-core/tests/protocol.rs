@@ -1786,3 +1786,72 @@ fn options_refuse_delays_that_would_keep_sessions_forever() {
     };
     assert_eq!(o.validate(), Err(sockjs_core::OptionsError::DelayTooLong));
 }
+
+// ---- session binding ------------------------------------------------------------------------
+
+fn with_peer(
+    h: &mut Harness,
+    method: &str,
+    uri: &str,
+    ip: [u8; 4],
+    body: &str,
+) -> sockjs_core::RequestId {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(bytes::Bytes::from(body.to_owned()))
+        .expect("request");
+    let peer = std::net::SocketAddr::from((ip, 40000 + u16::from(ip[3])));
+    request.extensions_mut().insert(sockjs_core::PeerAddr(peer));
+    h.raw_request(request)
+}
+
+#[test]
+fn binding_by_peer_ip_hides_sessions_from_other_clients() {
+    let opts = Options {
+        session_binding: sockjs_core::SessionBinding::PeerIp,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts, App::Echo);
+    let open = with_peer(&mut h, "POST", "/a/b/xhr", [10, 0, 0, 1], "");
+    assert_eq!(h.ex(open).body(), "o\n");
+    let thief_send = with_peer(&mut h, "POST", "/a/b/xhr_send", [10, 0, 0, 2], "[\"x\"]");
+    assert_eq!(h.ex(thief_send).status(), 404);
+    let thief_poll = with_peer(&mut h, "POST", "/a/b/xhr", [10, 0, 0, 2], "");
+    assert_eq!(h.ex(thief_poll).status(), 404);
+    assert!(h.messages.is_empty());
+    let send = with_peer(&mut h, "POST", "/a/b/xhr_send", [10, 0, 0, 1], "[\"x\"]");
+    assert_eq!(h.ex(send).status(), 204);
+    let poll = with_peer(&mut h, "POST", "/a/b/xhr", [10, 0, 0, 1], "");
+    assert_eq!(h.ex(poll).body(), "a[\"x\"]\n");
+}
+
+#[test]
+fn binding_by_cookie_issues_a_random_jsessionid_and_requires_it() {
+    let opts = Options {
+        session_binding: sockjs_core::SessionBinding::Cookie,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts, App::Echo);
+    let open = h.post("/a/b/xhr", "");
+    let cookie = h.ex(open).header("set-cookie").expect("a cookie");
+    let value = cookie
+        .strip_prefix("JSESSIONID=")
+        .and_then(|c| c.strip_suffix("; path=/"))
+        .expect("format");
+    assert_ne!(value, "dummy");
+    assert!(value.len() >= 16);
+    let other = h.post("/a/c/xhr", "");
+    assert_ne!(
+        h.ex(other).header("set-cookie"),
+        Some(cookie.clone()),
+        "fresh per session"
+    );
+    let thief = h.post("/a/b/xhr_send", "[\"x\"]");
+    assert_eq!(h.ex(thief).status(), 404);
+    let jar = format!("JSESSIONID={value}");
+    let send = h.request("POST", "/a/b/xhr_send", &[("cookie", &jar)], "[\"x\"]");
+    assert_eq!(h.ex(send).status(), 204);
+    let poll = h.request("POST", "/a/b/xhr", &[("cookie", &jar)], "");
+    assert_eq!(h.ex(poll).body(), "a[\"x\"]\n");
+}

@@ -243,7 +243,9 @@ impl Conn {
                 Next::KeepAlive
             });
         };
-        request.extensions_mut().insert(self.peer);
+        request
+            .extensions_mut()
+            .insert(sockjs_core::PeerAddr(self.peer));
         let id = self.server.ctx.request_id();
         let (tx, rx) = async_channel::unbounded();
         let queued = Arc::new(AtomicUsize::new(0));

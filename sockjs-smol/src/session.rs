@@ -167,7 +167,11 @@ impl Session {
         inbound: async_channel::Receiver<String>,
         shared: Arc<SessionShared>,
     ) -> Self {
-        let peer = info.request.extensions.get::<SocketAddr>().copied();
+        let peer = info
+            .request
+            .extensions
+            .get::<sockjs_core::PeerAddr>()
+            .map(|p| p.0);
         Session {
             sender: SessionSender { shard, key, shared },
             transport: info.transport,
@@ -188,7 +192,7 @@ impl Session {
     }
 
     /// The head of the request that opened the session (method, URI, headers; the peer
-    /// address is in its extensions as a [`SocketAddr`]).
+    /// address is in its extensions as a [`PeerAddr`](sockjs_core::PeerAddr)).
     pub fn request(&self) -> &http::request::Parts {
         &self.request
     }

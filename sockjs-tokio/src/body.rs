@@ -1,0 +1,121 @@
+//! The response body: complete, empty, or a stream fed by the engine one frame at a time.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
+use crate::shard::{AbortGuard, OutboxRx};
+
+/// The response body of a [`SockJs`](crate::SockJs) service.
+///
+/// Streaming transports yield one data frame per SockJS frame (so hyper writes one HTTP
+/// chunk each, flushed as soon as the queue runs dry). Dropping a streaming body before its
+/// end tells the engine the client went away.
+pub struct Body {
+    kind: Kind,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Stream {
+        rx: OutboxRx<Bytes>,
+        guard: AbortGuard,
+    },
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Full(data) => f
+                .debug_struct("Body")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Kind::Stream { guard, .. } => f
+                .debug_struct("Body")
+                .field("stream", &guard.id().0)
+                .finish(),
+        }
+    }
+}
+
+/// A streaming body failed: its connection's outgoing queue overflowed (the client does not
+/// read), so the connection is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyError;
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("outgoing queue overflowed")
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl Body {
+    /// An empty body.
+    pub fn empty() -> Body {
+        Body {
+            kind: Kind::Full(None),
+        }
+    }
+
+    /// A complete body.
+    pub fn full(data: Bytes) -> Body {
+        Body {
+            kind: Kind::Full((!data.is_empty()).then_some(data)),
+        }
+    }
+
+    pub(crate) fn stream(rx: OutboxRx<Bytes>, guard: AbortGuard) -> Body {
+        Body {
+            kind: Kind::Stream { rx, guard },
+        }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.kind {
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Stream { rx, guard } => {
+                if rx.shared.overflowed.load(Ordering::Relaxed) {
+                    // The shard already aborted the request; fail so the connection drops.
+                    guard.disarm();
+                    return Poll::Ready(Some(Err(BodyError)));
+                }
+                match rx.rx.poll_recv(cx) {
+                    Poll::Ready(Some(data)) => {
+                        rx.took(data.len());
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    Poll::Ready(None) => {
+                        guard.disarm();
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.kind, Kind::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Stream { .. } => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! WebSocket connections after the 101: RFC 6455 through tokio-tungstenite, hixie-76 with
+//! the core's framing. One task per socket; it owns the upgraded I/O, feeds received
+//! messages to the engine and writes what the engine queued for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::{SinkExt as _, StreamExt as _};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use sockjs_core::Handshake;
+use sockjs_core::handshake::hixie76_answer;
+use sockjs_core::wire::hixie76;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::shard::{AbortGuard, OutboxRx, Shard, WsOut};
+
+/// How long a closing socket waits for the peer's close reply, and a hixie-76 handshake for
+/// its 8-byte key.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+const KEY3_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one upgraded WebSocket to its end. Dropping `guard` at the end tells the engine the
+/// socket is gone (a no-op when the engine closed it).
+pub(crate) async fn run(
+    on_upgrade: OnUpgrade,
+    handshake: Handshake,
+    rx: OutboxRx<WsOut>,
+    guard: AbortGuard,
+    max_message: usize,
+) {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(error) => {
+            tracing::debug!(%error, "websocket upgrade failed");
+            return;
+        }
+    };
+    let io = TokioIo::new(upgraded);
+    match handshake {
+        Handshake::Rfc6455 => rfc6455(io, rx, &guard, max_message).await,
+        Handshake::Hixie76 { key1, key2 } => {
+            hixie76(io, key1, key2, rx, &guard, max_message).await;
+        }
+    }
+    drop(guard);
+}
+
+fn message(shard: &Arc<Shard>, guard: &AbortGuard, text: &str) {
+    let id = guard.id();
+    shard.run(|state, now| state.engine.handle_ws_message(now, id, text));
+}
+
+fn too_big(shard: &Arc<Shard>, guard: &AbortGuard) {
+    let id = guard.id();
+    shard.run(|state, now| state.engine.handle_ws_too_big(now, id));
+}
+
+fn closed(shard: &Arc<Shard>, guard: &AbortGuard) {
+    let id = guard.id();
+    shard.run(|state, now| {
+        state.requests.remove(&id);
+        state.engine.handle_ws_closed(now, id);
+    });
+}
+
+async fn rfc6455<S>(io: S, mut rx: OutboxRx<WsOut>, guard: &AbortGuard, max_message: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shard = guard.shard().clone();
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    loop {
+        tokio::select! {
+            out = rx.rx.recv() => {
+                let Some(out) = out else {
+                    // The engine dropped the socket (queue overflow or abort).
+                    let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
+                    return;
+                };
+                let (message, last) = match out {
+                    WsOut::Text(text) => {
+                        rx.took(text.len());
+                        (Message::text(text), false)
+                    }
+                    WsOut::Ping => (Message::Ping(Default::default()), false),
+                    WsOut::Close(code, reason) => {
+                        rx.took(reason.len());
+                        let frame = CloseFrame { code: code.into(), reason: reason.into() };
+                        (Message::Close(Some(frame)), true)
+                    }
+                };
+                let sent = tokio::select! {
+                    result = ws.send(message) => result.is_ok(),
+                    () = rx.shared.kill.notified() => false,
+                };
+                if !sent {
+                    return;
+                }
+                if last {
+                    // Let the peer answer the close, briefly.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                        while let Some(Ok(_)) = ws.next().await {}
+                    })
+                    .await;
+                    return;
+                }
+            }
+            incoming = ws.next() => match incoming {
+                Some(Ok(Message::Text(text))) => message(&shard, guard, text.as_str()),
+                Some(Ok(Message::Binary(data))) => match std::str::from_utf8(&data) {
+                    Ok(text) => message(&shard, guard, text),
+                    Err(_) => tracing::debug!("ignoring a non-UTF-8 binary message"),
+                },
+                Some(Ok(Message::Close(_))) | None => {
+                    closed(&shard, guard);
+                    // Flush tungstenite's close reply.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
+                    return;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(WsError::Capacity(_))) => too_big(&shard, guard),
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "websocket read failed");
+                    return;
+                }
+            },
+            () = rx.shared.kill.notified() => return,
+        }
+    }
+}
+
+async fn hixie76<S>(
+    io: S,
+    key1: u32,
+    key2: u32,
+    mut rx: OutboxRx<WsOut>,
+    guard: &AbortGuard,
+    max_message: usize,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shard = guard.shard().clone();
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let mut key3 = [0u8; 8];
+    match tokio::time::timeout(KEY3_TIMEOUT, reader.read_exact(&mut key3)).await {
+        Ok(Ok(_)) => {}
+        _ => {
+            tracing::debug!("hixie-76 key3 not received");
+            return;
+        }
+    }
+    let mut out = BytesMut::with_capacity(256);
+    out.extend_from_slice(&hixie76_answer(key1, key2, key3));
+    if writer.write_all(&out).await.is_err() {
+        return;
+    }
+    let mut decoder = hixie76::Decoder::new(max_message);
+    let mut input = BytesMut::with_capacity(4096);
+    let mut broken = false;
+    loop {
+        tokio::select! {
+            item = rx.rx.recv() => {
+                out.clear();
+                let last = match item {
+                    Some(WsOut::Text(text)) => {
+                        rx.took(text.len());
+                        hixie76::encode_text(&text, &mut out);
+                        false
+                    }
+                    // Hixie-76 has no ping; SockJS sessions send `h` frames instead.
+                    Some(WsOut::Ping) => continue,
+                    Some(WsOut::Close(_, reason)) => {
+                        rx.took(reason.len());
+                        hixie76::encode_close(&mut out);
+                        true
+                    }
+                    None => return,
+                };
+                let sent = tokio::select! {
+                    result = writer.write_all(&out) => result.is_ok(),
+                    () = rx.shared.kill.notified() => false,
+                };
+                if !sent || last {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
+                    return;
+                }
+            }
+            read = reader.read_buf(&mut input), if !broken => {
+                match read {
+                    Ok(0) | Err(_) => {
+                        closed(&shard, guard);
+                        return;
+                    }
+                    Ok(_) => {}
+                }
+                loop {
+                    match decoder.decode(&mut input) {
+                        Ok(Some(hixie76::Frame::Text(text))) => message(&shard, guard, &text),
+                        Ok(Some(hixie76::Frame::Close)) => {
+                            closed(&shard, guard);
+                            out.clear();
+                            hixie76::encode_close(&mut out);
+                            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                                let _ = writer.write_all(&out).await;
+                                let _ = writer.shutdown().await;
+                            })
+                            .await;
+                            return;
+                        }
+                        Ok(None) => break,
+                        Err(hixie76::Error::MessageTooLarge) => {
+                            // The engine answers with a close; stop reading.
+                            broken = true;
+                            too_big(&shard, guard);
+                            break;
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "hixie-76 framing error");
+                            return;
+                        }
+                    }
+                }
+            }
+            () = rx.shared.kill.notified() => return,
+        }
+    }
+}
