@@ -35,7 +35,8 @@ const BATCH: usize = 64;
 ///
 /// - Each connection reconnects on its own, with exponential backoff from 100 ms to 5 s
 ///   (with jitter), resubscribing to the current topics. Connecting and every command time
-///   out after 2 s; the subscriber pings every 5 s to notice a silent connection.
+///   out after 2 s; an idle connection is pinged every 5 s, so a lost one is noticed
+///   before it costs messages.
 /// - While the publishing connection is down, messages published on this node reach only
 ///   this node's members: the rest are dropped, not buffered. Messages waiting for the
 ///   connection are bounded too ([`RedisBackend::queue`], default 4096); beyond that they
@@ -335,12 +336,23 @@ async fn publisher(
         };
         outage.up(&shared, &shared.publisher_up);
         backoff.reset();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
         let error = loop {
             let mut batch = Vec::with_capacity(BATCH);
             tokio::select! {
                 n = rx.recv_many(&mut batch, BATCH) => if n == 0 { return },
+                // An idle connection that died is noticed before the next message is lost.
+                _ = ping.tick() => {
+                    match redis::cmd("PING").query_async::<redis::Value>(&mut connection).await {
+                        Ok(_) => continue,
+                        Err(error) => break error,
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
+            ping.reset();
             if let Err(error) = publish_batch(&mut connection, &batch).await {
                 shared
                     .dropped
@@ -462,7 +474,7 @@ impl Subscriber {
                     }
                 }
                 _ = ping.tick() => {
-                    if let Err(lost) = timed(sink.ping::<String>()).await {
+                    if let Err(lost) = timed(sink.ping::<redis::Value>()).await {
                         return lost;
                     }
                 }
