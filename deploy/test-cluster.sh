@@ -4,7 +4,8 @@
 # this folder. Runs once behind HAProxy and once behind nginx (BALANCERS="haproxy nginx"
 # by default), everything on free loopback ports. The clients (examples/cluster_check.rs)
 # connect over websocket, xhr-streaming and xhr-polling and check sticky routing,
-# cross-node chat, a Redis outage and a node's graceful shutdown.
+# cross-node chat, a Redis outage and a node's graceful shutdown. First, the broadcast
+# tests (sockjs-tokio/tests/broadcast.rs) run against the same Redis.
 #
 # Needs redis-server, haproxy and nginx; under CI (CI=true, as root) it installs them from
 # Debian's packages. Exits non-zero on failure; stops every process it started.
@@ -149,6 +150,17 @@ EOF
   nginx -p "$WORK/nginx" -e "$WORK/nginx/logs/error.log" -c "$WORK/nginx/nginx.conf" &
   PIDS+=($!)
 }
+
+# --- the broadcast tests against a real Redis -------------------------------------------------
+echo
+echo "== broadcast tests (tests/broadcast.rs) against redis-server"
+read -r REDIS < <("$BIN/cluster_check" --free-ports 1)
+LB=0 NODE_A=0 NODE_B=0
+ports_in "$DEPLOY/redis.conf" >"$WORK/redis.conf"
+start_redis
+SOCKJS_REDIS_URL="redis://127.0.0.1:$REDIS/" \
+  cargo test -q -p sockjs-tokio --features redis --test broadcast 2>&1 | grep -v '^$'
+stop_all
 
 # --- one run per balancer ------------------------------------------------------------------
 for lb in $BALANCERS; do

@@ -927,6 +927,7 @@ async fn run(args: &Args, report: &mut Report) -> bool {
             for c in clients.iter_mut().filter(|c| c.node == "b") {
                 c.expect_no_say(Duration::from_millis(500)).await?;
             }
+            let down_for = stopped.elapsed();
             run_hook("start redis", start).await?;
             let restarted = Instant::now();
             // Speak from b until a hears it again.
@@ -966,9 +967,9 @@ async fn run(args: &Args, report: &mut Report) -> bool {
                 c.expect_said(&from, text).await?;
             }
             Ok(format!(
-                "while down ({} after the stop): node a's clients got node a's message, node b's did not\n\
+                "redis down for {}: node a's clients got node a's message, node b's did not\n\
                  cross-node delivery back {} after redis restarted ({attempt} attempts)",
-                ms(stopped.elapsed()),
+                ms(down_for),
                 ms(back)
             ))
         }
