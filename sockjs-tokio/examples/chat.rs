@@ -3,57 +3,40 @@
 //!
 //! ```text
 //! cargo run --release -p sockjs-tokio --example chat -- [ADDR] [--sockjs-url URL]
+//!     [--node NAME] [--redis URL]
 //! ```
 //!
 //! Then open http://127.0.0.1:8080 (the default ADDR) in a few browser tabs. `--sockjs-url`
 //! changes where the page (and the service's iframe page) loads sockjs-client from.
+//!
+//! Several instances share one room through Redis pub/sub (build with `--features redis`):
+//!
+//! ```text
+//! cargo run --release -p sockjs-tokio --features redis --example chat -- \
+//!     127.0.0.1:8081 --node a --redis redis://127.0.0.1:6379/
+//! cargo run --release -p sockjs-tokio --features redis --example chat -- \
+//!     127.0.0.1:8082 --node b --redis redis://127.0.0.1:6379/
+//! ```
+//!
+//! and put a load balancer with sticky routing in front of them (see DEPLOYMENT.md). Each
+//! instance names itself (`--node`, default its address) in an `X-Node` response header
+//! and in what it sends, so you can see where each session lives. SIGTERM or Ctrl-C shuts
+//! an instance down gracefully: its sessions get `1001 "Server shutting down"`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::response::Html;
+use axum::http::HeaderValue;
+use axum::response::{Html, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use serde_json::{Value, json};
-use sockjs_tokio::{Options, Session, SessionSender, SockJs};
+use sockjs_tokio::broadcast::Broadcast;
+use sockjs_tokio::{Options, Session, SockJs};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_SOCKJS_URL: &str = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
-
-/// Everyone in the room, by a connection number.
-#[derive(Clone, Default)]
-struct Room {
-    members: Arc<Mutex<HashMap<u64, (String, SessionSender)>>>,
-    next: Arc<AtomicU64>,
-}
-
-impl Room {
-    fn join(&self, nick: String, sender: SessionSender) -> (u64, usize) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        members.insert(id, (nick, sender));
-        (id, members.len())
-    }
-
-    fn leave(&self, id: u64) -> usize {
-        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        members.remove(&id);
-        members.len()
-    }
-
-    /// Sends to everyone. A member whose queue is full misses the message; one that is
-    /// gone is removed. Never waits on anyone.
-    fn broadcast(&self, message: &Value) {
-        let text = message.to_string();
-        let senders: Vec<SessionSender> = {
-            let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-            members.values().map(|(_, s)| s.clone()).collect()
-        };
-        for sender in senders {
-            let _ = sender.send(&text);
-        }
-    }
-}
+/// The one topic everybody joins.
+const ROOM: &str = "room";
 
 fn clean(text: &str, max: usize) -> String {
     text.trim()
@@ -63,8 +46,9 @@ fn clean(text: &str, max: usize) -> String {
         .collect()
 }
 
-async fn chat(room: Room, mut session: Session) {
+async fn chat(hub: Broadcast, node: String, mut session: Session) {
     let transport = session.transport().name();
+    let _ = session.send(json!({"type": "welcome", "node": node}).to_string());
     // The first message names the user: {"nick": "..."}.
     let nick = loop {
         let Some(text) = session.recv().await else {
@@ -76,53 +60,90 @@ async fn chat(room: Room, mut session: Session) {
             break nick;
         }
     };
-    let (id, count) = room.join(nick.clone(), session.sender());
-    room.broadcast(&json!({"type": "join", "nick": nick, "transport": transport, "count": count}));
+    // Everyone in the room, on this node and (with Redis) on every other one. The member
+    // leaves the room when it is dropped, at the end of this function.
+    let member = hub.member(session.sender());
+    member.join(ROOM);
+    let said = |message: Value| hub.publish(ROOM, &message.to_string());
+    said(json!({"type": "join", "nick": nick, "transport": transport, "node": node}));
     while let Some(text) = session.recv().await {
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let said = clean(parsed["text"].as_str().unwrap_or(""), 2000);
-        if said.is_empty() {
+        let text = clean(parsed["text"].as_str().unwrap_or(""), 2000);
+        if text.is_empty() {
             continue;
         }
-        room.broadcast(&json!({"type": "say", "nick": nick, "transport": transport, "text": said}));
+        said(
+            json!({"type": "say", "nick": nick, "transport": transport, "node": node, "text": text}),
+        );
     }
-    let count = room.leave(id);
-    room.broadcast(&json!({"type": "leave", "nick": nick, "count": count}));
+    drop(member);
+    said(json!({"type": "leave", "nick": nick, "node": node}));
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("usage: chat [ADDR] [--sockjs-url URL] [--node NAME] [--redis URL] ({problem})");
+    std::process::exit(2);
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[tokio::main]
 async fn main() {
+    // Session opens and closes, Redis outages and recoveries: to stderr.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .init();
     let mut addr = DEFAULT_ADDR.to_owned();
     let mut sockjs_url = DEFAULT_SOCKJS_URL.to_owned();
+    let mut node = None;
+    let mut redis = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+        };
         match arg.as_str() {
-            "--sockjs-url" => match args.next() {
-                Some(url) => sockjs_url = url,
-                None => {
-                    eprintln!("--sockjs-url needs a value");
-                    std::process::exit(2);
-                }
-            },
+            "--sockjs-url" => sockjs_url = value("--sockjs-url"),
+            "--node" => node = Some(value("--node")),
+            "--redis" => redis = Some(value("--redis")),
             other if !other.starts_with('-') => addr = other.to_owned(),
-            other => {
-                eprintln!("usage: chat [ADDR] [--sockjs-url URL] (unknown argument {other})");
-                std::process::exit(2);
-            }
+            other => usage(&format!("unknown argument {other}")),
         }
     }
 
-    let room = Room::default();
-    let options = Options {
-        sockjs_url: sockjs_url.clone(),
-        ..Options::default()
+    let hub = match redis {
+        None => Broadcast::new(),
+        #[cfg(feature = "redis")]
+        Some(url) => match Broadcast::redis(&url) {
+            Ok(hub) => hub,
+            Err(error) => usage(&format!("bad Redis URL {url}: {error}")),
+        },
+        #[cfg(not(feature = "redis"))]
+        Some(_) => usage("--redis needs the redis feature: cargo run --features redis ..."),
     };
-    // The three lines that matter: build the service, mount it, serve.
-    let service = SockJs::new(options, move |session| chat(room.clone(), session));
-    let page = PAGE.replace("SOCKJS_URL", &sockjs_url);
-    let app = axum::Router::new()
-        .route("/", get(move || async move { Html(page) }))
-        .nest_service("/chat", service);
 
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(listener) => listener,
@@ -134,10 +155,59 @@ async fn main() {
     let local = listener
         .local_addr()
         .map_or(addr.clone(), |a| a.to_string());
-    println!("chat on http://{local}");
-    if let Err(error) = axum::serve(listener, app).await {
+    let node = node.unwrap_or_else(|| local.clone());
+    let node_header = HeaderValue::from_str(&node).unwrap_or_else(|_| usage("bad --node"));
+
+    let options = Options {
+        sockjs_url: sockjs_url.clone(),
+        ..Options::default()
+    };
+    // The three lines that matter: build the service, mount it, serve.
+    let chat_node = node.clone();
+    let service = SockJs::new(options, move |session| {
+        chat(hub.clone(), chat_node.clone(), session)
+    });
+    let page = PAGE.replace("SOCKJS_URL", &sockjs_url);
+    let app = axum::Router::new()
+        .route("/", get(move || async move { Html(page) }))
+        .nest_service("/chat", service.clone())
+        .layer(axum::middleware::map_response(
+            move |mut response: Response| {
+                let node = node_header.clone();
+                async move {
+                    response.headers_mut().insert("x-node", node);
+                    response
+                }
+            },
+        ));
+
+    println!("chat on http://{local} (node {node})");
+    let closing = service.clone();
+    // Streaming transports write one small chunk per frame: without TCP_NODELAY, Nagle's
+    // algorithm holds each one back until the previous is acknowledged (~200 ms with
+    // delayed ACKs). sockjs_tokio::serve sets it; under axum::serve, ask for it.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop_signal().await;
+            println!("node {node}: shutting down");
+            // Polls and streams get the close frame and end, so the drain can finish;
+            // WebSockets get it and close.
+            closing.close_all(1001, "Server shutting down");
+        })
+        .await;
+    if let Err(error) = served {
         eprintln!("server failed: {error}");
         std::process::exit(1);
+    }
+    // WebSockets live outside the HTTP connections the drain waited for: give them a moment
+    // to send their close frames.
+    service.close_all(1001, "Server shutting down");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while service.session_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -205,7 +275,7 @@ const PAGE: &str = r##"<!doctype html>
     <button id="leave" class="secondary" disabled>Leave</button>
   </div>
   <div id="status"><div id="dot"></div><span id="state">disconnected</span>
-    <span class="badge" id="used">no transport</span><span id="count"></span></div>
+    <span class="badge" id="used">no transport</span><span class="badge" id="node" hidden></span></div>
   <div class="card" id="log"></div>
   <form class="card row" id="form">
     <input id="say" placeholder="Say something…" autocomplete="off" disabled>
@@ -252,20 +322,24 @@ const PAGE: &str = r##"<!doctype html>
     };
     sock.onmessage = (e) => {
       const m = JSON.parse(e.data);
-      if (m.count !== undefined) $("count").textContent = m.count + " online";
-      if (m.type === "say") {
-        line('<div class="meta"><b>' + esc(m.nick) + '</b> via ' + esc(m.transport) + '</div>' + esc(m.text),
+      const where = m.node ? " on node " + esc(m.node) : "";
+      if (m.type === "welcome") {
+        $("node").textContent = "node " + m.node;
+        $("node").hidden = false;
+      } else if (m.type === "say") {
+        line('<div class="meta"><b>' + esc(m.nick) + '</b> via ' + esc(m.transport) + where + '</div>' + esc(m.text),
              "msg" + (m.nick === me ? " mine" : ""));
       } else if (m.type === "join") {
-        line(esc(m.nick) + " joined via " + esc(m.transport), "sys");
+        line(esc(m.nick) + " joined via " + esc(m.transport) + where, "sys");
       } else if (m.type === "leave") {
-        line(esc(m.nick) + " left", "sys");
+        line(esc(m.nick) + " left" + where, "sys");
       }
     };
     sock.onclose = (e) => {
       setConnected(false);
       $("state").textContent = "disconnected (" + e.code + " " + e.reason + ")";
       $("used").textContent = "no transport";
+      $("node").hidden = true;
       sock = null;
     };
   };

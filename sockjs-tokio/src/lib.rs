@@ -158,6 +158,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+pub mod broadcast;
 mod server;
 mod service;
 mod session;
