@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
+use futures_lite::{AsyncWriteExt, future};
 use http::{Response, StatusCode, header};
 use sockjs_core::wire::{
     CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder, hixie76,
@@ -22,6 +22,11 @@ use crate::ws;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
+
+thread_local! {
+    /// Where [`Io::read_into`] reads before copying into the connection's buffer.
+    static SCRATCH: std::cell::RefCell<[u8; READ_CHUNK]> = const { std::cell::RefCell::new([0; READ_CHUNK]) };
+}
 
 /// Most bytes buffered from a client while its response is pending (e.g. a pipelined
 /// request); past it the connection is no longer read until the response ends.
@@ -51,7 +56,7 @@ pub(crate) async fn serve_connection(
             stream,
             write_timeout: server.ctx.config.write_timeout,
         },
-        buf: BytesMut::with_capacity(READ_CHUNK),
+        buf: BytesMut::new(),
         decoder: RequestDecoder::new(limits),
         peer,
         server,
@@ -84,12 +89,19 @@ impl Io {
     }
 
     /// Reads some bytes into `buf`. Cancel-safe: nothing is lost if the future is dropped.
+    ///
+    /// The bytes land in a per-thread scratch buffer first, so that no connection's task
+    /// carries a read buffer of its own while it waits.
     pub(crate) async fn read_into(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut stream = &self.stream;
-        let n = stream.read(&mut chunk).await?;
-        buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
+        self.stream
+            .read_with(|stream| {
+                SCRATCH.with_borrow_mut(|chunk| {
+                    let n = io::Read::read(&mut &*stream, &mut chunk[..])?;
+                    buf.extend_from_slice(&chunk[..n]);
+                    Ok(n)
+                })
+            })
+            .await
     }
 
     /// Reads some bytes into `buf` unless `deadline` passes first (`Ok(None)`).

@@ -275,13 +275,18 @@ impl Shard {
             Output::Opened { session, info } => return self.opened(st, session, info),
             Output::Message { session, text } => {
                 if let Some(slot) = st.sessions.get(&session) {
-                    if let Err(async_channel::TrySendError::Full(_)) = slot.inbound.try_send(text) {
+                    // Unbounded channel, bounded here: a bounded one allocates every slot
+                    // up front.
+                    let max = self.ctx.config.max_session_inbound.max(1);
+                    if slot.inbound.len() >= max {
                         tracing::warn!(
                             service = %self.prefix,
                             session = %slot.shared.id,
                             "session inbound queue overflow; closing the session"
                         );
                         deferred.push(Deferred::Close(session));
+                    } else {
+                        let _ = slot.inbound.try_send(text);
                     }
                 }
                 return;
@@ -336,7 +341,7 @@ impl Shard {
         key: SessionKey,
         info: sockjs_core::SessionInfo,
     ) {
-        let (inbound, rx) = async_channel::bounded(self.ctx.config.max_session_inbound.max(1));
+        let (inbound, rx) = async_channel::unbounded();
         let shared = Arc::new(SessionShared::new(info.id.clone()));
         tracing::info!(
             service = %self.prefix,

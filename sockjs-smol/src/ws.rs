@@ -21,6 +21,10 @@ use crate::shard::{ConnMsg, Shard};
 /// frame, before dropping the TCP connection.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
 
+/// Bytes tungstenite reads at a time (its default, 128 KiB, is allocated per connection
+/// and zero-filled before every read).
+const WS_READ_BUFFER: usize = 4096;
+
 /// An upgraded connection and the engine request it belongs to.
 pub(crate) struct Socket<'a> {
     pub(crate) io: &'a Io,
@@ -54,6 +58,7 @@ impl Socket<'_> {
     /// request.
     pub(crate) async fn rfc6455(self, buffered: BytesMut) {
         let config = WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size));
         let ws = WebSocketStream::from_partially_read(
