@@ -4,7 +4,6 @@
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
@@ -16,8 +15,9 @@ use sockjs_core::wire::{
 };
 use sockjs_core::{Handshake, RequestId};
 
+use crate::queue::{self, TryRecv};
 use crate::server::Inner;
-use crate::shard::{ConnMsg, ConnTx, CountGuard, Shard};
+use crate::shard::{ConnMsg, CountGuard, Shard};
 use crate::ws;
 
 /// Bytes read from the socket at a time.
@@ -143,28 +143,7 @@ impl Drop for PendingRequest {
 }
 
 /// The receiving side of one request's outgoing queue.
-pub(crate) struct ConnRx {
-    pub(crate) rx: async_channel::Receiver<ConnMsg>,
-    pub(crate) queued: Arc<AtomicUsize>,
-}
-
-impl ConnRx {
-    fn take(&self, msg: ConnMsg) -> ConnMsg {
-        self.queued.fetch_sub(msg.weight(), Ordering::AcqRel);
-        msg
-    }
-
-    /// The next message; `None` once the queue is closed and empty.
-    pub(crate) async fn recv(&self) -> Option<ConnMsg> {
-        let msg = self.rx.recv().await.ok()?;
-        Some(self.take(msg))
-    }
-
-    pub(crate) fn try_recv(&self) -> Option<ConnMsg> {
-        let msg = self.rx.try_recv().ok()?;
-        Some(self.take(msg))
-    }
-}
+pub(crate) type ConnRx = queue::Receiver<ConnMsg>;
 
 impl Conn {
     async fn run(&mut self) -> io::Result<()> {
@@ -259,22 +238,13 @@ impl Conn {
             .extensions_mut()
             .insert(sockjs_core::PeerAddr(self.peer));
         let id = self.server.ctx.request_id();
-        let (tx, rx) = async_channel::unbounded();
-        let queued = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = queue::channel();
         let mut pending = PendingRequest {
             shard: shard.clone(),
             id,
             done: false,
         };
-        shard.handle_request(
-            id,
-            ConnTx {
-                tx,
-                queued: queued.clone(),
-            },
-            request,
-        );
-        let rx = ConnRx { rx, queued };
+        shard.handle_request(id, tx, request);
         let mut stream = None;
         loop {
             let Some(msg) = self.recv_watching(&rx).await? else {
@@ -317,7 +287,8 @@ impl Conn {
                         Next::KeepAlive
                     });
                 }
-                ConnMsg::Upgrade(head, handshake) => {
+                ConnMsg::Upgrade(upgrade) => {
+                    let (head, handshake) = *upgrade;
                     let mut head = head.map(|()| Bytes::new());
                     if matches!(handshake, Handshake::Hixie76 { .. }) {
                         head.extensions_mut().insert(hixie76::HANDSHAKE_REASON);
@@ -357,8 +328,10 @@ impl Conn {
             Read(io::Result<usize>),
         }
         loop {
-            if let Some(msg) = rx.try_recv() {
-                return Ok(Some(msg));
+            match rx.try_recv() {
+                TryRecv::Item(msg) => return Ok(Some(msg)),
+                TryRecv::Closed => return Ok(None),
+                TryRecv::Empty => {}
             }
             if self.buf.len() >= MAX_READ_AHEAD {
                 return Ok(rx.recv().await);
