@@ -1,9 +1,11 @@
 //! One TCP connection: HTTP/1.x requests through the core's `wire` codec, responses and
 //! streams from the engine's outputs, then WebSocket after an upgrade.
 
+use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
@@ -55,6 +57,7 @@ pub(crate) async fn serve_connection(
         io: Io {
             stream,
             write_timeout: server.ctx.config.write_timeout,
+            drained: AtomicBool::new(false),
         },
         buf: BytesMut::new(),
         decoder: RequestDecoder::new(limits),
@@ -71,6 +74,8 @@ pub(crate) async fn serve_connection(
 pub(crate) struct Io {
     pub(crate) stream: Async<TcpStream>,
     pub(crate) write_timeout: Duration,
+    /// The last read came back short or blocked (see [`Io::read_into`]).
+    drained: AtomicBool,
 }
 
 impl Io {
@@ -91,17 +96,31 @@ impl Io {
     /// Reads some bytes into `buf`. Cancel-safe: nothing is lost if the future is dropped.
     ///
     /// The bytes land in a per-thread scratch buffer first, so that no connection's task
-    /// carries a read buffer of its own while it waits.
+    /// carries a read buffer of its own while it waits. After a short read the socket is
+    /// taken to be empty and readiness is awaited before the next read (it fires at once
+    /// if bytes arrived meanwhile), which saves the read that would only say `EAGAIN`.
     pub(crate) async fn read_into(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        self.stream
-            .read_with(|stream| {
-                SCRATCH.with_borrow_mut(|chunk| {
-                    let n = io::Read::read(&mut &*stream, &mut chunk[..])?;
+        loop {
+            if !self.drained.load(Ordering::Relaxed) {
+                let read: io::Result<usize> = SCRATCH.with_borrow_mut(|chunk| {
+                    let n = io::Read::read(&mut self.stream.get_ref(), &mut chunk[..])?;
                     buf.extend_from_slice(&chunk[..n]);
                     Ok(n)
-                })
-            })
-            .await
+                });
+                match read {
+                    Ok(n) => {
+                        self.drained.store(n < READ_CHUNK, Ordering::Relaxed);
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // The connection's task is the socket's only reader: its waker stays registered
+            // between waits, so interest is re-armed once per readiness event.
+            poll_fn(|cx| self.stream.poll_readable(cx)).await?;
+            self.drained.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Reads some bytes into `buf` unless `deadline` passes first (`Ok(None)`).

@@ -237,6 +237,10 @@ impl Socket<'_> {
                 if stop {
                     writing = false;
                     if !reading {
+                        // The rest of the oversize message may still be unread: consume
+                        // what is there, so that closing sends FIN rather than RST (which
+                        // could destroy the close frame before the client reads it).
+                        discard_input(self.io.stream.get_ref());
                         return;
                     }
                     end = Some(Instant::now() + CLOSE_LINGER);
@@ -376,5 +380,16 @@ impl Socket<'_> {
         }
         self.io.write_all(out).await?;
         Ok(true)
+    }
+}
+
+/// Reads and drops what the client already sent, without waiting (bounded).
+fn discard_input(stream: &TcpStream) {
+    let mut scratch = [0u8; 4096];
+    for _ in 0..64 {
+        match io::Read::read(&mut &*stream, &mut scratch) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
     }
 }
