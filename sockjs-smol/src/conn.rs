@@ -30,6 +30,9 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<[u8; READ_CHUNK]> = const { std::cell::RefCell::new([0; READ_CHUNK]) };
 }
 
+/// Most bytes of stream chunks gathered into one write.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
 /// Most bytes buffered from a client while its response is pending (e.g. a pipelined
 /// request); past it the connection is no longer read until the response ends.
 const MAX_READ_AHEAD: usize = 64 * 1024;
@@ -265,13 +268,25 @@ impl Conn {
         };
         shard.handle_request(id, tx, request);
         let mut stream = None;
+        // A message already taken from the queue, to go out in the same write.
+        let mut next = None;
         loop {
-            let Some(msg) = self.recv_watching(&rx).await? else {
-                // The queue closed before the response ended: the connection overflowed
-                // or the engine dropped the request. Nothing sensible can follow.
-                return Ok(Next::Close);
+            let msg = match next.take() {
+                Some(msg) => msg,
+                None => {
+                    if !out.is_empty() {
+                        self.io.write_all(&out).await?;
+                        out.clear();
+                    }
+                    let Some(msg) = self.recv_watching(&rx).await? else {
+                        // The queue closed before the response ended: the connection
+                        // overflowed or the engine dropped the request. Nothing sensible
+                        // can follow.
+                        return Ok(Next::Close);
+                    };
+                    msg
+                }
             };
-            out.clear();
             match msg {
                 ConnMsg::Respond(response) => {
                     pending.done = true;
@@ -285,12 +300,10 @@ impl Conn {
                 }
                 ConnMsg::StreamStart(head) => {
                     stream = Some(encoder.start_stream(&head, &mut out));
-                    self.io.write_all(&out).await?;
                 }
                 ConnMsg::Chunk(data) => {
                     if let Some(stream) = &stream {
                         stream.encode_chunk(&data, &mut out);
-                        self.io.write_all(&out).await?;
                     }
                 }
                 ConnMsg::StreamEnd => {
@@ -307,6 +320,10 @@ impl Conn {
                     });
                 }
                 ConnMsg::Upgrade(upgrade) => {
+                    if !out.is_empty() {
+                        self.io.write_all(&out).await?;
+                        out.clear();
+                    }
                     let (head, handshake) = *upgrade;
                     let mut head = head.map(|()| Bytes::new());
                     if matches!(handshake, Handshake::Hixie76 { .. }) {
@@ -334,6 +351,13 @@ impl Conn {
                     return Ok(Next::Close);
                 }
                 ConnMsg::WsText(_) | ConnMsg::WsPing | ConnMsg::WsClose(..) => {}
+            }
+            // What is queued already goes out in the same write (each stream message still
+            // its own HTTP chunk).
+            if out.len() < COALESCE_LIMIT {
+                if let TryRecv::Item(msg) = rx.try_recv() {
+                    next = Some(msg);
+                }
             }
         }
     }
