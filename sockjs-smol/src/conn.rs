@@ -1,27 +1,37 @@
 //! One TCP connection: HTTP/1.x requests through the core's `wire` codec, responses and
 //! streams from the engine's outputs, then WebSocket after an upgrade.
 
+use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
+use futures_lite::{AsyncWriteExt, future};
 use http::{Response, StatusCode, header};
 use sockjs_core::wire::{
     CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder, hixie76,
 };
 use sockjs_core::{Handshake, RequestId};
 
+use crate::queue::{self, TryRecv};
 use crate::server::Inner;
-use crate::shard::{ConnMsg, ConnTx, CountGuard, Shard};
+use crate::shard::{ConnMsg, CountGuard, Shard};
 use crate::ws;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
+
+thread_local! {
+    /// Where [`Io::read_into`] reads before copying into the connection's buffer.
+    static SCRATCH: std::cell::RefCell<[u8; READ_CHUNK]> = const { std::cell::RefCell::new([0; READ_CHUNK]) };
+}
+
+/// Most bytes of stream chunks gathered into one write.
+const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// Most bytes buffered from a client while its response is pending (e.g. a pipelined
 /// request); past it the connection is no longer read until the response ends.
@@ -50,8 +60,9 @@ pub(crate) async fn serve_connection(
         io: Io {
             stream,
             write_timeout: server.ctx.config.write_timeout,
+            drained: AtomicBool::new(false),
         },
-        buf: BytesMut::with_capacity(READ_CHUNK),
+        buf: BytesMut::new(),
         decoder: RequestDecoder::new(limits),
         peer,
         server,
@@ -66,6 +77,8 @@ pub(crate) async fn serve_connection(
 pub(crate) struct Io {
     pub(crate) stream: Async<TcpStream>,
     pub(crate) write_timeout: Duration,
+    /// The last read came back short or blocked (see [`Io::read_into`]).
+    drained: AtomicBool,
 }
 
 impl Io {
@@ -84,12 +97,33 @@ impl Io {
     }
 
     /// Reads some bytes into `buf`. Cancel-safe: nothing is lost if the future is dropped.
+    ///
+    /// The bytes land in a per-thread scratch buffer first, so that no connection's task
+    /// carries a read buffer of its own while it waits. After a short read the socket is
+    /// taken to be empty and readiness is awaited before the next read (it fires at once
+    /// if bytes arrived meanwhile), which saves the read that would only say `EAGAIN`.
     pub(crate) async fn read_into(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut stream = &self.stream;
-        let n = stream.read(&mut chunk).await?;
-        buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
+        loop {
+            if !self.drained.load(Ordering::Relaxed) {
+                let read: io::Result<usize> = SCRATCH.with_borrow_mut(|chunk| {
+                    let n = io::Read::read(&mut self.stream.get_ref(), &mut chunk[..])?;
+                    buf.extend_from_slice(&chunk[..n]);
+                    Ok(n)
+                });
+                match read {
+                    Ok(n) => {
+                        self.drained.store(n < READ_CHUNK, Ordering::Relaxed);
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // The connection's task is the socket's only reader: its waker stays registered
+            // between waits, so interest is re-armed once per readiness event.
+            poll_fn(|cx| self.stream.poll_readable(cx)).await?;
+            self.drained.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Reads some bytes into `buf` unless `deadline` passes first (`Ok(None)`).
@@ -131,28 +165,7 @@ impl Drop for PendingRequest {
 }
 
 /// The receiving side of one request's outgoing queue.
-pub(crate) struct ConnRx {
-    pub(crate) rx: async_channel::Receiver<ConnMsg>,
-    pub(crate) queued: Arc<AtomicUsize>,
-}
-
-impl ConnRx {
-    fn take(&self, msg: ConnMsg) -> ConnMsg {
-        self.queued.fetch_sub(msg.weight(), Ordering::AcqRel);
-        msg
-    }
-
-    /// The next message; `None` once the queue is closed and empty.
-    pub(crate) async fn recv(&self) -> Option<ConnMsg> {
-        let msg = self.rx.recv().await.ok()?;
-        Some(self.take(msg))
-    }
-
-    pub(crate) fn try_recv(&self) -> Option<ConnMsg> {
-        let msg = self.rx.try_recv().ok()?;
-        Some(self.take(msg))
-    }
-}
+pub(crate) type ConnRx = queue::Receiver<ConnMsg>;
 
 impl Conn {
     async fn run(&mut self) -> io::Result<()> {
@@ -247,30 +260,33 @@ impl Conn {
             .extensions_mut()
             .insert(sockjs_core::PeerAddr(self.peer));
         let id = self.server.ctx.request_id();
-        let (tx, rx) = async_channel::unbounded();
-        let queued = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = queue::channel();
         let mut pending = PendingRequest {
             shard: shard.clone(),
             id,
             done: false,
         };
-        shard.handle_request(
-            id,
-            ConnTx {
-                tx,
-                queued: queued.clone(),
-            },
-            request,
-        );
-        let rx = ConnRx { rx, queued };
+        shard.handle_request(id, tx, request);
         let mut stream = None;
+        // A message already taken from the queue, to go out in the same write.
+        let mut next = None;
         loop {
-            let Some(msg) = self.recv_watching(&rx).await? else {
-                // The queue closed before the response ended: the connection overflowed
-                // or the engine dropped the request. Nothing sensible can follow.
-                return Ok(Next::Close);
+            let msg = match next.take() {
+                Some(msg) => msg,
+                None => {
+                    if !out.is_empty() {
+                        self.io.write_all(&out).await?;
+                        out.clear();
+                    }
+                    let Some(msg) = self.recv_watching(&rx).await? else {
+                        // The queue closed before the response ended: the connection
+                        // overflowed or the engine dropped the request. Nothing sensible
+                        // can follow.
+                        return Ok(Next::Close);
+                    };
+                    msg
+                }
             };
-            out.clear();
             match msg {
                 ConnMsg::Respond(response) => {
                     pending.done = true;
@@ -284,12 +300,10 @@ impl Conn {
                 }
                 ConnMsg::StreamStart(head) => {
                     stream = Some(encoder.start_stream(&head, &mut out));
-                    self.io.write_all(&out).await?;
                 }
                 ConnMsg::Chunk(data) => {
                     if let Some(stream) = &stream {
                         stream.encode_chunk(&data, &mut out);
-                        self.io.write_all(&out).await?;
                     }
                 }
                 ConnMsg::StreamEnd => {
@@ -305,7 +319,12 @@ impl Conn {
                         Next::KeepAlive
                     });
                 }
-                ConnMsg::Upgrade(head, handshake) => {
+                ConnMsg::Upgrade(upgrade) => {
+                    if !out.is_empty() {
+                        self.io.write_all(&out).await?;
+                        out.clear();
+                    }
+                    let (head, handshake) = *upgrade;
                     let mut head = head.map(|()| Bytes::new());
                     if matches!(handshake, Handshake::Hixie76 { .. }) {
                         head.extensions_mut().insert(hixie76::HANDSHAKE_REASON);
@@ -333,6 +352,13 @@ impl Conn {
                 }
                 ConnMsg::WsText(_) | ConnMsg::WsPing | ConnMsg::WsClose(..) => {}
             }
+            // What is queued already goes out in the same write (each stream message still
+            // its own HTTP chunk).
+            if out.len() < COALESCE_LIMIT {
+                if let TryRecv::Item(msg) = rx.try_recv() {
+                    next = Some(msg);
+                }
+            }
         }
     }
 
@@ -345,8 +371,10 @@ impl Conn {
             Read(io::Result<usize>),
         }
         loop {
-            if let Some(msg) = rx.try_recv() {
-                return Ok(Some(msg));
+            match rx.try_recv() {
+                TryRecv::Item(msg) => return Ok(Some(msg)),
+                TryRecv::Closed => return Ok(None),
+                TryRecv::Empty => {}
             }
             if self.buf.len() >= MAX_READ_AHEAD {
                 return Ok(rx.recv().await);

@@ -124,6 +124,7 @@
 
 mod config;
 mod conn;
+mod queue;
 mod server;
 mod session;
 mod shard;

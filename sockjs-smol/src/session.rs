@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sockjs_core::{CloseReason, SendError, SessionInfo, SessionKey, Transport};
 
+use crate::queue;
 use crate::shard::Shard;
 
 /// Where a session is in its life.
@@ -146,7 +147,7 @@ pub struct Session {
     transport: Transport,
     request: http::request::Parts,
     peer: Option<SocketAddr>,
-    inbound: async_channel::Receiver<String>,
+    inbound: queue::Receiver<String>,
 }
 
 impl fmt::Debug for Session {
@@ -164,7 +165,7 @@ impl Session {
         shard: Arc<Shard>,
         key: SessionKey,
         info: SessionInfo,
-        inbound: async_channel::Receiver<String>,
+        inbound: queue::Receiver<String>,
         shared: Arc<SessionShared>,
     ) -> Self {
         let peer = info
@@ -205,7 +206,7 @@ impl Session {
     /// The next message from the client, or `None` once the session is closed and every
     /// queued message was taken.
     pub async fn recv(&mut self) -> Option<String> {
-        self.inbound.recv().await.ok()
+        self.inbound.recv().await
     }
 
     /// Queues a message for the client; see [`SessionSender::send`].

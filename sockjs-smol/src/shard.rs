@@ -19,6 +19,7 @@ use http::Response;
 use sockjs_core::{Engine, Handshake, Output, RequestId, SessionKey};
 
 use crate::config::Config;
+use crate::queue::{self, PushError, Weight};
 use crate::session::{Session, SessionShared};
 
 /// The application's handler, type-erased.
@@ -85,20 +86,22 @@ impl Drop for CountGuard<'_> {
 /// What a connection task is told to write.
 #[derive(Debug)]
 pub(crate) enum ConnMsg {
-    Respond(Response<Bytes>),
-    StreamStart(Response<()>),
+    // Heads are boxed: they are rare next to chunks and WebSocket messages, and keep
+    // every queue slot small.
+    Respond(Box<Response<Bytes>>),
+    StreamStart(Box<Response<()>>),
     Chunk(Bytes),
     StreamEnd,
-    Upgrade(Response<()>, Handshake),
+    Upgrade(Box<(Response<()>, Handshake)>),
     WsText(String),
     WsPing,
     WsClose(u16, String),
 }
 
-impl ConnMsg {
+impl Weight for ConnMsg {
     /// Bytes the message accounts for in the connection's byte bound: its body. Heads
     /// are small and bounded by the message count.
-    pub(crate) fn weight(&self) -> usize {
+    fn weight(&self) -> usize {
         match self {
             ConnMsg::Respond(r) => r.body().len(),
             ConnMsg::Chunk(data) => data.len(),
@@ -110,15 +113,19 @@ impl ConnMsg {
     }
 }
 
-/// The sending side of one request's outgoing queue.
-pub(crate) struct ConnTx {
-    pub(crate) tx: async_channel::Sender<ConnMsg>,
-    pub(crate) queued: Arc<AtomicUsize>,
+impl Weight for String {
+    /// Inbound messages are bounded by count only.
+    fn weight(&self) -> usize {
+        0
+    }
 }
+
+/// The sending side of one request's outgoing queue.
+pub(crate) type ConnTx = queue::Sender<ConnMsg>;
 
 /// The application side of a live session.
 struct SessionSlot {
-    inbound: async_channel::Sender<String>,
+    inbound: queue::Sender<String>,
     shared: Arc<SessionShared>,
 }
 
@@ -254,9 +261,11 @@ impl Shard {
         deferred: &mut Vec<Deferred>,
     ) {
         let (request, msg, last) = match output {
-            Output::Respond { request, response } => (request, ConnMsg::Respond(response), true),
+            Output::Respond { request, response } => {
+                (request, ConnMsg::Respond(Box::new(response)), true)
+            }
             Output::StreamStart { request, response } => {
-                (request, ConnMsg::StreamStart(response), false)
+                (request, ConnMsg::StreamStart(Box::new(response)), false)
             }
             Output::StreamChunk { request, data } => (request, ConnMsg::Chunk(data), false),
             Output::StreamEnd { request } => (request, ConnMsg::StreamEnd, true),
@@ -264,7 +273,11 @@ impl Shard {
                 request,
                 response,
                 handshake,
-            } => (request, ConnMsg::Upgrade(response, handshake), false),
+            } => (
+                request,
+                ConnMsg::Upgrade(Box::new((response, handshake))),
+                false,
+            ),
             Output::WsText { request, text } => (request, ConnMsg::WsText(text), false),
             Output::WsPing { request } => (request, ConnMsg::WsPing, false),
             Output::WsClose {
@@ -275,7 +288,8 @@ impl Shard {
             Output::Opened { session, info } => return self.opened(st, session, info),
             Output::Message { session, text } => {
                 if let Some(slot) = st.sessions.get(&session) {
-                    if let Err(async_channel::TrySendError::Full(_)) = slot.inbound.try_send(text) {
+                    let max = self.ctx.config.max_session_inbound.max(1);
+                    if let Err(PushError::Full) = slot.inbound.push(text, max, usize::MAX) {
                         tracing::warn!(
                             service = %self.prefix,
                             session = %slot.shared.id,
@@ -303,27 +317,26 @@ impl Shard {
         let Some(conn) = st.conns.get(&request) else {
             return;
         };
-        let weight = msg.weight();
-        let queued = conn.queued.load(Ordering::Acquire);
         let config = &self.ctx.config;
-        let overflow = conn.tx.len() >= config.max_connection_queue.max(MIN_CONNECTION_QUEUE)
-            || (queued > 0 && queued.saturating_add(weight) > config.max_connection_queue_bytes);
-        if overflow {
-            tracing::warn!(
-                service = %self.prefix,
-                request = request.0,
-                "connection queue overflow; closing the connection"
-            );
-            st.conns.remove(&request);
-            deferred.push(Deferred::Abort(request));
-            return;
-        }
-        conn.queued.fetch_add(weight, Ordering::AcqRel);
-        if conn.tx.try_send(msg).is_err() {
-            // The connection task is gone.
-            st.conns.remove(&request);
-            deferred.push(Deferred::Abort(request));
-            return;
+        let max_items = config.max_connection_queue.max(MIN_CONNECTION_QUEUE);
+        match conn.push(msg, max_items, config.max_connection_queue_bytes) {
+            Ok(()) => {}
+            Err(PushError::Full) => {
+                tracing::warn!(
+                    service = %self.prefix,
+                    request = request.0,
+                    "connection queue overflow; closing the connection"
+                );
+                st.conns.remove(&request);
+                deferred.push(Deferred::Abort(request));
+                return;
+            }
+            Err(PushError::Gone) => {
+                // The connection task is gone.
+                st.conns.remove(&request);
+                deferred.push(Deferred::Abort(request));
+                return;
+            }
         }
         if last {
             st.conns.remove(&request);
@@ -336,7 +349,7 @@ impl Shard {
         key: SessionKey,
         info: sockjs_core::SessionInfo,
     ) {
-        let (inbound, rx) = async_channel::bounded(self.ctx.config.max_session_inbound.max(1));
+        let (inbound, rx) = queue::channel();
         let shared = Arc::new(SessionShared::new(info.id.clone()));
         tracing::info!(
             service = %self.prefix,

@@ -1,25 +1,77 @@
 //! WebSocket after the engine accepted an upgrade: RFC 6455 through tungstenite, and
 //! hixie-76 through the core's framing.
 
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::TcpStream;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::tungstenite::{Error as WsError, Message, WebSocket};
 use bytes::BytesMut;
-use futures_lite::{StreamExt, future};
+use futures_lite::future;
 use sockjs_core::RequestId;
 use sockjs_core::handshake::hixie76_answer;
 use sockjs_core::wire::hixie76;
 
 use crate::conn::{ConnRx, Io};
+use crate::queue::TryRecv;
 use crate::shard::{ConnMsg, Shard};
 
 /// How long to wait for the peer's side of the closing handshake after sending a close
 /// frame, before dropping the TCP connection.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
+
+/// Bytes tungstenite reads at a time (its default, 128 KiB, is allocated per connection
+/// and zero-filled before every read).
+const WS_READ_BUFFER: usize = 4096;
+
+/// Most incoming frames handled, and most outgoing bytes buffered, before the loop lets
+/// other tasks run.
+const READ_BATCH: usize = 64;
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// tungstenite's view of the socket: non-blocking reads and writes on the descriptor
+/// itself; [`Socket::rfc6455`] awaits readiness.
+struct Direct<'a> {
+    stream: &'a TcpStream,
+    /// A read came back short: the socket is most likely empty, so the next read reports
+    /// `WouldBlock` without a system call and the loop waits for readiness, which fires
+    /// at once if bytes did arrive meanwhile.
+    drained: bool,
+}
+
+impl io::Read for Direct<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.drained {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match (&mut &*self.stream).read(buf) {
+            Ok(n) => {
+                self.drained = n < buf.len();
+                Ok(n)
+            }
+            Err(e) => {
+                self.drained = e.kind() == io::ErrorKind::WouldBlock;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl io::Write for Direct<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&mut &*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// An upgraded connection and the engine request it belongs to.
 pub(crate) struct Socket<'a> {
@@ -52,84 +104,201 @@ impl Socket<'_> {
 
     /// RFC 6455: the 101 head is written; `buffered` holds bytes the client sent after its
     /// request.
+    ///
+    /// One loop both reads and writes: it reads every frame that is there, moves every
+    /// queued outgoing message into tungstenite's buffer and writes them with one system
+    /// call, then waits for the socket or the queue, whichever comes first. Socket
+    /// readiness is awaited only after a read came back short or blocked.
     pub(crate) async fn rfc6455(self, buffered: BytesMut) {
         let config = WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size));
-        let ws = WebSocketStream::from_partially_read(
-            &self.io.stream,
-            buffered.to_vec(),
-            Role::Server,
-            Some(config),
-        )
-        .await;
-        let (mut sender, mut receiver) = ws.split();
+        let direct = Direct {
+            stream: self.io.stream.get_ref(),
+            drained: false,
+        };
+        let mut ws =
+            WebSocket::from_partially_read(direct, buffered.to_vec(), Role::Server, Some(config));
         let write_timeout = self.io.write_timeout;
 
-        enum ReadEnd {
-            /// The client closed or went away; the engine knows.
-            Closed,
-            /// The client sent a message over the limit; the engine queued a close.
-            TooBig,
-        }
-        let reader = async {
-            loop {
-                match receiver.next().await {
-                    Some(Ok(Message::Text(text))) => self.message(text.as_str()),
-                    // A close frame: tungstenite queues the reply, sent by the next read.
-                    Some(Ok(Message::Close(_))) => self.closed(),
-                    Some(Ok(_)) => {}
-                    Some(Err(WsError::Capacity(_))) => {
-                        self.too_big();
-                        return ReadEnd::TooBig;
+        // The reader stops after the client sent a message over the limit (the engine then
+        // queued a close, which the writer still sends within the write timeout).
+        let mut reading = true;
+        // The writer stops once it sent a close frame, its queue ended or a write failed;
+        // the reader then gets `CLOSE_LINGER` to see the client's side of the close.
+        let mut writing = true;
+        // Deadline of the last phase (one of the two above stopped).
+        let mut end: Option<Instant> = None;
+        // Bytes tungstenite holds that the socket did not take yet, since when.
+        let mut blocked_since: Option<Instant> = None;
+        // A close frame is queued or the queue ended: flush, then the writer stops.
+        let mut closing = false;
+        // Whether a read may find bytes (otherwise wait for readiness first).
+        let mut may_read = true;
+        loop {
+            // Read everything that is there, up to a batch.
+            let mut busy = false;
+            if reading && may_read {
+                let mut budget = READ_BATCH;
+                loop {
+                    if budget == 0 {
+                        busy = true;
+                        break;
                     }
-                    Some(Err(_)) | None => {
-                        self.closed();
-                        return ReadEnd::Closed;
+                    budget -= 1;
+                    match ws.read() {
+                        Ok(Message::Text(text)) => self.message(text.as_str()),
+                        // A close frame: tungstenite queues the reply, sent by the next read.
+                        Ok(Message::Close(_)) => self.closed(),
+                        Ok(_) => {}
+                        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                            may_read = false;
+                            break;
+                        }
+                        Err(WsError::Capacity(_)) => {
+                            self.too_big();
+                            if !writing {
+                                return;
+                            }
+                            reading = false;
+                            end = Some(Instant::now() + write_timeout);
+                            break;
+                        }
+                        Err(_) => {
+                            self.closed();
+                            return;
+                        }
                     }
                 }
             }
-        };
-        let writer = async {
-            while let Some(msg) = self.rx.recv().await {
-                let message = match msg {
-                    ConnMsg::WsText(text) => Message::text(text),
-                    ConnMsg::WsPing => Message::Ping(Default::default()),
-                    ConnMsg::WsClose(code, reason) => {
-                        let frame = CloseFrame {
-                            code: CloseCode::from(code),
-                            reason: reason.into(),
+
+            // Move the queued messages into tungstenite's buffer and write them at once.
+            if writing {
+                let mut stop = false;
+                let mut wrote = false;
+                if blocked_since.is_none() && !closing {
+                    let mut batch = 0;
+                    while batch < WRITE_BATCH {
+                        let message = match self.rx.try_recv() {
+                            TryRecv::Item(ConnMsg::WsText(text)) => {
+                                batch += text.len();
+                                Message::text(text)
+                            }
+                            TryRecv::Item(ConnMsg::WsPing) => Message::Ping(Default::default()),
+                            TryRecv::Item(ConnMsg::WsClose(code, reason)) => {
+                                let frame = CloseFrame {
+                                    code: CloseCode::from(code),
+                                    reason: reason.into(),
+                                };
+                                closing = true;
+                                wrote = true;
+                                if ws.close(Some(frame)).is_err() {
+                                    stop = true;
+                                }
+                                break;
+                            }
+                            TryRecv::Item(_) => continue,
+                            TryRecv::Empty => break,
+                            // The queue ended: write what is buffered, then stop.
+                            TryRecv::Closed => {
+                                closing = true;
+                                break;
+                            }
                         };
-                        let _ = timeout(write_timeout, sender.close(Some(frame))).await;
+                        wrote = true;
+                        match ws.write(message) {
+                            Ok(()) => {}
+                            // Queued; the flush below goes on with it.
+                            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(_) => {
+                                stop = true;
+                                break;
+                            }
+                        }
+                        if batch >= WRITE_BATCH {
+                            busy = true;
+                        }
+                    }
+                }
+                if !stop && (wrote || closing || blocked_since.is_some()) {
+                    match ws.flush() {
+                        Ok(()) => {
+                            blocked_since = None;
+                            stop = closing;
+                        }
+                        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                            let since = *blocked_since.get_or_insert_with(Instant::now);
+                            stop = since.elapsed() >= write_timeout;
+                        }
+                        Err(_) => stop = true,
+                    }
+                }
+                if stop {
+                    writing = false;
+                    if !reading {
+                        // The rest of the oversize message may still be unread: consume
+                        // what is there, so that closing sends FIN rather than RST (which
+                        // could destroy the close frame before the client reads it).
+                        discard_input(self.io.stream.get_ref());
                         return;
                     }
-                    _ => continue,
-                };
-                if !matches!(
-                    timeout(write_timeout, sender.send(message)).await,
-                    Some(Ok(()))
-                ) {
-                    return;
+                    end = Some(Instant::now() + CLOSE_LINGER);
                 }
             }
-        };
-        futures_lite::pin!(reader);
-        futures_lite::pin!(writer);
-        let first = future::or(async { Some(reader.as_mut().await) }, async {
-            writer.as_mut().await;
-            None
-        })
-        .await;
-        match first {
-            Some(ReadEnd::Closed) => {}
-            // Let the writer send the 1009 close the engine queued.
-            Some(ReadEnd::TooBig) => {
-                let _ = timeout(write_timeout, writer.as_mut()).await;
+
+            if busy {
+                future::yield_now().await;
+                continue;
             }
-            // We sent a close frame (or the queue ended): give the client a moment to
-            // answer it, so its close frame is read before the TCP connection goes away.
-            None => {
-                let _ = timeout(CLOSE_LINGER, reader.as_mut()).await;
+
+            // Wait for the socket, the queue or a deadline.
+            let deadline = match (end, blocked_since) {
+                (Some(end), Some(since)) => Some(end.min(since + write_timeout)),
+                (end, since) => end.or(since.map(|since| since + write_timeout)),
+            };
+            if deadline.is_some_and(|at| at <= Instant::now()) {
+                if end.is_some_and(|at| at <= Instant::now()) {
+                    return;
+                }
+                continue;
+            }
+            let mut timer = deadline.map(Timer::at);
+            let stream = &self.io.stream;
+            let rx = &self.rx;
+            let wait_read = reading && !may_read;
+            let wait_write = writing && blocked_since.is_some();
+            let wait_queue = writing && blocked_since.is_none() && !closing;
+            let readable = poll_fn(|cx| {
+                let mut readable = false;
+                if wait_read && stream.poll_readable(cx).is_ready() {
+                    readable = true;
+                }
+                let mut ready = readable;
+                if wait_write && stream.poll_writable(cx).is_ready() {
+                    ready = true;
+                }
+                if wait_queue && rx.poll_ready(cx).is_ready() {
+                    ready = true;
+                }
+                if let Some(timer) = timer.as_mut() {
+                    if Pin::new(timer).poll(cx).is_ready() {
+                        ready = true;
+                    }
+                }
+                if ready {
+                    Poll::Ready(readable)
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            if readable {
+                may_read = true;
+                ws.get_mut().drained = false;
+            }
+            if end.is_some_and(|at| at <= Instant::now()) {
+                return;
             }
         }
     }
@@ -172,7 +341,7 @@ impl Socket<'_> {
                     Err(hixie76::Error::MessageTooLarge) => {
                         self.too_big();
                         // The engine queued its close synchronously; write what is queued.
-                        while let Some(msg) = self.rx.try_recv() {
+                        while let TryRecv::Item(msg) = self.rx.try_recv() {
                             if self.write_hixie(msg, &mut out).await.is_err() {
                                 break;
                             }
@@ -214,10 +383,13 @@ impl Socket<'_> {
     }
 }
 
-async fn timeout<F: std::future::Future>(limit: Duration, fut: F) -> Option<F::Output> {
-    future::or(async { Some(fut.await) }, async {
-        Timer::after(limit).await;
-        None
-    })
-    .await
+/// Reads and drops what the client already sent, without waiting (bounded).
+fn discard_input(stream: &TcpStream) {
+    let mut scratch = [0u8; 4096];
+    for _ in 0..64 {
+        match io::Read::read(&mut &*stream, &mut scratch) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+    }
 }
