@@ -275,13 +275,18 @@ impl Shard {
             Output::Opened { session, info } => return self.opened(st, session, info),
             Output::Message { session, text } => {
                 if let Some(slot) = st.sessions.get(&session) {
-                    if let Err(async_channel::TrySendError::Full(_)) = slot.inbound.try_send(text) {
+                    // The queue is unbounded in type and bounded here: a bounded channel
+                    // allocates all its slots up front, tens of KiB for every session.
+                    if slot.inbound.len() >= self.ctx.config.max_session_inbound.max(1) {
                         tracing::warn!(
                             service = %self.prefix,
                             session = %slot.shared.id,
                             "session inbound queue overflow; closing the session"
                         );
                         deferred.push(Deferred::Close(session));
+                    } else {
+                        // Fails only once the handler dropped its session: nothing to do.
+                        let _ = slot.inbound.try_send(text);
                     }
                 }
                 return;
@@ -336,7 +341,8 @@ impl Shard {
         key: SessionKey,
         info: sockjs_core::SessionInfo,
     ) {
-        let (inbound, rx) = async_channel::bounded(self.ctx.config.max_session_inbound.max(1));
+        // Bounded by `max_session_inbound` where messages are queued (see `Output::Message`).
+        let (inbound, rx) = async_channel::unbounded();
         let shared = Arc::new(SessionShared::new(info.id.clone()));
         tracing::info!(
             service = %self.prefix,
