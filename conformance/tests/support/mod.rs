@@ -275,8 +275,9 @@ fn start_smol(settings: Settings, app: Arc<App>) -> Target {
         app,
         count: Box::new(move || counter.session_count()),
         stop: Mutex::new(Some(Box::new(move || {
+            // Graceful shutdown lasts about one disconnect delay; let it finish on its own.
             handle.shutdown();
-            let _ = thread.join();
+            drop(thread);
         }))),
     }
 }
@@ -317,7 +318,7 @@ fn start_tokio(settings: Settings, app: Arc<App>) -> Target {
         count: Box::new(move || counted.session_count()),
         stop: Mutex::new(Some(Box::new(move || {
             server.abort();
-            runtime.shutdown_timeout(Duration::from_secs(2));
+            runtime.shutdown_background();
         }))),
     }
 }
