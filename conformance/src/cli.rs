@@ -7,6 +7,7 @@ pub const USAGE: &str = "\
 usage: conformance BASE_URL [--filter SUBSTRING] [--json FILE]
                    [--heartbeat-ms N] [--disconnect-ms N]
                    [--threads N] [--io-timeout-ms N] [--expect-fail NAME,...]
+       conformance BASE_URL --hostile [--request-timeout-ms N] [--filter SUBSTRING]
        conformance --list [--filter SUBSTRING]
 
 Runs the SockJS protocol checks against the server at BASE_URL (e.g.
@@ -22,6 +23,12 @@ http://127.0.0.1:8081), which must expose /echo (response_limit 4096), /close,
   --expect-fail N,.. checks that are known deviations of this server: their
                      failures are reported as skips (repeatable)
   --list             print the checks (name, section, rule) and exit
+  --hostile          instead of the protocol checks, send hostile input
+                     (malformed, oversized, slowloris, vanishing clients) to
+                     BASE_URL/echo while a control session measures latency
+  --request-timeout-ms N
+                     with --hostile: the server's request read / idle
+                     timeout; enables the slowloris cases
 ";
 
 /// Parsed command line.
@@ -45,6 +52,10 @@ pub struct Args {
     pub expect_fail: Vec<String>,
     /// `--list`.
     pub list: bool,
+    /// `--hostile`.
+    pub hostile: bool,
+    /// `--request-timeout-ms` (with `--hostile`).
+    pub request_timeout: Option<Duration>,
     /// `-h` / `--help`.
     pub help: bool,
 }
@@ -96,6 +107,8 @@ where
                     .map(String::from),
             ),
             "--list" => out.list = true,
+            "--hostile" => out.hostile = true,
+            "--request-timeout-ms" => out.request_timeout = Some(ms(value(&mut it)?)?),
             "-h" | "--help" => out.help = true,
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             _ => {
@@ -142,6 +155,13 @@ mod tests {
         assert_eq!(a.threads, Some(4));
         assert_eq!(a.expect_fail, vec!["a", "b", "c"]);
         assert!(!a.list);
+    }
+
+    #[test]
+    fn hostile() {
+        let a = parse(["http://x", "--hostile", "--request-timeout-ms=500"]).unwrap();
+        assert!(a.hostile);
+        assert_eq!(a.request_timeout, Some(Duration::from_millis(500)));
     }
 
     #[test]

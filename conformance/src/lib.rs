@@ -22,6 +22,7 @@
 pub mod check;
 mod checks;
 pub mod cli;
+pub mod hostile;
 pub mod http;
 pub mod json;
 pub mod load;

@@ -35,6 +35,22 @@ fn main() -> ExitCode {
         println!("{} checks", checks.len());
         return ExitCode::SUCCESS;
     }
+    if args.hostile {
+        let mut config =
+            conformance::hostile::HostileConfig::new(args.base_url.unwrap_or_default());
+        config.request_timeout = args.request_timeout;
+        config.filter = args.filter;
+        if let Some(t) = args.io_timeout {
+            config.io_timeout = t;
+        }
+        let report = conformance::hostile::run(&config);
+        print!("{}", report.table());
+        return if report.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let mut config = Config::new(args.base_url.unwrap_or_default());
     config.filter = args.filter;
     config.heartbeat = args.heartbeat;

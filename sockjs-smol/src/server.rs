@@ -5,7 +5,7 @@ use std::hash::BuildHasher;
 use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_executor::Executor;
@@ -68,6 +68,8 @@ impl Inner {
 pub struct ServerHandle {
     trigger: Arc<Mutex<Option<async_channel::Sender<()>>>>,
     signal: async_channel::Receiver<()>,
+    /// The running server's shards (empty before `serve` starts).
+    shards: Arc<Mutex<Vec<Weak<Shard>>>>,
 }
 
 impl ServerHandle {
@@ -76,6 +78,7 @@ impl ServerHandle {
         ServerHandle {
             trigger: Arc::new(Mutex::new(Some(tx))),
             signal: rx,
+            shards: Arc::default(),
         }
     }
 
@@ -93,6 +96,19 @@ impl ServerHandle {
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shutdown(&self) -> bool {
         self.signal.is_closed()
+    }
+
+    /// Live sessions (open or closing) over every service of the running server: what its
+    /// engines hold, counted from the request that creates a session until the engine
+    /// forgets it (its disconnect delay after the last receiver left). Zero before
+    /// [`Server::serve`] starts and after it returns.
+    pub fn session_count(&self) -> usize {
+        let shards = self.shards.lock().unwrap_or_else(PoisonError::into_inner);
+        shards
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|shard| shard.inspect(Engine::session_count))
+            .sum()
     }
 
     /// Resolves once shutdown was requested.
@@ -220,6 +236,15 @@ impl Server {
             next_request: AtomicU64::new(1),
         });
         let inner = Arc::new(build(self.services, &ctx)?);
+        *self
+            .handle
+            .shards
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = inner
+            .services
+            .iter()
+            .flat_map(|service| service.shards.iter().map(Arc::downgrade))
+            .collect();
         let shutdown_tx = Mutex::new(Some(_shutdown_tx));
 
         for service in &inner.services {

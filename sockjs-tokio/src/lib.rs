@@ -125,6 +125,10 @@
 //!
 //! - Request bodies: at most [`Options::max_request_body`] bytes (413 beyond, checked
 //!   against `Content-Length` first, then while reading).
+//! - Request heads: [`serve`] closes a connection whose next request head has not arrived
+//!   within [`Serve::header_read_timeout`] (30 s), which also ends idle keep-alive and
+//!   silent connections; request bodies must arrive within
+//!   [`Builder::request_body_timeout`] (10 s, then 408 and the connection closes).
 //! - WebSocket messages: at most [`Options::max_message_size`] (the engine closes with
 //!   1009).
 //! - Messages the application queued while no receiver is attached: at most

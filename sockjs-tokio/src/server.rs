@@ -157,6 +157,7 @@ pub fn serve(listener: TcpListener, routes: impl Into<Routes>) -> Serve {
         signal: None,
         drain_timeout: Duration::from_secs(10),
         close: (1001, "Server shutting down".to_owned()),
+        header_read_timeout: Duration::from_secs(30),
     }
 }
 
@@ -167,6 +168,7 @@ pub struct Serve {
     signal: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     drain_timeout: Duration,
     close: (u16, String),
+    header_read_timeout: Duration,
 }
 
 impl fmt::Debug for Serve {
@@ -175,6 +177,7 @@ impl fmt::Debug for Serve {
             .field("listener", &self.listener)
             .field("routes", &self.routes)
             .field("drain_timeout", &self.drain_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -205,6 +208,16 @@ impl Serve {
         self
     }
 
+    /// Longest time a client may take to send a request head, counted from the end of the
+    /// previous response (or from accept), so it also closes idle keep-alive connections
+    /// and connections that never send anything (slowloris protection). Default 30 s.
+    /// Request bodies are bounded separately by
+    /// [`Builder::request_body_timeout`](crate::Builder::request_body_timeout).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Serve {
+        self.header_read_timeout = timeout;
+        self
+    }
+
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
@@ -217,6 +230,7 @@ impl Serve {
             signal,
             drain_timeout,
             close,
+            header_read_timeout,
         } = self;
         let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -229,7 +243,7 @@ impl Serve {
                         let _ = stream.set_nodelay(true);
                         let routes = routes.clone();
                         let stop = stop_rx.clone();
-                        connections.spawn(connection(stream, peer, routes, stop));
+                        connections.spawn(connection(stream, peer, routes, stop, header_read_timeout));
                     }
                     Err(error) => {
                         // Usually out of file descriptors: back off briefly.
@@ -276,6 +290,7 @@ async fn connection(
     peer: SocketAddr,
     routes: Arc<Routes>,
     mut stop: watch::Receiver<bool>,
+    header_read_timeout: Duration,
 ) {
     let service = hyper::service::service_fn(move |request| {
         let routes = routes.clone();
@@ -283,6 +298,7 @@ async fn connection(
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     let mut connection = std::pin::pin!(connection);

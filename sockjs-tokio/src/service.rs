@@ -41,6 +41,7 @@ pub(crate) struct Config {
     pub(crate) max_request_body: usize,
     pub(crate) max_message_size: usize,
     pub(crate) delivery_wait: Duration,
+    pub(crate) body_timeout: Duration,
 }
 
 /// What every shard of a service shares.
@@ -127,6 +128,7 @@ pub struct Builder {
     outbound_frames: usize,
     inbound_messages: usize,
     delivery_wait: Duration,
+    body_timeout: Duration,
 }
 
 impl Builder {
@@ -168,6 +170,15 @@ impl Builder {
         self
     }
 
+    /// Longest time a request body may take to arrive once its head was read (default
+    /// 10 s). A client that stops sending in the middle of a body gets
+    /// `408 Request Timeout` and its connection is closed, instead of holding the request
+    /// open forever (slowloris protection).
+    pub fn request_body_timeout(mut self, timeout: Duration) -> Builder {
+        self.body_timeout = timeout;
+        self
+    }
+
     /// Builds the service; `handler` runs once per session, in its own task.
     pub fn build<H, F>(self, handler: H) -> Result<SockJs, OptionsError>
     where
@@ -192,6 +203,7 @@ impl Builder {
                 max_request_body: options.max_request_body,
                 max_message_size: options.max_message_size,
                 delivery_wait: self.delivery_wait,
+                body_timeout: self.body_timeout,
             },
             stopped: AtomicBool::new(false),
             runtime: OnceLock::new(),
@@ -257,6 +269,7 @@ impl SockJs {
             outbound_frames: 256,
             inbound_messages: 1024,
             delivery_wait: Duration::from_millis(500),
+            body_timeout: Duration::from_secs(10),
         }
     }
 
@@ -321,9 +334,18 @@ impl SockJs {
         let on_upgrade = parts.extensions.remove::<OnUpgrade>();
         restore_empty_segment(&mut parts);
         let limit = self.inner.common.config.max_request_body;
-        let body = match read_body(body, &parts.headers, limit).await {
-            Ok(body) => body,
-            Err(response) => return response,
+        let timeout = self.inner.common.config.body_timeout;
+        let body = match tokio::time::timeout(timeout, read_body(body, &parts.headers, limit)).await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(response)) => return response,
+            Err(_) => {
+                let mut response = error(StatusCode::REQUEST_TIMEOUT, "Request body timeout.\n");
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
         };
         let location = hixie76_location(&parts);
         let shard = self.pick(parts.uri.path()).clone();

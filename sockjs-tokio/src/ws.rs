@@ -78,6 +78,9 @@ where
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    // Off once a message was too big: the stream is unusable after that error, and
+    // reading it again would end the loop before the engine's 1009 close is sent.
+    let mut reading = true;
     loop {
         tokio::select! {
             out = rx.rx.recv() => {
@@ -106,15 +109,22 @@ where
                     return;
                 }
                 if last {
-                    // Let the peer answer the close, briefly.
+                    // Let the peer answer the close, briefly. tungstenite stops at the first
+                    // error (e.g. the rest of an oversized message), so then half-close and
+                    // drain the raw socket: closing it with unread bytes would send a reset,
+                    // and a reset makes the client drop the frames just sent (the 1009).
                     let _ = tokio::time::timeout(CLOSE_GRACE, async {
                         while let Some(Ok(_)) = ws.next().await {}
+                        let io = ws.get_mut();
+                        let _ = io.shutdown().await;
+                        let mut sink = [0u8; 4096];
+                        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
                     })
                     .await;
                     return;
                 }
             }
-            incoming = ws.next() => match incoming {
+            incoming = ws.next(), if reading => match incoming {
                 Some(Ok(Message::Text(text))) => message(&shard, guard, text.as_str()),
                 Some(Ok(Message::Binary(data))) => match std::str::from_utf8(&data) {
                     Ok(text) => message(&shard, guard, text),
@@ -127,7 +137,10 @@ where
                     return;
                 }
                 Some(Ok(_)) => {}
-                Some(Err(WsError::Capacity(_))) => too_big(&shard, guard),
+                Some(Err(WsError::Capacity(_))) => {
+                    reading = false;
+                    too_big(&shard, guard);
+                }
                 Some(Err(error)) => {
                     tracing::debug!(%error, "websocket read failed");
                     return;

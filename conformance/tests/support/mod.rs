@@ -1,0 +1,377 @@
+//! Shared harness for the robustness tests: start sockjs-smol or sockjs-tokio in-process on
+//! an ephemeral loopback port with one service at `/echo` running one of a few test
+//! applications, and small synchronous clients.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use conformance::http::{Conn, Request, Response};
+use sockjs_core::{Options, SendError};
+
+/// Which adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adapter {
+    /// sockjs-smol's `Server`.
+    Smol,
+    /// sockjs-tokio's `serve`.
+    Tokio,
+}
+
+pub const ADAPTERS: [Adapter; 2] = [Adapter::Smol, Adapter::Tokio];
+
+/// What a flooding application saw.
+#[derive(Debug, Default)]
+pub struct Flood {
+    pub accepted_bytes: AtomicUsize,
+    pub queue_full: AtomicUsize,
+    pub ended_by: Mutex<Option<SendError>>,
+    pub done: AtomicBool,
+}
+
+/// What the sequence application saw.
+#[derive(Debug, Default)]
+pub struct Seq {
+    /// Client messages received in order.
+    pub received: AtomicU64,
+    /// Out-of-order, duplicated or unexpected client messages.
+    pub errors: Mutex<Vec<String>>,
+    /// Server messages sent.
+    pub sent: AtomicU64,
+}
+
+/// The test applications, chosen per session by the session id's prefix.
+#[derive(Debug, Default)]
+pub struct App {
+    /// `floodws*` and `floodpoll*` sessions: send 1 KiB messages as fast as accepted.
+    pub flood_ws: Flood,
+    pub flood_poll: Flood,
+    /// How long flooding goes on at most.
+    pub flood_for: Mutex<Duration>,
+    /// `seq*` sessions: "more:K" makes the app send K numbered messages `s{n}`; client
+    /// messages `c{n}` must arrive in order.
+    pub seq: Seq,
+    /// Sessions opened so far.
+    pub opened: AtomicUsize,
+}
+
+/// What one session's handler does; the two adapters' handlers call this with their
+/// session's operations.
+#[macro_export]
+macro_rules! app_body {
+    ($app:expr, $session:ident, $sleep:path) => {{
+        let app: Arc<App> = $app;
+        app.opened.fetch_add(1, Ordering::Relaxed);
+        let id = $session.id().to_owned();
+        if id.starts_with("floodws") || id.starts_with("floodpoll") {
+            let flood = if id.starts_with("floodws") {
+                &app.flood_ws
+            } else {
+                &app.flood_poll
+            };
+            let message = "x".repeat(1024);
+            let until = Instant::now() + *app.flood_for.lock().unwrap();
+            let mut n = 0u64;
+            while Instant::now() < until {
+                match $session.send(&message) {
+                    Ok(()) => {
+                        flood.accepted_bytes.fetch_add(1024, Ordering::Relaxed);
+                        n += 1;
+                        if n % 64 == 0 {
+                            $sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                    Err(SendError::QueueFull) => {
+                        flood.queue_full.fetch_add(1, Ordering::Relaxed);
+                        $sleep(Duration::from_millis(2)).await;
+                    }
+                    Err(e) => {
+                        *flood.ended_by.lock().unwrap() = Some(e);
+                        break;
+                    }
+                }
+            }
+            flood.done.store(true, Ordering::Release);
+        } else if id.starts_with("stuckapp") {
+            // Never reads; holds the session until it is closed under it.
+            $sleep(Duration::from_secs(60)).await;
+        } else if id.starts_with("seq") {
+            let mut next_client = 0u64;
+            while let Some(message) = $session.recv().await {
+                if let Some(j) = message.strip_prefix("mark:") {
+                    let _ = $session.send(&format!("m{j}"));
+                } else if let Some(k) = message.strip_prefix("more:") {
+                    let k: u64 = k.parse().unwrap_or(0);
+                    for _ in 0..k {
+                        let n = app.seq.sent.load(Ordering::Relaxed);
+                        let text = format!("s{n}");
+                        let mut tries = 0;
+                        while let Err(e) = $session.send(&text) {
+                            tries += 1;
+                            if e != SendError::QueueFull || tries > 1000 {
+                                app.seq
+                                    .errors
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("send s{n}: {e}"));
+                                break;
+                            }
+                            $sleep(Duration::from_millis(1)).await;
+                        }
+                        app.seq.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else if message == format!("c{next_client}") {
+                    next_client += 1;
+                    app.seq.received.store(next_client, Ordering::Relaxed);
+                } else {
+                    app.seq
+                        .errors
+                        .lock()
+                        .unwrap()
+                        .push(format!("expected c{next_client}, got {message:?}"));
+                }
+            }
+        } else {
+            while let Some(message) = $session.recv().await {
+                let _ = $session.send(&message);
+            }
+        }
+    }};
+}
+
+/// A running server; stopped when dropped.
+pub struct Target {
+    pub adapter: Adapter,
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    count: Box<dyn Fn() -> usize + Send + Sync>,
+    stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.lock().unwrap().take() {
+            stop();
+        }
+    }
+}
+
+impl Target {
+    /// Sessions the server holds (the adapter's API).
+    pub fn session_count(&self) -> usize {
+        (self.count)()
+    }
+
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn conn(&self) -> Conn {
+        Conn::connect(&self.host(), Duration::from_secs(5)).unwrap()
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(&self, req: &Request) -> Response {
+        self.conn().roundtrip(req).unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// A WebSocket client on `path`, past the `o` frame.
+    pub fn ws(&self, path: &str) -> tungstenite::WebSocket<TcpStream> {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (mut ws, _) = tungstenite::client(self.url(path).as_str(), stream).unwrap();
+        assert_eq!(ws_text(&mut ws).as_deref(), Some("o"));
+        ws
+    }
+}
+
+/// The next text frame other than a heartbeat, or `None` once closed.
+pub fn ws_text(ws: &mut tungstenite::WebSocket<TcpStream>) -> Option<String> {
+    for _ in 0..1000 {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) if t.as_str() == "h" => continue,
+            Ok(tungstenite::Message::Text(t)) => return Some(t.as_str().to_owned()),
+            Ok(tungstenite::Message::Close(frame)) => {
+                return frame.map(|f| format!("close {} {}", u16::from(f.code), f.reason));
+            }
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Adapter settings for the tests.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub options: Options,
+    pub shards: usize,
+}
+
+impl Settings {
+    pub fn new(options: Options) -> Self {
+        Settings { options, shards: 2 }
+    }
+}
+
+async fn smol_sleep(d: Duration) {
+    async_io::Timer::after(d).await;
+}
+
+async fn tokio_sleep(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+/// Starts `adapter` with `/echo` running the test applications.
+pub fn start(adapter: Adapter, settings: Settings) -> Target {
+    let app = Arc::new(App::default());
+    *app.flood_for.lock().unwrap() = Duration::from_secs(3);
+    match adapter {
+        Adapter::Smol => start_smol(settings, app),
+        Adapter::Tokio => start_tokio(settings, app),
+    }
+}
+
+fn start_smol(settings: Settings, app: Arc<App>) -> Target {
+    let handler_app = app.clone();
+    let server = sockjs_smol::Server::with_config(sockjs_smol::Config {
+        threads: 2,
+        shards: settings.shards,
+        ..Default::default()
+    })
+    .service(
+        "/echo",
+        settings.options,
+        move |mut session: sockjs_smol::Session| {
+            let app = handler_app.clone();
+            async move { app_body!(app, session, smol_sleep) }
+        },
+    )
+    .unwrap();
+    let listener = async_io::Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+    let addr = listener.get_ref().local_addr().unwrap();
+    let handle = server.handle();
+    let thread = std::thread::spawn(move || async_io::block_on(server.serve(listener)));
+    let counter = handle.clone();
+    // Wait until the engines exist, so the count is meaningful.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Target {
+        adapter: Adapter::Smol,
+        addr,
+        app,
+        count: Box::new(move || counter.session_count()),
+        stop: Mutex::new(Some(Box::new(move || {
+            // Graceful shutdown lasts about one disconnect delay; let it finish on its own.
+            handle.shutdown();
+            drop(thread);
+        }))),
+    }
+}
+
+fn start_tokio(settings: Settings, app: Arc<App>) -> Target {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handler_app = app.clone();
+    let service = sockjs_tokio::SockJs::builder(settings.options)
+        .shards(settings.shards)
+        .build(move |mut session: sockjs_tokio::Session| {
+            let app = handler_app.clone();
+            async move { app_body!(app, session, tokio_sleep) }
+        })
+        .unwrap();
+    let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let counted = service.clone();
+    let server = {
+        let _guard = runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        runtime.spawn(
+            sockjs_tokio::serve(
+                listener,
+                sockjs_tokio::Routes::new().mount("/echo", service),
+            )
+            .into_future(),
+        )
+    };
+    Target {
+        adapter: Adapter::Tokio,
+        addr,
+        app,
+        count: Box::new(move || counted.session_count()),
+        stop: Mutex::new(Some(Box::new(move || {
+            server.abort();
+            runtime.shutdown_background();
+        }))),
+    }
+}
+
+/// A unique session path under `/echo` whose id starts with `kind`.
+pub fn session(kind: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("/echo/000/{kind}{n}x{}", std::process::id())
+}
+
+/// Writes raw bytes on a fresh connection and returns the status line's code (0 when the
+/// connection closed without one).
+pub fn raw_status(addr: SocketAddr, bytes: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    while conformance::http::find(&buf, b"\r\n\r\n").is_none() {
+        match stream.read(&mut tmp) {
+            Ok(0) | Err(_) => return (0, String::from_utf8_lossy(&buf).into_owned()),
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// Percentile of sorted durations.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Resident set size of this process, from /proc (Linux), in KiB.
+pub fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether the long variants run (`SOCKJS_LONG_TESTS=1`).
+pub fn long_tests() -> bool {
+    std::env::var("SOCKJS_LONG_TESTS").is_ok_and(|v| v == "1")
+}

@@ -1,0 +1,142 @@
+//! Replays the committed fuzz seeds (`fuzz/seeds/{route,payload,wire}`) through the same
+//! invariants as the fuzz targets, so the corpus is exercised by a plain `cargo test` on a
+//! stable toolchain. Inputs that once crashed a target belong in these seed directories
+//! (and, for engine scripts, as a test below).
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use bytes::BytesMut;
+use sockjs_core::frame::MessageBatch;
+use sockjs_core::payload::{decode_messages, decode_ws_message, form_decode, jsonp_payload};
+use sockjs_core::route::Route;
+use sockjs_core::wire::{Decoded, Limits, RequestDecoder};
+
+fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no seeds in {}", dir.display());
+    out
+}
+
+fn round_trip(messages: &[String]) {
+    let mut batch = MessageBatch::default();
+    for m in messages {
+        batch.push(m);
+    }
+    let mut frame = Vec::new();
+    batch.write_frame(&mut frame);
+    assert_eq!(frame.len(), batch.frame_len());
+    let json = std::str::from_utf8(&frame)
+        .unwrap()
+        .strip_prefix('a')
+        .unwrap();
+    let back: Vec<String> = serde_json::from_str(json).unwrap();
+    assert_eq!(back, messages);
+}
+
+#[test]
+fn payload_seeds() {
+    for (name, data) in seeds("payload") {
+        if let Ok(messages) = decode_messages(&data) {
+            round_trip(&messages);
+        }
+        if let Ok(text) = std::str::from_utf8(&data) {
+            if let Ok(messages) = decode_ws_message(text) {
+                round_trip(&messages);
+            }
+            round_trip(&[text.to_owned()]);
+        }
+        let payload = jsonp_payload(Some("application/x-www-form-urlencoded"), &data);
+        assert!(payload.len() <= data.len(), "{name}");
+        assert!(form_decode(&data).len() <= data.len(), "{name}");
+    }
+}
+
+#[test]
+fn hostile_payloads_are_refused_not_crashed() {
+    // Deep nesting, invalid UTF-8 and lone surrogates: refused or taken, never a panic or
+    // a stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(decode_messages(deep.as_bytes()).is_err());
+    assert!(decode_ws_message(&deep).is_err());
+    assert!(decode_messages(b"[\"\xff\xfe\"]").is_err());
+    let _ = decode_messages(br#"["\ud800"]"#);
+    assert_eq!(
+        decode_messages(b"[1,[\"x\"],null]").unwrap(),
+        vec!["1", "[\"x\"]", "null"]
+    );
+}
+
+#[test]
+fn route_seeds() {
+    for (name, data) in seeds("route") {
+        let Ok(path) = std::str::from_utf8(&data) else {
+            continue;
+        };
+        if let Some(Route::Session {
+            server, session, ..
+        }) = Route::parse(path)
+        {
+            for segment in [server, session] {
+                assert!(
+                    !segment.is_empty() && !segment.contains(['/', '.']),
+                    "{name}"
+                );
+            }
+        }
+    }
+    for path in [
+        "/000/a.b/xhr",
+        "/000//xhr_send",
+        "/../../etc/passwd",
+        "/a/b/xhr/x",
+    ] {
+        assert!(
+            !matches!(Route::parse(path), Some(Route::Session { .. })),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn wire_seeds_whole_and_byte_by_byte() {
+    for (name, data) in seeds("wire") {
+        for piece in [data.len().max(1), 1] {
+            let limits = Limits::default();
+            let mut decoder = RequestDecoder::new(limits);
+            let mut buf = BytesMut::new();
+            'feed: for chunk in data.chunks(piece) {
+                buf.extend_from_slice(chunk);
+                loop {
+                    match decoder.decode(&mut buf) {
+                        Ok(Some(Decoded::Request(req))) => {
+                            assert!(req.request.body().len() <= limits.max_body_bytes);
+                            assert!(req.request.headers().len() <= limits.max_headers);
+                        }
+                        Ok(Some(Decoded::Continue)) => {}
+                        Ok(None) => break,
+                        Err(e) => {
+                            let status = e.status();
+                            assert!(
+                                status.is_client_error() || status.is_server_error(),
+                                "{name}: {status}"
+                            );
+                            break 'feed;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
