@@ -118,9 +118,18 @@ impl Session {
     /// way (or after a short bound, [`Builder::delivery_wait`](crate::Builder::delivery_wait)),
     /// so what the application sends in reaction goes out before the client's next poll.
     pub async fn recv(&mut self) -> Option<String> {
-        if *self.done.borrow() != self.received {
-            self.done.send_replace(self.received);
-        }
+        // Wake waiters only when there may be some: every receiver belongs to a waiting
+        // request, subscribed before its message was queued, so it is counted here once
+        // that message has been received. Otherwise update the value quietly.
+        let received = self.received;
+        let waiters = self.done.receiver_count() > 0;
+        self.done.send_if_modified(|done| {
+            if *done == received {
+                return false;
+            }
+            *done = received;
+            waiters
+        });
         let text = self.rx.recv().await?;
         self.inbound.fetch_sub(text.len(), Ordering::Relaxed);
         self.received += 1;

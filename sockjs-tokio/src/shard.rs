@@ -138,7 +138,9 @@ pub(crate) struct SessionSlot {
     closed: watch::Sender<bool>,
     /// Messages pushed to the application so far, and how many it has finished with.
     pushed: u64,
-    done: watch::Receiver<u64>,
+    /// A handle on the session's `done` counter; waiting requests subscribe to it, so its
+    /// receivers are exactly the waiters.
+    done: watch::Sender<u64>,
     id: Box<str>,
     /// The inbound queue overflowed; further messages are dropped while the session closes.
     overflowed: bool,
@@ -164,6 +166,8 @@ pub(crate) struct State {
     pub(crate) engine: Engine,
     /// Messages delivered during the current input (see [`Shard::run_delivering`]).
     delivered: Vec<Delivered>,
+    /// Whether the current input collects `delivered` (only a sending request waits on it).
+    track_deliveries: bool,
     pub(crate) requests: HashMap<RequestId, Slot>,
     sessions: HashMap<SessionKey, SessionSlot>,
     /// The deadline the timer task sleeps until (`None`: no deadline).
@@ -188,6 +192,7 @@ impl Shard {
                 sessions: HashMap::new(),
                 timer_at: None,
                 delivered: Vec::new(),
+                track_deliveries: false,
             }),
             notify: Notify::new(),
             common,
@@ -202,7 +207,7 @@ impl Shard {
     /// Runs one input under the lock, routes every output, then spawns the handlers of
     /// sessions that opened (outside the lock).
     pub(crate) fn run<R>(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant) -> R) -> R {
-        self.run_delivering(f).0
+        self.run_inner(false, f).0
     }
 
     /// Like [`Shard::run`], also returning the messages this input delivered to sessions,
@@ -211,10 +216,19 @@ impl Shard {
         self: &Arc<Self>,
         f: impl FnOnce(&mut State, Instant) -> R,
     ) -> (R, Vec<Delivered>) {
+        self.run_inner(true, f)
+    }
+
+    fn run_inner<R>(
+        self: &Arc<Self>,
+        track: bool,
+        f: impl FnOnce(&mut State, Instant) -> R,
+    ) -> (R, Vec<Delivered>) {
         let mut opened = Vec::new();
         let (result, delivered) = {
             let mut state = self.lock();
             let now = Instant::now();
+            state.track_deliveries = track;
             let result = f(&mut state, now);
             state.drain(now, self, &mut opened);
             if let Some(at) = state.engine.poll_timeout() {
@@ -396,7 +410,8 @@ impl State {
                 let (tx, rx) = mpsc::channel(config.inbound_messages.max(1));
                 let inbound = Arc::new(AtomicUsize::new(0));
                 let (closed, closed_rx) = watch::channel(false);
-                let (done_tx, done) = watch::channel(0u64);
+                let (done_tx, _) = watch::channel(0u64);
+                let done = done_tx.clone();
                 tracing::info!(
                     session = %info.id,
                     key = session.as_u64(),
@@ -446,10 +461,12 @@ impl State {
                     Ok(()) => {
                         slot.inbound.fetch_add(len, Ordering::Relaxed);
                         slot.pushed += 1;
-                        self.delivered.push(Delivered {
-                            done: slot.done.clone(),
-                            target: slot.pushed,
-                        });
+                        if self.track_deliveries {
+                            self.delivered.push(Delivered {
+                                done: slot.done.subscribe(),
+                                target: slot.pushed,
+                            });
+                        }
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         tracing::warn!(

@@ -28,6 +28,9 @@ const KEY3_TIMEOUT: Duration = Duration::from_secs(10);
 /// zeroed before every read, which dominated both idle memory and CPU per message; frames
 /// larger than this still arrive whole (the buffer grows to the frame's length).
 const READ_BUFFER: usize = 4096;
+/// Bytes tungstenite buffers before writing while frames are fed ahead of a flush; also
+/// bounds what its write buffer keeps allocated after a burst.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Runs one upgraded WebSocket to its end. Dropping `guard` at the end tells the engine the
 /// socket is gone (a no-op when the engine closed it).
@@ -80,9 +83,14 @@ where
     let shard = guard.shard().clone();
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    // One registration for the socket's lifetime instead of one per select.
+    let shared = rx.shared.clone();
+    let kill = shared.kill.notified();
+    let mut kill = std::pin::pin!(kill);
     loop {
         tokio::select! {
             out = rx.rx.recv() => {
@@ -91,21 +99,11 @@ where
                     let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
                     return;
                 };
-                let (message, last) = match out {
-                    WsOut::Text(text) => {
-                        rx.took(text.len());
-                        (Message::text(text), false)
-                    }
-                    WsOut::Ping => (Message::Ping(Default::default()), false),
-                    WsOut::Close(code, reason) => {
-                        rx.took(reason.len());
-                        let frame = CloseFrame { code: code.into(), reason: reason.into() };
-                        (Message::Close(Some(frame)), true)
-                    }
-                };
+                // Write everything already queued, then flush once.
+                let mut last = false;
                 let sent = tokio::select! {
-                    result = ws.send(message) => result.is_ok(),
-                    () = rx.shared.kill.notified() => false,
+                    result = feed_queued(&mut ws, &mut rx, out, &mut last) => result.is_ok(),
+                    () = kill.as_mut() => false,
                 };
                 if !sent {
                     return;
@@ -138,9 +136,51 @@ where
                     return;
                 }
             },
-            () = rx.shared.kill.notified() => return,
+            () = kill.as_mut() => return,
         }
     }
+}
+
+/// Most frames written between two flushes.
+const WRITE_BATCH: usize = 64;
+
+/// Feeds `first` and whatever else is already queued (up to [`WRITE_BATCH`] frames, or
+/// through a close frame, which sets `last`) to the socket, then flushes once.
+async fn feed_queued<S>(
+    ws: &mut WebSocketStream<S>,
+    rx: &mut OutboxRx<WsOut>,
+    first: WsOut,
+    last: &mut bool,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut next = Some(first);
+    let mut fed = 0;
+    while let Some(out) = next.take() {
+        let message = match out {
+            WsOut::Text(text) => {
+                rx.took(text.len());
+                Message::text(text)
+            }
+            WsOut::Ping => Message::Ping(Default::default()),
+            WsOut::Close(code, reason) => {
+                rx.took(reason.len());
+                *last = true;
+                let frame = CloseFrame {
+                    code: code.into(),
+                    reason: reason.into(),
+                };
+                Message::Close(Some(frame))
+            }
+        };
+        ws.feed(message).await?;
+        fed += 1;
+        if !*last && fed < WRITE_BATCH {
+            next = rx.rx.try_recv().ok();
+        }
+    }
+    ws.flush().await
 }
 
 async fn hixie76<S>(
