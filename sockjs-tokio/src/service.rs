@@ -70,7 +70,8 @@ impl Common {
         }
     }
 
-    pub(crate) fn spawn_handler(&self, session: Session) {
+    pub(crate) fn spawn_handler(&self, mut session: Session) {
+        session.compact_request();
         let span = tracing::info_span!(
             "sockjs_session",
             id = %session.id(),

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use bytes::BytesMut;
+use http::Uri;
+use http::header::{HeaderMap, HeaderValue};
 use sockjs_core::{SendError, SessionKey, Transport};
 use tokio::sync::{mpsc, watch};
 
@@ -86,6 +89,13 @@ impl Session {
             received: 0,
             done,
         }
+    }
+
+    /// Moves the request head out of the connection's read buffer: hyper hands out header
+    /// values and URIs as slices of that buffer (8 KiB or more), which a long-lived session
+    /// would otherwise keep alive. Runs once per session, outside the shard lock.
+    pub(crate) fn compact_request(&mut self) {
+        compact_parts(&mut self.request);
     }
 
     /// The session id from the URL (`/S/I/...`); empty for raw WebSocket sessions.
@@ -228,4 +238,37 @@ impl SessionSender {
     pub fn is_closed(&self) -> bool {
         *self.closed.borrow()
     }
+}
+
+/// Copies header values into one buffer of their own, and URIs into their own strings.
+fn compact_parts(parts: &mut http::request::Parts) {
+    let total = parts.headers.iter().map(|(_, v)| v.len()).sum();
+    let mut buf = BytesMut::with_capacity(total);
+    for (_, value) in &parts.headers {
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let buf = buf.freeze();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    let mut at = 0;
+    for (name, value) in &parts.headers {
+        let end = at + value.len();
+        let copy = match HeaderValue::from_maybe_shared(buf.slice(at..end)) {
+            Ok(mut copy) => {
+                copy.set_sensitive(value.is_sensitive());
+                copy
+            }
+            Err(_) => value.clone(),
+        };
+        headers.append(name.clone(), copy);
+        at = end;
+    }
+    parts.headers = headers;
+    parts.uri = compact_uri(&parts.uri);
+    if let Some(original) = parts.extensions.get_mut::<crate::OriginalUri>() {
+        original.0 = compact_uri(&original.0);
+    }
+}
+
+fn compact_uri(uri: &Uri) -> Uri {
+    Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
 }

@@ -24,10 +24,11 @@ use crate::shard::{AbortGuard, OutboxRx, Shard, WsOut};
 /// its 8-byte key.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const KEY3_TIMEOUT: Duration = Duration::from_secs(10);
-/// tungstenite's read buffer per socket. Its default (128 KiB) is allocated up front and
-/// zeroed before every read, which dominated both idle memory and CPU per message; frames
-/// larger than this still arrive whole (the buffer grows to the frame's length).
-const READ_BUFFER: usize = 4096;
+/// tungstenite's read buffer per socket, and the most it reads per call. Its default
+/// (128 KiB) is allocated up front and zeroed before every read, which dominated both idle
+/// memory and CPU per message; larger frames still arrive whole (the buffer grows to the
+/// frame's length).
+const READ_BUFFER: usize = 2048;
 /// Bytes tungstenite buffers before writing while frames are fed ahead of a flush; also
 /// bounds what its write buffer keeps allocated after a burst.
 const WRITE_BUFFER: usize = 16 * 1024;
