@@ -158,6 +158,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod queue;
 mod server;
 mod service;
 mod session;

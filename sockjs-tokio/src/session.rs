@@ -9,7 +9,9 @@ use bytes::BytesMut;
 use http::Uri;
 use http::header::{HeaderMap, HeaderValue};
 use sockjs_core::{SendError, SessionKey, Transport};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+
+use crate::queue::QueueRx;
 
 use crate::shard::{Shard, peer_of};
 
@@ -43,7 +45,7 @@ pub struct Session {
     transport: Transport,
     request: http::request::Parts,
     peer: Option<SocketAddr>,
-    rx: mpsc::Receiver<String>,
+    rx: QueueRx<String>,
     inbound: Arc<AtomicUsize>,
     /// Messages returned by `recv` so far, published (as "finished with") at the next call.
     received: u64,
@@ -68,7 +70,7 @@ impl Session {
         id: Box<str>,
         transport: Transport,
         request: http::request::Parts,
-        rx: mpsc::Receiver<String>,
+        rx: QueueRx<String>,
         inbound: Arc<AtomicUsize>,
         closed: watch::Receiver<bool>,
         done: watch::Sender<u64>,

@@ -12,8 +12,9 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Response, request::Parts};
 use sockjs_core::{Engine, Handshake, Output, RequestId, SessionKey};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
+use crate::queue::{QueueRx, QueueTx, TrySendError, queue};
 use crate::service::Common;
 use crate::session::Session;
 
@@ -50,7 +51,7 @@ pub(crate) enum Reply {
 /// The sending half of a bounded per-connection outgoing queue: at most `frames` items and
 /// (past the first queued item) at most `max_bytes` bytes.
 pub(crate) struct Outbox<T> {
-    tx: mpsc::Sender<T>,
+    tx: QueueTx<T>,
     shared: Arc<OutboxShared>,
     max_bytes: usize,
 }
@@ -64,7 +65,7 @@ pub(crate) struct OutboxShared {
 
 /// The receiving half, owned by a response body or a WebSocket task.
 pub(crate) struct OutboxRx<T> {
-    pub(crate) rx: mpsc::Receiver<T>,
+    pub(crate) rx: QueueRx<T>,
     pub(crate) shared: Arc<OutboxShared>,
 }
 
@@ -81,7 +82,7 @@ enum PushError {
 }
 
 fn outbox<T>(frames: usize, max_bytes: usize) -> (Outbox<T>, OutboxRx<T>) {
-    let (tx, rx) = mpsc::channel(frames.max(1));
+    let (tx, rx) = queue(frames);
     let shared = Arc::new(OutboxShared::default());
     (
         Outbox {
@@ -104,8 +105,8 @@ impl<T> Outbox<T> {
                 self.shared.bytes.fetch_add(len, Ordering::Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(PushError::Full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Closed),
+            Err(TrySendError::Full(_)) => Err(PushError::Full),
+            Err(TrySendError::Closed(_)) => Err(PushError::Closed),
         }
     }
 
@@ -133,7 +134,7 @@ pub(crate) enum Slot {
 
 /// A live session as the shard sees it.
 pub(crate) struct SessionSlot {
-    tx: mpsc::Sender<String>,
+    tx: QueueTx<String>,
     inbound: Arc<AtomicUsize>,
     closed: watch::Sender<bool>,
     /// Messages pushed to the application so far, and how many it has finished with.
@@ -407,7 +408,7 @@ impl State {
                 }
             }
             Output::Opened { session, info } => {
-                let (tx, rx) = mpsc::channel(config.inbound_messages.max(1));
+                let (tx, rx) = queue(config.inbound_messages);
                 let inbound = Arc::new(AtomicUsize::new(0));
                 let (closed, closed_rx) = watch::channel(false);
                 let (done_tx, _) = watch::channel(0u64);
@@ -453,7 +454,7 @@ impl State {
                 let queued = slot.inbound.load(Ordering::Relaxed);
                 let over_bytes = queued > 0 && queued.saturating_add(len) > config.inbound_bytes;
                 let result = if over_bytes {
-                    Err(mpsc::error::TrySendError::Full(text))
+                    Err(TrySendError::Full(text))
                 } else {
                     slot.tx.try_send(text)
                 };
@@ -468,7 +469,7 @@ impl State {
                             });
                         }
                     }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                    Err(TrySendError::Full(_)) => {
                         tracing::warn!(
                             session = %slot.id,
                             "inbound queue full, closing session"
@@ -476,7 +477,7 @@ impl State {
                         slot.overflowed = true;
                         closes.push(session);
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                    Err(TrySendError::Closed(_)) => {
                         tracing::trace!(session = %slot.id, "message dropped: session handle gone");
                     }
                 }

@@ -178,7 +178,7 @@ where
         ws.feed(message).await?;
         fed += 1;
         if !*last && fed < WRITE_BATCH {
-            next = rx.rx.try_recv().ok();
+            next = rx.rx.try_recv();
         }
     }
     ws.flush().await
