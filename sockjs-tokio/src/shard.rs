@@ -4,6 +4,7 @@
 //! under it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -162,6 +163,31 @@ impl Delivered {
     }
 }
 
+/// A map keyed by a request id or a session key. Both are counters (the service numbers
+/// requests, the engine numbers sessions), never chosen by a client, so one multiply
+/// spreads them well enough and SipHash is not needed on every output.
+pub(crate) type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let x = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29);
+    }
+}
+
 /// The lockable part of a shard.
 pub(crate) struct State {
     pub(crate) engine: Engine,
@@ -169,8 +195,8 @@ pub(crate) struct State {
     delivered: Vec<Delivered>,
     /// Whether the current input collects `delivered` (only a sending request waits on it).
     track_deliveries: bool,
-    pub(crate) requests: HashMap<RequestId, Slot>,
-    sessions: HashMap<SessionKey, SessionSlot>,
+    pub(crate) requests: KeyMap<RequestId, Slot>,
+    sessions: KeyMap<SessionKey, SessionSlot>,
     /// The deadline the timer task sleeps until (`None`: no deadline).
     timer_at: Option<Instant>,
 }
@@ -189,8 +215,8 @@ impl Shard {
         Shard {
             state: Mutex::new(State {
                 engine,
-                requests: HashMap::new(),
-                sessions: HashMap::new(),
+                requests: KeyMap::default(),
+                sessions: KeyMap::default(),
                 timer_at: None,
                 delivered: Vec::new(),
                 track_deliveries: false,
