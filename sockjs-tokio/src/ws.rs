@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -13,6 +13,7 @@ use sockjs_core::Handshake;
 use sockjs_core::handshake::hixie76_answer;
 use sockjs_core::wire::hixie76;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -49,10 +50,22 @@ pub(crate) async fn run(
             return;
         }
     };
-    let io = TokioIo::new(upgraded);
     match handshake {
-        Handshake::Rfc6455 => rfc6455(io, rx, &guard, max_message).await,
+        // `serve` and axum give hyper a `TokioIo<TcpStream>`: take the socket back out of
+        // the upgrade wrapper (a boxed stream behind a rewind buffer, adapted twice), so
+        // each read and write goes straight to it.
+        Handshake::Rfc6455 => match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let io = parts.io.into_inner();
+                rfc6455(io, parts.read_buf, rx, &guard, max_message).await;
+            }
+            Err(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                rfc6455(io, Bytes::new(), rx, &guard, max_message).await;
+            }
+        },
         Handshake::Hixie76 { key1, key2 } => {
+            let io = TokioIo::new(upgraded);
             hixie76(io, key1, key2, rx, &guard, max_message).await;
         }
     }
@@ -77,8 +90,14 @@ fn closed(shard: &Arc<Shard>, guard: &AbortGuard) {
     });
 }
 
-async fn rfc6455<S>(io: S, mut rx: OutboxRx<WsOut>, guard: &AbortGuard, max_message: usize)
-where
+/// `read` holds bytes the HTTP layer read past the upgrade request (the first frames).
+async fn rfc6455<S>(
+    io: S,
+    read: Bytes,
+    mut rx: OutboxRx<WsOut>,
+    guard: &AbortGuard,
+    max_message: usize,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let shard = guard.shard().clone();
@@ -87,7 +106,16 @@ where
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
-    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    // `read` is a slice of the HTTP layer's whole read buffer: copy what it holds and let
+    // the buffer go.
+    let part = (!read.is_empty()).then(|| read.to_vec());
+    drop(read);
+    let mut ws = match part {
+        None => WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await,
+        Some(part) => {
+            WebSocketStream::from_partially_read(io, part, Role::Server, Some(config)).await
+        }
+    };
     // One registration for the socket's lifetime instead of one per select.
     let shared = rx.shared.clone();
     let kill = shared.kill.notified();
