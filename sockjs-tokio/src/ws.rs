@@ -3,6 +3,7 @@
 //! messages to the engine and writes what the engine queued for it.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -98,7 +99,7 @@ async fn rfc6455<S>(
     guard: &AbortGuard,
     max_message: usize,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: ReadReady + AsyncRead + AsyncWrite + Unpin,
 {
     let shard = guard.shard().clone();
     let config = WebSocketConfig::default()
@@ -120,6 +121,7 @@ async fn rfc6455<S>(
     let shared = rx.shared.clone();
     let kill = shared.kill.notified();
     let mut kill = std::pin::pin!(kill);
+    let mut drained = false;
     loop {
         tokio::select! {
             out = rx.rx.recv() => {
@@ -146,7 +148,7 @@ async fn rfc6455<S>(
                     return;
                 }
             }
-            incoming = ws.next() => match incoming {
+            incoming = next_message(&mut ws, &mut drained) => match incoming {
                 Some(Ok(Message::Text(text))) => message(&shard, guard, text.as_str()),
                 Some(Ok(Message::Binary(data))) => match std::str::from_utf8(&data) {
                     Ok(text) => message(&shard, guard, text),
@@ -168,6 +170,46 @@ async fn rfc6455<S>(
             () = kill.as_mut() => return,
         }
     }
+}
+
+/// Whether the socket has something to read, asked without going through tungstenite,
+/// whose every read attempt first zeroes its read buffer.
+pub(crate) trait ReadReady {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+impl ReadReady for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // An error is left for the read itself to report.
+        TcpStream::poll_read_ready(self, cx).map(|_| ())
+    }
+}
+
+impl<T> ReadReady for TokioIo<T> {
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
+/// The next message. The socket task is woken for its outgoing queue as often as for
+/// its socket; once tungstenite has run out of buffered frames (`drained`), it is polled
+/// again only when the socket is readable.
+async fn next_message<S>(
+    ws: &mut WebSocketStream<S>,
+    drained: &mut bool,
+) -> Option<Result<Message, WsError>>
+where
+    S: ReadReady + AsyncRead + AsyncWrite + Unpin,
+{
+    std::future::poll_fn(|cx| {
+        if *drained && ws.get_ref().poll_read_ready(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let next = ws.poll_next_unpin(cx);
+        *drained = next.is_pending();
+        next
+    })
+    .await
 }
 
 /// Most frames written between two flushes.
