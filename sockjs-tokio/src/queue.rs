@@ -16,6 +16,7 @@ struct State<T> {
     waker: Option<Waker>,
     tx_gone: bool,
     rx_gone: bool,
+    killed: bool,
 }
 
 struct Shared<T> {
@@ -53,6 +54,7 @@ pub(crate) fn queue<T>(limit: usize) -> (QueueTx<T>, QueueRx<T>) {
             waker: None,
             tx_gone: false,
             rx_gone: false,
+            killed: false,
         }),
     });
     (
@@ -81,6 +83,20 @@ impl<T> QueueTx<T> {
             waker.wake();
         }
         Ok(())
+    }
+}
+
+impl<T> QueueTx<T> {
+    /// Tells the consumer to give up at once (see [`Killed`]).
+    pub(crate) fn kill(&self) {
+        let waker = {
+            let mut state = self.shared.lock();
+            state.killed = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 }
 
@@ -126,6 +142,37 @@ impl<T> QueueRx<T> {
     pub(crate) fn try_recv(&mut self) -> Option<T> {
         self.shared.lock().items.pop_front()
     }
+
+    /// A handle that resolves once the producer called [`QueueTx::kill`]. It shares the
+    /// consumer's waker, so it must be polled by the task that receives.
+    pub(crate) fn killed(&self) -> Killed<T> {
+        Killed {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// See [`QueueRx::killed`].
+pub(crate) struct Killed<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Killed<T> {
+    /// Resolves once the queue was killed.
+    pub(crate) async fn wait(&self) {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if state.killed {
+                return Poll::Ready(());
+            }
+            match &state.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => state.waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await;
+    }
 }
 
 impl<T> Drop for QueueRx<T> {
@@ -159,6 +206,19 @@ mod tests {
         let (tx, rx) = queue::<u32>(1);
         drop(rx);
         assert!(matches!(tx.try_send(1), Err(TrySendError::Closed(1))));
+    }
+
+    #[tokio::test]
+    async fn kill_wakes_the_receiver() {
+        let (tx, rx) = queue::<u32>(4);
+        let killed = rx.killed();
+        let task = tokio::spawn(async move {
+            killed.wait().await;
+            drop(rx);
+        });
+        tokio::task::yield_now().await;
+        tx.kill();
+        assert!(task.await.is_ok());
     }
 
     #[tokio::test]

@@ -61,7 +61,6 @@ pub(crate) struct Outbox<T> {
 pub(crate) struct OutboxShared {
     pub(crate) bytes: AtomicUsize,
     pub(crate) overflowed: AtomicBool,
-    pub(crate) kill: Notify,
 }
 
 /// The receiving half, owned by a response body or a WebSocket task.
@@ -114,7 +113,7 @@ impl<T> Outbox<T> {
     /// Marks the queue as overflowed and wakes its owner so it drops the connection.
     fn overflow(&self) {
         self.shared.overflowed.store(true, Ordering::Relaxed);
-        self.shared.kill.notify_one();
+        self.tx.kill();
     }
 }
 

@@ -117,10 +117,7 @@ async fn rfc6455<S>(
             WebSocketStream::from_partially_read(io, part, Role::Server, Some(config)).await
         }
     };
-    // One registration for the socket's lifetime instead of one per select.
-    let shared = rx.shared.clone();
-    let kill = shared.kill.notified();
-    let mut kill = std::pin::pin!(kill);
+    let killed = rx.rx.killed();
     let mut drained = false;
     loop {
         tokio::select! {
@@ -134,7 +131,7 @@ async fn rfc6455<S>(
                 let mut last = false;
                 let sent = tokio::select! {
                     result = feed_queued(&mut ws, &mut rx, out, &mut last) => result.is_ok(),
-                    () = kill.as_mut() => false,
+                    () = killed.wait() => false,
                 };
                 if !sent {
                     return;
@@ -167,7 +164,7 @@ async fn rfc6455<S>(
                     return;
                 }
             },
-            () = kill.as_mut() => return,
+            () = killed.wait() => return,
         }
     }
 }
@@ -265,6 +262,7 @@ async fn hixie76<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let shard = guard.shard().clone();
+    let killed = rx.rx.killed();
     let (mut reader, mut writer) = tokio::io::split(io);
     let mut key3 = [0u8; 8];
     match tokio::time::timeout(KEY3_TIMEOUT, reader.read_exact(&mut key3)).await {
@@ -303,7 +301,7 @@ async fn hixie76<S>(
                 };
                 let sent = tokio::select! {
                     result = writer.write_all(&out) => result.is_ok(),
-                    () = rx.shared.kill.notified() => false,
+                    () = killed.wait() => false,
                 };
                 if !sent || last {
                     let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
@@ -346,7 +344,7 @@ async fn hixie76<S>(
                     }
                 }
             }
-            () = rx.shared.kill.notified() => return,
+            () = killed.wait() => return,
         }
     }
 }
