@@ -22,7 +22,7 @@ use tracing::Instrument as _;
 
 use crate::body::Body;
 use crate::session::Session;
-use crate::shard::{AbortGuard, Reply, Shard, Slot};
+use crate::shard::{AbortGuard, Delivered, Reply, Shard, Slot};
 use crate::{OriginalUri, ws};
 
 /// A boxed error, as request bodies report them.
@@ -351,13 +351,19 @@ impl SockJs {
             Reply::Full(response) => {
                 guard.disarm();
                 let wait = self.inner.common.config.delivery_wait;
-                if !delivered.is_empty() && !wait.is_zero() {
-                    let all = async {
-                        for delivery in delivered {
-                            delivery.wait().await;
-                        }
-                    };
-                    let _ = tokio::time::timeout(wait, all).await;
+                let taken = |delivered: &[Delivered]| delivered.iter().all(Delivered::is_done);
+                if !wait.is_zero() && !taken(&delivered) {
+                    // The handler was just woken with the messages: let it run before
+                    // arming a timer, which it usually makes unnecessary.
+                    tokio::task::yield_now().await;
+                    if !taken(&delivered) {
+                        let all = async {
+                            for delivery in delivered {
+                                delivery.wait().await;
+                            }
+                        };
+                        let _ = tokio::time::timeout(wait, all).await;
+                    }
                 }
                 response.map(Body::full)
             }

@@ -154,6 +154,11 @@ pub(crate) struct Delivered {
 }
 
 impl Delivered {
+    /// Whether the handler has taken the message already.
+    pub(crate) fn is_done(&self) -> bool {
+        *self.done.borrow() >= self.target
+    }
+
     /// Resolves once the handler came back to [`Session::recv`] after taking the message
     /// (or dropped its `Session`).
     pub(crate) async fn wait(mut self) {
