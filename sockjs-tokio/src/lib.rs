@@ -163,6 +163,7 @@
 
 mod body;
 pub mod broadcast;
+mod queue;
 mod server;
 mod service;
 mod session;

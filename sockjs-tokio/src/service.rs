@@ -15,7 +15,6 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::upgrade::OnUpgrade;
-use sockjs_core::route::Route;
 use sockjs_core::{Engine, Handshake, Options, OptionsError, RequestId, Start};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -23,7 +22,7 @@ use tracing::Instrument as _;
 
 use crate::body::Body;
 use crate::session::Session;
-use crate::shard::{AbortGuard, Reply, Shard, Slot};
+use crate::shard::{AbortGuard, Delivered, Reply, Shard, Slot};
 use crate::{OriginalUri, ws};
 
 /// A boxed error, as request bodies report them.
@@ -71,7 +70,8 @@ impl Common {
         }
     }
 
-    pub(crate) fn spawn_handler(&self, session: Session) {
+    pub(crate) fn spawn_handler(&self, mut session: Session) {
+        session.compact_request();
         let span = tracing::info_span!(
             "sockjs_session",
             id = %session.id(),
@@ -298,14 +298,17 @@ impl SockJs {
 
     fn pick(&self, path: &str) -> &Arc<Shard> {
         let inner = &*self.inner;
+        if inner.shards.len() == 1 {
+            return &inner.shards[0];
+        }
         let within = if inner.prefix.is_empty() {
             Some(path)
         } else {
             path.strip_prefix(inner.prefix.as_str())
         };
-        let index = match within.and_then(Route::parse) {
-            Some(Route::Session { session, .. }) => inner.hasher.hash_one(session) as usize,
-            _ => inner.next_shard.fetch_add(1, Ordering::Relaxed),
+        let index = match within.and_then(session_segment) {
+            Some(session) => inner.hasher.hash_one(session) as usize,
+            None => inner.next_shard.fetch_add(1, Ordering::Relaxed),
         };
         &inner.shards[index % inner.shards.len()]
     }
@@ -370,13 +373,19 @@ impl SockJs {
             Reply::Full(response) => {
                 guard.disarm();
                 let wait = self.inner.common.config.delivery_wait;
-                if !delivered.is_empty() && !wait.is_zero() {
-                    let all = async {
-                        for delivery in delivered {
-                            delivery.wait().await;
-                        }
-                    };
-                    let _ = tokio::time::timeout(wait, all).await;
+                let taken = |delivered: &[Delivered]| delivered.iter().all(Delivered::is_done);
+                if !wait.is_zero() && !taken(&delivered) {
+                    // The handler was just woken with the messages: let it run before
+                    // arming a timer, which it usually makes unnecessary.
+                    tokio::task::yield_now().await;
+                    if !taken(&delivered) {
+                        let all = async {
+                            for delivery in delivered {
+                                delivery.wait().await;
+                            }
+                        };
+                        let _ = tokio::time::timeout(wait, all).await;
+                    }
                 }
                 response.map(Body::full)
             }
@@ -408,6 +417,15 @@ impl SockJs {
     }
 }
 
+/// The `I` of a `/S/I/T` path, found without validating the rest: every path the engine
+/// routes to a session endpoint has this shape, so its requests always meet the same
+/// shard; the few other paths of this shape get 404 from whichever shard they reach.
+fn session_segment(path: &str) -> Option<&str> {
+    let mut parts = path.strip_prefix('/')?.split('/');
+    let (_, session, _) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().is_none().then_some(session)
+}
+
 /// Reads a whole request body, refusing more than `limit` bytes with 413.
 async fn read_body<B>(
     body: B,
@@ -427,6 +445,8 @@ where
         return Err(too_large());
     }
     let mut body = std::pin::pin!(body);
+    // A body that comes in one chunk (the usual case) is kept as it is, without a copy.
+    let mut first = Bytes::new();
     let mut buf = BytesMut::new();
     while let Some(frame) = body.as_mut().frame().await {
         let frame = match frame {
@@ -438,8 +458,17 @@ where
             }
         };
         if let Ok(mut data) = frame.into_data() {
-            if buf.len().saturating_add(data.remaining()) > limit {
+            let held = first.len() + buf.len();
+            if held.saturating_add(data.remaining()) > limit {
                 return Err(too_large());
+            }
+            if held == 0 {
+                first = data.copy_to_bytes(data.remaining());
+                continue;
+            }
+            if !first.is_empty() {
+                buf.extend_from_slice(&first);
+                first = Bytes::new();
             }
             while data.has_remaining() {
                 let chunk = data.chunk();
@@ -449,7 +478,7 @@ where
             }
         }
     }
-    Ok(buf.freeze())
+    Ok(if buf.is_empty() { first } else { buf.freeze() })
 }
 
 /// axum's `nest_service` turns `/echo//` into `/` (it drops the empty segment after the
@@ -484,7 +513,8 @@ fn restore_empty_segment(parts: &mut http::request::Parts) {
 /// For a hixie-76 handshake under a path-stripping router: the `Sec-WebSocket-Location`
 /// built from the [`OriginalUri`] the router recorded.
 fn hixie76_location(parts: &http::request::Parts) -> Option<HeaderValue> {
-    if !parts.headers.contains_key("sec-websocket-key1") {
+    const KEY1: header::HeaderName = header::HeaderName::from_static("sec-websocket-key1");
+    if !parts.headers.contains_key(KEY1) {
         return None;
     }
     let original = parts.extensions.get::<OriginalUri>()?;

@@ -5,8 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use bytes::BytesMut;
+use http::Uri;
+use http::header::{HeaderMap, HeaderValue};
 use sockjs_core::{SendError, SessionKey, Transport};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+
+use crate::queue::QueueRx;
 
 use crate::shard::{Shard, peer_of};
 
@@ -40,7 +45,7 @@ pub struct Session {
     transport: Transport,
     request: http::request::Parts,
     peer: Option<SocketAddr>,
-    rx: mpsc::Receiver<String>,
+    rx: QueueRx<String>,
     inbound: Arc<AtomicUsize>,
     /// Messages returned by `recv` so far, published (as "finished with") at the next call.
     received: u64,
@@ -65,7 +70,7 @@ impl Session {
         id: Box<str>,
         transport: Transport,
         request: http::request::Parts,
-        rx: mpsc::Receiver<String>,
+        rx: QueueRx<String>,
         inbound: Arc<AtomicUsize>,
         closed: watch::Receiver<bool>,
         done: watch::Sender<u64>,
@@ -86,6 +91,13 @@ impl Session {
             received: 0,
             done,
         }
+    }
+
+    /// Moves the request head out of the connection's read buffer: hyper hands out header
+    /// values and URIs as slices of that buffer (8 KiB or more), which a long-lived session
+    /// would otherwise keep alive. Runs once per session, outside the shard lock.
+    pub(crate) fn compact_request(&mut self) {
+        compact_parts(&mut self.request);
     }
 
     /// The session id from the URL (`/S/I/...`); empty for raw WebSocket sessions.
@@ -118,9 +130,18 @@ impl Session {
     /// way (or after a short bound, [`Builder::delivery_wait`](crate::Builder::delivery_wait)),
     /// so what the application sends in reaction goes out before the client's next poll.
     pub async fn recv(&mut self) -> Option<String> {
-        if *self.done.borrow() != self.received {
-            self.done.send_replace(self.received);
-        }
+        // Wake waiters only when there may be some: every receiver belongs to a waiting
+        // request, subscribed before its message was queued, so it is counted here once
+        // that message has been received. Otherwise update the value quietly.
+        let received = self.received;
+        let waiters = self.done.receiver_count() > 0;
+        self.done.send_if_modified(|done| {
+            if *done == received {
+                return false;
+            }
+            *done = received;
+            waiters
+        });
         let text = self.rx.recv().await?;
         self.inbound.fetch_sub(text.len(), Ordering::Relaxed);
         self.received += 1;
@@ -219,4 +240,37 @@ impl SessionSender {
     pub fn is_closed(&self) -> bool {
         *self.closed.borrow()
     }
+}
+
+/// Copies header values into one buffer of their own, and URIs into their own strings.
+fn compact_parts(parts: &mut http::request::Parts) {
+    let total = parts.headers.iter().map(|(_, v)| v.len()).sum();
+    let mut buf = BytesMut::with_capacity(total);
+    for (_, value) in &parts.headers {
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let buf = buf.freeze();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    let mut at = 0;
+    for (name, value) in &parts.headers {
+        let end = at + value.len();
+        let copy = match HeaderValue::from_maybe_shared(buf.slice(at..end)) {
+            Ok(mut copy) => {
+                copy.set_sensitive(value.is_sensitive());
+                copy
+            }
+            Err(_) => value.clone(),
+        };
+        headers.append(name.clone(), copy);
+        at = end;
+    }
+    parts.headers = headers;
+    parts.uri = compact_uri(&parts.uri);
+    if let Some(original) = parts.extensions.get_mut::<crate::OriginalUri>() {
+        original.0 = compact_uri(&original.0);
+    }
+}
+
+fn compact_uri(uri: &Uri) -> Uri {
+    Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
 }

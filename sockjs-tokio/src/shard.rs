@@ -4,6 +4,7 @@
 //! under it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -12,8 +13,9 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Response, request::Parts};
 use sockjs_core::{Engine, Handshake, Output, RequestId, SessionKey};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
+use crate::queue::{QueueRx, QueueTx, TrySendError, queue};
 use crate::service::Common;
 use crate::session::Session;
 
@@ -50,7 +52,7 @@ pub(crate) enum Reply {
 /// The sending half of a bounded per-connection outgoing queue: at most `frames` items and
 /// (past the first queued item) at most `max_bytes` bytes.
 pub(crate) struct Outbox<T> {
-    tx: mpsc::Sender<T>,
+    tx: QueueTx<T>,
     shared: Arc<OutboxShared>,
     max_bytes: usize,
 }
@@ -59,12 +61,11 @@ pub(crate) struct Outbox<T> {
 pub(crate) struct OutboxShared {
     pub(crate) bytes: AtomicUsize,
     pub(crate) overflowed: AtomicBool,
-    pub(crate) kill: Notify,
 }
 
 /// The receiving half, owned by a response body or a WebSocket task.
 pub(crate) struct OutboxRx<T> {
-    pub(crate) rx: mpsc::Receiver<T>,
+    pub(crate) rx: QueueRx<T>,
     pub(crate) shared: Arc<OutboxShared>,
 }
 
@@ -81,7 +82,7 @@ enum PushError {
 }
 
 fn outbox<T>(frames: usize, max_bytes: usize) -> (Outbox<T>, OutboxRx<T>) {
-    let (tx, rx) = mpsc::channel(frames.max(1));
+    let (tx, rx) = queue(frames);
     let shared = Arc::new(OutboxShared::default());
     (
         Outbox {
@@ -104,15 +105,15 @@ impl<T> Outbox<T> {
                 self.shared.bytes.fetch_add(len, Ordering::Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(PushError::Full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Closed),
+            Err(TrySendError::Full(_)) => Err(PushError::Full),
+            Err(TrySendError::Closed(_)) => Err(PushError::Closed),
         }
     }
 
     /// Marks the queue as overflowed and wakes its owner so it drops the connection.
     fn overflow(&self) {
         self.shared.overflowed.store(true, Ordering::Relaxed);
-        self.shared.kill.notify_one();
+        self.tx.kill();
     }
 }
 
@@ -133,12 +134,14 @@ pub(crate) enum Slot {
 
 /// A live session as the shard sees it.
 pub(crate) struct SessionSlot {
-    tx: mpsc::Sender<String>,
+    tx: QueueTx<String>,
     inbound: Arc<AtomicUsize>,
     closed: watch::Sender<bool>,
     /// Messages pushed to the application so far, and how many it has finished with.
     pushed: u64,
-    done: watch::Receiver<u64>,
+    /// A handle on the session's `done` counter; waiting requests subscribe to it, so its
+    /// receivers are exactly the waiters.
+    done: watch::Sender<u64>,
     id: Box<str>,
     /// The inbound queue overflowed; further messages are dropped while the session closes.
     overflowed: bool,
@@ -151,6 +154,11 @@ pub(crate) struct Delivered {
 }
 
 impl Delivered {
+    /// Whether the handler has taken the message already.
+    pub(crate) fn is_done(&self) -> bool {
+        *self.done.borrow() >= self.target
+    }
+
     /// Resolves once the handler came back to [`Session::recv`] after taking the message
     /// (or dropped its `Session`).
     pub(crate) async fn wait(mut self) {
@@ -159,13 +167,40 @@ impl Delivered {
     }
 }
 
+/// A map keyed by a request id or a session key. Both are counters (the service numbers
+/// requests, the engine numbers sessions), never chosen by a client, so one multiply
+/// spreads them well enough and SipHash is not needed on every output.
+pub(crate) type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let x = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29);
+    }
+}
+
 /// The lockable part of a shard.
 pub(crate) struct State {
     pub(crate) engine: Engine,
     /// Messages delivered during the current input (see [`Shard::run_delivering`]).
     delivered: Vec<Delivered>,
-    pub(crate) requests: HashMap<RequestId, Slot>,
-    sessions: HashMap<SessionKey, SessionSlot>,
+    /// Whether the current input collects `delivered` (only a sending request waits on it).
+    track_deliveries: bool,
+    pub(crate) requests: KeyMap<RequestId, Slot>,
+    sessions: KeyMap<SessionKey, SessionSlot>,
     /// The deadline the timer task sleeps until (`None`: no deadline).
     timer_at: Option<Instant>,
 }
@@ -184,10 +219,11 @@ impl Shard {
         Shard {
             state: Mutex::new(State {
                 engine,
-                requests: HashMap::new(),
-                sessions: HashMap::new(),
+                requests: KeyMap::default(),
+                sessions: KeyMap::default(),
                 timer_at: None,
                 delivered: Vec::new(),
+                track_deliveries: false,
             }),
             notify: Notify::new(),
             common,
@@ -202,7 +238,7 @@ impl Shard {
     /// Runs one input under the lock, routes every output, then spawns the handlers of
     /// sessions that opened (outside the lock).
     pub(crate) fn run<R>(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant) -> R) -> R {
-        self.run_delivering(f).0
+        self.run_inner(false, f).0
     }
 
     /// Like [`Shard::run`], also returning the messages this input delivered to sessions,
@@ -211,10 +247,19 @@ impl Shard {
         self: &Arc<Self>,
         f: impl FnOnce(&mut State, Instant) -> R,
     ) -> (R, Vec<Delivered>) {
+        self.run_inner(true, f)
+    }
+
+    fn run_inner<R>(
+        self: &Arc<Self>,
+        track: bool,
+        f: impl FnOnce(&mut State, Instant) -> R,
+    ) -> (R, Vec<Delivered>) {
         let mut opened = Vec::new();
         let (result, delivered) = {
             let mut state = self.lock();
             let now = Instant::now();
+            state.track_deliveries = track;
             let result = f(&mut state, now);
             state.drain(now, self, &mut opened);
             if let Some(at) = state.engine.poll_timeout() {
@@ -393,10 +438,11 @@ impl State {
                 }
             }
             Output::Opened { session, info } => {
-                let (tx, rx) = mpsc::channel(config.inbound_messages.max(1));
+                let (tx, rx) = queue(config.inbound_messages);
                 let inbound = Arc::new(AtomicUsize::new(0));
                 let (closed, closed_rx) = watch::channel(false);
-                let (done_tx, done) = watch::channel(0u64);
+                let (done_tx, _) = watch::channel(0u64);
+                let done = done_tx.clone();
                 tracing::info!(
                     session = %info.id,
                     key = session.as_u64(),
@@ -438,7 +484,7 @@ impl State {
                 let queued = slot.inbound.load(Ordering::Relaxed);
                 let over_bytes = queued > 0 && queued.saturating_add(len) > config.inbound_bytes;
                 let result = if over_bytes {
-                    Err(mpsc::error::TrySendError::Full(text))
+                    Err(TrySendError::Full(text))
                 } else {
                     slot.tx.try_send(text)
                 };
@@ -446,12 +492,14 @@ impl State {
                     Ok(()) => {
                         slot.inbound.fetch_add(len, Ordering::Relaxed);
                         slot.pushed += 1;
-                        self.delivered.push(Delivered {
-                            done: slot.done.clone(),
-                            target: slot.pushed,
-                        });
+                        if self.track_deliveries {
+                            self.delivered.push(Delivered {
+                                done: slot.done.subscribe(),
+                                target: slot.pushed,
+                            });
+                        }
                     }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                    Err(TrySendError::Full(_)) => {
                         tracing::warn!(
                             session = %slot.id,
                             "inbound queue full, closing session"
@@ -459,7 +507,7 @@ impl State {
                         slot.overflowed = true;
                         closes.push(session);
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                    Err(TrySendError::Closed(_)) => {
                         tracing::trace!(session = %slot.id, "message dropped: session handle gone");
                     }
                 }

@@ -3,9 +3,10 @@
 //! messages to the engine and writes what the engine queued for it.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -13,6 +14,7 @@ use sockjs_core::Handshake;
 use sockjs_core::handshake::hixie76_answer;
 use sockjs_core::wire::hixie76;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -24,6 +26,14 @@ use crate::shard::{AbortGuard, OutboxRx, Shard, WsOut};
 /// its 8-byte key.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const KEY3_TIMEOUT: Duration = Duration::from_secs(10);
+/// tungstenite's read buffer per socket, and the most it reads per call. Its default
+/// (128 KiB) is allocated up front and zeroed before every read, which dominated both idle
+/// memory and CPU per message; larger frames still arrive whole (the buffer grows to the
+/// frame's length).
+const READ_BUFFER: usize = 2048;
+/// Bytes tungstenite buffers before writing while frames are fed ahead of a flush; also
+/// bounds what its write buffer keeps allocated after a burst.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Runs one upgraded WebSocket to its end. Dropping `guard` at the end tells the engine the
 /// socket is gone (a no-op when the engine closed it).
@@ -41,10 +51,22 @@ pub(crate) async fn run(
             return;
         }
     };
-    let io = TokioIo::new(upgraded);
     match handshake {
-        Handshake::Rfc6455 => rfc6455(io, rx, &guard, max_message).await,
+        // `serve` and axum give hyper a `TokioIo<TcpStream>`: take the socket back out of
+        // the upgrade wrapper (a boxed stream behind a rewind buffer, adapted twice), so
+        // each read and write goes straight to it.
+        Handshake::Rfc6455 => match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let io = parts.io.into_inner();
+                rfc6455(io, parts.read_buf, rx, &guard, max_message).await;
+            }
+            Err(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                rfc6455(io, Bytes::new(), rx, &guard, max_message).await;
+            }
+        },
         Handshake::Hixie76 { key1, key2 } => {
+            let io = TokioIo::new(upgraded);
             hixie76(io, key1, key2, rx, &guard, max_message).await;
         }
     }
@@ -69,15 +91,34 @@ fn closed(shard: &Arc<Shard>, guard: &AbortGuard) {
     });
 }
 
-async fn rfc6455<S>(io: S, mut rx: OutboxRx<WsOut>, guard: &AbortGuard, max_message: usize)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
+/// `read` holds bytes the HTTP layer read past the upgrade request (the first frames).
+async fn rfc6455<S>(
+    io: S,
+    read: Bytes,
+    mut rx: OutboxRx<WsOut>,
+    guard: &AbortGuard,
+    max_message: usize,
+) where
+    S: ReadReady + AsyncRead + AsyncWrite + Unpin,
 {
     let shard = guard.shard().clone();
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
-    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    // `read` is a slice of the HTTP layer's whole read buffer: copy what it holds and let
+    // the buffer go.
+    let part = (!read.is_empty()).then(|| read.to_vec());
+    drop(read);
+    let mut ws = match part {
+        None => WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await,
+        Some(part) => {
+            WebSocketStream::from_partially_read(io, part, Role::Server, Some(config)).await
+        }
+    };
+    let killed = rx.rx.killed();
+    let mut drained = false;
     // Off once a message was too big: the stream is unusable after that error, and
     // reading it again would end the loop before the engine's 1009 close is sent.
     let mut reading = true;
@@ -89,21 +130,11 @@ where
                     let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(None)).await;
                     return;
                 };
-                let (message, last) = match out {
-                    WsOut::Text(text) => {
-                        rx.took(text.len());
-                        (Message::text(text), false)
-                    }
-                    WsOut::Ping => (Message::Ping(Default::default()), false),
-                    WsOut::Close(code, reason) => {
-                        rx.took(reason.len());
-                        let frame = CloseFrame { code: code.into(), reason: reason.into() };
-                        (Message::Close(Some(frame)), true)
-                    }
-                };
+                // Write everything already queued, then flush once.
+                let mut last = false;
                 let sent = tokio::select! {
-                    result = ws.send(message) => result.is_ok(),
-                    () = rx.shared.kill.notified() => false,
+                    result = feed_queued(&mut ws, &mut rx, out, &mut last) => result.is_ok(),
+                    () = killed.wait() => false,
                 };
                 if !sent {
                     return;
@@ -124,7 +155,7 @@ where
                     return;
                 }
             }
-            incoming = ws.next(), if reading => match incoming {
+            incoming = next_message(&mut ws, &mut drained), if reading => match incoming {
                 Some(Ok(Message::Text(text))) => message(&shard, guard, text.as_str()),
                 Some(Ok(Message::Binary(data))) => match std::str::from_utf8(&data) {
                     Ok(text) => message(&shard, guard, text),
@@ -146,9 +177,91 @@ where
                     return;
                 }
             },
-            () = rx.shared.kill.notified() => return,
+            () = killed.wait() => return,
         }
     }
+}
+
+/// Whether the socket has something to read, asked without going through tungstenite,
+/// whose every read attempt first zeroes its read buffer.
+pub(crate) trait ReadReady {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+impl ReadReady for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // An error is left for the read itself to report.
+        TcpStream::poll_read_ready(self, cx).map(|_| ())
+    }
+}
+
+impl<T> ReadReady for TokioIo<T> {
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
+/// The next message. The socket task is woken for its outgoing queue as often as for
+/// its socket; once tungstenite has run out of buffered frames (`drained`), it is polled
+/// again only when the socket is readable.
+async fn next_message<S>(
+    ws: &mut WebSocketStream<S>,
+    drained: &mut bool,
+) -> Option<Result<Message, WsError>>
+where
+    S: ReadReady + AsyncRead + AsyncWrite + Unpin,
+{
+    std::future::poll_fn(|cx| {
+        if *drained && ws.get_ref().poll_read_ready(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let next = ws.poll_next_unpin(cx);
+        *drained = next.is_pending();
+        next
+    })
+    .await
+}
+
+/// Most frames written between two flushes.
+const WRITE_BATCH: usize = 64;
+
+/// Feeds `first` and whatever else is already queued (up to [`WRITE_BATCH`] frames, or
+/// through a close frame, which sets `last`) to the socket, then flushes once.
+async fn feed_queued<S>(
+    ws: &mut WebSocketStream<S>,
+    rx: &mut OutboxRx<WsOut>,
+    first: WsOut,
+    last: &mut bool,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut next = Some(first);
+    let mut fed = 0;
+    while let Some(out) = next.take() {
+        let message = match out {
+            WsOut::Text(text) => {
+                rx.took(text.len());
+                Message::text(text)
+            }
+            WsOut::Ping => Message::Ping(Default::default()),
+            WsOut::Close(code, reason) => {
+                rx.took(reason.len());
+                *last = true;
+                let frame = CloseFrame {
+                    code: code.into(),
+                    reason: reason.into(),
+                };
+                Message::Close(Some(frame))
+            }
+        };
+        ws.feed(message).await?;
+        fed += 1;
+        if !*last && fed < WRITE_BATCH {
+            next = rx.rx.try_recv();
+        }
+    }
+    ws.flush().await
 }
 
 async fn hixie76<S>(
@@ -162,6 +275,7 @@ async fn hixie76<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let shard = guard.shard().clone();
+    let killed = rx.rx.killed();
     let (mut reader, mut writer) = tokio::io::split(io);
     let mut key3 = [0u8; 8];
     match tokio::time::timeout(KEY3_TIMEOUT, reader.read_exact(&mut key3)).await {
@@ -200,7 +314,7 @@ async fn hixie76<S>(
                 };
                 let sent = tokio::select! {
                     result = writer.write_all(&out) => result.is_ok(),
-                    () = rx.shared.kill.notified() => false,
+                    () = killed.wait() => false,
                 };
                 if !sent || last {
                     let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
@@ -243,7 +357,7 @@ async fn hixie76<S>(
                     }
                 }
             }
-            () = rx.shared.kill.notified() => return,
+            () = killed.wait() => return,
         }
     }
 }
