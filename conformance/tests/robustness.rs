@@ -206,6 +206,88 @@ fn cookie_binding_refuses_other_clients() {
     }
 }
 
+/// One HTTP/1.1 request from a client socket bound to `from` (another loopback address),
+/// answered on a fresh connection: (status, body).
+fn request_from(
+    from: std::net::IpAddr,
+    to: std::net::SocketAddr,
+    head: &str,
+    body: &str,
+) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+        socket.connect(to).await.unwrap()
+    });
+    let mut stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let request = format!(
+        "{head} HTTP/1.1\r\nHost: {to}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn peer_ip_binding_refuses_other_addresses() {
+    let owner: std::net::IpAddr = [127, 0, 0, 1].into();
+    let stranger: std::net::IpAddr = [127, 0, 0, 2].into();
+    for adapter in ADAPTERS {
+        let target = start(
+            adapter,
+            Settings::new(Options {
+                session_binding: SessionBinding::PeerIp,
+                ..Options::default()
+            }),
+        );
+        let path = session("peer");
+        let (status, body) = request_from(owner, target.addr, &format!("POST {path}/xhr"), "");
+        assert_eq!((status, body.as_str()), (200, "o\n"), "{adapter:?}: open");
+        let send = |from| {
+            request_from(
+                from,
+                target.addr,
+                &format!("POST {path}/xhr_send"),
+                "[\"m\"]",
+            )
+            .0
+        };
+        assert_eq!(
+            send(stranger),
+            404,
+            "{adapter:?}: another address may not send"
+        );
+        let (status, _) = request_from(stranger, target.addr, &format!("POST {path}/xhr"), "");
+        assert_eq!(status, 404, "{adapter:?}: another address may not poll");
+        assert_eq!(send(owner), 204, "{adapter:?}: the owner sends");
+        let (_, body) = request_from(owner, target.addr, &format!("POST {path}/xhr"), "");
+        assert!(
+            body.contains("a[\"m\"]"),
+            "{adapter:?}: the owner polls: {body:?}"
+        );
+    }
+}
+
 #[test]
 fn max_sessions_answers_503_and_recovers() {
     for adapter in ADAPTERS {
