@@ -1,0 +1,461 @@
+//! The engine: sessions, requests and timers of one SockJS service.
+//!
+//! The inputs and endpoints are split by job: `receive` (receiving requests and frame
+//! writing), `send` (the sending endpoints and the application's sends and closes),
+//! `websocket` (the upgrade and WebSocket inputs) and `pages` (static endpoints).
+
+mod pages;
+mod receive;
+mod send;
+mod websocket;
+
+use receive::take_messages_frame;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use foldhash::SharedSeed;
+use foldhash::quality::SeedableRandomState;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::frame::{self, HEARTBEAT};
+use crate::handshake::md5_hex;
+use crate::options::{AbortPolicy, Options, OptionsError, OriginPolicy};
+use crate::output::{CloseReason, Output, RequestId, SessionKey, SessionState};
+use crate::pages::iframe_page;
+use crate::response::{RequestHeaders, plain};
+use crate::route::{Route, SessionEndpoint};
+use crate::session::{Link, Phase, ReceiverMode, Session};
+use crate::timer::Timers;
+use crate::transport::Transport;
+
+type Map<K, V> = HashMap<K, V, SeedableRandomState>;
+
+/// What the engine needs from the outside world at start: the time, the wall clock at that
+/// time (for `Expires` headers) and a random seed (for `/info` entropy and hashing).
+///
+/// The engine never reads a clock or a random source itself; adapters fill this in.
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    /// The monotonic time at start.
+    pub now: Instant,
+    /// The wall-clock time at `now`.
+    pub wall_clock: SystemTime,
+    /// A random seed.
+    pub seed: u64,
+}
+
+/// Per-request things the engine's helpers share, split from the session maps so a session
+/// can be borrowed mutably while outputs are written.
+struct Shared {
+    options: Options,
+    outputs: VecDeque<Output>,
+    /// Pending receivers and open WebSockets, to their session.
+    requests: Map<RequestId, u64>,
+    timers: Timers,
+    now: Instant,
+}
+
+/// A sans-IO SockJS service: feed it requests, WebSocket events, application calls and
+/// time; drain [`Output`]s; call back at [`Engine::poll_timeout`].
+///
+/// See the crate documentation for the driving loop.
+pub struct Engine {
+    shared: Shared,
+    sessions: Map<u64, Session>,
+    /// HTTP sessions by their URL id.
+    by_id: Map<Box<str>, u64>,
+    /// Sessions with messages to flush at the next [`Engine::poll_output`].
+    dirty: Vec<u64>,
+    next_key: u64,
+    rng: u64,
+    clock: (Instant, SystemTime),
+    iframe: Bytes,
+    etag: HeaderValue,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("prefix", &self.shared.options.prefix)
+            .field("sessions", &self.sessions.len())
+            .field("pending_requests", &self.shared.requests.len())
+            .field("queued_outputs", &self.shared.outputs.len())
+            .finish()
+    }
+}
+
+fn after(now: Instant, delay: Duration) -> Option<Instant> {
+    now.checked_add(delay)
+}
+
+impl Engine {
+    /// Creates an engine for one service.
+    ///
+    /// ```
+    /// use std::time::{Instant, SystemTime};
+    /// use sockjs_core::{Engine, Options, Start};
+    /// let start = Start { now: Instant::now(), wall_clock: SystemTime::now(), seed: 42 };
+    /// let engine = Engine::new(Options::default(), start).unwrap();
+    /// assert_eq!(engine.session_count(), 0);
+    /// ```
+    pub fn new(options: Options, start: Start) -> Result<Engine, OptionsError> {
+        options.validate()?;
+        let hasher = |salt: u64| {
+            SeedableRandomState::with_seed(start.seed ^ salt, SharedSeed::global_fixed())
+        };
+        let page = iframe_page(&options.sockjs_url, options.protocol);
+        let etag = HeaderValue::from_str(&format!("\"{}\"", md5_hex(page.as_bytes())))
+            .map_err(|_| OptionsError::SockjsUrl)?;
+        Ok(Engine {
+            shared: Shared {
+                options,
+                outputs: VecDeque::new(),
+                requests: HashMap::with_hasher(hasher(1)),
+                timers: Timers::default(),
+                now: start.now,
+            },
+            sessions: HashMap::with_hasher(hasher(2)),
+            by_id: HashMap::with_hasher(hasher(3)),
+            dirty: Vec::new(),
+            next_key: 1,
+            rng: start.seed,
+            clock: (start.now, start.wall_clock),
+            iframe: Bytes::from(page),
+            etag,
+        })
+    }
+
+    /// The options the engine runs with.
+    pub fn options(&self) -> &Options {
+        &self.shared.options
+    }
+
+    /// Live sessions (open or closing).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Requests the engine holds: pending receivers and open WebSockets.
+    pub fn pending_requests(&self) -> usize {
+        self.shared.requests.len()
+    }
+
+    /// The state of a session, or `None` once it is closed and forgotten.
+    pub fn session_state(&self, session: SessionKey) -> Option<SessionState> {
+        self.sessions.get(&session.0).map(Session::state)
+    }
+
+    /// Escaped bytes queued for a session, waiting for a receiver.
+    pub fn queued_bytes(&self, session: SessionKey) -> Option<usize> {
+        self.sessions.get(&session.0).map(|s| s.batch.escaped_len())
+    }
+
+    fn advance(&mut self, now: Instant) {
+        self.shared.now = self.shared.now.max(now);
+    }
+
+    fn wall_clock(&self) -> SystemTime {
+        let elapsed = self.shared.now.saturating_duration_since(self.clock.0);
+        self.clock.1.checked_add(elapsed).unwrap_or(self.clock.1)
+    }
+
+    fn rng_next(&mut self) -> u64 {
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn entropy(&mut self) -> u32 {
+        (self.rng_next() >> 32) as u32
+    }
+
+    fn respond(&mut self, request: RequestId, response: Response<Bytes>) {
+        self.shared
+            .outputs
+            .push_back(Output::Respond { request, response });
+    }
+
+    /// Handles a complete HTTP request (head and whole body). The answer comes out of
+    /// [`Engine::poll_output`], at once or later (held polls, streams, upgrades).
+    ///
+    /// The body should already be limited by the driver to
+    /// [`Options::max_request_body`]; a larger one gets 413 here.
+    pub fn handle_request(&mut self, now: Instant, id: RequestId, request: Request<Bytes>) {
+        self.advance(now);
+        let (parts, body) = request.into_parts();
+        let uri = parts.uri.clone();
+        let Some(path) = strip_prefix(uri.path(), &self.shared.options.prefix) else {
+            return self.respond(id, not_found());
+        };
+        let Some(route) = Route::parse(path) else {
+            return self.respond(id, not_found());
+        };
+        let options = &self.shared.options;
+        let disabled = match route {
+            Route::RawWebSocket => !options.websocket || !options.raw_websocket,
+            Route::Session {
+                kind: SessionEndpoint::WebSocket,
+                ..
+            } => !options.websocket,
+            _ => false,
+        };
+        if disabled {
+            return self.respond(id, not_found());
+        }
+        if !route.allows(&parts.method) {
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "");
+            response.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static(route.allowed_methods()),
+            );
+            return self.respond(id, response);
+        }
+        if body.len() > options.max_request_body {
+            return self.respond(
+                id,
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large.\n"),
+            );
+        }
+        let needs_origin_check = !matches!(route, Route::Greeting | Route::Iframe)
+            && !matches!(options.origins, OriginPolicy::Any);
+        if needs_origin_check {
+            // Old WebSocket drafts (0.3.3's versions 7 and 8) send Sec-WebSocket-Origin.
+            let origin = parts
+                .headers
+                .get(header::ORIGIN)
+                .or_else(|| parts.headers.get("sec-websocket-origin"));
+            if let Some(origin) = origin {
+                let allowed = origin
+                    .to_str()
+                    .is_ok_and(|origin| options.origins.allows(origin));
+                if !allowed {
+                    return self.respond(id, plain(StatusCode::FORBIDDEN, "Origin not allowed.\n"));
+                }
+            }
+        }
+        let request_headers = RequestHeaders::from_map(&parts.headers);
+        match route {
+            Route::Greeting => self.greeting(id, &request_headers),
+            Route::Info => self.info(id, &parts.method, &request_headers),
+            Route::Iframe => self.iframe(id, &parts.headers),
+            Route::RawWebSocket => self.websocket(id, parts, "", true),
+            Route::Session { session, kind, .. } => match kind {
+                SessionEndpoint::WebSocket => self.websocket(id, parts, session, false),
+                SessionEndpoint::Xhr | SessionEndpoint::XhrStreaming | SessionEndpoint::XhrSend
+                    if parts.method == Method::OPTIONS =>
+                {
+                    self.preflight(id, &request_headers)
+                }
+                SessionEndpoint::XhrSend => {
+                    self.send_endpoint(id, &parts, &body, session, false, &request_headers)
+                }
+                SessionEndpoint::JsonpSend => {
+                    self.send_endpoint(id, &parts, &body, session, true, &request_headers)
+                }
+                SessionEndpoint::Xhr
+                | SessionEndpoint::XhrStreaming
+                | SessionEndpoint::EventSource
+                | SessionEndpoint::HtmlFile
+                | SessionEndpoint::Jsonp => {
+                    let transport = receiving_transport(kind).unwrap_or(Transport::XhrPolling);
+                    self.receive(id, parts, session, transport, &request_headers)
+                }
+            },
+        }
+    }
+
+    /// The peer dropped a request's connection before its response ended (a pending
+    /// receiver, a stream, or a WebSocket). Unknown or finished requests are ignored.
+    pub fn handle_abort(&mut self, now: Instant, id: RequestId) {
+        self.advance(now);
+        let Some(&key) = self.shared.requests.get(&id) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&key) else {
+            self.shared.requests.remove(&id);
+            return;
+        };
+        match &mut session.link {
+            Link::WebSocket { .. } => self.forget(key, CloseReason::Aborted),
+            Link::Http { receiver } => {
+                if receiver.as_ref().is_some_and(|r| r.request == id) {
+                    *receiver = None;
+                }
+                self.shared.requests.remove(&id);
+                match self.shared.options.abort {
+                    AbortPolicy::CloseSession => self.forget(key, CloseReason::Aborted),
+                    AbortPolicy::Interrupt => {
+                        if matches!(session.phase, Phase::Open) {
+                            session.phase = Phase::Closing {
+                                code: 1002,
+                                reason: "Connection interrupted".into(),
+                                cause: CloseReason::Aborted,
+                            };
+                        }
+                        self.shared.detached(key, session);
+                    }
+                    AbortPolicy::Detach => self.shared.detached(key, session),
+                }
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`: heartbeats and disconnect timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        while let Some((entry, key)) = self.shared.timers.pop_due(now) {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            if !self.shared.timers.fires(key, entry, &mut s.deadline, now) {
+                continue;
+            }
+            match &s.link {
+                Link::WebSocket { socket, raw } => {
+                    let socket = *socket;
+                    self.shared.outputs.push_back(if *raw {
+                        Output::WsPing { request: socket }
+                    } else {
+                        Output::WsText {
+                            request: socket,
+                            text: "h".to_owned(),
+                        }
+                    });
+                    let at = after(self.shared.now, self.shared.options.heartbeat_delay);
+                    self.shared.timers.set(key, &mut s.deadline, at);
+                }
+                Link::Http { receiver: Some(_) } => {
+                    self.shared.write_frame(key, s, HEARTBEAT.to_vec(), false);
+                }
+                Link::Http { receiver: None } => {
+                    let cause = match &s.phase {
+                        Phase::Open => CloseReason::Timeout,
+                        Phase::Closing { cause, .. } => cause.clone(),
+                    };
+                    self.forget(key, cause);
+                }
+            }
+        }
+    }
+
+    /// When to call [`Engine::handle_timeout`] next, if any timer is armed. Waking early is
+    /// harmless.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.shared.timers.next()
+    }
+
+    /// The next output, or `None` when there is nothing more to do until the next input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.shared.outputs.is_empty() && !self.dirty.is_empty() {
+            self.flush_dirty();
+        }
+        self.shared.outputs.pop_front()
+    }
+
+    fn flush_dirty(&mut self) {
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            s.dirty = false;
+            if s.batch.is_empty() {
+                continue;
+            }
+            match s.link {
+                Link::WebSocket { socket, .. } => self.shared.flush_socket(key, socket, s),
+                Link::Http { receiver: Some(_) } => {
+                    let frame = take_messages_frame(s);
+                    self.shared.write_frame(key, s, frame, false);
+                }
+                Link::Http { receiver: None } => {}
+            }
+        }
+    }
+
+    /// Removes a session and tells the application.
+    fn forget(&mut self, key: u64, reason: CloseReason) {
+        let Some(s) = self.sessions.remove(&key) else {
+            return;
+        };
+        match s.link {
+            Link::Http { receiver } => {
+                if self.by_id.get(&s.id) == Some(&key) {
+                    self.by_id.remove(&s.id);
+                }
+                if let Some(r) = receiver {
+                    // Still attached (e.g. shutdown of a held poll): end it cleanly.
+                    self.shared.requests.remove(&r.request);
+                    match r.mode {
+                        ReceiverMode::Polling(head) => {
+                            let (parts, ()) = head.into_parts();
+                            let frame = match &reason {
+                                CloseReason::Closed { code, reason } => frame::close(*code, reason),
+                                _ => frame::close(1002, "Connection interrupted"),
+                            };
+                            let body = r.transport.wrap(
+                                frame.into_bytes(),
+                                &r.callback,
+                                self.shared.options.protocol,
+                            );
+                            self.shared.outputs.push_back(Output::Respond {
+                                request: r.request,
+                                response: Response::from_parts(parts, Bytes::from(body)),
+                            });
+                        }
+                        ReceiverMode::Streaming { .. } => {
+                            self.shared
+                                .outputs
+                                .push_back(Output::StreamEnd { request: r.request });
+                        }
+                    }
+                }
+            }
+            Link::WebSocket { socket, .. } => {
+                self.shared.requests.remove(&socket);
+            }
+        }
+        self.shared.outputs.push_back(Output::Closed {
+            session: SessionKey(key),
+            reason,
+        });
+    }
+
+    fn new_key(&mut self) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        key
+    }
+}
+
+/// The transport of a receiving endpoint; `None` for the others.
+fn receiving_transport(kind: SessionEndpoint) -> Option<Transport> {
+    Some(match kind {
+        SessionEndpoint::Xhr => Transport::XhrPolling,
+        SessionEndpoint::XhrStreaming => Transport::XhrStreaming,
+        SessionEndpoint::EventSource => Transport::EventSource,
+        SessionEndpoint::HtmlFile => Transport::HtmlFile,
+        SessionEndpoint::Jsonp => Transport::JsonpPolling,
+        SessionEndpoint::WebSocket | SessionEndpoint::XhrSend | SessionEndpoint::JsonpSend => {
+            return None;
+        }
+    })
+}
+
+fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+fn not_found() -> Response<Bytes> {
+    plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n")
+}
+
+fn too_many_sessions() -> Response<Bytes> {
+    plain(StatusCode::SERVICE_UNAVAILABLE, "Too many sessions.\n")
+}

@@ -1,0 +1,73 @@
+//! The static endpoints: greeting, `/info`, the iframe page and CORS preflights.
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
+use http::{Method, StatusCode};
+
+use super::Engine;
+use crate::output::RequestId;
+use crate::pages::GREETING;
+use crate::response::{Headers, RequestHeaders, plain};
+
+impl Engine {
+    pub(super) fn greeting(&mut self, id: RequestId, request_headers: &RequestHeaders) {
+        let response = Headers::new(self.shared.options.protocol, request_headers)
+            .content_type("text/plain; charset=UTF-8")
+            .response(StatusCode::OK, Bytes::from_static(GREETING.as_bytes()));
+        self.respond(id, response);
+    }
+
+    /// The CORS preflight of the xhr endpoints.
+    pub(super) fn preflight(&mut self, id: RequestId, request_headers: &RequestHeaders) {
+        let options = &self.shared.options;
+        let response = Headers::new(options.protocol, request_headers)
+            .cors()
+            .cookie(options.jsessionid)
+            .preflight("OPTIONS, POST", self.wall_clock())
+            .response(StatusCode::NO_CONTENT, Bytes::new());
+        self.respond(id, response);
+    }
+
+    pub(super) fn info(
+        &mut self,
+        id: RequestId,
+        method: &Method,
+        request_headers: &RequestHeaders,
+    ) {
+        let options = &self.shared.options;
+        let headers = Headers::new(options.protocol, request_headers).cors();
+        if method == Method::OPTIONS {
+            let response = headers
+                .preflight("OPTIONS, GET", self.wall_clock())
+                .response(StatusCode::NO_CONTENT, Bytes::new());
+            return self.respond(id, response);
+        }
+        let (websocket, cookie_needed) = (options.websocket, options.jsessionid);
+        let headers = headers
+            .content_type("application/json; charset=UTF-8")
+            .no_cache();
+        let body = format!(
+            "{{\"websocket\":{websocket},\"origins\":[\"*:*\"],\"cookie_needed\":{cookie_needed},\"entropy\":{}}}",
+            self.entropy()
+        );
+        let response = headers.response(StatusCode::OK, Bytes::from(body));
+        self.respond(id, response);
+    }
+
+    pub(super) fn iframe(&mut self, id: RequestId, request: &HeaderMap) {
+        if request.get(header::IF_NONE_MATCH) == Some(&self.etag) {
+            let mut response = plain(StatusCode::NOT_MODIFIED, "");
+            response
+                .headers_mut()
+                .insert(header::ETAG, self.etag.clone());
+            return self.respond(id, response);
+        }
+        let none = RequestHeaders::default();
+        let response = Headers::new(self.shared.options.protocol, &none)
+            .content_type("text/html; charset=UTF-8")
+            .long_cache(self.wall_clock())
+            .insert(header::ETAG, self.etag.clone())
+            .response(StatusCode::OK, self.iframe.clone());
+        self.respond(id, response);
+    }
+}

@@ -1,0 +1,304 @@
+//! Receiving requests: attaching, 2010 for a second receiver, the closing replay, frame
+//! writing and the response limit.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::{Engine, Shared, after, not_found, too_many_sessions};
+use crate::frame::{self, OPEN};
+use crate::options::SessionBinding;
+use crate::output::{Output, RequestId, SessionInfo, SessionKey};
+use crate::payload::query_param;
+use crate::response::{Headers, RequestHeaders, plain};
+use crate::session::{Link, Phase, Receiver, ReceiverMode, Session};
+use crate::transport::Transport;
+
+/// Longest jsonp/htmlfile callback name accepted.
+const MAX_CALLBACK_LEN: usize = 64;
+
+impl Engine {
+    pub(super) fn receive(
+        &mut self,
+        id: RequestId,
+        parts: http::request::Parts,
+        session_id: &str,
+        transport: Transport,
+        request_headers: &RequestHeaders,
+    ) {
+        let options = &self.shared.options;
+        let callback: Box<str> =
+            if matches!(transport, Transport::HtmlFile | Transport::JsonpPolling) {
+                let query = parts.uri.query();
+                let value = query_param(query, "c")
+                    .filter(|v| !v.is_empty())
+                    .or_else(|| query_param(query, "callback").filter(|v| !v.is_empty()));
+                let Some(value) = value else {
+                    return self.respond(
+                        id,
+                        plain(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "\"callback\" parameter required",
+                        ),
+                    );
+                };
+                let valid = value.len() <= MAX_CALLBACK_LEN
+                    && value
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+                if !valid {
+                    return self.respond(
+                        id,
+                        plain(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "invalid \"callback\" parameter",
+                        ),
+                    );
+                }
+                String::from_utf8_lossy(&value).into()
+            } else {
+                "".into()
+            };
+        let existing = self.by_id.get(session_id).copied();
+        let binding = options.session_binding;
+        // A fresh session bound by cookie gets a fresh random JSESSIONID, never "dummy".
+        let mut request_headers = std::borrow::Cow::Borrowed(request_headers);
+        if binding == SessionBinding::Cookie
+            && request_headers.jsessionid.is_none()
+            && existing.is_none()
+        {
+            let token = format!("{:016x}{:08x}", self.rng_next(), self.entropy());
+            request_headers.to_mut().jsessionid = HeaderValue::from_str(&token).ok();
+        }
+        let token = binding_token(binding, &parts, &request_headers);
+        if let Some(key) = existing {
+            if self.sessions.get(&key).is_none_or(|s| s.binding != token) {
+                return self.respond(id, not_found());
+            }
+        }
+        let options = &self.shared.options;
+        let mut headers = Headers::new(options.protocol, &request_headers)
+            .content_type(transport.content_type(options.protocol))
+            .no_cache()
+            .cookie(options.jsessionid || binding == SessionBinding::Cookie);
+        if matches!(
+            transport,
+            Transport::XhrPolling | Transport::XhrStreaming | Transport::EventSource
+        ) {
+            headers = headers.cors();
+        }
+        if transport != Transport::HtmlFile && transport != Transport::EventSource {
+            // Script responses: browsers must not sniff them as anything else.
+            headers = headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+        }
+        let head = headers.response(StatusCode::OK, ());
+        if self.shared.requests.contains_key(&id) {
+            return; // a live request id: the driver broke its contract; answer nothing
+        }
+
+        let key = match existing {
+            Some(key) => key,
+            None => {
+                if self.sessions.len() >= options.max_sessions {
+                    return self.respond(id, too_many_sessions());
+                }
+                let key = self.new_key();
+                let mut session = Session::new(session_id.into(), Link::Http { receiver: None });
+                session.binding = token;
+                self.sessions.insert(key, session);
+                self.by_id.insert(session_id.into(), key);
+                key
+            }
+        };
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return self.respond(id, not_found());
+        };
+        let receiver = Receiver {
+            request: id,
+            transport,
+            callback,
+            mode: ReceiverMode::Streaming { written: 0 },
+        };
+        let Link::Http { receiver: slot } = &mut s.link else {
+            return self.respond(id, not_found());
+        };
+        if slot.is_some() {
+            // §7.1.2: another receiver is attached; this one gets 2010 and ends.
+            let frame = frame::close(2010, "Another connection still open").into_bytes();
+            self.shared.one_shot(receiver, head, frame);
+            return;
+        }
+        let receiver = self.shared.start_receiver(receiver, head);
+        *slot = Some(receiver);
+        self.shared.requests.insert(id, key);
+        if existing.is_none() {
+            self.shared.write_frame(key, s, OPEN.to_vec(), false);
+            self.shared.outputs.push_back(Output::Opened {
+                session: SessionKey(key),
+                info: SessionInfo {
+                    id: session_id.into(),
+                    transport,
+                    opened_by: id,
+                    request: parts,
+                },
+            });
+            return;
+        }
+        match s.phase {
+            Phase::Closing { .. } => self.shared.attach_closing(key, s),
+            Phase::Open => {
+                if s.batch.is_empty() {
+                    let at = after(self.shared.now, self.shared.options.heartbeat_delay);
+                    self.shared.timers.set(key, &mut s.deadline, at);
+                } else {
+                    let frame = take_messages_frame(s);
+                    self.shared.write_frame(key, s, frame, false);
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Starts a receiver's response: streaming ones get their head and prelude now.
+    pub(super) fn start_receiver(
+        &mut self,
+        mut receiver: Receiver,
+        head: Response<()>,
+    ) -> Receiver {
+        if receiver.transport.is_streaming() {
+            self.outputs.push_back(Output::StreamStart {
+                request: receiver.request,
+                response: head,
+            });
+            if let Some(prelude) = receiver.transport.prelude(&receiver.callback) {
+                self.outputs.push_back(Output::StreamChunk {
+                    request: receiver.request,
+                    data: Bytes::from(prelude),
+                });
+            }
+        } else {
+            receiver.mode = ReceiverMode::Polling(head);
+        }
+        receiver
+    }
+
+    /// Answers a receiver that is not attached with one frame and ends it.
+    pub(super) fn one_shot(&mut self, receiver: Receiver, head: Response<()>, frame: Vec<u8>) {
+        let request = receiver.request;
+        let receiver = self.start_receiver(receiver, head);
+        let data = receiver
+            .transport
+            .wrap(frame, &receiver.callback, self.options.protocol);
+        match receiver.mode {
+            ReceiverMode::Polling(head) => {
+                let (parts, ()) = head.into_parts();
+                self.outputs.push_back(Output::Respond {
+                    request,
+                    response: Response::from_parts(parts, Bytes::from(data)),
+                });
+            }
+            ReceiverMode::Streaming { .. } => {
+                self.outputs.push_back(Output::StreamChunk {
+                    request,
+                    data: Bytes::from(data),
+                });
+                self.outputs.push_back(Output::StreamEnd { request });
+            }
+        }
+    }
+
+    /// Writes one frame to the session's receiver. A poll then ends; a stream ends when it
+    /// reaches the response limit or when `last` is set. Ending detaches the receiver.
+    pub(super) fn write_frame(&mut self, key: u64, s: &mut Session, frame: Vec<u8>, last: bool) {
+        let Link::Http { receiver: slot } = &mut s.link else {
+            return;
+        };
+        let Some(receiver) = slot else {
+            return;
+        };
+        let request = receiver.request;
+        let data = receiver
+            .transport
+            .wrap(frame, &receiver.callback, self.options.protocol);
+        if let ReceiverMode::Streaming { written } = &mut receiver.mode {
+            *written += data.len();
+            let ended = last || *written >= self.options.response_limit;
+            self.outputs.push_back(Output::StreamChunk {
+                request,
+                data: Bytes::from(data),
+            });
+            if !ended {
+                let at = after(self.now, self.options.heartbeat_delay);
+                self.timers.set(key, &mut s.deadline, at);
+                return;
+            }
+            self.outputs.push_back(Output::StreamEnd { request });
+            *slot = None;
+        } else if let Some(Receiver {
+            mode: ReceiverMode::Polling(head),
+            ..
+        }) = slot.take()
+        {
+            let (parts, ()) = head.into_parts();
+            self.outputs.push_back(Output::Respond {
+                request,
+                response: Response::from_parts(parts, Bytes::from(data)),
+            });
+        }
+        self.requests.remove(&request);
+        self.detached(key, s);
+    }
+
+    /// A receiver left: the disconnect timer starts.
+    pub(super) fn detached(&mut self, key: u64, s: &mut Session) {
+        let at = after(self.now, self.options.disconnect_delay);
+        self.timers.set(key, &mut s.deadline, at);
+    }
+
+    /// A CLOSING session with a receiver attached: queued messages, then the close frame
+    /// (a poll takes only the first of the two), then the receiver ends.
+    pub(super) fn attach_closing(&mut self, key: u64, s: &mut Session) {
+        let Phase::Closing { code, reason, .. } = &s.phase else {
+            return;
+        };
+        let close = frame::close(*code, reason).into_bytes();
+        if !s.batch.is_empty() {
+            let frame = take_messages_frame(s);
+            self.write_frame(key, s, frame, false);
+        }
+        if s.receiver().is_some() {
+            self.write_frame(key, s, close, true);
+        }
+    }
+}
+
+pub(super) fn take_messages_frame(s: &mut Session) -> Vec<u8> {
+    // One spare byte so xhr's newline needs no reallocation.
+    let mut frame = Vec::with_capacity(s.batch.frame_len() + 1);
+    s.batch.write_frame(&mut frame);
+    s.batch.clear();
+    frame
+}
+
+/// What ties a request to the client that created a session, under the binding policy.
+pub(super) fn binding_token(
+    binding: SessionBinding,
+    parts: &http::request::Parts,
+    request_headers: &RequestHeaders,
+) -> Option<Box<[u8]>> {
+    match binding {
+        SessionBinding::None => None,
+        SessionBinding::Cookie => request_headers
+            .jsessionid
+            .as_ref()
+            .map(|v| v.as_bytes().into()),
+        SessionBinding::PeerIp => parts
+            .extensions
+            .get::<crate::PeerAddr>()
+            .map(|peer| peer.0.ip().to_string().into_bytes().into()),
+    }
+}

@@ -1,0 +1,195 @@
+//! The sending endpoints (`xhr_send`, `jsonp_send`) and the application's `send` and
+//! `close`.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http::header;
+
+use super::receive::binding_token;
+use super::websocket::{ws_close_code, ws_close_reason};
+use super::{Engine, after};
+use crate::frame;
+use crate::options::SessionBinding;
+use crate::output::{CloseReason, Output, RequestId, SendError, SessionKey};
+use crate::payload::{decode_messages, jsonp_payload};
+use crate::response::{Headers, RequestHeaders};
+use crate::session::{Link, Phase};
+
+impl Engine {
+    /// Queues a message for the client. It goes out at the next [`Engine::poll_output`],
+    /// batched with other messages queued before it, if a receiver or socket is there;
+    /// otherwise it waits for the next receiver.
+    pub fn send(&mut self, now: Instant, session: SessionKey, text: &str) -> Result<(), SendError> {
+        self.advance(now);
+        let key = session.0;
+        let s = self
+            .sessions
+            .get_mut(&key)
+            .ok_or(SendError::UnknownSession)?;
+        if !matches!(s.phase, Phase::Open) {
+            return Err(SendError::NotOpen);
+        }
+        if let Link::WebSocket { socket, raw: true } = s.link {
+            self.shared.outputs.push_back(Output::WsText {
+                request: socket,
+                text: text.to_owned(),
+            });
+            let at = after(self.shared.now, self.shared.options.heartbeat_delay);
+            self.shared.timers.set(key, &mut s.deadline, at);
+            return Ok(());
+        }
+        let max = self.shared.options.max_queued_bytes;
+        // Escaping grows a text by at most 6x: only a send that might cross the bound pays
+        // for an exact check.
+        if s.batch.escaped_len() + 6 * text.len() + 3 > max {
+            let before = s.batch.escaped_len();
+            let count = s.batch.len();
+            s.batch.push(text);
+            if s.batch.escaped_len() > max {
+                s.batch.truncate(before, count);
+                return Err(SendError::QueueFull);
+            }
+        } else {
+            s.batch.push(text);
+        }
+        if s.connected() && !s.dirty {
+            s.dirty = true;
+            self.dirty.push(key);
+        }
+        Ok(())
+    }
+
+    /// Closes a session with a code and reason (PROTOCOL.md §7.1.7). Queued messages go
+    /// out first, then `c[code,"reason"]`.
+    pub fn close(
+        &mut self,
+        now: Instant,
+        session: SessionKey,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        self.advance(now);
+        let key = session.0;
+        let s = self
+            .sessions
+            .get_mut(&key)
+            .ok_or(SendError::UnknownSession)?;
+        if !matches!(s.phase, Phase::Open) {
+            return Err(SendError::NotOpen);
+        }
+        let cause = CloseReason::Closed {
+            code,
+            reason: reason.to_owned(),
+        };
+        s.phase = Phase::Closing {
+            code,
+            reason: reason.into(),
+            cause: cause.clone(),
+        };
+        match s.link {
+            Link::WebSocket { socket, raw } => {
+                let (code, reason) = if raw {
+                    (ws_close_code(code), ws_close_reason(reason))
+                } else {
+                    self.shared.flush_socket(key, socket, s);
+                    let frame = frame::close(code, reason);
+                    self.shared.outputs.push_back(Output::WsText {
+                        request: socket,
+                        text: frame,
+                    });
+                    (1000, "Normal closure".to_owned())
+                };
+                self.shared.outputs.push_back(Output::WsClose {
+                    request: socket,
+                    code,
+                    reason,
+                });
+                self.forget(key, cause);
+            }
+            Link::Http { receiver: Some(_) } => {
+                self.shared.attach_closing(key, s);
+            }
+            Link::Http { receiver: None } => {}
+        }
+        Ok(())
+    }
+
+    /// Closes every open session (graceful shutdown). Streams get the close frame and end;
+    /// WebSockets get it and close. Sessions already closing are left to expire.
+    pub fn close_all(&mut self, now: Instant, code: u16, reason: &str) {
+        let mut keys: Vec<u64> = self.sessions.keys().copied().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let _ = self.close(now, SessionKey(key), code, reason);
+        }
+    }
+
+    pub(super) fn send_endpoint(
+        &mut self,
+        id: RequestId,
+        parts: &http::request::Parts,
+        body: &Bytes,
+        session_id: &str,
+        jsonp: bool,
+        request_headers: &RequestHeaders,
+    ) {
+        let options = &self.shared.options;
+        let payload = if jsonp {
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            jsonp_payload(content_type, body)
+        } else {
+            std::borrow::Cow::Borrowed(&body[..])
+        };
+        let binding = options.session_binding;
+        let mut headers = Headers::new(options.protocol, request_headers)
+            .content_type("text/plain; charset=UTF-8")
+            .no_cache()
+            .cookie(options.jsessionid || binding == SessionBinding::Cookie);
+        if !jsonp {
+            headers = headers.cors();
+        }
+        let messages = match decode_messages(&payload) {
+            Ok(messages) => messages,
+            Err(e) => {
+                let body = Bytes::from_static(e.message().as_bytes());
+                return self.respond(
+                    id,
+                    headers.response(StatusCode::INTERNAL_SERVER_ERROR, body),
+                );
+            }
+        };
+        let token = binding_token(binding, parts, request_headers);
+        let key = self
+            .by_id
+            .get(session_id)
+            .copied()
+            .filter(|key| self.sessions.get(key).is_some_and(|s| s.binding == token));
+        let Some(key) = key else {
+            // Unknown, or bound to another client: indistinguishable on purpose.
+            return self.respond(id, headers.response(StatusCode::NOT_FOUND, Bytes::new()));
+        };
+        let open = self
+            .sessions
+            .get(&key)
+            .is_some_and(|s| matches!(s.phase, Phase::Open));
+        if open {
+            for text in messages {
+                self.shared.outputs.push_back(Output::Message {
+                    session: SessionKey(key),
+                    text,
+                });
+            }
+        }
+        let response = if jsonp {
+            headers.response(StatusCode::OK, Bytes::from_static(b"ok"))
+        } else {
+            headers.response(StatusCode::NO_CONTENT, Bytes::new())
+        };
+        self.respond(id, response);
+    }
+}

@@ -1,0 +1,280 @@
+//! WebSocket: the upgrade handshake (RFC 6455 and hixie-76) and socket inputs.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::{Engine, Shared, after, too_many_sessions};
+use crate::handshake::{accept_key, hixie76_key_number};
+use crate::options::ProtocolVersion;
+use crate::output::{CloseReason, Handshake, Output, RequestId, SessionInfo, SessionKey};
+use crate::payload::decode_ws_message;
+use crate::response::plain;
+use crate::session::{Link, Session};
+use crate::transport::Transport;
+
+impl Engine {
+    /// A text message arrived on an upgraded WebSocket.
+    pub fn handle_ws_message(&mut self, now: Instant, id: RequestId, text: &str) {
+        self.advance(now);
+        let Some((key, raw)) = self.socket(id) else {
+            return;
+        };
+        if raw {
+            self.shared.outputs.push_back(Output::Message {
+                session: SessionKey(key),
+                text: text.to_owned(),
+            });
+            return;
+        }
+        match decode_ws_message(text) {
+            Ok(messages) => {
+                for text in messages {
+                    self.shared.outputs.push_back(Output::Message {
+                        session: SessionKey(key),
+                        text,
+                    });
+                }
+            }
+            Err(_) => {
+                self.shared.outputs.push_back(Output::WsClose {
+                    request: id,
+                    code: 3000,
+                    reason: "Broken framing.".into(),
+                });
+                self.forget(key, CloseReason::BrokenFraming);
+            }
+        }
+    }
+
+    /// A WebSocket message exceeded the driver's size limit
+    /// ([`Options::max_message_size`](crate::Options::max_message_size)): the socket is closed with 1009 and the session ends.
+    pub fn handle_ws_too_big(&mut self, now: Instant, id: RequestId) {
+        self.advance(now);
+        let Some((key, _)) = self.socket(id) else {
+            return;
+        };
+        self.shared.outputs.push_back(Output::WsClose {
+            request: id,
+            code: 1009,
+            reason: "Message too big".into(),
+        });
+        self.forget(key, CloseReason::MessageTooBig);
+    }
+
+    /// The WebSocket closed (close frame received, or the connection ended).
+    pub fn handle_ws_closed(&mut self, now: Instant, id: RequestId) {
+        self.advance(now);
+        if let Some((key, _)) = self.socket(id) {
+            self.forget(key, CloseReason::ClientClosed);
+        }
+    }
+
+    fn socket(&self, id: RequestId) -> Option<(u64, bool)> {
+        let key = *self.shared.requests.get(&id)?;
+        match self.sessions.get(&key)?.link {
+            Link::WebSocket { socket, raw } if socket == id => Some((key, raw)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn websocket(
+        &mut self,
+        id: RequestId,
+        parts: http::request::Parts,
+        session_id: &str,
+        raw: bool,
+    ) {
+        let options = &self.shared.options;
+        let h = &parts.headers;
+        let upgrade_ok = h
+            .get(header::UPGRADE)
+            .is_some_and(|v| has_token(v.as_bytes(), b"websocket"));
+        if !upgrade_ok {
+            return self.respond(
+                id,
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    "Can \"Upgrade\" only to \"WebSocket\".",
+                ),
+            );
+        }
+        let connection_ok = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"upgrade"));
+        if !connection_ok {
+            return self.respond(
+                id,
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    "\"Connection\" must be \"Upgrade\".",
+                ),
+            );
+        }
+        let key1 = h.get("sec-websocket-key1");
+        let key2 = h.get("sec-websocket-key2");
+        let version = h.get(header::SEC_WEBSOCKET_VERSION);
+        let (response, handshake) = if let (Some(k1), Some(k2), None) = (key1, key2, version) {
+            if !options.hixie76 {
+                return self.respond(id, unsupported_version());
+            }
+            let numbers = (
+                k1.to_str().ok().and_then(hixie76_key_number),
+                k2.to_str().ok().and_then(hixie76_key_number),
+            );
+            let (Some(key1), Some(key2)) = numbers else {
+                return self.respond(id, plain(StatusCode::BAD_REQUEST, "Invalid hixie-76 key."));
+            };
+            let tls = parts.uri.scheme_str() == Some("https")
+                || parts.extensions.get::<crate::Tls>().is_some();
+            let scheme = if tls { "wss" } else { "ws" };
+            let host = h
+                .get(header::HOST)
+                .map(HeaderValue::as_bytes)
+                .unwrap_or_default();
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let mut location = Vec::with_capacity(host.len() + path.len() + 6);
+            location.extend_from_slice(scheme.as_bytes());
+            location.extend_from_slice(b"://");
+            location.extend_from_slice(host);
+            location.extend_from_slice(path.as_bytes());
+            let mut response = Response::new(());
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let headers = response.headers_mut();
+            headers.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            if let Some(origin) = h.get(header::ORIGIN) {
+                headers.insert("sec-websocket-origin", origin.clone());
+            }
+            if let Ok(location) = HeaderValue::from_bytes(&location) {
+                headers.insert("sec-websocket-location", location);
+            }
+            response
+                .extensions_mut()
+                .insert(crate::wire::hixie76::HANDSHAKE_REASON);
+            (response, Handshake::Hixie76 { key1, key2 })
+        } else {
+            let version_ok = version.is_some_and(|v| match options.protocol {
+                ProtocolVersion::Current => v == "13",
+                ProtocolVersion::V0_3_3 => v == "13" || v == "8" || v == "7",
+            });
+            if !version_ok {
+                return self.respond(id, unsupported_version());
+            }
+            let Some(key) = h.get(header::SEC_WEBSOCKET_KEY).filter(|k| !k.is_empty()) else {
+                return self.respond(
+                    id,
+                    plain(StatusCode::BAD_REQUEST, "Missing Sec-WebSocket-Key."),
+                );
+            };
+            let mut response = Response::new(());
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let headers = response.headers_mut();
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            if let Ok(accept) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
+                headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+            }
+            (response, Handshake::Rfc6455)
+        };
+        if self.sessions.len() >= options.max_sessions {
+            return self.respond(id, too_many_sessions());
+        }
+        if self.shared.requests.contains_key(&id) {
+            return; // a live request id: the driver broke its contract; answer nothing
+        }
+        let key = self.new_key();
+        let mut session = Session::new(session_id.into(), Link::WebSocket { socket: id, raw });
+        self.shared.requests.insert(id, key);
+        self.shared.outputs.push_back(Output::Upgrade {
+            request: id,
+            response,
+            handshake,
+        });
+        if !raw {
+            self.shared.outputs.push_back(Output::WsText {
+                request: id,
+                text: "o".to_owned(),
+            });
+        }
+        let at = after(self.shared.now, self.shared.options.heartbeat_delay);
+        self.shared.timers.set(key, &mut session.deadline, at);
+        self.sessions.insert(key, session);
+        let transport = if raw {
+            Transport::RawWebSocket
+        } else {
+            Transport::WebSocket
+        };
+        self.shared.outputs.push_back(Output::Opened {
+            session: SessionKey(key),
+            info: SessionInfo {
+                id: session_id.into(),
+                transport,
+                opened_by: id,
+                request: parts,
+            },
+        });
+    }
+}
+
+impl Shared {
+    /// Sends a WebSocket session's queued messages as one `a[...]` text message.
+    pub(super) fn flush_socket(&mut self, key: u64, socket: RequestId, s: &mut Session) {
+        if s.batch.is_empty() {
+            return;
+        }
+        let mut text = Vec::with_capacity(s.batch.frame_len());
+        s.batch.write_frame(&mut text);
+        s.batch.clear();
+        let text = String::from_utf8(text).unwrap_or_default();
+        self.outputs.push_back(Output::WsText {
+            request: socket,
+            text,
+        });
+        let at = after(self.now, self.options.heartbeat_delay);
+        self.timers.set(key, &mut s.deadline, at);
+    }
+}
+
+fn unsupported_version() -> Response<Bytes> {
+    let mut response = plain(
+        StatusCode::BAD_REQUEST,
+        "Only supported WebSocket protocol is RFC 6455.",
+    );
+    response.headers_mut().insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
+    response
+}
+
+/// Whether a comma-separated header value holds `token` (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// A close reason fits in a control frame: at most 123 bytes, cut at a char boundary.
+pub(super) fn ws_close_reason(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+/// A close code the WebSocket protocol lets an endpoint send; others become 1000.
+pub(super) fn ws_close_code(code: u16) -> u16 {
+    match code {
+        1000..=1003 | 1007..=1014 | 3000..=4999 => code,
+        _ => 1000,
+    }
+}
