@@ -9,6 +9,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
+use crate::output::SessionKey;
+
 /// A session's timer bookkeeping.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Deadline {
@@ -21,12 +23,12 @@ pub(crate) struct Deadline {
 /// The heap of `(deadline, session key)` entries.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    heap: BinaryHeap<Reverse<(Instant, SessionKey)>>,
 }
 
 impl Timers {
     /// Arms (or re-arms, or with `None` disarms) a session's timer.
-    pub fn set(&mut self, key: u64, deadline: &mut Deadline, at: Option<Instant>) {
+    pub fn set(&mut self, key: SessionKey, deadline: &mut Deadline, at: Option<Instant>) {
         deadline.at = at;
         if let Some(at) = at {
             if deadline.queued.is_none_or(|queued| at < queued) {
@@ -42,7 +44,7 @@ impl Timers {
     }
 
     /// Pops the next entry due at `now`, as `(entry time, key)`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, u64)> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, SessionKey)> {
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
@@ -53,7 +55,7 @@ impl Timers {
     /// now. A stale entry is ignored; an entry for a deadline that moved later is re-queued.
     pub fn fires(
         &mut self,
-        key: u64,
+        key: SessionKey,
         entry: Instant,
         deadline: &mut Deadline,
         now: Instant,
@@ -94,7 +96,7 @@ mod tests {
         let mut timers = Timers::default();
         let mut d = Deadline::default();
         for i in 0..1000 {
-            timers.set(1, &mut d, Some(t0 + Duration::from_millis(i)));
+            timers.set(SessionKey(1), &mut d, Some(t0 + Duration::from_millis(i)));
         }
         assert_eq!(timers.len(), 1);
         let (at, key) = timers.pop_due(t0).expect("due");
@@ -114,8 +116,8 @@ mod tests {
         let t0 = Instant::now();
         let mut timers = Timers::default();
         let mut d = Deadline::default();
-        timers.set(7, &mut d, Some(t0 + Duration::from_secs(25)));
-        timers.set(7, &mut d, Some(t0 + Duration::from_secs(5)));
+        timers.set(SessionKey(7), &mut d, Some(t0 + Duration::from_secs(25)));
+        timers.set(SessionKey(7), &mut d, Some(t0 + Duration::from_secs(5)));
         let t5 = t0 + Duration::from_secs(5);
         let (at, key) = timers.pop_due(t5).expect("due");
         assert!(timers.fires(key, at, &mut d, t5));

@@ -53,7 +53,7 @@ struct Shared {
     options: Options,
     outputs: VecDeque<Output>,
     /// Pending receivers and open WebSockets, to their session.
-    requests: Map<RequestId, u64>,
+    requests: Map<RequestId, SessionKey>,
     timers: Timers,
     now: Instant,
 }
@@ -64,11 +64,11 @@ struct Shared {
 /// See the crate documentation for the driving loop.
 pub struct Engine {
     shared: Shared,
-    sessions: Map<u64, Session>,
+    sessions: Map<SessionKey, Session>,
     /// HTTP sessions by their URL id.
-    by_id: Map<Box<str>, u64>,
+    by_id: Map<Box<str>, SessionKey>,
     /// Sessions with messages to flush at the next [`Engine::poll_output`].
-    dirty: Vec<u64>,
+    dirty: Vec<SessionKey>,
     next_key: u64,
     rng: u64,
     clock: (Instant, SystemTime),
@@ -145,12 +145,12 @@ impl Engine {
 
     /// The state of a session, or `None` once it is closed and forgotten.
     pub fn session_state(&self, session: SessionKey) -> Option<SessionState> {
-        self.sessions.get(&session.0).map(Session::state)
+        self.sessions.get(&session).map(Session::state)
     }
 
     /// Escaped bytes queued for a session, waiting for a receiver.
     pub fn queued_bytes(&self, session: SessionKey) -> Option<usize> {
-        self.sessions.get(&session.0).map(|s| s.batch.escaped_len())
+        self.sessions.get(&session).map(|s| s.batch.escaped_len())
     }
 
     fn advance(&mut self, now: Instant) {
@@ -379,7 +379,7 @@ impl Engine {
     }
 
     /// Removes a session and tells the application.
-    fn forget(&mut self, key: u64, reason: CloseReason) {
+    fn forget(&mut self, key: SessionKey, reason: CloseReason) {
         let Some(s) = self.sessions.remove(&key) else {
             return;
         };
@@ -421,13 +421,13 @@ impl Engine {
             }
         }
         self.shared.outputs.push_back(Output::Closed {
-            session: SessionKey(key),
+            session: key,
             reason,
         });
     }
 
-    fn new_key(&mut self) -> u64 {
-        let key = self.next_key;
+    fn new_key(&mut self) -> SessionKey {
+        let key = SessionKey(self.next_key);
         self.next_key += 1;
         key
     }

@@ -137,7 +137,7 @@ impl Engine {
         if existing.is_none() {
             self.shared.write_frame(key, s, OPEN.to_vec(), false);
             self.shared.outputs.push_back(Output::Opened {
-                session: SessionKey(key),
+                session: key,
                 info: SessionInfo {
                     id: session_id.into(),
                     transport,
@@ -213,7 +213,13 @@ impl Shared {
 
     /// Writes one frame to the session's receiver. A poll then ends; a stream ends when it
     /// reaches the response limit or when `last` is set. Ending detaches the receiver.
-    pub(super) fn write_frame(&mut self, key: u64, s: &mut Session, frame: Vec<u8>, last: bool) {
+    pub(super) fn write_frame(
+        &mut self,
+        key: SessionKey,
+        s: &mut Session,
+        frame: Vec<u8>,
+        last: bool,
+    ) {
         let Link::Http { receiver: slot } = &mut s.link else {
             return;
         };
@@ -254,14 +260,14 @@ impl Shared {
     }
 
     /// A receiver left: the disconnect timer starts.
-    pub(super) fn detached(&mut self, key: u64, s: &mut Session) {
+    pub(super) fn detached(&mut self, key: SessionKey, s: &mut Session) {
         let at = after(self.now, self.options.disconnect_delay);
         self.timers.set(key, &mut s.deadline, at);
     }
 
     /// A CLOSING session with a receiver attached: queued messages, then the close frame
     /// (a poll takes only the first of the two), then the receiver ends.
-    pub(super) fn attach_closing(&mut self, key: u64, s: &mut Session) {
+    pub(super) fn attach_closing(&mut self, key: SessionKey, s: &mut Session) {
         let Phase::Closing { code, reason, .. } = &s.phase else {
             return;
         };

@@ -23,10 +23,9 @@ impl Engine {
     /// otherwise it waits for the next receiver.
     pub fn send(&mut self, now: Instant, session: SessionKey, text: &str) -> Result<(), SendError> {
         self.advance(now);
-        let key = session.0;
         let s = self
             .sessions
-            .get_mut(&key)
+            .get_mut(&session)
             .ok_or(SendError::UnknownSession)?;
         if !matches!(s.phase, Phase::Open) {
             return Err(SendError::NotOpen);
@@ -37,7 +36,7 @@ impl Engine {
                 text: text.to_owned(),
             });
             let at = after(self.shared.now, self.shared.options.heartbeat_delay);
-            self.shared.timers.set(key, &mut s.deadline, at);
+            self.shared.timers.set(session, &mut s.deadline, at);
             return Ok(());
         }
         let max = self.shared.options.max_queued_bytes;
@@ -56,7 +55,7 @@ impl Engine {
         }
         if s.connected() && !s.dirty {
             s.dirty = true;
-            self.dirty.push(key);
+            self.dirty.push(session);
         }
         Ok(())
     }
@@ -71,10 +70,9 @@ impl Engine {
         reason: &str,
     ) -> Result<(), SendError> {
         self.advance(now);
-        let key = session.0;
         let s = self
             .sessions
-            .get_mut(&key)
+            .get_mut(&session)
             .ok_or(SendError::UnknownSession)?;
         if !matches!(s.phase, Phase::Open) {
             return Err(SendError::NotOpen);
@@ -93,7 +91,7 @@ impl Engine {
                 let (code, reason) = if raw {
                     (ws_close_code(code), ws_close_reason(reason))
                 } else {
-                    self.shared.flush_socket(key, socket, s);
+                    self.shared.flush_socket(session, socket, s);
                     let frame = frame::close(code, reason);
                     self.shared.outputs.push_back(Output::WsText {
                         request: socket,
@@ -106,10 +104,10 @@ impl Engine {
                     code,
                     reason,
                 });
-                self.forget(key, cause);
+                self.forget(session, cause);
             }
             Link::Http { receiver: Some(_) } => {
-                self.shared.attach_closing(key, s);
+                self.shared.attach_closing(session, s);
             }
             Link::Http { receiver: None } => {}
         }
@@ -119,10 +117,10 @@ impl Engine {
     /// Closes every open session (graceful shutdown). Streams get the close frame and end;
     /// WebSockets get it and close. Sessions already closing are left to expire.
     pub fn close_all(&mut self, now: Instant, code: u16, reason: &str) {
-        let mut keys: Vec<u64> = self.sessions.keys().copied().collect();
+        let mut keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
         keys.sort_unstable();
         for key in keys {
-            let _ = self.close(now, SessionKey(key), code, reason);
+            let _ = self.close(now, key, code, reason);
         }
     }
 
@@ -179,10 +177,9 @@ impl Engine {
             .is_some_and(|s| matches!(s.phase, Phase::Open));
         if open {
             for text in messages {
-                self.shared.outputs.push_back(Output::Message {
-                    session: SessionKey(key),
-                    text,
-                });
+                self.shared
+                    .outputs
+                    .push_back(Output::Message { session: key, text });
             }
         }
         let response = if jsonp {

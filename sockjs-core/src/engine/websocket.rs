@@ -24,7 +24,7 @@ impl Engine {
         };
         if raw {
             self.shared.outputs.push_back(Output::Message {
-                session: SessionKey(key),
+                session: key,
                 text: text.to_owned(),
             });
             return;
@@ -32,10 +32,9 @@ impl Engine {
         match decode_ws_message(text) {
             Ok(messages) => {
                 for text in messages {
-                    self.shared.outputs.push_back(Output::Message {
-                        session: SessionKey(key),
-                        text,
-                    });
+                    self.shared
+                        .outputs
+                        .push_back(Output::Message { session: key, text });
                 }
             }
             Err(_) => {
@@ -72,7 +71,7 @@ impl Engine {
         }
     }
 
-    fn socket(&self, id: RequestId) -> Option<(u64, bool)> {
+    fn socket(&self, id: RequestId) -> Option<(SessionKey, bool)> {
         let key = *self.shared.requests.get(&id)?;
         match self.sessions.get(&key)?.link {
             Link::WebSocket { socket, raw } if socket == id => Some((key, raw)),
@@ -213,7 +212,7 @@ impl Engine {
             Transport::WebSocket
         };
         self.shared.outputs.push_back(Output::Opened {
-            session: SessionKey(key),
+            session: key,
             info: SessionInfo {
                 id: session_id.into(),
                 transport,
@@ -226,7 +225,7 @@ impl Engine {
 
 impl Shared {
     /// Sends a WebSocket session's queued messages as one `a[...]` text message.
-    pub(super) fn flush_socket(&mut self, key: u64, socket: RequestId, s: &mut Session) {
+    pub(super) fn flush_socket(&mut self, key: SessionKey, socket: RequestId, s: &mut Session) {
         if s.batch.is_empty() {
             return;
         }
