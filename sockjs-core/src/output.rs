@@ -52,7 +52,11 @@ impl Handshake {
     pub const HIXIE76_REASON: &'static str = "WebSocket Protocol Handshake";
 }
 
-/// The state of a live session.
+/// The state of a session, as [`Engine::session_state`] reports it.
+///
+/// A session only moves forward: `Open`, then possibly `Closing`, then `Closed`.
+///
+/// [`Engine::session_state`]: crate::Engine::session_state
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {
     /// Open: messages flow both ways.
@@ -60,6 +64,8 @@ pub enum SessionState {
     /// Closed by the application or the client; the close frame is replayed to any
     /// receiver until the disconnect delay passes.
     Closing,
+    /// Ended and forgotten (its `Closed` event is out), or never known to this engine.
+    Closed,
 }
 
 /// The first request of a session, as the application sees it.

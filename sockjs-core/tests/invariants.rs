@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{App, Harness};
 use proptest::prelude::*;
-use sockjs_core::{AbortPolicy, Options, RequestId, SessionKey};
+use sockjs_core::{AbortPolicy, Options, RequestId, SessionKey, SessionState};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -299,7 +299,7 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     for (key, sent) in &m.accepted {
         let got = delivered(&h, *key, &m);
-        let alive = h.engine.session_state(*key).is_some();
+        let alive = h.engine.session_state(*key) != SessionState::Closed;
         let is_ws = m.sockets.iter().any(|id| h.owner.get(id) == Some(key));
         if alive && !is_ws {
             prop_assert_eq!(

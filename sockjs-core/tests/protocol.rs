@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{App, Harness, ms};
-use sockjs_core::{CloseReason, Handshake, Options, ProtocolVersion, Transport};
+use sockjs_core::{CloseReason, Handshake, Options, ProtocolVersion, SessionState, Transport};
 
 const NO_CACHE: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
 const JS: &str = "application/javascript; charset=UTF-8";
@@ -874,6 +874,22 @@ fn s7_1_8_sends_refused_once_closing() {
         h.engine.send(h.now, key, "late"),
         Err(sockjs_core::SendError::UnknownSession)
     );
+}
+
+#[test]
+fn s7_session_state_goes_open_closing_closed() {
+    let mut h = Harness::new(Options::default(), App::Passive);
+    h.post("/a/st/xhr", "");
+    let key = h.last_session();
+    assert_eq!(h.engine.session_state(key), SessionState::Open);
+    h.app_close(key, 3000, "x");
+    assert_eq!(h.engine.session_state(key), SessionState::Closing);
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.engine.session_state(key), SessionState::Closed);
+    // A new session under the same URL id has a new key; the old one stays closed.
+    h.post("/a/st/xhr", "");
+    assert_ne!(h.last_session(), key);
+    assert_eq!(h.engine.session_state(key), SessionState::Closed);
 }
 
 #[test]

@@ -143,9 +143,12 @@ impl Engine {
         self.shared.requests.len()
     }
 
-    /// The state of a session, or `None` once it is closed and forgotten.
-    pub fn session_state(&self, session: SessionKey) -> Option<SessionState> {
-        self.sessions.get(&session).map(Session::state)
+    /// The state of a session: [`SessionState::Closed`] once it is forgotten (keys are
+    /// never reused, so a stale key stays closed).
+    pub fn session_state(&self, session: SessionKey) -> SessionState {
+        self.sessions
+            .get(&session)
+            .map_or(SessionState::Closed, Session::state)
     }
 
     /// Escaped bytes queued for a session, waiting for a receiver.
