@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use sockjs_core::escape::quote_message;
 use sockjs_core::frame::MessageBatch;
-use sockjs_core::{Engine, Options, Output, RequestId, SessionKey, Start};
+use sockjs_core::{Engine, Event, Options, RequestId, SessionKey, Start};
 
 const RUNS: usize = 7;
 
@@ -50,11 +50,36 @@ fn engine(options: Options) -> Engine {
 
 fn drain(engine: &mut Engine) -> usize {
     let mut n = 0;
-    while let Some(output) = engine.poll_output() {
-        black_box(&output);
+    loop {
+        while let Some(transmit) = engine.poll_transmit() {
+            black_box(&transmit);
+            n += 1;
+        }
+        let Some(event) = engine.poll_event() else {
+            return n;
+        };
+        black_box(&event);
         n += 1;
     }
-    n
+}
+
+/// The driver loop with an echo application: every message is sent back.
+fn echo(engine: &mut Engine, now: Instant) {
+    loop {
+        while let Some(transmit) = engine.poll_transmit() {
+            black_box(&transmit);
+        }
+        let mut any = false;
+        while let Some(event) = engine.poll_event() {
+            any = true;
+            if let Event::Message { session, text } = event {
+                let _ = engine.send(now, session, &text);
+            }
+        }
+        if !any {
+            return;
+        }
+    }
 }
 
 fn main() {
@@ -129,11 +154,7 @@ fn main() {
                 .body(body.clone())
                 .expect("req");
             e.handle_request(now, RequestId(id), request);
-            while let Some(output) = e.poll_output() {
-                if let Output::Message { session, text } = output {
-                    let _ = e.send(now, session, &text);
-                }
-            }
+            echo(&mut e, now);
         },
     );
 
@@ -158,13 +179,7 @@ fn main() {
                 RequestId(1),
                 black_box(r#"["hello, world: a 32 byte message"]"#),
             );
-            while let Some(output) = e.poll_output() {
-                if let Output::Message { session, text } = output {
-                    let _ = e.send(now, session, &text);
-                } else {
-                    black_box(output);
-                }
-            }
+            echo(&mut e, now);
         },
     );
 
@@ -181,8 +196,9 @@ fn main() {
             RequestId(i),
             http::Request::post(uri).body(Bytes::new()).expect("req"),
         );
-        while let Some(output) = e.poll_output() {
-            if let Output::Opened { session, .. } = output {
+        while e.poll_transmit().is_some() {}
+        while let Some(event) = e.poll_event() {
+            if let Event::Opened { session, .. } = event {
                 keys.push(session);
             }
         }

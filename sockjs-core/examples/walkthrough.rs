@@ -4,47 +4,65 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use sockjs_core::{Engine, Options, Output, RequestId, Start};
+use sockjs_core::{Content, Engine, Event, Options, RequestId, Start, Transmit};
 
 fn show(engine: &mut Engine, now: Instant) {
-    while let Some(output) = engine.poll_output() {
-        match output {
-            Output::Respond { request, response } => println!(
-                "  -> request {}: {} {:?}",
-                request.0,
-                response.status(),
-                String::from_utf8_lossy(response.body())
-            ),
-            Output::StreamStart { request, response } => {
-                println!(
-                    "  -> request {}: {} (streaming)",
-                    request.0,
-                    response.status()
-                )
-            }
-            Output::StreamChunk { request, data } => {
-                let text = String::from_utf8_lossy(&data);
-                let shown = if text.len() > 40 {
-                    format!("{}… ({} bytes)", &text[..20], text.len())
-                } else {
-                    text.into_owned()
-                };
-                println!("  -> request {}: chunk {shown:?}", request.0)
-            }
-            Output::StreamEnd { request } => println!("  -> request {}: end of stream", request.0),
-            Output::Opened { session, info } => {
-                println!(
-                    "  app: session {session} opened over {}",
-                    info.transport.name()
-                )
-            }
-            Output::Message { session, text } => {
-                println!("  app: {session} says {text:?}; echoing");
-                let _ = engine.send(now, session, &text);
-            }
-            Output::Closed { session, reason } => println!("  app: {session} closed: {reason:?}"),
-            other => println!("  -> {other:?}"),
+    // Write everything queued, then hand every event to the application; its echoes are
+    // batched into one frame per session when the transmits are drained again.
+    loop {
+        while let Some(transmit) = engine.poll_transmit() {
+            show_transmit(transmit);
         }
+        let mut any = false;
+        while let Some(event) = engine.poll_event() {
+            any = true;
+            match event {
+                Event::Opened { session, info } => {
+                    let transport = info.transport.name();
+                    println!("  app: session {session} opened over {transport}")
+                }
+                Event::Message { session, text } => {
+                    println!("  app: {session} says {text:?}; echoing");
+                    let _ = engine.send(now, session, &text);
+                }
+                Event::Closed { session, reason } => {
+                    println!("  app: {session} closed: {reason:?}")
+                }
+                other => println!("  app: {other:?}"),
+            }
+        }
+        if !any {
+            return;
+        }
+    }
+}
+
+fn show_transmit(Transmit { request, content }: Transmit) {
+    match content {
+        Content::Response(response) => println!(
+            "  -> request {}: {} {:?}",
+            request.0,
+            response.status(),
+            String::from_utf8_lossy(response.body())
+        ),
+        Content::StreamStart(response) => {
+            println!(
+                "  -> request {}: {} (streaming)",
+                request.0,
+                response.status()
+            )
+        }
+        Content::Chunk(data) => {
+            let text = String::from_utf8_lossy(&data);
+            let shown = if text.len() > 40 {
+                format!("{}… ({} bytes)", &text[..20], text.len())
+            } else {
+                text.into_owned()
+            };
+            println!("  -> request {}: chunk {shown:?}", request.0)
+        }
+        Content::StreamEnd => println!("  -> request {}: end of stream", request.0),
+        other => println!("  -> request {}: {other:?}", request.0),
     }
 }
 

@@ -3,10 +3,11 @@
 //! SockJS gives browsers a WebSocket-like object that keeps working where WebSockets don't,
 //! by falling back to HTTP streaming and polling transports. This crate is the whole server
 //! side of the protocol as a pure state machine: requests, WebSocket events, application
-//! calls and time go in; responses, stream chunks, WebSocket frames and application events
-//! come out. It has no sockets, threads, async runtime, clock reads or randomness, so the
-//! same inputs always give the same outputs: it can be tested on a virtual clock, fuzzed,
-//! and embedded in any runtime (see `sockjs-smol` and `sockjs-tokio` for two).
+//! calls and time go in; writes (responses, stream chunks, WebSocket frames) and
+//! application events come out. It has no sockets, threads, async runtime, clock reads or
+//! randomness, so the same inputs always give the same outputs: it can be tested on a
+//! virtual clock, fuzzed, and embedded in any runtime (see `sockjs-smol` and
+//! `sockjs-tokio` for two).
 //!
 //! # Driving the engine
 //!
@@ -16,15 +17,16 @@
 //!    with a request id the runtime chooses), [`Engine::handle_abort`] (the peer dropped a
 //!    pending request), [`Engine::handle_ws_message`] / [`Engine::handle_ws_closed`],
 //!    [`Engine::send`] / [`Engine::close`] (the application), [`Engine::handle_timeout`];
-//! 2. drain [`Engine::poll_output`] until it returns `None`, carrying out each [`Output`]:
-//!    write a response, start a stream and write each chunk as its own flushed HTTP chunk,
-//!    finish a WebSocket upgrade, send WebSocket frames, or hand events to the application;
+//! 2. drain [`Engine::poll_transmit`] and [`Engine::poll_event`] until both are empty:
+//!    carry out each [`Transmit`] (write a response, start a stream and write each chunk as
+//!    its own flushed HTTP chunk, finish a WebSocket upgrade, send WebSocket frames) and hand
+//!    each [`Event`] to the application, whose reactions may queue more of both;
 //! 3. sleep until [`Engine::poll_timeout`] or the next input, whichever comes first.
 //!
 //! ```
 //! use std::time::{Duration, Instant, SystemTime};
 //! use bytes::Bytes;
-//! use sockjs_core::{Engine, Options, Output, RequestId, Start};
+//! use sockjs_core::{Content, Engine, Event, Options, RequestId, Start, Transmit};
 //!
 //! let mut now = Instant::now();
 //! let start = Start { now, wall_clock: SystemTime::now(), seed: 0x5eed };
@@ -40,12 +42,21 @@
 //!
 //! let mut answers = Vec::new();
 //! loop {
-//!     let Some(output) = engine.poll_output() else { break };
-//!     match output {
-//!         Output::Respond { request, response } => answers.push((request, response)),
-//!         Output::Message { session, text } => engine.send(now, session, &text)?, // echo
-//!         Output::Opened { .. } | Output::Closed { .. } => {}
-//!         other => unreachable!("no streams or sockets here: {other:?}"),
+//!     while let Some(Transmit { request, content }) = engine.poll_transmit() {
+//!         match content {
+//!             Content::Response(response) => answers.push((request, response)),
+//!             other => unreachable!("no streams or sockets here: {other:?}"),
+//!         }
+//!     }
+//!     let mut reacted = false;
+//!     while let Some(event) = engine.poll_event() {
+//!         reacted = true;
+//!         if let Event::Message { session, text } = event {
+//!             engine.send(now, session, &text)?; // echo
+//!         }
+//!     }
+//!     if !reacted {
+//!         break; // both queues are empty
 //!     }
 //! }
 //! let bodies: Vec<_> = answers.iter().map(|(id, r)| (id.0, r.body().clone())).collect();
@@ -58,7 +69,7 @@
 //! assert_eq!(deadline, now + Duration::from_secs(5));
 //! now = deadline;
 //! engine.handle_timeout(now);
-//! assert!(matches!(engine.poll_output(), Some(Output::Closed { .. })));
+//! assert!(matches!(engine.poll_event(), Some(Event::Closed { .. })));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -105,7 +116,8 @@ pub use options::{
     AbortPolicy, Options, OptionsError, OriginPolicy, ProtocolVersion, SessionBinding,
 };
 pub use output::{
-    CloseReason, Handshake, Output, RequestId, SendError, SessionInfo, SessionKey, SessionState,
+    CloseReason, Content, Event, Handshake, RequestId, SendError, SessionInfo, SessionKey,
+    SessionState, Transmit,
 };
 pub use transport::Transport;
 

@@ -1,5 +1,7 @@
-//! What the engine tells its driver: identifiers, outputs and application events.
+//! What the engine tells its driver: identifiers, transmits, application events, and the
+//! queues that hold them.
 
+use std::collections::VecDeque;
 use std::fmt;
 
 use bytes::Bytes;
@@ -12,7 +14,7 @@ use crate::transport::Transport;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
-/// The engine's handle on one session, given in [`Output::Opened`]. Never reused, so a
+/// The engine's handle on one session, given in [`Event::Opened`]. Never reused, so a
 /// stale key can never reach a newer session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionKey(pub(crate) u64);
@@ -30,7 +32,7 @@ impl fmt::Display for SessionKey {
     }
 }
 
-/// Which WebSocket handshake an [`Output::Upgrade`] completes.
+/// Which WebSocket handshake a [`Content::Upgrade`] completes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handshake {
     /// RFC 6455: write the 101 head and speak RFC 6455 frames.
@@ -108,95 +110,143 @@ pub enum CloseReason {
     MessageTooBig,
 }
 
-/// Everything the engine asks of its driver, drained with [`Engine::poll_output`].
+/// One write for one request (or the WebSocket it became), drained with
+/// [`Engine::poll_transmit`].
 ///
-/// Transmit outputs (responses, chunks, WebSocket frames) for one request come in the order
-/// they must be written. Each [`Output::StreamChunk`] must go out as its own HTTP chunk and
-/// be flushed (PROTOCOL.md §10).
+/// Transmits of one request come in the order they must be written; transmits of different
+/// requests are independent. Write each one before reading the next of the same request
+/// (each [`Content::Chunk`] is its own flushed HTTP chunk, PROTOCOL.md §10).
 ///
-/// [`Engine::poll_output`]: crate::Engine::poll_output
+/// [`Engine::poll_transmit`]: crate::Engine::poll_transmit
 #[derive(Debug)]
-pub enum Output {
-    /// Write this complete response; the request is done.
-    Respond {
-        /// The request answered.
-        request: RequestId,
-        /// The response; its body is complete.
-        response: Response<Bytes>,
-    },
-    /// Start a streaming response with this head (no Content-Length: chunked on HTTP/1.1,
-    /// close-delimited on HTTP/1.0).
-    StreamStart {
-        /// The request answered.
-        request: RequestId,
-        /// The response head.
-        response: Response<()>,
-    },
-    /// Write one chunk of a streaming response and flush it.
-    StreamChunk {
-        /// The streaming request.
-        request: RequestId,
-        /// The chunk.
-        data: Bytes,
-    },
-    /// End a streaming response (terminating chunk, or close on HTTP/1.0).
-    StreamEnd {
-        /// The streaming request.
-        request: RequestId,
-    },
-    /// Accept the WebSocket upgrade: write this 101 head and complete the handshake. The
-    /// request id now identifies the WebSocket.
+pub struct Transmit {
+    /// The request (or WebSocket) to write to.
+    pub request: RequestId,
+    /// What to write.
+    pub content: Content,
+}
+
+/// What a [`Transmit`] writes. The request is done after a content that
+/// [`is_last`](Content::is_last); the engine has already forgotten it then.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Content {
+    /// A complete response (its body is whole); the request is done.
+    Response(Box<Response<Bytes>>),
+    /// The head of a streaming response: no Content-Length, so chunked on HTTP/1.1 and
+    /// close-delimited on HTTP/1.0.
+    StreamStart(Box<Response<()>>),
+    /// One chunk of a streaming response: write it as its own HTTP chunk and flush it.
+    Chunk(Bytes),
+    /// The end of a streaming response (terminating chunk, or close on HTTP/1.0); the
+    /// request is done.
+    StreamEnd,
+    /// Accept the WebSocket upgrade: write this 101 head and finish the handshake. From now
+    /// on the request id names the WebSocket.
     Upgrade {
-        /// The request upgraded.
-        request: RequestId,
-        /// The 101 response head.
-        response: Response<()>,
+        /// The 101 head (for hixie-76 it carries the [`ReasonPhrase`] extension that makes
+        /// [`ResponseEncoder`] write its reason phrase).
+        ///
+        /// [`ReasonPhrase`]: crate::wire::ReasonPhrase
+        /// [`ResponseEncoder`]: crate::wire::ResponseEncoder
+        response: Box<Response<()>>,
         /// Which handshake to finish.
         handshake: Handshake,
     },
-    /// Send a WebSocket text message.
-    WsText {
-        /// The WebSocket.
-        request: RequestId,
-        /// The text.
-        text: String,
-    },
-    /// Send a WebSocket ping (raw WebSocket heartbeat).
-    WsPing {
-        /// The WebSocket.
-        request: RequestId,
-    },
-    /// Send a WebSocket close frame with this code and reason, then close the connection.
-    /// The engine has already forgotten the WebSocket.
+    /// A WebSocket text message.
+    WsText(String),
+    /// A WebSocket ping (the raw WebSocket heartbeat).
+    WsPing,
+    /// A WebSocket close frame with this code and reason; then close the connection. The
+    /// socket is done.
     WsClose {
-        /// The WebSocket.
-        request: RequestId,
         /// The close code.
         code: u16,
-        /// The close reason.
-        reason: String,
+        /// The close reason (at most 123 bytes, so it fits a control frame).
+        reason: Box<str>,
     },
-    /// Application event: a session opened.
+}
+
+impl Content {
+    /// Whether this is the last write of its request ([`Content::Response`],
+    /// [`Content::StreamEnd`], [`Content::WsClose`]).
+    pub fn is_last(&self) -> bool {
+        matches!(
+            self,
+            Content::Response(_) | Content::StreamEnd | Content::WsClose { .. }
+        )
+    }
+}
+
+/// What the application hears of, drained with [`Engine::poll_event`].
+///
+/// Events come in the order they happened. An [`Event::Opened`] is queued after the
+/// session's `o` frame was queued as a [`Transmit`], so whatever the application does in
+/// answer to it goes out after `o`. Reacting to an event may queue more transmits and
+/// events: a driver drains both queues until both are empty.
+///
+/// [`Engine::poll_event`]: crate::Engine::poll_event
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A session opened.
     Opened {
         /// The new session.
         session: SessionKey,
         /// Its first request.
-        info: SessionInfo,
+        info: Box<SessionInfo>,
     },
-    /// Application event: the client sent a message.
+    /// The client sent a message.
     Message {
         /// The session.
         session: SessionKey,
         /// The message.
         text: String,
     },
-    /// Application event: the session ended and is forgotten.
+    /// The session ended and is forgotten; its key is never used again.
     Closed {
         /// The session.
         session: SessionKey,
         /// Why.
         reason: CloseReason,
     },
+}
+
+/// The engine's two outgoing queues.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Outbox {
+    pub fn push(&mut self, request: RequestId, content: Content) {
+        self.transmits.push_back(Transmit { request, content });
+    }
+
+    pub fn respond(&mut self, request: RequestId, response: Response<Bytes>) {
+        self.push(request, Content::Response(Box::new(response)));
+    }
+
+    pub fn event(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    pub fn pop_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn pop_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn transmits(&self) -> usize {
+        self.transmits.len()
+    }
+
+    pub fn events(&self) -> usize {
+        self.events.len()
+    }
 }
 
 /// Why [`Engine::send`] or [`Engine::close`] refused.
@@ -226,3 +276,29 @@ impl fmt::Display for SendError {
 }
 
 impl std::error::Error for SendError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_items_stay_small() {
+        assert!(size_of::<Content>() <= 40, "{}", size_of::<Content>());
+        assert!(size_of::<Event>() <= 48, "{}", size_of::<Event>());
+    }
+
+    #[test]
+    fn last_writes() {
+        let response = Response::new(Bytes::new());
+        assert!(Content::Response(Box::new(response)).is_last());
+        assert!(Content::StreamEnd.is_last());
+        let close = Content::WsClose {
+            code: 1000,
+            reason: "".into(),
+        };
+        assert!(close.is_last());
+        assert!(!Content::Chunk(Bytes::from_static(b"o\n")).is_last());
+        assert!(!Content::WsText("o".into()).is_last());
+        assert!(!Content::WsPing.is_last());
+    }
+}

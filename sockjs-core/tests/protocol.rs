@@ -654,6 +654,53 @@ fn s7_1_2_open_frame_comes_before_the_app_hears_of_the_session() {
 }
 
 #[test]
+fn s7_1_2_app_reacting_to_opened_before_writing_still_follows_the_open_frame() {
+    // A driver may hand events to the application before it writes the transmits queued
+    // with them: whatever the application does then must still go out after `o`.
+    use sockjs_core::{Content, Event, RequestId};
+    for path in ["/a/react/xhr_streaming", "/a/react/websocket"] {
+        let mut h = Harness::new(Options::default(), App::Passive);
+        let request = http::Request::get(path)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw==")
+            .body(bytes::Bytes::new())
+            .expect("request");
+        let method = if path.ends_with("websocket") {
+            "GET"
+        } else {
+            "POST"
+        };
+        let (mut parts, body) = request.into_parts();
+        parts.method = method.parse().expect("method");
+        let id = RequestId(1);
+        h.engine
+            .handle_request(h.now, id, http::Request::from_parts(parts, body));
+        let Some(Event::Opened { session, .. }) = h.engine.poll_event() else {
+            panic!("opened first");
+        };
+        h.engine.send(h.now, session, "hi").expect("send");
+        h.engine.close(h.now, session, 3000, "bye").expect("close");
+        let mut frames = Vec::new();
+        while let Some(t) = h.engine.poll_transmit() {
+            assert_eq!(t.request, id);
+            match t.content {
+                Content::Chunk(data) => frames.push(String::from_utf8_lossy(&data).into_owned()),
+                Content::WsText(text) => frames.push(text),
+                _ => {}
+            }
+        }
+        let frames: Vec<&str> = frames.iter().map(|f| f.trim_end()).collect();
+        let frames: Vec<&str> = frames
+            .into_iter()
+            .filter(|f| !f.starts_with("hhhh"))
+            .collect();
+        assert_eq!(frames, ["o", "a[\"hi\"]", "c[3000,\"bye\"]"], "{path}");
+    }
+}
+
+#[test]
 fn s7_1_2_second_receiver_gets_2010_and_first_is_untouched() {
     let mut h = Harness::echo();
     h.post("/a/busy/xhr", "");
@@ -1790,7 +1837,7 @@ fn wall_clock_outside_http_dates_does_not_panic() {
                 .body(bytes::Bytes::new())
                 .expect("req"),
         );
-        assert!(engine.poll_output().is_some());
+        assert!(engine.poll_transmit().is_some());
     }
 }
 

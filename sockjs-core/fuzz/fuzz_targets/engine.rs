@@ -1,7 +1,8 @@
-//! Whole scripts of engine inputs on virtual time. Invariants checked on every output:
-//! each request is answered at most once and streams are well formed; sessions open once
-//! and close once, with no event after their close; queues stay within their bound; and at
-//! the end, once every client is gone and the disconnect delay has passed, nothing is left.
+//! Whole scripts of engine inputs on virtual time. Invariants checked on every transmit and
+//! event: each request is answered at most once, nothing is written after a request's last
+//! write, and streams are well formed; sessions open once and close once, with no event
+//! after their close; queues stay within their bound; and at the end, once every client is
+//! gone and the disconnect delay has passed, nothing is left.
 #![no_main]
 
 use std::collections::HashSet;
@@ -10,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sockjs_core::{AbortPolicy, Engine, Options, Output, RequestId, SessionKey, Start};
+use sockjs_core::{
+    AbortPolicy, Content, Engine, Event, Options, RequestId, SessionKey, SessionState, Start, Transmit,
+};
 
 #[derive(Debug, Arbitrary)]
 enum Op {
@@ -58,47 +61,68 @@ struct Check {
 
 impl Check {
     fn drain(&mut self, engine: &mut Engine) {
-        while let Some(output) = engine.poll_output() {
-            match output {
-                Output::Respond { request, .. } => {
-                    assert!(self.answered.insert(request), "answered twice");
-                    assert!(!self.streaming.contains(&request));
-                }
-                Output::StreamStart { request, .. } => {
-                    assert!(!self.answered.contains(&request));
-                    assert!(self.streaming.insert(request));
-                }
-                Output::StreamChunk { request, data } => {
-                    assert!(self.streaming.contains(&request) && !self.answered.contains(&request));
-                    assert!(!data.is_empty());
-                }
-                Output::StreamEnd { request } => {
-                    assert!(self.streaming.contains(&request));
-                    assert!(self.answered.insert(request), "stream ended twice");
-                }
-                Output::Upgrade { request, .. } => {
-                    assert!(self.answered.insert(request));
-                    self.sockets.insert(request);
-                }
-                Output::WsText { request, .. } | Output::WsPing { request } => {
-                    assert!(self.sockets.contains(&request));
-                }
-                Output::WsClose { request, .. } => {
-                    assert!(self.sockets.remove(&request), "socket closed twice");
-                }
-                Output::Opened { session, .. } => {
-                    assert!(self.opened.insert(session), "opened twice");
-                    self.live.push(session);
-                }
-                Output::Message { session, .. } => {
-                    assert!(self.opened.contains(&session) && !self.closed.contains(&session));
-                }
-                Output::Closed { session, .. } => {
-                    assert!(self.opened.contains(&session));
-                    assert!(self.closed.insert(session), "closed twice");
-                    self.live.retain(|k| *k != session);
-                }
+        loop {
+            while let Some(Transmit { request, content }) = engine.poll_transmit() {
+                self.transmit(request, content);
             }
+            let Some(event) = engine.poll_event() else { return };
+            self.event(engine, event);
+        }
+    }
+
+    fn transmit(&mut self, request: RequestId, content: Content) {
+        let last = content.is_last();
+        match content {
+            Content::Response(_) => {
+                assert!(self.answered.insert(request), "answered twice");
+                assert!(!self.streaming.contains(&request));
+            }
+            Content::StreamStart(_) => {
+                assert!(!self.answered.contains(&request));
+                assert!(self.streaming.insert(request));
+            }
+            Content::Chunk(data) => {
+                assert!(self.streaming.contains(&request) && !self.answered.contains(&request));
+                assert!(!data.is_empty());
+            }
+            Content::StreamEnd => {
+                assert!(self.streaming.contains(&request));
+                assert!(self.answered.insert(request), "stream ended twice");
+            }
+            Content::Upgrade { .. } => {
+                assert!(self.answered.insert(request));
+                self.sockets.insert(request);
+            }
+            Content::WsText(_) | Content::WsPing => {
+                assert!(self.sockets.contains(&request));
+            }
+            Content::WsClose { reason, .. } => {
+                assert!(reason.len() <= 123, "close reason too long for a control frame");
+                assert!(self.sockets.remove(&request), "socket closed twice");
+            }
+            other => panic!("unknown transmit {other:?}"),
+        }
+        if last {
+            assert!(self.answered.contains(&request) && !self.sockets.contains(&request));
+        }
+    }
+
+    fn event(&mut self, engine: &Engine, event: Event) {
+        match event {
+            Event::Opened { session, .. } => {
+                assert!(self.opened.insert(session), "opened twice");
+                self.live.push(session);
+            }
+            Event::Message { session, .. } => {
+                assert!(self.opened.contains(&session) && !self.closed.contains(&session));
+            }
+            Event::Closed { session, .. } => {
+                assert!(self.opened.contains(&session));
+                assert!(self.closed.insert(session), "closed twice");
+                assert_eq!(engine.session_state(session), SessionState::Closed);
+                self.live.retain(|k| *k != session);
+            }
+            other => panic!("unknown event {other:?}"),
         }
     }
 }

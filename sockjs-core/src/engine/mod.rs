@@ -11,7 +11,7 @@ mod websocket;
 
 use receive::take_messages_frame;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -23,7 +23,9 @@ use http::{Method, Request, Response, StatusCode};
 use crate::frame::{self, HEARTBEAT};
 use crate::handshake::md5_hex;
 use crate::options::{AbortPolicy, Options, OptionsError, OriginPolicy};
-use crate::output::{CloseReason, Output, RequestId, SessionKey, SessionState};
+use crate::output::{
+    CloseReason, Content, Event, Outbox, RequestId, SessionKey, SessionState, Transmit,
+};
 use crate::pages::iframe_page;
 use crate::response::{RequestHeaders, plain};
 use crate::route::{Route, SessionEndpoint};
@@ -48,10 +50,10 @@ pub struct Start {
 }
 
 /// Per-request things the engine's helpers share, split from the session maps so a session
-/// can be borrowed mutably while outputs are written.
+/// can be borrowed mutably while transmits are queued.
 struct Shared {
     options: Options,
-    outputs: VecDeque<Output>,
+    out: Outbox,
     /// Pending receivers and open WebSockets, to their session.
     requests: Map<RequestId, SessionKey>,
     timers: Timers,
@@ -59,7 +61,7 @@ struct Shared {
 }
 
 /// A sans-IO SockJS service: feed it requests, WebSocket events, application calls and
-/// time; drain [`Output`]s; call back at [`Engine::poll_timeout`].
+/// time; drain [`Transmit`]s and [`Event`]s; call back at [`Engine::poll_timeout`].
 ///
 /// See the crate documentation for the driving loop.
 pub struct Engine {
@@ -67,7 +69,7 @@ pub struct Engine {
     sessions: Map<SessionKey, Session>,
     /// HTTP sessions by their URL id.
     by_id: Map<Box<str>, SessionKey>,
-    /// Sessions with messages to flush at the next [`Engine::poll_output`].
+    /// Sessions with messages to flush when the transmit queue runs dry.
     dirty: Vec<SessionKey>,
     next_key: u64,
     rng: u64,
@@ -82,7 +84,8 @@ impl std::fmt::Debug for Engine {
             .field("prefix", &self.shared.options.prefix)
             .field("sessions", &self.sessions.len())
             .field("pending_requests", &self.shared.requests.len())
-            .field("queued_outputs", &self.shared.outputs.len())
+            .field("queued_transmits", &self.shared.out.transmits())
+            .field("queued_events", &self.shared.out.events())
             .finish()
     }
 }
@@ -112,7 +115,7 @@ impl Engine {
         Ok(Engine {
             shared: Shared {
                 options,
-                outputs: VecDeque::new(),
+                out: Outbox::default(),
                 requests: HashMap::with_hasher(hasher(1)),
                 timers: Timers::default(),
                 now: start.now,
@@ -179,13 +182,11 @@ impl Engine {
     }
 
     fn respond(&mut self, request: RequestId, response: Response<Bytes>) {
-        self.shared
-            .outputs
-            .push_back(Output::Respond { request, response });
+        self.shared.out.respond(request, response);
     }
 
     /// Handles a complete HTTP request (head and whole body). The answer comes out of
-    /// [`Engine::poll_output`], at once or later (held polls, streams, upgrades).
+    /// [`Engine::poll_transmit`], at once or later (held polls, streams, upgrades).
     ///
     /// The body should already be limited by the driver to
     /// [`Options::max_request_body`]; a larger one gets 413 here.
@@ -322,14 +323,12 @@ impl Engine {
             match &s.link {
                 Link::WebSocket { socket, raw } => {
                     let socket = *socket;
-                    self.shared.outputs.push_back(if *raw {
-                        Output::WsPing { request: socket }
+                    let content = if *raw {
+                        Content::WsPing
                     } else {
-                        Output::WsText {
-                            request: socket,
-                            text: "h".to_owned(),
-                        }
-                    });
+                        Content::WsText("h".to_owned())
+                    };
+                    self.shared.out.push(socket, content);
                     let at = after(self.shared.now, self.shared.options.heartbeat_delay);
                     self.shared.timers.set(key, &mut s.deadline, at);
                 }
@@ -349,16 +348,28 @@ impl Engine {
 
     /// When to call [`Engine::handle_timeout`] next, if any timer is armed. Waking early is
     /// harmless.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.shared.timers.next()
     }
 
-    /// The next output, or `None` when there is nothing more to do until the next input.
-    pub fn poll_output(&mut self) -> Option<Output> {
-        if self.shared.outputs.is_empty() && !self.dirty.is_empty() {
+    /// The next write, or `None` when there is none until the next input (or until the
+    /// application reacts to an event).
+    ///
+    /// Messages the application sent are batched: they go out, one frame per session, once
+    /// the transmits queued before them are drained.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.shared.out.transmits() == 0 && !self.dirty.is_empty() {
             self.flush_dirty();
         }
-        self.shared.outputs.pop_front()
+        self.shared.out.pop_transmit()
+    }
+
+    /// The next application event, or `None` when there is none.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.shared.out.pop_event()
     }
 
     fn flush_dirty(&mut self) {
@@ -406,15 +417,11 @@ impl Engine {
                                 &r.callback,
                                 self.shared.options.protocol,
                             );
-                            self.shared.outputs.push_back(Output::Respond {
-                                request: r.request,
-                                response: Response::from_parts(parts, Bytes::from(body)),
-                            });
+                            let response = Response::from_parts(parts, Bytes::from(body));
+                            self.shared.out.respond(r.request, response);
                         }
                         ReceiverMode::Streaming { .. } => {
-                            self.shared
-                                .outputs
-                                .push_back(Output::StreamEnd { request: r.request });
+                            self.shared.out.push(r.request, Content::StreamEnd);
                         }
                     }
                 }
@@ -423,7 +430,7 @@ impl Engine {
                 self.shared.requests.remove(&socket);
             }
         }
-        self.shared.outputs.push_back(Output::Closed {
+        self.shared.out.event(Event::Closed {
             session: key,
             reason,
         });

@@ -8,7 +8,7 @@ use http::{Response, StatusCode};
 use super::{Engine, Shared, after, not_found, too_many_sessions};
 use crate::frame::{self, OPEN};
 use crate::options::SessionBinding;
-use crate::output::{Output, RequestId, SessionInfo, SessionKey};
+use crate::output::{Content, Event, RequestId, SessionInfo, SessionKey};
 use crate::payload::query_param;
 use crate::response::{Headers, RequestHeaders, plain};
 use crate::session::{Link, Phase, Receiver, ReceiverMode, Session};
@@ -136,14 +136,14 @@ impl Engine {
         self.shared.requests.insert(id, key);
         if existing.is_none() {
             self.shared.write_frame(key, s, OPEN.to_vec(), false);
-            self.shared.outputs.push_back(Output::Opened {
+            self.shared.out.event(Event::Opened {
                 session: key,
-                info: SessionInfo {
+                info: Box::new(SessionInfo {
                     id: session_id.into(),
                     transport,
                     opened_by: id,
                     request: parts,
-                },
+                }),
             });
             return;
         }
@@ -170,15 +170,10 @@ impl Shared {
         head: Response<()>,
     ) -> Receiver {
         if receiver.transport.is_streaming() {
-            self.outputs.push_back(Output::StreamStart {
-                request: receiver.request,
-                response: head,
-            });
+            let request = receiver.request;
+            self.out.push(request, Content::StreamStart(Box::new(head)));
             if let Some(prelude) = receiver.transport.prelude(&receiver.callback) {
-                self.outputs.push_back(Output::StreamChunk {
-                    request: receiver.request,
-                    data: Bytes::from(prelude),
-                });
+                self.out.push(request, Content::Chunk(Bytes::from(prelude)));
             }
         } else {
             receiver.mode = ReceiverMode::Polling(head);
@@ -196,17 +191,12 @@ impl Shared {
         match receiver.mode {
             ReceiverMode::Polling(head) => {
                 let (parts, ()) = head.into_parts();
-                self.outputs.push_back(Output::Respond {
-                    request,
-                    response: Response::from_parts(parts, Bytes::from(data)),
-                });
+                let response = Response::from_parts(parts, Bytes::from(data));
+                self.out.respond(request, response);
             }
             ReceiverMode::Streaming { .. } => {
-                self.outputs.push_back(Output::StreamChunk {
-                    request,
-                    data: Bytes::from(data),
-                });
-                self.outputs.push_back(Output::StreamEnd { request });
+                self.out.push(request, Content::Chunk(Bytes::from(data)));
+                self.out.push(request, Content::StreamEnd);
             }
         }
     }
@@ -233,16 +223,13 @@ impl Shared {
         if let ReceiverMode::Streaming { written } = &mut receiver.mode {
             *written += data.len();
             let ended = last || *written >= self.options.response_limit;
-            self.outputs.push_back(Output::StreamChunk {
-                request,
-                data: Bytes::from(data),
-            });
+            self.out.push(request, Content::Chunk(Bytes::from(data)));
             if !ended {
                 let at = after(self.now, self.options.heartbeat_delay);
                 self.timers.set(key, &mut s.deadline, at);
                 return;
             }
-            self.outputs.push_back(Output::StreamEnd { request });
+            self.out.push(request, Content::StreamEnd);
             *slot = None;
         } else if let Some(Receiver {
             mode: ReceiverMode::Polling(head),
@@ -250,10 +237,8 @@ impl Shared {
         }) = slot.take()
         {
             let (parts, ()) = head.into_parts();
-            self.outputs.push_back(Output::Respond {
-                request,
-                response: Response::from_parts(parts, Bytes::from(data)),
-            });
+            let response = Response::from_parts(parts, Bytes::from(data));
+            self.out.respond(request, response);
         }
         self.requests.remove(&request);
         self.detached(key, s);

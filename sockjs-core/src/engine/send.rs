@@ -12,15 +12,15 @@ use super::websocket::{ws_close_code, ws_close_reason};
 use super::{Engine, after};
 use crate::frame;
 use crate::options::SessionBinding;
-use crate::output::{CloseReason, Output, RequestId, SendError, SessionKey};
+use crate::output::{CloseReason, Content, Event, RequestId, SendError, SessionKey};
 use crate::payload::{decode_messages, jsonp_payload};
 use crate::response::{Headers, RequestHeaders};
 use crate::session::{Link, Phase};
 
 impl Engine {
-    /// Queues a message for the client. It goes out at the next [`Engine::poll_output`],
-    /// batched with other messages queued before it, if a receiver or socket is there;
-    /// otherwise it waits for the next receiver.
+    /// Queues a message for the client. If a receiver or socket is there, it goes out from
+    /// [`Engine::poll_transmit`] once the transmits already queued are drained, batched with
+    /// the other messages queued by then; otherwise it waits for the next receiver.
     pub fn send(&mut self, now: Instant, session: SessionKey, text: &str) -> Result<(), SendError> {
         self.advance(now);
         let s = self
@@ -31,10 +31,9 @@ impl Engine {
             return Err(SendError::NotOpen);
         }
         if let Link::WebSocket { socket, raw: true } = s.link {
-            self.shared.outputs.push_back(Output::WsText {
-                request: socket,
-                text: text.to_owned(),
-            });
+            self.shared
+                .out
+                .push(socket, Content::WsText(text.to_owned()));
             let at = after(self.shared.now, self.shared.options.heartbeat_delay);
             self.shared.timers.set(session, &mut s.deadline, at);
             return Ok(());
@@ -93,17 +92,12 @@ impl Engine {
                 } else {
                     self.shared.flush_socket(session, socket, s);
                     let frame = frame::close(code, reason);
-                    self.shared.outputs.push_back(Output::WsText {
-                        request: socket,
-                        text: frame,
-                    });
-                    (1000, "Normal closure".to_owned())
+                    self.shared.out.push(socket, Content::WsText(frame));
+                    (1000, "Normal closure".into())
                 };
-                self.shared.outputs.push_back(Output::WsClose {
-                    request: socket,
-                    code,
-                    reason,
-                });
+                self.shared
+                    .out
+                    .push(socket, Content::WsClose { code, reason });
                 self.forget(session, cause);
             }
             Link::Http { receiver: Some(_) } => {
@@ -177,9 +171,7 @@ impl Engine {
             .is_some_and(|s| matches!(s.phase, Phase::Open));
         if open {
             for text in messages {
-                self.shared
-                    .outputs
-                    .push_back(Output::Message { session: key, text });
+                self.shared.out.event(Event::Message { session: key, text });
             }
         }
         let response = if jsonp {

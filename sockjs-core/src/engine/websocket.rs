@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use super::{Engine, Shared, after, too_many_sessions};
 use crate::handshake::{accept_key, hixie76_key_number};
 use crate::options::ProtocolVersion;
-use crate::output::{CloseReason, Handshake, Output, RequestId, SessionInfo, SessionKey};
+use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionInfo, SessionKey};
 use crate::payload::decode_ws_message;
 use crate::response::plain;
 use crate::session::{Link, Session};
@@ -23,7 +23,7 @@ impl Engine {
             return;
         };
         if raw {
-            self.shared.outputs.push_back(Output::Message {
+            self.shared.out.event(Event::Message {
                 session: key,
                 text: text.to_owned(),
             });
@@ -32,17 +32,15 @@ impl Engine {
         match decode_ws_message(text) {
             Ok(messages) => {
                 for text in messages {
-                    self.shared
-                        .outputs
-                        .push_back(Output::Message { session: key, text });
+                    self.shared.out.event(Event::Message { session: key, text });
                 }
             }
             Err(_) => {
-                self.shared.outputs.push_back(Output::WsClose {
-                    request: id,
+                let close = Content::WsClose {
                     code: 3000,
                     reason: "Broken framing.".into(),
-                });
+                };
+                self.shared.out.push(id, close);
                 self.forget(key, CloseReason::BrokenFraming);
             }
         }
@@ -55,11 +53,11 @@ impl Engine {
         let Some((key, _)) = self.socket(id) else {
             return;
         };
-        self.shared.outputs.push_back(Output::WsClose {
-            request: id,
+        let close = Content::WsClose {
             code: 1009,
             reason: "Message too big".into(),
-        });
+        };
+        self.shared.out.push(id, close);
         self.forget(key, CloseReason::MessageTooBig);
     }
 
@@ -192,16 +190,16 @@ impl Engine {
         let key = self.new_key();
         let mut session = Session::new(session_id.into(), Link::WebSocket { socket: id, raw });
         self.shared.requests.insert(id, key);
-        self.shared.outputs.push_back(Output::Upgrade {
-            request: id,
-            response,
-            handshake,
-        });
+        let response = Box::new(response);
+        self.shared.out.push(
+            id,
+            Content::Upgrade {
+                response,
+                handshake,
+            },
+        );
         if !raw {
-            self.shared.outputs.push_back(Output::WsText {
-                request: id,
-                text: "o".to_owned(),
-            });
+            self.shared.out.push(id, Content::WsText("o".to_owned()));
         }
         let at = after(self.shared.now, self.shared.options.heartbeat_delay);
         self.shared.timers.set(key, &mut session.deadline, at);
@@ -211,14 +209,14 @@ impl Engine {
         } else {
             Transport::WebSocket
         };
-        self.shared.outputs.push_back(Output::Opened {
+        self.shared.out.event(Event::Opened {
             session: key,
-            info: SessionInfo {
+            info: Box::new(SessionInfo {
                 id: session_id.into(),
                 transport,
                 opened_by: id,
                 request: parts,
-            },
+            }),
         });
     }
 }
@@ -233,10 +231,7 @@ impl Shared {
         s.batch.write_frame(&mut text);
         s.batch.clear();
         let text = String::from_utf8(text).unwrap_or_default();
-        self.outputs.push_back(Output::WsText {
-            request: socket,
-            text,
-        });
+        self.out.push(socket, Content::WsText(text));
         let at = after(self.now, self.options.heartbeat_delay);
         self.timers.set(key, &mut s.deadline, at);
     }
@@ -262,12 +257,12 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 }
 
 /// A close reason fits in a control frame: at most 123 bytes, cut at a char boundary.
-pub(super) fn ws_close_reason(reason: &str) -> String {
+pub(super) fn ws_close_reason(reason: &str) -> Box<str> {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    reason[..end].to_owned()
+    reason[..end].into()
 }
 
 /// A close code the WebSocket protocol lets an endpoint send; others become 1000.

@@ -1,4 +1,4 @@
-//! A virtual-clock harness: one engine, time advanced by hand, outputs collected per
+//! A virtual-clock harness: one engine, time advanced by hand, transmits collected per
 //! request, and an optional built-in application (echo, or close on open).
 #![allow(dead_code)]
 
@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{Request, Response};
 use sockjs_core::{
-    CloseReason, Engine, Handshake, Options, Output, RequestId, SessionInfo, SessionKey, Start,
+    CloseReason, Content, Engine, Event, Handshake, Options, RequestId, SessionInfo, SessionKey,
+    Start, Transmit,
 };
 
 /// What the harness's application does.
@@ -33,6 +34,8 @@ pub struct Exchange {
     pub ws_texts: Vec<String>,
     pub ws_pings: usize,
     pub ws_close: Option<(u16, String)>,
+    /// The request had its last write ([`Content::is_last`]).
+    pub finished: bool,
 }
 
 impl Exchange {
@@ -95,7 +98,7 @@ pub struct Harness {
     pub opened: Vec<(SessionKey, SessionInfo)>,
     pub messages: Vec<(SessionKey, String)>,
     pub closed: Vec<(SessionKey, CloseReason)>,
-    /// Order in which outputs arrived, for ordering assertions.
+    /// Order in which transmits and events were drained, for ordering assertions.
     pub log: Vec<String>,
     /// Which session each receiver request or WebSocket served.
     pub owner: HashMap<RequestId, SessionKey>,
@@ -255,124 +258,21 @@ impl Harness {
         self.opened.last().expect("a session opened").0
     }
 
-    /// Drains outputs, running the built-in app on events until quiet.
+    /// Drains transmits and events, running the built-in app on events, until both queues
+    /// are empty. Like a driver, it writes every queued transmit before it reacts to the
+    /// events, and reacts to all of them before it writes again.
     pub fn drain(&mut self) {
         loop {
-            let mut reactions = Vec::new();
-            while let Some(output) = self.engine.poll_output() {
-                match output {
-                    Output::Respond { request, response } => {
-                        self.log.push(format!("respond {}", request.0));
-                        let ex = self.exchanges.entry(request).or_default();
-                        assert!(
-                            ex.response.is_none() && !ex.ended,
-                            "request {request:?} answered twice"
-                        );
-                        ex.response = Some(response);
-                    }
-                    Output::StreamStart { request, response } => {
-                        self.log.push(format!("start {}", request.0));
-                        let ex = self.exchanges.entry(request).or_default();
-                        assert!(ex.stream_head.is_none(), "stream started twice");
-                        ex.stream_head = Some(response);
-                    }
-                    Output::StreamChunk { request, data } => {
-                        self.log.push(format!("chunk {}", request.0));
-                        let ex = self.exchanges.entry(request).or_default();
-                        assert!(
-                            ex.stream_head.is_some() && !ex.ended,
-                            "chunk outside a stream"
-                        );
-                        assert!(!data.is_empty(), "empty chunk would end the stream");
-                        ex.chunks.push(data);
-                    }
-                    Output::StreamEnd { request } => {
-                        self.log.push(format!("end {}", request.0));
-                        let ex = self.exchanges.entry(request).or_default();
-                        assert!(ex.stream_head.is_some() && !ex.ended, "bad stream end");
-                        ex.ended = true;
-                    }
-                    Output::Upgrade {
-                        request,
-                        response,
-                        handshake,
-                    } => {
-                        self.log.push(format!("upgrade {}", request.0));
-                        self.exchanges.entry(request).or_default().upgrade =
-                            Some((response, handshake));
-                    }
-                    Output::WsText { request, text } => {
-                        self.log.push(format!("ws {} {text}", request.0));
-                        let ex = self.exchanges.entry(request).or_default();
-                        assert!(
-                            ex.upgrade.is_some() && ex.ws_close.is_none(),
-                            "text outside a socket"
-                        );
-                        ex.ws_texts.push(text);
-                    }
-                    Output::WsPing { request } => {
-                        self.exchanges.entry(request).or_default().ws_pings += 1;
-                    }
-                    Output::WsClose {
-                        request,
-                        code,
-                        reason,
-                    } => {
-                        self.log.push(format!("wsclose {}", request.0));
-                        let ex = self.exchanges.entry(request).or_default();
-                        assert!(ex.ws_close.is_none(), "socket closed twice");
-                        ex.ws_close = Some((code, reason));
-                    }
-                    Output::Opened { session, info } => {
-                        self.log.push(format!("opened {session}"));
-                        assert!(
-                            !self.opened.iter().any(|(k, _)| *k == session),
-                            "session opened twice"
-                        );
-                        if matches!(
-                            info.transport,
-                            sockjs_core::Transport::WebSocket
-                                | sockjs_core::Transport::RawWebSocket
-                        ) {
-                            if let Some(request) = self.last_request {
-                                self.owner.insert(request, session);
-                            }
-                        } else {
-                            self.current.insert(info.id.to_string(), session);
-                        }
-                        self.opened.push((session, info));
-                        if self.app == App::Close {
-                            reactions.push((session, None));
-                        }
-                    }
-                    Output::Message { session, text } => {
-                        self.log.push(format!("message {session} {text}"));
-                        assert!(self.opened.iter().any(|(k, _)| *k == session));
-                        assert!(
-                            !self.closed.iter().any(|(k, _)| *k == session),
-                            "message after close"
-                        );
-                        if self.app == App::Echo {
-                            reactions.push((session, Some(text.clone())));
-                        }
-                        self.messages.push((session, text));
-                    }
-                    Output::Closed { session, reason } => {
-                        self.log.push(format!("closed {session}"));
-                        assert!(
-                            self.opened.iter().any(|(k, _)| *k == session),
-                            "closed before opened"
-                        );
-                        assert!(
-                            !self.closed.iter().any(|(k, _)| *k == session),
-                            "closed twice"
-                        );
-                        self.current.retain(|_, k| *k != session);
-                        self.closed.push((session, reason));
-                    }
-                }
+            while let Some(Transmit { request, content }) = self.engine.poll_transmit() {
+                self.transmit(request, content);
             }
-            if reactions.is_empty() {
+            let mut reactions = Vec::new();
+            let mut any = false;
+            while let Some(event) = self.engine.poll_event() {
+                any = true;
+                self.event(event, &mut reactions);
+            }
+            if !any {
                 return;
             }
             for (session, message) in reactions {
@@ -385,6 +285,118 @@ impl Harness {
                     }
                 }
             }
+        }
+    }
+
+    fn transmit(&mut self, request: RequestId, content: Content) {
+        let ex = self.exchanges.entry(request).or_default();
+        assert!(
+            !ex.finished,
+            "request {request:?} written after its last write"
+        );
+        ex.finished = content.is_last();
+        match content {
+            Content::Response(response) => {
+                self.log.push(format!("respond {}", request.0));
+                assert!(
+                    ex.response.is_none() && !ex.ended,
+                    "request {request:?} answered twice"
+                );
+                ex.response = Some(*response);
+            }
+            Content::StreamStart(response) => {
+                self.log.push(format!("start {}", request.0));
+                assert!(ex.stream_head.is_none(), "stream started twice");
+                ex.stream_head = Some(*response);
+            }
+            Content::Chunk(data) => {
+                self.log.push(format!("chunk {}", request.0));
+                assert!(
+                    ex.stream_head.is_some() && !ex.ended,
+                    "chunk outside a stream"
+                );
+                assert!(!data.is_empty(), "empty chunk would end the stream");
+                ex.chunks.push(data);
+            }
+            Content::StreamEnd => {
+                self.log.push(format!("end {}", request.0));
+                assert!(ex.stream_head.is_some() && !ex.ended, "bad stream end");
+                ex.ended = true;
+            }
+            Content::Upgrade {
+                response,
+                handshake,
+            } => {
+                self.log.push(format!("upgrade {}", request.0));
+                ex.upgrade = Some((*response, handshake));
+            }
+            Content::WsText(text) => {
+                self.log.push(format!("ws {} {text}", request.0));
+                assert!(
+                    ex.upgrade.is_some() && ex.ws_close.is_none(),
+                    "text outside a socket"
+                );
+                ex.ws_texts.push(text);
+            }
+            Content::WsPing => ex.ws_pings += 1,
+            Content::WsClose { code, reason } => {
+                self.log.push(format!("wsclose {}", request.0));
+                assert!(ex.ws_close.is_none(), "socket closed twice");
+                ex.ws_close = Some((code, reason.into()));
+            }
+            other => panic!("unknown transmit {other:?}"),
+        }
+    }
+
+    fn event(&mut self, event: Event, reactions: &mut Vec<(SessionKey, Option<String>)>) {
+        match event {
+            Event::Opened { session, info } => {
+                self.log.push(format!("opened {session}"));
+                assert!(
+                    !self.opened.iter().any(|(k, _)| *k == session),
+                    "session opened twice"
+                );
+                if matches!(
+                    info.transport,
+                    sockjs_core::Transport::WebSocket | sockjs_core::Transport::RawWebSocket
+                ) {
+                    if let Some(request) = self.last_request {
+                        self.owner.insert(request, session);
+                    }
+                } else {
+                    self.current.insert(info.id.to_string(), session);
+                }
+                self.opened.push((session, *info));
+                if self.app == App::Close {
+                    reactions.push((session, None));
+                }
+            }
+            Event::Message { session, text } => {
+                self.log.push(format!("message {session} {text}"));
+                assert!(self.opened.iter().any(|(k, _)| *k == session));
+                assert!(
+                    !self.closed.iter().any(|(k, _)| *k == session),
+                    "message after close"
+                );
+                if self.app == App::Echo {
+                    reactions.push((session, Some(text.clone())));
+                }
+                self.messages.push((session, text));
+            }
+            Event::Closed { session, reason } => {
+                self.log.push(format!("closed {session}"));
+                assert!(
+                    self.opened.iter().any(|(k, _)| *k == session),
+                    "closed before opened"
+                );
+                assert!(
+                    !self.closed.iter().any(|(k, _)| *k == session),
+                    "closed twice"
+                );
+                self.current.retain(|_, k| *k != session);
+                self.closed.push((session, reason));
+            }
+            other => panic!("unknown event {other:?}"),
         }
     }
 }
