@@ -15,8 +15,9 @@
 //!
 //! 1. feed an input, with the current time: [`Engine::handle_request`] (a complete request
 //!    with a request id the runtime chooses), [`Engine::handle_abort`] (the peer dropped a
-//!    pending request), [`Engine::handle_ws_message`] / [`Engine::handle_ws_closed`],
-//!    [`Engine::send`] / [`Engine::close`] (the application), [`Engine::handle_timeout`];
+//!    pending request), [`Engine::handle_ws_message`] / [`Engine::handle_ws_binary`] /
+//!    [`Engine::handle_ws_closed`] (a WebSocket), [`Engine::send`] / [`Engine::close`] (the
+//!    application), [`Engine::handle_timeout`];
 //! 2. drain [`Engine::poll_transmit`] and [`Engine::poll_event`] until both are empty:
 //!    carry out each [`Transmit`] (write a response, start a stream and write each chunk as
 //!    its own flushed HTTP chunk, finish a WebSocket upgrade, send WebSocket frames) and hand

@@ -104,10 +104,14 @@ pub enum CloseReason {
     /// The connection dropped: a pending receiver's (PROTOCOL.md §7.1.6), or a WebSocket's
     /// without a close handshake (or closed by the driver, e.g. on overflow).
     Aborted,
-    /// The client sent a WebSocket message that is not valid SockJS framing.
+    /// The client sent a WebSocket message that is not valid SockJS framing (broken JSON,
+    /// or a binary message that is not UTF-8).
     BrokenFraming,
     /// The client sent a WebSocket message over the size limit.
     MessageTooBig,
+    /// The client sent a binary message that is not UTF-8 text over a raw WebSocket, which
+    /// carries text only (closed with 1003).
+    UnsupportedData,
 }
 
 /// One write for one request (or the WebSocket it became), drained with

@@ -1339,6 +1339,35 @@ fn s9_2_broken_json_terminates() {
 }
 
 #[test]
+fn s9_2_binary_utf8_is_handled_as_text() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/bin/websocket");
+    h.engine.handle_ws_binary(h.now, ws, b"[\"a\",\"b\"]");
+    h.drain();
+    assert_eq!(h.messages.len(), 2);
+    assert_eq!(h.ex(ws).ws_texts, ["o", "a[\"a\",\"b\"]"]);
+    assert!(h.ex(ws).ws_close.is_none());
+    // Valid UTF-8 that is broken JSON still breaks the framing, as text would.
+    h.engine.handle_ws_binary(h.now, ws, b"[\"a");
+    h.drain();
+    assert_eq!(h.ex(ws).ws_close, Some((3000, "Broken framing.".into())));
+    assert_eq!(h.closed[0].1, CloseReason::BrokenFraming);
+}
+
+#[test]
+fn s9_2_binary_that_is_not_utf8_is_broken_framing() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/bin/websocket");
+    h.engine
+        .handle_ws_binary(h.now, ws, &[0x5b, 0x22, 0xff, 0x22, 0x5d]);
+    h.drain();
+    assert_eq!(h.ex(ws).ws_close, Some((3000, "Broken framing.".into())));
+    assert_eq!(h.closed[0].1, CloseReason::BrokenFraming);
+    assert!(h.messages.is_empty());
+    assert_eq!(h.engine.pending_requests(), 0);
+}
+
+#[test]
 fn s9_2_app_close_sends_c_frame_then_closes() {
     let mut h = Harness::new(Options::default(), App::Close);
     let ws = h.ws_open("/a/b/websocket");
@@ -1397,6 +1426,22 @@ fn s9_3_raw_websocket_verbatim() {
     h.advance(Duration::from_secs(25));
     assert_eq!(h.ex(ws).ws_pings, 1, "raw heartbeat is a ping");
     assert_eq!(h.opened[0].1.transport, Transport::RawWebSocket);
+}
+
+#[test]
+fn s9_3_raw_websocket_binary_utf8_verbatim_and_other_bytes_close_1003() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/websocket");
+    h.engine
+        .handle_ws_binary(h.now, ws, "not [json \u{e9}".as_bytes());
+    h.drain();
+    assert_eq!(h.ex(ws).ws_texts, ["not [json \u{e9}"]);
+    h.engine.handle_ws_binary(h.now, ws, &[0x00, 0xff, 0xfe]);
+    h.drain();
+    assert_eq!(h.ex(ws).ws_close, Some((1003, "Unsupported data".into())));
+    assert_eq!(h.closed[0].1, CloseReason::UnsupportedData);
+    assert_eq!(h.messages.len(), 1);
+    assert_eq!(h.engine.pending_requests(), 0);
 }
 
 #[test]

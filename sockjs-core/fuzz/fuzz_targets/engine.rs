@@ -21,6 +21,7 @@ enum Op {
     RawRequest { method: String, uri: String, body: Vec<u8> },
     Abort { pick: u8 },
     WsText { pick: u8, text: String },
+    WsBinary { pick: u8, data: Vec<u8> },
     WsClosed { pick: u8 },
     WsTooBig { pick: u8 },
     Send { pick: u8, text: String },
@@ -187,6 +188,11 @@ fuzz_target!(|script: Script| {
             Op::WsText { pick, text } => {
                 if let Some(id) = pick_from(&requests, pick) {
                     engine.handle_ws_message(now, id, &text);
+                }
+            }
+            Op::WsBinary { pick, data } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_ws_binary(now, id, &data);
                 }
             }
             Op::WsClosed { pick } => {

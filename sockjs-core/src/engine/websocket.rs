@@ -35,14 +35,35 @@ impl Engine {
                     self.shared.out.event(Event::Message { session: key, text });
                 }
             }
-            Err(_) => {
-                let close = Content::WsClose {
-                    code: 3000,
-                    reason: "Broken framing.".into(),
-                };
-                self.shared.out.push(id, close);
-                self.forget(key, CloseReason::BrokenFraming);
-            }
+            Err(_) => self.end_socket(id, key, 3000, "Broken framing.", CloseReason::BrokenFraming),
+        }
+    }
+
+    /// A binary message arrived on an upgraded WebSocket.
+    ///
+    /// SockJS carries text, but some clients send it in binary frames (sockjs-node and
+    /// sockjs-go accept those as text), so valid UTF-8 is handled exactly like
+    /// [`Engine::handle_ws_message`]. Anything else ends the session: a SockJS socket as for
+    /// broken JSON (close 3000 "Broken framing.", [`CloseReason::BrokenFraming`]), a raw one
+    /// with close 1003 "Unsupported data" ([`CloseReason::UnsupportedData`]).
+    pub fn handle_ws_binary(&mut self, now: Instant, id: RequestId, data: &[u8]) {
+        if let Ok(text) = std::str::from_utf8(data) {
+            return self.handle_ws_message(now, id, text);
+        }
+        self.advance(now);
+        let Some((key, raw)) = self.socket(id) else {
+            return;
+        };
+        if raw {
+            self.end_socket(
+                id,
+                key,
+                1003,
+                "Unsupported data",
+                CloseReason::UnsupportedData,
+            );
+        } else {
+            self.end_socket(id, key, 3000, "Broken framing.", CloseReason::BrokenFraming);
         }
     }
 
@@ -53,12 +74,7 @@ impl Engine {
         let Some((key, _)) = self.socket(id) else {
             return;
         };
-        let close = Content::WsClose {
-            code: 1009,
-            reason: "Message too big".into(),
-        };
-        self.shared.out.push(id, close);
-        self.forget(key, CloseReason::MessageTooBig);
+        self.end_socket(id, key, 1009, "Message too big", CloseReason::MessageTooBig);
     }
 
     /// The WebSocket closed (close frame received, or the connection ended).
@@ -67,6 +83,20 @@ impl Engine {
         if let Some((key, _)) = self.socket(id) {
             self.forget(key, CloseReason::ClientClosed);
         }
+    }
+
+    /// Closes a socket the client misused and forgets its session.
+    fn end_socket(
+        &mut self,
+        id: RequestId,
+        key: SessionKey,
+        code: u16,
+        reason: &str,
+        cause: CloseReason,
+    ) {
+        let reason = reason.into();
+        self.shared.out.push(id, Content::WsClose { code, reason });
+        self.forget(key, cause);
     }
 
     fn socket(&self, id: RequestId) -> Option<(SessionKey, bool)> {
