@@ -718,6 +718,71 @@ fn s7_1_2_second_receiver_gets_2010_and_first_is_untouched() {
     assert!(h.closed.is_empty());
 }
 
+fn head(method: &str, uri: &str) -> http::request::Parts {
+    let request = http::Request::builder().method(method).uri(uri).body(());
+    request.expect("request").into_parts().0
+}
+
+#[test]
+fn s7_1_2_attached_receiver_names_the_receiver_a_newcomer_would_collide_with() {
+    let mut h = prefixed("/echo");
+    h.post("/echo/a/busy/xhr", "");
+    let held = h.post("/echo/a/busy/xhr", "");
+    assert!(!h.ex(held).done());
+    for (method, uri) in [
+        ("POST", "/echo/a/busy/xhr"),
+        ("POST", "/echo/b/busy/xhr_streaming"),
+        ("GET", "/echo/a/busy/eventsource"),
+        ("GET", "/echo/a/busy/htmlfile?c=cb"),
+        ("GET", "/echo/a/busy/jsonp?c=cb"),
+    ] {
+        assert_eq!(
+            h.engine.attached_receiver(&head(method, uri)),
+            Some(held),
+            "{uri}"
+        );
+    }
+    for (method, uri) in [
+        ("POST", "/echo/a/busy/xhr_send"),
+        ("POST", "/echo/a/busy/jsonp_send"),
+        ("GET", "/echo/a/busy/websocket"),
+        ("OPTIONS", "/echo/a/busy/xhr"),
+        ("GET", "/echo/a/busy/xhr"),
+        ("POST", "/echo/a/other/xhr"),
+        ("POST", "/a/busy/xhr"),
+        ("POST", "/echoes/a/busy/xhr"),
+        ("GET", "/echo/info"),
+    ] {
+        assert_eq!(
+            h.engine.attached_receiver(&head(method, uri)),
+            None,
+            "{method} {uri}"
+        );
+    }
+    // Asking changes nothing: a newcomer still gets 2010 and the held poll stays.
+    let second = h.post("/echo/a/busy/xhr", "");
+    assert_eq!(
+        h.ex(second).body(),
+        "c[2010,\"Another connection still open\"]\n"
+    );
+    assert!(!h.ex(held).done());
+    // Once the held poll is answered, nothing is attached.
+    let send = h.post("/echo/a/busy/xhr_send", "[\"x\"]");
+    assert_eq!(h.ex(send).status(), 204);
+    assert!(h.ex(held).done());
+    assert_eq!(
+        h.engine
+            .attached_receiver(&head("POST", "/echo/a/busy/xhr")),
+        None
+    );
+    // Nor after the attached receiver is aborted.
+    let stream = h.post("/echo/a/gone/xhr_streaming", "");
+    let probe = head("GET", "/echo/a/gone/eventsource");
+    assert_eq!(h.engine.attached_receiver(&probe), Some(stream));
+    h.abort(stream);
+    assert_eq!(h.engine.attached_receiver(&probe), None);
+}
+
 #[test]
 fn s7_1_2_second_streaming_receiver_gets_prelude_then_2010() {
     let mut h = Harness::echo();

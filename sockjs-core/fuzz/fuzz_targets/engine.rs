@@ -169,7 +169,11 @@ fuzz_target!(|script: Script| {
                     }
                 }
                 if let Ok(request) = builder.body(Bytes::from(body)) {
-                    engine.handle_request(now, id, request);
+                    let (parts, body) = request.into_parts();
+                    if let Some(held) = engine.attached_receiver(&parts) {
+                        assert!(!check.answered.contains(&held), "a finished receiver is not attached");
+                    }
+                    engine.handle_request(now, id, http::Request::from_parts(parts, body));
                 }
             }
             Op::RawRequest { method, uri, body } => {

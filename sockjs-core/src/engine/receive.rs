@@ -3,14 +3,17 @@
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 
-use super::{Engine, Shared, after, not_found, too_many_sessions};
+use super::{
+    Engine, Shared, after, not_found, receiving_transport, strip_prefix, too_many_sessions,
+};
 use crate::frame::{self, OPEN};
 use crate::options::SessionBinding;
 use crate::output::{Content, Event, RequestId, SessionInfo, SessionKey};
 use crate::payload::query_param;
 use crate::response::{Headers, RequestHeaders, plain};
+use crate::route::Route;
 use crate::session::{Link, Phase, Receiver, ReceiverMode, Session};
 use crate::transport::Transport;
 
@@ -18,6 +21,35 @@ use crate::transport::Transport;
 const MAX_CALLBACK_LEN: usize = 64;
 
 impl Engine {
+    /// The pending receiver a receiving request would collide with, if any.
+    ///
+    /// If `request` is a receiving request (`xhr`, `xhr_streaming`, `eventsource`,
+    /// `htmlfile` or `jsonp`, with its method, under this engine's prefix) for a session that
+    /// has a receiver attached, this is that receiver's request id: handed the request, the
+    /// engine would answer it with `c[2010,"Another connection still open"]` (§7.1.2). A
+    /// driver that notices dropped connections only when it next touches them asks this
+    /// first, checks whether the attached receiver's client is still there, and if it is
+    /// gone feeds [`Engine::handle_abort`] before [`Engine::handle_request`], so the
+    /// newcomer is served instead of refused.
+    ///
+    /// A pure query: nothing changes. It does not check what the engine checks later
+    /// (origin, session binding, callback), so a request it names may still be refused for
+    /// another reason.
+    #[must_use]
+    pub fn attached_receiver(&self, request: &http::request::Parts) -> Option<RequestId> {
+        let path = strip_prefix(request.uri.path(), &self.shared.options.prefix)?;
+        let route = Route::parse(path)?;
+        let Route::Session { session, kind, .. } = route else {
+            return None;
+        };
+        receiving_transport(kind)?;
+        if request.method == Method::OPTIONS || !route.allows(&request.method) {
+            return None;
+        }
+        let key = self.by_id.get(session)?;
+        self.sessions.get(key)?.receiver().map(|r| r.request)
+    }
+
     pub(super) fn receive(
         &mut self,
         id: RequestId,
