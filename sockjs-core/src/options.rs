@@ -10,6 +10,7 @@ pub const DEFAULT_SOCKJS_URL: &str =
 
 /// Which version of the protocol suite to follow where the two disagree (PROTOCOL.md §12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ProtocolVersion {
     /// The current suite (default).
     #[default]
@@ -25,6 +26,7 @@ pub enum ProtocolVersion {
 /// Requests without an `Origin` header (non-browser clients) are always allowed; a browser
 /// request from a refused origin gets `403 Forbidden`.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub enum OriginPolicy {
     /// Any origin (the protocol's default, `"origins":["*:*"]`).
     #[default]
@@ -59,6 +61,7 @@ impl fmt::Debug for OriginPolicy {
 /// What happens to a session when the client drops a pending receiver's connection
 /// (PROTOCOL.md §7.1.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum AbortPolicy {
     /// Close the session at once; the next request opens a new one with `o` (sockjs-node).
     #[default]
@@ -75,6 +78,7 @@ pub enum AbortPolicy {
 /// session id cannot be read or written from elsewhere (other clients get 404, as for an
 /// unknown session). WebSocket sessions are bound to their socket anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SessionBinding {
     /// No binding: anyone who knows the id may use the session (the protocol's behaviour).
     #[default]
@@ -181,6 +185,7 @@ impl Default for Options {
 
 /// Why [`Options::validate`] refused a set of options.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OptionsError {
     /// `prefix` must be empty or start with `/`, and must not end with `/`.
     Prefix,

@@ -87,6 +87,7 @@ pub struct SessionInfo {
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// Closed by the application with this code and reason (or by [`close_all`]).
     ///
@@ -258,6 +259,7 @@ impl Outbox {
 /// [`Engine::send`]: crate::Engine::send
 /// [`Engine::close`]: crate::Engine::close
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     /// The session is closed and forgotten (or never existed).
     UnknownSession,

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 /// Why a send payload was refused. Each maps to the protocol's own error response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PayloadError {
     /// Empty body, missing or empty `d` field, or JSON that is not an array: 500
     /// `Payload expected.`
