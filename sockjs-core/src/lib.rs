@@ -77,9 +77,8 @@
 //! # Scaling across cores
 //!
 //! Sessions are independent, so a runtime may run several engines (say one per core) and
-//! pick one per request by hashing the URL's session id, which [`route::Route::parse`]
-//! extracts without allocating. WebSocket sessions are not registered under their URL id and
-//! can go to any engine.
+//! pick one per request by hashing the URL's session id (`I` in `/prefix/S/I/xhr`).
+//! WebSocket sessions are not registered under their URL id and can go to any engine.
 //!
 //! # Bounds
 //!
@@ -90,31 +89,39 @@
 //!
 //! # Modules
 //!
-//! - [`engine`]: the engine; [`options`]: its knobs; [`output`]: what it emits.
-//! - [`route`]: URL to endpoint; [`frame`], [`escape`]: frames and JSON escaping;
-//!   [`payload`]: decoding what clients send; [`transport`]: how each HTTP transport wraps
-//!   frames; [`handshake`]: WebSocket handshake arithmetic; [`pages`]: static documents.
+//! The engine and its types live at the crate root. Besides them:
+//!
+//! - [`transport`]: the transports a session can use;
+//! - [`handshake`]: WebSocket handshake arithmetic (hixie-76 needs the driver's help);
 //! - [`wire`]: an HTTP/1.1 codec for runtimes that own raw byte streams.
 #![forbid(unsafe_code)]
 
-pub mod engine;
-pub mod escape;
-pub mod frame;
+mod engine;
 pub mod handshake;
-pub mod options;
-pub mod output;
-pub mod pages;
-pub mod payload;
+mod options;
+mod output;
 mod response;
-pub mod route;
 mod session;
 mod timer;
 pub mod transport;
 pub mod wire;
 
+// Public only so the fuzz targets and benchmarks can reach them: not part of the API.
+#[doc(hidden)]
+pub mod escape;
+#[doc(hidden)]
+pub mod frame;
+#[doc(hidden)]
+pub mod pages;
+#[doc(hidden)]
+pub mod payload;
+#[doc(hidden)]
+pub mod route;
+
 pub use engine::{Engine, Start};
 pub use options::{
-    AbortPolicy, Options, OptionsError, OriginPolicy, ProtocolVersion, SessionBinding,
+    AbortPolicy, DEFAULT_SOCKJS_URL, Options, OptionsError, OriginPolicy, ProtocolVersion,
+    SessionBinding,
 };
 pub use output::{
     CloseReason, Content, Event, Handshake, RequestId, SendError, SessionInfo, SessionKey,
