@@ -118,9 +118,10 @@ pub enum CloseReason {
 /// One write for one request (or the WebSocket it became), drained with
 /// [`Engine::poll_transmit`].
 ///
-/// Transmits of one request come in the order they must be written; transmits of different
-/// requests are independent. Write each one before reading the next of the same request
-/// (each [`Content::Chunk`] is its own flushed HTTP chunk, PROTOCOL.md §10).
+/// Transmits of one request come in the order they must be written (a driver that hands
+/// them to per-connection writers must keep that order); transmits of different requests
+/// are independent. Each [`Content::Chunk`] goes out as its own flushed HTTP chunk
+/// (PROTOCOL.md §10).
 ///
 /// [`Engine::poll_transmit`]: crate::Engine::poll_transmit
 #[derive(Debug)]

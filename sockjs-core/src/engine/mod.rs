@@ -1,15 +1,15 @@
 //! The engine: sessions, requests and timers of one SockJS service.
 //!
-//! The inputs and endpoints are split by job: `receive` (receiving requests and frame
-//! writing), `send` (the sending endpoints and the application's sends and closes),
-//! `websocket` (the upgrade and WebSocket inputs) and `pages` (static endpoints).
+//! This module holds the engine's state, the request dispatch, timers, the two output
+//! queues' polls and the forgetting of sessions. The rest is split by job: `receive`
+//! (receiving requests, frame writing, aborts), `send` (the sending endpoints and the
+//! application's sends and closes), `websocket` (the upgrade and WebSocket inputs) and
+//! `pages` (static endpoints).
 
 mod pages;
 mod receive;
 mod send;
 mod websocket;
-
-use receive::take_messages_frame;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,7 +22,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::frame::{self, HEARTBEAT};
 use crate::handshake::md5_hex;
-use crate::options::{AbortPolicy, Options, OptionsError, OriginPolicy};
+use crate::options::{Options, OptionsError, OriginPolicy};
 use crate::output::{
     CloseReason, Content, Event, Outbox, RequestId, SessionKey, SessionState, Transmit,
 };
@@ -249,62 +249,22 @@ impl Engine {
             Route::Info => self.info(id, &parts.method, &request_headers),
             Route::Iframe => self.iframe(id, &parts.headers),
             Route::RawWebSocket => self.websocket(id, parts, "", true),
-            Route::Session { session, kind, .. } => match kind {
-                SessionEndpoint::WebSocket => self.websocket(id, parts, session, false),
-                SessionEndpoint::Xhr | SessionEndpoint::XhrStreaming | SessionEndpoint::XhrSend
-                    if parts.method == Method::OPTIONS =>
-                {
-                    self.preflight(id, &request_headers)
+            Route::Session { session, kind, .. } => {
+                if parts.method == Method::OPTIONS {
+                    // Only the xhr endpoints allow OPTIONS (checked above): a CORS preflight.
+                    return self.preflight(id, &request_headers);
                 }
-                SessionEndpoint::XhrSend => {
-                    self.send_endpoint(id, &parts, &body, session, false, &request_headers)
-                }
-                SessionEndpoint::JsonpSend => {
-                    self.send_endpoint(id, &parts, &body, session, true, &request_headers)
-                }
-                SessionEndpoint::Xhr
-                | SessionEndpoint::XhrStreaming
-                | SessionEndpoint::EventSource
-                | SessionEndpoint::HtmlFile
-                | SessionEndpoint::Jsonp => {
-                    let transport = receiving_transport(kind).unwrap_or(Transport::XhrPolling);
-                    self.receive(id, parts, session, transport, &request_headers)
-                }
-            },
-        }
-    }
-
-    /// The peer dropped a request's connection before its response ended (a pending
-    /// receiver, a stream, or a WebSocket). Unknown or finished requests are ignored.
-    pub fn handle_abort(&mut self, now: Instant, id: RequestId) {
-        self.advance(now);
-        let Some(&key) = self.shared.requests.get(&id) else {
-            return;
-        };
-        let Some(session) = self.sessions.get_mut(&key) else {
-            self.shared.requests.remove(&id);
-            return;
-        };
-        match &mut session.link {
-            Link::WebSocket { .. } => self.forget(key, CloseReason::Aborted),
-            Link::Http { receiver } => {
-                if receiver.as_ref().is_some_and(|r| r.request == id) {
-                    *receiver = None;
-                }
-                self.shared.requests.remove(&id);
-                match self.shared.options.abort {
-                    AbortPolicy::CloseSession => self.forget(key, CloseReason::Aborted),
-                    AbortPolicy::Interrupt => {
-                        if matches!(session.phase, Phase::Open) {
-                            session.phase = Phase::Closing {
-                                code: 1002,
-                                reason: "Connection interrupted".into(),
-                                cause: CloseReason::Aborted,
-                            };
-                        }
-                        self.shared.detached(key, session);
+                match receiving_transport(kind) {
+                    Some(transport) => {
+                        self.receive(id, parts, session, transport, &request_headers)
                     }
-                    AbortPolicy::Detach => self.shared.detached(key, session),
+                    None if kind == SessionEndpoint::WebSocket => {
+                        self.websocket(id, parts, session, false)
+                    }
+                    None => {
+                        let jsonp = kind == SessionEndpoint::JsonpSend;
+                        self.send_endpoint(id, &parts, &body, session, jsonp, &request_headers)
+                    }
                 }
             }
         }
@@ -366,30 +326,11 @@ impl Engine {
         self.shared.out.pop_transmit()
     }
 
-    /// The next application event, or `None` when there is none.
+    /// The next application event, or `None` when there is none. Events come in the order
+    /// they happened (see [`Event`] for how they are ordered against transmits).
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.shared.out.pop_event()
-    }
-
-    fn flush_dirty(&mut self) {
-        for key in std::mem::take(&mut self.dirty) {
-            let Some(s) = self.sessions.get_mut(&key) else {
-                continue;
-            };
-            s.dirty = false;
-            if s.batch.is_empty() {
-                continue;
-            }
-            match s.link {
-                Link::WebSocket { socket, .. } => self.shared.flush_socket(key, socket, s),
-                Link::Http { receiver: Some(_) } => {
-                    let frame = take_messages_frame(s);
-                    self.shared.write_frame(key, s, frame, false);
-                }
-                Link::Http { receiver: None } => {}
-            }
-        }
     }
 
     /// Removes a session and tells the application.

@@ -1,5 +1,7 @@
 //! Receiving requests: attaching, 2010 for a second receiver, the closing replay, frame
-//! writing and the response limit.
+//! writing, the response limit, and what a dropped receiver does to its session.
+
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -9,8 +11,8 @@ use super::{
     Engine, Shared, after, not_found, receiving_transport, strip_prefix, too_many_sessions,
 };
 use crate::frame::{self, OPEN};
-use crate::options::SessionBinding;
-use crate::output::{Content, Event, RequestId, SessionInfo, SessionKey};
+use crate::options::{AbortPolicy, SessionBinding};
+use crate::output::{CloseReason, Content, Event, RequestId, SessionInfo, SessionKey};
 use crate::payload::query_param;
 use crate::response::{Headers, RequestHeaders, plain};
 use crate::route::Route;
@@ -48,6 +50,42 @@ impl Engine {
         }
         let key = self.by_id.get(session)?;
         self.sessions.get(key)?.receiver().map(|r| r.request)
+    }
+
+    /// The peer dropped a request's connection before its response ended (a pending
+    /// receiver, a stream, or a WebSocket). Unknown or finished requests are ignored.
+    pub fn handle_abort(&mut self, now: Instant, id: RequestId) {
+        self.advance(now);
+        let Some(&key) = self.shared.requests.get(&id) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&key) else {
+            self.shared.requests.remove(&id);
+            return;
+        };
+        match &mut session.link {
+            Link::WebSocket { .. } => self.forget(key, CloseReason::Aborted),
+            Link::Http { receiver } => {
+                if receiver.as_ref().is_some_and(|r| r.request == id) {
+                    *receiver = None;
+                }
+                self.shared.requests.remove(&id);
+                match self.shared.options.abort {
+                    AbortPolicy::CloseSession => self.forget(key, CloseReason::Aborted),
+                    AbortPolicy::Interrupt => {
+                        if matches!(session.phase, Phase::Open) {
+                            session.phase = Phase::Closing {
+                                code: 1002,
+                                reason: "Connection interrupted".into(),
+                                cause: CloseReason::Aborted,
+                            };
+                        }
+                        self.shared.detached(key, session);
+                    }
+                    AbortPolicy::Detach => self.shared.detached(key, session),
+                }
+            }
+        }
     }
 
     pub(super) fn receive(

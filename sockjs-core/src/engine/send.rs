@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::header;
 
-use super::receive::binding_token;
+use super::receive::{binding_token, take_messages_frame};
 use super::websocket::{ws_close_code, ws_close_reason};
 use super::{Engine, after};
 use crate::frame;
@@ -115,6 +115,27 @@ impl Engine {
         keys.sort_unstable();
         for key in keys {
             let _ = self.close(now, key, code, reason);
+        }
+    }
+
+    /// Writes the messages of every session marked dirty by [`Engine::send`].
+    pub(super) fn flush_dirty(&mut self) {
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            s.dirty = false;
+            if s.batch.is_empty() {
+                continue;
+            }
+            match s.link {
+                Link::WebSocket { socket, .. } => self.shared.flush_socket(key, socket, s),
+                Link::Http { receiver: Some(_) } => {
+                    let frame = take_messages_frame(s);
+                    self.shared.write_frame(key, s, frame, false);
+                }
+                Link::Http { receiver: None } => {}
+            }
         }
     }
 

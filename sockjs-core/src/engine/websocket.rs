@@ -68,7 +68,8 @@ impl Engine {
     }
 
     /// A WebSocket message exceeded the driver's size limit
-    /// ([`Options::max_message_size`](crate::Options::max_message_size)): the socket is closed with 1009 and the session ends.
+    /// ([`Options::max_message_size`](crate::Options::max_message_size)): the socket is
+    /// closed with 1009 and the session ends.
     pub fn handle_ws_too_big(&mut self, now: Instant, id: RequestId) {
         self.advance(now);
         let Some((key, _)) = self.socket(id) else {
