@@ -96,6 +96,8 @@
 //! - [`wire`]: an HTTP/1.1 codec for runtimes that own raw byte streams.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "driver")]
+pub mod driver;
 mod engine;
 pub mod handshake;
 mod options;
@@ -133,6 +135,13 @@ pub use transport::Transport;
 /// report it and [`SessionBinding::PeerIp`] can check it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// A request extension carrying the request URI as the client sent it, before a router
+/// stripped the mount path (e.g. axum's `nest_service`). Adapters and routers that strip
+/// prefixes insert it; the engine names it in hixie-76's `Sec-WebSocket-Location`, which
+/// must be the full URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalUri(pub http::Uri);
 
 /// A request extension marking a request that arrived over TLS. Drivers that terminate TLS
 /// insert it so hixie-76 answers with a `wss://` location.

@@ -156,18 +156,20 @@ impl Engine {
             let (Some(key1), Some(key2)) = numbers else {
                 return self.respond(id, plain(StatusCode::BAD_REQUEST, "Invalid hixie-76 key."));
             };
-            let tls = parts.uri.scheme_str() == Some("https")
-                || parts.extensions.get::<crate::Tls>().is_some();
+            // Under a router that stripped the mount path, the location names the URI the
+            // client asked for.
+            let uri = parts
+                .extensions
+                .get::<crate::OriginalUri>()
+                .map_or(&parts.uri, |original| &original.0);
+            let tls =
+                uri.scheme_str() == Some("https") || parts.extensions.get::<crate::Tls>().is_some();
             let scheme = if tls { "wss" } else { "ws" };
             let host = h
                 .get(header::HOST)
                 .map(HeaderValue::as_bytes)
                 .unwrap_or_default();
-            let path = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
+            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let mut location = Vec::with_capacity(host.len() + path.len() + 6);
             location.extend_from_slice(scheme.as_bytes());
             location.extend_from_slice(b"://");

@@ -7,12 +7,14 @@
 //! [`Broadcast::publish`] sends a text message to every member of a topic,
 //! [`Broadcast::publish_all`] to every member.
 //!
-//! ```no_run
-//! use sockjs_tokio::broadcast::Broadcast;
-//! use sockjs_tokio::{Options, SockJs};
+//! ```
+//! use sockjs_core::driver::Session;
+//! use sockjs_core::driver::broadcast::Broadcast;
 //!
-//! let hub = Broadcast::new(); // or Broadcast::redis("redis://127.0.0.1/")? with the `redis` feature
-//! let chat = SockJs::new(Options::default(), move |mut session| {
+//! let hub = Broadcast::new(); // or Broadcast::redis(url) with a `redis` feature
+//! // A chat room: the handler of a service (`sockjs_tokio::SockJs::new(options, chat)`, or
+//! // `sockjs_smol::Server::service(prefix, options, chat)`).
+//! let chat = move |mut session: Session| {
 //!     let hub = hub.clone();
 //!     async move {
 //!         let member = hub.member(session.sender());
@@ -21,7 +23,8 @@
 //!             hub.publish("lobby", &text);
 //!         }
 //!     }
-//! });
+//! };
+//! # let _ = chat;
 //! ```
 //!
 //! # Delivery
@@ -41,21 +44,16 @@
 //!
 //! # Backends
 //!
-//! [`Broadcast::new`] is in-process only. [`Broadcast::redis`] (cargo feature `redis`) uses
-//! Redis pub/sub; see [`RedisBackend`]. Any other engine plugs in by implementing
-//! [`Backend`] and passing it to [`Broadcast::with_backend`].
+//! [`Broadcast::new`] is in-process only. `Broadcast::redis` (the adapters' cargo feature
+//! `redis`) uses Redis pub/sub; see `RedisBackend`. Any other engine plugs in by
+//! implementing [`Backend`] and passing it to [`Broadcast::with_backend`].
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use crate::SessionSender;
-
-#[cfg(feature = "redis")]
-mod redis;
-#[cfg(feature = "redis")]
-pub use self::redis::RedisBackend;
+use crate::driver::SessionSender;
 
 /// Where a published message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -202,15 +200,6 @@ impl Broadcast {
             hub: Arc::downgrade(&hub),
         });
         Broadcast { hub }
-    }
-
-    /// A hub that shares its topics with every node connected to the same Redis server
-    /// (pub/sub channels named `sockjs:t:<topic>` and `sockjs:all`). Fails only on a bad
-    /// URL: Redis being down is not an error, see [`RedisBackend`]. Call it from within a
-    /// Tokio runtime.
-    #[cfg(feature = "redis")]
-    pub fn redis(url: &str) -> Result<Broadcast, ::redis::RedisError> {
-        Ok(Broadcast::with_backend(RedisBackend::new(url)?))
     }
 
     /// Registers a session (from [`Session::sender`](crate::Session::sender)) with the hub:
