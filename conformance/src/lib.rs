@@ -32,5 +32,6 @@ pub mod ws;
 
 pub use check::{Check, Ctx, Failure, Needs, Outcome};
 pub use runner::{
-    CheckResult, Config, Report, Status, all_checks, run, run_checks, selected_checks,
+    ABORT_STRESS, CheckResult, Config, Report, Status, abort_stress, all_checks, run, run_checks,
+    selected_checks,
 };
