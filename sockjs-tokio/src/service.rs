@@ -126,6 +126,8 @@ impl SockJs {
     {
         let (mut parts, body) = request.into_parts();
         let on_upgrade = parts.extensions.remove::<OnUpgrade>();
+        #[cfg(feature = "axum")]
+        from_axum(&mut parts);
         restore_empty_segment(&mut parts);
         let limit = self.service.options().max_request_body;
         let timeout = self.service.config().body_read_timeout;
@@ -253,6 +255,29 @@ where
         }
     }
     Ok(if buf.is_empty() { first } else { buf.freeze() })
+}
+
+/// Copies what axum records (`ConnectInfo<SocketAddr>` from
+/// `into_make_service_with_connect_info`, and the unstripped `OriginalUri`) into the
+/// extensions the engine reads, unless they are set already.
+#[cfg(feature = "axum")]
+fn from_axum(parts: &mut http::request::Parts) {
+    use axum::extract::ConnectInfo;
+    let extensions = &mut parts.extensions;
+    if extensions.get::<sockjs_core::PeerAddr>().is_none() {
+        if let Some(ConnectInfo(addr)) = extensions.get::<ConnectInfo<std::net::SocketAddr>>() {
+            let addr = *addr;
+            extensions.insert(sockjs_core::PeerAddr(addr));
+        }
+    }
+    if extensions.get::<OriginalUri>().is_none() {
+        if let Some(axum::extract::OriginalUri(uri)) =
+            extensions.get::<axum::extract::OriginalUri>()
+        {
+            let uri = uri.clone();
+            extensions.insert(OriginalUri(uri));
+        }
+    }
 }
 
 /// axum's `nest_service` turns `/echo//` into `/` (it drops the empty segment after the

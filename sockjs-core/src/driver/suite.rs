@@ -11,6 +11,8 @@
 //! assert_eq!(services[0].options.response_limit, 4096);
 //! ```
 
+use std::future::Future;
+
 use crate::Options;
 use crate::driver::Session;
 
@@ -36,6 +38,19 @@ impl App {
                 let _ = session.close(3000, "Go away!");
             }
         }
+    }
+}
+
+impl App {
+    /// The handler as a function value, for APIs that take `Fn(Session) -> impl Future`.
+    pub fn runner(
+        self,
+    ) -> impl Fn(Session) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+    + Clone
+    + Send
+    + Sync
+    + 'static {
+        move |session| Box::pin(self.run(session))
     }
 }
 
