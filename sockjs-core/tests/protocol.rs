@@ -1262,6 +1262,38 @@ fn s9_1_handshake_errors() {
     assert_eq!(h.engine.session_count(), 0);
 }
 
+/// RFC 6455 §4.1: the key is the base64 of 16 bytes; anything else is a bad handshake.
+#[test]
+fn s9_1_sec_websocket_key_must_be_base64_of_16_bytes() {
+    let mut h = Harness::echo();
+    for key in [
+        "x",
+        "x3JJHMbDL1EzLkh9GBhXDw",
+        "x3JJHMbDL1EzLkh9GBhXDw=",
+        "x3JJHMbDL1EzLkh9GBhXD*==",
+        "eDNKSkhNYkRMMUV6TGtoOUdCaFhEdz09",
+        "x3JJHMbDL1EzLkh9GBhXDw==x",
+    ] {
+        let request = h.request(
+            "GET",
+            "/a/b/websocket",
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "Upgrade"),
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", key),
+            ],
+            "",
+        );
+        assert_eq!(h.ex(request).status(), 400, "key {key:?}");
+        assert!(
+            h.ex(request).body().contains("Sec-WebSocket-Key"),
+            "key {key:?}"
+        );
+    }
+    assert_eq!(h.engine.session_count(), 0);
+}
+
 #[test]
 fn s9_1_rfc6455_accept_key_and_headers() {
     let mut h = Harness::echo();
@@ -1860,6 +1892,36 @@ fn s9_1_hixie76_101_has_no_content_length_and_wss_behind_tls() {
     assert_eq!(
         h.ex(id).header("sec-websocket-location").as_deref(),
         Some("wss://example.com/a/b/websocket")
+    );
+}
+
+/// §9.1: the location is the full URL the client asked for, also when a router stripped
+/// the mount path before the engine saw the request (`OriginalUri`).
+#[test]
+fn s9_1_hixie76_location_names_the_original_uri() {
+    let mut h = Harness::new(
+        Options {
+            hixie76: true,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let mut request = http::Request::get("/a/b/websocket?x=1")
+        .header("upgrade", "WebSocket")
+        .header("connection", "Upgrade")
+        .header("host", "example.com")
+        .header("sec-websocket-key1", "4 @1  46546xW%0l 1 5")
+        .header("sec-websocket-key2", "12998 5 Y3 1  .P00")
+        .body(bytes::Bytes::new())
+        .expect("request");
+    let original = http::Uri::from_static("/mount/echo/a/b/websocket?x=1");
+    request
+        .extensions_mut()
+        .insert(sockjs_core::OriginalUri(original));
+    let id = h.raw_request(request);
+    assert_eq!(
+        h.ex(id).header("sec-websocket-location").as_deref(),
+        Some("ws://example.com/mount/echo/a/b/websocket?x=1")
     );
 }
 

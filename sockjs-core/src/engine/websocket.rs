@@ -204,6 +204,12 @@ impl Engine {
                     plain(StatusCode::BAD_REQUEST, "Missing Sec-WebSocket-Key."),
                 );
             };
+            if !crate::handshake::is_valid_key(key.as_bytes()) {
+                return self.respond(
+                    id,
+                    plain(StatusCode::BAD_REQUEST, "Invalid Sec-WebSocket-Key."),
+                );
+            }
             let mut response = Response::new(());
             *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             let headers = response.headers_mut();
