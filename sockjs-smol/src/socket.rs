@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_io::Async;
@@ -15,20 +15,11 @@ use sockjs_core::driver::{ConnectionProbe, Socket};
 pub(crate) struct Stream(pub(crate) Arc<Async<TcpStream>>);
 
 impl Stream {
-    /// Tells whether the client has closed or reset the connection: a peek that finds the
-    /// end of input or an error. Pipelined bytes waiting to be read say nothing, so they
-    /// count as alive. Holds the socket weakly: a finished connection is gone.
+    /// Tells whether the client has closed or reset the connection, by peeking at the
+    /// socket (see [`ConnectionProbe::peeking`]).
     pub(crate) fn probe(&self) -> ConnectionProbe {
-        let socket: Weak<Async<TcpStream>> = Arc::downgrade(&self.0);
-        ConnectionProbe::new(move || {
-            let Some(socket) = socket.upgrade() else {
-                return true;
-            };
-            match socket.get_ref().peek(&mut [0u8; 1]) {
-                Ok(0) => true,
-                Ok(_) => false,
-                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-            }
+        ConnectionProbe::peeking(Arc::downgrade(&self.0), |socket, buf| {
+            socket.get_ref().peek(buf)
         })
     }
 }

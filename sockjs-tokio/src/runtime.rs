@@ -2,7 +2,7 @@
 //! ran on), tokio's timers.
 
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
@@ -20,7 +20,8 @@ pub(crate) struct Tokio {
 
 impl Runtime for Tokio {
     fn now(&self) -> Instant {
-        Instant::now()
+        // tokio's clock, so that a test runtime with paused time drives the engines too.
+        tokio::time::Instant::now().into_std()
     }
 
     fn wall_clock(&self) -> SystemTime {
@@ -47,9 +48,9 @@ impl Runtime for Tokio {
     }
 
     fn random_seed(&self) -> u64 {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(0x5eed);
-        hasher.finish()
+        // std's randomly keyed hasher is the random source at hand.
+        let keys = std::collections::hash_map::RandomState::new();
+        keys.hash_one(std::thread::current().id())
     }
 }
 

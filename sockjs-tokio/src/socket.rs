@@ -6,7 +6,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::Shutdown;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -22,22 +22,12 @@ use tokio::net::TcpStream;
 pub(crate) struct Tcp(pub(crate) Arc<TcpStream>);
 
 impl Tcp {
-    /// Tells whether the client has closed or reset the connection: a non-blocking peek
-    /// that finds the end of input or an error (pipelined bytes count as alive). It goes
-    /// around tokio's readiness tracking, so it never steals hyper's wake-ups. Holds the
-    /// socket weakly: a finished connection is gone.
+    /// Tells whether the client has closed or reset the connection, by peeking at the
+    /// socket (see [`ConnectionProbe::peeking`]). The peek goes around tokio's readiness
+    /// tracking, so it never steals hyper's wake-ups.
     pub(crate) fn probe(&self) -> ConnectionProbe {
-        let socket: Weak<TcpStream> = Arc::downgrade(&self.0);
-        ConnectionProbe::new(move || {
-            let Some(socket) = socket.upgrade() else {
-                return true;
-            };
-            let mut byte = [MaybeUninit::<u8>::uninit()];
-            match socket2::SockRef::from(&*socket).peek(&mut byte) {
-                Ok(0) => true,
-                Ok(_) => false,
-                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-            }
+        ConnectionProbe::peeking(Arc::downgrade(&self.0), |socket, _| {
+            socket2::SockRef::from(socket).peek(&mut [MaybeUninit::uninit()])
         })
     }
 }

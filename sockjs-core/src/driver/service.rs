@@ -46,6 +46,36 @@ impl ConnectionProbe {
         ConnectionProbe(Arc::new(is_gone))
     }
 
+    /// A probe for a socket held weakly (so the probe never keeps a connection open):
+    /// gone once the socket is dropped, or when `peek`, a non-blocking `MSG_PEEK` read of
+    /// at most a byte, finds the end of input or an error. Bytes waiting to be read (a
+    /// pipelined request) and `WouldBlock` say the client is still there.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sockjs_core::driver::ConnectionProbe;
+    ///
+    /// let socket = Arc::new(std::io::ErrorKind::WouldBlock);
+    /// let probe = ConnectionProbe::peeking(Arc::downgrade(&socket), |kind, _buf| Err((*kind).into()));
+    /// assert!(!probe.is_gone());
+    /// drop(socket);
+    /// assert!(probe.is_gone());
+    /// ```
+    pub fn peeking<S: Send + Sync + 'static>(
+        socket: std::sync::Weak<S>,
+        peek: impl Fn(&S, &mut [u8]) -> std::io::Result<usize> + Send + Sync + 'static,
+    ) -> ConnectionProbe {
+        ConnectionProbe::new(move || {
+            let Some(socket) = socket.upgrade() else {
+                return true;
+            };
+            match peek(&socket, &mut [0u8; 1]) {
+                Ok(n) => n == 0,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            }
+        })
+    }
+
     /// Whether the client has gone.
     pub fn is_gone(&self) -> bool {
         (self.0)()
