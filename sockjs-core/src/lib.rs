@@ -80,6 +80,15 @@
 //! pick one per request by hashing the URL's session id (`I` in `/prefix/S/I/xhr`).
 //! WebSocket sessions are not registered under their URL id and can go to any engine.
 //!
+//! # The driver
+//!
+//! With the `driver` feature, `sockjs_core::driver` is everything between the engine and an
+//! async runtime that does not depend on the runtime: sharded engines behind short locks,
+//! output routing, bounded queues, the application's `Session` handles, abort detection,
+//! the WebSocket pump, broadcast. `sockjs-tokio` and `sockjs-smol` are thin adapters over
+//! it; a runtime of your own needs a few dozen lines of `Runtime` and `Socket`. Without the
+//! feature, this crate has no async code at all.
+//!
 //! # Bounds
 //!
 //! Every buffer has a bound in [`Options`]: request bodies (`max_request_body`, 413),
@@ -93,10 +102,13 @@
 //!
 //! - [`transport`]: the transports a session can use;
 //! - [`handshake`]: WebSocket handshake arithmetic (hixie-76 needs the driver's help);
-//! - [`wire`]: an HTTP/1.1 codec for runtimes that own raw byte streams.
+//! - [`wire`]: an HTTP/1.1 codec for runtimes that own raw byte streams;
+//! - `driver` (feature `driver`): the runtime-agnostic layer the adapters share.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "driver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "driver")))]
 pub mod driver;
 mod engine;
 pub mod handshake;
