@@ -92,6 +92,13 @@ impl ServerHandle {
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         services.iter().map(Service::session_count).sum()
     }
+
+    /// Requests the running server's services hold (pending receivers, open streams and
+    /// WebSockets): zero once every client is gone.
+    pub fn open_requests(&self) -> usize {
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        services.iter().map(Service::open_requests).sum()
+    }
 }
 
 /// A SockJS server hosting one or more services on one listener.

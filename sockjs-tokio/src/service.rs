@@ -102,6 +102,12 @@ impl SockJs {
         self.service.session_count()
     }
 
+    /// Requests the service holds (pending receivers, open streams and WebSockets): zero
+    /// once every client is gone.
+    pub fn open_requests(&self) -> usize {
+        self.service.open_requests()
+    }
+
     /// Handler tasks that have not returned yet.
     pub fn running_handlers(&self) -> usize {
         self.service.running_handlers()

@@ -153,6 +153,8 @@ pub struct Target {
     pub addr: SocketAddr,
     pub app: Arc<App>,
     count: Box<dyn Fn() -> usize + Send + Sync>,
+    /// Requests the adapter holds.
+    requests: Box<dyn Fn() -> usize + Send + Sync>,
     /// Starts the adapter's graceful shutdown.
     shutdown: Box<dyn Fn() + Send + Sync>,
     stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
@@ -170,6 +172,11 @@ impl Target {
     /// Sessions the server holds (the adapter's API).
     pub fn session_count(&self) -> usize {
         (self.count)()
+    }
+
+    /// Requests the server holds (pending receivers, streams, WebSockets).
+    pub fn open_requests(&self) -> usize {
+        (self.requests)()
     }
 
     /// Starts a graceful shutdown.
@@ -327,11 +334,13 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
         std::thread::sleep(Duration::from_millis(5));
     }
     let shutdown = handle.clone();
+    let requests = handle.clone();
     Target {
         adapter: Adapter::Smol,
         addr,
         app: Arc::default(),
         count: Box::new(move || counter.session_count()),
+        requests: Box::new(move || requests.open_requests()),
         shutdown: Box::new(move || shutdown.shutdown()),
         stop: Mutex::new(Some(Box::new(move || {
             // Graceful shutdown lasts about one disconnect delay; let it finish on its own.
@@ -383,6 +392,7 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
         addr,
         app: Arc::default(),
         count: Box::new(move || counted.iter().map(|s| s.session_count()).sum()),
+        requests: Box::new(move || services.iter().map(|s| s.open_requests()).sum()),
         shutdown: Box::new(move || {
             if let Some(tx) = stop_tx.lock().unwrap().take() {
                 let _ = tx.send(());

@@ -310,9 +310,8 @@ impl Exchange {
             return;
         }
         self.done = true;
-        let id = self.id;
         self.shard
-            .run(|engine, now| engine.handle_ws_closed(now, id));
+            .end_request(self.id, |engine, now, id| engine.handle_ws_closed(now, id));
     }
 
     /// The service's settings, for the adapter's own bounds.

@@ -272,6 +272,16 @@ impl Service {
             .sum()
     }
 
+    /// Requests the service holds: pending receivers, open streams and WebSockets, and
+    /// answers not yet taken by their adapter. Zero once every client is gone (leak checks).
+    pub fn open_requests(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.open_requests())
+            .sum()
+    }
+
     /// Handler tasks that have not returned yet.
     pub fn running_handlers(&self) -> usize {
         self.inner.common.handlers.load(Ordering::Acquire)

@@ -237,9 +237,28 @@ impl Shard {
         }
     }
 
+    /// The request is over on the adapter's side (its client went away, or its WebSocket
+    /// closed): forget where its transmits went, then tell the engine with `f`.
+    pub(crate) fn end_request(
+        self: &Arc<Self>,
+        id: RequestId,
+        f: impl FnOnce(&mut Engine, Instant, RequestId),
+    ) {
+        let mut st = self.lock();
+        let now = self.common.runtime.now();
+        st.forget_request(id);
+        f(&mut st.engine, now, id);
+        self.settle(st, now);
+    }
+
     /// The peer went away: forget the request and tell the engine.
     pub(crate) fn abort(self: &Arc<Self>, id: RequestId) {
-        self.run(|engine, now| engine.handle_abort(now, id));
+        self.end_request(id, |engine, now, id| engine.handle_abort(now, id));
+    }
+
+    /// Requests that still have somewhere for their transmits to go.
+    pub(crate) fn open_requests(&self) -> usize {
+        self.lock().requests.len()
     }
 
     /// The application queues a message.
