@@ -280,18 +280,17 @@ impl Exchange {
         crate::driver::websocket::run(self, socket, read_ahead, handshake).await;
     }
 
+    /// Feeds the engine under one lock (several WebSocket messages at once).
+    pub(crate) fn feed<R>(&self, f: impl FnOnce(&mut crate::Engine, Instant, RequestId) -> R) -> R {
+        let id = self.id;
+        self.shard.run(|engine, now| f(engine, now, id))
+    }
+
     /// A WebSocket text message arrived.
     pub(crate) fn ws_text(&self, text: &str) {
         let id = self.id;
         self.shard
             .run(|engine, now| engine.handle_ws_message(now, id, text));
-    }
-
-    /// A WebSocket binary message arrived (the engine decides what it means).
-    pub(crate) fn ws_binary(&self, data: &[u8]) {
-        let id = self.id;
-        self.shard
-            .run(|engine, now| engine.handle_ws_binary(now, id, data));
     }
 
     /// The client sent a WebSocket message over

@@ -49,6 +49,7 @@ pub mod broadcast;
 mod config;
 mod exchange;
 mod queue;
+mod rfc6455;
 mod runtime;
 mod service;
 mod session;

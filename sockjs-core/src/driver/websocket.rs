@@ -1,10 +1,5 @@
-//! WebSockets after the 101: RFC 6455 through tungstenite, hixie-76 through the core's
-//! framing, over any [`Socket`].
-//!
-//! One loop per socket both reads and writes: it reads every frame that is there, moves
-//! every queued outgoing message into one buffer and writes it with one system call, then
-//! waits for the socket, the queue or a deadline, whichever comes first. Reads wait for
-//! readiness only after a read came back short or blocked.
+//! WebSockets after the 101, over any [`Socket`]: the dispatch to the RFC 6455 pump
+//! ([`rfc6455`](super::rfc6455)) or the hixie-76 one (here), and what both use.
 
 use std::future::poll_fn;
 use std::io;
@@ -12,25 +7,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::BytesMut;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tungstenite::{Error as WsError, Message, WebSocket};
-
 use crate::driver::exchange::{Exchange, TryNext};
+use crate::driver::rfc6455;
 use crate::driver::runtime::Timer;
 use crate::driver::socket::Socket;
 use crate::handshake::hixie76_answer;
 use crate::wire::hixie76;
 use crate::{Content, Handshake};
-
-/// Bytes tungstenite reads at a time (its default, 128 KiB, is allocated per connection
-/// and zero-filled before every read).
-const WS_READ_BUFFER: usize = 4096;
-/// Most incoming frames handled, and most outgoing bytes buffered, before the loop lets
-/// other tasks run.
-const READ_BATCH: usize = 64;
-const WRITE_BATCH: usize = 64 * 1024;
+use bytes::BytesMut;
 
 /// Runs an upgraded connection to its end: the 101 head is written; `read_ahead` holds
 /// bytes the client sent after its request (the first frames, or hixie-76's key3).
@@ -41,7 +25,7 @@ pub(crate) async fn run<S: Socket>(
     handshake: Handshake,
 ) {
     match handshake {
-        Handshake::Rfc6455 => rfc6455(&mut exchange, socket, read_ahead).await,
+        Handshake::Rfc6455 => rfc6455::serve(&mut exchange, socket, read_ahead).await,
         Handshake::Hixie76 { key1, key2 } => {
             hixie76(&mut exchange, socket, read_ahead, key1, key2).await;
         }
@@ -49,57 +33,21 @@ pub(crate) async fn run<S: Socket>(
     // Dropping the exchange tells the engine, unless the socket closed cleanly.
 }
 
-/// tungstenite's view of the socket. After a short read the socket is most likely empty,
-/// so the next read reports `WouldBlock` without a system call and the loop waits for
-/// readiness, which fires at once if bytes arrived meanwhile.
-struct Bridge<S> {
-    socket: S,
-    drained: bool,
-}
-
-impl<S: Socket> io::Read for Bridge<S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.drained {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        match self.socket.try_read(buf) {
-            Ok(n) => {
-                self.drained = n < buf.len();
-                Ok(n)
-            }
-            Err(e) => {
-                self.drained = e.kind() == io::ErrorKind::WouldBlock;
-                Err(e)
-            }
-        }
-    }
-}
-
-impl<S: Socket> io::Write for Bridge<S> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.socket.try_write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.socket.try_flush()
-    }
-}
-
 /// A deadline the loop may wait on, with one timer reused for every deadline.
-struct Alarm {
+pub(crate) struct Alarm {
     timer: Option<Pin<Box<dyn Timer>>>,
     at: Option<Instant>,
 }
 
 impl Alarm {
-    fn new() -> Alarm {
+    pub(crate) fn new() -> Alarm {
         Alarm {
             timer: None,
             at: None,
         }
     }
 
-    fn set(&mut self, exchange: &Exchange, at: Option<Instant>) {
+    pub(crate) fn set(&mut self, exchange: &Exchange, at: Option<Instant>) {
         if self.at == at {
             return;
         }
@@ -112,206 +60,10 @@ impl Alarm {
         }
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match (self.at, self.timer.as_mut()) {
             (Some(_), Some(timer)) => timer.as_mut().poll(cx),
             _ => Poll::Pending,
-        }
-    }
-}
-
-async fn rfc6455<S: Socket>(exchange: &mut Exchange, socket: S, read_ahead: Vec<u8>) {
-    let max = exchange.options().max_message_size;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(WS_READ_BUFFER)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
-    let bridge = Bridge {
-        socket,
-        drained: false,
-    };
-    let mut ws = WebSocket::from_partially_read(bridge, read_ahead, Role::Server, Some(config));
-    let write_timeout = exchange.config().write_timeout;
-    let linger = exchange.config().close_linger;
-    let runtime = exchange.runtime().clone();
-    let mut alarm = Alarm::new();
-
-    // The reader stops after the client sent a message over the limit (the engine then
-    // queued a close, which the writer still sends within the write timeout).
-    let mut reading = true;
-    // The writer stops once it sent a close frame, its queue ended or a write failed; the
-    // reader then gets the close linger to see the client's side of the close.
-    let mut writing = true;
-    // Deadline of the last phase (one of the two above stopped).
-    let mut end: Option<Instant> = None;
-    // Bytes tungstenite holds that the socket did not take yet, since when.
-    let mut blocked_since: Option<Instant> = None;
-    // A close frame is queued or the queue ended: flush, then the writer stops.
-    let mut closing = false;
-    // Whether a read may find bytes (otherwise wait for readiness first).
-    let mut may_read = true;
-    loop {
-        let mut busy = false;
-        if reading && may_read {
-            let mut budget = READ_BATCH;
-            loop {
-                if budget == 0 {
-                    busy = true;
-                    break;
-                }
-                budget -= 1;
-                match ws.read() {
-                    Ok(Message::Text(text)) => exchange.ws_text(text.as_str()),
-                    Ok(Message::Binary(data)) => exchange.ws_binary(&data),
-                    // A close frame: tungstenite queues the reply, sent by the next write.
-                    Ok(Message::Close(_)) => exchange.ws_closed(),
-                    Ok(_) => {}
-                    Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                        may_read = false;
-                        break;
-                    }
-                    Err(WsError::Capacity(_)) => {
-                        exchange.ws_too_big();
-                        if !writing {
-                            return;
-                        }
-                        reading = false;
-                        end = Some(runtime.now() + write_timeout);
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::debug!(%error, "websocket read ended");
-                        exchange.ws_closed();
-                        return;
-                    }
-                }
-            }
-        }
-
-        if writing {
-            let mut stop = false;
-            let mut wrote = false;
-            if blocked_since.is_none() && !closing {
-                let mut batch = 0;
-                while batch < WRITE_BATCH {
-                    let message = match exchange.try_next() {
-                        TryNext::Item(Content::WsText(text)) => {
-                            batch += text.len();
-                            Message::text(text)
-                        }
-                        TryNext::Item(Content::WsPing) => Message::Ping(Default::default()),
-                        TryNext::Item(Content::WsClose { code, reason }) => {
-                            let frame = CloseFrame {
-                                code: CloseCode::from(code),
-                                reason: String::from(reason).into(),
-                            };
-                            closing = true;
-                            wrote = true;
-                            if ws.close(Some(frame)).is_err() {
-                                stop = true;
-                            }
-                            break;
-                        }
-                        TryNext::Item(_) => continue,
-                        TryNext::Empty => break,
-                        // The exchange ended: write what is buffered, then stop.
-                        TryNext::Ended => {
-                            closing = true;
-                            break;
-                        }
-                    };
-                    wrote = true;
-                    match ws.write(message) {
-                        Ok(()) => {}
-                        // Buffered; the flush below goes on with it.
-                        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            stop = true;
-                            break;
-                        }
-                    }
-                    if batch >= WRITE_BATCH {
-                        busy = true;
-                    }
-                }
-            }
-            if !stop && (wrote || closing || blocked_since.is_some()) {
-                match ws.flush() {
-                    Ok(()) => {
-                        blocked_since = None;
-                        stop = closing;
-                    }
-                    Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                        let now = runtime.now();
-                        let since = *blocked_since.get_or_insert(now);
-                        stop = now.saturating_duration_since(since) >= write_timeout;
-                    }
-                    Err(_) => stop = true,
-                }
-            }
-            if stop {
-                writing = false;
-                if !reading {
-                    // The rest of the oversize message may still be unread: consume what
-                    // is there, so that closing sends FIN rather than RST (which could
-                    // destroy the close frame before the client reads it).
-                    discard_input(&mut ws.get_mut().socket);
-                    let _ = ws.get_mut().socket.shutdown();
-                    return;
-                }
-                end = Some(runtime.now() + linger);
-            }
-        }
-
-        if busy {
-            yield_now().await;
-            continue;
-        }
-
-        let now = runtime.now();
-        let deadline = match (end, blocked_since) {
-            (Some(end), Some(since)) => Some(end.min(since + write_timeout)),
-            (end, since) => end.or(since.map(|since| since + write_timeout)),
-        };
-        if deadline.is_some_and(|at| at <= now) {
-            if end.is_some_and(|at| at <= now) {
-                return;
-            }
-            continue;
-        }
-        alarm.set(exchange, deadline);
-        let wait_read = reading && !may_read;
-        let wait_write = writing && blocked_since.is_some();
-        let wait_queue = writing && blocked_since.is_none() && !closing;
-        let readable = poll_fn(|cx| {
-            let mut readable = false;
-            let socket = &mut ws.get_mut().socket;
-            if wait_read && socket.poll_readable(cx).is_ready() {
-                readable = true;
-            }
-            let mut ready = readable;
-            if wait_write && socket.poll_writable(cx).is_ready() {
-                ready = true;
-            }
-            if wait_queue && exchange.poll_ready(cx).is_ready() {
-                ready = true;
-            }
-            if alarm.poll(cx).is_ready() {
-                ready = true;
-            }
-            if ready {
-                Poll::Ready(readable)
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-        if readable {
-            may_read = true;
-            ws.get_mut().drained = false;
-        }
-        if end.is_some_and(|at| at <= runtime.now()) {
-            return;
         }
     }
 }
@@ -514,19 +266,8 @@ async fn write_all<S: Socket>(
     }
 }
 
-/// Reads and drops what the client already sent, without waiting (bounded).
-fn discard_input<S: Socket>(socket: &mut S) {
-    let mut scratch = [0u8; 4096];
-    for _ in 0..64 {
-        match socket.try_read(&mut scratch) {
-            Ok(n) if n > 0 => {}
-            _ => return,
-        }
-    }
-}
-
 /// Lets other tasks run once.
-async fn yield_now() {
+pub(crate) async fn yield_now() {
     let mut yielded = false;
     poll_fn(|cx| {
         if yielded {

@@ -1,0 +1,587 @@
+//! RFC 6455 WebSocket framing for the server side: a decoder of client frames and encoders
+//! of server frames, sans I/O.
+//!
+//! The decoder works on the caller's buffer: a frame that arrived whole is unmasked in
+//! place and handed out as a borrowed slice, so a connection whose messages fit in one read
+//! needs no buffer of its own (read into a shared scratch buffer, feed it, done). Only the
+//! bytes of an unfinished frame or fragmented message are kept, in the decoder.
+//!
+//! ```
+//! use sockjs_core::wire::rfc6455::{Decoder, Message, encode_text};
+//!
+//! // A masked client text frame "hi" (mask 1 2 3 4).
+//! let mut input = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+//! let mut decoder = Decoder::new(1024);
+//! let mut seen = Vec::new();
+//! decoder.feed(&mut input, &mut |message| {
+//!     if let Message::Text(text) = message {
+//!         seen.push(text.to_owned());
+//!     }
+//! })?;
+//! assert_eq!(seen, ["hi"]);
+//!
+//! let mut out = Vec::new();
+//! encode_text("a[\"hi\"]", &mut out);
+//! assert_eq!(out[..2], [0x81, 7]);
+//! # Ok::<(), sockjs_core::wire::rfc6455::Error>(())
+//! ```
+
+use std::fmt;
+
+/// A complete message or control frame from the client, borrowed from the input (or from
+/// the decoder, for a fragmented message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+    /// A ping: answer with a pong carrying the same payload ([`encode_pong`]).
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The client's close frame, with its code and reason if it has them: answer with a
+    /// close frame ([`encode_close`]) and close the connection.
+    Close(Option<(u16, &'a str)>),
+}
+
+/// Why the client's frames are refused. Each maps to the close code the server answers
+/// with ([`Error::close_code`]) before closing the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// A frame the protocol forbids: unmasked, reserved bits or opcodes, a fragmented or
+    /// oversized control frame, a continuation out of place, a bad close payload (1002).
+    Protocol(&'static str),
+    /// A text message or close reason that is not UTF-8 (1007).
+    InvalidUtf8,
+    /// A message over the decoder's bound (1009).
+    TooBig,
+}
+
+impl Error {
+    /// The close code to answer with.
+    pub fn close_code(self) -> u16 {
+        match self {
+            Error::Protocol(_) => 1002,
+            Error::InvalidUtf8 => 1007,
+            Error::TooBig => 1009,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Protocol(what) => write!(f, "websocket protocol error: {what}"),
+            Error::InvalidUtf8 => f.write_str("websocket text is not valid UTF-8"),
+            Error::TooBig => f.write_str("websocket message too big"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+const CONTINUATION: u8 = 0x0;
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+
+/// A frame header, once all of it is there.
+struct Header {
+    fin: bool,
+    opcode: u8,
+    mask: [u8; 4],
+    /// Bytes of header.
+    size: usize,
+    len: usize,
+}
+
+/// Decodes the frames a client sends: checks them as RFC 6455 §5 requires, unmasks them,
+/// reassembles fragmented messages, and bounds messages by size.
+///
+/// After an error the connection must be closed: the decoder refuses everything else.
+#[derive(Debug)]
+pub struct Decoder {
+    max_message: usize,
+    /// The start of a frame that has not all arrived.
+    partial: Vec<u8>,
+    /// A fragmented message being reassembled: its opcode and the payload so far.
+    fragments: Option<(u8, Vec<u8>)>,
+    failed: Option<Error>,
+}
+
+impl Decoder {
+    /// A decoder refusing messages (and fragmented messages in all) over `max_message`
+    /// bytes.
+    pub fn new(max_message: usize) -> Decoder {
+        Decoder {
+            max_message,
+            partial: Vec::new(),
+            fragments: None,
+            failed: None,
+        }
+    }
+
+    /// Whether the decoder holds bytes of an unfinished frame or message (and so memory).
+    pub fn is_idle(&self) -> bool {
+        self.partial.is_empty() && self.fragments.is_none()
+    }
+
+    /// Bytes held for an unfinished frame and message: at most the message bound and one
+    /// frame header (14 bytes) beyond it.
+    pub fn buffered(&self) -> usize {
+        self.partial.len() + self.fragments.as_ref().map_or(0, |(_, data)| data.len())
+    }
+
+    /// Decodes every whole frame in `input` (as read from the socket, after what was fed
+    /// before), calling `on_message` for each message and control frame in order; keeps
+    /// the bytes of an unfinished frame. `input` is unmasked in place.
+    pub fn feed(
+        &mut self,
+        input: &mut [u8],
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Result<(), Error> {
+        if let Some(error) = self.failed {
+            return Err(error);
+        }
+        let result = if self.partial.is_empty() {
+            self.decode(input, on_message).map(|used| {
+                let rest = &input[used..];
+                if !rest.is_empty() {
+                    if let Ok(Some(header)) = self.header(rest) {
+                        self.partial.reserve(header.size + header.len);
+                    }
+                    self.partial.extend_from_slice(rest);
+                }
+            })
+        } else {
+            let mut joined = std::mem::take(&mut self.partial);
+            joined.extend_from_slice(input);
+            self.decode(&mut joined, on_message).map(|used| {
+                joined.drain(..used);
+                // An idle connection keeps no buffer.
+                if !joined.is_empty() {
+                    self.partial = joined;
+                }
+            })
+        };
+        if let Err(error) = result {
+            self.failed = Some(error);
+            self.partial = Vec::new();
+            self.fragments = None;
+        }
+        result
+    }
+
+    /// Decodes whole frames from the start of `input`; returns the bytes they took.
+    fn decode(
+        &mut self,
+        input: &mut [u8],
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Result<usize, Error> {
+        let mut used = 0;
+        loop {
+            let rest = &mut input[used..];
+            let Some(header) = self.header(rest)? else {
+                return Ok(used);
+            };
+            let total = header.size + header.len;
+            if rest.len() < total {
+                return Ok(used);
+            }
+            let payload = &mut rest[header.size..total];
+            unmask(payload, header.mask);
+            self.frame(&header, payload, on_message)?;
+            used += total;
+        }
+    }
+
+    /// Parses and checks a header, or `None` if not all of it is there.
+    fn header(&self, input: &[u8]) -> Result<Option<Header>, Error> {
+        let [first, second, ..] = *input else {
+            return Ok(None);
+        };
+        let fin = first & 0x80 != 0;
+        if first & 0x70 != 0 {
+            return Err(Error::Protocol("reserved bits set"));
+        }
+        let opcode = first & 0x0F;
+        let control = opcode & 0x08 != 0;
+        match opcode {
+            CONTINUATION | TEXT | BINARY | CLOSE | PING | PONG => {}
+            _ => return Err(Error::Protocol("reserved opcode")),
+        }
+        if second & 0x80 == 0 {
+            return Err(Error::Protocol("unmasked client frame"));
+        }
+        let (len, at) = match second & 0x7F {
+            126 => match input.get(2..4) {
+                Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+                None => return Ok(None),
+            },
+            127 => match input.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                Some(b) => (u64::from_be_bytes(b), 10),
+                None => return Ok(None),
+            },
+            n => (u64::from(n), 2),
+        };
+        if len >> 63 != 0 {
+            return Err(Error::Protocol("length with the high bit set"));
+        }
+        if control && (!fin || len > 125) {
+            return Err(Error::Protocol("fragmented or long control frame"));
+        }
+        // Refuse an oversized message before its payload is buffered.
+        let held = if control {
+            0
+        } else {
+            self.fragments.as_ref().map_or(0, |(_, data)| data.len())
+        };
+        let len = usize::try_from(len).map_err(|_| Error::TooBig)?;
+        if held.saturating_add(len) > self.max_message {
+            return Err(Error::TooBig);
+        }
+        let Some(mask) = input
+            .get(at..at + 4)
+            .and_then(|m| <[u8; 4]>::try_from(m).ok())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Header {
+            fin,
+            opcode,
+            mask,
+            size: at + 4,
+            len,
+        }))
+    }
+
+    fn frame(
+        &mut self,
+        header: &Header,
+        payload: &[u8],
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Result<(), Error> {
+        match header.opcode {
+            PING => on_message(Message::Ping(payload)),
+            PONG => on_message(Message::Pong(payload)),
+            CLOSE => on_message(Message::Close(close_payload(payload)?)),
+            CONTINUATION => {
+                let Some((opcode, mut data)) = self.fragments.take() else {
+                    return Err(Error::Protocol("continuation without a message"));
+                };
+                data.extend_from_slice(payload);
+                if !header.fin {
+                    self.fragments = Some((opcode, data));
+                    return Ok(());
+                }
+                deliver(opcode, &data, on_message)?;
+            }
+            opcode => {
+                if self.fragments.is_some() {
+                    return Err(Error::Protocol("new message inside a fragmented one"));
+                }
+                if !header.fin {
+                    self.fragments = Some((opcode, payload.to_vec()));
+                    return Ok(());
+                }
+                deliver(opcode, payload, on_message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn deliver(
+    opcode: u8,
+    payload: &[u8],
+    on_message: &mut impl FnMut(Message<'_>),
+) -> Result<(), Error> {
+    if opcode == TEXT {
+        let text = std::str::from_utf8(payload).map_err(|_| Error::InvalidUtf8)?;
+        on_message(Message::Text(text));
+    } else {
+        on_message(Message::Binary(payload));
+    }
+    Ok(())
+}
+
+/// A close frame's code and reason (RFC 6455 §5.5.1, §7.4).
+fn close_payload(payload: &[u8]) -> Result<Option<(u16, &str)>, Error> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(Error::Protocol("one-byte close payload")),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                return Err(Error::Protocol("close code a peer may not send"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| Error::InvalidUtf8)?;
+            Ok(Some((code, reason)))
+        }
+    }
+}
+
+/// XORs the payload with the client's mask, four bytes at a time where it can.
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = payload.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        let value = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) ^ word;
+        chunk.copy_from_slice(&value.to_ne_bytes());
+    }
+    for (byte, m) in chunks.into_remainder().iter_mut().zip(mask) {
+        *byte ^= m;
+    }
+}
+
+/// Appends one unmasked, unfragmented server frame.
+fn encode(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+    out.reserve(payload.len() + 10);
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n @ 0..=125 => out.push(n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+/// Appends a text message.
+pub fn encode_text(text: &str, out: &mut Vec<u8>) {
+    encode(TEXT, text.as_bytes(), out);
+}
+
+/// Appends a ping with an empty payload.
+pub fn encode_ping(out: &mut Vec<u8>) {
+    encode(PING, &[], out);
+}
+
+/// Appends the pong answering a ping with this payload.
+pub fn encode_pong(payload: &[u8], out: &mut Vec<u8>) {
+    encode(PONG, payload, out);
+}
+
+/// Appends a close frame with this code and reason (cut to the 123 bytes a control frame
+/// holds, at a character boundary).
+pub fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = [0u8; 125];
+    payload[..2].copy_from_slice(&code.to_be_bytes());
+    payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
+    encode(CLOSE, &payload[..2 + end], out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame.
+    fn frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut out = vec![first];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n @ 126..=0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Text(String),
+        Binary(Vec<u8>),
+        Ping(Vec<u8>),
+        Pong(Vec<u8>),
+        Close(Option<(u16, String)>),
+    }
+
+    fn feed(decoder: &mut Decoder, input: &[u8]) -> Result<Vec<Seen>, Error> {
+        let mut seen = Vec::new();
+        let mut input = input.to_vec();
+        decoder.feed(&mut input, &mut |m| {
+            seen.push(match m {
+                Message::Text(t) => Seen::Text(t.to_owned()),
+                Message::Binary(b) => Seen::Binary(b.to_vec()),
+                Message::Ping(p) => Seen::Ping(p.to_vec()),
+                Message::Pong(p) => Seen::Pong(p.to_vec()),
+                Message::Close(c) => Seen::Close(c.map(|(code, r)| (code, r.to_owned()))),
+            })
+        })?;
+        Ok(seen)
+    }
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    #[test]
+    fn rfc_example_frames() {
+        // RFC 6455 §5.7: a masked "Hello".
+        let hello = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let mut d = Decoder::new(1024);
+        assert_eq!(feed(&mut d, &hello), Ok(vec![Seen::Text("Hello".into())]));
+        // Fragmented "Hel" + "lo", with a ping between the fragments.
+        let mut input = frame(0x01, b"Hel", MASK);
+        input.extend(frame(0x89, b"p", MASK));
+        input.extend(frame(0x80, b"lo", MASK));
+        assert_eq!(
+            feed(&mut d, &input),
+            Ok(vec![Seen::Ping(b"p".to_vec()), Seen::Text("Hello".into())])
+        );
+        assert!(d.is_idle());
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_messages() {
+        let mut input = frame(0x81, "héllo".as_bytes(), MASK);
+        input.extend(frame(0x82, &[0, 1, 2, 255], MASK));
+        input.extend(frame(0x81, &vec![b'x'; 300], MASK));
+        input.extend(frame(0x8A, b"", MASK));
+        input.extend(frame(0x88, &[0x03, 0xe8, b'b', b'y', b'e'], MASK));
+        let whole = feed(&mut Decoder::new(1 << 20), &input).expect("decoded");
+        assert_eq!(whole.len(), 5);
+        for split in 0..input.len() {
+            let mut d = Decoder::new(1 << 20);
+            let mut seen = feed(&mut d, &input[..split]).expect("decoded");
+            seen.extend(feed(&mut d, &input[split..]).expect("decoded"));
+            assert_eq!(seen, whole, "split at {split}");
+            assert!(d.is_idle());
+        }
+    }
+
+    #[test]
+    fn lengths_of_every_encoding() {
+        for len in [0, 125, 126, 65535, 65536] {
+            let payload = vec![b'a'; len];
+            let seen =
+                feed(&mut Decoder::new(1 << 20), &frame(0x82, &payload, MASK)).expect("decoded");
+            assert_eq!(seen, [Seen::Binary(payload)]);
+        }
+    }
+
+    #[test]
+    fn protocol_errors_are_1002() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![0x81, 0x00],                                            // unmasked
+            frame(0xC1, b"x", MASK),      // RSV1 without an extension
+            frame(0x83, b"x", MASK),      // reserved data opcode
+            frame(0x8B, b"x", MASK),      // reserved control opcode
+            frame(0x09, b"x", MASK),      // fragmented ping
+            frame(0x89, &[0; 126], MASK), // long ping
+            frame(0x80, b"x", MASK),      // continuation without a message
+            [frame(0x01, b"a", MASK), frame(0x81, b"b", MASK)].concat(), // interleaved
+            frame(0x88, &[3], MASK),      // one-byte close payload
+            frame(0x88, &[0x03, 0xed], MASK), // close code 1005
+            frame(0x88, &[0x0b, 0xb7], MASK), // close code 2999
+        ];
+        for case in cases {
+            let mut d = Decoder::new(1024);
+            let error = feed(&mut d, &case).expect_err("refused");
+            assert_eq!(error.close_code(), 1002, "{case:?}: {error}");
+            // Refused for good.
+            assert_eq!(feed(&mut d, &frame(0x81, b"x", MASK)), Err(error));
+        }
+        let mut huge = vec![0x82, 0xFF];
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        huge.extend_from_slice(&MASK);
+        assert_eq!(
+            feed(&mut Decoder::new(1024), &huge).map_err(Error::close_code),
+            Err(1002)
+        );
+    }
+
+    #[test]
+    fn bad_utf8_is_1007_and_too_big_is_1009() {
+        let bad = feed(&mut Decoder::new(64), &frame(0x81, &[0xff, 0xfe], MASK));
+        assert_eq!(bad, Err(Error::InvalidUtf8));
+        let reason = feed(
+            &mut Decoder::new(64),
+            &frame(0x88, &[0x03, 0xe8, 0xff], MASK),
+        );
+        assert_eq!(reason, Err(Error::InvalidUtf8));
+        // Refused from the header alone: the payload never needs to arrive.
+        let head = &frame(0x81, &[b'x'; 65], MASK)[..6];
+        assert_eq!(feed(&mut Decoder::new(64), head), Err(Error::TooBig));
+        // A fragmented message counts all its fragments.
+        let mut d = Decoder::new(64);
+        assert_eq!(feed(&mut d, &frame(0x01, &[b'x'; 40], MASK)), Ok(vec![]));
+        assert_eq!(
+            feed(&mut d, &frame(0x80, &[b'x'; 40], MASK)),
+            Err(Error::TooBig)
+        );
+        assert_eq!(
+            feed(&mut Decoder::new(64), &frame(0x81, &[b'x'; 64], MASK)).map(|s| s.len()),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn close_frames() {
+        let mut d = Decoder::new(64);
+        assert_eq!(
+            feed(&mut d, &frame(0x88, &[], MASK)),
+            Ok(vec![Seen::Close(None)])
+        );
+        assert_eq!(
+            feed(&mut d, &frame(0x88, &[0x0f, 0xa0, b'o', b'k'], MASK)),
+            Ok(vec![Seen::Close(Some((4000, "ok".into())))])
+        );
+    }
+
+    #[test]
+    fn server_frames() {
+        let mut out = Vec::new();
+        encode_text("hi", &mut out);
+        assert_eq!(out, [0x81, 2, b'h', b'i']);
+        out.clear();
+        encode_text(&"x".repeat(126), &mut out);
+        assert_eq!(out[..4], [0x81, 126, 0, 126]);
+        out.clear();
+        encode_text(&"x".repeat(70_000), &mut out);
+        assert_eq!(out[..10], [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+        out.clear();
+        encode_ping(&mut out);
+        encode_pong(b"p", &mut out);
+        assert_eq!(out, [0x89, 0, 0x8A, 1, b'p']);
+        out.clear();
+        encode_close(1000, &"é".repeat(100), &mut out);
+        assert_eq!(out[..4], [0x88, 124, 0x03, 0xe8]);
+        assert!(std::str::from_utf8(&out[4..]).is_ok());
+    }
+
+    #[test]
+    fn unmasking_matches_the_bytewise_rule() {
+        for len in 0..20 {
+            let data: Vec<u8> = (0..len as u8).collect();
+            let mut fast = data.clone();
+            unmask(&mut fast, MASK);
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ MASK[i % 4])
+                .collect();
+            assert_eq!(fast, slow);
+        }
+    }
+}
