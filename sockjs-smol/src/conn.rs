@@ -41,6 +41,15 @@ const MAX_READ_AHEAD: usize = 64 * 1024;
 enum Next {
     KeepAlive,
     Close,
+    /// It became a WebSocket.
+    Upgrade(Box<Upgraded>),
+}
+
+/// A connection past its 101: what its WebSocket pump needs.
+struct Upgraded {
+    exchange: Exchange,
+    read_ahead: Vec<u8>,
+    handshake: Handshake,
 }
 
 /// Serves one accepted connection until it closes.
@@ -52,7 +61,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: Stream, peer: SocketAddr)
         max_body_bytes: shared.max_body,
     };
     let mut conn = Conn {
-        stream,
+        stream: stream.clone(),
         drained: AtomicBool::new(false),
         buf: BytesMut::new(),
         decoder: RequestDecoder::new(limits),
@@ -60,7 +69,17 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: Stream, peer: SocketAddr)
         shared: shared.clone(),
     };
     match conn.run().await {
-        Ok(()) => tracing::trace!(%peer, "connection closed"),
+        Ok(None) => tracing::trace!(%peer, "connection closed"),
+        // The WebSocket gets a task of its own, so that it does not carry this one's
+        // HTTP state for the rest of its life.
+        Ok(Some(upgraded)) => {
+            let Upgraded {
+                exchange,
+                read_ahead,
+                handshake,
+            } = *upgraded;
+            shared.spawn_counted(exchange.serve_websocket(stream, read_ahead, handshake));
+        }
         Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
     }
 }
@@ -76,13 +95,16 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run(&mut self) -> io::Result<()> {
+    /// Serves requests until the connection closes, or becomes a WebSocket.
+    async fn run(&mut self) -> io::Result<Option<Box<Upgraded>>> {
         loop {
             let Some(request) = self.next_request().await? else {
-                return Ok(());
+                return Ok(None);
             };
-            if let Next::Close = self.handle(request).await? {
-                return Ok(());
+            match self.handle(request).await? {
+                Next::KeepAlive => {}
+                Next::Close => return Ok(None),
+                Next::Upgrade(upgraded) => return Ok(Some(upgraded)),
             }
         }
     }
@@ -274,11 +296,11 @@ impl Conn {
                     }
                     encoder.encode(&head, &mut out);
                     self.write(&out).await?;
-                    let read_ahead = std::mem::take(&mut self.buf).to_vec();
-                    exchange
-                        .serve_websocket(self.stream.clone(), read_ahead, handshake)
-                        .await;
-                    return Ok(Next::Close);
+                    return Ok(Next::Upgrade(Box::new(Upgraded {
+                        exchange,
+                        read_ahead: std::mem::take(&mut self.buf).to_vec(),
+                        handshake,
+                    })));
                 }
                 _ => {}
             }

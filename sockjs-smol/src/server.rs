@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use async_executor::Executor;
@@ -37,6 +37,7 @@ pub(crate) struct Shared {
     /// Closed (never sent on) when graceful shutdown starts.
     pub(crate) shutdown: async_channel::Receiver<()>,
     connections: AtomicUsize,
+    executor: Weak<Executor<'static>>,
 }
 
 impl Shared {
@@ -47,6 +48,30 @@ impl Shared {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Runs a connection's task, counted until it ends (graceful shutdown waits for it).
+    pub(crate) fn spawn_counted(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
+        let Some(executor) = self.executor.upgrade() else {
+            return;
+        };
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        let counted = Counted(self.clone());
+        executor
+            .spawn(async move {
+                task.await;
+                drop(counted);
+            })
+            .detach();
+    }
+}
+
+/// One connection in [`Shared::connections`] until dropped.
+struct Counted(Arc<Shared>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -249,6 +274,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             shutdown: shutdown_rx,
             connections: AtomicUsize::new(0),
+            executor: Arc::downgrade(&executor),
         });
 
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
@@ -272,7 +298,7 @@ impl Server {
             if let Ok(addr) = listener.get_ref().local_addr() {
                 tracing::info!(%addr, "listening");
             }
-            accept(&listener, &shared, &executor, &handle).await;
+            accept(&listener, &shared, &handle).await;
             drop(listener);
             shared.shutting_down.store(true, Ordering::Release);
             drop(shutdown_tx);
@@ -291,12 +317,7 @@ impl Server {
     }
 }
 
-async fn accept(
-    listener: &Async<TcpListener>,
-    shared: &Arc<Shared>,
-    executor: &Executor<'static>,
-    handle: &ServerHandle,
-) {
+async fn accept(listener: &Async<TcpListener>, shared: &Arc<Shared>, handle: &ServerHandle) {
     enum Event {
         Accepted(io::Result<(Async<std::net::TcpStream>, std::net::SocketAddr)>),
         Shutdown,
@@ -310,14 +331,8 @@ async fn accept(
         match future::or(shutdown, accepted).await {
             Event::Accepted(Ok((stream, peer))) => {
                 let _ = stream.get_ref().set_nodelay(true);
-                let shared = shared.clone();
-                shared.connections.fetch_add(1, Ordering::AcqRel);
-                executor
-                    .spawn(async move {
-                        conn::serve(shared.clone(), Stream(Arc::new(stream)), peer).await;
-                        shared.connections.fetch_sub(1, Ordering::AcqRel);
-                    })
-                    .detach();
+                let stream = Stream(Arc::new(stream));
+                shared.spawn_counted(conn::serve(shared.clone(), stream, peer));
             }
             Event::Accepted(Err(e)) => {
                 // E.g. out of file descriptors: back off instead of spinning.

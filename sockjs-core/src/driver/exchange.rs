@@ -271,13 +271,13 @@ impl Exchange {
     /// Runs the WebSocket this request became, to its end: call it after writing the head
     /// of [`Content::Upgrade`] (with its handshake), with the upgraded connection and the
     /// bytes the client sent after its request (the first frames, or hixie-76's key3).
-    pub async fn serve_websocket<S: crate::driver::Socket>(
+    pub fn serve_websocket<S: crate::driver::Socket>(
         self,
         socket: S,
         read_ahead: Vec<u8>,
         handshake: crate::Handshake,
-    ) {
-        crate::driver::websocket::run(self, socket, read_ahead, handshake).await;
+    ) -> crate::driver::WebSocket<S> {
+        crate::driver::websocket::WebSocket::new(self, socket, read_ahead, handshake)
     }
 
     /// Feeds the engine under one lock (several WebSocket messages at once).

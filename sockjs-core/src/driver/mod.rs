@@ -65,3 +65,4 @@ pub use runtime::{Runtime, Task, Timer};
 pub use service::{ConnectionProbe, Service};
 pub use session::{Closed, Session, SessionSender};
 pub use socket::{PollIo, Polled, Socket};
+pub use websocket::WebSocket;

@@ -8,15 +8,14 @@
 //! an idle connection holds none.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
 use std::io;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::Content;
 use crate::driver::exchange::{Exchange, TryNext};
 use crate::driver::socket::Socket;
-use crate::driver::websocket::{Alarm, yield_now};
+use crate::driver::websocket::Alarm;
 use crate::wire::rfc6455::{
     Decoder, Error, Message, encode_close, encode_ping, encode_pong, encode_text,
 };
@@ -74,138 +73,146 @@ struct Pump<S> {
     answered: bool,
 }
 
-pub(crate) async fn serve<S: Socket>(exchange: &mut Exchange, socket: S, read_ahead: Vec<u8>) {
-    let mut pump = Pump {
-        socket,
-        decoder: Decoder::new(exchange.options().max_message_size),
-        pending: Vec::new(),
-        phase: Phase::Open,
-        deaf: false,
-        broken: false,
-        answered: false,
-    };
-    let runtime = exchange.runtime().clone();
-    let write_timeout = exchange.config().write_timeout;
-    let linger = exchange.config().close_linger;
-    let mut alarm = Alarm::new();
-    if !read_ahead.is_empty() {
-        let mut read_ahead = read_ahead;
-        pump.handle(exchange, &mut read_ahead);
+/// The pump of one socket, as a future of fixed, small size: an `async fn` would carry
+/// room for every temporary of every await point for the socket's whole life.
+pub(crate) struct Serve<S> {
+    pump: Pump<S>,
+    alarm: Alarm,
+    /// Bytes the client sent with its handshake, handled at the first poll.
+    read_ahead: Vec<u8>,
+    /// When the linger ends.
+    end: Option<Instant>,
+    /// Since when a write has waited for the socket.
+    blocked_since: Option<Instant>,
+    /// Whether a read may find bytes (otherwise wait for readiness first).
+    may_read: bool,
+}
+
+impl<S: Socket> Serve<S> {
+    pub(crate) fn new(exchange: &Exchange, socket: S, read_ahead: Vec<u8>) -> Serve<S> {
+        Serve {
+            pump: Pump {
+                socket,
+                decoder: Decoder::new(exchange.options().max_message_size),
+                pending: Vec::new(),
+                phase: Phase::Open,
+                deaf: false,
+                broken: false,
+                answered: false,
+            },
+            alarm: Alarm::new(),
+            read_ahead,
+            end: None,
+            blocked_since: None,
+            may_read: true,
+        }
     }
-    // When the linger ends.
-    let mut end: Option<Instant> = None;
-    // Since when a write has waited for the socket.
-    let mut blocked_since: Option<Instant> = None;
-    // Whether a read may find bytes (otherwise wait for readiness first).
-    let mut may_read = true;
-    loop {
-        let mut busy = false;
-        let reading = pump.phase == Phase::Lingering || !(pump.deaf || pump.broken);
-        if reading && may_read {
-            for round in 0..=READ_BATCH {
-                if round == READ_BATCH {
-                    busy = true;
-                    break;
-                }
-                match pump.read(exchange) {
-                    Ok(Read::Data { short }) => {
-                        if short {
-                            may_read = false;
-                            break;
-                        }
-                    }
-                    Ok(Read::Empty) => {
-                        may_read = false;
+
+    /// Runs the socket until it is done (`Ready`) or has to wait.
+    pub(crate) fn poll(&mut self, exchange: &mut Exchange, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.read_ahead.is_empty() {
+            let mut read_ahead = std::mem::take(&mut self.read_ahead);
+            self.pump.handle(exchange, &mut read_ahead);
+        }
+        let write_timeout = exchange.config().write_timeout;
+        let pump = &mut self.pump;
+        loop {
+            let mut busy = false;
+            if pump.reading() && self.may_read {
+                for round in 0..=READ_BATCH {
+                    if round == READ_BATCH {
+                        busy = true;
                         break;
                     }
-                    Ok(Read::End) | Err(_) => {
+                    match pump.read(exchange) {
+                        Ok(Read::Data { short: false }) => {}
+                        Ok(Read::Data { short: true } | Read::Empty) => {
+                            self.may_read = false;
+                            break;
+                        }
                         // Without a close frame the session ends as aborted (the exchange
                         // is dropped); after one, it has ended already.
-                        return;
+                        Ok(Read::End) | Err(_) => return Poll::Ready(()),
+                        Ok(Read::CloseAnswered) => {
+                            pump.finish();
+                            return Poll::Ready(());
+                        }
                     }
-                    Ok(Read::CloseAnswered) => {
+                }
+            }
+
+            if pump.phase != Phase::Lingering {
+                match pump.write(exchange) {
+                    Ok(more) => {
+                        busy |= more;
+                        self.blocked_since = None;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let now = exchange.runtime().now();
+                        let since = *self.blocked_since.get_or_insert(now);
+                        if now.saturating_duration_since(since) >= write_timeout {
+                            tracing::debug!("websocket write timed out");
+                            return Poll::Ready(());
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "websocket write failed");
+                        return Poll::Ready(());
+                    }
+                }
+                if pump.phase == Phase::Closing && pump.pending.is_empty() {
+                    if pump.broken || pump.answered {
+                        // The server closes the connection first (RFC 6455 §7.1.1).
                         pump.finish();
-                        return;
+                        return Poll::Ready(());
                     }
+                    pump.phase = Phase::Lingering;
+                    self.end = Some(exchange.runtime().now() + exchange.config().close_linger);
                 }
             }
-        }
 
-        if pump.phase != Phase::Lingering {
-            match pump.write(exchange) {
-                Ok(more) => {
-                    busy |= more;
-                    blocked_since = None;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let now = runtime.now();
-                    let since = *blocked_since.get_or_insert(now);
-                    if now.saturating_duration_since(since) >= write_timeout {
-                        tracing::debug!("websocket write timed out");
-                        return;
-                    }
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "websocket write failed");
-                    return;
-                }
+            if busy {
+                // Let other tasks run, then go on.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-            if pump.phase == Phase::Closing && pump.pending.is_empty() {
-                if pump.broken || pump.answered {
-                    // The server closes the connection first (RFC 6455 §7.1.1).
-                    pump.finish();
-                    return;
-                }
-                pump.phase = Phase::Lingering;
-                end = Some(runtime.now() + linger);
-            }
-        }
 
-        if busy {
-            yield_now().await;
-            continue;
+            let now = exchange.runtime().now();
+            if self.end.is_some_and(|at| at <= now) {
+                return Poll::Ready(());
+            }
+            let deadline = match (self.end, self.blocked_since) {
+                (Some(end), Some(since)) => Some(end.min(since + write_timeout)),
+                (end, since) => end.or(since.map(|since| since + write_timeout)),
+            };
+            self.alarm.set(exchange, deadline);
+            let mut again = false;
+            if pump.reading() && !self.may_read && pump.socket.poll_readable(cx).is_ready() {
+                self.may_read = true;
+                again = true;
+            }
+            if pump.phase != Phase::Lingering {
+                if self.blocked_since.is_some() {
+                    again |= pump.socket.poll_writable(cx).is_ready();
+                } else if pump.phase == Phase::Open {
+                    again |= exchange.poll_ready(cx).is_ready();
+                }
+            }
+            again |= self.alarm.poll(cx).is_ready();
+            if !again {
+                return Poll::Pending;
+            }
         }
-
-        let now = runtime.now();
-        if end.is_some_and(|at| at <= now) {
-            return;
-        }
-        let deadline = match (end, blocked_since) {
-            (Some(end), Some(since)) => Some(end.min(since + write_timeout)),
-            (end, since) => end.or(since.map(|since| since + write_timeout)),
-        };
-        alarm.set(exchange, deadline);
-        let reading = pump.phase == Phase::Lingering || !(pump.deaf || pump.broken);
-        let wait_read = reading && !may_read;
-        let wait_write = pump.phase != Phase::Lingering && blocked_since.is_some();
-        let wait_queue = pump.phase == Phase::Open && blocked_since.is_none();
-        let readable = poll_fn(|cx| {
-            let mut readable = false;
-            if wait_read && pump.socket.poll_readable(cx).is_ready() {
-                readable = true;
-            }
-            let mut ready = readable;
-            if wait_write && pump.socket.poll_writable(cx).is_ready() {
-                ready = true;
-            }
-            if wait_queue && exchange.poll_ready(cx).is_ready() {
-                ready = true;
-            }
-            if alarm.poll(cx).is_ready() {
-                ready = true;
-            }
-            if ready {
-                Poll::Ready(readable)
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-        may_read |= readable;
     }
 }
 
 impl<S: Socket> Pump<S> {
+    /// Whether the client's bytes are read: always while lingering (to see the client's
+    /// close), else unless a message was too big or the protocol broken.
+    fn reading(&self) -> bool {
+        self.phase == Phase::Lingering || !(self.deaf || self.broken)
+    }
+
     /// Reads once into the thread's buffer and handles what came.
     fn read(&mut self, exchange: &mut Exchange) -> io::Result<Read> {
         READS.with_borrow_mut(|buf| {

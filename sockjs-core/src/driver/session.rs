@@ -319,9 +319,10 @@ impl Session {
     pub(crate) fn new(
         shard: Arc<Shard>,
         key: SessionKey,
-        info: Box<SessionInfo>,
+        mut info: Box<SessionInfo>,
         shared: Arc<SessionShared>,
     ) -> Session {
+        compact(&mut info.request);
         let peer = info.request.extensions.get::<PeerAddr>().map(|p| p.0);
         Session {
             sender: SessionSender {
@@ -446,4 +447,39 @@ impl Drop for Session {
         drop(items);
         wake_all(wakers);
     }
+}
+
+/// Gives a session's request head storage of its own: HTTP layers hand out header values
+/// and URIs as slices of the connection's read buffer (kilobytes), which a long-lived
+/// session would otherwise keep alive. One buffer for all the values, the URIs as strings.
+fn compact(parts: &mut http::request::Parts) {
+    let total = parts.headers.iter().map(|(_, v)| v.len()).sum();
+    let mut buf = bytes::BytesMut::with_capacity(total);
+    for value in parts.headers.values() {
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let buf = buf.freeze();
+    let mut headers = http::HeaderMap::with_capacity(parts.headers.len());
+    let mut at = 0;
+    for (name, value) in &parts.headers {
+        let end = at + value.len();
+        let copy = match http::HeaderValue::from_maybe_shared(buf.slice(at..end)) {
+            Ok(mut copy) => {
+                copy.set_sensitive(value.is_sensitive());
+                copy
+            }
+            Err(_) => value.clone(),
+        };
+        headers.append(name.clone(), copy);
+        at = end;
+    }
+    parts.headers = headers;
+    parts.uri = compact_uri(&parts.uri);
+    if let Some(original) = parts.extensions.get_mut::<crate::OriginalUri>() {
+        original.0 = compact_uri(&original.0);
+    }
+}
+
+fn compact_uri(uri: &http::Uri) -> http::Uri {
+    http::Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
 }

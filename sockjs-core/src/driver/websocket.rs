@@ -1,7 +1,7 @@
 //! WebSockets after the 101, over any [`Socket`]: the dispatch to the RFC 6455 pump
 //! ([`rfc6455`](super::rfc6455)) or the hixie-76 one (here), and what both use.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,22 +16,75 @@ use crate::wire::hixie76;
 use crate::{Content, Handshake};
 use bytes::BytesMut;
 
-/// Runs an upgraded connection to its end: the 101 head is written; `read_ahead` holds
-/// bytes the client sent after its request (the first frames, or hixie-76's key3).
-pub(crate) async fn run<S: Socket>(
-    mut exchange: Exchange,
-    socket: S,
-    read_ahead: Vec<u8>,
-    handshake: Handshake,
-) {
-    match handshake {
-        Handshake::Rfc6455 => rfc6455::serve(&mut exchange, socket, read_ahead).await,
-        Handshake::Hixie76 { key1, key2 } => {
-            hixie76(&mut exchange, socket, read_ahead, key1, key2).await;
-        }
-    }
-    // Dropping the exchange tells the engine, unless the socket closed cleanly.
+/// An upgraded connection run to its end (from
+/// [`Exchange::serve_websocket`](crate::driver::Exchange::serve_websocket)): a future that
+/// completes when the socket is done. Dropping it drops the connection and, unless the
+/// socket closed cleanly, tells the engine the client went away.
+#[must_use = "futures do nothing unless polled"]
+pub struct WebSocket<S> {
+    kind: Kind<S>,
 }
+
+// The common case inline, the rare one boxed: that is the point of the difference.
+#[allow(clippy::large_enum_variant)]
+enum Kind<S> {
+    Rfc6455 {
+        exchange: Exchange,
+        pump: rfc6455::Serve<S>,
+    },
+    /// Rare enough for a boxed `async fn`.
+    Hixie76(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Done,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebSocket")
+    }
+}
+
+impl<S: Socket> WebSocket<S> {
+    /// The 101 head is written; `read_ahead` holds bytes the client sent after its request
+    /// (the first frames, or hixie-76's key3).
+    pub(crate) fn new(
+        exchange: Exchange,
+        socket: S,
+        read_ahead: Vec<u8>,
+        handshake: Handshake,
+    ) -> WebSocket<S> {
+        let kind = match handshake {
+            Handshake::Rfc6455 => Kind::Rfc6455 {
+                pump: rfc6455::Serve::new(&exchange, socket, read_ahead),
+                exchange,
+            },
+            Handshake::Hixie76 { key1, key2 } => {
+                Kind::Hixie76(Box::pin(hixie76(exchange, socket, read_ahead, key1, key2)))
+            }
+        };
+        WebSocket { kind }
+    }
+}
+
+impl<S: Socket> Future for WebSocket<S> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let done = match &mut self.kind {
+            Kind::Rfc6455 { exchange, pump } => pump.poll(exchange, cx).is_ready(),
+            Kind::Hixie76(future) => future.as_mut().poll(cx).is_ready(),
+            Kind::Done => true,
+        };
+        if done {
+            // Dropping the exchange tells the engine, unless the socket closed cleanly.
+            self.kind = Kind::Done;
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+// The pump holds no self-references.
+impl<S> Unpin for WebSocket<S> {}
 
 /// A deadline the loop may wait on, with one timer reused for every deadline.
 pub(crate) struct Alarm {
@@ -71,7 +124,7 @@ impl Alarm {
 /// Hixie-76: read key3 (maybe already read ahead), answer it, then exchange
 /// `0x00 text 0xFF` frames.
 async fn hixie76<S: Socket>(
-    exchange: &mut Exchange,
+    mut exchange: Exchange,
     mut socket: S,
     read_ahead: Vec<u8>,
     key1: u32,
@@ -81,7 +134,7 @@ async fn hixie76<S: Socket>(
     let config = exchange.config().clone();
     let mut buf = BytesMut::from(&read_ahead[..]);
     let mut alarm = Alarm::new();
-    alarm.set(exchange, Some(runtime.now() + config.header_read_timeout));
+    alarm.set(&exchange, Some(runtime.now() + config.header_read_timeout));
     while buf.len() < 8 {
         match read_some(&mut socket, &mut buf, &mut alarm).await {
             Some(n) if n > 0 => {}
@@ -94,7 +147,7 @@ async fn hixie76<S: Socket>(
     };
     let mut out = BytesMut::new();
     out.extend_from_slice(&hixie76_answer(key1, key2, key3));
-    if write_all(&mut socket, &out, exchange, &mut alarm)
+    if write_all(&mut socket, &out, &exchange, &mut alarm)
         .await
         .is_err()
     {
@@ -107,7 +160,7 @@ async fn hixie76<S: Socket>(
                 Ok(Some(hixie76::Frame::Text(text))) => exchange.ws_text(&text),
                 Ok(Some(hixie76::Frame::Close)) => {
                     let _ =
-                        write_all(&mut socket, hixie76::CLOSE_FRAME, exchange, &mut alarm).await;
+                        write_all(&mut socket, hixie76::CLOSE_FRAME, &exchange, &mut alarm).await;
                     let _ = socket.shutdown();
                     return exchange.ws_closed();
                 }
@@ -116,7 +169,7 @@ async fn hixie76<S: Socket>(
                     exchange.ws_too_big();
                     // The engine queued its close at once: write what is queued.
                     while let TryNext::Item(content) = exchange.try_next() {
-                        if !write_hixie(&mut socket, content, &mut out, exchange, &mut alarm).await
+                        if !write_hixie(&mut socket, content, &mut out, &exchange, &mut alarm).await
                         {
                             break;
                         }
@@ -133,7 +186,7 @@ async fn hixie76<S: Socket>(
             Queue,
             Read,
         }
-        alarm.set(exchange, None);
+        alarm.set(&exchange, None);
         let event = poll_fn(|cx| {
             if exchange.poll_ready(cx).is_ready() {
                 return Poll::Ready(Event::Queue);
@@ -144,7 +197,7 @@ async fn hixie76<S: Socket>(
         match event {
             Event::Queue => match exchange.try_next() {
                 TryNext::Item(content) => {
-                    if !write_hixie(&mut socket, content, &mut out, exchange, &mut alarm).await {
+                    if !write_hixie(&mut socket, content, &mut out, &exchange, &mut alarm).await {
                         return;
                     }
                 }
@@ -264,18 +317,4 @@ async fn write_all<S: Socket>(
             return Err(io::ErrorKind::TimedOut.into());
         }
     }
-}
-
-/// Lets other tasks run once.
-pub(crate) async fn yield_now() {
-    let mut yielded = false;
-    poll_fn(|cx| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await;
 }

@@ -178,7 +178,7 @@ impl Engine {
                 let key = self.new_key();
                 let mut session = Session::new(session_id.into(), Link::Http { receiver: None });
                 session.binding = token;
-                self.sessions.insert(key, session);
+                self.sessions.insert(key, Box::new(session));
                 self.by_id.insert(session_id.into(), key);
                 key
             }

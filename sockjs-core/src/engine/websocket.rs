@@ -242,7 +242,7 @@ impl Engine {
         }
         let at = after(self.shared.now, self.shared.options.heartbeat_delay);
         self.shared.timers.set(key, &mut session.deadline, at);
-        self.sessions.insert(key, session);
+        self.sessions.insert(key, Box::new(session));
         let transport = if raw {
             Transport::RawWebSocket
         } else {

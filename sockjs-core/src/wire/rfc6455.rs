@@ -309,7 +309,7 @@ fn deliver(
     Ok(())
 }
 
-/// A close frame's code and reason (RFC 6455 §5.5.1, §7.4).
+/// A close frame's code and reason (RFC 6455 §5.5.1; its codes: RFC 6455 §7.4).
 fn close_payload(payload: &[u8]) -> Result<Option<(u16, &str)>, Error> {
     match payload {
         [] => Ok(None),
