@@ -184,16 +184,13 @@ fn upgrade(
                 return;
             }
         };
+        // The socket gets a task of its own, holding nothing but its pump.
         match Upgrade::new(upgraded) {
             Upgrade::Tcp(socket, read_ahead) => {
-                exchange
-                    .serve_websocket(socket, read_ahead, handshake)
-                    .await;
+                tokio::spawn(exchange.serve_websocket(socket, read_ahead, handshake));
             }
             Upgrade::Other(socket) => {
-                exchange
-                    .serve_websocket(socket, Vec::new(), handshake)
-                    .await;
+                tokio::spawn(exchange.serve_websocket(socket, Vec::new(), handshake));
             }
         }
     });

@@ -18,8 +18,9 @@ use crate::driver::shard::Shard;
 use crate::route::Route;
 use crate::{Engine, Options, OptionsError, RequestId, Start};
 
-/// The application's handler, type-erased.
-type Handler = Arc<dyn Fn(Session) -> crate::driver::Task + Send + Sync>;
+/// The application's handler, type-erased: it makes the whole task of a session (the
+/// handler's future in its tracing span) in one allocation.
+type Handler = Arc<dyn Fn(Session, tracing::Span) -> crate::driver::Task + Send + Sync>;
 
 /// Tells, without waiting, whether a request's client has gone (closed or reset its
 /// connection). Adapters attach one to each request as an extension.
@@ -95,7 +96,7 @@ pub(crate) struct Common {
     pub(crate) options: Options,
     pub(crate) prefix: Box<str>,
     handler: Handler,
-    /// Handler tasks still running.
+    /// Sessions handed to handlers and not dropped yet.
     handlers: AtomicUsize,
     /// The service was dropped: timer tasks end.
     pub(crate) stopped: AtomicBool,
@@ -109,25 +110,23 @@ impl Common {
             id = %session.id(),
             transport = session.transport().name()
         );
-        let task = (self.handler)(session);
+        self.runtime.spawn((self.handler)(session, span));
+    }
+
+    /// A session handed to a handler, counted until its `Session` is dropped.
+    pub(crate) fn running(self: &Arc<Self>) -> Running {
         self.handlers.fetch_add(1, Ordering::AcqRel);
-        let common = self.clone();
-        self.runtime.spawn(Box::pin(
-            async move {
-                let _count = Running(&common.handlers);
-                task.await;
-            }
-            .instrument(span),
-        ));
+        Running(self.clone())
     }
 }
 
-/// Decrements a counter when dropped (also when the task is dropped unfinished).
-struct Running<'a>(&'a AtomicUsize);
+/// One `Session` in the count of running handlers until dropped: a handler is running
+/// while it holds its session.
+pub(crate) struct Running(Arc<Common>);
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.handlers.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -190,7 +189,9 @@ impl Service {
         let common = Arc::new(Common {
             prefix: options.prefix.as_str().into(),
             options: options.clone(),
-            handler: Arc::new(move |session| Box::pin(handler(session))),
+            // No async block around the handler's future: its captures would stay in the
+            // task beside the future for the session's whole life.
+            handler: Arc::new(move |session, span| Box::pin(handler(session).instrument(span))),
             handlers: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
             runtime,
@@ -282,7 +283,8 @@ impl Service {
             .sum()
     }
 
-    /// Handler tasks that have not returned yet.
+    /// Handlers still running: sessions handed to a handler whose `Session` has not been
+    /// dropped yet.
     pub fn running_handlers(&self) -> usize {
         self.inner.common.handlers.load(Ordering::Acquire)
     }

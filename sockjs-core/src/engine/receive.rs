@@ -246,7 +246,7 @@ impl Shared {
                 self.out.push(request, Content::Chunk(Bytes::from(prelude)));
             }
         } else {
-            receiver.mode = ReceiverMode::Polling(head);
+            receiver.mode = ReceiverMode::Polling(Box::new(head));
         }
         receiver
     }
