@@ -10,7 +10,7 @@ use super::{Engine, Shared, after, too_many_sessions};
 use crate::handshake::{accept_key, hixie76_key_number};
 use crate::options::ProtocolVersion;
 use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionInfo, SessionKey};
-use crate::payload::decode_ws_message;
+use crate::payload::decode_ws_message_each;
 use crate::response::plain;
 use crate::session::{Link, Session};
 use crate::transport::Transport;
@@ -29,13 +29,12 @@ impl Engine {
             });
             return;
         }
-        match decode_ws_message(text) {
-            Ok(messages) => {
-                for text in messages {
-                    self.shared.out.event(Event::Message { session: key, text });
-                }
-            }
-            Err(_) => self.end_socket(id, key, 3000, "Broken framing.", CloseReason::BrokenFraming),
+        let out = &mut self.shared.out;
+        let decoded = decode_ws_message_each(text, |text| {
+            out.event(Event::Message { session: key, text })
+        });
+        if decoded.is_err() {
+            self.end_socket(id, key, 3000, "Broken framing.", CloseReason::BrokenFraming);
         }
     }
 
