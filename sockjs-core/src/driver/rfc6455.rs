@@ -279,6 +279,14 @@ impl<S: Socket> Pump<S> {
                 }
             })
         });
+        if self.pending.len() > exchange.config().max_connection_queue_bytes {
+            // Pongs the client does not read (a ping flood): its queue overflowed.
+            tracing::warn!("websocket client does not read its pongs; dropping the connection");
+            self.pending.clear();
+            self.broken = true;
+            self.phase = Phase::Closing;
+            return;
+        }
         if let Some(code) = closed_by_client {
             // Answer with the client's code, and end the session.
             encode_close(code.unwrap_or(1000), "", &mut self.pending);
