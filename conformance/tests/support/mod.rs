@@ -203,14 +203,54 @@ impl Target {
 
     /// A WebSocket client on `path`, past the `o` frame.
     pub fn ws(&self, path: &str) -> tungstenite::WebSocket<TcpStream> {
+        let mut ws = self.raw_ws(path, &[]);
+        assert_eq!(ws_text(&mut ws).as_deref(), Some("o"));
+        ws
+    }
+
+    /// A WebSocket client on `path` right after the handshake (nothing read yet), sending
+    /// these extra header fields; reads time out after 5 s.
+    pub fn raw_ws(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> tungstenite::WebSocket<TcpStream> {
+        use tungstenite::client::IntoClientRequest as _;
         let stream = TcpStream::connect(self.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         stream.set_nodelay(true).unwrap();
-        let (mut ws, _) = tungstenite::client(self.url(path).as_str(), stream).unwrap();
-        assert_eq!(ws_text(&mut ws).as_deref(), Some("o"));
+        let mut request = self.url(path).into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                tungstenite::http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let (ws, _) = tungstenite::client(request, stream).unwrap();
         ws
+    }
+}
+
+/// Runs `body` on its own thread and fails the test if it has not finished within
+/// `limit` (a hang becomes a failure instead of a stuck run).
+pub fn within<R: Send + 'static>(limit: Duration, body: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let result = body();
+        let _ = tx.send(());
+        result
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) => thread.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the test did not finish within {limit:?}")
+        }
     }
 }
 

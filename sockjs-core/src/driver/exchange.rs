@@ -302,8 +302,8 @@ impl Exchange {
             .run(|engine, now| engine.handle_ws_too_big(now, id));
     }
 
-    /// The WebSocket closed (the client's close frame, or the end of the connection); the
-    /// exchange is over.
+    /// The client closed the WebSocket with a close handshake; the exchange is over. (A
+    /// connection that ends without one is an abort: the exchange is dropped instead.)
     pub(crate) fn ws_closed(&mut self) {
         if self.done {
             return;

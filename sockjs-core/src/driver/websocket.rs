@@ -135,15 +135,17 @@ async fn hixie76<S: Socket>(
     let mut buf = BytesMut::from(&read_ahead[..]);
     let mut alarm = Alarm::new();
     alarm.set(&exchange, Some(runtime.now() + config.header_read_timeout));
+    // Every early return below drops the exchange without a close handshake: the engine
+    // takes it for an abort.
     while buf.len() < 8 {
         match read_some(&mut socket, &mut buf, &mut alarm).await {
             Some(n) if n > 0 => {}
-            _ => return exchange.ws_closed(),
+            _ => return,
         }
     }
     let key3: [u8; 8] = match buf.split_to(8)[..].try_into() {
         Ok(key3) => key3,
-        Err(_) => return exchange.ws_closed(),
+        Err(_) => return,
     };
     let mut out = BytesMut::new();
     out.extend_from_slice(&hixie76_answer(key1, key2, key3));
@@ -151,7 +153,7 @@ async fn hixie76<S: Socket>(
         .await
         .is_err()
     {
-        return exchange.ws_closed();
+        return;
     }
     let mut decoder = hixie76::Decoder::new(exchange.options().max_message_size);
     loop {
@@ -178,7 +180,7 @@ async fn hixie76<S: Socket>(
                 }
                 Err(error) => {
                     tracing::debug!(%error, "hixie-76 framing error");
-                    return exchange.ws_closed();
+                    return;
                 }
             }
         }
@@ -205,7 +207,7 @@ async fn hixie76<S: Socket>(
                 TryNext::Ended => return,
             },
             Event::Read => match read_now(&mut socket, &mut buf) {
-                Ok(Some(0)) | Err(_) => return exchange.ws_closed(),
+                Ok(Some(0)) | Err(_) => return,
                 Ok(_) => {}
             },
         }

@@ -77,7 +77,9 @@ impl Engine {
         self.end_socket(id, key, 1009, "Message too big", CloseReason::MessageTooBig);
     }
 
-    /// The WebSocket closed (close frame received, or the connection ended).
+    /// The client closed the WebSocket with a close handshake (the session ends with
+    /// [`CloseReason::ClientClosed`]). A connection that ends without one is an abort:
+    /// report it with [`Engine::handle_abort`] ([`CloseReason::Aborted`]).
     pub fn handle_ws_closed(&mut self, now: Instant, id: RequestId) {
         self.advance(now);
         if let Some((key, _)) = self.socket(id) {
