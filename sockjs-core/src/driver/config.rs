@@ -31,8 +31,9 @@ pub struct Config {
     pub shards: usize,
     /// Most outgoing items (responses, chunks, WebSocket messages) queued for one
     /// connection that the client has not read. Beyond it, or beyond
-    /// [`max_connection_queue_bytes`](Config::max_connection_queue_bytes), the connection is
-    /// dropped and the engine told the client aborted. Default 4096.
+    /// [`max_connection_queue_bytes`](Config::max_connection_queue_bytes), the engine is told
+    /// the client aborted, the queue is dropped, and the connection closes once its blocked
+    /// write goes through or times out. Default 4096.
     pub max_connection_queue: usize,
     /// Most outgoing bytes queued for one connection (one larger item still fits an empty
     /// queue). Default 1 MiB.

@@ -35,9 +35,10 @@
 //!
 //! - Outgoing, per connection: [`Config::max_connection_queue`] items and
 //!   [`Config::max_connection_queue_bytes`] bytes the client has not read; beyond them the
-//!   connection is dropped and the engine told the client aborted (what that does to the
-//!   session follows [`Options::abort`](crate::Options::abort); a WebSocket session ends).
-//!   Adapters also fail a write after [`Config::write_timeout`].
+//!   engine is told at once that the client aborted (what that does to the session follows
+//!   [`Options::abort`](crate::Options::abort); a WebSocket session ends), what was queued
+//!   is dropped, and the connection closes as soon as its blocked write goes through or
+//!   fails after [`Config::write_timeout`].
 //! - Outgoing, per session: what the application sends while no receiver is attached queues
 //!   in the engine up to [`Options::max_queued_bytes`](crate::Options::max_queued_bytes);
 //!   beyond it `send` fails with [`SendError::QueueFull`](crate::SendError::QueueFull).
