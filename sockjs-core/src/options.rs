@@ -157,6 +157,21 @@ pub struct Options {
     /// Most sessions alive at once; beyond it new sessions get `503 Service Unavailable`.
     /// Default 100 000.
     pub max_sessions: usize,
+    /// Proxies (load balancers, reverse proxies) whose forwarding headers are believed:
+    /// when a request comes from one of these addresses, the client's address is read from
+    /// `Forwarded`, `X-Forwarded-For` or `X-Real-IP`, hop by hop, as far as the hops are
+    /// trusted. It is what `Session::client_addr` reports and what
+    /// [`SessionBinding::PeerIp`] binds to. Default empty: the socket's peer is the client,
+    /// whatever the headers say.
+    ///
+    /// ```
+    /// let options = sockjs_core::Options {
+    ///     trusted_proxies: vec!["127.0.0.1".parse()?, "10.0.0.0/8".parse()?],
+    ///     ..Default::default()
+    /// };
+    /// # Ok::<(), sockjs_core::IpRangeError>(())
+    /// ```
+    pub trusted_proxies: Vec<crate::IpRange>,
 }
 
 impl Default for Options {
@@ -179,6 +194,7 @@ impl Default for Options {
             max_message_size: 256 * 1024,
             max_queued_bytes: 1024 * 1024,
             max_sessions: 100_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -83,6 +83,10 @@ pub struct SessionInfo {
     /// The opening request's head (method, URI, headers, extensions such as a peer address
     /// the adapter attached).
     pub request: http::request::Parts,
+    /// The client's address: the socket's peer, or what trusted proxies said it is
+    /// ([`Options::trusted_proxies`](crate::Options::trusted_proxies)); `None` when the
+    /// adapter recorded no [`PeerAddr`](crate::PeerAddr).
+    pub client_addr: Option<std::net::IpAddr>,
 }
 
 /// Why a session ended.

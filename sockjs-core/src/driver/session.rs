@@ -301,6 +301,7 @@ pub struct Session {
     transport: Transport,
     head: Head,
     peer: Option<SocketAddr>,
+    client: Option<std::net::IpAddr>,
     /// Messages returned by `recv`; the previous one counts as taken at the next call.
     received: u64,
     /// The session's place in the count of running handlers.
@@ -326,7 +327,10 @@ impl Session {
         shared: Arc<SessionShared>,
     ) -> Session {
         let SessionInfo {
-            transport, request, ..
+            transport,
+            request,
+            client_addr,
+            ..
         } = *info;
         let peer = request.extensions.get::<PeerAddr>().map(|p| p.0);
         let running = shard.common.running();
@@ -337,6 +341,7 @@ impl Session {
             transport,
             head: Head::new(request),
             peer,
+            client: client_addr,
             received: 0,
             _running: running,
         }
@@ -363,9 +368,18 @@ impl Session {
         self.head.parts()
     }
 
-    /// The client's address as the server's socket saw it, when the adapter recorded one.
+    /// The address of the other end of the connection, when the adapter recorded one:
+    /// the client's, or a proxy's. See [`client_addr`](Session::client_addr).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// The client's address: the peer's, unless the peer is one of the
+    /// [`Options::trusted_proxies`](crate::Options::trusted_proxies), in which case what the
+    /// trusted hops' `Forwarded`, `X-Forwarded-For` or `X-Real-IP` headers say. It is what
+    /// [`SessionBinding::PeerIp`](crate::SessionBinding::PeerIp) binds to.
+    pub fn client_addr(&self) -> Option<std::net::IpAddr> {
+        self.client
     }
 
     /// The next message from the client, or `None` once the session has ended and every

@@ -255,6 +255,7 @@ impl Engine {
                 id: session_id.into(),
                 transport,
                 opened_by: id,
+                client_addr: self.shared.client_addr(&parts),
                 request: parts,
             }),
         });
