@@ -75,6 +75,7 @@
 //! and accept failures are `warn`; connection errors and bad requests are `debug`.
 #![forbid(unsafe_code)]
 
+pub mod broadcast;
 mod conn;
 mod runtime;
 mod server;
@@ -83,7 +84,6 @@ mod socket;
 pub use server::{Server, ServerHandle, serve};
 pub use sockjs_core::driver::{
     Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
-    broadcast,
 };
 pub use sockjs_core::{
     AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, PeerAddr, ProtocolVersion,

@@ -210,9 +210,7 @@ impl Server {
     /// when it returns are dropped.
     pub async fn serve(self, listener: Async<TcpListener>) -> io::Result<()> {
         let executor = Arc::new(Executor::new());
-        let runtime = Arc::new(Smol {
-            executor: Arc::downgrade(&executor),
-        });
+        let runtime = Arc::new(Smol::Server(Arc::downgrade(&executor)));
         let mut services = Vec::with_capacity(self.specs.len());
         let mut max_body = 1;
         for spec in self.specs {

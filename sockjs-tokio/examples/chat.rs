@@ -137,7 +137,7 @@ async fn main() {
     let hub = match redis {
         None => Broadcast::new(),
         #[cfg(feature = "redis")]
-        Some(url) => match Broadcast::redis(&url) {
+        Some(url) => match sockjs_tokio::broadcast::redis(&url) {
             Ok(hub) => hub,
             Err(error) => usage(&format!("bad Redis URL {url}: {error}")),
         },
