@@ -19,8 +19,8 @@ use crate::{Content, RequestId};
 /// the [`Content`] to write, in order, until the last item ([`Content::is_last`]); for an
 /// upgraded request, also the WebSocket's inputs.
 ///
-/// Dropping an `Exchange` before its last item was taken (or before
-/// [`ws_closed`](Exchange::ws_closed)) tells the engine the client went away
+/// Dropping an `Exchange` before its last item was taken (or, for a WebSocket, before
+/// [`Exchange::serve_websocket`] saw it closed) tells the engine the client went away
 /// (PROTOCOL.md §7.1.6): adapters drop it when the connection fails or ends.
 pub struct Exchange {
     shard: Arc<Shard>,

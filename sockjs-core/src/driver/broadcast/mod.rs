@@ -220,7 +220,7 @@ impl Broadcast {
         Broadcast { hub }
     }
 
-    /// Registers a session (from [`Session::sender`](crate::Session::sender)) with the hub:
+    /// Registers a session (from [`Session::sender`](crate::driver::Session::sender)) with the hub:
     /// it then gets [`publish_all`](Broadcast::publish_all) messages, and joins topics
     /// through the returned [`Member`]. Dropping the `Member` unregisters the session.
     pub fn member(&self, session: SessionSender) -> Member {
