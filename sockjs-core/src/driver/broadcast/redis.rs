@@ -341,7 +341,7 @@ impl Backend for RedisBackend {
             Subscriber {
                 client: self.client.clone(),
                 shared: self.shared.clone(),
-                clock: Clock::new(self.runtime.clone()),
+                runtime: self.runtime.clone(),
                 inbox,
                 prefix: self.prefix.clone(),
                 origin: self.origin,
@@ -664,61 +664,58 @@ impl Publisher {
 struct Subscriber {
     client: Client,
     shared: Arc<Shared>,
-    clock: Clock,
+    runtime: Arc<dyn Runtime>,
     inbox: Inbox,
     prefix: String,
     origin: u64,
 }
 
 impl Subscriber {
-    async fn run(mut self) {
+    async fn run(self) {
+        // Timers are made on the task, inside the runtime (tokio's need one).
+        let mut clock = Clock::new(self.runtime.clone());
         let mut backoff = Backoff::new(self.origin.rotate_left(32));
         let mut outage = Outage::new("subscribe");
         while self.inbox.is_alive() {
-            let lost = self.session(&mut backoff, &mut outage).await;
+            let lost = self.session(&mut clock, &mut backoff, &mut outage).await;
             if let Lost::Stopped = lost {
                 return;
             }
             let shared = &*self.shared;
-            outage.down(self.clock.now(), shared, &shared.subscriber_up, &lost);
+            outage.down(clock.now(), shared, &shared.subscriber_up, &lost);
             let delay = backoff.next_delay();
-            if !self.clock.pause(shared, Role::Subscriber, delay).await {
+            if !clock.pause(shared, Role::Subscriber, delay).await {
                 return;
             }
         }
     }
 
     /// One connection: connect, subscribe, deliver until it fails.
-    async fn session(&mut self, backoff: &mut Backoff, outage: &mut Outage) -> Lost {
-        let shared = self.shared.clone();
-        let shared = &*shared;
+    async fn session(&self, clock: &mut Clock, backoff: &mut Backoff, outage: &mut Outage) -> Lost {
+        let shared = &*self.shared;
         let role = Role::Subscriber;
         let connect = self.client.get_async_pubsub();
-        let (mut sink, mut stream) = match self
-            .clock
-            .within(shared, role, CONNECT_TIMEOUT, connect)
-            .await
-        {
-            Ok(pubsub) => pubsub.split(),
-            Err(lost) => return lost,
-        };
+        let (mut sink, mut stream) =
+            match clock.within(shared, role, CONNECT_TIMEOUT, connect).await {
+                Ok(pubsub) => pubsub.split(),
+                Err(lost) => return lost,
+            };
         let all = channel(&self.prefix, Target::All);
         let topic_prefix = format!("{}t:", self.prefix);
         let mut subscribed = HashSet::new();
         let subscribe_all = sink.subscribe(&all);
-        if let Err(lost) = self
-            .clock
+        if let Err(lost) = clock
             .within(shared, role, RESPONSE_TIMEOUT, subscribe_all)
             .await
         {
             return lost;
         }
-        if let Err(lost) = self.sync(&mut sink, &mut subscribed).await {
+        if let Err(lost) = self.sync(clock, &mut sink, &mut subscribed).await {
             return lost;
         }
-        outage.up(self.clock.now(), shared, &shared.subscriber_up);
+        outage.up(clock.now(), shared, &shared.subscriber_up);
         backoff.reset();
-        let mut ping = self.clock.runtime.timer(self.clock.now() + PING_EVERY);
+        let mut ping = self.runtime.timer(clock.now() + PING_EVERY);
         loop {
             enum Wake {
                 Message(Option<Msg>),
@@ -744,20 +741,16 @@ impl Subscriber {
                 Wake::Message(None) => return Lost::Closed,
                 Wake::Message(Some(message)) => self.deliver(&message, &all, &topic_prefix),
                 Wake::TopicsChanged => {
-                    if let Err(lost) = self.sync(&mut sink, &mut subscribed).await {
+                    if let Err(lost) = self.sync(clock, &mut sink, &mut subscribed).await {
                         return lost;
                     }
                 }
                 Wake::Ping => {
                     let pong = sink.ping::<redis::Value>();
-                    if let Err(lost) = self
-                        .clock
-                        .within(shared, role, RESPONSE_TIMEOUT, pong)
-                        .await
-                    {
+                    if let Err(lost) = clock.within(shared, role, RESPONSE_TIMEOUT, pong).await {
                         return lost;
                     }
-                    ping.as_mut().reset(self.clock.now() + PING_EVERY);
+                    ping.as_mut().reset(clock.now() + PING_EVERY);
                 }
                 Wake::Stopped => return Lost::Stopped,
             }
@@ -785,11 +778,12 @@ impl Subscriber {
 
     /// Brings the subscriptions in line with the hub's topics.
     async fn sync(
-        &mut self,
+        &self,
+        clock: &mut Clock,
         sink: &mut PubSubSink,
         subscribed: &mut HashSet<String>,
     ) -> Result<(), Lost> {
-        let shared = self.shared.clone();
+        let shared = &*self.shared;
         let wanted: HashSet<String> = self
             .inbox
             .topics()
@@ -799,15 +793,15 @@ impl Subscriber {
         let add: Vec<&String> = wanted.difference(subscribed).collect();
         if !add.is_empty() {
             let request = sink.subscribe(&add);
-            self.clock
-                .within(&shared, Role::Subscriber, RESPONSE_TIMEOUT, request)
+            clock
+                .within(shared, Role::Subscriber, RESPONSE_TIMEOUT, request)
                 .await?;
         }
         let remove: Vec<&String> = subscribed.difference(&wanted).collect();
         if !remove.is_empty() {
             let request = sink.unsubscribe(&remove);
-            self.clock
-                .within(&shared, Role::Subscriber, RESPONSE_TIMEOUT, request)
+            clock
+                .within(shared, Role::Subscriber, RESPONSE_TIMEOUT, request)
                 .await?;
         }
         *subscribed = wanted;
