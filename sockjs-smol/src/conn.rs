@@ -232,20 +232,24 @@ impl Conn {
             }
         };
         if self.shared.is_shutting_down() {
-            let response = plain(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.\n");
+            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.\n");
+            self.shared.decorate(response.headers_mut());
             encoder.encode(&close_after(response).0, &mut out);
             self.write(&out).await?;
             return Ok(Next::Close);
         }
+        request.extensions_mut().insert(PeerAddr(self.peer));
         let Some(service) = self.shared.route(request.uri().path()) else {
-            let response = plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n");
+            let mut response = match &self.shared.fallback {
+                Some(fallback) => fallback(request),
+                None => plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n"),
+            };
+            self.shared.decorate(response.headers_mut());
             let after = encoder.encode(&response, &mut out);
             self.write(&out).await?;
             return Ok(finish(after));
         };
-        let extensions = request.extensions_mut();
-        extensions.insert(PeerAddr(self.peer));
-        extensions.insert(self.stream.probe());
+        request.extensions_mut().insert(self.stream.probe());
         let mut exchange = service.submit(request);
         let mut stream = None;
         // An item already taken from the exchange, to go out in the same write.
@@ -267,12 +271,16 @@ impl Conn {
                 }
             };
             match content {
-                Content::Response(response) => {
+                Content::Response(mut response) => {
+                    self.shared.decorate(response.headers_mut());
                     let after = encoder.encode(&*response, &mut out);
                     self.write(&out).await?;
                     return Ok(finish(after));
                 }
-                Content::StreamStart(head) => stream = Some(encoder.start_stream(&*head, &mut out)),
+                Content::StreamStart(mut head) => {
+                    self.shared.decorate(head.headers_mut());
+                    stream = Some(encoder.start_stream(&*head, &mut out));
+                }
                 Content::Chunk(data) => {
                     if let Some(stream) = &stream {
                         stream.encode_chunk(&data, &mut out);
@@ -291,6 +299,7 @@ impl Conn {
                     handshake,
                 } => {
                     let mut head = response.map(|()| Bytes::new());
+                    self.shared.decorate(head.headers_mut());
                     if matches!(handshake, Handshake::Hixie76 { .. }) {
                         head.extensions_mut().insert(hixie76::HANDSHAKE_REASON);
                     }

@@ -50,6 +50,13 @@
 //! stream chunk, close-delimited for HTTP/1.0), while the socket is watched for the client
 //! hanging up; after a 101 the socket goes to the driver's WebSocket pump.
 //!
+//! # Beyond SockJS
+//!
+//! The server hosts SockJS services only; requests outside their prefixes get `404`, or
+//! the answer of one plain handler given to [`Server::fallback`] (the page that loads the
+//! client, a health check). [`Server::header`] adds a header to every response, such as
+//! the node's name behind a load balancer.
+//!
 //! # Limits
 //!
 //! Request heads are bounded by [`Config::max_head_bytes`] and [`Config::max_headers`],
@@ -75,6 +82,7 @@
 //! and accept failures are `warn`; connection errors and bad requests are `debug`.
 #![forbid(unsafe_code)]
 
+pub mod broadcast;
 mod conn;
 mod runtime;
 mod server;
@@ -83,7 +91,6 @@ mod socket;
 pub use server::{Server, ServerHandle, serve};
 pub use sockjs_core::driver::{
     Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
-    broadcast,
 };
 pub use sockjs_core::{
     AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, PeerAddr, ProtocolVersion,

@@ -1,4 +1,5 @@
-//! The driver's [`Runtime`] on smol: the server's executor, async-io timers.
+//! The driver's [`Runtime`] on smol: the server's executor (or smol's global one), async-io
+//! timers.
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -10,10 +11,14 @@ use std::time::{Instant, SystemTime};
 use async_executor::Executor;
 use sockjs_core::driver::{Runtime, Task, Timer};
 
-/// Spawns on the server's executor; tasks spawned after it is gone are dropped.
 #[derive(Debug)]
-pub(crate) struct Smol {
-    pub(crate) executor: Weak<Executor<'static>>,
+pub(crate) enum Smol {
+    /// Spawns on the server's executor; tasks spawned after it is gone are dropped.
+    Server(Weak<Executor<'static>>),
+    /// Spawns on smol's global executor, for tasks that outlive any one server (the Redis
+    /// broadcast backend's).
+    #[cfg(feature = "redis")]
+    Global,
 }
 
 impl Runtime for Smol {
@@ -26,8 +31,14 @@ impl Runtime for Smol {
     }
 
     fn spawn(&self, task: Task) {
-        if let Some(executor) = self.executor.upgrade() {
-            executor.spawn(task).detach();
+        match self {
+            Smol::Server(executor) => {
+                if let Some(executor) = executor.upgrade() {
+                    executor.spawn(task).detach();
+                }
+            }
+            #[cfg(feature = "redis")]
+            Smol::Global => smol::spawn(task).detach(),
         }
     }
 

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use async_executor::Executor;
 use async_io::{Async, Timer};
+use bytes::Bytes;
 use futures_lite::future;
+use http::header::{Entry, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use sockjs_core::driver::{Config, Service, Session};
 use sockjs_core::{Options, OptionsError};
 
@@ -19,6 +22,9 @@ use crate::socket::Stream;
 
 /// The application's handler, type-erased until the service is built.
 type Handler = Arc<dyn Fn(Session) -> sockjs_core::driver::Task + Send + Sync>;
+
+/// What answers requests outside every service (see [`Server::fallback`]).
+type Fallback = Box<dyn Fn(Request<Bytes>) -> Response<Bytes> + Send + Sync>;
 
 /// A service before the server starts.
 struct Spec {
@@ -38,6 +44,10 @@ pub(crate) struct Shared {
     pub(crate) shutdown: async_channel::Receiver<()>,
     connections: AtomicUsize,
     executor: Weak<Executor<'static>>,
+    /// Answers requests outside every service; `None`: 404.
+    pub(crate) fallback: Option<Fallback>,
+    /// Added to every response that lacks them.
+    headers: HeaderMap,
 }
 
 impl Shared {
@@ -48,6 +58,15 @@ impl Shared {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Adds the server's headers ([`Server::header`]) to a response that lacks them.
+    pub(crate) fn decorate(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.headers {
+            if let Entry::Vacant(entry) = headers.entry(name) {
+                entry.insert(value.clone());
+            }
+        }
     }
 
     /// Runs a connection's task, counted until it ends (graceful shutdown waits for it).
@@ -147,6 +166,8 @@ pub struct Server {
     config: Config,
     threads: usize,
     specs: Vec<Spec>,
+    fallback: Option<Fallback>,
+    headers: HeaderMap,
     handle: ServerHandle,
 }
 
@@ -162,6 +183,8 @@ impl std::fmt::Debug for Server {
                     .map(|s| &s.options.prefix)
                     .collect::<Vec<_>>(),
             )
+            .field("fallback", &self.fallback.is_some())
+            .field("headers", &self.headers)
             .finish_non_exhaustive()
     }
 }
@@ -173,7 +196,8 @@ impl Default for Server {
 }
 
 impl Server {
-    /// A server with the default [`Config`] and no services (every request gets 404).
+    /// A server with the default [`Config`] and no services (every request gets 404, or
+    /// the [`fallback`](Server::fallback)'s answer).
     pub fn new() -> Self {
         Server::with_config(Config::default())
     }
@@ -184,6 +208,8 @@ impl Server {
             config,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             specs: Vec::new(),
+            fallback: None,
+            headers: HeaderMap::new(),
             handle: ServerHandle::new(),
         }
     }
@@ -223,6 +249,61 @@ impl Server {
         Ok(self)
     }
 
+    /// Answers every request outside the services' prefixes with `handler` instead of
+    /// `404`: the one ordinary route a SockJS server usually needs, such as the page that
+    /// loads the client, without another HTTP server in front.
+    ///
+    /// `handler` gets the whole request (the body read, bounded by the largest
+    /// [`Options::max_request_body`] of the services, and the client's
+    /// [`PeerAddr`](sockjs_core::PeerAddr) as an extension) and returns the whole response.
+    /// It runs on the connection's task, so it must not block; answering `HEAD` without a
+    /// body, `Content-Length`, keep-alive and the [`header`](Server::header)s are the
+    /// server's. During graceful shutdown every request gets `503` instead.
+    ///
+    /// ```no_run
+    /// use bytes::Bytes;
+    /// use http::{Response, StatusCode, header};
+    /// use sockjs_smol::{Options, Server};
+    ///
+    /// # fn main() -> Result<(), sockjs_smol::OptionsError> {
+    /// let server = Server::new()
+    ///     .service("/echo", Options::default(), |mut session| async move {
+    ///         while let Some(text) = session.recv().await {
+    ///             let _ = session.send(text);
+    ///         }
+    ///     })?
+    ///     .fallback(|request| {
+    ///         let mut response = Response::new(Bytes::new());
+    ///         if request.uri().path() == "/" {
+    ///             *response.body_mut() = Bytes::from_static(b"<!doctype html><p>Hello</p>");
+    ///             response.headers_mut().insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
+    ///         } else {
+    ///             *response.status_mut() = StatusCode::NOT_FOUND;
+    ///         }
+    ///         response
+    ///     });
+    /// # drop(server);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fallback<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(Request<Bytes>) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.fallback = Some(Box::new(handler));
+        self
+    }
+
+    /// Adds a header to every response the server writes (the services', the
+    /// [`fallback`](Server::fallback)'s, its 404s and 503s, and WebSocket handshakes) that
+    /// does not have that header already: e.g. the name of the node behind a load
+    /// balancer. Not to the error answers to requests that could not be read (400, 408,
+    /// 413, 431). Setting a name again replaces its value.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
     /// A handle to shut the server down gracefully once it runs.
     pub fn handle(&self) -> ServerHandle {
         self.handle.clone()
@@ -242,9 +323,7 @@ impl Server {
     /// when it returns are dropped.
     pub async fn serve(self, listener: Async<TcpListener>) -> io::Result<()> {
         let executor = Arc::new(Executor::new());
-        let runtime = Arc::new(Smol {
-            executor: Arc::downgrade(&executor),
-        });
+        let runtime = Arc::new(Smol::Server(Arc::downgrade(&executor)));
         let mut services = Vec::with_capacity(self.specs.len());
         let mut max_body = 1;
         for spec in self.specs {
@@ -275,6 +354,8 @@ impl Server {
             shutdown: shutdown_rx,
             connections: AtomicUsize::new(0),
             executor: Arc::downgrade(&executor),
+            fallback: self.fallback,
+            headers: self.headers,
         });
 
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);

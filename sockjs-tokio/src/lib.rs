@@ -122,6 +122,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+pub mod broadcast;
 mod runtime;
 mod server;
 mod service;
@@ -132,7 +133,6 @@ pub use server::{Routes, Serve, serve};
 pub use service::{BoxError, Builder, ResponseFuture, SockJs};
 pub use sockjs_core::driver::{
     Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
-    broadcast,
 };
 pub use sockjs_core::{
     AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, OriginalUri, PeerAddr,

@@ -1,6 +1,8 @@
 //! The client side of the cluster test (deploy/test-cluster.sh): SockJS clients over
 //! websocket, xhr-streaming and xhr-polling, through a load balancer in front of two
-//! instances of the chat example (`--node a`, `--node b`) that share a room through Redis.
+//! instances of the chat example (`--node a`, `--node b`; the script runs node a on
+//! sockjs-smol and node b on sockjs-tokio) that share a room through Redis. It only
+//! talks HTTP and WebSocket to the balancer, so it does not care which adapter a node runs.
 //!
 //! ```text
 //! cluster_check --lb 127.0.0.1:8080 --stop-node-b 'kill -TERM 1234' \
@@ -14,8 +16,8 @@
 //!    that holds it (the `X-Node` header and the node's welcome message);
 //! 2. cross-node broadcast: every chat message, from any client, reaches all six clients,
 //!    three per node;
-//! 3. with the Redis hooks, a Redis outage: each node keeps delivering locally, and
-//!    cross-node delivery comes back after Redis does;
+//! 3. with the Redis hooks, a Redis outage: each node keeps delivering to its own clients
+//!    (only), and cross-node delivery comes back both ways after Redis does;
 //! 4. stopping node b: its sessions get `c[1001,"Server shutting down"]` on every
 //!    transport, while node a's keep chatting and new sessions for node b's server ids land
 //!    on node a.
@@ -677,6 +679,45 @@ async fn run_hook(what: &str, command: &str) -> Result<()> {
     Ok(())
 }
 
+/// Has `clients[from]` speak until `clients[to]` (on the other node) hears it, for at most
+/// 20 s after `since`; returns how long after `since` that was, and the attempts.
+async fn until_heard(
+    clients: &mut [Client],
+    from: usize,
+    to: usize,
+    since: Instant,
+) -> Result<(Duration, u32)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if since.elapsed() > Duration::from_secs(20) {
+            fail!(
+                "{} never heard {} within 20 s",
+                clients[to].nick,
+                clients[from].nick
+            );
+        }
+        let text = format!("after redis is back #{attempt}");
+        let nick = clients[from].nick.clone();
+        clients[from].say(&text).await?;
+        clients[from].expect_said(&nick, &text).await?;
+        let listener = &mut clients[to];
+        let heard = tokio::time::timeout(Duration::from_millis(250), async {
+            loop {
+                match listener.events.recv().await {
+                    Some((_, Event::Chat(m))) if m["text"] == text.as_str() => return true,
+                    Some((_, Event::Chat(_))) => {}
+                    _ => return false,
+                }
+            }
+        })
+        .await;
+        if heard == Ok(true) {
+            return Ok((since.elapsed(), attempt));
+        }
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -918,59 +959,45 @@ async fn run(args: &Args, report: &mut Report) -> bool {
             let stopped = Instant::now();
             // Until the nodes notice, a message may still be lost either way: wait for it.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let text = "said while redis is down";
-            clients[0].say(text).await?;
-            let from = clients[0].nick.clone();
-            for c in clients.iter_mut().filter(|c| c.node == "a") {
-                c.expect_said(&from, text).await?;
-            }
-            for c in clients.iter_mut().filter(|c| c.node == "b") {
-                c.expect_no_say(Duration::from_millis(500)).await?;
+            // Each node keeps delivering to its own clients, and to them only.
+            for speaker in [0, 3] {
+                let here = clients[speaker].node.clone();
+                let text = format!("said on node {here} while redis is down");
+                let from = clients[speaker].nick.clone();
+                clients[speaker].say(&text).await?;
+                for c in clients.iter_mut().filter(|c| c.node == here) {
+                    c.expect_said(&from, &text).await?;
+                }
+                for c in clients.iter_mut().filter(|c| c.node != here) {
+                    c.expect_no_say(Duration::from_millis(500)).await?;
+                }
             }
             let down_for = stopped.elapsed();
             run_hook("start redis", start).await?;
             let restarted = Instant::now();
-            // Speak from b until a hears it again.
-            let mut attempt = 0;
-            let back = loop {
-                attempt += 1;
-                if restarted.elapsed() > Duration::from_secs(20) {
-                    fail!("cross-node delivery did not come back within 20 s");
-                }
-                let text = format!("after redis is back #{attempt}");
-                let from = clients[3].nick.clone();
-                clients[3].say(&text).await?;
-                clients[3].expect_said(&from, &text).await?;
-                let heard = tokio::time::timeout(Duration::from_millis(250), async {
-                    loop {
-                        match clients[0].events.recv().await {
-                            Some((_, Event::Chat(m))) if m["text"] == text.as_str() => return true,
-                            Some((_, Event::Chat(_))) => {}
-                            _ => return false,
-                        }
-                    }
-                })
-                .await;
-                if heard == Ok(true) {
-                    break restarted.elapsed();
-                }
-            };
-            // Drain what the other clients got meanwhile, then a full round again.
+            // Speak from each node until the other hears it again.
+            let (b_to_a, b_tries) = until_heard(&mut clients, 3, 0, restarted).await?;
+            let (a_to_b, a_tries) = until_heard(&mut clients, 0, 3, restarted).await?;
+            // Drain what the other clients got meanwhile, then a full round from each node.
             tokio::time::sleep(Duration::from_millis(300)).await;
             for c in clients.iter_mut() {
                 while let Ok(Event::Chat(_)) = c.next(Duration::from_millis(50)).await {}
             }
-            let text = "everyone again";
-            let from = clients[5].nick.clone();
-            clients[5].say(text).await?;
-            for c in clients.iter_mut() {
-                c.expect_said(&from, text).await?;
+            for speaker in [5, 2] {
+                let text = format!("everyone again, from {}", clients[speaker].nick);
+                let from = clients[speaker].nick.clone();
+                clients[speaker].say(&text).await?;
+                for c in clients.iter_mut() {
+                    c.expect_said(&from, &text).await?;
+                }
             }
             Ok(format!(
-                "redis down for {}: node a's clients got node a's message, node b's did not\n\
-                 cross-node delivery back {} after redis restarted ({attempt} attempts)",
+                "redis down for {}: each node's message reached its own three clients only\n\
+                 cross-node delivery back after redis restarted: b to a {} ({b_tries} attempts), \
+                 a to b {} ({a_tries} attempts)",
                 ms(down_for),
-                ms(back)
+                ms(b_to_a),
+                ms(a_to_b)
             ))
         }
         .await;

@@ -11,7 +11,7 @@
 //! use sockjs_core::driver::Session;
 //! use sockjs_core::driver::broadcast::Broadcast;
 //!
-//! let hub = Broadcast::new(); // or Broadcast::redis(url) with a `redis` feature
+//! let hub = Broadcast::new(); // or the adapter's broadcast::redis(url): see Backends
 //! // A chat room: the handler of a service (`sockjs_tokio::SockJs::new(options, chat)`, or
 //! // `sockjs_smol::Server::service(prefix, options, chat)`).
 //! let chat = move |mut session: Session| {
@@ -44,9 +44,20 @@
 //!
 //! # Backends
 //!
-//! [`Broadcast::new`] is in-process only. `Broadcast::redis` (the adapters' cargo feature
-//! `redis`) uses Redis pub/sub; see `RedisBackend`. Any other engine plugs in by
-//! implementing [`Backend`] and passing it to [`Broadcast::with_backend`].
+//! [`Broadcast::new`] is in-process only. `RedisBackend` (sockjs-core's features
+//! `redis-tokio` and `redis-smol`, which the adapters' `redis` feature turns on) uses Redis
+//! pub/sub; each adapter supplies its runtime in a constructor of the same name:
+//!
+//! ```text
+//! sockjs_tokio::broadcast::redis(url)?           // -> Broadcast
+//! sockjs_smol::broadcast::redis(url)?
+//! sockjs_tokio::broadcast::redis_backend(url)?   // -> RedisBackend, to configure first
+//! sockjs_smol::broadcast::redis_backend(url)?
+//! ```
+//!
+//! Any other engine plugs in by implementing [`Backend`] and passing it to
+//! [`Broadcast::with_backend`]; a backend that needs tasks takes a
+//! [`Runtime`](crate::driver::Runtime), as `RedisBackend::new` does.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -54,6 +65,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::driver::SessionSender;
+
+#[cfg(any(feature = "redis-tokio", feature = "redis-smol"))]
+mod redis;
+#[cfg(any(feature = "redis-tokio", feature = "redis-smol"))]
+pub use self::redis::RedisBackend;
+/// The error of an invalid Redis URL (the `redis` crate's).
+#[cfg(any(feature = "redis-tokio", feature = "redis-smol"))]
+pub use ::redis::RedisError;
 
 /// Where a published message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -188,8 +207,7 @@ impl Broadcast {
 
     /// A hub whose messages also reach the members on every other node through `backend`.
     ///
-    /// Calls [`Backend::start`], which for the bundled backends spawns tasks: call it from
-    /// within a Tokio runtime.
+    /// Calls [`Backend::start`], which for a backend with tasks (Redis) spawns them.
     pub fn with_backend(backend: impl Backend) -> Broadcast {
         let hub = Arc::new(Hub {
             state: Mutex::new(State::default()),
