@@ -107,6 +107,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod deflate;
 #[cfg(feature = "driver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "driver")))]
 pub mod driver;
@@ -132,6 +133,7 @@ pub mod payload;
 #[doc(hidden)]
 pub mod route;
 
+pub use deflate::{DeflateOptions, DeflateParams};
 pub use engine::{Engine, Start};
 pub use options::{
     AbortPolicy, DEFAULT_SOCKJS_URL, Options, OptionsError, OriginPolicy, ProtocolVersion,
