@@ -41,6 +41,16 @@ use http::HeaderValue;
 /// connection costs what an uncompressed one does. Context takeover trades memory for ratio:
 /// see the fields.
 ///
+/// What it costs, measured (`tests/deflate_memory.rs` for the heap; `sockjs-load --idle
+/// --permessage-deflate` against the test servers for resident memory, 2000 sessions that
+/// each echoed one 1 KB JSON message first):
+///
+/// | mode | heap per connection | resident memory per idle session (smol / tokio) |
+/// |---|---|---|
+/// | off | 0 | 5.9 / 6.4 KiB |
+/// | on, no context takeover (default) | 0 (plus 358 KiB once per thread) | 6.4 / 6.8 KiB |
+/// | on, context takeover both ways | 354 KiB (312 KiB compressor, 42 KiB decompressor) | 218 / 155 KiB |
+///
 /// ```
 /// use sockjs_core::{DeflateOptions, Options};
 ///
@@ -59,13 +69,13 @@ pub struct DeflateOptions {
     pub level: u8,
     /// Keep the compressor's window between the messages the server sends, when the client
     /// allows it (no `server_no_context_takeover` in its offer): a better ratio on series
-    /// of similar messages, for a compressor of about 300 KiB per connection, held from
-    /// its first compressed message to its end. Default off.
+    /// of similar messages, for a compressor of 312 KiB per connection, held from its
+    /// first compressed message to its end. Default off.
     pub server_context_takeover: bool,
     /// Let the client keep its compressor's window between the messages it sends (answer
     /// without `client_no_context_takeover` unless the client offered it): a better ratio
-    /// on the client's messages, for a decompressor of about 45 KiB per connection, held
-    /// from its first compressed message to its end. Default off.
+    /// on the client's messages, for a decompressor of 42 KiB per connection, held from its
+    /// first compressed message to its end. Default off.
     pub client_context_takeover: bool,
 }
 

@@ -28,10 +28,10 @@
 //!
 //! # permessage-deflate
 //!
-//! With the `deflate` cargo feature, a decoder made by [`Decoder::with_deflate`] also takes
+//! With the `deflate` cargo feature, a decoder made by `Decoder::with_deflate` also takes
 //! compressed messages (RFC 7692: RSV1 on the first frame of a data message), inflating
 //! them after reassembly with the message bound applied to the *inflated* size, and a
-//! [`Deflater`] compresses the server's text messages. Without context takeover (the
+//! `Deflater` compresses the server's text messages. Without context takeover (the
 //! default, see [`DeflateOptions`](crate::DeflateOptions)) both use the thread's
 //! compressor and decompressor, reset for each message, so a connection holds no
 //! compression state; with it, the connection owns its own from its first compressed
@@ -66,6 +66,7 @@ use std::fmt;
 #[cfg(feature = "deflate")]
 mod deflate;
 #[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
 pub use deflate::{Deflater, compress_message};
 
 /// A complete message or control frame from the client, borrowed from the input (or from
@@ -183,6 +184,7 @@ impl Decoder {
     /// A decoder that also takes messages compressed with the negotiated permessage-deflate
     /// `params` (RFC 7692), bounding their inflated size by `max_message`.
     #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub fn with_deflate(max_message: usize, params: &crate::DeflateParams) -> Decoder {
         Decoder {
             inflate: Some(deflate::Inflate::new(params.client_no_context_takeover)),
