@@ -302,8 +302,11 @@ impl Codec {
     }
 }
 
-/// One server frame at the start of `input`: first byte, payload, bytes taken.
-fn parse(input: &[u8]) -> Result<Option<(u8, &[u8], usize)>, String> {
+/// A server frame: its first byte, its payload, and the bytes it took.
+type Parsed<'a> = (u8, &'a [u8], usize);
+
+/// One server frame at the start of `input`.
+fn parse(input: &[u8]) -> Result<Option<Parsed<'_>>, String> {
     let [first, second, ..] = *input else {
         return Ok(None);
     };
@@ -363,9 +366,11 @@ pub fn upgrade_request(host: &str, path: &str, offer: Option<&str>) -> String {
     request
 }
 
-/// A response head: status and headers (names lowercased), and the bytes it took; `None`
-/// until all of it is there.
-pub fn parse_head(input: &[u8]) -> Result<Option<(u16, Vec<(String, String)>, usize)>, String> {
+/// A response head: status, headers (names lowercased), and the bytes it took.
+pub type Head = (u16, Vec<(String, String)>, usize);
+
+/// A response head at the start of `input`; `None` until all of it is there.
+pub fn parse_head(input: &[u8]) -> Result<Option<Head>, String> {
     let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") else {
         return Ok(None);
     };

@@ -366,20 +366,6 @@ fn hixie76(ctx: &Ctx, open_frame: bool) -> Outcome {
     Ok(())
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn random_keys_are_base64_of_16_bytes() {
-        let k = random_key();
-        assert_eq!(k.len(), 24, "{k}");
-        assert!(k.ends_with("=="), "{k}");
-        assert_ne!(k, random_key());
-    }
-}
-
 /// permessage-deflate, when the server offers it (RFC 7692; PROTOCOL.md §9.1).
 pub(crate) fn permessage_deflate() -> Check {
     Check::new(
@@ -456,4 +442,18 @@ pub(crate) fn permessage_deflate() -> Check {
             Ok(())
         },
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_keys_are_base64_of_16_bytes() {
+        let k = random_key();
+        assert_eq!(k.len(), 24, "{k}");
+        assert!(k.ends_with("=="), "{k}");
+        assert_ne!(k, random_key());
+    }
 }

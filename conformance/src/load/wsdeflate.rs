@@ -104,9 +104,8 @@ async fn open(ctx: &Ctx) -> Result<Conn, LoadError> {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
-            match parse_head(&buf).map_err(|e| LoadError::new("handshake", e))? {
-                Some(head) => return Ok((head, buf)),
-                None => {}
+            if let Some(head) = parse_head(&buf).map_err(|e| LoadError::new("handshake", e))? {
+                return Ok((head, buf));
             }
             let n = stream
                 .read(&mut chunk)
