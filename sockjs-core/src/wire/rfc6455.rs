@@ -206,7 +206,9 @@ impl Decoder {
     }
 
     /// Bytes held for an unfinished frame and message: at most the message bound and one
-    /// frame header (14 bytes) beyond it.
+    /// frame header (14 bytes) beyond it; for a compressed message, whose frames may be a
+    /// little larger than what they inflate to, 64 bytes and 1/4096 of the bound more.
+    /// (Inflating uses the thread's buffer, also bounded by the message bound.)
     pub fn buffered(&self) -> usize {
         self.partial.len() + self.fragments.as_ref().map_or(0, |(_, data)| data.len())
     }
