@@ -30,6 +30,12 @@
 //! client did not ask for the `*_no_context_takeover` itself; it repeats
 //! `server_max_window_bits=15` when offered, and never names `client_max_window_bits` (any
 //! client window fits the decompressor's 32 KiB).
+//!
+//! The compression is flate2 on its pure-Rust miniz_oxide backend (no C, no build script).
+//! That backend only compresses with a 32 KiB window, which is why a `server_max_window_bits`
+//! below 15 is declined rather than honoured: no browser sends one (Chromium and Firefox
+//! offer `permessage-deflate; client_max_window_bits`), and a declined offer only means an
+//! uncompressed socket, so zlib-rs, which could honour it, is not worth its weight here.
 
 use http::HeaderValue;
 
