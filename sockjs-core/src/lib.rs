@@ -89,6 +89,17 @@
 //! it; a runtime of your own needs a few dozen lines of `Runtime` and `Socket`. Without the
 //! feature, this crate has no async code at all.
 //!
+//! # permessage-deflate
+//!
+//! [`Options::permessage_deflate`] (off by default) offers WebSocket compression
+//! (RFC 7692), which every Chromium asks for: `Some(DeflateOptions::default())` compresses
+//! each message on its own, from 256 bytes on, so a socket keeps no compression state
+//! between messages; [`DeflateOptions`] also sets the level and lets context takeover trade
+//! memory for ratio. The engine negotiates ([`deflate`]) and tells the driver the result in
+//! [`Handshake::Rfc6455`]; the codec that compresses is in [`wire::rfc6455`] (feature
+//! `deflate`, which `driver` turns on). Compressed messages are bounded by
+//! `max_message_size` once inflated.
+//!
 //! # Bounds
 //!
 //! Every buffer has a bound in [`Options`]: request bodies (`max_request_body`, 413),
@@ -102,12 +113,14 @@
 //!
 //! - [`transport`]: the transports a session can use;
 //! - [`handshake`]: WebSocket handshake arithmetic (hixie-76 needs the driver's help);
+//! - [`deflate`]: permessage-deflate's settings and negotiation;
 //! - [`wire`]: an HTTP/1.1 codec for runtimes that own raw byte streams;
 //! - `driver` (feature `driver`): the runtime-agnostic layer the adapters share.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client_addr;
+pub mod deflate;
 #[cfg(feature = "driver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "driver")))]
 pub mod driver;
@@ -134,6 +147,7 @@ pub mod payload;
 pub mod route;
 
 pub use client_addr::{IpRange, IpRangeError};
+pub use deflate::{DeflateOptions, DeflateParams};
 pub use engine::{Engine, Start};
 pub use options::{
     AbortPolicy, DEFAULT_SOCKJS_URL, Options, OptionsError, OriginPolicy, ProtocolVersion,

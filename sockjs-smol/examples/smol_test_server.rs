@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! cargo run --release -p sockjs-smol --example smol_test_server -- 127.0.0.1:8081 \
-//!     [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N]
+//!     [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N] \
+//!     [--permessage-deflate] [--permessage-deflate-takeover]
 //! ```
+//!
+//! `--permessage-deflate` offers permessage-deflate (RFC 7692) on the WebSocket endpoints,
+//! without context takeover; `--permessage-deflate-takeover` with it.
 //!
 //! Prints `listening on http://ADDR` once bound (the port may be 0), then runs until killed.
 

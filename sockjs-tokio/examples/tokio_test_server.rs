@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! cargo run --release -p sockjs-tokio --example tokio_test_server -- 127.0.0.1:8081 \
-//!     [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N] [--axum]
+//!     [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N] \
+//!     [--permessage-deflate] [--permessage-deflate-takeover] [--axum]
 //! ```
+//!
+//! `--permessage-deflate` offers permessage-deflate (RFC 7692) on the WebSocket endpoints,
+//! without context takeover; `--permessage-deflate-takeover` with it.
 //!
 //! Serves with `sockjs_tokio::serve` by default, or mounted in axum with `--axum`. Prints
 //! `listening on http://ADDR` once bound, then runs until killed.

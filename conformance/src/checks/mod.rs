@@ -30,6 +30,7 @@ pub fn all() -> Vec<Check> {
     v.extend(aborts::checks());
     v.extend(transports::checks());
     v.extend(websocket::checks());
+    v.push(websocket::permessage_deflate());
     v.extend(http1::checks());
     v.extend(timing::checks());
     v

@@ -6,19 +6,27 @@
 //! as many queued messages as there are, and go out in one system call. A socket keeps a
 //! buffer of its own only for an unfinished frame or a write the kernel did not take, so
 //! an idle connection holds none.
+//!
+//! With permessage-deflate negotiated (RFC 7692, [`Handshake::Rfc6455`]'s `deflate`), the
+//! decoder inflates compressed messages and text messages of at least
+//! [`DeflateOptions::min_size`] bytes go out compressed; without context takeover the
+//! compressor and decompressor are the thread's, so this too keeps no state per socket.
+//!
+//! [`Handshake::Rfc6455`]: crate::Handshake::Rfc6455
+//! [`DeflateOptions::min_size`]: crate::DeflateOptions::min_size
 
 use std::cell::RefCell;
 use std::io;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crate::Content;
 use crate::driver::exchange::{Exchange, TryNext};
 use crate::driver::socket::Socket;
 use crate::driver::websocket::Alarm;
 use crate::wire::rfc6455::{
-    Decoder, Error, Message, encode_close, encode_ping, encode_pong, encode_text,
+    Decoder, Deflater, Error, Message, encode_close, encode_ping, encode_pong, encode_text,
 };
+use crate::{Content, DeflateParams};
 
 /// Bytes read at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -61,6 +69,8 @@ enum Read {
 struct Pump<S> {
     socket: S,
     decoder: Decoder,
+    /// permessage-deflate's sending side, when negotiated.
+    deflater: Option<Deflater>,
     /// Encoded bytes the socket has not taken yet.
     pending: Vec<u8>,
     phase: Phase,
@@ -89,11 +99,29 @@ pub(crate) struct Serve<S> {
 }
 
 impl<S: Socket> Serve<S> {
-    pub(crate) fn new(exchange: &Exchange, socket: S, read_ahead: Vec<u8>) -> Serve<S> {
+    pub(crate) fn new(
+        exchange: &Exchange,
+        socket: S,
+        read_ahead: Vec<u8>,
+        deflate: Option<DeflateParams>,
+    ) -> Serve<S> {
+        let options = exchange.options();
+        let max = options.max_message_size;
+        let (decoder, deflater) = match deflate {
+            Some(params) => {
+                let settings = options.permessage_deflate.unwrap_or_default();
+                (
+                    Decoder::with_deflate(max, &params),
+                    Some(Deflater::new(&params, &settings)),
+                )
+            }
+            None => (Decoder::new(max), None),
+        };
         Serve {
             pump: Pump {
                 socket,
-                decoder: Decoder::new(exchange.options().max_message_size),
+                decoder,
+                deflater,
                 pending: Vec::new(),
                 phase: Phase::Open,
                 deaf: false,
@@ -335,7 +363,10 @@ impl<S: Socket> Pump<S> {
                     break;
                 }
                 match exchange.try_next() {
-                    TryNext::Item(Content::WsText(text)) => encode_text(&text, out),
+                    TryNext::Item(Content::WsText(text)) => match &mut self.deflater {
+                        Some(deflater) => deflater.encode_text(&text, out),
+                        None => encode_text(&text, out),
+                    },
                     TryNext::Item(Content::WsPing) => encode_ping(out),
                     TryNext::Item(Content::WsClose { code, reason }) => {
                         encode_close(code, &reason, out);

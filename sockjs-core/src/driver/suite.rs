@@ -95,8 +95,13 @@ pub fn services(base: &Options) -> Vec<TestService> {
 }
 
 /// The command line of the adapters' test servers:
-/// `[ADDR] [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N]` and any flags of the
-/// adapter's own, which are passed through in [`Args::rest`].
+/// `[ADDR] [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N] [--permessage-deflate]
+/// [--permessage-deflate-takeover]` and any flags of the adapter's own, which are passed
+/// through in [`Args::rest`].
+///
+/// `--permessage-deflate` offers permessage-deflate (RFC 7692) with
+/// [`DeflateOptions::default`](crate::DeflateOptions) (no context takeover);
+/// `--permessage-deflate-takeover` offers it with context takeover both ways.
 #[derive(Debug, Clone)]
 pub struct Args {
     /// Where to listen (default `127.0.0.1:8081`; port 0 picks one).
@@ -109,7 +114,8 @@ pub struct Args {
 }
 
 /// What [`Args::parse`] accepts, for usage messages.
-pub const USAGE: &str = "[ADDR] [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N]";
+pub const USAGE: &str = "[ADDR] [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N] \
+     [--permessage-deflate] [--permessage-deflate-takeover]";
 
 impl Args {
     /// Parses the arguments after the program name.
@@ -120,6 +126,9 @@ impl Args {
     /// assert_eq!(args.addr.port(), 0);
     /// assert_eq!(args.base.heartbeat_delay.as_millis(), 500);
     /// assert_eq!(args.rest, ["--axum"]);
+    /// assert_eq!(args.base.permessage_deflate, None);
+    /// let args = Args::parse(["--permessage-deflate".to_owned()])?;
+    /// assert_eq!(args.base.permessage_deflate, Some(sockjs_core::DeflateOptions::default()));
     /// # Ok::<(), String>(())
     /// ```
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
@@ -144,6 +153,16 @@ impl Args {
                 "--heartbeat-ms" => parsed.base.heartbeat_delay = millis(value("--heartbeat-ms")?)?,
                 "--disconnect-ms" => {
                     parsed.base.disconnect_delay = millis(value("--disconnect-ms")?)?;
+                }
+                "--permessage-deflate" => {
+                    parsed.base.permessage_deflate = Some(crate::DeflateOptions::default());
+                }
+                "--permessage-deflate-takeover" => {
+                    parsed.base.permessage_deflate = Some(crate::DeflateOptions {
+                        server_context_takeover: true,
+                        client_context_takeover: true,
+                        ..crate::DeflateOptions::default()
+                    });
                 }
                 addr if !addr.starts_with('-') => {
                     parsed.addr = addr

@@ -53,8 +53,8 @@ impl<S: Socket> WebSocket<S> {
         handshake: Handshake,
     ) -> WebSocket<S> {
         let kind = match handshake {
-            Handshake::Rfc6455 => Kind::Rfc6455 {
-                pump: rfc6455::Serve::new(&exchange, socket, read_ahead),
+            Handshake::Rfc6455 { deflate } => Kind::Rfc6455 {
+                pump: rfc6455::Serve::new(&exchange, socket, read_ahead, deflate),
                 exchange,
             },
             Handshake::Hixie76 { key1, key2 } => {

@@ -219,7 +219,17 @@ impl Engine {
             if let Ok(accept) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
                 headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
             }
-            (response, Handshake::Rfc6455)
+            // RFC 7692: only when the service offers it; a malformed or unacceptable
+            // offer means no extension, never a failed handshake.
+            let deflate = options.permessage_deflate.as_ref().and_then(|settings| {
+                let offers = h.get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+                crate::deflate::negotiate(offers, settings)
+            });
+            let deflate = deflate.map(|(params, answer)| {
+                headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
+                params
+            });
+            (response, Handshake::Rfc6455 { deflate })
         };
         if self.sessions.len() >= options.max_sessions {
             return self.respond(id, too_many_sessions());

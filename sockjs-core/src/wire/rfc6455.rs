@@ -25,8 +25,49 @@
 //! assert_eq!(out[..2], [0x81, 7]);
 //! # Ok::<(), sockjs_core::wire::rfc6455::Error>(())
 //! ```
+//!
+//! # permessage-deflate
+//!
+//! With the `deflate` cargo feature, a decoder made by `Decoder::with_deflate` also takes
+//! compressed messages (RFC 7692: RSV1 on the first frame of a data message), inflating
+//! them after reassembly with the message bound applied to the *inflated* size, and a
+//! `Deflater` compresses the server's text messages. Without context takeover (the
+//! default, see [`DeflateOptions`](crate::DeflateOptions)) both use the thread's
+//! compressor and decompressor, reset for each message, so a connection holds no
+//! compression state; with it, the connection owns its own from its first compressed
+//! message on. A decoder made by [`Decoder::new`] refuses RSV1 as before (1002), and the
+//! uncompressed paths are unchanged.
+//!
+#![cfg_attr(feature = "deflate", doc = "```")]
+#![cfg_attr(not(feature = "deflate"), doc = "```ignore")]
+//! use sockjs_core::DeflateParams;
+//! use sockjs_core::wire::rfc6455::{Decoder, Message};
+//!
+//! let params = DeflateParams {
+//!     server_no_context_takeover: true,
+//!     client_no_context_takeover: true,
+//!     server_max_window_bits: 15,
+//!     client_max_window_bits: 15,
+//! };
+//! // RFC 7692 §7.2.3.1: "Hello" compressed, in a masked frame with RSV1 (mask 0 0 0 0).
+//! let mut input = [0xc1, 0x87, 0, 0, 0, 0, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+//! let mut seen = String::new();
+//! Decoder::with_deflate(1024, &params).feed(&mut input, &mut |message| {
+//!     if let Message::Text(text) = message {
+//!         seen.push_str(text);
+//!     }
+//! })?;
+//! assert_eq!(seen, "Hello");
+//! # Ok::<(), sockjs_core::wire::rfc6455::Error>(())
+//! ```
 
 use std::fmt;
+
+#[cfg(feature = "deflate")]
+mod deflate;
+#[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+pub use deflate::{Deflater, compress_message};
 
 /// A complete message or control frame from the client, borrowed from the input (or from
 /// the decoder, for a fragmented message).
@@ -55,8 +96,11 @@ pub enum Error {
     Protocol(&'static str),
     /// A text message or close reason that is not UTF-8 (1007).
     InvalidUtf8,
-    /// A message over the decoder's bound (1009).
+    /// A message over the decoder's bound (1009); for a compressed message, its inflated
+    /// size.
     TooBig,
+    /// A compressed message that does not inflate (1007).
+    InvalidDeflate,
 }
 
 impl Error {
@@ -64,7 +108,7 @@ impl Error {
     pub fn close_code(self) -> u16 {
         match self {
             Error::Protocol(_) => 1002,
-            Error::InvalidUtf8 => 1007,
+            Error::InvalidUtf8 | Error::InvalidDeflate => 1007,
             Error::TooBig => 1009,
         }
     }
@@ -76,6 +120,7 @@ impl fmt::Display for Error {
             Error::Protocol(what) => write!(f, "websocket protocol error: {what}"),
             Error::InvalidUtf8 => f.write_str("websocket text is not valid UTF-8"),
             Error::TooBig => f.write_str("websocket message too big"),
+            Error::InvalidDeflate => f.write_str("websocket message does not inflate"),
         }
     }
 }
@@ -88,10 +133,15 @@ const BINARY: u8 = 0x2;
 const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
+/// RSV1: a compressed message (permessage-deflate). Also kept with a fragmented message's
+/// opcode.
+const RSV1: u8 = 0x40;
 
 /// A frame header, once all of it is there.
 struct Header {
     fin: bool,
+    /// The first frame of a compressed message.
+    compressed: bool,
     opcode: u8,
     mask: [u8; 4],
     /// Bytes of header.
@@ -108,9 +158,13 @@ pub struct Decoder {
     max_message: usize,
     /// The start of a frame that has not all arrived.
     partial: Vec<u8>,
-    /// A fragmented message being reassembled: its opcode and the payload so far.
+    /// A fragmented message being reassembled: its opcode (with [`RSV1`] when it is
+    /// compressed) and the payload so far.
     fragments: Option<(u8, Vec<u8>)>,
     failed: Option<Error>,
+    /// permessage-deflate was negotiated.
+    #[cfg(feature = "deflate")]
+    inflate: Option<deflate::Inflate>,
 }
 
 impl Decoder {
@@ -122,7 +176,28 @@ impl Decoder {
             partial: Vec::new(),
             fragments: None,
             failed: None,
+            #[cfg(feature = "deflate")]
+            inflate: None,
         }
+    }
+
+    /// A decoder that also takes messages compressed with the negotiated permessage-deflate
+    /// `params` (RFC 7692), bounding their inflated size by `max_message`.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn with_deflate(max_message: usize, params: &crate::DeflateParams) -> Decoder {
+        Decoder {
+            inflate: Some(deflate::Inflate::new(params.client_no_context_takeover)),
+            ..Decoder::new(max_message)
+        }
+    }
+
+    /// Whether compressed messages are accepted.
+    fn deflate(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.inflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        return false;
     }
 
     /// Whether the decoder holds bytes of an unfinished frame or message (and so memory).
@@ -131,7 +206,9 @@ impl Decoder {
     }
 
     /// Bytes held for an unfinished frame and message: at most the message bound and one
-    /// frame header (14 bytes) beyond it.
+    /// frame header (14 bytes) beyond it; for a compressed message, whose frames may be a
+    /// little larger than what they inflate to, 64 bytes and 1/4096 of the bound more.
+    /// (Inflating uses the thread's buffer, also bounded by the message bound.)
     pub fn buffered(&self) -> usize {
         self.partial.len() + self.fragments.as_ref().map_or(0, |(_, data)| data.len())
     }
@@ -205,7 +282,8 @@ impl Decoder {
             return Ok(None);
         };
         let fin = first & 0x80 != 0;
-        if first & 0x70 != 0 {
+        let compressed = first & 0x70 == RSV1 && self.deflate();
+        if first & 0x70 != 0 && !compressed {
             return Err(Error::Protocol("reserved bits set"));
         }
         let opcode = first & 0x0F;
@@ -213,6 +291,10 @@ impl Decoder {
         match opcode {
             CONTINUATION | TEXT | BINARY | CLOSE | PING | PONG => {}
             _ => return Err(Error::Protocol("reserved opcode")),
+        }
+        // RFC 7692 §6.1: RSV1 marks the first frame of a data message, and no other.
+        if compressed && (control || opcode == CONTINUATION) {
+            return Err(Error::Protocol("RSV1 on a control or continuation frame"));
         }
         if second & 0x80 == 0 {
             return Err(Error::Protocol("unmasked client frame"));
@@ -234,14 +316,21 @@ impl Decoder {
         if control && (!fin || len > 125) {
             return Err(Error::Protocol("fragmented or long control frame"));
         }
-        // Refuse an oversized message before its payload is buffered.
-        let held = if control {
-            0
+        // Refuse an oversized message before its payload is buffered (a compressed one may
+        // be a little larger than it inflates to, when it does not compress).
+        let (held, deflated) = match &self.fragments {
+            Some((opcode, data)) if !control => (data.len(), opcode & RSV1 != 0),
+            _ => (0, compressed),
+        };
+        let bound = if deflated {
+            self.max_message
+                .saturating_add(self.max_message / 4096)
+                .saturating_add(64)
         } else {
-            self.fragments.as_ref().map_or(0, |(_, data)| data.len())
+            self.max_message
         };
         let len = usize::try_from(len).map_err(|_| Error::TooBig)?;
-        if held.saturating_add(len) > self.max_message {
+        if held.saturating_add(len) > bound {
             return Err(Error::TooBig);
         }
         let Some(mask) = input
@@ -252,6 +341,7 @@ impl Decoder {
         };
         Ok(Some(Header {
             fin,
+            compressed,
             opcode,
             mask,
             size: at + 4,
@@ -278,20 +368,45 @@ impl Decoder {
                     self.fragments = Some((opcode, data));
                     return Ok(());
                 }
-                deliver(opcode, &data, on_message)?;
+                self.deliver(opcode, &data, on_message)?;
             }
             opcode => {
                 if self.fragments.is_some() {
                     return Err(Error::Protocol("new message inside a fragmented one"));
                 }
+                let opcode = if header.compressed {
+                    opcode | RSV1
+                } else {
+                    opcode
+                };
                 if !header.fin {
                     self.fragments = Some((opcode, payload.to_vec()));
                     return Ok(());
                 }
-                deliver(opcode, payload, on_message)?;
+                self.deliver(opcode, payload, on_message)?;
             }
         }
         Ok(())
+    }
+
+    /// Hands over a whole message, inflated first if it is compressed.
+    fn deliver(
+        &mut self,
+        opcode: u8,
+        payload: &[u8],
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Result<(), Error> {
+        if opcode & RSV1 == 0 {
+            return deliver(opcode, payload, on_message);
+        }
+        #[cfg(feature = "deflate")]
+        if let Some(inflate) = &mut self.inflate {
+            return inflate.message(payload, self.max_message, |data| {
+                deliver(opcode & !RSV1, data, on_message)
+            });
+        }
+        // Never reached: the header check admits RSV1 only with deflate.
+        Err(Error::Protocol("reserved bits set"))
     }
 }
 
@@ -340,8 +455,13 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 
 /// Appends one unmasked, unfragmented server frame.
 fn encode(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+    encode_first(0x80 | opcode, payload, out);
+}
+
+/// Appends one unmasked server frame whose first byte is `first`.
+fn encode_first(first: u8, payload: &[u8], out: &mut Vec<u8>) {
     out.reserve(payload.len() + 10);
-    out.push(0x80 | opcode);
+    out.push(first);
     match payload.len() {
         n @ 0..=125 => out.push(n as u8),
         n @ 126..=0xFFFF => {
