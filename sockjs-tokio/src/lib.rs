@@ -30,31 +30,12 @@
 //! mount path instead.
 //!
 //! Two request extensions are read when present: [`PeerAddr`] (for
-//! [`Session::peer_addr`] and [`SessionBinding::PeerIp`]) and [`OriginalUri`] (the URI
-//! before the router stripped the mount path: hixie-76's `Sec-WebSocket-Location` names it,
-//! and it lets near-miss paths such as `/echo//xhr` still get 404 under axum). [`serve`]
-//! sets both. axum's `ConnectInfo` and `OriginalUri` are axum types this crate does not
-//! depend on; copy them with one `map_request` if you need them:
-//!
-//! ```no_run
-//! use std::net::SocketAddr;
-//! use axum::extract::{ConnectInfo, OriginalUri};
-//! use tower::ServiceExt as _;
-//!
-//! fn from_axum(mut req: axum::extract::Request) -> axum::extract::Request {
-//!     if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
-//!         let addr = *addr;
-//!         req.extensions_mut().insert(sockjs_tokio::PeerAddr(addr));
-//!     }
-//!     if let Some(OriginalUri(uri)) = req.extensions().get::<OriginalUri>() {
-//!         let uri = uri.clone();
-//!         req.extensions_mut().insert(sockjs_tokio::OriginalUri(uri));
-//!     }
-//!     req
-//! }
-//! # let service = sockjs_tokio::SockJs::new(Default::default(), |_s| async {});
-//! let app: axum::Router = axum::Router::new().nest_service("/echo", service.map_request(from_axum));
-//! ```
+//! [`Session::peer_addr`], [`Session::client_addr`] and [`SessionBinding::PeerIp`]) and
+//! [`OriginalUri`] (the URI before the router stripped the mount path: hixie-76's
+//! `Sec-WebSocket-Location` names it, and it lets near-miss paths such as `/echo//xhr` still
+//! get 404 under axum). [`serve`] sets both. With the `axum` feature the service also reads
+//! axum's own `ConnectInfo<SocketAddr>` (from `into_make_service_with_connect_info`) and
+//! `OriginalUri`, so no `map_request` is needed.
 //!
 //! # Standalone
 //!
@@ -71,14 +52,9 @@
 //! # }
 //! ```
 //!
-//! It uses hyper's HTTP/1.1 connection driver (through hyper-util's tokio I/O and timer)
-//! rather than the core's [`wire`](sockjs_core::wire) codec: the tower service needs hyper
-//! anyway, so one HTTP implementation serves both paths, behaves identically under axum
-//! and standalone, and hyper already does what the protocol asks of HTTP/1.x: keep-alive,
-//! one chunk per body frame, close-delimited streaming for HTTP/1.0 clients, upgrades that
-//! hand over bytes already read (hixie-76's key3), custom reason phrases
-//! ([`hyper::ext::ReasonPhrase`]) and early detection of a client that hangs up while its
-//! response is pending.
+//! It runs hyper's HTTP/1.1 connection driver, so the tower service and the standalone
+//! server behave identically: keep-alive, one chunk per frame, close-delimited streaming
+//! for HTTP/1.0, upgrades that hand over bytes already read, custom reason phrases.
 //!
 //! # Layers
 //!
