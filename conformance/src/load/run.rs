@@ -283,7 +283,11 @@ impl Summary {
         let c = &self.cfg;
         let r = &self.stats.rtt;
         let q = crate::util::json_quote;
-        let num = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.3}"));
+        // JSON has no infinity or NaN (a per-message figure over zero messages).
+        let num = |v: Option<f64>| {
+            v.filter(|v| v.is_finite())
+                .map_or("null".to_owned(), |v| format!("{v:.3}"))
+        };
         let int = |v: Option<u64>| v.map_or("null".to_owned(), |v| v.to_string());
         let kinds: Vec<String> = self
             .stats
@@ -579,6 +583,12 @@ mod tests {
         assert_eq!(s.stats.opened, 20);
         assert!(s.rss_per_session().is_some());
         assert!(s.human().contains("per session"));
+        // No messages: per-message figures are null, never a number JSON cannot hold.
+        let line = s.result_line();
+        assert!(
+            crate::json::parse(&line["RESULT ".len()..]).is_ok(),
+            "{line}"
+        );
     }
 
     #[test]
