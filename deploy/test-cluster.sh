@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Cluster test: two instances of the chat example (node a, node b) sharing one room through
-# Redis, behind a load balancer that routes by the SockJS server id, with the configs in
-# this folder. Runs once behind HAProxy and once behind nginx (BALANCERS="haproxy nginx"
-# by default), everything on free loopback ports. The clients (examples/cluster_check.rs)
-# connect over websocket, xhr-streaming and xhr-polling and check sticky routing,
-# cross-node chat, a Redis outage and a node's graceful shutdown. First, the broadcast
-# tests (sockjs-tokio/tests/broadcast.rs) run against the same Redis.
+# Cluster test: two instances of the chat example sharing one room through Redis, node a
+# on sockjs-smol and node b on sockjs-tokio, behind a load balancer that routes by the
+# SockJS server id, with the configs in this folder. Runs once behind HAProxy and once
+# behind nginx (BALANCERS="haproxy nginx" by default), everything on free loopback ports.
+# The clients (conformance/src/bin/cluster_check.rs) connect over websocket, xhr-streaming
+# and xhr-polling and check sticky routing, cross-node chat both ways, a Redis outage and
+# node b's graceful shutdown. First, the broadcast tests (conformance/tests/broadcast.rs)
+# run against redis-servers of their own, on both adapters.
 #
 # Needs redis-server, haproxy and nginx; under CI (CI=true, as root) it installs them from
 # Debian's packages. Exits non-zero on failure; stops every process it started.
@@ -37,15 +38,23 @@ redis-server --version
 for lb in $BALANCERS; do "$lb" -v 2>&1 | sed -n 1p; done
 
 # --- build ---------------------------------------------------------------------------------
-echo "== building the chat example (with Redis) and the cluster check"
-cargo build --release -q -p sockjs-tokio --features redis --example chat --example cluster_check
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-BIN=$TARGET_DIR/release/examples
-
-# --- process bookkeeping -------------------------------------------------------------------
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
+BIN=$WORK/bin
+mkdir -p "$BIN"
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+# Both chat examples are named chat: build one at a time and keep a copy of each.
+for adapter in smol tokio; do
+  echo "== building sockjs-$adapter's chat example (with Redis)"
+  cargo build --release -q -p "sockjs-$adapter" --features redis --example chat
+  cp "$TARGET_DIR/release/examples/chat" "$BIN/chat-$adapter"
+done
+echo "== building the cluster check"
+cargo build --release -q -p conformance --bin cluster_check
+cp "$TARGET_DIR/release/cluster_check" "$BIN/cluster_check"
+
+# --- process bookkeeping -------------------------------------------------------------------
 PIDS=()
 stop_pid() {
   local pid=$1
@@ -103,10 +112,10 @@ start_redis() {
   wait_port "$REDIS" redis
 }
 
-start_node() { # name port
-  local name=$1 port=$2
+start_node() { # name port adapter
+  local name=$1 port=$2 adapter=$3
   (
-    "$BIN/chat" "127.0.0.1:$port" --node "$name" --redis "redis://127.0.0.1:$REDIS/" \
+    "$BIN/chat-$adapter" "127.0.0.1:$port" --node "$name" --redis "redis://127.0.0.1:$REDIS/" \
       --sockjs-url "http://127.0.0.1:$LB/sockjs.js" >"$WORK/node-$name.log" 2>&1 &
     echo $! >"$WORK/node-$name.pid"
     wait $! && status=0 || status=$?
@@ -153,14 +162,8 @@ EOF
 
 # --- the broadcast tests against a real Redis -------------------------------------------------
 echo
-echo "== broadcast tests (tests/broadcast.rs) against redis-server"
-read -r REDIS < <("$BIN/cluster_check" --free-ports 1)
-LB=0 NODE_A=0 NODE_B=0
-ports_in "$DEPLOY/redis.conf" >"$WORK/redis.conf"
-start_redis
-SOCKJS_REDIS_URL="redis://127.0.0.1:$REDIS/" \
-  cargo test -q -p sockjs-tokio --features redis --test broadcast 2>&1 | grep -v '^$'
-stop_all
+echo "== broadcast tests (conformance/tests/broadcast.rs) on both adapters, with redis-server"
+SOCKJS_REQUIRE_REDIS=1 cargo test -q -p conformance --test broadcast 2>&1 | grep -v '^$'
 
 # --- one run per balancer ------------------------------------------------------------------
 for lb in $BALANCERS; do
@@ -170,11 +173,11 @@ for lb in $BALANCERS; do
   ports_in "$DEPLOY/redis.conf" >"$WORK/redis.conf"
   started=$(date +%s%N)
   start_redis
-  start_node a "$NODE_A"
-  start_node b "$NODE_B"
+  start_node a "$NODE_A" smol
+  start_node b "$NODE_B" tokio
   "start_$lb"
   wait_port "$LB" "$lb"
-  echo "   $lb on 127.0.0.1:$LB, node a on :$NODE_A, node b on :$NODE_B, redis on :$REDIS"
+  echo "   $lb on 127.0.0.1:$LB, node a (smol) on :$NODE_A, node b (tokio) on :$NODE_B, redis on :$REDIS"
   echo "   started in $(( ($(date +%s%N) - started) / 1000000 )) ms"
 
   check_started=$(date +%s%N)

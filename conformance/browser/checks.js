@@ -5,7 +5,10 @@
 // runTransport(SockJS, base, transport, opts) forces one transport
 // (`new SockJS(base + '/echo', null, {transports: [transport]})`) and resolves to
 //   { status: 'pass' | 'fail' | 'n/a', checks: {name: {ok, detail}}, info, note }
-// It never rejects.
+// It never rejects. opts.extensions, for the websocket transport in the browser: 'deflate'
+// (the socket must have negotiated permessage-deflate: the native WebSocket's `extensions`,
+// which is the server's Sec-WebSocket-Extensions answer as the browser accepted it) or
+// 'none' (it must have negotiated nothing).
 (function (root, factory) {
   if (typeof module === 'object' && module.exports) {
     module.exports = factory();
@@ -105,6 +108,9 @@
       self.sock.onopen = function () {
         // Read now: a close frame in the same chunk as the open frame clears it.
         self.openTransport = self.sock.transport;
+        // The native WebSocket under sockjs-client's websocket transport, if any.
+        var t = self.sock._transport;
+        self.wsExtensions = t && t.ws && typeof t.ws.extensions === 'string' ? t.ws.extensions : null;
         resolve(true);
       };
       self._resolveOpenOnClose = function () { resolve(false); };
@@ -242,7 +248,19 @@
         result.note = 'client offers no ' + transport + ' here';
         return result;
       }
-      pass('open', 'sock.transport = ' + conn.openTransport);
+      var detail = 'sock.transport = ' + conn.openTransport;
+      if (opts.extensions) {
+        var ext = conn.wsExtensions;
+        var okExt = opts.extensions === 'deflate' ? /^permessage-deflate(;|$)/.test(ext || '') : ext === '';
+        if (!okExt) {
+          conn.abandon();
+          fail('open', 'WebSocket extensions ' + JSON.stringify(ext) + ', expected ' +
+            (opts.extensions === 'deflate' ? 'permessage-deflate' : 'none'));
+          return result;
+        }
+        detail += ', extensions: ' + JSON.stringify(ext);
+      }
+      pass('open', detail);
     } catch (e) {
       fail('open', e.message);
       return result;

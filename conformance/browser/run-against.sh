@@ -11,7 +11,7 @@
 # run.js's: 0 all passed, 1 some row failed, 2 the run could not be set up.
 #
 # Options for run.js (see README.md) go first and end with `--`:
-#   run-against.sh --filter websocket -- cargo run --release -p sockjs-smol --example test_server --
+#   run-against.sh --filter websocket -- cargo run --release -p sockjs-smol --example smol_test_server --
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

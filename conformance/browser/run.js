@@ -17,7 +17,11 @@ const TRANSPORTS = [
   'jsonp-polling',
 ];
 
-const ENVS = ['cross-origin', 'same-origin', 'node'];
+// `deflate`: Chromium, cross-origin, websocket only, against a second server started with
+// `--permessage-deflate` (RFC 7692): the socket must negotiate it and messages must flow.
+const ENVS = ['cross-origin', 'same-origin', 'node', 'deflate'];
+// The transports each environment runs (all, unless listed).
+const ENV_TRANSPORTS = { deflate: ['websocket'] };
 
 // Where sockjs-client itself offers no such transport. A row is n/a only when it is
 // listed here AND the client, asked for that transport alone, really offers nothing.
@@ -32,6 +36,7 @@ const EXPECTED_NA = {
     'xdr-streaming': XDR, 'xdr-polling': XDR, 'iframe-eventsource': NO_DOM, htmlfile: NO_DOM,
     'iframe-htmlfile': NO_DOM, 'iframe-xhr-polling': NO_DOM, 'jsonp-polling': NO_DOM,
   },
+  deflate: {},
 };
 
 // What each transport must put on the wire (browser rows): session endpoints
@@ -52,7 +57,9 @@ const USAGE = `usage:
   node run.js --server URL [options]      check a running server
   node run.js [options] -- CMD [ARGS...]  start the server as
                                           CMD ARGS... 127.0.0.1:PORT --sockjs-url URL,
-                                          wait for "listening on http://ADDR", check it
+                                          wait for "listening on http://ADDR", check it;
+                                          for the deflate row also a second one with
+                                          --permessage-deflate after those
 
 options:
   --filter LIST          comma-separated; a term selects a row when it equals its
@@ -65,13 +72,16 @@ options:
   --step-timeout SEC     bound on one step within a row (default 10)
   --total-timeout SEC    bound on all rows; rows not started by then fail (default 600)
   --startup-timeout SEC  wait this long for "listening on" (default 900, for builds)
+  --deflate-server URL   with --server: a running server that offers permessage-deflate,
+                         for the deflate row (without it that row is left out)
+  --no-deflate           leave the deflate row out (for servers without the flag)
   --chromium PATH        Chromium binary (default $CHROMIUM_PATH or /usr/bin/chromium)
   --verbose              show the server's output and browser console messages
 `;
 
 function parseArgs(argv) {
   const o = {
-    server: null, cmd: null, filter: [], staticPort: null, rowTimeout: 60, stepTimeout: 10,
+    server: null, deflateServer: null, noDeflate: false, cmd: null, filter: [], staticPort: null, rowTimeout: 60, stepTimeout: 10,
     totalTimeout: 600, startupTimeout: 900, chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', verbose: false,
   };
   const num = (v, name) => {
@@ -87,6 +97,8 @@ function parseArgs(argv) {
     };
     if (a === '--') { o.cmd = argv.slice(i + 1); break; }
     else if (a === '--server') o.server = val().replace(/\/+$/, '');
+    else if (a === '--deflate-server') o.deflateServer = val().replace(/\/+$/, '');
+    else if (a === '--no-deflate') o.noDeflate = true;
     else if (a === '--filter') o.filter.push(...val().split(',').map((s) => s.trim()).filter(Boolean));
     else if (a === '--static-port') o.staticPort = num(val(), a);
     else if (a === '--row-timeout') o.rowTimeout = num(val(), a);
@@ -146,11 +158,11 @@ function withTimeout(promise, ms, what) {
 // ---- the server under test, when we start it -------------------------------------
 
 class ServerProcess {
-  constructor(cmd, addr, sockjsUrl, verbose) {
+  constructor(cmd, addr, sockjsUrl, verbose, extra = []) {
     this.tail = [];
     this.verbose = verbose;
     this.listening = false;
-    const args = cmd.slice(1).concat([addr, '--sockjs-url', sockjsUrl]);
+    const args = cmd.slice(1).concat([addr, '--sockjs-url', sockjsUrl], extra);
     process.stderr.write('starting server: ' + [cmd[0], ...args].join(' ') + '\n');
     this.child = spawn(cmd[0], args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     // Last resort if run.js ends without stop(): the command has its own process group.
@@ -225,7 +237,7 @@ function wireProblems(transport, seen) {
   return problems;
 }
 
-async function browserRow(browser, pageOrigin, base, transport, o, log) {
+async function browserRow(browser, pageOrigin, base, transport, o, log, extensions) {
   const context = await browser.newContext();
   const seen = [];
   const consoleLines = [];
@@ -236,7 +248,7 @@ async function browserRow(browser, pageOrigin, base, transport, o, log) {
     page.on('console', (m) => consoleLines.push(m.type() + ': ' + m.text()));
     page.on('pageerror', (e) => consoleLines.push('pageerror: ' + e.message));
     await page.goto(pageOrigin + '/page.html', { timeout: o.stepTimeout * 1000 });
-    const opts = { stepTimeout: o.stepTimeout * 1000 };
+    const opts = { stepTimeout: o.stepTimeout * 1000, extensions };
     let result;
     try {
       result = await withTimeout(
@@ -335,9 +347,10 @@ async function main() {
     const sockjsUrl = staticServer.origin + '/sockjs.min.js';
     log('sockjs-client build served at ' + sockjsUrl + ' (the server\'s --sockjs-url)');
 
-    if (!base) {
+    // Starts `CMD ARGS... ADDR --sockjs-url URL EXTRA...`; resolves to its base URL.
+    const startServer = async (extra) => {
       const port = await freePort();
-      const proc = new ServerProcess(o.cmd, '127.0.0.1:' + port, sockjsUrl, o.verbose);
+      const proc = new ServerProcess(o.cmd, '127.0.0.1:' + port, sockjsUrl, o.verbose, extra);
       cleanups.push(() => proc.stop());
       const r = await Promise.race([
         proc.url,
@@ -347,10 +360,23 @@ async function main() {
         process.stderr.write(proc.tail.map((l) => '[server] ' + l).join('\n') + '\n');
         throw e;
       });
-      base = r;
       proc.exited.then((why) => { if (!stopping) log('!! server exited: ' + why); });
-    }
+      return r;
+    };
+    const started = !base;
+    if (!base) base = await startServer([]);
     log('server under test: ' + base);
+    // The deflate row's server: the same command with --permessage-deflate.
+    let deflateBase = o.deflateServer;
+    let deflateProblem = o.server && !deflateBase ? 'no --deflate-server given' : null;
+    if (o.noDeflate) deflateProblem = '--no-deflate';
+    if (started && !o.noDeflate && selected(o.filter, 'deflate', 'websocket')) {
+      deflateBase = await startServer(['--permessage-deflate']).catch((e) => {
+        deflateProblem = 'the server with --permessage-deflate did not start: ' + e.message;
+        return null;
+      });
+    }
+    if (deflateBase) log('server under test with --permessage-deflate: ' + deflateBase);
 
     // Preflight: the server answers and its iframe page loads our client build.
     const info = await get(base + '/echo/info').catch((e) => ({ status: 0, body: e.message }));
@@ -366,7 +392,18 @@ async function main() {
     }
 
     const plan = [];
-    for (const env of ENVS) for (const t of TRANSPORTS) if (selected(o.filter, env, t)) plan.push([env, t]);
+    for (const env of ENVS) {
+      for (const t of ENV_TRANSPORTS[env] || TRANSPORTS) {
+        if (!selected(o.filter, env, t)) continue;
+        // Left out, not failed, when there is no server for it by choice (--no-deflate,
+        // or --server without --deflate-server).
+        if (env === 'deflate' && !deflateBase && (o.noDeflate || o.server)) {
+          log('deflate/websocket left out: ' + deflateProblem);
+          continue;
+        }
+        plan.push([env, t]);
+      }
+    }
     if (!plan.length) throw new Error('--filter selects no rows');
 
     let browser = null;
@@ -400,10 +437,16 @@ async function main() {
         r = { status: 'fail', checks: {}, note: 'not run: --total-timeout reached' };
       } else if (env === 'node') {
         r = await nodeRow(NodeSockJS, base, t, o);
+      } else if (env === 'deflate' && !deflateBase) {
+        r = { status: 'fail', checks: {}, note: deflateProblem };
       } else {
         const pageOrigin = env === 'same-origin' ? proxy.origin : staticServer.origin;
-        const sockBase = env === 'same-origin' ? proxy.origin : base;
-        r = await browserRow(browser, pageOrigin, sockBase, t, o, log).catch((e) =>
+        const sockBase = env === 'same-origin' ? proxy.origin : env === 'deflate' ? deflateBase : base;
+        // Which WebSocket extensions the page must see: deflate on the deflate server, none
+        // on a server we started without the flag.
+        const extensions = t !== 'websocket' ? undefined :
+          env === 'deflate' ? 'deflate' : started ? 'none' : undefined;
+        r = await browserRow(browser, pageOrigin, sockBase, t, o, log, extensions).catch((e) =>
           ({ status: 'fail', checks: {}, note: e.message.split('\n')[0] }));
       }
       r.env = env;

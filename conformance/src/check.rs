@@ -222,6 +222,8 @@ pub struct Ctx {
     pub heartbeat: Option<Duration>,
     /// Disconnect delay the server is configured with, if known.
     pub disconnect: Option<Duration>,
+    /// Rounds of abort-then-reconnect each §7.1.6 abort stress check makes.
+    pub abort_rounds: usize,
 }
 
 /// The services the suite expects (§1).

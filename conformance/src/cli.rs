@@ -7,6 +7,7 @@ pub const USAGE: &str = "\
 usage: conformance BASE_URL [--filter SUBSTRING] [--json FILE]
                    [--heartbeat-ms N] [--disconnect-ms N]
                    [--threads N] [--io-timeout-ms N] [--expect-fail NAME,...]
+                   [--abort-rounds N]
        conformance BASE_URL --hostile [--request-timeout-ms N] [--filter SUBSTRING]
        conformance --list [--filter SUBSTRING]
 
@@ -22,6 +23,8 @@ http://127.0.0.1:8081), which must expose /echo (response_limit 4096), /close,
   --io-timeout-ms N  socket timeout (default 3000)
   --expect-fail N,.. checks that are known deviations of this server: their
                      failures are reported as skips (repeatable)
+  --abort-rounds N   rounds of each abort stress check (default 200); run
+                     those checks alone with --filter s7_1_6_abort_stress
   --list             print the checks (name, section, rule) and exit
   --hostile          instead of the protocol checks, send hostile input
                      (malformed, oversized, slowloris, vanishing clients) to
@@ -50,6 +53,8 @@ pub struct Args {
     pub io_timeout: Option<Duration>,
     /// `--expect-fail` names.
     pub expect_fail: Vec<String>,
+    /// `--abort-rounds`.
+    pub abort_rounds: Option<usize>,
     /// `--list`.
     pub list: bool,
     /// `--hostile`.
@@ -90,14 +95,18 @@ where
             "--heartbeat-ms" => out.heartbeat = Some(ms(value(&mut it)?)?),
             "--disconnect-ms" => out.disconnect = Some(ms(value(&mut it)?)?),
             "--io-timeout-ms" => out.io_timeout = Some(ms(value(&mut it)?)?),
-            "--threads" => {
+            "--threads" | "--abort-rounds" => {
                 let v = value(&mut it)?;
                 let n = v
                     .parse::<usize>()
                     .ok()
                     .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("--threads: not a positive number: {v:?}"))?;
-                out.threads = Some(n);
+                    .ok_or_else(|| format!("{name}: not a positive number: {v:?}"))?;
+                if name == "--threads" {
+                    out.threads = Some(n);
+                } else {
+                    out.abort_rounds = Some(n);
+                }
             }
             "--expect-fail" => out.expect_fail.extend(
                 value(&mut it)?
@@ -145,6 +154,8 @@ mod tests {
             "--expect-fail",
             "a,b",
             "--expect-fail=c",
+            "--abort-rounds",
+            "50",
         ])
         .unwrap();
         assert_eq!(a.base_url.as_deref(), Some("http://127.0.0.1:8081"));
@@ -154,6 +165,7 @@ mod tests {
         assert_eq!(a.disconnect, Some(Duration::from_millis(1500)));
         assert_eq!(a.threads, Some(4));
         assert_eq!(a.expect_fail, vec!["a", "b", "c"]);
+        assert_eq!(a.abort_rounds, Some(50));
         assert!(!a.list);
     }
 
@@ -177,6 +189,7 @@ mod tests {
         assert!(parse(["http://x", "--heartbeat-ms"]).is_err());
         assert!(parse(["http://x", "--heartbeat-ms", "soon"]).is_err());
         assert!(parse(["http://x", "--threads", "0"]).is_err());
+        assert!(parse(["http://x", "--abort-rounds", "0"]).is_err());
         assert!(parse(["http://x", "--bogus"]).is_err());
         assert!(parse(["http://x", "http://y"]).is_err());
     }

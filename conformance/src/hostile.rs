@@ -993,15 +993,6 @@ fn upgrade_shapes(ctx: &Ctx<'_>) -> Result<String, String> {
             ],
         ),
         ("no key", vec![("Upgrade", "websocket"), conn_up, version]),
-        (
-            "short key",
-            vec![
-                ("Upgrade", "websocket"),
-                conn_up,
-                ("Sec-WebSocket-Key", "abc"),
-                version,
-            ],
-        ),
         ("no version", vec![("Upgrade", "websocket"), conn_up, key]),
         (
             "version 99",
@@ -1066,6 +1057,26 @@ fn upgrade_shapes(ctx: &Ctx<'_>) -> Result<String, String> {
     for (what, headers) in shapes {
         // Anything bounded, including 101 for shapes a lenient server accepts.
         variants.push((what.into(), req("GET", &ws, &headers, b""), Expect::Bounded));
+    }
+    // RFC 6455 §4.1: the key is the base64 of 16 bytes; anything else is a bad handshake.
+    for (what, bad) in [
+        ("short key", "abc"),
+        ("key of 15 bytes", "AAECAwQFBgcICQoLDA0O"),
+        ("key of 17 bytes", "AAECAwQFBgcICQoLDA0ODxA="),
+        ("key without padding", "dGhlIHNhbXBsZSBub25jZQ"),
+        ("key with a bad character", "dGhlIHNhbXBsZSBub25jZ*=="),
+    ] {
+        let headers = [
+            ("Upgrade", "websocket"),
+            conn_up,
+            ("Sec-WebSocket-Key", bad),
+            version,
+        ];
+        variants.push((
+            what.into(),
+            req("GET", &ws, &headers, b""),
+            Expect::Status(400),
+        ));
     }
     variants.push((
         "non-ASCII Upgrade".into(),

@@ -353,6 +353,40 @@ impl Conn<TcpStream> {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 
+    /// Closes the socket the ordinary way: shuts both directions down (a FIN goes out at
+    /// once) and releases it.
+    pub fn close(self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Closes the socket abruptly: with `SO_LINGER` 0 the kernel answers the close with a
+    /// TCP reset (RST) instead of a FIN, as when a client process is killed.
+    pub fn reset(self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+    }
+
+    /// Whether there is something to read (bytes, EOF or an error) right now, without
+    /// consuming it or waiting.
+    pub fn has_input(&mut self) -> Result<bool> {
+        if !self.buf.is_empty() {
+            return Ok(true);
+        }
+        self.stream
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("setting non-blocking mode", &e))?;
+        let ready = match self.stream.peek(&mut [0u8; 1]) {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        };
+        self.stream
+            .set_nonblocking(false)
+            .map_err(|e| Error::io("setting blocking mode", &e))?;
+        Ok(ready)
+    }
+
     /// The underlying socket.
     pub fn into_stream(self) -> (TcpStream, Vec<u8>) {
         (self.stream, self.buf)

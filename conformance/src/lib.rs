@@ -6,7 +6,8 @@
 //! `/disabled_websocket_echo` and `/cookie_needed_echo`.
 //!
 //! The suite has its own HTTP/1.x client on raw bytes (exact chunk boundaries, HTTP/1.0,
-//! exact headers), uses tungstenite for RFC 6455 and a hand-written hixie-76 client.
+//! exact headers), uses tungstenite for RFC 6455, a hand-written hixie-76 client, and a
+//! hand-written RFC 6455 client with permessage-deflate ([`deflate`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -22,6 +23,7 @@
 pub mod check;
 mod checks;
 pub mod cli;
+pub mod deflate;
 pub mod hostile;
 pub mod http;
 pub mod json;
@@ -32,5 +34,6 @@ pub mod ws;
 
 pub use check::{Check, Ctx, Failure, Needs, Outcome};
 pub use runner::{
-    CheckResult, Config, Report, Status, all_checks, run, run_checks, selected_checks,
+    ABORT_STRESS, CheckResult, Config, Report, Status, abort_stress, all_checks, run, run_checks,
+    selected_checks,
 };

@@ -62,6 +62,9 @@ fn main() -> ExitCode {
     if let Some(t) = args.io_timeout {
         config.io_timeout = t;
     }
+    if let Some(n) = args.abort_rounds {
+        config.abort_rounds = n;
+    }
     let report = runner::run(&config);
     print!("{}", report.table(false));
     if let Some(path) = &args.json {

@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 use crate::check::{Check, Ctx, Needs};
 use crate::checks;
 
+/// Default number of rounds of each abort stress check ([`Config::abort_rounds`]).
+pub const DEFAULT_ABORT_ROUNDS: usize = 200;
+
+/// Name prefix of the abort stress checks (§7.1.6), one per receiving transport.
+pub const ABORT_STRESS: &str = "s7_1_6_abort_stress_";
+
+/// Time limit added to an abort stress check for each of its rounds.
+const PER_ABORT_ROUND: Duration = Duration::from_millis(100);
+
 /// What to run and against which server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,11 +41,15 @@ pub struct Config {
     /// Checks known to fail against this server (deliberate deviations): their failures
     /// are reported as skips with the failure reason, so they don't fail the run.
     pub expect_fail: Vec<String>,
+    /// Rounds of abort-then-reconnect made by each §7.1.6 abort stress check (one per
+    /// receiving transport); each round is a fresh session.
+    pub abort_rounds: usize,
 }
 
 impl Config {
     /// Defaults: no filter, no delays (timing checks skipped), 8 threads, 3 s socket
-    /// timeout, 30 s per check.
+    /// timeout, 30 s per check (plus 100 ms per round for the abort stress checks), 200
+    /// abort stress rounds.
     pub fn new(base_url: impl Into<String>) -> Self {
         Config {
             base_url: base_url.into(),
@@ -47,7 +60,14 @@ impl Config {
             io_timeout: Duration::from_secs(3),
             check_timeout: Duration::from_secs(30),
             expect_fail: Vec::new(),
+            abort_rounds: DEFAULT_ABORT_ROUNDS,
         }
+    }
+
+    /// Sets how many abort-then-reconnect rounds each abort stress check makes.
+    pub fn abort_rounds(mut self, n: usize) -> Self {
+        self.abort_rounds = n;
+        self
     }
 
     /// Sets the server's heartbeat delay (enables heartbeat checks).
@@ -291,6 +311,17 @@ pub fn run(config: &Config) -> Report {
     run_checks(config, selected_checks(config))
 }
 
+/// Runs only the abort stress checks (§7.1.6: a receiver's client closes its connection
+/// and a new receiving request follows at once, [`Config::abort_rounds`] times per
+/// transport), still narrowed by the config's filter if it has one.
+pub fn abort_stress(config: &Config) -> Report {
+    let checks = selected_checks(config)
+        .into_iter()
+        .filter(|c| c.name.starts_with(ABORT_STRESS))
+        .collect();
+    run_checks(config, checks)
+}
+
 /// Runs the given checks against the server and reports.
 pub fn run_checks(config: &Config, checks: Vec<Check>) -> Report {
     let start = Instant::now();
@@ -314,6 +345,7 @@ pub fn run_checks(config: &Config, checks: Vec<Check>) -> Report {
         io_timeout: config.io_timeout,
         heartbeat: config.heartbeat,
         disconnect: config.disconnect,
+        abort_rounds: config.abort_rounds,
     });
     let n = checks.len();
     let queue: Arc<Mutex<VecDeque<(usize, Check)>>> =
@@ -332,7 +364,7 @@ pub fn run_checks(config: &Config, checks: Vec<Check>) -> Report {
                     Err(_) => None,
                 };
                 let Some((i, check)) = next else { break };
-                let timeout = base_timeout + extra_time(&ctx, check.needs);
+                let timeout = base_timeout + extra_time(&ctx, &check);
                 let result = run_one(&ctx, check, timeout);
                 if tx.send((i, result)).is_err() {
                     break;
@@ -366,12 +398,18 @@ pub fn run_checks(config: &Config, checks: Vec<Check>) -> Report {
     }
 }
 
-fn extra_time(ctx: &Ctx, needs: Needs) -> Duration {
-    match needs {
-        Needs::Nothing => Duration::ZERO,
-        Needs::Heartbeat => ctx.heartbeat.unwrap_or_default() * 3,
-        Needs::Disconnect => ctx.disconnect.unwrap_or_default() * 3,
-    }
+fn extra_time(ctx: &Ctx, check: &Check) -> Duration {
+    let rounds = if check.name.starts_with(ABORT_STRESS) {
+        PER_ABORT_ROUND.saturating_mul(u32::try_from(ctx.abort_rounds).unwrap_or(u32::MAX))
+    } else {
+        Duration::ZERO
+    };
+    rounds
+        + match check.needs {
+            Needs::Nothing => Duration::ZERO,
+            Needs::Heartbeat => ctx.heartbeat.unwrap_or_default() * 3,
+            Needs::Disconnect => ctx.disconnect.unwrap_or_default() * 3,
+        }
 }
 
 /// Runs one check on its own thread, bounded by `timeout`; a panic or a timeout is a fail.

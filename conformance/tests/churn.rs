@@ -124,13 +124,19 @@ fn churn(target: &Target, n: usize, threads: usize, limit: Duration) -> usize {
 
 fn wait_for_zero(target: &Target, limit: Duration) -> Duration {
     let started = Instant::now();
-    while target.session_count() > 0 && started.elapsed() < limit {
+    while (target.session_count() > 0 || target.open_requests() > 0) && started.elapsed() < limit {
         thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
         target.session_count(),
         0,
         "{:?}: sessions left after the disconnect delay",
+        target.adapter
+    );
+    assert_eq!(
+        target.open_requests(),
+        0,
+        "{:?}: requests left after every client went",
         target.adapter
     );
     started.elapsed()

@@ -99,6 +99,23 @@ pub(crate) fn md5_hex(data: &[u8]) -> String {
     out
 }
 
+/// Whether a `Sec-WebSocket-Key` is what RFC 6455 §4.1 requires: the base64 of 16 bytes,
+/// that is 22 base64 characters and `==`.
+///
+/// ```
+/// use sockjs_core::handshake::is_valid_key;
+/// assert!(is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+/// assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ")); // unpadded
+/// assert!(!is_valid_key(b"not a key"));
+/// ```
+pub fn is_valid_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

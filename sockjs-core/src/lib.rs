@@ -80,6 +80,26 @@
 //! pick one per request by hashing the URL's session id (`I` in `/prefix/S/I/xhr`).
 //! WebSocket sessions are not registered under their URL id and can go to any engine.
 //!
+//! # The driver
+//!
+//! With the `driver` feature, `sockjs_core::driver` is everything between the engine and an
+//! async runtime that does not depend on the runtime: sharded engines behind short locks,
+//! output routing, bounded queues, the application's `Session` handles, abort detection,
+//! the WebSocket pump, broadcast. `sockjs-tokio` and `sockjs-smol` are thin adapters over
+//! it; a runtime of your own needs a few dozen lines of `Runtime` and `Socket`. Without the
+//! feature, this crate has no async code at all.
+//!
+//! # permessage-deflate
+//!
+//! [`Options::permessage_deflate`] (off by default) offers WebSocket compression
+//! (RFC 7692), which every Chromium asks for: `Some(DeflateOptions::default())` compresses
+//! each message on its own, from 256 bytes on, so a socket keeps no compression state
+//! between messages; [`DeflateOptions`] also sets the level and lets context takeover trade
+//! memory for ratio. The engine negotiates ([`deflate`]) and tells the driver the result in
+//! [`Handshake::Rfc6455`]; the codec that compresses is in [`wire::rfc6455`] (feature
+//! `deflate`, which `driver` turns on). Compressed messages are bounded by
+//! `max_message_size` once inflated.
+//!
 //! # Bounds
 //!
 //! Every buffer has a bound in [`Options`]: request bodies (`max_request_body`, 413),
@@ -93,9 +113,17 @@
 //!
 //! - [`transport`]: the transports a session can use;
 //! - [`handshake`]: WebSocket handshake arithmetic (hixie-76 needs the driver's help);
-//! - [`wire`]: an HTTP/1.1 codec for runtimes that own raw byte streams.
+//! - [`deflate`]: permessage-deflate's settings and negotiation;
+//! - [`wire`]: an HTTP/1.1 codec for runtimes that own raw byte streams;
+//! - `driver` (feature `driver`): the runtime-agnostic layer the adapters share.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod client_addr;
+pub mod deflate;
+#[cfg(feature = "driver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "driver")))]
+pub mod driver;
 mod engine;
 pub mod handshake;
 mod options;
@@ -118,6 +146,8 @@ pub mod payload;
 #[doc(hidden)]
 pub mod route;
 
+pub use client_addr::{IpRange, IpRangeError};
+pub use deflate::{DeflateOptions, DeflateParams};
 pub use engine::{Engine, Start};
 pub use options::{
     AbortPolicy, DEFAULT_SOCKJS_URL, Options, OptionsError, OriginPolicy, ProtocolVersion,
@@ -133,6 +163,13 @@ pub use transport::Transport;
 /// report it and [`SessionBinding::PeerIp`] can check it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// A request extension carrying the request URI as the client sent it, before a router
+/// stripped the mount path (e.g. axum's `nest_service`). Adapters and routers that strip
+/// prefixes insert it; the engine names it in hixie-76's `Sec-WebSocket-Location`, which
+/// must be the full URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalUri(pub http::Uri);
 
 /// A request extension marking a request that arrived over TLS. Drivers that terminate TLS
 /// insert it so hixie-76 answers with a `wss://` location.

@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::deflate::DeflateOptions;
+
 /// The client library URL the iframe page loads by default (sockjs-node's default).
 pub const DEFAULT_SOCKJS_URL: &str =
     "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
@@ -157,6 +159,28 @@ pub struct Options {
     /// Most sessions alive at once; beyond it new sessions get `503 Service Unavailable`.
     /// Default 100 000.
     pub max_sessions: usize,
+    /// Proxies (load balancers, reverse proxies) whose forwarding headers are believed:
+    /// when a request comes from one of these addresses, the client's address is read from
+    /// `Forwarded`, `X-Forwarded-For` or `X-Real-IP`, hop by hop, as far as the hops are
+    /// trusted. It is what `Session::client_addr` reports and what
+    /// [`SessionBinding::PeerIp`] binds to. Default empty: the socket's peer is the client,
+    /// whatever the headers say.
+    ///
+    /// ```
+    /// let options = sockjs_core::Options {
+    ///     trusted_proxies: vec!["127.0.0.1".parse()?, "10.0.0.0/8".parse()?],
+    ///     ..Default::default()
+    /// };
+    /// # Ok::<(), sockjs_core::IpRangeError>(())
+    /// ```
+    pub trusted_proxies: Vec<crate::IpRange>,
+    /// Offer permessage-deflate (RFC 7692) on RFC 6455 WebSockets, with these settings.
+    /// Default `None`: no compression. Browsers all ask for it; it pays on large, repetitive
+    /// messages (JSON) and costs CPU on both ends. With [`DeflateOptions::default`] a
+    /// connection holds no compression state between messages (PROTOCOL.md §9.2, and
+    /// [`deflate`](crate::deflate) for what is negotiated). The driver needs the
+    /// `deflate` cargo feature to honour it (the `driver` feature enables it).
+    pub permessage_deflate: Option<DeflateOptions>,
 }
 
 impl Default for Options {
@@ -179,6 +203,8 @@ impl Default for Options {
             max_message_size: 256 * 1024,
             max_queued_bytes: 1024 * 1024,
             max_sessions: 100_000,
+            trusted_proxies: Vec::new(),
+            permessage_deflate: None,
         }
     }
 }
@@ -199,6 +225,8 @@ pub enum OptionsError {
     /// `response_limit`, `max_request_body`, `max_message_size`, `max_queued_bytes` and
     /// `max_sessions` must be non-zero.
     ZeroLimit,
+    /// `permessage_deflate`'s `level` must be at most 9.
+    DeflateLevel,
 }
 
 impl fmt::Display for OptionsError {
@@ -211,6 +239,7 @@ impl fmt::Display for OptionsError {
             OptionsError::ZeroDelay => "heartbeat and disconnect delays must be non-zero",
             OptionsError::DelayTooLong => "heartbeat and disconnect delays must be at most a day",
             OptionsError::ZeroLimit => "limits must be non-zero",
+            OptionsError::DeflateLevel => "the permessage-deflate level must be at most 9",
         })
     }
 }
@@ -248,6 +277,9 @@ impl Options {
         {
             return Err(OptionsError::ZeroLimit);
         }
+        if self.permessage_deflate.is_some_and(|d| d.level > 9) {
+            return Err(OptionsError::DeflateLevel);
+        }
         Ok(())
     }
 }
@@ -263,6 +295,7 @@ mod tests {
         assert_eq!(o.disconnect_delay, Duration::from_secs(5));
         assert_eq!(o.response_limit, 131072);
         assert!(o.websocket && o.raw_websocket && !o.jsessionid);
+        assert_eq!(o.permessage_deflate, None);
         assert_eq!(o.validate(), Ok(()));
     }
 
@@ -288,6 +321,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(zero.validate(), Err(OptionsError::ZeroLimit));
+        let level = Options {
+            permessage_deflate: Some(DeflateOptions {
+                level: 10,
+                ..DeflateOptions::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(level.validate(), Err(OptionsError::DeflateLevel));
         let list = OriginPolicy::List(vec!["https://a".into()]);
         assert!(list.allows("https://a") && !list.allows("null"));
     }

@@ -36,7 +36,13 @@ impl fmt::Display for SessionKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handshake {
     /// RFC 6455: write the 101 head and speak RFC 6455 frames.
-    Rfc6455,
+    Rfc6455 {
+        /// permessage-deflate, when the handshake negotiated it (RFC 7692; the 101 head
+        /// carries the matching `Sec-WebSocket-Extensions`): the codec must then accept
+        /// compressed messages and may send them
+        /// ([`wire::rfc6455`](crate::wire::rfc6455), cargo feature `deflate`).
+        deflate: Option<crate::DeflateParams>,
+    },
     /// Hixie-76 (PROTOCOL.md §9.1): write the head with the reason phrase
     /// [`Handshake::HIXIE76_REASON`], read the 8-byte key3 that follows the request, write
     /// [`hixie76_answer`](crate::handshake::hixie76_answer)`(key1, key2, key3)`, then speak
@@ -83,6 +89,10 @@ pub struct SessionInfo {
     /// The opening request's head (method, URI, headers, extensions such as a peer address
     /// the adapter attached).
     pub request: http::request::Parts,
+    /// The client's address: the socket's peer, or what trusted proxies said it is
+    /// ([`Options::trusted_proxies`](crate::Options::trusted_proxies)); `None` when the
+    /// adapter recorded no [`PeerAddr`](crate::PeerAddr).
+    pub client_addr: Option<std::net::IpAddr>,
 }
 
 /// Why a session ended.

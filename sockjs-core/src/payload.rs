@@ -41,15 +41,26 @@ impl PayloadError {
 /// assert_eq!(decode_messages(b"{}"), Err(PayloadError::Expected));
 /// ```
 pub fn decode_messages(body: &[u8]) -> Result<Vec<String>, PayloadError> {
+    let mut messages = Vec::new();
+    decode_messages_each(body, |message| messages.push(message))?;
+    Ok(messages)
+}
+
+/// [`decode_messages`], handing each message to `f` in order instead of collecting them:
+/// nothing is handed over unless the whole payload is valid.
+pub fn decode_messages_each(body: &[u8], mut f: impl FnMut(String)) -> Result<(), PayloadError> {
     if body.is_empty() {
         return Err(PayloadError::Expected);
     }
     // Fast path: what every real client sends.
-    if let Ok(messages) = serde_json::from_slice::<Vec<String>>(body) {
-        return Ok(messages);
+    if std::str::from_utf8(body).is_ok() && string_array(body, &mut f).is_some() {
+        return Ok(());
     }
     match parse_value(body)? {
-        Value::Array(items) => Ok(items.into_iter().map(value_to_message).collect()),
+        Value::Array(items) => {
+            items.into_iter().map(value_to_message).for_each(&mut f);
+            Ok(())
+        }
         _ => Err(PayloadError::Expected),
     }
 }
@@ -66,16 +77,146 @@ pub fn decode_messages(body: &[u8]) -> Result<Vec<String>, PayloadError> {
 /// assert!(decode_ws_message("[\"a").is_err());
 /// ```
 pub fn decode_ws_message(text: &str) -> Result<Vec<String>, PayloadError> {
-    if text.is_empty() {
-        return Ok(Vec::new());
-    }
-    if let Ok(messages) = serde_json::from_str::<Vec<String>>(text) {
-        return Ok(messages);
+    let mut messages = Vec::new();
+    decode_ws_message_each(text, |message| messages.push(message))?;
+    Ok(messages)
+}
+
+/// [`decode_ws_message`], handing each message to `f` in order instead of collecting them:
+/// nothing is handed over unless the whole message is valid.
+pub fn decode_ws_message_each(text: &str, mut f: impl FnMut(String)) -> Result<(), PayloadError> {
+    if text.is_empty() || string_array(text.as_bytes(), &mut f).is_some() {
+        return Ok(());
     }
     match parse_value(text.as_bytes())? {
-        Value::Array(items) => Ok(items.into_iter().map(value_to_message).collect()),
-        other => Ok(vec![value_to_message(other)]),
+        Value::Array(items) => items.into_iter().map(value_to_message).for_each(&mut f),
+        other => f(value_to_message(other)),
     }
+    Ok(())
+}
+
+/// The shape clients send, `["...", ...]` (JSON whitespace around the tokens allowed),
+/// decoded by hand from UTF-8: one allocation per message and nothing else. `None`, with
+/// nothing handed to `f`, for anything else (other JSON values, lone surrogates, broken
+/// input): the general path decides those.
+fn string_array(bytes: &[u8], mut f: impl FnMut(String)) -> Option<()> {
+    // First check everything, so that a late surprise hands nothing over.
+    let count = scan_string_array(bytes)?;
+    let mut at = skip_space(bytes, 0) + 1;
+    for _ in 0..count {
+        at = skip_space(bytes, at);
+        let (message, end) = string_at(bytes, at)?;
+        f(message);
+        at = skip_space(bytes, end) + 1;
+    }
+    Some(())
+}
+
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// Checks the whole array; the number of strings in it.
+fn scan_string_array(bytes: &[u8]) -> Option<usize> {
+    let mut at = skip_space(bytes, 0);
+    if bytes.get(at) != Some(&b'[') {
+        return None;
+    }
+    at = skip_space(bytes, at + 1);
+    let mut count = 0;
+    if bytes.get(at) == Some(&b']') {
+        return (skip_space(bytes, at + 1) == bytes.len()).then_some(0);
+    }
+    loop {
+        at = skip_space(bytes, string_end(bytes, at)?);
+        count += 1;
+        match bytes.get(at)? {
+            b',' => at = skip_space(bytes, at + 1),
+            b']' => return (skip_space(bytes, at + 1) == bytes.len()).then_some(count),
+            _ => return None,
+        }
+    }
+}
+
+/// Where the JSON string starting at `at` ends (just past its closing quote), if it is a
+/// string the fast path decodes: no raw control characters, valid escapes, surrogates
+/// only in pairs.
+fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
+    if bytes.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    loop {
+        match *bytes.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i = escape(bytes, i)?.1,
+            0x00..=0x1F => return None,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The character of the escape at `at` (a backslash) and where it ends.
+fn escape(bytes: &[u8], at: usize) -> Option<(char, usize)> {
+    let c = match *bytes.get(at + 1)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let unit = hex4(bytes.get(at + 2..)?)?;
+            return match unit {
+                0xD800..=0xDBFF => {
+                    if bytes.get(at + 6..at + 8)? != b"\\u" {
+                        return None;
+                    }
+                    let low = hex4(bytes.get(at + 8..)?)?;
+                    if !(0xDC00..=0xDFFF).contains(&low) {
+                        return None;
+                    }
+                    let c =
+                        0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
+                    Some((char::from_u32(c)?, at + 12))
+                }
+                0xDC00..=0xDFFF => None,
+                unit => Some((char::from_u32(u32::from(unit))?, at + 6)),
+            };
+        }
+        _ => return None,
+    };
+    Some((c, at + 2))
+}
+
+/// Decodes the (checked) JSON string at `at`; the string and where it ends.
+fn string_at(bytes: &[u8], at: usize) -> Option<(String, usize)> {
+    let end = string_end(bytes, at)?;
+    let raw = &bytes[at + 1..end - 1];
+    if !raw.contains(&b'\\') {
+        return Some((std::str::from_utf8(raw).ok()?.to_owned(), end));
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut i = at + 1;
+    let mut run = i;
+    while i < end - 1 {
+        if bytes[i] == b'\\' {
+            out.push_str(std::str::from_utf8(&bytes[run..i]).ok()?);
+            let (c, next) = escape(bytes, i)?;
+            out.push(c);
+            i = next;
+            run = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(std::str::from_utf8(&bytes[run..end - 1]).ok()?);
+    Some((out, end))
 }
 
 fn value_to_message(value: Value) -> String {
@@ -95,9 +236,13 @@ fn parse_value(body: &[u8]) -> Result<Value, PayloadError> {
     }
 }
 
+/// Four hex digits, exactly (no sign, which `from_str_radix` would take).
 fn hex4(bytes: &[u8]) -> Option<u16> {
-    let s = std::str::from_utf8(bytes.get(..4)?).ok()?;
-    u16::from_str_radix(s, 16).ok()
+    let digits = bytes.get(..4)?;
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }
 
 /// Rewrites `\uD800`–`\uDFFF` escapes that are not part of a valid pair as `\ufffd`.
@@ -238,7 +383,58 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, [u8
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// JSON-ish text: arrays of strings with every kind of escape, broken pieces and other
+    /// values mixed in.
+    fn jsonish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("[".to_owned()),
+            Just("]".to_owned()),
+            Just(",".to_owned()),
+            Just(" ".to_owned()),
+            Just("\n".to_owned()),
+            Just("\"".to_owned()),
+            Just("\"a\"".to_owned()),
+            Just("\"\\u00e9\\n\\\"\\/\"".to_owned()),
+            Just("\\ud83d\\ude00".to_owned()),
+            Just("\\ud800".to_owned()),
+            Just("\\u+abc".to_owned()),
+            Just("\\x".to_owned()),
+            Just("\u{1}".to_owned()),
+            Just("1".to_owned()),
+            Just("null".to_owned()),
+            Just("{}".to_owned()),
+            "[ -~é€😀]{0,8}",
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_path_agrees_with_serde(text in jsonish()) {
+            let mut fast = Vec::new();
+            if string_array(text.as_bytes(), |m| fast.push(m)).is_some() {
+                let serde: Vec<String> = serde_json::from_str(&text).expect("serde takes what the fast path takes");
+                prop_assert_eq!(fast, serde);
+            } else {
+                prop_assert!(fast.is_empty(), "nothing handed over on a refusal");
+            }
+            // And the whole decoder still answers as serde's general path would.
+            let wrapped = format!("[{text}]");
+            let _ = decode_messages(wrapped.as_bytes());
+        }
+
+        #[test]
+        fn strings_serde_writes_take_the_fast_path(messages in proptest::collection::vec(any::<String>(), 0..5)) {
+            let text = serde_json::to_string(&messages).expect("encodes");
+            let mut fast = Vec::new();
+            prop_assert!(string_array(text.as_bytes(), |m| fast.push(m)).is_some(), "{}", text);
+            prop_assert_eq!(fast, messages);
+        }
+    }
 
     #[test]
     fn s6_empty_and_non_array_are_payload_expected() {

@@ -29,7 +29,8 @@ pub(crate) struct Receiver {
 #[derive(Debug)]
 pub(crate) enum ReceiverMode {
     /// Answered with one complete response once a frame is ready; the head waits here.
-    Polling(Response<()>),
+    /// Boxed, so that sessions that never poll (WebSocket, streaming) stay small.
+    Polling(Box<Response<()>>),
     /// A streaming response, with the frame bytes written so far (prelude excluded).
     Streaming { written: usize },
 }

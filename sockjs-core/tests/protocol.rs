@@ -1262,6 +1262,38 @@ fn s9_1_handshake_errors() {
     assert_eq!(h.engine.session_count(), 0);
 }
 
+/// RFC 6455 §4.1: the key is the base64 of 16 bytes; anything else is a bad handshake.
+#[test]
+fn s9_1_sec_websocket_key_must_be_base64_of_16_bytes() {
+    let mut h = Harness::echo();
+    for key in [
+        "x",
+        "x3JJHMbDL1EzLkh9GBhXDw",
+        "x3JJHMbDL1EzLkh9GBhXDw=",
+        "x3JJHMbDL1EzLkh9GBhXD*==",
+        "eDNKSkhNYkRMMUV6TGtoOUdCaFhEdz09",
+        "x3JJHMbDL1EzLkh9GBhXDw==x",
+    ] {
+        let request = h.request(
+            "GET",
+            "/a/b/websocket",
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "Upgrade"),
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", key),
+            ],
+            "",
+        );
+        assert_eq!(h.ex(request).status(), 400, "key {key:?}");
+        assert!(
+            h.ex(request).body().contains("Sec-WebSocket-Key"),
+            "key {key:?}"
+        );
+    }
+    assert_eq!(h.engine.session_count(), 0);
+}
+
 #[test]
 fn s9_1_rfc6455_accept_key_and_headers() {
     let mut h = Harness::echo();
@@ -1286,7 +1318,10 @@ fn s9_1_rfc6455_accept_key_and_headers() {
     assert_eq!(ex.header("upgrade").as_deref(), Some("websocket"));
     assert_eq!(ex.header("connection").as_deref(), Some("Upgrade"));
     assert_eq!(ex.header("content-length"), None);
-    assert_eq!(ex.upgrade.as_ref().map(|u| u.1), Some(Handshake::Rfc6455));
+    assert_eq!(
+        ex.upgrade.as_ref().map(|u| u.1),
+        Some(Handshake::Rfc6455 { deflate: None })
+    );
 }
 
 #[test]
@@ -1863,6 +1898,36 @@ fn s9_1_hixie76_101_has_no_content_length_and_wss_behind_tls() {
     );
 }
 
+/// §9.1: the location is the full URL the client asked for, also when a router stripped
+/// the mount path before the engine saw the request (`OriginalUri`).
+#[test]
+fn s9_1_hixie76_location_names_the_original_uri() {
+    let mut h = Harness::new(
+        Options {
+            hixie76: true,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let mut request = http::Request::get("/a/b/websocket?x=1")
+        .header("upgrade", "WebSocket")
+        .header("connection", "Upgrade")
+        .header("host", "example.com")
+        .header("sec-websocket-key1", "4 @1  46546xW%0l 1 5")
+        .header("sec-websocket-key2", "12998 5 Y3 1  .P00")
+        .body(bytes::Bytes::new())
+        .expect("request");
+    let original = http::Uri::from_static("/mount/echo/a/b/websocket?x=1");
+    request
+        .extensions_mut()
+        .insert(sockjs_core::OriginalUri(original));
+    let id = h.raw_request(request);
+    assert_eq!(
+        h.ex(id).header("sec-websocket-location").as_deref(),
+        Some("ws://example.com/mount/echo/a/b/websocket?x=1")
+    );
+}
+
 #[test]
 fn s9_1_missing_key_and_odd_upgrade_headers() {
     let mut h = Harness::echo();
@@ -2027,4 +2092,266 @@ fn binding_by_cookie_issues_a_random_jsessionid_and_requires_it() {
     assert_eq!(h.ex(send).status(), 204);
     let poll = h.request("POST", "/a/b/xhr", &[("cookie", &jar)], "");
     assert_eq!(h.ex(poll).body(), "a[\"x\"]\n");
+}
+
+// ---- §9 permessage-deflate (RFC 7692) ---------------------------------------------------
+
+/// A WebSocket handshake on a service with these deflate settings, offering `offers` (one
+/// `Sec-WebSocket-Extensions` header each): the status, the answered extension header and
+/// the parameters handed to the driver.
+fn deflate_handshake(
+    settings: Option<sockjs_core::DeflateOptions>,
+    path: &str,
+    offers: &[&str],
+) -> (u16, Option<String>, Option<sockjs_core::DeflateParams>) {
+    let mut h = Harness::new(
+        Options {
+            permessage_deflate: settings,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let mut headers = vec![
+        ("upgrade", "websocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+    ];
+    headers.extend(offers.iter().map(|o| ("sec-websocket-extensions", *o)));
+    let id = h.request("GET", path, &headers, "");
+    let ex = h.ex(id);
+    let params = match ex.upgrade.as_ref().map(|u| u.1) {
+        Some(Handshake::Rfc6455 { deflate }) => deflate,
+        _ => None,
+    };
+    (ex.status(), ex.header("sec-websocket-extensions"), params)
+}
+
+fn on() -> Option<sockjs_core::DeflateOptions> {
+    Some(sockjs_core::DeflateOptions::default())
+}
+
+const BOTH_RESET: &str =
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
+#[test]
+fn rfc7692_s5_off_by_default_and_no_offer_no_answer() {
+    let chromium = ["permessage-deflate; client_max_window_bits"];
+    assert_eq!(
+        deflate_handshake(None, "/a/b/websocket", &chromium),
+        (101, None, None)
+    );
+    assert_eq!(
+        deflate_handshake(on(), "/a/b/websocket", &[]),
+        (101, None, None)
+    );
+    // Other extensions alone are ignored.
+    assert_eq!(
+        deflate_handshake(on(), "/a/b/websocket", &["x-webkit-deflate-frame"]),
+        (101, None, None)
+    );
+}
+
+#[test]
+fn rfc7692_s7_chromium_offer_is_accepted_without_context_takeover() {
+    let (status, answer, params) = deflate_handshake(
+        on(),
+        "/a/b/websocket",
+        &["permessage-deflate; client_max_window_bits"],
+    );
+    assert_eq!(status, 101);
+    assert_eq!(answer.as_deref(), Some(BOTH_RESET));
+    let params = params.expect("negotiated");
+    assert!(params.server_no_context_takeover && params.client_no_context_takeover);
+    assert_eq!(
+        (params.server_max_window_bits, params.client_max_window_bits),
+        (15, 15)
+    );
+    // Raw WebSocket too.
+    let (_, answer, _) = deflate_handshake(on(), "/websocket", &["permessage-deflate"]);
+    assert_eq!(answer.as_deref(), Some(BOTH_RESET));
+}
+
+#[test]
+fn rfc7692_s5_1_first_acceptable_offer_of_several_headers_wins() {
+    // The first offer is declined (unknown parameter), the second accepted; the third
+    // never looked at. Offers span two header fields, with other extensions between.
+    let (_, answer, params) = deflate_handshake(
+        on(),
+        "/a/b/websocket",
+        &[
+            "foo; bar, permessage-deflate; x=1",
+            "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=15, \
+             permessage-deflate",
+        ],
+    );
+    assert_eq!(
+        answer.as_deref(),
+        Some(
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=15"
+        )
+    );
+    assert!(params.is_some());
+    // Quoted values and spaces around `=` are the same values.
+    let (_, answer, params) = deflate_handshake(
+        on(),
+        "/a/b/websocket",
+        &[r#"permessage-deflate ; client_max_window_bits = "10""#],
+    );
+    assert_eq!(answer.as_deref(), Some(BOTH_RESET));
+    assert_eq!(params.map(|p| p.client_max_window_bits), Some(10));
+}
+
+#[test]
+fn rfc7692_s7_1_declines_unknown_duplicate_and_invalid_parameters() {
+    for offer in [
+        "permessage-deflate; foo",
+        "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+        "permessage-deflate; client_max_window_bits; client_max_window_bits=10",
+        "permessage-deflate; server_no_context_takeover=1",
+        "permessage-deflate; client_no_context_takeover=\"x\"",
+        "permessage-deflate; server_max_window_bits",
+        "permessage-deflate; server_max_window_bits=16",
+        "permessage-deflate; client_max_window_bits=7",
+        "permessage-deflate; client_max_window_bits=010",
+        "permessage-deflate; client_max_window_bits=abc",
+    ] {
+        let (status, answer, params) = deflate_handshake(on(), "/a/b/websocket", &[offer]);
+        assert_eq!(
+            (status, answer, params),
+            (101, None, None),
+            "{offer}: declined, and the handshake goes on"
+        );
+    }
+}
+
+#[test]
+fn rfc7692_s7_1_1_context_takeover_is_refused_by_default_and_kept_on_request() {
+    let takeover = Some(sockjs_core::DeflateOptions {
+        server_context_takeover: true,
+        client_context_takeover: true,
+        ..sockjs_core::DeflateOptions::default()
+    });
+    // RFC 7692 §7.1.1.1 and RFC 7692 §7.1.1.2: by default the server answers with both parameters whatever the
+    // offer said.
+    let (_, answer, _) = deflate_handshake(on(), "/a/b/websocket", &["permessage-deflate"]);
+    assert_eq!(answer.as_deref(), Some(BOTH_RESET));
+    // With takeover allowed, the answer names neither unless the client offered it.
+    let (_, answer, params) =
+        deflate_handshake(takeover, "/a/b/websocket", &["permessage-deflate"]);
+    assert_eq!(answer.as_deref(), Some("permessage-deflate"));
+    let params = params.expect("negotiated");
+    assert!(!params.server_no_context_takeover && !params.client_no_context_takeover);
+    // RFC 7692 §7.1.1.1: a server_no_context_takeover offer must be answered with it.
+    let (_, answer, params) = deflate_handshake(
+        takeover,
+        "/a/b/websocket",
+        &["permessage-deflate; server_no_context_takeover"],
+    );
+    assert_eq!(
+        answer.as_deref(),
+        Some("permessage-deflate; server_no_context_takeover")
+    );
+    assert!(params.is_some_and(|p| p.server_no_context_takeover));
+    // RFC 7692 §7.1.1.2: a client that will not keep its context: the server need not either.
+    let (_, answer, params) = deflate_handshake(
+        takeover,
+        "/a/b/websocket",
+        &["permessage-deflate; client_no_context_takeover"],
+    );
+    assert_eq!(
+        answer.as_deref(),
+        Some("permessage-deflate; client_no_context_takeover")
+    );
+    assert!(params.is_some_and(|p| p.client_no_context_takeover && !p.server_no_context_takeover));
+}
+
+#[test]
+fn rfc7692_s7_1_2_1_server_max_window_bits_below_15_is_declined() {
+    for bits in 8..15 {
+        let offer = format!("permessage-deflate; server_max_window_bits={bits}");
+        let (_, answer, _) = deflate_handshake(on(), "/a/b/websocket", &[&offer]);
+        assert_eq!(answer, None, "{offer}: the compressor's window is 32 KiB");
+    }
+    // The next offer, without the limit, is taken instead.
+    let (_, answer, _) = deflate_handshake(
+        on(),
+        "/a/b/websocket",
+        &["permessage-deflate; server_max_window_bits=10, permessage-deflate"],
+    );
+    assert_eq!(answer.as_deref(), Some(BOTH_RESET));
+    // 15 is accepted and answered with the same value.
+    let (_, answer, params) = deflate_handshake(
+        on(),
+        "/a/b/websocket",
+        &["permessage-deflate; server_max_window_bits=15"],
+    );
+    assert_eq!(
+        answer.as_deref(),
+        Some(
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=15"
+        )
+    );
+    assert_eq!(params.map(|p| p.server_max_window_bits), Some(15));
+}
+
+#[test]
+fn rfc7692_s7_1_2_2_client_max_window_bits_with_and_without_a_value() {
+    for (offer, bits) in [
+        ("permessage-deflate; client_max_window_bits", 15),
+        ("permessage-deflate; client_max_window_bits=8", 8),
+        ("permessage-deflate; client_max_window_bits=12", 12),
+        ("permessage-deflate", 15),
+    ] {
+        let (_, answer, params) = deflate_handshake(on(), "/a/b/websocket", &[offer]);
+        // The answer never names it: any client window fits the decompressor.
+        assert_eq!(answer.as_deref(), Some(BOTH_RESET), "{offer}");
+        assert_eq!(
+            params.map(|p| p.client_max_window_bits),
+            Some(bits),
+            "{offer}"
+        );
+    }
+}
+
+#[test]
+fn rfc6455_s9_1_a_malformed_extension_header_means_no_extension() {
+    for offers in [
+        &["permessage-deflate;"][..],
+        &["permessage-deflate; client_max_window_bits=\"1 0\""],
+        &["permessage-deflate; =15"],
+        &["permessage-deflate", "bad header;;"],
+        &["permessage-deflate client_max_window_bits"],
+    ] {
+        let (status, answer, params) = deflate_handshake(on(), "/a/b/websocket", offers);
+        assert_eq!((status, answer, params), (101, None, None), "{offers:?}");
+    }
+}
+
+#[test]
+fn rfc7692_hixie76_never_negotiates() {
+    let mut h = Harness::new(
+        Options {
+            hixie76: true,
+            permessage_deflate: on(),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let id = h.request(
+        "GET",
+        "/a/b/websocket",
+        &[
+            ("upgrade", "WebSocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
+            ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
+            ("sec-websocket-extensions", "permessage-deflate"),
+        ],
+        "",
+    );
+    assert_eq!(h.ex(id).status(), 101);
+    assert_eq!(h.ex(id).header("sec-websocket-extensions"), None);
 }

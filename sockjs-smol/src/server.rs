@@ -1,65 +1,96 @@
 //! The server: services, the accept loop, executor threads and graceful shutdown.
 
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::io;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_executor::Executor;
 use async_io::{Async, Timer};
+use bytes::Bytes;
 use futures_lite::future;
-use sockjs_core::route::Route;
-use sockjs_core::{Engine, Options, OptionsError, Start};
+use http::header::{Entry, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use sockjs_core::driver::{Config, Service, Session};
+use sockjs_core::{Options, OptionsError};
 
-use crate::config::Config;
-use crate::conn::serve_connection;
-use crate::session::Session;
-use crate::shard::{Ctx, Handler, Shard};
+use crate::conn;
+use crate::runtime::Smol;
+use crate::socket::Stream;
+
+/// The application's handler, type-erased until the service is built.
+type Handler = Arc<dyn Fn(Session) -> sockjs_core::driver::Task + Send + Sync>;
+
+/// What answers requests outside every service (see [`Server::fallback`]).
+type Fallback = Box<dyn Fn(Request<Bytes>) -> Response<Bytes> + Send + Sync>;
 
 /// A service before the server starts.
-struct ServiceSpec {
-    prefix: Arc<str>,
+struct Spec {
     options: Options,
     handler: Handler,
 }
 
-/// A running service: its shards.
-struct Service {
-    prefix: Arc<str>,
-    shards: Vec<Arc<Shard>>,
-    next: AtomicUsize,
-    /// Keyed per service, so clients cannot aim many sessions at one shard.
-    hasher: std::collections::hash_map::RandomState,
-}
-
 /// What connection tasks share.
-pub(crate) struct Inner {
-    pub(crate) ctx: Arc<Ctx>,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
     /// Longest prefix first.
     services: Vec<Service>,
     /// The largest `max_request_body` of any service (the decoder's body bound).
     pub(crate) max_body: usize,
+    shutting_down: AtomicBool,
+    /// Closed (never sent on) when graceful shutdown starts.
+    pub(crate) shutdown: async_channel::Receiver<()>,
+    connections: AtomicUsize,
+    executor: Weak<Executor<'static>>,
+    /// Answers requests outside every service; `None`: 404.
+    pub(crate) fallback: Option<Fallback>,
+    /// Added to every response that lacks them.
+    headers: HeaderMap,
 }
 
-impl Inner {
-    /// The shard that serves `path`, or `None` (404) when no service prefix matches.
-    pub(crate) fn route(&self, path: &str) -> Option<Arc<Shard>> {
-        let (service, rest) = self.services.iter().find_map(|service| {
-            let rest = path.strip_prefix(&*service.prefix)?;
-            (rest.is_empty() || rest.starts_with('/')).then_some((service, rest))
-        })?;
-        let n = service.shards.len();
-        let index = match Route::parse(rest) {
-            // Requests of one session must meet in one engine.
-            Some(Route::Session { session, .. }) if n > 1 => {
-                (service.hasher.hash_one(session) % n as u64) as usize
+impl Shared {
+    /// The service that serves `path`, or `None` (404).
+    pub(crate) fn route(&self, path: &str) -> Option<&Service> {
+        self.services.iter().find(|service| service.matches(path))
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Adds the server's headers ([`Server::header`]) to a response that lacks them.
+    pub(crate) fn decorate(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.headers {
+            if let Entry::Vacant(entry) = headers.entry(name) {
+                entry.insert(value.clone());
             }
-            _ => service.next.fetch_add(1, Ordering::Relaxed) % n,
+        }
+    }
+
+    /// Runs a connection's task, counted until it ends (graceful shutdown waits for it).
+    pub(crate) fn spawn_counted(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
+        let Some(executor) = self.executor.upgrade() else {
+            return;
         };
-        service.shards.get(index).cloned()
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        let counted = Counted(self.clone());
+        executor
+            .spawn(async move {
+                task.await;
+                drop(counted);
+            })
+            .detach();
+    }
+}
+
+/// One connection in [`Shared::connections`] until dropped.
+struct Counted(Arc<Shared>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -68,8 +99,8 @@ impl Inner {
 pub struct ServerHandle {
     trigger: Arc<Mutex<Option<async_channel::Sender<()>>>>,
     signal: async_channel::Receiver<()>,
-    /// The running server's shards (empty before `serve` starts).
-    shards: Arc<Mutex<Vec<Weak<Shard>>>>,
+    /// The running server's services (empty before `serve` starts).
+    services: Arc<Mutex<Vec<Service>>>,
 }
 
 impl ServerHandle {
@@ -78,13 +109,13 @@ impl ServerHandle {
         ServerHandle {
             trigger: Arc::new(Mutex::new(Some(tx))),
             signal: rx,
-            shards: Arc::default(),
+            services: Arc::default(),
         }
     }
 
     /// Starts graceful shutdown: the server stops accepting, closes every open session with
-    /// [`Config::shutdown_code`] and [`Config::shutdown_reason`], and
-    /// [`Server::serve`] returns once sessions, handlers and connections are done or
+    /// [`Config::shutdown_code`] and [`Config::shutdown_reason`], and [`Server::serve`]
+    /// returns once sessions, handlers and connections are done or
     /// [`Config::shutdown_timeout`] passed. Calling it again does nothing.
     pub fn shutdown(&self) {
         self.trigger
@@ -98,22 +129,19 @@ impl ServerHandle {
         self.signal.is_closed()
     }
 
-    /// Live sessions (open or closing) over every service of the running server: what its
-    /// engines hold, counted from the request that creates a session until the engine
-    /// forgets it (its disconnect delay after the last receiver left). Zero before
+    /// Live sessions (open or closing) over every service of the running server, from the
+    /// request that creates a session until the engine forgets it. Zero before
     /// [`Server::serve`] starts and after it returns.
     pub fn session_count(&self) -> usize {
-        let shards = self.shards.lock().unwrap_or_else(PoisonError::into_inner);
-        shards
-            .iter()
-            .filter_map(Weak::upgrade)
-            .map(|shard| shard.inspect(Engine::session_count))
-            .sum()
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        services.iter().map(Service::session_count).sum()
     }
 
-    /// Resolves once shutdown was requested.
-    async fn requested(&self) {
-        let _ = self.signal.recv().await;
+    /// Requests the running server's services hold (pending receivers, open streams and
+    /// WebSockets): zero once every client is gone.
+    pub fn open_requests(&self) -> usize {
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        services.iter().map(Service::open_requests).sum()
     }
 }
 
@@ -126,7 +154,7 @@ impl ServerHandle {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let server = Server::new().service("/echo", Options::default(), |mut session| async move {
 ///     while let Some(message) = session.recv().await {
-///         let _ = session.send(&message);
+///         let _ = session.send(message);
 ///     }
 /// })?;
 /// let listener = Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 8081))?;
@@ -136,7 +164,10 @@ impl ServerHandle {
 /// ```
 pub struct Server {
     config: Config,
-    services: Vec<ServiceSpec>,
+    threads: usize,
+    specs: Vec<Spec>,
+    fallback: Option<Fallback>,
+    headers: HeaderMap,
     handle: ServerHandle,
 }
 
@@ -146,9 +177,15 @@ impl std::fmt::Debug for Server {
             .field("config", &self.config)
             .field(
                 "services",
-                &self.services.iter().map(|s| &*s.prefix).collect::<Vec<_>>(),
+                &self
+                    .specs
+                    .iter()
+                    .map(|s| &s.options.prefix)
+                    .collect::<Vec<_>>(),
             )
-            .finish()
+            .field("fallback", &self.fallback.is_some())
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
     }
 }
 
@@ -159,7 +196,8 @@ impl Default for Server {
 }
 
 impl Server {
-    /// A server with the default [`Config`] and no services (every request gets 404).
+    /// A server with the default [`Config`] and no services (every request gets 404, or
+    /// the [`fallback`](Server::fallback)'s answer).
     pub fn new() -> Self {
         Server::with_config(Config::default())
     }
@@ -168,14 +206,24 @@ impl Server {
     pub fn with_config(config: Config) -> Self {
         Server {
             config,
-            services: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            specs: Vec::new(),
+            fallback: None,
+            headers: HeaderMap::new(),
             handle: ServerHandle::new(),
         }
     }
 
-    /// Adds a service at `prefix` (e.g. `/echo`; empty for the root). `options.prefix` is
-    /// replaced by `prefix`. `handler` runs once per session, in its own task, when the
-    /// session opens.
+    /// Executor threads, the thread that polls [`Server::serve`] included. Default: the
+    /// available parallelism.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Adds a service at `prefix` (e.g. `/echo`; empty for the root); `options.prefix` is
+    /// replaced by it. `handler` runs once per session, in its own task, when the session
+    /// opens.
     ///
     /// Fails if the options are invalid, or with [`OptionsError::Prefix`] if the prefix is
     /// malformed or already used.
@@ -189,18 +237,71 @@ impl Server {
         H: Fn(Session) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        options.prefix = prefix.to_owned();
+        prefix.clone_into(&mut options.prefix);
         options.validate()?;
-        if self.services.iter().any(|s| &*s.prefix == prefix) {
+        if self.specs.iter().any(|s| s.options.prefix == prefix) {
             return Err(OptionsError::Prefix);
         }
-        let handler: Handler = Arc::new(move |session| Box::pin(handler(session)));
-        self.services.push(ServiceSpec {
-            prefix: prefix.into(),
+        self.specs.push(Spec {
             options,
-            handler,
+            handler: Arc::new(move |session| Box::pin(handler(session))),
         });
         Ok(self)
+    }
+
+    /// Answers every request outside the services' prefixes with `handler` instead of
+    /// `404`: the one ordinary route a SockJS server usually needs, such as the page that
+    /// loads the client, without another HTTP server in front.
+    ///
+    /// `handler` gets the whole request (the body read, bounded by the largest
+    /// [`Options::max_request_body`] of the services, and the client's
+    /// [`PeerAddr`](sockjs_core::PeerAddr) as an extension) and returns the whole response.
+    /// It runs on the connection's task, so it must not block; answering `HEAD` without a
+    /// body, `Content-Length`, keep-alive and the [`header`](Server::header)s are the
+    /// server's. During graceful shutdown every request gets `503` instead.
+    ///
+    /// ```no_run
+    /// use bytes::Bytes;
+    /// use http::{Response, StatusCode, header};
+    /// use sockjs_smol::{Options, Server};
+    ///
+    /// # fn main() -> Result<(), sockjs_smol::OptionsError> {
+    /// let server = Server::new()
+    ///     .service("/echo", Options::default(), |mut session| async move {
+    ///         while let Some(text) = session.recv().await {
+    ///             let _ = session.send(text);
+    ///         }
+    ///     })?
+    ///     .fallback(|request| {
+    ///         let mut response = Response::new(Bytes::new());
+    ///         if request.uri().path() == "/" {
+    ///             *response.body_mut() = Bytes::from_static(b"<!doctype html><p>Hello</p>");
+    ///             response.headers_mut().insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
+    ///         } else {
+    ///             *response.status_mut() = StatusCode::NOT_FOUND;
+    ///         }
+    ///         response
+    ///     });
+    /// # drop(server);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fallback<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(Request<Bytes>) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.fallback = Some(Box::new(handler));
+        self
+    }
+
+    /// Adds a header to every response the server writes (the services', the
+    /// [`fallback`](Server::fallback)'s, its 404s and 503s, and WebSocket handshakes) that
+    /// does not have that header already: e.g. the name of the node behind a load
+    /// balancer. Not to the error answers to requests that could not be read (400, 408,
+    /// 413, 431). Setting a name again replaces its value.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
     }
 
     /// A handle to shut the server down gracefully once it runs.
@@ -214,47 +315,51 @@ impl Server {
     }
 
     /// Serves connections from `listener` until [`ServerHandle::shutdown`] is called and
-    /// the graceful shutdown ends (or fails at once if an engine cannot start).
+    /// the graceful shutdown ends (or fails at once if a service cannot start).
     ///
     /// The server runs on its own executor: this future drives it on the calling thread and
-    /// [`Config::threads`]` - 1` more threads join while it runs. Poll it with any
+    /// [`Server::threads`]` - 1` more threads join while it runs. Poll it with any
     /// `block_on` (`async_io::block_on`, `smol::block_on`). Handler tasks still running
     /// when it returns are dropped.
     pub async fn serve(self, listener: Async<TcpListener>) -> io::Result<()> {
         let executor = Arc::new(Executor::new());
-        let (_shutdown_tx, shutdown_rx) = async_channel::bounded::<()>(1);
-        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-        let ctx = Arc::new(Ctx {
-            config: self.config,
-            executor: Arc::downgrade(&executor),
-            shutting_down: AtomicBool::new(false),
-            shutdown_rx,
-            stop_rx: stop_rx.clone(),
-            sessions: AtomicUsize::new(0),
-            handlers: AtomicUsize::new(0),
-            connections: AtomicUsize::new(0),
-            next_request: AtomicU64::new(1),
-        });
-        let inner = Arc::new(build(self.services, &ctx)?);
-        *self
-            .handle
-            .shards
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = inner
-            .services
-            .iter()
-            .flat_map(|service| service.shards.iter().map(Arc::downgrade))
-            .collect();
-        let shutdown_tx = Mutex::new(Some(_shutdown_tx));
-
-        for service in &inner.services {
-            for shard in &service.shards {
-                executor.spawn(shard.clone().timer_task()).detach();
-            }
-            tracing::info!(service = %service.prefix, shards = service.shards.len(), "service ready");
+        let runtime = Arc::new(Smol::Server(Arc::downgrade(&executor)));
+        let mut services = Vec::with_capacity(self.specs.len());
+        let mut max_body = 1;
+        for spec in self.specs {
+            max_body = max_body.max(spec.options.max_request_body);
+            let handler = spec.handler;
+            let service = Service::new(
+                spec.options,
+                self.config.clone(),
+                runtime.clone(),
+                move |session| handler(session),
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            tracing::info!(service = %service.prefix(), shards = service.shard_count(), "service ready");
+            services.push(service);
         }
-        let mut workers = Vec::new();
-        for i in 1..ctx.config.threads.max(1) {
+        services.sort_by_key(|s| std::cmp::Reverse(s.prefix().len()));
+        self.handle
+            .services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone_from(&services);
+        let (shutdown_tx, shutdown_rx) = async_channel::bounded::<()>(1);
+        let shared = Arc::new(Shared {
+            config: self.config,
+            services,
+            max_body,
+            shutting_down: AtomicBool::new(false),
+            shutdown: shutdown_rx,
+            connections: AtomicUsize::new(0),
+            executor: Arc::downgrade(&executor),
+            fallback: self.fallback,
+            headers: self.headers,
+        });
+
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        for i in 1..self.threads {
             let executor = executor.clone();
             let stop = stop_rx.clone();
             let spawned = std::thread::Builder::new()
@@ -264,9 +369,8 @@ impl Server {
                         let _ = stop.recv().await;
                     }))
                 });
-            match spawned {
-                Ok(worker) => workers.push(worker),
-                Err(e) => tracing::warn!(error = %e, "could not start a worker thread"),
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start a worker thread");
             }
         }
 
@@ -275,71 +379,41 @@ impl Server {
             if let Ok(addr) = listener.get_ref().local_addr() {
                 tracing::info!(%addr, "listening");
             }
-            accept_loop(&listener, &inner, &handle).await;
+            accept(&listener, &shared, &handle).await;
             drop(listener);
-            // Graceful shutdown.
-            ctx.shutting_down.store(true, Ordering::Release);
-            shutdown_tx
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            let config = &ctx.config;
-            for service in &inner.services {
-                for shard in &service.shards {
-                    shard.with_engine(|st, now| {
-                        st.engine
-                            .close_all(now, config.shutdown_code, &config.shutdown_reason)
-                    });
-                }
-            }
-            let deadline = Instant::now() + config.shutdown_timeout;
-            loop {
-                let busy = ctx.sessions.load(Ordering::Acquire)
-                    + ctx.handlers.load(Ordering::Acquire)
-                    + ctx.connections.load(Ordering::Acquire);
-                if busy == 0 {
-                    tracing::info!("graceful shutdown complete");
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    tracing::warn!(
-                        sessions = ctx.sessions.load(Ordering::Acquire),
-                        handlers = ctx.handlers.load(Ordering::Acquire),
-                        connections = ctx.connections.load(Ordering::Acquire),
-                        "graceful shutdown timed out"
-                    );
-                    break;
-                }
-                Timer::after(Duration::from_millis(10)).await;
-            }
+            shared.shutting_down.store(true, Ordering::Release);
+            drop(shutdown_tx);
+            drain(&shared).await;
         };
         executor.run(main).await;
-        drop(stop_tx);
-        drop(inner);
         // Worker threads end as soon as they see the stop signal; they are not joined so
         // that this future never blocks its thread.
-        drop(workers);
+        drop(stop_tx);
+        handle
+            .services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         Ok(())
     }
 }
 
-async fn accept_loop(listener: &Async<TcpListener>, inner: &Arc<Inner>, handle: &ServerHandle) {
+async fn accept(listener: &Async<TcpListener>, shared: &Arc<Shared>, handle: &ServerHandle) {
     enum Event {
         Accepted(io::Result<(Async<std::net::TcpStream>, std::net::SocketAddr)>),
         Shutdown,
     }
     loop {
-        let accept = async { Event::Accepted(listener.accept().await) };
+        let accepted = async { Event::Accepted(listener.accept().await) };
         let shutdown = async {
-            handle.requested().await;
+            let _ = handle.signal.recv().await;
             Event::Shutdown
         };
-        match future::or(shutdown, accept).await {
+        match future::or(shutdown, accepted).await {
             Event::Accepted(Ok((stream, peer))) => {
                 let _ = stream.get_ref().set_nodelay(true);
-                inner
-                    .ctx
-                    .spawn(serve_connection(inner.clone(), stream, peer));
+                let stream = Stream(Arc::new(stream));
+                shared.spawn_counted(conn::serve(shared.clone(), stream, peer));
             }
             Event::Accepted(Err(e)) => {
                 // E.g. out of file descriptors: back off instead of spinning.
@@ -351,41 +425,33 @@ async fn accept_loop(listener: &Async<TcpListener>, inner: &Arc<Inner>, handle: 
     }
 }
 
-fn build(specs: Vec<ServiceSpec>, ctx: &Arc<Ctx>) -> io::Result<Inner> {
-    let seed = std::collections::hash_map::RandomState::new();
-    let mut services = Vec::with_capacity(specs.len());
-    let mut max_body = 0;
-    for spec in specs {
-        max_body = max_body.max(spec.options.max_request_body);
-        let mut shards = Vec::new();
-        for i in 0..ctx.config.shards.max(1) {
-            let start = Start {
-                now: Instant::now(),
-                wall_clock: SystemTime::now(),
-                seed: seed.hash_one((&*spec.prefix, i)),
-            };
-            let engine = Engine::new(spec.options.clone(), start)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            shards.push(Arc::new(Shard::new(
-                engine,
-                ctx.clone(),
-                spec.handler.clone(),
-                spec.prefix.clone(),
-            )));
-        }
-        services.push(Service {
-            prefix: spec.prefix,
-            shards,
-            next: AtomicUsize::new(0),
-            hasher: std::collections::hash_map::RandomState::new(),
-        });
+/// Graceful shutdown: close every session, then wait for sessions, handlers and
+/// connections to end, at most the shutdown timeout.
+async fn drain(shared: &Shared) {
+    let config = &shared.config;
+    for service in &shared.services {
+        service.close_all(config.shutdown_code, &config.shutdown_reason);
     }
-    services.sort_by_key(|s| std::cmp::Reverse(s.prefix.len()));
-    Ok(Inner {
-        ctx: ctx.clone(),
-        services,
-        max_body: max_body.max(1),
-    })
+    let deadline = Instant::now() + config.shutdown_timeout;
+    loop {
+        let sessions: usize = shared.services.iter().map(Service::session_count).sum();
+        let handlers: usize = shared.services.iter().map(Service::running_handlers).sum();
+        let connections = shared.connections.load(Ordering::Acquire);
+        if sessions + handlers + connections == 0 {
+            tracing::info!("graceful shutdown complete");
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                sessions,
+                handlers,
+                connections,
+                "graceful shutdown timed out"
+            );
+            return;
+        }
+        Timer::after(Duration::from_millis(10)).await;
+    }
 }
 
 /// Serves one SockJS service at `options.prefix` with the default [`Config`] until the

@@ -1,316 +1,263 @@
-//! Server behaviour over real loopback sockets: graceful shutdown, timeouts, the session
-//! API and the overflow policies.
+//! What only sockjs-smol has: the `serve` convenience function, `Server::service`'s checks,
+//! its own HTTP/1.1 connection handling (pipelining, unknown prefixes) and `serve`
+//! returning after a graceful shutdown. The shared semantics are tested once, against
+//! both adapters, in the conformance crate (`conformance/tests/semantics.rs`).
+#![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use common::*;
-use sockjs_smol::{
-    CloseReason, Config, Options, SendError, Server, Session, SessionState, Transport,
-};
-use tungstenite::Message;
+use async_io::Async;
+use conformance::http::{Conn, Request};
+use sockjs_smol::{Options, OptionsError, Server, ServerHandle, Session};
 
-const LIMIT: Duration = Duration::from_secs(20);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[test]
-fn graceful_shutdown_closes_sessions_and_connections() {
-    within(LIMIT, || {
-        let options = Options {
-            disconnect_delay: Duration::from_millis(300),
-            ..Options::default()
-        };
-        let mut server = TestServer::with(suite_server(options, test_config()));
-        // An open stream, an open WebSocket and an idle keep-alive connection.
-        let path = session_path("/echo", "xhr_streaming");
-        let mut stream = server.client();
-        stream.request("POST", &path, &[], "");
-        stream.read_head();
-        stream.read_chunk().expect("prelude");
-        assert_eq!(stream.read_chunk_text().as_deref(), Some("o\n"));
-        let tcp = TcpStream::connect(server.addr).expect("connect");
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
-        let (mut ws, _) =
-            tungstenite::client(server.url("/echo/a/b/websocket"), tcp).expect("handshake");
-        assert!(matches!(ws.read(), Ok(Message::Text(t)) if t.as_str() == "o"));
-        let mut idle = server.client();
-        idle.request("GET", "/echo", &[], "");
-        assert_eq!(idle.read_response().status, 200);
-
-        let started = Instant::now();
-        server.handle.shutdown();
-        assert_eq!(
-            stream.read_chunk_text().as_deref(),
-            Some("c[1001,\"Server shutting down\"]\n")
-        );
-        assert_eq!(stream.read_chunk(), None);
-        assert!(
-            matches!(ws.read(), Ok(Message::Text(t)) if t.as_str() == "c[1001,\"Server shutting down\"]")
-        );
-        assert!(matches!(ws.read(), Ok(Message::Close(_))));
-        assert!(idle.is_closed(), "idle keep-alive connections are closed");
-        assert!(server.shutdown(Duration::from_secs(5)), "serve returned");
-        assert!(started.elapsed() < Duration::from_secs(3));
-        assert!(
-            TcpStream::connect(server.addr).is_err(),
-            "no longer accepting"
-        );
-    });
+async fn echo(mut session: Session) {
+    while let Some(text) = session.recv().await {
+        let _ = session.send(text);
+    }
 }
 
-#[test]
-fn slow_request_heads_and_idle_connections_time_out() {
-    within(LIMIT, || {
-        let config = Config {
-            header_read_timeout: Duration::from_millis(300),
-            keep_alive_timeout: Duration::from_millis(300),
-            ..test_config()
-        };
-        let server = TestServer::with(suite_server(Options::default(), config));
-        // Slowloris: a head that never ends.
-        let mut slow = server.client();
-        let started = Instant::now();
-        slow.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n");
-        std::thread::sleep(Duration::from_millis(100));
-        slow.write(b"X-Slow: 1\r\n");
-        assert!(slow.is_closed());
-        let elapsed = started.elapsed();
-        assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
-        assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
-        // A connection that never sends anything.
-        let mut silent = server.client();
-        assert!(silent.is_closed());
-        // Keep-alive idle timeout after a request.
-        let mut idle = server.client();
-        idle.request("GET", "/echo", &[], "");
-        assert_eq!(idle.read_response().status, 200);
-        let started = Instant::now();
-        assert!(idle.is_closed());
-        assert!(started.elapsed() < Duration::from_secs(2));
-    });
+/// A server running on its own thread.
+struct Running {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-#[derive(Debug)]
-enum Event {
-    Opened {
-        id: String,
-        transport: Transport,
-        peer: bool,
-        path: String,
-        state: SessionState,
-    },
-    Ended {
-        state: SessionState,
-        reason: Option<CloseReason>,
-        send_after_close: Result<(), SendError>,
-    },
-}
-
-#[test]
-fn session_api() {
-    within(LIMIT, || {
-        let (tx, events) = mpsc::channel();
-        let options = Options {
-            disconnect_delay: Duration::from_millis(200),
-            ..Options::default()
-        };
-        let server = Server::with_config(test_config())
-            .service("/app", options, move |mut session: Session| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(Event::Opened {
-                        id: session.id().to_owned(),
-                        transport: session.transport(),
-                        peer: session.peer_addr().is_some(),
-                        path: session.request().uri.path().to_owned(),
-                        state: session.state(),
-                    });
-                    // A sender used from another thread.
-                    let sender = session.sender();
-                    std::thread::spawn(move || {
-                        let _ = sender.send("from elsewhere");
-                    })
-                    .join()
-                    .expect("sender thread");
-                    while let Some(message) = session.recv().await {
-                        if message == "close" {
-                            session.close(3001, "bye");
-                            assert_eq!(session.state(), SessionState::Closing);
-                        } else {
-                            let _ = session.send(&format!("got {message}"));
-                        }
-                    }
-                    session.closed().await;
-                    let _ = tx.send(Event::Ended {
-                        state: session.state(),
-                        reason: session.close_reason(),
-                        send_after_close: session.send("late"),
-                    });
-                }
-            })
-            .expect("service");
-        let server = TestServer::with(server);
-        let path = "/app/1/sid/xhr";
-        assert_eq!(post(server.addr, path, "").text(), "o\n");
-        match events.recv_timeout(READ_TIMEOUT).expect("opened") {
-            Event::Opened {
-                id,
-                transport,
-                peer,
-                path: opened_path,
-                state,
-            } => {
-                assert_eq!(id, "sid");
-                assert_eq!(transport, Transport::XhrPolling);
-                assert!(peer);
-                assert_eq!(opened_path, path);
-                assert_eq!(state, SessionState::Open);
-            }
-            other => panic!("unexpected {other:?}"),
+impl Running {
+    fn start(server: Server) -> Running {
+        let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let addr = listener.get_ref().local_addr().unwrap();
+        let handle = server.handle();
+        let thread =
+            std::thread::spawn(move || async_io::block_on(server.threads(2).serve(listener)));
+        Running {
+            addr,
+            handle,
+            thread: Some(thread),
         }
-        assert_eq!(
-            post(server.addr, path, "").text(),
-            "a[\"from elsewhere\"]\n"
-        );
-        post(server.addr, "/app/1/sid/xhr_send", r#"["hi"]"#);
-        assert_eq!(post(server.addr, path, "").text(), "a[\"got hi\"]\n");
-        post(server.addr, "/app/1/sid/xhr_send", r#"["close"]"#);
-        assert_eq!(post(server.addr, path, "").text(), "c[3001,\"bye\"]\n");
-        match events.recv_timeout(READ_TIMEOUT).expect("ended") {
-            Event::Ended {
-                state,
-                reason,
-                send_after_close,
-            } => {
-                assert_eq!(state, SessionState::Closed);
-                assert_eq!(
-                    reason,
-                    Some(CloseReason::Closed {
-                        code: 3001,
-                        reason: "bye".into()
-                    })
-                );
-                assert!(send_after_close.is_err());
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    });
-}
+    }
 
-#[test]
-fn dropping_the_session_closes_it() {
-    within(LIMIT, || {
-        let server = Server::with_config(test_config())
-            .service("/drop", Options::default(), |_session: Session| async {})
-            .expect("service");
-        let server = TestServer::with(server);
-        let path = session_path("/drop", "xhr");
-        assert_eq!(post(server.addr, &path, "").text(), "o\n");
-        assert_eq!(
-            post(server.addr, &path, "").text(),
-            "c[1000,\"Normal closure\"]\n"
-        );
-    });
-}
+    fn conn(&self) -> Conn {
+        Conn::connect(&self.addr.to_string(), IO_TIMEOUT).unwrap()
+    }
 
-#[test]
-fn inbound_overflow_closes_the_session() {
-    within(LIMIT, || {
-        let config = Config {
-            max_session_inbound: 2,
-            ..test_config()
-        };
-        // An application that never reads.
-        let server = Server::with_config(config)
-            .service("/deaf", Options::default(), |session: Session| async move {
-                session.closed().await;
-            })
-            .expect("service");
-        let server = TestServer::with(server);
-        let path = session_path("/deaf", "xhr");
-        assert_eq!(post(server.addr, &path, "").text(), "o\n");
-        let sent = post(
-            server.addr,
-            &with_transport(&path, "xhr_send"),
-            r#"["1","2","3"]"#,
-        );
-        assert_eq!(sent.status, 204);
-        assert_eq!(
-            post(server.addr, &path, "").text(),
-            "c[1013,\"Receive queue overflow\"]\n"
-        );
-    });
-}
+    fn get(&self, path: &str) -> conformance::http::Response {
+        self.conn().roundtrip(&Request::new("GET", path)).unwrap()
+    }
 
-#[test]
-fn outgoing_overflow_closes_only_that_connection() {
-    within(LIMIT, || {
-        // One executor thread makes the interleaving deterministic: the handler's two sends
-        // run back to back, before the connection task can write the first.
-        let config = Config {
-            threads: 1,
-            max_connection_queue_bytes: 100,
-            ..test_config()
-        };
-        let server = Server::with_config(config)
-            .service(
-                "/burst",
-                Options::default(),
-                |mut session: Session| async move {
-                    if session.transport() == Transport::WebSocket {
-                        let big = "x".repeat(60);
-                        let _ = session.send(&big);
-                        let _ = session.send(&big);
-                    }
-                    while let Some(message) = session.recv().await {
-                        let _ = session.send(&message);
-                    }
-                },
-            )
-            .expect("service");
-        let server = TestServer::with(server);
-        let tcp = TcpStream::connect(server.addr).expect("connect");
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
-        let (mut ws, _) =
-            tungstenite::client(server.url("/burst/a/b/websocket"), tcp).expect("handshake");
-        assert!(matches!(ws.read(), Ok(Message::Text(t)) if t.as_str() == "o"));
-        let mut texts = 0;
-        let ended = loop {
-            match ws.read() {
-                Ok(Message::Text(_)) => texts += 1,
-                Ok(_) => {}
-                Err(e) => break e,
-            }
-        };
-        assert_eq!(texts, 1, "the message that overflowed is not sent");
-        assert!(
-            !matches!(ended, tungstenite::Error::Io(ref e) if e.kind() == std::io::ErrorKind::WouldBlock),
-            "the connection was closed, not left hanging: {ended:?}"
-        );
-        // Other sessions are unaffected.
-        let path = session_path("/burst", "xhr");
-        assert_eq!(post(server.addr, &path, "").text(), "o\n");
-        post(server.addr, &with_transport(&path, "xhr_send"), r#"["ok"]"#);
-        assert_eq!(post(server.addr, &path, "").text(), "a[\"ok\"]\n");
-    });
-}
-
-#[test]
-fn convenience_serve_function() {
-    within(LIMIT, || {
-        let listener =
-            async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).expect("bind");
-        let addr = listener.get_ref().local_addr().expect("addr");
-        let options = Options {
-            prefix: "/one".into(),
-            ..Options::default()
-        };
+    /// Shuts down and waits for `serve` to return (at most `limit`).
+    fn stop(mut self, limit: Duration) -> Option<std::io::Result<()>> {
+        self.handle.shutdown();
+        let thread = self.thread.take()?;
+        let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let _ = async_io::block_on(sockjs_smol::serve(listener, options, echo));
+            let _ = tx.send(thread.join().unwrap());
         });
-        assert_eq!(get(addr, "/one").text(), "Welcome to SockJS!\n");
-        assert_eq!(get(addr, "/two").status, 404);
-    });
+        rx.recv_timeout(limit).ok()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+fn echo_server() -> Running {
+    let options = Options {
+        disconnect_delay: Duration::from_millis(200),
+        ..Options::default()
+    };
+    Running::start(Server::new().service("/echo", options, echo).unwrap())
+}
+
+#[test]
+fn serve_runs_one_service_at_the_options_prefix() {
+    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+    let addr = listener.get_ref().local_addr().unwrap();
+    let options = Options {
+        prefix: "/one".into(),
+        ..Options::default()
+    };
+    // `serve` runs until the process ends: the thread is left to it.
+    std::thread::spawn(move || async_io::block_on(sockjs_smol::serve(listener, options, echo)));
+    let host = addr.to_string();
+    let request = |req: Request| {
+        Conn::connect(&host, IO_TIMEOUT)
+            .unwrap()
+            .roundtrip(&req)
+            .unwrap()
+    };
+    assert_eq!(
+        request(Request::new("GET", "/one")).text(),
+        "Welcome to SockJS!\n"
+    );
+    assert_eq!(request(Request::new("GET", "/two")).status(), 404);
+    let xhr = "/one/000/s/xhr";
+    assert_eq!(request(Request::new("POST", xhr)).text(), "o\n");
+    let sent = request(Request::new("POST", "/one/000/s/xhr_send").body(r#"["hi"]"#));
+    assert_eq!(sent.status(), 204);
+    assert_eq!(request(Request::new("POST", xhr)).text(), "a[\"hi\"]\n");
+}
+
+#[test]
+fn serve_refuses_invalid_options() {
+    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+    let options = Options {
+        prefix: "no-slash".into(),
+        ..Options::default()
+    };
+    let error = async_io::block_on(sockjs_smol::serve(listener, options, echo)).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn service_refuses_a_duplicate_or_malformed_prefix() {
+    let server = Server::new()
+        .service("/a", Options::default(), echo)
+        .unwrap();
+    assert_eq!(
+        server.service("/a", Options::default(), echo).unwrap_err(),
+        OptionsError::Prefix
+    );
+    for prefix in ["a", "/a/", "/"] {
+        assert_eq!(
+            Server::new()
+                .service(prefix, Options::default(), echo)
+                .unwrap_err(),
+            OptionsError::Prefix,
+            "{prefix:?}"
+        );
+    }
+    // The prefix argument wins over `options.prefix`.
+    let options = Options {
+        prefix: "/ignored".into(),
+        ..Options::default()
+    };
+    let server = Server::new()
+        .service("", options, echo)
+        .unwrap()
+        .service("/b", Options::default(), echo)
+        .unwrap();
+    // Other invalid options are refused too.
+    let zero = Options {
+        response_limit: 0,
+        ..Options::default()
+    };
+    assert_eq!(
+        server.service("/c", zero, echo).unwrap_err(),
+        OptionsError::ZeroLimit
+    );
+}
+
+#[test]
+fn the_root_and_the_longest_prefix_win() {
+    let server = Server::new()
+        .service("", Options::default(), echo)
+        .unwrap()
+        .service(
+            "/deep/er",
+            Options::default(),
+            |session: Session| async move {
+                let _ = session.close(3000, "deeper");
+            },
+        )
+        .unwrap();
+    let running = Running::start(server);
+    assert_eq!(running.get("/").text(), "Welcome to SockJS!\n");
+    assert_eq!(running.get("/deep/er").text(), "Welcome to SockJS!\n");
+    let mut conn = running.conn();
+    let deeper = conn
+        .roundtrip(&Request::new("POST", "/deep/er/000/s/xhr"))
+        .unwrap();
+    assert_eq!(deeper.text(), "o\n");
+    let again = conn
+        .roundtrip(&Request::new("POST", "/deep/er/000/s/xhr"))
+        .unwrap();
+    assert_eq!(again.text(), "c[3000,\"deeper\"]\n");
+    // `/deep` alone is not a service: the root service answers it (and knows no such
+    // path).
+    assert_eq!(running.get("/deep").status(), 404);
+}
+
+#[test]
+fn pipelined_requests_on_one_connection_are_answered_in_order() {
+    let running = echo_server();
+    let mut conn = running.conn();
+    let host = running.addr.to_string();
+    let requests = [
+        Request::new("GET", "/echo"),
+        Request::new("GET", "/echo/info"),
+        Request::new("POST", "/echo/000/p/xhr"),
+        Request::new("POST", "/echo/000/p/xhr_send").body(r#"["x","y"]"#),
+        Request::new("GET", "/nope"),
+        Request::new("POST", "/echo/000/p/xhr"),
+    ];
+    let mut bytes = Vec::new();
+    for request in &requests {
+        bytes.extend_from_slice(&request.to_bytes(&host));
+    }
+    // All of them in one write.
+    conn.write_raw(&bytes).unwrap();
+    let mut answers = Vec::new();
+    for request in &requests {
+        let response = conn.read_response(&request.method).unwrap();
+        answers.push((response.status(), response.text()));
+    }
+    assert_eq!(answers[0], (200, "Welcome to SockJS!\n".to_owned()));
+    assert_eq!(answers[1].0, 200);
+    assert!(
+        answers[1].1.contains("\"websocket\":true"),
+        "{:?}",
+        answers[1]
+    );
+    assert_eq!(answers[2], (200, "o\n".to_owned()));
+    assert_eq!(answers[3], (204, String::new()));
+    assert_eq!(answers[4].0, 404);
+    assert_eq!(answers[5], (200, "a[\"x\",\"y\"]\n".to_owned()));
+    // Still usable afterwards.
+    let response = conn.roundtrip(&Request::new("GET", "/echo")).unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[test]
+fn an_unknown_prefix_gets_404_and_keeps_the_connection() {
+    let running = echo_server();
+    let mut conn = running.conn();
+    for path in ["/nope", "/echox", "/ech", "/nope/000/s/xhr", "/"] {
+        let response = conn.roundtrip(&Request::new("GET", path)).unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let response = conn
+        .roundtrip(&Request::new("POST", "/nope/000/s/xhr"))
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let response = conn.roundtrip(&Request::new("GET", "/echo")).unwrap();
+    assert_eq!(response.text(), "Welcome to SockJS!\n");
+}
+
+#[test]
+fn serve_returns_after_a_graceful_shutdown() {
+    let running = echo_server();
+    let mut conn = running.conn();
+    assert_eq!(
+        conn.roundtrip(&Request::new("POST", "/echo/000/g/xhr"))
+            .unwrap()
+            .text(),
+        "o\n"
+    );
+    let handle = running.handle.clone();
+    assert!(!handle.is_shutdown());
+    assert_eq!(handle.session_count(), 1);
+    // The session is closed at once and forgotten after its disconnect delay; then
+    // `serve` returns.
+    let result = running.stop(Duration::from_secs(5));
+    assert!(matches!(result, Some(Ok(()))), "{result:?}");
+    assert!(handle.is_shutdown());
+    assert_eq!(handle.session_count(), 0);
 }

@@ -1,30 +1,26 @@
-//! The response body: complete, empty, or a stream fed by the engine one frame at a time.
+//! The response body: complete, or a stream fed by the engine one frame at a time.
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-
-use crate::shard::{AbortGuard, OutboxRx};
+use sockjs_core::Content;
+use sockjs_core::driver::Exchange;
 
 /// The response body of a [`SockJs`](crate::SockJs) service.
 ///
-/// Streaming transports yield one data frame per SockJS frame (so hyper writes one HTTP
-/// chunk each, flushed as soon as the queue runs dry). Dropping a streaming body before its
-/// end tells the engine the client went away.
+/// Streaming transports yield one data frame per SockJS frame, so hyper writes one HTTP
+/// chunk each and flushes as soon as nothing more is queued. Dropping a streaming body
+/// before its end tells the engine the client went away.
 pub struct Body {
     kind: Kind,
 }
 
 enum Kind {
     Full(Option<Bytes>),
-    Stream {
-        rx: OutboxRx<Bytes>,
-        guard: AbortGuard,
-    },
+    Stream(Exchange),
 }
 
 impl fmt::Debug for Body {
@@ -34,10 +30,7 @@ impl fmt::Debug for Body {
                 .debug_struct("Body")
                 .field("len", &data.as_ref().map_or(0, Bytes::len))
                 .finish(),
-            Kind::Stream { guard, .. } => f
-                .debug_struct("Body")
-                .field("stream", &guard.id().0)
-                .finish(),
+            Kind::Stream(exchange) => f.debug_struct("Body").field("stream", exchange).finish(),
         }
     }
 }
@@ -70,9 +63,9 @@ impl Body {
         }
     }
 
-    pub(crate) fn stream(rx: OutboxRx<Bytes>, guard: AbortGuard) -> Body {
+    pub(crate) fn stream(exchange: Exchange) -> Body {
         Body {
-            kind: Kind::Stream { rx, guard },
+            kind: Kind::Stream(exchange),
         }
     }
 }
@@ -87,24 +80,18 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Stream { rx, guard } => {
-                if rx.shared.overflowed.load(Ordering::Relaxed) {
-                    // The shard already aborted the request; fail so the connection drops.
-                    guard.disarm();
-                    return Poll::Ready(Some(Err(BodyError)));
-                }
-                match rx.rx.poll_recv(cx) {
-                    Poll::Ready(Some(data)) => {
-                        rx.took(data.len());
+            Kind::Stream(exchange) => loop {
+                return match exchange.poll_next(cx) {
+                    Poll::Ready(Some(Content::Chunk(data))) => {
                         Poll::Ready(Some(Ok(Frame::data(data))))
                     }
-                    Poll::Ready(None) => {
-                        guard.disarm();
-                        Poll::Ready(None)
-                    }
+                    Poll::Ready(Some(Content::StreamEnd)) => Poll::Ready(None),
+                    Poll::Ready(Some(_)) => continue,
+                    // The exchange ended without its end: fail, so hyper drops the connection.
+                    Poll::Ready(None) => Poll::Ready(Some(Err(BodyError))),
                     Poll::Pending => Poll::Pending,
-                }
-            }
+                };
+            },
         }
     }
 
@@ -115,7 +102,7 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Stream { .. } => SizeHint::default(),
+            Kind::Stream(_) => SizeHint::default(),
         }
     }
 }

@@ -30,32 +30,12 @@
 //! mount path instead.
 //!
 //! Two request extensions are read when present: [`PeerAddr`] (for
-//! [`Session::peer_addr`]) and [`OriginalUri`]. The latter serves two purposes: the
-//! hixie-76 `Sec-WebSocket-Location` header, which must name the full path (hixie-76 is
-//! off by default), and undoing axum's rewrite of `/echo//...` to `/...`, so near-miss
-//! paths with an empty segment still get 404. [`serve`] sets both. axum's `ConnectInfo`
-//! and `OriginalUri` are axum types this crate does not depend on; copy them with one
-//! `map_request` if you need them:
-//!
-//! ```no_run
-//! use std::net::SocketAddr;
-//! use axum::extract::{ConnectInfo, OriginalUri};
-//! use tower::ServiceExt as _;
-//!
-//! fn from_axum(mut req: axum::extract::Request) -> axum::extract::Request {
-//!     if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
-//!         let addr = *addr;
-//!         req.extensions_mut().insert(sockjs_tokio::PeerAddr(addr));
-//!     }
-//!     if let Some(OriginalUri(uri)) = req.extensions().get::<OriginalUri>() {
-//!         let uri = uri.clone();
-//!         req.extensions_mut().insert(sockjs_tokio::OriginalUri(uri));
-//!     }
-//!     req
-//! }
-//! # let service = sockjs_tokio::SockJs::new(Default::default(), |_s| async {});
-//! let app: axum::Router = axum::Router::new().nest_service("/echo", service.map_request(from_axum));
-//! ```
+//! [`Session::peer_addr`], [`Session::client_addr`] and [`SessionBinding::PeerIp`]) and
+//! [`OriginalUri`] (the URI before the router stripped the mount path: hixie-76's
+//! `Sec-WebSocket-Location` names it, and it lets near-miss paths such as `/echo//xhr` still
+//! get 404 under axum). [`serve`] sets both. With the `axum` feature the service also reads
+//! axum's own `ConnectInfo<SocketAddr>` (from `into_make_service_with_connect_info`) and
+//! `OriginalUri`, so no `map_request` is needed.
 //!
 //! # Standalone
 //!
@@ -72,87 +52,43 @@
 //! # }
 //! ```
 //!
-//! It uses hyper's HTTP/1.1 connection driver (through hyper-util's tokio I/O and timer)
-//! rather than the core's [`wire`](sockjs_core::wire) codec: the tower service needs hyper
-//! anyway, so one HTTP implementation serves both paths, behaves identically under axum
-//! and standalone, and hyper already does what the protocol asks of HTTP/1.x: keep-alive,
-//! one chunk per body frame, close-delimited streaming for HTTP/1.0 clients, upgrades that
-//! hand over bytes already read (hixie-76's key3), custom reason phrases
-//! ([`hyper::ext::ReasonPhrase`]) and early detection of a client that hangs up while its
-//! response is pending.
+//! It runs hyper's HTTP/1.1 connection driver, so the tower service and the standalone
+//! server behave identically: keep-alive, one chunk per frame, close-delimited streaming
+//! for HTTP/1.0, upgrades that hand over bytes already read, custom reason phrases.
 //!
-//! # The application API
+//! # Layers
 //!
-//! A handler `Fn(Session) -> impl Future<Output = ()>` runs in its own task, once per
-//! session, when the session opens (after the client got `o`). [`Session::recv`] yields
-//! messages until the session ends; [`Session::send`] queues without waiting;
-//! [`Session::close`] ends it with a code and reason; [`Session::sender`] gives a
-//! `Clone + Send` [`SessionSender`] for other tasks (broadcast registries).
+//! ```text
+//!  your handler      Session / SessionSender, broadcast::Broadcast
+//!  driver            sockjs_core::driver: shards, queues, handles, WebSocket pump
+//!  this crate        hyper (HTTP/1.1), tower, tokio sockets, spawning, timers
+//!  engine            sockjs_core::Engine: the protocol, pure
+//! ```
 //!
-//! An `xhr_send` or `jsonp_send` is answered once the handler has taken the messages it
-//! carried (came back to [`Session::recv`] after them), or after
-//! [`Builder::delivery_wait`] (500 ms): what an application sends in reaction, like an
-//! echo, is then queued before the client's next poll, as with sockjs-node's synchronous
-//! events.
+//! [`Session`], [`SessionSender`], [`Config`], broadcast and every limit, default and close
+//! reason are the driver's, so they are the same here as in `sockjs-smol`; see
+//! [`sockjs_core::driver`] for the bounds and overflow policies. A handler
+//! `Fn(Session) -> impl Future<Output = ()>` runs in its own task once per session, when it
+//! opens.
 //!
-//! WebSocket text messages go to the engine as they are; binary messages are handled as
-//! text when they are valid UTF-8 and ignored otherwise.
+//! # Limits
 //!
-//! # Design
-//!
-//! - **Shards.** Each service runs N engines (default: the available parallelism). A
-//!   request for `/S/I/...` picks its shard by hashing `I`, so a session's requests always
-//!   meet the same engine; other requests go round-robin. A shard is a
-//!   `std::sync::Mutex<Engine + routing tables>`, locked for one input and the drain of its
-//!   outputs (microseconds), never across an `.await`, and no application code runs under
-//!   it. A mutex beats an actor task here: no channel hop or extra task wake-up per
-//!   request, `send` stays synchronous and returns the engine's verdict
-//!   ([`SendError::QueueFull`]) directly, and contention is spread over N locks.
-//! - **Timers.** Each shard has one task sleeping until the engine's `poll_timeout`
-//!   (`tokio::time::sleep_until`), woken early through a `Notify` whenever an input moves
-//!   the next deadline earlier.
-//! - **Output routing.** Every request gets an id and a slot: a oneshot for the first
-//!   answer, then a bounded queue feeding its streaming body or WebSocket task. Application
-//!   events go to a bounded per-session queue read by [`Session::recv`].
-//! - **Abort detection.** A dropped response future, streaming body or WebSocket task
-//!   (hyper drops them when the client hangs up) reports the abort to the engine from a
-//!   drop guard, so the next request sees the session's fate at once.
-//!
-//! # Limits and overflow policies
-//!
-//! Nothing one client or one session does can block another session, and every queue is
-//! bounded:
-//!
-//! - Request bodies: at most [`Options::max_request_body`] bytes (413 beyond, checked
-//!   against `Content-Length` first, then while reading).
-//! - Request heads: [`serve`] closes a connection whose next request head has not arrived
-//!   within [`Serve::header_read_timeout`] (30 s), which also ends idle keep-alive and
-//!   silent connections; request bodies must arrive within
-//!   [`Builder::request_body_timeout`] (10 s, then 408 and the connection closes).
-//! - WebSocket messages: at most [`Options::max_message_size`] (the engine closes with
-//!   1009).
-//! - Messages the application queued while no receiver is attached: at most
-//!   [`Options::max_queued_bytes`] per session; beyond it [`Session::send`] fails with
-//!   [`SendError::QueueFull`] and nothing is queued.
-//! - **Outgoing queue per connection** (a streaming response or a WebSocket): at most 256
-//!   frames ([`Builder::outbound_queue`]) and [`Options::max_queued_bytes`] bytes that the
-//!   client has not read. On overflow the connection is dropped (the stream fails, the
-//!   socket closes) and the engine is told the client aborted, so with the default
-//!   [`AbortPolicy`] the session closes. A polling response holds one frame and cannot
-//!   overflow; a streaming response also ends by itself at [`Options::response_limit`].
-//! - **Inbound queue per session** (messages the application has not taken with
-//!   [`Session::recv`]): at most 1024 messages ([`Builder::inbound_queue`]) and
-//!   [`Options::max_queued_bytes`] bytes. On overflow the session is closed with
-//!   `1013 "Application not reading"` and further messages are dropped.
-//! - Sessions per shard: [`Options::max_sessions`] (503 beyond).
+//! Request bodies: at most [`Options::max_request_body`] bytes (413, checked against
+//! `Content-Length` first, then while reading), arriving within
+//! [`Config::body_read_timeout`] (408). With [`serve`]: request heads within
+//! [`Config::header_read_timeout`] of the connection going idle (which also closes idle
+//! keep-alive connections), at most [`Config::max_head_bytes`] and [`Config::max_headers`]
+//! (431), and every write within [`Config::write_timeout`]. Under another server those
+//! are that server's settings; WebSockets always get the write timeout.
 //!
 //! # Graceful shutdown
 //!
 //! [`Serve::with_graceful_shutdown`] stops accepting, closes every session with
-//! `1001 "Server shutting down"` ([`SockJs::close_all`]; streams and polls get the close
-//! frame and end, WebSockets get it and close), lets hyper finish in-flight responses and
-//! close idle keep-alive connections, and drops what is left after the drain timeout.
-//! Under axum, call [`SockJs::close_all`] from your shutdown signal.
+//! [`Config::shutdown_code`] / [`Config::shutdown_reason`] ([`SockJs::close_all`]; streams
+//! and polls get the close frame and end, WebSockets get it and close), lets hyper finish
+//! in-flight responses and close idle keep-alive connections, and drops what is left after
+//! [`Config::shutdown_timeout`]. Under axum, call [`SockJs::close_all`] from your shutdown
+//! signal.
 //!
 //! # Tracing
 //!
@@ -163,15 +99,18 @@
 
 mod body;
 pub mod broadcast;
-mod queue;
+mod runtime;
 mod server;
 mod service;
-mod session;
-mod shard;
-mod ws;
+mod socket;
 
 pub use body::{Body, BodyError};
-pub use server::{OriginalUri, PeerAddr, Routes, Serve, serve};
+pub use server::{Routes, Serve, serve};
 pub use service::{BoxError, Builder, ResponseFuture, SockJs};
-pub use session::{Session, SessionSender, SessionState};
-pub use sockjs_core::{AbortPolicy, CloseReason, Options, OptionsError, SendError, Transport};
+pub use sockjs_core::driver::{
+    Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
+};
+pub use sockjs_core::{
+    AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, OriginalUri, PeerAddr,
+    ProtocolVersion, SendError, SessionBinding, SessionKey, SessionState, Transport,
+};

@@ -16,27 +16,15 @@ use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sockjs_core::driver::Config;
+use sockjs_core::{OriginalUri, PeerAddr};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::body::Body;
 use crate::service::SockJs;
-
-/// The request URI before a router stripped the mount prefix, as a request extension.
-///
-/// [`serve`] inserts it. The service uses it only to build the hixie-76
-/// `Sec-WebSocket-Location` header, which must name the full path. Under axum, copy
-/// `axum::extract::OriginalUri` into it (see the crate documentation) if you enable
-/// hixie-76.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginalUri(pub Uri);
-
-/// The client's socket address, as a request extension (the core's type, so the engine's
-/// [`SessionBinding::PeerIp`](sockjs_core::SessionBinding::PeerIp) sees it too). [`serve`]
-/// inserts it; under axum, copy `axum::extract::ConnectInfo<SocketAddr>` into it.
-/// [`Session::peer_addr`](crate::Session::peer_addr) reads it.
-pub use sockjs_core::PeerAddr;
+use crate::socket::ServeIo;
 
 /// SockJS services by mount prefix, for [`serve`].
 #[derive(Clone, Default)]
@@ -86,7 +74,12 @@ impl Routes {
         })
     }
 
-    async fn dispatch(&self, mut request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn dispatch(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        probe: sockjs_core::driver::ConnectionProbe,
+    ) -> Response<Body> {
         let original = request.uri().clone();
         let Some((prefix, service)) = self.find(original.path()) else {
             return plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n");
@@ -108,6 +101,7 @@ impl Routes {
         *request.uri_mut() = uri;
         request.extensions_mut().insert(OriginalUri(original));
         request.extensions_mut().insert(PeerAddr(peer));
+        request.extensions_mut().insert(probe);
         let mut service = service.clone();
         match tower_service::Service::call(&mut service, request).await {
             Ok(response) => response,
@@ -155,9 +149,7 @@ pub fn serve(listener: TcpListener, routes: impl Into<Routes>) -> Serve {
         listener,
         routes: Arc::new(routes.into()),
         signal: None,
-        drain_timeout: Duration::from_secs(10),
-        close: (1001, "Server shutting down".to_owned()),
-        header_read_timeout: Duration::from_secs(30),
+        config: Config::default(),
     }
 }
 
@@ -166,9 +158,7 @@ pub struct Serve {
     listener: TcpListener,
     routes: Arc<Routes>,
     signal: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    drain_timeout: Duration,
-    close: (u16, String),
-    header_read_timeout: Duration,
+    config: Config,
 }
 
 impl fmt::Debug for Serve {
@@ -176,17 +166,16 @@ impl fmt::Debug for Serve {
         f.debug_struct("Serve")
             .field("listener", &self.listener)
             .field("routes", &self.routes)
-            .field("drain_timeout", &self.drain_timeout)
-            .field("header_read_timeout", &self.header_read_timeout)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
 impl Serve {
     /// Shuts down gracefully when `signal` completes: stop accepting, close every session
-    /// with the shutdown code and reason (so streams, polls and WebSockets end), let
-    /// connections finish their responses, and give up on those still open after the drain
-    /// timeout.
+    /// with [`Config::shutdown_code`] and [`Config::shutdown_reason`] (so streams, polls and
+    /// WebSockets end), let connections finish their responses, and give up on those still
+    /// open after [`Config::shutdown_timeout`].
     pub fn with_graceful_shutdown<F>(mut self, signal: F) -> Serve
     where
         F: Future<Output = ()> + Send + 'static,
@@ -195,26 +184,12 @@ impl Serve {
         self
     }
 
-    /// How long a graceful shutdown waits for connections to finish (default 10 s).
-    pub fn drain_timeout(mut self, timeout: Duration) -> Serve {
-        self.drain_timeout = timeout;
-        self
-    }
-
-    /// The close code and reason sessions get at shutdown (default
-    /// `1001 "Server shutting down"`).
-    pub fn shutdown_close(mut self, code: u16, reason: &str) -> Serve {
-        self.close = (code, reason.to_owned());
-        self
-    }
-
-    /// Longest time a client may take to send a request head, counted from the end of the
-    /// previous response (or from accept), so it also closes idle keep-alive connections
-    /// and connections that never send anything (slowloris protection). Default 30 s.
-    /// Request bodies are bounded separately by
-    /// [`Builder::request_body_timeout`](crate::Builder::request_body_timeout).
-    pub fn header_read_timeout(mut self, timeout: Duration) -> Serve {
-        self.header_read_timeout = timeout;
+    /// The server settings: [`Config::header_read_timeout`] (which also closes idle
+    /// keep-alive connections), [`Config::write_timeout`], [`Config::max_headers`],
+    /// [`Config::max_head_bytes`] and the shutdown settings. The services' own settings
+    /// come from their builders.
+    pub fn config(mut self, config: Config) -> Serve {
+        self.config = config;
         self
     }
 
@@ -228,10 +203,9 @@ impl Serve {
             listener,
             routes,
             signal,
-            drain_timeout,
-            close,
-            header_read_timeout,
+            config,
         } = self;
+        let config = Arc::new(config);
         let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
@@ -243,7 +217,7 @@ impl Serve {
                         let _ = stream.set_nodelay(true);
                         let routes = routes.clone();
                         let stop = stop_rx.clone();
-                        connections.spawn(connection(stream, peer, routes, stop, header_read_timeout));
+                        connections.spawn(connection(stream, peer, routes, stop, config.clone()));
                     }
                     Err(error) => {
                         // Usually out of file descriptors: back off briefly.
@@ -258,17 +232,17 @@ impl Serve {
         tracing::info!("shutting down: closing sessions");
         drop(listener);
         for service in routes.services() {
-            service.close_all(close.0, &close.1);
+            service.close_all(config.shutdown_code, &config.shutdown_reason);
         }
         let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(drain_timeout, async {
+        let drained = tokio::time::timeout(config.shutdown_timeout, async {
             while connections.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
             tracing::warn!(
                 remaining = connections.len(),
-                "drain timeout: dropping connections"
+                "shutdown timeout: dropping connections"
             );
             connections.shutdown().await;
         }
@@ -290,16 +264,27 @@ async fn connection(
     peer: SocketAddr,
     routes: Arc<Routes>,
     mut stop: watch::Receiver<bool>,
-    header_read_timeout: Duration,
+    config: Arc<Config>,
 ) {
+    let io = ServeIo::new(stream, config.write_timeout);
+    let probe = io.tcp.probe();
     let service = hyper::service::service_fn(move |request| {
         let routes = routes.clone();
-        async move { Ok::<_, Infallible>(routes.dispatch(request, peer).await) }
+        let probe = probe.clone();
+        async move { Ok::<_, Infallible>(routes.dispatch(request, peer, probe).await) }
     });
-    let connection = http1::Builder::new()
+    let mut builder = http1::Builder::new();
+    builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service)
+        .header_read_timeout(config.header_read_timeout)
+        .max_header_size(config.max_head_bytes)
+        .max_buf_size(config.max_head_bytes.max(8192));
+    if config.max_headers != 100 {
+        // hyper's default; any other count costs an allocation per request.
+        builder.max_headers(config.max_headers);
+    }
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     tokio::select! {

@@ -3,103 +3,24 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::upgrade::OnUpgrade;
-use sockjs_core::{Engine, Handshake, Options, OptionsError, RequestId, Start};
-use tokio::runtime::Handle;
-use tokio::sync::oneshot;
-use tracing::Instrument as _;
+use sockjs_core::driver::{Config, Exchange, Service, Session};
+use sockjs_core::{Content, Handshake, Options, OptionsError, OriginalUri};
 
 use crate::body::Body;
-use crate::session::Session;
-use crate::shard::{AbortGuard, Delivered, Reply, Shard, Slot};
-use crate::{OriginalUri, ws};
+use crate::runtime::Tokio;
+use crate::socket::Upgrade;
 
 /// A boxed error, as request bodies report them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-type Handler = Arc<dyn Fn(Session) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-/// Adapter limits (the engine's own limits live in [`Options`]).
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) outbound_frames: usize,
-    pub(crate) outbound_bytes: usize,
-    pub(crate) inbound_messages: usize,
-    pub(crate) inbound_bytes: usize,
-    pub(crate) max_request_body: usize,
-    pub(crate) max_message_size: usize,
-    pub(crate) delivery_wait: Duration,
-    pub(crate) body_timeout: Duration,
-}
-
-/// What every shard of a service shares.
-pub(crate) struct Common {
-    handler: Handler,
-    pub(crate) config: Config,
-    pub(crate) stopped: AtomicBool,
-    runtime: OnceLock<Handle>,
-}
-
-impl Common {
-    /// Spawns on the current runtime, or the one the service first ran on.
-    pub(crate) fn spawn<F>(&self, future: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        match Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(future);
-            }
-            Err(_) => match self.runtime.get() {
-                Some(handle) => {
-                    handle.spawn(future);
-                }
-                None => tracing::error!("no tokio runtime to spawn on"),
-            },
-        }
-    }
-
-    pub(crate) fn spawn_handler(&self, mut session: Session) {
-        session.compact_request();
-        let span = tracing::info_span!(
-            "sockjs_session",
-            id = %session.id(),
-            transport = session.transport().name()
-        );
-        let future = (self.handler)(session);
-        self.spawn(future.instrument(span));
-    }
-}
-
-struct Inner {
-    common: Arc<Common>,
-    shards: Box<[Arc<Shard>]>,
-    hasher: std::collections::hash_map::RandomState,
-    next_request: AtomicU64,
-    next_shard: AtomicUsize,
-    prefix: String,
-    started: AtomicBool,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.common.stopped.store(true, Ordering::Release);
-        for shard in &self.shards {
-            shard.notify.notify_one();
-        }
-    }
-}
 
 /// A SockJS service: a [`tower_service::Service`] for `http::Request<B>` that answers every
 /// SockJS endpoint under the path it is mounted at.
@@ -108,15 +29,12 @@ impl Drop for Inner {
 /// [`SockJs::builder`]; see the [crate documentation](crate) for mounting it.
 #[derive(Clone)]
 pub struct SockJs {
-    inner: Arc<Inner>,
+    service: Service,
 }
 
 impl fmt::Debug for SockJs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SockJs")
-            .field("prefix", &self.inner.prefix)
-            .field("shards", &self.inner.shards.len())
-            .finish_non_exhaustive()
+        f.debug_tuple("SockJs").field(&self.service).finish()
     }
 }
 
@@ -124,58 +42,13 @@ impl fmt::Debug for SockJs {
 #[derive(Debug, Clone)]
 pub struct Builder {
     options: Options,
-    shards: Option<usize>,
-    outbound_frames: usize,
-    inbound_messages: usize,
-    delivery_wait: Duration,
-    body_timeout: Duration,
+    config: Config,
 }
 
 impl Builder {
-    /// Number of engine shards (default: the available parallelism). Sessions are spread
-    /// over shards by their id; each shard has its own lock and timer task.
-    pub fn shards(mut self, shards: usize) -> Builder {
-        self.shards = Some(shards.max(1));
-        self
-    }
-
-    /// Most frames queued for one connection (a streaming response or a WebSocket) that
-    /// the client has not read yet (default 256). The queue is also bounded by
-    /// [`Options::max_queued_bytes`] bytes. On overflow the connection is dropped and the
-    /// engine told it was aborted.
-    pub fn outbound_queue(mut self, frames: usize) -> Builder {
-        self.outbound_frames = frames.max(1);
-        self
-    }
-
-    /// Most received messages queued for one session that the application has not taken
-    /// with [`Session::recv`] yet (default 1024). The queue is also bounded by
-    /// [`Options::max_queued_bytes`] bytes. On overflow the session is closed with
-    /// `1013 "Application not reading"`.
-    pub fn inbound_queue(mut self, messages: usize) -> Builder {
-        self.inbound_messages = messages.max(1);
-        self
-    }
-
-    /// How long an `xhr_send` or `jsonp_send` may wait for the application to take the
-    /// messages it delivered before it is answered anyway (default 500 ms; zero: answer at
-    /// once).
-    ///
-    /// A message is taken when the handler comes back to [`Session::recv`] after receiving
-    /// it. Waiting keeps replies in order with the client's next poll (an echo's reply is
-    /// queued before the client learns its send succeeded) and slows down a client that
-    /// sends faster than the application reads.
-    pub fn delivery_wait(mut self, wait: Duration) -> Builder {
-        self.delivery_wait = wait;
-        self
-    }
-
-    /// Longest time a request body may take to arrive once its head was read (default
-    /// 10 s). A client that stops sending in the middle of a body gets
-    /// `408 Request Timeout` and its connection is closed, instead of holding the request
-    /// open forever (slowloris protection).
-    pub fn request_body_timeout(mut self, timeout: Duration) -> Builder {
-        self.body_timeout = timeout;
+    /// The settings of the service (shards, queues, delivery wait; see [`Config`]).
+    pub fn config(mut self, config: Config) -> Builder {
+        self.config = config;
         self
     }
 
@@ -185,66 +58,14 @@ impl Builder {
         H: Fn(Session) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let options = self.options;
-        options.validate()?;
-        let shards = self.shards.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .min(64)
-        });
-        let common = Arc::new(Common {
-            handler: Arc::new(move |session| Box::pin(handler(session))),
-            config: Config {
-                outbound_frames: self.outbound_frames,
-                outbound_bytes: options.max_queued_bytes,
-                inbound_messages: self.inbound_messages,
-                inbound_bytes: options.max_queued_bytes,
-                max_request_body: options.max_request_body,
-                max_message_size: options.max_message_size,
-                delivery_wait: self.delivery_wait,
-                body_timeout: self.body_timeout,
-            },
-            stopped: AtomicBool::new(false),
-            runtime: OnceLock::new(),
-        });
-        let hasher = std::collections::hash_map::RandomState::new();
-        let seed = {
-            let mut h = hasher.build_hasher();
-            h.write_u128(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or_default(),
-            );
-            h.finish()
-        };
-        let mut list = Vec::with_capacity(shards);
-        for index in 0..shards {
-            let start = Start {
-                now: Instant::now(),
-                wall_clock: SystemTime::now(),
-                seed: seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            };
-            let engine = Engine::new(options.clone(), start)?;
-            list.push(Arc::new(Shard::new(engine, common.clone())));
-        }
-        Ok(SockJs {
-            inner: Arc::new(Inner {
-                common,
-                shards: list.into_boxed_slice(),
-                hasher,
-                next_request: AtomicU64::new(1),
-                next_shard: AtomicUsize::new(0),
-                prefix: options.prefix.clone(),
-                started: AtomicBool::new(false),
-            }),
-        })
+        let runtime = Arc::new(Tokio::default());
+        let service = Service::new(self.options, self.config, runtime, handler)?;
+        Ok(SockJs { service })
     }
 }
 
 impl SockJs {
-    /// A service with these options and this per-session handler.
+    /// A service with these options, the default [`Config`] and this per-session handler.
     ///
     /// # Panics
     ///
@@ -261,15 +82,11 @@ impl SockJs {
         }
     }
 
-    /// A builder with these options and the default adapter limits.
+    /// A builder with these options and the default [`Config`].
     pub fn builder(options: Options) -> Builder {
         Builder {
             options,
-            shards: None,
-            outbound_frames: 256,
-            inbound_messages: 1024,
-            delivery_wait: Duration::from_millis(500),
-            body_timeout: Duration::from_secs(10),
+            config: Config::default(),
         }
     }
 
@@ -277,52 +94,33 @@ impl SockJs {
     /// and polls get the close frame and end, WebSockets get it and close. Sessions keep
     /// answering the close frame until the disconnect delay passes.
     pub fn close_all(&self, code: u16, reason: &str) {
-        for shard in &self.inner.shards {
-            shard.run(|state, now| state.engine.close_all(now, code, reason));
-        }
+        self.service.close_all(code, reason);
     }
 
     /// Live sessions (open or closing), over all shards.
     pub fn session_count(&self) -> usize {
-        self.inner
-            .shards
-            .iter()
-            .map(|s| s.peek(Engine::session_count))
-            .sum()
+        self.service.session_count()
+    }
+
+    /// Requests the service holds (pending receivers, open streams and WebSockets): zero
+    /// once every client is gone.
+    pub fn open_requests(&self) -> usize {
+        self.service.open_requests()
+    }
+
+    /// Handler tasks that have not returned yet.
+    pub fn running_handlers(&self) -> usize {
+        self.service.running_handlers()
     }
 
     /// The number of engine shards.
     pub fn shard_count(&self) -> usize {
-        self.inner.shards.len()
+        self.service.shard_count()
     }
 
-    fn pick(&self, path: &str) -> &Arc<Shard> {
-        let inner = &*self.inner;
-        if inner.shards.len() == 1 {
-            return &inner.shards[0];
-        }
-        let within = if inner.prefix.is_empty() {
-            Some(path)
-        } else {
-            path.strip_prefix(inner.prefix.as_str())
-        };
-        let index = match within.and_then(session_segment) {
-            Some(session) => inner.hasher.hash_one(session) as usize,
-            None => inner.next_shard.fetch_add(1, Ordering::Relaxed),
-        };
-        &inner.shards[index % inner.shards.len()]
-    }
-
-    fn start(&self) {
-        if self.inner.started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if let Ok(handle) = Handle::try_current() {
-            let _ = self.inner.common.runtime.set(handle);
-        }
-        for shard in &self.inner.shards {
-            shard.ensure_timer();
-        }
+    /// The settings the service runs with.
+    pub fn config(&self) -> &Config {
+        self.service.config()
     }
 
     /// Answers one request.
@@ -332,12 +130,13 @@ impl SockJs {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        self.start();
         let (mut parts, body) = request.into_parts();
         let on_upgrade = parts.extensions.remove::<OnUpgrade>();
+        #[cfg(feature = "axum")]
+        from_axum(&mut parts);
         restore_empty_segment(&mut parts);
-        let limit = self.inner.common.config.max_request_body;
-        let timeout = self.inner.common.config.body_timeout;
+        let limit = self.service.options().max_request_body;
+        let timeout = self.service.config().body_read_timeout;
         let body = match tokio::time::timeout(timeout, read_body(body, &parts.headers, limit)).await
         {
             Ok(Ok(body)) => body,
@@ -350,80 +149,60 @@ impl SockJs {
                 return response;
             }
         };
-        let location = hixie76_location(&parts);
-        let shard = self.pick(parts.uri.path()).clone();
-        let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let mut guard = AbortGuard::new(shard.clone(), id);
-        let request = Request::from_parts(parts, body);
-        let ((), delivered) = shard.run_delivering(|state, now| {
-            state.requests.insert(
-                id,
-                Slot::Waiting {
-                    reply: reply_tx,
-                    location,
-                },
-            );
-            state.engine.handle_request(now, id, request);
-        });
-        let Ok(reply) = reply_rx.await else {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "Request dropped.\n");
-        };
-        match reply {
-            Reply::Full(response) => {
-                guard.disarm();
-                let wait = self.inner.common.config.delivery_wait;
-                let taken = |delivered: &[Delivered]| delivered.iter().all(Delivered::is_done);
-                if !wait.is_zero() && !taken(&delivered) {
-                    // The handler was just woken with the messages: let it run before
-                    // arming a timer, which it usually makes unnecessary.
-                    tokio::task::yield_now().await;
-                    if !taken(&delivered) {
-                        let all = async {
-                            for delivery in delivered {
-                                delivery.wait().await;
-                            }
-                        };
-                        let _ = tokio::time::timeout(wait, all).await;
-                    }
-                }
-                response.map(Body::full)
-            }
-            Reply::Stream(head, rx) => head.map(|()| Body::stream(rx, guard)),
-            Reply::Upgrade(head, handshake, rx) => {
-                let Some(on_upgrade) = on_upgrade else {
-                    tracing::warn!("websocket upgrade without a hyper connection to upgrade");
-                    drop(guard);
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Upgrade not supported by this server.\n",
-                    );
-                };
-                let max_message = self.inner.common.config.max_message_size;
-                self.inner
-                    .common
-                    .spawn(ws::run(on_upgrade, handshake, rx, guard, max_message));
-                let mut response = head.map(|()| Body::empty());
-                if matches!(handshake, Handshake::Hixie76 { .. }) {
-                    response
-                        .extensions_mut()
-                        .insert(hyper::ext::ReasonPhrase::from_static(
-                            Handshake::HIXIE76_REASON.as_bytes(),
-                        ));
-                }
-                response
-            }
+        let mut exchange = self.service.submit(Request::from_parts(parts, body));
+        match exchange.next().await {
+            Some(Content::Response(response)) => response.map(Body::full),
+            Some(Content::StreamStart(head)) => head.map(|()| Body::stream(exchange)),
+            Some(Content::Upgrade {
+                response,
+                handshake,
+            }) => upgrade(exchange, on_upgrade, *response, handshake),
+            _ => error(StatusCode::INTERNAL_SERVER_ERROR, "Request dropped.\n"),
         }
     }
 }
 
-/// The `I` of a `/S/I/T` path, found without validating the rest: every path the engine
-/// routes to a session endpoint has this shape, so its requests always meet the same
-/// shard; the few other paths of this shape get 404 from whichever shard they reach.
-fn session_segment(path: &str) -> Option<&str> {
-    let mut parts = path.strip_prefix('/')?.split('/');
-    let (_, session, _) = (parts.next()?, parts.next()?, parts.next()?);
-    parts.next().is_none().then_some(session)
+/// Answers an accepted upgrade and runs the WebSocket once hyper hands the connection over.
+fn upgrade(
+    exchange: Exchange,
+    on_upgrade: Option<OnUpgrade>,
+    head: Response<()>,
+    handshake: Handshake,
+) -> Response<Body> {
+    let Some(on_upgrade) = on_upgrade else {
+        tracing::warn!("websocket upgrade without a hyper connection to upgrade");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Upgrade not supported by this server.\n",
+        );
+    };
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "websocket upgrade failed");
+                return;
+            }
+        };
+        // The socket gets a task of its own, holding nothing but its pump.
+        match Upgrade::new(upgraded) {
+            Upgrade::Tcp(socket, read_ahead) => {
+                tokio::spawn(exchange.serve_websocket(socket, read_ahead, handshake));
+            }
+            Upgrade::Other(socket) => {
+                tokio::spawn(exchange.serve_websocket(socket, Vec::new(), handshake));
+            }
+        }
+    });
+    let mut response = head.map(|()| Body::empty());
+    if matches!(handshake, Handshake::Hixie76 { .. }) {
+        response
+            .extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(
+                Handshake::HIXIE76_REASON.as_bytes(),
+            ));
+    }
+    response
 }
 
 /// Reads a whole request body, refusing more than `limit` bytes with 413.
@@ -481,6 +260,29 @@ where
     Ok(if buf.is_empty() { first } else { buf.freeze() })
 }
 
+/// Copies what axum records (`ConnectInfo<SocketAddr>` from
+/// `into_make_service_with_connect_info`, and the unstripped `OriginalUri`) into the
+/// extensions the engine reads, unless they are set already.
+#[cfg(feature = "axum")]
+fn from_axum(parts: &mut http::request::Parts) {
+    use axum::extract::ConnectInfo;
+    let extensions = &mut parts.extensions;
+    if extensions.get::<sockjs_core::PeerAddr>().is_none() {
+        if let Some(ConnectInfo(addr)) = extensions.get::<ConnectInfo<std::net::SocketAddr>>() {
+            let addr = *addr;
+            extensions.insert(sockjs_core::PeerAddr(addr));
+        }
+    }
+    if extensions.get::<OriginalUri>().is_none() {
+        if let Some(axum::extract::OriginalUri(uri)) =
+            extensions.get::<axum::extract::OriginalUri>()
+        {
+            let uri = uri.clone();
+            extensions.insert(OriginalUri(uri));
+        }
+    }
+}
+
 /// axum's `nest_service` turns `/echo//` into `/` (it drops the empty segment after the
 /// prefix), which would make near-miss paths such as `P//` or `P//xhr` routable. When the
 /// router recorded an [`OriginalUri`] that ends with `/` + the path we were given, put the
@@ -508,24 +310,6 @@ fn restore_empty_segment(parts: &mut http::request::Parts) {
     if let Ok(uri) = http::Uri::from_parts(uri) {
         parts.uri = uri;
     }
-}
-
-/// For a hixie-76 handshake under a path-stripping router: the `Sec-WebSocket-Location`
-/// built from the [`OriginalUri`] the router recorded.
-fn hixie76_location(parts: &http::request::Parts) -> Option<HeaderValue> {
-    const KEY1: header::HeaderName = header::HeaderName::from_static("sec-websocket-key1");
-    if !parts.headers.contains_key(KEY1) {
-        return None;
-    }
-    let original = parts.extensions.get::<OriginalUri>()?;
-    let scheme = if original.0.scheme_str() == Some("https") {
-        "wss"
-    } else {
-        "ws"
-    };
-    let host = parts.headers.get(header::HOST)?.to_str().ok()?;
-    let path = original.0.path_and_query().map_or("/", |p| p.as_str());
-    HeaderValue::from_str(&format!("{scheme}://{host}{path}")).ok()
 }
 
 fn error(status: StatusCode, text: &'static str) -> Response<Body> {

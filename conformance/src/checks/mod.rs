@@ -6,6 +6,7 @@ use crate::check::{
 use crate::http::{Head, Request};
 use crate::util::esc;
 
+mod aborts;
 mod frames;
 mod headers;
 mod http1;
@@ -26,8 +27,10 @@ pub fn all() -> Vec<Check> {
     v.extend(frames::checks());
     v.extend(senders::checks());
     v.extend(sessions::checks());
+    v.extend(aborts::checks());
     v.extend(transports::checks());
     v.extend(websocket::checks());
+    v.push(websocket::permessage_deflate());
     v.extend(http1::checks());
     v.extend(timing::checks());
     v

@@ -366,6 +366,84 @@ fn hixie76(ctx: &Ctx, open_frame: bool) -> Outcome {
     Ok(())
 }
 
+/// permessage-deflate, when the server offers it (RFC 7692; PROTOCOL.md §9.1).
+pub(crate) fn permessage_deflate() -> Check {
+    Check::new(
+        "s9_1_permessage_deflate_when_offered",
+        "9.1",
+        "offered permessage-deflate as Chromium offers it, the server answers without an \
+         extension (skip) or with a valid RFC 7692 answer; then compressed, fragmented and \
+         plain messages echo, and a 2 KB JSON echo comes back compressed",
+        |ctx: &Ctx| {
+            use crate::deflate::{CHROMIUM_OFFER, DeflateWs};
+            let s = ctx.session(ECHO);
+            let path = s.url("websocket");
+            let mut ws = DeflateWs::connect(&ctx.host, &path, Some(CHROMIUM_OFFER), ctx.io_timeout)
+                .map_err(|e| fail(format!("upgrade with an offer: {e}")))?;
+            let text = |ws: &mut DeflateWs, what: &str| {
+                ws.recv_text().map_err(|e| fail(format!("{what}: {e}")))
+            };
+            expect_eq("open frame", "o", text(&mut ws, "open frame")?.0)?;
+            let send = |ws: &mut DeflateWs, body: &str, compress: bool| {
+                ws.send(body, compress)
+                    .map_err(|e| fail(format!("send: {e}")))
+            };
+            send(&mut ws, r#"["plain"]"#, false)?;
+            expect_eq(
+                "plain echo",
+                r#"a["plain"]"#,
+                text(&mut ws, "plain echo")?.0,
+            )?;
+            let Some(agreed) = ws.agreed() else {
+                let _ = ws.close(1000);
+                return Err(crate::check::skip(
+                    "the server does not offer permessage-deflate (the offer did not hurt: the \
+                     socket echoes)",
+                ));
+            };
+            ensure(agreed.client_max_window_bits.is_none_or(|b| b >= 8), || {
+                format!("answer {:?}", ws.answer)
+            })?;
+            let item = r#"{\"id\":12345,\"user\":\"ann\",\"tags\":[\"a\",\"b\"],\"ok\":true}"#;
+            let big: Vec<&str> = std::iter::repeat_n(item, 40).collect();
+            let big = format!("\"{}\"", big.join(","));
+            send(&mut ws, &format!("[{big}]"), true)?;
+            let (echo, compressed) = text(&mut ws, "compressed 2 KB echo")?;
+            expect_eq("compressed 2 KB echo", format!("a[{big}]"), echo)?;
+            ensure(compressed, || "the 2 KB JSON echo came uncompressed".into())?;
+            send(&mut ws, r#"["tiny"]"#, true)?;
+            expect_eq(
+                "compressed tiny echo",
+                r#"a["tiny"]"#,
+                text(&mut ws, "tiny echo")?.0,
+            )?;
+            // One compressed message in three frames, RSV1 on the first only.
+            let mut codec = crate::deflate::Codec::new(Some(agreed));
+            let payload = codec.compress(br#"["in pieces"]"#);
+            let third = payload.len().div_ceil(3);
+            let mut frames = Vec::new();
+            for (i, piece) in payload.chunks(third).enumerate() {
+                let first = if i == 0 { 0x41 } else { 0x00 };
+                let fin = if (i + 1) * third >= payload.len() {
+                    0x80
+                } else {
+                    0
+                };
+                codec.encode_frame(first | fin, piece, &mut frames);
+            }
+            ws.write(&frames)
+                .map_err(|e| fail(format!("send fragments: {e}")))?;
+            expect_eq(
+                "fragmented echo",
+                r#"a["in pieces"]"#,
+                text(&mut ws, "fragmented echo")?.0,
+            )?;
+            let _ = ws.close(1000);
+            Ok(())
+        },
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

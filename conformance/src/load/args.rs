@@ -23,8 +23,16 @@ options:
   --warmup SECS            unmeasured traffic before it (default 1)
   --pid PID                the server's process: report its CPU time, messages per
                            server CPU-second and resident memory
+  --payload P              letters (default: digits, a dash, letters a-z) or json
+                           (JSON-like records, compressible as real JSON is)
+  --permessage-deflate     WebSocket transports: use the load generator's own client,
+                           offer permessage-deflate (as Chromium does), compress every
+                           message if the server agrees, and report bytes on the wire
+                           per echo (whether or not the server agrees)
   --idle                   open N WebSocket sessions, hold them for the duration and
-                           report the server's resident memory per session
+                           report the server's resident memory per session (with
+                           --permessage-deflate each session first echoes one --size
+                           message, so that any compression state is there)
   --setup-timeout SECS     bound on opening all sessions (default 60)
   --connect-concurrency N  handshakes in progress at once (default 100)
   --tag KEY=VALUE          label copied into the RESULT line (repeatable)
@@ -118,6 +126,10 @@ pub struct Config {
     pub pid: Option<u32>,
     /// Idle mode.
     pub idle: bool,
+    /// JSON-like payloads instead of letters.
+    pub json: bool,
+    /// Offer permessage-deflate with the own client, and count bytes on the wire.
+    pub permessage_deflate: bool,
     /// Bound on opening all sessions.
     pub setup_timeout: Duration,
     /// Handshakes in progress at once.
@@ -235,6 +247,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     let mut warmup = Duration::from_secs(1);
     let mut pid = None;
     let mut idle = false;
+    let mut json = false;
+    let mut permessage_deflate = false;
     let mut setup_timeout = Duration::from_secs(60);
     let mut connect_concurrency = 100;
     let mut tags = Vec::new();
@@ -258,6 +272,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                 );
             }
             "--idle" => idle = true,
+            "--permessage-deflate" => permessage_deflate = true,
+            "--payload" => {
+                json = match value()?.as_str() {
+                    "letters" => false,
+                    "json" => true,
+                    other => return Err(format!("--payload: letters or json, not {other:?}")),
+                }
+            }
             "--tag" => {
                 let v = value()?;
                 let (k, val) = v
@@ -275,6 +297,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     if idle && !transport.is_websocket() {
         return Err("--idle needs --transport websocket or raw-websocket".into());
     }
+    if permessage_deflate && !transport.is_websocket() {
+        return Err("--permessage-deflate needs --transport websocket or raw-websocket".into());
+    }
     if duration.is_zero() {
         return Err("--duration must be above 0".into());
     }
@@ -291,6 +316,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         warmup,
         pid,
         idle,
+        json,
+        permessage_deflate,
         setup_timeout,
         connect_concurrency,
         tags,
@@ -337,7 +364,13 @@ mod tests {
         assert_eq!(c.duration, Duration::from_millis(2500));
         assert_eq!(c.pid, Some(42));
         assert_eq!(c.tags.len(), 2);
-        assert!(!c.idle);
+        assert!(!c.idle && !c.json && !c.permessage_deflate);
+        let Ok(Command::Run(c)) = parse(args(
+            "http://127.0.0.1:1/echo --payload json --permessage-deflate --size 1024",
+        )) else {
+            panic!("expected a run");
+        };
+        assert!(c.json && c.permessage_deflate);
     }
 
     #[test]
@@ -350,6 +383,8 @@ mod tests {
             "http://127.0.0.1:1/echo --duration 0",
             "http://127.0.0.1:1/echo --transport carrier-pigeon",
             "http://127.0.0.1:1/echo --idle --transport xhr-polling",
+            "http://127.0.0.1:1/echo --permessage-deflate --transport xhr-polling",
+            "http://127.0.0.1:1/echo --payload yaml",
             "http://127.0.0.1:1/echo --bogus",
             "http://127.0.0.1:1/echo --window",
             "http://127.0.0.1:1/echo --tag novalue",

@@ -6,7 +6,9 @@
 //! The run reports messages per second, round-trip percentiles and errors; given the
 //! server's PID it also reports the server's CPU time over the measured interval
 //! (`/proc/PID/stat`), messages per server CPU-second and resident memory. An idle mode
-//! opens N WebSocket sessions and reports the server's memory per session.
+//! opens N WebSocket sessions and reports the server's memory per session. With
+//! `--permessage-deflate` the WebSocket sessions run on the suite's own client, offer
+//! permessage-deflate, and the run reports the bytes on the wire per echo.
 //!
 //! Only loopback addresses are accepted as targets, and every phase is bounded in time.
 
@@ -17,6 +19,7 @@ pub mod procfs;
 pub mod report;
 pub mod run;
 pub mod track;
+mod wsdeflate;
 mod wsload;
 mod xhr;
 

@@ -40,6 +40,12 @@ pub struct Run {
     pub rss_kb: Option<f64>,
     /// Server memory per idle session (bytes).
     pub rss_per_session_bytes: Option<f64>,
+    /// Bytes on the wire per echo, client to server (`--permessage-deflate` runs).
+    pub wire_out_per_msg: Option<f64>,
+    /// Bytes on the wire per echo, server to client (`--permessage-deflate` runs).
+    pub wire_in_per_msg: Option<f64>,
+    /// Sessions that negotiated permessage-deflate (`--permessage-deflate` runs).
+    pub deflated: Option<f64>,
 }
 
 fn num(v: Option<&Json>) -> Option<f64> {
@@ -78,6 +84,9 @@ pub fn parse_result(text: &str) -> Result<Option<Run>, String> {
         errors: num(v.get("errors")).unwrap_or(0.0),
         rss_kb: num(v.get("rss_kb")),
         rss_per_session_bytes: num(v.get("rss_per_session_bytes")),
+        wire_out_per_msg: num(v.get("wire_out_per_msg")),
+        wire_in_per_msg: num(v.get("wire_in_per_msg")),
+        deflated: num(v.get("deflated")),
     }))
 }
 
@@ -266,6 +275,32 @@ pub fn summarize(runs: &[Run], vs: &[String]) -> String {
         }
     }
 
+    let wire: Vec<(String, String)> = load_cells
+        .iter()
+        .flat_map(|c| servers.iter().map(move |s| (c.clone(), s.clone())))
+        .filter(|(c, s)| t.med(c, s, |r| r.wire_in_per_msg).is_some())
+        .collect();
+    if !wire.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n### Bytes on the wire and server CPU per message (`--permessage-deflate` runs; median)\n\n\
+             | cell | server | sessions compressed | B per message to the server | B per echo back | \
+             server CPU µs per message |\n| --- | --- | ---: | ---: | ---: | ---: |"
+        );
+        for (c, s) in &wire {
+            let _ = writeln!(
+                o,
+                "| {} | {s} | {} of {} | {} | {} | {} |",
+                desc(c),
+                fmt_int(t.med(c, s, |r| r.deflated)),
+                fmt_int(t.med(c, s, |r| Some(r.opened))),
+                fmt(t.med(c, s, |r| r.wire_out_per_msg), 0),
+                fmt(t.med(c, s, |r| r.wire_in_per_msg), 0),
+                fmt(t.med(c, s, |r| r.msgs_per_cpu_s.map(|m| 1e6 / m)), 1),
+            );
+        }
+    }
+
     if !idle_cells.is_empty() {
         let base = vs.first();
         let _ = writeln!(
@@ -362,10 +397,14 @@ mod tests {
             "RESULT {\"untagged\":true}".to_owned(),
             line("node", "idle", 0.0, true),
             line("ours", "idle", 0.0, true),
+            line("ours", "dfl", 50.0, false).replace(
+                "\"tags\"",
+                "\"deflated\":10,\"wire_out_per_msg\":400.5,\"wire_in_per_msg\":450.2,\"tags\"",
+            ),
         ]
         .join("\n");
         let runs = parse_results(&text).expect("parses");
-        assert_eq!(runs.len(), 11);
+        assert_eq!(runs.len(), 12);
         let md = summarize(&runs, &["node".into(), "raw".into()]);
         assert!(
             md.contains("| cell | node | ours | raw | ours / node | raw / node | ours / raw |")
@@ -384,6 +423,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| Cell ws | node | 2 |"), "{md}");
+        assert!(
+            md.contains("| Cell dfl | ours | 10 of 10 | 400 | 450 | 20000.0 |"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use super::args::{Config, Transport};
 use super::procfs;
 use super::track::{Stats, Window};
-use super::{wsload, xhr};
+use super::{wsdeflate, wsload, xhr};
 
 /// Bound on one connection's handshake (TCP connect, WebSocket upgrade, `o` frame).
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,6 +134,21 @@ impl Summary {
             .map(|c| self.stats.received as f64 / c)
     }
 
+    /// Bytes on the wire per verified echo, client to server and server to client
+    /// (`--permessage-deflate` runs only).
+    pub fn wire_per_echo(&self) -> Option<(f64, f64)> {
+        let s = &self.stats;
+        (self.cfg.permessage_deflate && s.wire_echoes > 0).then(|| {
+            let n = s.wire_echoes as f64;
+            (s.wire_out as f64 / n, s.wire_in as f64 / n)
+        })
+    }
+
+    /// Server CPU time per verified echo, in microseconds.
+    pub fn server_cpu_us_per_msg(&self) -> Option<f64> {
+        self.msgs_per_cpu_s().map(|m| 1e6 / m)
+    }
+
     /// Server memory per open session in bytes (idle mode).
     pub fn rss_per_session(&self) -> Option<f64> {
         let (base, now) = (self.baseline_rss_kb?, self.sample.rss_kb?);
@@ -190,6 +205,21 @@ impl Summary {
                 ms(r.max())
             );
         }
+        if c.permessage_deflate {
+            let _ = writeln!(
+                o,
+                "  deflate          offered; negotiated by {}/{} session(s)",
+                self.stats.deflated, self.stats.opened
+            );
+            if let Some((out, inn)) = self.wire_per_echo() {
+                let _ = writeln!(
+                    o,
+                    "  wire per echo    {out:.1} B to the server, {inn:.1} B back \
+                     ({} echoes, {} B out, {} B in)",
+                    self.stats.wire_echoes, self.stats.wire_out, self.stats.wire_in
+                );
+            }
+        }
         let _ = writeln!(
             o,
             "  frames           {} heartbeat(s), {} receiver re-open(s)",
@@ -218,7 +248,10 @@ impl Summary {
                 ));
             }
             if let Some(m) = self.msgs_per_cpu_s() {
-                parts.push(format!("{m:.0} msgs per server CPU-second"));
+                parts.push(format!(
+                    "{m:.0} msgs per server CPU-second ({:.1} µs per msg)",
+                    1e6 / m
+                ));
             }
             if let Some(kb) = self.sample.rss_kb {
                 parts.push(format!("RSS {:.1} MiB", kb as f64 / 1024.0));
@@ -250,7 +283,11 @@ impl Summary {
         let c = &self.cfg;
         let r = &self.stats.rtt;
         let q = crate::util::json_quote;
-        let num = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.3}"));
+        // JSON has no infinity or NaN (a per-message figure over zero messages).
+        let num = |v: Option<f64>| {
+            v.filter(|v| v.is_finite())
+                .map_or("null".to_owned(), |v| format!("{v:.3}"))
+        };
         let int = |v: Option<u64>| v.map_or("null".to_owned(), |v| v.to_string());
         let kinds: Vec<String> = self
             .stats
@@ -270,7 +307,9 @@ impl Summary {
              \"rtt_max_us\":{},\"errors\":{},\"error_kinds\":{{{}}},\"heartbeats\":{},\
              \"reconnects\":{},\"server_pid\":{},\"server_cpu_s\":{},\"msgs_per_cpu_s\":{},\
              \"rss_kb\":{},\"baseline_rss_kb\":{},\"rss_per_session_bytes\":{},\
-             \"client_cpu_s\":{},\"tags\":{{{}}}}}",
+             \"client_cpu_s\":{},\"payload\":{},\"permessage_deflate\":{},\"deflated\":{},\
+             \"wire_out_per_msg\":{},\"wire_in_per_msg\":{},\"server_cpu_us_per_msg\":{},\
+             \"tags\":{{{}}}}}",
             q(c.transport.name()),
             q(&c.url),
             c.idle,
@@ -298,6 +337,12 @@ impl Summary {
             int(self.baseline_rss_kb),
             num(self.rss_per_session()),
             num(self.sample.client_cpu_s),
+            q(if c.json { "json" } else { "letters" }),
+            c.permessage_deflate,
+            self.stats.deflated,
+            num(self.wire_per_echo().map(|w| w.0)),
+            num(self.wire_per_echo().map(|w| w.1)),
+            num(self.server_cpu_us_per_msg()),
             tags.join(","),
         )
     }
@@ -354,6 +399,9 @@ async fn run_async(mut cfg: Config) -> Summary {
     for idx in 0..cfg.sessions {
         let (ctx, ready) = (Arc::clone(&ctx), ready_tx.clone());
         tasks.push(match cfg.transport {
+            Transport::WebSocket | Transport::RawWebSocket if cfg.permessage_deflate => {
+                tokio::spawn(wsdeflate::session(ctx, idx, ready))
+            }
             Transport::WebSocket | Transport::RawWebSocket => {
                 tokio::spawn(wsload::session(ctx, idx, ready))
             }
@@ -535,6 +583,12 @@ mod tests {
         assert_eq!(s.stats.opened, 20);
         assert!(s.rss_per_session().is_some());
         assert!(s.human().contains("per session"));
+        // No messages: per-message figures are null, never a number JSON cannot hold.
+        let line = s.result_line();
+        assert!(
+            crate::json::parse(&line["RESULT ".len()..]).is_ok(),
+            "{line}"
+        );
     }
 
     #[test]

@@ -45,6 +45,14 @@ pub struct Stats {
     pub errors: BTreeMap<&'static str, u64>,
     /// The first few error messages.
     pub samples: Vec<String>,
+    /// Sessions that negotiated permessage-deflate.
+    pub deflated: u64,
+    /// Bytes read from the server after the handshake (own WebSocket client only).
+    pub wire_in: u64,
+    /// Bytes written to the server after the handshake (own WebSocket client only).
+    pub wire_out: u64,
+    /// Echoes verified over the same span as `wire_in` and `wire_out` (all phases).
+    pub wire_echoes: u64,
 }
 
 impl Stats {
@@ -70,6 +78,10 @@ impl Stats {
         self.rtt.merge(&other.rtt);
         self.heartbeats += other.heartbeats;
         self.reconnects += other.reconnects;
+        self.deflated += other.deflated;
+        self.wire_in += other.wire_in;
+        self.wire_out += other.wire_out;
+        self.wire_echoes += other.wire_echoes;
         for (k, v) in &other.errors {
             *self.errors.entry(k).or_default() += v;
         }
@@ -79,6 +91,51 @@ impl Stats {
             }
         }
     }
+}
+
+/// A JSON-like payload of message `seq`, `size` bytes long (longer only when the number
+/// alone does not fit): records of ids, names, numbers, flags and words that vary with
+/// `seq`, as an application's messages do, cut at `size`. Compresses the way real JSON
+/// does, unlike [`payload`]'s letters.
+pub fn json_payload(seq: u64, size: usize) -> String {
+    const WORDS: [&str; 16] = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+        "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
+    ];
+    let mut state = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut s = format!("{{\"seq\":{seq},\"items\":[");
+    let mut i = 0u64;
+    while s.len() < size {
+        let r = next();
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!(
+            "{{\"id\":{},\"user\":\"{}-{}\",\"score\":{}.{:02},\"active\":{},\
+             \"tags\":[\"{}\",\"{}\"],\"note\":\"{} {} {}\"}}",
+            r % 1_000_000,
+            WORDS[(r >> 20) as usize % 16],
+            (r >> 24) % 1000,
+            (r >> 34) % 100,
+            (r >> 40) % 100,
+            (r >> 47) & 1 == 1,
+            WORDS[(r >> 48) as usize % 16],
+            WORDS[(r >> 52) as usize % 16],
+            WORDS[(r >> 56) as usize % 16],
+            WORDS[(r >> 60) as usize % 16],
+            WORDS[(r >> 4) as usize % 16],
+        ));
+        i += 1;
+    }
+    let cut = size.max(format!("{{\"seq\":{seq},").len());
+    s.truncate(cut);
+    s
 }
 
 /// The payload of message `seq`: its number, a dash, then letters up to `size` bytes
@@ -153,6 +210,8 @@ pub struct Tracker {
     next_seq: u64,
     size: usize,
     window: usize,
+    /// JSON-like payloads ([`json_payload`]) instead of letters.
+    json: bool,
     /// The session's counters.
     pub stats: Stats,
 }
@@ -165,8 +224,15 @@ impl Tracker {
             next_seq: 0,
             size,
             window,
+            json: false,
             stats: Stats::default(),
         }
+    }
+
+    /// Sends JSON-like payloads ([`json_payload`]) when `json`.
+    pub fn json(mut self, json: bool) -> Self {
+        self.json = json;
+        self
     }
 
     /// The next message to send, if the window has room; it counts as in flight from `now`.
@@ -174,7 +240,11 @@ impl Tracker {
         if self.inflight.len() >= self.window {
             return None;
         }
-        let m = payload(self.next_seq, self.size);
+        let m = if self.json {
+            json_payload(self.next_seq, self.size)
+        } else {
+            payload(self.next_seq, self.size)
+        };
         self.next_seq += 1;
         self.stats.sent += 1;
         self.inflight.push_back((m.clone(), now));
@@ -231,6 +301,10 @@ mod tests {
     #[test]
     fn payloads_have_the_size_and_differ() {
         assert_eq!(payload(0, 32).len(), 32);
+        assert_eq!(json_payload(5, 1024).len(), 1024);
+        assert!(json_payload(5, 1024).starts_with(r#"{"seq":5,"items":[{"id":"#));
+        assert_ne!(json_payload(5, 1024), json_payload(6, 1024));
+        assert_eq!(json_payload(123_456, 3), r#"{"seq":123456,"#);
         assert_eq!(payload(123_456, 1024).len(), 1024);
         assert_eq!(payload(123_456, 3), "123456-");
         assert_ne!(payload(1, 32), payload(2, 32));

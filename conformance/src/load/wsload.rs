@@ -75,7 +75,7 @@ fn describe(m: &Message) -> String {
 
 /// One session: opens, reports to the controller, then echoes (or idles) until stopped.
 pub(super) async fn session(ctx: Arc<Ctx>, _idx: usize, ready: UnboundedSender<bool>) -> Stats {
-    let mut t = Tracker::new(ctx.cfg.size, ctx.cfg.window);
+    let mut t = Tracker::new(ctx.cfg.size, ctx.cfg.window).json(ctx.cfg.json);
     let opened = {
         let _permit = ctx.permits.acquire().await;
         open(&ctx).await

@@ -41,7 +41,7 @@ pub(super) async fn session(ctx: Arc<Ctx>, _idx: usize, ready: UnboundedSender<b
         crate::util::random_session_id()
     );
     let shared = Arc::new(Shared {
-        tracker: Mutex::new(Tracker::new(ctx.cfg.size, ctx.cfg.window)),
+        tracker: Mutex::new(Tracker::new(ctx.cfg.size, ctx.cfg.window).json(ctx.cfg.json)),
         room: Notify::new(),
     });
     let (open_tx, open_rx) = oneshot::channel();

@@ -1,16 +1,20 @@
-//! Shared harness for the robustness tests: start sockjs-smol or sockjs-tokio in-process on
-//! an ephemeral loopback port with one service at `/echo` running one of a few test
-//! applications, and small synchronous clients.
+//! The shared test kit: start sockjs-smol or sockjs-tokio in-process on an ephemeral
+//! loopback port, with the protocol suite's four services, with one service at `/echo`
+//! running one of a few test applications, or with any services; and small synchronous
+//! clients. Both adapters run the same handlers: the `Session` type is the driver's.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use conformance::http::{Conn, Request, Response};
+use sockjs_core::driver::{Config, Session};
 use sockjs_core::{Options, SendError};
 
 /// Which adapter.
@@ -59,88 +63,88 @@ pub struct App {
     pub opened: AtomicUsize,
 }
 
-/// What one session's handler does; the two adapters' handlers call this with their
-/// session's operations.
-#[macro_export]
-macro_rules! app_body {
-    ($app:expr, $session:ident, $sleep:path) => {{
-        let app: Arc<App> = $app;
-        app.opened.fetch_add(1, Ordering::Relaxed);
-        let id = $session.id().to_owned();
-        if id.starts_with("floodws") || id.starts_with("floodpoll") {
-            let flood = if id.starts_with("floodws") {
-                &app.flood_ws
-            } else {
-                &app.flood_poll
-            };
-            let message = "x".repeat(1024);
-            let until = Instant::now() + *app.flood_for.lock().unwrap();
-            let mut n = 0u64;
-            while Instant::now() < until {
-                match $session.send(&message) {
-                    Ok(()) => {
-                        flood.accepted_bytes.fetch_add(1024, Ordering::Relaxed);
-                        n += 1;
-                        if n % 64 == 0 {
-                            $sleep(Duration::from_millis(1)).await;
-                        }
-                    }
-                    Err(SendError::QueueFull) => {
-                        flood.queue_full.fetch_add(1, Ordering::Relaxed);
-                        $sleep(Duration::from_millis(2)).await;
-                    }
-                    Err(e) => {
-                        *flood.ended_by.lock().unwrap() = Some(e);
-                        break;
-                    }
-                }
-            }
-            flood.done.store(true, Ordering::Release);
-        } else if id.starts_with("stuckapp") {
-            // Never reads; holds the session until it is closed under it.
-            $sleep(Duration::from_secs(60)).await;
-        } else if id.starts_with("seq") {
-            let mut next_client = 0u64;
-            while let Some(message) = $session.recv().await {
-                if let Some(j) = message.strip_prefix("mark:") {
-                    let _ = $session.send(&format!("m{j}"));
-                } else if let Some(k) = message.strip_prefix("more:") {
-                    let k: u64 = k.parse().unwrap_or(0);
-                    for _ in 0..k {
-                        let n = app.seq.sent.load(Ordering::Relaxed);
-                        let text = format!("s{n}");
-                        let mut tries = 0;
-                        while let Err(e) = $session.send(&text) {
-                            tries += 1;
-                            if e != SendError::QueueFull || tries > 1000 {
-                                app.seq
-                                    .errors
-                                    .lock()
-                                    .unwrap()
-                                    .push(format!("send s{n}: {e}"));
-                                break;
-                            }
-                            $sleep(Duration::from_millis(1)).await;
-                        }
-                        app.seq.sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                } else if message == format!("c{next_client}") {
-                    next_client += 1;
-                    app.seq.received.store(next_client, Ordering::Relaxed);
-                } else {
-                    app.seq
-                        .errors
-                        .lock()
-                        .unwrap()
-                        .push(format!("expected c{next_client}, got {message:?}"));
-                }
-            }
+/// What one session's handler does, by the session id's prefix.
+pub async fn app_body(app: Arc<App>, mut session: Session) {
+    app.opened.fetch_add(1, Ordering::Relaxed);
+    let id = session.id().to_owned();
+    if id.starts_with("floodws") || id.starts_with("floodpoll") {
+        let flood = if id.starts_with("floodws") {
+            &app.flood_ws
         } else {
-            while let Some(message) = $session.recv().await {
-                let _ = $session.send(&message);
+            &app.flood_poll
+        };
+        let message = "x".repeat(1024);
+        let until = Instant::now() + *app.flood_for.lock().unwrap();
+        let mut n = 0u64;
+        while Instant::now() < until {
+            match session.send(&message) {
+                Ok(()) => {
+                    flood.accepted_bytes.fetch_add(1024, Ordering::Relaxed);
+                    n += 1;
+                    if n % 64 == 0 {
+                        sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                Err(SendError::QueueFull) => {
+                    flood.queue_full.fetch_add(1, Ordering::Relaxed);
+                    sleep(Duration::from_millis(2)).await;
+                }
+                Err(e) => {
+                    *flood.ended_by.lock().unwrap() = Some(e);
+                    break;
+                }
             }
         }
-    }};
+        flood.done.store(true, Ordering::Release);
+    } else if id.starts_with("stuckapp") {
+        // Never reads; holds the session until it is closed under it.
+        sleep(Duration::from_secs(60)).await;
+    } else if id.starts_with("seq") {
+        let mut next_client = 0u64;
+        while let Some(message) = session.recv().await {
+            if let Some(j) = message.strip_prefix("mark:") {
+                let _ = session.send(format!("m{j}"));
+            } else if let Some(k) = message.strip_prefix("more:") {
+                let k: u64 = k.parse().unwrap_or(0);
+                for _ in 0..k {
+                    let n = app.seq.sent.load(Ordering::Relaxed);
+                    let text = format!("s{n}");
+                    let mut tries = 0;
+                    while let Err(e) = session.send(&text) {
+                        tries += 1;
+                        if e != SendError::QueueFull || tries > 1000 {
+                            app.seq
+                                .errors
+                                .lock()
+                                .unwrap()
+                                .push(format!("send s{n}: {e}"));
+                            break;
+                        }
+                        sleep(Duration::from_millis(1)).await;
+                    }
+                    app.seq.sent.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if message == format!("c{next_client}") {
+                next_client += 1;
+                app.seq.received.store(next_client, Ordering::Relaxed);
+            } else {
+                app.seq
+                    .errors
+                    .lock()
+                    .unwrap()
+                    .push(format!("expected c{next_client}, got {message:?}"));
+            }
+        }
+    } else {
+        while let Some(message) = session.recv().await {
+            let _ = session.send(message);
+        }
+    }
+}
+
+/// Sleeps on async-io's timer, which works under either adapter's runtime.
+pub async fn sleep(d: Duration) {
+    async_io::Timer::after(d).await;
 }
 
 /// A running server; stopped when dropped.
@@ -149,6 +153,10 @@ pub struct Target {
     pub addr: SocketAddr,
     pub app: Arc<App>,
     count: Box<dyn Fn() -> usize + Send + Sync>,
+    /// Requests the adapter holds.
+    requests: Box<dyn Fn() -> usize + Send + Sync>,
+    /// Starts the adapter's graceful shutdown.
+    shutdown: Box<dyn Fn() + Send + Sync>,
     stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
@@ -164,6 +172,16 @@ impl Target {
     /// Sessions the server holds (the adapter's API).
     pub fn session_count(&self) -> usize {
         (self.count)()
+    }
+
+    /// Requests the server holds (pending receivers, streams, WebSockets).
+    pub fn open_requests(&self) -> usize {
+        (self.requests)()
+    }
+
+    /// Starts a graceful shutdown.
+    pub fn shutdown(&self) {
+        (self.shutdown)();
     }
 
     pub fn host(&self) -> String {
@@ -185,14 +203,54 @@ impl Target {
 
     /// A WebSocket client on `path`, past the `o` frame.
     pub fn ws(&self, path: &str) -> tungstenite::WebSocket<TcpStream> {
+        let mut ws = self.raw_ws(path, &[]);
+        assert_eq!(ws_text(&mut ws).as_deref(), Some("o"));
+        ws
+    }
+
+    /// A WebSocket client on `path` right after the handshake (nothing read yet), sending
+    /// these extra header fields; reads time out after 5 s.
+    pub fn raw_ws(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> tungstenite::WebSocket<TcpStream> {
+        use tungstenite::client::IntoClientRequest as _;
         let stream = TcpStream::connect(self.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         stream.set_nodelay(true).unwrap();
-        let (mut ws, _) = tungstenite::client(self.url(path).as_str(), stream).unwrap();
-        assert_eq!(ws_text(&mut ws).as_deref(), Some("o"));
+        let mut request = self.url(path).into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                tungstenite::http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let (ws, _) = tungstenite::client(request, stream).unwrap();
         ws
+    }
+}
+
+/// Runs `body` on its own thread and fails the test if it has not finished within
+/// `limit` (a hang becomes a failure instead of a stuck run).
+pub fn within<R: Send + 'static>(limit: Duration, body: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let result = body();
+        let _ = tx.send(());
+        result
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) => thread.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the test did not finish within {limit:?}")
+        }
     }
 }
 
@@ -225,40 +283,86 @@ impl Settings {
     }
 }
 
-async fn smol_sleep(d: Duration) {
-    async_io::Timer::after(d).await;
+/// A type-erased session handler.
+pub type Handler = Arc<dyn Fn(Session) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Wraps a handler.
+pub fn handler<H, F>(handler: H) -> Handler
+where
+    H: Fn(Session) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |session| Box::pin(handler(session)))
 }
 
-async fn tokio_sleep(d: Duration) {
-    tokio::time::sleep(d).await;
+/// One service to start: its prefix, options (`prefix` set to it) and handler.
+pub struct Mount {
+    pub prefix: String,
+    pub options: Options,
+    pub handler: Handler,
+}
+
+impl Mount {
+    pub fn new(prefix: &str, mut options: Options, handler: Handler) -> Mount {
+        prefix.clone_into(&mut options.prefix);
+        Mount {
+            prefix: prefix.to_owned(),
+            options,
+            handler,
+        }
+    }
+}
+
+/// The protocol suite's four services (PROTOCOL.md §1) on `base`.
+pub fn suite(base: &Options) -> Vec<Mount> {
+    sockjs_core::driver::suite::services(base)
+        .into_iter()
+        .map(|service| {
+            let app = service.app;
+            Mount::new(
+                service.prefix,
+                service.options,
+                handler(move |s| app.run(s)),
+            )
+        })
+        .collect()
 }
 
 /// Starts `adapter` with `/echo` running the test applications.
 pub fn start(adapter: Adapter, settings: Settings) -> Target {
     let app = Arc::new(App::default());
     *app.flood_for.lock().unwrap() = Duration::from_secs(3);
+    let handler_app = app.clone();
+    let echo = Mount::new(
+        "/echo",
+        settings.options,
+        handler(move |session| app_body(handler_app.clone(), session)),
+    );
+    let config = Config {
+        shards: settings.shards,
+        ..Config::default()
+    };
+    let mut target = start_services(adapter, config, vec![echo]);
+    target.app = app;
+    target
+}
+
+/// Starts `adapter` with these services and settings.
+pub fn start_services(adapter: Adapter, config: Config, mounts: Vec<Mount>) -> Target {
     match adapter {
-        Adapter::Smol => start_smol(settings, app),
-        Adapter::Tokio => start_tokio(settings, app),
+        Adapter::Smol => start_smol(config, mounts),
+        Adapter::Tokio => start_tokio(config, mounts),
     }
 }
 
-fn start_smol(settings: Settings, app: Arc<App>) -> Target {
-    let handler_app = app.clone();
-    let server = sockjs_smol::Server::with_config(sockjs_smol::Config {
-        threads: 2,
-        shards: settings.shards,
-        ..Default::default()
-    })
-    .service(
-        "/echo",
-        settings.options,
-        move |mut session: sockjs_smol::Session| {
-            let app = handler_app.clone();
-            async move { app_body!(app, session, smol_sleep) }
-        },
-    )
-    .unwrap();
+fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
+    let mut server = sockjs_smol::Server::with_config(config).threads(2);
+    for mount in mounts {
+        let handler = mount.handler;
+        server = server
+            .service(&mount.prefix, mount.options, move |s| handler(s))
+            .unwrap();
+    }
     let listener = async_io::Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
     let addr = listener.get_ref().local_addr().unwrap();
     let handle = server.handle();
@@ -269,11 +373,15 @@ fn start_smol(settings: Settings, app: Arc<App>) -> Target {
     while TcpStream::connect(addr).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
+    let shutdown = handle.clone();
+    let requests = handle.clone();
     Target {
         adapter: Adapter::Smol,
         addr,
-        app,
+        app: Arc::default(),
         count: Box::new(move || counter.session_count()),
+        requests: Box::new(move || requests.open_requests()),
+        shutdown: Box::new(move || shutdown.shutdown()),
         stop: Mutex::new(Some(Box::new(move || {
             // Graceful shutdown lasts about one disconnect delay; let it finish on its own.
             handle.shutdown();
@@ -282,40 +390,54 @@ fn start_smol(settings: Settings, app: Arc<App>) -> Target {
     }
 }
 
-fn start_tokio(settings: Settings, app: Arc<App>) -> Target {
+fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let handler_app = app.clone();
-    let service = sockjs_tokio::SockJs::builder(settings.options)
-        .shards(settings.shards)
-        .build(move |mut session: sockjs_tokio::Session| {
-            let app = handler_app.clone();
-            async move { app_body!(app, session, tokio_sleep) }
-        })
-        .unwrap();
+    let mut routes = sockjs_tokio::Routes::new();
+    let mut services = Vec::new();
+    for mut mount in mounts {
+        // `Routes` strips the mount path, as axum's `nest_service` does.
+        mount.options.prefix.clear();
+        let handler = mount.handler;
+        let service = sockjs_tokio::SockJs::builder(mount.options)
+            .config(config.clone())
+            .build(move |s| handler(s))
+            .unwrap();
+        services.push(service.clone());
+        routes = routes.mount(&mount.prefix, service);
+    }
     let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
-    let counted = service.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = {
         let _guard = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
         runtime.spawn(
-            sockjs_tokio::serve(
-                listener,
-                sockjs_tokio::Routes::new().mount("/echo", service),
-            )
-            .into_future(),
+            sockjs_tokio::serve(listener, routes)
+                .config(config)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .into_future(),
         )
     };
+    let counted = services.clone();
+    let stop_tx = Mutex::new(Some(stop_tx));
     Target {
         adapter: Adapter::Tokio,
         addr,
-        app,
-        count: Box::new(move || counted.session_count()),
+        app: Arc::default(),
+        count: Box::new(move || counted.iter().map(|s| s.session_count()).sum()),
+        requests: Box::new(move || services.iter().map(|s| s.open_requests()).sum()),
+        shutdown: Box::new(move || {
+            if let Some(tx) = stop_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+        }),
         stop: Mutex::new(Some(Box::new(move || {
             server.abort();
             runtime.shutdown_background();

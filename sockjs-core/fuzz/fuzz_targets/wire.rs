@@ -1,11 +1,12 @@
-//! The HTTP/1.1 request decoder over arbitrary bytes fed in arbitrary pieces: never panics,
-//! never holds more than its limits, and decoded requests respect them.
+//! The HTTP/1.1 request decoder, and the hixie-76 and RFC 6455 frame decoders, over
+//! arbitrary bytes fed in arbitrary pieces: never panics, never holds more than their
+//! limits, and decoded requests respect them.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use sockjs_core::wire::{hixie76, Decoded, Limits, RequestDecoder};
+use sockjs_core::wire::{hixie76, rfc6455, Decoded, Limits, RequestDecoder};
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -25,6 +26,9 @@ fuzz_target!(|input: Input| {
     let mut buf = BytesMut::new();
     let mut hixie = hixie76::Decoder::new(usize::from(input.max_body_bytes).max(1));
     let mut hixie_buf = BytesMut::new();
+    let max_message = usize::from(input.max_body_bytes).max(1);
+    let mut websocket = rfc6455::Decoder::new(max_message);
+    let mut websocket_failed = false;
     'feed: for piece in &input.pieces {
         buf.extend_from_slice(piece);
         hixie_buf.extend_from_slice(piece);
@@ -53,6 +57,12 @@ fuzz_target!(|input: Input| {
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
+        }
+        if !websocket_failed {
+            let mut piece = piece.clone();
+            websocket_failed = websocket.feed(&mut piece, &mut |_| {}).is_err();
+            // One unfinished frame at most: the message bound and a header.
+            assert!(websocket.buffered() <= max_message + 14);
         }
     }
 });

@@ -66,7 +66,8 @@ struct Shared {
 /// See the crate documentation for the driving loop.
 pub struct Engine {
     shared: Shared,
-    sessions: Map<SessionKey, Session>,
+    /// Boxed: the map's slots stay small, so its spare capacity costs little per session.
+    sessions: Map<SessionKey, Box<Session>>,
     /// HTTP sessions by their URL id.
     by_id: Map<Box<str>, SessionKey>,
     /// Sessions with messages to flush when the transmit queue runs dry.
@@ -151,7 +152,7 @@ impl Engine {
     pub fn session_state(&self, session: SessionKey) -> SessionState {
         self.sessions
             .get(&session)
-            .map_or(SessionState::Closed, Session::state)
+            .map_or(SessionState::Closed, |s| s.state())
     }
 
     /// Escaped bytes queued for a session, waiting for a receiver.

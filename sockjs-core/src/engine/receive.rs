@@ -140,7 +140,8 @@ impl Engine {
             let token = format!("{:016x}{:08x}", self.rng_next(), self.entropy());
             request_headers.to_mut().jsessionid = HeaderValue::from_str(&token).ok();
         }
-        let token = binding_token(binding, &parts, &request_headers);
+        let trusted = &self.shared.options.trusted_proxies;
+        let token = binding_token(binding, &parts, &request_headers, trusted);
         if let Some(key) = existing {
             if self.sessions.get(&key).is_none_or(|s| s.binding != token) {
                 return self.respond(id, not_found());
@@ -178,7 +179,7 @@ impl Engine {
                 let key = self.new_key();
                 let mut session = Session::new(session_id.into(), Link::Http { receiver: None });
                 session.binding = token;
-                self.sessions.insert(key, session);
+                self.sessions.insert(key, Box::new(session));
                 self.by_id.insert(session_id.into(), key);
                 key
             }
@@ -212,6 +213,7 @@ impl Engine {
                     id: session_id.into(),
                     transport,
                     opened_by: id,
+                    client_addr: self.shared.client_addr(&parts),
                     request: parts,
                 }),
             });
@@ -233,6 +235,11 @@ impl Engine {
 }
 
 impl Shared {
+    /// The client's address behind trusted proxies.
+    pub(super) fn client_addr(&self, parts: &http::request::Parts) -> Option<std::net::IpAddr> {
+        client_addr(parts, &self.options.trusted_proxies)
+    }
+
     /// Starts a receiver's response: streaming ones get their head and prelude now.
     pub(super) fn start_receiver(
         &mut self,
@@ -246,7 +253,7 @@ impl Shared {
                 self.out.push(request, Content::Chunk(Bytes::from(prelude)));
             }
         } else {
-            receiver.mode = ReceiverMode::Polling(head);
+            receiver.mode = ReceiverMode::Polling(Box::new(head));
         }
         receiver
     }
@@ -350,6 +357,7 @@ pub(super) fn binding_token(
     binding: SessionBinding,
     parts: &http::request::Parts,
     request_headers: &RequestHeaders,
+    trusted: &[crate::IpRange],
 ) -> Option<Box<[u8]>> {
     match binding {
         SessionBinding::None => None,
@@ -357,9 +365,17 @@ pub(super) fn binding_token(
             .jsessionid
             .as_ref()
             .map(|v| v.as_bytes().into()),
-        SessionBinding::PeerIp => parts
-            .extensions
-            .get::<crate::PeerAddr>()
-            .map(|peer| peer.0.ip().to_string().into_bytes().into()),
+        SessionBinding::PeerIp => {
+            client_addr(parts, trusted).map(|ip| ip.to_string().into_bytes().into())
+        }
     }
+}
+
+/// The client's address behind trusted proxies, from the adapter's [`PeerAddr`](crate::PeerAddr).
+pub(super) fn client_addr(
+    parts: &http::request::Parts,
+    trusted: &[crate::IpRange],
+) -> Option<std::net::IpAddr> {
+    let peer = parts.extensions.get::<crate::PeerAddr>()?.0.ip();
+    Some(crate::client_addr::client_ip(peer, &parts.headers, trusted))
 }

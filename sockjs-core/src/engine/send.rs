@@ -176,7 +176,7 @@ impl Engine {
                 );
             }
         };
-        let token = binding_token(binding, parts, request_headers);
+        let token = binding_token(binding, parts, request_headers, &options.trusted_proxies);
         let key = self
             .by_id
             .get(session_id)

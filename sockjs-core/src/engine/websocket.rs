@@ -10,7 +10,7 @@ use super::{Engine, Shared, after, too_many_sessions};
 use crate::handshake::{accept_key, hixie76_key_number};
 use crate::options::ProtocolVersion;
 use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionInfo, SessionKey};
-use crate::payload::decode_ws_message;
+use crate::payload::decode_ws_message_each;
 use crate::response::plain;
 use crate::session::{Link, Session};
 use crate::transport::Transport;
@@ -29,13 +29,12 @@ impl Engine {
             });
             return;
         }
-        match decode_ws_message(text) {
-            Ok(messages) => {
-                for text in messages {
-                    self.shared.out.event(Event::Message { session: key, text });
-                }
-            }
-            Err(_) => self.end_socket(id, key, 3000, "Broken framing.", CloseReason::BrokenFraming),
+        let out = &mut self.shared.out;
+        let decoded = decode_ws_message_each(text, |text| {
+            out.event(Event::Message { session: key, text })
+        });
+        if decoded.is_err() {
+            self.end_socket(id, key, 3000, "Broken framing.", CloseReason::BrokenFraming);
         }
     }
 
@@ -78,7 +77,9 @@ impl Engine {
         self.end_socket(id, key, 1009, "Message too big", CloseReason::MessageTooBig);
     }
 
-    /// The WebSocket closed (close frame received, or the connection ended).
+    /// The client closed the WebSocket with a close handshake (the session ends with
+    /// [`CloseReason::ClientClosed`]). A connection that ends without one is an abort:
+    /// report it with [`Engine::handle_abort`] ([`CloseReason::Aborted`]).
     pub fn handle_ws_closed(&mut self, now: Instant, id: RequestId) {
         self.advance(now);
         if let Some((key, _)) = self.socket(id) {
@@ -156,18 +157,20 @@ impl Engine {
             let (Some(key1), Some(key2)) = numbers else {
                 return self.respond(id, plain(StatusCode::BAD_REQUEST, "Invalid hixie-76 key."));
             };
-            let tls = parts.uri.scheme_str() == Some("https")
-                || parts.extensions.get::<crate::Tls>().is_some();
+            // Under a router that stripped the mount path, the location names the URI the
+            // client asked for.
+            let uri = parts
+                .extensions
+                .get::<crate::OriginalUri>()
+                .map_or(&parts.uri, |original| &original.0);
+            let tls =
+                uri.scheme_str() == Some("https") || parts.extensions.get::<crate::Tls>().is_some();
             let scheme = if tls { "wss" } else { "ws" };
             let host = h
                 .get(header::HOST)
                 .map(HeaderValue::as_bytes)
                 .unwrap_or_default();
-            let path = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
+            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let mut location = Vec::with_capacity(host.len() + path.len() + 6);
             location.extend_from_slice(scheme.as_bytes());
             location.extend_from_slice(b"://");
@@ -202,6 +205,12 @@ impl Engine {
                     plain(StatusCode::BAD_REQUEST, "Missing Sec-WebSocket-Key."),
                 );
             };
+            if !crate::handshake::is_valid_key(key.as_bytes()) {
+                return self.respond(
+                    id,
+                    plain(StatusCode::BAD_REQUEST, "Invalid Sec-WebSocket-Key."),
+                );
+            }
             let mut response = Response::new(());
             *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             let headers = response.headers_mut();
@@ -210,7 +219,17 @@ impl Engine {
             if let Ok(accept) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
                 headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
             }
-            (response, Handshake::Rfc6455)
+            // RFC 7692: only when the service offers it; a malformed or unacceptable
+            // offer means no extension, never a failed handshake.
+            let deflate = options.permessage_deflate.as_ref().and_then(|settings| {
+                let offers = h.get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+                crate::deflate::negotiate(offers, settings)
+            });
+            let deflate = deflate.map(|(params, answer)| {
+                headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
+                params
+            });
+            (response, Handshake::Rfc6455 { deflate })
         };
         if self.sessions.len() >= options.max_sessions {
             return self.respond(id, too_many_sessions());
@@ -234,7 +253,7 @@ impl Engine {
         }
         let at = after(self.shared.now, self.shared.options.heartbeat_delay);
         self.shared.timers.set(key, &mut session.deadline, at);
-        self.sessions.insert(key, session);
+        self.sessions.insert(key, Box::new(session));
         let transport = if raw {
             Transport::RawWebSocket
         } else {
@@ -246,6 +265,7 @@ impl Engine {
                 id: session_id.into(),
                 transport,
                 opened_by: id,
+                client_addr: self.shared.client_addr(&parts),
                 request: parts,
             }),
         });

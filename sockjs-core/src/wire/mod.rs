@@ -12,6 +12,7 @@
 //! - [`ResponseEncoder`]: complete responses, streaming responses (chunked
 //!   for HTTP/1.1, close-delimited for HTTP/1.0) and `101` heads, with the
 //!   `Connection` decision reported as [`AfterResponse`].
+//! - [`rfc6455`]: WebSocket framing (client frames in, server frames out).
 //! - [`hixie76`]: the framing of the pre-RFC WebSocket protocol.
 //!
 //! # Example: the decode → respond loop
@@ -65,6 +66,7 @@ pub mod hixie76;
 mod limits;
 mod request;
 mod response;
+pub mod rfc6455;
 mod tokens;
 
 pub use error::WireError;

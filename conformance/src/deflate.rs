@@ -1,0 +1,597 @@
+//! A small RFC 6455 client with permessage-deflate (RFC 7692), which tungstenite lacks: the
+//! upgrade request with an offer, the check of the server's answer (RFC 7692 §7.1, the
+//! client's side), masked client frames compressed at will, and the server's frames
+//! reassembled and inflated. Sans-IO ([`Codec`]) so the load generator can drive it on
+//! tokio; [`DeflateWs`] runs it over a blocking `TcpStream` for the checks and tests.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use crate::util::random_u64;
+
+/// What Chromium offers (and Firefox): permessage-deflate, any client window.
+pub const CHROMIUM_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// The parameters of a server's answer, once checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Agreed {
+    /// The server resets its compressor after each message.
+    pub server_no_context_takeover: bool,
+    /// We must reset our compressor after each message.
+    pub client_no_context_takeover: bool,
+    /// The server's window, if it said.
+    pub server_max_window_bits: Option<u8>,
+    /// Our window, if the server limited it.
+    pub client_max_window_bits: Option<u8>,
+}
+
+/// Checks the server's `Sec-WebSocket-Extensions` answer to `offer` as a client must
+/// (RFC 7692 §7.1): one `permessage-deflate` with known parameters, each at most once,
+/// values where (and only where) they belong, `client_max_window_bits` only if offered.
+pub fn check_answer(answer: &str, offer: &str) -> Result<Agreed, String> {
+    let mut extensions = answer.split(',').map(str::trim).filter(|e| !e.is_empty());
+    let Some(extension) = extensions.next() else {
+        return Err("an empty Sec-WebSocket-Extensions answer".into());
+    };
+    if let Some(more) = extensions.next() {
+        return Err(format!("a second extension in the answer: {more:?}"));
+    }
+    let mut parts = extension.split(';').map(str::trim);
+    if parts.next() != Some("permessage-deflate") {
+        return Err(format!("answered {extension:?}, not permessage-deflate"));
+    }
+    let mut agreed = Agreed::default();
+    let mut seen = Vec::new();
+    for param in parts {
+        let (name, value) = match param.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (param, None),
+        };
+        if seen.contains(&name) {
+            return Err(format!("{name} twice in {answer:?}"));
+        }
+        seen.push(name);
+        let bits = |v: Option<&str>| -> Result<u8, String> {
+            match v.and_then(|v| v.parse::<u8>().ok()) {
+                Some(b @ 8..=15) if !v.is_some_and(|v| v.starts_with('0')) => Ok(b),
+                _ => Err(format!("{name} with value {v:?} in {answer:?}")),
+            }
+        };
+        match (name, value) {
+            ("server_no_context_takeover", None) => agreed.server_no_context_takeover = true,
+            ("client_no_context_takeover", None) => agreed.client_no_context_takeover = true,
+            ("server_max_window_bits", v) => agreed.server_max_window_bits = Some(bits(v)?),
+            ("client_max_window_bits", v) => {
+                if !offer.contains("client_max_window_bits") {
+                    return Err("client_max_window_bits answered but not offered".into());
+                }
+                agreed.client_max_window_bits = Some(bits(v)?);
+            }
+            _ => return Err(format!("unexpected parameter {param:?} in {answer:?}")),
+        }
+    }
+    Ok(agreed)
+}
+
+/// A message or control frame from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A text message, and whether it came compressed.
+    Text(String, bool),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A ping.
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong(Vec<u8>),
+    /// A close frame.
+    Close(Option<(u16, String)>),
+}
+
+/// The client side of one connection, sans I/O.
+pub struct Codec {
+    agreed: Option<Agreed>,
+    deflater: Compress,
+    inflater: Decompress,
+    input: Vec<u8>,
+    /// A fragmented message: opcode, compressed, payload so far.
+    fragments: Option<(u8, bool, Vec<u8>)>,
+    max_message: usize,
+    /// Masks come from a xorshift seeded at random.
+    mask: u64,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("agreed", &self.agreed)
+            .finish()
+    }
+}
+
+impl Codec {
+    /// A codec for a connection that agreed on `agreed` (or on no extension).
+    pub fn new(agreed: Option<Agreed>) -> Codec {
+        Codec {
+            agreed,
+            deflater: Compress::new(Compression::new(6), false),
+            inflater: Decompress::new(false),
+            input: Vec::new(),
+            fragments: None,
+            max_message: 64 << 20,
+            mask: random_u64() | 1,
+        }
+    }
+
+    /// What was agreed.
+    pub fn agreed(&self) -> Option<Agreed> {
+        self.agreed
+    }
+
+    /// Appends a masked text frame, compressed (RSV1) when `compress` and deflate was
+    /// agreed.
+    pub fn encode_text(&mut self, text: &str, compress: bool, out: &mut Vec<u8>) {
+        if compress && self.agreed.is_some() {
+            let payload = self.compress(text.as_bytes());
+            self.encode_frame(0xC1, &payload, out);
+        } else {
+            self.encode_frame(0x81, text.as_bytes(), out);
+        }
+    }
+
+    /// Appends one masked frame whose first byte is `first`.
+    pub fn encode_frame(&mut self, first: u8, payload: &[u8], out: &mut Vec<u8>) {
+        let mask = self.next_mask();
+        encode(first, payload, mask, out);
+    }
+
+    /// Compresses one message as the agreement says (RFC 7692 §7.2.1), without the tail.
+    pub fn compress(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut payload = Vec::with_capacity(data.len() / 2 + 64);
+        let mut input = data;
+        loop {
+            let before = self.deflater.total_in();
+            if self
+                .deflater
+                .compress_vec(input, &mut payload, FlushCompress::Sync)
+                .is_err()
+            {
+                break;
+            }
+            let used = (self.deflater.total_in() - before) as usize;
+            input = &input[used.min(input.len())..];
+            if input.is_empty() && payload.len() < payload.capacity() {
+                break;
+            }
+            payload.reserve(payload.capacity().max(64));
+        }
+        if payload.ends_with(&TAIL) {
+            payload.truncate(payload.len() - 4);
+        }
+        if self.agreed.is_none_or(|a| a.client_no_context_takeover) {
+            self.deflater.reset();
+        }
+        payload
+    }
+
+    fn next_mask(&mut self) -> [u8; 4] {
+        self.mask ^= self.mask << 13;
+        self.mask ^= self.mask >> 7;
+        self.mask ^= self.mask << 17;
+        (self.mask as u32).to_ne_bytes()
+    }
+
+    /// Appends a masked close frame.
+    pub fn encode_close(&mut self, code: u16, out: &mut Vec<u8>) {
+        let mask = self.next_mask();
+        encode(0x88, &code.to_be_bytes(), mask, out);
+    }
+
+    /// Appends a masked pong.
+    pub fn encode_pong(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        let mask = self.next_mask();
+        encode(0x8A, payload, mask, out);
+    }
+
+    /// Bytes read from the server.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame or message from what was fed, if there is one.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, String> {
+        loop {
+            let Some((first, payload, used)) = parse(&self.input)? else {
+                return Ok(None);
+            };
+            let payload = payload.to_vec();
+            self.input.drain(..used);
+            let fin = first & 0x80 != 0;
+            let rsv1 = first & 0x40 != 0;
+            if first & 0x30 != 0 {
+                return Err(format!("reserved bits in {first:#04x}"));
+            }
+            if rsv1 && self.agreed.is_none() {
+                return Err("RSV1 without permessage-deflate".into());
+            }
+            let opcode = first & 0x0F;
+            if opcode >= 8 {
+                if rsv1 || !fin {
+                    return Err(format!("bad control frame {first:#04x}"));
+                }
+                return Ok(Some(match opcode {
+                    0x8 => Frame::Close(match payload.as_slice() {
+                        [] => None,
+                        [h, l, reason @ ..] => Some((
+                            u16::from_be_bytes([*h, *l]),
+                            String::from_utf8_lossy(reason).into_owned(),
+                        )),
+                        _ => return Err("one-byte close payload".into()),
+                    }),
+                    0x9 => Frame::Ping(payload),
+                    0xA => Frame::Pong(payload),
+                    _ => return Err(format!("reserved opcode {opcode}")),
+                }));
+            }
+            let (opcode, compressed, data) = match (opcode, self.fragments.take()) {
+                (0, Some((op, compressed, mut data))) => {
+                    if rsv1 {
+                        return Err("RSV1 on a continuation frame".into());
+                    }
+                    data.extend_from_slice(&payload);
+                    (op, compressed, data)
+                }
+                (0, None) => return Err("continuation without a message".into()),
+                (_, Some(_)) => return Err("new message inside a fragmented one".into()),
+                (op @ (1 | 2), None) => (op, rsv1, payload),
+                (op, _) => return Err(format!("reserved opcode {op}")),
+            };
+            if !fin {
+                self.fragments = Some((opcode, compressed, data));
+                continue;
+            }
+            let data = if compressed {
+                self.inflate(&data)?
+            } else {
+                data
+            };
+            return Ok(Some(if opcode == 1 {
+                let text = String::from_utf8(data).map_err(|_| "text is not UTF-8")?;
+                Frame::Text(text, compressed)
+            } else {
+                Frame::Binary(data)
+            }));
+        }
+    }
+
+    fn inflate(&mut self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(payload.len() * 4 + 64);
+        for mut input in [payload, &TAIL[..]] {
+            loop {
+                if out.len() == out.capacity() {
+                    if out.len() > self.max_message {
+                        return Err("inflated message too big".into());
+                    }
+                    out.reserve(out.capacity().max(1024));
+                }
+                let before = self.inflater.total_in();
+                let status = self
+                    .inflater
+                    .decompress_vec(input, &mut out, FlushDecompress::Sync)
+                    .map_err(|e| format!("inflate: {e}"))?;
+                let used = (self.inflater.total_in() - before) as usize;
+                input = &input[used.min(input.len())..];
+                if status == Status::StreamEnd {
+                    self.inflater.reset(false);
+                    return Ok(out);
+                }
+                if input.is_empty() && out.len() < out.capacity() {
+                    break;
+                }
+            }
+        }
+        if self.agreed.is_some_and(|a| a.server_no_context_takeover) {
+            self.inflater.reset(false);
+        }
+        Ok(out)
+    }
+}
+
+/// A server frame: its first byte, its payload, and the bytes it took.
+type Parsed<'a> = (u8, &'a [u8], usize);
+
+/// One server frame at the start of `input`.
+fn parse(input: &[u8]) -> Result<Option<Parsed<'_>>, String> {
+    let [first, second, ..] = *input else {
+        return Ok(None);
+    };
+    if second & 0x80 != 0 {
+        return Err("masked server frame".into());
+    }
+    let (len, at) = match second & 0x7F {
+        126 => match input.get(2..4) {
+            Some(b) => (u16::from_be_bytes([b[0], b[1]]) as usize, 4),
+            None => return Ok(None),
+        },
+        127 => match input.get(2..10) {
+            Some(b) => (
+                u64::from_be_bytes(b.try_into().map_err(|_| "length")?) as usize,
+                10,
+            ),
+            None => return Ok(None),
+        },
+        n => (n as usize, 2),
+    };
+    match input.get(at..at + len) {
+        Some(payload) => Ok(Some((first, payload, at + len))),
+        None => Ok(None),
+    }
+}
+
+/// Appends one masked client frame.
+fn encode(first: u8, payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
+    out.push(first);
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+}
+
+/// The upgrade request for `path` on `host`, offering `offer` (if any).
+pub fn upgrade_request(host: &str, path: &str, offer: Option<&str>) -> String {
+    let key = crate::util::random_u64().to_be_bytes();
+    let key = base64(&[key, key].concat()[..16]);
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+    );
+    if let Some(offer) = offer {
+        request.push_str(&format!("Sec-WebSocket-Extensions: {offer}\r\n"));
+    }
+    request.push_str("\r\n");
+    request
+}
+
+/// A response head: status, headers (names lowercased), and the bytes it took.
+pub type Head = (u16, Vec<(String, String)>, usize);
+
+/// A response head at the start of `input`; `None` until all of it is there.
+pub fn parse_head(input: &[u8]) -> Result<Option<Head>, String> {
+    let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&input[..end]);
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status line")?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(Some((status, headers, end + 4)))
+}
+
+/// The value of header `name` (lowercase), all fields joined with `, `.
+pub fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+    let values: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+        for _ in chunk.len()..3 {
+            out.push('=');
+        }
+    }
+    out
+}
+
+/// A blocking client connection with [`Codec`], counting the bytes on the wire.
+#[derive(Debug)]
+pub struct DeflateWs {
+    stream: TcpStream,
+    codec: Codec,
+    /// The server's `Sec-WebSocket-Extensions` answer, if any.
+    pub answer: Option<String>,
+    /// Bytes read after the handshake.
+    pub bytes_in: u64,
+    /// Bytes written after the handshake.
+    pub bytes_out: u64,
+}
+
+impl DeflateWs {
+    /// Connects to `addr`, upgrades `path` offering `offer`, and checks the answer. A
+    /// server that answers without the extension gives a connection without it.
+    pub fn connect(
+        addr: &str,
+        path: &str,
+        offer: Option<&str>,
+        timeout: Duration,
+    ) -> Result<DeflateWs, String> {
+        let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_nodelay(true))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(upgrade_request(addr, path, offer).as_bytes())
+            .map_err(|e| format!("write the upgrade: {e}"))?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let (status, headers, used) = loop {
+            if let Some(head) = parse_head(&buf)? {
+                break head;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err("closed before the upgrade response".into()),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(format!("read the upgrade response: {e}")),
+            }
+        };
+        if status != 101 {
+            return Err(format!("upgrade answered {status}"));
+        }
+        let answer = header(&headers, "sec-websocket-extensions");
+        let agreed = match (&answer, offer) {
+            (Some(answer), Some(offer)) => Some(check_answer(answer, offer)?),
+            (Some(answer), None) => return Err(format!("extension {answer:?} never offered")),
+            (None, _) => None,
+        };
+        let mut codec = Codec::new(agreed);
+        codec.feed(&buf[used..]);
+        Ok(DeflateWs {
+            stream,
+            codec,
+            answer,
+            bytes_in: (buf.len() - used) as u64,
+            bytes_out: 0,
+        })
+    }
+
+    /// What was agreed (`None`: no extension).
+    pub fn agreed(&self) -> Option<Agreed> {
+        self.codec.agreed()
+    }
+
+    /// Sends a text message, compressed if `compress` and agreed.
+    pub fn send(&mut self, text: &str, compress: bool) -> io::Result<()> {
+        let mut out = Vec::new();
+        self.codec.encode_text(text, compress, &mut out);
+        self.write(&out)
+    }
+
+    /// Sends raw bytes (for hostile frames).
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.bytes_out += bytes.len() as u64;
+        self.stream.write_all(bytes)
+    }
+
+    /// Sends a close frame.
+    pub fn close(&mut self, code: u16) -> io::Result<()> {
+        let mut out = Vec::new();
+        self.codec.encode_close(code, &mut out);
+        self.write(&out)
+    }
+
+    /// The next message or control frame (pings are answered and returned too);
+    /// `Ok(None)` once the server closed the connection.
+    pub fn recv(&mut self) -> Result<Option<Frame>, String> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(frame) = self.codec.next_frame()? {
+                if let Frame::Ping(payload) = &frame {
+                    let mut out = Vec::new();
+                    self.codec.encode_pong(payload, &mut out);
+                    let _ = self.write(&out);
+                }
+                return Ok(Some(frame));
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    self.bytes_in += n as u64;
+                    self.codec.feed(&chunk[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(None),
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+
+    /// The next text message other than a heartbeat `h`, with whether it came compressed.
+    pub fn recv_text(&mut self) -> Result<(String, bool), String> {
+        loop {
+            match self.recv()? {
+                Some(Frame::Text(t, _)) if t == "h" => continue,
+                Some(Frame::Text(t, compressed)) => return Ok((t, compressed)),
+                Some(Frame::Ping(_) | Frame::Pong(_)) => continue,
+                Some(other) => return Err(format!("expected text, got {other:?}")),
+                None => return Err("connection closed".into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_checked_as_a_client_must() {
+        let ok = check_answer(
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            CHROMIUM_OFFER,
+        )
+        .unwrap();
+        assert!(ok.server_no_context_takeover && ok.client_no_context_takeover);
+        for bad in [
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            "permessage-deflate; foo",
+            "permessage-deflate; server_max_window_bits=16",
+            "permessage-deflate; server_max_window_bits",
+            "x-webkit-deflate-frame",
+            "permessage-deflate, permessage-deflate",
+        ] {
+            assert!(check_answer(bad, CHROMIUM_OFFER).is_err(), "{bad}");
+        }
+        assert!(
+            check_answer(
+                "permessage-deflate; client_max_window_bits=10",
+                "permessage-deflate"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn base64_key() {
+        assert_eq!(base64(b"the sample nonce"), "dGhlIHNhbXBsZSBub25jZQ==");
+    }
+
+    #[test]
+    fn server_frames_in_pieces() {
+        // RFC 7692 §7.2.3.1's "Hello" as a server frame, fed a byte at a time.
+        let frame = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let mut codec = Codec::new(Some(Agreed::default()));
+        for b in &frame[..frame.len() - 1] {
+            codec.feed(&[*b]);
+            assert_eq!(codec.next_frame(), Ok(None));
+        }
+        codec.feed(&frame[frame.len() - 1..]);
+        assert_eq!(
+            codec.next_frame(),
+            Ok(Some(Frame::Text("Hello".into(), true)))
+        );
+        let mut plain = Codec::new(None);
+        plain.feed(&frame);
+        assert!(plain.next_frame().is_err());
+    }
+}

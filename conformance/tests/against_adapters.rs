@@ -1,0 +1,76 @@
+//! Every conformance check against both adapters, in-process on ephemeral loopback ports,
+//! with the protocol suite's four services (the shared test kit's) and short delays; for
+//! sockjs-tokio also mounted in axum with `nest_service`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sockjs_core::Options;
+use sockjs_core::driver::Config;
+use support::{ADAPTERS, start_services, suite};
+
+const HEARTBEAT: Duration = Duration::from_millis(1000);
+const DISCONNECT: Duration = Duration::from_millis(1500);
+
+fn base() -> Options {
+    Options {
+        hixie76: true,
+        heartbeat_delay: HEARTBEAT,
+        disconnect_delay: DISCONNECT,
+        ..Options::default()
+    }
+}
+
+fn check(addr: SocketAddr) {
+    let report = conformance::run(
+        &conformance::Config::new(format!("http://{addr}"))
+            .heartbeat(HEARTBEAT)
+            .disconnect(DISCONNECT),
+    );
+    println!("{}", report.summary());
+    report.assert_success();
+}
+
+#[test]
+fn every_conformance_check_passes_against_both_adapters() {
+    for adapter in ADAPTERS {
+        println!("{adapter:?}");
+        let target = start_services(adapter, Config::default(), suite(&base()));
+        check(target.addr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_check_passes_against_sockjs_tokio_in_axum() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut app = axum::Router::new();
+    for mut mount in suite(&base()) {
+        // axum strips the mount path; the `axum` feature reads its ConnectInfo and
+        // OriginalUri.
+        mount.options.prefix.clear();
+        let handler = mount.handler;
+        // Under a server whose sockets it cannot see, a receiver that would get 2010 waits
+        // the abort grace for the attached one to turn out gone; the abort stress checks
+        // provoke a real 2010 in every polling round, so keep the wait short here.
+        let config = Config {
+            abort_grace: Duration::from_millis(20),
+            ..Config::default()
+        };
+        let service = sockjs_tokio::SockJs::builder(mount.options)
+            .config(config)
+            .build(move |s| handler(s))
+            .expect("valid options");
+        app = app.nest_service(&mount.prefix, service);
+    }
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::task::spawn_blocking(move || check(addr))
+        .await
+        .expect("suite ran");
+    server.abort();
+}

@@ -1,0 +1,174 @@
+//! permessage-deflate (RFC 7692) over real sockets on both adapters: the conformance check
+//! negotiates it when the service offers it (and is skipped when it does not), compressed
+//! messages flow both ways in both context-takeover modes, and what a client may not send
+//! closes the socket with the right code.
+
+mod support;
+
+use std::time::Duration;
+
+use conformance::deflate::{CHROMIUM_OFFER, DeflateWs, Frame};
+use conformance::runner::Status;
+use sockjs_core::driver::Config;
+use sockjs_core::{DeflateOptions, Options};
+use support::{ADAPTERS, Adapter, Target, start_services, suite, within};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn start(adapter: Adapter, deflate: Option<DeflateOptions>) -> Target {
+    let base = Options {
+        permessage_deflate: deflate,
+        max_message_size: 64 * 1024,
+        ..Options::default()
+    };
+    start_services(adapter, Config::default(), suite(&base))
+}
+
+fn takeover() -> DeflateOptions {
+    DeflateOptions {
+        server_context_takeover: true,
+        client_context_takeover: true,
+        ..DeflateOptions::default()
+    }
+}
+
+/// The conformance check's outcome against `target`.
+fn check(target: &Target) -> Status {
+    let config =
+        conformance::Config::new(format!("http://{}", target.addr)).filter("permessage_deflate");
+    let report = conformance::run_checks(&config, conformance::selected_checks(&config));
+    assert_eq!(report.results.len(), 1, "{}", report.table(true));
+    report.results[0].status.clone()
+}
+
+fn open(target: &Target, offer: Option<&str>) -> DeflateWs {
+    let path = format!(
+        "/echo/000/{}/websocket",
+        conformance::util::random_session_id()
+    );
+    let mut ws =
+        DeflateWs::connect(&target.host(), &path, offer, Duration::from_secs(5)).expect("upgraded");
+    assert_eq!(ws.recv_text().expect("open frame").0, "o");
+    ws
+}
+
+/// The close frame the server ends with (after any messages).
+fn close_code(ws: &mut DeflateWs) -> Option<u16> {
+    loop {
+        match ws.recv() {
+            Ok(Some(Frame::Close(close))) => return close.map(|(code, _)| code),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn the_conformance_check_negotiates_it_when_offered_on_both_adapters() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let on = start(adapter, Some(DeflateOptions::default()));
+            assert_eq!(check(&on), Status::Pass, "{adapter:?} with deflate");
+            let with_takeover = start(adapter, Some(takeover()));
+            assert_eq!(check(&with_takeover), Status::Pass, "{adapter:?} takeover");
+            let off = start(adapter, None);
+            assert!(
+                matches!(check(&off), Status::Skip(_)),
+                "{adapter:?} without deflate: skipped"
+            );
+        }
+    });
+}
+
+#[test]
+fn messages_flow_compressed_both_ways_in_both_modes() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            for (mode, settings) in [
+                ("reset", DeflateOptions::default()),
+                ("takeover", takeover()),
+            ] {
+                let target = start(adapter, Some(settings));
+                let mut ws = open(&target, Some(CHROMIUM_OFFER));
+                let answer = ws.answer.clone().expect("negotiated");
+                let expected = if mode == "reset" {
+                    "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+                } else {
+                    "permessage-deflate"
+                };
+                assert_eq!(answer, expected, "{adapter:?} {mode}");
+                let item = r#"{\"id\":1,\"name\":\"a user\",\"tags\":[\"x\",\"y\"]}"#;
+                let body = format!("[\"{}\"]", vec![item; 30].join(","));
+                let (mut wire_in, mut wire_out) = (Vec::new(), Vec::new());
+                for round in 0..5 {
+                    let (in0, out0) = (ws.bytes_in, ws.bytes_out);
+                    ws.send(&body, true).expect("send");
+                    let (echo, compressed) = ws.recv_text().expect("echo");
+                    assert_eq!(echo, format!("a{body}"), "{adapter:?} {mode} round {round}");
+                    assert!(compressed, "{adapter:?} {mode}: the echo came compressed");
+                    wire_in.push(ws.bytes_in - in0);
+                    wire_out.push(ws.bytes_out - out0);
+                }
+                // Small messages go uncompressed (below the minimum size).
+                ws.send(r#"["hi"]"#, false).expect("send");
+                assert_eq!(ws.recv_text().expect("echo"), (r#"a["hi"]"#.into(), false));
+                println!(
+                    "{adapter:?} {mode}: {} B message, wire in {wire_in:?}, out {wire_out:?}",
+                    body.len()
+                );
+                assert!(wire_in[0] < body.len() as u64 / 4, "{wire_in:?}");
+                if mode == "takeover" {
+                    // The window carries the earlier messages: later ones shrink.
+                    assert!(wire_in[4] < wire_in[0] / 2, "{wire_in:?}");
+                    assert!(wire_out[4] < wire_out[0] / 2, "{wire_out:?}");
+                }
+                ws.close(1000).expect("close");
+                assert_eq!(close_code(&mut ws), Some(1000));
+            }
+        }
+    });
+}
+
+#[test]
+fn what_a_client_may_not_send_closes_the_socket() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let off = start(adapter, None);
+            // RFC 7692 §6: RSV1 without the extension negotiated is a protocol error.
+            let mut ws = open(&off, Some(CHROMIUM_OFFER));
+            assert_eq!(ws.answer, None, "{adapter:?}: not offered");
+            let mut codec = conformance::deflate::Codec::new(Some(Default::default()));
+            let payload = codec.compress(br#"["x"]"#);
+            let mut frame = Vec::new();
+            codec.encode_frame(0xC1, &payload, &mut frame);
+            ws.write(&frame).expect("write");
+            assert_eq!(close_code(&mut ws), Some(1002), "{adapter:?} RSV1 off");
+
+            let on = start(adapter, Some(DeflateOptions::default()));
+            // RSV1 on a control frame.
+            let mut ws = open(&on, Some(CHROMIUM_OFFER));
+            let mut frame = Vec::new();
+            codec.encode_frame(0xC9, b"", &mut frame);
+            ws.write(&frame).expect("write");
+            assert_eq!(close_code(&mut ws), Some(1002), "{adapter:?} RSV1 ping");
+            // Data that does not inflate.
+            let mut ws = open(&on, Some(CHROMIUM_OFFER));
+            let mut frame = Vec::new();
+            codec.encode_frame(0xC1, &[0xff, 0xff, 0xff, 0xff], &mut frame);
+            ws.write(&frame).expect("write");
+            assert_eq!(close_code(&mut ws), Some(1007), "{adapter:?} bad data");
+            // A bomb: 4 MiB of spaces in a few kilobytes, over the 64 KiB bound once
+            // inflated: 1009, and the session ends.
+            let mut ws = open(&on, Some(CHROMIUM_OFFER));
+            let bomb = format!("[\"{}\"]", " ".repeat(4 << 20));
+            let before = ws.bytes_out;
+            ws.send(&bomb, true).expect("send");
+            assert!(
+                ws.bytes_out - before < 16 * 1024,
+                "{}",
+                ws.bytes_out - before
+            );
+            assert_eq!(close_code(&mut ws), Some(1009), "{adapter:?} bomb");
+        }
+    });
+}

@@ -1,0 +1,1701 @@
+//! The driver's shared semantics over real loopback sockets, written once and run against
+//! both adapters (sockjs-smol and sockjs-tokio's `serve`): the session API, the lifecycle
+//! of a session and its handles, the inbound and outgoing bounds, the delivery wait, the
+//! request and write timeouts, graceful shutdown, binary WebSocket messages and hixie-76's
+//! key3. Every test asserts the same outcome on both adapters.
+//!
+//! Tests never assert tight timings: lower bounds are the configured delays (timers do not
+//! fire early), upper bounds are generous; every wait is bounded.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use conformance::http::{Conn, Request, Response};
+use sockjs_core::driver::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session};
+use sockjs_core::{CloseReason, Options, OriginalUri, SendError, SessionState, Transport};
+use support::{ADAPTERS, Adapter, Handler, Mount, Target, handler, sleep, start_services, within};
+use tungstenite::{Message, WebSocket};
+
+/// Bound of one test (both adapters).
+const LIMIT: Duration = Duration::from_secs(60);
+/// How long a test waits for something a handler reports.
+const WAIT: Duration = Duration::from_secs(10);
+/// The services' disconnect delay: HTTP sessions end this long after their last receiver.
+const DISCONNECT: Duration = Duration::from_millis(300);
+
+fn options() -> Options {
+    Options {
+        disconnect_delay: DISCONNECT,
+        ..Options::default()
+    }
+}
+
+fn config() -> Config {
+    Config {
+        shards: 2,
+        ..Config::default()
+    }
+}
+
+/// Starts `adapter` with one service at `/app`.
+fn serve(adapter: Adapter, config: Config, options: Options, handler: Handler) -> Target {
+    start_services(adapter, config, vec![Mount::new("/app", options, handler)])
+}
+
+/// A session id no other test uses, starting with `kind`.
+fn sid(kind: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{kind}{}x{}",
+        N.fetch_add(1, Ordering::Relaxed),
+        std::process::id()
+    )
+}
+
+fn path(id: &str, transport: &str) -> String {
+    format!("/app/000/{id}/{transport}")
+}
+
+fn post(target: &Target, path: &str, body: &str) -> Response {
+    target.request(&Request::new("POST", path).body(body))
+}
+
+/// One xhr poll of session `id`: the response body.
+fn xhr(target: &Target, id: &str) -> String {
+    let response = post(target, &path(id, "xhr"), "");
+    assert_eq!(response.status(), 200, "{}", response.text());
+    response.text()
+}
+
+/// One xhr_send to session `id`: the status.
+fn xhr_send(target: &Target, id: &str, body: &str) -> u16 {
+    post(target, &path(id, "xhr_send"), body).status()
+}
+
+/// An open xhr_streaming receiver, past the prelude and the `o` frame.
+fn stream(target: &Target, id: &str) -> Conn {
+    let mut conn = target.conn();
+    conn.send(&Request::new("POST", &path(id, "xhr_streaming")))
+        .unwrap();
+    let head = conn.read_head().unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(conn.read_chunk().unwrap().len(), 2049, "prelude");
+    assert_eq!(conn.read_chunk().unwrap(), b"o\n");
+    conn
+}
+
+fn chunk_text(conn: &mut Conn) -> String {
+    String::from_utf8(conn.read_chunk().unwrap()).unwrap()
+}
+
+/// A SockJS WebSocket of session `id`, past the `o` frame.
+fn ws(target: &Target, id: &str) -> WebSocket<TcpStream> {
+    target.ws(&path(id, "websocket"))
+}
+
+/// The next text frame (heartbeats skipped), or `close CODE REASON`, or `None`.
+fn next(ws: &mut WebSocket<TcpStream>) -> Option<String> {
+    support::ws_text(ws)
+}
+
+fn say(ws: &mut WebSocket<TcpStream>, text: &str) {
+    ws.send(Message::text(text)).unwrap();
+}
+
+/// Reads until the connection ends (EOF or reset), discarding what comes; `false` if it
+/// is still open after `limit`.
+fn ends_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut scratch = vec![0u8; 256 * 1024];
+    while Instant::now() < deadline {
+        match stream.read(&mut scratch) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Handler reports, received by the test.
+struct Reports<T> {
+    tx: Sender<T>,
+    rx: Receiver<T>,
+}
+
+impl<T: Send + 'static> Reports<T> {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::channel();
+        Reports { tx, rx }
+    }
+
+    fn sender(&self) -> Sender<T> {
+        self.tx.clone()
+    }
+
+    fn next(&self) -> T {
+        self.rx.recv_timeout(WAIT).expect("a handler report")
+    }
+
+    fn none_for(&self, wait: Duration) -> bool {
+        self.rx.recv_timeout(wait).is_err()
+    }
+}
+
+/// Named one-shot signals from the test to handlers (and their threads).
+#[derive(Clone, Default)]
+struct Gates(Arc<Mutex<HashSet<String>>>);
+
+impl Gates {
+    fn open(&self, name: &str) {
+        self.0.lock().unwrap().insert(name.to_owned());
+    }
+
+    fn take(&self, name: &str) -> bool {
+        self.0.lock().unwrap().remove(name)
+    }
+
+    async fn wait(&self, name: &str) {
+        while !self.take(name) {
+            sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn wait_blocking(&self, name: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.take(name) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn closed_with(code: u16, reason: &str) -> Option<CloseReason> {
+    Some(CloseReason::Closed {
+        code,
+        reason: reason.to_owned(),
+    })
+}
+
+fn close_frame(code: u16, reason: &str) -> String {
+    format!("c[{code},\"{reason}\"]")
+}
+
+// ---------------------------------------------------------------------------------------
+// The session API
+// ---------------------------------------------------------------------------------------
+
+/// What a handler saw of its session when it opened.
+#[derive(Debug)]
+struct Opened {
+    id: String,
+    sender_id: String,
+    key_matches: bool,
+    transport: Transport,
+    /// The path as the client asked for it (`OriginalUri` where a router stripped it).
+    asked: String,
+    /// The path of the request the service got.
+    path: String,
+    probe: Option<String>,
+    peer: Option<SocketAddr>,
+    state: SessionState,
+    is_closed: bool,
+    reason: Option<CloseReason>,
+}
+
+fn opened(session: &Session) -> Opened {
+    let request = session.request();
+    let asked = request
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(request.uri.path(), |original| original.0.path());
+    Opened {
+        id: session.id().to_owned(),
+        sender_id: session.sender().id().to_owned(),
+        key_matches: session.key() == session.sender().key(),
+        transport: session.transport(),
+        asked: asked.to_owned(),
+        path: request.uri.path().to_owned(),
+        probe: request
+            .headers
+            .get("x-probe")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        peer: session.peer_addr(),
+        state: session.state(),
+        is_closed: session.is_closed(),
+        reason: session.close_reason(),
+    }
+}
+
+fn check_opened(seen: &Opened, id: &str, transport: Transport, asked: &str, probe: &str) {
+    assert_eq!(seen.id, id);
+    assert_eq!(seen.sender_id, id);
+    assert!(seen.key_matches, "the session and its sender share a key");
+    assert_eq!(seen.transport, transport);
+    assert_eq!(seen.asked, asked);
+    // Under sockjs-tokio's `Routes` (as under axum) the service sees the path with its
+    // mount point stripped; sockjs-smol hands it over whole.
+    assert!(
+        asked.ends_with(&seen.path),
+        "{:?} is a tail of {asked:?}",
+        seen.path
+    );
+    assert_eq!(seen.probe.as_deref(), Some(probe));
+    assert_eq!(seen.state, SessionState::Open);
+    assert!(!seen.is_closed);
+    assert_eq!(seen.reason, None);
+}
+
+#[test]
+fn a_session_exposes_its_id_key_transport_opening_request_and_peer() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let reports = Reports::new();
+            let tx = reports.sender();
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                handler(move |mut session: Session| {
+                    let _ = tx.send(opened(&session));
+                    async move {
+                        while let Some(text) = session.recv().await {
+                            let _ = session.send(text);
+                        }
+                    }
+                }),
+            );
+
+            // xhr polling, from a client whose address is known.
+            let id = sid("api");
+            let (socket, _) = target.conn().into_stream();
+            let local = socket.local_addr().unwrap();
+            let mut conn = Conn::new(socket, &target.host());
+            let response = conn
+                .roundtrip(&Request::new("POST", &path(&id, "xhr")).header("X-Probe", "xhr-1"))
+                .unwrap();
+            assert_eq!(response.text(), "o\n");
+            let seen = reports.next();
+            check_opened(
+                &seen,
+                &id,
+                Transport::XhrPolling,
+                &path(&id, "xhr"),
+                "xhr-1",
+            );
+            assert_eq!(seen.peer, Some(local), "{adapter:?}");
+
+            // A SockJS WebSocket.
+            let id = sid("api");
+            let mut socket = target.raw_ws(&path(&id, "websocket"), &[("X-Probe", "ws-1")]);
+            assert_eq!(next(&mut socket).as_deref(), Some("o"));
+            let seen = reports.next();
+            check_opened(
+                &seen,
+                &id,
+                Transport::WebSocket,
+                &path(&id, "websocket"),
+                "ws-1",
+            );
+            assert_eq!(seen.peer, Some(socket.get_ref().local_addr().unwrap()));
+            say(&mut socket, r#"["hi"]"#);
+            assert_eq!(next(&mut socket).as_deref(), Some(r#"a["hi"]"#));
+
+            // A raw WebSocket: no session id.
+            let mut raw = target.raw_ws("/app/websocket", &[("X-Probe", "raw-1")]);
+            let seen = reports.next();
+            check_opened(
+                &seen,
+                "",
+                Transport::RawWebSocket,
+                "/app/websocket",
+                "raw-1",
+            );
+            let ip = seen.peer.map(|p| p.ip());
+            assert_eq!(ip, Some([127, 0, 0, 1].into()), "{adapter:?}");
+            say(&mut raw, "plain");
+            assert_eq!(next(&mut raw).as_deref(), Some("plain"));
+        }
+    });
+}
+
+/// What a handler saw around `close` and after the end.
+#[derive(Debug)]
+enum Lived {
+    Closing {
+        first: Result<(), SendError>,
+        state: SessionState,
+        second: Result<(), SendError>,
+        send: Result<(), SendError>,
+        is_closed: bool,
+        reason: Option<CloseReason>,
+    },
+    Ended {
+        state: SessionState,
+        is_closed: bool,
+        reason: Option<CloseReason>,
+        send: Result<(), SendError>,
+        close: Result<(), SendError>,
+        sender_send: Result<(), SendError>,
+        sender_state: SessionState,
+    },
+}
+
+/// Closes the session with 3001 "bye" on `close`, echoes anything else; reports around
+/// the close and once the session has ended.
+fn lifecycle_handler(tx: Sender<Lived>) -> Handler {
+    handler(move |mut session: Session| {
+        let tx = tx.clone();
+        async move {
+            let sender = session.sender();
+            while let Some(text) = session.recv().await {
+                if text != "close" {
+                    let _ = session.send(text);
+                    continue;
+                }
+                let first = session.close(3001, "bye");
+                let state = session.state();
+                let second = session.close(3002, "again");
+                let send = session.send("late");
+                let _ = tx.send(Lived::Closing {
+                    first,
+                    state,
+                    second,
+                    send,
+                    is_closed: session.is_closed(),
+                    reason: session.close_reason(),
+                });
+            }
+            // `recv` returned `None`: the session has ended, `closed()` resolves at once.
+            session.closed().await;
+            let _ = tx.send(Lived::Ended {
+                state: session.state(),
+                is_closed: session.is_closed(),
+                reason: session.close_reason(),
+                send: session.send("after the end"),
+                close: session.close(3003, "after the end"),
+                sender_send: sender.send("after the end"),
+                sender_state: sender.state(),
+            });
+        }
+    })
+}
+
+fn check_ended(lived: Lived, reason: Option<CloseReason>) {
+    let Lived::Ended {
+        state,
+        is_closed,
+        reason: seen,
+        send,
+        close,
+        sender_send,
+        sender_state,
+    } = lived
+    else {
+        panic!("expected the end, got {lived:?}");
+    };
+    assert_eq!(state, SessionState::Closed);
+    assert_eq!(sender_state, SessionState::Closed);
+    assert!(is_closed);
+    assert_eq!(seen, reason);
+    assert_eq!(send, Err(SendError::UnknownSession));
+    assert_eq!(close, Err(SendError::UnknownSession));
+    assert_eq!(sender_send, Err(SendError::UnknownSession));
+}
+
+#[test]
+fn over_http_close_is_ok_then_not_open_and_the_state_goes_open_closing_closed() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let reports = Reports::new();
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                lifecycle_handler(reports.sender()),
+            );
+            let id = sid("life");
+            assert_eq!(xhr(&target, &id), "o\n");
+            assert_eq!(xhr_send(&target, &id, r#"["close"]"#), 204);
+            match reports.next() {
+                Lived::Closing {
+                    first,
+                    state,
+                    second,
+                    send,
+                    is_closed,
+                    reason,
+                } => {
+                    assert_eq!(first, Ok(()), "{adapter:?}");
+                    assert_eq!(state, SessionState::Closing);
+                    assert_eq!(second, Err(SendError::NotOpen));
+                    assert_eq!(send, Err(SendError::NotOpen));
+                    assert!(!is_closed, "closing is not closed yet");
+                    assert_eq!(reason, None);
+                }
+                other => panic!("{adapter:?}: {other:?}"),
+            }
+            // The close frame is replayed to every receiver until the disconnect delay.
+            assert_eq!(xhr(&target, &id), close_frame(3001, "bye") + "\n");
+            assert_eq!(xhr(&target, &id), close_frame(3001, "bye") + "\n");
+            check_ended(reports.next(), closed_with(3001, "bye"));
+        }
+    });
+}
+
+#[test]
+fn over_a_websocket_close_ends_the_session_at_once() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let reports = Reports::new();
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                lifecycle_handler(reports.sender()),
+            );
+            // SockJS framing: the close frame as a message, then a 1000 close.
+            let id = sid("life");
+            let mut socket = ws(&target, &id);
+            say(&mut socket, r#"["close"]"#);
+            assert_eq!(next(&mut socket), Some(close_frame(3001, "bye")));
+            assert_eq!(
+                next(&mut socket).as_deref(),
+                Some("close 1000 Normal closure")
+            );
+            // Raw: the close code and reason go in the close frame.
+            let mut raw = target.raw_ws("/app/websocket", &[]);
+            say(&mut raw, "close");
+            assert_eq!(next(&mut raw).as_deref(), Some("close 3001 bye"));
+            for _ in 0..2 {
+                // A WebSocket session has no closing phase: `close` ends it at once.
+                match reports.next() {
+                    Lived::Closing {
+                        first,
+                        state,
+                        second,
+                        send,
+                        is_closed,
+                        reason,
+                    } => {
+                        assert_eq!(first, Ok(()), "{adapter:?}");
+                        assert_eq!(state, SessionState::Closed);
+                        assert_eq!(second, Err(SendError::UnknownSession));
+                        assert_eq!(send, Err(SendError::UnknownSession));
+                        assert!(is_closed);
+                        assert_eq!(reason, closed_with(3001, "bye"));
+                    }
+                    other => panic!("{adapter:?}: {other:?}"),
+                }
+                check_ended(reports.next(), closed_with(3001, "bye"));
+            }
+        }
+    });
+}
+
+/// What a `SessionSender` on another thread saw.
+#[derive(Debug)]
+struct SenderSaw {
+    sent: Result<(), SendError>,
+    state: SessionState,
+    after: SessionState,
+    is_closed: bool,
+    reason: Option<CloseReason>,
+    send_after: Result<(), SendError>,
+    close_after: Result<(), SendError>,
+}
+
+#[test]
+fn a_session_sender_sends_and_watches_from_another_thread() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let reports = Reports::new();
+            let tx = reports.sender();
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                handler(move |mut session: Session| {
+                    let tx = tx.clone();
+                    async move {
+                        let sender = session.sender();
+                        std::thread::spawn(move || {
+                            let sent = sender.send("from another thread");
+                            let state = sender.state();
+                            async_io::block_on(sender.closed());
+                            let _ = tx.send(SenderSaw {
+                                sent,
+                                state,
+                                after: sender.state(),
+                                is_closed: sender.is_closed(),
+                                reason: sender.close_reason(),
+                                send_after: sender.send("late"),
+                                close_after: sender.close(3000, "late"),
+                            });
+                        });
+                        while let Some(text) = session.recv().await {
+                            if text == "bye" {
+                                let _ = session.close(3002, "done");
+                            }
+                        }
+                    }
+                }),
+            );
+            let check = |saw: SenderSaw, reason: Option<CloseReason>| {
+                assert_eq!(saw.sent, Ok(()), "{adapter:?}");
+                assert_eq!(saw.state, SessionState::Open);
+                assert_eq!(saw.after, SessionState::Closed);
+                assert!(saw.is_closed);
+                assert_eq!(saw.reason, reason);
+                assert_eq!(saw.send_after, Err(SendError::UnknownSession));
+                assert_eq!(saw.close_after, Err(SendError::UnknownSession));
+            };
+
+            // Over xhr: the application closes.
+            let id = sid("sender");
+            assert_eq!(xhr(&target, &id), "o\n");
+            assert_eq!(xhr(&target, &id), "a[\"from another thread\"]\n");
+            assert_eq!(xhr_send(&target, &id, r#"["bye"]"#), 204);
+            assert_eq!(xhr(&target, &id), close_frame(3002, "done") + "\n");
+            check(reports.next(), closed_with(3002, "done"));
+
+            // Over a WebSocket: the client closes.
+            let id = sid("sender");
+            let mut socket = ws(&target, &id);
+            assert_eq!(
+                next(&mut socket).as_deref(),
+                Some(r#"a["from another thread"]"#)
+            );
+            socket.close(None).unwrap();
+            while next(&mut socket).is_some() {}
+            check(reports.next(), Some(CloseReason::ClientClosed));
+        }
+    });
+}
+
+#[test]
+fn the_close_reason_tells_timeout_client_close_and_abort_apart() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let reports = Reports::new();
+            let tx = reports.sender();
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                handler(move |mut session: Session| {
+                    let tx = tx.clone();
+                    async move {
+                        while session.recv().await.is_some() {}
+                        let _ = tx.send((session.id().to_owned(), session.close_reason()));
+                    }
+                }),
+            );
+            let mut expected = HashMap::new();
+
+            // No receiver comes back within the disconnect delay.
+            let id = sid("timeout");
+            assert_eq!(xhr(&target, &id), "o\n");
+            expected.insert(id, CloseReason::Timeout);
+
+            // The client closes its WebSocket with a close handshake.
+            let id = sid("client");
+            let mut socket = ws(&target, &id);
+            socket.close(None).unwrap();
+            while next(&mut socket).is_some() {}
+            expected.insert(id, CloseReason::ClientClosed);
+
+            // The client's WebSocket connection drops without a close handshake.
+            let id = sid("wsdrop");
+            let socket = ws(&target, &id);
+            drop(socket);
+            expected.insert(id, CloseReason::Aborted);
+
+            // A streaming receiver's connection drops.
+            let id = sid("streamdrop");
+            let conn = stream(&target, &id);
+            conn.close();
+            expected.insert(id, CloseReason::Aborted);
+
+            let mut seen = HashMap::new();
+            while seen.len() < expected.len() {
+                let (id, reason) = reports.next();
+                seen.insert(id, reason.expect("a reason once ended"));
+            }
+            assert_eq!(seen, expected, "{adapter:?}");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Lifecycle: handles and the end of a session
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn dropping_every_handle_closes_the_session_with_1000() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            // The handler returns at once: the `Session`, the only handle, is dropped.
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                handler(|_session: Session| async {}),
+            );
+            let id = sid("dropped");
+            assert_eq!(xhr(&target, &id), "o\n");
+            assert_eq!(
+                xhr(&target, &id),
+                close_frame(1000, "Normal closure") + "\n",
+                "{adapter:?}"
+            );
+
+            let mut socket = ws(&target, &sid("dropped"));
+            assert_eq!(next(&mut socket), Some(close_frame(1000, "Normal closure")));
+            assert_eq!(
+                next(&mut socket).as_deref(),
+                Some("close 1000 Normal closure")
+            );
+
+            let mut raw = target.raw_ws("/app/websocket", &[]);
+            assert_eq!(next(&mut raw).as_deref(), Some("close 1000 Normal closure"));
+        }
+    });
+}
+
+#[test]
+fn a_kept_sender_keeps_the_session_open_and_what_the_client_sends_meanwhile_is_discarded() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            // Two messages would overflow the inbound queue if they were kept.
+            let config = Config {
+                max_session_inbound: 1,
+                ..config()
+            };
+            let gates = Gates::default();
+            let reports = Reports::new();
+            let tx = reports.sender();
+            let handler_gates = gates.clone();
+            let target = serve(
+                adapter,
+                config,
+                options(),
+                handler(move |session: Session| {
+                    let (gates, tx) = (handler_gates.clone(), tx.clone());
+                    async move {
+                        let sender = session.sender();
+                        let id = session.id().to_owned();
+                        drop(session);
+                        // The handler has dropped its `Session`; a thread keeps the sender
+                        // until the test lets it go.
+                        let _ = tx.send(("returned", None));
+                        std::thread::spawn(move || {
+                            gates.wait_blocking(&id);
+                            let sent = sender.send("still here");
+                            let _ = tx.send(("sent", Some((sent, sender.state()))));
+                        });
+                    }
+                }),
+            );
+            let sent = || match reports.next() {
+                ("sent", Some((sent, state))) => {
+                    assert_eq!(sent, Ok(()), "{adapter:?}");
+                    assert_eq!(state, SessionState::Open);
+                }
+                other => panic!("{other:?}"),
+            };
+
+            let id = sid("kept");
+            assert_eq!(xhr(&target, &id), "o\n");
+            assert_eq!(reports.next().0, "returned");
+            assert_eq!(xhr_send(&target, &id, r#"["1","2","3"]"#), 204);
+            assert_eq!(xhr_send(&target, &id, r#"["4"]"#), 204);
+            gates.open(&id);
+            assert_eq!(xhr(&target, &id), "a[\"still here\"]\n", "{adapter:?}");
+            sent();
+            assert_eq!(
+                xhr(&target, &id),
+                close_frame(1000, "Normal closure") + "\n"
+            );
+
+            let id = sid("kept");
+            let mut socket = ws(&target, &id);
+            assert_eq!(reports.next().0, "returned");
+            say(&mut socket, r#"["1","2","3"]"#);
+            say(&mut socket, r#"["4"]"#);
+            // Let the server read them before the sender is used (if it has not, they
+            // arrive after the session's end, which proves nothing but fails nothing).
+            std::thread::sleep(Duration::from_millis(100));
+            gates.open(&id);
+            assert_eq!(next(&mut socket).as_deref(), Some(r#"a["still here"]"#));
+            sent();
+            assert_eq!(next(&mut socket), Some(close_frame(1000, "Normal closure")));
+            assert_eq!(
+                next(&mut socket).as_deref(),
+                Some("close 1000 Normal closure")
+            );
+        }
+    });
+}
+
+#[test]
+fn a_handler_returning_after_the_session_ended_closes_nothing_twice() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let gates = Gates::default();
+            let reports = Reports::new();
+            let tx = reports.sender();
+            let handler_gates = gates.clone();
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                handler(move |mut session: Session| {
+                    let (gates, tx) = (handler_gates.clone(), tx.clone());
+                    async move {
+                        let id = session.id().to_owned();
+                        if id.starts_with("closer") {
+                            // Returns while the session is closing.
+                            let _ = session.close(3001, "bye");
+                            return;
+                        }
+                        while let Some(text) = session.recv().await {
+                            let _ = session.send(text);
+                        }
+                        let _ = tx.send(session.close_reason());
+                        // Holds the ended session until the test lets go.
+                        gates.wait(&format!("release {id}")).await;
+                        drop(session);
+                        let _ = tx.send(None);
+                    }
+                }),
+            );
+
+            // Dropped while closing: no second close frame, the first one stays.
+            let id = sid("closer");
+            assert_eq!(xhr(&target, &id), "o\n");
+            for _ in 0..3 {
+                assert_eq!(
+                    xhr(&target, &id),
+                    close_frame(3001, "bye") + "\n",
+                    "{adapter:?}"
+                );
+            }
+
+            // Dropped after the end, while a new session with the same id is open.
+            let id = sid("holder");
+            let mut socket = ws(&target, &id);
+            socket.close(None).unwrap();
+            while next(&mut socket).is_some() {}
+            assert_eq!(reports.next(), Some(CloseReason::ClientClosed));
+            assert_eq!(xhr(&target, &id), "o\n");
+            gates.open(&format!("release {id}"));
+            assert_eq!(reports.next(), None, "the old handler returned");
+            assert_eq!(xhr_send(&target, &id, r#"["still open"]"#), 204);
+            assert_eq!(xhr(&target, &id), "a[\"still open\"]\n", "{adapter:?}");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Inbound bounds
+// ---------------------------------------------------------------------------------------
+
+/// Never reads; sends `marked` when the test opens the gate `mark ID`; reports the close
+/// reason once the session has ended.
+fn deaf_handler(gates: Gates, tx: Sender<Option<CloseReason>>) -> Handler {
+    handler(move |session: Session| {
+        let (gates, tx) = (gates.clone(), tx.clone());
+        async move {
+            let mark = format!("mark {}", session.id());
+            while !session.is_closed() {
+                if gates.take(&mark) {
+                    let _ = session.send("marked");
+                }
+                sleep(Duration::from_millis(5)).await;
+            }
+            let _ = tx.send(session.close_reason());
+        }
+    })
+}
+
+/// Fills session `id`'s inbound queue up to its bound with `fits` (over xhr_send, with a
+/// streaming receiver), checks it is still open, then overflows it with `over`.
+fn overflow_over_http(target: &Target, gates: &Gates, fits: &[&str], over: &str) {
+    let id = sid("deaf");
+    let mut receiver = stream(target, &id);
+    for body in fits {
+        assert_eq!(xhr_send(target, &id, body), 204);
+    }
+    gates.open(&format!("mark {id}"));
+    assert_eq!(chunk_text(&mut receiver), "a[\"marked\"]\n");
+    assert_eq!(xhr_send(target, &id, over), 204);
+    assert_eq!(
+        chunk_text(&mut receiver),
+        close_frame(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON) + "\n",
+        "{:?}",
+        target.adapter
+    );
+    assert_eq!(receiver.read_chunk().unwrap(), b"", "the stream ends");
+}
+
+/// The same over a WebSocket.
+fn overflow_over_websocket(target: &Target, gates: &Gates, fits: &[&str], over: &str) {
+    let id = sid("deaf");
+    let mut socket = ws(target, &id);
+    for body in fits {
+        say(&mut socket, body);
+    }
+    gates.open(&format!("mark {id}"));
+    assert_eq!(next(&mut socket).as_deref(), Some(r#"a["marked"]"#));
+    say(&mut socket, over);
+    assert_eq!(
+        next(&mut socket),
+        Some(close_frame(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON)),
+        "{:?}",
+        target.adapter
+    );
+    assert_eq!(
+        next(&mut socket).as_deref(),
+        Some("close 1000 Normal closure")
+    );
+}
+
+#[test]
+fn an_application_that_never_reads_is_closed_with_1013_past_max_session_inbound() {
+    within(LIMIT, || {
+        assert_eq!(
+            (INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON),
+            (1013, "Receive queue overflow")
+        );
+        for adapter in ADAPTERS {
+            let config = Config {
+                max_session_inbound: 3,
+                // The application never reads: do not hold the sends.
+                delivery_wait: Duration::ZERO,
+                ..config()
+            };
+            let gates = Gates::default();
+            let reports = Reports::new();
+            let target = serve(
+                adapter,
+                config,
+                options(),
+                deaf_handler(gates.clone(), reports.sender()),
+            );
+            let overflowed = closed_with(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON);
+            overflow_over_http(&target, &gates, &[r#"["1","2"]"#, r#"["3"]"#], r#"["4"]"#);
+            assert_eq!(reports.next(), overflowed);
+            overflow_over_websocket(&target, &gates, &[r#"["1","2"]"#, r#"["3"]"#], r#"["4"]"#);
+            assert_eq!(reports.next(), overflowed);
+        }
+    });
+}
+
+#[test]
+fn an_application_that_never_reads_is_closed_with_1013_past_max_session_inbound_bytes() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let config = Config {
+                max_session_inbound_bytes: 16,
+                delivery_wait: Duration::ZERO,
+                ..config()
+            };
+            let gates = Gates::default();
+            let reports = Reports::new();
+            let target = serve(
+                adapter,
+                config,
+                options(),
+                deaf_handler(gates.clone(), reports.sender()),
+            );
+            let overflowed = closed_with(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON);
+            // 8 + 8 bytes fit; one more byte does not.
+            overflow_over_http(&target, &gates, &[r#"["12345678","abcdefgh"]"#], r#"["x"]"#);
+            assert_eq!(reports.next(), overflowed);
+            overflow_over_websocket(
+                &target,
+                &gates,
+                &[r#"["12345678"]"#, r#"["abcdefgh"]"#],
+                r#"["x"]"#,
+            );
+            assert_eq!(reports.next(), overflowed);
+            // One message larger than the bound still fits an empty queue.
+            let big = format!("[\"{}\"]", "y".repeat(40));
+            overflow_over_http(&target, &gates, &[&big], r#"["x"]"#);
+            assert_eq!(reports.next(), overflowed);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Outgoing bounds and the write timeout
+// ---------------------------------------------------------------------------------------
+
+/// What a flooding handler saw.
+#[derive(Debug)]
+struct Flooded {
+    accepted: usize,
+    error: Option<SendError>,
+    reason: Option<CloseReason>,
+    /// From the last accepted send to the session's end.
+    after_last_send: Duration,
+}
+
+/// Sessions whose id starts with `flood` send `message`-byte messages until a send fails
+/// (or `total` bytes were accepted), then wait for the end and report; others echo.
+fn flood_handler(message: usize, total: usize, tx: Sender<Flooded>) -> Handler {
+    handler(move |mut session: Session| {
+        let tx = tx.clone();
+        async move {
+            if !session.id().starts_with("flood") {
+                while let Some(text) = session.recv().await {
+                    let _ = session.send(text);
+                }
+                return;
+            }
+            let text = "z".repeat(message);
+            let mut accepted = 0;
+            let mut error = None;
+            let mut last = Instant::now();
+            let give_up = Instant::now() + Duration::from_secs(20);
+            while accepted < total && Instant::now() < give_up {
+                match session.send(&text) {
+                    Ok(()) => {
+                        accepted += message;
+                        last = Instant::now();
+                        if accepted % (64 * message) == 0 {
+                            // Let the connection's writer run.
+                            sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                    Err(SendError::QueueFull) => sleep(Duration::from_millis(2)).await,
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            session.closed().await;
+            let _ = tx.send(Flooded {
+                accepted,
+                error,
+                reason: session.close_reason(),
+                after_last_send: last.elapsed(),
+            });
+        }
+    })
+}
+
+/// A TCP connection to `addr` whose receive buffer stays small (no autotuning), so a
+/// client that does not read blocks the server's writes soon.
+fn small_window(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+}
+
+/// A SockJS WebSocket on a small-window connection, past `o`, that the test then stops
+/// reading.
+fn stuck_ws(target: &Target, id: &str) -> WebSocket<TcpStream> {
+    let url = target.url(&path(id, "websocket"));
+    let (mut socket, _) = tungstenite::client(url.as_str(), small_window(target.addr)).unwrap();
+    assert_eq!(next(&mut socket).as_deref(), Some("o"));
+    socket
+}
+
+/// An xhr_streaming receiver on a small-window connection, past `o`.
+fn stuck_stream(target: &Target, id: &str) -> Conn {
+    let mut conn = Conn::new(small_window(target.addr), &target.host());
+    conn.send(&Request::new("POST", &path(id, "xhr_streaming")))
+        .unwrap();
+    assert_eq!(conn.read_head().unwrap().status, 200);
+    assert_eq!(conn.read_chunk().unwrap().len(), 2049);
+    assert_eq!(conn.read_chunk().unwrap(), b"o\n");
+    conn
+}
+
+/// Echo round trips on a fresh WebSocket session, each bounded by the read timeout.
+fn echo_round_trips(target: &Target, n: usize) {
+    let mut socket = ws(target, &sid("other"));
+    for i in 0..n {
+        say(&mut socket, &format!("[\"ping {i}\"]"));
+        assert_eq!(next(&mut socket), Some(format!("a[\"ping {i}\"]")));
+    }
+}
+
+fn outgoing_overflow_setup(adapter: Adapter) -> (Target, Reports<Flooded>) {
+    let config = Config {
+        max_connection_queue_bytes: 256 * 1024,
+        ..config()
+    };
+    let options = Options {
+        // Streams must not end on their own while they are flooded.
+        response_limit: 1 << 30,
+        ..options()
+    };
+    let reports = Reports::new();
+    let target = serve(
+        adapter,
+        config,
+        options,
+        flood_handler(1024, 256 << 20, reports.sender()),
+    );
+    (target, reports)
+}
+
+fn check_dropped(flooded: &Flooded, adapter: Adapter) {
+    assert_eq!(
+        flooded.reason,
+        Some(CloseReason::Aborted),
+        "{adapter:?}: {flooded:?}"
+    );
+    assert!(
+        matches!(
+            flooded.error,
+            Some(SendError::UnknownSession | SendError::NotOpen)
+        ),
+        "{adapter:?}: {flooded:?}"
+    );
+}
+
+#[test]
+fn a_websocket_client_that_never_reads_is_dropped_past_the_connection_queue() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) = outgoing_overflow_setup(adapter);
+            let mut stuck = stuck_ws(&target, &sid("flood"));
+            // Other sessions keep working meanwhile.
+            echo_round_trips(&target, 20);
+            let flooded = reports.next();
+            check_dropped(&flooded, adapter);
+            echo_round_trips(&target, 5);
+            // The connection ends (once what the kernel holds is read).
+            assert!(ends_within(stuck.get_mut(), WAIT), "{adapter:?}");
+        }
+    });
+}
+
+#[test]
+fn an_xhr_streaming_reader_that_never_reads_is_dropped_past_the_connection_queue() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) = outgoing_overflow_setup(adapter);
+            let stuck = stuck_stream(&target, &sid("flood"));
+            echo_round_trips(&target, 20);
+            let flooded = reports.next();
+            check_dropped(&flooded, adapter);
+            echo_round_trips(&target, 5);
+            let (mut socket, _) = stuck.into_stream();
+            assert!(ends_within(&mut socket, WAIT), "{adapter:?}");
+        }
+    });
+}
+
+/// The write timeout in these tests.
+const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
+
+fn write_timeout_setup(adapter: Adapter) -> (Target, Reports<Flooded>) {
+    let config = Config {
+        write_timeout: WRITE_TIMEOUT,
+        // Room for the whole burst: only the write timeout can end it.
+        max_connection_queue_bytes: 64 << 20,
+        ..config()
+    };
+    let options = Options {
+        response_limit: 1 << 30,
+        ..options()
+    };
+    let reports = Reports::new();
+    // 16 MiB: more than the kernel's buffers between a small-window client and the server.
+    let target = serve(
+        adapter,
+        config,
+        options,
+        flood_handler(64 * 1024, 16 << 20, reports.sender()),
+    );
+    (target, reports)
+}
+
+fn check_timed_out(flooded: &Flooded, adapter: Adapter) {
+    println!(
+        "{adapter:?}: dropped {:?} after the last send",
+        flooded.after_last_send
+    );
+    assert_eq!(flooded.error, None, "{adapter:?}: the burst fit the queue");
+    assert_eq!(flooded.accepted, 16 << 20);
+    assert_eq!(flooded.reason, Some(CloseReason::Aborted), "{adapter:?}");
+    // About the write timeout (plus the close linger on a WebSocket); loosely bounded.
+    assert!(
+        flooded.after_last_send < Duration::from_secs(6),
+        "{adapter:?}: {flooded:?}"
+    );
+}
+
+#[test]
+fn a_websocket_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) = write_timeout_setup(adapter);
+            let mut stuck = stuck_ws(&target, &sid("flood"));
+            echo_round_trips(&target, 20);
+            let flooded = reports.next();
+            check_timed_out(&flooded, adapter);
+            echo_round_trips(&target, 5);
+            assert!(ends_within(stuck.get_mut(), WAIT), "{adapter:?}");
+        }
+    });
+}
+
+#[test]
+fn an_xhr_streaming_reader_that_stops_reading_is_dropped_after_the_write_timeout() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) = write_timeout_setup(adapter);
+            let stuck = stuck_stream(&target, &sid("flood"));
+            echo_round_trips(&target, 20);
+            let flooded = reports.next();
+            check_timed_out(&flooded, adapter);
+            echo_round_trips(&target, 5);
+            let (mut socket, _) = stuck.into_stream();
+            assert!(ends_within(&mut socket, WAIT), "{adapter:?}");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// The delivery wait
+// ---------------------------------------------------------------------------------------
+
+fn echo_handler() -> Handler {
+    handler(sockjs_core::driver::suite::App::Echo.runner())
+}
+
+/// Never reads, holds the session until it ends.
+fn stuck_handler() -> Handler {
+    handler(|session: Session| async move { session.closed().await })
+}
+
+#[test]
+fn an_xhr_send_is_answered_once_the_echo_is_queued() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = serve(adapter, config(), options(), echo_handler());
+            let id = sid("echo");
+            assert_eq!(xhr(&target, &id), "o\n");
+            let mut conn = target.conn();
+            for i in 0..50 {
+                for body in [format!("[\"a{i}\"]"), format!("[\"b{i}\",\"c{i}\"]")] {
+                    let request = Request::new("POST", &path(&id, "xhr_send")).body(body);
+                    assert_eq!(conn.roundtrip(&request).unwrap().status(), 204);
+                }
+                // Every echo is queued before the sends were answered: one poll gets all.
+                let poll = conn
+                    .roundtrip(&Request::new("POST", &path(&id, "xhr")))
+                    .unwrap();
+                assert_eq!(
+                    poll.text(),
+                    format!("a[\"a{i}\",\"b{i}\",\"c{i}\"]\n"),
+                    "{adapter:?} round {i}"
+                );
+            }
+        }
+    });
+}
+
+/// How long an xhr_send to an application that never reads takes to be answered.
+fn send_to_stuck(adapter: Adapter, wait: Duration) -> Duration {
+    let config = Config {
+        delivery_wait: wait,
+        ..config()
+    };
+    let target = serve(adapter, config, options(), stuck_handler());
+    let id = sid("stuck");
+    // A receiver stays attached, so the session does not time out meanwhile.
+    let _receiver = stream(&target, &id);
+    let mut conn = target.conn();
+    let request = Request::new("POST", &path(&id, "xhr_send")).body(r#"["x"]"#);
+    let started = Instant::now();
+    assert_eq!(conn.roundtrip(&request).unwrap().status(), 204);
+    started.elapsed()
+}
+
+#[test]
+fn with_a_zero_delivery_wait_a_send_is_answered_at_once() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let took = send_to_stuck(adapter, Duration::ZERO);
+            // Far below the 2 s a held send would take (see the next test).
+            assert!(took < Duration::from_millis(1500), "{adapter:?}: {took:?}");
+        }
+    });
+}
+
+#[test]
+fn a_send_to_an_application_that_never_reads_is_answered_after_the_delivery_wait() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let wait = Duration::from_secs(2);
+            let took = send_to_stuck(adapter, wait);
+            assert!(took >= wait, "{adapter:?}: {took:?}");
+            assert!(
+                took < wait + Duration::from_secs(4),
+                "{adapter:?}: {took:?}"
+            );
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Request timeouts and head limits
+// ---------------------------------------------------------------------------------------
+
+/// The head and body read timeouts in these tests.
+const READ_TIMEOUT: Duration = Duration::from_millis(400);
+
+fn timeouts_target(adapter: Adapter) -> Target {
+    let config = Config {
+        header_read_timeout: READ_TIMEOUT,
+        body_read_timeout: READ_TIMEOUT,
+        max_head_bytes: 4096,
+        max_headers: 20,
+        ..config()
+    };
+    serve(adapter, config, options(), echo_handler())
+}
+
+fn connect(target: &Target) -> TcpStream {
+    let stream = TcpStream::connect(target.addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Whether the server has closed the connection (EOF or reset), waiting at most `limit`;
+/// whatever arrives before is returned too.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> (bool, Vec<u8>) {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + limit;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (true, got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (false, got);
+            }
+            Err(_) => return (true, got),
+        }
+        if Instant::now() >= deadline {
+            return (false, got);
+        }
+    }
+}
+
+#[test]
+fn a_head_that_trickles_in_is_cut_after_the_header_read_timeout() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = timeouts_target(adapter);
+            let mut stream = connect(&target);
+            stream
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let started = Instant::now();
+            stream
+                .write_all(b"GET /app HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            // One byte of one header value every 100 ms: never too large, never done.
+            let mut closed = false;
+            let mut answer = Vec::new();
+            while started.elapsed() < Duration::from_secs(5) {
+                if stream.write_all(b"a").is_err() {
+                    closed = true;
+                    break;
+                }
+                let mut buf = [0u8; 1024];
+                match stream.read(&mut buf) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            let took = started.elapsed();
+            println!("{adapter:?}: trickling head cut after {took:?}");
+            assert!(closed, "{adapter:?}: still open after {took:?}");
+            assert!(took >= READ_TIMEOUT, "{adapter:?}: {took:?}");
+            assert!(took < Duration::from_secs(3), "{adapter:?}: {took:?}");
+            assert!(
+                !answer.starts_with(b"HTTP/1.1 200"),
+                "{adapter:?}: {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    });
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = timeouts_target(adapter);
+            // After a response.
+            let mut conn = target.conn();
+            let response = conn.roundtrip(&Request::new("GET", "/app")).unwrap();
+            assert_eq!(response.text(), "Welcome to SockJS!\n");
+            let started = Instant::now();
+            let (mut socket, _) = conn.into_stream();
+            let (closed, extra) = closed_within(&mut socket, Duration::from_secs(3));
+            assert!(closed && extra.is_empty(), "{adapter:?}: {extra:?}");
+            assert!(
+                started.elapsed() >= READ_TIMEOUT - Duration::from_millis(50),
+                "{adapter:?}: {:?}",
+                started.elapsed()
+            );
+            // A connection that never sends anything.
+            let mut silent = connect(&target);
+            let started = Instant::now();
+            let (closed, extra) = closed_within(&mut silent, Duration::from_secs(3));
+            assert!(closed && extra.is_empty(), "{adapter:?}: {extra:?}");
+            assert!(started.elapsed() >= READ_TIMEOUT - Duration::from_millis(50));
+        }
+    });
+}
+
+#[test]
+fn a_body_that_stops_midway_gets_408_and_a_close_after_the_body_read_timeout() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = timeouts_target(adapter);
+            let id = sid("body");
+            assert_eq!(xhr(&target, &id), "o\n");
+            let mut conn = target.conn();
+            let started = Instant::now();
+            conn.write_raw(
+                format!(
+                    "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[\"abc",
+                    path(&id, "xhr_send")
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            let response = conn.read_response("POST").unwrap();
+            let took = started.elapsed();
+            assert_eq!(response.status(), 408, "{adapter:?}");
+            assert!(took >= READ_TIMEOUT, "{adapter:?}: {took:?}");
+            assert!(took < Duration::from_secs(3), "{adapter:?}: {took:?}");
+            let (mut socket, rest) = conn.into_stream();
+            assert!(rest.is_empty());
+            let (closed, extra) = closed_within(&mut socket, Duration::from_secs(3));
+            assert!(closed && extra.is_empty(), "{adapter:?}: {extra:?}");
+        }
+    });
+}
+
+/// A `GET /app` head of exactly `len` bytes.
+fn head_of(len: usize) -> String {
+    let bare = "GET /app HTTP/1.1\r\nHost: x\r\nX-Long: \r\n\r\n";
+    format!(
+        "GET /app HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n",
+        "a".repeat(len - bare.len())
+    )
+}
+
+/// A `GET /app` head with `n` header fields (`Host` included).
+fn head_with(n: usize) -> String {
+    let mut head = String::from("GET /app HTTP/1.1\r\nHost: x\r\n");
+    for i in 1..n {
+        head.push_str(&format!("X-H{i}: {i}\r\n"));
+    }
+    head + "\r\n"
+}
+
+#[test]
+fn a_head_over_max_head_bytes_or_max_headers_gets_431() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            // max_head_bytes 4096 and max_headers 20, counted the same way on both.
+            let target = timeouts_target(adapter);
+            let status = |head: String| support::raw_status(target.addr, head.as_bytes()).0;
+            assert_eq!(status(head_of(4096)), 200, "{adapter:?}");
+            assert_eq!(status(head_of(4097)), 431, "{adapter:?}");
+            assert_eq!(status(head_of(9000)), 431, "{adapter:?}");
+            assert_eq!(status(head_with(20)), 200, "{adapter:?}");
+            assert_eq!(status(head_with(21)), 431, "{adapter:?}");
+            assert_eq!(status(head_with(50)), 431, "{adapter:?}");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Graceful shutdown
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn graceful_shutdown_closes_sessions_with_1001_and_refuses_new_requests() {
+    within(LIMIT, || {
+        let defaults = Config::default();
+        assert_eq!(defaults.shutdown_code, 1001);
+        assert_eq!(defaults.shutdown_reason, "Server shutting down");
+        let shutting_down = close_frame(1001, "Server shutting down");
+        for adapter in ADAPTERS {
+            let reports = Reports::new();
+            let tx = reports.sender();
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                handler(move |mut session: Session| {
+                    let tx = tx.clone();
+                    async move {
+                        while let Some(text) = session.recv().await {
+                            let _ = session.send(text);
+                        }
+                        let _ = tx.send(session.close_reason());
+                    }
+                }),
+            );
+            let mut streaming = stream(&target, &sid("down"));
+            let mut socket = ws(&target, &sid("down"));
+            let mut idle = target.conn();
+            assert_eq!(
+                idle.roundtrip(&Request::new("GET", "/app"))
+                    .unwrap()
+                    .status(),
+                200
+            );
+
+            target.shutdown();
+            assert_eq!(
+                chunk_text(&mut streaming),
+                shutting_down.clone() + "\n",
+                "{adapter:?}"
+            );
+            assert_eq!(streaming.read_chunk().unwrap(), b"", "the stream ends");
+            assert_eq!(next(&mut socket), Some(shutting_down.clone()));
+            assert_eq!(
+                next(&mut socket).as_deref(),
+                Some("close 1000 Normal closure")
+            );
+            let closed = closed_with(1001, "Server shutting down");
+            assert_eq!(reports.next(), closed);
+            assert_eq!(reports.next(), closed);
+
+            // The listener is closed, or new requests are refused.
+            match TcpStream::connect(target.addr) {
+                Err(e) => println!("{adapter:?}: a new connection: {e}"),
+                Ok(stream) => {
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(3)))
+                        .unwrap();
+                    let mut conn = Conn::new(stream, &target.host());
+                    match conn.roundtrip(&Request::new("GET", "/app")) {
+                        Ok(response) => assert_eq!(response.status(), 503, "{adapter:?}"),
+                        Err(e) => println!("{adapter:?}: a new request: {e}"),
+                    }
+                }
+            }
+            // An idle keep-alive connection is closed, or refuses its next request.
+            idle.set_read_timeout(Duration::from_secs(3)).unwrap();
+            match idle.roundtrip(&Request::new("GET", "/app")) {
+                Ok(response) => assert_eq!(response.status(), 503, "{adapter:?}"),
+                Err(e) => println!("{adapter:?}: the idle connection: {e}"),
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Binary WebSocket messages
+// ---------------------------------------------------------------------------------------
+
+fn reason_reporting_echo(tx: Sender<Option<CloseReason>>) -> Handler {
+    handler(move |mut session: Session| {
+        let tx = tx.clone();
+        async move {
+            while let Some(text) = session.recv().await {
+                let _ = session.send(text);
+            }
+            let _ = tx.send(session.close_reason());
+        }
+    })
+}
+
+#[test]
+fn a_binary_websocket_message_that_is_utf8_counts_as_text() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let reports = Reports::new();
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                reason_reporting_echo(reports.sender()),
+            );
+            let mut socket = ws(&target, &sid("bin"));
+            socket
+                .send(Message::binary(r#"["hé"]"#.as_bytes().to_vec()))
+                .unwrap();
+            match socket.read().unwrap() {
+                Message::Text(text) => assert_eq!(text.as_str(), r#"a["hé"]"#),
+                other => panic!("{adapter:?}: {other:?}"),
+            }
+
+            let mut raw = target.raw_ws("/app/websocket", &[]);
+            raw.send(Message::binary("naïve [\"x\"]".as_bytes().to_vec()))
+                .unwrap();
+            match raw.read().unwrap() {
+                Message::Text(text) => assert_eq!(text.as_str(), "naïve [\"x\"]"),
+                other => panic!("{adapter:?}: {other:?}"),
+            }
+            assert!(
+                reports.none_for(Duration::from_millis(100)),
+                "both still open"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_binary_websocket_message_that_is_not_utf8_closes_3000_or_1003() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let reports = Reports::new();
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                reason_reporting_echo(reports.sender()),
+            );
+            let mut socket = ws(&target, &sid("bin"));
+            socket
+                .send(Message::binary(vec![0xff, 0xfe, 0x00]))
+                .unwrap();
+            assert_eq!(
+                next(&mut socket).as_deref(),
+                Some("close 3000 Broken framing."),
+                "{adapter:?}"
+            );
+            assert_eq!(reports.next(), Some(CloseReason::BrokenFraming));
+
+            let mut raw = target.raw_ws("/app/websocket", &[]);
+            raw.send(Message::binary(vec![b'a', 0xc3])).unwrap();
+            assert_eq!(
+                next(&mut raw).as_deref(),
+                Some("close 1003 Unsupported data"),
+                "{adapter:?}"
+            );
+            assert_eq!(reports.next(), Some(CloseReason::UnsupportedData));
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Hixie-76
+// ---------------------------------------------------------------------------------------
+
+const KEY1: &str = "4 @1  46546xW%0l 1 5";
+const KEY2: &str = "12998 5 Y3 1  .P00";
+
+fn hixie_head(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: example.com\r\nUpgrade: WebSocket\r\n\
+         Connection: Upgrade\r\nOrigin: http://example.com\r\n\
+         Sec-WebSocket-Key1: {KEY1}\r\nSec-WebSocket-Key2: {KEY2}\r\n\r\n"
+    )
+}
+
+#[test]
+fn hixie76_key3_in_the_same_write_as_the_head_is_answered() {
+    within(LIMIT, || {
+        let answer = conformance::ws::hixie76_answer(KEY1, KEY2, b"aaaaaaaa").unwrap();
+        for adapter in ADAPTERS {
+            let options = Options {
+                hixie76: true,
+                ..options()
+            };
+            let mounts = vec![
+                Mount::new("/app", options.clone(), echo_handler()),
+                Mount::new(
+                    "/close",
+                    options,
+                    handler(sockjs_core::driver::suite::App::Close.runner()),
+                ),
+            ];
+            let target = start_services(adapter, config(), mounts);
+
+            // SockJS framing: head, key3 and a first frame in one write.
+            let id = sid("hixie");
+            let mut conn = target.conn();
+            let mut bytes = hixie_head(&path(&id, "websocket")).into_bytes();
+            bytes.extend_from_slice(b"aaaaaaaa\x00[\"x\"]\xff");
+            conn.write_raw(&bytes).unwrap();
+            let head = conn.read_head().unwrap();
+            assert_eq!(head.status, 101, "{adapter:?}");
+            assert_eq!(head.reason, "WebSocket Protocol Handshake");
+            assert_eq!(
+                head.header("sec-websocket-location").map(str::to_owned),
+                Some(format!("ws://example.com{}", path(&id, "websocket")))
+            );
+            assert_eq!(conn.read_exact_bytes(16).unwrap(), answer, "{adapter:?}");
+            assert_eq!(conn.read_exact_bytes(3).unwrap(), b"\x00o\xff");
+            assert_eq!(conn.read_exact_bytes(8).unwrap(), b"\x00a[\"x\"]\xff");
+            // The client's close frame is answered, then the connection ends.
+            conn.write_raw(&[0xff, 0x00]).unwrap();
+            assert_eq!(conn.read_exact_bytes(2).unwrap(), [0xff, 0x00]);
+            assert!(conn.is_closed().unwrap());
+
+            // Raw WebSocket whose application closes at once.
+            let mut conn = target.conn();
+            let mut bytes = hixie_head("/close/websocket").into_bytes();
+            bytes.extend_from_slice(b"aaaaaaaa");
+            conn.write_raw(&bytes).unwrap();
+            assert_eq!(conn.read_head().unwrap().status, 101);
+            assert_eq!(conn.read_exact_bytes(16).unwrap(), answer, "{adapter:?}");
+            let (mut socket, rest) = conn.into_stream();
+            let (closed, more) = closed_within(&mut socket, Duration::from_secs(5));
+            let mut tail = rest;
+            tail.extend_from_slice(&more);
+            assert!(closed, "{adapter:?}");
+            assert_eq!(tail, [0xff, 0x00], "{adapter:?}: just the close frame");
+        }
+    });
+}

@@ -1,0 +1,165 @@
+//! The chat example, written once for both adapters: the command line, the room's session
+//! handler and the page (`page.html`). `sockjs-tokio/examples/chat.rs` and
+//! `sockjs-smol/examples/chat.rs` include this file as their `chat` module and name their
+//! adapter `adapter` at their root (`use sockjs_tokio as adapter;`); everything here uses
+//! only what both adapters offer under the same names (`Session`, `Options`,
+//! `broadcast::Broadcast`, `broadcast::redis`), and `cfg(feature = "redis")` is the
+//! including adapter's feature. What is left to each example is serving: mounting the
+//! service and the page, the `X-Node` header, signals and graceful shutdown.
+
+use std::net::TcpListener;
+
+use serde_json::{Value, json};
+
+use crate::adapter::broadcast::Broadcast;
+use crate::adapter::{Options, Session};
+
+const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+const DEFAULT_SOCKJS_URL: &str = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
+/// Where the service is mounted (the page connects there, and the balancer configurations
+/// in `deploy/` route by the server id after it).
+pub const PREFIX: &str = "/chat";
+/// The one topic everybody joins.
+const ROOM: &str = "room";
+/// What sessions get when a node shuts down gracefully.
+pub const SHUTDOWN_CODE: u16 = 1001;
+pub const SHUTDOWN_REASON: &str = "Server shutting down";
+
+/// The command line: `[ADDR] [--sockjs-url URL] [--node NAME] [--redis URL]`.
+pub struct Args {
+    addr: String,
+    sockjs_url: String,
+    node: Option<String>,
+    redis: Option<String>,
+}
+
+impl Args {
+    /// Reads the command line; exits with a usage message if it is wrong.
+    pub fn parse() -> Args {
+        let mut parsed = Args {
+            addr: DEFAULT_ADDR.to_owned(),
+            sockjs_url: DEFAULT_SOCKJS_URL.to_owned(),
+            node: None,
+            redis: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+            };
+            match arg.as_str() {
+                "--sockjs-url" => parsed.sockjs_url = value("--sockjs-url"),
+                "--node" => parsed.node = Some(value("--node")),
+                "--redis" => parsed.redis = Some(value("--redis")),
+                other if !other.starts_with('-') => other.clone_into(&mut parsed.addr),
+                other => usage(&format!("unknown argument {other}")),
+            }
+        }
+        parsed
+    }
+
+    /// The room's hub: in process, or shared with every node on the same Redis
+    /// (`--redis`, with the adapter's `redis` feature).
+    pub fn hub(&self) -> Broadcast {
+        match &self.redis {
+            None => Broadcast::new(),
+            #[cfg(feature = "redis")]
+            Some(url) => crate::adapter::broadcast::redis(url)
+                .unwrap_or_else(|error| usage(&format!("bad Redis URL {url}: {error}"))),
+            #[cfg(not(feature = "redis"))]
+            Some(_) => usage("--redis needs the redis feature: cargo run --features redis ..."),
+        }
+    }
+
+    /// The service's options: where the page and the service's iframe page load
+    /// sockjs-client from.
+    pub fn options(&self) -> Options {
+        Options {
+            sockjs_url: self.sockjs_url.clone(),
+            ..Options::default()
+        }
+    }
+
+    /// The page, loading sockjs-client from `--sockjs-url`.
+    pub fn page(&self) -> String {
+        include_str!("page.html").replace("SOCKJS_URL", &self.sockjs_url)
+    }
+
+    /// Binds ADDR (exits if it cannot); returns the listener, non-blocking, and the node's
+    /// name (`--node`, by default the bound address), checked to fit an `X-Node` header.
+    pub fn listen(&self) -> (TcpListener, String) {
+        let listener = TcpListener::bind(&self.addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .unwrap_or_else(|error| {
+                eprintln!("cannot bind {}: {error}", self.addr);
+                std::process::exit(1);
+            });
+        let local = listener
+            .local_addr()
+            .map_or_else(|_| self.addr.clone(), |a| a.to_string());
+        let node = self.node.clone().unwrap_or_else(|| local.clone());
+        if http::HeaderValue::from_str(&node).is_err() {
+            usage("bad --node");
+        }
+        println!("chat on http://{local} (node {node})");
+        (listener, node)
+    }
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("usage: chat [ADDR] [--sockjs-url URL] [--node NAME] [--redis URL] ({problem})");
+    std::process::exit(2);
+}
+
+/// Session opens and closes, Redis outages and recoveries: to stderr.
+pub fn log_to_stderr() {
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn clean(text: &str, max: usize) -> String {
+    text.trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect()
+}
+
+/// One chat session: a welcome naming the node, then `{"nick": ...}` to join the room,
+/// then `{"text": ...}` to say something to everyone in it, on every node.
+pub async fn session(hub: Broadcast, node: String, mut session: Session) {
+    let transport = session.transport().name();
+    let _ = session.send(json!({"type": "welcome", "node": node}).to_string());
+    // The first message names the user: {"nick": "..."}.
+    let nick = loop {
+        let Some(text) = session.recv().await else {
+            return;
+        };
+        let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let nick = clean(parsed["nick"].as_str().unwrap_or(""), 24);
+        if !nick.is_empty() {
+            break nick;
+        }
+    };
+    // Everyone in the room, on this node and (with Redis) on every other one. The member
+    // leaves the room when it is dropped, at the end of this function.
+    let member = hub.member(session.sender());
+    member.join(ROOM);
+    let said = |message: Value| hub.publish(ROOM, &message.to_string());
+    said(json!({"type": "join", "nick": nick, "transport": transport, "node": node}));
+    while let Some(text) = session.recv().await {
+        let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let text = clean(parsed["text"].as_str().unwrap_or(""), 2000);
+        if text.is_empty() {
+            continue;
+        }
+        said(
+            json!({"type": "say", "nick": nick, "transport": transport, "node": node, "text": text}),
+        );
+    }
+    drop(member);
+    said(json!({"type": "leave", "nick": nick, "node": node}));
+}

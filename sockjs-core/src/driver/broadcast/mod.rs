@@ -1,0 +1,446 @@
+//! Topics (rooms) of sessions, and publishing to a topic or to everyone: on one node, or on
+//! every node of a cluster through a pub/sub [`Backend`] such as Redis.
+//!
+//! A [`Broadcast`] is a cheap, cloneable hub. Each session that takes part registers once
+//! with [`Broadcast::member`] and gets a [`Member`], which joins and leaves topics; dropping
+//! the `Member` (usually when the handler returns) leaves everything.
+//! [`Broadcast::publish`] sends a text message to every member of a topic,
+//! [`Broadcast::publish_all`] to every member.
+//!
+//! ```
+//! use sockjs_core::driver::Session;
+//! use sockjs_core::driver::broadcast::Broadcast;
+//!
+//! let hub = Broadcast::new(); // or the adapter's broadcast::redis(url): see Backends
+//! // A chat room: the handler of a service (`sockjs_tokio::SockJs::new(options, chat)`, or
+//! // `sockjs_smol::Server::service(prefix, options, chat)`).
+//! let chat = move |mut session: Session| {
+//!     let hub = hub.clone();
+//!     async move {
+//!         let member = hub.member(session.sender());
+//!         member.join("lobby");
+//!         while let Some(text) = session.recv().await {
+//!             hub.publish("lobby", &text);
+//!         }
+//!     }
+//! };
+//! # let _ = chat;
+//! ```
+//!
+//! # Delivery
+//!
+//! Members on this node get a message at once, from the publishing call itself, through
+//! [`SessionSender::send`]: it never waits. A member whose queue is full
+//! ([`SendError::QueueFull`](crate::SendError::QueueFull)) misses that message; a member
+//! whose session has ended is skipped. Local delivery happens under the hub's lock, so
+//! messages published on this node reach every local member of a topic in the same order.
+//!
+//! With a backend, the message also goes to the other nodes, which deliver it to their own
+//! members; a node does not deliver its own messages twice. Delivery across nodes is at
+//! most once and, for messages from one node, in publishing order, as the pub/sub engine
+//! provides. When the backend is unavailable (Redis down), publishing keeps working on this
+//! node alone: the backend logs an error, drops what it cannot send (it never buffers
+//! without bound and never blocks the publisher) and reconnects with backoff.
+//!
+//! # Backends
+//!
+//! [`Broadcast::new`] is in-process only. `RedisBackend` (sockjs-core's features
+//! `redis-tokio` and `redis-smol`, which the adapters' `redis` feature turns on) uses Redis
+//! pub/sub; each adapter supplies its runtime in a constructor of the same name:
+//!
+//! ```text
+//! sockjs_tokio::broadcast::redis(url)?           // -> Broadcast
+//! sockjs_smol::broadcast::redis(url)?
+//! sockjs_tokio::broadcast::redis_backend(url)?   // -> RedisBackend, to configure first
+//! sockjs_smol::broadcast::redis_backend(url)?
+//! ```
+//!
+//! Any other engine plugs in by implementing [`Backend`] and passing it to
+//! [`Broadcast::with_backend`]; a backend that needs tasks takes a
+//! [`Runtime`](crate::driver::Runtime), as `RedisBackend::new` does.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use crate::driver::SessionSender;
+
+#[cfg(any(feature = "redis-tokio", feature = "redis-smol"))]
+mod redis;
+#[cfg(any(feature = "redis-tokio", feature = "redis-smol"))]
+pub use self::redis::RedisBackend;
+/// The error of an invalid Redis URL (the `redis` crate's).
+#[cfg(any(feature = "redis-tokio", feature = "redis-smol"))]
+pub use ::redis::RedisError;
+
+/// Where a published message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target<'a> {
+    /// Every member of this topic.
+    Topic(&'a str),
+    /// Every member.
+    All,
+}
+
+/// Carries messages between nodes. Implement it to plug a pub/sub engine into
+/// [`Broadcast::with_backend`].
+///
+/// Every method is called from the publishing or joining task, some with the hub's lock
+/// held: none may block, wait on I/O or call back into the [`Broadcast`]. Hand the work to
+/// a task (through a bounded queue) instead.
+pub trait Backend: Send + Sync + 'static {
+    /// Called once, when the [`Broadcast`] is built: keep the [`Inbox`] and deliver what
+    /// other nodes publish through it. Spawn the backend's tasks here.
+    fn start(&self, inbox: Inbox);
+
+    /// Sends a message published on this node to the other nodes (it has already been
+    /// delivered to this node's members).
+    fn publish(&self, target: Target<'_>, text: &str);
+
+    /// A topic got its first member on this node: start receiving it.
+    fn subscribe(&self, topic: &str);
+
+    /// A topic lost its last member on this node: stop receiving it.
+    fn unsubscribe(&self, topic: &str);
+
+    /// Whether messages currently reach the other nodes (for health checks and logs).
+    fn is_connected(&self) -> bool {
+        true
+    }
+}
+
+/// The in-process "backend": nothing leaves this node.
+struct LocalOnly;
+
+impl Backend for LocalOnly {
+    fn start(&self, _inbox: Inbox) {}
+    fn publish(&self, _target: Target<'_>, _text: &str) {}
+    fn subscribe(&self, _topic: &str) {}
+    fn unsubscribe(&self, _topic: &str) {}
+}
+
+/// A hub of topics and their members; cheap to clone (clones share everything).
+///
+/// See the [module documentation](self).
+#[derive(Clone)]
+pub struct Broadcast {
+    hub: Arc<Hub>,
+}
+
+struct Hub {
+    state: Mutex<State>,
+    backend: Box<dyn Backend>,
+    next_member: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every member: its session and the topics it is in.
+    members: HashMap<u64, MemberEntry>,
+    /// Every topic with at least one member on this node: the member ids.
+    topics: HashMap<Arc<str>, HashSet<u64>>,
+}
+
+struct MemberEntry {
+    sender: SessionSender,
+    topics: HashSet<Arc<str>>,
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing under this lock can leave the state half-updated, so a panic elsewhere
+        // while it was held does not make it unusable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delivers to this node's members; returns how many got the message.
+    fn deliver(&self, target: Target<'_>, text: &str) -> usize {
+        let state = self.lock();
+        let mut delivered = 0;
+        let mut send = |entry: &MemberEntry| match entry.sender.send(text) {
+            Ok(()) => delivered += 1,
+            Err(crate::SendError::QueueFull) => {
+                tracing::debug!(
+                    session = entry.sender.id(),
+                    "broadcast: queue full, message dropped"
+                );
+            }
+            Err(_) => {}
+        };
+        match target {
+            Target::All => state.members.values().for_each(&mut send),
+            Target::Topic(topic) => {
+                if let Some(ids) = state.topics.get(topic) {
+                    ids.iter()
+                        .filter_map(|id| state.members.get(id))
+                        .for_each(&mut send);
+                }
+            }
+        }
+        delivered
+    }
+}
+
+impl fmt::Debug for Broadcast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.hub.lock();
+        f.debug_struct("Broadcast")
+            .field("members", &state.members.len())
+            .field("topics", &state.topics.len())
+            .field("connected", &self.hub.backend.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Broadcast {
+    fn default() -> Broadcast {
+        Broadcast::new()
+    }
+}
+
+impl Broadcast {
+    /// An in-process hub: messages reach the members on this node only.
+    pub fn new() -> Broadcast {
+        Broadcast::with_backend(LocalOnly)
+    }
+
+    /// A hub whose messages also reach the members on every other node through `backend`.
+    ///
+    /// Calls [`Backend::start`], which for a backend with tasks (Redis) spawns them.
+    pub fn with_backend(backend: impl Backend) -> Broadcast {
+        let hub = Arc::new(Hub {
+            state: Mutex::new(State::default()),
+            backend: Box::new(backend),
+            next_member: AtomicU64::new(1),
+        });
+        hub.backend.start(Inbox {
+            hub: Arc::downgrade(&hub),
+        });
+        Broadcast { hub }
+    }
+
+    /// Registers a session (from [`Session::sender`](crate::driver::Session::sender)) with the hub:
+    /// it then gets [`publish_all`](Broadcast::publish_all) messages, and joins topics
+    /// through the returned [`Member`]. Dropping the `Member` unregisters the session.
+    pub fn member(&self, session: SessionSender) -> Member {
+        let id = self.hub.next_member.fetch_add(1, Ordering::Relaxed);
+        self.hub.lock().members.insert(
+            id,
+            MemberEntry {
+                sender: session,
+                topics: HashSet::new(),
+            },
+        );
+        Member {
+            hub: self.hub.clone(),
+            id,
+        }
+    }
+
+    /// Sends `text` to every member of `topic` on every node. Returns how many members on
+    /// this node got it (those on other nodes are not counted).
+    pub fn publish(&self, topic: &str, text: &str) -> usize {
+        self.send(Target::Topic(topic), text)
+    }
+
+    /// Sends `text` to every member on every node. Returns how many members on this node
+    /// got it.
+    pub fn publish_all(&self, text: &str) -> usize {
+        self.send(Target::All, text)
+    }
+
+    /// Sends to a [`Target`]: [`publish`](Broadcast::publish) or
+    /// [`publish_all`](Broadcast::publish_all).
+    pub fn send(&self, target: Target<'_>, text: &str) -> usize {
+        let delivered = self.hub.deliver(target, text);
+        self.hub.backend.publish(target, text);
+        delivered
+    }
+
+    /// Members on this node.
+    pub fn len(&self) -> usize {
+        self.hub.lock().members.len()
+    }
+
+    /// Whether this node has no members.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Members of `topic` on this node.
+    pub fn topic_len(&self, topic: &str) -> usize {
+        self.hub.lock().topics.get(topic).map_or(0, HashSet::len)
+    }
+
+    /// The topics with at least one member on this node.
+    pub fn topics(&self) -> Vec<String> {
+        self.hub
+            .lock()
+            .topics
+            .keys()
+            .map(|t| String::from(&**t))
+            .collect()
+    }
+
+    /// Whether messages currently reach the other nodes: always `true` in process; for
+    /// Redis, whether both of its connections are up.
+    pub fn is_connected(&self) -> bool {
+        self.hub.backend.is_connected()
+    }
+}
+
+/// One session's registration with a [`Broadcast`]: joins and leaves topics. Dropping it
+/// leaves every topic and unregisters the session.
+pub struct Member {
+    hub: Arc<Hub>,
+    id: u64,
+}
+
+impl fmt::Debug for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("id", &self.id)
+            .field("topics", &self.topics())
+            .finish()
+    }
+}
+
+impl Member {
+    /// Joins `topic`; returns `false` if already a member.
+    pub fn join(&self, topic: &str) -> bool {
+        let mut state = self.hub.lock();
+        let state = &mut *state;
+        let Some(entry) = state.members.get_mut(&self.id) else {
+            return false;
+        };
+        if entry.topics.contains(topic) {
+            return false;
+        }
+        let key = match state.topics.get_key_value(topic) {
+            Some((key, _)) => key.clone(),
+            None => {
+                let key: Arc<str> = Arc::from(topic);
+                state.topics.insert(key.clone(), HashSet::new());
+                self.hub.backend.subscribe(topic);
+                key
+            }
+        };
+        if let Some(ids) = state.topics.get_mut(&key) {
+            ids.insert(self.id);
+        }
+        entry.topics.insert(key);
+        true
+    }
+
+    /// Leaves `topic`; returns `false` if not a member.
+    pub fn leave(&self, topic: &str) -> bool {
+        let mut state = self.hub.lock();
+        let state = &mut *state;
+        let Some(entry) = state.members.get_mut(&self.id) else {
+            return false;
+        };
+        if !entry.topics.remove(topic) {
+            return false;
+        }
+        remove_from_topic(&self.hub, &mut state.topics, topic, self.id);
+        true
+    }
+
+    /// Whether this member is in `topic`.
+    pub fn is_in(&self, topic: &str) -> bool {
+        self.hub
+            .lock()
+            .members
+            .get(&self.id)
+            .is_some_and(|e| e.topics.contains(topic))
+    }
+
+    /// The topics this member is in.
+    pub fn topics(&self) -> Vec<String> {
+        self.hub
+            .lock()
+            .members
+            .get(&self.id)
+            .map(|e| e.topics.iter().map(|t| String::from(&**t)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The session this member sends to.
+    pub fn session(&self) -> Option<SessionSender> {
+        self.hub
+            .lock()
+            .members
+            .get(&self.id)
+            .map(|e| e.sender.clone())
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let mut state = self.hub.lock();
+        let state = &mut *state;
+        if let Some(entry) = state.members.remove(&self.id) {
+            for topic in &entry.topics {
+                remove_from_topic(&self.hub, &mut state.topics, topic, self.id);
+            }
+        }
+    }
+}
+
+fn remove_from_topic(
+    hub: &Hub,
+    topics: &mut HashMap<Arc<str>, HashSet<u64>>,
+    topic: &str,
+    id: u64,
+) {
+    if let Some(ids) = topics.get_mut(topic) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            topics.remove(topic);
+            hub.backend.unsubscribe(topic);
+        }
+    }
+}
+
+/// A backend's way back into its [`Broadcast`]: delivers messages that other nodes
+/// published. Holds the hub weakly, so it does not keep it alive.
+#[derive(Clone)]
+pub struct Inbox {
+    hub: Weak<Hub>,
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl Inbox {
+    /// Delivers a message from another node to this node's members (without publishing it
+    /// again). Returns how many got it; 0 once the hub is gone.
+    pub fn deliver(&self, target: Target<'_>, text: &str) -> usize {
+        self.hub
+            .upgrade()
+            .map_or(0, |hub| hub.deliver(target, text))
+    }
+
+    /// The topics with at least one member on this node: what the backend should be
+    /// subscribed to (after a reconnect, say).
+    pub fn topics(&self) -> Vec<String> {
+        self.hub.upgrade().map_or_else(Vec::new, |hub| {
+            hub.lock()
+                .topics
+                .keys()
+                .map(|t| String::from(&**t))
+                .collect()
+        })
+    }
+
+    /// Whether the [`Broadcast`] still exists; a backend's tasks stop once it is gone.
+    pub fn is_alive(&self) -> bool {
+        self.hub.strong_count() > 0
+    }
+}

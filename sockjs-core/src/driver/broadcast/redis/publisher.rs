@@ -1,0 +1,143 @@
+//! The publishing connection's task.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client};
+
+use super::retry::*;
+use super::*;
+use crate::driver::Runtime;
+
+/// The publishing connection's task.
+pub(super) struct Publisher {
+    pub(super) client: Client,
+    pub(super) shared: Arc<Shared>,
+    pub(super) runtime: Arc<dyn Runtime>,
+    pub(super) seed: u64,
+}
+
+impl Publisher {
+    pub(super) async fn run(self) {
+        let shared = &*self.shared;
+        // The timeouts are the clock's, on the driver's runtime.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
+        let mut clock = Clock::new(self.runtime.clone());
+        let mut backoff = Backoff::new(self.seed);
+        let mut outage = Outage::new("publish");
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let connect = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config);
+            let mut connection = match clock
+                .within(shared, Role::Publisher, CONNECT_TIMEOUT, connect)
+                .await
+            {
+                Ok(connection) => connection,
+                Err(Lost::Stopped) => return,
+                Err(error) => {
+                    outage.down(clock.now(), shared, &shared.publisher_up, &error);
+                    if !self.wait_dropping(&mut clock, backoff.next_delay()).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            outage.up(clock.now(), shared, &shared.publisher_up);
+            backoff.reset();
+            let lost = self.serve(&mut clock, &mut connection, &mut batch).await;
+            if let Lost::Stopped = lost {
+                return;
+            }
+            outage.down(clock.now(), shared, &shared.publisher_up, &lost);
+        }
+    }
+
+    /// Waits `delay` before the next attempt, dropping what is queued meanwhile (it reached
+    /// this node only). `false` if the backend was dropped.
+    pub(super) async fn wait_dropping(&self, clock: &mut Clock, delay: Duration) -> bool {
+        let shared = &*self.shared;
+        let deadline = clock.now() + delay;
+        clock.timer.as_mut().reset(deadline);
+        let timer = &mut clock.timer;
+        let mut discard = Vec::new();
+        poll_fn(|cx| {
+            loop {
+                match shared.poll_outbox(cx, &mut discard, usize::MAX) {
+                    Poll::Ready(None) => return Poll::Ready(false),
+                    Poll::Ready(Some(n)) => {
+                        shared.lost(n);
+                        discard.clear();
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            timer.as_mut().poll(cx).map(|()| true)
+        })
+        .await
+    }
+
+    /// Publishes batches as they come, pinging an idle connection, until it fails.
+    pub(super) async fn serve(
+        &self,
+        clock: &mut Clock,
+        connection: &mut MultiplexedConnection,
+        batch: &mut Vec<Outgoing>,
+    ) -> Lost {
+        let shared = &*self.shared;
+        let mut ping = self.runtime.timer(clock.now() + PING_EVERY);
+        loop {
+            enum Wake {
+                Batch,
+                Ping,
+                Stopped,
+            }
+            batch.clear();
+            let wake = poll_fn(|cx| match shared.poll_outbox(cx, batch, BATCH) {
+                Poll::Ready(Some(_)) => Poll::Ready(Wake::Batch),
+                Poll::Ready(None) => Poll::Ready(Wake::Stopped),
+                // An idle connection that died is noticed before the next message is lost.
+                Poll::Pending => ping.as_mut().poll(cx).map(|()| Wake::Ping),
+            })
+            .await;
+            let result = match wake {
+                Wake::Stopped => return Lost::Stopped,
+                Wake::Ping => {
+                    let command = redis::cmd("PING");
+                    let ping = command.query_async::<redis::Value>(connection);
+                    clock
+                        .within(shared, Role::Publisher, RESPONSE_TIMEOUT, ping)
+                        .await
+                        .map(drop)
+                }
+                Wake::Batch => {
+                    let mut pipe = redis::pipe();
+                    for message in batch.iter() {
+                        pipe.cmd("PUBLISH")
+                            .arg(&message.channel)
+                            .arg(&message.payload)
+                            .ignore();
+                    }
+                    let sent = pipe.query_async::<()>(connection);
+                    let result = clock
+                        .within(shared, Role::Publisher, RESPONSE_TIMEOUT, sent)
+                        .await;
+                    if result.is_err() {
+                        shared.lost(batch.len());
+                    }
+                    result
+                }
+            };
+            if let Err(lost) = result {
+                return lost;
+            }
+            ping.as_mut().reset(clock.now() + PING_EVERY);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The subscribing connection's task.
+
+use std::collections::HashSet;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures_core::Stream;
+use redis::aio::PubSubSink;
+use redis::{Client, Msg};
+
+use super::retry::*;
+use super::*;
+use crate::driver::Runtime;
+
+/// The subscribing connection's task.
+pub(super) struct Subscriber {
+    pub(super) client: Client,
+    pub(super) shared: Arc<Shared>,
+    pub(super) runtime: Arc<dyn Runtime>,
+    pub(super) inbox: Inbox,
+    pub(super) prefix: String,
+    pub(super) origin: u64,
+}
+
+impl Subscriber {
+    pub(super) async fn run(self) {
+        // Timers are made on the task, inside the runtime (tokio's need one).
+        let mut clock = Clock::new(self.runtime.clone());
+        let mut backoff = Backoff::new(self.origin.rotate_left(32));
+        let mut outage = Outage::new("subscribe");
+        while self.inbox.is_alive() {
+            let lost = self.session(&mut clock, &mut backoff, &mut outage).await;
+            if let Lost::Stopped = lost {
+                return;
+            }
+            let shared = &*self.shared;
+            outage.down(clock.now(), shared, &shared.subscriber_up, &lost);
+            let delay = backoff.next_delay();
+            if !clock.pause(shared, Role::Subscriber, delay).await {
+                return;
+            }
+        }
+    }
+
+    /// One connection: connect, subscribe, deliver until it fails.
+    pub(super) async fn session(
+        &self,
+        clock: &mut Clock,
+        backoff: &mut Backoff,
+        outage: &mut Outage,
+    ) -> Lost {
+        let shared = &*self.shared;
+        let role = Role::Subscriber;
+        let connect = self.client.get_async_pubsub();
+        let (mut sink, mut stream) =
+            match clock.within(shared, role, CONNECT_TIMEOUT, connect).await {
+                Ok(pubsub) => pubsub.split(),
+                Err(lost) => return lost,
+            };
+        let all = channel(&self.prefix, Target::All);
+        let topic_prefix = format!("{}t:", self.prefix);
+        let mut subscribed = HashSet::new();
+        let subscribe_all = sink.subscribe(&all);
+        if let Err(lost) = clock
+            .within(shared, role, RESPONSE_TIMEOUT, subscribe_all)
+            .await
+        {
+            return lost;
+        }
+        if let Err(lost) = self.sync(clock, &mut sink, &mut subscribed).await {
+            return lost;
+        }
+        outage.up(clock.now(), shared, &shared.subscriber_up);
+        backoff.reset();
+        let mut ping = self.runtime.timer(clock.now() + PING_EVERY);
+        loop {
+            enum Wake {
+                Message(Option<Msg>),
+                TopicsChanged,
+                Ping,
+                Stopped,
+            }
+            let wake = poll_fn(|cx| {
+                if let Poll::Ready(changed) = shared.poll_topics_changed(cx) {
+                    return Poll::Ready(if changed {
+                        Wake::TopicsChanged
+                    } else {
+                        Wake::Stopped
+                    });
+                }
+                if let Poll::Ready(message) = Pin::new(&mut stream).poll_next(cx) {
+                    return Poll::Ready(Wake::Message(message));
+                }
+                ping.as_mut().poll(cx).map(|()| Wake::Ping)
+            })
+            .await;
+            match wake {
+                Wake::Message(None) => return Lost::Closed,
+                Wake::Message(Some(message)) => self.deliver(&message, &all, &topic_prefix),
+                Wake::TopicsChanged => {
+                    if let Err(lost) = self.sync(clock, &mut sink, &mut subscribed).await {
+                        return lost;
+                    }
+                }
+                Wake::Ping => {
+                    let pong = sink.ping::<redis::Value>();
+                    if let Err(lost) = clock.within(shared, role, RESPONSE_TIMEOUT, pong).await {
+                        return lost;
+                    }
+                    ping.as_mut().reset(clock.now() + PING_EVERY);
+                }
+                Wake::Stopped => return Lost::Stopped,
+            }
+        }
+    }
+
+    /// Delivers a message from another node to this node's members.
+    pub(super) fn deliver(&self, message: &Msg, all: &str, topic_prefix: &str) {
+        let name = message.get_channel_name();
+        let target = if name == all {
+            Target::All
+        } else if let Some(topic) = name.strip_prefix(topic_prefix) {
+            Target::Topic(topic)
+        } else {
+            return;
+        };
+        match decode(message.get_payload_bytes()) {
+            Some((origin, _)) if origin == self.origin => {}
+            Some((_, text)) => {
+                self.inbox.deliver(target, text);
+            }
+            None => tracing::debug!(channel = name, "redis broadcast: malformed message ignored"),
+        }
+    }
+
+    /// Brings the subscriptions in line with the hub's topics.
+    pub(super) async fn sync(
+        &self,
+        clock: &mut Clock,
+        sink: &mut PubSubSink,
+        subscribed: &mut HashSet<String>,
+    ) -> Result<(), Lost> {
+        let shared = &*self.shared;
+        let wanted: HashSet<String> = self
+            .inbox
+            .topics()
+            .into_iter()
+            .map(|t| channel(&self.prefix, Target::Topic(&t)))
+            .collect();
+        let add: Vec<&String> = wanted.difference(subscribed).collect();
+        if !add.is_empty() {
+            let request = sink.subscribe(&add);
+            clock
+                .within(shared, Role::Subscriber, RESPONSE_TIMEOUT, request)
+                .await?;
+        }
+        let remove: Vec<&String> = subscribed.difference(&wanted).collect();
+        if !remove.is_empty() {
+            let request = sink.unsubscribe(&remove);
+            clock
+                .within(shared, Role::Subscriber, RESPONSE_TIMEOUT, request)
+                .await?;
+        }
+        *subscribed = wanted;
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! Settings of the driver and the adapters around the engine: one struct, the same names
+//! and defaults on every runtime. The engine's own settings live in
+//! [`Options`](crate::Options).
+
+use std::time::Duration;
+
+/// Close code of a session whose application stopped taking its messages (RFC 6455's
+/// "Try Again Later"), see [`Config::max_session_inbound`].
+pub const INBOUND_OVERFLOW_CODE: u16 = 1013;
+/// Close reason that goes with [`INBOUND_OVERFLOW_CODE`].
+pub const INBOUND_OVERFLOW_REASON: &str = "Receive queue overflow";
+
+/// Server and service settings beyond the protocol's [`Options`](crate::Options).
+///
+/// Build it from [`Config::default`] with struct update syntax:
+///
+/// ```
+/// use std::time::Duration;
+/// use sockjs_core::driver::Config;
+///
+/// let config = Config { write_timeout: Duration::from_secs(10), ..Config::default() };
+/// assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+/// ```
+///
+/// Fields marked *(server)* apply to a whole server (the adapters' standalone servers, and
+/// WebSockets under any server); the rest apply to each service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Engine shards per service: sessions are spread over them by id, each behind its own
+    /// lock with its own timer task. Default: the available parallelism (at most 64).
+    pub shards: usize,
+    /// Most outgoing items (responses, chunks, WebSocket messages) queued for one
+    /// connection that the client has not read. Beyond it, or beyond
+    /// [`max_connection_queue_bytes`](Config::max_connection_queue_bytes), the engine is told
+    /// the client aborted, the queue is dropped, and the connection closes once its blocked
+    /// write goes through or times out. Default 4096.
+    pub max_connection_queue: usize,
+    /// Most outgoing bytes queued for one connection (one larger item still fits an empty
+    /// queue). Default 1 MiB.
+    pub max_connection_queue_bytes: usize,
+    /// Most received messages queued for one session that the application has not taken
+    /// with `Session::recv`. Beyond it, or beyond
+    /// [`max_session_inbound_bytes`](Config::max_session_inbound_bytes), the session is
+    /// closed with [`INBOUND_OVERFLOW_CODE`] [`INBOUND_OVERFLOW_REASON`]. Default 1024.
+    pub max_session_inbound: usize,
+    /// Most received bytes queued for one session's application. Default 1 MiB.
+    pub max_session_inbound_bytes: usize,
+    /// How long an `xhr_send` or `jsonp_send` is held until the application has taken the
+    /// messages it carried (came back to `Session::recv` after them). What the application
+    /// sends in reaction, such as an echo, is then queued before the client learns its send
+    /// succeeded, and a client that sends faster than the application reads is slowed down.
+    /// Zero answers at once. Default 500 ms.
+    pub delivery_wait: Duration,
+    /// How long a new receiver waits for the previous receiver of its session to turn out
+    /// gone, when the adapter cannot tell at once whether that receiver's client is still
+    /// connected (no [`ConnectionProbe`](crate::driver::ConnectionProbe) on it); then it gets
+    /// `c[2010,"Another connection still open"]`. Default 250 ms.
+    pub abort_grace: Duration,
+    /// *(server)* Longest time a client may take to send a request head, counted from when
+    /// the connection starts waiting for it (accept, or the end of the previous response):
+    /// closes idle keep-alive connections and cuts slowloris heads. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// *(server)* Longest time a request body may take to arrive once its head was read;
+    /// then `408 Request Timeout` and the connection closes. Default 10 s.
+    pub body_read_timeout: Duration,
+    /// *(server)* Longest time one write (a response, a chunk, WebSocket messages) may wait
+    /// on a client that does not read; then the connection is dropped. Default 30 s.
+    pub write_timeout: Duration,
+    /// *(server)* How long a WebSocket that sent its close frame waits for the client's
+    /// before the connection is dropped. Default 1 s.
+    pub close_linger: Duration,
+    /// *(server)* Most header fields in a request (431 beyond). Default 100.
+    pub max_headers: usize,
+    /// *(server)* Most bytes in a request head (431 beyond). Default 16 KiB.
+    pub max_head_bytes: usize,
+    /// *(server)* Close code sent to open sessions at graceful shutdown. Default 1001.
+    pub shutdown_code: u16,
+    /// *(server)* Close reason sent at graceful shutdown. Default `"Server shutting down"`.
+    pub shutdown_reason: String,
+    /// *(server)* Longest time a graceful shutdown waits for sessions, handlers and
+    /// connections to end. Default 10 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
+            max_connection_queue: 4096,
+            max_connection_queue_bytes: 1024 * 1024,
+            max_session_inbound: 1024,
+            max_session_inbound_bytes: 1024 * 1024,
+            delivery_wait: Duration::from_millis(500),
+            abort_grace: Duration::from_millis(250),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            close_linger: Duration::from_secs(1),
+            max_headers: 100,
+            max_head_bytes: 16 * 1024,
+            shutdown_code: 1001,
+            shutdown_reason: "Server shutting down".to_owned(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! One request as the adapter carries it out: what to write, in order, and the abort guard.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::driver::queue::{self, TryRecv};
+use crate::driver::runtime::Timer;
+use crate::driver::session::Delivery;
+use crate::driver::shard::{Shard, Submitted};
+use crate::{Content, RequestId};
+
+/// One request handed to a [`Service`](crate::driver::Service), from the adapter's side:
+/// the [`Content`] to write, in order, until the last item ([`Content::is_last`]); for an
+/// upgraded request, also the WebSocket's inputs.
+///
+/// Dropping an `Exchange` before its last item was taken (or, for a WebSocket, before the
+/// client closed it) tells the engine the client went away (PROTOCOL.md §7.1.6): adapters
+/// drop it when the connection fails or ends.
+pub struct Exchange {
+    shard: Arc<Shard>,
+    id: RequestId,
+    rx: queue::Receiver,
+    phase: Phase,
+    /// A send's answer, held until the application has taken what it delivered.
+    held: Option<Held>,
+    timer: Option<Pin<Box<dyn Timer>>>,
+    /// The request is over: nothing to abort.
+    done: bool,
+}
+
+enum Phase {
+    /// Not handed to the engine yet: it waits for `attached` to end.
+    Deferred {
+        request: Box<http::Request<Bytes>>,
+        tx: queue::Sender,
+        attached: RequestId,
+        until: Instant,
+        slot: Option<u64>,
+    },
+    Live {
+        delivered: Option<Delivery>,
+    },
+}
+
+/// What [`Exchange::try_next`] found.
+#[derive(Debug)]
+pub enum TryNext {
+    /// The next thing to write.
+    Item(Content),
+    /// Nothing yet.
+    Empty,
+    /// Nothing ever again (the last item was taken, or the exchange ended without one).
+    Ended,
+}
+
+struct Held {
+    content: Content,
+    until: Instant,
+    /// The handler was woken once already before a timer was armed.
+    yielded: bool,
+    slot: Option<u64>,
+}
+
+impl fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange")
+            .field("request", &self.id.0)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exchange {
+    pub(crate) fn submit(shard: Arc<Shard>, id: RequestId, request: http::Request<Bytes>) -> Self {
+        let (tx, rx) = queue::channel();
+        let phase = match shard.submit(id, request, tx, false) {
+            Submitted::Fed(delivered) => Phase::Live { delivered },
+            Submitted::Deferred {
+                request,
+                tx,
+                attached,
+            } => Phase::Deferred {
+                request,
+                tx,
+                attached,
+                until: shard.common.runtime.now() + shard.common.config.abort_grace,
+                slot: None,
+            },
+        };
+        Exchange {
+            shard,
+            id,
+            rx,
+            phase,
+            held: None,
+            timer: None,
+            done: false,
+        }
+    }
+
+    /// The engine's id of this request (and of the WebSocket it may become).
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// The next thing to write; `None` if the exchange ended without a last item (the
+    /// connection overflowed or the engine dropped the request): drop the connection then.
+    pub async fn next(&mut self) -> Option<Content> {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// The poll form of [`next`](Exchange::next).
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Content>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if matches!(self.phase, Phase::Deferred { .. }) && self.poll_deferred(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if self.held.is_some() {
+            return self.poll_held(cx);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(content)) => self.taken(content, cx),
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The next thing to write if it is there already (to write several at once).
+    pub fn try_next(&mut self) -> TryNext {
+        if self.done {
+            return TryNext::Ended;
+        }
+        if self.held.is_some() || matches!(self.phase, Phase::Deferred { .. }) {
+            return TryNext::Empty;
+        }
+        match self.rx.try_recv() {
+            TryRecv::Item(content) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                match self.taken(content, &mut cx) {
+                    Poll::Ready(Some(content)) => TryNext::Item(content),
+                    Poll::Ready(None) => TryNext::Ended,
+                    Poll::Pending => TryNext::Empty,
+                }
+            }
+            TryRecv::Empty => TryNext::Empty,
+            TryRecv::Ended => {
+                self.done = true;
+                TryNext::Ended
+            }
+        }
+    }
+
+    /// Ready once [`poll_next`](Exchange::poll_next) may have something: for loops that
+    /// wait on a socket and on this exchange at once.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done || self.held.is_some() || matches!(self.phase, Phase::Deferred { .. }) {
+            return Poll::Ready(());
+        }
+        self.rx.poll_ready(cx)
+    }
+
+    /// An item came off the queue: the last one ends the exchange, unless it is a send's
+    /// answer that waits for its messages to be taken.
+    fn taken(&mut self, content: Content, cx: &mut Context<'_>) -> Poll<Option<Content>> {
+        if !content.is_last() {
+            return Poll::Ready(Some(content));
+        }
+        let delivered = match &mut self.phase {
+            Phase::Live { delivered } => delivered.take(),
+            Phase::Deferred { .. } => None,
+        };
+        let wait = self.shard.common.config.delivery_wait;
+        if matches!(content, Content::Response(_)) && delivered.is_some() && !wait.is_zero() {
+            self.phase = Phase::Live { delivered };
+            self.held = Some(Held {
+                content,
+                until: self.shard.common.runtime.now() + wait,
+                yielded: false,
+                slot: None,
+            });
+            return self.poll_held(cx);
+        }
+        self.done = true;
+        Poll::Ready(Some(content))
+    }
+
+    fn poll_held(&mut self, cx: &mut Context<'_>) -> Poll<Option<Content>> {
+        let Some(held) = self.held.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let taken = match &self.phase {
+            Phase::Live {
+                delivered: Some(delivery),
+            } => delivery.poll_taken(cx, &mut held.slot).is_ready(),
+            _ => true,
+        };
+        let expired = !taken
+            && if held.yielded {
+                let until = held.until;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| self.shard.common.runtime.timer(until));
+                timer.as_mut().poll(cx).is_ready()
+            } else {
+                // The handler was just woken with the messages: let it run once before
+                // arming a timer, which that usually makes unnecessary.
+                held.yielded = true;
+                cx.waker().wake_by_ref();
+                false
+            };
+        if !(taken || expired) {
+            return Poll::Pending;
+        }
+        if let Phase::Live {
+            delivered: Some(delivery),
+        } = &self.phase
+        {
+            delivery.forget(held.slot.take());
+        }
+        self.phase = Phase::Live { delivered: None };
+        self.done = true;
+        Poll::Ready(self.held.take().map(|held| held.content))
+    }
+
+    /// A deferred request: ready once it was handed to the engine.
+    fn poll_deferred(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Phase::Deferred {
+            attached,
+            until,
+            slot,
+            ..
+        } = &mut self.phase
+        else {
+            return Poll::Ready(());
+        };
+        let (attached, until) = (*attached, *until);
+        let ended = self.shard.poll_ended(attached, cx, slot).is_ready();
+        if !ended {
+            let timer = self
+                .timer
+                .get_or_insert_with(|| self.shard.common.runtime.timer(until));
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        self.timer = None;
+        let phase = std::mem::replace(&mut self.phase, Phase::Live { delivered: None });
+        if let Phase::Deferred {
+            request, tx, slot, ..
+        } = phase
+        {
+            self.shard.unwatch(attached, slot);
+            if let Submitted::Fed(delivered) = self.shard.submit(self.id, *request, tx, true) {
+                self.phase = Phase::Live { delivered };
+            }
+        }
+        Poll::Ready(())
+    }
+
+    /// Runs the WebSocket this request became, to its end: call it after writing the head
+    /// of [`Content::Upgrade`] (with its handshake), with the upgraded connection and the
+    /// bytes the client sent after its request (the first frames, or hixie-76's key3).
+    pub fn serve_websocket<S: crate::driver::Socket>(
+        self,
+        socket: S,
+        read_ahead: Vec<u8>,
+        handshake: crate::Handshake,
+    ) -> crate::driver::WebSocket<S> {
+        crate::driver::websocket::WebSocket::new(self, socket, read_ahead, handshake)
+    }
+
+    /// Feeds the engine under one lock (several WebSocket messages at once).
+    pub(crate) fn feed<R>(&self, f: impl FnOnce(&mut crate::Engine, Instant, RequestId) -> R) -> R {
+        let id = self.id;
+        self.shard.run(|engine, now| f(engine, now, id))
+    }
+
+    /// A WebSocket text message arrived.
+    pub(crate) fn ws_text(&self, text: &str) {
+        let id = self.id;
+        self.shard
+            .run(|engine, now| engine.handle_ws_message(now, id, text));
+    }
+
+    /// The client sent a WebSocket message over
+    /// [`Options::max_message_size`](crate::Options::max_message_size): the engine answers
+    /// with a 1009 close.
+    pub(crate) fn ws_too_big(&self) {
+        let id = self.id;
+        self.shard
+            .run(|engine, now| engine.handle_ws_too_big(now, id));
+    }
+
+    /// The client closed the WebSocket with a close handshake; the exchange is over. (A
+    /// connection that ends without one is an abort: the exchange is dropped instead.)
+    pub(crate) fn ws_closed(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.shard
+            .end_request(self.id, |engine, now, id| engine.handle_ws_closed(now, id));
+    }
+
+    /// The service's settings, for the adapter's own bounds.
+    pub fn config(&self) -> &crate::driver::Config {
+        &self.shard.common.config
+    }
+
+    /// The runtime the service runs on.
+    pub(crate) fn runtime(&self) -> &Arc<dyn crate::driver::Runtime> {
+        &self.shard.common.runtime
+    }
+
+    /// The service's options.
+    pub fn options(&self) -> &crate::Options {
+        &self.shard.common.options
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        match &mut self.phase {
+            Phase::Deferred { attached, slot, .. } => {
+                self.shard.unwatch(*attached, slot.take());
+                return;
+            }
+            Phase::Live {
+                delivered: Some(delivery),
+            } => {
+                if let Some(held) = &mut self.held {
+                    delivery.forget(held.slot.take());
+                }
+            }
+            Phase::Live { delivered: None } => {}
+        }
+        if !self.done {
+            self.shard.abort(self.id);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The runtime-agnostic driver (cargo feature `driver`): everything between the engine and a
+//! runtime adapter that does not depend on the runtime, written once.
+//!
+//! ```text
+//!  application      Session / SessionSender: recv, send, close, state, closed, ...
+//!       │                    broadcast::Broadcast: topics, publish (+ Backend, Redis)
+//!  driver           Service ─ shards: Mutex<Engine + routing tables>, timer task each
+//!  (this module)    Exchange: one request's writes, in order; abort guard; WebSocket pump
+//!       │           queues bounded in items and bytes; Runtime trait: now, spawn, timers
+//!  adapter          sockjs-tokio (hyper, tower) / sockjs-smol (the `wire` codec):
+//!       │           sockets, HTTP, spawning, timers: nothing else
+//!  engine           Engine: routes, sessions, transports, frames, timers; pure
+//! ```
+//!
+//! An adapter implements [`Runtime`] (the time, spawning, timers) and [`Socket`] (its
+//! upgraded connections), builds a [`Service`] per SockJS endpoint, and for each HTTP
+//! request:
+//!
+//! 1. reads the head and the whole body (bounded by
+//!    [`Options::max_request_body`](crate::Options::max_request_body)), inserts the client's
+//!    [`PeerAddr`](crate::PeerAddr) and a [`ConnectionProbe`] as extensions, and calls
+//!    [`Service::submit`];
+//! 2. writes what the returned [`Exchange`] yields ([`Exchange::next`]): a whole response,
+//!    or a stream head and then each chunk as its own flushed HTTP chunk until the end, or
+//!    a 101 head, after which [`Exchange::serve_websocket`] runs the socket;
+//! 3. drops the exchange when the connection fails or the client hangs up: that is the
+//!    abort the engine needs to know of.
+//!
+//! Everything else happens here, identically on every runtime: sessions spread over shards
+//! (one mutex each, never held across an `.await`), outputs routed to their request or
+//! session, bounded queues with their overflow policies, session handles and their
+//! futures (std [`Waker`](std::task::Waker)s only), handler tasks, timers, broadcast.
+//!
+//! # Bounds and overflow
+//!
+//! - Outgoing, per connection: [`Config::max_connection_queue`] items and
+//!   [`Config::max_connection_queue_bytes`] bytes the client has not read; beyond them the
+//!   engine is told at once that the client aborted (what that does to the session follows
+//!   [`Options::abort`](crate::Options::abort); a WebSocket session ends), what was queued
+//!   is dropped, and the connection closes as soon as its blocked write goes through or
+//!   fails after [`Config::write_timeout`].
+//! - Outgoing, per session: what the application sends while no receiver is attached queues
+//!   in the engine up to [`Options::max_queued_bytes`](crate::Options::max_queued_bytes);
+//!   beyond it `send` fails with [`SendError::QueueFull`](crate::SendError::QueueFull).
+//! - Incoming, per session: [`Config::max_session_inbound`] messages and
+//!   [`Config::max_session_inbound_bytes`] bytes the application has not taken; beyond them
+//!   the session is closed with [`INBOUND_OVERFLOW_CODE`] [`INBOUND_OVERFLOW_REASON`].
+
+pub mod broadcast;
+mod config;
+mod exchange;
+mod queue;
+mod rfc6455;
+mod runtime;
+mod service;
+mod session;
+mod shard;
+mod socket;
+pub mod suite;
+mod waiters;
+mod websocket;
+
+pub use config::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
+pub use exchange::{Exchange, TryNext};
+pub use runtime::{Runtime, Task, Timer};
+pub use service::{ConnectionProbe, Service};
+pub use session::{Closed, Session, SessionSender};
+pub use socket::{PollIo, Polled, Socket};
+pub use websocket::WebSocket;

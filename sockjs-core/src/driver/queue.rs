@@ -1,0 +1,278 @@
+//! The bounded queue between a shard and one request's task: what the engine asked to be
+//! written, in order.
+//!
+//! The shard is the only producer (pushing under its own lock, never waiting) and one task
+//! the only consumer, so a mutex around a `VecDeque` and one waker slot is all it takes: no
+//! allocation per message or per wait, and none before the first push. Dropping the
+//! [`Sender`] ends the queue after what it holds; [`Sender::kill`] ends it at once (the
+//! consumer gets `None` and drops the connection); dropping the [`Receiver`] makes later
+//! pushes fail.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use crate::Content;
+
+/// Capacity kept after the queue runs dry; a burst's larger buffer is given back.
+const KEEP: usize = 16;
+
+/// Bytes an item counts for in the byte bound: what it carries. Heads are small and
+/// bounded by the item count.
+pub(crate) fn weight(content: &Content) -> usize {
+    match content {
+        Content::Response(response) => response.body().len(),
+        Content::Chunk(data) => data.len(),
+        Content::WsText(text) => text.len(),
+        Content::WsClose { reason, .. } => reason.len(),
+        _ => 0,
+    }
+}
+
+struct State {
+    items: VecDeque<Content>,
+    bytes: usize,
+    /// The sender is gone: the queue ends after its items.
+    ended: bool,
+    /// The sender gave up: the queue ends now.
+    killed: bool,
+    /// The receiver is gone.
+    gone: bool,
+    waker: Option<Waker>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A new empty queue.
+pub(crate) fn channel() -> (Sender, Receiver) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            bytes: 0,
+            ended: false,
+            killed: false,
+            gone: false,
+            waker: None,
+        }),
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+/// Why a push failed (the item is dropped).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The queue holds `max_items` items, or would pass `max_bytes`.
+    Full,
+    /// The receiver is gone.
+    Gone,
+}
+
+/// The producing side.
+pub(crate) struct Sender {
+    shared: Arc<Shared>,
+}
+
+impl Sender {
+    /// Queues `item` unless the queue holds `max_items` items already, or is not empty and
+    /// would pass `max_bytes` (one item larger than `max_bytes` still fits an empty queue).
+    pub(crate) fn push(
+        &self,
+        item: Content,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<(), PushError> {
+        let weight = weight(&item);
+        let waker = {
+            let mut st = self.shared.lock();
+            if st.gone {
+                return Err(PushError::Gone);
+            }
+            if st.items.len() >= max_items
+                || (st.bytes > 0 && st.bytes.saturating_add(weight) > max_bytes)
+            {
+                return Err(PushError::Full);
+            }
+            st.items.push_back(item);
+            st.bytes += weight;
+            st.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Ends the queue at once: what it holds is dropped and the consumer sees the end.
+    pub(crate) fn kill(self) {
+        let (items, waker) = {
+            let mut st = self.shared.lock();
+            st.killed = true;
+            st.bytes = 0;
+            (std::mem::take(&mut st.items), st.waker.take())
+        };
+        drop(items);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let waker = {
+            let mut st = self.shared.lock();
+            st.ended = true;
+            st.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// What [`Receiver::try_recv`] found.
+#[derive(Debug)]
+pub(crate) enum TryRecv {
+    Item(Content),
+    Empty,
+    Ended,
+}
+
+/// The consuming side.
+pub(crate) struct Receiver {
+    shared: Arc<Shared>,
+}
+
+impl Receiver {
+    /// Takes the next item without waiting.
+    pub(crate) fn try_recv(&self) -> TryRecv {
+        take(&mut self.shared.lock())
+    }
+
+    /// Takes the next item; `Ready(None)` once the queue ended.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Content>> {
+        let mut st = self.shared.lock();
+        match take(&mut st) {
+            TryRecv::Item(item) => Poll::Ready(Some(item)),
+            TryRecv::Ended => Poll::Ready(None),
+            TryRecv::Empty => {
+                register(&mut st.waker, cx);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Ready once an item is queued or the queue ended; takes nothing.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.shared.lock();
+        if !st.items.is_empty() || st.ended || st.killed {
+            return Poll::Ready(());
+        }
+        register(&mut st.waker, cx);
+        Poll::Pending
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let items = {
+            let mut st = self.shared.lock();
+            st.gone = true;
+            st.waker = None;
+            st.bytes = 0;
+            std::mem::take(&mut st.items)
+        };
+        drop(items);
+    }
+}
+
+fn take(st: &mut State) -> TryRecv {
+    if st.killed {
+        return TryRecv::Ended;
+    }
+    match st.items.pop_front() {
+        Some(item) => {
+            st.bytes -= weight(&item);
+            if st.items.is_empty() && st.items.capacity() > KEEP {
+                st.items.shrink_to(KEEP);
+            }
+            TryRecv::Item(item)
+        }
+        None if st.ended => TryRecv::Ended,
+        None => TryRecv::Empty,
+    }
+}
+
+/// Stores the task's waker unless the one stored already wakes it.
+pub(crate) fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn chunk(n: usize) -> Content {
+        Content::Chunk(Bytes::from(vec![b'x'; n]))
+    }
+
+    #[test]
+    fn bounded_by_items_and_bytes_in_order() {
+        let (tx, rx) = channel();
+        assert_eq!(tx.push(chunk(10), 2, 15), Ok(()));
+        assert_eq!(tx.push(chunk(10), 2, 15), Err(PushError::Full));
+        assert_eq!(tx.push(chunk(5), 2, 15), Ok(()));
+        assert_eq!(tx.push(chunk(0), 2, 15), Err(PushError::Full));
+        assert!(matches!(rx.try_recv(), TryRecv::Item(Content::Chunk(d)) if d.len() == 10));
+        // One item larger than the byte bound still fits an empty queue.
+        assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
+        assert_eq!(tx.push(chunk(100), 2, 15), Ok(()));
+        drop(tx);
+        assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
+        assert!(matches!(rx.try_recv(), TryRecv::Ended));
+    }
+
+    #[test]
+    fn kill_ends_at_once_and_a_gone_receiver_refuses() {
+        let (tx, rx) = channel();
+        assert_eq!(tx.push(chunk(1), 8, 8), Ok(()));
+        tx.kill();
+        assert!(matches!(rx.try_recv(), TryRecv::Ended));
+        let (tx, rx) = channel();
+        drop(rx);
+        assert_eq!(tx.push(chunk(1), 8, 8), Err(PushError::Gone));
+    }
+
+    #[test]
+    fn pending_until_pushed() {
+        let (tx, rx) = channel();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        assert!(rx.poll_ready(&mut cx).is_pending());
+        assert_eq!(tx.push(chunk(1), 8, 8), Ok(()));
+        assert!(rx.poll_ready(&mut cx).is_ready());
+        assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
+        drop(tx);
+        assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(None)));
+    }
+}

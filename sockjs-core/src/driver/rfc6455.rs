@@ -1,0 +1,437 @@
+//! The RFC 6455 pump: one loop per socket that reads, writes and waits, on the core's own
+//! frame codec ([`wire::rfc6455`](crate::wire::rfc6455)).
+//!
+//! Reads land in a buffer shared by every socket of the thread, and the frames in them go
+//! to the engine under one lock per read; writes are encoded into another shared buffer,
+//! as many queued messages as there are, and go out in one system call. A socket keeps a
+//! buffer of its own only for an unfinished frame or a write the kernel did not take, so
+//! an idle connection holds none.
+//!
+//! With permessage-deflate negotiated (RFC 7692, [`Handshake::Rfc6455`]'s `deflate`), the
+//! decoder inflates compressed messages and text messages of at least
+//! [`DeflateOptions::min_size`] bytes go out compressed; without context takeover the
+//! compressor and decompressor are the thread's, so this too keeps no state per socket.
+//!
+//! [`Handshake::Rfc6455`]: crate::Handshake::Rfc6455
+//! [`DeflateOptions::min_size`]: crate::DeflateOptions::min_size
+
+use std::cell::RefCell;
+use std::io;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use crate::driver::exchange::{Exchange, TryNext};
+use crate::driver::socket::Socket;
+use crate::driver::websocket::Alarm;
+use crate::wire::rfc6455::{
+    Decoder, Deflater, Error, Message, encode_close, encode_ping, encode_pong, encode_text,
+};
+use crate::{Content, DeflateParams};
+
+/// Bytes read at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// Reads handled, and bytes encoded, before the loop lets other tasks run.
+const READ_BATCH: usize = 16;
+const WRITE_BATCH: usize = 64 * 1024;
+/// A shared buffer that grew past this is given back after use.
+const KEEP: usize = 256 * 1024;
+
+thread_local! {
+    static READS: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+    static WRITES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the socket is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Messages flow both ways.
+    Open,
+    /// A close frame is on its way out (ours, or our answer to the client's): write what is
+    /// pending, then linger.
+    Closing,
+    /// The close frame is out: read and drop what the client still sends until it closes
+    /// the connection or the linger ends.
+    Lingering,
+}
+
+/// How a read went.
+enum Read {
+    /// Bytes came and were handled; `short`: fewer than asked, the socket is likely empty.
+    Data { short: bool },
+    /// Nothing there.
+    Empty,
+    /// The client closed the connection.
+    End,
+    /// While lingering: the client answered our close frame.
+    CloseAnswered,
+}
+
+struct Pump<S> {
+    socket: S,
+    decoder: Decoder,
+    /// permessage-deflate's sending side, when negotiated.
+    deflater: Option<Deflater>,
+    /// Encoded bytes the socket has not taken yet.
+    pending: Vec<u8>,
+    phase: Phase,
+    /// The client sent a message over the limit: nothing more is read until the engine's
+    /// close is out.
+    deaf: bool,
+    /// The client broke the protocol: the session ends as aborted, not closed.
+    broken: bool,
+    /// The client started the close: once our answer is out, close the connection.
+    answered: bool,
+}
+
+/// The pump of one socket, as a future of fixed, small size: an `async fn` would carry
+/// room for every temporary of every await point for the socket's whole life.
+pub(crate) struct Serve<S> {
+    pump: Pump<S>,
+    alarm: Alarm,
+    /// Bytes the client sent with its handshake, handled at the first poll.
+    read_ahead: Vec<u8>,
+    /// When the linger ends.
+    end: Option<Instant>,
+    /// Since when a write has waited for the socket.
+    blocked_since: Option<Instant>,
+    /// Whether a read may find bytes (otherwise wait for readiness first).
+    may_read: bool,
+}
+
+impl<S: Socket> Serve<S> {
+    pub(crate) fn new(
+        exchange: &Exchange,
+        socket: S,
+        read_ahead: Vec<u8>,
+        deflate: Option<DeflateParams>,
+    ) -> Serve<S> {
+        let options = exchange.options();
+        let max = options.max_message_size;
+        let (decoder, deflater) = match deflate {
+            Some(params) => {
+                let settings = options.permessage_deflate.unwrap_or_default();
+                (
+                    Decoder::with_deflate(max, &params),
+                    Some(Deflater::new(&params, &settings)),
+                )
+            }
+            None => (Decoder::new(max), None),
+        };
+        Serve {
+            pump: Pump {
+                socket,
+                decoder,
+                deflater,
+                pending: Vec::new(),
+                phase: Phase::Open,
+                deaf: false,
+                broken: false,
+                answered: false,
+            },
+            alarm: Alarm::new(),
+            read_ahead,
+            end: None,
+            blocked_since: None,
+            may_read: true,
+        }
+    }
+
+    /// Runs the socket until it is done (`Ready`) or has to wait.
+    pub(crate) fn poll(&mut self, exchange: &mut Exchange, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.read_ahead.is_empty() {
+            let mut read_ahead = std::mem::take(&mut self.read_ahead);
+            self.pump.handle(exchange, &mut read_ahead);
+        }
+        let write_timeout = exchange.config().write_timeout;
+        let pump = &mut self.pump;
+        loop {
+            let mut busy = false;
+            if pump.reading() && self.may_read {
+                for round in 0..=READ_BATCH {
+                    if round == READ_BATCH {
+                        busy = true;
+                        break;
+                    }
+                    match pump.read(exchange) {
+                        Ok(Read::Data { short: false }) => {}
+                        Ok(Read::Data { short: true } | Read::Empty) => {
+                            self.may_read = false;
+                            break;
+                        }
+                        // Without a close frame the session ends as aborted (the exchange
+                        // is dropped); after one, it has ended already.
+                        Ok(Read::End) | Err(_) => return Poll::Ready(()),
+                        Ok(Read::CloseAnswered) => {
+                            pump.finish();
+                            return Poll::Ready(());
+                        }
+                    }
+                }
+            }
+
+            if pump.phase != Phase::Lingering {
+                match pump.write(exchange) {
+                    Ok(more) => {
+                        busy |= more;
+                        self.blocked_since = None;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let now = exchange.runtime().now();
+                        let since = *self.blocked_since.get_or_insert(now);
+                        if now.saturating_duration_since(since) >= write_timeout {
+                            tracing::debug!("websocket write timed out");
+                            return Poll::Ready(());
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "websocket write failed");
+                        return Poll::Ready(());
+                    }
+                }
+                if pump.phase == Phase::Closing && pump.pending.is_empty() {
+                    if pump.broken || pump.answered {
+                        // The server closes the connection first (RFC 6455 §7.1.1).
+                        pump.finish();
+                        return Poll::Ready(());
+                    }
+                    pump.phase = Phase::Lingering;
+                    self.end = Some(exchange.runtime().now() + exchange.config().close_linger);
+                }
+            }
+
+            if busy {
+                // Let other tasks run, then go on.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+
+            let now = exchange.runtime().now();
+            if self.end.is_some_and(|at| at <= now) {
+                return Poll::Ready(());
+            }
+            let deadline = match (self.end, self.blocked_since) {
+                (Some(end), Some(since)) => Some(end.min(since + write_timeout)),
+                (end, since) => end.or(since.map(|since| since + write_timeout)),
+            };
+            self.alarm.set(exchange, deadline);
+            let mut again = false;
+            if pump.reading() && !self.may_read && pump.socket.poll_readable(cx).is_ready() {
+                self.may_read = true;
+                again = true;
+            }
+            if pump.phase != Phase::Lingering {
+                if self.blocked_since.is_some() {
+                    again |= pump.socket.poll_writable(cx).is_ready();
+                } else if pump.phase == Phase::Open {
+                    again |= exchange.poll_ready(cx).is_ready();
+                }
+            }
+            again |= self.alarm.poll(cx).is_ready();
+            if !again {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl<S: Socket> Pump<S> {
+    /// Whether the client's bytes are read: always while lingering (to see the client's
+    /// close), else unless a message was too big or the protocol broken.
+    fn reading(&self) -> bool {
+        self.phase == Phase::Lingering || !(self.deaf || self.broken)
+    }
+
+    /// Reads once into the thread's buffer and handles what came.
+    fn read(&mut self, exchange: &mut Exchange) -> io::Result<Read> {
+        READS.with_borrow_mut(|buf| {
+            let n = match self.socket.try_read(buf) {
+                Ok(0) => return Ok(Read::End),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Empty),
+                Err(e) => return Err(e),
+            };
+            if self.phase == Phase::Lingering {
+                if self.answered_close(&mut buf[..n]) {
+                    return Ok(Read::CloseAnswered);
+                }
+            } else {
+                self.handle(exchange, &mut buf[..n]);
+            }
+            Ok(Read::Data {
+                short: n < buf.len(),
+            })
+        })
+    }
+
+    /// While lingering: whether `input` holds the client's close frame. Everything else is
+    /// dropped (also the rest of a message that was too big, which the decoder refuses).
+    fn answered_close(&mut self, input: &mut [u8]) -> bool {
+        let mut closed = false;
+        let _ = self.decoder.feed(input, &mut |message| {
+            closed |= matches!(message, Message::Close(_));
+        });
+        closed
+    }
+
+    /// Closes the write side after dropping what the client sent meanwhile, so that the
+    /// close is a FIN and not a reset (which could destroy our last frames before the
+    /// client reads them).
+    fn finish(&mut self) {
+        READS.with_borrow_mut(|buf| {
+            for _ in 0..64 {
+                match self.socket.try_read(buf) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        });
+        let _ = self.socket.shutdown();
+    }
+
+    /// Decodes `input` and hands every message to the engine under one lock.
+    fn handle(&mut self, exchange: &mut Exchange, input: &mut [u8]) {
+        let decoder = &mut self.decoder;
+        let pending = &mut self.pending;
+        let mut closed_by_client = None;
+        let result = exchange.feed(|engine, now, id| {
+            decoder.feed(input, &mut |message| {
+                if closed_by_client.is_some() {
+                    return;
+                }
+                match message {
+                    Message::Text(text) => engine.handle_ws_message(now, id, text),
+                    Message::Binary(data) => engine.handle_ws_binary(now, id, data),
+                    Message::Ping(payload) => encode_pong(payload, pending),
+                    Message::Pong(_) => {}
+                    Message::Close(close) => closed_by_client = Some(close.map(|(code, _)| code)),
+                }
+            })
+        });
+        if self.pending.len() > exchange.config().max_connection_queue_bytes {
+            // Pongs the client does not read (a ping flood): its queue overflowed.
+            tracing::warn!("websocket client does not read its pongs; dropping the connection");
+            self.pending.clear();
+            self.broken = true;
+            self.phase = Phase::Closing;
+            return;
+        }
+        if let Some(code) = closed_by_client {
+            // Answer with the client's code, and end the session.
+            encode_close(code.unwrap_or(1000), "", &mut self.pending);
+            exchange.ws_closed();
+            self.phase = Phase::Closing;
+            self.answered = true;
+            return;
+        }
+        match result {
+            Ok(()) => {}
+            Err(Error::TooBig) => {
+                // The engine answers with its 1009 close; read nothing more.
+                self.deaf = true;
+                exchange.ws_too_big();
+            }
+            Err(error) => {
+                tracing::debug!(%error, "websocket client broke the protocol");
+                encode_close(error.close_code(), "", &mut self.pending);
+                self.broken = true;
+                self.phase = Phase::Closing;
+            }
+        }
+    }
+
+    /// Encodes what the exchange queued and writes it with what was pending. `Ok(true)`:
+    /// there is more to do at once; `Err(WouldBlock)`: the socket takes no more now.
+    fn write(&mut self, exchange: &mut Exchange) -> io::Result<bool> {
+        if !self.pending.is_empty() {
+            write_some(&mut self.socket, &mut self.pending)?;
+            if !self.pending.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            if self.pending.capacity() > KEEP {
+                self.pending = Vec::new();
+            }
+        }
+        if self.phase != Phase::Open {
+            return self.socket.try_flush().map(|()| false);
+        }
+        WRITES.with_borrow_mut(|out| {
+            out.clear();
+            let mut more = false;
+            loop {
+                if out.len() >= WRITE_BATCH {
+                    more = true;
+                    break;
+                }
+                match exchange.try_next() {
+                    TryNext::Item(Content::WsText(text)) => match &mut self.deflater {
+                        Some(deflater) => deflater.encode_text(&text, out),
+                        None => encode_text(&text, out),
+                    },
+                    TryNext::Item(Content::WsPing) => encode_ping(out),
+                    TryNext::Item(Content::WsClose { code, reason }) => {
+                        encode_close(code, &reason, out);
+                        self.phase = Phase::Closing;
+                        break;
+                    }
+                    TryNext::Item(_) => {}
+                    TryNext::Empty => break,
+                    // The engine is done with the socket without a close frame (an
+                    // overflow or an abort): drop the connection once this is out.
+                    TryNext::Ended => {
+                        self.phase = Phase::Closing;
+                        self.broken = true;
+                        break;
+                    }
+                }
+            }
+            let result = if out.is_empty() {
+                Ok(())
+            } else {
+                let mut at = 0;
+                let result = loop {
+                    match self.socket.try_write(&out[at..]) {
+                        Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => {
+                            at += n;
+                            if at == out.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.pending.extend_from_slice(&out[at..]);
+                            break Err(e);
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                if out.capacity() > KEEP {
+                    *out = Vec::new();
+                }
+                result
+            };
+            result?;
+            self.socket.try_flush()?;
+            Ok(more)
+        })
+    }
+}
+
+/// Writes from the front of `pending`, removing what the socket took.
+fn write_some<S: Socket>(socket: &mut S, pending: &mut Vec<u8>) -> io::Result<()> {
+    let mut at = 0;
+    let result = loop {
+        if at == pending.len() {
+            break Ok(());
+        }
+        match socket.try_write(&pending[at..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => at += n,
+            Err(e) => break Err(e),
+        }
+    };
+    pending.drain(..at);
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        other => other,
+    }
+}

@@ -1,0 +1,69 @@
+//! What the driver needs from an async runtime: the time, timers and spawning.
+//!
+//! This is the whole boundary between the driver and an executor, in the spirit of quinn's
+//! `runtime` module: an adapter implements [`Runtime`] in a few dozen lines and everything
+//! else (locks, queues, session handles, WebSocket pumps) is shared.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Instant, SystemTime};
+
+/// A boxed, sendable task.
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// An async runtime, as the driver sees it.
+///
+/// ```
+/// use std::pin::Pin;
+/// use std::time::{Instant, SystemTime};
+/// use sockjs_core::driver::{Runtime, Task, Timer};
+///
+/// /// A runtime whose timers never fire and which drops its tasks: enough to build
+/// /// services in a test that never runs them.
+/// #[derive(Debug)]
+/// struct Inert;
+///
+/// struct Never;
+/// impl std::future::Future for Never {
+///     type Output = ();
+///     fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+///         std::task::Poll::Pending
+///     }
+/// }
+/// impl Timer for Never {
+///     fn reset(self: Pin<&mut Self>, _deadline: Instant) {}
+/// }
+///
+/// impl Runtime for Inert {
+///     fn now(&self) -> Instant { Instant::now() }
+///     fn wall_clock(&self) -> SystemTime { SystemTime::now() }
+///     fn spawn(&self, _task: Task) {}
+///     fn timer(&self, _deadline: Instant) -> Pin<Box<dyn Timer>> { Box::pin(Never) }
+///     fn random_seed(&self) -> u64 { 7 }
+/// }
+/// ```
+pub trait Runtime: Send + Sync + fmt::Debug + 'static {
+    /// The monotonic time now.
+    fn now(&self) -> Instant;
+
+    /// The wall-clock time now (for `Expires` headers).
+    fn wall_clock(&self) -> SystemTime;
+
+    /// Runs `task` to completion in the background.
+    fn spawn(&self, task: Task);
+
+    /// A timer that completes at `deadline` (at once if it has passed).
+    fn timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>>;
+
+    /// A random number, for `/info` entropy, random cookies and the keys of hash maps that
+    /// clients can influence.
+    fn random_seed(&self) -> u64;
+}
+
+/// A timer from [`Runtime::timer`]: a future that completes at its deadline, and can be
+/// moved to another deadline without allocating a new one.
+pub trait Timer: Future<Output = ()> + Send + Sync {
+    /// Moves the deadline; the timer completes at the new one (even if it had completed).
+    fn reset(self: Pin<&mut Self>, deadline: Instant);
+}

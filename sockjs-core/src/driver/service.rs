@@ -1,0 +1,331 @@
+//! One SockJS service: its shards, its handler, and where each request goes.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use foldhash::fast::FixedState;
+use tracing::Instrument as _;
+
+use crate::driver::config::Config;
+use crate::driver::exchange::Exchange;
+use crate::driver::runtime::Runtime;
+use crate::driver::session::Session;
+use crate::driver::shard::Shard;
+use crate::route::Route;
+use crate::{Engine, Options, OptionsError, RequestId, Start};
+
+/// The application's handler, type-erased: it makes the whole task of a session (the
+/// handler's future in its tracing span) in one allocation.
+type Handler = Arc<dyn Fn(Session, tracing::Span) -> crate::driver::Task + Send + Sync>;
+
+/// Tells, without waiting, whether a request's client has gone (closed or reset its
+/// connection). Adapters attach one to each request as an extension.
+///
+/// The driver asks it in one situation only: a new receiver arrives for a session whose
+/// previous receiver is still attached, which would get `c[2010,…]`. If that receiver's
+/// client has in fact gone and the adapter has not noticed yet, the driver aborts it first,
+/// so the newcomer gets what it would have got had the abort been seen first
+/// (PROTOCOL.md §7.1.6). Without a probe the newcomer waits for the old receiver to end,
+/// at most [`Config::abort_grace`].
+///
+/// ```
+/// use sockjs_core::driver::ConnectionProbe;
+/// let probe = ConnectionProbe::new(|| false);
+/// assert!(!probe.is_gone());
+/// ```
+#[derive(Clone)]
+pub struct ConnectionProbe(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl ConnectionProbe {
+    /// A probe answering with `is_gone`, which must not block (e.g. a non-blocking
+    /// `MSG_PEEK` read that reports end of input or a reset).
+    pub fn new(is_gone: impl Fn() -> bool + Send + Sync + 'static) -> ConnectionProbe {
+        ConnectionProbe(Arc::new(is_gone))
+    }
+
+    /// A probe for a socket held weakly (so the probe never keeps a connection open):
+    /// gone once the socket is dropped, or when `peek`, a non-blocking `MSG_PEEK` read of
+    /// at most a byte, finds the end of input or an error. Bytes waiting to be read (a
+    /// pipelined request) and `WouldBlock` say the client is still there.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sockjs_core::driver::ConnectionProbe;
+    ///
+    /// let socket = Arc::new(std::io::ErrorKind::WouldBlock);
+    /// let probe = ConnectionProbe::peeking(Arc::downgrade(&socket), |kind, _buf| Err((*kind).into()));
+    /// assert!(!probe.is_gone());
+    /// drop(socket);
+    /// assert!(probe.is_gone());
+    /// ```
+    pub fn peeking<S: Send + Sync + 'static>(
+        socket: std::sync::Weak<S>,
+        peek: impl Fn(&S, &mut [u8]) -> std::io::Result<usize> + Send + Sync + 'static,
+    ) -> ConnectionProbe {
+        ConnectionProbe::new(move || {
+            let Some(socket) = socket.upgrade() else {
+                return true;
+            };
+            match peek(&socket, &mut [0u8; 1]) {
+                Ok(n) => n == 0,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            }
+        })
+    }
+
+    /// Whether the client has gone.
+    pub fn is_gone(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for ConnectionProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConnectionProbe")
+    }
+}
+
+/// What every shard of a service shares.
+pub(crate) struct Common {
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) config: Config,
+    pub(crate) options: Options,
+    pub(crate) prefix: Box<str>,
+    handler: Handler,
+    /// Sessions handed to handlers and not dropped yet.
+    handlers: AtomicUsize,
+    /// The service was dropped: timer tasks end.
+    pub(crate) stopped: AtomicBool,
+}
+
+impl Common {
+    pub(crate) fn start_handler(self: &Arc<Self>, session: Session) {
+        let span = tracing::info_span!(
+            "sockjs_session",
+            service = %self.prefix,
+            id = %session.id(),
+            transport = session.transport().name()
+        );
+        self.runtime.spawn((self.handler)(session, span));
+    }
+
+    /// A session handed to a handler, counted until its `Session` is dropped.
+    pub(crate) fn running(self: &Arc<Self>) -> Running {
+        self.handlers.fetch_add(1, Ordering::AcqRel);
+        Running(self.clone())
+    }
+}
+
+/// One `Session` in the count of running handlers until dropped: a handler is running
+/// while it holds its session.
+pub(crate) struct Running(Arc<Common>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.handlers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Inner {
+    common: Arc<Common>,
+    shards: Box<[Arc<Shard>]>,
+    /// Keyed per service, so clients cannot aim many sessions at one shard.
+    hasher: FixedState,
+    next_request: AtomicU64,
+    next_shard: AtomicUsize,
+    started: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.common.stopped.store(true, Ordering::Release);
+        for shard in &self.shards {
+            shard.wake_timer();
+        }
+    }
+}
+
+/// One SockJS service at one prefix: its engine shards, its handler and its settings.
+/// Cheap to clone (clones share everything); dropping the last clone stops its timers.
+///
+/// Adapters hand it each request (head and whole body, with the [`PeerAddr`](crate::PeerAddr)
+/// and a [`ConnectionProbe`] as extensions) with [`Service::submit`] and carry out what the
+/// returned [`Exchange`] yields.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("prefix", &self.inner.common.prefix)
+            .field("shards", &self.inner.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// A service with these options and settings, on `runtime`; `handler` runs once per
+    /// session, in its own task, when the session opens.
+    ///
+    /// Fails if the options are invalid ([`Options::validate`]).
+    pub fn new<H, F>(
+        options: Options,
+        config: Config,
+        runtime: Arc<dyn Runtime>,
+        handler: H,
+    ) -> Result<Service, OptionsError>
+    where
+        H: Fn(Session) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        options.validate()?;
+        let seed = runtime.random_seed();
+        let common = Arc::new(Common {
+            prefix: options.prefix.as_str().into(),
+            options: options.clone(),
+            // No async block around the handler's future: its captures would stay in the
+            // task beside the future for the session's whole life.
+            handler: Arc::new(move |session, span| Box::pin(handler(session).instrument(span))),
+            handlers: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+            runtime,
+            config,
+        });
+        let count = common.config.shards.clamp(1, 1024);
+        let mut shards = Vec::with_capacity(count);
+        for index in 0..count {
+            let start = Start {
+                now: common.runtime.now(),
+                wall_clock: common.runtime.wall_clock(),
+                seed: seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            };
+            let engine = Engine::new(options.clone(), start)?;
+            shards.push(Arc::new(Shard::new(engine, common.clone())));
+        }
+        Ok(Service {
+            inner: Arc::new(Inner {
+                common,
+                shards: shards.into_boxed_slice(),
+                hasher: FixedState::with_seed(seed.rotate_left(17)),
+                next_request: AtomicU64::new(1),
+                next_shard: AtomicUsize::new(0),
+                started: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The service's prefix (its [`Options::prefix`]).
+    pub fn prefix(&self) -> &str {
+        &self.inner.common.prefix
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &Options {
+        &self.inner.common.options
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.common.config
+    }
+
+    /// Whether `path` is inside this service's prefix.
+    pub fn matches(&self, path: &str) -> bool {
+        let prefix = self.prefix();
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// Hands one request (head and whole body) to the service. Insert a
+    /// [`PeerAddr`](crate::PeerAddr) and a [`ConnectionProbe`] into its extensions first
+    /// when the adapter knows them. The returned [`Exchange`] yields what to write.
+    ///
+    /// The first call starts the service's timer tasks on its runtime.
+    pub fn submit(&self, request: http::Request<Bytes>) -> Exchange {
+        self.start();
+        let inner = &*self.inner;
+        let shard = self.pick(request.uri().path()).clone();
+        let id = RequestId(inner.next_request.fetch_add(1, Ordering::Relaxed));
+        Exchange::submit(shard, id, request)
+    }
+
+    /// Closes every open session with this code and reason (graceful shutdown): streams
+    /// and polls get the close frame and end, WebSockets get it and close. HTTP sessions
+    /// keep answering the close frame until their disconnect delay passes.
+    pub fn close_all(&self, code: u16, reason: &str) {
+        for shard in self.inner.shards.iter() {
+            shard.run(|engine, now| engine.close_all(now, code, reason));
+        }
+    }
+
+    /// Live sessions (open or closing) over all shards.
+    pub fn session_count(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.peek(Engine::session_count))
+            .sum()
+    }
+
+    /// Requests the service holds: pending receivers, open streams and WebSockets, and
+    /// answers not yet taken by their adapter. Zero once every client is gone (leak checks).
+    pub fn open_requests(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| shard.open_requests())
+            .sum()
+    }
+
+    /// Handlers still running: sessions handed to a handler whose `Session` has not been
+    /// dropped yet.
+    pub fn running_handlers(&self) -> usize {
+        self.inner.common.handlers.load(Ordering::Acquire)
+    }
+
+    /// The number of engine shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    fn start(&self) {
+        let inner = &*self.inner;
+        if inner.started.load(Ordering::Relaxed) || inner.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for shard in inner.shards.iter() {
+            inner
+                .common
+                .runtime
+                .spawn(Box::pin(shard.clone().timer_task()));
+        }
+    }
+
+    /// Requests of one session must meet in one engine: pick by the URL's session id;
+    /// requests without one (greeting, info, iframe, raw WebSocket) go round-robin.
+    fn pick(&self, path: &str) -> &Arc<Shard> {
+        let inner = &*self.inner;
+        let n = inner.shards.len();
+        if n == 1 {
+            return &inner.shards[0];
+        }
+        let session = path
+            .strip_prefix(self.prefix())
+            .and_then(Route::parse)
+            .and_then(|route| match route {
+                Route::Session { session, .. } => Some(session),
+                _ => None,
+            });
+        let index = match session {
+            Some(session) => inner.hasher.hash_one(session) as usize,
+            None => inner.next_shard.fetch_add(1, Ordering::Relaxed),
+        };
+        &inner.shards[index % n]
+    }
+}

@@ -1,0 +1,484 @@
+//! One engine shard: a `std::sync::Mutex` around an [`Engine`] and the tables that route
+//! its transmits to requests and its events to sessions.
+//!
+//! Every input takes the lock, feeds the engine, drains what it produced with non-blocking
+//! pushes, re-arms the timer and releases the lock; handlers of sessions that opened start
+//! after that. Nothing awaits under the lock and no application code runs under it, so a
+//! slow client or application only ever delays itself.
+//!
+//! Why a mutex and not an actor task per shard: the work under the lock is microseconds of
+//! pure computation, so a mutex costs one uncontended atomic in the common case, while an
+//! actor adds two channel hops and a task wake-up to every request and every `send`, and a
+//! reply channel for `send`'s verdict.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::driver::config::{INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
+use crate::driver::queue::{self, PushError};
+use crate::driver::runtime::Timer;
+use crate::driver::service::{Common, ConnectionProbe};
+use crate::driver::session::{Delivery, InboundError, Session, SessionShared};
+use crate::driver::waiters::{Waiters, wake_all};
+use crate::{Engine, Event, RequestId, SendError, SessionInfo, SessionKey, SessionState, Transmit};
+
+/// A map keyed by a request id or a session key. Both are counters, never chosen by a
+/// client, so one multiply spreads them well enough and no keyed hash is needed on every
+/// transmit.
+type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let x = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29);
+    }
+}
+
+/// Where one request's transmits go.
+struct Slot {
+    tx: queue::Sender,
+    /// Tells whether the request's client is still connected.
+    probe: Option<ConnectionProbe>,
+    /// Requests waiting for this one to end (see [`Shard::submit`]).
+    watchers: Waiters,
+}
+
+/// Work found while draining that needs the engine again.
+enum Feedback {
+    /// A request's connection overflowed or its task is gone.
+    Abort(RequestId),
+    /// A session's application stopped taking messages.
+    Overflow(SessionKey),
+}
+
+pub(crate) struct State {
+    engine: Engine,
+    requests: KeyMap<RequestId, Slot>,
+    sessions: KeyMap<SessionKey, Arc<SessionShared>>,
+    /// The deadline the timer task sleeps until.
+    timer_at: Option<Instant>,
+    /// Sessions opened while draining; their handlers start once the lock is released.
+    opened: Vec<(SessionKey, Box<SessionInfo>, Arc<SessionShared>)>,
+    /// While an input is tracked: the last message it handed to an application.
+    delivered: Option<Option<Delivery>>,
+}
+
+/// One engine and everything routed through it.
+pub(crate) struct Shard {
+    state: Mutex<State>,
+    pub(crate) common: Arc<Common>,
+    /// Wakes the timer task when the next deadline moved earlier or the service stopped.
+    kick: Kick,
+}
+
+/// What [`Shard::submit`] did with a request.
+pub(crate) enum Submitted {
+    /// Handed to the engine; the last message it delivered, if any.
+    Fed(Option<Delivery>),
+    /// Held back: it would get 2010 because `attached` holds its session, and whether that
+    /// request's client is still there cannot be told at once.
+    Deferred {
+        request: Box<http::Request<Bytes>>,
+        tx: queue::Sender,
+        attached: RequestId,
+    },
+}
+
+impl Shard {
+    pub(crate) fn new(engine: Engine, common: Arc<Common>) -> Shard {
+        Shard {
+            state: Mutex::new(State {
+                engine,
+                requests: KeyMap::default(),
+                sessions: KeyMap::default(),
+                timer_at: None,
+                opened: Vec::new(),
+                delivered: None,
+            }),
+            common,
+            kick: Kick::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs one input under the lock, routes everything it produced, then starts the
+    /// handlers of sessions that opened (outside the lock).
+    pub(crate) fn run<R>(self: &Arc<Self>, f: impl FnOnce(&mut Engine, Instant) -> R) -> R {
+        let mut st = self.lock();
+        let now = self.common.runtime.now();
+        let result = f(&mut st.engine, now);
+        self.settle(st, now);
+        result
+    }
+
+    /// Drains the engine, re-arms the timer, releases the lock and starts new handlers.
+    fn settle(self: &Arc<Self>, mut st: MutexGuard<'_, State>, now: Instant) {
+        st.drain(now, &self.common);
+        if let Some(at) = st.engine.poll_timeout() {
+            if st.timer_at.is_none_or(|armed| at < armed) {
+                st.timer_at = Some(at);
+                self.kick.kick();
+            }
+        }
+        let opened = std::mem::take(&mut st.opened);
+        drop(st);
+        for (key, info, shared) in opened {
+            let session = Session::new(self.clone(), key, info, shared);
+            self.common.start_handler(session);
+        }
+    }
+
+    /// Reads engine state without feeding it anything.
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
+        f(&self.lock().engine)
+    }
+
+    /// Registers a request's queue and hands the request to the engine, unless it would be
+    /// refused with 2010 for a receiver whose client may already be gone (PROTOCOL.md
+    /// §7.1.6): then that receiver is probed and, if its client has left, aborted first, so
+    /// the newcomer gets what it would have got had the abort been noticed first. Without a
+    /// probe the request is deferred (unless `force`): the caller waits for the receiver to
+    /// end, at most [`Config::abort_grace`](crate::driver::Config::abort_grace).
+    pub(crate) fn submit(
+        self: &Arc<Self>,
+        id: RequestId,
+        request: http::Request<Bytes>,
+        tx: queue::Sender,
+        force: bool,
+    ) -> Submitted {
+        let mut st = self.lock();
+        let now = self.common.runtime.now();
+        let (parts, body) = request.into_parts();
+        let attached = st.engine.attached_receiver(&parts);
+        let request = http::Request::from_parts(parts, body);
+        if let Some(attached) = attached {
+            let verdict = st
+                .requests
+                .get(&attached)
+                .map(|slot| slot.probe.as_ref().map(ConnectionProbe::is_gone));
+            match verdict {
+                Some(Some(true)) => {
+                    tracing::debug!(request = attached.0, "receiver's client is gone");
+                    st.forget_request(attached);
+                    st.engine.handle_abort(now, attached);
+                }
+                Some(None) if !force && !self.common.config.abort_grace.is_zero() => {
+                    return Submitted::Deferred {
+                        request: Box::new(request),
+                        tx,
+                        attached,
+                    };
+                }
+                _ => {}
+            }
+        }
+        let probe = request.extensions().get::<ConnectionProbe>().cloned();
+        st.requests.insert(
+            id,
+            Slot {
+                tx,
+                probe,
+                watchers: Waiters::default(),
+            },
+        );
+        st.delivered = Some(None);
+        st.engine.handle_request(now, id, request);
+        st.drain(now, &self.common);
+        let delivered = st.delivered.take().flatten();
+        self.settle(st, now);
+        Submitted::Fed(delivered)
+    }
+
+    /// Whether `attached` still holds a slot; if so, `cx` is woken once it ends.
+    pub(crate) fn poll_ended(
+        &self,
+        attached: RequestId,
+        cx: &Context<'_>,
+        slot: &mut Option<u64>,
+    ) -> Poll<()> {
+        let mut st = self.lock();
+        match st.requests.get_mut(&attached) {
+            Some(request) => {
+                request.watchers.register(slot, cx);
+                Poll::Pending
+            }
+            None => Poll::Ready(()),
+        }
+    }
+
+    /// Stops watching `attached`.
+    pub(crate) fn unwatch(&self, attached: RequestId, slot: Option<u64>) {
+        if let Some(request) = self.lock().requests.get_mut(&attached) {
+            request.watchers.remove(slot);
+        }
+    }
+
+    /// The request is over on the adapter's side (its client went away, or its WebSocket
+    /// closed): forget where its transmits went, then tell the engine with `f`.
+    pub(crate) fn end_request(
+        self: &Arc<Self>,
+        id: RequestId,
+        f: impl FnOnce(&mut Engine, Instant, RequestId),
+    ) {
+        let mut st = self.lock();
+        let now = self.common.runtime.now();
+        st.forget_request(id);
+        f(&mut st.engine, now, id);
+        self.settle(st, now);
+    }
+
+    /// The peer went away: forget the request and tell the engine.
+    pub(crate) fn abort(self: &Arc<Self>, id: RequestId) {
+        self.end_request(id, |engine, now, id| engine.handle_abort(now, id));
+    }
+
+    /// Requests that still have somewhere for their transmits to go.
+    pub(crate) fn open_requests(&self) -> usize {
+        self.lock().requests.len()
+    }
+
+    /// The application queues a message.
+    pub(crate) fn send(self: &Arc<Self>, key: SessionKey, text: &str) -> Result<(), SendError> {
+        self.run(|engine, now| engine.send(now, key, text))
+    }
+
+    /// The application closes a session.
+    pub(crate) fn close(
+        self: &Arc<Self>,
+        key: SessionKey,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        self.run(|engine, now| engine.close(now, key, code, reason))
+    }
+
+    pub(crate) fn session_state(&self, key: SessionKey) -> SessionState {
+        self.peek(|engine| engine.session_state(key))
+    }
+
+    /// Sleeps until the engine's next deadline (or an earlier one announced by an input)
+    /// and fires its timers, until the service stops.
+    pub(crate) async fn timer_task(self: Arc<Self>) {
+        let mut timer: Option<Pin<Box<dyn Timer>>> = None;
+        loop {
+            if self.common.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            let next = {
+                let mut st = self.lock();
+                st.timer_at = st.engine.poll_timeout();
+                st.timer_at
+            };
+            if let Some(at) = next {
+                match timer.as_mut() {
+                    Some(timer) => timer.as_mut().reset(at),
+                    None => timer = Some(self.common.runtime.timer(at)),
+                }
+            }
+            let fired = poll_fn(|cx| {
+                if self.kick.poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                match (next, timer.as_mut()) {
+                    (Some(_), Some(timer)) => timer.as_mut().poll(cx).map(|()| true),
+                    _ => Poll::Pending,
+                }
+            })
+            .await;
+            if fired {
+                self.run(|engine, now| engine.handle_timeout(now));
+            }
+        }
+    }
+
+    /// Wakes the timer task (to see the service stopped).
+    pub(crate) fn wake_timer(&self) {
+        self.kick.kick();
+    }
+}
+
+impl State {
+    /// Drains transmits and events; overflows and dead requests feed back in as aborts or
+    /// closes until the engine is quiet.
+    fn drain(&mut self, now: Instant, common: &Common) {
+        let mut feedback = Vec::new();
+        loop {
+            while let Some(transmit) = self.engine.poll_transmit() {
+                self.route(transmit, common, &mut feedback);
+            }
+            while let Some(event) = self.engine.poll_event() {
+                self.event(event, common, &mut feedback);
+            }
+            if feedback.is_empty() {
+                return;
+            }
+            for work in feedback.drain(..) {
+                match work {
+                    Feedback::Abort(id) => self.engine.handle_abort(now, id),
+                    Feedback::Overflow(key) => {
+                        let _ = self.engine.close(
+                            now,
+                            key,
+                            INBOUND_OVERFLOW_CODE,
+                            INBOUND_OVERFLOW_REASON,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn route(&mut self, transmit: Transmit, common: &Common, feedback: &mut Vec<Feedback>) {
+        let Transmit { request, content } = transmit;
+        let Some(slot) = self.requests.get(&request) else {
+            return;
+        };
+        let last = content.is_last();
+        let config = &common.config;
+        match slot.tx.push(
+            content,
+            config.max_connection_queue.max(8),
+            config.max_connection_queue_bytes,
+        ) {
+            Ok(()) if last => self.forget_request(request),
+            Ok(()) => {}
+            Err(PushError::Full) => {
+                tracing::warn!(
+                    service = %common.prefix,
+                    request = request.0,
+                    "connection queue overflow; dropping the connection"
+                );
+                if let Some(slot) = self.remove_request(request) {
+                    slot.tx.kill();
+                }
+                feedback.push(Feedback::Abort(request));
+            }
+            Err(PushError::Gone) => {
+                self.forget_request(request);
+                feedback.push(Feedback::Abort(request));
+            }
+        }
+    }
+
+    fn event(&mut self, event: Event, common: &Common, feedback: &mut Vec<Feedback>) {
+        let config = &common.config;
+        match event {
+            Event::Opened { session, info } => {
+                tracing::info!(
+                    service = %common.prefix,
+                    session = %info.id,
+                    key = session.as_u64(),
+                    transport = info.transport.name(),
+                    "session opened"
+                );
+                let shared = Arc::new(SessionShared::new(info.id.clone()));
+                self.sessions.insert(session, shared.clone());
+                self.opened.push((session, info, shared));
+            }
+            Event::Message { session, text } => {
+                let Some(shared) = self.sessions.get(&session) else {
+                    return;
+                };
+                match shared.push(
+                    text,
+                    config.max_session_inbound.max(1),
+                    config.max_session_inbound_bytes,
+                ) {
+                    Ok(seq) => {
+                        if let Some(delivered) = &mut self.delivered {
+                            *delivered = Some(Delivery {
+                                shared: shared.clone(),
+                                seq,
+                            });
+                        }
+                    }
+                    Err(InboundError::Full) => {
+                        tracing::warn!(
+                            service = %common.prefix,
+                            session = %shared.id,
+                            "session inbound queue overflow; closing the session"
+                        );
+                        feedback.push(Feedback::Overflow(session));
+                    }
+                    Err(InboundError::Gone) => {
+                        tracing::trace!(session = %shared.id, "message dropped: session handle gone");
+                    }
+                }
+            }
+            Event::Closed { session, reason } => {
+                if let Some(shared) = self.sessions.remove(&session) {
+                    tracing::info!(
+                        service = %common.prefix,
+                        session = %shared.id,
+                        key = session.as_u64(),
+                        ?reason,
+                        "session closed"
+                    );
+                    shared.end(reason);
+                }
+            }
+        }
+    }
+
+    fn remove_request(&mut self, id: RequestId) -> Option<Slot> {
+        let mut slot = self.requests.remove(&id)?;
+        wake_all(slot.watchers.take());
+        Some(slot)
+    }
+
+    fn forget_request(&mut self, id: RequestId) {
+        drop(self.remove_request(id));
+    }
+}
+
+/// A one-slot wake-up: set by inputs, taken by the timer task.
+#[derive(Default)]
+struct Kick {
+    state: Mutex<(bool, Option<Waker>)>,
+}
+
+impl Kick {
+    fn kick(&self) {
+        let waker = {
+            let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.0 = true;
+            st.1.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn poll(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if std::mem::take(&mut st.0) {
+            return Poll::Ready(());
+        }
+        queue::register(&mut st.1, cx);
+        Poll::Pending
+    }
+}

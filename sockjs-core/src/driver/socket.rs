@@ -1,0 +1,181 @@
+//! The connections the driver's WebSocket pump reads and writes.
+
+use std::io;
+use std::task::{Context, Poll, Waker};
+
+/// A connected byte stream, driven readiness-style: non-blocking reads and writes, and
+/// polls that say when to try again. Adapters implement it for their TCP sockets in a few
+/// lines; any other stream (TLS, an HTTP library's upgraded connection) fits through
+/// [`Polled`].
+pub trait Socket: Send + 'static {
+    /// Reads without waiting: `Err(WouldBlock)` when nothing is there yet, `Ok(0)` at the
+    /// end of input.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Writes without waiting: `Err(WouldBlock)` when the socket takes nothing now.
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize>;
+
+    /// Pushes out what earlier writes left buffered: `Err(WouldBlock)` while some is left,
+    /// and then [`poll_writable`](Socket::poll_writable) says when to try again. Plain
+    /// sockets buffer nothing.
+    fn try_flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Ready once a read may find bytes (or the end, or an error) after one that blocked.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Ready once a write may make progress after one that blocked.
+    fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Closes the write side (sends FIN, or TLS's close) so the peer sees the end after
+    /// what was written. Best effort: it must not wait.
+    fn shutdown(&mut self) -> io::Result<()>;
+}
+
+/// A stream with the usual poll-style I/O, as async runtimes define it; adapters implement
+/// it for their runtime's `AsyncRead + AsyncWrite` types in a few lines.
+pub trait PollIo: Send + Unpin + 'static {
+    /// Reads into `buf`: `Ready(Ok(0))` at the end of input.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Writes from `buf`.
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+    /// Flushes buffered writes.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Flushes and closes the write side.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// Most bytes read ahead while polling for readability.
+const READ_AHEAD: usize = 4096;
+
+/// A [`Socket`] over any [`PollIo`] stream.
+///
+/// Readiness is found by polling: [`poll_readable`](Socket::poll_readable) reads ahead
+/// into a small buffer that later reads take from, and a write the stream does not take at
+/// once is kept (one buffer's worth, no more) and finished by
+/// [`poll_writable`](Socket::poll_writable).
+pub struct Polled<T> {
+    io: T,
+    ahead: Vec<u8>,
+    /// Where the unread part of `ahead` starts.
+    at: usize,
+    /// The read ahead found the end of input.
+    eof: bool,
+    /// A write accepted but not yet taken by the stream.
+    pending: Vec<u8>,
+}
+
+impl<T: PollIo> Polled<T> {
+    /// Wraps `io`.
+    pub fn new(io: T) -> Polled<T> {
+        Polled {
+            io,
+            ahead: Vec::new(),
+            at: 0,
+            eof: false,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Pushes the kept write into the stream.
+    fn push_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            match self.io.poll_write(cx, &self.pending) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.pending.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.io.poll_flush(cx)
+    }
+}
+
+impl<T: PollIo> Socket for Polled<T> {
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at < self.ahead.len() {
+            let n = buf.len().min(self.ahead.len() - self.at);
+            buf[..n].copy_from_slice(&self.ahead[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
+        }
+        if self.eof {
+            return Ok(0);
+        }
+        // Polling without a task: `poll_readable` registers the real one before the pump
+        // waits.
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read(&mut cx, buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.pending.is_empty() {
+            let mut cx = Context::from_waker(Waker::noop());
+            match self.push_pending(&mut cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_write(&mut cx, buf) {
+            Poll::Ready(Ok(n)) => Ok(n),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => {
+                // Keep it and report it taken: `try_flush` says it is not out yet, and
+                // `poll_writable` finishes it.
+                self.pending.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn try_flush(&mut self) -> io::Result<()> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.push_pending(&mut cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.at < self.ahead.len() || self.eof {
+            return Poll::Ready(Ok(()));
+        }
+        self.ahead.resize(READ_AHEAD, 0);
+        self.at = 0;
+        let result = self.io.poll_read(cx, &mut self.ahead);
+        let read = match &result {
+            Poll::Ready(Ok(n)) => *n,
+            _ => 0,
+        };
+        self.ahead.truncate(read);
+        match result {
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.push_pending(cx)
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_shutdown(&mut cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Ok(()),
+        }
+    }
+}

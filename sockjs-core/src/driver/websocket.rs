@@ -1,0 +1,322 @@
+//! WebSockets after the 101, over any [`Socket`]: the dispatch to the RFC 6455 pump
+//! ([`rfc6455`](super::rfc6455)) or the hixie-76 one (here), and what both use.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use crate::driver::exchange::{Exchange, TryNext};
+use crate::driver::rfc6455;
+use crate::driver::runtime::Timer;
+use crate::driver::socket::Socket;
+use crate::handshake::hixie76_answer;
+use crate::wire::hixie76;
+use crate::{Content, Handshake};
+use bytes::BytesMut;
+
+/// An upgraded connection run to its end (from
+/// [`Exchange::serve_websocket`](crate::driver::Exchange::serve_websocket)): a future that
+/// completes when the socket is done. Dropping it drops the connection and, unless the
+/// socket closed cleanly, tells the engine the client went away.
+#[must_use = "futures do nothing unless polled"]
+pub struct WebSocket<S> {
+    kind: Kind<S>,
+}
+
+// The common case inline, the rare one boxed: that is the point of the difference.
+#[allow(clippy::large_enum_variant)]
+enum Kind<S> {
+    Rfc6455 {
+        exchange: Exchange,
+        pump: rfc6455::Serve<S>,
+    },
+    /// Rare enough for a boxed `async fn`.
+    Hixie76(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Done,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebSocket")
+    }
+}
+
+impl<S: Socket> WebSocket<S> {
+    /// The 101 head is written; `read_ahead` holds bytes the client sent after its request
+    /// (the first frames, or hixie-76's key3).
+    pub(crate) fn new(
+        exchange: Exchange,
+        socket: S,
+        read_ahead: Vec<u8>,
+        handshake: Handshake,
+    ) -> WebSocket<S> {
+        let kind = match handshake {
+            Handshake::Rfc6455 { deflate } => Kind::Rfc6455 {
+                pump: rfc6455::Serve::new(&exchange, socket, read_ahead, deflate),
+                exchange,
+            },
+            Handshake::Hixie76 { key1, key2 } => {
+                Kind::Hixie76(Box::pin(hixie76(exchange, socket, read_ahead, key1, key2)))
+            }
+        };
+        WebSocket { kind }
+    }
+}
+
+impl<S: Socket> Future for WebSocket<S> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let done = match &mut self.kind {
+            Kind::Rfc6455 { exchange, pump } => pump.poll(exchange, cx).is_ready(),
+            Kind::Hixie76(future) => future.as_mut().poll(cx).is_ready(),
+            Kind::Done => true,
+        };
+        if done {
+            // Dropping the exchange tells the engine, unless the socket closed cleanly.
+            self.kind = Kind::Done;
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+// The pump holds no self-references.
+impl<S> Unpin for WebSocket<S> {}
+
+/// A deadline the loop may wait on, with one timer reused for every deadline.
+pub(crate) struct Alarm {
+    timer: Option<Pin<Box<dyn Timer>>>,
+    at: Option<Instant>,
+}
+
+impl Alarm {
+    pub(crate) fn new() -> Alarm {
+        Alarm {
+            timer: None,
+            at: None,
+        }
+    }
+
+    pub(crate) fn set(&mut self, exchange: &Exchange, at: Option<Instant>) {
+        if self.at == at {
+            return;
+        }
+        self.at = at;
+        if let Some(at) = at {
+            match self.timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(at),
+                None => self.timer = Some(exchange.runtime().timer(at)),
+            }
+        }
+    }
+
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match (self.at, self.timer.as_mut()) {
+            (Some(_), Some(timer)) => timer.as_mut().poll(cx),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+/// Hixie-76: read key3 (maybe already read ahead), answer it, then exchange
+/// `0x00 text 0xFF` frames.
+async fn hixie76<S: Socket>(
+    mut exchange: Exchange,
+    mut socket: S,
+    read_ahead: Vec<u8>,
+    key1: u32,
+    key2: u32,
+) {
+    let runtime = exchange.runtime().clone();
+    let config = exchange.config().clone();
+    let mut buf = BytesMut::from(&read_ahead[..]);
+    let mut alarm = Alarm::new();
+    alarm.set(&exchange, Some(runtime.now() + config.header_read_timeout));
+    // Every early return below drops the exchange without a close handshake: the engine
+    // takes it for an abort.
+    while buf.len() < 8 {
+        match read_some(&mut socket, &mut buf, &mut alarm).await {
+            Some(n) if n > 0 => {}
+            _ => return,
+        }
+    }
+    let key3: [u8; 8] = match buf.split_to(8)[..].try_into() {
+        Ok(key3) => key3,
+        Err(_) => return,
+    };
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&hixie76_answer(key1, key2, key3));
+    if write_all(&mut socket, &out, &exchange, &mut alarm)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut decoder = hixie76::Decoder::new(exchange.options().max_message_size);
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(hixie76::Frame::Text(text))) => exchange.ws_text(&text),
+                Ok(Some(hixie76::Frame::Close)) => {
+                    let _ =
+                        write_all(&mut socket, hixie76::CLOSE_FRAME, &exchange, &mut alarm).await;
+                    let _ = socket.shutdown();
+                    return exchange.ws_closed();
+                }
+                Ok(None) => break,
+                Err(hixie76::Error::MessageTooLarge) => {
+                    exchange.ws_too_big();
+                    // The engine queued its close at once: write what is queued.
+                    while let TryNext::Item(content) = exchange.try_next() {
+                        if !write_hixie(&mut socket, content, &mut out, &exchange, &mut alarm).await
+                        {
+                            break;
+                        }
+                    }
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "hixie-76 framing error");
+                    return;
+                }
+            }
+        }
+        enum Event {
+            Queue,
+            Read,
+        }
+        alarm.set(&exchange, None);
+        let event = poll_fn(|cx| {
+            if exchange.poll_ready(cx).is_ready() {
+                return Poll::Ready(Event::Queue);
+            }
+            socket.poll_readable(cx).map(|_| Event::Read)
+        })
+        .await;
+        match event {
+            Event::Queue => match exchange.try_next() {
+                TryNext::Item(content) => {
+                    if !write_hixie(&mut socket, content, &mut out, &exchange, &mut alarm).await {
+                        return;
+                    }
+                }
+                TryNext::Empty => {}
+                TryNext::Ended => return,
+            },
+            Event::Read => match read_now(&mut socket, &mut buf) {
+                Ok(Some(0)) | Err(_) => return,
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+/// Writes one outgoing item as hixie-76; `false` once the socket is done.
+async fn write_hixie<S: Socket>(
+    socket: &mut S,
+    content: Content,
+    out: &mut BytesMut,
+    exchange: &Exchange,
+    alarm: &mut Alarm,
+) -> bool {
+    out.clear();
+    let last = match content {
+        Content::WsText(text) => {
+            hixie76::encode_text(&text, out);
+            false
+        }
+        Content::WsClose { .. } => {
+            hixie76::encode_close(out);
+            true
+        }
+        // Hixie-76 has no ping; SockJS sessions send `h` frames instead.
+        _ => return true,
+    };
+    if write_all(socket, out, exchange, alarm).await.is_err() || last {
+        let _ = socket.shutdown();
+        return false;
+    }
+    true
+}
+
+/// Reads what is there into `buf`: `Ok(None)` if nothing was.
+fn read_now<S: Socket>(socket: &mut S, buf: &mut BytesMut) -> io::Result<Option<usize>> {
+    let mut chunk = [0u8; 4096];
+    match socket.try_read(&mut chunk) {
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(Some(n))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads some bytes into `buf`, waiting for them until the alarm rings (`None`).
+async fn read_some<S: Socket>(
+    socket: &mut S,
+    buf: &mut BytesMut,
+    alarm: &mut Alarm,
+) -> Option<usize> {
+    loop {
+        match read_now(socket, buf) {
+            Ok(Some(n)) => return Some(n),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        let ready = poll_fn(|cx| {
+            if socket.poll_readable(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            alarm.poll(cx).map(|()| false)
+        })
+        .await;
+        if !ready {
+            return None;
+        }
+    }
+}
+
+/// Writes all of `data`, or fails after the write timeout.
+async fn write_all<S: Socket>(
+    socket: &mut S,
+    mut data: &[u8],
+    exchange: &Exchange,
+    alarm: &mut Alarm,
+) -> io::Result<()> {
+    let timeout = exchange.config().write_timeout;
+    let mut since = None;
+    loop {
+        let step = if data.is_empty() {
+            socket.try_flush().map(|()| 0)
+        } else {
+            socket.try_write(data)
+        };
+        match step {
+            Ok(0) if data.is_empty() => return Ok(()),
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                since = None;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let start = *since.get_or_insert_with(|| exchange.runtime().now());
+        alarm.set(exchange, Some(start + timeout));
+        let writable = poll_fn(|cx| {
+            if socket.poll_writable(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            alarm.poll(cx).map(|()| false)
+        })
+        .await;
+        if !writable {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! RFC 6455 WebSocket framing for the server side: a decoder of client frames and encoders
+//! of server frames, sans I/O.
+//!
+//! The decoder works on the caller's buffer: a frame that arrived whole is unmasked in
+//! place and handed out as a borrowed slice, so a connection whose messages fit in one read
+//! needs no buffer of its own (read into a shared scratch buffer, feed it, done). Only the
+//! bytes of an unfinished frame or fragmented message are kept, in the decoder.
+//!
+//! ```
+//! use sockjs_core::wire::rfc6455::{Decoder, Message, encode_text};
+//!
+//! // A masked client text frame "hi" (mask 1 2 3 4).
+//! let mut input = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+//! let mut decoder = Decoder::new(1024);
+//! let mut seen = Vec::new();
+//! decoder.feed(&mut input, &mut |message| {
+//!     if let Message::Text(text) = message {
+//!         seen.push(text.to_owned());
+//!     }
+//! })?;
+//! assert_eq!(seen, ["hi"]);
+//!
+//! let mut out = Vec::new();
+//! encode_text("a[\"hi\"]", &mut out);
+//! assert_eq!(out[..2], [0x81, 7]);
+//! # Ok::<(), sockjs_core::wire::rfc6455::Error>(())
+//! ```
+//!
+//! # permessage-deflate
+//!
+//! With the `deflate` cargo feature, a decoder made by `Decoder::with_deflate` also takes
+//! compressed messages (RFC 7692: RSV1 on the first frame of a data message), inflating
+//! them after reassembly with the message bound applied to the *inflated* size, and a
+//! `Deflater` compresses the server's text messages. Without context takeover (the
+//! default, see [`DeflateOptions`](crate::DeflateOptions)) both use the thread's
+//! compressor and decompressor, reset for each message, so a connection holds no
+//! compression state; with it, the connection owns its own from its first compressed
+//! message on. A decoder made by [`Decoder::new`] refuses RSV1 as before (1002), and the
+//! uncompressed paths are unchanged.
+//!
+#![cfg_attr(feature = "deflate", doc = "```")]
+#![cfg_attr(not(feature = "deflate"), doc = "```ignore")]
+//! use sockjs_core::DeflateParams;
+//! use sockjs_core::wire::rfc6455::{Decoder, Message};
+//!
+//! let params = DeflateParams {
+//!     server_no_context_takeover: true,
+//!     client_no_context_takeover: true,
+//!     server_max_window_bits: 15,
+//!     client_max_window_bits: 15,
+//! };
+//! // RFC 7692 §7.2.3.1: "Hello" compressed, in a masked frame with RSV1 (mask 0 0 0 0).
+//! let mut input = [0xc1, 0x87, 0, 0, 0, 0, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+//! let mut seen = String::new();
+//! Decoder::with_deflate(1024, &params).feed(&mut input, &mut |message| {
+//!     if let Message::Text(text) = message {
+//!         seen.push_str(text);
+//!     }
+//! })?;
+//! assert_eq!(seen, "Hello");
+//! # Ok::<(), sockjs_core::wire::rfc6455::Error>(())
+//! ```
+
+use std::fmt;
+
+#[cfg(feature = "deflate")]
+mod deflate;
+#[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+pub use deflate::{Deflater, compress_message};
+
+/// A complete message or control frame from the client, borrowed from the input (or from
+/// the decoder, for a fragmented message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+    /// A ping: answer with a pong carrying the same payload ([`encode_pong`]).
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The client's close frame, with its code and reason if it has them: answer with a
+    /// close frame ([`encode_close`]) and close the connection.
+    Close(Option<(u16, &'a str)>),
+}
+
+/// Why the client's frames are refused. Each maps to the close code the server answers
+/// with ([`Error::close_code`]) before closing the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// A frame the protocol forbids: unmasked, reserved bits or opcodes, a fragmented or
+    /// oversized control frame, a continuation out of place, a bad close payload (1002).
+    Protocol(&'static str),
+    /// A text message or close reason that is not UTF-8 (1007).
+    InvalidUtf8,
+    /// A message over the decoder's bound (1009); for a compressed message, its inflated
+    /// size.
+    TooBig,
+    /// A compressed message that does not inflate (1007).
+    InvalidDeflate,
+}
+
+impl Error {
+    /// The close code to answer with.
+    pub fn close_code(self) -> u16 {
+        match self {
+            Error::Protocol(_) => 1002,
+            Error::InvalidUtf8 | Error::InvalidDeflate => 1007,
+            Error::TooBig => 1009,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Protocol(what) => write!(f, "websocket protocol error: {what}"),
+            Error::InvalidUtf8 => f.write_str("websocket text is not valid UTF-8"),
+            Error::TooBig => f.write_str("websocket message too big"),
+            Error::InvalidDeflate => f.write_str("websocket message does not inflate"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+const CONTINUATION: u8 = 0x0;
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+/// RSV1: a compressed message (permessage-deflate). Also kept with a fragmented message's
+/// opcode.
+const RSV1: u8 = 0x40;
+
+/// A frame header, once all of it is there.
+struct Header {
+    fin: bool,
+    /// The first frame of a compressed message.
+    compressed: bool,
+    opcode: u8,
+    mask: [u8; 4],
+    /// Bytes of header.
+    size: usize,
+    len: usize,
+}
+
+/// Decodes the frames a client sends: checks them as RFC 6455 §5 requires, unmasks them,
+/// reassembles fragmented messages, and bounds messages by size.
+///
+/// After an error the connection must be closed: the decoder refuses everything else.
+#[derive(Debug)]
+pub struct Decoder {
+    max_message: usize,
+    /// The start of a frame that has not all arrived.
+    partial: Vec<u8>,
+    /// A fragmented message being reassembled: its opcode (with [`RSV1`] when it is
+    /// compressed) and the payload so far.
+    fragments: Option<(u8, Vec<u8>)>,
+    failed: Option<Error>,
+    /// permessage-deflate was negotiated.
+    #[cfg(feature = "deflate")]
+    inflate: Option<deflate::Inflate>,
+}
+
+impl Decoder {
+    /// A decoder refusing messages (and fragmented messages in all) over `max_message`
+    /// bytes.
+    pub fn new(max_message: usize) -> Decoder {
+        Decoder {
+            max_message,
+            partial: Vec::new(),
+            fragments: None,
+            failed: None,
+            #[cfg(feature = "deflate")]
+            inflate: None,
+        }
+    }
+
+    /// A decoder that also takes messages compressed with the negotiated permessage-deflate
+    /// `params` (RFC 7692), bounding their inflated size by `max_message`.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn with_deflate(max_message: usize, params: &crate::DeflateParams) -> Decoder {
+        Decoder {
+            inflate: Some(deflate::Inflate::new(params.client_no_context_takeover)),
+            ..Decoder::new(max_message)
+        }
+    }
+
+    /// Whether compressed messages are accepted.
+    fn deflate(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.inflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        return false;
+    }
+
+    /// Whether the decoder holds bytes of an unfinished frame or message (and so memory).
+    pub fn is_idle(&self) -> bool {
+        self.partial.is_empty() && self.fragments.is_none()
+    }
+
+    /// Bytes held for an unfinished frame and message: at most the message bound and one
+    /// frame header (14 bytes) beyond it; for a compressed message, whose frames may be a
+    /// little larger than what they inflate to, 64 bytes and 1/4096 of the bound more.
+    /// (Inflating uses the thread's buffer, also bounded by the message bound.)
+    pub fn buffered(&self) -> usize {
+        self.partial.len() + self.fragments.as_ref().map_or(0, |(_, data)| data.len())
+    }
+
+    /// Decodes every whole frame in `input` (as read from the socket, after what was fed
+    /// before), calling `on_message` for each message and control frame in order; keeps
+    /// the bytes of an unfinished frame. `input` is unmasked in place.
+    pub fn feed(
+        &mut self,
+        input: &mut [u8],
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Result<(), Error> {
+        if let Some(error) = self.failed {
+            return Err(error);
+        }
+        let result = if self.partial.is_empty() {
+            self.decode(input, on_message).map(|used| {
+                let rest = &input[used..];
+                if !rest.is_empty() {
+                    if let Ok(Some(header)) = self.header(rest) {
+                        self.partial.reserve(header.size + header.len);
+                    }
+                    self.partial.extend_from_slice(rest);
+                }
+            })
+        } else {
+            let mut joined = std::mem::take(&mut self.partial);
+            joined.extend_from_slice(input);
+            self.decode(&mut joined, on_message).map(|used| {
+                joined.drain(..used);
+                // An idle connection keeps no buffer.
+                if !joined.is_empty() {
+                    self.partial = joined;
+                }
+            })
+        };
+        if let Err(error) = result {
+            self.failed = Some(error);
+            self.partial = Vec::new();
+            self.fragments = None;
+        }
+        result
+    }
+
+    /// Decodes whole frames from the start of `input`; returns the bytes they took.
+    fn decode(
+        &mut self,
+        input: &mut [u8],
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Result<usize, Error> {
+        let mut used = 0;
+        loop {
+            let rest = &mut input[used..];
+            let Some(header) = self.header(rest)? else {
+                return Ok(used);
+            };
+            let total = header.size + header.len;
+            if rest.len() < total {
+                return Ok(used);
+            }
+            let payload = &mut rest[header.size..total];
+            unmask(payload, header.mask);
+            self.frame(&header, payload, on_message)?;
+            used += total;
+        }
+    }
+
+    /// Parses and checks a header, or `None` if not all of it is there.
+    fn header(&self, input: &[u8]) -> Result<Option<Header>, Error> {
+        let [first, second, ..] = *input else {
+            return Ok(None);
+        };
+        let fin = first & 0x80 != 0;
+        let compressed = first & 0x70 == RSV1 && self.deflate();
+        if first & 0x70 != 0 && !compressed {
+            return Err(Error::Protocol("reserved bits set"));
+        }
+        let opcode = first & 0x0F;
+        let control = opcode & 0x08 != 0;
+        match opcode {
+            CONTINUATION | TEXT | BINARY | CLOSE | PING | PONG => {}
+            _ => return Err(Error::Protocol("reserved opcode")),
+        }
+        // RFC 7692 §6.1: RSV1 marks the first frame of a data message, and no other.
+        if compressed && (control || opcode == CONTINUATION) {
+            return Err(Error::Protocol("RSV1 on a control or continuation frame"));
+        }
+        if second & 0x80 == 0 {
+            return Err(Error::Protocol("unmasked client frame"));
+        }
+        let (len, at) = match second & 0x7F {
+            126 => match input.get(2..4) {
+                Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+                None => return Ok(None),
+            },
+            127 => match input.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                Some(b) => (u64::from_be_bytes(b), 10),
+                None => return Ok(None),
+            },
+            n => (u64::from(n), 2),
+        };
+        if len >> 63 != 0 {
+            return Err(Error::Protocol("length with the high bit set"));
+        }
+        if control && (!fin || len > 125) {
+            return Err(Error::Protocol("fragmented or long control frame"));
+        }
+        // Refuse an oversized message before its payload is buffered (a compressed one may
+        // be a little larger than it inflates to, when it does not compress).
+        let (held, deflated) = match &self.fragments {
+            Some((opcode, data)) if !control => (data.len(), opcode & RSV1 != 0),
+            _ => (0, compressed),
+        };
+        let bound = if deflated {
+            self.max_message
+                .saturating_add(self.max_message / 4096)
+                .saturating_add(64)
+        } else {
+            self.max_message
+        };
+        let len = usize::try_from(len).map_err(|_| Error::TooBig)?;
+        if held.saturating_add(len) > bound {
+            return Err(Error::TooBig);
+        }
+        let Some(mask) = input
+            .get(at..at + 4)
+            .and_then(|m| <[u8; 4]>::try_from(m).ok())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Header {
+            fin,
+            compressed,
+            opcode,
+            mask,
+            size: at + 4,
+            len,
+        }))
+    }
+
+    fn frame(
+        &mut self,
+        header: &Header,
+        payload: &[u8],
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Result<(), Error> {
+        match header.opcode {
+            PING => on_message(Message::Ping(payload)),
+            PONG => on_message(Message::Pong(payload)),
+            CLOSE => on_message(Message::Close(close_payload(payload)?)),
+            CONTINUATION => {
+                let Some((opcode, mut data)) = self.fragments.take() else {
+                    return Err(Error::Protocol("continuation without a message"));
+                };
+                data.extend_from_slice(payload);
+                if !header.fin {
+                    self.fragments = Some((opcode, data));
+                    return Ok(());
+                }
+                self.deliver(opcode, &data, on_message)?;
+            }
+            opcode => {
+                if self.fragments.is_some() {
+                    return Err(Error::Protocol("new message inside a fragmented one"));
+                }
+                let opcode = if header.compressed {
+                    opcode | RSV1
+                } else {
+                    opcode
+                };
+                if !header.fin {
+                    self.fragments = Some((opcode, payload.to_vec()));
+                    return Ok(());
+                }
+                self.deliver(opcode, payload, on_message)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands over a whole message, inflated first if it is compressed.
+    fn deliver(
+        &mut self,
+        opcode: u8,
+        payload: &[u8],
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Result<(), Error> {
+        if opcode & RSV1 == 0 {
+            return deliver(opcode, payload, on_message);
+        }
+        #[cfg(feature = "deflate")]
+        if let Some(inflate) = &mut self.inflate {
+            return inflate.message(payload, self.max_message, |data| {
+                deliver(opcode & !RSV1, data, on_message)
+            });
+        }
+        // Never reached: the header check admits RSV1 only with deflate.
+        Err(Error::Protocol("reserved bits set"))
+    }
+}
+
+fn deliver(
+    opcode: u8,
+    payload: &[u8],
+    on_message: &mut impl FnMut(Message<'_>),
+) -> Result<(), Error> {
+    if opcode == TEXT {
+        let text = std::str::from_utf8(payload).map_err(|_| Error::InvalidUtf8)?;
+        on_message(Message::Text(text));
+    } else {
+        on_message(Message::Binary(payload));
+    }
+    Ok(())
+}
+
+/// A close frame's code and reason (RFC 6455 §5.5.1; its codes: RFC 6455 §7.4).
+fn close_payload(payload: &[u8]) -> Result<Option<(u16, &str)>, Error> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(Error::Protocol("one-byte close payload")),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                return Err(Error::Protocol("close code a peer may not send"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| Error::InvalidUtf8)?;
+            Ok(Some((code, reason)))
+        }
+    }
+}
+
+/// XORs the payload with the client's mask, four bytes at a time where it can.
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = payload.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        let value = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) ^ word;
+        chunk.copy_from_slice(&value.to_ne_bytes());
+    }
+    for (byte, m) in chunks.into_remainder().iter_mut().zip(mask) {
+        *byte ^= m;
+    }
+}
+
+/// Appends one unmasked, unfragmented server frame.
+fn encode(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+    encode_first(0x80 | opcode, payload, out);
+}
+
+/// Appends one unmasked server frame whose first byte is `first`.
+fn encode_first(first: u8, payload: &[u8], out: &mut Vec<u8>) {
+    out.reserve(payload.len() + 10);
+    out.push(first);
+    match payload.len() {
+        n @ 0..=125 => out.push(n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+/// Appends a text message.
+pub fn encode_text(text: &str, out: &mut Vec<u8>) {
+    encode(TEXT, text.as_bytes(), out);
+}
+
+/// Appends a ping with an empty payload.
+pub fn encode_ping(out: &mut Vec<u8>) {
+    encode(PING, &[], out);
+}
+
+/// Appends the pong answering a ping with this payload.
+pub fn encode_pong(payload: &[u8], out: &mut Vec<u8>) {
+    encode(PONG, payload, out);
+}
+
+/// Appends a close frame with this code and reason (cut to the 123 bytes a control frame
+/// holds, at a character boundary).
+pub fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = [0u8; 125];
+    payload[..2].copy_from_slice(&code.to_be_bytes());
+    payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
+    encode(CLOSE, &payload[..2 + end], out);
+}
+
+#[cfg(test)]
+mod tests;

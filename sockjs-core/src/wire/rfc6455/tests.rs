@@ -1,0 +1,199 @@
+//! Unit tests of the RFC 6455 codec.
+
+use super::*;
+
+/// A masked client frame.
+fn frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = vec![first];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<(u16, String)>),
+}
+
+fn feed(decoder: &mut Decoder, input: &[u8]) -> Result<Vec<Seen>, Error> {
+    let mut seen = Vec::new();
+    let mut input = input.to_vec();
+    decoder.feed(&mut input, &mut |m| {
+        seen.push(match m {
+            Message::Text(t) => Seen::Text(t.to_owned()),
+            Message::Binary(b) => Seen::Binary(b.to_vec()),
+            Message::Ping(p) => Seen::Ping(p.to_vec()),
+            Message::Pong(p) => Seen::Pong(p.to_vec()),
+            Message::Close(c) => Seen::Close(c.map(|(code, r)| (code, r.to_owned()))),
+        })
+    })?;
+    Ok(seen)
+}
+
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+#[test]
+fn rfc_example_frames() {
+    // RFC 6455 §5.7: a masked "Hello".
+    let hello = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    let mut d = Decoder::new(1024);
+    assert_eq!(feed(&mut d, &hello), Ok(vec![Seen::Text("Hello".into())]));
+    // Fragmented "Hel" + "lo", with a ping between the fragments.
+    let mut input = frame(0x01, b"Hel", MASK);
+    input.extend(frame(0x89, b"p", MASK));
+    input.extend(frame(0x80, b"lo", MASK));
+    assert_eq!(
+        feed(&mut d, &input),
+        Ok(vec![Seen::Ping(b"p".to_vec()), Seen::Text("Hello".into())])
+    );
+    assert!(d.is_idle());
+}
+
+#[test]
+fn every_split_point_gives_the_same_messages() {
+    let mut input = frame(0x81, "héllo".as_bytes(), MASK);
+    input.extend(frame(0x82, &[0, 1, 2, 255], MASK));
+    input.extend(frame(0x81, &vec![b'x'; 300], MASK));
+    input.extend(frame(0x8A, b"", MASK));
+    input.extend(frame(0x88, &[0x03, 0xe8, b'b', b'y', b'e'], MASK));
+    let whole = feed(&mut Decoder::new(1 << 20), &input).expect("decoded");
+    assert_eq!(whole.len(), 5);
+    for split in 0..input.len() {
+        let mut d = Decoder::new(1 << 20);
+        let mut seen = feed(&mut d, &input[..split]).expect("decoded");
+        seen.extend(feed(&mut d, &input[split..]).expect("decoded"));
+        assert_eq!(seen, whole, "split at {split}");
+        assert!(d.is_idle());
+    }
+}
+
+#[test]
+fn lengths_of_every_encoding() {
+    for len in [0, 125, 126, 65535, 65536] {
+        let payload = vec![b'a'; len];
+        let seen = feed(&mut Decoder::new(1 << 20), &frame(0x82, &payload, MASK)).expect("decoded");
+        assert_eq!(seen, [Seen::Binary(payload)]);
+    }
+}
+
+#[test]
+fn protocol_errors_are_1002() {
+    let cases: Vec<Vec<u8>> = vec![
+        vec![0x81, 0x00],                                            // unmasked
+        frame(0xC1, b"x", MASK),                                     // RSV1 without an extension
+        frame(0x83, b"x", MASK),                                     // reserved data opcode
+        frame(0x8B, b"x", MASK),                                     // reserved control opcode
+        frame(0x09, b"x", MASK),                                     // fragmented ping
+        frame(0x89, &[0; 126], MASK),                                // long ping
+        frame(0x80, b"x", MASK), // continuation without a message
+        [frame(0x01, b"a", MASK), frame(0x81, b"b", MASK)].concat(), // interleaved
+        frame(0x88, &[3], MASK), // one-byte close payload
+        frame(0x88, &[0x03, 0xed], MASK), // close code 1005
+        frame(0x88, &[0x0b, 0xb7], MASK), // close code 2999
+    ];
+    for case in cases {
+        let mut d = Decoder::new(1024);
+        let error = feed(&mut d, &case).expect_err("refused");
+        assert_eq!(error.close_code(), 1002, "{case:?}: {error}");
+        // Refused for good.
+        assert_eq!(feed(&mut d, &frame(0x81, b"x", MASK)), Err(error));
+    }
+    let mut huge = vec![0x82, 0xFF];
+    huge.extend_from_slice(&u64::MAX.to_be_bytes());
+    huge.extend_from_slice(&MASK);
+    assert_eq!(
+        feed(&mut Decoder::new(1024), &huge).map_err(Error::close_code),
+        Err(1002)
+    );
+}
+
+#[test]
+fn bad_utf8_is_1007_and_too_big_is_1009() {
+    let bad = feed(&mut Decoder::new(64), &frame(0x81, &[0xff, 0xfe], MASK));
+    assert_eq!(bad, Err(Error::InvalidUtf8));
+    let reason = feed(
+        &mut Decoder::new(64),
+        &frame(0x88, &[0x03, 0xe8, 0xff], MASK),
+    );
+    assert_eq!(reason, Err(Error::InvalidUtf8));
+    // Refused from the header alone: the payload never needs to arrive.
+    let head = &frame(0x81, &[b'x'; 65], MASK)[..6];
+    assert_eq!(feed(&mut Decoder::new(64), head), Err(Error::TooBig));
+    // A fragmented message counts all its fragments.
+    let mut d = Decoder::new(64);
+    assert_eq!(feed(&mut d, &frame(0x01, &[b'x'; 40], MASK)), Ok(vec![]));
+    assert_eq!(
+        feed(&mut d, &frame(0x80, &[b'x'; 40], MASK)),
+        Err(Error::TooBig)
+    );
+    assert_eq!(
+        feed(&mut Decoder::new(64), &frame(0x81, &[b'x'; 64], MASK)).map(|s| s.len()),
+        Ok(1)
+    );
+}
+
+#[test]
+fn close_frames() {
+    let mut d = Decoder::new(64);
+    assert_eq!(
+        feed(&mut d, &frame(0x88, &[], MASK)),
+        Ok(vec![Seen::Close(None)])
+    );
+    assert_eq!(
+        feed(&mut d, &frame(0x88, &[0x0f, 0xa0, b'o', b'k'], MASK)),
+        Ok(vec![Seen::Close(Some((4000, "ok".into())))])
+    );
+}
+
+#[test]
+fn server_frames() {
+    let mut out = Vec::new();
+    encode_text("hi", &mut out);
+    assert_eq!(out, [0x81, 2, b'h', b'i']);
+    out.clear();
+    encode_text(&"x".repeat(126), &mut out);
+    assert_eq!(out[..4], [0x81, 126, 0, 126]);
+    out.clear();
+    encode_text(&"x".repeat(70_000), &mut out);
+    assert_eq!(out[..10], [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    out.clear();
+    encode_ping(&mut out);
+    encode_pong(b"p", &mut out);
+    assert_eq!(out, [0x89, 0, 0x8A, 1, b'p']);
+    out.clear();
+    encode_close(1000, &"é".repeat(100), &mut out);
+    assert_eq!(out[..4], [0x88, 124, 0x03, 0xe8]);
+    assert!(std::str::from_utf8(&out[4..]).is_ok());
+}
+
+#[test]
+fn unmasking_matches_the_bytewise_rule() {
+    for len in 0..20 {
+        let data: Vec<u8> = (0..len as u8).collect();
+        let mut fast = data.clone();
+        unmask(&mut fast, MASK);
+        let slow: Vec<u8> = data
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ MASK[i % 4])
+            .collect();
+        assert_eq!(fast, slow);
+    }
+}

@@ -1,0 +1,103 @@
+//! Property tests for the RFC 6455 decoder: arbitrary bytes in arbitrary pieces never panic
+//! and never make it hold more than its bound; well-formed traffic decodes to the same
+//! messages however it is split.
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use sockjs_core::wire::rfc6455::{Decoder, Message};
+
+const MAX: usize = 300;
+
+/// A masked client frame.
+fn frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = vec![first];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Feeds `pieces` in turn; the messages seen (as debug strings), or the error.
+fn run(pieces: &[Vec<u8>]) -> Result<Vec<String>, String> {
+    let mut decoder = Decoder::new(MAX);
+    let mut seen = Vec::new();
+    for piece in pieces {
+        let mut piece = piece.clone();
+        decoder
+            .feed(&mut piece, &mut |m: Message<'_>| {
+                seen.push(format!("{m:?}"))
+            })
+            .map_err(|e| e.to_string())?;
+        assert!(
+            decoder.buffered() <= MAX + 14,
+            "holding {}",
+            decoder.buffered()
+        );
+    }
+    Ok(seen)
+}
+
+/// Text and binary messages, maybe fragmented, with pings between fragments.
+fn traffic() -> impl Strategy<Value = (Vec<u8>, usize)> {
+    vec(
+        (any::<bool>(), "[a-zé€ ]{0,60}", 1usize..4, any::<[u8; 4]>()),
+        0..8,
+    )
+    .prop_map(|messages| {
+        let mut bytes = Vec::new();
+        for (binary, text, parts, mask) in &messages {
+            let data = text.as_bytes();
+            let chunk = data.len().div_ceil(*parts).max(1);
+            let pieces: Vec<&[u8]> = if data.is_empty() {
+                vec![&[][..]]
+            } else {
+                data.chunks(chunk).collect()
+            };
+            for (i, piece) in pieces.iter().enumerate() {
+                let opcode = if i > 0 {
+                    0
+                } else if *binary {
+                    2
+                } else {
+                    1
+                };
+                let fin = if i + 1 == pieces.len() { 0x80 } else { 0 };
+                bytes.extend(frame(fin | opcode, piece, *mask));
+                if fin == 0 {
+                    bytes.extend(frame(0x89, b"ping", *mask));
+                }
+            }
+        }
+        (bytes, messages.len())
+    })
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_and_stay_bounded(pieces in vec(vec(any::<u8>(), 0..200), 0..20)) {
+        let _ = run(&pieces);
+    }
+
+    #[test]
+    fn splits_do_not_change_the_messages((bytes, count) in traffic(), cuts in vec(any::<usize>(), 0..6)) {
+        let whole = run(std::slice::from_ref(&bytes)).expect("well-formed");
+        let data = whole.iter().filter(|m| !m.starts_with("Ping")).count();
+        prop_assert_eq!(data, count);
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut last = 0;
+        for cut in at {
+            pieces.push(bytes[last..cut].to_vec());
+            last = cut;
+        }
+        pieces.push(bytes[last..].to_vec());
+        prop_assert_eq!(run(&pieces).expect("well-formed"), whole);
+    }
+}

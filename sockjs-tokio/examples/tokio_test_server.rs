@@ -1,0 +1,102 @@
+//! The protocol suite's test server on sockjs-tokio (PROTOCOL.md §1): `/echo`, `/close`,
+//! `/disabled_websocket_echo` and `/cookie_needed_echo`.
+//!
+//! ```text
+//! cargo run --release -p sockjs-tokio --example tokio_test_server -- 127.0.0.1:8081 \
+//!     [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N] \
+//!     [--permessage-deflate] [--permessage-deflate-takeover] [--axum]
+//! ```
+//!
+//! `--permessage-deflate` offers permessage-deflate (RFC 7692) on the WebSocket endpoints,
+//! without context takeover; `--permessage-deflate-takeover` with it.
+//!
+//! Serves with `sockjs_tokio::serve` by default, or mounted in axum with `--axum`. Prints
+//! `listening on http://ADDR` once bound, then runs until killed.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use sockjs_core::driver::suite::{self, Args};
+use sockjs_tokio::{Routes, SockJs};
+
+/// Copies axum's connection info and original URI into the extensions the service reads.
+fn from_axum(mut req: axum::extract::Request) -> axum::extract::Request {
+    use axum::extract::{ConnectInfo, OriginalUri};
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let addr = *addr;
+        req.extensions_mut().insert(sockjs_tokio::PeerAddr(addr));
+    }
+    if let Some(OriginalUri(uri)) = req.extensions().get::<OriginalUri>() {
+        let uri = uri.clone();
+        req.extensions_mut().insert(sockjs_tokio::OriginalUri(uri));
+    }
+    req
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!(
+                "{message}\nusage: tokio_test_server {} [--axum]",
+                suite::USAGE
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let axum = match args.rest.as_slice() {
+        [] => false,
+        [flag] if flag == "--axum" => true,
+        [other, ..] => {
+            eprintln!(
+                "unknown option {other}\nusage: tokio_test_server {} [--axum]",
+                suite::USAGE
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("cannot bind {}: {error}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(args.addr);
+    // The routers below strip the mount path, so the services see paths relative to it.
+    let services: Vec<_> = suite::services(&args.base)
+        .into_iter()
+        .map(|mut service| {
+            service.options.prefix.clear();
+            let app = service.app;
+            (
+                service.prefix,
+                SockJs::new(service.options, move |s| app.run(s)),
+            )
+        })
+        .collect();
+    println!("listening on http://{addr}");
+    let result = if axum {
+        use tower::ServiceExt as _;
+        let mut app = axum::Router::new();
+        for (prefix, service) in services {
+            app = app.nest_service(prefix, service.map_request(from_axum));
+        }
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app).await
+    } else {
+        let mut routes = Routes::new();
+        for (prefix, service) in services {
+            routes = routes.mount(prefix, service);
+        }
+        sockjs_tokio::serve(listener, routes).await
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

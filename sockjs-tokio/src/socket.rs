@@ -1,0 +1,206 @@
+//! Connections: the TCP socket `serve` shares between hyper, the WebSocket pump and the
+//! liveness probe, with a write timeout; and any other upgraded stream.
+
+use std::future::Future;
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use sockjs_core::driver::{ConnectionProbe, PollIo, Polled, Socket};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A TCP socket shared by reference: reads and writes go straight to the descriptor
+/// (`try_read`/`try_write`) and only readiness is awaited.
+#[derive(Clone)]
+pub(crate) struct Tcp(pub(crate) Arc<TcpStream>);
+
+impl Tcp {
+    /// Tells whether the client has closed or reset the connection, by peeking at the
+    /// socket (see [`ConnectionProbe::peeking`]). The peek goes around tokio's readiness
+    /// tracking, so it never steals hyper's wake-ups.
+    pub(crate) fn probe(&self) -> ConnectionProbe {
+        ConnectionProbe::peeking(Arc::downgrade(&self.0), |socket, _| {
+            socket2::SockRef::from(socket).peek(&mut [MaybeUninit::uninit()])
+        })
+    }
+}
+
+impl Socket for Tcp {
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_read_ready(cx)
+    }
+
+    fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_write_ready(cx)
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        socket2::SockRef::from(&*self.0).shutdown(Shutdown::Write)
+    }
+}
+
+/// What `serve` gives hyper: the shared socket, with every write bounded by the write
+/// timeout (a client that stops reading loses its connection instead of holding it).
+pub(crate) struct ServeIo {
+    pub(crate) tcp: Tcp,
+    write_timeout: Duration,
+    /// Running while a write waits for the socket.
+    blocked: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl ServeIo {
+    pub(crate) fn new(stream: TcpStream, write_timeout: Duration) -> ServeIo {
+        ServeIo {
+            tcp: Tcp(Arc::new(stream)),
+            write_timeout,
+            blocked: None,
+        }
+    }
+
+    /// Writes with `write` once the socket takes bytes; fails once it has not for the
+    /// write timeout.
+    fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.tcp.0.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => match write(&self.tcp.0) {
+                    Ok(n) => {
+                        self.blocked = None;
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    let timeout = self.write_timeout;
+                    let blocked = self
+                        .blocked
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    ready!(blocked.as_mut().poll(cx));
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "write timed out",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for ServeIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.tcp.0.poll_read_ready(cx))?;
+            // Reads into the unfilled part without zeroing it first.
+            match self.tcp.0.try_read_buf(buf) {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ServeIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_with(cx, |stream| stream.try_write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_with(cx, |stream| stream.try_write_vectored(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.tcp.clone().shutdown())
+    }
+}
+
+/// Any tokio stream, for the driver's [`Polled`].
+pub(crate) struct Stream<T>(pub(crate) T);
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> PollIo for Stream<T> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        ready!(Pin::new(&mut self.0).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// An upgraded connection, with the bytes hyper read past the request.
+pub(crate) enum Upgrade {
+    /// `serve`'s own socket, or axum's plain TCP: read and written directly.
+    Tcp(Tcp, Vec<u8>),
+    /// Anything else (TLS, another server's I/O): polled.
+    Other(Polled<Stream<TokioIo<Upgraded>>>),
+}
+
+impl Upgrade {
+    /// Takes the socket back out of hyper's upgrade wrapper (a boxed stream behind a rewind
+    /// buffer) when it is a TCP socket, so each read and write goes straight to it.
+    pub(crate) fn new(upgraded: Upgraded) -> Upgrade {
+        let upgraded = match upgraded.downcast::<TokioIo<ServeIo>>() {
+            Ok(parts) => return Upgrade::Tcp(parts.io.into_inner().tcp, parts.read_buf.to_vec()),
+            Err(upgraded) => upgraded,
+        };
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => Upgrade::Tcp(
+                Tcp(Arc::new(parts.io.into_inner())),
+                parts.read_buf.to_vec(),
+            ),
+            Err(upgraded) => Upgrade::Other(Polled::new(Stream(TokioIo::new(upgraded)))),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The tower service under plain hyper (`hyper::server::conn::http1` with upgrades), with
+//! no router in front: the service's own prefix, streaming, WebSockets, and the request
+//! extensions it reads. The shared semantics are tested once, against both adapters, in
+//! the conformance crate (`conformance/tests/semantics.rs`).
+#![allow(clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use conformance::http::{Conn, Request};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use sockjs_tokio::{Options, PeerAddr, Session, SockJs, Transport};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a session's handler saw when it opened.
+#[derive(Debug)]
+struct Opened {
+    path: String,
+    transport: Transport,
+    peer: Option<SocketAddr>,
+}
+
+/// Serves `service` on 127.0.0.1:0 with hyper's HTTP/1 connection driver, one task per
+/// connection; with `peer`, each request gets the client's address as a [`PeerAddr`].
+async fn serve_with_hyper(service: SockJs, peer: bool) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, client)) = listener.accept().await else {
+                return;
+            };
+            let service = service.clone();
+            let hyper_service =
+                hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+                    if peer {
+                        request.extensions_mut().insert(PeerAddr(client));
+                    }
+                    let mut service = service.clone();
+                    async move { tower_service::Service::call(&mut service, request).await }
+                });
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), hyper_service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn echo_service(tx: mpsc::Sender<Opened>) -> SockJs {
+    let options = Options {
+        // No router strips a mount path here: the service knows its own.
+        prefix: "/echo".into(),
+        ..Options::default()
+    };
+    SockJs::new(options, move |mut session: Session| {
+        let _ = tx.send(Opened {
+            path: session.request().uri.path().to_owned(),
+            transport: session.transport(),
+            peer: session.peer_addr(),
+        });
+        async move {
+            while let Some(text) = session.recv().await {
+                let _ = session.send(text);
+            }
+        }
+    })
+}
+
+/// Runs the blocking client code off the runtime.
+async fn client<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(f))
+        .await
+        .expect("the client finished in time")
+        .expect("the client did not panic")
+}
+
+fn ws_text(ws: &mut tungstenite::WebSocket<TcpStream>) -> String {
+    loop {
+        match ws.read().unwrap() {
+            Message::Text(text) => return text.as_str().to_owned(),
+            Message::Close(frame) => return format!("close {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+fn ws_connect(addr: SocketAddr, path: &str) -> tungstenite::WebSocket<TcpStream> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let (ws, response) = tungstenite::client(format!("ws://{addr}{path}"), stream).unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tower_service_serves_http_transports_under_plain_hyper() {
+    let (tx, opened) = mpsc::channel();
+    let addr = serve_with_hyper(echo_service(tx), false).await;
+    client(move || {
+        let host = addr.to_string();
+        let mut conn = Conn::connect(&host, IO_TIMEOUT).unwrap();
+        let greeting = conn.roundtrip(&Request::new("GET", "/echo")).unwrap();
+        assert_eq!(greeting.text(), "Welcome to SockJS!\n");
+        let info = conn.roundtrip(&Request::new("GET", "/echo/info")).unwrap();
+        assert!(
+            info.text().contains("\"websocket\":true"),
+            "{}",
+            info.text()
+        );
+        // Outside the service's prefix.
+        let elsewhere = conn.roundtrip(&Request::new("GET", "/other")).unwrap();
+        assert_eq!(elsewhere.status(), 404);
+
+        // Polling, on one keep-alive connection.
+        let poll = Request::new("POST", "/echo/000/p/xhr");
+        assert_eq!(conn.roundtrip(&poll).unwrap().text(), "o\n");
+        let send = Request::new("POST", "/echo/000/p/xhr_send").body(r#"["a","b"]"#);
+        assert_eq!(conn.roundtrip(&send).unwrap().status(), 204);
+        assert_eq!(conn.roundtrip(&poll).unwrap().text(), "a[\"a\",\"b\"]\n");
+
+        // Streaming: one HTTP chunk per frame.
+        let mut stream = Conn::connect(&host, IO_TIMEOUT).unwrap();
+        stream
+            .send(&Request::new("POST", "/echo/000/s/xhr_streaming"))
+            .unwrap();
+        let head = stream.read_head().unwrap();
+        assert_eq!(head.status, 200);
+        assert!(head.is_chunked());
+        assert_eq!(stream.read_chunk().unwrap().len(), 2049);
+        assert_eq!(stream.read_chunk().unwrap(), b"o\n");
+        let send = Request::new("POST", "/echo/000/s/xhr_send").body(r#"["x"]"#);
+        assert_eq!(conn.roundtrip(&send).unwrap().status(), 204);
+        assert_eq!(stream.read_chunk().unwrap(), b"a[\"x\"]\n");
+    })
+    .await;
+    let first = opened.recv_timeout(IO_TIMEOUT).unwrap();
+    assert_eq!(first.path, "/echo/000/p/xhr");
+    assert_eq!(first.transport, Transport::XhrPolling);
+    // Plain hyper records no client address unless the server inserts a `PeerAddr`.
+    assert_eq!(first.peer, None);
+    let second = opened.recv_timeout(IO_TIMEOUT).unwrap();
+    assert_eq!(second.transport, Transport::XhrStreaming);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tower_service_runs_websockets_under_plain_hyper_with_upgrades() {
+    let (tx, opened) = mpsc::channel();
+    let addr = serve_with_hyper(echo_service(tx), true).await;
+    let local = client(move || {
+        let mut ws = ws_connect(addr, "/echo/000/w/websocket");
+        let local = ws.get_ref().local_addr().unwrap();
+        assert_eq!(ws_text(&mut ws), "o");
+        ws.send(Message::text(r#"["over hyper"]"#)).unwrap();
+        assert_eq!(ws_text(&mut ws), r#"a["over hyper"]"#);
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+
+        let mut raw = ws_connect(addr, "/echo/websocket");
+        raw.send(Message::text("raw")).unwrap();
+        assert_eq!(ws_text(&mut raw), "raw");
+        local
+    })
+    .await;
+    let seen = opened.recv_timeout(IO_TIMEOUT).unwrap();
+    assert_eq!(seen.transport, Transport::WebSocket);
+    assert_eq!(seen.path, "/echo/000/w/websocket");
+    // The `PeerAddr` the server inserted.
+    assert_eq!(seen.peer, Some(local));
+    let raw = opened.recv_timeout(IO_TIMEOUT).unwrap();
+    assert_eq!(raw.transport, Transport::RawWebSocket);
+}
