@@ -15,16 +15,18 @@ fn main() -> ExitCode {
             print!("{}", load::USAGE);
             ExitCode::SUCCESS
         }
-        Ok(Command::Summarize { files, vs }) => match load::report::summarize_files(&files, &vs) {
-            Ok(md) => {
-                print!("{md}");
-                ExitCode::SUCCESS
+        Ok(Command::Summarize { files, vs, best_vs }) => {
+            match load::report::summarize_files(&files, &vs, &best_vs) {
+                Ok(md) => {
+                    print!("{md}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Ok(Command::Run(cfg)) => match load::run(*cfg) {
             Ok(summary) => {
                 print!("{}", summary.human());

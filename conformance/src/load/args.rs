@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Usage text.
 pub const USAGE: &str = "\
 usage: sockjs-load URL [options]
-       sockjs-load summarize [--vs SERVER]... FILE...
+       sockjs-load summarize [--vs SERVER]... [--best-vs SERVER]... FILE...
 
 Runs N concurrent sessions against a SockJS echo service and verifies every echo
 (content and order). URL is a service base on a loopback address, e.g.
@@ -42,6 +42,9 @@ session opened and no error was counted, 1 otherwise, 2 on a usage error.
 
 summarize reads RESULT lines tagged server=... and cell=... from the files and prints
 Markdown tables of medians, with ratios against each --vs server (default: node, raw).
+Each --best-vs server gets one ratio column rather than one per server,
+\"best of ours / SERVER\": the highest median among the servers named by neither
+option, divided by that server's; the idle table gets a \"vs SERVER\" column.
 ";
 
 /// Largest accepted values, to keep every run bounded.
@@ -151,6 +154,8 @@ pub enum Command {
         files: Vec<String>,
         /// Servers to compute ratios against.
         vs: Vec<String>,
+        /// Servers to compare the best of ours against (one column each).
+        best_vs: Vec<String>,
     },
 }
 
@@ -221,9 +226,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         it.next();
         let mut files = Vec::new();
         let mut vs = Vec::new();
+        let mut best_vs = Vec::new();
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--vs" => vs.push(it.next().ok_or("--vs needs a server name")?),
+                "--best-vs" => best_vs.push(it.next().ok_or("--best-vs needs a server name")?),
                 "-h" | "--help" => return Ok(Command::Help),
                 _ if a.starts_with("--") => return Err(format!("unknown option {a}")),
                 _ => files.push(a),
@@ -235,7 +242,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         if vs.is_empty() {
             vs = vec!["node".into(), "raw".into()];
         }
-        return Ok(Command::Summarize { files, vs });
+        return Ok(Command::Summarize { files, vs, best_vs });
     }
 
     let mut url = None;
@@ -397,12 +404,21 @@ mod tests {
     #[test]
     fn summarize_and_help() {
         match parse(args("summarize a.txt --vs node")) {
-            Ok(Command::Summarize { files, vs }) => {
+            Ok(Command::Summarize { files, vs, best_vs }) => {
                 assert_eq!(files, ["a.txt"]);
                 assert_eq!(vs, ["node"]);
+                assert!(best_vs.is_empty());
             }
             other => panic!("expected summarize: {other:?}"),
         }
+        match parse(args("summarize --best-vs go a.txt")) {
+            Ok(Command::Summarize { vs, best_vs, .. }) => {
+                assert_eq!(vs, ["node", "raw"]);
+                assert_eq!(best_vs, ["go"]);
+            }
+            other => panic!("expected summarize: {other:?}"),
+        }
+        assert!(parse(args("summarize a.txt --best-vs")).is_err());
         assert!(matches!(parse(args("--help")), Ok(Command::Help)));
     }
 }

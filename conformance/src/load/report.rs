@@ -173,6 +173,10 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("–".into(), |r| format!("{r:.2}×"))
+}
+
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -180,10 +184,22 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// Markdown tables for `runs`, with ratio columns against each server in `vs`.
-pub fn summarize(runs: &[Run], vs: &[String]) -> String {
+/// Markdown tables for `runs`, with ratio columns against each server in `vs`, and for
+/// each server in `best_vs` one column "best of ours / it", where ours are the servers
+/// in neither list.
+pub fn summarize(runs: &[Run], vs: &[String], best_vs: &[String]) -> String {
     let t = Table { runs };
     let servers = order(runs.iter().map(|r| r.server.clone()));
+    let ours: Vec<&String> = servers
+        .iter()
+        .filter(|s| !vs.contains(s) && !best_vs.contains(s))
+        .collect();
+    // The highest median of msgs per CPU-second among ours, in a cell.
+    let best_of_ours = |c: &str| {
+        ours.iter()
+            .filter_map(|s| t.med(c, s, |r| r.msgs_per_cpu_s))
+            .max_by(f64::total_cmp)
+    };
     let load_cells = order(runs.iter().filter(|r| !r.idle).map(|r| r.cell.clone()));
     let idle_cells = order(runs.iter().filter(|r| r.idle).map(|r| r.cell.clone()));
     let desc = |cell: &str| {
@@ -211,6 +227,14 @@ pub fn summarize(runs: &[Run], vs: &[String]) -> String {
                 }
             }
         }
+        let bests: Vec<&String> = best_vs
+            .iter()
+            .filter(|b| {
+                load_cells.iter().any(|c| {
+                    best_of_ours(c).is_some() && t.med(c, b, |r| r.msgs_per_cpu_s).is_some()
+                })
+            })
+            .collect();
         let _ = writeln!(
             o,
             "### Messages per server CPU-second (median; higher is better)\n"
@@ -225,6 +249,10 @@ pub fn summarize(runs: &[Run], vs: &[String]) -> String {
             let _ = write!(head, " {s} / {v} |");
             rule.push_str(" ---: |");
         }
+        for b in &bests {
+            let _ = write!(head, " best of ours / {b} |");
+            rule.push_str(" ---: |");
+        }
         let _ = writeln!(o, "{head}\n{rule}");
         for c in &load_cells {
             let _ = write!(o, "| {} |", desc(c));
@@ -236,7 +264,11 @@ pub fn summarize(runs: &[Run], vs: &[String]) -> String {
                     t.med(c, s, |r| r.msgs_per_cpu_s),
                     t.med(c, v, |r| r.msgs_per_cpu_s),
                 );
-                let _ = write!(o, " {} |", r.map_or("–".into(), |r| format!("{r:.2}×")));
+                let _ = write!(o, " {} |", fmt_ratio(r));
+            }
+            for b in &bests {
+                let r = ratio(best_of_ours(c), t.med(c, b, |r| r.msgs_per_cpu_s));
+                let _ = write!(o, " {} |", fmt_ratio(r));
             }
             o.push('\n');
         }
@@ -302,7 +334,13 @@ pub fn summarize(runs: &[Run], vs: &[String]) -> String {
     }
 
     if !idle_cells.is_empty() {
-        let base = vs.first();
+        // Memory ratios against the first --vs server, and each --best-vs one that ran.
+        let bases = order(
+            vs.iter()
+                .take(1)
+                .chain(best_vs.iter().filter(|b| servers.contains(b)))
+                .cloned(),
+        );
         let _ = writeln!(
             o,
             "\n### Idle WebSocket sessions: server memory (median; lower is better)\n"
@@ -312,7 +350,7 @@ pub fn summarize(runs: &[Run], vs: &[String]) -> String {
             "| cell | server | runs | sessions open | RSS per session KiB | RSS MiB |"
         );
         let mut rule = "| --- | --- | ---: | ---: | ---: | ---: |".to_owned();
-        if let Some(b) = base {
+        for b in &bases {
             let _ = write!(o, " vs {b} |");
             rule.push_str(" ---: |");
         }
@@ -333,9 +371,9 @@ pub fn summarize(runs: &[Run], vs: &[String]) -> String {
                     fmt(per.map(|b| b / 1024.0), 1),
                     fmt(t.med(c, s, |r| r.rss_kb).map(|k| k / 1024.0), 1),
                 );
-                if let Some(b) = base {
+                for b in &bases {
                     let r = ratio(per, t.med(c, b, |r| r.rss_per_session_bytes));
-                    let _ = write!(o, " {} |", r.map_or("–".into(), |r| format!("{r:.2}×")));
+                    let _ = write!(o, " {} |", fmt_ratio(r));
                 }
                 o.push('\n');
             }
@@ -345,7 +383,11 @@ pub fn summarize(runs: &[Run], vs: &[String]) -> String {
 }
 
 /// Reads the files and summarizes their runs.
-pub fn summarize_files(files: &[String], vs: &[String]) -> Result<String, String> {
+pub fn summarize_files(
+    files: &[String],
+    vs: &[String],
+    best_vs: &[String],
+) -> Result<String, String> {
     let mut runs = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
@@ -354,7 +396,7 @@ pub fn summarize_files(files: &[String], vs: &[String]) -> Result<String, String
     if runs.is_empty() {
         return Err("no RESULT lines tagged with server and cell".into());
     }
-    Ok(summarize(&runs, vs))
+    Ok(summarize(&runs, vs, best_vs))
 }
 
 #[cfg(test)]
@@ -405,7 +447,7 @@ mod tests {
         .join("\n");
         let runs = parse_results(&text).expect("parses");
         assert_eq!(runs.len(), 12);
-        let md = summarize(&runs, &["node".into(), "raw".into()]);
+        let md = summarize(&runs, &["node".into(), "raw".into()], &[]);
         assert!(
             md.contains("| cell | node | ours | raw | ours / node | raw / node | ours / raw |")
         );
@@ -430,8 +472,55 @@ mod tests {
     }
 
     #[test]
+    fn best_of_ours_against_go() {
+        let text = [
+            line("node", "ws", 100.0, false),
+            line("go", "ws", 200.0, false),
+            line("tokio", "ws", 300.0, false),
+            line("smol", "ws", 500.0, false),
+            line("raw", "ws", 600.0, false),
+            line("node", "xhr", 50.0, false),
+            line("tokio", "xhr", 150.0, false),
+            line("go", "idle", 0.0, true).replace("4096.0", "8192.0"),
+            line("tokio", "idle", 0.0, true),
+            line("node", "idle", 0.0, true).replace("4096.0", "2048.0"),
+        ]
+        .join("\n");
+        let runs = parse_results(&text).expect("parses");
+        let vs = ["node".to_owned(), "raw".to_owned()];
+        let md = summarize(&runs, &vs, &["go".into()]);
+        // Ours are tokio and smol: best 500 against go's 200; no go figure for xhr.
+        assert!(
+            md.contains(
+                "| cell | node | go | tokio | smol | raw | go / node | tokio / node | smol / node \
+                 | raw / node | go / raw | tokio / raw | smol / raw | best of ours / go |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| Cell ws | 100 | 200 | 300 | 500 | 600 | 2.00× | 3.00× | 5.00× | 6.00× \
+                 | 0.33× | 0.50× | 0.83× | 2.50× |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| Cell xhr | 50 | – | 150 | – | – | – | 3.00× | – | – | – | – | – | – |"),
+            "{md}"
+        );
+        assert!(md.contains("| RSS MiB | vs node | vs go |"), "{md}");
+        assert!(
+            md.contains("| Cell idle | tokio | 1 | 10 | 4.0 | 2.0 | 2.00× | 0.50× |"),
+            "{md}"
+        );
+        // Without --best-vs the tables are as before.
+        let plain = summarize(&runs, &vs, &[]);
+        assert!(!plain.contains("best of ours") && !plain.contains("vs go"));
+    }
+
+    #[test]
     fn bad_json_is_reported() {
         assert!(parse_results("RESULT {\"tags\":").is_err());
-        assert!(summarize_files(&["/nonexistent/x".into()], &[]).is_err());
+        assert!(summarize_files(&["/nonexistent/x".into()], &[], &[]).is_err());
     }
 }
