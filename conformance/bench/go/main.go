@@ -6,6 +6,10 @@
 //	/disabled_websocket_echo  echo, websocket transport disabled
 //	/cookie_needed_echo       echo, JSESSIONID cookie enabled
 //
+// Build (Debian: apt-get install golang-go golang-github-igm-sockjs-go-dev), here:
+//
+//	GO111MODULE=off GOPATH=/usr/share/gocode go build -o go_echo .
+//
 // Usage: go_echo [ADDR] [-heartbeat-ms N] [-disconnect-ms N] [-permessage-deflate] [-yield]
 // (ADDR default 127.0.0.1:0, loopback only). Prints "listening on http://ADDR" once bound.
 //
