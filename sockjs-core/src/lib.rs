@@ -100,6 +100,12 @@
 //! `deflate`, which `driver` turns on). Compressed messages are bounded by
 //! `max_message_size` once inflated.
 //!
+//! # Options beyond the protocol
+//!
+//! [`Options::default`] is the protocol's service. Besides the bounds below, a service can
+//! offer only some transports ([`Options::transports`], a [`Transports`] set; the others
+//! answer 404 and `/info` agrees).
+//!
 //! # Bounds
 //!
 //! Every buffer has a bound in [`Options`]: request bodies (`max_request_body`, 413),
@@ -157,7 +163,7 @@ pub use output::{
     CloseReason, Content, Event, Handshake, RequestId, SendError, SessionInfo, SessionKey,
     SessionState, Transmit,
 };
-pub use transport::Transport;
+pub use transport::{Transport, Transports};
 
 /// A request extension carrying the peer's address. Drivers insert it so sessions can
 /// report it and [`SessionBinding::PeerIp`] can check it.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::deflate::DeflateOptions;
+use crate::transport::Transports;
 
 /// The client library URL the iframe page loads by default (sockjs-node's default).
 pub const DEFAULT_SOCKJS_URL: &str =
@@ -121,10 +122,14 @@ pub struct Options {
     /// Bytes of frames (wrapping included, prelude excluded) after which a streaming
     /// response is ended so the client reconnects. Default 128 KiB.
     pub response_limit: usize,
-    /// Offer the SockJS WebSocket transport (`/S/I/websocket`). Default on.
-    pub websocket: bool,
-    /// Offer raw WebSocket at `P/websocket`. Default on (only when `websocket` is on too).
-    pub raw_websocket: bool,
+    /// The transports the service offers; the others' endpoints answer 404 (PROTOCOL.md §2)
+    /// and `/info` says `"websocket":false` without [`Transport::WebSocket`]. Default
+    /// [`Transports::ALL`]. (This replaces the former `websocket` and `raw_websocket`
+    /// switches: `websocket: false` is `Transports::ALL.without(Transport::WebSocket)
+    /// .without(Transport::RawWebSocket)`.)
+    ///
+    /// [`Transport::WebSocket`]: crate::Transport::WebSocket
+    pub transports: Transports,
     /// Accept hixie-76 WebSocket handshakes (needed behind old proxies and by the protocol
     /// suite's `test_haproxy`, so test servers turn it on). Default off: it is an obsolete,
     /// weaker protocol that no current browser speaks, and the driver must support its
@@ -190,8 +195,7 @@ impl Default for Options {
             heartbeat_delay: Duration::from_secs(25),
             disconnect_delay: Duration::from_secs(5),
             response_limit: 128 * 1024,
-            websocket: true,
-            raw_websocket: true,
+            transports: Transports::ALL,
             hixie76: false,
             jsessionid: false,
             sockjs_url: DEFAULT_SOCKJS_URL.to_owned(),
@@ -227,6 +231,8 @@ pub enum OptionsError {
     ZeroLimit,
     /// `permessage_deflate`'s `level` must be at most 9.
     DeflateLevel,
+    /// `transports` must not be empty.
+    NoTransports,
 }
 
 impl fmt::Display for OptionsError {
@@ -240,6 +246,7 @@ impl fmt::Display for OptionsError {
             OptionsError::DelayTooLong => "heartbeat and disconnect delays must be at most a day",
             OptionsError::ZeroLimit => "limits must be non-zero",
             OptionsError::DeflateLevel => "the permessage-deflate level must be at most 9",
+            OptionsError::NoTransports => "at least one transport must be offered",
         })
     }
 }
@@ -280,6 +287,9 @@ impl Options {
         if self.permessage_deflate.is_some_and(|d| d.level > 9) {
             return Err(OptionsError::DeflateLevel);
         }
+        if self.transports.is_empty() {
+            return Err(OptionsError::NoTransports);
+        }
         Ok(())
     }
 }
@@ -294,7 +304,7 @@ mod tests {
         assert_eq!(o.heartbeat_delay, Duration::from_secs(25));
         assert_eq!(o.disconnect_delay, Duration::from_secs(5));
         assert_eq!(o.response_limit, 131072);
-        assert!(o.websocket && o.raw_websocket && !o.jsessionid);
+        assert!(o.transports == Transports::ALL && !o.jsessionid);
         assert_eq!(o.permessage_deflate, None);
         assert_eq!(o.validate(), Ok(()));
     }
@@ -329,6 +339,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(level.validate(), Err(OptionsError::DeflateLevel));
+        let no_transports = Options {
+            transports: Transports::NONE,
+            ..Default::default()
+        };
+        assert_eq!(no_transports.validate(), Err(OptionsError::NoTransports));
         let list = OriginPolicy::List(vec!["https://a".into()]);
         assert!(list.allows("https://a") && !list.allows("null"));
     }

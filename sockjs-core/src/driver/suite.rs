@@ -71,7 +71,7 @@ pub struct TestService {
 /// |---|---|---|
 /// | `/echo` | echo | `response_limit` 4096 |
 /// | `/close` | close with 3000 | |
-/// | `/disabled_websocket_echo` | echo | `websocket` off |
+/// | `/disabled_websocket_echo` | echo | the WebSocket transports (SockJS and raw) off |
 /// | `/cookie_needed_echo` | echo | `jsessionid` on |
 pub fn services(base: &Options) -> Vec<TestService> {
     let with = |prefix: &'static str, app: App, change: fn(&mut Options)| {
@@ -88,7 +88,10 @@ pub fn services(base: &Options) -> Vec<TestService> {
         with("/echo", App::Echo, |o| o.response_limit = 4096),
         with("/close", App::Close, |_| {}),
         with("/disabled_websocket_echo", App::Echo, |o| {
-            o.websocket = false
+            o.transports = o
+                .transports
+                .without(crate::Transport::WebSocket)
+                .without(crate::Transport::RawWebSocket);
         }),
         with("/cookie_needed_echo", App::Echo, |o| o.jsessionid = true),
     ]

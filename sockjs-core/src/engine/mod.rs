@@ -203,11 +203,8 @@ impl Engine {
         };
         let options = &self.shared.options;
         let disabled = match route {
-            Route::RawWebSocket => !options.websocket || !options.raw_websocket,
-            Route::Session {
-                kind: SessionEndpoint::WebSocket,
-                ..
-            } => !options.websocket,
+            Route::RawWebSocket => !options.transports.contains(Transport::RawWebSocket),
+            Route::Session { kind, .. } => !options.transports.serves(kind),
             _ => false,
         };
         if disabled {

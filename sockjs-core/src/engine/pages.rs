@@ -8,6 +8,7 @@ use super::Engine;
 use crate::output::RequestId;
 use crate::pages::GREETING;
 use crate::response::{Headers, RequestHeaders, plain};
+use crate::transport::Transport;
 
 impl Engine {
     pub(super) fn greeting(&mut self, id: RequestId, request_headers: &RequestHeaders) {
@@ -42,7 +43,8 @@ impl Engine {
                 .response(StatusCode::NO_CONTENT, Bytes::new());
             return self.respond(id, response);
         }
-        let (websocket, cookie_needed) = (options.websocket, options.jsessionid);
+        let websocket = options.transports.contains(Transport::WebSocket);
+        let cookie_needed = options.jsessionid;
         let headers = headers
             .content_type("application/json; charset=UTF-8")
             .no_cache();

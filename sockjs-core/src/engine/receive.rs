@@ -48,6 +48,9 @@ impl Engine {
         if request.method == Method::OPTIONS || !route.allows(&request.method) {
             return None;
         }
+        if !self.shared.options.transports.serves(kind) {
+            return None; // answered with 404
+        }
         let key = self.by_id.get(session)?;
         self.sessions.get(key)?.receiver().map(|r| r.request)
     }
