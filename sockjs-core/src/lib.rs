@@ -104,7 +104,9 @@
 //!
 //! [`Options::default`] is the protocol's service. Besides the bounds below, a service can
 //! offer only some transports ([`Options::transports`], a [`Transports`] set; the others
-//! answer 404 and `/info` agrees).
+//! answer 404 and `/info` agrees), set the load balancer's cookie ([`Options::jsessionid`]:
+//! the protocol's `JSESSIONID` echo with the attributes browsers need cross-site, such as
+//! `SameSite=None; Secure`, or a cookie of its own, see [`Jsessionid`]).
 //!
 //! # Bounds
 //!
@@ -126,6 +128,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client_addr;
+mod cookie;
 pub mod deflate;
 #[cfg(feature = "driver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "driver")))]
@@ -153,6 +156,7 @@ pub mod payload;
 pub mod route;
 
 pub use client_addr::{IpRange, IpRangeError};
+pub use cookie::{CookieAttributes, CookieError, CookieFn, Jsessionid, SameSite};
 pub use deflate::{DeflateOptions, DeflateParams};
 pub use engine::{Engine, Start};
 pub use options::{

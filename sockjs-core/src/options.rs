@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cookie::Jsessionid;
 use crate::deflate::DeflateOptions;
 use crate::transport::Transports;
 
@@ -88,7 +89,9 @@ pub enum SessionBinding {
     None,
     /// Bound to the `JSESSIONID` cookie: a session created without one gets a fresh random
     /// value (instead of `dummy`), and every later request must carry it. Turns the cookie
-    /// on for the session endpoints.
+    /// on for the session endpoints (and `cookie_needed` in `/info`), with the name and
+    /// attributes of [`Jsessionid::Echo`] when that is set, the protocol's otherwise; it
+    /// cannot be combined with [`Jsessionid::Custom`].
     Cookie,
     /// Bound to the peer's IP address, as the driver reports it in the [`PeerAddr`]
     /// request extension. Clients behind a proxy share its address; put the proxy's view
@@ -135,9 +138,10 @@ pub struct Options {
     /// weaker protocol that no current browser speaks, and the driver must support its
     /// framing ([`crate::wire::hixie76`]).
     pub hixie76: bool,
-    /// Send the `JSESSIONID` cookie for load-balancer stickiness (`cookie_needed`).
-    /// Default off.
-    pub jsessionid: bool,
+    /// The `JSESSIONID` cookie for load-balancer stickiness (PROTOCOL.md §3.4): off, the
+    /// protocol's echo with chosen name and attributes, or the application's own. Anything
+    /// but off makes `/info` say `"cookie_needed":true`. Default [`Jsessionid::Off`].
+    pub jsessionid: Jsessionid,
     /// The client library URL the iframe page loads. Must start with `/` or `http` and
     /// contain no `"`. Pin it to the exact sockjs-client version your pages use: the
     /// iframe transports refuse to run when the two versions differ.
@@ -197,7 +201,7 @@ impl Default for Options {
             response_limit: 128 * 1024,
             transports: Transports::ALL,
             hixie76: false,
-            jsessionid: false,
+            jsessionid: Jsessionid::Off,
             sockjs_url: DEFAULT_SOCKJS_URL.to_owned(),
             origins: OriginPolicy::Any,
             protocol: ProtocolVersion::Current,
@@ -233,6 +237,9 @@ pub enum OptionsError {
     DeflateLevel,
     /// `transports` must not be empty.
     NoTransports,
+    /// [`SessionBinding::Cookie`] needs the engine's own cookie: it cannot be combined with
+    /// [`Jsessionid::Custom`].
+    CookieBinding,
 }
 
 impl fmt::Display for OptionsError {
@@ -247,6 +254,9 @@ impl fmt::Display for OptionsError {
             OptionsError::ZeroLimit => "limits must be non-zero",
             OptionsError::DeflateLevel => "the permessage-deflate level must be at most 9",
             OptionsError::NoTransports => "at least one transport must be offered",
+            OptionsError::CookieBinding => {
+                "cookie session binding needs the engine's own JSESSIONID cookie"
+            }
         })
     }
 }
@@ -290,6 +300,11 @@ impl Options {
         if self.transports.is_empty() {
             return Err(OptionsError::NoTransports);
         }
+        if self.session_binding == SessionBinding::Cookie
+            && matches!(self.jsessionid, Jsessionid::Custom(_))
+        {
+            return Err(OptionsError::CookieBinding);
+        }
         Ok(())
     }
 }
@@ -304,7 +319,7 @@ mod tests {
         assert_eq!(o.heartbeat_delay, Duration::from_secs(25));
         assert_eq!(o.disconnect_delay, Duration::from_secs(5));
         assert_eq!(o.response_limit, 131072);
-        assert!(o.transports == Transports::ALL && !o.jsessionid);
+        assert!(o.transports == Transports::ALL && !o.jsessionid.is_on());
         assert_eq!(o.permessage_deflate, None);
         assert_eq!(o.validate(), Ok(()));
     }
@@ -344,6 +359,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(no_transports.validate(), Err(OptionsError::NoTransports));
+        let custom_bound = Options {
+            jsessionid: Jsessionid::custom(|_| None),
+            session_binding: SessionBinding::Cookie,
+            ..Default::default()
+        };
+        assert_eq!(custom_bound.validate(), Err(OptionsError::CookieBinding));
         let list = OriginPolicy::List(vec!["https://a".into()]);
         assert!(list.allows("https://a") && !list.allows("null"));
     }

@@ -1,10 +1,18 @@
 //! The options that go beyond the protocol's defaults, one test per rule on a virtual
-//! clock: the transport set (§2). Test names cite the section.
+//! clock: the transport set (§2), the JSESSIONID cookie's forms (§3.4) and `cookie_needed`
+//! (§4.2). Test names cite the section.
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
 use common::{App, Harness};
-use sockjs_core::{Options, Transport, Transports};
+use http::HeaderValue;
+use sockjs_core::{
+    CookieAttributes, Jsessionid, Options, SameSite, SessionBinding, Transport, Transports,
+};
 
 fn info(h: &mut Harness) -> serde_json::Value {
     let id = h.get("/info");
@@ -195,4 +203,185 @@ fn s7_1_2_attached_receiver_ignores_disabled_transports() {
         h.engine.attached_receiver(&head("/a/r/xhr_streaming")),
         None
     );
+}
+
+// ---- §3.4 the JSESSIONID cookie ------------------------------------------------------------
+
+/// Every response that carries the cookie (§3.4), on session `sid`, with extra headers.
+fn cookie_responses(h: &mut Harness, sid: &str, headers: &[(&str, &str)]) -> Vec<Option<String>> {
+    let form = [
+        headers,
+        &[("content-type", "application/x-www-form-urlencoded")],
+    ]
+    .concat();
+    let mut ids = vec![
+        h.request("POST", &format!("/a/{sid}/xhr"), headers, ""),
+        h.request("POST", &format!("/a/{sid}/xhr_send"), headers, "[]"),
+        h.request("OPTIONS", &format!("/a/{sid}/xhr"), headers, ""),
+        h.request("POST", &format!("/a/{sid}s/xhr_streaming"), headers, ""),
+        h.request("GET", &format!("/a/{sid}e/eventsource"), headers, ""),
+        h.request("GET", &format!("/a/{sid}h/htmlfile?c=cb"), headers, ""),
+        h.request("GET", &format!("/a/{sid}j/jsonp?c=cb"), headers, ""),
+    ];
+    ids.push(h.request("POST", &format!("/a/{sid}j/jsonp_send"), &form, "d=[]"));
+    ids.iter()
+        .map(|id| h.ex(*id).header("set-cookie"))
+        .collect()
+}
+
+fn no_cookie_on_static_endpoints(h: &mut Harness) {
+    for path in ["/info", "/", "/iframe.html"] {
+        let id = h.get(path);
+        assert_eq!(h.ex(id).header("set-cookie"), None, "{path}");
+    }
+}
+
+#[test]
+fn s3_4_jsessionid_echo_with_name_and_attributes() {
+    let attributes = CookieAttributes::new()
+        .with_name("SRV")
+        .and_then(|a| a.with_domain("example.com"))
+        .expect("valid")
+        .with_same_site(SameSite::None)
+        .with_http_only(true)
+        .with_max_age(Duration::from_secs(600));
+    let mut h = Harness::new(
+        Options {
+            jsessionid: Jsessionid::Echo(attributes),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let tail = "; path=/; Domain=example.com; Max-Age=600; Secure; HttpOnly; SameSite=None";
+    for cookie in cookie_responses(&mut h, "d", &[]) {
+        assert_eq!(cookie, Some(format!("SRV=dummy{tail}")));
+    }
+    // The client's cookie of that name is echoed; a JSESSIONID is not that cookie.
+    let jar = [("cookie", "JSESSIONID=other; SRV=node7")];
+    for cookie in cookie_responses(&mut h, "v", &jar) {
+        assert_eq!(cookie, Some(format!("SRV=node7{tail}")));
+    }
+    no_cookie_on_static_endpoints(&mut h);
+    assert_eq!(info(&mut h)["cookie_needed"], true);
+}
+
+#[test]
+fn s3_4_jsessionid_default_echo_is_exactly_the_protocols() {
+    for jsessionid in [Jsessionid::echo(), true.into()] {
+        let mut h = Harness::new(
+            Options {
+                jsessionid,
+                ..Options::default()
+            },
+            App::Echo,
+        );
+        for cookie in cookie_responses(&mut h, "d", &[]) {
+            assert_eq!(cookie.as_deref(), Some("JSESSIONID=dummy; path=/"));
+        }
+        for cookie in cookie_responses(&mut h, "v", &[("cookie", "JSESSIONID=abcdef")]) {
+            assert_eq!(cookie.as_deref(), Some("JSESSIONID=abcdef; path=/"));
+        }
+    }
+}
+
+#[test]
+fn s3_4_jsessionid_custom_cookie_from_the_request() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let jsessionid = Jsessionid::custom(move |request| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        let node = request.headers.get("x-node")?.to_str().ok()?;
+        let path = request.uri.path();
+        let value = format!("LB={node}; Path=/; Secure; SameSite=None; X={}", path.len());
+        HeaderValue::from_str(&value).ok()
+    });
+    let mut h = Harness::new(
+        Options {
+            jsessionid,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    for cookie in cookie_responses(&mut h, "c", &[("x-node", "n1")]) {
+        let cookie = cookie.expect("the custom cookie");
+        assert!(
+            cookie.starts_with("LB=n1; Path=/; Secure; SameSite=None; X="),
+            "{cookie}"
+        );
+    }
+    let seen = calls.load(Ordering::Relaxed);
+    assert_eq!(seen, 8, "once per cookie-carrying response");
+    for cookie in cookie_responses(&mut h, "n", &[]) {
+        assert_eq!(cookie, None, "the function chose no cookie");
+    }
+    no_cookie_on_static_endpoints(&mut h);
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        16,
+        "never called for static endpoints"
+    );
+    assert_eq!(info(&mut h)["cookie_needed"], true);
+}
+
+#[test]
+fn s3_4_cookie_binding_uses_the_configured_cookie() {
+    let attributes = CookieAttributes::new()
+        .with_name("SRV")
+        .expect("valid")
+        .with_same_site(SameSite::None);
+    let mut h = Harness::new(
+        Options {
+            jsessionid: Jsessionid::Echo(attributes),
+            session_binding: SessionBinding::Cookie,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let open = h.post("/a/b/xhr", "");
+    let cookie = h.ex(open).header("set-cookie").expect("a cookie");
+    let value = cookie
+        .strip_prefix("SRV=")
+        .and_then(|c| c.strip_suffix("; path=/; Secure; SameSite=None"))
+        .expect("format");
+    assert!(value != "dummy" && value.len() >= 16, "{value}");
+    let thief = h.request(
+        "POST",
+        "/a/b/xhr_send",
+        &[("cookie", "JSESSIONID=x")],
+        "[\"x\"]",
+    );
+    assert_eq!(h.ex(thief).status(), 404);
+    let jar = format!("SRV={value}");
+    let send = h.request("POST", "/a/b/xhr_send", &[("cookie", &jar)], "[\"x\"]");
+    assert_eq!(h.ex(send).status(), 204);
+    let poll = h.request("POST", "/a/b/xhr", &[("cookie", &jar)], "");
+    assert_eq!(h.ex(poll).body(), "a[\"x\"]\n");
+}
+
+// ---- §4.2 cookie_needed ------------------------------------------------------------------
+
+#[test]
+fn s4_2_cookie_needed_for_every_binding() {
+    let cases = [
+        (Jsessionid::Off, SessionBinding::None, false),
+        (Jsessionid::Off, SessionBinding::PeerIp, false),
+        (Jsessionid::Off, SessionBinding::Cookie, true),
+        (Jsessionid::echo(), SessionBinding::None, true),
+        (Jsessionid::echo(), SessionBinding::Cookie, true),
+        (Jsessionid::custom(|_| None), SessionBinding::PeerIp, true),
+    ];
+    for (jsessionid, session_binding, needed) in cases {
+        let label = format!("{jsessionid:?} {session_binding:?}");
+        let mut h = Harness::new(
+            Options {
+                jsessionid,
+                session_binding,
+                ..Options::default()
+            },
+            App::Echo,
+        );
+        assert_eq!(info(&mut h)["cookie_needed"], needed, "{label}");
+        let id = h.get("/info");
+        assert_eq!(h.ex(id).header("set-cookie"), None, "{label}");
+    }
 }

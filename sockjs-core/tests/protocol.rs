@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use common::{App, Harness, ms};
 use sockjs_core::{
-    CloseReason, Handshake, Options, ProtocolVersion, SessionState, Transport, Transports,
+    CloseReason, Handshake, Jsessionid, Options, ProtocolVersion, SessionState, Transport,
+    Transports,
 };
 
 const NO_CACHE: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
@@ -291,7 +292,7 @@ fn s3_3_expires_is_one_year_after_the_wall_clock() {
 fn s3_4_jsessionid_on_every_session_endpoint_never_on_info() {
     let mut h = Harness::new(
         Options {
-            jsessionid: true,
+            jsessionid: Jsessionid::echo(),
             ..Options::default()
         },
         App::Echo,
@@ -1745,7 +1746,7 @@ fn s3_3_0_3_3_null_origin_preflight_is_star() {
 fn s3_4_cookie_on_preflights_2010_and_sender_errors() {
     let mut h = Harness::new(
         Options {
-            jsessionid: true,
+            jsessionid: Jsessionid::echo(),
             ..Options::default()
         },
         App::Echo,

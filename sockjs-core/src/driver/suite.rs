@@ -72,7 +72,7 @@ pub struct TestService {
 /// | `/echo` | echo | `response_limit` 4096 |
 /// | `/close` | close with 3000 | |
 /// | `/disabled_websocket_echo` | echo | the WebSocket transports (SockJS and raw) off |
-/// | `/cookie_needed_echo` | echo | `jsessionid` on |
+/// | `/cookie_needed_echo` | echo | `jsessionid` on ([`Jsessionid::echo`](crate::Jsessionid::echo)) |
 pub fn services(base: &Options) -> Vec<TestService> {
     let with = |prefix: &'static str, app: App, change: fn(&mut Options)| {
         let mut options = base.clone();
@@ -93,7 +93,9 @@ pub fn services(base: &Options) -> Vec<TestService> {
                 .without(crate::Transport::WebSocket)
                 .without(crate::Transport::RawWebSocket);
         }),
-        with("/cookie_needed_echo", App::Echo, |o| o.jsessionid = true),
+        with("/cookie_needed_echo", App::Echo, |o| {
+            o.jsessionid = crate::Jsessionid::echo();
+        }),
     ]
 }
 

@@ -20,14 +20,15 @@ use foldhash::quality::SeedableRandomState;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::cookie::{CookieAttributes, Jsessionid};
 use crate::frame::{self, HEARTBEAT};
 use crate::handshake::md5_hex;
-use crate::options::{Options, OptionsError, OriginPolicy};
+use crate::options::{Options, OptionsError, OriginPolicy, SessionBinding};
 use crate::output::{
     CloseReason, Content, Event, Outbox, RequestId, SessionKey, SessionState, Transmit,
 };
 use crate::pages::iframe_page;
-use crate::response::{RequestHeaders, plain};
+use crate::response::{Headers, RequestHeaders, plain};
 use crate::route::{Route, SessionEndpoint};
 use crate::session::{Link, Phase, ReceiverMode, Session};
 use crate::timer::Timers;
@@ -93,6 +94,33 @@ impl std::fmt::Debug for Engine {
 
 fn after(now: Instant, delay: Duration) -> Option<Instant> {
     now.checked_add(delay)
+}
+
+impl Shared {
+    /// §3.4: the cookie of a session endpoint's response, if the service sets one.
+    fn cookie<'a>(&self, headers: Headers<'a>, parts: &http::request::Parts) -> Headers<'a> {
+        match &self.options.jsessionid {
+            Jsessionid::Custom(f) => headers.set_cookie(f(parts)),
+            Jsessionid::Echo(attributes) => headers.cookie(Some(attributes)),
+            Jsessionid::Off if self.options.session_binding == SessionBinding::Cookie => {
+                headers.cookie(Some(&CookieAttributes::DEFAULT))
+            }
+            Jsessionid::Off => headers,
+        }
+    }
+
+    /// Whether `/info` says `cookie_needed` (§4.2): whenever a cookie is set.
+    fn cookie_needed(&self) -> bool {
+        self.options.jsessionid.is_on() || self.options.session_binding == SessionBinding::Cookie
+    }
+}
+
+/// The name of the session cookie the request is read for (§3.4).
+fn cookie_name(options: &Options) -> &str {
+    match &options.jsessionid {
+        Jsessionid::Echo(attributes) => attributes.name(),
+        _ => CookieAttributes::DEFAULT.name(),
+    }
 }
 
 impl Engine {
@@ -241,7 +269,7 @@ impl Engine {
                 }
             }
         }
-        let request_headers = RequestHeaders::from_map(&parts.headers);
+        let request_headers = RequestHeaders::from_map(&parts.headers, cookie_name(options));
         match route {
             Route::Greeting => self.greeting(id, &request_headers),
             Route::Info => self.info(id, &parts.method, &request_headers),
@@ -250,7 +278,7 @@ impl Engine {
             Route::Session { session, kind, .. } => {
                 if parts.method == Method::OPTIONS {
                     // Only the xhr endpoints allow OPTIONS (checked above): a CORS preflight.
-                    return self.preflight(id, &request_headers);
+                    return self.preflight(id, &parts, &request_headers);
                 }
                 match receiving_transport(kind) {
                     Some(transport) => {

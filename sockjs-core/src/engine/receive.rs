@@ -151,10 +151,10 @@ impl Engine {
             }
         }
         let options = &self.shared.options;
-        let mut headers = Headers::new(options.protocol, &request_headers)
+        let headers = Headers::new(options.protocol, &request_headers)
             .content_type(transport.content_type(options.protocol))
-            .no_cache()
-            .cookie(options.jsessionid || binding == SessionBinding::Cookie);
+            .no_cache();
+        let mut headers = self.shared.cookie(headers, &parts);
         if matches!(
             transport,
             Transport::XhrPolling | Transport::XhrStreaming | Transport::EventSource

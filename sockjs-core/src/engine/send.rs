@@ -11,7 +11,6 @@ use super::receive::{binding_token, take_messages_frame};
 use super::websocket::{ws_close_code, ws_close_reason};
 use super::{Engine, after};
 use crate::frame;
-use crate::options::SessionBinding;
 use crate::output::{CloseReason, Content, Event, RequestId, SendError, SessionKey};
 use crate::payload::{decode_messages, jsonp_payload};
 use crate::response::{Headers, RequestHeaders};
@@ -159,10 +158,10 @@ impl Engine {
             std::borrow::Cow::Borrowed(&body[..])
         };
         let binding = options.session_binding;
-        let mut headers = Headers::new(options.protocol, request_headers)
+        let headers = Headers::new(options.protocol, request_headers)
             .content_type("text/plain; charset=UTF-8")
-            .no_cache()
-            .cookie(options.jsessionid || binding == SessionBinding::Cookie);
+            .no_cache();
+        let mut headers = self.shared.cookie(headers, parts);
         if !jsonp {
             headers = headers.cors();
         }
