@@ -106,7 +106,8 @@
 //! offer only some transports ([`Options::transports`], a [`Transports`] set; the others
 //! answer 404 and `/info` agrees), set the load balancer's cookie ([`Options::jsessionid`]:
 //! the protocol's `JSESSIONID` echo with the attributes browsers need cross-site, such as
-//! `SameSite=None; Secure`, or a cookie of its own, see [`Jsessionid`]).
+//! `SameSite=None; Secure`, or a cookie of its own, see [`Jsessionid`]), and turn heartbeats
+//! off ([`Options::heartbeat_delay`] `None`).
 //!
 //! # Bounds
 //!

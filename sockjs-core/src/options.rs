@@ -107,7 +107,7 @@ pub enum SessionBinding {
 /// use std::time::Duration;
 /// let options = sockjs_core::Options {
 ///     response_limit: 4096,
-///     heartbeat_delay: Duration::from_secs(10),
+///     heartbeat_delay: Some(Duration::from_secs(10)),
 ///     ..Default::default()
 /// };
 /// assert!(options.validate().is_ok());
@@ -117,8 +117,14 @@ pub struct Options {
     /// The service's mount path, e.g. `/echo` (no trailing `/`). Requests outside it get 404.
     /// Empty when the caller already strips the prefix (e.g. axum's `nest_service`).
     pub prefix: String,
-    /// Idle time after which a receiver gets a heartbeat frame. Default 25 s.
-    pub heartbeat_delay: Duration,
+    /// Idle time after which a receiver gets a heartbeat: an `h` frame, or a WebSocket ping
+    /// on a raw WebSocket (PROTOCOL.md §7.1.3). Default `Some(25 s)`.
+    ///
+    /// `None` turns heartbeats off (sockjs-go's zero delay): no `h` frame and no heartbeat
+    /// ping is ever sent. A held poll then waits until there is something to send (or the
+    /// client gives up), a stream ends only at the response limit, and proxies that drop
+    /// idle connections will drop idle receivers.
+    pub heartbeat_delay: Option<Duration>,
     /// Time a session lives without a receiver before it is closed and forgotten.
     /// Default 5 s.
     pub disconnect_delay: Duration,
@@ -196,7 +202,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             prefix: String::new(),
-            heartbeat_delay: Duration::from_secs(25),
+            heartbeat_delay: Some(Duration::from_secs(25)),
             disconnect_delay: Duration::from_secs(5),
             response_limit: 128 * 1024,
             transports: Transports::ALL,
@@ -225,7 +231,8 @@ pub enum OptionsError {
     Prefix,
     /// `sockjs_url` must start with `/` or `http` and contain no `"`.
     SockjsUrl,
-    /// `heartbeat_delay` and `disconnect_delay` must be non-zero.
+    /// `heartbeat_delay` (when set) and `disconnect_delay` must be non-zero (heartbeats are
+    /// turned off with `None`, not zero).
     ZeroDelay,
     /// `heartbeat_delay` and `disconnect_delay` must be at most a day (longer ones would
     /// keep dead sessions practically forever).
@@ -276,11 +283,13 @@ impl Options {
         if !url_ok {
             return Err(OptionsError::SockjsUrl);
         }
-        if self.heartbeat_delay.is_zero() || self.disconnect_delay.is_zero() {
+        let mut delays = vec![self.disconnect_delay];
+        delays.extend(self.heartbeat_delay);
+        if delays.iter().any(|d| d.is_zero()) {
             return Err(OptionsError::ZeroDelay);
         }
         let day = Duration::from_secs(86_400);
-        if self.heartbeat_delay > day || self.disconnect_delay > day {
+        if delays.iter().any(|&d| d > day) {
             return Err(OptionsError::DelayTooLong);
         }
         if [
@@ -316,7 +325,7 @@ mod tests {
     #[test]
     fn s1_defaults_match_the_spec() {
         let o = Options::default();
-        assert_eq!(o.heartbeat_delay, Duration::from_secs(25));
+        assert_eq!(o.heartbeat_delay, Some(Duration::from_secs(25)));
         assert_eq!(o.disconnect_delay, Duration::from_secs(5));
         assert_eq!(o.response_limit, 131072);
         assert!(o.transports == Transports::ALL && !o.jsessionid.is_on());
@@ -354,6 +363,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(level.validate(), Err(OptionsError::DeflateLevel));
+        let heartbeats_off = Options {
+            heartbeat_delay: None,
+            ..Default::default()
+        };
+        assert_eq!(heartbeats_off.validate(), Ok(()));
+        let zero_heartbeat = Options {
+            heartbeat_delay: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        assert_eq!(zero_heartbeat.validate(), Err(OptionsError::ZeroDelay));
         let no_transports = Options {
             transports: Transports::NONE,
             ..Default::default()

@@ -4,7 +4,8 @@
 //! - each request is answered at most once, chunks only inside a started stream;
 //! - the application's messages reach the client in order, none lost or duplicated, across
 //!   any sequence of receiver reconnects, heartbeats, response limits and aborts;
-//! - queues stay within their bound, and the engine holds no request it has finished.
+//! - queues stay within their bound, and the engine holds no request it has finished;
+//! - all of this with heartbeats on or off.
 
 mod common;
 
@@ -52,14 +53,14 @@ fn options() -> impl Strategy<Value = Options> {
             Just(AbortPolicy::Detach)
         ],
         20..400usize,
-        prop_oneof![Just(1_000u64), Just(25_000)],
+        prop_oneof![Just(Some(1_000u64)), Just(Some(25_000)), Just(None)],
         prop_oneof![Just(500u64), Just(5_000)],
         prop_oneof![Just(64usize), Just(1 << 20)],
     )
         .prop_map(|(abort, limit, hb, dc, queue)| Options {
             abort,
             response_limit: limit,
-            heartbeat_delay: Duration::from_millis(hb),
+            heartbeat_delay: hb.map(Duration::from_millis),
             disconnect_delay: Duration::from_millis(dc),
             max_queued_bytes: queue,
             ..Options::default()

@@ -1,6 +1,6 @@
 //! The options that go beyond the protocol's defaults, one test per rule on a virtual
 //! clock: the transport set (§2), the JSESSIONID cookie's forms (§3.4) and `cookie_needed`
-//! (§4.2). Test names cite the section.
+//! (§4.2) and heartbeats off (§7.1.3). Test names cite the section.
 
 mod common;
 
@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{App, Harness};
+use common::{App, Harness, ms};
 use http::HeaderValue;
 use sockjs_core::{
-    CookieAttributes, Jsessionid, Options, SameSite, SessionBinding, Transport, Transports,
+    CloseReason, CookieAttributes, Jsessionid, Options, SameSite, SessionBinding, Transport,
+    Transports,
 };
 
 fn info(h: &mut Harness) -> serde_json::Value {
@@ -384,4 +385,94 @@ fn s4_2_cookie_needed_for_every_binding() {
         let id = h.get("/info");
         assert_eq!(h.ex(id).header("set-cookie"), None, "{label}");
     }
+}
+
+// ---- §7.1.3 heartbeats off ---------------------------------------------------------------
+
+fn heartbeats_off() -> Harness {
+    Harness::new(
+        Options {
+            heartbeat_delay: None,
+            response_limit: 4096,
+            ..Options::default()
+        },
+        App::Echo,
+    )
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn s7_1_3_heartbeats_off_no_h_on_any_http_receiver() {
+    let mut h = heartbeats_off();
+    let mut held = Vec::new();
+    for (method, path) in [("POST", "/a/1/xhr"), ("GET", "/a/2/jsonp?c=cb")] {
+        h.request(method, path, &[], ""); // `o`
+        held.push(h.request(method, path, &[], ""));
+    }
+    for (method, path) in [
+        ("POST", "/a/3/xhr_streaming"),
+        ("GET", "/a/4/eventsource"),
+        ("GET", "/a/5/htmlfile?c=cb"),
+    ] {
+        held.push(h.request(method, path, &[], "")); // prelude and `o`, then nothing
+    }
+    let before: Vec<usize> = held.iter().map(|id| h.ex(*id).chunks.len()).collect();
+    h.advance(HOUR);
+    for (id, before) in held.iter().zip(before) {
+        let ex = h.ex(*id);
+        assert!(!ex.done(), "{id:?} still held");
+        assert_eq!(ex.chunks.len(), before, "{id:?}: no h frame");
+    }
+    assert!(
+        h.closed.is_empty(),
+        "attached receivers keep their sessions"
+    );
+    assert_eq!(h.engine.poll_timeout(), None, "no timer at all");
+}
+
+#[test]
+fn s7_1_3_heartbeats_off_polls_end_by_message_and_streams_by_limit() {
+    let mut h = heartbeats_off();
+    h.post("/a/p/xhr", "");
+    let poll = h.post("/a/p/xhr", "");
+    h.advance(HOUR);
+    assert!(!h.ex(poll).done());
+    h.post("/a/p/xhr_send", "[\"x\"]");
+    assert_eq!(
+        h.ex(poll).body(),
+        "a[\"x\"]\n",
+        "a poll still ends with one frame"
+    );
+    // Detached: the session expires after the disconnect delay, as ever.
+    h.advance(Duration::from_secs(5) - ms(1));
+    assert!(h.closed.is_empty());
+    h.advance(ms(1));
+    assert_eq!(h.closed[0].1, CloseReason::Timeout);
+
+    let stream = h.post("/a/s/xhr_streaming", "");
+    let message = format!("[\"{}\"]", "x".repeat(128));
+    for _ in 0..30 {
+        h.post("/a/s/xhr_send", &message);
+    }
+    h.advance(HOUR);
+    assert!(!h.ex(stream).ended, "below the limit, the stream stays");
+    h.post("/a/s/xhr_send", &message);
+    assert!(h.ex(stream).ended, "the 31st frame reaches the limit (§8)");
+    assert_eq!(h.ex(stream).chunks.len(), 1 + 1 + 31);
+}
+
+#[test]
+fn s9_2_heartbeats_off_no_h_and_no_ping_on_websockets() {
+    let mut h = heartbeats_off();
+    let ws = h.ws_open("/a/b/websocket");
+    let raw = h.ws_open("/websocket");
+    h.advance(HOUR);
+    assert_eq!(h.ex(ws).ws_texts, ["o"]);
+    assert_eq!(h.ex(ws).ws_pings + h.ex(raw).ws_pings, 0);
+    assert!(h.ex(raw).ws_texts.is_empty());
+    h.ws_send(ws, "[\"still\"]");
+    assert_eq!(h.ex(ws).ws_texts, ["o", "a[\"still\"]"]);
+    assert!(h.closed.is_empty());
+    assert_eq!(h.engine.poll_timeout(), None);
 }

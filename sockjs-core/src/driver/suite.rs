@@ -129,7 +129,7 @@ impl Args {
     /// use sockjs_core::driver::suite::Args;
     /// let args = Args::parse(["127.0.0.1:0", "--heartbeat-ms", "500", "--axum"].map(String::from))?;
     /// assert_eq!(args.addr.port(), 0);
-    /// assert_eq!(args.base.heartbeat_delay.as_millis(), 500);
+    /// assert_eq!(args.base.heartbeat_delay, Some(std::time::Duration::from_millis(500)));
     /// assert_eq!(args.rest, ["--axum"]);
     /// assert_eq!(args.base.permessage_deflate, None);
     /// let args = Args::parse(["--permessage-deflate".to_owned()])?;
@@ -155,7 +155,9 @@ impl Args {
             };
             match arg.as_str() {
                 "--sockjs-url" => parsed.base.sockjs_url = value("--sockjs-url")?,
-                "--heartbeat-ms" => parsed.base.heartbeat_delay = millis(value("--heartbeat-ms")?)?,
+                "--heartbeat-ms" => {
+                    parsed.base.heartbeat_delay = Some(millis(value("--heartbeat-ms")?)?);
+                }
                 "--disconnect-ms" => {
                     parsed.base.disconnect_delay = millis(value("--disconnect-ms")?)?;
                 }

@@ -97,6 +97,14 @@ fn after(now: Instant, delay: Duration) -> Option<Instant> {
 }
 
 impl Shared {
+    /// When a receiver or socket written to now gets its next heartbeat (`None`: never,
+    /// heartbeats are off).
+    fn heartbeat_at(&self) -> Option<Instant> {
+        self.options
+            .heartbeat_delay
+            .and_then(|delay| after(self.now, delay))
+    }
+
     /// §3.4: the cookie of a session endpoint's response, if the service sets one.
     fn cookie<'a>(&self, headers: Headers<'a>, parts: &http::request::Parts) -> Headers<'a> {
         match &self.options.jsessionid {
@@ -315,7 +323,7 @@ impl Engine {
                         Content::WsText("h".to_owned())
                     };
                     self.shared.out.push(socket, content);
-                    let at = after(self.shared.now, self.shared.options.heartbeat_delay);
+                    let at = self.shared.heartbeat_at();
                     self.shared.timers.set(key, &mut s.deadline, at);
                 }
                 Link::Http { receiver: Some(_) } => {

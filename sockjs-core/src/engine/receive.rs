@@ -226,7 +226,7 @@ impl Engine {
             Phase::Closing { .. } => self.shared.attach_closing(key, s),
             Phase::Open => {
                 if s.batch.is_empty() {
-                    let at = after(self.shared.now, self.shared.options.heartbeat_delay);
+                    let at = self.shared.heartbeat_at();
                     self.shared.timers.set(key, &mut s.deadline, at);
                 } else {
                     let frame = take_messages_frame(s);
@@ -305,7 +305,7 @@ impl Shared {
             let ended = last || *written >= self.options.response_limit;
             self.out.push(request, Content::Chunk(Bytes::from(data)));
             if !ended {
-                let at = after(self.now, self.options.heartbeat_delay);
+                let at = self.heartbeat_at();
                 self.timers.set(key, &mut s.deadline, at);
                 return;
             }

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::header;
 
+use super::Engine;
 use super::receive::{binding_token, take_messages_frame};
 use super::websocket::{ws_close_code, ws_close_reason};
-use super::{Engine, after};
 use crate::frame;
 use crate::output::{CloseReason, Content, Event, RequestId, SendError, SessionKey};
 use crate::payload::{decode_messages, jsonp_payload};
@@ -33,7 +33,7 @@ impl Engine {
             self.shared
                 .out
                 .push(socket, Content::WsText(text.to_owned()));
-            let at = after(self.shared.now, self.shared.options.heartbeat_delay);
+            let at = self.shared.heartbeat_at();
             self.shared.timers.set(session, &mut s.deadline, at);
             return Ok(());
         }

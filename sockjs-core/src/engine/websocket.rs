@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::{Engine, Shared, after, too_many_sessions};
+use super::{Engine, Shared, too_many_sessions};
 use crate::handshake::{accept_key, hixie76_key_number};
 use crate::options::ProtocolVersion;
 use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionInfo, SessionKey};
@@ -251,7 +251,7 @@ impl Engine {
         if !raw {
             self.shared.out.push(id, Content::WsText("o".to_owned()));
         }
-        let at = after(self.shared.now, self.shared.options.heartbeat_delay);
+        let at = self.shared.heartbeat_at();
         self.shared.timers.set(key, &mut session.deadline, at);
         self.sessions.insert(key, Box::new(session));
         let transport = if raw {
@@ -283,7 +283,7 @@ impl Shared {
         s.batch.clear();
         let text = String::from_utf8(text).unwrap_or_default();
         self.out.push(socket, Content::WsText(text));
-        let at = after(self.now, self.options.heartbeat_delay);
+        let at = self.heartbeat_at();
         self.timers.set(key, &mut s.deadline, at);
     }
 }
