@@ -101,6 +101,46 @@ pub enum SessionBinding {
     PeerIp,
 }
 
+/// WebSocket dead-peer detection ([`Options::websocket_ping`]): the engine pings a
+/// WebSocket whose peer has been silent for `interval` and closes the session when the
+/// peer stays silent for `timeout` more.
+///
+/// Any frame from the peer counts as an answer: a pong, a ping or a message. A peer that
+/// sends nothing at all is closed `interval + timeout` after its last frame (or after the
+/// handshake), with close code [`PingOptions::CLOSE_CODE`] and reason
+/// [`PingOptions::CLOSE_REASON`] (no `c` frame, as sockjs-node), and the application sees
+/// [`CloseReason::PeerUnresponsive`](crate::CloseReason::PeerUnresponsive). Hixie-76 has
+/// no ping frame: its sockets are never probed (their SockJS heartbeat is the `h` frame).
+///
+/// The ping is queued behind what the socket has still to write, so a peer that reads too
+/// slowly to get it within `timeout` is closed the same way.
+///
+/// The default is sockjs-node's: a ping after 25 s, 10 s to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingOptions {
+    /// Silence from the peer after which a ping goes out. Default 25 s.
+    pub interval: Duration,
+    /// How long the peer then has to send anything (its pong, normally) before the session
+    /// is closed. Default 10 s.
+    pub timeout: Duration,
+}
+
+impl PingOptions {
+    /// The WebSocket close code of a session whose peer did not answer (sockjs-node's).
+    pub const CLOSE_CODE: u16 = 3000;
+    /// The WebSocket close reason of a session whose peer did not answer (sockjs-node's).
+    pub const CLOSE_REASON: &'static str = "No response from heartbeat";
+}
+
+impl Default for PingOptions {
+    fn default() -> Self {
+        PingOptions {
+            interval: Duration::from_secs(25),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Engine options. Build with [`Options::default`] and the `with_*`-style field updates.
 ///
 /// ```
@@ -123,7 +163,8 @@ pub struct Options {
     /// `None` turns heartbeats off (sockjs-go's zero delay): no `h` frame and no heartbeat
     /// ping is ever sent. A held poll then waits until there is something to send (or the
     /// client gives up), a stream ends only at the response limit, and proxies that drop
-    /// idle connections will drop idle receivers.
+    /// idle connections will drop idle receivers. [`Options::websocket_ping`] is separate
+    /// and still pings when it is on.
     pub heartbeat_delay: Option<Duration>,
     /// Time a session lives without a receiver before it is closed and forgotten.
     /// Default 5 s.
@@ -196,6 +237,13 @@ pub struct Options {
     /// [`deflate`](crate::deflate) for what is negotiated). The driver needs the
     /// `deflate` cargo feature to honour it (the `driver` feature enables it).
     pub permessage_deflate: Option<DeflateOptions>,
+    /// WebSocket dead-peer detection: ping RFC 6455 sockets (SockJS and raw) whose peer is
+    /// silent, and close the session when it does not answer (see [`PingOptions`]).
+    /// Default `None`: a peer that vanished without closing its connection is only noticed
+    /// when a write to it fails or times out. The driver must report pongs with
+    /// [`Engine::handle_ws_pong`](crate::Engine::handle_ws_pong) (`sockjs_core::driver`
+    /// does).
+    pub websocket_ping: Option<PingOptions>,
 }
 
 impl Default for Options {
@@ -219,6 +267,7 @@ impl Default for Options {
             max_sessions: 100_000,
             trusted_proxies: Vec::new(),
             permessage_deflate: None,
+            websocket_ping: None,
         }
     }
 }
@@ -231,11 +280,12 @@ pub enum OptionsError {
     Prefix,
     /// `sockjs_url` must start with `/` or `http` and contain no `"`.
     SockjsUrl,
-    /// `heartbeat_delay` (when set) and `disconnect_delay` must be non-zero (heartbeats are
-    /// turned off with `None`, not zero).
+    /// `heartbeat_delay` (when set), `disconnect_delay` and `websocket_ping`'s `interval`
+    /// and `timeout` must be non-zero (heartbeats are turned off with `None`, not zero).
     ZeroDelay,
-    /// `heartbeat_delay` and `disconnect_delay` must be at most a day (longer ones would
-    /// keep dead sessions practically forever).
+    /// `heartbeat_delay`, `disconnect_delay` and `websocket_ping`'s `interval` and
+    /// `timeout` must be at most a day (longer ones would keep dead sessions practically
+    /// forever).
     DelayTooLong,
     /// `response_limit`, `max_request_body`, `max_message_size`, `max_queued_bytes` and
     /// `max_sessions` must be non-zero.
@@ -256,8 +306,10 @@ impl fmt::Display for OptionsError {
             OptionsError::SockjsUrl => {
                 "sockjs_url must start with '/' or 'http' and contain no '\"'"
             }
-            OptionsError::ZeroDelay => "heartbeat and disconnect delays must be non-zero",
-            OptionsError::DelayTooLong => "heartbeat and disconnect delays must be at most a day",
+            OptionsError::ZeroDelay => "heartbeat, disconnect and ping delays must be non-zero",
+            OptionsError::DelayTooLong => {
+                "heartbeat, disconnect and ping delays must be at most a day"
+            }
             OptionsError::ZeroLimit => "limits must be non-zero",
             OptionsError::DeflateLevel => "the permessage-deflate level must be at most 9",
             OptionsError::NoTransports => "at least one transport must be offered",
@@ -285,6 +337,9 @@ impl Options {
         }
         let mut delays = vec![self.disconnect_delay];
         delays.extend(self.heartbeat_delay);
+        if let Some(ping) = self.websocket_ping {
+            delays.extend([ping.interval, ping.timeout]);
+        }
         if delays.iter().any(|d| d.is_zero()) {
             return Err(OptionsError::ZeroDelay);
         }
@@ -330,6 +385,7 @@ mod tests {
         assert_eq!(o.response_limit, 131072);
         assert!(o.transports == Transports::ALL && !o.jsessionid.is_on());
         assert_eq!(o.permessage_deflate, None);
+        assert_eq!(o.websocket_ping, None);
         assert_eq!(o.validate(), Ok(()));
     }
 
@@ -373,6 +429,24 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(zero_heartbeat.validate(), Err(OptionsError::ZeroDelay));
+        let ping = |interval, timeout| Options {
+            websocket_ping: Some(PingOptions { interval, timeout }),
+            ..Default::default()
+        };
+        let (second, week) = (Duration::from_secs(1), Duration::from_secs(7 * 86_400));
+        assert_eq!(ping(second, second).validate(), Ok(()));
+        assert_eq!(
+            ping(Duration::ZERO, second).validate(),
+            Err(OptionsError::ZeroDelay)
+        );
+        assert_eq!(
+            ping(second, Duration::ZERO).validate(),
+            Err(OptionsError::ZeroDelay)
+        );
+        assert_eq!(
+            ping(week, second).validate(),
+            Err(OptionsError::DelayTooLong)
+        );
         let no_transports = Options {
             transports: Transports::NONE,
             ..Default::default()

@@ -1,6 +1,7 @@
 //! The options that go beyond the protocol's defaults, one test per rule on a virtual
 //! clock: the transport set (§2), the JSESSIONID cookie's forms (§3.4) and `cookie_needed`
-//! (§4.2) and heartbeats off (§7.1.3). Test names cite the section.
+//! (§4.2), heartbeats off (§7.1.3) and WebSocket dead-peer detection (§9.2). Test names
+//! cite the section.
 
 mod common;
 
@@ -11,8 +12,8 @@ use std::time::Duration;
 use common::{App, Harness, ms};
 use http::HeaderValue;
 use sockjs_core::{
-    CloseReason, CookieAttributes, Jsessionid, Options, SameSite, SessionBinding, Transport,
-    Transports,
+    CloseReason, CookieAttributes, Jsessionid, Options, PingOptions, SameSite, SessionBinding,
+    Transport, Transports,
 };
 
 fn info(h: &mut Harness) -> serde_json::Value {
@@ -475,4 +476,191 @@ fn s9_2_heartbeats_off_no_h_and_no_ping_on_websockets() {
     assert_eq!(h.ex(ws).ws_texts, ["o", "a[\"still\"]"]);
     assert!(h.closed.is_empty());
     assert_eq!(h.engine.poll_timeout(), None);
+}
+
+// ---- §9.2 WebSocket dead-peer detection -----------------------------------------------------
+
+const INTERVAL: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn pinging(hixie76: bool) -> Harness {
+    Harness::new(
+        Options {
+            websocket_ping: Some(PingOptions {
+                interval: INTERVAL,
+                timeout: TIMEOUT,
+            }),
+            hixie76,
+            ..Options::default()
+        },
+        App::Echo,
+    )
+}
+
+const UNRESPONSIVE: (u16, &str) = (3000, "No response from heartbeat");
+
+#[test]
+fn s9_2_websocket_ping_off_by_default() {
+    assert_eq!(Options::default().websocket_ping, None);
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/b/websocket");
+    h.advance(HOUR);
+    assert_eq!(h.ex(ws).ws_pings, 0);
+    assert_eq!(h.ex(ws).ws_close, None);
+    assert!(h.closed.is_empty());
+}
+
+#[test]
+fn s9_2_websocket_ping_after_the_interval_and_close_after_the_timeout() {
+    let mut h = pinging(false);
+    let ws = h.ws_open("/a/b/websocket");
+    h.advance(INTERVAL - ms(1));
+    assert_eq!(h.ex(ws).ws_pings, 0);
+    h.advance(ms(1));
+    assert_eq!(h.ex(ws).ws_pings, 1, "a ping after an interval of silence");
+    h.advance(TIMEOUT - ms(1));
+    assert_eq!(h.ex(ws).ws_close, None);
+    assert!(h.closed.is_empty());
+    h.advance(ms(1));
+    let (code, reason) = UNRESPONSIVE;
+    assert_eq!(h.ex(ws).ws_close, Some((code, reason.to_owned())));
+    assert_eq!(
+        (PingOptions::CLOSE_CODE, PingOptions::CLOSE_REASON),
+        UNRESPONSIVE
+    );
+    assert_eq!(h.ex(ws).ws_texts, ["o"], "no c frame, as sockjs-node");
+    assert_eq!(h.closed[0].1, CloseReason::PeerUnresponsive);
+    assert_eq!(h.engine.session_count(), 0);
+    assert_eq!(h.engine.pending_requests(), 0);
+}
+
+#[test]
+fn s9_2_websocket_pong_keeps_the_session_and_restarts_the_interval() {
+    let mut h = pinging(false);
+    let ws = h.ws_open("/a/b/websocket");
+    h.advance(INTERVAL + ms(2_000));
+    assert_eq!(h.ex(ws).ws_pings, 1);
+    h.ws_pong(ws); // at 12 s
+    h.advance(INTERVAL - ms(1)); // 22 s - 1 ms
+    assert_eq!(
+        h.ex(ws).ws_pings,
+        1,
+        "the next ping is an interval after the pong"
+    );
+    h.advance(ms(1));
+    assert_eq!(h.ex(ws).ws_pings, 2);
+    h.ws_pong(ws);
+    for _ in 0..100 {
+        h.advance(INTERVAL);
+        h.ws_pong(ws);
+    }
+    assert_eq!(h.ex(ws).ws_pings, 102);
+    assert!(h.closed.is_empty());
+    // 1022 s in all: pings are not writes that would delay the `h` heartbeat.
+    assert_eq!(h.ex(ws).ws_texts.iter().filter(|t| *t == "h").count(), 40);
+}
+
+#[test]
+fn s9_2_websocket_any_message_counts_as_alive() {
+    let mut h = pinging(false);
+    let ws = h.ws_open("/a/b/websocket");
+    for _ in 0..10 {
+        h.advance(INTERVAL - ms(1));
+        h.ws_send(ws, "[\"x\"]");
+    }
+    assert_eq!(h.ex(ws).ws_pings, 0, "a chatty peer is never pinged");
+    h.advance(INTERVAL);
+    assert_eq!(h.ex(ws).ws_pings, 1);
+    h.advance(TIMEOUT - ms(1));
+    h.engine.handle_ws_binary(h.now, ws, b"[\"late\"]");
+    h.drain();
+    h.advance(INTERVAL - ms(1));
+    assert!(
+        h.closed.is_empty(),
+        "a message answers a ping as well as a pong"
+    );
+    assert_eq!(h.ex(ws).ws_pings, 1);
+}
+
+#[test]
+fn s9_2_websocket_ping_runs_beside_the_h_heartbeat() {
+    let mut h = Harness::new(
+        Options {
+            websocket_ping: Some(PingOptions::default()),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let ws = h.ws_open("/a/b/websocket");
+    h.advance(Duration::from_secs(25));
+    assert_eq!(h.ex(ws).ws_texts, ["o", "h"]);
+    assert_eq!(h.ex(ws).ws_pings, 1, "both at 25 s: node's defaults");
+    h.ws_pong(ws);
+    h.advance(Duration::from_secs(25));
+    assert_eq!(h.ex(ws).ws_texts, ["o", "h", "h"]);
+    assert_eq!(h.ex(ws).ws_pings, 2);
+    h.advance(Duration::from_secs(10) - ms(1));
+    assert!(h.closed.is_empty());
+    h.advance(ms(1));
+    assert_eq!(h.closed[0].1, CloseReason::PeerUnresponsive);
+}
+
+#[test]
+fn s9_3_raw_websocket_probe_and_heartbeat_share_one_ping() {
+    let mut h = Harness::new(
+        Options {
+            websocket_ping: Some(PingOptions {
+                interval: Duration::from_secs(25),
+                timeout: TIMEOUT,
+            }),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let raw = h.ws_open("/websocket");
+    h.advance(Duration::from_secs(25));
+    assert_eq!(
+        h.ex(raw).ws_pings,
+        1,
+        "one ping is both the heartbeat and the probe"
+    );
+    h.advance(TIMEOUT);
+    let (code, reason) = UNRESPONSIVE;
+    assert_eq!(h.ex(raw).ws_close, Some((code, reason.to_owned())));
+    assert_eq!(h.closed[0].1, CloseReason::PeerUnresponsive);
+}
+
+#[test]
+fn s9_1_hixie76_sockets_are_never_pinged() {
+    let mut h = pinging(true);
+    let hixie = [
+        ("upgrade", "WebSocket"),
+        ("connection", "Upgrade"),
+        ("host", "localhost:8081"),
+        ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
+        ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
+    ];
+    let ws = h.request("GET", "/a/b/websocket", &hixie, "");
+    assert_eq!(h.ex(ws).status(), 101);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.ex(ws).ws_pings, 0, "hixie-76 has no ping");
+    assert_eq!(
+        h.ex(ws).ws_texts,
+        ["o", "h", "h"],
+        "its heartbeat stays the h frame"
+    );
+    assert!(h.closed.is_empty());
+}
+
+#[test]
+fn s9_2_pong_for_unknown_or_http_requests_is_ignored() {
+    let mut h = pinging(false);
+    let poll = h.post("/a/p/xhr", "");
+    h.ws_pong(poll);
+    h.ws_pong(sockjs_core::RequestId(999));
+    let ws = h.ws_open("/a/b/websocket");
+    h.ws_closed(ws);
+    h.ws_pong(ws);
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(h.closed[0].1, CloseReason::ClientClosed);
 }

@@ -12,8 +12,8 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sockjs_core::{
-    AbortPolicy, Content, Engine, Event, Options, RequestId, SessionKey, SessionState, Start,
-    Transmit,
+    AbortPolicy, Content, Engine, Event, Options, PingOptions, RequestId, SessionKey, SessionState,
+    Start, Transmit,
 };
 
 #[derive(Debug, Arbitrary)]
@@ -142,6 +142,10 @@ fuzz_target!(|script: Script| {
         heartbeat_delay: (script.abort & 8 == 0).then_some(Duration::from_millis(700)),
         disconnect_delay: Duration::from_millis(300),
         hixie76: script.abort & 4 != 0,
+        websocket_ping: (script.abort & 16 != 0).then_some(PingOptions {
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(200),
+        }),
         ..Options::default()
     };
     let max_queued = options.max_queued_bytes;

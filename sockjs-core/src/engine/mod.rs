@@ -23,14 +23,14 @@ use http::{Method, Request, Response, StatusCode};
 use crate::cookie::{CookieAttributes, Jsessionid};
 use crate::frame::{self, HEARTBEAT};
 use crate::handshake::md5_hex;
-use crate::options::{Options, OptionsError, OriginPolicy, SessionBinding};
+use crate::options::{Options, OptionsError, OriginPolicy, PingOptions, SessionBinding};
 use crate::output::{
     CloseReason, Content, Event, Outbox, RequestId, SessionKey, SessionState, Transmit,
 };
 use crate::pages::iframe_page;
 use crate::response::{Headers, RequestHeaders, plain};
 use crate::route::{Route, SessionEndpoint};
-use crate::session::{Link, Phase, ReceiverMode, Session};
+use crate::session::{Alive, Link, Phase, ReceiverMode, Session};
 use crate::timer::Timers;
 use crate::transport::Transport;
 
@@ -103,6 +103,30 @@ impl Shared {
         self.options
             .heartbeat_delay
             .and_then(|delay| after(self.now, delay))
+    }
+
+    /// Something was written to a WebSocket: its heartbeat starts over.
+    fn socket_wrote(&mut self, key: SessionKey, s: &mut Session) {
+        let heartbeat = self.heartbeat_at();
+        if let Link::WebSocket { timers, .. } = &mut s.link {
+            timers.heartbeat = heartbeat;
+            self.timers.set(key, &mut s.deadline, timers.next());
+        }
+    }
+
+    /// The WebSocket's peer sent a frame: it is alive, and the next ping is an interval
+    /// away.
+    fn socket_heard(&mut self, key: SessionKey, s: &mut Session) {
+        let Some(ping) = self.options.websocket_ping else {
+            return;
+        };
+        if let Link::WebSocket { timers, .. } = &mut s.link {
+            if timers.alive != Alive::Unwatched {
+                timers.alive =
+                    after(self.now, ping.interval).map_or(Alive::Unwatched, Alive::Quiet);
+                self.timers.set(key, &mut s.deadline, timers.next());
+            }
+        }
     }
 
     /// §3.4: the cookie of a session endpoint's response, if the service sets one.
@@ -304,7 +328,8 @@ impl Engine {
         }
     }
 
-    /// Fires every timer due at `now`: heartbeats and disconnect timeouts.
+    /// Fires every timer due at `now`: heartbeats, WebSocket pings and their timeouts, and
+    /// disconnect timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         while let Some((entry, key)) = self.shared.timers.pop_due(now) {
@@ -314,17 +339,47 @@ impl Engine {
             if !self.shared.timers.fires(key, entry, &mut s.deadline, now) {
                 continue;
             }
-            match &s.link {
-                Link::WebSocket { socket, raw } => {
-                    let socket = *socket;
-                    let content = if *raw {
-                        Content::WsPing
+            match &mut s.link {
+                Link::WebSocket {
+                    socket,
+                    raw,
+                    timers,
+                } => {
+                    let (socket, raw) = (*socket, *raw);
+                    let now = self.shared.now;
+                    if matches!(timers.alive, Alive::Pinged(at) if at <= now) {
+                        // §9.2: the peer did not answer the ping in time.
+                        self.end_socket(
+                            socket,
+                            key,
+                            PingOptions::CLOSE_CODE,
+                            PingOptions::CLOSE_REASON,
+                            CloseReason::PeerUnresponsive,
+                        );
+                        continue;
+                    }
+                    let beat = timers.heartbeat.is_some_and(|at| at <= now);
+                    let probe = matches!(timers.alive, Alive::Quiet(at) if at <= now);
+                    if beat && !raw {
+                        self.shared
+                            .out
+                            .push(socket, Content::WsText("h".to_owned()));
+                    }
+                    // A raw socket's heartbeat is a ping: one ping serves as both.
+                    if probe || (beat && raw) {
+                        self.shared.out.push(socket, Content::WsPing);
+                    }
+                    if probe {
+                        let timeout = self.shared.options.websocket_ping.map(|p| p.timeout);
+                        timers.alive = timeout
+                            .and_then(|timeout| after(now, timeout))
+                            .map_or(Alive::Unwatched, Alive::Pinged);
+                    }
+                    if beat {
+                        self.shared.socket_wrote(key, s);
                     } else {
-                        Content::WsText("h".to_owned())
-                    };
-                    self.shared.out.push(socket, content);
-                    let at = self.shared.heartbeat_at();
-                    self.shared.timers.set(key, &mut s.deadline, at);
+                        self.shared.timers.set(key, &mut s.deadline, timers.next());
+                    }
                 }
                 Link::Http { receiver: Some(_) } => {
                     self.shared.write_frame(key, s, HEARTBEAT.to_vec(), false);

@@ -29,12 +29,14 @@ impl Engine {
         if !matches!(s.phase, Phase::Open) {
             return Err(SendError::NotOpen);
         }
-        if let Link::WebSocket { socket, raw: true } = s.link {
+        if let Link::WebSocket {
+            socket, raw: true, ..
+        } = s.link
+        {
             self.shared
                 .out
                 .push(socket, Content::WsText(text.to_owned()));
-            let at = self.shared.heartbeat_at();
-            self.shared.timers.set(session, &mut s.deadline, at);
+            self.shared.socket_wrote(session, s);
             return Ok(());
         }
         let max = self.shared.options.max_queued_bytes;
@@ -85,7 +87,7 @@ impl Engine {
             cause: cause.clone(),
         };
         match s.link {
-            Link::WebSocket { socket, raw } => {
+            Link::WebSocket { socket, raw, .. } => {
                 let (code, reason) = if raw {
                     (ws_close_code(code), ws_close_reason(reason))
                 } else {
