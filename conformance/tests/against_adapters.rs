@@ -17,7 +17,7 @@ const DISCONNECT: Duration = Duration::from_millis(1500);
 fn base() -> Options {
     Options {
         hixie76: true,
-        heartbeat_delay: HEARTBEAT,
+        heartbeat_delay: Some(HEARTBEAT),
         disconnect_delay: DISCONNECT,
         ..Options::default()
     }

@@ -731,7 +731,7 @@ fn no_loss_across_thousands_of_aborted_polls() {
             adapter,
             Settings::new(Options {
                 abort: AbortPolicy::Detach,
-                heartbeat_delay: Duration::from_millis(200),
+                heartbeat_delay: Some(Duration::from_millis(200)),
                 ..Options::default()
             }),
         );

@@ -16,8 +16,8 @@
 //! 1. feed an input, with the current time: [`Engine::handle_request`] (a complete request
 //!    with a request id the runtime chooses), [`Engine::handle_abort`] (the peer dropped a
 //!    pending request), [`Engine::handle_ws_message`] / [`Engine::handle_ws_binary`] /
-//!    [`Engine::handle_ws_closed`] (a WebSocket), [`Engine::send`] / [`Engine::close`] (the
-//!    application), [`Engine::handle_timeout`];
+//!    [`Engine::handle_ws_pong`] / [`Engine::handle_ws_closed`] (a WebSocket),
+//!    [`Engine::send`] / [`Engine::close`] (the application), [`Engine::handle_timeout`];
 //! 2. drain [`Engine::poll_transmit`] and [`Engine::poll_event`] until both are empty:
 //!    carry out each [`Transmit`] (write a response, start a stream and write each chunk as
 //!    its own flushed HTTP chunk, finish a WebSocket upgrade, send WebSocket frames) and hand
@@ -100,6 +100,17 @@
 //! `deflate`, which `driver` turns on). Compressed messages are bounded by
 //! `max_message_size` once inflated.
 //!
+//! # Options beyond the protocol
+//!
+//! [`Options::default`] is the protocol's service. Besides the bounds below, a service can
+//! offer only some transports ([`Options::transports`], a [`Transports`] set; the others
+//! answer 404 and `/info` agrees), set the load balancer's cookie ([`Options::jsessionid`]:
+//! the protocol's `JSESSIONID` echo with the attributes browsers need cross-site, such as
+//! `SameSite=None; Secure`, or a cookie of its own, see [`Jsessionid`]), turn heartbeats off
+//! ([`Options::heartbeat_delay`] `None`), and detect dead WebSocket peers
+//! ([`Options::websocket_ping`]: pings, and close `3000` after the [`PingOptions`] timeout,
+//! [`CloseReason::PeerUnresponsive`]).
+//!
 //! # Bounds
 //!
 //! Every buffer has a bound in [`Options`]: request bodies (`max_request_body`, 413),
@@ -120,6 +131,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client_addr;
+mod cookie;
 pub mod deflate;
 #[cfg(feature = "driver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "driver")))]
@@ -147,17 +159,18 @@ pub mod payload;
 pub mod route;
 
 pub use client_addr::{IpRange, IpRangeError};
+pub use cookie::{CookieAttributes, CookieError, CookieFn, Jsessionid, SameSite};
 pub use deflate::{DeflateOptions, DeflateParams};
 pub use engine::{Engine, Start};
 pub use options::{
-    AbortPolicy, DEFAULT_SOCKJS_URL, Options, OptionsError, OriginPolicy, ProtocolVersion,
-    SessionBinding,
+    AbortPolicy, DEFAULT_SOCKJS_URL, Options, OptionsError, OriginPolicy, PingOptions,
+    ProtocolVersion, SessionBinding,
 };
 pub use output::{
     CloseReason, Content, Event, Handshake, RequestId, SendError, SessionInfo, SessionKey,
     SessionState, Transmit,
 };
-pub use transport::Transport;
+pub use transport::{Transport, Transports};
 
 /// A request extension carrying the peer's address. Drivers insert it so sessions can
 /// report it and [`SessionBinding::PeerIp`] can check it.

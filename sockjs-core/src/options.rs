@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cookie::Jsessionid;
 use crate::deflate::DeflateOptions;
+use crate::transport::Transports;
 
 /// The client library URL the iframe page loads by default (sockjs-node's default).
 pub const DEFAULT_SOCKJS_URL: &str =
@@ -87,7 +89,9 @@ pub enum SessionBinding {
     None,
     /// Bound to the `JSESSIONID` cookie: a session created without one gets a fresh random
     /// value (instead of `dummy`), and every later request must carry it. Turns the cookie
-    /// on for the session endpoints.
+    /// on for the session endpoints (and `cookie_needed` in `/info`), with the name and
+    /// attributes of [`Jsessionid::Echo`] when that is set, the protocol's otherwise; it
+    /// cannot be combined with [`Jsessionid::Custom`].
     Cookie,
     /// Bound to the peer's IP address, as the driver reports it in the [`PeerAddr`]
     /// request extension. Clients behind a proxy share its address; put the proxy's view
@@ -97,13 +101,53 @@ pub enum SessionBinding {
     PeerIp,
 }
 
+/// WebSocket dead-peer detection ([`Options::websocket_ping`]): the engine pings a
+/// WebSocket whose peer has been silent for `interval` and closes the session when the
+/// peer stays silent for `timeout` more.
+///
+/// Any frame from the peer counts as an answer: a pong, a ping or a message. A peer that
+/// sends nothing at all is closed `interval + timeout` after its last frame (or after the
+/// handshake), with close code [`PingOptions::CLOSE_CODE`] and reason
+/// [`PingOptions::CLOSE_REASON`] (no `c` frame, as sockjs-node), and the application sees
+/// [`CloseReason::PeerUnresponsive`](crate::CloseReason::PeerUnresponsive). Hixie-76 has
+/// no ping frame: its sockets are never probed (their SockJS heartbeat is the `h` frame).
+///
+/// The ping is queued behind what the socket has still to write, so a peer that reads too
+/// slowly to get it within `timeout` is closed the same way.
+///
+/// The default is sockjs-node's: a ping after 25 s, 10 s to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingOptions {
+    /// Silence from the peer after which a ping goes out. Default 25 s.
+    pub interval: Duration,
+    /// How long the peer then has to send anything (its pong, normally) before the session
+    /// is closed. Default 10 s.
+    pub timeout: Duration,
+}
+
+impl PingOptions {
+    /// The WebSocket close code of a session whose peer did not answer (sockjs-node's).
+    pub const CLOSE_CODE: u16 = 3000;
+    /// The WebSocket close reason of a session whose peer did not answer (sockjs-node's).
+    pub const CLOSE_REASON: &'static str = "No response from heartbeat";
+}
+
+impl Default for PingOptions {
+    fn default() -> Self {
+        PingOptions {
+            interval: Duration::from_secs(25),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Engine options. Build with [`Options::default`] and the `with_*`-style field updates.
 ///
 /// ```
 /// use std::time::Duration;
 /// let options = sockjs_core::Options {
 ///     response_limit: 4096,
-///     heartbeat_delay: Duration::from_secs(10),
+///     heartbeat_delay: Some(Duration::from_secs(10)),
 ///     ..Default::default()
 /// };
 /// assert!(options.validate().is_ok());
@@ -113,26 +157,38 @@ pub struct Options {
     /// The service's mount path, e.g. `/echo` (no trailing `/`). Requests outside it get 404.
     /// Empty when the caller already strips the prefix (e.g. axum's `nest_service`).
     pub prefix: String,
-    /// Idle time after which a receiver gets a heartbeat frame. Default 25 s.
-    pub heartbeat_delay: Duration,
+    /// Idle time after which a receiver gets a heartbeat: an `h` frame, or a WebSocket ping
+    /// on a raw WebSocket (PROTOCOL.md §7.1.3). Default `Some(25 s)`.
+    ///
+    /// `None` turns heartbeats off (sockjs-go's zero delay): no `h` frame and no heartbeat
+    /// ping is ever sent. A held poll then waits until there is something to send (or the
+    /// client gives up), a stream ends only at the response limit, and proxies that drop
+    /// idle connections will drop idle receivers. [`Options::websocket_ping`] is separate
+    /// and still pings when it is on.
+    pub heartbeat_delay: Option<Duration>,
     /// Time a session lives without a receiver before it is closed and forgotten.
     /// Default 5 s.
     pub disconnect_delay: Duration,
     /// Bytes of frames (wrapping included, prelude excluded) after which a streaming
     /// response is ended so the client reconnects. Default 128 KiB.
     pub response_limit: usize,
-    /// Offer the SockJS WebSocket transport (`/S/I/websocket`). Default on.
-    pub websocket: bool,
-    /// Offer raw WebSocket at `P/websocket`. Default on (only when `websocket` is on too).
-    pub raw_websocket: bool,
+    /// The transports the service offers; the others' endpoints answer 404 (PROTOCOL.md §2)
+    /// and `/info` says `"websocket":false` without [`Transport::WebSocket`]. Default
+    /// [`Transports::ALL`]. (This replaces the former `websocket` and `raw_websocket`
+    /// switches: `websocket: false` is `Transports::ALL.without(Transport::WebSocket)
+    /// .without(Transport::RawWebSocket)`.)
+    ///
+    /// [`Transport::WebSocket`]: crate::Transport::WebSocket
+    pub transports: Transports,
     /// Accept hixie-76 WebSocket handshakes (needed behind old proxies and by the protocol
     /// suite's `test_haproxy`, so test servers turn it on). Default off: it is an obsolete,
     /// weaker protocol that no current browser speaks, and the driver must support its
     /// framing ([`crate::wire::hixie76`]).
     pub hixie76: bool,
-    /// Send the `JSESSIONID` cookie for load-balancer stickiness (`cookie_needed`).
-    /// Default off.
-    pub jsessionid: bool,
+    /// The `JSESSIONID` cookie for load-balancer stickiness (PROTOCOL.md §3.4): off, the
+    /// protocol's echo with chosen name and attributes, or the application's own. Anything
+    /// but off makes `/info` say `"cookie_needed":true`. Default [`Jsessionid::Off`].
+    pub jsessionid: Jsessionid,
     /// The client library URL the iframe page loads. Must start with `/` or `http` and
     /// contain no `"`. Pin it to the exact sockjs-client version your pages use: the
     /// iframe transports refuse to run when the two versions differ.
@@ -181,19 +237,25 @@ pub struct Options {
     /// [`deflate`](crate::deflate) for what is negotiated). The driver needs the
     /// `deflate` cargo feature to honour it (the `driver` feature enables it).
     pub permessage_deflate: Option<DeflateOptions>,
+    /// WebSocket dead-peer detection: ping RFC 6455 sockets (SockJS and raw) whose peer is
+    /// silent, and close the session when it does not answer (see [`PingOptions`]).
+    /// Default `None`: a peer that vanished without closing its connection is only noticed
+    /// when a write to it fails or times out. The driver must report pongs with
+    /// [`Engine::handle_ws_pong`](crate::Engine::handle_ws_pong) (`sockjs_core::driver`
+    /// does).
+    pub websocket_ping: Option<PingOptions>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             prefix: String::new(),
-            heartbeat_delay: Duration::from_secs(25),
+            heartbeat_delay: Some(Duration::from_secs(25)),
             disconnect_delay: Duration::from_secs(5),
             response_limit: 128 * 1024,
-            websocket: true,
-            raw_websocket: true,
+            transports: Transports::ALL,
             hixie76: false,
-            jsessionid: false,
+            jsessionid: Jsessionid::Off,
             sockjs_url: DEFAULT_SOCKJS_URL.to_owned(),
             origins: OriginPolicy::Any,
             protocol: ProtocolVersion::Current,
@@ -205,6 +267,7 @@ impl Default for Options {
             max_sessions: 100_000,
             trusted_proxies: Vec::new(),
             permessage_deflate: None,
+            websocket_ping: None,
         }
     }
 }
@@ -217,16 +280,23 @@ pub enum OptionsError {
     Prefix,
     /// `sockjs_url` must start with `/` or `http` and contain no `"`.
     SockjsUrl,
-    /// `heartbeat_delay` and `disconnect_delay` must be non-zero.
+    /// `heartbeat_delay` (when set), `disconnect_delay` and `websocket_ping`'s `interval`
+    /// and `timeout` must be non-zero (heartbeats are turned off with `None`, not zero).
     ZeroDelay,
-    /// `heartbeat_delay` and `disconnect_delay` must be at most a day (longer ones would
-    /// keep dead sessions practically forever).
+    /// `heartbeat_delay`, `disconnect_delay` and `websocket_ping`'s `interval` and
+    /// `timeout` must be at most a day (longer ones would keep dead sessions practically
+    /// forever).
     DelayTooLong,
     /// `response_limit`, `max_request_body`, `max_message_size`, `max_queued_bytes` and
     /// `max_sessions` must be non-zero.
     ZeroLimit,
     /// `permessage_deflate`'s `level` must be at most 9.
     DeflateLevel,
+    /// `transports` must not be empty.
+    NoTransports,
+    /// [`SessionBinding::Cookie`] needs the engine's own cookie: it cannot be combined with
+    /// [`Jsessionid::Custom`].
+    CookieBinding,
 }
 
 impl fmt::Display for OptionsError {
@@ -236,10 +306,16 @@ impl fmt::Display for OptionsError {
             OptionsError::SockjsUrl => {
                 "sockjs_url must start with '/' or 'http' and contain no '\"'"
             }
-            OptionsError::ZeroDelay => "heartbeat and disconnect delays must be non-zero",
-            OptionsError::DelayTooLong => "heartbeat and disconnect delays must be at most a day",
+            OptionsError::ZeroDelay => "heartbeat, disconnect and ping delays must be non-zero",
+            OptionsError::DelayTooLong => {
+                "heartbeat, disconnect and ping delays must be at most a day"
+            }
             OptionsError::ZeroLimit => "limits must be non-zero",
             OptionsError::DeflateLevel => "the permessage-deflate level must be at most 9",
+            OptionsError::NoTransports => "at least one transport must be offered",
+            OptionsError::CookieBinding => {
+                "cookie session binding needs the engine's own JSESSIONID cookie"
+            }
         })
     }
 }
@@ -259,11 +335,16 @@ impl Options {
         if !url_ok {
             return Err(OptionsError::SockjsUrl);
         }
-        if self.heartbeat_delay.is_zero() || self.disconnect_delay.is_zero() {
+        let mut delays = vec![self.disconnect_delay];
+        delays.extend(self.heartbeat_delay);
+        if let Some(ping) = self.websocket_ping {
+            delays.extend([ping.interval, ping.timeout]);
+        }
+        if delays.iter().any(|d| d.is_zero()) {
             return Err(OptionsError::ZeroDelay);
         }
         let day = Duration::from_secs(86_400);
-        if self.heartbeat_delay > day || self.disconnect_delay > day {
+        if delays.iter().any(|&d| d > day) {
             return Err(OptionsError::DelayTooLong);
         }
         if [
@@ -280,6 +361,14 @@ impl Options {
         if self.permessage_deflate.is_some_and(|d| d.level > 9) {
             return Err(OptionsError::DeflateLevel);
         }
+        if self.transports.is_empty() {
+            return Err(OptionsError::NoTransports);
+        }
+        if self.session_binding == SessionBinding::Cookie
+            && matches!(self.jsessionid, Jsessionid::Custom(_))
+        {
+            return Err(OptionsError::CookieBinding);
+        }
         Ok(())
     }
 }
@@ -291,11 +380,12 @@ mod tests {
     #[test]
     fn s1_defaults_match_the_spec() {
         let o = Options::default();
-        assert_eq!(o.heartbeat_delay, Duration::from_secs(25));
+        assert_eq!(o.heartbeat_delay, Some(Duration::from_secs(25)));
         assert_eq!(o.disconnect_delay, Duration::from_secs(5));
         assert_eq!(o.response_limit, 131072);
-        assert!(o.websocket && o.raw_websocket && !o.jsessionid);
+        assert!(o.transports == Transports::ALL && !o.jsessionid.is_on());
         assert_eq!(o.permessage_deflate, None);
+        assert_eq!(o.websocket_ping, None);
         assert_eq!(o.validate(), Ok(()));
     }
 
@@ -329,6 +419,45 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(level.validate(), Err(OptionsError::DeflateLevel));
+        let heartbeats_off = Options {
+            heartbeat_delay: None,
+            ..Default::default()
+        };
+        assert_eq!(heartbeats_off.validate(), Ok(()));
+        let zero_heartbeat = Options {
+            heartbeat_delay: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        assert_eq!(zero_heartbeat.validate(), Err(OptionsError::ZeroDelay));
+        let ping = |interval, timeout| Options {
+            websocket_ping: Some(PingOptions { interval, timeout }),
+            ..Default::default()
+        };
+        let (second, week) = (Duration::from_secs(1), Duration::from_secs(7 * 86_400));
+        assert_eq!(ping(second, second).validate(), Ok(()));
+        assert_eq!(
+            ping(Duration::ZERO, second).validate(),
+            Err(OptionsError::ZeroDelay)
+        );
+        assert_eq!(
+            ping(second, Duration::ZERO).validate(),
+            Err(OptionsError::ZeroDelay)
+        );
+        assert_eq!(
+            ping(week, second).validate(),
+            Err(OptionsError::DelayTooLong)
+        );
+        let no_transports = Options {
+            transports: Transports::NONE,
+            ..Default::default()
+        };
+        assert_eq!(no_transports.validate(), Err(OptionsError::NoTransports));
+        let custom_bound = Options {
+            jsessionid: Jsessionid::custom(|_| None),
+            session_binding: SessionBinding::Cookie,
+            ..Default::default()
+        };
+        assert_eq!(custom_bound.validate(), Err(OptionsError::CookieBinding));
         let list = OriginPolicy::List(vec!["https://a".into()]);
         assert!(list.allows("https://a") && !list.allows("null"));
     }

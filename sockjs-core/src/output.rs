@@ -123,6 +123,11 @@ pub enum CloseReason {
     /// The client sent a binary message that is not UTF-8 text over a raw WebSocket, which
     /// carries text only (closed with 1003).
     UnsupportedData,
+    /// The WebSocket's peer sent nothing, not even a pong, within the ping timeout of
+    /// [`Options::websocket_ping`](crate::Options::websocket_ping): the socket was closed
+    /// with [`PingOptions::CLOSE_CODE`](crate::PingOptions::CLOSE_CODE) `3000`
+    /// "No response from heartbeat".
+    PeerUnresponsive,
 }
 
 /// One write for one request (or the WebSocket it became), drained with
@@ -171,7 +176,10 @@ pub enum Content {
     },
     /// A WebSocket text message.
     WsText(String),
-    /// A WebSocket ping (the raw WebSocket heartbeat).
+    /// A WebSocket ping: the raw WebSocket heartbeat, and the probe of
+    /// [`Options::websocket_ping`](crate::Options::websocket_ping), whose pong the driver
+    /// reports with [`Engine::handle_ws_pong`](crate::Engine::handle_ws_pong). A hixie-76
+    /// driver drops it (that protocol has no ping).
     WsPing,
     /// A WebSocket close frame with this code and reason; then close the connection. The
     /// socket is done.

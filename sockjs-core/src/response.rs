@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
+use crate::cookie::CookieAttributes;
 use crate::options::ProtocolVersion;
 
 /// `text/plain; charset=UTF-8`.
@@ -23,28 +24,32 @@ const ONE_YEAR: Duration = Duration::from_secs(31_536_000);
 pub(crate) struct RequestHeaders {
     pub origin: Option<HeaderValue>,
     pub request_headers: Option<HeaderValue>,
+    /// The value of the request's session cookie (`JSESSIONID`, or the configured name).
     pub jsessionid: Option<HeaderValue>,
 }
 
 impl RequestHeaders {
-    pub fn from_map(headers: &HeaderMap) -> Self {
+    /// Reads the request's CORS headers and its cookie named `cookie_name`.
+    pub fn from_map(headers: &HeaderMap, cookie_name: &str) -> Self {
         RequestHeaders {
             origin: headers.get(header::ORIGIN).cloned(),
             request_headers: headers
                 .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
                 .filter(|v| !v.is_empty())
                 .cloned(),
-            jsessionid: jsessionid_cookie(headers),
+            jsessionid: cookie(headers, cookie_name),
         }
     }
 }
 
-/// The value of the request's `JSESSIONID` cookie, if any.
-fn jsessionid_cookie(headers: &HeaderMap) -> Option<HeaderValue> {
+/// The value of the request's cookie named `name`, if any (empty counts as absent).
+fn cookie(headers: &HeaderMap, name: &str) -> Option<HeaderValue> {
     headers.get_all(header::COOKIE).iter().find_map(|v| {
         v.as_bytes().split(|&b| b == b';').find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let value = pair.strip_prefix(b"JSESSIONID=")?;
+            let value = pair
+                .trim_ascii()
+                .strip_prefix(name.as_bytes())?
+                .strip_prefix(b"=")?;
             (!value.is_empty())
                 .then(|| HeaderValue::from_bytes(value).ok())
                 .flatten()
@@ -130,22 +135,20 @@ impl<'a> Headers<'a> {
         self
     }
 
-    /// §3.4: `JSESSIONID=<request's value or dummy>; path=/`, when the option is on.
-    pub fn cookie(mut self, enabled: bool) -> Self {
-        if enabled {
-            let value = match &self.request.jsessionid {
-                Some(v) => {
-                    let mut s = Vec::with_capacity(v.len() + 20);
-                    s.extend_from_slice(b"JSESSIONID=");
-                    s.extend_from_slice(v.as_bytes());
-                    s.extend_from_slice(b"; path=/");
-                    HeaderValue::from_bytes(&s).ok()
-                }
-                None => Some(HeaderValue::from_static("JSESSIONID=dummy; path=/")),
-            };
-            if let Some(value) = value {
-                self.map.insert(header::SET_COOKIE, value);
-            }
+    /// §3.4: `JSESSIONID=<request's value or dummy>; path=/` (with these name and
+    /// attributes), when the cookie is on.
+    pub fn cookie(self, attributes: Option<&CookieAttributes>) -> Self {
+        let value = attributes.and_then(|attributes| {
+            let value = self.request.jsessionid.as_ref();
+            attributes.set_cookie(value.map_or(b"dummy".as_slice(), HeaderValue::as_bytes))
+        });
+        self.set_cookie(value)
+    }
+
+    /// A `Set-Cookie` of the application's making, if any.
+    pub fn set_cookie(mut self, value: Option<HeaderValue>) -> Self {
+        if let Some(value) = value {
+            self.map.insert(header::SET_COOKIE, value);
         }
         self
     }
@@ -200,25 +203,46 @@ mod tests {
                 HeaderValue::from_str(v).expect("value"),
             );
         }
-        RequestHeaders::from_map(&map)
+        RequestHeaders::from_map(&map, "JSESSIONID")
     }
 
     #[test]
     fn s3_4_cookie_echoes_client_value_or_dummy() {
         let req = request(&[("cookie", "a=1; JSESSIONID=abcdef; b=2")]);
+        let on = Some(&CookieAttributes::DEFAULT);
         let r = Headers::new(ProtocolVersion::Current, &req)
-            .cookie(true)
+            .cookie(on)
             .response(StatusCode::OK, ());
         assert_eq!(r.headers()["set-cookie"], "JSESSIONID=abcdef; path=/");
         let none = request(&[]);
         let r = Headers::new(ProtocolVersion::Current, &none)
-            .cookie(true)
+            .cookie(on)
             .response(StatusCode::OK, ());
         assert_eq!(r.headers()["set-cookie"], "JSESSIONID=dummy; path=/");
         let r = Headers::new(ProtocolVersion::Current, &none)
-            .cookie(false)
+            .cookie(None)
             .response(StatusCode::OK, ());
         assert!(r.headers().get("set-cookie").is_none());
+    }
+
+    #[test]
+    fn s3_4_cookie_of_another_name_is_read_by_that_name() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            header::COOKIE,
+            HeaderValue::from_static("JSESSIONIDX=no; SRV=yes; JSESSIONID=j"),
+        );
+        let srv = RequestHeaders::from_map(&map, "SRV");
+        assert_eq!(
+            srv.jsessionid.as_ref().map(HeaderValue::as_bytes),
+            Some(&b"yes"[..])
+        );
+        let j = RequestHeaders::from_map(&map, "JSESSIONID");
+        assert_eq!(
+            j.jsessionid.as_ref().map(HeaderValue::as_bytes),
+            Some(&b"j"[..])
+        );
+        assert!(RequestHeaders::from_map(&map, "S").jsessionid.is_none());
     }
 
     #[test]

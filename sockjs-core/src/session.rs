@@ -1,5 +1,7 @@
 //! One session's state (PROTOCOL.md §7).
 
+use std::time::Instant;
+
 use http::Response;
 
 use crate::frame::MessageBatch;
@@ -13,7 +15,46 @@ pub(crate) enum Link {
     /// HTTP transports: at most one receiver at a time.
     Http { receiver: Option<Receiver> },
     /// A WebSocket (its own session, not registered under the URL's id, §7.2).
-    WebSocket { socket: RequestId, raw: bool },
+    WebSocket {
+        socket: RequestId,
+        raw: bool,
+        timers: SocketTimers,
+    },
+}
+
+/// A WebSocket's two clocks, which share the session's one timer: its next heartbeat and
+/// its peer's liveness.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SocketTimers {
+    /// When the next heartbeat goes out (`None`: heartbeats are off).
+    pub heartbeat: Option<Instant>,
+    /// Dead-peer detection (`Options::websocket_ping`).
+    pub alive: Alive,
+}
+
+impl SocketTimers {
+    /// When the session's timer must fire next.
+    pub fn next(&self) -> Option<Instant> {
+        let alive = match self.alive {
+            Alive::Unwatched => None,
+            Alive::Quiet(at) | Alive::Pinged(at) => Some(at),
+        };
+        match (self.heartbeat, alive) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Where a WebSocket's dead-peer detection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Alive {
+    /// Not watched: the option is off, or the socket is hixie-76 (which has no ping).
+    Unwatched,
+    /// The peer was heard from lately; a ping goes out at this time.
+    Quiet(Instant),
+    /// A ping is out; the session closes at this time unless the peer is heard from.
+    Pinged(Instant),
 }
 
 /// A pending receiving request bound to a session.

@@ -1,11 +1,15 @@
 //! The HTTP receiving transports (PROTOCOL.md §8): content types, preludes and how each
 //! wraps a frame.
 
+use std::fmt;
+
 use crate::escape::{percent_event_data, quote_js};
 use crate::options::ProtocolVersion;
 use crate::pages::htmlfile_prelude;
+use crate::route::SessionEndpoint;
 
-/// The transport a session was opened with, as reported to the application.
+/// A transport: the one a session was opened with, as reported to the application, and
+/// what [`Transports`] switches on and off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// SockJS framing over RFC 6455 or hixie-76 WebSocket.
@@ -25,6 +29,21 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Every transport, in declaration order.
+    pub const ALL: [Transport; 7] = [
+        Transport::WebSocket,
+        Transport::RawWebSocket,
+        Transport::XhrPolling,
+        Transport::XhrStreaming,
+        Transport::EventSource,
+        Transport::HtmlFile,
+        Transport::JsonpPolling,
+    ];
+
+    const fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
     /// The name sockjs-client uses for it.
     pub fn name(self) -> &'static str {
         match self {
@@ -115,6 +134,111 @@ impl Transport {
     }
 }
 
+/// A set of [`Transport`]s: the ones a service offers ([`Options::transports`]). A
+/// transport that is not in it has no route: its endpoints answer 404, as for an unknown
+/// path (PROTOCOL.md §2).
+///
+/// The sending endpoints follow the receivers that use them: `xhr_send` is served while any
+/// of xhr-polling, xhr-streaming, EventSource or htmlfile is (sockjs-client sends through
+/// it for all four), `jsonp_send` while JSONP-polling is. `/info` says `"websocket":false`
+/// when [`Transport::WebSocket`] is not in the set. The greeting, `/info` and the iframe
+/// page are always served.
+///
+/// ```
+/// use sockjs_core::{Options, Transport, Transports};
+/// // No JSONP and no htmlfile (sockjs-go's DisableJSONP and DisableHtmlFile):
+/// let options = Options {
+///     transports: Transports::ALL
+///         .without(Transport::JsonpPolling)
+///         .without(Transport::HtmlFile),
+///     ..Default::default()
+/// };
+/// assert!(!options.transports.contains(Transport::HtmlFile));
+/// // Only WebSockets, SockJS and raw:
+/// let sockets: Transports = [Transport::WebSocket, Transport::RawWebSocket].into_iter().collect();
+/// assert_eq!(sockets.iter().count(), 2);
+/// ```
+///
+/// [`Options::transports`]: crate::Options::transports
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Transports(u8);
+
+impl Transports {
+    /// Every transport (the default).
+    pub const ALL: Transports = Transports((1 << Transport::ALL.len()) - 1);
+    /// No transport at all ([`Options::validate`](crate::Options::validate) refuses it as a
+    /// service's set; a start for building one with [`Transports::with`]).
+    pub const NONE: Transports = Transports(0);
+
+    /// This set and `transport`.
+    #[must_use]
+    pub const fn with(self, transport: Transport) -> Transports {
+        Transports(self.0 | transport.bit())
+    }
+
+    /// This set without `transport`.
+    #[must_use]
+    pub const fn without(self, transport: Transport) -> Transports {
+        Transports(self.0 & !transport.bit())
+    }
+
+    /// Whether `transport` is in the set.
+    pub const fn contains(self, transport: Transport) -> bool {
+        self.0 & transport.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The transports in the set, in [`Transport::ALL`]'s order.
+    pub fn iter(self) -> impl Iterator<Item = Transport> {
+        Transport::ALL
+            .into_iter()
+            .filter(move |t| self.contains(*t))
+    }
+
+    /// Whether a request for this session endpoint has a route.
+    pub(crate) fn serves(self, endpoint: SessionEndpoint) -> bool {
+        let any = |set: &[Transport]| set.iter().any(|t| self.contains(*t));
+        match endpoint {
+            SessionEndpoint::WebSocket => self.contains(Transport::WebSocket),
+            SessionEndpoint::Xhr => self.contains(Transport::XhrPolling),
+            SessionEndpoint::XhrStreaming => self.contains(Transport::XhrStreaming),
+            SessionEndpoint::EventSource => self.contains(Transport::EventSource),
+            SessionEndpoint::HtmlFile => self.contains(Transport::HtmlFile),
+            SessionEndpoint::Jsonp | SessionEndpoint::JsonpSend => {
+                self.contains(Transport::JsonpPolling)
+            }
+            SessionEndpoint::XhrSend => any(&[
+                Transport::XhrPolling,
+                Transport::XhrStreaming,
+                Transport::EventSource,
+                Transport::HtmlFile,
+            ]),
+        }
+    }
+}
+
+impl Default for Transports {
+    fn default() -> Self {
+        Transports::ALL
+    }
+}
+
+impl FromIterator<Transport> for Transports {
+    fn from_iter<I: IntoIterator<Item = Transport>>(iter: I) -> Self {
+        iter.into_iter().fold(Transports::NONE, Transports::with)
+    }
+}
+
+impl fmt::Debug for Transports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +275,23 @@ mod tests {
     fn s8_htmlfile_script_cannot_be_closed_by_a_message() {
         let out = wrap(Transport::HtmlFile, r#"a["</script><script>alert(1)"]"#);
         assert_eq!(out.matches("</script>").count(), 1);
+    }
+
+    #[test]
+    fn s2_transport_sets() {
+        assert_eq!(Transports::default(), Transports::ALL);
+        assert_eq!(Transports::ALL.iter().collect::<Vec<_>>(), Transport::ALL);
+        assert!(Transports::NONE.is_empty() && !Transports::ALL.is_empty());
+        let set = Transports::ALL.without(Transport::XhrPolling);
+        assert!(!set.contains(Transport::XhrPolling) && set.contains(Transport::XhrStreaming));
+        assert_eq!(set.with(Transport::XhrPolling), Transports::ALL);
+        let only: Transports = [Transport::EventSource].into_iter().collect();
+        assert_eq!(format!("{only:?}"), "{EventSource}");
+        assert!(only.serves(SessionEndpoint::XhrSend) && !only.serves(SessionEndpoint::Xhr));
+        let jsonp = Transports::NONE.with(Transport::JsonpPolling);
+        assert!(
+            jsonp.serves(SessionEndpoint::JsonpSend) && !jsonp.serves(SessionEndpoint::XhrSend)
+        );
     }
 
     #[test]

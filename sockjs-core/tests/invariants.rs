@@ -4,7 +4,8 @@
 //! - each request is answered at most once, chunks only inside a started stream;
 //! - the application's messages reach the client in order, none lost or duplicated, across
 //!   any sequence of receiver reconnects, heartbeats, response limits and aborts;
-//! - queues stay within their bound, and the engine holds no request it has finished.
+//! - queues stay within their bound, and the engine holds no request it has finished;
+//! - all of this with heartbeats on or off, and WebSocket dead-peer detection on or off.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use common::{App, Harness};
 use proptest::prelude::*;
-use sockjs_core::{AbortPolicy, Options, RequestId, SessionKey, SessionState};
+use sockjs_core::{AbortPolicy, Options, PingOptions, RequestId, SessionKey, SessionState};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -26,6 +27,7 @@ enum Op {
     WsOpen,
     WsMessage { pick: u8, broken: bool },
     WsClose { pick: u8 },
+    WsPong { pick: u8 },
     AppSendWs { pick: u8 },
 }
 
@@ -40,6 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::WsOpen),
         1 => (any::<u8>(), prop::bool::weighted(0.1)).prop_map(|(pick, broken)| Op::WsMessage { pick, broken }),
         1 => any::<u8>().prop_map(|pick| Op::WsClose { pick }),
+        1 => any::<u8>().prop_map(|pick| Op::WsPong { pick }),
         2 => any::<u8>().prop_map(|pick| Op::AppSendWs { pick }),
     ]
 }
@@ -52,16 +55,25 @@ fn options() -> impl Strategy<Value = Options> {
             Just(AbortPolicy::Detach)
         ],
         20..400usize,
-        prop_oneof![Just(1_000u64), Just(25_000)],
+        prop_oneof![Just(Some(1_000u64)), Just(Some(25_000)), Just(None)],
         prop_oneof![Just(500u64), Just(5_000)],
         prop_oneof![Just(64usize), Just(1 << 20)],
+        prop_oneof![
+            Just(None),
+            Just(Some((700u64, 300u64))),
+            Just(Some((2_000, 5_000)))
+        ],
     )
-        .prop_map(|(abort, limit, hb, dc, queue)| Options {
+        .prop_map(|(abort, limit, hb, dc, queue, ping)| Options {
             abort,
             response_limit: limit,
-            heartbeat_delay: Duration::from_millis(hb),
+            heartbeat_delay: hb.map(Duration::from_millis),
             disconnect_delay: Duration::from_millis(dc),
             max_queued_bytes: queue,
+            websocket_ping: ping.map(|(interval, timeout)| PingOptions {
+                interval: Duration::from_millis(interval),
+                timeout: Duration::from_millis(timeout),
+            }),
             ..Options::default()
         })
 }
@@ -238,6 +250,13 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 if !m.sockets.is_empty() {
                     let id = m.sockets[pick as usize % m.sockets.len()];
                     h.ws_closed(id);
+                }
+            }
+            Op::WsPong { pick } => {
+                if !m.sockets.is_empty() {
+                    let id = m.sockets[pick as usize % m.sockets.len()];
+                    h.engine.handle_ws_pong(h.now, id);
+                    h.drain();
                 }
             }
             Op::AppSendWs { pick } => {

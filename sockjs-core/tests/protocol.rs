@@ -5,7 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::{App, Harness, ms};
-use sockjs_core::{CloseReason, Handshake, Options, ProtocolVersion, SessionState, Transport};
+use sockjs_core::{
+    CloseReason, Handshake, Jsessionid, Options, ProtocolVersion, SessionState, Transport,
+    Transports,
+};
 
 const NO_CACHE: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
 const JS: &str = "application/javascript; charset=UTF-8";
@@ -117,7 +120,9 @@ fn s2_wrong_method_is_405_with_allow_and_empty_body() {
 fn s2_disabled_transports_have_no_route() {
     let mut h = Harness::new(
         Options {
-            websocket: false,
+            transports: Transports::ALL
+                .without(Transport::WebSocket)
+                .without(Transport::RawWebSocket),
             ..Options::default()
         },
         App::Echo,
@@ -128,7 +133,7 @@ fn s2_disabled_transports_have_no_route() {
     assert_eq!(h.ex(raw).status(), 404);
     let mut h = Harness::new(
         Options {
-            raw_websocket: false,
+            transports: Transports::ALL.without(Transport::RawWebSocket),
             ..Options::default()
         },
         App::Echo,
@@ -287,7 +292,7 @@ fn s3_3_expires_is_one_year_after_the_wall_clock() {
 fn s3_4_jsessionid_on_every_session_endpoint_never_on_info() {
     let mut h = Harness::new(
         Options {
-            jsessionid: true,
+            jsessionid: Jsessionid::echo(),
             ..Options::default()
         },
         App::Echo,
@@ -374,7 +379,7 @@ fn s4_2_info_fields_and_entropy() {
     );
     let mut off = Harness::new(
         Options {
-            websocket: false,
+            transports: Transports::ALL.without(Transport::WebSocket),
             ..Options::default()
         },
         App::Echo,
@@ -1741,7 +1746,7 @@ fn s3_3_0_3_3_null_origin_preflight_is_star() {
 fn s3_4_cookie_on_preflights_2010_and_sender_errors() {
     let mut h = Harness::new(
         Options {
-            jsessionid: true,
+            jsessionid: Jsessionid::echo(),
             ..Options::default()
         },
         App::Echo,

@@ -12,7 +12,8 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sockjs_core::{
-    AbortPolicy, Content, Engine, Event, Options, RequestId, SessionKey, SessionState, Start, Transmit,
+    AbortPolicy, Content, Engine, Event, Options, PingOptions, RequestId, SessionKey, SessionState,
+    Start, Transmit,
 };
 
 #[derive(Debug, Arbitrary)]
@@ -138,9 +139,13 @@ fuzz_target!(|script: Script| {
         response_limit: usize::from(script.response_limit).max(1),
         max_queued_bytes: usize::from(script.max_queued).max(1),
         max_sessions: usize::from(script.max_sessions).max(1),
-        heartbeat_delay: Duration::from_millis(700),
+        heartbeat_delay: (script.abort & 8 == 0).then_some(Duration::from_millis(700)),
         disconnect_delay: Duration::from_millis(300),
         hixie76: script.abort & 4 != 0,
+        websocket_ping: (script.abort & 16 != 0).then_some(PingOptions {
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(200),
+        }),
         ..Options::default()
     };
     let max_queued = options.max_queued_bytes;

@@ -301,8 +301,12 @@ impl<S: Socket> Pump<S> {
                 match message {
                     Message::Text(text) => engine.handle_ws_message(now, id, text),
                     Message::Binary(data) => engine.handle_ws_binary(now, id, data),
-                    Message::Ping(payload) => encode_pong(payload, pending),
-                    Message::Pong(_) => {}
+                    // Either control frame shows the peer is alive (`Options::websocket_ping`).
+                    Message::Ping(payload) => {
+                        encode_pong(payload, pending);
+                        engine.handle_ws_pong(now, id);
+                    }
+                    Message::Pong(_) => engine.handle_ws_pong(now, id),
                     Message::Close(close) => closed_by_client = Some(close.map(|(code, _)| code)),
                 }
             })

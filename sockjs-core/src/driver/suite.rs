@@ -71,8 +71,8 @@ pub struct TestService {
 /// |---|---|---|
 /// | `/echo` | echo | `response_limit` 4096 |
 /// | `/close` | close with 3000 | |
-/// | `/disabled_websocket_echo` | echo | `websocket` off |
-/// | `/cookie_needed_echo` | echo | `jsessionid` on |
+/// | `/disabled_websocket_echo` | echo | the WebSocket transports (SockJS and raw) off |
+/// | `/cookie_needed_echo` | echo | `jsessionid` on ([`Jsessionid::echo`](crate::Jsessionid::echo)) |
 pub fn services(base: &Options) -> Vec<TestService> {
     let with = |prefix: &'static str, app: App, change: fn(&mut Options)| {
         let mut options = base.clone();
@@ -88,9 +88,14 @@ pub fn services(base: &Options) -> Vec<TestService> {
         with("/echo", App::Echo, |o| o.response_limit = 4096),
         with("/close", App::Close, |_| {}),
         with("/disabled_websocket_echo", App::Echo, |o| {
-            o.websocket = false
+            o.transports = o
+                .transports
+                .without(crate::Transport::WebSocket)
+                .without(crate::Transport::RawWebSocket);
         }),
-        with("/cookie_needed_echo", App::Echo, |o| o.jsessionid = true),
+        with("/cookie_needed_echo", App::Echo, |o| {
+            o.jsessionid = crate::Jsessionid::echo();
+        }),
     ]
 }
 
@@ -124,7 +129,7 @@ impl Args {
     /// use sockjs_core::driver::suite::Args;
     /// let args = Args::parse(["127.0.0.1:0", "--heartbeat-ms", "500", "--axum"].map(String::from))?;
     /// assert_eq!(args.addr.port(), 0);
-    /// assert_eq!(args.base.heartbeat_delay.as_millis(), 500);
+    /// assert_eq!(args.base.heartbeat_delay, Some(std::time::Duration::from_millis(500)));
     /// assert_eq!(args.rest, ["--axum"]);
     /// assert_eq!(args.base.permessage_deflate, None);
     /// let args = Args::parse(["--permessage-deflate".to_owned()])?;
@@ -150,7 +155,9 @@ impl Args {
             };
             match arg.as_str() {
                 "--sockjs-url" => parsed.base.sockjs_url = value("--sockjs-url")?,
-                "--heartbeat-ms" => parsed.base.heartbeat_delay = millis(value("--heartbeat-ms")?)?,
+                "--heartbeat-ms" => {
+                    parsed.base.heartbeat_delay = Some(millis(value("--heartbeat-ms")?)?);
+                }
                 "--disconnect-ms" => {
                     parsed.base.disconnect_delay = millis(value("--disconnect-ms")?)?;
                 }

@@ -20,16 +20,17 @@ use foldhash::quality::SeedableRandomState;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::cookie::{CookieAttributes, Jsessionid};
 use crate::frame::{self, HEARTBEAT};
 use crate::handshake::md5_hex;
-use crate::options::{Options, OptionsError, OriginPolicy};
+use crate::options::{Options, OptionsError, OriginPolicy, PingOptions, SessionBinding};
 use crate::output::{
     CloseReason, Content, Event, Outbox, RequestId, SessionKey, SessionState, Transmit,
 };
 use crate::pages::iframe_page;
-use crate::response::{RequestHeaders, plain};
+use crate::response::{Headers, RequestHeaders, plain};
 use crate::route::{Route, SessionEndpoint};
-use crate::session::{Link, Phase, ReceiverMode, Session};
+use crate::session::{Alive, Link, Phase, ReceiverMode, Session};
 use crate::timer::Timers;
 use crate::transport::Transport;
 
@@ -93,6 +94,65 @@ impl std::fmt::Debug for Engine {
 
 fn after(now: Instant, delay: Duration) -> Option<Instant> {
     now.checked_add(delay)
+}
+
+impl Shared {
+    /// When a receiver or socket written to now gets its next heartbeat (`None`: never,
+    /// heartbeats are off).
+    fn heartbeat_at(&self) -> Option<Instant> {
+        self.options
+            .heartbeat_delay
+            .and_then(|delay| after(self.now, delay))
+    }
+
+    /// Something was written to a WebSocket: its heartbeat starts over.
+    fn socket_wrote(&mut self, key: SessionKey, s: &mut Session) {
+        let heartbeat = self.heartbeat_at();
+        if let Link::WebSocket { timers, .. } = &mut s.link {
+            timers.heartbeat = heartbeat;
+            self.timers.set(key, &mut s.deadline, timers.next());
+        }
+    }
+
+    /// The WebSocket's peer sent a frame: it is alive, and the next ping is an interval
+    /// away.
+    fn socket_heard(&mut self, key: SessionKey, s: &mut Session) {
+        let Some(ping) = self.options.websocket_ping else {
+            return;
+        };
+        if let Link::WebSocket { timers, .. } = &mut s.link {
+            if timers.alive != Alive::Unwatched {
+                timers.alive =
+                    after(self.now, ping.interval).map_or(Alive::Unwatched, Alive::Quiet);
+                self.timers.set(key, &mut s.deadline, timers.next());
+            }
+        }
+    }
+
+    /// §3.4: the cookie of a session endpoint's response, if the service sets one.
+    fn cookie<'a>(&self, headers: Headers<'a>, parts: &http::request::Parts) -> Headers<'a> {
+        match &self.options.jsessionid {
+            Jsessionid::Custom(f) => headers.set_cookie(f(parts)),
+            Jsessionid::Echo(attributes) => headers.cookie(Some(attributes)),
+            Jsessionid::Off if self.options.session_binding == SessionBinding::Cookie => {
+                headers.cookie(Some(&CookieAttributes::DEFAULT))
+            }
+            Jsessionid::Off => headers,
+        }
+    }
+
+    /// Whether `/info` says `cookie_needed` (§4.2): whenever a cookie is set.
+    fn cookie_needed(&self) -> bool {
+        self.options.jsessionid.is_on() || self.options.session_binding == SessionBinding::Cookie
+    }
+}
+
+/// The name of the session cookie the request is read for (§3.4).
+fn cookie_name(options: &Options) -> &str {
+    match &options.jsessionid {
+        Jsessionid::Echo(attributes) => attributes.name(),
+        _ => CookieAttributes::DEFAULT.name(),
+    }
 }
 
 impl Engine {
@@ -203,11 +263,8 @@ impl Engine {
         };
         let options = &self.shared.options;
         let disabled = match route {
-            Route::RawWebSocket => !options.websocket || !options.raw_websocket,
-            Route::Session {
-                kind: SessionEndpoint::WebSocket,
-                ..
-            } => !options.websocket,
+            Route::RawWebSocket => !options.transports.contains(Transport::RawWebSocket),
+            Route::Session { kind, .. } => !options.transports.serves(kind),
             _ => false,
         };
         if disabled {
@@ -244,7 +301,7 @@ impl Engine {
                 }
             }
         }
-        let request_headers = RequestHeaders::from_map(&parts.headers);
+        let request_headers = RequestHeaders::from_map(&parts.headers, cookie_name(options));
         match route {
             Route::Greeting => self.greeting(id, &request_headers),
             Route::Info => self.info(id, &parts.method, &request_headers),
@@ -253,7 +310,7 @@ impl Engine {
             Route::Session { session, kind, .. } => {
                 if parts.method == Method::OPTIONS {
                     // Only the xhr endpoints allow OPTIONS (checked above): a CORS preflight.
-                    return self.preflight(id, &request_headers);
+                    return self.preflight(id, &parts, &request_headers);
                 }
                 match receiving_transport(kind) {
                     Some(transport) => {
@@ -271,7 +328,8 @@ impl Engine {
         }
     }
 
-    /// Fires every timer due at `now`: heartbeats and disconnect timeouts.
+    /// Fires every timer due at `now`: heartbeats, WebSocket pings and their timeouts, and
+    /// disconnect timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         while let Some((entry, key)) = self.shared.timers.pop_due(now) {
@@ -281,17 +339,47 @@ impl Engine {
             if !self.shared.timers.fires(key, entry, &mut s.deadline, now) {
                 continue;
             }
-            match &s.link {
-                Link::WebSocket { socket, raw } => {
-                    let socket = *socket;
-                    let content = if *raw {
-                        Content::WsPing
+            match &mut s.link {
+                Link::WebSocket {
+                    socket,
+                    raw,
+                    timers,
+                } => {
+                    let (socket, raw) = (*socket, *raw);
+                    let now = self.shared.now;
+                    if matches!(timers.alive, Alive::Pinged(at) if at <= now) {
+                        // §9.2: the peer did not answer the ping in time.
+                        self.end_socket(
+                            socket,
+                            key,
+                            PingOptions::CLOSE_CODE,
+                            PingOptions::CLOSE_REASON,
+                            CloseReason::PeerUnresponsive,
+                        );
+                        continue;
+                    }
+                    let beat = timers.heartbeat.is_some_and(|at| at <= now);
+                    let probe = matches!(timers.alive, Alive::Quiet(at) if at <= now);
+                    if beat && !raw {
+                        self.shared
+                            .out
+                            .push(socket, Content::WsText("h".to_owned()));
+                    }
+                    // A raw socket's heartbeat is a ping: one ping serves as both.
+                    if probe || (beat && raw) {
+                        self.shared.out.push(socket, Content::WsPing);
+                    }
+                    if probe {
+                        let timeout = self.shared.options.websocket_ping.map(|p| p.timeout);
+                        timers.alive = timeout
+                            .and_then(|timeout| after(now, timeout))
+                            .map_or(Alive::Unwatched, Alive::Pinged);
+                    }
+                    if beat {
+                        self.shared.socket_wrote(key, s);
                     } else {
-                        Content::WsText("h".to_owned())
-                    };
-                    self.shared.out.push(socket, content);
-                    let at = after(self.shared.now, self.shared.options.heartbeat_delay);
-                    self.shared.timers.set(key, &mut s.deadline, at);
+                        self.shared.timers.set(key, &mut s.deadline, timers.next());
+                    }
                 }
                 Link::Http { receiver: Some(_) } => {
                     self.shared.write_frame(key, s, HEARTBEAT.to_vec(), false);

@@ -8,6 +8,7 @@ use super::Engine;
 use crate::output::RequestId;
 use crate::pages::GREETING;
 use crate::response::{Headers, RequestHeaders, plain};
+use crate::transport::Transport;
 
 impl Engine {
     pub(super) fn greeting(&mut self, id: RequestId, request_headers: &RequestHeaders) {
@@ -18,11 +19,19 @@ impl Engine {
     }
 
     /// The CORS preflight of the xhr endpoints.
-    pub(super) fn preflight(&mut self, id: RequestId, request_headers: &RequestHeaders) {
-        let options = &self.shared.options;
-        let response = Headers::new(options.protocol, request_headers)
-            .cors()
-            .cookie(options.jsessionid)
+    pub(super) fn preflight(
+        &mut self,
+        id: RequestId,
+        parts: &http::request::Parts,
+        request_headers: &RequestHeaders,
+    ) {
+        let mut headers = Headers::new(self.shared.options.protocol, request_headers).cors();
+        // Only the JSESSIONID option (§3.4) puts the cookie on preflights: a cookie-bound
+        // session's fresh value never reaches them.
+        if self.shared.options.jsessionid.is_on() {
+            headers = self.shared.cookie(headers, parts);
+        }
+        let response = headers
             .preflight("OPTIONS, POST", self.wall_clock())
             .response(StatusCode::NO_CONTENT, Bytes::new());
         self.respond(id, response);
@@ -42,7 +51,8 @@ impl Engine {
                 .response(StatusCode::NO_CONTENT, Bytes::new());
             return self.respond(id, response);
         }
-        let (websocket, cookie_needed) = (options.websocket, options.jsessionid);
+        let websocket = options.transports.contains(Transport::WebSocket);
+        let cookie_needed = self.shared.cookie_needed();
         let headers = headers
             .content_type("application/json; charset=UTF-8")
             .no_cache();

@@ -48,6 +48,9 @@ impl Engine {
         if request.method == Method::OPTIONS || !route.allows(&request.method) {
             return None;
         }
+        if !self.shared.options.transports.serves(kind) {
+            return None; // answered with 404
+        }
         let key = self.by_id.get(session)?;
         self.sessions.get(key)?.receiver().map(|r| r.request)
     }
@@ -148,10 +151,10 @@ impl Engine {
             }
         }
         let options = &self.shared.options;
-        let mut headers = Headers::new(options.protocol, &request_headers)
+        let headers = Headers::new(options.protocol, &request_headers)
             .content_type(transport.content_type(options.protocol))
-            .no_cache()
-            .cookie(options.jsessionid || binding == SessionBinding::Cookie);
+            .no_cache();
+        let mut headers = self.shared.cookie(headers, &parts);
         if matches!(
             transport,
             Transport::XhrPolling | Transport::XhrStreaming | Transport::EventSource
@@ -223,7 +226,7 @@ impl Engine {
             Phase::Closing { .. } => self.shared.attach_closing(key, s),
             Phase::Open => {
                 if s.batch.is_empty() {
-                    let at = after(self.shared.now, self.shared.options.heartbeat_delay);
+                    let at = self.shared.heartbeat_at();
                     self.shared.timers.set(key, &mut s.deadline, at);
                 } else {
                     let frame = take_messages_frame(s);
@@ -302,7 +305,7 @@ impl Shared {
             let ended = last || *written >= self.options.response_limit;
             self.out.push(request, Content::Chunk(Bytes::from(data)));
             if !ended {
-                let at = after(self.now, self.options.heartbeat_delay);
+                let at = self.heartbeat_at();
                 self.timers.set(key, &mut s.deadline, at);
                 return;
             }

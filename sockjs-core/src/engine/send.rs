@@ -7,11 +7,10 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::header;
 
+use super::Engine;
 use super::receive::{binding_token, take_messages_frame};
 use super::websocket::{ws_close_code, ws_close_reason};
-use super::{Engine, after};
 use crate::frame;
-use crate::options::SessionBinding;
 use crate::output::{CloseReason, Content, Event, RequestId, SendError, SessionKey};
 use crate::payload::{decode_messages, jsonp_payload};
 use crate::response::{Headers, RequestHeaders};
@@ -30,12 +29,14 @@ impl Engine {
         if !matches!(s.phase, Phase::Open) {
             return Err(SendError::NotOpen);
         }
-        if let Link::WebSocket { socket, raw: true } = s.link {
+        if let Link::WebSocket {
+            socket, raw: true, ..
+        } = s.link
+        {
             self.shared
                 .out
                 .push(socket, Content::WsText(text.to_owned()));
-            let at = after(self.shared.now, self.shared.options.heartbeat_delay);
-            self.shared.timers.set(session, &mut s.deadline, at);
+            self.shared.socket_wrote(session, s);
             return Ok(());
         }
         let max = self.shared.options.max_queued_bytes;
@@ -86,7 +87,7 @@ impl Engine {
             cause: cause.clone(),
         };
         match s.link {
-            Link::WebSocket { socket, raw } => {
+            Link::WebSocket { socket, raw, .. } => {
                 let (code, reason) = if raw {
                     (ws_close_code(code), ws_close_reason(reason))
                 } else {
@@ -159,10 +160,10 @@ impl Engine {
             std::borrow::Cow::Borrowed(&body[..])
         };
         let binding = options.session_binding;
-        let mut headers = Headers::new(options.protocol, request_headers)
+        let headers = Headers::new(options.protocol, request_headers)
             .content_type("text/plain; charset=UTF-8")
-            .no_cache()
-            .cookie(options.jsessionid || binding == SessionBinding::Cookie);
+            .no_cache();
+        let mut headers = self.shared.cookie(headers, parts);
         if !jsonp {
             headers = headers.cors();
         }

@@ -12,14 +12,14 @@ use crate::options::ProtocolVersion;
 use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionInfo, SessionKey};
 use crate::payload::decode_ws_message_each;
 use crate::response::plain;
-use crate::session::{Link, Session};
+use crate::session::{Alive, Link, Session, SocketTimers};
 use crate::transport::Transport;
 
 impl Engine {
     /// A text message arrived on an upgraded WebSocket.
     pub fn handle_ws_message(&mut self, now: Instant, id: RequestId, text: &str) {
         self.advance(now);
-        let Some((key, raw)) = self.socket(id) else {
+        let Some((key, raw)) = self.heard_from(id) else {
             return;
         };
         if raw {
@@ -66,6 +66,19 @@ impl Engine {
         }
     }
 
+    /// A pong arrived on an upgraded WebSocket: the peer is alive. With
+    /// [`Options::websocket_ping`](crate::Options::websocket_ping) on, the session would
+    /// otherwise be closed once the ping timeout passes ([`CloseReason::PeerUnresponsive`]).
+    ///
+    /// Messages ([`Engine::handle_ws_message`], [`Engine::handle_ws_binary`]) count as
+    /// signs of life on their own; a driver reports every other frame the peer sends here
+    /// (pongs, and pings too, which it answers itself). Unknown sockets are ignored, and so
+    /// is everything when the option is off.
+    pub fn handle_ws_pong(&mut self, now: Instant, id: RequestId) {
+        self.advance(now);
+        self.heard_from(id);
+    }
+
     /// A WebSocket message exceeded the driver's size limit
     /// ([`Options::max_message_size`](crate::Options::max_message_size)): the socket is
     /// closed with 1009 and the session ends.
@@ -87,8 +100,8 @@ impl Engine {
         }
     }
 
-    /// Closes a socket the client misused and forgets its session.
-    fn end_socket(
+    /// Closes a socket the client misused (or left silent) and forgets its session.
+    pub(super) fn end_socket(
         &mut self,
         id: RequestId,
         key: SessionKey,
@@ -104,7 +117,20 @@ impl Engine {
     fn socket(&self, id: RequestId) -> Option<(SessionKey, bool)> {
         let key = *self.shared.requests.get(&id)?;
         match self.sessions.get(&key)?.link {
-            Link::WebSocket { socket, raw } if socket == id => Some((key, raw)),
+            Link::WebSocket { socket, raw, .. } if socket == id => Some((key, raw)),
+            _ => None,
+        }
+    }
+
+    /// [`Engine::socket`], noting that its peer is alive (§9.2, `websocket_ping`).
+    fn heard_from(&mut self, id: RequestId) -> Option<(SessionKey, bool)> {
+        let key = *self.shared.requests.get(&id)?;
+        let s = self.sessions.get_mut(&key)?;
+        match s.link {
+            Link::WebSocket { socket, raw, .. } if socket == id => {
+                self.shared.socket_heard(key, s);
+                Some((key, raw))
+            }
             _ => None,
         }
     }
@@ -237,8 +263,24 @@ impl Engine {
         if self.shared.requests.contains_key(&id) {
             return; // a live request id: the driver broke its contract; answer nothing
         }
+        // §9.2: dead-peer detection needs pings, which hixie-76 does not have.
+        let alive = match (&handshake, options.websocket_ping) {
+            (Handshake::Rfc6455 { .. }, Some(ping)) => {
+                after(self.shared.now, ping.interval).map_or(Alive::Unwatched, Alive::Quiet)
+            }
+            _ => Alive::Unwatched,
+        };
         let key = self.new_key();
-        let mut session = Session::new(session_id.into(), Link::WebSocket { socket: id, raw });
+        let timers = SocketTimers {
+            heartbeat: None,
+            alive,
+        };
+        let link = Link::WebSocket {
+            socket: id,
+            raw,
+            timers,
+        };
+        let mut session = Session::new(session_id.into(), link);
         self.shared.requests.insert(id, key);
         let response = Box::new(response);
         self.shared.out.push(
@@ -251,8 +293,7 @@ impl Engine {
         if !raw {
             self.shared.out.push(id, Content::WsText("o".to_owned()));
         }
-        let at = after(self.shared.now, self.shared.options.heartbeat_delay);
-        self.shared.timers.set(key, &mut session.deadline, at);
+        self.shared.socket_wrote(key, &mut session);
         self.sessions.insert(key, Box::new(session));
         let transport = if raw {
             Transport::RawWebSocket
@@ -283,8 +324,7 @@ impl Shared {
         s.batch.clear();
         let text = String::from_utf8(text).unwrap_or_default();
         self.out.push(socket, Content::WsText(text));
-        let at = after(self.now, self.options.heartbeat_delay);
-        self.timers.set(key, &mut s.deadline, at);
+        self.socket_wrote(key, s);
     }
 }
 

@@ -216,6 +216,12 @@ impl Harness {
         self.drain();
     }
 
+    /// A pong (or any control frame) arrived on the socket.
+    pub fn ws_pong(&mut self, id: RequestId) {
+        self.engine.handle_ws_pong(self.now, id);
+        self.drain();
+    }
+
     pub fn ws_closed(&mut self, id: RequestId) {
         self.engine.handle_ws_closed(self.now, id);
         self.drain();
