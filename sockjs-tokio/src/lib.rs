@@ -96,6 +96,7 @@
 //! handler runs in a `sockjs_session` span; overflows are `warn`, connection and framing
 //! errors `debug`.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 pub mod broadcast;
@@ -104,8 +105,27 @@ mod server;
 mod service;
 mod socket;
 
+/// TLS (cargo feature `tls`): serve HTTPS and WSS by setting [`Config::tls`] to rustls
+/// settings, e.g. from PEM files with [`config_from_pem`](tls::config_from_pem). The same
+/// helpers as `sockjs_smol::tls`: the driver's [`sockjs_core::driver::tls`].
+///
+/// ```no_run
+/// # async fn run(routes: sockjs_tokio::Routes) -> Result<(), Box<dyn std::error::Error>> {
+/// let tls = sockjs_tokio::tls::config_from_pem("cert.pem", "key.pem")?;
+/// let config = sockjs_tokio::Config { tls: Some(tls), ..Default::default() };
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+/// sockjs_tokio::serve(listener, routes).config(config).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls {
+    pub use sockjs_core::driver::tls::{ServerConfig, TlsError, config_from_pem, server_config};
+}
+
 pub use body::{Body, BodyError};
-pub use server::{Routes, Serve, serve};
+pub use server::{Routes, Serve, serve, serve_connection};
 pub use service::{BoxError, Builder, ResponseFuture, SockJs};
 pub use sockjs_core::driver::{
     Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
