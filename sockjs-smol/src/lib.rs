@@ -81,6 +81,7 @@
 //! transport and close reason) and each handler runs in a `sockjs_session` span; overflows
 //! and accept failures are `warn`; connection errors and bad requests are `debug`.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod broadcast;
 mod conn;
@@ -88,7 +89,25 @@ mod runtime;
 mod server;
 mod socket;
 
-pub use server::{Server, ServerHandle, serve};
+/// TLS (cargo feature `tls`): serve HTTPS and WSS by setting [`Config::tls`] to rustls
+/// settings, e.g. from PEM files with [`config_from_pem`](tls::config_from_pem). The same
+/// helpers as `sockjs_tokio::tls`: the driver's [`sockjs_core::driver::tls`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tls = sockjs_smol::tls::config_from_pem("cert.pem", "key.pem")?;
+/// let server = sockjs_smol::Server::with_config(sockjs_smol::Config { tls: Some(tls), ..Default::default() });
+/// # drop(server);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls {
+    pub use sockjs_core::driver::tls::{ServerConfig, TlsError, config_from_pem, server_config};
+}
+
+pub use server::{Handler, Server, ServerHandle, serve};
 pub use sockjs_core::driver::{
     Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
 };
