@@ -78,17 +78,19 @@ pub(crate) async fn serve<S: Socket>(
         probe,
         tls,
     };
-    if let Some(upgraded) = conn.run().await? {
-        // The WebSocket gets a task of its own, so that it does not carry this one's
-        // HTTP state for the rest of its life.
-        let Upgraded {
-            exchange,
-            read_ahead,
-            handshake,
-        } = *upgraded;
-        let websocket = exchange.serve_websocket(conn.stream, read_ahead, handshake);
-        shared.spawn_counted(websocket);
-    }
+    let Some(upgraded) = conn.run().await? else {
+        // The end of the last response (TLS: its close_notify), then FIN.
+        return conn.stream.shutdown();
+    };
+    // The WebSocket gets a task of its own, so that it does not carry this one's HTTP
+    // state for the rest of its life.
+    let Upgraded {
+        exchange,
+        read_ahead,
+        handshake,
+    } = *upgraded;
+    let websocket = exchange.serve_websocket(conn.stream, read_ahead, handshake);
+    shared.spawn_counted(websocket);
     Ok(())
 }
 
