@@ -16,7 +16,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use sockjs_core::driver::web::plain;
 use sockjs_core::driver::{ConnectionProbe, Exchange, Socket, TryNext, write_all};
 use sockjs_core::wire::{
-    CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder, hixie76,
+    CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder, ResponseEncoder, hixie76,
 };
 use sockjs_core::{Content, Handshake, PeerAddr, Tls};
 
@@ -196,7 +196,7 @@ impl<S: Socket> Conn<S> {
                 Timeout,
                 Shutdown,
             }
-            let shutdown = self.shared.shutdown.clone();
+            let shutdown = self.shared.handle.signal.clone();
             let read = async { Wake::Read(self.read().await) };
             let timeout = async {
                 Timer::at(deadline).await;
@@ -218,7 +218,8 @@ impl<S: Socket> Conn<S> {
                 Wake::Timeout if reading_body => {
                     let mut out = BytesMut::new();
                     let response = plain(StatusCode::REQUEST_TIMEOUT, "Request body timeout.\n");
-                    close_after(response).encode(&mut out);
+                    let encoder = ResponseEncoder::new(http::Version::HTTP_11, false);
+                    encoder.encode(&closing(response), &mut out);
                     self.write(&out).await?;
                     return Ok(None);
                 }
@@ -242,7 +243,7 @@ impl<S: Socket> Conn<S> {
         if self.shared.is_shutting_down() {
             let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.\n");
             self.shared.decorate(response.headers_mut());
-            encoder.encode(&close_after(response).0, &mut out);
+            encoder.encode(&closing(response), &mut out);
             self.write(&out).await?;
             return Ok(Next::Close);
         }
@@ -365,19 +366,9 @@ impl<S: Socket> Conn<S> {
     }
 }
 
-/// A response that closes the connection after it.
-struct CloseAfter(Response<Bytes>);
-
-fn close_after(mut response: Response<Bytes>) -> CloseAfter {
+/// `response`, closing the connection after it.
+fn closing(mut response: Response<Bytes>) -> Response<Bytes> {
+    let close = HeaderValue::from_static("close");
+    response.headers_mut().insert(header::CONNECTION, close);
     response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    CloseAfter(response)
-}
-
-impl CloseAfter {
-    fn encode(self, out: &mut BytesMut) {
-        let encoder = sockjs_core::wire::ResponseEncoder::new(http::Version::HTTP_11, false);
-        encoder.encode(&self.0, out);
-    }
 }

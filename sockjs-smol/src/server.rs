@@ -7,7 +7,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_executor::Executor;
 use async_io::{Async, Timer};
@@ -42,9 +42,7 @@ pub(crate) struct Shared {
     services: Vec<Service>,
     /// The largest `max_request_body` of any service (the decoder's body bound).
     pub(crate) max_body: usize,
-    /// The handle's signal: closed (never sent on) when graceful shutdown starts.
-    pub(crate) shutdown: async_channel::Receiver<()>,
-    handle: ServerHandle,
+    pub(crate) handle: ServerHandle,
     connections: AtomicUsize,
     executor: Weak<Executor<'static>>,
     /// Held while the server's own worker threads ([`Server::start`]) may run.
@@ -62,7 +60,7 @@ impl Shared {
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutdown.is_closed()
+        self.handle.signal.is_closed()
     }
 
     /// Adds the server's headers ([`Server::header`]) to a response that lacks them.
@@ -108,7 +106,8 @@ impl Drop for Counted {
 #[derive(Clone, Debug)]
 pub struct ServerHandle {
     trigger: Arc<Mutex<Option<async_channel::Sender<()>>>>,
-    signal: async_channel::Receiver<()>,
+    /// Closed (never sent on) when graceful shutdown starts.
+    pub(crate) signal: async_channel::Receiver<()>,
     /// The running server's services (empty before `serve` starts).
     services: Arc<Mutex<Vec<Service>>>,
 }
@@ -155,23 +154,9 @@ impl ServerHandle {
     }
 }
 
-/// A SockJS server hosting one or more services on one listener.
-///
-/// ```no_run
-/// use async_io::Async;
-/// use sockjs_smol::{Options, Server};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Server::new().service("/echo", Options::default(), |mut session| async move {
-///     while let Some(message) = session.recv().await {
-///         let _ = session.send(message);
-///     }
-/// })?;
-/// let listener = Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 8081))?;
-/// async_io::block_on(server.serve(listener))?;
-/// # Ok(())
-/// # }
-/// ```
+/// A SockJS server hosting one or more services on one listener ([`Server::serve`]), or
+/// on the connections an application hands it ([`Server::start`]); see the
+/// [crate documentation](crate) for an example.
 pub struct Server {
     config: Config,
     threads: usize,
@@ -184,16 +169,10 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prefixes: Vec<_> = self.specs.iter().map(|s| &s.options.prefix).collect();
         f.debug_struct("Server")
             .field("config", &self.config)
-            .field(
-                "services",
-                &self
-                    .specs
-                    .iter()
-                    .map(|s| &s.options.prefix)
-                    .collect::<Vec<_>>(),
-            )
+            .field("services", &prefixes)
             .field("fallback", &self.fallback.is_some())
             .field("headers", &self.headers)
             .finish_non_exhaustive()
@@ -344,18 +323,8 @@ impl Server {
     pub fn start(mut self) -> io::Result<Handler> {
         let Some(executor) = self.executor.take() else {
             let executor = Arc::new(Executor::new());
-            let (workers, stop) = async_channel::bounded::<()>(1);
-            let threads = self.threads;
-            let handler = self.build(&executor, Some(workers))?;
-            for i in 0..threads {
-                let (executor, stop) = (executor.clone(), stop.clone());
-                let run = move || async_io::block_on(executor.run(stop.recv()));
-                let spawned = std::thread::Builder::new().name(format!("sockjs-smol-{i}"));
-                if let Err(e) = spawned.spawn(run) {
-                    tracing::warn!(error = %e, "could not start a worker thread");
-                }
-            }
-            return Ok(handler);
+            let workers = workers(&executor, 0..self.threads);
+            return self.build(&executor, Some(workers));
         };
         self.build(&executor, None)
     }
@@ -374,23 +343,13 @@ impl Server {
             return handler.serve(listener).await;
         }
         let executor = Arc::new(Executor::new());
-        let threads = self.threads;
-        let handler = self.build(&executor, None)?;
-        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-        for i in 1..threads {
-            let executor = executor.clone();
-            let stop = stop_rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("sockjs-smol-{i}"))
-                .spawn(move || async_io::block_on(executor.run(stop.recv())));
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "could not start a worker thread");
-            }
-        }
-        let result = executor.run(handler.serve(listener)).await;
+        let stop = workers(&executor, 1..self.threads);
+        let result = executor
+            .run(self.build(&executor, None)?.serve(listener))
+            .await;
         // Worker threads end as soon as they see the stop signal; they are not joined so
         // that this future never blocks its thread.
-        drop(stop_tx);
+        drop(stop);
         result
     }
 
@@ -426,7 +385,6 @@ impl Server {
             config: self.config,
             services,
             max_body,
-            shutdown: self.handle.signal.clone(),
             handle: self.handle,
             connections: AtomicUsize::new(0),
             executor: Arc::downgrade(executor),
@@ -506,8 +464,12 @@ impl Handler {
     /// for an application that accepts connections itself. [`Server::serve`] does it on
     /// its own.
     pub async fn shutdown(&self) {
-        self.shared.handle.shutdown();
-        drain(&self.shared).await;
+        let shared = &self.shared;
+        shared.handle.shutdown();
+        let runtime = Smol::Server(shared.executor.clone());
+        let connections = || shared.connections.load(Ordering::Acquire);
+        sockjs_core::driver::shutdown(&runtime, &shared.services, &shared.config, connections)
+            .await;
     }
 
     /// Accepts connections until shutdown, then drains.
@@ -528,6 +490,23 @@ impl Handler {
     }
 }
 
+/// Threads numbered `range` running `executor` until the returned sender is dropped.
+fn workers(
+    executor: &Arc<Executor<'static>>,
+    range: std::ops::Range<usize>,
+) -> async_channel::Sender<()> {
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    for i in range {
+        let (executor, stop) = (executor.clone(), stop_rx.clone());
+        let run = move || async_io::block_on(executor.run(stop.recv()));
+        let spawned = std::thread::Builder::new().name(format!("sockjs-smol-{i}"));
+        if let Err(e) = spawned.spawn(run) {
+            tracing::warn!(error = %e, "could not start a worker thread");
+        }
+    }
+    stop_tx
+}
+
 async fn accept(listener: &Async<TcpListener>, handler: &Handler) {
     enum Event {
         Accepted(io::Result<(Async<std::net::TcpStream>, std::net::SocketAddr)>),
@@ -536,7 +515,7 @@ async fn accept(listener: &Async<TcpListener>, handler: &Handler) {
     loop {
         let accepted = async { Event::Accepted(listener.accept().await) };
         let shutdown = async {
-            let _ = handler.shared.shutdown.recv().await;
+            let _ = handler.shared.handle.signal.recv().await;
             Event::Shutdown
         };
         match future::or(shutdown, accepted).await {
@@ -555,35 +534,6 @@ async fn accept(listener: &Async<TcpListener>, handler: &Handler) {
             }
             Event::Shutdown => return,
         }
-    }
-}
-
-/// Graceful shutdown: close every session, then wait for sessions, handlers and
-/// connections to end, at most the shutdown timeout.
-async fn drain(shared: &Shared) {
-    let config = &shared.config;
-    for service in &shared.services {
-        service.close_all(config.shutdown_code, &config.shutdown_reason);
-    }
-    let deadline = Instant::now() + config.shutdown_timeout;
-    loop {
-        let sessions: usize = shared.services.iter().map(Service::session_count).sum();
-        let handlers: usize = shared.services.iter().map(Service::running_handlers).sum();
-        let connections = shared.connections.load(Ordering::Acquire);
-        if sessions + handlers + connections == 0 {
-            tracing::info!("graceful shutdown complete");
-            return;
-        }
-        if Instant::now() >= deadline {
-            tracing::warn!(
-                sessions,
-                handlers,
-                connections,
-                "graceful shutdown timed out"
-            );
-            return;
-        }
-        Timer::after(Duration::from_millis(10)).await;
     }
 }
 

@@ -67,7 +67,7 @@ mod websocket;
 pub use config::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 pub use exchange::{Exchange, TryNext};
 pub use runtime::{Runtime, Task, Timer};
-pub use service::{ConnectionProbe, Service};
+pub use service::{ConnectionProbe, Service, shutdown};
 pub use session::{Closed, Session, SessionSender};
 pub use socket::{PollIo, Polled, Socket, write_all};
 pub use websocket::WebSocket;
