@@ -13,7 +13,7 @@ use async_io::Timer;
 use bytes::{Bytes, BytesMut};
 use futures_lite::future;
 use http::{HeaderValue, Response, StatusCode, header};
-use sockjs_core::driver::web::plain;
+use sockjs_core::driver::web::{BodyError, plain};
 use sockjs_core::driver::{ConnectionProbe, Exchange, Socket, TryNext, write_all};
 use sockjs_core::wire::{
     CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder, ResponseEncoder, hixie76,
@@ -217,9 +217,8 @@ impl<S: Socket> Conn<S> {
                 Wake::Read(Err(e)) => return Err(e),
                 Wake::Timeout if reading_body => {
                     let mut out = BytesMut::new();
-                    let response = plain(StatusCode::REQUEST_TIMEOUT, "Request body timeout.\n");
                     let encoder = ResponseEncoder::new(http::Version::HTTP_11, false);
-                    encoder.encode(&closing(response), &mut out);
+                    encoder.encode(&BodyError::TimedOut.response(), &mut out);
                     self.write(&out).await?;
                     return Ok(None);
                 }

@@ -89,18 +89,8 @@ mod runtime;
 mod server;
 mod socket;
 
-/// TLS (cargo feature `tls`): serve HTTPS and WSS by setting [`Config::tls`] to rustls
-/// settings, e.g. from PEM files with [`config_from_pem`](tls::config_from_pem). The same
-/// helpers as `sockjs_tokio::tls`: the driver's [`sockjs_core::driver::tls`].
-///
-/// ```no_run
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let tls = sockjs_smol::tls::config_from_pem("cert.pem", "key.pem")?;
-/// let server = sockjs_smol::Server::with_config(sockjs_smol::Config { tls: Some(tls), ..Default::default() });
-/// # drop(server);
-/// # Ok(())
-/// # }
-/// ```
+/// TLS settings for [`Config::tls`] (cargo feature `tls`): the driver's
+/// [`sockjs_core::driver::tls`], the same as `sockjs_tokio::tls`.
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls {

@@ -105,19 +105,8 @@ mod server;
 mod service;
 mod socket;
 
-/// TLS (cargo feature `tls`): serve HTTPS and WSS by setting [`Config::tls`] to rustls
-/// settings, e.g. from PEM files with [`config_from_pem`](tls::config_from_pem). The same
-/// helpers as `sockjs_smol::tls`: the driver's [`sockjs_core::driver::tls`].
-///
-/// ```no_run
-/// # async fn run(routes: sockjs_tokio::Routes) -> Result<(), Box<dyn std::error::Error>> {
-/// let tls = sockjs_tokio::tls::config_from_pem("cert.pem", "key.pem")?;
-/// let config = sockjs_tokio::Config { tls: Some(tls), ..Default::default() };
-/// let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
-/// sockjs_tokio::serve(listener, routes).config(config).await?;
-/// # Ok(())
-/// # }
-/// ```
+/// TLS settings for [`Config::tls`] (cargo feature `tls`): the driver's
+/// [`sockjs_core::driver::tls`], the same as `sockjs_smol::tls`.
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls {

@@ -28,15 +28,9 @@ use crate::socket::{Tcp, Timed};
 
 /// SockJS services by mount prefix, for [`serve`] and [`serve_connection`]. Cheap to clone
 /// (clones share the services).
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct Routes {
     mounts: Arc<Mounts<SockJs>>,
-}
-
-impl fmt::Debug for Routes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.mounts.values()).finish()
-    }
 }
 
 impl Routes {
@@ -69,10 +63,10 @@ impl Routes {
     ) -> Response<Body> {
         let found = self.mounts.find(request.uri().path());
         let Some((prefix, service)) = found else {
-            return plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n");
+            return Body::plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n");
         };
         let Some(mut request) = web::strip_prefix(request, prefix) else {
-            return plain(StatusCode::BAD_REQUEST, "Bad request target.\n");
+            return Body::plain(StatusCode::BAD_REQUEST, "Bad request target.\n");
         };
         request.extensions_mut().insert(PeerAddr(peer));
         if let Some(probe) = probe {
@@ -93,10 +87,6 @@ impl From<SockJs> for Routes {
     fn from(service: SockJs) -> Routes {
         Routes::new().mount("", service)
     }
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    web::plain(status, text).map(Body::full)
 }
 
 /// Serves SockJS services on a listener with hyper's HTTP/1.1 connection driver (keep-alive,
@@ -138,10 +128,8 @@ pub struct Serve {
 impl fmt::Debug for Serve {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Serve")
-            .field("listener", &self.listener)
             .field("routes", &self.routes)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 

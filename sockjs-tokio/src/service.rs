@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use sockjs_core::driver::{Config, Exchange, Service, Session, web};
@@ -136,16 +135,10 @@ impl SockJs {
         let limit = self.service.options().max_request_body;
         let timeout = self.service.config().body_read_timeout;
         let read = web::read_body(body, &parts.headers, limit);
-        let body = match tokio::time::timeout(timeout, read).await {
-            Ok(Ok(body)) => body,
-            Ok(Err(error)) => return error.response().map(Body::full),
-            Err(_) => {
-                let mut response = error(StatusCode::REQUEST_TIMEOUT, "Request body timeout.\n");
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return response;
-            }
+        let read = tokio::time::timeout(timeout, read).await;
+        let body = match read.unwrap_or(Err(web::BodyError::TimedOut)) {
+            Ok(body) => body,
+            Err(error) => return error.response().map(Body::full),
         };
         let mut exchange = self.service.submit(Request::from_parts(parts, body));
         match exchange.next().await {
@@ -155,7 +148,7 @@ impl SockJs {
                 response,
                 handshake,
             }) => upgrade(exchange, on_upgrade, *response, handshake),
-            _ => error(StatusCode::INTERNAL_SERVER_ERROR, "Request dropped.\n"),
+            _ => Body::plain(StatusCode::INTERNAL_SERVER_ERROR, "Request dropped.\n"),
         }
     }
 }
@@ -169,7 +162,7 @@ fn upgrade(
 ) -> Response<Body> {
     let Some(on_upgrade) = on_upgrade else {
         tracing::warn!("websocket upgrade without a hyper connection to upgrade");
-        return error(
+        return Body::plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Upgrade not supported by this server.\n",
         );
@@ -224,10 +217,6 @@ fn from_axum(parts: &mut http::request::Parts) {
             extensions.insert(sockjs_core::OriginalUri(uri));
         }
     }
-}
-
-fn error(status: StatusCode, text: &'static str) -> Response<Body> {
-    web::plain(status, text).map(Body::full)
 }
 
 /// The future of [`SockJs`]'s `call`.

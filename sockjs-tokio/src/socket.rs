@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use sockjs_core::driver::{ConnectionProbe, PollIo, Polled, Socket};
+use sockjs_core::driver::{ConnectionProbe, Polled, Socket};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
 
 /// A TCP socket shared by reference: reads and writes go straight to the descriptor
 /// (`try_read`/`try_write`) and only readiness is awaited.
@@ -203,35 +204,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Timed<T> {
     }
 }
 
-/// Any tokio stream, for the driver's [`Polled`].
-pub(crate) struct Stream<T>(pub(crate) T);
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> PollIo for Stream<T> {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut buf = ReadBuf::new(buf);
-        ready!(Pin::new(&mut self.0).poll_read(cx, &mut buf))?;
-        Poll::Ready(Ok(buf.filled().len()))
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
 /// An upgraded connection, with the bytes hyper read past the request.
 pub(crate) enum Upgrade {
     /// The server's own plain TCP socket, or axum's: read and written directly.
     Tcp(Tcp, Vec<u8>),
     /// Anything else (TLS, another server's I/O): polled.
-    Other(Polled<Stream<TokioIo<Upgraded>>>),
+    Other(Polled<Compat<TokioIo<Upgraded>>>),
 }
 
 impl Upgrade {
@@ -247,7 +225,7 @@ impl Upgrade {
                 Tcp(Arc::new(parts.io.into_inner())),
                 parts.read_buf.to_vec(),
             ),
-            Err(upgraded) => Upgrade::Other(Polled::new(Stream(TokioIo::new(upgraded)))),
+            Err(upgraded) => Upgrade::Other(Polled::new(TokioIo::new(upgraded).compat())),
         }
     }
 }

@@ -132,13 +132,16 @@ pub fn restore_empty_segment(parts: &mut http::request::Parts) {
     }
 }
 
-/// Why [`read_body`] gave up; [`response`](BodyError::response) is the answer to send.
+/// Why a request body could not be read; [`response`](BodyError::response) is the answer
+/// to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {
     /// More than the limit, declared or sent: 413.
     TooLarge,
     /// The body failed to arrive (its stream reported an error): 400.
     Failed,
+    /// It did not arrive within the body read timeout: 408, and the connection closes.
+    TimedOut,
 }
 
 impl BodyError {
@@ -147,6 +150,12 @@ impl BodyError {
         match self {
             BodyError::TooLarge => plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large.\n"),
             BodyError::Failed => plain(StatusCode::BAD_REQUEST, "Bad request body.\n"),
+            BodyError::TimedOut => {
+                let mut response = plain(StatusCode::REQUEST_TIMEOUT, "Request body timeout.\n");
+                let close = HeaderValue::from_static("close");
+                response.headers_mut().insert(header::CONNECTION, close);
+                response
+            }
         }
     }
 }
