@@ -3,6 +3,8 @@
 //! `sockjs_smol::Handler::serve_connection`. HTTP transports and WebSockets go through the
 //! driver's `Polled`; without a liveness probe, the abort grace applies.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::net::SocketAddr;

@@ -9,28 +9,17 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use conformance::tls::ClientStream;
-use sockjs_core::Options;
 use sockjs_core::driver::Config;
-use support::{ADAPTERS, Adapter, Target, TestCerts, start_services, suite};
-
-const HEARTBEAT: Duration = Duration::from_millis(1000);
-const DISCONNECT: Duration = Duration::from_millis(1500);
-
-fn base() -> Options {
-    Options {
-        hixie76: true,
-        heartbeat_delay: HEARTBEAT,
-        disconnect_delay: DISCONNECT,
-        ..Options::default()
-    }
-}
+use support::{
+    ADAPTERS, Adapter, DISCONNECT, HEARTBEAT, Target, TestCerts, start_services, suite, suite_base,
+};
 
 fn start_tls(adapter: Adapter, certs: &TestCerts, config: Config) -> Target {
     let config = Config {
         tls: Some(certs.server()),
         ..config
     };
-    start_services(adapter, config, suite(&base()))
+    start_services(adapter, config, suite(&suite_base()))
 }
 
 /// A TLS connection to the target, trusting the test CA.

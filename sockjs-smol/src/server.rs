@@ -416,7 +416,7 @@ impl Handler {
     /// `Async<TcpStream>`, a TLS stream of one's own, a Unix socket...) until the client
     /// closes it, it fails, or it becomes a WebSocket, which goes on in a task of its own
     /// on the server's executor. `peer` is the client's address for the sessions
-    /// ([`PeerAddr`](sockjs_core::PeerAddr)). With [`Config::tls`] the connection starts
+    /// ([`PeerAddr`](sockjs_core::PeerAddr)). With `Config::tls` (feature `tls`) the connection starts
     /// with a TLS handshake. Requests outside the services get the
     /// [`fallback`](Server::fallback)'s answer or 404.
     ///

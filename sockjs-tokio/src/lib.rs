@@ -55,6 +55,8 @@
 //! It runs hyper's HTTP/1.1 connection driver, so the tower service and the standalone
 //! server behave identically: keep-alive, one chunk per frame, close-delimited streaming
 //! for HTTP/1.0, upgrades that hand over bytes already read, custom reason phrases.
+//! [`serve_connection`] serves one connection given as any `AsyncRead + AsyncWrite`
+//! stream; with the `tls` feature, `Config::tls` serves HTTPS and WSS (the `tls` module).
 //!
 //! # Layers
 //!

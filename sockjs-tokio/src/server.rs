@@ -91,7 +91,7 @@ impl From<SockJs> for Routes {
 
 /// Serves SockJS services on a listener with hyper's HTTP/1.1 connection driver (keep-alive,
 /// HTTP/1.0, chunked or close-delimited streaming, upgrades); over TLS with
-/// [`Config::tls`] (feature `tls`).
+/// `Config::tls` (feature `tls`).
 ///
 /// Await the returned [`Serve`] to run; it returns only after a graceful shutdown
 /// ([`Serve::with_graceful_shutdown`]) or if the listener fails.
@@ -227,7 +227,7 @@ impl IntoFuture for Serve {
 /// Serves one connection given as any byte stream (a TLS stream of one's own, a Unix
 /// socket, an in-memory pipe...) with the services of `routes` and the server settings of
 /// `config` (as [`Serve::config`]), until the client or a WebSocket closes it; `peer` is
-/// the client's address for the sessions ([`PeerAddr`]). With [`Config::tls`] the
+/// the client's address for the sessions ([`PeerAddr`]). With `Config::tls` (feature `tls`) the
 /// connection starts with a TLS handshake.
 ///
 /// A `tokio::net::TcpStream` is read and written directly and gets the liveness probe

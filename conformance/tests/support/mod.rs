@@ -313,6 +313,21 @@ impl Mount {
     }
 }
 
+/// The heartbeat delay of [`suite_base`].
+pub const HEARTBEAT: Duration = Duration::from_millis(1000);
+/// The disconnect delay of [`suite_base`].
+pub const DISCONNECT: Duration = Duration::from_millis(1500);
+
+/// Options for the protocol suite's services in the tests: hixie-76 on, short delays.
+pub fn suite_base() -> Options {
+    Options {
+        hixie76: true,
+        heartbeat_delay: HEARTBEAT,
+        disconnect_delay: DISCONNECT,
+        ..Options::default()
+    }
+}
+
 /// The protocol suite's four services (PROTOCOL.md §1) on `base`.
 pub fn suite(base: &Options) -> Vec<Mount> {
     sockjs_core::driver::suite::services(base)

@@ -72,19 +72,28 @@ where
 /// sets no time limit: race it with a timer.
 pub async fn write_all<S: Socket>(socket: &mut S, mut data: &[u8]) -> io::Result<()> {
     loop {
+        if let Poll::Ready(result) = write_now(socket, &mut data) {
+            return result;
+        }
+        std::future::poll_fn(|cx| socket.poll_writable(cx)).await?;
+    }
+}
+
+/// Writes what the socket takes of `data` now, advancing it, then flushes: `Pending` when
+/// the socket takes nothing more for now (wait for [`Socket::poll_writable`]).
+pub(crate) fn write_now<S: Socket>(socket: &mut S, data: &mut &[u8]) -> Poll<io::Result<()>> {
+    loop {
         let step = if data.is_empty() {
             socket.try_flush().map(|()| 0)
         } else {
             socket.try_write(data)
         };
         match step {
-            Ok(0) if data.is_empty() => return Ok(()),
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::future::poll_fn(|cx| socket.poll_writable(cx)).await?;
-            }
-            Err(e) => return Err(e),
+            Ok(0) if data.is_empty() => return Poll::Ready(Ok(())),
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => *data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
 }
