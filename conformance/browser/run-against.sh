@@ -55,6 +55,16 @@ if [[ ! -f $here/node_modules/.package-lock.json || $here/package-lock.json -nt 
   (cd "$here" && npm ci --no-audit --no-fund) >&2
 fi
 
+# openssl makes the https row's throwaway certificate.
+if ! command -v openssl >/dev/null; then
+  if as_root; then
+    apt_install openssl >&2
+  else
+    echo "run-against.sh: needs openssl (the https row's certificate)" >&2
+    exit 2
+  fi
+fi
+
 chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
 if [[ ! -x $chromium ]]; then
   if as_root && [[ $chromium == /usr/bin/chromium ]]; then

@@ -19,9 +19,12 @@ const TRANSPORTS = [
 
 // `deflate`: Chromium, cross-origin, websocket only, against a second server started with
 // `--permessage-deflate` (RFC 7692): the socket must negotiate it and messages must flow.
-const ENVS = ['cross-origin', 'same-origin', 'node', 'deflate'];
+// `https`: Chromium, cross-origin, websocket only, against a third server started with
+// `--tls-cert PEM --tls-key PEM` (a throwaway self-signed certificate for 127.0.0.1):
+// /info over https, then the socket over wss.
+const ENVS = ['cross-origin', 'same-origin', 'node', 'deflate', 'https'];
 // The transports each environment runs (all, unless listed).
-const ENV_TRANSPORTS = { deflate: ['websocket'] };
+const ENV_TRANSPORTS = { deflate: ['websocket'], https: ['websocket'] };
 
 // Where sockjs-client itself offers no such transport. A row is n/a only when it is
 // listed here AND the client, asked for that transport alone, really offers nothing.
@@ -37,6 +40,7 @@ const EXPECTED_NA = {
     'iframe-htmlfile': NO_DOM, 'iframe-xhr-polling': NO_DOM, 'jsonp-polling': NO_DOM,
   },
   deflate: {},
+  https: {},
 };
 
 // What each transport must put on the wire (browser rows): session endpoints
@@ -59,7 +63,10 @@ const USAGE = `usage:
                                           CMD ARGS... 127.0.0.1:PORT --sockjs-url URL,
                                           wait for "listening on http://ADDR", check it;
                                           for the deflate row also a second one with
-                                          --permessage-deflate after those
+                                          --permessage-deflate after those, and for
+                                          the https row a third one with --tls-cert
+                                          PEM --tls-key PEM (a throwaway certificate
+                                          made with openssl)
 
 options:
   --filter LIST          comma-separated; a term selects a row when it equals its
@@ -75,13 +82,16 @@ options:
   --deflate-server URL   with --server: a running server that offers permessage-deflate,
                          for the deflate row (without it that row is left out)
   --no-deflate           leave the deflate row out (for servers without the flag)
+  --tls-server URL       with --server: a running https:// server, for the https row
+                         (without it that row is left out)
+  --no-tls               leave the https row out (for servers without the flags)
   --chromium PATH        Chromium binary (default $CHROMIUM_PATH or /usr/bin/chromium)
   --verbose              show the server's output and browser console messages
 `;
 
 function parseArgs(argv) {
   const o = {
-    server: null, deflateServer: null, noDeflate: false, cmd: null, filter: [], staticPort: null, rowTimeout: 60, stepTimeout: 10,
+    server: null, deflateServer: null, noDeflate: false, tlsServer: null, noTls: false, cmd: null, filter: [], staticPort: null, rowTimeout: 60, stepTimeout: 10,
     totalTimeout: 600, startupTimeout: 900, chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', verbose: false,
   };
   const num = (v, name) => {
@@ -99,6 +109,8 @@ function parseArgs(argv) {
     else if (a === '--server') o.server = val().replace(/\/+$/, '');
     else if (a === '--deflate-server') o.deflateServer = val().replace(/\/+$/, '');
     else if (a === '--no-deflate') o.noDeflate = true;
+    else if (a === '--tls-server') o.tlsServer = val().replace(/\/+$/, '');
+    else if (a === '--no-tls') o.noTls = true;
     else if (a === '--filter') o.filter.push(...val().split(',').map((s) => s.trim()).filter(Boolean));
     else if (a === '--static-port') o.staticPort = num(val(), a);
     else if (a === '--row-timeout') o.rowTimeout = num(val(), a);
@@ -153,6 +165,30 @@ function withTimeout(promise, ms, what) {
     promise.finally(() => clearTimeout(t)),
     new Promise((_, reject) => { t = setTimeout(() => reject(new Error(what + ' timed out after ' + ms / 1000 + ' s')), ms); }),
   ]);
+}
+
+// A throwaway self-signed certificate for 127.0.0.1 and localhost, made with openssl, in a
+// fresh temporary directory: { cert, key, remove }.
+function certificate() {
+  const fs = require('fs');
+  const os = require('os');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockjs-browser-tls-'));
+  const files = {
+    cert: path.join(dir, 'cert.pem'),
+    key: path.join(dir, 'key.pem'),
+    remove: async () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+    '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', files.key, '-out', files.cert];
+  return new Promise((resolve, reject) => {
+    const child = spawn('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('error', (e) => reject(new Error('openssl: ' + e.message)));
+    child.on('exit', (code) => (code === 0 ? resolve(files) :
+      reject(new Error('openssl exited with ' + code + ': ' + err.trim().split('\n').pop()))));
+  });
 }
 
 // ---- the server under test, when we start it -------------------------------------
@@ -377,6 +413,20 @@ async function main() {
       });
     }
     if (deflateBase) log('server under test with --permessage-deflate: ' + deflateBase);
+    // The https row's server: the same command with a throwaway certificate.
+    let tlsBase = o.tlsServer;
+    let tlsProblem = o.server && !tlsBase ? 'no --tls-server given' : null;
+    if (o.noTls) tlsProblem = '--no-tls';
+    if (started && !o.noTls && selected(o.filter, 'https', 'websocket')) {
+      tlsBase = await certificate().then((files) => {
+        cleanups.push(files.remove);
+        return startServer(['--tls-cert', files.cert, '--tls-key', files.key]);
+      }).catch((e) => {
+        tlsProblem = 'the server with --tls-cert did not start: ' + e.message;
+        return null;
+      });
+    }
+    if (tlsBase) log('server under test with --tls-cert: ' + tlsBase);
 
     // Preflight: the server answers and its iframe page loads our client build.
     const info = await get(base + '/echo/info').catch((e) => ({ status: 0, body: e.message }));
@@ -401,6 +451,10 @@ async function main() {
           log('deflate/websocket left out: ' + deflateProblem);
           continue;
         }
+        if (env === 'https' && !tlsBase && (o.noTls || o.server)) {
+          log('https/websocket left out: ' + tlsProblem);
+          continue;
+        }
         plan.push([env, t]);
       }
     }
@@ -410,8 +464,11 @@ async function main() {
     let proxy = null;
     if (plan.some(([env]) => env !== 'node')) {
       const { chromium } = require('playwright-core');
+      // --ignore-certificate-errors: the https row's server has a throwaway self-signed
+      // certificate for 127.0.0.1 (the other rows are plain http).
       const args = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        '--ignore-certificate-errors'];
       // playwright gives every launch a fresh temporary profile (--user-data-dir) and
       // removes it on close.
       browser = await chromium.launch({ executablePath: o.chromium, headless: true, args });
@@ -439,9 +496,12 @@ async function main() {
         r = await nodeRow(NodeSockJS, base, t, o);
       } else if (env === 'deflate' && !deflateBase) {
         r = { status: 'fail', checks: {}, note: deflateProblem };
+      } else if (env === 'https' && !tlsBase) {
+        r = { status: 'fail', checks: {}, note: tlsProblem };
       } else {
         const pageOrigin = env === 'same-origin' ? proxy.origin : staticServer.origin;
-        const sockBase = env === 'same-origin' ? proxy.origin : env === 'deflate' ? deflateBase : base;
+        const sockBase = env === 'same-origin' ? proxy.origin : env === 'deflate' ? deflateBase :
+          env === 'https' ? tlsBase : base;
         // Which WebSocket extensions the page must see: deflate on the deflate server, none
         // on a server we started without the flag.
         const extensions = t !== 'websocket' ? undefined :

@@ -6,6 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::http::{self, BodyKind, Conn, Head, Request, Response};
+use crate::tls::ClientStream;
 use crate::util::{diff, esc, esc_short, random_session_id};
 
 /// Why a check did not pass.
@@ -216,6 +217,8 @@ pub struct Ctx {
     pub host: String,
     /// Path prefix of the base URL (empty or starting with `/`, no trailing `/`).
     pub prefix: String,
+    /// TLS client settings when the base URL is `https://`.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Connect/read/write timeout of each socket operation.
     pub io_timeout: Duration,
     /// Heartbeat delay the server is configured with, if known.
@@ -258,7 +261,7 @@ impl Session {
 #[derive(Debug)]
 pub struct Stream {
     /// The connection.
-    pub conn: Conn,
+    pub conn: Conn<ClientStream>,
     /// The response head.
     pub head: Head,
 }
@@ -305,14 +308,23 @@ impl Ctx {
         format!("{}{p}", self.prefix)
     }
 
-    /// `ws://host:port` + prefix + `p`.
+    /// `ws://host:port` (`wss://` over TLS) + prefix + `p`.
     pub fn ws_url(&self, p: &str) -> String {
-        format!("ws://{}{}{p}", self.host, self.prefix)
+        format!("{}://{}{}{p}", self.ws_scheme(), self.host, self.prefix)
+    }
+
+    /// `ws`, or `wss` over TLS.
+    pub fn ws_scheme(&self) -> &'static str {
+        if self.tls.is_some() { "wss" } else { "ws" }
     }
 
     /// A new connection to the server.
-    pub fn connect(&self) -> Result<Conn, Failure> {
-        Ok(Conn::connect(&self.host, self.io_timeout)?)
+    pub fn connect(&self) -> Result<Conn<ClientStream>, Failure> {
+        Ok(Conn::connect_with(
+            &self.host,
+            self.io_timeout,
+            self.tls.as_ref(),
+        )?)
     }
 
     /// A fresh random session under `service` (e.g. [`service::ECHO`]).
@@ -361,7 +373,7 @@ impl Ctx {
     }
 
     /// Sends `req` without reading anything (a request left pending).
-    pub fn send_only(&self, req: &Request) -> Result<Conn, Failure> {
+    pub fn send_only(&self, req: &Request) -> Result<Conn<ClientStream>, Failure> {
         let mut conn = self.connect()?;
         conn.send(req)
             .step(&format!("{} {}", req.method, req.path))?;

@@ -7,13 +7,13 @@ pub const USAGE: &str = "\
 usage: conformance BASE_URL [--filter SUBSTRING] [--json FILE]
                    [--heartbeat-ms N] [--disconnect-ms N]
                    [--threads N] [--io-timeout-ms N] [--expect-fail NAME,...]
-                   [--abort-rounds N]
+                   [--abort-rounds N] [--ca-cert PEM]
        conformance BASE_URL --hostile [--request-timeout-ms N] [--filter SUBSTRING]
        conformance --list [--filter SUBSTRING]
 
 Runs the SockJS protocol checks against the server at BASE_URL (e.g.
-http://127.0.0.1:8081), which must expose /echo (response_limit 4096), /close,
-/disabled_websocket_echo and /cookie_needed_echo.
+http://127.0.0.1:8081, or https:// with --ca-cert), which must expose /echo
+(response_limit 4096), /close, /disabled_websocket_echo and /cookie_needed_echo.
 
   --filter S         run only checks whose name contains S
   --json FILE        also write the results as JSON to FILE
@@ -25,6 +25,8 @@ http://127.0.0.1:8081), which must expose /echo (response_limit 4096), /close,
                      failures are reported as skips (repeatable)
   --abort-rounds N   rounds of each abort stress check (default 200); run
                      those checks alone with --filter s7_1_6_abort_stress
+  --ca-cert PEM      trust the CA certificates in this PEM file (and no
+                     other) for an https:// BASE_URL
   --list             print the checks (name, section, rule) and exit
   --hostile          instead of the protocol checks, send hostile input
                      (malformed, oversized, slowloris, vanishing clients) to
@@ -55,6 +57,8 @@ pub struct Args {
     pub expect_fail: Vec<String>,
     /// `--abort-rounds`.
     pub abort_rounds: Option<usize>,
+    /// `--ca-cert`.
+    pub ca_cert: Option<String>,
     /// `--list`.
     pub list: bool,
     /// `--hostile`.
@@ -92,6 +96,7 @@ where
         match name.as_str() {
             "--filter" => out.filter = Some(value(&mut it)?),
             "--json" => out.json = Some(value(&mut it)?),
+            "--ca-cert" => out.ca_cert = Some(value(&mut it)?),
             "--heartbeat-ms" => out.heartbeat = Some(ms(value(&mut it)?)?),
             "--disconnect-ms" => out.disconnect = Some(ms(value(&mut it)?)?),
             "--io-timeout-ms" => out.io_timeout = Some(ms(value(&mut it)?)?),

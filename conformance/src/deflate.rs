@@ -6,6 +6,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+
+use crate::tls::ClientStream;
 use std::time::Duration;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -416,7 +418,7 @@ fn base64(bytes: &[u8]) -> String {
 /// A blocking client connection with [`Codec`], counting the bytes on the wire.
 #[derive(Debug)]
 pub struct DeflateWs {
-    stream: TcpStream,
+    stream: ClientStream,
     codec: Codec,
     /// The server's `Sec-WebSocket-Extensions` answer, if any.
     pub answer: Option<String>,
@@ -435,11 +437,22 @@ impl DeflateWs {
         offer: Option<&str>,
         timeout: Duration,
     ) -> Result<DeflateWs, String> {
-        let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
         stream
             .set_read_timeout(Some(timeout))
             .and_then(|()| stream.set_nodelay(true))
             .map_err(|e| e.to_string())?;
+        DeflateWs::over(ClientStream::Plain(stream), addr, path, offer)
+    }
+
+    /// [`connect`](DeflateWs::connect) over a connection made already (TLS, for one),
+    /// to the server at `addr`.
+    pub fn over(
+        mut stream: ClientStream,
+        addr: &str,
+        path: &str,
+        offer: Option<&str>,
+    ) -> Result<DeflateWs, String> {
         stream
             .write_all(upgrade_request(addr, path, offer).as_bytes())
             .map_err(|e| format!("write the upgrade: {e}"))?;

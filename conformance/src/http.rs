@@ -8,8 +8,10 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::ClientStream;
 use crate::util::esc;
 
 /// Largest response head accepted (bytes).
@@ -316,53 +318,139 @@ pub struct Conn<S = TcpStream> {
     host: String,
 }
 
+/// A stream over a TCP socket (plain, or TLS), for the socket-level operations of [`Conn`].
+pub trait OverTcp: Read + Write {
+    /// The TCP socket.
+    fn tcp(&self) -> &TcpStream;
+
+    /// Whether something can be read (bytes, EOF or an error) right now; what had to be
+    /// taken off the socket to know (decrypted TLS records) goes to `buf`.
+    fn input_now(&mut self, buf: &mut Vec<u8>) -> io::Result<bool>;
+}
+
+/// Whether peeking at the socket finds something, without taking it.
+fn peek_now(tcp: &TcpStream) -> io::Result<bool> {
+    tcp.set_nonblocking(true)?;
+    let ready = match tcp.peek(&mut [0u8; 1]) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ),
+    };
+    tcp.set_nonblocking(false)?;
+    Ok(ready)
+}
+
+impl OverTcp for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    fn input_now(&mut self, _buf: &mut Vec<u8>) -> io::Result<bool> {
+        peek_now(self)
+    }
+}
+
+impl OverTcp for ClientStream {
+    fn tcp(&self) -> &TcpStream {
+        ClientStream::tcp(self)
+    }
+
+    fn input_now(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        if !self.is_tls() {
+            return peek_now(self.tcp());
+        }
+        self.tcp().set_nonblocking(true)?;
+        let mut tmp = [0u8; 4096];
+        let ready = match self.read(&mut tmp) {
+            Ok(n) => {
+                buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        };
+        self.tcp().set_nonblocking(false)?;
+        Ok(ready)
+    }
+}
+
+/// A TCP connection to `host:port` with a connect timeout; reads and writes time out after
+/// `timeout`.
+fn connect_tcp(host: &str, timeout: Duration) -> Result<TcpStream> {
+    let addrs: Vec<_> = host
+        .to_socket_addrs()
+        .map_err(|e| Error::io(&format!("resolving {host}"), &e))?
+        .collect();
+    let mut last = Error(format!("no address for {host}"));
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => {
+                stream
+                    .set_read_timeout(Some(timeout))
+                    .and_then(|()| stream.set_write_timeout(Some(timeout)))
+                    .map_err(|e| Error::io("setting socket timeouts", &e))?;
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = Error::io(&format!("connecting to {addr}"), &e),
+        }
+    }
+    Err(last)
+}
+
 impl Conn<TcpStream> {
     /// Connects to `host:port` with a connect timeout; reads and writes time out after
     /// `io_timeout`.
     pub fn connect(host: &str, timeout: Duration) -> Result<Self> {
-        let addrs: Vec<_> = host
-            .to_socket_addrs()
-            .map_err(|e| Error::io(&format!("resolving {host}"), &e))?
-            .collect();
-        let mut last = Error(format!("no address for {host}"));
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(stream) => {
-                    stream
-                        .set_read_timeout(Some(timeout))
-                        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-                        .map_err(|e| Error::io("setting socket timeouts", &e))?;
-                    let _ = stream.set_nodelay(true);
-                    return Ok(Conn::new(stream, host));
-                }
-                Err(e) => last = Error::io(&format!("connecting to {addr}"), &e),
-            }
-        }
-        Err(last)
+        Ok(Conn::new(connect_tcp(host, timeout)?, host))
     }
+}
 
+impl Conn<ClientStream> {
+    /// [`Conn::connect`], then TLS with these settings if there are some.
+    pub fn connect_with(
+        host: &str,
+        timeout: Duration,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<Self> {
+        let tcp = connect_tcp(host, timeout)?;
+        let stream = match tls {
+            Some(tls) => ClientStream::tls(tcp, host, tls)
+                .map_err(|e| Error::io(&format!("TLS handshake with {host}"), &e))?,
+            None => ClientStream::Plain(tcp),
+        };
+        Ok(Conn::new(stream, host))
+    }
+}
+
+impl<S: OverTcp> Conn<S> {
     /// Changes the read timeout for later reads.
     pub fn set_read_timeout(&self, timeout: Duration) -> Result<()> {
         self.stream
+            .tcp()
             .set_read_timeout(Some(timeout))
             .map_err(|e| Error::io("setting read timeout", &e))
     }
 
     /// Closes both directions of the socket (an abort, from the server's point of view).
     pub fn shutdown(&self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.stream.tcp().shutdown(std::net::Shutdown::Both);
     }
 
     /// Closes the socket the ordinary way: shuts both directions down (a FIN goes out at
     /// once) and releases it.
     pub fn close(self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.stream.tcp().shutdown(std::net::Shutdown::Both);
     }
 
     /// Closes the socket abruptly: with `SO_LINGER` 0 the kernel answers the close with a
     /// TCP reset (RST) instead of a FIN, as when a client process is killed.
     pub fn reset(self) {
-        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        let _ = socket2::SockRef::from(self.stream.tcp()).set_linger(Some(Duration::ZERO));
     }
 
     /// Whether there is something to read (bytes, EOF or an error) right now, without
@@ -372,23 +460,12 @@ impl Conn<TcpStream> {
             return Ok(true);
         }
         self.stream
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("setting non-blocking mode", &e))?;
-        let ready = match self.stream.peek(&mut [0u8; 1]) {
-            Ok(_) => true,
-            Err(e) => !matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ),
-        };
-        self.stream
-            .set_nonblocking(false)
-            .map_err(|e| Error::io("setting blocking mode", &e))?;
-        Ok(ready)
+            .input_now(&mut self.buf)
+            .map_err(|e| Error::io("checking for input", &e))
     }
 
-    /// The underlying socket.
-    pub fn into_stream(self) -> (TcpStream, Vec<u8>) {
+    /// The underlying stream, and what was read from it but not taken yet.
+    pub fn into_stream(self) -> (S, Vec<u8>) {
         (self.stream, self.buf)
     }
 }

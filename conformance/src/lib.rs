@@ -29,6 +29,7 @@ pub mod http;
 pub mod json;
 pub mod load;
 pub mod runner;
+pub mod tls;
 pub mod util;
 pub mod ws;
 

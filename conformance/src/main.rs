@@ -65,6 +65,15 @@ fn main() -> ExitCode {
     if let Some(n) = args.abort_rounds {
         config.abort_rounds = n;
     }
+    if let Some(path) = &args.ca_cert {
+        match conformance::tls::client_config_from_pem(std::path::Path::new(path)) {
+            Ok(tls) => config.tls = Some(tls),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let report = runner::run(&config);
     print!("{}", report.table(false));
     if let Some(path) = &args.json {

@@ -44,6 +44,8 @@ pub struct Config {
     /// Rounds of abort-then-reconnect made by each §7.1.6 abort stress check (one per
     /// receiving transport); each round is a fresh session.
     pub abort_rounds: usize,
+    /// TLS client settings for an `https://` base URL (which CA to trust).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Config {
@@ -61,7 +63,16 @@ impl Config {
             check_timeout: Duration::from_secs(30),
             expect_fail: Vec::new(),
             abort_rounds: DEFAULT_ABORT_ROUNDS,
+            tls: None,
         }
+    }
+
+    /// The TLS client settings for an `https://` base URL, e.g.
+    /// [`tls::client_config_from_pem`](crate::tls::client_config_from_pem) with the
+    /// server's CA.
+    pub fn tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Sets how many abort-then-reconnect rounds each abort stress check makes.
@@ -96,11 +107,18 @@ impl Config {
     }
 }
 
-/// Splits `http://host:port/prefix` into `host:port` and the prefix (no trailing `/`).
+/// Splits `http://host:port/prefix` (or `https://`) into `host:port` and the prefix (no
+/// trailing `/`).
 pub fn parse_base_url(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("base URL must start with http:// (got {url:?})"))?;
+    let (rest, port) = match url.strip_prefix("https://") {
+        Some(rest) => (rest, 443),
+        None => (
+            url.strip_prefix("http://").ok_or_else(|| {
+                format!("base URL must start with http:// or https:// (got {url:?})")
+            })?,
+            80,
+        ),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -117,7 +135,7 @@ pub fn parse_base_url(url: &str) -> Result<(String, String), String> {
             .map_err(|_| format!("bad port in base URL {url:?}"))?;
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{port}")
     };
     if path.contains('?') || path.contains('#') {
         return Err(format!(
@@ -339,9 +357,25 @@ pub fn run_checks(config: &Config, checks: Vec<Check>) -> Report {
             };
         }
     };
+    let tls = match (config.base_url.starts_with("https://"), &config.tls) {
+        (false, _) => None,
+        (true, Some(tls)) => Some(tls.clone()),
+        (true, None) => {
+            return Report {
+                results: vec![CheckResult {
+                    name: "base_url".into(),
+                    section: "1",
+                    status: Status::Fail("an https:// URL needs TLS settings (--ca-cert)".into()),
+                    duration: Duration::ZERO,
+                }],
+                elapsed: start.elapsed(),
+            };
+        }
+    };
     let ctx = Arc::new(Ctx {
         host,
         prefix,
+        tls,
         io_timeout: config.io_timeout,
         heartbeat: config.heartbeat,
         disconnect: config.disconnect,
@@ -465,7 +499,11 @@ mod tests {
             parse_base_url("http://[::1]:9000/x").unwrap(),
             ("[::1]:9000".into(), "/x".into())
         );
-        assert!(parse_base_url("https://x").is_err());
+        assert_eq!(
+            parse_base_url("https://x").unwrap(),
+            ("x:443".into(), "".into())
+        );
+        assert!(parse_base_url("ftp://x").is_err());
         assert!(parse_base_url("http://h:port").is_err());
         assert!(parse_base_url("http://").is_err());
     }

@@ -1,13 +1,13 @@
 //! WebSocket clients: RFC 6455 through tungstenite, and the hixie-76 key challenge.
 
 use std::io;
-use std::net::TcpStream;
 
 use md5::{Digest, Md5};
 use tungstenite::error::ProtocolError;
 use tungstenite::{Message, WebSocket};
 
 use crate::check::{Ctx, Failure, Outcome, expect_eq, fail};
+use crate::tls::ClientStream;
 use crate::util::esc_short;
 
 /// What a read from a WebSocket produced.
@@ -39,18 +39,18 @@ impl WsEvent {
 /// An RFC 6455 client connection.
 #[derive(Debug)]
 pub struct Ws {
-    inner: WebSocket<TcpStream>,
+    inner: WebSocket<ClientStream>,
 }
 
 impl Ws {
-    /// Connects to `ws://host` + `path` (path includes the base prefix).
+    /// Connects to `ws://host` (or `wss://`) + `path` (path includes the base prefix).
     pub fn connect(ctx: &Ctx, path: &str) -> Result<Ws, Failure> {
         let conn = ctx.connect()?;
         let (stream, leftover) = conn.into_stream();
         if !leftover.is_empty() {
             return Err(fail("unexpected bytes before the handshake"));
         }
-        let url = format!("ws://{}{path}", ctx.host);
+        let url = format!("{}://{}{path}", ctx.ws_scheme(), ctx.host);
         match tungstenite::client::client(url.as_str(), stream) {
             Ok((inner, _resp)) => Ok(Ws { inner }),
             Err(tungstenite::HandshakeError::Failure(e)) => {
@@ -138,6 +138,7 @@ impl Ws {
     pub fn set_read_timeout(&self, d: std::time::Duration) -> Outcome {
         self.inner
             .get_ref()
+            .tcp()
             .set_read_timeout(Some(d))
             .map_err(|e| fail(format!("setting read timeout: {e}")))
     }

@@ -7,21 +7,8 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sockjs_core::Options;
 use sockjs_core::driver::Config;
-use support::{ADAPTERS, start_services, suite};
-
-const HEARTBEAT: Duration = Duration::from_millis(1000);
-const DISCONNECT: Duration = Duration::from_millis(1500);
-
-fn base() -> Options {
-    Options {
-        hixie76: true,
-        heartbeat_delay: Some(HEARTBEAT),
-        disconnect_delay: DISCONNECT,
-        ..Options::default()
-    }
-}
+use support::{ADAPTERS, DISCONNECT, HEARTBEAT, start_services, suite, suite_base};
 
 fn check(addr: SocketAddr) {
     let report = conformance::run(
@@ -37,7 +24,7 @@ fn check(addr: SocketAddr) {
 fn every_conformance_check_passes_against_both_adapters() {
     for adapter in ADAPTERS {
         println!("{adapter:?}");
-        let target = start_services(adapter, Config::default(), suite(&base()));
+        let target = start_services(adapter, Config::default(), suite(&suite_base()));
         check(target.addr);
     }
 }
@@ -49,7 +36,7 @@ async fn every_conformance_check_passes_against_sockjs_tokio_in_axum() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut app = axum::Router::new();
-    for mut mount in suite(&base()) {
+    for mut mount in suite(&suite_base()) {
         // axum strips the mount path; the `axum` feature reads its ConnectInfo and
         // OriginalUri.
         mount.options.prefix.clear();

@@ -25,10 +25,16 @@ const ROOM: &str = "room";
 pub const SHUTDOWN_CODE: u16 = 1001;
 pub const SHUTDOWN_REASON: &str = "Server shutting down";
 
-/// The command line: `[ADDR] [--sockjs-url URL] [--node NAME] [--redis URL]`.
+/// Where the chat serves `--sockjs-file`.
+pub const SCRIPT_PATH: &str = "/sockjs.min.js";
+
+/// The command line: `[ADDR] [--sockjs-url URL] [--sockjs-file PATH] [--node NAME]
+/// [--redis URL]`.
 pub struct Args {
     addr: String,
     sockjs_url: String,
+    /// The contents of `--sockjs-file`, served at [`SCRIPT_PATH`].
+    script: Option<Vec<u8>>,
     node: Option<String>,
     redis: Option<String>,
 }
@@ -39,9 +45,11 @@ impl Args {
         let mut parsed = Args {
             addr: DEFAULT_ADDR.to_owned(),
             sockjs_url: DEFAULT_SOCKJS_URL.to_owned(),
+            script: None,
             node: None,
             redis: None,
         };
+        let mut url_given = false;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
@@ -49,12 +57,24 @@ impl Args {
                     .unwrap_or_else(|| usage(&format!("{name} needs a value")))
             };
             match arg.as_str() {
-                "--sockjs-url" => parsed.sockjs_url = value("--sockjs-url"),
+                "--sockjs-url" => {
+                    parsed.sockjs_url = value("--sockjs-url");
+                    url_given = true;
+                }
+                "--sockjs-file" => {
+                    let path = value("--sockjs-file");
+                    let script = std::fs::read(&path)
+                        .unwrap_or_else(|error| usage(&format!("cannot read {path}: {error}")));
+                    parsed.script = Some(script);
+                }
                 "--node" => parsed.node = Some(value("--node")),
                 "--redis" => parsed.redis = Some(value("--redis")),
                 other if !other.starts_with('-') => other.clone_into(&mut parsed.addr),
                 other => usage(&format!("unknown argument {other}")),
             }
+        }
+        if parsed.script.is_some() && !url_given {
+            SCRIPT_PATH.clone_into(&mut parsed.sockjs_url);
         }
         parsed
     }
@@ -86,6 +106,11 @@ impl Args {
         include_str!("page.html").replace("SOCKJS_URL", &self.sockjs_url)
     }
 
+    /// sockjs-client from `--sockjs-file`, to serve at [`SCRIPT_PATH`].
+    pub fn script(&self) -> Option<Vec<u8>> {
+        self.script.clone()
+    }
+
     /// Binds ADDR (exits if it cannot); returns the listener, non-blocking, and the node's
     /// name (`--node`, by default the bound address), checked to fit an `X-Node` header.
     pub fn listen(&self) -> (TcpListener, String) {
@@ -108,7 +133,10 @@ impl Args {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("usage: chat [ADDR] [--sockjs-url URL] [--node NAME] [--redis URL] ({problem})");
+    eprintln!(
+        "usage: chat [ADDR] [--sockjs-url URL] [--sockjs-file PATH] [--node NAME] [--redis URL] \
+         ({problem})"
+    );
     std::process::exit(2);
 }
 

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p sockjs-smol --example chat -- [ADDR] [--sockjs-url URL]
-//!     [--node NAME] [--redis URL]
+//!     [--sockjs-file PATH] [--node NAME] [--redis URL]
 //! ```
 //!
 //! The same chat, page, flags and behaviour as sockjs-tokio's (`-p sockjs-tokio`); see
@@ -27,11 +27,18 @@ use sockjs_smol::{Config, Server};
 #[path = "../../examples/chat/mod.rs"]
 mod chat;
 
-/// What the server answers outside the service: the page at `/`, 404 elsewhere (as the
-/// tokio example's axum router does).
-fn page_or_404(request: &Request<Bytes>, page: &Bytes) -> Response<Bytes> {
+/// What the server answers outside the service: the page at `/`, sockjs-client at
+/// `/sockjs.min.js` with `--sockjs-file`, 404 elsewhere (as the tokio example's axum router
+/// does).
+fn page_or_404(request: &Request<Bytes>, page: &Bytes, script: Option<&Bytes>) -> Response<Bytes> {
     let mut response = Response::new(Bytes::new());
-    if request.uri().path() != "/" {
+    if let Some(script) = script.filter(|_| request.uri().path() == chat::SCRIPT_PATH) {
+        *response.body_mut() = script.clone();
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/javascript; charset=utf-8"),
+        );
+    } else if request.uri().path() != "/" {
         *response.status_mut() = StatusCode::NOT_FOUND;
     } else if request.method() != Method::GET && request.method() != Method::HEAD {
         *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -64,13 +71,14 @@ fn main() {
         ..Config::default()
     };
     let page = Bytes::from(args.page());
+    let script = args.script().map(Bytes::from);
     let chat_node = node.clone();
     let server = Server::with_config(config)
         .service(chat::PREFIX, args.options(), move |session| {
             chat::session(hub.clone(), chat_node.clone(), session)
         })
         .unwrap_or_else(|error| panic!("the chat's options are valid: {error}"))
-        .fallback(move |request| page_or_404(&request, &page))
+        .fallback(move |request| page_or_404(&request, &page, script.as_ref()))
         .header(
             HeaderName::from_static("x-node"),
             HeaderValue::from_str(&node).unwrap_or(HeaderValue::from_static("?")),

@@ -1,5 +1,6 @@
-//! One TCP connection: HTTP/1.x requests through the core's `wire` codec, what each
-//! request's [`Exchange`] yields written back, and the WebSocket after an upgrade.
+//! One connection (a TCP socket, or any stream through the driver's `Polled`): HTTP/1.x
+//! requests through the core's `wire` codec, what each request's [`Exchange`] yields
+//! written back, and the WebSocket after an upgrade.
 
 use std::future::poll_fn;
 use std::io;
@@ -10,16 +11,16 @@ use std::time::Instant;
 
 use async_io::Timer;
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncWriteExt, future};
+use futures_lite::future;
 use http::{HeaderValue, Response, StatusCode, header};
-use sockjs_core::driver::{Exchange, TryNext};
+use sockjs_core::driver::web::{BodyError, plain};
+use sockjs_core::driver::{ConnectionProbe, Exchange, Socket, TryNext, write_all};
 use sockjs_core::wire::{
-    CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder, hixie76,
+    CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder, ResponseEncoder, hixie76,
 };
-use sockjs_core::{Content, Handshake, PeerAddr};
+use sockjs_core::{Content, Handshake, PeerAddr, Tls};
 
 use crate::server::Shared;
-use crate::socket::Stream;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
@@ -52,8 +53,15 @@ struct Upgraded {
     handshake: Handshake,
 }
 
-/// Serves one accepted connection until it closes.
-pub(crate) async fn serve(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
+/// Serves one connection until it closes, or becomes a WebSocket (which goes on in a task
+/// of its own). Requests carry `probe` when there is one, and [`Tls`] when `tls`.
+pub(crate) async fn serve<S: Socket>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    probe: Option<ConnectionProbe>,
+    tls: bool,
+) -> io::Result<()> {
     let config = &shared.config;
     let limits = Limits {
         max_headers: config.max_headers,
@@ -61,40 +69,44 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: Stream, peer: SocketAddr)
         max_body_bytes: shared.max_body,
     };
     let mut conn = Conn {
-        stream: stream.clone(),
+        stream,
         drained: AtomicBool::new(false),
         buf: BytesMut::new(),
         decoder: RequestDecoder::new(limits),
         peer,
         shared: shared.clone(),
+        probe,
+        tls,
     };
-    match conn.run().await {
-        Ok(None) => tracing::trace!(%peer, "connection closed"),
-        // The WebSocket gets a task of its own, so that it does not carry this one's
-        // HTTP state for the rest of its life.
-        Ok(Some(upgraded)) => {
-            let Upgraded {
-                exchange,
-                read_ahead,
-                handshake,
-            } = *upgraded;
-            shared.spawn_counted(exchange.serve_websocket(stream, read_ahead, handshake));
-        }
-        Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
-    }
+    let Some(upgraded) = conn.run().await? else {
+        // The end of the last response (TLS: its close_notify), then FIN.
+        return conn.stream.shutdown();
+    };
+    // The WebSocket gets a task of its own, so that it does not carry this one's HTTP
+    // state for the rest of its life.
+    let Upgraded {
+        exchange,
+        read_ahead,
+        handshake,
+    } = *upgraded;
+    let websocket = exchange.serve_websocket(conn.stream, read_ahead, handshake);
+    shared.spawn_counted(websocket);
+    Ok(())
 }
 
-struct Conn {
-    stream: Stream,
+struct Conn<S> {
+    stream: S,
     /// The last read came back short or blocked (see [`Conn::read`]).
     drained: AtomicBool,
     buf: BytesMut,
     decoder: RequestDecoder,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    probe: Option<ConnectionProbe>,
+    tls: bool,
 }
 
-impl Conn {
+impl<S: Socket> Conn<S> {
     /// Serves requests until the connection closes, or becomes a WebSocket.
     async fn run(&mut self) -> io::Result<Option<Box<Upgraded>>> {
         loop {
@@ -111,11 +123,8 @@ impl Conn {
 
     /// Writes all of `data` (one system call per HTTP chunk or frame where the socket
     /// takes it), or fails after the write timeout.
-    async fn write(&self, data: &[u8]) -> io::Result<()> {
-        let write = async {
-            let mut stream = &*self.stream.0;
-            stream.write_all(data).await
-        };
+    async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let write = write_all(&mut self.stream, data);
         let timeout = async {
             Timer::after(self.shared.config.write_timeout).await;
             Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"))
@@ -129,10 +138,9 @@ impl Conn {
     async fn read(&mut self) -> io::Result<usize> {
         loop {
             if !self.drained.load(Ordering::Relaxed) {
-                let socket = self.stream.0.get_ref();
-                let buf = &mut self.buf;
+                let (stream, buf) = (&mut self.stream, &mut self.buf);
                 let read: io::Result<usize> = SCRATCH.with_borrow_mut(|chunk| {
-                    let n = io::Read::read(&mut &*socket, &mut chunk[..])?;
+                    let n = stream.try_read(&mut chunk[..])?;
                     buf.extend_from_slice(&chunk[..n]);
                     Ok(n)
                 });
@@ -145,7 +153,7 @@ impl Conn {
                     Err(e) => return Err(e),
                 }
             }
-            poll_fn(|cx| self.stream.0.poll_readable(cx)).await?;
+            poll_fn(|cx| self.stream.poll_readable(cx)).await?;
             self.drained.store(false, Ordering::Relaxed);
         }
     }
@@ -188,7 +196,7 @@ impl Conn {
                 Timeout,
                 Shutdown,
             }
-            let shutdown = self.shared.shutdown.clone();
+            let shutdown = self.shared.handle.signal.clone();
             let read = async { Wake::Read(self.read().await) };
             let timeout = async {
                 Timer::at(deadline).await;
@@ -209,8 +217,8 @@ impl Conn {
                 Wake::Read(Err(e)) => return Err(e),
                 Wake::Timeout if reading_body => {
                     let mut out = BytesMut::new();
-                    let response = plain(StatusCode::REQUEST_TIMEOUT, "Request body timeout.\n");
-                    close_after(response).encode(&mut out);
+                    let encoder = ResponseEncoder::new(http::Version::HTTP_11, false);
+                    encoder.encode(&BodyError::TimedOut.response(), &mut out);
                     self.write(&out).await?;
                     return Ok(None);
                 }
@@ -234,7 +242,7 @@ impl Conn {
         if self.shared.is_shutting_down() {
             let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.\n");
             self.shared.decorate(response.headers_mut());
-            encoder.encode(&close_after(response).0, &mut out);
+            encoder.encode(&closing(response), &mut out);
             self.write(&out).await?;
             return Ok(Next::Close);
         }
@@ -249,7 +257,12 @@ impl Conn {
             self.write(&out).await?;
             return Ok(finish(after));
         };
-        request.extensions_mut().insert(self.stream.probe());
+        if let Some(probe) = &self.probe {
+            request.extensions_mut().insert(probe.clone());
+        }
+        if self.tls {
+            request.extensions_mut().insert(Tls);
+        }
         let mut exchange = service.submit(request);
         let mut stream = None;
         // An item already taken from the exchange, to go out in the same write.
@@ -352,30 +365,9 @@ impl Conn {
     }
 }
 
-/// A response that closes the connection after it.
-struct CloseAfter(Response<Bytes>);
-
-fn close_after(mut response: Response<Bytes>) -> CloseAfter {
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    CloseAfter(response)
-}
-
-impl CloseAfter {
-    fn encode(self, out: &mut BytesMut) {
-        let encoder = sockjs_core::wire::ResponseEncoder::new(http::Version::HTTP_11, false);
-        encoder.encode(&self.0, out);
-    }
-}
-
-/// A small text/plain response.
-fn plain(status: StatusCode, body: &'static str) -> Response<Bytes> {
-    let mut response = Response::new(Bytes::from_static(body.as_bytes()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=UTF-8"),
-    );
+/// `response`, closing the connection after it.
+fn closing(mut response: Response<Bytes>) -> Response<Bytes> {
+    let close = HeaderValue::from_static("close");
+    response.headers_mut().insert(header::CONNECTION, close);
     response
 }

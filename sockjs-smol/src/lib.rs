@@ -50,12 +50,15 @@
 //! stream chunk, close-delimited for HTTP/1.0), while the socket is watched for the client
 //! hanging up; after a 101 the socket goes to the driver's WebSocket pump.
 //!
-//! # Beyond SockJS
+//! # Beyond SockJS, any stream, TLS
 //!
-//! The server hosts SockJS services only; requests outside their prefixes get `404`, or
-//! the answer of one plain handler given to [`Server::fallback`] (the page that loads the
-//! client, a health check). [`Server::header`] adds a header to every response, such as
-//! the node's name behind a load balancer.
+//! Requests outside the services get `404`, or the answer of one plain handler given to
+//! [`Server::fallback`]; [`Server::header`] adds a header to every response. An
+//! application with its own accept loop or executor mounts SockJS beside its own routes:
+//! [`Server::executor`] runs everything on its executor, and [`Server::start`] returns a
+//! [`Handler`] that serves one connection given as any futures-io stream
+//! ([`Handler::serve_connection`]; the `mounted` example). With the `tls` feature,
+//! `Config::tls` serves HTTPS and WSS (the `tls` module).
 //!
 //! # Limits
 //!
@@ -81,6 +84,7 @@
 //! transport and close reason) and each handler runs in a `sockjs_session` span; overflows
 //! and accept failures are `warn`; connection errors and bad requests are `debug`.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod broadcast;
 mod conn;
@@ -88,7 +92,15 @@ mod runtime;
 mod server;
 mod socket;
 
-pub use server::{Server, ServerHandle, serve};
+/// TLS settings for [`Config::tls`] (cargo feature `tls`): the driver's
+/// [`sockjs_core::driver::tls`], the same as `sockjs_tokio::tls`.
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls {
+    pub use sockjs_core::driver::tls::{ServerConfig, TlsError, config_from_pem, server_config};
+}
+
+pub use server::{Handler, Server, ServerHandle, serve};
 pub use sockjs_core::driver::{
     Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
 };

@@ -1,27 +1,30 @@
-//! The server: services, the accept loop, executor threads and graceful shutdown.
+//! The server: services, the accept loop, one connection's entry point, executor threads
+//! and graceful shutdown.
 
+use std::any::Any;
 use std::future::Future;
 use std::io;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_executor::Executor;
 use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::future;
+use futures_lite::io::{AsyncRead, AsyncWrite};
 use http::header::{Entry, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response};
-use sockjs_core::driver::{Config, Service, Session};
+use sockjs_core::driver::{Config, Polled, Service, Session};
 use sockjs_core::{Options, OptionsError};
 
 use crate::conn;
 use crate::runtime::Smol;
 use crate::socket::Stream;
 
-/// The application's handler, type-erased until the service is built.
-type Handler = Arc<dyn Fn(Session) -> sockjs_core::driver::Task + Send + Sync>;
+/// The application's session handler, type-erased until the service is built.
+type SessionHandler = Arc<dyn Fn(Session) -> sockjs_core::driver::Task + Send + Sync>;
 
 /// What answers requests outside every service (see [`Server::fallback`]).
 type Fallback = Box<dyn Fn(Request<Bytes>) -> Response<Bytes> + Send + Sync>;
@@ -29,7 +32,7 @@ type Fallback = Box<dyn Fn(Request<Bytes>) -> Response<Bytes> + Send + Sync>;
 /// A service before the server starts.
 struct Spec {
     options: Options,
-    handler: Handler,
+    handler: SessionHandler,
 }
 
 /// What connection tasks share.
@@ -39,11 +42,11 @@ pub(crate) struct Shared {
     services: Vec<Service>,
     /// The largest `max_request_body` of any service (the decoder's body bound).
     pub(crate) max_body: usize,
-    shutting_down: AtomicBool,
-    /// Closed (never sent on) when graceful shutdown starts.
-    pub(crate) shutdown: async_channel::Receiver<()>,
+    pub(crate) handle: ServerHandle,
     connections: AtomicUsize,
     executor: Weak<Executor<'static>>,
+    /// Held while the server's own worker threads ([`Server::start`]) may run.
+    _workers: Option<async_channel::Sender<()>>,
     /// Answers requests outside every service; `None`: 404.
     pub(crate) fallback: Option<Fallback>,
     /// Added to every response that lacks them.
@@ -57,7 +60,7 @@ impl Shared {
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
+        self.handle.signal.is_closed()
     }
 
     /// Adds the server's headers ([`Server::header`]) to a response that lacks them.
@@ -69,13 +72,18 @@ impl Shared {
         }
     }
 
-    /// Runs a connection's task, counted until it ends (graceful shutdown waits for it).
+    /// Counts a connection until the guard is dropped (graceful shutdown waits for it).
+    fn counted(self: &Arc<Self>) -> Counted {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        Counted(self.clone())
+    }
+
+    /// Runs a connection's task on the server's executor, counted until it ends.
     pub(crate) fn spawn_counted(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
         let Some(executor) = self.executor.upgrade() else {
             return;
         };
-        self.connections.fetch_add(1, Ordering::AcqRel);
-        let counted = Counted(self.clone());
+        let counted = self.counted();
         executor
             .spawn(async move {
                 task.await;
@@ -98,7 +106,8 @@ impl Drop for Counted {
 #[derive(Clone, Debug)]
 pub struct ServerHandle {
     trigger: Arc<Mutex<Option<async_channel::Sender<()>>>>,
-    signal: async_channel::Receiver<()>,
+    /// Closed (never sent on) when graceful shutdown starts.
+    pub(crate) signal: async_channel::Receiver<()>,
     /// The running server's services (empty before `serve` starts).
     services: Arc<Mutex<Vec<Service>>>,
 }
@@ -145,26 +154,13 @@ impl ServerHandle {
     }
 }
 
-/// A SockJS server hosting one or more services on one listener.
-///
-/// ```no_run
-/// use async_io::Async;
-/// use sockjs_smol::{Options, Server};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Server::new().service("/echo", Options::default(), |mut session| async move {
-///     while let Some(message) = session.recv().await {
-///         let _ = session.send(message);
-///     }
-/// })?;
-/// let listener = Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 8081))?;
-/// async_io::block_on(server.serve(listener))?;
-/// # Ok(())
-/// # }
-/// ```
+/// A SockJS server hosting one or more services on one listener ([`Server::serve`]), or
+/// on the connections an application hands it ([`Server::start`]); see the
+/// [crate documentation](crate) for an example.
 pub struct Server {
     config: Config,
     threads: usize,
+    executor: Option<Arc<Executor<'static>>>,
     specs: Vec<Spec>,
     fallback: Option<Fallback>,
     headers: HeaderMap,
@@ -173,16 +169,10 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prefixes: Vec<_> = self.specs.iter().map(|s| &s.options.prefix).collect();
         f.debug_struct("Server")
             .field("config", &self.config)
-            .field(
-                "services",
-                &self
-                    .specs
-                    .iter()
-                    .map(|s| &s.options.prefix)
-                    .collect::<Vec<_>>(),
-            )
+            .field("services", &prefixes)
             .field("fallback", &self.fallback.is_some())
             .field("headers", &self.headers)
             .finish_non_exhaustive()
@@ -207,6 +197,7 @@ impl Server {
         Server {
             config,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            executor: None,
             specs: Vec::new(),
             fallback: None,
             headers: HeaderMap::new(),
@@ -215,9 +206,18 @@ impl Server {
     }
 
     /// Executor threads, the thread that polls [`Server::serve`] included. Default: the
-    /// available parallelism.
+    /// available parallelism. Not used with [`Server::executor`].
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
+        self
+    }
+
+    /// Runs the server on the caller's executor instead of one of its own: connection,
+    /// session, timer and WebSocket tasks are spawned there, no thread is started, and the
+    /// caller drives the executor (e.g. `executor.run(server.serve(listener))` on each of
+    /// its threads, or [`Server::start`] beside its own tasks).
+    pub fn executor(mut self, executor: Arc<Executor<'static>>) -> Self {
+        self.executor = Some(executor);
         self
     }
 
@@ -314,16 +314,52 @@ impl Server {
         &self.config
     }
 
+    /// Starts the services for connections the application accepts itself, handed over
+    /// with [`Handler::serve_connection`]: on the [`executor`](Server::executor) given, or
+    /// on the server's own, whose [`threads`](Server::threads) start now and end once the
+    /// last [`Handler`] clone and connection are gone.
+    ///
+    /// Fails if a service cannot start (invalid options).
+    pub fn start(mut self) -> io::Result<Handler> {
+        let Some(executor) = self.executor.take() else {
+            let executor = Arc::new(Executor::new());
+            let workers = workers(&executor, 0..self.threads);
+            return self.build(&executor, Some(workers));
+        };
+        self.build(&executor, None)
+    }
+
     /// Serves connections from `listener` until [`ServerHandle::shutdown`] is called and
     /// the graceful shutdown ends (or fails at once if a service cannot start).
     ///
-    /// The server runs on its own executor: this future drives it on the calling thread and
-    /// [`Server::threads`]` - 1` more threads join while it runs. Poll it with any
-    /// `block_on` (`async_io::block_on`, `smol::block_on`). Handler tasks still running
-    /// when it returns are dropped.
-    pub async fn serve(self, listener: Async<TcpListener>) -> io::Result<()> {
+    /// By default the server runs on its own executor: this future drives it on the
+    /// calling thread and [`Server::threads`]` - 1` more threads join while it runs. Poll
+    /// it with any `block_on` (`async_io::block_on`, `smol::block_on`). With
+    /// [`Server::executor`] it runs on the caller's executor instead, which the caller
+    /// drives. Handler tasks still running when it returns are dropped.
+    pub async fn serve(mut self, listener: Async<TcpListener>) -> io::Result<()> {
+        if let Some(executor) = self.executor.take() {
+            let handler = self.build(&executor, None)?;
+            return handler.serve(listener).await;
+        }
         let executor = Arc::new(Executor::new());
-        let runtime = Arc::new(Smol::Server(Arc::downgrade(&executor)));
+        let stop = workers(&executor, 1..self.threads);
+        let result = executor
+            .run(self.build(&executor, None)?.serve(listener))
+            .await;
+        // Worker threads end as soon as they see the stop signal; they are not joined so
+        // that this future never blocks its thread.
+        drop(stop);
+        result
+    }
+
+    /// Builds the services on `executor`.
+    fn build(
+        self,
+        executor: &Arc<Executor<'static>>,
+        workers: Option<async_channel::Sender<()>>,
+    ) -> io::Result<Handler> {
+        let runtime = Arc::new(Smol::Server(Arc::downgrade(executor)));
         let mut services = Vec::with_capacity(self.specs.len());
         let mut max_body = 1;
         for spec in self.specs {
@@ -345,51 +381,107 @@ impl Server {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone_from(&services);
-        let (shutdown_tx, shutdown_rx) = async_channel::bounded::<()>(1);
         let shared = Arc::new(Shared {
             config: self.config,
             services,
             max_body,
-            shutting_down: AtomicBool::new(false),
-            shutdown: shutdown_rx,
+            handle: self.handle,
             connections: AtomicUsize::new(0),
-            executor: Arc::downgrade(&executor),
+            executor: Arc::downgrade(executor),
             fallback: self.fallback,
             headers: self.headers,
+            _workers: workers,
         });
+        Ok(Handler { shared })
+    }
+}
 
-        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-        for i in 1..self.threads {
-            let executor = executor.clone();
-            let stop = stop_rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("sockjs-smol-{i}"))
-                .spawn(move || {
-                    async_io::block_on(executor.run(async {
-                        let _ = stop.recv().await;
-                    }))
-                });
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "could not start a worker thread");
-            }
+/// A started [`Server`] ([`Server::start`]): its services running, ready to serve the
+/// connections an application accepts itself. Cheap to clone.
+#[derive(Clone)]
+pub struct Handler {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("services", &self.shared.services)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    /// Serves one connection given as any futures-io byte stream (an
+    /// `Async<TcpStream>`, a TLS stream of one's own, a Unix socket...) until the client
+    /// closes it, it fails, or it becomes a WebSocket, which goes on in a task of its own
+    /// on the server's executor. `peer` is the client's address for the sessions
+    /// ([`PeerAddr`](sockjs_core::PeerAddr)). With `Config::tls` (feature `tls`) the connection starts
+    /// with a TLS handshake. Requests outside the services get the
+    /// [`fallback`](Server::fallback)'s answer or 404.
+    ///
+    /// An `Async<TcpStream>` is read and written directly and gets the liveness probe
+    /// ([`ConnectionProbe`](sockjs_core::driver::ConnectionProbe)): a receiver that replaces
+    /// one whose client has gone gets its answer at once. Other streams, TLS included,
+    /// cannot be probed: there a new receiver waits up to [`Config::abort_grace`] for the
+    /// previous one to turn out gone.
+    pub async fn serve_connection<S>(&self, stream: S, peer: SocketAddr) -> io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = &self.shared;
+        let _counted = shared.counted();
+        #[cfg(feature = "tls")]
+        if let Some(tls) = shared.config.tls.clone() {
+            let handshake = futures_rustls::TlsAcceptor::from(tls).accept(stream);
+            let timeout = async {
+                Timer::after(shared.config.header_read_timeout).await;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ))
+            };
+            let stream = Polled::new(future::or(handshake, timeout).await?);
+            return conn::serve(shared.clone(), stream, peer, None, true).await;
         }
+        // A plain TCP socket is read and written directly, and probed.
+        let mut stream = Some(stream);
+        let any: &mut dyn Any = &mut stream;
+        if let Some(tcp) = any
+            .downcast_mut::<Option<Async<TcpStream>>>()
+            .and_then(Option::take)
+        {
+            let _ = tcp.get_ref().set_nodelay(true);
+            let tcp = Stream(Arc::new(tcp));
+            let probe = Some(tcp.probe());
+            return conn::serve(shared.clone(), tcp, peer, probe, false).await;
+        }
+        let Some(stream) = stream else { return Ok(()) };
+        conn::serve(shared.clone(), Polled::new(stream), peer, None, false).await
+    }
 
-        let handle = self.handle;
-        let main = async {
-            if let Ok(addr) = listener.get_ref().local_addr() {
-                tracing::info!(%addr, "listening");
-            }
-            accept(&listener, &shared, &handle).await;
-            drop(listener);
-            shared.shutting_down.store(true, Ordering::Release);
-            drop(shutdown_tx);
-            drain(&shared).await;
-        };
-        executor.run(main).await;
-        // Worker threads end as soon as they see the stop signal; they are not joined so
-        // that this future never blocks its thread.
-        drop(stop_tx);
-        handle
+    /// Starts the graceful shutdown ([`ServerHandle::shutdown`]) and waits for it to end:
+    /// for an application that accepts connections itself. [`Server::serve`] does it on
+    /// its own.
+    pub async fn shutdown(&self) {
+        let shared = &self.shared;
+        shared.handle.shutdown();
+        let runtime = Smol::Server(shared.executor.clone());
+        let connections = || shared.connections.load(Ordering::Acquire);
+        sockjs_core::driver::shutdown(&runtime, &shared.services, &shared.config, connections)
+            .await;
+    }
+
+    /// Accepts connections until shutdown, then drains.
+    async fn serve(&self, listener: Async<TcpListener>) -> io::Result<()> {
+        if let Ok(addr) = listener.get_ref().local_addr() {
+            tracing::info!(%addr, "listening");
+        }
+        accept(&listener, self).await;
+        drop(listener);
+        self.shutdown().await;
+        self.shared
+            .handle
             .services
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -398,7 +490,24 @@ impl Server {
     }
 }
 
-async fn accept(listener: &Async<TcpListener>, shared: &Arc<Shared>, handle: &ServerHandle) {
+/// Threads numbered `range` running `executor` until the returned sender is dropped.
+fn workers(
+    executor: &Arc<Executor<'static>>,
+    range: std::ops::Range<usize>,
+) -> async_channel::Sender<()> {
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    for i in range {
+        let (executor, stop) = (executor.clone(), stop_rx.clone());
+        let run = move || async_io::block_on(executor.run(stop.recv()));
+        let spawned = std::thread::Builder::new().name(format!("sockjs-smol-{i}"));
+        if let Err(e) = spawned.spawn(run) {
+            tracing::warn!(error = %e, "could not start a worker thread");
+        }
+    }
+    stop_tx
+}
+
+async fn accept(listener: &Async<TcpListener>, handler: &Handler) {
     enum Event {
         Accepted(io::Result<(Async<std::net::TcpStream>, std::net::SocketAddr)>),
         Shutdown,
@@ -406,14 +515,17 @@ async fn accept(listener: &Async<TcpListener>, shared: &Arc<Shared>, handle: &Se
     loop {
         let accepted = async { Event::Accepted(listener.accept().await) };
         let shutdown = async {
-            let _ = handle.signal.recv().await;
+            let _ = handler.shared.handle.signal.recv().await;
             Event::Shutdown
         };
         match future::or(shutdown, accepted).await {
             Event::Accepted(Ok((stream, peer))) => {
-                let _ = stream.get_ref().set_nodelay(true);
-                let stream = Stream(Arc::new(stream));
-                shared.spawn_counted(conn::serve(shared.clone(), stream, peer));
+                let handler = handler.clone();
+                handler.shared.clone().spawn_counted(async move {
+                    if let Err(e) = handler.serve_connection(stream, peer).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
             }
             Event::Accepted(Err(e)) => {
                 // E.g. out of file descriptors: back off instead of spinning.
@@ -422,35 +534,6 @@ async fn accept(listener: &Async<TcpListener>, shared: &Arc<Shared>, handle: &Se
             }
             Event::Shutdown => return,
         }
-    }
-}
-
-/// Graceful shutdown: close every session, then wait for sessions, handlers and
-/// connections to end, at most the shutdown timeout.
-async fn drain(shared: &Shared) {
-    let config = &shared.config;
-    for service in &shared.services {
-        service.close_all(config.shutdown_code, &config.shutdown_reason);
-    }
-    let deadline = Instant::now() + config.shutdown_timeout;
-    loop {
-        let sessions: usize = shared.services.iter().map(Service::session_count).sum();
-        let handlers: usize = shared.services.iter().map(Service::running_handlers).sum();
-        let connections = shared.connections.load(Ordering::Acquire);
-        if sessions + handlers + connections == 0 {
-            tracing::info!("graceful shutdown complete");
-            return;
-        }
-        if Instant::now() >= deadline {
-            tracing::warn!(
-                sessions,
-                handlers,
-                connections,
-                "graceful shutdown timed out"
-            );
-            return;
-        }
-        Timer::after(Duration::from_millis(10)).await;
     }
 }
 

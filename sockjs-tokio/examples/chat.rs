@@ -3,11 +3,15 @@
 //!
 //! ```text
 //! cargo run --release -p sockjs-tokio --example chat -- [ADDR] [--sockjs-url URL]
-//!     [--node NAME] [--redis URL]
+//!     [--sockjs-file PATH] [--node NAME] [--redis URL]
 //! ```
 //!
-//! Then open http://127.0.0.1:8080 (the default ADDR) in a few browser tabs. `--sockjs-url`
-//! changes where the page (and the service's iframe page) loads sockjs-client from.
+//! Then open http://127.0.0.1:8080 (the default ADDR) in a few browser tabs. The page (and
+//! the service's iframe page) loads sockjs-client from a CDN; `--sockjs-url` changes
+//! where from, and `--sockjs-file PATH` (e.g. `node_modules/sockjs-client/dist/
+//! sockjs.min.js` after `npm i sockjs-client`) makes the chat serve that copy itself at
+//! `/sockjs.min.js`, for machines without the CDN. The page says so when it cannot load
+//! the client.
 //!
 //! Several instances share one room through Redis pub/sub (build with `--features redis`),
 //! and may run on either adapter (`-p sockjs-smol` serves the same chat on smol):
@@ -31,6 +35,7 @@
 use std::time::Duration;
 
 use axum::http::HeaderValue;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
@@ -85,18 +90,25 @@ async fn main() {
         chat::session(hub.clone(), chat_node.clone(), session)
     });
     let page = args.page();
-    let app = axum::Router::new()
-        .route("/", get(move || async move { Html(page) }))
-        .nest_service(chat::PREFIX, service.clone())
-        .layer(axum::middleware::map_response(
-            move |mut response: Response| {
-                let node = node_header.clone();
-                async move {
-                    response.headers_mut().insert("x-node", node);
-                    response
-                }
-            },
-        ));
+    let mut app = axum::Router::new().route("/", get(move || async move { Html(page) }));
+    if let Some(script) = args.script() {
+        let script = (
+            [(CONTENT_TYPE, "application/javascript; charset=utf-8")],
+            script,
+        );
+        app = app.route(chat::SCRIPT_PATH, get(move || async move { script }));
+    }
+    let app =
+        app.nest_service(chat::PREFIX, service.clone())
+            .layer(axum::middleware::map_response(
+                move |mut response: Response| {
+                    let node = node_header.clone();
+                    async move {
+                        response.headers_mut().insert("x-node", node);
+                        response
+                    }
+                },
+            ));
 
     let closing = service.clone();
     // Streaming transports write one small chunk per frame: without TCP_NODELAY, Nagle's

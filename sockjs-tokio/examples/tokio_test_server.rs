@@ -4,14 +4,17 @@
 //! ```text
 //! cargo run --release -p sockjs-tokio --example tokio_test_server -- 127.0.0.1:8081 \
 //!     [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N] \
-//!     [--permessage-deflate] [--permessage-deflate-takeover] [--axum]
+//!     [--permessage-deflate] [--permessage-deflate-takeover] [--tls-cert PEM --tls-key PEM]
+//!     [--axum]
 //! ```
 //!
 //! `--permessage-deflate` offers permessage-deflate (RFC 7692) on the WebSocket endpoints,
-//! without context takeover; `--permessage-deflate-takeover` with it.
+//! without context takeover; `--permessage-deflate-takeover` with it. `--tls-cert` and
+//! `--tls-key` serve HTTPS and WSS with that certificate chain and key.
 //!
-//! Serves with `sockjs_tokio::serve` by default, or mounted in axum with `--axum`. Prints
-//! `listening on http://ADDR` once bound, then runs until killed.
+//! Serves with `sockjs_tokio::serve` by default, or mounted in axum with `--axum` (plain
+//! HTTP only). Prints `listening on http://ADDR` (`https://` with TLS) once bound, then
+//! runs until killed.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -56,6 +59,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tls = match args.tls.as_ref().map(|files| files.load()).transpose() {
+        Ok(tls) => tls,
+        Err(error) => {
+            eprintln!("cannot load the TLS certificate and key: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if axum && tls.is_some() {
+        eprintln!("--axum serves plain HTTP only: leave out --tls-cert and --tls-key");
+        return ExitCode::from(2);
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = match tokio::net::TcpListener::bind(args.addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -76,7 +91,7 @@ async fn main() -> ExitCode {
             )
         })
         .collect();
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     let result = if axum {
         use tower::ServiceExt as _;
         let mut app = axum::Router::new();
@@ -90,7 +105,11 @@ async fn main() -> ExitCode {
         for (prefix, service) in services {
             routes = routes.mount(prefix, service);
         }
-        sockjs_tokio::serve(listener, routes).await
+        let config = sockjs_tokio::Config {
+            tls,
+            ..sockjs_tokio::Config::default()
+        };
+        sockjs_tokio::serve(listener, routes).config(config).await
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,13 +25,10 @@ enum Kind {
 
 impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::Full(data) => f
-                .debug_struct("Body")
-                .field("len", &data.as_ref().map_or(0, Bytes::len))
-                .finish(),
-            Kind::Stream(exchange) => f.debug_struct("Body").field("stream", exchange).finish(),
-        }
+        let streaming = matches!(self.kind, Kind::Stream(_));
+        f.debug_struct("Body")
+            .field("streaming", &streaming)
+            .finish()
     }
 }
 
@@ -61,6 +58,11 @@ impl Body {
         Body {
             kind: Kind::Full((!data.is_empty()).then_some(data)),
         }
+    }
+
+    /// A small `text/plain` answer.
+    pub(crate) fn plain(status: http::StatusCode, text: &'static str) -> http::Response<Body> {
+        sockjs_core::driver::web::plain(status, text).map(Body::full)
     }
 
     pub(crate) fn stream(exchange: Exchange) -> Body {

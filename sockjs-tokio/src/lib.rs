@@ -55,6 +55,8 @@
 //! It runs hyper's HTTP/1.1 connection driver, so the tower service and the standalone
 //! server behave identically: keep-alive, one chunk per frame, close-delimited streaming
 //! for HTTP/1.0, upgrades that hand over bytes already read, custom reason phrases.
+//! [`serve_connection`] serves one connection given as any `AsyncRead + AsyncWrite`
+//! stream; with the `tls` feature, `Config::tls` serves HTTPS and WSS (the `tls` module).
 //!
 //! # Layers
 //!
@@ -96,6 +98,7 @@
 //! handler runs in a `sockjs_session` span; overflows are `warn`, connection and framing
 //! errors `debug`.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 pub mod broadcast;
@@ -104,8 +107,16 @@ mod server;
 mod service;
 mod socket;
 
+/// TLS settings for [`Config::tls`] (cargo feature `tls`): the driver's
+/// [`sockjs_core::driver::tls`], the same as `sockjs_smol::tls`.
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls {
+    pub use sockjs_core::driver::tls::{ServerConfig, TlsError, config_from_pem, server_config};
+}
+
 pub use body::{Body, BodyError};
-pub use server::{Routes, Serve, serve};
+pub use server::{Routes, Serve, serve, serve_connection};
 pub use service::{BoxError, Builder, ResponseFuture, SockJs};
 pub use sockjs_core::driver::{
     Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,

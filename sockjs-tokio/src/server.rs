@@ -10,34 +10,27 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use sockjs_core::driver::Config;
-use sockjs_core::{OriginalUri, PeerAddr};
-use tokio::net::TcpListener;
+use sockjs_core::driver::web::{self, Mounts};
+use sockjs_core::driver::{Config, ConnectionProbe};
+use sockjs_core::{PeerAddr, Tls};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::body::Body;
 use crate::service::SockJs;
-use crate::socket::ServeIo;
+use crate::socket::{Tcp, Timed};
 
-/// SockJS services by mount prefix, for [`serve`].
-#[derive(Clone, Default)]
+/// SockJS services by mount prefix, for [`serve`] and [`serve_connection`]. Cheap to clone
+/// (clones share the services).
+#[derive(Clone, Default, Debug)]
 pub struct Routes {
-    routes: Vec<(String, SockJs)>,
-}
-
-impl fmt::Debug for Routes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.routes.iter().map(|(p, _)| p))
-            .finish()
-    }
+    mounts: Arc<Mounts<SockJs>>,
 }
 
 impl Routes {
@@ -51,57 +44,37 @@ impl Routes {
     /// [`Options::prefix`](sockjs_core::Options::prefix) should be empty. The longest
     /// matching prefix wins.
     pub fn mount(mut self, prefix: &str, service: SockJs) -> Routes {
-        let prefix = prefix.trim_end_matches('/');
-        let prefix = if prefix.is_empty() || prefix.starts_with('/') {
-            prefix.to_owned()
-        } else {
-            format!("/{prefix}")
-        };
-        self.routes.push((prefix, service));
-        self.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        let mounts = std::mem::take(Arc::make_mut(&mut self.mounts));
+        self.mounts = Arc::new(mounts.mount(prefix, service));
         self
     }
 
     /// Every mounted service.
     pub fn services(&self) -> impl Iterator<Item = &SockJs> {
-        self.routes.iter().map(|(_, s)| s)
-    }
-
-    fn find(&self, path: &str) -> Option<(&str, &SockJs)> {
-        self.routes.iter().find_map(|(prefix, service)| {
-            let rest = path.strip_prefix(prefix.as_str())?;
-            (rest.is_empty() || rest.starts_with('/')).then_some((prefix.as_str(), service))
-        })
+        self.mounts.values()
     }
 
     async fn dispatch(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         peer: SocketAddr,
-        probe: sockjs_core::driver::ConnectionProbe,
+        probe: Option<ConnectionProbe>,
+        tls: bool,
     ) -> Response<Body> {
-        let original = request.uri().clone();
-        let Some((prefix, service)) = self.find(original.path()) else {
-            return plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n");
+        let found = self.mounts.find(request.uri().path());
+        let Some((prefix, service)) = found else {
+            return Body::plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n");
         };
-        let rest = &original.path()[prefix.len()..];
-        let rest = if rest.is_empty() { "/" } else { rest };
-        let path_and_query = match original.query() {
-            Some(query) => format!("{rest}?{query}"),
-            None => rest.to_owned(),
+        let Some(mut request) = web::strip_prefix(request, prefix) else {
+            return Body::plain(StatusCode::BAD_REQUEST, "Bad request target.\n");
         };
-        let Ok(path_and_query) = PathAndQuery::try_from(path_and_query) else {
-            return plain(StatusCode::BAD_REQUEST, "Bad request target.\n");
-        };
-        let mut parts = original.clone().into_parts();
-        parts.path_and_query = Some(path_and_query);
-        let Ok(uri) = Uri::from_parts(parts) else {
-            return plain(StatusCode::BAD_REQUEST, "Bad request target.\n");
-        };
-        *request.uri_mut() = uri;
-        request.extensions_mut().insert(OriginalUri(original));
         request.extensions_mut().insert(PeerAddr(peer));
-        request.extensions_mut().insert(probe);
+        if let Some(probe) = probe {
+            request.extensions_mut().insert(probe);
+        }
+        if tls {
+            request.extensions_mut().insert(Tls);
+        }
         let mut service = service.clone();
         match tower_service::Service::call(&mut service, request).await {
             Ok(response) => response,
@@ -116,18 +89,9 @@ impl From<SockJs> for Routes {
     }
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::full(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=UTF-8"),
-    );
-    response
-}
-
 /// Serves SockJS services on a listener with hyper's HTTP/1.1 connection driver (keep-alive,
-/// HTTP/1.0, chunked or close-delimited streaming, upgrades).
+/// HTTP/1.0, chunked or close-delimited streaming, upgrades); over TLS with
+/// `Config::tls` (feature `tls`).
 ///
 /// Await the returned [`Serve`] to run; it returns only after a graceful shutdown
 /// ([`Serve::with_graceful_shutdown`]) or if the listener fails.
@@ -147,7 +111,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 pub fn serve(listener: TcpListener, routes: impl Into<Routes>) -> Serve {
     Serve {
         listener,
-        routes: Arc::new(routes.into()),
+        routes: routes.into(),
         signal: None,
         config: Config::default(),
     }
@@ -156,7 +120,7 @@ pub fn serve(listener: TcpListener, routes: impl Into<Routes>) -> Serve {
 /// A running [`serve`] call; configure it, then `.await` it.
 pub struct Serve {
     listener: TcpListener,
-    routes: Arc<Routes>,
+    routes: Routes,
     signal: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     config: Config,
 }
@@ -164,10 +128,8 @@ pub struct Serve {
 impl fmt::Debug for Serve {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Serve")
-            .field("listener", &self.listener)
             .field("routes", &self.routes)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -186,8 +148,8 @@ impl Serve {
 
     /// The server settings: [`Config::header_read_timeout`] (which also closes idle
     /// keep-alive connections), [`Config::write_timeout`], [`Config::max_headers`],
-    /// [`Config::max_head_bytes`] and the shutdown settings. The services' own settings
-    /// come from their builders.
+    /// [`Config::max_head_bytes`], the shutdown settings and, with the `tls` feature,
+    /// `Config::tls`. The services' own settings come from their builders.
     pub fn config(mut self, config: Config) -> Serve {
         self.config = config;
         self
@@ -215,9 +177,12 @@ impl Serve {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let routes = routes.clone();
-                        let stop = stop_rx.clone();
-                        connections.spawn(connection(stream, peer, routes, stop, config.clone()));
+                        let served = connection(stream, peer, routes.clone(), Some(stop_rx.clone()), config.clone());
+                        connections.spawn(async move {
+                            if let Err(error) = served.await {
+                                tracing::debug!(%error, %peer, "connection error");
+                            }
+                        });
                     }
                     Err(error) => {
                         // Usually out of file descriptors: back off briefly.
@@ -259,19 +224,113 @@ impl IntoFuture for Serve {
     }
 }
 
-async fn connection(
-    stream: tokio::net::TcpStream,
+/// Serves one connection given as any byte stream (a TLS stream of one's own, a Unix
+/// socket, an in-memory pipe...) with the services of `routes` and the server settings of
+/// `config` (as [`Serve::config`]), until the client or a WebSocket closes it; `peer` is
+/// the client's address for the sessions ([`PeerAddr`]). With `Config::tls` (feature `tls`) the
+/// connection starts with a TLS handshake.
+///
+/// A `tokio::net::TcpStream` is read and written directly and gets the liveness probe
+/// ([`ConnectionProbe`]): a receiver that replaces one whose client has gone gets its
+/// answer at once. Other streams, TLS included, cannot be probed: there a new receiver
+/// waits up to [`Config::abort_grace`] for the previous one to turn out gone. Dropping the
+/// future closes the connection (there is no graceful shutdown of a single connection;
+/// [`SockJs::close_all`] ends its sessions).
+///
+/// ```no_run
+/// # async fn run(routes: sockjs_tokio::Routes) -> std::io::Result<()> {
+/// use std::sync::Arc;
+/// let config = Arc::new(sockjs_tokio::Config::default());
+/// let listener = tokio::net::UnixListener::bind("/tmp/sockjs.sock")?;
+/// loop {
+///     let (stream, _) = listener.accept().await?;
+///     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+///     tokio::spawn(sockjs_tokio::serve_connection(stream, peer, routes.clone(), config.clone()));
+/// }
+/// # }
+/// ```
+pub async fn serve_connection<T>(
+    io: T,
     peer: SocketAddr,
-    routes: Arc<Routes>,
-    mut stop: watch::Receiver<bool>,
+    routes: Routes,
     config: Arc<Config>,
-) {
-    let io = ServeIo::new(stream, config.write_timeout);
-    let probe = io.tcp.probe();
+) -> io::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    connection(io, peer, routes, None, config).await
+}
+
+async fn connection<T>(
+    io: T,
+    peer: SocketAddr,
+    routes: Routes,
+    stop: Option<watch::Receiver<bool>>,
+    config: Arc<Config>,
+) -> io::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = config.write_timeout;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = config.tls.clone() {
+        let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(io);
+        let io = tokio::time::timeout(config.header_read_timeout, handshake)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let io = Timed::new(io, timeout);
+        return http1(io, peer, routes, stop, config, None, true).await;
+    }
+    // A plain TCP socket is read and written directly, and probed.
+    let mut io = Some(io);
+    let any: &mut dyn std::any::Any = &mut io;
+    if let Some(stream) = any
+        .downcast_mut::<Option<TcpStream>>()
+        .and_then(Option::take)
+    {
+        let _ = stream.set_nodelay(true);
+        let tcp = Tcp(Arc::new(stream));
+        let probe = Some(tcp.probe());
+        return http1(
+            Timed::new(tcp, timeout),
+            peer,
+            routes,
+            stop,
+            config,
+            probe,
+            false,
+        )
+        .await;
+    }
+    let Some(io) = io else { return Ok(()) };
+    http1(
+        Timed::new(io, timeout),
+        peer,
+        routes,
+        stop,
+        config,
+        None,
+        false,
+    )
+    .await
+}
+
+/// hyper's HTTP/1.1 connection driver over `io`, until the connection ends or `stop`.
+async fn http1<T>(
+    io: Timed<T>,
+    peer: SocketAddr,
+    routes: Routes,
+    stop: Option<watch::Receiver<bool>>,
+    config: Arc<Config>,
+    probe: Option<ConnectionProbe>,
+    tls: bool,
+) -> io::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |request| {
-        let routes = routes.clone();
-        let probe = probe.clone();
-        async move { Ok::<_, Infallible>(routes.dispatch(request, peer, probe).await) }
+        let (routes, probe) = (routes.clone(), probe.clone());
+        async move { Ok::<_, Infallible>(routes.dispatch(request, peer, probe, tls).await) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -287,15 +346,18 @@ async fn connection(
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let mut connection = std::pin::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(%error, %peer, "connection error");
-            }
+    let stopped = async {
+        match stop {
+            Some(mut stop) => drop(stop.wait_for(|stop| *stop).await),
+            None => std::future::pending().await,
         }
-        () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+    };
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopped => {
             connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+            connection.await
         }
-    }
+    };
+    result.map_err(io::Error::other)
 }

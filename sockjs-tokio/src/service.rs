@@ -7,13 +7,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt as _;
 use hyper::upgrade::OnUpgrade;
-use sockjs_core::driver::{Config, Exchange, Service, Session};
-use sockjs_core::{Content, Handshake, Options, OptionsError, OriginalUri};
+use sockjs_core::driver::{Config, Exchange, Service, Session, web};
+use sockjs_core::{Content, Handshake, Options, OptionsError};
 
 use crate::body::Body;
 use crate::runtime::Tokio;
@@ -134,20 +131,14 @@ impl SockJs {
         let on_upgrade = parts.extensions.remove::<OnUpgrade>();
         #[cfg(feature = "axum")]
         from_axum(&mut parts);
-        restore_empty_segment(&mut parts);
+        web::restore_empty_segment(&mut parts);
         let limit = self.service.options().max_request_body;
         let timeout = self.service.config().body_read_timeout;
-        let body = match tokio::time::timeout(timeout, read_body(body, &parts.headers, limit)).await
-        {
-            Ok(Ok(body)) => body,
-            Ok(Err(response)) => return response,
-            Err(_) => {
-                let mut response = error(StatusCode::REQUEST_TIMEOUT, "Request body timeout.\n");
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return response;
-            }
+        let read = web::read_body(body, &parts.headers, limit);
+        let read = tokio::time::timeout(timeout, read).await;
+        let body = match read.unwrap_or(Err(web::BodyError::TimedOut)) {
+            Ok(body) => body,
+            Err(error) => return error.response().map(Body::full),
         };
         let mut exchange = self.service.submit(Request::from_parts(parts, body));
         match exchange.next().await {
@@ -157,7 +148,7 @@ impl SockJs {
                 response,
                 handshake,
             }) => upgrade(exchange, on_upgrade, *response, handshake),
-            _ => error(StatusCode::INTERNAL_SERVER_ERROR, "Request dropped.\n"),
+            _ => Body::plain(StatusCode::INTERNAL_SERVER_ERROR, "Request dropped.\n"),
         }
     }
 }
@@ -171,7 +162,7 @@ fn upgrade(
 ) -> Response<Body> {
     let Some(on_upgrade) = on_upgrade else {
         tracing::warn!("websocket upgrade without a hyper connection to upgrade");
-        return error(
+        return Body::plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Upgrade not supported by this server.\n",
         );
@@ -205,61 +196,6 @@ fn upgrade(
     response
 }
 
-/// Reads a whole request body, refusing more than `limit` bytes with 413.
-async fn read_body<B>(
-    body: B,
-    headers: &http::HeaderMap,
-    limit: usize,
-) -> Result<Bytes, Response<Body>>
-where
-    B: http_body::Body,
-    B::Error: Into<BoxError>,
-{
-    let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large.\n");
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut body = std::pin::pin!(body);
-    // A body that comes in one chunk (the usual case) is kept as it is, without a copy.
-    let mut first = Bytes::new();
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.as_mut().frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(error) => {
-                let error: BoxError = error.into();
-                tracing::debug!(%error, "request body failed");
-                return Err(self::error(StatusCode::BAD_REQUEST, "Bad request body.\n"));
-            }
-        };
-        if let Ok(mut data) = frame.into_data() {
-            let held = first.len() + buf.len();
-            if held.saturating_add(data.remaining()) > limit {
-                return Err(too_large());
-            }
-            if held == 0 {
-                first = data.copy_to_bytes(data.remaining());
-                continue;
-            }
-            if !first.is_empty() {
-                buf.extend_from_slice(&first);
-                first = Bytes::new();
-            }
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                let len = chunk.len();
-                buf.extend_from_slice(chunk);
-                data.advance(len);
-            }
-        }
-    }
-    Ok(if buf.is_empty() { first } else { buf.freeze() })
-}
-
 /// Copies what axum records (`ConnectInfo<SocketAddr>` from
 /// `into_make_service_with_connect_info`, and the unstripped `OriginalUri`) into the
 /// extensions the engine reads, unless they are set already.
@@ -273,53 +209,14 @@ fn from_axum(parts: &mut http::request::Parts) {
             extensions.insert(sockjs_core::PeerAddr(addr));
         }
     }
-    if extensions.get::<OriginalUri>().is_none() {
+    if extensions.get::<sockjs_core::OriginalUri>().is_none() {
         if let Some(axum::extract::OriginalUri(uri)) =
             extensions.get::<axum::extract::OriginalUri>()
         {
             let uri = uri.clone();
-            extensions.insert(OriginalUri(uri));
+            extensions.insert(sockjs_core::OriginalUri(uri));
         }
     }
-}
-
-/// axum's `nest_service` turns `/echo//` into `/` (it drops the empty segment after the
-/// prefix), which would make near-miss paths such as `P//` or `P//xhr` routable. When the
-/// router recorded an [`OriginalUri`] that ends with `/` + the path we were given, put the
-/// lost `/` back so the engine sees the real path (and answers 404).
-fn restore_empty_segment(parts: &mut http::request::Parts) {
-    let Some(original) = parts.extensions.get::<OriginalUri>() else {
-        return;
-    };
-    let seen = parts.uri.path();
-    let lost = seen.starts_with('/')
-        && original
-            .0
-            .path()
-            .strip_suffix(seen)
-            .is_some_and(|head| head.len() > 1 && head.ends_with('/'));
-    if !lost {
-        return;
-    }
-    let path_and_query = match parts.uri.query() {
-        Some(query) => format!("/{seen}?{query}"),
-        None => format!("/{seen}"),
-    };
-    let mut uri = parts.uri.clone().into_parts();
-    uri.path_and_query = http::uri::PathAndQuery::try_from(path_and_query).ok();
-    if let Ok(uri) = http::Uri::from_parts(uri) {
-        parts.uri = uri;
-    }
-}
-
-fn error(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::full(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=UTF-8"),
-    );
-    response
 }
 
 /// The future of [`SockJs`]'s `call`.

@@ -1,5 +1,6 @@
-//! Connections: the TCP socket `serve` shares between hyper, the WebSocket pump and the
-//! liveness probe, with a write timeout; and any other upgraded stream.
+//! Connections: the TCP socket the server shares between hyper, the WebSocket pump and the
+//! liveness probe; the write timeout around whatever hyper is given; and any other
+//! upgraded stream (TLS, another server's I/O).
 
 use std::future::Future;
 use std::io;
@@ -12,9 +13,10 @@ use std::time::Duration;
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use sockjs_core::driver::{ConnectionProbe, PollIo, Polled, Socket};
+use sockjs_core::driver::{ConnectionProbe, Polled, Socket};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
 
 /// A TCP socket shared by reference: reads and writes go straight to the descriptor
 /// (`try_read`/`try_write`) and only readiness is awaited.
@@ -54,68 +56,16 @@ impl Socket for Tcp {
     }
 }
 
-/// What `serve` gives hyper: the shared socket, with every write bounded by the write
-/// timeout (a client that stops reading loses its connection instead of holding it).
-pub(crate) struct ServeIo {
-    pub(crate) tcp: Tcp,
-    write_timeout: Duration,
-    /// Running while a write waits for the socket.
-    blocked: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl ServeIo {
-    pub(crate) fn new(stream: TcpStream, write_timeout: Duration) -> ServeIo {
-        ServeIo {
-            tcp: Tcp(Arc::new(stream)),
-            write_timeout,
-            blocked: None,
-        }
-    }
-
-    /// Writes with `write` once the socket takes bytes; fails once it has not for the
-    /// write timeout.
-    fn poll_write_with(
-        &mut self,
-        cx: &mut Context<'_>,
-        mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            match self.tcp.0.poll_write_ready(cx) {
-                Poll::Ready(Ok(())) => match write(&self.tcp.0) {
-                    Ok(n) => {
-                        self.blocked = None;
-                        return Poll::Ready(Ok(n));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Poll::Ready(Err(e)),
-                },
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    let timeout = self.write_timeout;
-                    let blocked = self
-                        .blocked
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                    ready!(blocked.as_mut().poll(cx));
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "write timed out",
-                    )));
-                }
-            }
-        }
-    }
-}
-
-impl AsyncRead for ServeIo {
+impl AsyncRead for Tcp {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            ready!(self.tcp.0.poll_read_ready(cx))?;
+            ready!(self.0.poll_read_ready(cx))?;
             // Reads into the unfilled part without zeroing it first.
-            match self.tcp.0.try_read_buf(buf) {
+            match self.0.try_read_buf(buf) {
                 Ok(_) => return Poll::Ready(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -124,14 +74,30 @@ impl AsyncRead for ServeIo {
     }
 }
 
-impl AsyncWrite for ServeIo {
+impl Tcp {
+    /// Writes with `write` once the socket takes bytes.
+    fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match write(&self.0) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Tcp {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_with(cx, |stream| stream.try_write(buf))
+        self.poll_write_with(cx, |stream| stream.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -139,8 +105,7 @@ impl AsyncWrite for ServeIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_with(cx, |stream| stream.try_write_vectored(bufs))
+        self.poll_write_with(cx, |stream| stream.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -152,47 +117,107 @@ impl AsyncWrite for ServeIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.tcp.clone().shutdown())
+        Poll::Ready(self.get_mut().shutdown())
     }
 }
 
-/// Any tokio stream, for the driver's [`Polled`].
-pub(crate) struct Stream<T>(pub(crate) T);
+/// What the server gives hyper: a connection whose every write (and flush) fails once it
+/// has waited on the client for the write timeout, so a client that stops reading loses
+/// its connection instead of holding it.
+pub(crate) struct Timed<T> {
+    pub(crate) io: T,
+    write_timeout: Duration,
+    /// Running while a write waits for the client.
+    blocked: Option<Pin<Box<tokio::time::Sleep>>>,
+}
 
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> PollIo for Stream<T> {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut buf = ReadBuf::new(buf);
-        ready!(Pin::new(&mut self.0).poll_read(cx, &mut buf))?;
-        Poll::Ready(Ok(buf.filled().len()))
+impl<T> Timed<T> {
+    pub(crate) fn new(io: T, write_timeout: Duration) -> Timed<T> {
+        Timed {
+            io,
+            write_timeout,
+            blocked: None,
+        }
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+    /// A write's outcome, or the timeout's once it waited that long.
+    fn bound<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if poll.is_ready() {
+            self.blocked = None;
+            return poll;
+        }
+        let timeout = self.write_timeout;
+        let blocked = self
+            .blocked
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(blocked.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "write timed out",
+        )))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Timed<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Timed<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.bound(cx, poll)
     }
 
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.bound(cx, poll)
     }
 
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_flush(cx);
+        this.bound(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
 /// An upgraded connection, with the bytes hyper read past the request.
 pub(crate) enum Upgrade {
-    /// `serve`'s own socket, or axum's plain TCP: read and written directly.
+    /// The server's own plain TCP socket, or axum's: read and written directly.
     Tcp(Tcp, Vec<u8>),
     /// Anything else (TLS, another server's I/O): polled.
-    Other(Polled<Stream<TokioIo<Upgraded>>>),
+    Other(Polled<Compat<TokioIo<Upgraded>>>),
 }
 
 impl Upgrade {
     /// Takes the socket back out of hyper's upgrade wrapper (a boxed stream behind a rewind
     /// buffer) when it is a TCP socket, so each read and write goes straight to it.
     pub(crate) fn new(upgraded: Upgraded) -> Upgrade {
-        let upgraded = match upgraded.downcast::<TokioIo<ServeIo>>() {
-            Ok(parts) => return Upgrade::Tcp(parts.io.into_inner().tcp, parts.read_buf.to_vec()),
+        let upgraded = match upgraded.downcast::<TokioIo<Timed<Tcp>>>() {
+            Ok(parts) => return Upgrade::Tcp(parts.io.into_inner().io, parts.read_buf.to_vec()),
             Err(upgraded) => upgraded,
         };
         match upgraded.downcast::<TokioIo<TcpStream>>() {
@@ -200,7 +225,7 @@ impl Upgrade {
                 Tcp(Arc::new(parts.io.into_inner())),
                 parts.read_buf.to_vec(),
             ),
-            Err(upgraded) => Upgrade::Other(Polled::new(Stream(TokioIo::new(upgraded)))),
+            Err(upgraded) => Upgrade::Other(Polled::new(TokioIo::new(upgraded).compat())),
         }
     }
 }

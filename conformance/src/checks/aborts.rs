@@ -126,7 +126,7 @@ impl Close {
         }
     }
 
-    fn close(self, conn: Conn) {
+    fn close(self, conn: Conn<crate::tls::ClientStream>) {
         match self {
             Close::Fin => conn.close(),
             Close::Reset => conn.reset(),

@@ -351,7 +351,7 @@ fn hixie76(ctx: &Ctx, open_frame: bool) -> Outcome {
         "hixie-76",
         &h,
         "sec-websocket-location",
-        &format!("ws://{}{path}", ctx.host),
+        &format!("{}://{}{path}", ctx.ws_scheme(), ctx.host),
     )?;
     expect_header("hixie-76", &h, "sec-websocket-origin", &origin)?;
     expect_no_header("hixie-76", &h, "content-length")?;
@@ -378,7 +378,8 @@ pub(crate) fn permessage_deflate() -> Check {
             use crate::deflate::{CHROMIUM_OFFER, DeflateWs};
             let s = ctx.session(ECHO);
             let path = s.url("websocket");
-            let mut ws = DeflateWs::connect(&ctx.host, &path, Some(CHROMIUM_OFFER), ctx.io_timeout)
+            let (stream, _) = ctx.connect()?.into_stream();
+            let mut ws = DeflateWs::over(stream, &ctx.host, &path, Some(CHROMIUM_OFFER))
                 .map_err(|e| fail(format!("upgrade with an offer: {e}")))?;
             let text = |ws: &mut DeflateWs, what: &str| {
                 ws.recv_text().map_err(|e| fail(format!("{what}: {e}")))

@@ -313,6 +313,21 @@ impl Mount {
     }
 }
 
+/// The heartbeat delay of [`suite_base`].
+pub const HEARTBEAT: Duration = Duration::from_millis(1000);
+/// The disconnect delay of [`suite_base`].
+pub const DISCONNECT: Duration = Duration::from_millis(1500);
+
+/// Options for the protocol suite's services in the tests: hixie-76 on, short delays.
+pub fn suite_base() -> Options {
+    Options {
+        hixie76: true,
+        heartbeat_delay: Some(HEARTBEAT),
+        disconnect_delay: DISCONNECT,
+        ..Options::default()
+    }
+}
+
 /// The protocol suite's four services (PROTOCOL.md §1) on `base`.
 pub fn suite(base: &Options) -> Vec<Mount> {
     sockjs_core::driver::suite::services(base)
@@ -496,4 +511,66 @@ pub fn rss_kib() -> Option<u64> {
 /// Whether the long variants run (`SOCKJS_LONG_TESTS=1`).
 pub fn long_tests() -> bool {
     std::env::var("SOCKJS_LONG_TESTS").is_ok_and(|v| v == "1")
+}
+
+/// A throwaway CA and a server certificate for `127.0.0.1` and `localhost` signed by it,
+/// written as PEM files into a fresh directory (removed on drop), and client settings that
+/// trust that CA.
+pub struct TestCerts {
+    dir: std::path::PathBuf,
+    /// The server's certificate chain.
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
+    /// The CA's certificate.
+    pub ca: std::path::PathBuf,
+    /// Client settings trusting the CA.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl TestCerts {
+    pub fn new() -> TestCerts {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sockjs-certs-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "sockjs-rs test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let certs = TestCerts {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            ca: dir.join("ca.pem"),
+            client: conformance::tls::client_config(&[ca_cert.der().clone()]).unwrap(),
+            dir,
+        };
+        std::fs::write(&certs.cert, cert.pem()).unwrap();
+        std::fs::write(&certs.key, key.serialize_pem()).unwrap();
+        std::fs::write(&certs.ca, ca_cert.pem()).unwrap();
+        certs
+    }
+
+    /// The server settings, read back from the PEM files with the adapters' helper.
+    pub fn server(&self) -> Arc<sockjs_core::driver::tls::ServerConfig> {
+        sockjs_core::driver::tls::config_from_pem(&self.cert, &self.key).unwrap()
+    }
+}
+
+impl Drop for TestCerts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

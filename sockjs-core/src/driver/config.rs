@@ -80,6 +80,15 @@ pub struct Config {
     /// *(server)* Longest time a graceful shutdown waits for sessions, handlers and
     /// connections to end. Default 10 s.
     pub shutdown_timeout: Duration,
+    /// *(server)* Serve HTTPS and WSS: every connection the adapter's server accepts, or is
+    /// handed, starts with a TLS handshake with these rustls settings (see
+    /// [`tls::config_from_pem`](crate::driver::tls::config_from_pem)), which must end
+    /// within [`header_read_timeout`](Config::header_read_timeout). Its requests carry the
+    /// [`Tls`](crate::Tls) extension. The liveness probe needs a plain TCP socket, so over
+    /// TLS a new receiver waits up to [`abort_grace`](Config::abort_grace) for the previous
+    /// one to turn out gone. Default `None`: plain HTTP. Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<std::sync::Arc<crate::driver::tls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -101,6 +110,8 @@ impl Default for Config {
             shutdown_code: 1001,
             shutdown_reason: "Server shutting down".to_owned(),
             shutdown_timeout: Duration::from_secs(10),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

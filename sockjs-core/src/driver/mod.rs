@@ -57,13 +57,17 @@ mod session;
 mod shard;
 mod socket;
 pub mod suite;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 mod waiters;
+pub mod web;
 mod websocket;
 
 pub use config::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 pub use exchange::{Exchange, TryNext};
 pub use runtime::{Runtime, Task, Timer};
-pub use service::{ConnectionProbe, Service};
+pub use service::{ConnectionProbe, Service, shutdown};
 pub use session::{Closed, Session, SessionSender};
-pub use socket::{PollIo, Polled, Socket};
+pub use socket::{PollIo, Polled, Socket, write_all};
 pub use websocket::WebSocket;

@@ -329,3 +329,41 @@ impl Service {
         &inner.shards[index % n]
     }
 }
+
+/// Graceful shutdown of `services`: closes every session with [`Config::shutdown_code`]
+/// and [`Config::shutdown_reason`], then waits until no session, handler or connection
+/// (`connections()`, the adapter's count) is left, at most [`Config::shutdown_timeout`].
+/// `false` if it gave up.
+pub async fn shutdown(
+    runtime: &dyn Runtime,
+    services: &[Service],
+    config: &Config,
+    connections: impl Fn() -> usize,
+) -> bool {
+    for service in services {
+        service.close_all(config.shutdown_code, &config.shutdown_reason);
+    }
+    let deadline = runtime.now() + config.shutdown_timeout;
+    loop {
+        let sessions: usize = services.iter().map(Service::session_count).sum();
+        let handlers: usize = services.iter().map(Service::running_handlers).sum();
+        let connections = connections();
+        if sessions + handlers + connections == 0 {
+            tracing::info!("graceful shutdown complete");
+            return true;
+        }
+        let now = runtime.now();
+        if now >= deadline {
+            tracing::warn!(
+                sessions,
+                handlers,
+                connections,
+                "graceful shutdown timed out"
+            );
+            return false;
+        }
+        runtime
+            .timer(deadline.min(now + std::time::Duration::from_millis(10)))
+            .await;
+    }
+}

@@ -33,8 +33,9 @@ pub trait Socket: Send + 'static {
     fn shutdown(&mut self) -> io::Result<()>;
 }
 
-/// A stream with the usual poll-style I/O, as async runtimes define it; adapters implement
-/// it for their runtime's `AsyncRead + AsyncWrite` types in a few lines.
+/// A stream with the usual poll-style I/O, as async runtimes define it. Every futures-io
+/// `AsyncRead + AsyncWrite` stream (smol's, async-std's, futures-rustls's) has it; adapters
+/// implement it for their runtime's other stream types in a few lines.
 pub trait PollIo: Send + Unpin + 'static {
     /// Reads into `buf`: `Ready(Ok(0))` at the end of input.
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
@@ -44,6 +45,57 @@ pub trait PollIo: Send + Unpin + 'static {
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Flushes and closes the write side.
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl<T> PollIo for T
+where
+    T: futures_io::AsyncRead + futures_io::AsyncWrite + Send + Unpin + 'static,
+{
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        futures_io::AsyncRead::poll_read(std::pin::Pin::new(self), cx, buf)
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        futures_io::AsyncWrite::poll_write(std::pin::Pin::new(self), cx, buf)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        futures_io::AsyncWrite::poll_flush(std::pin::Pin::new(self), cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        futures_io::AsyncWrite::poll_close(std::pin::Pin::new(self), cx)
+    }
+}
+
+/// Writes all of `data` and flushes it, waiting on the socket when it takes nothing. It
+/// sets no time limit: race it with a timer.
+pub async fn write_all<S: Socket>(socket: &mut S, mut data: &[u8]) -> io::Result<()> {
+    loop {
+        if let Poll::Ready(result) = write_now(socket, &mut data) {
+            return result;
+        }
+        std::future::poll_fn(|cx| socket.poll_writable(cx)).await?;
+    }
+}
+
+/// Writes what the socket takes of `data` now, advancing it, then flushes: `Pending` when
+/// the socket takes nothing more for now (wait for [`Socket::poll_writable`]).
+pub(crate) fn write_now<S: Socket>(socket: &mut S, data: &mut &[u8]) -> Poll<io::Result<()>> {
+    loop {
+        let step = if data.is_empty() {
+            socket.try_flush().map(|()| 0)
+        } else {
+            socket.try_write(data)
+        };
+        match step {
+            Ok(0) if data.is_empty() => return Poll::Ready(Ok(())),
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => *data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
 }
 
 /// Most bytes read ahead while polling for readability.

@@ -101,12 +101,14 @@ pub fn services(base: &Options) -> Vec<TestService> {
 
 /// The command line of the adapters' test servers:
 /// `[ADDR] [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N] [--permessage-deflate]
-/// [--permessage-deflate-takeover]` and any flags of the adapter's own, which are passed
-/// through in [`Args::rest`].
+/// [--permessage-deflate-takeover] [--tls-cert PEM --tls-key PEM]` and any flags of the
+/// adapter's own, which are passed through in [`Args::rest`].
 ///
 /// `--permessage-deflate` offers permessage-deflate (RFC 7692) with
 /// [`DeflateOptions::default`](crate::DeflateOptions) (no context takeover);
 /// `--permessage-deflate-takeover` offers it with context takeover both ways.
+/// `--tls-cert` and `--tls-key` (both or neither) serve HTTPS with that certificate chain
+/// and private key (PEM files; the adapters' `tls` feature).
 #[derive(Debug, Clone)]
 pub struct Args {
     /// Where to listen (default `127.0.0.1:8081`; port 0 picks one).
@@ -116,11 +118,35 @@ pub struct Args {
     pub base: Options,
     /// Flags this parser does not know, in order, for the adapter.
     pub rest: Vec<String>,
+    /// `--tls-cert PEM --tls-key PEM`: the certificate chain and private key to serve
+    /// HTTPS with.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of `--tls-cert` and `--tls-key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's certificate first.
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    /// The rustls server settings from the files
+    /// ([`config_from_pem`](crate::driver::tls::config_from_pem)).
+    #[cfg(feature = "tls")]
+    pub fn load(
+        &self,
+    ) -> Result<std::sync::Arc<crate::driver::tls::ServerConfig>, crate::driver::tls::TlsError>
+    {
+        crate::driver::tls::config_from_pem(&self.cert, &self.key)
+    }
 }
 
 /// What [`Args::parse`] accepts, for usage messages.
 pub const USAGE: &str = "[ADDR] [--sockjs-url URL] [--heartbeat-ms N] [--disconnect-ms N] \
-     [--permessage-deflate] [--permessage-deflate-takeover]";
+     [--permessage-deflate] [--permessage-deflate-takeover] [--tls-cert PEM --tls-key PEM]";
 
 impl Args {
     /// Parses the arguments after the program name.
@@ -134,6 +160,9 @@ impl Args {
     /// assert_eq!(args.base.permessage_deflate, None);
     /// let args = Args::parse(["--permessage-deflate".to_owned()])?;
     /// assert_eq!(args.base.permessage_deflate, Some(sockjs_core::DeflateOptions::default()));
+    /// let args = Args::parse(["--tls-cert", "c.pem", "--tls-key", "k.pem"].map(String::from))?;
+    /// assert_eq!(args.tls.map(|files| files.key), Some("k.pem".into()));
+    /// assert!(Args::parse(["--tls-cert", "c.pem"].map(String::from)).is_err());
     /// # Ok::<(), String>(())
     /// ```
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
@@ -144,7 +173,9 @@ impl Args {
                 ..Options::default()
             },
             rest: Vec::new(),
+            tls: None,
         };
+        let (mut cert, mut key) = (None, None);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -171,6 +202,8 @@ impl Args {
                         ..crate::DeflateOptions::default()
                     });
                 }
+                "--tls-cert" => cert = Some(value("--tls-cert")?.into()),
+                "--tls-key" => key = Some(value("--tls-key")?.into()),
                 addr if !addr.starts_with('-') => {
                     parsed.addr = addr
                         .parse()
@@ -179,6 +212,11 @@ impl Args {
                 _ => parsed.rest.push(arg),
             }
         }
+        parsed.tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+        };
         parsed.base.validate().map_err(|e| e.to_string())?;
         Ok(parsed)
     }

@@ -290,21 +290,13 @@ async fn write_all<S: Socket>(
     let timeout = exchange.config().write_timeout;
     let mut since = None;
     loop {
-        let step = if data.is_empty() {
-            socket.try_flush().map(|()| 0)
-        } else {
-            socket.try_write(data)
-        };
-        match step {
-            Ok(0) if data.is_empty() => return Ok(()),
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                data = &data[n..];
-                since = None;
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+        let before = data.len();
+        if let Poll::Ready(result) = crate::driver::socket::write_now(socket, &mut data) {
+            return result;
+        }
+        if data.len() < before {
+            // The write timeout counts from the last progress.
+            since = None;
         }
         let start = *since.get_or_insert_with(|| exchange.runtime().now());
         alarm.set(exchange, Some(start + timeout));

@@ -1,0 +1,159 @@
+//! Both adapters serve a connection handed over as any byte stream (here a Unix socket),
+//! with the client's address passed alongside: `sockjs_tokio::serve_connection` and
+//! `sockjs_smol::Handler::serve_connection`. HTTP transports and WebSockets go through the
+//! driver's `Polled`; without a liveness probe, the abort grace applies.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use conformance::http::{Conn, Request};
+use sockjs_core::Options;
+use sockjs_core::driver::{Config, Session};
+use support::{ADAPTERS, Adapter, within};
+
+/// The address the tests pass for the client.
+fn peer() -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, 7], 4567))
+}
+
+/// Echoes, and answers `peer?` with the session's peer address.
+async fn app(mut session: Session) {
+    while let Some(message) = session.recv().await {
+        let answer = match message.as_str() {
+            "peer?" => format!("{:?}", session.peer_addr()),
+            _ => message,
+        };
+        let _ = session.send(answer);
+    }
+}
+
+/// Something that serves connections handed over as Unix sockets; dropped, it stops.
+struct Served {
+    connect: Box<dyn Fn() -> UnixStream + Send + Sync>,
+    _stop: Box<dyn Send>,
+}
+
+fn serve(adapter: Adapter) -> Served {
+    let config = Config {
+        abort_grace: Duration::from_millis(50),
+        ..Config::default()
+    };
+    match adapter {
+        Adapter::Smol => {
+            let handler = sockjs_smol::Server::with_config(config)
+                .threads(1)
+                .service("/echo", Options::default(), app)
+                .unwrap()
+                .start()
+                .unwrap();
+            Served {
+                connect: Box::new(move || {
+                    let (client, server) = UnixStream::pair().unwrap();
+                    let server = async_io::Async::new(server).unwrap();
+                    let handler = handler.clone();
+                    std::thread::spawn(move || {
+                        async_io::block_on(handler.serve_connection(server, peer()))
+                    });
+                    client
+                }),
+                _stop: Box::new(()),
+            }
+        }
+        Adapter::Tokio => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let service = sockjs_tokio::SockJs::builder(Options::default())
+                .config(config.clone())
+                .build(app)
+                .unwrap();
+            let routes = sockjs_tokio::Routes::new().mount("/echo", service);
+            let config = Arc::new(config);
+            let handle = runtime.handle().clone();
+            Served {
+                connect: Box::new(move || {
+                    let (client, server) = UnixStream::pair().unwrap();
+                    server.set_nonblocking(true).unwrap();
+                    let _guard = handle.enter();
+                    let server = tokio::net::UnixStream::from_std(server).unwrap();
+                    handle.spawn(sockjs_tokio::serve_connection(
+                        server,
+                        peer(),
+                        routes.clone(),
+                        config.clone(),
+                    ));
+                    client
+                }),
+                _stop: Box::new(runtime),
+            }
+        }
+    }
+}
+
+fn conn(served: &Served) -> Conn<UnixStream> {
+    let stream = (served.connect)();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    Conn::new(stream, "localhost")
+}
+
+#[test]
+fn both_adapters_serve_http_and_websockets_over_a_unix_socket() {
+    for adapter in ADAPTERS {
+        within(Duration::from_secs(30), move || {
+            let served = serve(adapter);
+            // Keep-alive requests on one connection: greeting, info, an xhr session.
+            let mut c = conn(&served);
+            let greeting = c.roundtrip(&Request::new("GET", "/echo")).unwrap();
+            assert_eq!(greeting.text(), "Welcome to SockJS!\n", "{adapter:?}");
+            let info = c.roundtrip(&Request::new("GET", "/echo/info")).unwrap();
+            assert!(info.text().contains("\"websocket\":true"), "{adapter:?}");
+            let missing = c.roundtrip(&Request::new("GET", "/nowhere")).unwrap();
+            assert_eq!(missing.status(), 404, "{adapter:?}");
+            let open = c
+                .roundtrip(&Request::new("POST", "/echo/0/unix/xhr"))
+                .unwrap();
+            assert_eq!(open.text(), "o\n", "{adapter:?}");
+            let send = Request::new("POST", "/echo/0/unix/xhr_send").body(r#"["peer?"]"#);
+            assert_eq!(c.roundtrip(&send).unwrap().status(), 204, "{adapter:?}");
+            let poll = c
+                .roundtrip(&Request::new("POST", "/echo/0/unix/xhr"))
+                .unwrap();
+            assert_eq!(
+                poll.text(),
+                format!("a[\"Some({})\"]\n", peer()),
+                "{adapter:?}"
+            );
+            // A streaming response, chunk by chunk.
+            let mut s = conn(&served);
+            s.send(&Request::new("POST", "/echo/0/stream/xhr_streaming"))
+                .unwrap();
+            assert_eq!(s.read_head().unwrap().status, 200, "{adapter:?}");
+            assert_eq!(s.read_chunk().unwrap().len(), 2049, "{adapter:?}");
+            assert_eq!(s.read_chunk().unwrap(), b"o\n", "{adapter:?}");
+            // A WebSocket: a big echo crosses the pump's buffers both ways.
+            let (mut ws, _) =
+                tungstenite::client("ws://localhost/echo/websocket", (served.connect)()).unwrap();
+            let big = "x".repeat(200_000);
+            for message in ["hello", big.as_str()] {
+                ws.send(tungstenite::Message::text(message)).unwrap();
+                match ws.read().unwrap() {
+                    tungstenite::Message::Text(text) => {
+                        assert_eq!(text.len(), message.len(), "{adapter:?}")
+                    }
+                    other => panic!("{adapter:?}: {other:?}"),
+                }
+            }
+            ws.close(None).unwrap();
+        });
+    }
+}

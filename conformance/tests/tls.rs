@@ -1,0 +1,140 @@
+//! HTTPS and WSS on both adapters (`Config::tls`, cargo feature `tls`): every conformance
+//! check over TLS with a throwaway CA, a WebSocket echo over wss, and a client that never
+//! finishes its handshake.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use conformance::tls::ClientStream;
+use sockjs_core::driver::Config;
+use support::{
+    ADAPTERS, Adapter, DISCONNECT, HEARTBEAT, Target, TestCerts, start_services, suite, suite_base,
+};
+
+fn start_tls(adapter: Adapter, certs: &TestCerts, config: Config) -> Target {
+    let config = Config {
+        tls: Some(certs.server()),
+        ..config
+    };
+    start_services(adapter, config, suite(&suite_base()))
+}
+
+/// A TLS connection to the target, trusting the test CA.
+fn connect(target: &Target, certs: &TestCerts) -> ClientStream {
+    let tcp = TcpStream::connect(target.addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    ClientStream::tls(tcp, &target.host(), &certs.client).expect("TLS handshake")
+}
+
+#[test]
+fn every_conformance_check_passes_over_tls_against_both_adapters() {
+    let certs = TestCerts::new();
+    for adapter in ADAPTERS {
+        println!("{adapter:?}");
+        // TLS streams cannot be probed, so a receiver that would get 2010 waits the abort
+        // grace for the attached one to turn out gone; the abort stress checks provoke a
+        // real 2010 in every polling round, so keep the wait short here.
+        let config = Config {
+            abort_grace: Duration::from_millis(20),
+            ..Config::default()
+        };
+        let target = start_tls(adapter, &certs, config);
+        let report = conformance::run(
+            &conformance::Config::new(format!("https://{}", target.addr))
+                .heartbeat(HEARTBEAT)
+                .disconnect(DISCONNECT)
+                .tls(certs.client.clone()),
+        );
+        println!("{}", report.summary());
+        report.assert_success();
+    }
+}
+
+#[test]
+fn websockets_echo_over_wss_on_both_adapters() {
+    let certs = TestCerts::new();
+    for adapter in ADAPTERS {
+        let target = start_tls(adapter, &certs, Config::default());
+        // The raw WebSocket endpoint: big messages cross many TLS records each way.
+        let url = format!("wss://{}/echo/websocket", target.addr);
+        let (mut ws, _) =
+            tungstenite::client(url.as_str(), connect(&target, &certs)).expect("upgrade");
+        let big: String = (0..200_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        for message in ["hello", "ünïcödé ☃", big.as_str()] {
+            ws.send(tungstenite::Message::text(message)).expect("send");
+            match ws.read().expect("echo") {
+                tungstenite::Message::Text(text) => {
+                    assert_eq!(text.as_str(), message, "{adapter:?}")
+                }
+                other => panic!("{adapter:?}: {other:?}"),
+            }
+        }
+        ws.close(None).expect("close");
+        loop {
+            match ws.read() {
+                Ok(tungstenite::Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        // A SockJS WebSocket session: the open frame, an echo, the application's close.
+        let url = format!("wss://{}/close/000/tls/websocket", target.addr);
+        let (mut ws, _) =
+            tungstenite::client(url.as_str(), connect(&target, &certs)).expect("upgrade");
+        let mut frames = Vec::new();
+        while let Ok(message) = ws.read() {
+            if let tungstenite::Message::Text(text) = message {
+                frames.push(text.as_str().to_owned());
+            }
+        }
+        assert_eq!(frames, ["o", "c[3000,\"Go away!\"]"], "{adapter:?}");
+    }
+}
+
+#[test]
+fn plain_http_on_a_tls_port_and_a_silent_client_are_dropped() {
+    let certs = TestCerts::new();
+    let timeout = Duration::from_millis(500);
+    let config = Config {
+        header_read_timeout: timeout,
+        ..Config::default()
+    };
+    for adapter in ADAPTERS {
+        let target = start_tls(adapter, &certs, config.clone());
+        // Plain HTTP is not a TLS handshake: the connection ends without an HTTP answer.
+        let mut plain = TcpStream::connect(target.addr).expect("connect");
+        plain
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        plain
+            .write_all(b"GET /echo/info HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let mut answer = Vec::new();
+        let _ = plain.read_to_end(&mut answer);
+        assert!(!answer.starts_with(b"HTTP/"), "{adapter:?}: {answer:?}");
+        // A client that never says hello is dropped after the header read timeout.
+        let mut silent = TcpStream::connect(target.addr).expect("connect");
+        silent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let started = Instant::now();
+        let ended = matches!(silent.read(&mut [0u8; 64]), Ok(0) | Err(_));
+        let took = started.elapsed();
+        assert!(ended, "{adapter:?}");
+        assert!(
+            took >= timeout - Duration::from_millis(50) && took < Duration::from_secs(4),
+            "{adapter:?}: {took:?}"
+        );
+        // And the server still serves TLS clients.
+        let mut conn = conformance::http::Conn::new(connect(&target, &certs), &target.host());
+        let response = conn
+            .roundtrip(&conformance::http::Request::new("GET", "/echo"))
+            .expect("greeting");
+        assert_eq!(response.text(), "Welcome to SockJS!\n", "{adapter:?}");
+    }
+}

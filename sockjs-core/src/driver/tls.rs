@@ -1,0 +1,154 @@
+//! TLS server settings for the adapters' `tls` features (cargo feature `tls`): a rustls
+//! [`ServerConfig`] from a certificate chain and a private key in PEM files, written once
+//! for both adapters.
+//!
+//! The settings use rustls's `ring` provider (TLS 1.3 and 1.2, its default cipher suites)
+//! and offer ALPN `http/1.1`, the only protocol the adapters speak. Requests that arrive
+//! over TLS carry the [`Tls`](crate::Tls) extension, so hixie-76 answers with a `wss://`
+//! location.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), sockjs_core::driver::tls::TlsError> {
+//! let config = sockjs_core::driver::tls::config_from_pem("cert.pem", "key.pem")?;
+//! assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use rustls;
+pub use rustls::ServerConfig;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why [`config_from_pem`] or [`server_config`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What reading it said.
+        source: io::Error,
+    },
+    /// A file is not valid PEM.
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM parser said.
+        source: pem::Error,
+    },
+    /// The certificate file holds no `CERTIFICATE` section.
+    NoCertificate(PathBuf),
+    /// The key file holds no private key (PKCS #8, PKCS #1 or SEC1).
+    NoKey(PathBuf),
+    /// rustls refused the pair (e.g. the key does not match the certificate, or its kind
+    /// is not supported).
+    Rustls(rustls::Error),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::Read { path, source } => write!(f, "reading {}: {source}", path.display()),
+            TlsError::Pem { path, source } => {
+                write!(f, "{} is not valid PEM: {source:?}", path.display())
+            }
+            TlsError::NoCertificate(path) => write!(f, "no certificate in {}", path.display()),
+            TlsError::NoKey(path) => write!(f, "no private key in {}", path.display()),
+            TlsError::Rustls(error) => write!(f, "TLS settings refused: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TlsError::Read { source, .. } => Some(source),
+            TlsError::Rustls(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Server settings from a PEM file holding the certificate chain (the server's certificate
+/// first) and a PEM file holding its private key (both may be the same file).
+pub fn config_from_pem(
+    cert_path: impl AsRef<Path>,
+    key_path: impl AsRef<Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert_path, key_path) = (cert_path.as_ref(), key_path.as_ref());
+    let certs = read(cert_path)?;
+    let key = read(key_path)?;
+    let chain = CertificateDer::pem_slice_iter(&certs)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            path: cert_path.to_owned(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate(cert_path.to_owned()));
+    }
+    let key = match PrivateKeyDer::from_pem_slice(&key) {
+        Ok(key) => key,
+        Err(pem::Error::NoItemsFound) => return Err(TlsError::NoKey(key_path.to_owned())),
+        Err(source) => {
+            return Err(TlsError::Pem {
+                path: key_path.to_owned(),
+                source,
+            });
+        }
+    };
+    server_config(chain, key)
+}
+
+/// Server settings from a certificate chain and its private key in DER, as
+/// [`config_from_pem`] makes them.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(TlsError::Rustls)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_empty_files_are_typed_errors() {
+        let dir = std::env::temp_dir().join(format!("sockjs-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, b"").expect("write");
+        assert!(matches!(
+            config_from_pem(dir.join("absent.pem"), &empty),
+            Err(TlsError::Read { .. })
+        ));
+        assert!(matches!(
+            config_from_pem(&empty, &empty),
+            Err(TlsError::NoCertificate(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,210 @@
+//! HTTP plumbing every adapter needs whatever its runtime or HTTP library: services by
+//! mount prefix, whole request bodies, the small plain-text answers.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Response, StatusCode, Uri};
+
+use crate::OriginalUri;
+
+/// A small `text/plain` response.
+///
+/// ```
+/// use sockjs_core::driver::web::plain;
+/// let response = plain(http::StatusCode::NOT_FOUND, "404 Error: Page not found\n");
+/// assert_eq!(response.headers()["content-type"], "text/plain; charset=UTF-8");
+/// ```
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(text.as_bytes()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
+    response
+}
+
+/// Things (services) by mount prefix; the longest matching prefix wins.
+///
+/// ```
+/// use sockjs_core::driver::web::Mounts;
+/// let mounts = Mounts::new().mount("/echo", 1).mount("echo/deep/", 2).mount("", 0);
+/// assert_eq!(mounts.find("/echo/info"), Some(("/echo", &1)));
+/// assert_eq!(mounts.find("/echo/deep"), Some(("/echo/deep", &2)));
+/// assert_eq!(mounts.find("/echoes"), Some(("", &0)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Mounts<T> {
+    /// Longest prefix first.
+    mounts: Vec<(String, T)>,
+}
+
+impl<T> Default for Mounts<T> {
+    fn default() -> Self {
+        Mounts { mounts: Vec::new() }
+    }
+}
+
+impl<T> Mounts<T> {
+    /// None.
+    pub fn new() -> Mounts<T> {
+        Mounts::default()
+    }
+
+    /// Adds `value` at a prefix such as `/echo` (a missing leading `/` is added, trailing
+    /// ones are dropped; `""` or `"/"` is the root).
+    pub fn mount(mut self, prefix: &str, value: T) -> Mounts<T> {
+        let prefix = prefix.trim_end_matches('/');
+        let prefix = if prefix.is_empty() || prefix.starts_with('/') {
+            prefix.to_owned()
+        } else {
+            format!("/{prefix}")
+        };
+        self.mounts.push((prefix, value));
+        self.mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
+        self
+    }
+
+    /// Every value, longest prefix first.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.mounts.iter().map(|(_, value)| value)
+    }
+
+    /// The value whose prefix `path` is in, with that prefix: `path` equals it or goes on
+    /// with `/`.
+    pub fn find(&self, path: &str) -> Option<(&str, &T)> {
+        self.mounts.iter().find_map(|(prefix, value)| {
+            let rest = path.strip_prefix(prefix.as_str())?;
+            (rest.is_empty() || rest.starts_with('/')).then_some((prefix.as_str(), value))
+        })
+    }
+}
+
+/// The request with its URI's path relative to `prefix` (`/` for the prefix itself), as a
+/// router's `nest_service` hands it on, and the URI it came with as an [`OriginalUri`]
+/// extension. `None` if `prefix` does not start the path or the new URI is invalid.
+pub fn strip_prefix<B>(mut request: http::Request<B>, prefix: &str) -> Option<http::Request<B>> {
+    let original = request.uri().clone();
+    let rest = original.path().strip_prefix(prefix)?;
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let path_and_query = match original.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    let mut parts = original.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
+    *request.uri_mut() = Uri::from_parts(parts).ok()?;
+    request.extensions_mut().insert(OriginalUri(original));
+    Some(request)
+}
+
+/// Routers such as axum's `nest_service` turn `/echo//` into `/` (they drop the empty
+/// segment after the prefix), which would make near-miss paths such as `P//` or `P//xhr`
+/// routable. When the router recorded an [`OriginalUri`] that ends with `/` + the path the
+/// service was given, this puts the lost `/` back, so the engine sees the real path (and
+/// answers 404).
+pub fn restore_empty_segment(parts: &mut http::request::Parts) {
+    let Some(original) = parts.extensions.get::<OriginalUri>() else {
+        return;
+    };
+    let seen = parts.uri.path();
+    let lost = seen.starts_with('/')
+        && original
+            .0
+            .path()
+            .strip_suffix(seen)
+            .is_some_and(|head| head.len() > 1 && head.ends_with('/'));
+    if !lost {
+        return;
+    }
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("/{seen}?{query}"),
+        None => format!("/{seen}"),
+    };
+    let mut uri = parts.uri.clone().into_parts();
+    uri.path_and_query = PathAndQuery::try_from(path_and_query).ok();
+    if let Ok(uri) = Uri::from_parts(uri) {
+        parts.uri = uri;
+    }
+}
+
+/// Why a request body could not be read; [`response`](BodyError::response) is the answer
+/// to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// More than the limit, declared or sent: 413.
+    TooLarge,
+    /// The body failed to arrive (its stream reported an error): 400.
+    Failed,
+    /// It did not arrive within the body read timeout: 408, and the connection closes.
+    TimedOut,
+}
+
+impl BodyError {
+    /// The answer to the request.
+    pub fn response(self) -> Response<Bytes> {
+        match self {
+            BodyError::TooLarge => plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large.\n"),
+            BodyError::Failed => plain(StatusCode::BAD_REQUEST, "Bad request body.\n"),
+            BodyError::TimedOut => {
+                let mut response = plain(StatusCode::REQUEST_TIMEOUT, "Request body timeout.\n");
+                let close = HeaderValue::from_static("close");
+                response.headers_mut().insert(header::CONNECTION, close);
+                response
+            }
+        }
+    }
+}
+
+/// Reads a whole request body of at most `limit` bytes, checking a `Content-Length` in
+/// `headers` first. A body that comes in one chunk (the usual case) is kept as it is,
+/// without a copy.
+pub async fn read_body<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = std::pin::pin!(body);
+    let mut first = Bytes::new();
+    let mut buf = BytesMut::new();
+    while let Some(frame) = poll_fn(|cx| Pin::as_mut(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|error| {
+            let error: Box<dyn std::error::Error + Send + Sync> = error.into();
+            tracing::debug!(%error, "request body failed");
+            BodyError::Failed
+        })?;
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        let held = first.len() + buf.len();
+        if held.saturating_add(data.remaining()) > limit {
+            return Err(BodyError::TooLarge);
+        }
+        if held == 0 {
+            first = data.copy_to_bytes(data.remaining());
+            continue;
+        }
+        if !first.is_empty() {
+            buf.extend_from_slice(&first);
+            first = Bytes::new();
+        }
+        while data.has_remaining() {
+            let chunk = data.chunk();
+            let len = chunk.len();
+            buf.extend_from_slice(chunk);
+            data.advance(len);
+        }
+    }
+    Ok(if buf.is_empty() { first } else { buf.freeze() })
+}
