@@ -180,7 +180,10 @@ impl SessionSender {
         &self.handle.shared.id
     }
 
-    /// The engine's key of the session (unique within its shard).
+    /// The server's key of the session: unique among every session of the process (raw
+    /// WebSocket ones included) and never reused. Key registries on it, not on
+    /// [`id`](SessionSender::id), which the client chooses (two WebSocket sessions may share
+    /// one, raw WebSocket sessions have none).
     pub fn key(&self) -> SessionKey {
         self.handle.key
     }
@@ -347,12 +350,14 @@ impl Session {
         }
     }
 
-    /// The session id from the URL (`I` in `/S/I/...`); empty for raw WebSocket.
+    /// The session id from the URL (`I` in `/S/I/...`), as the client chose it; empty for
+    /// raw WebSocket. Not unique: see [`key`](Session::key).
     pub fn id(&self) -> &str {
         self.sender.id()
     }
 
-    /// The engine's key of the session (unique within its shard).
+    /// The server's key of the session, unique in the process: what to key registries on
+    /// (see [`SessionSender::key`]).
     pub fn key(&self) -> SessionKey {
         self.sender.key()
     }
