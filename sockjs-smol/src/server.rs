@@ -154,7 +154,7 @@ impl ServerHandle {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let server = Server::new().service("/echo", Options::default(), |mut session| async move {
 ///     while let Some(message) = session.recv().await {
-///         let _ = session.send(message);
+///         let _ = session.send(message).await;
 ///     }
 /// })?;
 /// let listener = Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 8081))?;
@@ -269,7 +269,7 @@ impl Server {
     /// let server = Server::new()
     ///     .service("/echo", Options::default(), |mut session| async move {
     ///         while let Some(text) = session.recv().await {
-    ///             let _ = session.send(text);
+    ///             let _ = session.send(text).await;
     ///         }
     ///     })?
     ///     .fallback(|request| {
