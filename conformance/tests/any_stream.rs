@@ -29,7 +29,7 @@ async fn app(mut session: Session) {
             "peer?" => format!("{:?}", session.peer_addr()),
             _ => message,
         };
-        let _ = session.send(answer);
+        let _ = session.send(answer).await;
     }
 }
 

@@ -43,7 +43,7 @@ fn node_with(adapter: Adapter, hub: Broadcast, runtime: Option<tokio::runtime::R
         let hub = handler_hub.clone();
         async move {
             let member = hub.member(session.sender());
-            let _ = session.send("ready");
+            let _ = session.send("ready").await;
             while let Some(text) = session.recv().await {
                 let (verb, rest) = text.split_once(' ').unwrap_or((&text, ""));
                 let reply = match verb {
@@ -61,7 +61,7 @@ fn node_with(adapter: Adapter, hub: Broadcast, runtime: Option<tokio::runtime::R
                     }
                     _ => "?".to_owned(),
                 };
-                let _ = session.send(reply);
+                let _ = session.send(reply).await;
             }
         }
     });

@@ -36,7 +36,7 @@ fn config() -> Config {
 fn echo() -> Handler {
     handler(|mut session: Session| async move {
         while let Some(text) = session.recv().await {
-            let _ = session.send(text);
+            let _ = session.send(text).await;
         }
     })
 }
@@ -353,7 +353,7 @@ fn closing_echo(tx: Sender<(Transport, Option<CloseReason>, Instant)>) -> Handle
         let tx = tx.clone();
         async move {
             while let Some(text) = session.recv().await {
-                let _ = session.send(text);
+                let _ = session.send(text).await;
             }
             let _ = tx.send((session.transport(), session.close_reason(), Instant::now()));
         }

@@ -50,6 +50,18 @@ fn serve(adapter: Adapter, config: Config, options: Options, handler: Handler) -
     start_services(adapter, config, vec![Mount::new("/app", options, handler)])
 }
 
+/// Starts `adapter` with one service at `/app` whose handler reports to the test.
+fn serve_reporting<T: Send + 'static>(
+    adapter: Adapter,
+    config: Config,
+    options: Options,
+    make: impl FnOnce(Sender<T>) -> Handler,
+) -> (Target, Reports<T>) {
+    let reports = Reports::new();
+    let target = serve(adapter, config, options, make(reports.sender()));
+    (target, reports)
+}
+
 /// A session id no other test uses, starting with `kind`.
 fn sid(kind: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -276,7 +288,7 @@ fn a_session_exposes_its_id_key_transport_opening_request_and_peer() {
                     let _ = tx.send(opened(&session));
                     async move {
                         while let Some(text) = session.recv().await {
-                            let _ = session.send(text);
+                            let _ = session.send(text).await;
                         }
                     }
                 }),
@@ -366,13 +378,13 @@ fn lifecycle_handler(tx: Sender<Lived>) -> Handler {
             let sender = session.sender();
             while let Some(text) = session.recv().await {
                 if text != "close" {
-                    let _ = session.send(text);
+                    let _ = session.send(text).await;
                     continue;
                 }
                 let first = session.close(3001, "bye");
                 let state = session.state();
                 let second = session.close(3002, "again");
-                let send = session.send("late");
+                let send = session.send("late").await;
                 let _ = tx.send(Lived::Closing {
                     first,
                     state,
@@ -388,9 +400,9 @@ fn lifecycle_handler(tx: Sender<Lived>) -> Handler {
                 state: session.state(),
                 is_closed: session.is_closed(),
                 reason: session.close_reason(),
-                send: session.send("after the end"),
+                send: session.send("after the end").await,
                 close: session.close(3003, "after the end"),
-                sender_send: sender.send("after the end"),
+                sender_send: sender.try_send("after the end"),
                 sender_state: sender.state(),
             });
         }
@@ -536,7 +548,7 @@ fn a_session_sender_sends_and_watches_from_another_thread() {
                     async move {
                         let sender = session.sender();
                         std::thread::spawn(move || {
-                            let sent = sender.send("from another thread");
+                            let sent = async_io::block_on(sender.send("from another thread"));
                             let state = sender.state();
                             async_io::block_on(sender.closed());
                             let _ = tx.send(SenderSaw {
@@ -545,7 +557,7 @@ fn a_session_sender_sends_and_watches_from_another_thread() {
                                 after: sender.state(),
                                 is_closed: sender.is_closed(),
                                 reason: sender.close_reason(),
-                                send_after: sender.send("late"),
+                                send_after: sender.try_send("late"),
                                 close_after: sender.close(3000, "late"),
                             });
                         });
@@ -683,9 +695,10 @@ fn dropping_every_handle_closes_the_session_with_1000() {
 fn a_kept_sender_keeps_the_session_open_and_what_the_client_sends_meanwhile_is_discarded() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
-            // Two messages would overflow the inbound queue if they were kept.
+            // A few messages would overflow the inbound queue if they were kept.
             let config = Config {
-                max_session_inbound: 1,
+                max_session_inbound_bytes: 40,
+                inbound_stall_timeout: Duration::from_millis(200),
                 ..config()
             };
             let gates = Gates::default();
@@ -707,7 +720,7 @@ fn a_kept_sender_keeps_the_session_open_and_what_the_client_sends_meanwhile_is_d
                         let _ = tx.send(("returned", None));
                         std::thread::spawn(move || {
                             gates.wait_blocking(&id);
-                            let sent = sender.send("still here");
+                            let sent = sender.try_send("still here");
                             let _ = tx.send(("sent", Some((sent, sender.state()))));
                         });
                     }
@@ -776,7 +789,7 @@ fn a_handler_returning_after_the_session_ended_closes_nothing_twice() {
                             return;
                         }
                         while let Some(text) = session.recv().await {
-                            let _ = session.send(text);
+                            let _ = session.send(text).await;
                         }
                         let _ = tx.send(session.close_reason());
                         // Holds the ended session until the test lets go.
@@ -814,134 +827,387 @@ fn a_handler_returning_after_the_session_ended_closes_nothing_twice() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Inbound bounds
+// Inbound flow control
 // ---------------------------------------------------------------------------------------
 
-/// Never reads; sends `marked` when the test opens the gate `mark ID`; reports the close
-/// reason once the session has ended.
-fn deaf_handler(gates: Gates, tx: Sender<Option<CloseReason>>) -> Handler {
-    handler(move |session: Session| {
-        let (gates, tx) = (gates.clone(), tx.clone());
+/// What a slow reader saw: the messages it took, whether they came in order, how its
+/// session ended (`None` while open).
+#[derive(Debug, PartialEq)]
+struct Taken {
+    count: usize,
+    in_order: bool,
+    reason: Option<CloseReason>,
+}
+
+/// Takes `expect` messages (`"0"`, `"1"`, …), pausing 2 ms every 100 so the client is
+/// faster than the application, then reports; ids starting with `deaf` never read and
+/// report their close reason once the session has ended.
+fn slow_reader(expect: usize, tx: Sender<Taken>) -> Handler {
+    handler(move |mut session: Session| {
+        let tx = tx.clone();
         async move {
-            let mark = format!("mark {}", session.id());
-            while !session.is_closed() {
-                if gates.take(&mark) {
-                    let _ = session.send("marked");
-                }
-                sleep(Duration::from_millis(5)).await;
+            if session.id().starts_with("deaf") {
+                session.closed().await;
+                let _ = tx.send(Taken {
+                    count: 0,
+                    in_order: true,
+                    reason: session.close_reason(),
+                });
+                return;
             }
-            let _ = tx.send(session.close_reason());
+            let (mut count, mut in_order) = (0, true);
+            while count < expect {
+                let Some(text) = session.recv().await else {
+                    break;
+                };
+                in_order &= text == count.to_string();
+                count += 1;
+                if count % 100 == 0 {
+                    sleep(Duration::from_millis(2)).await;
+                }
+            }
+            let reason = session.close_reason();
+            let _ = tx.send(Taken {
+                count,
+                in_order,
+                reason,
+            });
+            let _ = session.send(format!("took {count}")).await;
+            // Stay open: the test checks the session outlived the flood.
+            while session.recv().await.is_some() {}
         }
     })
 }
 
-/// Fills session `id`'s inbound queue up to its bound with `fits` (over xhr_send, with a
-/// streaming receiver), checks it is still open, then overflows it with `over`.
-fn overflow_over_http(target: &Target, gates: &Gates, fits: &[&str], over: &str) {
-    let id = sid("deaf");
-    let mut receiver = stream(target, &id);
-    for body in fits {
-        assert_eq!(xhr_send(target, &id, body), 204);
-    }
-    gates.open(&format!("mark {id}"));
-    assert_eq!(chunk_text(&mut receiver), "a[\"marked\"]\n");
-    assert_eq!(xhr_send(target, &id, over), 204);
-    assert_eq!(
-        chunk_text(&mut receiver),
-        close_frame(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON) + "\n",
-        "{:?}",
-        target.adapter
-    );
-    assert_eq!(receiver.read_chunk().unwrap(), b"", "the stream ends");
+/// A JSON array of the numbers `from..to` as strings.
+fn numbers(from: usize, to: usize) -> String {
+    let items: Vec<String> = (from..to).map(|n| format!("\"{n}\"")).collect();
+    format!("[{}]", items.join(","))
 }
 
-/// The same over a WebSocket.
-fn overflow_over_websocket(target: &Target, gates: &Gates, fits: &[&str], over: &str) {
-    let id = sid("deaf");
-    let mut socket = ws(target, &id);
-    for body in fits {
-        say(&mut socket, body);
+/// 4 KiB: far below what the floods carry, so the backpressure is exercised.
+fn small_inbound() -> Config {
+    Config {
+        max_session_inbound_bytes: 4096,
+        ..config()
     }
-    gates.open(&format!("mark {id}"));
-    assert_eq!(next(&mut socket).as_deref(), Some(r#"a["marked"]"#));
-    say(&mut socket, over);
-    assert_eq!(
-        next(&mut socket),
-        Some(close_frame(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON)),
-        "{:?}",
-        target.adapter
-    );
-    assert_eq!(
-        next(&mut socket).as_deref(),
-        Some("close 1000 Normal closure")
-    );
 }
 
 #[test]
-fn an_application_that_never_reads_is_closed_with_1013_past_max_session_inbound() {
+fn a_10000_message_xhr_send_is_delivered_in_order_and_the_session_stays_open() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) = serve_reporting(adapter, small_inbound(), options(), |tx| {
+                slow_reader(10_000, tx)
+            });
+            let id = sid("batch");
+            assert_eq!(xhr(&target, &id), "o\n");
+            // About 70 KiB of messages (410 KiB as the queue counts them): held, not refused.
+            assert_eq!(xhr_send(&target, &id, &numbers(0, 10_000)), 204);
+            let taken = reports.next();
+            assert_eq!(
+                taken,
+                Taken {
+                    count: 10_000,
+                    in_order: true,
+                    reason: None
+                },
+                "{adapter:?}"
+            );
+            assert_eq!(xhr(&target, &id), "a[\"took 10000\"]\n", "{adapter:?}");
+            assert_eq!(xhr_send(&target, &id, r#"["more"]"#), 204, "still open");
+        }
+    });
+}
+
+#[test]
+fn a_fast_websocket_writer_is_slowed_not_closed() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) = serve_reporting(adapter, small_inbound(), options(), |tx| {
+                slow_reader(10_000, tx)
+            });
+            let mut socket = ws(&target, &sid("writer"));
+            // One frame per message, as fast as the socket takes them: the server stops
+            // reading while the application is behind, which blocks these writes.
+            for n in 0..10_000 {
+                say(&mut socket, &format!("[\"{n}\"]"));
+            }
+            let taken = reports.next();
+            assert_eq!(
+                (taken.count, taken.in_order, taken.reason),
+                (10_000, true, None),
+                "{adapter:?}"
+            );
+            assert_eq!(next(&mut socket).as_deref(), Some(r#"a["took 10000"]"#));
+        }
+    });
+}
+
+/// A deaf session past its bound: its send's answer is held until the stall timeout,
+/// then the session is closed with 1013.
+#[test]
+fn a_stuck_application_is_closed_with_1013_after_the_stall_timeout() {
     within(LIMIT, || {
         assert_eq!(
             (INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON),
             (1013, "Receive queue overflow")
         );
+        let stall = Duration::from_millis(300);
         for adapter in ADAPTERS {
             let config = Config {
-                max_session_inbound: 3,
-                // The application never reads: do not hold the sends.
-                delivery_wait: Duration::ZERO,
-                ..config()
+                inbound_stall_timeout: stall,
+                ..small_inbound()
             };
-            let gates = Gates::default();
-            let reports = Reports::new();
-            let target = serve(
-                adapter,
-                config,
-                options(),
-                deaf_handler(gates.clone(), reports.sender()),
-            );
+            let (target, reports) =
+                serve_reporting(adapter, config, options(), |tx| slow_reader(0, tx));
             let overflowed = closed_with(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON);
-            overflow_over_http(&target, &gates, &[r#"["1","2"]"#, r#"["3"]"#], r#"["4"]"#);
-            assert_eq!(reports.next(), overflowed);
-            overflow_over_websocket(&target, &gates, &[r#"["1","2"]"#, r#"["3"]"#], r#"["4"]"#);
-            assert_eq!(reports.next(), overflowed);
+
+            // HTTP: the answer is held, then the receiver gets the close.
+            let id = sid("deaf");
+            let mut receiver = stream(&target, &id);
+            let started = Instant::now();
+            assert_eq!(xhr_send(&target, &id, &numbers(0, 1000)), 204);
+            assert!(started.elapsed() >= stall, "{adapter:?}: answer held");
+            assert_eq!(
+                chunk_text(&mut receiver),
+                close_frame(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON) + "\n",
+                "{adapter:?}"
+            );
+            assert_eq!(reports.next().reason, overflowed);
+
+            // WebSocket: the socket is no longer read, then the session is closed.
+            let mut socket = ws(&target, &sid("deaf"));
+            let started = Instant::now();
+            say(&mut socket, &numbers(0, 1000));
+            assert_eq!(
+                next(&mut socket),
+                Some(close_frame(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON)),
+                "{adapter:?}"
+            );
+            assert!(started.elapsed() >= stall, "{adapter:?}");
+            assert_eq!(reports.next().reason, overflowed);
         }
     });
 }
 
+/// Backpressure asks the client to wait for each send's answer; one that sends again
+/// while the queue is past twice its bound is closed at once, not at the stall timeout.
 #[test]
-fn an_application_that_never_reads_is_closed_with_1013_past_max_session_inbound_bytes() {
+fn a_client_that_does_not_wait_for_its_answers_is_closed_with_1013() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
             let config = Config {
-                max_session_inbound_bytes: 16,
-                delivery_wait: Duration::ZERO,
-                ..config()
+                inbound_stall_timeout: Duration::from_secs(600),
+                ..small_inbound()
             };
-            let gates = Gates::default();
-            let reports = Reports::new();
-            let target = serve(
-                adapter,
-                config,
-                options(),
-                deaf_handler(gates.clone(), reports.sender()),
+            let (target, reports) =
+                serve_reporting(adapter, config, options(), |tx| slow_reader(0, tx));
+            let id = sid("deaf");
+            let mut receiver = stream(&target, &id);
+            // Held: past the bound, and the application takes nothing.
+            let mut sends = vec![target.conn()];
+            sends[0]
+                .send(&Request::new("POST", &path(&id, "xhr_send")).body(numbers(0, 1000).as_str()))
+                .unwrap();
+            let started = Instant::now();
+            // More sends without waiting for the answers: once one starts after the big
+            // one was queued, the session is closed.
+            for _ in 0..20 {
+                sleep_blocking(Duration::from_millis(25));
+                let mut conn = target.conn();
+                conn.send(&Request::new("POST", &path(&id, "xhr_send")).body(r#"["again"]"#))
+                    .unwrap();
+                sends.push(conn);
+            }
+            assert_eq!(
+                chunk_text(&mut receiver),
+                close_frame(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON) + "\n",
+                "{adapter:?}"
             );
-            let overflowed = closed_with(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON);
-            // 8 + 8 bytes fit; one more byte does not.
-            overflow_over_http(&target, &gates, &[r#"["12345678","abcdefgh"]"#], r#"["x"]"#);
-            assert_eq!(reports.next(), overflowed);
-            overflow_over_websocket(
-                &target,
-                &gates,
-                &[r#"["12345678"]"#, r#"["abcdefgh"]"#],
-                r#"["x"]"#,
+            assert!(
+                started.elapsed() < WAIT,
+                "{adapter:?}: long before the stall timeout"
             );
-            assert_eq!(reports.next(), overflowed);
-            // One message larger than the bound still fits an empty queue.
-            let big = format!("[\"{}\"]", "y".repeat(40));
-            overflow_over_http(&target, &gates, &[&big], r#"["x"]"#);
-            assert_eq!(reports.next(), overflowed);
+            assert_eq!(
+                reports.next().reason,
+                closed_with(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON)
+            );
+            // Every send is answered: 204, or 404 once the closed session is gone.
+            for (n, mut conn) in sends.into_iter().enumerate() {
+                let status = conn.read_head().unwrap().status;
+                assert!(
+                    status == 204 || (n > 0 && status == 404),
+                    "{adapter:?}: send {n} got {status}"
+                );
+            }
         }
     });
+}
+
+fn sleep_blocking(duration: Duration) {
+    std::thread::sleep(duration);
+}
+
+// ---------------------------------------------------------------------------------------
+// Outgoing flow control
+// ---------------------------------------------------------------------------------------
+
+/// Sends `count` messages of `size` bytes (`"<n>:zzz…"`) with `send().await`, then reports
+/// what failed, if anything.
+fn paced_sender(count: usize, size: usize, tx: Sender<Result<(), SendError>>) -> Handler {
+    handler(move |mut session: Session| {
+        let tx = tx.clone();
+        async move {
+            let mut result = Ok(());
+            for n in 0..count {
+                let mut text = format!("{n}:");
+                text.extend(std::iter::repeat_n('z', size.saturating_sub(text.len())));
+                if let Err(e) = session.send(text).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+            let _ = tx.send(result);
+            while session.recv().await.is_some() {}
+        }
+    })
+}
+
+/// The message numbers in a SockJS frame's array, with every message's length checked.
+fn frame_numbers(frame: &str, size: usize) -> Vec<usize> {
+    let messages: Vec<String> =
+        serde_json::from_str(frame.trim_end().strip_prefix('a').unwrap()).unwrap();
+    messages
+        .iter()
+        .map(|m| {
+            assert_eq!(m.len(), size, "{m:.20}");
+            m.split(':').next().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn send_await_paces_a_slow_client_without_losing_messages() {
+    within(LIMIT, || {
+        const COUNT: usize = 2000;
+        const SIZE: usize = 1000;
+        for adapter in ADAPTERS {
+            let config = Config {
+                max_connection_queue_bytes: 64 * 1024,
+                ..config()
+            };
+            let options = Options {
+                max_queued_bytes: 32 * 1024,
+                ..options()
+            };
+            let (target, reports) =
+                serve_reporting(adapter, config, options, |tx| paced_sender(COUNT, SIZE, tx));
+
+            // xhr-polling: 2 MB through a 32 KiB session queue, one poll at a time.
+            let id = sid("polled");
+            assert_eq!(xhr(&target, &id), "o\n");
+            let mut got = Vec::new();
+            while got.len() < COUNT {
+                got.extend(frame_numbers(&xhr(&target, &id), SIZE));
+                sleep_blocking(Duration::from_millis(2));
+            }
+            assert_eq!(got, (0..COUNT).collect::<Vec<_>>(), "{adapter:?}");
+            assert_eq!(reports.next(), Ok(()), "{adapter:?}");
+
+            // A WebSocket read slowly: 2 MB through a 64 KiB connection queue.
+            let mut socket = ws(&target, &sid("socket"));
+            let mut got = Vec::new();
+            while got.len() < COUNT {
+                let frame = next(&mut socket).unwrap();
+                got.extend(frame_numbers(&frame, SIZE));
+                if got.len() % 100 == 0 {
+                    sleep_blocking(Duration::from_millis(2));
+                }
+            }
+            assert_eq!(got, (0..COUNT).collect::<Vec<_>>(), "{adapter:?}");
+            assert_eq!(reports.next(), Ok(()), "{adapter:?}");
+        }
+    });
+}
+
+/// What a `try_send` user saw: how many messages went in before `QueueFull`, and whether
+/// `ready()` resolved (once the client took some) while the session was open.
+#[derive(Debug, PartialEq)]
+struct Tried {
+    before_full: usize,
+    full: bool,
+    ready_while_open: bool,
+}
+
+#[test]
+fn try_send_reports_a_full_queue_and_ready_waits_for_room() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let options = Options {
+                max_queued_bytes: 8 * 1024,
+                ..options()
+            };
+            let reports = Reports::new();
+            let tx = reports.sender();
+            let target = serve(
+                adapter,
+                config(),
+                options,
+                handler(move |mut session: Session| {
+                    let tx = tx.clone();
+                    async move {
+                        let text = "q".repeat(1000);
+                        let mut before_full = 0;
+                        let full = loop {
+                            match session.try_send(&text) {
+                                Ok(()) => before_full += 1,
+                                Err(e) => break e == SendError::QueueFull,
+                            }
+                            if before_full > 100 {
+                                break false;
+                            }
+                        };
+                        let queued = session.queued_bytes();
+                        session.ready().await;
+                        let _ = tx.send((
+                            Tried {
+                                before_full,
+                                full,
+                                ready_while_open: !session.is_closed(),
+                            },
+                            queued,
+                        ));
+                        while session.recv().await.is_some() {}
+                    }
+                }),
+            );
+            let id = sid("tried");
+            // The first poll opens the session; nothing is taken until the next one.
+            assert_eq!(xhr(&target, &id), "o\n");
+            sleep_blocking(Duration::from_millis(100));
+            let frame = xhr(&target, &id);
+            let (tried, queued) = reports.next();
+            assert_eq!(
+                tried,
+                Tried {
+                    before_full: 8,
+                    full: true,
+                    ready_while_open: true
+                },
+                "{adapter:?}"
+            );
+            assert!((8000..=8 * 1024).contains(&queued), "{adapter:?}: {queued}");
+            assert_eq!(frame_numbers_plain(&frame), 8, "{adapter:?}");
+        }
+    });
+}
+
+/// How many messages a SockJS array frame carries.
+fn frame_numbers_plain(frame: &str) -> usize {
+    let messages: Vec<String> =
+        serde_json::from_str(frame.trim_end().strip_prefix('a').unwrap()).unwrap();
+    messages.len()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -966,7 +1232,7 @@ fn flood_handler(message: usize, total: usize, tx: Sender<Flooded>) -> Handler {
         async move {
             if !session.id().starts_with("flood") {
                 while let Some(text) = session.recv().await {
-                    let _ = session.send(text);
+                    let _ = session.send(text).await;
                 }
                 return;
             }
@@ -976,7 +1242,7 @@ fn flood_handler(message: usize, total: usize, tx: Sender<Flooded>) -> Handler {
             let mut last = Instant::now();
             let give_up = Instant::now() + Duration::from_secs(20);
             while accepted < total && Instant::now() < give_up {
-                match session.send(&text) {
+                match session.try_send(&text) {
                     Ok(()) => {
                         accepted += message;
                         last = Instant::now();
@@ -1487,7 +1753,7 @@ fn graceful_shutdown_closes_sessions_with_1001_and_refuses_new_requests() {
                     let tx = tx.clone();
                     async move {
                         while let Some(text) = session.recv().await {
-                            let _ = session.send(text);
+                            let _ = session.send(text).await;
                         }
                         let _ = tx.send(session.close_reason());
                     }
@@ -1552,7 +1818,7 @@ fn reason_reporting_echo(tx: Sender<Option<CloseReason>>) -> Handler {
         let tx = tx.clone();
         async move {
             while let Some(text) = session.recv().await {
-                let _ = session.send(text);
+                let _ = session.send(text).await;
             }
             let _ = tx.send(session.close_reason());
         }

@@ -27,7 +27,7 @@ fn echo_server() -> sockjs_smol::Server {
         .threads(1)
         .service("/echo", Options::default(), |mut session| async move {
             while let Some(text) = session.recv().await {
-                let _ = session.send(text);
+                let _ = session.send(text).await;
             }
         })
         .expect("valid service")

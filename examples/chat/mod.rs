@@ -160,7 +160,9 @@ fn clean(text: &str, max: usize) -> String {
 /// then `{"text": ...}` to say something to everyone in it, on every node.
 pub async fn session(hub: Broadcast, node: String, mut session: Session) {
     let transport = session.transport().name();
-    let _ = session.send(json!({"type": "welcome", "node": node}).to_string());
+    let _ = session
+        .send(json!({"type": "welcome", "node": node}).to_string())
+        .await;
     // The first message names the user: {"nick": "..."}.
     let nick = loop {
         let Some(text) = session.recv().await else {

@@ -20,7 +20,8 @@ pub struct RequestId(pub u64);
 pub struct SessionKey(pub(crate) u64);
 
 impl SessionKey {
-    /// The key as a number (unique within one engine), e.g. for logs or sharding.
+    /// The key as a number (unique within one engine, and within a process when the driver
+    /// hands out the key spaces), e.g. for logs or registries.
     pub fn as_u64(self) -> u64 {
         self.0
     }

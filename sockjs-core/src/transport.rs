@@ -57,6 +57,11 @@ impl Transport {
         }
     }
 
+    /// Whether the transport is a WebSocket (SockJS-framed or raw): one socket, both ways.
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::WebSocket | Transport::RawWebSocket)
+    }
+
     /// Whether one response carries many frames (as opposed to one frame per poll).
     pub fn is_streaming(self) -> bool {
         matches!(

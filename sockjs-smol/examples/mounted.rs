@@ -61,7 +61,7 @@ pub fn page(request: &Request<Bytes>) -> Response<Bytes> {
 
 async fn echo(mut session: Session) {
     while let Some(text) = session.recv().await {
-        let _ = session.send(text);
+        let _ = session.send(text).await;
     }
 }
 

@@ -12,7 +12,7 @@
 //!     .service("/echo", options, |mut session| async move {
 //!         tracing::info!(id = session.id(), transport = ?session.transport(), "hello");
 //!         while let Some(message) = session.recv().await {
-//!             let _ = session.send(message);
+//!             let _ = session.send(message).await;
 //!         }
 //!         // The session is closed: `recv` returned `None`.
 //!     })?

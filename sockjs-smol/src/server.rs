@@ -269,7 +269,7 @@ impl Server {
     /// let server = Server::new()
     ///     .service("/echo", Options::default(), |mut session| async move {
     ///         while let Some(text) = session.recv().await {
-    ///             let _ = session.send(text);
+    ///             let _ = session.send(text).await;
     ///         }
     ///     })?
     ///     .fallback(|request| {

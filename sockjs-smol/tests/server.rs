@@ -17,7 +17,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn echo(mut session: Session) {
     while let Some(text) = session.recv().await {
-        let _ = session.send(text);
+        let _ = session.send(text).await;
     }
 }
 

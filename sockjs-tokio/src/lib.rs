@@ -13,7 +13,7 @@
 //! # async fn run() -> std::io::Result<()> {
 //! let echo = SockJs::new(Options::default(), |mut session| async move {
 //!     while let Some(text) = session.recv().await {
-//!         let _ = session.send(text);
+//!         let _ = session.send(text).await;
 //!     }
 //! });
 //! let app = Router::new().nest_service("/echo", echo);

@@ -101,7 +101,7 @@ impl From<SockJs> for Routes {
 /// use sockjs_tokio::{Routes, SockJs, serve};
 /// let echo = SockJs::new(Default::default(), |mut session| async move {
 ///     while let Some(text) = session.recv().await {
-///         let _ = session.send(text);
+///         let _ = session.send(text).await;
 ///     }
 /// });
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;

@@ -32,7 +32,7 @@ fn service(tx: mpsc::Sender<Opened>) -> SockJs {
         });
         async move {
             while let Some(text) = session.recv().await {
-                let _ = session.send(text);
+                let _ = session.send(text).await;
             }
         }
     })

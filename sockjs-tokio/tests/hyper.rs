@@ -69,7 +69,7 @@ fn echo_service(tx: mpsc::Sender<Opened>) -> SockJs {
         });
         async move {
             while let Some(text) = session.recv().await {
-                let _ = session.send(text);
+                let _ = session.send(text).await;
             }
         }
     })

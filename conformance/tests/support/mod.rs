@@ -77,7 +77,7 @@ pub async fn app_body(app: Arc<App>, mut session: Session) {
         let until = Instant::now() + *app.flood_for.lock().unwrap();
         let mut n = 0u64;
         while Instant::now() < until {
-            match session.send(&message) {
+            match session.try_send(&message) {
                 Ok(()) => {
                     flood.accepted_bytes.fetch_add(1024, Ordering::Relaxed);
                     n += 1;
@@ -103,24 +103,18 @@ pub async fn app_body(app: Arc<App>, mut session: Session) {
         let mut next_client = 0u64;
         while let Some(message) = session.recv().await {
             if let Some(j) = message.strip_prefix("mark:") {
-                let _ = session.send(format!("m{j}"));
+                let _ = session.send(format!("m{j}")).await;
             } else if let Some(k) = message.strip_prefix("more:") {
                 let k: u64 = k.parse().unwrap_or(0);
                 for _ in 0..k {
                     let n = app.seq.sent.load(Ordering::Relaxed);
-                    let text = format!("s{n}");
-                    let mut tries = 0;
-                    while let Err(e) = session.send(&text) {
-                        tries += 1;
-                        if e != SendError::QueueFull || tries > 1000 {
-                            app.seq
-                                .errors
-                                .lock()
-                                .unwrap()
-                                .push(format!("send s{n}: {e}"));
-                            break;
-                        }
-                        sleep(Duration::from_millis(1)).await;
+                    // Waits for room: a slow client paces the application.
+                    if let Err(e) = session.send(format!("s{n}")).await {
+                        app.seq
+                            .errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("send s{n}: {e}"));
                     }
                     app.seq.sent.fetch_add(1, Ordering::Relaxed);
                 }
@@ -137,7 +131,7 @@ pub async fn app_body(app: Arc<App>, mut session: Session) {
         }
     } else {
         while let Some(message) = session.recv().await {
-            let _ = session.send(message);
+            let _ = session.send(message).await;
         }
     }
 }

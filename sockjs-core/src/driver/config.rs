@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// Close code of a session whose application stopped taking its messages (RFC 6455's
-/// "Try Again Later"), see [`Config::max_session_inbound`].
+/// "Try Again Later"), see [`Config::max_session_inbound_bytes`].
 pub const INBOUND_OVERFLOW_CODE: u16 = 1013;
 /// Close reason that goes with [`INBOUND_OVERFLOW_CODE`].
 pub const INBOUND_OVERFLOW_REASON: &str = "Receive queue overflow";
@@ -38,13 +38,21 @@ pub struct Config {
     /// Most outgoing bytes queued for one connection (one larger item still fits an empty
     /// queue). Default 1 MiB.
     pub max_connection_queue_bytes: usize,
-    /// Most received messages queued for one session that the application has not taken
-    /// with `Session::recv`. Beyond it, or beyond
-    /// [`max_session_inbound_bytes`](Config::max_session_inbound_bytes), the session is
-    /// closed with [`INBOUND_OVERFLOW_CODE`] [`INBOUND_OVERFLOW_REASON`]. Default 1024.
-    pub max_session_inbound: usize,
-    /// Most received bytes queued for one session's application. Default 1 MiB.
+    /// Received messages queued for one session that the application has not taken with
+    /// `Session::recv`, in bytes (each message counts its length and 32 bytes more). Past
+    /// it the client is held back, not refused: a WebSocket's socket is no longer read and
+    /// an `xhr_send`'s answer is held, until the application has taken the queue down to
+    /// half of it. A client that sends past it by more than one request's or one
+    /// message's worth ([`Options::max_request_body`](crate::Options::max_request_body),
+    /// [`Options::max_message_size`](crate::Options::max_message_size)), which takes several
+    /// sends at once, gets its session closed with [`INBOUND_OVERFLOW_CODE`]
+    /// [`INBOUND_OVERFLOW_REASON`]. Default 1 MiB.
     pub max_session_inbound_bytes: usize,
+    /// Longest time the application may leave a session's inbound queue past
+    /// [`max_session_inbound_bytes`](Config::max_session_inbound_bytes) without taking a
+    /// message; then the session is closed with [`INBOUND_OVERFLOW_CODE`]
+    /// [`INBOUND_OVERFLOW_REASON`] (a stuck application). Default 10 s.
+    pub inbound_stall_timeout: Duration,
     /// How long an `xhr_send` or `jsonp_send` is held until the application has taken the
     /// messages it carried (came back to `Session::recv` after them). What the application
     /// sends in reaction, such as an echo, is then queued before the client learns its send
@@ -97,8 +105,8 @@ impl Default for Config {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
             max_connection_queue: 4096,
             max_connection_queue_bytes: 1024 * 1024,
-            max_session_inbound: 1024,
             max_session_inbound_bytes: 1024 * 1024,
+            inbound_stall_timeout: Duration::from_secs(10),
             delivery_wait: Duration::from_millis(500),
             abort_grace: Duration::from_millis(250),
             header_read_timeout: Duration::from_secs(10),

@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::driver::config::{INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
+use crate::driver::inbound::Delivery;
 use crate::driver::queue::{self, TryRecv};
 use crate::driver::runtime::Timer;
-use crate::driver::session::Delivery;
 use crate::driver::shard::{Shard, Submitted};
 use crate::{Content, RequestId};
 
@@ -61,10 +62,17 @@ pub enum TryNext {
 
 struct Held {
     content: Content,
+    /// When the delivery wait ends.
     until: Instant,
     /// The handler was woken once already before a timer was armed.
     yielded: bool,
+    /// Waiting for the messages to be taken.
     slot: Option<u64>,
+    /// Waiting for room in the session's inbound queue.
+    room: Option<u64>,
+    /// While the queue is past its bound: when the application is stuck if it has taken
+    /// nothing by then, and how much it had taken.
+    stall: Option<(Instant, u64)>,
 }
 
 impl fmt::Debug for Exchange {
@@ -181,13 +189,20 @@ impl Exchange {
             Phase::Deferred { .. } => None,
         };
         let wait = self.shard.common.config.delivery_wait;
-        if matches!(content, Content::Response(_)) && delivered.is_some() && !wait.is_zero() {
+        // A send's answer waits for the application to take what it carried, and for the
+        // application's queue to have room again: that is the client's backpressure.
+        let hold = delivered
+            .as_ref()
+            .is_some_and(|d| !wait.is_zero() || d.shared.is_over());
+        if matches!(content, Content::Response(_)) && hold {
             self.phase = Phase::Live { delivered };
             self.held = Some(Held {
                 content,
                 until: self.shard.common.runtime.now() + wait,
-                yielded: false,
+                yielded: wait.is_zero(),
                 slot: None,
+                room: None,
+                stall: None,
             });
             return self.poll_held(cx);
         }
@@ -196,41 +211,86 @@ impl Exchange {
     }
 
     fn poll_held(&mut self, cx: &mut Context<'_>) -> Poll<Option<Content>> {
-        let Some(held) = self.held.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let taken = match &self.phase {
+        let (
+            Some(held),
             Phase::Live {
                 delivered: Some(delivery),
-            } => delivery.poll_taken(cx, &mut held.slot).is_ready(),
-            _ => true,
+            },
+        ) = (self.held.as_mut(), &self.phase)
+        else {
+            return self.release();
         };
-        let expired = !taken
-            && if held.yielded {
-                let until = held.until;
-                let timer = self
-                    .timer
-                    .get_or_insert_with(|| self.shard.common.runtime.timer(until));
-                timer.as_mut().poll(cx).is_ready()
+        let common = &self.shard.common;
+        let now = common.runtime.now();
+        let taken = delivery.poll_taken(cx, &mut held.slot).is_ready();
+        let mut room =
+            !delivery.shared.is_over() || delivery.shared.poll_room(cx, &mut held.room).is_ready();
+        let mut deadline = None;
+        if !room {
+            let progress = delivery.shared.progress();
+            let stall = common.config.inbound_stall_timeout;
+            match held.stall {
+                Some((at, seen)) if seen == progress && at <= now => {
+                    // The application took nothing for the whole stall timeout.
+                    tracing::warn!(
+                        service = %common.prefix,
+                        session = %delivery.shared.id,
+                        "application not taking its messages; closing the session"
+                    );
+                    let _ = self.shard.close(
+                        delivery.shared.key,
+                        INBOUND_OVERFLOW_CODE,
+                        INBOUND_OVERFLOW_REASON,
+                    );
+                    room = true;
+                }
+                Some((at, seen)) if seen == progress => deadline = Some(at),
+                _ => {
+                    held.stall = Some((now + stall, progress));
+                    deadline = Some(now + stall);
+                }
+            }
+        }
+        let waited = taken || held.until <= now;
+        if !waited {
+            if held.yielded {
+                deadline = Some(deadline.map_or(held.until, |d: Instant| d.min(held.until)));
             } else {
                 // The handler was just woken with the messages: let it run once before
                 // arming a timer, which that usually makes unnecessary.
                 held.yielded = true;
                 cx.waker().wake_by_ref();
-                false
-            };
-        if !(taken || expired) {
-            return Poll::Pending;
+            }
         }
-        if let Phase::Live {
-            delivered: Some(delivery),
-        } = &self.phase
+        if room && waited {
+            return self.release();
+        }
+        if let Some(at) = deadline {
+            let timer = self.timer.get_or_insert_with(|| common.runtime.timer(at));
+            timer.as_mut().reset(at);
+            if timer.as_mut().poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Lets a held answer go.
+    fn release(&mut self) -> Poll<Option<Content>> {
+        let held = self.held.take();
+        if let (
+            Some(held),
+            Phase::Live {
+                delivered: Some(delivery),
+            },
+        ) = (&held, &self.phase)
         {
-            delivery.forget(held.slot.take());
+            delivery.forget(held.slot);
+            delivery.shared.forget_room(held.room);
         }
         self.phase = Phase::Live { delivered: None };
         self.done = true;
-        Poll::Ready(self.held.take().map(|held| held.content))
+        Poll::Ready(held.map(|held| held.content))
     }
 
     /// A deferred request: ready once it was handed to the engine.
@@ -278,6 +338,16 @@ impl Exchange {
         handshake: crate::Handshake,
     ) -> crate::driver::WebSocket<S> {
         crate::driver::websocket::WebSocket::new(self, socket, read_ahead, handshake)
+    }
+
+    /// The session this request's WebSocket carries, once it opened.
+    pub(crate) fn session(&self) -> Option<Arc<crate::driver::inbound::SessionShared>> {
+        self.shard.session_of(self.id)
+    }
+
+    /// Closes the session this request serves (a stuck application).
+    pub(crate) fn close_session(&self, key: crate::SessionKey, code: u16, reason: &str) {
+        let _ = self.shard.close(key, code, reason);
     }
 
     /// Feeds the engine under one lock (several WebSocket messages at once).
@@ -341,6 +411,7 @@ impl Drop for Exchange {
             } => {
                 if let Some(held) = &mut self.held {
                     delivery.forget(held.slot.take());
+                    delivery.shared.forget_room(held.room.take());
                 }
             }
             Phase::Live { delivered: None } => {}

@@ -41,14 +41,22 @@
 //!   fails after [`Config::write_timeout`].
 //! - Outgoing, per session: what the application sends while no receiver is attached queues
 //!   in the engine up to [`Options::max_queued_bytes`](crate::Options::max_queued_bytes);
-//!   beyond it `send` fails with [`SendError::QueueFull`](crate::SendError::QueueFull).
-//! - Incoming, per session: [`Config::max_session_inbound`] messages and
-//!   [`Config::max_session_inbound_bytes`] bytes the application has not taken; beyond them
-//!   the session is closed with [`INBOUND_OVERFLOW_CODE`] [`INBOUND_OVERFLOW_REASON`].
+//!   beyond it `Session::send` waits for room and `Session::try_send` fails with
+//!   [`SendError::QueueFull`](crate::SendError::QueueFull). A WebSocket session's `send`
+//!   also waits while its connection's queue is over half full.
+//! - Incoming, per session: [`Config::max_session_inbound_bytes`] of messages the
+//!   application has not taken. Past it the client is held back, not refused: a WebSocket's
+//!   socket is not read and an `xhr_send`'s answer is held until the application has taken
+//!   half of it. An application that takes nothing for [`Config::inbound_stall_timeout`]
+//!   while its queue is past the bound, or a client that starts a new send while it is past
+//!   twice the bound (several sends in flight), gets the session closed with
+//!   [`INBOUND_OVERFLOW_CODE`] [`INBOUND_OVERFLOW_REASON`].
 
 pub mod broadcast;
 mod config;
 mod exchange;
+mod head;
+mod inbound;
 mod queue;
 mod rfc6455;
 mod runtime;
@@ -68,6 +76,6 @@ pub use config::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 pub use exchange::{Exchange, TryNext};
 pub use runtime::{Runtime, Task, Timer};
 pub use service::{ConnectionProbe, Service, shutdown};
-pub use session::{Closed, Session, SessionSender};
+pub use session::{Closed, Ready, Send, Session, SessionSender};
 pub use socket::{PollIo, Polled, Socket, write_all};
 pub use websocket::WebSocket;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use crate::Content;
+use crate::driver::waiters::{Waiters, wake_all};
 
 /// Capacity kept after the queue runs dry; a burst's larger buffer is given back.
 const KEEP: usize = 16;
@@ -39,6 +40,9 @@ struct State {
     /// The receiver is gone.
     gone: bool,
     waker: Option<Waker>,
+    /// Senders waiting for room (see [`Watch`]), and the fill below which they go on.
+    room: Waiters,
+    low: (usize, usize),
 }
 
 struct Shared {
@@ -61,6 +65,8 @@ pub(crate) fn channel() -> (Sender, Receiver) {
             killed: false,
             gone: false,
             waker: None,
+            room: Waiters::default(),
+            low: (0, 0),
         }),
     });
     (
@@ -117,16 +123,74 @@ impl Sender {
 
     /// Ends the queue at once: what it holds is dropped and the consumer sees the end.
     pub(crate) fn kill(self) {
-        let (items, waker) = {
+        let (items, waker, room) = {
             let mut st = self.shared.lock();
             st.killed = true;
             st.bytes = 0;
-            (std::mem::take(&mut st.items), st.waker.take())
+            (
+                std::mem::take(&mut st.items),
+                st.waker.take(),
+                st.room.take(),
+            )
         };
         drop(items);
         if let Some(waker) = waker {
             waker.wake();
         }
+        wake_all(room);
+    }
+
+    /// A view of the queue's fill, for senders that wait for room.
+    pub(crate) fn watch(&self) -> Watch {
+        Watch {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// A view of a queue's fill: a sender that would overfill it waits here instead.
+#[derive(Clone)]
+pub(crate) struct Watch {
+    shared: Arc<Shared>,
+}
+
+impl Watch {
+    /// Ready once the queue holds at most half of `max_items` items and half of
+    /// `max_bytes` bytes (or has ended): room for more.
+    pub(crate) fn poll_room(
+        &self,
+        cx: &Context<'_>,
+        slot: &mut Option<u64>,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Poll<()> {
+        let mut st = self.shared.lock();
+        let low = (max_items / 2, max_bytes / 2);
+        if (st.items.len() <= low.0 && st.bytes <= low.1) || st.gone || st.killed || st.ended {
+            st.room.remove(slot.take());
+            return Poll::Ready(());
+        }
+        st.low = low;
+        st.room.register(slot, cx);
+        Poll::Pending
+    }
+
+    /// Stops waiting.
+    pub(crate) fn forget(&self, slot: Option<u64>) {
+        if slot.is_some() {
+            self.shared.lock().room.remove(slot);
+        }
+    }
+
+    /// Bytes queued.
+    pub(crate) fn bytes(&self) -> usize {
+        self.shared.lock().bytes
+    }
+
+    /// Wakes every waiting sender (the session ended).
+    pub(crate) fn wake_all(&self) {
+        let room = self.shared.lock().room.take();
+        wake_all(room);
     }
 }
 
@@ -188,14 +252,15 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let items = {
+        let (items, room) = {
             let mut st = self.shared.lock();
             st.gone = true;
             st.waker = None;
             st.bytes = 0;
-            std::mem::take(&mut st.items)
+            (std::mem::take(&mut st.items), st.room.take())
         };
         drop(items);
+        wake_all(room);
     }
 }
 
@@ -208,6 +273,9 @@ fn take(st: &mut State) -> TryRecv {
             st.bytes -= weight(&item);
             if st.items.is_empty() && st.items.capacity() > KEEP {
                 st.items.shrink_to(KEEP);
+            }
+            if !st.room.is_empty() && st.items.len() <= st.low.0 && st.bytes <= st.low.1 {
+                wake_all(st.room.take());
             }
             TryRecv::Item(item)
         }

@@ -20,7 +20,11 @@ use std::io;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use std::sync::Arc;
+
+use crate::driver::config::{INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 use crate::driver::exchange::{Exchange, TryNext};
+use crate::driver::inbound::SessionShared;
 use crate::driver::socket::Socket;
 use crate::driver::websocket::Alarm;
 use crate::wire::rfc6455::{
@@ -96,6 +100,15 @@ pub(crate) struct Serve<S> {
     blocked_since: Option<Instant>,
     /// Whether a read may find bytes (otherwise wait for readiness first).
     may_read: bool,
+    /// The session's inbound queue: while it is past its bound the socket is not read.
+    inbound: Option<Arc<SessionShared>>,
+    /// Waiting for room in it.
+    room: Option<u64>,
+    /// While it is past its bound: when the application is stuck if it has taken nothing
+    /// by then, and how much it had taken.
+    stall: Option<(Instant, u64)>,
+    /// `inbound` was looked up.
+    looked_up: bool,
 }
 
 impl<S: Socket> Serve<S> {
@@ -133,6 +146,49 @@ impl<S: Socket> Serve<S> {
             end: None,
             blocked_since: None,
             may_read: true,
+            inbound: None,
+            room: None,
+            stall: None,
+            looked_up: false,
+        }
+    }
+
+    /// Whether the application's queue is past its bound, so the socket must not be read;
+    /// closes the session if the application has taken nothing for the stall timeout.
+    /// Returns the stall deadline to wait for while paused.
+    fn paused(&mut self, exchange: &Exchange, cx: &Context<'_>) -> (bool, Option<Instant>) {
+        if !self.looked_up {
+            self.looked_up = true;
+            self.inbound = exchange.session();
+        }
+        let Some(inbound) = &self.inbound else {
+            return (false, None);
+        };
+        if self.pump.phase != Phase::Open
+            || !inbound.is_over()
+            || inbound.poll_room(cx, &mut self.room).is_ready()
+        {
+            self.stall = None;
+            return (false, None);
+        }
+        let now = exchange.runtime().now();
+        let progress = inbound.progress();
+        match self.stall {
+            Some((at, seen)) if seen == progress && at <= now => {
+                tracing::warn!(
+                    session = %inbound.id,
+                    "application not taking its messages; closing the session"
+                );
+                exchange.close_session(inbound.key, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON);
+                self.stall = None;
+                (true, None)
+            }
+            Some((at, seen)) if seen == progress => (true, Some(at)),
+            _ => {
+                let at = now + exchange.config().inbound_stall_timeout;
+                self.stall = Some((at, progress));
+                (true, Some(at))
+            }
         }
     }
 
@@ -143,16 +199,26 @@ impl<S: Socket> Serve<S> {
             self.pump.handle(exchange, &mut read_ahead);
         }
         let write_timeout = exchange.config().write_timeout;
-        let pump = &mut self.pump;
         loop {
+            let (paused, stall_at) = self.paused(exchange, cx);
+            let pump = &mut self.pump;
             let mut busy = false;
-            if pump.reading() && self.may_read {
+            let mut over = false;
+            if pump.reading() && !paused && self.may_read {
                 for round in 0..=READ_BATCH {
                     if round == READ_BATCH {
                         busy = true;
                         break;
                     }
                     match pump.read(exchange) {
+                        // Past the bound: look again at once, so the next read waits for
+                        // room and the stall timeout runs (`paused`).
+                        Ok(Read::Data { .. })
+                            if self.inbound.as_ref().is_some_and(|i| i.is_over()) =>
+                        {
+                            over = true;
+                            break;
+                        }
                         Ok(Read::Data { short: false }) => {}
                         Ok(Read::Data { short: true } | Read::Empty) => {
                             self.may_read = false;
@@ -209,13 +275,21 @@ impl<S: Socket> Serve<S> {
             if self.end.is_some_and(|at| at <= now) {
                 return Poll::Ready(());
             }
-            let deadline = match (self.end, self.blocked_since) {
-                (Some(end), Some(since)) => Some(end.min(since + write_timeout)),
-                (end, since) => end.or(since.map(|since| since + write_timeout)),
-            };
+            let deadline = [
+                self.end,
+                self.blocked_since.map(|since| since + write_timeout),
+                stall_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             self.alarm.set(exchange, deadline);
-            let mut again = false;
-            if pump.reading() && !self.may_read && pump.socket.poll_readable(cx).is_ready() {
+            let mut again = over;
+            if pump.reading()
+                && !paused
+                && !self.may_read
+                && pump.socket.poll_readable(cx).is_ready()
+            {
                 self.may_read = true;
                 again = true;
             }
@@ -230,6 +304,14 @@ impl<S: Socket> Serve<S> {
             if !again {
                 return Poll::Pending;
             }
+        }
+    }
+}
+
+impl<S> Drop for Serve<S> {
+    fn drop(&mut self) {
+        if let Some(inbound) = &self.inbound {
+            inbound.forget_room(self.room.take());
         }
     }
 }

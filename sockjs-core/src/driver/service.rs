@@ -22,6 +22,13 @@ use crate::{Engine, Options, OptionsError, RequestId, Start};
 /// handler's future in its tracing span) in one allocation.
 type Handler = Arc<dyn Fn(Session, tracing::Span) -> crate::driver::Task + Send + Sync>;
 
+/// Each service's session keys start in a block of their own (2^40 keys each), so keys are
+/// unique in the process across services and shards.
+fn next_key_block() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) << 40
+}
+
 /// Tells, without waiting, whether a request's client has gone (closed or reset its
 /// connection). Adapters attach one to each request as an extension.
 ///
@@ -198,6 +205,7 @@ impl Service {
             config,
         });
         let count = common.config.shards.clamp(1, 1024);
+        let block = next_key_block();
         let mut shards = Vec::with_capacity(count);
         for index in 0..count {
             let start = Start {
@@ -205,7 +213,10 @@ impl Service {
                 wall_clock: common.runtime.wall_clock(),
                 seed: seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             };
-            let engine = Engine::new(options.clone(), start)?;
+            // Keys unique in the process: this service's block, spread over its shards.
+            let step = std::num::NonZeroU64::new(count as u64).unwrap_or(std::num::NonZeroU64::MIN);
+            let engine =
+                Engine::new(options.clone(), start)?.with_key_space(block + index as u64 + 1, step);
             shards.push(Arc::new(Shard::new(engine, common.clone())));
         }
         Ok(Service {

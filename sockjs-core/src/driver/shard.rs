@@ -23,10 +23,11 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::driver::config::{INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
+use crate::driver::inbound::{Delivery, InboundError, SessionShared};
 use crate::driver::queue::{self, PushError};
 use crate::driver::runtime::Timer;
 use crate::driver::service::{Common, ConnectionProbe};
-use crate::driver::session::{Delivery, InboundError, Session, SessionShared};
+use crate::driver::session::Session;
 use crate::driver::waiters::{Waiters, wake_all};
 use crate::{Engine, Event, RequestId, SendError, SessionInfo, SessionKey, SessionState, Transmit};
 
@@ -62,6 +63,8 @@ struct Slot {
     probe: Option<ConnectionProbe>,
     /// Requests waiting for this one to end (see [`Shard::submit`]).
     watchers: Waiters,
+    /// The session of a WebSocket request, once it opened (for its pump's backpressure).
+    session: Option<Arc<SessionShared>>,
 }
 
 /// Work found while draining that needs the engine again.
@@ -82,6 +85,11 @@ pub(crate) struct State {
     opened: Vec<(SessionKey, Box<SessionInfo>, Arc<SessionShared>)>,
     /// While an input is tracked: the last message it handed to an application.
     delivered: Option<Option<Delivery>>,
+    /// Senders waiting for room in a session's engine queue (see [`Shard::send_or_wait`]).
+    room: KeyMap<SessionKey, Waiters>,
+    /// The session the current input (one request, one socket read) handed messages to:
+    /// the hard inbound bound is checked once per input, at its first message.
+    fed: Option<SessionKey>,
 }
 
 /// One engine and everything routed through it.
@@ -115,6 +123,8 @@ impl Shard {
                 timer_at: None,
                 opened: Vec::new(),
                 delivered: None,
+                fed: None,
+                room: KeyMap::default(),
             }),
             common,
             kick: Kick::default(),
@@ -138,12 +148,16 @@ impl Shard {
     /// Drains the engine, re-arms the timer, releases the lock and starts new handlers.
     fn settle(self: &Arc<Self>, mut st: MutexGuard<'_, State>, now: Instant) {
         st.drain(now, &self.common);
+        if !st.room.is_empty() {
+            st.wake_room(self.common.options.max_queued_bytes);
+        }
         if let Some(at) = st.engine.poll_timeout() {
             if st.timer_at.is_none_or(|armed| at < armed) {
                 st.timer_at = Some(at);
                 self.kick.kick();
             }
         }
+        st.fed = None;
         let opened = std::mem::take(&mut st.opened);
         drop(st);
         for (key, info, shared) in opened {
@@ -203,6 +217,7 @@ impl Shard {
                 tx,
                 probe,
                 watchers: Waiters::default(),
+                session: None,
             },
         );
         st.delivered = Some(None);
@@ -264,6 +279,80 @@ impl Shard {
     /// The application queues a message.
     pub(crate) fn send(self: &Arc<Self>, key: SessionKey, text: &str) -> Result<(), SendError> {
         self.run(|engine, now| engine.send(now, key, text))
+    }
+
+    /// Queues a message if the session has room for it, else registers `cx` to be woken
+    /// once it has (half its bound free again). A message that could not fit even an empty
+    /// queue fails at once.
+    pub(crate) fn send_or_wait(
+        self: &Arc<Self>,
+        key: SessionKey,
+        text: &str,
+        cx: &Context<'_>,
+        slot: &mut Option<u64>,
+    ) -> Poll<Result<(), SendError>> {
+        let mut st = self.lock();
+        let now = self.common.runtime.now();
+        match st.engine.send(now, key, text) {
+            Err(SendError::QueueFull) if st.engine.queued_bytes(key).unwrap_or(0) > 0 => {
+                st.room.entry(key).or_default().register(slot, cx);
+                Poll::Pending
+            }
+            result => {
+                if let Some(waiters) = st.room.get_mut(&key) {
+                    waiters.remove(slot.take());
+                }
+                self.settle(st, now);
+                Poll::Ready(result)
+            }
+        }
+    }
+
+    /// Ready once the session's engine queue is at most half full (or the session ended).
+    pub(crate) fn poll_room(
+        &self,
+        key: SessionKey,
+        cx: &Context<'_>,
+        slot: &mut Option<u64>,
+    ) -> Poll<()> {
+        let mut st = self.lock();
+        let half = self.common.options.max_queued_bytes / 2;
+        if st
+            .engine
+            .queued_bytes(key)
+            .is_none_or(|queued| queued <= half)
+        {
+            if let Some(waiters) = st.room.get_mut(&key) {
+                waiters.remove(slot.take());
+            }
+            return Poll::Ready(());
+        }
+        st.room.entry(key).or_default().register(slot, cx);
+        Poll::Pending
+    }
+
+    /// Stops waiting for room.
+    pub(crate) fn forget_room(&self, key: SessionKey, slot: Option<u64>) {
+        if slot.is_none() {
+            return;
+        }
+        let mut st = self.lock();
+        if let Some(waiters) = st.room.get_mut(&key) {
+            waiters.remove(slot);
+            if waiters.is_empty() {
+                st.room.remove(&key);
+            }
+        }
+    }
+
+    /// Escaped bytes the engine holds for a session (0 once it ended).
+    pub(crate) fn queued_bytes(&self, key: SessionKey) -> usize {
+        self.peek(|engine| engine.queued_bytes(key).unwrap_or(0))
+    }
+
+    /// The session of a WebSocket request, once it opened.
+    pub(crate) fn session_of(&self, id: RequestId) -> Option<Arc<SessionShared>> {
+        self.lock().requests.get(&id)?.session.clone()
     }
 
     /// The application closes a session.
@@ -395,7 +484,21 @@ impl State {
                     transport = info.transport.name(),
                     "session opened"
                 );
-                let shared = Arc::new(SessionShared::new(info.id.clone()));
+                let limit = config.max_session_inbound_bytes;
+                // A client that starts sending past twice the bound did not wait for its
+                // answers: it has several sends in flight at once.
+                let shared = Arc::new(SessionShared::new(
+                    info.id.clone(),
+                    session,
+                    limit,
+                    limit.saturating_mul(2),
+                ));
+                if info.transport.is_websocket() {
+                    if let Some(slot) = self.requests.get_mut(&info.opened_by) {
+                        let _ = shared.outbound.set(slot.tx.watch());
+                        slot.session = Some(shared.clone());
+                    }
+                }
                 self.sessions.insert(session, shared.clone());
                 self.opened.push((session, info, shared));
             }
@@ -403,11 +506,8 @@ impl State {
                 let Some(shared) = self.sessions.get(&session) else {
                     return;
                 };
-                match shared.push(
-                    text,
-                    config.max_session_inbound.max(1),
-                    config.max_session_inbound_bytes,
-                ) {
+                let first = self.fed.replace(session) != Some(session);
+                match shared.push(text, first) {
                     Ok(seq) => {
                         if let Some(delivered) = &mut self.delivered {
                             *delivered = Some(Delivery {
@@ -442,6 +542,23 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Wakes senders waiting on sessions whose engine queue is half empty again (or that
+    /// ended).
+    fn wake_room(&mut self, max_queued_bytes: usize) {
+        let engine = &self.engine;
+        let mut wakers = Vec::new();
+        self.room.retain(|key, waiters| {
+            let room = engine
+                .queued_bytes(*key)
+                .is_none_or(|queued| queued <= max_queued_bytes / 2);
+            if room {
+                wakers.extend(waiters.take());
+            }
+            !room && !waiters.is_empty()
+        });
+        wake_all(wakers);
     }
 
     fn remove_request(&mut self, id: RequestId) -> Option<Slot> {

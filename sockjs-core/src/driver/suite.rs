@@ -31,7 +31,7 @@ impl App {
         match self {
             App::Echo => {
                 while let Some(message) = session.recv().await {
-                    let _ = session.send(message);
+                    let _ = session.send(message).await;
                 }
             }
             App::Close => {

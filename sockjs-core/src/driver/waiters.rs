@@ -36,6 +36,10 @@ impl Waiters {
         }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     /// Takes every waker, to be woken once the caller's lock is released.
     pub(crate) fn take(&mut self) -> Vec<Waker> {
         std::mem::take(&mut self.list)

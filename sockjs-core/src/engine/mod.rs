@@ -74,6 +74,8 @@ pub struct Engine {
     /// Sessions with messages to flush when the transmit queue runs dry.
     dirty: Vec<SessionKey>,
     next_key: u64,
+    /// How far apart this engine's keys are (see [`Engine::with_key_space`]).
+    key_step: u64,
     rng: u64,
     clock: (Instant, SystemTime),
     iframe: Bytes,
@@ -185,6 +187,7 @@ impl Engine {
             by_id: HashMap::with_hasher(hasher(3)),
             dirty: Vec::new(),
             next_key: 1,
+            key_step: 1,
             rng: start.seed,
             clock: (start.now, start.wall_clock),
             iframe: Bytes::from(page),
@@ -468,8 +471,29 @@ impl Engine {
 
     fn new_key(&mut self) -> SessionKey {
         let key = SessionKey(self.next_key);
-        self.next_key += 1;
+        self.next_key = self.next_key.wrapping_add(self.key_step);
         key
+    }
+
+    /// Gives this engine its own share of the key space: its session keys are `first`,
+    /// `first + step`, `first + 2 * step`... so that several engines (shards, services) of
+    /// one process hand out keys no other engine uses. By default keys are 1, 2, 3...
+    ///
+    /// ```
+    /// use std::num::NonZeroU64;
+    /// use std::time::{Instant, SystemTime};
+    /// use sockjs_core::{Engine, Options, Start};
+    /// let start = Start { now: Instant::now(), wall_clock: SystemTime::now(), seed: 1 };
+    /// // The second of four shards.
+    /// let engine = Engine::new(Options::default(), start)?
+    ///     .with_key_space(2, NonZeroU64::new(4).expect("non-zero"));
+    /// # Ok::<(), sockjs_core::OptionsError>(())
+    /// ```
+    #[must_use]
+    pub fn with_key_space(mut self, first: u64, step: std::num::NonZeroU64) -> Engine {
+        self.next_key = first;
+        self.key_step = step.get();
+        self
     }
 }
 

@@ -158,7 +158,7 @@ impl Hub {
     fn deliver(&self, target: Target<'_>, text: &str) -> usize {
         let state = self.lock();
         let mut delivered = 0;
-        let mut send = |entry: &MemberEntry| match entry.sender.send(text) {
+        let mut send = |entry: &MemberEntry| match entry.sender.try_send(text) {
             Ok(()) => delivered += 1,
             Err(crate::SendError::QueueFull) => {
                 tracing::debug!(

@@ -1,0 +1,162 @@
+//! A session's opening request head, packed small until the application asks for it.
+
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+/// A session's opening request head, kept small while the application does not look at
+/// it: the header fields packed into one buffer of their own (not slices of the
+/// connection's read buffer, which a long-lived session would otherwise keep alive), the
+/// `HeaderMap` built the first time [`Session::request`] is called.
+pub(crate) struct Head {
+    built: OnceLock<Box<http::request::Parts>>,
+    packed: Mutex<Option<Packed>>,
+}
+
+struct Packed {
+    /// The head without its header fields.
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    extensions: http::Extensions,
+    /// Per field: name length (u16), name, value length (u16), sensitive (u8), value.
+    fields: Box<[u8]>,
+}
+
+impl Head {
+    pub(crate) fn new(mut parts: http::request::Parts) -> Head {
+        // The driver's own extension is for the driver.
+        parts.extensions.remove::<crate::driver::ConnectionProbe>();
+        if let Some(original) = parts.extensions.get_mut::<crate::OriginalUri>() {
+            original.0 = compact_uri(&original.0);
+        }
+        let mut fields = Vec::with_capacity(
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 5)
+                .sum(),
+        );
+        for (name, value) in &parts.headers {
+            let (name, sensitive, value) = (name.as_str(), value.is_sensitive(), value.as_bytes());
+            let (Ok(name_len), Ok(value_len)) =
+                (u16::try_from(name.len()), u16::try_from(value.len()))
+            else {
+                continue;
+            };
+            fields.extend_from_slice(&name_len.to_le_bytes());
+            fields.extend_from_slice(name.as_bytes());
+            fields.extend_from_slice(&value_len.to_le_bytes());
+            fields.push(u8::from(sensitive));
+            fields.extend_from_slice(value);
+        }
+        Head {
+            built: OnceLock::new(),
+            packed: Mutex::new(Some(Packed {
+                method: parts.method,
+                uri: compact_uri(&parts.uri),
+                version: parts.version,
+                extensions: parts.extensions,
+                fields: fields.into_boxed_slice(),
+            })),
+        }
+    }
+
+    pub(crate) fn parts(&self) -> &http::request::Parts {
+        self.built.get_or_init(|| {
+            let packed = self
+                .packed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let mut parts = http::Request::new(()).into_parts().0;
+            if let Some(packed) = packed {
+                parts.method = packed.method;
+                parts.uri = packed.uri;
+                parts.version = packed.version;
+                parts.extensions = packed.extensions;
+                parts.headers = unpack(&packed.fields);
+            }
+            Box::new(parts)
+        })
+    }
+}
+
+/// The header fields [`Head::new`] packed.
+fn unpack(mut fields: &[u8]) -> http::HeaderMap {
+    fn take<'a>(fields: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = fields.split_at_checked(n)?;
+        *fields = rest;
+        Some(head)
+    }
+    fn length(fields: &mut &[u8]) -> Option<usize> {
+        let bytes = take(fields, 2)?;
+        Some(usize::from(u16::from_le_bytes([bytes[0], bytes[1]])))
+    }
+    let mut headers = http::HeaderMap::new();
+    while !fields.is_empty() {
+        let field = (|| {
+            let n = length(&mut fields)?;
+            let name = take(&mut fields, n)?;
+            let n = length(&mut fields)?;
+            let sensitive = take(&mut fields, 1)?[0] != 0;
+            let value = take(&mut fields, n)?;
+            Some((name, sensitive, value))
+        })();
+        let Some((name, sensitive, value)) = field else {
+            break;
+        };
+        let (Ok(name), Ok(mut value)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) else {
+            continue;
+        };
+        value.set_sensitive(sensitive);
+        headers.append(name, value);
+    }
+    headers
+}
+
+fn compact_uri(uri: &http::Uri) -> http::Uri {
+    http::Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_head_comes_back_whole() {
+        let mut request = http::Request::get("/echo/0/a/websocket?x=1")
+            .header("host", "example.com")
+            .header("x-custom", "one")
+            .header("x-custom", "two")
+            .header("cookie", "JSESSIONID=abc")
+            .body(())
+            .expect("request");
+        request
+            .headers_mut()
+            .get_mut("cookie")
+            .expect("cookie")
+            .set_sensitive(true);
+        request
+            .extensions_mut()
+            .insert(crate::driver::ConnectionProbe::new(|| false));
+        request.extensions_mut().insert(7u32);
+        let (parts, ()) = request.into_parts();
+        let head = Head::new(parts.clone());
+        let built = head.parts();
+        assert_eq!(built.method, parts.method);
+        assert_eq!(built.uri, parts.uri);
+        assert_eq!(built.headers, parts.headers);
+        assert!(built.headers["cookie"].is_sensitive());
+        assert_eq!(built.extensions.get::<u32>(), Some(&7));
+        assert!(
+            built
+                .extensions
+                .get::<crate::driver::ConnectionProbe>()
+                .is_none()
+        );
+        // Built once.
+        assert!(std::ptr::eq(built, head.parts()));
+    }
+}
