@@ -93,9 +93,11 @@ pub enum SessionBinding {
     /// attributes of [`Jsessionid::Echo`] when that is set, the protocol's otherwise; it
     /// cannot be combined with [`Jsessionid::Custom`].
     Cookie,
-    /// Bound to the peer's IP address, as the driver reports it in the [`PeerAddr`]
-    /// request extension. Clients behind a proxy share its address; put the proxy's view
-    /// of the client in `PeerAddr` there.
+    /// Bound to the client's IP address: the peer's, as the adapter reports it in the
+    /// [`PeerAddr`] request extension, or, when the peer is one of the
+    /// [`Options::trusted_proxies`], the client those proxies name in their forwarding
+    /// headers. A request from another address gets `404`. Behind a proxy that is not
+    /// trusted, every client shares the proxy's address.
     ///
     /// [`PeerAddr`]: crate::PeerAddr
     PeerIp,

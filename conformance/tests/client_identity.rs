@@ -1,0 +1,235 @@
+//! Who the client is, over real loopback sockets against both adapters: the client's
+//! address behind trusted proxies only (`Options::trusted_proxies`, `Session::client_addr`,
+//! and `SessionBinding::PeerIp`, PROTOCOL.md §3.3), and the server-assigned session key
+//! that stays unique when clients choose the same session id (§3.1) or none (raw
+//! WebSocket, §9.3).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+use conformance::http::Request;
+use sockjs_core::driver::{Config, Session};
+use sockjs_core::{Options, SessionBinding, SessionKey, Transport};
+use support::{ADAPTERS, Mount, Target, handler, start_services, within, ws_text};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(10);
+
+/// What a handler saw of its session when it opened.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    id: String,
+    key: SessionKey,
+    transport: Transport,
+    client: Option<IpAddr>,
+}
+
+/// Two services: `/trusting` believes proxies on loopback, `/plain` believes no one. Both
+/// echo and report each session as it opens.
+fn serve(adapter: support::Adapter, binding: SessionBinding) -> (Target, Receiver<Seen>) {
+    let (tx, rx) = mpsc::channel();
+    let mount = |prefix: &str, trusted: Vec<sockjs_core::IpRange>| {
+        let tx = tx.clone();
+        let options = Options {
+            trusted_proxies: trusted,
+            session_binding: binding,
+            disconnect_delay: Duration::from_millis(500),
+            ..Options::default()
+        };
+        Mount::new(
+            prefix,
+            options,
+            handler(move |mut session: Session| {
+                let _ = tx.send(Seen {
+                    id: session.id().to_owned(),
+                    key: session.key(),
+                    transport: session.transport(),
+                    client: session.client_addr(),
+                });
+                async move {
+                    while let Some(text) = session.recv().await {
+                        let _ = session.send(text).await;
+                    }
+                }
+            }),
+        )
+    };
+    let mounts = vec![
+        mount("/trusting", vec!["127.0.0.0/8".parse().unwrap()]),
+        mount("/plain", Vec::new()),
+    ];
+    let config = Config {
+        shards: 2,
+        ..Config::default()
+    };
+    (start_services(adapter, config, mounts), rx)
+}
+
+fn sid(kind: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{kind}{n}x{}", std::process::id())
+}
+
+fn ip(text: &str) -> Option<IpAddr> {
+    Some(text.parse().unwrap())
+}
+
+/// Opens an xhr-polling session with these header fields; what its handler saw.
+fn open_xhr(
+    target: &Target,
+    rx: &Receiver<Seen>,
+    prefix: &str,
+    id: &str,
+    headers: &[(&str, &str)],
+) -> Seen {
+    let request = Request::new("POST", &format!("{prefix}/000/{id}/xhr")).headers(headers);
+    assert_eq!(target.request(&request).text(), "o\n");
+    rx.recv_timeout(WAIT).unwrap()
+}
+
+/// A service prefix, the request's header fields, the client address expected.
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<IpAddr>,
+);
+
+#[test]
+fn s3_3_client_addr_honours_trusted_proxies_and_ignores_the_rest() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, rx) = serve(adapter, SessionBinding::None);
+            let cases: [Case; 8] = [
+                // From a trusted proxy: its forwarding headers name the client.
+                (
+                    "/trusting",
+                    &[("X-Forwarded-For", "203.0.113.7")],
+                    ip("203.0.113.7"),
+                ),
+                (
+                    "/trusting",
+                    &[("Forwarded", "for=\"[2001:db8::1]:4711\";proto=https")],
+                    ip("2001:db8::1"),
+                ),
+                (
+                    "/trusting",
+                    &[("X-Real-IP", "198.51.100.9")],
+                    ip("198.51.100.9"),
+                ),
+                // Hop by hop from the right: the first untrusted hop is the client, what
+                // it claims before itself is not believed.
+                (
+                    "/trusting",
+                    &[("X-Forwarded-For", "192.0.2.66, 203.0.113.7, 127.0.0.5")],
+                    ip("203.0.113.7"),
+                ),
+                // Garbage in the header: the proxy itself is the best answer.
+                (
+                    "/trusting",
+                    &[("X-Forwarded-For", "not an address")],
+                    ip("127.0.0.1"),
+                ),
+                ("/trusting", &[], ip("127.0.0.1")),
+                // From a peer that is not trusted: the headers are ignored.
+                (
+                    "/plain",
+                    &[("X-Forwarded-For", "203.0.113.7")],
+                    ip("127.0.0.1"),
+                ),
+                (
+                    "/plain",
+                    &[("Forwarded", "for=203.0.113.7")],
+                    ip("127.0.0.1"),
+                ),
+            ];
+            for (prefix, headers, expected) in cases {
+                let seen = open_xhr(&target, &rx, prefix, &sid("addr"), headers);
+                assert_eq!(seen.client, expected, "{adapter:?} {prefix} {headers:?}");
+            }
+
+            // A WebSocket through a trusted proxy.
+            let id = sid("addr");
+            let mut socket = target.raw_ws(
+                &format!("/trusting/000/{id}/websocket"),
+                &[("X-Forwarded-For", "203.0.113.8")],
+            );
+            assert_eq!(ws_text(&mut socket).as_deref(), Some("o"));
+            let seen = rx.recv_timeout(WAIT).unwrap();
+            assert_eq!(seen.client, ip("203.0.113.8"), "{adapter:?}");
+        }
+    });
+}
+
+#[test]
+fn s3_3_peer_ip_binding_follows_the_client_behind_a_trusted_proxy() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, rx) = serve(adapter, SessionBinding::PeerIp);
+            let send = |prefix: &str, id: &str, client: &str| {
+                let request = Request::new("POST", &format!("{prefix}/000/{id}/xhr_send"))
+                    .header("X-Forwarded-For", client)
+                    .body(r#"["x"]"#);
+                target.request(&request).status()
+            };
+            // Through the trusted proxy, two clients are told apart by their addresses.
+            let id = sid("bound");
+            let seen = open_xhr(
+                &target,
+                &rx,
+                "/trusting",
+                &id,
+                &[("X-Forwarded-For", "203.0.113.7")],
+            );
+            assert_eq!(seen.client, ip("203.0.113.7"));
+            assert_eq!(send("/trusting", &id, "198.51.100.1"), 404, "{adapter:?}");
+            assert_eq!(send("/trusting", &id, "203.0.113.7"), 204, "{adapter:?}");
+
+            // Without trust, the header is noise: the session is bound to the peer.
+            let id = sid("bound");
+            let seen = open_xhr(
+                &target,
+                &rx,
+                "/plain",
+                &id,
+                &[("X-Forwarded-For", "203.0.113.7")],
+            );
+            assert_eq!(seen.client, ip("127.0.0.1"));
+            assert_eq!(send("/plain", &id, "198.51.100.1"), 204, "{adapter:?}");
+        }
+    });
+}
+
+#[test]
+fn s3_1_every_session_gets_its_own_key_whatever_id_the_client_chose() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, rx) = serve(adapter, SessionBinding::None);
+            // Two WebSockets naming the same session id at once, and two raw WebSockets
+            // (no id at all): four sessions, four keys.
+            let id = sid("same");
+            let path = format!("/trusting/000/{id}/websocket");
+            let mut sockets = vec![target.ws(&path), target.ws(&path)];
+            sockets.push(target.raw_ws("/trusting/websocket", &[]));
+            sockets.push(target.raw_ws("/plain/websocket", &[]));
+            let seen: Vec<Seen> = (0..4).map(|_| rx.recv_timeout(WAIT).unwrap()).collect();
+            let keys: HashSet<u64> = seen.iter().map(|s| s.key.as_u64()).collect();
+            assert_eq!(keys.len(), 4, "{adapter:?}: {seen:?}");
+            let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
+            assert_eq!(ids.iter().filter(|i| **i == id).count(), 2, "{ids:?}");
+            assert_eq!(ids.iter().filter(|i| i.is_empty()).count(), 2, "{ids:?}");
+            let raw = seen
+                .iter()
+                .filter(|s| s.transport == Transport::RawWebSocket)
+                .count();
+            assert_eq!(raw, 2);
+            drop(sockets);
+        }
+    });
+}
