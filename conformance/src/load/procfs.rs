@@ -19,6 +19,12 @@ pub fn clock_ticks() -> f64 {
 
 /// `utime + stime` in clock ticks from the text of a `/proc/PID/stat` file.
 pub fn parse_stat_cpu(stat: &str) -> Result<u64, String> {
+    parse_stat_times(stat).map(|(user, system)| user + system)
+}
+
+/// `(utime, stime)`: user and kernel time in clock ticks, from the text of a
+/// `/proc/PID/stat` file.
+pub fn parse_stat_times(stat: &str) -> Result<(u64, u64), String> {
     // The command name (field 2) is in parentheses and may hold spaces or ')': fields
     // are counted after the last ')'. utime and stime are fields 14 and 15 overall,
     // i.e. the 12th and 13th after the name.
@@ -34,7 +40,7 @@ pub fn parse_stat_cpu(stat: &str) -> Result<u64, String> {
             .parse::<u64>()
             .map_err(|e| format!("stat: field {}: {e}", i + 3))
     };
-    Ok(field(11)? + field(12)?)
+    Ok((field(11)?, field(12)?))
 }
 
 /// `VmRSS` in kilobytes from the text of a `/proc/PID/status` file.
@@ -72,7 +78,13 @@ fn read(pid: Option<u32>, file: &str) -> Result<String, String> {
 
 /// CPU seconds (user + system, all threads) used so far by `pid` (`None`: this process).
 pub fn cpu_seconds(pid: Option<u32>) -> Result<f64, String> {
-    Ok(parse_stat_cpu(&read(pid, "stat")?)? as f64 / clock_ticks())
+    cpu_times(pid).map(|(user, system)| user + system)
+}
+
+/// User and kernel CPU seconds of `pid` (this process if `None`).
+pub fn cpu_times(pid: Option<u32>) -> Result<(f64, f64), String> {
+    let (user, system) = parse_stat_times(&read(pid, "stat")?)?;
+    Ok((user as f64 / clock_ticks(), system as f64 / clock_ticks()))
 }
 
 /// Resident set size of `pid` in kilobytes.
@@ -94,6 +106,7 @@ mod tests {
         let stat = "4242 (node (a) b) S 1 4242 4242 0 -1 4194560 5000 0 0 0 \
                     1234 567 0 0 20 0 11 0 100 1000000 5000 18446744073709551615";
         assert_eq!(parse_stat_cpu(stat), Ok(1234 + 567));
+        assert_eq!(parse_stat_times(stat), Ok((1234, 567)));
         assert!(parse_stat_cpu("1 (x) S 1 2").is_err());
         assert!(parse_stat_cpu("garbage").is_err());
     }

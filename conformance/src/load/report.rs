@@ -26,6 +26,8 @@ pub struct Run {
     pub msgs_per_cpu_s: Option<f64>,
     /// Server CPU seconds over the interval.
     pub server_cpu_s: Option<f64>,
+    /// Their user-mode part.
+    pub server_user_s: Option<f64>,
     /// Measured interval.
     pub duration_s: Option<f64>,
     /// Round-trip percentiles (µs).
@@ -77,6 +79,7 @@ pub fn parse_result(text: &str) -> Result<Option<Run>, String> {
         msgs_per_s: num(v.get("msgs_per_s")),
         msgs_per_cpu_s: num(v.get("msgs_per_cpu_s")),
         server_cpu_s: num(v.get("server_cpu_s")),
+        server_user_s: num(v.get("server_user_s")),
         duration_s: num(v.get("duration_s")),
         rtt_p50_us: num(v.get("rtt_p50_us")),
         rtt_p99_us: num(v.get("rtt_p99_us")),
@@ -307,6 +310,43 @@ pub fn summarize(runs: &[Run], vs: &[String], best_vs: &[String]) -> String {
         }
     }
 
+    // Per echo, split into user and kernel time: the kernel part (sockets, wakeups) is
+    // the floor every server on this machine shares; the user part is the server's own.
+    let split: Vec<(String, String)> = load_cells
+        .iter()
+        .flat_map(|c| servers.iter().map(move |s| (c.clone(), s.clone())))
+        .filter(|(c, s)| t.med(c, s, user_us_per_msg).is_some())
+        .collect();
+    if !split.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n### Server CPU per echo, user and kernel (median µs; lower is better)\n\n\
+             | cell | server | CPU µs per echo | user µs | kernel µs | user share |\n\
+             | --- | --- | ---: | ---: | ---: | ---: |"
+        );
+        for (c, s) in &split {
+            let total = t.med(c, s, |r| r.msgs_per_cpu_s.map(|m| 1e6 / m));
+            let user = t.med(c, s, user_us_per_msg);
+            let share = t.med(c, s, |r| {
+                Some(r.server_user_s? / r.server_cpu_s.filter(|c| *c > 0.0)?)
+            });
+            let _ = writeln!(
+                o,
+                "| {} | {s} | {} | {} | {} | {} |",
+                desc(c),
+                fmt(total, 1),
+                fmt(user, 1),
+                fmt(
+                    t.med(c, s, |r| Some(
+                        1e6 / r.msgs_per_cpu_s? - user_us_per_msg(r)?
+                    )),
+                    1
+                ),
+                share.map_or("–".into(), |p| format!("{:.0}%", 100.0 * p)),
+            );
+        }
+    }
+
     let wire: Vec<(String, String)> = load_cells
         .iter()
         .flat_map(|c| servers.iter().map(move |s| (c.clone(), s.clone())))
@@ -380,6 +420,12 @@ pub fn summarize(runs: &[Run], vs: &[String], best_vs: &[String]) -> String {
         }
     }
     o
+}
+
+/// User-mode server CPU per verified echo (µs).
+fn user_us_per_msg(r: &Run) -> Option<f64> {
+    let cpu = r.server_cpu_s.filter(|c| *c > 0.0)?;
+    Some(1e6 / r.msgs_per_cpu_s.filter(|m| *m > 0.0)? * (r.server_user_s? / cpu))
 }
 
 /// Reads the files and summarizes their runs.
@@ -467,6 +513,24 @@ mod tests {
         assert!(md.contains("| Cell ws | node | 2 |"), "{md}");
         assert!(
             md.contains("| Cell dfl | ours | 10 of 10 | 400 | 450 | 20000.0 |"),
+            "{md}"
+        );
+        // No user/kernel split in these lines: no such table.
+        assert!(!md.contains("user share"), "{md}");
+    }
+
+    #[test]
+    fn user_and_kernel_cpu_per_echo() {
+        // 1 s of server CPU, 0.25 s of it in user mode, 200 echoes per CPU-second:
+        // 5000 µs per echo, 1250 user, 3750 kernel.
+        let text = line("ours", "ws", 200.0, false).replace(
+            "\"msgs_per_cpu_s\"",
+            "\"server_user_s\":0.250,\"msgs_per_cpu_s\"",
+        );
+        let runs = parse_results(&text).expect("parses");
+        let md = summarize(&runs, &[], &[]);
+        assert!(
+            md.contains("| Cell ws | ours | 5000.0 | 1250.0 | 3750.0 | 25% |"),
             "{md}"
         );
     }

@@ -68,6 +68,8 @@ pub(crate) fn current_window(phase: &watch::Receiver<Phase>) -> Option<Window> {
 pub struct Sample {
     /// Server CPU seconds (user + system) over the interval.
     pub server_cpu_s: Option<f64>,
+    /// The user-mode part of `server_cpu_s` (the rest is the kernel's, mostly sockets).
+    pub server_user_s: Option<f64>,
     /// Server resident memory at the end of the interval (kB).
     pub rss_kb: Option<u64>,
     /// Load generator CPU seconds over the interval.
@@ -79,12 +81,15 @@ pub struct Sample {
 fn sample(pid: Option<u32>, window: Window) -> Sample {
     let mut s = Sample::default();
     std::thread::sleep(window.start.saturating_duration_since(Instant::now()));
-    let server0 = pid.map(|p| procfs::cpu_seconds(Some(p)));
+    let server0 = pid.map(|p| procfs::cpu_times(Some(p)));
     let client0 = procfs::cpu_seconds(None);
     std::thread::sleep(window.end.saturating_duration_since(Instant::now()));
     if let (Some(p), Some(before)) = (pid, server0) {
-        match (before, procfs::cpu_seconds(Some(p))) {
-            (Ok(a), Ok(b)) => s.server_cpu_s = Some((b - a).max(0.0)),
+        match (before, procfs::cpu_times(Some(p))) {
+            (Ok(a), Ok(b)) => {
+                s.server_cpu_s = Some((b.0 + b.1 - a.0 - a.1).max(0.0));
+                s.server_user_s = Some((b.0 - a.0).max(0.0));
+            }
             (Err(e), _) | (_, Err(e)) => s.errors.push(e),
         }
         match procfs::rss_kb(p) {
@@ -243,8 +248,12 @@ impl Summary {
             let mut parts = Vec::new();
             if let Some(cpu) = self.sample.server_cpu_s {
                 parts.push(format!(
-                    "cpu {cpu:.2} s ({:.0}% of a core)",
-                    100.0 * cpu / c.duration.as_secs_f64()
+                    "cpu {cpu:.2} s ({:.0}% of a core, {} in user mode)",
+                    100.0 * cpu / c.duration.as_secs_f64(),
+                    self.sample.server_user_s.filter(|_| cpu > 0.0).map_or(
+                        "–".to_owned(),
+                        |user| format!("{:.0}%", 100.0 * user / cpu)
+                    ),
                 ));
             }
             if let Some(m) = self.msgs_per_cpu_s() {
@@ -305,7 +314,8 @@ impl Summary {
              \"size\":{},\"window\":{},\"duration_s\":{:.3},\"warmup_s\":{:.3},\"setup_s\":{:.3},\
              \"messages\":{},\"sent\":{},\"msgs_per_s\":{:.1},\"rtt_p50_us\":{},\"rtt_p99_us\":{},\
              \"rtt_max_us\":{},\"errors\":{},\"error_kinds\":{{{}}},\"heartbeats\":{},\
-             \"reconnects\":{},\"server_pid\":{},\"server_cpu_s\":{},\"msgs_per_cpu_s\":{},\
+             \"reconnects\":{},\"server_pid\":{},\"server_cpu_s\":{},\"server_user_s\":{},\
+             \"msgs_per_cpu_s\":{},\
              \"rss_kb\":{},\"baseline_rss_kb\":{},\"rss_per_session_bytes\":{},\
              \"client_cpu_s\":{},\"payload\":{},\"permessage_deflate\":{},\"deflated\":{},\
              \"wire_out_per_msg\":{},\"wire_in_per_msg\":{},\"server_cpu_us_per_msg\":{},\
@@ -332,6 +342,7 @@ impl Summary {
             self.stats.reconnects,
             int(c.pid.map(u64::from)),
             num(self.sample.server_cpu_s),
+            num(self.sample.server_user_s),
             num(self.msgs_per_cpu_s()),
             int(self.sample.rss_kb),
             int(self.baseline_rss_kb),
