@@ -12,13 +12,22 @@
 #
 # Options for run.js (see README.md) go first and end with `--`:
 #   run-against.sh --filter websocket -- cargo run --release -p sockjs-smol --example smol_test_server --
+# plus this script's own `--via haproxy` (every server behind HAProxy with
+# deploy/haproxy.cfg; the https row is left out, HAProxy there speaks plain HTTP) or
+# `--via badlink` (every server behind the bad link: latency, jitter, tiny segments, stalls).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 opts=()
+via=""
 if [[ $# -gt 0 && $1 == -* ]]; then
   while [[ $# -gt 0 && $1 != -- ]]; do
+    if [[ $1 == --via ]]; then
+      via=${2:-}
+      shift 2 || { echo "run-against.sh: --via wants haproxy or badlink" >&2; exit 2; }
+      continue
+    fi
     opts+=("$1")
     shift
   done
@@ -74,5 +83,26 @@ if [[ ! -x $chromium ]]; then
     exit 2
   fi
 fi
+
+case $via in
+  "") ;;
+  haproxy)
+    opts+=(--no-tls --front "$here/front-haproxy.sh {listen} {upstream}")
+    ;;
+  badlink)
+    # The bad link of the browser suite: every chunk 20-50 ms late, delivered in 1-7 byte
+    # segments, 2 % of chunks stalled 250 ms more; seeded, so runs repeat. No cuts: a cut
+    # connection fails its row by design (conformance/tests/silent_cut.rs covers cuts).
+    echo "== building the bad link" >&2
+    (cd "$here/../.." && cargo build --release -q -p conformance --bin badlink) >&2
+    target=$(cd "$here/../.." && cargo metadata --format-version 1 --no-deps |
+      sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    opts+=(--front "$target/release/badlink --listen {listen} --upstream {upstream} --latency-ms 20 --jitter-ms 30 --segment 1-7 --stall-probability 0.02 --stall-ms 250 --seed 1 --exit-after 3600")
+    ;;
+  *)
+    echo "run-against.sh: --via wants haproxy or badlink, not $via" >&2
+    exit 2
+    ;;
+esac
 
 exec node "$here/run.js" --chromium "$chromium" "${opts[@]+"${opts[@]}"}" -- "$@"

@@ -85,6 +85,9 @@ options:
   --tls-server URL       with --server: a running https:// server, for the https row
                          (without it that row is left out)
   --no-tls               leave the https row out (for servers without the flags)
+  --front 'CMD ARGS...'  reach every server only through a front started per server
+                         (HAProxy, a bad link): {listen} and {upstream} in ARGS become
+                         127.0.0.1:PORT (a free port) and the server's HOST:PORT
   --chromium PATH        Chromium binary (default $CHROMIUM_PATH or /usr/bin/chromium)
   --verbose              show the server's output and browser console messages
 `;
@@ -92,7 +95,7 @@ options:
 function parseArgs(argv) {
   const o = {
     server: null, deflateServer: null, noDeflate: false, tlsServer: null, noTls: false, cmd: null, filter: [], staticPort: null, rowTimeout: 60, stepTimeout: 10,
-    totalTimeout: 600, startupTimeout: 900, chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', verbose: false,
+    totalTimeout: 600, startupTimeout: 900, front: null, chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', verbose: false,
   };
   const num = (v, name) => {
     const n = Number(v);
@@ -118,6 +121,7 @@ function parseArgs(argv) {
     else if (a === '--total-timeout') o.totalTimeout = num(val(), a);
     else if (a === '--startup-timeout') o.startupTimeout = num(val(), a);
     else if (a === '--chromium') o.chromium = val();
+    else if (a === '--front') o.front = val().split(/\s+/).filter(Boolean);
     else if (a === '--verbose') o.verbose = true;
     else if (a === '-h' || a === '--help') { process.stdout.write(USAGE); process.exit(0); }
     else throw new Error('unknown argument ' + a);
@@ -159,6 +163,21 @@ function get(url, ms = 5000) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Resolves once `host:port` accepts a TCP connection (polling), rejects after `ms`.
+async function waitPort(hostPort, ms) {
+  const [host, port] = [hostPort.slice(0, hostPort.lastIndexOf(':')), Number(hostPort.slice(hostPort.lastIndexOf(':') + 1))];
+  const until = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const c = net.connect(port, host, () => { c.destroy(); resolve(true); });
+      c.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error('nothing listens on ' + hostPort + ' after ' + ms / 1000 + ' s');
+    await sleep(100);
+  }
+}
+
 function withTimeout(promise, ms, what) {
   let t;
   return Promise.race([
@@ -193,14 +212,15 @@ function certificate() {
 
 // ---- the server under test, when we start it -------------------------------------
 
+// A command we start and stop: the server under test, or a front (--front) before it.
 class ServerProcess {
-  constructor(cmd, addr, sockjsUrl, verbose, extra = []) {
+  constructor(argv, verbose, label = 'server') {
     this.tail = [];
     this.verbose = verbose;
+    this.label = label;
     this.listening = false;
-    const args = cmd.slice(1).concat([addr, '--sockjs-url', sockjsUrl], extra);
-    process.stderr.write('starting server: ' + [cmd[0], ...args].join(' ') + '\n');
-    this.child = spawn(cmd[0], args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    process.stderr.write('starting ' + label + ': ' + argv.join(' ') + '\n');
+    this.child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     // Last resort if run.js ends without stop(): the command has its own process group.
     process.on('exit', () => {
       try { process.kill(-this.child.pid, 'SIGKILL'); } catch (e) { /* gone */ }
@@ -228,7 +248,7 @@ class ServerProcess {
     this.tail.push(line);
     if (this.tail.length > 40) this.tail.shift();
     // Build output before the server is up is worth seeing; afterwards only on request.
-    if (!this.listening || this.verbose) process.stderr.write('[server] ' + line + '\n');
+    if (!this.listening || this.verbose) process.stderr.write('[' + this.label + '] ' + line + '\n');
     const m = /listening on (https?:\/\/\S+)/.exec(line);
     if (m && !this.listening) {
       this.listening = true;
@@ -386,7 +406,8 @@ async function main() {
     // Starts `CMD ARGS... ADDR --sockjs-url URL EXTRA...`; resolves to its base URL.
     const startServer = async (extra) => {
       const port = await freePort();
-      const proc = new ServerProcess(o.cmd, '127.0.0.1:' + port, sockjsUrl, o.verbose, extra);
+      const argv = o.cmd.concat(['127.0.0.1:' + port, '--sockjs-url', sockjsUrl], extra);
+      const proc = new ServerProcess(argv, o.verbose);
       cleanups.push(() => proc.stop());
       const r = await Promise.race([
         proc.url,
@@ -427,6 +448,33 @@ async function main() {
       });
     }
     if (tlsBase) log('server under test with --tls-cert: ' + tlsBase);
+
+    // --front: every server is reached only through its own instance of the front
+    // command (HAProxy, the bad link), so every row's traffic crosses it.
+    if (o.front) {
+      const front = async (url) => {
+        const u = new URL(url);
+        const listen = '127.0.0.1:' + await freePort();
+        const argv = o.front.map((a) => a.replace('{listen}', listen).replace('{upstream}', u.host));
+        const proc = new ServerProcess(argv, o.verbose, 'front');
+        cleanups.push(() => proc.stop());
+        await Promise.race([
+          waitPort(listen, o.startupTimeout * 1000),
+          proc.exited.then((why) => { throw new Error('front command ended (' + why + ') before listening on ' + listen); }),
+        ]).catch((e) => {
+          process.stderr.write(proc.tail.map((l) => '[front] ' + l).join('\n') + '\n');
+          throw e;
+        });
+        proc.listening = true;
+        proc.exited.then((why) => { if (!stopping) log('!! front exited: ' + why); });
+        const through = u.protocol + '//' + listen;
+        log('front: ' + through + ' -> ' + url);
+        return through;
+      };
+      base = await front(base);
+      if (deflateBase) deflateBase = await front(deflateBase);
+      if (tlsBase) tlsBase = await front(tlsBase);
+    }
 
     // Preflight: the server answers and its iframe page loads our client build.
     const info = await get(base + '/echo/info').catch((e) => ({ status: 0, body: e.message }));

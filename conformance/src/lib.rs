@@ -20,6 +20,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod badlink;
 pub mod check;
 mod checks;
 pub mod cli;

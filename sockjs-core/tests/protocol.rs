@@ -1878,6 +1878,23 @@ fn s8_jsonp_is_nosniff() {
 }
 
 #[test]
+fn s8_streams_ask_proxies_not_to_buffer() {
+    let mut h = Harness::echo();
+    let xs = h.post("/a/xa/xhr_streaming", "");
+    let es = h.get("/a/xb/eventsource");
+    let hf = h.get("/a/xc/htmlfile?c=cb");
+    for id in [xs, es, hf] {
+        assert_eq!(h.ex(id).header("x-accel-buffering").as_deref(), Some("no"));
+    }
+    // One frame per response: nothing to stream, nothing to ask.
+    let xp = h.post("/a/xd/xhr", "");
+    let jp = h.get("/a/xe/jsonp?c=cb");
+    for id in [xp, jp] {
+        assert_eq!(h.ex(id).header("x-accel-buffering"), None);
+    }
+}
+
+#[test]
 fn s9_1_hixie76_101_has_no_content_length_and_wss_behind_tls() {
     let mut h = Harness::new(
         Options {

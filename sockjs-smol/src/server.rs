@@ -451,7 +451,7 @@ impl Handler {
             .downcast_mut::<Option<Async<TcpStream>>>()
             .and_then(Option::take)
         {
-            let _ = tcp.get_ref().set_nodelay(true);
+            shared.config.tune_tcp(tcp.get_ref());
             let tcp = Stream(Arc::new(tcp));
             let probe = Some(tcp.probe());
             return conn::serve(shared.clone(), tcp, peer, probe, false).await;
@@ -520,6 +520,9 @@ async fn accept(listener: &Async<TcpListener>, handler: &Handler) {
         };
         match future::or(shutdown, accepted).await {
             Event::Accepted(Ok((stream, peer))) => {
+                // Here too, not only in serve_connection: a TLS connection is no longer
+                // a plain socket there.
+                handler.shared.config.tune_tcp(stream.get_ref());
                 let handler = handler.clone();
                 handler.shared.clone().spawn_counted(async move {
                     if let Err(e) = handler.serve_connection(stream, peer).await {

@@ -176,7 +176,7 @@ impl Serve {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
+                        config.tune_tcp(&stream);
                         let served = connection(stream, peer, routes.clone(), Some(stop_rx.clone()), config.clone());
                         connections.spawn(async move {
                             if let Err(error) = served.await {
@@ -288,7 +288,7 @@ where
         .downcast_mut::<Option<TcpStream>>()
         .and_then(Option::take)
     {
-        let _ = stream.set_nodelay(true);
+        config.tune_tcp(&stream);
         let tcp = Tcp(Arc::new(stream));
         let probe = Some(tcp.probe());
         return http1(

@@ -74,6 +74,18 @@ pub struct Config {
     /// *(server)* Longest time one write (a response, a chunk, WebSocket messages) may wait
     /// on a client that does not read; then the connection is dropped. Default 30 s.
     pub write_timeout: Duration,
+    /// *(server)* `TCP_USER_TIMEOUT` of every TCP connection the adapter's server accepts
+    /// or is handed as a plain socket (Linux and Android; elsewhere ignored): how long data
+    /// it sent may stay unacknowledged before the kernel gives the connection up. It is how
+    /// a client whose link went silent (a cut cable, a NAT that forgot the flow, a phone
+    /// that left coverage: no FIN, no RST) is noticed on transports where the client sends
+    /// nothing upstream, HTTP streaming above all: the next heartbeat (at most
+    /// [`Options::heartbeat_delay`](crate::Options::heartbeat_delay) later) goes
+    /// unacknowledged, and this long after it the connection fails, its receiver is gone,
+    /// and the session closes after its disconnect delay (DEPLOYMENT.md lists the bounds).
+    /// `None` leaves the kernel's default (retransmissions for about 15 minutes). Default
+    /// 30 s, as [`write_timeout`](Config::write_timeout).
+    pub tcp_user_timeout: Option<Duration>,
     /// *(server)* How long a WebSocket that sent its close frame waits for the client's
     /// before the connection is dropped. Default 1 s.
     pub close_linger: Duration,
@@ -112,6 +124,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            tcp_user_timeout: Some(Duration::from_secs(30)),
             close_linger: Duration::from_secs(1),
             max_headers: 100,
             max_head_bytes: 16 * 1024,
@@ -121,5 +134,78 @@ impl Default for Config {
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+}
+
+impl Config {
+    /// Sets the socket options every accepted TCP connection gets: `TCP_NODELAY` (each
+    /// frame goes out at once) and [`tcp_user_timeout`](Config::tcp_user_timeout). The
+    /// adapters call it on each TCP socket they accept or are handed; a failure is only
+    /// logged, as the connection still works without them.
+    #[cfg(unix)]
+    pub fn tune_tcp(&self, socket: &impl std::os::fd::AsFd) {
+        self.tune(socket2::SockRef::from(socket));
+    }
+
+    /// Sets the socket options every accepted TCP connection gets: `TCP_NODELAY` (each
+    /// frame goes out at once) and [`tcp_user_timeout`](Config::tcp_user_timeout). The
+    /// adapters call it on each TCP socket they accept or are handed; a failure is only
+    /// logged, as the connection still works without them.
+    #[cfg(windows)]
+    pub fn tune_tcp(&self, socket: &impl std::os::windows::io::AsSocket) {
+        self.tune(socket2::SockRef::from(socket));
+    }
+
+    fn tune(&self, socket: socket2::SockRef<'_>) {
+        if let Err(error) = socket.set_tcp_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(timeout) = self.tcp_user_timeout {
+            if let Err(error) = socket.set_tcp_user_timeout(Some(timeout)) {
+                tracing::debug!(%error, "TCP_USER_TIMEOUT not set");
+            }
+        }
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn tune_tcp_sets_nodelay_and_the_user_timeout() -> std::io::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let _client = TcpStream::connect(listener.local_addr()?)?;
+        let (accepted, _) = listener.accept()?;
+        let config = Config {
+            tcp_user_timeout: Some(Duration::from_millis(4500)),
+            ..Config::default()
+        };
+        config.tune_tcp(&accepted);
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.tcp_nodelay()?);
+        assert_eq!(
+            socket.tcp_user_timeout()?,
+            Some(Duration::from_millis(4500))
+        );
+
+        // None leaves the kernel's default (0: no user timeout).
+        let (other, _) = {
+            let _c = TcpStream::connect(listener.local_addr()?)?;
+            listener.accept()?
+        };
+        Config {
+            tcp_user_timeout: None,
+            ..Config::default()
+        }
+        .tune_tcp(&other);
+        assert_eq!(socket2::SockRef::from(&other).tcp_user_timeout()?, None);
+        assert_eq!(
+            Config::default().tcp_user_timeout,
+            Some(Duration::from_secs(30))
+        );
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::{
@@ -166,6 +166,15 @@ impl Engine {
             headers = headers.insert(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
+            );
+        }
+        if transport.is_streaming() {
+            // nginx (and proxies that honour it) must pass a stream on frame by frame even
+            // where response buffering is on: with gzip, a buffered stream reaches the
+            // client only when the compressor's buffer fills (DEPLOYMENT.md).
+            headers = headers.insert(
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
             );
         }
         let head = headers.response(StatusCode::OK, ());
