@@ -41,6 +41,9 @@ pub(crate) struct SessionShared {
     pub(crate) key: SessionKey,
     /// Set once the session is closed and forgotten (a lock-free fast path for handles).
     closed: AtomicBool,
+    /// Whether the queue is past its bound (see [`SessionShared::is_over`]): kept beside
+    /// the lock because the WebSocket pump asks after every read.
+    over: AtomicBool,
     /// A WebSocket session's outgoing queue, for senders that wait for room.
     pub(crate) outbound: OnceLock<Watch>,
     state: Mutex<SharedState>,
@@ -84,6 +87,7 @@ impl SessionShared {
             id,
             key,
             closed: AtomicBool::new(false),
+            over: AtomicBool::new(false),
             outbound: OnceLock::new(),
             state: Mutex::new(SharedState {
                 items: VecDeque::new(),
@@ -131,6 +135,7 @@ impl SessionShared {
             st.items.push_back(text);
             st.bytes += weight;
             st.pushed += 1;
+            self.mark(&st);
             (st.pushed, st.recv_waker.take())
         };
         if let Some(waker) = waker {
@@ -139,10 +144,19 @@ impl SessionShared {
         Ok(seq)
     }
 
-    /// Whether the queue is past its bound: its feeders should wait.
+    /// Whether the queue is past its bound: its feeders should wait. Lock-free; it may
+    /// lag a change made on another thread, which [`poll_room`](Self::poll_room) settles
+    /// under the lock.
     pub(crate) fn is_over(&self) -> bool {
-        let st = self.lock();
-        st.bytes > st.limit && !st.gone && !st.ended
+        self.over.load(Ordering::Acquire)
+    }
+
+    /// Mirrors the queue's state into `over`; called under the lock after every change.
+    fn mark(&self, st: &SharedState) {
+        let over = st.bytes > st.limit && !st.gone && !st.ended;
+        if self.over.load(Ordering::Relaxed) != over {
+            self.over.store(over, Ordering::Release);
+        }
     }
 
     /// Ready once the application has taken the queue down to half its bound (or is gone,
@@ -184,6 +198,7 @@ impl SessionShared {
                 Some(text) => {
                     st.bytes -= text.len() + OVERHEAD;
                     st.popped += 1;
+                    self.mark(&st);
                     if st.items.is_empty() && st.items.capacity() > 16 {
                         st.items.shrink_to(16);
                     }
@@ -209,6 +224,7 @@ impl SessionShared {
             let mut st = self.lock();
             st.gone = true;
             st.bytes = 0;
+            self.mark(&st);
             st.recv_waker = None;
             let mut wakers = st.delivery.take();
             wakers.extend(st.room.take());
@@ -224,6 +240,7 @@ impl SessionShared {
             let mut st = self.lock();
             st.ended = true;
             st.reason = Some(reason);
+            self.mark(&st);
             self.closed.store(true, Ordering::Release);
             let mut wakers = st.closing.take();
             wakers.extend(st.delivery.take());

@@ -271,8 +271,8 @@ impl<S: Socket> Serve<S> {
                 return Poll::Pending;
             }
 
-            let now = exchange.runtime().now();
-            if self.end.is_some_and(|at| at <= now) {
+            // The clock is read only when a deadline could have passed.
+            if self.end.is_some_and(|at| at <= exchange.runtime().now()) {
                 return Poll::Ready(());
             }
             let deadline = [
