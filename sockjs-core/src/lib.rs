@@ -140,6 +140,7 @@ mod engine;
 pub mod handshake;
 mod options;
 mod output;
+mod rejection;
 mod response;
 mod session;
 mod timer;
@@ -170,6 +171,7 @@ pub use output::{
     CloseReason, Content, Event, Handshake, RequestId, SendError, SessionInfo, SessionKey,
     SessionState, Transmit,
 };
+pub use rejection::Rejection;
 pub use transport::{Transport, Transports};
 
 /// A request extension carrying the peer's address. Drivers insert it so sessions can

@@ -102,9 +102,10 @@ pub mod tls {
 
 pub use server::{Handler, Server, ServerHandle, serve};
 pub use sockjs_core::driver::{
-    Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
+    Admission, AdmissionRequest, Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON,
+    Session, SessionSender,
 };
 pub use sockjs_core::{
     AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, PeerAddr, ProtocolVersion,
-    SendError, SessionBinding, SessionKey, SessionState, Transport,
+    Rejection, SendError, SessionBinding, SessionKey, SessionState, Transport,
 };

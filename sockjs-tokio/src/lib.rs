@@ -119,9 +119,10 @@ pub use body::{Body, BodyError};
 pub use server::{Routes, Serve, serve, serve_connection};
 pub use service::{BoxError, Builder, ResponseFuture, SockJs};
 pub use sockjs_core::driver::{
-    Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
+    Admission, AdmissionRequest, Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON,
+    Session, SessionSender,
 };
 pub use sockjs_core::{
     AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, OriginalUri, PeerAddr,
-    ProtocolVersion, SendError, SessionBinding, SessionKey, SessionState, Transport,
+    ProtocolVersion, Rejection, SendError, SessionBinding, SessionKey, SessionState, Transport,
 };

@@ -52,6 +52,7 @@
 //!   twice the bound (several sends in flight), gets the session closed with
 //!   [`INBOUND_OVERFLOW_CODE`] [`INBOUND_OVERFLOW_REASON`].
 
+mod admission;
 pub mod broadcast;
 mod config;
 mod exchange;
@@ -72,6 +73,7 @@ mod waiters;
 pub mod web;
 mod websocket;
 
+pub use admission::{Admission, AdmissionRequest};
 pub use config::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 pub use exchange::{Exchange, TryNext};
 pub use runtime::{Runtime, Task, Timer};
