@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use conformance::http::Request;
 use sockjs_core::driver::{Admission, AdmissionRequest, Config, Session};
-use sockjs_core::{Options, Rejection};
+use sockjs_core::{Options, OriginPolicy, Rejection};
 use support::{ADAPTERS, Adapter, Mount, Target, handler, sleep, start_services, within, ws_text};
 
 /// Bound of one test (both adapters).
@@ -409,6 +409,51 @@ fn s7_3_5_two_admitted_receivers_for_one_new_id_open_one_session() {
                 "{adapter:?}: {bodies:?}"
             );
             assert_eq!(target.session_count(), 1, "{adapter:?}");
+        }
+    });
+}
+
+#[test]
+fn s2_the_origin_predicate_sees_the_request_head() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let options = Options {
+                origins: OriginPolicy::predicate(|origin, request| {
+                    origin == "https://app"
+                        || request
+                            .headers
+                            .get("x-partner-key")
+                            .is_some_and(|key| key == "k1")
+                }),
+                ..Options::default()
+            };
+            let (target, _seen) = start(adapter, options);
+            let cookie = ("Cookie", "sid=good");
+            let stranger = [("Origin", "https://partner"), cookie];
+            let path = format!("{}/xhr", sid("origin"));
+            assert_eq!(
+                post(&target, &path, &stranger),
+                (403, "Origin not allowed.\n".to_owned()),
+                "{adapter:?}"
+            );
+            let partner = [stranger[0], stranger[1], ("X-Partner-Key", "k1")];
+            assert_eq!(post(&target, &path, &partner).1, "o\n", "{adapter:?}");
+            // WebSocket upgrades too: refused before the handshake, or accepted.
+            let (status, _) = support::raw_status(
+                target.addr,
+                b"GET /guarded/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                  Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nOrigin: https://partner\r\n\
+                  Cookie: sid=good\r\n\r\n",
+            );
+            assert_eq!(status, 403, "{adapter:?}");
+            let mut ws = target.raw_ws("/guarded/websocket", &partner);
+            ws.send(tungstenite::Message::text("ping")).unwrap();
+            assert_eq!(
+                ws_text(&mut ws).as_deref(),
+                Some("user:ada:127.0.0.1:-|127.0.0.1"),
+                "{adapter:?}"
+            );
         }
     });
 }

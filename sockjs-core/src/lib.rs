@@ -164,7 +164,7 @@ pub use cookie::{CookieAttributes, CookieError, CookieFn, Jsessionid, SameSite};
 pub use deflate::{DeflateOptions, DeflateParams};
 pub use engine::{Engine, Start};
 pub use options::{
-    AbortPolicy, DEFAULT_SOCKJS_URL, Options, OptionsError, OriginPolicy, PingOptions,
+    AbortPolicy, DEFAULT_SOCKJS_URL, Options, OptionsError, OriginFn, OriginPolicy, PingOptions,
     ProtocolVersion, SessionBinding,
 };
 pub use output::{

@@ -213,3 +213,41 @@ fn s7_3_2_rejection_defaults() {
     assert_eq!(rejection.close_code(), 4503);
     assert_eq!(rejection.close_reason(), "Service Unavailable");
 }
+
+#[test]
+fn s2_the_origin_predicate_sees_the_request_head() {
+    let mut h = Harness::new(
+        Options {
+            origins: OriginPolicy::predicate(|origin, request| {
+                origin == "https://app"
+                    || request
+                        .headers
+                        .get("x-partner-key")
+                        .is_some_and(|k| k == "k1")
+            }),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let own = h.request("POST", "/a/own/xhr", &[("origin", "https://app")], "");
+    assert_eq!(h.ex(own).status(), 200);
+    let stranger = h.request("POST", "/a/b/xhr", &[("origin", "https://partner")], "");
+    assert_eq!(h.ex(stranger).status(), 403);
+    assert_eq!(h.ex(stranger).body(), "Origin not allowed.\n");
+    let partner = [("origin", "https://partner"), ("x-partner-key", "k1")];
+    let admitted = h.request("POST", "/a/b/xhr", &partner, "");
+    assert_eq!(h.ex(admitted).body(), "o\n");
+    // §7.3.1: a refused origin never reaches admission.
+    assert!(!opens(
+        &h,
+        "GET",
+        "/websocket",
+        &[WS[0], ("origin", "https://partner")]
+    ));
+    assert!(opens(
+        &h,
+        "GET",
+        "/websocket",
+        &[WS[0], partner[0], partner[1]]
+    ));
+}

@@ -331,7 +331,11 @@ impl Engine {
             .headers
             .get(header::ORIGIN)
             .or_else(|| parts.headers.get("sec-websocket-origin"));
-        origin.is_some_and(|origin| !origin.to_str().is_ok_and(|origin| origins.allows(origin)))
+        origin.is_some_and(|origin| {
+            !origin
+                .to_str()
+                .is_ok_and(|origin| origins.allows(origin, parts))
+        })
     }
 
     /// Fires every timer due at `now`: heartbeats, WebSocket pings and their timeouts, and
