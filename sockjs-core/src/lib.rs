@@ -111,6 +111,15 @@
 //! ([`Options::websocket_ping`]: pings, and close `3000` after the [`PingOptions`] timeout,
 //! [`CloseReason::PeerUnresponsive`]).
 //!
+//! # Who may open a session
+//!
+//! [`Options::origins`] refuses browsers on other sites ([`OriginPolicy::list`], or
+//! [`OriginPolicy::predicate`] over the origin and the whole request head). For the rest,
+//! [`Engine::opens_session`] tells a driver which requests would open a session, so it can
+//! ask the application first, and [`Engine::handle_rejected`] answers a refused one with a
+//! [`Rejection`] without creating anything: the driver's admission hook is built on the
+//! two (PROTOCOL.md §7.3).
+//!
 //! # Bounds
 //!
 //! Every buffer has a bound in [`Options`]: request bodies (`max_request_body`, 413),

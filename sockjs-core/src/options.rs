@@ -32,10 +32,10 @@ pub type OriginFn = Arc<dyn Fn(&str, &http::request::Parts) -> bool + Send + Syn
 ///
 /// Requests without an `Origin` header (non-browser clients) are always allowed; a browser
 /// request from a refused origin gets `403 Forbidden` (PROTOCOL.md §2). Browsers send
-/// `Origin` on cross-site requests, WebSocket upgrades included, so a list of the sites
-/// that may use the service is what stops other sites from opening sessions that carry
-/// your users' cookies (see SECURITY.md); checking who the client is belongs to an
-/// admission hook (the driver's `Admission`).
+/// `Origin` on CORS requests and WebSocket upgrades (not on JSONP's script loads), so a
+/// list of the sites that may use the service is what stops other sites from opening
+/// sessions that carry your users' cookies (see SECURITY.md); checking who the client is
+/// belongs to an admission hook (the driver's `Admission`).
 ///
 /// ```
 /// use sockjs_core::OriginPolicy;

@@ -26,6 +26,10 @@
 //! 3. drops the exchange when the connection fails or the client hangs up: that is the
 //!    abort the engine needs to know of.
 //!
+//! A service may have an [`Admission`] hook ([`Service::set_admission`]): a request that
+//! would open a session then waits, inside its exchange, for the application's verdict
+//! (PROTOCOL.md §7.3); the adapter sees nothing of it but a later first item.
+//!
 //! Everything else happens here, identically on every runtime: sessions spread over shards
 //! (one mutex each, never held across an `.await`), outputs routed to their request or
 //! session, bounded queues with their overflow policies, session handles and their
