@@ -279,6 +279,33 @@ fn s7_3_1_requests_for_an_existing_session_skip_the_hook() {
 }
 
 #[test]
+fn s7_3_1_a_receiver_replacing_a_gone_one_asks_if_it_would_open_a_session() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, seen) = start(adapter, Options::default());
+            let path = sid("replaced");
+            let xhr = format!("{path}/xhr");
+            assert_eq!(post(&target, &xhr, &[("Cookie", "sid=good")]).1, "o\n");
+            assert!(post(&target, &xhr, &[]).1.starts_with("a["), "{adapter:?}");
+            // A held poll whose client vanishes: the next poll finds it attached, and
+            // either the adapter or the liveness probe aborts it first (§7.1.6), which
+            // closes the session. The newcomer would open a new one: it must ask.
+            let mut held = target.conn();
+            held.send(&Request::new("POST", &xhr)).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            held.reset();
+            assert_eq!(
+                post(&target, &xhr, &[]),
+                (401, "Unauthorized\n".to_owned()),
+                "{adapter:?}"
+            );
+            assert_eq!(seen.calls.load(Ordering::SeqCst), 2, "{adapter:?}");
+            settles_empty(&target);
+        }
+    });
+}
+
+#[test]
 fn s7_3_4_a_slow_hook_holds_back_only_its_own_request() {
     within(LIMIT, || {
         for adapter in ADAPTERS {

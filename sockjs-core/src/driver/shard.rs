@@ -209,15 +209,7 @@ impl Shard {
         let mut st = self.lock();
         let now = self.common.runtime.now();
         let (parts, body) = request.into_parts();
-        if !admitted && self.common.admission.get().is_some() && st.engine.opens_session(&parts) {
-            return Submitted::Admit {
-                request: Box::new(http::Request::from_parts(parts, body)),
-                tx,
-            };
-        }
-        let attached = st.engine.attached_receiver(&parts);
-        let request = http::Request::from_parts(parts, body);
-        if let Some(attached) = attached {
+        if let Some(attached) = st.engine.attached_receiver(&parts) {
             let verdict = st
                 .requests
                 .get(&attached)
@@ -230,7 +222,7 @@ impl Shard {
                 }
                 Some(None) if !force && !self.common.config.abort_grace.is_zero() => {
                     return Submitted::Deferred {
-                        request: Box::new(request),
+                        request: Box::new(http::Request::from_parts(parts, body)),
                         tx,
                         attached,
                     };
@@ -238,6 +230,16 @@ impl Shard {
                 _ => {}
             }
         }
+        // Asked after the abort above, which may have ended the session this request
+        // would have joined: it would then open a new one.
+        if !admitted && self.common.admission.get().is_some() && st.engine.opens_session(&parts) {
+            self.settle(st, now);
+            return Submitted::Admit {
+                request: Box::new(http::Request::from_parts(parts, body)),
+                tx,
+            };
+        }
+        let request = http::Request::from_parts(parts, body);
         let probe = request.extensions().get::<ConnectionProbe>().cloned();
         st.requests.insert(id, Slot::new(tx, probe));
         st.delivered = Some(None);
