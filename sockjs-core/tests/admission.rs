@@ -4,16 +4,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{App, Harness};
+use common::{App, Harness, WS_HEADERS as WS};
 use http::StatusCode;
 use sockjs_core::{Options, OriginPolicy, Rejection, RequestId, Transport, Transports};
-
-const WS: [(&str, &str); 4] = [
-    ("upgrade", "websocket"),
-    ("connection", "Upgrade"),
-    ("sec-websocket-version", "13"),
-    ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
-];
 
 fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
     let mut builder = http::Request::builder().method(method).uri(uri);
@@ -24,7 +17,7 @@ fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> http::request::Par
 }
 
 fn opens(h: &Harness, method: &str, uri: &str, headers: &[(&str, &str)]) -> bool {
-    h.engine.opens_session(&head(method, uri, headers))
+    h.opens(method, uri, headers)
 }
 
 /// Refuses a request on the harness's engine, as a driver would.
