@@ -39,7 +39,8 @@ type Hook = dyn Fn(AdmissionRequest) -> Verdict + Send + Sync;
 /// only that request; it is dropped with the request if the client goes away first. It
 /// may take at most [`Config::admission_timeout`](crate::driver::Config::admission_timeout),
 /// after which the request is refused with `503` (close `4503`). A hook that panics
-/// refuses the request with `500` (close `4500`) and leaves the connection serving.
+/// refuses the request with `500` (close `4500`) and leaves the connection serving (unless
+/// the program is built with `panic = "abort"`).
 ///
 /// ```
 /// use sockjs_core::Rejection;
