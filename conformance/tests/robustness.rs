@@ -12,7 +12,6 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -98,10 +97,10 @@ fn origin_allow_list_and_predicate_cover_cors_and_websockets() {
         let predicate = start(
             adapter,
             Settings::new(Options {
-                origins: OriginPolicy::Predicate(Arc::new(|o: &str| {
+                origins: OriginPolicy::predicate(|o, _| {
                     o.strip_prefix("https://")
                         .is_some_and(|host| host.ends_with(".good.example"))
-                })),
+                }),
                 ..Options::default()
             }),
         );

@@ -111,6 +111,15 @@
 //! ([`Options::websocket_ping`]: pings, and close `3000` after the [`PingOptions`] timeout,
 //! [`CloseReason::PeerUnresponsive`]).
 //!
+//! # Who may open a session
+//!
+//! [`Options::origins`] refuses browsers on other sites ([`OriginPolicy::list`], or
+//! [`OriginPolicy::predicate`] over the origin and the whole request head). For the rest,
+//! [`Engine::opens_session`] tells a driver which requests would open a session, so it can
+//! ask the application first, and [`Engine::handle_rejected`] answers a refused one with a
+//! [`Rejection`] without creating anything: the driver's admission hook is built on the
+//! two (PROTOCOL.md §7.3).
+//!
 //! # Bounds
 //!
 //! Every buffer has a bound in [`Options`]: request bodies (`max_request_body`, 413),
@@ -140,6 +149,7 @@ mod engine;
 pub mod handshake;
 mod options;
 mod output;
+mod rejection;
 mod response;
 mod session;
 mod timer;
@@ -163,13 +173,14 @@ pub use cookie::{CookieAttributes, CookieError, CookieFn, Jsessionid, SameSite};
 pub use deflate::{DeflateOptions, DeflateParams};
 pub use engine::{Engine, Start};
 pub use options::{
-    AbortPolicy, DEFAULT_SOCKJS_URL, Options, OptionsError, OriginPolicy, PingOptions,
+    AbortPolicy, DEFAULT_SOCKJS_URL, Options, OptionsError, OriginFn, OriginPolicy, PingOptions,
     ProtocolVersion, SessionBinding,
 };
 pub use output::{
     CloseReason, Content, Event, Handshake, RequestId, SendError, SessionInfo, SessionKey,
     SessionState, Transmit,
 };
+pub use rejection::Rejection;
 pub use transport::{Transport, Transports};
 
 /// A request extension carrying the peer's address. Drivers insert it so sessions can

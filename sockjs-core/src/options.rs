@@ -25,10 +25,34 @@ pub enum ProtocolVersion {
     V0_3_3,
 }
 
+/// The function of [`OriginPolicy::Predicate`]: the `Origin` value and the request head.
+pub type OriginFn = Arc<dyn Fn(&str, &http::request::Parts) -> bool + Send + Sync>;
+
 /// Which origins may use the service (CORS answers and WebSocket upgrades).
 ///
 /// Requests without an `Origin` header (non-browser clients) are always allowed; a browser
-/// request from a refused origin gets `403 Forbidden`.
+/// request from a refused origin gets `403 Forbidden` (PROTOCOL.md §2). Browsers send
+/// `Origin` on CORS requests and WebSocket upgrades (not on JSONP's script loads), so a
+/// list of the sites that may use the service is what stops other sites from opening
+/// sessions that carry your users' cookies (see SECURITY.md); checking who the client is
+/// belongs to an admission hook (the driver's `Admission`).
+///
+/// ```
+/// use sockjs_core::OriginPolicy;
+///
+/// // Exact origins.
+/// let list = OriginPolicy::list(["https://example.com", "https://www.example.com"]);
+/// // Any subdomain, and partners that present their key in a header.
+/// let predicate = OriginPolicy::predicate(|origin, request| {
+///     origin.ends_with(".example.com")
+///         || request.headers.get("x-partner-key").is_some_and(|key| key == "k1")
+/// });
+/// let head = http::Request::get("/echo/info").body(())?.into_parts().0;
+/// assert!(list.allows("https://example.com", &head));
+/// assert!(predicate.allows("https://app.example.com", &head));
+/// assert!(!predicate.allows("https://partner.test", &head));
+/// # Ok::<(), http::Error>(())
+/// ```
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub enum OriginPolicy {
@@ -37,17 +61,32 @@ pub enum OriginPolicy {
     Any,
     /// Only these exact `Origin` values (e.g. `https://example.com`, or `null`).
     List(Vec<String>),
-    /// A predicate over the `Origin` value.
-    Predicate(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+    /// A predicate over the `Origin` value and the whole request head (method, URI,
+    /// headers with cookies, extensions such as the [`PeerAddr`](crate::PeerAddr)), asked
+    /// only for requests that carry an `Origin`. It runs under the engine's lock: keep it
+    /// quick, and leave anything that waits to an admission hook.
+    Predicate(OriginFn),
 }
 
 impl OriginPolicy {
-    /// Whether a request carrying `Origin: origin` is allowed.
-    pub fn allows(&self, origin: &str) -> bool {
+    /// [`OriginPolicy::List`] of these origins.
+    pub fn list<S: Into<String>>(origins: impl IntoIterator<Item = S>) -> OriginPolicy {
+        OriginPolicy::List(origins.into_iter().map(Into::into).collect())
+    }
+
+    /// [`OriginPolicy::Predicate`] of this function of the origin and the request head.
+    pub fn predicate(
+        allows: impl Fn(&str, &http::request::Parts) -> bool + Send + Sync + 'static,
+    ) -> OriginPolicy {
+        OriginPolicy::Predicate(Arc::new(allows))
+    }
+
+    /// Whether `request`, which carries `Origin: origin`, is allowed.
+    pub fn allows(&self, origin: &str, request: &http::request::Parts) -> bool {
         match self {
             OriginPolicy::Any => true,
             OriginPolicy::List(list) => list.iter().any(|o| o == origin),
-            OriginPolicy::Predicate(f) => f(origin),
+            OriginPolicy::Predicate(f) => f(origin, request),
         }
     }
 }
@@ -460,7 +499,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(custom_bound.validate(), Err(OptionsError::CookieBinding));
+        let head = http::Request::new(()).into_parts().0;
         let list = OriginPolicy::List(vec!["https://a".into()]);
-        assert!(list.allows("https://a") && !list.allows("null"));
+        assert!(list.allows("https://a", &head) && !list.allows("null", &head));
     }
 }

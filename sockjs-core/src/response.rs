@@ -44,15 +44,18 @@ impl RequestHeaders {
 
 /// The value of the request's cookie named `name`, if any (empty counts as absent).
 fn cookie(headers: &HeaderMap, name: &str) -> Option<HeaderValue> {
+    cookie_value(headers, name).and_then(|value| HeaderValue::from_bytes(value).ok())
+}
+
+/// The raw value of the request's first non-empty cookie named `name`.
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     headers.get_all(header::COOKIE).iter().find_map(|v| {
         v.as_bytes().split(|&b| b == b';').find_map(|pair| {
             let value = pair
                 .trim_ascii()
                 .strip_prefix(name.as_bytes())?
                 .strip_prefix(b"=")?;
-            (!value.is_empty())
-                .then(|| HeaderValue::from_bytes(value).ok())
-                .flatten()
+            (!value.is_empty()).then_some(value)
         })
     })
 }

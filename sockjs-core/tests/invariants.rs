@@ -5,6 +5,8 @@
 //! - the application's messages reach the client in order, none lost or duplicated, across
 //!   any sequence of receiver reconnects, heartbeats, response limits and aborts;
 //! - queues stay within their bound, and the engine holds no request it has finished;
+//! - a receiver or WebSocket opens a session exactly when `Engine::opens_session` said it
+//!   would (PROTOCOL.md §7.3.1);
 //! - all of this with heartbeats on or off, and WebSocket dead-peer detection on or off.
 
 mod common;
@@ -188,7 +190,11 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
         match op {
             Op::Receive { sid, transport } => {
                 let (method, name, query) = TRANSPORTS[transport as usize];
-                let id = h.request(method, &format!("/s/{sid}/{name}{query}"), &[], "");
+                let uri = format!("/s/{sid}/{name}{query}");
+                let asks = h.opens(method, &uri, &[]);
+                let before = h.opened.len();
+                let id = h.request(method, &uri, &[], "");
+                prop_assert_eq!(h.opened.len() - before, usize::from(asks), "{}", uri);
                 m.receivers.push((id, sid.to_string()));
             }
             Op::ClientSend { sid, count } => {
@@ -237,7 +243,10 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Advance { ms } => h.advance(Duration::from_millis(u64::from(ms))),
             Op::WsOpen => {
+                prop_assert!(h.opens("GET", "/s/w/websocket", &common::WS_HEADERS));
+                let before = h.opened.len();
                 let id = h.ws_open("/s/w/websocket");
+                prop_assert_eq!(h.opened.len(), before + 1);
                 m.sockets.push(id);
             }
             Op::WsMessage { pick, broken } => {

@@ -68,6 +68,16 @@
 //! services' [`Options::max_request_body`] and [`Config::body_read_timeout`] (408). Each
 //! write fails after [`Config::write_timeout`].
 //!
+//! # Who may open a session
+//!
+//! [`Options::origins`] ([`OriginPolicy`]) refuses browsers on other sites; an
+//! [`Admission`] hook, set with [`Server::admission`] (for the service added last), sees each request that would open a session
+//! (headers, cookies, query, [`AdmissionRequest::client_addr`]) and admits it with a value
+//! the handler reads with [`Session::admitted`], or refuses it with a [`Rejection`]: its
+//! status on HTTP, a close on WebSocket, and no session. It is the same hook with the same
+//! outcomes in both adapters, bounded by [`Config::admission_timeout`]; SECURITY.md explains
+//! why a service that trusts cookies needs both.
+//!
 //! # Graceful shutdown
 //!
 //! [`ServerHandle::shutdown`] stops accepting, closes idle keep-alive connections, answers
@@ -102,9 +112,10 @@ pub mod tls {
 
 pub use server::{Handler, Server, ServerHandle, serve};
 pub use sockjs_core::driver::{
-    Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
+    Admission, AdmissionRequest, Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON,
+    Session, SessionSender,
 };
 pub use sockjs_core::{
     AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, PeerAddr, ProtocolVersion,
-    SendError, SessionBinding, SessionKey, SessionState, Transport,
+    Rejection, SendError, SessionBinding, SessionKey, SessionState, Transport,
 };

@@ -16,7 +16,7 @@ use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use http::header::{Entry, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response};
-use sockjs_core::driver::{Config, Polled, Service, Session};
+use sockjs_core::driver::{Admission, Config, Polled, Service, Session};
 use sockjs_core::{Options, OptionsError};
 
 use crate::conn;
@@ -33,6 +33,7 @@ type Fallback = Box<dyn Fn(Request<Bytes>) -> Response<Bytes> + Send + Sync>;
 struct Spec {
     options: Options,
     handler: SessionHandler,
+    admission: Option<Admission>,
 }
 
 /// What connection tasks share.
@@ -245,8 +246,46 @@ impl Server {
         self.specs.push(Spec {
             options,
             handler: Arc::new(move |session| Box::pin(handler(session))),
+            admission: None,
         });
         Ok(self)
+    }
+
+    /// Gives the service added last an admission hook: every request that would open a
+    /// session of it waits for the hook's verdict, and the session opens only if it admits
+    /// the request (see [`Admission`]). The same as sockjs-tokio's `Builder::admission`.
+    ///
+    /// # Panics
+    ///
+    /// If no service was added yet: a hook meant to guard a service must not be lost.
+    ///
+    /// ```no_run
+    /// use sockjs_smol::{Admission, Options, Rejection, Server};
+    ///
+    /// struct User(String);
+    ///
+    /// # fn main() -> Result<(), sockjs_smol::OptionsError> {
+    /// let server = Server::new()
+    ///     .service("/chat", Options::default(), |session| async move {
+    ///         let Some(User(name)) = session.admitted::<User>() else { return };
+    ///         let _ = session.send(format!("welcome, {name}")).await;
+    ///     })?
+    ///     .admission(Admission::new(|request| async move {
+    ///         match request.cookie("sid") {
+    ///             Some(sid) => Ok(User(sid.to_owned())), // look it up in a real store
+    ///             None => Err(Rejection::unauthorized()),
+    ///         }
+    ///     }));
+    /// # drop(server);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn admission(mut self, admission: Admission) -> Self {
+        match self.specs.last_mut() {
+            Some(spec) => spec.admission = Some(admission),
+            None => panic!("Server::admission called before any Server::service"),
+        }
+        self
     }
 
     /// Answers every request outside the services' prefixes with `handler` instead of
@@ -372,6 +411,10 @@ impl Server {
                 move |session| handler(session),
             )
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            if let Some(admission) = spec.admission {
+                // A fresh service has no hook yet: this cannot fail.
+                let _ = service.set_admission(admission);
+            }
             tracing::info!(service = %service.prefix(), shards = service.shard_count(), "service ready");
             services.push(service);
         }

@@ -83,6 +83,16 @@
 //! (431), and every write within [`Config::write_timeout`]. Under another server those
 //! are that server's settings; WebSockets always get the write timeout.
 //!
+//! # Who may open a session
+//!
+//! [`Options::origins`] ([`OriginPolicy`]) refuses browsers on other sites; an
+//! [`Admission`] hook, set with [`Builder::admission`], sees each request that would open a session
+//! (headers, cookies, query, [`AdmissionRequest::client_addr`]) and admits it with a value
+//! the handler reads with [`Session::admitted`], or refuses it with a [`Rejection`]: its
+//! status on HTTP, a close on WebSocket, and no session. It is the same hook with the same
+//! outcomes in both adapters, bounded by [`Config::admission_timeout`]; SECURITY.md explains
+//! why a service that trusts cookies needs both.
+//!
 //! # Graceful shutdown
 //!
 //! [`Serve::with_graceful_shutdown`] stops accepting, closes every session with
@@ -119,9 +129,10 @@ pub use body::{Body, BodyError};
 pub use server::{Routes, Serve, serve, serve_connection};
 pub use service::{BoxError, Builder, ResponseFuture, SockJs};
 pub use sockjs_core::driver::{
-    Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
+    Admission, AdmissionRequest, Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON,
+    Session, SessionSender,
 };
 pub use sockjs_core::{
     AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, OriginalUri, PeerAddr,
-    ProtocolVersion, SendError, SessionBinding, SessionKey, SessionState, Transport,
+    ProtocolVersion, Rejection, SendError, SessionBinding, SessionKey, SessionState, Transport,
 };

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
-use sockjs_core::driver::{Config, Exchange, Service, Session, web};
+use sockjs_core::driver::{Admission, Config, Exchange, Service, Session, web};
 use sockjs_core::{Content, Handshake, Options, OptionsError};
 
 use crate::body::Body;
@@ -40,12 +40,43 @@ impl fmt::Debug for SockJs {
 pub struct Builder {
     options: Options,
     config: Config,
+    admission: Option<Admission>,
 }
 
 impl Builder {
     /// The settings of the service (shards, queues, delivery wait; see [`Config`]).
     pub fn config(mut self, config: Config) -> Builder {
         self.config = config;
+        self
+    }
+
+    /// An admission hook: every request that would open a session waits for the hook's
+    /// verdict, and the session opens only if it admits the request (see [`Admission`]).
+    /// The same as sockjs-smol's `Server::admission`.
+    ///
+    /// ```
+    /// use sockjs_tokio::{Admission, Options, Rejection, SockJs};
+    ///
+    /// struct User(String);
+    ///
+    /// # fn main() -> Result<(), sockjs_tokio::OptionsError> {
+    /// let chat = SockJs::builder(Options::default())
+    ///     .admission(Admission::new(|request| async move {
+    ///         match request.cookie("sid") {
+    ///             Some(sid) => Ok(User(sid.to_owned())), // look it up in a real store
+    ///             None => Err(Rejection::unauthorized()),
+    ///         }
+    ///     }))
+    ///     .build(|session| async move {
+    ///         let Some(User(name)) = session.admitted::<User>() else { return };
+    ///         let _ = session.send(format!("welcome, {name}")).await;
+    ///     })?;
+    /// # drop(chat);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn admission(mut self, admission: Admission) -> Builder {
+        self.admission = Some(admission);
         self
     }
 
@@ -57,6 +88,10 @@ impl Builder {
     {
         let runtime = Arc::new(Tokio::default());
         let service = Service::new(self.options, self.config, runtime, handler)?;
+        if let Some(admission) = self.admission {
+            // A fresh service has no hook yet: this cannot fail.
+            let _ = service.set_admission(admission);
+        }
         Ok(SockJs { service })
     }
 }
@@ -84,6 +119,7 @@ impl SockJs {
         Builder {
             options,
             config: Config::default(),
+            admission: None,
         }
     }
 

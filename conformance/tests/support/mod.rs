@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use conformance::http::{Conn, Request, Response};
-use sockjs_core::driver::{Config, Session};
+use sockjs_core::driver::{Admission, Config, Session};
 use sockjs_core::{Options, SendError};
 
 /// Which adapter.
@@ -289,11 +289,13 @@ where
     Arc::new(move |session| Box::pin(handler(session)))
 }
 
-/// One service to start: its prefix, options (`prefix` set to it) and handler.
+/// One service to start: its prefix, options (`prefix` set to it), handler and admission
+/// hook, if any.
 pub struct Mount {
     pub prefix: String,
     pub options: Options,
     pub handler: Handler,
+    pub admission: Option<Admission>,
 }
 
 impl Mount {
@@ -303,7 +305,14 @@ impl Mount {
             prefix: prefix.to_owned(),
             options,
             handler,
+            admission: None,
         }
+    }
+
+    /// The same service behind this admission hook.
+    pub fn admission(mut self, admission: Admission) -> Mount {
+        self.admission = Some(admission);
+        self
     }
 }
 
@@ -371,6 +380,9 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
         server = server
             .service(&mount.prefix, mount.options, move |s| handler(s))
             .unwrap();
+        if let Some(admission) = mount.admission {
+            server = server.admission(admission);
+        }
     }
     let listener = async_io::Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
     let addr = listener.get_ref().local_addr().unwrap();
@@ -411,10 +423,11 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
         // `Routes` strips the mount path, as axum's `nest_service` does.
         mount.options.prefix.clear();
         let handler = mount.handler;
-        let service = sockjs_tokio::SockJs::builder(mount.options)
-            .config(config.clone())
-            .build(move |s| handler(s))
-            .unwrap();
+        let mut builder = sockjs_tokio::SockJs::builder(mount.options).config(config.clone());
+        if let Some(admission) = mount.admission {
+            builder = builder.admission(admission);
+        }
+        let service = builder.build(move |s| handler(s)).unwrap();
         services.push(service.clone());
         routes = routes.mount(&mount.prefix, service);
     }

@@ -64,6 +64,10 @@ pub struct Config {
     /// connected (no [`ConnectionProbe`](crate::driver::ConnectionProbe) on it); then it gets
     /// `c[2010,"Another connection still open"]`. Default 250 ms.
     pub abort_grace: Duration,
+    /// Longest time a service's [`Admission`](crate::driver::Admission) hook may take to
+    /// decide on a request; then the request is refused with `503 Service Unavailable`
+    /// (close `4503` on a WebSocket). Default 10 s.
+    pub admission_timeout: Duration,
     /// *(server)* Longest time a client may take to send a request head, counted from when
     /// the connection starts waiting for it (accept, or the end of the previous response):
     /// closes idle keep-alive connections and cuts slowloris heads. Default 10 s.
@@ -121,6 +125,7 @@ impl Default for Config {
             inbound_stall_timeout: Duration::from_secs(10),
             delivery_wait: Duration::from_millis(500),
             abort_grace: Duration::from_millis(250),
+            admission_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),

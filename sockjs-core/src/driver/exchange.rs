@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::driver::admission::{Decided, Pending};
 use crate::driver::config::{INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 use crate::driver::inbound::Delivery;
 use crate::driver::queue::{self, TryRecv};
@@ -36,6 +37,12 @@ pub struct Exchange {
 }
 
 enum Phase {
+    /// Not handed to the engine yet: it waits for the admission hook's verdict.
+    Admitting {
+        pending: Box<Pending>,
+        tx: queue::Sender,
+        until: Instant,
+    },
     /// Not handed to the engine yet: it waits for `attached` to end.
     Deferred {
         request: Box<http::Request<Bytes>>,
@@ -43,6 +50,8 @@ enum Phase {
         attached: RequestId,
         until: Instant,
         slot: Option<u64>,
+        /// The admission hook has let it through already.
+        admitted: bool,
     },
     Live {
         delivered: Option<Delivery>,
@@ -87,20 +96,7 @@ impl fmt::Debug for Exchange {
 impl Exchange {
     pub(crate) fn submit(shard: Arc<Shard>, id: RequestId, request: http::Request<Bytes>) -> Self {
         let (tx, rx) = queue::channel();
-        let phase = match shard.submit(id, request, tx, false) {
-            Submitted::Fed(delivered) => Phase::Live { delivered },
-            Submitted::Deferred {
-                request,
-                tx,
-                attached,
-            } => Phase::Deferred {
-                request,
-                tx,
-                attached,
-                until: shard.common.runtime.now() + shard.common.config.abort_grace,
-                slot: None,
-            },
-        };
+        let phase = enter(&shard, id, request, tx, false, false);
         Exchange {
             shard,
             id,
@@ -128,8 +124,15 @@ impl Exchange {
         if self.done {
             return Poll::Ready(None);
         }
-        if matches!(self.phase, Phase::Deferred { .. }) && self.poll_deferred(cx).is_pending() {
-            return Poll::Pending;
+        loop {
+            let waiting = match self.phase {
+                Phase::Admitting { .. } => self.poll_admission(cx),
+                Phase::Deferred { .. } => self.poll_deferred(cx),
+                Phase::Live { .. } => break,
+            };
+            if waiting.is_pending() {
+                return Poll::Pending;
+            }
         }
         if self.held.is_some() {
             return self.poll_held(cx);
@@ -149,7 +152,7 @@ impl Exchange {
         if self.done {
             return TryNext::Ended;
         }
-        if self.held.is_some() || matches!(self.phase, Phase::Deferred { .. }) {
+        if self.held.is_some() || !matches!(self.phase, Phase::Live { .. }) {
             return TryNext::Empty;
         }
         match self.rx.try_recv() {
@@ -172,7 +175,7 @@ impl Exchange {
     /// Ready once [`poll_next`](Exchange::poll_next) may have something: for loops that
     /// wait on a socket and on this exchange at once.
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done || self.held.is_some() || matches!(self.phase, Phase::Deferred { .. }) {
+        if self.done || self.held.is_some() || !matches!(self.phase, Phase::Live { .. }) {
             return Poll::Ready(());
         }
         self.rx.poll_ready(cx)
@@ -186,7 +189,7 @@ impl Exchange {
         }
         let delivered = match &mut self.phase {
             Phase::Live { delivered } => delivered.take(),
-            Phase::Deferred { .. } => None,
+            Phase::Admitting { .. } | Phase::Deferred { .. } => None,
         };
         let wait = self.shard.common.config.delivery_wait;
         // A send's answer waits for the application to take what it carried, and for the
@@ -317,12 +320,48 @@ impl Exchange {
         self.timer = None;
         let phase = std::mem::replace(&mut self.phase, Phase::Live { delivered: None });
         if let Phase::Deferred {
-            request, tx, slot, ..
+            request,
+            tx,
+            slot,
+            admitted,
+            ..
         } = phase
         {
             self.shard.unwatch(attached, slot);
-            if let Submitted::Fed(delivered) = self.shard.submit(self.id, *request, tx, true) {
-                self.phase = Phase::Live { delivered };
+            self.phase = enter(&self.shard, self.id, *request, tx, true, admitted);
+        }
+        Poll::Ready(())
+    }
+
+    /// A request waiting for the admission hook: ready once it was handed to the engine
+    /// (admitted) or answered (refused, or no verdict in time).
+    fn poll_admission(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Phase::Admitting { pending, until, .. } = &mut self.phase else {
+            return Poll::Ready(());
+        };
+        let verdict = match pending.poll(cx) {
+            Poll::Ready(verdict) => verdict,
+            Poll::Pending => {
+                let until = *until;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| self.shard.common.runtime.timer(until));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                pending.timed_out()
+            }
+        };
+        self.timer = None;
+        let phase = std::mem::replace(&mut self.phase, Phase::Live { delivered: None });
+        if let Phase::Admitting { tx, .. } = phase {
+            match verdict {
+                Decided::Admitted(request) => {
+                    self.phase = enter(&self.shard, self.id, request, tx, false, true);
+                }
+                Decided::Refused(head, rejection) => {
+                    self.shard.reject(self.id, &head, &rejection, tx);
+                }
             }
         }
         Poll::Ready(())
@@ -399,9 +438,50 @@ impl Exchange {
     }
 }
 
+/// Hands a request to its shard, or holds it back as the shard says.
+fn enter(
+    shard: &Arc<Shard>,
+    id: RequestId,
+    request: http::Request<Bytes>,
+    tx: queue::Sender,
+    force: bool,
+    admitted: bool,
+) -> Phase {
+    let common = &shard.common;
+    match shard.submit(id, request, tx, force, admitted) {
+        Submitted::Fed(delivered) => Phase::Live { delivered },
+        Submitted::Deferred {
+            request,
+            tx,
+            attached,
+        } => Phase::Deferred {
+            request,
+            tx,
+            attached,
+            until: common.runtime.now() + common.config.abort_grace,
+            slot: None,
+            admitted,
+        },
+        Submitted::Admit { request, tx } => match common.admission.get() {
+            Some(admission) => Phase::Admitting {
+                pending: Box::new(Pending::start(
+                    admission,
+                    *request,
+                    &common.options.trusted_proxies,
+                )),
+                tx,
+                until: common.runtime.now() + common.config.admission_timeout,
+            },
+            None => enter(shard, id, *request, tx, force, true),
+        },
+    }
+}
+
 impl Drop for Exchange {
     fn drop(&mut self) {
         match &mut self.phase {
+            // Nothing was handed to the engine: dropping the hook's future is all.
+            Phase::Admitting { .. } => return,
             Phase::Deferred { attached, slot, .. } => {
                 self.shard.unwatch(*attached, slot.take());
                 return;

@@ -26,6 +26,10 @@
 //! 3. drops the exchange when the connection fails or the client hangs up: that is the
 //!    abort the engine needs to know of.
 //!
+//! A service may have an [`Admission`] hook ([`Service::set_admission`]): a request that
+//! would open a session then waits, inside its exchange, for the application's verdict
+//! (PROTOCOL.md §7.3); the adapter sees nothing of it but a later first item.
+//!
 //! Everything else happens here, identically on every runtime: sessions spread over shards
 //! (one mutex each, never held across an `.await`), outputs routed to their request or
 //! session, bounded queues with their overflow policies, session handles and their
@@ -52,6 +56,7 @@
 //!   twice the bound (several sends in flight), gets the session closed with
 //!   [`INBOUND_OVERFLOW_CODE`] [`INBOUND_OVERFLOW_REASON`].
 
+mod admission;
 pub mod broadcast;
 mod config;
 mod exchange;
@@ -72,6 +77,7 @@ mod waiters;
 pub mod web;
 mod websocket;
 
+pub use admission::{Admission, AdmissionRequest};
 pub use config::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 pub use exchange::{Exchange, TryNext};
 pub use runtime::{Runtime, Task, Timer};

@@ -3,13 +3,14 @@
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use foldhash::fast::FixedState;
 use tracing::Instrument as _;
 
+use crate::driver::admission::Admission;
 use crate::driver::config::Config;
 use crate::driver::exchange::Exchange;
 use crate::driver::runtime::Runtime;
@@ -60,7 +61,7 @@ impl ConnectionProbe {
     /// pipelined request) and `WouldBlock` say the client is still there.
     ///
     /// ```
-    /// use std::sync::Arc;
+    /// use std::sync::{Arc, OnceLock};
     /// use sockjs_core::driver::ConnectionProbe;
     ///
     /// let socket = Arc::new(std::io::ErrorKind::WouldBlock);
@@ -107,6 +108,8 @@ pub(crate) struct Common {
     handlers: AtomicUsize,
     /// The service was dropped: timer tasks end.
     pub(crate) stopped: AtomicBool,
+    /// The application's say on new sessions, if it wants one.
+    pub(crate) admission: OnceLock<Admission>,
 }
 
 impl Common {
@@ -201,6 +204,7 @@ impl Service {
             handler: Arc::new(move |session, span| Box::pin(handler(session).instrument(span))),
             handlers: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
+            admission: OnceLock::new(),
             runtime,
             config,
         });
@@ -229,6 +233,26 @@ impl Service {
                 started: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Sets the service's admission hook: from now on, every request that would open a
+    /// session waits for its verdict (see [`Admission`]). Set it before the service takes
+    /// requests; a service has at most one, so this fails, handing the hook back, if it has
+    /// one already.
+    ///
+    /// ```
+    /// # fn set(service: &sockjs_core::driver::Service) {
+    /// use sockjs_core::Rejection;
+    /// use sockjs_core::driver::Admission;
+    ///
+    /// let admission = Admission::new(|request| async move {
+    ///     request.client_addr().filter(|ip| ip.is_loopback()).ok_or_else(Rejection::forbidden)
+    /// });
+    /// service.set_admission(admission).expect("no hook yet");
+    /// # }
+    /// ```
+    pub fn set_admission(&self, admission: Admission) -> Result<(), Admission> {
+        self.inner.common.admission.set(admission)
     }
 
     /// The service's prefix (its [`Options::prefix`]).

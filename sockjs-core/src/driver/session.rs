@@ -251,6 +251,8 @@ pub struct Session {
     head: Head,
     peer: Option<SocketAddr>,
     client: Option<std::net::IpAddr>,
+    /// What the service's admission hook admitted the session with.
+    admitted: Option<crate::driver::admission::Value>,
     /// Messages returned by `recv`; the previous one counts as taken at the next call.
     received: u64,
     /// The session's place in the count of running handlers.
@@ -277,10 +279,14 @@ impl Session {
     ) -> Session {
         let SessionInfo {
             transport,
-            request,
+            mut request,
             client_addr,
             ..
         } = *info;
+        let admitted = request
+            .extensions
+            .remove::<crate::driver::admission::Admitted>()
+            .map(|admitted| admitted.0);
         let peer = request.extensions.get::<PeerAddr>().map(|p| p.0);
         let running = shard.common.running();
         Session {
@@ -291,6 +297,7 @@ impl Session {
             head: Head::new(request),
             peer,
             client: client_addr,
+            admitted,
             received: 0,
             _running: running,
         }
@@ -331,6 +338,22 @@ impl Session {
     /// [`SessionBinding::PeerIp`](crate::SessionBinding::PeerIp) binds to.
     pub fn client_addr(&self) -> Option<std::net::IpAddr> {
         self.client
+    }
+
+    /// The value the service's [`Admission`](crate::driver::Admission) hook admitted the
+    /// session with, if it is a `T` (`None` without a hook, or for another type).
+    ///
+    /// ```
+    /// # async fn handler(session: sockjs_core::driver::Session) {
+    /// struct User(String);
+    /// match session.admitted::<User>() {
+    ///     Some(User(name)) => { let _ = session.send(format!("hello {name}")).await; }
+    ///     None => { let _ = session.close(4401, "Unauthorized"); }
+    /// }
+    /// # }
+    /// ```
+    pub fn admitted<T: std::any::Any>(&self) -> Option<&T> {
+        self.admitted.as_deref()?.downcast_ref()
     }
 
     /// The next message from the client, or `None` once the session has ended and every

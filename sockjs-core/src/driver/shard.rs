@@ -67,6 +67,17 @@ struct Slot {
     session: Option<Arc<SessionShared>>,
 }
 
+impl Slot {
+    fn new(tx: queue::Sender, probe: Option<ConnectionProbe>) -> Slot {
+        Slot {
+            tx,
+            probe,
+            watchers: Waiters::default(),
+            session: None,
+        }
+    }
+}
+
 /// Work found while draining that needs the engine again.
 enum Feedback {
     /// A request's connection overflowed or its task is gone.
@@ -110,6 +121,12 @@ pub(crate) enum Submitted {
         request: Box<http::Request<Bytes>>,
         tx: queue::Sender,
         attached: RequestId,
+    },
+    /// Held back: it would open a session, which the service's admission hook must allow
+    /// first.
+    Admit {
+        request: Box<http::Request<Bytes>>,
+        tx: queue::Sender,
     },
 }
 
@@ -177,19 +194,22 @@ impl Shard {
     /// the newcomer gets what it would have got had the abort been noticed first. Without a
     /// probe the request is deferred (unless `force`): the caller waits for the receiver to
     /// end, at most [`Config::abort_grace`](crate::driver::Config::abort_grace).
+    ///
+    /// Unless `admitted`, a request that would open a session is held back for the
+    /// service's admission hook, if it has one: asked under the same lock that would hand
+    /// the request over, so no session opens unasked.
     pub(crate) fn submit(
         self: &Arc<Self>,
         id: RequestId,
         request: http::Request<Bytes>,
         tx: queue::Sender,
         force: bool,
+        admitted: bool,
     ) -> Submitted {
         let mut st = self.lock();
         let now = self.common.runtime.now();
         let (parts, body) = request.into_parts();
-        let attached = st.engine.attached_receiver(&parts);
-        let request = http::Request::from_parts(parts, body);
-        if let Some(attached) = attached {
+        if let Some(attached) = st.engine.attached_receiver(&parts) {
             let verdict = st
                 .requests
                 .get(&attached)
@@ -202,7 +222,7 @@ impl Shard {
                 }
                 Some(None) if !force && !self.common.config.abort_grace.is_zero() => {
                     return Submitted::Deferred {
-                        request: Box::new(request),
+                        request: Box::new(http::Request::from_parts(parts, body)),
                         tx,
                         attached,
                     };
@@ -210,22 +230,40 @@ impl Shard {
                 _ => {}
             }
         }
-        let probe = request.extensions().get::<ConnectionProbe>().cloned();
-        st.requests.insert(
-            id,
-            Slot {
+        // Asked after the abort above, which may have ended the session this request
+        // would have joined: it would then open a new one.
+        if !admitted && self.common.admission.get().is_some() && st.engine.opens_session(&parts) {
+            self.settle(st, now);
+            return Submitted::Admit {
+                request: Box::new(http::Request::from_parts(parts, body)),
                 tx,
-                probe,
-                watchers: Waiters::default(),
-                session: None,
-            },
-        );
+            };
+        }
+        let request = http::Request::from_parts(parts, body);
+        let probe = request.extensions().get::<ConnectionProbe>().cloned();
+        st.requests.insert(id, Slot::new(tx, probe));
         st.delivered = Some(None);
         st.engine.handle_request(now, id, request);
         st.drain(now, &self.common);
         let delivered = st.delivered.take().flatten();
         self.settle(st, now);
         Submitted::Fed(delivered)
+    }
+
+    /// Answers a request the admission hook refused (see
+    /// [`Engine::handle_rejected`](crate::Engine::handle_rejected)).
+    pub(crate) fn reject(
+        self: &Arc<Self>,
+        id: RequestId,
+        request: &http::request::Parts,
+        rejection: &crate::Rejection,
+        tx: queue::Sender,
+    ) {
+        let mut st = self.lock();
+        let now = self.common.runtime.now();
+        st.requests.insert(id, Slot::new(tx, None));
+        st.engine.handle_rejected(now, id, request, rejection);
+        self.settle(st, now);
     }
 
     /// Whether `attached` still holds a slot; if so, `cx` is woken once it ends.

@@ -6,6 +6,7 @@
 //! application's sends and closes), `websocket` (the upgrade and WebSocket inputs) and
 //! `pages` (static endpoints).
 
+mod admission;
 mod pages;
 mod receive;
 mod send;
@@ -287,23 +288,10 @@ impl Engine {
                 plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large.\n"),
             );
         }
-        let needs_origin_check = !matches!(route, Route::Greeting | Route::Iframe)
-            && !matches!(options.origins, OriginPolicy::Any);
-        if needs_origin_check {
-            // Old WebSocket drafts (0.3.3's versions 7 and 8) send Sec-WebSocket-Origin.
-            let origin = parts
-                .headers
-                .get(header::ORIGIN)
-                .or_else(|| parts.headers.get("sec-websocket-origin"));
-            if let Some(origin) = origin {
-                let allowed = origin
-                    .to_str()
-                    .is_ok_and(|origin| options.origins.allows(origin));
-                if !allowed {
-                    return self.respond(id, plain(StatusCode::FORBIDDEN, "Origin not allowed.\n"));
-                }
-            }
+        if !matches!(route, Route::Greeting | Route::Iframe) && self.origin_refused(&parts) {
+            return self.respond(id, plain(StatusCode::FORBIDDEN, "Origin not allowed.\n"));
         }
+        let options = &self.shared.options;
         let request_headers = RequestHeaders::from_map(&parts.headers, cookie_name(options));
         match route {
             Route::Greeting => self.greeting(id, &request_headers),
@@ -329,6 +317,25 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Whether [`Options::origins`] refuses the request's `Origin` (requests without one are
+    /// never refused).
+    fn origin_refused(&self, parts: &http::request::Parts) -> bool {
+        let origins = &self.shared.options.origins;
+        if matches!(origins, OriginPolicy::Any) {
+            return false;
+        }
+        // Old WebSocket drafts (0.3.3's versions 7 and 8) send Sec-WebSocket-Origin.
+        let origin = parts
+            .headers
+            .get(header::ORIGIN)
+            .or_else(|| parts.headers.get("sec-websocket-origin"));
+        origin.is_some_and(|origin| {
+            !origin
+                .to_str()
+                .is_ok_and(|origin| origins.allows(origin, parts))
+        })
     }
 
     /// Fires every timer due at `now`: heartbeats, WebSocket pings and their timeouts, and

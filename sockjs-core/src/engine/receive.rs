@@ -219,16 +219,7 @@ impl Engine {
         self.shared.requests.insert(id, key);
         if existing.is_none() {
             self.shared.write_frame(key, s, OPEN.to_vec(), false);
-            self.shared.out.event(Event::Opened {
-                session: key,
-                info: Box::new(SessionInfo {
-                    id: session_id.into(),
-                    transport,
-                    opened_by: id,
-                    client_addr: self.shared.client_addr(&parts),
-                    request: parts,
-                }),
-            });
+            self.shared.opened(key, session_id, transport, id, parts);
             return;
         }
         match s.phase {
@@ -247,9 +238,30 @@ impl Engine {
 }
 
 impl Shared {
+    /// Tells the application a session opened (after its `o` was queued).
+    pub(super) fn opened(
+        &mut self,
+        key: SessionKey,
+        session_id: &str,
+        transport: Transport,
+        opened_by: RequestId,
+        request: http::request::Parts,
+    ) {
+        self.out.event(Event::Opened {
+            session: key,
+            info: Box::new(SessionInfo {
+                id: session_id.into(),
+                transport,
+                opened_by,
+                client_addr: self.client_addr(&request),
+                request,
+            }),
+        });
+    }
+
     /// The client's address behind trusted proxies.
     pub(super) fn client_addr(&self, parts: &http::request::Parts) -> Option<std::net::IpAddr> {
-        client_addr(parts, &self.options.trusted_proxies)
+        crate::client_addr::of_request(parts, &self.options.trusted_proxies)
     }
 
     /// Starts a receiver's response: streaming ones get their head and prelude now.
@@ -377,17 +389,7 @@ pub(super) fn binding_token(
             .jsessionid
             .as_ref()
             .map(|v| v.as_bytes().into()),
-        SessionBinding::PeerIp => {
-            client_addr(parts, trusted).map(|ip| ip.to_string().into_bytes().into())
-        }
+        SessionBinding::PeerIp => crate::client_addr::of_request(parts, trusted)
+            .map(|ip| ip.to_string().into_bytes().into()),
     }
-}
-
-/// The client's address behind trusted proxies, from the adapter's [`PeerAddr`](crate::PeerAddr).
-pub(super) fn client_addr(
-    parts: &http::request::Parts,
-    trusted: &[crate::IpRange],
-) -> Option<std::net::IpAddr> {
-    let peer = parts.extensions.get::<crate::PeerAddr>()?.0.ip();
-    Some(crate::client_addr::client_ip(peer, &parts.headers, trusted))
 }

@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use super::{Engine, Shared, after, too_many_sessions};
 use crate::handshake::{accept_key, hixie76_key_number};
 use crate::options::ProtocolVersion;
-use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionInfo, SessionKey};
+use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionKey};
 use crate::payload::decode_ws_message_each;
 use crate::response::plain;
 use crate::session::{Alive, Link, Session, SocketTimers};
@@ -142,121 +142,11 @@ impl Engine {
         session_id: &str,
         raw: bool,
     ) {
-        let options = &self.shared.options;
-        let h = &parts.headers;
-        let upgrade_ok = h
-            .get(header::UPGRADE)
-            .is_some_and(|v| has_token(v.as_bytes(), b"websocket"));
-        if !upgrade_ok {
-            return self.respond(
-                id,
-                plain(
-                    StatusCode::BAD_REQUEST,
-                    "Can \"Upgrade\" only to \"WebSocket\".",
-                ),
-            );
-        }
-        let connection_ok = h
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"upgrade"));
-        if !connection_ok {
-            return self.respond(
-                id,
-                plain(
-                    StatusCode::BAD_REQUEST,
-                    "\"Connection\" must be \"Upgrade\".",
-                ),
-            );
-        }
-        let key1 = h.get("sec-websocket-key1");
-        let key2 = h.get("sec-websocket-key2");
-        let version = h.get(header::SEC_WEBSOCKET_VERSION);
-        let (response, handshake) = if let (Some(k1), Some(k2), None) = (key1, key2, version) {
-            if !options.hixie76 {
-                return self.respond(id, unsupported_version());
-            }
-            let numbers = (
-                k1.to_str().ok().and_then(hixie76_key_number),
-                k2.to_str().ok().and_then(hixie76_key_number),
-            );
-            let (Some(key1), Some(key2)) = numbers else {
-                return self.respond(id, plain(StatusCode::BAD_REQUEST, "Invalid hixie-76 key."));
-            };
-            // Under a router that stripped the mount path, the location names the URI the
-            // client asked for.
-            let uri = parts
-                .extensions
-                .get::<crate::OriginalUri>()
-                .map_or(&parts.uri, |original| &original.0);
-            let tls =
-                uri.scheme_str() == Some("https") || parts.extensions.get::<crate::Tls>().is_some();
-            let scheme = if tls { "wss" } else { "ws" };
-            let host = h
-                .get(header::HOST)
-                .map(HeaderValue::as_bytes)
-                .unwrap_or_default();
-            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let mut location = Vec::with_capacity(host.len() + path.len() + 6);
-            location.extend_from_slice(scheme.as_bytes());
-            location.extend_from_slice(b"://");
-            location.extend_from_slice(host);
-            location.extend_from_slice(path.as_bytes());
-            let mut response = Response::new(());
-            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let headers = response.headers_mut();
-            headers.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
-            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            if let Some(origin) = h.get(header::ORIGIN) {
-                headers.insert("sec-websocket-origin", origin.clone());
-            }
-            if let Ok(location) = HeaderValue::from_bytes(&location) {
-                headers.insert("sec-websocket-location", location);
-            }
-            response
-                .extensions_mut()
-                .insert(crate::wire::hixie76::HANDSHAKE_REASON);
-            (response, Handshake::Hixie76 { key1, key2 })
-        } else {
-            let version_ok = version.is_some_and(|v| match options.protocol {
-                ProtocolVersion::Current => v == "13",
-                ProtocolVersion::V0_3_3 => v == "13" || v == "8" || v == "7",
-            });
-            if !version_ok {
-                return self.respond(id, unsupported_version());
-            }
-            let Some(key) = h.get(header::SEC_WEBSOCKET_KEY).filter(|k| !k.is_empty()) else {
-                return self.respond(
-                    id,
-                    plain(StatusCode::BAD_REQUEST, "Missing Sec-WebSocket-Key."),
-                );
-            };
-            if !crate::handshake::is_valid_key(key.as_bytes()) {
-                return self.respond(
-                    id,
-                    plain(StatusCode::BAD_REQUEST, "Invalid Sec-WebSocket-Key."),
-                );
-            }
-            let mut response = Response::new(());
-            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let headers = response.headers_mut();
-            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            if let Ok(accept) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
-                headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-            }
-            // RFC 7692: only when the service offers it; a malformed or unacceptable
-            // offer means no extension, never a failed handshake.
-            let deflate = options.permessage_deflate.as_ref().and_then(|settings| {
-                let offers = h.get_all(header::SEC_WEBSOCKET_EXTENSIONS);
-                crate::deflate::negotiate(offers, settings)
-            });
-            let deflate = deflate.map(|(params, answer)| {
-                headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
-                params
-            });
-            (response, Handshake::Rfc6455 { deflate })
+        let (response, handshake) = match self.handshake(&parts) {
+            Ok(accepted) => accepted,
+            Err(refused) => return self.respond(id, *refused),
         };
+        let options = &self.shared.options;
         if self.sessions.len() >= options.max_sessions {
             return self.respond(id, too_many_sessions());
         }
@@ -300,16 +190,128 @@ impl Engine {
         } else {
             Transport::WebSocket
         };
-        self.shared.out.event(Event::Opened {
-            session: key,
-            info: Box::new(SessionInfo {
-                id: session_id.into(),
-                transport,
-                opened_by: id,
-                client_addr: self.shared.client_addr(&parts),
-                request: parts,
-            }),
-        });
+        self.shared.opened(key, session_id, transport, id, parts);
+    }
+
+    /// The answer to a WebSocket upgrade request: the 101 head and the handshake to finish,
+    /// or the error response that refuses it.
+    pub(super) fn handshake(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<(Response<()>, Handshake), Box<Response<Bytes>>> {
+        let options = &self.shared.options;
+        let h = &parts.headers;
+        let upgrade_ok = h
+            .get(header::UPGRADE)
+            .is_some_and(|v| has_token(v.as_bytes(), b"websocket"));
+        if !upgrade_ok {
+            return Err(Box::new(plain(
+                StatusCode::BAD_REQUEST,
+                "Can \"Upgrade\" only to \"WebSocket\".",
+            )));
+        }
+        let connection_ok = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"upgrade"));
+        if !connection_ok {
+            return Err(Box::new(plain(
+                StatusCode::BAD_REQUEST,
+                "\"Connection\" must be \"Upgrade\".",
+            )));
+        }
+        let key1 = h.get("sec-websocket-key1");
+        let key2 = h.get("sec-websocket-key2");
+        let version = h.get(header::SEC_WEBSOCKET_VERSION);
+        let (response, handshake) = if let (Some(k1), Some(k2), None) = (key1, key2, version) {
+            if !options.hixie76 {
+                return Err(Box::new(unsupported_version()));
+            }
+            let numbers = (
+                k1.to_str().ok().and_then(hixie76_key_number),
+                k2.to_str().ok().and_then(hixie76_key_number),
+            );
+            let (Some(key1), Some(key2)) = numbers else {
+                return Err(Box::new(plain(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid hixie-76 key.",
+                )));
+            };
+            // Under a router that stripped the mount path, the location names the URI the
+            // client asked for.
+            let uri = parts
+                .extensions
+                .get::<crate::OriginalUri>()
+                .map_or(&parts.uri, |original| &original.0);
+            let tls =
+                uri.scheme_str() == Some("https") || parts.extensions.get::<crate::Tls>().is_some();
+            let scheme = if tls { "wss" } else { "ws" };
+            let host = h
+                .get(header::HOST)
+                .map(HeaderValue::as_bytes)
+                .unwrap_or_default();
+            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let mut location = Vec::with_capacity(host.len() + path.len() + 6);
+            location.extend_from_slice(scheme.as_bytes());
+            location.extend_from_slice(b"://");
+            location.extend_from_slice(host);
+            location.extend_from_slice(path.as_bytes());
+            let mut response = Response::new(());
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let headers = response.headers_mut();
+            headers.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            if let Some(origin) = h.get(header::ORIGIN) {
+                headers.insert("sec-websocket-origin", origin.clone());
+            }
+            if let Ok(location) = HeaderValue::from_bytes(&location) {
+                headers.insert("sec-websocket-location", location);
+            }
+            response
+                .extensions_mut()
+                .insert(crate::wire::hixie76::HANDSHAKE_REASON);
+            (response, Handshake::Hixie76 { key1, key2 })
+        } else {
+            let version_ok = version.is_some_and(|v| match options.protocol {
+                ProtocolVersion::Current => v == "13",
+                ProtocolVersion::V0_3_3 => v == "13" || v == "8" || v == "7",
+            });
+            if !version_ok {
+                return Err(Box::new(unsupported_version()));
+            }
+            let Some(key) = h.get(header::SEC_WEBSOCKET_KEY).filter(|k| !k.is_empty()) else {
+                return Err(Box::new(plain(
+                    StatusCode::BAD_REQUEST,
+                    "Missing Sec-WebSocket-Key.",
+                )));
+            };
+            if !crate::handshake::is_valid_key(key.as_bytes()) {
+                return Err(Box::new(plain(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid Sec-WebSocket-Key.",
+                )));
+            }
+            let mut response = Response::new(());
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let headers = response.headers_mut();
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            if let Ok(accept) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
+                headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+            }
+            // RFC 7692: only when the service offers it; a malformed or unacceptable
+            // offer means no extension, never a failed handshake.
+            let deflate = options.permessage_deflate.as_ref().and_then(|settings| {
+                let offers = h.get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+                crate::deflate::negotiate(offers, settings)
+            });
+            let deflate = deflate.map(|(params, answer)| {
+                headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
+                params
+            });
+            (response, Handshake::Rfc6455 { deflate })
+        };
+        Ok((response, handshake))
     }
 }
 
@@ -341,7 +343,7 @@ fn unsupported_version() -> Response<Bytes> {
 }
 
 /// Whether a comma-separated header value holds `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))

@@ -107,6 +107,14 @@ pub struct Harness {
     last_request: Option<RequestId>,
 }
 
+/// The header fields of a valid RFC 6455 upgrade ([`Harness::ws_open`]).
+pub const WS_HEADERS: [(&str, &str); 4] = [
+    ("upgrade", "websocket"),
+    ("connection", "Upgrade"),
+    ("sec-websocket-version", "13"),
+    ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+];
+
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -198,17 +206,17 @@ impl Harness {
     }
 
     pub fn ws_open(&mut self, path: &str) -> RequestId {
-        self.request(
-            "GET",
-            path,
-            &[
-                ("upgrade", "websocket"),
-                ("connection", "Upgrade"),
-                ("sec-websocket-version", "13"),
-                ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
-            ],
-            "",
-        )
+        self.request("GET", path, &WS_HEADERS, "")
+    }
+
+    /// Whether the engine would open a session for this request now.
+    pub fn opens(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> bool {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(()).expect("request");
+        self.engine.opens_session(&request.into_parts().0)
     }
 
     pub fn ws_send(&mut self, id: RequestId, text: &str) {

@@ -1,0 +1,246 @@
+//! Admission (PROTOCOL.md §7.3): which requests would open a session, and what a refusal
+//! looks like, on a virtual clock. Test names cite the rule.
+
+mod common;
+
+use bytes::Bytes;
+use common::{App, Harness, WS_HEADERS as WS};
+use http::StatusCode;
+use sockjs_core::{Options, OriginPolicy, Rejection, RequestId, Transport, Transports};
+
+fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).expect("request").into_parts().0
+}
+
+fn opens(h: &Harness, method: &str, uri: &str, headers: &[(&str, &str)]) -> bool {
+    h.opens(method, uri, headers)
+}
+
+/// Refuses a request on the harness's engine, as a driver would.
+fn reject(h: &mut Harness, id: u64, parts: &http::request::Parts, rejection: &Rejection) {
+    h.engine
+        .handle_rejected(h.now, RequestId(id), parts, rejection);
+    h.drain();
+}
+
+#[test]
+fn s7_3_1_new_receivers_and_every_websocket_open_sessions() {
+    let mut h = Harness::echo();
+    for kind in ["xhr", "xhr_streaming"] {
+        assert!(opens(&h, "POST", &format!("/a/new/{kind}"), &[]), "{kind}");
+    }
+    for kind in ["eventsource", "htmlfile?c=f", "jsonp?c=f"] {
+        assert!(opens(&h, "GET", &format!("/a/new/{kind}"), &[]), "{kind}");
+    }
+    assert!(opens(&h, "GET", "/a/new/websocket", &WS));
+    assert!(opens(&h, "GET", "/websocket", &WS));
+
+    // An open session: its receivers join it, its sends are sends.
+    let open = h.post("/a/old/xhr", "");
+    assert_eq!(h.ex(open).body(), "o\n");
+    for kind in ["xhr", "xhr_streaming"] {
+        assert!(!opens(&h, "POST", &format!("/a/old/{kind}"), &[]), "{kind}");
+    }
+    assert!(!opens(&h, "GET", "/a/old/eventsource", &[]));
+    assert!(!opens(&h, "POST", "/a/old/xhr_send", &[]));
+    assert!(!opens(&h, "POST", "/a/new/xhr_send", &[]));
+    assert!(!opens(&h, "POST", "/a/new/jsonp_send", &[]));
+    // §7.2: a WebSocket is a session of its own, whatever `I` holds.
+    assert!(opens(&h, "GET", "/a/old/websocket", &WS));
+    assert_eq!(h.engine.session_count(), 1);
+}
+
+#[test]
+fn s7_3_1_static_endpoints_and_refused_requests_do_not_ask() {
+    let h = Harness::echo();
+    for path in ["/", "/info", "/iframe.html", "/nope", "/a/b/c/xhr"] {
+        assert!(!opens(&h, "GET", path, &[]), "{path}");
+    }
+    // Methods the endpoint refuses, and CORS preflights.
+    assert!(!opens(&h, "GET", "/a/new/xhr", &[]));
+    assert!(!opens(&h, "OPTIONS", "/a/new/xhr", &[]));
+    assert!(!opens(&h, "POST", "/a/new/websocket", &WS));
+    // Not an upgrade: the engine answers 400 without a session.
+    assert!(!opens(&h, "GET", "/a/new/websocket", &[]));
+    assert!(!opens(&h, "GET", "/websocket", &[("upgrade", "h2c")]));
+}
+
+#[test]
+fn s7_3_1_disabled_transports_and_other_prefixes_do_not_ask() {
+    let h = Harness::new(
+        Options {
+            prefix: "/echo".into(),
+            transports: Transports::NONE.with(Transport::XhrPolling),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    assert!(opens(&h, "POST", "/echo/a/b/xhr", &[]));
+    assert!(!opens(&h, "POST", "/a/b/xhr", &[]));
+    assert!(!opens(&h, "POST", "/echo/a/b/xhr_streaming", &[]));
+    assert!(!opens(&h, "GET", "/echo/a/b/websocket", &WS));
+    assert!(!opens(&h, "GET", "/echo/websocket", &WS));
+}
+
+#[test]
+fn s7_3_1_a_refused_origin_does_not_ask() {
+    let h = Harness::new(
+        Options {
+            origins: OriginPolicy::List(vec!["https://good".into()]),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    assert!(opens(&h, "POST", "/a/b/xhr", &[("origin", "https://good")]));
+    assert!(opens(&h, "POST", "/a/b/xhr", &[]));
+    assert!(!opens(
+        &h,
+        "POST",
+        "/a/b/xhr",
+        &[("origin", "https://evil")]
+    ));
+}
+
+#[test]
+fn s7_3_1_an_expired_session_id_asks_again() {
+    let mut h = Harness::echo();
+    let open = h.post("/a/b/xhr", "");
+    assert_eq!(h.ex(open).body(), "o\n");
+    assert!(!opens(&h, "POST", "/a/b/xhr", &[]));
+    h.advance(common::ms(5_100)); // §7.1.5
+    assert_eq!(h.engine.session_count(), 0);
+    assert!(opens(&h, "POST", "/a/b/xhr", &[]));
+}
+
+#[test]
+fn s7_3_2_a_refused_http_receiver_gets_the_status_and_nothing_opens() {
+    let mut h = Harness::echo();
+    let parts = head("POST", "/a/b/xhr", &[("origin", "https://app")]);
+    reject(
+        &mut h,
+        100,
+        &parts,
+        &Rejection::unauthorized().with_body("who are you?\n"),
+    );
+    let ex = h.ex(RequestId(100));
+    assert_eq!(ex.status(), 401);
+    assert_eq!(ex.body(), "who are you?\n");
+    assert_eq!(
+        ex.header("content-type").as_deref(),
+        Some("text/plain; charset=UTF-8")
+    );
+    // §3.3: a cross-origin script may read the status.
+    assert_eq!(
+        ex.header("access-control-allow-origin").as_deref(),
+        Some("https://app")
+    );
+    assert!(h.opened.is_empty());
+    assert_eq!(h.engine.session_count(), 0);
+    assert_eq!(h.engine.pending_requests(), 0);
+    // Nothing remembers the refusal: the id still opens a session.
+    assert!(h.engine.opens_session(&parts));
+
+    for (n, path) in ["/a/c/eventsource", "/a/c/htmlfile?c=f", "/a/c/jsonp?c=f"]
+        .into_iter()
+        .enumerate()
+    {
+        let id = 200 + n as u64;
+        reject(&mut h, id, &head("GET", path, &[]), &Rejection::forbidden());
+        assert_eq!(h.ex(RequestId(id)).status(), 403, "{path}");
+        assert_eq!(h.ex(RequestId(id)).body(), "Forbidden\n", "{path}");
+    }
+    assert!(h.opened.is_empty());
+}
+
+#[test]
+fn s7_3_3_a_refused_sockjs_websocket_is_accepted_then_closed_with_the_frame() {
+    let mut h = Harness::echo();
+    reject(
+        &mut h,
+        100,
+        &head("GET", "/a/b/websocket", &WS),
+        &Rejection::forbidden(),
+    );
+    let ex = h.ex(RequestId(100));
+    assert!(ex.upgrade.is_some());
+    assert_eq!(ex.ws_texts, vec![r#"c[4403,"Forbidden"]"#.to_owned()]);
+    assert_eq!(ex.ws_close, Some((1000, "Normal closure".to_owned())));
+    assert!(h.opened.is_empty());
+    assert_eq!(h.engine.session_count(), 0);
+    assert_eq!(h.engine.pending_requests(), 0);
+    // Inputs for the refused socket are ignored.
+    h.ws_send(RequestId(100), r#"["hi"]"#);
+    h.ws_closed(RequestId(100));
+    assert!(h.messages.is_empty() && h.opened.is_empty());
+}
+
+#[test]
+fn s7_3_3_a_refused_raw_websocket_closes_with_the_code() {
+    let mut h = Harness::echo();
+    let rejection = Rejection::new(StatusCode::UNAUTHORIZED).with_close(4001, "log in first");
+    reject(&mut h, 100, &head("GET", "/websocket", &WS), &rejection);
+    let ex = h.ex(RequestId(100));
+    assert!(ex.upgrade.is_some());
+    assert!(ex.ws_texts.is_empty());
+    assert_eq!(ex.ws_close, Some((4001, "log in first".to_owned())));
+    assert_eq!(h.engine.session_count(), 0);
+}
+
+#[test]
+fn s7_3_3_a_refused_malformed_upgrade_gets_the_usual_400() {
+    let mut h = Harness::echo();
+    let parts = head("GET", "/a/b/websocket", &[("upgrade", "websocket")]);
+    reject(&mut h, 100, &parts, &Rejection::forbidden());
+    assert_eq!(h.ex(RequestId(100)).status(), 400);
+    assert!(h.ex(RequestId(100)).upgrade.is_none());
+}
+
+#[test]
+fn s7_3_2_rejection_defaults() {
+    let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(rejection.body(), &Bytes::from("Service Unavailable\n"));
+    assert_eq!(rejection.close_code(), 4503);
+    assert_eq!(rejection.close_reason(), "Service Unavailable");
+}
+
+#[test]
+fn s2_the_origin_predicate_sees_the_request_head() {
+    let mut h = Harness::new(
+        Options {
+            origins: OriginPolicy::predicate(|origin, request| {
+                origin == "https://app"
+                    || request
+                        .headers
+                        .get("x-partner-key")
+                        .is_some_and(|k| k == "k1")
+            }),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let own = h.request("POST", "/a/own/xhr", &[("origin", "https://app")], "");
+    assert_eq!(h.ex(own).status(), 200);
+    let stranger = h.request("POST", "/a/b/xhr", &[("origin", "https://partner")], "");
+    assert_eq!(h.ex(stranger).status(), 403);
+    assert_eq!(h.ex(stranger).body(), "Origin not allowed.\n");
+    let partner = [("origin", "https://partner"), ("x-partner-key", "k1")];
+    let admitted = h.request("POST", "/a/b/xhr", &partner, "");
+    assert_eq!(h.ex(admitted).body(), "o\n");
+    // §7.3.1: a refused origin never reaches admission.
+    assert!(!opens(
+        &h,
+        "GET",
+        "/websocket",
+        &[WS[0], ("origin", "https://partner")]
+    ));
+    assert!(opens(
+        &h,
+        "GET",
+        "/websocket",
+        &[WS[0], partner[0], partner[1]]
+    ));
+}
