@@ -17,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use conformance::http::Request;
+use sockjs_core::driver::Config;
 use sockjs_core::{AbortPolicy, Options, OriginPolicy, SessionBinding};
 use support::*;
 
@@ -298,7 +299,10 @@ fn max_sessions_answers_503_and_recovers() {
                     disconnect_delay: Duration::from_millis(300),
                     ..Options::default()
                 },
-                shards: 1,
+                config: Config {
+                    shards: 1,
+                    ..Config::default()
+                },
             },
         );
         for _ in 0..3 {
@@ -400,14 +404,16 @@ fn echo_latencies(target: &Target, clients: usize, window: Duration) -> Vec<Dura
 fn a_stuck_session_does_not_slow_others_and_stays_bounded() {
     const MAX_QUEUED: usize = 256 * 1024;
     for adapter in ADAPTERS {
-        let target = start(
-            adapter,
-            Settings::new(Options {
-                max_queued_bytes: MAX_QUEUED,
-                disconnect_delay: Duration::from_millis(1200),
-                ..Options::default()
-            }),
-        );
+        let mut settings = Settings::new(Options {
+            max_queued_bytes: MAX_QUEUED,
+            disconnect_delay: Duration::from_millis(1200),
+            ..Options::default()
+        });
+        // The unread application's queue fills past its bound quickly, and the stall
+        // timeout ends it within the test.
+        settings.config.max_session_inbound_bytes = 64 * 1024;
+        settings.config.inbound_stall_timeout = Duration::from_secs(1);
+        let target = start(adapter, settings);
         *target.app.flood_for.lock().unwrap() = Duration::from_millis(1500);
         let baseline = echo_latencies(&target, 4, Duration::from_millis(500));
 
@@ -500,7 +506,8 @@ fn a_stuck_session_does_not_slow_others_and_stays_bounded() {
             poll_end.is_some(),
             "{adapter:?}: the unpolled session never ended"
         );
-        // Unread application: closed with 1013.
+        // Unread application: its client held back (the socket is not read) and, once the
+        // stall timeout passed with nothing taken, closed with 1013.
         let app_end = app_end.unwrap_or_default();
         assert!(app_end.contains("1013"), "{adapter:?}: {app_end:?}");
         // Other sessions are not held up.

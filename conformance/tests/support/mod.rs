@@ -268,12 +268,19 @@ pub fn ws_text(ws: &mut tungstenite::WebSocket<TcpStream>) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub options: Options,
-    pub shards: usize,
+    pub config: Config,
 }
 
 impl Settings {
+    /// These options, on two shards and the default connection settings.
     pub fn new(options: Options) -> Self {
-        Settings { options, shards: 2 }
+        Settings {
+            options,
+            config: Config {
+                shards: 2,
+                ..Config::default()
+            },
+        }
     }
 }
 
@@ -356,11 +363,7 @@ pub fn start(adapter: Adapter, settings: Settings) -> Target {
         settings.options,
         handler(move |session| app_body(handler_app.clone(), session)),
     );
-    let config = Config {
-        shards: settings.shards,
-        ..Config::default()
-    };
-    let mut target = start_services(adapter, config, vec![echo]);
+    let mut target = start_services(adapter, settings.config, vec![echo]);
     target.app = app;
     target
 }
