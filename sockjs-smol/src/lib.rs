@@ -102,13 +102,10 @@ mod runtime;
 mod server;
 mod socket;
 
-/// TLS settings for [`Config::tls`] (cargo feature `tls`): the driver's
-/// [`sockjs_core::driver::tls`], the same as `sockjs_tokio::tls`.
+/// TLS settings for [`Config::tls`] (cargo feature `tls`), the same as `sockjs_tokio::tls`.
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-pub mod tls {
-    pub use sockjs_core::driver::tls::{ServerConfig, TlsError, config_from_pem, server_config};
-}
+pub use sockjs_core::driver::tls;
 
 pub use server::{Handler, Server, ServerHandle, serve};
 pub use sockjs_core::driver::{

@@ -117,13 +117,10 @@ mod server;
 mod service;
 mod socket;
 
-/// TLS settings for [`Config::tls`] (cargo feature `tls`): the driver's
-/// [`sockjs_core::driver::tls`], the same as `sockjs_smol::tls`.
+/// TLS settings for [`Config::tls`] (cargo feature `tls`), the same as `sockjs_smol::tls`.
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-pub mod tls {
-    pub use sockjs_core::driver::tls::{ServerConfig, TlsError, config_from_pem, server_config};
-}
+pub use sockjs_core::driver::tls;
 
 pub use body::{Body, BodyError};
 pub use server::{Routes, Serve, serve, serve_connection};
