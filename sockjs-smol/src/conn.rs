@@ -240,7 +240,11 @@ impl<S: Socket> Conn<S> {
             }
         };
         if self.shared.is_shutting_down() {
-            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.\n");
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            if let Some(service) = self.shared.route(request.uri().path()) {
+                service.answered(request.uri().path(), status);
+            }
+            let mut response = plain(status, "Server shutting down.\n");
             self.shared.decorate(response.headers_mut());
             encoder.encode(&closing(response), &mut out);
             self.write(&out).await?;

@@ -16,6 +16,7 @@ use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use http::header::{Entry, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response};
+use sockjs_core::driver::metrics::Metrics;
 use sockjs_core::driver::{Config, Polled, Service, Session};
 use sockjs_core::{Options, OptionsError};
 
@@ -151,6 +152,14 @@ impl ServerHandle {
     pub fn open_requests(&self) -> usize {
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         services.iter().map(Service::open_requests).sum()
+    }
+
+    /// A snapshot of each service's counters (see [`metrics`](crate::metrics)), longest
+    /// prefix first; empty before [`Server::serve`] starts. Render them with
+    /// [`metrics::write_prometheus`](crate::metrics::write_prometheus).
+    pub fn metrics(&self) -> Vec<Metrics> {
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        services.iter().map(Service::metrics).collect()
     }
 }
 
@@ -412,6 +421,12 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
+    /// A snapshot of each service's counters (see [`metrics`](crate::metrics)), longest
+    /// prefix first, as [`ServerHandle::metrics`] takes them.
+    pub fn metrics(&self) -> Vec<Metrics> {
+        self.shared.services.iter().map(Service::metrics).collect()
+    }
+
     /// Serves one connection given as any futures-io byte stream (an
     /// `Async<TcpStream>`, a TLS stream of one's own, a Unix socket...) until the client
     /// closes it, it fails, or it becomes a WebSocket, which goes on in a task of its own

@@ -14,6 +14,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sockjs_core::driver::metrics::Metrics;
 use sockjs_core::driver::web::{self, Mounts};
 use sockjs_core::driver::{Config, ConnectionProbe};
 use sockjs_core::{PeerAddr, Tls};
@@ -52,6 +53,22 @@ impl Routes {
     /// Every mounted service.
     pub fn services(&self) -> impl Iterator<Item = &SockJs> {
         self.mounts.values()
+    }
+
+    /// A snapshot of each mounted service's counters (see [`metrics`](crate::metrics)),
+    /// longest prefix first, labelled `service` by mount prefix (and the service's own
+    /// prefix, if any). Keep a clone of the `Routes` handed to [`serve`] to take them while
+    /// it runs; render them with
+    /// [`metrics::write_prometheus`](crate::metrics::write_prometheus).
+    pub fn metrics(&self) -> Vec<Metrics> {
+        self.mounts
+            .iter()
+            .map(|(prefix, service)| {
+                let mut metrics = service.metrics();
+                metrics.service.insert_str(0, prefix);
+                metrics
+            })
+            .collect()
     }
 
     async fn dispatch(

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use conformance::http::{Conn, Request, Response};
+use sockjs_core::driver::metrics::Metrics;
 use sockjs_core::driver::{Config, Session};
 use sockjs_core::{Options, SendError};
 
@@ -151,6 +152,8 @@ pub struct Target {
     requests: Box<dyn Fn() -> usize + Send + Sync>,
     /// Starts the adapter's graceful shutdown.
     shutdown: Box<dyn Fn() + Send + Sync>,
+    /// The adapter's metrics accessor.
+    metrics: Box<dyn Fn() -> Vec<Metrics> + Send + Sync>,
     stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
@@ -176,6 +179,19 @@ impl Target {
     /// Starts a graceful shutdown.
     pub fn shutdown(&self) {
         (self.shutdown)();
+    }
+
+    /// Every service's counters, through the adapter's accessor.
+    pub fn metrics(&self) -> Vec<Metrics> {
+        (self.metrics)()
+    }
+
+    /// The counters of the service mounted at `prefix`.
+    pub fn metrics_of(&self, prefix: &str) -> Metrics {
+        self.metrics()
+            .into_iter()
+            .find(|m| m.service == prefix)
+            .unwrap()
     }
 
     pub fn host(&self) -> String {
@@ -384,6 +400,7 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
     }
     let shutdown = handle.clone();
     let requests = handle.clone();
+    let metrics = handle.clone();
     Target {
         adapter: Adapter::Smol,
         addr,
@@ -391,6 +408,7 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
         count: Box::new(move || counter.session_count()),
         requests: Box::new(move || requests.open_requests()),
         shutdown: Box::new(move || shutdown.shutdown()),
+        metrics: Box::new(move || metrics.metrics()),
         stop: Mutex::new(Some(Box::new(move || {
             // Graceful shutdown lasts about one disconnect delay; let it finish on its own.
             handle.shutdown();
@@ -422,6 +440,7 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics = routes.clone();
     let server = {
         let _guard = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
@@ -442,6 +461,7 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
         app: Arc::default(),
         count: Box::new(move || counted.iter().map(|s| s.session_count()).sum()),
         requests: Box::new(move || services.iter().map(|s| s.open_requests()).sum()),
+        metrics: Box::new(move || metrics.metrics()),
         shutdown: Box::new(move || {
             if let Some(tx) = stop_tx.lock().unwrap().take() {
                 let _ = tx.send(());

@@ -57,6 +57,7 @@ mod config;
 mod exchange;
 mod head;
 mod inbound;
+pub mod metrics;
 mod queue;
 mod rfc6455;
 mod runtime;
