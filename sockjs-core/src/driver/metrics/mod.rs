@@ -1,6 +1,9 @@
 //! Metrics of a [`Service`](crate::driver::Service): [`Service::metrics`] takes a
 //! [`Metrics`] snapshot, [`write_prometheus`] renders snapshots in the Prometheus text
-//! format.
+//! format, and with the cargo feature `metrics`, `Metrics::record` hands them to the
+//! [`metrics`](https://docs.rs/metrics) facade, for the exporters an application already
+//! uses (Prometheus, OpenTelemetry): absolute values at snapshot time, so the facade
+//! costs nothing between snapshots either.
 //!
 //! [`Service::metrics`]: crate::driver::Service::metrics
 //!
@@ -42,6 +45,8 @@
 //! outside every prefix) belong to no service and are not counted here.
 
 mod counters;
+#[cfg(feature = "metrics")]
+mod facade;
 mod prometheus;
 
 pub(crate) use counters::{Counters, Outside};
