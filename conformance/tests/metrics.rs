@@ -351,3 +351,39 @@ fn metrics_count_overflows_and_their_closes_7_1_6_and_9_2() {
         }
     });
 }
+
+/// A held receiver gets `h` after the heartbeat delay (PROTOCOL.md §7.1.3), and one whose
+/// client hangs up is aborted (§7.1.6): both counted.
+#[test]
+fn metrics_count_heartbeats_and_aborts_7_1_3_and_7_1_6() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let options = Options {
+                heartbeat_delay: Some(Duration::from_millis(100)),
+                ..Options::default()
+            };
+            let idle = handler(|session: Session| async move { session.closed().await });
+            let config = Config {
+                shards: 2,
+                ..Config::default()
+            };
+            let target = start_services(adapter, config, vec![Mount::new("/beat", options, idle)]);
+            let mut stream = target.conn();
+            let id = sid("beat");
+            stream
+                .send(&Request::new(
+                    "POST",
+                    &format!("/beat/000/{id}/xhr_streaming"),
+                ))
+                .unwrap();
+            assert_eq!(stream.read_head().unwrap().status, 200);
+            assert_eq!(stream.read_chunk().unwrap().len(), 2049, "prelude");
+            assert_eq!(stream.read_chunk().unwrap(), b"o\n");
+            assert_eq!(stream.read_chunk().unwrap(), b"h\n", "{adapter:?}");
+            eventually(&target, "/beat", "a heartbeat", |m| m.heartbeats >= 1);
+            drop(stream);
+            let m = eventually(&target, "/beat", "the abort", |m| m.aborts == 1);
+            assert_eq!(m.sessions_opened(Transport::XhrStreaming), 1, "{adapter:?}");
+        }
+    });
+}

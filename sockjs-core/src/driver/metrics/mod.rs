@@ -52,6 +52,8 @@ mod prometheus;
 pub(crate) use counters::{Counters, Outside};
 pub use prometheus::write_prometheus;
 
+use std::fmt;
+
 use crate::Transport;
 use crate::route::{Route, SessionEndpoint};
 
@@ -163,7 +165,7 @@ impl Endpoint {
 /// A snapshot of one service's counters, from
 /// [`Service::metrics`](crate::driver::Service::metrics). Counters are totals since the
 /// service started; see the [module docs](self) for the series they become.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Metrics {
     /// The service's prefix: the `service` label.
@@ -194,6 +196,22 @@ pub struct Metrics {
     ended: [u64; counters::TRANSPORTS],
     closes: [u64; CLOSES.len()],
     requests: counters::Requests,
+}
+
+impl fmt::Debug for Metrics {
+    /// The service and its non-zero series, named as in the Prometheus text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        map.entry(&"service", &self.service);
+        for family in FAMILIES {
+            self.series(family, &mut |labels, value| {
+                if value > 0 {
+                    map.entry(&format_args!("{}{labels:?}", family.name), &value);
+                }
+            });
+        }
+        map.finish()
+    }
 }
 
 impl Metrics {

@@ -183,4 +183,12 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn debug_shows_the_non_zero_series() {
+        let debug = format!("{:?}", sample("/echo"));
+        assert!(debug.starts_with("{\"service\": \"/echo\""), "{debug}");
+        assert!(debug.contains("sockjs_queue_full_total[]: 1"), "{debug}");
+        assert!(!debug.contains("sockjs_aborts_total"), "{debug}");
+    }
 }
