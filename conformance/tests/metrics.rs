@@ -387,3 +387,35 @@ fn metrics_count_heartbeats_and_aborts_7_1_3_and_7_1_6() {
         }
     });
 }
+
+/// Answers to requests that reach no service are the adapter's own: a path outside every
+/// prefix (PROTOCOL.md §2) on both, a head too large (431) where the adapter parses HTTP
+/// itself (sockjs-smol; hyper answers it unseen under sockjs-tokio).
+#[test]
+fn metrics_count_unrouted_answers_2() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = serve(adapter);
+            assert_eq!(
+                target.request(&Request::new("GET", "/nowhere")).status(),
+                404
+            );
+            assert_eq!(target.unrouted(404), 1, "{adapter:?}");
+            // Not the service's: its counters saw nothing.
+            assert_eq!(
+                target.metrics_of("/echo").requests().count(),
+                0,
+                "{adapter:?}"
+            );
+            if adapter == support::Adapter::Smol {
+                let head = format!(
+                    "GET /echo/info HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                    "a".repeat(20 * 1024)
+                );
+                let (status, _) = support::raw_status(target.addr, head.as_bytes());
+                assert_eq!(status, 431);
+                assert_eq!(target.unrouted(431), 1);
+            }
+        }
+    });
+}

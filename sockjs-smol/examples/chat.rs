@@ -39,7 +39,10 @@ fn page_or_404(
 ) -> Response<Bytes> {
     let mut response = Response::new(Bytes::new());
     if request.uri().path() == chat::METRICS_PATH {
-        *response.body_mut() = chat::metrics_text(&server.metrics()).into();
+        let mut text = chat::metrics_text(&server.metrics());
+        // What the server answered before a request reached the service (a head too large).
+        server.unrouted().write_prometheus(&mut text);
+        *response.body_mut() = text.into();
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(chat::METRICS_TYPE));

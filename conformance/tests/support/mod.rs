@@ -154,6 +154,8 @@ pub struct Target {
     shutdown: Box<dyn Fn() + Send + Sync>,
     /// The adapter's metrics accessor.
     metrics: Box<dyn Fn() -> Vec<Metrics> + Send + Sync>,
+    /// Answers to requests that reached no service, by status.
+    unrouted: Box<dyn Fn(u16) -> u64 + Send + Sync>,
     stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
@@ -184,6 +186,11 @@ impl Target {
     /// Every service's counters, through the adapter's accessor.
     pub fn metrics(&self) -> Vec<Metrics> {
         (self.metrics)()
+    }
+
+    /// Answers with `status` to requests that reached no service (the adapter's count).
+    pub fn unrouted(&self, status: u16) -> u64 {
+        (self.unrouted)(status)
     }
 
     /// The counters of the service mounted at `prefix`.
@@ -401,6 +408,7 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
     let shutdown = handle.clone();
     let requests = handle.clone();
     let metrics = handle.clone();
+    let unrouted = handle.clone();
     Target {
         adapter: Adapter::Smol,
         addr,
@@ -409,6 +417,7 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
         requests: Box::new(move || requests.open_requests()),
         shutdown: Box::new(move || shutdown.shutdown()),
         metrics: Box::new(move || metrics.metrics()),
+        unrouted: Box::new(move |status| unrouted.unrouted().answered(status)),
         stop: Mutex::new(Some(Box::new(move || {
             // Graceful shutdown lasts about one disconnect delay; let it finish on its own.
             handle.shutdown();
@@ -441,6 +450,7 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
     let addr = std_listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let metrics = routes.clone();
+    let unrouted = routes.clone();
     let server = {
         let _guard = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
@@ -462,6 +472,7 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
         count: Box::new(move || counted.iter().map(|s| s.session_count()).sum()),
         requests: Box::new(move || services.iter().map(|s| s.open_requests()).sum()),
         metrics: Box::new(move || metrics.metrics()),
+        unrouted: Box::new(move |status| unrouted.unrouted().answered(status)),
         shutdown: Box::new(move || {
             if let Some(tx) = stop_tx.lock().unwrap().take() {
                 let _ = tx.send(());

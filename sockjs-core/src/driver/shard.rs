@@ -194,11 +194,12 @@ impl Shard {
         tx: queue::Sender,
         force: bool,
     ) -> Submitted {
+        // Routed for the metrics before the lock: nothing under it but the engine's work.
+        let endpoint = Endpoint::of_path(request.uri().path(), &self.common.prefix);
         let mut st = self.lock();
         let now = self.common.runtime.now();
         let (parts, body) = request.into_parts();
         let attached = st.engine.attached_receiver(&parts);
-        let endpoint = Endpoint::of_path(parts.uri.path(), &self.common.prefix);
         let request = http::Request::from_parts(parts, body);
         if let Some(attached) = attached {
             let verdict = st

@@ -41,7 +41,7 @@ pub(crate) fn status_label(slot: usize) -> &'static str {
     STATUSES.get(slot).map_or("other", |&(_, label)| label)
 }
 
-fn status_slot(status: u16) -> usize {
+pub(crate) fn status_slot(status: u16) -> usize {
     STATUSES
         .iter()
         .position(|&(s, _)| s == status)

@@ -10,7 +10,7 @@
 
 use metrics::{Label, Unit};
 
-use super::{FAMILIES, Kind, Metrics};
+use super::{FAMILIES, Kind, Metrics, Unrouted, unrouted};
 
 impl Metrics {
     /// Records this snapshot through the [`metrics`] facade, into the recorder the
@@ -25,13 +25,12 @@ impl Metrics {
     /// # }
     /// ```
     pub fn record(&self) {
-        static DESCRIBED: std::sync::Once = std::sync::Once::new();
-        DESCRIBED.call_once(describe);
+        describe();
         for family in FAMILIES {
             self.series(family, &mut |labels, value| {
                 let labels: Vec<Label> =
                     std::iter::once(Label::new("service", self.service.clone()))
-                        .chain(labels.iter().map(|&(k, v)| Label::new(k.to_owned(), v)))
+                        .chain(labels.iter().map(|&(k, v)| Label::new(k, v)))
                         .collect();
                 match family.kind {
                     Kind::Gauge => metrics::gauge!(family.name, labels).set(value as f64),
@@ -42,18 +41,37 @@ impl Metrics {
     }
 }
 
-/// Every family's help text and unit, once.
-fn describe() {
-    for family in FAMILIES {
-        let unit = if family.name.ends_with("bytes_total") {
-            Unit::Bytes
-        } else {
-            Unit::Count
-        };
-        match family.kind {
-            Kind::Gauge => metrics::describe_gauge!(family.name, unit, family.help),
-            Kind::Counter => metrics::describe_counter!(family.name, unit, family.help),
+impl Unrouted {
+    /// Records these counts through the [`metrics`] facade as
+    /// `sockjs_unrouted_requests_total{status}`, as [`Metrics::record`] does a service's.
+    pub fn record(&self) {
+        describe();
+        for (status, n) in self.counts() {
+            metrics::counter!(unrouted::NAME, "status" => status).absolute(n);
         }
+    }
+}
+
+/// Every family's help text and unit, once per process.
+fn describe() {
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| {
+        for family in FAMILIES {
+            describe_family(family.name, family.kind, family.help);
+        }
+        describe_family(unrouted::NAME, Kind::Counter, unrouted::HELP);
+    });
+}
+
+fn describe_family(name: &'static str, kind: Kind, help: &'static str) {
+    let unit = if name.ends_with("bytes_total") {
+        Unit::Bytes
+    } else {
+        Unit::Count
+    };
+    match kind {
+        Kind::Gauge => metrics::describe_gauge!(name, unit, help),
+        Kind::Counter => metrics::describe_counter!(name, unit, help),
     }
 }
 
@@ -137,6 +155,9 @@ mod tests {
             snapshot.record();
             // Absolute, not added: recording twice leaves the totals as they are.
             snapshot.record();
+            let unrouted = Unrouted::default();
+            unrouted.count(http::StatusCode::NOT_FOUND);
+            unrouted.record();
         });
         let map = last.0.lock().unwrap_or_else(|e| e.into_inner());
         assert_eq!(
@@ -144,6 +165,7 @@ mod tests {
             1.0
         );
         assert_eq!(map["sockjs_messages_sent_total{service=/echo}"], 7.0);
+        assert_eq!(map["sockjs_unrouted_requests_total{status=404}"], 1.0);
         assert_eq!(
             map["sockjs_requests_total{service=/echo,endpoint=xhr_send,status=413}"],
             1.0

@@ -40,17 +40,21 @@
 //! | `sockjs_aborts_total` | counter | | Requests whose client went away before they ended (PROTOCOL.md §7.1.6) |
 //! | `sockjs_heartbeats_total` | counter | | Heartbeats sent (`h` frames, and raw WebSocket pings) |
 //!
+//! | `sockjs_unrouted_requests_total` | counter | `status` (no `service`) | Answers the adapter wrote to requests that reached no service ([`Unrouted`]): a head too large (431) or malformed (400), a body too large for every service (413) or too slow (408) before its service was known, a path outside every prefix (404) |
+//!
 //! A 1009 close is `sockjs_sessions_closed_total{reason="message_too_big",code="1009"}`.
-//! Answers an adapter writes before it knows the service (a head too large, 431; a request
-//! outside every prefix) belong to no service and are not counted here.
+//! Answers the HTTP library writes on its own (hyper's 431 under sockjs-tokio, and under
+//! axum whatever the router answers) reach neither.
 
 mod counters;
 #[cfg(feature = "metrics")]
 mod facade;
 mod prometheus;
+mod unrouted;
 
 pub(crate) use counters::{Counters, Outside};
 pub use prometheus::write_prometheus;
+pub use unrouted::Unrouted;
 
 use std::fmt;
 
