@@ -14,12 +14,15 @@
 //! outside the lock (bytes a WebSocket pump reads and writes, answers an adapter writes
 //! itself) goes to relaxed atomics on cache lines of the shard's own. Every label is an
 //! index into a fixed table: no allocation, hashing or formatting per event, and no
-//! cardinality a client controls. A snapshot locks each shard once, briefly, and sums.
+//! cardinality a client controls. Nothing else runs for them (no task, no timer), and
+//! nothing is allocated until a snapshot is taken: a snapshot locks each shard once,
+//! briefly, and sums. Without the `metrics` feature the facade is not compiled in.
 //!
 //! # Series
 //!
-//! Every series carries `service`, the service's prefix. Counters are totals since the
-//! service started; series of the label-matrix families (`sockjs_requests_total`,
+//! Every series but `sockjs_unrouted_requests_total` carries `service`, the service's
+//! prefix (sockjs-tokio's `Routes::metrics`: its mount prefix). Counters are totals since
+//! the service (or server) started; series of the label-matrix families (`sockjs_requests_total`,
 //! `sockjs_sessions_closed_total`) are written once non-zero.
 //!
 //! | Series | Type | Labels | What |
@@ -39,10 +42,11 @@
 //! | `sockjs_inbound_overflow_closes_total` | counter | | Sessions closed with [`INBOUND_OVERFLOW_CODE`](crate::driver::INBOUND_OVERFLOW_CODE) 1013: the application did not take its messages |
 //! | `sockjs_aborts_total` | counter | | Requests whose client went away before they ended (PROTOCOL.md §7.1.6) |
 //! | `sockjs_heartbeats_total` | counter | | Heartbeats sent (`h` frames, and raw WebSocket pings) |
-//!
 //! | `sockjs_unrouted_requests_total` | counter | `status` (no `service`) | Answers the adapter wrote to requests that reached no service ([`Unrouted`]): a head too large (431) or malformed (400), a body too large for every service (413) or too slow (408) before its service was known, a path outside every prefix (404) |
 //!
-//! A 1009 close is `sockjs_sessions_closed_total{reason="message_too_big",code="1009"}`.
+//! A 1009 close is `sockjs_sessions_closed_total{reason="message_too_big",code="1009"}`;
+//! a client's close handshake is `reason="client_closed",code="none"` (the engine does not
+//! report the client's code).
 //! Answers the HTTP library writes on its own (hyper's 431 under sockjs-tokio, and under
 //! axum whatever the router answers) reach neither.
 
