@@ -5,7 +5,10 @@
 //! only what both adapters offer under the same names (`Session`, `Options`,
 //! `broadcast::Broadcast`, `broadcast::redis`), and `cfg(feature = "redis")` is the
 //! including adapter's feature. What is left to each example is serving: mounting the
-//! service and the page, the `X-Node` header, signals and graceful shutdown.
+//! service, the page and the metrics, the `X-Node` header, signals and graceful shutdown.
+//!
+//! Both serve `GET /metrics`: the service's counters in the Prometheus text format (the
+//! series are documented in sockjs-core's `driver::metrics`).
 
 use std::net::TcpListener;
 
@@ -27,6 +30,17 @@ pub const SHUTDOWN_REASON: &str = "Server shutting down";
 
 /// Where the chat serves `--sockjs-file`.
 pub const SCRIPT_PATH: &str = "/sockjs.min.js";
+/// Where the chat serves its metrics.
+pub const METRICS_PATH: &str = "/metrics";
+/// The content type of the Prometheus text format.
+pub const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The services' counters in the Prometheus text format, for [`METRICS_PATH`].
+pub fn metrics_text(metrics: &[crate::adapter::metrics::Metrics]) -> String {
+    let mut text = String::new();
+    crate::adapter::metrics::write_prometheus(&mut text, metrics);
+    text
+}
 
 /// The command line: `[ADDR] [--sockjs-url URL] [--sockjs-file PATH] [--node NAME]
 /// [--redis URL]`.
@@ -42,6 +56,11 @@ pub struct Args {
 impl Args {
     /// Reads the command line; exits with a usage message if it is wrong.
     pub fn parse() -> Args {
+        Args::parse_from(std::env::args().skip(1))
+    }
+
+    /// Reads these arguments (the command line without the program's name).
+    pub fn parse_from(args: impl IntoIterator<Item = String>) -> Args {
         let mut parsed = Args {
             addr: DEFAULT_ADDR.to_owned(),
             sockjs_url: DEFAULT_SOCKJS_URL.to_owned(),
@@ -50,7 +69,7 @@ impl Args {
             redis: None,
         };
         let mut url_given = false;
-        let mut args = std::env::args().skip(1);
+        let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
                 args.next()

@@ -14,7 +14,8 @@
 //!
 //! The command line, the session handler and the page are shared with sockjs-tokio's chat
 //! (`examples/chat/` at the top of the repository); this file is the smol side: the
-//! server's fallback serves the page, its `header` the node's name.
+//! server's fallback serves the page and `GET /metrics` (from the server's handle), its
+//! `header` the node's name.
 
 use async_io::Async;
 use bytes::Bytes;
@@ -22,17 +23,30 @@ use futures_lite::{StreamExt as _, future};
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use sockjs_smol as adapter;
-use sockjs_smol::{Config, Server};
+use sockjs_smol::{Config, Server, ServerHandle};
 
 #[path = "../../examples/chat/mod.rs"]
-mod chat;
+pub(crate) mod chat;
 
 /// What the server answers outside the service: the page at `/`, sockjs-client at
-/// `/sockjs.min.js` with `--sockjs-file`, 404 elsewhere (as the tokio example's axum router
-/// does).
-fn page_or_404(request: &Request<Bytes>, page: &Bytes, script: Option<&Bytes>) -> Response<Bytes> {
+/// `/sockjs.min.js` with `--sockjs-file`, the metrics at `/metrics`, 404 elsewhere (as the
+/// tokio example's axum router does).
+fn page_or_404(
+    request: &Request<Bytes>,
+    page: &Bytes,
+    script: Option<&Bytes>,
+    server: &ServerHandle,
+) -> Response<Bytes> {
     let mut response = Response::new(Bytes::new());
-    if let Some(script) = script.filter(|_| request.uri().path() == chat::SCRIPT_PATH) {
+    if request.uri().path() == chat::METRICS_PATH {
+        let mut text = chat::metrics_text(&server.metrics());
+        // What the server answered before a request reached the service (a head too large).
+        server.unrouted().write_prometheus(&mut text);
+        *response.body_mut() = text.into();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(chat::METRICS_TYPE));
+    } else if let Some(script) = script.filter(|_| request.uri().path() == chat::SCRIPT_PATH) {
         *response.body_mut() = script.clone();
         response.headers_mut().insert(
             CONTENT_TYPE,
@@ -55,16 +69,10 @@ fn page_or_404(request: &Request<Bytes>, page: &Bytes, script: Option<&Bytes>) -
     response
 }
 
-fn main() {
-    chat::log_to_stderr();
-    let args = chat::Args::parse();
+/// The chat's server: the service at [`chat::PREFIX`], the page and the metrics, the
+/// `X-Node` header.
+pub fn server(args: &chat::Args, node: &str) -> Server {
     let hub = args.hub();
-    let (listener, node) = args.listen();
-    let listener = Async::new(listener).unwrap_or_else(|error| {
-        eprintln!("cannot listen: {error}");
-        std::process::exit(1);
-    });
-
     let config = Config {
         shutdown_code: chat::SHUTDOWN_CODE,
         shutdown_reason: chat::SHUTDOWN_REASON.to_owned(),
@@ -72,17 +80,30 @@ fn main() {
     };
     let page = Bytes::from(args.page());
     let script = args.script().map(Bytes::from);
-    let chat_node = node.clone();
+    let chat_node = node.to_owned();
     let server = Server::with_config(config)
         .service(chat::PREFIX, args.options(), move |session| {
             chat::session(hub.clone(), chat_node.clone(), session)
         })
-        .unwrap_or_else(|error| panic!("the chat's options are valid: {error}"))
-        .fallback(move |request| page_or_404(&request, &page, script.as_ref()))
+        .unwrap_or_else(|error| panic!("the chat's options are valid: {error}"));
+    let handle = server.handle();
+    server
+        .fallback(move |request| page_or_404(&request, &page, script.as_ref(), &handle))
         .header(
             HeaderName::from_static("x-node"),
-            HeaderValue::from_str(&node).unwrap_or(HeaderValue::from_static("?")),
-        );
+            HeaderValue::from_str(node).unwrap_or(HeaderValue::from_static("?")),
+        )
+}
+
+fn main() {
+    chat::log_to_stderr();
+    let args = chat::Args::parse();
+    let (listener, node) = args.listen();
+    let listener = Async::new(listener).unwrap_or_else(|error| {
+        eprintln!("cannot listen: {error}");
+        std::process::exit(1);
+    });
+    let server = server(&args, &node);
 
     let handle = server.handle();
     let stop = async move {

@@ -177,6 +177,7 @@ impl<S: Socket> Conn<S> {
                 Ok(None) => {}
                 Err(err) => {
                     tracing::debug!(peer = %self.peer, error = %err, "bad request");
+                    shared.handle.unrouted.count(err.status());
                     let mut out = BytesMut::new();
                     err.encode_response(&mut out);
                     self.write(&out).await?;
@@ -216,6 +217,7 @@ impl<S: Socket> Conn<S> {
                 Wake::Read(Ok(_)) => {}
                 Wake::Read(Err(e)) => return Err(e),
                 Wake::Timeout if reading_body => {
+                    shared.handle.unrouted.count(StatusCode::REQUEST_TIMEOUT);
                     let mut out = BytesMut::new();
                     let encoder = ResponseEncoder::new(http::Version::HTTP_11, false);
                     encoder.encode(&BodyError::TimedOut.response(), &mut out);
@@ -240,7 +242,12 @@ impl<S: Socket> Conn<S> {
             }
         };
         if self.shared.is_shutting_down() {
-            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.\n");
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            match self.shared.route(request.uri().path()) {
+                Some(service) => service.answered(request.uri().path(), status),
+                None => self.shared.handle.unrouted.count(status),
+            }
+            let mut response = plain(status, "Server shutting down.\n");
             self.shared.decorate(response.headers_mut());
             encoder.encode(&closing(response), &mut out);
             self.write(&out).await?;
@@ -250,7 +257,10 @@ impl<S: Socket> Conn<S> {
         let Some(service) = self.shared.route(request.uri().path()) else {
             let mut response = match &self.shared.fallback {
                 Some(fallback) => fallback(request),
-                None => plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n"),
+                None => {
+                    self.shared.handle.unrouted.count(StatusCode::NOT_FOUND);
+                    plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n")
+                }
             };
             self.shared.decorate(response.headers_mut());
             let after = encoder.encode(&response, &mut out);

@@ -108,6 +108,9 @@ mod socket;
 pub use sockjs_core::driver::tls;
 
 pub use server::{Handler, Server, ServerHandle, serve};
+/// Counters of the services: [`ServerHandle::metrics`], the Prometheus text format, the
+/// series and what they cost.
+pub use sockjs_core::driver::metrics;
 pub use sockjs_core::driver::{
     Admission, AdmissionRequest, Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON,
     Session, SessionSender,

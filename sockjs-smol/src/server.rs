@@ -16,6 +16,7 @@ use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use http::header::{Entry, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response};
+use sockjs_core::driver::metrics::{Metrics, Unrouted};
 use sockjs_core::driver::{Admission, Config, Polled, Service, Session};
 use sockjs_core::{Options, OptionsError};
 
@@ -111,6 +112,8 @@ pub struct ServerHandle {
     pub(crate) signal: async_channel::Receiver<()>,
     /// The running server's services (empty before `serve` starts).
     services: Arc<Mutex<Vec<Service>>>,
+    /// Answers to requests that reached no service.
+    pub(crate) unrouted: Arc<Unrouted>,
 }
 
 impl ServerHandle {
@@ -120,6 +123,7 @@ impl ServerHandle {
             trigger: Arc::new(Mutex::new(Some(tx))),
             signal: rx,
             services: Arc::default(),
+            unrouted: Arc::default(),
         }
     }
 
@@ -152,6 +156,22 @@ impl ServerHandle {
     pub fn open_requests(&self) -> usize {
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         services.iter().map(Service::open_requests).sum()
+    }
+
+    /// A snapshot of each service's counters (see [`metrics`](crate::metrics)), longest
+    /// prefix first; empty before [`Server::serve`] starts. Render them with
+    /// [`metrics::write_prometheus`](crate::metrics::write_prometheus).
+    pub fn metrics(&self) -> Vec<Metrics> {
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        services.iter().map(Service::metrics).collect()
+    }
+
+    /// The answers the server wrote to requests that reached no service (a head too large,
+    /// a path outside every prefix without a [`fallback`](Server::fallback), ...), by
+    /// status; rendered beside [`metrics`](Self::metrics) with
+    /// [`Unrouted::write_prometheus`].
+    pub fn unrouted(&self) -> &Unrouted {
+        &self.unrouted
     }
 }
 
@@ -455,6 +475,17 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
+    /// A snapshot of each service's counters (see [`metrics`](crate::metrics)), longest
+    /// prefix first, as [`ServerHandle::metrics`] takes them.
+    pub fn metrics(&self) -> Vec<Metrics> {
+        self.shared.services.iter().map(Service::metrics).collect()
+    }
+
+    /// The answers to requests that reached no service, as [`ServerHandle::unrouted`].
+    pub fn unrouted(&self) -> &Unrouted {
+        &self.shared.handle.unrouted
+    }
+
     /// Serves one connection given as any futures-io byte stream (an
     /// `Async<TcpStream>`, a TLS stream of one's own, a Unix socket...) until the client
     /// closes it, it fails, or it becomes a WebSocket, which goes on in a task of its own

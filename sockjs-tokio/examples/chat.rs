@@ -30,7 +30,7 @@
 //!
 //! The command line, the session handler and the page are shared with sockjs-smol's chat
 //! (`examples/chat/` at the top of the repository); this file is the tokio side: axum
-//! serves the page and mounts the service.
+//! serves the page and `GET /metrics` and mounts the service.
 
 use std::time::Duration;
 
@@ -43,7 +43,7 @@ use sockjs_tokio as adapter;
 use sockjs_tokio::SockJs;
 
 #[path = "../../examples/chat/mod.rs"]
-mod chat;
+pub(crate) mod chat;
 
 /// Resolves on SIGTERM or Ctrl-C.
 async fn stop_signal() {
@@ -68,24 +68,15 @@ async fn stop_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    chat::log_to_stderr();
-    let args = chat::Args::parse();
-    // Inside the runtime: with --redis, the hub's tasks are spawned on it.
+/// The chat's axum app: the service nested at [`chat::PREFIX`], the page, the metrics and
+/// the `X-Node` header; and the service, for graceful shutdown. Call it inside the runtime:
+/// with `--redis`, the hub's tasks are spawned on it.
+pub fn app(args: &chat::Args, node: &str) -> (axum::Router, SockJs) {
     let hub = args.hub();
-    let (listener, node) = args.listen();
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("cannot listen: {error}");
-            std::process::exit(1);
-        }
-    };
-    let node_header = HeaderValue::from_str(&node).unwrap_or(HeaderValue::from_static("?"));
+    let node_header = HeaderValue::from_str(node).unwrap_or(HeaderValue::from_static("?"));
 
     // The three lines that matter: build the service, mount it, serve.
-    let chat_node = node.clone();
+    let chat_node = node.to_owned();
     let service = SockJs::new(args.options(), move |session| {
         chat::session(hub.clone(), chat_node.clone(), session)
     });
@@ -98,6 +89,17 @@ async fn main() {
         );
         app = app.route(chat::SCRIPT_PATH, get(move || async move { script }));
     }
+    let counted = service.clone();
+    app = app.route(
+        chat::METRICS_PATH,
+        get(move || {
+            let mut metrics = counted.metrics();
+            // Nested by axum, the service has no prefix of its own: label it by its mount.
+            chat::PREFIX.clone_into(&mut metrics.service);
+            let text = chat::metrics_text(&[metrics]);
+            async move { ([(CONTENT_TYPE, chat::METRICS_TYPE)], text) }
+        }),
+    );
     let app =
         app.nest_service(chat::PREFIX, service.clone())
             .layer(axum::middleware::map_response(
@@ -109,6 +111,22 @@ async fn main() {
                     }
                 },
             ));
+    (app, service)
+}
+
+#[tokio::main]
+async fn main() {
+    chat::log_to_stderr();
+    let args = chat::Args::parse();
+    let (listener, node) = args.listen();
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("cannot listen: {error}");
+            std::process::exit(1);
+        }
+    };
+    let (app, service) = app(&args, &node);
 
     let closing = service.clone();
     // Streaming transports write one small chunk per frame: without TCP_NODELAY, Nagle's

@@ -125,6 +125,9 @@ pub use sockjs_core::driver::tls;
 pub use body::{Body, BodyError};
 pub use server::{Routes, Serve, serve, serve_connection};
 pub use service::{BoxError, Builder, ResponseFuture, SockJs};
+/// Counters of the services: [`SockJs::metrics`], [`Routes::metrics`], the Prometheus text
+/// format, the series and what they cost.
+pub use sockjs_core::driver::metrics;
 pub use sockjs_core::driver::{
     Admission, AdmissionRequest, Closed, Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON,
     Session, SessionSender,

@@ -14,6 +14,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sockjs_core::driver::metrics::{Metrics, Unrouted};
 use sockjs_core::driver::web::{self, Mounts};
 use sockjs_core::driver::{Config, ConnectionProbe};
 use sockjs_core::{PeerAddr, Tls};
@@ -31,6 +32,8 @@ use crate::socket::{Tcp, Timed};
 #[derive(Clone, Default, Debug)]
 pub struct Routes {
     mounts: Arc<Mounts<SockJs>>,
+    /// Answers to requests outside every mount.
+    unrouted: Arc<Unrouted>,
 }
 
 impl Routes {
@@ -54,6 +57,30 @@ impl Routes {
         self.mounts.values()
     }
 
+    /// A snapshot of each mounted service's counters (see [`metrics`](crate::metrics)),
+    /// longest prefix first, labelled `service` by mount prefix (and the service's own
+    /// prefix, if any). Keep a clone of the `Routes` handed to [`serve`] to take them while
+    /// it runs; render them with
+    /// [`metrics::write_prometheus`](crate::metrics::write_prometheus).
+    pub fn metrics(&self) -> Vec<Metrics> {
+        self.mounts
+            .iter()
+            .map(|(prefix, service)| {
+                let mut metrics = service.metrics();
+                metrics.service.insert_str(0, prefix);
+                metrics
+            })
+            .collect()
+    }
+
+    /// The answers [`serve`] wrote to requests outside every mount (404, or 400 for a
+    /// target it could not strip), by status; rendered beside [`metrics`](Self::metrics)
+    /// with [`Unrouted::write_prometheus`]. Hyper's own answers (a head too large: 431) are
+    /// not seen.
+    pub fn unrouted(&self) -> &Unrouted {
+        &self.unrouted
+    }
+
     async fn dispatch(
         &self,
         request: Request<Incoming>,
@@ -63,9 +90,11 @@ impl Routes {
     ) -> Response<Body> {
         let found = self.mounts.find(request.uri().path());
         let Some((prefix, service)) = found else {
+            self.unrouted.count(StatusCode::NOT_FOUND);
             return Body::plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n");
         };
         let Some(mut request) = web::strip_prefix(request, prefix) else {
+            self.unrouted.count(StatusCode::BAD_REQUEST);
             return Body::plain(StatusCode::BAD_REQUEST, "Bad request target.\n");
         };
         request.extensions_mut().insert(PeerAddr(peer));

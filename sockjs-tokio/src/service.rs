@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
+use sockjs_core::driver::metrics::Metrics;
 use sockjs_core::driver::{Admission, Config, Exchange, Service, Session, web};
 use sockjs_core::{Content, Handshake, Options, OptionsError};
 
@@ -156,6 +157,13 @@ impl SockJs {
         self.service.config()
     }
 
+    /// A snapshot of the service's counters (see [`metrics`](crate::metrics)). Its
+    /// `service` label is the service's own prefix, empty when a router mounts it (see
+    /// [`Routes::metrics`](crate::Routes::metrics), which labels by mount prefix).
+    pub fn metrics(&self) -> Metrics {
+        self.service.metrics()
+    }
+
     /// Answers one request.
     async fn handle<B>(self, request: Request<B>) -> Response<Body>
     where
@@ -174,7 +182,11 @@ impl SockJs {
         let read = tokio::time::timeout(timeout, read).await;
         let body = match read.unwrap_or(Err(web::BodyError::TimedOut)) {
             Ok(body) => body,
-            Err(error) => return error.response().map(Body::full),
+            Err(error) => {
+                let response = error.response();
+                self.service.answered(parts.uri.path(), response.status());
+                return response.map(Body::full);
+            }
         };
         let mut exchange = self.service.submit(Request::from_parts(parts, body));
         match exchange.next().await {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use conformance::http::{Conn, Request, Response};
+use sockjs_core::driver::metrics::Metrics;
 use sockjs_core::driver::{Admission, Config, Session};
 use sockjs_core::{Options, SendError};
 
@@ -151,6 +152,10 @@ pub struct Target {
     requests: Box<dyn Fn() -> usize + Send + Sync>,
     /// Starts the adapter's graceful shutdown.
     shutdown: Box<dyn Fn() + Send + Sync>,
+    /// The adapter's metrics accessor.
+    metrics: Box<dyn Fn() -> Vec<Metrics> + Send + Sync>,
+    /// Answers to requests that reached no service, by status.
+    unrouted: Box<dyn Fn(u16) -> u64 + Send + Sync>,
     stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
@@ -176,6 +181,24 @@ impl Target {
     /// Starts a graceful shutdown.
     pub fn shutdown(&self) {
         (self.shutdown)();
+    }
+
+    /// Every service's counters, through the adapter's accessor.
+    pub fn metrics(&self) -> Vec<Metrics> {
+        (self.metrics)()
+    }
+
+    /// Answers with `status` to requests that reached no service (the adapter's count).
+    pub fn unrouted(&self, status: u16) -> u64 {
+        (self.unrouted)(status)
+    }
+
+    /// The counters of the service mounted at `prefix`.
+    pub fn metrics_of(&self, prefix: &str) -> Metrics {
+        self.metrics()
+            .into_iter()
+            .find(|m| m.service == prefix)
+            .unwrap()
     }
 
     pub fn host(&self) -> String {
@@ -399,6 +422,8 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
     }
     let shutdown = handle.clone();
     let requests = handle.clone();
+    let metrics = handle.clone();
+    let unrouted = handle.clone();
     Target {
         adapter: Adapter::Smol,
         addr,
@@ -406,6 +431,8 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
         count: Box::new(move || counter.session_count()),
         requests: Box::new(move || requests.open_requests()),
         shutdown: Box::new(move || shutdown.shutdown()),
+        metrics: Box::new(move || metrics.metrics()),
+        unrouted: Box::new(move |status| unrouted.unrouted().answered(status)),
         stop: Mutex::new(Some(Box::new(move || {
             // Graceful shutdown lasts about one disconnect delay; let it finish on its own.
             handle.shutdown();
@@ -438,6 +465,8 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics = routes.clone();
+    let unrouted = routes.clone();
     let server = {
         let _guard = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
@@ -458,6 +487,8 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
         app: Arc::default(),
         count: Box::new(move || counted.iter().map(|s| s.session_count()).sum()),
         requests: Box::new(move || services.iter().map(|s| s.open_requests()).sum()),
+        metrics: Box::new(move || metrics.metrics()),
+        unrouted: Box::new(move |status| unrouted.unrouted().answered(status)),
         shutdown: Box::new(move || {
             if let Some(tx) = stop_tx.lock().unwrap().take() {
                 let _ = tx.send(());

@@ -10,7 +10,6 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::driver::admission::{Decided, Pending};
-use crate::driver::config::{INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 use crate::driver::inbound::Delivery;
 use crate::driver::queue::{self, TryRecv};
 use crate::driver::runtime::Timer;
@@ -240,11 +239,7 @@ impl Exchange {
                         session = %delivery.shared.id,
                         "application not taking its messages; closing the session"
                     );
-                    let _ = self.shard.close(
-                        delivery.shared.key,
-                        INBOUND_OVERFLOW_CODE,
-                        INBOUND_OVERFLOW_REASON,
-                    );
+                    self.shard.close_overflowed(delivery.shared.key);
                     room = true;
                 }
                 Some((at, seen)) if seen == progress => deadline = Some(at),
@@ -384,9 +379,15 @@ impl Exchange {
         self.shard.session_of(self.id)
     }
 
-    /// Closes the session this request serves (a stuck application).
-    pub(crate) fn close_session(&self, key: crate::SessionKey, code: u16, reason: &str) {
-        let _ = self.shard.close(key, code, reason);
+    /// Closes the session this request serves (a stuck application) with
+    /// [`INBOUND_OVERFLOW_CODE`](crate::driver::INBOUND_OVERFLOW_CODE).
+    pub(crate) fn close_overflowed(&self, key: crate::SessionKey) {
+        self.shard.close_overflowed(key);
+    }
+
+    /// The shard's counters for what its WebSocket pump reads and writes.
+    pub(crate) fn outside(&self) -> &crate::driver::metrics::Outside {
+        &self.shard.outside
     }
 
     /// Feeds the engine under one lock (several WebSocket messages at once).

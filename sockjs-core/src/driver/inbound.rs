@@ -39,6 +39,8 @@ pub(crate) enum InboundError {
 pub(crate) struct SessionShared {
     pub(crate) id: Box<str>,
     pub(crate) key: SessionKey,
+    /// The transport that opened the session (the metrics' label when it ends).
+    pub(crate) transport: crate::Transport,
     /// Set once the session is closed and forgotten (a lock-free fast path for handles).
     closed: AtomicBool,
     /// Whether the queue is past its bound (see [`SessionShared::is_over`]): kept beside
@@ -82,10 +84,17 @@ pub(crate) struct SharedState {
 impl SessionShared {
     /// A session's shared state: its inbound queue holds `limit` bytes before feeders
     /// wait; an input that starts past `hard` ends the session.
-    pub(crate) fn new(id: Box<str>, key: SessionKey, limit: usize, hard: usize) -> Self {
+    pub(crate) fn new(
+        id: Box<str>,
+        key: SessionKey,
+        transport: crate::Transport,
+        limit: usize,
+        hard: usize,
+    ) -> Self {
         SessionShared {
             id,
             key,
+            transport,
             closed: AtomicBool::new(false),
             over: AtomicBool::new(false),
             outbound: OnceLock::new(),

@@ -33,7 +33,8 @@
 //! Everything else happens here, identically on every runtime: sessions spread over shards
 //! (one mutex each, never held across an `.await`), outputs routed to their request or
 //! session, bounded queues with their overflow policies, session handles and their
-//! futures (std [`Waker`](std::task::Waker)s only), handler tasks, timers, broadcast.
+//! futures (std [`Waker`](std::task::Waker)s only), handler tasks, timers, broadcast, and
+//! the [`metrics`] every service keeps ([`Service::metrics`]).
 //!
 //! # Bounds and overflow
 //!
@@ -62,6 +63,7 @@ mod config;
 mod exchange;
 mod head;
 mod inbound;
+pub mod metrics;
 mod queue;
 mod rfc6455;
 mod runtime;

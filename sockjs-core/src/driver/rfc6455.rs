@@ -22,7 +22,6 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use crate::driver::config::{INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 use crate::driver::exchange::{Exchange, TryNext};
 use crate::driver::inbound::SessionShared;
 use crate::driver::socket::Socket;
@@ -179,7 +178,7 @@ impl<S: Socket> Serve<S> {
                     session = %inbound.id,
                     "application not taking its messages; closing the session"
                 );
-                exchange.close_session(inbound.key, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON);
+                exchange.close_overflowed(inbound.key);
                 self.stall = None;
                 (true, None)
             }
@@ -196,6 +195,7 @@ impl<S: Socket> Serve<S> {
     pub(crate) fn poll(&mut self, exchange: &mut Exchange, cx: &mut Context<'_>) -> Poll<()> {
         if !self.read_ahead.is_empty() {
             let mut read_ahead = std::mem::take(&mut self.read_ahead);
+            exchange.outside().received(read_ahead.len());
             self.pump.handle(exchange, &mut read_ahead);
         }
         let write_timeout = exchange.config().write_timeout;
@@ -332,6 +332,7 @@ impl<S: Socket> Pump<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Empty),
                 Err(e) => return Err(e),
             };
+            exchange.outside().received(n);
             if self.phase == Phase::Lingering {
                 if self.answered_close(&mut buf[..n]) {
                     return Ok(Read::CloseAnswered);
@@ -429,7 +430,7 @@ impl<S: Socket> Pump<S> {
     /// there is more to do at once; `Err(WouldBlock)`: the socket takes no more now.
     fn write(&mut self, exchange: &mut Exchange) -> io::Result<bool> {
         if !self.pending.is_empty() {
-            write_some(&mut self.socket, &mut self.pending)?;
+            write_some(&mut self.socket, &mut self.pending, exchange)?;
             if !self.pending.is_empty() {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -490,6 +491,7 @@ impl<S: Socket> Pump<S> {
                         Err(e) => break Err(e),
                     }
                 };
+                exchange.outside().sent(at);
                 if out.capacity() > KEEP {
                     *out = Vec::new();
                 }
@@ -503,7 +505,11 @@ impl<S: Socket> Pump<S> {
 }
 
 /// Writes from the front of `pending`, removing what the socket took.
-fn write_some<S: Socket>(socket: &mut S, pending: &mut Vec<u8>) -> io::Result<()> {
+fn write_some<S: Socket>(
+    socket: &mut S,
+    pending: &mut Vec<u8>,
+    exchange: &Exchange,
+) -> io::Result<()> {
     let mut at = 0;
     let result = loop {
         if at == pending.len() {
@@ -516,6 +522,7 @@ fn write_some<S: Socket>(socket: &mut S, pending: &mut Vec<u8>) -> io::Result<()
         }
     };
     pending.drain(..at);
+    exchange.outside().sent(at);
     match result {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
         other => other,

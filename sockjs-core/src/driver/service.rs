@@ -13,6 +13,7 @@ use tracing::Instrument as _;
 use crate::driver::admission::Admission;
 use crate::driver::config::Config;
 use crate::driver::exchange::Exchange;
+use crate::driver::metrics::{Counters, Endpoint, Metrics};
 use crate::driver::runtime::Runtime;
 use crate::driver::session::Session;
 use crate::driver::shard::Shard;
@@ -327,6 +328,24 @@ impl Service {
     /// The number of engine shards.
     pub fn shard_count(&self) -> usize {
         self.inner.shards.len()
+    }
+
+    /// A snapshot of the service's counters (see [`metrics`](crate::driver::metrics) for
+    /// what they count and how little that costs). Locks each shard once, briefly.
+    pub fn metrics(&self) -> Metrics {
+        let mut counters = Counters::default();
+        for shard in self.inner.shards.iter() {
+            shard.add_counters(&mut counters);
+        }
+        Metrics::new(&self.inner.common.prefix, counters)
+    }
+
+    /// Counts an answer the adapter wrote itself to a request for this service, one it
+    /// never [`submit`](Service::submit)ted (a body too large or too slow, shutting down):
+    /// `path` is the request's, as the service would have seen it.
+    pub fn answered(&self, path: &str, status: http::StatusCode) {
+        let endpoint = Endpoint::of_path(path, self.prefix());
+        self.pick(path).outside.answered(endpoint, status.as_u16());
     }
 
     fn start(&self) {

@@ -24,12 +24,15 @@ use bytes::Bytes;
 
 use crate::driver::config::{INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 use crate::driver::inbound::{Delivery, InboundError, SessionShared};
+use crate::driver::metrics::{Counters, Endpoint, Outside};
 use crate::driver::queue::{self, PushError};
 use crate::driver::runtime::Timer;
 use crate::driver::service::{Common, ConnectionProbe};
 use crate::driver::session::Session;
 use crate::driver::waiters::{Waiters, wake_all};
-use crate::{Engine, Event, RequestId, SendError, SessionInfo, SessionKey, SessionState, Transmit};
+use crate::{
+    Content, Engine, Event, RequestId, SendError, SessionInfo, SessionKey, SessionState, Transmit,
+};
 
 /// A map keyed by a request id or a session key. Both are counters, never chosen by a
 /// client, so one multiply spreads them well enough and no keyed hash is needed on every
@@ -65,15 +68,18 @@ struct Slot {
     watchers: Waiters,
     /// The session of a WebSocket request, once it opened (for its pump's backpressure).
     session: Option<Arc<SessionShared>>,
+    /// What the request asked for; `None` once its answer's head was counted.
+    endpoint: Option<Endpoint>,
 }
 
 impl Slot {
-    fn new(tx: queue::Sender, probe: Option<ConnectionProbe>) -> Slot {
+    fn new(tx: queue::Sender, probe: Option<ConnectionProbe>, endpoint: Option<Endpoint>) -> Slot {
         Slot {
             tx,
             probe,
             watchers: Waiters::default(),
             session: None,
+            endpoint,
         }
     }
 }
@@ -101,6 +107,7 @@ pub(crate) struct State {
     /// The session the current input (one request, one socket read) handed messages to:
     /// the hard inbound bound is checked once per input, at its first message.
     fed: Option<SessionKey>,
+    counters: Counters,
 }
 
 /// One engine and everything routed through it.
@@ -109,6 +116,8 @@ pub(crate) struct Shard {
     pub(crate) common: Arc<Common>,
     /// Wakes the timer task when the next deadline moved earlier or the service stopped.
     kick: Kick,
+    /// What is counted outside the lock.
+    pub(crate) outside: Outside,
 }
 
 /// What [`Shard::submit`] did with a request.
@@ -142,9 +151,11 @@ impl Shard {
                 delivered: None,
                 fed: None,
                 room: KeyMap::default(),
+                counters: Counters::default(),
             }),
             common,
             kick: Kick::default(),
+            outside: Outside::default(),
         }
     }
 
@@ -206,6 +217,8 @@ impl Shard {
         force: bool,
         admitted: bool,
     ) -> Submitted {
+        // Routed for the metrics before the lock: nothing under it but the engine's work.
+        let endpoint = Endpoint::of_path(request.uri().path(), &self.common.prefix);
         let mut st = self.lock();
         let now = self.common.runtime.now();
         let (parts, body) = request.into_parts();
@@ -217,6 +230,7 @@ impl Shard {
             match verdict {
                 Some(Some(true)) => {
                     tracing::debug!(request = attached.0, "receiver's client is gone");
+                    st.counters.aborts += 1;
                     st.forget_request(attached);
                     st.engine.handle_abort(now, attached);
                 }
@@ -241,7 +255,8 @@ impl Shard {
         }
         let request = http::Request::from_parts(parts, body);
         let probe = request.extensions().get::<ConnectionProbe>().cloned();
-        st.requests.insert(id, Slot::new(tx, probe));
+        st.requests.insert(id, Slot::new(tx, probe, Some(endpoint)));
+        st.counters.wire_received += request.body().len() as u64;
         st.delivered = Some(None);
         st.engine.handle_request(now, id, request);
         st.drain(now, &self.common);
@@ -259,9 +274,10 @@ impl Shard {
         rejection: &crate::Rejection,
         tx: queue::Sender,
     ) {
+        let endpoint = Endpoint::of_path(request.uri.path(), &self.common.prefix);
         let mut st = self.lock();
         let now = self.common.runtime.now();
-        st.requests.insert(id, Slot::new(tx, None));
+        st.requests.insert(id, Slot::new(tx, None, Some(endpoint)));
         st.engine.handle_rejected(now, id, request, rejection);
         self.settle(st, now);
     }
@@ -306,7 +322,12 @@ impl Shard {
 
     /// The peer went away: forget the request and tell the engine.
     pub(crate) fn abort(self: &Arc<Self>, id: RequestId) {
-        self.end_request(id, |engine, now, id| engine.handle_abort(now, id));
+        let mut st = self.lock();
+        let now = self.common.runtime.now();
+        st.counters.aborts += 1;
+        st.forget_request(id);
+        st.engine.handle_abort(now, id);
+        self.settle(st, now);
     }
 
     /// Requests that still have somewhere for their transmits to go.
@@ -316,7 +337,12 @@ impl Shard {
 
     /// The application queues a message.
     pub(crate) fn send(self: &Arc<Self>, key: SessionKey, text: &str) -> Result<(), SendError> {
-        self.run(|engine, now| engine.send(now, key, text))
+        let mut st = self.lock();
+        let now = self.common.runtime.now();
+        let result = st.engine.send(now, key, text);
+        st.sent(&result, text);
+        self.settle(st, now);
+        result
     }
 
     /// Queues a message if the session has room for it, else registers `cx` to be woken
@@ -340,6 +366,7 @@ impl Shard {
                 if let Some(waiters) = st.room.get_mut(&key) {
                     waiters.remove(slot.take());
                 }
+                st.sent(&result, text);
                 self.settle(st, now);
                 Poll::Ready(result)
             }
@@ -401,6 +428,24 @@ impl Shard {
         reason: &str,
     ) -> Result<(), SendError> {
         self.run(|engine, now| engine.close(now, key, code, reason))
+    }
+
+    /// The driver closes a session whose application does not take its messages.
+    pub(crate) fn close_overflowed(self: &Arc<Self>, key: SessionKey) {
+        let mut st = self.lock();
+        let now = self.common.runtime.now();
+        st.close_overflowed(now, key);
+        self.settle(st, now);
+    }
+
+    /// Adds this shard's counters into `into`.
+    pub(crate) fn add_counters(&self, into: &mut Counters) {
+        {
+            let st = self.lock();
+            into.add(&st.counters);
+            into.heartbeats += st.engine.heartbeats();
+        }
+        self.outside.add_to(into);
     }
 
     pub(crate) fn session_state(&self, key: SessionKey) -> SessionState {
@@ -466,25 +511,54 @@ impl State {
             for work in feedback.drain(..) {
                 match work {
                     Feedback::Abort(id) => self.engine.handle_abort(now, id),
-                    Feedback::Overflow(key) => {
-                        let _ = self.engine.close(
-                            now,
-                            key,
-                            INBOUND_OVERFLOW_CODE,
-                            INBOUND_OVERFLOW_REASON,
-                        );
-                    }
+                    Feedback::Overflow(key) => self.close_overflowed(now, key),
                 }
             }
         }
     }
 
+    /// Closes a session whose application does not take its messages.
+    fn close_overflowed(&mut self, now: Instant, key: SessionKey) {
+        if self
+            .engine
+            .close(now, key, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON)
+            .is_ok()
+        {
+            self.counters.inbound_overflows += 1;
+        }
+    }
+
+    /// Counts what the application tried to send.
+    fn sent(&mut self, result: &Result<(), SendError>, text: &str) {
+        match result {
+            Ok(()) => {
+                self.counters.messages_sent += 1;
+                self.counters.message_bytes_sent += text.len() as u64;
+            }
+            Err(SendError::QueueFull) => self.counters.queue_full += 1,
+            Err(_) => {}
+        }
+    }
+
     fn route(&mut self, transmit: Transmit, common: &Common, feedback: &mut Vec<Feedback>) {
         let Transmit { request, content } = transmit;
-        let Some(slot) = self.requests.get(&request) else {
+        let Some(slot) = self.requests.get_mut(&request) else {
             return;
         };
         let last = content.is_last();
+        // A request's answer is counted at its head; WebSocket frames by the pump that
+        // encodes them.
+        let (status, body) = match &content {
+            Content::Response(response) => (Some(response.status()), response.body().len()),
+            Content::StreamStart(head) => (Some(head.status()), 0),
+            Content::Upgrade { .. } => (Some(http::StatusCode::SWITCHING_PROTOCOLS), 0),
+            Content::Chunk(data) => (None, data.len()),
+            _ => (None, 0),
+        };
+        if let (Some(status), Some(endpoint)) = (status, slot.endpoint.take()) {
+            self.counters.answered(endpoint, status.as_u16());
+        }
+        self.counters.wire_sent += body as u64;
         let config = &common.config;
         match slot.tx.push(
             content,
@@ -494,6 +568,7 @@ impl State {
             Ok(()) if last => self.forget_request(request),
             Ok(()) => {}
             Err(PushError::Full) => {
+                self.counters.connection_overflows += 1;
                 tracing::warn!(
                     service = %common.prefix,
                     request = request.0,
@@ -505,6 +580,7 @@ impl State {
                 feedback.push(Feedback::Abort(request));
             }
             Err(PushError::Gone) => {
+                self.counters.aborts += 1;
                 self.forget_request(request);
                 feedback.push(Feedback::Abort(request));
             }
@@ -525,9 +601,11 @@ impl State {
                 let limit = config.max_session_inbound_bytes;
                 // A client that starts sending past twice the bound did not wait for its
                 // answers: it has several sends in flight at once.
+                self.counters.opened(info.transport);
                 let shared = Arc::new(SessionShared::new(
                     info.id.clone(),
                     session,
+                    info.transport,
                     limit,
                     limit.saturating_mul(2),
                 ));
@@ -541,6 +619,8 @@ impl State {
                 self.opened.push((session, info, shared));
             }
             Event::Message { session, text } => {
+                self.counters.messages_received += 1;
+                self.counters.message_bytes_received += text.len() as u64;
                 let Some(shared) = self.sessions.get(&session) else {
                     return;
                 };
@@ -569,6 +649,7 @@ impl State {
             }
             Event::Closed { session, reason } => {
                 if let Some(shared) = self.sessions.remove(&session) {
+                    self.counters.ended(shared.transport, &reason);
                     tracing::info!(
                         service = %common.prefix,
                         session = %shared.id,

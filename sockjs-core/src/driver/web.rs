@@ -74,6 +74,13 @@ impl<T> Mounts<T> {
         self.mounts.iter().map(|(_, value)| value)
     }
 
+    /// Every prefix with its value, longest prefix first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.mounts
+            .iter()
+            .map(|(prefix, value)| (prefix.as_str(), value))
+    }
+
     /// The value whose prefix `path` is in, with that prefix: `path` equals it or goes on
     /// with `/`.
     pub fn find(&self, path: &str) -> Option<(&str, &T)> {

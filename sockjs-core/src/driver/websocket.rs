@@ -208,7 +208,7 @@ async fn hixie76<S: Socket>(
             },
             Event::Read => match read_now(&mut socket, &mut buf) {
                 Ok(Some(0)) | Err(_) => return,
-                Ok(_) => {}
+                Ok(n) => exchange.outside().received(n.unwrap_or(0)),
             },
         }
     }
@@ -235,7 +235,12 @@ async fn write_hixie<S: Socket>(
         // Hixie-76 has no ping; SockJS sessions send `h` frames instead.
         _ => return true,
     };
-    if write_all(socket, out, exchange, alarm).await.is_err() || last {
+    if write_all(socket, out, exchange, alarm).await.is_err() {
+        let _ = socket.shutdown();
+        return false;
+    }
+    exchange.outside().sent(out.len());
+    if last {
         let _ = socket.shutdown();
         return false;
     }

@@ -81,6 +81,8 @@ pub struct Engine {
     clock: (Instant, SystemTime),
     iframe: Bytes,
     etag: HeaderValue,
+    /// Heartbeats sent so far (see [`Engine::heartbeats`]).
+    heartbeats: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -193,12 +195,19 @@ impl Engine {
             clock: (start.now, start.wall_clock),
             iframe: Bytes::from(page),
             etag,
+            heartbeats: 0,
         })
     }
 
     /// The options the engine runs with.
     pub fn options(&self) -> &Options {
         &self.shared.options
+    }
+
+    /// Heartbeats sent since the engine started: `h` frames (PROTOCOL.md §5), and the pings
+    /// that serve as a raw WebSocket's heartbeat.
+    pub fn heartbeats(&self) -> u64 {
+        self.heartbeats
     }
 
     /// Live sessions (open or closing).
@@ -370,6 +379,9 @@ impl Engine {
                     }
                     let beat = timers.heartbeat.is_some_and(|at| at <= now);
                     let probe = matches!(timers.alive, Alive::Quiet(at) if at <= now);
+                    if beat {
+                        self.heartbeats += 1;
+                    }
                     if beat && !raw {
                         self.shared
                             .out
@@ -392,6 +404,7 @@ impl Engine {
                     }
                 }
                 Link::Http { receiver: Some(_) } => {
+                    self.heartbeats += 1;
                     self.shared.write_frame(key, s, HEARTBEAT.to_vec(), false);
                 }
                 Link::Http { receiver: None } => {

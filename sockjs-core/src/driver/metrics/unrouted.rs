@@ -1,0 +1,69 @@
+//! Answers that belong to no service: what an adapter writes before a request reaches one.
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::counters::{STATUS_SLOTS, status_label, status_slot};
+
+/// The family of [`Unrouted`], and its help text.
+pub(crate) const NAME: &str = "sockjs_unrouted_requests_total";
+pub(crate) const HELP: &str = "Answers to requests that reached no service, by status.";
+
+/// Counts the answers an adapter writes to requests that reach no service, by status: a
+/// head too large (431) or malformed (400), a body too large for every service (413) or
+/// too slow (408) before the adapter knew where the request went, a path outside every
+/// prefix (404). One per server, shared by its connections: relaxed atomic adds.
+///
+/// Rendered as `sockjs_unrouted_requests_total{status="…"}`, without a `service` label.
+///
+/// ```
+/// use sockjs_core::driver::metrics::Unrouted;
+/// let unrouted = Unrouted::default();
+/// unrouted.count(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+/// assert_eq!(unrouted.answered(431), 1);
+/// let mut text = String::new();
+/// unrouted.write_prometheus(&mut text);
+/// assert!(text.ends_with("sockjs_unrouted_requests_total{status=\"431\"} 1\n"));
+/// ```
+#[derive(Default)]
+#[repr(align(128))]
+pub struct Unrouted {
+    answers: [AtomicU64; STATUS_SLOTS],
+}
+
+impl Unrouted {
+    /// Counts one answer with `status`.
+    pub fn count(&self, status: http::StatusCode) {
+        self.answers[status_slot(status.as_u16())].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Answers counted with `status` (statuses outside the table of the module docs count
+    /// together, under any of them).
+    pub fn answered(&self, status: u16) -> u64 {
+        self.answers[status_slot(status)].load(Ordering::Relaxed)
+    }
+
+    /// The non-zero counts, by status label (`"431"`, ..., `"other"`).
+    pub fn counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.answers.iter().enumerate().filter_map(|(slot, n)| {
+            let n = n.load(Ordering::Relaxed);
+            (n > 0).then(|| (status_label(slot), n))
+        })
+    }
+
+    /// Appends `sockjs_unrouted_requests_total` (its `# HELP`, `# TYPE` and non-zero series)
+    /// to `out`, in the Prometheus text format; next to
+    /// [`write_prometheus`](super::write_prometheus)'s output.
+    pub fn write_prometheus(&self, out: &mut String) {
+        let _ = write!(out, "# HELP {NAME} {HELP}\n# TYPE {NAME} counter\n");
+        for (status, n) in self.counts() {
+            let _ = writeln!(out, "{NAME}{{status=\"{status}\"}} {n}");
+        }
+    }
+}
+
+impl fmt::Debug for Unrouted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.counts()).finish()
+    }
+}

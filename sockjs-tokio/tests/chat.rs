@@ -1,0 +1,38 @@
+//! The chat example on tokio over sockets: its `GET /metrics` (through `SockJs::metrics`,
+//! under axum) counts the sessions it serves.
+#![allow(clippy::unwrap_used)]
+
+use sockjs_tokio as adapter;
+
+#[path = "../examples/chat.rs"]
+#[allow(dead_code, unused_imports)]
+mod example;
+
+#[path = "../../examples/chat/metrics_check.rs"]
+mod metrics_check;
+
+#[test]
+fn the_chats_metrics_count_its_sessions() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let args = example::chat::Args::parse_from(["127.0.0.1:0".to_owned()]);
+    let (listener, node) = args.listen();
+    let addr = listener.local_addr().unwrap();
+    let service = runtime.block_on(async {
+        let (app, service) = example::app(&args, &node);
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        service
+    });
+    metrics_check::metrics_show_an_open_session(addr);
+    assert_eq!(
+        service
+            .metrics()
+            .sessions_open(adapter::Transport::XhrStreaming),
+        1
+    );
+    runtime.shutdown_background();
+}
