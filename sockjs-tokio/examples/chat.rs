@@ -129,12 +129,12 @@ async fn main() {
     let (app, service) = app(&args, &node);
 
     let closing = service.clone();
-    // Streaming transports write one small chunk per frame: without TCP_NODELAY, Nagle's
-    // algorithm holds each one back until the previous is acknowledged (~200 ms with
-    // delayed ACKs). sockjs_tokio::serve sets it; under axum::serve, ask for it.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    // sockjs_tokio::serve tunes every accepted socket; under axum::serve, ask for it:
+    // TCP_NODELAY (streaming transports write one small chunk per frame, which Nagle's
+    // algorithm would hold back ~200 ms) and the TCP user timeout that frees a silently
+    // cut client's session (DEPLOYMENT.md, "Clients that vanish").
+    let tuning = adapter::Config::default();
+    let listener = listener.tap_io(move |tcp| tuning.tune_tcp(tcp));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stop_signal().await;
