@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::driver::admission::{Decided, Pending};
-use crate::driver::inbound::Delivery;
+use crate::driver::inbound::{Delivery, Stall};
 use crate::driver::queue::{self, TryRecv};
 use crate::driver::runtime::Timer;
 use crate::driver::shard::{Shard, Submitted};
@@ -80,7 +80,7 @@ struct Held {
     room: Option<u64>,
     /// While the queue is past its bound: when the application is stuck if it has taken
     /// nothing by then, and how much it had taken.
-    stall: Option<(Instant, u64)>,
+    stall: Stall,
 }
 
 impl fmt::Debug for Exchange {
@@ -204,7 +204,7 @@ impl Exchange {
                 yielded: wait.is_zero(),
                 slot: None,
                 room: None,
-                stall: None,
+                stall: Stall::default(),
             });
             return self.poll_held(cx);
         }
@@ -229,23 +229,12 @@ impl Exchange {
             !delivery.shared.is_over() || delivery.shared.poll_room(cx, &mut held.room).is_ready();
         let mut deadline = None;
         if !room {
-            let progress = delivery.shared.progress();
-            let stall = common.config.inbound_stall_timeout;
-            match held.stall {
-                Some((at, seen)) if seen == progress && at <= now => {
-                    // The application took nothing for the whole stall timeout.
-                    tracing::warn!(
-                        service = %common.prefix,
-                        session = %delivery.shared.id,
-                        "application not taking its messages; closing the session"
-                    );
+            let timeout = common.config.inbound_stall_timeout;
+            match held.stall.check(&delivery.shared, now, timeout) {
+                Some(at) => deadline = Some(at),
+                None => {
                     self.shard.close_overflowed(delivery.shared.key);
                     room = true;
-                }
-                Some((at, seen)) if seen == progress => deadline = Some(at),
-                _ => {
-                    held.stall = Some((now + stall, progress));
-                    deadline = Some(now + stall);
                 }
             }
         }

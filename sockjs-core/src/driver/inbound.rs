@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use crate::driver::queue::Watch;
 use crate::driver::waiters::{Waiters, wake_all};
@@ -270,6 +271,48 @@ impl SessionShared {
     /// Whether the session ended (under the lock, for futures).
     pub(crate) fn has_ended(st: &SharedState) -> bool {
         st.ended
+    }
+}
+
+/// A feeder's watch over an application whose queue is past its bound: has it taken
+/// nothing for the whole [`Config::inbound_stall_timeout`]? Held by whoever holds a client
+/// back (a send's held answer, a paused WebSocket).
+///
+/// [`Config::inbound_stall_timeout`]: crate::driver::Config::inbound_stall_timeout
+#[derive(Debug, Default)]
+pub(crate) struct Stall(Option<(Instant, u64)>);
+
+impl Stall {
+    /// `None` once the application has taken nothing for `timeout` since the watch began
+    /// (or last saw it take something); else the deadline to look again.
+    pub(crate) fn check(
+        &mut self,
+        shared: &SessionShared,
+        now: Instant,
+        timeout: Duration,
+    ) -> Option<Instant> {
+        let progress = shared.progress();
+        match self.0 {
+            Some((at, seen)) if seen == progress && at <= now => {
+                tracing::warn!(
+                    session = %shared.id,
+                    "application not taking its messages; closing the session"
+                );
+                self.0 = None;
+                None
+            }
+            Some((at, seen)) if seen == progress => Some(at),
+            _ => {
+                let at = now + timeout;
+                self.0 = Some((at, progress));
+                Some(at)
+            }
+        }
+    }
+
+    /// The queue has room again: the next wait starts a new watch.
+    pub(crate) fn reset(&mut self) {
+        self.0 = None;
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use crate::driver::exchange::{Exchange, TryNext};
-use crate::driver::inbound::SessionShared;
+use crate::driver::inbound::{SessionShared, Stall};
 use crate::driver::socket::Socket;
 use crate::driver::websocket::Alarm;
 use crate::wire::rfc6455::{
@@ -105,7 +105,7 @@ pub(crate) struct Serve<S> {
     room: Option<u64>,
     /// While it is past its bound: when the application is stuck if it has taken nothing
     /// by then, and how much it had taken.
-    stall: Option<(Instant, u64)>,
+    stall: Stall,
     /// `inbound` was looked up.
     looked_up: bool,
 }
@@ -147,7 +147,7 @@ impl<S: Socket> Serve<S> {
             may_read: true,
             inbound: None,
             room: None,
-            stall: None,
+            stall: Stall::default(),
             looked_up: false,
         }
     }
@@ -167,26 +167,16 @@ impl<S: Socket> Serve<S> {
             || !inbound.is_over()
             || inbound.poll_room(cx, &mut self.room).is_ready()
         {
-            self.stall = None;
+            self.stall.reset();
             return (false, None);
         }
         let now = exchange.runtime().now();
-        let progress = inbound.progress();
-        match self.stall {
-            Some((at, seen)) if seen == progress && at <= now => {
-                tracing::warn!(
-                    session = %inbound.id,
-                    "application not taking its messages; closing the session"
-                );
+        let timeout = exchange.config().inbound_stall_timeout;
+        match self.stall.check(inbound, now, timeout) {
+            Some(at) => (true, Some(at)),
+            None => {
                 exchange.close_overflowed(inbound.key);
-                self.stall = None;
                 (true, None)
-            }
-            Some((at, seen)) if seen == progress => (true, Some(at)),
-            _ => {
-                let at = now + exchange.config().inbound_stall_timeout;
-                self.stall = Some((at, progress));
-                (true, Some(at))
             }
         }
     }
