@@ -70,6 +70,15 @@ impl Transport {
         )
     }
 
+    /// Whether a receiver of this transport answers with CORS headers (PROTOCOL.md §3.3):
+    /// the ones browsers fetch with XHR or EventSource, which cross origins.
+    pub(crate) fn receiver_has_cors(self) -> bool {
+        matches!(
+            self,
+            Transport::XhrPolling | Transport::XhrStreaming | Transport::EventSource
+        )
+    }
+
     /// The response Content-Type of a receiver of this transport.
     pub(crate) fn content_type(self, protocol: ProtocolVersion) -> &'static str {
         match self {

@@ -133,16 +133,11 @@ impl Engine {
         if !rejection.body().is_empty() {
             headers = headers.insert(http::header::CONTENT_TYPE, TEXT_PLAIN);
         }
-        let cors = matches!(
-            route,
-            Some(Route::Session {
-                kind: SessionEndpoint::Xhr
-                    | SessionEndpoint::XhrStreaming
-                    | SessionEndpoint::EventSource,
-                ..
-            })
-        );
-        if cors {
+        let transport = match route {
+            Some(Route::Session { kind, .. }) => receiving_transport(kind),
+            _ => None,
+        };
+        if transport.is_some_and(Transport::receiver_has_cors) {
             headers = headers.cors();
         }
         let response = headers.response(rejection.status(), rejection.body().clone());

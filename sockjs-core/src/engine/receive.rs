@@ -155,10 +155,7 @@ impl Engine {
             .content_type(transport.content_type(options.protocol))
             .no_cache();
         let mut headers = self.shared.cookie(headers, &parts);
-        if matches!(
-            transport,
-            Transport::XhrPolling | Transport::XhrStreaming | Transport::EventSource
-        ) {
+        if transport.receiver_has_cors() {
             headers = headers.cors();
         }
         if transport != Transport::HtmlFile && transport != Transport::EventSource {
