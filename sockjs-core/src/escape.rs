@@ -3,6 +3,8 @@
 //! Writes straight into the caller's buffer: the hot path (a message queued for a session)
 //! copies each byte once and allocates nothing beyond growing that buffer.
 
+use crate::swar;
+
 /// What to write for an ASCII byte: 0 = itself, `u` = `\u00XX`, else `\` + that byte.
 const ASCII_ESCAPES: [u8; 128] = {
     let mut table = [0u8; 128];
@@ -55,13 +57,11 @@ fn sockjs_extra_escape(bytes: &[u8], i: usize) -> Option<u32> {
 /// or a non-ASCII byte (which may start one of the extra escaped code points).
 #[inline]
 fn word_needs_care(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    let quote = has_zero(word ^ (ONES * u64::from(b'"')));
-    let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
-    (control | quote | backslash | (word & HIGH)) != 0
+    (swar::below(word, 0x20)
+        | swar::equal(word, b'"')
+        | swar::equal(word, b'\\')
+        | swar::non_ascii(word))
+        != 0
 }
 
 /// Appends `s` as a quoted JSON string, escaped as SockJS requires (§5.1): JSON's own
@@ -81,10 +81,7 @@ pub fn quote_message(out: &mut Vec<u8>, s: &str) {
     let mut i = 0;
     while i < bytes.len() {
         // Plain ASCII runs are skipped eight bytes at a time.
-        if let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes([
-                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
-            ]);
+        if let Some(word) = swar::load(bytes, i) {
             if !word_needs_care(word) {
                 i += 8;
                 continue;

@@ -152,6 +152,7 @@ mod output;
 mod rejection;
 mod response;
 mod session;
+mod swar;
 mod timer;
 pub mod transport;
 pub mod wire;

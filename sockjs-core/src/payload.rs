@@ -4,6 +4,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use crate::swar;
+
 /// Why a send payload was refused. Each maps to the protocol's own error response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -53,7 +55,7 @@ pub fn decode_messages_each(body: &[u8], mut f: impl FnMut(String)) -> Result<()
         return Err(PayloadError::Expected);
     }
     // Fast path: what every real client sends.
-    if std::str::from_utf8(body).is_ok() && string_array(body, &mut f).is_some() {
+    if string_array(body, &mut f).is_some() {
         return Ok(());
     }
     match parse_value(body)? {
@@ -96,19 +98,38 @@ pub fn decode_ws_message_each(text: &str, mut f: impl FnMut(String)) -> Result<(
 }
 
 /// The shape clients send, `["...", ...]` (JSON whitespace around the tokens allowed),
-/// decoded by hand from UTF-8: one allocation per message and nothing else. `None`, with
-/// nothing handed to `f`, for anything else (other JSON values, lone surrogates, broken
-/// input): the general path decides those.
+/// decoded by hand in one pass: one allocation per message (a `Vec` too, past the first)
+/// and nothing else. `None`, with nothing handed to `f`, for anything else (other JSON
+/// values, lone surrogates, invalid UTF-8, broken input): the general path decides those.
 fn string_array(bytes: &[u8], mut f: impl FnMut(String)) -> Option<()> {
-    // First check everything, so that a late surprise hands nothing over.
-    let count = scan_string_array(bytes)?;
-    let mut at = skip_space(bytes, 0) + 1;
-    for _ in 0..count {
-        at = skip_space(bytes, at);
-        let (message, end) = string_at(bytes, at)?;
-        f(message);
-        at = skip_space(bytes, end) + 1;
+    let mut at = skip_space(bytes, 0);
+    if bytes.get(at) != Some(&b'[') {
+        return None;
     }
+    at = skip_space(bytes, at + 1);
+    if bytes.get(at) == Some(&b']') {
+        return (skip_space(bytes, at + 1) == bytes.len()).then_some(());
+    }
+    // Everything is decoded before anything is handed over, so that a late surprise hands
+    // nothing over.
+    let mut first = None;
+    let mut rest = Vec::new();
+    loop {
+        let (message, end) = string_at(bytes, at)?;
+        if first.is_none() {
+            first = Some(message);
+        } else {
+            rest.push(message);
+        }
+        at = skip_space(bytes, end);
+        match bytes.get(at)? {
+            b',' => at = skip_space(bytes, at + 1),
+            b']' if skip_space(bytes, at + 1) == bytes.len() => break,
+            _ => return None,
+        }
+    }
+    f(first?);
+    rest.into_iter().for_each(f);
     Some(())
 }
 
@@ -119,44 +140,23 @@ fn skip_space(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// Checks the whole array; the number of strings in it.
-fn scan_string_array(bytes: &[u8]) -> Option<usize> {
-    let mut at = skip_space(bytes, 0);
-    if bytes.get(at) != Some(&b'[') {
-        return None;
-    }
-    at = skip_space(bytes, at + 1);
-    let mut count = 0;
-    if bytes.get(at) == Some(&b']') {
-        return (skip_space(bytes, at + 1) == bytes.len()).then_some(0);
-    }
-    loop {
-        at = skip_space(bytes, string_end(bytes, at)?);
-        count += 1;
-        match bytes.get(at)? {
-            b',' => at = skip_space(bytes, at + 1),
-            b']' => return (skip_space(bytes, at + 1) == bytes.len()).then_some(count),
-            _ => return None,
+/// Where the run of plain string bytes starting at `at` ends: the index of the first `"`,
+/// `\\` or control character (or the end of `bytes`). Eight bytes at a time.
+fn plain_run(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(word) = swar::load(bytes, at) {
+        let stops = swar::below(word, 0x20) | swar::equal(word, b'"') | swar::equal(word, b'\\');
+        if stops != 0 {
+            return at + swar::first(stops);
         }
+        at += 8;
     }
-}
-
-/// Where the JSON string starting at `at` ends (just past its closing quote), if it is a
-/// string the fast path decodes: no raw control characters, valid escapes, surrogates
-/// only in pairs.
-fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
-    if bytes.get(at) != Some(&b'"') {
-        return None;
-    }
-    let mut i = at + 1;
-    loop {
-        match *bytes.get(i)? {
-            b'"' => return Some(i + 1),
-            b'\\' => i = escape(bytes, i)?.1,
-            0x00..=0x1F => return None,
-            _ => i += 1,
+    while let Some(&b) = bytes.get(at) {
+        if b < 0x20 || b == b'"' || b == b'\\' {
+            break;
         }
+        at += 1;
     }
+    at
 }
 
 /// The character of the escape at `at` (a backslash) and where it ends.
@@ -194,29 +194,35 @@ fn escape(bytes: &[u8], at: usize) -> Option<(char, usize)> {
     Some((c, at + 2))
 }
 
-/// Decodes the (checked) JSON string at `at`; the string and where it ends.
+/// Decodes the JSON string at `at` (its opening quote): the string and where it ends,
+/// just past its closing quote. `None` for raw control characters, invalid escapes, lone
+/// surrogates and invalid UTF-8.
 fn string_at(bytes: &[u8], at: usize) -> Option<(String, usize)> {
-    let end = string_end(bytes, at)?;
-    let raw = &bytes[at + 1..end - 1];
-    if !raw.contains(&b'\\') {
-        return Some((std::str::from_utf8(raw).ok()?.to_owned(), end));
+    if bytes.get(at) != Some(&b'"') {
+        return None;
     }
-    let mut out = String::with_capacity(raw.len());
-    let mut i = at + 1;
-    let mut run = i;
-    while i < end - 1 {
-        if bytes[i] == b'\\' {
-            out.push_str(std::str::from_utf8(&bytes[run..i]).ok()?);
-            let (c, next) = escape(bytes, i)?;
-            out.push(c);
-            i = next;
-            run = i;
-        } else {
-            i += 1;
+    let mut run = at + 1;
+    let mut stop = plain_run(bytes, run);
+    if bytes.get(stop) == Some(&b'"') {
+        // No escapes: what the client sends almost always.
+        let text = std::str::from_utf8(&bytes[run..stop]).ok()?;
+        return Some((text.to_owned(), stop + 1));
+    }
+    let mut out = String::with_capacity(stop - run + 16);
+    loop {
+        // Runs end at ASCII bytes, so each is whole UTF-8 on its own.
+        out.push_str(std::str::from_utf8(&bytes[run..stop]).ok()?);
+        match *bytes.get(stop)? {
+            b'"' => return Some((out, stop + 1)),
+            b'\\' => {
+                let (c, next) = escape(bytes, stop)?;
+                out.push(c);
+                run = next;
+            }
+            _ => return None,
         }
+        stop = plain_run(bytes, run);
     }
-    out.push_str(std::str::from_utf8(&bytes[run..end - 1]).ok()?);
-    Some((out, end))
 }
 
 fn value_to_message(value: Value) -> String {
@@ -434,6 +440,47 @@ mod tests {
             prop_assert!(string_array(text.as_bytes(), |m| fast.push(m)).is_some(), "{}", text);
             prop_assert_eq!(fast, messages);
         }
+    }
+
+    /// The eight-byte scan must stop at every special byte wherever it is, in strings long
+    /// and short, and agree with serde on what it decodes or refuses.
+    #[test]
+    fn s5_2_every_special_at_every_position() {
+        let specials = [
+            r#"\""#,
+            r#"\\"#,
+            r#"\n"#,
+            r#"\u00e9"#,
+            r#"\ud83d\ude00"#,
+            r#"\ud800"#,
+            "\u{1}",
+            "é",
+            "\u{2028}",
+            "\u{7f}",
+        ];
+        for special in specials {
+            for pos in 0..20 {
+                let text = format!("[\"{}{special}{}\"]", "a".repeat(pos), "b".repeat(20 - pos));
+                let mut fast = Vec::new();
+                let took = string_array(text.as_bytes(), |m| fast.push(m)).is_some();
+                match serde_json::from_str::<Vec<String>>(&text) {
+                    Ok(serde) if took => assert_eq!(fast, serde, "{text}"),
+                    // Lone surrogates go to the general path, which serde refuses here.
+                    Err(_) if !took => assert!(fast.is_empty()),
+                    other => panic!("{text}: fast path {took}, serde {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn s5_2_invalid_utf8_leaves_the_fast_path() {
+        assert!(string_array(b"[\"abcdefgh\xff\"]", |_| ()).is_none());
+        assert!(string_array(b"[\"\\n\xc3\"]", |_| ()).is_none());
+        assert_eq!(
+            decode_messages(b"[\"abcdefgh\xff\"]"),
+            Err(PayloadError::BrokenJson)
+        );
     }
 
     #[test]
