@@ -14,7 +14,7 @@ use std::time::Duration;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use sockjs_core::driver::{ConnectionProbe, Polled, Socket};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
 
@@ -34,9 +34,37 @@ impl Tcp {
     }
 }
 
+impl Tcp {
+    /// Runs `read` (which fills at most `room` bytes) and, when it fills less than that,
+    /// forgets the socket's read readiness, as tokio's own `poll_read` does: a short read
+    /// drained the kernel's buffer, and edge-triggered readiness reports any later bytes.
+    /// Without this, every message would cost a second `recv` that finds nothing.
+    fn read_draining(
+        &self,
+        room: usize,
+        read: impl FnOnce() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let mut short = None;
+        let result = self.0.try_io(Interest::READABLE, || {
+            let n = read()?;
+            if n > 0 && n < room {
+                // Reported as `WouldBlock` only so that tokio clears the readiness.
+                short = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match short {
+            Some(n) => Ok(n),
+            None => result,
+        }
+    }
+}
+
 impl Socket for Tcp {
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
+        let room = buf.len();
+        self.read_draining(room, || self.0.try_read(buf))
     }
 
     fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -65,7 +93,8 @@ impl AsyncRead for Tcp {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
             // Reads into the unfilled part without zeroing it first.
-            match self.0.try_read_buf(buf) {
+            let room = buf.remaining();
+            match self.read_draining(room, || self.0.try_read_buf(buf)) {
                 Ok(_) => return Poll::Ready(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
