@@ -20,6 +20,19 @@ struct Handle {
     shard: Arc<Shard>,
     key: SessionKey,
     shared: Arc<SessionShared>,
+    /// What the `Session` reads about how it opened. Kept here, in the allocation every
+    /// session has anyway, so that the `Session` is a few words: a handler's future holds
+    /// it for the session's whole life, and an `async fn` handler holds it twice.
+    opening: Opening,
+}
+
+/// How a session opened.
+struct Opening {
+    head: Head,
+    peer: Option<SocketAddr>,
+    client: Option<std::net::IpAddr>,
+    /// What the service's admission hook admitted the session with.
+    admitted: Option<crate::driver::admission::Value>,
 }
 
 impl Drop for Handle {
@@ -247,12 +260,6 @@ impl Drop for Closed {
 ///   sends after the `Session` was dropped are discarded.
 pub struct Session {
     sender: SessionSender,
-    transport: Transport,
-    head: Head,
-    peer: Option<SocketAddr>,
-    client: Option<std::net::IpAddr>,
-    /// What the service's admission hook admitted the session with.
-    admitted: Option<crate::driver::admission::Value>,
     /// Messages returned by `recv`; the previous one counts as taken at the next call.
     received: u64,
     /// The session's place in the count of running handlers.
@@ -264,8 +271,8 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("id", &self.id())
             .field("key", &self.key())
-            .field("transport", &self.transport)
-            .field("peer", &self.peer)
+            .field("transport", &self.transport())
+            .field("peer", &self.peer_addr())
             .finish_non_exhaustive()
     }
 }
@@ -278,7 +285,6 @@ impl Session {
         shared: Arc<SessionShared>,
     ) -> Session {
         let SessionInfo {
-            transport,
             mut request,
             client_addr,
             ..
@@ -289,18 +295,28 @@ impl Session {
             .map(|admitted| admitted.0);
         let peer = request.extensions.get::<PeerAddr>().map(|p| p.0);
         let running = shard.common.running();
-        Session {
-            sender: SessionSender {
-                handle: Arc::new(Handle { shard, key, shared }),
-            },
-            transport,
+        let opening = Opening {
             head: Head::new(request),
             peer,
             client: client_addr,
             admitted,
+        };
+        Session {
+            sender: SessionSender {
+                handle: Arc::new(Handle {
+                    shard,
+                    key,
+                    shared,
+                    opening,
+                }),
+            },
             received: 0,
             _running: running,
         }
+    }
+
+    fn opening(&self) -> &Opening {
+        &self.sender.handle.opening
     }
 
     /// The session id from the URL (`I` in `/S/I/...`), as the client chose it; empty for
@@ -317,19 +333,19 @@ impl Session {
 
     /// The transport of the request that opened the session.
     pub fn transport(&self) -> Transport {
-        self.transport
+        self.sender.handle.shared.transport
     }
 
     /// The head of the request that opened the session (method, URI, headers, and
     /// extensions such as the [`PeerAddr`]).
     pub fn request(&self) -> &http::request::Parts {
-        self.head.parts()
+        self.opening().head.parts()
     }
 
     /// The address of the other end of the connection, when the adapter recorded one:
     /// the client's, or a proxy's. See [`client_addr`](Session::client_addr).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer
+        self.opening().peer
     }
 
     /// The client's address: the peer's, unless the peer is one of the
@@ -337,7 +353,7 @@ impl Session {
     /// trusted hops' `Forwarded`, `X-Forwarded-For` or `X-Real-IP` headers say. It is what
     /// [`SessionBinding::PeerIp`](crate::SessionBinding::PeerIp) binds to.
     pub fn client_addr(&self) -> Option<std::net::IpAddr> {
-        self.client
+        self.opening().client
     }
 
     /// The value the service's [`Admission`](crate::driver::Admission) hook admitted the
@@ -353,7 +369,7 @@ impl Session {
     /// # }
     /// ```
     pub fn admitted<T: std::any::Any>(&self) -> Option<&T> {
-        self.admitted.as_deref()?.downcast_ref()
+        self.opening().admitted.as_deref()?.downcast_ref()
     }
 
     /// The next message from the client, or `None` once the session has ended and every
