@@ -24,15 +24,30 @@ use crate::{Content, RequestId};
 /// client closed it) tells the engine the client went away (PROTOCOL.md §7.1.6): adapters
 /// drop it when the connection fails or ends.
 pub struct Exchange {
+    link: Link,
+    http: Http,
+}
+
+/// What a WebSocket keeps of its exchange for the socket's whole life: where its frames
+/// come from and where its inputs go. Dropping it before the socket closed cleanly tells
+/// the engine the client went away.
+pub(crate) struct Link {
     shard: Arc<Shard>,
     id: RequestId,
     rx: queue::Receiver,
+    /// The request is over: nothing to abort.
+    done: bool,
+    /// The request was handed to the engine (not waiting for the admission hook or for
+    /// another request): dropping it early is an abort.
+    live: bool,
+}
+
+/// What only a request answered over HTTP needs; a WebSocket drops it at the upgrade.
+struct Http {
     phase: Phase,
     /// A send's answer, held until the application has taken what it delivered.
     held: Option<Held>,
     timer: Option<Pin<Box<dyn Timer>>>,
-    /// The request is over: nothing to abort.
-    done: bool,
 }
 
 enum Phase {
@@ -44,7 +59,7 @@ enum Phase {
     },
     /// Not handed to the engine yet: it waits for `attached` to end.
     Deferred {
-        request: Box<http::Request<Bytes>>,
+        request: Box<Deferral>,
         tx: queue::Sender,
         attached: RequestId,
         until: Instant,
@@ -55,6 +70,13 @@ enum Phase {
     Live {
         delivered: Option<Delivery>,
     },
+}
+
+/// A deferred request, with its shard: to stop watching `attached` if the exchange is
+/// dropped while it waits.
+struct Deferral {
+    shard: Arc<Shard>,
+    request: http::Request<Bytes>,
 }
 
 /// What [`Exchange::try_next`] found.
@@ -86,8 +108,8 @@ struct Held {
 impl fmt::Debug for Exchange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Exchange")
-            .field("request", &self.id.0)
-            .field("done", &self.done)
+            .field("request", &self.link.id.0)
+            .field("done", &self.link.done)
             .finish_non_exhaustive()
     }
 }
@@ -97,19 +119,30 @@ impl Exchange {
         let (tx, rx) = queue::channel();
         let phase = enter(&shard, id, request, tx, false, false);
         Exchange {
-            shard,
-            id,
-            rx,
-            phase,
-            held: None,
-            timer: None,
-            done: false,
+            link: Link {
+                live: matches!(phase, Phase::Live { .. }),
+                shard,
+                id,
+                rx,
+                done: false,
+            },
+            http: Http {
+                phase,
+                held: None,
+                timer: None,
+            },
         }
+    }
+
+    /// Moves to `phase`: once live, dropping the exchange early is an abort.
+    fn enter_phase(&mut self, phase: Phase) {
+        self.link.live = matches!(phase, Phase::Live { .. });
+        self.http.phase = phase;
     }
 
     /// The engine's id of this request (and of the WebSocket it may become).
     pub fn id(&self) -> RequestId {
-        self.id
+        self.link.id
     }
 
     /// The next thing to write; `None` if the exchange ended without a last item (the
@@ -120,11 +153,11 @@ impl Exchange {
 
     /// The poll form of [`next`](Exchange::next).
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Content>> {
-        if self.done {
+        if self.link.done {
             return Poll::Ready(None);
         }
         loop {
-            let waiting = match self.phase {
+            let waiting = match self.http.phase {
                 Phase::Admitting { .. } => self.poll_admission(cx),
                 Phase::Deferred { .. } => self.poll_deferred(cx),
                 Phase::Live { .. } => break,
@@ -133,13 +166,13 @@ impl Exchange {
                 return Poll::Pending;
             }
         }
-        if self.held.is_some() {
+        if self.http.held.is_some() {
             return self.poll_held(cx);
         }
-        match self.rx.poll_recv(cx) {
+        match self.link.rx.poll_recv(cx) {
             Poll::Ready(Some(content)) => self.taken(content, cx),
             Poll::Ready(None) => {
-                self.done = true;
+                self.link.done = true;
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -148,13 +181,13 @@ impl Exchange {
 
     /// The next thing to write if it is there already (to write several at once).
     pub fn try_next(&mut self) -> TryNext {
-        if self.done {
+        if self.link.done {
             return TryNext::Ended;
         }
-        if self.held.is_some() || !matches!(self.phase, Phase::Live { .. }) {
+        if self.http.held.is_some() || !matches!(self.http.phase, Phase::Live { .. }) {
             return TryNext::Empty;
         }
-        match self.rx.try_recv() {
+        match self.link.rx.try_recv() {
             TryRecv::Item(content) => {
                 let mut cx = Context::from_waker(std::task::Waker::noop());
                 match self.taken(content, &mut cx) {
@@ -165,7 +198,7 @@ impl Exchange {
             }
             TryRecv::Empty => TryNext::Empty,
             TryRecv::Ended => {
-                self.done = true;
+                self.link.done = true;
                 TryNext::Ended
             }
         }
@@ -174,10 +207,13 @@ impl Exchange {
     /// Ready once [`poll_next`](Exchange::poll_next) may have something: for loops that
     /// wait on a socket and on this exchange at once.
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done || self.held.is_some() || !matches!(self.phase, Phase::Live { .. }) {
+        if self.link.done
+            || self.http.held.is_some()
+            || !matches!(self.http.phase, Phase::Live { .. })
+        {
             return Poll::Ready(());
         }
-        self.rx.poll_ready(cx)
+        self.link.rx.poll_ready(cx)
     }
 
     /// An item came off the queue: the last one ends the exchange, unless it is a send's
@@ -186,21 +222,21 @@ impl Exchange {
         if !content.is_last() {
             return Poll::Ready(Some(content));
         }
-        let delivered = match &mut self.phase {
+        let delivered = match &mut self.http.phase {
             Phase::Live { delivered } => delivered.take(),
             Phase::Admitting { .. } | Phase::Deferred { .. } => None,
         };
-        let wait = self.shard.common.config.delivery_wait;
+        let wait = self.link.shard.common.config.delivery_wait;
         // A send's answer waits for the application to take what it carried, and for the
         // application's queue to have room again: that is the client's backpressure.
         let hold = delivered
             .as_ref()
             .is_some_and(|d| !wait.is_zero() || d.shared.is_over());
         if matches!(content, Content::Response(_)) && hold {
-            self.phase = Phase::Live { delivered };
-            self.held = Some(Held {
+            self.http.phase = Phase::Live { delivered };
+            self.http.held = Some(Held {
                 content,
-                until: self.shard.common.runtime.now() + wait,
+                until: self.link.shard.common.runtime.now() + wait,
                 yielded: wait.is_zero(),
                 slot: None,
                 room: None,
@@ -208,7 +244,7 @@ impl Exchange {
             });
             return self.poll_held(cx);
         }
-        self.done = true;
+        self.link.done = true;
         Poll::Ready(Some(content))
     }
 
@@ -218,11 +254,11 @@ impl Exchange {
             Phase::Live {
                 delivered: Some(delivery),
             },
-        ) = (self.held.as_mut(), &self.phase)
+        ) = (self.http.held.as_mut(), &self.http.phase)
         else {
             return self.release();
         };
-        let common = &self.shard.common;
+        let common = &self.link.shard.common;
         let now = common.runtime.now();
         let taken = delivery.poll_taken(cx, &mut held.slot).is_ready();
         let mut room =
@@ -233,7 +269,7 @@ impl Exchange {
             match held.stall.check(&delivery.shared, now, timeout) {
                 Some(at) => deadline = Some(at),
                 None => {
-                    self.shard.close_overflowed(delivery.shared.key);
+                    self.link.shard.close_overflowed(delivery.shared.key);
                     room = true;
                 }
             }
@@ -253,7 +289,10 @@ impl Exchange {
             return self.release();
         }
         if let Some(at) = deadline {
-            let timer = self.timer.get_or_insert_with(|| common.runtime.timer(at));
+            let timer = self
+                .http
+                .timer
+                .get_or_insert_with(|| common.runtime.timer(at));
             timer.as_mut().reset(at);
             if timer.as_mut().poll(cx).is_ready() {
                 cx.waker().wake_by_ref();
@@ -264,19 +303,19 @@ impl Exchange {
 
     /// Lets a held answer go.
     fn release(&mut self) -> Poll<Option<Content>> {
-        let held = self.held.take();
+        let held = self.http.held.take();
         if let (
             Some(held),
             Phase::Live {
                 delivered: Some(delivery),
             },
-        ) = (&held, &self.phase)
+        ) = (&held, &self.http.phase)
         {
             delivery.forget(held.slot);
             delivery.shared.forget_room(held.room);
         }
-        self.phase = Phase::Live { delivered: None };
-        self.done = true;
+        self.http.phase = Phase::Live { delivered: None };
+        self.link.done = true;
         Poll::Ready(held.map(|held| held.content))
     }
 
@@ -287,22 +326,23 @@ impl Exchange {
             until,
             slot,
             ..
-        } = &mut self.phase
+        } = &mut self.http.phase
         else {
             return Poll::Ready(());
         };
         let (attached, until) = (*attached, *until);
-        let ended = self.shard.poll_ended(attached, cx, slot).is_ready();
+        let ended = self.link.shard.poll_ended(attached, cx, slot).is_ready();
         if !ended {
             let timer = self
+                .http
                 .timer
-                .get_or_insert_with(|| self.shard.common.runtime.timer(until));
+                .get_or_insert_with(|| self.link.shard.common.runtime.timer(until));
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
         }
-        self.timer = None;
-        let phase = std::mem::replace(&mut self.phase, Phase::Live { delivered: None });
+        self.http.timer = None;
+        let phase = std::mem::replace(&mut self.http.phase, Phase::Live { delivered: None });
         if let Phase::Deferred {
             request,
             tx,
@@ -311,8 +351,16 @@ impl Exchange {
             ..
         } = phase
         {
-            self.shard.unwatch(attached, slot);
-            self.phase = enter(&self.shard, self.id, *request, tx, true, admitted);
+            self.link.shard.unwatch(attached, slot);
+            let phase = enter(
+                &self.link.shard,
+                self.link.id,
+                request.request,
+                tx,
+                true,
+                admitted,
+            );
+            self.enter_phase(phase);
         }
         Poll::Ready(())
     }
@@ -320,7 +368,7 @@ impl Exchange {
     /// A request waiting for the admission hook: ready once it was handed to the engine
     /// (admitted) or answered (refused, or no verdict in time).
     fn poll_admission(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Phase::Admitting { pending, until, .. } = &mut self.phase else {
+        let Phase::Admitting { pending, until, .. } = &mut self.http.phase else {
             return Poll::Ready(());
         };
         let verdict = match pending.poll(cx) {
@@ -328,23 +376,26 @@ impl Exchange {
             Poll::Pending => {
                 let until = *until;
                 let timer = self
+                    .http
                     .timer
-                    .get_or_insert_with(|| self.shard.common.runtime.timer(until));
+                    .get_or_insert_with(|| self.link.shard.common.runtime.timer(until));
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 pending.timed_out()
             }
         };
-        self.timer = None;
-        let phase = std::mem::replace(&mut self.phase, Phase::Live { delivered: None });
+        self.http.timer = None;
+        let phase = std::mem::replace(&mut self.http.phase, Phase::Live { delivered: None });
         if let Phase::Admitting { tx, .. } = phase {
             match verdict {
                 Decided::Admitted(request) => {
-                    self.phase = enter(&self.shard, self.id, request, tx, false, true);
+                    let phase = enter(&self.link.shard, self.link.id, request, tx, false, true);
+                    self.enter_phase(phase);
                 }
                 Decided::Refused(head, rejection) => {
-                    self.shard.reject(self.id, &head, &rejection, tx);
+                    self.link.shard.reject(self.link.id, &head, &rejection, tx);
+                    self.link.live = true;
                 }
             }
         }
@@ -360,7 +411,48 @@ impl Exchange {
         read_ahead: Vec<u8>,
         handshake: crate::Handshake,
     ) -> crate::driver::WebSocket<S> {
-        crate::driver::websocket::WebSocket::new(self, socket, read_ahead, handshake)
+        // What only an HTTP answer needs is dropped here, not carried by every socket.
+        let Exchange { link, http } = self;
+        drop(http);
+        crate::driver::websocket::WebSocket::new(link, socket, read_ahead, handshake)
+    }
+
+    /// The service's settings, for the adapter's own bounds.
+    pub fn config(&self) -> &crate::driver::Config {
+        self.link.config()
+    }
+
+    /// The service's options.
+    pub fn options(&self) -> &crate::Options {
+        self.link.options()
+    }
+}
+
+impl Link {
+    /// The next frame to write if it is there already (to write several at once).
+    pub(crate) fn try_next(&mut self) -> TryNext {
+        if self.done {
+            return TryNext::Ended;
+        }
+        match self.rx.try_recv() {
+            TryRecv::Item(content) => {
+                self.done = content.is_last();
+                TryNext::Item(content)
+            }
+            TryRecv::Empty => TryNext::Empty,
+            TryRecv::Ended => {
+                self.done = true;
+                TryNext::Ended
+            }
+        }
+    }
+
+    /// Ready once [`try_next`](Link::try_next) may have something.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done {
+            return Poll::Ready(());
+        }
+        self.rx.poll_ready(cx)
     }
 
     /// The session this request's WebSocket carries, once it opened.
@@ -402,7 +494,7 @@ impl Exchange {
     }
 
     /// The client closed the WebSocket with a close handshake; the exchange is over. (A
-    /// connection that ends without one is an abort: the exchange is dropped instead.)
+    /// connection that ends without one is an abort: the link is dropped instead.)
     pub(crate) fn ws_closed(&mut self) {
         if self.done {
             return;
@@ -412,8 +504,8 @@ impl Exchange {
             .end_request(self.id, |engine, now, id| engine.handle_ws_closed(now, id));
     }
 
-    /// The service's settings, for the adapter's own bounds.
-    pub fn config(&self) -> &crate::driver::Config {
+    /// The service's settings.
+    pub(crate) fn config(&self) -> &crate::driver::Config {
         &self.shard.common.config
     }
 
@@ -423,7 +515,7 @@ impl Exchange {
     }
 
     /// The service's options.
-    pub fn options(&self) -> &crate::Options {
+    pub(crate) fn options(&self) -> &crate::Options {
         &self.shard.common.options
     }
 }
@@ -445,7 +537,11 @@ fn enter(
             tx,
             attached,
         } => Phase::Deferred {
-            request,
+            // Rare (a receiver's conflict): the shard goes in the box.
+            request: Box::new(Deferral {
+                shard: shard.clone(),
+                request: *request,
+            }),
             tx,
             attached,
             until: common.runtime.now() + common.config.abort_grace,
@@ -467,15 +563,18 @@ fn enter(
     }
 }
 
-impl Drop for Exchange {
+impl Drop for Http {
     fn drop(&mut self) {
         match &mut self.phase {
-            // Nothing was handed to the engine: dropping the hook's future is all.
-            Phase::Admitting { .. } => return,
-            Phase::Deferred { attached, slot, .. } => {
-                self.shard.unwatch(*attached, slot.take());
-                return;
-            }
+            // Nothing was handed to the engine (the link does not abort): dropping the
+            // hook's future is all.
+            Phase::Admitting { .. } => {}
+            Phase::Deferred {
+                request,
+                attached,
+                slot,
+                ..
+            } => request.shard.unwatch(*attached, slot.take()),
             Phase::Live {
                 delivered: Some(delivery),
             } => {
@@ -486,7 +585,12 @@ impl Drop for Exchange {
             }
             Phase::Live { delivered: None } => {}
         }
-        if !self.done {
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if self.live && !self.done {
             self.shard.abort(self.id);
         }
     }

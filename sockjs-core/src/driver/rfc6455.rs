@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use crate::driver::exchange::{Exchange, TryNext};
+use crate::driver::exchange::{Link, TryNext};
 use crate::driver::inbound::{SessionShared, Stall};
 use crate::driver::socket::Socket;
 use crate::driver::websocket::Alarm;
@@ -112,7 +112,7 @@ pub(crate) struct Serve<S> {
 
 impl<S: Socket> Serve<S> {
     pub(crate) fn new(
-        exchange: &Exchange,
+        exchange: &Link,
         socket: S,
         read_ahead: Vec<u8>,
         deflate: Option<DeflateParams>,
@@ -155,7 +155,7 @@ impl<S: Socket> Serve<S> {
     /// Whether the application's queue is past its bound, so the socket must not be read;
     /// closes the session if the application has taken nothing for the stall timeout.
     /// Returns the stall deadline to wait for while paused.
-    fn paused(&mut self, exchange: &Exchange, cx: &Context<'_>) -> (bool, Option<Instant>) {
+    fn paused(&mut self, exchange: &Link, cx: &Context<'_>) -> (bool, Option<Instant>) {
         if !self.looked_up {
             self.looked_up = true;
             self.inbound = exchange.session();
@@ -182,7 +182,7 @@ impl<S: Socket> Serve<S> {
     }
 
     /// Runs the socket until it is done (`Ready`) or has to wait.
-    pub(crate) fn poll(&mut self, exchange: &mut Exchange, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll(&mut self, exchange: &mut Link, cx: &mut Context<'_>) -> Poll<()> {
         if !self.read_ahead.is_empty() {
             let mut read_ahead = std::mem::take(&mut self.read_ahead);
             exchange.outside().received(read_ahead.len());
@@ -314,7 +314,7 @@ impl<S: Socket> Pump<S> {
     }
 
     /// Reads once into the thread's buffer and handles what came.
-    fn read(&mut self, exchange: &mut Exchange) -> io::Result<Read> {
+    fn read(&mut self, exchange: &mut Link) -> io::Result<Read> {
         READS.with_borrow_mut(|buf| {
             let n = match self.socket.try_read(buf) {
                 Ok(0) => return Ok(Read::End),
@@ -362,7 +362,7 @@ impl<S: Socket> Pump<S> {
     }
 
     /// Decodes `input` and hands every message to the engine under one lock.
-    fn handle(&mut self, exchange: &mut Exchange, input: &mut [u8]) {
+    fn handle(&mut self, exchange: &mut Link, input: &mut [u8]) {
         let decoder = &mut self.decoder;
         let pending = &mut self.pending;
         let mut closed_by_client = None;
@@ -418,7 +418,7 @@ impl<S: Socket> Pump<S> {
 
     /// Encodes what the exchange queued and writes it with what was pending. `Ok(true)`:
     /// there is more to do at once; `Err(WouldBlock)`: the socket takes no more now.
-    fn write(&mut self, exchange: &mut Exchange) -> io::Result<bool> {
+    fn write(&mut self, exchange: &mut Link) -> io::Result<bool> {
         if !self.pending.is_empty() {
             write_some(&mut self.socket, &mut self.pending, exchange)?;
             if !self.pending.is_empty() {
@@ -495,11 +495,7 @@ impl<S: Socket> Pump<S> {
 }
 
 /// Writes from the front of `pending`, removing what the socket took.
-fn write_some<S: Socket>(
-    socket: &mut S,
-    pending: &mut Vec<u8>,
-    exchange: &Exchange,
-) -> io::Result<()> {
+fn write_some<S: Socket>(socket: &mut S, pending: &mut Vec<u8>, exchange: &Link) -> io::Result<()> {
     let mut at = 0;
     let result = loop {
         if at == pending.len() {

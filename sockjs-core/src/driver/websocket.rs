@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crate::driver::exchange::{Exchange, TryNext};
+use crate::driver::exchange::{Link, TryNext};
 use crate::driver::rfc6455;
 use crate::driver::runtime::Timer;
 use crate::driver::socket::Socket;
@@ -29,7 +29,7 @@ pub struct WebSocket<S> {
 #[allow(clippy::large_enum_variant)]
 enum Kind<S> {
     Rfc6455 {
-        exchange: Exchange,
+        exchange: Link,
         pump: rfc6455::Serve<S>,
     },
     /// Rare enough for a boxed `async fn`.
@@ -47,7 +47,7 @@ impl<S: Socket> WebSocket<S> {
     /// The 101 head is written; `read_ahead` holds bytes the client sent after its request
     /// (the first frames, or hixie-76's key3).
     pub(crate) fn new(
-        exchange: Exchange,
+        exchange: Link,
         socket: S,
         read_ahead: Vec<u8>,
         handshake: Handshake,
@@ -100,7 +100,7 @@ impl Alarm {
         }
     }
 
-    pub(crate) fn set(&mut self, exchange: &Exchange, at: Option<Instant>) {
+    pub(crate) fn set(&mut self, exchange: &Link, at: Option<Instant>) {
         if self.at == at {
             return;
         }
@@ -124,7 +124,7 @@ impl Alarm {
 /// Hixie-76: read key3 (maybe already read ahead), answer it, then exchange
 /// `0x00 text 0xFF` frames.
 async fn hixie76<S: Socket>(
-    mut exchange: Exchange,
+    mut exchange: Link,
     mut socket: S,
     read_ahead: Vec<u8>,
     key1: u32,
@@ -219,7 +219,7 @@ async fn write_hixie<S: Socket>(
     socket: &mut S,
     content: Content,
     out: &mut BytesMut,
-    exchange: &Exchange,
+    exchange: &Link,
     alarm: &mut Alarm,
 ) -> bool {
     out.clear();
@@ -289,7 +289,7 @@ async fn read_some<S: Socket>(
 async fn write_all<S: Socket>(
     socket: &mut S,
     mut data: &[u8],
-    exchange: &Exchange,
+    exchange: &Link,
     alarm: &mut Alarm,
 ) -> io::Result<()> {
     let timeout = exchange.config().write_timeout;
