@@ -3,7 +3,9 @@
 //!
 //! The shard is the only producer (pushing under its own lock, never waiting) and one task
 //! the only consumer, so a mutex around a `VecDeque` and one waker slot is all it takes: no
-//! allocation per message or per wait, and none before the first push. Dropping the
+//! allocation per message or per wait, and none while it holds at most one item (the
+//! usual case: one answer, one frame at a time), so an idle socket's queue holds no
+//! buffer. Dropping the
 //! [`Sender`] ends the queue after what it holds; [`Sender::kill`] ends it at once (the
 //! consumer gets `None` and drops the connection); dropping the [`Receiver`] makes later
 //! pushes fail.
@@ -14,9 +16,6 @@ use std::task::{Context, Poll, Waker};
 
 use crate::Content;
 use crate::driver::waiters::{Waiters, wake_all};
-
-/// Capacity kept after the queue runs dry; a burst's larger buffer is given back.
-const KEEP: usize = 16;
 
 /// Bytes an item counts for in the byte bound: what it carries. Heads are small and
 /// bounded by the item count.
@@ -31,7 +30,7 @@ pub(crate) fn weight(content: &Content) -> usize {
 }
 
 struct State {
-    items: VecDeque<Content>,
+    items: Items,
     bytes: usize,
     /// The sender is gone: the queue ends after its items.
     ended: bool,
@@ -55,11 +54,49 @@ impl Shared {
     }
 }
 
+/// The queued items: the first one inline, the rest in a deque allocated only when two or
+/// more are queued at once.
+#[derive(Default)]
+struct Items {
+    /// The oldest item; `None` only if `rest` is empty too.
+    first: Option<Content>,
+    rest: VecDeque<Content>,
+}
+
+impl Items {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn push_back(&mut self, item: Content) {
+        if self.first.is_none() {
+            self.first = Some(item);
+        } else {
+            self.rest.push_back(item);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Content> {
+        let item = self.first.take()?;
+        self.first = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > 0 {
+            // Run dry: an idle connection keeps no buffer (a WebSocket's opening queues
+            // two items at once, the 101 and `o`).
+            self.rest = VecDeque::new();
+        }
+        Some(item)
+    }
+}
+
 /// A new empty queue.
 pub(crate) fn channel() -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            items: VecDeque::new(),
+            items: Items::default(),
             bytes: 0,
             ended: false,
             killed: false,
@@ -271,9 +308,6 @@ fn take(st: &mut State) -> TryRecv {
     match st.items.pop_front() {
         Some(item) => {
             st.bytes -= weight(&item);
-            if st.items.is_empty() && st.items.capacity() > KEEP {
-                st.items.shrink_to(KEEP);
-            }
             if !st.room.is_empty() && st.items.len() <= st.low.0 && st.bytes <= st.low.1 {
                 wake_all(st.room.take());
             }
