@@ -5,7 +5,11 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 /// A session's opening request head, kept small while the application does not look at
 /// it: the header fields packed into one buffer of their own (not slices of the
 /// connection's read buffer, which a long-lived session would otherwise keep alive), the
-/// `HeaderMap` built the first time [`Session::request`] is called.
+/// URIs as text, the extensions every adapter sets as plain fields (so that a head with
+/// no others keeps no extension map), and the `HeaderMap` built the first time
+/// [`Session::request`] is called.
+///
+/// [`Session::request`]: crate::driver::Session::request
 pub(crate) struct Head {
     built: OnceLock<Box<http::request::Parts>>,
     packed: Mutex<Option<Packed>>,
@@ -14,19 +18,30 @@ pub(crate) struct Head {
 struct Packed {
     /// The head without its header fields.
     method: http::Method,
-    uri: http::Uri,
+    uri: PackedUri,
     version: http::Version,
+    /// The extensions other than the three below (usually none: no map then).
     extensions: http::Extensions,
+    peer: Option<crate::PeerAddr>,
+    original: Option<PackedUri>,
+    tls: bool,
     /// Per field: name length (u16), name, value length (u16), sensitive (u8), value.
     fields: Box<[u8]>,
 }
 
 impl Head {
     pub(crate) fn new(mut parts: http::request::Parts) -> Head {
+        let extensions = &mut parts.extensions;
         // The driver's own extension is for the driver.
-        parts.extensions.remove::<crate::driver::ConnectionProbe>();
-        if let Some(original) = parts.extensions.get_mut::<crate::OriginalUri>() {
-            original.0 = compact_uri(&original.0);
+        extensions.remove::<crate::driver::ConnectionProbe>();
+        let peer = extensions.remove::<crate::PeerAddr>();
+        let original = extensions
+            .remove::<crate::OriginalUri>()
+            .map(|original| PackedUri::new(&original.0));
+        let tls = extensions.remove::<crate::Tls>().is_some();
+        if extensions.is_empty() {
+            // Emptied, the map would keep its allocation.
+            *extensions = http::Extensions::new();
         }
         let mut fields = Vec::with_capacity(
             parts
@@ -52,9 +67,12 @@ impl Head {
             built: OnceLock::new(),
             packed: Mutex::new(Some(Packed {
                 method: parts.method,
-                uri: compact_uri(&parts.uri),
+                uri: PackedUri::new(&parts.uri),
                 version: parts.version,
                 extensions: parts.extensions,
+                peer,
+                original,
+                tls,
                 fields: fields.into_boxed_slice(),
             })),
         }
@@ -70,9 +88,20 @@ impl Head {
             let mut parts = http::Request::new(()).into_parts().0;
             if let Some(packed) = packed {
                 parts.method = packed.method;
-                parts.uri = packed.uri;
+                parts.uri = packed.uri.unpack();
                 parts.version = packed.version;
                 parts.extensions = packed.extensions;
+                if let Some(peer) = packed.peer {
+                    parts.extensions.insert(peer);
+                }
+                if let Some(original) = packed.original {
+                    parts
+                        .extensions
+                        .insert(crate::OriginalUri(original.unpack()));
+                }
+                if packed.tls {
+                    parts.extensions.insert(crate::Tls);
+                }
                 parts.headers = unpack(&packed.fields);
             }
             Box::new(parts)
@@ -116,8 +145,29 @@ fn unpack(mut fields: &[u8]) -> http::HeaderMap {
     headers
 }
 
-fn compact_uri(uri: &http::Uri) -> http::Uri {
-    http::Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
+/// A URI as its text (a fifth of an `http::Uri`'s size, and no slice of a larger buffer),
+/// parsed again when asked for.
+enum PackedUri {
+    Text(Box<str>),
+    /// A URI whose text does not parse back the same (none is known to exist).
+    Kept(Box<http::Uri>),
+}
+
+impl PackedUri {
+    fn new(uri: &http::Uri) -> PackedUri {
+        let text = uri.to_string();
+        match http::Uri::try_from(text.as_str()) {
+            Ok(parsed) if parsed == *uri => PackedUri::Text(text.into_boxed_str()),
+            _ => PackedUri::Kept(Box::new(uri.clone())),
+        }
+    }
+
+    fn unpack(self) -> http::Uri {
+        match self {
+            PackedUri::Text(text) => http::Uri::try_from(&*text).unwrap_or_default(),
+            PackedUri::Kept(uri) => *uri,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +192,12 @@ mod tests {
             .extensions_mut()
             .insert(crate::driver::ConnectionProbe::new(|| false));
         request.extensions_mut().insert(7u32);
+        request
+            .extensions_mut()
+            .insert(crate::PeerAddr(([127, 0, 0, 1], 9).into()));
+        request.extensions_mut().insert(crate::OriginalUri(
+            "/prefix/echo/0/a/websocket?x=1".parse().expect("uri"),
+        ));
         let (parts, ()) = request.into_parts();
         let head = Head::new(parts.clone());
         let built = head.parts();
@@ -150,6 +206,15 @@ mod tests {
         assert_eq!(built.headers, parts.headers);
         assert!(built.headers["cookie"].is_sensitive());
         assert_eq!(built.extensions.get::<u32>(), Some(&7));
+        assert_eq!(
+            built.extensions.get::<crate::PeerAddr>(),
+            parts.extensions.get::<crate::PeerAddr>()
+        );
+        assert_eq!(
+            built.extensions.get::<crate::OriginalUri>(),
+            parts.extensions.get::<crate::OriginalUri>()
+        );
+        assert!(built.extensions.get::<crate::Tls>().is_none());
         assert!(
             built
                 .extensions
