@@ -87,3 +87,41 @@ pub use service::{ConnectionProbe, Service, shutdown};
 pub use session::{Closed, Ready, Send, Session, SessionSender};
 pub use socket::{PollIo, Polled, Socket, write_all};
 pub use websocket::WebSocket;
+
+#[cfg(test)]
+mod tests {
+    use super::{Session, Socket, WebSocket};
+    /// What every idle session holds for its whole life stays small: the `Session` in its
+    /// handler's future (twice in an `async fn` handler), the WebSocket pump in its task.
+    #[test]
+    fn per_session_state_stays_small() {
+        struct Idle;
+        impl Socket for Idle {
+            fn try_read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Ok(0)
+            }
+            fn try_write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Ok(0)
+            }
+            fn poll_readable(
+                &mut self,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Pending
+            }
+            fn poll_writable(
+                &mut self,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Pending
+            }
+            fn shutdown(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let session = size_of::<Session>();
+        assert!(session <= 32, "Session: {session} B");
+        let socket = size_of::<WebSocket<Idle>>();
+        assert!(socket <= 384, "WebSocket: {socket} B");
+    }
+}
