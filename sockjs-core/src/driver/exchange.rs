@@ -289,12 +289,7 @@ impl Exchange {
             return self.release();
         }
         if let Some(at) = deadline {
-            let timer = self
-                .http
-                .timer
-                .get_or_insert_with(|| common.runtime.timer(at));
-            timer.as_mut().reset(at);
-            if timer.as_mut().poll(cx).is_ready() {
+            if poll_deadline(&mut self.http.timer, common.runtime.as_ref(), at, cx).is_ready() {
                 cx.waker().wake_by_ref();
             }
         }
@@ -332,14 +327,9 @@ impl Exchange {
         };
         let (attached, until) = (*attached, *until);
         let ended = self.link.shard.poll_ended(attached, cx, slot).is_ready();
-        if !ended {
-            let timer = self
-                .http
-                .timer
-                .get_or_insert_with(|| self.link.shard.common.runtime.timer(until));
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+        let runtime = self.link.runtime().as_ref();
+        if !ended && poll_deadline(&mut self.http.timer, runtime, until, cx).is_pending() {
+            return Poll::Pending;
         }
         self.http.timer = None;
         let phase = std::mem::replace(&mut self.http.phase, Phase::Live { delivered: None });
@@ -374,12 +364,8 @@ impl Exchange {
         let verdict = match pending.poll(cx) {
             Poll::Ready(verdict) => verdict,
             Poll::Pending => {
-                let until = *until;
-                let timer = self
-                    .http
-                    .timer
-                    .get_or_insert_with(|| self.link.shard.common.runtime.timer(until));
-                if timer.as_mut().poll(cx).is_pending() {
+                let runtime = self.link.runtime().as_ref();
+                if poll_deadline(&mut self.http.timer, runtime, *until, cx).is_pending() {
                     return Poll::Pending;
                 }
                 pending.timed_out()
@@ -594,4 +580,17 @@ impl Drop for Link {
             self.shard.abort(self.id);
         }
     }
+}
+
+/// Polls `timer` for the deadline `at`: armed on `runtime` the first time, moved to `at`
+/// after that, so one timer serves every wait of a request.
+fn poll_deadline(
+    timer: &mut Option<Pin<Box<dyn Timer>>>,
+    runtime: &dyn crate::driver::Runtime,
+    at: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let timer = timer.get_or_insert_with(|| runtime.timer(at));
+    timer.as_mut().reset(at);
+    timer.as_mut().poll(cx)
 }
