@@ -366,16 +366,29 @@ fn ms(us: u64) -> String {
 /// Runs the load test described by `cfg`.
 pub fn run(cfg: Config) -> Result<Summary, String> {
     // Sessions must take turns fairly, or the tail latency measured is the load
-    // generator's own. With tokio's defaults, and one worker (the benchmark pins the load
-    // generator to one core), sessions woken past the worker's local queue wait in the
-    // global queue, which is looked at once in 31 turns: at 1000 WebSocket sessions that
-    // put p99 at 130-160 ms against any server, while the median stayed at 1.3 ms. Looking
-    // at the global queue every turn brings p99 to 9 ms.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .global_queue_interval(1)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    // generator's own.
+    //
+    // On one core (the benchmark pins the load generator to one), a current-thread
+    // runtime. tokio's multi-thread runtime with its single worker left some sessions
+    // unpolled for 0.5-4 s at 1000 WebSocket sessions, whatever the server: their echo
+    // had arrived (a packet capture shows the server answering within microseconds) and
+    // sat in the socket while the other sessions went on. That was the `max` column.
+    //
+    // On more cores, the multi-thread runtime, looking at its global queue every turn:
+    // with the default, sessions woken past a worker's local queue wait there for up to
+    // 31 turns (p99 130-160 ms at 1000 sessions against any server, 9 ms with this).
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let rt = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .global_queue_interval(1)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| format!("cannot start the runtime: {e}"))?;
     Ok(rt.block_on(run_async(cfg)))
 }
 
