@@ -32,9 +32,7 @@ impl Tcp {
             socket2::SockRef::from(socket).peek(&mut [MaybeUninit::uninit()])
         })
     }
-}
 
-impl Tcp {
     /// Runs `read` (which fills at most `room` bytes) and, when it fills less than that,
     /// forgets the socket's read readiness, as tokio's own `poll_read` does: a short read
     /// drained the kernel's buffer, and edge-triggered readiness reports any later bytes.

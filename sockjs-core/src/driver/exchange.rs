@@ -213,7 +213,7 @@ impl Exchange {
         {
             return Poll::Ready(());
         }
-        self.link.rx.poll_ready(cx)
+        self.link.poll_ready(cx)
     }
 
     /// An item came off the queue: the last one ends the exchange, unless it is a send's

@@ -5,10 +5,9 @@
 //! the only consumer, so a mutex around a `VecDeque` and one waker slot is all it takes: no
 //! allocation per message or per wait, and none while it holds at most one item (the
 //! usual case: one answer, one frame at a time), so an idle socket's queue holds no
-//! buffer. Dropping the
-//! [`Sender`] ends the queue after what it holds; [`Sender::kill`] ends it at once (the
-//! consumer gets `None` and drops the connection); dropping the [`Receiver`] makes later
-//! pushes fail.
+//! buffer. Dropping the [`Sender`] ends the queue after what it holds; [`Sender::kill`]
+//! ends it at once (the consumer gets `None` and drops the connection); dropping the
+//! [`Receiver`] makes later pushes fail.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
