@@ -43,7 +43,10 @@ impl Runtime for Smol {
     }
 
     fn timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
-        Box::pin(At(async_io::Timer::at(deadline)))
+        Box::pin(At {
+            timer: async_io::Timer::at(deadline),
+            deadline: Some(deadline),
+        })
     }
 
     fn random_seed(&self) -> u64 {
@@ -53,18 +56,71 @@ impl Runtime for Smol {
     }
 }
 
-struct At(async_io::Timer);
+/// An async-io timer and its deadline.
+struct At {
+    timer: async_io::Timer,
+    /// The deadline it has not fired for yet, kept so that moving to the same one costs
+    /// nothing: async-io's `set_at` takes a registered timer out of the reactor and puts it
+    /// back, and the driver moves a request's one timer to each wait's deadline, again at
+    /// every poll of that wait. `None` once fired (a fired async-io timer never fires
+    /// again unless set).
+    deadline: Option<Instant>,
+}
 
 impl Future for At {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.0).poll(cx).map(|_| ())
+        let fired = Pin::new(&mut self.timer).poll(cx).map(|_| ());
+        if fired.is_ready() {
+            self.deadline = None;
+        }
+        fired
     }
 }
 
 impl Timer for At {
     fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.0.set_at(deadline);
+        if self.deadline != Some(deadline) {
+            self.deadline = Some(deadline);
+            self.timer.set_at(deadline);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn timer(deadline: Instant) -> Pin<Box<dyn Timer>> {
+        Box::pin(At {
+            timer: async_io::Timer::at(deadline),
+            deadline: Some(deadline),
+        })
+    }
+
+    fn fired(timer: &mut Pin<Box<dyn Timer>>) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        timer.as_mut().poll(&mut cx).is_ready()
+    }
+
+    #[test]
+    fn a_timer_moved_to_the_same_deadline_fires_again_once_fired() {
+        let past = Instant::now();
+        let mut t = timer(past);
+        assert!(fired(&mut t));
+        // The contract: a reset timer completes at its deadline even if it had completed.
+        t.as_mut().reset(past);
+        assert!(fired(&mut t));
+        let later = Instant::now() + Duration::from_secs(3600);
+        t.as_mut().reset(later);
+        assert!(!fired(&mut t));
+        // Moved to its own deadline again: still waiting, not fired.
+        t.as_mut().reset(later);
+        assert!(!fired(&mut t));
+        t.as_mut().reset(past);
+        assert!(fired(&mut t));
     }
 }
