@@ -376,6 +376,58 @@ fn too_many_headers_is_431() {
 }
 
 #[test]
+fn a_head_that_arrived_in_pieces_leaves_no_trace_for_the_next_request() {
+    // The first head is scanned twice (its end arrives late) and its request is whole
+    // once it does; the next request must be scanned from its own start.
+    let long = cat(&[b"GET /a HTTP/1.1\r\nX-Long: ", &[b'x'; 200], b"\r\n\r\n"]);
+    let (first, rest) = long.split_at(long.len() - 3);
+    let short = b"GET /b HTTP/1.1\r\n\r\n";
+    let out = feed_pieces(Limits::default(), &[first, &cat(&[rest, short])]);
+    assert_eq!(out.error, None);
+    let reqs = out.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].uri, "/b");
+}
+
+#[test]
+fn every_field_up_to_the_limit_is_kept_in_order() {
+    // Past the fields a head is parsed into without the heap, and up to the limit.
+    for n in [63, 64, 65, 100] {
+        let fields: Vec<u8> = (0..n)
+            .flat_map(|i| format!("x-{i}: {i}\r\n").into_bytes())
+            .collect();
+        let out = feed(&cat(&[b"GET / HTTP/1.1\r\n", &fields, b"\r\n"]));
+        assert_eq!(out.error, None, "{n} fields");
+        let headers = &out.requests()[0].headers;
+        assert_eq!(headers.len(), n);
+        for (i, (name, value)) in headers.iter().enumerate() {
+            assert_eq!(
+                (name.as_str(), value.as_slice()),
+                (&*format!("x-{i}"), format!("{i}").as_bytes())
+            );
+        }
+    }
+    // A limit far above any head: bounded by the head's own bytes, not the limit.
+    let huge = Limits {
+        max_headers: usize::MAX,
+        ..Limits::default()
+    };
+    let fields = b"a:\r\n".repeat(1000);
+    let out = feed_pieces(huge, &[&cat(&[b"GET / HTTP/1.1\r\n", &fields, b"\r\n"])]);
+    assert_eq!(out.error, None);
+    assert_eq!(out.requests()[0].headers.len(), 1000);
+    let none = Limits {
+        max_headers: 0,
+        ..Limits::default()
+    };
+    assert_eq!(
+        error_of(none, b"GET / HTTP/1.1\r\na: 1\r\n\r\n"),
+        WireError::TooManyHeaders
+    );
+    assert_eq!(feed_pieces(none, &[b"GET / HTTP/1.1\r\n\r\n"]).error, None);
+}
+
+#[test]
 fn head_over_limit_is_431_even_when_complete() {
     let mut input = b"GET / HTTP/1.1\r\nX: ".to_vec();
     input.extend(std::iter::repeat_n(b'v', 200));

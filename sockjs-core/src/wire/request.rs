@@ -1,5 +1,7 @@
 //! Incremental HTTP/1.x request decoder.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
@@ -94,6 +96,17 @@ struct Head {
     expect_continue: bool,
 }
 
+impl Head {
+    fn complete(self, body: Bytes) -> DecodedRequest {
+        DecodedRequest {
+            request: self.request.map(|()| body),
+            keep_alive: self.keep_alive,
+            upgrade: self.upgrade,
+            expect_continue: self.expect_continue,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Body {
     /// This many bytes, still in the caller's buffer.
@@ -151,8 +164,17 @@ impl RequestDecoder {
             let Some(end) = find_head_end(buf, scanned, &limits)? else {
                 return Ok(None);
             };
+            *scanned = 0;
             let head = buf.split_to(end).freeze();
             let (head, body) = parse_head(&head, &limits)?;
+            // Most requests arrive whole: hand them out without parking the head.
+            if let Body::Length(len) = body {
+                if buf.len() >= len {
+                    return Ok(Some(Decoded::Request(
+                        head.complete(buf.split_to(len).freeze()),
+                    )));
+                }
+            }
             self.state = State::Body {
                 head: Box::new(head),
                 body,
@@ -187,18 +209,7 @@ impl RequestDecoder {
             Body::Length(len) => buf.split_to(len).freeze(),
             Body::Chunked(mut chunked) => chunked.take_body(),
         };
-        let Head {
-            request,
-            keep_alive,
-            upgrade,
-            expect_continue,
-        } = *head;
-        Ok(Some(Decoded::Request(DecodedRequest {
-            request: request.map(|()| body),
-            keep_alive,
-            upgrade,
-            expect_continue,
-        })))
+        Ok(Some(Decoded::Request(head.complete(body))))
     }
 
     /// Bytes of request body the decoder itself holds (chunked bodies only;
@@ -256,12 +267,35 @@ fn find_head_end(
     Ok(None)
 }
 
+/// Header fields a head is parsed into on the stack. A head with more (allowed when
+/// [`Limits::max_headers`] is higher) is parsed again into a heap buffer: rare, and bounded
+/// by the head's own size.
+const INLINE_FIELDS: usize = 64;
+
 /// Parse a complete head (ending with its empty line) into a request and
 /// its body framing.
 fn parse_head(head: &Bytes, limits: &Limits) -> Result<(Head, Body), WireError> {
-    let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut parsed = httparse::Request::new(&mut fields);
-    match parsed.parse(head) {
+    let mut inline = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_FIELDS];
+    let room = limits.max_headers.min(INLINE_FIELDS);
+    match parse_head_into(head, &mut inline[..room], limits) {
+        Err(WireError::TooManyHeaders) if limits.max_headers > INLINE_FIELDS => {
+            // A field line takes at least three bytes (`a:` and its line end).
+            let most = limits.max_headers.min(head.len() / 3 + 1);
+            let mut fields = Vec::new();
+            fields.resize_with(most, MaybeUninit::uninit);
+            parse_head_into(head, &mut fields, limits)
+        }
+        parsed => parsed,
+    }
+}
+
+fn parse_head_into<'b>(
+    head: &'b Bytes,
+    fields: &mut [MaybeUninit<httparse::Header<'b>>],
+    limits: &Limits,
+) -> Result<(Head, Body), WireError> {
+    let mut parsed = httparse::Request::new(&mut []);
+    match parsed.parse_with_uninit_headers(head, fields) {
         Ok(httparse::Status::Complete(len)) if len == head.len() => {}
         Ok(_) => return Err(WireError::MalformedHead),
         Err(httparse::Error::TooManyHeaders) => return Err(WireError::TooManyHeaders),
