@@ -10,8 +10,23 @@ use http::{Response, StatusCode};
 use crate::cookie::CookieAttributes;
 use crate::options::ProtocolVersion;
 
+// Content types as constants: `from_static` checks its bytes when it runs, so it runs once,
+// here, at compile time, not once per response.
 /// `text/plain; charset=UTF-8`.
 pub(crate) const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=UTF-8");
+/// `application/json; charset=UTF-8`.
+pub(crate) const APPLICATION_JSON: HeaderValue =
+    HeaderValue::from_static("application/json; charset=UTF-8");
+/// `text/html; charset=UTF-8`.
+pub(crate) const TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html; charset=UTF-8");
+/// `application/javascript; charset=UTF-8`.
+pub(crate) const APPLICATION_JAVASCRIPT: HeaderValue =
+    HeaderValue::from_static("application/javascript; charset=UTF-8");
+/// `text/event-stream`.
+pub(crate) const TEXT_EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+/// `text/event-stream; charset=UTF-8` (protocol 0.3.3).
+pub(crate) const TEXT_EVENT_STREAM_UTF8: HeaderValue =
+    HeaderValue::from_static("text/event-stream; charset=UTF-8");
 const NO_CACHE: HeaderValue =
     HeaderValue::from_static("no-store, no-cache, no-transform, must-revalidate, max-age=0");
 const NO_CACHE_0_3_3: HeaderValue =
@@ -76,9 +91,8 @@ impl<'a> Headers<'a> {
         }
     }
 
-    pub fn content_type(mut self, value: &'static str) -> Self {
-        self.map
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+    pub fn content_type(mut self, value: HeaderValue) -> Self {
+        self.map.insert(header::CONTENT_TYPE, value);
         self
     }
 

@@ -4,8 +4,13 @@
 use std::fmt;
 
 use crate::escape::{percent_event_data, quote_js};
+use http::HeaderValue;
+
 use crate::options::ProtocolVersion;
 use crate::pages::htmlfile_prelude;
+use crate::response::{
+    APPLICATION_JAVASCRIPT, TEXT_EVENT_STREAM, TEXT_EVENT_STREAM_UTF8, TEXT_HTML,
+};
 use crate::route::SessionEndpoint;
 
 /// A transport: the one a session was opened with, as reported to the application, and
@@ -80,14 +85,14 @@ impl Transport {
     }
 
     /// The response Content-Type of a receiver of this transport.
-    pub(crate) fn content_type(self, protocol: ProtocolVersion) -> &'static str {
+    pub(crate) fn content_type(self, protocol: ProtocolVersion) -> HeaderValue {
         match self {
             Transport::EventSource => match protocol {
-                ProtocolVersion::Current => "text/event-stream",
-                ProtocolVersion::V0_3_3 => "text/event-stream; charset=UTF-8",
+                ProtocolVersion::Current => TEXT_EVENT_STREAM,
+                ProtocolVersion::V0_3_3 => TEXT_EVENT_STREAM_UTF8,
             },
-            Transport::HtmlFile => "text/html; charset=UTF-8",
-            _ => "application/javascript; charset=UTF-8",
+            Transport::HtmlFile => TEXT_HTML,
+            _ => APPLICATION_JAVASCRIPT,
         }
     }
 

@@ -30,6 +30,7 @@ use crate::driver::runtime::Timer;
 use crate::driver::service::{Common, ConnectionProbe};
 use crate::driver::session::Session;
 use crate::driver::waiters::{Waiters, wake_all};
+use crate::route::Route;
 use crate::{
     Content, Engine, Event, RequestId, SendError, SessionInfo, SessionKey, SessionState, Transmit,
 };
@@ -217,12 +218,15 @@ impl Shard {
         force: bool,
         admitted: bool,
     ) -> Submitted {
-        // Routed for the metrics before the lock: nothing under it but the engine's work.
-        let endpoint = Endpoint::of_path(request.uri().path(), &self.common.prefix);
+        // Routed once, before the lock (nothing under it but the engine's work), for the
+        // engine and the metrics alike.
+        let (parts, body) = request.into_parts();
+        let uri = parts.uri.clone();
+        let route = Route::in_service(uri.path(), &self.common.prefix);
+        let endpoint = Endpoint::of_route(route);
         let mut st = self.lock();
         let now = self.common.runtime.now();
-        let (parts, body) = request.into_parts();
-        if let Some(attached) = st.engine.attached_receiver(&parts) {
+        if let Some(attached) = st.engine.attached_receiver_routed(&parts, route) {
             let verdict = st
                 .requests
                 .get(&attached)
@@ -246,19 +250,21 @@ impl Shard {
         }
         // Asked after the abort above, which may have ended the session this request
         // would have joined: it would then open a new one.
-        if !admitted && self.common.admission.get().is_some() && st.engine.opens_session(&parts) {
+        if !admitted
+            && self.common.admission.get().is_some()
+            && st.engine.opens_session_routed(&parts, route)
+        {
             self.settle(st, now);
             return Submitted::Admit {
                 request: Box::new(http::Request::from_parts(parts, body)),
                 tx,
             };
         }
-        let request = http::Request::from_parts(parts, body);
-        let probe = request.extensions().get::<ConnectionProbe>().cloned();
+        let probe = parts.extensions.get::<ConnectionProbe>().cloned();
         st.requests.insert(id, Slot::new(tx, probe, Some(endpoint)));
-        st.counters.wire_received += request.body().len() as u64;
+        st.counters.wire_received += body.len() as u64;
         st.delivered = Some(None);
-        st.engine.handle_request(now, id, request);
+        st.engine.handle_routed(now, id, parts, body, route);
         st.drain(now, &self.common);
         let delivered = st.delivered.take().flatten();
         self.settle(st, now);

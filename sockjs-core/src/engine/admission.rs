@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use http::Method;
 
-use super::{Engine, cookie_name, receiving_transport, strip_prefix};
+use super::{Engine, cookie_name, receiving_transport};
 use crate::engine::websocket::has_token;
 use crate::frame;
 use crate::output::{Content, RequestId};
@@ -47,9 +47,18 @@ impl Engine {
     /// ```
     #[must_use]
     pub fn opens_session(&self, request: &http::request::Parts) -> bool {
+        let route = Route::in_service(request.uri.path(), &self.shared.options.prefix);
+        self.opens_session_routed(request, route)
+    }
+
+    /// [`Engine::opens_session`] of a request the driver has routed already.
+    pub(crate) fn opens_session_routed(
+        &self,
+        request: &http::request::Parts,
+        route: Option<Route<'_>>,
+    ) -> bool {
         let options = &self.shared.options;
-        let Some(route) = strip_prefix(request.uri.path(), &options.prefix).and_then(Route::parse)
-        else {
+        let Some(route) = route else {
             return false;
         };
         if request.method == Method::OPTIONS || !route.allows(&request.method) {
@@ -91,7 +100,7 @@ impl Engine {
     ) {
         self.advance(now);
         let options = &self.shared.options;
-        let route = strip_prefix(request.uri.path(), &options.prefix).and_then(Route::parse);
+        let route = Route::in_service(request.uri.path(), &options.prefix);
         let raw = match route {
             Some(Route::RawWebSocket) => Some(true),
             Some(Route::Session {

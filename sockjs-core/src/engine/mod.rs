@@ -265,13 +265,24 @@ impl Engine {
     /// The body should already be limited by the driver to
     /// [`Options::max_request_body`]; a larger one gets 413 here.
     pub fn handle_request(&mut self, now: Instant, id: RequestId, request: Request<Bytes>) {
-        self.advance(now);
         let (parts, body) = request.into_parts();
         let uri = parts.uri.clone();
-        let Some(path) = strip_prefix(uri.path(), &self.shared.options.prefix) else {
-            return self.respond(id, not_found());
-        };
-        let Some(route) = Route::parse(path) else {
+        let route = Route::in_service(uri.path(), &self.shared.options.prefix);
+        self.handle_routed(now, id, parts, body, route);
+    }
+
+    /// [`Engine::handle_request`] for a driver that has routed the request already
+    /// ([`Route::in_service`] with this engine's prefix): each request is parsed once.
+    pub(crate) fn handle_routed(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        parts: http::request::Parts,
+        body: Bytes,
+        route: Option<Route<'_>>,
+    ) {
+        self.advance(now);
+        let Some(route) = route else {
             return self.respond(id, not_found());
         };
         let options = &self.shared.options;
@@ -529,11 +540,6 @@ fn receiving_transport(kind: SessionEndpoint) -> Option<Transport> {
             return None;
         }
     })
-}
-
-fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
-    let rest = path.strip_prefix(prefix)?;
-    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
 fn not_found() -> Response<Bytes> {

@@ -7,13 +7,13 @@ use http::{Method, StatusCode};
 use super::Engine;
 use crate::output::RequestId;
 use crate::pages::GREETING;
-use crate::response::{Headers, RequestHeaders, plain};
+use crate::response::{APPLICATION_JSON, Headers, RequestHeaders, TEXT_HTML, TEXT_PLAIN, plain};
 use crate::transport::Transport;
 
 impl Engine {
     pub(super) fn greeting(&mut self, id: RequestId, request_headers: &RequestHeaders) {
         let response = Headers::new(self.shared.options.protocol, request_headers)
-            .content_type("text/plain; charset=UTF-8")
+            .content_type(TEXT_PLAIN)
             .response(StatusCode::OK, Bytes::from_static(GREETING.as_bytes()));
         self.respond(id, response);
     }
@@ -53,9 +53,7 @@ impl Engine {
         }
         let websocket = options.transports.contains(Transport::WebSocket);
         let cookie_needed = self.shared.cookie_needed();
-        let headers = headers
-            .content_type("application/json; charset=UTF-8")
-            .no_cache();
+        let headers = headers.content_type(APPLICATION_JSON).no_cache();
         let body = format!(
             "{{\"websocket\":{websocket},\"origins\":[\"*:*\"],\"cookie_needed\":{cookie_needed},\"entropy\":{}}}",
             self.entropy()
@@ -74,7 +72,7 @@ impl Engine {
         }
         let none = RequestHeaders::default();
         let response = Headers::new(self.shared.options.protocol, &none)
-            .content_type("text/html; charset=UTF-8")
+            .content_type(TEXT_HTML)
             .long_cache(self.wall_clock())
             .insert(header::ETAG, self.etag.clone())
             .response(StatusCode::OK, self.iframe.clone());

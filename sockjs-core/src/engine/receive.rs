@@ -7,9 +7,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::{
-    Engine, Shared, after, not_found, receiving_transport, strip_prefix, too_many_sessions,
-};
+use super::{Engine, Shared, after, not_found, receiving_transport, too_many_sessions};
 use crate::frame::{self, OPEN};
 use crate::options::{AbortPolicy, SessionBinding};
 use crate::output::{CloseReason, Content, Event, RequestId, SessionInfo, SessionKey};
@@ -39,9 +37,17 @@ impl Engine {
     /// another reason.
     #[must_use]
     pub fn attached_receiver(&self, request: &http::request::Parts) -> Option<RequestId> {
-        let path = strip_prefix(request.uri.path(), &self.shared.options.prefix)?;
-        let route = Route::parse(path)?;
-        let Route::Session { session, kind, .. } = route else {
+        let route = Route::in_service(request.uri.path(), &self.shared.options.prefix);
+        self.attached_receiver_routed(request, route)
+    }
+
+    /// [`Engine::attached_receiver`] of a request the driver has routed already.
+    pub(crate) fn attached_receiver_routed(
+        &self,
+        request: &http::request::Parts,
+        route: Option<Route<'_>>,
+    ) -> Option<RequestId> {
+        let Some(route @ Route::Session { session, kind, .. }) = route else {
             return None;
         };
         receiving_transport(kind)?;

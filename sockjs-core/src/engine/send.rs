@@ -13,7 +13,7 @@ use super::websocket::{ws_close_code, ws_close_reason};
 use crate::frame;
 use crate::output::{CloseReason, Content, Event, RequestId, SendError, SessionKey};
 use crate::payload::{decode_messages, jsonp_payload};
-use crate::response::{Headers, RequestHeaders};
+use crate::response::{Headers, RequestHeaders, TEXT_PLAIN};
 use crate::session::{Link, Phase};
 
 impl Engine {
@@ -161,7 +161,7 @@ impl Engine {
         };
         let binding = options.session_binding;
         let headers = Headers::new(options.protocol, request_headers)
-            .content_type("text/plain; charset=UTF-8")
+            .content_type(TEXT_PLAIN)
             .no_cache();
         let mut headers = self.shared.cookie(headers, parts);
         if !jsonp {

@@ -146,10 +146,11 @@ impl Endpoint {
     /// assert_eq!(Endpoint::of_path("/echo/nope", "/echo"), Endpoint::Other);
     /// ```
     pub fn of_path(path: &str, prefix: &str) -> Endpoint {
-        let route = path
-            .strip_prefix(prefix)
-            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
-            .and_then(Route::parse);
+        Endpoint::of_route(Route::in_service(path, prefix))
+    }
+
+    /// The endpoint of a request routed already.
+    pub(crate) fn of_route(route: Option<Route<'_>>) -> Endpoint {
         match route {
             Some(Route::Greeting) => Endpoint::Greeting,
             Some(Route::Info) => Endpoint::Info,
