@@ -55,7 +55,7 @@ pub fn decode_messages_each(body: &[u8], mut f: impl FnMut(String)) -> Result<()
         return Err(PayloadError::Expected);
     }
     // Fast path: what every real client sends.
-    if string_array(body, &mut f).is_some() {
+    if string_array(Input::Bytes(body), &mut f).is_some() {
         return Ok(());
     }
     match parse_value(body)? {
@@ -87,7 +87,7 @@ pub fn decode_ws_message(text: &str) -> Result<Vec<String>, PayloadError> {
 /// [`decode_ws_message`], handing each message to `f` in order instead of collecting them:
 /// nothing is handed over unless the whole message is valid.
 pub fn decode_ws_message_each(text: &str, mut f: impl FnMut(String)) -> Result<(), PayloadError> {
-    if text.is_empty() || string_array(text.as_bytes(), &mut f).is_some() {
+    if text.is_empty() || string_array(Input::Text(text), &mut f).is_some() {
         return Ok(());
     }
     match parse_value(text.as_bytes())? {
@@ -97,11 +97,39 @@ pub fn decode_ws_message_each(text: &str, mut f: impl FnMut(String)) -> Result<(
     Ok(())
 }
 
+/// What a payload is decoded from.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// A WebSocket message: already checked to be UTF-8.
+    Text(&'a str),
+    /// An HTTP body: checked here, run by run.
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Input<'a> {
+    fn bytes(self) -> &'a [u8] {
+        match self {
+            Input::Text(text) => text.as_bytes(),
+            Input::Bytes(bytes) => bytes,
+        }
+    }
+
+    /// The bytes `from..to` as text. Runs start and end at ASCII bytes, so a run of text is
+    /// sliced without checking it again.
+    fn run(self, from: usize, to: usize) -> Option<&'a str> {
+        match self {
+            Input::Text(text) => text.get(from..to),
+            Input::Bytes(bytes) => std::str::from_utf8(bytes.get(from..to)?).ok(),
+        }
+    }
+}
+
 /// The shape clients send, `["...", ...]` (JSON whitespace around the tokens allowed),
 /// decoded by hand in one pass: one allocation per message (a `Vec` too, past the first)
 /// and nothing else. `None`, with nothing handed to `f`, for anything else (other JSON
 /// values, lone surrogates, invalid UTF-8, broken input): the general path decides those.
-fn string_array(bytes: &[u8], mut f: impl FnMut(String)) -> Option<()> {
+fn string_array(input: Input<'_>, mut f: impl FnMut(String)) -> Option<()> {
+    let bytes = input.bytes();
     let mut at = skip_space(bytes, 0);
     if bytes.get(at) != Some(&b'[') {
         return None;
@@ -115,7 +143,7 @@ fn string_array(bytes: &[u8], mut f: impl FnMut(String)) -> Option<()> {
     let mut first = None;
     let mut rest = Vec::new();
     loop {
-        let (message, end) = string_at(bytes, at)?;
+        let (message, end) = string_at(input, at)?;
         if first.is_none() {
             first = Some(message);
         } else {
@@ -142,7 +170,8 @@ fn skip_space(bytes: &[u8], mut at: usize) -> usize {
 
 /// Where the run of plain string bytes starting at `at` ends: the index of the first `"`,
 /// `\\` or control character (or the end of `bytes`). Eight bytes at a time.
-fn plain_run(bytes: &[u8], mut at: usize) -> usize {
+fn plain_run(bytes: &[u8], at: usize) -> usize {
+    let mut at = swar::skip_clean_blocks(bytes, at, |b| b < 0x20 || b == b'"' || b == b'\\');
     while let Some(word) = swar::load(bytes, at) {
         let stops = swar::below(word, 0x20) | swar::equal(word, b'"') | swar::equal(word, b'\\');
         if stops != 0 {
@@ -197,7 +226,8 @@ fn escape(bytes: &[u8], at: usize) -> Option<(char, usize)> {
 /// Decodes the JSON string at `at` (its opening quote): the string and where it ends,
 /// just past its closing quote. `None` for raw control characters, invalid escapes, lone
 /// surrogates and invalid UTF-8.
-fn string_at(bytes: &[u8], at: usize) -> Option<(String, usize)> {
+fn string_at(input: Input<'_>, at: usize) -> Option<(String, usize)> {
+    let bytes = input.bytes();
     if bytes.get(at) != Some(&b'"') {
         return None;
     }
@@ -205,13 +235,12 @@ fn string_at(bytes: &[u8], at: usize) -> Option<(String, usize)> {
     let mut stop = plain_run(bytes, run);
     if bytes.get(stop) == Some(&b'"') {
         // No escapes: what the client sends almost always.
-        let text = std::str::from_utf8(&bytes[run..stop]).ok()?;
-        return Some((text.to_owned(), stop + 1));
+        return Some((input.run(run, stop)?.to_owned(), stop + 1));
     }
     let mut out = String::with_capacity(stop - run + 16);
     loop {
         // Runs end at ASCII bytes, so each is whole UTF-8 on its own.
-        out.push_str(std::str::from_utf8(&bytes[run..stop]).ok()?);
+        out.push_str(input.run(run, stop)?);
         match *bytes.get(stop)? {
             b'"' => return Some((out, stop + 1)),
             b'\\' => {
@@ -422,7 +451,12 @@ mod tests {
         #[test]
         fn the_fast_path_agrees_with_serde(text in jsonish()) {
             let mut fast = Vec::new();
-            if string_array(text.as_bytes(), |m| fast.push(m)).is_some() {
+            let took = string_array(Input::Bytes(text.as_bytes()), |m| fast.push(m)).is_some();
+            // Text the WebSocket layer checked decodes exactly as the same bytes do.
+            let mut from_text = Vec::new();
+            let took_text = string_array(Input::Text(&text), |m| from_text.push(m)).is_some();
+            prop_assert_eq!((took_text, &from_text), (took, &fast));
+            if took {
                 let serde: Vec<String> = serde_json::from_str(&text).expect("serde takes what the fast path takes");
                 prop_assert_eq!(fast, serde);
             } else {
@@ -437,13 +471,13 @@ mod tests {
         fn strings_serde_writes_take_the_fast_path(messages in proptest::collection::vec(any::<String>(), 0..5)) {
             let text = serde_json::to_string(&messages).expect("encodes");
             let mut fast = Vec::new();
-            prop_assert!(string_array(text.as_bytes(), |m| fast.push(m)).is_some(), "{}", text);
+            prop_assert!(string_array(Input::Bytes(text.as_bytes()), |m| fast.push(m)).is_some(), "{}", text);
             prop_assert_eq!(fast, messages);
         }
     }
 
-    /// The eight-byte scan must stop at every special byte wherever it is, in strings long
-    /// and short, and agree with serde on what it decodes or refuses.
+    /// The block and eight-byte scans must stop at every special byte wherever it is, in
+    /// strings long and short, and agree with serde on what it decodes or refuses.
     #[test]
     fn s5_2_every_special_at_every_position() {
         let specials = [
@@ -459,10 +493,14 @@ mod tests {
             "\u{7f}",
         ];
         for special in specials {
-            for pos in 0..20 {
-                let text = format!("[\"{}{special}{}\"]", "a".repeat(pos), "b".repeat(20 - pos));
+            for pos in 0..150 {
+                let text = format!(
+                    "[\"{}{special}{}\"]",
+                    "a".repeat(pos),
+                    "b".repeat(150 - pos)
+                );
                 let mut fast = Vec::new();
-                let took = string_array(text.as_bytes(), |m| fast.push(m)).is_some();
+                let took = string_array(Input::Bytes(text.as_bytes()), |m| fast.push(m)).is_some();
                 match serde_json::from_str::<Vec<String>>(&text) {
                     Ok(serde) if took => assert_eq!(fast, serde, "{text}"),
                     // Lone surrogates go to the general path, which serde refuses here.
@@ -475,8 +513,8 @@ mod tests {
 
     #[test]
     fn s5_2_invalid_utf8_leaves_the_fast_path() {
-        assert!(string_array(b"[\"abcdefgh\xff\"]", |_| ()).is_none());
-        assert!(string_array(b"[\"\\n\xc3\"]", |_| ()).is_none());
+        assert!(string_array(Input::Bytes(b"[\"abcdefgh\xff\"]"), |_| ()).is_none());
+        assert!(string_array(Input::Bytes(b"[\"\\n\xc3\"]"), |_| ()).is_none());
         assert_eq!(
             decode_messages(b"[\"abcdefgh\xff\"]"),
             Err(PayloadError::BrokenJson)
