@@ -9,7 +9,9 @@
 //! 128 KiB default, so that the idle-memory figure is a floor too.
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
+#[path = "loopback.rs"]
+mod loopback;
+
 use std::process::ExitCode;
 
 use futures_util::{SinkExt, StreamExt};
@@ -43,20 +45,10 @@ async fn echo(stream: TcpStream) {
 }
 
 fn main() -> ExitCode {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:0".into());
-    let addr: SocketAddr = match addr.parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("usage: raw_echo [ADDR]: bad address {addr:?}: {e}");
-            return ExitCode::from(2);
-        }
+    let addr = match loopback::addr_from_args("raw_echo") {
+        Ok(addr) => addr,
+        Err(code) => return code,
     };
-    if !addr.ip().is_loopback() {
-        eprintln!("raw_echo: refusing to listen on a non-loopback address {addr}");
-        return ExitCode::from(2);
-    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
