@@ -15,8 +15,8 @@ fn main() -> ExitCode {
             print!("{}", load::USAGE);
             ExitCode::SUCCESS
         }
-        Ok(Command::Summarize { files, vs, best_vs }) => {
-            match load::report::summarize_files(&files, &vs, &best_vs) {
+        Ok(Command::Summarize { files, compare }) => {
+            match load::report::summarize_files(&files, &compare) {
                 Ok(md) => {
                     print!("{md}");
                     ExitCode::SUCCESS

@@ -3,10 +3,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use super::report::Compare;
+
 /// Usage text.
 pub const USAGE: &str = "\
 usage: sockjs-load URL [options]
-       sockjs-load summarize [--vs SERVER]... [--best-vs SERVER]... FILE...
+       sockjs-load summarize [--vs SERVER]... [--best-vs SERVER]... [--pair S/BASE]... FILE...
 
 Runs N concurrent sessions against a SockJS echo service and verifies every echo
 (content and order). URL is a service base on a loopback address, e.g.
@@ -45,6 +47,8 @@ Markdown tables of medians, with ratios against each --vs server (default: node,
 Each --best-vs server gets one ratio column rather than one per server,
 \"best of ours / SERVER\": the highest median among the servers named by neither
 option, divided by that server's; the idle table gets a \"vs SERVER\" column.
+Each --pair S/BASE adds the one column \"S / BASE\" (BASE is not one of ours): a
+server against its own floor, such as smol against raw tungstenite on smol's runtime.
 ";
 
 /// Largest accepted values, to keep every run bounded.
@@ -152,10 +156,8 @@ pub enum Command {
     Summarize {
         /// Result files.
         files: Vec<String>,
-        /// Servers to compute ratios against.
-        vs: Vec<String>,
-        /// Servers to compare the best of ours against (one column each).
-        best_vs: Vec<String>,
+        /// The ratio columns.
+        compare: Compare,
     },
 }
 
@@ -227,10 +229,20 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         let mut files = Vec::new();
         let mut vs = Vec::new();
         let mut best_vs = Vec::new();
+        let mut pairs = Vec::new();
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--vs" => vs.push(it.next().ok_or("--vs needs a server name")?),
                 "--best-vs" => best_vs.push(it.next().ok_or("--best-vs needs a server name")?),
+                "--pair" => {
+                    let pair = it.next().ok_or("--pair needs SERVER/BASE")?;
+                    match pair.split_once('/') {
+                        Some((s, base)) if !s.is_empty() && !base.is_empty() && s != base => {
+                            pairs.push((s.to_owned(), base.to_owned()));
+                        }
+                        _ => return Err(format!("--pair needs SERVER/BASE, not {pair:?}")),
+                    }
+                }
                 "-h" | "--help" => return Ok(Command::Help),
                 _ if a.starts_with("--") => return Err(format!("unknown option {a}")),
                 _ => files.push(a),
@@ -242,7 +254,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         if vs.is_empty() {
             vs = vec!["node".into(), "raw".into()];
         }
-        return Ok(Command::Summarize { files, vs, best_vs });
+        let compare = Compare { vs, best_vs, pairs };
+        return Ok(Command::Summarize { files, compare });
     }
 
     let mut url = None;
@@ -404,21 +417,28 @@ mod tests {
     #[test]
     fn summarize_and_help() {
         match parse(args("summarize a.txt --vs node")) {
-            Ok(Command::Summarize { files, vs, best_vs }) => {
+            Ok(Command::Summarize { files, compare }) => {
                 assert_eq!(files, ["a.txt"]);
-                assert_eq!(vs, ["node"]);
-                assert!(best_vs.is_empty());
+                assert_eq!(compare.vs, ["node"]);
+                assert!(compare.best_vs.is_empty() && compare.pairs.is_empty());
             }
             other => panic!("expected summarize: {other:?}"),
         }
-        match parse(args("summarize --best-vs go a.txt")) {
-            Ok(Command::Summarize { vs, best_vs, .. }) => {
-                assert_eq!(vs, ["node", "raw"]);
-                assert_eq!(best_vs, ["go"]);
+        match parse(args("summarize --best-vs go --pair smol/raw-smol a.txt")) {
+            Ok(Command::Summarize { compare, .. }) => {
+                assert_eq!(compare.vs, ["node", "raw"]);
+                assert_eq!(compare.best_vs, ["go"]);
+                assert_eq!(compare.pairs, [("smol".to_owned(), "raw-smol".to_owned())]);
             }
             other => panic!("expected summarize: {other:?}"),
         }
         assert!(parse(args("summarize a.txt --best-vs")).is_err());
+        for bad in ["smol", "/raw", "smol/", "smol/smol"] {
+            assert!(
+                parse(args(&format!("summarize a.txt --pair {bad}"))).is_err(),
+                "{bad}"
+            );
+        }
         assert!(matches!(parse(args("--help")), Ok(Command::Help)));
     }
 }

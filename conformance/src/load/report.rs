@@ -187,15 +187,33 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// Markdown tables for `runs`, with ratio columns against each server in `vs`, and for
-/// each server in `best_vs` one column "best of ours / it", where ours are the servers
-/// in neither list.
-pub fn summarize(runs: &[Run], vs: &[String], best_vs: &[String]) -> String {
+/// The ratio columns of [`summarize`]'s tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compare {
+    /// Servers every other server gets a ratio column against.
+    pub vs: Vec<String>,
+    /// Servers the best of ours gets one ratio column against, each.
+    pub best_vs: Vec<String>,
+    /// Single ratio columns `server / base`.
+    pub pairs: Vec<(String, String)>,
+}
+
+/// Markdown tables for `runs`, with ratio columns against each server in `vs`, for each
+/// server in `best_vs` one column "best of ours / it", and one for each of `pairs`; ours
+/// are the servers named as none of those.
+pub fn summarize(runs: &[Run], compare: &Compare) -> String {
+    let Compare {
+        vs,
+        best_vs,
+        pairs: extra_pairs,
+    } = compare;
     let t = Table { runs };
     let servers = order(runs.iter().map(|r| r.server.clone()));
     let ours: Vec<&String> = servers
         .iter()
-        .filter(|s| !vs.contains(s) && !best_vs.contains(s))
+        .filter(|s| {
+            !vs.contains(s) && !best_vs.contains(s) && !extra_pairs.iter().any(|(_, b)| b == *s)
+        })
         .collect();
     // The highest median of msgs per CPU-second among ours, in a cell.
     let best_of_ours = |c: &str| {
@@ -228,6 +246,15 @@ pub fn summarize(runs: &[Run], vs: &[String], best_vs: &[String]) -> String {
                 if any {
                     pairs.push((s.clone(), v.clone()));
                 }
+            }
+        }
+        for (s, v) in extra_pairs {
+            let any = load_cells.iter().any(|c| {
+                t.med(c, s, |r| r.msgs_per_cpu_s).is_some()
+                    && t.med(c, v, |r| r.msgs_per_cpu_s).is_some()
+            });
+            if any && !pairs.contains(&(s.clone(), v.clone())) {
+                pairs.push((s.clone(), v.clone()));
             }
         }
         let bests: Vec<&String> = best_vs
@@ -429,11 +456,7 @@ fn user_us_per_msg(r: &Run) -> Option<f64> {
 }
 
 /// Reads the files and summarizes their runs.
-pub fn summarize_files(
-    files: &[String],
-    vs: &[String],
-    best_vs: &[String],
-) -> Result<String, String> {
+pub fn summarize_files(files: &[String], compare: &Compare) -> Result<String, String> {
     let mut runs = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
@@ -442,12 +465,20 @@ pub fn summarize_files(
     if runs.is_empty() {
         return Err("no RESULT lines tagged with server and cell".into());
     }
-    Ok(summarize(&runs, vs, best_vs))
+    Ok(summarize(&runs, compare))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn compare(vs: &[&str], best_vs: &[&str]) -> Compare {
+        Compare {
+            vs: vs.iter().map(|s| s.to_string()).collect(),
+            best_vs: best_vs.iter().map(|s| s.to_string()).collect(),
+            pairs: Vec::new(),
+        }
+    }
 
     fn line(server: &str, cell: &str, mpc: f64, idle: bool) -> String {
         format!(
@@ -493,7 +524,7 @@ mod tests {
         .join("\n");
         let runs = parse_results(&text).expect("parses");
         assert_eq!(runs.len(), 12);
-        let md = summarize(&runs, &["node".into(), "raw".into()], &[]);
+        let md = summarize(&runs, &compare(&["node", "raw"], &[]));
         assert!(
             md.contains("| cell | node | ours | raw | ours / node | raw / node | ours / raw |")
         );
@@ -528,7 +559,7 @@ mod tests {
             "\"server_user_s\":0.250,\"msgs_per_cpu_s\"",
         );
         let runs = parse_results(&text).expect("parses");
-        let md = summarize(&runs, &[], &[]);
+        let md = summarize(&runs, &Compare::default());
         assert!(
             md.contains("| Cell ws | ours | 5000.0 | 1250.0 | 3750.0 | 25% |"),
             "{md}"
@@ -551,8 +582,7 @@ mod tests {
         ]
         .join("\n");
         let runs = parse_results(&text).expect("parses");
-        let vs = ["node".to_owned(), "raw".to_owned()];
-        let md = summarize(&runs, &vs, &["go".into()]);
+        let md = summarize(&runs, &compare(&["node", "raw"], &["go"]));
         // Ours are tokio and smol: best 500 against go's 200; no go figure for xhr.
         assert!(
             md.contains(
@@ -578,13 +608,37 @@ mod tests {
             "{md}"
         );
         // Without --best-vs the tables are as before.
-        let plain = summarize(&runs, &vs, &[]);
+        let plain = summarize(&runs, &compare(&["node", "raw"], &[]));
         assert!(!plain.contains("best of ours") && !plain.contains("vs go"));
+    }
+
+    #[test]
+    fn a_pair_is_one_column_and_its_base_is_not_ours() {
+        let text = [
+            line("go", "ws", 200.0, false),
+            line("tokio", "ws", 300.0, false),
+            line("smol", "ws", 400.0, false),
+            line("raw-smol", "ws", 500.0, false),
+        ]
+        .join("\n");
+        let runs = parse_results(&text).expect("parses");
+        let mut with_pair = compare(&[], &["go"]);
+        with_pair.pairs = vec![("smol".into(), "raw-smol".into())];
+        let md = summarize(&runs, &with_pair);
+        assert!(
+            md.contains("| go | tokio | smol | raw-smol | smol / raw-smol | best of ours / go |"),
+            "{md}"
+        );
+        // The best of ours is smol's 400, not raw-smol's 500.
+        assert!(
+            md.contains("| 200 | 300 | 400 | 500 | 0.80× | 2.00× |"),
+            "{md}"
+        );
     }
 
     #[test]
     fn bad_json_is_reported() {
         assert!(parse_results("RESULT {\"tags\":").is_err());
-        assert!(summarize_files(&["/nonexistent/x".into()], &[], &[]).is_err());
+        assert!(summarize_files(&["/nonexistent/x".into()], &Compare::default()).is_err());
     }
 }
