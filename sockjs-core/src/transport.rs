@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::escape::{percent_event_data, quote_js};
+use bytes::Bytes;
 use http::HeaderValue;
 
 use crate::options::ProtocolVersion;
@@ -12,6 +13,14 @@ use crate::response::{
     APPLICATION_JAVASCRIPT, TEXT_EVENT_STREAM, TEXT_EVENT_STREAM_UTF8, TEXT_HTML,
 };
 use crate::route::SessionEndpoint;
+
+/// xhr-streaming's prelude (§8): 2048 `h` and a newline, so that old browsers start
+/// handing the stream over.
+static XHR_STREAMING_PRELUDE: [u8; 2049] = {
+    let mut prelude = [b'h'; 2049];
+    prelude[2048] = b'\n';
+    prelude
+};
 
 /// A transport: the one a session was opened with, as reported to the application, and
 /// what [`Transports`] switches on and off.
@@ -96,16 +105,13 @@ impl Transport {
         }
     }
 
-    /// The bytes a streaming response starts with, as their own chunk.
-    pub(crate) fn prelude(self, callback: &str) -> Option<Vec<u8>> {
+    /// The bytes a streaming response starts with, as their own chunk: shared, not built
+    /// per stream, except htmlfile's (it names the callback).
+    pub(crate) fn prelude(self, callback: &str) -> Option<Bytes> {
         match self {
-            Transport::XhrStreaming => {
-                let mut p = vec![b'h'; 2049];
-                p[2048] = b'\n';
-                Some(p)
-            }
-            Transport::EventSource => Some(b"\r\n".to_vec()),
-            Transport::HtmlFile => Some(htmlfile_prelude(callback)),
+            Transport::XhrStreaming => Some(Bytes::from_static(&XHR_STREAMING_PRELUDE)),
+            Transport::EventSource => Some(Bytes::from_static(b"\r\n")),
+            Transport::HtmlFile => Some(Bytes::from(htmlfile_prelude(callback))),
             _ => None,
         }
     }
@@ -318,7 +324,7 @@ mod tests {
         let p = Transport::XhrStreaming.prelude("").expect("prelude");
         assert_eq!(p.len(), 2049);
         assert!(p[..2048].iter().all(|&b| b == b'h') && p[2048] == b'\n');
-        assert_eq!(Transport::EventSource.prelude(""), Some(b"\r\n".to_vec()));
+        assert_eq!(Transport::EventSource.prelude("").as_deref(), Some(&b"\r\n"[..]));
         assert_eq!(Transport::XhrPolling.prelude(""), None);
     }
 }

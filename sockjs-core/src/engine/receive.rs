@@ -277,7 +277,7 @@ impl Shared {
             let request = receiver.request;
             self.out.push(request, Content::StreamStart(Box::new(head)));
             if let Some(prelude) = receiver.transport.prelude(&receiver.callback) {
-                self.out.push(request, Content::Chunk(Bytes::from(prelude)));
+                self.out.push(request, Content::Chunk(prelude));
             }
         } else {
             receiver.mode = ReceiverMode::Polling(Box::new(head));
