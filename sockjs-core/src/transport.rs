@@ -324,7 +324,10 @@ mod tests {
         let p = Transport::XhrStreaming.prelude("").expect("prelude");
         assert_eq!(p.len(), 2049);
         assert!(p[..2048].iter().all(|&b| b == b'h') && p[2048] == b'\n');
-        assert_eq!(Transport::EventSource.prelude("").as_deref(), Some(&b"\r\n"[..]));
+        assert_eq!(
+            Transport::EventSource.prelude("").as_deref(),
+            Some(&b"\r\n"[..])
+        );
         assert_eq!(Transport::XhrPolling.prelude(""), None);
     }
 }
