@@ -233,3 +233,67 @@ fn s3_1_every_session_gets_its_own_key_whatever_id_the_client_chose() {
         }
     });
 }
+
+/// The adapters hand the client's address beside each request, not in it; wherever the
+/// application reads a request it is there all the same: in its callbacks (an origin
+/// predicate, for every request it is asked about, opening or not) and in the session's
+/// opening request.
+#[test]
+fn s3_3_the_application_reads_the_peer_address_on_every_request_it_sees() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (asked_tx, asked) = mpsc::channel();
+            let (opened_tx, opened) = mpsc::channel();
+            let origins = sockjs_core::OriginPolicy::predicate(move |_origin, request| {
+                let peer = request.extensions.get::<sockjs_core::PeerAddr>();
+                let _ = asked_tx.send((request.uri.path().to_owned(), peer.map(|p| p.0.ip())));
+                true
+            });
+            let options = Options {
+                origins,
+                ..Options::default()
+            };
+            let mount = Mount::new(
+                "/seen",
+                options,
+                handler(move |mut session: Session| {
+                    let request = session.request();
+                    let peer = request.extensions.get::<sockjs_core::PeerAddr>();
+                    let tls = request.extensions.get::<sockjs_core::Tls>().is_some();
+                    let _ = opened_tx.send((peer.map(|p| p.0.ip()), tls));
+                    async move { while session.recv().await.is_some() {} }
+                }),
+            );
+            let target = start_services(adapter, Config::default(), vec![mount]);
+            let id = sid("seen");
+            let origin = [("Origin", "http://example.test")];
+            let open = Request::new("POST", &format!("/seen/000/{id}/xhr")).headers(&origin);
+            assert_eq!(target.request(&open).text(), "o\n", "{adapter:?}");
+            let send = Request::new("POST", &format!("/seen/000/{id}/xhr_send"))
+                .headers(&origin)
+                .body(r#"["x"]"#);
+            assert_eq!(target.request(&send).status(), 204, "{adapter:?}");
+
+            let loopback = ip("127.0.0.1");
+            assert_eq!(
+                opened.recv_timeout(WAIT).unwrap(),
+                (loopback, false),
+                "{adapter:?}"
+            );
+            let open_path = format!("/seen/000/{id}/xhr");
+            let send_path = format!("/seen/000/{id}/xhr_send");
+            let seen: Vec<_> = asked.try_iter().collect();
+            for path in [open_path, send_path] {
+                assert!(
+                    seen.iter()
+                        .any(|(p, peer)| p.ends_with(&path[5..]) && *peer == loopback),
+                    "{adapter:?}: {path} not seen with the peer address: {seen:?}"
+                );
+            }
+            assert!(
+                seen.iter().all(|(_, peer)| *peer == loopback),
+                "{adapter:?}: {seen:?}"
+            );
+        }
+    });
+}

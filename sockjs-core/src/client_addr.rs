@@ -109,10 +109,14 @@ impl fmt::Display for IpRange {
 /// not trusted is the client (the farthest one, if every hop is trusted). `Forwarded` is
 /// read if present, else `X-Forwarded-For`, else `X-Real-IP`. Entries that are not IP
 /// addresses (`unknown`, obfuscated identifiers) end the walk at the last address known.
-/// The client's address behind trusted proxies, from the adapter's [`PeerAddr`](crate::PeerAddr).
-pub(crate) fn of_request(parts: &http::request::Parts, trusted: &[IpRange]) -> Option<IpAddr> {
-    let peer = parts.extensions.get::<crate::PeerAddr>()?.0.ip();
-    Some(client_ip(peer, &parts.headers, trusted))
+/// The client's address behind trusted proxies, from the adapter's `peer` address
+/// ([`PeerAddr`](crate::PeerAddr)) and the request's forwarding headers.
+pub(crate) fn of_request(
+    parts: &http::request::Parts,
+    peer: Option<std::net::SocketAddr>,
+    trusted: &[IpRange],
+) -> Option<IpAddr> {
+    Some(client_ip(peer?.ip(), &parts.headers, trusted))
 }
 
 pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpRange]) -> IpAddr {

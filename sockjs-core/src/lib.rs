@@ -149,6 +149,7 @@ mod engine;
 pub mod handshake;
 mod options;
 mod output;
+mod peer;
 mod rejection;
 mod response;
 mod session;
@@ -184,8 +185,11 @@ pub use output::{
 pub use rejection::Rejection;
 pub use transport::{Transport, Transports};
 
-/// A request extension carrying the peer's address. Drivers insert it so sessions can
-/// report it and [`SessionBinding::PeerIp`] can check it.
+/// A request extension carrying the peer's address, so sessions can report it and
+/// [`SessionBinding::PeerIp`] can check it. A runtime that feeds the [`Engine`] inserts it
+/// into each request; the adapters hand it beside the request instead (the driver's
+/// `Connection`), and the application finds it on every request it reads all the same (a
+/// session's opening request, an admission hook's, the option callbacks').
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
@@ -196,7 +200,8 @@ pub struct PeerAddr(pub std::net::SocketAddr);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginalUri(pub http::Uri);
 
-/// A request extension marking a request that arrived over TLS. Drivers that terminate TLS
-/// insert it so hixie-76 answers with a `wss://` location.
+/// A request extension marking a request that arrived over TLS, so hixie-76 answers with a
+/// `wss://` location. Set like [`PeerAddr`]: by a runtime that feeds the [`Engine`], or
+/// beside the request by the adapters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tls;

@@ -364,6 +364,15 @@ impl fmt::Display for OptionsError {
 impl std::error::Error for OptionsError {}
 
 impl Options {
+    /// Whether a callback of the application reads requests ([`OriginPolicy::Predicate`],
+    /// [`Jsessionid::Custom`](crate::Jsessionid::Custom)): they then see every request with
+    /// the [`PeerAddr`](crate::PeerAddr) and [`Tls`](crate::Tls) extensions, as the
+    /// adapter knows them.
+    pub(crate) fn reads_requests(&self) -> bool {
+        matches!(self.origins, OriginPolicy::Predicate(_))
+            || matches!(self.jsessionid, crate::Jsessionid::Custom(_))
+    }
+
     /// Checks the options for values the engine cannot serve correctly.
     pub fn validate(&self) -> Result<(), OptionsError> {
         if !self.prefix.is_empty() && (!self.prefix.starts_with('/') || self.prefix.ends_with('/'))

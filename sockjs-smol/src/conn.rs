@@ -14,11 +14,11 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::future;
 use http::{HeaderValue, Response, StatusCode, header};
 use sockjs_core::driver::web::{BodyError, plain};
-use sockjs_core::driver::{ConnectionProbe, Exchange, Socket, TryNext, write_all};
+use sockjs_core::driver::{Connection, ConnectionProbe, Exchange, Socket, TryNext, write_all};
 use sockjs_core::wire::{
     CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder, ResponseEncoder, hixie76,
 };
-use sockjs_core::{Content, Handshake, PeerAddr, Tls};
+use sockjs_core::{Content, Handshake, PeerAddr};
 
 use crate::server::Shared;
 
@@ -54,7 +54,8 @@ struct Upgraded {
 }
 
 /// Serves one connection until it closes, or becomes a WebSocket (which goes on in a task
-/// of its own). Requests carry `probe` when there is one, and [`Tls`] when `tls`.
+/// of its own). Requests go to their service with `peer`, `probe` when there is one, and
+/// `tls`.
 pub(crate) async fn serve<S: Socket>(
     shared: Arc<Shared>,
     stream: S,
@@ -75,8 +76,7 @@ pub(crate) async fn serve<S: Socket>(
         decoder: RequestDecoder::new(limits),
         peer,
         shared: shared.clone(),
-        probe,
-        tls,
+        connection: connection(peer, probe, tls),
     };
     let Some(upgraded) = conn.run().await? else {
         // The end of the last response (TLS: its close_notify), then FIN.
@@ -102,8 +102,16 @@ struct Conn<S> {
     decoder: RequestDecoder,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    probe: Option<ConnectionProbe>,
-    tls: bool,
+    /// What each request's service is told of the connection.
+    connection: Connection,
+}
+
+fn connection(peer: SocketAddr, probe: Option<ConnectionProbe>, tls: bool) -> Connection {
+    let connection = Connection::new().with_peer(peer).with_tls(tls);
+    match probe {
+        Some(probe) => connection.with_probe(probe),
+        None => connection,
+    }
 }
 
 impl<S: Socket> Conn<S> {
@@ -253,10 +261,12 @@ impl<S: Socket> Conn<S> {
             self.write(&out).await?;
             return Ok(Next::Close);
         }
-        request.extensions_mut().insert(PeerAddr(self.peer));
         let Some(service) = self.shared.route(request.uri().path()) else {
             let mut response = match &self.shared.fallback {
-                Some(fallback) => fallback(request),
+                Some(fallback) => {
+                    request.extensions_mut().insert(PeerAddr(self.peer));
+                    fallback(request)
+                }
                 None => {
                     self.shared.handle.unrouted.count(StatusCode::NOT_FOUND);
                     plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n")
@@ -267,13 +277,7 @@ impl<S: Socket> Conn<S> {
             self.write(&out).await?;
             return Ok(finish(after));
         };
-        if let Some(probe) = &self.probe {
-            request.extensions_mut().insert(probe.clone());
-        }
-        if self.tls {
-            request.extensions_mut().insert(Tls);
-        }
-        let mut exchange = service.submit(request);
+        let mut exchange = service.submit_on(request, &self.connection);
         let mut stream = None;
         // An item already taken from the exchange, to go out in the same write.
         let mut next = None;

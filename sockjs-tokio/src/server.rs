@@ -16,8 +16,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
 use sockjs_core::driver::web::{self, Mounts};
-use sockjs_core::driver::{Config, ConnectionProbe};
-use sockjs_core::{PeerAddr, Tls};
+use sockjs_core::driver::{Config, Connection, ConnectionProbe};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -84,31 +83,20 @@ impl Routes {
     async fn dispatch(
         &self,
         request: Request<Incoming>,
-        peer: SocketAddr,
-        probe: Option<ConnectionProbe>,
-        tls: bool,
+        connection: &Connection,
     ) -> Response<Body> {
         let found = self.mounts.find(request.uri().path());
         let Some((prefix, service)) = found else {
             self.unrouted.count(StatusCode::NOT_FOUND);
             return Body::plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n");
         };
-        let Some(mut request) = web::strip_prefix(request, prefix) else {
+        let Some(request) = web::strip_prefix(request, prefix) else {
             self.unrouted.count(StatusCode::BAD_REQUEST);
             return Body::plain(StatusCode::BAD_REQUEST, "Bad request target.\n");
         };
-        request.extensions_mut().insert(PeerAddr(peer));
-        if let Some(probe) = probe {
-            request.extensions_mut().insert(probe);
-        }
-        if tls {
-            request.extensions_mut().insert(Tls);
-        }
-        let mut service = service.clone();
-        match tower_service::Service::call(&mut service, request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
+        // Not through `tower::Service::call`, which boxes its future and would have the
+        // connection's facts as extensions (a map and a box each, per request).
+        service.clone().handle(request, Some(connection)).await
     }
 }
 
@@ -256,8 +244,8 @@ impl IntoFuture for Serve {
 /// Serves one connection given as any byte stream (a TLS stream of one's own, a Unix
 /// socket, an in-memory pipe...) with the services of `routes` and the server settings of
 /// `config` (as [`Serve::config`]), until the client or a WebSocket closes it; `peer` is
-/// the client's address for the sessions ([`PeerAddr`]). With `Config::tls` (feature `tls`) the
-/// connection starts with a TLS handshake.
+/// the client's address for the sessions ([`PeerAddr`](sockjs_core::PeerAddr)). With
+/// `Config::tls` (feature `tls`) the connection starts with a TLS handshake.
 ///
 /// A `tokio::net::TcpStream` is read and written directly and gets the liveness probe
 /// ([`ConnectionProbe`]): a receiver that replaces one whose client has gone gets its
@@ -357,9 +345,13 @@ async fn http1<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let mut connection = Connection::new().with_peer(peer).with_tls(tls);
+    if let Some(probe) = probe {
+        connection = connection.with_probe(probe);
+    }
     let service = hyper::service::service_fn(move |request| {
-        let (routes, probe) = (routes.clone(), probe.clone());
-        async move { Ok::<_, Infallible>(routes.dispatch(request, peer, probe, tls).await) }
+        let (routes, connection) = (routes.clone(), connection.clone());
+        async move { Ok::<_, Infallible>(routes.dispatch(request, &connection).await) }
     });
     let mut builder = http1::Builder::new();
     builder

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use sockjs_core::driver::metrics::Metrics;
-use sockjs_core::driver::{Admission, Config, Exchange, Service, Session, web};
+use sockjs_core::driver::{Admission, Config, Connection, Exchange, Service, Session, web};
 use sockjs_core::{Content, Handshake, Options, OptionsError};
 
 use crate::body::Body;
@@ -164,8 +164,13 @@ impl SockJs {
         self.service.metrics()
     }
 
-    /// Answers one request.
-    async fn handle<B>(self, request: Request<B>) -> Response<Body>
+    /// Answers one request; its connection's facts are `connection` when the server knows
+    /// them, else the request's extensions (a router or middleware in front may set them).
+    pub(crate) async fn handle<B>(
+        self,
+        request: Request<B>,
+        connection: Option<&Connection>,
+    ) -> Response<Body>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -188,7 +193,11 @@ impl SockJs {
                 return response.map(Body::full);
             }
         };
-        let mut exchange = self.service.submit(Request::from_parts(parts, body));
+        let request = Request::from_parts(parts, body);
+        let mut exchange = match connection {
+            Some(connection) => self.service.submit_on(request, connection),
+            None => self.service.submit(request),
+        };
         match exchange.next().await {
             Some(Content::Response(response)) => response.map(Body::full),
             Some(Content::StreamStart(head)) => head.map(|()| Body::stream(exchange)),
@@ -302,7 +311,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         ResponseFuture {
-            inner: Box::pin(self.clone().handle(request)),
+            inner: Box::pin(self.clone().handle(request, None)),
         }
     }
 }

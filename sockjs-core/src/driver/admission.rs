@@ -187,7 +187,8 @@ impl Pending {
         trusted: &[crate::IpRange],
     ) -> Pending {
         let (parts, body) = request.into_parts();
-        let client = crate::client_addr::of_request(&parts, trusted);
+        let peer = crate::peer::Peer::of(&parts).addr;
+        let client = crate::client_addr::of_request(&parts, peer, trusted);
         let head = Arc::new(parts);
         let request = AdmissionRequest {
             head: head.clone(),

@@ -10,6 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::driver::admission::{Decided, Pending};
+use crate::driver::connection::Connection;
 use crate::driver::inbound::{Delivery, Stall};
 use crate::driver::queue::{self, TryRecv};
 use crate::driver::runtime::Timer;
@@ -77,6 +78,7 @@ enum Phase {
 struct Deferral {
     shard: Arc<Shard>,
     request: http::Request<Bytes>,
+    connection: Connection,
 }
 
 /// What [`Exchange::try_next`] found.
@@ -115,9 +117,14 @@ impl fmt::Debug for Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn submit(shard: Arc<Shard>, id: RequestId, request: http::Request<Bytes>) -> Self {
+    pub(crate) fn submit(
+        shard: Arc<Shard>,
+        id: RequestId,
+        request: http::Request<Bytes>,
+        connection: Connection,
+    ) -> Self {
         let (tx, rx) = queue::channel();
-        let phase = enter(&shard, id, request, tx, false, false);
+        let phase = enter(&shard, id, request, connection, tx, false, false);
         Exchange {
             link: Link {
                 live: matches!(phase, Phase::Live { .. }),
@@ -342,10 +349,16 @@ impl Exchange {
         } = phase
         {
             self.link.shard.unwatch(attached, slot);
+            let Deferral {
+                request,
+                connection,
+                ..
+            } = *request;
             let phase = enter(
                 &self.link.shard,
                 self.link.id,
-                request.request,
+                request,
+                connection,
                 tx,
                 true,
                 admitted,
@@ -376,7 +389,9 @@ impl Exchange {
         if let Phase::Admitting { tx, .. } = phase {
             match verdict {
                 Decided::Admitted(request) => {
-                    let phase = enter(&self.link.shard, self.link.id, request, tx, false, true);
+                    let (request, connection) = connection_of(request);
+                    let (shard, id) = (&self.link.shard, self.link.id);
+                    let phase = enter(shard, id, request, connection, tx, false, true);
                     self.enter_phase(phase);
                 }
                 Decided::Refused(head, rejection) => {
@@ -511,15 +526,17 @@ fn enter(
     shard: &Arc<Shard>,
     id: RequestId,
     request: http::Request<Bytes>,
+    connection: Connection,
     tx: queue::Sender,
     force: bool,
     admitted: bool,
 ) -> Phase {
     let common = &shard.common;
-    match shard.submit(id, request, tx, force, admitted) {
+    match shard.submit(id, request, connection, tx, force, admitted) {
         Submitted::Fed(delivered) => Phase::Live { delivered },
         Submitted::Deferred {
             request,
+            connection,
             tx,
             attached,
         } => Phase::Deferred {
@@ -527,6 +544,7 @@ fn enter(
             request: Box::new(Deferral {
                 shard: shard.clone(),
                 request: *request,
+                connection,
             }),
             tx,
             attached,
@@ -544,9 +562,20 @@ fn enter(
                 tx,
                 until: common.runtime.now() + common.config.admission_timeout,
             },
-            None => enter(shard, id, *request, tx, force, true),
+            None => {
+                let (request, connection) = connection_of(*request);
+                enter(shard, id, request, connection, tx, force, true)
+            }
         },
     }
+}
+
+/// A request held for the admission hook, and its connection's facts taken back from its
+/// extensions (see [`Submitted::Admit`]).
+fn connection_of(request: http::Request<Bytes>) -> (http::Request<Bytes>, Connection) {
+    let (mut parts, body) = request.into_parts();
+    let connection = Connection::take_from(&mut parts);
+    (http::Request::from_parts(parts, body), connection)
 }
 
 impl Drop for Http {

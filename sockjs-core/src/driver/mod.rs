@@ -17,9 +17,9 @@
 //! request:
 //!
 //! 1. reads the head and the whole body (bounded by
-//!    [`Options::max_request_body`](crate::Options::max_request_body)), inserts the client's
-//!    [`PeerAddr`](crate::PeerAddr) and a [`ConnectionProbe`] as extensions, and calls
-//!    [`Service::submit`];
+//!    [`Options::max_request_body`](crate::Options::max_request_body)) and calls
+//!    [`Service::submit_on`] with what it knows of the [`Connection`] (the client's
+//!    address, TLS, a [`ConnectionProbe`]);
 //! 2. writes what the returned [`Exchange`] yields ([`Exchange::next`]): a whole response,
 //!    or a stream head and then each chunk as its own flushed HTTP chunk until the end, or
 //!    a 101 head, after which [`Exchange::serve_websocket`] runs the socket;
@@ -60,6 +60,7 @@
 mod admission;
 pub mod broadcast;
 mod config;
+mod connection;
 mod exchange;
 mod head;
 mod inbound;
@@ -81,9 +82,10 @@ mod websocket;
 
 pub use admission::{Admission, AdmissionRequest};
 pub use config::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
+pub use connection::{Connection, ConnectionProbe};
 pub use exchange::{Exchange, TryNext};
 pub use runtime::{Runtime, Task, Timer};
-pub use service::{ConnectionProbe, Service, shutdown};
+pub use service::{Service, shutdown};
 pub use session::{Closed, Ready, Send, Session, SessionSender};
 pub use socket::{PollIo, Polled, Socket, write_all};
 pub use websocket::WebSocket;

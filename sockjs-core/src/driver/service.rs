@@ -12,6 +12,7 @@ use tracing::Instrument as _;
 
 use crate::driver::admission::Admission;
 use crate::driver::config::Config;
+use crate::driver::connection::Connection;
 use crate::driver::exchange::Exchange;
 use crate::driver::metrics::{Counters, Endpoint, Metrics};
 use crate::driver::runtime::Runtime;
@@ -29,73 +30,6 @@ type Handler = Arc<dyn Fn(Session, tracing::Span) -> crate::driver::Task + Send 
 fn next_key_block() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed) << 40
-}
-
-/// Tells, without waiting, whether a request's client has gone (closed or reset its
-/// connection). Adapters attach one to each request as an extension.
-///
-/// The driver asks it in one situation only: a new receiver arrives for a session whose
-/// previous receiver is still attached, which would get `c[2010,…]`. If that receiver's
-/// client has in fact gone and the adapter has not noticed yet, the driver aborts it first,
-/// so the newcomer gets what it would have got had the abort been seen first
-/// (PROTOCOL.md §7.1.6). Without a probe the newcomer waits for the old receiver to end,
-/// at most [`Config::abort_grace`].
-///
-/// ```
-/// use sockjs_core::driver::ConnectionProbe;
-/// let probe = ConnectionProbe::new(|| false);
-/// assert!(!probe.is_gone());
-/// ```
-#[derive(Clone)]
-pub struct ConnectionProbe(Arc<dyn Fn() -> bool + Send + Sync>);
-
-impl ConnectionProbe {
-    /// A probe answering with `is_gone`, which must not block (e.g. a non-blocking
-    /// `MSG_PEEK` read that reports end of input or a reset).
-    pub fn new(is_gone: impl Fn() -> bool + Send + Sync + 'static) -> ConnectionProbe {
-        ConnectionProbe(Arc::new(is_gone))
-    }
-
-    /// A probe for a socket held weakly (so the probe never keeps a connection open):
-    /// gone once the socket is dropped, or when `peek`, a non-blocking `MSG_PEEK` read of
-    /// at most a byte, finds the end of input or an error. Bytes waiting to be read (a
-    /// pipelined request) and `WouldBlock` say the client is still there.
-    ///
-    /// ```
-    /// use std::sync::{Arc, OnceLock};
-    /// use sockjs_core::driver::ConnectionProbe;
-    ///
-    /// let socket = Arc::new(std::io::ErrorKind::WouldBlock);
-    /// let probe = ConnectionProbe::peeking(Arc::downgrade(&socket), |kind, _buf| Err((*kind).into()));
-    /// assert!(!probe.is_gone());
-    /// drop(socket);
-    /// assert!(probe.is_gone());
-    /// ```
-    pub fn peeking<S: Send + Sync + 'static>(
-        socket: std::sync::Weak<S>,
-        peek: impl Fn(&S, &mut [u8]) -> std::io::Result<usize> + Send + Sync + 'static,
-    ) -> ConnectionProbe {
-        ConnectionProbe::new(move || {
-            let Some(socket) = socket.upgrade() else {
-                return true;
-            };
-            match peek(&socket, &mut [0u8; 1]) {
-                Ok(n) => n == 0,
-                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-            }
-        })
-    }
-
-    /// Whether the client has gone.
-    pub fn is_gone(&self) -> bool {
-        (self.0)()
-    }
-}
-
-impl fmt::Debug for ConnectionProbe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ConnectionProbe")
-    }
 }
 
 /// What every shard of a service shares.
@@ -163,9 +97,8 @@ impl Drop for Inner {
 /// One SockJS service at one prefix: its engine shards, its handler and its settings.
 /// Cheap to clone (clones share everything); dropping the last clone stops its timers.
 ///
-/// Adapters hand it each request (head and whole body, with the [`PeerAddr`](crate::PeerAddr)
-/// and a [`ConnectionProbe`] as extensions) with [`Service::submit`] and carry out what the
-/// returned [`Exchange`] yields.
+/// Adapters hand it each request (head and whole body) and its [`Connection`] with
+/// [`Service::submit_on`] and carry out what the returned [`Exchange`] yields.
 #[derive(Clone)]
 pub struct Service {
     inner: Arc<Inner>,
@@ -278,17 +211,26 @@ impl Service {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
-    /// Hands one request (head and whole body) to the service. Insert a
-    /// [`PeerAddr`](crate::PeerAddr) and a [`ConnectionProbe`] into its extensions first
-    /// when the adapter knows them. The returned [`Exchange`] yields what to write.
+    /// Hands one request (head and whole body) to the service, with what the adapter
+    /// knows of its `connection`. The returned [`Exchange`] yields what to write.
     ///
     /// The first call starts the service's timer tasks on its runtime.
-    pub fn submit(&self, request: http::Request<Bytes>) -> Exchange {
+    pub fn submit_on(&self, request: http::Request<Bytes>, connection: &Connection) -> Exchange {
         self.start();
         let inner = &*self.inner;
         let shard = self.pick(request.uri().path()).clone();
         let id = RequestId(inner.next_request.fetch_add(1, Ordering::Relaxed));
-        Exchange::submit(shard, id, request)
+        Exchange::submit(shard, id, request, connection.clone())
+    }
+
+    /// [`submit_on`](Service::submit_on) for a request that carries its connection's facts
+    /// as extensions ([`PeerAddr`](crate::PeerAddr), [`Tls`](crate::Tls), a
+    /// [`ConnectionProbe`](crate::driver::ConnectionProbe)), as a router or middleware in front of the service may have
+    /// set them.
+    pub fn submit(&self, request: http::Request<Bytes>) -> Exchange {
+        let (mut parts, body) = request.into_parts();
+        let connection = Connection::take_from(&mut parts);
+        self.submit_on(http::Request::from_parts(parts, body), &connection)
     }
 
     /// Closes every open session with this code and reason (graceful shutdown): streams

@@ -23,11 +23,12 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::driver::config::{INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
+use crate::driver::connection::{Connection, ConnectionProbe};
 use crate::driver::inbound::{Delivery, InboundError, SessionShared};
 use crate::driver::metrics::{Counters, Endpoint, Outside};
 use crate::driver::queue::{self, PushError};
 use crate::driver::runtime::Timer;
-use crate::driver::service::{Common, ConnectionProbe};
+use crate::driver::service::Common;
 use crate::driver::session::Session;
 use crate::driver::waiters::{Waiters, wake_all};
 use crate::route::Route;
@@ -129,11 +130,13 @@ pub(crate) enum Submitted {
     /// request's client is still there cannot be told at once.
     Deferred {
         request: Box<http::Request<Bytes>>,
+        connection: Connection,
         tx: queue::Sender,
         attached: RequestId,
     },
     /// Held back: it would open a session, which the service's admission hook must allow
-    /// first.
+    /// first. The hook sees the connection's facts as the request's extensions (the probe
+    /// too, which [`Connection::take_from`] takes back).
     Admit {
         request: Box<http::Request<Bytes>>,
         tx: queue::Sender,
@@ -214,6 +217,7 @@ impl Shard {
         self: &Arc<Self>,
         id: RequestId,
         request: http::Request<Bytes>,
+        connection: Connection,
         tx: queue::Sender,
         force: bool,
         admitted: bool,
@@ -241,6 +245,7 @@ impl Shard {
                 Some(None) if !force && !self.common.config.abort_grace.is_zero() => {
                     return Submitted::Deferred {
                         request: Box::new(http::Request::from_parts(parts, body)),
+                        connection,
                         tx,
                         attached,
                     };
@@ -255,16 +260,22 @@ impl Shard {
             && st.engine.opens_session_routed(&parts, route)
         {
             self.settle(st, now);
+            let mut parts = parts;
+            connection.facts().stamp(&mut parts);
+            if let Some(probe) = connection.into_probe() {
+                parts.extensions.insert(probe);
+            }
             return Submitted::Admit {
                 request: Box::new(http::Request::from_parts(parts, body)),
                 tx,
             };
         }
-        let probe = parts.extensions.get::<ConnectionProbe>().cloned();
-        st.requests.insert(id, Slot::new(tx, probe, Some(endpoint)));
+        let peer = connection.facts();
+        st.requests
+            .insert(id, Slot::new(tx, connection.into_probe(), Some(endpoint)));
         st.counters.wire_received += body.len() as u64;
         st.delivered = Some(None);
-        st.engine.handle_routed(now, id, parts, body, route);
+        st.engine.handle_routed(now, id, parts, body, route, peer);
         st.drain(now, &self.common);
         let delivered = st.delivered.take().flatten();
         self.settle(st, now);

@@ -8,6 +8,7 @@ use super::{Engine, cookie_name, receiving_transport};
 use crate::engine::websocket::has_token;
 use crate::frame;
 use crate::output::{Content, RequestId};
+use crate::peer::Peer;
 use crate::rejection::Rejection;
 use crate::response::{Headers, RequestHeaders, TEXT_PLAIN};
 use crate::route::{Route, SessionEndpoint};
@@ -110,7 +111,7 @@ impl Engine {
             _ => None,
         };
         if let Some(raw) = raw.filter(|_| request.method == Method::GET) {
-            let (response, handshake) = match self.handshake(request) {
+            let (response, handshake) = match self.handshake(request, Peer::of(request).tls) {
                 Ok(accepted) => accepted,
                 Err(refused) => return self.respond(id, *refused),
             };

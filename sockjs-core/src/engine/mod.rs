@@ -29,6 +29,7 @@ use crate::output::{
     CloseReason, Content, Event, Outbox, RequestId, SessionKey, SessionState, Transmit,
 };
 use crate::pages::iframe_page;
+use crate::peer::Peer;
 use crate::response::{Headers, RequestHeaders, plain};
 use crate::route::{Route, SessionEndpoint};
 use crate::session::{Alive, Link, Phase, ReceiverMode, Session};
@@ -268,20 +269,27 @@ impl Engine {
         let (parts, body) = request.into_parts();
         let uri = parts.uri.clone();
         let route = Route::in_service(uri.path(), &self.shared.options.prefix);
-        self.handle_routed(now, id, parts, body, route);
+        let peer = Peer::of(&parts);
+        self.handle_routed(now, id, parts, body, route, peer);
     }
 
     /// [`Engine::handle_request`] for a driver that has routed the request already
-    /// ([`Route::in_service`] with this engine's prefix): each request is parsed once.
+    /// ([`Route::in_service`] with this engine's prefix): each request is parsed once. The
+    /// driver hands the connection's facts as `peer`, not as the request's extensions.
     pub(crate) fn handle_routed(
         &mut self,
         now: Instant,
         id: RequestId,
-        parts: http::request::Parts,
+        mut parts: http::request::Parts,
         body: Bytes,
         route: Option<Route<'_>>,
+        peer: Peer,
     ) {
         self.advance(now);
+        if self.shared.options.reads_requests() {
+            // The application's callbacks read the request as the adapter handed it.
+            peer.stamp(&mut parts);
+        }
         let Some(route) = route else {
             return self.respond(id, not_found());
         };
@@ -317,7 +325,7 @@ impl Engine {
             Route::Greeting => self.greeting(id, &request_headers),
             Route::Info => self.info(id, &parts.method, &request_headers),
             Route::Iframe => self.iframe(id, &parts.headers),
-            Route::RawWebSocket => self.websocket(id, parts, "", true),
+            Route::RawWebSocket => self.websocket(id, parts, "", true, peer),
             Route::Session { session, kind, .. } => {
                 if parts.method == Method::OPTIONS {
                     // Only the xhr endpoints allow OPTIONS (checked above): a CORS preflight.
@@ -325,14 +333,22 @@ impl Engine {
                 }
                 match receiving_transport(kind) {
                     Some(transport) => {
-                        self.receive(id, parts, session, transport, &request_headers)
+                        self.receive(id, parts, session, transport, &request_headers, peer)
                     }
                     None if kind == SessionEndpoint::WebSocket => {
-                        self.websocket(id, parts, session, false)
+                        self.websocket(id, parts, session, false, peer)
                     }
                     None => {
                         let jsonp = kind == SessionEndpoint::JsonpSend;
-                        self.send_endpoint(id, &parts, &body, session, jsonp, &request_headers)
+                        self.send_endpoint(
+                            id,
+                            &parts,
+                            &body,
+                            session,
+                            jsonp,
+                            &request_headers,
+                            peer,
+                        )
                     }
                 }
             }

@@ -12,6 +12,7 @@ use crate::frame::{self, OPEN};
 use crate::options::{AbortPolicy, SessionBinding};
 use crate::output::{CloseReason, Content, Event, RequestId, SessionInfo, SessionKey};
 use crate::payload::query_param;
+use crate::peer::Peer;
 use crate::response::{Headers, RequestHeaders, plain};
 use crate::route::Route;
 use crate::session::{Link, Phase, Receiver, ReceiverMode, Session};
@@ -104,6 +105,7 @@ impl Engine {
         session_id: &str,
         transport: Transport,
         request_headers: &RequestHeaders,
+        peer: Peer,
     ) {
         let options = &self.shared.options;
         let callback: Box<str> =
@@ -150,7 +152,7 @@ impl Engine {
             request_headers.to_mut().jsessionid = HeaderValue::from_str(&token).ok();
         }
         let trusted = &self.shared.options.trusted_proxies;
-        let token = binding_token(binding, &parts, &request_headers, trusted);
+        let token = binding_token(binding, &parts, peer.addr, &request_headers, trusted);
         if let Some(key) = existing {
             if self.sessions.get(&key).is_none_or(|s| s.binding != token) {
                 return self.respond(id, not_found());
@@ -222,7 +224,8 @@ impl Engine {
         self.shared.requests.insert(id, key);
         if existing.is_none() {
             self.shared.write_frame(key, s, OPEN.to_vec(), false);
-            self.shared.opened(key, session_id, transport, id, parts);
+            self.shared
+                .opened(key, session_id, transport, id, parts, peer);
             return;
         }
         match s.phase {
@@ -248,23 +251,30 @@ impl Shared {
         session_id: &str,
         transport: Transport,
         opened_by: RequestId,
-        request: http::request::Parts,
+        mut request: http::request::Parts,
+        peer: Peer,
     ) {
+        // The application reads them from the session's request.
+        peer.stamp(&mut request);
         self.out.event(Event::Opened {
             session: key,
             info: Box::new(SessionInfo {
                 id: session_id.into(),
                 transport,
                 opened_by,
-                client_addr: self.client_addr(&request),
+                client_addr: self.client_addr(&request, peer),
                 request,
             }),
         });
     }
 
     /// The client's address behind trusted proxies.
-    pub(super) fn client_addr(&self, parts: &http::request::Parts) -> Option<std::net::IpAddr> {
-        crate::client_addr::of_request(parts, &self.options.trusted_proxies)
+    pub(super) fn client_addr(
+        &self,
+        parts: &http::request::Parts,
+        peer: Peer,
+    ) -> Option<std::net::IpAddr> {
+        crate::client_addr::of_request(parts, peer.addr, &self.options.trusted_proxies)
     }
 
     /// Starts a receiver's response: streaming ones get their head and prelude now.
@@ -383,6 +393,7 @@ pub(super) fn take_messages_frame(s: &mut Session) -> Vec<u8> {
 pub(super) fn binding_token(
     binding: SessionBinding,
     parts: &http::request::Parts,
+    peer: Option<std::net::SocketAddr>,
     request_headers: &RequestHeaders,
     trusted: &[crate::IpRange],
 ) -> Option<Box<[u8]>> {
@@ -392,7 +403,7 @@ pub(super) fn binding_token(
             .jsessionid
             .as_ref()
             .map(|v| v.as_bytes().into()),
-        SessionBinding::PeerIp => crate::client_addr::of_request(parts, trusted)
+        SessionBinding::PeerIp => crate::client_addr::of_request(parts, peer, trusted)
             .map(|ip| ip.to_string().into_bytes().into()),
     }
 }

@@ -13,6 +13,7 @@ use super::websocket::{ws_close_code, ws_close_reason};
 use crate::frame;
 use crate::output::{CloseReason, Content, Event, RequestId, SendError, SessionKey};
 use crate::payload::{decode_messages, jsonp_payload};
+use crate::peer::Peer;
 use crate::response::{Headers, RequestHeaders, TEXT_PLAIN};
 use crate::session::{Link, Phase};
 
@@ -140,6 +141,10 @@ impl Engine {
         }
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the request's parts as handle_routed split them, each used once"
+    )]
     pub(super) fn send_endpoint(
         &mut self,
         id: RequestId,
@@ -148,6 +153,7 @@ impl Engine {
         session_id: &str,
         jsonp: bool,
         request_headers: &RequestHeaders,
+        peer: Peer,
     ) {
         let options = &self.shared.options;
         let payload = if jsonp {
@@ -177,7 +183,8 @@ impl Engine {
                 );
             }
         };
-        let token = binding_token(binding, parts, request_headers, &options.trusted_proxies);
+        let trusted = &options.trusted_proxies;
+        let token = binding_token(binding, parts, peer.addr, request_headers, trusted);
         let key = self
             .by_id
             .get(session_id)

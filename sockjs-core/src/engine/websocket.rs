@@ -11,6 +11,7 @@ use crate::handshake::{accept_key, hixie76_key_number};
 use crate::options::ProtocolVersion;
 use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionKey};
 use crate::payload::decode_ws_message_each;
+use crate::peer::Peer;
 use crate::response::plain;
 use crate::session::{Alive, Link, Session, SocketTimers};
 use crate::transport::Transport;
@@ -141,8 +142,9 @@ impl Engine {
         parts: http::request::Parts,
         session_id: &str,
         raw: bool,
+        peer: Peer,
     ) {
-        let (response, handshake) = match self.handshake(&parts) {
+        let (response, handshake) = match self.handshake(&parts, peer.tls) {
             Ok(accepted) => accepted,
             Err(refused) => return self.respond(id, *refused),
         };
@@ -190,14 +192,17 @@ impl Engine {
         } else {
             Transport::WebSocket
         };
-        self.shared.opened(key, session_id, transport, id, parts);
+        self.shared
+            .opened(key, session_id, transport, id, parts, peer);
     }
 
     /// The answer to a WebSocket upgrade request: the 101 head and the handshake to finish,
-    /// or the error response that refuses it.
+    /// or the error response that refuses it. `tls`: the connection is TLS (a `wss://`
+    /// location for hixie-76).
     pub(super) fn handshake(
         &self,
         parts: &http::request::Parts,
+        tls: bool,
     ) -> Result<(Response<()>, Handshake), Box<Response<Bytes>>> {
         let options = &self.shared.options;
         let h = &parts.headers;
@@ -243,8 +248,7 @@ impl Engine {
                 .extensions
                 .get::<crate::OriginalUri>()
                 .map_or(&parts.uri, |original| &original.0);
-            let tls =
-                uri.scheme_str() == Some("https") || parts.extensions.get::<crate::Tls>().is_some();
+            let tls = uri.scheme_str() == Some("https") || tls;
             let scheme = if tls { "wss" } else { "ws" };
             let host = h
                 .get(header::HOST)
