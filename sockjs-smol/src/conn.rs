@@ -5,13 +5,14 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use async_io::Timer;
 use bytes::{Bytes, BytesMut};
-use futures_lite::future;
+use futures_lite::{Stream, future};
 use http::{HeaderValue, Response, StatusCode, header};
 use sockjs_core::driver::web::{BodyError, plain};
 use sockjs_core::driver::{Connection, ConnectionProbe, Exchange, Socket, TryNext, write_all};
@@ -77,6 +78,7 @@ pub(crate) async fn serve<S: Socket>(
         peer,
         shared: shared.clone(),
         connection: connection(peer, probe, tls),
+        signal: Some(Box::pin(shared.handle.signal.clone())),
     };
     let Some(upgraded) = conn.run().await? else {
         // The end of the last response (TLS: its close_notify), then FIN.
@@ -104,6 +106,11 @@ struct Conn<S> {
     shared: Arc<Shared>,
     /// What each request's service is told of the connection.
     connection: Connection,
+    /// The server's shutdown signal, this connection's own: its listener, made the first
+    /// time the connection waits idle, stays for the next waits (one allocation per
+    /// connection, not one per request; pinned, as it holds the listener inline). Out of
+    /// the struct while a wait polls it.
+    signal: Option<Pin<Box<async_channel::Receiver<()>>>>,
 }
 
 fn connection(peer: SocketAddr, probe: Option<ConnectionProbe>, tls: bool) -> Connection {
@@ -205,7 +212,7 @@ impl<S: Socket> Conn<S> {
                 Timeout,
                 Shutdown,
             }
-            let shutdown = self.shared.handle.signal.clone();
+            let mut signal = self.signal.take();
             let read = async { Wake::Read(self.read().await) };
             let timeout = async {
                 Timer::at(deadline).await;
@@ -213,14 +220,18 @@ impl<S: Socket> Conn<S> {
             };
             let stop = async {
                 // An idle connection also ends when graceful shutdown starts.
-                if idle {
-                    let _ = shutdown.recv().await;
-                    Wake::Shutdown
-                } else {
-                    future::pending().await
+                match signal.as_mut().filter(|_| idle) {
+                    // Closed, never sent on: the end of the stream is the signal.
+                    Some(signal) => {
+                        while poll_fn(|cx| signal.as_mut().poll_next(cx)).await.is_some() {}
+                        Wake::Shutdown
+                    }
+                    None => future::pending().await,
                 }
             };
-            match future::or(read, future::or(timeout, stop)).await {
+            let woken = future::or(read, future::or(timeout, stop)).await;
+            self.signal = signal;
+            match woken {
                 Wake::Read(Ok(0)) | Wake::Shutdown => return Ok(None),
                 Wake::Read(Ok(_)) => {}
                 Wake::Read(Err(e)) => return Err(e),
