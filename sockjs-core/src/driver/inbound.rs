@@ -196,6 +196,7 @@ impl SessionShared {
 
     /// The application's next message: the poll form of `Session::recv`. `received` is how
     /// many messages it returned before; they count as taken now.
+    #[inline]
     pub(crate) fn poll_next(&self, received: u64, cx: &Context<'_>) -> Poll<Option<String>> {
         let mut wakers = Vec::new();
         let result = {

@@ -276,6 +276,7 @@ impl Receiver {
     }
 
     /// Ready once an item is queued or the queue ended; takes nothing.
+    #[inline]
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.shared.lock();
         if !st.items.is_empty() || st.ended || st.killed {
