@@ -64,6 +64,16 @@ impl SessionEndpoint {
 }
 
 impl Route<'_> {
+    /// The route of a request `path` in the service at `prefix`: `None` outside the prefix
+    /// (`/echoes` is not in `/echo`) or for a path the service does not serve.
+    pub(crate) fn in_service<'a>(path: &'a str, prefix: &str) -> Option<Route<'a>> {
+        let rest = path.strip_prefix(prefix)?;
+        if !rest.is_empty() && !rest.starts_with('/') {
+            return None;
+        }
+        Route::parse(rest)
+    }
+
     /// Parses a path relative to the service prefix (query string already removed, no
     /// percent-decoding). `None` means 404.
     ///
@@ -76,16 +86,6 @@ impl Route<'_> {
     /// );
     /// assert_eq!(Route::parse("/a./a/xhr"), None);
     /// ```
-    /// The route of a request `path` in the service at `prefix`: `None` outside the prefix
-    /// (`/echoes` is not in `/echo`) or for a path the service does not serve.
-    pub(crate) fn in_service<'a>(path: &'a str, prefix: &str) -> Option<Route<'a>> {
-        let rest = path.strip_prefix(prefix)?;
-        if !rest.is_empty() && !rest.starts_with('/') {
-            return None;
-        }
-        Route::parse(rest)
-    }
-
     pub fn parse(path: &str) -> Option<Route<'_>> {
         match path {
             "" | "/" => return Some(Route::Greeting),
@@ -103,11 +103,10 @@ impl Route<'_> {
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'.' | b'_' | b'-'));
             return ok.then_some(Route::Iframe);
         }
-        let mut parts = rest.split('/');
-        let (server, session, kind) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || !valid_segment(server) || !valid_segment(session) {
-            return None;
-        }
+        // `server/session/kind`, one pass over each id: this runs for every request.
+        let (server, rest) = id_segment(rest)?;
+        let (session, kind) = id_segment(rest)?;
+        // No endpoint name has a slash: a fourth segment ends here too.
         Some(Route::Session {
             server,
             session,
@@ -158,9 +157,15 @@ impl Route<'_> {
     }
 }
 
-/// `[^/.]+`: at least one character, no slash, no dot (§2 segment rule).
-fn valid_segment(segment: &str) -> bool {
-    !segment.is_empty() && !segment.bytes().any(|b| b == b'.' || b == b'/')
+/// The leading segment of `path` if it is a valid id, `[^/.]+` (§2: at least one
+/// character, no dot), and what follows its slash; `None` if it is not, or is the last.
+fn id_segment(path: &str) -> Option<(&str, &str)> {
+    let end = path.bytes().position(|b| b == b'/' || b == b'.')?;
+    if end == 0 || path.as_bytes()[end] == b'.' {
+        return None;
+    }
+    // The byte at `end` is an ASCII slash: both slices split on character boundaries.
+    Some((&path[..end], &path[end + 1..]))
 }
 
 #[cfg(test)]
@@ -220,6 +225,38 @@ mod tests {
             "/a/a/unknown",
         ] {
             assert_eq!(Route::parse(p), None, "{p}");
+        }
+    }
+
+    /// §2 as it reads: three segments, the two ids `[^/.]+`, the last an endpoint name.
+    fn session_route_as_specified(path: &str) -> Option<(&str, &str, SessionEndpoint)> {
+        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        let valid = |id: &str| !id.is_empty() && !id.contains('.');
+        match parts[..] {
+            [server, session, kind] if valid(server) && valid(session) => {
+                Some((server, session, SessionEndpoint::from_segment(kind)?))
+            }
+            _ => None,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn s2_session_routes_are_exactly_the_segment_rule(
+            lead in proptest::sample::select(vec!["/", "", "."]),
+            segments in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "", "a", "0é", ".", "a.b", "a.", "xhr", "xhr_send", "websocket", "xhr.",
+                ]),
+                0..5,
+            )
+        ) {
+            let path = format!("{lead}{}", segments.join("/"));
+            let parsed = match Route::parse(&path) {
+                Some(Route::Session { server, session, kind }) => Some((server, session, kind)),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(parsed, session_route_as_specified(&path), "{}", path);
         }
     }
 
