@@ -5,7 +5,6 @@ use std::time::Instant;
 use http::Method;
 
 use super::{Engine, cookie_name, receiving_transport};
-use crate::engine::websocket::has_token;
 use crate::frame;
 use crate::output::{Content, RequestId};
 use crate::peer::Peer;
@@ -13,6 +12,7 @@ use crate::rejection::Rejection;
 use crate::response::{Headers, RequestHeaders, TEXT_PLAIN};
 use crate::route::{Route, SessionEndpoint};
 use crate::transport::Transport;
+use crate::wire::tokens::lists_token;
 
 impl Engine {
     /// Whether handing `request` to [`Engine::handle_request`] now would open a new session:
@@ -160,5 +160,5 @@ fn is_upgrade(request: &http::request::Parts) -> bool {
     request
         .headers
         .get(http::header::UPGRADE)
-        .is_some_and(|v| has_token(v.as_bytes(), b"websocket"))
+        .is_some_and(|v| lists_token(v.as_bytes(), "websocket"))
 }

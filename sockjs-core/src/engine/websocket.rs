@@ -15,6 +15,7 @@ use crate::peer::Peer;
 use crate::response::plain;
 use crate::session::{Alive, Link, Session, SocketTimers};
 use crate::transport::Transport;
+use crate::wire::tokens::lists_token;
 
 impl Engine {
     /// A text message arrived on an upgraded WebSocket.
@@ -208,7 +209,7 @@ impl Engine {
         let h = &parts.headers;
         let upgrade_ok = h
             .get(header::UPGRADE)
-            .is_some_and(|v| has_token(v.as_bytes(), b"websocket"));
+            .is_some_and(|v| lists_token(v.as_bytes(), "websocket"));
         if !upgrade_ok {
             return Err(Box::new(plain(
                 StatusCode::BAD_REQUEST,
@@ -218,7 +219,7 @@ impl Engine {
         let connection_ok = h
             .get_all(header::CONNECTION)
             .iter()
-            .any(|v| has_token(v.as_bytes(), b"upgrade"));
+            .any(|v| lists_token(v.as_bytes(), "upgrade"));
         if !connection_ok {
             return Err(Box::new(plain(
                 StatusCode::BAD_REQUEST,
@@ -344,13 +345,6 @@ fn unsupported_version() -> Response<Bytes> {
         HeaderValue::from_static("13"),
     );
     response
-}
-
-/// Whether a comma-separated header value holds `token` (case-insensitive).
-pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// A close reason fits in a control frame: at most 123 bytes, cut at a char boundary.

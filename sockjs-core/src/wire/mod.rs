@@ -67,7 +67,7 @@ mod limits;
 mod request;
 mod response;
 pub mod rfc6455;
-mod tokens;
+pub(crate) mod tokens;
 
 pub use error::WireError;
 pub use limits::Limits;

@@ -7,7 +7,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRAD
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use super::chunked::ChunkedDecoder;
-use super::tokens::{has_token, tokens};
+use super::tokens::{lists_token, tokens};
 use super::{Limits, ResponseEncoder, WireError};
 
 /// What [`RequestDecoder::decode`] produced.
@@ -316,9 +316,21 @@ fn parse_head_into<'b>(
     };
     let mut headers = HeaderMap::try_with_capacity(parsed.headers.len())
         .map_err(|_| WireError::TooManyHeaders)?;
+    // The connection's tokens, read as the fields go by rather than looked up after.
+    let (mut close, mut keep_alive_token, mut upgrade_token) = (false, false, false);
+    let (mut upgrade_field, mut expect_continue) = (false, false);
     for field in parsed.headers.iter() {
         let name =
             HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| WireError::MalformedHead)?;
+        if name == CONNECTION {
+            close |= lists_token(field.value, "close");
+            keep_alive_token |= lists_token(field.value, "keep-alive");
+            upgrade_token |= lists_token(field.value, "upgrade");
+        } else if name == EXPECT {
+            expect_continue |= lists_token(field.value, "100-continue");
+        } else if name == UPGRADE {
+            upgrade_field = true;
+        }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
             .map_err(|_| WireError::MalformedHead)?;
         headers
@@ -327,14 +339,12 @@ fn parse_head_into<'b>(
     }
 
     let body = body_framing(&headers, version, limits)?;
-    let close = has_token(&headers, CONNECTION, "close");
     let keep_alive = match version {
-        Version::HTTP_10 => !close && has_token(&headers, CONNECTION, "keep-alive"),
+        Version::HTTP_10 => !close && keep_alive_token,
         _ => !close,
     };
-    let upgrade = has_token(&headers, CONNECTION, "upgrade") && headers.contains_key(UPGRADE);
-    let expect_continue =
-        version == Version::HTTP_11 && has_token(&headers, EXPECT, "100-continue");
+    let upgrade = upgrade_token && upgrade_field;
+    let expect_continue = version == Version::HTTP_11 && expect_continue;
 
     let mut request = Request::new(());
     *request.method_mut() = method;

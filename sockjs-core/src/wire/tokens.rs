@@ -18,6 +18,13 @@ pub(crate) fn has_token<K: AsHeaderName>(headers: &HeaderMap, name: K, token: &s
     tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// Whether the one header value `value` lists `token` (compared case-insensitively).
+pub(crate) fn lists_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
+}
+
 /// `bytes` without leading and trailing spaces and tabs.
 pub(crate) fn trim(bytes: &[u8]) -> &[u8] {
     let is_ws = |b: &u8| *b == b' ' || *b == b'\t';
