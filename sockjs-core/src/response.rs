@@ -44,15 +44,16 @@ pub(crate) struct RequestHeaders {
 }
 
 impl RequestHeaders {
-    /// Reads the request's CORS headers and its cookie named `cookie_name`.
-    pub fn from_map(headers: &HeaderMap, cookie_name: &str) -> Self {
+    /// Reads the request's CORS headers and its cookie named `cookie_name`, if the options
+    /// read a cookie at all (`None`: not looked for).
+    pub fn from_map(headers: &HeaderMap, cookie_name: Option<&str>) -> Self {
         RequestHeaders {
             origin: headers.get(header::ORIGIN).cloned(),
             request_headers: headers
                 .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
                 .filter(|v| !v.is_empty())
                 .cloned(),
-            jsessionid: cookie(headers, cookie_name),
+            jsessionid: cookie_name.and_then(|name| cookie(headers, name)),
         }
     }
 }
@@ -220,7 +221,7 @@ mod tests {
                 HeaderValue::from_str(v).expect("value"),
             );
         }
-        RequestHeaders::from_map(&map, "JSESSIONID")
+        RequestHeaders::from_map(&map, Some("JSESSIONID"))
     }
 
     #[test]
@@ -249,17 +250,23 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("JSESSIONIDX=no; SRV=yes; JSESSIONID=j"),
         );
-        let srv = RequestHeaders::from_map(&map, "SRV");
+        let srv = RequestHeaders::from_map(&map, Some("SRV"));
         assert_eq!(
             srv.jsessionid.as_ref().map(HeaderValue::as_bytes),
             Some(&b"yes"[..])
         );
-        let j = RequestHeaders::from_map(&map, "JSESSIONID");
+        let j = RequestHeaders::from_map(&map, Some("JSESSIONID"));
         assert_eq!(
             j.jsessionid.as_ref().map(HeaderValue::as_bytes),
             Some(&b"j"[..])
         );
-        assert!(RequestHeaders::from_map(&map, "S").jsessionid.is_none());
+        assert!(
+            RequestHeaders::from_map(&map, Some("S"))
+                .jsessionid
+                .is_none()
+        );
+        // Options that read no cookie do not look for one.
+        assert!(RequestHeaders::from_map(&map, None).jsessionid.is_none());
     }
 
     #[test]

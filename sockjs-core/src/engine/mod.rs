@@ -154,10 +154,15 @@ impl Shared {
 }
 
 /// The name of the session cookie the request is read for (§3.4).
-fn cookie_name(options: &Options) -> &str {
+/// The session cookie's name, if the options read it: to echo it (§3.4) or to bind
+/// sessions by it. Otherwise no request's cookies are looked at.
+fn cookie_name(options: &Options) -> Option<&str> {
     match &options.jsessionid {
-        Jsessionid::Echo(attributes) => attributes.name(),
-        _ => CookieAttributes::DEFAULT.name(),
+        Jsessionid::Echo(attributes) => Some(attributes.name()),
+        _ if options.session_binding == SessionBinding::Cookie => {
+            Some(CookieAttributes::DEFAULT.name())
+        }
+        _ => None,
     }
 }
 
