@@ -12,7 +12,7 @@ use super::receive::{binding_token, take_messages_frame};
 use super::websocket::{ws_close_code, ws_close_reason};
 use crate::frame;
 use crate::output::{CloseReason, Content, Event, RequestId, SendError, SessionKey};
-use crate::payload::{decode_messages, jsonp_payload};
+use crate::payload::{decode_messages_each, jsonp_payload};
 use crate::peer::Peer;
 use crate::response::{Headers, RequestHeaders, TEXT_PLAIN};
 use crate::session::{Link, Phase};
@@ -173,16 +173,6 @@ impl Engine {
         if !jsonp {
             headers = headers.cors();
         }
-        let messages = match decode_messages(&payload) {
-            Ok(messages) => messages,
-            Err(e) => {
-                let body = Bytes::from_static(e.message().as_bytes());
-                return self.respond(
-                    id,
-                    headers.response(StatusCode::INTERNAL_SERVER_ERROR, body),
-                );
-            }
-        };
         let trusted = &options.trusted_proxies;
         let token = binding_token(binding, parts, peer.addr, request_headers, trusted);
         let key = self
@@ -190,18 +180,29 @@ impl Engine {
             .get(session_id)
             .copied()
             .filter(|key| self.sessions.get(key).is_some_and(|s| s.binding == token));
-        let Some(key) = key else {
+        let open = key.and_then(|key| {
+            let session = self.sessions.get(&key)?;
+            matches!(session.phase, Phase::Open).then_some(key)
+        });
+        // Messages go straight to the application, with no list of them in between: the
+        // decoder hands nothing over unless the whole payload is valid, and a broken one
+        // gets its 500 whatever the session.
+        let out = &mut self.shared.out;
+        let decoded = decode_messages_each(&payload, |text| {
+            if let Some(session) = open {
+                out.event(Event::Message { session, text });
+            }
+        });
+        if let Err(e) = decoded {
+            let body = Bytes::from_static(e.message().as_bytes());
+            return self.respond(
+                id,
+                headers.response(StatusCode::INTERNAL_SERVER_ERROR, body),
+            );
+        }
+        if key.is_none() {
             // Unknown, or bound to another client: indistinguishable on purpose.
             return self.respond(id, headers.response(StatusCode::NOT_FOUND, Bytes::new()));
-        };
-        let open = self
-            .sessions
-            .get(&key)
-            .is_some_and(|s| matches!(s.phase, Phase::Open));
-        if open {
-            for text in messages {
-                self.shared.out.event(Event::Message { session: key, text });
-            }
         }
         let response = if jsonp {
             headers.response(StatusCode::OK, Bytes::from_static(b"ok"))
