@@ -91,6 +91,7 @@ impl MessageBatch {
     }
 
     /// Appends the `a[...]` frame of the queued messages (the batch is left as it is).
+    #[inline]
     pub fn write_frame(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"a[");
         out.extend_from_slice(&self.escaped);
