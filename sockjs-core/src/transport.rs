@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use crate::escape::{percent_event_data, quote_js};
 use bytes::Bytes;
 use http::HeaderValue;
 
+use crate::escape::{percent_event_data, quote_js};
 use crate::options::ProtocolVersion;
 use crate::pages::htmlfile_prelude;
 use crate::response::{

@@ -77,7 +77,10 @@ pub(crate) async fn serve<S: Socket>(
         decoder: RequestDecoder::new(limits),
         peer,
         shared: shared.clone(),
-        connection: connection(peer, probe, tls),
+        connection: Connection::new()
+            .with_peer(peer)
+            .with_tls(tls)
+            .with_probe(probe),
         signal: Some(Box::pin(shared.handle.signal.clone())),
     };
     let Some(upgraded) = conn.run().await? else {
@@ -111,14 +114,6 @@ struct Conn<S> {
     /// connection, not one per request; pinned, as it holds the listener inline). Out of
     /// the struct while a wait polls it.
     signal: Option<Pin<Box<async_channel::Receiver<()>>>>,
-}
-
-fn connection(peer: SocketAddr, probe: Option<ConnectionProbe>, tls: bool) -> Connection {
-    let connection = Connection::new().with_peer(peer).with_tls(tls);
-    match probe {
-        Some(probe) => connection.with_probe(probe),
-        None => connection,
-    }
 }
 
 impl<S: Socket> Conn<S> {

@@ -345,10 +345,10 @@ async fn http1<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut connection = Connection::new().with_peer(peer).with_tls(tls);
-    if let Some(probe) = probe {
-        connection = connection.with_probe(probe);
-    }
+    let connection = Connection::new()
+        .with_peer(peer)
+        .with_tls(tls)
+        .with_probe(probe);
     let service = hyper::service::service_fn(move |request| {
         let (routes, connection) = (routes.clone(), connection.clone());
         async move { Ok::<_, Infallible>(routes.dispatch(request, &connection).await) }

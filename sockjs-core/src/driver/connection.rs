@@ -51,9 +51,10 @@ impl Connection {
         self
     }
 
-    /// The probe that tells whether the connection's client has gone.
-    pub fn with_probe(mut self, probe: ConnectionProbe) -> Connection {
-        self.probe = Some(probe);
+    /// The probe that tells whether the connection's client has gone (`None`: no probe,
+    /// for a stream that cannot be peeked at).
+    pub fn with_probe(mut self, probe: impl Into<Option<ConnectionProbe>>) -> Connection {
+        self.probe = probe.into();
         self
     }
 

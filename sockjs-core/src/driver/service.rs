@@ -225,8 +225,8 @@ impl Service {
 
     /// [`submit_on`](Service::submit_on) for a request that carries its connection's facts
     /// as extensions ([`PeerAddr`](crate::PeerAddr), [`Tls`](crate::Tls), a
-    /// [`ConnectionProbe`](crate::driver::ConnectionProbe)), as a router or middleware in front of the service may have
-    /// set them.
+    /// [`ConnectionProbe`](crate::driver::ConnectionProbe)), as a router or middleware in
+    /// front of the service may have set them.
     pub fn submit(&self, request: http::Request<Bytes>) -> Exchange {
         let (mut parts, body) = request.into_parts();
         let connection = Connection::take_from(&mut parts);

@@ -153,7 +153,6 @@ impl Shared {
     }
 }
 
-/// The name of the session cookie the request is read for (§3.4).
 /// The session cookie's name, if the options read it: to echo it (§3.4) or to bind
 /// sessions by it. Otherwise no request's cookies are looked at.
 fn cookie_name(options: &Options) -> Option<&str> {

@@ -15,7 +15,10 @@ pub(crate) fn tokens<K: AsHeaderName>(headers: &HeaderMap, name: K) -> impl Iter
 
 /// Whether any value of `name` lists `token` (compared case-insensitively).
 pub(crate) fn has_token<K: AsHeaderName>(headers: &HeaderMap, name: K, token: &str) -> bool {
-    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+    headers
+        .get_all(name)
+        .iter()
+        .any(|value| lists_token(value.as_bytes(), token))
 }
 
 /// Whether the one header value `value` lists `token` (compared case-insensitively).
