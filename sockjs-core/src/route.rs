@@ -4,6 +4,8 @@
 
 use http::Method;
 
+use crate::swar;
+
 /// An endpoint of a SockJS service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
@@ -160,12 +162,29 @@ impl Route<'_> {
 /// The leading segment of `path` if it is a valid id, `[^/.]+` (§2: at least one
 /// character, no dot), and what follows its slash; `None` if it is not, or is the last.
 fn id_segment(path: &str) -> Option<(&str, &str)> {
-    let end = path.bytes().position(|b| b == b'/' || b == b'.')?;
+    let end = slash_or_dot(path.as_bytes())?;
     if end == 0 || path.as_bytes()[end] == b'.' {
         return None;
     }
     // The byte at `end` is an ASCII slash: both slices split on character boundaries.
     Some((&path[..end], &path[end + 1..]))
+}
+
+/// The index of the first `/` or `.` in `bytes`. Session ids are often UUIDs (36 bytes):
+/// eight bytes at a time is about a third of the byte-by-byte scan's work, twice per request.
+fn slash_or_dot(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while let Some(word) = swar::load(bytes, at) {
+        let stops = swar::equal(word, b'/') | swar::equal(word, b'.');
+        if stops != 0 {
+            return Some(at + swar::first(stops));
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..)?;
+    tail.iter()
+        .position(|&b| b == b'/' || b == b'.')
+        .map(|i| at + i)
 }
 
 #[cfg(test)]
@@ -228,6 +247,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn s2_id_scan_finds_the_first_slash_or_dot_anywhere() {
+        for len in 0..40 {
+            for stop in 0..len {
+                for (first, second) in [(b'/', b'.'), (b'.', b'/'), (b'/', b'/'), (b'.', b'.')] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[stop] = first;
+                    if let Some(b) = bytes.last_mut().filter(|_| stop + 1 < len) {
+                        *b = second;
+                    }
+                    assert_eq!(slash_or_dot(&bytes), Some(stop), "{bytes:?}");
+                }
+            }
+            let mut plain = vec![0x80 | b'/'; len];
+            plain.iter_mut().step_by(3).for_each(|b| *b = 0x2e ^ 0x80);
+            assert_eq!(slash_or_dot(&plain), None);
+        }
+    }
+
     /// §2 as it reads: three segments, the two ids `[^/.]+`, the last an endpoint name.
     fn session_route_as_specified(path: &str) -> Option<(&str, &str, SessionEndpoint)> {
         let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
@@ -247,6 +285,9 @@ mod tests {
             segments in proptest::collection::vec(
                 proptest::sample::select(vec![
                     "", "a", "0é", ".", "a.b", "a.", "xhr", "xhr_send", "websocket", "xhr.",
+                    // Longer than the eight-byte scan's words, with stops at and off their edges.
+                    "0a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d", "01234567.89abcdef", "éééééééé.x",
+                    "0123456789abcdef",
                 ]),
                 0..5,
             )
