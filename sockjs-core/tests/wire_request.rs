@@ -753,3 +753,59 @@ fn buffered_body_tracks_chunked_progress() {
     assert!(buf.is_empty());
     assert_eq!(*decoder.limits(), Limits::default());
 }
+
+/// The framing fields are read as the head is parsed, field by field: which error a head
+/// gets must not depend on the order its fields come in.
+#[test]
+fn framing_errors_do_not_depend_on_field_order() {
+    let cases: &[(&[&str], WireError)] = &[
+        (
+            &["Content-Length: x", "Transfer-Encoding: chunked"],
+            WireError::InvalidContentLength,
+        ),
+        (
+            &[
+                "Content-Length: 3",
+                "Content-Length: 4",
+                "Transfer-Encoding: gzip",
+            ],
+            WireError::InvalidContentLength,
+        ),
+        (
+            &["Content-Length: 3", "Transfer-Encoding: gzip"],
+            WireError::AmbiguousBodyLength,
+        ),
+        (
+            &[
+                "Transfer-Encoding: gzip",
+                "Transfer-Encoding: chunked, chunked",
+            ],
+            WireError::UnsupportedTransferEncoding,
+        ),
+        (
+            &[
+                "Transfer-Encoding: chunked",
+                "Transfer-Encoding: chunked",
+                "Host: a",
+            ],
+            WireError::InvalidTransferEncoding,
+        ),
+    ];
+    for (fields, expected) in cases {
+        // Every rotation, forwards and backwards: every order for up to three fields.
+        let mut backwards: Vec<&str> = fields.to_vec();
+        backwards.reverse();
+        for mut order in [fields.to_vec(), backwards] {
+            for _ in 0..order.len() {
+                order.rotate_left(1);
+                let mut input = b"POST / HTTP/1.1\r\n".to_vec();
+                for field in &order {
+                    input.extend_from_slice(field.as_bytes());
+                    input.extend_from_slice(b"\r\n");
+                }
+                input.extend_from_slice(b"\r\n");
+                assert_eq!(error_of(Limits::default(), &input), *expected, "{order:?}");
+            }
+        }
+    }
+}

@@ -62,6 +62,7 @@
 
 mod chunked;
 mod error;
+mod framing;
 pub mod hixie76;
 mod limits;
 mod request;

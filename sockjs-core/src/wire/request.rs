@@ -6,8 +6,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
-use super::chunked::ChunkedDecoder;
-use super::tokens::{lists_token, tokens};
+use super::framing::{Body, Framing};
+use super::tokens::lists_token;
 use super::{Limits, ResponseEncoder, WireError};
 
 /// What [`RequestDecoder::decode`] produced.
@@ -105,13 +105,6 @@ impl Head {
             expect_continue: self.expect_continue,
         }
     }
-}
-
-#[derive(Debug)]
-enum Body {
-    /// This many bytes, still in the caller's buffer.
-    Length(usize),
-    Chunked(ChunkedDecoder),
 }
 
 impl Default for RequestDecoder {
@@ -319,6 +312,7 @@ fn parse_head_into<'b>(
     // The connection's tokens, read as the fields go by rather than looked up after.
     let (mut close, mut keep_alive_token, mut upgrade_token) = (false, false, false);
     let (mut upgrade_field, mut expect_continue) = (false, false);
+    let mut framing = Framing::default();
     for field in parsed.headers.iter() {
         let name =
             HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| WireError::MalformedHead)?;
@@ -330,6 +324,10 @@ fn parse_head_into<'b>(
             expect_continue |= lists_token(field.value, "100-continue");
         } else if name == UPGRADE {
             upgrade_field = true;
+        } else if name == CONTENT_LENGTH {
+            framing.content_length(field.value);
+        } else if name == TRANSFER_ENCODING {
+            framing.transfer_encoding(field.value);
         }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
             .map_err(|_| WireError::MalformedHead)?;
@@ -338,7 +336,7 @@ fn parse_head_into<'b>(
             .map_err(|_| WireError::TooManyHeaders)?;
     }
 
-    let body = body_framing(&headers, version, limits)?;
+    let body = framing.body(version, limits)?;
     let keep_alive = match version {
         Version::HTTP_10 => !close && keep_alive_token,
         _ => !close,
@@ -358,54 +356,4 @@ fn parse_head_into<'b>(
         expect_continue,
     };
     Ok((head, body))
-}
-
-/// How the body is delimited, checked against smuggling and the body limit.
-fn body_framing(headers: &HeaderMap, version: Version, limits: &Limits) -> Result<Body, WireError> {
-    let length = content_length(headers)?;
-    if headers.contains_key(TRANSFER_ENCODING) {
-        if length.is_some() {
-            return Err(WireError::AmbiguousBodyLength);
-        }
-        let mut codings = 0;
-        for coding in tokens(headers, TRANSFER_ENCODING) {
-            if !coding.eq_ignore_ascii_case(b"chunked") {
-                return Err(WireError::UnsupportedTransferEncoding);
-            }
-            codings += 1;
-        }
-        if codings != 1 || version == Version::HTTP_10 {
-            return Err(WireError::InvalidTransferEncoding);
-        }
-        return Ok(Body::Chunked(ChunkedDecoder::new()));
-    }
-    match length {
-        Some(len) if len > limits.max_body_bytes as u64 => Err(WireError::BodyTooLarge),
-        Some(len) => Ok(Body::Length(
-            usize::try_from(len).map_err(|_| WireError::BodyTooLarge)?,
-        )),
-        None => Ok(Body::Length(0)),
-    }
-}
-
-/// The `Content-Length`, if any. Several fields or list elements must agree;
-/// a number too large for `u64` saturates (and then fails the body limit).
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
-    let mut found = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for element in value.as_bytes().split(|&b| b == b',') {
-            let digits = super::tokens::trim(element);
-            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-                return Err(WireError::InvalidContentLength);
-            }
-            let len = digits.iter().fold(0u64, |acc, &d| {
-                acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-            });
-            if found.is_some_and(|prev| prev != len) {
-                return Err(WireError::InvalidContentLength);
-            }
-            found = Some(len);
-        }
-    }
-    Ok(found)
 }

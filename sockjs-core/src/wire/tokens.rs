@@ -3,12 +3,10 @@
 use http::HeaderMap;
 use http::header::AsHeaderName;
 
-/// Every non-empty, whitespace-trimmed element of every value of `name`.
-pub(crate) fn tokens<K: AsHeaderName>(headers: &HeaderMap, name: K) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(name)
-        .into_iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+/// Every non-empty, whitespace-trimmed element of the one header value `value`.
+pub(crate) fn value_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
         .map(trim)
         .filter(|token| !token.is_empty())
 }

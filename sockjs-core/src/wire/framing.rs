@@ -1,0 +1,90 @@
+//! How a request's body is delimited (RFC 9112 §6): `Content-Length` or
+//! `Transfer-Encoding: chunked`, read from the head's fields as they are parsed, and
+//! checked against smuggling and the body limit.
+
+use http::Version;
+
+use super::chunked::ChunkedDecoder;
+use super::tokens::{trim, value_tokens};
+use super::{Limits, WireError};
+
+/// A request body's delimitation.
+#[derive(Debug)]
+pub(super) enum Body {
+    /// This many bytes, still in the caller's buffer.
+    Length(usize),
+    Chunked(ChunkedDecoder),
+}
+
+/// The framing fields of one head, collected field by field: no map lookup after the
+/// parse. Errors wait for [`body`](Framing::body), so that they are reported in the same
+/// order whatever the order of the fields.
+#[derive(Debug, Default)]
+pub(super) struct Framing {
+    /// The length every `Content-Length` element agreed on so far.
+    length: Option<u64>,
+    /// An element was not a number, or two disagreed.
+    invalid_length: bool,
+    /// A `Transfer-Encoding` field was present.
+    transfer_encoding: bool,
+    /// Its codings, all of them `chunked` unless `unsupported_coding`.
+    codings: usize,
+    unsupported_coding: bool,
+}
+
+impl Framing {
+    /// One `Content-Length` field's value. Several fields or list elements must agree; a
+    /// number too large for `u64` saturates (and then fails the body limit).
+    pub(super) fn content_length(&mut self, value: &[u8]) {
+        for element in value.split(|&b| b == b',') {
+            let digits = trim(element);
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                self.invalid_length = true;
+                return;
+            }
+            let len = digits.iter().fold(0u64, |acc, &d| {
+                acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+            });
+            if self.length.is_some_and(|prev| prev != len) {
+                self.invalid_length = true;
+                return;
+            }
+            self.length = Some(len);
+        }
+    }
+
+    /// One `Transfer-Encoding` field's value.
+    pub(super) fn transfer_encoding(&mut self, value: &[u8]) {
+        self.transfer_encoding = true;
+        for coding in value_tokens(value) {
+            self.unsupported_coding |= !coding.eq_ignore_ascii_case(b"chunked");
+            self.codings += 1;
+        }
+    }
+
+    /// The body's delimitation once every field is in.
+    pub(super) fn body(self, version: Version, limits: &Limits) -> Result<Body, WireError> {
+        if self.invalid_length {
+            return Err(WireError::InvalidContentLength);
+        }
+        if self.transfer_encoding {
+            if self.length.is_some() {
+                return Err(WireError::AmbiguousBodyLength);
+            }
+            if self.unsupported_coding {
+                return Err(WireError::UnsupportedTransferEncoding);
+            }
+            if self.codings != 1 || version == Version::HTTP_10 {
+                return Err(WireError::InvalidTransferEncoding);
+            }
+            return Ok(Body::Chunked(ChunkedDecoder::new()));
+        }
+        match self.length {
+            Some(len) if len > limits.max_body_bytes as u64 => Err(WireError::BodyTooLarge),
+            Some(len) => Ok(Body::Length(
+                usize::try_from(len).map_err(|_| WireError::BodyTooLarge)?,
+            )),
+            None => Ok(Body::Length(0)),
+        }
+    }
+}
