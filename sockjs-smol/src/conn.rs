@@ -82,6 +82,7 @@ pub(crate) async fn serve<S: Socket>(
             .with_tls(tls)
             .with_probe(probe),
         signal: Some(Box::pin(shared.handle.signal.clone())),
+        read_timer: ReadTimer::default(),
     };
     let Some(upgraded) = conn.run().await? else {
         // The end of the last response (TLS: its close_notify), then FIN.
@@ -114,6 +115,46 @@ struct Conn<S> {
     /// connection, not one per request; pinned, as it holds the listener inline). Out of
     /// the struct while a wait polls it.
     signal: Option<Pin<Box<async_channel::Receiver<()>>>>,
+    /// The read deadline's timer, kept from one wait to the next.
+    read_timer: ReadTimer,
+}
+
+/// A read deadline's timer, re-armed lazily. Each wait for a request has a deadline, and
+/// most are later than the one before (the next request's head is due a header read
+/// timeout after the last response). A timer made per wait costs the reactor an insertion,
+/// a removal and a wake-up of its poller every time; this one stays armed at the earliest
+/// deadline it was given and, when it fires early, is set again to the deadline now due:
+/// about one re-arm per header read timeout instead of one per request.
+#[derive(Debug)]
+struct ReadTimer {
+    timer: Timer,
+    /// Where `timer` is armed; `None` once it has fired (or before the first wait).
+    armed: Option<Instant>,
+}
+
+impl Default for ReadTimer {
+    fn default() -> Self {
+        ReadTimer {
+            timer: Timer::never(),
+            armed: None,
+        }
+    }
+}
+
+impl ReadTimer {
+    /// Arms the timer for `deadline` unless it is already armed no later.
+    fn arm(&mut self, deadline: Instant) {
+        if self.armed.is_none_or(|armed| armed > deadline) {
+            self.timer.set_at(deadline);
+            self.armed = Some(deadline);
+        }
+    }
+
+    /// Waits until the timer fires.
+    async fn fired(&mut self) {
+        (&mut self.timer).await;
+        self.armed = None;
+    }
 }
 
 impl<S: Socket> Conn<S> {
@@ -208,9 +249,11 @@ impl<S: Socket> Conn<S> {
                 Shutdown,
             }
             let mut signal = self.signal.take();
+            let mut read_timer = std::mem::take(&mut self.read_timer);
+            read_timer.arm(deadline);
             let read = async { Wake::Read(self.read().await) };
             let timeout = async {
-                Timer::at(deadline).await;
+                read_timer.fired().await;
                 Wake::Timeout
             };
             let stop = async {
@@ -226,10 +269,13 @@ impl<S: Socket> Conn<S> {
             };
             let woken = future::or(read, future::or(timeout, stop)).await;
             self.signal = signal;
+            self.read_timer = read_timer;
             match woken {
                 Wake::Read(Ok(0)) | Wake::Shutdown => return Ok(None),
                 Wake::Read(Ok(_)) => {}
                 Wake::Read(Err(e)) => return Err(e),
+                // Armed for an earlier wait's deadline: set again for this one's.
+                Wake::Timeout if Instant::now() < deadline => {}
                 Wake::Timeout if reading_body => {
                     shared.handle.unrouted.count(StatusCode::REQUEST_TIMEOUT);
                     let mut out = BytesMut::new();
