@@ -1673,6 +1673,35 @@ fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
     });
 }
 
+/// Each wait for a request has its own deadline, counted from the end of the response
+/// before it: a connection asking again within the timeout, time after time, stays open
+/// for longer than one timeout, and is closed one timeout after its last response.
+#[test]
+fn the_header_read_timeout_restarts_after_every_response() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = timeouts_target(adapter);
+            let mut conn = target.conn();
+            let started = Instant::now();
+            for _ in 0..7 {
+                std::thread::sleep(READ_TIMEOUT / 2);
+                let response = conn.roundtrip(&Request::new("GET", "/app")).unwrap();
+                assert_eq!(response.text(), "Welcome to SockJS!\n", "{adapter:?}");
+            }
+            assert!(started.elapsed() >= READ_TIMEOUT * 3, "{adapter:?}");
+            let last = Instant::now();
+            let (mut socket, _) = conn.into_stream();
+            let (closed, extra) = closed_within(&mut socket, Duration::from_secs(3));
+            assert!(closed && extra.is_empty(), "{adapter:?}: {extra:?}");
+            assert!(
+                last.elapsed() >= READ_TIMEOUT - Duration::from_millis(50),
+                "{adapter:?}: closed {:?} after the last response",
+                last.elapsed()
+            );
+        }
+    });
+}
+
 #[test]
 fn a_body_that_stops_midway_gets_408_and_a_close_after_the_body_read_timeout() {
     within(LIMIT, || {
