@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::driver::queue::Watch;
-use crate::driver::waiters::{Waiters, wake_all};
+use crate::driver::waiters::{Waiters, Wakers, wake_all};
 use crate::{CloseReason, SessionKey};
 
 /// What a queued message counts for beyond its text: the queue's own bookkeeping, so a
@@ -198,7 +198,7 @@ impl SessionShared {
     /// many messages it returned before; they count as taken now.
     #[inline]
     pub(crate) fn poll_next(&self, received: u64, cx: &Context<'_>) -> Poll<Option<String>> {
-        let mut wakers = Vec::new();
+        let mut wakers = Wakers::default();
         let result = {
             let mut st = self.lock();
             if st.taken < received {

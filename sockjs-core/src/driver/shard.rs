@@ -30,7 +30,7 @@ use crate::driver::queue::{self, PushError};
 use crate::driver::runtime::Timer;
 use crate::driver::service::Common;
 use crate::driver::session::Session;
-use crate::driver::waiters::{Waiters, wake_all};
+use crate::driver::waiters::{Waiters, Wakers, wake_all};
 use crate::route::Route;
 use crate::{
     Content, Engine, Event, RequestId, SendError, SessionInfo, SessionKey, SessionState, Transmit,
@@ -684,7 +684,7 @@ impl State {
     /// ended).
     fn wake_room(&mut self, max_queued_bytes: usize) {
         let engine = &self.engine;
-        let mut wakers = Vec::new();
+        let mut wakers = Wakers::default();
         self.room.retain(|key, waiters| {
             let room = engine
                 .queued_bytes(*key)

@@ -40,17 +40,48 @@ impl Waiters {
         self.list.is_empty()
     }
 
-    /// Takes every waker, to be woken once the caller's lock is released.
-    pub(crate) fn take(&mut self) -> Vec<Waker> {
-        std::mem::take(&mut self.list)
-            .into_iter()
-            .map(|(_, waker)| waker)
-            .collect()
+    /// Takes every waker, to be woken once the caller's lock is released. The list keeps
+    /// its buffer for the next waiter, and one waker (the common case) is taken without an
+    /// allocation.
+    pub(crate) fn take(&mut self) -> Wakers {
+        let mut wakers = Wakers::default();
+        wakers.extend(self.list.drain(..).map(|(_, waker)| waker));
+        wakers
+    }
+}
+
+/// Wakers taken from [`Waiters`] (or anywhere else), to wake once a lock is released: the
+/// first inline, any more in a list.
+#[derive(Debug, Default)]
+#[must_use = "taken wakers are to be woken"]
+pub(crate) struct Wakers {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Extend<Waker> for Wakers {
+    fn extend<I: IntoIterator<Item = Waker>>(&mut self, wakers: I) {
+        for waker in wakers {
+            if self.first.is_none() {
+                self.first = Some(waker);
+            } else {
+                self.more.push(waker);
+            }
+        }
+    }
+}
+
+impl IntoIterator for Wakers {
+    type Item = Waker;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Waker>, std::vec::IntoIter<Waker>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.more)
     }
 }
 
 /// Wakes what [`Waiters::take`] returned.
-pub(crate) fn wake_all(wakers: Vec<Waker>) {
+pub(crate) fn wake_all(wakers: Wakers) {
     for waker in wakers {
         waker.wake();
     }
@@ -86,5 +117,27 @@ mod tests {
         wake_all(waiters.take());
         assert_eq!(count.0.load(Ordering::Relaxed), 1);
         assert!(waiters.list.is_empty());
+    }
+
+    #[test]
+    fn every_taken_waker_is_woken_once() {
+        for n in 0..5 {
+            let count = Arc::new(Count(AtomicUsize::new(0)));
+            let waker = Waker::from(count.clone());
+            let cx = Context::from_waker(&waker);
+            let mut waiters = Waiters::default();
+            let mut slots = vec![None; n];
+            for slot in &mut slots {
+                waiters.register(slot, &cx);
+            }
+            let mut wakers = waiters.take();
+            wakers.extend(Some(waker.clone()));
+            wakers.extend(waiters.take());
+            wake_all(wakers);
+            assert_eq!(count.0.load(Ordering::Relaxed), n + 1, "{n} waiters");
+            assert!(waiters.is_empty());
+            // The list's buffer stays for the next waiter.
+            assert!(waiters.list.capacity() >= n);
+        }
     }
 }

@@ -17,6 +17,9 @@ use crate::peer::Peer;
 use crate::response::{Headers, RequestHeaders, TEXT_PLAIN};
 use crate::session::{Link, Phase};
 
+/// Most entries of the dirty list's buffer kept from one flush to the next.
+const MAX_KEPT_DIRTY: usize = 1024;
+
 impl Engine {
     /// Queues a message for the client. If a receiver or socket is there, it goes out from
     /// [`Engine::poll_transmit`] once the transmits already queued are drained, batched with
@@ -122,7 +125,8 @@ impl Engine {
 
     /// Writes the messages of every session marked dirty by [`Engine::send`].
     pub(super) fn flush_dirty(&mut self) {
-        for key in std::mem::take(&mut self.dirty) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
             let Some(s) = self.sessions.get_mut(&key) else {
                 continue;
             };
@@ -138,6 +142,11 @@ impl Engine {
                 }
                 Link::Http { receiver: None } => {}
             }
+        }
+        // The list's buffer is kept for the next sends (one allocation per flush less),
+        // unless a burst grew it past what steady traffic needs.
+        if dirty.capacity() <= MAX_KEPT_DIRTY && self.dirty.is_empty() {
+            self.dirty = dirty;
         }
     }
 
