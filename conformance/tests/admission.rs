@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use conformance::http::Request;
 use sockjs_core::driver::{Admission, AdmissionRequest, Config, Session};
-use sockjs_core::{Options, OriginPolicy, Rejection};
+use sockjs_core::{Options, OriginPolicy, OriginalUri, Rejection};
 use support::{ADAPTERS, Adapter, Mount, Target, handler, sleep, start_services, within, ws_text};
 
 /// Bound of one test (both adapters).
@@ -33,6 +33,8 @@ struct Seen {
     /// Hook futures dropped before they finished.
     cancelled: AtomicUsize,
     clients: Mutex<Vec<Option<IpAddr>>>,
+    /// The path of each request the hook saw, and its `OriginalUri`'s if it had one.
+    paths: Mutex<Vec<(String, Option<String>)>>,
 }
 
 /// What the hook admits a session with.
@@ -62,6 +64,11 @@ fn hook(seen: Arc<Seen>) -> Admission {
         async move {
             seen.calls.fetch_add(1, Ordering::SeqCst);
             seen.clients.lock().unwrap().push(request.client_addr());
+            let original = request.head().extensions.get::<OriginalUri>();
+            seen.paths.lock().unwrap().push((
+                request.uri().path().to_owned(),
+                original.map(|uri| uri.0.path().to_owned()),
+            ));
             let mut watch = Watch(seen.clone(), false);
             let sid = request
                 .cookie("sid")
@@ -241,6 +248,18 @@ fn s7_3_1_admitted_sessions_carry_the_value_the_hook_saw_cookies_headers_and_add
                 &[Some("203.0.113.9".parse().unwrap())],
                 "{adapter:?}"
             );
+            // The request as the application finds it: under sockjs-tokio's `Routes` its
+            // mount prefix stripped (the whole URI beside it), as a nesting router hands
+            // it on; sockjs-smol serves the prefix itself and hands it over whole.
+            let asked = format!("{path}/xhr");
+            let expected = match adapter {
+                Adapter::Tokio => (
+                    asked.strip_prefix("/guarded").unwrap().to_owned(),
+                    Some(asked.clone()),
+                ),
+                Adapter::Smol => (asked.clone(), None),
+            };
+            assert_eq!(seen.paths.lock().unwrap()[0], expected, "{adapter:?}");
             // A token in the query string, over a WebSocket.
             let mut ws = target.raw_ws(&format!("{}/websocket?sid=good", sid("ws")), &[]);
             assert_eq!(ws_text(&mut ws).as_deref(), Some("o"), "{adapter:?}");

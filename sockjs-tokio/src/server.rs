@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
-use sockjs_core::driver::web::{self, Mounts};
+use sockjs_core::driver::web::Mounts;
 use sockjs_core::driver::{Config, Connection, ConnectionProbe};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -72,8 +72,8 @@ impl Routes {
             .collect()
     }
 
-    /// The answers [`serve`] wrote to requests outside every mount (404, or 400 for a
-    /// target it could not strip), by status; rendered beside [`metrics`](Self::metrics)
+    /// The answers [`serve`] wrote to requests outside every mount (404), by status;
+    /// rendered beside [`metrics`](Self::metrics)
     /// with [`Unrouted::write_prometheus`]. Hyper's own answers (a head too large: 431) are
     /// not seen.
     pub fn unrouted(&self) -> &Unrouted {
@@ -90,13 +90,15 @@ impl Routes {
             self.unrouted.count(StatusCode::NOT_FOUND);
             return Body::plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n");
         };
-        let Some(request) = web::strip_prefix(request, prefix) else {
-            self.unrouted.count(StatusCode::BAD_REQUEST);
-            return Body::plain(StatusCode::BAD_REQUEST, "Bad request target.\n");
-        };
         // Not through `tower::Service::call`, which boxes its future and would have the
-        // connection's facts as extensions (a map and a box each, per request).
-        service.clone().handle(request, Some(connection)).await
+        // connection's facts as extensions (a map and a box each, per request); and with
+        // the mount prefix left in the path, which the service strips only from the
+        // requests the application reads (a rewritten URI and an `OriginalUri` per request
+        // otherwise).
+        service
+            .clone()
+            .handle(request, Some(connection), prefix.len())
+            .await
     }
 }
 

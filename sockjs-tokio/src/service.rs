@@ -166,10 +166,13 @@ impl SockJs {
 
     /// Answers one request; its connection's facts are `connection` when the server knows
     /// them, else the request's extensions (a router or middleware in front may set them).
+    /// `mount`: bytes of the path that [`Routes`](crate::Routes) matched as the mount prefix
+    /// and left in place (see [`Service::submit_mounted`](sockjs_core::driver::Service::submit_mounted)).
     pub(crate) async fn handle<B>(
         self,
         request: Request<B>,
         connection: Option<&Connection>,
+        mount: usize,
     ) -> Response<Body>
     where
         B: http_body::Body + Send + 'static,
@@ -189,13 +192,15 @@ impl SockJs {
             Ok(body) => body,
             Err(error) => {
                 let response = error.response();
-                self.service.answered(parts.uri.path(), response.status());
+                let path = parts.uri.path();
+                self.service
+                    .answered(path.get(mount..).unwrap_or(path), response.status());
                 return response.map(Body::full);
             }
         };
         let request = Request::from_parts(parts, body);
         let mut exchange = match connection {
-            Some(connection) => self.service.submit_on(request, connection),
+            Some(connection) => self.service.submit_mounted(request, connection, mount),
             None => self.service.submit(request),
         };
         match exchange.next().await {
@@ -311,7 +316,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         ResponseFuture {
-            inner: Box::pin(self.clone().handle(request, None)),
+            inner: Box::pin(self.clone().handle(request, None, 0)),
         }
     }
 }

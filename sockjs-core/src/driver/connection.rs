@@ -83,6 +83,13 @@ impl Connection {
         }
     }
 
+    /// The same connection, for a request whose first `mount` path bytes a router matched
+    /// (see [`Service::submit_mounted`](crate::driver::Service::submit_mounted)).
+    pub(crate) fn mounted(mut self, mount: usize) -> Connection {
+        self.peer.mount = mount;
+        self
+    }
+
     pub(crate) fn facts(&self) -> Peer {
         self.peer
     }

@@ -216,11 +216,36 @@ impl Service {
     ///
     /// The first call starts the service's timer tasks on its runtime.
     pub fn submit_on(&self, request: http::Request<Bytes>, connection: &Connection) -> Exchange {
+        self.submit_mounted(request, connection, 0)
+    }
+
+    /// [`submit_on`](Service::submit_on) for a request whose path starts with a mount
+    /// prefix of `mount` bytes, which a router in front of the service matched (as
+    /// `sockjs_tokio::Routes` does): the service routes on what follows. Wherever the
+    /// application reads the request (a session's opening request, an admission hook, the
+    /// option callbacks) it finds it as a nesting router would hand it on, the prefix
+    /// stripped and the whole URI in an [`OriginalUri`](crate::OriginalUri) extension; the
+    /// other requests are never rewritten, which would cost a URI parse and four
+    /// allocations each. A `mount` longer than the path gets 404.
+    pub fn submit_mounted(
+        &self,
+        request: http::Request<Bytes>,
+        connection: &Connection,
+        mount: usize,
+    ) -> Exchange {
         self.start();
         let inner = &*self.inner;
-        let shard = self.pick(request.uri().path()).clone();
+        let connection = connection.clone().mounted(mount);
+        let shard = self
+            .pick(
+                connection
+                    .facts()
+                    .routed(request.uri().path())
+                    .unwrap_or(""),
+            )
+            .clone();
         let id = RequestId(inner.next_request.fetch_add(1, Ordering::Relaxed));
-        Exchange::submit(shard, id, request, connection.clone())
+        Exchange::submit(shard, id, request, connection)
     }
 
     /// [`submit_on`](Service::submit_on) for a request that carries its connection's facts

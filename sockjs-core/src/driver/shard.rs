@@ -226,7 +226,10 @@ impl Shard {
         // engine and the metrics alike.
         let (parts, body) = request.into_parts();
         let uri = parts.uri.clone();
-        let route = Route::in_service(uri.path(), &self.common.prefix);
+        let route = connection
+            .facts()
+            .routed(uri.path())
+            .and_then(|path| Route::in_service(path, &self.common.prefix));
         let endpoint = Endpoint::of_route(route);
         let mut st = self.lock();
         let now = self.common.runtime.now();

@@ -97,14 +97,7 @@ impl<T> Mounts<T> {
 pub fn strip_prefix<B>(mut request: http::Request<B>, prefix: &str) -> Option<http::Request<B>> {
     let original = request.uri().clone();
     let rest = original.path().strip_prefix(prefix)?;
-    let rest = if rest.is_empty() { "/" } else { rest };
-    let path_and_query = match original.query() {
-        Some(query) => format!("{rest}?{query}"),
-        None => rest.to_owned(),
-    };
-    let mut parts = original.clone().into_parts();
-    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
-    *request.uri_mut() = Uri::from_parts(parts).ok()?;
+    *request.uri_mut() = crate::peer::unmounted(&original, rest)?;
     request.extensions_mut().insert(OriginalUri(original));
     Some(request)
 }
