@@ -248,6 +248,14 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn s5_1_any_text_reads_back_as_itself(text in proptest::prelude::any::<String>()) {
+            let back: String = serde_json::from_str(&quoted(&text)).expect("a JSON string");
+            proptest::prop_assert_eq!(back, text);
+        }
+    }
+
     /// serde_json's encoding plus the SockJS extras, as an independent reference.
     fn serde_reference(s: &str) -> String {
         let json = serde_json::to_string(s).expect("json");
