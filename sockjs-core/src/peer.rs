@@ -44,6 +44,8 @@ impl Peer {
 
     /// The part of `path` the service routes on: what follows the mount prefix (`None` if
     /// the path is shorter, which a router that matched the prefix never hands over).
+    // Only the driver mounts services; the engine alone always gets whole paths.
+    #[cfg_attr(not(feature = "driver"), allow(dead_code))]
     pub(crate) fn routed<'a>(&self, path: &'a str) -> Option<&'a str> {
         path.get(self.mount..)
     }
