@@ -3,7 +3,8 @@
 //!
 //! Usage: `raw_echo [ADDR]` (default `127.0.0.1:0`; loopback only). Prints
 //! `listening on http://ADDR` once bound, then echoes every text or binary message on any
-//! path until killed. Worker threads: the CPUs the process may run on.
+//! path until killed. Worker threads: the CPUs the process may run on (one CPU: a
+//! current-thread runtime, as sockjs-tokio's test server).
 //!
 //! Each connection's read buffer is 4 KiB instead of tungstenite's eagerly allocated
 //! 128 KiB default, so that the idle-memory figure is a floor too.
@@ -49,10 +50,19 @@ fn main() -> ExitCode {
         Ok(addr) => addr,
         Err(code) => return code,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // As sockjs-tokio's test server: a current-thread runtime on one CPU, so that the
+    // floor and the server it is the floor of schedule alike.
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let built = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("raw_echo: runtime: {e}");

@@ -15,6 +15,10 @@
 //! Serves with `sockjs_tokio::serve` by default, or mounted in axum with `--axum` (plain
 //! HTTP only). Prints `listening on http://ADDR` (`https://` with TLS) once bound, then
 //! runs until killed.
+//!
+//! Runs on a current-thread runtime when it may use one CPU (the benchmark pins it to one),
+//! on the multi-thread runtime otherwise: see "One core: a current-thread runtime" in
+//! DEPLOYMENT.md.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -36,8 +40,27 @@ fn from_axum(mut req: axum::extract::Request) -> axum::extract::Request {
     req
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let runtime = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(serve()),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(message) => {
