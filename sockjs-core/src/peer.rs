@@ -44,13 +44,12 @@ impl Peer {
 
     /// The part of `path` the service routes on: what follows the mount prefix (`None` if
     /// the path is shorter, which a router that matched the prefix never hands over).
-    // Only the driver mounts services; the engine alone always gets whole paths.
-    #[cfg_attr(not(feature = "driver"), allow(dead_code))]
     pub(crate) fn routed<'a>(&self, path: &'a str) -> Option<&'a str> {
         path.get(self.mount..)
     }
 
-    /// Into `parts`' extensions, unless they hold them already: for the requests the
+    /// Into `parts`' extensions, unless they hold them already, and the mount prefix out of
+    /// its path (the whole URI kept as an [`OriginalUri`]): for the requests the
     /// application sees (a session's opening request, the option callbacks, an admission
     /// hook), which read them there.
     pub(crate) fn stamp(self, parts: &mut http::request::Parts) {
@@ -65,9 +64,8 @@ impl Peer {
         // Stripped once: a request stripped already carries its original URI.
         if self.mount > 0 && parts.extensions.get::<OriginalUri>().is_none() {
             let original = parts.uri.clone();
-            if let Some(uri) = original
-                .path()
-                .get(self.mount..)
+            if let Some(uri) = self
+                .routed(original.path())
                 .and_then(|rest| unmounted(&original, rest))
             {
                 parts.uri = uri;
