@@ -9,7 +9,10 @@ use conformance::http::{Conn, Request};
 
 /// Opens an xhr-streaming session on the chat at `addr` and waits (at most 10 s) until
 /// `/metrics` shows it open; checks that every line is a comment or a sample.
-pub fn metrics_show_an_open_session(addr: SocketAddr) {
+///
+/// Returns the session's receiving connection: the session stays open while the caller holds
+/// it (closing it aborts the receiver, which closes the session).
+pub fn metrics_show_an_open_session(addr: SocketAddr) -> Conn {
     let conn = || Conn::connect(&addr.to_string(), Duration::from_secs(5)).unwrap();
     let mut stream = conn();
     stream
@@ -43,4 +46,5 @@ pub fn metrics_show_an_open_session(addr: SocketAddr) {
     assert!(text.contains(
         r#"sockjs_requests_total{service="/chat",endpoint="xhr_streaming",status="200"} 1"#
     ));
+    stream
 }

@@ -20,7 +20,8 @@ fn the_chats_metrics_count_its_sessions() {
     let handle = server.handle();
     let listener = async_io::Async::new(listener).unwrap();
     std::thread::spawn(move || async_io::block_on(server.serve(listener)));
-    metrics_check::metrics_show_an_open_session(addr);
+    let receiver = metrics_check::metrics_show_an_open_session(addr);
     assert_eq!(handle.metrics().len(), 1);
+    drop(receiver);
     handle.shutdown();
 }

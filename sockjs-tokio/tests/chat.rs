@@ -27,12 +27,13 @@ fn the_chats_metrics_count_its_sessions() {
         tokio::spawn(async move { axum::serve(listener, app).await });
         service
     });
-    metrics_check::metrics_show_an_open_session(addr);
+    let receiver = metrics_check::metrics_show_an_open_session(addr);
     assert_eq!(
         service
             .metrics()
             .sessions_open(adapter::Transport::XhrStreaming),
         1
     );
+    drop(receiver);
     runtime.shutdown_background();
 }
