@@ -311,7 +311,11 @@ fn s7_3_1_a_receiver_replacing_a_gone_one_asks_if_it_would_open_a_session() {
             // closes the session. The newcomer would open a new one: it must ask.
             let mut held = target.conn();
             held.send(&Request::new("POST", &xhr)).unwrap();
-            std::thread::sleep(Duration::from_millis(100));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while target.open_requests() == 0 {
+                assert!(Instant::now() < deadline, "{adapter:?}: never attached");
+                std::thread::sleep(Duration::from_millis(5));
+            }
             held.reset();
             assert_eq!(
                 post(&target, &xhr, &[]),

@@ -575,7 +575,7 @@ fn redis_outage_degrades_to_local_delivery_and_recovers_on_either_adapter() {
     let local_only = |node: &Node, members: [&mut Client; 2], elsewhere: &mut Client| {
         let started = Instant::now();
         assert_eq!(node.hub.publish("red", "while down"), 2);
-        assert!(started.elapsed() < Duration::from_millis(100));
+        assert!(started.elapsed() < Duration::from_millis(500));
         for member in members {
             assert_eq!(member.next(), "while down");
         }

@@ -147,7 +147,7 @@ fn churned_sessions_are_all_forgotten_and_memory_returns() {
     let (n, limit) = if long_tests() {
         (100_000, Duration::from_secs(600))
     } else {
-        (3000, Duration::from_secs(20))
+        (3000, Duration::from_secs(60))
     };
     for adapter in ADAPTERS {
         let target = start(

@@ -39,7 +39,7 @@ fn serve(adapter: support::Adapter, binding: SessionBinding) -> (Target, Receive
         let options = Options {
             trusted_proxies: trusted,
             session_binding: binding,
-            disconnect_delay: Duration::from_millis(500),
+            disconnect_delay: Duration::from_secs(5),
             ..Options::default()
         };
         Mount::new(

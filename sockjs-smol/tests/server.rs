@@ -243,7 +243,12 @@ fn an_unknown_prefix_gets_404_and_keeps_the_connection() {
 
 #[test]
 fn serve_returns_after_a_graceful_shutdown() {
-    let running = echo_server();
+    // A disconnect delay that outlasts the count below on a busy machine.
+    let options = Options {
+        disconnect_delay: Duration::from_secs(2),
+        ..Options::default()
+    };
+    let running = Running::start(Server::new().service("/echo", options, echo).unwrap());
     let mut conn = running.conn();
     assert_eq!(
         conn.roundtrip(&Request::new("POST", "/echo/000/g/xhr"))
@@ -256,7 +261,7 @@ fn serve_returns_after_a_graceful_shutdown() {
     assert_eq!(handle.session_count(), 1);
     // The session is closed at once and forgotten after its disconnect delay; then
     // `serve` returns.
-    let result = running.stop(Duration::from_secs(5));
+    let result = running.stop(Duration::from_secs(10));
     assert!(matches!(result, Some(Ok(()))), "{result:?}");
     assert!(handle.is_shutdown());
     assert_eq!(handle.session_count(), 0);

@@ -400,6 +400,7 @@ pub fn start_services(adapter: Adapter, config: Config, mounts: Vec<Mount>) -> T
 }
 
 fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
+    let services = mounts.len();
     let mut server = sockjs_smol::Server::with_config(config).threads(2);
     for mount in mounts {
         let handler = mount.handler;
@@ -415,9 +416,10 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
     let handle = server.handle();
     let thread = std::thread::spawn(move || async_io::block_on(server.serve(listener)));
     let counter = handle.clone();
-    // Wait until the engines exist, so the count is meaningful.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(addr).is_err() && Instant::now() < deadline {
+    // Wait until `serve` has made the services' engines (the handle shows them), so that
+    // counts and metrics read through it are meaningful from the first request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.metrics().len() < services && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     let shutdown = handle.clone();
