@@ -25,8 +25,56 @@ const ASCII_ESCAPES: [u8; 128] = {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn push_u_escape(out: &mut Vec<u8>, code: u32) {
-    out.extend_from_slice(&[
+/// Where escaped text goes: bytes for HTTP bodies, a `String` for WebSocket text frames
+/// (which then need no UTF-8 check of their own).
+trait Sink {
+    fn reserve(&mut self, additional: usize);
+    /// Appends ASCII bytes (quotes and escape sequences).
+    fn push_ascii(&mut self, ascii: &[u8]);
+    /// Appends `s[range]`; `range` lies on character boundaries.
+    fn push_run(&mut self, s: &str, range: std::ops::Range<usize>);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn reserve(&mut self, additional: usize) {
+        Vec::reserve(self, additional);
+    }
+
+    #[inline]
+    fn push_ascii(&mut self, ascii: &[u8]) {
+        self.extend_from_slice(ascii);
+    }
+
+    #[inline]
+    fn push_run(&mut self, s: &str, range: std::ops::Range<usize>) {
+        if let Some(run) = s.as_bytes().get(range) {
+            self.extend_from_slice(run);
+        }
+    }
+}
+
+impl Sink for String {
+    #[inline]
+    fn reserve(&mut self, additional: usize) {
+        String::reserve(self, additional);
+    }
+
+    #[inline]
+    fn push_ascii(&mut self, ascii: &[u8]) {
+        self.extend(ascii.iter().map(|&b| char::from(b)));
+    }
+
+    #[inline]
+    fn push_run(&mut self, s: &str, range: std::ops::Range<usize>) {
+        if let Some(run) = s.get(range) {
+            self.push_str(run);
+        }
+    }
+}
+
+fn push_u_escape(out: &mut impl Sink, code: u32) {
+    out.push_ascii(&[
         b'\\',
         b'u',
         HEX[(code >> 12 & 0xf) as usize],
@@ -74,8 +122,18 @@ fn word_needs_care(word: u64) -> bool {
 /// assert_eq!(out, b"\"a\\\"\\n\\u2028\xc3\xa9\"");
 /// ```
 pub fn quote_message(out: &mut Vec<u8>, s: &str) {
+    quote_into(out, s);
+}
+
+/// [`quote_message`] into a `String`.
+pub(crate) fn quote_message_str(out: &mut String, s: &str) {
+    quote_into(out, s);
+}
+
+#[inline]
+fn quote_into(out: &mut impl Sink, s: &str) {
     out.reserve(s.len() + 2);
-    out.push(b'"');
+    out.push_ascii(b"\"");
     let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
@@ -97,18 +155,18 @@ pub fn quote_message(out: &mut Vec<u8>, s: &str) {
             if b < 0x80 {
                 let esc = ASCII_ESCAPES[b as usize];
                 if esc != 0 {
-                    out.extend_from_slice(&bytes[start..i]);
+                    out.push_run(s, start..i);
                     if esc == b'u' {
                         push_u_escape(out, b as u32);
                     } else {
-                        out.extend_from_slice(&[b'\\', esc]);
+                        out.push_ascii(&[b'\\', esc]);
                     }
                     start = i + 1;
                 }
                 i += 1;
             } else if b == 0xE2 || b == 0xEF {
                 if let Some(code) = sockjs_extra_escape(bytes, i) {
-                    out.extend_from_slice(&bytes[start..i]);
+                    out.push_run(s, start..i);
                     push_u_escape(out, code);
                     start = i + 3;
                 }
@@ -118,8 +176,10 @@ pub fn quote_message(out: &mut Vec<u8>, s: &str) {
             }
         }
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    // Every run starts after an escaped character and ends before one (or at the end):
+    // on character boundaries.
+    out.push_run(s, start..bytes.len());
+    out.push_ascii(b"\"");
 }
 
 /// Appends `frame` as a JavaScript string literal, as `JSON.stringify` would write it; used
@@ -253,6 +313,36 @@ mod tests {
         fn s5_1_any_text_reads_back_as_itself(text in proptest::prelude::any::<String>()) {
             let back: String = serde_json::from_str(&quoted(&text)).expect("a JSON string");
             proptest::prop_assert_eq!(back, text);
+        }
+
+        /// WebSocket frames are escaped into a `String`, HTTP bodies into bytes: the same
+        /// text either way.
+        #[test]
+        fn s5_1_text_and_byte_escaping_agree(text in proptest::prelude::any::<String>()) {
+            let mut as_text = String::new();
+            quote_message_str(&mut as_text, &text);
+            proptest::prop_assert_eq!(as_text, quoted(&text));
+        }
+    }
+
+    #[test]
+    fn s5_1_text_escaping_at_every_position_of_every_special_byte() {
+        for special in [
+            "\"",
+            "\\",
+            "\n",
+            "\u{1}",
+            "\u{2028}",
+            "\u{ffff}",
+            "é",
+            "\u{1f600}",
+        ] {
+            for pos in 0..150 {
+                let text = format!("{}{special}{}", "a".repeat(pos), "b".repeat(150 - pos));
+                let mut as_text = String::new();
+                quote_message_str(&mut as_text, &text);
+                assert_eq!(as_text, serde_reference(&text), "{text:?}");
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! SockJS frames, server to client (PROTOCOL.md §5).
 
-use crate::escape::quote_message;
+use crate::escape::{quote_message, quote_message_str};
 
 /// The open frame, `o`.
 pub const OPEN: &[u8] = b"o";
@@ -56,7 +56,8 @@ pub fn close(code: u16, reason: &str) -> String {
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct MessageBatch {
-    escaped: Vec<u8>,
+    /// Text, so that a WebSocket frame of it needs no UTF-8 check.
+    escaped: String,
     count: usize,
 }
 
@@ -64,9 +65,9 @@ impl MessageBatch {
     /// Queues one message.
     pub fn push(&mut self, text: &str) {
         if self.count > 0 {
-            self.escaped.push(b',');
+            self.escaped.push(',');
         }
-        quote_message(&mut self.escaped, text);
+        quote_message_str(&mut self.escaped, text);
         self.count += 1;
     }
 
@@ -94,13 +95,33 @@ impl MessageBatch {
     #[inline]
     pub fn write_frame(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"a[");
-        out.extend_from_slice(&self.escaped);
+        out.extend_from_slice(self.escaped.as_bytes());
         out.push(b']');
+    }
+
+    /// The `a[...]` frame of the queued messages as text, as a WebSocket text frame carries
+    /// it (the batch is left as it is).
+    ///
+    /// ```
+    /// use sockjs_core::frame::MessageBatch;
+    /// let mut batch = MessageBatch::default();
+    /// batch.push("é\u{2028}");
+    /// assert_eq!(batch.frame_text(), r#"a["é\u2028"]"#);
+    /// ```
+    pub fn frame_text(&self) -> String {
+        let mut text = String::with_capacity(self.frame_len());
+        text.push_str("a[");
+        text.push_str(&self.escaped);
+        text.push(']');
+        text
     }
 
     /// Drops messages pushed after the batch was `escaped_len` bytes and `count` messages.
     pub(crate) fn truncate(&mut self, escaped_len: usize, count: usize) {
-        self.escaped.truncate(escaped_len);
+        // A length taken between messages: a character boundary (else nothing is dropped).
+        if self.escaped.is_char_boundary(escaped_len) {
+            self.escaped.truncate(escaped_len);
+        }
         self.count = count;
     }
 

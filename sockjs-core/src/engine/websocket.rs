@@ -326,10 +326,8 @@ impl Shared {
         if s.batch.is_empty() {
             return;
         }
-        let mut text = Vec::with_capacity(s.batch.frame_len());
-        s.batch.write_frame(&mut text);
+        let text = s.batch.frame_text();
         s.batch.clear();
-        let text = String::from_utf8(text).unwrap_or_default();
         self.out.push(socket, Content::WsText(text));
         self.socket_wrote(key, s);
     }
