@@ -119,6 +119,7 @@ impl MessageBatch {
     /// Drops messages pushed after the batch was `escaped_len` bytes and `count` messages.
     pub(crate) fn truncate(&mut self, escaped_len: usize, count: usize) {
         // A length taken between messages: a character boundary (else nothing is dropped).
+        debug_assert!(self.escaped.is_char_boundary(escaped_len));
         if self.escaped.is_char_boundary(escaped_len) {
             self.escaped.truncate(escaped_len);
         }
