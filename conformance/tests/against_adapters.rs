@@ -7,11 +7,9 @@ mod support;
 use std::net::SocketAddr;
 
 use sockjs_core::driver::Config;
-use support::{ADAPTERS, DISCONNECT, HEARTBEAT, start_services, suite, suite_base};
-
-/// Abort stress rounds against a server that cannot probe its sockets: each polling round
-/// waits out the abort grace once.
-const UNPROBED_ABORT_ROUNDS: usize = 20;
+use support::{
+    ADAPTERS, DISCONNECT, HEARTBEAT, UNPROBED_ABORT_ROUNDS, start_services, suite, suite_base,
+};
 
 fn suite_config(addr: SocketAddr) -> conformance::Config {
     conformance::Config::new(format!("http://{addr}"))
@@ -46,10 +44,8 @@ async fn every_conformance_check_passes_against_sockjs_tokio_in_axum() {
         // OriginalUri.
         mount.options.prefix.clear();
         let handler = mount.handler;
-        // Under a server whose sockets it cannot see, a receiver that would get 2010 waits
-        // the abort grace (default 250 ms) for the attached one to turn out gone: the
-        // grace must outlast a busy machine's scheduling delay, so the abort stress checks,
-        // which provoke a real 2010 in every polling round, run fewer rounds here.
+        // Under a server whose sockets it cannot see: the default abort grace, and
+        // `UNPROBED_ABORT_ROUNDS` below.
         let service = sockjs_tokio::SockJs::builder(mount.options)
             .config(Config::default())
             .build(move |s| handler(s))

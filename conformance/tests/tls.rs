@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use conformance::tls::ClientStream;
 use sockjs_core::driver::Config;
 use support::{
-    ADAPTERS, Adapter, DISCONNECT, HEARTBEAT, Target, TestCerts, start_services, suite, suite_base,
+    ADAPTERS, Adapter, DISCONNECT, HEARTBEAT, Target, TestCerts, UNPROBED_ABORT_ROUNDS,
+    start_services, suite, suite_base,
 };
 
 fn start_tls(adapter: Adapter, certs: &TestCerts, config: Config) -> Target {
@@ -35,16 +36,13 @@ fn every_conformance_check_passes_over_tls_against_both_adapters() {
     let certs = TestCerts::new();
     for adapter in ADAPTERS {
         println!("{adapter:?}");
-        // TLS streams cannot be probed, so a receiver that would get 2010 waits the abort
-        // grace (default 250 ms) for the attached one to turn out gone: the grace must
-        // outlast a busy machine's scheduling delay, so the abort stress checks, which
-        // provoke a real 2010 in every polling round, run fewer rounds here.
+        // TLS streams cannot be probed: the default abort grace, and fewer abort rounds.
         let target = start_tls(adapter, &certs, Config::default());
         let report = conformance::run(
             &conformance::Config::new(format!("https://{}", target.addr))
                 .heartbeat(HEARTBEAT)
                 .disconnect(DISCONNECT)
-                .abort_rounds(20)
+                .abort_rounds(UNPROBED_ABORT_ROUNDS)
                 .tls(certs.client.clone()),
         );
         println!("{}", report.summary());
