@@ -171,21 +171,15 @@ fn skip_space(bytes: &[u8], mut at: usize) -> usize {
 /// Where the run of plain string bytes starting at `at` ends: the index of the first `"`,
 /// `\\` or control character (or the end of `bytes`). Eight bytes at a time.
 fn plain_run(bytes: &[u8], at: usize) -> usize {
-    let mut at = swar::skip_clean_blocks(bytes, at, |b| b < 0x20 || b == b'"' || b == b'\\');
-    while let Some(word) = swar::load(bytes, at) {
-        let stops = swar::below(word, 0x20) | swar::equal(word, b'"') | swar::equal(word, b'\\');
-        if stops != 0 {
-            return at + swar::first(stops);
-        }
-        at += 8;
-    }
-    while let Some(&b) = bytes.get(at) {
-        if b < 0x20 || b == b'"' || b == b'\\' {
-            break;
-        }
-        at += 1;
-    }
-    at
+    let stop = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let at = swar::skip_clean_blocks(bytes, at, stop);
+    swar::position(
+        bytes,
+        at,
+        |word| swar::below(word, 0x20) | swar::equal(word, b'"') | swar::equal(word, b'\\'),
+        stop,
+    )
+    .unwrap_or(bytes.len().max(at))
 }
 
 /// The character of the escape at `at` (a backslash) and where it ends.

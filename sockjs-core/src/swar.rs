@@ -1,4 +1,4 @@
-//! Byte scans for the JSON string scanners on the hot paths: whole blocks of
+//! Byte scans on the hot paths (JSON strings, route ids, request heads): whole blocks of
 //! [`BLOCK`] bytes checked at once (see [`skip_clean_blocks`]), then eight at a time in a
 //! `u64` ("SIMD within a register"). Each `u64` mask has the high bit set in every byte that
 //! matches; bytes above the first match may be flagged falsely (a borrow carries upwards),
@@ -58,6 +58,27 @@ pub(crate) fn first(mask: u64) -> usize {
     (mask.trailing_zeros() / 8) as usize
 }
 
+/// The index of the first byte at or after `at` that stops the scan: eight bytes at a
+/// time while `stops` (the word form, flagging the bytes as the masks above do) finds
+/// none, then `stop` byte by byte over the short tail. `None` if no byte stops it.
+#[inline]
+pub(crate) fn position(
+    bytes: &[u8],
+    mut at: usize,
+    stops: impl Fn(u64) -> u64,
+    stop: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    while let Some(word) = load(bytes, at) {
+        let flagged = stops(word);
+        if flagged != 0 {
+            return Some(at + first(flagged));
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..)?;
+    tail.iter().position(|&b| stop(b)).map(|i| at + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +126,25 @@ mod tests {
             assert_eq!(at, (quote / BLOCK * BLOCK).min(3 * BLOCK), "{quote}");
             bytes[quote] = b'a';
         }
+    }
+
+    #[test]
+    fn position_finds_the_first_stop_from_any_start() {
+        let is_x = |b: u8| b == b'x';
+        for len in 0..=20 {
+            for x in 0..=len {
+                let mut bytes = vec![b'a'; len];
+                if let Some(b) = bytes.get_mut(x) {
+                    *b = b'x';
+                }
+                for from in 0..=len + 1 {
+                    let expected = (x < len && x >= from).then_some(x);
+                    let found = position(&bytes, from, |w| equal(w, b'x'), is_x);
+                    assert_eq!(found, expected, "{len} {x} {from}");
+                }
+            }
+        }
+        assert_eq!(position(b"abc", usize::MAX, |w| equal(w, b'x'), is_x), None);
     }
 
     #[test]

@@ -259,16 +259,8 @@ fn find_head_end(
 
 /// The first `\n` in `bytes` at or after `from`. A head has a line break every few dozen
 /// bytes, so the scan goes eight bytes at a time rather than a vector block at a time.
-fn next_newline(bytes: &[u8], mut from: usize) -> Option<usize> {
-    while let Some(word) = swar::load(bytes, from) {
-        let newlines = swar::equal(word, b'\n');
-        if newlines != 0 {
-            return Some(from + swar::first(newlines));
-        }
-        from += 8;
-    }
-    let tail = bytes.get(from..)?;
-    tail.iter().position(|&b| b == b'\n').map(|i| from + i)
+fn next_newline(bytes: &[u8], from: usize) -> Option<usize> {
+    swar::position(bytes, from, |word| swar::equal(word, b'\n'), |b| b == b'\n')
 }
 
 /// Header fields a head is parsed into on the stack. A head with more (allowed when
