@@ -127,7 +127,10 @@ fn main() -> ExitCode {
         std::thread::spawn(move || async_io::block_on(executor.run(std::future::pending::<()>())));
     }
     let spawner = executor.clone();
-    async_io::block_on(executor.run(async move {
+    // The accept loop is a task of its own, as in sockjs-smol: as the main future of `run`
+    // it would be polled on every wake-up of this thread, and each poll of async-io's
+    // `accept` tries the system call again.
+    let accepting = executor.spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => spawner.spawn(echo(stream)).detach(),
@@ -138,5 +141,6 @@ fn main() -> ExitCode {
                 }
             }
         }
-    }))
+    });
+    async_io::block_on(executor.run(accepting))
 }

@@ -149,5 +149,8 @@ fn main() -> io::Result<()> {
     let executor = Arc::new(Executor::new());
     let worker = executor.clone();
     std::thread::spawn(move || async_io::block_on(worker.run(std::future::pending::<()>())));
-    async_io::block_on(executor.run(app(executor.clone(), listener)))
+    // The accept loop in a task of its own: as `run`'s own future it would be polled on
+    // every wake-up of this thread, and each poll of async-io's `accept` is a system call.
+    let accepting = executor.spawn(app(executor.clone(), listener));
+    async_io::block_on(executor.run(accepting))
 }

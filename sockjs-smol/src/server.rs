@@ -397,15 +397,25 @@ impl Server {
     /// [`Server::executor`] it runs on the caller's executor instead, which the caller
     /// drives. Handler tasks still running when it returns are dropped.
     pub async fn serve(mut self, listener: Async<TcpListener>) -> io::Result<()> {
-        if let Some(executor) = self.executor.take() {
-            let handler = self.build(&executor, None)?;
-            return handler.serve(listener).await;
-        }
-        let executor = Arc::new(Executor::new());
-        let stop = workers(&executor, 1..self.threads);
-        let result = executor
-            .run(self.build(&executor, None)?.serve(listener))
-            .await;
+        let (executor, stop) = match self.executor.take() {
+            Some(executor) => (executor, None),
+            None => {
+                let executor = Arc::new(Executor::new());
+                let stop = workers(&executor, 1..self.threads);
+                (executor, Some(stop))
+            }
+        };
+        let handler = self.build(&executor, None)?;
+        // The accept loop is a task of its own, polled when the listener wakes it. Polled
+        // as part of this future it would run on every wake-up of the thread driving it
+        // (each new task, each I/O event it handles for others), and every poll of
+        // async-io's `accept` tries `accept4` again and re-arms the listener: two wasted
+        // system calls each time.
+        let accepting = executor.spawn(async move { handler.serve(listener).await });
+        let result = match stop {
+            Some(_) => executor.run(accepting).await,
+            None => accepting.await,
+        };
         // Worker threads end as soon as they see the stop signal; they are not joined so
         // that this future never blocks its thread.
         drop(stop);
