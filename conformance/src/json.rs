@@ -38,6 +38,7 @@ impl Json {
 /// Parses a complete JSON text (surrounding whitespace allowed).
 pub fn parse(text: &str) -> Result<Json, String> {
     let mut p = Parser {
+        text,
         s: text.as_bytes(),
         i: 0,
         depth: 0,
@@ -66,6 +67,8 @@ pub fn parse_string_array(text: &str) -> Result<Vec<String>, String> {
 }
 
 struct Parser<'a> {
+    /// The text, for slicing string runs out of it without checking them again.
+    text: &'a str,
     s: &'a [u8],
     i: usize,
     depth: usize,
@@ -166,15 +169,10 @@ impl Parser<'_> {
         let mut out = String::new();
         loop {
             let start = self.i;
-            while self
-                .peek()
-                .is_some_and(|c| c != b'"' && c != b'\\' && c >= 0x20)
-            {
-                self.i += 1;
-            }
-            let run = std::str::from_utf8(&self.s[start..self.i])
-                .map_err(|_| format!("invalid UTF-8 in string at byte {start}"))?;
-            out.push_str(run);
+            self.i += crate::util::json_plain_len(&self.s[start..]);
+            // The run starts and stops at ASCII bytes (or the end), so on boundaries of
+            // the text's characters.
+            out.push_str(&self.text[start..self.i]);
             match self.peek() {
                 Some(b'"') => {
                     self.i += 1;

@@ -1,6 +1,7 @@
 //! Messages in flight, echo verification (content and order) and per-session counters.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
 use std::time::Instant;
 
 use super::hist::Histogram;
@@ -142,12 +143,15 @@ pub fn json_payload(seq: u64, size: usize) -> String {
 /// (longer than `size` only when the number alone does not fit). Letters and digits
 /// only, so no transport or JSON layer needs to escape it.
 pub fn payload(seq: u64, size: usize) -> String {
-    let mut s = format!("{seq}-");
-    let start = (seq % 26) as u8;
-    let mut i = 0u8;
+    /// The alphabet twice, so that any 26 letters in a row from any start are one slice.
+    const LETTERS: &str = "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz";
+    let mut s = String::with_capacity(size.max(21));
+    let _ = write!(s, "{seq}-");
+    let mut at = (seq % 26) as usize;
     while s.len() < size {
-        s.push(char::from(b'a' + (start + i) % 26));
-        i = i.wrapping_add(1) % 26;
+        let take = (size - s.len()).min(26);
+        s.push_str(&LETTERS[at..at + take]);
+        at = (at + take) % 26;
     }
     s
 }
@@ -297,6 +301,20 @@ impl Tracker {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn payloads_are_the_number_a_dash_and_the_alphabet_from_the_numbers_letter() {
+        for seq in [0, 1, 25, 26, 27, 51, 123_456, u64::MAX] {
+            for size in [0, 1, 2, 3, 7, 8, 26, 27, 32, 52, 53, 100, 1024] {
+                let expected: String = format!("{seq}-")
+                    .chars()
+                    .chain((0..).map(|i| char::from(b'a' + ((seq % 26 + i) % 26) as u8)))
+                    .take(size.max(format!("{seq}-").len()))
+                    .collect();
+                assert_eq!(payload(seq, size), expected, "seq {seq}, size {size}");
+            }
+        }
+    }
 
     #[test]
     fn payloads_have_the_size_and_differ() {
