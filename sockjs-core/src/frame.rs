@@ -15,29 +15,25 @@ pub const HEARTBEAT: &[u8] = b"h";
 /// assert_eq!(out, br#"c[3000,"Go away!"]"#);
 /// ```
 pub fn write_close(out: &mut Vec<u8>, code: u16, reason: &str) {
-    out.extend_from_slice(b"c[");
-    let mut digits = [0u8; 5];
-    let mut n = code;
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-    out.push(b',');
+    // Writing into a `Vec` cannot fail.
+    let _ = std::io::Write::write_fmt(out, format_args!("c[{code},"));
     quote_message(out, reason);
     out.push(b']');
 }
 
-/// Returns a close frame as a string.
+/// Returns a close frame as a string: [`write_close`]'s bytes, built as text so that no
+/// UTF-8 check (and no fallback for one failing) is needed.
+///
+/// ```
+/// assert_eq!(sockjs_core::frame::close(3000, "Go away!"), r#"c[3000,"Go away!"]"#);
+/// ```
 pub fn close(code: u16, reason: &str) -> String {
-    let mut out = Vec::with_capacity(reason.len() + 12);
-    write_close(&mut out, code, reason);
-    String::from_utf8(out).unwrap_or_default()
+    let mut out = String::with_capacity(reason.len() + 12);
+    // Writing into a `String` cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut out, format_args!("c[{code},"));
+    quote_message_str(&mut out, reason);
+    out.push(']');
+    out
 }
 
 /// A batch of escaped messages waiting to be written as one `a[...]` frame.
@@ -150,6 +146,29 @@ mod tests {
         );
         assert_eq!(close(0, "\""), r#"c[0,"\""]"#);
         assert_eq!(close(65535, ""), r#"c[65535,""]"#);
+    }
+
+    #[test]
+    fn s5_1_close_frame_text_and_bytes_agree() {
+        for reason in [
+            "",
+            "Go away!",
+            "\"\\\n\u{0}\u{7f}",
+            "zażółć \u{2028} \u{fffe} 😀",
+            "x\u{200c}y",
+        ] {
+            for code in [0, 7, 1000, 3000, 4999, 65535] {
+                let mut bytes = Vec::new();
+                write_close(&mut bytes, code, reason);
+                assert_eq!(
+                    close(code, reason).as_bytes(),
+                    &bytes[..],
+                    "{code} {reason:?}"
+                );
+                assert!(bytes.starts_with(format!("c[{code},\"").as_bytes()));
+            }
+        }
+        assert_eq!(close(1000, "a\"\n\u{2028}"), r#"c[1000,"a\"\n\u2028"]"#);
     }
 
     #[test]
