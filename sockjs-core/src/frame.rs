@@ -1,6 +1,6 @@
 //! SockJS frames, server to client (PROTOCOL.md §5).
 
-use crate::escape::{quote_message, quote_message_str};
+use crate::escape::quote_message_str;
 
 /// The open frame, `o`.
 pub const OPEN: &[u8] = b"o";
@@ -15,14 +15,11 @@ pub const HEARTBEAT: &[u8] = b"h";
 /// assert_eq!(out, br#"c[3000,"Go away!"]"#);
 /// ```
 pub fn write_close(out: &mut Vec<u8>, code: u16, reason: &str) {
-    // Writing into a `Vec` cannot fail.
-    let _ = std::io::Write::write_fmt(out, format_args!("c[{code},"));
-    quote_message(out, reason);
-    out.push(b']');
+    // A close frame goes out once per session: one builder is worth the small copy.
+    out.extend_from_slice(close(code, reason).as_bytes());
 }
 
-/// Returns a close frame as a string: [`write_close`]'s bytes, built as text so that no
-/// UTF-8 check (and no fallback for one failing) is needed.
+/// Returns a close frame as a string, built as text so that it needs no UTF-8 check.
 ///
 /// ```
 /// assert_eq!(sockjs_core::frame::close(3000, "Go away!"), r#"c[3000,"Go away!"]"#);
