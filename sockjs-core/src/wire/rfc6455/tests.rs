@@ -163,6 +163,43 @@ fn close_frames() {
 }
 
 #[test]
+fn rfc6455_s7_4_every_close_code_is_taken_or_refused_by_the_rule() {
+    // RFC 6455 §7.4.1 and §7.4.2: a peer may send 1000-1003, 1007-1014 (IANA-registered
+    // since) and 3000-4999; every other code breaks the protocol.
+    for code in 0..=u16::MAX {
+        let allowed = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+        let seen = feed(
+            &mut Decoder::new(64),
+            &frame(0x88, &code.to_be_bytes(), MASK),
+        );
+        if allowed {
+            assert_eq!(seen, Ok(vec![Seen::Close(Some((code, String::new())))]));
+        } else {
+            assert_eq!(seen.map_err(Error::close_code), Err(1002), "code {code}");
+        }
+    }
+}
+
+#[test]
+fn rfc6455_s5_4_fragments_split_characters_and_may_be_empty() {
+    let text = "κόσμε";
+    let bytes = text.as_bytes();
+    let mut d = Decoder::new(64);
+    let mut input = frame(0x01, &bytes[..1], MASK);
+    input.extend(frame(0x00, &bytes[1..4], MASK));
+    input.extend(frame(0x80, &bytes[4..], MASK));
+    assert_eq!(feed(&mut d, &input), Ok(vec![Seen::Text(text.into())]));
+    let mut input = frame(0x01, b"", MASK);
+    input.extend(frame(0x00, b"middle", MASK));
+    input.extend(frame(0x80, b"", MASK));
+    assert_eq!(feed(&mut d, &input), Ok(vec![Seen::Text("middle".into())]));
+    // A character left unfinished by the last fragment is not UTF-8 (§8.1).
+    let mut input = frame(0x01, &bytes[..2], MASK);
+    input.extend(frame(0x80, &bytes[2..3], MASK));
+    assert_eq!(feed(&mut d, &input), Err(Error::InvalidUtf8));
+}
+
+#[test]
 fn server_frames() {
     let mut out = Vec::new();
     encode_text("hi", &mut out);
