@@ -24,16 +24,20 @@ fn main() -> ExitCode {
             .filter(|c| args.filter.as_deref().is_none_or(|f| c.name.contains(f)))
             .collect();
         let w = checks.iter().map(|c| c.name.len()).max().unwrap_or(5);
+        let mut out = String::new();
         for c in &checks {
             let timing = match c.needs {
                 conformance::Needs::Nothing => "",
                 conformance::Needs::Heartbeat => " [needs --heartbeat-ms]",
                 conformance::Needs::Disconnect => " [needs --disconnect-ms]",
             };
-            println!("{:<w$}  §{:<5}  {}{timing}", c.name, c.section, c.summary);
+            out.push_str(&format!(
+                "{:<w$}  §{:<5}  {}{timing}\n",
+                c.name, c.section, c.summary
+            ));
         }
-        println!("{} checks", checks.len());
-        return ExitCode::SUCCESS;
+        out.push_str(&format!("{} checks\n", checks.len()));
+        return print_listing(&out);
     }
     if args.hostile {
         let mut config =
@@ -88,5 +92,18 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Prints a listing; a reader that stopped reading (`| head`) is no error.
+fn print_listing(text: &str) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
