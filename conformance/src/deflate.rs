@@ -500,6 +500,14 @@ impl DeflateWs {
         self.write(&out)
     }
 
+    /// Sends one masked frame whose first byte (FIN, RSV bits, opcode) is `first`, as it
+    /// is: fragments, control frames and frames the protocol forbids alike.
+    pub fn send_frame(&mut self, first: u8, payload: &[u8]) -> io::Result<()> {
+        let mut out = Vec::new();
+        self.codec.encode_frame(first, payload, &mut out);
+        self.write(&out)
+    }
+
     /// Sends raw bytes (for hostile frames).
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.bytes_out += bytes.len() as u64;
@@ -532,7 +540,19 @@ impl DeflateWs {
                     self.bytes_in += n as u64;
                     self.codec.feed(&chunk[..n]);
                 }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(None),
+                // However the connection ended: a reset, or (over TLS, whose reads also
+                // write) a pipe broken by the server's close, or no close_notify.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::BrokenPipe
+                            | io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    return Ok(None);
+                }
                 Err(e) => return Err(format!("read: {e}")),
             }
         }

@@ -10,6 +10,7 @@ mod aborts;
 mod frames;
 mod headers;
 mod http1;
+mod rfc6455;
 mod routing;
 mod senders;
 mod sessions;
@@ -31,6 +32,7 @@ pub fn all() -> Vec<Check> {
     v.extend(transports::checks());
     v.extend(websocket::checks());
     v.push(websocket::permessage_deflate());
+    v.extend(rfc6455::checks());
     v.extend(http1::checks());
     v.extend(timing::checks());
     v
