@@ -31,7 +31,7 @@ struct Broken {
 
 const LONG_PING: [u8; 126] = [b'p'; 126];
 
-/// Protocol errors (RFC 6455 §5.2, §5.4, §5.5, §7.4.1): each on its own connection, after
+/// Protocol errors (RFC 6455 sections 5.2, 5.4, 5.5 and 7.4.1): each on its own connection, after
 /// one echo.
 const PROTOCOL_ERRORS: &[(&str, &[RawFrame])] = &[
     ("RSV1 set without permessage-deflate", &[(0xC1, b"x")]),
@@ -98,7 +98,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s9_3_rfc6455_ping_gets_pong_with_its_payload",
             "9.3",
-            "raw websocket (RFC 6455 §5.5.2, §5.5.3): an empty ping and a 125-byte ping each get \
+            "raw websocket (RFC 6455 sections 5.5.2 and 5.5.3): an empty ping and a 125-byte ping each get \
              a pong with the same payload; an unsolicited pong is ignored",
             |ctx: &Ctx| {
                 let mut ws = raw(ctx)?;
@@ -160,7 +160,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s9_3_rfc6455_protocol_errors_fail_with_1002",
             "9.3",
-            "raw websocket (RFC 6455 §5.2, §5.4, §5.5, §7.4.1, §7.1.7): reserved bits or \
+            "raw websocket (RFC 6455 sections 5.2, 5.4, 5.5, 7.4.1 and 7.1.7): reserved bits or \
              opcodes, a continuation out of place, a fragmented or 126-byte control frame, a \
              one-byte close payload or a close code a peer may not send close the connection \
              (with 1002 if a close frame is sent), and so does an unmasked frame (any code); \
@@ -175,7 +175,7 @@ pub(crate) fn checks() -> Vec<Check> {
                     send_late(&mut ws, TEXT, b"after");
                     expect_failed(&mut ws, what, &[1002])?;
                 }
-                // §5.1: the server MUST close the connection, and MAY send 1002 first
+                // RFC 6455 §5.1: the server MUST close the connection, and MAY send 1002 first
                 // (sockjs-node's WebSocket driver sends 1003): any close code will do.
                 let what = "an unmasked text frame";
                 let mut ws = raw(ctx)?;
@@ -187,7 +187,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s9_3_rfc6455_invalid_utf8_fails_with_1007",
             "9.3",
-            "raw websocket (RFC 6455 §8.1, §7.4.1): a text message or close reason that is not \
+            "raw websocket (RFC 6455 sections 8.1 and 7.4.1): a text message or close reason that is not \
              UTF-8 (a surrogate, an overlong form, a bad byte in a later fragment) closes the \
              connection (with 1007 if a close frame is sent; 1007 or 1002 for a close reason)",
             |ctx: &Ctx| {
@@ -205,7 +205,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s9_3_rfc6455_client_close_is_answered",
             "9.3",
-            "raw websocket (RFC 6455 §5.5.1, §7.4): a client's close frame with a valid code \
+            "raw websocket (RFC 6455 sections 5.5.1 and 7.4): a client's close frame with a valid code \
              (1000-1003, 1007-1011, 3000-4999), with a 123-byte reason, or with no payload gets \
              one close frame back (the same code, or 1000) and the connection ends; a message \
              sent after the close frame is not echoed",

@@ -164,7 +164,7 @@ fn close_frames() {
 
 #[test]
 fn rfc6455_s7_4_every_close_code_is_taken_or_refused_by_the_rule() {
-    // RFC 6455 §7.4.1 and §7.4.2: a peer may send 1000-1003, 1007-1014 (IANA-registered
+    // RFC 6455 sections 7.4.1 and 7.4.2: a peer may send 1000-1003, 1007-1014 (IANA-registered
     // since) and 3000-4999; every other code breaks the protocol.
     for code in 0..=u16::MAX {
         let allowed = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
@@ -193,7 +193,7 @@ fn rfc6455_s5_4_fragments_split_characters_and_may_be_empty() {
     input.extend(frame(0x00, b"middle", MASK));
     input.extend(frame(0x80, b"", MASK));
     assert_eq!(feed(&mut d, &input), Ok(vec![Seen::Text("middle".into())]));
-    // A character left unfinished by the last fragment is not UTF-8 (§8.1).
+    // A character left unfinished by the last fragment is not UTF-8 (RFC 6455 §8.1).
     let mut input = frame(0x01, &bytes[..2], MASK);
     input.extend(frame(0x80, &bytes[2..3], MASK));
     assert_eq!(feed(&mut d, &input), Err(Error::InvalidUtf8));
