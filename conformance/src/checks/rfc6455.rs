@@ -31,37 +31,104 @@ struct Broken {
 
 const LONG_PING: [u8; 126] = [b'p'; 126];
 
-/// Protocol errors (RFC 6455 sections 5.2, 5.4, 5.5 and 7.4.1): each on its own connection, after
-/// one echo.
-const PROTOCOL_ERRORS: &[(&str, &[RawFrame])] = &[
-    ("RSV1 set without permessage-deflate", &[(0xC1, b"x")]),
-    ("RSV2 set", &[(0xA1, b"x")]),
-    ("RSV3 set", &[(0x91, b"x")]),
-    ("reserved data opcode 3", &[(0x83, b"")]),
-    ("reserved control opcode 11", &[(0x8B, b"")]),
-    (
-        "continuation frame without a message",
-        &[(CONTINUATION_END, b"x")],
-    ),
-    (
-        "a new text message inside a fragmented one",
-        &[(TEXT_START, b"a"), (TEXT, b"b")],
-    ),
-    (
-        "a fragmented ping",
-        &[(0x09, b"a"), (CONTINUATION_END, b"b")],
-    ),
-    ("a close frame with a one-byte payload", &[(CLOSE, b"\x03")]),
-    ("close code 0", &[(CLOSE, b"\x00\x00")]),
-    ("close code 999", &[(CLOSE, b"\x03\xe7")]),
-    ("close code 1004", &[(CLOSE, b"\x03\xec")]),
-    ("close code 1005", &[(CLOSE, b"\x03\xed")]),
-    ("close code 1006", &[(CLOSE, b"\x03\xee")]),
-    ("close code 1016", &[(CLOSE, b"\x03\xf8")]),
-    ("close code 1100", &[(CLOSE, b"\x04\x4c")]),
-    ("close code 2000", &[(CLOSE, b"\x07\xd0")]),
-    ("close code 2999", &[(CLOSE, b"\x0b\xb7")]),
-    ("a 126-byte ping", &[(PING, &LONG_PING)]),
+/// Protocol errors (RFC 6455 sections 5.2, 5.4, 5.5 and 7.4.1): each on its own connection,
+/// after one echo.
+const PROTOCOL_ERRORS: &[Broken] = &[
+    Broken {
+        what: "RSV1 set without permessage-deflate",
+        frames: &[(0xC1, b"x")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "RSV2 set",
+        frames: &[(0xA1, b"x")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "RSV3 set",
+        frames: &[(0x91, b"x")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "reserved data opcode 3",
+        frames: &[(0x83, b"")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "reserved control opcode 11",
+        frames: &[(0x8B, b"")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "continuation frame without a message",
+        frames: &[(CONTINUATION_END, b"x")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "a new text message inside a fragmented one",
+        frames: &[(TEXT_START, b"a"), (TEXT, b"b")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "a fragmented ping",
+        frames: &[(0x09, b"a"), (CONTINUATION_END, b"b")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "a close frame with a one-byte payload",
+        frames: &[(CLOSE, b"\x03")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "close code 0",
+        frames: &[(CLOSE, b"\x00\x00")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "close code 999",
+        frames: &[(CLOSE, b"\x03\xe7")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "close code 1004",
+        frames: &[(CLOSE, b"\x03\xec")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "close code 1005",
+        frames: &[(CLOSE, b"\x03\xed")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "close code 1006",
+        frames: &[(CLOSE, b"\x03\xee")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "close code 1016",
+        frames: &[(CLOSE, b"\x03\xf8")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "close code 1100",
+        frames: &[(CLOSE, b"\x04\x4c")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "close code 2000",
+        frames: &[(CLOSE, b"\x07\xd0")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "close code 2999",
+        frames: &[(CLOSE, b"\x0b\xb7")],
+        codes: &[1002],
+    },
+    Broken {
+        what: "a 126-byte ping",
+        frames: &[(PING, &LONG_PING)],
+        codes: &[1002],
+    },
 ];
 
 /// Text that is not UTF-8 (RFC 6455 §8.1): each on its own connection, after one echo,
@@ -166,15 +233,7 @@ pub(crate) fn checks() -> Vec<Check> {
              (with 1002 if a close frame is sent), and so does an unmasked frame (any code); \
              nothing after it is echoed",
             |ctx: &Ctx| {
-                for &(what, frames) in PROTOCOL_ERRORS {
-                    let mut ws = raw(ctx)?;
-                    echo_once(&mut ws, what)?;
-                    for &(first, payload) in frames {
-                        send_late(&mut ws, first, payload);
-                    }
-                    send_late(&mut ws, TEXT, b"after");
-                    expect_failed(&mut ws, what, &[1002])?;
-                }
+                fails_each(ctx, PROTOCOL_ERRORS)?;
                 // RFC 6455 §5.1: the server MUST close the connection, and MAY send 1002 first
                 // (sockjs-node's WebSocket driver sends 1003): any close code will do.
                 let what = "an unmasked text frame";
@@ -190,17 +249,7 @@ pub(crate) fn checks() -> Vec<Check> {
             "raw websocket (RFC 6455 sections 8.1 and 7.4.1): a text message or close reason that is not \
              UTF-8 (a surrogate, an overlong form, a bad byte in a later fragment) closes the \
              connection (with 1007 if a close frame is sent; 1007 or 1002 for a close reason)",
-            |ctx: &Ctx| {
-                for case in INVALID_UTF8 {
-                    let mut ws = raw(ctx)?;
-                    echo_once(&mut ws, case.what)?;
-                    for &(first, payload) in case.frames {
-                        send_late(&mut ws, first, payload);
-                    }
-                    expect_failed(&mut ws, case.what, case.codes)?;
-                }
-                Ok(())
-            },
+            |ctx: &Ctx| fails_each(ctx, INVALID_UTF8),
         ),
         Check::new(
             "s9_3_rfc6455_client_close_is_answered",
@@ -350,6 +399,21 @@ fn expect_pong(ws: &mut DeflateWs, what: &str, payload: &[u8]) -> Outcome {
 fn echo_once(ws: &mut DeflateWs, what: &str) -> Outcome {
     send(ws, TEXT, b"ok")?;
     expect_text(ws, &format!("{what}: echo before it"), "ok")
+}
+
+/// Each case on its own connection, after one echo: its frames, then a message that must
+/// not be echoed, and the server fails the connection.
+fn fails_each(ctx: &Ctx, cases: &[Broken]) -> Outcome {
+    for case in cases {
+        let mut ws = raw(ctx)?;
+        echo_once(&mut ws, case.what)?;
+        for &(first, payload) in case.frames {
+            send_late(&mut ws, first, payload);
+        }
+        send_late(&mut ws, TEXT, b"after");
+        expect_failed(&mut ws, case.what, case.codes)?;
+    }
+    Ok(())
 }
 
 /// The server fails the connection (RFC 6455 §7.1.7): it ends it, after a close frame
