@@ -35,8 +35,10 @@ pub fn close(code: u16, reason: &str) -> String {
 
 /// A batch of escaped messages waiting to be written as one `a[...]` frame.
 ///
-/// Each message is escaped once, when it is queued, straight into the batch; the frame is
-/// then `a[` + batch + `]`, with no second pass over the text.
+/// Each message is escaped once, when it is queued, straight into the frame being built:
+/// the batch holds `a[` and the messages, so taking the frame ([`MessageBatch::take_frame_text`],
+/// [`MessageBatch::take_frame`]) adds the `]` and hands the buffer over, with no copy, and
+/// leaves the batch holding no buffer (an idle session keeps nothing of its last burst).
 ///
 /// ```
 /// use sockjs_core::frame::MessageBatch;
@@ -46,21 +48,32 @@ pub fn close(code: u16, reason: &str) -> String {
 /// let mut out = Vec::new();
 /// batch.write_frame(&mut out);
 /// assert_eq!(out, br#"a["a","b\""]"#);
+/// assert_eq!(batch.take_frame_text(), r#"a["a","b\""]"#);
+/// assert!(batch.is_empty());
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct MessageBatch {
-    /// Text, so that a WebSocket frame of it needs no UTF-8 check.
-    escaped: String,
+    /// `a[` and the escaped messages, comma-separated: the frame less its `]`; empty while
+    /// no message is queued. Text, so that a WebSocket frame of it needs no UTF-8 check.
+    frame: String,
     count: usize,
 }
+
+/// The frame's opening, `a[`.
+const OPENING: &str = "a[";
 
 impl MessageBatch {
     /// Queues one message.
     pub fn push(&mut self, text: &str) {
-        if self.count > 0 {
-            self.escaped.push(',');
+        if self.count == 0 {
+            // Room for the whole frame of a message with nothing to escape, and the
+            // newline an xhr frame ends with: one allocation for the common batch of one.
+            self.frame.reserve(text.len() + 6);
+            self.frame.push_str(OPENING);
+        } else {
+            self.frame.push(',');
         }
-        quote_message_str(&mut self.escaped, text);
+        quote_message_str(&mut self.frame, text);
         self.count += 1;
     }
 
@@ -76,19 +89,22 @@ impl MessageBatch {
 
     /// Bytes the queued messages take once escaped.
     pub fn escaped_len(&self) -> usize {
-        self.escaped.len()
+        self.frame.len().saturating_sub(OPENING.len())
     }
 
     /// Bytes the `a[...]` frame of this batch takes.
     pub fn frame_len(&self) -> usize {
-        self.escaped.len() + 3
+        self.escaped_len() + 3
     }
 
     /// Appends the `a[...]` frame of the queued messages (the batch is left as it is).
     #[inline]
     pub fn write_frame(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"a[");
-        out.extend_from_slice(self.escaped.as_bytes());
+        if self.frame.is_empty() {
+            out.extend_from_slice(b"a[");
+        } else {
+            out.extend_from_slice(self.frame.as_bytes());
+        }
         out.push(b']');
     }
 
@@ -103,29 +119,66 @@ impl MessageBatch {
     /// ```
     pub fn frame_text(&self) -> String {
         let mut text = String::with_capacity(self.frame_len());
-        text.push_str("a[");
-        text.push_str(&self.escaped);
+        text.push_str(if self.frame.is_empty() {
+            OPENING
+        } else {
+            &self.frame
+        });
         text.push(']');
         text
     }
 
+    /// Takes the `a[...]` frame of the queued messages as text, leaving the batch empty and
+    /// holding no buffer: the frame is the batch's own buffer, not a copy.
+    pub fn take_frame_text(&mut self) -> String {
+        if self.frame.is_empty() {
+            self.frame.push_str(OPENING);
+        }
+        self.frame.push(']');
+        self.count = 0;
+        std::mem::take(&mut self.frame)
+    }
+
+    /// [`MessageBatch::take_frame_text`] as bytes, with room for one more byte (xhr's
+    /// newline) reserved.
+    ///
+    /// ```
+    /// use sockjs_core::frame::MessageBatch;
+    /// let mut batch = MessageBatch::default();
+    /// batch.push("x");
+    /// let frame = batch.take_frame();
+    /// assert_eq!(frame, br#"a["x"]"#);
+    /// assert!(frame.capacity() > frame.len());
+    /// ```
+    pub fn take_frame(&mut self) -> Vec<u8> {
+        let mut frame = self.take_frame_text().into_bytes();
+        frame.reserve(1);
+        frame
+    }
+
     /// Drops messages pushed after the batch was `escaped_len` bytes and `count` messages.
     pub(crate) fn truncate(&mut self, escaped_len: usize, count: usize) {
+        if count == 0 {
+            self.frame = String::new();
+            self.count = 0;
+            return;
+        }
+        let len = OPENING.len() + escaped_len;
         // A length taken between messages: a character boundary (else nothing is dropped).
-        debug_assert!(self.escaped.is_char_boundary(escaped_len));
-        if self.escaped.is_char_boundary(escaped_len) {
-            self.escaped.truncate(escaped_len);
+        debug_assert!(self.frame.is_char_boundary(len));
+        if self.frame.is_char_boundary(len) {
+            self.frame.truncate(len);
         }
         self.count = count;
     }
 
     /// Forgets the queued messages, keeping the buffer's capacity for the next batch.
     pub fn clear(&mut self) {
-        self.escaped.clear();
+        self.frame.clear();
         self.count = 0;
-        if self.escaped.capacity() > 64 * 1024 {
+        if self.frame.capacity() > 64 * 1024 {
             // One burst must not pin a large buffer to an idle session forever.
-            self.escaped.shrink_to(4 * 1024);
+            self.frame.shrink_to(4 * 1024);
         }
     }
 }
@@ -177,5 +230,74 @@ mod tests {
         batch.write_frame(&mut out);
         assert_eq!(out, br#"a["a","a"]"#);
         assert_eq!(batch.frame_len(), out.len());
+    }
+
+    #[test]
+    fn s5_taken_frame_leaves_no_buffer_behind() {
+        let mut batch = MessageBatch::default();
+        batch.push(&"x".repeat(16 * 1024));
+        batch.push("\u{2028}\"");
+        let frame = batch.take_frame_text();
+        assert!(frame.starts_with("a[\"xxx") && frame.ends_with(r#"","\u2028\""]"#));
+        assert_eq!(frame.len(), 16 * 1024 + 16);
+        assert!(batch.is_empty());
+        assert_eq!(
+            (batch.escaped_len(), batch.frame_text().as_str()),
+            (0, "a[]")
+        );
+        // What an idle session keeps of its last burst: nothing.
+        assert_eq!(batch.frame.capacity(), 0);
+
+        batch.push("y");
+        let bytes = batch.take_frame();
+        assert_eq!(bytes, br#"a["y"]"#);
+        assert!(bytes.capacity() > bytes.len(), "room for xhr's newline");
+        assert_eq!(batch.frame.capacity(), 0);
+        assert_eq!(MessageBatch::default().take_frame_text(), "a[]");
+    }
+
+    #[test]
+    fn s5_truncated_batch_drops_only_the_later_messages() {
+        let mut batch = MessageBatch::default();
+        batch.push("a");
+        let (len, count) = (batch.escaped_len(), batch.len());
+        batch.push("é\n");
+        batch.truncate(len, count);
+        assert_eq!((batch.len(), batch.frame_text().as_str()), (1, r#"a["a"]"#));
+        batch.truncate(0, 0);
+        assert!(batch.is_empty());
+        assert_eq!(batch.frame.capacity(), 0);
+        batch.push("b");
+        assert_eq!(batch.take_frame_text(), r#"a["b"]"#);
+    }
+
+    proptest::proptest! {
+        /// Every way of reading a batch gives the same frame: the escaped messages,
+        /// comma-separated, in `a[` and `]`.
+        #[test]
+        fn s5_every_form_of_the_frame_agrees(
+            texts in proptest::collection::vec(proptest::prelude::any::<String>(), 0..6),
+        ) {
+            let mut batch = MessageBatch::default();
+            let mut expected = String::from("a[");
+            for (i, text) in texts.iter().enumerate() {
+                batch.push(text);
+                if i > 0 {
+                    expected.push(',');
+                }
+                quote_message_str(&mut expected, text);
+            }
+            expected.push(']');
+            let mut bytes = Vec::new();
+            batch.write_frame(&mut bytes);
+            proptest::prop_assert_eq!(&bytes, expected.as_bytes());
+            proptest::prop_assert_eq!(batch.frame_len(), expected.len());
+            proptest::prop_assert_eq!(batch.len(), texts.len());
+            proptest::prop_assert_eq!(batch.frame_text(), expected.clone());
+            let mut copy = batch.clone();
+            proptest::prop_assert_eq!(copy.take_frame(), expected.as_bytes());
+            proptest::prop_assert_eq!(batch.take_frame_text(), expected);
+            proptest::prop_assert!(batch.is_empty());
+        }
     }
 }

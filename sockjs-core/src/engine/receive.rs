@@ -382,11 +382,8 @@ impl Shared {
 }
 
 pub(super) fn take_messages_frame(s: &mut Session) -> Vec<u8> {
-    // One spare byte so xhr's newline needs no reallocation.
-    let mut frame = Vec::with_capacity(s.batch.frame_len() + 1);
-    s.batch.write_frame(&mut frame);
-    s.batch.clear();
-    frame
+    // With one spare byte, so xhr's newline needs no reallocation.
+    s.batch.take_frame()
 }
 
 /// What ties a request to the client that created a session, under the binding policy.

@@ -326,8 +326,7 @@ impl Shared {
         if s.batch.is_empty() {
             return;
         }
-        let text = s.batch.frame_text();
-        s.batch.clear();
+        let text = s.batch.take_frame_text();
         self.out.push(socket, Content::WsText(text));
         self.socket_wrote(key, s);
     }
