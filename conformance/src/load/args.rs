@@ -32,9 +32,11 @@ options:
                            message if the server agrees, and report bytes on the wire
                            per echo (whether or not the server agrees)
   --idle                   open N WebSocket sessions, hold them for the duration and
-                           report the server's resident memory per session (with
-                           --permessage-deflate each session first echoes one --size
-                           message, so that any compression state is there)
+                           report the server's resident memory per session
+  --echo-first             idle mode: each session first echoes one --size message, so
+                           the figure includes what a server keeps of a session's
+                           traffic (implied by --permessage-deflate, so that any
+                           compression state is there)
   --setup-timeout SECS     bound on opening all sessions (default 60)
   --connect-concurrency N  handshakes in progress at once (default 100)
   --tag KEY=VALUE          label copied into the RESULT line (repeatable)
@@ -133,6 +135,8 @@ pub struct Config {
     pub pid: Option<u32>,
     /// Idle mode.
     pub idle: bool,
+    /// Idle mode: each session echoes one message before it idles.
+    pub echo_first: bool,
     /// JSON-like payloads instead of letters.
     pub json: bool,
     /// Offer permessage-deflate with the own client, and count bytes on the wire.
@@ -267,6 +271,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     let mut warmup = Duration::from_secs(1);
     let mut pid = None;
     let mut idle = false;
+    let mut echo_first = false;
     let mut json = false;
     let mut permessage_deflate = false;
     let mut setup_timeout = Duration::from_secs(60);
@@ -292,6 +297,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                 );
             }
             "--idle" => idle = true,
+            "--echo-first" => echo_first = true,
             "--permessage-deflate" => permessage_deflate = true,
             "--payload" => {
                 json = match value()?.as_str() {
@@ -317,6 +323,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     if idle && !transport.is_websocket() {
         return Err("--idle needs --transport websocket or raw-websocket".into());
     }
+    if echo_first && !idle {
+        return Err("--echo-first is for --idle (every other mode echoes anyway)".into());
+    }
     if permessage_deflate && !transport.is_websocket() {
         return Err("--permessage-deflate needs --transport websocket or raw-websocket".into());
     }
@@ -336,6 +345,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         warmup,
         pid,
         idle,
+        echo_first: echo_first || (idle && permessage_deflate),
         json,
         permessage_deflate,
         setup_timeout,
@@ -390,7 +400,18 @@ mod tests {
         )) else {
             panic!("expected a run");
         };
-        assert!(c.json && c.permessage_deflate);
+        assert!(c.json && c.permessage_deflate && !c.echo_first);
+        for (line, echo_first) in [
+            ("--idle", false),
+            ("--idle --echo-first", true),
+            ("--idle --permessage-deflate", true),
+        ] {
+            let Ok(Command::Run(c)) = parse(args(&format!("http://127.0.0.1:1/echo {line}")))
+            else {
+                panic!("expected a run: {line}");
+            };
+            assert_eq!(c.echo_first, echo_first, "{line}");
+        }
     }
 
     #[test]
@@ -403,6 +424,7 @@ mod tests {
             "http://127.0.0.1:1/echo --duration 0",
             "http://127.0.0.1:1/echo --transport carrier-pigeon",
             "http://127.0.0.1:1/echo --idle --transport xhr-polling",
+            "http://127.0.0.1:1/echo --echo-first",
             "http://127.0.0.1:1/echo --permessage-deflate --transport xhr-polling",
             "http://127.0.0.1:1/echo --payload yaml",
             "http://127.0.0.1:1/echo --bogus",

@@ -623,6 +623,22 @@ mod tests {
     }
 
     #[test]
+    fn idle_sessions_echo_first_when_asked() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static ECHOED: AtomicUsize = AtomicUsize::new(0);
+        let addr = ws_server(|t| {
+            ECHOED.fetch_add(1, Ordering::Relaxed);
+            Some(t.to_owned())
+        });
+        let s = run(config(addr, "--idle --echo-first --sessions 5 --size 300")).expect("runs");
+        assert!(s.ok(), "{}", s.human());
+        assert_eq!(s.stats.opened, 5);
+        // One message each, outside the measured figures.
+        assert_eq!(ECHOED.load(Ordering::Relaxed), 5);
+        assert_eq!(s.stats.received, 0);
+    }
+
+    #[test]
     fn refused_connections_are_errors() {
         // A port nothing listens on: bind one, note it, let it go.
         let free = std::net::TcpListener::bind("127.0.0.1:0")

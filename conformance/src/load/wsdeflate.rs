@@ -166,7 +166,7 @@ pub(super) async fn session(ctx: Arc<Ctx>, _idx: usize, ready: UnboundedSender<b
     let opened = {
         let _permit = ctx.permits.acquire().await;
         let mut opened = open(&ctx).await;
-        if let (true, Ok(conn)) = (ctx.cfg.idle, &mut opened) {
+        if let (true, Ok(conn)) = (ctx.cfg.echo_first, &mut opened) {
             // One echo first, so the figure includes what a session keeps after a message.
             if let Err(e) = warm(conn, &ctx, &mut t).await {
                 opened = Err(e);
@@ -224,7 +224,7 @@ async fn warm(conn: &mut Conn, ctx: &Ctx, t: &mut Tracker) -> Result<(), LoadErr
 }
 
 /// The first message of an echo frame (or the raw text).
-fn first_message(text: &str, sockjs: bool) -> String {
+pub(super) fn first_message(text: &str, sockjs: bool) -> String {
     if !sockjs {
         return text.to_owned();
     }

@@ -14,6 +14,7 @@ use super::LoadError;
 use super::args::Transport;
 use super::run::{Ctx, HANDSHAKE_TIMEOUT, wait_run, wait_stop};
 use super::track::{Frame, Stats, Tracker, Window, parse_frame, send_body, short};
+use super::wsdeflate::first_message;
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -78,7 +79,13 @@ pub(super) async fn session(ctx: Arc<Ctx>, _idx: usize, ready: UnboundedSender<b
     let mut t = Tracker::new(ctx.cfg.size, ctx.cfg.window).json(ctx.cfg.json);
     let opened = {
         let _permit = ctx.permits.acquire().await;
-        open(&ctx).await
+        let mut opened = open(&ctx).await;
+        if let (true, Ok(ws)) = (ctx.cfg.echo_first, &mut opened) {
+            if let Err(e) = warm(ws, &ctx, &mut t).await {
+                opened = Err(e);
+            }
+        }
+        opened
     };
     let ws = match opened {
         Ok(ws) => ws,
@@ -100,6 +107,32 @@ pub(super) async fn session(ctx: Arc<Ctx>, _idx: usize, ready: UnboundedSender<b
         drive(ws, &ctx, &mut t, window).await;
     }
     t.stats
+}
+
+/// Sends one message and waits for its echo (not counted: it is outside any window).
+async fn warm(ws: &mut Ws, ctx: &Ctx, t: &mut Tracker) -> Result<(), LoadError> {
+    let Some(m) = t.next_message(Instant::now()) else {
+        return Ok(());
+    };
+    let sockjs = ctx.cfg.transport == Transport::WebSocket;
+    let body = if sockjs { send_body(&[&m]) } else { m };
+    ws.send(Message::text(body))
+        .await
+        .map_err(|e| LoadError::new("ws", format!("send: {e}")))?;
+    loop {
+        let m = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws.next())
+            .await
+            .map_err(|_| LoadError::new("timeout", "no echo of the first message"))?;
+        match m {
+            Some(Ok(Message::Text(text))) if !sockjs || text.as_str().starts_with("a[") => {
+                t.on_echo(&first_message(text.as_str(), sockjs), Instant::now(), None);
+                return Ok(());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(LoadError::new("ws", format!("before the echo: {e}"))),
+            None => return Err(LoadError::new("closed", "closed before the first echo")),
+        }
+    }
 }
 
 /// Idle: keeps the connection open (answering pings, counting heartbeats) until stopped.
