@@ -35,6 +35,61 @@ thread_local! {
 /// Most bytes of stream chunks gathered into one write.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
+/// A write buffer that grew past this is not kept as the thread's spare.
+const KEEP_OUT: usize = 256 * 1024;
+
+thread_local! {
+    /// The thread's spare write buffer (see [`Out`]).
+    static SPARE_OUT: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// What a connection encodes its responses into: the thread's spare buffer, taken when the
+/// first byte is encoded and given back once written ([`Out::release`], or when dropped),
+/// so that a connection waiting between requests or stream items keeps no write buffer
+/// (a streaming response's prelude alone grew each one to 4 KB), and the steady state
+/// still allocates none.
+#[derive(Default)]
+struct Out(BytesMut);
+
+impl Out {
+    /// Gives the buffer back to the thread, empty.
+    fn release(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.capacity() == 0 || buf.capacity() > KEEP_OUT {
+            return;
+        }
+        buf.clear();
+        SPARE_OUT.with_borrow_mut(|spare| {
+            if spare.capacity() < buf.capacity() {
+                *spare = buf;
+            }
+        });
+    }
+}
+
+impl std::ops::Deref for Out {
+    type Target = BytesMut;
+
+    fn deref(&self) -> &BytesMut {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Out {
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        if self.0.capacity() == 0 {
+            self.0 = SPARE_OUT.with_borrow_mut(std::mem::take);
+        }
+        &mut self.0
+    }
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Most bytes buffered from a client while its response is pending (e.g. a pipelined
 /// request); past it the connection is not read until the response ends.
 const MAX_READ_AHEAD: usize = 64 * 1024;
@@ -293,7 +348,7 @@ impl<S: Socket> Conn<S> {
     async fn handle(&mut self, decoded: DecodedRequest) -> io::Result<Next> {
         let encoder = decoded.response_encoder();
         let mut request = decoded.request;
-        let mut out = BytesMut::new();
+        let mut out = Out::default();
         let finish = |after: sockjs_core::wire::AfterResponse| {
             if after.must_close() {
                 Next::Close
@@ -339,8 +394,8 @@ impl<S: Socket> Conn<S> {
                 None => {
                     if !out.is_empty() {
                         self.write(&out).await?;
-                        out.clear();
                     }
+                    out.release();
                     match self.watch(&mut exchange).await? {
                         Some(content) => content,
                         // The exchange ended without its last item (the connection

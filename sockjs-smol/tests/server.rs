@@ -266,3 +266,23 @@ fn serve_returns_after_a_graceful_shutdown() {
     assert!(handle.is_shutdown());
     assert_eq!(handle.session_count(), 0);
 }
+
+/// A connection's task is held for the connection's whole life, by every idle streaming or
+/// polling client: it stays small whatever the build's features (a TLS connection's state
+/// is boxed apart, only for TLS connections).
+#[test]
+fn connection_future_stays_small() {
+    let handler = Server::new()
+        .service("/echo", Options::default(), echo)
+        .unwrap()
+        .start()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::net::TcpStream::connect(addr).unwrap();
+    let stream = Async::new(listener.accept().unwrap().0).unwrap();
+    let connection = handler.serve_connection(stream, addr);
+    let size = std::mem::size_of_val(&connection);
+    assert!(size <= 2560, "a connection's future: {size} B");
+    drop((connection, client));
+}

@@ -31,8 +31,10 @@ options:
                            offer permessage-deflate (as Chromium does), compress every
                            message if the server agrees, and report bytes on the wire
                            per echo (whether or not the server agrees)
-  --idle                   open N WebSocket sessions, hold them for the duration and
-                           report the server's resident memory per session
+  --idle                   open N sessions, hold them for the duration (WebSocket: the
+                           socket; xhr-streaming, eventsource: the stream; xhr-polling:
+                           a poll, re-opened when it ends) and report the server's
+                           resident memory per session
   --echo-first             idle mode: each session first echoes one --size message, so
                            the figure includes what a server keeps of a session's
                            traffic (implied by --permessage-deflate, so that any
@@ -320,9 +322,6 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     }
     let url = url.ok_or("missing URL")?;
     let (addr, host, prefix) = parse_url(&url)?;
-    if idle && !transport.is_websocket() {
-        return Err("--idle needs --transport websocket or raw-websocket".into());
-    }
     if echo_first && !idle {
         return Err("--echo-first is for --idle (every other mode echoes anyway)".into());
     }
@@ -423,7 +422,6 @@ mod tests {
             "http://127.0.0.1:1/echo --duration -1",
             "http://127.0.0.1:1/echo --duration 0",
             "http://127.0.0.1:1/echo --transport carrier-pigeon",
-            "http://127.0.0.1:1/echo --idle --transport xhr-polling",
             "http://127.0.0.1:1/echo --echo-first",
             "http://127.0.0.1:1/echo --permessage-deflate --transport xhr-polling",
             "http://127.0.0.1:1/echo --payload yaml",

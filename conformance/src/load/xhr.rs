@@ -76,7 +76,20 @@ pub(super) async fn session(ctx: Arc<Ctx>, _idx: usize, ready: UnboundedSender<b
     let _ = ready.send(true);
 
     let mut phase = ctx.phase.clone();
-    if wait_run(&mut phase).await.is_some() {
+    if ctx.cfg.idle {
+        if ctx.cfg.echo_first {
+            if let Err(e) = warm(&ctx, &shared, &format!("{base}/xhr_send")).await {
+                shared
+                    .lock()
+                    .stats
+                    .error(e.kind, format!("first echo: {}", e.msg));
+            }
+        }
+        // The receiver holds its request open (and re-opens it when the server ends it).
+        if wait_run(&mut phase).await.is_some() {
+            wait_stop(ctx.phase.clone()).await;
+        }
+    } else if wait_run(&mut phase).await.is_some() {
         if let Err(e) = sender(&ctx, &shared, &format!("{base}/xhr_send")).await {
             shared
                 .lock()
@@ -91,6 +104,23 @@ pub(super) async fn session(ctx: Arc<Ctx>, _idx: usize, ready: UnboundedSender<b
         recv.abort();
     }
     std::mem::take(&mut shared.lock().stats)
+}
+
+/// Sends one message and waits for the receiver to see its echo (not counted: it is
+/// outside any window).
+async fn warm(ctx: &Ctx, shared: &Shared, path: &str) -> Result<(), LoadError> {
+    let Some(m) = shared.lock().next_message(Instant::now()) else {
+        return Ok(());
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        post(ctx, &mut None, path, send_body(&[m]).as_bytes()).await?;
+        while shared.lock().in_flight() > 0 {
+            shared.room.notified().await;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| LoadError::new("timeout", "no echo of the first message"))?
 }
 
 /// Sends the messages the window allows, one `xhr_send` POST per batch, until stopped.
