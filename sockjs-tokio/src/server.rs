@@ -196,9 +196,12 @@ impl Serve {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         config.tune_tcp(&stream);
-                        let served = connection(stream, peer, routes.clone(), Some(stop_rx.clone()), config.clone());
+                        let (routes, stop, config) = (routes.clone(), Some(stop_rx.clone()), config.clone());
+                        // The connection's future is made inside the task's: made outside
+                        // and awaited inside, the task would hold it twice for the
+                        // connection's whole life (once captured, once awaited).
                         connections.spawn(async move {
-                            if let Err(error) = served.await {
+                            if let Err(error) = connection(stream, peer, routes, stop, config).await {
                                 tracing::debug!(%error, %peer, "connection error");
                             }
                         });
@@ -293,12 +296,20 @@ where
     let timeout = config.write_timeout;
     #[cfg(feature = "tls")]
     if let Some(tls) = config.tls.clone() {
-        let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(io);
-        let io = tokio::time::timeout(config.header_read_timeout, handshake)
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-        let io = Timed::new(io, timeout);
-        return http1(io, peer, routes, stop, config, None, true).await;
+        // Boxed: a TLS connection's state (the handshake, then rustls's own buffers beside
+        // the connection's) is large, and inline it would size every connection's task,
+        // TLS or not.
+        return Box::pin(async move {
+            let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(io);
+            let io = tokio::time::timeout(config.header_read_timeout, handshake)
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })??;
+            let io = Timed::new(io, timeout);
+            http1(io, peer, routes, stop, config, None, true).await
+        })
+        .await;
     }
     // A plain TCP socket is read and written directly, and probed.
     let mut io = Some(io);
@@ -383,4 +394,37 @@ where
         }
     };
     result.map_err(io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Routes, connection};
+    use crate::SockJs;
+
+    /// A connection's task is held for the connection's whole life, by every idle streaming
+    /// or polling client: its future stays small whatever the build's features (a TLS
+    /// connection's state is boxed apart, only for TLS connections), and the server's task
+    /// holds it once.
+    #[test]
+    fn connection_future_stays_small() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (stream, peer) = listener.accept().await.expect("accept");
+            let routes = Routes::from(SockJs::new(Default::default(), |_| async {}));
+            let config = Arc::new(crate::Config::default());
+            let served = connection(stream, peer, routes, None, config);
+            let size = size_of_val(&served);
+            assert!(size <= 2048, "a connection's future: {size} B");
+        });
+    }
 }
