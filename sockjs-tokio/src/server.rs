@@ -80,25 +80,31 @@ impl Routes {
         &self.unrouted
     }
 
+    /// Routes one request. Owning its arguments, so that hyper's per-connection slot for a
+    /// request's future holds this one future, not one wrapped around it (each `async`
+    /// layer keeps its own copy of the request).
     async fn dispatch(
-        &self,
+        self,
         request: Request<Incoming>,
-        connection: &Connection,
-    ) -> Response<Body> {
+        connection: Connection,
+    ) -> Result<Response<Body>, Infallible> {
         let found = self.mounts.find(request.uri().path());
         let Some((prefix, service)) = found else {
             self.unrouted.count(StatusCode::NOT_FOUND);
-            return Body::plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n");
+            return Ok(Body::plain(
+                StatusCode::NOT_FOUND,
+                "404 Error: Page not found\n",
+            ));
         };
         // Not through `tower::Service::call`, which boxes its future and would have the
         // connection's facts as extensions (a map and a box each, per request); and with
         // the mount prefix left in the path, which the service strips only from the
         // requests the application reads (a rewritten URI and an `OriginalUri` per request
         // otherwise).
-        service
+        Ok(service
             .clone()
-            .handle(request, Some(connection), prefix.len())
-            .await
+            .handle(request, Some(&connection), prefix.len())
+            .await)
     }
 }
 
@@ -363,8 +369,7 @@ where
         .with_tls(tls)
         .with_probe(probe);
     let service = hyper::service::service_fn(move |request| {
-        let (routes, connection) = (routes.clone(), connection.clone());
-        async move { Ok::<_, Infallible>(routes.dispatch(request, &connection).await) }
+        routes.clone().dispatch(request, connection.clone())
     });
     let mut builder = http1::Builder::new();
     builder
