@@ -410,7 +410,7 @@ pub fn summarize(runs: &[Run], compare: &Compare) -> String {
         );
         let _ = writeln!(
             o,
-            "\n### Idle WebSocket sessions: server memory (median; lower is better)\n"
+            "\n### Idle sessions: server memory (median; lower is better)\n"
         );
         let _ = write!(
             o,
