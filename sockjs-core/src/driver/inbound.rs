@@ -12,13 +12,12 @@
 //! [`Config::max_session_inbound_bytes`]: crate::driver::Config::max_session_inbound_bytes
 //! [`Config::inbound_stall_timeout`]: crate::driver::Config::inbound_stall_timeout
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::driver::queue::Watch;
+use crate::driver::queue::{Items, Watch};
 use crate::driver::waiters::{Waiters, Wakers, wake_all};
 use crate::{CloseReason, SessionKey};
 
@@ -53,7 +52,7 @@ pub(crate) struct SessionShared {
 }
 
 pub(crate) struct SharedState {
-    items: VecDeque<String>,
+    items: Items<String>,
     /// What the queued messages count for.
     bytes: usize,
     /// Past this, feeders wait; below half of it, they go on.
@@ -100,7 +99,7 @@ impl SessionShared {
             over: AtomicBool::new(false),
             outbound: OnceLock::new(),
             state: Mutex::new(SharedState {
-                items: VecDeque::new(),
+                items: Items::default(),
                 bytes: 0,
                 limit,
                 hard: hard.max(limit),
@@ -210,9 +209,6 @@ impl SessionShared {
                     st.bytes -= text.len() + OVERHEAD;
                     st.popped += 1;
                     self.mark(&st);
-                    if st.items.is_empty() && st.items.capacity() > 16 {
-                        st.items.shrink_to(16);
-                    }
                     if st.bytes <= st.limit / 2 {
                         wakers.extend(st.room.take());
                     }
@@ -340,5 +336,36 @@ impl Delivery {
     /// Stops waiting.
     pub(crate) fn forget(&self, slot: Option<u64>) {
         self.shared.lock().delivery.remove(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll, Waker};
+
+    use super::SessionShared;
+    use crate::output::SessionKey;
+
+    /// An idle session's inbound queue holds no buffer once the application has taken a
+    /// burst of messages.
+    #[test]
+    fn drained_queue_holds_no_buffer() {
+        let shared = SessionShared::new(
+            "s".into(),
+            SessionKey(1),
+            crate::Transport::WebSocket,
+            1 << 20,
+            1 << 21,
+        );
+        for n in 0..50 {
+            assert!(shared.push(format!("m{n}"), n == 0).is_ok());
+        }
+        assert!(shared.lock().items.holds_buffer());
+        let cx = Context::from_waker(Waker::noop());
+        for n in 0..50 {
+            assert_eq!(shared.poll_next(n, &cx), Poll::Ready(Some(format!("m{n}"))));
+        }
+        assert!(shared.poll_next(50, &cx).is_pending());
+        assert!(!shared.lock().items.holds_buffer());
     }
 }

@@ -29,7 +29,7 @@ pub(crate) fn weight(content: &Content) -> usize {
 }
 
 struct State {
-    items: Items,
+    items: Items<Content>,
     bytes: usize,
     /// The sender is gone: the queue ends after its items.
     ended: bool,
@@ -53,25 +53,36 @@ impl Shared {
     }
 }
 
-/// The queued items: the first one inline, the rest in a deque allocated only when two or
-/// more are queued at once.
-#[derive(Default)]
-struct Items {
+/// A FIFO of queued items: the first one inline, the rest in a deque allocated only when
+/// two or more are queued at once and given back when it runs dry, so that a queue that
+/// carries one item at a time (one answer, one frame, one message) never allocates, and an
+/// idle one holds no buffer (a WebSocket's opening queues two items at once, the 101 and
+/// `o`; a burst of messages grows the deque only while it lasts).
+pub(crate) struct Items<T> {
     /// The oldest item; `None` only if `rest` is empty too.
-    first: Option<Content>,
-    rest: VecDeque<Content>,
+    first: Option<T>,
+    rest: VecDeque<T>,
 }
 
-impl Items {
-    fn len(&self) -> usize {
+impl<T> Default for Items<T> {
+    fn default() -> Self {
+        Items {
+            first: None,
+            rest: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Items<T> {
+    pub(crate) fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.rest.len()
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.first.is_none()
     }
 
-    fn push_back(&mut self, item: Content) {
+    pub(crate) fn push_back(&mut self, item: T) {
         if self.first.is_none() {
             self.first = Some(item);
         } else {
@@ -79,15 +90,19 @@ impl Items {
         }
     }
 
-    fn pop_front(&mut self) -> Option<Content> {
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
         let item = self.first.take()?;
         self.first = self.rest.pop_front();
         if self.rest.is_empty() && self.rest.capacity() > 0 {
-            // Run dry: an idle connection keeps no buffer (a WebSocket's opening queues
-            // two items at once, the 101 and `o`).
             self.rest = VecDeque::new();
         }
         Some(item)
+    }
+
+    /// Whether a buffer is allocated (for tests of what idle queues hold).
+    #[cfg(test)]
+    pub(crate) fn holds_buffer(&self) -> bool {
+        self.rest.capacity() > 0
     }
 }
 
@@ -376,5 +391,36 @@ mod tests {
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
         drop(tx);
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn items_keep_their_order_and_no_buffer_once_dry() {
+        let mut items = Items::default();
+        items.push_back(1);
+        assert!(!items.holds_buffer(), "one item is held inline");
+        assert_eq!(items.pop_front(), Some(1));
+        for n in 2..40 {
+            items.push_back(n);
+        }
+        assert!(items.holds_buffer());
+        assert_eq!(items.len(), 38);
+        let mut seen = Vec::new();
+        let mut late = Some(100);
+        while let Some(n) = items.pop_front() {
+            seen.push(n);
+            if items.len() == 5 {
+                if let Some(late) = late.take() {
+                    items.push_back(late);
+                }
+            }
+        }
+        let mut expected: Vec<i32> = (2..40).collect();
+        expected.push(100);
+        assert_eq!(seen, expected);
+        assert!(items.is_empty());
+        assert!(
+            !items.holds_buffer(),
+            "a queue that ran dry gives its buffer back"
+        );
     }
 }
