@@ -59,7 +59,9 @@ impl Out {
             return;
         }
         buf.clear();
-        SPARE_OUT.with_borrow_mut(|spare| {
+        // `try_with`: a connection dropped while its thread winds down just frees it.
+        let _ = SPARE_OUT.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
             if spare.capacity() < buf.capacity() {
                 *spare = buf;
             }
@@ -78,7 +80,9 @@ impl std::ops::Deref for Out {
 impl std::ops::DerefMut for Out {
     fn deref_mut(&mut self) -> &mut BytesMut {
         if self.0.capacity() == 0 {
-            self.0 = SPARE_OUT.with_borrow_mut(std::mem::take);
+            self.0 = SPARE_OUT
+                .try_with(|spare| std::mem::take(&mut *spare.borrow_mut()))
+                .unwrap_or_default();
         }
         &mut self.0
     }
