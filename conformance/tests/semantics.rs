@@ -1736,7 +1736,9 @@ fn a_body_that_stops_midway_gets_408_and_a_close_after_the_body_read_timeout() {
                 .as_bytes(),
             )
             .unwrap();
-            let response = conn.read_response("POST").unwrap();
+            let response = conn.read_response("POST").unwrap_or_else(|e| {
+                panic!("{adapter:?}: no 408 after {:?}: {e}", started.elapsed())
+            });
             let took = started.elapsed();
             assert_eq!(response.status(), 408, "{adapter:?}");
             assert!(took >= READ_TIMEOUT, "{adapter:?}: {took:?}");
