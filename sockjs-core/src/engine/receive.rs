@@ -235,7 +235,7 @@ impl Engine {
                     let at = self.shared.heartbeat_at();
                     self.shared.timers.set(key, &mut s.deadline, at);
                 } else {
-                    let frame = take_messages_frame(s);
+                    let frame = s.batch.take_frame();
                     self.shared.write_frame(key, s, frame, false);
                 }
             }
@@ -372,18 +372,13 @@ impl Shared {
         };
         let close = frame::close(*code, reason).into_bytes();
         if !s.batch.is_empty() {
-            let frame = take_messages_frame(s);
+            let frame = s.batch.take_frame();
             self.write_frame(key, s, frame, false);
         }
         if s.receiver().is_some() {
             self.write_frame(key, s, close, true);
         }
     }
-}
-
-pub(super) fn take_messages_frame(s: &mut Session) -> Vec<u8> {
-    // With one spare byte, so xhr's newline needs no reallocation.
-    s.batch.take_frame()
 }
 
 /// What ties a request to the client that created a session, under the binding policy.

@@ -8,7 +8,7 @@ use http::StatusCode;
 use http::header;
 
 use super::Engine;
-use super::receive::{binding_token, take_messages_frame};
+use super::receive::binding_token;
 use super::websocket::{ws_close_code, ws_close_reason};
 use crate::frame;
 use crate::output::{CloseReason, Content, Event, RequestId, SendError, SessionKey};
@@ -137,7 +137,7 @@ impl Engine {
             match s.link {
                 Link::WebSocket { socket, .. } => self.shared.flush_socket(key, socket, s),
                 Link::Http { receiver: Some(_) } => {
-                    let frame = take_messages_frame(s);
+                    let frame = s.batch.take_frame();
                     self.shared.write_frame(key, s, frame, false);
                 }
                 Link::Http { receiver: None } => {}
