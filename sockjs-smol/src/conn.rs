@@ -14,6 +14,7 @@ use async_io::Timer;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{Stream, future};
 use http::{HeaderValue, Response, StatusCode, header};
+use sockjs_core::driver::scratch::{READ_BUFFER, SpareBuffer, with_read_buffer};
 use sockjs_core::driver::web::{BodyError, plain};
 use sockjs_core::driver::{Connection, ConnectionProbe, Exchange, Socket, TryNext, write_all};
 use sockjs_core::wire::{
@@ -23,76 +24,8 @@ use sockjs_core::{Content, Handshake, PeerAddr};
 
 use crate::server::Shared;
 
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 8 * 1024;
-
-thread_local! {
-    /// Where reads land before they are copied into the connection's buffer, so that no
-    /// connection carries a read buffer of its own while it waits.
-    static SCRATCH: std::cell::RefCell<[u8; READ_CHUNK]> = const { std::cell::RefCell::new([0; READ_CHUNK]) };
-}
-
 /// Most bytes of stream chunks gathered into one write.
 const COALESCE_LIMIT: usize = 64 * 1024;
-
-/// A write buffer that grew past this is not kept as the thread's spare.
-const KEEP_OUT: usize = 256 * 1024;
-
-thread_local! {
-    /// The thread's spare write buffer (see [`Out`]).
-    static SPARE_OUT: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
-}
-
-/// What a connection encodes its responses into: the thread's spare buffer, taken when the
-/// first byte is encoded and given back once written ([`Out::release`], or when dropped),
-/// so that a connection waiting between requests or stream items keeps no write buffer
-/// (a streaming response's prelude alone grew each one to 4 KB), and the steady state
-/// still allocates none.
-#[derive(Default)]
-struct Out(BytesMut);
-
-impl Out {
-    /// Gives the buffer back to the thread, empty.
-    fn release(&mut self) {
-        let mut buf = std::mem::take(&mut self.0);
-        if buf.capacity() == 0 || buf.capacity() > KEEP_OUT {
-            return;
-        }
-        buf.clear();
-        // `try_with`: a connection dropped while its thread winds down just frees it.
-        let _ = SPARE_OUT.try_with(|spare| {
-            let mut spare = spare.borrow_mut();
-            if spare.capacity() < buf.capacity() {
-                *spare = buf;
-            }
-        });
-    }
-}
-
-impl std::ops::Deref for Out {
-    type Target = BytesMut;
-
-    fn deref(&self) -> &BytesMut {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Out {
-    fn deref_mut(&mut self) -> &mut BytesMut {
-        if self.0.capacity() == 0 {
-            self.0 = SPARE_OUT
-                .try_with(|spare| std::mem::take(&mut *spare.borrow_mut()))
-                .unwrap_or_default();
-        }
-        &mut self.0
-    }
-}
-
-impl Drop for Out {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
 
 /// Most bytes buffered from a client while its response is pending (e.g. a pipelined
 /// request); past it the connection is not read until the response ends.
@@ -249,14 +182,14 @@ impl<S: Socket> Conn<S> {
         loop {
             if !self.drained.load(Ordering::Relaxed) {
                 let (stream, buf) = (&mut self.stream, &mut self.buf);
-                let read: io::Result<usize> = SCRATCH.with_borrow_mut(|chunk| {
+                let read: io::Result<usize> = with_read_buffer(|chunk| {
                     let n = stream.try_read(&mut chunk[..])?;
                     buf.extend_from_slice(&chunk[..n]);
                     Ok(n)
                 });
                 match read {
                     Ok(n) => {
-                        self.drained.store(n < READ_CHUNK, Ordering::Relaxed);
+                        self.drained.store(n < READ_BUFFER, Ordering::Relaxed);
                         return Ok(n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -352,7 +285,7 @@ impl<S: Socket> Conn<S> {
     async fn handle(&mut self, decoded: DecodedRequest) -> io::Result<Next> {
         let encoder = decoded.response_encoder();
         let mut request = decoded.request;
-        let mut out = Out::default();
+        let mut out = SpareBuffer::default();
         let finish = |after: sockjs_core::wire::AfterResponse| {
             if after.must_close() {
                 Next::Close

@@ -68,6 +68,7 @@ pub mod metrics;
 mod queue;
 mod rfc6455;
 mod runtime;
+pub mod scratch;
 mod service;
 mod session;
 mod shard;

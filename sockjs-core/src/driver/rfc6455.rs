@@ -15,7 +15,6 @@
 //! [`Handshake::Rfc6455`]: crate::Handshake::Rfc6455
 //! [`DeflateOptions::min_size`]: crate::DeflateOptions::min_size
 
-use std::cell::RefCell;
 use std::io;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -24,6 +23,7 @@ use std::sync::Arc;
 
 use crate::driver::exchange::{Link, TryNext};
 use crate::driver::inbound::{SessionShared, Stall};
+use crate::driver::scratch::{self, with_read_buffer, with_write_buffer};
 use crate::driver::socket::Socket;
 use crate::driver::websocket::Alarm;
 use crate::wire::rfc6455::{
@@ -31,18 +31,9 @@ use crate::wire::rfc6455::{
 };
 use crate::{Content, DeflateParams};
 
-/// Bytes read at a time.
-const READ_CHUNK: usize = 16 * 1024;
 /// Reads handled, and bytes encoded, before the loop lets other tasks run.
 const READ_BATCH: usize = 16;
 const WRITE_BATCH: usize = 64 * 1024;
-/// A shared buffer that grew past this is given back after use.
-const KEEP: usize = 256 * 1024;
-
-thread_local! {
-    static READS: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
-    static WRITES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 /// What the socket is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,7 +306,7 @@ impl<S: Socket> Pump<S> {
 
     /// Reads once into the thread's buffer and handles what came.
     fn read(&mut self, exchange: &mut Link) -> io::Result<Read> {
-        READS.with_borrow_mut(|buf| {
+        with_read_buffer(|buf| {
             let n = match self.socket.try_read(buf) {
                 Ok(0) => return Ok(Read::End),
                 Ok(n) => n,
@@ -350,7 +341,7 @@ impl<S: Socket> Pump<S> {
     /// close is a FIN and not a reset (which could destroy our last frames before the
     /// client reads them).
     fn finish(&mut self) {
-        READS.with_borrow_mut(|buf| {
+        with_read_buffer(|buf| {
             for _ in 0..64 {
                 match self.socket.try_read(buf) {
                     Ok(n) if n > 0 => {}
@@ -424,15 +415,14 @@ impl<S: Socket> Pump<S> {
             if !self.pending.is_empty() {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            if self.pending.capacity() > KEEP {
+            if self.pending.capacity() > scratch::KEEP {
                 self.pending = Vec::new();
             }
         }
         if self.phase != Phase::Open {
             return self.socket.try_flush().map(|()| false);
         }
-        WRITES.with_borrow_mut(|out| {
-            out.clear();
+        with_write_buffer(|out| {
             let mut more = false;
             loop {
                 if out.len() >= WRITE_BATCH {
@@ -482,9 +472,6 @@ impl<S: Socket> Pump<S> {
                     }
                 };
                 exchange.outside().sent(at);
-                if out.capacity() > KEEP {
-                    *out = Vec::new();
-                }
                 result
             };
             result?;

@@ -51,6 +51,13 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     fn wall_clock(&self) -> SystemTime;
 
     /// Runs `task` to completion in the background.
+    ///
+    /// The same rule holds for every task an adapter spawns of its own (a connection's, a
+    /// WebSocket's): a task should hold its future once. An `async` block that awaits a
+    /// future made outside it keeps both, the captured value and the awaited one, for the
+    /// task's whole life, doubling its memory; build the future inside the block, or wrap
+    /// it in a plain future type instead of a block (sockjs-smol's connection and
+    /// WebSocket tasks, sockjs-tokio's connection task; each has a size test).
     fn spawn(&self, task: Task);
 
     /// A timer that completes at `deadline` (at once if it has passed).
