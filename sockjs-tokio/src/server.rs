@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::body::Body;
-use crate::service::SockJs;
+use crate::service::{SockJs, Target, answer};
 use crate::socket::{Tcp, Timed};
 
 /// SockJS services by mount prefix, for [`serve`] and [`serve_connection`]. Cheap to clone
@@ -80,31 +80,26 @@ impl Routes {
         &self.unrouted
     }
 
-    /// Routes one request. Owning its arguments, so that hyper's per-connection slot for a
-    /// request's future holds this one future, not one wrapped around it (each `async`
-    /// layer keeps its own copy of the request).
-    async fn dispatch(
-        self,
+    /// Routes one request: the future hyper holds while it is in flight is the answer's
+    /// own (see [`answer`]).
+    fn dispatch(
+        &self,
         request: Request<Incoming>,
         connection: Connection,
-    ) -> Result<Response<Body>, Infallible> {
-        let found = self.mounts.find(request.uri().path());
-        let Some((prefix, service)) = found else {
-            self.unrouted.count(StatusCode::NOT_FOUND);
-            return Ok(Body::plain(
-                StatusCode::NOT_FOUND,
-                "404 Error: Page not found\n",
-            ));
-        };
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + use<> {
         // Not through `tower::Service::call`, which boxes its future and would have the
         // connection's facts as extensions (a map and a box each, per request); and with
         // the mount prefix left in the path, which the service strips only from the
         // requests the application reads (a rewritten URI and an `OriginalUri` per request
         // otherwise).
-        Ok(service
-            .clone()
-            .handle(request, Some(&connection), prefix.len())
-            .await)
+        let target = match self.mounts.find(request.uri().path()) {
+            Some((prefix, service)) => Target::Service {
+                service: service.clone(),
+                mount: prefix.len(),
+            },
+            None => Target::Unrouted(self.unrouted.clone()),
+        };
+        answer(target, request, Some(connection))
     }
 }
 
@@ -368,9 +363,8 @@ where
         .with_peer(peer)
         .with_tls(tls)
         .with_probe(probe);
-    let service = hyper::service::service_fn(move |request| {
-        routes.clone().dispatch(request, connection.clone())
-    });
+    let service =
+        hyper::service::service_fn(move |request| routes.dispatch(request, connection.clone()));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -431,5 +425,16 @@ mod tests {
             let size = size_of_val(&served);
             assert!(size <= 2048, "a connection's future: {size} B");
         });
+    }
+
+    /// What hyper holds for a request in flight, a long poll's whole wait: the answer's
+    /// future alone (the router hands it over as it is, adding no layer of its own).
+    #[test]
+    fn a_request_in_flight_holds_one_small_future() {
+        fn output_size<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
+            size_of::<F>()
+        }
+        let size = output_size(crate::service::answer::<hyper::body::Incoming>);
+        assert!(size <= 1024, "a request's future: {size} B");
     }
 }

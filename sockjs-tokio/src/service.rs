@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
-use sockjs_core::driver::metrics::Metrics;
+use sockjs_core::driver::metrics::{Metrics, Unrouted};
 use sockjs_core::driver::{Admission, Config, Connection, Exchange, Service, Session, web};
 use sockjs_core::{Content, Handshake, Options, OptionsError};
 
@@ -168,51 +168,94 @@ impl SockJs {
     /// them, else the request's extensions (a router or middleware in front may set them).
     /// `mount`: bytes of the path that [`Routes`](crate::Routes) matched as the mount prefix
     /// and left in place (see [`Service::submit_mounted`](sockjs_core::driver::Service::submit_mounted)).
-    pub(crate) async fn handle<B>(
+    pub(crate) fn handle<B>(
         self,
         request: Request<B>,
-        connection: Option<&Connection>,
+        connection: Option<Connection>,
         mount: usize,
-    ) -> Response<Body>
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let (mut parts, body) = request.into_parts();
-        let on_upgrade = parts.extensions.remove::<OnUpgrade>();
-        #[cfg(feature = "axum")]
-        from_axum(&mut parts);
-        web::restore_empty_segment(&mut parts);
-        let limit = self.service.options().max_request_body;
-        let timeout = self.service.config().body_read_timeout;
-        let read = web::read_body(body, &parts.headers, limit);
-        let read = tokio::time::timeout(timeout, read).await;
-        let body = match read.unwrap_or(Err(web::BodyError::TimedOut)) {
-            Ok(body) => body,
-            Err(error) => {
-                let response = error.response();
-                let path = parts.uri.path();
-                self.service
-                    .answered(path.get(mount..).unwrap_or(path), response.status());
-                return response.map(Body::full);
-            }
-        };
-        let request = Request::from_parts(parts, body);
-        let mut exchange = match connection {
-            Some(connection) => self.service.submit_mounted(request, connection, mount),
-            None => self.service.submit(request),
-        };
-        match exchange.next().await {
-            Some(Content::Response(response)) => response.map(Body::full),
-            Some(Content::StreamStart(head)) => head.map(|()| Body::stream(exchange)),
-            Some(Content::Upgrade {
-                response,
-                handshake,
-            }) => upgrade(exchange, on_upgrade, *response, handshake),
-            _ => Body::plain(StatusCode::INTERNAL_SERVER_ERROR, "Request dropped.\n"),
-        }
+        answer(
+            Target::Service {
+                service: self,
+                mount,
+            },
+            request,
+            connection,
+        )
     }
+}
+
+/// Where a request goes.
+pub(crate) enum Target {
+    /// A service; `mount`: bytes of the path matched as its mount prefix.
+    Service { service: SockJs, mount: usize },
+    /// No service: 404, counted in these.
+    Unrouted(Arc<Unrouted>),
+}
+
+/// Answers one request for `target` (see [`SockJs::handle`]). One `async fn` from the
+/// router's match to the response, so that what hyper holds for a request in flight (a
+/// long poll's whole wait) is this one future, not one wrapped around another: each
+/// `async` layer keeps its own copy of what it passes on.
+pub(crate) async fn answer<B>(
+    target: Target,
+    request: Request<B>,
+    connection: Option<Connection>,
+) -> Result<Response<Body>, Infallible>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let (service, mount) = match target {
+        Target::Service { service, mount } => (service, mount),
+        Target::Unrouted(unrouted) => {
+            unrouted.count(StatusCode::NOT_FOUND);
+            return Ok(Body::plain(
+                StatusCode::NOT_FOUND,
+                "404 Error: Page not found\n",
+            ));
+        }
+    };
+    let (mut parts, body) = request.into_parts();
+    let on_upgrade = parts.extensions.remove::<OnUpgrade>();
+    #[cfg(feature = "axum")]
+    from_axum(&mut parts);
+    web::restore_empty_segment(&mut parts);
+    let limit = service.service.options().max_request_body;
+    let timeout = service.service.config().body_read_timeout;
+    let read = web::read_body(body, &parts.headers, limit);
+    let read = tokio::time::timeout(timeout, read).await;
+    let body = match read.unwrap_or(Err(web::BodyError::TimedOut)) {
+        Ok(body) => body,
+        Err(error) => {
+            let response = error.response();
+            let path = parts.uri.path();
+            service
+                .service
+                .answered(path.get(mount..).unwrap_or(path), response.status());
+            return Ok(response.map(Body::full));
+        }
+    };
+    let request = Request::from_parts(parts, body);
+    let mut exchange = match connection {
+        Some(connection) => service.service.submit_mounted(request, &connection, mount),
+        None => service.service.submit(request),
+    };
+    Ok(match exchange.next().await {
+        Some(Content::Response(response)) => response.map(Body::full),
+        Some(Content::StreamStart(head)) => head.map(|()| Body::stream(exchange)),
+        Some(Content::Upgrade {
+            response,
+            handshake,
+        }) => upgrade(exchange, on_upgrade, *response, handshake),
+        _ => Body::plain(StatusCode::INTERNAL_SERVER_ERROR, "Request dropped.\n"),
+    })
 }
 
 /// Answers an accepted upgrade and runs the WebSocket once hyper hands the connection over.
@@ -283,7 +326,7 @@ fn from_axum(parts: &mut http::request::Parts) {
 
 /// The future of [`SockJs`]'s `call`.
 pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Response<Body>> + Send>>,
+    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
 }
 
 impl fmt::Debug for ResponseFuture {
@@ -296,7 +339,7 @@ impl Future for ResponseFuture {
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx).map(Ok)
+        self.inner.as_mut().poll(cx)
     }
 }
 
