@@ -427,14 +427,16 @@ mod tests {
         });
     }
 
-    /// What hyper holds for a request in flight, a long poll's whole wait: the answer's
-    /// future alone (the router hands it over as it is, adding no layer of its own).
+    /// What hyper holds for a request in flight, a long poll's whole wait, and what it
+    /// sizes every connection's slot for a request by: the answer's future alone (the
+    /// router hands it over as it is, adding no layer of its own), holding the request's
+    /// parts once (640 B; 1,464 B with the router's and the answer's `async fn`s).
     #[test]
     fn a_request_in_flight_holds_one_small_future() {
         fn output_size<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
             size_of::<F>()
         }
         let size = output_size(crate::service::answer::<hyper::body::Incoming>);
-        assert!(size <= 1024, "a request's future: {size} B");
+        assert!(size <= 768, "a request's future: {size} B");
     }
 }

@@ -198,28 +198,29 @@ pub(crate) enum Target {
     Unrouted(Arc<Unrouted>),
 }
 
-/// Answers one request for `target` (see [`SockJs::handle`]). One `async fn` from the
-/// router's match to the response, so that what hyper holds for a request in flight (a
-/// long poll's whole wait) is this one future, not one wrapped around another: each
-/// `async` layer keeps its own copy of what it passes on.
-pub(crate) async fn answer<B>(
+/// Answers one request for `target` (see [`SockJs::handle`]).
+///
+/// What hyper holds for a request, in every connection's slot for one (hyper sizes it by
+/// this future) and through a long poll's whole wait, is this future alone: the router
+/// adds no `async` layer around it (each layer keeps its own copy of what it passes on),
+/// and the request is taken apart before the `async` block, which then holds its parts,
+/// not the request beside them (an `async fn` keeps its arguments for its whole life,
+/// also once they have been moved on).
+pub(crate) fn answer<B>(
     target: Target,
     request: Request<B>,
     connection: Option<Connection>,
-) -> Result<Response<Body>, Infallible>
+) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static + use<B>
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let (service, mount) = match target {
-        Target::Service { service, mount } => (service, mount),
+    let routed = match target {
+        Target::Service { service, mount } => Some((service, mount)),
         Target::Unrouted(unrouted) => {
             unrouted.count(StatusCode::NOT_FOUND);
-            return Ok(Body::plain(
-                StatusCode::NOT_FOUND,
-                "404 Error: Page not found\n",
-            ));
+            None
         }
     };
     let (mut parts, body) = request.into_parts();
@@ -227,35 +228,43 @@ where
     #[cfg(feature = "axum")]
     from_axum(&mut parts);
     web::restore_empty_segment(&mut parts);
-    let limit = service.service.options().max_request_body;
-    let timeout = service.service.config().body_read_timeout;
-    let read = web::read_body(body, &parts.headers, limit);
-    let read = tokio::time::timeout(timeout, read).await;
-    let body = match read.unwrap_or(Err(web::BodyError::TimedOut)) {
-        Ok(body) => body,
-        Err(error) => {
-            let response = error.response();
-            let path = parts.uri.path();
-            service
-                .service
-                .answered(path.get(mount..).unwrap_or(path), response.status());
-            return Ok(response.map(Body::full));
-        }
-    };
-    let request = Request::from_parts(parts, body);
-    let mut exchange = match connection {
-        Some(connection) => service.service.submit_mounted(request, &connection, mount),
-        None => service.service.submit(request),
-    };
-    Ok(match exchange.next().await {
-        Some(Content::Response(response)) => response.map(Body::full),
-        Some(Content::StreamStart(head)) => head.map(|()| Body::stream(exchange)),
-        Some(Content::Upgrade {
-            response,
-            handshake,
-        }) => upgrade(exchange, on_upgrade, *response, handshake),
-        _ => Body::plain(StatusCode::INTERNAL_SERVER_ERROR, "Request dropped.\n"),
-    })
+    async move {
+        let Some((service, mount)) = routed else {
+            return Ok(Body::plain(
+                StatusCode::NOT_FOUND,
+                "404 Error: Page not found\n",
+            ));
+        };
+        let limit = service.service.options().max_request_body;
+        let timeout = service.service.config().body_read_timeout;
+        let read = web::read_body(body, &parts.headers, limit);
+        let read = tokio::time::timeout(timeout, read).await;
+        let body = match read.unwrap_or(Err(web::BodyError::TimedOut)) {
+            Ok(body) => body,
+            Err(error) => {
+                let response = error.response();
+                let path = parts.uri.path();
+                service
+                    .service
+                    .answered(path.get(mount..).unwrap_or(path), response.status());
+                return Ok(response.map(Body::full));
+            }
+        };
+        let request = Request::from_parts(parts, body);
+        let mut exchange = match connection {
+            Some(connection) => service.service.submit_mounted(request, &connection, mount),
+            None => service.service.submit(request),
+        };
+        Ok(match exchange.next().await {
+            Some(Content::Response(response)) => response.map(Body::full),
+            Some(Content::StreamStart(head)) => head.map(|()| Body::stream(exchange)),
+            Some(Content::Upgrade {
+                response,
+                handshake,
+            }) => upgrade(exchange, on_upgrade, *response, handshake),
+            _ => Body::plain(StatusCode::INTERNAL_SERVER_ERROR, "Request dropped.\n"),
+        })
+    }
 }
 
 /// Answers an accepted upgrade and runs the WebSocket once hyper hands the connection over.
