@@ -2,7 +2,7 @@
 //! requests through the core's `wire` codec, what each request's [`Exchange`] yields
 //! written back, and the WebSocket after an upgrade.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,7 +13,7 @@ use std::time::Instant;
 use async_io::Timer;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{Stream, future};
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use sockjs_core::driver::scratch::{READ_BUFFER, SpareBuffer, with_read_buffer};
 use sockjs_core::driver::web::{BodyError, plain};
 use sockjs_core::driver::{Connection, ConnectionProbe, Exchange, Socket, TryNext, write_all};
@@ -37,6 +37,18 @@ enum Next {
     Close,
     /// It became a WebSocket.
     Upgrade(Box<Upgraded>),
+}
+
+/// Where a request went, before anything is written.
+enum Routed {
+    /// An answer of the server's own (404, the fallback's, 503 while shutting down);
+    /// `close`: the connection closes after it.
+    Answer {
+        response: Response<Bytes>,
+        close: bool,
+    },
+    /// A service took the request.
+    Exchange(Exchange),
 }
 
 /// A connection past its 101: what its WebSocket pump needs.
@@ -281,18 +293,9 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// Serves one request to completion.
-    async fn handle(&mut self, decoded: DecodedRequest) -> io::Result<Next> {
-        let encoder = decoded.response_encoder();
-        let mut request = decoded.request;
-        let mut out = SpareBuffer::default();
-        let finish = |after: sockjs_core::wire::AfterResponse| {
-            if after.must_close() {
-                Next::Close
-            } else {
-                Next::KeepAlive
-            }
-        };
+    /// Where a request goes, decided (and the request handed on) before anything is
+    /// written.
+    fn route(&self, mut request: Request<Bytes>) -> Routed {
         if self.shared.is_shutting_down() {
             let status = StatusCode::SERVICE_UNAVAILABLE;
             match self.shared.route(request.uri().path()) {
@@ -301,9 +304,10 @@ impl<S: Socket> Conn<S> {
             }
             let mut response = plain(status, "Server shutting down.\n");
             self.shared.decorate(response.headers_mut());
-            encoder.encode(&closing(response), &mut out);
-            self.write(&out).await?;
-            return Ok(Next::Close);
+            return Routed::Answer {
+                response: closing(response),
+                close: true,
+            };
         }
         let Some(service) = self.shared.route(request.uri().path()) else {
             let mut response = match &self.shared.fallback {
@@ -317,78 +321,112 @@ impl<S: Socket> Conn<S> {
                 }
             };
             self.shared.decorate(response.headers_mut());
-            let after = encoder.encode(&response, &mut out);
-            self.write(&out).await?;
-            return Ok(finish(after));
+            return Routed::Answer {
+                response,
+                close: false,
+            };
         };
-        let mut exchange = service.submit_on(request, &self.connection);
-        let mut stream = None;
-        // An item already taken from the exchange, to go out in the same write.
-        let mut next = None;
-        loop {
-            let content = match next.take() {
-                Some(content) => content,
-                None => {
-                    if !out.is_empty() {
-                        self.write(&out).await?;
-                    }
-                    out.release();
-                    match self.watch(&mut exchange).await? {
-                        Some(content) => content,
-                        // The exchange ended without its last item (the connection
-                        // overflowed): nothing sensible can follow.
-                        None => return Ok(Next::Close),
-                    }
+        Routed::Exchange(service.submit_on(request, &self.connection))
+    }
+
+    /// Serves one request to completion.
+    ///
+    /// The request is routed and handed on before the returned future starts, so that the
+    /// future, which a connection holds for as long as its response stays open (a stream,
+    /// a long poll), holds what came of the request and not the request itself (an
+    /// `async fn` keeps its arguments for its whole life, beside what they were moved
+    /// into: 1,536 B as an `async fn`, 752 B now).
+    fn handle(&mut self, decoded: DecodedRequest) -> impl Future<Output = io::Result<Next>> + '_ {
+        let encoder = decoded.response_encoder();
+        let mut routed = self.route(decoded.request);
+        async move {
+            let mut out = SpareBuffer::default();
+            let finish = |after: sockjs_core::wire::AfterResponse| {
+                if after.must_close() {
+                    Next::Close
+                } else {
+                    Next::KeepAlive
                 }
             };
-            match content {
-                Content::Response(mut response) => {
-                    self.shared.decorate(response.headers_mut());
-                    let after = encoder.encode(&*response, &mut out);
+            let exchange = match &mut routed {
+                Routed::Exchange(exchange) => exchange,
+                Routed::Answer { response, close } => {
+                    let after = encoder.encode(response, &mut out);
                     self.write(&out).await?;
-                    return Ok(finish(after));
+                    return Ok(if *close { Next::Close } else { finish(after) });
                 }
-                Content::StreamStart(mut head) => {
-                    self.shared.decorate(head.headers_mut());
-                    stream = Some(encoder.start_stream(&*head, &mut out));
-                }
-                Content::Chunk(data) => {
-                    if let Some(stream) = &stream {
-                        stream.encode_chunk(&data, &mut out);
+            };
+            let mut stream = None;
+            // An item already taken from the exchange, to go out in the same write.
+            let mut next = None;
+            loop {
+                let content = match next.take() {
+                    Some(content) => content,
+                    None => {
+                        if !out.is_empty() {
+                            self.write(&out).await?;
+                        }
+                        out.release();
+                        match self.watch(exchange).await? {
+                            Some(content) => content,
+                            // The exchange ended without its last item (the connection
+                            // overflowed): nothing sensible can follow.
+                            None => return Ok(Next::Close),
+                        }
                     }
-                }
-                Content::StreamEnd => {
-                    let Some(stream) = stream.take() else {
-                        return Ok(Next::Close);
-                    };
-                    let after = stream.encode_end(&mut out);
-                    self.write(&out).await?;
-                    return Ok(finish(after));
-                }
-                Content::Upgrade {
-                    response,
-                    handshake,
-                } => {
-                    let mut head = response.map(|()| Bytes::new());
-                    self.shared.decorate(head.headers_mut());
-                    if matches!(handshake, Handshake::Hixie76 { .. }) {
-                        head.extensions_mut().insert(hixie76::HANDSHAKE_REASON);
+                };
+                match content {
+                    Content::Response(mut response) => {
+                        self.shared.decorate(response.headers_mut());
+                        let after = encoder.encode(&*response, &mut out);
+                        self.write(&out).await?;
+                        return Ok(finish(after));
                     }
-                    encoder.encode(&head, &mut out);
-                    self.write(&out).await?;
-                    return Ok(Next::Upgrade(Box::new(Upgraded {
-                        exchange,
-                        read_ahead: std::mem::take(&mut self.buf).to_vec(),
+                    Content::StreamStart(mut head) => {
+                        self.shared.decorate(head.headers_mut());
+                        stream = Some(encoder.start_stream(&*head, &mut out));
+                    }
+                    Content::Chunk(data) => {
+                        if let Some(stream) = &stream {
+                            stream.encode_chunk(&data, &mut out);
+                        }
+                    }
+                    Content::StreamEnd => {
+                        let Some(stream) = stream.take() else {
+                            return Ok(Next::Close);
+                        };
+                        let after = stream.encode_end(&mut out);
+                        self.write(&out).await?;
+                        return Ok(finish(after));
+                    }
+                    Content::Upgrade {
+                        response,
                         handshake,
-                    })));
+                    } => {
+                        let mut head = response.map(|()| Bytes::new());
+                        self.shared.decorate(head.headers_mut());
+                        if matches!(handshake, Handshake::Hixie76 { .. }) {
+                            head.extensions_mut().insert(hixie76::HANDSHAKE_REASON);
+                        }
+                        encoder.encode(&head, &mut out);
+                        self.write(&out).await?;
+                        let Routed::Exchange(exchange) = routed else {
+                            return Ok(Next::Close);
+                        };
+                        return Ok(Next::Upgrade(Box::new(Upgraded {
+                            exchange,
+                            read_ahead: std::mem::take(&mut self.buf).to_vec(),
+                            handshake,
+                        })));
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
-            // What is queued already goes out in the same write (each stream item still
-            // its own HTTP chunk).
-            if out.len() < COALESCE_LIMIT {
-                if let TryNext::Item(content) = exchange.try_next() {
-                    next = Some(content);
+                // What is queued already goes out in the same write (each stream item still
+                // its own HTTP chunk).
+                if out.len() < COALESCE_LIMIT {
+                    if let TryNext::Item(content) = exchange.try_next() {
+                        next = Some(content);
+                    }
                 }
             }
         }
