@@ -396,15 +396,22 @@ fn metrics_count_unrouted_answers_2() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
             let target = serve(adapter);
-            assert_eq!(
-                target.request(&Request::new("GET", "/nowhere")).status(),
-                404
-            );
+            let missing = target.request(&Request::new("GET", "/nowhere"));
+            assert_eq!(missing.status(), 404);
             assert_eq!(target.unrouted(404), 1, "{adapter:?}");
             // Not the service's: its counters saw nothing.
             assert_eq!(
                 target.metrics_of("/echo").requests().count(),
                 0,
+                "{adapter:?}"
+            );
+            // Word for word the engine's 404 inside a service, on both adapters.
+            let inside = target.request(&Request::new("GET", "/echo/nope/x"));
+            assert_eq!(inside.status(), 404);
+            assert_eq!(missing.text(), inside.text(), "{adapter:?}");
+            assert_eq!(
+                missing.header("content-type"),
+                inside.header("content-type"),
                 "{adapter:?}"
             );
             if adapter == support::Adapter::Smol {

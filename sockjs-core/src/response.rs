@@ -209,6 +209,12 @@ pub(crate) fn plain(status: StatusCode, body: &'static str) -> Response<Bytes> {
     response
 }
 
+/// The answer to a path nothing serves: the engine's inside a service, and the adapters'
+/// outside every service (through the driver's `web::not_found`).
+pub(crate) fn not_found() -> Response<Bytes> {
+    plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{Stream, future};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use sockjs_core::driver::scratch::{READ_BUFFER, SpareBuffer, with_read_buffer};
-use sockjs_core::driver::web::{BodyError, plain};
+use sockjs_core::driver::web::{BodyError, not_found, plain};
 use sockjs_core::driver::{Connection, ConnectionProbe, Exchange, Socket, TryNext, write_all};
 use sockjs_core::wire::{
     CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder, ResponseEncoder, hixie76,
@@ -317,7 +317,7 @@ impl<S: Socket> Conn<S> {
                 }
                 None => {
                     self.shared.handle.unrouted.count(StatusCode::NOT_FOUND);
-                    plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n")
+                    not_found()
                 }
             };
             self.shared.decorate(response.headers_mut());

@@ -230,10 +230,7 @@ where
     web::restore_empty_segment(&mut parts);
     async move {
         let Some((service, mount)) = routed else {
-            return Ok(Body::plain(
-                StatusCode::NOT_FOUND,
-                "404 Error: Page not found\n",
-            ));
+            return Ok(web::not_found().map(Body::full));
         };
         let limit = service.service.options().max_request_body;
         let timeout = service.service.config().body_read_timeout;

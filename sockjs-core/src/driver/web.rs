@@ -11,6 +11,20 @@ use http::{HeaderMap, Response, StatusCode, Uri};
 
 use crate::OriginalUri;
 
+/// The 404 for a path outside every service, word for word the engine's for a path inside
+/// one that it does not serve.
+///
+/// ```
+/// use sockjs_core::driver::web::not_found;
+/// let response = not_found();
+/// assert_eq!(response.status(), 404);
+/// assert_eq!(response.body(), "404 Error: Page not found\n");
+/// assert_eq!(response.headers()["content-type"], "text/plain; charset=UTF-8");
+/// ```
+pub fn not_found() -> Response<Bytes> {
+    crate::response::not_found()
+}
+
 /// A small `text/plain` response.
 ///
 /// ```

@@ -30,7 +30,7 @@ use crate::output::{
 };
 use crate::pages::iframe_page;
 use crate::peer::Peer;
-use crate::response::{Headers, RequestHeaders, plain};
+use crate::response::{Headers, RequestHeaders, not_found, plain};
 use crate::route::{Route, SessionEndpoint};
 use crate::session::{Alive, Link, Phase, ReceiverMode, Session};
 use crate::timer::Timers;
@@ -560,10 +560,6 @@ fn receiving_transport(kind: SessionEndpoint) -> Option<Transport> {
             return None;
         }
     })
-}
-
-fn not_found() -> Response<Bytes> {
-    plain(StatusCode::NOT_FOUND, "404 Error: Page not found\n")
 }
 
 fn too_many_sessions() -> Response<Bytes> {

@@ -7,13 +7,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::{Engine, Shared, after, not_found, receiving_transport, too_many_sessions};
+use super::{Engine, Shared, after, receiving_transport, too_many_sessions};
 use crate::frame::{self, OPEN};
 use crate::options::{AbortPolicy, SessionBinding};
 use crate::output::{CloseReason, Content, Event, RequestId, SessionInfo, SessionKey};
 use crate::payload::query_param;
 use crate::peer::Peer;
-use crate::response::{Headers, RequestHeaders, plain};
+use crate::response::{Headers, RequestHeaders, not_found, plain};
 use crate::route::Route;
 use crate::session::{Link, Phase, Receiver, ReceiverMode, Session};
 use crate::transport::Transport;
