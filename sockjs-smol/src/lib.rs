@@ -1,6 +1,6 @@
 //! SockJS server on smol / async-io: the sans-IO [`sockjs_core`] engine and its shared
-//! driver, with sockets, an HTTP/1.1 server on the core's own `wire` codec, timers and an
-//! executor.
+//! driver (HTTP/1.1 connections on the core's own `wire` codec included), with sockets,
+//! timers and an executor.
 //!
 //! ```no_run
 //! use async_io::Async;
@@ -31,8 +31,9 @@
 //!
 //! ```text
 //!  your handler      Session / SessionSender, broadcast::Broadcast
-//!  driver            sockjs_core::driver: shards, queues, handles, WebSocket pump
-//!  this crate        sockets, HTTP/1.1 (sockjs_core::wire), executor, timers
+//!  driver            sockjs_core::driver: shards, queues, handles, WebSocket pump,
+//!                    HTTP/1.1 connections (sockjs_core::wire)
+//!  this crate        sockets, accepting, executor, timers
 //!  engine            sockjs_core::Engine: the protocol, pure
 //! ```
 //!
@@ -41,15 +42,20 @@
 //! [`sockjs_core::driver`] for the bounds and overflow policies.
 //!
 //! This crate is also the worked example of embedding the engine in a runtime of one's own:
-//! each connection's task reads into a buffer and runs
-//! [`RequestDecoder`](sockjs_core::wire::RequestDecoder) over it (keep-alive, pipelining,
-//! HTTP/1.0 and 1.1, `Expect: 100-continue`); each request goes to its service's
-//! [`Service::submit`](sockjs_core::driver::Service::submit) with the client's address and a
-//! liveness probe; what the [`Exchange`](sockjs_core::driver::Exchange) yields is encoded with
+//! it implements the driver's [`Runtime`](sockjs_core::driver::Runtime) (time, timers,
+//! spawning on its executor) and [`Socket`](sockjs_core::driver::Socket) (its TCP sockets),
+//! accepts connections, and hands each to the driver's
+//! [`http1::serve`](sockjs_core::driver::http1::serve) with its server as the
+//! [`Host`](sockjs_core::driver::http1::Host): the connection's task reads into the thread's
+//! buffer and runs [`RequestDecoder`](sockjs_core::wire::RequestDecoder) over it
+//! (keep-alive, pipelining, HTTP/1.0 and 1.1, `Expect: 100-continue`); each request goes to
+//! its service with the client's address and a liveness probe; what the
+//! [`Exchange`](sockjs_core::driver::Exchange) yields is encoded with
 //! [`ResponseEncoder`](sockjs_core::wire::ResponseEncoder) (one HTTP chunk and one write per
 //! stream chunk, close-delimited for HTTP/1.0), while the socket is watched for the client
-//! hanging up; after a 101 the socket goes to the driver's WebSocket pump.
-//!
+//! hanging up; after a 101 the socket goes to the driver's WebSocket pump, in a task of its
+//! own. sockjs-tokio's standalone server is the same code on tokio.
+
 //! # Beyond SockJS, any stream, TLS
 //!
 //! Requests outside the services get `404`, or the answer of one plain handler given to
@@ -97,7 +103,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod broadcast;
-mod conn;
 mod runtime;
 mod server;
 mod socket;

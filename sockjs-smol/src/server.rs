@@ -18,11 +18,13 @@ use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use http::header::{Entry, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response};
+use sockjs_core::driver::http1::{self, Host};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
-use sockjs_core::driver::{Admission, Config, Polled, Service, Session};
+use sockjs_core::driver::{
+    Admission, Config, Connection, Polled, Runtime, Service, Session, Socket, WebSocket,
+};
 use sockjs_core::{Options, OptionsError};
 
-use crate::conn;
 use crate::runtime::Smol;
 use crate::socket::Stream;
 
@@ -41,34 +43,47 @@ struct Spec {
 
 /// What connection tasks share.
 pub(crate) struct Shared {
-    pub(crate) config: Config,
+    config: Config,
+    /// Spawns on the server's executor; timers.
+    runtime: Smol,
     /// Longest prefix first.
     services: Vec<Service>,
-    /// The largest `max_request_body` of any service (the decoder's body bound).
-    pub(crate) max_body: usize,
-    pub(crate) handle: ServerHandle,
+    handle: ServerHandle,
     connections: AtomicUsize,
     executor: Weak<Executor<'static>>,
     /// Held while the server's own worker threads ([`Server::start`]) may run.
     _workers: Option<async_channel::Sender<()>>,
     /// Answers requests outside every service; `None`: 404.
-    pub(crate) fallback: Option<Fallback>,
+    fallback: Option<Fallback>,
     /// Added to every response that lacks them.
     headers: HeaderMap,
 }
 
-impl Shared {
-    /// The service that serves `path`, or `None` (404).
-    pub(crate) fn route(&self, path: &str) -> Option<&Service> {
-        self.services.iter().find(|service| service.matches(path))
+/// The driver's HTTP/1 connections ask the server these.
+impl Host for Shared {
+    fn runtime(&self) -> &dyn Runtime {
+        &self.runtime
     }
 
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.handle.signal.is_closed()
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn services(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter()
+    }
+
+    fn route(&self, path: &str) -> Option<(&Service, usize)> {
+        let service = self.services.iter().find(|service| service.matches(path))?;
+        Some((service, 0))
+    }
+
+    fn fallback(&self, request: Request<Bytes>) -> Option<Response<Bytes>> {
+        self.fallback.as_ref().map(|fallback| fallback(request))
     }
 
     /// Adds the server's headers ([`Server::header`]) to a response that lacks them.
-    pub(crate) fn decorate(&self, headers: &mut HeaderMap) {
+    fn decorate(&self, headers: &mut HeaderMap) {
         for (name, value) in &self.headers {
             if let Entry::Vacant(entry) = headers.entry(name) {
                 entry.insert(value.clone());
@@ -76,6 +91,26 @@ impl Shared {
         }
     }
 
+    fn unrouted(&self) -> &Unrouted {
+        &self.handle.unrouted
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.handle.signal.is_closed()
+    }
+
+    fn shutdown_started(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        // Closed, never sent on: the end of the channel is the signal.
+        let signal = self.handle.signal.clone();
+        Box::pin(async move { while signal.recv().await.is_ok() {} })
+    }
+
+    fn spawn_websocket<S: Socket>(self: &Arc<Self>, websocket: WebSocket<S>) {
+        self.spawn_counted(websocket);
+    }
+}
+
+impl Shared {
     /// Counts a connection until the guard is dropped (graceful shutdown waits for it).
     fn counted(self: &Arc<Self>) -> Counted {
         self.connections.fetch_add(1, Ordering::AcqRel);
@@ -83,7 +118,7 @@ impl Shared {
     }
 
     /// Runs a connection's task on the server's executor, counted until it ends.
-    pub(crate) fn spawn_counted(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
+    fn spawn_counted(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
         let Some(executor) = self.executor.upgrade() else {
             return;
         };
@@ -132,11 +167,11 @@ impl Drop for Counted {
 pub struct ServerHandle {
     trigger: Arc<Mutex<Option<async_channel::Sender<()>>>>,
     /// Closed (never sent on) when graceful shutdown starts.
-    pub(crate) signal: async_channel::Receiver<()>,
+    signal: async_channel::Receiver<()>,
     /// The running server's services (empty before `serve` starts).
     services: Arc<Mutex<Vec<Service>>>,
     /// Answers to requests that reached no service.
-    pub(crate) unrouted: Arc<Unrouted>,
+    unrouted: Arc<Unrouted>,
 }
 
 impl ServerHandle {
@@ -453,9 +488,7 @@ impl Server {
     ) -> io::Result<Handler> {
         let runtime = Arc::new(Smol::Server(Arc::downgrade(executor)));
         let mut services = Vec::with_capacity(self.specs.len());
-        let mut max_body = 1;
         for spec in self.specs {
-            max_body = max_body.max(spec.options.max_request_body);
             let handler = spec.handler;
             let service = Service::new(
                 spec.options,
@@ -479,8 +512,8 @@ impl Server {
             .clone_from(&services);
         let shared = Arc::new(Shared {
             config: self.config,
+            runtime: Smol::Server(Arc::downgrade(executor)),
             services,
-            max_body,
             handle: self.handle,
             connections: AtomicUsize::new(0),
             executor: Arc::downgrade(executor),
@@ -553,7 +586,8 @@ impl Handler {
                     ))
                 };
                 let stream = Polled::new(future::or(handshake, timeout).await?);
-                conn::serve(shared.clone(), stream, peer, None, true).await
+                let connection = Connection::new().with_peer(peer).with_tls(true);
+                http1::serve(shared.clone(), stream, connection).await
             })
             .await;
         }
@@ -566,11 +600,12 @@ impl Handler {
         {
             shared.config.tune_tcp(tcp.get_ref());
             let tcp = Stream(Arc::new(tcp));
-            let probe = Some(tcp.probe());
-            return conn::serve(shared.clone(), tcp, peer, probe, false).await;
+            let connection = Connection::new().with_peer(peer).with_probe(tcp.probe());
+            return http1::serve(shared.clone(), tcp, connection).await;
         }
         let Some(stream) = stream else { return Ok(()) };
-        conn::serve(shared.clone(), Polled::new(stream), peer, None, false).await
+        let connection = Connection::new().with_peer(peer);
+        http1::serve(shared.clone(), Polled::new(stream), connection).await
     }
 
     /// Starts the graceful shutdown ([`ServerHandle::shutdown`]) and waits for it to end:

@@ -7,8 +7,9 @@
 //!  driver           Service ─ shards: Mutex<Engine + routing tables>, timer task each
 //!  (this module)    Exchange: one request's writes, in order; abort guard; WebSocket pump
 //!       │           queues bounded in items and bytes; Runtime trait: now, spawn, timers
-//!  adapter          sockjs-tokio (hyper, tower) / sockjs-smol (the `wire` codec):
-//!       │           sockets, HTTP, spawning, timers: nothing else
+//!       │           http1: the standalone servers' HTTP/1 connections (`wire` codec)
+//!  adapter          sockjs-tokio (+ a tower service for hyper, axum) / sockjs-smol:
+//!       │           sockets, accepting, spawning, timers: nothing else
 //!  engine           Engine: routes, sessions, transports, frames, timers; pure
 //! ```
 //!
@@ -25,6 +26,11 @@
 //!    a 101 head, after which [`Exchange::serve_websocket`] runs the socket;
 //! 3. drops the exchange when the connection fails or the client hangs up: that is the
 //!    abort the engine needs to know of.
+//!
+//! An adapter whose server owns its connections' bytes hands each connection to
+//! [`http1::serve`] instead, which does all three on the core's [`wire`](crate::wire)
+//! codec, with every bound and timeout; it only implements [`http1::Host`] for its server.
+//! Both adapters' standalone servers do.
 //!
 //! A service may have an [`Admission`] hook ([`Service::set_admission`]): a request that
 //! would open a session then waits, inside its exchange, for the application's verdict
@@ -63,6 +69,7 @@ mod config;
 mod connection;
 mod exchange;
 mod head;
+pub mod http1;
 mod inbound;
 pub mod metrics;
 mod queue;

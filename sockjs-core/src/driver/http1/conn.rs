@@ -1,28 +1,27 @@
-//! One connection (a TCP socket, or any stream through the driver's `Polled`): HTTP/1.x
-//! requests through the core's `wire` codec, what each request's [`Exchange`] yields
-//! written back, and the WebSocket after an upgrade.
+//! One connection's loop: read and decode a request, route it, write what its exchange
+//! yields, again until the connection ends or becomes a WebSocket.
 
 use std::future::{Future, poll_fn};
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::task::Poll;
 
-use async_io::Timer;
 use bytes::{Bytes, BytesMut};
-use futures_lite::{Stream, future};
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use sockjs_core::driver::scratch::{READ_BUFFER, SpareBuffer, with_read_buffer};
-use sockjs_core::driver::web::{BodyError, not_found, plain};
-use sockjs_core::driver::{Connection, ConnectionProbe, Exchange, Socket, TryNext, write_all};
-use sockjs_core::wire::{
-    CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder, ResponseEncoder, hixie76,
-};
-use sockjs_core::{Content, Handshake, PeerAddr};
 
-use crate::server::Shared;
+use super::Host;
+use super::deadline::Deadline;
+use super::race::or;
+use crate::driver::scratch::{READ_BUFFER, SpareBuffer, with_read_buffer};
+use crate::driver::socket::write_now;
+use crate::driver::web::{BodyError, not_found, plain};
+use crate::driver::{Connection, Exchange, Socket, Timer, TryNext, write_all};
+use crate::wire::{
+    AfterResponse, CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder,
+    ResponseEncoder, hixie76,
+};
+use crate::{Content, Handshake, PeerAddr};
 
 /// Most bytes of stream chunks gathered into one write.
 const COALESCE_LIMIT: usize = 64 * 1024;
@@ -30,6 +29,9 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// Most bytes buffered from a client while its response is pending (e.g. a pipelined
 /// request); past it the connection is not read until the response ends.
 const MAX_READ_AHEAD: usize = 64 * 1024;
+
+/// The server's shutdown as one connection watches it.
+type ShutdownStarted = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What happens to the connection after a request.
 enum Next {
@@ -58,110 +60,69 @@ struct Upgraded {
     handshake: Handshake,
 }
 
-/// Serves one connection until it closes, or becomes a WebSocket (which goes on in a task
-/// of its own). Requests go to their service with `peer`, `probe` when there is one, and
-/// `tls`.
-pub(crate) async fn serve<S: Socket>(
-    shared: Arc<Shared>,
+/// See [`super::serve`]. The connection's state is built before the returned future
+/// starts, so that the future holds it once (an `async fn` would also keep its arguments).
+pub(super) fn serve<H: Host, S: Socket>(
+    host: Arc<H>,
     stream: S,
-    peer: SocketAddr,
-    probe: Option<ConnectionProbe>,
-    tls: bool,
-) -> io::Result<()> {
-    let config = &shared.config;
+    connection: Connection,
+) -> impl Future<Output = io::Result<()>> + Send {
+    let config = host.config();
     let limits = Limits {
         max_headers: config.max_headers,
         max_head_bytes: config.max_head_bytes,
-        max_body_bytes: shared.max_body,
+        max_body_bytes: host
+            .services()
+            .map(|service| service.options().max_request_body)
+            .fold(1, usize::max),
     };
     let mut conn = Conn {
         stream,
-        drained: AtomicBool::new(false),
+        drained: false,
         buf: BytesMut::new(),
         decoder: RequestDecoder::new(limits),
-        peer,
-        shared: shared.clone(),
-        connection: Connection::new()
-            .with_peer(peer)
-            .with_tls(tls)
-            .with_probe(probe),
-        signal: Some(Box::pin(shared.handle.signal.clone())),
-        read_timer: ReadTimer::default(),
+        host,
+        connection,
+        shutdown: None,
+        read_deadline: Deadline::default(),
+        write_timer: None,
     };
-    let Some(upgraded) = conn.run().await? else {
-        // The end of the last response (TLS: its close_notify), then FIN.
-        return conn.stream.shutdown();
-    };
-    // The WebSocket gets a task of its own, so that it does not carry this one's HTTP
-    // state for the rest of its life.
-    let Upgraded {
-        exchange,
-        read_ahead,
-        handshake,
-    } = *upgraded;
-    let websocket = exchange.serve_websocket(conn.stream, read_ahead, handshake);
-    shared.spawn_counted(websocket);
-    Ok(())
+    async move {
+        let Some(upgraded) = conn.run().await? else {
+            // The end of the last response (TLS: its close_notify), then FIN.
+            return conn.stream.shutdown();
+        };
+        let Upgraded {
+            exchange,
+            read_ahead,
+            handshake,
+        } = *upgraded;
+        let Conn { host, stream, .. } = conn;
+        host.spawn_websocket(exchange.serve_websocket(stream, read_ahead, handshake));
+        Ok(())
+    }
 }
 
-struct Conn<S> {
+struct Conn<H, S> {
     stream: S,
     /// The last read came back short or blocked (see [`Conn::read`]).
-    drained: AtomicBool,
+    drained: bool,
     buf: BytesMut,
     decoder: RequestDecoder,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
+    host: Arc<H>,
     /// What each request's service is told of the connection.
     connection: Connection,
-    /// The server's shutdown signal, this connection's own: its listener, made the first
-    /// time the connection waits idle, stays for the next waits (one allocation per
-    /// connection, not one per request; pinned, as it holds the listener inline). Out of
-    /// the struct while a wait polls it.
-    signal: Option<Pin<Box<async_channel::Receiver<()>>>>,
+    /// The server's shutdown, this connection's own watch of it: made the first time the
+    /// connection waits idle, kept for the next waits. Out of the struct while a wait
+    /// polls it.
+    shutdown: Option<ShutdownStarted>,
     /// The read deadline's timer, kept from one wait to the next.
-    read_timer: ReadTimer,
+    read_deadline: Deadline,
+    /// The write timeout's timer, made the first time a write has to wait.
+    write_timer: Option<Pin<Box<dyn Timer>>>,
 }
 
-/// A read deadline's timer, re-armed lazily. Each wait for a request has a deadline, and
-/// most are later than the one before (the next request's head is due a header read
-/// timeout after the last response). A timer made per wait costs the reactor an insertion,
-/// a removal and a wake-up of its poller every time; this one stays armed at the earliest
-/// deadline it was given and, when it fires early, is set again to the deadline now due:
-/// about one re-arm per header read timeout instead of one per request.
-#[derive(Debug)]
-struct ReadTimer {
-    timer: Timer,
-    /// Where `timer` is armed; `None` once it has fired (or before the first wait).
-    armed: Option<Instant>,
-}
-
-impl Default for ReadTimer {
-    fn default() -> Self {
-        ReadTimer {
-            timer: Timer::never(),
-            armed: None,
-        }
-    }
-}
-
-impl ReadTimer {
-    /// Arms the timer for `deadline` unless it is already armed no later.
-    fn arm(&mut self, deadline: Instant) {
-        if self.armed.is_none_or(|armed| armed > deadline) {
-            self.timer.set_at(deadline);
-            self.armed = Some(deadline);
-        }
-    }
-
-    /// Waits until the timer fires.
-    async fn fired(&mut self) {
-        (&mut self.timer).await;
-        self.armed = None;
-    }
-}
-
-impl<S: Socket> Conn<S> {
+impl<H: Host, S: Socket> Conn<H, S> {
     /// Serves requests until the connection closes, or becomes a WebSocket.
     async fn run(&mut self) -> io::Result<Option<Box<Upgraded>>> {
         loop {
@@ -177,14 +138,26 @@ impl<S: Socket> Conn<S> {
     }
 
     /// Writes all of `data` (one system call per HTTP chunk or frame where the socket
-    /// takes it), or fails after the write timeout.
-    async fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        let write = write_all(&mut self.stream, data);
+    /// takes it), or fails once it waited on the client for the write timeout.
+    async fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if let Poll::Ready(result) = write_now(&mut self.stream, &mut data) {
+            return result;
+        }
+        // The client does not take it all now: from here the wait is bounded.
+        let runtime = self.host.runtime();
+        let deadline = runtime.now() + self.host.config().write_timeout;
+        let timer = match &mut self.write_timer {
+            Some(timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => self.write_timer.insert(runtime.timer(deadline)),
+        };
         let timeout = async {
-            Timer::after(self.shared.config.write_timeout).await;
+            timer.as_mut().await;
             Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"))
         };
-        future::or(write, timeout).await
+        or(write_all(&mut self.stream, data), timeout).await
     }
 
     /// Reads some bytes into the buffer (cancel-safe). After a short read the socket is
@@ -192,7 +165,7 @@ impl<S: Socket> Conn<S> {
     /// bytes arrived meanwhile), which saves the read that would only say `EAGAIN`.
     async fn read(&mut self) -> io::Result<usize> {
         loop {
-            if !self.drained.load(Ordering::Relaxed) {
+            if !self.drained {
                 let (stream, buf) = (&mut self.stream, &mut self.buf);
                 let read: io::Result<usize> = with_read_buffer(|chunk| {
                     let n = stream.try_read(&mut chunk[..])?;
@@ -201,7 +174,7 @@ impl<S: Socket> Conn<S> {
                 });
                 match read {
                     Ok(n) => {
-                        self.drained.store(n < READ_BUFFER, Ordering::Relaxed);
+                        self.drained = n < READ_BUFFER;
                         return Ok(n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -209,18 +182,29 @@ impl<S: Socket> Conn<S> {
                 }
             }
             poll_fn(|cx| self.stream.poll_readable(cx)).await?;
-            self.drained.store(false, Ordering::Relaxed);
+            self.drained = false;
         }
     }
 
+    /// Answers a request that could not be read with `response`, written as HTTP/1.1
+    /// whatever the request said (its head may not have been read), then closes.
+    async fn refuse(&mut self, status: StatusCode, encode: impl FnOnce(&mut BytesMut)) {
+        self.host.unrouted().count(status);
+        let mut out = BytesMut::new();
+        encode(&mut out);
+        // The connection closes after it whether or not the client takes it.
+        let _ = self.write(&out).await;
+    }
+
     /// Reads and decodes the next request. `None`: close quietly (end of input, a
-    /// timeout, shutdown, or a decode error already answered).
+    /// timeout, shutdown, or a request that could not be read, already answered).
     async fn next_request(&mut self) -> io::Result<Option<DecodedRequest>> {
-        let shared = self.shared.clone();
-        let config = &shared.config;
+        let host = self.host.clone();
+        let config = host.config();
+        let runtime = host.runtime();
         // The head must arrive within the header read timeout of the connection going idle;
         // the body within the body read timeout of its head.
-        let mut deadline = Instant::now() + config.header_read_timeout;
+        let mut deadline = runtime.now() + config.header_read_timeout;
         let mut reading_body = false;
         loop {
             match self.decoder.decode(&mut self.buf) {
@@ -231,20 +215,18 @@ impl<S: Socket> Conn<S> {
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    tracing::debug!(peer = %self.peer, error = %err, "bad request");
-                    shared.handle.unrouted.count(err.status());
-                    let mut out = BytesMut::new();
-                    err.encode_response(&mut out);
-                    self.write(&out).await?;
+                    tracing::debug!(peer = ?self.connection.peer(), error = %err, "bad request");
+                    self.refuse(err.status(), |out| err.encode_response(out))
+                        .await;
                     return Ok(None);
                 }
             }
             if !reading_body && !self.decoder.is_idle() {
                 reading_body = true;
-                deadline = Instant::now() + config.body_read_timeout;
+                deadline = runtime.now() + config.body_read_timeout;
             }
             let idle = self.decoder.is_idle() && self.buf.is_empty();
-            if idle && self.shared.is_shutting_down() {
+            if idle && host.is_shutting_down() {
                 return Ok(None);
             }
             enum Wake {
@@ -252,40 +234,44 @@ impl<S: Socket> Conn<S> {
                 Timeout,
                 Shutdown,
             }
-            let mut signal = self.signal.take();
-            let mut read_timer = std::mem::take(&mut self.read_timer);
-            read_timer.arm(deadline);
+            let mut shutdown = match self.shutdown.take() {
+                Some(shutdown) => Some(shutdown),
+                None if idle => Some(host.shutdown_started()),
+                None => None,
+            };
+            let mut read_deadline = std::mem::take(&mut self.read_deadline);
+            read_deadline.arm(runtime, deadline);
             let read = async { Wake::Read(self.read().await) };
             let timeout = async {
-                read_timer.fired().await;
+                read_deadline.fired().await;
                 Wake::Timeout
             };
             let stop = async {
                 // An idle connection also ends when graceful shutdown starts.
-                match signal.as_mut().filter(|_| idle) {
-                    // Closed, never sent on: the end of the stream is the signal.
-                    Some(signal) => {
-                        while poll_fn(|cx| signal.as_mut().poll_next(cx)).await.is_some() {}
+                match shutdown.as_mut().filter(|_| idle) {
+                    Some(shutdown) => {
+                        shutdown.as_mut().await;
                         Wake::Shutdown
                     }
-                    None => future::pending().await,
+                    None => std::future::pending().await,
                 }
             };
-            let woken = future::or(read, future::or(timeout, stop)).await;
-            self.signal = signal;
-            self.read_timer = read_timer;
+            let woken = or(read, or(timeout, stop)).await;
+            self.shutdown = shutdown;
+            self.read_deadline = read_deadline;
             match woken {
                 Wake::Read(Ok(0)) | Wake::Shutdown => return Ok(None),
                 Wake::Read(Ok(_)) => {}
                 Wake::Read(Err(e)) => return Err(e),
                 // Armed for an earlier wait's deadline: set again for this one's.
-                Wake::Timeout if Instant::now() < deadline => {}
+                Wake::Timeout if runtime.now() < deadline => {}
                 Wake::Timeout if reading_body => {
-                    shared.handle.unrouted.count(StatusCode::REQUEST_TIMEOUT);
-                    let mut out = BytesMut::new();
                     let encoder = ResponseEncoder::new(http::Version::HTTP_11, false);
-                    encoder.encode(&BodyError::TimedOut.response(), &mut out);
-                    self.write(&out).await?;
+                    let response = BodyError::TimedOut.response();
+                    self.refuse(response.status(), |out| {
+                        encoder.encode(&response, out);
+                    })
+                    .await;
                     return Ok(None);
                 }
                 Wake::Timeout => return Ok(None),
@@ -296,37 +282,39 @@ impl<S: Socket> Conn<S> {
     /// Where a request goes, decided (and the request handed on) before anything is
     /// written.
     fn route(&self, mut request: Request<Bytes>) -> Routed {
-        if self.shared.is_shutting_down() {
+        let host = &*self.host;
+        let path = request.uri().path();
+        let service = host.route(path);
+        if host.is_shutting_down() {
             let status = StatusCode::SERVICE_UNAVAILABLE;
-            match self.shared.route(request.uri().path()) {
-                Some(service) => service.answered(request.uri().path(), status),
-                None => self.shared.handle.unrouted.count(status),
+            match service {
+                Some((service, mount)) => {
+                    service.answered(path.get(mount..).unwrap_or(path), status)
+                }
+                None => host.unrouted().count(status),
             }
             let mut response = plain(status, "Server shutting down.\n");
-            self.shared.decorate(response.headers_mut());
+            host.decorate(response.headers_mut());
             return Routed::Answer {
                 response: closing(response),
                 close: true,
             };
         }
-        let Some(service) = self.shared.route(request.uri().path()) else {
-            let mut response = match &self.shared.fallback {
-                Some(fallback) => {
-                    request.extensions_mut().insert(PeerAddr(self.peer));
-                    fallback(request)
-                }
-                None => {
-                    self.shared.handle.unrouted.count(StatusCode::NOT_FOUND);
-                    not_found()
-                }
-            };
-            self.shared.decorate(response.headers_mut());
+        let Some((service, mount)) = service else {
+            if let Some(peer) = self.connection.peer() {
+                request.extensions_mut().insert(PeerAddr(peer));
+            }
+            let mut response = host.fallback(request).unwrap_or_else(|| {
+                host.unrouted().count(StatusCode::NOT_FOUND);
+                not_found()
+            });
+            host.decorate(response.headers_mut());
             return Routed::Answer {
                 response,
                 close: false,
             };
         };
-        Routed::Exchange(service.submit_on(request, &self.connection))
+        Routed::Exchange(service.submit_mounted(request, &self.connection, mount))
     }
 
     /// Serves one request to completion.
@@ -335,13 +323,13 @@ impl<S: Socket> Conn<S> {
     /// future, which a connection holds for as long as its response stays open (a stream,
     /// a long poll), holds what came of the request and not the request itself (an
     /// `async fn` keeps its arguments for its whole life, beside what they were moved
-    /// into: 1,536 B as an `async fn`, 752 B now).
+    /// into).
     fn handle(&mut self, decoded: DecodedRequest) -> impl Future<Output = io::Result<Next>> + '_ {
         let encoder = decoded.response_encoder();
         let mut routed = self.route(decoded.request);
         async move {
             let mut out = SpareBuffer::default();
-            let finish = |after: sockjs_core::wire::AfterResponse| {
+            let finish = |after: AfterResponse| {
                 if after.must_close() {
                     Next::Close
                 } else {
@@ -377,13 +365,13 @@ impl<S: Socket> Conn<S> {
                 };
                 match content {
                     Content::Response(mut response) => {
-                        self.shared.decorate(response.headers_mut());
+                        self.host.decorate(response.headers_mut());
                         let after = encoder.encode(&*response, &mut out);
                         self.write(&out).await?;
                         return Ok(finish(after));
                     }
                     Content::StreamStart(mut head) => {
-                        self.shared.decorate(head.headers_mut());
+                        self.host.decorate(head.headers_mut());
                         stream = Some(encoder.start_stream(&*head, &mut out));
                     }
                     Content::Chunk(data) => {
@@ -404,7 +392,7 @@ impl<S: Socket> Conn<S> {
                         handshake,
                     } => {
                         let mut head = response.map(|()| Bytes::new());
-                        self.shared.decorate(head.headers_mut());
+                        self.host.decorate(head.headers_mut());
                         if matches!(handshake, Handshake::Hixie76 { .. }) {
                             head.extensions_mut().insert(hixie76::HANDSHAKE_REASON);
                         }
@@ -446,7 +434,7 @@ impl<S: Socket> Conn<S> {
             }
             let next = async { Event::Next(exchange.next().await) };
             let read = async { Event::Read(self.read().await) };
-            match future::or(next, read).await {
+            match or(next, read).await {
                 Event::Next(content) => return Ok(content),
                 Event::Read(Ok(0)) => {
                     return Err(io::Error::new(

@@ -1,0 +1,111 @@
+//! An HTTP/1.x server connection, written once for every runtime: requests read through
+//! the core's [`wire`](crate::wire) codec, each handed to its [`Service`] (or answered by
+//! the server itself), what each request's [`Exchange`](crate::driver::Exchange) yields
+//! written back, and the socket handed to the WebSocket pump after an upgrade.
+//!
+//! An adapter's standalone server accepts connections, implements [`Host`] once for
+//! itself (where requests go, its settings, its shutdown, where WebSockets run) and runs
+//! [`serve`] for each connection in a task of its own. Both adapters' servers are this
+//! loop: the same reads, writes, limits, timeouts and answers on either runtime.
+//!
+//! What a connection costs while it waits (an idle keep-alive connection, a long poll, an
+//! open stream) is its task's future and its socket: no read buffer of its own (reads go
+//! through the thread's [`scratch`](crate::driver::scratch) buffer, and only what a request
+//! leaves unread is kept) and no response buffer between writes.
+//!
+//! Every wait has a bound:
+//!
+//! - a request's head must arrive within [`Config::header_read_timeout`] of the connection
+//!   going idle (then the connection closes quietly), its body within
+//!   [`Config::body_read_timeout`] of its head (then `408`);
+//! - heads are bounded by [`Config::max_head_bytes`] and [`Config::max_headers`] (`431`),
+//!   bodies by the largest `max_request_body` of the [`Host::services`] (`413`), malformed requests get `400`, and
+//!   each of these answers closes the connection;
+//! - a write waits at most [`Config::write_timeout`] for the client to take it;
+//! - bytes a client sends while its response is pending (a pipelined request) are kept up
+//!   to 64 KiB, and past that the connection is not read until the response ends.
+//!
+//! During graceful shutdown an idle connection closes, and a request that arrives on a
+//! kept-alive connection gets `503` "Server shutting down." and the connection closes.
+
+mod conn;
+mod deadline;
+mod race;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+
+use crate::driver::metrics::Unrouted;
+use crate::driver::{Config, Connection, Runtime, Service, Socket, WebSocket};
+
+/// The server a connection belongs to, as [`serve`] sees it. An adapter implements it once,
+/// for its standalone server.
+pub trait Host: Send + Sync + Sized + 'static {
+    /// The runtime: the time and timers.
+    fn runtime(&self) -> &dyn Runtime;
+
+    /// The server's settings: its read, write and header limits and timeouts.
+    fn config(&self) -> &Config;
+
+    /// Every service of the server. The largest
+    /// [`Options::max_request_body`](crate::Options::max_request_body) among them bounds
+    /// every request body the connection reads (longer ones get `413`); each service holds
+    /// its own requests to its own.
+    fn services(&self) -> impl Iterator<Item = &Service>;
+
+    /// The service that serves `path`, and how many bytes at its start are a mount prefix
+    /// the server matched in front of the service (`0` when the service's own
+    /// [`Options::prefix`](crate::Options::prefix) is its place; see
+    /// [`Service::submit_mounted`]). `None`: the request is the server's to answer
+    /// ([`fallback`](Host::fallback)).
+    fn route(&self, path: &str) -> Option<(&Service, usize)>;
+
+    /// Answers a request outside every service, which carries the client's
+    /// [`PeerAddr`](crate::PeerAddr) when it is known. `None` (the default): the engine's
+    /// `404`, counted in [`unrouted`](Host::unrouted).
+    fn fallback(&self, request: Request<Bytes>) -> Option<Response<Bytes>> {
+        drop(request);
+        None
+    }
+
+    /// Adds the server's own headers to a response it writes (default: none). Not called
+    /// for the answers to requests that could not be read (400, 408, 413, 431).
+    fn decorate(&self, headers: &mut HeaderMap) {
+        let _ = headers;
+    }
+
+    /// Where the server counts its answers to requests that reached no service.
+    fn unrouted(&self) -> &Unrouted;
+
+    /// Whether graceful shutdown has started.
+    fn is_shutting_down(&self) -> bool;
+
+    /// A future that completes once graceful shutdown starts (or never, for a server
+    /// without one). Each connection makes one, the first time it waits idle, and keeps
+    /// it for its later waits.
+    fn shutdown_started(&self) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    /// Runs a connection that became a WebSocket to its end, in a task of its own (which
+    /// then holds nothing of the connection's HTTP state).
+    fn spawn_websocket<S: Socket>(self: &Arc<Self>, websocket: WebSocket<S>);
+}
+
+/// Serves one connection of `host` until the client closes it, it fails, a limit or
+/// timeout ends it, graceful shutdown closes it while idle, or it becomes a WebSocket
+/// (handed to [`Host::spawn_websocket`]). `connection`: what each request's service is
+/// told of it (the client's address, TLS, a liveness probe).
+///
+/// An error is the connection's own (reset, timed out, a write that failed) and worth a
+/// debug log at most; whatever the client is owed was answered or is lost with it.
+pub fn serve<H: Host, S: Socket>(
+    host: Arc<H>,
+    stream: S,
+    connection: Connection,
+) -> impl Future<Output = io::Result<()>> + Send {
+    conn::serve(host, stream, connection)
+}
