@@ -52,9 +52,12 @@
 //! # }
 //! ```
 //!
-//! It runs hyper's HTTP/1.1 connection driver, so the tower service and the standalone
-//! server behave identically: keep-alive, one chunk per frame, close-delimited streaming
-//! for HTTP/1.0, upgrades that hand over bytes already read, custom reason phrases.
+//! It runs the driver's HTTP/1.x connections ([`sockjs_core::driver::http1`]), the same
+//! code as sockjs-smol's server: the same reads, writes, limits, timeouts and answers on
+//! both runtimes (keep-alive, one chunk per frame, close-delimited streaming for HTTP/1.0,
+//! upgrades that hand over bytes already read), and an idle HTTP session costs a few KiB
+//! (no read or write buffer of its own between requests). The tower service answers the
+//! same way under hyper or axum, whose HTTP/1 parts are theirs.
 //! [`serve_connection`] serves one connection given as any `AsyncRead + AsyncWrite`
 //! stream; with the `tls` feature, `Config::tls` serves HTTPS and WSS (the `tls` module).
 //!
@@ -63,7 +66,7 @@
 //! ```text
 //!  your handler      Session / SessionSender, broadcast::Broadcast
 //!  driver            sockjs_core::driver: shards, queues, handles, WebSocket pump
-//!  this crate        hyper (HTTP/1.1), tower, tokio sockets, spawning, timers
+//!  this crate        tokio sockets, spawning, timers; the tower service (hyper, axum)
 //!  engine            sockjs_core::Engine: the protocol, pure
 //! ```
 //!
@@ -97,9 +100,9 @@
 //!
 //! [`Serve::with_graceful_shutdown`] stops accepting, closes every session with
 //! [`Config::shutdown_code`] / [`Config::shutdown_reason`] ([`SockJs::close_all`]; streams
-//! and polls get the close frame and end, WebSockets get it and close), lets hyper finish
-//! in-flight responses and close idle keep-alive connections, and drops what is left after
-//! [`Config::shutdown_timeout`]. Under axum, call [`SockJs::close_all`] from your shutdown
+//! and polls get the close frame and end, WebSockets get it and close), lets in-flight
+//! responses finish, closes idle keep-alive connections (a request that arrives on one
+//! first gets `503`), and drops what is left after [`Config::shutdown_timeout`]. Under axum, call [`SockJs::close_all`] from your shutdown
 //! signal.
 //!
 //! # Tracing

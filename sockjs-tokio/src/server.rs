@@ -1,7 +1,6 @@
-//! A standalone server: hyper's HTTP/1 connection driver under a tiny prefix router, with
-//! graceful shutdown.
+//! A standalone server: the driver's HTTP/1 connections (the same as sockjs-smol's) under
+//! a tiny prefix router, with graceful shutdown.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::io;
@@ -10,21 +9,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use sockjs_core::driver::http1::{self, Host};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
 use sockjs_core::driver::web::Mounts;
-use sockjs_core::driver::{Config, Connection, ConnectionProbe};
+use sockjs_core::driver::{Config, Connection, Polled, Runtime, Service, Socket, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::compat::TokioAsyncReadCompatExt as _;
 
-use crate::body::Body;
-use crate::service::{SockJs, Target, answer};
-use crate::socket::{Tcp, Timed};
+use crate::runtime::Tokio;
+use crate::service::SockJs;
+use crate::socket::Tcp;
 
 /// SockJS services by mount prefix, for [`serve`] and [`serve_connection`]. Cheap to clone
 /// (clones share the services).
@@ -72,34 +69,12 @@ impl Routes {
             .collect()
     }
 
-    /// The answers [`serve`] wrote to requests outside every mount (404), by status;
-    /// rendered beside [`metrics`](Self::metrics)
-    /// with [`Unrouted::write_prometheus`]. Hyper's own answers (a head too large: 431) are
-    /// not seen.
+    /// The answers [`serve`] wrote to requests that reached no mounted service (a path
+    /// outside every mount: 404; a head too large: 431; a malformed request: 400; ...), by
+    /// status; rendered beside [`metrics`](Self::metrics) with
+    /// [`Unrouted::write_prometheus`].
     pub fn unrouted(&self) -> &Unrouted {
         &self.unrouted
-    }
-
-    /// Routes one request: the future hyper holds while it is in flight is the answer's
-    /// own (see [`answer`]).
-    fn dispatch(
-        &self,
-        request: Request<Incoming>,
-        connection: Connection,
-    ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + use<> {
-        // Not through `tower::Service::call`, which boxes its future and would have the
-        // connection's facts as extensions (a map and a box each, per request); and with
-        // the mount prefix left in the path, which the service strips only from the
-        // requests the application reads (a rewritten URI and an `OriginalUri` per request
-        // otherwise).
-        let target = match self.mounts.find(request.uri().path()) {
-            Some((prefix, service)) => Target::Service {
-                service: service.clone(),
-                mount: prefix.len(),
-            },
-            None => Target::Unrouted(self.unrouted.clone()),
-        };
-        answer(target, request, Some(connection))
     }
 }
 
@@ -109,9 +84,11 @@ impl From<SockJs> for Routes {
     }
 }
 
-/// Serves SockJS services on a listener with hyper's HTTP/1.1 connection driver (keep-alive,
-/// HTTP/1.0, chunked or close-delimited streaming, upgrades); over TLS with
-/// `Config::tls` (feature `tls`).
+/// Serves SockJS services on a listener with the driver's HTTP/1.x connections (keep-alive,
+/// HTTP/1.0, chunked or close-delimited streaming, upgrades; see
+/// [`http1`](sockjs_core::driver::http1) for every bound), the same as sockjs-smol's
+/// server; over TLS with `Config::tls` (feature `tls`). Under axum or hyper, mount a
+/// [`SockJs`] service instead.
 ///
 /// Await the returned [`Serve`] to run; it returns only after a graceful shutdown
 /// ([`Serve::with_graceful_shutdown`]) or if the listener fails.
@@ -156,8 +133,9 @@ impl fmt::Debug for Serve {
 impl Serve {
     /// Shuts down gracefully when `signal` completes: stop accepting, close every session
     /// with [`Config::shutdown_code`] and [`Config::shutdown_reason`] (so streams, polls and
-    /// WebSockets end), let connections finish their responses, and give up on those still
-    /// open after [`Config::shutdown_timeout`].
+    /// WebSockets end), let connections finish their responses (idle ones close, a request
+    /// on a kept-alive one gets `503`), and give up on those still open after
+    /// [`Config::shutdown_timeout`].
     pub fn with_graceful_shutdown<F>(mut self, signal: F) -> Serve
     where
         F: Future<Output = ()> + Send + 'static,
@@ -167,9 +145,10 @@ impl Serve {
     }
 
     /// The server settings: [`Config::header_read_timeout`] (which also closes idle
-    /// keep-alive connections), [`Config::write_timeout`], [`Config::max_headers`],
-    /// [`Config::max_head_bytes`], the shutdown settings and, with the `tls` feature,
-    /// `Config::tls`. The services' own settings come from their builders.
+    /// keep-alive connections), [`Config::body_read_timeout`], [`Config::write_timeout`],
+    /// [`Config::max_headers`], [`Config::max_head_bytes`], the TCP settings, the shutdown
+    /// settings and, with the `tls` feature, `Config::tls`. The services' own settings
+    /// come from their builders.
     pub fn config(mut self, config: Config) -> Serve {
         self.config = config;
         self
@@ -190,6 +169,11 @@ impl Serve {
         let config = Arc::new(config);
         let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
         let (stop_tx, stop_rx) = watch::channel(false);
+        let host = Arc::new(Standalone::new(
+            routes.clone(),
+            config.clone(),
+            Some(stop_rx),
+        ));
         let mut connections = JoinSet::new();
         tracing::info!(addr = ?listener.local_addr().ok(), "sockjs server listening");
         loop {
@@ -197,12 +181,12 @@ impl Serve {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         config.tune_tcp(&stream);
-                        let (routes, stop, config) = (routes.clone(), Some(stop_rx.clone()), config.clone());
+                        let host = host.clone();
                         // The connection's future is made inside the task's: made outside
                         // and awaited inside, the task would hold it twice for the
                         // connection's whole life (once captured, once awaited).
                         connections.spawn(async move {
-                            if let Err(error) = connection(stream, peer, routes, stop, config).await {
+                            if let Err(error) = connection(stream, peer, host).await {
                                 tracing::debug!(%error, %peer, "connection error");
                             }
                         });
@@ -254,9 +238,9 @@ impl IntoFuture for Serve {
 /// `Config::tls` (feature `tls`) the connection starts with a TLS handshake.
 ///
 /// A `tokio::net::TcpStream` is read and written directly and gets the liveness probe
-/// ([`ConnectionProbe`]): a receiver that replaces one whose client has gone gets its
-/// answer at once. Other streams, TLS included, cannot be probed: there a new receiver
-/// waits up to [`Config::abort_grace`] for the previous one to turn out gone. Dropping the
+/// ([`ConnectionProbe`](sockjs_core::driver::ConnectionProbe)): a receiver that replaces
+/// one whose client has gone gets its answer at once. Other streams, TLS included, cannot
+/// be probed: there a new receiver waits up to [`Config::abort_grace`] for the previous one to turn out gone. Dropping the
 /// future closes the connection (there is no graceful shutdown of a single connection;
 /// [`SockJs::close_all`] ends its sessions).
 ///
@@ -281,131 +265,122 @@ pub async fn serve_connection<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    connection(io, peer, routes, None, config).await
+    connection(io, peer, Arc::new(Standalone::new(routes, config, None))).await
 }
 
-async fn connection<T>(
-    io: T,
-    peer: SocketAddr,
+/// The server, as its connections see it.
+#[derive(Debug)]
+struct Standalone {
     routes: Routes,
-    stop: Option<watch::Receiver<bool>>,
     config: Arc<Config>,
-) -> io::Result<()>
+    runtime: Tokio,
+    /// Turns `true` when graceful shutdown starts; `None`: never.
+    stop: Option<watch::Receiver<bool>>,
+}
+
+impl Standalone {
+    fn new(routes: Routes, config: Arc<Config>, stop: Option<watch::Receiver<bool>>) -> Self {
+        Standalone {
+            routes,
+            config,
+            runtime: Tokio::default(),
+            stop,
+        }
+    }
+}
+
+impl Host for Standalone {
+    fn runtime(&self) -> &dyn Runtime {
+        &self.runtime
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn services(&self) -> impl Iterator<Item = &Service> {
+        self.routes.services().map(SockJs::service)
+    }
+
+    fn route(&self, path: &str) -> Option<(&Service, usize)> {
+        let (prefix, service) = self.routes.mounts.find(path)?;
+        Some((service.service(), prefix.len()))
+    }
+
+    fn unrouted(&self) -> &Unrouted {
+        &self.routes.unrouted
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| *stop.borrow())
+    }
+
+    fn shutdown_started(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        match self.stop.clone() {
+            Some(mut stop) => Box::pin(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            }),
+            None => Box::pin(std::future::pending()),
+        }
+    }
+
+    fn spawn_websocket<S: Socket>(self: &Arc<Self>, websocket: WebSocket<S>) {
+        tokio::spawn(websocket);
+    }
+}
+
+/// Serves one connection: TLS first when the server has it, a plain TCP socket read and
+/// written directly (and probed), any other stream polled.
+async fn connection<T>(io: T, peer: SocketAddr, host: Arc<Standalone>) -> io::Result<()>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let timeout = config.write_timeout;
+    let connection = Connection::new().with_peer(peer);
     #[cfg(feature = "tls")]
-    if let Some(tls) = config.tls.clone() {
+    if let Some(tls) = host.config.tls.clone() {
         // Boxed: a TLS connection's state (the handshake, then rustls's own buffers beside
         // the connection's) is large, and inline it would size every connection's task,
         // TLS or not.
         return Box::pin(async move {
             let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(io);
-            let io = tokio::time::timeout(config.header_read_timeout, handshake)
+            let io = tokio::time::timeout(host.config.header_read_timeout, handshake)
                 .await
                 .map_err(|_| {
                     io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
                 })??;
-            let io = Timed::new(io, timeout);
-            http1(io, peer, routes, stop, config, None, true).await
+            let connection = connection.with_tls(true);
+            http1::serve(host, Polled::new(io.compat()), connection).await
         })
         .await;
     }
-    // A plain TCP socket is read and written directly, and probed.
     let mut io = Some(io);
     let any: &mut dyn std::any::Any = &mut io;
     if let Some(stream) = any
         .downcast_mut::<Option<TcpStream>>()
         .and_then(Option::take)
     {
-        config.tune_tcp(&stream);
+        host.config.tune_tcp(&stream);
         let tcp = Tcp(Arc::new(stream));
-        let probe = Some(tcp.probe());
-        return http1(
-            Timed::new(tcp, timeout),
-            peer,
-            routes,
-            stop,
-            config,
-            probe,
-            false,
-        )
-        .await;
+        let connection = connection.with_probe(tcp.probe());
+        return http1::serve(host, tcp, connection).await;
     }
     let Some(io) = io else { return Ok(()) };
-    http1(
-        Timed::new(io, timeout),
-        peer,
-        routes,
-        stop,
-        config,
-        None,
-        false,
-    )
-    .await
-}
-
-/// hyper's HTTP/1.1 connection driver over `io`, until the connection ends or `stop`.
-async fn http1<T>(
-    io: Timed<T>,
-    peer: SocketAddr,
-    routes: Routes,
-    stop: Option<watch::Receiver<bool>>,
-    config: Arc<Config>,
-    probe: Option<ConnectionProbe>,
-    tls: bool,
-) -> io::Result<()>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = Connection::new()
-        .with_peer(peer)
-        .with_tls(tls)
-        .with_probe(probe);
-    let service =
-        hyper::service::service_fn(move |request| routes.dispatch(request, connection.clone()));
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .max_header_size(config.max_head_bytes)
-        .max_buf_size(config.max_head_bytes.max(8192));
-    if config.max_headers != 100 {
-        // hyper's default; any other count costs an allocation per request.
-        builder.max_headers(config.max_headers);
-    }
-    let connection = builder
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    let mut connection = std::pin::pin!(connection);
-    let stopped = async {
-        match stop {
-            Some(mut stop) => drop(stop.wait_for(|stop| *stop).await),
-            None => std::future::pending().await,
-        }
-    };
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = stopped => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    result.map_err(io::Error::other)
+    http1::serve(host, Polled::new(io.compat()), connection).await
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use super::{Routes, connection};
+    use super::{Routes, Standalone, connection};
     use crate::SockJs;
 
     /// A connection's task is held for the connection's whole life, by every idle streaming
     /// or polling client: its future stays small whatever the build's features (a TLS
     /// connection's state is boxed apart, only for TLS connections), and the server's task
-    /// holds it once.
+    /// holds it once. It is the driver's HTTP/1 connection (sockjs-smol's too) and what
+    /// picks the socket: 1,568 B, with no read or write buffer on the heap between
+    /// requests (hyper's connection held 16 KiB of them).
     #[test]
     fn connection_future_stays_small() {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -421,22 +396,10 @@ mod tests {
             let (stream, peer) = listener.accept().await.expect("accept");
             let routes = Routes::from(SockJs::new(Default::default(), |_| async {}));
             let config = Arc::new(crate::Config::default());
-            let served = connection(stream, peer, routes, None, config);
+            let host = Arc::new(Standalone::new(routes, config, None));
+            let served = connection(stream, peer, host);
             let size = size_of_val(&served);
-            assert!(size <= 2048, "a connection's future: {size} B");
+            assert!(size <= 1664, "a connection's future: {size} B");
         });
-    }
-
-    /// What hyper holds for a request in flight, a long poll's whole wait, and what it
-    /// sizes every connection's slot for a request by: the answer's future alone (the
-    /// router hands it over as it is, adding no layer of its own), holding the request's
-    /// parts once (640 B; 1,464 B with the router's and the answer's `async fn`s).
-    #[test]
-    fn a_request_in_flight_holds_one_small_future() {
-        fn output_size<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
-            size_of::<F>()
-        }
-        let size = output_size(crate::service::answer::<hyper::body::Incoming>);
-        assert!(size <= 768, "a request's future: {size} B");
     }
 }

@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
-use sockjs_core::driver::metrics::{Metrics, Unrouted};
-use sockjs_core::driver::{Admission, Config, Connection, Exchange, Service, Session, web};
+use sockjs_core::driver::metrics::Metrics;
+use sockjs_core::driver::{Admission, Config, Exchange, Service, Session, web};
 use sockjs_core::{Content, Handshake, Options, OptionsError};
 
 use crate::body::Body;
@@ -164,94 +164,51 @@ impl SockJs {
         self.service.metrics()
     }
 
-    /// Answers one request; its connection's facts are `connection` when the server knows
-    /// them, else the request's extensions (a router or middleware in front may set them).
-    /// `mount`: bytes of the path that [`Routes`](crate::Routes) matched as the mount prefix
-    /// and left in place (see [`Service::submit_mounted`](sockjs_core::driver::Service::submit_mounted)).
-    pub(crate) fn handle<B>(
-        self,
-        request: Request<B>,
-        connection: Option<Connection>,
-        mount: usize,
-    ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static
-    where
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
-        answer(
-            Target::Service {
-                service: self,
-                mount,
-            },
-            request,
-            connection,
-        )
+    /// The driver's service inside, for the standalone server's router.
+    pub(crate) fn service(&self) -> &Service {
+        &self.service
     }
 }
 
-/// Where a request goes.
-pub(crate) enum Target {
-    /// A service; `mount`: bytes of the path matched as its mount prefix.
-    Service { service: SockJs, mount: usize },
-    /// No service: 404, counted in these.
-    Unrouted(Arc<Unrouted>),
-}
-
-/// Answers one request for `target` (see [`SockJs::handle`]).
+/// Answers one request for `service` (its `call`); the connection's facts are the
+/// request's extensions (a router or middleware in front may set them: axum's
+/// `ConnectInfo` with the `axum` feature, or [`PeerAddr`](sockjs_core::PeerAddr) and
+/// friends).
 ///
 /// What hyper holds for a request, in every connection's slot for one (hyper sizes it by
-/// this future) and through a long poll's whole wait, is this future alone: the router
-/// adds no `async` layer around it (each layer keeps its own copy of what it passes on),
-/// and the request is taken apart before the `async` block, which then holds its parts,
-/// not the request beside them (an `async fn` keeps its arguments for its whole life,
-/// also once they have been moved on).
+/// this future) and through a long poll's whole wait, is this future (boxed once by
+/// [`ResponseFuture`]): the request is taken apart before the `async` block, which then
+/// holds its parts, not the request beside them (an `async fn` keeps its arguments for its
+/// whole life, also once they have been moved on).
 pub(crate) fn answer<B>(
-    target: Target,
+    service: SockJs,
     request: Request<B>,
-    connection: Option<Connection>,
 ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static + use<B>
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let routed = match target {
-        Target::Service { service, mount } => Some((service, mount)),
-        Target::Unrouted(unrouted) => {
-            unrouted.count(StatusCode::NOT_FOUND);
-            None
-        }
-    };
     let (mut parts, body) = request.into_parts();
     let on_upgrade = parts.extensions.remove::<OnUpgrade>();
     #[cfg(feature = "axum")]
     from_axum(&mut parts);
     web::restore_empty_segment(&mut parts);
     async move {
-        let Some((service, mount)) = routed else {
-            return Ok(web::not_found().map(Body::full));
-        };
-        let limit = service.service.options().max_request_body;
-        let timeout = service.service.config().body_read_timeout;
+        let service = service.service;
+        let limit = service.options().max_request_body;
+        let timeout = service.config().body_read_timeout;
         let read = web::read_body(body, &parts.headers, limit);
         let read = tokio::time::timeout(timeout, read).await;
         let body = match read.unwrap_or(Err(web::BodyError::TimedOut)) {
             Ok(body) => body,
             Err(error) => {
                 let response = error.response();
-                let path = parts.uri.path();
-                service
-                    .service
-                    .answered(path.get(mount..).unwrap_or(path), response.status());
+                service.answered(parts.uri.path(), response.status());
                 return Ok(response.map(Body::full));
             }
         };
-        let request = Request::from_parts(parts, body);
-        let mut exchange = match connection {
-            Some(connection) => service.service.submit_mounted(request, &connection, mount),
-            None => service.service.submit(request),
-        };
+        let mut exchange = service.submit(Request::from_parts(parts, body));
         Ok(match exchange.next().await {
             Some(Content::Response(response)) => response.map(Body::full),
             Some(Content::StreamStart(head)) => head.map(|()| Body::stream(exchange)),
@@ -365,7 +322,23 @@ where
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         ResponseFuture {
-            inner: Box::pin(self.clone().handle(request, None, 0)),
+            inner: Box::pin(answer(self.clone(), request)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What hyper holds for a request in flight, a long poll's whole wait, and what it
+    /// sizes every connection's slot for a request by: the answer's future, holding the
+    /// request's parts once (1,464 B with an `async fn` router in front and the answer's
+    /// own `async fn`).
+    #[test]
+    fn a_request_in_flight_holds_one_small_future() {
+        fn output_size<A, B, F>(_: fn(A, B) -> F) -> usize {
+            size_of::<F>()
+        }
+        let size = output_size(super::answer::<hyper::body::Incoming>);
+        assert!(size <= 768, "a request's future: {size} B");
     }
 }
