@@ -25,21 +25,18 @@ pub fn not_found() -> Response<Bytes> {
     crate::response::not_found()
 }
 
-/// A small `text/plain` response.
+/// A small `text/plain` response: the engine's own form of its plain answers (an empty
+/// `text` gets no `Content-Type`, there being nothing to type).
 ///
 /// ```
 /// use sockjs_core::driver::web::plain;
-/// let response = plain(http::StatusCode::NOT_FOUND, "404 Error: Page not found\n");
+/// let response = plain(http::StatusCode::SERVICE_UNAVAILABLE, "Server shutting down.\n");
 /// assert_eq!(response.headers()["content-type"], "text/plain; charset=UTF-8");
+/// let empty = plain(http::StatusCode::NO_CONTENT, "");
+/// assert!(empty.headers().get("content-type").is_none());
 /// ```
 pub fn plain(status: StatusCode, text: &'static str) -> Response<Bytes> {
-    let mut response = Response::new(Bytes::from_static(text.as_bytes()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=UTF-8"),
-    );
-    response
+    crate::response::plain(status, text)
 }
 
 /// Things (services) by mount prefix; the longest matching prefix wins.
