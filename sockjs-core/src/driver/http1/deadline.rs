@@ -41,3 +41,115 @@ impl Deadline {
         self.armed = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Waker};
+    use std::time::{Duration, Instant, SystemTime};
+
+    use super::Deadline;
+    use crate::driver::{Runtime, Task, Timer};
+
+    /// Timers that fire when the test says, recording every deadline they are set to.
+    #[derive(Debug, Default)]
+    struct Manual {
+        /// Deadlines set, in order (made or reset).
+        set: Arc<Mutex<Vec<Instant>>>,
+        /// Timers made.
+        made: Mutex<usize>,
+        /// The time the timers see.
+        now: Arc<Mutex<Option<Instant>>>,
+    }
+
+    struct ManualTimer {
+        deadline: Instant,
+        set: Arc<Mutex<Vec<Instant>>>,
+        now: Arc<Mutex<Option<Instant>>>,
+    }
+
+    impl Future for ManualTimer {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            let now = self.now.lock().expect("unpoisoned").expect("a time");
+            if now >= self.deadline {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    impl Timer for ManualTimer {
+        fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+            self.set.lock().expect("unpoisoned").push(deadline);
+            self.deadline = deadline;
+        }
+    }
+
+    impl Runtime for Manual {
+        fn now(&self) -> Instant {
+            self.now.lock().expect("unpoisoned").expect("a time")
+        }
+        fn wall_clock(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH
+        }
+        fn spawn(&self, _: Task) {}
+        fn timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
+            *self.made.lock().expect("unpoisoned") += 1;
+            self.set.lock().expect("unpoisoned").push(deadline);
+            Box::pin(ManualTimer {
+                deadline,
+                set: self.set.clone(),
+                now: self.now.clone(),
+            })
+        }
+        fn random_seed(&self) -> u64 {
+            1
+        }
+    }
+
+    fn fired(deadline: &mut Deadline) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        std::pin::pin!(deadline.fired()).poll(&mut cx).is_ready()
+    }
+
+    /// One timer per connection: later deadlines leave it where it is (it fires early and
+    /// the connection arms it again), an earlier one moves it, and once it has fired the
+    /// next deadline re-arms it.
+    #[test]
+    fn one_timer_moved_only_when_it_must() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let runtime = Manual::default();
+        *runtime.now.lock().expect("unpoisoned") = Some(t0);
+        let mut deadline = Deadline::default();
+        assert!(!fired(&mut deadline), "never armed: never fires");
+
+        deadline.arm(&runtime, t0 + s(10));
+        deadline.arm(&runtime, t0 + s(12));
+        deadline.arm(&runtime, t0 + s(10));
+        assert_eq!(*runtime.set.lock().expect("unpoisoned"), [t0 + s(10)]);
+        deadline.arm(&runtime, t0 + s(5));
+        assert_eq!(
+            *runtime.set.lock().expect("unpoisoned"),
+            [t0 + s(10), t0 + s(5)]
+        );
+
+        *runtime.now.lock().expect("unpoisoned") = Some(t0 + s(5));
+        assert!(fired(&mut deadline));
+        deadline.arm(&runtime, t0 + s(15));
+        assert_eq!(
+            *runtime.set.lock().expect("unpoisoned"),
+            [t0 + s(10), t0 + s(5), t0 + s(15)]
+        );
+        assert!(!fired(&mut deadline));
+        assert_eq!(
+            *runtime.made.lock().expect("unpoisoned"),
+            1,
+            "one timer for every wait"
+        );
+    }
+}
