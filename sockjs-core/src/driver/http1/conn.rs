@@ -186,14 +186,14 @@ impl<H: Host, S: Socket> Conn<H, S> {
         }
     }
 
-    /// Answers a request that could not be read with `response`, written as HTTP/1.1
-    /// whatever the request said (its head may not have been read), then closes.
-    async fn refuse(&mut self, status: StatusCode, encode: impl FnOnce(&mut BytesMut)) {
+    /// The answer to a request that could not be read, counted and encoded (as HTTP/1.1
+    /// whatever the request said: its head may not have been read). Encoded before the
+    /// write, so that the wait for the write does not also hold the response.
+    fn refusal(&self, status: StatusCode, encode: impl FnOnce(&mut BytesMut)) -> BytesMut {
         self.host.unrouted().count(status);
         let mut out = BytesMut::new();
         encode(&mut out);
-        // The connection closes after it whether or not the client takes it.
-        let _ = self.write(&out).await;
+        out
     }
 
     /// Reads and decodes the next request. `None`: close quietly (end of input, a
@@ -207,19 +207,33 @@ impl<H: Host, S: Socket> Conn<H, S> {
         let mut deadline = runtime.now() + config.header_read_timeout;
         let mut reading_body = false;
         loop {
-            match self.decoder.decode(&mut self.buf) {
+            // What to do is decided before any wait, so that the wait does not also hold
+            // the decoder's result.
+            enum Step {
+                Continue,
+                Refuse(BytesMut),
+                Read,
+            }
+            let step = match self.decoder.decode(&mut self.buf) {
                 Ok(Some(Decoded::Request(request))) => return Ok(Some(request)),
-                Ok(Some(Decoded::Continue)) => {
+                Ok(Some(Decoded::Continue)) => Step::Continue,
+                Ok(None) => Step::Read,
+                Err(err) => {
+                    tracing::debug!(peer = ?self.connection.peer(), error = %err, "bad request");
+                    Step::Refuse(self.refusal(err.status(), |out| err.encode_response(out)))
+                }
+            };
+            match step {
+                Step::Continue => {
                     self.write(CONTINUE_RESPONSE).await?;
                     continue;
                 }
-                Ok(None) => {}
-                Err(err) => {
-                    tracing::debug!(peer = ?self.connection.peer(), error = %err, "bad request");
-                    self.refuse(err.status(), |out| err.encode_response(out))
-                        .await;
+                Step::Refuse(out) => {
+                    // The connection closes after it whether or not the client takes it.
+                    let _ = self.write(&out).await;
                     return Ok(None);
                 }
+                Step::Read => {}
             }
             if !reading_body && !self.decoder.is_idle() {
                 reading_body = true;
@@ -266,12 +280,12 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 // Armed for an earlier wait's deadline: set again for this one's.
                 Wake::Timeout if runtime.now() < deadline => {}
                 Wake::Timeout if reading_body => {
-                    let encoder = ResponseEncoder::new(http::Version::HTTP_11, false);
                     let response = BodyError::TimedOut.response();
-                    self.refuse(response.status(), |out| {
-                        encoder.encode(&response, out);
-                    })
-                    .await;
+                    let out = self.refusal(response.status(), |out| {
+                        ResponseEncoder::new(http::Version::HTTP_11, false).encode(&response, out);
+                    });
+                    drop(response);
+                    let _ = self.write(&out).await;
                     return Ok(None);
                 }
                 Wake::Timeout => return Ok(None),

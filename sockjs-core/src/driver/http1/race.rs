@@ -1,18 +1,41 @@
 //! Waiting for whichever of two futures completes first.
 
-use std::future::{Future, poll_fn};
-use std::pin::pin;
-use std::task::Poll;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// The output of whichever of `a` and `b` completes first (`a` when both are ready); the
 /// other is dropped.
-pub(super) async fn or<T>(a: impl Future<Output = T>, b: impl Future<Output = T>) -> T {
-    let (mut a, mut b) = (pin!(a), pin!(b));
-    poll_fn(|cx| match a.as_mut().poll(cx) {
-        Poll::Ready(value) => Poll::Ready(value),
-        Poll::Pending => b.as_mut().poll(cx),
-    })
-    .await
+pub(super) fn or<T, A, B>(a: A, b: B) -> Or<A, B>
+where
+    A: Future<Output = T>,
+    B: Future<Output = T>,
+{
+    Or { a, b }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`or`]. A future type of its own, which holds each future once: an `async fn`
+    /// pinning its arguments would keep them twice, as its arguments and as the pinned
+    /// locals, in every connection's future.
+    pub(super) struct Or<A, B> {
+        #[pin]
+        a: A,
+        #[pin]
+        b: B,
+    }
+}
+
+impl<T, A: Future<Output = T>, B: Future<Output = T>> Future for Or<A, B> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.project();
+        match this.a.poll(cx) {
+            Poll::Ready(value) => Poll::Ready(value),
+            Poll::Pending => this.b.poll(cx),
+        }
+    }
 }
 
 #[cfg(test)]
