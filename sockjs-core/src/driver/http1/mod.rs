@@ -45,6 +45,87 @@ use crate::driver::{Config, Connection, Runtime, Service, Socket, WebSocket};
 
 /// The server a connection belongs to, as [`serve`] sees it. An adapter implements it once,
 /// for its standalone server.
+///
+/// A server with one echo service at `/echo`, on a runtime of one's own (`MyRuntime`, as in
+/// the [`Runtime`] example): its accept loop spawns
+/// `serve(host.clone(), socket, Connection::new().with_peer(peer))` for each connection.
+///
+/// ```no_run
+/// use std::future::Future;
+/// use std::pin::Pin;
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use sockjs_core::Options;
+/// use sockjs_core::driver::http1::Host;
+/// use sockjs_core::driver::metrics::Unrouted;
+/// use sockjs_core::driver::{Config, Runtime, Service, Socket, WebSocket};
+///
+/// # #[derive(Debug)] struct MyRuntime;
+/// # impl Runtime for MyRuntime {
+/// #     fn now(&self) -> std::time::Instant { unimplemented!() }
+/// #     fn wall_clock(&self) -> std::time::SystemTime { unimplemented!() }
+/// #     fn spawn(&self, _: sockjs_core::driver::Task) { unimplemented!() }
+/// #     fn timer(&self, _: std::time::Instant) -> Pin<Box<dyn sockjs_core::driver::Timer>> {
+/// #         unimplemented!()
+/// #     }
+/// #     fn random_seed(&self) -> u64 { 7 }
+/// # }
+/// struct MyServer {
+///     runtime: Arc<MyRuntime>,
+///     config: Config,
+///     echo: Service,
+///     unrouted: Unrouted,
+///     stopping: AtomicBool,
+/// }
+///
+/// impl MyServer {
+///     fn new(runtime: Arc<MyRuntime>) -> MyServer {
+///         let options = Options { prefix: "/echo".into(), ..Options::default() };
+///         let echo = Service::new(options, Config::default(), runtime.clone(), |mut s| async move {
+///             while let Some(text) = s.recv().await {
+///                 let _ = s.send(text).await;
+///             }
+///         })
+///         .expect("valid options");
+///         MyServer {
+///             runtime,
+///             config: Config::default(),
+///             echo,
+///             unrouted: Unrouted::default(),
+///             stopping: AtomicBool::new(false),
+///         }
+///     }
+/// }
+///
+/// impl Host for MyServer {
+///     fn runtime(&self) -> &dyn Runtime {
+///         &*self.runtime
+///     }
+///     fn config(&self) -> &Config {
+///         &self.config
+///     }
+///     fn services(&self) -> impl Iterator<Item = &Service> {
+///         std::iter::once(&self.echo)
+///     }
+///     fn route(&self, path: &str) -> Option<(&Service, usize)> {
+///         // The service knows its own prefix: no mount in front of it.
+///         self.echo.matches(path).then_some((&self.echo, 0))
+///     }
+///     fn unrouted(&self) -> &Unrouted {
+///         &self.unrouted
+///     }
+///     fn is_shutting_down(&self) -> bool {
+///         self.stopping.load(Ordering::Acquire)
+///     }
+///     fn shutdown_started(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+///         // This server has no graceful shutdown signal to wait on.
+///         Box::pin(std::future::pending())
+///     }
+///     fn spawn_websocket<S: Socket>(self: &Arc<Self>, websocket: WebSocket<S>) {
+///         self.runtime.spawn(Box::pin(websocket));
+///     }
+/// }
+/// ```
 pub trait Host: Send + Sync + Sized + 'static {
     /// The runtime: the time and timers.
     fn runtime(&self) -> &dyn Runtime;
