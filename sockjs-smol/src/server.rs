@@ -44,8 +44,8 @@ struct Spec {
 /// What connection tasks share.
 pub(crate) struct Shared {
     config: Config,
-    /// Spawns on the server's executor; timers.
-    runtime: Smol,
+    /// Spawns on the server's executor; timers. The services' own.
+    runtime: Arc<Smol>,
     /// Longest prefix first.
     services: Vec<Service>,
     handle: ServerHandle,
@@ -62,7 +62,7 @@ pub(crate) struct Shared {
 /// The driver's HTTP/1 connections ask the server these.
 impl Host for Shared {
     fn runtime(&self) -> &dyn Runtime {
-        &self.runtime
+        &*self.runtime
     }
 
     fn config(&self) -> &Config {
@@ -512,7 +512,7 @@ impl Server {
             .clone_from(&services);
         let shared = Arc::new(Shared {
             config: self.config,
-            runtime: Smol::Server(Arc::downgrade(executor)),
+            runtime,
             services,
             handle: self.handle,
             connections: AtomicUsize::new(0),
@@ -614,10 +614,14 @@ impl Handler {
     pub async fn shutdown(&self) {
         let shared = &self.shared;
         shared.handle.shutdown();
-        let runtime = Smol::Server(shared.executor.clone());
         let connections = || shared.connections.load(Ordering::Acquire);
-        sockjs_core::driver::shutdown(&runtime, &shared.services, &shared.config, connections)
-            .await;
+        sockjs_core::driver::shutdown(
+            &*shared.runtime,
+            &shared.services,
+            &shared.config,
+            connections,
+        )
+        .await;
     }
 
     /// Accepts connections until shutdown, then drains.
