@@ -571,6 +571,10 @@ impl Handler {
     {
         let shared = &self.shared;
         let _counted = shared.counted();
+        // Tuned here, once, before TLS wraps it: the socket is no longer in sight after.
+        if let Some(tcp) = (&stream as &dyn Any).downcast_ref::<Async<TcpStream>>() {
+            shared.config.tune_tcp(tcp.get_ref());
+        }
         #[cfg(feature = "tls")]
         if let Some(tls) = shared.config.tls.clone() {
             // Boxed: a TLS connection's state (the handshake, then rustls's own buffers
@@ -598,7 +602,6 @@ impl Handler {
             .downcast_mut::<Option<Async<TcpStream>>>()
             .and_then(Option::take)
         {
-            shared.config.tune_tcp(tcp.get_ref());
             let tcp = Stream(Arc::new(tcp));
             let connection = Connection::new().with_peer(peer).with_probe(tcp.probe());
             return http1::serve(shared.clone(), tcp, connection).await;
@@ -672,9 +675,6 @@ async fn accept(listener: &Async<TcpListener>, handler: &Handler) {
         };
         match future::or(shutdown, accepted).await {
             Event::Accepted(Ok((stream, peer))) => {
-                // Here too, not only in serve_connection: a TLS connection is no longer
-                // a plain socket there.
-                handler.shared.config.tune_tcp(stream.get_ref());
                 let handler = handler.clone();
                 handler.shared.clone().spawn_counted(async move {
                     if let Err(e) = handler.serve_connection(stream, peer).await {

@@ -180,7 +180,6 @@ impl Serve {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        config.tune_tcp(&stream);
                         let host = host.clone();
                         // The connection's future is made inside the task's: made outside
                         // and awaited inside, the task would hold it twice for the
@@ -335,6 +334,10 @@ async fn connection<T>(io: T, peer: SocketAddr, host: Arc<Standalone>) -> io::Re
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Tuned here, once, before TLS wraps it: the socket is no longer in sight after.
+    if let Some(tcp) = (&io as &dyn std::any::Any).downcast_ref::<TcpStream>() {
+        host.config.tune_tcp(tcp);
+    }
     let connection = Connection::new().with_peer(peer);
     #[cfg(feature = "tls")]
     if let Some(tls) = host.config.tls.clone() {
@@ -359,7 +362,6 @@ where
         .downcast_mut::<Option<TcpStream>>()
         .and_then(Option::take)
     {
-        host.config.tune_tcp(&stream);
         let tcp = Tcp(Arc::new(stream));
         let connection = connection.with_probe(tcp.probe());
         return http1::serve(host, tcp, connection).await;
