@@ -1864,6 +1864,70 @@ fn graceful_shutdown_closes_sessions_with_1001_and_refuses_new_requests() {
     });
 }
 
+/// Waits up to `limit` for `done`; whether it came.
+fn wait_for(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+#[test]
+fn graceful_shutdown_waits_for_sessions_and_handlers_up_to_the_timeout() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            // A closed HTTP session stays CLOSING for its disconnect delay (a client that
+            // polls again gets the close frame); `serve` returns once it is gone.
+            let closing = Options {
+                disconnect_delay: Duration::from_millis(500),
+                ..options()
+            };
+            let target = serve(adapter, config(), closing, echo_handler());
+            let id = sid("drain");
+            assert_eq!(xhr(&target, &id), "o\n");
+            target.shutdown();
+            assert!(
+                wait_for(WAIT, || target.has_ended()),
+                "{adapter:?}: serve still running"
+            );
+            assert_eq!(
+                target.session_count(),
+                0,
+                "{adapter:?}: ended with a session"
+            );
+
+            // A handler that never ends holds the shutdown until its timeout, no longer.
+            let timeout = Duration::from_millis(800);
+            let bounded = Config {
+                shutdown_timeout: timeout,
+                ..config()
+            };
+            let quick = Options {
+                disconnect_delay: Duration::from_millis(50),
+                ..options()
+            };
+            let stuck = handler(|session: Session| async move {
+                let _held = session;
+                std::future::pending::<()>().await
+            });
+            let target = serve(adapter, bounded, quick, stuck);
+            assert_eq!(xhr(&target, &sid("stuck")), "o\n");
+            let started = Instant::now();
+            target.shutdown();
+            assert!(
+                wait_for(WAIT, || target.has_ended()),
+                "{adapter:?}: serve still running past its shutdown timeout"
+            );
+            let waited = started.elapsed();
+            assert!(waited >= timeout, "{adapter:?}: gave up after {waited:?}");
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // Binary WebSocket messages
 // ---------------------------------------------------------------------------------------

@@ -98,12 +98,16 @@
 //!
 //! # Graceful shutdown
 //!
-//! [`Serve::with_graceful_shutdown`] stops accepting, closes every session with
+//! [`Serve::with_graceful_shutdown`] stops accepting, closes idle keep-alive connections
+//! (a request that arrives on one gets `503`), closes every session with
 //! [`Config::shutdown_code`] / [`Config::shutdown_reason`] ([`SockJs::close_all`]; streams
-//! and polls get the close frame and end, WebSockets get it and close), lets in-flight
-//! responses finish, closes idle keep-alive connections (a request that arrives on one
-//! first gets `503`), and drops what is left after [`Config::shutdown_timeout`]. Under axum, call [`SockJs::close_all`] from your shutdown
-//! signal.
+//! and polls get the close frame and end, WebSockets get it and close), then waits until
+//! every session, handler task and connection is done, and drops what is left after
+//! [`Config::shutdown_timeout`]: the same shutdown as sockjs-smol's. HTTP sessions closed
+//! this way stay CLOSING for their disconnect delay, so a client that polls again still
+//! gets the close frame; shutdown therefore usually lasts about one
+//! [`Options::disconnect_delay`]. Under axum, call
+//! [`SockJs::close_all`] from your shutdown signal.
 //!
 //! # Tracing
 //!

@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sockjs_core::driver::http1::{self, Host};
@@ -134,8 +135,9 @@ impl Serve {
     /// Shuts down gracefully when `signal` completes: stop accepting, close every session
     /// with [`Config::shutdown_code`] and [`Config::shutdown_reason`] (so streams, polls and
     /// WebSockets end), let connections finish their responses (idle ones close, a request
-    /// on a kept-alive one gets `503`), and give up on those still open after
-    /// [`Config::shutdown_timeout`].
+    /// on a kept-alive one gets `503`), wait until every session, handler task and
+    /// connection is done (HTTP sessions stay CLOSING for their disconnect delay), and
+    /// give up on what is still open after [`Config::shutdown_timeout`].
     pub fn with_graceful_shutdown<F>(mut self, signal: F) -> Serve
     where
         F: Future<Output = ()> + Send + 'static,
@@ -175,6 +177,9 @@ impl Serve {
             Some(stop_rx),
         ));
         let mut connections = JoinSet::new();
+        // Served connections, for the shutdown's wait: the `JoinSet` counts finished
+        // tasks until they are joined, and nothing joins them while shutdown waits.
+        let live = Arc::new(AtomicUsize::new(0));
         tracing::info!(addr = ?listener.local_addr().ok(), "sockjs server listening");
         loop {
             tokio::select! {
@@ -184,10 +189,12 @@ impl Serve {
                         // The connection's future is made inside the task's: made outside
                         // and awaited inside, the task would hold it twice for the
                         // connection's whole life (once captured, once awaited).
+                        let live = Live::enter(&live);
                         connections.spawn(async move {
                             if let Err(error) = connection(stream, peer, host).await {
                                 tracing::debug!(%error, %peer, "connection error");
                             }
+                            drop(live);
                         });
                     }
                     Err(error) => {
@@ -202,22 +209,35 @@ impl Serve {
         }
         tracing::info!("shutting down: closing sessions");
         drop(listener);
-        for service in routes.services() {
-            service.close_all(config.shutdown_code, &config.shutdown_reason);
-        }
         let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(config.shutdown_timeout, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
+        let services: Vec<Service> = routes.services().map(|s| s.service().clone()).collect();
+        let connections_left = || live.load(Ordering::Acquire);
+        let runtime = &host.runtime;
+        if !sockjs_core::driver::shutdown(runtime, &services, &config, connections_left).await {
             tracing::warn!(
-                remaining = connections.len(),
+                remaining = connections_left(),
                 "shutdown timeout: dropping connections"
             );
-            connections.shutdown().await;
         }
+        // Aborts what the timeout left, and joins the rest.
+        connections.shutdown().await;
         Ok(())
+    }
+}
+
+/// One served connection, counted in its server's `live` until dropped.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn enter(live: &Arc<AtomicUsize>) -> Live {
+        live.fetch_add(1, Ordering::AcqRel);
+        Live(live.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -152,6 +152,8 @@ pub struct Target {
     requests: Box<dyn Fn() -> usize + Send + Sync>,
     /// Starts the adapter's graceful shutdown.
     shutdown: Box<dyn Fn() + Send + Sync>,
+    /// Set when the server's `serve` has returned.
+    ended: Arc<AtomicBool>,
     /// The adapter's metrics accessor.
     metrics: Box<dyn Fn() -> Vec<Metrics> + Send + Sync>,
     /// Answers to requests that reached no service, by status.
@@ -179,6 +181,12 @@ impl Target {
     }
 
     /// Starts a graceful shutdown.
+    /// Whether the server's `serve` has returned (after a graceful shutdown).
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Starts the adapter's graceful shutdown.
     pub fn shutdown(&self) {
         (self.shutdown)();
     }
@@ -420,7 +428,13 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
     let listener = async_io::Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
     let addr = listener.get_ref().local_addr().unwrap();
     let handle = server.handle();
-    let thread = std::thread::spawn(move || async_io::block_on(server.serve(listener)));
+    let ended = Arc::new(AtomicBool::new(false));
+    let ending = ended.clone();
+    let thread = std::thread::spawn(move || {
+        let served = async_io::block_on(server.serve(listener));
+        ending.store(true, Ordering::Release);
+        served
+    });
     let counter = handle.clone();
     // Wait until `serve` has made the services' engines (the handle shows them), so that
     // counts and metrics read through it are meaningful from the first request.
@@ -439,6 +453,7 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
         count: Box::new(move || counter.session_count()),
         requests: Box::new(move || requests.open_requests()),
         shutdown: Box::new(move || shutdown.shutdown()),
+        ended,
         metrics: Box::new(move || metrics.metrics()),
         unrouted: Box::new(move |status| unrouted.unrouted().answered(status)),
         stop: Mutex::new(Some(Box::new(move || {
@@ -475,17 +490,21 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let metrics = routes.clone();
     let unrouted = routes.clone();
+    let ended = Arc::new(AtomicBool::new(false));
+    let ending = ended.clone();
     let server = {
         let _guard = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-        runtime.spawn(
-            sockjs_tokio::serve(listener, routes)
-                .config(config)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .into_future(),
-        )
+        let serve = sockjs_tokio::serve(listener, routes)
+            .config(config)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            });
+        runtime.spawn(async move {
+            let served = serve.await;
+            ending.store(true, Ordering::Release);
+            served
+        })
     };
     let counted = services.clone();
     let stop_tx = Mutex::new(Some(stop_tx));
@@ -502,6 +521,7 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
                 let _ = tx.send(());
             }
         }),
+        ended,
         stop: Mutex::new(Some(Box::new(move || {
             server.abort();
             runtime.shutdown_background();
