@@ -12,11 +12,13 @@
 
 #[path = "loopback.rs"]
 mod loopback;
+#[path = "tokio_floor.rs"]
+mod tokio_floor;
 
 use std::process::ExitCode;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -46,55 +48,5 @@ async fn echo(stream: TcpStream) {
 }
 
 fn main() -> ExitCode {
-    let addr = match loopback::addr_from_args("raw_echo") {
-        Ok(addr) => addr,
-        Err(code) => return code,
-    };
-    // As sockjs-tokio's test server: a current-thread runtime on one CPU, so that the
-    // floor and the server it is the floor of schedule alike.
-    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let built = if one_core {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    };
-    let rt = match built {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("raw_echo: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async move {
-        let listener = match TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("raw_echo: bind {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        match listener.local_addr() {
-            Ok(a) => println!("listening on http://{a}"),
-            Err(e) => {
-                eprintln!("raw_echo: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(echo(stream));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off briefly rather than spin.
-                    eprintln!("raw_echo: accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    })
+    tokio_floor::run("raw_echo", echo)
 }
