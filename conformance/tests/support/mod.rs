@@ -180,7 +180,6 @@ impl Target {
         (self.requests)()
     }
 
-    /// Starts a graceful shutdown.
     /// Whether the server's `serve` has returned (after a graceful shutdown).
     pub fn has_ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
