@@ -560,7 +560,8 @@ impl Handler {
     /// with a TLS handshake. Requests outside the services get the
     /// [`fallback`](Server::fallback)'s answer or 404.
     ///
-    /// An `Async<TcpStream>` is read and written directly and gets the liveness probe
+    /// An `Async<TcpStream>` gets the server's TCP settings ([`Config::tune_tcp`]), is read
+    /// and written directly and gets the liveness probe
     /// ([`ConnectionProbe`](sockjs_core::driver::ConnectionProbe)): a receiver that replaces
     /// one whose client has gone gets its answer at once. Other streams, TLS included,
     /// cannot be probed: there a new receiver waits up to [`Config::abort_grace`] for the

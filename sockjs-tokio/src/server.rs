@@ -256,7 +256,8 @@ impl IntoFuture for Serve {
 /// the client's address for the sessions ([`PeerAddr`](sockjs_core::PeerAddr)). With
 /// `Config::tls` (feature `tls`) the connection starts with a TLS handshake.
 ///
-/// A `tokio::net::TcpStream` is read and written directly and gets the liveness probe
+/// A `tokio::net::TcpStream` gets the server's TCP settings ([`Config::tune_tcp`]), is
+/// read and written directly and gets the liveness probe
 /// ([`ConnectionProbe`](sockjs_core::driver::ConnectionProbe)): a receiver that replaces
 /// one whose client has gone gets its answer at once. Other streams, TLS included, cannot
 /// be probed: there a new receiver waits up to [`Config::abort_grace`] for the previous one to turn out gone. Dropping the
