@@ -7,9 +7,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use sockjs_core::escape::quote_message;
 use sockjs_core::frame::MessageBatch;
+use sockjs_core::wire::{Limits, RequestDecoder};
 use sockjs_core::{Engine, Event, Options, RequestId, SessionKey, Start};
 
 const RUNS: usize = 7;
@@ -126,6 +127,23 @@ fn main() {
         batch.write_frame(&mut frame);
         batch.clear();
         black_box(frame);
+    });
+
+    // A request head as Chromium sends an `xhr_send` over HTTP/1.1, decoded whole.
+    let head = "POST /echo/000/abcd/xhr_send HTTP/1.1\r\nHost: example.com\r\n\
+        Connection: keep-alive\r\nContent-Length: 9\r\nsec-ch-ua-platform: \"Linux\"\r\n\
+        User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0 Safari/537.36\r\n\
+        sec-ch-ua: \"Chromium\";v=\"131\"\r\nContent-Type: text/plain;charset=UTF-8\r\n\
+        sec-ch-ua-mobile: ?0\r\nAccept: */*\r\nOrigin: https://example.com\r\n\
+        Sec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: cors\r\nSec-Fetch-Dest: empty\r\n\
+        Referer: https://example.com/chat\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n\
+        Accept-Language: en-US,en;q=0.9\r\nPriority: u=1, i\r\n\r\n[\"hello\"]";
+    let mut decoder = RequestDecoder::new(Limits::default());
+    let mut buf = BytesMut::with_capacity(head.len());
+    bench("wire/decode a browser's xhr_send", &filter, 200_000, || {
+        buf.extend_from_slice(head.as_bytes());
+        let decoded = decoder.decode(&mut buf).expect("a request");
+        black_box(decoded);
     });
 
     // A full round trip: xhr_send with one message -> app echo -> frame on a stream.

@@ -65,6 +65,7 @@ mod error;
 mod framing;
 pub mod hixie76;
 mod limits;
+mod names;
 mod request;
 mod response;
 pub mod rfc6455;

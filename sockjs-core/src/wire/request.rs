@@ -4,9 +4,10 @@ use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 
 use super::framing::{Body, Framing};
+use super::names::field_name;
 use super::tokens::lists_token;
 use super::{Limits, ResponseEncoder, WireError};
 use crate::swar;
@@ -317,8 +318,7 @@ fn parse_head_into<'b>(
     let (mut upgrade_field, mut expect_continue) = (false, false);
     let mut framing = Framing::default();
     for field in parsed.headers.iter() {
-        let name =
-            HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| WireError::MalformedHead)?;
+        let name = field_name(field.name.as_bytes()).map_err(|_| WireError::MalformedHead)?;
         if name == CONNECTION {
             close |= lists_token(field.value, "close");
             keep_alive_token |= lists_token(field.value, "keep-alive");
