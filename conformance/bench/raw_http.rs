@@ -86,7 +86,8 @@ fn route(path: &[u8]) -> Option<(&[u8], &[u8])> {
 /// `data` as one HTTP chunk.
 fn chunk(out: &mut Vec<u8>, data: &[&[u8]]) {
     let len: usize = data.iter().map(|d| d.len()).sum();
-    out.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+    // Written in place: no string made per chunk.
+    let _ = std::io::Write::write_fmt(out, format_args!("{len:x}\r\n"));
     for d in data {
         out.extend_from_slice(d);
     }
@@ -96,12 +97,12 @@ fn chunk(out: &mut Vec<u8>, data: &[&[u8]]) {
 /// A polling answer with `body`.
 fn answer(out: &mut Vec<u8>, body: &[&[u8]]) {
     let len: usize = body.iter().map(|d| d.len()).sum();
-    out.extend_from_slice(
-        format!(
+    let _ = std::io::Write::write_fmt(
+        out,
+        format_args!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/javascript; charset=UTF-8\r\n\
              Content-Length: {len}\r\n\r\n"
-        )
-        .as_bytes(),
+        ),
     );
     for d in body {
         out.extend_from_slice(d);
@@ -110,6 +111,14 @@ fn answer(out: &mut Vec<u8>, body: &[&[u8]]) {
 
 async fn write(writer: &Writer, data: &[u8]) -> bool {
     writer.lock().await.write_all(data).await.is_ok()
+}
+
+/// Session `id`, made if new: the id is copied only then, not per request.
+fn session<'a>(sessions: &'a mut HashMap<Box<[u8]>, Session>, id: &[u8]) -> &'a mut Session {
+    if !sessions.contains_key(id) {
+        sessions.insert(id.into(), Session::default());
+    }
+    sessions.get_mut(id).expect("inserted above")
 }
 
 fn lock(sessions: &Sessions) -> std::sync::MutexGuard<'_, HashMap<Box<[u8]>, Session>> {
@@ -153,7 +162,7 @@ async fn serve(stream: TcpStream, sessions: Sessions) {
                             .strip_prefix(b"[")
                             .and_then(|b| b.strip_suffix(b"]"))
                             .unwrap_or(body);
-                        let session = sessions.entry(id.into()).or_default();
+                        let session = session(&mut sessions, id);
                         if let Some((stream, eventsource)) = &session.stream {
                             if *eventsource {
                                 chunk(&mut frame, &[b"data: a[", items, b"]\r\n\r\n"]);
@@ -174,7 +183,7 @@ async fn serve(stream: TcpStream, sessions: Sessions) {
                     }
                     Endpoint::Streaming => {
                         let stream = Some((writer.clone(), false));
-                        sessions.entry(id.into()).or_default().stream = stream;
+                        session(&mut sessions, id).stream = stream;
                         out.extend_from_slice(STREAM_HEAD);
                         chunk(&mut out, &[&[b'h'; 2048], b"\n"]);
                         chunk(&mut out, &[b"o\n"]);
@@ -182,7 +191,7 @@ async fn serve(stream: TcpStream, sessions: Sessions) {
                     }
                     Endpoint::EventSource => {
                         let stream = Some((writer.clone(), true));
-                        sessions.entry(id.into()).or_default().stream = stream;
+                        session(&mut sessions, id).stream = stream;
                         out.extend_from_slice(EVENTSOURCE_HEAD);
                         chunk(&mut out, &[b"\r\n"]);
                         chunk(&mut out, &[b"data: o\r\n\r\n"]);
