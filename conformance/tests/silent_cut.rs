@@ -4,7 +4,8 @@
 //!
 //! - a WebSocket, through the bad link's cut (`conformance::badlink`), with
 //!   `Options::websocket_ping`: freed within `interval + timeout` (plus slack);
-//! - an xhr-streaming receiver, which sends nothing upstream, with real packet loss:
+//! - an xhr-streaming receiver, which sends nothing upstream, over plain TCP and over TLS
+//!   (whose TCP socket the server tunes the same way), with real packet loss:
 //!   `Config::tcp_user_timeout` makes the kernel give the connection up once the next
 //!   heartbeat goes unacknowledged, so the session is freed within `heartbeat_delay +
 //!   tcp_user_timeout + heartbeat_delay + disconnect_delay`. A loopback proxy cannot show
@@ -16,15 +17,17 @@
 
 mod support;
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use conformance::badlink::{BadLink, LinkConfig};
+use conformance::tls::ClientStream;
 use sockjs_core::driver::{Config, Session};
 use sockjs_core::{Options, PingOptions};
-use support::{ADAPTERS, Adapter, Mount, Target, handler, start_services, within};
+use support::{ADAPTERS, Adapter, Mount, Target, TestCerts, handler, start_services, within};
 
 /// Scheduling slack on top of each bound (two shared cores, debug builds).
 const SLACK: Duration = Duration::from_millis(1500);
@@ -157,6 +160,15 @@ fn tc(args: &[&str]) {
     );
 }
 
+/// Held by each test that drops packets for its whole run: `lo`'s loss is shared by every
+/// connection of the namespace, so those tests take turns.
+static LOSS_TURN: Mutex<()> = Mutex::new(());
+
+/// Waits for the turn to stage packet loss (see [`LOSS_TURN`]).
+fn loss_turn() -> MutexGuard<'static, ()> {
+    LOSS_TURN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// True when packet loss may be staged here: `SOCKJS_NETNS_LOSS=1`, in a network namespace
 /// made for it: `lo` is its only interface (`/proc/self/net/dev`, which follows the
 /// namespace), and it is not init's when that can be read.
@@ -184,16 +196,26 @@ fn loss_namespace() -> bool {
     true
 }
 
-/// Opens an xhr-streaming receiver and reads up to its open frame.
-fn streaming_receiver(target: &Target, session: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(target.addr).unwrap();
+/// A TCP connection to the target whose reads give up after five seconds.
+fn connect(target: &Target) -> TcpStream {
+    let stream = TcpStream::connect(target.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
+    stream
+}
+
+/// Opens an xhr-streaming receiver and reads up to its open frame.
+fn streaming_receiver(target: &Target, session: &str) -> TcpStream {
+    open_stream(connect(target), target, session)
+}
+
+/// Opens an xhr-streaming receiver on `stream` (plain or TLS) and reads up to its open frame.
+fn open_stream<S: Read + Write>(mut stream: S, target: &Target, session: &str) -> S {
     write!(
         stream,
         "POST /echo/000/{session}/xhr_streaming HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
-        target.addr
+        target.host()
     )
     .unwrap();
     let mut seen = Vec::new();
@@ -206,34 +228,66 @@ fn streaming_receiver(target: &Target, session: &str) -> TcpStream {
     stream
 }
 
+/// The streaming tests' timing: heartbeats and the disconnect delay of 500 ms, a TCP user
+/// timeout of 1 s, and the bound on freeing a session behind a dead link that follows.
+struct CutTiming {
+    options: Options,
+    user_timeout: Duration,
+    bound: Duration,
+}
+
+impl CutTiming {
+    fn new() -> CutTiming {
+        let heartbeat = Duration::from_millis(500);
+        let disconnect = Duration::from_millis(500);
+        let user_timeout = Duration::from_secs(1);
+        CutTiming {
+            options: Options {
+                heartbeat_delay: Some(heartbeat),
+                disconnect_delay: disconnect,
+                ..Options::default()
+            },
+            user_timeout,
+            bound: heartbeat + user_timeout + heartbeat + disconnect + SLACK,
+        }
+    }
+
+    /// Drops every packet until the target holds no session, which must be within the
+    /// bound.
+    fn assert_freed(&self, target: &Target, what: &str) {
+        let loss = LossOnLo::start();
+        let took = freed_within(target, self.bound + Duration::from_secs(5));
+        drop(loss);
+        let (adapter, bound) = (target.adapter, self.bound);
+        let took = took.unwrap_or_else(|| panic!("{adapter:?}: session not freed"));
+        eprintln!("{adapter:?}: {what} behind a dead link freed after {took:?} (bound {bound:?})");
+        assert!(
+            took <= bound,
+            "{adapter:?}: freed after {took:?}, bound {bound:?}"
+        );
+    }
+}
+
 #[test]
 fn a_streaming_client_behind_a_dead_link_is_freed_by_tcp_user_timeout() {
     if !loss_namespace() {
         return;
     }
-    let heartbeat = Duration::from_millis(500);
-    let disconnect = Duration::from_millis(500);
-    let user_timeout = Duration::from_secs(1);
-    let options = Options {
-        heartbeat_delay: Some(heartbeat),
-        disconnect_delay: disconnect,
-        ..Options::default()
-    };
-    let bound = heartbeat + user_timeout + heartbeat + disconnect + SLACK;
+    let _turn = loss_turn();
     for adapter in ADAPTERS {
-        let (options, bound) = (options.clone(), bound);
         within(Duration::from_secs(40), move || {
+            let timing = CutTiming::new();
             // Without the option the kernel keeps retransmitting for minutes: the session
             // outlives the bound. That is what the option is for.
             let without = Config {
                 tcp_user_timeout: None,
                 ..Config::default()
             };
-            let target = echo(options.clone(), without, adapter);
+            let target = echo(timing.options.clone(), without, adapter);
             let _client = streaming_receiver(&target, "cutnone");
             let loss = LossOnLo::start();
             assert_eq!(
-                freed_within(&target, bound),
+                freed_within(&target, timing.bound),
                 None,
                 "{adapter:?}: freed without it"
             );
@@ -241,22 +295,39 @@ fn a_streaming_client_behind_a_dead_link_is_freed_by_tcp_user_timeout() {
             drop(target);
 
             let with = Config {
-                tcp_user_timeout: Some(user_timeout),
+                tcp_user_timeout: Some(timing.user_timeout),
                 ..Config::default()
             };
-            let target = echo(options, with, adapter);
+            let target = echo(timing.options.clone(), with, adapter);
             let _client = streaming_receiver(&target, "cutstream");
-            let loss = LossOnLo::start();
-            let took = freed_within(&target, bound + Duration::from_secs(5));
-            drop(loss);
-            let took = took.unwrap_or_else(|| panic!("{adapter:?}: session not freed"));
-            eprintln!(
-                "{adapter:?}: streaming client behind a dead link freed after {took:?} (bound {bound:?})"
-            );
-            assert!(
-                took <= bound,
-                "{adapter:?}: freed after {took:?}, bound {bound:?}"
-            );
+            timing.assert_freed(&target, "streaming client");
+        });
+    }
+}
+
+/// The same over TLS: the server tunes the TCP socket under the TLS session as it tunes a
+/// plain one (`Config::tcp_user_timeout` included), so a dead link under HTTPS is noticed
+/// within the same bound.
+#[test]
+fn a_streaming_client_over_tls_behind_a_dead_link_is_freed_by_tcp_user_timeout() {
+    if !loss_namespace() {
+        return;
+    }
+    let _turn = loss_turn();
+    let certs = TestCerts::new();
+    for adapter in ADAPTERS {
+        let (server, client) = (certs.server(), certs.client.clone());
+        within(Duration::from_secs(30), move || {
+            let timing = CutTiming::new();
+            let config = Config {
+                tcp_user_timeout: Some(timing.user_timeout),
+                tls: Some(server),
+                ..Config::default()
+            };
+            let target = echo(timing.options.clone(), config, adapter);
+            let tls = ClientStream::tls(connect(&target), &target.host(), &client).unwrap();
+            let _client = open_stream(tls, &target, "cuttls");
+            timing.assert_freed(&target, "TLS streaming client");
         });
     }
 }
