@@ -112,4 +112,41 @@ mod tests {
         assert!(field_name(b"bad name").is_err());
         assert!(field_name(b"").is_err());
     }
+
+    proptest::proptest! {
+        /// Any bytes at all: the table's names with their case flipped and bytes changed,
+        /// added or taken away, and anything else, give what `http` gives (the same name,
+        /// or an error for both).
+        #[test]
+        fn any_name_is_what_http_makes(
+            base in proptest::sample::select(
+                (0..=64).flat_map(of_length).map(|k| k.as_str().to_owned()).collect::<Vec<_>>()
+            ),
+            flips in proptest::collection::vec(proptest::bool::ANY, 0..20),
+            edit in proptest::option::of((0usize..20, proptest::num::u8::ANY)),
+            cut in proptest::option::of(0usize..20),
+            other in proptest::collection::vec(proptest::num::u8::ANY, 0..20),
+        ) {
+            let mut name = base.into_bytes();
+            for (b, flip) in name.iter_mut().zip(flips) {
+                if flip {
+                    *b = b.to_ascii_uppercase();
+                }
+            }
+            if let Some((at, byte)) = edit {
+                match name.get_mut(at) {
+                    Some(b) => *b = byte,
+                    None => name.push(byte),
+                }
+            }
+            if let Some(len) = cut {
+                name.truncate(len);
+            }
+            for candidate in [name, other] {
+                let ours = field_name(&candidate).ok();
+                let http = HeaderName::from_bytes(&candidate).ok();
+                proptest::prop_assert_eq!(ours, http, "{:?}", candidate);
+            }
+        }
+    }
 }
