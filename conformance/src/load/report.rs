@@ -28,6 +28,8 @@ pub struct Run {
     pub server_cpu_s: Option<f64>,
     /// Their user-mode part.
     pub server_user_s: Option<f64>,
+    /// The load generator's own CPU seconds over the interval.
+    pub client_cpu_s: Option<f64>,
     /// Measured interval.
     pub duration_s: Option<f64>,
     /// Round-trip percentiles (µs).
@@ -80,6 +82,7 @@ pub fn parse_result(text: &str) -> Result<Option<Run>, String> {
         msgs_per_cpu_s: num(v.get("msgs_per_cpu_s")),
         server_cpu_s: num(v.get("server_cpu_s")),
         server_user_s: num(v.get("server_user_s")),
+        client_cpu_s: num(v.get("client_cpu_s")),
         duration_s: num(v.get("duration_s")),
         rtt_p50_us: num(v.get("rtt_p50_us")),
         rtt_p99_us: num(v.get("rtt_p99_us")),
@@ -306,8 +309,8 @@ pub fn summarize(runs: &[Run], compare: &Compare) -> String {
         let _ = writeln!(o, "\n### Details (medians over rounds)\n");
         let _ = writeln!(
             o,
-            "| cell | server | runs | msgs/s | msgs per CPU-s | server CPU | p50 ms | p99 ms | max ms | RSS MiB | errors |\n\
-             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| cell | server | runs | msgs/s | msgs per CPU-s | server CPU | load gen CPU | p50 ms | p99 ms | max ms | RSS MiB | errors |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for c in &load_cells {
             for s in &servers {
@@ -315,18 +318,22 @@ pub fn summarize(runs: &[Run], compare: &Compare) -> String {
                 if rs.is_empty() {
                     continue;
                 }
-                let cpu_pct = t.med(c, s, |r| {
-                    Some(100.0 * r.server_cpu_s? / r.duration_s.filter(|d| *d > 0.0)?)
-                });
+                let share = |cpu: fn(&Run) -> Option<f64>| {
+                    t.med(c, s, |r| {
+                        Some(100.0 * cpu(r)? / r.duration_s.filter(|d| *d > 0.0)?)
+                    })
+                    .map_or("–".into(), |p| format!("{p:.0}%"))
+                };
                 let errors: f64 = rs.iter().map(|r| r.errors).sum();
                 let _ = writeln!(
                     o,
-                    "| {} | {s} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {s} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     desc(c),
                     rs.len(),
                     fmt_int(t.med(c, s, |r| r.msgs_per_s)),
                     fmt_int(t.med(c, s, |r| r.msgs_per_cpu_s)),
-                    cpu_pct.map_or("–".into(), |p| format!("{p:.0}%")),
+                    share(|r| r.server_cpu_s),
+                    share(|r| r.client_cpu_s),
                     fmt(t.med(c, s, |r| r.rtt_p50_us).map(|u| u / 1000.0), 2),
                     fmt(t.med(c, s, |r| r.rtt_p99_us).map(|u| u / 1000.0), 2),
                     fmt(t.med(c, s, |r| r.rtt_max_us).map(|u| u / 1000.0), 1),
@@ -484,7 +491,7 @@ mod tests {
         format!(
             "RESULT {{\"transport\":\"websocket\",\"idle\":{idle},\"sessions\":10,\"opened\":10,\
              \"duration_s\":2.000,\"msgs_per_s\":{mpc},\"rtt_p50_us\":1000,\"rtt_p99_us\":2000,\
-             \"rtt_max_us\":3000,\"errors\":0,\"server_cpu_s\":1.000,\"msgs_per_cpu_s\":{mpc},\
+             \"rtt_max_us\":3000,\"errors\":0,\"server_cpu_s\":1.000,\"client_cpu_s\":1.900,\"msgs_per_cpu_s\":{mpc},\
              \"rss_kb\":2048,\"rss_per_session_bytes\":{},\"tags\":{{\"server\":\"{server}\",\
              \"cell\":\"{cell}\",\"desc\":\"Cell {cell}\"}}}}",
             if idle { "4096.0" } else { "null" }
@@ -542,6 +549,8 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| Cell ws | node | 2 |"), "{md}");
+        // Server and load generator CPU over the 2 s interval: 1 s and 1.9 s.
+        assert!(md.contains(" | 50% | 95% | 1.00 | 2.00 | 3.0 |"), "{md}");
         assert!(
             md.contains("| Cell dfl | ours | 10 of 10 | 400 | 450 | 20000.0 |"),
             "{md}"
