@@ -297,6 +297,8 @@ struct Client {
     arrived: Instant,
     ws_out: Option<mpsc::UnboundedSender<String>>,
     trace: Arc<Trace>,
+    /// A polling client's poll: since when it has been out without an answer.
+    poll_out: Option<Arc<Mutex<Option<Instant>>>>,
 }
 
 impl Client {
@@ -308,6 +310,7 @@ impl Client {
         let (tx, events) = mpsc::unbounded_channel::<(Instant, Event)>();
         let trace = Arc::new(Trace::default());
         let mut ws_out = None;
+        let mut poll_out = None;
         match kind {
             Kind::WebSocket => {
                 let stream = TcpStream::connect(lb).await.map_err(|e| e.to_string())?;
@@ -435,15 +438,21 @@ impl Client {
                     fail!("xhr: expected o, got {body:?}");
                 }
                 let (lb, poll_base, trace) = (lb.to_owned(), base.clone(), trace.clone());
+                let out = Arc::new(Mutex::new(None));
+                poll_out = Some(out.clone());
+                let set_out = move |since| *out.lock().unwrap_or_else(|e| e.into_inner()) = since;
                 tokio::spawn(async move {
                     loop {
+                        set_out(Some(Instant::now()));
                         let polled = async {
                             let response =
                                 request(&lb, "POST", &format!("{poll_base}/xhr"), "").await?;
                             trace.saw(&response.head);
                             response.body().await
                         };
-                        match polled.await {
+                        let polled = polled.await;
+                        set_out(None);
+                        match polled {
                             Ok(body) => {
                                 let frame = body.trim_end_matches('\n');
                                 if frame == "o" {
@@ -486,6 +495,7 @@ impl Client {
             arrived: Instant::now(),
             ws_out,
             trace,
+            poll_out,
         };
         match client.next(STEP).await? {
             Event::Chat(m) if m["type"] == "welcome" => {
@@ -579,6 +589,31 @@ impl Client {
                 Ok(Some((_, Event::Chat(m)))) if m["type"] != "say" => {}
                 Ok(other) => fail!("{}: expected silence, got {other:?}", self.nick),
             }
+        }
+    }
+
+    /// For a polling client, waits until its poll has been out for `quiet` without an
+    /// answer: parked at its node, which answers it when it has something to say. Other
+    /// clients always have their receiver open.
+    ///
+    /// A client between two polls (the few milliseconds from one answer to the next
+    /// poll's arrival) when its node stops gets no close frame through a balancer: the
+    /// node no longer accepts connections, so the balancer sends that next poll to the
+    /// other node, which opens a new session.
+    async fn until_receiving(&self, quiet: Duration) -> Result<()> {
+        let Some(out) = &self.poll_out else {
+            return Ok(());
+        };
+        let start = Instant::now();
+        loop {
+            let since = *out.lock().unwrap_or_else(|e| e.into_inner());
+            if since.is_some_and(|since| since.elapsed() >= quiet) {
+                return Ok(());
+            }
+            if start.elapsed() > STEP {
+                fail!("{}: no poll parked within {STEP:?}", self.nick);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -1011,6 +1046,10 @@ async fn run(args: &Args, report: &mut Report) -> bool {
 
     // (c) Stop node b.
     let result: Result<String> = async {
+        // Every receiver on node b open and waiting, as it is nearly all the time.
+        for c in clients.iter().filter(|c| c.node == "b") {
+            c.until_receiving(Duration::from_millis(200)).await?;
+        }
         let stop = Instant::now();
         run_hook("stop node b", &args.stop_node_b).await?;
         let mut lines = Vec::new();
