@@ -764,7 +764,6 @@ fn a_kept_sender_keeps_the_session_open_and_what_the_client_sends_meanwhile_is_d
             say(&mut socket, r#"["4"]"#);
             // Let the server read them before the sender is used (if it has not, they
             // arrive after the session's end, which proves nothing but fails nothing).
-            std::thread::sleep(Duration::from_millis(100));
             gates.open(&id);
             assert_eq!(next(&mut socket).as_deref(), Some(r#"a["still here"]"#));
             sent();
@@ -1859,6 +1858,73 @@ fn graceful_shutdown_closes_sessions_with_1001_and_refuses_new_requests() {
             match idle.roundtrip(&Request::new("GET", "/app")) {
                 Ok(response) => assert_eq!(response.status(), 503, "{adapter:?}"),
                 Err(e) => println!("{adapter:?}: the idle connection: {e}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn graceful_shutdown_lets_a_polling_client_collect_its_close_frame_on_a_kept_alive_connection() {
+    within(LIMIT, || {
+        let shutting_down = close_frame(1001, "Server shutting down") + "\n";
+        for adapter in ADAPTERS {
+            let closing = Options {
+                disconnect_delay: Duration::from_millis(1000),
+                ..options()
+            };
+            let target = serve(adapter, config(), closing, echo_handler());
+            let id = sid("collect");
+            let poll = Request::new("POST", &path(&id, "xhr"));
+            let mut polling = target.conn();
+            assert_eq!(polling.roundtrip(&poll).unwrap().text(), "o\n");
+            let mut idle = target.conn();
+            let mut spare = target.conn();
+            for conn in [&mut idle, &mut spare] {
+                let greeting = conn.roundtrip(&Request::new("GET", "/app")).unwrap();
+                assert_eq!(greeting.status(), 200, "{adapter:?}");
+            }
+
+            // Between two polls when shutdown starts: the next poll, on the connection
+            // the client kept alive, still gets the close frame (the listener is closed,
+            // so a new connection could not), and again while the session is closing.
+            target.shutdown();
+            for _ in 0..2 {
+                let response = polling.roundtrip(&poll).unwrap();
+                assert_eq!(
+                    (response.status(), response.text()),
+                    (200, shutting_down.clone()),
+                    "{adapter:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            // No new session: 503, which a balancer may retry on another node.
+            let opening = polling
+                .roundtrip(&Request::new("POST", &path(&sid("late"), "xhr")))
+                .unwrap();
+            assert_eq!(
+                (opening.status(), opening.text().as_str()),
+                (503, "Server shutting down.\n"),
+                "{adapter:?}"
+            );
+            // Nor anything but a session's own requests; the connection closes after it.
+            let greeting = idle
+                .roundtrip(&Request::new("GET", "/app"))
+                .unwrap_or_else(|e| panic!("{adapter:?}: {e}"));
+            assert_eq!(greeting.status(), 503, "{adapter:?}");
+            idle.set_read_timeout(Duration::from_secs(3)).unwrap();
+            assert!(idle.is_closed().unwrap(), "{adapter:?}");
+
+            // Once the session expired, idle connections close and serve returns.
+            assert!(
+                wait_for(WAIT, || target.has_ended()),
+                "{adapter:?}: serve still running"
+            );
+            for conn in [&mut polling, &mut spare] {
+                conn.set_read_timeout(Duration::from_secs(3)).unwrap();
+                assert!(
+                    conn.is_closed().unwrap(),
+                    "{adapter:?}: idle connection open"
+                );
             }
         }
     });

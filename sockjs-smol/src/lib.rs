@@ -86,13 +86,14 @@
 //!
 //! # Graceful shutdown
 //!
-//! [`ServerHandle::shutdown`] stops accepting, closes idle keep-alive connections, answers
-//! new requests with 503, closes every open session with [`Config::shutdown_code`] /
-//! [`Config::shutdown_reason`], then waits until every session, handler task and
-//! connection is done, at most [`Config::shutdown_timeout`]. HTTP sessions closed this way
-//! stay CLOSING for their disconnect delay, so a client that polls again still gets the
-//! close frame; shutdown therefore usually lasts about one
-//! [`Options::disconnect_delay`].
+//! [`ServerHandle::shutdown`] stops accepting, closes every open session with
+//! [`Config::shutdown_code`] / [`Config::shutdown_reason`] and opens no new one (such
+//! requests get 503, as does anything but a session's own request), then waits until every
+//! session, handler task and connection is done, at most [`Config::shutdown_timeout`].
+//! HTTP sessions closed this way stay CLOSING for their disconnect delay, and kept-alive
+//! connections stay open meanwhile, so a client that polls again on its connection still
+//! gets the close frame; idle connections close once no session is left. Shutdown
+//! therefore usually lasts about one [`Options::disconnect_delay`].
 //!
 //! # Tracing
 //!

@@ -375,7 +375,7 @@ impl Server {
     /// [`PeerAddr`](sockjs_core::PeerAddr) as an extension) and returns the whole response.
     /// It runs on the connection's task, so it must not block; answering `HEAD` without a
     /// body, `Content-Length`, keep-alive and the [`header`](Server::header)s are the
-    /// server's. During graceful shutdown every request gets `503` instead.
+    /// server's. During graceful shutdown every request for it gets `503` instead.
     ///
     /// ```no_run
     /// use bytes::Bytes;

@@ -98,15 +98,17 @@
 //!
 //! # Graceful shutdown
 //!
-//! [`Serve::with_graceful_shutdown`] stops accepting, closes idle keep-alive connections
-//! (a request that arrives on one gets `503`), closes every session with
+//! [`Serve::with_graceful_shutdown`] stops accepting, closes every session with
 //! [`Config::shutdown_code`] / [`Config::shutdown_reason`] ([`SockJs::close_all`]; streams
-//! and polls get the close frame and end, WebSockets get it and close), then waits until
-//! every session, handler task and connection is done, and drops what is left after
+//! and polls get the close frame and end, WebSockets get it and close) and opens no new one
+//! (such requests get `503`, as does anything but a session's own request), then waits
+//! until every session, handler task and connection is done, and drops what is left after
 //! [`Config::shutdown_timeout`]: the same shutdown as sockjs-smol's. HTTP sessions closed
-//! this way stay CLOSING for their disconnect delay, so a client that polls again still
-//! gets the close frame; shutdown therefore usually lasts about one
-//! [`Options::disconnect_delay`]. Under axum, call
+//! this way stay CLOSING for their disconnect delay, and kept-alive connections stay open
+//! meanwhile, so a client that polls again on its connection still gets the close frame;
+//! idle connections close once no session is left. Shutdown therefore usually lasts about
+//! one [`Options::disconnect_delay`]. Under axum (whose own graceful shutdown runs the
+//! connections), call
 //! [`SockJs::close_all`] from your shutdown signal.
 //!
 //! # Tracing

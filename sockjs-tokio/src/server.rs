@@ -134,10 +134,12 @@ impl fmt::Debug for Serve {
 impl Serve {
     /// Shuts down gracefully when `signal` completes: stop accepting, close every session
     /// with [`Config::shutdown_code`] and [`Config::shutdown_reason`] (so streams, polls and
-    /// WebSockets end), let connections finish their responses (idle ones close, a request
-    /// on a kept-alive one gets `503`), wait until every session, handler task and
-    /// connection is done (HTTP sessions stay CLOSING for their disconnect delay), and
-    /// give up on what is still open after [`Config::shutdown_timeout`].
+    /// WebSockets end) and open no new one (`503`), keep serving the closed sessions'
+    /// requests on kept-alive connections (a client that polls again gets the close frame;
+    /// anything else gets `503`), wait until every session, handler task and connection is
+    /// done (HTTP sessions stay CLOSING for their disconnect delay; idle connections close
+    /// once no session is left), and give up on what is still open after
+    /// [`Config::shutdown_timeout`].
     pub fn with_graceful_shutdown<F>(mut self, signal: F) -> Serve
     where
         F: Future<Output = ()> + Send + 'static,

@@ -597,9 +597,10 @@ impl Client {
     /// clients always have their receiver open.
     ///
     /// A client between two polls (the few milliseconds from one answer to the next
-    /// poll's arrival) when its node stops gets no close frame through a balancer: the
-    /// node no longer accepts connections, so the balancer sends that next poll to the
-    /// other node, which opens a new session.
+    /// poll's arrival) when its node stops gets its close frame only if that next poll
+    /// reaches the node on a connection the balancer kept alive to it: the node accepts
+    /// no new connection, so the balancer sends the poll to the other node, which opens a
+    /// new session.
     async fn until_receiving(&self, quiet: Duration) -> Result<()> {
         let Some(out) = &self.poll_out else {
             return Ok(());

@@ -67,6 +67,7 @@ mod admission;
 pub mod broadcast;
 mod config;
 mod connection;
+mod drain;
 mod exchange;
 mod head;
 pub mod http1;

@@ -13,6 +13,7 @@ use tracing::Instrument as _;
 use crate::driver::admission::Admission;
 use crate::driver::config::Config;
 use crate::driver::connection::Connection;
+use crate::driver::drain::{Drain, Over};
 use crate::driver::exchange::Exchange;
 use crate::driver::metrics::{Counters, Endpoint, Metrics};
 use crate::driver::runtime::Runtime;
@@ -45,6 +46,8 @@ pub(crate) struct Common {
     pub(crate) stopped: AtomicBool,
     /// The application's say on new sessions, if it wants one.
     pub(crate) admission: OnceLock<Admission>,
+    /// Graceful shutdown's drain.
+    pub(crate) drain: Drain,
 }
 
 impl Common {
@@ -139,6 +142,7 @@ impl Service {
             handlers: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
             admission: OnceLock::new(),
+            drain: Drain::default(),
             runtime,
             config,
         });
@@ -267,6 +271,24 @@ impl Service {
         }
     }
 
+    /// Whether the service's drain ended.
+    pub(crate) fn drain_is_over(&self) -> bool {
+        self.inner.common.drain.is_over()
+    }
+
+    /// Completes once the service's drain ended.
+    pub(crate) fn drain_over(&self) -> Over {
+        Over::new(self.inner.common.clone())
+    }
+
+    /// Whether `path`, `mount` bytes of which are a router's prefix, is a request of one
+    /// session (a receiver, a send, a session's WebSocket).
+    pub(crate) fn is_session_path(&self, path: &str, mount: usize) -> bool {
+        path.get(mount..)
+            .and_then(|path| Route::in_service(path, self.prefix()))
+            .is_some_and(|route| matches!(route, Route::Session { .. }))
+    }
+
     /// Live sessions (open or closing) over all shards.
     pub fn session_count(&self) -> usize {
         self.inner
@@ -351,10 +373,13 @@ impl Service {
     }
 }
 
-/// Graceful shutdown of `services`: closes every session with [`Config::shutdown_code`]
-/// and [`Config::shutdown_reason`], then waits until no session, handler or connection
-/// (`connections()`, the adapter's count) is left, at most [`Config::shutdown_timeout`].
-/// `false` if it gave up.
+/// Graceful shutdown of `services`: each starts to drain (it opens no session from now
+/// on, and answers such requests `503`), then closes every session with
+/// [`Config::shutdown_code`] and [`Config::shutdown_reason`]. Sessions it holds are still
+/// served, so a polling client that comes back on a kept-alive connection collects its
+/// close frame; idle connections stay open until no session or handler is left, then
+/// close. Returns once no session, handler or connection (`connections()`, the adapter's
+/// count) is left, or after [`Config::shutdown_timeout`]. `false` if it gave up.
 pub async fn shutdown(
     runtime: &dyn Runtime,
     services: &[Service],
@@ -362,12 +387,22 @@ pub async fn shutdown(
     connections: impl Fn() -> usize,
 ) -> bool {
     for service in services {
+        service.inner.common.drain.start();
         service.close_all(config.shutdown_code, &config.shutdown_reason);
     }
     let deadline = runtime.now() + config.shutdown_timeout;
+    let finish = || {
+        for service in services {
+            service.inner.common.drain.finish();
+        }
+    };
     loop {
         let sessions: usize = services.iter().map(Service::session_count).sum();
         let handlers: usize = services.iter().map(Service::running_handlers).sum();
+        if sessions + handlers == 0 {
+            // Idle connections may close now.
+            finish();
+        }
         let connections = connections();
         if sessions + handlers + connections == 0 {
             tracing::info!("graceful shutdown complete");
@@ -375,6 +410,7 @@ pub async fn shutdown(
         }
         let now = runtime.now();
         if now >= deadline {
+            finish();
             tracing::warn!(
                 sessions,
                 handlers,

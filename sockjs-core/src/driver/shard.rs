@@ -21,9 +21,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::StatusCode;
 
 use crate::driver::config::{INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 use crate::driver::connection::{Connection, ConnectionProbe};
+use crate::driver::drain::SHUTTING_DOWN;
 use crate::driver::inbound::{Delivery, InboundError, SessionShared};
 use crate::driver::metrics::{Counters, Endpoint, Outside};
 use crate::driver::queue::{self, PushError};
@@ -33,7 +35,8 @@ use crate::driver::session::Session;
 use crate::driver::waiters::{Waiters, Wakers, wake_all};
 use crate::route::Route;
 use crate::{
-    Content, Engine, Event, RequestId, SendError, SessionInfo, SessionKey, SessionState, Transmit,
+    Content, Engine, Event, Rejection, RequestId, SendError, SessionInfo, SessionKey, SessionState,
+    Transmit,
 };
 
 /// A map keyed by a request id or a session key. Both are counters, never chosen by a
@@ -255,6 +258,19 @@ impl Shard {
                 }
                 _ => {}
             }
+        }
+        // Graceful shutdown: the service serves the sessions it holds and opens no more,
+        // decided under the lock that would open one. Asked after the abort above, as the
+        // admission hook is.
+        if self.common.drain.is_draining() && st.engine.opens_session_routed(&parts, route) {
+            let config = &self.common.config;
+            let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
+                .with_body(SHUTTING_DOWN)
+                .with_close(config.shutdown_code, &config.shutdown_reason);
+            st.requests.insert(id, Slot::new(tx, None, Some(endpoint)));
+            st.engine.handle_rejected(now, id, &parts, &rejection);
+            self.settle(st, now);
+            return Submitted::Fed(None);
         }
         // Asked after the abort above, which may have ended the session this request
         // would have joined: it would then open a new one.

@@ -88,14 +88,15 @@ pub(crate) fn wake_all(wakers: Wakers) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
     use super::*;
 
-    struct Count(AtomicUsize);
+    /// A waker that counts its wakes.
+    pub(crate) struct Count(pub(crate) AtomicUsize);
     impl Wake for Count {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::Relaxed);

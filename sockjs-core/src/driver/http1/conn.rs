@@ -13,10 +13,11 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use super::Host;
 use super::deadline::Deadline;
 use super::race::or;
+use crate::driver::drain::SHUTTING_DOWN;
 use crate::driver::scratch::{READ_BUFFER, SpareBuffer, with_read_buffer};
 use crate::driver::socket::write_now;
 use crate::driver::web::{BodyError, not_found, plain};
-use crate::driver::{Connection, Exchange, Socket, Timer, TryNext, write_all};
+use crate::driver::{Connection, Exchange, Service, Socket, Timer, TryNext, write_all};
 use crate::wire::{
     AfterResponse, CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder,
     ResponseEncoder, hixie76,
@@ -32,6 +33,22 @@ const MAX_READ_AHEAD: usize = 64 * 1024;
 
 /// The server's shutdown as one connection watches it.
 type ShutdownStarted = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Whether every service of `host` ended its drain (see
+/// [`shutdown`](crate::driver::shutdown)).
+fn drains_over<H: Host>(host: &H) -> bool {
+    host.services().all(Service::drain_is_over)
+}
+
+/// Completes once every service of `host` ended its drain.
+fn drains_ended<H: Host>(host: &H) -> ShutdownStarted {
+    let drains: Vec<_> = host.services().map(Service::drain_over).collect();
+    Box::pin(async move {
+        for drain in drains {
+            drain.await;
+        }
+    })
+}
 
 /// What happens to the connection after a request.
 enum Next {
@@ -240,7 +257,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 deadline = runtime.now() + config.body_read_timeout;
             }
             let idle = self.decoder.is_idle() && self.buf.is_empty();
-            if idle && host.is_shutting_down() {
+            if idle && host.is_shutting_down() && drains_over(&*host) {
                 return Ok(None);
             }
             enum Wake {
@@ -250,6 +267,9 @@ impl<H: Host, S: Socket> Conn<H, S> {
             }
             let mut shutdown = match self.shutdown.take() {
                 Some(shutdown) => Some(shutdown),
+                // Shutting down, the services still draining: this connection may yet
+                // carry a poll that collects its session's close frame.
+                None if idle && host.is_shutting_down() => Some(drains_ended(&*host)),
                 None if idle => Some(host.shutdown_started()),
                 None => None,
             };
@@ -271,10 +291,13 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 }
             };
             let woken = or(read, or(timeout, stop)).await;
-            self.shutdown = shutdown;
+            // A wait that completed is not polled again.
+            self.shutdown = shutdown.filter(|_| !matches!(woken, Wake::Shutdown));
             self.read_deadline = read_deadline;
             match woken {
-                Wake::Read(Ok(0)) | Wake::Shutdown => return Ok(None),
+                Wake::Read(Ok(0)) => return Ok(None),
+                // Decided again above: close, or wait for the drain.
+                Wake::Shutdown => {}
                 Wake::Read(Ok(_)) => {}
                 Wake::Read(Err(e)) => return Err(e),
                 // Armed for an earlier wait's deadline: set again for this one's.
@@ -299,7 +322,12 @@ impl<H: Host, S: Socket> Conn<H, S> {
         let host = &*self.host;
         let path = request.uri().path();
         let service = host.route(path);
-        if host.is_shutting_down() {
+        // Until its service's drain ends, a session's request is the service's to answer:
+        // it serves the sessions it holds and, once draining, refuses new ones.
+        let held = |&(service, mount): &(&Service, usize)| {
+            !service.drain_is_over() && service.is_session_path(path, mount)
+        };
+        if host.is_shutting_down() && !service.as_ref().is_some_and(held) {
             let status = StatusCode::SERVICE_UNAVAILABLE;
             match service {
                 Some((service, mount)) => {
@@ -307,7 +335,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 }
                 None => host.unrouted().count(status),
             }
-            let mut response = plain(status, "Server shutting down.\n");
+            let mut response = plain(status, SHUTTING_DOWN);
             host.decorate(response.headers_mut());
             return Routed::Answer {
                 response: closing(response),

@@ -169,6 +169,12 @@ pub trait Host: Send + Sync + Sized + 'static {
     /// A future that completes once graceful shutdown starts (or never, for a server
     /// without one). Each connection makes one, the first time it waits idle, and keeps
     /// it for its later waits.
+    ///
+    /// From then on an idle connection stays open until [`shutdown`](crate::driver::shutdown)
+    /// has drained every service (no session or handler left), since a polling client may
+    /// still collect its close frame on it, or until its
+    /// [`header_read_timeout`](crate::driver::Config::header_read_timeout): a server
+    /// that shuts down gracefully runs [`shutdown`](crate::driver::shutdown).
     fn shutdown_started(&self) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
     /// Runs a connection that became a WebSocket to its end, in a task of its own (which
