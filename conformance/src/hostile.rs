@@ -732,6 +732,12 @@ fn bad_framing(ctx: &Ctx<'_>) -> Result<String, String> {
                 with("Content-Length: 3, 4\r\n", "[1]x"),
                 Expect::Rejected,
             ),
+            // RFC 9112 §3.2 (a front end may route by one Host, the server by the other).
+            (
+                "two Host fields",
+                with("Host: y\r\nContent-Length: 3\r\n", "[1]"),
+                Expect::StatusOrClosed(400),
+            ),
             (
                 "negative Content-Length",
                 with("Content-Length: -1\r\n", ""),

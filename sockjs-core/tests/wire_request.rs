@@ -171,6 +171,34 @@ fn post_without_length_has_an_empty_body() {
     assert!(reqs[0].body.is_empty());
 }
 
+/// RFC 9112 §3.2: more than one `Host` field gets 400; one, or none, is fine.
+#[test]
+fn rfc9112_3_2_more_than_one_host_is_refused() {
+    for input in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.0\r\nhost: a\r\nX: y\r\nHOST: b\r\n\r\n",
+    ] {
+        let err = error_of(Limits::default(), input);
+        assert_eq!(
+            err,
+            WireError::DuplicateHost,
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+    for input in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+    ] {
+        let out = feed(input);
+        assert_eq!(out.error, None, "{}", String::from_utf8_lossy(input));
+        assert_eq!(out.requests().len(), 1);
+    }
+}
+
 #[test]
 fn content_length_variants() {
     let ok: &[&[u8]] = &[

@@ -41,6 +41,9 @@ pub enum WireError {
     MalformedChunk,
     /// The body is longer than [`Limits::max_body_bytes`](super::Limits::max_body_bytes). `413`.
     BodyTooLarge,
+    /// More than one `Host` field (RFC 9112 §3.2: a front end and this server could each
+    /// take a different one). `400`.
+    DuplicateHost,
 }
 
 impl WireError {
@@ -52,7 +55,8 @@ impl WireError {
             | WireError::InvalidContentLength
             | WireError::AmbiguousBodyLength
             | WireError::InvalidTransferEncoding
-            | WireError::MalformedChunk => StatusCode::BAD_REQUEST,
+            | WireError::MalformedChunk
+            | WireError::DuplicateHost => StatusCode::BAD_REQUEST,
             WireError::UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             WireError::TooManyHeaders | WireError::HeadTooLarge => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
@@ -76,6 +80,7 @@ impl WireError {
             WireError::InvalidTransferEncoding => "Invalid Transfer-Encoding",
             WireError::MalformedChunk => "Malformed chunked body",
             WireError::BodyTooLarge => "Request body too large",
+            WireError::DuplicateHost => "More than one Host field",
         }
     }
 

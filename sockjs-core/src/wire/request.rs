@@ -3,7 +3,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 
 use super::framing::{Body, Framing};
@@ -68,7 +68,8 @@ impl DecodedRequest {
 ///
 /// Bodies are framed by `Content-Length` or `Transfer-Encoding: chunked`
 /// (extensions and trailers accepted and ignored); with neither, the body is
-/// empty. `Host` is not required. Every error is final: answer it with
+/// empty. `Host` is not required (HTTP/1.0 clients and simple tools leave it out), but more
+/// than one is refused, as RFC 9112 §3.2 requires. Every error is final: answer it with
 /// [`WireError::encode_response`] and close the connection.
 #[derive(Debug)]
 pub struct RequestDecoder {
@@ -317,6 +318,7 @@ fn parse_head_into<'b>(
     let (mut close, mut keep_alive_token, mut upgrade_token) = (false, false, false);
     let (mut upgrade_field, mut expect_continue) = (false, false);
     let mut framing = Framing::default();
+    let mut host = false;
     for field in parsed.headers.iter() {
         let name = field_name(field.name.as_bytes()).map_err(|_| WireError::MalformedHead)?;
         if name == CONNECTION {
@@ -331,6 +333,11 @@ fn parse_head_into<'b>(
             framing.content_length(field.value);
         } else if name == TRANSFER_ENCODING {
             framing.transfer_encoding(field.value);
+        } else if name == HOST {
+            if host {
+                return Err(WireError::DuplicateHost);
+            }
+            host = true;
         }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
             .map_err(|_| WireError::MalformedHead)?;
