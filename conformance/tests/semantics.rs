@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use conformance::http::{Conn, Request, Response};
-use sockjs_core::driver::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session};
+use sockjs_core::driver::{
+    Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
+};
 use sockjs_core::{CloseReason, Options, OriginalUri, SendError, SessionState, Transport};
 use support::{ADAPTERS, Adapter, Handler, Mount, Target, handler, sleep, start_services, within};
 use tungstenite::{Message, WebSocket};
@@ -1926,6 +1928,67 @@ fn graceful_shutdown_lets_a_polling_client_collect_its_close_frame_on_a_kept_ali
                     "{adapter:?}: idle connection open"
                 );
             }
+        }
+    });
+}
+
+#[test]
+fn graceful_shutdown_closes_every_shard_at_once_so_no_parked_poll_takes_a_goodbye() {
+    within(LIMIT, || {
+        let shutting_down = close_frame(1001, "Server shutting down") + "\n";
+        for adapter in ADAPTERS {
+            // What a chat does when someone leaves: tell everyone else. Were the shards
+            // closed one after another, a handler whose session closed first would reach
+            // sessions still open on a later shard, and their parked polls would take the
+            // goodbye instead of the close frame (and poll again, which a node going away
+            // may no longer answer).
+            let room: Arc<Mutex<Vec<SessionSender>>> = Arc::default();
+            let members = room.clone();
+            let goodbye = handler(move |mut session: Session| {
+                let members = members.clone();
+                async move {
+                    members.lock().unwrap().push(session.sender());
+                    while session.recv().await.is_some() {}
+                    let others = members.lock().unwrap().clone();
+                    for other in others {
+                        let _ = other.try_send("left");
+                    }
+                }
+            });
+            let sharded = Config {
+                shards: 4,
+                ..config()
+            };
+            let target = serve(adapter, sharded, options(), goodbye);
+            // WebSocket sessions end (and their handlers say goodbye) as soon as they are
+            // closed; polling ones stay closing.
+            let sockets: Vec<_> = (0..40).map(|_| ws(&target, &sid("leaver"))).collect();
+            let ids: Vec<String> = (0..40).map(|_| sid("goodbye")).collect();
+            for id in &ids {
+                assert_eq!(xhr(&target, id), "o\n");
+            }
+            let mut polls: Vec<Conn> = ids
+                .iter()
+                .map(|id| {
+                    let mut conn = target.conn();
+                    conn.send(&Request::new("POST", &path(id, "xhr"))).unwrap();
+                    conn
+                })
+                .collect();
+            assert!(
+                wait_for(WAIT, || target.open_requests() == ids.len() + sockets.len()),
+                "{adapter:?}: polls not parked"
+            );
+            target.shutdown();
+            let answers: Vec<_> = polls
+                .iter_mut()
+                .map(|poll| poll.read_response("POST").unwrap())
+                .collect();
+            for (id, response) in ids.iter().zip(answers) {
+                assert_eq!(response.text(), shutting_down, "{adapter:?} {id}");
+            }
+            drop(sockets);
+            room.lock().unwrap().clear();
         }
     });
 }

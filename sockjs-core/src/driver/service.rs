@@ -265,10 +265,15 @@ impl Service {
     /// Closes every open session with this code and reason (graceful shutdown): streams
     /// and polls get the close frame and end, WebSockets get it and close. HTTP sessions
     /// keep answering the close frame until their disconnect delay passes.
+    ///
+    /// Every shard closes its sessions before any handler learns of its own session's end:
+    /// a handler that tells the others (a chat's "left" notice) finds them all closed, so
+    /// that notice never lands in a waiting poll ahead of the close frame, which would
+    /// leave that client to poll again, maybe of a server that no longer answers.
     pub fn close_all(&self, code: u16, reason: &str) {
-        for shard in self.inner.shards.iter() {
-            shard.run(|engine, now| engine.close_all(now, code, reason));
-        }
+        Shard::run_all(&self.inner.shards, |engine, now| {
+            engine.close_all(now, code, reason);
+        });
     }
 
     /// Whether the service's drain ended.

@@ -180,6 +180,24 @@ impl Shard {
         result
     }
 
+    /// [`run`](Shard::run) on every shard at once: all their locks are taken (in order;
+    /// nothing else holds two) before `f` runs on any, and released one by one after. So
+    /// no task woken by what `f` did on one shard (a handler whose session `f` ended)
+    /// can reach another shard before `f` ran there too.
+    pub(crate) fn run_all(shards: &[Arc<Shard>], f: impl Fn(&mut Engine, Instant)) {
+        let Some(first) = shards.first() else {
+            return;
+        };
+        let mut locked: Vec<_> = shards.iter().map(|shard| shard.lock()).collect();
+        let now = first.common.runtime.now();
+        for st in &mut locked {
+            f(&mut st.engine, now);
+        }
+        for (shard, st) in shards.iter().zip(locked) {
+            shard.settle(st, now);
+        }
+    }
+
     /// Drains the engine, re-arms the timer, releases the lock and starts new handlers.
     fn settle(self: &Arc<Self>, mut st: MutexGuard<'_, State>, now: Instant) {
         st.drain(now, &self.common);
