@@ -15,7 +15,7 @@ use std::net::TcpListener;
 use serde_json::{Value, json};
 
 use crate::adapter::broadcast::Broadcast;
-use crate::adapter::{Options, Session};
+use crate::adapter::{CloseReason, Options, Session};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_SOCKJS_URL: &str = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
@@ -210,5 +210,18 @@ pub async fn session(hub: Broadcast, node: String, mut session: Session) {
         );
     }
     drop(member);
-    said(json!({"type": "leave", "nick": nick, "node": node}));
+    // A node going away closes all its sessions at once, and their users come back on
+    // another node, where they join again: no goodbye then, which would only reach the
+    // other sessions closing beside this one (a waiting poll would take it ahead of its
+    // close frame, then poll again, of a node that may no longer answer).
+    let shutting_down = matches!(
+        session.close_reason(),
+        Some(CloseReason::Closed {
+            code: SHUTDOWN_CODE,
+            ..
+        })
+    );
+    if !shutting_down {
+        said(json!({"type": "leave", "nick": nick, "node": node}));
+    }
 }
