@@ -56,9 +56,11 @@ impl Drain {
         );
     }
 
-    /// Ends the drain and wakes whoever waits for it.
+    /// Ends the drain and wakes whoever waits for it (once; later calls do nothing).
     pub(crate) fn finish(&self) {
-        self.stage.store(Stage::Drained as u8, Ordering::Release);
+        if self.stage.swap(Stage::Drained as u8, Ordering::AcqRel) == Stage::Drained as u8 {
+            return;
+        }
         let wakers = self
             .waiters
             .lock()
@@ -154,8 +156,10 @@ mod tests {
         assert_eq!(woken.0.load(Ordering::Relaxed), 1);
         assert!(!drain.is_draining() && drain.is_over());
         assert!(drain.poll_over(&cx, &mut slot).is_ready());
-        // Drained stays drained.
+        // Drained stays drained, and ends once.
         drain.start();
+        drain.finish();
         assert!(drain.is_over());
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1);
     }
 }

@@ -285,9 +285,8 @@ impl Shard {
             let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
                 .with_body(SHUTTING_DOWN)
                 .with_close(config.shutdown_code, &config.shutdown_reason);
-            st.requests.insert(id, Slot::new(tx, None, Some(endpoint)));
-            st.engine.handle_rejected(now, id, &parts, &rejection);
-            self.settle(st, now);
+            let slot = Slot::new(tx, None, Some(endpoint));
+            self.reject_locked(st, now, id, &parts, &rejection, slot);
             return Submitted::Fed(None);
         }
         // Asked after the abort above, which may have ended the session this request
@@ -329,9 +328,23 @@ impl Shard {
         tx: queue::Sender,
     ) {
         let endpoint = Endpoint::of_path(request.uri.path(), &self.common.prefix);
-        let mut st = self.lock();
+        let st = self.lock();
         let now = self.common.runtime.now();
-        st.requests.insert(id, Slot::new(tx, None, Some(endpoint)));
+        let slot = Slot::new(tx, None, Some(endpoint));
+        self.reject_locked(st, now, id, request, rejection, slot);
+    }
+
+    /// Answers a refused request under the lock already held, then settles.
+    fn reject_locked(
+        self: &Arc<Self>,
+        mut st: MutexGuard<'_, State>,
+        now: Instant,
+        id: RequestId,
+        request: &http::request::Parts,
+        rejection: &crate::Rejection,
+        slot: Slot,
+    ) {
+        st.requests.insert(id, slot);
         st.engine.handle_rejected(now, id, request, rejection);
         self.settle(st, now);
     }
