@@ -285,8 +285,7 @@ impl Shard {
             let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
                 .with_body(SHUTTING_DOWN)
                 .with_close(config.shutdown_code, &config.shutdown_reason);
-            let slot = Slot::new(tx, None, Some(endpoint));
-            self.reject_locked(st, now, id, &parts, &rejection, slot);
+            self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
             return Submitted::Fed(None);
         }
         // Asked after the abort above, which may have ended the session this request
@@ -329,22 +328,21 @@ impl Shard {
     ) {
         let endpoint = Endpoint::of_path(request.uri.path(), &self.common.prefix);
         let st = self.lock();
-        let now = self.common.runtime.now();
-        let slot = Slot::new(tx, None, Some(endpoint));
-        self.reject_locked(st, now, id, request, rejection, slot);
+        self.reject_locked(st, id, request, rejection, tx, endpoint);
     }
 
     /// Answers a refused request under the lock already held, then settles.
     fn reject_locked(
         self: &Arc<Self>,
         mut st: MutexGuard<'_, State>,
-        now: Instant,
         id: RequestId,
         request: &http::request::Parts,
         rejection: &crate::Rejection,
-        slot: Slot,
+        tx: queue::Sender,
+        endpoint: Endpoint,
     ) {
-        st.requests.insert(id, slot);
+        let now = self.common.runtime.now();
+        st.requests.insert(id, Slot::new(tx, None, Some(endpoint)));
         st.engine.handle_rejected(now, id, request, rejection);
         self.settle(st, now);
     }
