@@ -210,10 +210,10 @@ pub async fn session(hub: Broadcast, node: String, mut session: Session) {
         );
     }
     drop(member);
-    // A node going away closes all its sessions at once, and their users come back on
-    // another node, where they join again: no goodbye then, which would only reach the
-    // other sessions closing beside this one (a waiting poll would take it ahead of its
-    // close frame, then poll again, of a node that may no longer answer).
+    // A node going away closes its sessions, and their users come back on another node,
+    // where they join again: they did not leave the room, so no goodbye then. (Were one
+    // sent, it could not reach a session of this node ahead of its close frame: the
+    // driver closes them all before any handler learns of its own session's end.)
     let shutting_down = matches!(
         session.close_reason(),
         Some(CloseReason::Closed {
