@@ -172,3 +172,67 @@ fn what_a_client_may_not_send_closes_the_socket() {
         }
     });
 }
+
+/// A compressed read inflates to far more than it holds: its messages are counted against
+/// the session's inbound bound as they inflate, not once per read, so one read of small
+/// frames cannot queue megabytes for an application that is not reading (SECURITY.md,
+/// `max_session_inbound_bytes`).
+#[test]
+fn a_compressed_read_is_held_to_the_inbound_bound() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let settings = support::Settings {
+                options: Options {
+                    permessage_deflate: Some(DeflateOptions::default()),
+                    max_message_size: 64 * 1024,
+                    max_request_body: 16 * 1024,
+                    ..Options::default()
+                },
+                config: Config {
+                    max_session_inbound_bytes: 64 * 1024,
+                    // Far longer than the test: only the bound can close the session.
+                    inbound_stall_timeout: Duration::from_secs(600),
+                    ..Config::default()
+                },
+            };
+            let target = support::start(adapter, settings);
+            // A `stuckapp` session's application never reads.
+            let path = format!(
+                "/echo/000/stuckapp{}/websocket",
+                conformance::util::random_session_id()
+            );
+            let mut ws = DeflateWs::connect(
+                &target.host(),
+                &path,
+                Some(CHROMIUM_OFFER),
+                Duration::from_secs(10),
+            )
+            .expect("upgraded");
+            assert_eq!(ws.recv_text().expect("open frame").0, "o");
+            let mut codec = conformance::deflate::Codec::new(ws.agreed());
+            // 40 messages of 64 KiB less a few bytes: 2.5 MiB once inflated, about 3 KiB on
+            // the wire, in one write.
+            let message = format!("[\"{}\"]", " ".repeat(64 * 1024 - 8));
+            let mut frames = Vec::new();
+            for _ in 0..40 {
+                codec.encode_text(&message, true, &mut frames);
+            }
+            assert!(frames.len() < 8 * 1024, "{}", frames.len());
+            ws.write(&frames).expect("write");
+            let mut closed = None;
+            while let Ok(Some(frame)) = ws.recv() {
+                if let Frame::Text(text, _) = frame {
+                    if text.starts_with('c') {
+                        closed = Some(text);
+                        break;
+                    }
+                }
+            }
+            assert_eq!(
+                closed.as_deref(),
+                Some(r#"c[1013,"Receive queue overflow"]"#),
+                "{adapter:?}"
+            );
+        }
+    });
+}
