@@ -325,6 +325,22 @@ fn max_sessions_answers_503_and_recovers() {
     }
 }
 
+/// A plain socket that has sent a WebSocket handshake for session path `session` (its
+/// answer not read yet), with a 5 s read timeout.
+fn raw_websocket(target: &Target, session: &str) -> std::net::TcpStream {
+    let mut stream = std::net::TcpStream::connect(target.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let handshake = format!(
+        "GET {session}/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(handshake.as_bytes()).unwrap();
+    stream
+}
+
 #[test]
 fn websocket_message_size_limit_closes_with_1009() {
     for adapter in ADAPTERS {
@@ -340,17 +356,7 @@ fn websocket_message_size_limit_closes_with_1009() {
         assert_eq!(ws_text(&mut ws).as_deref(), Some("a[\"small\"]"));
         drop(ws);
         // Raw bytes from here, to see exactly what arrives before the socket ends.
-        let mut stream = std::net::TcpStream::connect(target.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let handshake = format!(
-            "GET {}/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n",
-            session("big")
-        );
-        stream.write_all(handshake.as_bytes()).unwrap();
+        let mut stream = raw_websocket(&target, &session("big"));
         let big = serde_like_array(&"b".repeat(4096));
         let mut frame = vec![0x81, 0xfe];
         frame.extend_from_slice(&(big.len() as u16).to_be_bytes());
@@ -365,6 +371,64 @@ fn websocket_message_size_limit_closes_with_1009() {
         assert!(
             received.windows(2).any(|w| w == [0x03, 0xf1]),
             "{adapter:?}: no 1009 close code in {text:?}"
+        );
+    }
+}
+
+/// The server's frames in `bytes` (unmasked, as a server sends them): opcode and payload.
+fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        let (opcode, len) = (bytes[0] & 0x0f, usize::from(bytes[1] & 0x7f));
+        let (start, len) = match len {
+            126 if bytes.len() >= 4 => (4, usize::from(u16::from_be_bytes([bytes[2], bytes[3]]))),
+            126 | 127 => break,
+            len => (2, len),
+        };
+        let Some(payload) = bytes.get(start..start + len) else {
+            break;
+        };
+        frames.push((opcode, payload.to_vec()));
+        bytes = &bytes[start + len..];
+    }
+    frames
+}
+
+/// RFC 6455 §5.5.1: once the server has answered the client's close frame, it sends
+/// nothing more: no pong for a ping that follows the close, and no second close frame for
+/// a second one, even when they arrive in a later read.
+#[test]
+fn after_the_close_handshake_nothing_more_is_answered() {
+    for adapter in ADAPTERS {
+        let target = start(adapter, Settings::new(Options::default()));
+        let mut stream = raw_websocket(&target, &session("twice"));
+        // The 101 and the open frame, before anything is sent.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let mut open = [0u8; 3];
+        stream.read_exact(&mut open).unwrap();
+        assert_eq!(open, [0x81, 0x01, b'o'], "{adapter:?}");
+        // A zero mask leaves each payload as it is.
+        let close = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
+        let ping = [0x89, 0x80, 0, 0, 0, 0];
+        let mut input = close.to_vec();
+        // More than one read's worth of pings, then a second close.
+        for _ in 0..4000 {
+            input.extend_from_slice(&ping);
+        }
+        input.extend_from_slice(&close);
+        let _ = stream.write_all(&input);
+        let mut received = Vec::new();
+        let _ = stream.read_to_end(&mut received);
+        let frames = server_frames(&received);
+        assert_eq!(
+            frames,
+            vec![(0x8, vec![0x03, 0xe8])],
+            "{adapter:?}: one close frame with the client's code, and nothing else"
         );
     }
 }

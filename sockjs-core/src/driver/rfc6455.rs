@@ -327,7 +327,7 @@ impl<S: Socket> Pump<S> {
         })
     }
 
-    /// While lingering: whether `input` holds the client's close frame. Everything else is
+    /// Once our close frame is queued: whether `input` holds the client's. Everything else is
     /// dropped (also the rest of a message that was too big, which the decoder refuses).
     fn answered_close(&mut self, input: &mut [u8]) -> bool {
         let mut closed = false;
@@ -354,6 +354,16 @@ impl<S: Socket> Pump<S> {
 
     /// Decodes `input` and hands every message to the engine under one lock.
     fn handle(&mut self, exchange: &mut Link, input: &mut [u8]) {
+        if self.phase != Phase::Open {
+            // A close frame is on its way out: nothing more is answered (RFC 6455 §5.5.1,
+            // one close frame each way) or handed to the session, which has ended. The
+            // client's close frame only tells that, once ours is out, the connection may
+            // be closed at once rather than after the linger.
+            if self.answered_close(input) {
+                self.answered = true;
+            }
+            return;
+        }
         let decoder = &mut self.decoder;
         let pending = &mut self.pending;
         let mut closed_by_client = None;
