@@ -433,6 +433,63 @@ fn after_the_close_handshake_nothing_more_is_answered() {
     }
 }
 
+/// A duration setting of `Duration::MAX` (how one writes "never") is a deadline too far to
+/// reach, not an overflow: every request, send, WebSocket message and close still works.
+#[test]
+fn duration_settings_of_duration_max_mean_never() {
+    for adapter in ADAPTERS {
+        let never = Duration::MAX;
+        let target = start(
+            adapter,
+            Settings {
+                // The engine's own delays are checked when a service is built
+                // (`OptionsError::DelayTooLong`); the driver's settings are not.
+                options: Options {
+                    max_message_size: 1024,
+                    ..Options::default()
+                },
+                config: Config {
+                    shards: 2,
+                    inbound_stall_timeout: never,
+                    delivery_wait: never,
+                    abort_grace: never,
+                    admission_timeout: never,
+                    header_read_timeout: never,
+                    body_read_timeout: never,
+                    write_timeout: never,
+                    tcp_user_timeout: Some(never),
+                    close_linger: never,
+                    shutdown_timeout: never,
+                    ..Config::default()
+                },
+            },
+        );
+        let a = adapter;
+        let id = session("never");
+        let poll = || target.request(&Request::new("POST", &format!("{id}/xhr")));
+        assert_eq!(poll().text(), "o\n", "{a:?}");
+        let sent = target.request(&Request::new("POST", &format!("{id}/xhr_send")).body("[\"x\"]"));
+        assert_eq!(sent.status(), 204, "{a:?}");
+        assert_eq!(poll().text(), "a[\"x\"]\n", "{a:?}");
+
+        let mut ws = target.ws(&format!("{}/websocket", session("never")));
+        ws.send(tungstenite::Message::text("[\"y\"]")).unwrap();
+        assert_eq!(ws_text(&mut ws).as_deref(), Some("a[\"y\"]"), "{a:?}");
+        // Too big: the server starts the close, then lingers for the client's close.
+        ws.send(tungstenite::Message::text(format!(
+            "[\"{}\"]",
+            "z".repeat(2048)
+        )))
+        .unwrap();
+        let closed = ws_text(&mut ws).unwrap_or_default();
+        assert!(closed.starts_with("close 1009"), "{a:?}: {closed}");
+        // The server is still whole.
+        let again = session("never");
+        let poll = || target.request(&Request::new("POST", &format!("{again}/xhr")));
+        assert_eq!(poll().text(), "o\n", "{a:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Slow consumer isolation.
 

@@ -23,7 +23,8 @@ pub const INBOUND_OVERFLOW_REASON: &str = "Receive queue overflow";
 /// ```
 ///
 /// Fields marked *(server)* apply to a whole server (the adapters' standalone servers, and
-/// WebSockets under any server); the rest apply to each service.
+/// WebSockets under any server); the rest apply to each service. A duration of
+/// [`Duration::MAX`] sets no limit.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Engine shards per service: sessions are spread over them by id, each behind its own

@@ -13,7 +13,7 @@ use crate::driver::admission::{Decided, Pending};
 use crate::driver::connection::Connection;
 use crate::driver::inbound::{Delivery, Stall};
 use crate::driver::queue::{self, TryRecv};
-use crate::driver::runtime::Timer;
+use crate::driver::runtime::{Timer, later};
 use crate::driver::shard::{Shard, Submitted};
 use crate::{Content, RequestId};
 
@@ -243,7 +243,7 @@ impl Exchange {
             self.http.phase = Phase::Live { delivered };
             self.http.held = Some(Held {
                 content,
-                until: self.link.shard.common.runtime.now() + wait,
+                until: later(self.link.shard.common.runtime.now(), wait),
                 yielded: wait.is_zero(),
                 slot: None,
                 room: None,
@@ -548,7 +548,7 @@ fn enter(
             }),
             tx,
             attached,
-            until: common.runtime.now() + common.config.abort_grace,
+            until: later(common.runtime.now(), common.config.abort_grace),
             slot: None,
             admitted,
         },
@@ -560,7 +560,7 @@ fn enter(
                     &common.options.trusted_proxies,
                 )),
                 tx,
-                until: common.runtime.now() + common.config.admission_timeout,
+                until: later(common.runtime.now(), common.config.admission_timeout),
             },
             None => {
                 let (request, connection) = connection_of(*request);

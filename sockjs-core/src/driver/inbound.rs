@@ -18,6 +18,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::driver::queue::{Items, Watch};
+use crate::driver::runtime::later;
 use crate::driver::waiters::{Waiters, Wakers, wake_all};
 use crate::{CloseReason, SessionKey};
 
@@ -301,7 +302,7 @@ impl Stall {
             }
             Some((at, seen)) if seen == progress => Some(at),
             _ => {
-                let at = now + timeout;
+                let at = later(now, timeout);
                 self.0 = Some((at, progress));
                 Some(at)
             }

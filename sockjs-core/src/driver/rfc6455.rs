@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use crate::driver::exchange::{Link, TryNext};
 use crate::driver::inbound::{SessionShared, Stall};
+use crate::driver::runtime::later;
 use crate::driver::scratch::{self, with_read_buffer, with_write_buffer};
 use crate::driver::socket::Socket;
 use crate::driver::websocket::Alarm;
@@ -242,7 +243,10 @@ impl<S: Socket> Serve<S> {
                         return Poll::Ready(());
                     }
                     pump.phase = Phase::Lingering;
-                    self.end = Some(exchange.runtime().now() + exchange.config().close_linger);
+                    self.end = Some(later(
+                        exchange.runtime().now(),
+                        exchange.config().close_linger,
+                    ));
                 }
             }
 
@@ -258,7 +262,7 @@ impl<S: Socket> Serve<S> {
             }
             let deadline = [
                 self.end,
-                self.blocked_since.map(|since| since + write_timeout),
+                self.blocked_since.map(|since| later(since, write_timeout)),
                 stall_at,
             ]
             .into_iter()

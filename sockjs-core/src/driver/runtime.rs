@@ -74,3 +74,31 @@ pub trait Timer: Future<Output = ()> + Send + Sync {
     /// Moves the deadline; the timer completes at the new one (even if it had completed).
     fn reset(self: Pin<&mut Self>, deadline: Instant);
 }
+
+/// The instant `after` from `now`, as a timer's deadline. A setting too large to add
+/// (`Duration::MAX`, which users write to mean "never") gives a deadline a century away
+/// instead of the panic of `Instant + Duration`.
+pub(crate) fn later(now: Instant, after: std::time::Duration) -> Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(after)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::later;
+
+    #[test]
+    fn a_deadline_past_the_clocks_range_is_far_but_not_a_panic() {
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        let far = later(now, Duration::MAX);
+        assert!(far >= now + Duration::from_secs(50 * 365 * 24 * 3600));
+    }
+}

@@ -16,7 +16,7 @@ use crate::driver::connection::Connection;
 use crate::driver::drain::{Drain, Over};
 use crate::driver::exchange::Exchange;
 use crate::driver::metrics::{Counters, Endpoint, Metrics};
-use crate::driver::runtime::Runtime;
+use crate::driver::runtime::{Runtime, later};
 use crate::driver::session::Session;
 use crate::driver::shard::Shard;
 use crate::route::Route;
@@ -395,7 +395,7 @@ pub async fn shutdown(
         service.inner.common.drain.start();
         service.close_all(config.shutdown_code, &config.shutdown_reason);
     }
-    let deadline = runtime.now() + config.shutdown_timeout;
+    let deadline = later(runtime.now(), config.shutdown_timeout);
     let finish = || {
         for service in services {
             service.inner.common.drain.finish();

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::driver::exchange::{Link, TryNext};
 use crate::driver::rfc6455;
-use crate::driver::runtime::Timer;
+use crate::driver::runtime::{Timer, later};
 use crate::driver::socket::Socket;
 use crate::handshake::hixie76_answer;
 use crate::wire::hixie76;
@@ -134,7 +134,10 @@ async fn hixie76<S: Socket>(
     let config = exchange.config().clone();
     let mut buf = BytesMut::from(&read_ahead[..]);
     let mut alarm = Alarm::new();
-    alarm.set(&exchange, Some(runtime.now() + config.header_read_timeout));
+    alarm.set(
+        &exchange,
+        Some(later(runtime.now(), config.header_read_timeout)),
+    );
     // Every early return below drops the exchange without a close handshake: the engine
     // takes it for an abort.
     while buf.len() < 8 {
@@ -304,7 +307,7 @@ async fn write_all<S: Socket>(
             since = None;
         }
         let start = *since.get_or_insert_with(|| exchange.runtime().now());
-        alarm.set(exchange, Some(start + timeout));
+        alarm.set(exchange, Some(later(start, timeout)));
         let writable = poll_fn(|cx| {
             if socket.poll_writable(cx).is_ready() {
                 return Poll::Ready(true);

@@ -14,6 +14,7 @@ use super::Host;
 use super::deadline::Deadline;
 use super::race::or;
 use crate::driver::drain::SHUTTING_DOWN;
+use crate::driver::runtime::later;
 use crate::driver::scratch::{READ_BUFFER, SpareBuffer, with_read_buffer};
 use crate::driver::socket::write_now;
 use crate::driver::web::{BodyError, not_found, plain};
@@ -162,7 +163,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
         }
         // The client does not take it all now: from here the wait is bounded.
         let runtime = self.host.runtime();
-        let deadline = runtime.now() + self.host.config().write_timeout;
+        let deadline = later(runtime.now(), self.host.config().write_timeout);
         let timer = match &mut self.write_timer {
             Some(timer) => {
                 timer.as_mut().reset(deadline);
@@ -221,7 +222,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
         let runtime = host.runtime();
         // The head must arrive within the header read timeout of the connection going idle;
         // the body within the body read timeout of its head.
-        let mut deadline = runtime.now() + config.header_read_timeout;
+        let mut deadline = later(runtime.now(), config.header_read_timeout);
         let mut reading_body = false;
         loop {
             // What to do is decided before any wait, so that the wait does not also hold
@@ -254,7 +255,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
             }
             if !reading_body && !self.decoder.is_idle() {
                 reading_body = true;
-                deadline = runtime.now() + config.body_read_timeout;
+                deadline = later(runtime.now(), config.body_read_timeout);
             }
             let idle = self.decoder.is_idle() && self.buf.is_empty();
             if idle && host.is_shutting_down() && drains_over(&*host) {

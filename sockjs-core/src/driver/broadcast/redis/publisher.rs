@@ -11,6 +11,7 @@ use redis::{AsyncConnectionConfig, Client};
 use super::retry::*;
 use super::*;
 use crate::driver::Runtime;
+use crate::driver::runtime::later;
 
 /// The publishing connection's task.
 pub(super) struct Publisher {
@@ -63,7 +64,7 @@ impl Publisher {
     /// this node only). `false` if the backend was dropped.
     pub(super) async fn wait_dropping(&self, clock: &mut Clock, delay: Duration) -> bool {
         let shared = &*self.shared;
-        let deadline = clock.now() + delay;
+        let deadline = later(clock.now(), delay);
         clock.timer.as_mut().reset(deadline);
         let timer = &mut clock.timer;
         let mut discard = Vec::new();

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use redis::RedisError;
 
 use super::*;
+use crate::driver::runtime::later;
 use crate::driver::{Runtime, Timer};
 
 /// Exponential backoff with jitter.
@@ -141,7 +142,7 @@ impl Clock {
         limit: Duration,
         request: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, Lost> {
-        let deadline = self.now() + limit;
+        let deadline = later(self.now(), limit);
         self.timer.as_mut().reset(deadline);
         let timer = &mut self.timer;
         let mut request = pin!(request);
@@ -159,7 +160,7 @@ impl Clock {
 
     /// Waits `delay`; `false` if the backend was dropped meanwhile.
     pub(super) async fn pause(&mut self, shared: &Shared, role: Role, delay: Duration) -> bool {
-        let deadline = self.now() + delay;
+        let deadline = later(self.now(), delay);
         self.timer.as_mut().reset(deadline);
         shared
             .unless_stopped(role, self.timer.as_mut())
