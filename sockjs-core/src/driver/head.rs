@@ -25,7 +25,8 @@ struct Packed {
     peer: Option<crate::PeerAddr>,
     original: Option<PackedUri>,
     tls: bool,
-    /// Per field: name length (u16), name, value length (u16), sensitive (u8), value.
+    /// Per field: name length, name, value length, sensitive (u8), value; a length is a
+    /// u16, or `u16::MAX` and a u32 (a field beyond 64 KiB, which hyper's heads may hold).
     fields: Box<[u8]>,
 }
 
@@ -52,14 +53,13 @@ impl Head {
         );
         for (name, value) in &parts.headers {
             let (name, sensitive, value) = (name.as_str(), value.is_sensitive(), value.as_bytes());
-            let (Ok(name_len), Ok(value_len)) =
-                (u16::try_from(name.len()), u16::try_from(value.len()))
-            else {
+            if u32::try_from(name.len().max(value.len())).is_err() {
+                // Four gigabytes in one field: no server reads such a head.
                 continue;
-            };
-            fields.extend_from_slice(&name_len.to_le_bytes());
+            }
+            put_length(&mut fields, name.len());
             fields.extend_from_slice(name.as_bytes());
-            fields.extend_from_slice(&value_len.to_le_bytes());
+            put_length(&mut fields, value.len());
             fields.push(u8::from(sensitive));
             fields.extend_from_slice(value);
         }
@@ -109,6 +109,17 @@ impl Head {
     }
 }
 
+/// Appends a field's length as [`Packed::fields`] stores it (at most `u32::MAX`).
+fn put_length(fields: &mut Vec<u8>, n: usize) {
+    match u16::try_from(n) {
+        Ok(short) if short != u16::MAX => fields.extend_from_slice(&short.to_le_bytes()),
+        _ => {
+            fields.extend_from_slice(&u16::MAX.to_le_bytes());
+            fields.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+        }
+    }
+}
+
 /// The header fields [`Head::new`] packed.
 fn unpack(mut fields: &[u8]) -> http::HeaderMap {
     fn take<'a>(fields: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -118,7 +129,13 @@ fn unpack(mut fields: &[u8]) -> http::HeaderMap {
     }
     fn length(fields: &mut &[u8]) -> Option<usize> {
         let bytes = take(fields, 2)?;
-        Some(usize::from(u16::from_le_bytes([bytes[0], bytes[1]])))
+        match u16::from_le_bytes([bytes[0], bytes[1]]) {
+            u16::MAX => {
+                let bytes = take(fields, 4)?;
+                usize::try_from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])).ok()
+            }
+            short => Some(usize::from(short)),
+        }
     }
     let mut headers = http::HeaderMap::new();
     while !fields.is_empty() {
@@ -223,5 +240,26 @@ mod tests {
         );
         // Built once.
         assert!(std::ptr::eq(built, head.parts()));
+    }
+
+    #[test]
+    fn fields_of_any_length_come_back_whole() {
+        let mut request = http::Request::get("/echo/info");
+        for (name, n) in [
+            ("x-empty", 0),
+            ("x-short", 10),
+            ("x-edge", 65_534),
+            ("x-marker", 65_535),
+            ("x-long", 65_536),
+            ("x-huge", 300_000),
+        ] {
+            request = request.header(name, "v".repeat(n));
+        }
+        // The longest name `http` takes: its length is the marker.
+        let long_name = "n".repeat(65_535);
+        request = request.header(long_name.as_str(), "long name");
+        let (parts, ()) = request.body(()).expect("request").into_parts();
+        let head = Head::new(parts.clone());
+        assert_eq!(head.parts().headers, parts.headers);
     }
 }
