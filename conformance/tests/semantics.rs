@@ -2213,3 +2213,96 @@ fn hixie76_key3_in_the_same_write_as_the_head_is_answered() {
         }
     });
 }
+
+/// A hixie-76 socket to session `id` of `/app`, past its handshake and open frame.
+fn hixie_open(target: &Target, id: &str) -> conformance::http::Conn {
+    let answer = conformance::ws::hixie76_answer(KEY1, KEY2, b"aaaaaaaa").unwrap();
+    let mut conn = target.conn();
+    let mut bytes = hixie_head(&path(id, "websocket")).into_bytes();
+    bytes.extend_from_slice(b"aaaaaaaa");
+    conn.write_raw(&bytes).unwrap();
+    assert_eq!(conn.read_head().unwrap().status, 101);
+    assert_eq!(conn.read_exact_bytes(16).unwrap(), answer);
+    assert_eq!(conn.read_exact_bytes(3).unwrap(), b"\x00o\xff");
+    conn
+}
+
+/// Hixie-76 sockets get the same backpressure as RFC 6455 ones
+/// (`Config::max_session_inbound_bytes`): a client that writes faster than the application
+/// reads is no longer read, not closed.
+#[test]
+fn a_fast_hixie76_writer_is_slowed_not_closed() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let options = Options {
+                hixie76: true,
+                ..options()
+            };
+            let (target, reports) = serve_reporting(adapter, small_inbound(), options, |tx| {
+                slow_reader(10_000, tx)
+            });
+            let mut conn = hixie_open(&target, &sid("hixiewriter"));
+            // 10,000 frames in writes of 100: far past the 4 KiB bound at once.
+            for chunk in 0..100 {
+                let mut frames = Vec::new();
+                for n in chunk * 100..(chunk + 1) * 100 {
+                    frames.push(0x00);
+                    frames.extend_from_slice(format!("[\"{n}\"]").as_bytes());
+                    frames.push(0xff);
+                }
+                conn.write_raw(&frames).unwrap();
+            }
+            let taken = reports.next();
+            assert_eq!(
+                (taken.count, taken.in_order, taken.reason),
+                (10_000, true, None),
+                "{adapter:?}"
+            );
+            let took = b"\x00a[\"took 10000\"]\xff";
+            assert_eq!(conn.read_exact_bytes(took.len()).unwrap(), took);
+        }
+    });
+}
+
+/// A hixie-76 socket held back for an application that takes nothing is closed with 1013
+/// after the stall timeout, as an RFC 6455 one is.
+#[test]
+fn a_stuck_application_on_a_hixie76_socket_is_closed_after_the_stall_timeout() {
+    within(LIMIT, || {
+        let stall = Duration::from_millis(300);
+        for adapter in ADAPTERS {
+            let config = Config {
+                inbound_stall_timeout: stall,
+                ..small_inbound()
+            };
+            let options = Options {
+                hixie76: true,
+                ..options()
+            };
+            let (target, reports) =
+                serve_reporting(adapter, config, options, |tx| slow_reader(0, tx));
+            let mut conn = hixie_open(&target, &sid("deaf"));
+            let started = Instant::now();
+            let mut frames = Vec::new();
+            frames.push(0x00);
+            frames.extend_from_slice(numbers(0, 1000).as_bytes());
+            frames.push(0xff);
+            conn.write_raw(&frames).unwrap();
+            let mut expected = vec![0x00];
+            expected.extend_from_slice(
+                close_frame(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON).as_bytes(),
+            );
+            expected.push(0xff);
+            assert_eq!(
+                conn.read_exact_bytes(expected.len()).unwrap(),
+                expected,
+                "{adapter:?}"
+            );
+            assert!(started.elapsed() >= stall, "{adapter:?}");
+            assert_eq!(
+                reports.next().reason,
+                closed_with(INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON)
+            );
+        }
+    });
+}

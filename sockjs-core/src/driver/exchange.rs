@@ -478,13 +478,6 @@ impl Link {
         self.shard.run(|engine, now| f(engine, now, id))
     }
 
-    /// A WebSocket text message arrived.
-    pub(crate) fn ws_text(&self, text: &str) {
-        let id = self.id;
-        self.shard
-            .run(|engine, now| engine.handle_ws_message(now, id, text));
-    }
-
     /// The client sent a WebSocket message over
     /// [`Options::max_message_size`](crate::Options::max_message_size): the engine answers
     /// with a 1009 close.

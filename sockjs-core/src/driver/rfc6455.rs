@@ -19,14 +19,11 @@ use std::io;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use std::sync::Arc;
-
 use crate::driver::exchange::{Link, TryNext};
-use crate::driver::inbound::{SessionShared, Stall};
 use crate::driver::runtime::later;
 use crate::driver::scratch::{self, with_read_buffer, with_write_buffer};
 use crate::driver::socket::Socket;
-use crate::driver::websocket::Alarm;
+use crate::driver::websocket::{Alarm, Gate};
 use crate::wire::rfc6455::{
     Decoder, Deflater, Error, Message, encode_close, encode_ping, encode_pong, encode_text,
 };
@@ -92,14 +89,7 @@ pub(crate) struct Serve<S> {
     /// Whether a read may find bytes (otherwise wait for readiness first).
     may_read: bool,
     /// The session's inbound queue: while it is past its bound the socket is not read.
-    inbound: Option<Arc<SessionShared>>,
-    /// Waiting for room in it.
-    room: Option<u64>,
-    /// While it is past its bound: when the application is stuck if it has taken nothing
-    /// by then, and how much it had taken.
-    stall: Stall,
-    /// `inbound` was looked up.
-    looked_up: bool,
+    gate: Gate,
 }
 
 impl<S: Socket> Serve<S> {
@@ -137,39 +127,7 @@ impl<S: Socket> Serve<S> {
             end: None,
             blocked_since: None,
             may_read: true,
-            inbound: None,
-            room: None,
-            stall: Stall::default(),
-            looked_up: false,
-        }
-    }
-
-    /// Whether the application's queue is past its bound, so the socket must not be read;
-    /// closes the session if the application has taken nothing for the stall timeout.
-    /// Returns the stall deadline to wait for while paused.
-    fn paused(&mut self, exchange: &Link, cx: &Context<'_>) -> (bool, Option<Instant>) {
-        if !self.looked_up {
-            self.looked_up = true;
-            self.inbound = exchange.session();
-        }
-        let Some(inbound) = &self.inbound else {
-            return (false, None);
-        };
-        if self.pump.phase != Phase::Open
-            || !inbound.is_over()
-            || inbound.poll_room(cx, &mut self.room).is_ready()
-        {
-            self.stall.reset();
-            return (false, None);
-        }
-        let now = exchange.runtime().now();
-        let timeout = exchange.config().inbound_stall_timeout;
-        match self.stall.check(inbound, now, timeout) {
-            Some(at) => (true, Some(at)),
-            None => {
-                exchange.close_overflowed(inbound.key);
-                (true, None)
-            }
+            gate: Gate::new(),
         }
     }
 
@@ -182,7 +140,8 @@ impl<S: Socket> Serve<S> {
         }
         let write_timeout = exchange.config().write_timeout;
         loop {
-            let (paused, stall_at) = self.paused(exchange, cx);
+            let open = self.pump.phase == Phase::Open;
+            let (paused, stall_at) = self.gate.paused(exchange, cx, open);
             let pump = &mut self.pump;
             let mut busy = false;
             let mut over = false;
@@ -195,9 +154,7 @@ impl<S: Socket> Serve<S> {
                     match pump.read(exchange) {
                         // Past the bound: look again at once, so the next read waits for
                         // room and the stall timeout runs (`paused`).
-                        Ok(Read::Data { .. })
-                            if self.inbound.as_ref().is_some_and(|i| i.is_over()) =>
-                        {
+                        Ok(Read::Data { .. }) if self.gate.is_over() => {
                             over = true;
                             break;
                         }
@@ -289,14 +246,6 @@ impl<S: Socket> Serve<S> {
             if !again {
                 return Poll::Pending;
             }
-        }
-    }
-}
-
-impl<S> Drop for Serve<S> {
-    fn drop(&mut self) {
-        if let Some(inbound) = &self.inbound {
-            inbound.forget_room(self.room.take());
         }
     }
 }

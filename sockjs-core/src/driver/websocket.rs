@@ -4,10 +4,12 @@
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::driver::exchange::{Link, TryNext};
+use crate::driver::inbound::{SessionShared, Stall};
 use crate::driver::rfc6455;
 use crate::driver::runtime::{Timer, later};
 use crate::driver::socket::Socket;
@@ -121,6 +123,80 @@ impl Alarm {
     }
 }
 
+/// Holds a socket's reads back while its session's inbound queue is past its bound
+/// ([`Config::max_session_inbound_bytes`]), until the application has taken it down to half,
+/// and closes the session if the application takes nothing for the stall timeout.
+///
+/// [`Config::max_session_inbound_bytes`]: crate::driver::Config::max_session_inbound_bytes
+pub(crate) struct Gate {
+    inbound: Option<Arc<SessionShared>>,
+    /// Waiting for room in it.
+    room: Option<u64>,
+    /// While it is past its bound: when the application is stuck if it has taken nothing
+    /// by then, and how much it had taken.
+    stall: Stall,
+    /// `inbound` was looked up.
+    looked_up: bool,
+}
+
+impl Gate {
+    pub(crate) fn new() -> Gate {
+        Gate {
+            inbound: None,
+            room: None,
+            stall: Stall::default(),
+            looked_up: false,
+        }
+    }
+
+    /// Whether the queue is past its bound now (after a read: look again at once, so that
+    /// the next read waits for room).
+    pub(crate) fn is_over(&self) -> bool {
+        self.inbound
+            .as_ref()
+            .is_some_and(|inbound| inbound.is_over())
+    }
+
+    /// Whether the socket must not be read now (`open`: the session still takes messages);
+    /// registers `cx` for room. Closes the session if the application has taken nothing for
+    /// the stall timeout. Returns the stall deadline to wait for while paused.
+    pub(crate) fn paused(
+        &mut self,
+        exchange: &Link,
+        cx: &Context<'_>,
+        open: bool,
+    ) -> (bool, Option<Instant>) {
+        if !self.looked_up {
+            self.looked_up = true;
+            self.inbound = exchange.session();
+        }
+        let Some(inbound) = &self.inbound else {
+            return (false, None);
+        };
+        if !open || !inbound.is_over() || inbound.poll_room(cx, &mut self.room).is_ready() {
+            self.stall.reset();
+            return (false, None);
+        }
+        let now = exchange.runtime().now();
+        let timeout = exchange.config().inbound_stall_timeout;
+        match self.stall.check(inbound, now, timeout) {
+            Some(at) => (true, Some(at)),
+            None => {
+                exchange.close_overflowed(inbound.key);
+                (true, None)
+            }
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Some(inbound) = &self.inbound {
+            inbound.forget_room(self.room.take());
+        }
+    }
+}
+
 /// Hixie-76: read key3 (maybe already read ahead), answer it, then exchange
 /// `0x00 text 0xFF` frames.
 async fn hixie76<S: Socket>(
@@ -159,17 +235,32 @@ async fn hixie76<S: Socket>(
         return;
     }
     let mut decoder = hixie76::Decoder::new(exchange.options().max_message_size);
+    let mut gate = Gate::new();
     loop {
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(hixie76::Frame::Text(text))) => exchange.ws_text(&text),
-                Ok(Some(hixie76::Frame::Close)) => {
+        // The whole frames read so far go to the engine under one lock: a read is one input,
+        // as on RFC 6455 sockets (the inbound bound holds inputs whole).
+        let stop = (!buf.is_empty()).then(|| {
+            exchange.feed(|engine, now, id| {
+                loop {
+                    match decoder.decode(&mut buf) {
+                        Ok(Some(hixie76::Frame::Text(text))) => {
+                            engine.handle_ws_message(now, id, &text)
+                        }
+                        Ok(Some(hixie76::Frame::Close)) => break Some(Ok(())),
+                        Ok(None) => break None,
+                        Err(error) => break Some(Err(error)),
+                    }
+                }
+            })
+        });
+        if let Some(stop) = stop.flatten() {
+            match stop {
+                Ok(()) => {
                     let _ =
                         write_all(&mut socket, hixie76::CLOSE_FRAME, &exchange, &mut alarm).await;
                     let _ = socket.shutdown();
                     return exchange.ws_closed();
                 }
-                Ok(None) => break,
                 Err(hixie76::Error::MessageTooLarge) => {
                     exchange.ws_too_big();
                     // The engine queued its close at once: write what is queued.
@@ -190,11 +281,18 @@ async fn hixie76<S: Socket>(
         enum Event {
             Queue,
             Read,
+            /// The stall deadline passed: look again.
+            Stall,
         }
-        alarm.set(&exchange, None);
         let event = poll_fn(|cx| {
+            // Past the inbound bound the socket is not read (as on RFC 6455 sockets).
+            let (paused, stall_at) = gate.paused(&exchange, cx, true);
+            alarm.set(&exchange, stall_at);
             if exchange.poll_ready(cx).is_ready() {
                 return Poll::Ready(Event::Queue);
+            }
+            if paused {
+                return alarm.poll(cx).map(|()| Event::Stall);
             }
             socket.poll_readable(cx).map(|_| Event::Read)
         })
@@ -209,6 +307,7 @@ async fn hixie76<S: Socket>(
                 TryNext::Empty => {}
                 TryNext::Ended => return,
             },
+            Event::Stall => {}
             Event::Read => match read_now(&mut socket, &mut buf) {
                 Ok(Some(0)) | Err(_) => return,
                 Ok(n) => exchange.outside().received(n.unwrap_or(0)),
