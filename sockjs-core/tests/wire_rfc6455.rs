@@ -100,4 +100,52 @@ proptest! {
         pieces.push(bytes[last..].to_vec());
         prop_assert_eq!(run(&pieces).expect("well-formed"), whole);
     }
+
+    /// `feed_at_most` hands out the same messages in the same order as `feed`, never
+    /// more than the budget and one message per call, and stops only with whole frames
+    /// left (which feeds of no new bytes then hand out).
+    #[test]
+    fn a_budget_only_spreads_the_messages_over_more_calls(
+        (bytes, _) in traffic(),
+        budget in 0usize..200,
+        cuts in vec(any::<usize>(), 0..4),
+    ) {
+        let whole = run(std::slice::from_ref(&bytes)).expect("well-formed");
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut last = 0;
+        for cut in at {
+            pieces.push(bytes[last..cut].to_vec());
+            last = cut;
+        }
+        pieces.push(bytes[last..].to_vec());
+        let mut decoder = Decoder::new(MAX);
+        let mut seen = Vec::new();
+        for piece in pieces {
+            let mut piece = piece;
+            let mut input: &mut [u8] = &mut piece;
+            loop {
+                let mut handed = Vec::new();
+                let stopped = decoder
+                    .feed_at_most(input, budget, &mut |m: Message<'_>| {
+                        handed.push((format!("{m:?}"), match m {
+                            Message::Text(t) => t.len(),
+                            Message::Binary(b) => b.len(),
+                            _ => 0,
+                        }));
+                    })
+                    .expect("well-formed");
+                let sizes: Vec<usize> = handed.iter().map(|(_, n)| *n).collect();
+                let before_last: usize = sizes.iter().rev().skip(1).sum();
+                prop_assert!(before_last < budget.max(1), "{:?} over {}", sizes, budget);
+                seen.extend(handed.into_iter().map(|(m, _)| m));
+                if !stopped {
+                    break;
+                }
+                input = &mut [];
+            }
+        }
+        prop_assert_eq!(seen, whole);
+    }
 }

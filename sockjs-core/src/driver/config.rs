@@ -47,8 +47,7 @@ pub struct Config {
     /// message's worth ([`Options::max_request_body`](crate::Options::max_request_body),
     /// [`Options::max_message_size`](crate::Options::max_message_size)), which takes several
     /// sends at once, gets its session closed with [`INBOUND_OVERFLOW_CODE`]
-    /// [`INBOUND_OVERFLOW_REASON`]; so does one whose compressed read (permessage-deflate)
-    /// inflates past it by more than that. Default 1 MiB.
+    /// [`INBOUND_OVERFLOW_REASON`]. Default 1 MiB.
     pub max_session_inbound_bytes: usize,
     /// Longest time the application may leave a session's inbound queue past
     /// [`max_session_inbound_bytes`](Config::max_session_inbound_bytes) without taking a

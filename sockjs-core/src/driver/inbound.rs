@@ -125,10 +125,9 @@ impl SessionShared {
 
     /// Queues a message for the application; returns its sequence number (for
     /// [`Delivery`]). Past the bound it is still queued: the caller holds its client back.
-    /// `first`: the first message of an input (or of its next budget's worth of text,
-    /// for a compressed read that inflates): refused when the queue is already past the
-    /// hard bound. The rest of an input is not refused, so an uncompressed input is queued
-    /// whole and bounded by its own size limit.
+    /// The first message of an input is refused when the queue is already past the hard
+    /// bound; the rest of an input is never refused, so an input is bounded by its own
+    /// size limit.
     pub(crate) fn push(&self, text: String, first: bool) -> Result<u64, InboundError> {
         let (seq, waker) = {
             let mut st = self.lock();

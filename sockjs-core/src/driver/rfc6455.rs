@@ -32,6 +32,10 @@ use crate::{Content, DeflateParams};
 /// Reads handled, and bytes encoded, before the loop lets other tasks run.
 const READ_BATCH: usize = 16;
 const WRITE_BATCH: usize = 64 * 1024;
+/// Message bytes one feed hands the engine, about what one read of plain frames carries:
+/// compressed frames inflate to far more than a read holds, and the inbound bound is
+/// looked at between feeds.
+const FEED_BUDGET: usize = scratch::READ_BUFFER;
 
 /// What the socket is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,9 @@ struct Pump<S> {
     broken: bool,
     /// The client started the close: once our answer is out, close the connection.
     answered: bool,
+    /// A feed stopped at its budget with whole frames left in the decoder: they are
+    /// handled before the socket is read again.
+    backlog: bool,
 }
 
 /// The pump of one socket, as a future of fixed, small size: an `async fn` would carry
@@ -121,6 +128,7 @@ impl<S: Socket> Serve<S> {
                 deaf: false,
                 broken: false,
                 answered: false,
+                backlog: false,
             },
             alarm: Alarm::new(),
             read_ahead,
@@ -257,8 +265,12 @@ impl<S: Socket> Pump<S> {
         self.phase == Phase::Lingering || !(self.deaf || self.broken)
     }
 
-    /// Reads once into the thread's buffer and handles what came.
+    /// Reads once into the thread's buffer and handles what came (or handles the backlog).
     fn read(&mut self, exchange: &mut Link) -> io::Result<Read> {
+        if self.backlog && self.phase != Phase::Lingering {
+            self.handle(exchange, &mut []);
+            return Ok(Read::Data { short: false });
+        }
         with_read_buffer(|buf| {
             let n = match self.socket.try_read(buf) {
                 Ok(0) => return Ok(Read::End),
@@ -275,7 +287,7 @@ impl<S: Socket> Pump<S> {
                 self.handle(exchange, &mut buf[..n]);
             }
             Ok(Read::Data {
-                short: n < buf.len(),
+                short: n < buf.len() && !self.backlog,
             })
         })
     }
@@ -283,6 +295,7 @@ impl<S: Socket> Pump<S> {
     /// Once our close frame is queued: whether `input` holds the client's. Everything else is
     /// dropped (also the rest of a message that was too big, which the decoder refuses).
     fn answered_close(&mut self, input: &mut [u8]) -> bool {
+        self.backlog = false;
         let mut closed = false;
         let _ = self.decoder.feed(input, &mut |message| {
             closed |= matches!(message, Message::Close(_));
@@ -321,7 +334,7 @@ impl<S: Socket> Pump<S> {
         let pending = &mut self.pending;
         let mut closed_by_client = None;
         let result = exchange.feed(|engine, now, id| {
-            decoder.feed(input, &mut |message| {
+            decoder.feed_at_most(input, FEED_BUDGET, &mut |message| {
                 if closed_by_client.is_some() {
                     return;
                 }
@@ -338,6 +351,8 @@ impl<S: Socket> Pump<S> {
                 }
             })
         });
+        self.backlog = matches!(result, Ok(true));
+        let result = result.map(drop);
         if self.pending.len() > exchange.config().max_connection_queue_bytes {
             // Pongs the client does not read (a ping flood): its queue overflowed.
             tracing::warn!("websocket client does not read its pongs; dropping the connection");

@@ -112,10 +112,6 @@ pub(crate) struct State {
     /// The session the current input (one request, one socket read) handed messages to:
     /// the hard inbound bound is checked once per input, at its first message.
     fed: Option<SessionKey>,
-    /// The text the current input has handed to `fed` since the bound was last checked: a
-    /// compressed read can inflate to far more than it holds, so every
-    /// [`input_budget`] of text counts as a new input.
-    fed_bytes: usize,
     counters: Counters,
 }
 
@@ -161,7 +157,6 @@ impl Shard {
                 opened: Vec::new(),
                 delivered: None,
                 fed: None,
-                fed_bytes: 0,
                 room: KeyMap::default(),
                 counters: Counters::default(),
             }),
@@ -216,7 +211,6 @@ impl Shard {
             }
         }
         st.fed = None;
-        st.fed_bytes = 0;
         let opened = std::mem::take(&mut st.opened);
         drop(st);
         for (key, info, shared) in opened {
@@ -564,16 +558,6 @@ impl Shard {
     }
 }
 
-/// The most text one input may hand a session before the hard inbound bound is checked
-/// again: what one request or one socket read can carry uncompressed, so that such an input
-/// is queued whole, while a compressed read (permessage-deflate inflates a few hundred
-/// bytes into a whole `max_message_size` message) is held to about as much.
-fn input_budget(options: &crate::Options) -> usize {
-    options
-        .max_request_body
-        .max(crate::driver::scratch::READ_BUFFER)
-}
-
 impl State {
     /// Drains transmits and events; overflows and dead requests feed back in as aborts or
     /// closes until the engine is quiet.
@@ -705,12 +689,7 @@ impl State {
                 let Some(shared) = self.sessions.get(&session) else {
                     return;
                 };
-                let first = self.fed.replace(session) != Some(session)
-                    || self.fed_bytes >= input_budget(&common.options);
-                if first {
-                    self.fed_bytes = 0;
-                }
-                self.fed_bytes += text.len();
+                let first = self.fed.replace(session) != Some(session);
                 match shared.push(text, first) {
                     Ok(seq) => {
                         if let Some(delivered) = &mut self.delivered {

@@ -221,11 +221,56 @@ impl Decoder {
         input: &mut [u8],
         on_message: &mut impl FnMut(Message<'_>),
     ) -> Result<(), Error> {
+        self.feed_at_most(input, usize::MAX, on_message).map(drop)
+    }
+
+    /// As [`feed`](Decoder::feed), but stops once the messages handed out hold `budget`
+    /// bytes or more, keeping the frames after them: `Ok(true)` then, and a feed of no new
+    /// bytes goes on from there. Compressed messages inflate to far more than they take
+    /// on the wire: this keeps what one call hands out near the budget whatever the
+    /// compression ratio (at most the budget and one message beyond it).
+    ///
+    /// ```
+    /// use sockjs_core::wire::rfc6455::{Decoder, Message};
+    ///
+    /// // Two masked text frames, "ab" and "cd" (mask 0 0 0 0).
+    /// let mut input = [0x81, 0x82, 0, 0, 0, 0, b'a', b'b', 0x81, 0x82, 0, 0, 0, 0, b'c', b'd'];
+    /// let mut decoder = Decoder::new(1024);
+    /// let mut seen = Vec::new();
+    /// let mut on_message = |message: Message<'_>| {
+    ///     if let Message::Text(text) = message {
+    ///         seen.push(text.to_owned());
+    ///     }
+    /// };
+    /// assert!(decoder.feed_at_most(&mut input, 2, &mut on_message)?);
+    /// assert!(!decoder.feed_at_most(&mut [], 2, &mut on_message)?);
+    /// assert_eq!(seen, ["ab", "cd"]);
+    /// # Ok::<(), sockjs_core::wire::rfc6455::Error>(())
+    /// ```
+    pub fn feed_at_most(
+        &mut self,
+        input: &mut [u8],
+        budget: usize,
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Result<bool, Error> {
         if let Some(error) = self.failed {
             return Err(error);
         }
+        let handed = std::cell::Cell::new(0usize);
+        let mut counted = |message: Message<'_>| {
+            let len = match &message {
+                Message::Text(text) => text.len(),
+                Message::Binary(data) => data.len(),
+                _ => 0,
+            };
+            handed.set(handed.get().saturating_add(len));
+            on_message(message);
+        };
+        let full = || handed.get() >= budget;
+        let mut stopped = false;
         let result = if self.partial.is_empty() {
-            self.decode(input, on_message).map(|used| {
+            self.decode(input, &mut counted, &full).map(|(used, full)| {
+                stopped = full;
                 let rest = &input[used..];
                 if !rest.is_empty() {
                     if let Ok(Some(header)) = self.header(rest) {
@@ -237,37 +282,45 @@ impl Decoder {
         } else {
             let mut joined = std::mem::take(&mut self.partial);
             joined.extend_from_slice(input);
-            self.decode(&mut joined, on_message).map(|used| {
-                joined.drain(..used);
-                // An idle connection keeps no buffer.
-                if !joined.is_empty() {
-                    self.partial = joined;
-                }
-            })
+            self.decode(&mut joined, &mut counted, &full)
+                .map(|(used, full)| {
+                    stopped = full;
+                    joined.drain(..used);
+                    // An idle connection keeps no buffer.
+                    if !joined.is_empty() {
+                        self.partial = joined;
+                    }
+                })
         };
         if let Err(error) = result {
             self.failed = Some(error);
             self.partial = Vec::new();
             self.fragments = None;
         }
-        result
+        result.map(|()| stopped)
     }
 
-    /// Decodes whole frames from the start of `input`; returns the bytes they took.
+    /// Decodes whole frames from the start of `input`, asking `full` before each one after
+    /// the first whether to stop there; returns the bytes they took, and whether it stopped
+    /// so (with whole frames left).
     fn decode(
         &mut self,
         input: &mut [u8],
         on_message: &mut impl FnMut(Message<'_>),
-    ) -> Result<usize, Error> {
+        full: &impl Fn() -> bool,
+    ) -> Result<(usize, bool), Error> {
         let mut used = 0;
         loop {
             let rest = &mut input[used..];
             let Some(header) = self.header(rest)? else {
-                return Ok(used);
+                return Ok((used, false));
             };
             let total = header.size + header.len;
             if rest.len() < total {
-                return Ok(used);
+                return Ok((used, false));
+            }
+            if used > 0 && full() {
+                return Ok((used, true));
             }
             let payload = &mut rest[header.size..total];
             unmask(payload, header.mask);
