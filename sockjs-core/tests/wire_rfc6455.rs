@@ -78,6 +78,20 @@ fn traffic() -> impl Strategy<Value = (Vec<u8>, usize)> {
     })
 }
 
+/// `bytes` cut at the places `cuts` picks (taken modulo its length).
+fn cut(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    at.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut last = 0;
+    for cut in at {
+        pieces.push(bytes[last..cut].to_vec());
+        last = cut;
+    }
+    pieces.push(bytes[last..].to_vec());
+    pieces
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_and_stay_bounded(pieces in vec(vec(any::<u8>(), 0..200), 0..20)) {
@@ -89,15 +103,7 @@ proptest! {
         let whole = run(std::slice::from_ref(&bytes)).expect("well-formed");
         let data = whole.iter().filter(|m| !m.starts_with("Ping")).count();
         prop_assert_eq!(data, count);
-        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-        at.sort_unstable();
-        let mut pieces = Vec::new();
-        let mut last = 0;
-        for cut in at {
-            pieces.push(bytes[last..cut].to_vec());
-            last = cut;
-        }
-        pieces.push(bytes[last..].to_vec());
+        let pieces = cut(&bytes, &cuts);
         prop_assert_eq!(run(&pieces).expect("well-formed"), whole);
     }
 
@@ -111,15 +117,7 @@ proptest! {
         cuts in vec(any::<usize>(), 0..4),
     ) {
         let whole = run(std::slice::from_ref(&bytes)).expect("well-formed");
-        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-        at.sort_unstable();
-        let mut pieces = Vec::new();
-        let mut last = 0;
-        for cut in at {
-            pieces.push(bytes[last..cut].to_vec());
-            last = cut;
-        }
-        pieces.push(bytes[last..].to_vec());
+        let pieces = cut(&bytes, &cuts);
         let mut decoder = Decoder::new(MAX);
         let mut seen = Vec::new();
         for piece in pieces {
