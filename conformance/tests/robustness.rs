@@ -490,6 +490,75 @@ fn duration_settings_of_duration_max_mean_never() {
     }
 }
 
+/// A client that keeps its socket full of pipelined requests, each answered at once, does
+/// not hold the server's threads: others are still served while it floods.
+#[test]
+fn a_pipelining_flood_does_not_starve_other_clients() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    for adapter in ADAPTERS {
+        let target = start(adapter, Settings::new(Options::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let block = "GET /nothere HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+        // More flooding connections than the server has threads.
+        let flooders: Vec<_> = (0..3)
+            .map(|_| {
+                let stream = std::net::TcpStream::connect(target.addr).unwrap();
+                stream
+                    .set_write_timeout(Some(Duration::from_secs(1)))
+                    .unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(1)))
+                    .unwrap();
+                let mut reader = stream.try_clone().unwrap();
+                let (stop_w, stop_r) = (stop.clone(), stop.clone());
+                let block = block.clone();
+                let writer = thread::spawn(move || {
+                    let mut stream = stream;
+                    while !stop_w.load(Ordering::Relaxed) {
+                        if stream.write_all(block.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let drainer = thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut answered = 0usize;
+                    while !stop_r.load(Ordering::Relaxed) {
+                        match reader.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => answered += n,
+                        }
+                    }
+                    answered
+                });
+                (writer, drainer)
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(300));
+        let mut slowest = Duration::ZERO;
+        for _ in 0..5 {
+            let started = Instant::now();
+            let info = target.request(&Request::new("GET", "/echo/info"));
+            slowest = slowest.max(started.elapsed());
+            assert_eq!(info.status(), 200, "{adapter:?}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        let answered: usize = flooders
+            .into_iter()
+            .map(|(writer, drainer)| {
+                let _ = writer.join();
+                drainer.join().unwrap()
+            })
+            .sum();
+        assert!(answered > 0, "{adapter:?}: the flooders were answered too");
+        assert!(
+            slowest < Duration::from_millis(1500),
+            "{adapter:?}: a request waited {slowest:?} behind the flood"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Slow consumer isolation.
 

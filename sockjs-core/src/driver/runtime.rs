@@ -85,6 +85,50 @@ pub(crate) fn later(now: Instant, after: std::time::Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// A runtime for unit tests that never run the driver's tasks or timers.
+#[cfg(test)]
+pub(crate) mod inert {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::{Instant, SystemTime};
+
+    use super::{Runtime, Task, Timer};
+
+    /// Its timers never fire and its tasks are dropped; the clock is the real one.
+    #[derive(Debug)]
+    pub(crate) struct Inert;
+
+    struct Never;
+
+    impl Future for Never {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+    }
+
+    impl Timer for Never {
+        fn reset(self: Pin<&mut Self>, _deadline: Instant) {}
+    }
+
+    impl Runtime for Inert {
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+        fn wall_clock(&self) -> SystemTime {
+            SystemTime::now()
+        }
+        fn spawn(&self, _task: Task) {}
+        fn timer(&self, _deadline: Instant) -> Pin<Box<dyn Timer>> {
+            Box::pin(Never)
+        }
+        fn random_seed(&self) -> u64 {
+            7
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};

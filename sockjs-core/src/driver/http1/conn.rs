@@ -32,6 +32,10 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// request); past it the connection is not read until the response ends.
 const MAX_READ_AHEAD: usize = 64 * 1024;
 
+/// Requests served before the connection lets other tasks run: a client that keeps the
+/// socket full of pipelined requests answered at once would otherwise hold its thread.
+pub(super) const REQUESTS_BEFORE_YIELD: u32 = 32;
+
 /// The server's shutdown as one connection watches it.
 type ShutdownStarted = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -49,6 +53,20 @@ fn drains_ended<H: Host>(host: &H) -> ShutdownStarted {
             drain.await;
         }
     })
+}
+
+/// Returns `Pending` once, asking to be polled again: other tasks run first.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
 }
 
 /// What happens to the connection after a request.
@@ -143,6 +161,7 @@ struct Conn<H, S> {
 impl<H: Host, S: Socket> Conn<H, S> {
     /// Serves requests until the connection closes, or becomes a WebSocket.
     async fn run(&mut self) -> io::Result<Option<Box<Upgraded>>> {
+        let mut served = 0u32;
         loop {
             let Some(request) = self.next_request().await? else {
                 return Ok(None);
@@ -151,6 +170,10 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Next::KeepAlive => {}
                 Next::Close => return Ok(None),
                 Next::Upgrade(upgraded) => return Ok(Some(upgraded)),
+            }
+            served = served.wrapping_add(1);
+            if served % REQUESTS_BEFORE_YIELD == 0 {
+                yield_now().await;
             }
         }
     }

@@ -196,3 +196,115 @@ pub fn serve<H: Host, S: Socket>(
 ) -> impl Future<Output = io::Result<()>> + Send {
     conn::serve(host, stream, connection)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    use super::{Host, serve};
+    use crate::driver::metrics::Unrouted;
+    use crate::driver::runtime::inert::Inert;
+    use crate::driver::{Config, Connection, Runtime, Service, Socket, WebSocket};
+
+    /// A server with no service: every request gets the 404 at once.
+    struct Empty {
+        runtime: Inert,
+        config: Config,
+        unrouted: Unrouted,
+    }
+
+    impl Host for Empty {
+        fn runtime(&self) -> &dyn Runtime {
+            &self.runtime
+        }
+        fn config(&self) -> &Config {
+            &self.config
+        }
+        fn services(&self) -> impl Iterator<Item = &Service> {
+            std::iter::empty()
+        }
+        fn route(&self, _: &str) -> Option<(&Service, usize)> {
+            None
+        }
+        fn unrouted(&self) -> &Unrouted {
+            &self.unrouted
+        }
+        fn is_shutting_down(&self) -> bool {
+            false
+        }
+        fn shutdown_started(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            Box::pin(std::future::pending())
+        }
+        fn spawn_websocket<S: Socket>(self: &Arc<Self>, _: WebSocket<S>) {}
+    }
+
+    /// A client that has sent `input` (all there at once) and reads every answer as it comes.
+    struct Pipelined {
+        input: Vec<u8>,
+        at: usize,
+        answers: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Socket for Pipelined {
+        fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.input.len() - self.at);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+        fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let answers = buf.windows(12).filter(|w| w == b"HTTP/1.1 404").count();
+            self.answers
+                .fetch_add(answers, std::sync::atomic::Ordering::Relaxed);
+            Ok(buf.len())
+        }
+        fn poll_readable(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_writable(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn shutdown(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A client that keeps the socket full of requests answered at once does not keep its
+    /// connection's task running: it lets other tasks run every few requests.
+    #[test]
+    fn a_pipelining_client_does_not_hold_its_thread() {
+        let host = Arc::new(Empty {
+            runtime: Inert,
+            config: Config::default(),
+            unrouted: Unrouted::default(),
+        });
+        let answers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let socket = Pipelined {
+            input: b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n".repeat(1000),
+            at: 0,
+            answers: answers.clone(),
+        };
+        let mut connection = Box::pin(serve(host, socket, Connection::new()));
+        let mut cx = Context::from_waker(Waker::noop());
+        let count = || answers.load(std::sync::atomic::Ordering::Relaxed);
+        let mut polls = 0;
+        while count() < 1000 {
+            let before = count();
+            assert!(connection.as_mut().poll(&mut cx).is_pending());
+            let answered = count() - before;
+            assert!(
+                answered <= super::conn::REQUESTS_BEFORE_YIELD as usize,
+                "{answered} requests answered in one poll"
+            );
+            polls += 1;
+            assert!(polls <= 1000, "{} answered", count());
+        }
+    }
+}

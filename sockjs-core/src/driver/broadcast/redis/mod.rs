@@ -412,11 +412,8 @@ fn node_id(runtime: &dyn Runtime) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::pin::Pin;
-
     use super::retry::Backoff;
     use super::*;
-    use crate::driver::Timer;
 
     #[test]
     fn decode_round_trip_and_rejects() {
@@ -443,38 +440,8 @@ mod tests {
         assert!(backoff.next_delay() <= BACKOFF_FIRST * 5 / 4);
     }
 
-    /// A runtime that drops its tasks: the backend's tasks never run.
-    #[derive(Debug)]
-    struct Inert;
-
-    struct Never;
-
-    impl Future for Never {
-        type Output = ();
-        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-            Poll::Pending
-        }
-    }
-
-    impl Timer for Never {
-        fn reset(self: Pin<&mut Self>, _deadline: Instant) {}
-    }
-
-    impl Runtime for Inert {
-        fn now(&self) -> Instant {
-            Instant::now()
-        }
-        fn wall_clock(&self) -> std::time::SystemTime {
-            std::time::SystemTime::now()
-        }
-        fn spawn(&self, _task: crate::driver::Task) {}
-        fn timer(&self, _deadline: Instant) -> Pin<Box<dyn Timer>> {
-            Box::pin(Never)
-        }
-        fn random_seed(&self) -> u64 {
-            7
-        }
-    }
+    // Its tasks are dropped: the backend's tasks never run.
+    use crate::driver::runtime::inert::Inert;
 
     #[test]
     fn publishing_never_waits_drops_while_down_and_bounds_the_queue() {
