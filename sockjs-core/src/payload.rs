@@ -267,11 +267,17 @@ fn parse_value(body: &[u8]) -> Result<Value, PayloadError> {
 
 /// Four hex digits, exactly (no sign, which `from_str_radix` would take).
 fn hex4(bytes: &[u8]) -> Option<u16> {
-    let digits = bytes.get(..4)?;
-    if !digits.iter().all(u8::is_ascii_hexdigit) {
+    hex_digits(bytes, 4).and_then(|n| u16::try_from(n).ok())
+}
+
+/// The value of the first `n` bytes of `bytes` (at most 8) as hex digits, exactly: no sign,
+/// which `from_str_radix` would take.
+fn hex_digits(bytes: &[u8], n: usize) -> Option<u32> {
+    let digits = bytes.get(..n)?;
+    if n > 8 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
-    u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }
 
 /// Rewrites `\uD800`–`\uDFFF` escapes that are not part of a valid pair as `\ufffd`.
@@ -377,10 +383,11 @@ pub fn form_decode(input: &[u8]) -> Cow<'_, [u8]> {
                 i += 1;
             }
             b'%' => {
+                // Two hex digits exactly: `%+1` stays literal.
                 let byte = input
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    .get(i + 1..)
+                    .and_then(|rest| hex_digits(rest, 2))
+                    .and_then(|n| u8::try_from(n).ok());
                 match byte {
                     Some(b) => {
                         out.push(b);
@@ -601,6 +608,10 @@ mod tests {
     fn form_decode_keeps_bad_escapes() {
         assert_eq!(&*form_decode(b"%zz%4"), b"%zz%4");
         assert_eq!(&*form_decode(b"%41%42"), b"AB");
+        // A sign is not a hex digit (`from_str_radix` would take it): the `%` stays and
+        // the `+` is a space.
+        assert_eq!(&*form_decode(b"%+1%+a%-1"), b"% 1% a%-1");
+        assert_eq!(&*form_decode(b"%0a%0A%fF"), b"\n\n\xff");
     }
 
     #[test]

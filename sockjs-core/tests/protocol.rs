@@ -599,6 +599,28 @@ fn s6_jsonp_send_form_and_raw() {
     assert_eq!(h.ex(ok).body(), "ok");
 }
 
+/// §6 (sockjs-rs note): `+` is a space and a malformed `%` escape stays literal, also when
+/// a sign follows the `%` (`%+1` is not the byte 1).
+#[test]
+fn s6_jsonp_send_malformed_escapes_stay_literal() {
+    let mut h = Harness::echo();
+    h.get("/a/m/jsonp?c=cb");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    for (body, expected) in [
+        ("d=%5B%22%+1%22%5D", "% 1"),
+        ("d=%5B%22%+a%22%5D", "% a"),
+        ("d=%5B%22%zz%4%22%5D", "%zz%4"),
+    ] {
+        let id = h.request("POST", "/a/m/jsonp_send", &form, body);
+        assert_eq!(h.ex(id).body(), "ok", "{body}");
+        assert_eq!(
+            h.messages.last().map(|(_, t)| t.as_str()),
+            Some(expected),
+            "{body}"
+        );
+    }
+}
+
 #[test]
 fn s6_sends_to_a_closing_session_are_acknowledged_and_dropped() {
     let mut h = Harness::new(Options::default(), App::Close);
