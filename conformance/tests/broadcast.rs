@@ -362,17 +362,29 @@ fn the_inbox_does_not_keep_the_hub_alive() {
 struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// Extra arguments for `redis-server`.
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts one, or says why not (no binary) and returns `None`; with
     /// `SOCKJS_REQUIRE_REDIS=1` a missing binary fails the test instead.
     fn start() -> Option<RedisServer> {
+        RedisServer::start_with(&[])
+    }
+
+    /// As [`start`](RedisServer::start), with extra `redis-server` arguments.
+    fn start_with(args: &[&str]) -> Option<RedisServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
-        let mut server = RedisServer { port, child: None };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut server = RedisServer {
+            port,
+            child: None,
+            args,
+        };
         match server.spawn() {
             Ok(()) => Some(server),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -394,6 +406,7 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(std::env::temp_dir())
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -597,6 +610,56 @@ fn redis_outage_degrades_to_local_delivery_and_recovers_on_either_adapter() {
     assert_eq!(ann.next(), "sent 2");
     for client in [&mut ada, &mut bob, &mut ben] {
         assert_eq!(client.next(), "everyone again");
+    }
+}
+
+/// Connections the server has accepted so far (`INFO stats`), asked with `password`.
+fn redis_connections(redis: &RedisServer, password: &str) -> u64 {
+    let mut stream = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let command = format!(
+        "*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n",
+        password.len()
+    );
+    std::io::Write::write_all(&mut stream, command.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let mut buf = [0u8; 4096];
+    while !answer.contains("total_connections_received:") || !answer.ends_with("\r\n") {
+        let n = std::io::Read::read(&mut stream, &mut buf).unwrap();
+        assert!(n > 0, "redis closed: {answer}");
+        answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// A Redis that takes connections but refuses every command (it wants a password the URL
+/// does not give) is retried with backoff, not reconnected to for every publish.
+#[test]
+fn redis_that_refuses_commands_is_retried_with_backoff_on_either_adapter() {
+    let Some(redis) = RedisServer::start_with(&["--requirepass", "secret"]) else {
+        return;
+    };
+    for adapter in ADAPTERS {
+        let before = redis_connections(&redis, "secret");
+        let node = redis_node(adapter, &redis.url(), &unique_prefix("refused"));
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            node.hub.publish("red", "nobody hears this");
+            assert!(!node.hub.is_connected(), "{adapter:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(node);
+        // Two connections (publishing, subscribing), each retried after 0.1, 0.2, 0.4,
+        // 0.8 s (with jitter): about ten in two seconds; one per publish would be hundreds.
+        let made = redis_connections(&redis, "secret") - before - 1;
+        println!("{adapter:?}: {made} connections in 2 s");
+        assert!(made <= 20, "{adapter:?}: {made} connections in 2 s");
     }
 }
 

@@ -75,6 +75,22 @@ pub trait Timer: Future<Output = ()> + Send + Sync {
     fn reset(self: Pin<&mut Self>, deadline: Instant);
 }
 
+/// Returns `Pending` once, asking to be polled again: the executor runs other tasks first.
+/// For loops whose every step may complete at once (a client or a backend that always
+/// has more), which no executor would otherwise interrupt.
+pub(crate) async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
 /// The instant `after` from `now`, as a timer's deadline. A setting too large to add
 /// (`Duration::MAX`, which users write to mean "never") gives a deadline a century away
 /// instead of the panic of `Instant + Duration`.

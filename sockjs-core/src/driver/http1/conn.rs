@@ -14,7 +14,7 @@ use super::Host;
 use super::deadline::Deadline;
 use super::race::or;
 use crate::driver::drain::SHUTTING_DOWN;
-use crate::driver::runtime::later;
+use crate::driver::runtime::{later, yield_now};
 use crate::driver::scratch::{READ_BUFFER, SpareBuffer, with_read_buffer};
 use crate::driver::socket::write_now;
 use crate::driver::web::{BodyError, not_found, plain};
@@ -53,20 +53,6 @@ fn drains_ended<H: Host>(host: &H) -> ShutdownStarted {
             drain.await;
         }
     })
-}
-
-/// Returns `Pending` once, asking to be polled again: other tasks run first.
-async fn yield_now() {
-    let mut yielded = false;
-    poll_fn(|cx| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await;
 }
 
 /// What happens to the connection after a request.

@@ -53,7 +53,9 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// - Each connection reconnects on its own, with exponential backoff from 100 ms to 5 s
 ///   (with jitter), resubscribing to the current topics. Connecting and every command time
 ///   out after 2 s; an idle connection is pinged every 5 s, so a lost one is noticed
-///   before it costs messages.
+///   before it costs messages. A connection counts as up once a command went through (a
+///   server that refuses commands, such as one that wants a password, is retried with the
+///   same backoff), and the backoff starts over only after a connection has served.
 /// - While the publishing connection is down, messages published on this node reach only
 ///   this node's members: the rest are dropped, not buffered. Messages waiting for the
 ///   connection are bounded too ([`RedisBackend::queue`], default 4096); beyond that they

@@ -36,10 +36,20 @@ impl Publisher {
             let connect = self
                 .client
                 .get_multiplexed_async_connection_with_config(&config);
-            let mut connection = match clock
-                .within(shared, Role::Publisher, CONNECT_TIMEOUT, connect)
-                .await
-            {
+            let connected = async {
+                let mut connection = clock
+                    .within(shared, Role::Publisher, CONNECT_TIMEOUT, connect)
+                    .await?;
+                // A server that takes the connection but refuses its commands (a password
+                // or an ACL it wants) fails here, not at every publish.
+                let ping = redis::cmd("PING");
+                let pong = ping.query_async::<redis::Value>(&mut connection);
+                clock
+                    .within(shared, Role::Publisher, RESPONSE_TIMEOUT, pong)
+                    .await?;
+                Ok(connection)
+            };
+            let mut connection = match connected.await {
                 Ok(connection) => connection,
                 Err(Lost::Stopped) => return,
                 Err(error) => {
@@ -51,12 +61,18 @@ impl Publisher {
                 }
             };
             outage.up(clock.now(), shared, &shared.publisher_up);
-            backoff.reset();
-            let lost = self.serve(&mut clock, &mut connection, &mut batch).await;
+            let (lost, worked) = self.serve(&mut clock, &mut connection, &mut batch).await;
             if let Lost::Stopped = lost {
                 return;
             }
             outage.down(clock.now(), shared, &shared.publisher_up, &lost);
+            // A connection that served is retried at once; one that failed its first
+            // command (a channel the server refuses) waits as a failed connect does.
+            if worked {
+                backoff.reset();
+            } else if !self.wait_dropping(&mut clock, backoff.next_delay()).await {
+                return;
+            }
         }
     }
 
@@ -84,13 +100,15 @@ impl Publisher {
         .await
     }
 
-    /// Publishes batches as they come, pinging an idle connection, until it fails.
+    /// Publishes batches as they come, pinging an idle connection, until it fails; and
+    /// whether any command went through before that.
     pub(super) async fn serve(
         &self,
         clock: &mut Clock,
         connection: &mut MultiplexedConnection,
         batch: &mut Vec<Outgoing>,
-    ) -> Lost {
+    ) -> (Lost, bool) {
+        let mut worked = false;
         let shared = &*self.shared;
         let mut ping = self.runtime.timer(clock.now() + PING_EVERY);
         loop {
@@ -108,7 +126,7 @@ impl Publisher {
             })
             .await;
             let result = match wake {
-                Wake::Stopped => return Lost::Stopped,
+                Wake::Stopped => return (Lost::Stopped, worked),
                 Wake::Ping => {
                     let command = redis::cmd("PING");
                     let ping = command.query_async::<redis::Value>(connection);
@@ -136,8 +154,9 @@ impl Publisher {
                 }
             };
             if let Err(lost) = result {
-                return lost;
+                return (lost, worked);
             }
+            worked = true;
             ping.as_mut().reset(clock.now() + PING_EVERY);
         }
     }

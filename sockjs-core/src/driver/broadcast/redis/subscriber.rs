@@ -13,6 +13,10 @@ use redis::{Client, Msg};
 use super::retry::*;
 use super::*;
 use crate::driver::Runtime;
+use crate::driver::runtime::yield_now;
+
+/// Messages delivered before the task lets others run.
+const DELIVER_BEFORE_YIELD: u32 = 64;
 
 /// The subscribing connection's task.
 pub(super) struct Subscriber {
@@ -73,8 +77,8 @@ impl Subscriber {
             return lost;
         }
         outage.up(clock.now(), shared, &shared.subscriber_up);
-        backoff.reset();
         let mut ping = self.runtime.timer(clock.now() + PING_EVERY);
+        let mut delivered = 0u32;
         loop {
             enum Wake {
                 Message(Option<Msg>),
@@ -98,7 +102,15 @@ impl Subscriber {
             .await;
             match wake {
                 Wake::Message(None) => return Lost::Closed,
-                Wake::Message(Some(message)) => self.deliver(&message, &all, &topic_prefix),
+                Wake::Message(Some(message)) => {
+                    self.deliver(&message, &all, &topic_prefix);
+                    // The client's channel may always have more (a busy cluster), and not
+                    // every runtime makes a task that never waits give way.
+                    delivered = delivered.wrapping_add(1);
+                    if delivered % DELIVER_BEFORE_YIELD == 0 {
+                        yield_now().await;
+                    }
+                }
                 Wake::TopicsChanged => {
                     if let Err(lost) = self.sync(clock, &mut sink, &mut subscribed).await {
                         return lost;
@@ -109,6 +121,9 @@ impl Subscriber {
                     if let Err(lost) = clock.within(shared, role, RESPONSE_TIMEOUT, pong).await {
                         return lost;
                     }
+                    // The connection held for a ping period: the next loss is retried from
+                    // the first delay (one dropped at once after subscribing is not).
+                    backoff.reset();
                     ping.as_mut().reset(clock.now() + PING_EVERY);
                 }
                 Wake::Stopped => return Lost::Stopped,
