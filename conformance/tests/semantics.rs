@@ -2306,3 +2306,37 @@ fn a_stuck_application_on_a_hixie76_socket_is_closed_after_the_stall_timeout() {
         }
     });
 }
+
+/// An upgrade refused (here hixie-76 to a service without it, and to one without
+/// WebSockets) closes the connection after its answer: the bytes the client sent after its
+/// head (hixie-76's key3) are not HTTP and must not be read as the next request.
+#[test]
+fn a_refused_upgrade_closes_the_connection_after_its_answer() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let no_websockets = Options {
+                transports: sockjs_core::Transports::ALL
+                    .without(sockjs_core::Transport::WebSocket)
+                    .without(sockjs_core::Transport::RawWebSocket),
+                ..options()
+            };
+            let target = start_services(
+                adapter,
+                config(),
+                vec![
+                    Mount::new("/app", options(), echo_handler()),
+                    Mount::new("/nows", no_websockets, echo_handler()),
+                ],
+            );
+            for path in [path(&sid("refused"), "websocket"), "/nows/websocket".into()] {
+                let mut conn = target.conn();
+                let mut bytes = hixie_head(&path).into_bytes();
+                bytes.extend_from_slice(b"aaaaaaaa");
+                conn.write_raw(&bytes).unwrap();
+                let response = conn.read_response("GET").unwrap();
+                assert_ne!(response.status(), 101, "{adapter:?} {path}");
+                assert!(conn.is_closed().unwrap(), "{adapter:?} {path}: still open");
+            }
+        }
+    });
+}

@@ -378,11 +378,14 @@ impl<H: Host, S: Socket> Conn<H, S> {
     /// into).
     fn handle(&mut self, decoded: DecodedRequest) -> impl Future<Output = io::Result<Next>> + '_ {
         let encoder = decoded.response_encoder();
+        // Bytes after an upgrade request's head belong to the protocol it asked for (hixie-76
+        // sends eight of them unannounced): refused, the connection cannot go on as HTTP.
+        let upgrade = decoded.upgrade;
         let mut routed = self.route(decoded.request);
         async move {
             let mut out = SpareBuffer::default();
             let finish = |after: AfterResponse| {
-                if after.must_close() {
+                if after.must_close() || upgrade {
                     Next::Close
                 } else {
                     Next::KeepAlive

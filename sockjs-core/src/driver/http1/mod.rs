@@ -23,7 +23,10 @@
 //!   each of these answers closes the connection;
 //! - a write waits at most [`Config::write_timeout`] for the client to take it;
 //! - bytes a client sends while its response is pending (a pipelined request) are kept up
-//!   to 64 KiB, and past that the connection is not read until the response ends.
+//!   to 64 KiB, and past that the connection is not read until the response ends;
+//! - an upgrade request that is not answered with `101` closes the connection after its
+//!   answer (what the client sent after its head is not HTTP);
+//! - a connection lets other tasks run every 32 requests, however fast they come.
 //!
 //! During graceful shutdown an idle connection closes, and a request that arrives on a
 //! kept-alive connection gets `503` "Server shutting down." and the connection closes.
