@@ -823,6 +823,54 @@ fn s7_1_2_second_streaming_receiver_gets_prelude_then_2010() {
     assert!(!h.ex(first).ended);
 }
 
+/// §7.1 rule 2 on the other streaming receivers: the 2010 frame comes after each one's
+/// prelude, in its own framing (eventsource's `data:`, htmlfile's script, JSONP's
+/// callback).
+#[test]
+fn s7_1_2_second_eventsource_htmlfile_and_jsonp_receivers_get_2010_in_their_framing() {
+    let mut h = Harness::echo();
+    h.post("/a/busy3/xhr_streaming", "");
+    let frame = "c[2010,\"Another connection still open\"]";
+    let es = h.get("/a/busy3/eventsource");
+    let chunks = h.ex(es).chunk_strings();
+    assert_eq!(
+        chunks,
+        ["\r\n".to_string(), format!("data: {frame}\r\n\r\n")]
+    );
+    assert!(h.ex(es).ended);
+    let html = h.get("/a/busy3/htmlfile?c=cb");
+    let chunks = h.ex(html).chunk_strings();
+    assert_eq!(chunks.len(), 2, "{chunks:?}");
+    assert!(chunks[0].len() >= 1024, "the padded head first");
+    // The head defines `p`, which hands the frame to the callback.
+    assert!(chunks[0].contains("parent.cb;"), "{}", chunks[0]);
+    assert_eq!(chunks[1], format!("<script>\np({frame:?});\n</script>\r\n"));
+    assert!(h.ex(html).ended);
+    let jsonp = h.get("/a/busy3/jsonp?c=cb");
+    assert_eq!(h.ex(jsonp).body(), format!("/**/cb({frame:?});\r\n"));
+}
+
+/// §7.1 rule 2, a closing session whose application queued messages before it closed: a
+/// streaming receiver gets the `a` frame, then the `c` frame, then the response ends.
+#[test]
+fn s7_1_2_closing_session_with_queued_messages_on_a_stream() {
+    let mut h = Harness::new(Options::default(), App::Passive);
+    h.post("/a/qs/xhr", "");
+    let key = h.last_session();
+    h.app_send(key, "last words");
+    h.app_close(key, 3001, "bye");
+    let stream = h.post("/a/qs/xhr_streaming", "");
+    let chunks = h.ex(stream).chunk_strings();
+    assert_eq!(
+        chunks[1..],
+        [
+            "a[\"last words\"]\n".to_string(),
+            "c[3001,\"bye\"]\n".to_string()
+        ]
+    );
+    assert!(h.ex(stream).ended);
+}
+
 #[test]
 fn s7_1_2_closing_session_replays_close_frame() {
     let mut h = Harness::new(Options::default(), App::Close);
@@ -1790,6 +1838,25 @@ fn s3_4_cookie_on_preflights_2010_and_sender_errors() {
         dummy,
         "empty client value"
     );
+}
+
+/// §3.4 and §4.2: `/info` never carries the cookie, its preflight included, even with the
+/// cookie option on.
+#[test]
+fn s3_4_no_cookie_on_info_or_its_preflight() {
+    let mut h = Harness::new(
+        Options {
+            jsessionid: Jsessionid::echo(),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let get = h.get("/info");
+    let preflight = h.request("OPTIONS", "/info", &[("origin", "http://a.example")], "");
+    for id in [get, preflight] {
+        assert!((200..300).contains(&h.ex(id).status()), "{id:?}");
+        assert_eq!(h.ex(id).header("set-cookie"), None, "{id:?}");
+    }
 }
 
 #[test]
