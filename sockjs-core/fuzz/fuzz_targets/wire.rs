@@ -1,6 +1,8 @@
 //! The HTTP/1.1 request decoder, and the hixie-76 and RFC 6455 frame decoders, over
 //! arbitrary bytes fed in arbitrary pieces: never panics, never holds more than their
-//! limits, and decoded requests respect them.
+//! limits, and decoded requests respect them. A second RFC 6455 decoder fed with a budget
+//! (`feed_at_most`, then feeds of no new bytes until it has nothing left) hands out the
+//! same messages and fails at the same point.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -14,6 +16,7 @@ struct Input {
     max_headers: u8,
     max_head_bytes: u16,
     max_body_bytes: u16,
+    budget: u8,
 }
 
 fuzz_target!(|input: Input| {
@@ -29,6 +32,8 @@ fuzz_target!(|input: Input| {
     let max_message = usize::from(input.max_body_bytes).max(1);
     let mut websocket = rfc6455::Decoder::new(max_message);
     let mut websocket_failed = false;
+    let mut budgeted = rfc6455::Decoder::new(max_message);
+    let budget = usize::from(input.budget);
     'feed: for piece in &input.pieces {
         buf.extend_from_slice(piece);
         hixie_buf.extend_from_slice(piece);
@@ -59,10 +64,27 @@ fuzz_target!(|input: Input| {
             }
         }
         if !websocket_failed {
-            let mut piece = piece.clone();
-            websocket_failed = websocket.feed(&mut piece, &mut |_| {}).is_err();
+            let mut whole = Vec::new();
+            let mut piece_copy = piece.clone();
+            websocket_failed = websocket
+                .feed(&mut piece_copy, &mut |m| whole.push(format!("{m:?}")))
+                .is_err();
             // One unfinished frame at most: the message bound and a header.
             assert!(websocket.buffered() <= max_message + 14);
+
+            let mut spread = Vec::new();
+            let mut piece_copy = piece.clone();
+            let mut input: &mut [u8] = &mut piece_copy;
+            let budgeted_failed = loop {
+                match budgeted.feed_at_most(input, budget, &mut |m| spread.push(format!("{m:?}"))) {
+                    Ok(true) => input = &mut [],
+                    Ok(false) => break false,
+                    Err(_) => break true,
+                }
+            };
+            assert_eq!(spread, whole);
+            assert_eq!(budgeted_failed, websocket_failed);
+            assert!(budgeted.buffered() <= max_message + 14);
         }
     }
 });
