@@ -18,17 +18,49 @@ use sockjs_core::{
 
 #[derive(Debug, Arbitrary)]
 enum Op {
-    Request { method: u8, path: u8, session: u8, query: u8, headers: Vec<(u8, String)>, body: Vec<u8> },
-    RawRequest { method: String, uri: String, body: Vec<u8> },
-    Abort { pick: u8 },
-    WsText { pick: u8, text: String },
-    WsBinary { pick: u8, data: Vec<u8> },
-    WsClosed { pick: u8 },
-    WsTooBig { pick: u8 },
-    Send { pick: u8, text: String },
-    Close { pick: u8, code: u16, reason: String },
+    Request {
+        method: u8,
+        path: u8,
+        session: u8,
+        query: u8,
+        headers: Vec<(u8, String)>,
+        body: Vec<u8>,
+    },
+    RawRequest {
+        method: String,
+        uri: String,
+        body: Vec<u8>,
+    },
+    Abort {
+        pick: u8,
+    },
+    WsText {
+        pick: u8,
+        text: String,
+    },
+    WsBinary {
+        pick: u8,
+        data: Vec<u8>,
+    },
+    WsClosed {
+        pick: u8,
+    },
+    WsTooBig {
+        pick: u8,
+    },
+    Send {
+        pick: u8,
+        text: String,
+    },
+    Close {
+        pick: u8,
+        code: u16,
+        reason: String,
+    },
     CloseAll,
-    Advance { ms: u16 },
+    Advance {
+        ms: u16,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -42,13 +74,34 @@ struct Script {
 
 const METHODS: [&str; 5] = ["GET", "POST", "OPTIONS", "PUT", "HEAD"];
 const PATHS: [&str; 14] = [
-    "", "/info", "/iframe.html", "/websocket", "/xhr", "/xhr_streaming", "/xhr_send",
-    "/eventsource", "/htmlfile", "/jsonp", "/jsonp_send", "/websocket", "/iframe-1.2.html", "/",
+    "",
+    "/info",
+    "/iframe.html",
+    "/websocket",
+    "/xhr",
+    "/xhr_streaming",
+    "/xhr_send",
+    "/eventsource",
+    "/htmlfile",
+    "/jsonp",
+    "/jsonp_send",
+    "/websocket",
+    "/iframe-1.2.html",
+    "/",
 ];
 const HEADERS: [&str; 12] = [
-    "origin", "upgrade", "connection", "sec-websocket-version", "sec-websocket-key",
-    "sec-websocket-key1", "sec-websocket-key2", "cookie", "content-type",
-    "access-control-request-headers", "if-none-match", "host",
+    "origin",
+    "upgrade",
+    "connection",
+    "sec-websocket-version",
+    "sec-websocket-key",
+    "sec-websocket-key1",
+    "sec-websocket-key2",
+    "cookie",
+    "content-type",
+    "access-control-request-headers",
+    "if-none-match",
+    "host",
 ];
 
 #[derive(Default)]
@@ -67,7 +120,9 @@ impl Check {
             while let Some(Transmit { request, content }) = engine.poll_transmit() {
                 self.transmit(request, content);
             }
-            let Some(event) = engine.poll_event() else { return };
+            let Some(event) = engine.poll_event() else {
+                return;
+            };
             self.event(engine, event);
         }
     }
@@ -99,7 +154,10 @@ impl Check {
                 assert!(self.sockets.contains(&request));
             }
             Content::WsClose { reason, .. } => {
-                assert!(reason.len() <= 123, "close reason too long for a control frame");
+                assert!(
+                    reason.len() <= 123,
+                    "close reason too long for a control frame"
+                );
                 assert!(self.sockets.remove(&request), "socket closed twice");
             }
             other => panic!("unknown transmit {other:?}"),
@@ -150,33 +208,58 @@ fuzz_target!(|script: Script| {
     };
     let max_queued = options.max_queued_bytes;
     let mut now = Instant::now();
-    let start = Start { now, wall_clock: SystemTime::UNIX_EPOCH, seed: 1 };
+    let start = Start {
+        now,
+        wall_clock: SystemTime::UNIX_EPOCH,
+        seed: 1,
+    };
     let mut engine = Engine::new(options, start).expect("valid options");
     let mut check = Check::default();
     let mut next = 0u64;
     let mut requests: Vec<RequestId> = Vec::new();
     for op in script.ops {
         match op {
-            Op::Request { method, path, session, query, headers, body } => {
+            Op::Request {
+                method,
+                path,
+                session,
+                query,
+                headers,
+                body,
+            } => {
                 next += 1;
                 let id = RequestId(next);
                 requests.push(id);
                 let path = PATHS[usize::from(path) % PATHS.len()];
-                let uri = if matches!(path, "" | "/" | "/info" | "/iframe.html" | "/iframe-1.2.html") || path == "/websocket" && session % 2 == 0 {
+                let uri = if matches!(
+                    path,
+                    "" | "/" | "/info" | "/iframe.html" | "/iframe-1.2.html"
+                ) || path == "/websocket" && session % 2 == 0
+                {
                     format!("/p{path}{}", if query % 2 == 0 { "" } else { "?c=cb" })
                 } else {
-                    format!("/p/s/{}{path}{}", session % 4, ["", "?c=cb", "?c=a%28", "?callback=x.y"][usize::from(query) % 4])
+                    format!(
+                        "/p/s/{}{path}{}",
+                        session % 4,
+                        ["", "?c=cb", "?c=a%28", "?callback=x.y"][usize::from(query) % 4]
+                    )
                 };
-                let mut builder = http::Request::builder().method(METHODS[usize::from(method) % METHODS.len()]).uri(uri);
+                let mut builder = http::Request::builder()
+                    .method(METHODS[usize::from(method) % METHODS.len()])
+                    .uri(uri);
                 for (name, value) in headers.iter().take(8) {
                     if let Ok(value) = http::HeaderValue::from_str(value) {
-                        builder = builder.header(HEADERS[usize::from(*name) % HEADERS.len()], value);
+                        builder =
+                            builder.header(HEADERS[usize::from(*name) % HEADERS.len()], value);
                     }
                 }
                 if let Ok(request) = builder.body(Bytes::from(body)) {
                     let (parts, body) = request.into_parts();
                     if let Some(held) = engine.attached_receiver(&parts) {
-                        assert!(!check.answered.contains(&held), "a finished receiver is not attached");
+                        assert!(
+                            !check.answered.contains(&held),
+                            "a finished receiver is not attached"
+                        );
                     }
                     engine.handle_request(now, id, http::Request::from_parts(parts, body));
                 }
@@ -185,7 +268,11 @@ fuzz_target!(|script: Script| {
                 next += 1;
                 let id = RequestId(next);
                 requests.push(id);
-                if let Ok(request) = http::Request::builder().method(method.as_str()).uri(uri).body(Bytes::from(body)) {
+                if let Ok(request) = http::Request::builder()
+                    .method(method.as_str())
+                    .uri(uri)
+                    .body(Bytes::from(body))
+                {
                     engine.handle_request(now, id, request);
                 }
             }

@@ -9,7 +9,10 @@ fuzz_target!(|path: &str| {
     let Some(route) = Route::parse(path) else {
         return;
     };
-    if let Route::Session { server, session, .. } = route {
+    if let Route::Session {
+        server, session, ..
+    } = route
+    {
         for segment in [server, session] {
             assert!(!segment.is_empty());
             assert!(!segment.contains(['/', '.']));

@@ -8,7 +8,7 @@
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use sockjs_core::wire::{hixie76, rfc6455, Decoded, Limits, RequestDecoder};
+use sockjs_core::wire::{Decoded, Limits, RequestDecoder, hixie76, rfc6455};
 
 #[derive(Debug, Arbitrary)]
 struct Input {
