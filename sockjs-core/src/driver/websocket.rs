@@ -151,6 +151,7 @@ impl Gate {
 
     /// Whether the queue is past its bound now (after a read: look again at once, so that
     /// the next read waits for room).
+    #[inline]
     pub(crate) fn is_over(&self) -> bool {
         self.inbound
             .as_ref()
@@ -160,6 +161,9 @@ impl Gate {
     /// Whether the socket must not be read now (`open`: the session still takes messages);
     /// registers `cx` for room. Closes the session if the application has taken nothing for
     /// the stall timeout. Returns the stall deadline to wait for while paused.
+    // Polled several times per message on the RFC 6455 path, where a call costs more than
+    // the usual answer (open, not over: not paused).
+    #[inline(always)]
     pub(crate) fn paused(
         &mut self,
         exchange: &Link,
