@@ -208,7 +208,7 @@ impl Codec {
     /// The next whole frame or message from what was fed, if there is one.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, String> {
         loop {
-            let Some((first, payload, used)) = parse(&self.input)? else {
+            let Some((first, payload, used)) = parse(&self.input, self.max_message)? else {
                 return Ok(None);
             };
             let payload = payload.to_vec();
@@ -244,6 +244,9 @@ impl Codec {
                 (0, Some((op, compressed, mut data))) => {
                     if rsv1 {
                         return Err("RSV1 on a continuation frame".into());
+                    }
+                    if data.len() + payload.len() > self.max_message {
+                        return Err(format!("a message over {} bytes", self.max_message));
                     }
                     data.extend_from_slice(&payload);
                     (op, compressed, data)
@@ -307,8 +310,9 @@ impl Codec {
 /// A server frame: its first byte, its payload, and the bytes it took.
 type Parsed<'a> = (u8, &'a [u8], usize);
 
-/// One server frame at the start of `input`.
-fn parse(input: &[u8]) -> Result<Option<Parsed<'_>>, String> {
+/// One server frame at the start of `input`; a frame longer than `max` is an error (its
+/// length is what the server claims: nothing is read towards it).
+fn parse(input: &[u8], max: usize) -> Result<Option<Parsed<'_>>, String> {
     let [first, second, ..] = *input else {
         return Ok(None);
     };
@@ -329,6 +333,9 @@ fn parse(input: &[u8]) -> Result<Option<Parsed<'_>>, String> {
         },
         n => (n as usize, 2),
     };
+    if len > max {
+        return Err(format!("a frame of {len} bytes (over {max})"));
+    }
     match input.get(at..at + len) {
         Some(payload) => Ok(Some((first, payload, at + len))),
         None => Ok(None),
@@ -461,6 +468,9 @@ impl DeflateWs {
         let (status, headers, used) = loop {
             if let Some(head) = parse_head(&buf)? {
                 break head;
+            }
+            if buf.len() > crate::http::MAX_HEAD {
+                return Err(format!("an upgrade response head over {} bytes", buf.len()));
             }
             match stream.read(&mut chunk) {
                 Ok(0) => return Err("closed before the upgrade response".into()),
@@ -626,5 +636,26 @@ mod tests {
         let mut plain = Codec::new(None);
         plain.feed(&frame);
         assert!(plain.next_frame().is_err());
+    }
+
+    #[test]
+    fn a_server_cannot_make_the_client_buffer_without_bound() {
+        // A frame claiming 2^63 bytes, or u64::MAX: refused from its header.
+        for len in [1u64 << 63, u64::MAX] {
+            let mut codec = Codec::new(None);
+            let mut frame = vec![0x81, 127];
+            frame.extend_from_slice(&len.to_be_bytes());
+            codec.feed(&frame);
+            assert!(codec.next_frame().is_err(), "{len}");
+        }
+        // A fragmented message past the bound: refused at the fragment that crosses it.
+        let mut codec = Codec::new(None);
+        codec.max_message = 100;
+        let mut frames = vec![0x01, 60];
+        frames.extend_from_slice(&[b'x'; 60]);
+        frames.extend_from_slice(&[0x00, 60]);
+        frames.extend_from_slice(&[b'x'; 60]);
+        codec.feed(&frames);
+        assert!(codec.next_frame().is_err());
     }
 }

@@ -15,7 +15,7 @@ use crate::tls::ClientStream;
 use crate::util::esc;
 
 /// Largest response head accepted (bytes).
-const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Largest body or chunk accepted (bytes).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
@@ -181,12 +181,31 @@ impl Head {
         })
     }
 
-    /// The `Content-Length` value, if present and valid.
+    /// The `Content-Length` value, if present and valid: digits only (RFC 9110 §8.6, no
+    /// sign), and every field of it the same.
     pub fn content_length(&self) -> Option<Result<usize>> {
-        self.header("content-length").map(|v| {
-            v.trim()
-                .parse::<usize>()
-                .map_err(|_| Error(format!("invalid Content-Length {:?}", v)))
+        let value = self.header("content-length")?;
+        let parse = |v: &str| {
+            let v = v.trim();
+            v.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| v.parse::<usize>().ok())
+                .flatten()
+                .ok_or_else(|| Error(format!("invalid Content-Length {v:?}")))
+        };
+        let first = match parse(value) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        let conflicting = self
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+            .any(|(_, v)| parse(v).is_err() || parse(v).is_ok_and(|n| n != first));
+        Some(if conflicting {
+            Err(Error("conflicting Content-Length fields".into()))
+        } else {
+            Ok(first)
         })
     }
 
@@ -257,9 +276,12 @@ impl Response {
 }
 
 /// Parses a response head (status line and headers, without the blank line).
+///
+/// Field values may hold bytes that are not UTF-8 (RFC 9110 §5.5's obs-text, such as an
+/// echoed `Origin` a client sent that way): they read as U+FFFD. The status line and field
+/// names must be ASCII.
 pub fn parse_head(bytes: &[u8]) -> Result<Head> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| Error(format!("response head is not UTF-8: \"{}\"", esc(bytes))))?;
+    let text = String::from_utf8_lossy(bytes);
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
@@ -273,7 +295,7 @@ pub fn parse_head(bytes: &[u8]) -> Result<Head> {
     let status = parts
         .next()
         .and_then(|s| {
-            if s.len() == 3 {
+            if s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()) {
                 s.parse::<u16>().ok()
             } else {
                 None
@@ -294,7 +316,7 @@ pub fn parse_head(bytes: &[u8]) -> Result<Head> {
         let (name, value) = line
             .split_once(':')
             .ok_or_else(|| Error(format!("bad header line \"{}\"", esc(line.as_bytes()))))?;
-        if name.is_empty() || name.contains(' ') {
+        if name.is_empty() || name.contains(' ') || !name.is_ascii() {
             return Err(Error(format!(
                 "bad header name \"{}\"",
                 esc(name.as_bytes())
@@ -580,8 +602,10 @@ impl<S: Read + Write> Conn<S> {
         let line = self.read_line("reading chunk size")?;
         let text = String::from_utf8_lossy(&line);
         let size_text = text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| Error(format!("bad chunk size line \"{}\"", esc(&line))))?;
+        let size = (!size_text.is_empty() && size_text.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| usize::from_str_radix(size_text, 16).ok())
+            .flatten()
+            .ok_or_else(|| Error(format!("bad chunk size line \"{}\"", esc(&line))))?;
         if size > MAX_BODY {
             return Err(Error(format!("chunk too large ({size} bytes)")));
         }
@@ -768,6 +792,25 @@ mod tests {
         assert_eq!(head.header("x-a"), Some("b"));
         assert_eq!(head.header_all("SET-COOKIE"), vec!["a", "b"]);
         assert!(parse_head(b"HTTP/1.1 20 OK").is_err());
+        assert!(parse_head(b"HTTP/1.1 +20 OK").is_err());
+        // obs-text in a value is a field like another; a name must be a token.
+        let head =
+            parse_head(b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: http://\xff").unwrap();
+        assert_eq!(
+            head.header("access-control-allow-origin"),
+            Some("http://\u{fffd}")
+        );
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n\xff: x").is_err());
+        for (fields, valid) in [
+            ("Content-Length: 5", Some(5)),
+            ("Content-Length: +5", None),
+            ("Content-Length: 5\r\nContent-Length: 5", Some(5)),
+            ("Content-Length: 5\r\nContent-Length: 6", None),
+        ] {
+            let head = parse_head(format!("HTTP/1.1 200 OK\r\n{fields}").as_bytes()).unwrap();
+            let length = head.content_length().unwrap().ok();
+            assert_eq!(length, valid, "{fields}");
+        }
         assert!(parse_head(b"FOO 200 OK").is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nnocolon").is_err());
         let head = parse_head(b"HTTP/1.0 204").unwrap();
@@ -813,6 +856,9 @@ mod tests {
         let mut c = conn(b"2\r\nabXY");
         assert!(c.read_chunk().is_err());
         let mut c = conn(b"5\r\nab");
+        assert!(c.read_chunk().is_err());
+        // A sign is not a hex digit, though `from_str_radix` takes one.
+        let mut c = conn(b"+2\r\nab\r\n");
         assert!(c.read_chunk().is_err());
     }
 

@@ -91,15 +91,18 @@ impl Ws {
 
     /// Reads the next event, reporting pings instead of skipping them.
     pub fn recv_with_pings(&mut self) -> Result<Option<WsEvent>, Failure> {
-        match self.inner.read() {
-            Ok(Message::Ping(_)) => Ok(None),
-            Ok(Message::Text(t)) => Ok(Some(WsEvent::Text(t.to_string()))),
-            Ok(Message::Binary(b)) => Ok(Some(WsEvent::Binary(b.to_vec()))),
-            Ok(Message::Close(f)) => Ok(Some(WsEvent::Close(
-                f.map(|f| (u16::from(f.code), f.reason.to_string())),
-            ))),
-            Ok(Message::Pong(_) | Message::Frame(_)) => self.recv_with_pings(),
-            Err(e) => classify(e).map(Some),
+        // A loop, not a recursion: a server may send any number of unsolicited pongs.
+        loop {
+            return match self.inner.read() {
+                Ok(Message::Ping(_)) => Ok(None),
+                Ok(Message::Text(t)) => Ok(Some(WsEvent::Text(t.to_string()))),
+                Ok(Message::Binary(b)) => Ok(Some(WsEvent::Binary(b.to_vec()))),
+                Ok(Message::Close(f)) => Ok(Some(WsEvent::Close(
+                    f.map(|f| (u16::from(f.code), f.reason.to_string())),
+                ))),
+                Ok(Message::Pong(_) | Message::Frame(_)) => continue,
+                Err(e) => classify(e).map(Some),
+            };
         }
     }
 
