@@ -169,6 +169,8 @@ pub enum Observed {
     Closed,
     /// Nothing happened within the timeout.
     Hung,
+    /// A response head that is not HTTP/1.x (a bad status line or header field).
+    Malformed,
 }
 
 impl std::fmt::Display for Observed {
@@ -177,6 +179,7 @@ impl std::fmt::Display for Observed {
             Observed::Status(s, body) => write!(f, "{s} \"{}\"", esc_short(body, 40)),
             Observed::Closed => f.write_str("closed"),
             Observed::Hung => f.write_str("HUNG"),
+            Observed::Malformed => f.write_str("a malformed response"),
         }
     }
 }
@@ -197,7 +200,7 @@ enum Expect {
 impl Expect {
     fn accepts(self, seen: &Observed) -> bool {
         match (self, seen) {
-            (_, Observed::Hung) => false,
+            (_, Observed::Hung | Observed::Malformed) => false,
             (Expect::Bounded, _) => true,
             (Expect::Rejected, Observed::Closed) => true,
             (Expect::Rejected, Observed::Status(s, _)) => (400..=599).contains(s),
@@ -294,7 +297,7 @@ fn read_outcome(stream: &mut TcpStream, timeout: Duration) -> Observed {
     loop {
         if let Some(end) = find(&buf, b"\r\n\r\n") {
             let Ok(head) = parse_head(&buf[..end]) else {
-                return Observed::Closed;
+                return Observed::Malformed;
             };
             let mut body = buf[end + 4..].to_vec();
             // Read a little of the body when it is short and delimited.
@@ -499,18 +502,30 @@ fn control_session(config: &HostileConfig, addr: SocketAddr, stop: &AtomicBool) 
             return stats;
         }
     };
-    let read_text = |ws: &mut tungstenite::WebSocket<TcpStream>| loop {
-        match ws.read() {
-            Ok(tungstenite::Message::Text(t)) => {
-                let t = t.as_str();
-                if t == "h" {
-                    continue;
-                }
-                return Ok(t.to_owned());
+    // Heartbeats and pings are skipped, but only until the I/O timeout: a server that
+    // sends nothing else must not keep the control session (and the run) waiting.
+    let io_timeout = config.io_timeout;
+    let read_text = |ws: &mut tungstenite::WebSocket<TcpStream>| {
+        let deadline = Instant::now() + io_timeout;
+        loop {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "control read: no message within {} ms",
+                    io_timeout.as_millis()
+                ));
             }
-            Ok(tungstenite::Message::Close(_)) => return Err("control session closed".into()),
-            Ok(_) => continue,
-            Err(e) => return Err(format!("control read: {e}")),
+            match ws.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    let t = t.as_str();
+                    if t == "h" {
+                        continue;
+                    }
+                    return Ok(t.to_owned());
+                }
+                Ok(tungstenite::Message::Close(_)) => return Err("control session closed".into()),
+                Ok(_) => continue,
+                Err(e) => return Err(format!("control read: {e}")),
+            }
         }
     };
     match read_text(&mut ws) {
@@ -881,7 +896,7 @@ fn bad_jsonp_callbacks(ctx: &Ctx<'_>) -> Result<String, String> {
                 // A 64 KB target may be refused as too long before routing.
                 Observed::Status(s, _) => callback.len() > 1000 && (400..=499).contains(s),
                 Observed::Closed => callback.len() > 1000,
-                Observed::Hung => false,
+                Observed::Hung | Observed::Malformed => false,
             };
             if !ok {
                 return Err(format!(
