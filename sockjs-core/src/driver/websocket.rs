@@ -243,7 +243,9 @@ async fn hixie76<S: Socket>(
     loop {
         // The whole frames read so far go to the engine under one lock: a read is one input,
         // as on RFC 6455 sockets (the inbound bound holds inputs whole).
-        let stop = (!buf.is_empty()).then(|| {
+        let stop = if buf.is_empty() {
+            None
+        } else {
             exchange.feed(|engine, now, id| {
                 loop {
                     match decoder.decode(&mut buf) {
@@ -256,8 +258,8 @@ async fn hixie76<S: Socket>(
                     }
                 }
             })
-        });
-        if let Some(stop) = stop.flatten() {
+        };
+        if let Some(stop) = stop {
             match stop {
                 Ok(()) => {
                     let _ =
