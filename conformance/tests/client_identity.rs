@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use conformance::http::Request;
 use sockjs_core::driver::{Config, Session};
-use sockjs_core::{Options, SessionBinding, SessionKey, Transport};
+use sockjs_core::{ForwardingHeader, Options, SessionBinding, SessionKey, Transport};
 use support::{ADAPTERS, Mount, Target, handler, start_services, within, ws_text};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -30,14 +30,16 @@ struct Seen {
     client: Option<IpAddr>,
 }
 
-/// Two services: `/trusting` believes proxies on loopback, `/plain` believes no one. Both
-/// echo and report each session as it opens.
+/// Four services: `/trusting` believes proxies on loopback in `X-Forwarded-For` (the
+/// default header), `/forwarded` in `Forwarded` and `/real-ip` in `X-Real-IP`; `/plain`
+/// believes no one. All echo and report each session as it opens.
 fn serve(adapter: support::Adapter, binding: SessionBinding) -> (Target, Receiver<Seen>) {
     let (tx, rx) = mpsc::channel();
-    let mount = |prefix: &str, trusted: Vec<sockjs_core::IpRange>| {
+    let mount = |prefix: &str, trusted: Vec<sockjs_core::IpRange>, header| {
         let tx = tx.clone();
         let options = Options {
             trusted_proxies: trusted,
+            forwarding_header: header,
             session_binding: binding,
             disconnect_delay: Duration::from_secs(5),
             ..Options::default()
@@ -60,9 +62,12 @@ fn serve(adapter: support::Adapter, binding: SessionBinding) -> (Target, Receive
             }),
         )
     };
+    let loopback = || vec!["127.0.0.0/8".parse().unwrap()];
     let mounts = vec![
-        mount("/trusting", vec!["127.0.0.0/8".parse().unwrap()]),
-        mount("/plain", Vec::new()),
+        mount("/trusting", loopback(), ForwardingHeader::default()),
+        mount("/forwarded", loopback(), ForwardingHeader::Forwarded),
+        mount("/real-ip", loopback(), ForwardingHeader::XRealIp),
+        mount("/plain", Vec::new(), ForwardingHeader::default()),
     ];
     let config = Config {
         shards: 2,
@@ -106,22 +111,49 @@ fn s3_3_client_addr_honours_trusted_proxies_and_ignores_the_rest() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
             let (target, rx) = serve(adapter, SessionBinding::None);
-            let cases: [Case; 8] = [
-                // From a trusted proxy: its forwarding headers name the client.
+            let cases: [Case; 12] = [
+                // From a trusted proxy: its forwarding header names the client.
                 (
                     "/trusting",
                     &[("X-Forwarded-For", "203.0.113.7")],
                     ip("203.0.113.7"),
                 ),
                 (
-                    "/trusting",
+                    "/forwarded",
                     &[("Forwarded", "for=\"[2001:db8::1]:4711\";proto=https")],
                     ip("2001:db8::1"),
                 ),
                 (
-                    "/trusting",
+                    "/real-ip",
                     &[("X-Real-IP", "198.51.100.9")],
                     ip("198.51.100.9"),
+                ),
+                // The headers the proxy does not set are the client's own word: a
+                // proxy passes them through, so they are never read.
+                (
+                    "/trusting",
+                    &[
+                        ("Forwarded", "for=192.0.2.66"),
+                        ("X-Real-IP", "192.0.2.67"),
+                        ("X-Forwarded-For", "203.0.113.7"),
+                    ],
+                    ip("203.0.113.7"),
+                ),
+                ("/trusting", &[("X-Real-IP", "192.0.2.67")], ip("127.0.0.1")),
+                (
+                    "/forwarded",
+                    &[("X-Forwarded-For", "192.0.2.66")],
+                    ip("127.0.0.1"),
+                ),
+                // A trusted proxy's element without `for=` is a hop of unknown address:
+                // the client's element before it is not taken for the nearest hop.
+                (
+                    "/forwarded",
+                    &[
+                        ("Forwarded", "for=192.0.2.66"),
+                        ("Forwarded", "proto=https"),
+                    ],
+                    ip("127.0.0.1"),
                 ),
                 // Hop by hop from the right: the first untrusted hop is the client, what
                 // it claims before itself is not believed.
@@ -190,6 +222,18 @@ fn s3_3_peer_ip_binding_follows_the_client_behind_a_trusted_proxy() {
             assert_eq!(seen.client, ip("203.0.113.7"));
             assert_eq!(send("/trusting", &id, "198.51.100.1"), 404, "{adapter:?}");
             assert_eq!(send("/trusting", &id, "203.0.113.7"), 204, "{adapter:?}");
+            // A thief naming the client in a header the proxy passes through untouched.
+            for claim in [
+                ("Forwarded", "for=203.0.113.7"),
+                ("X-Real-IP", "203.0.113.7"),
+            ] {
+                let request = Request::new("POST", &format!("/trusting/000/{id}/xhr_send"))
+                    .header(claim.0, claim.1)
+                    .header("X-Forwarded-For", "198.51.100.1")
+                    .body(r#"["x"]"#);
+                let status = target.request(&request).status();
+                assert_eq!(status, 404, "{adapter:?} {claim:?}");
+            }
 
             // Without trust, the header is noise: the session is bound to the peer.
             let id = sid("bound");

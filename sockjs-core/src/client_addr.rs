@@ -27,8 +27,14 @@ pub struct IpRange {
 
 impl IpRange {
     /// The addresses that share their first `prefix` bits with `network` (`None` if the
-    /// prefix is longer than the address).
+    /// prefix is longer than the address). An IPv4 address mapped into IPv6
+    /// (`::ffff:a.b.c.d`) with a prefix of 96 or more is the IPv4 range it maps, as
+    /// [`contains`](IpRange::contains) reads such addresses.
     pub fn new(network: IpAddr, prefix: u8) -> Option<IpRange> {
+        let (network, prefix) = match (network, canonical(network)) {
+            (IpAddr::V6(_), IpAddr::V4(v4)) if prefix >= 96 => (IpAddr::V4(v4), prefix - 96),
+            _ => (network, prefix),
+        };
         let bits = if network.is_ipv4() { 32 } else { 128 };
         (prefix <= bits).then_some(IpRange { network, prefix })
     }
@@ -88,7 +94,6 @@ impl FromStr for IpRange {
             None => (s, None),
         };
         let network: IpAddr = addr.trim().parse().map_err(|_| IpRangeError)?;
-        let network = canonical(network);
         let bits = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             Some(p) => p.trim().parse::<u8>().map_err(|_| IpRangeError)?,
@@ -104,28 +109,82 @@ impl fmt::Display for IpRange {
     }
 }
 
-/// The client's address: `peer` (the socket's), unless `peer` is a trusted proxy, in which
-/// case the forwarding headers are read from the nearest hop outwards and the first address
-/// not trusted is the client (the farthest one, if every hop is trusted). `Forwarded` is
-/// read if present, else `X-Forwarded-For`, else `X-Real-IP`. Entries that are not IP
-/// addresses (`unknown`, obfuscated identifiers) end the walk at the last address known.
+/// Which forwarding header the [trusted proxies](crate::Options::trusted_proxies) write,
+/// for [`Options::forwarding_header`](crate::Options::forwarding_header).
+///
+/// Only that header is read. A proxy writes (or appends to) its own header and passes the
+/// others through as the client sent them, so reading any header the proxy does not set
+/// would let a client name its own address.
+///
+/// ```
+/// use sockjs_core::{ForwardingHeader, Options};
+/// let options = Options {
+///     trusted_proxies: vec!["10.0.0.0/8".parse()?],
+///     forwarding_header: ForwardingHeader::Forwarded,
+///     ..Default::default()
+/// };
+/// # Ok::<(), sockjs_core::IpRangeError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ForwardingHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`, each proxy appending the address it got
+    /// the request from (nginx's `$proxy_add_x_forwarded_for`, HAProxy's `option
+    /// forwardfor`, most load balancers). The default.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239), each proxy appending an element
+    /// with `for=`; an element without `for=` (or with it twice) is a hop of unknown
+    /// address.
+    Forwarded,
+    /// `X-Real-IP: client`, one address, set by the proxy in place of whatever the client
+    /// sent (nginx's `proxy_set_header X-Real-IP $remote_addr`).
+    XRealIp,
+}
+
+impl ForwardingHeader {
+    fn name(self) -> &'static str {
+        match self {
+            ForwardingHeader::XForwardedFor => "x-forwarded-for",
+            ForwardingHeader::Forwarded => "forwarded",
+            ForwardingHeader::XRealIp => "x-real-ip",
+        }
+    }
+}
+
 /// The client's address behind trusted proxies, from the adapter's `peer` address
-/// ([`PeerAddr`](crate::PeerAddr)) and the request's forwarding headers.
+/// ([`PeerAddr`](crate::PeerAddr)) and the request's forwarding header; `None` when the
+/// adapter gave no peer address.
 pub(crate) fn of_request(
     parts: &http::request::Parts,
     peer: Option<std::net::SocketAddr>,
-    trusted: &[IpRange],
+    options: &crate::Options,
 ) -> Option<IpAddr> {
-    Some(client_ip(peer?.ip(), &parts.headers, trusted))
+    Some(client_ip(
+        peer?.ip(),
+        &parts.headers,
+        &options.trusted_proxies,
+        options.forwarding_header,
+    ))
 }
 
-pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpRange]) -> IpAddr {
+/// The client's address: `peer` (the socket's), unless `peer` is a trusted proxy, in which
+/// case `header` is read from the nearest hop outwards and the first address not trusted
+/// is the client (the farthest one, if every hop is trusted). An entry that is not an IP
+/// address (`unknown`, an obfuscated identifier, bytes that are not text) ends the walk at
+/// the last address known: what lies beyond it may be the client's own writing.
+pub(crate) fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpRange],
+    header: ForwardingHeader,
+) -> IpAddr {
     let peer = canonical(peer);
     let is_trusted = |ip: IpAddr| trusted.iter().any(|range| range.contains(ip));
     if !is_trusted(peer) {
         return peer;
     }
-    let hops = forwarded_for(headers);
+    let hops = forwarded_for(headers, header);
     let mut client = peer;
     for hop in hops.iter().rev() {
         let Some(ip) = hop else {
@@ -139,45 +198,39 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpRange]) 
     client
 }
 
-/// The addresses the forwarding headers list, nearest hop last; `None` for an entry that is
-/// not an address.
-fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> = headers
-        .get_all(http::header::FORWARDED)
+/// The addresses `header` lists over all its lines, nearest hop last; `None` for an entry
+/// that is not an address.
+///
+/// Lists are split at every comma, quotes or not: a proxy's own entries hold none, and a
+/// quote the client left open must not swallow the entries the proxies appended after it.
+/// Each entry is read on its own, so bytes that are not text spoil only their own entry.
+fn forwarded_for(headers: &HeaderMap, header: ForwardingHeader) -> Vec<Option<IpAddr>> {
+    let entries = headers
+        .get_all(header.name())
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .flat_map(|v| v.split(','))
-            .filter_map(|element| {
-                element.split(';').find_map(|pair| {
-                    let (name, value) = pair.split_once('=')?;
-                    name.trim()
-                        .eq_ignore_ascii_case("for")
-                        .then(|| node_ip(value.trim()))
-                })
-            })
-            .collect();
+        .flat_map(|line| line.as_bytes().split(|&b| b == b','))
+        .map(|entry| std::str::from_utf8(entry).ok().map(str::trim));
+    match header {
+        ForwardingHeader::XForwardedFor | ForwardingHeader::XRealIp => {
+            entries.map(|entry| entry.and_then(node_ip)).collect()
+        }
+        ForwardingHeader::Forwarded => entries
+            .map(|element| element.and_then(element_for))
+            .collect(),
     }
-    let xff: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !xff.is_empty() {
-        return xff
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(|entry| node_ip(entry.trim()))
-            .collect();
+}
+
+/// The address of a `Forwarded` element's one `for=` parameter.
+fn element_for(element: &str) -> Option<IpAddr> {
+    let mut nodes = element.split(';').filter_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("for").then_some(value)
+    });
+    let node = nodes.next()?;
+    if nodes.next().is_some() {
+        return None;
     }
-    headers
-        .get("x-real-ip")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| vec![node_ip(v.trim())])
-        .unwrap_or_default()
+    node_ip(node.trim())
 }
 
 /// An address from a forwarding header: `1.2.3.4`, `1.2.3.4:80`, `"[2001:db8::1]:80"`,
@@ -218,6 +271,8 @@ mod tests {
         map
     }
 
+    const XFF: ForwardingHeader = ForwardingHeader::XForwardedFor;
+
     #[test]
     fn ranges_parse_and_match() {
         let r: IpRange = "192.168.0.0/16".parse().expect("range");
@@ -233,13 +288,20 @@ mod tests {
     }
 
     #[test]
+    fn a_mapped_ipv4_network_is_its_ipv4_range() {
+        let mapped = IpRange::new(ip("::ffff:10.0.0.1"), 128).expect("range");
+        assert!(mapped.contains(ip("10.0.0.1")));
+        let r: IpRange = "::ffff:10.0.0.0/104".parse().expect("range");
+        assert!(r.contains(ip("10.200.0.1")) && !r.contains(ip("11.0.0.1")));
+        assert_eq!(r, "10.0.0.0/8".parse().expect("range"));
+    }
+
+    #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
         let h = headers(&[("x-forwarded-for", "1.1.1.1"), ("x-real-ip", "2.2.2.2")]);
-        assert_eq!(
-            client_ip(ip("9.9.9.9"), &h, &ranges(&["10.0.0.0/8"])),
-            ip("9.9.9.9")
-        );
-        assert_eq!(client_ip(ip("9.9.9.9"), &h, &[]), ip("9.9.9.9"));
+        let trusted = ranges(&["10.0.0.0/8"]);
+        assert_eq!(client_ip(ip("9.9.9.9"), &h, &trusted, XFF), ip("9.9.9.9"));
+        assert_eq!(client_ip(ip("9.9.9.9"), &h, &[], XFF), ip("9.9.9.9"));
     }
 
     #[test]
@@ -247,40 +309,88 @@ mod tests {
         let trusted = ranges(&["10.0.0.0/8", "127.0.0.1"]);
         // A client-supplied spoof (1.1.1.1) left of the real client (8.8.8.8).
         let h = headers(&[("x-forwarded-for", "1.1.1.1, 8.8.8.8, 10.0.0.2")]);
-        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("8.8.8.8"));
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted, XFF), ip("8.8.8.8"));
         // Every hop trusted: the farthest.
         let h = headers(&[
             ("x-forwarded-for", "10.0.0.5"),
             ("x-forwarded-for", "10.0.0.6"),
         ]);
-        assert_eq!(client_ip(ip("10.0.0.7"), &h, &trusted), ip("10.0.0.5"));
-        // X-Real-IP when nothing else says.
+        assert_eq!(client_ip(ip("10.0.0.7"), &h, &trusted, XFF), ip("10.0.0.5"));
         let h = headers(&[("x-real-ip", "8.8.4.4")]);
-        assert_eq!(client_ip(ip("10.1.1.1"), &h, &trusted), ip("8.8.4.4"));
+        let real = ForwardingHeader::XRealIp;
+        assert_eq!(client_ip(ip("10.1.1.1"), &h, &trusted, real), ip("8.8.4.4"));
         // No header: the proxy itself.
+        let none = HeaderMap::new();
         assert_eq!(
-            client_ip(ip("10.1.1.1"), &HeaderMap::new(), &trusted),
+            client_ip(ip("10.1.1.1"), &none, &trusted, XFF),
             ip("10.1.1.1")
         );
+        let h = headers(&[("x-forwarded-for", "8.8.8.8:1234")]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, XFF), ip("8.8.8.8"));
     }
 
     #[test]
-    fn forwarded_wins_and_its_node_forms_are_read() {
+    fn only_the_configured_header_is_read() {
+        // A proxy that sets X-Forwarded-For passes the client's own Forwarded and
+        // X-Real-IP through untouched: they are the client's word, not the proxy's.
         let trusted = ranges(&["10.0.0.0/8"]);
         let h = headers(&[
-            (
-                "forwarded",
-                r#"for="[2001:db8::7]:4711";proto=https, for=10.0.0.3:80"#,
-            ),
-            ("x-forwarded-for", "1.1.1.1"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.7"),
+            ("x-forwarded-for", "8.8.8.8"),
         ]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("2001:db8::7"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, XFF), ip("8.8.8.8"));
+        let fwd = ForwardingHeader::Forwarded;
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("6.6.6.6"));
+        // The configured header missing: the proxy, never another header.
+        let h = headers(&[("forwarded", "for=6.6.6.6"), ("x-real-ip", "6.6.6.7")]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, XFF), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_spoil_only_their_own_entry() {
+        let trusted = ranges(&["10.0.0.0/8"]);
+        let mut h = HeaderMap::new();
+        let line = http::HeaderValue::from_bytes(b"\xe9, 8.8.8.8").expect("obs-text value");
+        h.append("x-forwarded-for", line);
+        h.append("x-real-ip", "6.6.6.6".parse().expect("value"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, XFF), ip("8.8.8.8"));
+        // Nearest first: the bad entry ends the walk at the last address known.
+        let mut h = HeaderMap::new();
+        let line = http::HeaderValue::from_bytes(b"6.6.6.6, \xe9").expect("obs-text value");
+        h.append("x-forwarded-for", line);
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, XFF), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn forwarded_node_forms_and_hops_of_unknown_address() {
+        let trusted = ranges(&["10.0.0.0/8"]);
+        let fwd = ForwardingHeader::Forwarded;
+        let h = headers(&[(
+            "forwarded",
+            r#"for="[2001:db8::7]:4711";proto=https, for=10.0.0.3:80"#,
+        )]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &h, &trusted, fwd),
+            ip("2001:db8::7")
+        );
         let h = headers(&[("forwarded", "For=192.0.2.60;by=203.0.113.43")]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("192.0.2.60"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &h, &trusted, fwd),
+            ip("192.0.2.60")
+        );
         // An obfuscated or unknown hop ends the walk at the last address known.
         let h = headers(&[("forwarded", "for=unknown, for=10.0.0.9")]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.9"));
-        let h = headers(&[("x-forwarded-for", "8.8.8.8:1234")]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("8.8.8.8"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("10.0.0.9"));
+        // So does a trusted proxy's element without `for=`: the client's element before
+        // it is not promoted to the nearest hop.
+        let h = headers(&[("forwarded", "for=6.6.6.6"), ("forwarded", "proto=https")]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("10.0.0.1"));
+        // And an element naming `for` twice.
+        let h = headers(&[("forwarded", "for=6.6.6.6;for=10.0.0.4")]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("10.0.0.1"));
+        // A quote the client left open does not swallow the proxy's element.
+        let h = headers(&[("forwarded", r#"for="6.6.6.6, for=8.8.8.8"#)]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("8.8.8.8"));
     }
 }

@@ -170,7 +170,7 @@ pub mod payload;
 #[doc(hidden)]
 pub mod route;
 
-pub use client_addr::{IpRange, IpRangeError};
+pub use client_addr::{ForwardingHeader, IpRange, IpRangeError};
 pub use cookie::{CookieAttributes, CookieError, CookieFn, Jsessionid, SameSite};
 pub use deflate::{DeflateOptions, DeflateParams};
 pub use engine::{Engine, Start};

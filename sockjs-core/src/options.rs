@@ -135,8 +135,11 @@ pub enum SessionBinding {
     /// Bound to the client's IP address: the peer's, as the adapter reports it in the
     /// [`PeerAddr`] request extension, or, when the peer is one of the
     /// [`Options::trusted_proxies`], the client those proxies name in their forwarding
-    /// headers. A request from another address gets `404`. Behind a proxy that is not
-    /// trusted, every client shares the proxy's address.
+    /// header ([`Options::forwarding_header`]). A request from another address gets `404`.
+    /// Behind a proxy that is not trusted, every client shares the proxy's address. A
+    /// request without a peer address (an adapter that gives none, such as axum served
+    /// without connect info) binds to no one: it gets `404` on every session endpoint but
+    /// WebSockets, rather than sharing one "unknown" address with every such request.
     ///
     /// [`PeerAddr`]: crate::PeerAddr
     PeerIp,
@@ -256,10 +259,10 @@ pub struct Options {
     /// Most sessions alive at once; beyond it new sessions get `503 Service Unavailable`.
     /// Default 100 000.
     pub max_sessions: usize,
-    /// Proxies (load balancers, reverse proxies) whose forwarding headers are believed:
-    /// when a request comes from one of these addresses, the client's address is read from
-    /// `Forwarded`, `X-Forwarded-For` or `X-Real-IP`, hop by hop, as far as the hops are
-    /// trusted. It is what `Session::client_addr` reports and what
+    /// Proxies (load balancers, reverse proxies) whose forwarding header is believed: when
+    /// a request comes from one of these addresses, the client's address is read from
+    /// [`forwarding_header`](Options::forwarding_header), hop by hop, as far as the hops
+    /// are trusted. It is what `Session::client_addr` reports and what
     /// [`SessionBinding::PeerIp`] binds to. Default empty: the socket's peer is the client,
     /// whatever the headers say.
     ///
@@ -271,6 +274,10 @@ pub struct Options {
     /// # Ok::<(), sockjs_core::IpRangeError>(())
     /// ```
     pub trusted_proxies: Vec<crate::IpRange>,
+    /// The one forwarding header the [trusted proxies](Options::trusted_proxies) set:
+    /// the others are never read, since a proxy passes them through as the client wrote
+    /// them. Default [`ForwardingHeader::XForwardedFor`](crate::ForwardingHeader).
+    pub forwarding_header: crate::ForwardingHeader,
     /// Offer permessage-deflate (RFC 7692) on RFC 6455 WebSockets, with these settings.
     /// Default `None`: no compression. Browsers all ask for it; it pays on large, repetitive
     /// messages (JSON) and costs CPU on both ends. With [`DeflateOptions::default`] a
@@ -307,6 +314,7 @@ impl Default for Options {
             max_queued_bytes: 1024 * 1024,
             max_sessions: 100_000,
             trusted_proxies: Vec::new(),
+            forwarding_header: crate::ForwardingHeader::XForwardedFor,
             permessage_deflate: None,
             websocket_ping: None,
         }

@@ -2176,6 +2176,64 @@ fn binding_by_peer_ip_hides_sessions_from_other_clients() {
 }
 
 #[test]
+fn binding_by_peer_ip_without_a_peer_address_binds_nothing_it_refuses() {
+    // An adapter that gives no `PeerAddr` (axum without connect info): every request
+    // would share one "unknown" address, and anyone with the id could use the session.
+    let opts = Options {
+        session_binding: sockjs_core::SessionBinding::PeerIp,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts, App::Echo);
+    let open = h.post("/a/b/xhr", "");
+    assert_eq!(h.ex(open).status(), 404);
+    let send = h.post("/a/b/xhr_send", "[\"x\"]");
+    assert_eq!(h.ex(send).status(), 404);
+    assert!(h.messages.is_empty());
+    // A session opened with an address is not reachable without one either.
+    let open = with_peer(&mut h, "POST", "/a/c/xhr", [10, 0, 0, 1], "");
+    assert_eq!(h.ex(open).body(), "o\n");
+    let thief_send = h.post("/a/c/xhr_send", "[\"x\"]");
+    assert_eq!(h.ex(thief_send).status(), 404);
+    let thief_poll = h.post("/a/c/xhr", "");
+    assert_eq!(h.ex(thief_poll).status(), 404);
+    assert!(h.messages.is_empty());
+}
+
+#[test]
+fn binding_by_peer_ip_reads_only_the_configured_forwarding_header() {
+    let opts = Options {
+        session_binding: sockjs_core::SessionBinding::PeerIp,
+        trusted_proxies: vec!["10.0.0.0/8".parse().expect("range")],
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts, App::Echo);
+    let request = |uri: &str, headers: &[(&str, &str)], body: &str| {
+        let mut builder = http::Request::builder().method("POST").uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut request = builder
+            .body(bytes::Bytes::from(body.to_owned()))
+            .expect("request");
+        let proxy = std::net::SocketAddr::from(([10, 0, 0, 1], 40000));
+        request
+            .extensions_mut()
+            .insert(sockjs_core::PeerAddr(proxy));
+        request
+    };
+    // The victim, 8.8.8.8, behind the proxy, which sets X-Forwarded-For.
+    let open = h.raw_request(request("/a/b/xhr", &[("x-forwarded-for", "8.8.8.8")], ""));
+    assert_eq!(h.ex(open).body(), "o\n");
+    // The thief, 6.6.6.6, claims the victim's address in headers the proxy passes on.
+    for claim in [("forwarded", "for=8.8.8.8"), ("x-real-ip", "8.8.8.8")] {
+        let headers = [claim, ("x-forwarded-for", "6.6.6.6")];
+        let thief = h.raw_request(request("/a/b/xhr_send", &headers, "[\"x\"]"));
+        assert_eq!(h.ex(thief).status(), 404, "{claim:?}");
+    }
+    assert!(h.messages.is_empty());
+}
+
+#[test]
 fn binding_by_cookie_issues_a_random_jsessionid_and_requires_it() {
     let opts = Options {
         session_binding: sockjs_core::SessionBinding::Cookie,

@@ -184,11 +184,11 @@ impl Pending {
     pub(crate) fn start(
         admission: &Admission,
         request: http::Request<Bytes>,
-        trusted: &[crate::IpRange],
+        options: &crate::Options,
     ) -> Pending {
         let (parts, body) = request.into_parts();
         let peer = crate::peer::Peer::of(&parts).addr;
-        let client = crate::client_addr::of_request(&parts, peer, trusted);
+        let client = crate::client_addr::of_request(&parts, peer, options);
         let head = Arc::new(parts);
         let request = AdmissionRequest {
             head: head.clone(),

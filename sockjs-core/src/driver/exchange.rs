@@ -547,11 +547,7 @@ fn enter(
         },
         Submitted::Admit { request, tx } => match common.admission.get() {
             Some(admission) => Phase::Admitting {
-                pending: Box::new(Pending::start(
-                    admission,
-                    *request,
-                    &common.options.trusted_proxies,
-                )),
+                pending: Box::new(Pending::start(admission, *request, &common.options)),
                 tx,
                 until: later(common.runtime.now(), common.config.admission_timeout),
             },

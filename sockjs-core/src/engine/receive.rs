@@ -151,8 +151,11 @@ impl Engine {
             let token = format!("{:016x}{:08x}", self.rng_next(), self.entropy());
             request_headers.to_mut().jsessionid = HeaderValue::from_str(&token).ok();
         }
-        let trusted = &self.shared.options.trusted_proxies;
-        let token = binding_token(binding, &parts, peer.addr, &request_headers, trusted);
+        let options = &self.shared.options;
+        let Some(token) = binding_token(binding, &parts, peer.addr, &request_headers, options)
+        else {
+            return self.respond(id, not_found());
+        };
         if let Some(key) = existing {
             if self.sessions.get(&key).is_none_or(|s| s.binding != token) {
                 return self.respond(id, not_found());
@@ -274,7 +277,7 @@ impl Shared {
         parts: &http::request::Parts,
         peer: Peer,
     ) -> Option<std::net::IpAddr> {
-        crate::client_addr::of_request(parts, peer.addr, &self.options.trusted_proxies)
+        crate::client_addr::of_request(parts, peer.addr, &self.options)
     }
 
     /// Starts a receiver's response: streaming ones get their head and prelude now.
@@ -381,21 +384,26 @@ impl Shared {
     }
 }
 
-/// What ties a request to the client that created a session, under the binding policy.
+/// What ties a request to the client that created a session, under the binding policy;
+/// `None` when the request cannot be tied to anyone: under [`SessionBinding::PeerIp`]
+/// without a peer address (the adapter gave none), where every such request would
+/// otherwise share one "unknown" address and bind nothing.
 pub(super) fn binding_token(
     binding: SessionBinding,
     parts: &http::request::Parts,
     peer: Option<std::net::SocketAddr>,
     request_headers: &RequestHeaders,
-    trusted: &[crate::IpRange],
-) -> Option<Box<[u8]>> {
+    options: &crate::Options,
+) -> Option<Option<Box<[u8]>>> {
     match binding {
-        SessionBinding::None => None,
-        SessionBinding::Cookie => request_headers
-            .jsessionid
-            .as_ref()
-            .map(|v| v.as_bytes().into()),
-        SessionBinding::PeerIp => crate::client_addr::of_request(parts, peer, trusted)
-            .map(|ip| ip.to_string().into_bytes().into()),
+        SessionBinding::None => Some(None),
+        SessionBinding::Cookie => Some(
+            request_headers
+                .jsessionid
+                .as_ref()
+                .map(|v| v.as_bytes().into()),
+        ),
+        SessionBinding::PeerIp => crate::client_addr::of_request(parts, peer, options)
+            .map(|ip| Some(ip.to_string().into_bytes().into())),
     }
 }

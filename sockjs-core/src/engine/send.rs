@@ -182,13 +182,12 @@ impl Engine {
         if !jsonp {
             headers = headers.cors();
         }
-        let trusted = &options.trusted_proxies;
-        let token = binding_token(binding, parts, peer.addr, request_headers, trusted);
-        let key = self
-            .by_id
-            .get(session_id)
-            .copied()
-            .filter(|key| self.sessions.get(key).is_some_and(|s| s.binding == token));
+        let token = binding_token(binding, parts, peer.addr, request_headers, options);
+        let key = token.and_then(|token| {
+            let key = self.by_id.get(session_id).copied()?;
+            let session = self.sessions.get(&key)?;
+            (session.binding == token).then_some(key)
+        });
         let open = key.and_then(|key| {
             let session = self.sessions.get(&key)?;
             matches!(session.phase, Phase::Open).then_some(key)
