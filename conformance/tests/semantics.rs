@@ -2335,8 +2335,22 @@ fn a_refused_upgrade_closes_the_connection_after_its_answer() {
                 conn.write_raw(&bytes).unwrap();
                 let response = conn.read_response("GET").unwrap();
                 assert_ne!(response.status(), 101, "{adapter:?} {path}");
+                // Said up front, so that a client does not send its next request there.
+                let connection = response.header("connection").map(str::to_ascii_lowercase);
+                assert_eq!(connection.as_deref(), Some("close"), "{adapter:?} {path}");
                 assert!(conn.is_closed().unwrap(), "{adapter:?} {path}: still open");
             }
+            // An HTTP/1.0 request's Upgrade is not an upgrade (RFC 9110 §7.8).
+            let mut conn = target.conn();
+            let head = format!(
+                "GET {} HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                path(&sid("http10"), "websocket")
+            );
+            conn.write_raw(head.as_bytes()).unwrap();
+            let response = conn.read_response("GET").unwrap();
+            assert_eq!(response.status(), 400, "{adapter:?}");
+            assert!(conn.is_closed().unwrap(), "{adapter:?}: still open");
         }
     });
 }

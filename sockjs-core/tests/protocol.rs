@@ -2076,6 +2076,89 @@ fn s9_1_missing_key_and_odd_upgrade_headers() {
     }
 }
 
+/// RFC 6455 §4.2.1 and RFC 9110 §7.8: an HTTP/1.0 request's `Upgrade` is ignored (an
+/// HTTP/1.0 proxy may have passed it on unread), so the request is a plain GET and gets
+/// the protocol's 400; on both WebSocket endpoints and for hixie-76.
+#[test]
+fn s9_1_an_http10_request_is_never_upgraded() {
+    let opts = Options {
+        hixie76: true,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts, App::Echo);
+    let rfc6455 = [
+        ("upgrade", "websocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+    ];
+    let hixie76 = [
+        ("upgrade", "WebSocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
+        ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
+    ];
+    for (path, fields) in [
+        ("/a/b/websocket", &rfc6455),
+        ("/websocket", &rfc6455),
+        ("/a/b/websocket", &hixie76),
+    ] {
+        let mut request = http::Request::builder()
+            .method("GET")
+            .uri(path)
+            .version(http::Version::HTTP_10);
+        for (name, value) in fields {
+            request = request.header(*name, *value);
+        }
+        let id = h.raw_request(request.body(bytes::Bytes::new()).expect("request"));
+        assert_eq!(h.ex(id).status(), 400, "{path} {fields:?}");
+        assert!(h.ex(id).upgrade.is_none());
+        assert!(
+            h.ex(id)
+                .body()
+                .contains("Can \"Upgrade\" only to \"WebSocket\"."),
+            "{path}"
+        );
+    }
+    assert_eq!(h.engine.session_count(), 0);
+}
+
+/// RFC 6455 §11.3.1 and RFC 6455 §11.3.5: `Sec-WebSocket-Key` and `Sec-WebSocket-Version` appear
+/// once; `Upgrade` is a list and may come in several lines.
+#[test]
+fn s9_1_repeated_handshake_fields() {
+    let mut h = Harness::echo();
+    let base = [
+        ("upgrade", "websocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+    ];
+    for (extra, status) in [
+        (("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="), 400),
+        (("sec-websocket-version", "13"), 400),
+        (("upgrade", "h2c"), 101),
+    ] {
+        let mut fields = base.to_vec();
+        fields.push(extra);
+        let id = h.request("GET", "/a/b/websocket", &fields, "");
+        assert_eq!(h.ex(id).status(), status, "{extra:?}");
+    }
+    let split = h.request(
+        "GET",
+        "/a/c/websocket",
+        &[
+            ("upgrade", "h2c"),
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+        ],
+        "",
+    );
+    assert_eq!(h.ex(split).status(), 101);
+}
+
 #[test]
 fn s9_3_raw_close_code_and_reason_are_made_valid() {
     let mut h = Harness::new(Options::default(), App::Passive);

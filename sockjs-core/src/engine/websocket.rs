@@ -207,9 +207,13 @@ impl Engine {
     ) -> Result<(Response<()>, Handshake), Box<Response<Bytes>>> {
         let options = &self.shared.options;
         let h = &parts.headers;
-        let upgrade_ok = h
-            .get(header::UPGRADE)
-            .is_some_and(|v| lists_token(v.as_bytes(), "websocket"));
+        // Only HTTP/1.1 upgrades (RFC 6455 §4.2.1): an HTTP/1.0 request's `Upgrade` is
+        // ignored (RFC 9110 §7.8), since an HTTP/1.0 proxy may have passed it on unread and
+        // would go on framing HTTP. `Upgrade` is a list, maybe over several lines.
+        let upgrade_ok = parts.version == http::Version::HTTP_11
+            && h.get_all(header::UPGRADE)
+                .iter()
+                .any(|v| lists_token(v.as_bytes(), "websocket"));
         if !upgrade_ok {
             return Err(Box::new(plain(
                 StatusCode::BAD_REQUEST,
@@ -277,10 +281,13 @@ impl Engine {
                 .insert(crate::wire::hixie76::HANDSHAKE_REASON);
             (response, Handshake::Hixie76 { key1, key2 })
         } else {
-            let version_ok = version.is_some_and(|v| match options.protocol {
-                ProtocolVersion::Current => v == "13",
-                ProtocolVersion::V0_3_3 => v == "13" || v == "8" || v == "7",
-            });
+            // Each of these fields may appear once (RFC 6455 §11.3.1 and RFC 6455 §11.3.5).
+            let once = |name| h.get_all(name).iter().nth(1).is_none();
+            let version_ok = once(header::SEC_WEBSOCKET_VERSION)
+                && version.is_some_and(|v| match options.protocol {
+                    ProtocolVersion::Current => v == "13",
+                    ProtocolVersion::V0_3_3 => v == "13" || v == "8" || v == "7",
+                });
             if !version_ok {
                 return Err(Box::new(unsupported_version()));
             }
@@ -290,7 +297,7 @@ impl Engine {
                     "Missing Sec-WebSocket-Key.",
                 )));
             };
-            if !crate::handshake::is_valid_key(key.as_bytes()) {
+            if !once(header::SEC_WEBSOCKET_KEY) || !crate::handshake::is_valid_key(key.as_bytes()) {
                 return Err(Box::new(plain(
                     StatusCode::BAD_REQUEST,
                     "Invalid Sec-WebSocket-Key.",

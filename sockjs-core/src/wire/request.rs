@@ -51,9 +51,11 @@ impl DecodedRequest {
     }
 
     /// A [`ResponseEncoder`] set up for this request: its version, its
-    /// keep-alive decision, and no body for `HEAD`.
+    /// keep-alive decision, and no body for `HEAD`. An upgrade request's answer other
+    /// than `101` says `Connection: close`: the bytes after its head may belong to the
+    /// protocol it asked for, so the connection cannot go on as HTTP.
     pub fn response_encoder(&self) -> ResponseEncoder {
-        ResponseEncoder::new(self.version(), self.keep_alive)
+        ResponseEncoder::new(self.version(), self.keep_alive && !self.upgrade)
             .with_head_request(self.request.method() == Method::HEAD)
     }
 }
