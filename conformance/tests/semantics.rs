@@ -2057,6 +2057,47 @@ fn graceful_shutdown_waits_for_sessions_and_handlers_up_to_the_timeout() {
     });
 }
 
+#[test]
+fn graceful_shutdown_ends_websockets_before_serve_returns() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            // A client that never answers the close: the socket lingers for its close
+            // frame, and the shutdown waits for that, then ends it; never after `serve`
+            // returned (a `main` that returns would cut it mid-close).
+            let linger = Config {
+                close_linger: Duration::from_millis(300),
+                ..config()
+            };
+            let target = serve(adapter, linger, options(), echo_handler());
+            let mut socket = ws(&target, &sid("linger"));
+            target.shutdown();
+            assert!(
+                wait_for(WAIT, || target.has_ended()),
+                "{adapter:?}: serve still running"
+            );
+            let stream = socket.get_mut();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut sent = Vec::new();
+            let mut buf = [0u8; 256];
+            loop {
+                match std::io::Read::read(stream, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => sent.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                    Err(e) => panic!("{adapter:?}: the socket outlived serve: {e}"),
+                }
+            }
+            let text = String::from_utf8_lossy(&sent);
+            assert!(
+                text.contains("c[1001,\"Server shutting down\"]"),
+                "{adapter:?}: {text:?}"
+            );
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // Binary WebSocket messages
 // ---------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use sockjs_core::driver::http1::{self, Host};
@@ -173,11 +173,12 @@ impl Serve {
         let config = Arc::new(config);
         let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let host = Arc::new(Standalone::new(
-            routes.clone(),
-            config.clone(),
-            Some(stop_rx),
-        ));
+        let websockets = Arc::new(Mutex::new(JoinSet::new()));
+        let host = Arc::new(Standalone {
+            stop: Some(stop_rx),
+            websockets: Some(Arc::downgrade(&websockets)),
+            ..Standalone::new(routes.clone(), config.clone())
+        });
         let mut connections = JoinSet::new();
         // Served connections, for the shutdown's wait: the `JoinSet` counts finished
         // tasks until they are joined, and nothing joins them while shutdown waits.
@@ -213,7 +214,9 @@ impl Serve {
         drop(listener);
         let _ = stop_tx.send(true);
         let services: Vec<Service> = routes.services().map(|s| s.service().clone()).collect();
-        let connections_left = || live.load(Ordering::Acquire);
+        // WebSockets count as connections until their pumps end (the close written, the
+        // linger over), as sockjs-smol's do.
+        let connections_left = || live.load(Ordering::Acquire) + running(&websockets);
         let runtime = &host.runtime;
         if !sockjs_core::driver::shutdown(runtime, &services, &config, connections_left).await {
             tracing::warn!(
@@ -223,8 +226,26 @@ impl Serve {
         }
         // Aborts what the timeout left, and joins the rest.
         connections.shutdown().await;
+        let mut websockets = std::mem::take(&mut *lock(&websockets));
+        websockets.shutdown().await;
         Ok(())
     }
+}
+
+/// The server's WebSocket tasks (a `JoinSet`, so that they end with the server: aborted
+/// when the shutdown's time is up, or when the server's future is dropped, as
+/// sockjs-smol's executor does with its tasks).
+type WebSockets = Mutex<JoinSet<()>>;
+
+fn lock(websockets: &WebSockets) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+    websockets.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// WebSocket tasks still running; the finished ones are let go of here.
+fn running(websockets: &WebSockets) -> usize {
+    let mut set = lock(websockets);
+    while set.try_join_next().is_some() {}
+    set.len()
 }
 
 /// One served connection, counted in its server's `live` until dropped.
@@ -287,7 +308,7 @@ pub async fn serve_connection<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    connection(io, peer, Arc::new(Standalone::new(routes, config, None))).await
+    connection(io, peer, Arc::new(Standalone::new(routes, config))).await
 }
 
 /// The server, as its connections see it.
@@ -298,15 +319,19 @@ struct Standalone {
     runtime: Tokio,
     /// Turns `true` when graceful shutdown starts; `None`: never.
     stop: Option<watch::Receiver<bool>>,
+    /// The server's WebSocket tasks, while it runs; `None` (a connection served on its
+    /// own): WebSockets are tasks of their own, as the connection was.
+    websockets: Option<Weak<WebSockets>>,
 }
 
 impl Standalone {
-    fn new(routes: Routes, config: Arc<Config>, stop: Option<watch::Receiver<bool>>) -> Self {
+    fn new(routes: Routes, config: Arc<Config>) -> Self {
         Standalone {
             routes,
             config,
             runtime: Tokio::default(),
-            stop,
+            stop: None,
+            websockets: None,
         }
     }
 }
@@ -347,7 +372,18 @@ impl Host for Standalone {
     }
 
     fn spawn_websocket<S: Socket>(self: &Arc<Self>, websocket: WebSocket<S>) {
-        tokio::spawn(websocket);
+        let Some(websockets) = &self.websockets else {
+            tokio::spawn(websocket);
+            return;
+        };
+        // The server is gone (its future dropped): so is the socket.
+        let Some(websockets) = websockets.upgrade() else {
+            return;
+        };
+        let mut set = lock(&websockets);
+        // Finished tasks stay in the set until joined: let them go as new ones come.
+        while set.try_join_next().is_some() {}
+        set.spawn(websocket);
     }
 }
 
@@ -421,7 +457,7 @@ mod tests {
             let (stream, peer) = listener.accept().await.expect("accept");
             let routes = Routes::from(SockJs::new(Default::default(), |_| async {}));
             let config = Arc::new(crate::Config::default());
-            let host = Arc::new(Standalone::new(routes, config, None));
+            let host = Arc::new(Standalone::new(routes, config));
             let served = connection(stream, peer, host);
             let size = size_of_val(&served);
             assert!(size <= 1344, "a connection's future: {size} B");
