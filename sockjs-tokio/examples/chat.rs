@@ -77,9 +77,21 @@ pub fn app(args: &chat::Args, node: &str) -> (axum::Router, SockJs) {
 
     // The three lines that matter: build the service, mount it, serve.
     let chat_node = node.to_owned();
-    let service = SockJs::new(args.options(), move |session| {
-        chat::session(hub.clone(), chat_node.clone(), session)
-    });
+    let config = adapter::Config {
+        shutdown_code: chat::SHUTDOWN_CODE,
+        shutdown_reason: chat::SHUTDOWN_REASON.to_owned(),
+        ..adapter::Config::default()
+    };
+    let built = SockJs::builder(args.options())
+        .config(config)
+        .build(move |session| chat::session(hub.clone(), chat_node.clone(), session));
+    let service = match built {
+        Ok(service) => service,
+        Err(error) => {
+            eprintln!("invalid options: {error}");
+            std::process::exit(2);
+        }
+    };
     let page = args.page();
     let mut app = axum::Router::new().route("/", get(move || async move { Html(page) }));
     if let Some(script) = args.script() {
@@ -139,20 +151,16 @@ async fn main() {
         .with_graceful_shutdown(async move {
             stop_signal().await;
             println!("node {node}: shutting down");
-            // Polls and streams get the close frame and end, so the drain can finish;
-            // WebSockets get it and close.
-            closing.close_all(chat::SHUTDOWN_CODE, chat::SHUTDOWN_REASON);
+            // No session opens from now on; polls and streams get the close frame and end,
+            // so axum's drain can finish; WebSockets get it and close.
+            closing.shutdown();
         })
         .await;
     if let Err(error) = served {
         eprintln!("server failed: {error}");
         std::process::exit(1);
     }
-    // WebSockets live outside the HTTP connections the drain waited for: give them a moment
-    // to send their close frames.
-    service.close_all(chat::SHUTDOWN_CODE, chat::SHUTDOWN_REASON);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    while service.session_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // WebSockets live outside the HTTP connections axum waited for: give them a moment to
+    // send their close frames.
+    service.settled(Duration::from_secs(1)).await;
 }

@@ -108,8 +108,9 @@
 //! meanwhile, so a client that polls again on its connection still gets the close frame;
 //! idle connections close once no session is left. Shutdown therefore usually lasts about
 //! one [`Options::disconnect_delay`]. Under axum (whose own graceful shutdown runs the
-//! connections), call
-//! [`SockJs::close_all`] from your shutdown signal.
+//! connections), call [`SockJs::shutdown`] from your shutdown signal (it opens no session
+//! from then on, and closes them all as above), and after axum's `serve` returns, wait for
+//! the WebSockets with [`SockJs::settled`].
 //!
 //! # Tracing
 //!

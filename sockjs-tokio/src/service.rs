@@ -131,6 +131,38 @@ impl SockJs {
         self.service.close_all(code, reason);
     }
 
+    /// Starts graceful shutdown under axum or hyper (the standalone [`serve`](crate::serve)
+    /// does it itself): the service opens no session from now on (`503`; a request still
+    /// arriving cannot slip one in) and closes every session with
+    /// [`Config::shutdown_code`] and [`Config::shutdown_reason`]. Call it from the
+    /// server's shutdown signal, so that its own graceful shutdown finds polls and streams
+    /// ending; then wait for the WebSockets with [`settled`](SockJs::settled).
+    ///
+    /// ```no_run
+    /// # async fn run(listener: tokio::net::TcpListener, app: axum::Router, chat: sockjs_tokio::SockJs) {
+    /// let closing = chat.clone();
+    /// let _ = axum::serve(listener, app)
+    ///     .with_graceful_shutdown(async move {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///         closing.shutdown();
+    ///     })
+    ///     .await;
+    /// chat.settled(std::time::Duration::from_secs(1)).await;
+    /// # }
+    /// ```
+    pub fn shutdown(&self) {
+        self.service.start_shutdown();
+    }
+
+    /// Completes with `true` once the service holds no request and no handler runs (every
+    /// WebSocket has written its close and let go of its connection), or with `false`
+    /// after `timeout`. WebSockets live outside the HTTP connections axum's graceful
+    /// shutdown waits for: after [`shutdown`](SockJs::shutdown) and that, this is the wait
+    /// for them.
+    pub async fn settled(&self, timeout: std::time::Duration) -> bool {
+        self.service.settled(timeout).await
+    }
+
     /// Live sessions (open or closing), over all shards.
     pub fn session_count(&self) -> usize {
         self.service.session_count()

@@ -88,3 +88,92 @@ async fn without_connect_info_there_is_no_peer_addr() {
     assert_eq!(seen.original.as_deref(), Some("/echo/000/b/xhr"));
     server.abort();
 }
+
+/// Reads `stream` until `done` says the bytes so far are enough, or to its end; fails on
+/// a read that times out.
+fn read_until(stream: &mut TcpStream, mut done: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !done(&seen) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("read: {e} after {:?}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_opens_no_session_and_settled_waits_for_the_websockets() {
+    use std::future::IntoFuture as _;
+    use std::io::Write as _;
+    use tower::ServiceExt as _;
+
+    let config = sockjs_tokio::Config {
+        close_linger: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let sockjs = SockJs::builder(Default::default())
+        .config(config)
+        .build(|mut session: Session| async move {
+            while let Some(text) = session.recv().await {
+                let _ = session.send(text).await;
+            }
+        })
+        .unwrap();
+    let app = axum::Router::new().nest_service("/echo", sockjs.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let closing = sockjs.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+                closing.shutdown();
+            })
+            .into_future(),
+    );
+
+    // A WebSocket whose client will never answer the close frame.
+    let mut socket = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let head = "GET /echo/000/w/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                    Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        stream.write_all(head.as_bytes()).unwrap();
+        let open = read_until(&mut stream, |seen| seen.ends_with(b"\x81\x01o"));
+        assert!(open.starts_with(b"HTTP/1.1 101"), "{open:?}");
+        stream
+    })
+    .await
+    .unwrap();
+    assert_eq!(sockjs.session_count(), 1);
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(IO_TIMEOUT, server)
+        .await
+        .expect("axum's graceful shutdown ended")
+        .unwrap()
+        .unwrap();
+    // From the shutdown on, the service opens no session, whoever asks.
+    let late = http::Request::post("/000/late/xhr")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = sockjs.clone().oneshot(late).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(sockjs.settled(IO_TIMEOUT).await, "the WebSocket let go");
+    // By then the WebSocket had its close frame and was let go of.
+    let rest = tokio::task::spawn_blocking(move || read_until(&mut socket, |_| false))
+        .await
+        .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.contains("c[1001,\"Server shutting down\"]"),
+        "{rest:?}"
+    );
+}

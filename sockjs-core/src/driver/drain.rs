@@ -69,9 +69,11 @@ impl Drain {
         wake_all(wakers);
     }
 
-    /// Draining: new sessions are refused, held ones served.
+    /// Draining or drained: new sessions are refused (for good: a service shared with
+    /// another server, or reached through a connection of the application's own, must not
+    /// open sessions once its shutdown is over either), held ones served.
     pub(crate) fn is_draining(&self) -> bool {
-        self.stage() == Stage::Draining
+        self.stage() != Stage::Serving
     }
 
     /// Whether the drain ended. Until [`shutdown`](crate::driver::shutdown) starts it, a
@@ -154,7 +156,7 @@ mod tests {
         assert!(drain.poll_over(&cx, &mut slot).is_pending());
         drain.finish();
         assert_eq!(woken.0.load(Ordering::Relaxed), 1);
-        assert!(!drain.is_draining() && drain.is_over());
+        assert!(drain.is_draining() && drain.is_over());
         assert!(drain.poll_over(&cx, &mut slot).is_ready());
         // Drained stays drained, and ends once.
         drain.start();

@@ -276,6 +276,43 @@ impl Service {
         });
     }
 
+    /// Starts graceful shutdown of this service under a server of the application's own
+    /// (axum, hyper), which does not know of SockJS sessions: from now on the service opens
+    /// no session (such requests get `503`, under the same lock that would open one, so a
+    /// request that was still arriving cannot slip one in), and every session is closed
+    /// with [`Config::shutdown_code`] and [`Config::shutdown_reason`] (as
+    /// [`close_all`](Service::close_all)). Once started, it stays started. The standalone
+    /// servers call this themselves ([`shutdown`]).
+    pub fn start_shutdown(&self) {
+        let common = &self.inner.common;
+        common.drain.start();
+        self.close_all(common.config.shutdown_code, &common.config.shutdown_reason);
+    }
+
+    /// Completes with `true` once the service holds no request (streams, polls and
+    /// WebSockets have written their last frame and let go of their connections) and no
+    /// handler runs, or with `false` after `timeout`. After
+    /// [`start_shutdown`](Service::start_shutdown) and the application server's own
+    /// graceful shutdown, this is the wait for the WebSockets, which live outside the HTTP
+    /// connections such a server waits for. HTTP sessions closed by the shutdown stay
+    /// closing for their disconnect delay, holding no request: they are not waited for.
+    pub async fn settled(&self, timeout: std::time::Duration) -> bool {
+        let runtime = &self.inner.common.runtime;
+        let deadline = later(runtime.now(), timeout);
+        loop {
+            if self.open_requests() + self.running_handlers() == 0 {
+                return true;
+            }
+            let now = runtime.now();
+            if now >= deadline {
+                return false;
+            }
+            runtime
+                .timer(deadline.min(now + std::time::Duration::from_millis(10)))
+                .await;
+        }
+    }
+
     /// Whether the service's drain ended.
     pub(crate) fn drain_is_over(&self) -> bool {
         self.inner.common.drain.is_over()
