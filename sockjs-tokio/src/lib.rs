@@ -99,7 +99,7 @@
 //! # Graceful shutdown
 //!
 //! [`Serve::with_graceful_shutdown`] stops accepting, closes every session with
-//! [`Config::shutdown_code`] / [`Config::shutdown_reason`] ([`SockJs::close_all`]; streams
+//! [`Config::shutdown_code`] / [`Config::shutdown_reason`] ([`SockJs::shutdown`]; streams
 //! and polls get the close frame and end, WebSockets get it and close) and opens no new one
 //! (such requests get `503`, as does anything but a session's own request), then waits
 //! until every session, handler task and connection is done, and drops what is left after
