@@ -42,7 +42,8 @@ pub(crate) struct Common {
     handler: Handler,
     /// Sessions handed to handlers and not dropped yet.
     handlers: AtomicUsize,
-    /// The service was dropped: timer tasks end.
+    /// The service was dropped: its sessions are closed, and timer tasks end once the last
+    /// has ended.
     pub(crate) stopped: AtomicBool,
     /// The application's say on new sessions, if it wants one.
     pub(crate) admission: OnceLock<Admission>,
@@ -90,6 +91,15 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Handlers and sockets hold their sessions' shards, not the service: with the
+        // service gone (its server dropped without a graceful shutdown), every session is
+        // closed, and the shards' timers run on until the last one has ended (its disconnect
+        // delay, for HTTP sessions), so that every handler sees its end instead of waiting in
+        // `recv` for good, holding its session.
+        let config = &self.common.config;
+        Shard::run_all(&self.shards, |engine, now| {
+            engine.close_all(now, config.shutdown_code, &config.shutdown_reason);
+        });
         self.common.stopped.store(true, Ordering::Release);
         for shard in &self.shards {
             shard.wake_timer();

@@ -518,15 +518,19 @@ impl Shard {
     }
 
     /// Sleeps until the engine's next deadline (or an earlier one announced by an input)
-    /// and fires its timers, until the service stops.
+    /// and fires its timers, until the service stops and its last session has ended.
+    ///
+    /// A stopped service has closed its sessions (see `Inner`'s `Drop`), and opens no new
+    /// one: what is left are closing HTTP sessions, which end at their disconnect delay,
+    /// by this task's timer, and only then do their handlers see the end.
     pub(crate) async fn timer_task(self: Arc<Self>) {
         let mut timer: Option<Pin<Box<dyn Timer>>> = None;
         loop {
-            if self.common.stopped.load(Ordering::Acquire) {
-                return;
-            }
             let next = {
                 let mut st = self.lock();
+                if self.common.stopped.load(Ordering::Acquire) && st.engine.session_count() == 0 {
+                    return;
+                }
                 st.timer_at = st.engine.poll_timeout();
                 st.timer_at
             };
