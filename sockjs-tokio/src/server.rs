@@ -43,6 +43,12 @@ impl Routes {
     /// service sees paths with the prefix removed, as under axum's `nest_service`, so its
     /// [`Options::prefix`](sockjs_core::Options::prefix) should be empty. The longest
     /// matching prefix wins.
+    ///
+    /// # Panics
+    ///
+    /// If the prefix is mounted already (`/echo`, `echo` and `/echo/` are one prefix), as
+    /// axum's router panics on a route given twice; sockjs-smol's `Server::service` refuses
+    /// it with `OptionsError::Prefix`.
     pub fn mount(mut self, prefix: &str, service: SockJs) -> Routes {
         let mounts = std::mem::take(Arc::make_mut(&mut self.mounts));
         self.mounts = Arc::new(mounts.mount(prefix, service));

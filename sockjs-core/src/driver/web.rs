@@ -68,6 +68,12 @@ impl<T> Mounts<T> {
 
     /// Adds `value` at a prefix such as `/echo` (a missing leading `/` is added, trailing
     /// ones are dropped; `""` or `"/"` is the root).
+    ///
+    /// # Panics
+    ///
+    /// If that prefix is mounted already (`/echo` and `echo/` are one prefix): the later
+    /// value could never be reached, and two services would report under one label. A
+    /// router's table is the program's own, as axum's routes are, which panic alike.
     pub fn mount(mut self, prefix: &str, value: T) -> Mounts<T> {
         let prefix = prefix.trim_end_matches('/');
         let prefix = if prefix.is_empty() || prefix.starts_with('/') {
@@ -75,6 +81,10 @@ impl<T> Mounts<T> {
         } else {
             format!("/{prefix}")
         };
+        assert!(
+            self.mounts.iter().all(|(mounted, _)| *mounted != prefix),
+            "SockJS prefix {prefix:?} mounted twice"
+        );
         self.mounts.push((prefix, value));
         self.mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
         self
@@ -218,4 +228,25 @@ where
         }
     }
     Ok(if buf.is_empty() { first } else { buf.freeze() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mounts;
+
+    #[test]
+    fn prefixes_are_normalised_and_the_longest_wins() {
+        let mounts = Mounts::new()
+            .mount("echo/", 1)
+            .mount("/echo/deep", 2)
+            .mount("/", 3);
+        let prefixes: Vec<&str> = mounts.iter().map(|(prefix, _)| prefix).collect();
+        assert_eq!(prefixes, ["/echo/deep", "/echo", ""]);
+    }
+
+    #[test]
+    #[should_panic(expected = "mounted twice")]
+    fn a_prefix_mounted_twice_is_refused() {
+        let _ = Mounts::new().mount("/echo", 1).mount("echo/", 2);
+    }
 }
