@@ -114,6 +114,37 @@ fn origin_allow_list_and_predicate_cover_cors_and_websockets() {
 }
 
 #[test]
+fn a_panicking_origin_predicate_refuses_and_holds_nothing() {
+    for adapter in ADAPTERS {
+        let target = start(
+            adapter,
+            Settings::new(Options {
+                origins: OriginPolicy::predicate(|origin, _| {
+                    assert_ne!(origin, "https://boom.example", "the application's bug");
+                    true
+                }),
+                ..Options::default()
+            }),
+        );
+        for _ in 0..3 {
+            let request =
+                Request::new("POST", "/echo/000/boom/xhr").header("Origin", "https://boom.example");
+            assert_eq!(target.request(&request).status(), 403, "{adapter:?}");
+        }
+        let request =
+            Request::new("POST", "/echo/000/fine/xhr").header("Origin", "https://ok.example");
+        assert_eq!(target.request(&request).text(), "o\n", "{adapter:?}");
+        // Nothing held for the refused requests (their slots would keep a graceful
+        // shutdown waiting for its whole timeout).
+        assert!(
+            wait_for(Duration::from_secs(5), || target.open_requests() == 0),
+            "{adapter:?}: {} requests held",
+            target.open_requests()
+        );
+    }
+}
+
+#[test]
 fn htmlfile_frames_are_script_safe_and_script_responses_nosniff() {
     const XSS: &str = "</script><script>alert(1)</script><!--";
     for adapter in ADAPTERS {

@@ -23,7 +23,9 @@ use sockjs_core::driver::{
     Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON, Session, SessionSender,
 };
 use sockjs_core::{CloseReason, Options, OriginalUri, SendError, SessionState, Transport};
-use support::{ADAPTERS, Adapter, Handler, Mount, Target, handler, sleep, start_services, within};
+use support::{
+    ADAPTERS, Adapter, Handler, Mount, Target, handler, sleep, start_services, wait_for, within,
+};
 use tungstenite::{Message, WebSocket};
 
 /// Bound of one test (both adapters).
@@ -1991,18 +1993,6 @@ fn graceful_shutdown_closes_every_shard_at_once_so_no_parked_poll_takes_a_goodby
             room.lock().unwrap().clear();
         }
     });
-}
-
-/// Waits up to `limit` for `done`; whether it came.
-fn wait_for(limit: Duration, done: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
 }
 
 #[test]

@@ -9,7 +9,8 @@ use std::time::Duration;
 use http::header::HeaderValue;
 
 /// A function that computes a response's whole `Set-Cookie` value from the request
-/// ([`Jsessionid::Custom`]); `None` sends no cookie on that response.
+/// ([`Jsessionid::Custom`]); `None` sends no cookie on that response, as does a panic in
+/// it.
 pub type CookieFn = Arc<dyn Fn(&http::request::Parts) -> Option<HeaderValue> + Send + Sync>;
 
 /// The cookie a service sets for load-balancer stickiness (PROTOCOL.md §3.4), on its

@@ -64,7 +64,8 @@ pub enum OriginPolicy {
     /// A predicate over the `Origin` value and the whole request head (method, URI,
     /// headers with cookies, extensions such as the [`PeerAddr`](crate::PeerAddr)), asked
     /// only for requests that carry an `Origin`. It runs under the engine's lock: keep it
-    /// quick, and leave anything that waits to an admission hook.
+    /// quick, and leave anything that waits to an admission hook. A panic in it refuses
+    /// the request (`403`).
     Predicate(OriginFn),
 }
 
@@ -86,9 +87,17 @@ impl OriginPolicy {
         match self {
             OriginPolicy::Any => true,
             OriginPolicy::List(list) => list.iter().any(|o| o == origin),
-            OriginPolicy::Predicate(f) => f(origin, request),
+            OriginPolicy::Predicate(f) => application_call(false, || f(origin, request)),
         }
     }
+}
+
+/// Calls an application's function that the engine asks mid-request (an origin predicate,
+/// a cookie function): a panic in it gives `otherwise`, and the panic goes no further. The
+/// request it unwound through would otherwise be left half-handled under the engine's
+/// lock, its slot held for good and the engine's state half-changed.
+pub(crate) fn application_call<T>(otherwise: T, f: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(otherwise)
 }
 
 impl fmt::Debug for OriginPolicy {

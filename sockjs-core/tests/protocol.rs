@@ -1707,6 +1707,39 @@ fn origin_policy_refuses_cors_and_upgrades() {
     assert_eq!(h.ex(greeting).status(), 200);
 }
 
+/// The application's functions the engine calls mid-request: a panic in one is its
+/// refusal (the origin predicate) or no cookie (the cookie function), and the request is
+/// answered and let go of like any other.
+#[test]
+fn s2_a_panicking_origin_predicate_or_cookie_function_refuses_and_nothing_is_held() {
+    let opts = Options {
+        origins: sockjs_core::OriginPolicy::predicate(|origin, _| {
+            assert_ne!(origin, "https://boom", "the application's bug");
+            true
+        }),
+        jsessionid: sockjs_core::Jsessionid::custom(|request| {
+            assert!(
+                !request.headers.contains_key("x-boom"),
+                "the application's bug"
+            );
+            Some(http::HeaderValue::from_static("sid=1"))
+        }),
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts, App::Echo);
+    let boom = h.request("POST", "/a/b/xhr", &[("origin", "https://boom")], "");
+    assert_eq!(h.ex(boom).status(), 403);
+    assert_eq!(h.engine.pending_requests(), 0);
+    assert_eq!(h.engine.session_count(), 0);
+    let quiet = h.request("POST", "/a/b/xhr", &[("x-boom", "1")], "");
+    assert_eq!(h.ex(quiet).body(), "o\n");
+    assert_eq!(h.ex(quiet).header("set-cookie"), None);
+    let good = h.request("POST", "/a/c/xhr", &[("origin", "https://good")], "");
+    assert_eq!(h.ex(good).body(), "o\n");
+    assert_eq!(h.ex(good).header("set-cookie").as_deref(), Some("sid=1"));
+    assert_eq!(h.engine.pending_requests(), 0);
+}
+
 // ---- further rules and edge cases ---------------------------------------------------------
 
 #[test]

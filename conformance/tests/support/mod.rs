@@ -137,6 +137,18 @@ pub async fn app_body(app: Arc<App>, mut session: Session) {
     }
 }
 
+/// Waits up to `limit` for `done`; whether it came.
+pub fn wait_for(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 /// Sleeps on async-io's timer, which works under either adapter's runtime.
 pub async fn sleep(d: Duration) {
     async_io::Timer::after(d).await;

@@ -138,7 +138,9 @@ impl Shared {
     /// §3.4: the cookie of a session endpoint's response, if the service sets one.
     fn cookie<'a>(&self, headers: Headers<'a>, parts: &http::request::Parts) -> Headers<'a> {
         match &self.options.jsessionid {
-            Jsessionid::Custom(f) => headers.set_cookie(f(parts)),
+            Jsessionid::Custom(f) => {
+                headers.set_cookie(crate::options::application_call(None, || f(parts)))
+            }
             Jsessionid::Echo(attributes) => headers.cookie(Some(attributes)),
             Jsessionid::Off if self.options.session_binding == SessionBinding::Cookie => {
                 headers.cookie(Some(&CookieAttributes::DEFAULT))
