@@ -3,12 +3,21 @@
 //! Each waiting future holds a slot id, so polling it again replaces its waker instead of
 //! adding one, and dropping it removes it: the list never holds more wakers than there are
 //! futures waiting.
+//!
+//! Ids are unique in the process, not per list: a list may be dropped once woken and made
+//! anew for the next waiter (the shard's per-session room lists are), while a future woken
+//! from the old one still holds its id. Counted per list, that id could be a new waiter's,
+//! and the old future's next poll or drop would take over or remove that waiter's entry,
+//! leaving it never woken.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Waker};
+
+/// The next waiter's id, over every list.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
-    next: u64,
     list: Vec<(u64, Waker)>,
 }
 
@@ -23,8 +32,7 @@ impl Waiters {
                 return;
             }
         }
-        let id = self.next;
-        self.next += 1;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         self.list.push((id, cx.waker().clone()));
         *slot = Some(id);
     }
@@ -118,6 +126,30 @@ pub(crate) mod tests {
         wake_all(waiters.take());
         assert_eq!(count.0.load(Ordering::Relaxed), 1);
         assert!(waiters.list.is_empty());
+    }
+
+    #[test]
+    fn an_id_from_a_list_made_before_is_no_new_waiter_s() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let cx = Context::from_waker(&waker);
+        // A waits in a list that is woken and dropped, as a session's room list is.
+        let mut old = Waiters::default();
+        let mut a = None;
+        old.register(&mut a, &cx);
+        wake_all(old.take());
+        drop(old);
+        // C waits in the list made anew; A, woken, polls again and waits there too.
+        let mut new = Waiters::default();
+        let (mut c, c_count) = (None, Arc::new(Count(AtomicUsize::new(0))));
+        let c_waker = Waker::from(c_count.clone());
+        new.register(&mut c, &Context::from_waker(&c_waker));
+        new.register(&mut a, &cx);
+        assert_eq!(new.list.len(), 2, "A took over C's entry");
+        // A gives up (dropped by a select!): C still waits, and is woken.
+        new.remove(a);
+        wake_all(new.take());
+        assert_eq!(c_count.0.load(Ordering::Relaxed), 1, "C was never woken");
     }
 
     #[test]
