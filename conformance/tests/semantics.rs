@@ -2385,3 +2385,102 @@ fn a_refused_upgrade_closes_the_connection_after_its_answer() {
         }
     });
 }
+
+#[test]
+fn a_burst_of_awaited_sends_on_a_stream_arrives_whole() {
+    // `send().await` is the way not to lose messages to a slow client: a handler that
+    // sends in a tight loop on a streaming receiver waits for the connection's writer, it
+    // is not closed for outrunning it.
+    const BURST: usize = 10_000;
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (tx, rx) = mpsc::channel();
+            let bursting = handler(move |mut session: Session| {
+                let tx = tx.clone();
+                async move {
+                    let mut failed = None;
+                    for n in 0..BURST {
+                        if let Err(e) = session.send(format!("tick {n}")).await {
+                            failed = Some(format!("send {n}: {e}"));
+                            break;
+                        }
+                    }
+                    let _ = tx.send(failed);
+                    while session.recv().await.is_some() {}
+                }
+            });
+            let long = Options {
+                response_limit: 64 * 1024 * 1024,
+                ..options()
+            };
+            let target = serve(adapter, config(), long, bursting);
+            let mut conn = stream(&target, &sid("burst"));
+            let mut seen = 0;
+            while seen < BURST {
+                let chunk = conn.read_chunk().unwrap();
+                assert!(
+                    !chunk.is_empty(),
+                    "{adapter:?}: the stream ended after {seen}"
+                );
+                let text = String::from_utf8(chunk).unwrap();
+                assert!(
+                    !text.starts_with('c'),
+                    "{adapter:?}: closed after {seen}: {text}"
+                );
+                seen += text.matches("tick ").count();
+            }
+            assert_eq!(rx.recv_timeout(WAIT).unwrap(), None, "{adapter:?}");
+        }
+    });
+}
+
+#[test]
+fn a_try_send_flood_is_refused_with_queue_full_not_closed() {
+    // `try_send` never waits, so a loop of them outruns any connection: once the
+    // connection's queue is as good as full, the rest are refused (`QueueFull`, as a
+    // broadcast to a slow member is), and the session stays open.
+    const FLOOD: usize = 20_000;
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (tx, rx) = mpsc::channel();
+            let flooding = handler(move |mut session: Session| {
+                let tx = tx.clone();
+                async move {
+                    while let Some(text) = session.recv().await {
+                        if text != "flood" {
+                            let _ = session.send(text).await;
+                            continue;
+                        }
+                        let (mut sent, mut full, mut other) = (0, 0, None);
+                        for n in 0..FLOOD {
+                            match session.try_send(format!("f{n}")) {
+                                Ok(()) => sent += 1,
+                                Err(SendError::QueueFull) => full += 1,
+                                Err(e) => {
+                                    other = Some(e.to_string());
+                                    break;
+                                }
+                            }
+                        }
+                        let _ = tx.send((sent, full, other));
+                    }
+                }
+            });
+            let target = serve(adapter, config(), options(), flooding);
+            let mut socket = ws(&target, &sid("flood"));
+            socket.send(Message::text(r#"["flood"]"#)).unwrap();
+            let (sent, full, other) = rx.recv_timeout(WAIT).unwrap();
+            assert_eq!(other, None, "{adapter:?}");
+            assert_eq!(sent + full, FLOOD, "{adapter:?}");
+            // Every message taken arrives, in order, and the session goes on.
+            let mut seen = 0;
+            while seen < sent {
+                let text = next(&mut socket).unwrap();
+                assert!(text.starts_with("a["), "{adapter:?}: after {seen}: {text}");
+                seen += text.matches("\"f").count();
+            }
+            socket.send(Message::text(r#"["still here"]"#)).unwrap();
+            assert_eq!(next(&mut socket).as_deref(), Some(r#"a["still here"]"#));
+        }
+    });
+}

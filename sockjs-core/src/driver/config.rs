@@ -31,10 +31,12 @@ pub struct Config {
     /// lock with its own timer task. Default: the available parallelism (at most 64).
     pub shards: usize,
     /// Most outgoing items (responses, chunks, WebSocket messages) queued for one
-    /// connection that the client has not read. Beyond it, or beyond
-    /// [`max_connection_queue_bytes`](Config::max_connection_queue_bytes), the engine is told
-    /// the client aborted, the queue is dropped, and the connection closes once its blocked
-    /// write goes through or times out. Default 4096.
+    /// connection that the client has not read. The application's sends wait for (or, with
+    /// `try_send`, are refused for want of) room under half of it and of
+    /// [`max_connection_queue_bytes`](Config::max_connection_queue_bytes), so only the
+    /// server's own frames could go past: beyond either bound, the engine is told the client
+    /// aborted, the queue is dropped, and the connection closes once its blocked write goes
+    /// through or times out. Default 4096.
     pub max_connection_queue: usize,
     /// Most outgoing bytes queued for one connection (one larger item still fits an empty
     /// queue). Default 1 MiB.

@@ -207,23 +207,28 @@ pub(crate) struct Watch {
 
 impl Watch {
     /// Ready once the queue holds at most half of `max_items` items and half of
-    /// `max_bytes` bytes (or has ended): room for more.
+    /// `max_bytes` bytes, and `more` bytes would still fit under `max_bytes` (or the
+    /// queue is empty, which takes anything), or once it has ended: room for more.
     pub(crate) fn poll_room(
         &self,
         cx: &Context<'_>,
         slot: &mut Option<u64>,
-        max_items: usize,
-        max_bytes: usize,
+        (max_items, max_bytes): (usize, usize),
+        more: usize,
     ) -> Poll<()> {
         let mut st = self.shared.lock();
-        let low = (max_items / 2, max_bytes / 2);
-        if (st.items.len() <= low.0 && st.bytes <= low.1) || st.gone || st.killed || st.ended {
+        if st.has_room((max_items, max_bytes), more) {
             st.room.remove(slot.take());
             return Poll::Ready(());
         }
-        st.low = low;
+        st.low = (max_items / 2, max_bytes / 2);
         st.room.register(slot, cx);
         Poll::Pending
+    }
+
+    /// Whether [`poll_room`](Watch::poll_room) would be ready now, without waiting.
+    pub(crate) fn has_room(&self, bounds: (usize, usize), more: usize) -> bool {
+        self.shared.lock().has_room(bounds, more)
     }
 
     /// Stops waiting.
@@ -247,14 +252,17 @@ impl Watch {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        let waker = {
+        let (waker, room) = {
             let mut st = self.shared.lock();
             st.ended = true;
-            st.waker.take()
+            (st.waker.take(), st.room.take())
         };
         if let Some(waker) = waker {
             waker.wake();
         }
+        // Senders waiting for room here go on elsewhere (the session's next receiver, or
+        // its end), not when this queue's last items are written.
+        wake_all(room);
     }
 }
 
@@ -313,6 +321,18 @@ impl Drop for Receiver {
         };
         drop(items);
         wake_all(room);
+    }
+}
+
+impl State {
+    /// At most half full in items and bytes, with `more` bytes still under the byte bound
+    /// (an empty queue takes anything), or no longer taking items at all.
+    fn has_room(&self, (max_items, max_bytes): (usize, usize), more: usize) -> bool {
+        let fits = self.bytes == 0 || self.bytes.saturating_add(more) <= max_bytes;
+        (self.items.len() <= max_items / 2 && self.bytes <= max_bytes / 2 && fits)
+            || self.gone
+            || self.killed
+            || self.ended
     }
 }
 

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use crate::driver::head::Head;
 use crate::driver::inbound::SessionShared;
-use crate::driver::shard::Shard;
+use crate::driver::shard::{Outbound, Shard};
 use crate::{CloseReason, PeerAddr, SendError, SessionInfo, SessionKey, SessionState, Transport};
 
 /// Close code and reason of a session whose every handle was dropped while it was open.
@@ -81,10 +81,11 @@ impl SessionSender {
     ///
     /// The session has room while it holds less than
     /// [`Options::max_queued_bytes`](crate::Options::max_queued_bytes) of messages no
-    /// receiver has taken and, for a WebSocket, while its connection's queue is at most half
-    /// of [`Config::max_connection_queue`](crate::driver::Config::max_connection_queue) /
-    /// [`max_connection_queue_bytes`](crate::driver::Config::max_connection_queue_bytes);
-    /// once full, waiting senders go on when it is half empty. Fails with
+    /// receiver has taken and, while a receiver or socket is attached, while that
+    /// connection's queue is at most half of
+    /// [`Config::max_connection_queue`](crate::driver::Config::max_connection_queue) /
+    /// [`max_connection_queue_bytes`](crate::driver::Config::max_connection_queue_bytes)
+    /// with room for this message; once full, waiting senders go on when it is half empty. Fails with
     /// [`SendError::QueueFull`] only for a message larger than the whole queue,
     /// [`SendError::NotOpen`] once the session is closing and [`SendError::UnknownSession`]
     /// once it has ended (also while waiting).
@@ -102,19 +103,22 @@ impl SessionSender {
             sender: self,
             text: text.into(),
             room: None,
-            outbound: None,
+            outbound: Outbound::default(),
         }
     }
 
     /// Queues a message for the client without waiting: [`send`](SessionSender::send)
     /// that fails with [`SendError::QueueFull`] instead of waiting when the session's
-    /// queue is full (nothing is queued then). Never blocks, so it suits broadcasting to
-    /// many sessions, where one slow client must not hold back the rest.
+    /// queue, or the queue of the connection its messages go out on, is full (nothing is
+    /// queued then). Never blocks, so it suits broadcasting to many sessions, where one slow
+    /// client must not hold back the rest; a loop of them that outruns the client gets
+    /// `QueueFull`, never a closed session.
     pub fn try_send(&self, text: impl AsRef<str>) -> Result<(), SendError> {
         if self.handle.shared.is_closed() {
             return Err(SendError::UnknownSession);
         }
-        self.handle.shard.send(self.handle.key, text.as_ref())
+        let handle = &self.handle;
+        handle.shard.send(handle.key, &handle.shared, text.as_ref())
     }
 
     /// Resolves once the session has room for more (see [`send`](SessionSender::send)), or
@@ -123,7 +127,7 @@ impl SessionSender {
         Ready {
             sender: self,
             room: None,
-            outbound: None,
+            outbound: Outbound::default(),
         }
     }
 
@@ -138,27 +142,9 @@ impl SessionSender {
         self.handle.shard.queued_bytes(self.handle.key) + outbound
     }
 
-    /// Whether a WebSocket session's connection queue has room; registers `cx` if not.
-    fn poll_outbound(&self, cx: &Context<'_>, slot: &mut Option<u64>) -> Poll<()> {
-        match self.handle.shared.outbound.get() {
-            Some(watch) => {
-                let config = &self.handle.shard.common.config;
-                watch.poll_room(
-                    cx,
-                    slot,
-                    config.max_connection_queue,
-                    config.max_connection_queue_bytes,
-                )
-            }
-            None => Poll::Ready(()),
-        }
-    }
-
-    fn forget(&self, room: Option<u64>, outbound: Option<u64>) {
+    fn forget(&self, room: Option<u64>, outbound: &mut Outbound) {
         self.handle.shard.forget_room(self.handle.key, room);
-        if let Some(watch) = self.handle.shared.outbound.get() {
-            watch.forget(outbound);
-        }
+        outbound.forget();
     }
 
     /// Closes the session with a code and reason: queued messages go out first, then
@@ -453,7 +439,7 @@ pub struct Send<'a> {
     sender: &'a SessionSender,
     text: String,
     room: Option<u64>,
-    outbound: Option<u64>,
+    outbound: Outbound,
 }
 
 impl fmt::Debug for Send<'_> {
@@ -473,22 +459,20 @@ impl Future for Send<'_> {
         if handle.shared.is_closed() {
             return Poll::Ready(Err(SendError::UnknownSession));
         }
-        if this
-            .sender
-            .poll_outbound(cx, &mut this.outbound)
-            .is_pending()
-        {
-            return Poll::Pending;
-        }
-        handle
-            .shard
-            .send_or_wait(handle.key, &this.text, cx, &mut this.room)
+        handle.shard.send_or_wait(
+            handle.key,
+            &handle.shared,
+            &this.text,
+            cx,
+            &mut this.room,
+            &mut this.outbound,
+        )
     }
 }
 
 impl Drop for Send<'_> {
     fn drop(&mut self) {
-        self.sender.forget(self.room.take(), self.outbound.take());
+        self.sender.forget(self.room.take(), &mut self.outbound);
     }
 }
 
@@ -497,7 +481,7 @@ impl Drop for Send<'_> {
 pub struct Ready<'a> {
     sender: &'a SessionSender,
     room: Option<u64>,
-    outbound: Option<u64>,
+    outbound: Outbound,
 }
 
 impl fmt::Debug for Ready<'_> {
@@ -515,19 +499,18 @@ impl Future for Ready<'_> {
         if handle.shared.is_closed() {
             return Poll::Ready(());
         }
-        if this
-            .sender
-            .poll_outbound(cx, &mut this.outbound)
-            .is_pending()
-        {
-            return Poll::Pending;
-        }
-        handle.shard.poll_room(handle.key, cx, &mut this.room)
+        handle.shard.poll_room(
+            handle.key,
+            &handle.shared,
+            cx,
+            &mut this.room,
+            &mut this.outbound,
+        )
     }
 }
 
 impl Drop for Ready<'_> {
     fn drop(&mut self) {
-        self.sender.forget(self.room.take(), self.outbound.take());
+        self.sender.forget(self.room.take(), &mut self.outbound);
     }
 }

@@ -28,7 +28,7 @@ use crate::driver::connection::{Connection, ConnectionProbe};
 use crate::driver::drain::SHUTTING_DOWN;
 use crate::driver::inbound::{Delivery, InboundError, SessionShared};
 use crate::driver::metrics::{Counters, Endpoint, Outside};
-use crate::driver::queue::{self, PushError};
+use crate::driver::queue::{self, PushError, Watch};
 use crate::driver::runtime::Timer;
 use crate::driver::service::Common;
 use crate::driver::session::Session;
@@ -401,9 +401,25 @@ impl Shard {
     }
 
     /// The application queues a message.
-    pub(crate) fn send(self: &Arc<Self>, key: SessionKey, text: &str) -> Result<(), SendError> {
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        key: SessionKey,
+        shared: &SessionShared,
+        text: &str,
+    ) -> Result<(), SendError> {
         let mut st = self.lock();
         let now = self.common.runtime.now();
+        // The connection the message would go out on is as good as full: refused, as when
+        // the session's own queue is, rather than pushed past its bound (which would end
+        // the session).
+        let bounds = self.outbound_bounds();
+        let full = st.with_outbound(key, shared, |watch| {
+            !watch.has_room(bounds, framed_bound(text))
+        });
+        if full == Some(true) {
+            st.counters.queue_full += 1;
+            return Err(SendError::QueueFull);
+        }
         let result = st.engine.send(now, key, text);
         st.sent(&result, text);
         self.settle(st, now);
@@ -413,14 +429,32 @@ impl Shard {
     /// Queues a message if the session has room for it, else registers `cx` to be woken
     /// once it has (half its bound free again). A message that could not fit even an empty
     /// queue fails at once.
+    ///
+    /// First, the connection the message would go out on (the session's WebSocket, or its
+    /// attached HTTP receiver) must have room for it, as [`Watch::poll_room`] says, or the
+    /// sender waits there (`outbound`): checked under the shard's lock, the only pusher to
+    /// that queue, so that senders woken together cannot overfill it between check and
+    /// push.
     pub(crate) fn send_or_wait(
         self: &Arc<Self>,
         key: SessionKey,
+        shared: &SessionShared,
         text: &str,
         cx: &Context<'_>,
         slot: &mut Option<u64>,
+        outbound: &mut Outbound,
     ) -> Poll<Result<(), SendError>> {
         let mut st = self.lock();
+        if st.wait_outbound(
+            key,
+            shared,
+            self.outbound_bounds(),
+            framed_bound(text),
+            cx,
+            outbound,
+        ) {
+            return Poll::Pending;
+        }
         let now = self.common.runtime.now();
         match st.engine.send(now, key, text) {
             Err(SendError::QueueFull) if st.engine.queued_bytes(key).unwrap_or(0) > 0 => {
@@ -438,14 +472,21 @@ impl Shard {
         }
     }
 
-    /// Ready once the session's engine queue is at most half full (or the session ended).
+    /// Ready once the session's connection has room (as for
+    /// [`send_or_wait`](Shard::send_or_wait)) and its engine queue is at most half full
+    /// (or the session ended).
     pub(crate) fn poll_room(
         &self,
         key: SessionKey,
+        shared: &SessionShared,
         cx: &Context<'_>,
         slot: &mut Option<u64>,
+        outbound: &mut Outbound,
     ) -> Poll<()> {
         let mut st = self.lock();
+        if st.wait_outbound(key, shared, self.outbound_bounds(), 0, cx, outbound) {
+            return Poll::Pending;
+        }
         let half = self.common.options.max_queued_bytes / 2;
         if st
             .engine
@@ -459,6 +500,15 @@ impl Shard {
         }
         st.room.entry(key).or_default().register(slot, cx);
         Poll::Pending
+    }
+
+    /// The connection queue's bounds, which a sender waits to see half free.
+    fn outbound_bounds(&self) -> (usize, usize) {
+        let config = &self.common.config;
+        (
+            config.max_connection_queue.max(8),
+            config.max_connection_queue_bytes,
+        )
     }
 
     /// Stops waiting for room.
@@ -562,7 +612,68 @@ impl Shard {
     }
 }
 
+/// Where a sender waits for room on a connection queue, for as long as it waits.
+#[derive(Default)]
+pub(crate) struct Outbound {
+    waiting: Option<(Watch, Option<u64>)>,
+}
+
+impl Outbound {
+    /// Stops waiting (the sender was woken, or dropped).
+    pub(crate) fn forget(&mut self) {
+        if let Some((watch, slot)) = self.waiting.take() {
+            watch.forget(slot);
+        }
+    }
+}
+
+/// At most what a message of `text` takes once framed and escaped: SockJS escapes a
+/// control character as six bytes (`\u0001`), and a frame adds a few.
+fn framed_bound(text: &str) -> usize {
+    text.len().saturating_mul(6).saturating_add(16)
+}
+
 impl State {
+    /// Calls `f` with the queue of the connection a session's messages go out on now:
+    /// its WebSocket's, or its attached HTTP receiver's; `None` while it has neither (they
+    /// wait in the engine, under its own bound).
+    fn with_outbound<R>(
+        &self,
+        key: SessionKey,
+        shared: &SessionShared,
+        f: impl FnOnce(&Watch) -> R,
+    ) -> Option<R> {
+        if let Some(watch) = shared.outbound.get() {
+            return Some(f(watch));
+        }
+        let request = self.engine.receiver_request(key)?;
+        self.requests.get(&request).map(|slot| f(&slot.tx.watch()))
+    }
+
+    /// Whether a sender of `more` bytes must wait for room on the session's connection;
+    /// if so, it is registered there.
+    fn wait_outbound(
+        &self,
+        key: SessionKey,
+        shared: &SessionShared,
+        bounds: (usize, usize),
+        more: usize,
+        cx: &Context<'_>,
+        outbound: &mut Outbound,
+    ) -> bool {
+        // A registration from an earlier poll may be on another receiver's queue.
+        outbound.forget();
+        self.with_outbound(key, shared, |watch| {
+            let mut slot = None;
+            let wait = watch.poll_room(cx, &mut slot, bounds, more).is_pending();
+            if wait {
+                outbound.waiting = Some((watch.clone(), slot));
+            }
+            wait
+        })
+        .unwrap_or(false)
+    }
+
     /// Drains transmits and events; overflows and dead requests feed back in as aborts or
     /// closes until the engine is quiet.
     fn drain(&mut self, now: Instant, common: &Common) {

@@ -235,6 +235,16 @@ impl Engine {
             .map_or(SessionState::Closed, |s| s.state())
     }
 
+    /// The HTTP receiver a session's messages go out on now (a stream, or a held poll),
+    /// if one is attached: a runtime that bounds what it has yet to write for that request
+    /// can hold the session's senders back while it is full.
+    pub fn receiver_request(&self, session: SessionKey) -> Option<RequestId> {
+        self.sessions
+            .get(&session)
+            .and_then(|s| s.receiver())
+            .map(|r| r.request)
+    }
+
     /// Escaped bytes queued for a session, waiting for a receiver.
     pub fn queued_bytes(&self, session: SessionKey) -> Option<usize> {
         self.sessions.get(&session).map(|s| s.batch.escaped_len())

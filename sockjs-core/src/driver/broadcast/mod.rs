@@ -30,8 +30,9 @@
 //! # Delivery
 //!
 //! Members on this node get a message at once, from the publishing call itself, through
-//! [`SessionSender::send`]: it never waits. A member whose queue is full
-//! ([`SendError::QueueFull`](crate::SendError::QueueFull)) misses that message; a member
+//! [`SessionSender::try_send`]: it never waits. A member whose queue is full, or whose
+//! connection has not written what it holds
+//! ([`SendError::QueueFull`](crate::SendError::QueueFull)), misses that message; a member
 //! whose session has ended is skipped. Local delivery happens under the hub's lock, so
 //! messages published on this node reach every local member of a topic in the same order.
 //!
