@@ -209,6 +209,7 @@ impl Watch {
     /// Ready once the queue holds at most half of `max_items` items and half of
     /// `max_bytes` bytes, and `more` bytes would still fit under `max_bytes` (or the
     /// queue is empty, which takes anything), or once it has ended: room for more.
+    #[inline]
     pub(crate) fn poll_room(
         &self,
         cx: &Context<'_>,
@@ -327,6 +328,7 @@ impl Drop for Receiver {
 impl State {
     /// At most half full in items and bytes, with `more` bytes still under the byte bound
     /// (an empty queue takes anything), or no longer taking items at all.
+    #[inline(always)]
     fn has_room(&self, (max_items, max_bytes): (usize, usize), more: usize) -> bool {
         let fits = self.bytes == 0 || self.bytes.saturating_add(more) <= max_bytes;
         (self.items.len() <= max_items / 2 && self.bytes <= max_bytes / 2 && fits)

@@ -620,6 +620,7 @@ pub(crate) struct Outbound {
 
 impl Outbound {
     /// Stops waiting (the sender was woken, or dropped).
+    #[inline]
     pub(crate) fn forget(&mut self) {
         if let Some((watch, slot)) = self.waiting.take() {
             watch.forget(slot);
@@ -637,6 +638,7 @@ impl State {
     /// Calls `f` with the queue of the connection a session's messages go out on now:
     /// its WebSocket's, or its attached HTTP receiver's; `None` while it has neither (they
     /// wait in the engine, under its own bound).
+    #[inline(always)]
     fn with_outbound<R>(
         &self,
         key: SessionKey,
@@ -652,6 +654,7 @@ impl State {
 
     /// Whether a sender of `more` bytes must wait for room on the session's connection;
     /// if so, it is registered there.
+    #[inline(always)]
     fn wait_outbound(
         &self,
         key: SessionKey,
