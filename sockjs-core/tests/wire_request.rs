@@ -297,6 +297,8 @@ fn malformed_chunked_bodies_are_400() {
         b"0\r\nno colon\r\n\r\n",
         b"0\r\n: empty name\r\n\r\n",
         b"-3\r\nabc\r\n0\r\n\r\n",
+        // RFC 9112 §7.1.1: whitespace only before an extension's `;`.
+        b"3 \r\nabc\r\n0\r\n\r\n",
     ];
     for body in bodies {
         let err = error_of(Limits::default(), &cat(&[head, body]));
@@ -308,6 +310,27 @@ fn malformed_chunked_bodies_are_400() {
         );
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
+}
+
+#[test]
+fn chunk_extensions_are_bounded_over_the_whole_body() {
+    // Each size line is short, but together their ignored extensions would be unbounded:
+    // one-byte chunks each bringing 1 KiB of them.
+    let limits = Limits::default();
+    let ext = format!(";{}", "x".repeat(1023));
+    let mut input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let chunks = limits.max_head_bytes / ext.len() + 1;
+    for _ in 0..chunks {
+        input.extend_from_slice(format!("1{ext}\r\na\r\n").as_bytes());
+    }
+    input.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(error_of(limits, &input), WireError::MalformedChunk);
+    // Under the bound, they are ignored.
+    let mut input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    input.extend_from_slice(b"1 ;a=b\r\nx\r\n1;c\r\ny\r\n0\r\n\r\n");
+    let out = feed(&input);
+    assert_eq!(out.error, None);
+    assert_eq!(&out.requests()[0].body[..], b"xy");
 }
 
 #[test]

@@ -24,13 +24,16 @@ enum State {
 
 /// Decodes a chunked body, consuming its bytes as they arrive.
 ///
-/// Chunk extensions are accepted and ignored; trailer fields are accepted
-/// (bounded by `max_head_bytes`) and discarded. Lines must end with CRLF.
+/// Chunk extensions are accepted and ignored (all of a body's together bounded by
+/// `max_head_bytes`); trailer fields are accepted (bounded by `max_head_bytes`) and
+/// discarded. Lines must end with CRLF.
 #[derive(Debug)]
 pub(crate) struct ChunkedDecoder {
     state: State,
     body: BytesMut,
     trailer_bytes: usize,
+    /// Bytes of chunk extensions so far, over every size line.
+    extension_bytes: usize,
 }
 
 impl ChunkedDecoder {
@@ -39,6 +42,7 @@ impl ChunkedDecoder {
             state: State::Size,
             body: BytesMut::new(),
             trailer_bytes: 0,
+            extension_bytes: 0,
         }
     }
 
@@ -62,7 +66,14 @@ impl ChunkedDecoder {
                     else {
                         return Ok(false);
                     };
-                    let size = parse_size_line(&line)?;
+                    let (size, extensions) = parse_size_line(&line)?;
+                    // Extensions are ignored, so they are bounded as a whole, by the head's
+                    // bound: else each of a body's one-byte chunks could bring 4 KiB of
+                    // them, a gigabyte on the wire for a 256 KiB body.
+                    self.extension_bytes += extensions;
+                    if self.extension_bytes > limits.max_head_bytes {
+                        return Err(WireError::MalformedChunk);
+                    }
                     let total = (self.body.len() as u64).saturating_add(size);
                     if total > limits.max_body_bytes as u64 {
                         return Err(WireError::BodyTooLarge);
@@ -156,7 +167,8 @@ fn take_line(
 }
 
 /// Parse `1*HEXDIG [ BWS ";" chunk-ext ]`; an oversized number saturates.
-fn parse_size_line(line: &[u8]) -> Result<u64, WireError> {
+/// A chunk's size, and how many bytes of extensions (whitespace included) its line held.
+fn parse_size_line(line: &[u8]) -> Result<(u64, usize), WireError> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
         return Err(WireError::MalformedChunk);
@@ -166,13 +178,15 @@ fn parse_size_line(line: &[u8]) -> Result<u64, WireError> {
         acc.saturating_mul(16).saturating_add(d)
     });
     let rest = &line[digits..];
-    let rest = &rest[rest
+    // Whitespace only before an extension's `;` (RFC 9112 §7.1.1's BWS): `5 ` is no size.
+    let ext = &rest[rest
         .iter()
         .take_while(|&&b| b == b' ' || b == b'\t')
         .count()..];
-    let ext_ok = rest.is_empty() || (rest[0] == b';' && rest.iter().all(|&b| is_field_byte(b)));
+    let ext_ok =
+        rest.is_empty() || (ext.first() == Some(&b';') && ext.iter().all(|&b| is_field_byte(b)));
     if ext_ok {
-        Ok(size)
+        Ok((size, rest.len()))
     } else {
         Err(WireError::MalformedChunk)
     }
