@@ -110,7 +110,8 @@ pub struct Config {
     /// *(server)* Serve HTTPS and WSS: every connection the adapter's server accepts, or is
     /// handed, starts with a TLS handshake with these rustls settings (see
     /// [`tls::config_from_pem`](crate::driver::tls::config_from_pem)), which must end
-    /// within [`header_read_timeout`](Config::header_read_timeout). Its requests carry the
+    /// within [`header_read_timeout`](Config::header_read_timeout) (then the first request
+    /// head has a timeout of its own). Its requests carry the
     /// [`Tls`](crate::Tls) extension. The liveness probe needs a plain TCP socket, so over
     /// TLS a new receiver waits up to [`abort_grace`](Config::abort_grace) for the previous
     /// one to turn out gone. Default `None`: plain HTTP. Feature `tls`.
