@@ -264,6 +264,26 @@ pub struct Stream {
     pub conn: Conn<ClientStream>,
     /// The response head.
     pub head: Head,
+    /// The transport's heartbeat chunk, which [`expect_chunk`](Stream::expect_chunk) and
+    /// [`expect_end`](Stream::expect_end) pass over unless they expect it: a server may
+    /// send one whenever its heartbeat delay passes, and a slow check must not fail it.
+    pub heartbeat: Option<Vec<u8>>,
+}
+
+/// The heartbeat chunk of the streaming transport `path` asks for (§7.1.3, §8).
+pub fn heartbeat_chunk(path: &str) -> Option<Vec<u8>> {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if path.ends_with("/xhr_streaming") {
+        return Some(b"h\n".to_vec());
+    }
+    if path.ends_with("/eventsource") {
+        return Some(b"data: h\r\n\r\n".to_vec());
+    }
+    if path.ends_with("/htmlfile") {
+        let callback = query.split('&').find_map(|p| p.strip_prefix("c="))?;
+        return Some(format!("<script>\n{callback}(\"h\");\n</script>\r\n").into_bytes());
+    }
+    None
 }
 
 impl Stream {
@@ -279,15 +299,27 @@ impl Stream {
         Ok(self.conn.read_chunk()?)
     }
 
-    /// Fails unless the next chunk is exactly `expected`.
+    /// The next chunk, past heartbeats unless `expected` is one.
+    fn chunk_past_heartbeats(&mut self, what: &str, expected: &[u8]) -> Result<Vec<u8>, Failure> {
+        loop {
+            let got = self.chunk().step(what)?;
+            match &self.heartbeat {
+                Some(heartbeat) if got == *heartbeat && expected != heartbeat.as_slice() => {}
+                _ => return Ok(got),
+            }
+        }
+    }
+
+    /// Fails unless the next chunk (heartbeats aside) is exactly `expected`.
     pub fn expect_chunk(&mut self, what: &str, expected: impl AsRef<[u8]>) -> Outcome {
-        let got = self.chunk().step(what)?;
+        let expected = expected.as_ref();
+        let got = self.chunk_past_heartbeats(what, expected)?;
         expect_eq(what, expected, got)
     }
 
-    /// Fails unless the stream ends now (terminating chunk).
+    /// Fails unless the stream ends now (terminating chunk; heartbeats aside).
     pub fn expect_end(&mut self, what: &str) -> Outcome {
-        let got = self.chunk().step(what)?;
+        let got = self.chunk_past_heartbeats(what, b"")?;
         ensure(got.is_empty(), || {
             format!(
                 "{what}: expected the end of the stream, got another chunk \"{}\"",
@@ -369,7 +401,11 @@ impl Ctx {
         let what = format!("{} {}", req.method, req.path);
         conn.send(req).step(&what)?;
         let head = conn.read_head().step(&what)?;
-        Ok(Stream { conn, head })
+        Ok(Stream {
+            conn,
+            head,
+            heartbeat: heartbeat_chunk(&req.path),
+        })
     }
 
     /// Sends `req` without reading anything (a request left pending).
@@ -438,5 +474,54 @@ pub fn kind_name(kind: BodyKind) -> &'static str {
         BodyKind::Length(_) => "Content-Length",
         BodyKind::Chunked => "chunked",
         BodyKind::Close => "close-delimited",
+    }
+}
+
+/// Waits until one of two requests sent at once is answered, and swaps them so that
+/// `answered` is that one; the other is left `held`. For the receivers of §7.1.2, where the
+/// server answers whichever it took second with 2010 at once, in either order.
+pub fn first_answered(
+    held: &mut Conn<ClientStream>,
+    answered: &mut Conn<ClientStream>,
+    timeout: Duration,
+) -> Outcome {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if answered.has_input().step("concurrent request")? {
+            return Ok(());
+        }
+        if held.has_input().step("concurrent request")? {
+            std::mem::swap(held, answered);
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(fail(format!(
+                "neither of two concurrent requests answered within {} ms (expected one 2010)",
+                timeout.as_millis()
+            )));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::heartbeat_chunk;
+
+    #[test]
+    fn each_stream_has_its_heartbeat_chunk() {
+        assert_eq!(
+            heartbeat_chunk("/echo/000/x/xhr_streaming").as_deref(),
+            Some(&b"h\n"[..])
+        );
+        assert_eq!(
+            heartbeat_chunk("/echo/000/x/eventsource").as_deref(),
+            Some(&b"data: h\r\n\r\n"[..])
+        );
+        assert_eq!(
+            heartbeat_chunk("/echo/000/x/htmlfile?c=cb").as_deref(),
+            Some(&b"<script>\ncb(\"h\");\n</script>\r\n"[..])
+        );
+        assert_eq!(heartbeat_chunk("/echo/000/x/xhr"), None);
     }
 }

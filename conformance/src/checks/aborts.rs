@@ -16,13 +16,10 @@
 //! as it handles a request already on an open socket before the close events of the same
 //! event-loop turn.)
 
-use std::thread;
-use std::time::{Duration, Instant};
-
 use super::ECHO;
 use crate::check::{
     Check, Ctx, Failure, Outcome, Step, Stream, expect_eq, expect_head_status, expect_status, fail,
-    skip,
+    first_answered, heartbeat_chunk, skip,
 };
 use crate::http::{Conn, Request};
 use crate::runner::ABORT_STRESS;
@@ -234,23 +231,7 @@ fn polling_round(ctx: &Ctx, r: Receiver, how: Close) -> Result<Verdict, Failure>
     let mut other = ctx.connect().step("connecting")?;
     other.send(&req).step("concurrent poll")?;
     // Whichever poll the server took second answers 2010 at once; the other one is held.
-    let deadline = Instant::now() + ctx.io_timeout;
-    loop {
-        if other.has_input()? {
-            break;
-        }
-        if held.has_input()? {
-            std::mem::swap(&mut held, &mut other);
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(fail(format!(
-                "neither of two concurrent polls answered within {} ms (expected one 2010)",
-                ctx.io_timeout.as_millis()
-            )));
-        }
-        thread::sleep(Duration::from_micros(100));
-    }
+    first_answered(&mut held, &mut other, ctx.io_timeout)?;
     let resp = other.read_response(&req.method).step("concurrent poll")?;
     expect_status("concurrent poll", &resp, 200)?;
     expect_eq("concurrent poll", r.frame(ANOTHER), &resp.body)?;
@@ -276,7 +257,11 @@ fn streaming_round(ctx: &Ctx, r: Receiver, how: Close) -> Result<Verdict, Failur
     conn.send(&req).step("stream after the close")?;
     let head = conn.read_head().step("stream after the close")?;
     expect_head_status("stream after the close", &head, 200)?;
-    let mut second = Stream { conn, head };
+    let mut second = Stream {
+        conn,
+        head,
+        heartbeat: heartbeat_chunk(&req.path),
+    };
     second
         .chunk()
         .step("prelude of the stream after the close")?;

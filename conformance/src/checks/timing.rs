@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::ECHO;
-use super::sessions::{C2010, C3000};
+use super::sessions::{C3000, two_polls};
 use crate::check::{
     Check, Ctx, Needs, Outcome, Step, ensure, expect_head_status, expect_response, expect_status,
     fail, service, sleep,
@@ -76,10 +76,8 @@ pub(crate) fn checks() -> Vec<Check> {
                 let hb = ctx.heartbeat()?;
                 let s = ctx.session(ECHO);
                 ctx.open_xhr(&s)?;
-                let mut c = ctx.send_only(&Request::new("POST", &s.url("xhr")))?;
                 let start = Instant::now();
-                sleep(Duration::from_millis(250).min(hb / 4));
-                ctx.expect_xhr("second concurrent POST xhr", &s, C2010)?;
+                let mut c = two_polls(ctx, &s)?;
                 c.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
                 let r = c.read_response("POST").step("first POST xhr")?;
                 expect_response("first POST xhr", &r, 200, b"h\n")?;
