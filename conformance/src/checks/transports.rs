@@ -75,13 +75,11 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s8_eventsource_response_limit",
             "8",
-            "eventsource ends after a frame that takes it past the 4096-byte limit",
+            "eventsource counts its frames as written (wrapping in, prelude out): open at 4095 bytes, ended at 4096 or more",
             |ctx: &Ctx| {
-                let (s, mut st) = eventsource_opened(ctx)?;
-                let msg = format!("\"{}\"", "x".repeat(4096));
-                ctx.send_ok(&s, &format!("[{msg}]"))?;
-                st.expect_chunk("eventsource frame", format!("data: a[{msg}]\r\n\r\n"))?;
-                st.expect_end("eventsource after the limit")
+                let (s, st) = eventsource_opened(ctx)?;
+                let frame = |f: &str| format!("data: {f}\r\n\r\n");
+                limit_bookkeeping(ctx, &s, st, frame)
             },
         ),
         Check::new(
@@ -110,13 +108,10 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s8_htmlfile_response_limit",
             "8",
-            "htmlfile ends after a frame that takes it past the 4096-byte limit",
+            "htmlfile counts its frames as written (wrapping in, head out): open at 4095 bytes, ended at 4096 or more",
             |ctx: &Ctx| {
-                let (s, mut st) = htmlfile_opened(ctx, "callback")?;
-                let msg = "x".repeat(4096);
-                ctx.send_ok(&s, &format!("[\"{msg}\"]"))?;
-                st.expect_chunk("htmlfile frame", htmlfile_frame(&format!("a[\"{msg}\"]")))?;
-                st.expect_end("htmlfile after the limit")
+                let (s, st) = htmlfile_opened(ctx, "callback")?;
+                limit_bookkeeping(ctx, &s, st, htmlfile_frame)
             },
         ),
         Check::new(
@@ -256,6 +251,31 @@ fn xhr_streaming_limit(ctx: &Ctx) -> Outcome {
         )?;
     }
     st.expect_end("after frame #31 (2 + 31 x 134 = 4156 >= 4096)")
+}
+
+/// §7.1.4 and §8's limit bookkeeping on a stream just past its open frame, whose frames
+/// `frame` wraps: a message that brings the frames written to 4095 bytes (the open frame
+/// and its own, wrapping included, the prelude not) leaves the stream open; one more
+/// frame takes it to 4096 or more and ends it. A server that counts the prelude ends it
+/// too early, one that counts only the payload too late.
+fn limit_bookkeeping(
+    ctx: &Ctx,
+    s: &Session,
+    mut st: Stream,
+    frame: impl Fn(&str) -> String,
+) -> Outcome {
+    const LIMIT: usize = 4096;
+    let written = frame("o").len();
+    // An ASCII letter adds one byte to the frame, wrapped or not.
+    let fill = LIMIT - 1 - written - frame("a[\"\"]").len();
+    let text = "x".repeat(fill);
+    let first = frame(&format!("a[\"{text}\"]"));
+    debug_assert_eq!(written + first.len(), LIMIT - 1);
+    ctx.send_ok(s, &format!("[\"{text}\"]"))?;
+    st.expect_chunk("the frame that makes 4095 bytes", first)?;
+    ctx.send_ok(s, "[\"y\"]")?;
+    st.expect_chunk("the next frame: still open at 4095", frame("a[\"y\"]"))?;
+    st.expect_end("the stream past the limit")
 }
 
 fn eventsource_opened(ctx: &Ctx) -> Result<(Session, Stream), Failure> {
