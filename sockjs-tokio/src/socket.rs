@@ -81,10 +81,11 @@ impl Socket for Tcp {
 
 /// An upgraded connection, with the bytes hyper read past the request.
 pub(crate) enum Upgrade {
-    /// A plain TCP socket (axum's, or a hyper server's over `TokioIo<TcpStream>`): read
-    /// and written directly.
+    /// A plain TCP socket (a hyper server's over `TokioIo<TcpStream>`): read and written
+    /// directly.
     Tcp(Tcp, Vec<u8>),
-    /// Anything else (TLS, another server's I/O): polled.
+    /// Anything else (TLS, another server's I/O; `axum::serve`'s too, whose connections
+    /// hyper-util wraps in a private rewind buffer to sniff the HTTP version): polled.
     Other(Polled<Compat<TokioIo<Upgraded>>>),
 }
 
