@@ -132,14 +132,14 @@ impl SessionSender {
     }
 
     /// Bytes of messages waiting to go out: held by the session until a receiver takes
-    /// them, and, for a WebSocket, written to its connection but not yet to the socket.
+    /// them, and queued on the connection they go out on (its WebSocket's, or its attached
+    /// receiver's) but not yet written to the socket.
     pub fn queued_bytes(&self) -> usize {
         let shared = &self.handle.shared;
         if shared.is_closed() {
             return 0;
         }
-        let outbound = shared.outbound.get().map_or(0, |watch| watch.bytes());
-        self.handle.shard.queued_bytes(self.handle.key) + outbound
+        self.handle.shard.queued_bytes(self.handle.key, shared)
     }
 
     fn forget(&self, room: Option<u64>, outbound: &mut Outbound) {

@@ -525,9 +525,12 @@ impl Shard {
         }
     }
 
-    /// Escaped bytes the engine holds for a session (0 once it ended).
-    pub(crate) fn queued_bytes(&self, key: SessionKey) -> usize {
-        self.peek(|engine| engine.queued_bytes(key).unwrap_or(0))
+    /// Escaped bytes the engine holds for a session (0 once it ended), and those queued on
+    /// the connection its messages go out on.
+    pub(crate) fn queued_bytes(&self, key: SessionKey, shared: &SessionShared) -> usize {
+        let st = self.lock();
+        let held = st.engine.queued_bytes(key).unwrap_or(0);
+        held + st.with_outbound(key, shared, Watch::bytes).unwrap_or(0)
     }
 
     /// The session of a WebSocket request, once it opened.
