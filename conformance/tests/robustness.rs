@@ -636,6 +636,8 @@ fn a_stuck_session_does_not_slow_others_and_stays_bounded() {
         // timeout ends it within the test.
         settings.config.max_session_inbound_bytes = 64 * 1024;
         settings.config.inbound_stall_timeout = Duration::from_secs(1);
+        // The unread WebSocket's blocked write gives up within the test too.
+        settings.config.write_timeout = Duration::from_secs(2);
         let target = start(adapter, settings);
         // Flooding ends with the session (overflow, or the disconnect delay); the bound
         // is only a backstop, well past both on a busy machine.
@@ -716,8 +718,15 @@ fn a_stuck_session_does_not_slow_others_and_stays_bounded() {
             ws_bytes / 1024,
             poll_bytes / 1024
         );
-        // Unread WebSocket: the connection queue overflowed and the session ended; what
-        // was accepted is bounded by the queues plus the kernel's socket buffers.
+        // Unread WebSocket: once its connection's queue is as good as full, the flood is
+        // refused (QueueFull), never pushed past the bound; the blocked write's timeout
+        // ends the session. What was accepted is bounded by the queues plus the kernel's
+        // socket buffers.
+        let ws_full = target.app.flood_ws.queue_full.load(Ordering::Relaxed);
+        assert!(
+            ws_full > 0,
+            "{adapter:?}: the unread WebSocket was never refused"
+        );
         assert!(
             ws_end.is_some(),
             "{adapter:?}: the unread WebSocket session never ended"

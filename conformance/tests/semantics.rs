@@ -1238,6 +1238,8 @@ fn frame_numbers_plain(frame: &str) -> usize {
 #[derive(Debug)]
 struct Flooded {
     accepted: usize,
+    /// Sends refused with `QueueFull`.
+    refused: usize,
     error: Option<SendError>,
     reason: Option<CloseReason>,
     /// From the last accepted send to the session's end.
@@ -1258,6 +1260,7 @@ fn flood_handler(message: usize, total: usize, tx: Sender<Flooded>) -> Handler {
             }
             let text = "z".repeat(message);
             let mut accepted = 0;
+            let mut refused = 0;
             let mut error = None;
             let mut last = Instant::now();
             let give_up = Instant::now() + Duration::from_secs(20);
@@ -1271,7 +1274,10 @@ fn flood_handler(message: usize, total: usize, tx: Sender<Flooded>) -> Handler {
                             sleep(Duration::from_millis(1)).await;
                         }
                     }
-                    Err(SendError::QueueFull) => sleep(Duration::from_millis(2)).await,
+                    Err(SendError::QueueFull) => {
+                        refused += 1;
+                        sleep(Duration::from_millis(2)).await;
+                    }
                     Err(e) => {
                         error = Some(e);
                         break;
@@ -1281,6 +1287,7 @@ fn flood_handler(message: usize, total: usize, tx: Sender<Flooded>) -> Handler {
             session.closed().await;
             let _ = tx.send(Flooded {
                 accepted,
+                refused,
                 error,
                 reason: session.close_reason(),
                 after_last_send: last.elapsed(),
@@ -1335,6 +1342,7 @@ fn echo_round_trips(target: &Target, n: usize) {
 fn outgoing_overflow_setup(adapter: Adapter) -> (Target, Reports<Flooded>) {
     let config = Config {
         max_connection_queue_bytes: 256 * 1024,
+        write_timeout: WRITE_TIMEOUT,
         ..config()
     };
     let options = Options {
@@ -1352,7 +1360,11 @@ fn outgoing_overflow_setup(adapter: Adapter) -> (Target, Reports<Flooded>) {
     (target, reports)
 }
 
+/// The flood was refused once the connection's queue was as good as full (never pushed
+/// past it), and the blocked write's timeout then dropped the client.
 fn check_dropped(flooded: &Flooded, adapter: Adapter) {
+    assert!(flooded.refused > 0, "{adapter:?}: {flooded:?}");
+    assert!(flooded.accepted < 256 << 20, "{adapter:?}: {flooded:?}");
     assert_eq!(
         flooded.reason,
         Some(CloseReason::Aborted),
@@ -1368,7 +1380,7 @@ fn check_dropped(flooded: &Flooded, adapter: Adapter) {
 }
 
 #[test]
-fn a_websocket_client_that_never_reads_is_dropped_past_the_connection_queue() {
+fn a_websocket_client_that_never_reads_is_refused_past_the_connection_queue_then_dropped() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
             let (target, reports) = outgoing_overflow_setup(adapter);
@@ -1385,7 +1397,7 @@ fn a_websocket_client_that_never_reads_is_dropped_past_the_connection_queue() {
 }
 
 #[test]
-fn an_xhr_streaming_reader_that_never_reads_is_dropped_past_the_connection_queue() {
+fn an_xhr_streaming_reader_that_never_reads_is_refused_past_the_connection_queue_then_dropped() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
             let (target, reports) = outgoing_overflow_setup(adapter);
