@@ -60,6 +60,12 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 ///   this node's members: the rest are dropped, not buffered. Messages waiting for the
 ///   connection are bounded too ([`RedisBackend::queue`], default 4096); beyond that they
 ///   are dropped.
+/// - Messages from other nodes are read by the `redis` crate's pub/sub connection, which
+///   reads its socket as fast as it can and keeps what this node has not delivered yet in
+///   a queue of its own, without a bound: a node that delivers slower than the cluster
+///   publishes to its topics grows with the backlog (it keeps reading, so Redis's
+///   `client-output-buffer-limit pubsub` does not cut it off). Size the nodes for the
+///   cluster's publishing rate.
 /// - Losing a connection is logged once at `error` level, every failed retry at `debug`,
 ///   the recovery at `warn` with the outage's length and the messages dropped.
 ///   [`Broadcast::is_connected`](super::Broadcast::is_connected) tells whether both are
