@@ -101,6 +101,28 @@ pub(crate) fn later(now: Instant, after: std::time::Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// Checks `done` every 10 ms (and once more at the deadline) until it holds, or until
+/// `timeout` has passed. `true` if it held. The shutdown waits look at counts spread over
+/// shards and adapters that have no one place to be woken from, so they poll.
+pub(crate) async fn poll_until(
+    runtime: &dyn Runtime,
+    timeout: std::time::Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+    let deadline = later(runtime.now(), timeout);
+    loop {
+        if done() {
+            return true;
+        }
+        let now = runtime.now();
+        if now >= deadline {
+            return false;
+        }
+        runtime.timer(deadline.min(now + EVERY)).await;
+    }
+}
+
 /// A runtime for unit tests that never run the driver's tasks or timers.
 #[cfg(test)]
 pub(crate) mod inert {

@@ -16,7 +16,7 @@ use crate::driver::connection::Connection;
 use crate::driver::drain::{Drain, Over};
 use crate::driver::exchange::Exchange;
 use crate::driver::metrics::{Counters, Endpoint, Metrics};
-use crate::driver::runtime::{Runtime, later};
+use crate::driver::runtime::{Runtime, poll_until};
 use crate::driver::session::Session;
 use crate::driver::shard::Shard;
 use crate::route::Route;
@@ -307,20 +307,10 @@ impl Service {
     /// connections such a server waits for. HTTP sessions closed by the shutdown stay
     /// closing for their disconnect delay, holding no request: they are not waited for.
     pub async fn settled(&self, timeout: std::time::Duration) -> bool {
-        let runtime = &self.inner.common.runtime;
-        let deadline = later(runtime.now(), timeout);
-        loop {
-            if self.open_requests() + self.running_handlers() == 0 {
-                return true;
-            }
-            let now = runtime.now();
-            if now >= deadline {
-                return false;
-            }
-            runtime
-                .timer(deadline.min(now + std::time::Duration::from_millis(10)))
-                .await;
-        }
+        poll_until(&*self.inner.common.runtime, timeout, || {
+            self.open_requests() + self.running_handlers() == 0
+        })
+        .await
     }
 
     /// Whether the service's drain ended.
@@ -442,37 +432,37 @@ pub async fn shutdown(
         service.inner.common.drain.start();
         service.close_all(config.shutdown_code, &config.shutdown_reason);
     }
-    let deadline = later(runtime.now(), config.shutdown_timeout);
     let finish = || {
         for service in services {
             service.inner.common.drain.finish();
         }
     };
-    loop {
-        let sessions: usize = services.iter().map(Service::session_count).sum();
-        let handlers: usize = services.iter().map(Service::running_handlers).sum();
-        if sessions + handlers == 0 {
+    let sessions = || services.iter().map(Service::session_count).sum::<usize>();
+    let handlers = || {
+        services
+            .iter()
+            .map(Service::running_handlers)
+            .sum::<usize>()
+    };
+    let done = poll_until(runtime, config.shutdown_timeout, || {
+        let held = sessions() + handlers();
+        if held == 0 {
             // Idle connections may close now.
             finish();
         }
-        let connections = connections();
-        if sessions + handlers + connections == 0 {
-            tracing::info!("graceful shutdown complete");
-            return true;
-        }
-        let now = runtime.now();
-        if now >= deadline {
-            finish();
-            tracing::warn!(
-                sessions,
-                handlers,
-                connections,
-                "graceful shutdown timed out"
-            );
-            return false;
-        }
-        runtime
-            .timer(deadline.min(now + std::time::Duration::from_millis(10)))
-            .await;
+        held + connections() == 0
+    })
+    .await;
+    if done {
+        tracing::info!("graceful shutdown complete");
+    } else {
+        finish();
+        tracing::warn!(
+            sessions = sessions(),
+            handlers = handlers(),
+            connections = connections(),
+            "graceful shutdown timed out"
+        );
     }
+    done
 }
