@@ -1879,6 +1879,52 @@ fn graceful_shutdown_closes_sessions_with_1001_and_refuses_new_requests() {
     });
 }
 
+/// A WebSocket that would open a session while the service drains is upgraded and closed
+/// with the shutdown's code and reason (as an admission refusal is), also when the service
+/// is mounted under a prefix: the refusal reads the request's path without it.
+#[test]
+fn graceful_shutdown_refuses_a_new_websocket_with_the_shutdown_close() {
+    use tungstenite::client::IntoClientRequest as _;
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = serve(
+                adapter,
+                config(),
+                options(),
+                handler(|mut session: Session| async move {
+                    while session.recv().await.is_some() {}
+                    // Holds the drain open for a while after the session closed.
+                    sleep(Duration::from_secs(3)).await;
+                }),
+            );
+            let poll = Request::new("POST", &path(&sid("hold"), "xhr"));
+            assert_eq!(target.request(&poll).text(), "o\n", "{adapter:?}");
+            // A kept-alive connection from before the shutdown: the listener may be closed.
+            let mut early = target.conn();
+            let greeting = early.roundtrip(&Request::new("GET", "/app")).unwrap();
+            assert_eq!(greeting.status(), 200, "{adapter:?}");
+
+            target.shutdown();
+            let (stream, _) = early.into_stream();
+            let url = target.url(&path(&sid("late"), "websocket"));
+            let (mut socket, answer) =
+                tungstenite::client(url.into_client_request().unwrap(), stream)
+                    .unwrap_or_else(|e| panic!("{adapter:?}: no upgrade: {e}"));
+            assert_eq!(answer.status(), 101, "{adapter:?}");
+            assert_eq!(
+                next(&mut socket),
+                Some(close_frame(1001, "Server shutting down")),
+                "{adapter:?}"
+            );
+            assert_eq!(
+                next(&mut socket).as_deref(),
+                Some("close 1000 Normal closure"),
+                "{adapter:?}"
+            );
+        }
+    });
+}
+
 #[test]
 fn graceful_shutdown_lets_a_polling_client_collect_its_close_frame_on_a_kept_alive_connection() {
     within(LIMIT, || {

@@ -285,6 +285,10 @@ impl Shard {
             let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
                 .with_body(SHUTTING_DOWN)
                 .with_close(config.shutdown_code, &config.shutdown_reason);
+            // Stamped as an admitted request is: the engine reads its path without the
+            // mount prefix (to know an upgrade, refused with a close) and its TLS.
+            let mut parts = parts;
+            connection.facts().stamp(&mut parts);
             self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
             return Submitted::Fed(None);
         }
