@@ -319,25 +319,26 @@ fn peer_ip_binding_refuses_other_addresses() {
     }
 }
 
+/// `adapter` serving `/echo` with room for three sessions over `shards` shards.
+fn three_sessions_at_most(adapter: Adapter, shards: usize, disconnect_delay: Duration) -> Target {
+    let options = Options {
+        max_sessions: 3,
+        disconnect_delay,
+        ..Options::default()
+    };
+    let config = Config {
+        shards,
+        ..Config::default()
+    };
+    start(adapter, Settings { options, config })
+}
+
 #[test]
 fn max_sessions_answers_503_and_recovers() {
     for adapter in ADAPTERS {
-        let target = start(
-            adapter,
-            Settings {
-                options: Options {
-                    max_sessions: 3,
-                    // Long enough that the first session outlives the next three requests
-                    // on a busy machine.
-                    disconnect_delay: Duration::from_secs(3),
-                    ..Options::default()
-                },
-                config: Config {
-                    shards: 1,
-                    ..Config::default()
-                },
-            },
-        );
+        // The disconnect delay: long enough that the first session outlives the next three
+        // requests on a busy machine.
+        let target = three_sessions_at_most(adapter, 1, Duration::from_secs(3));
         for _ in 0..3 {
             let r = target.request(&Request::new("POST", &format!("{}/xhr", session("max"))));
             assert_eq!(r.text(), "o\n");
@@ -353,6 +354,50 @@ fn max_sessions_answers_503_and_recovers() {
         assert_eq!(target.session_count(), 0, "{adapter:?}");
         let r = target.request(&Request::new("POST", &format!("{}/xhr", session("max"))));
         assert_eq!(r.text(), "o\n");
+    }
+}
+
+/// `Options::max_sessions` bounds a service, not each of its shards: with four shards and
+/// room for three sessions, the fourth is refused whichever shard its id falls on (each
+/// shard's engine alone would have let up to twelve in), on HTTP with the `503` and on a
+/// WebSocket with a close saying why; a session that ends makes room again.
+#[test]
+fn max_sessions_bounds_the_whole_service_over_its_shards() {
+    for adapter in ADAPTERS {
+        let target = three_sessions_at_most(adapter, 4, Duration::from_secs(30));
+        let mut ws = target.ws(&format!("{}/websocket", session("cap")));
+        for _ in 0..2 {
+            let r = target.request(&Request::new("POST", &format!("{}/xhr", session("cap"))));
+            assert_eq!(r.text(), "o\n", "{adapter:?}");
+        }
+        assert_eq!(target.session_count(), 3, "{adapter:?}");
+        for _ in 0..8 {
+            let r = target.request(&Request::new("POST", &format!("{}/xhr", session("cap"))));
+            assert_eq!(
+                (r.status(), r.text().as_str()),
+                (503, "Too many sessions.\n"),
+                "{adapter:?}"
+            );
+        }
+        let mut refused = target.raw_ws(&format!("{}/websocket", session("cap")), &[]);
+        assert_eq!(
+            ws_text(&mut refused).as_deref(),
+            Some("c[4503,\"Too many sessions\"]"),
+            "{adapter:?}"
+        );
+        assert_eq!(
+            target.session_count(),
+            3,
+            "{adapter:?}: refusals open nothing"
+        );
+        // The WebSocket's session ends with its socket's close: room for one more.
+        ws.close(None).unwrap();
+        assert!(
+            wait_for(Duration::from_secs(5), || target.session_count() == 2),
+            "{adapter:?}"
+        );
+        let r = target.request(&Request::new("POST", &format!("{}/xhr", session("cap"))));
+        assert_eq!(r.text(), "o\n", "{adapter:?}");
     }
 }
 

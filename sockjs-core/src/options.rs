@@ -265,8 +265,14 @@ pub struct Options {
     ///
     /// [`SendError::QueueFull`]: crate::SendError::QueueFull
     pub max_queued_bytes: usize,
-    /// Most sessions alive at once; beyond it new sessions get `503 Service Unavailable`.
-    /// Default 100 000.
+    /// Most sessions alive at once; beyond it new sessions get `503 Service Unavailable`
+    /// with the body `Too many sessions.`. Default 100 000.
+    ///
+    /// An [`Engine`](crate::Engine) counts its own sessions and answers a WebSocket upgrade
+    /// past it with that `503` too. A [`driver::Service`](crate::driver::Service) counts
+    /// over all its shards (a bound for the service, not for each shard), and refuses as
+    /// its admission does: a WebSocket is upgraded, then closed with `4503 "Too many
+    /// sessions"`, which browsers show to scripts, where a failed upgrade is a bare error.
     pub max_sessions: usize,
     /// Proxies (load balancers, reverse proxies) whose forwarding header is believed: when
     /// a request comes from one of these addresses, the client's address is read from

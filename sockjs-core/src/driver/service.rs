@@ -49,9 +49,51 @@ pub(crate) struct Common {
     pub(crate) admission: OnceLock<Admission>,
     /// Graceful shutdown's drain.
     pub(crate) drain: Drain,
+    /// Live sessions over all shards, plus the places held for sessions about to open:
+    /// [`Options::max_sessions`] bounds the service, while each shard's engine sees only its
+    /// own sessions.
+    sessions: AtomicUsize,
+    /// How many shards the service has: as many sessions may open at once, one under each
+    /// shard's lock.
+    shards: usize,
 }
 
 impl Common {
+    /// Whether the service is near [`Options::max_sessions`], counted over all its shards:
+    /// near enough that sessions opening at once, one under each shard's lock, could pass
+    /// it. Only then must a request that would open a session hold a place first
+    /// ([`Common::hold_session`]); this is one atomic read.
+    pub(crate) fn near_session_limit(&self) -> bool {
+        let live = self.sessions.load(Ordering::Acquire);
+        live.saturating_add(self.shards) > self.options.max_sessions
+    }
+
+    /// Holds a place for a session about to open, unless the service is full. Give it back
+    /// with [`Common::session_settled`] once the engine had the request: the session, if
+    /// it opened, then counts itself.
+    pub(crate) fn hold_session(&self) -> bool {
+        let max = self.options.max_sessions;
+        self.sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back the place [`Common::hold_session`] held.
+    pub(crate) fn session_settled(&self) {
+        self.sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A session opened (`true`) or ended (`false`) on one of the shards.
+    pub(crate) fn session_counted(&self, opened: bool) {
+        if opened {
+            self.sessions.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.sessions.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     pub(crate) fn start_handler(self: &Arc<Self>, session: Session) {
         let span = tracing::info_span!(
             "sockjs_session",
@@ -143,6 +185,7 @@ impl Service {
     {
         options.validate()?;
         let seed = runtime.random_seed();
+        let count = config.shards.clamp(1, 1024);
         let common = Arc::new(Common {
             prefix: options.prefix.as_str().into(),
             options: options.clone(),
@@ -153,10 +196,11 @@ impl Service {
             stopped: AtomicBool::new(false),
             admission: OnceLock::new(),
             drain: Drain::default(),
+            sessions: AtomicUsize::new(0),
+            shards: count,
             runtime,
             config,
         });
-        let count = common.config.shards.clamp(1, 1024);
         let block = next_key_block();
         let mut shards = Vec::with_capacity(count);
         for index in 0..count {

@@ -33,6 +33,7 @@ use crate::driver::runtime::Timer;
 use crate::driver::service::Common;
 use crate::driver::session::Session;
 use crate::driver::waiters::{Waiters, Wakers, wake_all};
+use crate::engine::TOO_MANY_SESSIONS;
 use crate::route::Route;
 use crate::{
     Content, Engine, Event, Rejection, RequestId, SendError, SessionInfo, SessionKey, SessionState,
@@ -309,6 +310,21 @@ impl Shard {
                 tx,
             };
         }
+        // `Options::max_sessions` bounds the service, whose sessions are spread over
+        // shards whose engines each count only their own.
+        let held =
+            self.common.near_session_limit() && st.engine.opens_session_routed(&parts, route);
+        if held && !self.common.hold_session() {
+            let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
+                .with_body(TOO_MANY_SESSIONS)
+                .with_close(4503, "Too many sessions");
+            // Stamped as an admitted request is: the engine reads its path without the
+            // mount prefix (to know an upgrade, refused with a close) and its TLS.
+            let mut parts = parts;
+            connection.facts().stamp(&mut parts);
+            self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
+            return Submitted::Fed(None);
+        }
         let peer = connection.facts();
         st.requests
             .insert(id, Slot::new(tx, connection.into_probe(), Some(endpoint)));
@@ -316,6 +332,9 @@ impl Shard {
         st.delivered = Some(None);
         st.engine.handle_routed(now, id, parts, body, route, peer);
         st.drain(now, &self.common);
+        if held {
+            self.common.session_settled();
+        }
         let delivered = st.delivered.take().flatten();
         self.settle(st, now);
         Submitted::Fed(delivered)
@@ -792,6 +811,7 @@ impl State {
                 // A client that starts sending past twice the bound did not wait for its
                 // answers: it has several sends in flight at once.
                 self.counters.opened(info.transport);
+                common.session_counted(true);
                 let shared = Arc::new(SessionShared::new(
                     info.id.clone(),
                     session,
@@ -840,6 +860,7 @@ impl State {
             Event::Closed { session, reason } => {
                 if let Some(shared) = self.sessions.remove(&session) {
                     self.counters.ended(shared.transport, &reason);
+                    common.session_counted(false);
                     tracing::info!(
                         service = %common.prefix,
                         session = %shared.id,
