@@ -103,7 +103,7 @@ fn inflate(d: &mut Decompress, payload: &[u8], out: &mut Vec<u8>, max: usize) ->
                     return Err(Error::TooBig);
                 }
                 // Doubling, capped one byte past the bound (that byte says "too big").
-                let more = out.len().max(4096).min(max + 1 - out.len());
+                let more = out.len().max(4096).min(max.saturating_add(1) - out.len());
                 out.reserve_exact(more);
             }
             let (in_before, out_before) = (d.total_in(), out.len());

@@ -273,8 +273,12 @@ impl Decoder {
                 stopped = full;
                 let rest = &input[used..];
                 if !rest.is_empty() {
+                    // Room for the frame begun, but never far beyond what arrived: a
+                    // header alone reserves no whole message.
                     if let Ok(Some(header)) = self.header(rest) {
-                        self.partial.reserve(header.size + header.len);
+                        let frame = header.size.saturating_add(header.len);
+                        self.partial
+                            .reserve(frame.min(rest.len().saturating_mul(2)));
                     }
                     self.partial.extend_from_slice(rest);
                 }
@@ -315,7 +319,7 @@ impl Decoder {
             let Some(header) = self.header(rest)? else {
                 return Ok((used, false));
             };
-            let total = header.size + header.len;
+            let total = header.size.saturating_add(header.len);
             if rest.len() < total {
                 return Ok((used, false));
             }
@@ -383,7 +387,8 @@ impl Decoder {
             self.max_message
         };
         let len = usize::try_from(len).map_err(|_| Error::TooBig)?;
-        if held.saturating_add(len) > bound {
+        // Control frames (at most 125 bytes) are no messages: the bound is not theirs.
+        if !control && held.saturating_add(len) > bound {
             return Err(Error::TooBig);
         }
         let Some(mask) = input

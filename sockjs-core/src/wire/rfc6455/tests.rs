@@ -235,3 +235,49 @@ fn unmasking_matches_the_bytewise_rule() {
         assert_eq!(fast, slow);
     }
 }
+
+/// RFC 6455 §5.5: control frames carry up to 125 bytes whatever the message size bound,
+/// which is for messages: a long ping or close reason under a small bound is no 1009.
+#[test]
+fn rfc6455_s5_5_control_frames_are_not_bound_by_the_message_size() {
+    let mut d = Decoder::new(16);
+    let ping = [b'p'; 125];
+    assert_eq!(
+        feed(&mut d, &frame(0x89, &ping, MASK)),
+        Ok(vec![Seen::Ping(ping.to_vec())])
+    );
+    // Between the fragments of a message, which the bound counts without them.
+    assert_eq!(feed(&mut d, &frame(0x01, &[b'x'; 10], MASK)), Ok(vec![]));
+    assert_eq!(
+        feed(&mut d, &frame(0x8a, &ping, MASK)),
+        Ok(vec![Seen::Pong(ping.to_vec())])
+    );
+    assert_eq!(
+        feed(&mut d, &frame(0x80, &[b'y'; 6], MASK)),
+        Ok(vec![Seen::Text("xxxxxxxxxxyyyyyy".to_owned())])
+    );
+    let mut close = 1000u16.to_be_bytes().to_vec();
+    close.extend_from_slice(&[b'r'; 100]);
+    assert_eq!(
+        feed(&mut d, &frame(0x88, &close, MASK)),
+        Ok(vec![Seen::Close(Some((1000, "r".repeat(100))))])
+    );
+}
+
+/// A frame's header alone (14 bytes announcing 256 KiB) buys no buffer for the whole
+/// frame: what is held grows with what arrives.
+#[test]
+fn a_frame_header_alone_reserves_no_whole_message() {
+    let max = 256 * 1024;
+    let mut d = Decoder::new(max);
+    let whole = frame(0x82, &vec![7u8; max], MASK);
+    assert_eq!(feed(&mut d, &whole[..14]), Ok(vec![]));
+    assert!(d.partial.capacity() < 1024, "{}", d.partial.capacity());
+    // The rest, in pieces, still makes the message.
+    let mut seen = Vec::new();
+    for piece in whole[14..].chunks(16 * 1024) {
+        seen.extend(feed(&mut d, piece).expect("a piece of a good frame"));
+    }
+    assert_eq!(seen, vec![Seen::Binary(vec![7u8; max])]);
+    assert_eq!(d.partial.capacity(), 0);
+}
