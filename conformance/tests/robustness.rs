@@ -451,6 +451,59 @@ fn websocket_message_size_limit_closes_with_1009() {
     }
 }
 
+/// After its 1009 close the server reads no further frame of the client's (the rest of the
+/// message too big is never parsed), so it cannot wait for the client's close: it closes
+/// the connection once its own close is out, as after a broken frame, instead of holding
+/// it for the whole close linger (RFC 6455 §7.1.1: the server closes first).
+#[test]
+fn after_a_1009_close_the_connection_ends_without_the_linger() {
+    for adapter in ADAPTERS {
+        let target = start(
+            adapter,
+            Settings {
+                options: Options {
+                    max_message_size: 1024,
+                    ..Options::default()
+                },
+                config: Config {
+                    close_linger: Duration::from_secs(60),
+                    ..Config::default()
+                },
+            },
+        );
+        let mut stream = raw_websocket(&target, &session("big"));
+        // Only the header of a message past the bound: the server refuses it from that.
+        let _ = stream.write_all(&[0x81, 0xfe, 0x10, 0x00, 0, 0, 0, 0]);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let started = Instant::now();
+        let mut received = Vec::new();
+        let end = stream.read_to_end(&mut received);
+        assert!(
+            end.is_ok(),
+            "{adapter:?}: no end of the connection: {end:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{adapter:?}: held {:?}",
+            started.elapsed()
+        );
+        let head = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let frames = server_frames(&received[head..]);
+        assert_eq!(
+            frames.last().map(|f| f.0),
+            Some(0x8),
+            "{adapter:?}: {frames:?}"
+        );
+        assert_eq!(
+            frames.last().unwrap().1[..2],
+            1009u16.to_be_bytes(),
+            "{adapter:?}"
+        );
+    }
+}
+
 /// The server's frames in `bytes` (unmasked, as a server sends them): opcode and payload.
 fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut frames = Vec::new();

@@ -202,7 +202,9 @@ impl<S: Socket> Serve<S> {
                     }
                 }
                 if pump.phase == Phase::Closing && pump.pending.is_empty() {
-                    if pump.broken || pump.answered {
+                    // After a message too big the decoder reads no further frame, so the
+                    // client's close could not be seen: close as after a broken frame.
+                    if pump.broken || pump.answered || pump.deaf {
                         // The server closes the connection first (RFC 6455 §7.1.1).
                         pump.finish();
                         return Poll::Ready(());
@@ -223,6 +225,8 @@ impl<S: Socket> Serve<S> {
 
             // The clock is read only when a deadline could have passed.
             if self.end.is_some_and(|at| at <= exchange.runtime().now()) {
+                // The client never answered our close: still a FIN, not a reset.
+                pump.finish();
                 return Poll::Ready(());
             }
             let deadline = [
@@ -267,9 +271,15 @@ impl<S: Socket> Pump<S> {
 
     /// Reads once into the thread's buffer and handles what came (or handles the backlog).
     fn read(&mut self, exchange: &mut Link) -> io::Result<Read> {
-        if self.backlog && self.phase != Phase::Lingering {
-            self.handle(exchange, &mut []);
-            return Ok(Read::Data { short: false });
+        if self.backlog {
+            if self.phase != Phase::Lingering {
+                self.handle(exchange, &mut []);
+                return Ok(Read::Data { short: false });
+            }
+            // Frames read before our close went out may hold the client's.
+            if self.answered_close(&mut []) {
+                return Ok(Read::CloseAnswered);
+            }
         }
         with_read_buffer(|buf| {
             let n = match self.socket.try_read(buf) {
@@ -393,9 +403,8 @@ impl<S: Socket> Pump<S> {
             if !self.pending.is_empty() {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            if self.pending.capacity() > scratch::KEEP {
-                self.pending = Vec::new();
-            }
+            // Written out: an idle connection holds no buffer, whatever it held before.
+            self.pending = Vec::new();
         }
         if self.phase != Phase::Open {
             return self.socket.try_flush().map(|()| false);

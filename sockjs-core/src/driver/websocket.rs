@@ -259,6 +259,11 @@ async fn hixie76<S: Socket>(
                 }
             })
         };
+        // Legacy sockets are few: an idle one keeps no large buffer rather than saving
+        // the allocations of the next large message.
+        if buf.is_empty() && buf.capacity() > SMALL {
+            buf = BytesMut::new();
+        }
         if let Some(stop) = stop {
             match stop {
                 Ok(()) => {
@@ -352,8 +357,14 @@ async fn write_hixie<S: Socket>(
         let _ = socket.shutdown();
         return false;
     }
+    if out.capacity() > SMALL {
+        *out = BytesMut::new();
+    }
     true
 }
+
+/// The largest buffer an idle hixie-76 socket keeps.
+const SMALL: usize = 4096;
 
 /// Reads what is there into `buf`: `Ok(None)` if nothing was.
 fn read_now<S: Socket>(socket: &mut S, buf: &mut BytesMut) -> io::Result<Option<usize>> {
