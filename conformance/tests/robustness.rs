@@ -458,19 +458,12 @@ fn websocket_message_size_limit_closes_with_1009() {
 #[test]
 fn after_a_1009_close_the_connection_ends_without_the_linger() {
     for adapter in ADAPTERS {
-        let target = start(
-            adapter,
-            Settings {
-                options: Options {
-                    max_message_size: 1024,
-                    ..Options::default()
-                },
-                config: Config {
-                    close_linger: Duration::from_secs(60),
-                    ..Config::default()
-                },
-            },
-        );
+        let mut settings = Settings::new(Options {
+            max_message_size: 1024,
+            ..Options::default()
+        });
+        settings.config.close_linger = Duration::from_secs(60);
+        let target = start(adapter, settings);
         let mut stream = raw_websocket(&target, &session("big"));
         // Only the header of a message past the bound: the server refuses it from that.
         let _ = stream.write_all(&[0x81, 0xfe, 0x10, 0x00, 0, 0, 0, 0]);
