@@ -109,6 +109,13 @@ pub trait Backend: Send + Sync + 'static {
     fn is_connected(&self) -> bool {
         true
     }
+
+    /// Messages published on this node that never reached the other nodes so far (a
+    /// connection down, a queue full, a publication refused, a shutdown with messages
+    /// still queued). `0` for a backend that loses none or does not count.
+    fn dropped(&self) -> u64 {
+        0
+    }
 }
 
 /// The in-process "backend": nothing leaves this node.
@@ -156,7 +163,10 @@ impl Hub {
     }
 
     /// Delivers to this node's members; returns how many got the message.
-    fn deliver(&self, target: Target<'_>, text: &str) -> usize {
+    /// Sends `text` to this node's members of `target` and, if `publish`, hands it to the
+    /// backend for the other nodes, under the same lock: two publications racing on this
+    /// node reach the backend in the order its own members got them.
+    fn deliver(&self, target: Target<'_>, text: &str, publish: bool) -> usize {
         let state = self.lock();
         let mut delivered = 0;
         let mut send = |entry: &MemberEntry| match entry.sender.try_send(text) {
@@ -178,6 +188,10 @@ impl Hub {
                         .for_each(&mut send);
                 }
             }
+        }
+        if publish {
+            // `Backend::publish` never blocks (its contract), so it may run under the lock.
+            self.backend.publish(target, text);
         }
         delivered
     }
@@ -254,9 +268,7 @@ impl Broadcast {
     /// Sends to a [`Target`]: [`publish`](Broadcast::publish) or
     /// [`publish_all`](Broadcast::publish_all).
     pub fn send(&self, target: Target<'_>, text: &str) -> usize {
-        let delivered = self.hub.deliver(target, text);
-        self.hub.backend.publish(target, text);
-        delivered
+        self.hub.deliver(target, text, true)
     }
 
     /// Members on this node.
@@ -288,6 +300,14 @@ impl Broadcast {
     /// Redis, whether both of its connections are up.
     pub fn is_connected(&self) -> bool {
         self.hub.backend.is_connected()
+    }
+
+    /// Messages published on this node that never reached the other nodes so far (their
+    /// members here got them): `0` in process; for Redis, those published while its
+    /// connection was down or its queue full, those it refused, and those still queued when
+    /// the hub was dropped. A counter for monitoring; each loss is also logged.
+    pub fn dropped(&self) -> u64 {
+        self.hub.backend.dropped()
     }
 }
 
@@ -425,7 +445,7 @@ impl Inbox {
     pub fn deliver(&self, target: Target<'_>, text: &str) -> usize {
         self.hub
             .upgrade()
-            .map_or(0, |hub| hub.deliver(target, text))
+            .map_or(0, |hub| hub.deliver(target, text, false))
     }
 
     /// The topics with at least one member on this node: what the backend should be
