@@ -663,6 +663,52 @@ fn redis_that_refuses_commands_is_retried_with_backoff_on_either_adapter() {
     }
 }
 
+/// A publication the server refuses (here an ACL that allows only some channels) is lost
+/// alone, and counted: the connection goes on serving, so the ones around it arrive, in
+/// order.
+#[test]
+fn redis_refusing_a_publication_loses_only_that_one_on_either_adapter() {
+    let prefix = format!("sockjs-acl-{}:", std::process::id());
+    let (all, ok) = (format!("&{prefix}all"), format!("&{prefix}t:ok"));
+    let acl = [
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~*",
+        "resetchannels",
+        &all,
+        &ok,
+        "+@all",
+    ];
+    let Some(redis) = RedisServer::start_with(&acl) else {
+        return;
+    };
+    for adapter in ADAPTERS {
+        let a = redis_node(adapter, &redis.url(), &prefix);
+        let b = redis_node(adapter, &redis.url(), &prefix);
+        eventually("both nodes connected to redis", || {
+            a.hub.is_connected() && b.hub.is_connected()
+        });
+        let mut ann = Client::connect(&a);
+        let mut bob = Client::connect(&b);
+        assert_eq!(ann.ask("join ok"), "joined ok true");
+        assert_eq!(bob.ask("join ok"), "joined ok true");
+        until_heard(&a, &mut ann, "ok", &mut bob);
+        let before = a.hub.dropped();
+        for i in 0..20 {
+            a.hub.publish("forbidden", "refused");
+            a.hub.publish("ok", &format!("m{i}"));
+        }
+        for i in 0..20 {
+            assert_eq!(bob.next(), format!("m{i}"), "{adapter:?}");
+        }
+        eventually("the refusals counted", || a.hub.dropped() - before == 20);
+        assert!(a.hub.is_connected(), "{adapter:?}");
+        assert_eq!(b.hub.dropped(), 0, "{adapter:?}");
+    }
+}
+
 /// Redis unreachable: publishing still reaches this node's members, nothing fails, and the
 /// hub says it is not connected. Needs no Redis.
 #[test]

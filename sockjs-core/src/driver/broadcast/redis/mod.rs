@@ -180,11 +180,17 @@ impl Shared {
     }
 
     fn stop(&self) {
-        let (publisher, subscriber) = {
+        let (publisher, subscriber, queued) = {
             let mut signals = self.signals();
             signals.stopped = true;
-            (signals.publisher.take(), signals.subscriber.take())
+            let queued = std::mem::take(&mut signals.outbox).len();
+            (signals.publisher.take(), signals.subscriber.take(), queued)
         };
+        // The publisher stops with the hub: what it had not sent never leaves this node.
+        if queued > 0 {
+            self.lost(queued);
+            tracing::warn!(queued, "redis backend dropped: queued publications lost");
+        }
         publisher
             .into_iter()
             .chain(subscriber)
@@ -392,6 +398,10 @@ impl Backend for RedisBackend {
         self.shared.publisher_up.load(Ordering::Relaxed)
             && self.shared.subscriber_up.load(Ordering::Relaxed)
     }
+
+    fn dropped(&self) -> u64 {
+        RedisBackend::dropped(self)
+    }
 }
 
 /// Splits `<16 hex digits of origin>\n<text>`.
@@ -476,10 +486,12 @@ mod tests {
             let first = &signals.outbox[0].payload;
             assert_eq!(decode(first), Some((backend.origin, "m0")));
         }
-        // Dropping the backend stops its tasks.
+        // Dropping the backend stops its tasks; the three still queued never leave.
         let shared = backend.shared.clone();
         drop(backend);
         assert!(shared.signals().stopped);
+        assert!(shared.signals().outbox.is_empty());
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 6);
     }
 
     #[test]

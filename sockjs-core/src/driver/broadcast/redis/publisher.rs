@@ -66,11 +66,13 @@ impl Publisher {
                 return;
             }
             outage.down(clock.now(), shared, &shared.publisher_up, &lost);
-            // A connection that served is retried at once; one that failed its first
-            // command (a channel the server refuses) waits as a failed connect does.
+            // A connection that served is retried soon (the backoff's first, jittered
+            // delay, so that nodes losing one Redis together do not come back at one
+            // instant); one that failed its first command waits as a failed connect does.
             if worked {
                 backoff.reset();
-            } else if !self.wait_dropping(&mut clock, backoff.next_delay()).await {
+            }
+            if !self.wait_dropping(&mut clock, backoff.next_delay()).await {
                 return;
             }
         }
@@ -136,21 +138,25 @@ impl Publisher {
                         .map(drop)
                 }
                 Wake::Batch => {
+                    // Each PUBLISH answered on its own: one the server refuses (a channel
+                    // an ACL forbids) is lost alone, on a connection that goes on serving.
                     let mut pipe = redis::pipe();
+                    pipe.ignore_errors();
                     for message in batch.iter() {
                         pipe.cmd("PUBLISH")
                             .arg(&message.channel)
-                            .arg(&message.payload)
-                            .ignore();
+                            .arg(&message.payload);
                     }
-                    let sent = pipe.query_async::<()>(connection);
+                    let sent =
+                        pipe.query_async::<Vec<redis::RedisResult<redis::Value>>>(connection);
                     let result = clock
                         .within(shared, Role::Publisher, RESPONSE_TIMEOUT, sent)
                         .await;
-                    if result.is_err() {
-                        shared.lost(batch.len());
+                    match &result {
+                        Err(_) => shared.lost(batch.len()),
+                        Ok(answers) => refused(shared, batch, answers),
                     }
-                    result
+                    result.map(drop)
                 }
             };
             if let Err(lost) = result {
@@ -160,4 +166,23 @@ impl Publisher {
             ping.as_mut().reset(clock.now() + PING_EVERY);
         }
     }
+}
+
+/// Counts and logs the publications of `batch` the server refused (`answers`, one each).
+fn refused(shared: &Shared, batch: &[Outgoing], answers: &[redis::RedisResult<redis::Value>]) {
+    let mut failed = answers
+        .iter()
+        .zip(batch)
+        .filter_map(|(answer, message)| answer.as_ref().err().map(|error| (error, message)));
+    let Some((error, message)) = failed.next() else {
+        return;
+    };
+    let count = 1 + failed.count();
+    shared.lost(count);
+    tracing::warn!(
+        %error,
+        channel = %message.channel,
+        count,
+        "redis refused publications: dropped"
+    );
 }
