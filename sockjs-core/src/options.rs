@@ -243,7 +243,7 @@ pub struct Options {
     /// but off makes `/info` say `"cookie_needed":true`. Default [`Jsessionid::Off`].
     pub jsessionid: Jsessionid,
     /// The client library URL the iframe page loads. Must start with `/` or `http` and
-    /// contain no `"`. Pin it to the exact sockjs-client version your pages use: the
+    /// contain no `"`, `<`, `>`, CR or LF (it goes into the page as is). Pin it to the exact sockjs-client version your pages use: the
     /// iframe transports refuse to run when the two versions differ.
     pub sockjs_url: String,
     /// Which origins may use the service.
@@ -342,7 +342,7 @@ impl Default for Options {
 pub enum OptionsError {
     /// `prefix` must be empty or start with `/`, and must not end with `/`.
     Prefix,
-    /// `sockjs_url` must start with `/` or `http` and contain no `"`.
+    /// `sockjs_url` must start with `/` or `http` and contain no `"`, `<`, `>`, CR or LF.
     SockjsUrl,
     /// `heartbeat_delay` (when set), `disconnect_delay` and `websocket_ping`'s `interval`
     /// and `timeout` must be non-zero (heartbeats are turned off with `None`, not zero).
@@ -368,7 +368,7 @@ impl fmt::Display for OptionsError {
         f.write_str(match self {
             OptionsError::Prefix => "prefix must be empty or start with '/' and not end with '/'",
             OptionsError::SockjsUrl => {
-                "sockjs_url must start with '/' or 'http' and contain no '\"'"
+                "sockjs_url must start with '/' or 'http' and contain no '\"', '<', '>', CR or LF"
             }
             OptionsError::ZeroDelay => "heartbeat, disconnect and ping delays must be non-zero",
             OptionsError::DelayTooLong => {

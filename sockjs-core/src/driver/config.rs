@@ -22,9 +22,13 @@ pub const INBOUND_OVERFLOW_REASON: &str = "Receive queue overflow";
 /// assert_eq!(config.header_read_timeout, Duration::from_secs(10));
 /// ```
 ///
-/// Fields marked *(server)* apply to a whole server (the adapters' standalone servers, and
-/// WebSockets under any server); the rest apply to each service. A duration of
-/// [`Duration::MAX`] sets no limit.
+/// Fields marked *(server)* apply to a whole server, as the adapters' standalone servers
+/// read them; the rest apply to each service. A WebSocket belongs to its service, under
+/// any server: its [`write_timeout`](Config::write_timeout) and
+/// [`close_linger`](Config::close_linger) are its service's. Embedded in another HTTP
+/// server (axum, hyper), a service reads the *(server)* fields it needs (the body's
+/// timeout, say) from its own config. (sockjs-smol's server gives its one config to every
+/// service, so there the two are one.) A duration of [`Duration::MAX`] sets no limit.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Engine shards per service: sessions are spread over them by id, each behind its own

@@ -233,7 +233,10 @@ impl Drop for Closed {
 ///
 /// # Lifecycle
 ///
-/// - The handler runs in its own task and is never cancelled by the server.
+/// - The handler runs in its own task and is never cancelled by the server while it runs:
+///   only a server that stops cancels handlers still running, once its shutdown has waited
+///   [`Config::shutdown_timeout`](crate::driver::Config::shutdown_timeout) for them (the
+///   tasks of sockjs-smol's `Server::serve`, which runs them on its own executor).
 /// - The session ends when the client goes (WebSocket closed, a receiver aborted, or no
 ///   receiver came back within the disconnect delay), when the application closes it, at
 ///   graceful shutdown, or when the application stops taking its messages while they pile

@@ -36,7 +36,7 @@
 //! | `sockjs_message_sent_bytes_total` | counter | | Their bytes (UTF-8 text) |
 //! | `sockjs_received_bytes_total` | counter | | Bytes received: request bodies and WebSocket frames |
 //! | `sockjs_sent_bytes_total` | counter | | Bytes sent: response bodies and chunks (not heads) and WebSocket frames |
-//! | `sockjs_requests_total` | counter | `endpoint`, `status` | Requests answered, by endpoint (`greeting`, `info`, `iframe`, `xhr`, `xhr_send`, `xhr_streaming`, `eventsource`, `htmlfile`, `jsonp`, `jsonp_send`, `websocket`, `raw_websocket`, `other`) and status (`101` for an accepted WebSocket; `other` outside a fixed table): 404, 405, 413, 503 (too many sessions, shutting down) included |
+//! | `sockjs_requests_total` | counter | `endpoint`, `status` | Requests answered, by endpoint (`greeting`, `info`, `iframe`, `xhr`, `xhr_send`, `xhr_streaming`, `eventsource`, `htmlfile`, `jsonp`, `jsonp_send`, `websocket`, `raw_websocket`, `other`) and status (`other` outside a fixed table): 404, 405, 413, 503 (too many sessions, shutting down) included. A WebSocket counts as `101` once upgraded, also one refused right after its handshake (admission, shutdown, the session limit), which then gets a close; `sockjs_sessions_opened_total` counts those that opened |
 //! | `sockjs_connection_queue_overflows_total` | counter | | Connections dropped because the client did not read ([`Config::max_connection_queue`](crate::driver::Config::max_connection_queue)) |
 //! | `sockjs_queue_full_total` | counter | | `SendError::QueueFull` returned to the application |
 //! | `sockjs_inbound_overflow_closes_total` | counter | | Sessions closed with [`INBOUND_OVERFLOW_CODE`](crate::driver::INBOUND_OVERFLOW_CODE) 1013: the application did not take its messages |
