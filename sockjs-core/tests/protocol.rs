@@ -957,6 +957,22 @@ fn s7_1_5_session_expires_exactly_after_the_disconnect_delay() {
     assert_eq!(h.ex(reopen).body(), "o\n");
 }
 
+/// The disconnect delay is kept by the requests' own time too: a request that comes after
+/// it, before the (late) timer input, finds the session gone.
+#[test]
+fn s7_1_5_a_request_after_the_delay_finds_the_session_gone_whatever_the_timer() {
+    let mut h = Harness::echo();
+    h.post("/a/late/xhr", "");
+    h.skip(Duration::from_millis(5500));
+    let late = h.post("/a/late/xhr_send", "[\"x\"]");
+    assert_eq!(h.ex(late).status(), 404);
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(h.closed[0].1, CloseReason::Timeout);
+    h.skip(Duration::from_secs(6));
+    let reopen = h.post("/a/late/xhr", "");
+    assert_eq!(h.ex(reopen).body(), "o\n");
+}
+
 #[test]
 fn s7_1_5_no_expiry_while_a_receiver_is_attached() {
     let mut h = Harness::echo();

@@ -301,6 +301,11 @@ impl Engine {
         route: Option<Route<'_>>,
         peer: Peer,
     ) {
+        // What was due by `now` happens first, however late the timer input is: a request
+        // finds its session as time left it (past its disconnect delay, gone: §7.1.5).
+        if self.poll_timeout().is_some_and(|at| at <= now) {
+            self.handle_timeout(now);
+        }
         self.advance(now);
         if self.shared.options.reads_requests() {
             // The application's callbacks read the request as the adapter handed it.

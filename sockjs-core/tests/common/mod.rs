@@ -256,6 +256,11 @@ impl Harness {
         self.drain();
     }
 
+    /// Moves the clock on without a timer input: the driver's timer is late.
+    pub fn skip(&mut self, by: Duration) {
+        self.now += by;
+    }
+
     pub fn app_send(&mut self, session: SessionKey, text: &str) {
         self.engine.send(self.now, session, text).expect("send");
         self.drain();
