@@ -269,7 +269,7 @@ pub struct Options {
     /// with the body `Too many sessions.`. Default 100 000.
     ///
     /// An [`Engine`](crate::Engine) counts its own sessions and answers a WebSocket upgrade
-    /// past it with that `503` too. A [`driver::Service`](crate::driver::Service) counts
+    /// past it with that `503` too. A `driver::Service` counts
     /// over all its shards (a bound for the service, not for each shard), and refuses as
     /// its admission does: a WebSocket is upgraded, then closed with `4503 "Too many
     /// sessions"`, which browsers show to scripts, where a failed upgrade is a bare error.
