@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::swar;
 
@@ -31,7 +31,8 @@ impl PayloadError {
 /// the messages, in order (§6 steps 2–4).
 ///
 /// Policy for elements that are not strings (the client never sends them): each is
-/// delivered as its JSON text, so `[1,{"a":2}]` yields `1` and `{"a":2}`. Lone UTF-16
+/// delivered as its JSON text, exactly as the client wrote it, so `[1,{"a":2}]` yields `1`
+/// and `{"a":2}`. Lone UTF-16
 /// surrogate escapes, which a JavaScript string may hold, become U+FFFD instead of failing
 /// the whole batch.
 ///
@@ -58,13 +59,10 @@ pub fn decode_messages_each(body: &[u8], mut f: impl FnMut(String)) -> Result<()
     if string_array(Input::Bytes(body), &mut f).is_some() {
         return Ok(());
     }
-    match parse_value(body)? {
-        Value::Array(items) => {
-            items.into_iter().map(value_to_message).for_each(&mut f);
-            Ok(())
-        }
-        _ => Err(PayloadError::Expected),
-    }
+    with_fixed_surrogates(body, |body| match parse(body)? {
+        Parsed::Array(items) => each_message(&items, &mut f),
+        Parsed::Value(_) => Err(PayloadError::Expected),
+    })
 }
 
 /// Decodes one SockJS WebSocket text message (§9.2): empty means no message, an array is a
@@ -90,11 +88,10 @@ pub fn decode_ws_message_each(text: &str, mut f: impl FnMut(String)) -> Result<(
     if text.is_empty() || string_array(Input::Text(text), &mut f).is_some() {
         return Ok(());
     }
-    match parse_value(text.as_bytes())? {
-        Value::Array(items) => items.into_iter().map(value_to_message).for_each(&mut f),
-        other => f(value_to_message(other)),
-    }
-    Ok(())
+    with_fixed_surrogates(text.as_bytes(), |body| match parse(body)? {
+        Parsed::Array(items) => each_message(&items, &mut f),
+        Parsed::Value(value) => each_message(&[value], &mut f),
+    })
 }
 
 /// What a payload is decoded from.
@@ -248,20 +245,51 @@ fn string_at(input: Input<'_>, at: usize) -> Option<(String, usize)> {
     }
 }
 
-fn value_to_message(value: Value) -> String {
-    match value {
-        Value::String(s) => s,
-        other => other.to_string(),
-    }
+/// A payload the fast path did not take, checked whole: an array's elements, or one value,
+/// each as its source text.
+enum Parsed<'a> {
+    Array(Vec<&'a RawValue>),
+    Value(&'a RawValue),
 }
 
-fn parse_value(body: &[u8]) -> Result<Value, PayloadError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(value) => Ok(value),
-        Err(_) => match replace_lone_surrogates(body) {
-            Some(fixed) => serde_json::from_slice(&fixed).map_err(|_| PayloadError::BrokenJson),
+fn parse(body: &[u8]) -> Result<Parsed<'_>, PayloadError> {
+    let value = serde_json::from_slice::<&RawValue>(body).map_err(|_| PayloadError::BrokenJson)?;
+    if !value.get().starts_with('[') {
+        return Ok(Parsed::Value(value));
+    }
+    serde_json::from_str(value.get())
+        .map(Parsed::Array)
+        .map_err(|_| PayloadError::BrokenJson)
+}
+
+/// Hands each element over, only once all are decoded: a string as its value, anything
+/// else as its JSON text exactly as the client wrote it (key order, number spelling).
+fn each_message(items: &[&RawValue], f: &mut impl FnMut(String)) -> Result<(), PayloadError> {
+    let mut messages = Vec::with_capacity(items.len());
+    for item in items {
+        let text = item.get();
+        messages.push(if text.starts_with('"') {
+            serde_json::from_str::<String>(text).map_err(|_| PayloadError::BrokenJson)?
+        } else {
+            text.to_owned()
+        });
+    }
+    messages.into_iter().for_each(f);
+    Ok(())
+}
+
+/// `decode(body)`, or, if it fails, `decode` of `body` with its lone UTF-16 surrogate
+/// escapes (which a JavaScript string may hold and JSON parsers refuse) made U+FFFD.
+fn with_fixed_surrogates(
+    body: &[u8],
+    mut decode: impl FnMut(&[u8]) -> Result<(), PayloadError>,
+) -> Result<(), PayloadError> {
+    match decode(body) {
+        Err(PayloadError::BrokenJson) => match replace_lone_surrogates(body) {
+            Some(fixed) => decode(&fixed),
             None => Err(PayloadError::BrokenJson),
         },
+        result => result,
     }
 }
 
@@ -561,6 +589,47 @@ mod tests {
                 r#"{"k":[true]}"#.into()
             ])
         );
+    }
+
+    /// Exactly as written: key order, duplicate keys, number spelling, numbers no float
+    /// holds, whitespace around elements (not inside them).
+    #[test]
+    fn s6_non_string_elements_are_their_source_text() {
+        let body = br#"[ {"b":1,"a":2} ,{"a":1,"a":2}, 1e2,1e400 , -0.50,"s" ]"#;
+        let expected = [
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":2}"#,
+            "1e2",
+            "1e400",
+            "-0.50",
+            "s",
+        ];
+        assert_eq!(
+            decode_messages(body),
+            Ok(expected.map(String::from).to_vec())
+        );
+        let text = std::str::from_utf8(body).expect("text");
+        assert_eq!(
+            decode_ws_message(text),
+            Ok(expected.map(String::from).to_vec())
+        );
+        assert_eq!(
+            decode_ws_message(r#" {"z":0,"a":1} "#),
+            Ok(vec![r#"{"z":0,"a":1}"#.into()])
+        );
+        assert_eq!(decode_ws_message(" 7 "), Ok(vec!["7".into()]));
+        // A lone surrogate in one string still leaves the others exact.
+        assert_eq!(
+            decode_messages(br#"["\ud800", {"k": 1}]"#),
+            Ok(vec!["\u{fffd}".into(), r#"{"k": 1}"#.into()])
+        );
+        // Nothing handed over from a batch that is broken further on.
+        let mut seen = Vec::new();
+        assert_eq!(
+            decode_messages_each(br#"[{"a":1}, "x", tru]"#, |m| seen.push(m)),
+            Err(PayloadError::BrokenJson)
+        );
+        assert!(seen.is_empty());
     }
 
     #[test]
