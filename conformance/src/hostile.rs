@@ -818,7 +818,10 @@ fn invalid_payloads(ctx: &Ctx<'_>) -> Result<String, String> {
         ("numbers (taken as their JSON text)", b"[1,2]".to_vec()),
         ("nested (taken as JSON text)", br#"[["x"]]"#.to_vec()),
         ("string", br#""x""#.to_vec()),
-        ("100 000 levels deep", deep.into_bytes()),
+        (
+            "100 000 levels deep (one element, taken as JSON text)",
+            deep.into_bytes(),
+        ),
         ("NUL bytes", b"\x00\x00\x00".to_vec()),
         ("trailing garbage", br#"["x"]]]"#.to_vec()),
     ];
