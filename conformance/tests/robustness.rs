@@ -497,6 +497,35 @@ fn after_a_1009_close_the_connection_ends_without_the_linger() {
     }
 }
 
+/// A body refused at its head (413, over `max_request_body`) is still coming when the
+/// answer goes out: the server reads and drops it before it closes, so the client's upload
+/// goes through and it reads the 413 and a clean end, not a reset (RFC 9112 §9.6).
+#[test]
+fn a_body_refused_at_its_head_is_drained_so_the_413_is_not_lost_to_a_reset() {
+    for adapter in ADAPTERS {
+        let target = start(adapter, Settings::new(Options::default()));
+        let mut stream = std::net::TcpStream::connect(target.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let body = vec![b'x'; 600 * 1024];
+        let head = format!(
+            "POST /echo/000/{}/xhr_send HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            session("big"),
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let sent = stream.write_all(&body);
+        assert!(sent.is_ok(), "{adapter:?}: the upload was cut: {sent:?}");
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut received = Vec::new();
+        let end = stream.read_to_end(&mut received);
+        let text = String::from_utf8_lossy(&received);
+        assert!(text.starts_with("HTTP/1.1 413"), "{adapter:?}: {text}");
+        assert!(end.is_ok(), "{adapter:?}: {end:?} after {text}");
+    }
+}
+
 /// The server's frames in `bytes` (unmasked, as a server sends them): opcode and payload.
 fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut frames = Vec::new();

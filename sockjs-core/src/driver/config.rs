@@ -98,7 +98,9 @@ pub struct Config {
     /// 30 s, as [`write_timeout`](Config::write_timeout).
     pub tcp_user_timeout: Option<Duration>,
     /// *(server)* How long a WebSocket that sent its close frame waits for the client's
-    /// before the connection is dropped. Default 1 s.
+    /// before the connection is dropped; also how long an HTTP connection closed on a
+    /// request it refused (400, 408, 413, 431) goes on reading and dropping what the client
+    /// still sends (at most 1 MiB), so that the refusal is not lost to a reset. Default 1 s.
     pub close_linger: Duration,
     /// *(server)* Most header fields in a request (431 beyond). Default 100.
     pub max_headers: usize,

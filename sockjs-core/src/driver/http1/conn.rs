@@ -32,6 +32,9 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// request); past it the connection is not read until the response ends.
 const MAX_READ_AHEAD: usize = 64 * 1024;
 
+/// Most bytes a refused connection reads and drops before it closes (see [`Conn::linger`]).
+const LINGER_BYTES: usize = 1024 * 1024;
+
 /// Requests served before the connection lets other tasks run: a client that keeps the
 /// socket full of pipelined requests answered at once would otherwise hold its thread.
 pub(super) const REQUESTS_BEFORE_YIELD: u32 = 32;
@@ -101,6 +104,7 @@ pub(super) fn serve<H: Host, S: Socket>(
     let mut conn = Conn {
         stream,
         drained: false,
+        refused: false,
         buf: BytesMut::new(),
         decoder: RequestDecoder::new(limits),
         host,
@@ -112,7 +116,11 @@ pub(super) fn serve<H: Host, S: Socket>(
     async move {
         let Some(upgraded) = conn.run().await? else {
             // The end of the last response (TLS: its close_notify), then FIN.
-            return conn.stream.shutdown();
+            let shut = conn.stream.shutdown();
+            if conn.refused {
+                conn.linger().await;
+            }
+            return shut;
         };
         let Upgraded {
             exchange,
@@ -129,6 +137,9 @@ struct Conn<H, S> {
     stream: S,
     /// The last read came back short or blocked (see [`Conn::read`]).
     drained: bool,
+    /// The connection ends on a request it could not read: the client may still be
+    /// sending it (see [`Conn::linger`]).
+    refused: bool,
     buf: BytesMut,
     decoder: RequestDecoder,
     host: Arc<H>,
@@ -213,6 +224,43 @@ impl<H: Host, S: Socket> Conn<H, S> {
         }
     }
 
+    /// After a refusal, our FIN sent: reads and drops what the client still sends (the
+    /// body of a request refused at its head, requests pipelined behind it) until it closes
+    /// its side, [`LINGER_BYTES`] or [`Config::close_linger`](crate::driver::Config::close_linger).
+    /// A socket closed with input unread makes the kernel send a reset, which can destroy
+    /// the refusal before the client reads it (RFC 9112 §9.6).
+    async fn linger(&mut self) {
+        let runtime = self.host.runtime();
+        let deadline = later(runtime.now(), self.host.config().close_linger);
+        let mut timer = runtime.timer(deadline);
+        let mut left = LINGER_BYTES;
+        loop {
+            let stream = &mut self.stream;
+            match with_read_buffer(|chunk| stream.try_read(chunk)) {
+                Ok(0) => return,
+                Ok(n) => {
+                    left = left.saturating_sub(n);
+                    if left == 0 {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+            let readable = poll_fn(|cx| {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                self.stream.poll_readable(cx).map(|ready| ready.is_ok())
+            })
+            .await;
+            if !readable {
+                return;
+            }
+        }
+    }
+
     /// The answer to a request that could not be read, counted and encoded (as HTTP/1.1
     /// whatever the request said: its head may not have been read). Encoded before the
     /// write, so that the wait for the write does not also hold the response.
@@ -258,6 +306,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Step::Refuse(out) => {
                     // The connection closes after it whether or not the client takes it.
                     let _ = self.write(&out).await;
+                    self.refused = true;
                     return Ok(None);
                 }
                 Step::Read => {}
@@ -319,6 +368,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                     });
                     drop(response);
                     let _ = self.write(&out).await;
+                    self.refused = true;
                     return Ok(None);
                 }
                 Wake::Timeout => return Ok(None),
