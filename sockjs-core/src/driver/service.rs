@@ -34,6 +34,16 @@ fn next_key_block() -> u64 {
 }
 
 /// What every shard of a service shares.
+/// A place held for a session about to open ([`Common::hold_session`]); given back when
+/// dropped, also by a panic on the way.
+pub(crate) struct HeldPlace(Arc<Common>);
+
+impl Drop for HeldPlace {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub(crate) struct Common {
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) config: Config,
@@ -53,36 +63,22 @@ pub(crate) struct Common {
     /// [`Options::max_sessions`] bounds the service, while each shard's engine sees only its
     /// own sessions.
     sessions: AtomicUsize,
-    /// How many shards the service has: as many sessions may open at once, one under each
-    /// shard's lock.
-    shards: usize,
 }
 
 impl Common {
-    /// Whether the service is near [`Options::max_sessions`], counted over all its shards:
-    /// near enough that sessions opening at once, one under each shard's lock, could pass
-    /// it. Only then must a request that would open a session hold a place first
-    /// ([`Common::hold_session`]); this is one atomic read.
-    pub(crate) fn near_session_limit(&self) -> bool {
-        let live = self.sessions.load(Ordering::Acquire);
-        live.saturating_add(self.shards) > self.options.max_sessions
-    }
-
-    /// Holds a place for a session about to open, unless the service is full. Give it back
-    /// with [`Common::session_settled`] once the engine had the request: the session, if
-    /// it opened, then counts itself.
-    pub(crate) fn hold_session(&self) -> bool {
+    /// Holds a place for a session about to open, unless the service is full
+    /// ([`Options::max_sessions`], counted over all its shards, places held included). The
+    /// place is given back when the [`HeldPlace`] drops, once the engine had the request:
+    /// the session, if it opened, then counts itself. One atomic update per request that
+    /// would open a session.
+    pub(crate) fn hold_session(self: &Arc<Self>) -> Option<HeldPlace> {
         let max = self.options.max_sessions;
         self.sessions
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .is_ok()
-    }
-
-    /// Gives back the place [`Common::hold_session`] held.
-    pub(crate) fn session_settled(&self) {
-        self.sessions.fetch_sub(1, Ordering::AcqRel);
+            .ok()
+            .map(|_| HeldPlace(self.clone()))
     }
 
     /// A session opened (`true`) or ended (`false`) on one of the shards.
@@ -139,6 +135,9 @@ impl Drop for Inner {
         // delay, for HTTP sessions), so that every handler sees its end instead of waiting in
         // `recv` for good, holding its session.
         let config = &self.common.config;
+        // No session opens from here (an exchange outliving the service, say one waiting
+        // for its admission hook, holds a shard): the drain refuses it under the lock.
+        self.common.drain.start();
         Shard::run_all(&self.shards, |engine, now| {
             engine.close_all(now, config.shutdown_code, &config.shutdown_reason);
         });
@@ -197,7 +196,6 @@ impl Service {
             admission: OnceLock::new(),
             drain: Drain::default(),
             sessions: AtomicUsize::new(0),
-            shards: count,
             runtime,
             config,
         });
@@ -509,4 +507,51 @@ pub async fn shutdown(
         );
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Content;
+    use crate::driver::TryNext;
+    use crate::driver::runtime::inert::Inert;
+
+    /// The status of what `exchange` answered at once.
+    fn status(exchange: &mut Exchange) -> Option<u16> {
+        match exchange.try_next() {
+            TryNext::Item(Content::Response(response)) => Some(response.status().as_u16()),
+            _ => None,
+        }
+    }
+
+    /// A session past its disconnect delay whose timer input has not come (the runtime's
+    /// timers never fire here) is gone for the request that names it: while the service
+    /// drains, that request would open a session, so it is refused, not let through to open
+    /// a fresh one.
+    #[test]
+    fn a_session_expired_before_its_late_timer_opens_nothing_while_draining() {
+        let options = Options {
+            disconnect_delay: Duration::from_millis(20),
+            ..Options::default()
+        };
+        let config = Config {
+            shards: 1,
+            ..Config::default()
+        };
+        let service =
+            Service::new(options, config, Arc::new(Inert), |_session| async {}).expect("service");
+        let poll = || {
+            http::Request::post("/000/late/xhr")
+                .body(Bytes::new())
+                .expect("request")
+        };
+        assert_eq!(status(&mut service.submit(poll())), Some(200));
+        assert_eq!(service.session_count(), 1);
+        std::thread::sleep(Duration::from_millis(60));
+        service.inner.common.drain.start();
+        assert_eq!(status(&mut service.submit(poll())), Some(503));
+        assert_eq!(service.session_count(), 0);
+    }
 }

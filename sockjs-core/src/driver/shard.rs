@@ -3,8 +3,9 @@
 //!
 //! Every input takes the lock, feeds the engine, drains what it produced with non-blocking
 //! pushes, re-arms the timer and releases the lock; handlers of sessions that opened start
-//! after that. Nothing awaits under the lock and no application code runs under it, so a
-//! slow client or application only ever delays itself.
+//! after that. Nothing awaits under the lock and no handler or admission hook runs under
+//! it (only the option callbacks the engine calls, an origin predicate and a custom cookie,
+//! which must be quick), so a slow client or application only ever delays itself.
 //!
 //! Why a mutex and not an actor task per shard: the work under the lock is microseconds of
 //! pure computation, so a mutex costs one uncontended atomic in the common case, while an
@@ -255,6 +256,14 @@ impl Shard {
         let endpoint = Endpoint::of_route(route);
         let mut st = self.lock();
         let now = self.common.runtime.now();
+        // Timers due by now fire first: every question below (is a receiver attached, would
+        // it open a session) is then answered about the sessions as they are now, the same
+        // ones the engine will hand the request to. A late timer input would otherwise let
+        // a request for a session just expired skip the drain, admission and the session
+        // limit, and then open a fresh one.
+        if st.engine.poll_timeout().is_some_and(|at| at <= now) {
+            st.engine.handle_timeout(now);
+        }
         if let Some(attached) = st.engine.attached_receiver_routed(&parts, route) {
             let verdict = st
                 .requests
@@ -268,6 +277,8 @@ impl Shard {
                     st.engine.handle_abort(now, attached);
                 }
                 Some(None) if !force && !self.common.config.abort_grace.is_zero() => {
+                    // What the timers did above goes out now.
+                    self.settle(st, now);
                     return Submitted::Deferred {
                         request: Box::new(http::Request::from_parts(parts, body)),
                         connection,
@@ -312,19 +323,24 @@ impl Shard {
         }
         // `Options::max_sessions` bounds the service, whose sessions are spread over
         // shards whose engines each count only their own.
-        let held =
-            self.common.near_session_limit() && st.engine.opens_session_routed(&parts, route);
-        if held && !self.common.hold_session() {
-            let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
-                .with_body(TOO_MANY_SESSIONS)
-                .with_close(4503, "Too many sessions");
-            // Stamped as an admitted request is: the engine reads its path without the
-            // mount prefix (to know an upgrade, refused with a close) and its TLS.
-            let mut parts = parts;
-            connection.facts().stamp(&mut parts);
-            self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
-            return Submitted::Fed(None);
-        }
+        let held = if st.engine.opens_session_routed(&parts, route) {
+            match self.common.hold_session() {
+                Some(held) => Some(held),
+                None => {
+                    let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
+                        .with_body(TOO_MANY_SESSIONS)
+                        .with_close(4503, "Too many sessions");
+                    // Stamped as an admitted request is: the engine reads its path without
+                    // the mount prefix (to know an upgrade, refused with a close) and its TLS.
+                    let mut parts = parts;
+                    connection.facts().stamp(&mut parts);
+                    self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
+                    return Submitted::Fed(None);
+                }
+            }
+        } else {
+            None
+        };
         let peer = connection.facts();
         st.requests
             .insert(id, Slot::new(tx, connection.into_probe(), Some(endpoint)));
@@ -332,9 +348,8 @@ impl Shard {
         st.delivered = Some(None);
         st.engine.handle_routed(now, id, parts, body, route, peer);
         st.drain(now, &self.common);
-        if held {
-            self.common.session_settled();
-        }
+        // The session, if it opened, counts itself from here.
+        drop(held);
         let delivered = st.delivered.take().flatten();
         self.settle(st, now);
         Submitted::Fed(delivered)
