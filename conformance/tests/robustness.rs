@@ -503,12 +503,17 @@ fn after_a_1009_close_the_connection_ends_without_the_linger() {
 #[test]
 fn a_body_refused_at_its_head_is_drained_so_the_413_is_not_lost_to_a_reset() {
     for adapter in ADAPTERS {
-        let target = start(adapter, Settings::new(Options::default()));
+        let mut settings = Settings::new(Options::default());
+        // The upload ends well before, even on a busy machine: the client's end of input
+        // ends the server's reading.
+        settings.config.close_linger = Duration::from_secs(10);
+        let target = start(adapter, settings);
         let mut stream = std::net::TcpStream::connect(target.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let body = vec![b'x'; 600 * 1024];
+        // More than loopback's socket buffers hold: the server must read it.
+        let body = vec![b'x'; 4 * 1024 * 1024];
         let head = format!(
             "POST /echo/000/{}/xhr_send HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
             session("big"),

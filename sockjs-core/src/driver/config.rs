@@ -100,7 +100,7 @@ pub struct Config {
     /// *(server)* How long a WebSocket that sent its close frame waits for the client's
     /// before the connection is dropped; also how long an HTTP connection closed on a
     /// request it refused (400, 408, 413, 431) goes on reading and dropping what the client
-    /// still sends (at most 1 MiB), so that the refusal is not lost to a reset. Default 1 s.
+    /// still sends, so that the refusal is not lost to a reset. Default 1 s.
     pub close_linger: Duration,
     /// *(server)* Most header fields in a request (431 beyond). Default 100.
     pub max_headers: usize,

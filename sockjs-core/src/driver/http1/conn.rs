@@ -32,9 +32,6 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// request); past it the connection is not read until the response ends.
 const MAX_READ_AHEAD: usize = 64 * 1024;
 
-/// Most bytes a refused connection reads and drops before it closes (see [`Conn::linger`]).
-const LINGER_BYTES: usize = 1024 * 1024;
-
 /// Requests served before the connection lets other tasks run: a client that keeps the
 /// socket full of pipelined requests answered at once would otherwise hold its thread.
 pub(super) const REQUESTS_BEFORE_YIELD: u32 = 32;
@@ -226,25 +223,19 @@ impl<H: Host, S: Socket> Conn<H, S> {
 
     /// After a refusal, our FIN sent: reads and drops what the client still sends (the
     /// body of a request refused at its head, requests pipelined behind it) until it closes
-    /// its side, [`LINGER_BYTES`] or [`Config::close_linger`](crate::driver::Config::close_linger).
+    /// its side or [`Config::close_linger`](crate::driver::Config::close_linger) has passed
+    /// (bounded in time, not bytes: dropping bytes costs next to nothing).
     /// A socket closed with input unread makes the kernel send a reset, which can destroy
     /// the refusal before the client reads it (RFC 9112 §9.6).
     async fn linger(&mut self) {
         let runtime = self.host.runtime();
         let deadline = later(runtime.now(), self.host.config().close_linger);
         let mut timer = runtime.timer(deadline);
-        let mut left = LINGER_BYTES;
         loop {
             let stream = &mut self.stream;
             match with_read_buffer(|chunk| stream.try_read(chunk)) {
                 Ok(0) => return,
-                Ok(n) => {
-                    left = left.saturating_sub(n);
-                    if left == 0 {
-                        return;
-                    }
-                    continue;
-                }
+                Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return,
             }
