@@ -1,5 +1,6 @@
 //! What the chat's tests check on either runtime: `GET /metrics` serves the Prometheus text
-//! format and counts an open session. Included by `sockjs-tokio/tests/chat.rs` and
+//! format and counts an open session; the chat cleans names, tags each user's messages and
+//! paces them. Included by `sockjs-tokio/tests/chat.rs` and
 //! `sockjs-smol/tests/chat.rs`.
 
 use std::net::SocketAddr;
@@ -47,4 +48,75 @@ pub fn metrics_show_an_open_session(addr: SocketAddr) -> Conn {
         r#"sockjs_requests_total{service="/chat",endpoint="xhr_streaming",status="200"} 1"#
     ));
     stream
+}
+
+/// The chat's protocol on the chat at `addr`, over xhr-polling: a name is cleaned of
+/// invisible characters, the user learns its own `from` tag, which the server puts on its
+/// messages, and a burst past the chat's pace gets `slow` notices instead of being said.
+pub fn names_tags_and_pace(addr: SocketAddr) {
+    let mut conn = Conn::connect(&addr.to_string(), Duration::from_secs(5)).unwrap();
+    let base = format!("/chat/000/pace{}", std::process::id());
+    let mut poll = || {
+        let text = conn
+            .roundtrip(&Request::new("POST", &format!("{base}/xhr")))
+            .unwrap()
+            .text();
+        let Some(batch) = text.trim_end().strip_prefix('a') else {
+            return Vec::new();
+        };
+        let batch: Vec<String> = serde_json::from_str(batch).unwrap();
+        batch
+            .iter()
+            .map(|m| serde_json::from_str::<serde_json::Value>(m).unwrap())
+            .collect()
+    };
+    assert!(poll().is_empty(), "the open frame");
+    let welcome = poll();
+    assert_eq!(welcome[0]["type"], "welcome");
+    let send = |messages: Vec<serde_json::Value>| {
+        let messages: Vec<String> = messages.iter().map(|m| m.to_string()).collect();
+        let body = serde_json::to_string(&messages).unwrap();
+        let mut conn = Conn::connect(&addr.to_string(), Duration::from_secs(5)).unwrap();
+        let sent = conn
+            .roundtrip(&Request::new("POST", &format!("{base}/xhr_send")).body(body))
+            .unwrap();
+        assert_eq!(sent.status(), 204);
+    };
+    send(vec![serde_json::json!({"nick": "\u{200b} an\u{202e}n "})]);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|m: &serde_json::Value| m["type"] == "join") {
+        assert!(Instant::now() < deadline, "no join: {seen:?}");
+        seen.extend(poll());
+    }
+    let you = seen
+        .iter()
+        .find(|m| m["type"] == "you")
+        .expect("told its tag");
+    assert_eq!(you["nick"], "ann");
+    let from = you["from"].as_str().unwrap().to_owned();
+
+    let burst: Vec<_> = (0..30)
+        .map(|i| serde_json::json!({"text": format!("m{i}")}))
+        .collect();
+    send(burst);
+    let (mut said, mut slow) = (Vec::new(), 0);
+    while said.len() + slow < 30 {
+        assert!(Instant::now() < deadline, "said {said:?}, slow {slow}");
+        for m in poll() {
+            match m["type"].as_str() {
+                Some("say") => {
+                    assert_eq!(m["from"], from.as_str(), "{m}");
+                    said.push(m["text"].as_str().unwrap().to_owned());
+                }
+                Some("slow") => slow += 1,
+                _ => {}
+            }
+        }
+    }
+    // The burst's first twenty were said, in order; the rest refused (the bucket refills
+    // five a second, so one more may have slipped in on a slow machine).
+    assert!((20..=22).contains(&said.len()), "said {said:?}");
+    let first: Vec<String> = (0..said.len()).map(|i| format!("m{i}")).collect();
+    assert_eq!(said, first);
 }

@@ -11,6 +11,8 @@
 //! series are documented in sockjs-core's `driver::metrics`).
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -167,16 +169,65 @@ pub fn log_to_stderr() {
         .init();
 }
 
+/// `text` without control characters nor the invisible ones that would let a name pass
+/// for another (checked before trimming, so that they cannot hide blanks), at most `max`.
 fn clean(text: &str, max: usize) -> String {
-    text.trim()
+    let kept: String = text
         .chars()
-        .filter(|c| !c.is_control())
-        .take(max)
-        .collect()
+        .filter(|&c| !c.is_control() && !invisible(c))
+        .collect();
+    kept.trim().chars().take(max).collect()
 }
 
-/// One chat session: a welcome naming the node, then `{"nick": ...}` to join the room,
-/// then `{"text": ...}` to say something to everyone in it, on every node.
+/// Format characters (Unicode's Cf) that hide or reorder text: the soft hyphen,
+/// zero-width spaces and joiners, direction marks, embeddings and overrides, invisible
+/// operators, the byte order mark, interlinear annotation.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}' | '\u{180e}'
+        | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+}
+
+/// Messages a user may say at once, and how many more each second after that: beyond,
+/// they are dropped and the user is told to slow down (a flood would fill every member's
+/// queue, and the room's messages would then be dropped instead).
+const BURST: f64 = 20.0;
+const PER_SECOND: f64 = 5.0;
+
+/// A token bucket of [`BURST`] refilled at [`PER_SECOND`].
+struct Pace {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            tokens: BURST,
+            at: Instant::now(),
+        }
+    }
+
+    /// Whether one more message may go now.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * PER_SECOND;
+        self.tokens = (self.tokens + refill).min(BURST);
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// One chat session: a welcome naming the node, then `{"nick": ...}` to join the room
+/// (answered with `{"type":"you"}`: the name as cleaned, and the `from` tag the server puts
+/// on this user's messages, which no client can set, so a page knows its own messages even
+/// when another user takes the same name), then `{"text": ...}` to say something to
+/// everyone in it, on every node, at most [`BURST`] at once and [`PER_SECOND`] after that.
 pub async fn session(hub: Broadcast, node: String, mut session: Session) {
     let transport = session.transport().name();
     let _ = session
@@ -193,21 +244,32 @@ pub async fn session(hub: Broadcast, node: String, mut session: Session) {
             break nick;
         }
     };
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let from = format!("{node}/{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let _ = session
+        .send(json!({"type": "you", "nick": nick, "from": from}).to_string())
+        .await;
     // Everyone in the room, on this node and (with Redis) on every other one. The member
     // leaves the room when it is dropped, at the end of this function.
     let member = hub.member(session.sender());
     member.join(ROOM);
     let said = |message: Value| hub.publish(ROOM, &message.to_string());
-    said(json!({"type": "join", "nick": nick, "transport": transport, "node": node}));
+    said(json!({"type": "join", "nick": nick, "from": from, "transport": transport, "node": node}));
+    let mut pace = Pace::new();
     while let Some(text) = session.recv().await {
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let text = clean(parsed["text"].as_str().unwrap_or(""), 2000);
         if text.is_empty() {
             continue;
         }
-        said(
-            json!({"type": "say", "nick": nick, "transport": transport, "node": node, "text": text}),
-        );
+        if !pace.take() {
+            let _ = session.try_send(json!({"type": "slow"}).to_string());
+            continue;
+        }
+        said(json!({
+            "type": "say", "nick": nick, "from": from, "transport": transport, "node": node,
+            "text": text
+        }));
     }
     drop(member);
     // A node going away closes its sessions, and their users come back on another node,
@@ -222,6 +284,6 @@ pub async fn session(hub: Broadcast, node: String, mut session: Session) {
         })
     );
     if !shutting_down {
-        said(json!({"type": "leave", "nick": nick, "node": node}));
+        said(json!({"type": "leave", "nick": nick, "from": from, "node": node}));
     }
 }

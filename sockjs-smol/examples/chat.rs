@@ -38,7 +38,13 @@ fn page_or_404(
     server: &ServerHandle,
 ) -> Response<Bytes> {
     let mut response = Response::new(Bytes::new());
-    if request.uri().path() == chat::METRICS_PATH {
+    let known = [chat::METRICS_PATH, chat::SCRIPT_PATH, "/"].contains(&request.uri().path());
+    if known && request.method() != Method::GET && request.method() != Method::HEAD {
+        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET,HEAD"));
+    } else if request.uri().path() == chat::METRICS_PATH {
         let mut text = chat::metrics_text(&server.metrics());
         // What the server answered before a request reached the service (a head too large).
         server.unrouted().write_prometheus(&mut text);
@@ -54,11 +60,6 @@ fn page_or_404(
         );
     } else if request.uri().path() != "/" {
         *response.status_mut() = StatusCode::NOT_FOUND;
-    } else if request.method() != Method::GET && request.method() != Method::HEAD {
-        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET,HEAD"));
     } else {
         *response.body_mut() = page.clone();
         response.headers_mut().insert(
@@ -85,7 +86,10 @@ pub fn server(args: &chat::Args, node: &str) -> Server {
         .service(chat::PREFIX, args.options(), move |session| {
             chat::session(hub.clone(), chat_node.clone(), session)
         })
-        .unwrap_or_else(|error| panic!("the chat's options are valid: {error}"));
+        .unwrap_or_else(|error| {
+            eprintln!("invalid options: {error}");
+            std::process::exit(2);
+        });
     let handle = server.handle();
     server
         .fallback(move |request| page_or_404(&request, &page, script.as_ref(), &handle))

@@ -21,6 +21,7 @@ fn the_chats_metrics_count_its_sessions() {
     let listener = async_io::Async::new(listener).unwrap();
     std::thread::spawn(move || async_io::block_on(server.serve(listener)));
     let receiver = metrics_check::metrics_show_an_open_session(addr);
+    metrics_check::names_tags_and_pace(addr);
     assert_eq!(handle.metrics().len(), 1);
     drop(receiver);
     handle.shutdown();

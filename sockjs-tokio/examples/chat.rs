@@ -147,18 +147,35 @@ async fn main() {
     // cut client's session (DEPLOYMENT.md, "Clients that vanish").
     let tuning = adapter::Config::default();
     let listener = listener.tap_io(move |tcp| tuning.tune_tcp(tcp));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop_signal().await;
-            println!("node {node}: shutting down");
-            // No session opens from now on; polls and streams get the close frame and end,
-            // so axum's drain can finish; WebSockets get it and close.
-            closing.shutdown();
-        })
-        .await;
-    if let Err(error) = served {
-        eprintln!("server failed: {error}");
-        std::process::exit(1);
+    let (stopping, stopped) = tokio::sync::oneshot::channel();
+    let served = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop_signal().await;
+        println!("node {node}: shutting down");
+        // No session opens from now on; polls and streams get the close frame and end,
+        // so axum's drain can finish; WebSockets get it and close.
+        closing.shutdown();
+        let _ = stopping.send(());
+    });
+    // axum waits for every connection, also one a client holds open half-sent: the
+    // shutdown gets the same bound as sockjs_tokio::serve's (Config::shutdown_timeout).
+    let bound = adapter::Config::default().shutdown_timeout;
+    let served = async move {
+        let mut served = std::pin::pin!(served.into_future());
+        tokio::select! {
+            result = &mut served => Some(result),
+            () = async {
+                let _ = stopped.await;
+                tokio::time::sleep(bound).await;
+            } => None,
+        }
+    };
+    match served.await {
+        Some(Ok(())) => {}
+        Some(Err(error)) => {
+            eprintln!("server failed: {error}");
+            std::process::exit(1);
+        }
+        None => eprintln!("shutdown timed out after {bound:?}: connections left open"),
     }
     // WebSockets live outside the HTTP connections axum waited for: give them a moment to
     // send their close frames.

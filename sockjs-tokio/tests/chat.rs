@@ -28,6 +28,7 @@ fn the_chats_metrics_count_its_sessions() {
         service
     });
     let receiver = metrics_check::metrics_show_an_open_session(addr);
+    metrics_check::names_tags_and_pace(addr);
     assert_eq!(
         service
             .metrics()
