@@ -430,6 +430,16 @@ fn s4_3_iframe_page_etag_and_304() {
     assert_eq!(ex.status(), 304);
     assert_eq!(ex.header("content-type"), None);
     assert_eq!(ex.body(), "");
+    // RFC 9110 §13.1.2: a list, a weak tag, `*`; another tag alone is no match.
+    for (value, status) in [
+        (format!("\"other\", {etag}"), 304),
+        (format!("W/{etag}"), 304),
+        ("*".to_owned(), 304),
+        ("\"other\"".to_owned(), 200),
+    ] {
+        let id = h.request("GET", "/iframe.html", &[("if-none-match", &value)], "");
+        assert_eq!(h.ex(id).status(), status, "{value}");
+    }
     for path in [
         "/iframe.htm",
         "/iframe",

@@ -63,7 +63,7 @@ impl Engine {
     }
 
     pub(super) fn iframe(&mut self, id: RequestId, request: &HeaderMap) {
-        if request.get(header::IF_NONE_MATCH) == Some(&self.etag) {
+        if none_match_names(request, self.etag.as_bytes()) {
             let mut response = plain(StatusCode::NOT_MODIFIED, "");
             response
                 .headers_mut()
@@ -78,4 +78,15 @@ impl Engine {
             .response(StatusCode::OK, self.iframe.clone());
         self.respond(id, response);
     }
+}
+
+/// Whether `If-None-Match` names `etag` (RFC 9110 §13.1.2): over all its lines, a list of
+/// entity tags compared weakly (`W/` ignored), or `*`.
+fn none_match_names(request: &HeaderMap, etag: &[u8]) -> bool {
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|&b| b == b','))
+        .map(|tag| tag.trim_ascii())
+        .any(|tag| tag == b"*" || tag.strip_prefix(b"W/").unwrap_or(tag) == etag)
 }
