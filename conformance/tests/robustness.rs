@@ -531,6 +531,48 @@ fn a_body_refused_at_its_head_is_drained_so_the_413_is_not_lost_to_a_reset() {
     }
 }
 
+/// RFC 9110 §6.6.1: the standalone servers date their responses (full, streamed, refused)
+/// in IMF-fixdate.
+#[test]
+fn responses_carry_a_date() {
+    let dated = |head: &str| {
+        head.lines()
+            .find_map(|line| line.strip_prefix("Date: "))
+            .is_some_and(|date| {
+                date.len() == 29 && date.ends_with(" GMT") && date.as_bytes()[3] == b','
+            })
+    };
+    for adapter in ADAPTERS {
+        let target = start(adapter, Settings::new(Options::default()));
+        for request in [
+            "GET /echo/info HTTP/1.1\r\nHost: x\r\n\r\n",
+            "OPTIONS /echo/info HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /echo HTTP/1.1\r\nHost: x\r\nBad Field\r\n\r\n",
+        ] {
+            let (status, head) = raw_status(target.addr, request.as_bytes());
+            assert!(dated(&head), "{adapter:?} {status}: {head}");
+        }
+        let mut stream = std::net::TcpStream::connect(target.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let open = format!(
+            "POST /echo/000/{}/xhr_streaming HTTP/1.1\r\nHost: x\r\n\r\n",
+            session("dated")
+        );
+        stream.write_all(open.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(dated(&head), "{adapter:?}: {head}");
+    }
+}
+
 /// The server's frames in `bytes` (unmasked, as a server sends them): opcode and payload.
 fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut frames = Vec::new();

@@ -151,3 +151,27 @@ fn without_a_fallback_requests_outside_the_services_get_404() {
     }
     handle.shutdown();
 }
+
+/// A fallback that answers 1xx gave the request no final answer (and a 101 switched
+/// protocols nobody asked for): the server answers 500 instead, and the connection goes on.
+#[test]
+fn a_fallback_answering_1xx_gets_a_500_instead() {
+    let server = echo_server().fallback(|request| {
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = match request.uri().path() {
+            "/continue" => StatusCode::CONTINUE,
+            "/switch" => StatusCode::SWITCHING_PROTOCOLS,
+            _ => StatusCode::NO_CONTENT,
+        };
+        response
+    });
+    let (addr, handle) = run(server);
+    let mut c = conn(addr);
+    for path in ["/continue", "/switch"] {
+        let answer = c.roundtrip(&Request::new("GET", path)).expect("answer");
+        assert_eq!(answer.status(), 500, "{path}");
+    }
+    let after = c.roundtrip(&Request::new("GET", "/other")).expect("after");
+    assert_eq!(after.status(), 204);
+    handle.shutdown();
+}

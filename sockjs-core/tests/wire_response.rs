@@ -350,3 +350,40 @@ fn encoded_responses_parse_back() {
         }
     }
 }
+
+/// RFC 9110 §6.6.1: with a date, every final response (full or streamed) carries it once;
+/// a caller's own `Date` wins; an interim response carries none.
+#[test]
+fn rfc9110_s6_6_1_date_on_final_responses() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let date = sockjs_core::wire::HttpDate::from(UNIX_EPOCH + Duration::from_secs(784_111_777));
+    let encoder = ResponseEncoder::new(Version::HTTP_11, true).with_date(date);
+    let mut out = BytesMut::new();
+    encoder.encode(&response(200, "hi"), &mut out);
+    let full = text(&out);
+    assert_eq!(
+        full.matches("Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n")
+            .count(),
+        1,
+        "{full}"
+    );
+    out.clear();
+    encoder.start_stream(&response(200, ""), &mut out);
+    assert!(text(&out).contains("\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+    out.clear();
+    let own = Response::builder()
+        .status(204)
+        .header(http::header::DATE, "Mon, 07 Nov 1994 00:00:00 GMT")
+        .body("")
+        .expect("response");
+    encoder.encode(&own, &mut out);
+    let own = text(&out);
+    let dates = own
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("date:"));
+    assert_eq!(dates.count(), 1, "{own}");
+    assert!(own.contains("Mon, 07 Nov 1994"), "{own}");
+    out.clear();
+    encoder.encode(&response(100, ""), &mut out);
+    assert!(!text(&out).contains("Date"));
+}

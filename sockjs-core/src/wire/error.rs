@@ -5,6 +5,7 @@ use std::fmt;
 use bytes::{BufMut, BytesMut};
 use http::StatusCode;
 
+use super::date::HttpDate;
 use super::response::put_decimal;
 
 /// Why a request could not be decoded.
@@ -90,6 +91,12 @@ impl WireError {
     ///
     /// Write it, then close the connection.
     pub fn encode_response(self, dst: &mut BytesMut) {
+        self.encode_response_dated(None, dst);
+    }
+
+    /// [`encode_response`](WireError::encode_response), with `Date: date` if given (RFC
+    /// 9110 §6.6.1).
+    pub fn encode_response_dated(self, date: Option<HttpDate>, dst: &mut BytesMut) {
         let status = self.status();
         let body = self.message().as_bytes();
         dst.reserve(128 + body.len());
@@ -99,7 +106,13 @@ impl WireError {
         dst.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
         dst.put_slice(b"\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: ");
         put_decimal(dst, body.len() as u64);
-        dst.put_slice(b"\r\nConnection: close\r\n\r\n");
+        dst.put_slice(b"\r\nConnection: close\r\n");
+        if let Some(date) = date {
+            dst.put_slice(b"Date: ");
+            dst.put_slice(date.as_bytes());
+            dst.put_slice(b"\r\n");
+        }
+        dst.put_slice(b"\r\n");
         dst.put_slice(body);
     }
 }

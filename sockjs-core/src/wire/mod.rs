@@ -61,6 +61,7 @@
 //! ```
 
 mod chunked;
+mod date;
 mod error;
 mod framing;
 pub mod hixie76;
@@ -71,6 +72,7 @@ mod response;
 pub mod rfc6455;
 pub(crate) mod tokens;
 
+pub use date::HttpDate;
 pub use error::WireError;
 pub use limits::Limits;
 pub use request::{Decoded, DecodedRequest, RequestDecoder};

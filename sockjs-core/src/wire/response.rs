@@ -1,9 +1,10 @@
 //! HTTP/1.1 response encoder: complete responses, streaming bodies, 101 heads.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{Extensions, HeaderMap, HeaderName, Response, StatusCode, Version};
 
+use super::date::HttpDate;
 use super::tokens::has_token;
 
 /// The complete interim response to an `Expect: 100-continue` request.
@@ -69,6 +70,7 @@ pub struct ResponseEncoder {
     http10: bool,
     keep_alive: bool,
     head_request: bool,
+    date: Option<HttpDate>,
 }
 
 impl ResponseEncoder {
@@ -80,6 +82,24 @@ impl ResponseEncoder {
             http10: version <= Version::HTTP_10,
             keep_alive,
             head_request: false,
+            date: None,
+        }
+    }
+
+    /// Writes `Date: date` on every final response (RFC 9110 §6.6.1), unless the
+    /// caller's fields carry one. The codec reads no clock: the caller formats the time.
+    pub fn with_date(mut self, date: HttpDate) -> Self {
+        self.date = Some(date);
+        self
+    }
+
+    fn put_date(&self, dst: &mut BytesMut, headers: &HeaderMap) {
+        if let Some(date) = &self.date {
+            if !headers.contains_key(DATE) {
+                dst.put_slice(b"Date: ");
+                dst.put_slice(date.as_bytes());
+                dst.put_slice(b"\r\n");
+            }
         }
     }
 
@@ -143,6 +163,7 @@ impl ResponseEncoder {
         put_fields(dst, headers, |name| {
             is_framing(name) || name == CONTENT_LENGTH
         });
+        self.put_date(dst, headers);
         if !self.http10 {
             dst.put_slice(b"Transfer-Encoding: chunked\r\n");
         }
@@ -189,6 +210,7 @@ impl ResponseEncoder {
         put_fields(dst, headers, |name| {
             is_framing(name) || (name == CONTENT_LENGTH && !keep_caller_length)
         });
+        self.put_date(dst, headers);
         if body_allowed && !keep_caller_length {
             dst.put_slice(b"Content-Length: ");
             put_decimal(dst, body.len() as u64);

@@ -20,7 +20,7 @@ use crate::driver::socket::write_now;
 use crate::driver::web::{BodyError, not_found, plain};
 use crate::driver::{Connection, Exchange, Service, Socket, Timer, TryNext, write_all};
 use crate::wire::{
-    AfterResponse, CONTINUE_RESPONSE, Decoded, DecodedRequest, Limits, RequestDecoder,
+    AfterResponse, CONTINUE_RESPONSE, Decoded, DecodedRequest, HttpDate, Limits, RequestDecoder,
     ResponseEncoder, hixie76,
 };
 use crate::{Content, Handshake, PeerAddr};
@@ -286,7 +286,10 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Ok(None) => Step::Read,
                 Err(err) => {
                     tracing::debug!(peer = ?self.connection.peer(), error = %err, "bad request");
-                    Step::Refuse(self.refusal(err.status(), |out| err.encode_response(out)))
+                    let date = Some(date(&*host));
+                    Step::Refuse(
+                        self.refusal(err.status(), |out| err.encode_response_dated(date, out)),
+                    )
                 }
             };
             match step {
@@ -355,7 +358,9 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Wake::Timeout if reading_body => {
                     let response = BodyError::TimedOut.response();
                     let out = self.refusal(response.status(), |out| {
-                        ResponseEncoder::new(http::Version::HTTP_11, false).encode(&response, out);
+                        ResponseEncoder::new(http::Version::HTTP_11, false)
+                            .with_date(date(&*host))
+                            .encode(&response, out);
                     });
                     drop(response);
                     let _ = self.write(&out).await;
@@ -401,6 +406,12 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 host.unrouted().count(StatusCode::NOT_FOUND);
                 not_found()
             });
+            if response.status().is_informational() {
+                // An interim answer would leave the request without its final one (and a
+                // 101 nobody asked for would switch protocols): the fallback failed.
+                tracing::warn!(status = %response.status(), "fallback answered 1xx: 500 instead");
+                response = plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+            }
             host.decorate(response.headers_mut());
             return Routed::Answer {
                 response,
@@ -418,7 +429,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
     /// `async fn` keeps its arguments for its whole life, beside what they were moved
     /// into).
     fn handle(&mut self, decoded: DecodedRequest) -> impl Future<Output = io::Result<Next>> + '_ {
-        let encoder = decoded.response_encoder();
+        let encoder = decoded.response_encoder().with_date(date(&*self.host));
         // Bytes after an upgrade request's head belong to the protocol it asked for (hixie-76
         // sends eight of them unannounced): refused, the connection cannot go on as HTTP.
         let upgrade = decoded.upgrade;
@@ -550,4 +561,24 @@ fn closing(mut response: Response<Bytes>) -> Response<Bytes> {
     let close = HeaderValue::from_static("close");
     response.headers_mut().insert(header::CONNECTION, close);
     response
+}
+
+/// The `Date` of a response written now (RFC 9110 §6.6.1): the host's wall clock, formatted
+/// once a second per thread.
+fn date<H: Host>(host: &H) -> HttpDate {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<HttpDate>> = const { std::cell::Cell::new(None) };
+    }
+    let now = host.runtime().wall_clock();
+    let second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    LAST.with(|last| match last.get() {
+        Some(date) if date.second() == second => date,
+        _ => {
+            let date = HttpDate::from(now);
+            last.set(Some(date));
+            date
+        }
+    })
 }
