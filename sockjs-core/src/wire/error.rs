@@ -94,8 +94,8 @@ impl WireError {
         self.encode_response_dated(None, dst);
     }
 
-    /// [`encode_response`](WireError::encode_response), with `Date: date` if given (RFC
-    /// 9110 §6.6.1).
+    /// [`encode_response`](WireError::encode_response), with `Date: date` if given
+    /// (RFC 9110 §6.6.1).
     pub fn encode_response_dated(self, date: Option<HttpDate>, dst: &mut BytesMut) {
         let status = self.status();
         let body = self.message().as_bytes();
