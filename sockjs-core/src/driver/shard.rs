@@ -323,7 +323,7 @@ impl Shard {
         }
         // `Options::max_sessions` bounds the service, whose sessions are spread over
         // shards whose engines each count only their own.
-        let held = if st.engine.opens_session_routed(&parts, route) {
+        let held = if st.engine.may_open_session_routed(&parts, route) {
             match self.common.hold_session() {
                 Some(held) => Some(held),
                 None => {

@@ -58,6 +58,17 @@ impl Engine {
         request: &http::request::Parts,
         route: Option<Route<'_>>,
     ) -> bool {
+        self.may_open_session_routed(request, route) && !self.origin_refused(request)
+    }
+
+    /// Whether the request would open a session if its origin is allowed: the question
+    /// without the application's origin predicate, which the session limit asks of every
+    /// request (a place held for a request its origin then refuses is given back).
+    pub(crate) fn may_open_session_routed(
+        &self,
+        request: &http::request::Parts,
+        route: Option<Route<'_>>,
+    ) -> bool {
         let options = &self.shared.options;
         let Some(route) = route else {
             return false;
@@ -65,7 +76,7 @@ impl Engine {
         if request.method == Method::OPTIONS || !route.allows(&request.method) {
             return false;
         }
-        let opens = match route {
+        match route {
             Route::RawWebSocket => {
                 options.transports.contains(Transport::RawWebSocket) && is_upgrade(request)
             }
@@ -77,8 +88,7 @@ impl Engine {
                 }
             }
             _ => false,
-        };
-        opens && !self.origin_refused(request)
+        }
     }
 
     /// Refuses a request that would have opened a session (see [`Engine::opens_session`])

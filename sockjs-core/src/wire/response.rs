@@ -70,7 +70,6 @@ pub struct ResponseEncoder {
     http10: bool,
     keep_alive: bool,
     head_request: bool,
-    date: Option<HttpDate>,
 }
 
 impl ResponseEncoder {
@@ -82,19 +81,11 @@ impl ResponseEncoder {
             http10: version <= Version::HTTP_10,
             keep_alive,
             head_request: false,
-            date: None,
         }
     }
 
-    /// Writes `Date: date` on every final response (RFC 9110 §6.6.1), unless the
-    /// caller's fields carry one. The codec reads no clock: the caller formats the time.
-    pub fn with_date(mut self, date: HttpDate) -> Self {
-        self.date = Some(date);
-        self
-    }
-
-    fn put_date(&self, dst: &mut BytesMut, headers: &HeaderMap) {
-        if let Some(date) = &self.date {
+    fn put_date(dst: &mut BytesMut, headers: &HeaderMap, date: Option<&HttpDate>) {
+        if let Some(date) = date {
             if !headers.contains_key(DATE) {
                 dst.put_slice(b"Date: ");
                 dst.put_slice(date.as_bytes());
@@ -129,11 +120,24 @@ impl ResponseEncoder {
         response: &Response<B>,
         dst: &mut BytesMut,
     ) -> AfterResponse {
+        self.encode_dated(response, None, dst)
+    }
+
+    /// [`encode`](Self::encode), writing `Date: date` on a final response
+    /// (RFC 9110 §6.6.1) unless the caller's fields carry one. The codec reads no clock: the caller
+    /// formats the time of writing.
+    pub fn encode_dated<B: AsRef<[u8]>>(
+        &self,
+        response: &Response<B>,
+        date: Option<&HttpDate>,
+        dst: &mut BytesMut,
+    ) -> AfterResponse {
         self.encode_full(
             response.status(),
             response.headers(),
             response.extensions(),
             response.body().as_ref(),
+            date,
             dst,
         )
     }
@@ -149,10 +153,21 @@ impl ResponseEncoder {
     /// `204`, `304`) are written as by [`encode`](Self::encode) with an empty
     /// body, and the returned encoder writes nothing.
     pub fn start_stream<B>(&self, response: &Response<B>, dst: &mut BytesMut) -> StreamEncoder {
+        self.start_stream_dated(response, None, dst)
+    }
+
+    /// [`start_stream`](Self::start_stream), with `Date` as
+    /// [`encode_dated`](Self::encode_dated) writes it.
+    pub fn start_stream_dated<B>(
+        &self,
+        response: &Response<B>,
+        date: Option<&HttpDate>,
+        dst: &mut BytesMut,
+    ) -> StreamEncoder {
         let status = response.status();
         let headers = response.headers();
         if !has_body(status) {
-            let after = self.encode_full(status, headers, response.extensions(), &[], dst);
+            let after = self.encode_full(status, headers, response.extensions(), &[], date, dst);
             return StreamEncoder {
                 mode: Mode::Empty,
                 after,
@@ -163,7 +178,7 @@ impl ResponseEncoder {
         put_fields(dst, headers, |name| {
             is_framing(name) || name == CONTENT_LENGTH
         });
-        self.put_date(dst, headers);
+        Self::put_date(dst, headers, date);
         if !self.http10 {
             dst.put_slice(b"Transfer-Encoding: chunked\r\n");
         }
@@ -190,6 +205,7 @@ impl ResponseEncoder {
         headers: &HeaderMap,
         extensions: &Extensions,
         body: &[u8],
+        date: Option<&HttpDate>,
         dst: &mut BytesMut,
     ) -> AfterResponse {
         dst.reserve(256 + body.len());
@@ -210,7 +226,7 @@ impl ResponseEncoder {
         put_fields(dst, headers, |name| {
             is_framing(name) || (name == CONTENT_LENGTH && !keep_caller_length)
         });
-        self.put_date(dst, headers);
+        Self::put_date(dst, headers, date);
         if body_allowed && !keep_caller_length {
             dst.put_slice(b"Content-Length: ");
             put_decimal(dst, body.len() as u64);

@@ -115,7 +115,8 @@ pub(super) fn serve<H: Host, S: Socket>(
             // The end of the last response (TLS: its close_notify), then FIN.
             let shut = conn.stream.shutdown();
             if conn.refused {
-                conn.linger().await;
+                // Boxed: rare, and every connection's future would carry its room.
+                Box::pin(conn.linger()).await;
             }
             return shut;
         };
@@ -358,9 +359,11 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Wake::Timeout if reading_body => {
                     let response = BodyError::TimedOut.response();
                     let out = self.refusal(response.status(), |out| {
-                        ResponseEncoder::new(http::Version::HTTP_11, false)
-                            .with_date(date(&*host))
-                            .encode(&response, out);
+                        ResponseEncoder::new(http::Version::HTTP_11, false).encode_dated(
+                            &response,
+                            Some(&date(&*host)),
+                            out,
+                        );
                     });
                     drop(response);
                     let _ = self.write(&out).await;
@@ -429,7 +432,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
     /// `async fn` keeps its arguments for its whole life, beside what they were moved
     /// into).
     fn handle(&mut self, decoded: DecodedRequest) -> impl Future<Output = io::Result<Next>> + '_ {
-        let encoder = decoded.response_encoder().with_date(date(&*self.host));
+        let encoder = decoded.response_encoder();
         // Bytes after an upgrade request's head belong to the protocol it asked for (hixie-76
         // sends eight of them unannounced): refused, the connection cannot go on as HTTP.
         let upgrade = decoded.upgrade;
@@ -446,7 +449,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
             let exchange = match &mut routed {
                 Routed::Exchange(exchange) => exchange,
                 Routed::Answer { response, close } => {
-                    let after = encoder.encode(response, &mut out);
+                    let after = encoder.encode_dated(response, Some(&date(&*self.host)), &mut out);
                     self.write(&out).await?;
                     return Ok(if *close { Next::Close } else { finish(after) });
                 }
@@ -473,13 +476,18 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 match content {
                     Content::Response(mut response) => {
                         self.host.decorate(response.headers_mut());
-                        let after = encoder.encode(&*response, &mut out);
+                        let after =
+                            encoder.encode_dated(&*response, Some(&date(&*self.host)), &mut out);
                         self.write(&out).await?;
                         return Ok(finish(after));
                     }
                     Content::StreamStart(mut head) => {
                         self.host.decorate(head.headers_mut());
-                        stream = Some(encoder.start_stream(&*head, &mut out));
+                        stream = Some(encoder.start_stream_dated(
+                            &*head,
+                            Some(&date(&*self.host)),
+                            &mut out,
+                        ));
                     }
                     Content::Chunk(data) => {
                         if let Some(stream) = &stream {
