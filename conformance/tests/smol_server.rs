@@ -175,3 +175,11 @@ fn a_fallback_answering_1xx_gets_a_500_instead() {
     assert_eq!(after.status(), 204);
     handle.shutdown();
 }
+
+/// A field that frames the message, added to every response, would break the ones that
+/// must not carry it (a length on a 204 or a 101): refused when the server is built.
+#[test]
+#[should_panic(expected = "frames the message")]
+fn a_framing_header_for_every_response_is_refused() {
+    let _ = echo_server().header(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+}

@@ -416,7 +416,26 @@ impl Server {
     /// does not have that header already: e.g. the name of the node behind a load
     /// balancer. Not to the error answers to requests that could not be read (400, 408,
     /// 413, 431). Setting a name again replaces its value.
+    ///
+    /// # Panics
+    ///
+    /// On a field that frames the message or the connection (`Content-Length`,
+    /// `Transfer-Encoding`, `Connection`, `Upgrade`, `Keep-Alive`, `TE`, `Trailer`): the
+    /// server writes those itself, and one added to every response would break them (a
+    /// length on a `204` or on the `101` of a WebSocket).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        const FRAMING: [HeaderName; 6] = [
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+            http::header::CONNECTION,
+            http::header::UPGRADE,
+            http::header::TE,
+            http::header::TRAILER,
+        ];
+        assert!(
+            !FRAMING.contains(&name) && name.as_str() != "keep-alive",
+            "Server::header: {name} frames the message; the server writes it itself"
+        );
         self.headers.insert(name, value);
         self
     }
