@@ -526,6 +526,35 @@ mod tests {
         }
     }
 
+    /// Places for sessions about to open count against `max_sessions` until given back,
+    /// which dropping them does, also on the way out of a panic.
+    #[test]
+    fn held_places_count_until_dropped_even_by_a_panic() {
+        let options = Options {
+            max_sessions: 2,
+            ..Options::default()
+        };
+        let service = Service::new(options, Config::default(), Arc::new(Inert), |_| async {})
+            .expect("service");
+        let common = &service.inner.common;
+        let first = common.hold_session().expect("room for one");
+        let second = common.hold_session().expect("room for two");
+        assert!(common.hold_session().is_none(), "full");
+        drop(first);
+        let third = common.hold_session().expect("one given back");
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = third;
+            panic!("an engine bug");
+        }));
+        assert!(unwound.is_err());
+        assert!(
+            common.hold_session().is_some(),
+            "the panic gave its place back"
+        );
+        drop(second);
+        assert_eq!(common.sessions.load(Ordering::Acquire), 0);
+    }
+
     /// A session past its disconnect delay whose timer input has not come (the runtime's
     /// timers never fire here) is gone for the request that names it: while the service
     /// drains, that request would open a session, so it is refused, not let through to open
