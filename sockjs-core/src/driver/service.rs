@@ -36,9 +36,9 @@ fn next_key_block() -> u64 {
 /// What every shard of a service shares.
 /// A place held for a session about to open ([`Common::hold_session`]); given back when
 /// dropped, also by a panic on the way.
-pub(crate) struct HeldPlace(Arc<Common>);
+pub(crate) struct HeldPlace<'a>(&'a Common);
 
-impl Drop for HeldPlace {
+impl Drop for HeldPlace<'_> {
     fn drop(&mut self) {
         self.0.sessions.fetch_sub(1, Ordering::AcqRel);
     }
@@ -71,14 +71,14 @@ impl Common {
     /// place is given back when the [`HeldPlace`] drops, once the engine had the request:
     /// the session, if it opened, then counts itself. One atomic update per request that
     /// would open a session.
-    pub(crate) fn hold_session(self: &Arc<Self>) -> Option<HeldPlace> {
+    pub(crate) fn hold_session(&self) -> Option<HeldPlace<'_>> {
         let max = self.options.max_sessions;
         self.sessions
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| HeldPlace(self.clone()))
+            .map(|_| HeldPlace(self))
     }
 
     /// A session opened (`true`) or ended (`false`) on one of the shards.
