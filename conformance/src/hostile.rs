@@ -753,6 +753,18 @@ fn bad_framing(ctx: &Ctx<'_>) -> Result<String, String> {
                 with("Host: y\r\nContent-Length: 3\r\n", "[1]"),
                 Expect::StatusOrClosed(400),
             ),
+            // RFC 9112 §3.2: an HTTP/1.1 request must name its host, once, validly.
+            (
+                "no Host in HTTP/1.1",
+                format!("POST {send} HTTP/1.1\r\nContent-Length: 3\r\n\r\n[1]").into_bytes(),
+                Expect::StatusOrClosed(400),
+            ),
+            (
+                "Host with user info and a path",
+                format!("POST {send} HTTP/1.1\r\nHost: u@x/y\r\nContent-Length: 3\r\n\r\n[1]")
+                    .into_bytes(),
+                Expect::StatusOrClosed(400),
+            ),
             (
                 "negative Content-Length",
                 with("Content-Length: -1\r\n", ""),

@@ -21,7 +21,7 @@ const SMALL: Limits = Limits {
 fn fragment() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         vec(any::<u8>(), 0..64),
-        Just(b"GET / HTTP/1.1\r\n".to_vec()),
+        Just(b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec()),
         Just(b"POST /x HTTP/1.0\r\n".to_vec()),
         Just(b"Content-Length: 5\r\n".to_vec()),
         Just(b"Content-Length: 100000\r\n".to_vec()),
@@ -190,7 +190,7 @@ proptest! {
             stream.encode_chunk(piece, &mut out);
         }
         prop_assert!(!stream.encode_end(&mut out).must_close());
-        let mut request = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut request = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         request.extend_from_slice(&out[head_len..]);
         let decoded = feed_pieces(Limits::default(), &[&request]);
         prop_assert_eq!(decoded.error, None);

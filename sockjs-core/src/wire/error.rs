@@ -45,6 +45,12 @@ pub enum WireError {
     /// More than one `Host` field (RFC 9112 §3.2: a front end and this server could each
     /// take a different one). `400`.
     DuplicateHost,
+    /// An HTTP/1.1 request without a `Host` field (RFC 9112 §3.2 requires `400`; HTTP/1.0
+    /// requests may leave it out). `400`.
+    MissingHost,
+    /// A `Host` value that is not `uri-host [ ":" port ]` (RFC 9110 §7.2): white space,
+    /// user information, a path, or a byte no host name has. `400`.
+    InvalidHost,
 }
 
 impl WireError {
@@ -57,7 +63,9 @@ impl WireError {
             | WireError::AmbiguousBodyLength
             | WireError::InvalidTransferEncoding
             | WireError::MalformedChunk
-            | WireError::DuplicateHost => StatusCode::BAD_REQUEST,
+            | WireError::DuplicateHost
+            | WireError::MissingHost
+            | WireError::InvalidHost => StatusCode::BAD_REQUEST,
             WireError::UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             WireError::TooManyHeaders | WireError::HeadTooLarge => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
@@ -82,6 +90,8 @@ impl WireError {
             WireError::MalformedChunk => "Malformed chunked body",
             WireError::BodyTooLarge => "Request body too large",
             WireError::DuplicateHost => "More than one Host field",
+            WireError::MissingHost => "Missing Host field",
+            WireError::InvalidHost => "Invalid Host field",
         }
     }
 

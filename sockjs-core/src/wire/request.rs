@@ -339,6 +339,9 @@ fn parse_head_into<'b>(
             if host {
                 return Err(WireError::DuplicateHost);
             }
+            if !is_host_value(field.value) {
+                return Err(WireError::InvalidHost);
+            }
             host = true;
         }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
@@ -348,6 +351,9 @@ fn parse_head_into<'b>(
             .map_err(|_| WireError::TooManyHeaders)?;
     }
 
+    if version == Version::HTTP_11 && !host {
+        return Err(WireError::MissingHost);
+    }
     let body = framing.body(version, limits)?;
     let keep_alive = match version {
         Version::HTTP_10 => !close && keep_alive_token,
@@ -368,6 +374,38 @@ fn parse_head_into<'b>(
         expect_continue,
     };
     Ok((head, body))
+}
+
+/// Whether `value` has only the bytes `uri-host [ ":" port ]` is made of (RFC 9110 §7.2,
+/// RFC 3986 §3.2.2): letters, digits, `-._~`, percent escapes, sub-delimiters, and the
+/// brackets and colons of an IP literal and a port. Empty is allowed (a target without an
+/// authority). What a proxy or a log would read differently, white space, `@`, `/`, `?`,
+/// `#`, quotes, controls or non-ASCII bytes, is not.
+fn is_host_value(value: &[u8]) -> bool {
+    value.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
 }
 
 #[cfg(test)]
