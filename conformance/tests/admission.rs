@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use conformance::http::Request;
 use sockjs_core::driver::{Admission, AdmissionRequest, Config, Session};
-use sockjs_core::{Options, OriginPolicy, OriginalUri, Rejection};
+use sockjs_core::{Options, OriginPolicy, OriginalUri, PeerAddr, Rejection};
 use support::{ADAPTERS, Adapter, Mount, Target, handler, sleep, start_services, within, ws_text};
 
 /// Bound of one test (both adapters).
@@ -504,6 +504,51 @@ fn s2_the_origin_predicate_sees_the_request_head() {
                 Some("user:ada:127.0.0.1:-|127.0.0.1"),
                 "{adapter:?}"
             );
+        }
+    });
+}
+
+/// The origin predicate is asked whether a request would open a session before the hook
+/// runs: it must see the request as the engine will, with its peer address, or a predicate
+/// that reads it answers "refused" there, the hook is skipped, and the engine, asking
+/// again, opens a session nobody admitted.
+#[test]
+fn s7_3_1_the_origin_predicate_reads_the_peer_before_the_hook_as_after() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let unstamped = Arc::new(AtomicUsize::new(0));
+            let options = Options {
+                origins: OriginPolicy::predicate({
+                    let unstamped = unstamped.clone();
+                    move |_origin, request| {
+                        let peer = request.extensions.get::<PeerAddr>();
+                        if peer.is_none() {
+                            unstamped.fetch_add(1, Ordering::SeqCst);
+                        }
+                        peer.is_some_and(|peer| peer.0.ip().is_loopback())
+                    }
+                }),
+                ..Options::default()
+            };
+            let (target, seen) = start(adapter, options);
+            let origin = ("Origin", "https://anywhere");
+            let path = format!("{}/xhr", sid("peer"));
+            assert_eq!(
+                post(&target, &path, &[origin]),
+                (401, "Unauthorized\n".to_owned()),
+                "{adapter:?}: opened without the hook"
+            );
+            assert_eq!(seen.calls.load(Ordering::SeqCst), 1, "{adapter:?}");
+            let admitted = [origin, ("Cookie", "sid=good")];
+            assert_eq!(post(&target, &path, &admitted).1, "o\n", "{adapter:?}");
+            let mut ws = target.raw_ws(&format!("{}/websocket", sid("peer")), &[origin]);
+            assert_eq!(
+                ws_text(&mut ws).as_deref(),
+                Some(r#"c[4401,"Unauthorized"]"#),
+                "{adapter:?}"
+            );
+            assert_eq!(seen.calls.load(Ordering::SeqCst), 3, "{adapter:?}");
+            assert_eq!(unstamped.load(Ordering::SeqCst), 0, "{adapter:?}");
         }
     });
 }

@@ -289,30 +289,39 @@ impl Shard {
                 _ => {}
             }
         }
+        // Asked after the abort above, which may have ended the session this request
+        // would have joined: it would then open a new one.
+        let may_open = st.engine.may_open_session_routed(&parts, route);
+        let mut parts = parts;
+        if may_open {
+            // Stamped before the questions below: the application's origin predicate reads
+            // the request as the engine will hand it over (its peer address, TLS, the path
+            // without the mount prefix), or it could answer one way here and the other
+            // once the engine asks, and open a session the drain or the hook never saw.
+            // The rejections read the path without the mount prefix too (to know an
+            // upgrade, refused with a close).
+            connection.facts().stamp(&mut parts);
+        }
         // Graceful shutdown: the service serves the sessions it holds and opens no more,
         // decided under the lock that would open one. Asked after the abort above, as the
         // admission hook is.
-        if self.common.drain.is_draining() && st.engine.opens_session_routed(&parts, route) {
+        if may_open
+            && self.common.drain.is_draining()
+            && st.engine.opens_session_routed(&parts, route)
+        {
             let config = &self.common.config;
             let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
                 .with_body(SHUTTING_DOWN)
                 .with_close(config.shutdown_code, &config.shutdown_reason);
-            // Stamped as an admitted request is: the engine reads its path without the
-            // mount prefix (to know an upgrade, refused with a close) and its TLS.
-            let mut parts = parts;
-            connection.facts().stamp(&mut parts);
             self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
             return Submitted::Fed(None);
         }
-        // Asked after the abort above, which may have ended the session this request
-        // would have joined: it would then open a new one.
-        if !admitted
+        if may_open
+            && !admitted
             && self.common.admission.get().is_some()
             && st.engine.opens_session_routed(&parts, route)
         {
             self.settle(st, now);
-            let mut parts = parts;
-            connection.facts().stamp(&mut parts);
             if let Some(probe) = connection.into_probe() {
                 parts.extensions.insert(probe);
             }
@@ -323,17 +332,13 @@ impl Shard {
         }
         // `Options::max_sessions` bounds the service, whose sessions are spread over
         // shards whose engines each count only their own.
-        let held = if st.engine.may_open_session_routed(&parts, route) {
+        let held = if may_open {
             match self.common.hold_session() {
                 Some(held) => Some(held),
                 None => {
                     let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
                         .with_body(TOO_MANY_SESSIONS)
                         .with_close(4503, "Too many sessions");
-                    // Stamped as an admitted request is: the engine reads its path without
-                    // the mount prefix (to know an upgrade, refused with a close) and its TLS.
-                    let mut parts = parts;
-                    connection.facts().stamp(&mut parts);
                     self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
                     return Submitted::Fed(None);
                 }
