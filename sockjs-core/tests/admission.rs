@@ -54,6 +54,26 @@ fn s7_3_1_new_receivers_and_every_websocket_open_sessions() {
     assert_eq!(h.engine.session_count(), 1);
 }
 
+/// §7.3.1: an upgrade asks exactly when the handshake would accept it. `Upgrade` spread
+/// over several lines is accepted (101), so it asks, or a session would open unasked and
+/// outside the session limit; an HTTP/1.0 upgrade is refused (400), so it does not.
+#[test]
+fn s7_3_1_upgrades_ask_exactly_when_the_handshake_would_accept_them() {
+    let h = Harness::echo();
+    let split = [("upgrade", "h2c"), WS[0], WS[1], WS[2], WS[3]];
+    assert!(opens(&h, "GET", "/a/split/websocket", &split));
+    assert!(opens(&h, "GET", "/websocket", &split));
+    let listed = [("upgrade", "h2c, websocket"), WS[1], WS[2], WS[3]];
+    assert!(opens(&h, "GET", "/a/listed/websocket", &listed));
+    for uri in ["/a/old/websocket", "/websocket"] {
+        let mut http10 = head("GET", uri, &WS);
+        http10.version = http::Version::HTTP_10;
+        assert!(!h.engine.opens_session(&http10), "{uri}");
+    }
+    let other = [("upgrade", "h2c"), WS[1], WS[2], WS[3]];
+    assert!(!opens(&h, "GET", "/a/other/websocket", &other));
+}
+
 #[test]
 fn s7_3_1_static_endpoints_and_refused_requests_do_not_ask() {
     let h = Harness::echo();

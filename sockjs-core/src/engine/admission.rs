@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use http::Method;
 
+use super::websocket::asks_websocket_upgrade;
 use super::{Engine, cookie_name, receiving_transport};
 use crate::frame;
 use crate::output::{Content, RequestId};
@@ -12,7 +13,6 @@ use crate::rejection::Rejection;
 use crate::response::{Headers, RequestHeaders, TEXT_PLAIN};
 use crate::route::{Route, SessionEndpoint};
 use crate::transport::Transport;
-use crate::wire::tokens::lists_token;
 
 impl Engine {
     /// Whether handing `request` to [`Engine::handle_request`] now would open a new session:
@@ -78,11 +78,12 @@ impl Engine {
         }
         match route {
             Route::RawWebSocket => {
-                options.transports.contains(Transport::RawWebSocket) && is_upgrade(request)
+                options.transports.contains(Transport::RawWebSocket)
+                    && asks_websocket_upgrade(request)
             }
             Route::Session { session, kind, .. } if options.transports.serves(kind) => {
                 if kind == SessionEndpoint::WebSocket {
-                    is_upgrade(request)
+                    asks_websocket_upgrade(request)
                 } else {
                     receiving_transport(kind).is_some() && !self.by_id.contains_key(session)
                 }
@@ -163,12 +164,4 @@ impl Engine {
         let response = headers.response(rejection.status(), rejection.body().clone());
         self.respond(id, response);
     }
-}
-
-/// `Upgrade: websocket`: the first thing the handshake checks.
-fn is_upgrade(request: &http::request::Parts) -> bool {
-    request
-        .headers
-        .get(http::header::UPGRADE)
-        .is_some_and(|v| lists_token(v.as_bytes(), "websocket"))
 }

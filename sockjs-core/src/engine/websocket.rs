@@ -207,14 +207,7 @@ impl Engine {
     ) -> Result<(Response<()>, Handshake), Box<Response<Bytes>>> {
         let options = &self.shared.options;
         let h = &parts.headers;
-        // Only HTTP/1.1 upgrades (RFC 6455 §4.2.1): an HTTP/1.0 request's `Upgrade` is
-        // ignored (RFC 9110 §7.8), since an HTTP/1.0 proxy may have passed it on unread and
-        // would go on framing HTTP. `Upgrade` is a list, maybe over several lines.
-        let upgrade_ok = parts.version == http::Version::HTTP_11
-            && h.get_all(header::UPGRADE)
-                .iter()
-                .any(|v| lists_token(v.as_bytes(), "websocket"));
-        if !upgrade_ok {
+        if !asks_websocket_upgrade(parts) {
             return Err(Box::new(plain(
                 StatusCode::BAD_REQUEST,
                 "Can \"Upgrade\" only to \"WebSocket\".",
@@ -366,4 +359,19 @@ pub(super) fn ws_close_code(code: u16) -> u16 {
         1000..=1003 | 1007..=1014 | 3000..=4999 => code,
         _ => 1000,
     }
+}
+
+/// Whether `parts` asks to upgrade to a WebSocket: the handshake's first check, and the
+/// question admission and the session limit ask of an upgrade, so that what they let
+/// through is what the handshake accepts. Only HTTP/1.1 upgrades (RFC 6455 §4.2.1): an
+/// HTTP/1.0 request's `Upgrade` is ignored (RFC 9110 §7.8), since an HTTP/1.0 proxy may
+/// have passed it on unread and would go on framing HTTP. `Upgrade` is a list, maybe over
+/// several lines.
+pub(super) fn asks_websocket_upgrade(parts: &http::request::Parts) -> bool {
+    parts.version == http::Version::HTTP_11
+        && parts
+            .headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .any(|v| lists_token(v.as_bytes(), "websocket"))
 }
