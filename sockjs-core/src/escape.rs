@@ -308,7 +308,101 @@ mod tests {
         }
     }
 
+    /// Text dense in what must be escaped, at random places: `any::<String>()` draws no
+    /// control characters and no unassigned or format code points, which are exactly what
+    /// the fast paths must not skip.
+    fn tricky_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let special = proptest::sample::select(vec![
+            '"',
+            '\\',
+            '\n',
+            '\r',
+            '\t',
+            '\u{0}',
+            '\u{8}',
+            '\u{1f}',
+            '\u{7f}',
+            '<',
+            '%',
+            '\u{80}',
+            '\u{9f}',
+            '\u{ad}',
+            'é',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200f}',
+            '\u{2010}',
+            '\u{2027}',
+            '\u{2028}',
+            '\u{202f}',
+            '\u{2030}',
+            '\u{205f}',
+            '\u{2060}',
+            '\u{206f}',
+            '\u{2070}',
+            '\u{ffef}',
+            '\u{fff0}',
+            '\u{fffd}',
+            '\u{ffff}',
+            '\u{10000}',
+            '\u{1f600}',
+        ]);
+        let one = prop_oneof![4 => Just('a'), 2 => special, 1 => any::<char>()];
+        proptest::collection::vec(one, 0..300).prop_map(|chars| chars.into_iter().collect())
+    }
+
+    /// `%XX` back to its byte, as the client's `decodeURI` does for what
+    /// [`percent_event_data`] writes.
+    fn percent_decoded(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("two hex digits");
+                out.push(u8::from_str_radix(hex, 16).expect("hex"));
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
     proptest::proptest! {
+        /// Exactly the reference's bytes, however the specials fall against the blocks.
+        #[test]
+        fn s5_1_tricky_text_is_escaped_exactly(text in tricky_text()) {
+            proptest::prop_assert_eq!(quoted(&text), serde_reference(&text));
+            let mut as_text = String::new();
+            quote_message_str(&mut as_text, &text);
+            proptest::prop_assert_eq!(as_text, serde_reference(&text));
+        }
+
+        /// §8: the second encoding reads back as the frame, and with `escape_lt` holds no
+        /// `<` (no `</script>` can end the htmlfile's script early).
+        #[test]
+        fn s8_quote_js_reads_back_as_the_frame(text in tricky_text(), lt in proptest::prelude::any::<bool>()) {
+            let mut out = Vec::new();
+            quote_js(&mut out, text.as_bytes(), lt);
+            let back: String = serde_json::from_slice(&out).expect("a JSON string");
+            proptest::prop_assert_eq!(&back, &text);
+            if lt {
+                proptest::prop_assert!(!out.contains(&b'<'));
+            }
+        }
+
+        /// §8: an EventSource `data:` line holds no CR, LF or NUL, and decodes back to the
+        /// frame.
+        #[test]
+        fn s8_eventsource_data_decodes_back_as_the_frame(text in tricky_text()) {
+            let mut out = Vec::new();
+            percent_event_data(&mut out, text.as_bytes());
+            proptest::prop_assert!(!out.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)));
+            proptest::prop_assert_eq!(percent_decoded(&out), text.as_bytes());
+        }
+
         #[test]
         fn s5_1_any_text_reads_back_as_itself(text in proptest::prelude::any::<String>()) {
             let back: String = serde_json::from_str(&quoted(&text)).expect("a JSON string");
