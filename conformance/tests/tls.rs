@@ -12,7 +12,7 @@ use conformance::tls::ClientStream;
 use sockjs_core::driver::Config;
 use support::{
     ADAPTERS, Adapter, DISCONNECT, HEARTBEAT, Target, TestCerts, UNPROBED_ABORT_ROUNDS,
-    start_services, suite, suite_base,
+    start_services, suite, suite_base, wait_for,
 };
 
 fn start_tls(adapter: Adapter, certs: &TestCerts, config: Config) -> Target {
@@ -133,5 +133,114 @@ fn plain_http_on_a_tls_port_and_a_silent_client_are_dropped() {
             .roundtrip(&conformance::http::Request::new("GET", "/echo"))
             .expect("greeting");
         assert_eq!(response.text(), "Welcome to SockJS!\n", "{adapter:?}");
+    }
+}
+
+/// sockjs-smol's fallback sees `Tls` on a request that came over TLS (a fallback that
+/// redirects to https or sets `Secure` cookies needs to know), as the services' requests
+/// do; over plain TCP it does not.
+#[test]
+fn the_fallback_knows_a_request_came_over_tls() {
+    let certs = TestCerts::new();
+    for tls in [true, false] {
+        let config = Config {
+            tls: tls.then(|| certs.server()),
+            ..Config::default()
+        };
+        let server = sockjs_smol::Server::with_config(config)
+            .threads(1)
+            .fallback(|request| {
+                let tls = request.extensions().get::<sockjs_core::Tls>().is_some();
+                http::Response::new(bytes::Bytes::from(format!("tls: {tls}")))
+            });
+        let listener =
+            async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).expect("bind");
+        let addr = listener.get_ref().local_addr().expect("addr");
+        let handle = server.handle();
+        std::thread::spawn(move || async_io::block_on(server.serve(listener)));
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let stream = if tls {
+            ClientStream::tls(tcp, &addr.to_string(), &certs.client).expect("TLS handshake")
+        } else {
+            ClientStream::Plain(tcp)
+        };
+        let mut conn = conformance::http::Conn::new(stream, &addr.to_string());
+        let response = conn
+            .roundtrip(&conformance::http::Request::new("GET", "/page"))
+            .expect("answer");
+        assert_eq!(response.text(), format!("tls: {tls}"));
+        handle.shutdown();
+    }
+}
+
+/// RFC 7301 §3.2: the server speaks the protocol it selects. Settings made for another
+/// server often offer `h2` first; a browser offering both would pick HTTP/2 and read
+/// HTTP/1.1 bytes. Both servers offer `http/1.1` only, whatever the settings list.
+#[test]
+fn settings_that_offer_h2_still_negotiate_http_1_1_on_both_adapters() {
+    let certs = TestCerts::new();
+    let mut server = sockjs_core::driver::tls::ServerConfig::clone(&certs.server());
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut client = rustls::ClientConfig::clone(&certs.client);
+    client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let client = std::sync::Arc::new(client);
+    for adapter in ADAPTERS {
+        let config = Config {
+            tls: Some(std::sync::Arc::new(server.clone())),
+            ..Config::default()
+        };
+        let target = start_services(adapter, config, suite(&suite_base()));
+        let tcp = TcpStream::connect(target.addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let stream = ClientStream::tls(tcp, &target.host(), &client).expect("TLS handshake");
+        let ClientStream::Tls(tls) = &stream else {
+            unreachable!("a TLS stream")
+        };
+        assert_eq!(
+            tls.conn.alpn_protocol(),
+            Some(&b"http/1.1"[..]),
+            "{adapter:?}"
+        );
+        let mut conn = conformance::http::Conn::new(stream, &target.host());
+        let response = conn
+            .roundtrip(&conformance::http::Request::new("GET", "/echo"))
+            .expect("greeting");
+        assert_eq!(response.text(), "Welcome to SockJS!\n", "{adapter:?}");
+    }
+}
+
+/// A connection still in its TLS handshake carries no request: graceful shutdown lets it
+/// go when it lets an idle connection go, not after the handshake's timeout (here the
+/// default 10 s, as long as the shutdown's own bound).
+#[test]
+fn a_connection_in_its_tls_handshake_does_not_hold_the_shutdown() {
+    let certs = TestCerts::new();
+    for adapter in ADAPTERS {
+        let target = start_tls(adapter, &certs, Config::default());
+        let mut silent = TcpStream::connect(target.addr).expect("connect");
+        silent
+            .set_read_timeout(Some(Duration::from_secs(8)))
+            .expect("timeout");
+        // The server has the connection (and a TLS client still gets served).
+        let mut conn = conformance::http::Conn::new(connect(&target, &certs), &target.host());
+        let response = conn
+            .roundtrip(&conformance::http::Request::new("GET", "/echo"))
+            .expect("greeting");
+        assert_eq!(response.text(), "Welcome to SockJS!\n", "{adapter:?}");
+        drop(conn);
+        let started = Instant::now();
+        target.shutdown();
+        assert!(
+            wait_for(Duration::from_secs(5), || target.has_ended()),
+            "{adapter:?}: still serving after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(silent.read(&mut [0u8; 64]), Ok(0) | Err(_)),
+            "{adapter:?}"
+        );
     }
 }

@@ -529,8 +529,13 @@ impl Server {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone_from(&services);
+        let mut config = self.config;
+        #[cfg(feature = "tls")]
+        {
+            config.tls = config.tls.map(sockjs_core::driver::tls::http1_only);
+        }
         let shared = Arc::new(Shared {
-            config: self.config,
+            config,
             runtime,
             services,
             handle: self.handle,
@@ -609,7 +614,17 @@ impl Handler {
                         "TLS handshake timed out",
                     ))
                 };
-                let stream = Polled::new(future::or(handshake, timeout).await?);
+                // Nor past the graceful shutdown: it carries no request yet, and ends
+                // when an idle connection would.
+                let shutdown = async {
+                    http1::idle_connections_end(&**shared).await;
+                    Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "shutting down during the TLS handshake",
+                    ))
+                };
+                let handshake = future::or(handshake, future::or(timeout, shutdown));
+                let stream = Polled::new(handshake.await?);
                 let connection = Connection::new().with_peer(peer).with_tls(true);
                 http1::serve(shared.clone(), stream, connection).await
             })

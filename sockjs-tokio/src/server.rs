@@ -334,6 +334,18 @@ struct Standalone {
 
 impl Standalone {
     fn new(routes: Routes, config: Arc<Config>) -> Self {
+        // Only HTTP/1.1 over TLS (see `tls::http1_only`); the same config when it is so.
+        #[cfg(feature = "tls")]
+        let config = match &config.tls {
+            Some(tls) if tls.alpn_protocols.iter().any(|p| p != b"http/1.1") => {
+                let tls = sockjs_core::driver::tls::http1_only(tls.clone());
+                Arc::new(Config {
+                    tls: Some(tls),
+                    ..Config::clone(&config)
+                })
+            }
+            _ => config,
+        };
         Standalone {
             routes,
             config,
@@ -413,11 +425,20 @@ where
         // TLS or not.
         return Box::pin(async move {
             let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(io);
-            let io = tokio::time::timeout(host.config.header_read_timeout, handshake)
-                .await
-                .map_err(|_| {
+            let handshake = tokio::time::timeout(host.config.header_read_timeout, handshake);
+            // Nor past the graceful shutdown: it carries no request yet, and ends when an
+            // idle connection would.
+            let io = tokio::select! {
+                done = handshake => done.map_err(|_| {
                     io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                })??;
+                })??,
+                () = http1::idle_connections_end(&*host) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "shutting down during the TLS handshake",
+                    ));
+                }
+            };
             let connection = connection.with_tls(true);
             http1::serve(host, Polled::new(io.compat()), connection).await
         })

@@ -57,7 +57,7 @@ impl fmt::Display for TlsError {
         match self {
             TlsError::Read { path, source } => write!(f, "reading {}: {source}", path.display()),
             TlsError::Pem { path, source } => {
-                write!(f, "{} is not valid PEM: {source:?}", path.display())
+                write!(f, "{} is not valid PEM: {source}", path.display())
             }
             TlsError::NoCertificate(path) => write!(f, "no certificate in {}", path.display()),
             TlsError::NoKey(path) => write!(f, "no private key in {}", path.display()),
@@ -70,8 +70,9 @@ impl std::error::Error for TlsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             TlsError::Read { source, .. } => Some(source),
+            TlsError::Pem { source, .. } => Some(source),
             TlsError::Rustls(error) => Some(error),
-            _ => None,
+            TlsError::NoCertificate(_) | TlsError::NoKey(_) => None,
         }
     }
 }
@@ -124,6 +125,35 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// `config` as an HTTP/1.1 server can use it: its ALPN list holding no protocol but
+/// `http/1.1`. Both standalone servers apply it to [`Config::tls`](crate::driver::Config::tls)
+/// when they start.
+///
+/// Settings built for another server often offer `h2` first; a browser offered it picks
+/// HTTP/2 and then reads HTTP/1.1 bytes it cannot parse (RFC 7301 §3.2: a server speaks the
+/// protocol it selects), and every request over TLS fails. The same `Arc` comes back when
+/// there is nothing to take out; else a copy without the others (no ALPN at all if
+/// `http/1.1` was not offered, which clients take as HTTP/1.1).
+///
+/// ```
+/// # fn demo(config: std::sync::Arc<sockjs_core::driver::tls::ServerConfig>) {
+/// let config = sockjs_core::driver::tls::http1_only(config);
+/// assert!(config.alpn_protocols.iter().all(|p| p == b"http/1.1"));
+/// # }
+/// ```
+pub fn http1_only(config: Arc<ServerConfig>) -> Arc<ServerConfig> {
+    if config.alpn_protocols.iter().all(|p| p == b"http/1.1") {
+        return config;
+    }
+    tracing::warn!(
+        offered = ?config.alpn_protocols.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
+        "TLS settings offer ALPN protocols other than http/1.1: only http/1.1 is offered"
+    );
+    let mut only = ServerConfig::clone(&config);
+    only.alpn_protocols.retain(|p| p == b"http/1.1");
+    Arc::new(only)
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_owned(),
@@ -149,6 +179,14 @@ mod tests {
             config_from_pem(&empty, &empty),
             Err(TlsError::NoCertificate(_))
         ));
+        // A PEM section that never ends: the parser's error is the source, in words.
+        let broken = dir.join("broken.pem");
+        std::fs::write(&broken, b"-----BEGIN CERTIFICATE-----\nMIIB\n").expect("write");
+        let error = config_from_pem(&broken, &broken).expect_err("broken PEM");
+        assert!(matches!(error, TlsError::Pem { .. }), "{error:?}");
+        let source = std::error::Error::source(&error).expect("the parser's error");
+        assert!(error.to_string().ends_with(&source.to_string()), "{error}");
+        assert!(!error.to_string().contains("MissingSectionEnd"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -46,7 +46,7 @@ fn drains_over<H: Host>(host: &H) -> bool {
 }
 
 /// Completes once every service of `host` ended its drain.
-fn drains_ended<H: Host>(host: &H) -> ShutdownStarted {
+pub(super) fn drains_ended<H: Host>(host: &H) -> ShutdownStarted {
     let drains: Vec<_> = host.services().map(Service::drain_over).collect();
     Box::pin(async move {
         for drain in drains {
@@ -402,8 +402,13 @@ impl<H: Host, S: Socket> Conn<H, S> {
             };
         }
         let Some((service, mount)) = service else {
+            // What the application reads of a request wherever it reads one: a fallback
+            // that redirects to https or sets Secure cookies needs to know.
             if let Some(peer) = self.connection.peer() {
                 request.extensions_mut().insert(PeerAddr(peer));
+            }
+            if self.connection.is_tls() {
+                request.extensions_mut().insert(crate::Tls);
             }
             let mut response = host.fallback(request).unwrap_or_else(|| {
                 host.unrouted().count(StatusCode::NOT_FOUND);

@@ -200,6 +200,20 @@ pub fn serve<H: Host, S: Socket>(
     conn::serve(host, stream, connection)
 }
 
+/// Completes once graceful shutdown has started and every service of `host` has ended its
+/// drain: when [`serve`] lets an idle connection go. For a connection that has no request
+/// yet because it is still in its TLS handshake, which the adapter runs before `serve`:
+/// racing the handshake against it, the connection ends no later than an idle one would,
+/// rather than holding the shutdown until the handshake's timeout.
+pub fn idle_connections_end<H: Host>(host: &H) -> impl Future<Output = ()> + Send + 'static {
+    let started = host.shutdown_started();
+    let drained = conn::drains_ended(host);
+    async move {
+        started.await;
+        drained.await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::future::Future;
