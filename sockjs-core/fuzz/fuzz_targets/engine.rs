@@ -204,6 +204,9 @@ fuzz_target!(|script: Script| {
             interval: Duration::from_millis(500),
             timeout: Duration::from_millis(200),
         }),
+        // The requests below are built under `/p`: without the prefix every one of them
+        // is a 404 and no session, socket or send is ever reached.
+        prefix: "/p".to_owned(),
         ..Options::default()
     };
     let max_queued = options.max_queued_bytes;
