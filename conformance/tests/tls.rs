@@ -12,7 +12,7 @@ use conformance::tls::ClientStream;
 use sockjs_core::driver::Config;
 use support::{
     ADAPTERS, Adapter, DISCONNECT, HEARTBEAT, Target, TestCerts, UNPROBED_ABORT_ROUNDS,
-    start_services, suite, suite_base, wait_for,
+    start_services, start_services_on, suite, suite_base, wait_for,
 };
 
 fn start_tls(adapter: Adapter, certs: &TestCerts, config: Config) -> Target {
@@ -241,6 +241,64 @@ fn a_connection_in_its_tls_handshake_does_not_hold_the_shutdown() {
         assert!(
             matches!(silent.read(&mut [0u8; 64]), Ok(0) | Err(_)),
             "{adapter:?}"
+        );
+    }
+}
+
+/// RFC 6455 §7.1.1 over wss: a client that sends a lot, then its close, and reads late
+/// still gets the server's close frame. A TLS stream takes a write it cannot send yet and
+/// keeps it; the server must not end the connection (or linger without writing) until its
+/// close is really out, as it does over plain TCP.
+#[test]
+fn a_wss_close_reaches_a_client_that_reads_late_on_both_adapters() {
+    use socket2::{Domain, Socket, Type};
+    let certs = TestCerts::new();
+    let big: String = (0..100_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    for adapter in ADAPTERS {
+        // Small socket buffers both ways (the accepted sockets inherit the listener's), so
+        // the echoes fill them and the server's writes block while the client is away.
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        listener.set_send_buffer_size(4096).expect("sndbuf");
+        listener
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        listener.listen(16).expect("listen");
+        let config = Config {
+            tls: Some(certs.server()),
+            ..Config::default()
+        };
+        let target = start_services_on(adapter, config, suite(&suite_base()), listener.into());
+        let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        client.set_recv_buffer_size(4096).expect("rcvbuf");
+        client.connect(&target.addr.into()).expect("connect");
+        let tcp: TcpStream = client.into();
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let stream = ClientStream::tls(tcp, &target.host(), &certs.client).expect("TLS handshake");
+        let url = format!("wss://{}/echo/websocket", target.addr);
+        let (mut ws, _) = tungstenite::client(url.as_str(), stream).expect("upgrade");
+        for _ in 0..5 {
+            ws.send(tungstenite::Message::text(big.as_str()))
+                .expect("send");
+        }
+        ws.close(None).expect("close");
+        // Away long enough for the server to read the close and answer it.
+        std::thread::sleep(Duration::from_millis(500));
+        let ending = loop {
+            match ws.read() {
+                Ok(tungstenite::Message::Text(text)) => {
+                    assert_eq!(text.len(), big.len(), "{adapter:?}")
+                }
+                Ok(tungstenite::Message::Close(frame)) => break Ok(frame),
+                Ok(_) => {}
+                Err(error) => break Err(error),
+            }
+        };
+        assert!(
+            matches!(&ending, Ok(Some(frame)) if u16::from(frame.code) == 1000),
+            "{adapter:?}: {ending:?}"
         );
     }
 }

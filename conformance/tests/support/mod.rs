@@ -418,13 +418,25 @@ pub fn start(adapter: Adapter, settings: Settings) -> Target {
 
 /// Starts `adapter` with these services and settings.
 pub fn start_services(adapter: Adapter, config: Config, mounts: Vec<Mount>) -> Target {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    start_services_on(adapter, config, mounts, listener)
+}
+
+/// [`start_services`] on a listener of the test's own (a socket option the accepted
+/// connections inherit).
+pub fn start_services_on(
+    adapter: Adapter,
+    config: Config,
+    mounts: Vec<Mount>,
+    listener: TcpListener,
+) -> Target {
     match adapter {
-        Adapter::Smol => start_smol(config, mounts),
-        Adapter::Tokio => start_tokio(config, mounts),
+        Adapter::Smol => start_smol(config, mounts, listener),
+        Adapter::Tokio => start_tokio(config, mounts, listener),
     }
 }
 
-fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
+fn start_smol(config: Config, mounts: Vec<Mount>, listener: TcpListener) -> Target {
     let services = mounts.len();
     let mut server = sockjs_smol::Server::with_config(config).threads(2);
     for mount in mounts {
@@ -436,7 +448,7 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
             server = server.admission(admission);
         }
     }
-    let listener = async_io::Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+    let listener = async_io::Async::new(listener).unwrap();
     let addr = listener.get_ref().local_addr().unwrap();
     let handle = server.handle();
     let ended = Arc::new(AtomicBool::new(false));
@@ -475,7 +487,7 @@ fn start_smol(config: Config, mounts: Vec<Mount>) -> Target {
     }
 }
 
-fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
+fn start_tokio(config: Config, mounts: Vec<Mount>, std_listener: TcpListener) -> Target {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -495,7 +507,6 @@ fn start_tokio(config: Config, mounts: Vec<Mount>) -> Target {
         services.push(service.clone());
         routes = routes.mount(&mount.prefix, service);
     }
-    let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

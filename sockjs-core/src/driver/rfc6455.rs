@@ -183,7 +183,14 @@ impl<S: Socket> Serve<S> {
             }
 
             if pump.phase != Phase::Lingering {
-                match pump.write(exchange) {
+                let mut written = pump.write(exchange);
+                if written.is_ok() && pump.phase == Phase::Closing {
+                    // Taken is not yet sent: a TLS stream (any `Polled` one) takes a write
+                    // it cannot send and keeps it. Our close must be out before the
+                    // connection ends or lingers without writing, or it is lost.
+                    written = pump.socket.try_flush().map(|()| false);
+                }
+                match written {
                     Ok(more) => {
                         busy |= more;
                         self.blocked_since = None;
@@ -201,7 +208,10 @@ impl<S: Socket> Serve<S> {
                         return Poll::Ready(());
                     }
                 }
-                if pump.phase == Phase::Closing && pump.pending.is_empty() {
+                if pump.phase == Phase::Closing
+                    && pump.pending.is_empty()
+                    && self.blocked_since.is_none()
+                {
                     // After a message too big the decoder reads no further frame, so the
                     // client's close could not be seen: close as after a broken frame.
                     if pump.broken || pump.answered || pump.deaf {

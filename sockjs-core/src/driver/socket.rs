@@ -225,6 +225,11 @@ impl<T: PollIo> Socket for Polled<T> {
 
     fn shutdown(&mut self) -> io::Result<()> {
         let mut cx = Context::from_waker(Waker::noop());
+        // A kept write goes first: shut down, the stream would take no more (a TLS stream
+        // queues its close_notify after what it holds, not after what we hold).
+        if let Poll::Ready(Err(e)) = self.push_pending(&mut cx) {
+            return Err(e);
+        }
         match self.io.poll_shutdown(&mut cx) {
             Poll::Ready(result) => result,
             Poll::Pending => Ok(()),
