@@ -359,8 +359,8 @@ fn max_sessions_answers_503_and_recovers() {
 
 /// `Options::max_sessions` bounds a service, not each of its shards: with four shards and
 /// room for three sessions, the fourth is refused whichever shard its id falls on (each
-/// shard's engine alone would have let up to twelve in), on HTTP with the `503` and on a
-/// WebSocket with a close saying why; a session that ends makes room again.
+/// shard's engine alone would have let up to twelve in), with the `503` on HTTP and on a
+/// WebSocket alike; a session that ends makes room again.
 #[test]
 fn max_sessions_bounds_the_whole_service_over_its_shards() {
     for adapter in ADAPTERS {
@@ -379,12 +379,23 @@ fn max_sessions_bounds_the_whole_service_over_its_shards() {
                 "{adapter:?}"
             );
         }
-        let mut refused = target.raw_ws(&format!("{}/websocket", session("cap")), &[]);
-        assert_eq!(
-            ws_text(&mut refused).as_deref(),
-            Some("c[4503,\"Too many sessions\"]"),
-            "{adapter:?}"
-        );
+        // PROTOCOL.md §7.1, §9.1: a WebSocket gets the 503 too, a malformed one its 400.
+        let upgrade = |path: &str, key: &str| {
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n{key}\r\n"
+            )
+        };
+        let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+        for path in [
+            format!("{}/websocket", session("cap")),
+            "/echo/websocket".into(),
+        ] {
+            let (status, head) = raw_status(target.addr, upgrade(&path, key).as_bytes());
+            assert_eq!(status, 503, "{adapter:?} {path}: {head}");
+            let (status, head) = raw_status(target.addr, upgrade(&path, "").as_bytes());
+            assert_eq!(status, 400, "{adapter:?} {path}: {head}");
+        }
         assert_eq!(
             target.session_count(),
             3,

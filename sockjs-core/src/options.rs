@@ -268,11 +268,10 @@ pub struct Options {
     /// Most sessions alive at once; beyond it new sessions get `503 Service Unavailable`
     /// with the body `Too many sessions.`. Default 100 000.
     ///
-    /// An [`Engine`](crate::Engine) counts its own sessions and answers a WebSocket upgrade
-    /// past it with that `503` too. A `driver::Service` counts
-    /// over all its shards (a bound for the service, not for each shard), and refuses as
-    /// its admission does: a WebSocket is upgraded, then closed with `4503 "Too many
-    /// sessions"`, which browsers show to scripts, where a failed upgrade is a bare error.
+    /// A WebSocket upgrade past it gets that `503` too (a malformed one its `400` first,
+    /// PROTOCOL.md §9.1). An [`Engine`](crate::Engine) counts its own sessions; a
+    /// `driver::Service` counts over all its shards (a bound for the service, not for each
+    /// shard), and answers the same.
     pub max_sessions: usize,
     /// Proxies (load balancers, reverse proxies) whose forwarding header is believed: when
     /// a request comes from one of these addresses, the client's address is read from

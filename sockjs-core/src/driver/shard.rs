@@ -34,7 +34,6 @@ use crate::driver::runtime::Timer;
 use crate::driver::service::Common;
 use crate::driver::session::Session;
 use crate::driver::waiters::{Waiters, Wakers, wake_all};
-use crate::engine::TOO_MANY_SESSIONS;
 use crate::route::Route;
 use crate::{
     Content, Engine, Event, Rejection, RequestId, SendError, SessionInfo, SessionKey, SessionState,
@@ -125,6 +124,14 @@ pub(crate) struct Shard {
     kick: Kick,
     /// What is counted outside the lock.
     pub(crate) outside: Outside,
+}
+
+/// Why the shard refuses a request that would have opened a session.
+enum Refusal<'a> {
+    /// The drain's or the admission hook's rejection: a WebSocket is upgraded, then closed.
+    Rejected(&'a crate::Rejection),
+    /// The service's `max_sessions`: the engine's own `503`.
+    TooManySessions,
 }
 
 /// What [`Shard::submit`] did with a request.
@@ -313,7 +320,7 @@ impl Shard {
             let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
                 .with_body(SHUTTING_DOWN)
                 .with_close(config.shutdown_code, &config.shutdown_reason);
-            self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
+            self.reject_locked(st, id, &parts, Refusal::Rejected(&rejection), tx, endpoint);
             return Submitted::Fed(None);
         }
         if may_open
@@ -336,10 +343,7 @@ impl Shard {
             match self.common.hold_session() {
                 Some(held) => Some(held),
                 None => {
-                    let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
-                        .with_body(TOO_MANY_SESSIONS)
-                        .with_close(4503, "Too many sessions");
-                    self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
+                    self.reject_locked(st, id, &parts, Refusal::TooManySessions, tx, endpoint);
                     return Submitted::Fed(None);
                 }
             }
@@ -371,7 +375,7 @@ impl Shard {
     ) {
         let endpoint = Endpoint::of_path(request.uri.path(), &self.common.prefix);
         let st = self.lock();
-        self.reject_locked(st, id, request, rejection, tx, endpoint);
+        self.reject_locked(st, id, request, Refusal::Rejected(rejection), tx, endpoint);
     }
 
     /// Answers a refused request under the lock already held, then settles.
@@ -380,13 +384,18 @@ impl Shard {
         mut st: MutexGuard<'_, State>,
         id: RequestId,
         request: &http::request::Parts,
-        rejection: &crate::Rejection,
+        refusal: Refusal<'_>,
         tx: queue::Sender,
         endpoint: Endpoint,
     ) {
         let now = self.common.runtime.now();
         st.requests.insert(id, Slot::new(tx, None, Some(endpoint)));
-        st.engine.handle_rejected(now, id, request, rejection);
+        match refusal {
+            Refusal::Rejected(rejection) => {
+                st.engine.handle_rejected(now, id, request, rejection);
+            }
+            Refusal::TooManySessions => st.engine.handle_too_many_sessions(now, id, request),
+        }
         self.settle(st, now);
     }
 

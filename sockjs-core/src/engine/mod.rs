@@ -582,6 +582,6 @@ fn receiving_transport(kind: SessionEndpoint) -> Option<Transport> {
 /// The body of the `503` past [`Options::max_sessions`](crate::Options::max_sessions).
 pub(crate) const TOO_MANY_SESSIONS: &str = "Too many sessions.\n";
 
-fn too_many_sessions() -> Response<Bytes> {
+pub(super) fn too_many_sessions() -> Response<Bytes> {
     plain(StatusCode::SERVICE_UNAVAILABLE, TOO_MANY_SESSIONS)
 }
