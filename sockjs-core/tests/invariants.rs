@@ -7,7 +7,11 @@
 //! - queues stay within their bound, and the engine holds no request it has finished;
 //! - a receiver or WebSocket opens a session exactly when `Engine::opens_session` said it
 //!   would (PROTOCOL.md §7.3.1);
-//! - all of this with heartbeats on or off, and WebSocket dead-peer detection on or off.
+//! - a client's send is answered as PROTOCOL.md §6 says for the session's state (204 and
+//!   delivered in order while open, 204 and dropped while closing, 404 without a session);
+//! - all of this with heartbeats on or off, WebSocket dead-peer detection on or off, and
+//!   timer inputs on time or late (a driver's timer fires after requests that come later
+//!   than its deadline: the engine must act as time left the sessions).
 
 mod common;
 
@@ -26,6 +30,8 @@ enum Op {
     AppClose { sid: u8 },
     Abort { pick: u8 },
     Advance { ms: u32 },
+    /// Time passes without the timer input: the next input comes late.
+    Skip { ms: u32 },
     WsOpen,
     WsMessage { pick: u8, broken: bool },
     WsClose { pick: u8 },
@@ -41,6 +47,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3u8).prop_map(|sid| Op::AppClose { sid }),
         2 => any::<u8>().prop_map(|pick| Op::Abort { pick }),
         3 => prop_oneof![0..100u32, 0..3_000u32, 0..30_000u32].prop_map(|ms| Op::Advance { ms }),
+        1 => prop_oneof![0..3_000u32, 0..30_000u32].prop_map(|ms| Op::Skip { ms }),
         1 => Just(Op::WsOpen),
         1 => (any::<u8>(), prop::bool::weighted(0.1)).prop_map(|(pick, broken)| Op::WsMessage { pick, broken }),
         1 => any::<u8>().prop_map(|pick| Op::WsClose { pick }),
@@ -124,6 +131,8 @@ struct Model {
     sockets: Vec<RequestId>,
     /// Requests the client dropped.
     aborted: HashSet<RequestId>,
+    /// Per session key: the client's messages the engine acknowledged while open, in order.
+    received: HashMap<SessionKey, Vec<String>>,
     counter: u64,
 }
 
@@ -184,6 +193,7 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
         receivers: Vec::new(),
         sockets: Vec::new(),
         aborted: HashSet::new(),
+        received: HashMap::new(),
         counter: 0,
     };
     for op in ops {
@@ -191,6 +201,9 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Receive { sid, transport } => {
                 let (method, name, query) = TRANSPORTS[transport as usize];
                 let uri = format!("/s/{sid}/{name}{query}");
+                // Asked as a driver asks: with the timers due by now fed first (the query
+                // takes no time; the request runs them itself).
+                h.advance(Duration::ZERO);
                 let asks = h.opens(method, &uri, &[]);
                 let before = h.opened.len();
                 let id = h.request(method, &uri, &[], "");
@@ -198,13 +211,33 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 m.receivers.push((id, sid.to_string()));
             }
             Op::ClientSend { sid, count } => {
-                let msgs: Vec<String> = (0..count).map(|i| format!("c{i}")).collect();
-                h.request(
+                let msgs: Vec<String> = (0..count)
+                    .map(|_| {
+                        m.counter += 1;
+                        format!("c{}", m.counter)
+                    })
+                    .collect();
+                let id = h.request(
                     "POST",
                     &format!("/s/{sid}/xhr_send"),
                     &[],
                     &serde_json::to_string(&msgs).expect("json"),
                 );
+                // A send changes no session's state: what it found is what is left after
+                // it (due timers ran first, however late their input).
+                let key = h.current.get(&sid.to_string()).copied();
+                let state = key.map(|key| h.engine.session_state(key));
+                let status = h.ex(id).response.as_ref().map(|r| r.status().as_u16());
+                match (key, state) {
+                    (Some(key), Some(SessionState::Open)) => {
+                        prop_assert_eq!(status, Some(204), "send to open {}", key);
+                        m.received.entry(key).or_default().extend(msgs);
+                    }
+                    (Some(key), Some(SessionState::Closing)) => {
+                        prop_assert_eq!(status, Some(204), "send to closing {}", key);
+                    }
+                    _ => prop_assert_eq!(status, Some(404), "send to no session {}", sid),
+                }
             }
             Op::AppSend { sid, count } => {
                 let key = h.current.get(&sid.to_string()).copied();
@@ -242,6 +275,7 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Advance { ms } => h.advance(Duration::from_millis(u64::from(ms))),
+            Op::Skip { ms } => h.skip(Duration::from_millis(u64::from(ms))),
             Op::WsOpen => {
                 prop_assert!(h.opens("GET", "/s/w/websocket", &common::WS_HEADERS));
                 let before = h.opened.len();
@@ -306,6 +340,16 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 })
                 .count();
         prop_assert_eq!(h.engine.pending_requests(), unanswered);
+        // The client's messages reached the application in order, none lost or duplicated.
+        for (key, sent) in &m.received {
+            let got: Vec<&String> = h
+                .messages
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, text)| text)
+                .collect();
+            prop_assert_eq!(got, sent.iter().collect::<Vec<_>>(), "session {}", key);
+        }
         // Order, no loss, no duplicates: what reached the client is a prefix of what the
         // application had accepted.
         for (key, sent) in &m.accepted {

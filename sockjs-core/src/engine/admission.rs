@@ -25,7 +25,11 @@ impl Engine {
     /// yes, waits for the application's verdict before handing the request over (or hands
     /// [`Engine::handle_rejected`] the refusal). Requests for existing sessions, sends and
     /// the static endpoints are never asked about. Deciding, asking and handing over must
-    /// happen without another input in between, or the answer may be stale.
+    /// happen without another input in between, or the answer may be stale; and with the
+    /// timers due by the request's time fed first ([`Engine::handle_timeout`] once
+    /// [`Engine::poll_timeout`] has passed): the engine runs them before a request itself,
+    /// so a session past its disconnect delay is gone for the request, while this query,
+    /// which takes no time, would still count it.
     ///
     /// A pure query: nothing changes. It does not check what the engine checks later (the
     /// body's size, the WebSocket handshake beyond `Upgrade: websocket`, the callback,
