@@ -264,6 +264,59 @@ proptest! {
         prop_assert!(d.buffered() <= max + max / 4096 + 64 + 14);
     }
 
+    /// Hostile compressed payloads (any bytes with RSV1): never a panic, never more held
+    /// than the bound allows, and a message that is accepted is exactly what a reference
+    /// inflater (flate2) makes of the payload.
+    #[test]
+    fn arbitrary_compressed_payloads_are_bounded_and_read_as_inflate_reads_them(
+        payload in vec(any::<u8>(), 0..2048),
+        max in 1usize..8192,
+        takeover in any::<bool>(),
+    ) {
+        let mut d = Decoder::with_deflate(max, &params(takeover));
+        let result = feed(&mut d, &frame(0xC1, &payload, MASK));
+        prop_assert!(d.buffered() <= max + max / 4096 + 64 + 14);
+        if let Ok(messages) = result {
+            prop_assert_eq!(messages.len(), 1);
+            let mut input = payload.clone();
+            input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            let mut out = Vec::with_capacity(max + 1);
+            let inflated = Decompress::new(false).decompress_vec(&input, &mut out, FlushDecompress::Sync);
+            prop_assert!(inflated.is_ok(), "accepted what inflate refuses: {:?}", inflated);
+            prop_assert_eq!(messages[0].as_bytes(), &out[..]);
+        }
+    }
+
+    /// Any text within the bound is accepted, compressed at any level (incompressible text
+    /// grows a little: the bound on compressed bytes must leave room for it), and any text
+    /// past it refused with 1009.
+    #[test]
+    fn any_text_is_accepted_exactly_when_it_fits_the_bound(
+        text in vec(any::<char>(), 0..400).prop_map(|c| c.into_iter().collect::<String>()),
+        level in 0u8..=9,
+        slack in -2i64..=2,
+        parts in 1usize..4,
+        takeover in any::<bool>(),
+    ) {
+        let max = usize::try_from((text.len() as i64 + slack).max(1)).expect("positive");
+        let data = compress_message(text.as_bytes(), level);
+        let chunk = data.len().div_ceil(parts).max(1);
+        let pieces: Vec<&[u8]> = data.chunks(chunk).collect();
+        let mut input = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let fin = if i + 1 == pieces.len() { 0x80 } else { 0 };
+            let first = if i == 0 { 0x41 } else { 0x00 };
+            input.extend(frame(fin | first, piece, MASK));
+        }
+        let mut d = Decoder::with_deflate(max, &params(takeover));
+        let result = feed(&mut d, &input);
+        if text.len() <= max {
+            prop_assert_eq!(result, Ok(vec![text]));
+        } else {
+            prop_assert_eq!(result, Err(Error::TooBig));
+        }
+    }
+
     /// The server's frames inflate back to the text, in both modes.
     #[test]
     fn server_roundtrip(texts in vec("[a-z\":,{}é ]{0,2000}", 1..6), takeover in any::<bool>()) {
