@@ -41,7 +41,12 @@ fn frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
 
 /// A compressed text message in `parts` frames (RSV1 on the first only).
 fn compressed(text: &str, parts: usize) -> Vec<u8> {
-    let data = compress_message(text.as_bytes(), 6);
+    compressed_at(text, parts, 6)
+}
+
+/// [`compressed`] at compression `level`.
+fn compressed_at(text: &str, parts: usize, level: u8) -> Vec<u8> {
+    let data = compress_message(text.as_bytes(), level);
     let chunk = data.len().div_ceil(parts.max(1)).max(1);
     let pieces: Vec<&[u8]> = data.chunks(chunk).collect();
     let mut out = Vec::new();
@@ -299,15 +304,7 @@ proptest! {
         takeover in any::<bool>(),
     ) {
         let max = usize::try_from((text.len() as i64 + slack).max(1)).expect("positive");
-        let data = compress_message(text.as_bytes(), level);
-        let chunk = data.len().div_ceil(parts).max(1);
-        let pieces: Vec<&[u8]> = data.chunks(chunk).collect();
-        let mut input = Vec::new();
-        for (i, piece) in pieces.iter().enumerate() {
-            let fin = if i + 1 == pieces.len() { 0x80 } else { 0 };
-            let first = if i == 0 { 0x41 } else { 0x00 };
-            input.extend(frame(fin | first, piece, MASK));
-        }
+        let input = compressed_at(&text, parts, level);
         let mut d = Decoder::with_deflate(max, &params(takeover));
         let result = feed(&mut d, &input);
         if text.len() <= max {
