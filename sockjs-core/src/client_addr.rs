@@ -393,4 +393,96 @@ mod tests {
         let h = headers(&[("forwarded", r#"for="6.6.6.6, for=8.8.8.8"#)]);
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("8.8.8.8"));
     }
+
+    /// A client address no test range trusts: public IPv4, or IPv6 documentation space.
+    fn untrusted() -> impl proptest::strategy::Strategy<Value = IpAddr> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1u8..=9, any::<[u8; 3]>()).prop_map(|(a, [b, c, d])| IpAddr::from([a, b, c, d])),
+            any::<u16>().prop_map(|x| IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, x])),
+        ]
+    }
+
+    /// A proxy's address, in the trusted ranges (`10.0.0.0/8`, `fd00::/8`).
+    fn trusted_hop() -> impl proptest::strategy::Strategy<Value = IpAddr> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<[u8; 3]>().prop_map(|[b, c, d]| IpAddr::from([10, b, c, d])),
+            any::<u16>().prop_map(|x| IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, x])),
+        ]
+    }
+
+    /// How a proxy writes `ip` into `header`, ports and quotes as the header allows.
+    fn written(ip: IpAddr, header: ForwardingHeader, port: bool) -> String {
+        match (header, ip, port) {
+            (ForwardingHeader::Forwarded, IpAddr::V6(v6), true) => format!("for=\"[{v6}]:8080\""),
+            (ForwardingHeader::Forwarded, IpAddr::V6(v6), false) => format!("for=\"[{v6}]\""),
+            (ForwardingHeader::Forwarded, IpAddr::V4(v4), true) => format!("for=\"{v4}:8080\""),
+            (ForwardingHeader::Forwarded, ip, _) => format!("for={ip}"),
+            (_, IpAddr::V4(v4), true) => format!("{v4}:8080"),
+            (_, ip, _) => ip.to_string(),
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a client writes into the forwarding header before the proxies append
+        /// theirs (commas, quotes, addresses, trusted ones included), the address it is
+        /// given is the one the first trusted proxy saw: its own. From an untrusted peer
+        /// the header is not read at all.
+        #[test]
+        fn the_client_cannot_choose_its_address(
+            forged in "[ -~]{0,60}",
+            forged_line in proptest::prelude::any::<bool>(),
+            client in untrusted(),
+            hops in proptest::collection::vec(trusted_hop(), 0..4),
+            peer in trusted_hop(),
+            stranger in untrusted(),
+            forwarded in proptest::prelude::any::<bool>(),
+            ports in proptest::prelude::any::<bool>(),
+        ) {
+            let header = if forwarded { ForwardingHeader::Forwarded } else { XFF };
+            let trusted = ranges(&["10.0.0.0/8", "fd00::/8"]);
+            let appended: Vec<String> = std::iter::once(client)
+                .chain(hops.iter().copied())
+                .map(|ip| written(ip, header, ports))
+                .collect();
+            let appended = appended.join(", ");
+            let name = header.name();
+            let h = if forged_line {
+                headers(&[(name, &forged), (name, &appended)])
+            } else {
+                headers(&[(name, &format!("{forged}, {appended}"))])
+            };
+            proptest::prop_assert_eq!(client_ip(peer, &h, &trusted, header), client);
+            proptest::prop_assert_eq!(client_ip(stranger, &h, &trusted, header), stranger);
+        }
+
+        /// `contains` against the arithmetic: the first `prefix` bits are equal.
+        #[test]
+        fn ranges_contain_what_shares_their_prefix(
+            v6 in proptest::prelude::any::<bool>(),
+            network in proptest::prelude::any::<u128>(),
+            ip in proptest::prelude::any::<u128>(),
+            prefix in 0u8..=128,
+            near in proptest::prelude::any::<bool>(),
+        ) {
+            let (bits, network, ip) = if v6 { (128, network, ip) } else { (32, network >> 96, ip >> 96) };
+            let prefix = prefix % (bits + 1);
+            // Half the time an address that shares most of the network's bits.
+            let ip = if near { network ^ (ip.checked_shr(ip.count_ones() % (u32::from(bits) + 1)).unwrap_or(0)) } else { ip };
+            let mask = if prefix == 0 { 0 } else { (!0u128 >> (128 - u32::from(bits))) & !((1u128 << (bits - prefix)) - 1) };
+            let addr = |x: u128| if v6 {
+                IpAddr::from(std::net::Ipv6Addr::from(x))
+            } else {
+                IpAddr::from(std::net::Ipv4Addr::from(x as u32))
+            };
+            let (network, ip) = (addr(network), addr(ip));
+            // Mapped IPv4 addresses read as IPv4: leave them to the example tests.
+            proptest::prop_assume!(canonical(network) == network && canonical(ip) == ip);
+            let range = IpRange::new(network, prefix).expect("a prefix that fits");
+            let (n, i) = (match network { IpAddr::V4(v) => u128::from(u32::from(v)), IpAddr::V6(v) => u128::from(v) },
+                          match ip { IpAddr::V4(v) => u128::from(u32::from(v)), IpAddr::V6(v) => u128::from(v) });
+            proptest::prop_assert_eq!(range.contains(ip), n & mask == i & mask, "{}/{} {}", network, prefix, ip);
+        }
+    }
 }
