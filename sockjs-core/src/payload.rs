@@ -673,6 +673,48 @@ mod tests {
         assert_eq!(&*jsonp_payload(None, b"d=1"), b"d=1");
     }
 
+    /// §6 (sockjs-rs note): the form media type is matched case-insensitively, with or
+    /// without parameters and spaces around it; anything else is the raw body.
+    #[test]
+    fn s6_jsonp_form_media_type_is_case_insensitive() {
+        for ct in [
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-URLEncoded",
+            "APPLICATION/X-WWW-FORM-URLENCODED; charset=UTF-8",
+            " application/x-www-form-urlencoded ;charset=utf-8",
+        ] {
+            assert_eq!(
+                &*jsonp_payload(Some(ct), b"d=%5B%22x%22%5D"),
+                br#"["x"]"#,
+                "{ct}"
+            );
+        }
+        for ct in [
+            "text/plain",
+            "application/x-www-form-urlencodedx",
+            "multipart/form-data",
+            "",
+        ] {
+            assert_eq!(
+                &*jsonp_payload(Some(ct), b"d=%5B%22x%22%5D"),
+                b"d=%5B%22x%22%5D",
+                "{ct}"
+            );
+        }
+    }
+
+    /// §6 (sockjs-rs note): the first `d` field wins, also when it is empty; a form-encoded
+    /// name (`%64`) is the same field.
+    #[test]
+    fn s6_jsonp_first_d_field_wins() {
+        let ct = Some("application/x-www-form-urlencoded");
+        assert_eq!(&*jsonp_payload(ct, br#"d=["a"]&d=["b"]"#), br#"["a"]"#);
+        assert_eq!(&*jsonp_payload(ct, br#"x=1&d=["a"]&d=["b"]"#), br#"["a"]"#);
+        assert_eq!(&*jsonp_payload(ct, br#"d=&d=["b"]"#), b"");
+        assert_eq!(&*jsonp_payload(ct, br#"%64=["a"]&d=["b"]"#), br#"["a"]"#);
+        assert_eq!(&*jsonp_payload(ct, br#"dd=["a"]&d=["b"]"#), br#"["b"]"#);
+    }
+
     #[test]
     fn form_decode_keeps_bad_escapes() {
         assert_eq!(&*form_decode(b"%zz%4"), b"%zz%4");

@@ -1,7 +1,7 @@
 //! The options that go beyond the protocol's defaults, one test per rule on a virtual
-//! clock: the transport set (§2), the JSESSIONID cookie's forms (§3.4) and `cookie_needed`
-//! (§4.2), heartbeats off (§7.1.3) and WebSocket dead-peer detection (§9.2). Test names
-//! cite the section.
+//! clock: the defaults themselves, the transport set (§2), the JSESSIONID cookie's forms
+//! (§3.4) and `cookie_needed` (§4.2), the client URL check (§4.3), heartbeats off
+//! (§7.1.3) and WebSocket dead-peer detection (§9.2). Test names cite the section.
 
 mod common;
 
@@ -12,13 +12,97 @@ use std::time::Duration;
 use common::{App, Harness, ms};
 use http::HeaderValue;
 use sockjs_core::{
-    CloseReason, CookieAttributes, Jsessionid, Options, PingOptions, SameSite, SessionBinding,
-    Transport, Transports,
+    AbortPolicy, CloseReason, CookieAttributes, DEFAULT_SOCKJS_URL, Jsessionid, Options,
+    OptionsError, OriginPolicy, PingOptions, ProtocolVersion, SameSite, SessionBinding, Transport,
+    Transports,
 };
 
 fn info(h: &mut Harness) -> serde_json::Value {
     let id = h.get("/info");
     serde_json::from_str(&h.ex(id).body()).expect("json")
+}
+
+// ---- defaults -------------------------------------------------------------------------------
+
+/// The defaults PROTOCOL.md states: §1's delays and response limit, and the sockjs-rs
+/// notes' own: all seven transports (§2), `max_request_body` 256 KiB (§2), no cookie and
+/// no binding (§3.4), node's client URL (§4.3), `AbortPolicy::CloseSession`,
+/// `max_queued_bytes` 1 MiB and `max_sessions` 100 000 (§7.1), hixie-76 and
+/// permessage-deflate off (§9.1), `max_message_size` 256 KiB and no `websocket_ping`
+/// (§9.2), the current protocol (§12), and any origin (§3.3).
+#[test]
+fn s1_defaults_are_the_documented_ones() {
+    let o = Options::default();
+    assert_eq!(o.heartbeat_delay, Some(Duration::from_secs(25)));
+    assert_eq!(o.disconnect_delay, Duration::from_secs(5));
+    assert_eq!(o.response_limit, 131_072);
+    assert_eq!(o.transports, Transports::ALL);
+    assert_eq!(o.max_request_body, 256 * 1024);
+    assert!(!o.jsessionid.is_on());
+    assert_eq!(o.session_binding, SessionBinding::None);
+    assert_eq!(o.sockjs_url, DEFAULT_SOCKJS_URL);
+    assert_eq!(
+        DEFAULT_SOCKJS_URL,
+        "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
+    );
+    assert_eq!(o.abort, AbortPolicy::CloseSession);
+    assert_eq!(o.max_queued_bytes, 1024 * 1024);
+    assert_eq!(o.max_sessions, 100_000);
+    assert!(!o.hixie76);
+    assert_eq!(o.permessage_deflate, None);
+    assert_eq!(o.max_message_size, 256 * 1024);
+    assert_eq!(o.websocket_ping, None);
+    assert_eq!(o.protocol, ProtocolVersion::Current);
+    assert!(matches!(o.origins, OriginPolicy::Any));
+    assert_eq!(o.validate(), Ok(()));
+    // node's dead-peer figures (§9.2) are `PingOptions::default()`.
+    assert_eq!(
+        PingOptions::default(),
+        PingOptions {
+            interval: Duration::from_secs(25),
+            timeout: Duration::from_secs(10),
+        }
+    );
+}
+
+/// §4.3: the client URL must start with `/` or `http` and hold no `"`; the sockjs-rs note
+/// adds `<`, `>`, CR and LF. `Engine::new` refuses what `validate` refuses.
+#[test]
+fn s4_3_sockjs_url_refuses_quotes_angle_brackets_and_line_breaks() {
+    let with_url = |url: &str| Options {
+        sockjs_url: url.into(),
+        ..Options::default()
+    };
+    for url in [
+        "/s.js\"",
+        "/s.js<",
+        "/s.js>",
+        "http://x/</script>.js",
+        "/s.js\r",
+        "/s.js\n",
+        "http://x/a\r\nSet-Cookie: a=b",
+        "ftp://x/s.js",
+        "s.js",
+        "",
+    ] {
+        assert_eq!(
+            with_url(url).validate(),
+            Err(OptionsError::SockjsUrl),
+            "{url:?}"
+        );
+        let start = sockjs_core::Start {
+            now: std::time::Instant::now(),
+            wall_clock: std::time::SystemTime::UNIX_EPOCH,
+            seed: 1,
+        };
+        assert!(
+            sockjs_core::Engine::new(with_url(url), start).is_err(),
+            "{url:?}"
+        );
+    }
+    for url in ["/s.js", "http://x/s.js", "https://x/s.js?v=1&a=%3C"] {
+        assert_eq!(with_url(url).validate(), Ok(()), "{url:?}");
+    }
 }
 
 // ---- §2 transports on and off --------------------------------------------------------------
@@ -631,7 +715,7 @@ fn s9_3_raw_websocket_probe_and_heartbeat_share_one_ping() {
 }
 
 #[test]
-fn s9_1_hixie76_sockets_are_never_pinged() {
+fn s9_2_hixie76_sockets_are_never_pinged() {
     let mut h = pinging(true);
     let hixie = [
         ("upgrade", "WebSocket"),

@@ -6,13 +6,24 @@ use std::time::Duration;
 
 use common::{App, Harness, ms};
 use sockjs_core::{
-    CloseReason, Handshake, Jsessionid, Options, ProtocolVersion, SessionState, Transport,
-    Transports,
+    CloseReason, Handshake, Jsessionid, Options, OriginPolicy, ProtocolVersion, RequestId,
+    SessionState, Transport, Transports,
 };
 
 const NO_CACHE: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
 const JS: &str = "application/javascript; charset=UTF-8";
 const TEXT: &str = "text/plain; charset=UTF-8";
+
+/// The request was answered `status` with exactly `body` as `text/plain; charset=UTF-8`
+/// (§3.1: every error that has a body), and nothing was upgraded.
+#[track_caller]
+fn assert_text(h: &Harness, id: RequestId, status: u16, body: &str) {
+    let ex = h.ex(id);
+    assert_eq!(ex.status(), status, "{body:?}");
+    assert_eq!(ex.header("content-type").as_deref(), Some(TEXT), "{body:?}");
+    assert_eq!(ex.body(), body);
+    assert!(ex.upgrade.is_none(), "{body:?}");
+}
 
 fn prefixed(prefix: &str) -> Harness {
     Harness::new(
@@ -116,6 +127,41 @@ fn s2_wrong_method_is_405_with_allow_and_empty_body() {
     assert_eq!(h.ex(jsonp_send).header("allow").as_deref(), Some("POST"));
 }
 
+/// §2 (sockjs-rs note): the gates in order, the first that fails answering: route (404),
+/// transport enabled (404), method (405), body size (413), origin (403). A request that
+/// fails several gets the first one's answer.
+#[test]
+fn s2_gates_answer_in_order_404_405_413_403() {
+    let mut h = Harness::new(
+        Options {
+            max_request_body: 16,
+            origins: OriginPolicy::list(["https://good"]),
+            transports: Transports::ALL.without(Transport::JsonpPolling),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let big = "[\"0123456789abcdef\"]";
+    let evil = [("origin", "https://evil")];
+    let no_route = h.request("POST", "/a/b/c/xhr_send", &evil, big);
+    assert_text(&h, no_route, 404, "404 Error: Page not found\n");
+    let disabled = h.request("POST", "/a/b/jsonp_send", &evil, big);
+    assert_text(&h, disabled, 404, "404 Error: Page not found\n");
+    let method = h.request("GET", "/a/b/xhr_send", &evil, big);
+    let ex = h.ex(method);
+    assert_eq!(ex.status(), 405);
+    assert_eq!(ex.header("allow").as_deref(), Some("POST, OPTIONS"));
+    assert_eq!(ex.header("content-type"), None);
+    assert_eq!(ex.body(), "");
+    let too_large = h.request("POST", "/a/b/xhr_send", &evil, big);
+    assert_text(&h, too_large, 413, "Payload too large.\n");
+    let refused = h.request("POST", "/a/b/xhr_send", &evil, "[]");
+    assert_text(&h, refused, 403, "Origin not allowed.\n");
+    let passed = h.request("POST", "/a/b/xhr_send", &[("origin", "https://good")], "[]");
+    assert_eq!(h.ex(passed).status(), 404, "every gate passed: §6 step 5");
+    assert_eq!(h.engine.session_count(), 0);
+}
+
 #[test]
 fn s2_disabled_transports_have_no_route() {
     let mut h = Harness::new(
@@ -195,6 +241,7 @@ fn s3_3_cors_echoes_origin_with_credentials() {
             ex.header("access-control-allow-credentials").as_deref(),
             Some("true")
         );
+        assert_eq!(ex.header("vary").as_deref(), Some("Origin"), "{origin}");
     }
     let none = h.get("/info");
     assert_eq!(
@@ -202,6 +249,7 @@ fn s3_3_cors_echoes_origin_with_credentials() {
         Some("*")
     );
     assert_eq!(h.ex(none).header("access-control-allow-credentials"), None);
+    assert_eq!(h.ex(none).header("vary").as_deref(), Some("Origin"));
 }
 
 #[test]
@@ -271,13 +319,15 @@ fn s3_3_preflights() {
                 ex.header("access-control-allow-credentials").as_deref(),
                 Some("true")
             );
+            assert_eq!(ex.header("vary").as_deref(), Some("Origin"), "{path}");
+            assert_eq!(ex.header("content-type"), None, "{path}");
         }
     }
     assert_eq!(h.engine.session_count(), 0, "preflights create no session");
 }
 
 #[test]
-fn s3_3_expires_is_one_year_after_the_wall_clock() {
+fn s3_2_expires_is_one_year_after_the_wall_clock() {
     let mut h = Harness::echo();
     h.advance(Duration::from_secs(10));
     let id = h.request("OPTIONS", "/info", &[], "");
@@ -422,14 +472,25 @@ fn s4_3_iframe_page_etag_and_304() {
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
     let expected = "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script src=\"http://localhost:8080/sockjs.js\"></script>\n  <script>\n    document.domain = document.domain;\n    SockJS.bootstrap_iframe();\n  </script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>";
-    assert_eq!(bodies[0].trim(), expected);
+    // sockjs-rs: the page ends at `</html>`, no final newline: the body is the page exactly.
+    assert_eq!(bodies[0], expected);
     let first = h.get("/iframe.html");
     let etag = h.ex(first).header("etag").expect("etag");
+    // node's scheme: the md5 hex digest of the page in double quotes.
+    let digest = <md5::Md5 as md5::Digest>::digest(expected.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(etag, format!("\"{hex}\""));
     let cached = h.request("GET", "/iframe.html", &[("if-none-match", &etag)], "");
     let ex = h.ex(cached);
     assert_eq!(ex.status(), 304);
     assert_eq!(ex.header("content-type"), None);
     assert_eq!(ex.body(), "");
+    // sockjs-rs: the 304 repeats the ETag; §3.2: a 304 has no caching headers.
+    assert_eq!(ex.header("etag").as_deref(), Some(etag.as_str()));
+    assert_eq!(ex.header("cache-control"), None);
+    assert_eq!(ex.header("expires"), None);
+    assert_eq!(ex.header("last-modified"), None);
+    assert_eq!(ex.header("set-cookie"), None);
     // RFC 9110 §13.1.2: a list, a weak tag, `*`; another tag alone is no match.
     for (value, status) in [
         (format!("\"other\", {etag}"), 304),
@@ -631,15 +692,35 @@ fn s6_jsonp_send_malformed_escapes_stay_literal() {
     }
 }
 
+/// §6: a send to a closing session is acknowledged (xhr_send 204, jsonp_send 200 `ok`)
+/// and its messages dropped; the session stays closing, replaying its close frame.
 #[test]
 fn s6_sends_to_a_closing_session_are_acknowledged_and_dropped() {
     let mut h = Harness::new(Options::default(), App::Close);
     h.post("/a/c/xhr", "");
+    let key = h.last_session();
+    assert_eq!(h.engine.session_state(key), SessionState::Closing);
     let send = h.post("/a/c/xhr_send", "[\"x\"]");
     assert_eq!(h.ex(send).status(), 204);
+    assert_eq!(h.ex(send).body(), "");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let jsonp = h.request("POST", "/a/c/jsonp_send", &form, "d=%5B%22y%22%5D");
+    assert_eq!(h.ex(jsonp).status(), 200);
+    assert_eq!(h.ex(jsonp).body(), "ok");
+    assert_eq!(h.ex(jsonp).header("content-type").as_deref(), Some(TEXT));
+    let raw = h.request("POST", "/a/c/jsonp_send", &[], "[\"z\"]");
+    assert_eq!(h.ex(raw).body(), "ok");
     assert!(h.messages.is_empty());
+    let poll = h.get("/a/c/jsonp?c=cb");
+    assert_eq!(
+        h.ex(poll).body(),
+        "/**/cb(\"c[3000,\\\"Go away!\\\"]\");\r\n"
+    );
 }
 
+/// §6 (sockjs-rs note): a body over `max_request_body` is 413 `Payload too large.␤`
+/// before any of the steps: not 500 for broken JSON, not 404 for an unknown session, and
+/// nothing is delivered. A body of exactly the limit passes.
 #[test]
 fn s6_oversized_body_is_413() {
     let mut h = Harness::new(
@@ -650,9 +731,26 @@ fn s6_oversized_body_is_413() {
         App::Echo,
     );
     h.post("/a/big/xhr", "");
-    let id = h.post("/a/big/xhr_send", "[\"0123456789abcdef\"]");
-    assert_eq!(h.ex(id).status(), 413);
+    h.get("/a/big/jsonp?c=cb");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let ids = [
+        h.post("/a/big/xhr_send", "[\"0123456789abcdef\"]"),
+        h.post("/a/big/xhr_send", "[\"0123456789abcdef"),
+        h.post("/a/none/xhr_send", "[\"0123456789abcdef\"]"),
+        h.request(
+            "POST",
+            "/a/big/jsonp_send",
+            &form,
+            "d=%5B%220123456789%22%5D",
+        ),
+    ];
+    for id in ids {
+        assert_text(&h, id, 413, "Payload too large.\n");
+    }
     assert!(h.messages.is_empty());
+    let exact = h.post("/a/big/xhr_send", "[\"0123456789ab\"]");
+    assert_eq!(h.ex(exact).status(), 204, "16 bytes is not over 16");
+    assert_eq!(h.messages.len(), 1);
 }
 
 // ---- §7 sessions ----------------------------------------------------------------------------
@@ -1132,6 +1230,9 @@ fn s7_queue_bound_refuses_sends_past_max_queued_bytes() {
     assert_eq!(h.ex(poll).body(), "a[\"0123456789\",\"0123456789\"]\n");
 }
 
+/// §7.1 (sockjs-rs note): a request that would create a session while `max_sessions` are
+/// alive gets 503 `Too many sessions.␤`, on every receiver and both WebSockets. §9.1's
+/// order: a malformed upgrade gets its 400 first, a valid one the 503.
 #[test]
 fn s7_max_sessions_gives_503() {
     let mut h = Harness::new(
@@ -1143,10 +1244,32 @@ fn s7_max_sessions_gives_503() {
     );
     h.post("/a/m1/xhr", "");
     h.post("/a/m2/xhr", "");
-    let third = h.post("/a/m3/xhr", "");
-    assert_eq!(h.ex(third).status(), 503);
-    let ws = h.ws_open("/a/m4/websocket");
-    assert_eq!(h.ex(ws).status(), 503);
+    let refused = [
+        h.post("/a/m3/xhr", ""),
+        h.post("/a/m3/xhr_streaming", ""),
+        h.get("/a/m3/eventsource"),
+        h.get("/a/m3/htmlfile?c=cb"),
+        h.get("/a/m3/jsonp?c=cb"),
+        h.ws_open("/a/m4/websocket"),
+        h.ws_open("/websocket"),
+    ];
+    for id in refused {
+        assert_text(&h, id, 503, "Too many sessions.\n");
+    }
+    for path in ["/a/m5/websocket", "/websocket"] {
+        let malformed = h.request(
+            "GET",
+            path,
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "Upgrade"),
+                ("sec-websocket-version", "13"),
+            ],
+            "",
+        );
+        assert_text(&h, malformed, 400, "Missing Sec-WebSocket-Key.");
+    }
+    assert_eq!(h.engine.session_count(), 2);
     let existing = h.post("/a/m1/xhr", "");
     assert!(!h.ex(existing).done(), "existing sessions still served");
 }
@@ -1240,6 +1363,46 @@ fn s8_htmlfile_head_and_frames() {
     assert_eq!(chunks[2], "<script>\np(\"a[\\\"x\\\"]\");\n</script>\r\n");
 }
 
+/// The htmlfile page head of §8 with `callback` substituted.
+fn htmlfile_head(callback: &str) -> String {
+    format!(
+        "<!doctype html>\n<html><head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n</head><body><h2>Don't panic!</h2>\n  <script>\n    document.domain = document.domain;\n    var c = parent.{callback};\n    c.start();\n    function p(d) {{c.message(d);}};\n    window.onload = function() {{c.stop();}};\n  </script>"
+    )
+}
+
+/// §8 (sockjs-rs note): the head chunk is head + `␤` + spaces up to byte 1024 + `CRLF
+/// CRLF`, always 1028 bytes, for the shortest callback and the longest (64 bytes), which
+/// both jsonp and htmlfile accept; 65 bytes is `invalid "callback" parameter`.
+#[test]
+fn s8_htmlfile_head_chunk_is_always_1028_bytes_and_callbacks_up_to_64() {
+    let mut h = Harness::echo();
+    let long = "a".repeat(64);
+    for (n, callback) in ["c", "_jp.a1b2-c_", long.as_str()].into_iter().enumerate() {
+        let id = h.get(&format!("/a/hl{n}/htmlfile?c={callback}"));
+        let head = htmlfile_head(callback);
+        let expected = format!("{head}\n{}\r\n\r\n", " ".repeat(1024 - head.len() - 1));
+        let chunks = h.ex(id).chunk_strings();
+        assert_eq!(chunks[0], expected, "{callback}");
+        assert_eq!(chunks[0].len(), 1028, "{callback}");
+        assert_eq!(chunks[1], "<script>\np(\"o\");\n</script>\r\n");
+    }
+    let jsonp = h.get(&format!("/a/jl/jsonp?c={long}"));
+    assert_eq!(h.ex(jsonp).body(), format!("/**/{long}(\"o\");\r\n"));
+    assert_eq!(h.engine.session_count(), 4);
+    let too_long = "a".repeat(65);
+    for t in ["htmlfile", "jsonp"] {
+        for param in ["c", "callback"] {
+            let id = h.get(&format!("/a/tl/{t}?{param}={too_long}"));
+            assert_text(&h, id, 500, "invalid \"callback\" parameter");
+        }
+    }
+    assert_eq!(
+        h.engine.session_count(),
+        4,
+        "a refused callback opens nothing"
+    );
+}
+
 #[test]
 fn s8_htmlfile_response_limit() {
     let mut h = Harness::echo();
@@ -1253,12 +1416,10 @@ fn s8_callbacks_missing_or_invalid_are_500() {
     let mut h = Harness::echo();
     for t in ["htmlfile", "jsonp"] {
         let id = h.get(&format!("/a/a/{t}"));
-        assert_eq!(h.ex(id).status(), 500);
-        assert!(h.ex(id).body().contains("\"callback\" parameter required"));
+        assert_text(&h, id, 500, "\"callback\" parameter required");
         for cb in ["%20", "*", "abc(", "abc%28", &"a".repeat(65)] {
             let id = h.get(&format!("/a/a/{t}?c={cb}"));
-            assert_eq!(h.ex(id).status(), 500, "{t} {cb}");
-            assert!(h.ex(id).body().contains("invalid \"callback\" parameter"));
+            assert_text(&h, id, 500, "invalid \"callback\" parameter");
         }
     }
     assert_eq!(h.engine.session_count(), 0, "no session on callback errors");
@@ -1300,66 +1461,175 @@ fn s8_htmlfile_escapes_script_end_tags() {
         "[\"</script><script>alert(1)</script>\"]",
     );
     let last = h.ex(id).chunk_strings().pop().expect("frame");
+    assert_eq!(
+        last,
+        "<script>\np(\"a[\\\"\\u003c/script>\\u003cscript>alert(1)\\u003c/script>\\\"]\");\n</script>\r\n"
+    );
     assert_eq!(last.matches("</script>").count(), 1, "{last}");
-    assert!(last.contains("\\u003c/script>"));
 }
 
+/// §8 (sockjs-rs note): jsonp keeps `<` raw (only htmlfile writes it as `\u003c`): the
+/// frame is `/**/cb(` + js(F) + `);` + CRLF with js(F) as `JSON.stringify` writes it.
+#[test]
+fn s8_jsonp_keeps_less_than_raw() {
+    let mut h = Harness::echo();
+    h.get("/a/lt/jsonp?c=cb");
+    let poll = h.get("/a/lt/jsonp?c=cb");
+    h.post("/a/lt/xhr_send", "[\"</script><b>\"]");
+    assert_eq!(
+        h.ex(poll).body(),
+        "/**/cb(\"a[\\\"</script><b>\\\"]\");\r\n"
+    );
+}
+
+/// §7.1.4 and §8 "Counting toward the limit": only the wrapped frames count, never the
+/// prelude, and the stream ends with the frame that brings the count to the limit or past
+/// it. Each limit here is one the prelude alone reaches (or, for eventsource's 2 bytes,
+/// reaches with `o`), so a count that included it would end the stream right after `o`.
 #[test]
 fn s8_limit_bookkeeping_excludes_prelude() {
-    // 2 + 8 * 128-byte frames reach exactly 1026 for limit 1026; the htmlfile prelude
-    // (> 1024 bytes) alone must not end the stream.
-    let mut h = Harness::new(
-        Options {
-            response_limit: 1025,
-            ..Options::default()
-        },
-        App::Echo,
-    );
-    let id = h.get("/a/pre/htmlfile?c=cb");
-    assert!(!h.ex(id).ended);
-    let es = h.get("/a/pre2/eventsource");
-    assert!(!h.ex(es).ended);
+    let limited = |response_limit| {
+        Harness::new(
+            Options {
+                response_limit,
+                ..Options::default()
+            },
+            App::Echo,
+        )
+    };
+    let message = |n| format!("[\"{}\"]", "x".repeat(n));
+    // xhr_streaming: 2049-byte prelude; `o␤` is 2 and `a["x…"]␤` is n + 6.
+    let mut h = limited(2049);
+    for (sid, n, ends) in [("x1", 2040, false), ("x2", 2041, true)] {
+        let id = h.post(&format!("/a/{sid}/xhr_streaming"), "");
+        assert_eq!(h.ex(id).chunks[0].len(), 2049);
+        assert!(!h.ex(id).ended, "{sid}: the prelude is not counted");
+        h.post(&format!("/a/{sid}/xhr_send"), &message(n));
+        assert_eq!(h.ex(id).ended, ends, "{sid}: {} of 2049", 2 + n + 6);
+    }
+    // htmlfile: 1028-byte prelude; the `o` script is 28 and the message's 34 + n.
+    let mut h = limited(1028);
+    for (sid, n, ends) in [("h1", 965, false), ("h2", 966, true)] {
+        let id = h.get(&format!("/a/{sid}/htmlfile?c=cb"));
+        assert_eq!(h.ex(id).chunks[0].len(), 1028);
+        assert_eq!(h.ex(id).chunks[1].len(), 28);
+        assert!(!h.ex(id).ended, "{sid}: the prelude is not counted");
+        h.post(&format!("/a/{sid}/xhr_send"), &message(n));
+        assert_eq!(h.ex(id).chunks[2].len(), 34 + n);
+        assert_eq!(h.ex(id).ended, ends, "{sid}: {} of 1028", 28 + 34 + n);
+    }
+    // eventsource: `CRLF` prelude; `data: o` + CRLF CRLF is 11, 13 with the prelude.
+    let mut h = limited(12);
+    let id = h.get("/a/e1/eventsource");
+    assert_eq!(h.ex(id).chunk_strings(), ["\r\n", "data: o\r\n\r\n"]);
+    assert!(!h.ex(id).ended, "11 of 12: the prelude is not counted");
+    h.post("/a/e1/xhr_send", "[\"x\"]");
+    assert!(h.ex(id).ended, "the next frame reaches the limit");
+    assert!(h.closed.is_empty(), "the limit detaches, it does not close");
 }
 
 // ---- §9 WebSocket ---------------------------------------------------------------------------
 
+/// The body of the 400 for a version the engine does not speak (§9.1).
+const UNSUPPORTED: &str = "Only supported WebSocket protocol is RFC 6455.";
+
+/// §9.1 (sockjs-rs note): each handshake refusal, in the engine's order of checks, has its
+/// exact text as `text/plain; charset=UTF-8`, on the SockJS and the raw WebSocket alike; a
+/// refused version also says `Sec-WebSocket-Version: 13`. POST is 405 before any of it.
 #[test]
 fn s9_1_handshake_errors() {
+    let key = ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw==");
+    let v13 = ("sec-websocket-version", "13");
+    let upgrade = ("upgrade", "websocket");
+    let connection = ("connection", "Upgrade");
+    let hixie = [
+        upgrade,
+        connection,
+        ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
+        ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
+    ];
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![], "Can \"Upgrade\" only to \"WebSocket\"."),
+        (
+            vec![("connection", "Upgrade"), v13, key],
+            "Can \"Upgrade\" only to \"WebSocket\".",
+        ),
+        (
+            vec![("upgrade", "WebSocket"), ("connection", "close"), v13, key],
+            "\"Connection\" must be \"Upgrade\".",
+        ),
+        (
+            vec![upgrade, v13, key],
+            "\"Connection\" must be \"Upgrade\".",
+        ),
+        (
+            vec![upgrade, connection, ("sec-websocket-version", "8"), key],
+            UNSUPPORTED,
+        ),
+        (vec![upgrade, connection, key], UNSUPPORTED),
+        (vec![upgrade, connection, v13, v13, key], UNSUPPORTED),
+        (hixie.to_vec(), UNSUPPORTED),
+        (vec![upgrade, connection, v13], "Missing Sec-WebSocket-Key."),
+        (
+            vec![upgrade, connection, v13, ("sec-websocket-key", "")],
+            "Missing Sec-WebSocket-Key.",
+        ),
+        (
+            vec![
+                upgrade,
+                connection,
+                v13,
+                ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw"),
+            ],
+            "Invalid Sec-WebSocket-Key.",
+        ),
+        (
+            vec![upgrade, connection, v13, key, key],
+            "Invalid Sec-WebSocket-Key.",
+        ),
+    ];
     let mut h = Harness::echo();
-    let plain = h.get("/a/b/websocket");
-    assert_eq!(h.ex(plain).status(), 400);
-    assert!(
-        h.ex(plain)
-            .body()
-            .contains("Can \"Upgrade\" only to \"WebSocket\".")
+    for path in ["/a/b/websocket", "/websocket"] {
+        for (fields, text) in &cases {
+            let id = h.request("GET", path, fields, "");
+            assert_text(&h, id, 400, text);
+            let version = h.ex(id).header("sec-websocket-version");
+            let expected = (*text == UNSUPPORTED).then(|| "13".to_owned());
+            assert_eq!(version, expected, "{path} {fields:?}");
+        }
+        let post = h.request("POST", path, &[upgrade, connection, v13, key], "");
+        assert_eq!(h.ex(post).status(), 405);
+        assert_eq!(h.ex(post).header("allow").as_deref(), Some("GET"));
+        assert_eq!(h.ex(post).header("content-type"), None);
+        assert_eq!(h.ex(post).body(), "");
+    }
+    assert_eq!(h.engine.session_count(), 0);
+}
+
+/// §9.1 (sockjs-rs note): with hixie-76 on, a key that does not divide by its spaces is
+/// 400 `Invalid hixie-76 key.`, on both WebSocket endpoints.
+#[test]
+fn s9_1_invalid_hixie76_key_text() {
+    let mut h = Harness::new(
+        Options {
+            hixie76: true,
+            ..Options::default()
+        },
+        App::Echo,
     );
-    let bad_conn = h.request(
-        "GET",
-        "/a/b/websocket",
-        &[("upgrade", "WebSocket"), ("connection", "close")],
-        "",
-    );
-    assert_eq!(h.ex(bad_conn).status(), 400);
-    let post = h.request(
-        "POST",
-        "/a/b/websocket",
-        &[("upgrade", "websocket"), ("connection", "Upgrade")],
-        "",
-    );
-    assert_eq!(h.ex(post).status(), 405);
-    assert_eq!(h.ex(post).body(), "");
-    let v8 = h.request(
-        "GET",
-        "/a/b/websocket",
-        &[
-            ("upgrade", "websocket"),
-            ("connection", "Upgrade"),
-            ("sec-websocket-version", "8"),
-            ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
-        ],
-        "",
-    );
-    assert_eq!(h.ex(v8).status(), 400);
+    // No spaces in key1; a remainder in key2; a remainder in key1.
+    for (key1, key2) in [("123", "1 2"), ("1 2", "13  "), ("3  ", "1 2")] {
+        for path in ["/a/b/websocket", "/websocket"] {
+            let fields = [
+                ("upgrade", "WebSocket"),
+                ("connection", "Upgrade"),
+                ("sec-websocket-key1", key1),
+                ("sec-websocket-key2", key2),
+            ];
+            let id = h.request("GET", path, &fields, "");
+            assert_text(&h, id, 400, "Invalid hixie-76 key.");
+        }
+    }
     assert_eq!(h.engine.session_count(), 0);
 }
 
@@ -1386,11 +1656,7 @@ fn s9_1_sec_websocket_key_must_be_base64_of_16_bytes() {
             ],
             "",
         );
-        assert_eq!(h.ex(request).status(), 400, "key {key:?}");
-        assert!(
-            h.ex(request).body().contains("Sec-WebSocket-Key"),
-            "key {key:?}"
-        );
+        assert_text(&h, request, 400, "Invalid Sec-WebSocket-Key.");
     }
     assert_eq!(h.engine.session_count(), 0);
 }
@@ -1462,7 +1728,11 @@ fn s9_1_hixie76_handshake() {
     ];
     let mut off = Harness::echo();
     let id = off.request("GET", "/a/b/websocket", &hixie, "");
-    assert_eq!(off.ex(id).status(), 400, "hixie-76 is off by default");
+    assert_text(&off, id, 400, UNSUPPORTED); // hixie-76 is off by default
+    assert_eq!(
+        off.ex(id).header("sec-websocket-version").as_deref(),
+        Some("13")
+    );
     let mut h = Harness::new(
         Options {
             hixie76: true,
@@ -1498,7 +1768,7 @@ fn s9_1_hixie76_handshake() {
         ("sec-websocket-key2", "1 2"),
     ];
     let id = h.request("GET", "/echo/a/c/websocket", &bad, "");
-    assert_eq!(h.ex(id).status(), 400);
+    assert_text(&h, id, 400, "Invalid hixie-76 key.");
 }
 
 #[test]
@@ -1566,6 +1836,25 @@ fn s9_2_binary_that_is_not_utf8_is_broken_framing() {
     assert_eq!(h.closed[0].1, CloseReason::BrokenFraming);
     assert!(h.messages.is_empty());
     assert_eq!(h.engine.pending_requests(), 0);
+}
+
+/// §9.2 (sockjs-rs note): a message over `max_message_size` (the driver reports it with
+/// `handle_ws_too_big`) closes the socket with 1009 `Message too big` and ends the
+/// session at once.
+#[test]
+fn s9_2_message_over_max_message_size_closes_1009_and_ends_the_session() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/big/websocket");
+    assert_eq!(h.engine.session_count(), 1);
+    h.engine.handle_ws_too_big(h.now, ws);
+    h.drain();
+    assert_eq!(h.ex(ws).ws_close, Some((1009, "Message too big".into())));
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(h.closed[0].1, CloseReason::MessageTooBig);
+    assert_eq!(h.engine.session_count(), 0);
+    assert_eq!(h.engine.pending_requests(), 0);
+    h.ws_send(ws, "[\"late\"]");
+    assert!(h.messages.is_empty(), "nothing is read after the close");
 }
 
 #[test]
@@ -1645,6 +1934,22 @@ fn s9_3_raw_websocket_binary_utf8_verbatim_and_other_bytes_close_1003() {
     assert_eq!(h.engine.pending_requests(), 0);
 }
 
+/// §9.3 (sockjs-rs note): oversized messages are handled as in §9.2, close 1009 `Message
+/// too big` and the session ends, on the raw WebSocket too.
+#[test]
+fn s9_3_raw_message_over_max_message_size_closes_1009_and_ends_the_session() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/websocket");
+    h.engine.handle_ws_too_big(h.now, ws);
+    h.drain();
+    assert_eq!(h.ex(ws).ws_close, Some((1009, "Message too big".into())));
+    assert!(h.ex(ws).ws_texts.is_empty());
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(h.closed[0].1, CloseReason::MessageTooBig);
+    assert_eq!(h.engine.session_count(), 0);
+    assert_eq!(h.engine.pending_requests(), 0);
+}
+
 #[test]
 fn s9_3_raw_websocket_close_code_and_reason() {
     let mut h = Harness::new(Options::default(), App::Close);
@@ -1709,7 +2014,7 @@ fn origin_policy_refuses_cors_and_upgrades() {
     };
     let mut h = Harness::new(opts, App::Echo);
     let bad = h.request("GET", "/info", &[("origin", "https://evil")], "");
-    assert_eq!(h.ex(bad).status(), 403);
+    assert_text(&h, bad, 403, "Origin not allowed.\n");
     let good = h.request("GET", "/info", &[("origin", "https://good")], "");
     assert_eq!(h.ex(good).status(), 200);
     let ws = h.request(
@@ -1724,13 +2029,76 @@ fn origin_policy_refuses_cors_and_upgrades() {
         ],
         "",
     );
-    assert_eq!(h.ex(ws).status(), 403);
+    assert_text(&h, ws, 403, "Origin not allowed.\n");
     let xhr = h.request("POST", "/a/b/xhr", &[("origin", "https://evil")], "");
-    assert_eq!(h.ex(xhr).status(), 403);
+    assert_text(&h, xhr, 403, "Origin not allowed.\n");
     let no_origin = h.post("/a/b/xhr", "");
     assert_eq!(h.ex(no_origin).body(), "o\n");
     let greeting = h.request("GET", "/", &[("origin", "https://evil")], "");
     assert_eq!(h.ex(greeting).status(), 200);
+}
+
+/// §3.3 (sockjs-rs note): under an `OriginPolicy` other than `Any`, a WebSocket upgrade
+/// whose `Origin` is missing is judged by its `Sec-WebSocket-Origin` (old drafts send
+/// that); with `Origin` present, `Origin` decides. A refusal is §2's 403.
+#[test]
+fn s3_3_sec_websocket_origin_counts_when_origin_is_missing() {
+    let mut h = Harness::new(
+        Options {
+            origins: OriginPolicy::list(["https://good"]),
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let ws = |origin: &[(&'static str, &'static str)]| {
+        let mut fields = common::WS_HEADERS.to_vec();
+        fields.extend_from_slice(origin);
+        fields
+    };
+    for path in ["/a/b/websocket", "/websocket"] {
+        let before = h.engine.session_count();
+        let evil = h.request(
+            "GET",
+            path,
+            &ws(&[("sec-websocket-origin", "https://evil")]),
+            "",
+        );
+        assert_text(&h, evil, 403, "Origin not allowed.\n");
+        let both = h.request(
+            "GET",
+            path,
+            &ws(&[
+                ("origin", "https://evil"),
+                ("sec-websocket-origin", "https://good"),
+            ]),
+            "",
+        );
+        assert_text(&h, both, 403, "Origin not allowed.\n");
+        assert_eq!(
+            h.engine.session_count(),
+            before,
+            "{path}: refused, none opened"
+        );
+        let good = h.request(
+            "GET",
+            path,
+            &ws(&[("sec-websocket-origin", "https://good")]),
+            "",
+        );
+        assert_eq!(h.ex(good).status(), 101, "{path}");
+        let origin_decides = h.request(
+            "GET",
+            path,
+            &ws(&[
+                ("origin", "https://good"),
+                ("sec-websocket-origin", "https://evil"),
+            ]),
+            "",
+        );
+        assert_eq!(h.ex(origin_decides).status(), 101, "{path}");
+        let neither = h.request("GET", path, &ws(&[]), "");
+        assert_eq!(h.ex(neither).status(), 101, "{path}");
+    }
 }
 
 /// The application's functions the engine calls mid-request: a panic in one is its
@@ -1775,7 +2143,7 @@ fn s2_raw_websocket_wrong_method_and_plain_get() {
     assert_eq!(h.ex(post).status(), 405);
     assert_eq!(h.ex(post).header("allow").as_deref(), Some("GET"));
     let get = h.get("/websocket");
-    assert_eq!(h.ex(get).status(), 400);
+    assert_text(&h, get, 400, "Can \"Upgrade\" only to \"WebSocket\".");
     let not_found = h.get("/nope");
     assert_eq!(
         h.ex(not_found).header("content-type").as_deref(),
@@ -1828,6 +2196,7 @@ fn s3_3_cors_on_xhr_receivers_with_and_without_origin() {
                 .as_deref(),
             Some("true")
         );
+        assert_eq!(h.ex(id).header("vary").as_deref(), Some("Origin"));
     }
     for path in ["/a/c3/xhr", "/a/c4/xhr_streaming"] {
         let id = h.post(path, "");
@@ -1836,22 +2205,86 @@ fn s3_3_cors_on_xhr_receivers_with_and_without_origin() {
             Some("*")
         );
         assert_eq!(h.ex(id).header("access-control-allow-credentials"), None);
+        assert_eq!(h.ex(id).header("vary").as_deref(), Some("Origin"));
     }
 }
 
+/// §3.3 (sockjs-rs note): every CORS answer carries `Vary: Origin`, the sender's too,
+/// success and errors alike (§3.2: sender errors keep CORS); the endpoints without CORS
+/// (greeting, iframe page, htmlfile, jsonp, jsonp_send) have neither CORS nor `Vary`.
+#[test]
+fn s3_3_vary_origin_on_every_cors_answer_and_nowhere_else() {
+    let mut h = Harness::echo();
+    let origin = [("origin", "http://page")];
+    h.post("/a/v/xhr", "");
+    let cors = [
+        h.request("POST", "/a/v/xhr_send", &origin, "[\"x\"]"),
+        h.request("POST", "/a/v/xhr_send", &origin, "[\"x"),
+        h.request("POST", "/a/gone/xhr_send", &origin, "[\"x\"]"),
+        h.request("POST", "/a/v/xhr_send", &[], "[]"),
+        h.request("GET", "/a/v2/eventsource", &origin, ""),
+        h.request("OPTIONS", "/info", &[], ""),
+    ];
+    for (id, status) in cors.into_iter().zip([204, 500, 404, 204, 200, 204]) {
+        let ex = h.ex(id);
+        assert_eq!(ex.status(), status, "{id:?}");
+        assert_eq!(ex.header("vary").as_deref(), Some("Origin"), "{id:?}");
+        assert!(ex.header("access-control-allow-origin").is_some(), "{id:?}");
+    }
+    let form = [
+        ("origin", "http://page"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let plain = [
+        h.request("GET", "/", &origin, ""),
+        h.request("GET", "/iframe.html", &origin, ""),
+        h.request("GET", "/a/v3/htmlfile?c=cb", &origin, ""),
+        h.request("GET", "/a/v4/jsonp?c=cb", &origin, ""),
+        h.request("POST", "/a/v4/jsonp_send", &form, "d=[]"),
+    ];
+    for id in plain {
+        let ex = h.ex(id);
+        assert_eq!(ex.status(), 200, "{id:?}");
+        assert_eq!(ex.header("vary"), None, "{id:?}");
+        assert_eq!(ex.header("access-control-allow-origin"), None, "{id:?}");
+    }
+}
+
+/// §3.3 (sockjs-rs note): eventsource answers CORS like the xhr endpoints, `null`
+/// echoed with credentials (not node's `*`), no `Origin` as `*` without credentials; under
+/// the 0.3.3 protocol (§12) `null` is answered as no origin.
 #[test]
 fn s3_3_eventsource_answers_cors_for_cross_origin_pages() {
-    let mut h = Harness::echo();
-    let id = h.request(
-        "GET",
-        "/a/ces/eventsource",
-        &[("origin", "http://page")],
-        "",
+    let current = Harness::echo();
+    let old = Harness::new(
+        Options {
+            protocol: ProtocolVersion::V0_3_3,
+            ..Options::default()
+        },
+        App::Echo,
     );
-    assert_eq!(
-        h.ex(id).header("access-control-allow-origin").as_deref(),
-        Some("http://page")
-    );
+    for (mut h, origin, allow, credentials) in [
+        (current, Some("http://page"), "http://page", Some("true")),
+        (Harness::echo(), Some("null"), "null", Some("true")),
+        (Harness::echo(), None, "*", None),
+        (old, Some("null"), "*", None),
+    ] {
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        let id = h.request("GET", "/a/ces/eventsource", &headers, "");
+        let ex = h.ex(id);
+        assert_eq!(ex.status(), 200, "{origin:?}");
+        assert_eq!(
+            ex.header("access-control-allow-origin").as_deref(),
+            Some(allow),
+            "{origin:?}"
+        );
+        assert_eq!(
+            ex.header("access-control-allow-credentials").as_deref(),
+            credentials,
+            "{origin:?}"
+        );
+        assert_eq!(ex.header("vary").as_deref(), Some("Origin"), "{origin:?}");
+    }
 }
 
 #[test]
@@ -1930,7 +2363,7 @@ fn s4_3_iframe_0_3_3_exact_body() {
     );
     let id = h.get("/iframe.html");
     let expected = "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script>\n    document.domain = document.domain;\n    _sockjs_onload = function(){SockJS.bootstrap_iframe();};\n  </script>\n  <script src=\"/s.js\"></script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>";
-    assert_eq!(h.ex(id).body().trim(), expected);
+    assert_eq!(h.ex(id).body(), expected, "no final newline");
 }
 
 #[test]
@@ -2015,14 +2448,29 @@ fn s8_callback_falls_back_to_the_callback_parameter() {
     assert_eq!(h.ex(id).body(), "/**/cb(\"o\");\r\n");
 }
 
+/// §3.1 and §8 (sockjs-rs notes): the script-bearing receivers (xhr, xhr_streaming,
+/// jsonp) send `X-Content-Type-Options: nosniff`; the notes name exactly those, so
+/// eventsource and htmlfile go without it.
 #[test]
-fn s8_jsonp_is_nosniff() {
+fn s3_1_script_receivers_are_nosniff() {
     let mut h = Harness::echo();
-    let id = h.get("/a/ns/jsonp?c=cb");
-    assert_eq!(
-        h.ex(id).header("x-content-type-options").as_deref(),
-        Some("nosniff")
-    );
+    let script = [
+        h.post("/a/ns1/xhr", ""),
+        h.post("/a/ns2/xhr_streaming", ""),
+        h.get("/a/ns3/jsonp?c=cb"),
+    ];
+    for id in script {
+        assert_eq!(
+            h.ex(id).header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{id:?}"
+        );
+    }
+    let other = [h.get("/a/ns4/eventsource"), h.get("/a/ns5/htmlfile?c=cb")];
+    for id in other {
+        assert_eq!(h.ex(id).status(), 200);
+        assert_eq!(h.ex(id).header("x-content-type-options"), None, "{id:?}");
+    }
 }
 
 #[test]
@@ -2111,7 +2559,7 @@ fn s9_1_missing_key_and_odd_upgrade_headers() {
         ],
         "",
     );
-    assert_eq!(h.ex(no_key).status(), 400);
+    assert_text(&h, no_key, 400, "Missing Sec-WebSocket-Key.");
     let listed = h.request(
         "GET",
         "/a/b/websocket",
@@ -2131,7 +2579,7 @@ fn s9_1_missing_key_and_odd_upgrade_headers() {
             &[("upgrade", upgrade), ("connection", "Upgrade")],
             "",
         );
-        assert_eq!(h.ex(id).status(), 400, "{upgrade:?}");
+        assert_text(&h, id, 400, "Can \"Upgrade\" only to \"WebSocket\".");
     }
 }
 
@@ -2170,14 +2618,7 @@ fn s9_1_an_http10_request_is_never_upgraded() {
             request = request.header(*name, *value);
         }
         let id = h.raw_request(request.body(bytes::Bytes::new()).expect("request"));
-        assert_eq!(h.ex(id).status(), 400, "{path} {fields:?}");
-        assert!(h.ex(id).upgrade.is_none());
-        assert!(
-            h.ex(id)
-                .body()
-                .contains("Can \"Upgrade\" only to \"WebSocket\"."),
-            "{path}"
-        );
+        assert_text(&h, id, 400, "Can \"Upgrade\" only to \"WebSocket\".");
     }
     assert_eq!(h.engine.session_count(), 0);
 }
@@ -2193,15 +2634,21 @@ fn s9_1_repeated_handshake_fields() {
         ("sec-websocket-version", "13"),
         ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
     ];
-    for (extra, status) in [
-        (("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="), 400),
-        (("sec-websocket-version", "13"), 400),
-        (("upgrade", "h2c"), 101),
+    for (extra, refusal) in [
+        (
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            Some("Invalid Sec-WebSocket-Key."),
+        ),
+        (("sec-websocket-version", "13"), Some(UNSUPPORTED)),
+        (("upgrade", "h2c"), None),
     ] {
         let mut fields = base.to_vec();
         fields.push(extra);
         let id = h.request("GET", "/a/b/websocket", &fields, "");
-        assert_eq!(h.ex(id).status(), status, "{extra:?}");
+        match refusal {
+            Some(text) => assert_text(&h, id, 400, text),
+            None => assert_eq!(h.ex(id).status(), 101, "{extra:?}"),
+        }
     }
     let split = h.request(
         "GET",
@@ -2218,15 +2665,56 @@ fn s9_1_repeated_handshake_fields() {
     assert_eq!(h.ex(split).status(), 101);
 }
 
+/// §9.3 (sockjs-rs note): on a raw WebSocket an application close code an endpoint may not
+/// send becomes 1000 (allowed: 1000–1003, 1007–1014, 3000–4999), and the reason is cut to
+/// 123 bytes at a character boundary.
 #[test]
 fn s9_3_raw_close_code_and_reason_are_made_valid() {
     let mut h = Harness::new(Options::default(), App::Passive);
-    let ws = h.ws_open("/websocket");
-    let key = h.last_session();
-    h.app_close(key, 2010, &"é".repeat(100));
-    let (code, reason) = h.ex(ws).ws_close.clone().expect("closed");
-    assert_eq!(code, 1000);
-    assert!(reason.len() <= 123 && reason.chars().all(|c| c == 'é'));
+    let cases = [
+        (0, 1000),
+        (999, 1000),
+        (1000, 1000),
+        (1001, 1001),
+        (1003, 1003),
+        (1004, 1000),
+        (1005, 1000),
+        (1006, 1000),
+        (1007, 1007),
+        (1011, 1011),
+        (1014, 1014),
+        (1015, 1000),
+        (2010, 1000),
+        (2999, 1000),
+        (3000, 3000),
+        (4000, 4000),
+        (4999, 4999),
+        (5000, 1000),
+        (u16::MAX, 1000),
+    ];
+    for (code, sent) in cases {
+        let ws = h.ws_open("/websocket");
+        let key = h.last_session();
+        h.app_close(key, code, "bye");
+        assert_eq!(h.ex(ws).ws_close, Some((sent, "bye".into())), "{code}");
+    }
+    let a123 = "a".repeat(123);
+    let reasons = [
+        // 200 bytes of two-byte characters: 61 of them fit in 123 bytes.
+        ("é".repeat(100), "é".repeat(61)),
+        ("a".repeat(200), a123.clone()),
+        (a123.clone(), a123.clone()),
+        // 122 one-byte characters, then a three-byte one that does not fit.
+        (format!("{}€", "a".repeat(122)), "a".repeat(122)),
+        (String::new(), String::new()),
+    ];
+    for (reason, sent) in reasons {
+        let ws = h.ws_open("/websocket");
+        let key = h.last_session();
+        h.app_close(key, 3000, &reason);
+        assert_eq!(h.ex(ws).ws_close, Some((3000, sent)), "{reason}");
+    }
+    assert_eq!(h.engine.session_count(), 0);
 }
 
 #[test]
