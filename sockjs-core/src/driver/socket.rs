@@ -112,7 +112,7 @@ pub struct Polled<T> {
     ahead: Vec<u8>,
     /// Where the unread part of `ahead` starts.
     at: usize,
-    /// The read ahead found the end of input.
+    /// A read found the end of input (or failed past the read-ahead: see `try_read`).
     eof: bool,
     /// A write accepted but not yet taken by the stream.
     pending: Vec<u8>,
@@ -152,7 +152,28 @@ impl<T: PollIo> Socket for Polled<T> {
             let n = buf.len().min(self.ahead.len() - self.at);
             buf[..n].copy_from_slice(&self.ahead[self.at..self.at + n]);
             self.at += n;
-            return Ok(n);
+            if n == buf.len() || self.eof {
+                return Ok(n);
+            }
+            // The read-ahead is small: read on into the rest, so that what a stream holds
+            // comes in reads as large as a plain socket's, not in read-ahead pieces with a
+            // wait for readiness after each (a short read tells the caller to wait).
+            let mut cx = Context::from_waker(Waker::noop());
+            return match self.io.poll_read(&mut cx, &mut buf[n..]) {
+                Poll::Ready(Ok(0)) => {
+                    self.eof = true;
+                    Ok(n)
+                }
+                Poll::Ready(Ok(more)) => Ok(n + more),
+                // The bytes before it are the caller's; the connection then ends as at
+                // the end of input (every caller ends it alike on either, and holding the
+                // error would grow every connection's state).
+                Poll::Ready(Err(_)) => {
+                    self.eof = true;
+                    Ok(n)
+                }
+                Poll::Pending => Ok(n),
+            };
         }
         if self.eof {
             return Ok(0);
@@ -233,6 +254,90 @@ impl<T: PollIo> Socket for Polled<T> {
         match self.io.poll_shutdown(&mut cx) {
             Poll::Ready(result) => result,
             Poll::Pending => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream holding `data`, taken in reads of at most `step` bytes; then nothing yet,
+    /// or the end, or an error.
+    struct Held {
+        data: Vec<u8>,
+        step: usize,
+        then: Option<io::ErrorKind>,
+    }
+
+    impl PollIo for Held {
+        fn poll_read(&mut self, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+            if self.data.is_empty() {
+                return match self.then {
+                    None => Poll::Pending,
+                    Some(io::ErrorKind::UnexpectedEof) => Poll::Ready(Ok(0)),
+                    Some(kind) => Poll::Ready(Err(kind.into())),
+                };
+            }
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data.drain(..n);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write(&mut self, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn readable(socket: &mut Polled<Held>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(socket.poll_readable(&mut cx), Poll::Ready(Ok(()))));
+    }
+
+    /// After the read-ahead, a read goes on into the stream: 16 KiB waiting come in one
+    /// read of 16 KiB, as from a plain socket, in order.
+    #[test]
+    fn a_read_takes_more_than_the_read_ahead() {
+        let data: Vec<u8> = (0..16 * 1024).map(|i| (i % 251) as u8).collect();
+        let held = Held {
+            data: data.clone(),
+            step: 16 * 1024,
+            then: None,
+        };
+        let mut socket = Polled::new(held);
+        readable(&mut socket);
+        let mut buf = vec![0; 16 * 1024];
+        assert_eq!(socket.try_read(&mut buf).expect("read"), 16 * 1024);
+        assert_eq!(buf, data);
+        assert_eq!(
+            socket.try_read(&mut buf).map_err(|e| e.kind()),
+            Err(io::ErrorKind::WouldBlock)
+        );
+    }
+
+    /// The end, or an error, found past the read-ahead comes with the next read (as the
+    /// end), after the bytes before it.
+    #[test]
+    fn the_end_or_an_error_past_the_read_ahead_comes_next() {
+        for then in [io::ErrorKind::UnexpectedEof, io::ErrorKind::ConnectionReset] {
+            // The read-ahead takes all there is; the read after it finds the end.
+            let held = Held {
+                data: vec![7; READ_AHEAD],
+                step: READ_AHEAD,
+                then: Some(then),
+            };
+            let mut socket = Polled::new(held);
+            readable(&mut socket);
+            let mut buf = vec![0; 8192];
+            assert_eq!(socket.try_read(&mut buf).expect("read"), READ_AHEAD);
+            readable(&mut socket);
+            assert_eq!(socket.try_read(&mut buf).map_err(|e| e.kind()), Ok(0));
         }
     }
 }
