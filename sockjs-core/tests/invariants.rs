@@ -24,19 +24,45 @@ use sockjs_core::{AbortPolicy, Options, PingOptions, RequestId, SessionKey, Sess
 
 #[derive(Debug, Clone)]
 enum Op {
-    Receive { sid: u8, transport: u8 },
-    ClientSend { sid: u8, count: u8 },
-    AppSend { sid: u8, count: u8 },
-    AppClose { sid: u8 },
-    Abort { pick: u8 },
-    Advance { ms: u32 },
+    Receive {
+        sid: u8,
+        transport: u8,
+    },
+    ClientSend {
+        sid: u8,
+        count: u8,
+    },
+    AppSend {
+        sid: u8,
+        count: u8,
+    },
+    AppClose {
+        sid: u8,
+    },
+    Abort {
+        pick: u8,
+    },
+    Advance {
+        ms: u32,
+    },
     /// Time passes without the timer input: the next input comes late.
-    Skip { ms: u32 },
+    Skip {
+        ms: u32,
+    },
     WsOpen,
-    WsMessage { pick: u8, broken: bool },
-    WsClose { pick: u8 },
-    WsPong { pick: u8 },
-    AppSendWs { pick: u8 },
+    WsMessage {
+        pick: u8,
+        broken: bool,
+    },
+    WsClose {
+        pick: u8,
+    },
+    WsPong {
+        pick: u8,
+    },
+    AppSendWs {
+        pick: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
