@@ -379,6 +379,14 @@ fn max_sessions_bounds_the_whole_service_over_its_shards() {
                 "{adapter:?}"
             );
         }
+        // PROTOCOL.md §2, §7.1: the request's other checks answer first, as past an
+        // engine's own count: a missing callback gets its 500, not the 503.
+        let r = target.request(&Request::new("GET", &format!("{}/jsonp", session("cap"))));
+        assert_eq!(
+            (r.status(), r.text().as_str()),
+            (500, "\"callback\" parameter required"),
+            "{adapter:?}"
+        );
         // PROTOCOL.md §7.1, §9.1: a WebSocket gets the 503 too, a malformed one its 400.
         let upgrade = |path: &str, key: &str| {
             format!(

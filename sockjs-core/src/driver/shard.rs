@@ -126,14 +126,6 @@ pub(crate) struct Shard {
     pub(crate) outside: Outside,
 }
 
-/// Why the shard refuses a request that would have opened a session.
-enum Refusal<'a> {
-    /// The drain's or the admission hook's rejection: a WebSocket is upgraded, then closed.
-    Rejected(&'a crate::Rejection),
-    /// The service's `max_sessions`: the engine's own `503`.
-    TooManySessions,
-}
-
 /// What [`Shard::submit`] did with a request.
 pub(crate) enum Submitted {
     /// Handed to the engine; the last message it delivered, if any.
@@ -320,7 +312,7 @@ impl Shard {
             let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
                 .with_body(SHUTTING_DOWN)
                 .with_close(config.shutdown_code, &config.shutdown_reason);
-            self.reject_locked(st, id, &parts, Refusal::Rejected(&rejection), tx, endpoint);
+            self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
             return Submitted::Fed(None);
         }
         if may_open
@@ -338,24 +330,22 @@ impl Shard {
             };
         }
         // `Options::max_sessions` bounds the service, whose sessions are spread over
-        // shards whose engines each count only their own.
+        // shards whose engines each count only their own. Without a place, the engine
+        // runs its usual checks (a body too large, a refused origin, a bad callback, a
+        // malformed upgrade answer first) and then refuses as past its own count.
         let held = if may_open {
-            match self.common.hold_session() {
-                Some(held) => Some(held),
-                None => {
-                    self.reject_locked(st, id, &parts, Refusal::TooManySessions, tx, endpoint);
-                    return Submitted::Fed(None);
-                }
-            }
+            self.common.hold_session()
         } else {
             None
         };
+        st.engine.service_full = may_open && held.is_none();
         let peer = connection.facts();
         st.requests
             .insert(id, Slot::new(tx, connection.into_probe(), Some(endpoint)));
         st.counters.wire_received += body.len() as u64;
         st.delivered = Some(None);
         st.engine.handle_routed(now, id, parts, body, route, peer);
+        st.engine.service_full = false;
         st.drain(now, &self.common);
         // The session, if it opened, counts itself from here.
         drop(held);
@@ -375,7 +365,7 @@ impl Shard {
     ) {
         let endpoint = Endpoint::of_path(request.uri.path(), &self.common.prefix);
         let st = self.lock();
-        self.reject_locked(st, id, request, Refusal::Rejected(rejection), tx, endpoint);
+        self.reject_locked(st, id, request, rejection, tx, endpoint);
     }
 
     /// Answers a refused request under the lock already held, then settles.
@@ -384,18 +374,13 @@ impl Shard {
         mut st: MutexGuard<'_, State>,
         id: RequestId,
         request: &http::request::Parts,
-        refusal: Refusal<'_>,
+        rejection: &crate::Rejection,
         tx: queue::Sender,
         endpoint: Endpoint,
     ) {
         let now = self.common.runtime.now();
         st.requests.insert(id, Slot::new(tx, None, Some(endpoint)));
-        match refusal {
-            Refusal::Rejected(rejection) => {
-                st.engine.handle_rejected(now, id, request, rejection);
-            }
-            Refusal::TooManySessions => st.engine.handle_too_many_sessions(now, id, request),
-        }
+        st.engine.handle_rejected(now, id, request, rejection);
         self.settle(st, now);
     }
 

@@ -96,36 +96,6 @@ impl Engine {
         }
     }
 
-    /// Answers a request that would have opened a session past a `max_sessions` counted
-    /// outside this engine (a driver's service, over its shards) as the engine answers one
-    /// past its own count: `503` `Too many sessions.`, after a malformed WebSocket upgrade's
-    /// own `400` (PROTOCOL.md §7.1, §9.1).
-    pub(crate) fn handle_too_many_sessions(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        request: &http::request::Parts,
-    ) {
-        self.advance(now);
-        let route = Route::in_service(request.uri.path(), &self.shared.options.prefix);
-        let upgrade = matches!(
-            route,
-            Some(
-                Route::RawWebSocket
-                    | Route::Session {
-                        kind: SessionEndpoint::WebSocket,
-                        ..
-                    }
-            )
-        );
-        if upgrade {
-            if let Err(refused) = self.handshake(request, Peer::of(request).tls) {
-                return self.respond(id, *refused);
-            }
-        }
-        self.respond(id, super::too_many_sessions());
-    }
-
     /// Refuses a request that would have opened a session (see [`Engine::opens_session`])
     /// on the application's behalf, without creating anything: nothing of it stays in the
     /// engine, and no event comes out.

@@ -84,6 +84,10 @@ pub struct Engine {
     etag: HeaderValue,
     /// Heartbeats sent so far (see [`Engine::heartbeats`]).
     heartbeats: u64,
+    /// Set by a driver around a request while the service it belongs to is at
+    /// `max_sessions` over all its engines: the request opens nothing and gets the `503`,
+    /// at the same gate as past this engine's own count.
+    pub(crate) service_full: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -203,6 +207,7 @@ impl Engine {
             iframe: Bytes::from(page),
             etag,
             heartbeats: 0,
+            service_full: false,
         })
     }
 
@@ -582,6 +587,6 @@ fn receiving_transport(kind: SessionEndpoint) -> Option<Transport> {
 /// The body of the `503` past [`Options::max_sessions`](crate::Options::max_sessions).
 pub(crate) const TOO_MANY_SESSIONS: &str = "Too many sessions.\n";
 
-pub(super) fn too_many_sessions() -> Response<Bytes> {
+fn too_many_sessions() -> Response<Bytes> {
     plain(StatusCode::SERVICE_UNAVAILABLE, TOO_MANY_SESSIONS)
 }

@@ -193,7 +193,7 @@ impl Engine {
         let key = match existing {
             Some(key) => key,
             None => {
-                if self.sessions.len() >= options.max_sessions {
+                if self.sessions.len() >= options.max_sessions || self.service_full {
                     return self.respond(id, too_many_sessions());
                 }
                 let key = self.new_key();

@@ -150,7 +150,7 @@ impl Engine {
             Err(refused) => return self.respond(id, *refused),
         };
         let options = &self.shared.options;
-        if self.sessions.len() >= options.max_sessions {
+        if self.sessions.len() >= options.max_sessions || self.service_full {
             return self.respond(id, too_many_sessions());
         }
         if self.shared.requests.contains_key(&id) {
