@@ -237,6 +237,31 @@ fn rfc9112_3_2_host_once_valid_and_required_in_http_1_1() {
             WireError::InvalidHost,
         ),
     ];
+    // Not the shape of a host and port, though every byte could be in one.
+    let misshapen: &[&[u8]] = &[
+        b"a:b:c",
+        b"a:80x",
+        b"[::1",
+        b"x]",
+        b"[::1]x",
+        b"[::1]:8o",
+        b"[]",
+        b"::::",
+        b"%zz",
+        b"a%4",
+        b"h:abc",
+        b"[::1]]",
+    ];
+    for host in misshapen {
+        let input = [&b"GET / HTTP/1.1\r\nHost: "[..], host, b"\r\n\r\n"].concat();
+        let err = error_of(Limits::default(), &input);
+        assert_eq!(
+            err,
+            WireError::InvalidHost,
+            "{}",
+            String::from_utf8_lossy(host)
+        );
+    }
     for &(input, expected) in refused {
         let err = error_of(Limits::default(), input);
         assert_eq!(err, expected, "{}", String::from_utf8_lossy(input));
@@ -251,6 +276,9 @@ fn rfc9112_3_2_host_once_valid_and_required_in_http_1_1() {
         b"GET / HTTP/1.1\r\nHost: a_b-c~d%41\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost:  a \r\n\r\n",
         b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]:443\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [v1.x]\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: caf%C3%A9.example.:\r\n\r\n",
         b"GET / HTTP/1.0\r\n\r\n",
     ] {
         let out = feed(input);

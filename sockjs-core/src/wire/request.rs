@@ -376,20 +376,20 @@ fn parse_head_into<'b>(
     Ok((head, body))
 }
 
-/// Whether `value` has only the bytes `uri-host [ ":" port ]` is made of (RFC 9110 §7.2,
-/// RFC 3986 §3.2.2): letters, digits, `-._~`, percent escapes, sub-delimiters, and the
-/// brackets and colons of an IP literal and a port. Empty is allowed (a target without an
-/// authority). What a proxy or a log would read differently, white space, `@`, `/`, `?`,
-/// `#`, quotes, controls or non-ASCII bytes, is not.
+/// Whether `value` is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP
+/// literal in brackets (IPv6, with RFC 6874's zone id, or IPvFuture) or a registered name
+/// or IPv4 address (letters, digits, `-._~`, sub-delimiters, `%` with two hex digits),
+/// then maybe a colon and digits. Empty is allowed (a target without an authority). What a
+/// proxy or a log could read differently is not: white space, `@`, `/`, `?`, `#`, quotes,
+/// a second colon, a bracket out of place, controls, non-ASCII bytes.
 fn is_host_value(value: &[u8]) -> bool {
-    value.iter().all(|&b| {
+    fn host_byte(b: u8) -> bool {
         b.is_ascii_alphanumeric()
             || matches!(
                 b,
                 b'-' | b'.'
                     | b'_'
                     | b'~'
-                    | b'%'
                     | b'!'
                     | b'$'
                     | b'&'
@@ -401,11 +401,41 @@ fn is_host_value(value: &[u8]) -> bool {
                     | b','
                     | b';'
                     | b'='
-                    | b':'
-                    | b'['
-                    | b']'
             )
-    })
+    }
+    let port_ok = |rest: &[u8]| match rest {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if let Some(literal) = value.strip_prefix(b"[") {
+        let Some(end) = literal.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let (inside, rest) = (&literal[..end], &literal[end + 1..]);
+        return !inside.is_empty()
+            && inside
+                .iter()
+                .all(|&b| host_byte(b) || matches!(b, b':' | b'%'))
+            && port_ok(rest);
+    }
+    let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+    let (name, rest) = value.split_at(end);
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' => {
+                let escaped = name.get(i + 1..i + 3);
+                if !escaped.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if host_byte(b) => i += 1,
+            _ => return false,
+        }
+    }
+    port_ok(rest)
 }
 
 #[cfg(test)]
