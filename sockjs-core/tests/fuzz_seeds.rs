@@ -123,7 +123,7 @@ fn wire_seed_outcome(name: &str) -> (Vec<&'static [u8]>, Option<u16>) {
         // A chunk size past u64: too large (413), never a wrapped, small length.
         "chunk_overflow" => (vec![], Some(413)),
         "chunked" => (vec![b"abc"], None),
-        // Two lengths that disagree, behind an obsolete line folding: refused.
+        // An obsolete line folding (before two lengths that disagree): refused at the head.
         "obs_fold_two_lengths" => (vec![], Some(400)),
         // The body ends where Content-Length says; the next request follows.
         "pipelined" => (vec![br#"["a"]"#, b""], None),

@@ -152,7 +152,9 @@ impl<T: PollIo> Socket for Polled<T> {
             let n = buf.len().min(self.ahead.len() - self.at);
             buf[..n].copy_from_slice(&self.ahead[self.at..self.at + n]);
             self.at += n;
-            if n == buf.len() || self.eof {
+            // A read-ahead that came back short found the stream empty: reading again
+            // would only be told so (a system call on runtimes without readiness state).
+            if n == buf.len() || self.eof || self.ahead.len() < READ_AHEAD {
                 return Ok(n);
             }
             // The read-ahead is small: read on into the rest, so that what a stream holds

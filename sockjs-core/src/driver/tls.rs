@@ -133,7 +133,10 @@ pub fn server_config(
 /// HTTP/2 and then reads HTTP/1.1 bytes it cannot parse (RFC 7301 §3.2: a server speaks the
 /// protocol it selects), and every request over TLS fails. The same `Arc` comes back when
 /// there is nothing to take out; else a copy without the others (no ALPN at all if
-/// `http/1.1` was not offered, which clients take as HTTP/1.1).
+/// `http/1.1` was not offered, which clients take as HTTP/1.1), and a warning (the first
+/// time only). A server that calls it for each connection (sockjs-tokio's
+/// `serve_connection` with settings that list `h2`) copies the settings each time: apply
+/// it once to the `Config` it hands over instead.
 ///
 /// ```
 /// # fn demo(config: std::sync::Arc<sockjs_core::driver::tls::ServerConfig>) {
@@ -145,10 +148,13 @@ pub fn http1_only(config: Arc<ServerConfig>) -> Arc<ServerConfig> {
     if config.alpn_protocols.iter().all(|p| p == b"http/1.1") {
         return config;
     }
-    tracing::warn!(
-        offered = ?config.alpn_protocols.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
-        "TLS settings offer ALPN protocols other than http/1.1: only http/1.1 is offered"
-    );
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            offered = ?config.alpn_protocols.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
+            "TLS settings offer ALPN protocols other than http/1.1: only http/1.1 is offered"
+        );
+    }
     let mut only = ServerConfig::clone(&config);
     only.alpn_protocols.retain(|p| p == b"http/1.1");
     Arc::new(only)
