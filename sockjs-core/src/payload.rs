@@ -476,6 +476,29 @@ mod tests {
         proptest::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
     }
 
+    /// JSON values of every kind, nested a few levels: numbers serde can hold, strings with
+    /// anything in them.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "[\"\\\\\u{0}-\u{1f}\u{2028}é😀 ]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 24, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z\"]{0,3}", inner, 0..4)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
         #[test]
         fn the_fast_path_agrees_with_serde(text in jsonish()) {
@@ -494,6 +517,66 @@ mod tests {
             // And the whole decoder still answers as serde's general path would.
             let wrapped = format!("[{text}]");
             let _ = decode_messages(wrapped.as_bytes());
+        }
+
+        /// The whole decoder against an independent reading, serde_json's `Value`: an array
+        /// gives one message per element (a string its value, anything else text that reads
+        /// back as the same value), any other value "Payload expected.", anything that is
+        /// not JSON "Broken JSON encoding.", and nothing is delivered on a refusal. Values
+        /// of every kind, nested, spaced, and cut anywhere.
+        #[test]
+        fn s6_decode_messages_reads_as_serde_reads(value in json_value(), pretty in any::<bool>(), cut in any::<prop::sample::Index>(), whole in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&value)
+            } else {
+                serde_json::to_string(&value)
+            }
+            .expect("encodes");
+            let bytes = if whole { text.as_bytes() } else { &text.as_bytes()[..cut.index(text.len() + 1)] };
+            let got = decode_messages(bytes);
+            let expected = if bytes.is_empty() {
+                Err(PayloadError::Expected)
+            } else {
+                match serde_json::from_slice::<serde_json::Value>(bytes) {
+                    Err(_) => Err(PayloadError::BrokenJson),
+                    Ok(serde_json::Value::Array(items)) => Ok(items),
+                    Ok(_) => Err(PayloadError::Expected),
+                }
+            };
+            match (got, expected) {
+                (Ok(messages), Ok(items)) => {
+                    prop_assert_eq!(messages.len(), items.len());
+                    for (message, item) in messages.iter().zip(&items) {
+                        match item {
+                            serde_json::Value::String(s) => prop_assert_eq!(message, s),
+                            other => {
+                                let back: serde_json::Value = serde_json::from_str(message).expect("JSON text");
+                                prop_assert_eq!(&back, other);
+                            }
+                        }
+                    }
+                }
+                (got, expected) => prop_assert_eq!(got, expected.map(|_| Vec::new())),
+            }
+        }
+
+        /// Lone surrogates in `\uXXXX` escapes (a JavaScript string may hold them) become
+        /// U+FFFD, pairs the character they make: as `String::from_utf16_lossy` reads them.
+        #[test]
+        fn s5_2_escaped_utf16_reads_as_from_utf16_lossy(units in proptest::collection::vec(prop_oneof![0xd800u16..0xe000, 0x20u16..0x7f, any::<u16>()], 0..12), raw in any::<bool>()) {
+            let escaped: String = units
+                .iter()
+                .map(|u| match char::from_u32(u32::from(*u)) {
+                    Some(c) if raw && c.is_ascii_alphanumeric() => c.to_string(),
+                    _ => format!("\\u{u:04x}"),
+                })
+                .collect();
+            let body = format!("[\"{escaped}\",\"x\"]");
+            prop_assert_eq!(
+                decode_messages(body.as_bytes()),
+                Ok(vec![String::from_utf16_lossy(&units), "x".to_owned()]),
+                "{}", body
+            );
         }
 
         #[test]
