@@ -205,10 +205,12 @@ impl Decoder {
         self.partial.is_empty() && self.fragments.is_none()
     }
 
-    /// Bytes held for an unfinished frame and message: at most the message bound and one
-    /// frame header (14 bytes) beyond it; for a compressed message, whose frames may be a
-    /// little larger than what they inflate to, 64 bytes and 1/4096 of the bound more.
-    /// (Inflating uses the thread's buffer, also bounded by the message bound.)
+    /// Bytes held for an unfinished frame and message: at most the message bound, and one
+    /// frame of the largest control frame's size (125 bytes and a 14-byte header) beyond
+    /// it, as a ping may come between a message's fragments and is no message, whatever
+    /// the bound; for a compressed message, whose frames may be a little larger than what
+    /// they inflate to, 64 bytes and 1/4096 of the bound more. (Inflating uses the thread's
+    /// buffer, also bounded by the message bound.)
     pub fn buffered(&self) -> usize {
         self.partial.len() + self.fragments.as_ref().map_or(0, |(_, data)| data.len())
     }
