@@ -34,8 +34,10 @@ fn run(pieces: &[Vec<u8>]) -> Result<Vec<String>, String> {
                 seen.push(format!("{m:?}"))
             })
             .map_err(|e| e.to_string())?;
+        // The bound, and a control frame (at most 125 bytes and its header), which may
+        // come between fragments whatever the bound.
         assert!(
-            decoder.buffered() <= MAX + 14,
+            decoder.buffered() <= MAX + 125 + 14,
             "holding {}",
             decoder.buffered()
         );
@@ -43,15 +45,22 @@ fn run(pieces: &[Vec<u8>]) -> Result<Vec<String>, String> {
     Ok(seen)
 }
 
-/// Text and binary messages, maybe fragmented, with pings between fragments.
+/// Text and binary messages up to the bound, maybe fragmented, with pings of any size
+/// between fragments.
 fn traffic() -> impl Strategy<Value = (Vec<u8>, usize)> {
     vec(
-        (any::<bool>(), "[a-zé€ ]{0,60}", 1usize..4, any::<[u8; 4]>()),
+        (
+            any::<bool>(),
+            "[a-zé€ ]{0,100}",
+            1usize..4,
+            any::<[u8; 4]>(),
+            vec(any::<u8>(), 0..=125),
+        ),
         0..8,
     )
     .prop_map(|messages| {
         let mut bytes = Vec::new();
-        for (binary, text, parts, mask) in &messages {
+        for (binary, text, parts, mask, ping) in &messages {
             let data = text.as_bytes();
             let chunk = data.len().div_ceil(*parts).max(1);
             let pieces: Vec<&[u8]> = if data.is_empty() {
@@ -70,7 +79,7 @@ fn traffic() -> impl Strategy<Value = (Vec<u8>, usize)> {
                 let fin = if i + 1 == pieces.len() { 0x80 } else { 0 };
                 bytes.extend(frame(fin | opcode, piece, *mask));
                 if fin == 0 {
-                    bytes.extend(frame(0x89, b"ping", *mask));
+                    bytes.extend(frame(0x89, ping, *mask));
                 }
             }
         }
@@ -146,4 +155,35 @@ proptest! {
         }
         prop_assert_eq!(seen, whole);
     }
+}
+
+/// RFC 6455 §5.4: a control frame may come between a message's fragments. With the
+/// message's fragments at the bound, the decoder holds them and the unfinished ping beside
+/// them (the ping is no message, so the bound is not its), then hands out both.
+#[test]
+fn rfc6455_s5_4_a_ping_between_fragments_at_the_bound_is_held_beside_them() {
+    let mask = [1, 2, 3, 4];
+    let first = frame(0x01, &[b'a'; MAX], mask);
+    let ping = frame(0x89, &[b'p'; 125], mask);
+    let last = frame(0x80, b"", mask);
+    let (ping_head, ping_rest) = ping.split_at(ping.len() - 1);
+    let mut decoder = Decoder::new(MAX);
+    let mut seen = Vec::new();
+    let mut on = |m: Message<'_>| {
+        seen.push(match m {
+            Message::Ping(p) => format!("ping {}", p.len()),
+            Message::Text(t) => format!("text {}", t.len()),
+            other => format!("{other:?}"),
+        })
+    };
+    let mut input = [first, ping_head.to_vec()].concat();
+    decoder
+        .feed(&mut input, &mut on)
+        .expect("fragment and part of a ping");
+    assert_eq!(decoder.buffered(), MAX + ping.len() - 1);
+    assert!(decoder.buffered() <= MAX + 125 + 14);
+    let mut input = [ping_rest, &last[..]].concat();
+    decoder.feed(&mut input, &mut on).expect("the rest");
+    assert_eq!(seen, ["ping 125".to_owned(), format!("text {MAX}")]);
+    assert!(decoder.is_idle());
 }
