@@ -25,10 +25,15 @@ fn start_tls(adapter: Adapter, certs: &TestCerts, config: Config) -> Target {
 
 /// A TLS connection to the target, trusting the test CA.
 fn connect(target: &Target, certs: &TestCerts) -> ClientStream {
+    connect_with(target, &certs.client)
+}
+
+/// A TLS connection to the target with these client settings.
+fn connect_with(target: &Target, client: &std::sync::Arc<rustls::ClientConfig>) -> ClientStream {
     let tcp = TcpStream::connect(target.addr).expect("connect");
     tcp.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    ClientStream::tls(tcp, &target.host(), &certs.client).expect("TLS handshake")
+    ClientStream::tls(tcp, &target.host(), client).expect("TLS handshake")
 }
 
 #[test]
@@ -192,10 +197,7 @@ fn settings_that_offer_h2_still_negotiate_http_1_1_on_both_adapters() {
             ..Config::default()
         };
         let target = start_services(adapter, config, suite(&suite_base()));
-        let tcp = TcpStream::connect(target.addr).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let stream = ClientStream::tls(tcp, &target.host(), &client).expect("TLS handshake");
+        let stream = connect_with(&target, &client);
         let ClientStream::Tls(tls) = &stream else {
             unreachable!("a TLS stream")
         };

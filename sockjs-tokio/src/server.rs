@@ -336,9 +336,13 @@ impl Standalone {
     fn new(routes: Routes, config: Arc<Config>) -> Self {
         // Only HTTP/1.1 over TLS (see `tls::http1_only`); the same config when it is so.
         #[cfg(feature = "tls")]
-        let config = match &config.tls {
-            Some(tls) if tls.alpn_protocols.iter().any(|p| p != b"http/1.1") => {
-                let tls = sockjs_core::driver::tls::http1_only(tls.clone());
+        let config = match config.tls.clone().map(sockjs_core::driver::tls::http1_only) {
+            Some(tls)
+                if !config
+                    .tls
+                    .as_ref()
+                    .is_some_and(|own| Arc::ptr_eq(own, &tls)) =>
+            {
                 Arc::new(Config {
                     tls: Some(tls),
                     ..Config::clone(&config)
