@@ -102,6 +102,16 @@ pub struct Config {
     /// request it refused (400, 408, 413, 431) goes on reading and dropping what the client
     /// still sends, so that the refusal is not lost to a reset. Default 1 s.
     pub close_linger: Duration,
+    /// *(server)* Most connections the server keeps open at once: HTTP connections (idle
+    /// keep-alive ones included), TLS handshakes and WebSockets. At the bound the server
+    /// stops accepting, and new connections wait in the kernel's listen backlog until one
+    /// ends (their clients see a slow connect, not a refusal; past the backlog, the kernel
+    /// drops their SYNs and they retry). It keeps file descriptors, memory and handshake
+    /// work within a budget, and a flood of connections from waiting on more than the
+    /// backlog. Connections handed to `serve_connection` are the application's to count.
+    /// Default `None`: no bound but the process's file descriptors (an accept that fails
+    /// for want of one is retried 50 ms later). `Some(0)` counts as one.
+    pub max_connections: Option<usize>,
     /// *(server)* Most header fields in a request (431 beyond). Default 100.
     pub max_headers: usize,
     /// *(server)* Most bytes in a request head (431 beyond). Default 16 KiB.
@@ -141,6 +151,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             tcp_user_timeout: Some(Duration::from_secs(30)),
             close_linger: Duration::from_secs(1),
+            max_connections: None,
             max_headers: 100,
             max_head_bytes: 16 * 1024,
             shutdown_code: 1001,
