@@ -357,6 +357,109 @@ fn max_sessions_answers_503_and_recovers() {
     }
 }
 
+/// Sends an `/info` request on `stream` and says whether its `200` came within `wait`.
+fn info_answered(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
+    stream
+        .write_all(b"GET /echo/info HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    info_answer_within(stream, wait)
+}
+
+/// Whether a `200` (to a request sent already) arrives on `stream` within `wait`; the
+/// whole response is read, so that the connection can carry the next one.
+fn info_answer_within(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => panic!("closed after {:?}", String::from_utf8_lossy(&head)),
+            Err(e)
+                if head.is_empty()
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                return false;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a Content-Length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head.starts_with("HTTP/1.1 200")
+}
+
+/// `Config::max_connections` counts every open connection, an idle keep-alive one and a
+/// WebSocket alike: at the bound the server accepts nothing more, so a new client waits
+/// (connected in the kernel's backlog, unanswered) until a connection ends, and is then
+/// served; the connections already open are served as before.
+#[test]
+fn max_connections_holds_new_connections_until_one_ends() {
+    for adapter in ADAPTERS {
+        let config = Config {
+            max_connections: Some(2),
+            ..Config::default()
+        };
+        let target = start(
+            adapter,
+            Settings {
+                options: Options::default(),
+                config,
+            },
+        );
+        let mut kept_alive = std::net::TcpStream::connect(target.addr).unwrap();
+        assert!(
+            info_answered(&mut kept_alive, Duration::from_secs(5)),
+            "{adapter:?}"
+        );
+        let mut ws = target.ws(&format!("{}/websocket", session("conns")));
+        let mut waiting = std::net::TcpStream::connect(target.addr).unwrap();
+        assert!(
+            !info_answered(&mut waiting, Duration::from_millis(500)),
+            "{adapter:?}: a third connection was served past the bound"
+        );
+        // Both open connections are still served.
+        assert!(
+            info_answered(&mut kept_alive, Duration::from_secs(5)),
+            "{adapter:?}"
+        );
+        ws.send(tungstenite::Message::text(r#"["still here"]"#))
+            .unwrap();
+        assert_eq!(ws_text(&mut ws).as_deref(), Some(r#"a["still here"]"#));
+        // The WebSocket ends: the waiting client is accepted and answered.
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+        drop(ws);
+        assert!(
+            info_answer_within(&mut waiting, Duration::from_secs(5)),
+            "{adapter:?}: the waiting client was not served once a connection ended"
+        );
+        // Two open again: a fourth waits until the kept-alive connection closes.
+        let mut fourth = std::net::TcpStream::connect(target.addr).unwrap();
+        assert!(
+            !info_answered(&mut fourth, Duration::from_millis(300)),
+            "{adapter:?}"
+        );
+        drop(kept_alive);
+        assert!(
+            info_answer_within(&mut fourth, Duration::from_secs(5)),
+            "{adapter:?}"
+        );
+    }
+}
+
 /// `Options::max_sessions` bounds a service, not each of its shards: with four shards and
 /// room for three sessions, the fourth is refused whichever shard its id falls on (each
 /// shard's engine alone would have let up to twelve in), with the `503` on HTTP and on a

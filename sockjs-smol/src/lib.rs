@@ -72,7 +72,9 @@
 //! and must arrive within [`Config::header_read_timeout`] of the connection going idle
 //! (slowloris protection; idle keep-alive connections close then too); bodies by the
 //! services' [`Options::max_request_body`] and [`Config::body_read_timeout`] (408). Each
-//! write fails after [`Config::write_timeout`].
+//! write fails after [`Config::write_timeout`]. [`Server::serve`] keeps at most
+//! [`Config::max_connections`] connections open at once (WebSockets included; beyond, new
+//! connections wait in the listen backlog).
 //!
 //! # Who may open a session
 //!

@@ -6,9 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_executor::Executor;
@@ -21,7 +19,8 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use sockjs_core::driver::http1::{self, Host};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
 use sockjs_core::driver::{
-    Admission, Config, Connection, Polled, Runtime, Service, Session, Socket, WebSocket,
+    Admission, Config, Connection, OpenConnections, Polled, Runtime, Service, Session, Socket,
+    WebSocket,
 };
 use sockjs_core::{Options, OptionsError};
 
@@ -49,7 +48,8 @@ pub(crate) struct Shared {
     /// Longest prefix first.
     services: Vec<Service>,
     handle: ServerHandle,
-    connections: AtomicUsize,
+    /// Open connections (WebSockets included), under `config.max_connections`.
+    open: Arc<OpenConnections>,
     executor: Weak<Executor<'static>>,
     /// Held while the server's own worker threads ([`Server::start`]) may run.
     _workers: Option<async_channel::Sender<()>>,
@@ -111,54 +111,15 @@ impl Host for Shared {
 }
 
 impl Shared {
-    /// Counts a connection until the guard is dropped (graceful shutdown waits for it).
-    fn counted(self: &Arc<Self>) -> Counted {
-        self.connections.fetch_add(1, Ordering::AcqRel);
-        Counted(self.clone())
-    }
-
     /// Runs a connection's task on the server's executor, counted until it ends.
     fn spawn_counted(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
-        let Some(executor) = self.executor.upgrade() else {
-            return;
-        };
-        let counted = self.counted();
-        executor
-            .spawn(CountedTask {
-                task,
-                _counted: counted,
-            })
-            .detach();
+        self.spawn(self.open.enter().counting(task));
     }
-}
 
-pin_project_lite::pin_project! {
-    /// A task and its count, as a future of its own: an `async` block awaiting the task
-    /// would hold it twice for its whole life (once as what the block captured, once as
-    /// what it awaits), doubling every connection's task (an HTTP connection's 4.6 KB
-    /// future took 9.4 KB).
-    struct CountedTask<F> {
-        #[pin]
-        task: F,
-        // Dropped after the task (fields drop in order).
-        _counted: Counted,
-    }
-}
-
-impl<F: Future<Output = ()>> Future for CountedTask<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.project().task.poll(cx)
-    }
-}
-
-/// One connection in [`Shared::connections`] until dropped.
-struct Counted(Arc<Shared>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        if let Some(executor) = self.executor.upgrade() {
+            executor.spawn(task).detach();
+        }
     }
 }
 
@@ -529,17 +490,19 @@ impl Server {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone_from(&services);
-        let mut config = self.config;
+        let config = self.config;
         #[cfg(feature = "tls")]
-        {
-            config.tls = config.tls.map(sockjs_core::driver::tls::http1_only);
-        }
+        let config = Config {
+            tls: config.tls.map(sockjs_core::driver::tls::http1_only),
+            ..config
+        };
+        let open = OpenConnections::new(config.max_connections);
         let shared = Arc::new(Shared {
             config,
             runtime,
             services,
             handle: self.handle,
-            connections: AtomicUsize::new(0),
+            open,
             executor: Arc::downgrade(executor),
             fallback: self.fallback,
             headers: self.headers,
@@ -590,12 +553,28 @@ impl Handler {
     /// one whose client has gone gets its answer at once. Other streams, TLS included,
     /// cannot be probed: there a new receiver waits up to [`Config::abort_grace`] for the
     /// previous one to turn out gone.
-    pub async fn serve_connection<S>(&self, stream: S, peer: SocketAddr) -> io::Result<()>
+    pub fn serve_connection<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+    ) -> impl Future<Output = io::Result<()>> + Send + '_
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // Counted from the call, as one future: an `async` wrapper would add a state of
+        // its own to every connection's task.
+        self.shared
+            .open
+            .enter()
+            .counting(self.serve_stream(stream, peer))
+    }
+
+    /// [`serve_connection`](Handler::serve_connection), for a connection counted already.
+    async fn serve_stream<S>(&self, stream: S, peer: SocketAddr) -> io::Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let shared = &self.shared;
-        let _counted = shared.counted();
         // Tuned here, once, before TLS wraps it: the socket is no longer in sight after.
         if let Some(tcp) = (&stream as &dyn Any).downcast_ref::<Async<TcpStream>>() {
             shared.config.tune_tcp(tcp.get_ref());
@@ -652,7 +631,7 @@ impl Handler {
     pub async fn shutdown(&self) {
         let shared = &self.shared;
         shared.handle.shutdown();
-        let connections = || shared.connections.load(Ordering::Acquire);
+        let connections = || shared.open.len();
         sockjs_core::driver::shutdown(
             &*shared.runtime,
             &shared.services,
@@ -703,19 +682,26 @@ async fn accept(listener: &Async<TcpListener>, handler: &Handler) {
         Shutdown,
     }
     loop {
-        let accepted = async { Event::Accepted(listener.accept().await) };
+        // At `max_connections`, new connections wait in the listen backlog.
+        let accepted = async {
+            handler.shared.open.room().await;
+            Event::Accepted(listener.accept().await)
+        };
         let shutdown = async {
             let _ = handler.shared.handle.signal.recv().await;
             Event::Shutdown
         };
         match future::or(shutdown, accepted).await {
             Event::Accepted(Ok((stream, peer))) => {
-                let handler = handler.clone();
-                handler.shared.clone().spawn_counted(async move {
-                    if let Err(e) = handler.serve_connection(stream, peer).await {
+                // Counted from the accept, so that the bound holds for connections whose
+                // tasks have not run yet.
+                let open = handler.shared.open.enter();
+                let served = handler.clone();
+                handler.shared.spawn(open.counting(async move {
+                    if let Err(e) = served.serve_stream(stream, peer).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
-                });
+                }));
             }
             Event::Accepted(Err(e)) => {
                 // E.g. out of file descriptors: back off instead of spinning.
@@ -747,16 +733,15 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::CountedTask;
     use crate::socket::Stream;
-    use sockjs_core::driver::WebSocket;
+    use sockjs_core::driver::{Counted, WebSocket};
 
     /// An idle WebSocket session holds its pump's task for its whole life: the count beside
     /// it adds a pointer, not a second copy of the pump.
     #[test]
     fn websocket_task_holds_its_pump_once() {
         let pump = size_of::<WebSocket<Stream>>();
-        let task = size_of::<CountedTask<WebSocket<Stream>>>();
+        let task = size_of::<Counted<WebSocket<Stream>>>();
         assert!(task <= pump + 16, "task {task} B, pump {pump} B");
         assert!(task <= 384, "task {task} B");
     }

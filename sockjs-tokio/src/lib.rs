@@ -83,8 +83,10 @@
 //! [`Config::body_read_timeout`] (408). With [`serve`]: request heads within
 //! [`Config::header_read_timeout`] of the connection going idle (which also closes idle
 //! keep-alive connections), at most [`Config::max_head_bytes`] and [`Config::max_headers`]
-//! (431), and every write within [`Config::write_timeout`]. Under another server those
-//! are that server's settings; WebSockets always get the write timeout.
+//! (431), every write within [`Config::write_timeout`], and at most
+//! [`Config::max_connections`] connections open at once (WebSockets included; beyond, new
+//! connections wait in the listen backlog). Under another server those are that server's
+//! settings; WebSockets always get the write timeout.
 //!
 //! # Who may open a session
 //!

@@ -6,14 +6,15 @@ use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use sockjs_core::driver::http1::{self, Host};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
 use sockjs_core::driver::web::Mounts;
-use sockjs_core::driver::{Config, Connection, Polled, Runtime, Service, Socket, WebSocket};
+use sockjs_core::driver::{
+    Config, Connection, OpenConnections, Polled, Runtime, Service, Socket, WebSocket,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -156,8 +157,8 @@ impl Serve {
 
     /// The server settings: [`Config::header_read_timeout`] (which also closes idle
     /// keep-alive connections), [`Config::body_read_timeout`], [`Config::write_timeout`],
-    /// [`Config::max_headers`], [`Config::max_head_bytes`], the TCP settings, the shutdown
-    /// settings and, with the `tls` feature, `Config::tls`. The services' own settings
+    /// [`Config::max_headers`], [`Config::max_head_bytes`], [`Config::max_connections`],
+    /// the TCP settings, the shutdown settings and, with the `tls` feature, `Config::tls`. The services' own settings
     /// come from their builders, and so do their WebSockets' [`Config::write_timeout`] and
     /// [`Config::close_linger`] (a WebSocket belongs to its service, under this server or
     /// any other): give both configs the same values to have one setting.
@@ -182,31 +183,35 @@ impl Serve {
         let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let websockets = Arc::new(Mutex::new(JoinSet::new()));
+        // Open connections, WebSockets included, for the accept loop's bound and the
+        // shutdown's wait (a `JoinSet` counts finished tasks until they are joined, and
+        // nothing joins them while shutdown waits).
+        let open = OpenConnections::new(config.max_connections);
         let host = Arc::new(Standalone {
             stop: Some(stop_rx),
             websockets: Some(Arc::downgrade(&websockets)),
+            open: Some(open.clone()),
             ..Standalone::new(routes.clone(), config.clone())
         });
         let mut connections = JoinSet::new();
-        // Served connections, for the shutdown's wait: the `JoinSet` counts finished
-        // tasks until they are joined, and nothing joins them while shutdown waits.
-        let live = Arc::new(AtomicUsize::new(0));
         tracing::info!(addr = ?listener.local_addr().ok(), "sockjs server listening");
         loop {
             tokio::select! {
-                accepted = listener.accept() => match accepted {
+                // At `max_connections`, new connections wait in the listen backlog.
+                accepted = async {
+                    open.room().await;
+                    listener.accept().await
+                } => match accepted {
                     Ok((stream, peer)) => {
                         let host = host.clone();
                         // The connection's future is made inside the task's: made outside
                         // and awaited inside, the task would hold it twice for the
                         // connection's whole life (once captured, once awaited).
-                        let live = Live::enter(&live);
-                        connections.spawn(async move {
+                        connections.spawn(open.enter().counting(async move {
                             if let Err(error) = connection(stream, peer, host).await {
                                 tracing::debug!(%error, %peer, "connection error");
                             }
-                            drop(live);
-                        });
+                        }));
                     }
                     Err(error) => {
                         // Usually out of file descriptors: back off briefly.
@@ -224,7 +229,7 @@ impl Serve {
         let services: Vec<Service> = routes.services().map(|s| s.service().clone()).collect();
         // WebSockets count as connections until their pumps end (the close written, the
         // linger over), as sockjs-smol's do.
-        let connections_left = || live.load(Ordering::Acquire) + running(&websockets);
+        let connections_left = || open.len();
         let runtime = &host.runtime;
         if !sockjs_core::driver::shutdown(runtime, &services, &config, connections_left).await {
             tracing::warn!(
@@ -247,29 +252,6 @@ type WebSockets = Mutex<JoinSet<()>>;
 
 fn lock(websockets: &WebSockets) -> std::sync::MutexGuard<'_, JoinSet<()>> {
     websockets.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// WebSocket tasks still running; the finished ones are let go of here.
-fn running(websockets: &WebSockets) -> usize {
-    let mut set = lock(websockets);
-    while set.try_join_next().is_some() {}
-    set.len()
-}
-
-/// One served connection, counted in its server's `live` until dropped.
-struct Live(Arc<AtomicUsize>);
-
-impl Live {
-    fn enter(live: &Arc<AtomicUsize>) -> Live {
-        live.fetch_add(1, Ordering::AcqRel);
-        Live(live.clone())
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl IntoFuture for Serve {
@@ -330,6 +312,9 @@ struct Standalone {
     /// The server's WebSocket tasks, while it runs; `None` (a connection served on its
     /// own): WebSockets are tasks of their own, as the connection was.
     websockets: Option<Weak<WebSockets>>,
+    /// The server's open connections, which its WebSockets join; `None` (a connection
+    /// served on its own): not counted.
+    open: Option<Arc<OpenConnections>>,
 }
 
 impl Standalone {
@@ -356,6 +341,7 @@ impl Standalone {
             runtime: Tokio::default(),
             stop: None,
             websockets: None,
+            open: None,
         }
     }
 }
@@ -407,7 +393,10 @@ impl Host for Standalone {
         let mut set = lock(&websockets);
         // Finished tasks stay in the set until joined: let them go as new ones come.
         while set.try_join_next().is_some() {}
-        set.spawn(websocket);
+        match &self.open {
+            Some(open) => set.spawn(open.enter().counting(websocket)),
+            None => set.spawn(websocket),
+        };
     }
 }
 
