@@ -1,8 +1,8 @@
 //! Who the client is, over real loopback sockets against both adapters: the client's
 //! address behind trusted proxies only (`Options::trusted_proxies`, `Session::client_addr`,
-//! and `SessionBinding::PeerIp`, PROTOCOL.md §3.3), and the server-assigned session key
-//! that stays unique when clients choose the same session id (§3.1) or none (raw
-//! WebSocket, §9.3).
+//! and `SessionBinding::PeerIp`: sockjs-rs's own, which PROTOCOL.md has no rule for), and
+//! the server-assigned session key that stays unique when clients choose the same session
+//! id (WebSockets are sessions of their own, §7.2) or none (raw WebSocket, §9.3).
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -107,7 +107,7 @@ type Case = (
 );
 
 #[test]
-fn s3_3_client_addr_honours_trusted_proxies_and_ignores_the_rest() {
+fn client_addr_honours_trusted_proxies_and_ignores_the_rest() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
             let (target, rx) = serve(adapter, SessionBinding::None);
@@ -200,7 +200,7 @@ fn s3_3_client_addr_honours_trusted_proxies_and_ignores_the_rest() {
 }
 
 #[test]
-fn s3_3_peer_ip_binding_follows_the_client_behind_a_trusted_proxy() {
+fn peer_ip_binding_follows_the_client_behind_a_trusted_proxy() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
             let (target, rx) = serve(adapter, SessionBinding::PeerIp);
@@ -251,7 +251,7 @@ fn s3_3_peer_ip_binding_follows_the_client_behind_a_trusted_proxy() {
 }
 
 #[test]
-fn s3_1_every_session_gets_its_own_key_whatever_id_the_client_chose() {
+fn s7_2_every_session_gets_its_own_key_whatever_id_the_client_chose() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
             let (target, rx) = serve(adapter, SessionBinding::None);
@@ -283,7 +283,7 @@ fn s3_1_every_session_gets_its_own_key_whatever_id_the_client_chose() {
 /// predicate, for every request it is asked about, opening or not) and in the session's
 /// opening request.
 #[test]
-fn s3_3_the_application_reads_the_peer_address_on_every_request_it_sees() {
+fn the_application_reads_the_peer_address_on_every_request_it_sees() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
             let (asked_tx, asked) = mpsc::channel();
