@@ -210,7 +210,10 @@ impl Decoder {
     /// it, as a ping may come between a message's fragments and is no message, whatever
     /// the bound; for a compressed message, whose frames may be a little larger than what
     /// they inflate to, 64 bytes and 1/4096 of the bound more. (Inflating uses the thread's
-    /// buffer, also bounded by the message bound.)
+    /// buffer, also bounded by the message bound.) That holds after every feed that took
+    /// all it was given; after a [`feed_at_most`](Decoder::feed_at_most) that stopped at its
+    /// budget (`Ok(true)`), the frames it has not decoded yet are kept too, until the feeds
+    /// that go on from there: at most the bytes that call was given.
     pub fn buffered(&self) -> usize {
         self.partial.len() + self.fragments.as_ref().map_or(0, |(_, data)| data.len())
     }
