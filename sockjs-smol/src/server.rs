@@ -95,10 +95,6 @@ impl Host for Shared {
         &self.handle.unrouted
     }
 
-    fn is_full(&self) -> bool {
-        !self.open.has_room()
-    }
-
     fn is_shutting_down(&self) -> bool {
         self.handle.signal.is_closed()
     }

@@ -368,10 +368,6 @@ impl Host for Standalone {
         &self.routes.unrouted
     }
 
-    fn is_full(&self) -> bool {
-        self.open.as_ref().is_some_and(|open| !open.has_room())
-    }
-
     fn is_shutting_down(&self) -> bool {
         self.stop.as_ref().is_some_and(|stop| *stop.borrow())
     }

@@ -108,10 +108,7 @@ pub struct Config {
     /// ends (their clients see a slow connect, not a refusal; past the backlog, the kernel
     /// drops their SYNs and they retry). It keeps file descriptors, memory and handshake
     /// work within a budget, and a flood of connections from waiting on more than the
-    /// backlog. While the server is at the bound, a keep-alive connection that has
-    /// answered a request closes instead of waiting idle for the next one, giving its place
-    /// to a waiting client (a client that reconnects queues like any other). Connections
-    /// handed to `serve_connection` are the application's to count.
+    /// backlog. Connections handed to `serve_connection` are the application's to count.
     /// Default `None`: no bound but the process's file descriptors (an accept that fails
     /// for want of one is retried 50 ms later). `Some(0)` counts as one.
     pub max_connections: Option<usize>,

@@ -162,11 +162,6 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 return Ok(None);
             };
             match self.handle(request).await? {
-                // At the server's bound, an idle connection gives its place to a client
-                // waiting to connect (a request already in the buffer is served first).
-                Next::KeepAlive if self.buf.is_empty() && self.host.is_full() => {
-                    return Ok(None);
-                }
                 Next::KeepAlive => {}
                 Next::Close => return Ok(None),
                 Next::Upgrade(upgraded) => return Ok(Some(upgraded)),

@@ -166,15 +166,6 @@ pub trait Host: Send + Sync + Sized + 'static {
     /// Where the server counts its answers to requests that reached no service.
     fn unrouted(&self) -> &Unrouted;
 
-    /// Whether the server is at its [`max_connections`](crate::driver::Config::max_connections)
-    /// bound ([`OpenConnections::has_room`](crate::driver::OpenConnections::has_room)
-    /// says no). A keep-alive connection that has answered its request then closes
-    /// instead of waiting idle for the next one, so that a client waiting to connect gets
-    /// its place. Default: never.
-    fn is_full(&self) -> bool {
-        false
-    }
-
     /// Whether graceful shutdown has started.
     fn is_shutting_down(&self) -> bool;
 
