@@ -734,14 +734,14 @@ where
 #[cfg(test)]
 mod tests {
     use crate::socket::Stream;
-    use sockjs_core::driver::{Counted, WebSocket};
+    use sockjs_core::driver::{CountedTask, WebSocket};
 
     /// An idle WebSocket session holds its pump's task for its whole life: the count beside
     /// it adds a pointer, not a second copy of the pump.
     #[test]
     fn websocket_task_holds_its_pump_once() {
         let pump = size_of::<WebSocket<Stream>>();
-        let task = size_of::<Counted<WebSocket<Stream>>>();
+        let task = size_of::<CountedTask<WebSocket<Stream>>>();
         assert!(task <= pump + 16, "task {task} B, pump {pump} B");
         assert!(task <= 384, "task {task} B");
     }

@@ -108,7 +108,10 @@ pub struct Config {
     /// ends (their clients see a slow connect, not a refusal; past the backlog, the kernel
     /// drops their SYNs and they retry). It keeps file descriptors, memory and handshake
     /// work within a budget, and a flood of connections from waiting on more than the
-    /// backlog. Connections handed to `serve_connection` are the application's to count.
+    /// backlog. An idle keep-alive connection keeps its place until the client closes it
+    /// or [`header_read_timeout`](Config::header_read_timeout) does (lower that to free
+    /// places sooner). Connections handed to `serve_connection` are the application's to
+    /// count.
     /// Default `None`: no bound but the process's file descriptors (an accept that fails
     /// for want of one is retried 50 ms later). `Some(0)` counts as one.
     pub max_connections: Option<usize>,

@@ -13,11 +13,13 @@ use super::waiters::Waiters;
 /// the bound its accept loop keeps them under.
 ///
 /// An adapter's server counts each connection from accept to close with a
-/// [`OpenConnection`] guard (a WebSocket takes its own before its HTTP connection lets
-/// go, so an upgrade never opens a gap), and waits for [`room`](OpenConnections::room)
-/// before each accept: at the bound, new connections wait in the kernel's listen backlog
-/// until one ends, as a listener that is not accepting leaves them. Graceful shutdown
-/// waits for [`len`](OpenConnections::len) to reach zero.
+/// [`ConnectionGuard`] (a WebSocket takes its own before its HTTP connection lets go, so
+/// an upgrade never opens a gap), and waits for [`room`](OpenConnections::room) before
+/// each accept: at the bound, new connections wait in the kernel's listen backlog until
+/// one ends, as a listener that is not accepting leaves them. Graceful shutdown waits for
+/// [`len`](OpenConnections::len) to reach zero. The wait, the accept and the count are
+/// three steps: one accept loop per counter keeps the bound exact (each more loop could
+/// take one connection past it).
 ///
 /// ```
 /// use sockjs_core::driver::OpenConnections;
@@ -34,7 +36,7 @@ pub struct OpenConnections {
     count: AtomicUsize,
     /// `usize::MAX` without a bound.
     max: usize,
-    /// The accept loops waiting for room.
+    /// The accept loop waiting for room (any number may wait).
     waiting: Mutex<Waiters>,
     /// Whether reaching the bound was logged as a warning already (then it is debug).
     warned: AtomicBool,
@@ -53,9 +55,9 @@ impl OpenConnections {
     }
 
     /// Counts one connection until the guard is dropped.
-    pub fn enter(self: &Arc<Self>) -> OpenConnection {
+    pub fn enter(self: &Arc<Self>) -> ConnectionGuard {
         self.count.fetch_add(1, Ordering::AcqRel);
-        OpenConnection(self.clone())
+        ConnectionGuard(self.clone())
     }
 
     /// Connections counted now.
@@ -74,8 +76,8 @@ impl OpenConnections {
     }
 
     /// Waits until one more connection fits under the bound: at once without one.
-    pub fn room(&self) -> Room<'_> {
-        Room {
+    pub fn room(&self) -> ConnectionRoom<'_> {
+        ConnectionRoom {
             open: self,
             slot: None,
             logged: false,
@@ -102,36 +104,36 @@ impl OpenConnections {
 /// go down and wakes an accept loop waiting for room.
 #[derive(Debug)]
 #[must_use = "the connection is counted only while the guard lives"]
-pub struct OpenConnection(Arc<OpenConnections>);
+pub struct ConnectionGuard(Arc<OpenConnections>);
 
-impl OpenConnection {
+impl ConnectionGuard {
     /// The connection's task, counted until it ends (or is dropped unfinished).
-    pub fn counting<F: Future>(self, task: F) -> Counted<F> {
-        Counted { task, _open: self }
+    pub fn counting<F: Future>(self, task: F) -> CountedTask<F> {
+        CountedTask { task, _open: self }
     }
 }
 
-impl Drop for OpenConnection {
+impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.leave();
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A connection's task and its count as one future (see [`OpenConnection::counting`]):
+    /// A connection's task and its count as one future (see [`ConnectionGuard::counting`]):
     /// an `async` block awaiting the task would hold it twice for its whole life (once as
     /// what the block captured, once as what it awaits), doubling every connection's task.
     #[derive(Debug)]
     #[must_use = "futures do nothing unless polled"]
-    pub struct Counted<F> {
+    pub struct CountedTask<F> {
         #[pin]
         task: F,
         // Dropped after the task (fields drop in order).
-        _open: OpenConnection,
+        _open: ConnectionGuard,
     }
 }
 
-impl<F: Future> Future for Counted<F> {
+impl<F: Future> Future for CountedTask<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -142,14 +144,14 @@ impl<F: Future> Future for Counted<F> {
 /// The future of [`OpenConnections::room`].
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
-pub struct Room<'a> {
+pub struct ConnectionRoom<'a> {
     open: &'a OpenConnections,
     slot: Option<u64>,
     /// Whether this wait was logged.
     logged: bool,
 }
 
-impl Future for Room<'_> {
+impl Future for ConnectionRoom<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -175,7 +177,7 @@ impl Future for Room<'_> {
                 tracing::warn!(
                     max,
                     "max_connections reached: new connections wait in the listen backlog \
-                     until one ends (logged once; then at debug level)"
+                     until one ends (logged once per server; then at debug level)"
                 );
             }
         }
@@ -183,7 +185,7 @@ impl Future for Room<'_> {
     }
 }
 
-impl Drop for Room<'_> {
+impl Drop for ConnectionRoom<'_> {
     fn drop(&mut self) {
         if self.slot.is_some() {
             self.open.waiting().remove(self.slot.take());
