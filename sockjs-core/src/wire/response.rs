@@ -60,9 +60,9 @@ impl AfterResponse {
 /// keep-alive decision.
 ///
 /// The status line is always `HTTP/1.1 <code> <reason>`, also for HTTP/1.0
-/// clients. The encoder owns the framing fields: outside 1xx heads (written
-/// exactly as given) the caller's `Transfer-Encoding` is always dropped, and
-/// its `Connection` and `Content-Length` are replaced as described on each
+/// clients. The encoder owns the framing fields: the caller's
+/// `Transfer-Encoding` is always dropped, and outside 1xx heads its
+/// `Connection` and `Content-Length` are replaced as described on each
 /// method. Other fields are written in order as given; `HeaderMap` spells
 /// their names in lowercase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +103,18 @@ impl ResponseEncoder {
 
     /// Append a complete response (head and body) to `dst`.
     ///
-    /// - 1xx (including `101`): status line and the caller's fields exactly
-    ///   as given, no body. Returns [`AfterResponse::Upgrade`] for `101`,
-    ///   else `KeepAlive` (the final response is still to come).
-    /// - `204`, `304`: the caller's fields (minus `Connection` and
-    ///   `Transfer-Encoding`), the encoder's `Connection`, no body.
+    /// - 1xx (including `101`): status line and the caller's fields as given
+    ///   (`Connection` and `Upgrade` included), except `Content-Length` and
+    ///   `Transfer-Encoding`, which no 1xx may carry (RFC 9110 §8.6,
+    ///   RFC 9112 §6.1); no body. Returns [`AfterResponse::Upgrade`] for `101`, else
+    ///   `KeepAlive` (the final response is still to come). Sending a 1xx to an
+    ///   HTTP/1.0 client is the caller's to avoid (RFC 9110 §15.2).
+    /// - `204`, `304`: the caller's fields (minus `Connection`,
+    ///   `Transfer-Encoding`, and on a `204` `Content-Length`), the encoder's
+    ///   `Connection`, no body. A `304`'s `Content-Length` is the length of
+    ///   the representation it stands for, so it is kept.
+    /// - `205`: no content whatever the body (RFC 9110 §15.3.6):
+    ///   `Content-Length: 0`.
     /// - anything else: `Content-Length` of the body (a caller's
     ///   `Content-Length` is replaced, except for `HEAD` requests where it is
     ///   kept as the length the body would have had), then the body.
@@ -150,8 +157,8 @@ impl ResponseEncoder {
     /// asked for `close`. HTTP/1.0: no `Transfer-Encoding`, no
     /// `Content-Length`, `Connection: close`, raw body bytes, and the
     /// connection must be closed after the end. Statuses without a body (1xx,
-    /// `204`, `304`) are written as by [`encode`](Self::encode) with an empty
-    /// body, and the returned encoder writes nothing.
+    /// `204`, `205`, `304`) are written as by [`encode`](Self::encode) with an
+    /// empty body, and the returned encoder writes nothing.
     pub fn start_stream<B>(&self, response: &Response<B>, dst: &mut BytesMut) -> StreamEncoder {
         self.start_stream_dated(response, None, dst)
     }
@@ -166,7 +173,7 @@ impl ResponseEncoder {
     ) -> StreamEncoder {
         let status = response.status();
         let headers = response.headers();
-        if !has_body(status) {
+        if !has_body(status) || status == StatusCode::RESET_CONTENT {
             let after = self.encode_full(status, headers, response.extensions(), &[], date, dst);
             return StreamEncoder {
                 mode: Mode::Empty,
@@ -211,7 +218,9 @@ impl ResponseEncoder {
         dst.reserve(256 + body.len());
         put_status_line(dst, status, extensions);
         if status.is_informational() {
-            put_fields(dst, headers, |_| false);
+            put_fields(dst, headers, |name| {
+                name == CONTENT_LENGTH || name == TRANSFER_ENCODING
+            });
             dst.put_slice(b"\r\n");
             return if status == StatusCode::SWITCHING_PROTOCOLS {
                 AfterResponse::Upgrade
@@ -221,8 +230,16 @@ impl ResponseEncoder {
         }
         let close = !self.keep_alive || has_token(headers, CONNECTION, "close");
         let body_allowed = has_body(status);
-        let keep_caller_length =
-            !body_allowed || (self.head_request && headers.contains_key(CONTENT_LENGTH));
+        // A 205 has no content, whatever the body given (RFC 9110 §15.3.6).
+        let reset = status == StatusCode::RESET_CONTENT;
+        let body: &[u8] = if reset { &[] } else { body };
+        // A 304's length is the representation's; a HEAD answer's, the body's it would
+        // have had (RFC 9110 §8.6). No 204 has one.
+        let keep_caller_length = status == StatusCode::NOT_MODIFIED
+            || (body_allowed
+                && !reset
+                && self.head_request
+                && headers.contains_key(CONTENT_LENGTH));
         put_fields(dst, headers, |name| {
             is_framing(name) || (name == CONTENT_LENGTH && !keep_caller_length)
         });
