@@ -408,6 +408,7 @@ fn info_answer_within(stream: &mut std::net::TcpStream, wait: Duration) -> bool 
 /// place until it ends.
 #[test]
 fn max_connections_holds_new_connections_until_one_ends() {
+    const SERVED: Duration = Duration::from_secs(5);
     for adapter in ADAPTERS {
         let config = Config {
             max_connections: Some(2),
@@ -433,6 +434,12 @@ fn max_connections_holds_new_connections_until_one_ends() {
         assert!(
             !info_answered(&mut waiting, Duration::from_millis(500)),
             "{adapter:?}: a third connection was served past the bound"
+        );
+        // The gauge shows the two (the WebSocket's HTTP connection has handed over).
+        assert!(
+            wait_for(SERVED, || target.open_connections() == Some(2)),
+            "{adapter:?}: {:?}",
+            target.open_connections()
         );
         // Both open connections are still served.
         assert!(
@@ -460,6 +467,12 @@ fn max_connections_holds_new_connections_until_one_ends() {
         assert!(
             info_answer_within(&mut fourth, Duration::from_secs(5)),
             "{adapter:?}"
+        );
+        drop((waiting, fourth));
+        assert!(
+            wait_for(SERVED, || target.open_connections() == Some(0)),
+            "{adapter:?}: {:?}",
+            target.open_connections()
         );
     }
 }

@@ -496,7 +496,8 @@ impl Server {
             tls: config.tls.map(sockjs_core::driver::tls::http1_only),
             ..config
         };
-        let open = OpenConnections::new(config.max_connections);
+        let open =
+            OpenConnections::reporting_to(config.max_connections, self.handle.unrouted.clone());
         let shared = Arc::new(Shared {
             config,
             runtime,

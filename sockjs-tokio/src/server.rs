@@ -186,7 +186,7 @@ impl Serve {
         // Open connections, WebSockets included, for the accept loop's bound and the
         // shutdown's wait (a `JoinSet` counts finished tasks until they are joined, and
         // nothing joins them while shutdown waits).
-        let open = OpenConnections::new(config.max_connections);
+        let open = OpenConnections::reporting_to(config.max_connections, routes.unrouted.clone());
         let host = Arc::new(Standalone {
             stop: Some(stop_rx),
             websockets: Some(Arc::downgrade(&websockets)),

@@ -170,6 +170,7 @@ pub struct Target {
     metrics: Box<dyn Fn() -> Vec<Metrics> + Send + Sync>,
     /// Answers to requests that reached no service, by status.
     unrouted: Box<dyn Fn(u16) -> u64 + Send + Sync>,
+    open_connections: Box<dyn Fn() -> Option<usize> + Send + Sync>,
     stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
@@ -210,6 +211,11 @@ impl Target {
     /// Answers with `status` to requests that reached no service (the adapter's count).
     pub fn unrouted(&self, status: u16) -> u64 {
         (self.unrouted)(status)
+    }
+
+    /// The server's open connections, as its `sockjs_connections_open` gauge shows them.
+    pub fn open_connections(&self) -> Option<usize> {
+        (self.open_connections)()
     }
 
     /// The counters of the service mounted at `prefix`.
@@ -469,6 +475,7 @@ fn start_smol(config: Config, mounts: Vec<Mount>, listener: TcpListener) -> Targ
     let requests = handle.clone();
     let metrics = handle.clone();
     let unrouted = handle.clone();
+    let open = handle.clone();
     Target {
         adapter: Adapter::Smol,
         addr,
@@ -479,6 +486,7 @@ fn start_smol(config: Config, mounts: Vec<Mount>, listener: TcpListener) -> Targ
         ended,
         metrics: Box::new(move || metrics.metrics()),
         unrouted: Box::new(move |status| unrouted.unrouted().answered(status)),
+        open_connections: Box::new(move || open.unrouted().open_connections()),
         stop: Mutex::new(Some(Box::new(move || {
             // Graceful shutdown lasts about one disconnect delay; let it finish on its own.
             handle.shutdown();
@@ -512,6 +520,7 @@ fn start_tokio(config: Config, mounts: Vec<Mount>, std_listener: TcpListener) ->
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let metrics = routes.clone();
     let unrouted = routes.clone();
+    let open = routes.clone();
     let ended = Arc::new(AtomicBool::new(false));
     let ending = ended.clone();
     let server = {
@@ -538,6 +547,7 @@ fn start_tokio(config: Config, mounts: Vec<Mount>, std_listener: TcpListener) ->
         requests: Box::new(move || services.iter().map(|s| s.open_requests()).sum()),
         metrics: Box::new(move || metrics.metrics()),
         unrouted: Box::new(move |status| unrouted.unrouted().answered(status)),
+        open_connections: Box::new(move || open.unrouted().open_connections()),
         shutdown: Box::new(move || {
             if let Some(tx) = stop_tx.lock().unwrap().take() {
                 let _ = tx.send(());

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use super::metrics::Unrouted;
 use super::waiters::Waiters;
 
 /// The connections a server has open (HTTP connections, TLS handshakes, WebSockets), and
@@ -40,6 +41,8 @@ pub struct OpenConnections {
     waiting: Mutex<Waiters>,
     /// Whether reaching the bound was logged as a warning already (then it is debug).
     warned: AtomicBool,
+    /// Where the count is shown as `sockjs_connections_open` too.
+    gauge: Option<Arc<Unrouted>>,
 }
 
 impl OpenConnections {
@@ -51,12 +54,28 @@ impl OpenConnections {
             max: max.map_or(usize::MAX, |max| max.max(1)),
             waiting: Mutex::default(),
             warned: AtomicBool::new(false),
+            gauge: None,
         })
+    }
+
+    /// [`new`](OpenConnections::new), also counting in the server's `unrouted`, whose
+    /// [`open_connections`](Unrouted::open_connections) and Prometheus text
+    /// (`sockjs_connections_open`) then show it (summed over the servers that share it).
+    pub fn reporting_to(max: Option<usize>, unrouted: Arc<Unrouted>) -> Arc<OpenConnections> {
+        unrouted.start_counting();
+        let mut open = OpenConnections::new(max);
+        if let Some(open) = Arc::get_mut(&mut open) {
+            open.gauge = Some(unrouted);
+        }
+        open
     }
 
     /// Counts one connection until the guard is dropped.
     pub fn enter(self: &Arc<Self>) -> ConnectionGuard {
         self.count.fetch_add(1, Ordering::AcqRel);
+        if let Some(gauge) = &self.gauge {
+            gauge.connection_opened();
+        }
         ConnectionGuard(self.clone())
     }
 
@@ -89,6 +108,9 @@ impl OpenConnections {
     }
 
     fn leave(&self) {
+        if let Some(gauge) = &self.gauge {
+            gauge.connection_closed();
+        }
         let before = self.count.fetch_sub(1, Ordering::AcqRel);
         // Only a count that was at or past the bound can have an accept loop waiting: it
         // registers under the lock and looks at the count again after, so a wait that
@@ -269,6 +291,27 @@ mod tests {
         assert!(open.waiting().is_empty());
         drop(only);
         assert!(open.has_room());
+    }
+
+    #[test]
+    fn the_count_shows_in_the_servers_metrics() {
+        let unrouted = Arc::new(Unrouted::default());
+        assert_eq!(unrouted.open_connections(), None);
+        let open = OpenConnections::reporting_to(Some(2), unrouted.clone());
+        assert_eq!(unrouted.open_connections(), Some(0));
+        let guards = [open.enter(), open.enter()];
+        assert_eq!(unrouted.open_connections(), Some(2));
+        let mut text = String::new();
+        unrouted.write_prometheus(&mut text);
+        assert!(text.contains("# TYPE sockjs_connections_open gauge\nsockjs_connections_open 2\n"));
+        drop(guards);
+        assert_eq!(unrouted.open_connections(), Some(0));
+        let mut text = String::new();
+        Unrouted::default().write_prometheus(&mut text);
+        assert!(
+            !text.contains("sockjs_connections_open"),
+            "no server counts there"
+        );
     }
 
     #[test]

@@ -43,11 +43,15 @@ impl Metrics {
 
 impl Unrouted {
     /// Records these counts through the [`metrics`] facade as
-    /// `sockjs_unrouted_requests_total{status}`, as [`Metrics::record`] does a service's.
+    /// `sockjs_unrouted_requests_total{status}` (and `sockjs_connections_open` where a
+    /// server counts here), as [`Metrics::record`] does a service's.
     pub fn record(&self) {
         describe();
         for (status, n) in self.counts() {
             metrics::counter!(unrouted::NAME, "status" => status).absolute(n);
+        }
+        if let Some(open) = self.open_connections() {
+            metrics::gauge!(unrouted::CONNECTIONS).set(open as f64);
         }
     }
 }
@@ -60,6 +64,11 @@ fn describe() {
             describe_family(family.name, family.kind, family.help);
         }
         describe_family(unrouted::NAME, Kind::Counter, unrouted::HELP);
+        describe_family(
+            unrouted::CONNECTIONS,
+            Kind::Gauge,
+            unrouted::CONNECTIONS_HELP,
+        );
     });
 }
 

@@ -1,20 +1,27 @@
 //! Answers that belong to no service: what an adapter writes before a request reaches one.
 
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::counters::{STATUS_SLOTS, status_label, status_slot};
 
 /// The family of [`Unrouted`], and its help text.
 pub(crate) const NAME: &str = "sockjs_unrouted_requests_total";
 pub(crate) const HELP: &str = "Answers to requests that reached no service, by status.";
+/// The gauge of open connections, and its help text.
+pub(crate) const CONNECTIONS: &str = "sockjs_connections_open";
+pub(crate) const CONNECTIONS_HELP: &str =
+    "Connections open on the server: HTTP connections, TLS handshakes and WebSockets.";
 
 /// Counts the answers an adapter writes to requests that reach no service, by status: a
 /// head too large (431) or malformed (400), a body too large for every service (413) or
 /// too slow (408) before the adapter knew where the request went, a path outside every
-/// prefix (404). One per server, shared by its connections: relaxed atomic adds.
+/// prefix (404). One per server, shared by its connections: relaxed atomic adds. A
+/// standalone server also counts its open connections here (see
+/// [`open_connections`](Unrouted::open_connections)).
 ///
-/// Rendered as `sockjs_unrouted_requests_total{status="…"}`, without a `service` label.
+/// Rendered as `sockjs_unrouted_requests_total{status="…"}` and the gauge
+/// `sockjs_connections_open`, without a `service` label.
 ///
 /// ```
 /// use sockjs_core::driver::metrics::Unrouted;
@@ -29,6 +36,11 @@ pub(crate) const HELP: &str = "Answers to requests that reached no service, by s
 #[repr(align(128))]
 pub struct Unrouted {
     answers: [AtomicU64; STATUS_SLOTS],
+    /// Connections open on the servers that count here
+    /// ([`OpenConnections::reporting_to`](crate::driver::OpenConnections::reporting_to)).
+    connections: AtomicUsize,
+    /// Whether a server counts its connections here.
+    counting: AtomicBool,
 }
 
 impl Unrouted {
@@ -43,6 +55,27 @@ impl Unrouted {
         self.answers[status_slot(status)].load(Ordering::Relaxed)
     }
 
+    /// Connections open on the standalone servers that count here, as the gauge
+    /// `sockjs_connections_open` (HTTP connections, TLS handshakes and WebSockets); `None`
+    /// where no server counts here (a service under axum: the connections are axum's).
+    pub fn open_connections(&self) -> Option<usize> {
+        self.counting
+            .load(Ordering::Relaxed)
+            .then(|| self.connections.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn start_counting(&self) {
+        self.counting.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// The non-zero counts, by status label (`"431"`, ..., `"other"`).
     pub fn counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         self.answers.iter().enumerate().filter_map(|(slot, n)| {
@@ -55,6 +88,12 @@ impl Unrouted {
     /// to `out`, in the Prometheus text format; next to
     /// [`write_prometheus`](super::write_prometheus)'s output.
     pub fn write_prometheus(&self, out: &mut String) {
+        if let Some(open) = self.open_connections() {
+            let _ = write!(
+                out,
+                "# HELP {CONNECTIONS} {CONNECTIONS_HELP}\n# TYPE {CONNECTIONS} gauge\n{CONNECTIONS} {open}\n"
+            );
+        }
         let _ = write!(out, "# HELP {NAME} {HELP}\n# TYPE {NAME} counter\n");
         for (status, n) in self.counts() {
             let _ = writeln!(out, "{NAME}{{status=\"{status}\"}} {n}");
