@@ -36,14 +36,14 @@ pub struct Config {
     pub shards: usize,
     /// Most outgoing items (responses, chunks, WebSocket messages) queued for one
     /// connection that the client has not read. The application's sends wait for (or, with
-    /// `try_send`, are refused for want of) room under half of it and of
+    /// `try_send`, are refused for want of) room at or under half of it and of
     /// [`max_connection_queue_bytes`](Config::max_connection_queue_bytes), so only the
     /// server's own frames could go past: beyond either bound, the engine is told the client
     /// aborted, the queue is dropped, and the connection closes once its blocked write goes
     /// through or times out. Default 4096.
     pub max_connection_queue: usize,
-    /// Most outgoing bytes queued for one connection (one larger item still fits an empty
-    /// queue). Default 1 MiB.
+    /// Most outgoing bytes queued for one connection (one larger item still fits a queue
+    /// that holds no bytes). Default 1 MiB.
     pub max_connection_queue_bytes: usize,
     /// Received messages queued for one session that the application has not taken with
     /// `Session::recv`, in bytes (each message counts its length and 32 bytes more). Past

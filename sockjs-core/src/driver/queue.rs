@@ -143,8 +143,10 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    /// Queues `item` unless the queue holds `max_items` items already, or is not empty and
-    /// would pass `max_bytes` (one item larger than `max_bytes` still fits an empty queue).
+    /// Queues `item` unless the queue holds `max_items` items already, or holds bytes and
+    /// would pass `max_bytes` (one item larger than `max_bytes` still fits a queue that
+    /// holds no bytes: an empty one, or one of heads only, which weigh nothing and count
+    /// against `max_items`).
     pub(crate) fn push(
         &self,
         item: Content,
@@ -208,7 +210,9 @@ pub(crate) struct Watch {
 impl Watch {
     /// Ready once the queue holds at most half of `max_items` items and half of
     /// `max_bytes` bytes, and `more` bytes would still fit under `max_bytes` (or the
-    /// queue is empty, which takes anything), or once it has ended: room for more.
+    /// queue holds no bytes, which takes anything), or once it has ended: room for more.
+    /// Every waiter of a queue passes the same bounds (its connection's): the queue keeps
+    /// one wake threshold, the last sleeper's.
     #[inline]
     pub(crate) fn poll_room(
         &self,
@@ -446,3 +450,6 @@ mod tests {
         );
     }
 }
+#[cfg(test)]
+#[path = "queue_model_tests.rs"]
+mod model_tests;
