@@ -36,8 +36,12 @@ pub fn metrics_show_an_open_session(addr: SocketAddr) -> Conn {
         std::thread::sleep(Duration::from_millis(20));
     };
     for line in text.lines() {
+        // A series with labels, or a bare name (the server's `sockjs_connections_open`).
         let sample = line.rsplit_once(' ').is_some_and(|(series, value)| {
-            series.starts_with("sockjs_") && series.ends_with('}') && value.parse::<u64>().is_ok()
+            let bare = series.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            series.starts_with("sockjs_")
+                && (series.ends_with('}') || bare)
+                && value.parse::<u64>().is_ok()
         });
         assert!(
             line.starts_with("# HELP ") || line.starts_with("# TYPE ") || sample,
