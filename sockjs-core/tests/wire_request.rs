@@ -251,6 +251,15 @@ fn rfc9112_3_2_host_once_valid_and_required_in_http_1_1() {
         b"a%4",
         b"h:abc",
         b"[::1]]",
+        // IP literals that hold no IP address (RFC 3986 §3.2.2, RFC 6874).
+        b"[zz]",
+        b"[1::2::3]",
+        b"[::1%eth0]",
+        b"[::1%25]",
+        b"[v.x]",
+        b"[v1.]",
+        b"[:]",
+        b"[127.0.0.1]",
     ];
     for host in misshapen {
         let input = [&b"GET / HTTP/1.1\r\nHost: "[..], host, b"\r\n\r\n"].concat();
@@ -278,6 +287,8 @@ fn rfc9112_3_2_host_once_valid_and_required_in_http_1_1() {
         b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]:443\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: [v1.x]\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::ffff:127.0.0.1]\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [2001:db8::7]:8080\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: caf%C3%A9.example.:\r\n\r\n",
         b"GET / HTTP/1.0\r\n\r\n",
     ] {
@@ -442,9 +453,14 @@ fn transfer_encoding_rules() {
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
             WireError::AmbiguousBodyLength,
         ),
+        // Without `chunked` last the body's end cannot be known: 400 (RFC 9112 §6.3).
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
-            WireError::UnsupportedTransferEncoding,
+            WireError::InvalidTransferEncoding,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            WireError::InvalidTransferEncoding,
         ),
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
@@ -931,10 +947,12 @@ fn framing_errors_do_not_depend_on_field_order() {
             &["Content-Length: 3", "Transfer-Encoding: gzip"],
             WireError::AmbiguousBodyLength,
         ),
+        // The codings' order is the fields' (RFC 9110 §5.3), and decides whether `chunked`
+        // is last: here it is either way.
         (
             &[
-                "Transfer-Encoding: gzip",
-                "Transfer-Encoding: chunked, chunked",
+                "Transfer-Encoding: gzip, chunked",
+                "Transfer-Encoding: chunked",
             ],
             WireError::UnsupportedTransferEncoding,
         ),

@@ -196,7 +196,7 @@ fn parse_size_line(line: &[u8]) -> Result<(u64, usize), WireError> {
 fn is_trailer_field(line: &[u8]) -> bool {
     match line.iter().position(|&b| b == b':') {
         Some(colon) if colon > 0 => {
-            line[..colon].iter().all(|&b| b.is_ascii_graphic())
+            line[..colon].iter().all(|&b| super::tokens::is_tchar(b))
                 && line[colon + 1..].iter().all(|&b| is_field_byte(b))
         }
         _ => false,

@@ -32,9 +32,11 @@ pub enum WireError {
     /// Both `Content-Length` and `Transfer-Encoding` are present, which is a
     /// request smuggling risk. `400`.
     AmbiguousBodyLength,
-    /// `Transfer-Encoding` names a coding other than `chunked`. `501`.
+    /// `Transfer-Encoding` names a coding other than `chunked` before a final
+    /// `chunked`. `501`.
     UnsupportedTransferEncoding,
-    /// `Transfer-Encoding` is empty, repeats `chunked`, or comes in an
+    /// `Transfer-Encoding` is empty, does not end with `chunked` (the body's end
+    /// cannot be known, RFC 9112 §6.3), repeats `chunked`, or comes in an
     /// HTTP/1.0 request. `400`.
     InvalidTransferEncoding,
     /// The chunked body is malformed (bad size line, missing CRLF after the

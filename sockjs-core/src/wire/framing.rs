@@ -30,6 +30,9 @@ pub(super) struct Framing {
     /// Its codings, all of them `chunked` unless `unsupported_coding`.
     codings: usize,
     unsupported_coding: bool,
+    /// Whether the last coding so far is `chunked`: the body's length is known only when
+    /// it is the final one (RFC 9112 §6.3).
+    last_chunked: bool,
 }
 
 impl Framing {
@@ -57,7 +60,9 @@ impl Framing {
     pub(super) fn transfer_encoding(&mut self, value: &[u8]) {
         self.transfer_encoding = true;
         for coding in value_tokens(value) {
-            self.unsupported_coding |= !coding.eq_ignore_ascii_case(b"chunked");
+            let chunked = coding.eq_ignore_ascii_case(b"chunked");
+            self.unsupported_coding |= !chunked;
+            self.last_chunked = chunked;
             self.codings += 1;
         }
     }
@@ -70,6 +75,11 @@ impl Framing {
         if self.transfer_encoding {
             if self.length.is_some() {
                 return Err(WireError::AmbiguousBodyLength);
+            }
+            // Without `chunked` last the body's end cannot be known: 400 and close, a MUST
+            // (RFC 9112 §6.3), before a coding not understood (501, RFC 9112 §6.1, a SHOULD).
+            if !self.last_chunked {
+                return Err(WireError::InvalidTransferEncoding);
             }
             if self.unsupported_coding {
                 return Err(WireError::UnsupportedTransferEncoding);

@@ -70,8 +70,8 @@ impl DecodedRequest {
 ///
 /// Bodies are framed by `Content-Length` or `Transfer-Encoding: chunked`
 /// (extensions and trailers accepted and ignored); with neither, the body is
-/// empty. `Host` is not required (HTTP/1.0 clients and simple tools leave it out), but more
-/// than one is refused, as RFC 9112 §3.2 requires. Every error is final: answer it with
+/// empty. `Host` is required in HTTP/1.1 (an HTTP/1.0 request may leave it out), must be a
+/// host and port, and may not come twice, as RFC 9112 §3.2 requires. Every error is final: answer it with
 /// [`WireError::encode_response`] and close the connection.
 #[derive(Debug)]
 pub struct RequestDecoder {
@@ -382,6 +382,63 @@ fn parse_head_into<'b>(
 /// then maybe a colon and digits. Empty is allowed (a target without an authority). What a
 /// proxy or a log could read differently is not: white space, `@`, `/`, `?`, `#`, quotes,
 /// a second colon, a bracket out of place, controls, non-ASCII bytes.
+/// What may stand between an IP-literal's brackets: an IPv6 address, one with a zone id
+/// (RFC 6874: `%25` and unreserved or percent-encoded bytes), or an IPvFuture
+/// (RFC 3986 §3.2.2: `v`, hex digits, `.`, then unreserved, sub-delims or `:`).
+fn is_ip_literal(inside: &[u8]) -> bool {
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if let Some(future) = inside
+        .strip_prefix(b"v")
+        .or_else(|| inside.strip_prefix(b"V"))
+    {
+        let dot = future.iter().position(|&b| b == b'.');
+        return dot.is_some_and(|dot| {
+            let (version, rest) = (&future[..dot], &future[dot + 1..]);
+            !version.is_empty()
+                && version.iter().all(u8::is_ascii_hexdigit)
+                && !rest.is_empty()
+                && rest.iter().all(|&b| {
+                    unreserved(b)
+                        || matches!(
+                            b,
+                            b'!' | b'$'
+                                | b'&'
+                                | b'\''
+                                | b'('
+                                | b')'
+                                | b'*'
+                                | b'+'
+                                | b','
+                                | b';'
+                                | b'='
+                                | b':'
+                        )
+                })
+        });
+    }
+    let (address, zone) = match inside.windows(3).position(|w| w == b"%25") {
+        Some(at) => (&inside[..at], Some(&inside[at + 3..])),
+        None => (inside, None),
+    };
+    let zone_ok = zone.is_none_or(|zone| {
+        let mut i = 0;
+        while i < zone.len() {
+            match zone[i] {
+                b'%' if zone
+                    .get(i + 1..i + 3)
+                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
+                {
+                    i += 3
+                }
+                b if unreserved(b) => i += 1,
+                _ => return false,
+            }
+        }
+        !zone.is_empty()
+    });
+    zone_ok && std::str::from_utf8(address).is_ok_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 fn is_host_value(value: &[u8]) -> bool {
     fn host_byte(b: u8) -> bool {
         b.is_ascii_alphanumeric()
@@ -413,11 +470,7 @@ fn is_host_value(value: &[u8]) -> bool {
             return false;
         };
         let (inside, rest) = (&literal[..end], &literal[end + 1..]);
-        return !inside.is_empty()
-            && inside
-                .iter()
-                .all(|&b| host_byte(b) || matches!(b, b':' | b'%'))
-            && port_ok(rest);
+        return is_ip_literal(inside) && port_ok(rest);
     }
     let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
     let (name, rest) = value.split_at(end);

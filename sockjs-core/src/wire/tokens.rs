@@ -26,6 +26,28 @@ pub(crate) fn lists_token(value: &[u8], token: &str) -> bool {
         .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// A tchar of RFC 9110 §5.6.2: what a token (a field name, a method) is made of.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
 /// `bytes` without leading and trailing spaces and tabs.
 pub(crate) fn trim(bytes: &[u8]) -> &[u8] {
     let is_ws = |b: &u8| *b == b' ' || *b == b'\t';
