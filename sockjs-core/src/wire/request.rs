@@ -376,90 +376,72 @@ fn parse_head_into<'b>(
     Ok((head, body))
 }
 
+/// RFC 3986 §2.3: unreserved characters.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986 §2.2: sub-delims.
+fn sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+/// Whether `bytes` is made of bytes `allowed` takes and percent-encoded octets
+/// (RFC 3986 §2.1).
+fn pct_encoded_or(bytes: &[u8], allowed: impl Fn(u8) -> bool) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
+            {
+                i += 3;
+            }
+            b if allowed(b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// What may stand between an IP-literal's brackets: an IPv6 address, one with a zone id
+/// (RFC 6874: `%25` and unreserved or percent-encoded bytes), or an IPvFuture
+/// (RFC 3986 §3.2.2: `v`, hex digits, `.`, then unreserved, sub-delims or `:`).
+fn is_ip_literal(inside: &[u8]) -> bool {
+    if let Some(future) = inside
+        .strip_prefix(b"v")
+        .or_else(|| inside.strip_prefix(b"V"))
+    {
+        let Some(dot) = future.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (version, rest) = (&future[..dot], &future[dot + 1..]);
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !rest.is_empty()
+            && rest
+                .iter()
+                .all(|&b| unreserved(b) || sub_delim(b) || b == b':');
+    }
+    let (address, zone) = match inside.windows(3).position(|w| w == b"%25") {
+        Some(at) => (&inside[..at], Some(&inside[at + 3..])),
+        None => (inside, None),
+    };
+    let zone_ok = zone.is_none_or(|zone| !zone.is_empty() && pct_encoded_or(zone, unreserved));
+    zone_ok && std::str::from_utf8(address).is_ok_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 /// Whether `value` is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP
 /// literal in brackets (IPv6, with RFC 6874's zone id, or IPvFuture) or a registered name
 /// or IPv4 address (letters, digits, `-._~`, sub-delimiters, `%` with two hex digits),
 /// then maybe a colon and digits. Empty is allowed (a target without an authority). What a
 /// proxy or a log could read differently is not: white space, `@`, `/`, `?`, `#`, quotes,
 /// a second colon, a bracket out of place, controls, non-ASCII bytes.
-/// What may stand between an IP-literal's brackets: an IPv6 address, one with a zone id
-/// (RFC 6874: `%25` and unreserved or percent-encoded bytes), or an IPvFuture
-/// (RFC 3986 §3.2.2: `v`, hex digits, `.`, then unreserved, sub-delims or `:`).
-fn is_ip_literal(inside: &[u8]) -> bool {
-    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
-    if let Some(future) = inside
-        .strip_prefix(b"v")
-        .or_else(|| inside.strip_prefix(b"V"))
-    {
-        let dot = future.iter().position(|&b| b == b'.');
-        return dot.is_some_and(|dot| {
-            let (version, rest) = (&future[..dot], &future[dot + 1..]);
-            !version.is_empty()
-                && version.iter().all(u8::is_ascii_hexdigit)
-                && !rest.is_empty()
-                && rest.iter().all(|&b| {
-                    unreserved(b)
-                        || matches!(
-                            b,
-                            b'!' | b'$'
-                                | b'&'
-                                | b'\''
-                                | b'('
-                                | b')'
-                                | b'*'
-                                | b'+'
-                                | b','
-                                | b';'
-                                | b'='
-                                | b':'
-                        )
-                })
-        });
-    }
-    let (address, zone) = match inside.windows(3).position(|w| w == b"%25") {
-        Some(at) => (&inside[..at], Some(&inside[at + 3..])),
-        None => (inside, None),
-    };
-    let zone_ok = zone.is_none_or(|zone| {
-        let mut i = 0;
-        while i < zone.len() {
-            match zone[i] {
-                b'%' if zone
-                    .get(i + 1..i + 3)
-                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
-                {
-                    i += 3
-                }
-                b if unreserved(b) => i += 1,
-                _ => return false,
-            }
-        }
-        !zone.is_empty()
-    });
-    zone_ok && std::str::from_utf8(address).is_ok_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
-}
-
 fn is_host_value(value: &[u8]) -> bool {
-    fn host_byte(b: u8) -> bool {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            )
-    }
     let port_ok = |rest: &[u8]| match rest {
         [] => true,
         [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
@@ -474,21 +456,7 @@ fn is_host_value(value: &[u8]) -> bool {
     }
     let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
     let (name, rest) = value.split_at(end);
-    let mut i = 0;
-    while i < name.len() {
-        match name[i] {
-            b'%' => {
-                let escaped = name.get(i + 1..i + 3);
-                if !escaped.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
-                    return false;
-                }
-                i += 3;
-            }
-            b if host_byte(b) => i += 1,
-            _ => return false,
-        }
-    }
-    port_ok(rest)
+    pct_encoded_or(name, |b| unreserved(b) || sub_delim(b)) && port_ok(rest)
 }
 
 #[cfg(test)]
