@@ -110,8 +110,8 @@ pub struct Config {
     /// work within a budget, and a flood of connections from waiting on more than the
     /// backlog. An idle keep-alive connection keeps its place until the client closes it
     /// or [`header_read_timeout`](Config::header_read_timeout) does (lower that to free
-    /// places sooner). Connections handed to `serve_connection` are the application's to
-    /// count.
+    /// places sooner). Connections handed to `serve_connection` are not bounded by it
+    /// (sockjs-smol counts them for its graceful shutdown and its gauge).
     /// Default `None`: no bound but the process's file descriptors (an accept that fails
     /// for want of one is retried 50 ms later). `Some(0)` counts as one.
     pub max_connections: Option<usize>,

@@ -49,12 +49,16 @@ impl OpenConnections {
     /// A count of none, under `max` (at least one; `None`: no bound beyond the process's
     /// file descriptors).
     pub fn new(max: Option<usize>) -> Arc<OpenConnections> {
+        OpenConnections::with_gauge(max, None)
+    }
+
+    fn with_gauge(max: Option<usize>, gauge: Option<Arc<Unrouted>>) -> Arc<OpenConnections> {
         Arc::new(OpenConnections {
             count: AtomicUsize::new(0),
             max: max.map_or(usize::MAX, |max| max.max(1)),
             waiting: Mutex::default(),
             warned: AtomicBool::new(false),
-            gauge: None,
+            gauge,
         })
     }
 
@@ -63,11 +67,7 @@ impl OpenConnections {
     /// (`sockjs_connections_open`) then show it (summed over the servers that share it).
     pub fn reporting_to(max: Option<usize>, unrouted: Arc<Unrouted>) -> Arc<OpenConnections> {
         unrouted.start_counting();
-        let mut open = OpenConnections::new(max);
-        if let Some(open) = Arc::get_mut(&mut open) {
-            open.gauge = Some(unrouted);
-        }
-        open
+        OpenConnections::with_gauge(max, Some(unrouted))
     }
 
     /// Counts one connection until the guard is dropped.

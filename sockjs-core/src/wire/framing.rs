@@ -18,7 +18,8 @@ pub(super) enum Body {
 
 /// The framing fields of one head, collected field by field: no map lookup after the
 /// parse. Errors wait for [`body`](Framing::body), so that they are reported in the same
-/// order whatever the order of the fields.
+/// order whatever the order of fields of different names (the order of `Transfer-Encoding`
+/// fields is their codings' order, RFC 9110 §5.3, and decides whether `chunked` is last).
 #[derive(Debug, Default)]
 pub(super) struct Framing {
     /// The length every `Content-Length` element agreed on so far.

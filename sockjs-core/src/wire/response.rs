@@ -323,7 +323,7 @@ impl StreamEncoder {
     }
 }
 
-/// Fields the encoder always writes itself (except in 1xx heads).
+/// Fields the encoder always writes itself (in 1xx heads: `Transfer-Encoding` only).
 fn is_framing(name: &HeaderName) -> bool {
     name == CONNECTION || name == TRANSFER_ENCODING
 }

@@ -84,9 +84,11 @@ impl Unrouted {
         })
     }
 
-    /// Appends `sockjs_unrouted_requests_total` (its `# HELP`, `# TYPE` and non-zero series)
-    /// to `out`, in the Prometheus text format; next to
-    /// [`write_prometheus`](super::write_prometheus)'s output.
+    /// Appends `sockjs_connections_open` (where a server counts here) and
+    /// `sockjs_unrouted_requests_total` (its `# HELP`, `# TYPE` and non-zero series) to
+    /// `out`, in the Prometheus text format; next to
+    /// [`write_prometheus`](super::write_prometheus)'s output. Write one `Unrouted` per
+    /// text: two would repeat their families.
     pub fn write_prometheus(&self, out: &mut String) {
         if let Some(open) = self.open_connections() {
             let _ = write!(
