@@ -229,6 +229,11 @@ mod tests {
         }
     }
 
+    /// Polls `room` once with `waker`.
+    fn poll(room: &mut ConnectionRoom<'_>, waker: &Waker) -> Poll<()> {
+        Pin::new(room).poll(&mut Context::from_waker(waker))
+    }
+
     fn flag() -> (Arc<Flag>, Waker) {
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         (flag.clone(), Waker::from(flag))
@@ -240,12 +245,7 @@ mod tests {
         let guards: Vec<_> = (0..1000).map(|_| open.enter()).collect();
         assert_eq!(open.len(), 1000);
         let (_, waker) = flag();
-        let mut room = open.room();
-        assert!(
-            Pin::new(&mut room)
-                .poll(&mut Context::from_waker(&waker))
-                .is_ready()
-        );
+        assert!(poll(&mut open.room(), &waker).is_ready());
         drop(guards);
         assert!(open.is_empty());
     }
@@ -256,21 +256,20 @@ mod tests {
         let first = open.enter();
         let second = open.enter();
         let (woken, waker) = flag();
-        let mut cx = Context::from_waker(&waker);
         let mut room = open.room();
-        assert!(Pin::new(&mut room).poll(&mut cx).is_pending());
+        assert!(poll(&mut room, &waker).is_pending());
         // An upgrade counts its WebSocket before its HTTP connection lets go: past the
         // bound for a moment, and still no room when the first of the two ends.
         let websocket = open.enter();
         drop(second);
-        assert!(Pin::new(&mut room).poll(&mut cx).is_pending());
+        assert!(poll(&mut room, &waker).is_pending());
         woken.0.store(false, Ordering::SeqCst);
         drop(first);
         assert!(
             woken.0.load(Ordering::SeqCst),
             "the end of a connection wakes the wait"
         );
-        assert!(Pin::new(&mut room).poll(&mut cx).is_ready());
+        assert!(poll(&mut room, &waker).is_ready());
         assert_eq!(open.len(), 1);
         drop(websocket);
         assert!(open.is_empty());
@@ -282,11 +281,7 @@ mod tests {
         let only = open.enter();
         let (_, waker) = flag();
         let mut room = open.room();
-        assert!(
-            Pin::new(&mut room)
-                .poll(&mut Context::from_waker(&waker))
-                .is_pending()
-        );
+        assert!(poll(&mut room, &waker).is_pending());
         drop(room);
         assert!(open.waiting().is_empty());
         drop(only);
