@@ -725,11 +725,13 @@ fn malformed_heads_are_400() {
     );
 }
 
+/// Other major versions get 505; a later minor version of HTTP/1 is served as HTTP/1.1
+/// (`wire_request_model.rs`).
 #[test]
 fn unsupported_versions_are_505() {
     for input in [
         &b"GET / HTTP/2.0\r\n\r\n"[..],
-        b"GET / HTTP/1.2\r\n\r\n",
+        b"GET / HTTP/3.1\r\nHost: a\r\n\r\n",
         b"GET / HTTP/0.9\r\n\r\n",
     ] {
         let err = error_of(Limits::default(), input);

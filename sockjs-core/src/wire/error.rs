@@ -20,7 +20,9 @@ pub enum WireError {
     MalformedHead,
     /// The request target is not a valid URI. `400`.
     InvalidTarget,
-    /// The request line names an HTTP version other than 1.0 or 1.1. `505`.
+    /// The request line names a version of HTTP other than 1, such as `HTTP/2.0` or
+    /// `HTTP/0.9` (the version's grammar: RFC 9112 §2.3). A later minor version of HTTP/1,
+    /// such as `HTTP/1.2`, is served as HTTP/1.1 (RFC 9110 §2.5). `505`.
     UnsupportedVersion,
     /// The head has more header fields than [`Limits::max_headers`](super::Limits::max_headers). `431`.
     TooManyHeaders,

@@ -21,9 +21,10 @@ pub(super) enum Body {
 /// order whatever the order of fields of different names (the order of `Transfer-Encoding`
 /// fields is their codings' order, RFC 9110 §5.3, and decides whether `chunked` is last).
 #[derive(Debug, Default)]
-pub(super) struct Framing {
-    /// The length every `Content-Length` element agreed on so far.
-    length: Option<u64>,
+pub(super) struct Framing<'h> {
+    /// The length every `Content-Length` element agreed on so far, as its digits without
+    /// leading zeros: values are compared whole, however long, and read as a number once.
+    length: Option<&'h [u8]>,
     /// An element was not a number, or two disagreed.
     invalid_length: bool,
     /// A `Transfer-Encoding` field was present.
@@ -36,24 +37,24 @@ pub(super) struct Framing {
     last_chunked: bool,
 }
 
-impl Framing {
-    /// One `Content-Length` field's value. Several fields or list elements must agree; a
-    /// number too large for `u64` saturates (and then fails the body limit).
-    pub(super) fn content_length(&mut self, value: &[u8]) {
+impl<'h> Framing<'h> {
+    /// One `Content-Length` field's value. Several fields or list elements must agree
+    /// (RFC 9112 §6.3: otherwise 400, whatever their size); a number too large for `u64`
+    /// fails the body limit.
+    pub(super) fn content_length(&mut self, value: &'h [u8]) {
         for element in value.split(|&b| b == b',') {
             let digits = trim(element);
             if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
                 self.invalid_length = true;
                 return;
             }
-            let len = digits.iter().fold(0u64, |acc, &d| {
-                acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-            });
-            if self.length.is_some_and(|prev| prev != len) {
+            let zeros = digits.iter().take_while(|&&d| d == b'0').count();
+            let digits = &digits[zeros..];
+            if self.length.is_some_and(|prev| prev != digits) {
                 self.invalid_length = true;
                 return;
             }
-            self.length = Some(len);
+            self.length = Some(digits);
         }
     }
 
@@ -90,12 +91,16 @@ impl Framing {
             }
             return Ok(Body::Chunked(ChunkedDecoder::new()));
         }
-        match self.length {
-            Some(len) if len > limits.max_body_bytes as u64 => Err(WireError::BodyTooLarge),
-            Some(len) => Ok(Body::Length(
-                usize::try_from(len).map_err(|_| WireError::BodyTooLarge)?,
-            )),
-            None => Ok(Body::Length(0)),
+        let Some(digits) = self.length else {
+            return Ok(Body::Length(0));
+        };
+        // A number past `u64` stops the fold early and fails the limit as any too large.
+        let len = digits.iter().try_fold(0u64, |acc, &d| {
+            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        });
+        match len.and_then(|len| usize::try_from(len).ok()) {
+            Some(len) if len <= limits.max_body_bytes => Ok(Body::Length(len)),
+            _ => Err(WireError::BodyTooLarge),
         }
     }
 }

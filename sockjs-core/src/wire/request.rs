@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 
 use super::framing::{Body, Framing};
 use super::names::field_name;
-use super::tokens::lists_token;
+use super::tokens::{is_tchar, lists_token};
 use super::{Limits, ResponseEncoder, WireError};
 use crate::swar;
 
@@ -45,7 +45,8 @@ pub struct DecodedRequest {
 }
 
 impl DecodedRequest {
-    /// The request's HTTP version ([`Version::HTTP_10`] or [`Version::HTTP_11`]).
+    /// The request's HTTP version ([`Version::HTTP_10`] or [`Version::HTTP_11`]; a later
+    /// minor version of HTTP/1 reads as HTTP/1.1).
     pub fn version(&self) -> Version {
         self.request.version()
     }
@@ -274,7 +275,71 @@ const INLINE_FIELDS: usize = 64;
 
 /// Parse a complete head (ending with its empty line) into a request and
 /// its body framing.
+///
+/// httparse takes only `HTTP/1.0` and `HTTP/1.1`; a head it refuses for its version is
+/// read again here, to answer as RFC 9112 §3 and RFC 9110 §2.5 ask: a later minor version
+/// of HTTP/1 is served as HTTP/1.1, another version in the grammar of RFC 9112 §2.3 gets
+/// 505, and a request line that names no version in that grammar gets 400.
 fn parse_head(head: &Bytes, limits: &Limits) -> Result<(Head, Body), WireError> {
+    match parse_fields(head, limits) {
+        Err(WireError::UnsupportedVersion) => match request_line_version(head) {
+            LineVersion::LaterMinor(at) => {
+                let mut as_http_11 = BytesMut::from(&head[..]);
+                as_http_11[at] = b'1';
+                parse_fields(&as_http_11.freeze(), limits)
+            }
+            LineVersion::Other => Err(WireError::UnsupportedVersion),
+            LineVersion::Malformed => Err(WireError::MalformedHead),
+        },
+        parsed => parsed,
+    }
+}
+
+/// What a request line httparse refused for its version names.
+#[derive(Debug, PartialEq, Eq)]
+enum LineVersion {
+    /// `HTTP/1.`DIGIT past `1.1`: the index of its minor digit in the head.
+    LaterMinor(usize),
+    /// `HTTP/`DIGIT`.`DIGIT of another major version.
+    Other,
+    /// No `method SP request-target SP HTTP-version` at all.
+    Malformed,
+}
+
+/// Reads the request line's version (RFC 9112 §3: `method SP request-target SP
+/// HTTP-version`, single spaces; RFC 9112 §2.3: `HTTP-version = HTTP-name "/" DIGIT "."
+/// DIGIT`).
+fn request_line_version(head: &[u8]) -> LineVersion {
+    let end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line = &head[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return LineVersion::Malformed;
+    };
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) || target.is_empty() {
+        return LineVersion::Malformed;
+    }
+    match *version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {
+            // Past the method, the target and their two spaces, then `HTTP/1.`.
+            LineVersion::LaterMinor(method.len() + target.len() + 2 + 7)
+        }
+        // httparse refused this `HTTP/1.0` or `HTTP/1.1` for what came before it.
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', _] => LineVersion::Malformed,
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            LineVersion::Other
+        }
+        _ => LineVersion::Malformed,
+    }
+}
+
+/// [`parse_head`] for the versions httparse takes.
+fn parse_fields(head: &Bytes, limits: &Limits) -> Result<(Head, Body), WireError> {
     let mut inline = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_FIELDS];
     let room = limits.max_headers.min(INLINE_FIELDS);
     match parse_head_into(head, &mut inline[..room], limits) {
