@@ -401,19 +401,20 @@ fn info_answer_within(stream: &mut std::net::TcpStream, wait: Duration) -> bool 
     head.starts_with("HTTP/1.1 200")
 }
 
-/// `Config::max_connections` counts every open connection, an idle keep-alive one and a
-/// WebSocket alike: at the bound the server accepts nothing more, so a new client waits
-/// (connected in the kernel's backlog, unanswered) until a connection ends, and is then
-/// served; the connections already open are served as before, and an idle one keeps its
-/// place until it ends.
+/// `Config::max_connections` bounds a standalone server's open connections, HTTP and
+/// WebSocket alike. At the bound a new client is accepted and held, unanswered, while the
+/// longest idle keep-alive connection (one that has served a request and waits for the
+/// next) is closed to make room for it, as nginx reuses its idle connections; with none
+/// idle it waits until a connection ends, and is then served. A connection that has not
+/// sent a request yet is not closed for it, and the connections at work are served as
+/// before.
 #[test]
 fn max_connections_holds_new_connections_until_one_ends() {
     const SERVED: Duration = Duration::from_secs(5);
     for adapter in ADAPTERS {
         let config = Config {
             max_connections: Some(2),
-            // The kept-alive connection stays idle through the test's waits: only the
-            // client ends it.
+            // Connections stay idle through the test's waits: only the bound ends them.
             header_read_timeout: Duration::from_secs(120),
             ..Config::default()
         };
@@ -424,56 +425,70 @@ fn max_connections_holds_new_connections_until_one_ends() {
                 config,
             },
         );
-        let mut kept_alive = std::net::TcpStream::connect(target.addr).unwrap();
-        assert!(
-            info_answered(&mut kept_alive, Duration::from_secs(5)),
-            "{adapter:?}"
-        );
+        // A connection that never sends a request, and a WebSocket: the bound, with no
+        // idle keep-alive connection to close.
+        let mut silent = std::net::TcpStream::connect(target.addr).unwrap();
         let mut ws = target.ws(&format!("{}/websocket", session("conns")));
-        let mut waiting = std::net::TcpStream::connect(target.addr).unwrap();
-        assert!(
-            !info_answered(&mut waiting, Duration::from_millis(500)),
-            "{adapter:?}: a third connection was served past the bound"
-        );
-        // The gauge shows the two (the WebSocket's HTTP connection has handed over).
         assert!(
             wait_for(SERVED, || target.open_connections() == Some(2)),
             "{adapter:?}: {:?}",
             target.open_connections()
         );
-        // Both open connections are still served.
+        let mut waiting = std::net::TcpStream::connect(target.addr).unwrap();
         assert!(
-            info_answered(&mut kept_alive, Duration::from_secs(5)),
-            "{adapter:?}"
+            !info_answered(&mut waiting, Duration::from_millis(500)),
+            "{adapter:?}: a third connection was served past the bound"
         );
+        assert_eq!(target.open_connections(), Some(2), "{adapter:?}");
+        // The open connections are still served.
         ws.send(tungstenite::Message::text(r#"["still here"]"#))
             .unwrap();
         assert_eq!(ws_text(&mut ws).as_deref(), Some(r#"a["still here"]"#));
-        // The WebSocket ends: the waiting client is accepted and answered.
+        // The WebSocket ends: the waiting client is counted and answered.
         ws.close(None).unwrap();
         while ws.read().is_ok() {}
         drop(ws);
         assert!(
-            info_answer_within(&mut waiting, Duration::from_secs(5)),
+            info_answer_within(&mut waiting, SERVED),
             "{adapter:?}: the waiting client was not served once a connection ended"
         );
-        // Two open again: a fourth waits until the kept-alive connection closes.
+        // `waiting` is idle now, having served a request: a new client takes its place
+        // at once, and the silent connection (which served none) stays.
         let mut fourth = std::net::TcpStream::connect(target.addr).unwrap();
         assert!(
-            !info_answered(&mut fourth, Duration::from_millis(300)),
-            "{adapter:?}"
+            info_answered(&mut fourth, SERVED),
+            "{adapter:?}: no idle keep-alive connection was closed for a new client"
         );
-        drop(kept_alive);
+        assert!(closed_by_server(&mut waiting, SERVED), "{adapter:?}");
         assert!(
-            info_answer_within(&mut fourth, Duration::from_secs(5)),
+            !closed_by_server(&mut silent, Duration::from_millis(200)),
             "{adapter:?}"
         );
-        drop((waiting, fourth));
+        assert_eq!(target.open_connections(), Some(2), "{adapter:?}");
+        // The fourth, idle in turn, makes room for a fifth.
+        let mut fifth = std::net::TcpStream::connect(target.addr).unwrap();
+        assert!(info_answered(&mut fifth, SERVED), "{adapter:?}");
+        assert!(closed_by_server(&mut fourth, SERVED), "{adapter:?}");
+        drop((silent, waiting, fourth, fifth));
         assert!(
             wait_for(SERVED, || target.open_connections() == Some(0)),
             "{adapter:?}: {:?}",
             target.open_connections()
         );
+    }
+}
+
+/// Whether the server closes `stream` (the client sent nothing more) within `wait`.
+fn closed_by_server(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => panic!("unexpected bytes from the server"),
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
     }
 }
 

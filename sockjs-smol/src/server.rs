@@ -108,6 +108,10 @@ impl Host for Shared {
     fn spawn_websocket<S: Socket>(self: &Arc<Self>, websocket: WebSocket<S>) {
         self.spawn_counted(websocket);
     }
+
+    fn open_connections(&self) -> Option<&OpenConnections> {
+        Some(&*self.open).filter(|open| open.is_bounded())
+    }
 }
 
 impl Shared {
@@ -683,10 +687,15 @@ async fn accept(listener: &Async<TcpListener>, handler: &Handler) {
         Shutdown,
     }
     loop {
-        // At `max_connections`, new connections wait in the listen backlog.
+        // At `max_connections`, the connection accepted waits (not yet counted) until an
+        // idle keep-alive connection closed for it or another ended; the next ones wait in
+        // the listen backlog meanwhile.
         let accepted = async {
-            handler.shared.open.room().await;
-            Event::Accepted(listener.accept().await)
+            let accepted = listener.accept().await;
+            if accepted.is_ok() {
+                handler.shared.open.room_for_accepted().await;
+            }
+            Event::Accepted(accepted)
         };
         let shutdown = async {
             let _ = handler.shared.handle.signal.recv().await;

@@ -195,14 +195,23 @@ impl Serve {
         });
         let mut connections = JoinSet::new();
         tracing::info!(addr = ?listener.local_addr().ok(), "sockjs server listening");
+        // A connection accepted at `max_connections`, held (not yet counted) until an idle
+        // keep-alive connection closed for it or another ended; the next ones wait in the
+        // listen backlog meanwhile. Kept outside the `select!`, whose other branches would
+        // drop it with the future that waits for room.
+        let mut held = None;
         loop {
             tokio::select! {
-                // At `max_connections`, new connections wait in the listen backlog.
-                accepted = async {
-                    open.room().await;
-                    listener.accept().await
-                } => match accepted {
-                    Ok((stream, peer)) => {
+                accepted = listener.accept(), if held.is_none() => match accepted {
+                    Ok(accepted) => held = Some(accepted),
+                    Err(error) => {
+                        // Usually out of file descriptors: back off briefly.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                () = open.room_for_accepted(), if held.is_some() => {
+                    if let Some((stream, peer)) = held.take() {
                         let host = host.clone();
                         // The connection's future is made inside the task's: made outside
                         // and awaited inside, the task would hold it twice for the
@@ -212,11 +221,6 @@ impl Serve {
                                 tracing::debug!(%error, %peer, "connection error");
                             }
                         }));
-                    }
-                    Err(error) => {
-                        // Usually out of file descriptors: back off briefly.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
                 () = &mut signal => break,
@@ -397,6 +401,10 @@ impl Host for Standalone {
             Some(open) => set.spawn(open.enter().counting(websocket)),
             None => set.spawn(websocket),
         };
+    }
+
+    fn open_connections(&self) -> Option<&OpenConnections> {
+        self.open.as_deref().filter(|open| open.is_bounded())
     }
 }
 

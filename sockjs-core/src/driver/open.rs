@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use super::metrics::Unrouted;
 use super::waiters::Waiters;
@@ -15,9 +15,14 @@ use super::waiters::Waiters;
 ///
 /// An adapter's server counts each connection from accept to close with a
 /// [`ConnectionGuard`] (a WebSocket takes its own before its HTTP connection lets go, so
-/// an upgrade never opens a gap), and waits for [`room`](OpenConnections::room) before
-/// each accept: at the bound, new connections wait in the kernel's listen backlog until
-/// one ends, as a listener that is not accepting leaves them. Graceful shutdown waits for
+/// an upgrade never opens a gap). Its accept loop accepts one connection, then waits for
+/// [`room_for_accepted`](OpenConnections::room_for_accepted) before it counts and serves
+/// it: at the bound, that asks the longest idle keep-alive connection (one that has served
+/// a request and waits for the next, see [`idle`](OpenConnections::idle)) to close for
+/// it, as nginx reuses its idle connections, and otherwise waits until a connection ends;
+/// the connections after it wait in the kernel's listen backlog meanwhile. (A loop that
+/// waits for [`room`](OpenConnections::room) before each accept instead leaves them all
+/// there and closes no idle connection.) Graceful shutdown waits for
 /// [`len`](OpenConnections::len) to reach zero. The wait, the accept and the count are
 /// three steps: one accept loop per counter keeps the bound exact (each more loop could
 /// take one connection past it).
@@ -43,6 +48,37 @@ pub struct OpenConnections {
     warned: AtomicBool,
     /// Where the count is shown as `sockjs_connections_open` too.
     gauge: Option<Arc<Unrouted>>,
+    /// Idle keep-alive connections, and the accept loop's asks that one of them close.
+    reuse: Mutex<Reuse>,
+}
+
+/// Idle keep-alive connections that may be asked to close for a connection the accept loop
+/// holds (see [`OpenConnections::room_for_accepted`]).
+#[derive(Debug, Default)]
+struct Reuse {
+    /// Their waits ([`Idle`]), longest idle first.
+    idle: Waiters,
+    /// Waits asked to end that have not seen it yet.
+    asked: Vec<u64>,
+    /// Asks made while no connection was idle: the next wait to begin ends at once.
+    wanted: usize,
+}
+
+impl Reuse {
+    /// Asks the longest idle connection to close, or the next to go idle: the waker to
+    /// wake once the lock is released.
+    fn ask_one(&mut self) -> Option<Waker> {
+        match self.idle.take_first() {
+            Some((id, waker)) => {
+                self.asked.push(id);
+                Some(waker)
+            }
+            None => {
+                self.wanted += 1;
+                None
+            }
+        }
+    }
 }
 
 impl OpenConnections {
@@ -59,6 +95,7 @@ impl OpenConnections {
             waiting: Mutex::default(),
             warned: AtomicBool::new(false),
             gauge,
+            reuse: Mutex::default(),
         })
     }
 
@@ -89,22 +126,58 @@ impl OpenConnections {
         self.len() == 0
     }
 
+    /// Whether there is a bound.
+    pub fn is_bounded(&self) -> bool {
+        self.max != usize::MAX
+    }
+
     /// Whether one more connection fits under the bound.
     pub fn has_room(&self) -> bool {
         self.len() < self.max
     }
 
-    /// Waits until one more connection fits under the bound: at once without one.
+    /// Waits until one more connection fits under the bound: at once without one. For an
+    /// accept loop that waits before it accepts; it closes no idle connection.
     pub fn room(&self) -> ConnectionRoom<'_> {
         ConnectionRoom {
             open: self,
             slot: None,
             logged: false,
+            reclaim: Reclaim::Never,
+        }
+    }
+
+    /// Waits until the connection the accept loop has just accepted (and holds, not yet
+    /// counted) fits under the bound: at once below it. At the bound it asks the longest
+    /// idle keep-alive connection to close (or, with none idle, the next one to go idle),
+    /// once per wait, and resolves when any connection has ended. Room found another way
+    /// first withdraws the ask that has not reached its connection yet.
+    pub fn room_for_accepted(&self) -> ConnectionRoom<'_> {
+        ConnectionRoom {
+            reclaim: Reclaim::NotAsked,
+            ..self.room()
+        }
+    }
+
+    /// The wait of a connection that has served a request and is idle until the next:
+    /// it resolves when the accept loop needs its place for a client it holds (see
+    /// [`room_for_accepted`](OpenConnections::room_for_accepted)), and the connection then
+    /// closes, as on its idle timeout. The longest idle is asked first. A wait dropped
+    /// unfinished (a request arrived) hands an ask it had not seen to the next idle
+    /// connection.
+    pub fn idle(&self) -> Idle<'_> {
+        Idle {
+            open: self,
+            slot: None,
         }
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, Waiters> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reuse(&self) -> std::sync::MutexGuard<'_, Reuse> {
+        self.reuse.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn leave(&self) {
@@ -163,7 +236,7 @@ impl<F: Future> Future for CountedTask<F> {
     }
 }
 
-/// The future of [`OpenConnections::room`].
+/// The future of [`OpenConnections::room`] and [`OpenConnections::room_for_accepted`].
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct ConnectionRoom<'a> {
@@ -171,6 +244,28 @@ pub struct ConnectionRoom<'a> {
     slot: Option<u64>,
     /// Whether this wait was logged.
     logged: bool,
+    reclaim: Reclaim,
+}
+
+/// Whether a wait for room asks an idle connection to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reclaim {
+    Never,
+    NotAsked,
+    Asked,
+}
+
+impl ConnectionRoom<'_> {
+    /// Withdraws this wait's ask, if it has not reached its connection (the one accept
+    /// loop per counter makes every ask this wait's).
+    fn withdraw(&mut self) {
+        if self.reclaim == Reclaim::Asked {
+            self.reclaim = Reclaim::NotAsked;
+            let mut reuse = self.open.reuse();
+            reuse.asked.clear();
+            reuse.wanted = 0;
+        }
+    }
 }
 
 impl Future for ConnectionRoom<'_> {
@@ -179,15 +274,25 @@ impl Future for ConnectionRoom<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         if this.open.has_room() {
+            this.withdraw();
             return Poll::Ready(());
         }
         let mut waiting = this.open.waiting();
         waiting.register(&mut this.slot, cx);
         if this.open.has_room() {
             waiting.remove(this.slot.take());
+            drop(waiting);
+            this.withdraw();
             return Poll::Ready(());
         }
         drop(waiting);
+        if this.reclaim == Reclaim::NotAsked {
+            this.reclaim = Reclaim::Asked;
+            let asked = this.open.reuse().ask_one();
+            if let Some(waker) = asked {
+                waker.wake();
+            }
+        }
         if !this.logged {
             this.logged = true;
             let max = this.open.max;
@@ -195,11 +300,18 @@ impl Future for ConnectionRoom<'_> {
             // flood of connections flooding them too.
             if this.open.warned.swap(true, Ordering::Relaxed) {
                 tracing::debug!(max, "max_connections reached: not accepting");
-            } else {
+            } else if this.reclaim == Reclaim::Never {
                 tracing::warn!(
                     max,
                     "max_connections reached: new connections wait in the listen backlog \
                      until one ends (logged once per server; then at debug level)"
+                );
+            } else {
+                tracing::warn!(
+                    max,
+                    "max_connections reached: an idle keep-alive connection is closed for \
+                     each new one, which otherwise waits until one ends (logged once per \
+                     server; then at debug level)"
                 );
             }
         }
@@ -211,6 +323,58 @@ impl Drop for ConnectionRoom<'_> {
     fn drop(&mut self) {
         if self.slot.is_some() {
             self.open.waiting().remove(self.slot.take());
+        }
+        self.withdraw();
+    }
+}
+
+/// The future of [`OpenConnections::idle`]: resolves when the connection is to close.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Idle<'a> {
+    open: &'a OpenConnections,
+    slot: Option<u64>,
+}
+
+impl Future for Idle<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut reuse = this.open.reuse();
+        if let Some(id) = this.slot {
+            if let Some(at) = reuse.asked.iter().position(|&asked| asked == id) {
+                reuse.asked.swap_remove(at);
+                this.slot = None;
+                return Poll::Ready(());
+            }
+        }
+        if reuse.wanted > 0 {
+            reuse.wanted -= 1;
+            reuse.idle.remove(this.slot.take());
+            return Poll::Ready(());
+        }
+        reuse.idle.register(&mut this.slot, cx);
+        Poll::Pending
+    }
+}
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        let Some(id) = self.slot.take() else {
+            return;
+        };
+        let mut reuse = self.open.reuse();
+        reuse.idle.remove(Some(id));
+        let Some(at) = reuse.asked.iter().position(|&asked| asked == id) else {
+            return;
+        };
+        // Asked, and busy again before it saw it: the next idle connection goes instead.
+        reuse.asked.swap_remove(at);
+        let next = reuse.ask_one();
+        drop(reuse);
+        if let Some(waker) = next {
+            waker.wake();
         }
     }
 }
@@ -307,6 +471,116 @@ mod tests {
             !text.contains("sockjs_connections_open"),
             "no server counts there"
         );
+    }
+
+    fn poll_idle(idle: &mut Idle<'_>, waker: &Waker) -> Poll<()> {
+        Pin::new(idle).poll(&mut Context::from_waker(waker))
+    }
+
+    /// An idle connection's wait, polled once (pending): its wake flag, waker and wait.
+    fn waiting_idle(open: &OpenConnections) -> (Arc<Flag>, Waker, Idle<'_>) {
+        let (woken, waker) = flag();
+        let mut idle = open.idle();
+        assert!(poll_idle(&mut idle, &waker).is_pending());
+        (woken, waker, idle)
+    }
+
+    #[test]
+    fn at_the_bound_the_longest_idle_connection_is_asked_to_close() {
+        let open = OpenConnections::new(Some(3));
+        let guards: Vec<_> = (0..3).map(|_| open.enter()).collect();
+        let (first_woken, first_waker, mut first) = waiting_idle(&open);
+        let (second_woken, second_waker, mut second) = waiting_idle(&open);
+        // Waiting before the accept closes nothing.
+        let (_, waker) = flag();
+        let mut room = open.room();
+        assert!(poll(&mut room, &waker).is_pending());
+        drop(room);
+        assert!(!first_woken.0.load(Ordering::SeqCst));
+
+        let (room_woken, room_waker) = flag();
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &room_waker).is_pending());
+        assert!(
+            first_woken.0.load(Ordering::SeqCst),
+            "the longest idle is asked"
+        );
+        assert!(!second_woken.0.load(Ordering::SeqCst), "one at a time");
+        // Polled again (another branch of the accept loop woke it): no second ask.
+        assert!(poll(&mut room, &room_waker).is_pending());
+        assert!(poll_idle(&mut second, &second_waker).is_pending());
+        assert!(poll_idle(&mut first, &first_waker).is_ready());
+        drop(first);
+        // The asked connection closes: room for the accepted one.
+        let mut guards = guards;
+        guards.pop();
+        assert!(room_woken.0.load(Ordering::SeqCst));
+        assert!(poll(&mut room, &room_waker).is_ready());
+        drop(room);
+        assert!(
+            poll_idle(&mut second, &second_waker).is_pending(),
+            "not asked"
+        );
+    }
+
+    #[test]
+    fn an_ask_with_none_idle_closes_the_next_to_go_idle() {
+        let open = OpenConnections::new(Some(1));
+        let _only = open.enter();
+        let (_, waker) = flag();
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &waker).is_pending());
+        let mut idle = open.idle();
+        assert!(poll_idle(&mut idle, &waker).is_ready());
+        // Only one: the next idle connection stays.
+        let mut later = open.idle();
+        assert!(poll_idle(&mut later, &waker).is_pending());
+    }
+
+    #[test]
+    fn an_asked_connection_that_got_a_request_hands_the_ask_on() {
+        let open = OpenConnections::new(Some(2));
+        let _guards = [open.enter(), open.enter()];
+        let (first_woken, _, first) = waiting_idle(&open);
+        let (second_woken, second_waker, mut second) = waiting_idle(&open);
+        let (_, waker) = flag();
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &waker).is_pending());
+        assert!(first_woken.0.load(Ordering::SeqCst));
+        // A request came first: its wait ends unfinished, the next idle one is asked.
+        drop(first);
+        assert!(second_woken.0.load(Ordering::SeqCst));
+        assert!(poll_idle(&mut second, &second_waker).is_ready());
+    }
+
+    #[test]
+    fn room_found_otherwise_withdraws_the_ask() {
+        let open = OpenConnections::new(Some(2));
+        let first = open.enter();
+        let _second = open.enter();
+        let (woken, idle_waker, mut idle) = waiting_idle(&open);
+        let (_, waker) = flag();
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &waker).is_pending());
+        assert!(woken.0.load(Ordering::SeqCst));
+        // Another connection ended before the asked one saw its ask.
+        drop(first);
+        assert!(poll(&mut room, &waker).is_ready());
+        assert!(poll_idle(&mut idle, &idle_waker).is_pending(), "withdrawn");
+        // The same when the wait is dropped (the server stopping) instead.
+        let _third = open.enter();
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &waker).is_pending());
+        drop(room);
+        let mut next = open.idle();
+        assert!(
+            poll_idle(&mut next, &waker).is_pending(),
+            "no ask left behind"
+        );
+        assert!(poll_idle(&mut idle, &idle_waker).is_pending());
+        drop((idle, next));
+        let reuse = open.reuse();
+        assert!(reuse.idle.is_empty() && reuse.asked.is_empty() && reuse.wanted == 0);
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub(super) fn serve<H: Host, S: Socket>(
         stream,
         drained: false,
         refused: false,
+        served: false,
         buf: BytesMut::new(),
         decoder: RequestDecoder::new(limits),
         host,
@@ -138,6 +139,9 @@ struct Conn<H, S> {
     /// The connection ends on a request it could not read: the client may still be
     /// sending it (see [`Conn::linger`]).
     refused: bool,
+    /// It has answered a request: idle, it may be closed for a waiting client
+    /// ([`OpenConnections::idle`](crate::driver::OpenConnections::idle)).
+    served: bool,
     buf: BytesMut,
     decoder: RequestDecoder,
     host: Arc<H>,
@@ -162,7 +166,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 return Ok(None);
             };
             match self.handle(request).await? {
-                Next::KeepAlive => {}
+                Next::KeepAlive => self.served = true,
                 Next::Close => return Ok(None),
                 Next::Upgrade(upgraded) => return Ok(Some(upgraded)),
             }
@@ -311,6 +315,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 deadline = later(runtime.now(), config.body_read_timeout);
             }
             let idle = self.decoder.is_idle() && self.buf.is_empty();
+            let reusable = idle && self.served;
             if idle && host.is_shutting_down() && drains_over(&*host) {
                 return Ok(None);
             }
@@ -318,6 +323,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Read(io::Result<usize>),
                 Timeout,
                 Shutdown,
+                Reclaimed,
             }
             let mut shutdown = match self.shutdown.take() {
                 Some(shutdown) => Some(shutdown),
@@ -344,7 +350,17 @@ impl<H: Host, S: Socket> Conn<H, S> {
                     None => std::future::pending().await,
                 }
             };
-            let woken = or(read, or(timeout, stop)).await;
+            // At `max_connections`, the accept loop may need an idle connection's place.
+            let reclaim = async {
+                match host.open_connections().filter(|_| reusable) {
+                    Some(open) => {
+                        open.idle().await;
+                        Wake::Reclaimed
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let woken = or(read, or(timeout, or(stop, reclaim))).await;
             // A wait that completed is not polled again.
             self.shutdown = shutdown.filter(|_| !matches!(woken, Wake::Shutdown));
             self.read_deadline = read_deadline;
@@ -370,7 +386,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                     self.refused = true;
                     return Ok(None);
                 }
-                Wake::Timeout => return Ok(None),
+                Wake::Timeout | Wake::Reclaimed => return Ok(None),
             }
         }
     }

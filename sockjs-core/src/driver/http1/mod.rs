@@ -44,7 +44,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 
 use crate::driver::metrics::Unrouted;
-use crate::driver::{Config, Connection, Runtime, Service, Socket, WebSocket};
+use crate::driver::{Config, Connection, OpenConnections, Runtime, Service, Socket, WebSocket};
 
 /// The server a connection belongs to, as [`serve`] sees it. An adapter implements it once,
 /// for its standalone server.
@@ -183,6 +183,15 @@ pub trait Host: Send + Sync + Sized + 'static {
     /// Runs a connection that became a WebSocket to its end, in a task of its own (which
     /// then holds nothing of the connection's HTTP state).
     fn spawn_websocket<S: Socket>(self: &Arc<Self>, websocket: WebSocket<S>);
+
+    /// The server's open connections, if it bounds them
+    /// ([`Config::max_connections`](crate::driver::Config::max_connections)): a connection
+    /// that has served a request and waits idle for the next closes when they ask for its
+    /// place ([`OpenConnections::idle`](crate::driver::OpenConnections::idle)). `None`
+    /// (the default): idle connections close only on their timeout or at shutdown.
+    fn open_connections(&self) -> Option<&OpenConnections> {
+        None
+    }
 }
 
 /// Serves one connection of `host` until the client closes it, it fails, a limit or
