@@ -18,7 +18,7 @@ use super::response::put_decimal;
 pub enum WireError {
     /// The request line or a header field is not valid HTTP/1.x syntax. `400`.
     MalformedHead,
-    /// The request target is not a valid URI. `400`.
+    /// The request target is not a valid URI, or carries a fragment (RFC 9112 §3.2). `400`.
     InvalidTarget,
     /// The request line names a version of HTTP other than 1, such as `HTTP/2.0` or
     /// `HTTP/0.9` (the version's grammar: RFC 9112 §2.3). A later minor version of HTTP/1,

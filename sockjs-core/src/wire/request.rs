@@ -372,6 +372,11 @@ fn parse_head_into<'b>(
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
         .ok_or(WireError::MalformedHead)?;
     let target = parsed.path.ok_or(WireError::MalformedHead)?;
+    // A fragment is no part of a request-target (RFC 9112 §3.2): the URI parser would drop
+    // it, and the path routed on would not be the one sent.
+    if target.contains('#') {
+        return Err(WireError::InvalidTarget);
+    }
     let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
         .map_err(|_| WireError::InvalidTarget)?;
     let version = match parsed.version {
