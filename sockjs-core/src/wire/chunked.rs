@@ -2,6 +2,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::tokens::is_tchar;
 use super::{Limits, WireError};
 
 /// Longest chunk-size line accepted, extensions included (and never more
@@ -24,7 +25,7 @@ enum State {
 
 /// Decodes a chunked body, consuming its bytes as they arrive.
 ///
-/// Chunk extensions are accepted and ignored (all of a body's together bounded by
+/// Chunk extensions are checked against their grammar and ignored (all of a body's together bounded by
 /// `max_head_bytes`); trailer fields are accepted (bounded by `max_head_bytes`) and
 /// discarded. Lines must end with CRLF.
 #[derive(Debug)]
@@ -178,25 +179,65 @@ fn parse_size_line(line: &[u8]) -> Result<(u64, usize), WireError> {
         acc.saturating_mul(16).saturating_add(d)
     });
     let rest = &line[digits..];
-    // Whitespace only before an extension's `;` (RFC 9112 §7.1.1's BWS): `5 ` is no size.
-    let ext = &rest[rest
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count()..];
-    let ext_ok =
-        rest.is_empty() || (ext.first() == Some(&b';') && ext.iter().all(|&b| is_field_byte(b)));
-    if ext_ok {
+    if is_chunk_ext(rest) {
         Ok((size, rest.len()))
     } else {
         Err(WireError::MalformedChunk)
     }
 }
 
+/// RFC 9112 §7.1.1: `*( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`, names
+/// tokens, values tokens or quoted strings (RFC 9110 §5.6.4). Whitespace only where BWS
+/// stands: `5 ` is no size, and nothing follows the last name or value.
+fn is_chunk_ext(mut ext: &[u8]) -> bool {
+    fn bws(s: &[u8]) -> &[u8] {
+        let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        &s[n..]
+    }
+    fn token(s: &[u8]) -> Option<&[u8]> {
+        let n = s.iter().take_while(|&&b| is_tchar(b)).count();
+        (n > 0).then(|| &s[n..])
+    }
+    /// What follows the quoted string `s` starts with, if it is one.
+    fn quoted(s: &[u8]) -> Option<&[u8]> {
+        let mut i = 1;
+        loop {
+            match *s.get(i)? {
+                b'"' => return s.get(i + 1..),
+                b'\\' if is_field_byte(*s.get(i + 1)?) => i += 2,
+                b'\\' => return None,
+                b if is_field_byte(b) => i += 1,
+                _ => return None,
+            }
+        }
+    }
+    while !ext.is_empty() {
+        let Some(after) = bws(ext).strip_prefix(b";") else {
+            return false;
+        };
+        let Some(after) = token(bws(after)) else {
+            return false;
+        };
+        ext = match bws(after).strip_prefix(b"=").map(bws) {
+            Some(value) if value.first() == Some(&b'"') => match quoted(value) {
+                Some(rest) => rest,
+                None => return false,
+            },
+            Some(value) => match token(value) {
+                Some(rest) => rest,
+                None => return false,
+            },
+            None => after,
+        };
+    }
+    true
+}
+
 /// A trailer line: `name ":" value`, with a token name and no control bytes.
 fn is_trailer_field(line: &[u8]) -> bool {
     match line.iter().position(|&b| b == b':') {
         Some(colon) if colon > 0 => {
-            line[..colon].iter().all(|&b| super::tokens::is_tchar(b))
+            line[..colon].iter().all(|&b| is_tchar(b))
                 && line[colon + 1..].iter().all(|&b| is_field_byte(b))
         }
         _ => false,
