@@ -2323,8 +2323,8 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// Where the decoder departs from the RFC: the minimal bytes, kept as ignored tests. Each one
-// first checks the model's reading, then the decoder's, which fails.
+// Rules on their minimal bytes: each test checks the model's reading, then the decoder's.
+// Where the decoder departs from the RFC, the test is ignored and says why.
 // ---------------------------------------------------------------------------------------
 
 /// Requests and the error that ends them.
@@ -2431,10 +2431,11 @@ fn rfc9110_2_5_a_higher_minor_version_is_served_as_http_1_1() {
 /// RFC 9112 §3: "Recipients of an invalid request-line SHOULD respond with either a 400 (Bad
 /// Request) error or a 301 (Moved Permanently) redirect"; 505 is for a version the server
 /// does not support (RFC 9110 §15.6.6), and none of these lines names a version in the
-/// grammar of RFC 9112 §2.3. The decoder (httparse) takes whatever follows the second space
-/// as the version and answers 505 when its first 8 bytes are not `HTTP/1.0` or `HTTP/1.1`:
-/// a space inside the target, two before the version, a lowercase or misspelt name, a version
-/// cut short, or a space after a version it does not serve.
+/// grammar of RFC 9112 §2.3. httparse takes whatever follows the second space as the version
+/// and refuses it when its first 8 bytes are not `HTTP/1.0` or `HTTP/1.1` (a space inside the
+/// target, two before the version, a lowercase or misspelt name, a version cut short, or a
+/// space after a version it does not serve), which the decoder answered with 505 before it
+/// read such a line again for its version.
 #[test]
 fn rfc9112_3_a_request_line_without_a_valid_version_is_400() {
     for line in [
