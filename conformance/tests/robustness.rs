@@ -478,6 +478,146 @@ fn max_connections_holds_new_connections_until_one_ends() {
     }
 }
 
+/// `Config::max_connections` under churn, on both adapters: a dozen clients share three
+/// places, each opening connections, making one to three requests on each, and keeping
+/// some open and idle. Every request is answered: a connection's first request always
+/// (a connection that has sent none is never closed for another), a later one after a
+/// reconnect when the server closed the idle connection for a waiting client (as a
+/// keep-alive client retries). Nothing waits for long, and the count comes back to zero.
+#[test]
+fn max_connections_under_churn_answers_every_client() {
+    const THREADS: usize = 12;
+    const ROUNDS: usize = 15;
+    const WAIT: Duration = Duration::from_secs(20);
+    for adapter in ADAPTERS {
+        let config = Config {
+            max_connections: Some(3),
+            // Only the bound closes idle connections here.
+            header_read_timeout: Duration::from_secs(120),
+            ..Config::default()
+        };
+        let target = start(
+            adapter,
+            Settings {
+                options: Options::default(),
+                config,
+            },
+        );
+        let addr = target.addr;
+        let started = Instant::now();
+        let clients: Vec<_> = (0..THREADS)
+            .map(|t| {
+                thread::spawn(move || {
+                    let mut kept = None;
+                    let mut reconnects = 0;
+                    for round in 0..ROUNDS {
+                        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                        assert_eq!(
+                            info_exchange(&mut stream, WAIT),
+                            Exchange::Answered,
+                            "thread {t} round {round}: a first request"
+                        );
+                        for _ in 0..(t + round) % 3 {
+                            match info_exchange(&mut stream, WAIT) {
+                                Exchange::Answered => {}
+                                Exchange::Closed => {
+                                    reconnects += 1;
+                                    stream = std::net::TcpStream::connect(addr).unwrap();
+                                    assert_eq!(
+                                        info_exchange(&mut stream, WAIT),
+                                        Exchange::Answered,
+                                        "thread {t} round {round}: after a reconnect"
+                                    );
+                                }
+                                Exchange::TimedOut => panic!("thread {t} round {round}"),
+                            }
+                        }
+                        // Every other round the connection stays open, idle, until the next.
+                        if round % 2 == 0 {
+                            kept = Some(stream);
+                        } else {
+                            kept = None;
+                        }
+                    }
+                    drop(kept);
+                    reconnects
+                })
+            })
+            .collect();
+        let reconnects: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{adapter:?}: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            wait_for(Duration::from_secs(5), || target.open_connections()
+                == Some(0)),
+            "{adapter:?}: {:?}",
+            target.open_connections()
+        );
+        eprintln!(
+            "{adapter:?}: {} rounds in {:?}, {reconnects} reconnects",
+            THREADS * ROUNDS,
+            started.elapsed()
+        );
+    }
+}
+
+/// What became of an `/info` request sent on a kept-alive connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Exchange {
+    Answered,
+    /// The server had closed the connection: nothing of an answer came back.
+    Closed,
+    TimedOut,
+}
+
+/// Sends `GET /echo/info` on `stream` and reads the answer (a `200`, whole).
+fn info_exchange(stream: &mut std::net::TcpStream, wait: Duration) -> Exchange {
+    if stream
+        .write_all(b"GET /echo/info HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return Exchange::Closed;
+    }
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut first = [0u8; 1];
+    match stream.read(&mut first) {
+        Ok(0) => return Exchange::Closed,
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Exchange::TimedOut;
+        }
+        Err(_) => return Exchange::Closed,
+    }
+    // An answer has begun: the rest follows, and a `200` it must be.
+    let mut head = first.to_vec();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a Content-Length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    Exchange::Answered
+}
+
 /// Whether the server closes `stream` (the client sent nothing more) within `wait`.
 fn closed_by_server(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
     stream.set_read_timeout(Some(wait)).unwrap();
