@@ -13,7 +13,8 @@ use sockjs_core::driver::http1::{self, Host};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
 use sockjs_core::driver::web::Mounts;
 use sockjs_core::driver::{
-    Config, Connection, OpenConnections, Polled, Runtime, Service, Socket, WebSocket,
+    Config, Connection, ConnectionRoom, OpenConnections, Polled, Runtime, Service, Socket,
+    WebSocket,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -196,21 +197,29 @@ impl Serve {
         let mut connections = JoinSet::new();
         tracing::info!(addr = ?listener.local_addr().ok(), "sockjs server listening");
         // A connection accepted at `max_connections`, held (not yet counted) until an idle
-        // keep-alive connection closed for it or another ended; the next ones wait in the
-        // listen backlog meanwhile. Kept outside the `select!`, whose other branches would
-        // drop it with the future that waits for room.
+        // keep-alive connection closed for it or another ended, and its wait for room
+        // (which asks once); the next ones wait in the listen backlog meanwhile. Kept
+        // outside the `select!`, whose other branches would drop them.
         let mut held = None;
+        let mut room: Option<ConnectionRoom<'_>> = None;
         loop {
             tokio::select! {
                 accepted = listener.accept(), if held.is_none() => match accepted {
-                    Ok(accepted) => held = Some(accepted),
+                    Ok(accepted) => {
+                        held = Some(accepted);
+                        room = Some(open.room_for_accepted());
+                    }
                     Err(error) => {
                         // Usually out of file descriptors: back off briefly.
                         tracing::warn!(%error, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
-                () = open.room_for_accepted(), if held.is_some() => {
+                () = std::future::poll_fn(|cx| match room.as_mut() {
+                    Some(room) => std::pin::Pin::new(room).poll(cx),
+                    None => std::task::Poll::Pending,
+                }), if held.is_some() => {
+                    room = None;
                     if let Some((stream, peer)) = held.take() {
                         let host = host.clone();
                         // The connection's future is made inside the task's: made outside

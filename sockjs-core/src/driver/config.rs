@@ -104,19 +104,20 @@ pub struct Config {
     pub close_linger: Duration,
     /// *(server)* Most connections the server keeps open at once: HTTP connections (idle
     /// keep-alive ones included), TLS handshakes and WebSockets. At the bound the server
-    /// accepts one more connection and holds it, unanswered and not yet counted, while the
+    /// accepts one more connection and holds it, unanswered and not yet counted, and the
     /// longest idle keep-alive connection (one that has answered a request and waits for
-    /// the next) is closed to make room for it, as nginx reuses its idle connections: its
+    /// the next) closes to make room for it, as nginx reuses its idle connections: its
     /// client opens a new connection for its next request, as after the
-    /// [`header_read_timeout`](Config::header_read_timeout). With none idle, the held
-    /// connection waits until one ends; a connection that has not sent its first request
-    /// is never closed for it. The connections after the held one wait in the kernel's
-    /// listen backlog (their clients see a slow connect, not a refusal; past the backlog,
-    /// the kernel drops their SYNs and they retry). It keeps file descriptors, memory and
-    /// handshake work within a budget (one descriptor more, for the held connection), and
-    /// a flood of connections from waiting on more than the backlog. Connections handed to
-    /// `serve_connection` are not bounded by it (sockjs-smol counts them for its graceful
-    /// shutdown and its gauge, and closes them too when idle at the bound).
+    /// [`header_read_timeout`](Config::header_read_timeout). With none idle, the next
+    /// connection to go idle after answering a request closes for it, unless a connection
+    /// ends first; a connection that has not sent its first request is never closed for
+    /// it. The connections after the held one wait in the kernel's listen backlog (their
+    /// clients see a slow connect, not a refusal; past the backlog, the kernel drops their
+    /// SYNs and they retry). It keeps file descriptors, memory and handshake work within a
+    /// budget (one descriptor more, for the held connection), and a flood of connections
+    /// from waiting on more than the backlog. Connections handed to `serve_connection` are
+    /// not bounded by it (sockjs-smol counts them for its graceful shutdown and its gauge,
+    /// and they too may close, idle, for a client its accept loop holds).
     /// Default `None`: no bound but the process's file descriptors (an accept that fails
     /// for want of one is retried 50 ms later). `Some(0)` counts as one.
     pub max_connections: Option<usize>,

@@ -94,7 +94,7 @@ pub use admission::{Admission, AdmissionRequest};
 pub use config::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 pub use connection::{Connection, ConnectionProbe};
 pub use exchange::{Exchange, TryNext};
-pub use open::{ConnectionGuard, ConnectionRoom, CountedTask, OpenConnections};
+pub use open::{ConnectionGuard, ConnectionRoom, CountedTask, Idle, OpenConnections};
 pub use runtime::{Runtime, Task, Timer};
 pub use service::{Service, shutdown};
 pub use session::{Closed, Ready, Send, Session, SessionSender};

@@ -1,6 +1,7 @@
 //! A server's open connections, counted, and the accept loop's wait for room under
 //! [`Config::max_connections`](crate::driver::Config::max_connections).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,8 +20,9 @@ use super::waiters::Waiters;
 /// [`room_for_accepted`](OpenConnections::room_for_accepted) before it counts and serves
 /// it: at the bound, that asks the longest idle keep-alive connection (one that has served
 /// a request and waits for the next, see [`idle`](OpenConnections::idle)) to close for
-/// it, as nginx reuses its idle connections, and otherwise waits until a connection ends;
-/// the connections after it wait in the kernel's listen backlog meanwhile. (A loop that
+/// it, as nginx reuses its idle connections (with none idle, the next to go idle), and
+/// resolves once a connection has ended; the connections after it wait in the kernel's
+/// listen backlog meanwhile. (A loop that
 /// waits for [`room`](OpenConnections::room) before each accept instead leaves them all
 /// there and closes no idle connection.) Graceful shutdown waits for
 /// [`len`](OpenConnections::len) to reach zero. The wait, the accept and the count are
@@ -56,8 +58,12 @@ pub struct OpenConnections {
 /// holds (see [`OpenConnections::room_for_accepted`]).
 #[derive(Debug, Default)]
 struct Reuse {
-    /// Their waits ([`Idle`]), longest idle first.
-    idle: Waiters,
+    /// Their waits ([`Idle`]) by id, ids given in the order they began: the first is the
+    /// longest idle. A map, so that a request arriving on one of many idle connections
+    /// takes its wait out in logarithmic time.
+    idle: BTreeMap<u64, Waker>,
+    /// The next wait's id.
+    next: u64,
     /// Waits asked to end that have not seen it yet.
     asked: Vec<u64>,
     /// Asks made while no connection was idle: the next wait to begin ends at once.
@@ -68,7 +74,7 @@ impl Reuse {
     /// Asks the longest idle connection to close, or the next to go idle: the waker to
     /// wake once the lock is released.
     fn ask_one(&mut self) -> Option<Waker> {
-        match self.idle.take_first() {
+        match self.idle.pop_first() {
             Some((id, waker)) => {
                 self.asked.push(id);
                 Some(waker)
@@ -78,6 +84,18 @@ impl Reuse {
                 None
             }
         }
+    }
+
+    /// Takes back every ask not seen yet: room came another way.
+    fn withdraw(&mut self) {
+        self.asked.clear();
+        self.wanted = 0;
+    }
+
+    /// Takes `id`'s ask, if it has one it has not seen.
+    fn take_ask(&mut self, id: u64) -> bool {
+        let at = self.asked.iter().position(|&asked| asked == id);
+        at.map(|at| self.asked.swap_remove(at)).is_some()
     }
 }
 
@@ -151,7 +169,11 @@ impl OpenConnections {
     /// counted) fits under the bound: at once below it. At the bound it asks the longest
     /// idle keep-alive connection to close (or, with none idle, the next one to go idle),
     /// once per wait, and resolves when any connection has ended. Room found another way
-    /// first withdraws the ask that has not reached its connection yet.
+    /// first (a connection ending) withdraws the ask that has not reached its connection
+    /// yet. Keep the one wait until it resolves: each new one asks again. (One ask per
+    /// wait: while connections beyond the bound are open, a WebSocket handing over from
+    /// its HTTP connection or `serve_connection`'s, the one that closed may not make room,
+    /// and the wait goes on until another ends.)
     pub fn room_for_accepted(&self) -> ConnectionRoom<'_> {
         ConnectionRoom {
             reclaim: Reclaim::NotAsked,
@@ -162,13 +184,14 @@ impl OpenConnections {
     /// The wait of a connection that has served a request and is idle until the next:
     /// it resolves when the accept loop needs its place for a client it holds (see
     /// [`room_for_accepted`](OpenConnections::room_for_accepted)), and the connection then
-    /// closes, as on its idle timeout. The longest idle is asked first. A wait dropped
-    /// unfinished (a request arrived) hands an ask it had not seen to the next idle
-    /// connection.
+    /// closes, as on its idle timeout. The longest idle is asked first: a connection keeps
+    /// one wait for as long as it stays idle. A wait dropped unfinished (a request arrived)
+    /// hands an ask it had not seen to the next idle connection; one that ends in
+    /// [`Idle::closing`] (the connection closes anyway) does not.
     pub fn idle(&self) -> Idle<'_> {
         Idle {
             open: self,
-            slot: None,
+            id: None,
         }
     }
 
@@ -189,6 +212,10 @@ impl OpenConnections {
         // registers under the lock and looks at the count again after, so a wait that
         // began before this decrement is woken here and one that began after sees room.
         if before >= self.max {
+            if before == self.max {
+                // Room now: no idle connection need close for the accept loop's client.
+                self.reuse().withdraw();
+            }
             let wakers = self.waiting().take();
             wakers.into_iter().for_each(std::task::Waker::wake);
         }
@@ -261,9 +288,7 @@ impl ConnectionRoom<'_> {
     fn withdraw(&mut self) {
         if self.reclaim == Reclaim::Asked {
             self.reclaim = Reclaim::NotAsked;
-            let mut reuse = self.open.reuse();
-            reuse.asked.clear();
-            reuse.wanted = 0;
+            self.open.reuse().withdraw();
         }
     }
 }
@@ -329,11 +354,28 @@ impl Drop for ConnectionRoom<'_> {
 }
 
 /// The future of [`OpenConnections::idle`]: resolves when the connection is to close.
+///
+/// A connection keeps one wait for as long as it stays idle (its place in the order is
+/// when it began), drops it when a request arrives, and hands it to
+/// [`closing`](Idle::closing) when it closes for a reason of its own.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct Idle<'a> {
     open: &'a OpenConnections,
-    slot: Option<u64>,
+    /// Its id once it has been polled, until it ends.
+    id: Option<u64>,
+}
+
+impl Idle<'_> {
+    /// The connection closes anyway (its client closed it, a timeout, an error): an ask
+    /// it had not seen yet is answered by that, not handed to another idle connection.
+    pub fn closing(mut self) {
+        if let Some(id) = self.id.take() {
+            let mut reuse = self.open.reuse();
+            reuse.idle.remove(&id);
+            reuse.take_ask(id);
+        }
+    }
 }
 
 impl Future for Idle<'_> {
@@ -342,35 +384,45 @@ impl Future for Idle<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let mut reuse = this.open.reuse();
-        if let Some(id) = this.slot {
-            if let Some(at) = reuse.asked.iter().position(|&asked| asked == id) {
-                reuse.asked.swap_remove(at);
-                this.slot = None;
+        if let Some(id) = this.id {
+            if reuse.take_ask(id) {
+                this.id = None;
                 return Poll::Ready(());
+            }
+            if let Some(waker) = reuse.idle.get_mut(&id) {
+                if !waker.will_wake(cx.waker()) {
+                    *waker = cx.waker().clone();
+                }
+                return Poll::Pending;
             }
         }
         if reuse.wanted > 0 {
             reuse.wanted -= 1;
-            reuse.idle.remove(this.slot.take());
+            if let Some(id) = this.id.take() {
+                reuse.idle.remove(&id);
+            }
             return Poll::Ready(());
         }
-        reuse.idle.register(&mut this.slot, cx);
+        // First polled, or withdrawn after an ask: (again) in line, from now.
+        let id = reuse.next;
+        reuse.next += 1;
+        reuse.idle.insert(id, cx.waker().clone());
+        this.id = Some(id);
         Poll::Pending
     }
 }
 
 impl Drop for Idle<'_> {
     fn drop(&mut self) {
-        let Some(id) = self.slot.take() else {
+        let Some(id) = self.id.take() else {
             return;
         };
         let mut reuse = self.open.reuse();
-        reuse.idle.remove(Some(id));
-        let Some(at) = reuse.asked.iter().position(|&asked| asked == id) else {
+        reuse.idle.remove(&id);
+        if !reuse.take_ask(id) {
             return;
-        };
+        }
         // Asked, and busy again before it saw it: the next idle connection goes instead.
-        reuse.asked.swap_remove(at);
         let next = reuse.ask_one();
         drop(reuse);
         if let Some(waker) = next {
@@ -551,6 +603,61 @@ mod tests {
         drop(first);
         assert!(second_woken.0.load(Ordering::SeqCst));
         assert!(poll_idle(&mut second, &second_waker).is_ready());
+    }
+
+    #[test]
+    fn an_asked_connection_closing_anyway_is_the_room_asked_for() {
+        let open = OpenConnections::new(Some(2));
+        let mut guards = vec![open.enter(), open.enter()];
+        let (first_woken, _, first) = waiting_idle(&open);
+        let (second_woken, second_waker, mut second) = waiting_idle(&open);
+        let (room_woken, room_waker) = flag();
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &room_waker).is_pending());
+        assert!(first_woken.0.load(Ordering::SeqCst));
+        // Its client closed it at the same moment: it closes, and no other goes with it.
+        first.closing();
+        assert!(!second_woken.0.load(Ordering::SeqCst));
+        guards.pop();
+        assert!(room_woken.0.load(Ordering::SeqCst));
+        assert!(poll(&mut room, &room_waker).is_ready());
+        assert!(poll_idle(&mut second, &second_waker).is_pending());
+    }
+
+    #[test]
+    fn a_wait_polled_again_keeps_its_place() {
+        let open = OpenConnections::new(Some(1));
+        let _only = open.enter();
+        let (first_woken, first_waker, mut first) = waiting_idle(&open);
+        let (second_woken, _, _second) = waiting_idle(&open);
+        let (_, other_waker) = flag();
+        assert!(poll_idle(&mut first, &other_waker).is_pending());
+        assert!(poll_idle(&mut first, &first_waker).is_pending());
+        let (_, waker) = flag();
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &waker).is_pending());
+        assert!(
+            first_woken.0.load(Ordering::SeqCst),
+            "still the longest idle"
+        );
+        assert!(!second_woken.0.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn room_from_a_connection_ending_withdraws_the_ask_before_the_loop_runs() {
+        let open = OpenConnections::new(Some(1));
+        let only = open.enter();
+        let (_, waker) = flag();
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &waker).is_pending());
+        // None was idle: the next to go idle would close. A connection ends first.
+        drop(only);
+        let mut idle = open.idle();
+        assert!(
+            poll_idle(&mut idle, &waker).is_pending(),
+            "room came: no connection closes for it"
+        );
+        assert!(poll(&mut room, &waker).is_ready());
     }
 
     #[test]

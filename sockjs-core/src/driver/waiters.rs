@@ -44,11 +44,6 @@ impl Waiters {
         }
     }
 
-    /// Takes the waiter that registered first (and is still waiting): its id and waker.
-    pub(crate) fn take_first(&mut self) -> Option<(u64, Waker)> {
-        (!self.list.is_empty()).then(|| self.list.remove(0))
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

@@ -18,7 +18,9 @@ use crate::driver::runtime::{later, yield_now};
 use crate::driver::scratch::{READ_BUFFER, SpareBuffer, with_read_buffer};
 use crate::driver::socket::write_now;
 use crate::driver::web::{BodyError, not_found, plain};
-use crate::driver::{Connection, Exchange, Service, Socket, Timer, TryNext, write_all};
+use crate::driver::{
+    Connection, Exchange, Idle, OpenConnections, Service, Socket, Timer, TryNext, write_all,
+};
 use crate::wire::{
     AfterResponse, CONTINUE_RESPONSE, Decoded, DecodedRequest, HttpDate, Limits, RequestDecoder,
     ResponseEncoder, hixie76,
@@ -271,6 +273,27 @@ impl<H: Host, S: Socket> Conn<H, S> {
     /// timeout, shutdown, or a request that could not be read, already answered).
     async fn next_request(&mut self) -> io::Result<Option<DecodedRequest>> {
         let host = self.host.clone();
+        // The connection's wait to be closed for a waiting client while it is idle (at
+        // `max_connections`), kept while it stays idle so that it keeps its place in line.
+        let mut idle = None;
+        let next = self.read_request(&*host, &mut idle).await;
+        if let Some(idle) = idle {
+            match next {
+                // Busy again: an ask it had not seen goes to the next idle connection.
+                Ok(Some(_)) => drop(idle),
+                _ => idle.closing(),
+            }
+        }
+        next
+    }
+
+    /// [`next_request`](Conn::next_request), keeping `idle` while the connection is idle
+    /// and has served a request.
+    async fn read_request<'h>(
+        &mut self,
+        host: &'h H,
+        idle: &mut Option<Idle<'h>>,
+    ) -> io::Result<Option<DecodedRequest>> {
         let config = host.config();
         let runtime = host.runtime();
         // The head must arrive within the header read timeout of the connection going idle;
@@ -291,7 +314,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Ok(None) => Step::Read,
                 Err(err) => {
                     tracing::debug!(peer = ?self.connection.peer(), error = %err, "bad request");
-                    let date = Some(date(&*host));
+                    let date = Some(date(host));
                     Step::Refuse(
                         self.refusal(err.status(), |out| err.encode_response_dated(date, out)),
                     )
@@ -314,9 +337,14 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 reading_body = true;
                 deadline = later(runtime.now(), config.body_read_timeout);
             }
-            let idle = self.decoder.is_idle() && self.buf.is_empty();
-            let reusable = idle && self.served;
-            if idle && host.is_shutting_down() && drains_over(&*host) {
+            let idle_now = self.decoder.is_idle() && self.buf.is_empty();
+            if !(idle_now && self.served) {
+                // A request is on its way (or none served yet): not to be closed for another.
+                *idle = None;
+            } else if idle.is_none() {
+                *idle = host.open_connections().map(OpenConnections::idle);
+            }
+            if idle_now && host.is_shutting_down() && drains_over(host) {
                 return Ok(None);
             }
             enum Wake {
@@ -329,8 +357,8 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Some(shutdown) => Some(shutdown),
                 // Shutting down, the services still draining: this connection may yet
                 // carry a poll that collects its session's close frame.
-                None if idle && host.is_shutting_down() => Some(drains_ended(&*host)),
-                None if idle => Some(host.shutdown_started()),
+                None if idle_now && host.is_shutting_down() => Some(drains_ended(host)),
+                None if idle_now => Some(host.shutdown_started()),
                 None => None,
             };
             let mut read_deadline = std::mem::take(&mut self.read_deadline);
@@ -342,7 +370,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
             };
             let stop = async {
                 // An idle connection also ends when graceful shutdown starts.
-                match shutdown.as_mut().filter(|_| idle) {
+                match shutdown.as_mut().filter(|_| idle_now) {
                     Some(shutdown) => {
                         shutdown.as_mut().await;
                         Wake::Shutdown
@@ -352,9 +380,9 @@ impl<H: Host, S: Socket> Conn<H, S> {
             };
             // At `max_connections`, the accept loop may need an idle connection's place.
             let reclaim = async {
-                match host.open_connections().filter(|_| reusable) {
-                    Some(open) => {
-                        open.idle().await;
+                match idle.as_mut() {
+                    Some(idle) => {
+                        idle.await;
                         Wake::Reclaimed
                     }
                     None => std::future::pending().await,
@@ -377,7 +405,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                     let out = self.refusal(response.status(), |out| {
                         ResponseEncoder::new(http::Version::HTTP_11, false).encode_dated(
                             &response,
-                            Some(&date(&*host)),
+                            Some(&date(host)),
                             out,
                         );
                     });
