@@ -73,8 +73,9 @@
 //! (slowloris protection; idle keep-alive connections close then too); bodies by the
 //! services' [`Options::max_request_body`] and [`Config::body_read_timeout`] (408). Each
 //! write fails after [`Config::write_timeout`]. [`Server::serve`] keeps at most
-//! [`Config::max_connections`] connections open at once (WebSockets included; at the
-//! bound an idle keep-alive connection is closed for each new one, which otherwise waits).
+//! [`Config::max_connections`] connections open at once (WebSockets included): at the
+//! bound it holds one new connection while an idle keep-alive one closes for it (with
+//! none idle, the next to go idle), and the rest wait in the listen backlog.
 //!
 //! # Who may open a session
 //!

@@ -84,9 +84,10 @@
 //! [`Config::header_read_timeout`] of the connection going idle (which also closes idle
 //! keep-alive connections), at most [`Config::max_head_bytes`] and [`Config::max_headers`]
 //! (431), every write within [`Config::write_timeout`], and at most
-//! [`Config::max_connections`] connections open at once (WebSockets included; at the
-//! bound an idle keep-alive connection is closed for each new one, which otherwise waits). Under another server those are that server's
-//! settings; WebSockets always get the write timeout.
+//! [`Config::max_connections`] connections open at once (WebSockets included): at the
+//! bound it holds one new connection while an idle keep-alive one closes for it (with
+//! none idle, the next to go idle), and the rest wait in the listen backlog. Under another
+//! server those are that server's settings; WebSockets always get the write timeout.
 //!
 //! # Who may open a session
 //!

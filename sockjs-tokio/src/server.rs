@@ -237,6 +237,9 @@ impl Serve {
             }
         }
         tracing::info!("shutting down: closing sessions");
+        // A connection held at the bound is not served; nothing is asked to close for it.
+        drop(room);
+        drop(held);
         drop(listener);
         let _ = stop_tx.send(true);
         let services: Vec<Service> = routes.services().map(|s| s.service().clone()).collect();

@@ -117,7 +117,9 @@ pub struct Config {
     /// budget (one descriptor more, for the held connection), and a flood of connections
     /// from waiting on more than the backlog. Connections handed to `serve_connection` are
     /// not bounded by it (sockjs-smol counts them for its graceful shutdown and its gauge,
-    /// and they too may close, idle, for a client its accept loop holds).
+    /// so they take up room too, and they too may close, idle, for a client its accept
+    /// loop holds; while they keep the count above the bound, one closing may not make
+    /// room, and the held client waits for more to end).
     /// Default `None`: no bound but the process's file descriptors (an accept that fails
     /// for want of one is retried 50 ms later). `Some(0)` counts as one.
     pub max_connections: Option<usize>,

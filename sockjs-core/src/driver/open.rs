@@ -68,6 +68,8 @@ struct Reuse {
     asked: Vec<u64>,
     /// Asks made while no connection was idle: the next wait to begin ends at once.
     wanted: usize,
+    /// Counts the withdrawals: an ask made before the last one was taken back.
+    withdrawals: u64,
 }
 
 impl Reuse {
@@ -90,6 +92,7 @@ impl Reuse {
     fn withdraw(&mut self) {
         self.asked.clear();
         self.wanted = 0;
+        self.withdrawals += 1;
     }
 
     /// Takes `id`'s ask, if it has one it has not seen.
@@ -279,14 +282,15 @@ pub struct ConnectionRoom<'a> {
 enum Reclaim {
     Never,
     NotAsked,
-    Asked,
+    /// Asked, after this many withdrawals: one after it took the ask back.
+    Asked(u64),
 }
 
 impl ConnectionRoom<'_> {
     /// Withdraws this wait's ask, if it has not reached its connection (the one accept
     /// loop per counter makes every ask this wait's).
     fn withdraw(&mut self) {
-        if self.reclaim == Reclaim::Asked {
+        if let Reclaim::Asked(_) = self.reclaim {
             self.reclaim = Reclaim::NotAsked;
             self.open.reuse().withdraw();
         }
@@ -311,10 +315,30 @@ impl Future for ConnectionRoom<'_> {
             return Poll::Ready(());
         }
         drop(waiting);
-        if this.reclaim == Reclaim::NotAsked {
-            this.reclaim = Reclaim::Asked;
-            let asked = this.open.reuse().ask_one();
-            if let Some(waker) = asked {
+        if this.reclaim != Reclaim::Never {
+            let mut reuse = this.open.reuse();
+            // Under the lock a connection ending takes to withdraw: room that came after
+            // this look withdraws this ask, so no connection closes for nothing.
+            if this.open.has_room() {
+                if let Reclaim::Asked(_) = this.reclaim {
+                    this.reclaim = Reclaim::NotAsked;
+                    reuse.withdraw();
+                }
+                drop(reuse);
+                this.open.waiting().remove(this.slot.take());
+                return Poll::Ready(());
+            }
+            let asked = match this.reclaim {
+                // Withdrawn since (room came, then went again before this poll): ask again.
+                Reclaim::Asked(withdrawals) if withdrawals == reuse.withdrawals => None,
+                _ => {
+                    let waker = reuse.ask_one();
+                    this.reclaim = Reclaim::Asked(reuse.withdrawals);
+                    Some(waker)
+                }
+            };
+            drop(reuse);
+            if let Some(Some(waker)) = asked {
                 waker.wake();
             }
         }
@@ -335,7 +359,7 @@ impl Future for ConnectionRoom<'_> {
                 tracing::warn!(
                     max,
                     "max_connections reached: an idle keep-alive connection is closed for \
-                     each new one, which otherwise waits until one ends (logged once per \
+                     each new one (with none idle, the next to go idle; logged once per \
                      server; then at debug level)"
                 );
             }
@@ -403,9 +427,12 @@ impl Future for Idle<'_> {
             }
             return Poll::Ready(());
         }
-        // First polled, or withdrawn after an ask: (again) in line, from now.
-        let id = reuse.next;
-        reuse.next += 1;
+        // First polled (in line from now), or withdrawn after an ask (back in its place:
+        // ids are never given twice, and its own is out of the map).
+        let id = this.id.unwrap_or_else(|| {
+            reuse.next += 1;
+            reuse.next
+        });
         reuse.idle.insert(id, cx.waker().clone());
         this.id = Some(id);
         Poll::Pending
@@ -658,6 +685,31 @@ mod tests {
             "room came: no connection closes for it"
         );
         assert!(poll(&mut room, &waker).is_ready());
+    }
+
+    #[test]
+    fn a_wait_asks_again_when_room_came_and_went_before_it_looked() {
+        let open = OpenConnections::new(Some(1));
+        let first = open.enter();
+        let (woken, idle_waker, mut idle) = waiting_idle(&open);
+        let (other_woken, _, _other) = waiting_idle(&open);
+        let (_, waker) = flag();
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &waker).is_pending());
+        assert!(woken.0.load(Ordering::SeqCst));
+        // A connection ends (the ask is withdrawn), and another takes its place (a
+        // `serve_connection` one, say) before the accept loop looks again.
+        drop(first);
+        let _second = open.enter();
+        assert!(poll_idle(&mut idle, &idle_waker).is_pending(), "withdrawn");
+        woken.0.store(false, Ordering::SeqCst);
+        assert!(poll(&mut room, &waker).is_pending());
+        assert!(
+            woken.0.load(Ordering::SeqCst),
+            "asked again, and the same connection: it kept its place"
+        );
+        assert!(!other_woken.0.load(Ordering::SeqCst));
+        assert!(poll_idle(&mut idle, &idle_waker).is_ready());
     }
 
     #[test]

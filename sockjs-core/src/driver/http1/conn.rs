@@ -320,6 +320,11 @@ impl<H: Host, S: Socket> Conn<H, S> {
                     )
                 }
             };
+            if !matches!(step, Step::Read) {
+                // Busy writing (a body to come, or a refusal): not the connection to close for
+                // another, so an ask it had not seen goes to the next idle one now.
+                *idle = None;
+            }
             match step {
                 Step::Continue => {
                     self.write(CONTINUE_RESPONSE).await?;
