@@ -440,6 +440,7 @@ fn max_connections_holds_new_connections_until_one_ends() {
             "{adapter:?}: a third connection was served past the bound"
         );
         assert_eq!(target.open_connections(), Some(2), "{adapter:?}");
+        assert_eq!(target.reclaimed_connections(), Some(0), "{adapter:?}");
         // The open connections are still served.
         ws.send(tungstenite::Message::text(r#"["still here"]"#))
             .unwrap();
@@ -465,10 +466,12 @@ fn max_connections_holds_new_connections_until_one_ends() {
             "{adapter:?}"
         );
         assert_eq!(target.open_connections(), Some(2), "{adapter:?}");
+        assert_eq!(target.reclaimed_connections(), Some(1), "{adapter:?}");
         // The fourth, idle in turn, makes room for a fifth.
         let mut fifth = std::net::TcpStream::connect(target.addr).unwrap();
         assert!(info_answered(&mut fifth, SERVED), "{adapter:?}");
         assert!(closed_by_server(&mut fourth, SERVED), "{adapter:?}");
+        assert_eq!(target.reclaimed_connections(), Some(2), "{adapter:?}");
         drop((silent, waiting, fourth, fifth));
         assert!(
             wait_for(SERVED, || target.open_connections() == Some(0)),
@@ -545,6 +548,14 @@ fn max_connections_under_churn_answers_every_client() {
             })
             .collect();
         let reconnects: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+        // Every reconnect was for a connection closed for another client, and each such
+        // close was counted; and no more closed than one for each connection accepted.
+        let reclaimed = target.reclaimed_connections().unwrap_or(0);
+        let accepted = (THREADS * ROUNDS + reconnects) as u64;
+        assert!(
+            (reconnects as u64..=accepted).contains(&reclaimed),
+            "{adapter:?}: {reclaimed} reclaimed, {reconnects} reconnects, {accepted} accepted"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "{adapter:?}: {:?}",
@@ -557,7 +568,7 @@ fn max_connections_under_churn_answers_every_client() {
             target.open_connections()
         );
         eprintln!(
-            "{adapter:?}: {} rounds in {:?}, {reconnects} reconnects",
+            "{adapter:?}: {} rounds in {:?}, {reconnects} reconnects, {reclaimed} reclaimed",
             THREADS * ROUNDS,
             started.elapsed()
         );

@@ -170,7 +170,9 @@ pub struct Target {
     metrics: Box<dyn Fn() -> Vec<Metrics> + Send + Sync>,
     /// Answers to requests that reached no service, by status.
     unrouted: Box<dyn Fn(u16) -> u64 + Send + Sync>,
-    open_connections: Box<dyn Fn() -> Option<usize> + Send + Sync>,
+    /// Its open connections and the idle ones it closed for new ones, as its metrics
+    /// show them.
+    connections: Box<dyn Fn() -> (Option<usize>, Option<u64>) + Send + Sync>,
     stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
@@ -215,7 +217,13 @@ impl Target {
 
     /// The server's open connections, as its `sockjs_connections_open` gauge shows them.
     pub fn open_connections(&self) -> Option<usize> {
-        (self.open_connections)()
+        (self.connections)().0
+    }
+
+    /// The idle connections the server closed for new ones at its `max_connections`, as
+    /// its `sockjs_connections_reclaimed_total` counter shows them.
+    pub fn reclaimed_connections(&self) -> Option<u64> {
+        (self.connections)().1
     }
 
     /// The counters of the service mounted at `prefix`.
@@ -486,7 +494,13 @@ fn start_smol(config: Config, mounts: Vec<Mount>, listener: TcpListener) -> Targ
         ended,
         metrics: Box::new(move || metrics.metrics()),
         unrouted: Box::new(move |status| unrouted.unrouted().answered(status)),
-        open_connections: Box::new(move || open.unrouted().open_connections()),
+        connections: Box::new(move || {
+            let unrouted = open.unrouted();
+            (
+                unrouted.open_connections(),
+                unrouted.reclaimed_connections(),
+            )
+        }),
         stop: Mutex::new(Some(Box::new(move || {
             // Graceful shutdown lasts about one disconnect delay; let it finish on its own.
             handle.shutdown();
@@ -547,7 +561,13 @@ fn start_tokio(config: Config, mounts: Vec<Mount>, std_listener: TcpListener) ->
         requests: Box::new(move || services.iter().map(|s| s.open_requests()).sum()),
         metrics: Box::new(move || metrics.metrics()),
         unrouted: Box::new(move |status| unrouted.unrouted().answered(status)),
-        open_connections: Box::new(move || open.unrouted().open_connections()),
+        connections: Box::new(move || {
+            let unrouted = open.unrouted();
+            (
+                unrouted.open_connections(),
+                unrouted.reclaimed_connections(),
+            )
+        }),
         shutdown: Box::new(move || {
             if let Some(tx) = stop_tx.lock().unwrap().take() {
                 let _ = tx.send(());

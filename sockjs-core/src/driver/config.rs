@@ -111,7 +111,7 @@ pub struct Config {
     /// [`header_read_timeout`](Config::header_read_timeout). With none idle, the next
     /// connection to go idle after answering a request closes for it, unless a connection
     /// ends first; a connection that has not sent its first request is never closed for
-    /// it. The connections after the held one wait in the kernel's listen backlog (their
+    /// it. Those closes are counted in `sockjs_connections_reclaimed_total`. The connections after the held one wait in the kernel's listen backlog (their
     /// clients see a slow connect, not a refusal; past the backlog, the kernel drops their
     /// SYNs and they retry). It keeps file descriptors, memory and handshake work within a
     /// budget (one descriptor more, for the held connection), and a flood of connections

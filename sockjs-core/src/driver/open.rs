@@ -88,11 +88,14 @@ impl Reuse {
         }
     }
 
-    /// Takes back every ask not seen yet: room came another way.
+    /// Takes back every ask not seen yet: room came another way. Only a withdrawal that
+    /// took one back counts: an ask answered already (its connection closing) stays answered.
     fn withdraw(&mut self) {
-        self.asked.clear();
-        self.wanted = 0;
-        self.withdrawals += 1;
+        if !self.asked.is_empty() || self.wanted > 0 {
+            self.asked.clear();
+            self.wanted = 0;
+            self.withdrawals += 1;
+        }
     }
 
     /// Takes `id`'s ask, if it has one it has not seen.
@@ -200,6 +203,13 @@ impl OpenConnections {
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, Waiters> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts an idle connection closed for a new one, in the gauge's metrics.
+    fn reclaimed(&self) {
+        if let Some(gauge) = &self.gauge {
+            gauge.connection_reclaimed();
+        }
     }
 
     fn reuse(&self) -> std::sync::MutexGuard<'_, Reuse> {
@@ -411,6 +421,7 @@ impl Future for Idle<'_> {
         if let Some(id) = this.id {
             if reuse.take_ask(id) {
                 this.id = None;
+                this.open.reclaimed();
                 return Poll::Ready(());
             }
             if let Some(waker) = reuse.idle.get_mut(&id) {
@@ -425,6 +436,7 @@ impl Future for Idle<'_> {
             if let Some(id) = this.id.take() {
                 reuse.idle.remove(&id);
             }
+            this.open.reclaimed();
             return Poll::Ready(());
         }
         // First polled (in line from now), or withdrawn after an ask (back in its place:
@@ -542,12 +554,30 @@ mod tests {
         let mut text = String::new();
         unrouted.write_prometheus(&mut text);
         assert!(text.contains("# TYPE sockjs_connections_open gauge\nsockjs_connections_open 2\n"));
+        assert!(text.contains(
+            "# TYPE sockjs_connections_reclaimed_total counter\nsockjs_connections_reclaimed_total 0\n"
+        ));
+        // An idle connection closed for a new one is counted.
+        let (_, waker) = flag();
+        let mut idle = open.idle();
+        assert!(poll_idle(&mut idle, &waker).is_pending());
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &waker).is_pending());
+        assert_eq!(
+            unrouted.reclaimed_connections(),
+            Some(0),
+            "asked, not yet closed"
+        );
+        assert!(poll_idle(&mut idle, &waker).is_ready());
+        assert_eq!(unrouted.reclaimed_connections(), Some(1));
+        drop(room);
         drop(guards);
         assert_eq!(unrouted.open_connections(), Some(0));
         let mut text = String::new();
         Unrouted::default().write_prometheus(&mut text);
         assert!(
-            !text.contains("sockjs_connections_open"),
+            !text.contains("sockjs_connections_open")
+                && !text.contains("sockjs_connections_reclaimed_total"),
             "no server counts there"
         );
     }
@@ -710,6 +740,32 @@ mod tests {
         );
         assert!(!other_woken.0.load(Ordering::SeqCst));
         assert!(poll_idle(&mut idle, &idle_waker).is_ready());
+    }
+
+    #[test]
+    fn an_answered_ask_is_not_made_again_when_the_count_climbs_back() {
+        let open = OpenConnections::new(Some(2));
+        let mut guards = vec![open.enter(), open.enter()];
+        let (first_woken, first_waker, mut first) = waiting_idle(&open);
+        let (second_woken, _, _second) = waiting_idle(&open);
+        let (_, waker) = flag();
+        let mut room = open.room_for_accepted();
+        assert!(poll(&mut room, &waker).is_pending());
+        assert!(first_woken.0.load(Ordering::SeqCst));
+        // The asked connection sees its ask and closes...
+        assert!(poll_idle(&mut first, &first_waker).is_ready());
+        drop(first);
+        guards.pop();
+        // ... and a WebSocket takes its own place before its HTTP connection lets go.
+        let websocket = open.enter();
+        assert!(poll(&mut room, &waker).is_pending());
+        assert!(
+            !second_woken.0.load(Ordering::SeqCst),
+            "one ask for one held client"
+        );
+        guards.pop();
+        assert!(poll(&mut room, &waker).is_ready());
+        drop(websocket);
     }
 
     #[test]

@@ -53,6 +53,9 @@ impl Unrouted {
         if let Some(open) = self.open_connections() {
             metrics::gauge!(unrouted::CONNECTIONS).set(open as f64);
         }
+        if let Some(reclaimed) = self.reclaimed_connections() {
+            metrics::counter!(unrouted::RECLAIMED).absolute(reclaimed);
+        }
     }
 }
 
@@ -69,6 +72,7 @@ fn describe() {
             Kind::Gauge,
             unrouted::CONNECTIONS_HELP,
         );
+        describe_family(unrouted::RECLAIMED, Kind::Counter, unrouted::RECLAIMED_HELP);
     });
 }
 

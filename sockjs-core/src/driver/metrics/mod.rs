@@ -44,6 +44,7 @@
 //! | `sockjs_heartbeats_total` | counter | | Heartbeats sent (`h` frames, and raw WebSocket pings) |
 //! | `sockjs_unrouted_requests_total` | counter | `status` (no `service`) | Answers the adapter wrote to requests that reached no service ([`Unrouted`]): a head too large (431) or malformed (400), a body too large for every service (413) or too slow (408) before its service was known, a path outside every prefix (404) |
 //! | `sockjs_connections_open` | gauge | (no `service`) | Connections open on the adapter's standalone servers that count in this [`Unrouted`] ([`Unrouted::open_connections`]): HTTP connections, TLS handshakes and WebSockets, summed over the servers that share it (each server's [`Config::max_connections`](crate::driver::Config::max_connections) bounds its own); with sockjs-smol also the connections handed to its `Handler::serve_connection`; absent under axum and for sockjs-tokio's `serve_connection` |
+//! | `sockjs_connections_reclaimed_total` | counter | (no `service`) | Idle keep-alive connections those servers closed at their [`Config::max_connections`](crate::driver::Config::max_connections) to make room for a new connection ([`Unrouted::reclaimed_connections`]); present where `sockjs_connections_open` is |
 //!
 //! A 1009 close is `sockjs_sessions_closed_total{reason="message_too_big",code="1009"}`;
 //! a client's close handshake is `reason="client_closed",code="none"` (the engine does not

@@ -12,6 +12,10 @@ pub(crate) const HELP: &str = "Answers to requests that reached no service, by s
 pub(crate) const CONNECTIONS: &str = "sockjs_connections_open";
 pub(crate) const CONNECTIONS_HELP: &str =
     "Connections open on the server: HTTP connections, TLS handshakes and WebSockets.";
+/// The count of idle connections closed for new ones, and its help text.
+pub(crate) const RECLAIMED: &str = "sockjs_connections_reclaimed_total";
+pub(crate) const RECLAIMED_HELP: &str =
+    "Idle keep-alive connections closed at max_connections to make room for a new one.";
 
 /// Counts the answers an adapter writes to requests that reach no service, by status: a
 /// head too large (431) or malformed (400), a body too large for every service (413) or
@@ -20,8 +24,9 @@ pub(crate) const CONNECTIONS_HELP: &str =
 /// standalone server also counts its open connections here (see
 /// [`open_connections`](Unrouted::open_connections)).
 ///
-/// Rendered as `sockjs_unrouted_requests_total{status="…"}` and the gauge
-/// `sockjs_connections_open`, without a `service` label.
+/// Rendered as `sockjs_unrouted_requests_total{status="…"}`, the gauge
+/// `sockjs_connections_open` and the counter `sockjs_connections_reclaimed_total`, without
+/// a `service` label.
 ///
 /// ```
 /// use sockjs_core::driver::metrics::Unrouted;
@@ -41,6 +46,8 @@ pub struct Unrouted {
     connections: AtomicUsize,
     /// Whether a server counts its connections here.
     counting: AtomicBool,
+    /// Idle keep-alive connections closed at the bound for a new one.
+    reclaimed: AtomicU64,
 }
 
 impl Unrouted {
@@ -64,6 +71,20 @@ impl Unrouted {
             .then(|| self.connections.load(Ordering::Relaxed))
     }
 
+    /// Idle keep-alive connections the standalone servers that count here closed at their
+    /// [`Config::max_connections`](crate::driver::Config::max_connections) to make room for
+    /// a new connection, as the counter `sockjs_connections_reclaimed_total`; `None` where
+    /// no server counts here.
+    pub fn reclaimed_connections(&self) -> Option<u64> {
+        self.counting
+            .load(Ordering::Relaxed)
+            .then(|| self.reclaimed.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn connection_reclaimed(&self) {
+        self.reclaimed.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn start_counting(&self) {
         self.counting.store(true, Ordering::Relaxed);
     }
@@ -84,8 +105,9 @@ impl Unrouted {
         })
     }
 
-    /// Appends `sockjs_connections_open` (where a server counts here) and
-    /// `sockjs_unrouted_requests_total` (its `# HELP`, `# TYPE` and non-zero series) to
+    /// Appends `sockjs_connections_open` and `sockjs_connections_reclaimed_total` (where a
+    /// server counts here) and `sockjs_unrouted_requests_total` (its `# HELP`, `# TYPE`
+    /// and non-zero series) to
     /// `out`, in the Prometheus text format; next to
     /// [`write_prometheus`](super::write_prometheus)'s output. Write one `Unrouted` per
     /// text: two would repeat their families.
@@ -94,6 +116,12 @@ impl Unrouted {
             let _ = write!(
                 out,
                 "# HELP {CONNECTIONS} {CONNECTIONS_HELP}\n# TYPE {CONNECTIONS} gauge\n{CONNECTIONS} {open}\n"
+            );
+        }
+        if let Some(reclaimed) = self.reclaimed_connections() {
+            let _ = write!(
+                out,
+                "# HELP {RECLAIMED} {RECLAIMED_HELP}\n# TYPE {RECLAIMED} counter\n{RECLAIMED} {reclaimed}\n"
             );
         }
         let _ = write!(out, "# HELP {NAME} {HELP}\n# TYPE {NAME} counter\n");
