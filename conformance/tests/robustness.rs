@@ -368,63 +368,42 @@ fn info_answered(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
 /// Whether a `200` (to a request sent already) arrives on `stream` within `wait`; the
 /// whole response is read, so that the connection can carry the next one.
 fn info_answer_within(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
-    stream.set_read_timeout(Some(wait)).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            Ok(_) => panic!("closed after {:?}", String::from_utf8_lossy(&head)),
-            Err(e)
-                if head.is_empty()
-                    && matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-            {
-                return false;
-            }
-            Err(e) => panic!("{e}"),
-        }
+    match read_info_answer(stream, wait) {
+        Exchange::Answered => true,
+        Exchange::TimedOut => false,
+        Exchange::Closed => panic!("closed before an answer"),
     }
-    let head = String::from_utf8(head).unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            line.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .expect("a Content-Length");
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).unwrap();
-    head.starts_with("HTTP/1.1 200")
+}
+
+/// A standalone server with room for `max` connections, whose idle ones only the bound
+/// closes (the header read timeout outlasts the tests' waits).
+fn bounded(adapter: Adapter, max: usize) -> Target {
+    let config = Config {
+        max_connections: Some(max),
+        header_read_timeout: Duration::from_secs(120),
+        ..Config::default()
+    };
+    start(
+        adapter,
+        Settings {
+            options: Options::default(),
+            config,
+        },
+    )
 }
 
 /// `Config::max_connections` bounds a standalone server's open connections, HTTP and
 /// WebSocket alike. At the bound a new client is accepted and held, unanswered, while the
 /// longest idle keep-alive connection (one that has served a request and waits for the
 /// next) is closed to make room for it, as nginx reuses its idle connections; with none
-/// idle it waits until a connection ends, and is then served. A connection that has not
-/// sent a request yet is not closed for it, and the connections at work are served as
-/// before.
+/// (here: a connection that has sent no request and a WebSocket) it waits until a
+/// connection ends, and is then served. A connection that has not sent a request yet is
+/// not closed for it, and the connections at work are served as before.
 #[test]
 fn max_connections_holds_new_connections_until_one_ends() {
     const SERVED: Duration = Duration::from_secs(5);
     for adapter in ADAPTERS {
-        let config = Config {
-            max_connections: Some(2),
-            // Connections stay idle through the test's waits: only the bound ends them.
-            header_read_timeout: Duration::from_secs(120),
-            ..Config::default()
-        };
-        let target = start(
-            adapter,
-            Settings {
-                options: Options::default(),
-                config,
-            },
-        );
+        let target = bounded(adapter, 2);
         // A connection that never sends a request, and a WebSocket: the bound, with no
         // idle keep-alive connection to close.
         let mut silent = std::net::TcpStream::connect(target.addr).unwrap();
@@ -493,19 +472,7 @@ fn max_connections_under_churn_answers_every_client() {
     const ROUNDS: usize = 15;
     const WAIT: Duration = Duration::from_secs(20);
     for adapter in ADAPTERS {
-        let config = Config {
-            max_connections: Some(3),
-            // Only the bound closes idle connections here.
-            header_read_timeout: Duration::from_secs(120),
-            ..Config::default()
-        };
-        let target = start(
-            adapter,
-            Settings {
-                options: Options::default(),
-                config,
-            },
-        );
+        let target = bounded(adapter, 3);
         let addr = target.addr;
         let started = Instant::now();
         let clients: Vec<_> = (0..THREADS)
@@ -575,7 +542,7 @@ fn max_connections_under_churn_answers_every_client() {
     }
 }
 
-/// What became of an `/info` request sent on a kept-alive connection.
+/// What became of an `/info` request on a kept-alive connection.
 #[derive(Debug, PartialEq, Eq)]
 enum Exchange {
     Answered,
@@ -592,6 +559,12 @@ fn info_exchange(stream: &mut std::net::TcpStream, wait: Duration) -> Exchange {
     {
         return Exchange::Closed;
     }
+    read_info_answer(stream, wait)
+}
+
+/// Reads the answer to an `/info` request sent on `stream` (a `200`, whole), if it begins
+/// within `wait`.
+fn read_info_answer(stream: &mut std::net::TcpStream, wait: Duration) -> Exchange {
     stream.set_read_timeout(Some(wait)).unwrap();
     let mut first = [0u8; 1];
     match stream.read(&mut first) {
