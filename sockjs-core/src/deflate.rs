@@ -21,21 +21,23 @@
 //! no extension at all (the handshake itself goes on). An offer is declined when it has a
 //! parameter RFC 7692 does not define, a parameter twice, a parameter with an invalid value
 //! (window bits other than a decimal `8`..`15` without leading zeros, a value on a
-//! `*_no_context_takeover`, no value on `server_max_window_bits`), or a
-//! `server_max_window_bits` below 15 (the compressor always uses a 32 KiB window).
+//! `*_no_context_takeover`, no value on `server_max_window_bits`).
 //!
 //! The answer always holds `server_no_context_takeover` and `client_no_context_takeover`
 //! unless [`DeflateOptions::server_context_takeover`] /
 //! [`DeflateOptions::client_context_takeover`] allow the context to be kept and the
 //! client did not ask for the `*_no_context_takeover` itself; it repeats
-//! `server_max_window_bits=15` when offered, and never names `client_max_window_bits` (any
-//! client window fits the decompressor's 32 KiB).
+//! `server_max_window_bits` with the offer's value when offered, and never names
+//! `client_max_window_bits` (any client window fits the decompressor's 32 KiB).
 //!
 //! The compression is flate2 on its pure-Rust miniz_oxide backend (no C, no build script).
-//! That backend only compresses with a 32 KiB window, which is why a `server_max_window_bits`
-//! below 15 is declined rather than honoured: no browser sends one (Chromium and Firefox
-//! offer `permessage-deflate; client_max_window_bits`), and a declined offer only means an
-//! uncompressed socket, so zlib-rs, which could honour it, is not worth its weight here.
+//! That backend only compresses with a 32 KiB window. A `server_max_window_bits` below 15
+//! is honoured all the same: the server then compresses each message on its own (it
+//! answers `server_no_context_takeover`) and only messages no longer than the window
+//! ([`DeflateParams::largest_compressed`]), which cannot refer back further than their own
+//! length; longer ones go uncompressed. The client's own messages are compressed as usual.
+//! No browser sends the parameter (Chromium and Firefox offer
+//! `permessage-deflate; client_max_window_bits`).
 
 use http::HeaderValue;
 
@@ -105,11 +107,37 @@ pub struct DeflateParams {
     /// The client resets its compressor after each message, so the server may reset its
     /// decompressor too.
     pub client_no_context_takeover: bool,
-    /// Most window bits of the server's compressor (15: 32 KiB).
+    /// Most window bits of the server's compressor (15: 32 KiB). Below 15 the server
+    /// compresses without context takeover and only messages that fit in the window
+    /// ([`largest_compressed`](DeflateParams::largest_compressed)).
     pub server_max_window_bits: u8,
     /// Most window bits of the client's compressor, as far as the server knows (15 unless
     /// the client said less in its offer).
     pub client_max_window_bits: u8,
+}
+
+impl DeflateParams {
+    /// The longest text message the server may send compressed: any length with a 32 KiB
+    /// window, else the window's size. The compressor's own window is always 32 KiB, but
+    /// a message compressed on its own (no context takeover) refers back at most its own
+    /// length, so one that fits in the client's smaller window never reaches past it
+    /// (RFC 7692 §7.1.2.1); longer ones go uncompressed.
+    ///
+    /// ```
+    /// use sockjs_core::deflate::{DeflateOptions, negotiate};
+    ///
+    /// let offer = http::HeaderValue::from_static("permessage-deflate; server_max_window_bits=10");
+    /// let (params, answer) = negotiate([&offer], &DeflateOptions::default()).expect("accepted");
+    /// assert!(answer.to_str()?.ends_with("; server_max_window_bits=10"));
+    /// assert_eq!(params.largest_compressed(), 1024);
+    /// # Ok::<(), http::header::ToStrError>(())
+    /// ```
+    pub fn largest_compressed(&self) -> usize {
+        match self.server_max_window_bits {
+            bits @ 0..15 => 1 << bits,
+            _ => usize::MAX,
+        }
+    }
 }
 
 /// The parameters of an offer, once checked.
@@ -160,13 +188,7 @@ fn check_offer(params: &Params) -> Option<Offer> {
             ("server_no_context_takeover", None) => offer.server_no_context_takeover = true,
             ("client_no_context_takeover", None) => offer.client_no_context_takeover = true,
             ("server_max_window_bits", Some(value)) => {
-                let bits = window_bits(value)?;
-                // RFC 7692 §7.1.2.1: the server may decline what it cannot do; this
-                // compressor's window is always 32 KiB.
-                if bits < 15 {
-                    return None;
-                }
-                offer.server_max_window_bits = Some(bits);
+                offer.server_max_window_bits = Some(window_bits(value)?);
             }
             ("client_max_window_bits", None) => offer.client_max_window_bits = Some(None),
             ("client_max_window_bits", Some(value)) => {
@@ -192,12 +214,16 @@ fn window_bits(value: &str) -> Option<u8> {
 
 /// The parameters and the response to an acceptable offer.
 fn accept(offer: &Offer, options: &DeflateOptions) -> (DeflateParams, HeaderValue) {
+    let server_max_window_bits = offer.server_max_window_bits.unwrap_or(15);
     let params = DeflateParams {
+        // A window below 32 KiB is kept by compressing each message on its own, and only
+        // those no longer than the window (see `DeflateParams::largest_compressed`).
         server_no_context_takeover: offer.server_no_context_takeover
-            || !options.server_context_takeover,
+            || !options.server_context_takeover
+            || server_max_window_bits < 15,
         client_no_context_takeover: offer.client_no_context_takeover
             || !options.client_context_takeover,
-        server_max_window_bits: 15,
+        server_max_window_bits,
         client_max_window_bits: offer.client_max_window_bits.flatten().unwrap_or(15),
     };
     let mut answer = String::from("permessage-deflate");
@@ -209,9 +235,10 @@ fn accept(offer: &Offer, options: &DeflateOptions) -> (DeflateParams, HeaderValu
     }
     // RFC 7692 §7.1.2.1: accepting the parameter means answering with it.
     if offer.server_max_window_bits.is_some() {
-        answer.push_str("; server_max_window_bits=15");
+        answer.push_str("; server_max_window_bits=");
+        answer.push_str(&server_max_window_bits.to_string());
     }
-    // Built from fixed ASCII pieces only, so always a valid value.
+    // Built from fixed ASCII pieces and digits only, so always a valid value.
     let answer = HeaderValue::from_str(&answer)
         .unwrap_or_else(|_| HeaderValue::from_static("permessage-deflate"));
     (params, answer)

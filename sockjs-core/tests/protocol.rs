@@ -3067,19 +3067,45 @@ fn rfc7692_s7_1_1_context_takeover_is_refused_by_default_and_kept_on_request() {
 }
 
 #[test]
-fn rfc7692_s7_1_2_1_server_max_window_bits_below_15_is_declined() {
-    for bits in 8..15 {
+fn rfc7692_s7_1_2_1_server_max_window_bits_is_answered_with_the_offers_value() {
+    for bits in 8..15u8 {
         let offer = format!("permessage-deflate; server_max_window_bits={bits}");
-        let (_, answer, _) = deflate_handshake(on(), "/a/b/websocket", &[&offer]);
-        assert_eq!(answer, None, "{offer}: the compressor's window is 32 KiB");
+        let (_, answer, params) = deflate_handshake(on(), "/a/b/websocket", &[&offer]);
+        // Below 32 KiB each message stands alone (no context takeover), so one no longer
+        // than the window never refers back past it.
+        assert_eq!(
+            answer.as_deref(),
+            Some(&*format!("{BOTH_RESET}; server_max_window_bits={bits}")),
+            "{offer}"
+        );
+        let params = params.expect("accepted");
+        assert_eq!(params.server_max_window_bits, bits);
+        assert!(params.server_no_context_takeover);
+        assert_eq!(params.largest_compressed(), 1 << bits);
     }
-    // The next offer, without the limit, is taken instead.
+    // Even where the options keep the server's context: a smaller window takes it away.
+    let takeover = Some(sockjs_core::DeflateOptions {
+        server_context_takeover: true,
+        ..sockjs_core::DeflateOptions::default()
+    });
     let (_, answer, _) = deflate_handshake(
-        on(),
+        takeover,
         "/a/b/websocket",
-        &["permessage-deflate; server_max_window_bits=10, permessage-deflate"],
+        &["permessage-deflate; server_max_window_bits=10"],
     );
-    assert_eq!(answer.as_deref(), Some(BOTH_RESET));
+    assert_eq!(
+        answer.as_deref(),
+        Some(&*format!("{BOTH_RESET}; server_max_window_bits=10"))
+    );
+    let (_, answer, _) = deflate_handshake(
+        takeover,
+        "/a/b/websocket",
+        &["permessage-deflate; server_max_window_bits=15"],
+    );
+    assert_eq!(
+        answer.as_deref(),
+        Some("permessage-deflate; client_no_context_takeover; server_max_window_bits=15")
+    );
     // 15 is accepted and answered with the same value.
     let (_, answer, params) = deflate_handshake(
         on(),

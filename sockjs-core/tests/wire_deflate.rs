@@ -230,6 +230,55 @@ fn server_frames_compress_from_min_size_and_inflate_back() {
     assert!(!was_compressed || out.len() < noise.len());
 }
 
+#[test]
+fn rfc7692_s7_1_2_1_a_smaller_server_window_compresses_only_what_fits_in_it() {
+    let options = DeflateOptions {
+        min_size: 64,
+        server_context_takeover: true,
+        ..DeflateOptions::default()
+    };
+    let json = |len: usize| {
+        // Compressible, but not so much that it inflates past `client_read`'s room.
+        let mut text = String::from("a[\"");
+        for i in 0.. {
+            if text.len() >= len - 2 {
+                break;
+            }
+            text.push_str(&format!("ann says {i} "));
+        }
+        text.truncate(len - 2);
+        text.push_str("\"]");
+        text
+    };
+    for bits in 8..15u8 {
+        let window = 1usize << bits;
+        // Context takeover asked for by the options but not by the parameters: each message
+        // must stand alone all the same, or it could refer back past the window.
+        let params = DeflateParams {
+            server_max_window_bits: bits,
+            ..params(true)
+        };
+        assert_eq!(params.largest_compressed(), window);
+        let mut deflater = Deflater::new(&params, &options);
+        for len in [window - 1, window] {
+            let text = json(len);
+            let mut out = Vec::new();
+            deflater.encode_text(&text, &mut out);
+            // Inflated on a fresh decompressor: nothing is kept from the message before.
+            assert_eq!(client_read(&out, &mut Decompress::new(false)), (true, text));
+        }
+        assert!(!deflater.holds_state(), "{bits} bits: no context kept");
+        let text = json(window + 1);
+        let mut out = Vec::new();
+        deflater.encode_text(&text, &mut out);
+        assert_eq!(
+            client_read(&out, &mut Decompress::new(false)),
+            (false, text)
+        );
+    }
+    assert_eq!(params(true).largest_compressed(), usize::MAX);
+}
+
 proptest! {
     /// Whatever is compressed, in however many frames, and however the bytes are split,
     /// the same texts come out.

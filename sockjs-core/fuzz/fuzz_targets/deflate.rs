@@ -30,6 +30,8 @@ struct Input {
     texts: Vec<String>,
     max_message: u16,
     takeover: bool,
+    /// The server's window bits, 8 + this mod 8.
+    window: u8,
     level: u8,
     min_size: u8,
 }
@@ -102,7 +104,9 @@ fuzz_target!(|input: Input| {
         .collect();
     if let Some((params, answer)) = negotiate(&values, &options) {
         assert!((8..=15).contains(&params.client_max_window_bits));
-        assert_eq!(params.server_max_window_bits, 15);
+        assert!((8..=15).contains(&params.server_max_window_bits));
+        // A window below 32 KiB: each message on its own, so none refers back past it.
+        assert!(params.server_max_window_bits == 15 || params.server_no_context_takeover);
         let (again, _) = negotiate([&answer], &options).expect("an answer reads as an offer");
         assert_eq!(
             again.server_no_context_takeover,
@@ -112,13 +116,15 @@ fuzz_target!(|input: Input| {
             again.client_no_context_takeover,
             params.client_no_context_takeover
         );
+        assert_eq!(again.server_max_window_bits, params.server_max_window_bits);
     }
 
     let max = usize::from(input.max_message).max(1);
+    let server_max_window_bits = 8 + input.window % 8;
     let params = DeflateParams {
-        server_no_context_takeover: !input.takeover,
+        server_no_context_takeover: !input.takeover || server_max_window_bits < 15,
         client_no_context_takeover: !input.takeover,
-        server_max_window_bits: 15,
+        server_max_window_bits,
         client_max_window_bits: 15,
     };
 

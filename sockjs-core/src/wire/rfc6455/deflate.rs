@@ -165,6 +165,8 @@ fn deflate(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
 #[derive(Debug)]
 pub struct Deflater {
     min_size: usize,
+    /// Longer messages go uncompressed: the client's window is smaller than 32 KiB.
+    max_size: usize,
     level: u8,
     /// Keep the window between messages, in our own compressor.
     takeover: bool,
@@ -177,8 +179,9 @@ impl Deflater {
     pub fn new(params: &crate::DeflateParams, options: &crate::DeflateOptions) -> Deflater {
         Deflater {
             min_size: options.min_size.max(1),
+            max_size: params.largest_compressed(),
             level: options.level.min(9),
-            takeover: !params.server_no_context_takeover,
+            takeover: !params.server_no_context_takeover && params.server_max_window_bits >= 15,
             own: None,
         }
     }
@@ -189,11 +192,13 @@ impl Deflater {
         self.own.is_some()
     }
 
-    /// Appends a text message: compressed (RSV1 set) when it is at least `min_size` bytes,
+    /// Appends a text message: compressed (RSV1 set) when it is at least `min_size` bytes
+    /// and fits the client's window
+    /// ([`DeflateParams::largest_compressed`](crate::DeflateParams::largest_compressed)),
     /// else as [`encode_text`](super::encode_text) does.
     pub fn encode_text(&mut self, text: &str, out: &mut Vec<u8>) {
         let input = text.as_bytes();
-        if input.len() < self.min_size {
+        if input.len() < self.min_size || input.len() > self.max_size {
             return super::encode_text(text, out);
         }
         with_scratch(|compressed| {
