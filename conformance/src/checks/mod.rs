@@ -32,6 +32,7 @@ pub fn all() -> Vec<Check> {
     v.extend(transports::checks());
     v.extend(websocket::checks());
     v.push(websocket::permessage_deflate());
+    v.push(websocket::permessage_deflate_small_server_window());
     v.extend(rfc6455::checks());
     v.extend(http1::checks());
     v.extend(timing::checks());

@@ -445,6 +445,68 @@ pub(crate) fn permessage_deflate() -> Check {
     )
 }
 
+/// permessage-deflate offered with a server window below 32 KiB (RFC 7692 §7.1.2.1;
+/// PROTOCOL.md §9.1).
+pub(crate) fn permessage_deflate_small_server_window() -> Check {
+    Check::new(
+        "s9_1_permessage_deflate_small_server_window",
+        "9.1",
+        "offered permessage-deflate with server_max_window_bits=9, the server declines it \
+         (skip) or answers with server_max_window_bits of at most 9; then compressed messages \
+         shorter and longer than the 512-byte window echo",
+        |ctx: &Ctx| {
+            use crate::deflate::DeflateWs;
+            const OFFER: &str =
+                "permessage-deflate; server_max_window_bits=9; client_max_window_bits";
+            let s = ctx.session(ECHO);
+            let path = s.url("websocket");
+            let (stream, _) = ctx.connect()?.into_stream();
+            let mut ws = DeflateWs::over(stream, &ctx.host, &path, Some(OFFER))
+                .map_err(|e| fail(format!("upgrade with an offer: {e}")))?;
+            let text = |ws: &mut DeflateWs, body: &str, what: &str| {
+                ws.send(body, true)
+                    .map_err(|e| fail(format!("send: {e}")))?;
+                ws.recv_text()
+                    .map(|(echo, _)| echo)
+                    .map_err(|e| fail(format!("{what}: {e}")))
+            };
+            let open = ws
+                .recv_text()
+                .map_err(|e| fail(format!("open frame: {e}")))?;
+            expect_eq("open frame", "o", open.0)?;
+            let Some(agreed) = ws.agreed() else {
+                let _ = ws.close(1000);
+                return Err(crate::check::skip(
+                    "the server declines the offer (RFC 7692 §7.1.2.1 allows it) or does not \
+                     offer permessage-deflate",
+                ));
+            };
+            ensure(
+                agreed.server_max_window_bits.is_some_and(|b| b <= 9),
+                || {
+                    format!(
+                        "accepted server_max_window_bits=9 without answering it with 9 or less: {:?}",
+                        ws.answer
+                    )
+                },
+            )?;
+            for len in [300, 2000] {
+                let mut body = String::new();
+                for i in 0.. {
+                    if body.len() >= len {
+                        break;
+                    }
+                    body.push_str(&format!("ann says {i}, "));
+                }
+                let echo = text(&mut ws, &format!("[\"{body}\"]"), "echo")?;
+                expect_eq(&format!("{len}-byte echo"), format!("a[\"{body}\"]"), echo)?;
+            }
+            let _ = ws.close(1000);
+            Ok(())
+        },
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
