@@ -159,8 +159,9 @@ pub struct Decoder {
     /// The start of a frame that has not all arrived.
     partial: Vec<u8>,
     /// A fragmented message being reassembled: its opcode (with [`RSV1`] when it is
-    /// compressed) and the payload so far.
-    fragments: Option<(u8, Vec<u8>)>,
+    /// compressed), the payload so far, and for uncompressed text how much of it is known
+    /// to be UTF-8 (up to a character that the next fragment may finish).
+    fragments: Option<(u8, Vec<u8>, usize)>,
     failed: Option<Error>,
     /// permessage-deflate was negotiated.
     #[cfg(feature = "deflate")]
@@ -215,7 +216,7 @@ impl Decoder {
     /// budget (`Ok(true)`), the frames it has not decoded yet are kept too, until the feeds
     /// that go on from there: at most the bytes that call was given.
     pub fn buffered(&self) -> usize {
-        self.partial.len() + self.fragments.as_ref().map_or(0, |(_, data)| data.len())
+        self.partial.len() + self.fragments.as_ref().map_or(0, |(_, data, _)| data.len())
     }
 
     /// Decodes every whole frame in `input` (as read from the socket, after what was fed
@@ -381,7 +382,7 @@ impl Decoder {
         // Refuse an oversized message before its payload is buffered (a compressed one may
         // be a little larger than it inflates to, when it does not compress).
         let (held, deflated) = match &self.fragments {
-            Some((opcode, data)) if !control => (data.len(), opcode & RSV1 != 0),
+            Some((opcode, data, _)) if !control => (data.len(), opcode & RSV1 != 0),
             _ => (0, compressed),
         };
         let bound = if deflated {
@@ -423,12 +424,13 @@ impl Decoder {
             PONG => on_message(Message::Pong(payload)),
             CLOSE => on_message(Message::Close(close_payload(payload)?)),
             CONTINUATION => {
-                let Some((opcode, mut data)) = self.fragments.take() else {
+                let Some((opcode, mut data, utf8)) = self.fragments.take() else {
                     return Err(Error::Protocol("continuation without a message"));
                 };
                 data.extend_from_slice(payload);
                 if !header.fin {
-                    self.fragments = Some((opcode, data));
+                    let utf8 = utf8_so_far(opcode, &data, utf8)?;
+                    self.fragments = Some((opcode, data, utf8));
                     return Ok(());
                 }
                 self.deliver(opcode, &data, on_message)?;
@@ -443,7 +445,8 @@ impl Decoder {
                     opcode
                 };
                 if !header.fin {
-                    self.fragments = Some((opcode, payload.to_vec()));
+                    let utf8 = utf8_so_far(opcode, payload, 0)?;
+                    self.fragments = Some((opcode, payload.to_vec(), utf8));
                     return Ok(());
                 }
                 self.deliver(opcode, payload, on_message)?;
@@ -470,6 +473,22 @@ impl Decoder {
         }
         // Never reached: the header check admits RSV1 only with deflate.
         Err(Error::Protocol("reserved bits set"))
+    }
+}
+
+/// How much of an unfinished message is known to be UTF-8, checking on from `from` (a
+/// character boundary): fails as soon as the text so far cannot be UTF-8, whatever follows
+/// (RFC 6455 §8.1; Autobahn's "fail fast"), rather than once the whole message is in. Only
+/// for uncompressed text: compressed data is checked once inflated, binary by the engine.
+fn utf8_so_far(opcode: u8, data: &[u8], from: usize) -> Result<usize, Error> {
+    if opcode != TEXT {
+        return Ok(0);
+    }
+    match std::str::from_utf8(data.get(from..).unwrap_or_default()) {
+        Ok(_) => Ok(data.len()),
+        // A character cut at the end, for the next fragment to finish.
+        Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
+        Err(_) => Err(Error::InvalidUtf8),
     }
 }
 

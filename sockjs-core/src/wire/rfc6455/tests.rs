@@ -181,6 +181,41 @@ fn rfc6455_s7_4_every_close_code_is_taken_or_refused_by_the_rule() {
 }
 
 #[test]
+fn rfc6455_s8_1_a_fragment_that_cannot_be_utf8_fails_before_the_message_ends() {
+    // Autobahn 6.4.1: the second of three fragments holds a code point past U+10FFFF.
+    let mut d = Decoder::new(64);
+    assert_eq!(feed(&mut d, &frame(0x01, "κόσμε".as_bytes(), MASK)), Ok(vec![]));
+    assert_eq!(
+        feed(&mut d, &frame(0x00, &[0xf4, 0x90, 0x80, 0x80], MASK)),
+        Err(Error::InvalidUtf8)
+    );
+    // Invalid in the first fragment, with a ping behind it: nothing more is handed out.
+    let mut input = frame(0x01, &[b'a', 0xff], MASK);
+    input.extend(frame(0x89, b"ping", MASK));
+    assert_eq!(feed(&mut Decoder::new(64), &input), Err(Error::InvalidUtf8));
+    // A character cut at a fragment's end is not a fault yet, however many fragments it
+    // spans, nor is a fragment after it that finishes it.
+    let bytes = "a😀b".as_bytes();
+    let mut d = Decoder::new(64);
+    let mut input = frame(0x01, &bytes[..2], MASK);
+    input.extend(frame(0x00, &bytes[2..3], MASK));
+    input.extend(frame(0x89, b"", MASK));
+    input.extend(frame(0x00, &bytes[3..5], MASK));
+    assert_eq!(feed(&mut d, &input), Ok(vec![Seen::Ping(vec![])]));
+    assert_eq!(
+        feed(&mut d, &frame(0x80, &bytes[5..], MASK)),
+        Ok(vec![Seen::Text("a😀b".into())])
+    );
+    // A binary message is not text: the engine decides what its bytes are.
+    let mut d = Decoder::new(64);
+    assert_eq!(feed(&mut d, &frame(0x02, &[0xff], MASK)), Ok(vec![]));
+    assert_eq!(
+        feed(&mut d, &frame(0x80, &[0xfe], MASK)),
+        Ok(vec![Seen::Binary(vec![0xff, 0xfe])])
+    );
+}
+
+#[test]
 fn rfc6455_s5_4_fragments_split_characters_and_may_be_empty() {
     let text = "κόσμε";
     let bytes = text.as_bytes();
