@@ -184,7 +184,10 @@ fn rfc6455_s7_4_every_close_code_is_taken_or_refused_by_the_rule() {
 fn rfc6455_s8_1_a_fragment_that_cannot_be_utf8_fails_before_the_message_ends() {
     // Autobahn 6.4.1: the second of three fragments holds a code point past U+10FFFF.
     let mut d = Decoder::new(64);
-    assert_eq!(feed(&mut d, &frame(0x01, "κόσμε".as_bytes(), MASK)), Ok(vec![]));
+    assert_eq!(
+        feed(&mut d, &frame(0x01, "κόσμε".as_bytes(), MASK)),
+        Ok(vec![])
+    );
     assert_eq!(
         feed(&mut d, &frame(0x00, &[0xf4, 0x90, 0x80, 0x80], MASK)),
         Err(Error::InvalidUtf8)
