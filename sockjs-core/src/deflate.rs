@@ -26,7 +26,8 @@
 //! The answer always holds `server_no_context_takeover` and `client_no_context_takeover`
 //! unless [`DeflateOptions::server_context_takeover`] /
 //! [`DeflateOptions::client_context_takeover`] allow the context to be kept and the
-//! client did not ask for the `*_no_context_takeover` itself; it repeats
+//! client did not ask for the `*_no_context_takeover` itself (nor, for the server's, for a
+//! `server_max_window_bits` below 15); it repeats
 //! `server_max_window_bits` with the offer's value when offered, and never names
 //! `client_max_window_bits` (any client window fits the decompressor's 32 KiB).
 //!
@@ -76,7 +77,9 @@ pub struct DeflateOptions {
     /// Compression level, 0 (store) to 9 (best). Default 1 (fastest).
     pub level: u8,
     /// Keep the compressor's window between the messages the server sends, when the client
-    /// allows it (no `server_no_context_takeover` in its offer): a better ratio on series
+    /// allows it (no `server_no_context_takeover` in its offer, and no
+    /// `server_max_window_bits` below 15, see
+    /// [`DeflateParams::largest_compressed`]): a better ratio on series
     /// of similar messages, for a compressor of 312 KiB per connection, held from its
     /// first compressed message to its end. Default off.
     pub server_context_takeover: bool,
@@ -118,7 +121,9 @@ pub struct DeflateParams {
 
 impl DeflateParams {
     /// The longest text message the server may send compressed: any length with a 32 KiB
-    /// window, else the window's size. The compressor's own window is always 32 KiB, but
+    /// window, else the window's size (with [`DeflateOptions::min_size`]'s default of 256
+    /// bytes, a window of 256 bytes then compresses only messages of exactly 256 bytes, and
+    /// 512 bytes those from 256 to 512; the client's own messages compress as usual). The compressor's own window is always 32 KiB, but
     /// a message compressed on its own (no context takeover) refers back at most its own
     /// length, so one that fits in the client's smaller window never reaches past it
     /// (RFC 7692 §7.1.2.1); longer ones go uncompressed.

@@ -171,11 +171,22 @@ fuzz_target!(|input: Input| {
     let mut deflater = Deflater::new(&params, &options);
     let mut sent = Vec::new();
     for text in &input.texts {
+        let start = sent.len();
         deflater.encode_text(text, &mut sent);
+        if sent[start] & 0x40 != 0 {
+            // Compressed: long enough to be worth it, short enough for the client's window.
+            assert!(text.len() >= options.min_size);
+            assert!(text.len() <= params.largest_compressed());
+        }
     }
     let mut frames = Vec::new();
     as_client_frames(&sent, &mut frames);
-    let mut decoder = Decoder::with_deflate(max, &params);
+    // Read as the client reads the server's frames: its context is the server's.
+    let reader = DeflateParams {
+        client_no_context_takeover: params.server_no_context_takeover,
+        ..params
+    };
+    let mut decoder = Decoder::with_deflate(max, &reader);
     let mut read = Vec::new();
     let result = decoder.feed(&mut frames, &mut |message| match message {
         Message::Text(text) => read.push(text.to_owned()),

@@ -161,7 +161,8 @@ fn deflate(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The sending side of one connection: compresses text messages of at least `min_size`
-/// bytes.
+/// bytes and at most
+/// [`DeflateParams::largest_compressed`](crate::DeflateParams::largest_compressed).
 #[derive(Debug)]
 pub struct Deflater {
     min_size: usize,
