@@ -106,6 +106,69 @@ pub struct Codec {
     max_message: usize,
     /// Masks come from a xorshift seeded at random.
     mask: u64,
+    /// The server's messages inflated within the window it agreed to, when smaller than
+    /// 32 KiB: made at the first compressed message, kept while the context is.
+    window: Option<Window>,
+}
+
+/// A decompressor that holds only the last `2^bits` bytes of output, as a client that
+/// asked for `server_max_window_bits` may: a message that refers back further fails.
+struct Window {
+    inflater: Box<miniz_oxide::inflate::core::DecompressorOxide>,
+    /// The output, as a ring of the window's size.
+    ring: Vec<u8>,
+    at: usize,
+}
+
+impl Window {
+    fn new(bits: u8) -> Window {
+        Window {
+            inflater: Box::default(),
+            ring: vec![0; 1 << bits],
+            at: 0,
+        }
+    }
+
+    /// Inflates one message's payload (the tail added), bounded by `max` bytes.
+    fn inflate(&mut self, payload: &[u8], max: usize) -> Result<Vec<u8>, String> {
+        use miniz_oxide::inflate::TINFLStatus;
+        use miniz_oxide::inflate::core::{decompress, inflate_flags};
+        let input = [payload, &TAIL[..]].concat();
+        let mut used = 0;
+        let mut out = Vec::new();
+        loop {
+            // Raw DEFLATE; the stream goes on after the message unless a final block ends it.
+            let (status, read, written) = decompress(
+                &mut self.inflater,
+                &input[used..],
+                &mut self.ring,
+                self.at,
+                inflate_flags::TINFL_FLAG_HAS_MORE_INPUT,
+            );
+            out.extend_from_slice(&self.ring[self.at..self.at + written]);
+            self.at = (self.at + written) & (self.ring.len() - 1);
+            used += read;
+            if out.len() > max {
+                return Err("inflated message too big".into());
+            }
+            match status {
+                TINFLStatus::Done => {
+                    *self.inflater = Default::default();
+                    return Ok(out);
+                }
+                TINFLStatus::NeedsMoreInput if used >= input.len() => return Ok(out),
+                TINFLStatus::NeedsMoreInput | TINFLStatus::HasMoreOutput
+                    if read > 0 || written > 0 => {}
+                other => {
+                    return Err(format!(
+                        "does not inflate within the {}-byte window of server_max_window_bits \
+                         (a distance past it, or bad data): {other:?}",
+                        self.ring.len()
+                    ));
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Codec {
@@ -127,6 +190,7 @@ impl Codec {
             fragments: None,
             max_message: 64 << 20,
             mask: random_u64() | 1,
+            window: None,
         }
     }
 
@@ -136,9 +200,15 @@ impl Codec {
     }
 
     /// Appends a masked text frame, compressed (RSV1) when `compress` and deflate was
-    /// agreed.
+    /// agreed. A message longer than the window the server gave us
+    /// (`client_max_window_bits`) goes uncompressed: compressed on its own, a message
+    /// refers back at most its own length.
     pub fn encode_text(&mut self, text: &str, compress: bool, out: &mut Vec<u8>) {
-        if compress && self.agreed.is_some() {
+        let fits = self.agreed.is_some_and(|a| {
+            a.client_max_window_bits
+                .is_none_or(|b| b >= 15 || text.len() <= 1 << b)
+        });
+        if compress && fits {
             let payload = self.compress(text.as_bytes());
             self.encode_frame(0xC1, &payload, out);
         } else {
@@ -153,7 +223,15 @@ impl Codec {
     }
 
     /// Compresses one message as the agreement says (RFC 7692 §7.2.1), without the tail.
+    /// Under a window smaller than the compressor's 32 KiB, each message is compressed on
+    /// its own.
     pub fn compress(&mut self, data: &[u8]) -> Vec<u8> {
+        if self
+            .agreed
+            .is_some_and(|a| a.client_max_window_bits.is_some_and(|b| b < 15))
+        {
+            self.deflater.reset();
+        }
         let mut payload = Vec::with_capacity(data.len() / 2 + 64);
         let mut input = data;
         loop {
@@ -275,6 +353,15 @@ impl Codec {
     }
 
     fn inflate(&mut self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let agreed = self.agreed.unwrap_or_default();
+        if let Some(bits @ 8..15) = agreed.server_max_window_bits {
+            let window = self.window.get_or_insert_with(|| Window::new(bits));
+            let out = window.inflate(payload, self.max_message);
+            if agreed.server_no_context_takeover || out.is_err() {
+                self.window = None;
+            }
+            return out;
+        }
         let mut out = Vec::with_capacity(payload.len() * 4 + 64);
         for mut input in [payload, &TAIL[..]] {
             loop {
@@ -612,6 +699,44 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// Raw DEFLATE with a sync flush and a 32 KiB window, the tail cut, as a server sends.
+    fn deflated(c: &mut Compress, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len() + 64);
+        c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
+        assert!(out.ends_with(&TAIL));
+        out.truncate(out.len() - TAIL.len());
+        out
+    }
+
+    #[test]
+    fn rfc7692_s7_1_2_1_a_smaller_window_refuses_what_refers_back_past_it() {
+        let head: Vec<u8> = (0..100u32).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let middle: Vec<u8> = (0..1400u32).map(|i| b'A' + (i * 11 % 26) as u8).collect();
+        // The end repeats the start, 1500 bytes back.
+        let message = [&head[..], &middle[..], &head[..]].concat();
+        let payload = deflated(&mut Compress::new(Compression::new(6), false), &message);
+        let refused = Window::new(9).inflate(&payload, 1 << 20);
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(Window::new(11).inflate(&payload, 1 << 20), Ok(message));
+        // A message no longer than the window inflates whatever it repeats.
+        let short = [&head[..], &head[..], &head[..]].concat();
+        let payload = deflated(&mut Compress::new(Compression::new(6), false), &short);
+        assert_eq!(Window::new(9).inflate(&payload, 1 << 20), Ok(short.clone()));
+        // With the context kept, the next message may refer into the one before, within
+        // the window.
+        let mut c = Compress::new(Compression::new(6), false);
+        let mut window = Window::new(9);
+        assert_eq!(
+            window.inflate(&deflated(&mut c, &short), 1 << 20),
+            Ok(short.clone())
+        );
+        assert_eq!(
+            window.inflate(&deflated(&mut c, &head), 1 << 20),
+            Ok(head.clone())
+        );
+        assert!(Window::new(9).inflate(&payload, 10).is_err(), "the bound");
     }
 
     #[test]
