@@ -142,6 +142,12 @@ impl<T: PollIo> Polled<T> {
                 Poll::Pending => return Poll::Pending,
             }
         }
+        // Written out: the buffer goes, as large as the write that once had to wait (up to a
+        // whole message): a connection that is idle, or writes what the stream takes at
+        // once, holds none.
+        if self.pending.capacity() > 0 {
+            self.pending = Vec::new();
+        }
         self.io.poll_flush(cx)
     }
 }
@@ -295,6 +301,56 @@ mod tests {
         fn poll_shutdown(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Ready(Ok(()))
         }
+    }
+
+    /// A stream that takes no writes until opened, then all of them.
+    struct Gate {
+        open: bool,
+        written: usize,
+    }
+
+    impl PollIo for Gate {
+        fn poll_read(&mut self, _: &mut Context<'_>, _: &mut [u8]) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_write(&mut self, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            if !self.open {
+                return Poll::Pending;
+            }
+            self.written += buf.len();
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A write the stream did not take is kept until it is out, and then its buffer goes:
+    /// a TLS connection that once had to wait for a large write holds no memory for it
+    /// once it is written.
+    #[test]
+    fn a_kept_write_holds_no_buffer_once_it_is_out() {
+        let mut socket = Polled::new(Gate {
+            open: false,
+            written: 0,
+        });
+        let message = vec![b'x'; 200 * 1024];
+        assert_eq!(socket.try_write(&message).expect("kept"), message.len());
+        assert!(socket.pending.capacity() >= message.len());
+        assert_eq!(
+            socket.try_flush().map_err(|e| e.kind()),
+            Err(io::ErrorKind::WouldBlock)
+        );
+        socket.io.open = true;
+        socket.try_flush().expect("flushed");
+        assert_eq!(socket.io.written, message.len());
+        assert_eq!(socket.pending.capacity(), 0);
+        // Writes the stream takes at once keep nothing either.
+        assert_eq!(socket.try_write(b"small").expect("written"), 5);
+        assert_eq!(socket.pending.capacity(), 0);
     }
 
     fn readable(socket: &mut Polled<Held>) {
