@@ -182,12 +182,21 @@ fn the_fallback_knows_a_request_came_over_tls() {
 
 /// RFC 7301 §3.2: the server speaks the protocol it selects. Settings made for another
 /// server often offer `h2` first; a browser offering both would pick HTTP/2 and read
-/// HTTP/1.1 bytes. Both servers offer `http/1.1` only, whatever the settings list.
+/// HTTP/1.1 bytes. Both servers offer `http/1.1` only, whatever the settings list, and take
+/// no 0-RTT early data (RFC 8446 §8: replayable; and never read by the server's stream).
 #[test]
 fn settings_that_offer_h2_still_negotiate_http_1_1_on_both_adapters() {
     let certs = TestCerts::new();
     let mut server = sockjs_core::driver::tls::ServerConfig::clone(&certs.server());
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    server.max_early_data_size = 16 * 1024;
+    let only = sockjs_core::driver::tls::http1_only(std::sync::Arc::new(server.clone()));
+    assert_eq!(only.alpn_protocols, [b"http/1.1".to_vec()]);
+    assert_eq!(only.max_early_data_size, 0);
+    assert!(std::sync::Arc::ptr_eq(
+        &only,
+        &sockjs_core::driver::tls::http1_only(only.clone())
+    ));
     let mut client = rustls::ClientConfig::clone(&certs.client);
     client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let client = std::sync::Arc::new(client);

@@ -76,8 +76,10 @@ pub struct Config {
     /// (close `4503` on a WebSocket). Default 10 s.
     pub admission_timeout: Duration,
     /// *(server)* Longest time a client may take to send a request head, counted from when
-    /// the connection starts waiting for it (accept, or the end of the previous response):
-    /// closes idle keep-alive connections and cuts slowloris heads. Default 10 s.
+    /// the connection starts waiting for it (accept, or with [`tls`](Config::tls) the end
+    /// of the TLS handshake, which has a timeout of the same length of its own; or the end
+    /// of the previous response): closes idle keep-alive connections and cuts slowloris
+    /// heads. Default 10 s.
     pub header_read_timeout: Duration,
     /// *(server)* Longest time a request body may take to arrive once its head was read;
     /// then `408 Request Timeout` and the connection closes. Default 10 s.
@@ -111,11 +113,13 @@ pub struct Config {
     /// [`header_read_timeout`](Config::header_read_timeout). With none idle, the next
     /// connection to go idle after answering a request closes for it, unless a connection
     /// ends first; a connection that has not sent its first request is never closed for
-    /// it. Those closes are counted in `sockjs_connections_reclaimed_total`. The connections after the held one wait in the kernel's listen backlog (their
-    /// clients see a slow connect, not a refusal; past the backlog, the kernel drops their
-    /// SYNs and they retry). It keeps file descriptors, memory and handshake work within a
-    /// budget (one descriptor more, for the held connection), and a flood of connections
-    /// from waiting on more than the backlog. Connections handed to `serve_connection` are
+    /// it. Those closes are counted in `sockjs_connections_reclaimed_total`. The
+    /// connections after the held one wait in the kernel's listen backlog (their clients
+    /// see a slow connect, not a refusal; past the backlog, the kernel drops their SYNs and
+    /// they retry). It bounds file descriptors, memory and the TLS handshakes in progress
+    /// at once (one descriptor more, for the held connection; not how fast handshakes
+    /// come: one that fails at once frees its place at once), and keeps a flood of
+    /// connections from waiting on more than the backlog. Connections handed to `serve_connection` are
     /// not bounded by it (sockjs-smol counts them for its graceful shutdown and its gauge,
     /// so they take up room too, and they too may close, idle, for a client its accept
     /// loop holds; while they keep the count above the bound, one closing may not make

@@ -126,37 +126,47 @@ pub fn server_config(
 }
 
 /// `config` as an HTTP/1.1 server can use it: its ALPN list holding no protocol but
-/// `http/1.1`. Both standalone servers apply it to [`Config::tls`](crate::driver::Config::tls)
-/// when they start.
+/// `http/1.1`, and no TLS 1.3 early data. Both standalone servers apply it to
+/// [`Config::tls`](crate::driver::Config::tls) when they start.
 ///
 /// Settings built for another server often offer `h2` first; a browser offered it picks
 /// HTTP/2 and then reads HTTP/1.1 bytes it cannot parse (RFC 7301 §3.2: a server speaks the
-/// protocol it selects), and every request over TLS fails. The same `Arc` comes back when
-/// there is nothing to take out; else a copy without the others (no ALPN at all if
-/// `http/1.1` was not offered, which clients take as HTTP/1.1), and a warning (the first
-/// time only). A server that calls it for each connection (sockjs-tokio's
-/// `serve_connection` with settings that list `h2`) copies the settings each time: apply
-/// it once to the `Config` it hands over instead.
+/// protocol it selects), and every request over TLS fails. Settings that accept 0-RTT early
+/// data (`max_early_data_size` above zero) would let a resuming client send its request
+/// before the handshake ends, where the server's TLS stream never reads it (the client then
+/// waits for an answer until the header read timeout), and early data can be replayed
+/// (RFC 8446 §8), which an `xhr_send` must not be. The same `Arc` comes back when there is
+/// nothing to change; else a copy without the other protocols (no ALPN at all if
+/// `http/1.1` was not offered, which clients take as HTTP/1.1) and without early data, and
+/// a warning (the first time only). A server that calls it for each connection
+/// (sockjs-tokio's `serve_connection` with such settings) copies the settings each time:
+/// apply it once to the `Config` it hands over instead.
 ///
 /// ```
 /// # fn demo(config: std::sync::Arc<sockjs_core::driver::tls::ServerConfig>) {
 /// let config = sockjs_core::driver::tls::http1_only(config);
 /// assert!(config.alpn_protocols.iter().all(|p| p == b"http/1.1"));
+/// assert_eq!(config.max_early_data_size, 0);
 /// # }
 /// ```
 pub fn http1_only(config: Arc<ServerConfig>) -> Arc<ServerConfig> {
-    if config.alpn_protocols.iter().all(|p| p == b"http/1.1") {
+    let other_protocols = !config.alpn_protocols.iter().all(|p| p == b"http/1.1");
+    let early_data = config.max_early_data_size > 0;
+    if !other_protocols && !early_data {
         return config;
     }
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         tracing::warn!(
             offered = ?config.alpn_protocols.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
-            "TLS settings offer ALPN protocols other than http/1.1: only http/1.1 is offered"
+            max_early_data_size = config.max_early_data_size,
+            "TLS settings offer ALPN protocols other than http/1.1 or accept early data: \
+             only http/1.1 is offered, and no early data taken"
         );
     }
     let mut only = ServerConfig::clone(&config);
     only.alpn_protocols.retain(|p| p == b"http/1.1");
+    only.max_early_data_size = 0;
     Arc::new(only)
 }
 
