@@ -663,12 +663,25 @@ fn redis_that_refuses_commands_is_retried_with_backoff_on_either_adapter() {
     }
 }
 
-/// A publication the server refuses (here an ACL that allows only some channels) is lost
-/// alone, and counted: the connection goes on serving, so the ones around it arrive, in
-/// order.
-#[test]
-fn redis_refusing_a_publication_loses_only_that_one_on_either_adapter() {
-    let prefix = format!("sockjs-acl-{}:", std::process::id());
+/// Two nodes of `adapter` sharing `redis`, once both are connected to it, and a client of
+/// each (Ann on the first, Bob on the second).
+fn two_connected_nodes(
+    adapter: Adapter,
+    redis: &RedisServer,
+    prefix: &str,
+) -> (Node, Node, Client, Client) {
+    let a = redis_node(adapter, &redis.url(), prefix);
+    let b = redis_node(adapter, &redis.url(), prefix);
+    eventually("both nodes connected to redis", || {
+        a.hub.is_connected() && b.hub.is_connected()
+    });
+    let (ann, bob) = (Client::connect(&a), Client::connect(&b));
+    (a, b, ann, bob)
+}
+
+/// A Redis whose ACL lets clients use only two channels of `prefix`: the `all` channel
+/// and topic `ok`'s.
+fn redis_allowing_only_all_and_ok(prefix: &str) -> Option<RedisServer> {
     let (all, ok) = (format!("&{prefix}all"), format!("&{prefix}t:ok"));
     let acl = [
         "--user",
@@ -681,17 +694,20 @@ fn redis_refusing_a_publication_loses_only_that_one_on_either_adapter() {
         &ok,
         "+@all",
     ];
-    let Some(redis) = RedisServer::start_with(&acl) else {
+    RedisServer::start_with(&acl)
+}
+
+/// A publication the server refuses (here an ACL that allows only some channels) is lost
+/// alone, and counted: the connection goes on serving, so the ones around it arrive, in
+/// order.
+#[test]
+fn redis_refusing_a_publication_loses_only_that_one_on_either_adapter() {
+    let prefix = format!("sockjs-acl-{}:", std::process::id());
+    let Some(redis) = redis_allowing_only_all_and_ok(&prefix) else {
         return;
     };
     for adapter in ADAPTERS {
-        let a = redis_node(adapter, &redis.url(), &prefix);
-        let b = redis_node(adapter, &redis.url(), &prefix);
-        eventually("both nodes connected to redis", || {
-            a.hub.is_connected() && b.hub.is_connected()
-        });
-        let mut ann = Client::connect(&a);
-        let mut bob = Client::connect(&b);
+        let (a, b, mut ann, mut bob) = two_connected_nodes(adapter, &redis, &prefix);
         assert_eq!(ann.ask("join ok"), "joined ok true");
         assert_eq!(bob.ask("join ok"), "joined ok true");
         until_heard(&a, &mut ann, "ok", &mut bob);
@@ -706,6 +722,44 @@ fn redis_refusing_a_publication_loses_only_that_one_on_either_adapter() {
         eventually("the refusals counted", || a.hub.dropped() - before == 20);
         assert!(a.hub.is_connected(), "{adapter:?}");
         assert_eq!(b.hub.dropped(), 0, "{adapter:?}");
+    }
+}
+
+/// A subscription the server refuses (the same ACL) costs that topic's messages from other
+/// nodes and nothing more, after a reconnection too, where the node subscribes to all its
+/// topics at once: before, they went in one command, which the server refused whole (and
+/// the redis crate reported as done), so the allowed topic was lost with the forbidden one.
+#[test]
+fn redis_refusing_a_subscription_loses_only_that_topic_on_either_adapter() {
+    let prefix = format!("sockjs-acl-sub-{}:", std::process::id());
+    let Some(mut redis) = redis_allowing_only_all_and_ok(&prefix) else {
+        return;
+    };
+    for adapter in ADAPTERS {
+        let (a, b, mut ann, mut bob) = two_connected_nodes(adapter, &redis, &prefix);
+        assert_eq!(bob.ask("join forbidden"), "joined forbidden true");
+        assert_eq!(bob.ask("join ok"), "joined ok true");
+        assert_eq!(ann.ask("join ok"), "joined ok true");
+        until_heard(&a, &mut ann, "ok", &mut bob);
+        // Redis restarts: both nodes reconnect and subscribe again to what they have.
+        redis.stop();
+        eventually("both nodes noticed", || {
+            !a.hub.is_connected() && !b.hub.is_connected()
+        });
+        redis.spawn().expect("redis restarted");
+        eventually("both nodes connected again", || {
+            a.hub.is_connected() && b.hub.is_connected()
+        });
+        until_heard(&a, &mut ann, "ok", &mut bob);
+        for i in 0..20 {
+            a.hub.publish("ok", &format!("m{i}"));
+        }
+        for i in 0..20 {
+            assert_eq!(bob.next(), format!("m{i}"), "{adapter:?}");
+        }
+        assert!(b.hub.is_connected(), "{adapter:?}");
+        drop(ann);
+        drop(bob);
     }
 }
 

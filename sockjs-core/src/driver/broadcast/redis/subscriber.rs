@@ -17,6 +17,9 @@ use crate::driver::runtime::yield_now;
 
 /// Messages delivered before the task lets others run.
 const DELIVER_BEFORE_YIELD: u32 = 64;
+/// Most messages delivered before a change of topics is looked at, and (each change costing
+/// a round trip) at least as many between two changes: neither starves the other.
+const DELIVER_BETWEEN_SYNCS: u32 = 64;
 
 /// The subscribing connection's task.
 pub(super) struct Subscriber {
@@ -79,6 +82,7 @@ impl Subscriber {
         outage.up(clock.now(), shared, &shared.subscriber_up);
         let mut ping = self.runtime.timer(clock.now() + PING_EVERY);
         let mut delivered = 0u32;
+        let mut since_topics = 0u32;
         loop {
             enum Wake {
                 Message(Option<Msg>),
@@ -87,6 +91,15 @@ impl Subscriber {
                 Stopped,
             }
             let wake = poll_fn(|cx| {
+                // Messages first, but a change of topics waits for no more than a few: a
+                // steady churn of topics (a sync each) does not hold the cluster's
+                // messages back, nor a busy cluster the new topics.
+                if since_topics < DELIVER_BETWEEN_SYNCS {
+                    if let Poll::Ready(message) = Pin::new(&mut stream).poll_next(cx) {
+                        return Poll::Ready(Wake::Message(message));
+                    }
+                }
+                since_topics = 0;
                 if let Poll::Ready(changed) = shared.poll_topics_changed(cx) {
                     return Poll::Ready(if changed {
                         Wake::TopicsChanged
@@ -103,6 +116,7 @@ impl Subscriber {
             match wake {
                 Wake::Message(None) => return Lost::Closed,
                 Wake::Message(Some(message)) => {
+                    since_topics += 1;
                     self.deliver(&message, &all, &topic_prefix);
                     // The client's channel may always have more (a busy cluster), and not
                     // every runtime makes a task that never waits give way.
@@ -158,27 +172,34 @@ impl Subscriber {
         subscribed: &mut HashSet<String>,
     ) -> Result<(), Lost> {
         let shared = &*self.shared;
+        let role = Role::Subscriber;
         let wanted: HashSet<String> = self
             .inbox
             .topics()
             .into_iter()
             .map(|t| channel(&self.prefix, Target::Topic(&t)))
             .collect();
-        let add: Vec<&String> = wanted.difference(subscribed).collect();
-        if !add.is_empty() {
-            let request = sink.subscribe(&add);
+        let add: Vec<String> = wanted.difference(subscribed).cloned().collect();
+        // One channel a command: the server refuses a SUBSCRIBE whole when one of its
+        // channels is forbidden (an ACL's `NOPERM`), and the redis crate reports that as
+        // success, so the others would be lost with it, silently. Alone, a refused channel
+        // costs only its own topic's messages from other nodes. (A reconnection to a node
+        // with many topics takes a round trip for each.)
+        for channel in add {
+            let request = sink.subscribe(&channel);
             clock
-                .within(shared, Role::Subscriber, RESPONSE_TIMEOUT, request)
+                .within(shared, role, RESPONSE_TIMEOUT, request)
                 .await?;
+            subscribed.insert(channel);
         }
         let remove: Vec<&String> = subscribed.difference(&wanted).collect();
         if !remove.is_empty() {
             let request = sink.unsubscribe(&remove);
             clock
-                .within(shared, Role::Subscriber, RESPONSE_TIMEOUT, request)
+                .within(shared, role, RESPONSE_TIMEOUT, request)
                 .await?;
         }
-        *subscribed = wanted;
+        subscribed.retain(|c| wanted.contains(c));
         Ok(())
     }
 }
