@@ -29,6 +29,9 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// PUBLISH commands sent in one pipeline.
 const BATCH: usize = 64;
+/// Most payload bytes in one pipeline (beyond its first message): large messages go in
+/// smaller batches, each well within the command timeout.
+const BATCH_BYTES: usize = 1 << 20;
 /// "Queue full" is logged at most this often.
 const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -58,8 +61,8 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 ///   same backoff), and the backoff starts over only after a connection has served.
 /// - While the publishing connection is down, messages published on this node reach only
 ///   this node's members: the rest are dropped, not buffered. Messages waiting for the
-///   connection are bounded too ([`RedisBackend::queue`], default 4096); beyond that they
-///   are dropped.
+///   connection are bounded too, in number and in bytes ([`RedisBackend::queue`], default
+///   4096; [`RedisBackend::queue_bytes`], default 16 MiB); beyond that they are dropped.
 /// - Messages from other nodes are read by the `redis` crate's pub/sub connection, which
 ///   reads its socket as fast as it can and keeps what this node has not delivered yet in
 ///   a queue of its own, without a bound: a node that delivers slower than the cluster
@@ -85,6 +88,7 @@ pub struct RedisBackend {
     prefix: String,
     origin: u64,
     queue: usize,
+    queue_bytes: usize,
     runtime: Arc<dyn Runtime>,
     shared: Arc<Shared>,
 }
@@ -118,6 +122,8 @@ struct Shared {
 struct Signals {
     /// Published messages waiting for the publishing connection.
     outbox: VecDeque<Outgoing>,
+    /// Their payloads' bytes.
+    outbox_bytes: usize,
     /// The publishing task, waiting for messages.
     publisher: Option<Waker>,
     /// The subscribing task, waiting for the topics to change.
@@ -152,13 +158,17 @@ impl Shared {
         self.signals.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a message for the publishing task; `false` if `capacity` are waiting.
-    fn push(&self, message: Outgoing, capacity: usize) -> bool {
+    /// Queues a message for the publishing task; `false` if `capacity` are waiting, or it
+    /// would take the waiting ones past `bytes` (one alone may, else it could never go).
+    fn push(&self, message: Outgoing, capacity: usize, bytes: usize) -> bool {
         let waker = {
             let mut signals = self.signals();
-            if signals.outbox.len() >= capacity {
+            let size = message.payload.len();
+            let over = signals.outbox_bytes.saturating_add(size) > bytes;
+            if signals.outbox.len() >= capacity || (over && !signals.outbox.is_empty()) {
                 return false;
             }
+            signals.outbox_bytes += size;
             signals.outbox.push_back(message);
             signals.publisher.take()
         };
@@ -184,6 +194,7 @@ impl Shared {
             let mut signals = self.signals();
             signals.stopped = true;
             let queued = std::mem::take(&mut signals.outbox).len();
+            signals.outbox_bytes = 0;
             (signals.publisher.take(), signals.subscriber.take(), queued)
         };
         // The publisher stops with the hub: what it had not sent never leaves this node.
@@ -197,7 +208,8 @@ impl Shared {
             .for_each(Waker::wake);
     }
 
-    /// Up to `max` waiting messages into `batch`; `None` once stopped.
+    /// Up to `max` waiting messages, and [`BATCH_BYTES`] of them past the first, into
+    /// `batch`; `None` once stopped.
     fn poll_outbox(
         &self,
         cx: &Context<'_>,
@@ -212,8 +224,18 @@ impl Shared {
             signals.park(Role::Publisher, cx);
             return Poll::Pending;
         }
-        let n = max.min(signals.outbox.len());
-        batch.extend(signals.outbox.drain(..n));
+        let mut n = 0;
+        let mut taken = 0usize;
+        while let Some(next) = signals.outbox.front() {
+            let size = next.payload.len();
+            if n == max || (n > 0 && taken.saturating_add(size) > BATCH_BYTES) {
+                break;
+            }
+            taken += size;
+            n += 1;
+            batch.extend(signals.outbox.pop_front());
+        }
+        signals.outbox_bytes -= taken;
         Poll::Ready(Some(n))
     }
 
@@ -274,6 +296,7 @@ impl RedisBackend {
             prefix: "sockjs:".to_owned(),
             origin,
             queue: 4096,
+            queue_bytes: 16 << 20,
             shared: Arc::new(Shared {
                 publisher_up: AtomicBool::new(false),
                 subscriber_up: AtomicBool::new(false),
@@ -298,6 +321,16 @@ impl RedisBackend {
     /// beyond that, messages reach this node only.
     pub fn queue(mut self, messages: usize) -> RedisBackend {
         self.queue = messages.max(1);
+        self
+    }
+
+    /// How many bytes of published messages may wait for the publishing connection
+    /// (default 16 MiB): with [`queue`](RedisBackend::queue)'s count alone, 4096 messages of
+    /// the 256 KiB a client may send could hold 1 GiB while Redis is slow. Beyond it,
+    /// messages reach this node only; one message larger than the bound still goes when
+    /// none is waiting.
+    pub fn queue_bytes(mut self, bytes: usize) -> RedisBackend {
+        self.queue_bytes = bytes;
         self
     }
 
@@ -381,7 +414,7 @@ impl Backend for RedisBackend {
             channel: channel(&self.prefix, target),
             payload,
         };
-        if !self.shared.push(message, self.queue) {
+        if !self.shared.push(message, self.queue, self.queue_bytes) {
             self.note_full();
         }
     }
@@ -492,6 +525,42 @@ mod tests {
         assert!(shared.signals().stopped);
         assert!(shared.signals().outbox.is_empty());
         assert_eq!(shared.dropped.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_and_batches_too() {
+        let backend = RedisBackend::new("redis://127.0.0.1:1/", Arc::new(Inert))
+            .expect("valid url")
+            .queue_bytes(3 * (17 + 400_000));
+        backend.shared.publisher_up.store(true, Ordering::Relaxed);
+        let big = "x".repeat(400_000);
+        // Three fit; the fourth would pass the bound, and is dropped; small ones too.
+        for _ in 0..4 {
+            backend.publish(Target::All, &big);
+        }
+        backend.publish(Target::All, "small");
+        assert_eq!(backend.dropped(), 2);
+        assert_eq!(backend.shared.signals().outbox.len(), 3);
+        // A batch takes one message past a megabyte at most: two of these, then one.
+        let cx = Context::from_waker(Waker::noop());
+        let mut batch = Vec::new();
+        let taken = backend.shared.poll_outbox(&cx, &mut batch, BATCH);
+        assert_eq!((taken, batch.len()), (Poll::Ready(Some(2)), 2));
+        // Room again: a small one is queued.
+        backend.publish(Target::All, "small");
+        assert_eq!(backend.dropped(), 2);
+        batch.clear();
+        let taken = backend.shared.poll_outbox(&cx, &mut batch, BATCH);
+        assert_eq!(taken, Poll::Ready(Some(2)));
+        assert_eq!(backend.shared.signals().outbox_bytes, 0);
+        // One message larger than the whole bound goes when nothing waits.
+        let tiny = RedisBackend::new("redis://127.0.0.1:1/", Arc::new(Inert))
+            .expect("valid url")
+            .queue_bytes(10);
+        tiny.shared.publisher_up.store(true, Ordering::Relaxed);
+        tiny.publish(Target::All, &big);
+        tiny.publish(Target::All, "small");
+        assert_eq!(tiny.dropped(), 1);
     }
 
     #[test]
