@@ -76,7 +76,7 @@ pub struct Config {
     /// (close `4503` on a WebSocket). Default 10 s.
     pub admission_timeout: Duration,
     /// *(server)* Longest time a client may take to send a request head, counted from when
-    /// the connection starts waiting for it (accept, or with [`tls`](Config::tls) the end
+    /// the connection starts waiting for it (accept, or with `tls` (feature `tls`) the end
     /// of the TLS handshake, which has a timeout of the same length of its own; or the end
     /// of the previous response): closes idle keep-alive connections and cuts slowloris
     /// heads. Default 10 s.
