@@ -141,6 +141,48 @@ fn plain_http_on_a_tls_port_and_a_silent_client_are_dropped() {
     }
 }
 
+/// The TLS handshake and the first request head share one header read timeout, counted
+/// from the accept: a client that takes most of it to shake hands cannot then hold its
+/// connection for a second timeout before its first request (the same bound on a
+/// connection's place as a plain client's). One that asks at once is served.
+#[test]
+fn the_handshake_and_the_first_head_share_the_header_read_timeout_on_both_adapters() {
+    let certs = TestCerts::new();
+    let timeout = Duration::from_millis(1000);
+    let late = Duration::from_millis(700);
+    let config = Config {
+        header_read_timeout: timeout,
+        ..Config::default()
+    };
+    for adapter in ADAPTERS {
+        let target = start_tls(adapter, &certs, config.clone());
+        let slow_handshake = || {
+            let tcp = TcpStream::connect(target.addr).expect("connect");
+            tcp.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            std::thread::sleep(late);
+            ClientStream::tls(tcp, &target.host(), &certs.client).expect("TLS handshake")
+        };
+        // Timed from before the connect: the server's clock starts at its accept, no sooner.
+        let started = Instant::now();
+        let mut silent = slow_handshake();
+        let ended = matches!(silent.read(&mut [0u8; 64]), Ok(0) | Err(_));
+        let took = started.elapsed();
+        assert!(ended, "{adapter:?}");
+        assert!(
+            took >= timeout - Duration::from_millis(50) && took < timeout + late / 2,
+            "{adapter:?}: closed {took:?} after the connect (a second timeout after the \
+             handshake would be {:?})",
+            late + timeout
+        );
+        let mut conn = conformance::http::Conn::new(slow_handshake(), &target.host());
+        let response = conn
+            .roundtrip(&conformance::http::Request::new("GET", "/echo"))
+            .expect("greeting");
+        assert_eq!(response.text(), "Welcome to SockJS!\n", "{adapter:?}");
+    }
+}
+
 /// sockjs-smol's fallback sees `Tls` on a request that came over TLS (a fallback that
 /// redirects to https or sets `Secure` cookies needs to know), as the services' requests
 /// do; over plain TCP it does not.

@@ -590,6 +590,9 @@ impl Handler {
             // beside the connection's) is more than twice a plain one's, and inline it
             // would size every connection's task, TLS or not.
             return Box::pin(async move {
+                // The handshake, and then the first request head too, are due within the
+                // header read timeout of now.
+                let accepted = shared.runtime.now();
                 let handshake = futures_rustls::TlsAcceptor::from(tls).accept(stream);
                 let timeout = async {
                     Timer::after(shared.config.header_read_timeout).await;
@@ -609,7 +612,10 @@ impl Handler {
                 };
                 let handshake = future::or(handshake, future::or(timeout, shutdown));
                 let stream = Polled::new(handshake.await?);
-                let connection = Connection::new().with_peer(peer).with_tls(true);
+                let connection = Connection::new()
+                    .with_peer(peer)
+                    .with_tls(true)
+                    .with_accepted_at(accepted);
                 http1::serve(shared.clone(), stream, connection).await
             })
             .await;

@@ -76,10 +76,11 @@ pub struct Config {
     /// (close `4503` on a WebSocket). Default 10 s.
     pub admission_timeout: Duration,
     /// *(server)* Longest time a client may take to send a request head, counted from when
-    /// the connection starts waiting for it (accept, or with `tls` (feature `tls`) the end
-    /// of the TLS handshake, which has a timeout of the same length of its own; or the end
-    /// of the previous response): closes idle keep-alive connections and cuts slowloris
-    /// heads. Default 10 s.
+    /// the connection starts waiting for it: its accept for the first (with `tls`, feature
+    /// `tls`, the TLS handshake must end within it too, and the first head is due within
+    /// it of the accept all the same), the end of the previous response for the others.
+    /// Closes idle keep-alive connections and cuts slowloris heads and handshakes.
+    /// Default 10 s.
     pub header_read_timeout: Duration,
     /// *(server)* Longest time a request body may take to arrive once its head was read;
     /// then `408 Request Timeout` and the connection closes. Default 10 s.
@@ -140,9 +141,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// *(server)* Serve HTTPS and WSS: every connection the adapter's server accepts, or is
     /// handed, starts with a TLS handshake with these rustls settings (see
-    /// [`tls::config_from_pem`](crate::driver::tls::config_from_pem)), which must end
-    /// within [`header_read_timeout`](Config::header_read_timeout) (then the first request
-    /// head has a timeout of its own). Its requests carry the
+    /// [`tls::config_from_pem`](crate::driver::tls::config_from_pem)), which must end,
+    /// and the first request head arrive, within
+    /// [`header_read_timeout`](Config::header_read_timeout) of the accept. Its requests
+    /// carry the
     /// [`Tls`](crate::Tls) extension. The liveness probe needs a plain TCP socket, so over
     /// TLS a new receiver waits up to [`abort_grace`](Config::abort_grace) for the previous
     /// one to turn out gone. Default `None`: plain HTTP. Feature `tls`.

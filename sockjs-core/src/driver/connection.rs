@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::peer::Peer;
 
@@ -31,6 +32,7 @@ use crate::peer::Peer;
 pub struct Connection {
     peer: Peer,
     probe: Option<ConnectionProbe>,
+    accepted: Option<Instant>,
 }
 
 impl Connection {
@@ -58,6 +60,18 @@ impl Connection {
         self
     }
 
+    /// When the adapter took the connection on, by its [`Runtime`](crate::driver::Runtime)'s
+    /// clock: the connection's first request head is then due within
+    /// [`header_read_timeout`](crate::driver::Config::header_read_timeout) of it, whatever
+    /// the adapter did before handing the connection to
+    /// [`http1::serve`](crate::driver::http1::serve) (a TLS handshake), rather than of
+    /// when `serve` starts reading. Without it, the first head is due within the timeout
+    /// of that start.
+    pub fn with_accepted_at(mut self, at: Instant) -> Connection {
+        self.accepted = Some(at);
+        self
+    }
+
     /// The peer's address, if known.
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer.addr
@@ -73,6 +87,12 @@ impl Connection {
         self.probe.as_ref()
     }
 
+    /// When the adapter took it on ([`with_accepted_at`](Connection::with_accepted_at)),
+    /// if it said.
+    pub fn accepted_at(&self) -> Option<Instant> {
+        self.accepted
+    }
+
     /// What a request carries as extensions ([`PeerAddr`](crate::PeerAddr),
     /// [`Tls`](crate::Tls) and a [`ConnectionProbe`]), the probe taken out of them (it is
     /// the driver's, not the application's).
@@ -80,6 +100,7 @@ impl Connection {
         Connection {
             peer: Peer::of(parts),
             probe: parts.extensions.remove::<ConnectionProbe>(),
+            accepted: None,
         }
     }
 

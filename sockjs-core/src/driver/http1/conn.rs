@@ -297,8 +297,13 @@ impl<H: Host, S: Socket> Conn<H, S> {
         let config = host.config();
         let runtime = host.runtime();
         // The head must arrive within the header read timeout of the connection going idle;
-        // the body within the body read timeout of its head.
+        // the first one within it of the connection's accept, when the adapter said when
+        // that was (a TLS handshake does not give the client a second timeout's time); the
+        // body within the body read timeout of its head.
         let mut deadline = later(runtime.now(), config.header_read_timeout);
+        if let Some(accepted) = self.connection.accepted_at().filter(|_| !self.served) {
+            deadline = deadline.min(later(accepted, config.header_read_timeout));
+        }
         let mut reading_body = false;
         loop {
             // What to do is decided before any wait, so that the wait does not also hold

@@ -43,7 +43,7 @@ impl Deadline {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::{Arc, Mutex};
@@ -55,7 +55,7 @@ mod tests {
 
     /// Timers that fire when the test says, recording every deadline they are set to.
     #[derive(Debug, Default)]
-    struct Manual {
+    pub(in crate::driver::http1) struct Manual {
         /// Deadlines set, in order (made or reset).
         set: Arc<Mutex<Vec<Instant>>>,
         /// Timers made.
@@ -86,6 +86,19 @@ mod tests {
         fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
             self.set.lock().expect("unpoisoned").push(deadline);
             self.deadline = deadline;
+        }
+    }
+
+    impl Manual {
+        /// A runtime whose clock reads `now` until [`set`](Manual::set) moves it.
+        pub(in crate::driver::http1) fn at(now: Instant) -> Manual {
+            let manual = Manual::default();
+            manual.set(now);
+            manual
+        }
+
+        pub(in crate::driver::http1) fn set(&self, now: Instant) {
+            *self.now.lock().expect("unpoisoned") = Some(now);
         }
     }
 

@@ -16,7 +16,9 @@
 //! Every wait has a bound:
 //!
 //! - a request's head must arrive within [`Config::header_read_timeout`] of the connection
-//!   going idle (then the connection closes quietly), its body within
+//!   going idle (then the connection closes quietly), the first one within it of the
+//!   accept when the adapter says when that was ([`Connection::with_accepted_at`]: a TLS
+//!   handshake takes from the same time), its body within
 //!   [`Config::body_read_timeout`] of its head (then `408`);
 //! - heads are bounded by [`Config::max_head_bytes`] and [`Config::max_headers`] (`431`),
 //!   bodies by the largest `max_request_body` of the [`Host::services`] (`413`), malformed requests get `400`, and
@@ -237,13 +239,13 @@ mod tests {
     use crate::driver::{Config, Connection, Runtime, Service, Socket, WebSocket};
 
     /// A server with no service: every request gets the 404 at once.
-    struct Empty {
-        runtime: Inert,
+    struct Empty<R = Inert> {
+        runtime: R,
         config: Config,
         unrouted: Unrouted,
     }
 
-    impl Host for Empty {
+    impl<R: Runtime> Host for Empty<R> {
         fn runtime(&self) -> &dyn Runtime {
             &self.runtime
         }
@@ -300,6 +302,98 @@ mod tests {
         fn shutdown(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A client that sent `input` and then nothing more, and whose answers are counted.
+    fn silent_after(input: &[u8], answers: &Arc<std::sync::atomic::AtomicUsize>) -> Pipelined {
+        Pipelined {
+            input: input.to_vec(),
+            at: 0,
+            answers: answers.clone(),
+        }
+    }
+
+    /// Polls the connection once: whether it has ended.
+    fn ended(connection: &mut Pin<Box<impl Future<Output = io::Result<()>>>>) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        connection.as_mut().poll(&mut cx).is_ready()
+    }
+
+    /// The first request head is due within the header read timeout of when the adapter
+    /// took the connection on, when it says (`Connection::with_accepted_at`: the time a TLS
+    /// handshake took counts), of when serving started otherwise; every later head within
+    /// the timeout of the answer before it, however long ago the accept was.
+    #[test]
+    fn the_first_head_is_due_a_header_read_timeout_after_the_accept() {
+        use std::time::{Duration, Instant};
+
+        use super::deadline::tests::Manual;
+
+        let s = Duration::from_secs;
+        let t0 = Instant::now() + s(60);
+        let host = |now: Instant| {
+            Arc::new(Empty {
+                runtime: Manual::at(now),
+                config: Config {
+                    header_read_timeout: s(10),
+                    ..Config::default()
+                },
+                unrouted: Unrouted::default(),
+            })
+        };
+        let answers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+        // Accepted 4 s before serving started (a slow handshake): cut 6 s in.
+        let server = host(t0);
+        let connection = Connection::new().with_accepted_at(t0 - s(4));
+        let mut served = Box::pin(serve(
+            server.clone(),
+            silent_after(b"", &answers),
+            connection,
+        ));
+        assert!(!ended(&mut served));
+        server.runtime.set(t0 + s(5));
+        assert!(!ended(&mut served));
+        server.runtime.set(t0 + s(6));
+        assert!(ended(&mut served), "the head was due 10 s after the accept");
+
+        // Not said: 10 s from when serving started.
+        let server = host(t0);
+        let mut served = Box::pin(serve(
+            server.clone(),
+            silent_after(b"", &answers),
+            Connection::new(),
+        ));
+        assert!(!ended(&mut served));
+        server.runtime.set(t0 + s(9));
+        assert!(!ended(&mut served));
+        server.runtime.set(t0 + s(10));
+        assert!(ended(&mut served));
+
+        // Accepted long ago, a first request in time: the next head has the whole timeout
+        // from its answer.
+        let server = host(t0);
+        let connection = Connection::new().with_accepted_at(t0 - s(9));
+        let request = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut served = Box::pin(serve(
+            server.clone(),
+            silent_after(request, &answers),
+            connection,
+        ));
+        let before = answers.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(!ended(&mut served));
+        assert_eq!(
+            answers.load(std::sync::atomic::Ordering::Relaxed),
+            before + 1,
+            "answered"
+        );
+        server.runtime.set(t0 + s(9));
+        assert!(
+            !ended(&mut served),
+            "the second head is due 10 s after the first answer"
+        );
+        server.runtime.set(t0 + s(10));
+        assert!(ended(&mut served));
     }
 
     /// A client that keeps the socket full of requests answered at once does not keep its
