@@ -911,6 +911,40 @@ fn after_the_close_handshake_nothing_more_is_answered() {
 
 /// A duration setting of `Duration::MAX` (how one writes "never") is a deadline too far to
 /// reach, not an overflow: every request, send, WebSocket message and close still works.
+/// A listener that fails for good (here shut down under the server: every `accept` then
+/// fails with `EINVAL`) ends the server as a graceful shutdown does, and `serve` returns
+/// the error, rather than retrying and logging every 50 ms forever.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_listener_that_fails_for_good_ends_serve_with_its_error() {
+    for adapter in ADAPTERS {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let under = listener.try_clone().unwrap();
+        let target = start_services_on(adapter, Config::default(), suite(&suite_base()), listener);
+        let greeting = || {
+            let mut conn =
+                conformance::http::Conn::connect(&target.host(), Duration::from_secs(5)).unwrap();
+            let response = conn.roundtrip(&Request::new("GET", "/echo")).unwrap();
+            assert_eq!(response.text(), "Welcome to SockJS!\n", "{adapter:?}");
+        };
+        greeting();
+        assert_eq!(target.outcome(), None, "{adapter:?}: serving");
+
+        socket2::SockRef::from(&under)
+            .shutdown(std::net::Shutdown::Both)
+            .unwrap();
+        assert!(
+            wait_for(Duration::from_secs(10), || target.has_ended()),
+            "{adapter:?}: still serving on a failed listener"
+        );
+        assert_eq!(
+            target.outcome(),
+            Some(Err(std::io::ErrorKind::InvalidInput)),
+            "{adapter:?}"
+        );
+    }
+}
+
 #[test]
 fn duration_settings_of_duration_max_mean_never() {
     for adapter in ADAPTERS {

@@ -7,7 +7,6 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
 
 use async_executor::Executor;
 use async_io::{Async, Timer};
@@ -19,8 +18,8 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use sockjs_core::driver::http1::{self, Host};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
 use sockjs_core::driver::{
-    Admission, Config, Connection, OpenConnections, Polled, Runtime, Service, Session, Socket,
-    WebSocket,
+    ACCEPT_BACKOFF, AcceptError, Admission, Config, Connection, OpenConnections, Polled, Runtime,
+    Service, Session, Socket, WebSocket,
 };
 use sockjs_core::{Options, OptionsError};
 
@@ -431,7 +430,12 @@ impl Server {
     }
 
     /// Serves connections from `listener` until [`ServerHandle::shutdown`] is called and
-    /// the graceful shutdown ends (or fails at once if a service cannot start).
+    /// the graceful shutdown ends (or fails at once if a service cannot start). A listener
+    /// that fails for good (closed, shut down, not listening:
+    /// [`AcceptError::Listener`](sockjs_core::driver::AcceptError::Listener)) ends it the
+    /// same way, and it returns that error; a connection that fails before it is accepted
+    /// is skipped, and a want of file descriptors or memory waited out
+    /// ([`ACCEPT_BACKOFF`](sockjs_core::driver::ACCEPT_BACKOFF)).
     ///
     /// By default the server runs on its own executor: this future drives it on the
     /// calling thread and [`Server::threads`]` - 1` more threads join while it runs. Poll
@@ -657,7 +661,8 @@ impl Handler {
         if let Ok(addr) = listener.get_ref().local_addr() {
             tracing::info!(%addr, "listening");
         }
-        accept(&listener, self).await;
+        // A listener that failed for good ends the server as a shutdown does.
+        let broken = accept(&listener, self).await;
         drop(listener);
         self.shutdown().await;
         self.shared
@@ -666,7 +671,7 @@ impl Handler {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        Ok(())
+        broken.map_or(Ok(()), Err)
     }
 }
 
@@ -687,7 +692,9 @@ fn workers(
     stop_tx
 }
 
-async fn accept(listener: &Async<TcpListener>, handler: &Handler) {
+/// Accepts connections until shutdown (`None`) or until the listener fails for good (its
+/// error).
+async fn accept(listener: &Async<TcpListener>, handler: &Handler) -> Option<io::Error> {
     enum Event {
         Accepted(io::Result<(Async<std::net::TcpStream>, std::net::SocketAddr)>),
         Shutdown,
@@ -719,12 +726,21 @@ async fn accept(listener: &Async<TcpListener>, handler: &Handler) {
                     }
                 }));
             }
-            Event::Accepted(Err(e)) => {
+            Event::Accepted(Err(e)) => match AcceptError::of(&e) {
+                AcceptError::Connection => {
+                    tracing::debug!(error = %e, "a connection failed before it was accepted");
+                }
+                AcceptError::Listener => {
+                    tracing::error!(error = %e, "the listener failed: shutting down");
+                    return Some(e);
+                }
                 // E.g. out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                Timer::after(Duration::from_millis(50)).await;
-            }
-            Event::Shutdown => return,
+                _ => {
+                    tracing::warn!(error = %e, "accept failed");
+                    Timer::after(ACCEPT_BACKOFF).await;
+                }
+            },
+            Event::Shutdown => return None,
         }
     }
 }

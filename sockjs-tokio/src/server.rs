@@ -7,14 +7,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
 
 use sockjs_core::driver::http1::{self, Host};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
 use sockjs_core::driver::web::Mounts;
 use sockjs_core::driver::{
-    Config, Connection, ConnectionRoom, OpenConnections, Polled, Runtime, Service, Socket,
-    WebSocket,
+    ACCEPT_BACKOFF, AcceptError, Config, Connection, ConnectionRoom, OpenConnections, Polled,
+    Runtime, Service, Socket, WebSocket,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -100,7 +99,13 @@ impl From<SockJs> for Routes {
 /// [`SockJs`] service instead.
 ///
 /// Await the returned [`Serve`] to run; it returns only after a graceful shutdown
-/// ([`Serve::with_graceful_shutdown`]) or if the listener fails.
+/// ([`Serve::with_graceful_shutdown`]), or if the listener fails for good (closed, shut
+/// down, not listening: [`AcceptError::Listener`]), then with that error once what was
+/// open has shut down gracefully. A connection that fails before it is accepted is
+/// skipped, and a want of file descriptors or memory waited out
+/// ([`ACCEPT_BACKOFF`](sockjs_core::driver::ACCEPT_BACKOFF)).
+///
+/// [`AcceptError::Listener`]: sockjs_core::driver::AcceptError::Listener
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
@@ -202,6 +207,8 @@ impl Serve {
         // outside the `select!`, whose other branches would drop them.
         let mut held = None;
         let mut room: Option<ConnectionRoom<'_>> = None;
+        // The listener's error, when it failed for good.
+        let mut broken = None;
         loop {
             tokio::select! {
                 accepted = listener.accept(), if held.is_none() => match accepted {
@@ -209,11 +216,21 @@ impl Serve {
                         held = Some(accepted);
                         room = Some(open.room_for_accepted());
                     }
-                    Err(error) => {
+                    Err(error) => match AcceptError::of(&error) {
+                        AcceptError::Connection => {
+                            tracing::debug!(%error, "a connection failed before it was accepted");
+                        }
+                        AcceptError::Listener => {
+                            tracing::error!(%error, "the listener failed: shutting down");
+                            broken = Some(error);
+                            break;
+                        }
                         // Usually out of file descriptors: back off briefly.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                        _ => {
+                            tracing::warn!(%error, "accept failed");
+                            tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        }
+                    },
                 },
                 () = std::future::poll_fn(|cx| match room.as_mut() {
                     Some(room) => std::pin::Pin::new(room).poll(cx),
@@ -257,7 +274,7 @@ impl Serve {
         connections.shutdown().await;
         let mut websockets = std::mem::take(&mut *lock(&websockets));
         websockets.shutdown().await;
-        Ok(())
+        broken.map_or(Ok(()), Err)
     }
 }
 

@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use conformance::http::{Conn, Request, Response};
@@ -164,8 +164,8 @@ pub struct Target {
     requests: Box<dyn Fn() -> usize + Send + Sync>,
     /// Starts the adapter's graceful shutdown.
     shutdown: Box<dyn Fn() + Send + Sync>,
-    /// Set when the server's `serve` has returned.
-    ended: Arc<AtomicBool>,
+    /// What the server's `serve` returned, once it has.
+    ended: Arc<OnceLock<Result<(), std::io::ErrorKind>>>,
     /// The adapter's metrics accessor.
     metrics: Box<dyn Fn() -> Vec<Metrics> + Send + Sync>,
     /// Answers to requests that reached no service, by status.
@@ -197,7 +197,12 @@ impl Target {
 
     /// Whether the server's `serve` has returned (after a graceful shutdown).
     pub fn has_ended(&self) -> bool {
-        self.ended.load(Ordering::Acquire)
+        self.ended.get().is_some()
+    }
+
+    /// What the server's `serve` returned (the kind of its error), once it has.
+    pub fn outcome(&self) -> Option<Result<(), std::io::ErrorKind>> {
+        self.ended.get().copied()
     }
 
     /// Starts the adapter's graceful shutdown.
@@ -465,12 +470,11 @@ fn start_smol(config: Config, mounts: Vec<Mount>, listener: TcpListener) -> Targ
     let listener = async_io::Async::new(listener).unwrap();
     let addr = listener.get_ref().local_addr().unwrap();
     let handle = server.handle();
-    let ended = Arc::new(AtomicBool::new(false));
+    let ended = Arc::new(OnceLock::new());
     let ending = ended.clone();
     let thread = std::thread::spawn(move || {
         let served = async_io::block_on(server.serve(listener));
-        ending.store(true, Ordering::Release);
-        served
+        let _ = ending.set(served.map_err(|e| e.kind()));
     });
     let counter = handle.clone();
     // Wait until `serve` has made the services' engines (the handle shows them), so that
@@ -535,7 +539,7 @@ fn start_tokio(config: Config, mounts: Vec<Mount>, std_listener: TcpListener) ->
     let metrics = routes.clone();
     let unrouted = routes.clone();
     let open = routes.clone();
-    let ended = Arc::new(AtomicBool::new(false));
+    let ended = Arc::new(OnceLock::new());
     let ending = ended.clone();
     let server = {
         let _guard = runtime.enter();
@@ -547,8 +551,7 @@ fn start_tokio(config: Config, mounts: Vec<Mount>, std_listener: TcpListener) ->
             });
         runtime.spawn(async move {
             let served = serve.await;
-            ending.store(true, Ordering::Release);
-            served
+            let _ = ending.set(served.map_err(|e| e.kind()));
         })
     };
     let counted = services.clone();

@@ -63,6 +63,7 @@
 //!   twice the bound (several sends in flight), gets the session closed with
 //!   [`INBOUND_OVERFLOW_CODE`] [`INBOUND_OVERFLOW_REASON`].
 
+mod accept;
 mod admission;
 pub mod broadcast;
 mod config;
@@ -90,6 +91,7 @@ mod waiters;
 pub mod web;
 mod websocket;
 
+pub use accept::{ACCEPT_BACKOFF, AcceptError};
 pub use admission::{Admission, AdmissionRequest};
 pub use config::{Config, INBOUND_OVERFLOW_CODE, INBOUND_OVERFLOW_REASON};
 pub use connection::{Connection, ConnectionProbe};
