@@ -515,8 +515,8 @@ mod tests {
 
     use super::*;
     use crate::Content;
-    use crate::driver::TryNext;
     use crate::driver::runtime::inert::Inert;
+    use crate::driver::{ConnectionProbe, TryNext};
 
     /// The status of what `exchange` answered at once.
     fn status(exchange: &mut Exchange) -> Option<u16> {
@@ -524,6 +524,103 @@ mod tests {
             TryNext::Item(Content::Response(response)) => Some(response.status().as_u16()),
             _ => None,
         }
+    }
+
+    /// The status of what `exchange` answered at once, a stream's head included.
+    fn head_status(exchange: &mut Exchange) -> Option<u16> {
+        match exchange.try_next() {
+            TryNext::Item(Content::Response(response)) => Some(response.status().as_u16()),
+            TryNext::Item(Content::StreamStart(head)) => Some(head.status().as_u16()),
+            _ => None,
+        }
+    }
+
+    /// `max_sessions` counts sessions over the shards as their engines report them ending.
+    /// A session that a request's own arrival ends (its late timer, fired first; its
+    /// receiver found gone by the probe and aborted, PROTOCOL.md §7.1.6) gives its place
+    /// back before that request asks for one: at the bound, the request opens its session
+    /// rather than getting `503` for a place no session holds.
+    #[test]
+    fn s7_1_6_a_session_a_request_ends_gives_its_place_to_that_request() {
+        use std::sync::atomic::AtomicBool;
+
+        let options = Options {
+            max_sessions: 1,
+            disconnect_delay: Duration::from_millis(20),
+            ..Options::default()
+        };
+        let config = Config {
+            shards: 1,
+            ..Config::default()
+        };
+        let service =
+            Service::new(options, config, Arc::new(Inert), |_session| async {}).expect("service");
+        let request = |path: &str| {
+            http::Request::post(path)
+                .body(Bytes::new())
+                .expect("request")
+        };
+
+        // Expired, its timer input not come yet (the runtime's timers never fire here).
+        assert_eq!(
+            status(&mut service.submit(request("/000/a/xhr"))),
+            Some(200)
+        );
+        assert_eq!(
+            status(&mut service.submit(request("/000/b/xhr"))),
+            Some(503)
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(
+            status(&mut service.submit(request("/000/b/xhr"))),
+            Some(200)
+        );
+
+        // Its receiver's client gone, as the probe finds when the next receiver comes:
+        // aborted, the session closes (the default abort policy), and the newcomer opens
+        // a new one under the same id.
+        let gone = Arc::new(AtomicBool::new(false));
+        let probe = {
+            let gone = gone.clone();
+            ConnectionProbe::new(move || gone.load(Ordering::Acquire))
+        };
+        // Kept, so the sessions stay open (this runtime drops its tasks, handlers too).
+        let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = kept.clone();
+        let service = Service::new(
+            Options {
+                max_sessions: 1,
+                ..Options::default()
+            },
+            Config {
+                shards: 1,
+                ..Config::default()
+            },
+            Arc::new(Inert),
+            move |session| {
+                keep.lock().expect("unpoisoned").push(session);
+                async {}
+            },
+        )
+        .expect("service");
+        let stream = "/000/s/xhr_streaming";
+        let connection = Connection::new().with_probe(probe);
+        let mut first = service.submit_on(request(stream), &connection);
+        assert_eq!(head_status(&mut first), Some(200));
+        gone.store(true, Ordering::Release);
+        let mut second = service.submit_on(request(stream), &Connection::new());
+        assert_eq!(head_status(&mut second), Some(200));
+        let mut frames = Vec::new();
+        while let TryNext::Item(Content::Chunk(chunk)) = second.try_next() {
+            frames.push(chunk);
+        }
+        assert_eq!(
+            frames.last().map(|f| &f[..]),
+            Some(&b"o\n"[..]),
+            "a new session"
+        );
+        assert_eq!(service.session_count(), 1);
+        assert_eq!(kept.lock().expect("unpoisoned").len(), 2);
     }
 
     /// Places for sessions about to open count against `max_sessions` until given back,

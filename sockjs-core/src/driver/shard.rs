@@ -260,8 +260,10 @@ impl Shard {
         // ones the engine will hand the request to. A late timer input would otherwise let
         // a request for a session just expired skip the drain, admission and the session
         // limit, and then open a fresh one.
+        let mut ended = false;
         if st.engine.poll_timeout().is_some_and(|at| at <= now) {
             st.engine.handle_timeout(now);
+            ended = true;
         }
         if let Some(attached) = st.engine.attached_receiver_routed(&parts, route) {
             let verdict = st
@@ -274,6 +276,7 @@ impl Shard {
                     st.counters.aborts += 1;
                     st.forget_request(attached);
                     st.engine.handle_abort(now, attached);
+                    ended = true;
                 }
                 Some(None) if !force && !self.common.config.abort_grace.is_zero() => {
                     // What the timers did above goes out now.
@@ -287,6 +290,12 @@ impl Shard {
                 }
                 _ => {}
             }
+        }
+        if ended {
+            // What the timers and the abort ended is counted now (the service's session
+            // count falls as their `Closed` events are drained), before this request may
+            // ask for a place under `max_sessions`.
+            st.drain(now, &self.common);
         }
         // Asked after the abort above, which may have ended the session this request
         // would have joined: it would then open a new one.
