@@ -623,6 +623,65 @@ mod tests {
         assert_eq!(kept.lock().expect("unpoisoned").len(), 2);
     }
 
+    /// A sender waiting for room in a session's full queue is woken when the session starts
+    /// closing, and fails with `NotOpen` (as `send` says, "also while waiting"), rather
+    /// than waiting until a client takes the queue or the session is forgotten.
+    #[test]
+    fn a_sender_waiting_for_room_fails_once_its_session_closes() {
+        use std::future::Future;
+        use std::sync::atomic::AtomicBool;
+        use std::task::{Context, Wake, Waker};
+
+        #[derive(Default)]
+        struct Flag(AtomicBool);
+        impl Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+
+        let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = kept.clone();
+        let options = Options {
+            max_queued_bytes: 64,
+            ..Options::default()
+        };
+        let service = Service::new(
+            options,
+            Config::default(),
+            Arc::new(Inert),
+            move |session| {
+                keep.lock().expect("unpoisoned").push(session);
+                async {}
+            },
+        )
+        .expect("service");
+        let poll = http::Request::post("/000/full/xhr")
+            .body(Bytes::new())
+            .expect("request");
+        assert_eq!(status(&mut service.submit(poll)), Some(200));
+        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        session.try_send("x".repeat(40)).expect("room");
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut send = std::pin::pin!(session.send("y".repeat(40)));
+        assert!(
+            send.as_mut().poll(&mut cx).is_pending(),
+            "the queue is full"
+        );
+
+        session.close(3000, "done").expect("open");
+        assert!(
+            flag.0.load(Ordering::Acquire),
+            "the waiting sender was woken"
+        );
+        assert_eq!(
+            send.as_mut().poll(&mut cx),
+            std::task::Poll::Ready(Err(crate::SendError::NotOpen))
+        );
+    }
+
     /// Places for sessions about to open count against `max_sessions` until given back,
     /// which dropping them does, also on the way out of a panic.
     #[test]

@@ -122,7 +122,8 @@ impl SessionSender {
     }
 
     /// Resolves once the session has room for more (see [`send`](SessionSender::send)), or
-    /// has ended; pairs with [`try_send`](SessionSender::try_send).
+    /// is no longer open (closing or ended); pairs with
+    /// [`try_send`](SessionSender::try_send).
     pub fn ready(&self) -> Ready<'_> {
         Ready {
             sender: self,

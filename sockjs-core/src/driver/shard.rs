@@ -534,10 +534,11 @@ impl Shard {
             return Poll::Pending;
         }
         let half = self.common.options.max_queued_bytes / 2;
-        if st
-            .engine
-            .queued_bytes(key)
-            .is_none_or(|queued| queued <= half)
+        if st.engine.session_state(key) != SessionState::Open
+            || st
+                .engine
+                .queued_bytes(key)
+                .is_none_or(|queued| queued <= half)
         {
             if let Some(waiters) = st.room.get_mut(&key) {
                 waiters.remove(slot.take());
@@ -897,15 +898,17 @@ impl State {
         }
     }
 
-    /// Wakes senders waiting on sessions whose engine queue is half empty again (or that
-    /// ended).
+    /// Wakes senders waiting on sessions whose engine queue is half empty again, or that
+    /// are no longer open (their `send` fails with `NotOpen` then, while the closing
+    /// session keeps its queue for the close's replay).
     fn wake_room(&mut self, max_queued_bytes: usize) {
         let engine = &self.engine;
         let mut wakers = Wakers::default();
         self.room.retain(|key, waiters| {
-            let room = engine
-                .queued_bytes(*key)
-                .is_none_or(|queued| queued <= max_queued_bytes / 2);
+            let room = engine.session_state(*key) != SessionState::Open
+                || engine
+                    .queued_bytes(*key)
+                    .is_none_or(|queued| queued <= max_queued_bytes / 2);
             if room {
                 wakers.extend(waiters.take());
             }
