@@ -682,6 +682,57 @@ mod tests {
         );
     }
 
+    /// The room a message needs on its connection is counted for the widest framing: an
+    /// htmlfile (or JSONP) receiver quotes the escaped frame again as a JavaScript string,
+    /// seven bytes for each control character. A message that would not fit is refused
+    /// (`try_send`) or waits, rather than pushed past the queue's bound, which would count
+    /// as the client aborting and close the session.
+    #[test]
+    fn a_message_waits_for_room_for_its_htmlfile_framing() {
+        let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = kept.clone();
+        let config = Config {
+            max_connection_queue_bytes: 8192,
+            ..Config::default()
+        };
+        let service = Service::new(
+            Options::default(),
+            config,
+            Arc::new(Inert),
+            move |session| {
+                keep.lock().expect("unpoisoned").push(session);
+                async {}
+            },
+        )
+        .expect("service");
+        let stream = http::Request::get("/000/h/htmlfile?c=callback")
+            .body(Bytes::new())
+            .expect("request");
+        // The client reads nothing: the prelude and `o` stay queued.
+        let mut receiver = service.submit(stream);
+        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        let controls = "\u{1}".repeat(1100);
+        assert_eq!(
+            session.try_send(&controls),
+            Err(crate::SendError::QueueFull),
+            "7.7 KB once framed does not fit beside the prelude in 8 KiB"
+        );
+        assert_eq!(session.state(), crate::SessionState::Open);
+        session.try_send("small").expect("room for a small one");
+        assert!(matches!(
+            receiver.try_next(),
+            TryNext::Item(Content::StreamStart(_))
+        ));
+        let mut chunks = 0;
+        while let TryNext::Item(Content::Chunk(_)) = receiver.try_next() {
+            chunks += 1;
+        }
+        assert_eq!(
+            chunks, 3,
+            "the prelude, `o` and the small message; nothing killed"
+        );
+    }
+
     /// Places for sessions about to open count against `max_sessions` until given back,
     /// which dropping them does, also on the way out of a panic.
     #[test]

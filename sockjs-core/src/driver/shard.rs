@@ -678,10 +678,12 @@ impl Outbound {
     }
 }
 
-/// At most what a message of `text` takes once framed and escaped: SockJS escapes a
-/// control character as six bytes (`\u0001`), and a frame adds a few.
+/// At most what a message of `text` takes once framed and escaped, on any transport:
+/// SockJS escapes a control character as six bytes (`\u0001`), and htmlfile and JSONP
+/// quote that frame again as a JavaScript string (`\\u0001`, seven); the frame, the
+/// transport's wrapper and a JSONP callback (at most 64 bytes) add under 128.
 fn framed_bound(text: &str) -> usize {
-    text.len().saturating_mul(6).saturating_add(16)
+    text.len().saturating_mul(7).saturating_add(128)
 }
 
 impl State {
@@ -953,5 +955,53 @@ impl Kick {
         }
         queue::register(&mut st.1, cx);
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::framed_bound;
+    use crate::frame::MessageBatch;
+    use crate::{ProtocolVersion, Transport};
+
+    proptest! {
+        /// The room a sender waits for is at least what its message takes on the wire, on
+        /// every transport, for the characters that grow most: controls (`\u0001`, then
+        /// `\\u0001` inside htmlfile's and JSONP's string), quotes, backslashes, `<`, `%`
+        /// (EventSource's `%25`), the line separators SockJS escapes, and others; with the
+        /// longest JSONP callback.
+        #[test]
+        fn the_framed_bound_holds_on_every_transport(
+            text in proptest::collection::vec(
+                prop::sample::select(vec![
+                    '\u{1}', '\u{1f}', '"', '\\', '<', '>', '%', '\n', '\u{2028}', '\u{feff}',
+                    '\u{fffe}', 'é', 'a', '\u{10ffff}', '\u{0}',
+                ]),
+                0..200,
+            ).prop_map(|chars| chars.into_iter().collect::<String>())
+        ) {
+            let callback = "c".repeat(64);
+            let mut batch = MessageBatch::default();
+            batch.push(&text);
+            for transport in [
+                Transport::XhrPolling,
+                Transport::XhrStreaming,
+                Transport::EventSource,
+                Transport::HtmlFile,
+                Transport::JsonpPolling,
+            ] {
+                for protocol in [ProtocolVersion::Current, ProtocolVersion::V0_3_3] {
+                    let mut frame = Vec::new();
+                    batch.write_frame(&mut frame);
+                    let wire = transport.wrap(frame, &callback, protocol).len();
+                    prop_assert!(
+                        wire <= framed_bound(&text),
+                        "{transport:?}: {wire} bytes for {} of text", text.len()
+                    );
+                }
+            }
+        }
     }
 }
