@@ -49,10 +49,11 @@ pub struct Config {
     /// `Session::recv`, in bytes (each message counts its length and 32 bytes more). Past
     /// it the client is held back, not refused: a WebSocket's socket is no longer read and
     /// an `xhr_send`'s answer is held, until the application has taken the queue down to
-    /// half of it. A client that sends past it by more than one request's or one
-    /// message's worth ([`Options::max_request_body`](crate::Options::max_request_body),
-    /// [`Options::max_message_size`](crate::Options::max_message_size)), which takes several
-    /// sends at once, gets its session closed with [`INBOUND_OVERFLOW_CODE`]
+    /// half of it. A read or request already under way is queued whole, so the queue
+    /// stays within twice the bound and one request
+    /// ([`Options::max_request_body`](crate::Options::max_request_body)) or one read; a
+    /// client that starts another send while the queue is past twice the bound, which
+    /// takes several sends at once, gets its session closed with [`INBOUND_OVERFLOW_CODE`]
     /// [`INBOUND_OVERFLOW_REASON`]. Default 1 MiB.
     pub max_session_inbound_bytes: usize,
     /// Longest time the application may leave a session's inbound queue past
