@@ -31,15 +31,23 @@ pub use sockjs_core::driver::broadcast::{RedisBackend, RedisError};
 /// `url` (`redis://[:password@]host[:port][/db]`): [`redis_backend`] with its defaults.
 ///
 /// Call it from within a tokio runtime: the backend's two tasks are spawned on it. Fails
-/// only if the URL is invalid; Redis being down is not an error (see [`RedisBackend`]).
+/// if the URL is invalid or there is no tokio runtime; Redis being down is not an error
+/// (see [`RedisBackend`]).
 #[cfg(feature = "redis")]
 pub fn redis(url: &str) -> Result<Broadcast, RedisError> {
     redis_backend(url).map(Broadcast::with_backend)
 }
 
-/// A [`RedisBackend`] whose tasks run on tokio (the current runtime when the hub starts
-/// it), to configure before [`Broadcast::with_backend`].
+/// A [`RedisBackend`] whose tasks run on tokio, to configure before
+/// [`Broadcast::with_backend`]: on the runtime current when the hub starts it, or else on
+/// the runtime current now. Fails outside any tokio runtime (its tasks would have nowhere
+/// to run, and the hub would stay on this node alone), or if the URL is invalid.
 #[cfg(feature = "redis")]
 pub fn redis_backend(url: &str) -> Result<RedisBackend, RedisError> {
-    RedisBackend::new(url, Arc::new(crate::runtime::Tokio::default()))
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return Err(RedisError::from(std::io::Error::other(
+            "sockjs-tokio's Redis backend needs a tokio runtime: call it from within one",
+        )));
+    };
+    RedisBackend::new(url, Arc::new(crate::runtime::Tokio::at_home(handle)))
 }

@@ -18,6 +18,16 @@ pub(crate) struct Tokio {
     home: OnceLock<Handle>,
 }
 
+impl Tokio {
+    /// Spawns on `home` when called from outside any runtime.
+    #[cfg(feature = "redis")]
+    pub(crate) fn at_home(home: Handle) -> Tokio {
+        Tokio {
+            home: OnceLock::from(home),
+        }
+    }
+}
+
 impl Runtime for Tokio {
     fn now(&self) -> Instant {
         // tokio's clock, so that a test runtime with paused time drives the engines too.
