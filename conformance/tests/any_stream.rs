@@ -157,3 +157,84 @@ fn both_adapters_serve_http_and_websockets_over_a_unix_socket() {
         });
     }
 }
+
+/// A server the application drops without a graceful shutdown (sockjs-smol's last
+/// `Handler`, sockjs-tokio's last `Routes`) closes its sessions as a shutdown does: an open
+/// WebSocket gets the shutdown's close frame, not a cut connection, on both adapters. (On
+/// sockjs-smol the server's own threads run until its last task has ended.)
+#[test]
+fn a_websocket_gets_its_close_when_its_server_is_dropped_on_both_adapters() {
+    for adapter in ADAPTERS {
+        within(Duration::from_secs(30), move || {
+            let (client, server) = UnixStream::pair().unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let config = Config::default();
+            // Keeps the runtime the tokio server's tasks run on (an application's own).
+            let mut runtime = None;
+            let dropped: Box<dyn FnOnce()> = match adapter {
+                Adapter::Smol => {
+                    let handler = sockjs_smol::Server::with_config(config.clone())
+                        .threads(1)
+                        .service("/echo", Options::default(), app)
+                        .unwrap()
+                        .start()
+                        .unwrap();
+                    let server = async_io::Async::new(server).unwrap();
+                    let serving = handler.clone();
+                    std::thread::spawn(move || {
+                        async_io::block_on(serving.serve_connection(server, peer()))
+                    });
+                    Box::new(move || drop(handler))
+                }
+                Adapter::Tokio => {
+                    let tokio = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let service = sockjs_tokio::SockJs::builder(Options::default())
+                        .config(config.clone())
+                        .build(app)
+                        .unwrap();
+                    let routes = sockjs_tokio::Routes::new().mount("/echo", service);
+                    server.set_nonblocking(true).unwrap();
+                    let _guard = tokio.enter();
+                    let server = tokio::net::UnixStream::from_std(server).unwrap();
+                    tokio.spawn(sockjs_tokio::serve_connection(
+                        server,
+                        peer(),
+                        routes.clone(),
+                        Arc::new(config.clone()),
+                    ));
+                    drop(_guard);
+                    runtime = Some(tokio);
+                    Box::new(move || drop(routes))
+                }
+            };
+            let (mut ws, _) = tungstenite::client("ws://localhost/echo/websocket", client).unwrap();
+            ws.send(tungstenite::Message::text("hello")).unwrap();
+            assert!(
+                matches!(ws.read().unwrap(), tungstenite::Message::Text(t) if t.as_str() == "hello"),
+                "{adapter:?}"
+            );
+            dropped();
+            let ending = loop {
+                match ws.read() {
+                    Ok(tungstenite::Message::Close(frame)) => break Ok(frame),
+                    Ok(_) => {}
+                    Err(error) => break Err(error),
+                }
+            };
+            assert!(
+                matches!(
+                    &ending,
+                    Ok(Some(frame)) if u16::from(frame.code) == config.shutdown_code
+                ),
+                "{adapter:?}: {ending:?}"
+            );
+            drop(runtime);
+        });
+    }
+}

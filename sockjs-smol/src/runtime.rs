@@ -14,7 +14,16 @@ use sockjs_core::driver::{Runtime, Task, Timer};
 #[derive(Debug)]
 pub(crate) enum Smol {
     /// Spawns on the server's executor; tasks spawned after it is gone are dropped.
-    Server(Weak<Executor<'static>>),
+    Server {
+        executor: Weak<Executor<'static>>,
+        /// Held while the server's own worker threads ([`Server::start`]) may run: every
+        /// service, session, timer and socket task holds this runtime, so the threads run
+        /// until the last of them has ended (a dropped server's sessions closing, their
+        /// handlers seeing the end), not only while the server's handle is kept.
+        ///
+        /// [`Server::start`]: crate::Server::start
+        _workers: Option<async_channel::Sender<()>>,
+    },
     /// Spawns on smol's global executor, for tasks that outlive any one server (the Redis
     /// broadcast backend's).
     #[cfg(feature = "redis")]
@@ -32,7 +41,7 @@ impl Runtime for Smol {
 
     fn spawn(&self, task: Task) {
         match self {
-            Smol::Server(executor) => {
+            Smol::Server { executor, .. } => {
                 if let Some(executor) = executor.upgrade() {
                     executor.spawn(task).detach();
                 }

@@ -50,8 +50,6 @@ pub(crate) struct Shared {
     /// Open connections (WebSockets included), under `config.max_connections`.
     open: Arc<OpenConnections>,
     executor: Weak<Executor<'static>>,
-    /// Held while the server's own worker threads ([`Server::start`]) may run.
-    _workers: Option<async_channel::Sender<()>>,
     /// Answers requests outside every service; `None`: 404.
     fallback: Option<Fallback>,
     /// Added to every response that lacks them.
@@ -257,8 +255,9 @@ impl Server {
 
     /// Runs the server on the caller's executor instead of one of its own: connection,
     /// session, timer and WebSocket tasks are spawned there, no thread is started, and the
-    /// caller drives the executor (e.g. `executor.run(server.serve(listener))` on each of
-    /// its threads, or [`Server::start`] beside its own tasks).
+    /// caller drives the executor (e.g. `executor.run(server.serve(listener))` on one
+    /// thread and `executor.run(future::pending())` on each of the others, or
+    /// [`Server::start`] beside its own tasks).
     pub fn executor(mut self, executor: Arc<Executor<'static>>) -> Self {
         self.executor = Some(executor);
         self
@@ -417,7 +416,9 @@ impl Server {
     /// Starts the services for connections the application accepts itself, handed over
     /// with [`Handler::serve_connection`]: on the [`executor`](Server::executor) given, or
     /// on the server's own, whose [`threads`](Server::threads) start now and end once the
-    /// last [`Handler`] clone and connection are gone.
+    /// last [`Handler`] clone, connection and session is gone. Dropped without
+    /// [`Handler::shutdown`], the server closes its sessions as a shutdown does
+    /// ([`Config::shutdown_code`]; HTTP sessions after their disconnect delay).
     ///
     /// Fails if a service cannot start (invalid options).
     pub fn start(mut self) -> io::Result<Handler> {
@@ -441,7 +442,10 @@ impl Server {
     /// calling thread and [`Server::threads`]` - 1` more threads join while it runs. Poll
     /// it with any `block_on` (`async_io::block_on`, `smol::block_on`). With
     /// [`Server::executor`] it runs on the caller's executor instead, which the caller
-    /// drives. Handler tasks still running when it returns are dropped.
+    /// drives. What is still running when it returns (after
+    /// [`Config::shutdown_timeout`]: connections, WebSockets, handler tasks) is dropped
+    /// with the server's own executor; on the caller's, it stays there, as sockjs-tokio's
+    /// handler tasks stay on their runtime.
     pub async fn serve(mut self, listener: Async<TcpListener>) -> io::Result<()> {
         let (executor, stop) = match self.executor.take() {
             Some(executor) => (executor, None),
@@ -474,7 +478,10 @@ impl Server {
         executor: &Arc<Executor<'static>>,
         workers: Option<async_channel::Sender<()>>,
     ) -> io::Result<Handler> {
-        let runtime = Arc::new(Smol::Server(Arc::downgrade(executor)));
+        let runtime = Arc::new(Smol::Server {
+            executor: Arc::downgrade(executor),
+            _workers: workers,
+        });
         let mut services = Vec::with_capacity(self.specs.len());
         for spec in self.specs {
             let handler = spec.handler;
@@ -515,7 +522,6 @@ impl Server {
             executor: Arc::downgrade(executor),
             fallback: self.fallback,
             headers: self.headers,
-            _workers: workers,
         });
         Ok(Handler { shared })
     }

@@ -105,8 +105,11 @@
 //! [`Config::shutdown_code`] / [`Config::shutdown_reason`] ([`SockJs::shutdown`]; streams
 //! and polls get the close frame and end, WebSockets get it and close) and opens no new one
 //! (such requests get `503`, as does anything but a session's own request), then waits
-//! until every session, handler task and connection is done, and drops what is left after
-//! [`Config::shutdown_timeout`]: the same shutdown as sockjs-smol's. HTTP sessions closed
+//! until every session, handler task and connection is done, and after
+//! [`Config::shutdown_timeout`] drops the connections and WebSockets left: the same
+//! shutdown as sockjs-smol's. (Handler tasks still running then are the runtime's, and
+//! run on until it ends, as on an executor of the application's with sockjs-smol; its own
+//! executor drops them.) HTTP sessions closed
 //! this way stay CLOSING for their disconnect delay, and kept-alive connections stay open
 //! meanwhile, so a client that polls again on its connection still gets the close frame;
 //! idle connections close once no session is left. Shutdown therefore usually lasts about
