@@ -13,10 +13,11 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use http::header::{Entry, HeaderName};
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use sockjs_core::driver::http1::{self, Host};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
+use sockjs_core::driver::web::{Fallback, ServerHeaders};
 use sockjs_core::driver::{
     ACCEPT_BACKOFF, AcceptError, Admission, Config, Connection, OpenConnections, Polled, Runtime,
     Service, Session, Socket, WebSocket,
@@ -28,9 +29,6 @@ use crate::socket::Stream;
 
 /// The application's session handler, type-erased until the service is built.
 type SessionHandler = Arc<dyn Fn(Session) -> sockjs_core::driver::Task + Send + Sync>;
-
-/// What answers requests outside every service (see [`Server::fallback`]).
-type Fallback = Box<dyn Fn(Request<Bytes>) -> Response<Bytes> + Send + Sync>;
 
 /// A service before the server starts.
 struct Spec {
@@ -53,7 +51,7 @@ pub(crate) struct Shared {
     /// Answers requests outside every service; `None`: 404.
     fallback: Option<Fallback>,
     /// Added to every response that lacks them.
-    headers: HeaderMap,
+    headers: ServerHeaders,
 }
 
 /// The driver's HTTP/1 connections ask the server these.
@@ -81,11 +79,7 @@ impl Host for Shared {
 
     /// Adds the server's headers ([`Server::header`]) to a response that lacks them.
     fn decorate(&self, headers: &mut HeaderMap) {
-        for (name, value) in &self.headers {
-            if let Entry::Vacant(entry) = headers.entry(name) {
-                entry.insert(value.clone());
-            }
-        }
+        self.headers.decorate(headers);
     }
 
     fn unrouted(&self) -> &Unrouted {
@@ -204,7 +198,7 @@ pub struct Server {
     executor: Option<Arc<Executor<'static>>>,
     specs: Vec<Spec>,
     fallback: Option<Fallback>,
-    headers: HeaderMap,
+    headers: ServerHeaders,
     handle: ServerHandle,
 }
 
@@ -241,7 +235,7 @@ impl Server {
             executor: None,
             specs: Vec::new(),
             fallback: None,
-            headers: HeaderMap::new(),
+            headers: ServerHeaders::default(),
             handle: ServerHandle::new(),
         }
     }
@@ -370,7 +364,7 @@ impl Server {
     where
         F: Fn(Request<Bytes>) -> Response<Bytes> + Send + Sync + 'static,
     {
-        self.fallback = Some(Box::new(handler));
+        self.fallback = Some(Arc::new(handler));
         self
     }
 
@@ -387,18 +381,6 @@ impl Server {
     /// server writes those itself, and one added to every response would break them (a
     /// length on a `204` or on the `101` of a WebSocket).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        const FRAMING: [HeaderName; 6] = [
-            http::header::CONTENT_LENGTH,
-            http::header::TRANSFER_ENCODING,
-            http::header::CONNECTION,
-            http::header::UPGRADE,
-            http::header::TE,
-            http::header::TRAILER,
-        ];
-        assert!(
-            !FRAMING.contains(&name) && name.as_str() != "keep-alive",
-            "Server::header: {name} frames the message; the server writes it itself"
-        );
         self.headers.insert(name, value);
         self
     }

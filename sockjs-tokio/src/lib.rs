@@ -57,7 +57,9 @@
 //! both runtimes (keep-alive, one chunk per frame, close-delimited streaming for HTTP/1.0,
 //! upgrades that hand over bytes already read), and an idle HTTP session costs a few KiB
 //! (no read or write buffer of its own between requests). The tower service answers the
-//! same way under hyper or axum, whose HTTP/1 parts are theirs.
+//! same way under hyper or axum, whose HTTP/1 parts are theirs. Requests outside the
+//! mounts get `404`, or the answer of one plain handler given to [`Routes::fallback`];
+//! [`Routes::header`] adds a header to every response (as sockjs-smol's `Server`).
 //! [`serve_connection`] serves one connection given as any `AsyncRead + AsyncWrite`
 //! stream; with the `tls` feature, `Config::tls` serves HTTPS and WSS (the `tls` module).
 //!

@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use bytes::Bytes;
+
 use sockjs_core::driver::http1::{self, Host};
 use sockjs_core::driver::metrics::{Metrics, Unrouted};
-use sockjs_core::driver::web::Mounts;
+use sockjs_core::driver::web::{Fallback, Mounts, ServerHeaders};
 use sockjs_core::driver::{
     ACCEPT_BACKOFF, AcceptError, Config, Connection, ConnectionRoom, OpenConnections, Polled,
     Runtime, Service, Socket, WebSocket,
@@ -25,13 +27,29 @@ use crate::runtime::Tokio;
 use crate::service::SockJs;
 use crate::socket::Tcp;
 
-/// SockJS services by mount prefix, for [`serve`] and [`serve_connection`]. Cheap to clone
-/// (clones share the services).
-#[derive(Clone, Default, Debug)]
+/// SockJS services by mount prefix, for [`serve`] and [`serve_connection`], with what
+/// answers the requests outside them ([`fallback`](Routes::fallback)) and the headers every
+/// response gets ([`header`](Routes::header)): the same as sockjs-smol's `Server`. Cheap
+/// to clone (clones share the services).
+#[derive(Clone, Default)]
 pub struct Routes {
     mounts: Arc<Mounts<SockJs>>,
     /// Answers to requests outside every mount.
     unrouted: Arc<Unrouted>,
+    /// Answers requests outside every mount; `None`: 404.
+    fallback: Option<Fallback>,
+    /// Added to every response that lacks them.
+    headers: Arc<ServerHeaders>,
+}
+
+impl fmt::Debug for Routes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Routes")
+            .field("mounts", &self.mounts)
+            .field("fallback", &self.fallback.is_some())
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Routes {
@@ -53,6 +71,50 @@ impl Routes {
     pub fn mount(mut self, prefix: &str, service: SockJs) -> Routes {
         let mounts = std::mem::take(Arc::make_mut(&mut self.mounts));
         self.mounts = Arc::new(mounts.mount(prefix, service));
+        self
+    }
+
+    /// Answers the requests outside every mount with `handler` instead of 404: the
+    /// application's own pages, a health check. The request (whole body read, bounded by
+    /// the largest mounted service's `max_request_body`) carries the client's
+    /// [`PeerAddr`](sockjs_core::PeerAddr); a `HEAD` is answered without the body. The
+    /// same as sockjs-smol's `Server::fallback`; under axum, its own router does this.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{Response, StatusCode};
+    /// let routes = sockjs_tokio::Routes::new().fallback(|request| {
+    ///     let mut response = Response::new(Bytes::new());
+    ///     if request.uri().path() == "/health" {
+    ///         *response.body_mut() = Bytes::from_static(b"ok");
+    ///     } else {
+    ///         *response.status_mut() = StatusCode::NOT_FOUND;
+    ///     }
+    ///     response
+    /// });
+    /// # drop(routes);
+    /// ```
+    pub fn fallback<F>(mut self, handler: F) -> Routes
+    where
+        F: Fn(http::Request<Bytes>) -> http::Response<Bytes> + Send + Sync + 'static,
+    {
+        self.fallback = Some(Arc::new(handler));
+        self
+    }
+
+    /// Adds a header to every response [`serve`] and [`serve_connection`] write (the
+    /// services', the [`fallback`](Routes::fallback)'s, the 404s and 503s, and WebSocket
+    /// handshakes) that does not have that header already: e.g. the name of the node
+    /// behind a load balancer. Not to the error answers to requests that could not be read
+    /// (400, 408, 413, 431). Setting a name again replaces its value. The same as
+    /// sockjs-smol's `Server::header`.
+    ///
+    /// # Panics
+    ///
+    /// On a field that frames the message or the connection (see
+    /// [`ServerHeaders::insert`]).
+    pub fn header(mut self, name: http::HeaderName, value: http::HeaderValue) -> Routes {
+        Arc::make_mut(&mut self.headers).insert(name, value);
         self
     }
 
@@ -395,6 +457,17 @@ impl Host for Standalone {
     fn route(&self, path: &str) -> Option<(&Service, usize)> {
         let (prefix, service) = self.routes.mounts.find(path)?;
         Some((service.service(), prefix.len()))
+    }
+
+    fn fallback(&self, request: http::Request<Bytes>) -> Option<http::Response<Bytes>> {
+        self.routes
+            .fallback
+            .as_ref()
+            .map(|fallback| fallback(request))
+    }
+
+    fn decorate(&self, headers: &mut http::HeaderMap) {
+        self.routes.headers.decorate(headers);
     }
 
     fn unrouted(&self) -> &Unrouted {

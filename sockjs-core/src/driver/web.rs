@@ -39,6 +39,71 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Bytes> {
     crate::response::plain(status, text)
 }
 
+/// What answers the requests outside every service of a standalone server (its pages, a
+/// health check): sockjs-smol's `Server::fallback` and sockjs-tokio's `Routes::fallback`.
+/// The request carries the client's [`PeerAddr`](crate::PeerAddr) (and [`Tls`](crate::Tls))
+/// when they are known; a `HEAD` is answered without its body.
+pub type Fallback =
+    std::sync::Arc<dyn Fn(http::Request<Bytes>) -> Response<Bytes> + Send + Sync + 'static>;
+
+/// Headers a standalone server adds to every response it writes that lacks them (e.g. the
+/// name of the node behind a load balancer): sockjs-smol's `Server::header` and
+/// sockjs-tokio's `Routes::header`. Not the error answers to requests that could not be
+/// read (400, 408, 413, 431).
+///
+/// ```
+/// use http::{HeaderMap, HeaderName, HeaderValue};
+/// use sockjs_core::driver::web::ServerHeaders;
+///
+/// let mut server = ServerHeaders::default();
+/// server.insert(HeaderName::from_static("x-node"), HeaderValue::from_static("n1"));
+/// let mut response = HeaderMap::new();
+/// server.decorate(&mut response);
+/// assert_eq!(response["x-node"], "n1");
+/// let mut own = HeaderMap::new();
+/// own.insert("x-node", HeaderValue::from_static("mine"));
+/// server.decorate(&mut own);
+/// assert_eq!(own["x-node"], "mine");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ServerHeaders(HeaderMap);
+
+impl ServerHeaders {
+    /// Adds `name: value` (setting a name again replaces its value).
+    ///
+    /// # Panics
+    ///
+    /// On a field that frames the message or the connection (`Content-Length`,
+    /// `Transfer-Encoding`, `Connection`, `Upgrade`, `Keep-Alive`, `TE`, `Trailer`): the
+    /// server writes those itself, and one added to every response would break them (a
+    /// length on a `204` or on the `101` of a WebSocket). A server's headers are the
+    /// program's own, set once as it is built.
+    pub fn insert(&mut self, name: http::HeaderName, value: HeaderValue) {
+        const FRAMING: [http::HeaderName; 6] = [
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::CONNECTION,
+            header::UPGRADE,
+            header::TE,
+            header::TRAILER,
+        ];
+        assert!(
+            !FRAMING.contains(&name) && name.as_str() != "keep-alive",
+            "server header {name} frames the message; the server writes it itself"
+        );
+        self.0.insert(name, value);
+    }
+
+    /// Adds each header to `headers` unless it has that header already.
+    pub fn decorate(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.0 {
+            if let header::Entry::Vacant(entry) = headers.entry(name) {
+                entry.insert(value.clone());
+            }
+        }
+    }
+}
+
 /// Things (services) by mount prefix; the longest matching prefix wins.
 ///
 /// ```
