@@ -379,6 +379,21 @@ impl Decoder {
         if control && (!fin || len > 125) {
             return Err(Error::Protocol("fragmented or long control frame"));
         }
+        // RFC 6455 §5.4: a data frame inside a fragmented message must continue it, and a
+        // continuation must have a message to continue. Known from the header: refused
+        // before the payload is buffered, and as what it is (1002), not as a message too
+        // big for what the fragments already hold.
+        if !control {
+            match (&self.fragments, opcode) {
+                (Some(_), TEXT | BINARY) => {
+                    return Err(Error::Protocol("new message inside a fragmented one"));
+                }
+                (None, CONTINUATION) => {
+                    return Err(Error::Protocol("continuation without a message"));
+                }
+                _ => {}
+            }
+        }
         // Refuse an oversized message before its payload is buffered (a compressed one may
         // be a little larger than it inflates to, when it does not compress).
         let (held, deflated) = match &self.fragments {

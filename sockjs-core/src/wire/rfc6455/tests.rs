@@ -218,6 +218,26 @@ fn rfc6455_s8_1_a_fragment_that_cannot_be_utf8_fails_before_the_message_ends() {
     );
 }
 
+/// RFC 6455 §5.4: a new data frame inside a fragmented message is a protocol error (1002),
+/// told from its header, also when the two together would be over the message bound
+/// (which would otherwise read as 1009); a continuation with no message is one too.
+#[test]
+fn rfc6455_s5_4_a_new_message_inside_a_fragmented_one_is_a_protocol_error() {
+    let mask = [1, 2, 3, 4];
+    let mut decoder = Decoder::new(256);
+    let start = frame(TEXT, &[b'a'; 200], mask);
+    assert_eq!(feed(&mut decoder, &start), Ok(vec![]));
+    // Only the new frame's header: refused before its payload arrives.
+    let new = frame(0x80 | TEXT, &[b'b'; 100], mask);
+    let refused = feed(&mut decoder, &new[..8]).map_err(Error::close_code);
+    assert_eq!(refused, Err(1002));
+
+    let mut decoder = Decoder::new(256);
+    let orphan = frame(0x80 | CONTINUATION, b"x", mask);
+    let refused = feed(&mut decoder, &orphan).map_err(Error::close_code);
+    assert_eq!(refused, Err(1002));
+}
+
 #[test]
 fn rfc6455_s5_4_fragments_split_characters_and_may_be_empty() {
     let text = "κόσμε";
