@@ -12,6 +12,8 @@
 mod support;
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -729,19 +731,24 @@ fn websocket_message_size_limit_closes_with_1009() {
     }
 }
 
+/// An echo service refusing messages over 1 KiB, with this close linger.
+fn refusing_big_messages(adapter: Adapter, close_linger: Duration) -> Target {
+    let mut settings = Settings::new(Options {
+        max_message_size: 1024,
+        ..Options::default()
+    });
+    settings.config.close_linger = close_linger;
+    start(adapter, settings)
+}
+
 /// After its 1009 close the server reads no further frame of the client's (the rest of the
-/// message too big is never parsed), so it cannot wait for the client's close: it closes
-/// the connection once its own close is out, as after a broken frame, instead of holding
-/// it for the whole close linger (RFC 6455 §7.1.1: the server closes first).
+/// message too big is never parsed), so it cannot wait for the client's close: its FIN
+/// goes out with its close, as after a broken frame, and the client sees the end at once,
+/// not after the whole close linger (RFC 6455 §7.1.1: the server closes first).
 #[test]
 fn after_a_1009_close_the_connection_ends_without_the_linger() {
     for adapter in ADAPTERS {
-        let mut settings = Settings::new(Options {
-            max_message_size: 1024,
-            ..Options::default()
-        });
-        settings.config.close_linger = Duration::from_secs(60);
-        let target = start(adapter, settings);
+        let target = refusing_big_messages(adapter, Duration::from_secs(60));
         let mut stream = raw_websocket(&target, &session("big"));
         // Only the header of a message past the bound: the server refuses it from that.
         let _ = stream.write_all(&[0x81, 0xfe, 0x10, 0x00, 0, 0, 0, 0]);
@@ -797,15 +804,60 @@ fn a_body_refused_at_its_head_is_drained_so_the_413_is_not_lost_to_a_reset() {
             session("big"),
             body.len()
         );
-        stream.write_all(head.as_bytes()).unwrap();
-        let sent = stream.write_all(&body);
-        assert!(sent.is_ok(), "{adapter:?}: the upload was cut: {sent:?}");
-        stream.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut received = Vec::new();
-        let end = stream.read_to_end(&mut received);
+        let (received, end) = upload_then_read(adapter, &mut stream, head.as_bytes(), &body);
         let text = String::from_utf8_lossy(&received);
         assert!(text.starts_with("HTTP/1.1 413"), "{adapter:?}: {text}");
         assert!(end.is_ok(), "{adapter:?}: {end:?} after {text}");
+    }
+}
+
+/// Sends `head` and then `body`, which the upload must get through whole, closes the
+/// sending side, and reads to the end: what came back, and how the reading ended.
+fn upload_then_read(
+    adapter: Adapter,
+    stream: &mut std::net::TcpStream,
+    head: &[u8],
+    body: &[u8],
+) -> (Vec<u8>, std::io::Result<usize>) {
+    stream.write_all(head).unwrap();
+    let sent = stream.write_all(body);
+    assert!(sent.is_ok(), "{adapter:?}: the upload was cut: {sent:?}");
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut received = Vec::new();
+    let end = stream.read_to_end(&mut received);
+    (received, end)
+}
+
+/// A WebSocket message far over the bound, sent whole: the server answers 1009 from its
+/// header and reads no more frames, but it goes on reading and dropping the rest, so that
+/// the upload goes through and the client reads the close and a clean end, not a reset
+/// that destroys the close before it is read (RFC 6455 §7.1.1, RFC 9112 §9.6's reasoning).
+#[test]
+fn a_websocket_message_refused_as_too_big_is_drained_so_the_1009_is_not_lost_to_a_reset() {
+    for adapter in ADAPTERS {
+        // The upload ends well before, even on a busy machine: the client's end of input
+        // ends the server's reading.
+        let target = refusing_big_messages(adapter, Duration::from_secs(10));
+        let mut stream = raw_websocket(&target, &session("bigws"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // More than loopback's socket buffers hold: the server must read it.
+        let payload = vec![b'x'; 4 * 1024 * 1024];
+        let mut frame = vec![0x81, 0xff];
+        frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        let (received, end) = upload_then_read(adapter, &mut stream, &frame, &payload);
+        let text = String::from_utf8_lossy(&received);
+        assert!(text.starts_with("HTTP/1.1 101"), "{adapter:?}: {text}");
+        assert!(end.is_ok(), "{adapter:?}: {end:?} after {text:?}");
+        let head = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let frames = server_frames(&received[head..]);
+        assert_eq!(
+            frames.last().map(|f| (f.0, f.1[..2].to_vec())),
+            Some((0x8, 1009u16.to_be_bytes().to_vec())),
+            "{adapter:?}: {frames:?}"
+        );
     }
 }
 
@@ -909,8 +961,236 @@ fn after_the_close_handshake_nothing_more_is_answered() {
     }
 }
 
-/// A duration setting of `Duration::MAX` (how one writes "never") is a deadline too far to
-/// reach, not an overflow: every request, send, WebSocket message and close still works.
+// ---------------------------------------------------------------------------------------
+// Slow links: a client that reads, however slowly, is not one that does not read.
+
+/// The `seq` application (and the echo, for other session ids) on a server whose accepted
+/// sockets have small send buffers, so that its writes wait on the client at once.
+fn on_a_slow_link(adapter: Adapter, config: Config) -> Target {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener.set_send_buffer_size(4096).unwrap();
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(16).unwrap();
+    let app = Arc::new(App::default());
+    let handler_app = app.clone();
+    let echo = Mount::new(
+        "/echo",
+        Options::default(),
+        handler(move |session| app_body(handler_app.clone(), session)),
+    );
+    let mut target = start_services_on(adapter, config, vec![echo], listener.into());
+    target.app = app;
+    target
+}
+
+/// A client socket with a small receive buffer, connected to `target`.
+fn slow_reader(target: &Target) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let client = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    client.set_recv_buffer_size(4096).unwrap();
+    client.connect(&target.addr.into()).unwrap();
+    let stream: TcpStream = client.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// `Config::write_timeout` is for a client that does not read: counted from the last
+/// bytes the client took, not from when the server's writes started to wait. An
+/// application streaming to a client on a slow link (each wake-up frees less than the
+/// server has for it) goes on for many times the timeout, on a WebSocket and for a large
+/// xhr-polling answer alike, on both adapters.
+#[test]
+fn a_client_reading_slowly_is_not_cut_by_the_write_timeout() {
+    let write_timeout = Duration::from_millis(300);
+    for adapter in ADAPTERS {
+        // A WebSocket: 20,000 numbered messages, read 2 KiB at a time every 20 ms.
+        let target = on_a_slow_link(
+            adapter,
+            Config {
+                write_timeout,
+                ..Config::default()
+            },
+        );
+        let url = format!("ws://{}/echo/000/seqws/websocket", target.addr);
+        let (mut ws, _) = tungstenite::client(url.as_str(), slow_reader(&target)).unwrap();
+        assert_eq!(ws_text(&mut ws).as_deref(), Some("o"), "{adapter:?}");
+        let total = 20_000u64;
+        ws.send(tungstenite::Message::text(format!("[\"more:{total}\"]")))
+            .unwrap();
+        let started = Instant::now();
+        let (mut next, mut since_pause) = (0u64, 0usize);
+        while next < total {
+            let frame = ws_text(&mut ws).unwrap_or_else(|| {
+                panic!("{adapter:?}: cut after s{next}, {:?}", started.elapsed())
+            });
+            since_pause += frame.len();
+            let messages: Vec<String> = serde_json::from_str(&frame[1..]).unwrap();
+            for message in messages {
+                assert_eq!(message, format!("s{next}"), "{adapter:?}");
+                next += 1;
+            }
+            if since_pause >= 2048 {
+                since_pause = 0;
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        assert!(
+            started.elapsed() > write_timeout * 3,
+            "{adapter:?}: the client was not slow ({:?})",
+            started.elapsed()
+        );
+        drop(ws);
+
+        // xhr-polling: one answer of a few hundred KiB, read 8 KiB at a time every 20 ms.
+        let target = on_a_slow_link(
+            adapter,
+            Config {
+                write_timeout,
+                ..Config::default()
+            },
+        );
+        let mut poll = slow_reader(&target);
+        let request = |path: &str, body: &str| {
+            format!(
+                "POST /echo/000/seqpoll/{path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        poll.write_all(request("xhr", "").as_bytes()).unwrap();
+        let mut opened = [0u8; 512];
+        let n = poll.read(&mut opened).unwrap();
+        assert!(
+            String::from_utf8_lossy(&opened[..n]).ends_with("o\n"),
+            "{adapter:?}"
+        );
+        let (status, _) = raw_status(
+            target.addr,
+            request("xhr_send", "[\"more:60000\"]").as_bytes(),
+        );
+        assert_eq!(status, 204, "{adapter:?}");
+        // Let the application fill the session's queue.
+        assert!(
+            wait_for(Duration::from_secs(10), || {
+                target.app.seq.sent.load(Ordering::Relaxed) >= 50_000
+            }),
+            "{adapter:?}"
+        );
+        poll.write_all(request("xhr", "").as_bytes()).unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        // One read of at most 8 KiB, which must not find the connection cut.
+        let mut read_some = |answer: &mut Vec<u8>| {
+            let mut chunk = [0u8; 8192];
+            let n = poll.read(&mut chunk).unwrap();
+            assert!(
+                n > 0,
+                "{adapter:?}: cut after {} bytes, {:?}",
+                answer.len(),
+                started.elapsed()
+            );
+            answer.extend_from_slice(&chunk[..n]);
+        };
+        let body_at = loop {
+            read_some(&mut answer);
+            if let Some(at) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&answer[..body_at]).to_ascii_lowercase();
+        let length: usize = head
+            .split("content-length: ")
+            .nth(1)
+            .and_then(|rest| rest.split("\r\n").next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{adapter:?}: {head}"));
+        assert!(length > 200_000, "{adapter:?}: {length}");
+        while answer.len() < body_at + length {
+            thread::sleep(Duration::from_millis(20));
+            read_some(&mut answer);
+        }
+        assert!(
+            answer[body_at..].starts_with(b"a[\"s0\",\"s1\""),
+            "{adapter:?}"
+        );
+        assert!(
+            started.elapsed() > write_timeout * 3,
+            "{adapter:?}: the client was not slow ({:?})",
+            started.elapsed()
+        );
+    }
+}
+
+/// A client that pings without reading the pongs has its connection dropped once the
+/// pongs it left pass `max_connection_queue_bytes`; one that is only slow to take a large
+/// message of ours is not, whatever it sends meanwhile (a ping, a message): the bound is
+/// on the pongs, not on our own bytes waiting for the client.
+#[test]
+fn a_ping_flood_is_dropped_and_a_slow_reader_s_ping_is_answered() {
+    use tungstenite::Message;
+    let config = Config {
+        max_connection_queue_bytes: 64 * 1024,
+        ..Config::default()
+    };
+    for adapter in ADAPTERS {
+        let target = on_a_slow_link(adapter, config.clone());
+        let connect = |id: &str| {
+            let url = format!("ws://{}/echo/000/{id}/websocket", target.addr);
+            let (mut ws, _) = tungstenite::client(url.as_str(), slow_reader(&target)).unwrap();
+            assert_eq!(ws_text(&mut ws).as_deref(), Some("o"), "{adapter:?}");
+            ws
+        };
+
+        // A message four times the connection's byte bound echoed to a client that reads
+        // nothing for a while, and pings and writes meanwhile.
+        let mut slow = connect("bigecho");
+        let big = "x".repeat(256 * 1024 - 16);
+        slow.send(Message::text(serde_json::to_string(&[&big]).unwrap()))
+            .unwrap();
+        thread::sleep(Duration::from_millis(300));
+        slow.send(Message::Ping(vec![1u8; 100].into())).unwrap();
+        slow.send(Message::text(r#"["after"]"#)).unwrap();
+        let mut texts = Vec::new();
+        while texts.len() < 2 {
+            match slow.read() {
+                Ok(Message::Text(text)) => texts.push(text.as_str().to_owned()),
+                Ok(_) => {}
+                Err(error) => panic!("{adapter:?}: {error} after {} frames", texts.len()),
+            }
+        }
+        assert_eq!(texts[0].len(), big.len() + 5, "{adapter:?}");
+        assert_eq!(texts[1], r#"a["after"]"#, "{adapter:?}");
+
+        // Pings, and never a read: dropped, without a close frame, long before 2,000.
+        let mut flood = connect("pingflood");
+        let mut sent = 0;
+        while sent < 2000 {
+            if flood.send(Message::Ping(vec![7u8; 125].into())).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        let started = Instant::now();
+        let mut pongs = 0;
+        let ending = loop {
+            match flood.read() {
+                Ok(Message::Pong(_)) => pongs += 1,
+                Ok(other) => break Ok(other),
+                Err(error) => break Err(error),
+            }
+        };
+        assert!(
+            ending.is_err() && started.elapsed() < Duration::from_secs(5),
+            "{adapter:?}: {ending:?}"
+        );
+        assert!(pongs < 1500, "{adapter:?}: {pongs} pongs for {sent} pings");
+    }
+}
+
 /// A listener that fails for good (here shut down under the server: every `accept` then
 /// fails with `EINVAL`) ends the server as a graceful shutdown does, and `serve` returns
 /// the error, rather than retrying and logging every 50 ms forever.
@@ -945,6 +1225,8 @@ fn a_listener_that_fails_for_good_ends_serve_with_its_error() {
     }
 }
 
+/// A duration setting of `Duration::MAX` (how one writes "never") is a deadline too far to
+/// reach, not an overflow: every request, send, WebSocket message and close still works.
 #[test]
 fn duration_settings_of_duration_max_mean_never() {
     for adapter in ADAPTERS {

@@ -2396,6 +2396,43 @@ fn a_stuck_application_on_a_hixie76_socket_is_closed_after_the_stall_timeout() {
     });
 }
 
+/// A hixie-76 message far over `max_message_size`, sent whole: the server closes the
+/// session (1009, as a close frame) and goes on reading and dropping the rest after its
+/// FIN, so the upload goes through and the client reads the close and a clean end, not a
+/// reset that destroys it, as on RFC 6455 sockets.
+#[test]
+fn a_hixie76_message_too_big_is_drained_so_the_close_is_not_lost_to_a_reset() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let options = Options {
+                hixie76: true,
+                max_message_size: 1024,
+                ..options()
+            };
+            let target = serve(adapter, config(), options, echo_handler());
+            let conn = hixie_open(&target, &sid("hixiebig"));
+            let (mut socket, _) = conn.into_stream();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            // More than loopback's socket buffers hold: the server must read it.
+            let mut message = vec![0x00];
+            message.resize(4 * 1024 * 1024, b'x');
+            let sent = socket.write_all(&message);
+            assert!(sent.is_ok(), "{adapter:?}: the upload was cut: {sent:?}");
+            socket.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut received = Vec::new();
+            let end = socket.read_to_end(&mut received);
+            assert!(end.is_ok(), "{adapter:?}: {end:?} after {received:?}");
+            assert!(
+                received.ends_with(b"\xff\x00"),
+                "{adapter:?}: no close frame last in {:?}",
+                String::from_utf8_lossy(&received)
+            );
+        }
+    });
+}
+
 /// An upgrade refused (here hixie-76 to a service without it, and to one without
 /// WebSockets) closes the connection after its answer: the bytes the client sent after its
 /// head (hixie-76's key3) are not HTTP and must not be read as the next request.

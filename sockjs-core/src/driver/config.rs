@@ -86,8 +86,10 @@ pub struct Config {
     /// *(server)* Longest time a request body may take to arrive once its head was read;
     /// then `408 Request Timeout` and the connection closes. Default 10 s.
     pub body_read_timeout: Duration,
-    /// *(server)* Longest time one write (a response, a chunk, WebSocket messages) may wait
-    /// on a client that does not read; then the connection is dropped. Default 30 s.
+    /// *(server)* Longest time a write (a response, a chunk, WebSocket messages) may wait
+    /// on a client that takes none of it, counted from the last bytes the client took (as
+    /// nginx's `send_timeout`): a client on a slow link that reads a large answer bit by
+    /// bit is not cut. Then the connection is dropped. Default 30 s.
     pub write_timeout: Duration,
     /// *(server)* `TCP_USER_TIMEOUT` of every TCP connection the adapter's server accepts
     /// or is handed as a plain socket (Linux and Android; elsewhere ignored): how long data

@@ -80,6 +80,13 @@ struct Pump<S> {
     /// A feed stopped at its budget with whole frames left in the decoder: they are
     /// handled before the socket is read again.
     backlog: bool,
+    /// The socket took bytes since the write timeout's wait last looked: a client that
+    /// reads, however slowly, is not one that does not read.
+    wrote: bool,
+    /// Bytes of pongs added to `pending` since it was last empty: a client that pings
+    /// without reading the answers (a ping flood) is told from one that is slow to take a
+    /// large message of ours.
+    pong_bytes: usize,
 }
 
 /// The pump of one socket, as a future of fixed, small size: an `async fn` would carry
@@ -129,6 +136,8 @@ impl<S: Socket> Serve<S> {
                 broken: false,
                 answered: false,
                 backlog: false,
+                wrote: false,
+                pong_bytes: 0,
             },
             alarm: Alarm::new(),
             read_ahead,
@@ -194,9 +203,16 @@ impl<S: Socket> Serve<S> {
                     Ok(more) => {
                         busy |= more;
                         self.blocked_since = None;
+                        pump.wrote = false;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         let now = exchange.runtime().now();
+                        // The write timeout counts from the last progress (as nginx's
+                        // `send_timeout`): a client on a slow link, which takes less per
+                        // wake-up than the server has for it, is still reading.
+                        if std::mem::take(&mut pump.wrote) {
+                            self.blocked_since = Some(now);
+                        }
                         let since = *self.blocked_since.get_or_insert(now);
                         if now.saturating_duration_since(since) >= write_timeout {
                             tracing::debug!("websocket write timed out");
@@ -212,12 +228,20 @@ impl<S: Socket> Serve<S> {
                     && pump.pending.is_empty()
                     && self.blocked_since.is_none()
                 {
-                    // After a message too big the decoder reads no further frame, so the
-                    // client's close could not be seen: close as after a broken frame.
-                    if pump.broken || pump.answered || pump.deaf {
+                    if pump.answered {
                         // The server closes the connection first (RFC 6455 §7.1.1).
                         pump.finish();
                         return Poll::Ready(());
+                    }
+                    if pump.broken || pump.deaf {
+                        // After a message too big or a broken frame the decoder reads no
+                        // further frame, so the client's close could not be seen: our FIN
+                        // goes with our close at once. The client may still be sending (the
+                        // rest of that message): what it sends is read and dropped until it
+                        // closes too or the linger ends, so that it draws no reset, which
+                        // could destroy our close before the client reads it (as after an
+                        // HTTP refusal).
+                        let _ = pump.socket.shutdown();
                     }
                     pump.phase = Phase::Lingering;
                     self.end = Some(later(
@@ -352,6 +376,7 @@ impl<S: Socket> Pump<S> {
         }
         let decoder = &mut self.decoder;
         let pending = &mut self.pending;
+        let pong_bytes = &mut self.pong_bytes;
         let mut closed_by_client = None;
         let result = exchange.feed(|engine, now, id| {
             decoder.feed_at_most(input, FEED_BUDGET, &mut |message| {
@@ -363,7 +388,9 @@ impl<S: Socket> Pump<S> {
                     Message::Binary(data) => engine.handle_ws_binary(now, id, data),
                     // Either control frame shows the peer is alive (`Options::websocket_ping`).
                     Message::Ping(payload) => {
+                        let before = pending.len();
                         encode_pong(payload, pending);
+                        *pong_bytes += pending.len() - before;
                         engine.handle_ws_pong(now, id);
                     }
                     Message::Pong(_) => engine.handle_ws_pong(now, id),
@@ -373,8 +400,10 @@ impl<S: Socket> Pump<S> {
         });
         self.backlog = matches!(result, Ok(true));
         let result = result.map(drop);
-        if self.pending.len() > exchange.config().max_connection_queue_bytes {
-            // Pongs the client does not read (a ping flood): its queue overflowed.
+        if self.pong_bytes > exchange.config().max_connection_queue_bytes {
+            // Pongs the client does not read (a ping flood): its queue overflowed. (Our
+            // own messages waiting for a slow client are bounded by the connection's
+            // queue before they get here; they do not count.)
             tracing::warn!("websocket client does not read its pongs; dropping the connection");
             self.pending.clear();
             self.broken = true;
@@ -409,12 +438,13 @@ impl<S: Socket> Pump<S> {
     /// there is more to do at once; `Err(WouldBlock)`: the socket takes no more now.
     fn write(&mut self, exchange: &mut Link) -> io::Result<bool> {
         if !self.pending.is_empty() {
-            write_some(&mut self.socket, &mut self.pending, exchange)?;
+            self.wrote |= write_some(&mut self.socket, &mut self.pending, exchange)?;
             if !self.pending.is_empty() {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             // Written out: an idle connection holds no buffer, whatever it held before.
             self.pending = Vec::new();
+            self.pong_bytes = 0;
         }
         if self.phase != Phase::Open {
             return self.socket.try_flush().map(|()| false);
@@ -469,6 +499,7 @@ impl<S: Socket> Pump<S> {
                     }
                 };
                 exchange.outside().sent(at);
+                self.wrote |= at > 0;
                 result
             };
             result?;
@@ -478,8 +509,12 @@ impl<S: Socket> Pump<S> {
     }
 }
 
-/// Writes from the front of `pending`, removing what the socket took.
-fn write_some<S: Socket>(socket: &mut S, pending: &mut Vec<u8>, exchange: &Link) -> io::Result<()> {
+/// Writes from the front of `pending`, removing what the socket took; whether it took any.
+fn write_some<S: Socket>(
+    socket: &mut S,
+    pending: &mut Vec<u8>,
+    exchange: &Link,
+) -> io::Result<bool> {
     let mut at = 0;
     let result = loop {
         if at == pending.len() {
@@ -494,7 +529,7 @@ fn write_some<S: Socket>(socket: &mut S, pending: &mut Vec<u8>, exchange: &Link)
     pending.drain(..at);
     exchange.outside().sent(at);
     match result {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-        other => other,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(at > 0),
+        other => other.map(|()| at > 0),
     }
 }

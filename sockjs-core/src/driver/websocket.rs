@@ -355,6 +355,7 @@ async fn write_hixie<S: Socket>(
     exchange.outside().sent(out.len());
     if last {
         let _ = socket.shutdown();
+        drain_until_closed(socket, exchange, alarm).await;
         return false;
     }
     if out.capacity() > SMALL {
@@ -401,6 +402,22 @@ async fn read_some<S: Socket>(
         if !ready {
             return None;
         }
+    }
+}
+
+/// After our close and FIN: reads and drops what the client still sends (the rest of a
+/// message too big) until it closes its side, the socket fails, or the close linger
+/// passes, so that its bytes draw no reset that could destroy our close before the client
+/// reads it (as after an HTTP refusal).
+async fn drain_until_closed<S: Socket>(socket: &mut S, exchange: &Link, alarm: &mut Alarm) {
+    let linger = exchange.config().close_linger;
+    alarm.set(exchange, Some(later(exchange.runtime().now(), linger)));
+    let mut dropped = BytesMut::new();
+    while let Some(n) = read_some(socket, &mut dropped, alarm).await {
+        if n == 0 {
+            return;
+        }
+        dropped.clear();
     }
 }
 

@@ -18,9 +18,7 @@ use crate::driver::runtime::{later, yield_now};
 use crate::driver::scratch::{READ_BUFFER, SpareBuffer, with_read_buffer};
 use crate::driver::socket::write_now;
 use crate::driver::web::{BodyError, not_found, plain};
-use crate::driver::{
-    Connection, Exchange, Idle, OpenConnections, Service, Socket, Timer, TryNext, write_all,
-};
+use crate::driver::{Connection, Exchange, Idle, OpenConnections, Service, Socket, Timer, TryNext};
 use crate::wire::{
     AfterResponse, CONTINUE_RESPONSE, Decoded, DecodedRequest, HttpDate, Limits, RequestDecoder,
     ResponseEncoder, hixie76,
@@ -180,26 +178,51 @@ impl<H: Host, S: Socket> Conn<H, S> {
     }
 
     /// Writes all of `data` (one system call per HTTP chunk or frame where the socket
-    /// takes it), or fails once it waited on the client for the write timeout.
+    /// takes it), or fails once the client has taken nothing for the write timeout.
     async fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
         if let Poll::Ready(result) = write_now(&mut self.stream, &mut data) {
             return result;
         }
-        // The client does not take it all now: from here the wait is bounded.
+        // Boxed: rare, and inline every connection's future would carry its room.
+        Box::pin(self.write_waiting(data)).await
+    }
+
+    /// [`write`](Conn::write) once the client did not take it all at once: from here each
+    /// wait is bounded, counted from the last progress (as nginx's `send_timeout`), so
+    /// that a client on a slow link that reads a large answer bit by bit is not taken for
+    /// one that reads nothing.
+    async fn write_waiting(&mut self, mut data: &[u8]) -> io::Result<()> {
         let runtime = self.host.runtime();
-        let deadline = later(runtime.now(), self.host.config().write_timeout);
-        let timer = match &mut self.write_timer {
-            Some(timer) => {
-                timer.as_mut().reset(deadline);
-                timer
+        let timeout = self.host.config().write_timeout;
+        loop {
+            let deadline = later(runtime.now(), timeout);
+            let timer = match &mut self.write_timer {
+                Some(timer) => {
+                    timer.as_mut().reset(deadline);
+                    timer
+                }
+                None => self.write_timer.insert(runtime.timer(deadline)),
+            };
+            let stream = &mut self.stream;
+            let left = data.len();
+            let progress = async {
+                loop {
+                    poll_fn(|cx| stream.poll_writable(cx)).await?;
+                    match write_now(stream, &mut data) {
+                        Poll::Ready(result) => return result.map(|()| true),
+                        Poll::Pending if data.len() < left => return Ok(false),
+                        Poll::Pending => {}
+                    }
+                }
+            };
+            let timed_out = async {
+                timer.as_mut().await;
+                Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"))
+            };
+            if or(progress, timed_out).await? {
+                return Ok(());
             }
-            None => self.write_timer.insert(runtime.timer(deadline)),
-        };
-        let timeout = async {
-            timer.as_mut().await;
-            Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"))
-        };
-        or(write_all(&mut self.stream, data), timeout).await
+        }
     }
 
     /// Reads some bytes into the buffer (cancel-safe). After a short read the socket is
