@@ -105,6 +105,25 @@ fn empty_lines_before_a_request_are_skipped() {
     assert_eq!(bytewise.events, out.events);
 }
 
+/// RFC 9112 §2.2 has a server ignore empty lines before a request line; they count toward
+/// `max_head_bytes`, so that a client sending nothing else is refused (431) as one sending
+/// an endless head, however they are cut, rather than read for ever.
+#[test]
+fn empty_lines_before_a_request_count_toward_the_head_bound() {
+    let limits = small_limits();
+    let flood = b"\r\n".repeat(64);
+    assert_eq!(error_of(limits, &flood), WireError::HeadTooLarge);
+    let bytewise = feed_bytewise(limits, &flood);
+    assert_eq!(bytewise.error, Some(WireError::HeadTooLarge));
+    // Fewer, and a head that fits beside them: served.
+    let request = cat(&[&b"\n".repeat(60), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]);
+    let out = feed_bytewise(limits, &request);
+    assert_eq!((out.error, out.requests().len()), (None, 1));
+    // The same head past the bound with them: refused.
+    let request = cat(&[&b"\n".repeat(110), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]);
+    assert_eq!(error_of(limits, &request), WireError::HeadTooLarge);
+}
+
 #[test]
 fn bare_lf_line_endings_are_accepted_in_the_head() {
     let out = feed(b"GET / HTTP/1.1\nHost: x\n\n");

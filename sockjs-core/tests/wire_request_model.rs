@@ -154,7 +154,10 @@ fn reference(input: &[u8], limits: &Limits) -> Reading {
     let mut at = 0;
     let mut requests = Vec::new();
     loop {
-        // RFC 9112 §2.2: empty lines (CRLF, or LF) before a request-line are ignored.
+        // RFC 9112 §2.2: empty lines (CRLF, or LF) before a request-line are ignored. DOC:
+        // they count toward the head's `max_head_bytes`, so that a client sending nothing
+        // else is refused (431) as one sending an endless head.
+        let start = at;
         loop {
             if input[at..].starts_with(b"\r\n") {
                 at += 2;
@@ -164,6 +167,17 @@ fn reference(input: &[u8], limits: &Limits) -> Reading {
                 break;
             }
         }
+        let room = limits.max_head_bytes.saturating_sub(at - start);
+        if room == 0 {
+            return Reading {
+                requests,
+                end: End::Error {
+                    err: WireError::HeadTooLarge,
+                    head_read: false,
+                    expects: false,
+                },
+            };
+        }
         let rest = &input[at..];
         if rest.is_empty() || rest == b"\r" {
             return Reading {
@@ -171,7 +185,7 @@ fn reference(input: &[u8], limits: &Limits) -> Reading {
                 end: End::Idle(rest.to_vec()),
             };
         }
-        match read_request(rest, limits) {
+        match read_request(rest, room, limits) {
             Ok((req, head, len)) => {
                 requests.push((req, at + head, at + len));
                 at += len;
@@ -192,20 +206,24 @@ enum Framing {
     Chunked,
 }
 
-/// One request at the start of `input`: the request, its head's length and its whole
-/// length; or how the reading ends inside it.
-fn read_request(input: &[u8], limits: &Limits) -> Result<(Req, usize, usize), End> {
+/// One request at the start of `input`, whose head may take `head_room` bytes: the
+/// request, its head's length and its whole length; or how the reading ends inside it.
+fn read_request(
+    input: &[u8],
+    head_room: usize,
+    limits: &Limits,
+) -> Result<(Req, usize, usize), End> {
     let error = |err| End::Error {
         err,
         head_read: false,
         expects: false,
     };
     // RFC 9112 §2.1: the head is everything up to the first empty line. DOC: it is bounded by
-    // `max_head_bytes`, refused with 431 once that many bytes came without its end
-    // (RFC 6585 §5 names 431 for header fields too large).
+    // `max_head_bytes` (less the empty lines before it), refused with 431 once that many
+    // bytes came without its end (RFC 6585 §5 names 431 for header fields too large).
     let (head_len, lines) = match head_lines(input) {
-        Some((len, lines)) if len <= limits.max_head_bytes => (len, lines),
-        _ if input.len() >= limits.max_head_bytes => return Err(error(WireError::HeadTooLarge)),
+        Some((len, lines)) if len <= head_room => (len, lines),
+        _ if input.len() >= head_room => return Err(error(WireError::HeadTooLarge)),
         _ => {
             return Err(End::Pending {
                 head_read: false,
@@ -1067,7 +1085,8 @@ impl Msg {
     /// The limits this request needs: head bytes (or chunk-line, extension and trailer
     /// bytes, bounded alike), field lines, body bytes.
     fn needs(&self) -> [usize; 3] {
-        let mut head = self.head().len();
+        // The empty lines before the request line count toward its head's bound.
+        let mut head = self.leading.len() + self.head().len();
         if let Body::Chunked(chunked) = &self.body {
             let mut extensions = 0;
             let lines = chunked

@@ -82,8 +82,9 @@ pub struct RequestDecoder {
 
 #[derive(Debug)]
 enum State {
-    /// Looking for the end of a head; `scanned` bytes hold no terminator.
-    Head { scanned: usize },
+    /// Looking for the end of a head; `scanned` bytes hold no terminator, and `skipped`
+    /// bytes of empty lines came before it (they count toward `max_head_bytes`).
+    Head { scanned: usize, skipped: usize },
     /// Head consumed, body being received.
     Body {
         head: Box<Head>,
@@ -124,7 +125,10 @@ impl RequestDecoder {
     pub fn new(limits: Limits) -> Self {
         RequestDecoder {
             limits,
-            state: State::Head { scanned: 0 },
+            state: State::Head {
+                scanned: 0,
+                skipped: 0,
+            },
         }
     }
 
@@ -159,11 +163,12 @@ impl RequestDecoder {
 
     fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, WireError> {
         let limits = self.limits;
-        if let State::Head { scanned } = &mut self.state {
-            let Some(end) = find_head_end(buf, scanned, &limits)? else {
+        if let State::Head { scanned, skipped } = &mut self.state {
+            let Some(end) = find_head_end(buf, scanned, skipped, &limits)? else {
                 return Ok(None);
             };
             *scanned = 0;
+            *skipped = 0;
             let head = buf.split_to(end).freeze();
             let (head, body) = parse_head(&head, &limits)?;
             // Most requests arrive whole: hand them out without parking the head.
@@ -199,9 +204,13 @@ impl RequestDecoder {
             }
             return Ok(None);
         }
-        let State::Body { head, body, .. } =
-            std::mem::replace(&mut self.state, State::Head { scanned: 0 })
-        else {
+        let State::Body { head, body, .. } = std::mem::replace(
+            &mut self.state,
+            State::Head {
+                scanned: 0,
+                skipped: 0,
+            },
+        ) else {
             return Ok(None);
         };
         let body = match body {
@@ -225,27 +234,36 @@ impl RequestDecoder {
 }
 
 /// Find the end of the head (just past the empty line), skipping empty lines
-/// before it. Fails once `max_head_bytes` pass without one.
+/// before it (counted in `skipped`). Fails once `max_head_bytes` pass without one, the
+/// empty lines before it included: a client sending nothing but empty lines is refused
+/// as one sending an endless head, not read for ever.
 fn find_head_end(
     buf: &mut BytesMut,
     scanned: &mut usize,
+    skipped: &mut usize,
     limits: &Limits,
 ) -> Result<Option<usize>, WireError> {
     if *scanned == 0 {
         loop {
             if buf.starts_with(b"\r\n") {
                 buf.advance(2);
+                *skipped += 2;
             } else if buf.starts_with(b"\n") {
                 buf.advance(1);
+                *skipped += 1;
             } else {
                 break;
             }
         }
-        if buf[..] == b"\r"[..] {
-            return Ok(None);
-        }
     }
-    let window = &buf[..buf.len().min(limits.max_head_bytes)];
+    let room = limits.max_head_bytes.saturating_sub(*skipped);
+    if room == 0 {
+        return Err(WireError::HeadTooLarge);
+    }
+    if *scanned == 0 && buf[..] == b"\r"[..] {
+        return Ok(None);
+    }
+    let window = &buf[..buf.len().min(room)];
     let mut from = scanned.saturating_sub(2);
     while let Some(i) = next_newline(window, from) {
         match window.get(i + 1..) {
@@ -255,7 +273,7 @@ fn find_head_end(
         }
         from = i + 1;
     }
-    if buf.len() >= limits.max_head_bytes {
+    if buf.len() >= room {
         return Err(WireError::HeadTooLarge);
     }
     *scanned = window.len();
