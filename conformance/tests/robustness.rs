@@ -861,6 +861,89 @@ fn a_websocket_message_refused_as_too_big_is_drained_so_the_1009_is_not_lost_to_
     }
 }
 
+/// Writes to `stream` as fast as it takes bytes, for at most `limit`: how long until the
+/// server cut the connection (`None`: never), with what the server sent meanwhile.
+fn send_until_cut(
+    stream: &mut std::net::TcpStream,
+    limit: Duration,
+) -> (Option<Duration>, Vec<u8>) {
+    let mut reader = stream.try_clone().unwrap();
+    let received = thread::spawn(move || {
+        let mut received = Vec::new();
+        let _ = reader.read_to_end(&mut received);
+        received
+    });
+    let started = Instant::now();
+    let junk = vec![b'j'; 64 * 1024];
+    let cut = loop {
+        if started.elapsed() > limit {
+            break None;
+        }
+        if stream.write_all(&junk).is_err() {
+            break Some(started.elapsed());
+        }
+    };
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    (cut, received.join().unwrap())
+}
+
+/// A client that never stops sending is not read for ever: nothing but empty lines is an
+/// endless head (431), and after a refusal (400) or a WebSocket's 1009 the server reads
+/// and drops what comes for its close linger and no longer, however fast it comes (and
+/// lets the other connections run meanwhile), on both adapters.
+#[test]
+fn a_client_that_never_stops_sending_is_cut_after_the_linger() {
+    let linger = Duration::from_millis(500);
+    let bound = linger + Duration::from_secs(4);
+    for adapter in ADAPTERS {
+        let mut settings = Settings::new(Options {
+            max_message_size: 1024,
+            ..Options::default()
+        });
+        settings.config.close_linger = linger;
+        let target = start(adapter, settings);
+
+        // Empty lines and nothing else.
+        let mut flood = std::net::TcpStream::connect(target.addr).unwrap();
+        let crlf = b"\r\n".repeat(32 * 1024);
+        let started = Instant::now();
+        let mut answer = String::new();
+        while started.elapsed() < bound && flood.write_all(&crlf).is_ok() {}
+        let _ = flood.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 431"),
+            "{adapter:?}: {answer:?}"
+        );
+        assert!(
+            started.elapsed() < bound,
+            "{adapter:?}: {:?}",
+            started.elapsed()
+        );
+
+        // A bad request, then junk as fast as the server takes it.
+        let mut bad = std::net::TcpStream::connect(target.addr).unwrap();
+        bad.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let (cut, received) = send_until_cut(&mut bad, bound);
+        assert!(cut.is_some(), "{adapter:?}: still read after {bound:?}");
+        assert!(
+            String::from_utf8_lossy(&received).starts_with("HTTP/1.1 400"),
+            "{adapter:?}"
+        );
+
+        // A WebSocket message past its bound, then the rest of it without end.
+        let mut ws = raw_websocket(&target, &session("endless"));
+        ws.write_all(&[0x81, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+        let (cut, _) = send_until_cut(&mut ws, bound);
+        assert!(cut.is_some(), "{adapter:?}: still read after {bound:?}");
+
+        // Served all along.
+        let mut conn = target.conn();
+        let greeting = conn.roundtrip(&Request::new("GET", "/echo")).unwrap();
+        assert_eq!(greeting.text(), "Welcome to SockJS!\n", "{adapter:?}");
+    }
+}
+
 /// RFC 9110 §6.6.1: the standalone servers date their responses (full, streamed, refused)
 /// in IMF-fixdate.
 #[test]

@@ -2481,6 +2481,36 @@ fn a_refused_upgrade_closes_the_connection_after_its_answer() {
     });
 }
 
+/// An upgrade answered with anything but 101 closes the connection while the client may
+/// still be sending what follows its head (hixie-76's key3 and its first frames; here a
+/// lot of it): the server reads and drops it for its close linger (a lingering close,
+/// RFC 9112 §9.6), so that it draws no reset that would destroy the answer before the
+/// client reads it.
+#[test]
+fn a_refused_upgrade_is_a_lingering_close() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = start_services(
+                adapter,
+                config(),
+                vec![Mount::new("/app", options(), echo_handler())],
+            );
+            let conn = target.conn();
+            let (mut socket, _) = conn.into_stream();
+            let mut bytes = hixie_head(&path(&sid("late"), "websocket")).into_bytes();
+            bytes.resize(bytes.len() + 4 * 1024 * 1024, b'a');
+            let sent = socket.write_all(&bytes);
+            assert!(sent.is_ok(), "{adapter:?}: cut while sending: {sent:?}");
+            socket.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut received = Vec::new();
+            let end = socket.read_to_end(&mut received);
+            let answer = String::from_utf8_lossy(&received);
+            assert!(end.is_ok(), "{adapter:?}: {end:?}");
+            assert!(answer.starts_with("HTTP/1.1 4"), "{adapter:?}: {answer}");
+        }
+    });
+}
+
 #[test]
 fn a_burst_of_awaited_sends_on_a_stream_arrives_whole() {
     // `send().await` is the way not to lose messages to a slow client: a handler that

@@ -251,17 +251,17 @@ impl<S: Socket> Serve<S> {
                 }
             }
 
-            if busy {
-                // Let other tasks run, then go on.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-
-            // The clock is read only when a deadline could have passed.
+            // The clock is read only when a deadline could have passed; also while busy, or
+            // a client that keeps sending while we linger would keep the socket for ever.
             if self.end.is_some_and(|at| at <= exchange.runtime().now()) {
                 // The client never answered our close: still a FIN, not a reset.
                 pump.finish();
                 return Poll::Ready(());
+            }
+            if busy {
+                // Let other tasks run, then go on.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             let deadline = [
                 self.end,

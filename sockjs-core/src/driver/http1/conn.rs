@@ -32,6 +32,9 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// request); past it the connection is not read until the response ends.
 const MAX_READ_AHEAD: usize = 64 * 1024;
 
+/// Reads dropped while lingering before the deadline is looked at and other tasks run.
+const LINGER_READS_BEFORE_YIELD: u32 = 16;
+
 /// Requests served before the connection lets other tasks run: a client that keeps the
 /// socket full of pipelined requests answered at once would otherwise hold its thread.
 pub(super) const REQUESTS_BEFORE_YIELD: u32 = 32;
@@ -136,8 +139,9 @@ struct Conn<H, S> {
     stream: S,
     /// The last read came back short or blocked (see [`Conn::read`]).
     drained: bool,
-    /// The connection ends on a request it could not read: the client may still be
-    /// sending it (see [`Conn::linger`]).
+    /// The connection ends on a request it could not read, or would not go on after (an
+    /// upgrade not answered with `101`, the `503` of a shutdown): the client may still be
+    /// sending (see [`Conn::linger`]).
     refused: bool,
     /// It has answered a request: idle, it may be closed for a waiting client
     /// ([`OpenConnections::idle`](crate::driver::OpenConnections::idle)).
@@ -261,11 +265,24 @@ impl<H: Host, S: Socket> Conn<H, S> {
         let runtime = self.host.runtime();
         let deadline = later(runtime.now(), self.host.config().close_linger);
         let mut timer = runtime.timer(deadline);
+        let mut reads = 0u32;
         loop {
             let stream = &mut self.stream;
             match with_read_buffer(|chunk| stream.try_read(chunk)) {
                 Ok(0) => return,
-                Ok(_) => continue,
+                Ok(_) => {
+                    // A client that sends faster than this reads never lets a read come
+                    // back empty: the deadline is looked at, and other tasks let run, as
+                    // it goes on.
+                    reads = reads.wrapping_add(1);
+                    if reads % LINGER_READS_BEFORE_YIELD == 0 {
+                        if runtime.now() >= deadline {
+                            return;
+                        }
+                        yield_now().await;
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return,
             }
@@ -337,7 +354,10 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Read,
             }
             let step = match self.decoder.decode(&mut self.buf) {
-                Ok(Some(Decoded::Request(request))) => return Ok(Some(request)),
+                Ok(Some(Decoded::Request(request))) => {
+                    release_spent(&mut self.buf, request.request.body().len());
+                    return Ok(Some(request));
+                }
                 Ok(Some(Decoded::Continue)) => Step::Continue,
                 Ok(None) => Step::Read,
                 Err(err) => {
@@ -520,6 +540,9 @@ impl<H: Host, S: Socket> Conn<H, S> {
         let upgrade = decoded.upgrade;
         let mut routed = self.route(decoded.request);
         async move {
+            // Answered with anything but a 101, the connection closes on a client that may
+            // be sending more (hixie-76's key3 comes only once a proxy saw the answer).
+            self.refused |= upgrade;
             let mut out = SpareBuffer::default();
             let finish = |after: AfterResponse| {
                 if after.must_close() || upgrade {
@@ -533,7 +556,13 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Routed::Answer { response, close } => {
                     let after = encoder.encode_dated(response, Some(&date(&*self.host)), &mut out);
                     self.write(&out).await?;
-                    return Ok(if *close { Next::Close } else { finish(after) });
+                    if *close {
+                        // The server's own close (a shutdown's 503): the client may have
+                        // pipelined more.
+                        self.refused = true;
+                        return Ok(Next::Close);
+                    }
+                    return Ok(finish(after));
                 }
             };
             let mut stream = None;
@@ -646,6 +675,20 @@ impl<H: Host, S: Socket> Conn<H, S> {
     }
 }
 
+/// Gives back the read buffer's allocation once a request has taken its bytes. A
+/// `BytesMut` emptied by `split_to` still shares the whole allocation it grew to for that
+/// request, and takes it back for its next read once the request is dropped: a connection
+/// that once carried a large body would hold that much for as long as it stays open (a
+/// long poll, a stream: hours). What a large request leaves (pipelined bytes) is copied
+/// out; after a small one, at most one read's allocation is kept while bytes are left.
+fn release_spent(buf: &mut BytesMut, taken: usize) {
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+    } else if taken > READ_BUFFER {
+        *buf = BytesMut::from(&buf[..]);
+    }
+}
+
 /// `response`, closing the connection after it.
 fn closing(mut response: Response<Bytes>) -> Response<Bytes> {
     let close = HeaderValue::from_static("close");
@@ -671,4 +714,32 @@ fn date<H: Host>(host: &H) -> HttpDate {
             date
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::release_spent;
+
+    /// A connection's read buffer keeps no allocation of a large request once the request
+    /// has taken its bytes: the next read starts from a buffer its own size.
+    #[test]
+    fn the_read_buffer_keeps_no_large_allocation_past_its_request() {
+        for leftover in [&b""[..], b"GET / HTTP/1.1\r\n"] {
+            let mut buf = BytesMut::new();
+            buf.extend_from_slice(&vec![b'x'; 300_000]);
+            buf.extend_from_slice(leftover);
+            let body = buf.split_to(300_000).freeze();
+            release_spent(&mut buf, body.len());
+            drop(body);
+            buf.extend_from_slice(&[b'y'; 100]);
+            assert!(
+                buf.capacity() < 64 * 1024,
+                "{} bytes kept after a leftover of {}",
+                buf.capacity(),
+                leftover.len()
+            );
+        }
+    }
 }

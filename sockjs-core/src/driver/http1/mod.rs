@@ -23,9 +23,10 @@
 //! - heads are bounded by [`Config::max_head_bytes`] and [`Config::max_headers`] (`431`),
 //!   bodies by the largest `max_request_body` of the [`Host::services`] (`413`), malformed requests get `400`, and
 //!   each of these answers closes the connection;
-//! - a write waits at most [`Config::write_timeout`] for the client to take it;
+//! - a write waits at most [`Config::write_timeout`] for the client to take any of it;
 //! - bytes a client sends while its response is pending (a pipelined request) are kept up
-//!   to 64 KiB, and past that the connection is not read until the response ends;
+//!   to 64 KiB (and the one read that passes it), and past that the connection is not read
+//!   until the response ends;
 //! - an upgrade request that is not answered with `101` closes the connection after its
 //!   answer (what the client sent after its head is not HTTP);
 //! - a connection lets other tasks run every 32 requests, however fast they come.
