@@ -104,6 +104,7 @@ pub(super) fn serve<H: Host, S: Socket>(
     let mut conn = Conn {
         stream,
         drained: false,
+        grown: false,
         refused: false,
         served: false,
         buf: BytesMut::new(),
@@ -139,6 +140,9 @@ struct Conn<H, S> {
     stream: S,
     /// The last read came back short or blocked (see [`Conn::read`]).
     drained: bool,
+    /// `buf` grew past one read since the last request was decoded: its allocation is
+    /// given back once the next one has taken its bytes (see [`release_spent`]).
+    grown: bool,
     /// The connection ends on a request it could not read, or would not go on after (an
     /// upgrade not answered with `101`, the `503` of a shutdown): the client may still be
     /// sending (see [`Conn::linger`]).
@@ -241,6 +245,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                     buf.extend_from_slice(&chunk[..n]);
                     Ok(n)
                 });
+                self.grown |= self.buf.len() > READ_BUFFER;
                 match read {
                     Ok(n) => {
                         self.drained = n < READ_BUFFER;
@@ -355,7 +360,9 @@ impl<H: Host, S: Socket> Conn<H, S> {
             }
             let step = match self.decoder.decode(&mut self.buf) {
                 Ok(Some(Decoded::Request(request))) => {
-                    release_spent(&mut self.buf, request.request.body().len());
+                    if std::mem::take(&mut self.grown) {
+                        release_spent(&mut self.buf);
+                    }
                     return Ok(Some(request));
                 }
                 Ok(Some(Decoded::Continue)) => Step::Continue,
@@ -675,18 +682,19 @@ impl<H: Host, S: Socket> Conn<H, S> {
     }
 }
 
-/// Gives back the read buffer's allocation once a request has taken its bytes. A
-/// `BytesMut` emptied by `split_to` still shares the whole allocation it grew to for that
-/// request, and takes it back for its next read once the request is dropped: a connection
-/// that once carried a large body would hold that much for as long as it stays open (a
-/// long poll, a stream: hours). What a large request leaves (pipelined bytes) is copied
-/// out; after a small one, at most one read's allocation is kept while bytes are left.
-fn release_spent(buf: &mut BytesMut, taken: usize) {
-    if buf.is_empty() {
-        *buf = BytesMut::new();
-    } else if taken > READ_BUFFER {
-        *buf = BytesMut::from(&buf[..]);
-    }
+/// Gives back the read buffer's allocation once a request has taken its bytes, when it
+/// grew past one read (a large body, a burst of pipelined requests). A `BytesMut` emptied
+/// by `split_to` still shares the whole allocation it grew to, and takes it back for its
+/// next read once the request is dropped: a connection that once carried a large body
+/// would hold that much for as long as it stays open (a long poll, a stream: hours). What
+/// is left (pipelined bytes) is copied out. A buffer that never grew past one read keeps
+/// its allocation, which saves one per request.
+fn release_spent(buf: &mut BytesMut) {
+    *buf = if buf.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(&buf[..])
+    };
 }
 
 /// `response`, closing the connection after it.
@@ -731,7 +739,7 @@ mod tests {
             buf.extend_from_slice(&vec![b'x'; 300_000]);
             buf.extend_from_slice(leftover);
             let body = buf.split_to(300_000).freeze();
-            release_spent(&mut buf, body.len());
+            release_spent(&mut buf);
             drop(body);
             buf.extend_from_slice(&[b'y'; 100]);
             assert!(
