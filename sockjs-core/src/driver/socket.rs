@@ -101,12 +101,17 @@ pub(crate) fn write_now<S: Socket>(socket: &mut S, data: &mut &[u8]) -> Poll<io:
 /// Most bytes read ahead while polling for readability.
 const READ_AHEAD: usize = 4096;
 
+/// Most bytes of a write the stream did not take that are kept to finish it: the rest is
+/// left to the caller, so that a connection holds no copy of a whole large answer, and a
+/// client that takes it bit by bit shows as progress (the write timeout counts from it).
+const KEPT_WRITE: usize = 16 * 1024;
+
 /// A [`Socket`] over any [`PollIo`] stream.
 ///
 /// Readiness is found by polling: [`poll_readable`](Socket::poll_readable) reads ahead
 /// into a small buffer that later reads take from, and a write the stream does not take at
-/// once is kept (one buffer's worth, no more) and finished by
-/// [`poll_writable`](Socket::poll_writable).
+/// once is kept (its first 16 KiB, no more: the write reports that much taken) and
+/// finished by [`poll_writable`](Socket::poll_writable).
 pub struct Polled<T> {
     io: T,
     ahead: Vec<u8>,
@@ -209,10 +214,11 @@ impl<T: PollIo> Socket for Polled<T> {
             Poll::Ready(Ok(n)) => Ok(n),
             Poll::Ready(Err(e)) => Err(e),
             Poll::Pending => {
-                // Keep it and report it taken: `try_flush` says it is not out yet, and
-                // `poll_writable` finishes it.
-                self.pending.extend_from_slice(buf);
-                Ok(buf.len())
+                // Keep (the start of) it and report that taken: `try_flush` says it is not
+                // out yet, and `poll_writable` finishes it.
+                let kept = buf.len().min(KEPT_WRITE);
+                self.pending.extend_from_slice(&buf[..kept]);
+                Ok(kept)
             }
         }
     }
@@ -338,16 +344,26 @@ mod tests {
             written: 0,
         });
         let message = vec![b'x'; 200 * 1024];
-        assert_eq!(socket.try_write(&message).expect("kept"), message.len());
-        assert!(socket.pending.capacity() >= message.len());
+        // A large write is kept in part only: the caller goes on with the rest once the
+        // stream took that (a client taking it bit by bit shows as progress).
+        assert_eq!(socket.try_write(&message).expect("kept"), KEPT_WRITE);
+        assert!(socket.pending.capacity() < 2 * KEPT_WRITE);
+        assert_eq!(
+            socket
+                .try_write(&message[KEPT_WRITE..])
+                .map_err(|e| e.kind()),
+            Err(io::ErrorKind::WouldBlock)
+        );
         assert_eq!(
             socket.try_flush().map_err(|e| e.kind()),
             Err(io::ErrorKind::WouldBlock)
         );
         socket.io.open = true;
         socket.try_flush().expect("flushed");
-        assert_eq!(socket.io.written, message.len());
+        assert_eq!(socket.io.written, KEPT_WRITE);
         assert_eq!(socket.pending.capacity(), 0);
+        let rest = &message[KEPT_WRITE..];
+        assert_eq!(socket.try_write(rest).expect("written"), rest.len());
         // Writes the stream takes at once keep nothing either.
         assert_eq!(socket.try_write(b"small").expect("written"), 5);
         assert_eq!(socket.pending.capacity(), 0);
