@@ -173,14 +173,16 @@ fn a_websocket_gets_its_close_when_its_server_is_dropped_on_both_adapters() {
             let config = Config::default();
             // Keeps the runtime the tokio server's tasks run on (an application's own).
             let mut runtime = None;
+            // A handle kept past the server (for its metrics, say) keeps nothing running.
+            let mut kept = None;
             let dropped: Box<dyn FnOnce()> = match adapter {
                 Adapter::Smol => {
-                    let handler = sockjs_smol::Server::with_config(config.clone())
+                    let smol = sockjs_smol::Server::with_config(config.clone())
                         .threads(1)
                         .service("/echo", Options::default(), app)
-                        .unwrap()
-                        .start()
                         .unwrap();
+                    kept = Some(smol.handle());
+                    let handler = smol.start().unwrap();
                     let server = async_io::Async::new(server).unwrap();
                     let serving = handler.clone();
                     std::thread::spawn(move || {
@@ -234,7 +236,7 @@ fn a_websocket_gets_its_close_when_its_server_is_dropped_on_both_adapters() {
                 ),
                 "{adapter:?}: {ending:?}"
             );
-            drop(runtime);
+            drop((runtime, kept));
         });
     }
 }

@@ -105,6 +105,20 @@ impl Host for Shared {
     }
 }
 
+/// The server is gone (its last `Handler` and connection): the handle lets go of its
+/// services too, so that they drop, close their sessions and end their timers (and the
+/// server's own threads with them), whether or not a `ServerHandle` is kept, or captured
+/// by a session handler.
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.handle
+            .services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
 impl Shared {
     /// Runs a connection's task on the server's executor, counted until it ends.
     fn spawn_counted(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
