@@ -148,8 +148,8 @@ fn plain_http_on_a_tls_port_and_a_silent_client_are_dropped() {
 #[test]
 fn the_handshake_and_the_first_head_share_the_header_read_timeout_on_both_adapters() {
     let certs = TestCerts::new();
-    let timeout = Duration::from_millis(1000);
-    let late = Duration::from_millis(700);
+    let timeout = Duration::from_secs(2);
+    let late = Duration::from_secs(1);
     let config = Config {
         header_read_timeout: timeout,
         ..Config::default()
@@ -170,7 +170,7 @@ fn the_handshake_and_the_first_head_share_the_header_read_timeout_on_both_adapte
         let took = started.elapsed();
         assert!(ended, "{adapter:?}");
         assert!(
-            took >= timeout - Duration::from_millis(50) && took < timeout + late / 2,
+            took >= timeout - Duration::from_millis(50) && took < timeout + late * 3 / 4,
             "{adapter:?}: closed {took:?} after the connect (a second timeout after the \
              handshake would be {:?})",
             late + timeout

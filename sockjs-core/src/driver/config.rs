@@ -51,7 +51,9 @@ pub struct Config {
     /// an `xhr_send`'s answer is held, until the application has taken the queue down to
     /// half of it. A read or request already under way is queued whole, so the queue
     /// stays within twice the bound and one request
-    /// ([`Options::max_request_body`](crate::Options::max_request_body)) or one read; a
+    /// ([`Options::max_request_body`](crate::Options::max_request_body)) or one read's
+    /// messages (at most one message,
+    /// [`Options::max_message_size`](crate::Options::max_message_size), past 16 KiB); a
     /// client that starts another send while the queue is past twice the bound, which
     /// takes several sends at once, gets its session closed with [`INBOUND_OVERFLOW_CODE`]
     /// [`INBOUND_OVERFLOW_REASON`]. Default 1 MiB.
@@ -104,9 +106,12 @@ pub struct Config {
     /// 30 s, as [`write_timeout`](Config::write_timeout).
     pub tcp_user_timeout: Option<Duration>,
     /// *(server)* How long a WebSocket that sent its close frame waits for the client's
-    /// before the connection is dropped; also how long an HTTP connection closed on a
-    /// request it refused (400, 408, 413, 431) goes on reading and dropping what the client
-    /// still sends, so that the refusal is not lost to a reset. Default 1 s.
+    /// before the connection is dropped; also how long a connection the server closes
+    /// while the client may still be sending goes on reading and dropping what comes, so
+    /// that the server's last answer is not lost to a reset: an HTTP request it refused
+    /// (400, 408, 413, 431), an upgrade not answered with `101`, a shutdown's `503`, and a
+    /// WebSocket closed for a message too big or a broken frame (its FIN goes with its
+    /// close, then the client's bytes are dropped). Default 1 s.
     pub close_linger: Duration,
     /// *(server)* Most connections the server keeps open at once: HTTP connections (idle
     /// keep-alive ones included), TLS handshakes and WebSockets. At the bound the server
