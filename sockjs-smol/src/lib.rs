@@ -126,5 +126,5 @@ pub use sockjs_core::driver::{
 };
 pub use sockjs_core::{
     AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, PeerAddr, ProtocolVersion,
-    Rejection, SendError, SessionBinding, SessionKey, SessionState, Transport,
+    Rejection, SendError, SessionBinding, SessionKey, SessionState, Tls, Transport,
 };

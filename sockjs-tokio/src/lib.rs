@@ -29,11 +29,13 @@
 //! `axum::serve` does this). Without a stripping router, set [`Options::prefix`] to the
 //! mount path instead.
 //!
-//! Two request extensions are read when present: [`PeerAddr`] (for
-//! [`Session::peer_addr`], [`Session::client_addr`] and [`SessionBinding::PeerIp`]) and
+//! Three request extensions are read when present: [`PeerAddr`] (for
+//! [`Session::peer_addr`], [`Session::client_addr`] and [`SessionBinding::PeerIp`]),
 //! [`OriginalUri`] (the URI before the router stripped the mount path: hixie-76's
 //! `Sec-WebSocket-Location` names it, and it lets near-miss paths such as `/echo//xhr` still
-//! get 404 under axum). [`serve`] sets both. With the `axum` feature the service also reads
+//! get 404 under axum) and [`Tls`] (the request came over TLS: hixie-76 then answers
+//! `wss://`; a request whose URI says `https` counts as one). [`serve`] sets them; behind
+//! a TLS acceptor of your own under axum or hyper, insert [`Tls`] yourself (a `map_request`). With the `axum` feature the service also reads
 //! axum's own `ConnectInfo<SocketAddr>` (from `into_make_service_with_connect_info`) and
 //! `OriginalUri`, so no `map_request` is needed.
 //!
@@ -152,5 +154,6 @@ pub use sockjs_core::driver::{
 };
 pub use sockjs_core::{
     AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, OriginalUri, PeerAddr,
-    ProtocolVersion, Rejection, SendError, SessionBinding, SessionKey, SessionState, Transport,
+    ProtocolVersion, Rejection, SendError, SessionBinding, SessionKey, SessionState, Tls,
+    Transport,
 };

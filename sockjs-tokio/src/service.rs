@@ -267,11 +267,19 @@ fn upgrade(
             "Upgrade not supported by this server.\n",
         );
     };
+    // hyper hands the connection over once the 101 is out, which a client that reads
+    // nothing holds back: bounded as the standalone server's write of the 101 is (the
+    // exchange then drops, which tells the engine the request was aborted).
+    let wait = exchange.config().write_timeout;
     tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(error) => {
+        let upgraded = match tokio::time::timeout(wait, on_upgrade).await {
+            Ok(Ok(upgraded)) => upgraded,
+            Ok(Err(error)) => {
                 tracing::debug!(%error, "websocket upgrade failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("websocket upgrade: the 101 was not taken in time");
                 return;
             }
         };

@@ -178,3 +178,45 @@ async fn the_tower_service_runs_websockets_under_plain_hyper_with_upgrades() {
     let raw = opened.recv_timeout(IO_TIMEOUT).unwrap();
     assert_eq!(raw.transport, Transport::RawWebSocket);
 }
+
+/// A request whose URI says `https` (absolute-form, as a TLS terminator may write it, or
+/// HTTP/2's `:scheme`) counts as TLS: hixie-76 answers with a `wss://` location. Without
+/// it, `ws://`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_uri_counts_as_tls() {
+    let options = Options {
+        prefix: "/echo".into(),
+        hixie76: true,
+        ..Options::default()
+    };
+    let service = SockJs::new(options, |mut session: Session| async move {
+        while session.recv().await.is_some() {}
+    });
+    let addr = serve_with_hyper(service, false).await;
+    let locations = client(move || {
+        ["https://example.com", "http://example.com", ""].map(|origin| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let head = format!(
+                "GET {origin}/echo/000/tls/websocket HTTP/1.1\r\nHost: example.com\r\n\
+                 Upgrade: WebSocket\r\nConnection: Upgrade\r\nOrigin: http://example.com\r\n\
+                 Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\n\
+                 Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n\r\naaaaaaaa"
+            );
+            std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+            let mut conn = Conn::new(stream, "example.com");
+            let head = conn.read_head().unwrap();
+            assert_eq!(head.status, 101, "{origin}");
+            head.header("sec-websocket-location").map(str::to_owned)
+        })
+    })
+    .await;
+    assert_eq!(
+        locations.map(|l| l.unwrap_or_default()),
+        [
+            "wss://example.com/echo/000/tls/websocket",
+            "ws://example.com/echo/000/tls/websocket",
+            "ws://example.com/echo/000/tls/websocket",
+        ]
+    );
+}
