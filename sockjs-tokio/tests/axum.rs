@@ -113,7 +113,7 @@ async fn shutdown_opens_no_session_and_settled_waits_for_the_websockets() {
     use tower::ServiceExt as _;
 
     let config = sockjs_tokio::Config {
-        close_linger: Duration::from_millis(300),
+        close_linger: Duration::from_millis(1500),
         ..Default::default()
     };
     let sockjs = SockJs::builder(Default::default())
@@ -166,6 +166,12 @@ async fn shutdown_opens_no_session_and_settled_waits_for_the_websockets() {
         .unwrap();
     let response = sockjs.clone().oneshot(late).await.unwrap();
     assert_eq!(response.status(), 503);
+    // The session and its handler are over, but the socket is not: its close is out, and
+    // it waits out its linger for the client's.
+    assert!(
+        !sockjs.settled(Duration::from_millis(300)).await,
+        "settled while the WebSocket still lingers"
+    );
     assert!(sockjs.settled(IO_TIMEOUT).await, "the WebSocket let go");
     // By then the WebSocket had its close frame and was let go of.
     let rest = tokio::task::spawn_blocking(move || read_until(&mut socket, |_| false))

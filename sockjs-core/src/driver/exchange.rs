@@ -41,6 +41,10 @@ pub(crate) struct Link {
     /// The request was handed to the engine (not waiting for the admission hook or for
     /// another request): dropping it early is an abort.
     live: bool,
+    /// It was answered with an upgrade: counted among the service's sockets until it is
+    /// dropped (its socket done, or the upgrade never handed over), past the engine's own
+    /// end of it (the close queued is not the close written).
+    socket: bool,
 }
 
 /// What only a request answered over HTTP needs; a WebSocket drops it at the upgrade.
@@ -132,6 +136,7 @@ impl Exchange {
                 id,
                 rx,
                 done: false,
+                socket: false,
             },
             http: Http {
                 phase,
@@ -227,6 +232,10 @@ impl Exchange {
     /// answer that waits for its messages to be taken.
     fn taken(&mut self, content: Content, cx: &mut Context<'_>) -> Poll<Option<Content>> {
         if !content.is_last() {
+            if matches!(content, Content::Upgrade { .. }) && !self.link.socket {
+                self.link.socket = true;
+                self.link.shard.common.socket_counted(true);
+            }
             return Poll::Ready(Some(content));
         }
         let delivered = match &mut self.http.phase {
@@ -596,6 +605,9 @@ impl Drop for Link {
     fn drop(&mut self) {
         if self.live && !self.done {
             self.shard.abort(self.id);
+        }
+        if self.socket {
+            self.shard.common.socket_counted(false);
         }
     }
 }

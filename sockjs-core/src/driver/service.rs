@@ -52,6 +52,9 @@ pub(crate) struct Common {
     handler: Handler,
     /// Sessions handed to handlers and not dropped yet.
     handlers: AtomicUsize,
+    /// Requests answered with an upgrade whose socket is not done yet (its close written,
+    /// its linger over): what a graceful shutdown waits for beside requests and handlers.
+    sockets: AtomicUsize,
     /// The service was dropped: its sessions are closed, and timer tasks end once the last
     /// has ended.
     pub(crate) stopped: AtomicBool,
@@ -79,6 +82,15 @@ impl Common {
             })
             .ok()
             .map(|_| HeldPlace(self))
+    }
+
+    /// A request became a socket (`true`), or its socket is done (`false`).
+    pub(crate) fn socket_counted(&self, live: bool) {
+        if live {
+            self.sockets.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.sockets.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// A session opened (`true`) or ended (`false`) on one of the shards.
@@ -192,6 +204,7 @@ impl Service {
             // task beside the future for the session's whole life.
             handler: Arc::new(move |session, span| Box::pin(handler(session).instrument(span))),
             handlers: AtomicUsize::new(0),
+            sockets: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
             admission: OnceLock::new(),
             drain: Drain::default(),
@@ -350,7 +363,7 @@ impl Service {
     /// closing for their disconnect delay, holding no request: they are not waited for.
     pub async fn settled(&self, timeout: std::time::Duration) -> bool {
         poll_until(&*self.inner.common.runtime, timeout, || {
-            self.open_requests() + self.running_handlers() == 0
+            self.open_requests() + self.running_handlers() + self.open_sockets() == 0
         })
         .await
     }
@@ -390,6 +403,12 @@ impl Service {
             .iter()
             .map(|shard| shard.open_requests())
             .sum()
+    }
+
+    /// WebSockets (requests answered with an upgrade) whose socket is not done yet: a
+    /// closed session's socket counts until its close is written and its linger over.
+    pub fn open_sockets(&self) -> usize {
+        self.inner.common.sockets.load(Ordering::Acquire)
     }
 
     /// Handlers still running: sessions handed to a handler whose `Session` has not been
