@@ -210,10 +210,11 @@ impl<S: Socket> Serve<S> {
                         // The write timeout counts from the last progress (as nginx's
                         // `send_timeout`): a client on a slow link, which takes less per
                         // wake-up than the server has for it, is still reading. Once our
-                        // close is on its way it counts from the first wait, so that a
-                        // client taking a byte now and then cannot hold a closing socket
-                        // (at a shutdown, say) for ever.
-                        if std::mem::take(&mut pump.wrote) && pump.phase == Phase::Open {
+                        // close is on its way it counts from the first wait after (the
+                        // last progress of a turn that began open), so that a client
+                        // taking a byte now and then cannot hold a closing socket (at a
+                        // shutdown, say) for ever.
+                        if std::mem::take(&mut pump.wrote) && open {
                             self.blocked_since = Some(now);
                         }
                         let since = *self.blocked_since.get_or_insert(now);
