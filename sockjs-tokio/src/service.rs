@@ -240,6 +240,15 @@ where
                 return Ok(response.map(Body::full));
             }
         };
+        if on_upgrade.is_none() && web::asks_for_a_websocket(&parts) {
+            // Nothing to hand the socket over on (not hyper, or the extension taken out
+            // on the way): answered before the service opens a session (and its admission
+            // hook runs) for a WebSocket that could never run.
+            tracing::warn!("websocket upgrade without a hyper connection to upgrade");
+            let status = StatusCode::INTERNAL_SERVER_ERROR;
+            service.answered(parts.uri.path(), status);
+            return Ok(Body::plain(status, UPGRADE_NOT_SUPPORTED));
+        }
         let mut exchange = service.submit(Request::from_parts(parts, body));
         Ok(match exchange.next().await {
             Some(Content::Response(response)) => response.map(Body::full),
@@ -253,6 +262,9 @@ where
     }
 }
 
+/// The answer to a WebSocket request on a connection that cannot be upgraded.
+const UPGRADE_NOT_SUPPORTED: &str = "Upgrade not supported by this server.\n";
+
 /// Answers an accepted upgrade and runs the WebSocket once hyper hands the connection over.
 fn upgrade(
     exchange: Exchange,
@@ -262,10 +274,7 @@ fn upgrade(
 ) -> Response<Body> {
     let Some(on_upgrade) = on_upgrade else {
         tracing::warn!("websocket upgrade without a hyper connection to upgrade");
-        return Body::plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Upgrade not supported by this server.\n",
-        );
+        return Body::plain(StatusCode::INTERNAL_SERVER_ERROR, UPGRADE_NOT_SUPPORTED);
     };
     // hyper hands the connection over once the 101 is out, which a client that reads
     // nothing holds back: bounded as the standalone server's write of the 101 is (the

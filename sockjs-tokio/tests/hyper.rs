@@ -220,3 +220,27 @@ async fn an_https_uri_counts_as_tls() {
         ]
     );
 }
+
+/// A WebSocket request on a connection that cannot be upgraded (no hyper upgrade hand-over:
+/// another stack, a test's `oneshot`) gets its 500 before the service opens a session for
+/// it: no handler runs, no session counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_request_that_cannot_be_upgraded_opens_no_session() {
+    let (tx, rx) = mpsc::channel();
+    let mut service = echo_service(tx);
+    let request = http::Request::get("/echo/000/nohyper/websocket")
+        .header("host", "x")
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(String::new())
+        .unwrap();
+    let response = tower_service::Service::call(&mut service, request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(rx.try_recv().is_err(), "a handler ran");
+    assert_eq!(service.session_count(), 0);
+}

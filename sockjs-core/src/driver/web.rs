@@ -104,6 +104,24 @@ impl ServerHeaders {
     }
 }
 
+/// Whether `parts` asks a SockJS service for a WebSocket: an HTTP/1.1 upgrade to
+/// `websocket` at a path ending in `/websocket` (the raw endpoint, or a session's). An
+/// adapter whose connection cannot be upgraded (no upgrade hand-over from its HTTP stack)
+/// answers such a request itself, before the service opens a session for it.
+///
+/// ```
+/// let request = http::Request::get("/echo/000/s/websocket")
+///     .header("upgrade", "websocket")
+///     .header("connection", "Upgrade")
+///     .body(())
+///     .unwrap();
+/// let (parts, ()) = request.into_parts();
+/// assert!(sockjs_core::driver::web::asks_for_a_websocket(&parts));
+/// ```
+pub fn asks_for_a_websocket(parts: &http::request::Parts) -> bool {
+    parts.uri.path().ends_with("/websocket") && crate::engine::asks_websocket_upgrade(parts)
+}
+
 /// Things (services) by mount prefix; the longest matching prefix wins.
 ///
 /// ```

@@ -12,6 +12,8 @@ mod receive;
 mod send;
 mod websocket;
 
+pub(crate) use websocket::asks_websocket_upgrade;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 

@@ -367,7 +367,7 @@ pub(super) fn ws_close_code(code: u16) -> u16 {
 /// HTTP/1.0 request's `Upgrade` is ignored (RFC 9110 §7.8), since an HTTP/1.0 proxy may
 /// have passed it on unread and would go on framing HTTP. `Upgrade` is a list, maybe over
 /// several lines.
-pub(super) fn asks_websocket_upgrade(parts: &http::request::Parts) -> bool {
+pub(crate) fn asks_websocket_upgrade(parts: &http::request::Parts) -> bool {
     parts.version == http::Version::HTTP_11
         && parts
             .headers
