@@ -39,6 +39,54 @@ struct Served {
     _stop: Box<dyn Send>,
 }
 
+/// sockjs-smol's server with the echo application at `/echo`, on one thread, not started.
+fn smol_server(config: &Config) -> sockjs_smol::Server {
+    sockjs_smol::Server::with_config(config.clone())
+        .threads(1)
+        .service("/echo", Options::default(), app)
+        .unwrap()
+}
+
+/// Serves `stream` with `handler`, on a thread of its own.
+fn serve_on_smol(handler: &sockjs_smol::Handler, stream: UnixStream) {
+    let stream = async_io::Async::new(stream).unwrap();
+    let handler = handler.clone();
+    std::thread::spawn(move || async_io::block_on(handler.serve_connection(stream, peer())));
+}
+
+/// A tokio runtime of one worker, and sockjs-tokio's routes with the echo application at
+/// `/echo`.
+fn tokio_server(config: &Config) -> (tokio::runtime::Runtime, sockjs_tokio::Routes) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = sockjs_tokio::SockJs::builder(Options::default())
+        .config(config.clone())
+        .build(app)
+        .unwrap();
+    (runtime, sockjs_tokio::Routes::new().mount("/echo", service))
+}
+
+/// Serves `stream` with `routes` on the runtime of `handle`.
+fn serve_on_tokio(
+    handle: &tokio::runtime::Handle,
+    routes: &sockjs_tokio::Routes,
+    config: &Arc<Config>,
+    stream: UnixStream,
+) {
+    stream.set_nonblocking(true).unwrap();
+    let _guard = handle.enter();
+    let stream = tokio::net::UnixStream::from_std(stream).unwrap();
+    handle.spawn(sockjs_tokio::serve_connection(
+        stream,
+        peer(),
+        routes.clone(),
+        config.clone(),
+    ));
+}
+
 fn serve(adapter: Adapter) -> Served {
     let config = Config {
         abort_grace: Duration::from_millis(50),
@@ -46,50 +94,24 @@ fn serve(adapter: Adapter) -> Served {
     };
     match adapter {
         Adapter::Smol => {
-            let handler = sockjs_smol::Server::with_config(config)
-                .threads(1)
-                .service("/echo", Options::default(), app)
-                .unwrap()
-                .start()
-                .unwrap();
+            let handler = smol_server(&config).start().unwrap();
             Served {
                 connect: Box::new(move || {
                     let (client, server) = UnixStream::pair().unwrap();
-                    let server = async_io::Async::new(server).unwrap();
-                    let handler = handler.clone();
-                    std::thread::spawn(move || {
-                        async_io::block_on(handler.serve_connection(server, peer()))
-                    });
+                    serve_on_smol(&handler, server);
                     client
                 }),
                 _stop: Box::new(()),
             }
         }
         Adapter::Tokio => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            let service = sockjs_tokio::SockJs::builder(Options::default())
-                .config(config.clone())
-                .build(app)
-                .unwrap();
-            let routes = sockjs_tokio::Routes::new().mount("/echo", service);
+            let (runtime, routes) = tokio_server(&config);
             let config = Arc::new(config);
             let handle = runtime.handle().clone();
             Served {
                 connect: Box::new(move || {
                     let (client, server) = UnixStream::pair().unwrap();
-                    server.set_nonblocking(true).unwrap();
-                    let _guard = handle.enter();
-                    let server = tokio::net::UnixStream::from_std(server).unwrap();
-                    handle.spawn(sockjs_tokio::serve_connection(
-                        server,
-                        peer(),
-                        routes.clone(),
-                        config.clone(),
-                    ));
+                    serve_on_tokio(&handle, &routes, &config, server);
                     client
                 }),
                 _stop: Box::new(runtime),
@@ -177,40 +199,15 @@ fn a_websocket_gets_its_close_when_its_server_is_dropped_on_both_adapters() {
             let mut kept = None;
             let dropped: Box<dyn FnOnce()> = match adapter {
                 Adapter::Smol => {
-                    let smol = sockjs_smol::Server::with_config(config.clone())
-                        .threads(1)
-                        .service("/echo", Options::default(), app)
-                        .unwrap();
+                    let smol = smol_server(&config);
                     kept = Some(smol.handle());
                     let handler = smol.start().unwrap();
-                    let server = async_io::Async::new(server).unwrap();
-                    let serving = handler.clone();
-                    std::thread::spawn(move || {
-                        async_io::block_on(serving.serve_connection(server, peer()))
-                    });
+                    serve_on_smol(&handler, server);
                     Box::new(move || drop(handler))
                 }
                 Adapter::Tokio => {
-                    let tokio = tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(1)
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    let service = sockjs_tokio::SockJs::builder(Options::default())
-                        .config(config.clone())
-                        .build(app)
-                        .unwrap();
-                    let routes = sockjs_tokio::Routes::new().mount("/echo", service);
-                    server.set_nonblocking(true).unwrap();
-                    let _guard = tokio.enter();
-                    let server = tokio::net::UnixStream::from_std(server).unwrap();
-                    tokio.spawn(sockjs_tokio::serve_connection(
-                        server,
-                        peer(),
-                        routes.clone(),
-                        Arc::new(config.clone()),
-                    ));
-                    drop(_guard);
+                    let (tokio, routes) = tokio_server(&config);
+                    serve_on_tokio(tokio.handle(), &routes, &Arc::new(config.clone()), server);
                     runtime = Some(tokio);
                     Box::new(move || drop(routes))
                 }

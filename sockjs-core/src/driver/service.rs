@@ -554,6 +554,22 @@ mod tests {
         }
     }
 
+    /// Sessions a test's handler was given, kept so they stay open (this runtime drops its
+    /// tasks, handlers too).
+    type Kept = Arc<std::sync::Mutex<Vec<Session>>>;
+
+    /// A service on a runtime that runs nothing, whose handler keeps each session.
+    fn keeping_sessions(options: Options, config: Config) -> (Service, Kept) {
+        let kept = Kept::default();
+        let keep = kept.clone();
+        let service = Service::new(options, config, Arc::new(Inert), move |session| {
+            keep.lock().expect("unpoisoned").push(session);
+            async {}
+        })
+        .expect("service");
+        (service, kept)
+    }
+
     /// `max_sessions` counts sessions over the shards as their engines report them ending.
     /// A session that a request's own arrival ends (its late timer, fired first; its
     /// receiver found gone by the probe and aborted, PROTOCOL.md §7.1.6) gives its place
@@ -603,10 +619,7 @@ mod tests {
             let gone = gone.clone();
             ConnectionProbe::new(move || gone.load(Ordering::Acquire))
         };
-        // Kept, so the sessions stay open (this runtime drops its tasks, handlers too).
-        let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let keep = kept.clone();
-        let service = Service::new(
+        let (service, kept) = keeping_sessions(
             Options {
                 max_sessions: 1,
                 ..Options::default()
@@ -615,13 +628,7 @@ mod tests {
                 shards: 1,
                 ..Config::default()
             },
-            Arc::new(Inert),
-            move |session| {
-                keep.lock().expect("unpoisoned").push(session);
-                async {}
-            },
-        )
-        .expect("service");
+        );
         let stream = "/000/s/xhr_streaming";
         let connection = Connection::new().with_probe(probe);
         let mut first = service.submit_on(request(stream), &connection);
@@ -659,22 +666,11 @@ mod tests {
             }
         }
 
-        let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let keep = kept.clone();
         let options = Options {
             max_queued_bytes: 64,
             ..Options::default()
         };
-        let service = Service::new(
-            options,
-            Config::default(),
-            Arc::new(Inert),
-            move |session| {
-                keep.lock().expect("unpoisoned").push(session);
-                async {}
-            },
-        )
-        .expect("service");
+        let (service, kept) = keeping_sessions(options, Config::default());
         let poll = http::Request::post("/000/full/xhr")
             .body(Bytes::new())
             .expect("request");
@@ -708,22 +704,11 @@ mod tests {
     /// as the client aborting and close the session.
     #[test]
     fn a_message_waits_for_room_for_its_htmlfile_framing() {
-        let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let keep = kept.clone();
         let config = Config {
             max_connection_queue_bytes: 8192,
             ..Config::default()
         };
-        let service = Service::new(
-            Options::default(),
-            config,
-            Arc::new(Inert),
-            move |session| {
-                keep.lock().expect("unpoisoned").push(session);
-                async {}
-            },
-        )
-        .expect("service");
+        let (service, kept) = keeping_sessions(Options::default(), config);
         let stream = http::Request::get("/000/h/htmlfile?c=callback")
             .body(Bytes::new())
             .expect("request");
