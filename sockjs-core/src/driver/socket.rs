@@ -101,6 +101,11 @@ pub(crate) fn write_now<S: Socket>(socket: &mut S, data: &mut &[u8]) -> Poll<io:
 /// Most bytes read ahead while polling for readability.
 const READ_AHEAD: usize = 4096;
 
+/// Reads dropped while lingering after a close or a refusal (HTTP/1's and hixie-76's
+/// loops) before the deadline is looked at and other tasks run: a client that sends
+/// faster than the server reads never lets a read come back empty.
+pub(crate) const LINGER_READS_BEFORE_YIELD: u32 = 16;
+
 /// Most bytes of a write the stream did not take that are kept to finish it: the rest is
 /// left to the caller, so that a connection holds no copy of a whole large answer, and a
 /// client that takes it bit by bit shows as progress (the write timeout counts from it).

@@ -422,7 +422,7 @@ async fn drain_until_closed<S: Socket>(socket: &mut S, exchange: &Link, alarm: &
         // A client that sends faster than this reads never lets a read come back empty:
         // the deadline is looked at, and other tasks let run, as it goes on.
         reads = reads.wrapping_add(1);
-        if reads % 16 == 0 {
+        if reads % crate::driver::socket::LINGER_READS_BEFORE_YIELD == 0 {
             if exchange.runtime().now() >= deadline {
                 return;
             }

@@ -32,9 +32,6 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// request); past it the connection is not read until the response ends.
 const MAX_READ_AHEAD: usize = 64 * 1024;
 
-/// Reads dropped while lingering before the deadline is looked at and other tasks run.
-const LINGER_READS_BEFORE_YIELD: u32 = 16;
-
 /// Requests served before the connection lets other tasks run: a client that keeps the
 /// socket full of pipelined requests answered at once would otherwise hold its thread.
 pub(super) const REQUESTS_BEFORE_YIELD: u32 = 32;
@@ -285,7 +282,7 @@ impl<H: Host, S: Socket> Conn<H, S> {
                     // back empty: the deadline is looked at, and other tasks let run, as
                     // it goes on.
                     reads = reads.wrapping_add(1);
-                    if reads % LINGER_READS_BEFORE_YIELD == 0 {
+                    if reads % crate::driver::socket::LINGER_READS_BEFORE_YIELD == 0 {
                         if runtime.now() >= deadline {
                             return;
                         }
