@@ -366,6 +366,8 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 })
                 .count();
         prop_assert_eq!(h.engine.pending_requests(), unanswered);
+        // The timer heap within a constant factor of the sessions held (stale entries swept).
+        prop_assert!(h.engine.timer_entries() <= 4 * h.engine.session_count() + 1024);
         // The client's messages reached the application in order, none lost or duplicated.
         for (key, sent) in &m.received {
             let got: Vec<&String> = h

@@ -1106,6 +1106,38 @@ fn s7_1_6_abort_closes_the_session_by_default() {
     assert_eq!(h.ex(next).body(), "o\n");
 }
 
+/// Sessions that end at once leave no timer entries behind in proportion to how many came
+/// and went: the engine's timer heap stays within a constant factor of the sessions it
+/// holds (plus a small floor), however fast a peer opens and drops them.
+#[test]
+fn s7_1_6_sessions_opened_and_dropped_leave_bounded_timer_entries() {
+    let mut h = Harness::echo();
+    let keep = h.post("/a/kept/xhr_streaming", "");
+    for i in 0..10_000 {
+        if i % 2 == 0 {
+            let stream = h.post(&format!("/a/s{i}/xhr_streaming"), "");
+            h.abort(stream);
+        } else {
+            let ws = h.ws_open(&format!("/a/w{i}/websocket"));
+            h.ws_closed(ws);
+        }
+        let bound = 4 * h.engine.session_count() + 1024;
+        assert!(
+            h.engine.timer_entries() <= bound,
+            "{} timer entries for {} sessions after {i}",
+            h.engine.timer_entries(),
+            h.engine.session_count()
+        );
+    }
+    assert_eq!(h.engine.session_count(), 1);
+    // The session kept still gets its heartbeat.
+    h.advance(Duration::from_secs(25));
+    assert_eq!(
+        h.ex(keep).chunk_strings().last().map(String::as_str),
+        Some("h\n")
+    );
+}
+
 #[test]
 fn s7_1_6_abort_interrupt_policy_replays_1002() {
     let opts = Options {

@@ -12,6 +12,7 @@ mod receive;
 mod send;
 mod websocket;
 
+#[cfg(feature = "driver")]
 pub(crate) use websocket::asks_websocket_upgrade;
 
 use std::collections::HashMap;
@@ -538,10 +539,23 @@ impl Engine {
                 self.shared.requests.remove(&socket);
             }
         }
+        let sessions = &self.sessions;
+        self.shared
+            .timers
+            .sweep_if_stale(sessions.len(), |key| sessions.get(&key)?.deadline.queued());
         self.shared.out.event(Event::Closed {
             session: key,
             reason,
         });
+    }
+
+    /// Entries in the engine's timer heap, live and stale: at most a constant factor of the
+    /// sessions it holds (plus a small floor), however fast sessions come and go. For tests
+    /// and memory accounting.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn timer_entries(&self) -> usize {
+        self.shared.timers.len()
     }
 
     fn new_key(&mut self) -> SessionKey {
