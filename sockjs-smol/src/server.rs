@@ -52,6 +52,10 @@ pub(crate) struct Shared {
     fallback: Option<Fallback>,
     /// Added to every response that lacks them.
     headers: ServerHeaders,
+    /// A started server's ([`Server::start`]): closed once the graceful shutdown that
+    /// [`ServerHandle::shutdown`] set off has ended. `None` under [`Server::serve`], whose
+    /// accept loop runs the shutdown itself.
+    shutdown_done: Option<async_channel::Receiver<()>>,
 }
 
 /// The driver's HTTP/1 connections ask the server these.
@@ -120,6 +124,14 @@ impl Drop for Shared {
 }
 
 impl Shared {
+    /// The graceful shutdown: the services drain and close their sessions; returns once
+    /// sessions, handlers and connections are done, or after the shutdown timeout.
+    async fn run_shutdown(&self) {
+        let connections = || self.open.len();
+        sockjs_core::driver::shutdown(&*self.runtime, &self.services, &self.config, connections)
+            .await;
+    }
+
     /// Runs a connection's task on the server's executor, counted until it ends.
     fn spawn_counted(self: &Arc<Self>, task: impl Future<Output = ()> + Send + 'static) {
         self.spawn(self.open.enter().counting(task));
@@ -158,7 +170,9 @@ impl ServerHandle {
     /// Starts graceful shutdown: the server stops accepting, closes every open session with
     /// [`Config::shutdown_code`] and [`Config::shutdown_reason`], and [`Server::serve`]
     /// returns once sessions, handlers and connections are done or
-    /// [`Config::shutdown_timeout`] passed. Calling it again does nothing.
+    /// [`Config::shutdown_timeout`] passed. A started server ([`Server::start`]) shuts
+    /// down the same way, connections handed to it included;
+    /// [`Handler::shutdown`] waits for it. Calling it again does nothing.
     pub fn shutdown(&self) {
         self.trigger
             .lock()
@@ -421,9 +435,9 @@ impl Server {
         let Some(executor) = self.executor.take() else {
             let executor = Arc::new(Executor::new());
             let workers = workers(&executor, 0..self.threads);
-            return self.build(&executor, Some(workers));
+            return self.build(&executor, Some(workers), Started::Yes);
         };
-        self.build(&executor, None)
+        self.build(&executor, None, Started::Yes)
     }
 
     /// Serves connections from `listener` until [`ServerHandle::shutdown`] is called and
@@ -451,7 +465,7 @@ impl Server {
                 (executor, Some(stop))
             }
         };
-        let handler = self.build(&executor, None)?;
+        let handler = self.build(&executor, None, Started::No)?;
         // The accept loop is a task of its own, polled when the listener wakes it. Polled
         // as part of this future it would run on every wake-up of the thread driving it
         // (each new task, each I/O event it handles for others), and every poll of
@@ -473,6 +487,7 @@ impl Server {
         self,
         executor: &Arc<Executor<'static>>,
         workers: Option<async_channel::Sender<()>>,
+        started: Started,
     ) -> io::Result<Handler> {
         let runtime = Arc::new(Smol::Server {
             executor: Arc::downgrade(executor),
@@ -509,6 +524,13 @@ impl Server {
         };
         let open =
             OpenConnections::reporting_to(config.max_connections, self.handle.unrouted.clone());
+        let (done_tx, shutdown_done) = match started {
+            Started::Yes => {
+                let (tx, rx) = async_channel::bounded::<()>(1);
+                (Some(tx), Some(rx))
+            }
+            Started::No => (None, None),
+        };
         let shared = Arc::new(Shared {
             config,
             runtime,
@@ -518,9 +540,36 @@ impl Server {
             executor: Arc::downgrade(executor),
             fallback: self.fallback,
             headers: self.headers,
+            shutdown_done,
         });
+        if let Some(done) = done_tx {
+            // A started server has no accept loop to run its shutdown: this task waits for
+            // `ServerHandle::shutdown` and runs it, so that the handle alone shuts the
+            // server down (its sessions closed, idle connections let go). It holds the
+            // server weakly: a server dropped without a shutdown ends as documented, and
+            // the signal's channel closes with it, ending the task.
+            let server = Arc::downgrade(&shared);
+            let signal = shared.handle.signal.clone();
+            executor
+                .spawn(async move {
+                    let _done = done;
+                    while signal.recv().await.is_ok() {}
+                    if let Some(shared) = server.upgrade() {
+                        shared.run_shutdown().await;
+                    }
+                })
+                .detach();
+        }
         Ok(Handler { shared })
     }
+}
+
+/// Whether a server is built by [`Server::start`] (its shutdown run by a task of its own)
+/// or by [`Server::serve`] (by its accept loop).
+#[derive(Clone, Copy)]
+enum Started {
+    Yes,
+    No,
 }
 
 /// A started [`Server`] ([`Server::start`]): its services running, ready to serve the
@@ -648,14 +697,11 @@ impl Handler {
     pub async fn shutdown(&self) {
         let shared = &self.shared;
         shared.handle.shutdown();
-        let connections = || shared.open.len();
-        sockjs_core::driver::shutdown(
-            &*shared.runtime,
-            &shared.services,
-            &shared.config,
-            connections,
-        )
-        .await;
+        match &shared.shutdown_done {
+            // A started server's own task runs it (the signal just given).
+            Some(done) => while done.recv().await.is_ok() {},
+            None => shared.run_shutdown().await,
+        }
     }
 
     /// Accepts connections until shutdown, then drains.

@@ -288,3 +288,53 @@ fn connection_future_stays_small() {
     assert!(size <= 1280, "a connection's future: {size} B");
     drop((connection, client));
 }
+
+/// A started server (`Server::start`, connections accepted by the application) shuts down
+/// from its `ServerHandle` alone, as a serving one does: its sessions are closed, a new
+/// one is refused, and `Handler::shutdown` returns once they are gone. (The handle only
+/// marked the server as shutting down: sessions stayed open, new ones opened, and every
+/// other request got `503`.)
+#[test]
+fn a_started_server_shuts_down_from_its_handle() {
+    let options = Options {
+        disconnect_delay: Duration::from_millis(300),
+        ..Options::default()
+    };
+    let server = Server::new().service("/echo", options, echo).unwrap();
+    let handle = server.handle();
+    let handler = server.threads(1).start().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepting = handler.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let handler = accepting.clone();
+            std::thread::spawn(move || {
+                let peer = stream.peer_addr().unwrap();
+                let stream = Async::new(stream).unwrap();
+                let _ = async_io::block_on(handler.serve_connection(stream, peer));
+            });
+        }
+    });
+    let post = |path: &str| {
+        let mut conn = Conn::connect(&addr.to_string(), IO_TIMEOUT).unwrap();
+        conn.roundtrip(&Request::new("POST", path))
+    };
+    assert_eq!(post("/echo/000/a/xhr").unwrap().text(), "o\n");
+    assert_eq!(handle.session_count(), 1);
+    handle.shutdown();
+    let poll = post("/echo/000/a/xhr").unwrap();
+    assert_eq!(poll.text(), "c[1001,\"Server shutting down\"]\n");
+    assert_eq!(post("/echo/000/b/xhr").unwrap().status(), 503);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        async_io::block_on(handler.shutdown());
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "Handler::shutdown returned"
+    );
+    assert_eq!(handle.session_count(), 0);
+}
