@@ -80,6 +80,33 @@
 //! `Fn(Session) -> impl Future<Output = ()>` runs in its own task once per session, when it
 //! opens.
 //!
+//! # Options
+//!
+//! Every type the services' [`Options`] take is re-exported here, so that every option can
+//! be set through this crate alone:
+//!
+//! ```
+//! use std::time::Duration;
+//! use sockjs_tokio::{
+//!     CookieAttributes, DeflateOptions, ForwardingHeader, IpRange, Jsessionid, Options,
+//!     PingOptions, SameSite, Transport, Transports,
+//! };
+//! let options = Options {
+//!     transports: Transports::ALL.without(Transport::JsonpPolling),
+//!     jsessionid: Jsessionid::Echo(CookieAttributes::default().with_same_site(SameSite::Lax)),
+//!     trusted_proxies: vec!["10.0.0.0/8".parse::<IpRange>()?],
+//!     forwarding_header: ForwardingHeader::Forwarded,
+//!     permessage_deflate: Some(DeflateOptions::default()),
+//!     websocket_ping: Some(PingOptions {
+//!         interval: Duration::from_secs(20),
+//!         ..PingOptions::default()
+//!     }),
+//!     ..Options::default()
+//! };
+//! # drop(options);
+//! # Ok::<(), sockjs_tokio::IpRangeError>(())
+//! ```
+//!
 //! # Limits
 //!
 //! Request bodies: at most [`Options::max_request_body`] bytes (413, checked against
@@ -156,4 +183,8 @@ pub use sockjs_core::{
     AbortPolicy, CloseReason, Options, OptionsError, OriginPolicy, OriginalUri, PeerAddr,
     ProtocolVersion, Rejection, SendError, SessionBinding, SessionKey, SessionState, Tls,
     Transport,
+};
+pub use sockjs_core::{
+    CookieAttributes, CookieError, CookieFn, DEFAULT_SOCKJS_URL, DeflateOptions, ForwardingHeader,
+    IpRange, IpRangeError, Jsessionid, OriginFn, PingOptions, SameSite, Transports,
 };

@@ -158,7 +158,10 @@ impl SockJs {
     /// WebSocket has written its close and let go of its connection), or with `false`
     /// after `timeout`. WebSockets live outside the HTTP connections axum's graceful
     /// shutdown waits for: after [`shutdown`](SockJs::shutdown) and that, this is the wait
-    /// for them.
+    /// for them. The handlers of HTTP sessions closed by the shutdown run until the
+    /// sessions are forgotten, one [`Options::disconnect_delay`](crate::Options::disconnect_delay)
+    /// later (a client polling again meanwhile gets the close frame): a `timeout` shorter
+    /// than that returns `false` while they run.
     pub async fn settled(&self, timeout: std::time::Duration) -> bool {
         self.service.settled(timeout).await
     }

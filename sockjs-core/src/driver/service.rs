@@ -360,7 +360,11 @@ impl Service {
     /// [`start_shutdown`](Service::start_shutdown) and the application server's own
     /// graceful shutdown, this is the wait for the WebSockets, which live outside the HTTP
     /// connections such a server waits for. HTTP sessions closed by the shutdown stay
-    /// closing for their disconnect delay, holding no request: they are not waited for.
+    /// closing for their disconnect delay, so that a client polling again gets the close
+    /// frame; their handlers run until then (`recv` gives `None` once a session is
+    /// forgotten), so with HTTP sessions open at the shutdown this waits about one
+    /// [`Options::disconnect_delay`](crate::Options::disconnect_delay): a `timeout` shorter
+    /// than that returns `false` with those handlers still running.
     pub async fn settled(&self, timeout: std::time::Duration) -> bool {
         poll_until(&*self.inner.common.runtime, timeout, || {
             self.open_requests() + self.running_handlers() + self.open_sockets() == 0

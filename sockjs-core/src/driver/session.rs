@@ -340,7 +340,9 @@ impl Session {
 
     /// The client's address: the peer's, unless the peer is one of the
     /// [`Options::trusted_proxies`](crate::Options::trusted_proxies), in which case what the
-    /// trusted hops' `Forwarded`, `X-Forwarded-For` or `X-Real-IP` headers say. It is what
+    /// trusted hops say in the one header
+    /// [`Options::forwarding_header`](crate::Options::forwarding_header) names (the others
+    /// are never read: a proxy passes them on as the client wrote them). It is what
     /// [`SessionBinding::PeerIp`](crate::SessionBinding::PeerIp) binds to.
     pub fn client_addr(&self) -> Option<std::net::IpAddr> {
         self.opening().client
