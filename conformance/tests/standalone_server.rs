@@ -1,7 +1,7 @@
 //! Both adapters' standalone servers beyond SockJS: the fallback handler for requests
 //! outside every service (sockjs-smol's `Server::fallback`, sockjs-tokio's
 //! `Routes::fallback`), and the headers they add to every response (`Server::header`,
-//! `Routes::header`).
+//! `Routes::header`), and the close their graceful shutdown gives.
 
 mod support;
 
@@ -62,12 +62,7 @@ fn run(adapter: Adapter, fallback: Option<Fallback>) -> Running {
             }
         }
         Adapter::Tokio => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let service = sockjs_tokio::SockJs::new(Options::default(), echo);
+            let (runtime, service) = tokio_echo();
             let mut routes = sockjs_tokio::Routes::new()
                 .mount("/echo", service)
                 .header(node.0, node.1);
@@ -89,6 +84,16 @@ fn run(adapter: Adapter, fallback: Option<Fallback>) -> Running {
             }
         }
     }
+}
+
+/// A tokio runtime of one worker, and an echo service with the default config.
+fn tokio_echo() -> (tokio::runtime::Runtime, sockjs_tokio::SockJs) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    (runtime, sockjs_tokio::SockJs::new(Options::default(), echo))
 }
 
 fn conn(addr: std::net::SocketAddr) -> Conn {
@@ -249,4 +254,97 @@ fn a_framing_header_for_every_response_is_refused_by_sockjs_smol() {
 #[should_panic(expected = "frames the message")]
 fn a_framing_header_for_every_response_is_refused_by_sockjs_tokio() {
     let _ = sockjs_tokio::Routes::new().header(header::UPGRADE, HeaderValue::from_static("x"));
+}
+
+/// A graceful shutdown closes with the server's `Config::shutdown_code` and
+/// `shutdown_reason`: the sessions it closes, and a WebSocket that arrives while it drains
+/// (on a kept-alive connection) alike, on both adapters, where sockjs-tokio's server
+/// refused that WebSocket with its service's own settings.
+#[test]
+fn a_websocket_refused_while_draining_gets_the_server_s_close() {
+    use std::io::{Read, Write};
+    let config = sockjs_core::driver::Config {
+        shutdown_code: 4001,
+        shutdown_reason: "bye".into(),
+        ..sockjs_core::driver::Config::default()
+    };
+    for adapter in ADAPTERS {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let _server: Box<dyn Send> = match adapter {
+            Adapter::Smol => {
+                let server = sockjs_smol::Server::with_config(config.clone())
+                    .threads(1)
+                    .service("/echo", Options::default(), echo)
+                    .expect("valid service");
+                let handle = server.handle();
+                let listener = async_io::Async::new(listener).expect("listener");
+                std::thread::spawn(move || async_io::block_on(server.serve(listener)));
+                std::thread::spawn(move || {
+                    let _ = stop_rx.recv();
+                    handle.shutdown();
+                });
+                Box::new(())
+            }
+            Adapter::Tokio => {
+                // The service keeps the default config: the server's decides the close.
+                let (runtime, service) = tokio_echo();
+                let routes = sockjs_tokio::Routes::new().mount("/echo", service);
+                listener.set_nonblocking(true).expect("nonblocking");
+                let _guard = runtime.enter();
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let (signal_tx, signal) = tokio::sync::oneshot::channel::<()>();
+                std::thread::spawn(move || {
+                    let _ = stop_rx.recv();
+                    let _ = signal_tx.send(());
+                });
+                let serving = sockjs_tokio::serve(listener, routes)
+                    .config(config.clone())
+                    .with_graceful_shutdown(async move {
+                        let _ = signal.await;
+                    });
+                runtime.spawn(std::future::IntoFuture::into_future(serving));
+                drop(_guard);
+                Box::new(runtime)
+            }
+        };
+        // A session that holds the drain open, and a kept-alive connection.
+        let opened = conn(addr)
+            .roundtrip(&Request::new("POST", "/echo/000/held/xhr"))
+            .expect("open");
+        assert_eq!(opened.text(), "o\n", "{adapter:?}");
+        let mut kept = std::net::TcpStream::connect(addr).expect("connect");
+        kept.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        kept.write_all(b"GET /echo/info HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        // Read exactly the answer (its length is given), so that the socket is at the next.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            kept.read_exact(&mut byte).expect("head");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let length: usize = head
+            .split("content-length: ")
+            .nth(1)
+            .and_then(|rest| rest.split("\r\n").next())
+            .and_then(|n| n.parse().ok())
+            .expect("content-length");
+        let mut body = vec![0u8; length];
+        kept.read_exact(&mut body).expect("body");
+
+        stop_tx.send(()).expect("stop");
+        std::thread::sleep(Duration::from_millis(300));
+        let url = format!("ws://{addr}/echo/000/late/websocket");
+        let (mut ws, _) = tungstenite::client(url.as_str(), kept).expect("handshake");
+        // Refused right after the handshake: the close frame, no session.
+        assert_eq!(
+            ws_text(&mut ws).as_deref(),
+            Some("c[4001,\"bye\"]"),
+            "{adapter:?}"
+        );
+    }
 }

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
 use crate::driver::service::Common;
@@ -35,6 +35,10 @@ enum Stage {
 pub(crate) struct Drain {
     stage: AtomicU8,
     waiters: Mutex<Waiters>,
+    /// The close code and reason of the shutdown that started the drain: the server's
+    /// (its `Config`, which may not be the service's), given to the sessions it closes and
+    /// to a WebSocket refused while it lasts alike.
+    close: OnceLock<(u16, String)>,
 }
 
 impl Drain {
@@ -46,14 +50,23 @@ impl Drain {
         }
     }
 
-    /// Starts the drain (once; a drained service stays drained).
-    pub(crate) fn start(&self) {
+    /// Starts the drain (once; a drained service stays drained), with the close code and
+    /// reason of the shutdown (the first one's, if started again).
+    pub(crate) fn start(&self, code: u16, reason: &str) {
+        let _ = self.close.set((code, reason.to_owned()));
         let _ = self.stage.compare_exchange(
             Stage::Serving as u8,
             Stage::Draining as u8,
             Ordering::AcqRel,
             Ordering::Acquire,
         );
+    }
+
+    /// The close code and reason the drain's shutdown gives (`None` before it starts).
+    pub(crate) fn close(&self) -> Option<(u16, &str)> {
+        self.close
+            .get()
+            .map(|(code, reason)| (*code, reason.as_str()))
     }
 
     /// Ends the drain and wakes whoever waits for it (once; later calls do nothing).
@@ -150,16 +163,19 @@ mod tests {
         // Serving: a shutting-down server waits for the drain to start and end.
         assert!(!drain.is_draining() && !drain.is_over());
         assert!(drain.poll_over(&cx, &mut slot).is_pending());
-        drain.start();
+        assert_eq!(drain.close(), None);
+        drain.start(4001, "bye");
         assert!(drain.is_draining() && !drain.is_over());
+        assert_eq!(drain.close(), Some((4001, "bye")));
         // Polled again: the same slot, not a second waker.
         assert!(drain.poll_over(&cx, &mut slot).is_pending());
         drain.finish();
         assert_eq!(woken.0.load(Ordering::Relaxed), 1);
         assert!(drain.is_draining() && drain.is_over());
         assert!(drain.poll_over(&cx, &mut slot).is_ready());
-        // Drained stays drained, and ends once.
-        drain.start();
+        // Drained stays drained, with the first shutdown's close, and ends once.
+        drain.start(1001, "again");
+        assert_eq!(drain.close(), Some((4001, "bye")));
         drain.finish();
         assert!(drain.is_over());
         assert_eq!(woken.0.load(Ordering::Relaxed), 1);

@@ -149,7 +149,9 @@ impl Drop for Inner {
         let config = &self.common.config;
         // No session opens from here (an exchange outliving the service, say one waiting
         // for its admission hook, holds a shard): the drain refuses it under the lock.
-        self.common.drain.start();
+        self.common
+            .drain
+            .start(config.shutdown_code, &config.shutdown_reason);
         Shard::run_all(&self.shards, |engine, now| {
             engine.close_all(now, config.shutdown_code, &config.shutdown_reason);
         });
@@ -349,9 +351,12 @@ impl Service {
     /// [`close_all`](Service::close_all)). Once started, it stays started. The standalone
     /// servers call this themselves ([`shutdown`]).
     pub fn start_shutdown(&self) {
-        let common = &self.inner.common;
-        common.drain.start();
-        self.close_all(common.config.shutdown_code, &common.config.shutdown_reason);
+        let (code, reason) = {
+            let config = &self.inner.common.config;
+            (config.shutdown_code, config.shutdown_reason.as_str())
+        };
+        self.inner.common.drain.start(code, reason);
+        self.close_all(code, reason);
     }
 
     /// Completes with `true` once the service holds no request (streams, polls and
@@ -494,8 +499,10 @@ pub async fn shutdown(
     connections: impl Fn() -> usize,
 ) -> bool {
     for service in services {
-        service.inner.common.drain.start();
-        service.close_all(config.shutdown_code, &config.shutdown_reason);
+        // The server's close, which a WebSocket refused while the drain lasts gets too.
+        let (code, reason) = (config.shutdown_code, config.shutdown_reason.as_str());
+        service.inner.common.drain.start(code, reason);
+        service.close_all(code, reason);
     }
     let finish = || {
         for service in services {
@@ -794,7 +801,7 @@ mod tests {
         assert_eq!(status(&mut service.submit(poll())), Some(200));
         assert_eq!(service.session_count(), 1);
         std::thread::sleep(Duration::from_millis(60));
-        service.inner.common.drain.start();
+        service.inner.common.drain.start(1001, "");
         assert_eq!(status(&mut service.submit(poll())), Some(503));
         assert_eq!(service.session_count(), 0);
     }

@@ -318,9 +318,14 @@ impl Shard {
             && st.engine.opens_session_routed(&parts, route)
         {
             let config = &self.common.config;
+            let (code, reason) = self
+                .common
+                .drain
+                .close()
+                .unwrap_or((config.shutdown_code, &config.shutdown_reason));
             let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE)
                 .with_body(SHUTTING_DOWN)
-                .with_close(config.shutdown_code, &config.shutdown_reason);
+                .with_close(code, reason);
             self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
             return Submitted::Fed(None);
         }
