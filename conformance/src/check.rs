@@ -272,7 +272,7 @@ pub struct Stream {
 
 /// The heartbeat chunk of the streaming transport `path` asks for (§7.1.3, §8).
 pub fn heartbeat_chunk(path: &str) -> Option<Vec<u8>> {
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
     if path.ends_with("/xhr_streaming") {
         return Some(b"h\n".to_vec());
     }
@@ -280,8 +280,8 @@ pub fn heartbeat_chunk(path: &str) -> Option<Vec<u8>> {
         return Some(b"data: h\r\n\r\n".to_vec());
     }
     if path.ends_with("/htmlfile") {
-        let callback = query.split('&').find_map(|p| p.strip_prefix("c="))?;
-        return Some(format!("<script>\n{callback}(\"h\");\n</script>\r\n").into_bytes());
+        // Every htmlfile frame calls the page's own `p`, not the callback (§8).
+        return Some(b"<script>\np(\"h\");\n</script>\r\n".to_vec());
     }
     None
 }
@@ -520,7 +520,7 @@ mod tests {
         );
         assert_eq!(
             heartbeat_chunk("/echo/000/x/htmlfile?c=cb").as_deref(),
-            Some(&b"<script>\ncb(\"h\");\n</script>\r\n"[..])
+            Some(&b"<script>\np(\"h\");\n</script>\r\n"[..])
         );
         assert_eq!(heartbeat_chunk("/echo/000/x/xhr"), None);
     }
