@@ -17,6 +17,7 @@
 //! event-loop turn.)
 
 use super::ECHO;
+use super::transports::expect_prelude;
 use crate::check::{
     Check, Ctx, Failure, Outcome, Step, Stream, expect_eq, expect_head_status, expect_status, fail,
     first_answered, heartbeat_chunk, skip,
@@ -249,7 +250,7 @@ fn streaming_round(ctx: &Ctx, r: Receiver, how: Close) -> Result<Verdict, Failur
     let req = r.request(&s);
     let mut first = ctx.open(&req).step("first stream")?;
     expect_head_status("first stream", &first.head, 200)?;
-    first.chunk().step("first stream prelude")?;
+    expect_prelude(&mut first, "first stream", r.name(), "cb")?;
     let got = first.chunk().step("first stream open frame")?;
     expect_eq("first stream open frame", r.frame(OPEN), got)?;
     how.close(first.conn);
@@ -262,9 +263,7 @@ fn streaming_round(ctx: &Ctx, r: Receiver, how: Close) -> Result<Verdict, Failur
         head,
         heartbeat: heartbeat_chunk(&req.path),
     };
-    second
-        .chunk()
-        .step("prelude of the stream after the close")?;
+    expect_prelude(&mut second, "stream after the close", r.name(), "cb")?;
     let got = second.chunk().step("stream after the close")?;
     verdict(r, got)
 }

@@ -181,13 +181,7 @@ fn http11_streaming(ctx: &Ctx) -> Outcome {
     ensure(!st.head.has("content-length"), || {
         "streaming response must not have Content-Length".into()
     })?;
-    let prelude = st.chunk().step("prelude chunk")?;
-    ensure(prelude.first() == Some(&b'h'), || {
-        format!(
-            "prelude chunk must start with h, got \"{}\"",
-            esc(&prelude[..prelude.len().min(40)])
-        )
-    })?;
+    st.expect_chunk("prelude chunk", xhr_prelude())?;
     st.expect_chunk("open frame chunk", "o\n")?;
     st.expect_chunk("close frame chunk", C3000)?;
     st.expect_end("after the close frame")

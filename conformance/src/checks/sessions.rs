@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::ECHO;
+use super::transports::expect_prelude;
 use crate::check::{
     Check, Ctx, Failure, Outcome, Session, Step, ensure, expect_head_status, expect_response,
     first_answered, service, sleep,
@@ -75,11 +76,11 @@ pub(crate) fn checks() -> Vec<Check> {
                 let s = ctx.session(ECHO);
                 let mut r1 = ctx.xhr_streaming(&s, &[])?;
                 expect_head_status("first xhr_streaming", &r1.head, 200)?;
-                r1.chunk().step("first stream prelude")?;
+                expect_prelude(&mut r1, "first stream", "xhr_streaming", "")?;
                 r1.expect_chunk("first stream open frame", "o\n")?;
                 let mut r2 = ctx.xhr_streaming(&s, &[])?;
                 expect_head_status("second xhr_streaming", &r2.head, 200)?;
-                r2.chunk().step("second stream prelude")?;
+                expect_prelude(&mut r2, "second stream", "xhr_streaming", "")?;
                 r2.expect_chunk("second stream", C2010)?;
                 r2.expect_end("second stream")?;
                 ctx.send_ok(&s, "[\"x\"]")?;
@@ -126,12 +127,12 @@ pub(crate) fn checks() -> Vec<Check> {
                 let s = ctx.session(service::CLOSE);
                 let mut r1 = ctx.xhr_streaming(&s, &[])?;
                 expect_head_status("first xhr_streaming", &r1.head, 200)?;
-                r1.chunk().step("first stream prelude")?;
+                expect_prelude(&mut r1, "first stream", "xhr_streaming", "")?;
                 r1.expect_chunk("first stream", "o\n")?;
                 r1.expect_chunk("first stream", C3000)?;
                 let mut r2 = ctx.xhr_streaming(&s, &[])?;
                 expect_head_status("second xhr_streaming", &r2.head, 200)?;
-                r2.chunk().step("second stream prelude")?;
+                expect_prelude(&mut r2, "second stream", "xhr_streaming", "")?;
                 r2.expect_chunk("second stream", C3000)?;
                 r1.expect_end("first stream")?;
                 r2.expect_end("second stream")
@@ -145,11 +146,11 @@ pub(crate) fn checks() -> Vec<Check> {
                 let s = ctx.session(ECHO);
                 let mut r1 = ctx.xhr_streaming(&s, &[])?;
                 expect_head_status("first xhr_streaming", &r1.head, 200)?;
-                r1.chunk().step("first stream prelude")?;
+                expect_prelude(&mut r1, "first stream", "xhr_streaming", "")?;
                 r1.expect_chunk("first stream", "o\n")?;
                 let mut r2 = ctx.xhr_streaming(&s, &[])?;
                 expect_head_status("second xhr_streaming", &r2.head, 200)?;
-                r2.chunk().step("second stream prelude")?;
+                expect_prelude(&mut r2, "second stream", "xhr_streaming", "")?;
                 r2.expect_chunk("second stream", C2010)?;
                 r2.expect_end("second stream")?;
                 r1.conn.shutdown();
@@ -157,7 +158,7 @@ pub(crate) fn checks() -> Vec<Check> {
                 sleep(Duration::from_millis(50));
                 let mut r3 = ctx.xhr_streaming(&s, &[])?;
                 expect_head_status("third xhr_streaming", &r3.head, 200)?;
-                r3.chunk().step("third stream prelude")?;
+                expect_prelude(&mut r3, "third stream", "xhr_streaming", "")?;
                 let got = r3.chunk().step("third stream")?;
                 after_abort("third stream", &got)
             },

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::ECHO;
+use super::transports::expect_prelude;
 use super::sessions::{C3000, two_polls};
 use crate::check::{
     Check, Ctx, Needs, Outcome, Step, ensure, expect_head_status, expect_response, expect_status,
@@ -41,7 +42,7 @@ pub(crate) fn checks() -> Vec<Check> {
                 let s = ctx.session(ECHO);
                 let mut st = ctx.xhr_streaming(&s, &[])?;
                 expect_head_status("POST xhr_streaming", &st.head, 200)?;
-                st.chunk().step("prelude")?;
+                expect_prelude(&mut st, "POST xhr_streaming", "xhr_streaming", "")?;
                 st.expect_chunk("open frame", "o\n")?;
                 let start = Instant::now();
                 st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
@@ -165,7 +166,7 @@ pub(crate) fn checks() -> Vec<Check> {
                 let s = ctx.session(ECHO);
                 let mut st = ctx.xhr_streaming(&s, &[])?;
                 expect_head_status("POST xhr_streaming", &st.head, 200)?;
-                st.chunk().step("prelude")?;
+                expect_prelude(&mut st, "POST xhr_streaming", "xhr_streaming", "")?;
                 st.expect_chunk("open frame", "o\n")?;
                 st.set_read_timeout(after(d) + Duration::from_secs(2))?;
                 sleep(after(d));

@@ -31,6 +31,45 @@ pub(crate) fn xhr_prelude() -> Vec<u8> {
     p
 }
 
+/// Fails unless the next chunk of `st`, a `transport` stream (`xhr_streaming`,
+/// `eventsource` or `htmlfile` with callback `callback`), is that transport's prelude,
+/// which §8 sends first, whole and in one chunk, on every stream (a 2010 answer included):
+/// 2048 `h` and `\n`; `\r\n`; or the htmlfile head with the callback, padded past 1024
+/// bytes (compared trimmed, as the suite does).
+pub(crate) fn expect_prelude(
+    st: &mut Stream,
+    what: &str,
+    transport: &str,
+    callback: &str,
+) -> Outcome {
+    let what = format!("{what}: {transport} prelude");
+    match transport {
+        "xhr_streaming" => st.expect_chunk(&what, xhr_prelude()),
+        "eventsource" => st.expect_chunk(&what, "\r\n"),
+        "htmlfile" => {
+            let head = st.chunk().step(&what)?;
+            let want = HTMLFILE_HEAD.replace("CALLBACK", callback);
+            let text = String::from_utf8_lossy(&head);
+            let trimmed = text.trim();
+            ensure(trimmed == want, || {
+                format!(
+                    "{what} (head chunk, trimmed): {}",
+                    diff(want.as_bytes(), trimmed.as_bytes())
+                )
+            })?;
+            ensure(head.len() > 1024, || {
+                format!(
+                    "{what}: head chunk must be more than 1024 bytes, got {}",
+                    head.len()
+                )
+            })
+        }
+        other => Err(crate::check::fail(format!(
+            "internal: no prelude for {other}"
+        ))),
+    }
+}
+
 /// An htmlfile frame for frame text `f`.
 fn htmlfile_frame(f: &str) -> String {
     format!("<script>\np({});\n</script>\r\n", json_quote(f))
@@ -236,10 +275,7 @@ fn xhr_streaming_limit(ctx: &Ctx) -> Outcome {
     let s = ctx.session(ECHO);
     let mut st = ctx.xhr_streaming(&s, &[])?;
     expect_head_status("POST xhr_streaming", &st.head, 200)?;
-    let prelude = st.chunk().step("prelude")?;
-    ensure(!prelude.is_empty(), || {
-        "prelude: stream ended at once".into()
-    })?;
+    expect_prelude(&mut st, "POST xhr_streaming", "xhr_streaming", "")?;
     st.expect_chunk("open frame", "o\n")?;
     let msg = format!("\"{}\"", "x".repeat(128));
     for i in 1..=31 {
@@ -308,7 +344,7 @@ fn htmlfile_opened(ctx: &Ctx, cb: &str) -> Result<(Session, Stream), Failure> {
     let s = ctx.session(ECHO);
     let mut st = ctx.open(&Request::new("GET", &s.url(&format!("htmlfile?c={cb}"))))?;
     expect_head_status("GET htmlfile", &st.head, 200)?;
-    st.chunk().step("head chunk")?;
+    expect_prelude(&mut st, "GET htmlfile", "htmlfile", cb)?;
     st.expect_chunk("open frame chunk", htmlfile_frame("o"))?;
     Ok((s, st))
 }
@@ -319,22 +355,7 @@ fn htmlfile_transport(ctx: &Ctx) -> Outcome {
     expect_head_status("GET htmlfile", &st.head, 200)?;
     expect_content_type("GET htmlfile", &st.head, "text/html;charset=UTF-8")?;
     verify_not_cached("GET htmlfile", &st.head)?;
-    let head = st.chunk().step("head chunk")?;
-    let want = HTMLFILE_HEAD.replace("CALLBACK", "callback");
-    let trimmed = String::from_utf8_lossy(&head);
-    let trimmed = trimmed.trim();
-    ensure(trimmed == want, || {
-        format!(
-            "head chunk (trimmed): {}",
-            diff(want.as_bytes(), trimmed.as_bytes())
-        )
-    })?;
-    ensure(head.len() > 1024, || {
-        format!(
-            "head chunk must be more than 1024 bytes, got {}",
-            head.len()
-        )
-    })?;
+    expect_prelude(&mut st, "GET htmlfile", "htmlfile", "callback")?;
     st.expect_chunk("open frame chunk", htmlfile_frame("o"))?;
     ctx.send_ok(&s, "[\"x\"]")?;
     st.expect_chunk(
