@@ -366,25 +366,31 @@ fn acrh_preflight(ctx: &Ctx, acrh: Option<&str>) -> Result<Response, crate::chec
     Ok(r)
 }
 
-/// §3.4: exactly one `Set-Cookie: JSESSIONID=<value>; path=/`.
+/// §3.4: exactly one `Set-Cookie: JSESSIONID=<value>; path=/`: the pair exactly, then the
+/// one attribute `path=/` (its name in any case, whitespace around the `;` free) and no
+/// other attribute.
 pub(crate) fn verify_cookie(what: &str, h: &Head, value: &str) -> Outcome {
     let cookies = h.header_all("set-cookie");
     ensure(cookies.len() == 1, || {
         format!("{what}: expected exactly one Set-Cookie, got {cookies:?}")
     })?;
     let cookie = cookies[0];
-    let mut parts = cookie.split(';');
-    let first = parts.next().unwrap_or_default().trim();
-    let second = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-    ensure(
-        first == format!("JSESSIONID={value}") && second == "path=/",
-        || {
-            format!(
-                "{what}: expected Set-Cookie \"JSESSIONID={value}; path=/\", got \"{}\"",
-                esc(cookie.as_bytes())
-            )
-        },
-    )
+    let parts: Vec<&str> = cookie.split(';').map(str::trim).collect();
+    let exact = match parts.as_slice() {
+        [pair, path] => {
+            *pair == format!("JSESSIONID={value}")
+                && path
+                    .split_once('=')
+                    .is_some_and(|(n, v)| n.trim().eq_ignore_ascii_case("path") && v.trim() == "/")
+        }
+        _ => false,
+    };
+    ensure(exact, || {
+        format!(
+            "{what}: expected Set-Cookie \"JSESSIONID={value}; path=/\" and no other attribute, got \"{}\"",
+            esc(cookie.as_bytes())
+        )
+    })
 }
 
 fn no_content_type(ctx: &Ctx) -> Outcome {
@@ -416,4 +422,30 @@ fn no_content_type(ctx: &Ctx) -> Outcome {
         expect_no_header("OPTIONS 204", &r.head, "content-type")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verify_cookie;
+    use crate::http::parse_head;
+
+    fn cookie(value: &str) -> bool {
+        let head = parse_head(format!("HTTP/1.1 200 OK\r\nSet-Cookie: {value}").as_bytes())
+            .expect("head");
+        verify_cookie("t", &head, "dummy").is_ok()
+    }
+
+    #[test]
+    fn the_cookie_is_exact() {
+        assert!(cookie("JSESSIONID=dummy; path=/"));
+        assert!(cookie("JSESSIONID=dummy; Path=/"));
+        assert!(cookie("JSESSIONID=dummy;path=/"));
+        assert!(!cookie("JSESSIONID=dummy; path=/; HttpOnly"));
+        assert!(!cookie("JSESSIONID=dummy; path=/; Secure; SameSite=None"));
+        assert!(!cookie("JSESSIONID=dummy; path=/x"));
+        assert!(!cookie("JSESSIONID=dummy"));
+        assert!(!cookie("JSESSIONID=other; path=/"));
+        assert!(!cookie("jsessionid=dummy; path=/"));
+        assert!(!cookie("JSESSIONID=dummy; domain=x"));
+    }
 }
