@@ -68,6 +68,65 @@ pub fn diff(expected: &[u8], got: &[u8]) -> String {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Seconds since the Unix epoch of an RFC 9110 §5.6.7 IMF-fixdate, exactly as written:
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (29 bytes, the weekday matching the date). `None` for
+/// anything else (the obsolete RFC 850 and asctime forms included).
+pub fn parse_imf_fixdate(s: &str) -> Option<u64> {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let b = s.as_bytes();
+    if b.len() != 29
+        || &b[3..5] != b", "
+        || b[7] != b' '
+        || b[11] != b' '
+        || b[16] != b' '
+        || b[19] != b':'
+        || b[22] != b':'
+        || &b[25..] != b" GMT"
+    {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u64> {
+        let t = s.get(range)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let day = num(5..7)?;
+    let month = MONTHS.iter().position(|m| s.get(8..11) == Some(*m))? as u64 + 1;
+    let year = num(12..16)?;
+    let (hour, min, sec) = (num(17..19)?, num(20..22)?, num(23..25)?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if year < 1970
+        || day == 0
+        || day > month_days[month as usize - 1]
+        || hour > 23
+        || min > 59
+        || sec > 60
+    {
+        return None;
+    }
+    // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    if s.get(0..3) != Some(DAYS[(days % 7) as usize]) {
+        return None;
+    }
+    Some(days * 86_400 + hour * 3_600 + min * 60 + sec)
+}
+
 /// A random 64-bit number (std's randomly keyed hasher, a counter and the clock).
 pub fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
@@ -292,5 +351,21 @@ mod tests {
         );
         assert_eq!(sockjs_quote("\u{7f}\u{ad}"), "\"\u{7f}\u{ad}\"");
         assert_eq!(percent_encode("[\"x\"]"), "%5B%22x%22%5D");
+    }
+
+    #[test]
+    fn imf_fixdate() {
+        use super::parse_imf_fixdate;
+        assert_eq!(parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_imf_fixdate("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_imf_fixdate("Thu, 29 Feb 2024 12:00:00 GMT"), Some(1_709_208_000));
+        // Wrong weekday, obsolete forms, other zones, bad fields.
+        assert_eq!(parse_imf_fixdate("Mon, 06 Nov 1994 08:49:37 GMT"), None);
+        assert_eq!(parse_imf_fixdate("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(parse_imf_fixdate("Sun Nov  6 08:49:37 1994"), None);
+        assert_eq!(parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 UTC"), None);
+        assert_eq!(parse_imf_fixdate("Sun, 6 Nov 1994 08:49:37 GMT"), None);
+        assert_eq!(parse_imf_fixdate("Thu, 29 Feb 2023 12:00:00 GMT"), None);
+        assert_eq!(parse_imf_fixdate("Sun, 06 Nov 1994 24:49:37 GMT"), None);
     }
 }

@@ -6,7 +6,7 @@ use crate::check::{
     expect_no_header, expect_status, fail, service,
 };
 use crate::http::{Head, Response};
-use crate::util::esc;
+use crate::util::{esc, parse_imf_fixdate};
 
 /// NO-CACHE `Cache-Control` value (§3.2).
 pub(crate) const NO_CACHE: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
@@ -53,7 +53,7 @@ pub(crate) fn checks() -> Vec<Check> {
     v.push(Check::new(
         "s3_2_long_cache_iframe",
         "3.2",
-        "the iframe page is LONG-CACHE (public, max-age >= 1000000, Expires), no Last-Modified",
+        "the iframe page is LONG-CACHE (Cache-Control public, max-age=31536000; Expires a year ahead), no Last-Modified",
         |ctx: &Ctx| {
             let h = Ep::Iframe.hit(ctx, ECHO, &[])?;
             verify_long_cache("iframe", &h)?;
@@ -70,7 +70,7 @@ pub(crate) fn checks() -> Vec<Check> {
             format!("s3_3_preflight_{ep}"),
             "3.3",
             format!(
-                "OPTIONS {ep}: 204/200, empty, LONG-CACHE, Max-Age, Allow-Methods {methods}, CORS for Origin test and null"
+                "OPTIONS {ep}: 204/200, empty, no type, LONG-CACHE, Max-Age 31536000, Allow-Methods exactly {methods}, CORS for Origin test, null and none"
             ),
             move |ctx: &Ctx| verify_options(ctx, &preflight_path(ctx, ep), methods),
         ));
@@ -264,35 +264,36 @@ pub(crate) fn verify_not_cached(what: &str, h: &Head) -> Outcome {
     expect_no_header(what, h, "last-modified")
 }
 
-/// §3.2 LONG-CACHE (as the suite checks it).
+/// LONG-CACHE's `Cache-Control` value (§3.2).
+pub(crate) const LONG_CACHE: &str = "public, max-age=31536000";
+/// One year in seconds: LONG-CACHE's max-age and the preflight's Max-Age (§3.2, §3.3).
+const YEAR_SECS: u64 = 31_536_000;
+
+/// §3.2 LONG-CACHE: `Cache-Control: public, max-age=31536000` exactly, and `Expires` an
+/// IMF-fixdate one year ahead (within a day of now + 31536000 s, for clock skew and a
+/// leap year).
 pub(crate) fn verify_long_cache(what: &str, h: &Head) -> Outcome {
-    let cc = h
-        .header("cache-control")
-        .ok_or_else(|| fail(format!("{what}: Cache-Control missing")))?;
-    ensure(cc.contains("public"), || {
-        format!(
-            "{what}: Cache-Control must contain public, got \"{}\"",
-            esc(cc.as_bytes())
-        )
+    expect_header(what, h, "cache-control", LONG_CACHE)?;
+    let expires = h
+        .header("expires")
+        .ok_or_else(|| fail(format!("{what}: Expires missing")))?;
+    let at = parse_imf_fixdate(expires).ok_or_else(|| {
+        fail(format!(
+            "{what}: Expires must be an IMF-fixdate such as \"Sun, 06 Nov 1994 08:49:37 GMT\", got \"{}\"",
+            esc(expires.as_bytes())
+        ))
     })?;
-    let max_age = cc
-        .split(',')
-        .filter_map(|d| d.trim().strip_prefix("max-age="))
-        .next()
-        .unwrap_or_default();
-    ensure(
-        max_age.len() >= 7
-            && max_age.bytes().all(|b| b.is_ascii_digit())
-            && !max_age.starts_with('0'),
-        || {
-            format!(
-                "{what}: Cache-Control max-age must be large (>= 7 digits, one year is 31536000), got \"{}\"",
-                esc(cc.as_bytes())
-            )
-        },
-    )?;
-    ensure(h.header("expires").is_some_and(|e| !e.is_empty()), || {
-        format!("{what}: Expires missing")
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let want = now + YEAR_SECS;
+    ensure(at.abs_diff(want) <= 86_400, || {
+        format!(
+            "{what}: Expires must be one year ahead (about {}s from now), got \"{}\", {}s from now",
+            YEAR_SECS,
+            esc(expires.as_bytes()),
+            i128::from(at) - i128::from(now)
+        )
     })
 }
 
@@ -310,43 +311,30 @@ pub(crate) fn verify_cors(what: &str, h: &Head, origin: Option<&str>) -> Outcome
     }
 }
 
-/// The suite's `verify_options`: for Origin `test` and `null`.
+/// A preflight as §3.3 fixes it, for Origin `test`, `null` and none: 204 (or 200), empty
+/// body, no Content-Type (§3.1), LONG-CACHE, `Access-Control-Max-Age: 31536000`,
+/// `Access-Control-Allow-Methods` exactly `methods`, the CORS answer for the origin, no
+/// Allow-Headers (none requested) and no cookie (the echo service has none, §3.4).
 fn verify_options(ctx: &Ctx, path: &str, methods: &str) -> Outcome {
-    for origin in ["test", "null"] {
-        let what = format!("OPTIONS {path} (Origin: {origin})");
-        let r = ctx
-            .options(
-                path,
-                &[
-                    ("Access-Control-Request-Method", methods),
-                    ("Origin", origin),
-                ],
-            )
-            .step(&what)?;
+    for origin in [Some("test"), Some("null"), None] {
+        let what = format!("OPTIONS {path} (Origin: {})", origin.unwrap_or("none"));
+        let mut headers = vec![("Access-Control-Request-Method", methods)];
+        headers.extend(origin.map(|o| ("Origin", o)));
+        let r = ctx.options(path, &headers).step(&what)?;
         preflight_status(&what, &r)?;
-        verify_long_cache(&what, &r.head)?;
-        let max_age = r.head.header("access-control-max-age").unwrap_or_default();
-        ensure(max_age.parse::<u64>().is_ok_and(|n| n > 1_000_000), || {
-            format!(
-                "{what}: Access-Control-Max-Age must be > 1000000, got \"{}\"",
-                esc(max_age.as_bytes())
-            )
-        })?;
-        let allowed = r
-            .head
-            .header("access-control-allow-methods")
-            .unwrap_or_default();
-        for m in methods.split(',') {
-            ensure(allowed.contains(m.trim()), || {
-                format!(
-                    "{what}: Access-Control-Allow-Methods must contain {}, got \"{}\"",
-                    m.trim(),
-                    esc(allowed.as_bytes())
-                )
-            })?;
-        }
         expect_eq(&format!("{what}: body"), b"", &r.body)?;
-        verify_cors(&what, &r.head, Some(origin))?;
+        expect_no_header(&what, &r.head, "content-type")?;
+        verify_long_cache(&what, &r.head)?;
+        expect_header(
+            &what,
+            &r.head,
+            "access-control-max-age",
+            &YEAR_SECS.to_string(),
+        )?;
+        expect_header(&what, &r.head, "access-control-allow-methods", methods)?;
+        verify_cors(&what, &r.head, origin)?;
+        expect_no_header(&what, &r.head, "access-control-allow-headers")?;
+        expect_no_header(&what, &r.head, "set-cookie")?;
     }
     Ok(())
 }
