@@ -224,6 +224,12 @@ impl Head {
         match self.content_length() {
             Some(Ok(n)) => Ok(BodyKind::Length(n)),
             Some(Err(e)) => Err(e),
+            // PROTOCOL.md §10: a 200 to OPTIONS (a preflight, whose body §3.3 leaves empty)
+            // needs no length to be complete; reading it to the close would wait out the
+            // keep-alive.
+            None if method.eq_ignore_ascii_case("OPTIONS") && self.status == 200 => {
+                Ok(BodyKind::None)
+            }
             None => Ok(BodyKind::Close),
         }
     }
@@ -826,8 +832,11 @@ mod tests {
         assert_eq!(h.body_kind("HEAD").unwrap(), BodyKind::None);
         let h = parse_head(b"HTTP/1.1 200 OK").unwrap();
         assert_eq!(h.body_kind("GET").unwrap(), BodyKind::Close);
+        assert_eq!(h.body_kind("OPTIONS").unwrap(), BodyKind::None);
         let h = parse_head(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5").unwrap();
         assert_eq!(h.body_kind("GET").unwrap(), BodyKind::None);
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3").unwrap();
+        assert_eq!(h.body_kind("OPTIONS").unwrap(), BodyKind::Length(3));
         let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x").unwrap();
         assert!(h.body_kind("GET").is_err());
     }
