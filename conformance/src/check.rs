@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::http::{self, BodyKind, Conn, Head, Request, Response};
 use crate::tls::ClientStream;
@@ -268,6 +268,18 @@ pub struct Stream {
     /// [`expect_end`](Stream::expect_end) pass over unless they expect it: a server may
     /// send one whenever its heartbeat delay passes, and a slow check must not fail it.
     pub heartbeat: Option<Vec<u8>>,
+    /// The server's heartbeat delay, if known: how long past the read timeout heartbeats
+    /// are passed over before a read gives up (see [`patience`]).
+    pub heartbeat_delay: Option<Duration>,
+}
+
+/// How long a read that passes over heartbeats (or pings) may wait for the frame it
+/// expects: the read timeout, plus one heartbeat delay for a heartbeat written just before
+/// that frame (one more read timeout when the delay is not known). A server that keeps
+/// heartbeating and never sends the frame fails after this, not at the runner's timeout.
+pub fn patience(read_timeout: Option<Duration>, heartbeat: Option<Duration>) -> Duration {
+    let read = read_timeout.unwrap_or(Duration::from_secs(3));
+    read + heartbeat.unwrap_or(read)
 }
 
 /// The heartbeat chunk of the streaming transport `path` asks for (§7.1.3, §8).
@@ -299,12 +311,25 @@ impl Stream {
         Ok(self.conn.read_chunk()?)
     }
 
-    /// The next chunk, past heartbeats unless `expected` is one.
+    /// The next chunk, past heartbeats unless `expected` is one, for at most
+    /// [`patience`].
     fn chunk_past_heartbeats(&mut self, what: &str, expected: &[u8]) -> Result<Vec<u8>, Failure> {
+        let start = Instant::now();
+        let limit = patience(self.conn.read_timeout(), self.heartbeat_delay);
+        let mut skipped = 0usize;
         loop {
             let got = self.chunk().step(what)?;
             match &self.heartbeat {
-                Some(heartbeat) if got == *heartbeat && expected != heartbeat.as_slice() => {}
+                Some(heartbeat) if got == *heartbeat && expected != heartbeat.as_slice() => {
+                    skipped += 1;
+                    if start.elapsed() > limit {
+                        return Err(fail(format!(
+                            "{what}: only heartbeats ({skipped}) for {} ms, never \"{}\"",
+                            start.elapsed().as_millis(),
+                            esc_short(expected, 120)
+                        )));
+                    }
+                }
                 _ => return Ok(got),
             }
         }
@@ -405,6 +430,7 @@ impl Ctx {
             conn,
             head,
             heartbeat: heartbeat_chunk(&req.path),
+            heartbeat_delay: self.heartbeat,
         })
     }
 

@@ -520,6 +520,9 @@ pub struct DeflateWs {
     pub bytes_in: u64,
     /// Bytes written after the handshake.
     pub bytes_out: u64,
+    /// The server's heartbeat delay, if known: how long past the read timeout heartbeats
+    /// and pings are passed over (see [`patience`](crate::check::patience)).
+    pub heartbeat: Option<Duration>,
 }
 
 impl DeflateWs {
@@ -582,6 +585,7 @@ impl DeflateWs {
             answer,
             bytes_in: (buf.len() - used) as u64,
             bytes_out: 0,
+            heartbeat: None,
         })
     }
 
@@ -655,17 +659,57 @@ impl DeflateWs {
         }
     }
 
+    /// A count of heartbeats and control frames passed over, which fails once they alone
+    /// have come for longer than [`patience`](crate::check::patience).
+    pub fn skipping(&self) -> Skipping {
+        Skipping {
+            start: std::time::Instant::now(),
+            limit: crate::check::patience(
+                self.stream.tcp().read_timeout().ok().flatten(),
+                self.heartbeat,
+            ),
+            count: 0,
+        }
+    }
+
     /// The next text message other than a heartbeat `h`, with whether it came compressed.
+    /// Heartbeats and pings are passed over for at most
+    /// [`patience`](crate::check::patience).
     pub fn recv_text(&mut self) -> Result<(String, bool), String> {
+        let mut skipped = self.skipping();
         loop {
             match self.recv()? {
-                Some(Frame::Text(t, _)) if t == "h" => continue,
+                Some(Frame::Text(t, _)) if t == "h" => skipped.one()?,
                 Some(Frame::Text(t, compressed)) => return Ok((t, compressed)),
-                Some(Frame::Ping(_) | Frame::Pong(_)) => continue,
+                Some(Frame::Ping(_) | Frame::Pong(_)) => skipped.one()?,
                 Some(other) => return Err(format!("expected text, got {other:?}")),
                 None => return Err("connection closed".into()),
             }
         }
+    }
+}
+
+/// Heartbeats and control frames passed over while waiting for a frame
+/// ([`DeflateWs::skipping`]).
+#[derive(Debug)]
+pub struct Skipping {
+    start: std::time::Instant,
+    limit: Duration,
+    count: usize,
+}
+
+impl Skipping {
+    /// Counts one more; an error once they have come alone for longer than the limit.
+    pub fn one(&mut self) -> Result<(), String> {
+        self.count += 1;
+        if self.start.elapsed() > self.limit {
+            return Err(format!(
+                "only heartbeats, pings or pongs ({}) for {} ms, no other frame",
+                self.count,
+                self.start.elapsed().as_millis()
+            ));
+        }
+        Ok(())
     }
 }
 

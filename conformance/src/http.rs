@@ -464,6 +464,11 @@ impl<S: OverTcp> Conn<S> {
             .map_err(|e| Error::io("setting read timeout", &e))
     }
 
+    /// The read timeout set on the socket, if any.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.stream.tcp().read_timeout().ok().flatten()
+    }
+
     /// Closes both directions of the socket (an abort, from the server's point of view).
     pub fn shutdown(&self) {
         let _ = self.stream.tcp().shutdown(std::net::Shutdown::Both);

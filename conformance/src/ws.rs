@@ -1,12 +1,13 @@
 //! WebSocket clients: RFC 6455 through tungstenite, and the hixie-76 key challenge.
 
 use std::io;
+use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 use tungstenite::error::ProtocolError;
 use tungstenite::{Message, WebSocket};
 
-use crate::check::{Ctx, Failure, Outcome, expect_eq, fail};
+use crate::check::{Ctx, Failure, Outcome, expect_eq, fail, patience};
 use crate::tls::ClientStream;
 use crate::util::esc_short;
 
@@ -40,6 +41,8 @@ impl WsEvent {
 #[derive(Debug)]
 pub struct Ws {
     inner: WebSocket<ClientStream>,
+    /// The server's heartbeat delay, if known (for [`patience`]).
+    heartbeat: Option<Duration>,
 }
 
 impl Ws {
@@ -52,7 +55,10 @@ impl Ws {
         }
         let url = format!("{}://{}{path}", ctx.ws_scheme(), ctx.host);
         match tungstenite::client::client(url.as_str(), stream) {
-            Ok((inner, _resp)) => Ok(Ws { inner }),
+            Ok((inner, _resp)) => Ok(Ws {
+                inner,
+                heartbeat: ctx.heartbeat,
+            }),
             Err(tungstenite::HandshakeError::Failure(e)) => {
                 Err(fail(format!("WebSocket handshake to {path} failed: {e}")))
             }
@@ -72,8 +78,29 @@ impl Ws {
         })
     }
 
-    /// Reads the next event, answering and skipping pings and pongs.
+    /// How long a read may pass over control frames (see [`patience`]).
+    fn patience(&self) -> Duration {
+        patience(
+            self.inner.get_ref().tcp().read_timeout().ok().flatten(),
+            self.heartbeat,
+        )
+    }
+
+    /// Fails once control frames alone have come for longer than [`patience`].
+    fn only_control_frames(start: Instant, limit: Duration, skipped: usize) -> Outcome {
+        if start.elapsed() > limit {
+            return Err(fail(format!(
+                "only pings or pongs ({skipped}) for {} ms, no message",
+                start.elapsed().as_millis()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads the next event, answering and skipping pings and pongs (for at most
+    /// [`patience`]).
     pub fn recv(&mut self) -> Result<WsEvent, Failure> {
+        let (start, limit, mut skipped) = (Instant::now(), self.patience(), 0);
         loop {
             match self.inner.read() {
                 Ok(Message::Text(t)) => return Ok(WsEvent::Text(t.to_string())),
@@ -83,7 +110,10 @@ impl Ws {
                         f.map(|f| (u16::from(f.code), f.reason.to_string())),
                     ));
                 }
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {
+                    skipped += 1;
+                    Self::only_control_frames(start, limit, skipped)?;
+                }
                 Err(e) => return classify(e),
             }
         }
@@ -92,6 +122,7 @@ impl Ws {
     /// Reads the next event, reporting pings instead of skipping them.
     pub fn recv_with_pings(&mut self) -> Result<Option<WsEvent>, Failure> {
         // A loop, not a recursion: a server may send any number of unsolicited pongs.
+        let (start, limit, mut skipped) = (Instant::now(), self.patience(), 0);
         loop {
             return match self.inner.read() {
                 Ok(Message::Ping(_)) => Ok(None),
@@ -100,7 +131,11 @@ impl Ws {
                 Ok(Message::Close(f)) => Ok(Some(WsEvent::Close(
                     f.map(|f| (u16::from(f.code), f.reason.to_string())),
                 ))),
-                Ok(Message::Pong(_) | Message::Frame(_)) => continue,
+                Ok(Message::Pong(_) | Message::Frame(_)) => {
+                    skipped += 1;
+                    Self::only_control_frames(start, limit, skipped)?;
+                    continue;
+                }
                 Err(e) => classify(e).map(Some),
             };
         }

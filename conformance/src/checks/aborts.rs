@@ -262,6 +262,7 @@ fn streaming_round(ctx: &Ctx, r: Receiver, how: Close) -> Result<Verdict, Failur
         conn,
         head,
         heartbeat: heartbeat_chunk(&req.path),
+        heartbeat_delay: ctx.heartbeat,
     };
     expect_prelude(&mut second, "stream after the close", r.name(), "cb")?;
     let got = second.chunk().step("stream after the close")?;

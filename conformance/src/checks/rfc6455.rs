@@ -329,8 +329,10 @@ fn connect(ctx: &Ctx, path: &str) -> Result<DeflateWs, Failure> {
     ensure(leftover.is_empty(), || {
         "unexpected bytes before the handshake".into()
     })?;
-    DeflateWs::over(stream, &ctx.host, path, None)
-        .map_err(|e| fail(format!("WebSocket upgrade of {path}: {e}")))
+    let mut ws = DeflateWs::over(stream, &ctx.host, path, None)
+        .map_err(|e| fail(format!("WebSocket upgrade of {path}: {e}")))?;
+    ws.heartbeat = ctx.heartbeat;
+    Ok(ws)
 }
 
 /// The echo service's raw WebSocket (§9.3).
@@ -353,10 +355,13 @@ fn send_late(ws: &mut DeflateWs, first: u8, payload: &[u8]) {
 /// The next frame that is not a ping (which the client answers) or a SockJS heartbeat;
 /// `None` once the server ended the connection.
 fn next(ws: &mut DeflateWs, what: &str) -> Result<Option<Frame>, Failure> {
+    let mut skipped = ws.skipping();
     loop {
         match ws.recv() {
-            Ok(Some(Frame::Ping(_))) => continue,
-            Ok(Some(Frame::Text(t, _))) if t == "h" => continue,
+            Ok(Some(Frame::Ping(_))) => skipped.one().map_err(|e| fail(format!("{what}: {e}")))?,
+            Ok(Some(Frame::Text(t, _))) if t == "h" => {
+                skipped.one().map_err(|e| fail(format!("{what}: {e}")))?;
+            }
             Ok(other) => return Ok(other),
             Err(e) => return Err(fail(format!("{what}: {e}"))),
         }

@@ -378,6 +378,7 @@ pub(crate) fn permessage_deflate() -> Check {
             let (stream, _) = ctx.connect()?.into_stream();
             let mut ws = DeflateWs::over(stream, &ctx.host, &path, Some(CHROMIUM_OFFER))
                 .map_err(|e| fail(format!("upgrade with an offer: {e}")))?;
+            ws.heartbeat = ctx.heartbeat;
             let text = |ws: &mut DeflateWs, what: &str| {
                 ws.recv_text().map_err(|e| fail(format!("{what}: {e}")))
             };
@@ -460,6 +461,7 @@ pub(crate) fn permessage_deflate_small_server_window() -> Check {
             let (stream, _) = ctx.connect()?.into_stream();
             let mut ws = DeflateWs::over(stream, &ctx.host, &path, Some(OFFER))
                 .map_err(|e| fail(format!("upgrade with an offer: {e}")))?;
+            ws.heartbeat = ctx.heartbeat;
             let text = |ws: &mut DeflateWs, body: &str, what: &str| {
                 ws.send(body, true)
                     .map_err(|e| fail(format!("send: {e}")))?;
