@@ -57,7 +57,10 @@ fi
 # conformance/README.md). Their failures are reported as skips.
 #   s2_iframe_dot_is_literal: node's iframe regex leaves the dot unescaped and serves
 #   /iframeXhtml.
-expect_fail="s2_iframe_dot_is_literal"
+#   s7_1_3_heartbeat_rearmed_by_a_write: node arms its heartbeat timer when a receiver
+#   attaches and does not restart it when it flushes messages (Session.tryFlush), so the h
+#   comes a heartbeat delay after the attach, however recently a frame was written.
+expect_fail="s2_iframe_dot_is_literal,s7_1_3_heartbeat_rearmed_by_a_write"
 
 profile_flag=()
 if [ "$profile" = "release" ]; then

@@ -414,8 +414,8 @@ mod tests {
     use crate::http::parse_head;
 
     fn cookie(value: &str) -> bool {
-        let head = parse_head(format!("HTTP/1.1 200 OK\r\nSet-Cookie: {value}").as_bytes())
-            .expect("head");
+        let head =
+            parse_head(format!("HTTP/1.1 200 OK\r\nSet-Cookie: {value}").as_bytes()).expect("head");
         verify_cookie("t", &head, "dummy").is_ok()
     }
 

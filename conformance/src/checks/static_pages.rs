@@ -2,8 +2,8 @@
 
 use super::{ECHO, Ep};
 use crate::check::{
-    Check, Ctx, Failure, Outcome, Step, ensure, expect_content_type, expect_eq,
-    expect_head_status, expect_no_header, expect_response, expect_status, fail, service,
+    Check, Ctx, Failure, Outcome, Step, ensure, expect_content_type, expect_eq, expect_head_status,
+    expect_no_header, expect_response, expect_status, fail, service,
 };
 use crate::http::Request;
 use crate::json::{self, Json};

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::ECHO;
-use super::transports::expect_prelude;
 use super::sessions::{C3000, two_polls};
+use super::transports::expect_prelude;
 use crate::check::{
     Check, Ctx, Needs, Outcome, Step, ensure, expect_head_status, expect_response, expect_status,
     fail, service, sleep,
@@ -49,6 +49,13 @@ pub(crate) fn checks() -> Vec<Check> {
                 st.expect_chunk("heartbeat chunk", "h\n")?;
                 within("heartbeat", start.elapsed(), hb)
             },
+        )
+        .needs(Needs::Heartbeat),
+        Check::new(
+            "s7_1_3_heartbeat_rearmed_by_a_write",
+            "7.1",
+            "the heartbeat comes after the heartbeat delay with nothing written: a frame written at 0.6 x delay puts the h a whole delay after it",
+            heartbeat_rearmed,
         )
         .needs(Needs::Heartbeat),
         Check::new(
@@ -180,14 +187,52 @@ pub(crate) fn checks() -> Vec<Check> {
     ]
 }
 
+/// §7.1.3: `h` is written when nothing has been written to the receiver for the
+/// heartbeat delay, so a message frame restarts the wait. On xhr_streaming: after `o`,
+/// wait 0.6 x the delay and have a message echoed; the `h` must then come a whole delay
+/// after the message frame (less the measuring slack), not on the timer armed at `o`.
+fn heartbeat_rearmed(ctx: &Ctx) -> Outcome {
+    let hb = ctx.heartbeat()?;
+    let s = ctx.session(ECHO);
+    let mut st = ctx.xhr_streaming(&s, &[])?;
+    expect_head_status("POST xhr_streaming", &st.head, 200)?;
+    expect_prelude(&mut st, "POST xhr_streaming", "xhr_streaming", "")?;
+    st.expect_chunk("open frame", "o\n")?;
+    let opened = Instant::now();
+    sleep(hb.mul_f64(0.6));
+    ctx.send_ok(&s, "[\"x\"]")?;
+    // Read the message without passing over a heartbeat: none may come before it.
+    let got = st.chunk().step("message frame")?;
+    crate::check::expect_eq("message frame (no heartbeat before it)", "a[\"x\"]\n", got)?;
+    let written = Instant::now();
+    st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
+    let got = st.chunk().step("heartbeat after the message")?;
+    let took = written.elapsed();
+    crate::check::expect_eq("chunk after the message", "h\n", got)?;
+    ensure(took + SLACK >= hb, || {
+        format!(
+            "h came {} ms after the message frame ({} ms after o), expected a whole heartbeat delay ({} ms) after the last frame written: the heartbeat timer was not restarted by the write",
+            took.as_millis(),
+            opened.elapsed().as_millis(),
+            hb.as_millis()
+        )
+    })?;
+    within("heartbeat after the message frame", took, hb)
+}
+
 /// Upper bound for an event expected after `d`.
 fn upper(d: Duration) -> Duration {
     d + (d / 2).max(Duration::from_millis(500))
 }
 
-/// A bit before the disconnect delay.
+/// Slack for a timer measured from the client: the frame that started it reaches us a
+/// little after the server armed it.
+const SLACK: Duration = Duration::from_millis(100);
+
+/// Just before the disconnect delay: `d` less a tenth of it (at least 100 ms). A timer
+/// cannot fire early, so the session must still be there.
 fn before(d: Duration) -> Duration {
-    d.mul_f64(0.6)
+    d.saturating_sub((d / 10).max(SLACK))
 }
 
 /// A bit after the disconnect delay.
@@ -195,9 +240,11 @@ fn after(d: Duration) -> Duration {
     d + (d / 2).max(Duration::from_millis(500))
 }
 
-/// Fails unless `took` is within the tolerance around `expected`.
+/// Fails unless `took` is within the tolerance around `expected`: no sooner than
+/// `expected` less 100 ms of measuring slack (a timer cannot fire early), no later than
+/// [`upper`].
 fn within(what: &str, took: Duration, expected: Duration) -> Outcome {
-    let lo = expected / 2;
+    let lo = expected.saturating_sub(SLACK);
     let hi = upper(expected);
     ensure(took >= lo && took <= hi, || {
         format!(
