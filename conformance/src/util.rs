@@ -140,6 +140,14 @@ pub fn parse_imf_fixdate(s: &str) -> Option<u64> {
     Some(days * 86_400 + hour * 3_600 + min * 60 + sec)
 }
 
+/// §8's pct(F) for eventsource: `%` → `%25`, CR → `%0D`, LF → `%0A`, NUL → `%00`.
+pub fn pct_frame(f: &str) -> String {
+    f.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+        .replace('\0', "%00")
+}
+
 /// A random 64-bit number (std's randomly keyed hasher, a counter and the clock).
 pub fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();

@@ -1,7 +1,11 @@
 //! §5: frames and JSON string encoding.
 
 use super::ECHO;
-use crate::check::{Check, Ctx, Failure, Outcome, Step, expect_eq, expect_status, fail};
+use super::transports::{expect_prelude, receiver_request, wrap_frame};
+use crate::check::{
+    Check, Ctx, Failure, Outcome, Step, expect_eq, expect_head_status, expect_response,
+    expect_status, fail,
+};
 use crate::json;
 use crate::util::{esc_short, json_quote, server_must_escape, sockjs_quote};
 use crate::ws::Ws;
@@ -189,6 +193,52 @@ pub(crate) fn checks() -> Vec<Check> {
             },
         ),
         Check::new(
+            "s5_1_escape_lowercase_hex_xhr_streaming",
+            "5.1",
+            "the §5.1 code points are escaped in lowercase on xhr_streaming",
+            |ctx: &Ctx| escape_on_stream(ctx, "xhr_streaming"),
+        ),
+        Check::new(
+            "s5_1_escape_lowercase_hex_eventsource",
+            "5.1",
+            "the §5.1 code points are escaped in lowercase on eventsource (data: + the frame)",
+            |ctx: &Ctx| escape_on_stream(ctx, "eventsource"),
+        ),
+        Check::new(
+            "s5_1_escape_lowercase_hex_htmlfile",
+            "5.1",
+            "the §5.1 code points are escaped in lowercase on htmlfile, inside its second JSON string",
+            |ctx: &Ctx| escape_on_stream(ctx, "htmlfile"),
+        ),
+        Check::new(
+            "s5_1_escape_lowercase_hex_jsonp",
+            "5.1",
+            "the §5.1 code points are escaped in lowercase on jsonp, inside its second JSON string",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                let poll = || {
+                    ctx.request(&receiver_request(&s, "jsonp", "cb"))
+                        .step("GET jsonp")
+                };
+                let r = poll()?;
+                expect_response(
+                    "GET jsonp",
+                    &r,
+                    200,
+                    wrap_frame("jsonp", "cb", "o").as_bytes(),
+                )?;
+                ctx.send_ok(&s, &format!("[\"{}\"]", server_killer()))?;
+                let r = poll()?;
+                let frame = format!("a[{}]", server_killer_escaped());
+                expect_response(
+                    "GET jsonp",
+                    &r,
+                    200,
+                    wrap_frame("jsonp", "cb", &frame).as_bytes(),
+                )
+            },
+        ),
+        Check::new(
             "s5_1_escape_standard_json",
             "5.1",
             "quote, backslash and U+0000-001F use standard JSON escapes (\\b \\t \\n \\f \\r, \\u00xx lowercase)",
@@ -244,6 +294,19 @@ pub(crate) fn checks() -> Vec<Check> {
             },
         ),
     ]
+}
+
+/// §5.1 on a stream of `transport`: the 44 code points sent raw come back as one frame
+/// `a["\u200c…\uffff"]` (lowercase), wrapped as the transport wraps frames (§8).
+fn escape_on_stream(ctx: &Ctx, transport: &str) -> Outcome {
+    let s = ctx.session(ECHO);
+    let mut st = ctx.open(&receiver_request(&s, transport, "cb"))?;
+    expect_head_status(transport, &st.head, 200)?;
+    expect_prelude(&mut st, transport, transport, "cb")?;
+    st.expect_chunk("open frame", wrap_frame(transport, "cb", "o"))?;
+    ctx.send_ok(&s, &format!("[\"{}\"]", server_killer()))?;
+    let frame = format!("a[{}]", server_killer_escaped());
+    st.expect_chunk("echoed frame", wrap_frame(transport, "cb", &frame))
 }
 
 /// Opens an echo session over xhr, sends `payload`, and returns the next poll's body.

@@ -8,6 +8,18 @@ use crate::util::{esc_short, random_u64};
 pub(crate) fn checks() -> Vec<Check> {
     vec![
         Check::new(
+            "s2_session_path_not_decoded",
+            "2",
+            "the session path is matched undecoded: a%2Fb is one session id, and I%41 and IA are two sessions",
+            session_path_not_decoded,
+        ),
+        Check::new(
+            "s2_query_ignored_for_routing",
+            "2",
+            "a query string is dropped before routing: xhr?…, xhr_send?… and info?… reach their endpoints",
+            query_ignored,
+        ),
+        Check::new(
             "s2_greeting_near_misses_404",
             "2",
             "P/a, P/a.html, P//, P///, P/a/a, P/a/a/, P/a/ are 404",
@@ -226,4 +238,62 @@ fn disabled_websocket(ctx: &Ctx) -> Outcome {
         })?;
     }
     Ok(())
+}
+
+/// §2: nothing is percent-decoded before routing, so `%2F` is no separator and `%41` is
+/// not `A`. A decoding server 404s `a%2Fb` (one segment too many) or hands `I%41`'s
+/// queued message to a poll on `IA`.
+fn session_path_not_decoded(ctx: &Ctx) -> Outcome {
+    let base = ctx.path(&format!("{ECHO}/000"));
+    let id = format!("{:x}", random_u64());
+    let slash = format!("{base}/{id}a%2Fb");
+    let what = format!("POST {slash}/xhr");
+    let r = ctx.post(&format!("{slash}/xhr"), "", &[]).step(&what)?;
+    expect_response(&what, &r, 200, b"o\n")?;
+    let what = format!("POST {slash}/xhr_send");
+    let r = ctx
+        .post(&format!("{slash}/xhr_send"), "[\"s\"]", &[])
+        .step(&what)?;
+    expect_response(&what, &r, 204, b"")?;
+    let what = format!("second POST {slash}/xhr");
+    let r = ctx.post(&format!("{slash}/xhr"), "", &[]).step(&what)?;
+    expect_response(&what, &r, 200, b"a[\"s\"]\n")?;
+    let encoded = format!("{base}/{id}%41");
+    let plain = format!("{base}/{id}A");
+    let what = format!("POST {encoded}/xhr");
+    let r = ctx.post(&format!("{encoded}/xhr"), "", &[]).step(&what)?;
+    expect_response(&what, &r, 200, b"o\n")?;
+    let what = format!("POST {encoded}/xhr_send");
+    let r = ctx
+        .post(&format!("{encoded}/xhr_send"), "[\"e\"]", &[])
+        .step(&what)?;
+    expect_response(&what, &r, 204, b"")?;
+    let what = format!("POST {plain}/xhr (a session of its own, not {id}%41)");
+    let r = ctx.post(&format!("{plain}/xhr"), "", &[]).step(&what)?;
+    expect_response(&what, &r, 200, b"o\n")
+}
+
+/// §2: routes are matched on the path alone.
+fn query_ignored(ctx: &Ctx) -> Outcome {
+    let s = ctx.session(ECHO);
+    let what = "POST xhr?t=1/x";
+    let r = ctx.post(&s.url("xhr?t=1/x"), "", &[]).step(what)?;
+    expect_response(what, &r, 200, b"o\n")?;
+    let what = "POST xhr_send?t=2";
+    let r = ctx
+        .post(&s.url("xhr_send?t=2"), "[\"q\"]", &[])
+        .step(what)?;
+    expect_response(what, &r, 204, b"")?;
+    let what = "POST xhr?/../a";
+    let r = ctx.post(&s.url("xhr?/../a"), "", &[]).step(what)?;
+    expect_response(what, &r, 200, b"a[\"q\"]\n")?;
+    let info = ctx.path(&format!("{ECHO}/info?t=3"));
+    let r = ctx.get(&info, &[]).step("GET info?t=3")?;
+    expect_status("GET info?t=3", &r, 200)?;
+    ensure(r.body.starts_with(b"{"), || {
+        format!(
+            "GET info?t=3: expected the /info JSON, got \"{}\"",
+            esc_short(&r.body, 80)
+        )
+    })
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::ECHO;
-use super::transports::expect_prelude;
+use super::transports::{expect_prelude, receiver_request, wrap_frame};
 use crate::check::{
     Check, Ctx, Failure, Outcome, Session, Step, ensure, expect_head_status, expect_response,
     first_answered, service, sleep,
@@ -85,6 +85,44 @@ pub(crate) fn checks() -> Vec<Check> {
                 r2.expect_end("second stream")?;
                 ctx.send_ok(&s, "[\"x\"]")?;
                 r1.expect_chunk("first stream after the 2010", "a[\"x\"]\n")
+            },
+        ),
+        Check::new(
+            "s7_1_2_2010_eventsource",
+            "7.1.2",
+            "a second eventsource gets its prelude, the 2010 frame and ends; the first still works",
+            |ctx: &Ctx| second_stream_2010(ctx, "eventsource"),
+        ),
+        Check::new(
+            "s7_1_2_2010_htmlfile",
+            "7.1.2",
+            "a second htmlfile gets its head, the 2010 frame and ends; the first still works",
+            |ctx: &Ctx| second_stream_2010(ctx, "htmlfile"),
+        ),
+        Check::new(
+            "s7_1_2_2010_jsonp",
+            "7.1.2",
+            "a second jsonp poll while one is held gets /**/cb(\"c[2010,...]\"); the held one gets the next message",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                let req = receiver_request(&s, "jsonp", "cb");
+                let r = ctx.request(&req)?;
+                expect_response(
+                    "opening GET jsonp",
+                    &r,
+                    200,
+                    wrap_frame("jsonp", "cb", "o").as_bytes(),
+                )?;
+                let mut held = ctx.send_only(&req)?;
+                let mut other = ctx.send_only(&req)?;
+                first_answered(&mut held, &mut other, ctx.io_timeout)?;
+                let r = other.read_response("GET").step("concurrent GET jsonp")?;
+                let c2010 = wrap_frame("jsonp", "cb", C2010.trim_end());
+                expect_response("concurrent GET jsonp", &r, 200, c2010.as_bytes())?;
+                ctx.send_ok(&s, "[\"z\"]")?;
+                let r = held.read_response("GET").step("held GET jsonp")?;
+                let want = wrap_frame("jsonp", "cb", "a[\"z\"]");
+                expect_response("held GET jsonp", &r, 200, want.as_bytes())
             },
         ),
         Check::new(
@@ -208,6 +246,31 @@ pub(crate) fn checks() -> Vec<Check> {
             },
         ),
     ]
+}
+
+/// §7.1.2 on `transport` (eventsource or htmlfile): with one stream attached, a second
+/// gets the whole prelude, the 2010 frame and its end; the first is untouched and
+/// receives the next message.
+fn second_stream_2010(ctx: &Ctx, transport: &str) -> Outcome {
+    let s = ctx.session(ECHO);
+    let req = receiver_request(&s, transport, "cb");
+    let mut r1 = ctx.open(&req)?;
+    expect_head_status("first stream", &r1.head, 200)?;
+    expect_prelude(&mut r1, "first stream", transport, "cb")?;
+    r1.expect_chunk("first stream open frame", wrap_frame(transport, "cb", "o"))?;
+    let mut r2 = ctx.open(&req)?;
+    expect_head_status("second stream", &r2.head, 200)?;
+    expect_prelude(&mut r2, "second stream", transport, "cb")?;
+    r2.expect_chunk(
+        "second stream",
+        wrap_frame(transport, "cb", C2010.trim_end()),
+    )?;
+    r2.expect_end("second stream")?;
+    ctx.send_ok(&s, "[\"x\"]")?;
+    r1.expect_chunk(
+        "first stream after the 2010",
+        wrap_frame(transport, "cb", "a[\"x\"]"),
+    )
 }
 
 fn after_abort(what: &str, got: &[u8]) -> Outcome {

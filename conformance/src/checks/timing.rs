@@ -151,6 +151,13 @@ pub(crate) fn checks() -> Vec<Check> {
         )
         .needs(Needs::Disconnect),
         Check::new(
+            "s7_1_4_detach_restarts_disconnect_timer",
+            "7.1.4",
+            "each detach restarts the disconnect timer: polls every 0.6 x delay keep the session past 2 x delay; 1.5 x delay after the last it is gone",
+            detach_restarts_disconnect_timer,
+        )
+        .needs(Needs::Disconnect),
+        Check::new(
             "s7_1_5_closed_session_forgotten",
             "7.1",
             "a closed session repeats its close frame until the disconnect delay, then the id is new",
@@ -218,6 +225,40 @@ fn heartbeat_rearmed(ctx: &Ctx) -> Outcome {
         )
     })?;
     within("heartbeat after the message frame", took, hb)
+}
+
+/// §7.1.4-5: the disconnect timer starts at each detach and an attach stops it. A poll
+/// every 0.6 x the delay (a message queued first, so each poll detaches at once) keeps
+/// the session alive for over twice the delay, each send answered 204; a server that
+/// counts from the first detach (or from the session's start) has forgotten it by then.
+/// Then, a while past the delay after the last detach, the session is gone.
+fn detach_restarts_disconnect_timer(ctx: &Ctx) -> Outcome {
+    let d = ctx.disconnect()?;
+    let s = ctx.session(ECHO);
+    ctx.open_xhr(&s)?;
+    let start = Instant::now();
+    let mut round = 0;
+    while start.elapsed() < d * 2 {
+        round += 1;
+        sleep(d.mul_f64(0.6));
+        let what = format!(
+            "POST xhr_send {} ms after the first detach, 0.6 x delay after the last",
+            start.elapsed().as_millis()
+        );
+        let r = ctx.xhr_send(&s, &format!("[\"{round}\"]")).step(&what)?;
+        expect_response(&what, &r, 204, b"")?;
+        ctx.expect_xhr("POST xhr", &s, &format!("a[\"{round}\"]\n"))?;
+    }
+    sleep(after(d));
+    let r = ctx
+        .xhr_send(&s, "[\"x\"]")
+        .step("POST xhr_send after the delay")?;
+    expect_status(
+        "POST xhr_send a bit after the delay since the last detach",
+        &r,
+        404,
+    )?;
+    ctx.expect_xhr("POST xhr on the expired id", &s, "o\n")
 }
 
 /// Upper bound for an event expected after `d`.

@@ -70,6 +70,25 @@ pub(crate) fn expect_prelude(
     }
 }
 
+/// Frame text `f` as the receiving `transport` writes it (§8), `callback` for jsonp.
+pub(crate) fn wrap_frame(transport: &str, callback: &str, f: &str) -> String {
+    match transport {
+        "eventsource" => format!("data: {}\r\n\r\n", crate::util::pct_frame(f)),
+        "htmlfile" => htmlfile_frame(f),
+        "jsonp" => format!("/**/{callback}({});\r\n", json_quote(f)),
+        _ => format!("{f}\n"),
+    }
+}
+
+/// A receiving request of `transport` on session `s`, callback `cb` where one is needed.
+pub(crate) fn receiver_request(s: &Session, transport: &str, cb: &str) -> Request {
+    match transport {
+        "xhr" | "xhr_streaming" => Request::new("POST", &s.url(transport)),
+        "htmlfile" | "jsonp" => Request::new("GET", &s.url(&format!("{transport}?c={cb}"))),
+        _ => Request::new("GET", &s.url(transport)),
+    }
+}
+
 /// An htmlfile frame for frame text `f`.
 fn htmlfile_frame(f: &str) -> String {
     format!("<script>\np({});\n</script>\r\n", json_quote(f))

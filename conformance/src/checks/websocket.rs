@@ -63,6 +63,54 @@ pub(crate) fn checks() -> Vec<Check> {
             },
         ),
         Check::new(
+            "s9_1_version_not_13_400",
+            "9.1",
+            "an upgrade with Sec-WebSocket-Version 7, 8 or 12, or none, is 400 on /S/I/websocket and /websocket",
+            |ctx: &Ctx| {
+                for path in [
+                    ctx.session(ECHO).url("websocket"),
+                    ctx.path(&format!("{ECHO}/websocket")),
+                ] {
+                    for version in [Some("7"), Some("8"), Some("12"), None] {
+                        let what = format!(
+                            "GET {path} with Sec-WebSocket-Version {}",
+                            version.unwrap_or("absent")
+                        );
+                        let mut h = vec![
+                            ("Upgrade", "websocket"),
+                            ("Connection", "Upgrade"),
+                            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                        ];
+                        h.extend(version.map(|v| ("Sec-WebSocket-Version", v)));
+                        let r = ctx.get(&path, &h).step(&what)?;
+                        expect_status(&what, &r, 400)?;
+                    }
+                }
+                Ok(())
+            },
+        ),
+        Check::new(
+            "s9_1_missing_key_400",
+            "9.1",
+            "a version-13 upgrade without Sec-WebSocket-Key is 400 on /S/I/websocket and /websocket",
+            |ctx: &Ctx| {
+                for path in [
+                    ctx.session(ECHO).url("websocket"),
+                    ctx.path(&format!("{ECHO}/websocket")),
+                ] {
+                    let what = format!("GET {path} without Sec-WebSocket-Key");
+                    let h = [
+                        ("Upgrade", "websocket"),
+                        ("Connection", "Upgrade"),
+                        ("Sec-WebSocket-Version", "13"),
+                    ];
+                    let r = ctx.get(&path, &h).step(&what)?;
+                    expect_status(&what, &r, 400)?;
+                }
+                Ok(())
+            },
+        ),
+        Check::new(
             "s9_1_accept_key_vector",
             "9.1",
             "101 with Sec-WebSocket-Accept HSmrc0sMlYUkAGmm5OPpG2HaGWk= for the RFC key, no Content-Length",
