@@ -28,6 +28,9 @@ pub(crate) enum Link {
 pub(crate) struct SocketTimers {
     /// When the next heartbeat goes out (`None`: heartbeats are off).
     pub heartbeat: Option<Instant>,
+    /// Whether the socket gets heartbeats at all: not a raw hixie-76 one, whose heartbeat
+    /// would be a ping (§9.3), which hixie-76 does not have.
+    pub beats: bool,
     /// Dead-peer detection (`Options::websocket_ping`).
     pub alive: Alive,
 }

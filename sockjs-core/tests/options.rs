@@ -736,6 +736,37 @@ fn s9_2_hixie76_sockets_are_never_pinged() {
     assert!(h.closed.is_empty());
 }
 
+/// §9.3: a raw WebSocket's heartbeat is a ping, and hixie-76 has none: a raw hixie-76
+/// socket gets no heartbeat at all, and none is counted (`Engine::heartbeats`), where one
+/// was queued, counted and dropped by the driver every heartbeat delay.
+#[test]
+fn s9_3_raw_hixie76_socket_has_no_heartbeat() {
+    let options = Options {
+        hixie76: true,
+        ..Options::default()
+    };
+    let mut h = Harness::new(options, App::Echo);
+    let hixie = [
+        ("upgrade", "WebSocket"),
+        ("connection", "Upgrade"),
+        ("host", "localhost:8081"),
+        ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
+        ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
+    ];
+    let raw = h.request("GET", "/websocket", &hixie, "");
+    assert_eq!(h.ex(raw).status(), 101);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.ex(raw).ws_pings, 0, "hixie-76 has no ping");
+    assert!(h.ex(raw).ws_texts.is_empty());
+    assert_eq!(h.engine.heartbeats(), 0);
+    assert!(h.closed.is_empty());
+    // An RFC 6455 raw socket beside it still gets its ping, counted.
+    let rfc6455 = h.ws_open("/websocket");
+    h.advance(Duration::from_secs(25));
+    assert_eq!(h.ex(rfc6455).ws_pings, 1);
+    assert_eq!(h.engine.heartbeats(), 1);
+}
+
 #[test]
 fn s9_2_pong_for_unknown_or_http_requests_is_ignored() {
     let mut h = pinging(false);

@@ -122,7 +122,7 @@ impl Shared {
     fn socket_wrote(&mut self, key: SessionKey, s: &mut Session) {
         let heartbeat = self.heartbeat_at();
         if let Link::WebSocket { timers, .. } = &mut s.link {
-            timers.heartbeat = heartbeat;
+            timers.heartbeat = heartbeat.filter(|_| timers.beats);
             self.timers.set(key, &mut s.deadline, timers.next());
         }
     }
@@ -549,9 +549,9 @@ impl Engine {
         });
     }
 
-    /// Entries in the engine's timer heap, live and stale: at most a constant factor of the
-    /// sessions it holds (plus a small floor), however fast sessions come and go. For tests
-    /// and memory accounting.
+    /// Entries in the engine's timer heap, live and stale: swept whenever a session ends,
+    /// so at most four per session held (plus a small floor) then, however fast sessions
+    /// come and go. For tests and memory accounting.
     #[doc(hidden)]
     #[must_use]
     pub fn timer_entries(&self) -> usize {

@@ -166,6 +166,7 @@ impl Engine {
         let key = self.new_key();
         let timers = SocketTimers {
             heartbeat: None,
+            beats: !raw || matches!(handshake, Handshake::Rfc6455 { .. }),
             alive,
         };
         let link = Link::WebSocket {
