@@ -192,14 +192,18 @@ impl Subscriber {
                 .await?;
             subscribed.insert(channel);
         }
-        let remove: Vec<&String> = subscribed.difference(&wanted).collect();
-        if !remove.is_empty() {
-            let request = sink.unsubscribe(&remove);
+        // One channel a command too: the server answers an UNSUBSCRIBE of several channels
+        // with one reply each, and the redis crate matches each reply to one waiting
+        // command, so the extra replies would complete the next commands (a SUBSCRIBE, the
+        // ping that checks the connection) before their own answers came.
+        let remove: Vec<String> = subscribed.difference(&wanted).cloned().collect();
+        for channel in remove {
+            let request = sink.unsubscribe(&channel);
             clock
                 .within(shared, role, RESPONSE_TIMEOUT, request)
                 .await?;
+            subscribed.remove(&channel);
         }
-        subscribed.retain(|c| wanted.contains(c));
         Ok(())
     }
 }
