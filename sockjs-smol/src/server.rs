@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use async_executor::Executor;
@@ -52,10 +53,41 @@ pub(crate) struct Shared {
     fallback: Option<Fallback>,
     /// Added to every response that lacks them.
     headers: ServerHeaders,
-    /// A started server's ([`Server::start`]): closed once the graceful shutdown that
-    /// [`ServerHandle::shutdown`] set off has ended. `None` under [`Server::serve`], whose
-    /// accept loop runs the shutdown itself.
-    shutdown_done: Option<async_channel::Receiver<()>>,
+    /// The graceful shutdown, run once by whoever asks first.
+    shutdown: Once,
+}
+
+/// A graceful shutdown that runs once: the first caller runs it, later ones wait for it.
+struct Once {
+    claimed: AtomicBool,
+    /// Dropped (closing the channel) once the shutdown has ended.
+    done_tx: Mutex<Option<async_channel::Sender<()>>>,
+    done: async_channel::Receiver<()>,
+}
+
+impl Once {
+    fn new() -> Once {
+        let (tx, done) = async_channel::bounded(1);
+        Once {
+            claimed: AtomicBool::new(false),
+            done_tx: Mutex::new(Some(tx)),
+            done,
+        }
+    }
+}
+
+/// Ends the wait for a shutdown when the one running it ends, however it ends (done, or
+/// its future dropped).
+struct Finished<'a>(&'a Once);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0
+            .done_tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
 }
 
 /// The driver's HTTP/1 connections ask the server these.
@@ -125,8 +157,16 @@ impl Drop for Shared {
 
 impl Shared {
     /// The graceful shutdown: the services drain and close their sessions; returns once
-    /// sessions, handlers and connections are done, or after the shutdown timeout.
+    /// sessions, handlers and connections are done, or after the shutdown timeout. Run
+    /// once: a second caller (a started server's watcher and `Handler::shutdown`, say)
+    /// waits for the first's to end.
     async fn run_shutdown(&self) {
+        let once = &self.shutdown;
+        if once.claimed.swap(true, Ordering::AcqRel) {
+            while once.done.recv().await.is_ok() {}
+            return;
+        }
+        let _finished = Finished(once);
         let connections = || self.open.len();
         sockjs_core::driver::shutdown(&*self.runtime, &self.services, &self.config, connections)
             .await;
@@ -524,13 +564,6 @@ impl Server {
         };
         let open =
             OpenConnections::reporting_to(config.max_connections, self.handle.unrouted.clone());
-        let (done_tx, shutdown_done) = match started {
-            Started::Yes => {
-                let (tx, rx) = async_channel::bounded::<()>(1);
-                (Some(tx), Some(rx))
-            }
-            Started::No => (None, None),
-        };
         let shared = Arc::new(Shared {
             config,
             runtime,
@@ -540,19 +573,19 @@ impl Server {
             executor: Arc::downgrade(executor),
             fallback: self.fallback,
             headers: self.headers,
-            shutdown_done,
+            shutdown: Once::new(),
         });
-        if let Some(done) = done_tx {
+        if let Started::Yes = started {
             // A started server has no accept loop to run its shutdown: this task waits for
             // `ServerHandle::shutdown` and runs it, so that the handle alone shuts the
             // server down (its sessions closed, idle connections let go). It holds the
-            // server weakly: a server dropped without a shutdown ends as documented, and
-            // the signal's channel closes with it, ending the task.
+            // server weakly: a server dropped without a shutdown ends as documented (the
+            // task then ends once every `ServerHandle` is gone too, or with the server's
+            // own executor).
             let server = Arc::downgrade(&shared);
             let signal = shared.handle.signal.clone();
             executor
                 .spawn(async move {
-                    let _done = done;
                     while signal.recv().await.is_ok() {}
                     if let Some(shared) = server.upgrade() {
                         shared.run_shutdown().await;
@@ -564,8 +597,8 @@ impl Server {
     }
 }
 
-/// Whether a server is built by [`Server::start`] (its shutdown run by a task of its own)
-/// or by [`Server::serve`] (by its accept loop).
+/// Whether a server is built by [`Server::start`] (its shutdown run by a task of its own
+/// when the signal comes) or by [`Server::serve`] (by its accept loop).
 #[derive(Clone, Copy)]
 enum Started {
     Yes,
@@ -697,11 +730,9 @@ impl Handler {
     pub async fn shutdown(&self) {
         let shared = &self.shared;
         shared.handle.shutdown();
-        match &shared.shutdown_done {
-            // A started server's own task runs it (the signal just given).
-            Some(done) => while done.recv().await.is_ok() {},
-            None => shared.run_shutdown().await,
-        }
+        // Run here, or waited for if a started server's own task (woken by the signal just
+        // given) took it first.
+        shared.run_shutdown().await;
     }
 
     /// Accepts connections until shutdown, then drains.

@@ -338,3 +338,31 @@ fn a_started_server_shuts_down_from_its_handle() {
     );
     assert_eq!(handle.session_count(), 0);
 }
+
+/// `Handler::shutdown` on a started server runs the shutdown itself when the server's task
+/// that watches for the signal has not run (an executor of the application's that nobody
+/// drives any more): it returns, where it waited on that task for good.
+#[test]
+fn a_started_server_s_shutdown_needs_no_executor_running() {
+    let config = sockjs_smol::Config {
+        shutdown_timeout: Duration::from_millis(200),
+        ..sockjs_smol::Config::default()
+    };
+    let executor = std::sync::Arc::new(async_executor::Executor::new());
+    let handler = Server::with_config(config)
+        .executor(executor.clone())
+        .service("/echo", Options::default(), echo)
+        .unwrap()
+        .start()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        async_io::block_on(handler.shutdown());
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+        "Handler::shutdown returned"
+    );
+    drop(executor);
+}
