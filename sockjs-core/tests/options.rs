@@ -714,17 +714,19 @@ fn s9_3_raw_websocket_probe_and_heartbeat_share_one_ping() {
     assert_eq!(h.closed[0].1, CloseReason::PeerUnresponsive);
 }
 
+/// A hixie-76 upgrade's fields (§9.1).
+const HIXIE76: [(&str, &str); 5] = [
+    ("upgrade", "WebSocket"),
+    ("connection", "Upgrade"),
+    ("host", "localhost:8081"),
+    ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
+    ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
+];
+
 #[test]
 fn s9_2_hixie76_sockets_are_never_pinged() {
     let mut h = pinging(true);
-    let hixie = [
-        ("upgrade", "WebSocket"),
-        ("connection", "Upgrade"),
-        ("host", "localhost:8081"),
-        ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
-        ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
-    ];
-    let ws = h.request("GET", "/a/b/websocket", &hixie, "");
+    let ws = h.request("GET", "/a/b/websocket", &HIXIE76, "");
     assert_eq!(h.ex(ws).status(), 101);
     h.advance(Duration::from_secs(60));
     assert_eq!(h.ex(ws).ws_pings, 0, "hixie-76 has no ping");
@@ -746,14 +748,7 @@ fn s9_3_raw_hixie76_socket_has_no_heartbeat() {
         ..Options::default()
     };
     let mut h = Harness::new(options, App::Echo);
-    let hixie = [
-        ("upgrade", "WebSocket"),
-        ("connection", "Upgrade"),
-        ("host", "localhost:8081"),
-        ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
-        ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
-    ];
-    let raw = h.request("GET", "/websocket", &hixie, "");
+    let raw = h.request("GET", "/websocket", &HIXIE76, "");
     assert_eq!(h.ex(raw).status(), 101);
     h.advance(Duration::from_secs(60));
     assert_eq!(h.ex(raw).ws_pings, 0, "hixie-76 has no ping");
