@@ -194,7 +194,7 @@ impl Default for PingOptions {
     }
 }
 
-/// Engine options. Build with [`Options::default`] and the `with_*`-style field updates.
+/// Engine options. Build them from [`Options::default`] with struct update syntax.
 ///
 /// ```
 /// use std::time::Duration;

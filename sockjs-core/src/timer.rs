@@ -7,10 +7,12 @@
 //!
 //! Stale entries (a session forgotten, or its deadline moved earlier) would otherwise stay
 //! until their time comes, up to the longest delay: a peer opening and dropping sessions
-//! quickly would leave entries in proportion to its rate times that delay. The heap is
-//! swept once they outnumber the live ones by [`STALE_FACTOR`], so it stays within a
-//! constant factor of the sessions the engine holds, at an amortized constant cost per
-//! entry.
+//! quickly would leave entries in proportion to its rate times that delay. Whenever a
+//! session ends, the heap is swept if they outnumber the live ones by [`STALE_FACTOR`], so
+//! it stays within a constant factor of the sessions the engine holds, at an amortized
+//! constant cost per entry. (Between two ends, live sessions whose deadlines move earlier
+//! leave a few stale entries each, up to about one per disconnect delay within a
+//! heartbeat delay.)
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

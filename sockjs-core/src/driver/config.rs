@@ -91,7 +91,9 @@ pub struct Config {
     /// *(server)* Longest time a write (a response, a chunk, WebSocket messages) may wait
     /// on a client that takes none of it, counted from the last bytes the client took (as
     /// nginx's `send_timeout`): a client on a slow link that reads a large answer bit by
-    /// bit is not cut. Then the connection is dropped. Default 30 s.
+    /// bit is not cut. For a WebSocket whose close is on its way, it counts from the first
+    /// wait instead, so that a client taking a byte now and then cannot hold it open (at a
+    /// shutdown, say). Then the connection is dropped. Default 30 s.
     pub write_timeout: Duration,
     /// *(server)* `TCP_USER_TIMEOUT` of every TCP connection the adapter's server accepts
     /// or is handed as a plain socket (Linux and Android; elsewhere ignored): how long data
@@ -101,7 +103,9 @@ pub struct Config {
     /// nothing upstream, HTTP streaming above all: the next heartbeat (at most
     /// [`Options::heartbeat_delay`](crate::Options::heartbeat_delay) later) goes
     /// unacknowledged, and this long after it the connection fails, its receiver is gone,
-    /// and the session closes after its disconnect delay (DEPLOYMENT.md lists the bounds).
+    /// and the session closes (at once with the default
+    /// [`AbortPolicy`](crate::AbortPolicy), after its disconnect delay with `Interrupt` or
+    /// `Detach`; DEPLOYMENT.md lists the bounds).
     /// `None` leaves the kernel's default (retransmissions for about 15 minutes). Default
     /// 30 s, as [`write_timeout`](Config::write_timeout).
     pub tcp_user_timeout: Option<Duration>,

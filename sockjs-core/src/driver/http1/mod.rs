@@ -31,8 +31,11 @@
 //!   answer (what the client sent after its head is not HTTP);
 //! - a connection lets other tasks run every 32 requests, however fast they come.
 //!
-//! During graceful shutdown an idle connection closes, and a request that arrives on a
-//! kept-alive connection gets `503` "Server shutting down." and the connection closes.
+//! During graceful shutdown a kept-alive connection stays open while its services drain,
+//! so that a client polling again collects its session's close frame: a request for a
+//! session its service still holds is served, any other request gets `503` "Server
+//! shutting down." and the connection closes; once the drain ends, idle connections
+//! close.
 
 mod conn;
 mod deadline;
