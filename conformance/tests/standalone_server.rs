@@ -309,7 +309,11 @@ fn a_websocket_refused_while_draining_gets_the_server_s_close() {
                 Box::new(runtime)
             }
         };
-        // A session that holds the drain open, and a kept-alive connection.
+        // A session that holds the drain open, and two kept-alive connections: one to see
+        // the drain begin, one for the WebSocket.
+        let mut probe = conn(addr);
+        let info = probe.roundtrip(&Request::new("GET", "/echo/info"));
+        assert_eq!(info.expect("info").status(), 200, "{adapter:?}");
         let opened = conn(addr)
             .roundtrip(&Request::new("POST", "/echo/000/held/xhr"))
             .expect("open");
@@ -337,7 +341,16 @@ fn a_websocket_refused_while_draining_gets_the_server_s_close() {
         kept.read_exact(&mut body).expect("body");
 
         stop_tx.send(()).expect("stop");
-        std::thread::sleep(Duration::from_millis(300));
+        // The drain has begun once a request that is no session's gets 503.
+        let began = std::time::Instant::now();
+        loop {
+            let answer = probe.roundtrip(&Request::new("GET", "/echo/info"));
+            if answer.expect("info while draining").status() == 503 {
+                break;
+            }
+            assert!(began.elapsed() < Duration::from_secs(5), "{adapter:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let url = format!("ws://{addr}/echo/000/late/websocket");
         let (mut ws, _) = tungstenite::client(url.as_str(), kept).expect("handshake");
         // Refused right after the handshake: the close frame, no session.

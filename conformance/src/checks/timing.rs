@@ -54,7 +54,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s7_1_3_heartbeat_rearmed_by_a_write",
             "7.1",
-            "the heartbeat comes after the heartbeat delay with nothing written: a frame written at 0.6 x delay puts the h a whole delay after it",
+            "the heartbeat comes after the heartbeat delay with nothing written: a frame written at half the delay puts the h a whole delay after it",
             heartbeat_rearmed,
         )
         .needs(Needs::Heartbeat),
@@ -196,8 +196,9 @@ pub(crate) fn checks() -> Vec<Check> {
 
 /// §7.1.3: `h` is written when nothing has been written to the receiver for the
 /// heartbeat delay, so a message frame restarts the wait. On xhr_streaming: after `o`,
-/// wait 0.6 x the delay and have a message echoed; the `h` must then come a whole delay
-/// after the message frame (less the measuring slack), not on the timer armed at `o`.
+/// wait half the delay and have a message echoed; the `h` must then come a whole delay
+/// after the message frame (less the measuring slack), not on the timer armed at `o`
+/// (half a delay after the message).
 fn heartbeat_rearmed(ctx: &Ctx) -> Outcome {
     let hb = ctx.heartbeat()?;
     let s = ctx.session(ECHO);
@@ -206,7 +207,7 @@ fn heartbeat_rearmed(ctx: &Ctx) -> Outcome {
     expect_prelude(&mut st, "POST xhr_streaming", "xhr_streaming", "")?;
     st.expect_chunk("open frame", "o\n")?;
     let opened = Instant::now();
-    sleep(hb.mul_f64(0.6));
+    sleep(hb / 2);
     ctx.send_ok(&s, "[\"x\"]")?;
     // Read the message without passing over a heartbeat: none may come before it.
     let got = st.chunk().step("message frame")?;
@@ -267,13 +268,16 @@ fn upper(d: Duration) -> Duration {
 }
 
 /// Slack for a timer measured from the client: the frame that started it reaches us a
-/// little after the server armed it.
-const SLACK: Duration = Duration::from_millis(100);
+/// little after the server armed it, and a loaded machine (a CI runner running tests in
+/// parallel) may hold either end back a while.
+const SLACK: Duration = Duration::from_millis(200);
 
-/// Just before the disconnect delay: `d` less a tenth of it (at least 100 ms). A timer
-/// cannot fire early, so the session must still be there.
+/// Just before the disconnect delay: `d` less a fifth of it (at least twice [`SLACK`]:
+/// the server's write of the `o` that armed its timer, the client's wake-up and a new
+/// connection all come out of it). A timer cannot fire early, so the session must still be
+/// there.
 fn before(d: Duration) -> Duration {
-    d.saturating_sub((d / 10).max(SLACK))
+    d.saturating_sub((d / 5).max(SLACK * 2))
 }
 
 /// A bit after the disconnect delay.
@@ -282,7 +286,7 @@ fn after(d: Duration) -> Duration {
 }
 
 /// Fails unless `took` is within the tolerance around `expected`: no sooner than
-/// `expected` less 100 ms of measuring slack (a timer cannot fire early), no later than
+/// `expected` less [`SLACK`] (a timer cannot fire early), no later than
 /// [`upper`].
 fn within(what: &str, took: Duration, expected: Duration) -> Outcome {
     let lo = expected.saturating_sub(SLACK);
