@@ -6,7 +6,6 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use async_executor::Executor;
@@ -53,41 +52,6 @@ pub(crate) struct Shared {
     fallback: Option<Fallback>,
     /// Added to every response that lacks them.
     headers: ServerHeaders,
-    /// The graceful shutdown, run once by whoever asks first.
-    shutdown: Once,
-}
-
-/// A graceful shutdown that runs once: the first caller runs it, later ones wait for it.
-struct Once {
-    claimed: AtomicBool,
-    /// Dropped (closing the channel) once the shutdown has ended.
-    done_tx: Mutex<Option<async_channel::Sender<()>>>,
-    done: async_channel::Receiver<()>,
-}
-
-impl Once {
-    fn new() -> Once {
-        let (tx, done) = async_channel::bounded(1);
-        Once {
-            claimed: AtomicBool::new(false),
-            done_tx: Mutex::new(Some(tx)),
-            done,
-        }
-    }
-}
-
-/// Ends the wait for a shutdown when the one running it ends, however it ends (done, or
-/// its future dropped).
-struct Finished<'a>(&'a Once);
-
-impl Drop for Finished<'_> {
-    fn drop(&mut self) {
-        self.0
-            .done_tx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-    }
 }
 
 /// The driver's HTTP/1 connections ask the server these.
@@ -157,16 +121,11 @@ impl Drop for Shared {
 
 impl Shared {
     /// The graceful shutdown: the services drain and close their sessions; returns once
-    /// sessions, handlers and connections are done, or after the shutdown timeout. Run
-    /// once: a second caller (a started server's watcher and `Handler::shutdown`, say)
-    /// waits for the first's to end.
+    /// sessions, handlers and connections are done, or after the shutdown timeout. Each
+    /// caller runs it (a started server's watcher and `Handler::shutdown` may both): its
+    /// steps can be taken twice (the drain starts once, a closing session is not closed
+    /// again, the drain ends once), and no caller depends on another's being polled.
     async fn run_shutdown(&self) {
-        let once = &self.shutdown;
-        if once.claimed.swap(true, Ordering::AcqRel) {
-            while once.done.recv().await.is_ok() {}
-            return;
-        }
-        let _finished = Finished(once);
         let connections = || self.open.len();
         sockjs_core::driver::shutdown(&*self.runtime, &self.services, &self.config, connections)
             .await;
@@ -573,7 +532,6 @@ impl Server {
             executor: Arc::downgrade(executor),
             fallback: self.fallback,
             headers: self.headers,
-            shutdown: Once::new(),
         });
         if let Started::Yes = started {
             // A started server has no accept loop to run its shutdown: this task waits for
@@ -730,8 +688,8 @@ impl Handler {
     pub async fn shutdown(&self) {
         let shared = &self.shared;
         shared.handle.shutdown();
-        // Run here, or waited for if a started server's own task (woken by the signal just
-        // given) took it first.
+        // Run here, whether or not a started server's own task (woken by the signal just
+        // given) runs it too: this call returns when its own run does.
         shared.run_shutdown().await;
     }
 
