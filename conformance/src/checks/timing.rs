@@ -40,11 +40,12 @@ pub(crate) fn checks() -> Vec<Check> {
             |ctx: &Ctx| {
                 let hb = ctx.heartbeat()?;
                 let s = ctx.session(ECHO);
+                // From before the request: the server arms its timer after it.
+                let start = Instant::now();
                 let mut st = ctx.xhr_streaming(&s, &[])?;
                 expect_head_status("POST xhr_streaming", &st.head, 200)?;
                 expect_prelude(&mut st, "POST xhr_streaming", "xhr_streaming", "")?;
                 st.expect_chunk("open frame", "o\n")?;
-                let start = Instant::now();
                 st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
                 st.expect_chunk("heartbeat chunk", "h\n")?;
                 within("heartbeat", start.elapsed(), hb)
@@ -65,11 +66,12 @@ pub(crate) fn checks() -> Vec<Check> {
             |ctx: &Ctx| {
                 let hb = ctx.heartbeat()?;
                 let s = ctx.session(ECHO);
+                // From before the request: the server arms its timer after it.
+                let start = Instant::now();
                 let mut st = ctx.open(&Request::new("GET", &s.url("eventsource")))?;
                 expect_head_status("GET eventsource", &st.head, 200)?;
                 st.expect_chunk("prelude", "\r\n")?;
                 st.expect_chunk("open frame", "data: o\r\n\r\n")?;
-                let start = Instant::now();
                 st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
                 st.expect_chunk("heartbeat chunk", "data: h\r\n\r\n")?;
                 within("heartbeat", start.elapsed(), hb)
@@ -100,9 +102,10 @@ pub(crate) fn checks() -> Vec<Check> {
             |ctx: &Ctx| {
                 let hb = ctx.heartbeat()?;
                 let s = ctx.session(ECHO);
+                // From before the upgrade: the server arms its timer after it.
+                let start = Instant::now();
                 let mut ws = Ws::connect(ctx, &s.url("websocket"))?;
                 ws.expect_text("open frame", "o")?;
-                let start = Instant::now();
                 ws.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
                 match ws.recv_with_pings()? {
                     None => {}
@@ -126,6 +129,12 @@ pub(crate) fn checks() -> Vec<Check> {
             "without a receiver the session lives until the disconnect delay: a send a bit before is 204",
             |ctx: &Ctx| {
                 let d = ctx.disconnect()?;
+                if before(d) < d / 2 {
+                    return Err(crate::check::skip(format!(
+                        "a disconnect delay of {} ms leaves no room to send a bit before it",
+                        d.as_millis()
+                    )));
+                }
                 let s = ctx.session(ECHO);
                 ctx.open_xhr(&s)?;
                 sleep(before(d));
@@ -201,6 +210,13 @@ pub(crate) fn checks() -> Vec<Check> {
 /// (half a delay after the message).
 fn heartbeat_rearmed(ctx: &Ctx) -> Outcome {
     let hb = ctx.heartbeat()?;
+    if hb < SLACK * 4 {
+        return Err(crate::check::skip(format!(
+            "a heartbeat delay of {} ms is too short to tell a re-armed timer from one left running (at least {} ms)",
+            hb.as_millis(),
+            (SLACK * 4).as_millis()
+        )));
+    }
     let s = ctx.session(ECHO);
     let mut st = ctx.xhr_streaming(&s, &[])?;
     expect_head_status("POST xhr_streaming", &st.head, 200)?;
@@ -208,11 +224,13 @@ fn heartbeat_rearmed(ctx: &Ctx) -> Outcome {
     st.expect_chunk("open frame", "o\n")?;
     let opened = Instant::now();
     sleep(hb / 2);
+    // From before the send: the server writes the message frame (and re-arms its timer)
+    // after it.
+    let written = Instant::now();
     ctx.send_ok(&s, "[\"x\"]")?;
     // Read the message without passing over a heartbeat: none may come before it.
     let got = st.chunk().step("message frame")?;
     crate::check::expect_eq("message frame (no heartbeat before it)", "a[\"x\"]\n", got)?;
-    let written = Instant::now();
     st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
     let got = st.chunk().step("heartbeat after the message")?;
     let took = written.elapsed();

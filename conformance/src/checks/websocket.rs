@@ -65,7 +65,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s9_1_version_not_13_refused",
             "9.1",
-            "an upgrade with Sec-WebSocket-Version 7, 8 or 12, or none, is refused (400, or RFC 6455's 426) on /S/I/websocket and /websocket",
+            "an upgrade with Sec-WebSocket-Version 7, 8 or 12, or none, is refused (400, or RFC 6455's 426) on /S/I/websocket and /websocket (a server speaking the 0.3.3 protocol accepts 7 and 8)",
             |ctx: &Ctx| {
                 for path in [
                     ctx.session(ECHO).url("websocket"),
