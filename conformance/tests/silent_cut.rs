@@ -8,7 +8,8 @@
 //!   (whose TCP socket the server tunes the same way), with real packet loss:
 //!   `Config::tcp_user_timeout` makes the kernel give the connection up once the next
 //!   heartbeat goes unacknowledged, so the session is freed within `heartbeat_delay +
-//!   tcp_user_timeout + heartbeat_delay + disconnect_delay`. A loopback proxy cannot show
+//!   tcp_user_timeout + heartbeat_delay` (the receiver's abort closes it at once, by the
+//!   default `AbortPolicy`). A loopback proxy cannot show
 //!   that (its kernel acknowledges everything), so this test drops every packet on the
 //!   loopback interface with `tc`, and only runs in a private network namespace (see
 //!   [`loss_namespace`]): `.ci/run` runs it under `unshare --net` with
@@ -248,7 +249,9 @@ impl CutTiming {
                 ..Options::default()
             },
             user_timeout,
-            bound: heartbeat + user_timeout + heartbeat + disconnect + SLACK,
+            // The abort closes the session at once (`AbortPolicy::CloseSession`): no
+            // disconnect delay.
+            bound: heartbeat + user_timeout + heartbeat + SLACK,
         }
     }
 

@@ -91,7 +91,7 @@ pub struct Config {
     /// *(server)* Longest time a write (a response, a chunk, WebSocket messages) may wait
     /// on a client that takes none of it, counted from the last bytes the client took (as
     /// nginx's `send_timeout`): a client on a slow link that reads a large answer bit by
-    /// bit is not cut. For a WebSocket whose close is on its way, it counts from the first
+    /// bit is not cut. For an RFC 6455 WebSocket whose close is on its way, it counts from the first
     /// wait instead, so that a client taking a byte now and then cannot hold it open (at a
     /// shutdown, say). Then the connection is dropped. Default 30 s.
     pub write_timeout: Duration,

@@ -32,10 +32,10 @@
 //! - a connection lets other tasks run every 32 requests, however fast they come.
 //!
 //! During graceful shutdown a kept-alive connection stays open while its services drain,
-//! so that a client polling again collects its session's close frame: a request for a
-//! session its service still holds is served, any other request gets `503` "Server
-//! shutting down." and the connection closes; once the drain ends, idle connections
-//! close.
+//! so that a client polling again collects its session's close frame: a request on a
+//! session's path goes to its service (which serves the sessions it holds, and answers
+//! `503` to a request that would open one), any other request gets `503` "Server shutting
+//! down." and the connection closes; once the drain ends, idle connections close.
 
 mod conn;
 mod deadline;
