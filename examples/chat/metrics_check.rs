@@ -123,4 +123,46 @@ pub fn names_tags_and_pace(addr: SocketAddr) {
     assert!((20..=22).contains(&said.len()), "said {said:?}");
     let first: Vec<String> = (0..said.len()).map(|i| format!("m{i}")).collect();
     assert_eq!(said, first);
+
+    // A message keeps its zero-width joiners (an emoji sequence, Persian text), where a
+    // name loses every invisible character.
+    std::thread::sleep(Duration::from_millis(1100));
+    let joined =
+        "\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645} \u{1f469}\u{200d}\u{1f4bb}";
+    send(vec![
+        serde_json::json!({"text": format!("\u{202e}{joined}")}),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "the joined text was not said");
+        let said: Vec<_> = poll().into_iter().filter(|m| m["type"] == "say").collect();
+        if let Some(m) = said.first() {
+            assert_eq!(m["text"], joined, "{m}");
+            break;
+        }
+    }
+
+    // A name with nothing visible left is refused with a close, not left unanswered.
+    let base = format!("/chat/000/noname{}", std::process::id());
+    let mut conn = Conn::connect(&addr.to_string(), Duration::from_secs(5)).unwrap();
+    let open = conn.roundtrip(&Request::new("POST", &format!("{base}/xhr")));
+    assert_eq!(open.unwrap().text(), "o\n");
+    let body =
+        serde_json::to_string(&[serde_json::json!({"nick": "\u{200b}\u{202e} "}).to_string()])
+            .unwrap();
+    let mut sender = Conn::connect(&addr.to_string(), Duration::from_secs(5)).unwrap();
+    let sent = sender.roundtrip(&Request::new("POST", &format!("{base}/xhr_send")).body(body));
+    assert_eq!(sent.unwrap().status(), 204);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no close for a blank name");
+        let text = conn
+            .roundtrip(&Request::new("POST", &format!("{base}/xhr")))
+            .unwrap()
+            .text();
+        if text.starts_with('c') {
+            assert_eq!(text, "c[4002,\"A name needs a visible character\"]\n");
+            break;
+        }
+    }
 }

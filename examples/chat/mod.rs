@@ -169,15 +169,30 @@ pub fn log_to_stderr() {
         .init();
 }
 
-/// `text` without control characters nor the invisible ones that would let a name pass
+/// A name without control characters nor the invisible ones that would let a name pass
 /// for another (checked before trimming, so that they cannot hide blanks), at most `max`.
-fn clean(text: &str, max: usize) -> String {
+fn clean_name(text: &str, max: usize) -> String {
     let kept: String = text
         .chars()
         .filter(|&c| !c.is_control() && !invisible(c))
         .collect();
     kept.trim().chars().take(max).collect()
 }
+
+/// A message as [`clean_name`] cleans a name, but with the zero-width joiner and
+/// non-joiner kept: emoji sequences (👩‍💻) and scripts such as Persian need them, and they
+/// neither reorder text nor make it blank.
+fn clean_text(text: &str, max: usize) -> String {
+    let kept: String = text
+        .chars()
+        .filter(|&c| !c.is_control() && (matches!(c, '\u{200c}' | '\u{200d}') || !invisible(c)))
+        .collect();
+    kept.trim().chars().take(max).collect()
+}
+
+/// The close of a session whose name has nothing visible left once cleaned: told, not
+/// left waiting for a name it cannot give.
+const NO_NAME: (u16, &str) = (4002, "A name needs a visible character");
 
 /// Format characters (Unicode's Cf) that hide or reorder text: the soft hyphen,
 /// zero-width spaces and joiners, direction marks, embeddings and overrides, invisible
@@ -239,10 +254,16 @@ pub async fn session(hub: Broadcast, node: String, mut session: Session) {
             return;
         };
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let nick = clean(parsed["nick"].as_str().unwrap_or(""), 24);
-        if !nick.is_empty() {
-            break nick;
+        let Some(given) = parsed["nick"].as_str() else {
+            continue;
+        };
+        let nick = clean_name(given, 24);
+        if nick.is_empty() {
+            let (code, reason) = NO_NAME;
+            let _ = session.close(code, reason);
+            return;
         }
+        break nick;
     };
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let from = format!("{node}/{}", NEXT.fetch_add(1, Ordering::Relaxed));
@@ -258,7 +279,7 @@ pub async fn session(hub: Broadcast, node: String, mut session: Session) {
     let mut pace = Pace::new();
     while let Some(text) = session.recv().await {
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let text = clean(parsed["text"].as_str().unwrap_or(""), 2000);
+        let text = clean_text(parsed["text"].as_str().unwrap_or(""), 2000);
         if text.is_empty() {
             continue;
         }
