@@ -162,7 +162,10 @@ impl<S: Socket> Serve<S> {
             let pump = &mut self.pump;
             let mut busy = false;
             let mut over = false;
-            if pump.reading() && !paused && self.may_read {
+            // Whether this turn reads: a pump that stopped reading (a message too big, a
+            // broken frame) starts again once it lingers, possibly later in this turn.
+            let was_reading = pump.reading();
+            if was_reading && !paused && self.may_read {
                 for round in 0..=READ_BATCH {
                     if round == READ_BATCH {
                         busy = true;
@@ -276,7 +279,11 @@ impl<S: Socket> Serve<S> {
             .flatten()
             .min();
             self.alarm.set(exchange, deadline);
-            let mut again = over;
+            // Lingering began in this turn, after the reads were skipped: read now, or the
+            // socket would wait for the linger's deadline with neither a read nor its
+            // readiness asked for (a client still uploading would stall, and its upload be
+            // cut by the close).
+            let mut again = over || (!was_reading && pump.reading());
             if pump.reading()
                 && !paused
                 && !self.may_read
