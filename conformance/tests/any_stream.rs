@@ -1,7 +1,8 @@
 //! Both adapters serve a connection handed over as any byte stream (here a Unix socket),
 //! with the client's address passed alongside: `sockjs_tokio::serve_connection` and
 //! `sockjs_smol::Handler::serve_connection`. HTTP transports and WebSockets go through the
-//! driver's `Polled`; without a liveness probe, the abort grace applies.
+//! driver's `Polled`; without a liveness probe, the abort grace applies. A started server
+//! (`Handler` on both) counts the connections handed over and shuts them down gracefully.
 
 #![allow(clippy::unwrap_used)]
 
@@ -40,10 +41,10 @@ struct Served {
 }
 
 /// sockjs-smol's server with the echo application at `/echo`, on one thread, not started.
-fn smol_server(config: &Config) -> sockjs_smol::Server {
+fn smol_server(config: &Config, options: Options) -> sockjs_smol::Server {
     sockjs_smol::Server::with_config(config.clone())
         .threads(1)
-        .service("/echo", Options::default(), app)
+        .service("/echo", options, app)
         .unwrap()
 }
 
@@ -56,13 +57,16 @@ fn serve_on_smol(handler: &sockjs_smol::Handler, stream: UnixStream) {
 
 /// A tokio runtime of one worker, and sockjs-tokio's routes with the echo application at
 /// `/echo`.
-fn tokio_server(config: &Config) -> (tokio::runtime::Runtime, sockjs_tokio::Routes) {
+fn tokio_server(
+    config: &Config,
+    options: Options,
+) -> (tokio::runtime::Runtime, sockjs_tokio::Routes) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let service = sockjs_tokio::SockJs::builder(Options::default())
+    let service = sockjs_tokio::SockJs::builder(options)
         .config(config.clone())
         .build(app)
         .unwrap();
@@ -94,7 +98,7 @@ fn serve(adapter: Adapter) -> Served {
     };
     match adapter {
         Adapter::Smol => {
-            let handler = smol_server(&config).start().unwrap();
+            let handler = smol_server(&config, Options::default()).start().unwrap();
             Served {
                 connect: Box::new(move || {
                     let (client, server) = UnixStream::pair().unwrap();
@@ -105,7 +109,7 @@ fn serve(adapter: Adapter) -> Served {
             }
         }
         Adapter::Tokio => {
-            let (runtime, routes) = tokio_server(&config);
+            let (runtime, routes) = tokio_server(&config, Options::default());
             let config = Arc::new(config);
             let handle = runtime.handle().clone();
             Served {
@@ -116,6 +120,19 @@ fn serve(adapter: Adapter) -> Served {
                 }),
                 _stop: Box::new(runtime),
             }
+        }
+    }
+}
+
+/// Reads until the close frame (or the error that came instead).
+fn close_frame<S: std::io::Read + std::io::Write>(
+    ws: &mut tungstenite::WebSocket<S>,
+) -> Result<Option<tungstenite::protocol::CloseFrame>, tungstenite::Error> {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => return Ok(frame),
+            Ok(_) => {}
+            Err(error) => return Err(error),
         }
     }
 }
@@ -199,14 +216,14 @@ fn a_websocket_gets_its_close_when_its_server_is_dropped_on_both_adapters() {
             let mut kept = None;
             let dropped: Box<dyn FnOnce()> = match adapter {
                 Adapter::Smol => {
-                    let smol = smol_server(&config);
+                    let smol = smol_server(&config, Options::default());
                     kept = Some(smol.handle());
                     let handler = smol.start().unwrap();
                     serve_on_smol(&handler, server);
                     Box::new(move || drop(handler))
                 }
                 Adapter::Tokio => {
-                    let (tokio, routes) = tokio_server(&config);
+                    let (tokio, routes) = tokio_server(&config, Options::default());
                     serve_on_tokio(tokio.handle(), &routes, &Arc::new(config.clone()), server);
                     runtime = Some(tokio);
                     Box::new(move || drop(routes))
@@ -219,13 +236,7 @@ fn a_websocket_gets_its_close_when_its_server_is_dropped_on_both_adapters() {
                 "{adapter:?}"
             );
             dropped();
-            let ending = loop {
-                match ws.read() {
-                    Ok(tungstenite::Message::Close(frame)) => break Ok(frame),
-                    Ok(_) => {}
-                    Err(error) => break Err(error),
-                }
-            };
+            let ending = close_frame(&mut ws);
             assert!(
                 matches!(
                     &ending,
@@ -234,6 +245,127 @@ fn a_websocket_gets_its_close_when_its_server_is_dropped_on_both_adapters() {
                 "{adapter:?}: {ending:?}"
             );
             drop((runtime, kept));
+        });
+    }
+}
+
+/// A started server on either adapter (`Handler`, on both) counts the connections handed
+/// over to it, a WebSocket too until its pump ends, and shuts them down as its own server
+/// does: `Handler::shutdown` closes every session (a WebSocket gets the close frame, a
+/// polling client the `c` frame on its kept-alive connection), a new session gets `503`,
+/// idle connections close once no session is left, and it returns once none is open.
+/// (sockjs-tokio had only the free `serve_connection`: its connections were neither
+/// counted nor shut down.)
+#[test]
+fn connections_handed_to_a_started_server_are_counted_and_shut_down_on_both_adapters() {
+    for adapter in ADAPTERS {
+        within(Duration::from_secs(30), move || {
+            let options = Options {
+                disconnect_delay: Duration::from_millis(300),
+                ..Options::default()
+            };
+            let config = Config {
+                abort_grace: Duration::from_millis(50),
+                ..Config::default()
+            };
+            // How to hand a connection over, to shut down (blocking), and to count.
+            type Connect = Box<dyn Fn() -> UnixStream + Send + Sync>;
+            type Shutdown = Box<dyn FnOnce() + Send>;
+            type Open = Box<dyn Fn() -> Option<usize> + Send + Sync>;
+            let (connect, shutdown, open, _runtime): (Connect, Shutdown, Open, Box<dyn Send>) =
+                match adapter {
+                    Adapter::Smol => {
+                        let handler = smol_server(&config, options).start().unwrap();
+                        let (serving, counting) = (handler.clone(), handler.clone());
+                        (
+                            Box::new(move || {
+                                let (client, server) = UnixStream::pair().unwrap();
+                                serve_on_smol(&serving, server);
+                                client
+                            }),
+                            Box::new(move || async_io::block_on(handler.shutdown())),
+                            Box::new(move || counting.unrouted().open_connections()),
+                            Box::new(()),
+                        )
+                    }
+                    Adapter::Tokio => {
+                        let (runtime, routes) = tokio_server(&config, options);
+                        let handler = sockjs_tokio::Handler::new(routes, config.clone());
+                        let (serving, counting) = (handler.clone(), handler.clone());
+                        let (spawning, blocking) =
+                            (runtime.handle().clone(), runtime.handle().clone());
+                        (
+                            Box::new(move || {
+                                let (client, server) = UnixStream::pair().unwrap();
+                                server.set_nonblocking(true).unwrap();
+                                let _guard = spawning.enter();
+                                let server = tokio::net::UnixStream::from_std(server).unwrap();
+                                spawning.spawn(serving.serve_connection(server, peer()));
+                                client
+                            }),
+                            Box::new(move || blocking.block_on(handler.shutdown())),
+                            Box::new(move || counting.unrouted().open_connections()),
+                            Box::new(runtime),
+                        )
+                    }
+                };
+            let count_reaches = |n: usize| {
+                let until = std::time::Instant::now() + Duration::from_secs(5);
+                while open() != Some(n) && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                open() == Some(n)
+            };
+            let conn = || {
+                let stream = connect();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                Conn::new(stream, "localhost")
+            };
+            let mut c = conn();
+            let open_session = c
+                .roundtrip(&Request::new("POST", "/echo/000/a/xhr"))
+                .unwrap();
+            assert_eq!(open_session.text(), "o\n", "{adapter:?}");
+            let (mut ws, _) =
+                tungstenite::client("ws://localhost/echo/websocket", connect()).unwrap();
+            ws.send(tungstenite::Message::text("hello")).unwrap();
+            assert!(
+                matches!(ws.read().unwrap(), tungstenite::Message::Text(t) if t.as_str() == "hello"),
+                "{adapter:?}"
+            );
+            // The kept-alive HTTP connection and the WebSocket.
+            assert!(count_reaches(2), "{adapter:?}: {:?} open", open());
+
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                shutdown();
+                let _ = done_tx.send(());
+            });
+            let ending = close_frame(&mut ws);
+            assert!(
+                matches!(&ending, Ok(Some(frame)) if u16::from(frame.code) == config.shutdown_code),
+                "{adapter:?}: {ending:?}"
+            );
+            let poll = c
+                .roundtrip(&Request::new("POST", "/echo/000/a/xhr"))
+                .unwrap();
+            assert_eq!(
+                poll.text(),
+                format!("c[{},{:?}]\n", config.shutdown_code, config.shutdown_reason),
+                "{adapter:?}"
+            );
+            let refused = conn()
+                .roundtrip(&Request::new("POST", "/echo/000/b/xhr"))
+                .unwrap();
+            assert_eq!(refused.status(), 503, "{adapter:?}");
+            assert!(
+                done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+                "{adapter:?}: the shutdown did not return ({:?} open)",
+                open()
+            );
+            assert_eq!(open(), Some(0), "{adapter:?}");
         });
     }
 }

@@ -62,8 +62,10 @@
 //! same way under hyper or axum, whose HTTP/1 parts are theirs. Requests outside the
 //! mounts get `404`, or the answer of one plain handler given to [`Routes::fallback`];
 //! [`Routes::header`] adds a header to every response (as sockjs-smol's `Server`).
-//! [`serve_connection`] serves one connection given as any `AsyncRead + AsyncWrite`
-//! stream; with the `tls` feature, `Config::tls` serves HTTPS and WSS (the `tls` module).
+//! [`Handler::serve_connection`] serves one connection given as any `AsyncRead +
+//! AsyncWrite` stream, counted and shut down gracefully with the handler's others (as
+//! sockjs-smol's `Handler`; the free [`serve_connection`] serves one on its own); with the
+//! `tls` feature, `Config::tls` serves HTTPS and WSS (the `tls` module).
 //!
 //! # Layers
 //!
@@ -170,7 +172,7 @@ mod socket;
 pub use sockjs_core::driver::tls;
 
 pub use body::{Body, BodyError};
-pub use server::{Routes, Serve, serve, serve_connection};
+pub use server::{Handler, Routes, Serve, serve, serve_connection};
 pub use service::{BoxError, Builder, ResponseFuture, SockJs};
 /// Counters of the services: [`SockJs::metrics`], [`Routes::metrics`], the Prometheus text
 /// format, the series and what they cost.

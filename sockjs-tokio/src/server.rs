@@ -368,9 +368,10 @@ impl IntoFuture for Serve {
 /// read and written directly and gets the liveness probe
 /// ([`ConnectionProbe`](sockjs_core::driver::ConnectionProbe)): a receiver that replaces
 /// one whose client has gone gets its answer at once. Other streams, TLS included, cannot
-/// be probed: there a new receiver waits up to [`Config::abort_grace`] for the previous one to turn out gone. Dropping the
-/// future closes the connection (there is no graceful shutdown of a single connection;
-/// [`SockJs::close_all`] ends its sessions).
+/// be probed: there a new receiver waits up to [`Config::abort_grace`] for the previous one
+/// to turn out gone. Dropping the future closes the connection. The connection is not
+/// counted and has no graceful shutdown of its own ([`SockJs::close_all`] ends its
+/// sessions): hand connections to a [`Handler`] for both.
 ///
 /// ```no_run
 /// # async fn run(routes: sockjs_tokio::Routes) -> std::io::Result<()> {
@@ -396,6 +397,125 @@ where
     connection(io, peer, Arc::new(Standalone::new(routes, config))).await
 }
 
+/// Routes started for connections the application accepts itself (from a Unix listener,
+/// its own TLS acceptor, a listener it shares with other protocols...), handed over with
+/// [`Handler::serve_connection`]: the same as sockjs-smol's `Handler`. Unlike the free
+/// [`serve_connection`], its connections are counted (under [`Config::max_connections`],
+/// in `sockjs_connections_open`, WebSockets included until their pumps end) and shut
+/// down gracefully with [`Handler::shutdown`], as [`serve`]'s are. Cheap to clone
+/// (clones share the server).
+///
+/// Dropping every clone stops nothing: the connections handed over run on until they end,
+/// and the sessions are closed as a shutdown does once the last connection has let go of
+/// the routes (see [`SockJs`]).
+///
+/// ```no_run
+/// # async fn run(routes: sockjs_tokio::Routes) -> std::io::Result<()> {
+/// let handler = sockjs_tokio::Handler::new(routes, sockjs_tokio::Config::default());
+/// let listener = tokio::net::UnixListener::bind("/tmp/sockjs.sock")?;
+/// let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+/// let accepting = handler.clone();
+/// let accept = tokio::spawn(async move {
+///     while let Ok((stream, _)) = listener.accept().await {
+///         tokio::spawn(accepting.serve_connection(stream, peer));
+///     }
+/// });
+/// tokio::signal::ctrl_c().await?;
+/// accept.abort();
+/// handler.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Handler {
+    host: Arc<Standalone>,
+    /// The host's count too (`Standalone::open`).
+    open: Arc<OpenConnections>,
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("routes", &self.host.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    /// Starts `routes` with the server settings of `config` (as [`Serve::config`]; with
+    /// `Config::tls`, feature `tls`, every connection starts with a TLS handshake).
+    pub fn new(routes: impl Into<Routes>, config: Config) -> Handler {
+        let routes = routes.into();
+        let open = OpenConnections::reporting_to(config.max_connections, routes.unrouted.clone());
+        let (trigger, stop) = watch::channel(false);
+        Handler {
+            host: Arc::new(Standalone {
+                stop: Some(stop),
+                trigger: Some(trigger),
+                open: Some(open.clone()),
+                ..Standalone::new(routes, Arc::new(config))
+            }),
+            open,
+        }
+    }
+
+    /// Serves one connection given as any byte stream, as the free [`serve_connection`]
+    /// does (a `tokio::net::TcpStream` tuned, read directly and probed; other streams
+    /// polled), counted from this call until it ends: its own future, `'static`, to spawn.
+    /// Once [`shutdown`](Handler::shutdown) has begun, the connection is served as
+    /// [`serve`]'s are during a shutdown (no new session: `503`; an idle connection
+    /// closes once no session is left).
+    pub fn serve_connection<T>(
+        &self,
+        io: T,
+        peer: SocketAddr,
+    ) -> impl Future<Output = io::Result<()>> + Send + 'static
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.open
+            .enter()
+            .counting(connection(io, peer, self.host.clone()))
+    }
+
+    /// Shuts down gracefully, as [`Serve::with_graceful_shutdown`] does once its signal
+    /// comes: closes every session with [`Config::shutdown_code`] and
+    /// [`Config::shutdown_reason`], opens no new one (`503`), lets idle connections close
+    /// once no session is left, and returns once every session, handler task and
+    /// connection handed over is done, or after [`Config::shutdown_timeout`] (what is
+    /// still open then is the application's to drop; a WebSocket's pump ends by itself
+    /// once its close is written and its linger over). Calling it again (or from several
+    /// tasks) runs the same steps again and returns as the first call does.
+    pub async fn shutdown(&self) {
+        let host = &self.host;
+        if let Some(trigger) = &host.trigger {
+            trigger.send_replace(true);
+        }
+        let services: Vec<Service> = host
+            .routes
+            .services()
+            .map(|s| s.service().clone())
+            .collect();
+        let connections_left = || self.open.len();
+        if !sockjs_core::driver::shutdown(&host.runtime, &services, &host.config, connections_left)
+            .await
+        {
+            tracing::warn!(remaining = connections_left(), "shutdown timeout");
+        }
+    }
+
+    /// A snapshot of each mounted service's counters, as [`Routes::metrics`].
+    pub fn metrics(&self) -> Vec<Metrics> {
+        self.host.routes.metrics()
+    }
+
+    /// The answers to requests that reached no mounted service, as [`Routes::unrouted`],
+    /// with the connections open ([`Unrouted::open_connections`]).
+    pub fn unrouted(&self) -> &Unrouted {
+        self.host.routes.unrouted()
+    }
+}
+
 /// The server, as its connections see it.
 #[derive(Debug)]
 struct Standalone {
@@ -404,11 +524,13 @@ struct Standalone {
     runtime: Tokio,
     /// Turns `true` when graceful shutdown starts; `None`: never.
     stop: Option<watch::Receiver<bool>>,
+    /// A [`Handler`]'s: what starts its shutdown (`serve` keeps its own).
+    trigger: Option<watch::Sender<bool>>,
     /// The server's WebSocket tasks, while it runs; `None` (a connection served on its
     /// own): WebSockets are tasks of their own, as the connection was.
     websockets: Option<Weak<WebSockets>>,
-    /// The server's open connections, which its WebSockets join; `None` (a connection
-    /// served on its own): not counted.
+    /// The server's (or [`Handler`]'s) open connections, which its WebSockets join;
+    /// `None` (a connection served on its own): not counted.
     open: Option<Arc<OpenConnections>>,
 }
 
@@ -435,6 +557,7 @@ impl Standalone {
             config,
             runtime: Tokio::default(),
             stop: None,
+            trigger: None,
             websockets: None,
             open: None,
         }
@@ -489,7 +612,12 @@ impl Host for Standalone {
 
     fn spawn_websocket<S: Socket>(self: &Arc<Self>, websocket: WebSocket<S>) {
         let Some(websockets) = &self.websockets else {
-            tokio::spawn(websocket);
+            // A connection served on its own, or a `Handler`'s: a task of its own, counted
+            // with the handler's connections.
+            match &self.open {
+                Some(open) => tokio::spawn(open.enter().counting(websocket)),
+                None => tokio::spawn(websocket),
+            };
             return;
         };
         // The server is gone (its future dropped): so is the socket.

@@ -132,11 +132,13 @@ pub struct Config {
     /// they retry). It bounds file descriptors, memory and the TLS handshakes in progress
     /// at once (one descriptor more, for the held connection; not how fast handshakes
     /// come: one that fails at once frees its place at once), and keeps a flood of
-    /// connections from waiting on more than the backlog. Connections handed to `serve_connection` are
-    /// not bounded by it (sockjs-smol counts them for its graceful shutdown and its gauge,
-    /// so they take up room too, and they too may close, idle, for a client its accept
-    /// loop holds; while they keep the count above the bound, one closing may not make
-    /// room, and the held client waits for more to end).
+    /// connections from waiting on more than the backlog. Connections handed to a started
+    /// server (either adapter's `Handler::serve_connection`) are not bounded by it: they
+    /// are counted, for the graceful shutdown and the gauge (and on a server that also
+    /// accepts, they take up room too, and they too may close, idle, for a client its
+    /// accept loop holds; while they keep the count above the bound, one closing may not
+    /// make room, and the held client waits for more to end). sockjs-tokio's free
+    /// `serve_connection` counts nothing.
     /// Default `None`: no bound but the process's file descriptors (an accept that fails
     /// for want of one is retried 50 ms later). `Some(0)` counts as one.
     pub max_connections: Option<usize>,

@@ -178,7 +178,7 @@ impl OpenConnections {
     /// first (a connection ending) withdraws the ask that has not reached its connection
     /// yet. Keep the one wait until it resolves: each new one asks again. (One ask per
     /// wait: while connections beyond the bound are open, a WebSocket handing over from
-    /// its HTTP connection or `serve_connection`'s, the one that closed may not make room,
+    /// its HTTP connection or `Handler::serve_connection`'s, the one that closed may not make room,
     /// and the wait goes on until another ends.)
     pub fn room_for_accepted(&self) -> ConnectionRoom<'_> {
         ConnectionRoom {
