@@ -261,11 +261,17 @@ fn connections_handed_to_a_started_server_are_counted_and_shut_down_on_both_adap
     for adapter in ADAPTERS {
         within(Duration::from_secs(30), move || {
             let options = Options {
-                disconnect_delay: Duration::from_millis(300),
+                // Long enough for the steps below to run before the session is forgotten
+                // (a closed HTTP session without a receiver stays this long).
+                disconnect_delay: Duration::from_secs(2),
                 ..Options::default()
             };
+            // Connections close by the shutdown's doing, not by timing out: a shutdown that
+            // did not end their drain would wait its whole timeout.
             let config = Config {
                 abort_grace: Duration::from_millis(50),
+                header_read_timeout: Duration::from_secs(60),
+                shutdown_timeout: Duration::from_secs(60),
                 ..Config::default()
             };
             // How to hand a connection over, to shut down (blocking), and to count.
@@ -361,11 +367,13 @@ fn connections_handed_to_a_started_server_are_counted_and_shut_down_on_both_adap
                 .unwrap();
             assert_eq!(refused.status(), 503, "{adapter:?}");
             assert!(
-                done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+                done_rx.recv_timeout(Duration::from_secs(15)).is_ok(),
                 "{adapter:?}: the shutdown did not return ({:?} open)",
                 open()
             );
             assert_eq!(open(), Some(0), "{adapter:?}");
+            // The idle kept-alive connection was closed by the server.
+            assert_eq!(c.is_closed().ok(), Some(true), "{adapter:?}");
         });
     }
 }

@@ -400,14 +400,15 @@ where
 /// Routes started for connections the application accepts itself (from a Unix listener,
 /// its own TLS acceptor, a listener it shares with other protocols...), handed over with
 /// [`Handler::serve_connection`]: the same as sockjs-smol's `Handler`. Unlike the free
-/// [`serve_connection`], its connections are counted (under [`Config::max_connections`],
-/// in `sockjs_connections_open`, WebSockets included until their pumps end) and shut
-/// down gracefully with [`Handler::shutdown`], as [`serve`]'s are. Cheap to clone
-/// (clones share the server).
+/// [`serve_connection`], its connections are counted (in `sockjs_connections_open`,
+/// WebSockets included until their pumps end; not bounded: [`Config::max_connections`]
+/// is an accept loop's) and shut down gracefully with [`Handler::shutdown`], as
+/// [`serve`]'s are. Cheap to clone (clones share the server).
 ///
 /// Dropping every clone stops nothing: the connections handed over run on until they end,
-/// and the sessions are closed as a shutdown does once the last connection has let go of
-/// the routes (see [`SockJs`]).
+/// and the services close their sessions as a shutdown does once nothing holds them any
+/// more (the last connection, and any clone of the `Routes` or [`SockJs`] the application
+/// kept).
 ///
 /// ```no_run
 /// # async fn run(routes: sockjs_tokio::Routes) -> std::io::Result<()> {
@@ -463,8 +464,8 @@ impl Handler {
     /// does (a `tokio::net::TcpStream` tuned, read directly and probed; other streams
     /// polled), counted from this call until it ends: its own future, `'static`, to spawn.
     /// Once [`shutdown`](Handler::shutdown) has begun, the connection is served as
-    /// [`serve`]'s are during a shutdown (no new session: `503`; an idle connection
-    /// closes once no session is left).
+    /// [`serve`]'s are during a shutdown: no new session (`503`), and an idle connection
+    /// closes once no session is left (from then on, a new one before its first request).
     pub fn serve_connection<T>(
         &self,
         io: T,
@@ -485,23 +486,18 @@ impl Handler {
     /// connection handed over is done, or after [`Config::shutdown_timeout`] (what is
     /// still open then is the application's to drop; a WebSocket's pump ends by itself
     /// once its close is written and its linger over). Calling it again (or from several
-    /// tasks) runs the same steps again and returns as the first call does.
+    /// tasks) runs the same steps again and returns as the first call does. The shutdown
+    /// runs in a task of its own: dropping this future (under a timeout of the
+    /// application's, say) does not stop it halfway, with idle connections left waiting
+    /// for a drain that never ends.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `tokio::spawn` does.
     pub async fn shutdown(&self) {
-        let host = &self.host;
-        if let Some(trigger) = &host.trigger {
-            trigger.send_replace(true);
-        }
-        let services: Vec<Service> = host
-            .routes
-            .services()
-            .map(|s| s.service().clone())
-            .collect();
-        let connections_left = || self.open.len();
-        if !sockjs_core::driver::shutdown(&host.runtime, &services, &host.config, connections_left)
-            .await
-        {
-            tracing::warn!(remaining = connections_left(), "shutdown timeout");
-        }
+        let shutdown = tokio::spawn(run_shutdown(self.host.clone(), self.open.clone()));
+        // A panic in it would be tokio's to report; there is nothing to hand back.
+        let _ = shutdown.await;
     }
 
     /// A snapshot of each mounted service's counters, as [`Routes::metrics`].
@@ -513,6 +509,23 @@ impl Handler {
     /// with the connections open ([`Unrouted::open_connections`]).
     pub fn unrouted(&self) -> &Unrouted {
         self.host.routes.unrouted()
+    }
+}
+
+/// A [`Handler`]'s graceful shutdown.
+async fn run_shutdown(host: Arc<Standalone>, open: Arc<OpenConnections>) {
+    if let Some(trigger) = &host.trigger {
+        trigger.send_replace(true);
+    }
+    let services: Vec<Service> = host
+        .routes
+        .services()
+        .map(|s| s.service().clone())
+        .collect();
+    let connections_left = || open.len();
+    let runtime = &host.runtime;
+    if !sockjs_core::driver::shutdown(runtime, &services, &host.config, connections_left).await {
+        tracing::warn!(remaining = connections_left(), "shutdown timeout");
     }
 }
 
