@@ -732,6 +732,27 @@ fn websocket_message_size_limit_closes_with_1009() {
     }
 }
 
+/// RFC 6455 §8.1 within one frame (Autobahn 6.4.3), on both adapters: a text frame whose
+/// first bytes can no longer begin UTF-8 is failed with 1007 at once, while the rest of it
+/// has not been sent, rather than once it is whole (here: never).
+#[test]
+fn a_text_frame_that_cannot_be_utf8_fails_before_it_has_all_arrived() {
+    for adapter in ADAPTERS {
+        let target = start(adapter, Settings::new(Options::default()));
+        let mut stream = raw_websocket(&target, &session("utf8"));
+        // A 100-byte text frame (a zero mask leaves the payload as is), of which only
+        // `["` and a byte that begins no character are sent.
+        let _ = stream.write_all(&[0x81, 0x80 | 100, 0, 0, 0, 0, b'[', b'"', 0xff]);
+        let mut received = Vec::new();
+        let end = stream.read_to_end(&mut received);
+        assert!(
+            end.is_ok(),
+            "{adapter:?}: no end of the connection: {end:?}"
+        );
+        assert_last_frame_closes_with(&received, 1007, adapter);
+    }
+}
+
 /// An echo service refusing messages over 1 KiB, with this close linger.
 fn refusing_big_messages(adapter: Adapter, close_linger: Duration) -> Target {
     let mut settings = Settings::new(Options {
@@ -768,18 +789,7 @@ fn after_a_1009_close_the_connection_ends_without_the_linger() {
             "{adapter:?}: held {:?}",
             started.elapsed()
         );
-        let head = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let frames = server_frames(&received[head..]);
-        assert_eq!(
-            frames.last().map(|f| f.0),
-            Some(0x8),
-            "{adapter:?}: {frames:?}"
-        );
-        assert_eq!(
-            frames.last().unwrap().1[..2],
-            1009u16.to_be_bytes(),
-            "{adapter:?}"
-        );
+        assert_last_frame_closes_with(&received, 1009, adapter);
     }
 }
 
@@ -988,6 +998,22 @@ fn responses_carry_a_date() {
 }
 
 /// The server's frames in `bytes` (unmasked, as a server sends them): opcode and payload.
+/// Asserts that the last frame after the 101's head in `received` is a close with `code`.
+fn assert_last_frame_closes_with(received: &[u8], code: u16, adapter: Adapter) {
+    let head = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let frames = server_frames(&received[head..]);
+    assert_eq!(
+        frames.last().map(|f| f.0),
+        Some(0x8),
+        "{adapter:?}: {frames:?}"
+    );
+    assert_eq!(
+        frames.last().unwrap().1[..2],
+        code.to_be_bytes(),
+        "{adapter:?}"
+    );
+}
+
 fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut frames = Vec::new();
     while bytes.len() >= 2 {

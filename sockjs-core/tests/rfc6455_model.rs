@@ -9,7 +9,8 @@
 //!
 //! Where the RFC leaves the receiver a choice, the model allows what the RFC allows:
 //! - a text message that is not UTF-8 may fail as soon as its bytes so far cannot begin
-//!   UTF-8, or only once it is complete (RFC 6455 §8.1 says only "MUST _Fail_");
+//!   UTF-8 (at a fragment, or within a frame that has not all arrived), or only once it is
+//!   complete (RFC 6455 §8.1 says only "MUST _Fail_");
 //! - a frame with several faults may fail with the close code of any of them, and a data
 //!   frame with a fault that would take the unfinished message past the bound may fail with
 //!   1009 instead;
@@ -399,7 +400,16 @@ impl Model {
                 instead.insert(TOO_BIG);
             }
             if !frame.complete() {
-                // The stream's last frame, cut short.
+                // The stream's last frame, cut short. Its text so far may fail fast too.
+                let (first, compressed, so_far) = match &open {
+                    Some((first, compressed, so_far)) => (*first, *compressed, so_far.clone()),
+                    None => (frame.opcode, compressed, Vec::new()),
+                };
+                let so_far = [so_far, frame.payload.clone()].concat();
+                let bad = std::str::from_utf8(&so_far).is_err_and(|e| e.error_len().is_some());
+                if data && placed && first == TEXT && !compressed && bad {
+                    bad_text_from.get_or_insert(messages.len());
+                }
                 let mut codes: BTreeSet<u16> = placement.union(&instead).copied().collect();
                 if !header.is_empty() {
                     codes.extend(header);

@@ -137,6 +137,17 @@ const PONG: u8 = 0xA;
 /// opcode.
 const RSV1: u8 = 0x40;
 
+/// How much of the payload of a text frame that has not all arrived (at the start of
+/// [`Decoder::partial`]) is unmasked, in place, and how much of that is known to be UTF-8:
+/// RFC 6455 §8.1's fail-fast within one frame, each byte checked once as it comes. Zero for
+/// any other frame.
+#[derive(Debug, Default, Clone, Copy)]
+struct Early {
+    unmasked: usize,
+    /// A character boundary; the bytes after it, up to `unmasked`, are a character cut.
+    valid: usize,
+}
+
 /// A frame header, once all of it is there.
 struct Header {
     fin: bool,
@@ -162,6 +173,8 @@ pub struct Decoder {
     /// compressed), the payload so far, and for uncompressed text how much of it is known
     /// to be UTF-8 (up to a character that the next fragment may finish).
     fragments: Option<(u8, Vec<u8>, usize)>,
+    /// The text of the unfinished frame at the start of `partial`, as checked so far.
+    early: Early,
     failed: Option<Error>,
     /// permessage-deflate was negotiated.
     #[cfg(feature = "deflate")]
@@ -176,6 +189,7 @@ impl Decoder {
             max_message,
             partial: Vec::new(),
             fragments: None,
+            early: Early::default(),
             failed: None,
             #[cfg(feature = "deflate")]
             inflate: None,
@@ -275,10 +289,13 @@ impl Decoder {
         let full = || handed.get() >= budget;
         let mut stopped = false;
         let result = if self.partial.is_empty() {
-            self.decode(input, &mut counted, &full).map(|(used, full)| {
-                stopped = full;
-                let rest = &input[used..];
-                if !rest.is_empty() {
+            self.decode(input, &mut counted, &full, 0)
+                .and_then(|(used, full)| {
+                    stopped = full;
+                    let rest = &input[used..];
+                    if rest.is_empty() {
+                        return Ok(());
+                    }
                     // Room for the frame begun, but never far beyond what arrived: a
                     // header alone reserves no whole message.
                     if let Ok(Some(header)) = self.header(rest) {
@@ -287,18 +304,32 @@ impl Decoder {
                             .reserve(frame.min(rest.len().saturating_mul(2)));
                     }
                     self.partial.extend_from_slice(rest);
-                }
-            })
+                    self.early = Early::default();
+                    if full {
+                        Ok(())
+                    } else {
+                        self.check_unfinished()
+                    }
+                })
         } else {
             let mut joined = std::mem::take(&mut self.partial);
             joined.extend_from_slice(input);
-            self.decode(&mut joined, &mut counted, &full)
-                .map(|(used, full)| {
+            self.decode(&mut joined, &mut counted, &full, self.early.unmasked)
+                .and_then(|(used, full)| {
                     stopped = full;
+                    if used > 0 {
+                        self.early = Early::default();
+                    }
                     joined.drain(..used);
                     // An idle connection keeps no buffer.
-                    if !joined.is_empty() {
-                        self.partial = joined;
+                    if joined.is_empty() {
+                        return Ok(());
+                    }
+                    self.partial = joined;
+                    if full {
+                        Ok(())
+                    } else {
+                        self.check_unfinished()
                     }
                 })
         };
@@ -312,12 +343,14 @@ impl Decoder {
 
     /// Decodes whole frames from the start of `input`, asking `full` before each one after
     /// the first whether to stop there; returns the bytes they took, and whether it stopped
-    /// so (with whole frames left).
+    /// so (with whole frames left). The first `unmasked` bytes of the first frame's
+    /// payload are unmasked already ([`Early`]).
     fn decode(
         &mut self,
         input: &mut [u8],
         on_message: &mut impl FnMut(Message<'_>),
         full: &impl Fn() -> bool,
+        mut unmasked: usize,
     ) -> Result<(usize, bool), Error> {
         let mut used = 0;
         loop {
@@ -333,10 +366,56 @@ impl Decoder {
                 return Ok((used, true));
             }
             let payload = &mut rest[header.size..total];
-            unmask(payload, header.mask);
+            match payload.get_mut(unmasked..) {
+                Some(rest) if unmasked > 0 => unmask(rest, rotated(header.mask, unmasked)),
+                _ => unmask(payload, header.mask),
+            }
+            unmasked = 0;
             self.frame(&header, payload, on_message)?;
             used += total;
         }
+    }
+
+    /// Checks the text of the unfinished frame at the start of `partial` as far as it has
+    /// arrived, from where the last check ended (RFC 6455 §8.1, Autobahn's "fail fast"):
+    /// a text message whose bytes so far cannot be UTF-8, whatever follows, fails now, not
+    /// once the frame is whole. Uncompressed text only (a compressed message is checked
+    /// once inflated, binary by the engine).
+    fn check_unfinished(&mut self) -> Result<(), Error> {
+        let Some(header) = self.header(&self.partial)? else {
+            return Ok(());
+        };
+        let text = !header.compressed
+            && match header.opcode {
+                TEXT => true,
+                CONTINUATION => matches!(self.fragments, Some((TEXT, ..))),
+                _ => false,
+            };
+        if !text {
+            return Ok(());
+        }
+        let end = self
+            .partial
+            .len()
+            .min(header.size.saturating_add(header.len));
+        let Some(payload) = self.partial.get_mut(header.size..end) else {
+            return Ok(());
+        };
+        let Early { unmasked, valid } = self.early;
+        if let Some(rest) = payload.get_mut(unmasked..) {
+            unmask(rest, rotated(header.mask, unmasked));
+        }
+        // A character the message's earlier fragments left cut, which this frame finishes.
+        let cut = match (&self.fragments, valid) {
+            (Some((_, data, utf8)), 0) => data.get(*utf8..).unwrap_or_default(),
+            _ => &[],
+        };
+        let valid = text_so_far(cut, payload, valid)?;
+        self.early = Early {
+            unmasked: payload.len(),
+            valid,
+        };
+        Ok(())
     }
 
     /// Parses and checks a header, or `None` if not all of it is there.
@@ -507,6 +586,33 @@ fn utf8_so_far(opcode: u8, data: &[u8], from: usize) -> Result<usize, Error> {
     }
 }
 
+/// How much of `data` (the text of a frame so far, after `cut`, a character that earlier
+/// fragments left unfinished) is known to be UTF-8, checking on from `from` (a character
+/// boundary, where `cut` is finished already if `from > 0`): a character boundary,
+/// possibly followed by a character this data cuts; or the error as soon as no more bytes
+/// could make it UTF-8.
+fn text_so_far(cut: &[u8], data: &[u8], mut from: usize) -> Result<usize, Error> {
+    if from == 0 && !cut.is_empty() {
+        // At most four bytes make a character: finish the cut one on a copy.
+        let take = 4usize.saturating_sub(cut.len()).min(data.len());
+        let mut joined = [0u8; 8];
+        joined[..cut.len()].copy_from_slice(cut);
+        joined[cut.len()..cut.len() + take].copy_from_slice(&data[..take]);
+        match std::str::from_utf8(&joined[..cut.len() + take]) {
+            Ok(_) => from = take,
+            Err(e) if e.error_len().is_some() => return Err(Error::InvalidUtf8),
+            // Still cut: `data` holds less than the character needs.
+            Err(e) if e.valid_up_to() == 0 => return Ok(0),
+            Err(e) => from = e.valid_up_to().saturating_sub(cut.len()),
+        }
+    }
+    match std::str::from_utf8(data.get(from..).unwrap_or_default()) {
+        Ok(_) => Ok(data.len()),
+        Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
+        Err(_) => Err(Error::InvalidUtf8),
+    }
+}
+
 fn deliver(
     opcode: u8,
     payload: &[u8],
@@ -548,6 +654,13 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     for (byte, m) in chunks.into_remainder().iter_mut().zip(mask) {
         *byte ^= m;
     }
+}
+
+/// The mask for a payload that starts `offset` bytes into the frame's.
+fn rotated(mask: [u8; 4], offset: usize) -> [u8; 4] {
+    let mut mask = mask;
+    mask.rotate_left(offset % 4);
+    mask
 }
 
 /// Appends one unmasked, unfragmented server frame.

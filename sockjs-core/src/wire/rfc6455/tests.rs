@@ -339,3 +339,76 @@ fn a_frame_header_alone_reserves_no_whole_message() {
     assert_eq!(seen, vec![Seen::Binary(vec![7u8; max])]);
     assert_eq!(d.partial.capacity(), 0);
 }
+
+/// RFC 6455 §8.1 within one frame (Autobahn 6.4.3 and 6.4.4): a text frame that arrives in
+/// pieces fails at the piece whose bytes can no longer be UTF-8, not once it is whole; a
+/// character cut between pieces is no fault, and the frame's messages are the same
+/// however it is cut.
+#[test]
+fn rfc6455_s8_1_a_frame_that_cannot_be_utf8_fails_before_it_has_all_arrived() {
+    // 6.4.3: "κόσμε", a code point past U+10FFFF, "edited", in three pieces.
+    let mut payload = "κόσμε".as_bytes().to_vec();
+    let bad = payload.len();
+    payload.extend([0xf4, 0x90, 0x80, 0x80]);
+    payload.extend(b"edited");
+    let input = frame(0x81, &payload, MASK);
+    let header = input.len() - payload.len();
+    let mut d = Decoder::new(1024);
+    assert_eq!(feed(&mut d, &input[..header + bad]), Ok(vec![]));
+    assert_eq!(
+        feed(&mut d, &input[header + bad..header + bad + 4]),
+        Err(Error::InvalidUtf8)
+    );
+    // 6.4.4: the first byte that cannot go on (0x90 after 0xf4) arrives alone.
+    let mut d = Decoder::new(1024);
+    assert_eq!(feed(&mut d, &input[..header + bad + 1]), Ok(vec![]));
+    assert_eq!(
+        feed(&mut d, &input[header + bad + 1..header + bad + 2]),
+        Err(Error::InvalidUtf8)
+    );
+    // Not before: a character cut at a piece's end waits for the next piece.
+    let text = "a😀bκ";
+    let good = frame(0x81, text.as_bytes(), MASK);
+    for split in 0..good.len() {
+        for second in split..good.len() {
+            let mut d = Decoder::new(1024);
+            let mut seen = feed(&mut d, &good[..split]).expect("first piece");
+            seen.extend(feed(&mut d, &good[split..second]).expect("second piece"));
+            seen.extend(feed(&mut d, &good[second..]).expect("last piece"));
+            assert_eq!(
+                seen,
+                [Seen::Text(text.into())],
+                "cut at {split} and {second}"
+            );
+            assert!(d.is_idle());
+        }
+    }
+    // A continuation finishing a character the fragment before it cut: checked together.
+    let bytes = "a😀".as_bytes();
+    let mut d = Decoder::new(1024);
+    assert_eq!(feed(&mut d, &frame(0x01, &bytes[..2], MASK)), Ok(vec![]));
+    let rest = frame(0x80, &[bytes[2], b'x', b'y'], MASK);
+    assert_eq!(feed(&mut d, &rest[..rest.len() - 2]), Ok(vec![]));
+    assert_eq!(
+        feed(&mut d, &rest[rest.len() - 2..rest.len() - 1]),
+        Err(Error::InvalidUtf8)
+    );
+    let mut d = Decoder::new(1024);
+    assert_eq!(feed(&mut d, &frame(0x01, &bytes[..2], MASK)), Ok(vec![]));
+    let mut rest_bytes = bytes[2..].to_vec();
+    rest_bytes.extend(b"xy");
+    let rest = frame(0x80, &rest_bytes, MASK);
+    assert_eq!(feed(&mut d, &rest[..rest.len() - 3]), Ok(vec![]));
+    assert_eq!(
+        feed(&mut d, &rest[rest.len() - 3..]),
+        Ok(vec![Seen::Text("a😀xy".into())])
+    );
+    // Binary is not text, whatever its bytes.
+    let binary = frame(0x82, &[0xff, 0xfe, 0x00], MASK);
+    let mut d = Decoder::new(1024);
+    assert_eq!(feed(&mut d, &binary[..binary.len() - 1]), Ok(vec![]));
+    assert_eq!(
+        feed(&mut d, &binary[binary.len() - 1..]),
+        Ok(vec![Seen::Binary(vec![0xff, 0xfe, 0x00])])
+    );
+}
