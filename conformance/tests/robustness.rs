@@ -740,9 +740,14 @@ fn a_text_frame_that_cannot_be_utf8_fails_before_it_has_all_arrived() {
     for adapter in ADAPTERS {
         let target = start(adapter, Settings::new(Options::default()));
         let mut stream = raw_websocket(&target, &session("utf8"));
-        // A 100-byte text frame (a zero mask leaves the payload as is), of which only
-        // `["` and a byte that begins no character are sent.
-        let _ = stream.write_all(&[0x81, 0x80 | 100, 0, 0, 0, 0, b'[', b'"', 0xff]);
+        // A 100-byte text frame, of which only `["` and then, in a read of its own, a
+        // byte that begins no character are sent (masked: the server unmasks what came
+        // so far, and goes on from there).
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let _ = stream.write_all(&[0x81, 0x80 | 100, mask[0], mask[1], mask[2], mask[3]]);
+        let _ = stream.write_all(&[b'[' ^ mask[0], b'"' ^ mask[1]]);
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = stream.write_all(&[0xff ^ mask[2]]);
         let mut received = Vec::new();
         let end = stream.read_to_end(&mut received);
         assert!(
@@ -997,7 +1002,6 @@ fn responses_carry_a_date() {
     }
 }
 
-/// The server's frames in `bytes` (unmasked, as a server sends them): opcode and payload.
 /// Asserts that the last frame after the 101's head in `received` is a close with `code`.
 fn assert_last_frame_closes_with(received: &[u8], code: u16, adapter: Adapter) {
     let head = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
@@ -1014,6 +1018,7 @@ fn assert_last_frame_closes_with(received: &[u8], code: u16, adapter: Adapter) {
     );
 }
 
+/// The server's frames in `bytes` (unmasked, as a server sends them): opcode and payload.
 fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut frames = Vec::new();
     while bytes.len() >= 2 {

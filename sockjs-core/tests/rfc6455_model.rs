@@ -407,7 +407,7 @@ impl Model {
                 };
                 let so_far = [so_far, frame.payload.clone()].concat();
                 let bad = std::str::from_utf8(&so_far).is_err_and(|e| e.error_len().is_some());
-                if data && placed && first == TEXT && !compressed && bad {
+                if header.is_empty() && data && placed && first == TEXT && !compressed && bad {
                     bad_text_from.get_or_insert(messages.len());
                 }
                 let mut codes: BTreeSet<u16> = placement.union(&instead).copied().collect();

@@ -139,8 +139,9 @@ const RSV1: u8 = 0x40;
 
 /// How much of the payload of a text frame that has not all arrived (at the start of
 /// [`Decoder::partial`]) is unmasked, in place, and how much of that is known to be UTF-8:
-/// RFC 6455 §8.1's fail-fast within one frame, each byte checked once as it comes. Zero for
-/// any other frame.
+/// RFC 6455 §8.1's fail-fast within one frame, each feed checking only the bytes that came
+/// since the last (the whole text is checked again once complete, as any message's is).
+/// Zero for any other frame.
 #[derive(Debug, Default, Clone, Copy)]
 struct Early {
     unmasked: usize,

@@ -412,3 +412,48 @@ fn rfc6455_s8_1_a_frame_that_cannot_be_utf8_fails_before_it_has_all_arrived() {
         Ok(vec![Seen::Binary(vec![0xff, 0xfe, 0x00])])
     );
 }
+
+/// The early check's state belongs to one unfinished frame: after a frame completes, a new
+/// unfinished one in the same input starts afresh (also after a stop at the budget, and
+/// after a ping in front of it), and the completed frame was unmasked exactly once.
+#[test]
+fn rfc6455_s8_1_each_unfinished_frame_is_checked_afresh() {
+    let first = frame(0x81, "κόσμε".as_bytes(), MASK);
+    let second = frame(0x81, "héllo wörld".as_bytes(), [9, 8, 7, 6]);
+    for budget in [usize::MAX, 1] {
+        for cut in 1..first.len() {
+            // The first frame arrives in two pieces, the second piece bringing the start
+            // of the next frame (after a ping) with it.
+            let mut tail = first[cut..].to_vec();
+            tail.extend(frame(0x89, b"p", MASK));
+            tail.extend(&second[..second.len() - 3]);
+            let mut d = Decoder::new(1024);
+            let mut seen = Vec::new();
+            for piece in [&first[..cut], &tail[..], &second[second.len() - 3..]] {
+                let mut input = piece.to_vec();
+                let mut on_message = |m: Message<'_>| {
+                    seen.push(match m {
+                        Message::Text(t) => Seen::Text(t.to_owned()),
+                        Message::Ping(p) => Seen::Ping(p.to_vec()),
+                        other => panic!("{other:?}"),
+                    })
+                };
+                let mut more = d.feed_at_most(&mut input, budget, &mut on_message);
+                while more == Ok(true) {
+                    more = d.feed_at_most(&mut [], budget, &mut on_message);
+                }
+                assert_eq!(more, Ok(false), "cut at {cut}, budget {budget}");
+            }
+            assert_eq!(
+                seen,
+                [
+                    Seen::Text("κόσμε".into()),
+                    Seen::Ping(b"p".to_vec()),
+                    Seen::Text("héllo wörld".into())
+                ],
+                "cut at {cut}, budget {budget}"
+            );
+            assert!(d.is_idle());
+        }
+    }
+}
