@@ -137,18 +137,6 @@ const PONG: u8 = 0xA;
 /// opcode.
 const RSV1: u8 = 0x40;
 
-/// How much of the payload of a text frame that has not all arrived (at the start of
-/// [`Decoder::partial`]) is unmasked, in place, and how much of that is known to be UTF-8:
-/// RFC 6455 §8.1's fail-fast within one frame, each feed checking only the bytes that came
-/// since the last (the whole text is checked again once complete, as any message's is).
-/// Zero for any other frame.
-#[derive(Debug, Default, Clone, Copy)]
-struct Early {
-    unmasked: usize,
-    /// A character boundary; the bytes after it, up to `unmasked`, are a character cut.
-    valid: usize,
-}
-
 /// A frame header, once all of it is there.
 struct Header {
     fin: bool,
@@ -174,8 +162,6 @@ pub struct Decoder {
     /// compressed), the payload so far, and for uncompressed text how much of it is known
     /// to be UTF-8 (up to a character that the next fragment may finish).
     fragments: Option<(u8, Vec<u8>, usize)>,
-    /// The text of the unfinished frame at the start of `partial`, as checked so far.
-    early: Early,
     failed: Option<Error>,
     /// permessage-deflate was negotiated.
     #[cfg(feature = "deflate")]
@@ -190,7 +176,6 @@ impl Decoder {
             max_message,
             partial: Vec::new(),
             fragments: None,
-            early: Early::default(),
             failed: None,
             #[cfg(feature = "deflate")]
             inflate: None,
@@ -305,22 +290,19 @@ impl Decoder {
                             .reserve(frame.min(rest.len().saturating_mul(2)));
                     }
                     self.partial.extend_from_slice(rest);
-                    self.early = Early::default();
                     if full {
                         Ok(())
                     } else {
-                        self.check_unfinished()
+                        self.check_unfinished(0)
                     }
                 })
         } else {
+            let unmasked = self.unmasked_so_far(&self.partial);
             let mut joined = std::mem::take(&mut self.partial);
             joined.extend_from_slice(input);
-            self.decode(&mut joined, &mut counted, &full, self.early.unmasked)
+            self.decode(&mut joined, &mut counted, &full, unmasked)
                 .and_then(|(used, full)| {
                     stopped = full;
-                    if used > 0 {
-                        self.early = Early::default();
-                    }
                     joined.drain(..used);
                     // An idle connection keeps no buffer.
                     if joined.is_empty() {
@@ -330,7 +312,8 @@ impl Decoder {
                     if full {
                         Ok(())
                     } else {
-                        self.check_unfinished()
+                        // The frame checked before, if it is still unfinished.
+                        self.check_unfinished(if used == 0 { unmasked } else { 0 })
                     }
                 })
         };
@@ -345,7 +328,7 @@ impl Decoder {
     /// Decodes whole frames from the start of `input`, asking `full` before each one after
     /// the first whether to stop there; returns the bytes they took, and whether it stopped
     /// so (with whole frames left). The first `unmasked` bytes of the first frame's
-    /// payload are unmasked already ([`Early`]).
+    /// payload are unmasked already ([`check_unfinished`](Decoder::check_unfinished)).
     fn decode(
         &mut self,
         input: &mut [u8],
@@ -377,46 +360,57 @@ impl Decoder {
         }
     }
 
-    /// Checks the text of the unfinished frame at the start of `partial` as far as it has
-    /// arrived, from where the last check ended (RFC 6455 §8.1, Autobahn's "fail fast"):
-    /// a text message whose bytes so far cannot be UTF-8, whatever follows, fails now, not
-    /// once the frame is whole. Uncompressed text only (a compressed message is checked
-    /// once inflated, binary by the engine).
-    fn check_unfinished(&mut self) -> Result<(), Error> {
-        let Some(header) = self.header(&self.partial)? else {
-            return Ok(());
-        };
+    /// The header of the frame at the start of `partial` if it is uncompressed text (a text
+    /// frame, or a continuation of a text message) that has not all arrived: the frame
+    /// [`check_unfinished`](Decoder::check_unfinished) checks.
+    fn unfinished_text(&self, partial: &[u8]) -> Option<Header> {
+        let header = self.header(partial).ok()??;
         let text = !header.compressed
             && match header.opcode {
                 TEXT => true,
                 CONTINUATION => matches!(self.fragments, Some((TEXT, ..))),
                 _ => false,
             };
-        if !text {
-            return Ok(());
-        }
-        let end = self
-            .partial
-            .len()
-            .min(header.size.saturating_add(header.len));
-        let Some(payload) = self.partial.get_mut(header.size..end) else {
+        let whole = partial.len() >= header.size.saturating_add(header.len);
+        (text && !whole).then_some(header)
+    }
+
+    /// How much of the payload of the frame at the start of `partial` the feeds before
+    /// have unmasked in place: all that had come of an unfinished text frame, which each
+    /// of them checked ([`check_unfinished`](Decoder::check_unfinished)); nothing of any
+    /// other. (Told from the frame, not kept: an idle connection's decoder is no larger
+    /// for it. A feed stopped at its budget leaves whole frames first, which no check
+    /// touched, and `unfinished_text` sees only unfinished ones.)
+    fn unmasked_so_far(&self, partial: &[u8]) -> usize {
+        self.unfinished_text(partial)
+            .map_or(0, |header| partial.len().saturating_sub(header.size))
+    }
+
+    /// Checks the text of the unfinished frame at the start of `partial` as far as it has
+    /// arrived (RFC 6455 §8.1, Autobahn's "fail fast"): a text message whose bytes so far
+    /// cannot be UTF-8, whatever follows, fails now, not once the frame is whole. The
+    /// first `unmasked` bytes of the payload were unmasked and checked by the feeds before;
+    /// the new ones are unmasked in place and checked from the last character boundary
+    /// before them. Uncompressed text only (a compressed message is checked once inflated,
+    /// binary by the engine). The whole text is checked again once complete, as any
+    /// message's is.
+    fn check_unfinished(&mut self, unmasked: usize) -> Result<(), Error> {
+        let Some(header) = self.unfinished_text(&self.partial) else {
             return Ok(());
         };
-        let Early { unmasked, valid } = self.early;
+        let Some(payload) = self.partial.get_mut(header.size..) else {
+            return Ok(());
+        };
         if let Some(rest) = payload.get_mut(unmasked..) {
             unmask(rest, rotated(header.mask, unmasked));
         }
+        let from = boundary_before(payload, unmasked);
         // A character the message's earlier fragments left cut, which this frame finishes.
-        let cut = match (&self.fragments, valid) {
+        let cut = match (&self.fragments, from) {
             (Some((_, data, utf8)), 0) => data.get(*utf8..).unwrap_or_default(),
             _ => &[],
         };
-        let valid = text_so_far(cut, payload, valid)?;
-        self.early = Early {
-            unmasked: payload.len(),
-            valid,
-        };
-        Ok(())
+        text_so_far(cut, payload, from).map(drop)
     }
 
     /// Parses and checks a header, or `None` if not all of it is there.
@@ -585,6 +579,28 @@ fn utf8_so_far(opcode: u8, data: &[u8], from: usize) -> Result<usize, Error> {
         Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
         Err(_) => Err(Error::InvalidUtf8),
     }
+}
+
+/// Where the last character of `text[..at]` begins if it is cut at `at` (else `at`), when
+/// `text[..at]` is known to be whole characters but perhaps the last: the boundary to go
+/// on checking from. 0 if no character begins in its last four bytes (they finish a
+/// character that earlier fragments cut, or there are none).
+fn boundary_before(text: &[u8], at: usize) -> usize {
+    let at = at.min(text.len());
+    for i in (at.saturating_sub(4)..at).rev() {
+        let byte = text.get(i).copied().unwrap_or_default();
+        // Not a continuation byte (10xxxxxx): a character begins here.
+        if byte & 0xc0 != 0x80 {
+            let width = match byte {
+                0x00..=0x7f => 1,
+                0xc0..=0xdf => 2,
+                0xe0..=0xef => 3,
+                _ => 4,
+            };
+            return if i + width > at { i } else { at };
+        }
+    }
+    0
 }
 
 /// How much of `data` (the text of a frame so far, after `cut`, a character that earlier
