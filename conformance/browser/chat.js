@@ -12,7 +12,8 @@
 //   2. the node shuts down: both pages see the close (1001 "Server shutting down" on the
 //      websocket) and wait to reconnect, the Join button still disabled;
 //   3. the node comes back: both pages reconnect by themselves, and talk again;
-//   4. a page whose user pressed Leave stays out, also when its node restarts;
+//   4. Leave while a reconnection waits cancels it: that page stays out when the node is
+//      back;
 //   5. a name refused by the server (nothing visible in it: 4002) is not tried again.
 // Prints one line per step and exits 0 when all passed, 1 when one failed, 2 when the run
 // could not be set up.
@@ -142,47 +143,68 @@ async function main() {
     (t) => [...document.querySelectorAll('#log .msg')].some((m) => m.textContent.endsWith(t)),
     text, { timeout: STEP_TIMEOUT, polling: 100 });
   const joinDisabled = (page) => page.$eval('#connect', (b) => b.disabled);
+  // Lines of the page's log that say `text` (a join: the server tells every member of the
+  // room, the one who joined too, so a page's own join line shows that it is in the room).
+  const count = (page, text) => page.evaluate(
+    (t) => [...document.querySelectorAll('#log .sys')].filter((l) => l.textContent.startsWith(t)).length, text);
+  const counts = (page, text, n) => page.waitForFunction(
+    ([t, n]) => [...document.querySelectorAll('#log .sys')].filter((l) => l.textContent.startsWith(t)).length >= n,
+    [text, n], { timeout: STEP_TIMEOUT, polling: 100 });
+  const inRoom = async (n) => {
+    await counts(ann, 'ann joined via websocket', n);
+    await counts(bob, 'bob joined via xhr-polling', n);
+  };
 
   let ann, bob;
   try {
     await step('both join over websocket and xhr-polling, and talk', async () => {
       ann = await open('ann', 'websocket');
       bob = await open('bob', 'xhr-polling');
-      await stateMatches(ann, /^connected$/);
-      await stateMatches(bob, /^connected$/);
+      await inRoom(1);
       await say(ann, 'hello from ann');
       await heard(bob, 'hello from ann');
     });
 
     await step('a node shutting down: both pages see the close and wait to reconnect', async () => {
       const stopping = chat.stop();
-      await stateMatches(ann, /^disconnected \(1001 Server shutting down\); reconnecting in/);
-      await stateMatches(bob, /reconnecting in/);
-      if (!(await joinDisabled(ann)) || !(await joinDisabled(bob))) {
-        throw new Error('the Join button is enabled while reconnecting');
+      try {
+        await stateMatches(ann, /^disconnected \(1001 Server shutting down\); reconnecting in/);
+        await stateMatches(bob, /reconnecting in/);
+        if (!(await joinDisabled(ann)) || !(await joinDisabled(bob))) {
+          throw new Error('the Join button is enabled while reconnecting');
+        }
+      } finally {
+        await stopping;
       }
-      await stopping;
     });
 
     await step('the node back: both pages reconnect by themselves and talk again', async () => {
       chat = new Chat(argv);
       await chat.ready;
-      await stateMatches(ann, /^connected$/);
-      await stateMatches(bob, /^connected$/);
+      await inRoom(2);
       await say(bob, 'bob is back');
       await heard(ann, 'bob is back');
     });
 
-    await step('a page that left stays out when its node restarts', async () => {
-      await ann.click('#leave');
-      await stateMatches(ann, /^disconnected \(1000 /);
-      await chat.stop();
+    await step('Leave while a reconnection waits cancels it, through the node\'s restart', async () => {
+      const annJoins = await count(bob, 'ann joined');
+      const stopping = chat.stop();
+      try {
+        await stateMatches(ann, /reconnecting in/);
+        await ann.click('#leave');
+        await stateMatches(ann, /^disconnected$/);
+      } finally {
+        await stopping;
+      }
       chat = new Chat(argv);
       await chat.ready;
-      await stateMatches(bob, /^connected$/);
+      await counts(bob, 'bob joined via xhr-polling', 3);
+      await sleep(2000);
       const s = await state(ann);
-      if (!/^disconnected \(1000 /.test(s)) throw new Error('ann: ' + s);
+      if (s !== 'disconnected') throw new Error('ann: ' + s);
       if (await joinDisabled(ann)) throw new Error('ann cannot join again');
+      const joins = await count(bob, 'ann joined');
+      if (joins !== annJoins) throw new Error('ann joined again (' + joins + ' joins seen)');
     });
 
     await step('a name with nothing visible (4002) is not tried again', async () => {

@@ -10,7 +10,9 @@
 //! Both serve `GET /metrics`: the service's counters in the Prometheus text format (the
 //! series are documented in sockjs-core's `driver::metrics`).
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::TcpListener;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -265,8 +267,15 @@ pub async fn session(hub: Broadcast, node: String, mut session: Session) {
         }
         break nick;
     };
+    // Unique across the cluster even if two nodes are given one name: the node's name, a
+    // random number drawn once per process, a count.
+    static RUN: LazyLock<u64> = LazyLock::new(|| RandomState::new().hash_one("chat"));
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let from = format!("{node}/{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let from = format!(
+        "{node}/{:x}/{}",
+        *RUN & 0xffff_ffff,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     let _ = session
         .send(json!({"type": "you", "nick": nick, "from": from}).to_string())
         .await;
