@@ -763,6 +763,107 @@ fn redis_refusing_a_subscription_loses_only_that_topic_on_either_adapter() {
     }
 }
 
+/// Every command a Redis server runs, as its `MONITOR` shows them (one line each: a
+/// timestamp, the client, and the command's words, each quoted), gathered by a thread.
+struct Monitor {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Monitor {
+    fn start(redis: &RedisServer) -> Monitor {
+        use std::io::{BufRead, Write};
+        let mut stream = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+        stream.write_all(b"MONITOR\r\n").unwrap();
+        let mut reader = std::io::BufReader::new(Restarting(stream));
+        let mut ok = String::new();
+        reader.read_line(&mut ok).unwrap();
+        assert_eq!(ok, "+OK\r\n");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                seen.lock().unwrap().push(line);
+            }
+        });
+        Monitor { lines }
+    }
+
+    /// The words of each `verb` command run so far that names a channel under `prefix`.
+    fn commands(&self, verb: &str, prefix: &str) -> Vec<Vec<String>> {
+        let verb = format!("\"{verb}\"");
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| {
+                let words: Vec<String> = line
+                    .split_once("] ")?
+                    .1
+                    .split(' ')
+                    .map(str::to_owned)
+                    .collect();
+                let named = words.iter().any(|w| w.contains(prefix));
+                (words.first()?.eq_ignore_ascii_case(&verb) && named).then_some(words)
+            })
+            .collect()
+    }
+}
+
+/// Redis answers an UNSUBSCRIBE of several channels with one reply a channel, and the
+/// redis crate takes each reply as the answer to one waiting command: the backend
+/// unsubscribes one channel a command, as it subscribes, so that no extra reply answers
+/// the next command (a SUBSCRIBE, the liveness ping) before its own answer comes. Seen
+/// through `MONITOR`: a session in two topics ends, so both are left at once, and each
+/// channel gets an UNSUBSCRIBE of its own, on either adapter.
+#[test]
+fn redis_unsubscribes_one_channel_a_command_on_either_adapter() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let monitor = Monitor::start(&redis);
+    for adapter in ADAPTERS {
+        // No spaces: MONITOR's words are split at them.
+        let prefix = format!("sockjs-unsub-{}-{adapter:?}:", std::process::id());
+        let node = redis_node(adapter, &redis.url(), &prefix);
+        let mut client = Client::connect(&node);
+        assert_eq!(client.ask("join one"), "joined one true");
+        assert_eq!(client.ask("join two"), "joined two true");
+        let subscribed = |topic: &str| {
+            let channel = format!("\"{prefix}t:{topic}\"");
+            let commands = monitor.commands("SUBSCRIBE", &prefix);
+            commands.iter().any(|words| words.contains(&channel))
+        };
+        eventually("both topics subscribed", || {
+            subscribed("one") && subscribed("two")
+        });
+        drop(client);
+        let unsubscribed = || {
+            let mut channels: Vec<String> = monitor
+                .commands("UNSUBSCRIBE", &prefix)
+                .into_iter()
+                .flat_map(|words| words.into_iter().skip(1))
+                .collect();
+            channels.sort();
+            channels
+        };
+        eventually("both topics unsubscribed", || unsubscribed().len() >= 2);
+        assert_eq!(
+            unsubscribed(),
+            [format!("\"{prefix}t:one\""), format!("\"{prefix}t:two\"")],
+            "{adapter:?}"
+        );
+        for words in monitor.commands("UNSUBSCRIBE", &prefix) {
+            assert_eq!(
+                words.len(),
+                2,
+                "{adapter:?}: one channel a command: {words:?}"
+            );
+        }
+        assert!(node.hub.is_connected(), "{adapter:?}");
+    }
+}
+
 /// Redis unreachable: publishing still reaches this node's members, nothing fails, and the
 /// hub says it is not connected. Needs no Redis.
 #[test]
