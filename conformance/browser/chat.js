@@ -2,15 +2,15 @@
 // The README's demo in Chromium: the chat page (examples/chat/page.html) with the real
 // sockjs-client against a chat example, through a node's graceful shutdown and restart.
 //
-//   node chat.js [--chromium PATH] -- CMD [ARGS...]
+//   node chat.js [--chromium PATH] [--transports ANN,BOB] -- CMD [ARGS...]
 //
 // Starts `CMD ARGS... 127.0.0.1:PORT --sockjs-file <sockjs-client's sockjs.min.js>` (a
 // built chat example: it is stopped with SIGTERM and started again on the same port, so
-// not `cargo run`), opens the page twice (ann over websocket, bob over xhr-polling) and
-// checks, in order:
+// not `cargo run`), opens the page twice (ann over websocket, bob over xhr-polling, or the
+// two transports given) and checks, in order:
 //   1. both join, and what ann says reaches bob;
-//   2. the node shuts down: both pages see the close (1001 "Server shutting down" on the
-//      websocket) and wait to reconnect, the Join button still disabled;
+//   2. the node shuts down: both pages see the close (1001 "Server shutting down" where
+//      ann is on websocket) and wait to reconnect, the Join button still disabled;
 //   3. the node comes back: both pages reconnect by themselves, and talk again;
 //   4. Leave while a reconnection waits cancels it: that page stays out when the node is
 //      back;
@@ -27,18 +27,26 @@ const STEP_TIMEOUT = 45000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function usage(problem) {
-  process.stderr.write('usage: node chat.js [--chromium PATH] -- CMD [ARGS...] (' + problem + ')\n');
+  process.stderr.write('usage: node chat.js [--chromium PATH] [--transports ANN,BOB] -- CMD [ARGS...] (' +
+    problem + ')\n');
   process.exit(2);
 }
 
 function parse(argv) {
-  const o = { chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', cmd: [] };
+  const o = {
+    chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    transports: ['websocket', 'xhr-polling'],
+    cmd: [],
+  };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--') {
       o.cmd = argv.slice(i + 1);
       break;
     } else if (argv[i] === '--chromium') {
       o.chromium = argv[++i] || usage('--chromium needs a path');
+    } else if (argv[i] === '--transports') {
+      o.transports = (argv[++i] || '').split(',');
+      if (o.transports.length !== 2 || o.transports.some((t) => !t)) usage('--transports wants two');
     } else {
       usage('unknown argument ' + argv[i]);
     }
@@ -150,16 +158,20 @@ async function main() {
   const counts = (page, text, n) => page.waitForFunction(
     ([t, n]) => [...document.querySelectorAll('#log .sys')].filter((l) => l.textContent.startsWith(t)).length >= n,
     [text, n], { timeout: STEP_TIMEOUT, polling: 100 });
+  const [annVia, bobVia] = o.transports;
+  // What the server calls a client's transport: the iframe ones by the transport inside
+  // the iframe, the xdr ones by the requests they make.
+  const served = (t) => t.replace(/^iframe-/, '').replace(/^xdr-/, 'xhr-');
   const inRoom = async (n) => {
-    await counts(ann, 'ann joined via websocket', n);
-    await counts(bob, 'bob joined via xhr-polling', n);
+    await counts(ann, 'ann joined via ' + served(annVia), n);
+    await counts(bob, 'bob joined via ' + served(bobVia), n);
   };
 
   let ann, bob;
   try {
-    await step('both join over websocket and xhr-polling, and talk', async () => {
-      ann = await open('ann', 'websocket');
-      bob = await open('bob', 'xhr-polling');
+    await step('both join over ' + annVia + ' and ' + bobVia + ', and talk', async () => {
+      ann = await open('ann', annVia);
+      bob = await open('bob', bobVia);
       await inRoom(1);
       await say(ann, 'hello from ann');
       await heard(bob, 'hello from ann');
@@ -168,7 +180,8 @@ async function main() {
     await step('a node shutting down: both pages see the close and wait to reconnect', async () => {
       const stopping = chat.stop();
       try {
-        await stateMatches(ann, /^disconnected \(1001 Server shutting down\); reconnecting in/);
+        await stateMatches(ann, annVia === 'websocket' ?
+          /^disconnected \(1001 Server shutting down\); reconnecting in/ : /reconnecting in/);
         await stateMatches(bob, /reconnecting in/);
         if (!(await joinDisabled(ann)) || !(await joinDisabled(bob))) {
           throw new Error('the Join button is enabled while reconnecting');
@@ -198,7 +211,7 @@ async function main() {
       }
       chat = new Chat(argv);
       await chat.ready;
-      await counts(bob, 'bob joined via xhr-polling', 3);
+      await counts(bob, 'bob joined via ' + served(bobVia), 3);
       await sleep(2000);
       const s = await state(ann);
       if (s !== 'disconnected') throw new Error('ann: ' + s);
