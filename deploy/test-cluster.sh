@@ -20,6 +20,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 # --- tools -------------------------------------------------------------------------------
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 for lb in $BALANCERS; do
   command -v "$lb" >/dev/null 2>&1 || missing+=("$lb")
 done
@@ -179,6 +180,15 @@ for lb in $BALANCERS; do
   wait_port "$LB" "$lb"
   echo "   $lb on 127.0.0.1:$LB, node a (smol) on :$NODE_A, node b (tokio) on :$NODE_B, redis on :$REDIS"
   echo "   started in $(( ($(date +%s%N) - started) / 1000000 )) ms"
+
+  # The counters: on each node's own port, not through the balancer.
+  node_metrics=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$NODE_A/metrics")
+  public_metrics=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LB/metrics")
+  if [[ "$node_metrics" != 200 || "$public_metrics" != 404 ]]; then
+    echo "FAIL /metrics: $node_metrics on node a, $public_metrics through $lb (want 200, 404)"
+    exit 1
+  fi
+  echo "PASS /metrics served by node a (200), not through $lb (404)"
 
   check_started=$(date +%s%N)
   timeout "$CHECK_TIMEOUT" "$BIN/cluster_check" --lb "127.0.0.1:$LB" \
