@@ -321,16 +321,8 @@ impl Serve {
         drop(held);
         drop(listener);
         let _ = stop_tx.send(true);
-        let services: Vec<Service> = routes.services().map(|s| s.service().clone()).collect();
-        // WebSockets count as connections until their pumps end (the close written, the
-        // linger over), as sockjs-smol's do.
-        let connections_left = || open.len();
-        let runtime = &host.runtime;
-        if !sockjs_core::driver::shutdown(runtime, &services, &config, connections_left).await {
-            tracing::warn!(
-                remaining = connections_left(),
-                "shutdown timeout: dropping connections"
-            );
+        if !host.drain(&open).await {
+            tracing::warn!("shutdown timeout: dropping connections");
         }
         // Aborts what the timeout left, and joins the rest.
         connections.shutdown().await;
@@ -517,16 +509,7 @@ async fn run_shutdown(host: Arc<Standalone>, open: Arc<OpenConnections>) {
     if let Some(trigger) = &host.trigger {
         trigger.send_replace(true);
     }
-    let services: Vec<Service> = host
-        .routes
-        .services()
-        .map(|s| s.service().clone())
-        .collect();
-    let connections_left = || open.len();
-    let runtime = &host.runtime;
-    if !sockjs_core::driver::shutdown(runtime, &services, &host.config, connections_left).await {
-        tracing::warn!(remaining = connections_left(), "shutdown timeout");
-    }
+    host.drain(&open).await;
 }
 
 /// The server, as its connections see it.
@@ -574,6 +557,23 @@ impl Standalone {
             websockets: None,
             open: None,
         }
+    }
+}
+
+impl Standalone {
+    /// The graceful shutdown's drain over the routes' services
+    /// ([`sockjs_core::driver::shutdown`], which logs what a timeout left), waiting for the
+    /// connections of `open` too: WebSockets count as connections until their pumps end
+    /// (the close written, the linger over), as sockjs-smol's do. `false` if it timed out.
+    async fn drain(&self, open: &OpenConnections) -> bool {
+        let services: Vec<Service> = self
+            .routes
+            .services()
+            .map(|s| s.service().clone())
+            .collect();
+        let connections_left = || open.len();
+        sockjs_core::driver::shutdown(&self.runtime, &services, &self.config, connections_left)
+            .await
     }
 }
 
