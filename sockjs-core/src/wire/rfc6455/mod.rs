@@ -573,12 +573,7 @@ fn utf8_so_far(opcode: u8, data: &[u8], from: usize) -> Result<usize, Error> {
     if opcode != TEXT {
         return Ok(0);
     }
-    match std::str::from_utf8(data.get(from..).unwrap_or_default()) {
-        Ok(_) => Ok(data.len()),
-        // A character cut at the end, for the next fragment to finish.
-        Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
-        Err(_) => Err(Error::InvalidUtf8),
-    }
+    text_so_far(&[], data, from)
 }
 
 /// Where the last character of `text[..at]` begins if it is cut at `at` (else `at`), when
