@@ -452,6 +452,45 @@ fn chunk_extensions_are_bounded_over_the_whole_body() {
 }
 
 #[test]
+fn chunk_sizes_leading_zeros_are_bounded_over_the_whole_body() {
+    // Leading zeros carry nothing either: one-byte chunks with a size line of 4 KiB of zeros
+    // each would be a gigabyte on the wire for a 256 KiB body, so they count with extensions.
+    let limits = Limits::default();
+    let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let zeros = "0".repeat(1023);
+    let mut input = head.to_vec();
+    for _ in 0..limits.max_head_bytes / zeros.len() + 1 {
+        input.extend_from_slice(format!("{zeros}1\r\na\r\n").as_bytes());
+    }
+    input.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(error_of(limits, &input), WireError::MalformedChunk);
+    // Zeros and extensions share the bound: each under it alone, over it together.
+    let piece = limits.max_head_bytes / 5;
+    let padded = format!("{}1\r\na\r\n", "0".repeat(piece));
+    let extended = format!("1;{}\r\nb\r\n", "x".repeat(piece - 1));
+    for (zeros, extensions, fails) in [(5, 0, false), (0, 5, false), (3, 3, true)] {
+        let mut input = head.to_vec();
+        for line in [&padded]
+            .repeat(zeros)
+            .into_iter()
+            .chain([&extended].repeat(extensions))
+        {
+            input.extend_from_slice(line.as_bytes());
+        }
+        input.extend_from_slice(b"0\r\n\r\n");
+        let error = feed(&input).error;
+        let expected = fails.then_some(WireError::MalformedChunk);
+        assert_eq!(error, expected, "{zeros} padded, {extensions} extended");
+    }
+    // A size's own digits and the last chunk's `0` are not padding; a few zeros are ignored.
+    let mut input = head.to_vec();
+    input.extend_from_slice(b"00000005\r\nhello\r\n10\r\n0123456789abcdef\r\n000\r\n\r\n");
+    let out = feed(&input);
+    assert_eq!(out.error, None);
+    assert_eq!(&out.requests()[0].body[..], b"hello0123456789abcdef");
+}
+
+#[test]
 fn chunk_size_line_without_end_fails_at_bound() {
     let mut input = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
     input.extend(std::iter::repeat_n(b'x', 5000));

@@ -580,18 +580,30 @@ fn framing(
 /// never more than `max_head_bytes`).
 const SIZE_LINE: usize = 4096;
 
+/// How many of a size line's leading hex digits count: all but its leading zeros, and at least
+/// the last digit (`0` is a size). The rest of the line is ignored, and bounded as a whole.
+fn significant_digits(line: &[u8]) -> usize {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let zeros = line
+        .iter()
+        .take(digits.saturating_sub(1))
+        .take_while(|&&b| b == b'0')
+        .count();
+    digits - zeros
+}
+
 /// RFC 9112 §7.1: a chunked body at the start of `input`: the data and how many bytes it
 /// took; `None` if it is not complete yet.
 ///
 /// DOC choices: lines end with CRLF (a bare LF is refused, which RFC 9112 §7.1 permits as
-/// its grammar says CRLF); a size line longer than `SIZE_LINE` and chunk extensions over
-/// `max_head_bytes` in all are 400 (RFC 9112 §7.1.1 asks for some bound and a 4xx); the
+/// its grammar says CRLF); a size line longer than `SIZE_LINE`, and chunk extensions and the
+/// sizes' leading zeros (all but a last digit) over `max_head_bytes` in all, are 400 (RFC 9112 §7.1.1 asks for some bound and a 4xx); the
 /// trailer section is bounded by `max_head_bytes` (431); the data by `max_body_bytes`
 /// (413), checked at each size line.
 fn chunked(input: &[u8], limits: &Limits) -> Result<Option<(Vec<u8>, usize)>, WireError> {
     let mut at = 0;
     let mut body = Vec::new();
-    let mut extensions = 0usize;
+    let mut ignored = 0usize;
     let bound = SIZE_LINE.min(limits.max_head_bytes);
     loop {
         let Some(line) = crlf_line(input, &mut at, bound, WireError::MalformedChunk)? else {
@@ -602,8 +614,8 @@ fn chunked(input: &[u8], limits: &Limits) -> Result<Option<(Vec<u8>, usize)>, Wi
         if digits == 0 || !chunk_ext(&line[digits..]) {
             return Err(WireError::MalformedChunk);
         }
-        extensions += line.len() - digits;
-        if extensions > limits.max_head_bytes {
+        ignored += line.len() - significant_digits(line);
+        if ignored > limits.max_head_bytes {
             return Err(WireError::MalformedChunk);
         }
         // RFC 9112 §7.1: sizes may be large hexadecimal numerals: no overflow.
@@ -1088,7 +1100,7 @@ impl Msg {
         // The empty lines before the request line count toward its head's bound.
         let mut head = self.leading.len() + self.head().len();
         if let Body::Chunked(chunked) = &self.body {
-            let mut extensions = 0;
+            let mut ignored = 0;
             let lines = chunked
                 .chunks
                 .iter()
@@ -1096,8 +1108,7 @@ impl Msg {
                 .chain([(chunked.last.clone(), 2)]);
             for (line, eol) in lines {
                 head = head.max(line.len() + eol);
-                extensions +=
-                    line.len() - line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                ignored += line.len() - significant_digits(&line);
             }
             let mut trailers = chunked.end.len();
             for line in &chunked.trailers {
@@ -1105,7 +1116,7 @@ impl Msg {
                 line.write(&mut out);
                 trailers += out.len();
             }
-            head = head.max(extensions).max(trailers);
+            head = head.max(ignored).max(trailers);
         }
         [head, self.fields.len(), self.data().len()]
     }

@@ -25,16 +25,17 @@ enum State {
 
 /// Decodes a chunked body, consuming its bytes as they arrive.
 ///
-/// Chunk extensions are checked against their grammar and ignored (all of a body's together bounded by
-/// `max_head_bytes`); trailer fields are accepted (bounded by `max_head_bytes`) and
+/// Chunk extensions are checked against their grammar and ignored; they and the sizes' leading
+/// zeros, which carry nothing either, are bounded over the whole body by `max_head_bytes`. Trailer fields are accepted (bounded by `max_head_bytes`) and
 /// discarded. Lines must end with CRLF.
 #[derive(Debug)]
 pub(crate) struct ChunkedDecoder {
     state: State,
     body: BytesMut,
     trailer_bytes: usize,
-    /// Bytes of chunk extensions so far, over every size line.
-    extension_bytes: usize,
+    /// Bytes of size lines that carry nothing (chunk extensions, leading zeros) so far, over
+    /// every size line.
+    ignored_bytes: usize,
 }
 
 impl ChunkedDecoder {
@@ -43,7 +44,7 @@ impl ChunkedDecoder {
             state: State::Size,
             body: BytesMut::new(),
             trailer_bytes: 0,
-            extension_bytes: 0,
+            ignored_bytes: 0,
         }
     }
 
@@ -67,12 +68,12 @@ impl ChunkedDecoder {
                     else {
                         return Ok(false);
                     };
-                    let (size, extensions) = parse_size_line(&line)?;
-                    // Extensions are ignored, so they are bounded as a whole, by the head's
-                    // bound: else each of a body's one-byte chunks could bring 4 KiB of
-                    // them, a gigabyte on the wire for a 256 KiB body.
-                    self.extension_bytes += extensions;
-                    if self.extension_bytes > limits.max_head_bytes {
+                    let (size, ignored) = parse_size_line(&line)?;
+                    // Extensions and leading zeros are ignored, so they are bounded as a
+                    // whole, by the head's bound: else each of a body's one-byte chunks could
+                    // bring 4 KiB of them, a gigabyte on the wire for a 256 KiB body.
+                    self.ignored_bytes += ignored;
+                    if self.ignored_bytes > limits.max_head_bytes {
                         return Err(WireError::MalformedChunk);
                     }
                     let total = (self.body.len() as u64).saturating_add(size);
@@ -168,19 +169,24 @@ fn take_line(
 }
 
 /// Parse `1*HEXDIG [ BWS ";" chunk-ext ]`; an oversized number saturates.
-/// A chunk's size, and how many bytes of extensions (whitespace included) its line held.
+/// A chunk's size, and how many bytes its line held that carry nothing: the size's leading
+/// zeros (all but a last digit) and the extensions, whitespace included.
 fn parse_size_line(line: &[u8]) -> Result<(u64, usize), WireError> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
         return Err(WireError::MalformedChunk);
     }
+    let zeros = line[..digits - 1]
+        .iter()
+        .take_while(|&&b| b == b'0')
+        .count();
     let size = line[..digits].iter().fold(0u64, |acc, &b| {
         let d = (b as char).to_digit(16).unwrap_or(0) as u64;
         acc.saturating_mul(16).saturating_add(d)
     });
     let rest = &line[digits..];
     if is_chunk_ext(rest) {
-        Ok((size, rest.len()))
+        Ok((size, zeros + rest.len()))
     } else {
         Err(WireError::MalformedChunk)
     }
