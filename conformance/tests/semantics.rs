@@ -1785,7 +1785,7 @@ fn head_with(n: usize) -> String {
 }
 
 #[test]
-fn a_head_over_max_head_bytes_or_max_headers_gets_431() {
+fn a_head_over_max_head_bytes_or_max_headers_gets_431_and_a_target_over_it_414() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
             // max_head_bytes 4096 and max_headers 20, counted the same way on both.
@@ -1797,6 +1797,9 @@ fn a_head_over_max_head_bytes_or_max_headers_gets_431() {
             assert_eq!(status(head_with(20)), 200, "{adapter:?}");
             assert_eq!(status(head_with(21)), 431, "{adapter:?}");
             assert_eq!(status(head_with(50)), 431, "{adapter:?}");
+            // RFC 9112 §3: a request line that alone is over the bound, 414.
+            let long = format!("GET /app/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(5000));
+            assert_eq!(status(long), 414, "{adapter:?}");
         }
     });
 }

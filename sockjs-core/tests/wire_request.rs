@@ -663,6 +663,29 @@ fn head_over_limit_is_431_even_when_complete() {
 }
 
 #[test]
+fn rfc9112_3_a_request_line_over_the_head_bound_is_414() {
+    let limits = small_limits();
+    let long = cat(&[b"GET /", &[b'a'; 200], b" HTTP/1.1\r\nHost: a\r\n\r\n"]);
+    let err = error_of(limits, &long);
+    assert_eq!(err, WireError::UriTooLong);
+    assert_eq!(err.status(), StatusCode::URI_TOO_LONG);
+    assert_eq!(
+        feed_bytewise(limits, &long).error,
+        Some(WireError::UriTooLong)
+    );
+    // The request line's end (LF) just past the bound: 414; within it, the fields' excess
+    // is 431.
+    let line = |n: usize| cat(&[b"GET /", &vec![b'a'; n], b" HTTP/1.1\r\n"]);
+    let at_bound = line(limits.max_head_bytes - 15);
+    assert_eq!(at_bound.len(), limits.max_head_bytes + 1);
+    assert_eq!(error_of(limits, &at_bound), WireError::UriTooLong);
+    let within = cat(&[&line(limits.max_head_bytes - 16), b"Host: a\r\n\r\n"]);
+    assert_eq!(error_of(limits, &within), WireError::HeadTooLarge);
+    // Bytes with no space, no method read: the head's bound, 431.
+    assert_eq!(error_of(limits, &[b'x'; 200]), WireError::HeadTooLarge);
+}
+
+#[test]
 fn head_exactly_at_limit_is_accepted() {
     let mut input = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
     input.extend(std::iter::repeat_n(b'v', 128 - input.len() - 4));
@@ -829,6 +852,7 @@ fn error_response_bytes() {
         WireError::UnsupportedVersion,
         WireError::TooManyHeaders,
         WireError::HeadTooLarge,
+        WireError::UriTooLong,
         WireError::InvalidContentLength,
         WireError::AmbiguousBodyLength,
         WireError::UnsupportedTransferEncoding,

@@ -220,10 +220,20 @@ fn read_request(
     };
     // RFC 9112 §2.1: the head is everything up to the first empty line. DOC: it is bounded by
     // `max_head_bytes` (less the empty lines before it), refused with 431 once that many
-    // bytes came without its end (RFC 6585 §5 names 431 for header fields too large).
+    // bytes came without its end (RFC 6585 §5 names 431 for header fields too large); with
+    // 414 if those bytes are all of a request line past its method (RFC 9112 §3: a target
+    // longer than the server parses).
     let (head_len, lines) = match head_lines(input) {
         Some((len, lines)) if len <= head_room => (len, lines),
-        _ if input.len() >= head_room => return Err(error(WireError::HeadTooLarge)),
+        _ if input.len() >= head_room => {
+            let window = &input[..head_room];
+            let target = !window.contains(&b'\n') && window.contains(&b' ');
+            return Err(error(if target {
+                WireError::UriTooLong
+            } else {
+                WireError::HeadTooLarge
+            }));
+        }
         _ => {
             return Err(End::Pending {
                 head_read: false,
@@ -1598,6 +1608,7 @@ enum Fault {
     NoColon(Index),
     SqueezeFields,
     SqueezeHead,
+    SqueezeRequestLine,
     // Host (RFC 9112 §3.2).
     DropHost,
     DuplicateHost(Index, bool, bool),
@@ -1690,6 +1701,7 @@ fn field_fault() -> BoxedStrategy<Fault> {
         any::<Index>().prop_map(Fault::NoColon),
         Just(Fault::SqueezeFields),
         Just(Fault::SqueezeHead),
+        Just(Fault::SqueezeRequestLine),
     ]
     .boxed()
 }
@@ -2073,6 +2085,7 @@ fn apply(msg: &mut Msg, fault: &Fault) {
         | Fault::Trailers(_)
         | Fault::SqueezeFields
         | Fault::SqueezeHead
+        | Fault::SqueezeRequestLine
         | Fault::Truncate(_) => {}
     }
 }
@@ -2083,6 +2096,12 @@ fn apply_limited(msg: &mut Msg, fault: &Fault, limits: &mut Limits) {
     match fault {
         Fault::SqueezeFields => limits.max_headers = msg.fields.len().saturating_sub(1),
         Fault::SqueezeHead => limits.max_head_bytes = msg.head().len() - 1,
+        Fault::SqueezeRequestLine => {
+            // The bound ends just before the request line's LF.
+            let head = msg.head();
+            let line = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+            limits.max_head_bytes = (msg.leading.len() + line).max(1);
+        }
         Fault::SqueezeBody => limits.max_body_bytes = msg.data().len().saturating_sub(1),
         Fault::ExtTooLong(i) => {
             let chunks = msg.chunks(1);

@@ -113,7 +113,7 @@ pub struct Config {
     /// before the connection is dropped; also how long a connection the server closes
     /// while the client may still be sending goes on reading and dropping what comes, so
     /// that the server's last answer is not lost to a reset: an HTTP request it refused
-    /// (400, 408, 413, 431), an upgrade not answered with `101`, a shutdown's `503`, and a
+    /// (400, 408, 413, 414, 431), an upgrade not answered with `101`, a shutdown's `503`, and a
     /// WebSocket closed for a message too big or a broken frame (its FIN goes with its
     /// close, then the client's bytes are dropped). Default 1 s.
     pub close_linger: Duration,
@@ -144,7 +144,8 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// *(server)* Most header fields in a request (431 beyond). Default 100.
     pub max_headers: usize,
-    /// *(server)* Most bytes in a request head (431 beyond). Default 16 KiB.
+    /// *(server)* Most bytes in a request head (431 beyond; 414 if the request line alone is
+    /// over). Default 16 KiB.
     pub max_head_bytes: usize,
     /// *(server)* Close code sent to open sessions at graceful shutdown. Default 1001.
     pub shutdown_code: u16,

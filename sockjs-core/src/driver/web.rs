@@ -49,7 +49,7 @@ pub type Fallback =
 /// Headers a standalone server adds to every response it writes that lacks them (e.g. the
 /// name of the node behind a load balancer): sockjs-smol's `Server::header` and
 /// sockjs-tokio's `Routes::header`. Not the error answers to requests that could not be
-/// read (400, 408, 413, 431).
+/// read (400, 408, 413, 414, 431).
 ///
 /// ```
 /// use http::{HeaderMap, HeaderName, HeaderValue};

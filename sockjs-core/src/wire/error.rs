@@ -29,6 +29,10 @@ pub enum WireError {
     /// The head (or a chunked body's trailer section) is longer than
     /// [`Limits::max_head_bytes`](super::Limits::max_head_bytes). `431`.
     HeadTooLarge,
+    /// The request line alone, its method read, is longer than
+    /// [`Limits::max_head_bytes`](super::Limits::max_head_bytes): its target is longer than
+    /// this server parses (RFC 9112 §3). `414`.
+    UriTooLong,
     /// A `Content-Length` value is not a number, or several values disagree. `400`.
     InvalidContentLength,
     /// Both `Content-Length` and `Transfer-Encoding` are present, which is a
@@ -74,6 +78,7 @@ impl WireError {
             WireError::TooManyHeaders | WireError::HeadTooLarge => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
+            WireError::UriTooLong => StatusCode::URI_TOO_LONG,
             WireError::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
             WireError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
@@ -87,6 +92,7 @@ impl WireError {
             WireError::UnsupportedVersion => "HTTP version not supported",
             WireError::TooManyHeaders => "Too many header fields",
             WireError::HeadTooLarge => "Request head too large",
+            WireError::UriTooLong => "Request target too long",
             WireError::InvalidContentLength => "Invalid Content-Length",
             WireError::AmbiguousBodyLength => "Both Content-Length and Transfer-Encoding",
             WireError::UnsupportedTransferEncoding => "Unsupported Transfer-Encoding",

@@ -20,7 +20,7 @@
 //!   accept when the adapter says when that was ([`Connection::with_accepted_at`]: a TLS
 //!   handshake takes from the same time), its body within
 //!   [`Config::body_read_timeout`] of its head (then `408`);
-//! - heads are bounded by [`Config::max_head_bytes`] and [`Config::max_headers`] (`431`),
+//! - heads are bounded by [`Config::max_head_bytes`] and [`Config::max_headers`] (`431`; `414` for a request line alone over the bound),
 //!   bodies by the largest `max_request_body` of the [`Host::services`] (`413`), malformed requests get `400`, and
 //!   each of these answers closes the connection;
 //! - a write waits at most [`Config::write_timeout`] for the client to take any of it;
@@ -164,7 +164,7 @@ pub trait Host: Send + Sync + Sized + 'static {
     }
 
     /// Adds the server's own headers to a response it writes (default: none). Not called
-    /// for the answers to requests that could not be read (400, 408, 413, 431).
+    /// for the answers to requests that could not be read (400, 408, 413, 414, 431).
     fn decorate(&self, headers: &mut HeaderMap) {
         let _ = headers;
     }
