@@ -2289,6 +2289,22 @@ fn hixie76_key3_in_the_same_write_as_the_head_is_answered() {
             assert_eq!(conn.read_exact_bytes(2).unwrap(), [0xff, 0x00]);
             assert!(conn.is_closed().unwrap());
 
+            // RFC 9112 §3.2.2: an absolute-form target's authority, not the Host field, says
+            // where the socket is.
+            let id = sid("hixie-absolute");
+            let mut conn = target.conn();
+            let absolute = format!("http://good.example:81{}", path(&id, "websocket"));
+            let mut bytes = hixie_head(&absolute).into_bytes();
+            bytes.extend_from_slice(b"aaaaaaaa");
+            conn.write_raw(&bytes).unwrap();
+            let head = conn.read_head().unwrap();
+            assert_eq!(head.status, 101, "{adapter:?}");
+            assert_eq!(
+                head.header("sec-websocket-location").map(str::to_owned),
+                Some(format!("ws://good.example:81{}", path(&id, "websocket"))),
+                "{adapter:?}"
+            );
+
             // Raw WebSocket whose application closes at once.
             let mut conn = target.conn();
             let mut bytes = hixie_head("/close/websocket").into_bytes();

@@ -686,6 +686,48 @@ fn rfc9112_3_a_request_line_over_the_head_bound_is_414() {
 }
 
 #[test]
+fn rfc9112_3_2_2_an_absolute_form_targets_authority_is_the_host() {
+    let host = |input: &[u8]| -> Vec<Vec<u8>> {
+        let out = feed(input);
+        assert_eq!(out.error, None, "{}", String::from_utf8_lossy(input));
+        let request = &out.requests()[0];
+        let hosts = request.headers.iter().filter(|(name, _)| name == "host");
+        hosts.map(|(_, value)| value.clone()).collect()
+    };
+    // The Host field is ignored for the target's authority, which is what a proxy routed on.
+    let other = b"GET http://good.example:8080/echo/info HTTP/1.1\r\nHost: evil.example\r\n\r\n";
+    assert_eq!(host(other), [b"good.example:8080".to_vec()]);
+    assert_eq!(
+        feed(other).requests()[0].uri,
+        "http://good.example:8080/echo/info"
+    );
+    // HTTP/1.0 may leave the field out; the authority is still the host.
+    assert_eq!(
+        host(b"GET http://[::1]/x HTTP/1.0\r\n\r\n"),
+        [b"[::1]".to_vec()]
+    );
+    // An origin-form target keeps its field.
+    assert_eq!(host(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"), [b"a".to_vec()]);
+    // Still required and checked as a field (RFC 9112 §3.2).
+    let missing = b"GET http://a/x HTTP/1.1\r\n\r\n";
+    assert_eq!(error_of(Limits::default(), missing), WireError::MissingHost);
+    // No host, or user information, is no authority to take (RFC 9110 §4.2.1, RFC 9110 §4.2.4).
+    for target in [
+        "http://user@a/x",
+        "http://user:pw@a/x",
+        "http:///x",
+        "http://a%/x",
+    ] {
+        let input = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let error = feed(input.as_bytes()).error;
+        assert!(
+            error.is_some_and(|e| e.status() == 400),
+            "{target}: {error:?}"
+        );
+    }
+}
+
+#[test]
 fn head_exactly_at_limit_is_accepted() {
     let mut input = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
     input.extend(std::iter::repeat_n(b'v', 128 - input.len() - 4));

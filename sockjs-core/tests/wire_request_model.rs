@@ -331,6 +331,7 @@ fn read_head(lines: &[&[u8]], limits: &Limits) -> Result<Head, WireError> {
     if version == Version::HTTP_11 && !host {
         return Err(WireError::MissingHost);
     }
+    authority_as_host(&mut fields, &method, target);
     let framing = framing(&fields, version, limits)?;
     // RFC 9112 §9.3: persistence. RFC 9110 §7.8: Upgrade comes with the `upgrade` option.
     // RFC 9110 §10.1.1: a 100-continue expectation in HTTP/1.0 is ignored.
@@ -454,6 +455,27 @@ fn request_target(method: &str, target: &[u8]) -> Option<String> {
             text
         }
     })
+}
+
+/// RFC 9112 §3.2.2: the origin server ignores the Host field of an absolute-form request
+/// (one `request_target` took) and uses the target's authority: what lies between `://` and
+/// the path or query.
+fn authority_as_host(fields: &mut Vec<(String, Vec<u8>)>, method: &str, target: &[u8]) {
+    if method == "CONNECT" || target == b"*" || target.first() == Some(&b'/') {
+        return;
+    }
+    let Some(colon) = target.iter().position(|&b| b == b':') else {
+        return;
+    };
+    let Some(rest) = target[colon + 1..].strip_prefix(b"//") else {
+        return;
+    };
+    let end = rest.iter().position(|&b| b == b'/' || b == b'?');
+    fields.retain(|(name, _)| name != "host");
+    fields.push((
+        "host".to_owned(),
+        rest[..end.unwrap_or(rest.len())].to_vec(),
+    ));
 }
 
 /// RFC 3986 §3.3, RFC 3986 §3.4: `"/" *( segment "/" )` then maybe `"?" query`.
@@ -1077,7 +1099,7 @@ impl Msg {
 
     /// What the generator meant, read off the parts rather than the bytes.
     fn intent(&self) -> Req {
-        let fields: Vec<(String, Vec<u8>)> = self
+        let mut fields: Vec<(String, Vec<u8>)> = self
             .fields
             .iter()
             .map(|l| {
@@ -1085,6 +1107,8 @@ impl Msg {
                 (name, trim_ows(&l.value).to_vec())
             })
             .collect();
+        let method = String::from_utf8_lossy(&self.method).into_owned();
+        authority_as_host(&mut fields, &method, &self.target);
         let version = if self.http10() {
             Version::HTTP_10
         } else {
@@ -1092,7 +1116,7 @@ impl Msg {
         };
         let close = lists(&fields, "connection", "close");
         Req {
-            method: String::from_utf8_lossy(&self.method).into_owned(),
+            method,
             uri: self.uri.clone(),
             version,
             keep_alive: !close && (!self.http10() || lists(&fields, "connection", "keep-alive")),

@@ -72,7 +72,8 @@ impl DecodedRequest {
 /// Bodies are framed by `Content-Length` or `Transfer-Encoding: chunked`
 /// (extensions and trailers accepted and ignored); with neither, the body is
 /// empty. `Host` is required in HTTP/1.1 (an HTTP/1.0 request may leave it out), must be a
-/// host and port, and may not come twice, as RFC 9112 §3.2 requires. Every error is final: answer it with
+/// host and port, and may not come twice, as RFC 9112 §3.2 requires; an absolute-form
+/// target's authority takes its place (RFC 9112 §3.2.2). Every error is final: answer it with
 /// [`WireError::encode_response`] and close the connection.
 #[derive(Debug)]
 pub struct RequestDecoder {
@@ -404,6 +405,19 @@ fn parse_head_into<'b>(
     }
     let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
         .map_err(|_| WireError::InvalidTarget)?;
+    // RFC 9112 §3.2.2: an absolute-form target's authority is the request's host, in place of
+    // the Host field, so that what a proxy routed on is what the application reads.
+    // RFC 9110 §4.2.1: an empty host is invalid; user information is no host either.
+    let authority = match (uri.scheme(), uri.authority()) {
+        (Some(_), Some(authority)) => {
+            let authority = authority.as_str();
+            if authority.is_empty() || !is_host_value(authority.as_bytes()) {
+                return Err(WireError::InvalidTarget);
+            }
+            Some(HeaderValue::from_str(authority).map_err(|_| WireError::InvalidTarget)?)
+        }
+        _ => None,
+    };
     let version = match parsed.version {
         Some(0) => Version::HTTP_10,
         Some(1) => Version::HTTP_11,
@@ -448,6 +462,11 @@ fn parse_head_into<'b>(
 
     if version == Version::HTTP_11 && !host {
         return Err(WireError::MissingHost);
+    }
+    if let Some(authority) = authority {
+        headers
+            .try_insert(HOST, authority)
+            .map_err(|_| WireError::TooManyHeaders)?;
     }
     let body = framing.body(version, limits)?;
     let keep_alive = match version {
