@@ -1151,6 +1151,89 @@ fn send_await_paces_a_slow_client_without_losing_messages() {
     });
 }
 
+/// A session's backlog, queued while no receiver was attached, reaches the next streaming
+/// receiver whole, behind its prelude, though it is larger than
+/// `max_connection_queue_bytes`: what is queued before the connection took anything says
+/// nothing of a client that does not read. (It was taken for an overflow: the connection
+/// dropped unanswered, the messages lost, the session aborted.) xhr-streaming, and
+/// htmlfile, whose wrapping escapes the frame again.
+#[test]
+fn a_backlog_past_the_connection_queue_reaches_the_next_streaming_receiver() {
+    within(LIMIT, || {
+        const COUNT: usize = 40;
+        const SIZE: usize = 1000;
+        for adapter in ADAPTERS {
+            let config = Config {
+                max_connection_queue_bytes: 16 * 1024,
+                ..config()
+            };
+            let reports = Reports::new();
+            let tx = reports.sender();
+            let target = serve(
+                adapter,
+                config,
+                options(),
+                handler(move |mut session: Session| {
+                    let tx = tx.clone();
+                    async move {
+                        // The client's word, sent while no receiver is attached.
+                        let _ = session.recv().await;
+                        let mut result = Ok(());
+                        for n in 0..COUNT {
+                            let mut text = format!("{n}:");
+                            text.extend(std::iter::repeat_n('"', SIZE - text.len()));
+                            result = result.and(session.send(text).await);
+                        }
+                        let _ = tx.send(result);
+                        while session.recv().await.is_some() {}
+                    }
+                }),
+            );
+            for transport in ["xhr_streaming", "htmlfile?c=f"] {
+                let id = sid("backlog");
+                assert_eq!(xhr(&target, &id), "o\n");
+                assert_eq!(xhr_send(&target, &id, r#"["go"]"#), 204);
+                assert_eq!(reports.next(), Ok(()), "{adapter:?}");
+                let method = if transport == "xhr_streaming" {
+                    "POST"
+                } else {
+                    "GET"
+                };
+                let mut conn = target.conn();
+                conn.send(&Request::new(method, &path(&id, transport)))
+                    .unwrap();
+                let head = conn.read_head().unwrap();
+                assert_eq!(head.status, 200, "{adapter:?} {transport}");
+                let _prelude = conn.read_chunk().unwrap();
+                let frame = chunk_text(&mut conn);
+                let frame = match transport {
+                    "xhr_streaming" => frame,
+                    // `<script>\np("FRAME");\n</script>\r\n`, the frame a JS string.
+                    _ => serde_json::from_str::<String>(
+                        frame
+                            .strip_prefix("<script>\np(")
+                            .and_then(|f| f.strip_suffix(");\n</script>\r\n"))
+                            .unwrap(),
+                    )
+                    .unwrap(),
+                };
+                let got: Vec<usize> = serde_json::from_str::<Vec<String>>(
+                    frame.trim_end().strip_prefix('a').unwrap(),
+                )
+                .unwrap()
+                .iter()
+                .map(|m| m.split(':').next().unwrap().parse().unwrap())
+                .collect();
+                assert_eq!(
+                    got,
+                    (0..COUNT).collect::<Vec<_>>(),
+                    "{adapter:?} {transport}"
+                );
+            }
+        }
+    });
+}
+
 /// What a `try_send` user saw: how many messages went in before `QueueFull`, and whether
 /// `ready()` resolved (once the client took some) while the session was open.
 #[derive(Debug, PartialEq)]

@@ -40,7 +40,10 @@ pub struct Config {
     /// [`max_connection_queue_bytes`](Config::max_connection_queue_bytes), so only the
     /// server's own frames could go past: beyond either bound, the engine is told the client
     /// aborted, the queue is dropped, and the connection closes once its blocked write goes
-    /// through or times out. Default 4096.
+    /// through or times out. The byte bound holds once the connection has taken its first
+    /// item: the engine's answer to a request goes in whole (a session's backlog flushed to
+    /// its next streaming receiver behind the prelude, bounded by
+    /// [`Options::max_queued_bytes`](crate::Options::max_queued_bytes)). Default 4096.
     pub max_connection_queue: usize,
     /// Most outgoing bytes queued for one connection (one larger item still fits a queue
     /// that holds no bytes). Default 1 MiB.

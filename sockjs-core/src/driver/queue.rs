@@ -37,6 +37,9 @@ struct State {
     killed: bool,
     /// The receiver is gone.
     gone: bool,
+    /// The consumer has taken an item: from then on, a push past the byte bound says the
+    /// client does not read.
+    taken: bool,
     waker: Option<Waker>,
     /// Senders waiting for room (see [`Watch`]), and the fill below which they go on.
     room: Waiters,
@@ -115,6 +118,7 @@ pub(crate) fn channel() -> (Sender, Receiver) {
             ended: false,
             killed: false,
             gone: false,
+            taken: false,
             waker: None,
             room: Waiters::default(),
             low: (0, 0),
@@ -146,7 +150,10 @@ impl Sender {
     /// Queues `item` unless the queue holds `max_items` items already, or holds bytes and
     /// would pass `max_bytes` (one item larger than `max_bytes` still fits a queue that
     /// holds no bytes: an empty one, or one of heads only, which weigh nothing and count
-    /// against `max_items`).
+    /// against `max_items`). Until its consumer has taken an item, the byte bound does not
+    /// apply: what is queued then is the engine's answer to the request, all at once (a
+    /// session's backlog flushed behind a stream's prelude, say), bounded by the engine's
+    /// own bounds, and says nothing yet of a client that does not read.
     pub(crate) fn push(
         &self,
         item: Content,
@@ -160,7 +167,7 @@ impl Sender {
                 return Err(PushError::Gone);
             }
             if st.items.len() >= max_items
-                || (st.bytes > 0 && st.bytes.saturating_add(weight) > max_bytes)
+                || (st.taken && st.bytes > 0 && st.bytes.saturating_add(weight) > max_bytes)
             {
                 return Err(PushError::Full);
             }
@@ -348,6 +355,7 @@ fn take(st: &mut State) -> TryRecv {
     }
     match st.items.pop_front() {
         Some(item) => {
+            st.taken = true;
             st.bytes -= weight(&item);
             if !st.room.is_empty() && st.items.len() <= st.low.0 && st.bytes <= st.low.1 {
                 wake_all(st.room.take());
@@ -382,6 +390,9 @@ mod tests {
     #[test]
     fn bounded_by_items_and_bytes_in_order() {
         let (tx, rx) = channel();
+        // The byte bound holds once the consumer has begun taking.
+        assert_eq!(tx.push(chunk(0), 2, 15), Ok(()));
+        assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
         assert_eq!(tx.push(chunk(10), 2, 15), Ok(()));
         assert_eq!(tx.push(chunk(10), 2, 15), Err(PushError::Full));
         assert_eq!(tx.push(chunk(5), 2, 15), Ok(()));

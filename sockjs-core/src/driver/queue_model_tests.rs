@@ -166,6 +166,8 @@ struct Model {
     ended: bool,
     killed: bool,
     gone: bool,
+    /// The consumer has taken an item.
+    taken: bool,
     /// The waker of the consumer's last pending poll ("one waker slot").
     rx_waker: Option<usize>,
     /// Each room future's registration: its waker, and the bytes it waits to send.
@@ -182,6 +184,7 @@ impl Model {
             ended: false,
             killed: false,
             gone: false,
+            taken: false,
             rx_waker: None,
             room: [None; FUTURES],
             wakes: vec![0; WAKERS],
@@ -203,9 +206,9 @@ impl Model {
     }
 
     /// `Sender::push`: refused if the receiver is gone; else if the queue holds
-    /// `max_items`, or holds bytes and would pass `max_bytes` (one larger item still fits
-    /// a queue that holds no bytes, heads only included). An accepted item wakes the
-    /// consumer.
+    /// `max_items`, or holds bytes and would pass `max_bytes` once the consumer has taken
+    /// an item (one larger item still fits a queue that holds no bytes, heads only
+    /// included). An accepted item wakes the consumer.
     fn push(
         &mut self,
         key: Key,
@@ -215,7 +218,9 @@ impl Model {
         if self.gone {
             return Err(PushError::Gone);
         }
-        if self.items.len() >= max_items || (self.bytes > 0 && self.bytes + weight > max_bytes) {
+        if self.items.len() >= max_items
+            || (self.taken && self.bytes > 0 && self.bytes + weight > max_bytes)
+        {
             return Err(PushError::Full);
         }
         self.items.push_back((key, weight));
@@ -242,6 +247,7 @@ impl Model {
         }
         match self.items.pop_front() {
             Some((key, weight)) => {
+                self.taken = true;
                 self.bytes -= weight;
                 let (max_items, max_bytes) = self.bounds;
                 if self.items.len() <= max_items / 2 && self.bytes <= max_bytes / 2 {
@@ -635,15 +641,40 @@ proptest! {
 
 /// `Sender::push`: one item larger than `max_bytes` still fits a queue that holds no
 /// bytes, "an empty one, or one of heads only, which weigh nothing and count against
-/// `max_items`"; `Watch::has_room` agrees; once the queue holds bytes, it takes no more
-/// than the bound.
+/// `max_items`"; `Watch::has_room` agrees; once the queue holds bytes (and its consumer
+/// has begun taking), it takes no more than the bound.
 #[test]
 fn a_larger_item_fits_a_queue_of_heads_only_and_not_one_that_holds_bytes() {
-    let (tx, _rx) = channel();
+    let (tx, rx) = channel();
     let watch = tx.watch();
+    assert_eq!(tx.push(item(4, 0, 0).0, 8, 15), Ok(()));
+    assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
     assert_eq!(tx.push(item(4, 0, 0).0, 8, 15), Ok(()));
     assert!(watch.has_room((8, 15), 16));
     assert_eq!(tx.push(item(0, 16, 1).0, 8, 15), Ok(()));
     assert!(!watch.has_room((8, 15), 1));
     assert_eq!(tx.push(item(0, 1, 2).0, 8, 15), Err(PushError::Full));
+}
+
+/// `Sender::push`: "Until its consumer has taken an item, the byte bound does not apply":
+/// a stream's head, its prelude and a session's whole backlog, queued at once for a new
+/// receiver, all go in (the item bound still holds); once the consumer has taken one, the
+/// byte bound holds again, and waiting senders wait under it meanwhile.
+#[test]
+fn what_is_queued_before_the_first_take_is_not_held_to_the_byte_bound() {
+    let (tx, rx) = channel();
+    let watch = tx.watch();
+    assert_eq!(tx.push(item(4, 0, 0).0, 4, 15), Ok(()));
+    assert_eq!(tx.push(item(0, 10, 1).0, 4, 15), Ok(()));
+    assert_eq!(tx.push(item(0, 40, 2).0, 4, 15), Ok(()));
+    assert!(!watch.has_room((4, 15), 1));
+    assert_eq!(tx.push(item(0, 1, 3).0, 4, 15), Ok(()));
+    assert_eq!(tx.push(item(0, 1, 4).0, 4, 15), Err(PushError::Full));
+    assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
+    assert_eq!(tx.push(item(0, 1, 5).0, 4, 15), Err(PushError::Full));
+    for _ in 0..3 {
+        assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
+    }
+    assert_eq!(tx.push(item(0, 16, 6).0, 4, 15), Ok(()));
+    assert_eq!(tx.push(item(0, 1, 7).0, 4, 15), Err(PushError::Full));
 }
