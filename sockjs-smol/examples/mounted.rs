@@ -28,7 +28,7 @@ use std::time::Duration;
 use async_executor::Executor;
 use async_io::{Async, Timer};
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use http::{Request, Response, StatusCode, header};
 use sockjs_smol::{Handler, Options, Server, Session};
 
@@ -86,9 +86,33 @@ pub async fn app(executor: Arc<Executor<'static>>, listener: Async<TcpListener>)
     }
 }
 
+/// How long a client may take to show its request line, and for the application's own
+/// routes its whole head, as SockJS's own `Config::header_read_timeout`: a client that
+/// connects and sends nothing holds its task and socket no longer.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Looks at the first request line without taking it off the socket, and serves the
-/// connection: SockJS's for `/echo`, the application's own otherwise.
+/// connection: SockJS's for `/echo` (its own timeouts from there), the application's own
+/// otherwise.
 async fn route(stream: Async<TcpStream>, peer: SocketAddr, sockjs: Handler) -> io::Result<()> {
+    let path = within(HEAD_TIMEOUT, request_path(&stream)).await?;
+    if path == "/echo" || path.starts_with("/echo/") {
+        return sockjs.serve_connection(stream, peer).await;
+    }
+    within(HEAD_TIMEOUT, own(stream, &path)).await
+}
+
+/// `work`, or a `TimedOut` error once `limit` has passed.
+async fn within<T>(limit: Duration, work: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    future::or(work, async {
+        Timer::after(limit).await;
+        Err(io::ErrorKind::TimedOut.into())
+    })
+    .await
+}
+
+/// The first request line's path, peeked (left on the socket for whoever serves it).
+async fn request_path(stream: &Async<TcpStream>) -> io::Result<String> {
     let mut head = [0u8; 1024];
     let mut seen = 0;
     for _ in 0..100 {
@@ -100,11 +124,7 @@ async fn route(stream: Async<TcpStream>, peer: SocketAddr, sockjs: Handler) -> i
         Timer::after(Duration::from_millis(10)).await;
     }
     let line = String::from_utf8_lossy(&head[..seen]);
-    let path = line.split(' ').nth(1).unwrap_or_default();
-    if path == "/echo" || path.starts_with("/echo/") {
-        return sockjs.serve_connection(stream, peer).await;
-    }
-    own(stream, path).await
+    Ok(line.split(' ').nth(1).unwrap_or_default().to_owned())
 }
 
 /// The application's own HTTP: one request, one answer, then close.

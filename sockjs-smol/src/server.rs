@@ -604,24 +604,40 @@ impl Handler {
     /// one whose client has gone gets its answer at once. Other streams, TLS included,
     /// cannot be probed: there a new receiver waits up to [`Config::abort_grace`] for the
     /// previous one to turn out gone.
+    ///
+    /// The future owns what it needs (`'static`), so it can be spawned as it is, as
+    /// sockjs-tokio's `Handler::serve_connection`'s can:
+    ///
+    /// ```
+    /// # use std::net::{SocketAddr, TcpStream};
+    /// # use async_io::Async;
+    /// fn hand_over(
+    ///     handler: &sockjs_smol::Handler,
+    ///     executor: &async_executor::Executor<'static>,
+    ///     stream: Async<TcpStream>,
+    ///     peer: SocketAddr,
+    /// ) {
+    ///     executor.spawn(handler.serve_connection(stream, peer)).detach();
+    /// }
+    /// ```
     pub fn serve_connection<S>(
         &self,
         stream: S,
         peer: SocketAddr,
-    ) -> impl Future<Output = io::Result<()>> + Send + '_
+    ) -> impl Future<Output = io::Result<()>> + Send + 'static
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        // Counted from the call, as one future: an `async` wrapper would add a state of
-        // its own to every connection's task.
+        // Counted from the call, as one future that owns its handle (to spawn as it is):
+        // an `async` wrapper would add a state of its own to every connection's task.
         self.shared
             .open
             .enter()
-            .counting(self.serve_stream(stream, peer))
+            .counting(self.clone().serve_stream(stream, peer))
     }
 
     /// [`serve_connection`](Handler::serve_connection), for a connection counted already.
-    async fn serve_stream<S>(&self, stream: S, peer: SocketAddr) -> io::Result<()>
+    async fn serve_stream<S>(self, stream: S, peer: SocketAddr) -> io::Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {

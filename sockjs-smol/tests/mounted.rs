@@ -26,6 +26,9 @@ fn the_applications_route_and_the_sockjs_service_share_one_listener_and_executor
         .spawn(mounted::app(executor.clone(), listener))
         .detach();
     let conn = || Conn::connect(&addr.to_string(), Duration::from_secs(5)).unwrap();
+    // A client that connects and says nothing (checked at the end).
+    let silent = std::net::TcpStream::connect(addr).unwrap();
+    let connected = std::time::Instant::now();
 
     // The application's own route, and its 404.
     let page = conn().roundtrip(&Request::new("GET", "/")).unwrap();
@@ -73,5 +76,17 @@ fn the_applications_route_and_the_sockjs_service_share_one_listener_and_executor
     assert_eq!(
         ws.read().unwrap(),
         tungstenite::Message::text("over the socket")
+    );
+
+    // The silent client is let go once the head's time is up: its task and socket are not
+    // held for ever.
+    let bound = mounted::HEAD_TIMEOUT + Duration::from_secs(5);
+    silent.set_read_timeout(Some(bound)).unwrap();
+    let read = std::io::Read::read(&mut &silent, &mut [0u8; 64]);
+    assert!(matches!(read, Ok(0)), "{read:?}");
+    let waited = connected.elapsed();
+    assert!(
+        waited >= mounted::HEAD_TIMEOUT && waited < bound,
+        "{waited:?}"
     );
 }
