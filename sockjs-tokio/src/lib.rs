@@ -120,7 +120,11 @@
 //! [`Config::max_connections`] connections open at once (WebSockets included): at the
 //! bound it holds one new connection while an idle keep-alive one closes for it (with
 //! none idle, the next to go idle), and the rest wait in the listen backlog. Under another
-//! server those are that server's settings; WebSockets always get the write timeout.
+//! server those are that server's settings, and hyper (so axum) has no write timeout: a
+//! streaming response whose client stopped reading waits until the kernel gives the
+//! connection up, which [`Config::tune_tcp`] on the sockets you accept (axum's `tap_io`)
+//! bounds with [`Config::tcp_user_timeout`] (30 s; Linux counts it also while the client
+//! keeps its receive window shut). WebSockets always get the write timeout.
 //!
 //! # Who may open a session
 //!

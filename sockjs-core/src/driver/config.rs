@@ -40,7 +40,8 @@ pub struct Config {
     /// [`max_connection_queue_bytes`](Config::max_connection_queue_bytes), so only the
     /// server's own frames could go past: beyond either bound, the engine is told the client
     /// aborted, the queue is dropped, and the connection closes once its blocked write goes
-    /// through or times out. The byte bound holds once the connection has taken its first
+    /// through or times out (under hyper, which has no write timeout, once the kernel gives
+    /// it up: [`tcp_user_timeout`](Config::tcp_user_timeout)). The byte bound holds once the connection has taken its first
     /// item: the engine's answer to a request goes in whole (a session's backlog flushed to
     /// its next streaming receiver behind the prelude, bounded by
     /// [`Options::max_queued_bytes`](crate::Options::max_queued_bytes)). Default 4096.
@@ -108,7 +109,10 @@ pub struct Config {
     /// unacknowledged, and this long after it the connection fails, its receiver is gone,
     /// and the session closes (at once with the default
     /// [`AbortPolicy`](crate::AbortPolicy), after its disconnect delay with `Interrupt` or
-    /// `Detach`; DEPLOYMENT.md lists the bounds).
+    /// `Detach`; DEPLOYMENT.md lists the bounds). Linux counts it also while a client that
+    /// stopped reading keeps its receive window shut, so under hyper or axum, which have
+    /// no write timeout, it is what gives such a client up: set it there with
+    /// [`tune_tcp`](Config::tune_tcp) on the sockets you accept (axum's `tap_io`).
     /// `None` leaves the kernel's default (retransmissions for about 15 minutes). Default
     /// 30 s, as [`write_timeout`](Config::write_timeout).
     pub tcp_user_timeout: Option<Duration>,

@@ -49,8 +49,8 @@
 //! A 1009 close is `sockjs_sessions_closed_total{reason="message_too_big",code="1009"}`;
 //! a client's close handshake is `reason="client_closed",code="none"` (the engine does not
 //! report the client's code).
-//! Answers the HTTP library writes on its own (hyper's 431 under sockjs-tokio, and under
-//! axum whatever the router answers) reach neither.
+//! Answers written by a server the application runs a service in (hyper's own 400 or 431
+//! under axum or plain hyper, and whatever a router answers) reach neither.
 
 mod counters;
 #[cfg(feature = "metrics")]
