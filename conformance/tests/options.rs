@@ -243,11 +243,26 @@ fn s3_4_cookie_attributes_custom_cookies_and_cookie_needed() {
                 Some("LB=n1; Path=/; Secure")
             );
             assert_eq!(xhr("/custom", &[]), None);
-            let bound = xhr("/bound", &[]).unwrap();
-            assert!(
-                bound.starts_with("JSESSIONID=") && !bound.contains("dummy"),
-                "{bound}"
-            );
+            // A bound service's tokens: 128 random bits each, never `dummy`, which counts as
+            // no cookie; a send without one gets no `dummy` to come back with.
+            let token = |cookie: Option<String>| {
+                let cookie = cookie.expect("a cookie");
+                let token = cookie
+                    .strip_prefix("JSESSIONID=")
+                    .and_then(|c| c.strip_suffix("; path=/"))
+                    .unwrap_or_else(|| panic!("{cookie}"))
+                    .to_owned();
+                assert_eq!(token.len(), 32, "{adapter:?} {token}");
+                assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+                token
+            };
+            let first = token(xhr("/bound", &[]));
+            let again = token(xhr("/bound", &[("Cookie", "JSESSIONID=dummy")]));
+            assert_ne!(first, again, "{adapter:?}");
+            let send = Request::new("POST", &format!("/bound/000/{}/xhr_send", sid("s")));
+            let refused = target.request(&send.body(r#"["x"]"#));
+            assert_eq!(refused.status(), 404, "{adapter:?}");
+            assert_eq!(refused.header("set-cookie"), None, "{adapter:?}");
             assert_eq!(xhr("/plain", &jar), None);
             for (prefix, needed) in [
                 ("/attrs", true),

@@ -136,7 +136,11 @@ pub enum SessionBinding {
     #[default]
     None,
     /// Bound to the `JSESSIONID` cookie: a session created without one gets a fresh random
-    /// value (instead of `dummy`), and every later request must carry it. Turns the cookie
+    /// value (instead of `dummy`), and every later request must carry it. The value is 128
+    /// bits from a cryptographic generator (ChaCha12) that the adapters seed with 256 bits
+    /// from the system's random source ([`Engine::with_secret`](crate::Engine::with_secret)),
+    /// apart from anything else the server hands out; `dummy` counts as no cookie (a
+    /// session is never bound to it, and a bound service never sets it). Turns the cookie
     /// on for the session endpoints (and `cookie_needed` in `/info`), with the name and
     /// attributes of [`Jsessionid::Echo`] when that is set, the protocol's otherwise; it
     /// cannot be combined with [`Jsessionid::Custom`].

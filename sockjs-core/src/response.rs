@@ -163,6 +163,15 @@ impl<'a> Headers<'a> {
         self.set_cookie(value)
     }
 
+    /// The cookie of a session bound by it: the request's value echoed with these name and
+    /// attributes; nothing if the request has none (a bound session's token is the
+    /// engine's, never `dummy`).
+    pub fn bound_cookie(self, attributes: &CookieAttributes) -> Self {
+        let value = self.request.jsessionid.as_ref();
+        let value = value.and_then(|value| attributes.set_cookie(value.as_bytes()));
+        self.set_cookie(value)
+    }
+
     /// A `Set-Cookie` of the application's making, if any.
     pub fn set_cookie(mut self, value: Option<HeaderValue>) -> Self {
         if let Some(value) = value {

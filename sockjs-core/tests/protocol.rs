@@ -2925,6 +2925,135 @@ fn binding_by_cookie_issues_a_random_jsessionid_and_requires_it() {
     assert_eq!(h.ex(poll).body(), "a[\"x\"]\n");
 }
 
+/// The token a cookie-bound service gives session `id`'s opening poll, sent with `cookies`.
+fn bound_token(h: &mut Harness, id: &str, cookies: &[(&str, &str)]) -> String {
+    let open = h.request("POST", &format!("/a/{id}/xhr"), cookies, "");
+    let cookie = h.ex(open).header("set-cookie").expect("a cookie");
+    let value = cookie
+        .strip_prefix("JSESSIONID=")
+        .and_then(|c| c.strip_suffix("; path=/"))
+        .expect("format");
+    value.to_owned()
+}
+
+fn cookie_bound() -> Options {
+    Options {
+        session_binding: sockjs_core::SessionBinding::Cookie,
+        ..Options::default()
+    }
+}
+
+/// splitmix64's step, output and inverse: what a generator whose output gives back its
+/// state tells of its next values.
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn splitmix(state: u64) -> u64 {
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn unsplitmix(output: u64) -> u64 {
+    fn unshift(x: u64, by: u32) -> u64 {
+        let mut y = x;
+        for _ in 0..64 / by + 1 {
+            y = x ^ (y >> by);
+        }
+        y
+    }
+    fn inverse(c: u64) -> u64 {
+        let mut inv = c;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(c.wrapping_mul(inv)));
+        }
+        inv
+    }
+    let z = unshift(output, 31).wrapping_mul(inverse(0x94D0_49BB_1331_11EB));
+    unshift(
+        unshift(z, 27).wrapping_mul(inverse(0xBF58_476D_1CE4_E5B9)),
+        30,
+    )
+}
+
+/// A binding token is 128 bits from a cryptographic generator of its own: neither another
+/// token nor the `/info` entropy tells the next one. (Tokens came from the splitmix64
+/// behind the entropy, whose output gives back its state: from one token, the next ones
+/// were known to anyone who opened a session.)
+#[test]
+fn binding_by_cookie_tokens_are_not_told_by_what_the_server_hands_out() {
+    assert_eq!(unsplitmix(splitmix(12_345)), 12_345);
+    let mut h = Harness::new(cookie_bound(), App::Echo);
+    let first = bound_token(&mut h, "b", &[]);
+    let state = unsplitmix(u64::from_str_radix(&first[..16], 16).expect("hex"));
+    let told: Vec<u64> = (1..=8)
+        .map(|k| splitmix(state.wrapping_add(GAMMA.wrapping_mul(k))))
+        .collect();
+    for id in ["c", "d", "e"] {
+        let token = bound_token(&mut h, id, &[]);
+        assert_eq!(token.len(), 32, "{token}");
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+        let head = u64::from_str_radix(&token[..16], 16).expect("hex");
+        let tail = u64::from_str_radix(&token[16..], 16).expect("hex");
+        assert!(!told.contains(&head) && !told.contains(&tail), "{token}");
+    }
+}
+
+/// The tokens' generator is seeded by [`Engine::with_secret`] (the driver fills it from its
+/// random source): the same secret gives the same tokens, another secret others.
+#[test]
+fn binding_by_cookie_tokens_follow_the_secret() {
+    let first_token = |secret: Option<[u8; 32]>| {
+        let mut h = Harness::new(cookie_bound(), App::Echo);
+        if let Some(secret) = secret {
+            let start = sockjs_core::Start {
+                now: h.t0,
+                wall_clock: std::time::SystemTime::UNIX_EPOCH,
+                seed: 7,
+            };
+            h.engine = sockjs_core::Engine::new(cookie_bound(), start)
+                .expect("valid")
+                .with_secret(secret);
+        }
+        bound_token(&mut h, "b", &[])
+    };
+    assert_eq!(first_token(Some([1; 32])), first_token(Some([1; 32])));
+    assert_ne!(first_token(Some([1; 32])), first_token(Some([2; 32])));
+    assert_ne!(first_token(None), first_token(Some([1; 32])));
+}
+
+/// §3.4's `dummy` (what an echoing service hands a client without a cookie) is no token:
+/// a session is never bound to it, and a bound service never hands it out.
+#[test]
+fn binding_by_cookie_never_binds_to_dummy_nor_hands_it_out() {
+    for jsessionid in [Jsessionid::Off, Jsessionid::echo()] {
+        let mut h = Harness::new(
+            Options {
+                jsessionid: jsessionid.clone(),
+                ..cookie_bound()
+            },
+            App::Echo,
+        );
+        let token = bound_token(&mut h, "b", &[("cookie", "JSESSIONID=dummy")]);
+        assert_ne!(token, "dummy", "{jsessionid:?}");
+        let dummy = [("cookie", "JSESSIONID=dummy")];
+        let send = h.request("POST", "/a/b/xhr_send", &dummy, "[\"x\"]");
+        assert_eq!(h.ex(send).status(), 404, "{jsessionid:?}");
+        // A send without a cookie gets no `dummy` to come back with.
+        let send = h.post("/a/b/xhr_send", "[\"x\"]");
+        assert_eq!(h.ex(send).status(), 404, "{jsessionid:?}");
+        assert_eq!(h.ex(send).header("set-cookie"), None, "{jsessionid:?}");
+        let jar = format!("JSESSIONID={token}");
+        let send = h.request("POST", "/a/b/xhr_send", &[("cookie", &jar)], "[\"x\"]");
+        assert_eq!(h.ex(send).status(), 204, "{jsessionid:?}");
+        assert_eq!(
+            h.ex(send).header("set-cookie"),
+            Some(format!("{jar}; path=/")),
+            "{jsessionid:?}"
+        );
+    }
+}
+
 // ---- §9 permessage-deflate (RFC 7692) ---------------------------------------------------
 
 /// A WebSocket handshake on a service with these deflate settings, offering `offers` (one

@@ -63,8 +63,10 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// A timer that completes at `deadline` (at once if it has passed).
     fn timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>>;
 
-    /// A random number, for `/info` entropy, random cookies and the keys of hash maps that
-    /// clients can influence.
+    /// A random number, for `/info` entropy, the keys of hash maps that clients can
+    /// influence and (four draws of it) the secret of the tokens that bind sessions to
+    /// their clients: each call should give a value no other call tells, from the system's
+    /// random source (the adapters key std's `RandomState` hasher, which draws from it).
     fn random_seed(&self) -> u64;
 }
 

@@ -224,8 +224,15 @@ impl Service {
             };
             // Keys unique in the process: this service's block, spread over its shards.
             let step = std::num::NonZeroU64::new(count as u64).unwrap_or(std::num::NonZeroU64::MIN);
-            let engine =
-                Engine::new(options.clone(), start)?.with_key_space(block + index as u64 + 1, step);
+            // 256 bits for the tokens that bind sessions to their clients, from four draws
+            // of the runtime's random source (keyed by the system's randomness).
+            let mut secret = [0u8; 32];
+            for part in secret.chunks_exact_mut(8) {
+                part.copy_from_slice(&common.runtime.random_seed().to_le_bytes());
+            }
+            let engine = Engine::new(options.clone(), start)?
+                .with_key_space(block + index as u64 + 1, step)
+                .with_secret(secret);
             shards.push(Arc::new(Shard::new(engine, common.clone())));
         }
         Ok(Service {

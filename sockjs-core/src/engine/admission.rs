@@ -5,12 +5,12 @@ use std::time::Instant;
 use http::Method;
 
 use super::websocket::asks_websocket_upgrade;
-use super::{Engine, cookie_name, receiving_transport};
+use super::{Engine, receiving_transport};
 use crate::frame;
 use crate::output::{Content, RequestId};
 use crate::peer::Peer;
 use crate::rejection::Rejection;
-use crate::response::{Headers, RequestHeaders, TEXT_PLAIN};
+use crate::response::{Headers, TEXT_PLAIN};
 use crate::route::{Route, SessionEndpoint};
 use crate::transport::Transport;
 
@@ -153,7 +153,7 @@ impl Engine {
             };
             return out.push(id, close);
         }
-        let request_headers = RequestHeaders::from_map(&request.headers, cookie_name(options));
+        let request_headers = super::request_headers(&request.headers, options);
         let mut headers = Headers::new(options.protocol, &request_headers).no_cache();
         if !rejection.body().is_empty() {
             headers = headers.insert(http::header::CONTENT_TYPE, TEXT_PLAIN);

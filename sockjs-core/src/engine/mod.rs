@@ -23,6 +23,8 @@ use foldhash::SharedSeed;
 use foldhash::quality::SeedableRandomState;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use rand_chacha::ChaCha12Rng;
+use rand_core::{RngCore, SeedableRng};
 
 use crate::cookie::{CookieAttributes, Jsessionid};
 use crate::frame::{self, HEARTBEAT};
@@ -81,7 +83,12 @@ pub struct Engine {
     next_key: u64,
     /// How far apart this engine's keys are (see [`Engine::with_key_space`]).
     key_step: u64,
+    /// `/info` entropy and the like: values any client sees.
     rng: u64,
+    /// Tokens that bind a session to its client ([`SessionBinding::Cookie`]): a
+    /// cryptographic generator of its own, so that no value the server hands out (the
+    /// entropy, other tokens) tells the next one.
+    tokens: ChaCha12Rng,
     clock: (Instant, SystemTime),
     iframe: Bytes,
     etag: HeaderValue,
@@ -148,9 +155,14 @@ impl Shared {
             Jsessionid::Custom(f) => {
                 headers.set_cookie(crate::options::application_call(None, || f(parts)))
             }
+            Jsessionid::Echo(attributes)
+                if self.options.session_binding == SessionBinding::Cookie =>
+            {
+                headers.bound_cookie(attributes)
+            }
             Jsessionid::Echo(attributes) => headers.cookie(Some(attributes)),
             Jsessionid::Off if self.options.session_binding == SessionBinding::Cookie => {
-                headers.cookie(Some(&CookieAttributes::DEFAULT))
+                headers.bound_cookie(&CookieAttributes::DEFAULT)
             }
             Jsessionid::Off => headers,
         }
@@ -160,6 +172,19 @@ impl Shared {
     fn cookie_needed(&self) -> bool {
         self.options.jsessionid.is_on() || self.options.session_binding == SessionBinding::Cookie
     }
+}
+
+/// What a request asks of CORS and cookies. Under [`SessionBinding::Cookie`] the protocol's
+/// `dummy` (§3.4: what an echoing service hands a client without a cookie) is no token:
+/// everyone knows it, so a session is never bound to it.
+pub(super) fn request_headers(headers: &http::HeaderMap, options: &Options) -> RequestHeaders {
+    let mut request = RequestHeaders::from_map(headers, cookie_name(options));
+    if options.session_binding == SessionBinding::Cookie
+        && request.jsessionid.as_ref().is_some_and(|v| v == "dummy")
+    {
+        request.jsessionid = None;
+    }
+    request
 }
 
 /// The session cookie's name, if the options read it: to echo it (§3.4) or to bind
@@ -192,6 +217,11 @@ impl Engine {
         let page = iframe_page(&options.sockjs_url, options.protocol);
         let etag = HeaderValue::from_str(&format!("\"{}\"", md5_hex(page.as_bytes())))
             .map_err(|_| OptionsError::SockjsUrl)?;
+        // The entropy's generator starts from the seed's first output, not the seed: what it
+        // hands out tells nothing of the seed, and so nothing of the tokens' generator.
+        let mut root = ChaCha12Rng::seed_from_u64(start.seed);
+        let rng = root.next_u64();
+        let tokens = ChaCha12Rng::from_rng(&mut root);
         Ok(Engine {
             shared: Shared {
                 options,
@@ -205,7 +235,8 @@ impl Engine {
             dirty: Vec::new(),
             next_key: 1,
             key_step: 1,
-            rng: start.seed,
+            rng,
+            tokens,
             clock: (start.now, start.wall_clock),
             iframe: Bytes::from(page),
             etag,
@@ -280,6 +311,15 @@ impl Engine {
         (self.rng_next() >> 32) as u32
     }
 
+    /// A fresh binding token: 128 bits from the cryptographic generator, in hex.
+    fn binding_token(&mut self) -> String {
+        format!(
+            "{:016x}{:016x}",
+            self.tokens.next_u64(),
+            self.tokens.next_u64()
+        )
+    }
+
     fn respond(&mut self, request: RequestId, response: Response<Bytes>) {
         self.shared.out.respond(request, response);
     }
@@ -349,7 +389,7 @@ impl Engine {
             return self.respond(id, plain(StatusCode::FORBIDDEN, "Origin not allowed.\n"));
         }
         let options = &self.shared.options;
-        let request_headers = RequestHeaders::from_map(&parts.headers, cookie_name(options));
+        let request_headers = request_headers(&parts.headers, options);
         match route {
             Route::Greeting => self.greeting(id, &request_headers),
             Route::Info => self.info(id, &parts.method, &request_headers),
@@ -582,6 +622,24 @@ impl Engine {
     pub fn with_key_space(mut self, first: u64, step: std::num::NonZeroU64) -> Engine {
         self.next_key = first;
         self.key_step = step.get();
+        self
+    }
+
+    /// Seeds the generator of the tokens that bind sessions to their clients
+    /// ([`SessionBinding::Cookie`]) with 256 secret bits, for a strength the 64 bits of
+    /// [`Start::seed`] do not give (without it, the tokens' generator is seeded from that
+    /// seed). Adapters fill it from their random source; the same secret gives the same
+    /// tokens, for tests and fuzzing.
+    ///
+    /// ```
+    /// # use sockjs_core::{Engine, Options, Start};
+    /// # let start = Start { now: std::time::Instant::now(), wall_clock: std::time::SystemTime::now(), seed: 7 };
+    /// let engine = Engine::new(Options::default(), start)?.with_secret([7; 32]);
+    /// # Ok::<(), sockjs_core::OptionsError>(())
+    /// ```
+    #[must_use]
+    pub fn with_secret(mut self, secret: [u8; 32]) -> Engine {
+        self.tokens = ChaCha12Rng::from_seed(secret);
         self
     }
 }

@@ -148,7 +148,7 @@ impl Engine {
             && request_headers.jsessionid.is_none()
             && existing.is_none()
         {
-            let token = format!("{:016x}{:08x}", self.rng_next(), self.entropy());
+            let token = self.binding_token();
             request_headers.to_mut().jsessionid = HeaderValue::from_str(&token).ok();
         }
         let options = &self.shared.options;
