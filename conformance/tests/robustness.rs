@@ -732,6 +732,55 @@ fn websocket_message_size_limit_closes_with_1009() {
     }
 }
 
+/// A SockJS message of tiny messages weighs (each its length plus 32 bytes) up to sixteen
+/// times its bytes: past twice `max_message_size` it is refused as one too big, with 1009
+/// and nothing delivered, on both adapters; an xhr_send body alike gets 413.
+#[test]
+fn a_frame_of_tiny_messages_is_bounded_by_what_they_weigh() {
+    for adapter in ADAPTERS {
+        let target = start(
+            adapter,
+            Settings::new(Options {
+                max_message_size: 1024,
+                max_request_body: 1024,
+                ..Options::default()
+            }),
+        );
+        let array = |n: usize| format!("[{}]", vec!["0"; n].join(","));
+        let mut ws = target.ws(&format!("{}/websocket", session("tiny")));
+        // 63 messages of 33 bytes each fit the 2,080 bytes (twice the bound and 32); 64
+        // (129 bytes) do not.
+        ws.send(tungstenite::Message::text(array(63))).unwrap();
+        let mut echoed = 0;
+        while echoed < 63 {
+            let frame = ws_text(&mut ws).unwrap_or_default();
+            let messages: Vec<String> = serde_json::from_str(&frame[1..]).expect("a frame");
+            echoed += messages.len();
+        }
+        assert_eq!(echoed, 63, "{adapter:?}");
+        ws.send(tungstenite::Message::text(array(64))).unwrap();
+        let close = ws_text(&mut ws);
+        assert_eq!(
+            close.as_deref(),
+            Some("close 1009 Message too big"),
+            "{adapter:?}"
+        );
+        let id = session("tiny");
+        let open = target.request(&Request::new("POST", &format!("{id}/xhr")));
+        assert_eq!(open.text(), "o\n", "{adapter:?}");
+        let send = Request::new("POST", &format!("{id}/xhr_send")).body(array(64));
+        assert_eq!(target.request(&send).status(), 413, "{adapter:?}");
+        let send = Request::new("POST", &format!("{id}/xhr_send")).body(r#"["x"]"#);
+        assert_eq!(target.request(&send).status(), 204, "{adapter:?}");
+        let poll = target.request(&Request::new("POST", &format!("{id}/xhr")));
+        assert_eq!(
+            poll.text(),
+            "a[\"x\"]\n",
+            "{adapter:?}: nothing of the refused body"
+        );
+    }
+}
+
 /// RFC 6455 §8.1 within one frame (Autobahn 6.4.3), on both adapters: a text frame whose
 /// first bytes can no longer begin UTF-8 is failed with 1007 at once, while the rest of it
 /// has not been sent, rather than once it is whole (here: never).

@@ -137,8 +137,9 @@ pub enum SessionBinding {
     None,
     /// Bound to the `JSESSIONID` cookie: a session created without one gets a fresh random
     /// value (instead of `dummy`), and every later request must carry it. The value is 128
-    /// bits from a cryptographic generator (ChaCha12) that the adapters seed with 256 bits
-    /// from the system's random source ([`Engine::with_secret`](crate::Engine::with_secret)),
+    /// bits from a cryptographic generator (ChaCha12) that the adapters seed from the
+    /// system's random source ([`Engine::with_secret`](crate::Engine::with_secret): four
+    /// draws of std's randomly keyed hasher, 128 bits of the system's randomness),
     /// apart from anything else the server hands out; `dummy` counts as no cookie (a
     /// session is never bound to it, and a bound service never sets it). Turns the cookie
     /// on for the session endpoints (and `cookie_needed` in `/info`), with the name and
@@ -258,10 +259,14 @@ pub struct Options {
     pub abort: AbortPolicy,
     /// Whether sessions only answer the client that created them. Default off.
     pub session_binding: SessionBinding,
-    /// Largest request body accepted; larger ones get 413. Default 256 KiB.
+    /// Largest request body accepted; larger ones get 413. Default 256 KiB. So does a send
+    /// whose messages weigh, each its length plus 32 bytes, more than twice this and 32 (a
+    /// batch of tiny messages weighs up to sixteen times its bytes): nothing of it is delivered.
     pub max_request_body: usize,
     /// Largest WebSocket message accepted (enforced by adapters; the engine closes the
-    /// socket with 1009 when told of one). Default 256 KiB.
+    /// socket with 1009 when told of one). Default 256 KiB. The engine also closes with 1009
+    /// a SockJS message whose messages weigh, each its length plus 32 bytes, more than twice
+    /// this and 32, delivering nothing of it.
     pub max_message_size: usize,
     /// Most escaped message bytes queued for one session while no receiver takes them.
     /// A send that would exceed it is refused with [`SendError::QueueFull`] and nothing is

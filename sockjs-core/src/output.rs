@@ -272,6 +272,12 @@ impl Outbox {
     pub fn events(&self) -> usize {
         self.events.len()
     }
+
+    /// Drops the events queued after the first `len`: what an input queued before it was
+    /// refused whole.
+    pub fn truncate_events(&mut self, len: usize) {
+        self.events.truncate(len);
+    }
 }
 
 /// Why [`Engine::send`] or [`Engine::close`] refused.

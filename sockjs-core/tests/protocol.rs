@@ -1841,6 +1841,45 @@ fn s9_2_broken_json_terminates() {
     assert!(h.messages.is_empty());
 }
 
+/// What one input's messages may weigh (each its length and 32 bytes): twice the input's
+/// bound. A frame of tiny messages (`[0,0,...]`, or `["","",...]`) weighs up to sixteen
+/// times its bytes, and past that it is refused whole, as one past the size bound: a
+/// WebSocket closed with 1009, an `xhr_send` with 413, nothing delivered. (It was queued
+/// whole for the application: with permessage-deflate, 281 bytes on the wire became
+/// 131,071 messages.)
+#[test]
+fn s9_2_and_s6_an_input_of_tiny_messages_is_bounded_by_what_they_weigh() {
+    let options = Options {
+        max_message_size: 1024,
+        max_request_body: 1024,
+        ..Options::default()
+    };
+    // 2,080 bytes of weight (twice the bound and 32): 63 messages `0` (33 each) fit, 64
+    // do not.
+    let array = |item: &str, n: usize| format!("[{}]", vec![item; n].join(","));
+    let mut h = Harness::new(options.clone(), App::Echo);
+    let ws = h.ws_open("/a/b/websocket");
+    h.ws_send(ws, &array("0", 63));
+    assert_eq!(h.messages.len(), 63);
+    assert!(h.ex(ws).ws_close.is_none());
+    h.ws_send(ws, &array("0", 64));
+    assert_eq!(h.messages.len(), 63, "nothing of it delivered");
+    assert_eq!(h.ex(ws).ws_close, Some((1009, "Message too big".into())));
+    assert_eq!(h.closed[0].1, CloseReason::MessageTooBig);
+
+    // xhr_send: 65 empty messages (32 each) fit, 66 do not.
+    let mut h = Harness::new(options, App::Echo);
+    let open = h.post("/a/c/xhr", "");
+    assert_eq!(h.ex(open).body(), "o\n");
+    let fits = h.post("/a/c/xhr_send", &array("\"\"", 65));
+    assert_eq!(h.ex(fits).status(), 204);
+    assert_eq!(h.messages.len(), 65);
+    let over = h.post("/a/c/xhr_send", &array("\"\"", 66));
+    assert_eq!(h.ex(over).status(), 413);
+    assert_eq!(h.ex(over).body(), "Payload too large.\n");
+    assert_eq!(h.messages.len(), 65, "nothing of it delivered");
+}
+
 #[test]
 fn s9_2_binary_utf8_is_handled_as_text() {
     let mut h = Harness::echo();
@@ -2575,6 +2614,33 @@ fn s9_1_hixie76_location_names_the_original_uri() {
     assert_eq!(
         h.ex(id).header("sec-websocket-location").as_deref(),
         Some("ws://example.com/mount/echo/a/b/websocket?x=1")
+    );
+}
+
+/// §9.1 and RFC 9112 §3.2.2: for an absolute-form target the location names the target's
+/// authority, not the Host field, whatever server handed the request over (the core's
+/// decoder puts the authority in the field; hyper leaves the field as sent).
+#[test]
+fn s9_1_hixie76_location_names_an_absolute_targets_authority() {
+    let mut h = Harness::new(
+        Options {
+            hixie76: true,
+            ..Options::default()
+        },
+        App::Echo,
+    );
+    let request = http::Request::get("http://good.example:81/a/b/websocket")
+        .header("upgrade", "WebSocket")
+        .header("connection", "Upgrade")
+        .header("host", "evil.example")
+        .header("sec-websocket-key1", "4 @1  46546xW%0l 1 5")
+        .header("sec-websocket-key2", "12998 5 Y3 1  .P00")
+        .body(bytes::Bytes::new())
+        .expect("request");
+    let id = h.raw_request(request);
+    assert_eq!(
+        h.ex(id).header("sec-websocket-location").as_deref(),
+        Some("ws://good.example:81/a/b/websocket")
     );
 }
 

@@ -716,6 +716,7 @@ fn rfc9112_3_2_2_an_absolute_form_targets_authority_is_the_host() {
         "http://user@a/x",
         "http://user:pw@a/x",
         "http:///x",
+        "http://:8080/x",
         "http://a%/x",
     ] {
         let input = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");

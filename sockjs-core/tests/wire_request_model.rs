@@ -448,7 +448,9 @@ fn request_target(method: &str, target: &[u8]) -> Option<String> {
         .unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     let tail_ok = tail.is_empty() || (tail[0] == b'/' && path_and_query(tail));
-    (scheme_ok && !authority.is_empty() && host_port(authority).is_some() && tail_ok).then(|| {
+    // RFC 9110 §4.2.1: an http URI with an empty host is invalid.
+    let host = !authority.is_empty() && !authority.starts_with(b":");
+    (scheme_ok && host && host_port(authority).is_some() && tail_ok).then(|| {
         if tail.is_empty() {
             format!("{text}/")
         } else {

@@ -26,9 +26,10 @@ fn the_applications_route_and_the_sockjs_service_share_one_listener_and_executor
         .spawn(mounted::app(executor.clone(), listener))
         .detach();
     let conn = || Conn::connect(&addr.to_string(), Duration::from_secs(5)).unwrap();
-    // A client that connects and says nothing (checked at the end).
-    let silent = std::net::TcpStream::connect(addr).unwrap();
+    // A client that connects and says nothing (checked at the end); the time taken before
+    // the connection, so that the server's clock cannot have started earlier.
     let connected = std::time::Instant::now();
+    let silent = std::net::TcpStream::connect(addr).unwrap();
 
     // The application's own route, and its 404.
     let page = conn().roundtrip(&Request::new("GET", "/")).unwrap();

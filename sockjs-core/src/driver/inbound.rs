@@ -23,8 +23,8 @@ use crate::driver::waiters::{Waiters, Wakers, wake_all};
 use crate::{CloseReason, SessionKey};
 
 /// What a queued message counts for beyond its text: the queue's own bookkeeping, so a
-/// flood of empty messages is bounded too.
-const OVERHEAD: usize = 32;
+/// flood of empty messages is bounded too (the engine weighs one input's messages alike).
+const OVERHEAD: usize = crate::payload::MESSAGE_OVERHEAD;
 
 /// Why the shard could not queue a message for the application.
 #[derive(Debug, PartialEq, Eq)]

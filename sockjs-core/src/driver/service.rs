@@ -224,8 +224,9 @@ impl Service {
             };
             // Keys unique in the process: this service's block, spread over its shards.
             let step = std::num::NonZeroU64::new(count as u64).unwrap_or(std::num::NonZeroU64::MIN);
-            // 256 bits for the tokens that bind sessions to their clients, from four draws
-            // of the runtime's random source (keyed by the system's randomness).
+            // The secret of the tokens that bind sessions to their clients: four draws of
+            // the runtime's random source (std's hasher keyed by the system's randomness:
+            // 128 bits of it, a new key each draw).
             let mut secret = [0u8; 32];
             for part in secret.chunks_exact_mut(8) {
                 part.copy_from_slice(&common.runtime.random_seed().to_le_bytes());

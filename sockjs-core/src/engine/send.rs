@@ -12,7 +12,7 @@ use super::receive::binding_token;
 use super::websocket::{ws_close_code, ws_close_reason};
 use crate::frame;
 use crate::output::{CloseReason, Content, Event, RequestId, SendError, SessionKey};
-use crate::payload::{decode_messages_each, jsonp_payload};
+use crate::payload::{MESSAGE_OVERHEAD, carried_bound, decode_messages_each, jsonp_payload};
 use crate::peer::Peer;
 use crate::response::{Headers, RequestHeaders, TEXT_PLAIN};
 use crate::session::{Link, Phase};
@@ -196,7 +196,10 @@ impl Engine {
         // decoder hands nothing over unless the whole payload is valid, and a broken one
         // gets its 500 whatever the session.
         let out = &mut self.shared.out;
+        let before = out.events();
+        let mut weight = 0usize;
         let decoded = decode_messages_each(&payload, |text| {
+            weight = weight.saturating_add(text.len() + MESSAGE_OVERHEAD);
             if let Some(session) = open {
                 out.event(Event::Message { session, text });
             }
@@ -207,6 +210,12 @@ impl Engine {
                 id,
                 headers.response(StatusCode::INTERNAL_SERVER_ERROR, body),
             );
+        }
+        if weight > carried_bound(options.max_request_body) {
+            // Refused whole, as a body past the size bound.
+            self.shared.out.truncate_events(before);
+            let body = Bytes::from_static(b"Payload too large.\n");
+            return self.respond(id, headers.response(StatusCode::PAYLOAD_TOO_LARGE, body));
         }
         if key.is_none() {
             // Unknown, or bound to another client: indistinguishable on purpose.

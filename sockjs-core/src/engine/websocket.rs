@@ -10,7 +10,7 @@ use super::{Engine, Shared, after, too_many_sessions};
 use crate::handshake::{accept_key, hixie76_key_number};
 use crate::options::ProtocolVersion;
 use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionKey};
-use crate::payload::decode_ws_message_each;
+use crate::payload::{MESSAGE_OVERHEAD, carried_bound, decode_ws_message_each};
 use crate::peer::Peer;
 use crate::response::plain;
 use crate::session::{Alive, Link, Session, SocketTimers};
@@ -32,11 +32,19 @@ impl Engine {
             return;
         }
         let out = &mut self.shared.out;
+        let before = out.events();
+        let mut weight = 0usize;
         let decoded = decode_ws_message_each(text, |text| {
+            weight = weight.saturating_add(text.len() + MESSAGE_OVERHEAD);
             out.event(Event::Message { session: key, text })
         });
+        let bound = carried_bound(self.shared.options.max_message_size);
         if decoded.is_err() {
             self.end_socket(id, key, 3000, "Broken framing.", CloseReason::BrokenFraming);
+        } else if weight > bound {
+            // A message too big for what it carries: as one past the size bound.
+            self.shared.out.truncate_events(before);
+            self.end_socket(id, key, 1009, "Message too big", CloseReason::MessageTooBig);
         }
     }
 
@@ -249,10 +257,15 @@ impl Engine {
                 .map_or(&parts.uri, |original| &original.0);
             let tls = uri.scheme_str() == Some("https") || tls;
             let scheme = if tls { "wss" } else { "ws" };
-            let host = h
-                .get(header::HOST)
-                .map(HeaderValue::as_bytes)
-                .unwrap_or_default();
+            // RFC 9112 §3.2.2: an absolute-form target's authority before the Host field
+            // (the core's decoder puts it there already; hyper leaves the field as sent).
+            let host = match uri.authority() {
+                Some(authority) => authority.as_str().as_bytes(),
+                None => h
+                    .get(header::HOST)
+                    .map(HeaderValue::as_bytes)
+                    .unwrap_or_default(),
+            };
             let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let mut location = Vec::with_capacity(host.len() + path.len() + 6);
             location.extend_from_slice(scheme.as_bytes());

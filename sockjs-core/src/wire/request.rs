@@ -411,7 +411,8 @@ fn parse_head_into<'b>(
     let authority = match (uri.scheme(), uri.authority()) {
         (Some(_), Some(authority)) => {
             let authority = authority.as_str();
-            if authority.is_empty() || !is_host_value(authority.as_bytes()) {
+            let no_host = authority.is_empty() || authority.starts_with(':');
+            if no_host || !is_host_value(authority.as_bytes()) {
                 return Err(WireError::InvalidTarget);
             }
             Some(HeaderValue::from_str(authority).map_err(|_| WireError::InvalidTarget)?)
