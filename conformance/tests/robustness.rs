@@ -732,8 +732,8 @@ fn websocket_message_size_limit_closes_with_1009() {
     }
 }
 
-/// A SockJS message of tiny messages weighs (each its length plus 32 bytes) up to sixteen
-/// times its bytes: past twice `max_message_size` it is refused as one too big, with 1009
+/// A SockJS message of tiny messages weighs (each its length plus 32 bytes) up to 16.5
+/// times its bytes: past twice `max_message_size` and 32 it is refused as one too big, with 1009
 /// and nothing delivered, on both adapters; an xhr_send body alike gets 413.
 #[test]
 fn a_frame_of_tiny_messages_is_bounded_by_what_they_weigh() {

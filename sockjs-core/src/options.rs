@@ -261,7 +261,7 @@ pub struct Options {
     pub session_binding: SessionBinding,
     /// Largest request body accepted; larger ones get 413. Default 256 KiB. So does a send
     /// whose messages weigh, each its length plus 32 bytes, more than twice this and 32 (a
-    /// batch of tiny messages weighs up to sixteen times its bytes): nothing of it is delivered.
+    /// batch of tiny messages weighs up to 16.5 times its bytes): nothing of it is delivered.
     pub max_request_body: usize,
     /// Largest WebSocket message accepted (enforced by adapters; the engine closes the
     /// socket with 1009 when told of one). Default 256 KiB. The engine also closes with 1009

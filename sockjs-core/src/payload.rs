@@ -34,7 +34,7 @@ pub(crate) const MESSAGE_OVERHEAD: usize = 32;
 /// Most that the messages of one input (a WebSocket message, an `xhr_send` or `jsonp_send`
 /// body) may weigh, each its length and [`MESSAGE_OVERHEAD`], for an input bound of
 /// `bound` bytes: twice it and one overhead (so one message within the bound always
-/// fits). Messages of a few bytes each weigh up to sixteen times the bytes that carry them
+/// fits). Messages of a few bytes each weigh up to 16.5 times the bytes that carry them
 /// (`0,` is one message); past this, the input is refused whole.
 pub(crate) fn carried_bound(bound: usize) -> usize {
     bound.saturating_mul(2).saturating_add(MESSAGE_OVERHEAD)

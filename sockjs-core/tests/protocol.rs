@@ -1842,7 +1842,7 @@ fn s9_2_broken_json_terminates() {
 }
 
 /// What one input's messages may weigh (each its length and 32 bytes): twice the input's
-/// bound. A frame of tiny messages (`[0,0,...]`, or `["","",...]`) weighs up to sixteen
+/// bound and 32. A frame of tiny messages (`[0,0,...]`, or `["","",...]`) weighs up to 16.5
 /// times its bytes, and past that it is refused whole, as one past the size bound: a
 /// WebSocket closed with 1009, an `xhr_send` with 413, nothing delivered. (It was queued
 /// whole for the application: with permessage-deflate, 281 bytes on the wire became

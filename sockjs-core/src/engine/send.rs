@@ -195,12 +195,14 @@ impl Engine {
         // Messages go straight to the application, with no list of them in between: the
         // decoder hands nothing over unless the whole payload is valid, and a broken one
         // gets its 500 whatever the session.
+        let bound = carried_bound(options.max_request_body);
         let out = &mut self.shared.out;
         let before = out.events();
         let mut weight = 0usize;
         let decoded = decode_messages_each(&payload, |text| {
+            // Past the bound nothing more is queued (the events go).
             weight = weight.saturating_add(text.len() + MESSAGE_OVERHEAD);
-            if let Some(session) = open {
+            if let Some(session) = open.filter(|_| weight <= bound) {
                 out.event(Event::Message { session, text });
             }
         });
@@ -211,7 +213,7 @@ impl Engine {
                 headers.response(StatusCode::INTERNAL_SERVER_ERROR, body),
             );
         }
-        if weight > carried_bound(options.max_request_body) {
+        if weight > bound {
             // Refused whole, as a body past the size bound.
             self.shared.out.truncate_events(before);
             let body = Bytes::from_static(b"Payload too large.\n");

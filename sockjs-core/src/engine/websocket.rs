@@ -31,14 +31,18 @@ impl Engine {
             });
             return;
         }
+        let bound = carried_bound(self.shared.options.max_message_size);
         let out = &mut self.shared.out;
         let before = out.events();
         let mut weight = 0usize;
         let decoded = decode_ws_message_each(text, |text| {
+            // Past the bound nothing more is queued: the events go, and the queue stays
+            // within what one input may carry.
             weight = weight.saturating_add(text.len() + MESSAGE_OVERHEAD);
-            out.event(Event::Message { session: key, text })
+            if weight <= bound {
+                out.event(Event::Message { session: key, text });
+            }
         });
-        let bound = carried_bound(self.shared.options.max_message_size);
         if decoded.is_err() {
             self.end_socket(id, key, 3000, "Broken framing.", CloseReason::BrokenFraming);
         } else if weight > bound {
