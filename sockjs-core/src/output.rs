@@ -7,6 +7,7 @@ use std::fmt;
 use bytes::Bytes;
 use http::Response;
 
+use crate::payload::{MESSAGE_OVERHEAD, carried_bound};
 use crate::transport::Transport;
 
 /// An adapter-chosen identifier of one HTTP request; after an upgrade it identifies the
@@ -273,10 +274,30 @@ impl Outbox {
         self.events.len()
     }
 
-    /// Drops the events queued after the first `len`: what an input queued before it was
-    /// refused whole.
-    pub fn truncate_events(&mut self, len: usize) {
-        self.events.truncate(len);
+    /// Queues the messages of one input (a SockJS WebSocket message, a send's body) for
+    /// `session` (`None`: weighed, not queued) as `decode` hands them over. Each weighs its
+    /// length and [`MESSAGE_OVERHEAD`]; past [`carried_bound`] of `bound` (the input's own
+    /// byte bound) nothing more is queued and what was is dropped: `Ok(false)`, the input
+    /// refused whole. `decode`'s error comes back as it is (it hands nothing over then).
+    pub fn queue_input<E>(
+        &mut self,
+        session: Option<SessionKey>,
+        bound: usize,
+        decode: impl FnOnce(&mut dyn FnMut(String)) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let bound = carried_bound(bound);
+        let before = self.events.len();
+        let mut weight = 0usize;
+        decode(&mut |text| {
+            weight = weight.saturating_add(text.len() + MESSAGE_OVERHEAD);
+            if let Some(session) = session.filter(|_| weight <= bound) {
+                self.events.push_back(Event::Message { session, text });
+            }
+        })?;
+        if weight > bound {
+            self.events.truncate(before);
+        }
+        Ok(weight <= bound)
     }
 }
 

@@ -11,8 +11,8 @@ use super::Engine;
 use super::receive::binding_token;
 use super::websocket::{ws_close_code, ws_close_reason};
 use crate::frame;
-use crate::output::{CloseReason, Content, Event, RequestId, SendError, SessionKey};
-use crate::payload::{MESSAGE_OVERHEAD, carried_bound, decode_messages_each, jsonp_payload};
+use crate::output::{CloseReason, Content, RequestId, SendError, SessionKey};
+use crate::payload::{decode_messages_each, jsonp_payload};
 use crate::peer::Peer;
 use crate::response::{Headers, RequestHeaders, TEXT_PLAIN};
 use crate::session::{Link, Phase};
@@ -195,27 +195,23 @@ impl Engine {
         // Messages go straight to the application, with no list of them in between: the
         // decoder hands nothing over unless the whole payload is valid, and a broken one
         // gets its 500 whatever the session.
-        let bound = carried_bound(options.max_request_body);
-        let out = &mut self.shared.out;
-        let before = out.events();
-        let mut weight = 0usize;
-        let decoded = decode_messages_each(&payload, |text| {
-            // Past the bound nothing more is queued (the events go).
-            weight = weight.saturating_add(text.len() + MESSAGE_OVERHEAD);
-            if let Some(session) = open.filter(|_| weight <= bound) {
-                out.event(Event::Message { session, text });
+        let bound = options.max_request_body;
+        let queued = self
+            .shared
+            .out
+            .queue_input(open, bound, |f| decode_messages_each(&payload, f));
+        let fits = match queued {
+            Ok(fits) => fits,
+            Err(e) => {
+                let body = Bytes::from_static(e.message().as_bytes());
+                return self.respond(
+                    id,
+                    headers.response(StatusCode::INTERNAL_SERVER_ERROR, body),
+                );
             }
-        });
-        if let Err(e) = decoded {
-            let body = Bytes::from_static(e.message().as_bytes());
-            return self.respond(
-                id,
-                headers.response(StatusCode::INTERNAL_SERVER_ERROR, body),
-            );
-        }
-        if weight > bound {
+        };
+        if !fits {
             // Refused whole, as a body past the size bound.
-            self.shared.out.truncate_events(before);
             let body = Bytes::from_static(b"Payload too large.\n");
             return self.respond(id, headers.response(StatusCode::PAYLOAD_TOO_LARGE, body));
         }

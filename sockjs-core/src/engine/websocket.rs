@@ -10,7 +10,7 @@ use super::{Engine, Shared, after, too_many_sessions};
 use crate::handshake::{accept_key, hixie76_key_number};
 use crate::options::ProtocolVersion;
 use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionKey};
-use crate::payload::{MESSAGE_OVERHEAD, carried_bound, decode_ws_message_each};
+use crate::payload::decode_ws_message_each;
 use crate::peer::Peer;
 use crate::response::plain;
 use crate::session::{Alive, Link, Session, SocketTimers};
@@ -31,24 +31,18 @@ impl Engine {
             });
             return;
         }
-        let bound = carried_bound(self.shared.options.max_message_size);
-        let out = &mut self.shared.out;
-        let before = out.events();
-        let mut weight = 0usize;
-        let decoded = decode_ws_message_each(text, |text| {
-            // Past the bound nothing more is queued: the events go, and the queue stays
-            // within what one input may carry.
-            weight = weight.saturating_add(text.len() + MESSAGE_OVERHEAD);
-            if weight <= bound {
-                out.event(Event::Message { session: key, text });
-            }
-        });
-        if decoded.is_err() {
-            self.end_socket(id, key, 3000, "Broken framing.", CloseReason::BrokenFraming);
-        } else if weight > bound {
+        let bound = self.shared.options.max_message_size;
+        let queued = self
+            .shared
+            .out
+            .queue_input(Some(key), bound, |f| decode_ws_message_each(text, f));
+        match queued {
+            Err(_) => self.end_socket(id, key, 3000, "Broken framing.", CloseReason::BrokenFraming),
             // A message too big for what it carries: as one past the size bound.
-            self.shared.out.truncate_events(before);
-            self.end_socket(id, key, 1009, "Message too big", CloseReason::MessageTooBig);
+            Ok(false) => {
+                self.end_socket(id, key, 1009, "Message too big", CloseReason::MessageTooBig)
+            }
+            Ok(true) => {}
         }
     }
 
