@@ -808,6 +808,179 @@ fn a_text_frame_that_cannot_be_utf8_fails_before_it_has_all_arrived() {
 }
 
 /// An echo service refusing messages over 1 KiB, with this close linger.
+/// A client's frame, masked (with a fixed mask) as RFC 6455 §5.3 requires.
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x1d, 0x7e, 0x42, 0xa9];
+    let mut frame = vec![first];
+    match payload.len() {
+        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    frame
+}
+
+fn message_timeout(adapter: Adapter, timeout: Duration) -> Target {
+    let mut settings = Settings::new(Options::default());
+    settings.config.message_read_timeout = timeout;
+    start(adapter, settings)
+}
+
+/// `Config::message_read_timeout`, on both adapters: a WebSocket message begun and not
+/// finished (a frame cut short, or a fragmented message whose client goes on pinging
+/// between fragments) is closed with 1008 once the timeout has passed since its first
+/// bytes, on SockJS and raw sockets, where the socket held its bytes for ever.
+#[test]
+fn a_websocket_message_that_does_not_end_in_time_is_closed_with_1008() {
+    let timeout = Duration::from_millis(400);
+    for adapter in ADAPTERS {
+        let target = message_timeout(adapter, timeout);
+        for (path, cut_short) in [
+            (session("cut"), true),
+            (session("fragments"), false),
+            ("/echo".to_owned(), true),
+        ] {
+            let mut stream = raw_websocket(&target, &path);
+            let started = Instant::now();
+            if cut_short {
+                // The head of a 100-byte text frame and 10 of its bytes.
+                let frame = client_frame(0x81, &[b'x'; 100]);
+                stream.write_all(&frame[..16]).unwrap();
+            } else {
+                // A first fragment, then pings between fragments and no more of it.
+                stream.write_all(&client_frame(0x01, b"[\"part")).unwrap();
+                let mut pinger = stream.try_clone().unwrap();
+                thread::spawn(move || {
+                    for _ in 0..30 {
+                        thread::sleep(Duration::from_millis(50));
+                        if pinger.write_all(&client_frame(0x89, b"alive")).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            let mut received = Vec::new();
+            let end = stream.read_to_end(&mut received);
+            let took = started.elapsed();
+            assert!(end.is_ok(), "{adapter:?} {path}: {end:?}");
+            assert_last_frame_closes_with(&received, 1008, adapter);
+            assert!(
+                took >= timeout && took < Duration::from_secs(3),
+                "{adapter:?} {path}: closed after {took:?}"
+            );
+            let head = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let frames = server_frames(&received[head..]);
+            let close = &frames.last().unwrap().1;
+            assert_eq!(&close[2..], b"Message timeout", "{adapter:?} {path}");
+            if !cut_short {
+                assert!(
+                    frames
+                        .iter()
+                        .any(|(opcode, data)| *opcode == 0xa && data == b"alive"),
+                    "{adapter:?}: the pings between fragments were answered: {frames:?}"
+                );
+            }
+        }
+    }
+}
+
+/// `Config::message_read_timeout` counts from each message's first bytes: a client that
+/// sends message after message, each split across writes so that no read ends between two
+/// messages, for longer than the timeout, is echoed every message and never closed.
+#[test]
+fn messages_back_to_back_split_across_reads_do_not_meet_the_message_timeout() {
+    let timeout = Duration::from_millis(400);
+    for adapter in ADAPTERS {
+        let target = message_timeout(adapter, timeout);
+        let mut stream = raw_websocket(&target, &session("split"));
+        let frames: Vec<Vec<u8>> = (0..12)
+            .map(|n| client_frame(0x81, format!("[\"message {n}\"]").as_bytes()))
+            .collect();
+        let started = Instant::now();
+        stream.write_all(&frames[0][..8]).unwrap();
+        for pair in frames.windows(2) {
+            thread::sleep(Duration::from_millis(80));
+            let mut write = pair[0][8..].to_vec();
+            write.extend_from_slice(&pair[1][..8]);
+            stream.write_all(&write).unwrap();
+        }
+        thread::sleep(Duration::from_millis(80));
+        stream.write_all(&frames[11][8..]).unwrap();
+        assert!(
+            started.elapsed() > 2 * timeout,
+            "the test spans the timeout"
+        );
+        stream
+            .write_all(&client_frame(0x88, &1000u16.to_be_bytes()))
+            .unwrap();
+        let mut received = Vec::new();
+        let end = stream.read_to_end(&mut received);
+        assert!(end.is_ok(), "{adapter:?}: {end:?}");
+        assert_last_frame_closes_with(&received, 1000, adapter);
+        let head = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let echoed: Vec<String> = server_frames(&received[head..])
+            .into_iter()
+            .filter(|(opcode, data)| *opcode == 0x1 && data.starts_with(b"a["))
+            .map(|(_, data)| String::from_utf8(data).unwrap())
+            .collect();
+        let expected: Vec<String> = (0..12).map(|n| format!("a[\"message {n}\"]")).collect();
+        assert_eq!(echoed, expected, "{adapter:?}");
+    }
+}
+
+/// `Config::message_read_timeout` does not run while the server holds the socket's reads
+/// back (`max_session_inbound_bytes`): the rest of a message that waits, unread, in the
+/// socket for an application that takes its time is not the client's delay.
+#[test]
+fn the_message_timeout_does_not_run_while_reads_are_held_back() {
+    for adapter in ADAPTERS {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let taker = handler(move |mut session: sockjs_core::driver::Session| {
+            let tx = tx.clone();
+            async move {
+                // Takes nothing for a while: the socket is held back meanwhile.
+                sleep(Duration::from_millis(1200)).await;
+                let mut count = 0;
+                while count < 201 && session.recv().await.is_some() {
+                    count += 1;
+                }
+                let _ = tx.send((count, session.close_reason()));
+            }
+        });
+        let config = Config {
+            shards: 2,
+            max_session_inbound_bytes: 4096,
+            message_read_timeout: Duration::from_millis(200),
+            ..Config::default()
+        };
+        let target = start_services(
+            adapter,
+            config,
+            vec![Mount::new("/echo", Options::default(), taker)],
+        );
+        let mut stream = raw_websocket(&target, &session("held"));
+        // 200 messages, far past the bound, and the start of one more in the same write.
+        let mut flood = Vec::new();
+        for n in 0..200 {
+            flood.extend(client_frame(
+                0x81,
+                format!("[\"message {n:>24}\"]").as_bytes(),
+            ));
+        }
+        let last = client_frame(0x81, b"[\"last\"]");
+        flood.extend_from_slice(&last[..8]);
+        stream.write_all(&flood).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        stream.write_all(&last[8..]).unwrap();
+        let (count, reason) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!((count, reason), (201, None), "{adapter:?}");
+    }
+}
+
 fn refusing_big_messages(adapter: Adapter, close_linger: Duration) -> Target {
     let mut settings = Settings::new(Options {
         max_message_size: 1024,

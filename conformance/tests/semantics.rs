@@ -2535,6 +2535,60 @@ fn a_hixie76_message_too_big_is_drained_so_the_close_is_not_lost_to_a_reset() {
     });
 }
 
+/// `Config::message_read_timeout` on hixie-76 sockets, as on RFC 6455 ones: messages
+/// back to back, each split across writes so that no read ends between two, for longer
+/// than the timeout, are all taken; a message begun and not finished is closed (the
+/// close frame, then the end) once the timeout has passed since its first byte.
+#[test]
+fn a_hixie76_message_that_does_not_end_in_time_is_closed() {
+    within(LIMIT, || {
+        let timeout = Duration::from_millis(300);
+        for adapter in ADAPTERS {
+            let config = Config {
+                message_read_timeout: timeout,
+                ..config()
+            };
+            let options = Options {
+                hixie76: true,
+                ..options()
+            };
+            let (target, reports) =
+                serve_reporting(adapter, config, options, |tx| slow_reader(usize::MAX, tx));
+            let conn = hixie_open(&target, &sid("hixieslow"));
+            let (mut socket, _) = conn.into_stream();
+            let frame = |n: usize| {
+                let mut frame = vec![0x00];
+                frame.extend_from_slice(format!("[\"{n}\"]").as_bytes());
+                frame.push(0xff);
+                frame
+            };
+            socket.write_all(&frame(0)[..3]).unwrap();
+            for n in 0..8 {
+                sleep_blocking(Duration::from_millis(80));
+                let mut write = frame(n)[3..].to_vec();
+                write.extend_from_slice(&frame(n + 1)[..3]);
+                socket.write_all(&write).unwrap();
+            }
+            // The ninth message is begun and never finished.
+            let started = Instant::now();
+            let (closed, tail) = closed_within(&mut socket, Duration::from_secs(5));
+            let took = started.elapsed();
+            assert!(closed, "{adapter:?}");
+            assert_eq!(tail, [0xff, 0x00], "{adapter:?}: just the close frame");
+            assert!(
+                took >= timeout - Duration::from_millis(80) && took < Duration::from_secs(3),
+                "{adapter:?}: closed after {took:?}"
+            );
+            let taken = reports.next();
+            assert_eq!(
+                (taken.count, taken.in_order, taken.reason),
+                (8, true, Some(CloseReason::MessageTimeout)),
+                "{adapter:?}"
+            );
+        }
+    });
+}
+
 /// An upgrade refused (here hixie-76 to a service without it, and to one without
 /// WebSockets) closes the connection after its answer: the bytes the client sent after its
 /// head (hixie-76's key3) are not HTTP and must not be read as the next request.

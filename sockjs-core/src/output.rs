@@ -130,6 +130,10 @@ pub enum CloseReason {
     /// with [`PingOptions::CLOSE_CODE`](crate::PingOptions::CLOSE_CODE) `3000`
     /// "No response from heartbeat".
     PeerUnresponsive,
+    /// The client began a WebSocket message and did not finish it in time
+    /// ([`Engine::handle_ws_message_timeout`](crate::Engine::handle_ws_message_timeout)):
+    /// the socket was closed with 1008 "Message timeout".
+    MessageTimeout,
 }
 
 /// One write for one request (or the WebSocket it became), drained with

@@ -1928,6 +1928,47 @@ fn s9_2_message_over_max_message_size_closes_1009_and_ends_the_session() {
     assert!(h.messages.is_empty(), "nothing is read after the close");
 }
 
+/// §9.2 (sockjs-rs note): a message begun and not finished in time (the driver reports it
+/// with `handle_ws_message_timeout`, `Config::message_read_timeout`) closes the socket
+/// with 1008 `Message timeout`, no `c` frame, and ends the session at once, on SockJS and
+/// raw sockets; a request that is no socket of a live session is ignored.
+#[test]
+fn s9_2_a_message_that_does_not_end_in_time_closes_1008_and_ends_the_session() {
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/slow/websocket");
+    h.ws_send(ws, "[\"before\"]");
+    h.engine.handle_ws_message_timeout(h.now, ws);
+    h.drain();
+    let ex = h.ex(ws);
+    assert_eq!(ex.ws_texts, ["o", "a[\"before\"]"], "no c frame");
+    assert_eq!(ex.ws_close, Some((1008, "Message timeout".into())));
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(h.closed[0].1, CloseReason::MessageTimeout);
+    assert_eq!(h.engine.session_count(), 0);
+    assert_eq!(h.engine.pending_requests(), 0);
+    h.engine.handle_ws_message_timeout(h.now, ws);
+    h.ws_send(ws, "[\"late\"]");
+    h.drain();
+    assert_eq!(h.closed.len(), 1, "reported once");
+    let texts: Vec<&str> = h.messages.iter().map(|(_, text)| text.as_str()).collect();
+    assert_eq!(texts, ["before"], "nothing is read after the close");
+
+    let raw = h.ws_open("/websocket");
+    h.engine.handle_ws_message_timeout(h.now, raw);
+    h.drain();
+    assert_eq!(h.ex(raw).ws_close, Some((1008, "Message timeout".into())));
+    assert_eq!(h.closed[1].1, CloseReason::MessageTimeout);
+
+    // An HTTP receiver is no socket: nothing happens to its session.
+    let poll = h.post("/a/http/xhr", "");
+    assert_eq!(h.ex(poll).body(), "o\n");
+    let held = h.post("/a/http/xhr", "");
+    h.engine.handle_ws_message_timeout(h.now, held);
+    h.drain();
+    assert_eq!(h.closed.len(), 2);
+    assert_eq!(h.engine.session_count(), 1);
+}
+
 #[test]
 fn s9_2_app_close_sends_c_frame_then_closes() {
     let mut h = Harness::new(Options::default(), App::Close);

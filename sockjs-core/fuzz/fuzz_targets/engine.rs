@@ -48,6 +48,9 @@ enum Op {
     WsTooBig {
         pick: u8,
     },
+    WsMessageTimeout {
+        pick: u8,
+    },
     Send {
         pick: u8,
         text: String,
@@ -302,6 +305,11 @@ fuzz_target!(|script: Script| {
             Op::WsTooBig { pick } => {
                 if let Some(id) = pick_from(&requests, pick) {
                     engine.handle_ws_too_big(now, id);
+                }
+            }
+            Op::WsMessageTimeout { pick } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_ws_message_timeout(now, id);
                 }
             }
             Op::Send { pick, text } => {

@@ -92,6 +92,20 @@ pub struct Config {
     /// *(server)* Longest time a request body may take to arrive once its head was read;
     /// then `408 Request Timeout` and the connection closes. Default 10 s.
     pub body_read_timeout: Duration,
+    /// Longest time a WebSocket message may take to arrive once its first bytes came (its
+    /// first frame's head, on RFC 6455 sockets, or its `0x00` on hixie-76 ones): what a
+    /// request body gets from [`body_read_timeout`](Config::body_read_timeout), on every
+    /// adapter, under hyper and axum too. The socket holds an unfinished message's bytes
+    /// (up to [`Options::max_message_size`](crate::Options::max_message_size)) while it
+    /// waits, and a client that began one and sends no more of it, answering pings all the
+    /// while, would hold them for the socket's life. Then the socket is closed with `1008
+    /// Message timeout` ([`CloseReason::MessageTimeout`](crate::CloseReason::MessageTimeout)).
+    /// It counts from the first bytes of each message: control frames between fragments
+    /// neither extend it nor end it, and a client that sends whole messages back to back,
+    /// however fast and however its reads split them, never meets it. While the server
+    /// holds the socket's reads back ([`max_session_inbound_bytes`](Config::max_session_inbound_bytes))
+    /// it does not run. Default 10 s.
+    pub message_read_timeout: Duration,
     /// *(server)* Longest time a write (a response, a chunk, WebSocket messages) may wait
     /// on a client that takes none of it, counted from the last bytes the client took (as
     /// nginx's `send_timeout`): a client on a slow link that reads a large answer bit by
@@ -187,6 +201,7 @@ impl Default for Config {
             admission_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
+            message_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             tcp_user_timeout: Some(Duration::from_secs(30)),
             close_linger: Duration::from_secs(1),

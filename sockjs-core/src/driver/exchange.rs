@@ -496,6 +496,15 @@ impl Link {
             .run(|engine, now| engine.handle_ws_too_big(now, id));
     }
 
+    /// The client began a WebSocket message and did not finish it within
+    /// [`Config::message_read_timeout`](crate::driver::Config::message_read_timeout): the
+    /// engine answers with a 1008 close.
+    pub(crate) fn ws_message_timeout(&self) {
+        let id = self.id;
+        self.shard
+            .run(|engine, now| engine.handle_ws_message_timeout(now, id));
+    }
+
     /// The client closed the WebSocket with a close handshake; the exchange is over. (A
     /// connection that ends without one is an abort: the link is dropped instead.)
     pub(crate) fn ws_closed(&mut self) {

@@ -87,6 +87,9 @@ struct Pump<S> {
     /// without reading the answers (a ping flood) is told from one that is slow to take a
     /// large message of ours.
     pong_bytes: usize,
+    /// A message (text or binary) was handed to the engine since the time limit of an
+    /// unfinished one last looked.
+    finished: bool,
 }
 
 /// The pump of one socket, as a future of fixed, small size: an `async fn` would carry
@@ -100,6 +103,9 @@ pub(crate) struct Serve<S> {
     end: Option<Instant>,
     /// Since when a write has waited for the socket.
     blocked_since: Option<Instant>,
+    /// Since when the decoder has held the start of a message that has not ended
+    /// ([`Config::message_read_timeout`](crate::driver::Config::message_read_timeout)).
+    unfinished_since: Option<Instant>,
     /// Whether a read may find bytes (otherwise wait for readiness first).
     may_read: bool,
     /// The session's inbound queue: while it is past its bound the socket is not read.
@@ -138,11 +144,13 @@ impl<S: Socket> Serve<S> {
                 backlog: false,
                 wrote: false,
                 pong_bytes: 0,
+                finished: false,
             },
             alarm: Alarm::new(),
             read_ahead,
             end: None,
             blocked_since: None,
+            unfinished_since: None,
             may_read: true,
             gate: Gate::new(),
         }
@@ -156,6 +164,7 @@ impl<S: Socket> Serve<S> {
             self.pump.handle(exchange, &mut read_ahead);
         }
         let write_timeout = exchange.config().write_timeout;
+        let message_timeout = exchange.config().message_read_timeout;
         loop {
             let open = self.pump.phase == Phase::Open;
             let (paused, stall_at) = self.gate.paused(exchange, cx, open);
@@ -192,6 +201,27 @@ impl<S: Socket> Serve<S> {
                         }
                     }
                 }
+            }
+
+            // A message begun must end in time, counted from its first bytes: what the
+            // decoder holds of it is held for no longer. Only while the socket is read:
+            // bytes the server does not read are not the client's delay.
+            if pump.phase == Phase::Open && pump.reading() && !paused {
+                if std::mem::take(&mut pump.finished) || pump.decoder.is_idle() {
+                    self.unfinished_since = None;
+                }
+                if !pump.decoder.is_idle() {
+                    let now = exchange.runtime().now();
+                    let since = *self.unfinished_since.get_or_insert(now);
+                    if now.saturating_duration_since(since) >= message_timeout {
+                        tracing::debug!("websocket message timed out");
+                        self.unfinished_since = None;
+                        // The engine queues its close, written below.
+                        exchange.ws_message_timeout();
+                    }
+                }
+            } else {
+                self.unfinished_since = None;
             }
 
             if pump.phase != Phase::Lingering {
@@ -273,6 +303,8 @@ impl<S: Socket> Serve<S> {
             let deadline = [
                 self.end,
                 self.blocked_since.map(|since| later(since, write_timeout)),
+                self.unfinished_since
+                    .map(|since| later(since, message_timeout)),
                 stall_at,
             ]
             .into_iter()
@@ -388,6 +420,7 @@ impl<S: Socket> Pump<S> {
         let decoder = &mut self.decoder;
         let pending = &mut self.pending;
         let pong_bytes = &mut self.pong_bytes;
+        let finished = &mut self.finished;
         let mut closed_by_client = None;
         let result = exchange.feed(|engine, now, id| {
             decoder.feed_at_most(input, FEED_BUDGET, &mut |message| {
@@ -395,8 +428,14 @@ impl<S: Socket> Pump<S> {
                     return;
                 }
                 match message {
-                    Message::Text(text) => engine.handle_ws_message(now, id, text),
-                    Message::Binary(data) => engine.handle_ws_binary(now, id, data),
+                    Message::Text(text) => {
+                        *finished = true;
+                        engine.handle_ws_message(now, id, text);
+                    }
+                    Message::Binary(data) => {
+                        *finished = true;
+                        engine.handle_ws_binary(now, id, data);
+                    }
                     // Either control frame shows the peer is alive (`Options::websocket_ping`).
                     Message::Ping(payload) => {
                         let before = pending.len();

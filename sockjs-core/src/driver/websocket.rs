@@ -240,9 +240,13 @@ async fn hixie76<S: Socket>(
     }
     let mut decoder = hixie76::Decoder::new(exchange.options().max_message_size);
     let mut gate = Gate::new();
+    // Since when `buf` has held the start of a message that has not ended
+    // (`Config::message_read_timeout`, as on RFC 6455 sockets).
+    let mut unfinished_since: Option<Instant> = None;
     loop {
         // The whole frames read so far go to the engine under one lock: a read is one input,
         // as on RFC 6455 sockets (the inbound bound holds inputs whole).
+        let mut finished = false;
         let stop = if buf.is_empty() {
             None
         } else {
@@ -250,6 +254,7 @@ async fn hixie76<S: Socket>(
                 loop {
                     match decoder.decode(&mut buf) {
                         Ok(Some(hixie76::Frame::Text(text))) => {
+                            finished = true;
                             engine.handle_ws_message(now, id, &text)
                         }
                         Ok(Some(hixie76::Frame::Close)) => break Some(Ok(())),
@@ -264,6 +269,14 @@ async fn hixie76<S: Socket>(
         if buf.is_empty() && buf.capacity() > SMALL {
             buf = BytesMut::new();
         }
+        if finished {
+            unfinished_since = None;
+        }
+        if buf.is_empty() {
+            unfinished_since = None;
+        } else if unfinished_since.is_none() {
+            unfinished_since = Some(runtime.now());
+        }
         if let Some(stop) = stop {
             match stop {
                 Ok(()) => {
@@ -274,14 +287,7 @@ async fn hixie76<S: Socket>(
                 }
                 Err(hixie76::Error::MessageTooLarge) => {
                     exchange.ws_too_big();
-                    // The engine queued its close at once: write what is queued.
-                    while let TryNext::Item(content) = exchange.try_next() {
-                        if !write_hixie(&mut socket, content, &mut out, &exchange, &mut alarm).await
-                        {
-                            break;
-                        }
-                    }
-                    return;
+                    return close_now(&mut socket, &mut out, &mut exchange, &mut alarm).await;
                 }
                 Err(error) => {
                     tracing::debug!(%error, "hixie-76 framing error");
@@ -294,16 +300,27 @@ async fn hixie76<S: Socket>(
             Read,
             /// The stall deadline passed: look again.
             Stall,
+            /// The message begun did not end in time.
+            MessageTimeout,
         }
+        let message_timeout = config.message_read_timeout;
         let event = poll_fn(|cx| {
-            // Past the inbound bound the socket is not read (as on RFC 6455 sockets).
+            // Past the inbound bound the socket is not read (as on RFC 6455 sockets), and
+            // what the server does not read is not the client's delay.
             let (paused, stall_at) = gate.paused(&exchange, cx, true);
-            alarm.set(&exchange, stall_at);
+            if paused {
+                unfinished_since = None;
+            }
+            let message_at = unfinished_since.map(|since| later(since, message_timeout));
+            alarm.set(&exchange, if paused { stall_at } else { message_at });
             if exchange.poll_ready(cx).is_ready() {
                 return Poll::Ready(Event::Queue);
             }
             if paused {
                 return alarm.poll(cx).map(|()| Event::Stall);
+            }
+            if message_at.is_some() && alarm.poll(cx).is_ready() {
+                return Poll::Ready(Event::MessageTimeout);
             }
             socket.poll_readable(cx).map(|_| Event::Read)
         })
@@ -319,10 +336,30 @@ async fn hixie76<S: Socket>(
                 TryNext::Ended => return,
             },
             Event::Stall => {}
+            Event::MessageTimeout => {
+                tracing::debug!("hixie-76 message timed out");
+                exchange.ws_message_timeout();
+                return close_now(&mut socket, &mut out, &mut exchange, &mut alarm).await;
+            }
             Event::Read => match read_now(&mut socket, &mut buf) {
                 Ok(Some(0)) | Err(_) => return,
                 Ok(n) => exchange.outside().received(n.unwrap_or(0)),
             },
+        }
+    }
+}
+
+/// Writes what the engine queued up to its close (after a message too big or too slow),
+/// then the socket is done.
+async fn close_now<S: Socket>(
+    socket: &mut S,
+    out: &mut BytesMut,
+    exchange: &mut Link,
+    alarm: &mut Alarm,
+) {
+    while let TryNext::Item(content) = exchange.try_next() {
+        if !write_hixie(socket, content, out, exchange, alarm).await {
+            break;
         }
     }
 }

@@ -98,6 +98,26 @@ impl Engine {
         self.end_socket(id, key, 1009, "Message too big", CloseReason::MessageTooBig);
     }
 
+    /// A WebSocket message began (its first frame's first bytes came) and has not ended
+    /// within the driver's time for it
+    /// ([`Config::message_read_timeout`](crate::driver::Config::message_read_timeout)):
+    /// the socket is closed with 1008 `Message timeout` and the session ends
+    /// ([`CloseReason::MessageTimeout`]). As for a message too big, no `c` frame goes
+    /// before the close: the socket is the client's to mend, not the session's.
+    pub fn handle_ws_message_timeout(&mut self, now: Instant, id: RequestId) {
+        self.advance(now);
+        let Some((key, _)) = self.socket(id) else {
+            return;
+        };
+        self.end_socket(
+            id,
+            key,
+            1008,
+            "Message timeout",
+            CloseReason::MessageTimeout,
+        );
+    }
+
     /// The client closed the WebSocket with a close handshake (the session ends with
     /// [`CloseReason::ClientClosed`]). A connection that ends without one is an abort:
     /// report it with [`Engine::handle_abort`] ([`CloseReason::Aborted`]).

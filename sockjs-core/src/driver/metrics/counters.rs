@@ -52,7 +52,7 @@ pub(crate) fn status_slot(status: u16) -> usize {
 /// `sockjs_sessions_closed_total`. Closes by the application (or the driver: shutdown,
 /// inbound overflow) carry their code; codes outside this table are `other`. `none`: no
 /// close frame carried a code the server knows of.
-pub(crate) const CLOSES: [(&str, &str); 19] = [
+pub(crate) const CLOSES: [(&str, &str); 20] = [
     ("closed", "1000"),
     ("closed", "1001"),
     ("closed", "1002"),
@@ -72,6 +72,7 @@ pub(crate) const CLOSES: [(&str, &str); 19] = [
     ("message_too_big", "1009"),
     ("unsupported_data", "1003"),
     ("peer_unresponsive", "3000"),
+    ("message_timeout", "1008"),
 ];
 
 /// The slot of an application close code in [`CLOSES`].
@@ -92,6 +93,7 @@ fn close_slot(reason: &CloseReason) -> usize {
         CloseReason::MessageTooBig => other + 5,
         CloseReason::UnsupportedData => other + 6,
         CloseReason::PeerUnresponsive => other + 7,
+        CloseReason::MessageTimeout => other + 8,
     }
 }
 
@@ -228,6 +230,7 @@ mod tests {
             CloseReason::MessageTooBig,
             CloseReason::UnsupportedData,
             CloseReason::PeerUnresponsive,
+            CloseReason::MessageTimeout,
         ];
         let labels: Vec<_> = reasons.iter().map(|r| CLOSES[close_slot(r)]).collect();
         assert_eq!(labels[0], ("closed", "1013"));
@@ -235,6 +238,7 @@ mod tests {
         assert_eq!(labels[2], ("timeout", "none"));
         assert_eq!(labels[6], ("message_too_big", "1009"));
         assert_eq!(labels[8], ("peer_unresponsive", "3000"));
+        assert_eq!(labels[9], ("message_timeout", "1008"));
         for (code, slot) in CLOSED_CODES.iter().zip(0..) {
             assert_eq!(CLOSES[slot], ("closed", code.to_string().as_str()));
         }

@@ -29,7 +29,7 @@
 //! |---|---|---|---|
 //! | `sockjs_sessions_open` | gauge | `transport` | Sessions open or closing now, by the transport that opened them |
 //! | `sockjs_sessions_opened_total` | counter | `transport` | Sessions opened |
-//! | `sockjs_sessions_closed_total` | counter | `reason`, `code` | Sessions ended: `reason` is `closed` (by the application or the driver, e.g. shutdown or inbound overflow), `timeout`, `client_closed`, `aborted`, `broken_framing`, `message_too_big`, `unsupported_data`, `peer_unresponsive`; `code` the close code (`other` outside a fixed table, `none` without one) |
+//! | `sockjs_sessions_closed_total` | counter | `reason`, `code` | Sessions ended: `reason` is `closed` (by the application or the driver, e.g. shutdown or inbound overflow), `timeout`, `client_closed`, `aborted`, `broken_framing`, `message_too_big`, `unsupported_data`, `peer_unresponsive`, `message_timeout`; `code` the close code (`other` outside a fixed table, `none` without one) |
 //! | `sockjs_messages_received_total` | counter | | Messages clients sent |
 //! | `sockjs_message_received_bytes_total` | counter | | Their bytes (UTF-8 text) |
 //! | `sockjs_messages_sent_total` | counter | | Messages the application queued (`send`, `try_send`, broadcast) |
