@@ -890,7 +890,8 @@ fn a_websocket_message_that_does_not_end_in_time_is_closed_with_1008() {
 
 /// `Config::message_read_timeout` counts from each message's first bytes: a client that
 /// sends message after message, each split across writes so that no read ends between two
-/// messages, for longer than the timeout, is echoed every message and never closed.
+/// messages, for longer than the timeout, is echoed every message and never closed; so is
+/// one that sends pings so split.
 #[test]
 fn messages_back_to_back_split_across_reads_do_not_meet_the_message_timeout() {
     let timeout = Duration::from_millis(400);
@@ -914,6 +915,17 @@ fn messages_back_to_back_split_across_reads_do_not_meet_the_message_timeout() {
             started.elapsed() > 2 * timeout,
             "the test spans the timeout"
         );
+        // So too pings outside any message, each split across writes.
+        let ping = client_frame(0x89, b"ping");
+        stream.write_all(&ping[..4]).unwrap();
+        for _ in 0..8 {
+            thread::sleep(Duration::from_millis(80));
+            let mut write = ping[4..].to_vec();
+            write.extend_from_slice(&ping[..4]);
+            stream.write_all(&write).unwrap();
+        }
+        thread::sleep(Duration::from_millis(80));
+        stream.write_all(&ping[4..]).unwrap();
         stream
             .write_all(&client_frame(0x88, &1000u16.to_be_bytes()))
             .unwrap();
@@ -929,6 +941,11 @@ fn messages_back_to_back_split_across_reads_do_not_meet_the_message_timeout() {
             .collect();
         let expected: Vec<String> = (0..12).map(|n| format!("a[\"message {n}\"]")).collect();
         assert_eq!(echoed, expected, "{adapter:?}");
+        let pongs = server_frames(&received[head..])
+            .into_iter()
+            .filter(|frame| *frame == (0xa, b"ping".to_vec()))
+            .count();
+        assert_eq!(pongs, 9, "{adapter:?}");
     }
 }
 

@@ -2589,6 +2589,69 @@ fn a_hixie76_message_that_does_not_end_in_time_is_closed() {
     });
 }
 
+/// The time of a hixie-76 message left unfinished when its socket's reads were held back
+/// (`max_session_inbound_bytes`) starts again when they resume: it is closed the timeout
+/// after the application has made room, not never.
+#[test]
+fn a_hixie76_message_left_unfinished_behind_held_back_reads_is_closed_once_they_resume() {
+    within(LIMIT, || {
+        let timeout = Duration::from_millis(300);
+        let held = Duration::from_millis(1000);
+        for adapter in ADAPTERS {
+            let config = Config {
+                message_read_timeout: timeout,
+                ..small_inbound()
+            };
+            let options = Options {
+                hixie76: true,
+                ..options()
+            };
+            let (target, reports) = serve_reporting(adapter, config, options, |tx| {
+                handler(move |mut session: Session| {
+                    let tx = tx.clone();
+                    async move {
+                        sleep(held).await;
+                        let mut count = 0;
+                        while session.recv().await.is_some() {
+                            count += 1;
+                        }
+                        let reason = session.close_reason();
+                        let _ = tx.send(Taken {
+                            count,
+                            in_order: true,
+                            reason,
+                        });
+                    }
+                })
+            });
+            let conn = hixie_open(&target, &sid("hixieheld"));
+            let (mut socket, _) = conn.into_stream();
+            // 200 messages (6,600 bytes as the inbound queue counts them, past its 4 KiB)
+            // and the start of one more, in one read.
+            let mut flood = Vec::new();
+            for n in 0..200 {
+                flood.push(0x00);
+                flood.extend_from_slice(format!("[\"{n}\"]").as_bytes());
+                flood.push(0xff);
+            }
+            flood.extend_from_slice(b"\x00[\"never ends");
+            let started = Instant::now();
+            socket.write_all(&flood).unwrap();
+            let (closed, tail) = closed_within(&mut socket, Duration::from_secs(8));
+            let took = started.elapsed();
+            assert!(closed, "{adapter:?}");
+            assert_eq!(tail, [0xff, 0x00], "{adapter:?}: just the close frame");
+            assert!(took >= held, "{adapter:?}: closed after {took:?}");
+            let taken = reports.next();
+            assert_eq!(
+                (taken.count, taken.reason),
+                (200, Some(CloseReason::MessageTimeout)),
+                "{adapter:?}"
+            );
+        }
+    });
+}
+
 /// An upgrade refused (here hixie-76 to a service without it, and to one without
 /// WebSockets) closes the connection after its answer: the bytes the client sent after its
 /// head (hixie-76's key3) are not HTTP and must not be read as the next request.

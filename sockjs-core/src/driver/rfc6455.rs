@@ -87,8 +87,9 @@ struct Pump<S> {
     /// without reading the answers (a ping flood) is told from one that is slow to take a
     /// large message of ours.
     pong_bytes: usize,
-    /// A message (text or binary) was handed to the engine since the time limit of an
-    /// unfinished one last looked.
+    /// A frame ended outside any message since the time limit of an unfinished one last
+    /// looked: a message (text or binary), or a control frame with no fragmented message
+    /// under way.
     finished: bool,
 }
 
@@ -174,7 +175,8 @@ impl<S: Socket> Serve<S> {
             // Whether this turn reads: a pump that stopped reading (a message too big, a
             // broken frame) starts again once it lingers, possibly later in this turn.
             let was_reading = pump.reading();
-            if was_reading && !paused && self.may_read {
+            let reads = was_reading && !paused && self.may_read;
+            if reads {
                 for round in 0..=READ_BATCH {
                     if round == READ_BATCH {
                         busy = true;
@@ -214,6 +216,11 @@ impl<S: Socket> Serve<S> {
                     let now = exchange.runtime().now();
                     let since = *self.unfinished_since.get_or_insert(now);
                     if now.saturating_duration_since(since) >= message_timeout {
+                        if !reads {
+                            // The rest may have come since the last read: read first.
+                            self.may_read = true;
+                            continue;
+                        }
                         tracing::debug!("websocket message timed out");
                         self.unfinished_since = None;
                         // The engine queues its close, written below.
@@ -421,6 +428,7 @@ impl<S: Socket> Pump<S> {
         let pending = &mut self.pending;
         let pong_bytes = &mut self.pong_bytes;
         let finished = &mut self.finished;
+        let mut control = false;
         let mut closed_by_client = None;
         let result = exchange.feed(|engine, now, id| {
             decoder.feed_at_most(input, FEED_BUDGET, &mut |message| {
@@ -441,14 +449,23 @@ impl<S: Socket> Pump<S> {
                         let before = pending.len();
                         encode_pong(payload, pending);
                         *pong_bytes += pending.len() - before;
+                        control = true;
                         engine.handle_ws_pong(now, id);
                     }
-                    Message::Pong(_) => engine.handle_ws_pong(now, id),
+                    Message::Pong(_) => {
+                        control = true;
+                        engine.handle_ws_pong(now, id);
+                    }
                     Message::Close(close) => closed_by_client = Some(close.map(|(code, _)| code)),
                 }
             })
         });
         self.backlog = matches!(result, Ok(true));
+        // Control frames come between a message's fragments too: only with none under
+        // way did they end outside a message.
+        if control && !self.decoder.in_fragmented_message() {
+            self.finished = true;
+        }
         let result = result.map(drop);
         if self.pong_bytes > exchange.config().max_connection_queue_bytes {
             // Pongs the client does not read (a ping flood): its queue overflowed. (Our

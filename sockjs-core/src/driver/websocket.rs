@@ -243,6 +243,8 @@ async fn hixie76<S: Socket>(
     // Since when `buf` has held the start of a message that has not ended
     // (`Config::message_read_timeout`, as on RFC 6455 sockets).
     let mut unfinished_since: Option<Instant> = None;
+    // Reads and writes take turns when both are ready, so that neither starves the other.
+    let mut read_next = true;
     loop {
         // The whole frames read so far go to the engine under one lock: a read is one input,
         // as on RFC 6455 sockets (the inbound bound holds inputs whole).
@@ -306,30 +308,48 @@ async fn hixie76<S: Socket>(
         let message_timeout = config.message_read_timeout;
         let event = poll_fn(|cx| {
             // Past the inbound bound the socket is not read (as on RFC 6455 sockets), and
-            // what the server does not read is not the client's delay.
+            // what the server does not read is not the client's delay: the message's time
+            // starts again when reads do.
             let (paused, stall_at) = gate.paused(&exchange, cx, true);
             if paused {
                 unfinished_since = None;
+            } else if unfinished_since.is_none() && !buf.is_empty() {
+                unfinished_since = Some(runtime.now());
             }
             let message_at = unfinished_since.map(|since| later(since, message_timeout));
             alarm.set(&exchange, if paused { stall_at } else { message_at });
-            if exchange.poll_ready(cx).is_ready() {
+            let readable = !paused && socket.poll_readable(cx).is_ready();
+            let queued = exchange.poll_ready(cx).is_ready();
+            if readable && (read_next || !queued) {
+                return Poll::Ready(Event::Read);
+            }
+            // A deadline counts only with nothing left to read: the rest of a message
+            // may be waiting in the socket.
+            if !readable && alarm.poll(cx).is_ready() {
+                return Poll::Ready(if paused {
+                    Event::Stall
+                } else {
+                    Event::MessageTimeout
+                });
+            }
+            if queued {
                 return Poll::Ready(Event::Queue);
             }
-            if paused {
-                return alarm.poll(cx).map(|()| Event::Stall);
-            }
-            if message_at.is_some() && alarm.poll(cx).is_ready() {
-                return Poll::Ready(Event::MessageTimeout);
-            }
-            socket.poll_readable(cx).map(|_| Event::Read)
+            Poll::Pending
         })
         .await;
+        read_next = matches!(event, Event::Queue);
         match event {
             Event::Queue => match exchange.try_next() {
                 TryNext::Item(content) => {
+                    // While a write waits for the client, the socket is not read: that
+                    // time is not the unfinished message's.
+                    let began = unfinished_since.map(|_| runtime.now());
                     if !write_hixie(&mut socket, content, &mut out, &exchange, &mut alarm).await {
                         return;
+                    }
+                    if let (Some(since), Some(began)) = (unfinished_since.as_mut(), began) {
+                        *since = later(*since, runtime.now().saturating_duration_since(began));
                     }
                 }
                 TryNext::Empty => {}

@@ -206,6 +206,12 @@ impl Decoder {
         self.partial.is_empty() && self.fragments.is_none()
     }
 
+    /// Whether a fragmented message has begun and not ended (control frames fed now come
+    /// between its fragments).
+    pub fn in_fragmented_message(&self) -> bool {
+        self.fragments.is_some()
+    }
+
     /// Bytes held for an unfinished frame and message: at most the message bound, and one
     /// frame of the largest control frame's size (125 bytes and a 14-byte header) beyond
     /// it, as a ping may come between a message's fragments and is no message, whatever
