@@ -259,3 +259,46 @@ fn a_compressed_read_is_held_back_at_the_inbound_bound() {
         }
     });
 }
+
+/// RFC 6455 §5.5.1: once the server's close is out it only looks for the client's. What
+/// the client still sends is framed, not inflated: a compressed frame that would not
+/// inflate (or would inflate to megabytes) neither costs the server its inflating nor
+/// hides the client's close behind it, which ends the connection at once, long before the
+/// close linger.
+#[test]
+fn after_the_servers_close_compressed_frames_are_not_inflated_and_the_clients_close_is_seen() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let base = Options {
+                permessage_deflate: Some(DeflateOptions::default()),
+                ..Options::default()
+            };
+            let config = Config {
+                close_linger: Duration::from_secs(8),
+                ..Config::default()
+            };
+            let target = start_services(adapter, config, suite(&base));
+            let mut ws = open(&target, Some(CHROMIUM_OFFER));
+            // Broken framing: the server closes with 3000 and waits for the client's close.
+            ws.send("[broken", false).expect("send");
+            assert_eq!(close_code(&mut ws), Some(3000), "{adapter:?}");
+            let mut codec = conformance::deflate::Codec::new(Some(Default::default()));
+            let mut frame = Vec::new();
+            codec.encode_frame(0xC1, &[0xff, 0xff, 0xff, 0xff], &mut frame);
+            ws.write(&frame).expect("write");
+            let started = std::time::Instant::now();
+            ws.close(1000).expect("close");
+            let end = loop {
+                match ws.recv() {
+                    Ok(Some(_)) => continue,
+                    other => break other,
+                }
+            };
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{adapter:?}: the connection ended after {:?} ({end:?})",
+                started.elapsed()
+            );
+        }
+    });
+}

@@ -385,3 +385,45 @@ proptest! {
         }
     }
 }
+
+/// RFC 6455 §5.5.1: once a socket's close is on its way only the peer's close is looked
+/// for. A discarding decoder inflates nothing (garbage and a bomb fail nothing and cost
+/// nothing), checks no text, drops a fragmented message begun before, and still holds the
+/// framing rules and hands out control frames, the client's close among them.
+#[test]
+fn rfc6455_s5_5_1_a_discarding_decoder_inflates_nothing_and_still_sees_the_close() {
+    let kinds = |decoder: &mut Decoder, input: &[u8]| {
+        let mut seen = Vec::new();
+        let mut input = input.to_vec();
+        decoder
+            .feed(&mut input, &mut |m| {
+                seen.push(match m {
+                    Message::Text(_) => "text",
+                    Message::Binary(_) => "binary",
+                    Message::Ping(_) => "ping",
+                    Message::Pong(_) => "pong",
+                    Message::Close(_) => "close",
+                })
+            })
+            .map(|()| seen)
+    };
+    let mut d = Decoder::with_deflate(64 * 1024, &params(true));
+    // A compressed message begun, in three frames: the first one only, then discarding.
+    let begun = compressed(&"z".repeat(5000), 3);
+    let first = 6 + usize::from(begun[1] & 0x7f);
+    assert_eq!(kinds(&mut d, &begun[..first]), Ok(vec![]));
+    d.discard_messages();
+    assert_eq!(d.buffered(), 0, "the fragment held is dropped");
+    let mut input = begun[first..].to_vec();
+    input.extend(frame(0xC1, &[0xff, 0xff, 0xff, 0xff], MASK));
+    input.extend(compressed(&" ".repeat(1 << 20), 1));
+    input.extend(frame(0x81, &[0xff, 0xfe], MASK));
+    input.extend(frame(0x89, b"hi", MASK));
+    input.extend(frame(0x88, &1000u16.to_be_bytes(), MASK));
+    assert_eq!(kinds(&mut d, &input), Ok(vec!["ping", "close"]));
+    // The framing rules still hold.
+    assert_eq!(
+        kinds(&mut d, &frame(0x80, b"x", MASK)),
+        Err(Error::Protocol("continuation without a message"))
+    );
+}

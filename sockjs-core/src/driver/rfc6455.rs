@@ -93,20 +93,29 @@ struct Pump<S> {
     finished: bool,
 }
 
+/// What a socket's phase times: never both at once, so one field (an idle socket's state
+/// is what a server holds for each of its sessions).
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    None,
+    /// Open: since when the decoder has held the start of a message that has not ended
+    /// ([`Config::message_read_timeout`](crate::driver::Config::message_read_timeout)).
+    Unfinished(Instant),
+    /// Lingering: when the linger ends.
+    Linger(Instant),
+}
+
 /// The pump of one socket, as a future of fixed, small size: an `async fn` would carry
 /// room for every temporary of every await point for the socket's whole life.
 pub(crate) struct Serve<S> {
     pump: Pump<S>,
     alarm: Alarm,
     /// Bytes the client sent with its handshake, handled at the first poll.
-    read_ahead: Vec<u8>,
-    /// When the linger ends.
-    end: Option<Instant>,
+    read_ahead: Box<[u8]>,
+    /// The deadline of an unfinished message, or of the linger.
+    clock: Clock,
     /// Since when a write has waited for the socket.
     blocked_since: Option<Instant>,
-    /// Since when the decoder has held the start of a message that has not ended
-    /// ([`Config::message_read_timeout`](crate::driver::Config::message_read_timeout)).
-    unfinished_since: Option<Instant>,
     /// Whether a read may find bytes (otherwise wait for readiness first).
     may_read: bool,
     /// The session's inbound queue: while it is past its bound the socket is not read.
@@ -148,10 +157,9 @@ impl<S: Socket> Serve<S> {
                 finished: false,
             },
             alarm: Alarm::new(),
-            read_ahead,
-            end: None,
+            read_ahead: read_ahead.into_boxed_slice(),
+            clock: Clock::None,
             blocked_since: None,
-            unfinished_since: None,
             may_read: true,
             gate: Gate::new(),
         }
@@ -210,11 +218,17 @@ impl<S: Socket> Serve<S> {
             // bytes the server does not read are not the client's delay.
             if pump.phase == Phase::Open && pump.reading() && !paused {
                 if std::mem::take(&mut pump.finished) || pump.decoder.is_idle() {
-                    self.unfinished_since = None;
+                    self.clock = Clock::None;
                 }
                 if !pump.decoder.is_idle() {
                     let now = exchange.runtime().now();
-                    let since = *self.unfinished_since.get_or_insert(now);
+                    let since = match self.clock {
+                        Clock::Unfinished(since) => since,
+                        _ => {
+                            self.clock = Clock::Unfinished(now);
+                            now
+                        }
+                    };
                     if now.saturating_duration_since(since) >= message_timeout {
                         if !reads {
                             // The rest may have come since the last read: read first.
@@ -222,13 +236,13 @@ impl<S: Socket> Serve<S> {
                             continue;
                         }
                         tracing::debug!("websocket message timed out");
-                        self.unfinished_since = None;
+                        self.clock = Clock::None;
                         // The engine queues its close, written below.
                         exchange.ws_message_timeout();
                     }
                 }
-            } else {
-                self.unfinished_since = None;
+            } else if matches!(self.clock, Clock::Unfinished(_)) {
+                self.clock = Clock::None;
             }
 
             if pump.phase != Phase::Lingering {
@@ -288,7 +302,7 @@ impl<S: Socket> Serve<S> {
                         let _ = pump.socket.shutdown();
                     }
                     pump.phase = Phase::Lingering;
-                    self.end = Some(later(
+                    self.clock = Clock::Linger(later(
                         exchange.runtime().now(),
                         exchange.config().close_linger,
                     ));
@@ -297,7 +311,7 @@ impl<S: Socket> Serve<S> {
 
             // The clock is read only when a deadline could have passed; also while busy, or
             // a client that keeps sending while we linger would keep the socket for ever.
-            if self.end.is_some_and(|at| at <= exchange.runtime().now()) {
+            if matches!(self.clock, Clock::Linger(at) if at <= exchange.runtime().now()) {
                 // The client never answered our close: still a FIN, not a reset.
                 pump.finish();
                 return Poll::Ready(());
@@ -307,11 +321,14 @@ impl<S: Socket> Serve<S> {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
+            let clock = match self.clock {
+                Clock::None => None,
+                Clock::Unfinished(since) => Some(later(since, message_timeout)),
+                Clock::Linger(end) => Some(end),
+            };
             let deadline = [
-                self.end,
+                clock,
                 self.blocked_since.map(|since| later(since, write_timeout)),
-                self.unfinished_since
-                    .map(|since| later(since, message_timeout)),
                 stall_at,
             ]
             .into_iter()
@@ -390,6 +407,8 @@ impl<S: Socket> Pump<S> {
     /// dropped (also the rest of a message that was too big, which the decoder refuses).
     fn answered_close(&mut self, input: &mut [u8]) -> bool {
         self.backlog = false;
+        // Only the client's close is looked for: its messages cost no inflating.
+        self.decoder.discard_messages();
         let mut closed = false;
         let _ = self.decoder.feed(input, &mut |message| {
             closed |= matches!(message, Message::Close(_));

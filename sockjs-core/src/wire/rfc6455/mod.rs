@@ -149,6 +149,17 @@ struct Header {
     len: usize,
 }
 
+/// What a [`Decoder`] does with what it is fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Decodes every frame.
+    Decoding,
+    /// Only frames data frames ([`discard_messages`](Decoder::discard_messages)).
+    Discarding,
+    /// Failed with this error, for good.
+    Failed(Error),
+}
+
 /// Decodes the frames a client sends: checks them as RFC 6455 §5 requires, unmasks them,
 /// reassembles fragmented messages, and bounds messages by size.
 ///
@@ -162,7 +173,7 @@ pub struct Decoder {
     /// compressed), the payload so far, and for uncompressed text how much of it is known
     /// to be UTF-8 (up to a character that the next fragment may finish).
     fragments: Option<(u8, Vec<u8>, usize)>,
-    failed: Option<Error>,
+    mode: Mode,
     /// permessage-deflate was negotiated.
     #[cfg(feature = "deflate")]
     inflate: Option<deflate::Inflate>,
@@ -176,9 +187,37 @@ impl Decoder {
             max_message,
             partial: Vec::new(),
             fragments: None,
-            failed: None,
+            mode: Mode::Decoding,
             #[cfg(feature = "deflate")]
             inflate: None,
+        }
+    }
+
+    /// From now on, data frames are only framed: not unmasked, reassembled, inflated,
+    /// checked nor handed out (what fragments were held is dropped); control frames are
+    /// decoded as before, and the framing rules still hold. For a socket whose close is on
+    /// its way, which has only the peer's close frame left to watch for (RFC 6455 §5.5.1):
+    /// what the peer sends meanwhile costs no inflating, however well it compresses.
+    ///
+    /// ```
+    /// use sockjs_core::wire::rfc6455::{Decoder, Message};
+    ///
+    /// // A masked text frame "ab", then a masked close frame with code 1000 (mask 0).
+    /// let mut input = [0x81, 0x82, 0, 0, 0, 0, b'a', b'b', 0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
+    /// let mut decoder = Decoder::new(1024);
+    /// decoder.discard_messages();
+    /// let mut seen = Vec::new();
+    /// decoder.feed(&mut input, &mut |message| seen.push(matches!(message, Message::Close(_))))?;
+    /// assert_eq!(seen, [true]);
+    /// # Ok::<(), sockjs_core::wire::rfc6455::Error>(())
+    /// ```
+    pub fn discard_messages(&mut self) {
+        if self.mode == Mode::Decoding {
+            self.mode = Mode::Discarding;
+        }
+        if let Some((_, data, utf8)) = &mut self.fragments {
+            *data = Vec::new();
+            *utf8 = 0;
         }
     }
 
@@ -265,7 +304,7 @@ impl Decoder {
         budget: usize,
         on_message: &mut impl FnMut(Message<'_>),
     ) -> Result<bool, Error> {
-        if let Some(error) = self.failed {
+        if let Mode::Failed(error) = self.mode {
             return Err(error);
         }
         let handed = std::cell::Cell::new(0usize);
@@ -324,7 +363,7 @@ impl Decoder {
                 })
         };
         if let Err(error) = result {
-            self.failed = Some(error);
+            self.mode = Mode::Failed(error);
             self.partial = Vec::new();
             self.fragments = None;
         }
@@ -357,6 +396,7 @@ impl Decoder {
             }
             let payload = &mut rest[header.size..total];
             match payload.get_mut(unmasked..) {
+                _ if self.mode == Mode::Discarding && header.opcode & 0x08 == 0 => {}
                 Some(rest) if unmasked > 0 => unmask(rest, rotated(header.mask, unmasked)),
                 _ => unmask(payload, header.mask),
             }
@@ -401,6 +441,9 @@ impl Decoder {
     /// binary by the engine). The whole text is checked again once complete, as any
     /// message's is.
     fn check_unfinished(&mut self, unmasked: usize) -> Result<(), Error> {
+        if self.mode == Mode::Discarding {
+            return Ok(());
+        }
         let Some(header) = self.unfinished_text(&self.partial) else {
             return Ok(());
         };
@@ -514,6 +557,17 @@ impl Decoder {
         payload: &[u8],
         on_message: &mut impl FnMut(Message<'_>),
     ) -> Result<(), Error> {
+        if self.mode == Mode::Discarding && header.opcode & 0x08 == 0 {
+            // Only where a fragmented message begins and ends is kept, for the framing
+            // rules (the header checked that a continuation has a message to continue).
+            match header.opcode {
+                CONTINUATION if header.fin => self.fragments = None,
+                CONTINUATION => {}
+                opcode if !header.fin => self.fragments = Some((opcode, Vec::new(), 0)),
+                _ => {}
+            }
+            return Ok(());
+        }
         match header.opcode {
             PING => on_message(Message::Ping(payload)),
             PONG => on_message(Message::Pong(payload)),
