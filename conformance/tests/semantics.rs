@@ -1991,6 +1991,12 @@ fn graceful_shutdown_refuses_a_new_websocket_with_the_shutdown_close() {
             assert_eq!(greeting.status(), 200, "{adapter:?}");
 
             target.shutdown();
+            // The signal takes effect on the server's own task, its listener closed just
+            // before the services drain: an upgrade sent before that would open a session.
+            let deadline = Instant::now() + WAIT;
+            while TcpStream::connect(target.addr).is_ok() && Instant::now() < deadline {
+                sleep_blocking(Duration::from_millis(10));
+            }
             let (stream, _) = early.into_stream();
             let url = target.url(&path(&sid("late"), "websocket"));
             let (mut socket, answer) =
