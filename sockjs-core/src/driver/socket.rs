@@ -266,9 +266,14 @@ impl<T: PollIo> Socket for Polled<T> {
     fn shutdown(&mut self) -> io::Result<()> {
         let mut cx = Context::from_waker(Waker::noop());
         // A kept write goes first: shut down, the stream would take no more (a TLS stream
-        // queues its close_notify after what it holds, not after what we hold).
-        if let Poll::Ready(Err(e)) = self.push_pending(&mut cx) {
-            return Err(e);
+        // queues its close_notify after what it holds, not after what we hold). If it
+        // cannot go now, there is no clean end: a close_notify would tell the client that
+        // a cut stream ended whole (a write that failed or timed out), so the connection
+        // is dropped without one, and the client sees the cut for what it is.
+        match self.push_pending(&mut cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(()),
         }
         match self.io.poll_shutdown(&mut cx) {
             Poll::Ready(result) => result,
@@ -318,6 +323,8 @@ mod tests {
     struct Gate {
         open: bool,
         written: usize,
+        /// Whether it was shut down (a TLS stream's close_notify).
+        shut: bool,
     }
 
     impl PollIo for Gate {
@@ -335,6 +342,7 @@ mod tests {
             Poll::Ready(Ok(()))
         }
         fn poll_shutdown(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.shut = true;
             Poll::Ready(Ok(()))
         }
     }
@@ -347,6 +355,7 @@ mod tests {
         let mut socket = Polled::new(Gate {
             open: false,
             written: 0,
+            shut: false,
         });
         let message = vec![b'x'; 200 * 1024];
         // A large write is kept in part only: the caller goes on with the rest once the
@@ -372,6 +381,24 @@ mod tests {
         // Writes the stream takes at once keep nothing either.
         assert_eq!(socket.try_write(b"small").expect("written"), 5);
         assert_eq!(socket.pending.capacity(), 0);
+    }
+
+    /// A shutdown with a kept write that cannot go out yet does not shut the stream down (a
+    /// TLS stream's close_notify would claim the cut stream ended whole); once the kept
+    /// write is out, it does, after it.
+    #[test]
+    fn no_clean_end_before_a_kept_write_is_out() {
+        let mut socket = Polled::new(Gate {
+            open: false,
+            written: 0,
+            shut: false,
+        });
+        assert_eq!(socket.try_write(b"last words").expect("kept"), 10);
+        socket.shutdown().expect("no error");
+        assert!(!socket.io.shut, "no close_notify ahead of the kept bytes");
+        socket.io.open = true;
+        socket.shutdown().expect("shut down");
+        assert_eq!((socket.io.written, socket.io.shut), (10, true));
     }
 
     fn readable(socket: &mut Polled<Held>) {
