@@ -807,7 +807,6 @@ fn a_text_frame_that_cannot_be_utf8_fails_before_it_has_all_arrived() {
     }
 }
 
-/// An echo service refusing messages over 1 KiB, with this close linger.
 /// A client's frame, masked (with a fixed mask) as RFC 6455 §5.3 requires.
 fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x1d, 0x7e, 0x42, 0xa9];
@@ -853,9 +852,11 @@ fn a_websocket_message_that_does_not_end_in_time_is_closed_with_1008() {
             } else {
                 // A first fragment, then pings between fragments and no more of it.
                 stream.write_all(&client_frame(0x01, b"[\"part")).unwrap();
+                // Pinging on past the 3 s bound: if pings restarted the clock, no close
+                // would come while they do.
                 let mut pinger = stream.try_clone().unwrap();
                 thread::spawn(move || {
-                    for _ in 0..30 {
+                    for _ in 0..100 {
                         thread::sleep(Duration::from_millis(50));
                         if pinger.write_all(&client_frame(0x89, b"alive")).is_err() {
                             break;
@@ -998,6 +999,7 @@ fn the_message_timeout_does_not_run_while_reads_are_held_back() {
     }
 }
 
+/// An echo service refusing messages over 1 KiB, with this close linger.
 fn refusing_big_messages(adapter: Adapter, close_linger: Duration) -> Target {
     let mut settings = Settings::new(Options {
         max_message_size: 1024,

@@ -227,9 +227,10 @@ impl Serve {
     /// keep-alive connections), [`Config::body_read_timeout`], [`Config::write_timeout`],
     /// [`Config::max_headers`], [`Config::max_head_bytes`], [`Config::max_connections`],
     /// the TCP settings, the shutdown settings and, with the `tls` feature, `Config::tls`. The services' own settings
-    /// come from their builders, and so do their WebSockets' [`Config::write_timeout`] and
-    /// [`Config::close_linger`] (a WebSocket belongs to its service, under this server or
-    /// any other): give both configs the same values to have one setting.
+    /// come from their builders, and so do their WebSockets' [`Config::write_timeout`],
+    /// [`Config::close_linger`] and [`Config::message_read_timeout`] (a WebSocket belongs
+    /// to its service, under this server or any other): give both configs the same values
+    /// to have one setting.
     pub fn config(mut self, config: Config) -> Serve {
         self.config = config;
         self

@@ -70,8 +70,8 @@ struct Pump<S> {
     /// Encoded bytes the socket has not taken yet.
     pending: Vec<u8>,
     phase: Phase,
-    /// The client sent a message over the limit: nothing more is read until the engine's
-    /// close is out.
+    /// The client sent a message over the limit, or did not finish one in time: nothing
+    /// more is read until the engine's close is out.
     deaf: bool,
     /// The client broke the protocol: the session ends as aborted, not closed.
     broken: bool,
@@ -237,7 +237,10 @@ impl<S: Socket> Serve<S> {
                         }
                         tracing::debug!("websocket message timed out");
                         self.clock = Clock::None;
-                        // The engine queues its close, written below.
+                        // The engine queues its close, written below; as after a message
+                        // too big, nothing more is read meanwhile (a blocked write may
+                        // hold the close back).
+                        pump.deaf = true;
                         exchange.ws_message_timeout();
                     }
                 }

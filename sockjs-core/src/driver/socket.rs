@@ -270,10 +270,12 @@ impl<T: PollIo> Socket for Polled<T> {
         // cannot go now, there is no clean end: a close_notify would tell the client that
         // a cut stream ended whole (a write that failed or timed out), so the connection
         // is dropped without one, and the client sees the cut for what it is.
-        match self.push_pending(&mut cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => return Ok(()),
+        // (What the stream holds itself it sends before its close_notify.)
+        if let Poll::Ready(Err(e)) = self.push_pending(&mut cx) {
+            return Err(e);
+        }
+        if !self.pending.is_empty() {
+            return Ok(());
         }
         match self.io.poll_shutdown(&mut cx) {
             Poll::Ready(result) => result,

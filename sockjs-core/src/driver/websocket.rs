@@ -342,14 +342,12 @@ async fn hixie76<S: Socket>(
         match event {
             Event::Queue => match exchange.try_next() {
                 TryNext::Item(content) => {
-                    // While a write waits for the client, the socket is not read: that
-                    // time is not the unfinished message's.
-                    let began = unfinished_since.map(|_| runtime.now());
+                    // A write that waits for the client holds reads back, but what came
+                    // meanwhile is read before a deadline counts (above): the clock runs
+                    // on, as on RFC 6455 sockets, and a client that reads slowly earns its
+                    // unfinished message no time.
                     if !write_hixie(&mut socket, content, &mut out, &exchange, &mut alarm).await {
                         return;
-                    }
-                    if let (Some(since), Some(began)) = (unfinished_since.as_mut(), began) {
-                        *since = later(*since, runtime.now().saturating_duration_since(began));
                     }
                 }
                 TryNext::Empty => {}
