@@ -24,6 +24,11 @@
 //!    each [`Event`] to the application, whose reactions may queue more of both;
 //! 3. sleep until [`Engine::poll_timeout`] or the next input, whichever comes first.
 //!
+//! Every input first fires the timers due by its time, so a timer input that comes late
+//! changes nothing an input sees: a session past its disconnect delay is gone for a request
+//! or a send that comes before the timer input does, a socket past its ping timeout is
+//! closed for a pong that comes so.
+//!
 //! ```
 //! use std::time::{Duration, Instant, SystemTime};
 //! use bytes::Bytes;

@@ -774,3 +774,29 @@ fn s9_2_pong_for_unknown_or_http_requests_is_ignored() {
     assert_eq!(h.closed.len(), 1);
     assert_eq!(h.closed[0].1, CloseReason::ClientClosed);
 }
+
+/// §9.2 (sockjs-rs note, `websocket_ping`): the ping timeout is kept by the inputs' own
+/// time too. A pong (or a message) that comes after it, before the driver's late timer
+/// input, finds the socket closed as unresponsive, and is not taken for a sign of life.
+#[test]
+fn s9_2_a_pong_after_the_ping_timeout_finds_the_socket_closed_whatever_the_timer() {
+    let mut h = pinging(false);
+    let ws = h.ws_open("/a/late/websocket");
+    h.advance(INTERVAL);
+    assert_eq!(h.ex(ws).ws_pings, 1);
+    h.skip(TIMEOUT);
+    h.ws_pong(ws);
+    assert_eq!(
+        h.ex(ws).ws_close,
+        Some((PingOptions::CLOSE_CODE, PingOptions::CLOSE_REASON.into()))
+    );
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(h.closed[0].1, CloseReason::PeerUnresponsive);
+    // One millisecond before the timeout, the pong still counts.
+    let ws = h.ws_open("/a/early/websocket");
+    h.advance(INTERVAL);
+    h.skip(TIMEOUT - Duration::from_millis(1));
+    h.ws_pong(ws);
+    assert_eq!(h.ex(ws).ws_close, None);
+    assert_eq!(h.closed.len(), 1);
+}

@@ -1081,6 +1081,23 @@ fn s7_1_5_a_request_after_the_delay_finds_the_session_gone_whatever_the_timer() 
     assert_eq!(h.ex(reopen).body(), "o\n");
 }
 
+/// So too for the application: a send to a session past its disconnect delay, before the
+/// (late) timer input, finds it gone, rather than queueing a message no one will read.
+#[test]
+fn s7_1_5_an_application_send_after_the_delay_finds_the_session_gone_whatever_the_timer() {
+    let mut h = Harness::echo();
+    h.post("/a/gone/xhr", "");
+    let key = h.last_session();
+    h.skip(Duration::from_millis(5000));
+    assert_eq!(
+        h.engine.send(h.now, key, "late"),
+        Err(sockjs_core::SendError::UnknownSession)
+    );
+    h.drain();
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(h.closed[0].1, CloseReason::Timeout);
+}
+
 #[test]
 fn s7_1_5_no_expiry_while_a_receiver_is_attached() {
     let mut h = Harness::echo();

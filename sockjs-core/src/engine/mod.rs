@@ -289,8 +289,17 @@ impl Engine {
         self.sessions.get(&session).map(|s| s.batch.escaped_len())
     }
 
+    /// Moves the engine's clock on to `now` (never back), firing first what was due by
+    /// then, however late the timer input is: every input finds the sessions as time left
+    /// them. A request finds a session past its disconnect delay gone (§7.1.5), a pong or
+    /// a message that comes after its socket's ping timeout finds the socket closed, and
+    /// an application's send to a session that timed out is refused.
+    #[inline]
     fn advance(&mut self, now: Instant) {
         self.shared.now = self.shared.now.max(now);
+        if self.shared.timers.next().is_some_and(|at| at <= now) {
+            self.fire_due(now);
+        }
     }
 
     fn wall_clock(&self) -> SystemTime {
@@ -351,9 +360,6 @@ impl Engine {
     ) {
         // What was due by `now` happens first, however late the timer input is: a request
         // finds its session as time left it (past its disconnect delay, gone: §7.1.5).
-        if self.poll_timeout().is_some_and(|at| at <= now) {
-            self.handle_timeout(now);
-        }
         self.advance(now);
         if self.shared.options.reads_requests() {
             // The application's callbacks read the request as the adapter handed it.
@@ -444,9 +450,14 @@ impl Engine {
     }
 
     /// Fires every timer due at `now`: heartbeats, WebSocket pings and their timeouts, and
-    /// disconnect timeouts.
+    /// disconnect timeouts. (Every other input fires what was due by its `now` first too:
+    /// a late timer input changes nothing that an input sees.)
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
+    }
+
+    /// Fires every timer due at `now`.
+    fn fire_due(&mut self, now: Instant) {
         while let Some((entry, key)) = self.shared.timers.pop_due(now) {
             let Some(s) = self.sessions.get_mut(&key) else {
                 continue;
