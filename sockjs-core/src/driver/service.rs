@@ -813,4 +813,53 @@ mod tests {
         assert_eq!(status(&mut service.submit(poll())), Some(503));
         assert_eq!(service.session_count(), 0);
     }
+
+    /// A send that waits for room (its connection full) first fires the timers due by its
+    /// time and routes what they did, as a request does: a session past its disconnect
+    /// delay, its timer input late (the runtime's timers never fire here), ends then, not
+    /// at the next request.
+    #[test]
+    fn a_send_that_waits_fires_the_timers_due_first() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+
+        let options = Options {
+            disconnect_delay: Duration::from_millis(20),
+            ..Options::default()
+        };
+        let config = Config {
+            shards: 1,
+            max_connection_queue_bytes: 8 * 1024,
+            ..Config::default()
+        };
+        let (service, kept) = keeping_sessions(options, config);
+        let request = |path: &str| {
+            http::Request::post(path)
+                .body(Bytes::new())
+                .expect("request")
+        };
+        // A session without a receiver, soon past its delay.
+        assert_eq!(
+            status(&mut service.submit(request("/000/gone/xhr"))),
+            Some(200)
+        );
+        // A session whose streaming receiver takes nothing after its head: its connection
+        // fills.
+        let mut stream = service.submit(request("/000/full/xhr_streaming"));
+        assert_eq!(head_status(&mut stream), Some(200));
+        let full = {
+            let mut kept = kept.lock().expect("unpoisoned");
+            let at = kept.iter().position(|s| s.id() == "full").expect("kept");
+            kept.swap_remove(at)
+        };
+        let message = "x".repeat(1000);
+        let refused = (0..100).find_map(|_| full.try_send(&message).err());
+        assert_eq!(refused, Some(crate::SendError::QueueFull));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(service.session_count(), 2, "no input yet");
+        let mut send = std::pin::pin!(full.send(message));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(send.as_mut().poll(&mut cx).is_pending(), "waits for room");
+        assert_eq!(service.session_count(), 1, "the expired session ended");
+    }
 }

@@ -460,6 +460,7 @@ impl Shard {
     ) -> Result<(), SendError> {
         let mut st = self.lock();
         let now = self.common.runtime.now();
+        let fired = st.fire_due(now, &self.common);
         // The connection the message would go out on is as good as full: refused, as when
         // the session's own queue is, rather than pushed past its bound (which would end
         // the session).
@@ -469,6 +470,9 @@ impl Shard {
         });
         if full == Some(true) {
             st.counters.queue_full += 1;
+            if fired {
+                self.settle(st, now);
+            }
             return Err(SendError::QueueFull);
         }
         let result = st.engine.send(now, key, text);
@@ -496,6 +500,8 @@ impl Shard {
         outbound: &mut Outbound,
     ) -> Poll<Result<(), SendError>> {
         let mut st = self.lock();
+        let now = self.common.runtime.now();
+        let fired = st.fire_due(now, &self.common);
         if st.wait_outbound(
             key,
             shared,
@@ -504,12 +510,17 @@ impl Shard {
             cx,
             outbound,
         ) {
+            if fired {
+                self.settle(st, now);
+            }
             return Poll::Pending;
         }
-        let now = self.common.runtime.now();
         match st.engine.send(now, key, text) {
             Err(SendError::QueueFull) if st.engine.queued_bytes(key).unwrap_or(0) > 0 => {
                 st.room.entry(key).or_default().register(slot, cx);
+                if fired {
+                    self.settle(st, now);
+                }
                 Poll::Pending
             }
             result => {
@@ -692,6 +703,19 @@ fn framed_bound(text: &str) -> usize {
 }
 
 impl State {
+    /// Fires the engine's timers due by `now` and routes what they did, before an input
+    /// whose checks look at the sessions (a send's room): a session past its ping timeout
+    /// or disconnect delay is then gone for it, however late the timer task is. Whether
+    /// any were due (then the caller settles, even on a path that feeds nothing).
+    fn fire_due(&mut self, now: Instant, common: &Common) -> bool {
+        if self.engine.poll_timeout().is_none_or(|at| at > now) {
+            return false;
+        }
+        self.engine.handle_timeout(now);
+        self.drain(now, common);
+        true
+    }
+
     /// Calls `f` with the queue of the connection a session's messages go out on now:
     /// its WebSocket's, or its attached HTTP receiver's; `None` while it has neither (they
     /// wait in the engine, under its own bound).
