@@ -260,11 +260,7 @@ impl Shard {
         // ones the engine will hand the request to. A late timer input would otherwise let
         // a request for a session just expired skip the drain, admission and the session
         // limit, and then open a fresh one.
-        let mut ended = false;
-        if st.engine.poll_timeout().is_some_and(|at| at <= now) {
-            st.engine.handle_timeout(now);
-            ended = true;
-        }
+        let mut ended = st.fire_due(now, &self.common);
         if let Some(attached) = st.engine.attached_receiver_routed(&parts, route) {
             let verdict = st
                 .requests

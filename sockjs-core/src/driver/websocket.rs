@@ -271,13 +271,9 @@ async fn hixie76<S: Socket>(
         if buf.is_empty() && buf.capacity() > SMALL {
             buf = BytesMut::new();
         }
-        if finished {
+        // A message ended, or none begun: the clock starts again (below) at the next one.
+        if finished || buf.is_empty() {
             unfinished_since = None;
-        }
-        if buf.is_empty() {
-            unfinished_since = None;
-        } else if unfinished_since.is_none() {
-            unfinished_since = Some(runtime.now());
         }
         if let Some(stop) = stop {
             match stop {
