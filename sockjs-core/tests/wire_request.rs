@@ -1023,6 +1023,34 @@ fn upgrade_needs_both_connection_token_and_upgrade_field() {
     assert!(both.requests()[0].upgrade);
 }
 
+/// RFC 9110 §7.8: a server MUST ignore an `Upgrade` in an HTTP/1.0 request: the request
+/// is plain HTTP, its keep-alive holds, and what follows it is the next request.
+#[test]
+fn rfc9110_s7_8_an_http10_upgrade_is_ignored() {
+    let first =
+        b"GET /echo/info HTTP/1.0\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let next = b"GET /echo/info HTTP/1.0\r\n\r\n";
+    let mut decoder = RequestDecoder::default();
+    let mut buf = BytesMut::from(&cat(&[first, next])[..]);
+    let Ok(Some(Decoded::Request(req))) = decoder.decode(&mut buf) else {
+        panic!("expected a request");
+    };
+    assert!(!req.upgrade);
+    assert!(req.keep_alive);
+    let mut encoded = BytesMut::new();
+    let after = req
+        .response_encoder()
+        .encode(&http::Response::new(Vec::<u8>::new()), &mut encoded);
+    assert!(!after.must_close(), "the answer keeps the connection");
+    let head = String::from_utf8_lossy(&encoded);
+    assert!(head.contains("Connection: keep-alive"), "{head}");
+    // What follows it is the next request, not another protocol's bytes.
+    let Ok(Some(Decoded::Request(req))) = decoder.decode(&mut buf) else {
+        panic!("expected the next request");
+    };
+    assert_eq!(req.request.uri(), "/echo/info");
+}
+
 #[test]
 fn head_request_gets_a_bodyless_encoder() {
     let mut decoder = RequestDecoder::default();

@@ -333,13 +333,15 @@ fn read_head(lines: &[&[u8]], limits: &Limits) -> Result<Head, WireError> {
     }
     authority_as_host(&mut fields, &method, target);
     let framing = framing(&fields, version, limits)?;
-    // RFC 9112 §9.3: persistence. RFC 9110 §7.8: Upgrade comes with the `upgrade` option.
+    // RFC 9112 §9.3: persistence. RFC 9110 §7.8: Upgrade comes with the `upgrade` option,
+    // and is ignored in an HTTP/1.0 request.
     // RFC 9110 §10.1.1: a 100-continue expectation in HTTP/1.0 is ignored.
     let close = lists(&fields, "connection", "close");
     let keep_alive =
         !close && (version == Version::HTTP_11 || lists(&fields, "connection", "keep-alive"));
-    let upgrade =
-        lists(&fields, "connection", "upgrade") && fields.iter().any(|(n, _)| n == "upgrade");
+    let upgrade = version == Version::HTTP_11
+        && lists(&fields, "connection", "upgrade")
+        && fields.iter().any(|(n, _)| n == "upgrade");
     let expect_continue = version == Version::HTTP_11 && lists(&fields, "expect", "100-continue");
     Ok(Head {
         req: Req {
@@ -1122,7 +1124,8 @@ impl Msg {
             uri: self.uri.clone(),
             version,
             keep_alive: !close && (!self.http10() || lists(&fields, "connection", "keep-alive")),
-            upgrade: lists(&fields, "connection", "upgrade")
+            upgrade: !self.http10()
+                && lists(&fields, "connection", "upgrade")
                 && fields.iter().any(|(n, _)| n == "upgrade"),
             expect_continue: !self.http10() && lists(&fields, "expect", "100-continue"),
             fields,

@@ -36,9 +36,9 @@ pub struct DecodedRequest {
     /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
     /// `Connection: keep-alive` (and no `close`).
     pub keep_alive: bool,
-    /// Whether this is an upgrade request: `Connection` lists `upgrade` and an
-    /// `Upgrade` field is present. Bytes after it stay in the buffer for the
-    /// upgraded protocol.
+    /// Whether this is an upgrade request: an HTTP/1.1 request whose `Connection` lists
+    /// `upgrade` and that has an `Upgrade` field (an HTTP/1.0 request's is ignored:
+    /// RFC 9110 §7.8). Bytes after it stay in the buffer for the upgraded protocol.
     pub upgrade: bool,
     /// Whether an HTTP/1.1 client sent `Expect: 100-continue`.
     pub expect_continue: bool,
@@ -474,7 +474,9 @@ fn parse_head_into<'b>(
         Version::HTTP_10 => !close && keep_alive_token,
         _ => !close,
     };
-    let upgrade = upgrade_token && upgrade_field;
+    // RFC 9110 §7.8: an `Upgrade` in an HTTP/1.0 request is ignored (a proxy may have
+    // passed it on from a later hop's request); the connection goes on as HTTP.
+    let upgrade = version == Version::HTTP_11 && upgrade_token && upgrade_field;
     let expect_continue = version == Version::HTTP_11 && expect_continue;
 
     let mut request = Request::new(());
