@@ -146,8 +146,9 @@ struct Conn<H, S> {
     /// that never grew past one read keeps its allocation, which saves one per request.
     grown: bool,
     /// The connection ends on a request it could not read, or would not go on after (an
-    /// upgrade not answered with `101`, the `503` of a shutdown): the client may still be
-    /// sending (see [`Conn::linger`]).
+    /// upgrade not answered with `101`, the `503` of a shutdown, an answer that closes a
+    /// connection the client meant to keep): the client may still be sending (see
+    /// [`Conn::linger`]).
     refused: bool,
     /// It has answered a request: idle, it may be closed for a waiting client
     /// ([`OpenConnections::idle`](crate::driver::OpenConnections::idle)).
@@ -175,9 +176,17 @@ impl<H: Host, S: Socket> Conn<H, S> {
             let Some(request) = self.next_request().await? else {
                 return Ok(None);
             };
+            let client_goes_on = request.keep_alive;
             match self.handle(request).await? {
                 Next::KeepAlive => self.served = true,
-                Next::Close => return Ok(None),
+                Next::Close => {
+                    // The server closes a connection the client meant to keep (an HTTP/1.0
+                    // stream's end, an answer that says `close`), or one it has sent more
+                    // on already: the client may be sending its next request, whose bytes
+                    // unread would draw a reset that can destroy this answer.
+                    self.refused |= client_goes_on || !self.buf.is_empty();
+                    return Ok(None);
+                }
                 Next::Upgrade(upgraded) => return Ok(Some(upgraded)),
             }
             served = served.wrapping_add(1);
@@ -263,7 +272,8 @@ impl<H: Host, S: Socket> Conn<H, S> {
     }
 
     /// After a refusal, our FIN sent: reads and drops what the client still sends (the
-    /// body of a request refused at its head, requests pipelined behind it) until it closes
+    /// body of a request refused at its head, requests pipelined behind it or behind an
+    /// answer after which the server closes) until it closes
     /// its side or [`Config::close_linger`](crate::driver::Config::close_linger) has passed
     /// (bounded in time, not bytes: dropping bytes costs next to nothing).
     /// A socket closed with input unread makes the kernel send a reset, which can destroy
