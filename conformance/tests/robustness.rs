@@ -1069,41 +1069,57 @@ fn a_body_refused_at_its_head_is_drained_so_the_413_is_not_lost_to_a_reset() {
 }
 
 /// An HTTP/1.0 client that asked to keep its connection gets a stream, which ends by the
-/// server closing the connection (HTTP/1.0 has no chunks); it has already sent its next
-/// request and more. The server reads and drops what comes before it closes, so that the
-/// answer is not lost to a reset (RFC 9112 §9.6): the client's upload goes through, and it
-/// reads the stream whole and a clean end.
+/// server closing the connection (HTTP/1.0 has no chunks), while the client sends its next
+/// request and more: sent at once behind the first (the server has read some of it), or
+/// only once the stream has come (the server has read none). The server reads and drops
+/// what comes before it closes, so that the answer is not lost to a reset (RFC 9112 §9.6):
+/// the client's upload goes through, and it reads the stream whole and a clean end.
 #[test]
 fn a_close_the_client_did_not_ask_for_is_lingering_so_the_answer_is_not_lost_to_a_reset() {
     for adapter in ADAPTERS {
-        // Past its open frame, the stream ends at once.
-        let options = Options {
-            response_limit: 1,
-            ..Options::default()
-        };
-        let mut settings = Settings::new(options);
-        settings.config.close_linger = Duration::from_secs(10);
-        let target = start(adapter, settings);
-        let mut stream = TcpStream::connect(target.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let head = format!(
-            "POST {}/xhr_streaming HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-            session("ten")
-        );
-        // The next request, then more than loopback's socket buffers and the server's
-        // read buffer hold: the server must read it.
-        let mut more = b"GET /echo/info HTTP/1.0\r\n\r\n".to_vec();
-        more.resize(4 * 1024 * 1024, b'x');
-        let (received, end) = upload_then_read(adapter, &mut stream, head.as_bytes(), &more);
-        let text = String::from_utf8_lossy(&received);
-        assert!(text.starts_with("HTTP/1.1 200"), "{adapter:?}: {text}");
-        assert!(
-            text.ends_with("\no\n"),
-            "{adapter:?}: the whole stream: {text}"
-        );
-        assert!(end.is_ok(), "{adapter:?}: {end:?} after {text}");
+        for pipelined in [true, false] {
+            // Past its open frame, the stream ends at once.
+            let options = Options {
+                response_limit: 1,
+                ..Options::default()
+            };
+            let mut settings = Settings::new(options);
+            settings.config.close_linger = Duration::from_secs(10);
+            let target = start(adapter, settings);
+            let mut stream = TcpStream::connect(target.addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let head = format!(
+                "POST {}/xhr_streaming HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                session("ten")
+            );
+            // The next request, then more than loopback's socket buffers and the server's
+            // read buffer hold: the server must read it.
+            let mut more = b"GET /echo/info HTTP/1.0\r\n\r\n".to_vec();
+            more.resize(4 * 1024 * 1024, b'x');
+            let mut received = Vec::new();
+            let end = if pipelined {
+                let (rest, end) = upload_then_read(adapter, &mut stream, head.as_bytes(), &more);
+                received = rest;
+                end
+            } else {
+                stream.write_all(head.as_bytes()).unwrap();
+                let mut byte = [0u8; 1];
+                while !received.ends_with(b"\no\n") {
+                    stream.read_exact(&mut byte).unwrap();
+                    received.push(byte[0]);
+                }
+                let (rest, end) = upload_then_read(adapter, &mut stream, &[], &more);
+                received.extend_from_slice(&rest);
+                end
+            };
+            let text = String::from_utf8_lossy(&received);
+            let case = format!("{adapter:?}, pipelined {pipelined}");
+            assert!(text.starts_with("HTTP/1.1 200"), "{case}: {text}");
+            assert!(text.ends_with("\no\n"), "{case}: the whole stream: {text}");
+            assert!(end.is_ok(), "{case}: {end:?} after {text}");
+        }
     }
 }
 

@@ -136,8 +136,9 @@ pub struct Config {
     /// that the server's last answer is not lost to a reset: an HTTP request it refused
     /// (400, 408, 413, 414, 431), an upgrade not answered with `101`, a shutdown's `503`, an
     /// answer after which the server closes a connection the client meant to keep open (an
-    /// HTTP/1.0 stream's end, say), and a WebSocket closed for a message too big or a broken
-    /// frame (its FIN goes with its close, then the client's bytes are dropped). Default 1 s.
+    /// HTTP/1.0 stream's end, say) or that holds the client's next bytes already, and a
+    /// WebSocket closed for a message too big or a broken frame (its FIN goes with its
+    /// close, then the client's bytes are dropped). Default 1 s.
     pub close_linger: Duration,
     /// *(server)* Most connections the server keeps open at once: HTTP connections (idle
     /// keep-alive ones included), TLS handshakes and WebSockets. At the bound the server

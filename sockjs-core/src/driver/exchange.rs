@@ -158,7 +158,8 @@ impl Exchange {
     }
 
     /// The next thing to write; `None` if the exchange ended without a last item (the
-    /// connection overflowed or the engine dropped the request): drop the connection then.
+    /// connection overflowed or the engine dropped the request): end the connection then
+    /// (the HTTP/1 loop lingers as after a refusal, for a client that may be sending).
     pub async fn next(&mut self) -> Option<Content> {
         poll_fn(|cx| self.poll_next(cx)).await
     }

@@ -147,8 +147,8 @@ struct Conn<H, S> {
     grown: bool,
     /// The connection ends on a request it could not read, or would not go on after (an
     /// upgrade not answered with `101`, the `503` of a shutdown, an answer that closes a
-    /// connection the client meant to keep): the client may still be sending (see
-    /// [`Conn::linger`]).
+    /// connection the client meant to keep, or one that holds the client's next bytes
+    /// already): the client may still be sending (see [`Conn::linger`]).
     refused: bool,
     /// It has answered a request: idle, it may be closed for a waiting client
     /// ([`OpenConnections::idle`](crate::driver::OpenConnections::idle)).
