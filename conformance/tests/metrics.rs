@@ -37,8 +37,9 @@ fn sid(kind: &str) -> String {
 
 /// `/echo` echoes, and obeys `close` (3000), `fill` (try_send until `QueueFull`, then
 /// tells the client) and `flood` (try_send 1 KB messages until one is refused).
-/// `/deaf` takes nothing. `/big` only raises the largest body bound, so sockjs-smol's
-/// decoder lets an over-large body for `/echo` reach its service.
+/// `/deaf` takes nothing. `/big` only raises the largest body bound, so that an over-large
+/// body for `/echo` is over `/echo`'s own bound only: refused by the connection for `/echo`
+/// (or read and refused by `/echo`, under hyper), and counted as `/echo`'s.
 fn serve(adapter: support::Adapter) -> Target {
     let echo = handler(|mut session: Session| async move {
         while let Some(text) = session.recv().await {

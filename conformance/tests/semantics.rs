@@ -2706,6 +2706,45 @@ fn a_refused_upgrade_closes_the_connection_after_its_answer() {
     });
 }
 
+/// On a server with several services whose body bounds differ, each holds the bodies sent
+/// to it to its own `max_request_body` before it reads them: a declared length past the
+/// small service's bound gets `413` at once, with no `100 Continue` (the client need not
+/// send the body), and the connection closes; the same body goes to the other service.
+#[test]
+fn each_service_holds_bodies_to_its_own_bound_before_reading_them() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let small = Options {
+                max_request_body: 1024,
+                ..options()
+            };
+            let target = start_services(
+                adapter,
+                config(),
+                vec![
+                    Mount::new("/app", options(), echo_handler()),
+                    Mount::new("/small", small, echo_handler()),
+                ],
+            );
+            let body = format!("[\"{}\"]", "x".repeat(4000));
+            let mut conn = target.conn();
+            let head = format!(
+                "POST /small/000/{}/xhr_send HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\
+                 Content-Length: {}\r\n\r\n",
+                sid("small"),
+                body.len()
+            );
+            conn.write_raw(head.as_bytes()).unwrap();
+            let response = conn.read_response("POST").unwrap();
+            assert_eq!(response.status(), 413, "{adapter:?}: {}", response.text());
+            assert!(conn.is_closed().unwrap(), "{adapter:?}: still open");
+            let id = sid("big");
+            assert_eq!(xhr(&target, &id), "o\n", "{adapter:?}");
+            assert_eq!(xhr_send(&target, &id, &body), 204, "{adapter:?}");
+        }
+    });
+}
+
 /// An upgrade answered with anything but 101 closes the connection while the client may
 /// still be sending what follows its head (hixie-76's key3 and its first frames; here a
 /// lot of it): the server reads and drops it for its close linger (a lingering close,

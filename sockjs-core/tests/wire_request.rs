@@ -971,6 +971,78 @@ fn expect_continue_ignored_for_http10() {
     assert!(!done.requests()[0].expect_continue);
 }
 
+/// A body limit of each request's own (a server's bound for the service the target goes to),
+/// within the decoder's: a declared length past it fails at the head, before any
+/// `100 Continue` asks for the body; a chunked body past it fails as its chunks come; a
+/// body within it decodes; and the decoder's own limit still caps a larger one.
+#[test]
+fn a_requests_own_body_limit_holds_at_the_head_and_as_chunks_come() {
+    let own = |target: &http::Uri| {
+        if target.path().starts_with("/small") {
+            4
+        } else {
+            usize::MAX
+        }
+    };
+    let decode = |input: &[u8]| {
+        let mut decoder = RequestDecoder::new(Limits {
+            max_body_bytes: 16,
+            ..Limits::default()
+        });
+        let mut buf = BytesMut::from(input);
+        let mut events = Vec::new();
+        loop {
+            match decoder.decode_limited(&mut buf, own) {
+                Ok(Some(Decoded::Continue)) => events.push("continue".to_string()),
+                Ok(Some(Decoded::Request(req))) => events.push(format!(
+                    "{} {:?}",
+                    req.request.uri(),
+                    String::from_utf8_lossy(req.request.body())
+                )),
+                Ok(None) => return (events, None),
+                Err(e) => {
+                    let refused = decoder.refused_target().map(ToString::to_string);
+                    return (events, Some((e, refused)));
+                }
+            }
+        }
+    };
+    // Declared past its own limit, with the body still to come: no 100 Continue.
+    let (events, error) = decode(
+        b"POST /small HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    assert!(events.is_empty(), "{events:?}");
+    // Refused for its own limit: the target is told, for the refusal to count there.
+    let refused = Some((WireError::BodyTooLarge, Some("/small".to_string())));
+    assert_eq!(error, refused);
+    // Declared past it, the body there already.
+    let (_, error) = decode(b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(error, refused);
+    // Chunked past it: as the chunks come.
+    let (_, error) = decode(
+        b"POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n",
+    );
+    assert_eq!(error, refused);
+    // Within it, and on other targets up to the decoder's limit (not past it).
+    let (events, error) = decode(
+        b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd\
+POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n\
+POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 16\r\n\r\n0123456789abcdef",
+    );
+    assert_eq!(error, None);
+    assert_eq!(
+        events,
+        [
+            "/small \"abcd\"",
+            "/small \"abcd\"",
+            "/big \"0123456789abcdef\""
+        ]
+    );
+    // Past the decoder's own limit: too large for anywhere, no target told.
+    let (_, error) = decode(b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n");
+    assert_eq!(error, Some((WireError::BodyTooLarge, None)));
+}
+
 #[test]
 fn expect_continue_with_oversized_body_is_413_not_continue() {
     let input =

@@ -79,6 +79,9 @@ impl DecodedRequest {
 pub struct RequestDecoder {
     limits: Limits,
     state: State,
+    /// The target of a request refused for a body past its own limit (see
+    /// [`refused_target`](RequestDecoder::refused_target)); boxed, as it is rare.
+    refused: Option<Box<Uri>>,
 }
 
 #[derive(Debug)]
@@ -86,10 +89,13 @@ enum State {
     /// Looking for the end of a head; `scanned` bytes hold no terminator, and `skipped`
     /// bytes of empty lines came before it (they count toward `max_head_bytes`).
     Head { scanned: usize, skipped: usize },
-    /// Head consumed, body being received.
+    /// Head consumed, body being received, of at most `limit` bytes (`own`: the request's
+    /// own limit, below the decoder's).
     Body {
         head: Box<Head>,
         body: Body,
+        limit: usize,
+        own: bool,
         continue_reported: bool,
     },
     /// A fatal error was reported.
@@ -130,6 +136,7 @@ impl RequestDecoder {
                 scanned: 0,
                 skipped: 0,
             },
+            refused: None,
         }
     }
 
@@ -152,17 +159,35 @@ impl RequestDecoder {
     /// decodes and nothing after them. Once it returns an error it returns
     /// the same error forever.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, WireError> {
+        self.decode_limited(buf, |_| usize::MAX)
+    }
+
+    /// [`decode`](Self::decode), with a body limit of each request's own within
+    /// [`Limits::max_body_bytes`]: `body_limit` is asked, with the request's target, once
+    /// per request when its head is in (a server with several services answers the bound of
+    /// the one the target goes to), and a body declared or sent past it fails as one past
+    /// the decoder's limit ([`WireError::BodyTooLarge`]), before any
+    /// [`Decoded::Continue`] invites the client to send it.
+    pub fn decode_limited(
+        &mut self,
+        buf: &mut BytesMut,
+        body_limit: impl FnOnce(&Uri) -> usize,
+    ) -> Result<Option<Decoded>, WireError> {
         if let State::Failed(err) = self.state {
             return Err(err);
         }
-        let result = self.step(buf);
+        let result = self.step(buf, body_limit);
         if let Err(err) = result {
             self.state = State::Failed(err);
         }
         result
     }
 
-    fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, WireError> {
+    fn step(
+        &mut self,
+        buf: &mut BytesMut,
+        body_limit: impl FnOnce(&Uri) -> usize,
+    ) -> Result<Option<Decoded>, WireError> {
         let limits = self.limits;
         if let State::Head { scanned, skipped } = &mut self.state {
             let Some(end) = find_head_end(buf, scanned, skipped, &limits)? else {
@@ -172,8 +197,18 @@ impl RequestDecoder {
             *skipped = 0;
             let head = buf.split_to(end).freeze();
             let (head, body) = parse_head(&head, &limits)?;
-            // Most requests arrive whole: hand them out without parking the head.
+            // The head's other faults first, as for a body past the decoder's own limit.
+            let own_limit = body_limit(head.request.uri());
+            let own = own_limit < limits.max_body_bytes;
+            let limit = own_limit.min(limits.max_body_bytes);
             if let Body::Length(len) = body {
+                if len > limit {
+                    if own {
+                        self.refused = Some(Box::new(head.request.uri().clone()));
+                    }
+                    return Err(WireError::BodyTooLarge);
+                }
+                // Most requests arrive whole: hand them out without parking the head.
                 if buf.len() >= len {
                     return Ok(Some(Decoded::Request(
                         head.complete(buf.split_to(len).freeze()),
@@ -183,12 +218,16 @@ impl RequestDecoder {
             self.state = State::Body {
                 head: Box::new(head),
                 body,
+                limit,
+                own,
                 continue_reported: false,
             };
         }
         let State::Body {
             head,
             body,
+            limit,
+            own,
             continue_reported,
         } = &mut self.state
         else {
@@ -196,7 +235,20 @@ impl RequestDecoder {
         };
         let complete = match body {
             Body::Length(len) => buf.len() >= *len,
-            Body::Chunked(chunked) => chunked.decode(buf, &limits)?,
+            Body::Chunked(chunked) => {
+                let limits = Limits {
+                    max_body_bytes: *limit,
+                    ..limits
+                };
+                match chunked.decode(buf, &limits) {
+                    Ok(complete) => complete,
+                    Err(WireError::BodyTooLarge) if *own => {
+                        self.refused = Some(Box::new(head.request.uri().clone()));
+                        return Err(WireError::BodyTooLarge);
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
         };
         if !complete {
             if head.expect_continue && !*continue_reported {
@@ -219,6 +271,14 @@ impl RequestDecoder {
             Body::Chunked(mut chunked) => chunked.take_body(),
         };
         Ok(Some(Decoded::Request(head.complete(body))))
+    }
+
+    /// Once decoding has failed with [`WireError::BodyTooLarge`] for a body past the
+    /// request's own limit ([`decode_limited`](Self::decode_limited)), that request's
+    /// target: a server counts the refusal where the request was going. `None` otherwise
+    /// (a body past the decoder's own limit is too large for anywhere).
+    pub fn refused_target(&self) -> Option<&Uri> {
+        self.refused.as_deref()
     }
 
     /// Bytes of request body the decoder itself holds (chunked bodies only;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 
 use super::Host;
 use super::deadline::Deadline;
@@ -131,6 +131,23 @@ pub(super) fn serve<H: Host, S: Socket>(
         host.spawn_websocket(exchange.serve_websocket(stream, read_ahead, handshake));
         Ok(())
     }
+}
+
+/// The body bound of the service a request goes to, which it holds to its own
+/// [`Options::max_request_body`](crate::Options::max_request_body) before the body is read
+/// (no `100 Continue`, no body read only to be refused). A server whose services share one
+/// bound (the usual case, one service) routes nothing here; a request outside every service
+/// gets the decoder's bound, the largest.
+fn body_limit<H: Host>(host: &H, target: &Uri) -> usize {
+    let mut bounds = host.services().map(|s| s.options().max_request_body);
+    let first = bounds.next();
+    if bounds.all(|bound| Some(bound) == first) {
+        return usize::MAX;
+    }
+    host.route(target.path())
+        .map_or(usize::MAX, |(service, _)| {
+            service.options().max_request_body
+        })
 }
 
 struct Conn<H, S> {
@@ -320,7 +337,19 @@ impl<H: Host, S: Socket> Conn<H, S> {
     /// whatever the request said: its head may not have been read). Encoded before the
     /// write, so that the wait for the write does not also hold the response.
     fn refusal(&self, status: StatusCode, encode: impl FnOnce(&mut BytesMut)) -> BytesMut {
-        self.host.unrouted().count(status);
+        // A body refused for its own service's bound counts where it was going.
+        let routed = self.decoder.refused_target().and_then(|target| {
+            let path = target.path();
+            self.host
+                .route(path)
+                .map(|(service, mount)| (service, path, mount))
+        });
+        match routed {
+            Some((service, path, mount)) => {
+                service.answered(path.get(mount..).unwrap_or(path), status);
+            }
+            None => self.host.unrouted().count(status),
+        }
         let mut out = BytesMut::new();
         encode(&mut out);
         out
@@ -370,7 +399,8 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Refuse(BytesMut),
                 Read,
             }
-            let step = match self.decoder.decode(&mut self.buf) {
+            let limit = |target: &Uri| body_limit(host, target);
+            let step = match self.decoder.decode_limited(&mut self.buf, limit) {
                 Ok(Some(Decoded::Request(request))) => {
                     // Given back once all of it is spent: pipelined requests left in it are
                     // decoded from it first, with no copy.

@@ -21,7 +21,9 @@
 //!   handshake takes from the same time), its body within
 //!   [`Config::body_read_timeout`] of its head (then `408`);
 //! - heads are bounded by [`Config::max_head_bytes`] and [`Config::max_headers`] (`431`; `414` for a request line alone over the bound),
-//!   bodies by the largest `max_request_body` of the [`Host::services`] (`413`), malformed requests get `400`, and
+//!   bodies by the `max_request_body` of the service they go to (the largest of the
+//!   [`Host::services`] outside every service; `413`, checked against a declared length
+//!   before the body is read), malformed requests get `400`, and
 //!   each of these answers closes the connection;
 //! - a write waits at most [`Config::write_timeout`] for the client to take any of it;
 //! - bytes a client sends while its response is pending (a pipelined request) are kept up
@@ -142,10 +144,10 @@ pub trait Host: Send + Sync + Sized + 'static {
     /// The server's settings: its read, write and header limits and timeouts.
     fn config(&self) -> &Config;
 
-    /// Every service of the server. The largest
-    /// [`Options::max_request_body`](crate::Options::max_request_body) among them bounds
-    /// every request body the connection reads (longer ones get `413`); each service holds
-    /// its own requests to its own.
+    /// Every service of the server. Each holds the request bodies that go to it to its own
+    /// [`Options::max_request_body`](crate::Options::max_request_body) as the connection
+    /// reads them (longer ones get `413`, before they are read when their length is
+    /// declared); the largest bounds those outside every service.
     fn services(&self) -> impl Iterator<Item = &Service>;
 
     /// The service that serves `path`, and how many bytes at its start are a mount prefix
