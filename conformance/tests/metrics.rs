@@ -245,6 +245,8 @@ fn metrics_count_requests_by_endpoint_and_status_2_and_6() {
             let too_big = format!("[\"{}\"]", "z".repeat(MAX_BODY));
             let request = Request::new("POST", &send).body(too_big.as_str());
             assert_eq!(target.request(&request).status(), 413, "{adapter:?}");
+            // Counted once, as the service's answer.
+            assert_eq!(target.unrouted(413), 0, "{adapter:?}");
             let request = Request::new("POST", &send).body(r#"["small"]"#);
             assert_eq!(target.request(&request).status(), 204, "{adapter:?}");
 

@@ -974,7 +974,8 @@ fn expect_continue_ignored_for_http10() {
 /// A body limit of each request's own (a server's bound for the service the target goes to),
 /// within the decoder's: a declared length past it fails at the head, before any
 /// `100 Continue` asks for the body; a chunked body past it fails as its chunks come; a
-/// body within it decodes; and the decoder's own limit still caps a larger one.
+/// body within it decodes; and the decoder's own limit still caps a larger one. A body that
+/// fails names its request's target, wherever its size was refused.
 #[test]
 fn a_requests_own_body_limit_holds_at_the_head_and_as_chunks_come() {
     let own = |target: &http::Uri| {
@@ -999,37 +1000,55 @@ fn a_requests_own_body_limit_holds_at_the_head_and_as_chunks_come() {
                     req.request.uri(),
                     String::from_utf8_lossy(req.request.body())
                 )),
-                Ok(None) => return (events, None),
+                Ok(None) => {
+                    let pending = decoder.target().map(ToString::to_string);
+                    return (events, Err(pending));
+                }
                 Err(e) => {
-                    let refused = decoder.refused_target().map(ToString::to_string);
-                    return (events, Some((e, refused)));
+                    let target = decoder.target().map(ToString::to_string);
+                    // Sticky, and so is the target.
+                    assert_eq!(decoder.decode_limited(&mut buf, own).err(), Some(e));
+                    assert_eq!(decoder.target().map(ToString::to_string), target);
+                    return (events, Ok((e, target)));
                 }
             }
         }
     };
+    let too_large = |target: &str| Ok((WireError::BodyTooLarge, Some(target.to_string())));
     // Declared past its own limit, with the body still to come: no 100 Continue.
-    let (events, error) = decode(
+    let (events, end) = decode(
         b"POST /small HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
     );
     assert!(events.is_empty(), "{events:?}");
-    // Refused for its own limit: the target is told, for the refusal to count there.
-    let refused = Some((WireError::BodyTooLarge, Some("/small".to_string())));
-    assert_eq!(error, refused);
-    // Declared past it, the body there already.
-    let (_, error) = decode(b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
-    assert_eq!(error, refused);
-    // Chunked past it: as the chunks come.
-    let (_, error) = decode(
+    assert_eq!(end, too_large("/small"));
+    // Declared past it, the body there already; past the decoder's limit too.
+    let (_, end) = decode(b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(end, too_large("/small"));
+    let (_, end) = decode(b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 300\r\n\r\n");
+    assert_eq!(end, too_large("/small"));
+    // Chunked past it: as the chunks come; while they come, the target is known.
+    let (_, end) = decode(
+        b"POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+    );
+    assert_eq!(end, Err(Some("/small".to_string())));
+    let (_, end) = decode(
         b"POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n",
     );
-    assert_eq!(error, refused);
+    assert_eq!(end, too_large("/small"));
+    // Malformed chunks name their request too.
+    let (_, end) =
+        decode(b"POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    let Ok((_, target)) = end else {
+        panic!("a malformed chunk fails: {end:?}");
+    };
+    assert_eq!(target.as_deref(), Some("/small"));
     // Within it, and on other targets up to the decoder's limit (not past it).
-    let (events, error) = decode(
+    let (events, end) = decode(
         b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd\
 POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n\
 POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 16\r\n\r\n0123456789abcdef",
     );
-    assert_eq!(error, None);
+    assert_eq!(end, Err(None), "between requests, no target");
     assert_eq!(
         events,
         [
@@ -1038,9 +1057,15 @@ POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 16\r\n\r\n0123456789abcdef",
             "/big \"0123456789abcdef\""
         ]
     );
-    // Past the decoder's own limit: too large for anywhere, no target told.
-    let (_, error) = decode(b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n");
-    assert_eq!(error, Some((WireError::BodyTooLarge, None)));
+    let (_, end) = decode(b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n");
+    assert_eq!(end, too_large("/big"));
+    // A length past any number: past every limit.
+    let (_, end) =
+        decode(b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n");
+    assert_eq!(end, too_large("/big"));
+    // A head that fails names nothing.
+    let (_, end) = decode(b"POST /big HTTP/1.1\r\nContent-Length: 1\r\n\r\n");
+    assert_eq!(end, Ok((WireError::MissingHost, None)));
 }
 
 #[test]

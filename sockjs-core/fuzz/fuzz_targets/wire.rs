@@ -1,6 +1,7 @@
 //! The HTTP/1.1 request decoder, and the hixie-76 and RFC 6455 frame decoders, over
 //! arbitrary bytes fed in arbitrary pieces: never panics, never holds more than their
-//! limits, and decoded requests respect them. A second RFC 6455 decoder fed with a budget
+//! limits, and decoded requests respect them (and a body limit of each request's own, by
+//! its target, where one is given: a body refused for its size names its target). A second RFC 6455 decoder fed with a budget
 //! (`feed_at_most`, then feeds of no new bytes until it has nothing left) hands out the
 //! same messages and fails at the same point.
 #![no_main]
@@ -16,6 +17,8 @@ struct Input {
     max_headers: u8,
     max_head_bytes: u16,
     max_body_bytes: u16,
+    /// A body limit for targets whose path is longer than 4 bytes, `None`: the decoder's.
+    own_limit: Option<u16>,
     budget: u8,
 }
 
@@ -38,9 +41,14 @@ fuzz_target!(|input: Input| {
         buf.extend_from_slice(piece);
         hixie_buf.extend_from_slice(piece);
         loop {
-            match decoder.decode(&mut buf) {
+            let own = |target: &http::Uri| match input.own_limit {
+                Some(limit) if target.path().len() > 4 => usize::from(limit),
+                _ => usize::MAX,
+            };
+            match decoder.decode_limited(&mut buf, own) {
                 Ok(Some(Decoded::Request(req))) => {
                     assert!(req.request.body().len() <= limits.max_body_bytes);
+                    assert!(req.request.body().len() <= own(req.request.uri()));
                     assert!(req.request.headers().len() <= limits.max_headers);
                     let mut out = BytesMut::new();
                     let encoder = req.response_encoder();
@@ -51,6 +59,10 @@ fuzz_target!(|input: Input| {
                 Ok(None) => break,
                 Err(e) => {
                     assert!(e.status().is_client_error() || e.status().is_server_error());
+                    // A body refused for its size had its head read: its target is told.
+                    if e == sockjs_core::wire::WireError::BodyTooLarge {
+                        assert!(decoder.target().is_some());
+                    }
                     break 'feed;
                 }
             }

@@ -1,12 +1,13 @@
 //! How a request's body is delimited (RFC 9112 §6): `Content-Length` or
 //! `Transfer-Encoding: chunked`, read from the head's fields as they are parsed, and
-//! checked against smuggling and the body limit.
+//! checked against smuggling (the body's size is checked against its limit by the
+//! decoder, once it knows the request's).
 
 use http::Version;
 
+use super::WireError;
 use super::chunked::ChunkedDecoder;
 use super::tokens::{trim, value_tokens};
-use super::{Limits, WireError};
 
 /// A request body's delimitation.
 #[derive(Debug)]
@@ -69,8 +70,10 @@ impl<'h> Framing<'h> {
         }
     }
 
-    /// The body's delimitation once every field is in.
-    pub(super) fn body(self, version: Version, limits: &Limits) -> Result<Body, WireError> {
+    /// The body's delimitation once every field is in. Its length is checked against a
+    /// limit by the caller, once it knows the request's (a length past `usize` reads as
+    /// `usize::MAX`, past every limit).
+    pub(super) fn body(self, version: Version) -> Result<Body, WireError> {
         if self.invalid_length {
             return Err(WireError::InvalidContentLength);
         }
@@ -94,13 +97,13 @@ impl<'h> Framing<'h> {
         let Some(digits) = self.length else {
             return Ok(Body::Length(0));
         };
-        // A number past `u64` stops the fold early and fails the limit as any too large.
+        // A number past `u64` stops the fold early, and reads as past every limit.
         let len = digits.iter().try_fold(0u64, |acc, &d| {
             acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
         });
-        match len.and_then(|len| usize::try_from(len).ok()) {
-            Some(len) if len <= limits.max_body_bytes => Ok(Body::Length(len)),
-            _ => Err(WireError::BodyTooLarge),
-        }
+        Ok(Body::Length(
+            len.and_then(|len| usize::try_from(len).ok())
+                .unwrap_or(usize::MAX),
+        ))
     }
 }

@@ -79,9 +79,9 @@ impl DecodedRequest {
 pub struct RequestDecoder {
     limits: Limits,
     state: State,
-    /// The target of a request refused for a body past its own limit (see
-    /// [`refused_target`](RequestDecoder::refused_target)); boxed, as it is rare.
-    refused: Option<Box<Uri>>,
+    /// The target of a request whose body failed (see
+    /// [`target`](RequestDecoder::target)); boxed, as it is rare.
+    failed_target: Option<Box<Uri>>,
 }
 
 #[derive(Debug)]
@@ -89,13 +89,11 @@ enum State {
     /// Looking for the end of a head; `scanned` bytes hold no terminator, and `skipped`
     /// bytes of empty lines came before it (they count toward `max_head_bytes`).
     Head { scanned: usize, skipped: usize },
-    /// Head consumed, body being received, of at most `limit` bytes (`own`: the request's
-    /// own limit, below the decoder's).
+    /// Head consumed, body being received, of at most `limit` bytes.
     Body {
         head: Box<Head>,
         body: Body,
         limit: usize,
-        own: bool,
         continue_reported: bool,
     },
     /// A fatal error was reported.
@@ -136,7 +134,7 @@ impl RequestDecoder {
                 scanned: 0,
                 skipped: 0,
             },
-            refused: None,
+            failed_target: None,
         }
     }
 
@@ -164,10 +162,11 @@ impl RequestDecoder {
 
     /// [`decode`](Self::decode), with a body limit of each request's own within
     /// [`Limits::max_body_bytes`]: `body_limit` is asked, with the request's target, once
-    /// per request when its head is in (a server with several services answers the bound of
-    /// the one the target goes to), and a body declared or sent past it fails as one past
-    /// the decoder's limit ([`WireError::BodyTooLarge`]), before any
-    /// [`Decoded::Continue`] invites the client to send it.
+    /// for each request that has a body, when its head is in (a server with several
+    /// services answers the bound of the one the target goes to), and a body declared or
+    /// sent past it fails as one past the decoder's limit ([`WireError::BodyTooLarge`]). A
+    /// declared length past it fails at the head, before any [`Decoded::Continue`] invites
+    /// the client to send the body; a chunked body, as its chunks pass it.
     pub fn decode_limited(
         &mut self,
         buf: &mut BytesMut,
@@ -178,7 +177,11 @@ impl RequestDecoder {
         }
         let result = self.step(buf, body_limit);
         if let Err(err) = result {
-            self.state = State::Failed(err);
+            let failed = std::mem::replace(&mut self.state, State::Failed(err));
+            if let State::Body { head, .. } = failed {
+                // Its body failed (its chunks, its size): the request went somewhere.
+                self.failed_target = Some(Box::new(head.request.uri().clone()));
+            }
         }
         result
     }
@@ -196,16 +199,15 @@ impl RequestDecoder {
             *scanned = 0;
             *skipped = 0;
             let head = buf.split_to(end).freeze();
+            // The head's faults first; its body's size is checked after them.
             let (head, body) = parse_head(&head, &limits)?;
-            // The head's other faults first, as for a body past the decoder's own limit.
-            let own_limit = body_limit(head.request.uri());
-            let own = own_limit < limits.max_body_bytes;
-            let limit = own_limit.min(limits.max_body_bytes);
+            let limit = match body {
+                Body::Length(0) => 0,
+                _ => body_limit(head.request.uri()).min(limits.max_body_bytes),
+            };
             if let Body::Length(len) = body {
                 if len > limit {
-                    if own {
-                        self.refused = Some(Box::new(head.request.uri().clone()));
-                    }
+                    self.failed_target = Some(Box::new(head.request.uri().clone()));
                     return Err(WireError::BodyTooLarge);
                 }
                 // Most requests arrive whole: hand them out without parking the head.
@@ -219,7 +221,6 @@ impl RequestDecoder {
                 head: Box::new(head),
                 body,
                 limit,
-                own,
                 continue_reported: false,
             };
         }
@@ -227,7 +228,6 @@ impl RequestDecoder {
             head,
             body,
             limit,
-            own,
             continue_reported,
         } = &mut self.state
         else {
@@ -240,14 +240,7 @@ impl RequestDecoder {
                     max_body_bytes: *limit,
                     ..limits
                 };
-                match chunked.decode(buf, &limits) {
-                    Ok(complete) => complete,
-                    Err(WireError::BodyTooLarge) if *own => {
-                        self.refused = Some(Box::new(head.request.uri().clone()));
-                        return Err(WireError::BodyTooLarge);
-                    }
-                    Err(err) => return Err(err),
-                }
+                chunked.decode(buf, &limits)?
             }
         };
         if !complete {
@@ -273,12 +266,17 @@ impl RequestDecoder {
         Ok(Some(Decoded::Request(head.complete(body))))
     }
 
-    /// Once decoding has failed with [`WireError::BodyTooLarge`] for a body past the
-    /// request's own limit ([`decode_limited`](Self::decode_limited)), that request's
-    /// target: a server counts the refusal where the request was going. `None` otherwise
-    /// (a body past the decoder's own limit is too large for anywhere).
-    pub fn refused_target(&self) -> Option<&Uri> {
-        self.refused.as_deref()
+    /// The target of the request whose body is being read (its head in, its body still
+    /// coming), or, once decoding has failed on a request's body (too large, malformed
+    /// chunks), of that request: where a server counts its answer, as the request's
+    /// service's rather than one that reached no service. `None` between requests, and
+    /// after a failure before a head was read whole.
+    pub fn target(&self) -> Option<&Uri> {
+        match &self.state {
+            State::Body { head, .. } => Some(head.request.uri()),
+            State::Failed(_) => self.failed_target.as_deref(),
+            State::Head { .. } => None,
+        }
     }
 
     /// Bytes of request body the decoder itself holds (chunked bodies only;
@@ -428,13 +426,13 @@ fn request_line_version(head: &[u8]) -> LineVersion {
 fn parse_fields(head: &Bytes, limits: &Limits) -> Result<(Head, Body), WireError> {
     let mut inline = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_FIELDS];
     let room = limits.max_headers.min(INLINE_FIELDS);
-    match parse_head_into(head, &mut inline[..room], limits) {
+    match parse_head_into(head, &mut inline[..room]) {
         Err(WireError::TooManyHeaders) if limits.max_headers > INLINE_FIELDS => {
             // A field line takes at least three bytes (`a:` and its line end).
             let most = limits.max_headers.min(head.len() / 3 + 1);
             let mut fields = Vec::new();
             fields.resize_with(most, MaybeUninit::uninit);
-            parse_head_into(head, &mut fields, limits)
+            parse_head_into(head, &mut fields)
         }
         parsed => parsed,
     }
@@ -443,7 +441,6 @@ fn parse_fields(head: &Bytes, limits: &Limits) -> Result<(Head, Body), WireError
 fn parse_head_into<'b>(
     head: &'b Bytes,
     fields: &mut [MaybeUninit<httparse::Header<'b>>],
-    limits: &Limits,
 ) -> Result<(Head, Body), WireError> {
     let mut parsed = httparse::Request::new(&mut []);
     match parsed.parse_with_uninit_headers(head, fields) {
@@ -529,7 +526,7 @@ fn parse_head_into<'b>(
             .try_insert(HOST, authority)
             .map_err(|_| WireError::TooManyHeaders)?;
     }
-    let body = framing.body(version, limits)?;
+    let body = framing.body(version)?;
     let keep_alive = match version {
         Version::HTTP_10 => !close && keep_alive_token,
         _ => !close,

@@ -90,20 +90,25 @@ pub(super) fn serve<H: Host, S: Socket>(
     connection: Connection,
 ) -> impl Future<Output = io::Result<()>> + Send {
     let config = host.config();
+    let bounds = || {
+        host.services()
+            .map(|service| service.options().max_request_body)
+    };
     let limits = Limits {
         max_headers: config.max_headers,
         max_head_bytes: config.max_head_bytes,
-        max_body_bytes: host
-            .services()
-            .map(|service| service.options().max_request_body)
-            .fold(1, usize::max),
+        max_body_bytes: bounds().fold(1, usize::max),
     };
+    // One bound for all (the usual case, one service): the decoder's, no routing for it.
+    let first = bounds().next();
+    let bounds_differ = !bounds().all(|bound| Some(bound) == first);
     let mut conn = Conn {
         stream,
         drained: false,
         grown: false,
         refused: false,
         served: false,
+        bounds_differ,
         buf: BytesMut::new(),
         decoder: RequestDecoder::new(limits),
         host,
@@ -135,15 +140,9 @@ pub(super) fn serve<H: Host, S: Socket>(
 
 /// The body bound of the service a request goes to, which it holds to its own
 /// [`Options::max_request_body`](crate::Options::max_request_body) before the body is read
-/// (no `100 Continue`, no body read only to be refused). A server whose services share one
-/// bound (the usual case, one service) routes nothing here; a request outside every service
-/// gets the decoder's bound, the largest.
+/// (no `100 Continue`, no body read only to be refused); a request outside every service
+/// gets the decoder's bound, the largest. Asked only where the services' bounds differ.
 fn body_limit<H: Host>(host: &H, target: &Uri) -> usize {
-    let mut bounds = host.services().map(|s| s.options().max_request_body);
-    let first = bounds.next();
-    if bounds.all(|bound| Some(bound) == first) {
-        return usize::MAX;
-    }
     host.route(target.path())
         .map_or(usize::MAX, |(service, _)| {
             service.options().max_request_body
@@ -170,6 +169,9 @@ struct Conn<H, S> {
     /// It has answered a request: idle, it may be closed for a waiting client
     /// ([`OpenConnections::idle`](crate::driver::OpenConnections::idle)).
     served: bool,
+    /// The services' body bounds differ: each request's is its service's
+    /// ([`body_limit`]).
+    bounds_differ: bool,
     buf: BytesMut,
     decoder: RequestDecoder,
     host: Arc<H>,
@@ -337,8 +339,8 @@ impl<H: Host, S: Socket> Conn<H, S> {
     /// whatever the request said: its head may not have been read). Encoded before the
     /// write, so that the wait for the write does not also hold the response.
     fn refusal(&self, status: StatusCode, encode: impl FnOnce(&mut BytesMut)) -> BytesMut {
-        // A body refused for its own service's bound counts where it was going.
-        let routed = self.decoder.refused_target().and_then(|target| {
+        // A request whose body could not be read counts where it was going.
+        let routed = self.decoder.target().and_then(|target| {
             let path = target.path();
             self.host
                 .route(path)
@@ -399,7 +401,11 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Refuse(BytesMut),
                 Read,
             }
-            let limit = |target: &Uri| body_limit(host, target);
+            let bounds_differ = self.bounds_differ;
+            let limit = |target: &Uri| match bounds_differ {
+                true => body_limit(host, target),
+                false => usize::MAX,
+            };
             let step = match self.decoder.decode_limited(&mut self.buf, limit) {
                 Ok(Some(Decoded::Request(request))) => {
                     // Given back once all of it is spent: pipelined requests left in it are

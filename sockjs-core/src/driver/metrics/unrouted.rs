@@ -19,9 +19,9 @@ pub(crate) const RECLAIMED_HELP: &str =
 
 /// Counts the answers an adapter writes to requests that reach no service, by status: a
 /// head too large (431), a request target too long (414) or a head malformed (400), a body
-/// too large for every service (413) or too slow (408) before the adapter knew where the
-/// request went, a path outside every prefix (404). (A body the connection refuses for its
-/// own service's bound counts as that service's answer.) One per server, shared by its connections: relaxed atomic adds. A
+/// too large (413), malformed (400) or too slow (408) on a request outside every service,
+/// a path outside every prefix (404). (The connection's answer to a request for a service
+/// whose body it could not read counts as that service's.) One per server, shared by its connections: relaxed atomic adds. A
 /// standalone server also counts its open connections here (see
 /// [`open_connections`](Unrouted::open_connections)).
 ///
