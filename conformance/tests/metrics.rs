@@ -72,6 +72,7 @@ fn serve(adapter: support::Adapter) -> Target {
         max_connection_queue_bytes: 256 * 1024,
         max_session_inbound_bytes: 4 * 1024,
         inbound_stall_timeout: Duration::from_millis(200),
+        body_read_timeout: Duration::from_millis(300),
         ..Config::default()
     };
     let echo_options = Options {
@@ -275,6 +276,48 @@ fn metrics_count_requests_by_endpoint_and_status_2_and_6() {
             assert!(text.contains(
                 "sockjs_requests_total{service=\"/echo\",endpoint=\"other\",status=\"404\"} 1\n"
             ));
+        }
+    });
+}
+
+/// A request for a service whose body the connection could not read (too slow: 408;
+/// malformed chunks: 400; past every service's bound: 413) counts as that service's
+/// answer; a body past every bound outside every service, as the server's own
+/// (PROTOCOL.md §6's 413, and the bounds of SECURITY.md).
+#[test]
+fn metrics_count_a_body_that_could_not_be_read_as_its_services_answer_6() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = serve(adapter);
+            let send = format!("/echo/000/{}/xhr_send", sid("body"));
+            let slow = format!("POST {send} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+            let chunks = format!(
+                "POST {send} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+            );
+            let huge =
+                format!("POST {send} HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n");
+            for (request, status) in [(slow, 408), (chunks, 400), (huge, 413)] {
+                let (answered, head) = support::raw_status(target.addr, request.as_bytes());
+                assert_eq!(answered, status, "{adapter:?}: {head}");
+            }
+            let outside = "POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n";
+            assert_eq!(support::raw_status(target.addr, outside.as_bytes()).0, 413);
+            let m = eventually(&target, "/echo", "every answer counted", |m| {
+                m.requests().map(|(_, _, n)| n).sum::<u64>() == 3
+            });
+            let mut requests: Vec<_> = m.requests().map(|(e, s, n)| (e.name(), s, n)).collect();
+            requests.sort();
+            assert_eq!(
+                requests,
+                [
+                    ("xhr_send", "400", 1),
+                    ("xhr_send", "408", 1),
+                    ("xhr_send", "413", 1)
+                ],
+                "{adapter:?}"
+            );
+            let unrouted = [400, 408, 413].map(|status| target.unrouted(status));
+            assert_eq!(unrouted, [0, 0, 1], "{adapter:?}");
         }
     });
 }
