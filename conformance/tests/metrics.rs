@@ -91,6 +91,20 @@ fn serve(adapter: support::Adapter) -> Target {
     )
 }
 
+/// Waits until `/echo` has counted `total` requests; its counters, and the requests by
+/// endpoint and status, sorted.
+fn counted_requests(
+    target: &Target,
+    total: u64,
+) -> (Metrics, Vec<(&'static str, &'static str, u64)>) {
+    let m = eventually(target, "/echo", "every request counted", |m| {
+        m.requests().map(|(_, _, n)| n).sum::<u64>() == total
+    });
+    let mut requests: Vec<_> = m.requests().map(|(e, s, n)| (e.name(), s, n)).collect();
+    requests.sort();
+    (m, requests)
+}
+
 /// Waits until `check` holds for `/echo`'s (or `prefix`'s) counters; the last snapshot.
 fn eventually(
     target: &Target,
@@ -251,11 +265,7 @@ fn metrics_count_requests_by_endpoint_and_status_2_and_6() {
             let request = Request::new("POST", &send).body(r#"["small"]"#);
             assert_eq!(target.request(&request).status(), 204, "{adapter:?}");
 
-            let m = eventually(&target, "/echo", "every request counted", |m| {
-                m.requests().map(|(_, _, n)| n).sum::<u64>() == 5
-            });
-            let mut requests: Vec<_> = m.requests().map(|(e, s, n)| (e.name(), s, n)).collect();
-            requests.sort();
+            let (m, requests) = counted_requests(&target, 5);
             assert_eq!(
                 requests,
                 [
@@ -302,11 +312,7 @@ fn metrics_count_a_body_that_could_not_be_read_as_its_services_answer_6() {
             }
             let outside = "POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n";
             assert_eq!(support::raw_status(target.addr, outside.as_bytes()).0, 413);
-            let m = eventually(&target, "/echo", "every answer counted", |m| {
-                m.requests().map(|(_, _, n)| n).sum::<u64>() == 3
-            });
-            let mut requests: Vec<_> = m.requests().map(|(e, s, n)| (e.name(), s, n)).collect();
-            requests.sort();
+            let (_, requests) = counted_requests(&target, 3);
             assert_eq!(
                 requests,
                 [

@@ -1045,15 +1045,7 @@ fn after_a_1009_close_the_connection_ends_without_the_linger() {
 #[test]
 fn a_body_refused_at_its_head_is_drained_so_the_413_is_not_lost_to_a_reset() {
     for adapter in ADAPTERS {
-        let mut settings = Settings::new(Options::default());
-        // The upload ends well before, even on a busy machine: the client's end of input
-        // ends the server's reading.
-        settings.config.close_linger = Duration::from_secs(10);
-        let target = start(adapter, settings);
-        let mut stream = std::net::TcpStream::connect(target.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let (_target, mut stream) = lingering(adapter, Options::default());
         // More than loopback's socket buffers hold: the server must read it.
         let body = vec![b'x'; 4 * 1024 * 1024];
         let head = format!(
@@ -1083,13 +1075,7 @@ fn a_close_the_client_did_not_ask_for_is_lingering_so_the_answer_is_not_lost_to_
                 response_limit: 1,
                 ..Options::default()
             };
-            let mut settings = Settings::new(options);
-            settings.config.close_linger = Duration::from_secs(10);
-            let target = start(adapter, settings);
-            let mut stream = TcpStream::connect(target.addr).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
+            let (_target, mut stream) = lingering(adapter, options);
             let head = format!(
                 "POST {}/xhr_streaming HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
                 session("ten")
@@ -1121,6 +1107,20 @@ fn a_close_the_client_did_not_ask_for_is_lingering_so_the_answer_is_not_lost_to_
             assert!(end.is_ok(), "{case}: {end:?} after {text}");
         }
     }
+}
+
+/// A server with `options` and a close linger far longer than any upload here takes (even
+/// on a busy machine: the client's end of input ends the server's reading), and a
+/// connection to it.
+fn lingering(adapter: Adapter, options: Options) -> (Target, TcpStream) {
+    let mut settings = Settings::new(options);
+    settings.config.close_linger = Duration::from_secs(10);
+    let target = start(adapter, settings);
+    let stream = TcpStream::connect(target.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (target, stream)
 }
 
 /// Sends `head` and then `body`, which the upload must get through whole, closes the

@@ -1571,6 +1571,18 @@ fn an_xhr_streaming_reader_that_stops_reading_is_dropped_after_the_write_timeout
 // The delivery wait
 // ---------------------------------------------------------------------------------------
 
+/// The echo service at `/app` and another at `prefix` with `options`, on one server.
+fn beside_app(adapter: Adapter, prefix: &str, options: Options) -> Target {
+    start_services(
+        adapter,
+        config(),
+        vec![
+            Mount::new("/app", self::options(), echo_handler()),
+            Mount::new(prefix, options, echo_handler()),
+        ],
+    )
+}
+
 fn echo_handler() -> Handler {
     handler(sockjs_core::driver::suite::App::Echo.runner())
 }
@@ -2671,14 +2683,7 @@ fn a_refused_upgrade_closes_the_connection_after_its_answer() {
                     .without(sockjs_core::Transport::RawWebSocket),
                 ..options()
             };
-            let target = start_services(
-                adapter,
-                config(),
-                vec![
-                    Mount::new("/app", options(), echo_handler()),
-                    Mount::new("/nows", no_websockets, echo_handler()),
-                ],
-            );
+            let target = beside_app(adapter, "/nows", no_websockets);
             for path in [path(&sid("refused"), "websocket"), "/nows/websocket".into()] {
                 let mut conn = target.conn();
                 let mut bytes = hixie_head(&path).into_bytes();
@@ -2718,14 +2723,7 @@ fn each_service_holds_bodies_to_its_own_bound_before_reading_them() {
                 max_request_body: 1024,
                 ..options()
             };
-            let target = start_services(
-                adapter,
-                config(),
-                vec![
-                    Mount::new("/app", options(), echo_handler()),
-                    Mount::new("/small", small, echo_handler()),
-                ],
-            );
+            let target = beside_app(adapter, "/small", small);
             let body = format!("[\"{}\"]", "x".repeat(4000));
             let mut conn = target.conn();
             let head = format!(
