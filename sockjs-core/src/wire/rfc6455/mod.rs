@@ -196,9 +196,10 @@ impl Decoder {
     /// From now on, data frames are only framed: not unmasked, reassembled, inflated,
     /// checked nor handed out (what fragments were held is dropped); control frames are
     /// decoded as before, and the framing rules still hold (a data frame is still held
-    /// until it is whole, and one over the message bound still fails). For a socket whose close is on
-    /// its way, which has only the peer's close frame left to watch for (RFC 6455 §5.5.1):
-    /// what the peer sends meanwhile costs no inflating, however well it compresses.
+    /// until it is whole, and one over the message bound still fails). For a socket whose
+    /// close is on its way, which has only the peer's close frame left to watch for
+    /// (RFC 6455 §5.5.1): what the peer sends meanwhile costs no inflating, however well
+    /// it compresses.
     ///
     /// ```
     /// use sockjs_core::wire::rfc6455::{Decoder, Message};
