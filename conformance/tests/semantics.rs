@@ -66,6 +66,14 @@ fn serve_reporting<T: Send + 'static>(
     (target, reports)
 }
 
+/// Options whose sessions hold at most 8 KiB of messages no receiver has taken.
+fn small_queue() -> Options {
+    Options {
+        max_queued_bytes: 8 * 1024,
+        ..options()
+    }
+}
+
 /// A session id no other test uses, starting with `kind`.
 fn sid(kind: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -1247,16 +1255,7 @@ struct Tried {
 fn try_send_reports_a_full_queue_and_ready_waits_for_room() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
-            let options = Options {
-                max_queued_bytes: 8 * 1024,
-                ..options()
-            };
-            let reports = Reports::new();
-            let tx = reports.sender();
-            let target = serve(
-                adapter,
-                config(),
-                options,
+            let (target, reports) = serve_reporting(adapter, config(), small_queue(), |tx| {
                 handler(move |mut session: Session| {
                     let tx = tx.clone();
                     async move {
@@ -1283,8 +1282,8 @@ fn try_send_reports_a_full_queue_and_ready_waits_for_room() {
                         ));
                         while session.recv().await.is_some() {}
                     }
-                }),
-            );
+                })
+            });
             let id = sid("tried");
             // The first poll opens the session; nothing is taken until the next one.
             assert_eq!(xhr(&target, &id), "o\n");
@@ -1302,6 +1301,130 @@ fn try_send_reports_a_full_queue_and_ready_waits_for_room() {
             );
             assert!((8000..=8 * 1024).contains(&queued), "{adapter:?}: {queued}");
             assert_eq!(frame_numbers_plain(&frame), 8, "{adapter:?}");
+        }
+    });
+}
+
+/// A `ready()` after `try_send` refused a message resolves once that message fits, not as
+/// soon as the queue is half empty: a sender looping on the two (`ready().await`, then
+/// `try_send` again) would otherwise be refused at once, over and over, until a receiver
+/// came. Here 3,002 bytes are queued (under half of 8 KiB) and a 6,000-byte message does
+/// not fit until the next poll takes them.
+#[test]
+fn ready_after_a_refused_try_send_waits_until_that_message_fits() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) = serve_reporting(adapter, config(), small_queue(), |tx| {
+                handler(move |mut session: Session| {
+                    let tx = tx.clone();
+                    async move {
+                        let small = session.try_send("a".repeat(3000));
+                        let large = "b".repeat(6000);
+                        let refused = session.try_send(&large);
+                        let at_once = {
+                            let mut ready = std::pin::pin!(session.ready());
+                            let at_once = std::future::poll_fn(|cx| {
+                                std::task::Poll::Ready(ready.as_mut().poll(cx).is_ready())
+                            })
+                            .await;
+                            ready.await;
+                            at_once
+                        };
+                        let after = session.try_send(&large);
+                        let _ = tx.send((small, refused, at_once, after));
+                        while session.recv().await.is_some() {}
+                    }
+                })
+            });
+            let id = sid("refused");
+            assert_eq!(xhr(&target, &id), "o\n");
+            sleep_blocking(Duration::from_millis(100));
+            let first = xhr(&target, &id);
+            let (small, refused, at_once, after) = reports.next();
+            assert_eq!(small, Ok(()), "{adapter:?}");
+            assert_eq!(refused, Err(SendError::QueueFull), "{adapter:?}");
+            assert!(
+                !at_once,
+                "{adapter:?}: ready() resolved with no room for the message"
+            );
+            assert_eq!(after, Ok(()), "{adapter:?}: refused again once ready");
+            assert_eq!(
+                first,
+                format!("a[\"{}\"]\n", "a".repeat(3000)),
+                "{adapter:?}"
+            );
+            let second = xhr(&target, &id);
+            assert_eq!(
+                second,
+                format!("a[\"{}\"]\n", "b".repeat(6000)),
+                "{adapter:?}"
+            );
+        }
+    });
+}
+
+/// A `send().await` waiting for room for a message that does not fit yet is woken once it
+/// fits, not at every input of its shard meanwhile (each of which found the queue under
+/// half full, woke it, and saw it refused again): here 50 messages to another session on
+/// the same shard come while it waits.
+#[test]
+fn a_waiting_send_is_woken_once_its_message_fits_not_at_every_input() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) = serve_reporting(
+                adapter,
+                Config {
+                    shards: 1,
+                    ..config()
+                },
+                small_queue(),
+                |tx| {
+                    handler(move |mut session: Session| {
+                        let tx = tx.clone();
+                        async move {
+                            if session.id().starts_with("waits") {
+                                let small = session.try_send("a".repeat(3000));
+                                let mut polls = 0;
+                                let sent = {
+                                    let mut send = std::pin::pin!(session.send("b".repeat(6000)));
+                                    std::future::poll_fn(|cx| {
+                                        polls += 1;
+                                        send.as_mut().poll(cx)
+                                    })
+                                    .await
+                                };
+                                let _ = tx.send((small, sent, polls));
+                            }
+                            while session.recv().await.is_some() {}
+                        }
+                    })
+                },
+            );
+            let id = sid("waits");
+            let other = sid("other");
+            assert_eq!(xhr(&target, &id), "o\n");
+            assert_eq!(xhr(&target, &other), "o\n");
+            for n in 0..50 {
+                assert_eq!(xhr_send(&target, &other, &format!("[\"{n}\"]")), 204);
+            }
+            let first = xhr(&target, &id);
+            assert_eq!(
+                first,
+                format!("a[\"{}\"]\n", "a".repeat(3000)),
+                "{adapter:?}"
+            );
+            let (small, sent, polls) = reports.next();
+            assert_eq!((small, sent), (Ok(()), Ok(())), "{adapter:?}");
+            assert!(
+                polls <= 5,
+                "{adapter:?}: the waiting send was polled {polls} times"
+            );
+            let second = xhr(&target, &id);
+            assert_eq!(
+                second,
+                format!("a[\"{}\"]\n", "b".repeat(6000)),
+                "{adapter:?}"
+            );
         }
     });
 }

@@ -218,8 +218,10 @@ impl Watch {
     /// Ready once the queue holds at most half of `max_items` items and half of
     /// `max_bytes` bytes, and `more` bytes would still fit under `max_bytes` (or the
     /// queue holds no bytes, which takes anything), or once it has ended: room for more.
-    /// Every waiter of a queue passes the same bounds (its connection's): the queue keeps
-    /// one wake threshold, the last sleeper's.
+    /// Every waiter of a queue passes the same bounds (its connection's). Waiters are woken
+    /// once the message of the one that needs least fits, not at each item taken before
+    /// it does (a message larger than half the queue would otherwise wake its sender at
+    /// every take from half full on, to find no room yet).
     #[inline]
     pub(crate) fn poll_room(
         &self,
@@ -233,7 +235,13 @@ impl Watch {
             st.room.remove(slot.take());
             return Poll::Ready(());
         }
-        st.low = (max_items / 2, max_bytes / 2);
+        let low_bytes = (max_bytes / 2).min(max_bytes.saturating_sub(more));
+        st.low.0 = max_items / 2;
+        st.low.1 = if st.room.is_empty() {
+            low_bytes
+        } else {
+            st.low.1.max(low_bytes)
+        };
         st.room.register(slot, cx);
         Poll::Pending
     }
@@ -404,6 +412,76 @@ mod tests {
         drop(tx);
         assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
         assert!(matches!(rx.try_recv(), TryRecv::Ended));
+    }
+
+    /// Counts its wake-ups.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    fn wakes(count: &Count) -> usize {
+        count.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_sender_of_a_large_message_is_woken_once_it_fits_not_at_every_take() {
+        let bounds = (64, 1000);
+        let (tx, rx) = channel();
+        assert_eq!(tx.push(chunk(0), 64, 1000), Ok(()));
+        assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
+        for _ in 0..12 {
+            assert_eq!(tx.push(chunk(50), 64, 1000), Ok(()));
+        }
+        let watch = tx.watch();
+        // 600 bytes queued: a 700-byte message fits once 300 are left.
+        let (large, waker) = counting();
+        let mut slot = None;
+        let cx = Context::from_waker(&waker);
+        assert!(watch.poll_room(&cx, &mut slot, bounds, 700).is_pending());
+        let mut left = 600;
+        while left > 300 {
+            assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
+            left -= 50;
+            assert_eq!(wakes(&large), usize::from(left <= 300), "at {left} bytes");
+        }
+        assert!(watch.poll_room(&cx, &mut slot, bounds, 700).is_ready());
+
+        // Beside a sender that waits only for half, both are woken at half.
+        for _ in 0..6 {
+            assert_eq!(tx.push(chunk(50), 64, 1000), Ok(()));
+        }
+        let (small, small_waker) = counting();
+        let mut small_slot = None;
+        let small_cx = Context::from_waker(&small_waker);
+        assert!(watch.poll_room(&cx, &mut slot, bounds, 700).is_pending());
+        assert!(
+            watch
+                .poll_room(&small_cx, &mut small_slot, bounds, 0)
+                .is_pending()
+        );
+        for _ in 0..2 {
+            assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
+        }
+        assert_eq!(
+            (wakes(&large), wakes(&small)),
+            (2, 1),
+            "both woken at 500 bytes"
+        );
+        assert!(
+            watch
+                .poll_room(&small_cx, &mut small_slot, bounds, 0)
+                .is_ready()
+        );
+        assert!(watch.poll_room(&cx, &mut slot, bounds, 700).is_pending());
     }
 
     #[test]

@@ -172,6 +172,11 @@ struct Model {
     rx_waker: Option<usize>,
     /// Each room future's registration: its waker, and the bytes it waits to send.
     room: [Option<(usize, usize)>; FUTURES],
+    /// The fill in bytes at or below which room waiters are woken: where the message of
+    /// the one that needs least fits, over the registrations since the room was last
+    /// empty (a waiter that stopped waiting may leave it higher: an early wake-up, never
+    /// a missed one).
+    low_bytes: usize,
     wakes: Vec<usize>,
 }
 
@@ -187,6 +192,7 @@ impl Model {
             taken: false,
             rx_waker: None,
             room: [None; FUTURES],
+            low_bytes: 0,
             wakes: vec![0; WAKERS],
         }
     }
@@ -239,8 +245,21 @@ impl Model {
             || self.ended
     }
 
+    /// A room future that has to wait registers; the wake threshold follows.
+    fn wait_room(&mut self, future: usize, waker: usize, more: usize) {
+        let max_bytes = self.bounds.1;
+        let low = (max_bytes / 2).min(max_bytes.saturating_sub(more));
+        self.low_bytes = if self.room.iter().all(Option::is_none) {
+            low
+        } else {
+            self.low_bytes.max(low)
+        };
+        self.room[future] = Some((waker, more));
+    }
+
     /// FIFO; nothing once killed; the end after the last item once the sender is gone.
-    /// Room waiters go on once the fill is down to half the bounds.
+    /// Room waiters go on once the fill is down to half the items and to where the
+    /// smallest waiting message fits ([`Model::wait_room`]).
     fn take(&mut self) -> Taken {
         if self.killed {
             return Taken::Ended;
@@ -249,8 +268,7 @@ impl Model {
             Some((key, weight)) => {
                 self.taken = true;
                 self.bytes -= weight;
-                let (max_items, max_bytes) = self.bounds;
-                if self.items.len() <= max_items / 2 && self.bytes <= max_bytes / 2 {
+                if self.items.len() <= self.bounds.0 / 2 && self.bytes <= self.low_bytes {
                     self.wake_room();
                 }
                 Taken::Item(key)
@@ -415,7 +433,11 @@ fn apply(
                 .poll_room(&wakers.cx(waker), slot, bounds, more)
                 .is_ready();
             let expected = model.has_room(bounds, more);
-            model.room[future] = (!expected).then_some((waker, more));
+            if expected {
+                model.room[future] = None;
+            } else {
+                model.wait_room(future, waker, more);
+            }
             prop_assert_eq!(got, expected, "poll_room(more {})", more);
             prop_assert_eq!(
                 slot.is_some(),

@@ -85,7 +85,8 @@ impl SessionSender {
     /// connection's queue is at most half of
     /// [`Config::max_connection_queue`](crate::driver::Config::max_connection_queue) /
     /// [`max_connection_queue_bytes`](crate::driver::Config::max_connection_queue_bytes)
-    /// with room for this message; once full, waiting senders go on when it is half empty. Fails with
+    /// with room for this message; once full, a waiting sender goes on when it is half
+    /// empty and its message fits (it is not woken before). Fails with
     /// [`SendError::QueueFull`] only for a message larger than the whole queue,
     /// [`SendError::NotOpen`] once the session is closing and [`SendError::UnknownSession`]
     /// once it has ended (also while waiting).
@@ -123,7 +124,24 @@ impl SessionSender {
 
     /// Resolves once the session has room for more (see [`send`](SessionSender::send)), or
     /// is no longer open (closing or ended); pairs with
-    /// [`try_send`](SessionSender::try_send).
+    /// [`try_send`](SessionSender::try_send). After `try_send` refused a message with
+    /// [`SendError::QueueFull`], it resolves once that message would fit (or, for a message
+    /// larger than the whole queue, which never fits, once the queue is empty), so a loop
+    /// of the two waits instead of being refused again at once:
+    ///
+    /// ```
+    /// # async fn app(session: sockjs_core::driver::Session, text: String) -> Result<(), sockjs_core::SendError> {
+    /// loop {
+    ///     session.ready().await;
+    ///     match session.try_send(&text) {
+    ///         // Another sender took the room first (with nothing queued, the message is
+    ///         // larger than the whole queue: it never fits).
+    ///         Err(sockjs_core::SendError::QueueFull) if session.queued_bytes() > 0 => continue,
+    ///         result => break result,
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn ready(&self) -> Ready<'_> {
         Ready {
             sender: self,

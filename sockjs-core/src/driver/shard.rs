@@ -109,7 +109,10 @@ pub(crate) struct State {
     /// While an input is tracked: the last message it handed to an application.
     delivered: Option<Option<Delivery>>,
     /// Senders waiting for room in a session's engine queue (see [`Shard::send_or_wait`]).
-    room: KeyMap<SessionKey, Waiters>,
+    room: KeyMap<SessionKey, Room>,
+    /// The length of the last message [`Shard::send`] refused a session for want of room,
+    /// until the session sends one: what its [`poll_room`](Shard::poll_room) waits to fit.
+    refused: KeyMap<SessionKey, usize>,
     /// The session the current input (one request, one socket read) handed messages to:
     /// the hard inbound bound is checked once per input, at its first message.
     fed: Option<SessionKey>,
@@ -159,6 +162,7 @@ impl Shard {
                 delivered: None,
                 fed: None,
                 room: KeyMap::default(),
+                refused: KeyMap::default(),
                 counters: Counters::default(),
             }),
             common,
@@ -462,17 +466,18 @@ impl Shard {
         // the session).
         let bounds = self.outbound_bounds();
         let full = st.with_outbound(key, shared, |watch| {
-            !watch.has_room(bounds, framed_bound(text))
+            !watch.has_room(bounds, framed_bound(text.len()))
         });
         if full == Some(true) {
             st.counters.queue_full += 1;
+            st.refused.insert(key, text.len());
             if fired {
                 self.settle(st, now);
             }
             return Err(SendError::QueueFull);
         }
         let result = st.engine.send(now, key, text);
-        st.sent(&result, text);
+        st.sent(key, &result, text);
         self.settle(st, now);
         result
     }
@@ -502,7 +507,7 @@ impl Shard {
             key,
             shared,
             self.outbound_bounds(),
-            framed_bound(text),
+            framed_bound(text.len()),
             cx,
             outbound,
         ) {
@@ -513,17 +518,18 @@ impl Shard {
         }
         match st.engine.send(now, key, text) {
             Err(SendError::QueueFull) if st.engine.queued_bytes(key).unwrap_or(0) > 0 => {
-                st.room.entry(key).or_default().register(slot, cx);
+                let need = escaped_bound(text.len());
+                st.room.entry(key).or_default().register(slot, cx, need);
                 if fired {
                     self.settle(st, now);
                 }
                 Poll::Pending
             }
             result => {
-                if let Some(waiters) = st.room.get_mut(&key) {
-                    waiters.remove(slot.take());
+                if let Some(room) = st.room.get_mut(&key) {
+                    room.waiters.remove(slot.take());
                 }
-                st.sent(&result, text);
+                st.sent(key, &result, text);
                 self.settle(st, now);
                 Poll::Ready(result)
             }
@@ -532,7 +538,9 @@ impl Shard {
 
     /// Ready once the session's connection has room (as for
     /// [`send_or_wait`](Shard::send_or_wait)) and its engine queue is at most half full
-    /// (or the session ended).
+    /// (or the session ended); after [`send`](Shard::send) refused the session a message
+    /// for want of room, once that message would fit (or could fit nowhere: the queues are
+    /// empty), so that a sender looping on the two is not woken to be refused again.
     pub(crate) fn poll_room(
         &self,
         key: SessionKey,
@@ -542,22 +550,25 @@ impl Shard {
         outbound: &mut Outbound,
     ) -> Poll<()> {
         let mut st = self.lock();
-        if st.wait_outbound(key, shared, self.outbound_bounds(), 0, cx, outbound) {
+        let refused = st.refused.get(&key).copied();
+        let more = refused.map_or(0, framed_bound);
+        if st.wait_outbound(key, shared, self.outbound_bounds(), more, cx, outbound) {
             return Poll::Pending;
         }
-        let half = self.common.options.max_queued_bytes / 2;
+        let need = refused.map_or(0, escaped_bound);
+        let max = self.common.options.max_queued_bytes;
         if st.engine.session_state(key) != SessionState::Open
             || st
                 .engine
                 .queued_bytes(key)
-                .is_none_or(|queued| queued <= half)
+                .is_none_or(|queued| has_room(queued, need, max))
         {
-            if let Some(waiters) = st.room.get_mut(&key) {
-                waiters.remove(slot.take());
+            if let Some(room) = st.room.get_mut(&key) {
+                room.waiters.remove(slot.take());
             }
             return Poll::Ready(());
         }
-        st.room.entry(key).or_default().register(slot, cx);
+        st.room.entry(key).or_default().register(slot, cx, need);
         Poll::Pending
     }
 
@@ -576,9 +587,9 @@ impl Shard {
             return;
         }
         let mut st = self.lock();
-        if let Some(waiters) = st.room.get_mut(&key) {
-            waiters.remove(slot);
-            if waiters.is_empty() {
+        if let Some(room) = st.room.get_mut(&key) {
+            room.waiters.remove(slot);
+            if room.waiters.is_empty() {
                 st.room.remove(&key);
             }
         }
@@ -690,12 +701,48 @@ impl Outbound {
     }
 }
 
-/// At most what a message of `text` takes once framed and escaped, on any transport:
+/// At most what a message of `len` bytes takes once framed and escaped, on any transport:
 /// SockJS escapes a control character as six bytes (`\u0001`), and htmlfile and JSONP
 /// quote that frame again as a JavaScript string (`\\u0001`, seven); the frame, the
 /// transport's wrapper and a JSONP callback (at most 64 bytes) add under 128.
-fn framed_bound(text: &str) -> usize {
-    text.len().saturating_mul(7).saturating_add(128)
+fn framed_bound(len: usize) -> usize {
+    len.saturating_mul(7).saturating_add(128)
+}
+
+/// At most what a message of `len` bytes adds to a session's engine queue: escaped (six
+/// bytes a character at most), quoted, and the comma before it.
+fn escaped_bound(len: usize) -> usize {
+    len.saturating_mul(6).saturating_add(3)
+}
+
+/// Whether a session's engine queue holding `queued` escaped bytes (of at most `max`) lets
+/// a waiting sender go on: once it is half empty and, for a sender of a message that adds
+/// up to `need` bytes, once that fits too, or once the queue is empty (then the message
+/// fits, or never will and is refused for good). A receiver takes the whole queue at once,
+/// so a wait for room never outlasts the next receiver.
+fn has_room(queued: usize, need: usize, max: usize) -> bool {
+    queued <= max / 2 && (queued == 0 || queued.saturating_add(need) <= max)
+}
+
+/// The senders of one session waiting for room in its engine queue.
+#[derive(Default)]
+struct Room {
+    waiters: Waiters,
+    /// The least a waiting sender needs ([`has_room`]): they are woken once it fits, not
+    /// at every input of the shard while it does not. Taken anew from those that wait on
+    /// after each wake-up.
+    need: usize,
+}
+
+impl Room {
+    fn register(&mut self, slot: &mut Option<u64>, cx: &Context<'_>, need: usize) {
+        self.need = if self.waiters.is_empty() {
+            need
+        } else {
+            self.need.min(need)
+        };
+        self.waiters.register(slot, cx);
+    }
 }
 
 impl State {
@@ -789,13 +836,20 @@ impl State {
     }
 
     /// Counts what the application tried to send.
-    fn sent(&mut self, result: &Result<(), SendError>, text: &str) {
+    /// Counts a send, and keeps what [`Shard::poll_room`] waits for.
+    fn sent(&mut self, key: SessionKey, result: &Result<(), SendError>, text: &str) {
         match result {
             Ok(()) => {
                 self.counters.messages_sent += 1;
                 self.counters.message_bytes_sent += text.len() as u64;
+                if !self.refused.is_empty() {
+                    self.refused.remove(&key);
+                }
             }
-            Err(SendError::QueueFull) => self.counters.queue_full += 1,
+            Err(SendError::QueueFull) => {
+                self.counters.queue_full += 1;
+                self.refused.insert(key, text.len());
+            }
             Err(_) => {}
         }
     }
@@ -909,6 +963,7 @@ impl State {
                 }
             }
             Event::Closed { session, reason } => {
+                self.refused.remove(&session);
                 if let Some(shared) = self.sessions.remove(&session) {
                     self.counters.ended(shared.transport, &reason);
                     common.session_counted(false);
@@ -931,15 +986,15 @@ impl State {
     fn wake_room(&mut self, max_queued_bytes: usize) {
         let engine = &self.engine;
         let mut wakers = Wakers::default();
-        self.room.retain(|key, waiters| {
-            let room = engine.session_state(*key) != SessionState::Open
+        self.room.retain(|key, room| {
+            let ready = engine.session_state(*key) != SessionState::Open
                 || engine
                     .queued_bytes(*key)
-                    .is_none_or(|queued| queued <= max_queued_bytes / 2);
-            if room {
-                wakers.extend(waiters.take());
+                    .is_none_or(|queued| has_room(queued, room.need, max_queued_bytes));
+            if ready {
+                wakers.extend(room.waiters.take());
             }
-            !room && !waiters.is_empty()
+            !ready && !room.waiters.is_empty()
         });
         wake_all(wakers);
     }
@@ -1022,7 +1077,7 @@ mod tests {
                     batch.write_frame(&mut frame);
                     let wire = transport.wrap(frame, &callback, protocol).len();
                     prop_assert!(
-                        wire <= framed_bound(&text),
+                        wire <= framed_bound(text.len()),
                         "{transport:?}: {wire} bytes for {} of text", text.len()
                     );
                 }
