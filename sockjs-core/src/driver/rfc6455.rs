@@ -118,6 +118,8 @@ pub(crate) struct Serve<S> {
     blocked_since: Option<Instant>,
     /// Whether a read may find bytes (otherwise wait for readiness first).
     may_read: bool,
+    /// The client ended its side while our close was on its way: nothing more is read.
+    read_ended: bool,
     /// The session's inbound queue: while it is past its bound the socket is not read.
     gate: Gate,
 }
@@ -161,6 +163,7 @@ impl<S: Socket> Serve<S> {
             clock: Clock::None,
             blocked_since: None,
             may_read: true,
+            read_ended: false,
             gate: Gate::new(),
         }
     }
@@ -183,7 +186,7 @@ impl<S: Socket> Serve<S> {
             // Whether this turn reads: a pump that stopped reading (a message too big, a
             // broken frame) starts again once it lingers, possibly later in this turn.
             let was_reading = pump.reading();
-            let reads = was_reading && !paused && self.may_read;
+            let reads = was_reading && !paused && self.may_read && !self.read_ended;
             if reads {
                 for round in 0..=READ_BATCH {
                     if round == READ_BATCH {
@@ -200,6 +203,13 @@ impl<S: Socket> Serve<S> {
                         Ok(Read::Data { short: false }) => {}
                         Ok(Read::Data { short: true } | Read::Empty) => {
                             self.may_read = false;
+                            break;
+                        }
+                        // The client ended its side after its close frame (read in this
+                        // very turn, maybe), or with ours on its way: the close still goes
+                        // out before our FIN (RFC 6455 §5.5.1), below.
+                        Ok(Read::End) if pump.phase == Phase::Closing => {
+                            self.read_ended = true;
                             break;
                         }
                         // Without a close frame the session ends as aborted (the exchange
@@ -289,8 +299,9 @@ impl<S: Socket> Serve<S> {
                     && pump.pending.is_empty()
                     && self.blocked_since.is_none()
                 {
-                    if pump.answered {
-                        // The server closes the connection first (RFC 6455 §7.1.1).
+                    if pump.answered || self.read_ended {
+                        // The server closes the connection first (RFC 6455 §7.1.1); a
+                        // client that ended its side has nothing more to say.
                         pump.finish();
                         return Poll::Ready(());
                     }
@@ -346,6 +357,7 @@ impl<S: Socket> Serve<S> {
             if pump.reading()
                 && !paused
                 && !self.may_read
+                && !self.read_ended
                 && pump.socket.poll_readable(cx).is_ready()
             {
                 self.may_read = true;
