@@ -444,8 +444,8 @@ impl Server {
     /// that fails for good (closed, shut down, not listening:
     /// [`AcceptError::Listener`](sockjs_core::driver::AcceptError::Listener)) ends it the
     /// same way, and it returns that error; a connection that fails before it is accepted
-    /// is skipped, and a want of file descriptors or memory waited out
-    /// ([`ACCEPT_BACKOFF`](sockjs_core::driver::ACCEPT_BACKOFF)).
+    /// is skipped, and a want of file descriptors or memory, or a refusal by the system's
+    /// policy, waited out ([`ACCEPT_BACKOFF`](sockjs_core::driver::ACCEPT_BACKOFF)).
     ///
     /// By default the server runs on its own executor: this future drives it on the
     /// calling thread and [`Server::threads`]` - 1` more threads join while it runs. Poll

@@ -164,8 +164,8 @@ impl From<SockJs> for Routes {
 /// ([`Serve::with_graceful_shutdown`]), or if the listener fails for good (closed, shut
 /// down, not listening: [`AcceptError::Listener`]), then with that error once what was
 /// open has shut down gracefully. A connection that fails before it is accepted is
-/// skipped, and a want of file descriptors or memory waited out
-/// ([`ACCEPT_BACKOFF`](sockjs_core::driver::ACCEPT_BACKOFF)).
+/// skipped, and a want of file descriptors or memory, or a refusal by the system's
+/// policy, waited out ([`ACCEPT_BACKOFF`](sockjs_core::driver::ACCEPT_BACKOFF)).
 ///
 /// [`AcceptError::Listener`]: sockjs_core::driver::AcceptError::Listener
 ///

@@ -27,8 +27,10 @@ pub enum AcceptError {
     /// else's accept.
     Connection,
     /// The process or the system is out of something (file descriptors, socket buffers,
-    /// memory), or the error is not one this knows: wait [`ACCEPT_BACKOFF`] and try again,
-    /// rather than spin until something frees up.
+    /// memory), its policy refuses the call (a security module or a seccomp filter:
+    /// `EACCES`, `EPERM`, which leave the connection waiting, so a retry at once would be
+    /// refused again), or the error is not one this knows: wait [`ACCEPT_BACKOFF`] and try
+    /// again, rather than spin until something changes.
     Exhausted,
     /// The listener itself is broken (closed, shut down, not listening, not a socket):
     /// every further `accept` would fail the same way. Stop accepting, shut down
@@ -53,8 +55,7 @@ impl AcceptError {
             | io::ErrorKind::TimedOut
             | io::ErrorKind::NetworkDown
             | io::ErrorKind::NetworkUnreachable
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::PermissionDenied => AcceptError::Connection,
+            | io::ErrorKind::HostUnreachable => AcceptError::Connection,
             io::ErrorKind::InvalidInput | io::ErrorKind::NotConnected => AcceptError::Listener,
             _ => AcceptError::Exhausted,
         }
@@ -119,7 +120,13 @@ mod tests {
             assert_eq!(code(libc::ECONNABORTED), AcceptError::Connection);
             assert_eq!(code(libc::EPROTO), AcceptError::Connection);
             assert_eq!(code(libc::EINTR), AcceptError::Connection);
-            assert_eq!(code(libc::EPERM), AcceptError::Connection);
+            // A policy's refusal leaves the connection queued: a retry at once would spin.
+            assert_eq!(code(libc::EPERM), AcceptError::Exhausted);
+            assert_eq!(code(libc::EACCES), AcceptError::Exhausted);
+            assert_eq!(
+                kind(io::ErrorKind::PermissionDenied),
+                AcceptError::Exhausted
+            );
             // Listed by accept(2) both as a listener's error and as a pending network
             // error: waited on, never the end.
             assert_eq!(code(libc::EOPNOTSUPP), AcceptError::Exhausted);
