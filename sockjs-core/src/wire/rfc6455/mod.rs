@@ -329,14 +329,7 @@ impl Decoder {
                     if rest.is_empty() {
                         return Ok(());
                     }
-                    // Room for the frame begun, but never far beyond what arrived: a
-                    // header alone reserves no whole message.
-                    if let Ok(Some(header)) = self.header(rest) {
-                        let frame = header.size.saturating_add(header.len);
-                        self.partial
-                            .reserve(frame.min(rest.len().saturating_mul(2)));
-                    }
-                    self.partial.extend_from_slice(rest);
+                    self.partial = self.holding(rest);
                     if full {
                         Ok(())
                     } else {
@@ -355,7 +348,13 @@ impl Decoder {
                     if joined.is_empty() {
                         return Ok(());
                     }
-                    self.partial = joined;
+                    // The start of the next frame is kept in a buffer of its own, not in
+                    // the one the last message grew (by doubling, up to twice the bound).
+                    self.partial = if used > 0 && joined.capacity() > joined.len().max(64) * 2 {
+                        self.holding(&joined)
+                    } else {
+                        joined
+                    };
                     if full {
                         Ok(())
                     } else {
@@ -370,6 +369,18 @@ impl Decoder {
             self.fragments = None;
         }
         result.map(|()| stopped)
+    }
+
+    /// A buffer holding `rest`, the start of a frame: with room for that frame, but never
+    /// far beyond what arrived (a header alone reserves no whole message).
+    fn holding(&self, rest: &[u8]) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        if let Ok(Some(header)) = self.header(rest) {
+            let frame = header.size.saturating_add(header.len);
+            buffer.reserve(frame.min(rest.len().saturating_mul(2)));
+        }
+        buffer.extend_from_slice(rest);
+        buffer
     }
 
     /// Decodes whole frames from the start of `input`, asking `full` before each one after

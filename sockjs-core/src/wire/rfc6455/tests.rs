@@ -340,6 +340,29 @@ fn a_frame_header_alone_reserves_no_whole_message() {
     assert_eq!(d.partial.capacity(), 0);
 }
 
+/// What is left of the input after a message, the start of the next frame, is held in a
+/// buffer of its own size: not in the one the message grew (by doubling, to twice the
+/// bound), which would stay with the connection until that next frame ended.
+#[test]
+fn the_start_of_the_next_frame_does_not_keep_the_last_messages_buffer() {
+    let max = 256 * 1024;
+    let mut d = Decoder::new(max);
+    let mut input = frame(0x82, &vec![7u8; max], MASK);
+    let next = frame(0x82, b"next", MASK);
+    input.push(next[0]);
+    let mut seen = Vec::new();
+    for piece in input.chunks(16 * 1024) {
+        seen.extend(feed(&mut d, piece).expect("a piece of a good frame"));
+    }
+    assert_eq!(seen, vec![Seen::Binary(vec![7u8; max])]);
+    assert_eq!(d.buffered(), 1);
+    assert!(d.partial.capacity() <= 128, "{}", d.partial.capacity());
+    assert_eq!(
+        feed(&mut d, &next[1..]),
+        Ok(vec![Seen::Binary(b"next".to_vec())])
+    );
+}
+
 /// RFC 6455 §8.1 within one frame (Autobahn 6.4.3 and 6.4.4): a text frame that arrives in
 /// pieces fails at the piece whose bytes can no longer be UTF-8, not once it is whole; a
 /// character cut between pieces is no fault, and the frame's messages are the same
