@@ -26,8 +26,9 @@
 //! [`Options::prefix`] stays empty. The same service works under plain hyper (any
 //! `http::Request<B>` whose body is an [`http_body::Body`]); for WebSockets the connection
 //! must be served with upgrades enabled (hyper's `serve_connection(..).with_upgrades()`;
-//! `axum::serve` does this). Without a stripping router, set [`Options::prefix`] to the
-//! mount path instead.
+//! `axum::serve` does this): without, hyper sends the `101` and then closes the connection,
+//! so each WebSocket's session opens and ends at once, logged as a warning. Without a
+//! stripping router, set [`Options::prefix`] to the mount path instead.
 //!
 //! Three request extensions are read when present: [`PeerAddr`] (for
 //! [`Session::peer_addr`], [`Session::client_addr`] and [`SessionBinding::PeerIp`]),

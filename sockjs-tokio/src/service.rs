@@ -286,6 +286,17 @@ fn upgrade(
     tokio::spawn(async move {
         let upgraded = match tokio::time::timeout(wait, on_upgrade).await {
             Ok(Ok(upgraded)) => upgraded,
+            // hyper's own error, not the client's: the connection is served without
+            // upgrades (`http1::Builder::serve_connection` without `with_upgrades()`), so
+            // every WebSocket gets its 101 and is cut. Said loudly: nothing else shows it.
+            Ok(Err(error)) if error.is_user() => {
+                tracing::warn!(
+                    %error,
+                    "websocket upgrade failed: serve the connection with upgrades \
+                     (hyper's `serve_connection(..).with_upgrades()`)"
+                );
+                return;
+            }
             Ok(Err(error)) => {
                 tracing::debug!(%error, "websocket upgrade failed");
                 return;
