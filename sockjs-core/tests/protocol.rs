@@ -1025,6 +1025,27 @@ fn s7_1_3_heartbeat_at_exactly_the_delay_on_a_poll() {
     assert_eq!(h.ex(poll).body(), "h\n");
 }
 
+/// §7.1.3: a heartbeat is for a receiver with nothing to say. Messages the application
+/// sent before a heartbeat's timer input and not drained yet (an embedder may feed the
+/// timeout before it drains) end the poll instead of `h`, which would leave them for the
+/// next poll.
+#[test]
+fn s7_1_3_messages_not_drained_before_a_heartbeat_go_instead_of_it() {
+    let mut h = Harness::new(Options::default(), App::Passive);
+    let open = h.post("/a/hbm/xhr", "");
+    assert_eq!(h.ex(open).body(), "o\n");
+    let poll = h.post("/a/hbm/xhr", "");
+    h.advance(Duration::from_secs(25) - ms(1));
+    let key = h.last_session();
+    h.engine.send(h.now, key, "x").expect("send");
+    h.skip(ms(1));
+    h.engine.handle_timeout(h.now);
+    h.drain();
+    assert_eq!(h.ex(poll).body(), "a[\"x\"]\n");
+    let next = h.post("/a/hbm/xhr", "");
+    assert!(!h.ex(next).done(), "nothing was left behind");
+}
+
 #[test]
 fn s7_1_3_heartbeat_on_a_stream_repeats_after_idle() {
     let mut h = Harness::echo();

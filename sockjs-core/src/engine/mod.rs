@@ -510,6 +510,13 @@ impl Engine {
                         self.shared.timers.set(key, &mut s.deadline, timers.next());
                     }
                 }
+                // Messages the application sent since the last drain (an embedder may feed
+                // a timeout before it drains) are due anyway: they go instead of the
+                // heartbeat, which would end a poll and leave them for the next (§7.1.3).
+                Link::Http { receiver: Some(_) } if !s.batch.is_empty() => {
+                    let frame = s.batch.take_frame();
+                    self.shared.write_frame(key, s, frame, false);
+                }
                 Link::Http { receiver: Some(_) } => {
                     self.heartbeats += 1;
                     self.shared.write_frame(key, s, HEARTBEAT.to_vec(), false);
