@@ -27,8 +27,12 @@
 //! `http::Request<B>` whose body is an [`http_body::Body`]); for WebSockets the connection
 //! must be served with upgrades enabled (hyper's `serve_connection(..).with_upgrades()`;
 //! `axum::serve` does this): without, hyper sends the `101` and then closes the connection,
-//! so each WebSocket's session opens and ends at once, logged as a warning. Without a
-//! stripping router, set [`Options::prefix`] to the mount path instead.
+//! so each WebSocket's session opens and ends at once, logged as a warning. WebSockets
+//! over HTTP/2 (RFC 8441's extended `CONNECT`) are not served: such a request gets `405`,
+//! and the browser falls back to a streaming transport; leave hyper's
+//! `enable_connect_protocol` off (browsers then open WebSockets as HTTP/1.1 upgrades on a
+//! connection of their own). Without a stripping router, set [`Options::prefix`] to the
+//! mount path instead.
 //!
 //! Three request extensions are read when present: [`PeerAddr`] (for
 //! [`Session::peer_addr`], [`Session::client_addr`] and [`SessionBinding::PeerIp`]),
