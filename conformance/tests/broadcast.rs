@@ -663,6 +663,35 @@ fn redis_that_refuses_commands_is_retried_with_backoff_on_either_adapter() {
     }
 }
 
+/// A Redis whose ACL forbids subscribing (the publishing connection works) is not counted
+/// as connected: the subscribing connection's refused SUBSCRIBE, which the redis crate
+/// reports as taken, is seen and retried with backoff, so `is_connected` stays false
+/// instead of reporting a node that never hears the others.
+#[test]
+fn redis_refusing_the_subscription_is_not_connected_on_either_adapter() {
+    let acl = [
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~*",
+        "&*",
+        "+@all",
+        "-subscribe",
+    ];
+    let Some(redis) = RedisServer::start_with(&acl) else {
+        return;
+    };
+    for adapter in ADAPTERS {
+        let node = redis_node(adapter, &redis.url(), &unique_prefix("nosub"));
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            assert!(!node.hub.is_connected(), "{adapter:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// Two nodes of `adapter` sharing `redis`, once both are connected to it, and a client of
 /// each (Ann on the first, Bob on the second).
 fn two_connected_nodes(

@@ -101,6 +101,9 @@ impl Outage {
 /// Why a connection ended.
 pub(super) enum Lost {
     Redis(RedisError),
+    /// The server answered, but not as a working connection does: an error reply (it
+    /// wants a password, an ACL forbids the command), or a subscription not taken.
+    Refused(String),
     Closed,
     Timeout,
     /// The backend was dropped.
@@ -111,6 +114,7 @@ impl fmt::Display for Lost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Lost::Redis(error) => error.fmt(f),
+            Lost::Refused(why) => write!(f, "refused: {why}"),
             Lost::Closed => f.write_str("connection closed"),
             Lost::Timeout => f.write_str("timed out"),
             Lost::Stopped => f.write_str("shutting down"),

@@ -76,6 +76,13 @@ impl Subscriber {
         {
             return lost;
         }
+        // The redis crate reports a refused SUBSCRIBE as taken (and any error reply to
+        // the pub/sub connection as a value): a ping tells whether the connection is
+        // subscribed, or refused (it wants a password, an ACL forbids `all`), which is
+        // retried with backoff rather than counted as up and never delivering anything.
+        if let Err(lost) = self.check(clock, &mut sink, true).await {
+            return lost;
+        }
         if let Err(lost) = self.sync(clock, &mut sink, &mut subscribed).await {
             return lost;
         }
@@ -131,8 +138,7 @@ impl Subscriber {
                     }
                 }
                 Wake::Ping => {
-                    let pong = sink.ping::<redis::Value>();
-                    if let Err(lost) = clock.within(shared, role, RESPONSE_TIMEOUT, pong).await {
+                    if let Err(lost) = self.check(clock, &mut sink, false).await {
                         return lost;
                     }
                     // The connection held for a ping period: the next loss is retried from
@@ -142,6 +148,36 @@ impl Subscriber {
                 }
                 Wake::Stopped => return Lost::Stopped,
             }
+        }
+    }
+
+    /// Pings the server: an error reply is a refusal, and so is, right after the first
+    /// SUBSCRIBE (`subscribing`), a reply that shows no subscription: on RESP2 a subscribed
+    /// connection answers `["pong", ""]`, an unsubscribed one `PONG` (RESP3 answers both
+    /// alike: there only error replies tell).
+    async fn check(
+        &self,
+        clock: &mut Clock,
+        sink: &mut PubSubSink,
+        subscribing: bool,
+    ) -> Result<(), Lost> {
+        let pong = sink.ping::<redis::Value>();
+        let reply = clock
+            .within(&self.shared, Role::Subscriber, RESPONSE_TIMEOUT, pong)
+            .await?;
+        let resp2 = self
+            .client
+            .get_connection_info()
+            .redis_settings()
+            .protocol()
+            == redis::ProtocolVersion::RESP2;
+        match reply {
+            redis::Value::ServerError(error) => Err(Lost::Refused(error.to_string())),
+            redis::Value::Array(_) | redis::Value::Push { .. } => Ok(()),
+            _ if subscribing && resp2 => Err(Lost::Refused(
+                "SUBSCRIBE not taken (an ACL may forbid it)".to_owned(),
+            )),
+            _ => Ok(()),
         }
     }
 
