@@ -58,7 +58,8 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 ///   out after 2 s; an idle connection is pinged every 5 s, so a lost one is noticed
 ///   before it costs messages. A connection counts as up once a command went through (a
 ///   server that refuses commands, such as one that wants a password, is retried with the
-///   same backoff), and the backoff starts over only after a connection has served.
+///   same backoff; so is a subscribing connection whose subscription an ACL refuses), and
+///   the backoff starts over only after a connection has served.
 /// - While the publishing connection is down, messages published on this node reach only
 ///   this node's members: the rest are dropped, not buffered. Messages waiting for the
 ///   connection are bounded too, in number and in bytes ([`RedisBackend::queue`], default
@@ -163,7 +164,7 @@ impl Shared {
     fn push(&self, message: Outgoing, capacity: usize, bytes: usize) -> bool {
         let waker = {
             let mut signals = self.signals();
-            let size = message.payload.len();
+            let size = message.size();
             let over = signals.outbox_bytes.saturating_add(size) > bytes;
             if signals.outbox.len() >= capacity || (over && !signals.outbox.is_empty()) {
                 return false;
@@ -227,7 +228,7 @@ impl Shared {
         let mut n = 0;
         let mut taken = 0usize;
         while let Some(next) = signals.outbox.front() {
-            let size = next.payload.len();
+            let size = next.size();
             if n == max || (n > 0 && taken.saturating_add(size) > BATCH_BYTES) {
                 break;
             }
@@ -283,6 +284,14 @@ struct Outgoing {
     payload: Vec<u8>,
 }
 
+impl Outgoing {
+    /// What it holds, and sends: a topic's name counts as its payload does (a long one,
+    /// chosen by a client, would otherwise multiply what the bound allows).
+    fn size(&self) -> usize {
+        self.channel.len().saturating_add(self.payload.len())
+    }
+}
+
 impl RedisBackend {
     /// A backend for the Redis server at `url` (`redis://[:password@]host[:port][/db]`)
     /// whose tasks run on `runtime`. Fails only if the URL is invalid; nothing connects
@@ -324,9 +333,10 @@ impl RedisBackend {
         self
     }
 
-    /// How many bytes of published messages may wait for the publishing connection
-    /// (default 16 MiB): with [`queue`](RedisBackend::queue)'s count alone, 4096 messages of
-    /// the 256 KiB a client may send could hold 1 GiB while Redis is slow. Beyond it,
+    /// How many bytes of published messages (their topics' names included) may wait for
+    /// the publishing connection (default 16 MiB): with [`queue`](RedisBackend::queue)'s
+    /// count alone, 4096 messages of the 256 KiB a client may send could hold 1 GiB while
+    /// Redis is slow. Beyond it,
     /// messages reach this node only; one message larger than the bound still goes when
     /// none is waiting.
     pub fn queue_bytes(mut self, bytes: usize) -> RedisBackend {
@@ -531,7 +541,7 @@ mod tests {
     fn the_queue_is_bounded_in_bytes_and_batches_too() {
         let backend = RedisBackend::new("redis://127.0.0.1:1/", Arc::new(Inert))
             .expect("valid url")
-            .queue_bytes(3 * (17 + 400_000));
+            .queue_bytes(3 * ("sockjs:all".len() + 17 + 400_000));
         backend.shared.publisher_up.store(true, Ordering::Relaxed);
         let big = "x".repeat(400_000);
         // Three fit; the fourth would pass the bound, and is dropped; small ones too.
@@ -561,6 +571,26 @@ mod tests {
         tiny.publish(Target::All, &big);
         tiny.publish(Target::All, "small");
         assert_eq!(tiny.dropped(), 1);
+    }
+
+    #[test]
+    fn a_topics_name_counts_against_the_bound_as_its_payload_does() {
+        let backend = RedisBackend::new("redis://127.0.0.1:1/", Arc::new(Inert))
+            .expect("valid url")
+            .queue_bytes(1 << 20);
+        backend.shared.publisher_up.store(true, Ordering::Relaxed);
+        let room = "r".repeat(256 << 10);
+        for _ in 0..100 {
+            backend.publish(Target::Topic(&room), "x");
+        }
+        // Each holds 256 KiB of name and a few bytes more: three fit a MiB.
+        let signals = backend.shared.signals();
+        let held: usize = signals.outbox.iter().map(Outgoing::size).sum();
+        assert_eq!(signals.outbox.len(), 3, "{held} bytes held");
+        assert_eq!(held, signals.outbox_bytes);
+        assert!(held <= 1 << 20, "{held}");
+        drop(signals);
+        assert_eq!(backend.dropped(), 97);
     }
 
     #[test]
