@@ -669,17 +669,7 @@ fn redis_that_refuses_commands_is_retried_with_backoff_on_either_adapter() {
 /// instead of reporting a node that never hears the others.
 #[test]
 fn redis_refusing_the_subscription_is_not_connected_on_either_adapter() {
-    let acl = [
-        "--user",
-        "default",
-        "on",
-        "nopass",
-        "~*",
-        "&*",
-        "+@all",
-        "-subscribe",
-    ];
-    let Some(redis) = RedisServer::start_with(&acl) else {
+    let Some(redis) = redis_with_acl(&["&*", "+@all", "-subscribe"]) else {
         return;
     };
     for adapter in ADAPTERS {
@@ -712,18 +702,14 @@ fn two_connected_nodes(
 /// and topic `ok`'s.
 fn redis_allowing_only_all_and_ok(prefix: &str) -> Option<RedisServer> {
     let (all, ok) = (format!("&{prefix}all"), format!("&{prefix}t:ok"));
-    let acl = [
-        "--user",
-        "default",
-        "on",
-        "nopass",
-        "~*",
-        "resetchannels",
-        &all,
-        &ok,
-        "+@all",
-    ];
-    RedisServer::start_with(&acl)
+    redis_with_acl(&["resetchannels", &all, &ok, "+@all"])
+}
+
+/// A Redis whose default user (no password, every key) has these further ACL rules.
+fn redis_with_acl(rules: &[&str]) -> Option<RedisServer> {
+    let mut args = vec!["--user", "default", "on", "nopass", "~*"];
+    args.extend_from_slice(rules);
+    RedisServer::start_with(&args)
 }
 
 /// A publication the server refuses (here an ACL that allows only some channels) is lost
