@@ -153,10 +153,13 @@ impl Parser<'_> {
         ))
     }
 
+    /// The four hex digits of a `\u` escape: exactly four ASCII hex digits, as JSON has
+    /// them (`u32::from_str_radix` alone would also take a sign, as in `\u+0e9`).
     fn hex4(&mut self) -> Result<u32, String> {
         let h = self
             .s
             .get(self.i..self.i + 4)
+            .filter(|b| b.iter().all(u8::is_ascii_hexdigit))
             .and_then(|b| std::str::from_utf8(b).ok())
             .and_then(|t| u32::from_str_radix(t, 16).ok())
             .ok_or_else(|| format!("bad \\u escape at byte {}", self.i))?;
@@ -323,6 +326,24 @@ mod tests {
         assert!(parse(r#""\ud83d""#).is_err());
         assert!(parse(r#""\udc00""#).is_err());
         assert!(parse("\"a\nb\"").is_err());
+    }
+
+    #[test]
+    fn unicode_escapes_are_four_hex_digits() {
+        assert_eq!(
+            parse(r#""\u00e9\u00E9""#).unwrap(),
+            Json::String("éé".into())
+        );
+        for bad in [
+            r#""\u+0e9""#,
+            r#""\u-0e9""#,
+            r#""\u 0e9""#,
+            r#""\u0e9""#,
+            r#""\u0e9g""#,
+            r#""\ud83d\u+e00""#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
