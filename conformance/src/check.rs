@@ -311,9 +311,14 @@ impl Stream {
         Ok(self.conn.read_chunk()?)
     }
 
-    /// The next chunk, past heartbeats unless `expected` is one, for at most
-    /// [`patience`].
-    fn chunk_past_heartbeats(&mut self, what: &str, expected: &[u8]) -> Result<Vec<u8>, Failure> {
+    /// The next chunk, past heartbeats unless `expected` (the chunk awaited, also named in
+    /// a failure) is one, for at most [`patience`]. For a check that accepts more than one
+    /// chunk; [`expect_chunk`](Stream::expect_chunk) compares with the one expected.
+    pub fn chunk_past_heartbeats(
+        &mut self,
+        what: &str,
+        expected: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
         let start = Instant::now();
         let limit = patience(self.conn.read_timeout(), self.heartbeat_delay);
         let mut skipped = 0usize;

@@ -43,10 +43,16 @@ pub struct Ws {
     inner: WebSocket<ClientStream>,
     /// The server's heartbeat delay, if known (for [`patience`]).
     heartbeat: Option<Duration>,
+    /// Whether a text `h` is a SockJS heartbeat that [`recv`](Ws::recv) passes over: on a
+    /// SockJS WebSocket the server may write one whenever its heartbeat delay passes
+    /// (§9.2), on a raw one (§9.3) `h` is a message like any other.
+    skip_heartbeats: bool,
 }
 
 impl Ws {
-    /// Connects to `ws://host` (or `wss://`) + `path` (path includes the base prefix).
+    /// Connects to `ws://host` (or `wss://`) + `path` (path includes the base prefix), a
+    /// raw WebSocket: every text message is reported, `h` included. For the raw
+    /// `P/websocket` (§9.3), and for checks about the SockJS heartbeat itself.
     pub fn connect(ctx: &Ctx, path: &str) -> Result<Ws, Failure> {
         let conn = ctx.connect()?;
         let (stream, leftover) = conn.into_stream();
@@ -58,6 +64,7 @@ impl Ws {
             Ok((inner, _resp)) => Ok(Ws {
                 inner,
                 heartbeat: ctx.heartbeat,
+                skip_heartbeats: false,
             }),
             Err(tungstenite::HandshakeError::Failure(e)) => {
                 Err(fail(format!("WebSocket handshake to {path} failed: {e}")))
@@ -66,6 +73,15 @@ impl Ws {
                 Err(fail(format!("WebSocket handshake to {path} timed out")))
             }
         }
+    }
+
+    /// Connects a SockJS WebSocket (`/S/I/websocket`, §9.2): [`recv`](Ws::recv), and the
+    /// reads built on it, pass over text `h` heartbeats as they pass over pings, so that a
+    /// heartbeat written while a check waits for a frame does not fail it.
+    pub fn connect_sockjs(ctx: &Ctx, path: &str) -> Result<Ws, Failure> {
+        let mut ws = Self::connect(ctx, path)?;
+        ws.skip_heartbeats = true;
+        Ok(ws)
     }
 
     /// Sends a text message.
@@ -86,23 +102,29 @@ impl Ws {
         )
     }
 
-    /// Fails once control frames alone have come for longer than [`patience`].
+    /// Fails once control frames (and heartbeats, where skipped) alone have come for
+    /// longer than [`patience`].
     fn only_control_frames(start: Instant, limit: Duration, skipped: usize) -> Outcome {
         if start.elapsed() > limit {
             return Err(fail(format!(
-                "only pings or pongs ({skipped}) for {} ms, no message",
+                "only heartbeats, pings or pongs ({skipped}) for {} ms, no message",
                 start.elapsed().as_millis()
             )));
         }
         Ok(())
     }
 
-    /// Reads the next event, answering and skipping pings and pongs (for at most
-    /// [`patience`]).
+    /// Reads the next event, answering and skipping pings and pongs, and on a SockJS
+    /// WebSocket ([`connect_sockjs`](Ws::connect_sockjs)) text `h` heartbeats too, for at
+    /// most [`patience`].
     pub fn recv(&mut self) -> Result<WsEvent, Failure> {
         let (start, limit, mut skipped) = (Instant::now(), self.patience(), 0);
         loop {
             match self.inner.read() {
+                Ok(Message::Text(t)) if self.skip_heartbeats && t.as_str() == "h" => {
+                    skipped += 1;
+                    Self::only_control_frames(start, limit, skipped)?;
+                }
                 Ok(Message::Text(t)) => return Ok(WsEvent::Text(t.to_string())),
                 Ok(Message::Binary(b)) => return Ok(WsEvent::Binary(b.to_vec())),
                 Ok(Message::Close(f)) => {
@@ -119,7 +141,8 @@ impl Ws {
         }
     }
 
-    /// Reads the next event, reporting pings instead of skipping them.
+    /// Reads the next event, reporting pings instead of skipping them, and every text
+    /// message, heartbeat `h` included (for the heartbeat checks).
     pub fn recv_with_pings(&mut self) -> Result<Option<WsEvent>, Failure> {
         // A loop, not a recursion: a server may send any number of unsolicited pongs.
         let (start, limit, mut skipped) = (Instant::now(), self.patience(), 0);
@@ -141,7 +164,8 @@ impl Ws {
         }
     }
 
-    /// Fails unless the next event is the text message `expected`.
+    /// Fails unless the next event (heartbeats aside on a SockJS WebSocket) is the text
+    /// message `expected`.
     pub fn expect_text(&mut self, what: &str, expected: &str) -> Outcome {
         match self.recv()? {
             WsEvent::Text(t) => expect_eq(what, expected, t),
@@ -234,6 +258,39 @@ pub fn hixie76_answer(key1: &str, key2: &str, key3: &[u8; 8]) -> Option<[u8; 16]
     Some(h.finalize().into())
 }
 
+/// A scripted WebSocket server for unit tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod test_server {
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use tungstenite::WebSocket;
+
+    use crate::check::Ctx;
+
+    /// Serves one WebSocket connection on a loopback port, running `script` on it after
+    /// the handshake; returns the context of a client for it, whose read timeout is
+    /// 200 ms and heartbeat delay 100 ms (so its patience is 300 ms).
+    pub(crate) fn serve(script: impl FnOnce(&mut WebSocket<TcpStream>) + Send + 'static) -> Ctx {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            script(&mut tungstenite::accept(tcp).unwrap());
+        });
+        Ctx {
+            host,
+            prefix: String::new(),
+            tls: None,
+            io_timeout: Duration::from_millis(200),
+            heartbeat: Some(Duration::from_millis(100)),
+            disconnect: None,
+            abort_rounds: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -261,6 +318,56 @@ mod tests {
         assert_eq!(hixie76_key_number("1 2"), Some(12));
         assert_eq!(hixie76_key_number("1 0 1"), None); // 101 / 2 not exact
         assert_eq!(hixie76_key_number("99999999999 "), None); // too large
+    }
+
+    /// A loopback WebSocket server that sends `texts`, then (if `forever`) an `h` every
+    /// 20 ms until the client goes away.
+    fn serve(texts: &'static [&'static str], forever: bool) -> Ctx {
+        test_server::serve(move |ws| {
+            for t in texts {
+                ws.send(Message::text(*t)).unwrap();
+            }
+            while forever && ws.send(Message::text("h")).is_ok() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = ws.close(None);
+            let _ = ws.flush();
+        })
+    }
+
+    #[test]
+    fn sockjs_reads_pass_over_heartbeats_raw_reads_keep_them() {
+        const TEXTS: &[&str] = &["o", "h", "h", "a[\"x\"]"];
+        let ctx = serve(TEXTS, false);
+        let mut ws = Ws::connect_sockjs(&ctx, "/s/websocket").unwrap();
+        ws.expect_text("open", "o").unwrap();
+        ws.expect_text("past two heartbeats", "a[\"x\"]").unwrap();
+        let ctx = serve(TEXTS, false);
+        let mut ws = Ws::connect(&ctx, "/websocket").unwrap();
+        ws.expect_text("open", "o").unwrap();
+        assert_eq!(ws.recv().unwrap(), WsEvent::Text("h".into()));
+        let ctx = serve(TEXTS, false);
+        let mut ws = Ws::connect_sockjs(&ctx, "/s/websocket").unwrap();
+        ws.expect_text("open", "o").unwrap();
+        assert_eq!(
+            ws.recv_with_pings().unwrap(),
+            Some(WsEvent::Text("h".into()))
+        );
+    }
+
+    #[test]
+    fn heartbeats_alone_are_passed_over_for_a_bounded_time() {
+        let ctx = serve(&["o"], true);
+        let mut ws = Ws::connect_sockjs(&ctx, "/s/websocket").unwrap();
+        ws.expect_text("open", "o").unwrap();
+        let start = Instant::now();
+        let e = ws.recv().unwrap_err();
+        assert!(e.reason.contains("only heartbeats"), "{}", e.reason);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

@@ -184,7 +184,7 @@ pub(crate) fn checks() -> Vec<Check> {
             "the §5.1 code points are escaped in lowercase on the websocket transport too",
             |ctx: &Ctx| {
                 let s = ctx.session(ECHO);
-                let mut ws = Ws::connect(ctx, &s.url("websocket"))?;
+                let mut ws = Ws::connect_sockjs(ctx, &s.url("websocket"))?;
                 ws.expect_text("open frame", "o")?;
                 ws.send(&format!("[\"{}\"]", server_killer()))?;
                 ws.expect_text("echoed frame", &format!("a[{}]", server_killer_escaped()))?;

@@ -1,14 +1,14 @@
 //! §7: session lifecycle.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::ECHO;
 use super::transports::{expect_prelude, receiver_request, wrap_frame};
 use crate::check::{
-    Check, Ctx, Failure, Outcome, Session, Step, ensure, expect_head_status, expect_response,
-    first_answered, service, sleep,
+    Check, Ctx, Failure, Outcome, Session, Step, ensure, expect_head_status, expect_response, fail,
+    first_answered, patience, service, sleep,
 };
-use crate::http::{Conn, Request};
+use crate::http::{Conn, Request, Response};
 use crate::tls::ClientStream;
 use crate::util::esc;
 use crate::ws::Ws;
@@ -65,6 +65,8 @@ pub(crate) fn checks() -> Vec<Check> {
                 let mut pending = two_polls(ctx, &s)?;
                 ctx.send_ok(&s, "[\"z\"]")?;
                 let r = pending.read_response("POST").step("first POST xhr")?;
+                let poll = Request::new("POST", &s.url("xhr"));
+                let r = past_heartbeat_polls(ctx, "first POST xhr", r, &poll, b"h\n")?;
                 expect_response("first POST xhr", &r, 200, b"a[\"z\"]\n")
             },
         ),
@@ -121,6 +123,8 @@ pub(crate) fn checks() -> Vec<Check> {
                 expect_response("concurrent GET jsonp", &r, 200, c2010.as_bytes())?;
                 ctx.send_ok(&s, "[\"z\"]")?;
                 let r = held.read_response("GET").step("held GET jsonp")?;
+                let heartbeat = wrap_frame("jsonp", "cb", "h");
+                let r = past_heartbeat_polls(ctx, "held GET jsonp", r, &req, heartbeat.as_bytes())?;
                 let want = wrap_frame("jsonp", "cb", "a[\"z\"]");
                 expect_response("held GET jsonp", &r, 200, want.as_bytes())
             },
@@ -236,7 +240,7 @@ pub(crate) fn checks() -> Vec<Check> {
             "a SockJS websocket is not registered under its id: an xhr on the same id opens a new session",
             |ctx: &Ctx| {
                 let s = ctx.session(ECHO);
-                let mut ws = Ws::connect(ctx, &s.url("websocket"))?;
+                let mut ws = Ws::connect_sockjs(ctx, &s.url("websocket"))?;
                 ws.expect_text("websocket open frame", "o")?;
                 ctx.expect_xhr("POST xhr on the websocket's id", &s, "o\n")?;
                 ws.send("[\"w\"]")?;
@@ -271,6 +275,37 @@ fn second_stream_2010(ctx: &Ctx, transport: &str) -> Outcome {
         "first stream after the 2010",
         wrap_frame(transport, "cb", "a[\"x\"]"),
     )
+}
+
+/// The answer `first` to a held poll, or, while that answer is the transport's
+/// `heartbeat` frame, the answer to polling again with `req`. A poll held while the
+/// heartbeat delay passes is answered with the heartbeat (§7.1.3), which also shows it was
+/// still attached, and a message sent meanwhile waits for the next poll. Polls for at most
+/// [`patience`], so a server that only ever heartbeats fails.
+fn past_heartbeat_polls(
+    ctx: &Ctx,
+    what: &str,
+    first: Response,
+    req: &Request,
+    heartbeat: &[u8],
+) -> Result<Response, Failure> {
+    let (start, limit) = (
+        Instant::now(),
+        patience(Some(ctx.io_timeout), ctx.heartbeat),
+    );
+    let (mut r, mut heartbeats) = (first, 0usize);
+    while r.status() == 200 && r.body == heartbeat {
+        heartbeats += 1;
+        if start.elapsed() > limit {
+            return Err(fail(format!(
+                "{what}: only heartbeats ({heartbeats} polls) for {} ms, never the message",
+                start.elapsed().as_millis()
+            )));
+        }
+        let again = format!("{what}: poll after heartbeat #{heartbeats}");
+        r = ctx.request(req).step(&again)?;
+    }
+    Ok(r)
 }
 
 fn after_abort(what: &str, got: &[u8]) -> Outcome {

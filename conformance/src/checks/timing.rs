@@ -104,6 +104,8 @@ pub(crate) fn checks() -> Vec<Check> {
                 let s = ctx.session(ECHO);
                 // From before the upgrade: the server arms its timer after it.
                 let start = Instant::now();
+                // Connected as a raw WebSocket, whose reads keep text `h`: the heartbeat
+                // is what this check waits for.
                 let mut ws = Ws::connect(ctx, &s.url("websocket"))?;
                 ws.expect_text("open frame", "o")?;
                 ws.set_read_timeout(upper(hb) + Duration::from_secs(1))?;

@@ -241,21 +241,11 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s9_2_broken_json_terminates",
             "9.2",
-            "websocket: a message that is not JSON ends the socket with close 3000 \"Broken framing.\" and no c frame",
+            "websocket: a message that is not JSON terminates the session: the socket closes (any close code, or none; one c[...] frame may come first), nothing is echoed",
             |ctx: &Ctx| {
                 let mut ws = sockjs_ws(ctx, ECHO)?;
                 ws.send("[\"a")?;
-                match ws.recv()? {
-                    WsEvent::Close(Some((3000, reason))) if reason == "Broken framing." => {}
-                    other => {
-                        return Err(fail(format!(
-                            "after broken JSON: expected the close frame 3000 \"Broken framing.\" (no c frame before it), got {}",
-                            other.describe()
-                        )));
-                    }
-                }
-                ws.expect_closed("after the close frame")?;
-                Ok(())
+                expect_terminated(&mut ws, "after broken JSON")
             },
         ),
         Check::new(
@@ -265,9 +255,9 @@ pub(crate) fn checks() -> Vec<Check> {
             |ctx: &Ctx| {
                 let s = ctx.session(ECHO);
                 let path = s.url("websocket");
-                let mut ws1 = Ws::connect(ctx, &path)?;
+                let mut ws1 = Ws::connect_sockjs(ctx, &path)?;
                 ws1.expect_text("first socket open", "o")?;
-                let mut ws2 = Ws::connect(ctx, &path)?;
+                let mut ws2 = Ws::connect_sockjs(ctx, &path)?;
                 ws2.expect_text("second socket open", "o")?;
                 ws1.send("[\"a\"]")?;
                 ws1.expect_text("first socket echo", "a[\"a\"]")?;
@@ -275,7 +265,7 @@ pub(crate) fn checks() -> Vec<Check> {
                 ws2.expect_text("second socket echo", "a[\"b\"]")?;
                 ws1.close();
                 ws2.close();
-                let mut ws3 = Ws::connect(ctx, &path)?;
+                let mut ws3 = Ws::connect_sockjs(ctx, &path)?;
                 ws3.expect_text("third socket open", "o")?;
                 ws3.send("[\"a\"]")?;
                 ws3.expect_text("third socket echo", "a[\"a\"]")?;
@@ -371,9 +361,42 @@ fn upgrade(ctx: &Ctx, key: &str, overrides: &[(&str, &str)]) -> Result<Head, Fai
 /// A SockJS websocket on a fresh session of `svc`, after its `o` frame.
 fn sockjs_ws(ctx: &Ctx, svc: &str) -> Result<Ws, Failure> {
     let s = ctx.session(svc);
-    let mut ws = Ws::connect(ctx, &s.url("websocket"))?;
+    let mut ws = Ws::connect_sockjs(ctx, &s.url("websocket"))?;
     ws.expect_text("open frame", "o")?;
     Ok(ws)
+}
+
+/// §9.2: the server terminates a SockJS websocket whose client sent text that is not
+/// JSON. PROTOCOL.md says only "terminate" (node closes with 3000 "Broken framing." and no
+/// `c` frame), so one `c[...]` frame may come first, and then the socket must close, with
+/// any close code or none. An `a[...]` frame (the broken text taken as a message), any
+/// other text, or a socket left open fails. Heartbeats are passed over.
+fn expect_terminated(ws: &mut Ws, what: &str) -> Outcome {
+    match ws.recv().step(what)? {
+        WsEvent::Text(t) if t.starts_with("c[") => {
+            ws.expect_closed(&format!(
+                "{what}, after the close frame \"{}\"",
+                esc(t.as_bytes())
+            ))?;
+        }
+        WsEvent::Close(_) => {
+            ws.expect_closed(&format!("{what}, after the WebSocket close frame"))?;
+        }
+        WsEvent::Closed(_) => {}
+        WsEvent::Text(t) if t.starts_with("a[") => {
+            return Err(fail(format!(
+                "{what}: expected the socket to close, got the message frame \"{}\" (the broken text was taken as a message)",
+                esc(t.as_bytes())
+            )));
+        }
+        other => {
+            return Err(fail(format!(
+                "{what}: expected the socket to close (one c[...] frame may come first), got {}",
+                other.describe()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn hixie76(ctx: &Ctx, open_frame: bool) -> Outcome {
@@ -566,6 +589,71 @@ pub(crate) fn permessage_deflate_small_server_window() -> Check {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// [`expect_terminated`] on a SockJS websocket whose server runs `script`.
+    fn terminated(
+        script: impl FnOnce(&mut tungstenite::WebSocket<std::net::TcpStream>) + Send + 'static,
+    ) -> Outcome {
+        let ctx = crate::ws::test_server::serve(script);
+        let mut ws = Ws::connect_sockjs(&ctx, "/echo/0/0/websocket").unwrap();
+        expect_terminated(&mut ws, "after broken JSON")
+    }
+
+    /// Closes with `code` and reason `reason`, and waits for the client's answer.
+    fn close(ws: &mut tungstenite::WebSocket<std::net::TcpStream>, code: u16, reason: &str) {
+        use tungstenite::protocol::CloseFrame;
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.to_string().into(),
+        };
+        let _ = ws.close(Some(frame));
+        while ws.read().is_ok() {}
+    }
+
+    fn text(ws: &mut tungstenite::WebSocket<std::net::TcpStream>, t: &str) {
+        ws.send(tungstenite::Message::text(t)).unwrap();
+    }
+
+    #[test]
+    fn broken_json_may_close_in_any_way() {
+        terminated(|ws| close(ws, 3000, "Broken framing.")).unwrap();
+        terminated(|ws| close(ws, 1002, "")).unwrap();
+        terminated(|ws| {
+            text(ws, "c[3000,\"Broken framing.\"]");
+            close(ws, 1000, "Normal closure");
+        })
+        .unwrap();
+        terminated(|ws| {
+            text(ws, "h");
+            close(ws, 3000, "Broken framing.");
+        })
+        .unwrap();
+        // The TCP connection closed without a close frame.
+        terminated(|_| {}).unwrap();
+    }
+
+    #[test]
+    fn broken_json_must_not_echo_or_stay_open() {
+        let echoed = terminated(|ws| {
+            text(ws, "a[\"a\"]");
+            close(ws, 3000, "Broken framing.");
+        });
+        assert!(echoed.unwrap_err().reason.contains("message frame"));
+        let other = terminated(|ws| {
+            text(ws, "x");
+            close(ws, 3000, "Broken framing.");
+        });
+        assert!(other.is_err());
+        let two = terminated(|ws| {
+            text(ws, "c[3000,\"Broken framing.\"]");
+            text(ws, "c[3000,\"Broken framing.\"]");
+            close(ws, 1000, "");
+        });
+        assert!(two.is_err());
+        let open = terminated(|_| std::thread::sleep(Duration::from_secs(1)));
+        assert!(open.unwrap_err().reason.contains("timed out"));
+    }
 
     #[test]
     fn random_keys_are_base64_of_16_bytes() {
