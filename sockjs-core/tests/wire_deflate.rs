@@ -161,54 +161,6 @@ fn rfc7692_s7_2_2_bad_data_is_1007_and_the_bound_is_on_the_inflated_size() {
     );
 }
 
-/// RFC 7692 §7.2.1: a message's data ends with an empty stored block (its last four bytes
-/// removed) or with a final block. Data cut short, inside a block, is not a message: 1007,
-/// not the part that inflated (for a connection that keeps its window, the next message
-/// would be read from the middle of that block).
-#[test]
-fn rfc7692_s7_2_1_data_cut_inside_a_block_is_1007_not_a_shorter_message() {
-    // RFC 7692 §7.2.3.1's "Hello", whole and without its last byte.
-    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
-    for takeover in [false, true] {
-        let mut d = Decoder::with_deflate(1024, &params(takeover));
-        assert_eq!(
-            feed(&mut d, &frame(0xC1, &hello, MASK)),
-            Ok(vec!["Hello".to_owned()])
-        );
-        assert_eq!(
-            feed(&mut d, &frame(0xC1, &hello, MASK)),
-            Ok(vec!["Hello".to_owned()])
-        );
-        let mut d = Decoder::with_deflate(1024, &params(takeover));
-        assert_eq!(
-            feed(&mut d, &frame(0xC1, &hello[..6], MASK)),
-            Err(Error::InvalidDeflate)
-        );
-    }
-    // Stored (uncompressed) data, cut anywhere after its first byte (which alone, a
-    // stored block's header, is the whole of an empty message: `00`, then `00 00 ff ff`).
-    let text = "stored ".repeat(40);
-    let data = compress_message(text.as_bytes(), 0);
-    let mut d = Decoder::with_deflate(1024, &params(false));
-    assert_eq!(
-        feed(&mut d, &frame(0xC1, &data, MASK)),
-        Ok(vec![text.clone()])
-    );
-    assert_eq!(data[0], 0x00);
-    for cut in 2..data.len() {
-        let mut d = Decoder::with_deflate(1024, &params(false));
-        // Where the four bytes put back fill the cut block exactly, they are its data:
-        // bytes no text has (`ff`), refused as not UTF-8, also with 1007.
-        let result = feed(&mut d, &frame(0xC1, &data[..cut], MASK));
-        assert!(
-            matches!(result, Err(Error::InvalidDeflate | Error::InvalidUtf8)),
-            "cut at {cut} of {}: {result:?}",
-            data.len()
-        );
-    }
-    assert_eq!(Error::InvalidUtf8.close_code(), 1007);
-}
-
 #[test]
 fn rfc7692_s7_2_3_2_client_context_takeover_keeps_the_window() {
     // RFC 7692 §7.2.3.2: the second "Hello" refers back into the first.

@@ -14,13 +14,6 @@ use super::Error;
 /// What a sync flush ends with, and what the receiver appends (RFC 7692 §7.2.2).
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// An empty stored block from a byte boundary: a message that ended where a sync flush
-/// ends, at a block boundary, takes it whole without a byte of output. One cut inside a
-/// block does not: its stored data takes these bytes as data, or its stored block's lengths
-/// or codes fail, or they come out as output (RFC 7692 §7.2.1: every message's data ends
-/// with an empty stored block, or with a final one).
-const PROBE: [u8; 5] = [0x00, 0x00, 0x00, 0xff, 0xff];
-
 /// A thread buffer that grew past this is given back after use.
 const KEEP: usize = 256 * 1024;
 
@@ -101,33 +94,8 @@ impl Inflate {
 }
 
 /// Inflates `payload` followed by [`TAIL`] into `out`, failing as soon as `out` would
-/// exceed `max` bytes (so a decompression bomb costs at most `max` bytes of memory), and
-/// for data that stops inside a block ([`PROBE`]): a message cut short.
+/// exceed `max` bytes (so a decompression bomb costs at most `max` bytes of memory).
 fn inflate(d: &mut Decompress, payload: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), Error> {
-    if inflate_data(d, payload, out, max)? {
-        return Ok(());
-    }
-    out.reserve(8);
-    let (in_before, out_before) = (d.total_in(), out.len());
-    let status = d
-        .decompress_vec(&PROBE, out, FlushDecompress::Sync)
-        .map_err(|_| Error::InvalidDeflate)?;
-    let whole = d.total_in() - in_before == PROBE.len() as u64;
-    if !whole || out.len() != out_before || status == Status::StreamEnd {
-        out.truncate(out_before);
-        return Err(Error::InvalidDeflate);
-    }
-    Ok(())
-}
-
-/// [`inflate`] without the check of where the data stopped; whether it ended with a
-/// final block (the decompressor reset for the next message).
-fn inflate_data(
-    d: &mut Decompress,
-    payload: &[u8],
-    out: &mut Vec<u8>,
-    max: usize,
-) -> Result<bool, Error> {
     for mut input in [payload, &TAIL[..]] {
         loop {
             if out.len() == out.capacity() {
@@ -151,7 +119,7 @@ fn inflate_data(
                 // A final block (RFC 7692 §7.2.3.4): the message is complete.
                 Status::StreamEnd => {
                     d.reset(false);
-                    return Ok(true);
+                    return Ok(());
                 }
                 Status::Ok | Status::BufError => {
                     let room = out.len() < out.capacity();
@@ -166,7 +134,7 @@ fn inflate_data(
             }
         }
     }
-    Ok(false)
+    Ok(())
 }
 
 /// Compresses `input` with a sync flush into `out` (cleared first), without the trailing
