@@ -74,6 +74,28 @@ fn small_queue() -> Options {
     }
 }
 
+/// Starts `adapter` with one service at `/app` whose sessions hold at most 8 KiB
+/// ([`small_queue`]), each running `body` with a sender of reports to the test.
+fn small_queue_reporting<T, F>(
+    adapter: Adapter,
+    config: Config,
+    body: impl Fn(Session, Sender<T>) -> F + Send + Sync + 'static,
+) -> (Target, Reports<T>)
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    serve_reporting(adapter, config, small_queue(), |tx| {
+        handler(move |session| body(session, tx.clone()))
+    })
+}
+
+/// Whether the session's `ready()` resolves at its first poll.
+async fn ready_at_once(session: &Session) -> bool {
+    let mut ready = std::pin::pin!(session.ready());
+    std::future::poll_fn(|cx| std::task::Poll::Ready(ready.as_mut().poll(cx).is_ready())).await
+}
+
 /// A session id no other test uses, starting with `kind`.
 fn sid(kind: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -1255,35 +1277,31 @@ struct Tried {
 fn try_send_reports_a_full_queue_and_ready_waits_for_room() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
-            let (target, reports) = serve_reporting(adapter, config(), small_queue(), |tx| {
-                handler(move |mut session: Session| {
-                    let tx = tx.clone();
-                    async move {
-                        let text = "q".repeat(1000);
-                        let mut before_full = 0;
-                        let full = loop {
-                            match session.try_send(&text) {
-                                Ok(()) => before_full += 1,
-                                Err(e) => break e == SendError::QueueFull,
-                            }
-                            if before_full > 100 {
-                                break false;
-                            }
-                        };
-                        let queued = session.queued_bytes();
-                        session.ready().await;
-                        let _ = tx.send((
-                            Tried {
-                                before_full,
-                                full,
-                                ready_while_open: !session.is_closed(),
-                            },
-                            queued,
-                        ));
-                        while session.recv().await.is_some() {}
-                    }
-                })
-            });
+            let (target, reports) =
+                small_queue_reporting(adapter, config(), |mut session, tx| async move {
+                    let text = "q".repeat(1000);
+                    let mut before_full = 0;
+                    let full = loop {
+                        match session.try_send(&text) {
+                            Ok(()) => before_full += 1,
+                            Err(e) => break e == SendError::QueueFull,
+                        }
+                        if before_full > 100 {
+                            break false;
+                        }
+                    };
+                    let queued = session.queued_bytes();
+                    session.ready().await;
+                    let _ = tx.send((
+                        Tried {
+                            before_full,
+                            full,
+                            ready_while_open: !session.is_closed(),
+                        },
+                        queued,
+                    ));
+                    while session.recv().await.is_some() {}
+                });
             let id = sid("tried");
             // The first poll opens the session; nothing is taken until the next one.
             assert_eq!(xhr(&target, &id), "o\n");
@@ -1314,28 +1332,17 @@ fn try_send_reports_a_full_queue_and_ready_waits_for_room() {
 fn ready_after_a_refused_try_send_waits_until_that_message_fits() {
     within(LIMIT, || {
         for adapter in ADAPTERS {
-            let (target, reports) = serve_reporting(adapter, config(), small_queue(), |tx| {
-                handler(move |mut session: Session| {
-                    let tx = tx.clone();
-                    async move {
-                        let small = session.try_send("a".repeat(3000));
-                        let large = "b".repeat(6000);
-                        let refused = session.try_send(&large);
-                        let at_once = {
-                            let mut ready = std::pin::pin!(session.ready());
-                            let at_once = std::future::poll_fn(|cx| {
-                                std::task::Poll::Ready(ready.as_mut().poll(cx).is_ready())
-                            })
-                            .await;
-                            ready.await;
-                            at_once
-                        };
-                        let after = session.try_send(&large);
-                        let _ = tx.send((small, refused, at_once, after));
-                        while session.recv().await.is_some() {}
-                    }
-                })
-            });
+            let (target, reports) =
+                small_queue_reporting(adapter, config(), |mut session, tx| async move {
+                    let small = session.try_send("a".repeat(3000));
+                    let large = "b".repeat(6000);
+                    let refused = session.try_send(&large);
+                    let at_once = ready_at_once(&session).await;
+                    session.ready().await;
+                    let after = session.try_send(&large);
+                    let _ = tx.send((small, refused, at_once, after));
+                    while session.recv().await.is_some() {}
+                });
             let id = sid("refused");
             assert_eq!(xhr(&target, &id), "o\n");
             sleep_blocking(Duration::from_millis(100));
@@ -1359,6 +1366,60 @@ fn ready_after_a_refused_try_send_waits_until_that_message_fits() {
                 format!("a[\"{}\"]\n", "b".repeat(6000)),
                 "{adapter:?}"
             );
+        }
+    });
+}
+
+/// A `ready()` after `try_send` refused a message larger than the session's whole queue
+/// waits until nothing at all is queued for the session, its connection's queue included:
+/// then the message fits, or the sender can tell it never will (`queued_bytes() == 0`).
+/// Resolving while the connection still held bytes, it would be refused again at once, a
+/// busy loop for as long as a slow client took to read them.
+#[test]
+fn ready_after_refusing_a_message_larger_than_the_queue_waits_for_both_queues_to_empty() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) =
+                small_queue_reporting(adapter, config(), |mut session, tx| async move {
+                    // Fill the socket and a good part of the connection's queue: the
+                    // client does not read.
+                    let chunk = "c".repeat(4000);
+                    for _ in 0..10_000 {
+                        if session.queued_bytes() >= 256 * 1024 {
+                            break;
+                        }
+                        if session.send(chunk.as_str()).await.is_err() {
+                            break;
+                        }
+                    }
+                    let filled = session.queued_bytes();
+                    let refused = session.try_send("m".repeat(10_000));
+                    let at_once = ready_at_once(&session).await;
+                    let left = session.queued_bytes();
+                    // A send that went through ends that wait; a `send().await` that
+                    // fails (its message never fits) starts none.
+                    let small = session.try_send("x");
+                    let failed = session.send("m".repeat(10_000)).await;
+                    let ready_after = ready_at_once(&session).await;
+                    let _ = tx.send((filled, refused, at_once, left));
+                    let _ = tx.send((0, small.and(failed), ready_after, 0));
+                    while session.recv().await.is_some() {}
+                });
+            let stuck = stuck_ws(&target, &sid("larger"));
+            let (filled, refused, at_once, left) = reports.next();
+            assert!(filled >= 256 * 1024, "{adapter:?}: {filled} bytes queued");
+            assert_eq!(refused, Err(SendError::QueueFull), "{adapter:?}");
+            assert!(
+                !at_once || left == 0,
+                "{adapter:?}: ready() with {left} bytes still queued"
+            );
+            let (_, failed, ready_after, _) = reports.next();
+            assert_eq!(failed, Err(SendError::QueueFull), "{adapter:?}");
+            assert!(
+                ready_after,
+                "{adapter:?}: a failed send() made ready() wait"
+            );
+            drop(stuck);
         }
     });
 }

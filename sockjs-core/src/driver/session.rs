@@ -126,8 +126,9 @@ impl SessionSender {
     /// is no longer open (closing or ended); pairs with
     /// [`try_send`](SessionSender::try_send). After `try_send` refused a message with
     /// [`SendError::QueueFull`], it resolves once that message would fit (or, for a message
-    /// larger than the whole queue, which never fits, once the queue is empty), so a loop
-    /// of the two waits instead of being refused again at once:
+    /// that may be larger than the whole queue, once nothing is queued for the session:
+    /// then it fits, or never will), so a loop of the two waits instead of being refused
+    /// again at once:
     ///
     /// ```
     /// # async fn app(session: sockjs_core::driver::Session, text: String) -> Result<(), sockjs_core::SendError> {

@@ -478,6 +478,9 @@ impl Shard {
         }
         let result = st.engine.send(now, key, text);
         st.sent(key, &result, text);
+        if result == Err(SendError::QueueFull) {
+            st.refused.insert(key, text.len());
+        }
         self.settle(st, now);
         result
     }
@@ -550,13 +553,21 @@ impl Shard {
         outbound: &mut Outbound,
     ) -> Poll<()> {
         let mut st = self.lock();
+        let max = self.common.options.max_queued_bytes;
         let refused = st.refused.get(&key).copied();
-        let more = refused.map_or(0, framed_bound);
+        let need = refused.map_or(0, escaped_bound);
+        // A message that may not fit even the empty engine queue waits for the connection
+        // to empty too: when it still does not fit, nothing is queued anywhere (the sign a
+        // sender has that it never will), rather than `ready` resolving for it again and
+        // again while the connection drains.
+        let more = match refused {
+            Some(_) if need > max => usize::MAX,
+            Some(len) => framed_bound(len),
+            None => 0,
+        };
         if st.wait_outbound(key, shared, self.outbound_bounds(), more, cx, outbound) {
             return Poll::Pending;
         }
-        let need = refused.map_or(0, escaped_bound);
-        let max = self.common.options.max_queued_bytes;
         if st.engine.session_state(key) != SessionState::Open
             || st
                 .engine
@@ -836,7 +847,8 @@ impl State {
     }
 
     /// Counts what the application tried to send.
-    /// Counts a send, and keeps what [`Shard::poll_room`] waits for.
+    /// Counts a send; one that went through ends the wait for room of a message
+    /// [`Shard::send`] refused ([`Shard::poll_room`]).
     fn sent(&mut self, key: SessionKey, result: &Result<(), SendError>, text: &str) {
         match result {
             Ok(()) => {
@@ -846,10 +858,7 @@ impl State {
                     self.refused.remove(&key);
                 }
             }
-            Err(SendError::QueueFull) => {
-                self.counters.queue_full += 1;
-                self.refused.insert(key, text.len());
-            }
+            Err(SendError::QueueFull) => self.counters.queue_full += 1,
             Err(_) => {}
         }
     }
