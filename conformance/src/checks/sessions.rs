@@ -62,11 +62,17 @@ pub(crate) fn checks() -> Vec<Check> {
             |ctx: &Ctx| {
                 let s = ctx.session(ECHO);
                 ctx.open_xhr(&s)?;
+                let held_since = Instant::now();
                 let mut pending = two_polls(ctx, &s)?;
                 ctx.send_ok(&s, "[\"z\"]")?;
                 let r = pending.read_response("POST").step("first POST xhr")?;
                 let poll = Request::new("POST", &s.url("xhr"));
-                let r = past_heartbeat_polls(ctx, "first POST xhr", r, &poll, b"h\n")?;
+                let held = Held {
+                    since: held_since,
+                    again: &poll,
+                    heartbeat: b"h\n",
+                };
+                let r = past_heartbeat_polls(ctx, "first POST xhr", r, held)?;
                 expect_response("first POST xhr", &r, 200, b"a[\"z\"]\n")
             },
         ),
@@ -115,6 +121,7 @@ pub(crate) fn checks() -> Vec<Check> {
                     200,
                     wrap_frame("jsonp", "cb", "o").as_bytes(),
                 )?;
+                let held_since = Instant::now();
                 let mut held = ctx.send_only(&req)?;
                 let mut other = ctx.send_only(&req)?;
                 first_answered(&mut held, &mut other, ctx.io_timeout)?;
@@ -124,7 +131,12 @@ pub(crate) fn checks() -> Vec<Check> {
                 ctx.send_ok(&s, "[\"z\"]")?;
                 let r = held.read_response("GET").step("held GET jsonp")?;
                 let heartbeat = wrap_frame("jsonp", "cb", "h");
-                let r = past_heartbeat_polls(ctx, "held GET jsonp", r, &req, heartbeat.as_bytes())?;
+                let again = Held {
+                    since: held_since,
+                    again: &req,
+                    heartbeat: heartbeat.as_bytes(),
+                };
+                let r = past_heartbeat_polls(ctx, "held GET jsonp", r, again)?;
                 let want = wrap_frame("jsonp", "cb", "a[\"z\"]");
                 expect_response("held GET jsonp", &r, 200, want.as_bytes())
             },
@@ -277,24 +289,44 @@ fn second_stream_2010(ctx: &Ctx, transport: &str) -> Outcome {
     )
 }
 
-/// The answer `first` to a held poll, or, while that answer is the transport's
-/// `heartbeat` frame, the answer to polling again with `req`. A poll held while the
-/// heartbeat delay passes is answered with the heartbeat (§7.1.3), which also shows it was
-/// still attached, and a message sent meanwhile waits for the next poll. Polls for at most
-/// [`patience`], so a server that only ever heartbeats fails.
+/// A poll held since `since`, to be made `again` while it is answered with the
+/// transport's `heartbeat` frame.
+struct Held<'a> {
+    since: Instant,
+    again: &'a Request,
+    heartbeat: &'a [u8],
+}
+
+/// The answer `first` to a held poll, or, while that answer is the transport's heartbeat
+/// frame, the answer to polling again. A poll held while the heartbeat delay passes is
+/// answered with the heartbeat (§7.1.3), which also shows it was still attached, and a
+/// message sent meanwhile waits for the next poll; but a heartbeat well before the delay
+/// (half of it, or 200 ms when the delay is not known) is a poll the server let go, not
+/// one it held. Polls for at most [`patience`], so a server that only ever heartbeats fails.
 fn past_heartbeat_polls(
     ctx: &Ctx,
     what: &str,
     first: Response,
-    req: &Request,
-    heartbeat: &[u8],
+    held: Held<'_>,
 ) -> Result<Response, Failure> {
     let (start, limit) = (
         Instant::now(),
         patience(Some(ctx.io_timeout), ctx.heartbeat),
     );
+    let earliest = ctx
+        .heartbeat
+        .map_or(Duration::from_millis(200), |delay| delay / 2);
+    if first.status() == 200 && first.body == held.heartbeat && held.since.elapsed() < earliest {
+        return Err(fail(format!(
+            "{what}: the held poll was answered with a heartbeat {} ms after it was sent \
+             (heartbeat delay {}): it was not held",
+            held.since.elapsed().as_millis(),
+            ctx.heartbeat
+                .map_or("not given".to_owned(), |d| format!("{} ms", d.as_millis()))
+        )));
+    }
     let (mut r, mut heartbeats) = (first, 0usize);
-    while r.status() == 200 && r.body == heartbeat {
+    while r.status() == 200 && r.body == held.heartbeat {
         heartbeats += 1;
         if start.elapsed() > limit {
             return Err(fail(format!(
@@ -303,7 +335,7 @@ fn past_heartbeat_polls(
             )));
         }
         let again = format!("{what}: poll after heartbeat #{heartbeats}");
-        r = ctx.request(req).step(&again)?;
+        r = ctx.request(held.again).step(&again)?;
     }
     Ok(r)
 }
