@@ -775,6 +775,45 @@ fn s9_2_pong_for_unknown_or_http_requests_is_ignored() {
     assert_eq!(h.closed[0].1, CloseReason::ClientClosed);
 }
 
+/// §9.2 (sockjs-rs note, `websocket_ping`): timers that follow one another (the ping after
+/// the interval, then its timeout) count from when each was due, not from when a late
+/// timer input came: with no timer input at all, a pong at `interval + timeout` finds the
+/// socket closed, as it would had every timer come on time; and a poll ended by a heartbeat
+/// starts its disconnect delay at the heartbeat's deadline.
+#[test]
+fn s9_2_timers_that_follow_one_another_count_from_their_deadlines_not_a_late_input() {
+    let mut h = pinging(false);
+    let ws = h.ws_open("/a/chain/websocket");
+    h.skip(INTERVAL + TIMEOUT);
+    h.ws_pong(ws);
+    assert_eq!(
+        h.ex(ws).ws_close,
+        Some((UNRESPONSIVE.0, UNRESPONSIVE.1.into()))
+    );
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(h.closed[0].1, CloseReason::PeerUnresponsive);
+    // §7.1.3, §7.1.5: a poll answered with the heartbeat at 25 s leaves the session to
+    // expire 5 s later, at 30 s, whenever the timer input comes.
+    let mut h = Harness::echo();
+    h.post("/a/hb/xhr", "");
+    let poll = h.post("/a/hb/xhr", "");
+    h.skip(Duration::from_secs(30));
+    let send = h.post("/a/hb/xhr_send", "[\"x\"]");
+    assert_eq!(h.ex(poll).body(), "h\n");
+    assert_eq!(h.ex(send).status(), 404, "expired at 30 s");
+    // Heartbeats re-arm from the input's own time: an input an hour late (a machine that
+    // was suspended) makes one heartbeat on a socket and on a stream, not one for every
+    // delay missed.
+    let mut h = Harness::echo();
+    let ws = h.ws_open("/a/late/websocket");
+    let stream = h.post("/a/late2/xhr_streaming", "");
+    h.skip(HOUR);
+    h.engine.handle_timeout(h.now);
+    h.drain();
+    assert_eq!(h.ex(ws).ws_texts, ["o", "h"]);
+    assert_eq!(h.ex(stream).chunk_strings()[2..], ["h\n"]);
+}
+
 /// §9.2 (sockjs-rs note, `websocket_ping`): the ping timeout is kept by the inputs' own
 /// time too. A pong (or a message) that comes after it, before the driver's late timer
 /// input, finds the socket closed as unresponsive, and is not taken for a sign of life.

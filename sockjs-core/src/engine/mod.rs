@@ -65,7 +65,13 @@ struct Shared {
     /// Pending receivers and open WebSockets, to their session.
     requests: Map<RequestId, SessionKey>,
     timers: Timers,
+    /// The engine's clock: an input's time, or, while the timers it found due fire, each
+    /// one's deadline ([`Engine::advance`]).
     now: Instant,
+    /// The input's own time: heartbeats re-arm from it even when written by a timer that
+    /// fires at its (past) deadline, so an input long after the last (a machine that was
+    /// suspended) makes one heartbeat, not one for each delay missed.
+    input_now: Instant,
 }
 
 /// A sans-IO SockJS service: feed it requests, WebSocket events, application calls and
@@ -122,7 +128,7 @@ impl Shared {
     fn heartbeat_at(&self) -> Option<Instant> {
         self.options
             .heartbeat_delay
-            .and_then(|delay| after(self.now, delay))
+            .and_then(|delay| after(self.now.max(self.input_now), delay))
     }
 
     /// Something was written to a WebSocket: its heartbeat starts over.
@@ -229,6 +235,7 @@ impl Engine {
                 requests: HashMap::with_hasher(hasher(1)),
                 timers: Timers::default(),
                 now: start.now,
+                input_now: start.now,
             },
             sessions: HashMap::with_hasher(hasher(2)),
             by_id: HashMap::with_hasher(hasher(3)),
@@ -294,12 +301,19 @@ impl Engine {
     /// them. A request finds a session past its disconnect delay gone (§7.1.5), a pong or
     /// a message that comes after its socket's ping timeout finds the socket closed, and
     /// an application's send to a session that timed out is refused.
+    ///
+    /// Each timer fires with the engine's clock at its own deadline, in order, so what it
+    /// arms next (a ping's timeout, the disconnect delay after a heartbeat ended a poll)
+    /// counts from when it was due, not from when the input came: a late timer input
+    /// changes nothing.
     #[inline]
     fn advance(&mut self, now: Instant) {
-        self.shared.now = self.shared.now.max(now);
+        let now = self.shared.now.max(now);
+        self.shared.input_now = now;
         if self.shared.timers.next().is_some_and(|at| at <= now) {
             self.fire_due(now);
         }
+        self.shared.now = now;
     }
 
     fn wall_clock(&self) -> SystemTime {
@@ -456,14 +470,18 @@ impl Engine {
         self.advance(now);
     }
 
-    /// Fires every timer due at `now`.
+    /// Fires every timer due at `now`, each at its deadline ([`Engine::advance`]).
     fn fire_due(&mut self, now: Instant) {
         while let Some((entry, key)) = self.shared.timers.pop_due(now) {
             let Some(s) = self.sessions.get_mut(&key) else {
                 continue;
             };
+            let due = s.deadline.at;
             if !self.shared.timers.fires(key, entry, &mut s.deadline, now) {
                 continue;
+            }
+            if let Some(due) = due {
+                self.shared.now = self.shared.now.max(due);
             }
             match &mut s.link {
                 Link::WebSocket {
@@ -533,7 +551,9 @@ impl Engine {
     }
 
     /// When to call [`Engine::handle_timeout`] next, if any timer is armed. Waking early is
-    /// harmless.
+    /// harmless. Read it once [`poll_transmit`](Engine::poll_transmit) has run dry: writing
+    /// the application's messages may arm a timer (a poll they end starts its disconnect
+    /// delay).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.shared.timers.next()
@@ -625,6 +645,8 @@ impl Engine {
     /// Gives this engine its own share of the key space: its session keys are `first`,
     /// `first + step`, `first + 2 * step`... so that several engines (shards, services) of
     /// one process hand out keys no other engine uses. By default keys are 1, 2, 3...
+    /// Keys are unique while they do not wrap past `u64::MAX`: take `first < step` and a
+    /// `step` as small as the number of engines (with 64 of them, 2^58 sessions each).
     ///
     /// ```
     /// use std::num::NonZeroU64;
