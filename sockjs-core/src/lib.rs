@@ -22,12 +22,21 @@
 //!    carry out each [`Transmit`] (write a response, start a stream and write each chunk as
 //!    its own flushed HTTP chunk, finish a WebSocket upgrade, send WebSocket frames) and hand
 //!    each [`Event`] to the application, whose reactions may queue more of both;
-//! 3. sleep until [`Engine::poll_timeout`] or the next input, whichever comes first.
+//! 3. sleep until [`Engine::poll_timeout`] or the next input, whichever comes first. Read
+//!    it after the drain: the application's messages are written during the drain, and
+//!    what they end (a poll, whose disconnect delay then starts) arms timers there.
 //!
-//! Every input first fires the timers due by its time, so a timer input that comes late
-//! changes nothing an input sees: a session past its disconnect delay is gone for a request
-//! or a send that comes before the timer input does, a socket past its ping timeout is
-//! closed for a pong that comes so.
+//! Every input first fires the timers due by its time, each at its own deadline and in
+//! order, so a timer input that comes late changes nothing an input sees: a session past
+//! its disconnect delay is gone for a request or a send that comes before the timer input
+//! does, a socket past its ping timeout is closed for a pong that comes so, and a timeout
+//! that follows another (a ping's, after its interval) counts from when the first was due.
+//!
+//! A [`RequestId`] may be used again once the request is done for both sides: its last
+//! transmit ([`Content::is_last`]) drained, or its abort or WebSocket close fed. After
+//! [`Engine::handle_ws_closed`] or [`Engine::handle_abort`] the engine writes nothing more
+//! for it: answering the client's close frame, and dropping what was not written yet, are
+//! the driver's.
 //!
 //! ```
 //! use std::time::{Duration, Instant, SystemTime};
@@ -127,10 +136,14 @@
 //!
 //! # Bounds
 //!
-//! Every buffer has a bound in [`Options`]: request bodies (`max_request_body`, 413),
-//! queued outgoing bytes per session (`max_queued_bytes`, [`SendError::QueueFull`]),
-//! sessions (`max_sessions`, 503), WebSocket messages (`max_message_size`, close 1009).
-//! Bad input gets the protocol's own error response and never a panic.
+//! Every buffer the engine holds has a bound in [`Options`]: request bodies
+//! (`max_request_body`, 413), queued outgoing bytes per session (`max_queued_bytes`,
+//! [`SendError::QueueFull`]), sessions (`max_sessions`, 503), WebSocket messages
+//! (`max_message_size`, close 1009). Bad input gets the protocol's own error response and
+//! never a panic. What it hands out is the driver's to bound: the transmit and event
+//! queues grow until drained (drain after every input), a raw WebSocket's messages go
+//! straight to transmits (no SockJS batch holds them; bound them on the connection, as
+//! the `driver` does), and messages to the application wait in the driver.
 //!
 //! # Modules
 //!
