@@ -15,12 +15,13 @@ use super::Endpoint;
 pub(crate) const TRANSPORTS: usize = Transport::ALL.len();
 
 /// Statuses with a series of their own; any other is counted as `other`.
-pub(crate) const STATUSES: [(u16, &str); 16] = [
+pub(crate) const STATUSES: [(u16, &str); 19] = [
     (101, "101"),
     (200, "200"),
     (204, "204"),
     (304, "304"),
     (400, "400"),
+    (401, "401"),
     (403, "403"),
     (404, "404"),
     (405, "405"),
@@ -30,8 +31,10 @@ pub(crate) const STATUSES: [(u16, &str); 16] = [
     (429, "429"),
     (431, "431"),
     (500, "500"),
+    (501, "501"),
     (502, "502"),
     (503, "503"),
+    (505, "505"),
 ];
 /// [`STATUSES`] and `other`.
 pub(crate) const STATUS_SLOTS: usize = STATUSES.len() + 1;
@@ -241,6 +244,26 @@ mod tests {
         assert_eq!(labels[9], ("message_timeout", "1008"));
         for (code, slot) in CLOSED_CODES.iter().zip(0..) {
             assert_eq!(CLOSES[slot], ("closed", code.to_string().as_str()));
+        }
+    }
+
+    /// Every status the server answers with itself (the engine's, the HTTP/1 connection's
+    /// refusals, the admission hook's default refusals) has a series of its own.
+    #[test]
+    fn every_status_the_server_answers_has_its_own_series() {
+        let answered = [
+            101, 200, 204, 304, 400, 401, 403, 404, 405, 408, 413, 414, 431, 500, 501, 503, 505,
+        ];
+        let rejections = [
+            crate::Rejection::unauthorized().status().as_u16(),
+            crate::Rejection::forbidden().status().as_u16(),
+        ];
+        for status in answered.into_iter().chain(rejections) {
+            assert_eq!(
+                status_label(status_slot(status)),
+                status.to_string(),
+                "{status}"
+            );
         }
     }
 
