@@ -20,8 +20,9 @@
 //!
 //! # Series
 //!
-//! Every series but `sockjs_unrouted_requests_total` and `sockjs_connections_open` carries `service`, the service's
-//! prefix (sockjs-tokio's `Routes::metrics`: its mount prefix). Counters are totals since
+//! Every series but `sockjs_unrouted_requests_total`, `sockjs_connections_open` and
+//! `sockjs_connections_reclaimed_total` carries `service`, the service's prefix
+//! (sockjs-tokio's `Routes::metrics`: its mount prefix). Counters are totals since
 //! the service (or server) started; series of the label-matrix families (`sockjs_requests_total`,
 //! `sockjs_sessions_closed_total`) are written once non-zero.
 //!
