@@ -610,38 +610,14 @@ mod tests {
         assert_eq!(round(&["big", "y"]).unwrap(), 0);
         assert_eq!(round(&["big", "h"]).unwrap(), 1);
         assert_eq!(round(&["h", "big"]).unwrap(), 1);
-        assert!(
-            round(&["h", "big", "h"])
-                .unwrap_err()
-                .reason
-                .contains("must end")
-        );
+        let refused = |chunks: &[&str]| round(chunks).unwrap_err().reason;
+        assert!(refused(&["h", "big", "h"]).contains("must end"));
         // Too early (the prelude counted), too late (the payload only, or heartbeats left
         // out of the count).
-        assert!(
-            round(&["big"])
-                .unwrap_err()
-                .reason
-                .contains("below the limit")
-        );
-        assert!(
-            round(&["big", "y", "y"])
-                .unwrap_err()
-                .reason
-                .contains("must end")
-        );
-        assert!(
-            round(&["big", "h", "y"])
-                .unwrap_err()
-                .reason
-                .contains("must end")
-        );
-        assert!(
-            round(&["h", "big", "y"])
-                .unwrap_err()
-                .reason
-                .contains("must end")
-        );
+        assert!(refused(&["big"]).contains("below the limit"));
+        assert!(refused(&["big", "y", "y"]).contains("must end"));
+        assert!(refused(&["big", "h", "y"]).contains("must end"));
+        assert!(refused(&["h", "big", "y"]).contains("must end"));
         assert!(round(&["y"]).is_err());
     }
 }

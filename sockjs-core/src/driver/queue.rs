@@ -414,24 +414,6 @@ mod tests {
         assert!(matches!(rx.try_recv(), TryRecv::Ended));
     }
 
-    /// Counts its wake-ups.
-    struct Count(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-
-    fn counting() -> (Arc<Count>, Waker) {
-        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
-        (count.clone(), Waker::from(count))
-    }
-
-    fn wakes(count: &Count) -> usize {
-        count.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
     #[test]
     fn a_sender_of_a_large_message_is_woken_once_it_fits_not_at_every_take() {
         let bounds = (64, 1000);
@@ -442,46 +424,59 @@ mod tests {
             assert_eq!(tx.push(chunk(50), 64, 1000), Ok(()));
         }
         let watch = tx.watch();
+        // Waker 0 waits to send 700 bytes, waker 1 only for half the queue.
+        let wakers = super::model_tests::Wakers::new(2);
+        let (mut large, mut small) = (None, None);
         // 600 bytes queued: a 700-byte message fits once 300 are left.
-        let (large, waker) = counting();
-        let mut slot = None;
-        let cx = Context::from_waker(&waker);
-        assert!(watch.poll_room(&cx, &mut slot, bounds, 700).is_pending());
+        assert!(
+            watch
+                .poll_room(&wakers.cx(0), &mut large, bounds, 700)
+                .is_pending()
+        );
         let mut left = 600;
         while left > 300 {
             assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
             left -= 50;
-            assert_eq!(wakes(&large), usize::from(left <= 300), "at {left} bytes");
+            assert_eq!(
+                wakers.wakes()[0],
+                usize::from(left <= 300),
+                "at {left} bytes"
+            );
         }
-        assert!(watch.poll_room(&cx, &mut slot, bounds, 700).is_ready());
+        assert!(
+            watch
+                .poll_room(&wakers.cx(0), &mut large, bounds, 700)
+                .is_ready()
+        );
 
         // Beside a sender that waits only for half, both are woken at half.
         for _ in 0..6 {
             assert_eq!(tx.push(chunk(50), 64, 1000), Ok(()));
         }
-        let (small, small_waker) = counting();
-        let mut small_slot = None;
-        let small_cx = Context::from_waker(&small_waker);
-        assert!(watch.poll_room(&cx, &mut slot, bounds, 700).is_pending());
         assert!(
             watch
-                .poll_room(&small_cx, &mut small_slot, bounds, 0)
+                .poll_room(&wakers.cx(0), &mut large, bounds, 700)
+                .is_pending()
+        );
+        assert!(
+            watch
+                .poll_room(&wakers.cx(1), &mut small, bounds, 0)
                 .is_pending()
         );
         for _ in 0..2 {
             assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
         }
-        assert_eq!(
-            (wakes(&large), wakes(&small)),
-            (2, 1),
-            "both woken at 500 bytes"
+        assert_eq!(wakers.wakes(), [2, 1], "both woken at 500 bytes");
+        assert!(
+            watch
+                .poll_room(&wakers.cx(1), &mut small, bounds, 0)
+                .is_ready()
         );
         assert!(
             watch
-                .poll_room(&small_cx, &mut small_slot, bounds, 0)
-                .is_ready()
+                .poll_room(&wakers.cx(0), &mut large, bounds, 700)
+                .is_pending()
         );
-        assert!(watch.poll_room(&cx, &mut slot, bounds, 700).is_pending());
     }
 
     #[test]

@@ -36,23 +36,23 @@ impl Wake for Count {
     }
 }
 
-struct Wakers {
+pub(super) struct Wakers {
     counts: Vec<Arc<Count>>,
     wakers: Vec<Waker>,
 }
 
 impl Wakers {
-    fn new(n: usize) -> Self {
+    pub(super) fn new(n: usize) -> Self {
         let counts: Vec<Arc<Count>> = (0..n).map(|_| Arc::new(Count::default())).collect();
         let wakers = counts.iter().map(|c| Waker::from(c.clone())).collect();
         Wakers { counts, wakers }
     }
 
-    fn cx(&self, n: usize) -> Context<'_> {
+    pub(super) fn cx(&self, n: usize) -> Context<'_> {
         Context::from_waker(&self.wakers[n])
     }
 
-    fn wakes(&self) -> Vec<usize> {
+    pub(super) fn wakes(&self) -> Vec<usize> {
         self.counts
             .iter()
             .map(|c| c.0.load(Ordering::Relaxed))

@@ -568,12 +568,7 @@ impl Shard {
         if st.wait_outbound(key, shared, self.outbound_bounds(), more, cx, outbound) {
             return Poll::Pending;
         }
-        if st.engine.session_state(key) != SessionState::Open
-            || st
-                .engine
-                .queued_bytes(key)
-                .is_none_or(|queued| has_room(queued, need, max))
-        {
+        if engine_room(&st.engine, key, need, max) {
             if let Some(room) = st.room.get_mut(&key) {
                 room.waiters.remove(slot.take());
             }
@@ -735,6 +730,15 @@ fn has_room(queued: usize, need: usize, max: usize) -> bool {
     queued <= max / 2 && (queued == 0 || queued.saturating_add(need) <= max)
 }
 
+/// Whether a sender waiting for `need` bytes ([`has_room`]) in the engine queue of session
+/// `key` goes on: it has room, or the session is no longer open (its `send` then fails).
+fn engine_room(engine: &Engine, key: SessionKey, need: usize, max: usize) -> bool {
+    engine.session_state(key) != SessionState::Open
+        || engine
+            .queued_bytes(key)
+            .is_none_or(|queued| has_room(queued, need, max))
+}
+
 /// The senders of one session waiting for room in its engine queue.
 #[derive(Default)]
 struct Room {
@@ -846,7 +850,6 @@ impl State {
         }
     }
 
-    /// Counts what the application tried to send.
     /// Counts a send; one that went through ends the wait for room of a message
     /// [`Shard::send`] refused ([`Shard::poll_room`]).
     fn sent(&mut self, key: SessionKey, result: &Result<(), SendError>, text: &str) {
@@ -996,10 +999,7 @@ impl State {
         let engine = &self.engine;
         let mut wakers = Wakers::default();
         self.room.retain(|key, room| {
-            let ready = engine.session_state(*key) != SessionState::Open
-                || engine
-                    .queued_bytes(*key)
-                    .is_none_or(|queued| has_room(queued, room.need, max_queued_bytes));
+            let ready = engine_room(engine, *key, room.need, max_queued_bytes);
             if ready {
                 wakers.extend(room.waiters.take());
             }
