@@ -523,6 +523,10 @@ pub struct DeflateWs {
     /// The server's heartbeat delay, if known: how long past the read timeout heartbeats
     /// and pings are passed over (see [`patience`](crate::check::patience)).
     pub heartbeat: Option<Duration>,
+    /// A SockJS WebSocket, whose text `h` is a heartbeat that [`recv_text`](Self::recv_text)
+    /// passes over (`true`, as connected), or a raw one (§9.3), whose every text is a
+    /// message: a heartbeat there is an error the reader must see.
+    pub sockjs: bool,
 }
 
 impl DeflateWs {
@@ -586,6 +590,7 @@ impl DeflateWs {
             bytes_in: (buf.len() - used) as u64,
             bytes_out: 0,
             heartbeat: None,
+            sockjs: true,
         })
     }
 
@@ -672,14 +677,14 @@ impl DeflateWs {
         }
     }
 
-    /// The next text message other than a heartbeat `h`, with whether it came compressed.
-    /// Heartbeats and pings are passed over for at most
+    /// The next text message, with whether it came compressed. Pings, and on a SockJS
+    /// WebSocket ([`sockjs`](Self::sockjs)) heartbeats `h`, are passed over for at most
     /// [`patience`](crate::check::patience).
     pub fn recv_text(&mut self) -> Result<(String, bool), String> {
         let mut skipped = self.skipping();
         loop {
             match self.recv()? {
-                Some(Frame::Text(t, _)) if t == "h" => skipped.one()?,
+                Some(Frame::Text(t, _)) if self.sockjs && t == "h" => skipped.one()?,
                 Some(Frame::Text(t, compressed)) => return Ok((t, compressed)),
                 Some(Frame::Ping(_) | Frame::Pong(_)) => skipped.one()?,
                 Some(other) => return Err(format!("expected text, got {other:?}")),

@@ -335,9 +335,11 @@ fn connect(ctx: &Ctx, path: &str) -> Result<DeflateWs, Failure> {
     Ok(ws)
 }
 
-/// The echo service's raw WebSocket (§9.3).
+/// The echo service's raw WebSocket (§9.3): every text it sends is a message, `h` too.
 fn raw(ctx: &Ctx) -> Result<DeflateWs, Failure> {
-    connect(ctx, &ctx.path(&format!("{ECHO}/websocket")))
+    let mut ws = connect(ctx, &ctx.path(&format!("{ECHO}/websocket")))?;
+    ws.sockjs = false;
+    Ok(ws)
 }
 
 fn send(ws: &mut DeflateWs, first: u8, payload: &[u8]) -> Outcome {
@@ -352,14 +354,14 @@ fn send_late(ws: &mut DeflateWs, first: u8, payload: &[u8]) {
     let _ = ws.send_frame(first, payload);
 }
 
-/// The next frame that is not a ping (which the client answers) or a SockJS heartbeat;
-/// `None` once the server ended the connection.
+/// The next frame that is not a ping (which the client answers) or, on a SockJS
+/// WebSocket, a heartbeat; `None` once the server ended the connection.
 fn next(ws: &mut DeflateWs, what: &str) -> Result<Option<Frame>, Failure> {
     let mut skipped = ws.skipping();
     loop {
         match ws.recv() {
             Ok(Some(Frame::Ping(_))) => skipped.one().map_err(|e| fail(format!("{what}: {e}")))?,
-            Ok(Some(Frame::Text(t, _))) if t == "h" => {
+            Ok(Some(Frame::Text(t, _))) if ws.sockjs && t == "h" => {
                 skipped.one().map_err(|e| fail(format!("{what}: {e}")))?;
             }
             Ok(other) => return Ok(other),
@@ -451,5 +453,32 @@ fn close(mut ws: DeflateWs) -> Outcome {
             "closing handshake: expected a close frame, got {}",
             describe(&other)
         ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ws::test_server;
+    use tungstenite::Message;
+
+    /// A server that sends a text `h`, then `x`, and waits for the client to go.
+    fn heartbeat_then_x() -> Ctx {
+        test_server::serve(|ws| {
+            ws.send(Message::text("h")).unwrap();
+            ws.send(Message::text("x")).unwrap();
+            while ws.read().is_ok() {}
+        })
+    }
+
+    #[test]
+    fn s9_3_a_text_h_on_a_raw_websocket_is_a_message_the_checks_see() {
+        let mut ws = raw(&heartbeat_then_x()).unwrap();
+        let failure = expect_text(&mut ws, "echo", "x").unwrap_err();
+        assert!(failure.reason.contains("\"h\""), "{}", failure.reason);
+        // On a SockJS WebSocket the same `h` is a heartbeat, passed over.
+        let mut ws = connect(&heartbeat_then_x(), "/s/websocket").unwrap();
+        expect_text(&mut ws, "message", "x").unwrap();
     }
 }
