@@ -112,6 +112,14 @@ impl fmt::Debug for OriginPolicy {
 
 /// What happens to a session when the client drops a pending receiver's connection
 /// (PROTOCOL.md §7.1.6).
+///
+/// A receiver is pending until the engine has answered it in full: a poll until its
+/// frame is queued, a stream until its last chunk is. A connection dropped after that,
+/// while the answer is still being written, is no abort: the session goes on as after a
+/// receiver that read it (its disconnect delay running), and what the lost write carried
+/// is lost with it, as on sockjs-node. A client that did not get it has failed its
+/// receiver and ends its side (sockjs-client closes with 1006), and the session then
+/// expires after the disconnect delay ([`CloseReason::Timeout`](crate::CloseReason::Timeout)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum AbortPolicy {

@@ -99,9 +99,8 @@ impl Engine {
     }
 
     /// A WebSocket message began (its first frame's first bytes came) and has not ended
-    /// within the driver's time for it
-    /// ([`Config::message_read_timeout`](crate::driver::Config::message_read_timeout)):
-    /// the socket is closed with 1008 `Message timeout` and the session ends
+    /// within the driver's time for it (`driver::Config::message_read_timeout`, with the
+    /// `driver` feature): the socket is closed with 1008 `Message timeout` and the session ends
     /// ([`CloseReason::MessageTimeout`]). As for a message too big, no `c` frame goes
     /// before the close: the socket is the client's to mend, not the session's.
     pub fn handle_ws_message_timeout(&mut self, now: Instant, id: RequestId) {
