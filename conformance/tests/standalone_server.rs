@@ -361,3 +361,51 @@ fn a_websocket_refused_while_draining_gets_the_server_s_close() {
         );
     }
 }
+
+/// Everything `request` gets back, up to the end of the connection.
+fn answer_to(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// RFC 9110 §9.3.2: a `HEAD` request's answer has no content, when the server refuses the
+/// request before any service sees it too (no Host, a body too large to read).
+#[test]
+fn rfc9110_s9_3_2_a_refused_head_request_gets_no_content_on_both_adapters() {
+    for adapter in ADAPTERS {
+        let running = run(adapter, None);
+        let answer = answer_to(running.addr, b"HEAD /echo/info HTTP/1.1\r\n\r\n");
+        assert!(
+            answer.starts_with("HTTP/1.1 400 "),
+            "{adapter:?}: {answer:?}"
+        );
+        assert!(answer.contains("Content-Length: 18\r\n"), "{answer:?}");
+        assert!(
+            answer.ends_with("\r\n\r\n"),
+            "{adapter:?}: content: {answer:?}"
+        );
+        let big = b"HEAD /echo/info HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999\r\n\r\n";
+        let answer = answer_to(running.addr, big);
+        assert!(
+            answer.starts_with("HTTP/1.1 413 "),
+            "{adapter:?}: {answer:?}"
+        );
+        assert!(
+            answer.ends_with("\r\n\r\n"),
+            "{adapter:?}: content: {answer:?}"
+        );
+        // A GET gets the reason as content.
+        let answer = answer_to(running.addr, b"GET /echo/info HTTP/1.1\r\n\r\n");
+        assert!(
+            answer.ends_with("\r\n\r\nMissing Host field"),
+            "{adapter:?}: {answer:?}"
+        );
+    }
+}

@@ -1235,3 +1235,85 @@ fn framing_errors_do_not_depend_on_field_order() {
         }
     }
 }
+
+/// RFC 9110 §9.3.2: the answer to a `HEAD` request carries no content, a refusal's too,
+/// whether the head itself is refused (no Host, a bad length, too long) or its body is
+/// (too large, malformed chunks); the length a `GET` would get still heads it.
+#[test]
+fn rfc9110_s9_3_2_a_refused_head_request_gets_no_content() {
+    let limits = Limits {
+        max_head_bytes: 256,
+        max_body_bytes: 8,
+        ..Limits::default()
+    };
+    let refused = |input: &[u8]| {
+        let mut decoder = RequestDecoder::new(limits);
+        let mut buf = BytesMut::from(input);
+        let mut error = None;
+        for _ in 0..4 {
+            match decoder.decode(&mut buf) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        let error = error.unwrap_or_else(|| panic!("refused: {input:?}"));
+        let mut out = BytesMut::new();
+        error.encode_refusal(None, decoder.asks_head(), &mut out);
+        (
+            error,
+            decoder.asks_head(),
+            String::from_utf8_lossy(&out).into_owned(),
+        )
+    };
+    let long_target = format!("HEAD /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(300));
+    let long_field = format!(
+        "HEAD / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "x".repeat(300)
+    );
+    for (input, error) in [
+        (&b"HEAD / HTTP/1.1\r\n\r\n"[..], WireError::MissingHost),
+        (
+            b"\r\nHEAD / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            WireError::InvalidHost,
+        ),
+        (
+            b"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 99\r\n\r\n",
+            WireError::BodyTooLarge,
+        ),
+        (
+            b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
+            WireError::MalformedChunk,
+        ),
+        (long_target.as_bytes(), WireError::UriTooLong),
+        (long_field.as_bytes(), WireError::HeadTooLarge),
+    ] {
+        let (got, head, answer) = refused(input);
+        let what = String::from_utf8_lossy(&input[..input.len().min(60)]);
+        assert_eq!((got, head), (error, true), "{what:?}");
+        let length = format!("Content-Length: {}\r\n", error.message().len());
+        assert!(answer.contains(&length), "{answer:?}");
+        assert!(
+            answer.ends_with("\r\n\r\n"),
+            "content after the head: {answer:?}"
+        );
+    }
+    // A GET (or a method only beginning so) gets the message as content.
+    for input in [&b"GET / HTTP/1.1\r\n\r\n"[..], b"HEADER / HTTP/1.1\r\n\r\n"] {
+        let (got, head, answer) = refused(input);
+        assert_eq!((got, head), (WireError::MissingHost, false), "{input:?}");
+        assert!(answer.ends_with("\r\n\r\nMissing Host field"), "{answer:?}");
+    }
+    // A HEAD answered in full leaves nothing behind for the next request.
+    let mut decoder = RequestDecoder::new(limits);
+    let mut buf = BytesMut::from(&b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n\r\n"[..]);
+    assert!(matches!(
+        decoder.decode(&mut buf),
+        Ok(Some(Decoded::Request(_)))
+    ));
+    assert_eq!(decoder.decode(&mut buf).err(), Some(WireError::MissingHost));
+    assert!(!decoder.asks_head());
+}

@@ -117,6 +117,16 @@ impl WireError {
     /// [`encode_response`](WireError::encode_response), with `Date: date` if given
     /// (RFC 9110 §6.6.1).
     pub fn encode_response_dated(self, date: Option<HttpDate>, dst: &mut BytesMut) {
+        self.encode_refusal(date, false, dst);
+    }
+
+    /// [`encode_response_dated`](WireError::encode_response_dated), for a request that
+    /// asked for `HEAD` when `head_request` ([`RequestDecoder::asks_head`]): the same head,
+    /// its `Content-Length` the message's as a `GET` would get, and no content after it
+    /// (RFC 9110 §9.3.2).
+    ///
+    /// [`RequestDecoder::asks_head`]: crate::wire::RequestDecoder::asks_head
+    pub fn encode_refusal(self, date: Option<HttpDate>, head_request: bool, dst: &mut BytesMut) {
         let status = self.status();
         let body = self.message().as_bytes();
         dst.reserve(128 + body.len());
@@ -133,7 +143,9 @@ impl WireError {
             dst.put_slice(b"\r\n");
         }
         dst.put_slice(b"\r\n");
-        dst.put_slice(body);
+        if !head_request {
+            dst.put_slice(body);
+        }
     }
 }
 

@@ -74,7 +74,8 @@ impl DecodedRequest {
 /// empty. `Host` is required in HTTP/1.1 (an HTTP/1.0 request may leave it out), must be a
 /// host and port, and may not come twice, as RFC 9112 §3.2 requires; an absolute-form
 /// target's authority takes its place (RFC 9112 §3.2.2). Every error is final: answer it with
-/// [`WireError::encode_response`] and close the connection.
+/// [`WireError::encode_refusal`] (with no content for a `HEAD` request:
+/// [`asks_head`](RequestDecoder::asks_head)) and close the connection.
 #[derive(Debug)]
 pub struct RequestDecoder {
     limits: Limits,
@@ -82,6 +83,9 @@ pub struct RequestDecoder {
     /// The target of a request whose body failed (see
     /// [`target`](RequestDecoder::target)); boxed, as it is rare.
     failed_target: Option<Box<Uri>>,
+    /// Whether the request decoding failed on asked for `HEAD` (see
+    /// [`asks_head`](RequestDecoder::asks_head)).
+    failed_head: bool,
 }
 
 #[derive(Debug)]
@@ -135,6 +139,7 @@ impl RequestDecoder {
                 skipped: 0,
             },
             failed_target: None,
+            failed_head: false,
         }
     }
 
@@ -175,12 +180,17 @@ impl RequestDecoder {
         if let State::Failed(err) = self.state {
             return Err(err);
         }
+        // Read before the step consumes the head: a head it then refuses (no Host, too
+        // long) was still a HEAD request, whose answer has no content.
+        let head_line = matches!(self.state, State::Head { .. }) && starts_with_head(buf);
         let result = self.step(buf, body_limit);
         if let Err(err) = result {
             let failed = std::mem::replace(&mut self.state, State::Failed(err));
+            self.failed_head = head_line;
             if let State::Body { head, .. } = failed {
                 // Its body failed (its chunks, its size): the request went somewhere.
                 self.failed_target = Some(Box::new(head.request.uri().clone()));
+                self.failed_head = head.request.method() == Method::HEAD;
             }
         }
         result
@@ -279,6 +289,18 @@ impl RequestDecoder {
         }
     }
 
+    /// Whether the request whose body is being read, or the one decoding failed on, asked
+    /// for `HEAD`: its answer, a refusal too, then carries no content (RFC 9110 §9.3.2).
+    /// A refused head counts as `HEAD` when its request line begins with that method,
+    /// whatever else is wrong with it.
+    pub fn asks_head(&self) -> bool {
+        match &self.state {
+            State::Body { head, .. } => head.request.method() == Method::HEAD,
+            State::Failed(_) => self.failed_head,
+            State::Head { .. } => false,
+        }
+    }
+
     /// Bytes of request body the decoder itself holds (chunked bodies only;
     /// `Content-Length` bodies stay in the caller's buffer until complete).
     pub fn buffered_body(&self) -> usize {
@@ -290,6 +312,16 @@ impl RequestDecoder {
             _ => 0,
         }
     }
+}
+
+/// Whether `buf`, past any empty lines before a request line, begins with the method
+/// `HEAD` (methods are case-sensitive, RFC 9110 §9.1).
+fn starts_with_head(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    buf[start..].starts_with(b"HEAD ")
 }
 
 /// Find the end of the head (just past the empty line), skipping empty lines

@@ -421,9 +421,10 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Err(err) => {
                     tracing::debug!(peer = ?self.connection.peer(), error = %err, "bad request");
                     let date = Some(date(host));
-                    Step::Refuse(
-                        self.refusal(err.status(), |out| err.encode_response_dated(date, out)),
-                    )
+                    let head_request = self.decoder.asks_head();
+                    Step::Refuse(self.refusal(err.status(), |out| {
+                        err.encode_refusal(date, head_request, out)
+                    }))
                 }
             };
             if !matches!(step, Step::Read) {
@@ -513,12 +514,11 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 Wake::Timeout if runtime.now() < deadline => {}
                 Wake::Timeout if reading_body => {
                     let response = BodyError::TimedOut.response();
+                    let head_request = self.decoder.asks_head();
                     let out = self.refusal(response.status(), |out| {
-                        ResponseEncoder::new(http::Version::HTTP_11, false).encode_dated(
-                            &response,
-                            Some(&date(host)),
-                            out,
-                        );
+                        ResponseEncoder::new(http::Version::HTTP_11, false)
+                            .with_head_request(head_request)
+                            .encode_dated(&response, Some(&date(host)), out);
                     });
                     drop(response);
                     let _ = self.write(&out).await;
