@@ -297,6 +297,44 @@ fn s7_3_1_requests_for_an_existing_session_skip_the_hook() {
     });
 }
 
+/// A service at `max_sessions` refuses a request that would open one more with 503
+/// without asking the hook (a database or an authentication round trip, for each
+/// request a full service cannot take); once a place is free, the hook is asked again.
+#[test]
+fn s7_3_4_a_full_service_answers_503_without_asking_the_hook() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let options = Options {
+                max_sessions: 1,
+                disconnect_delay: Duration::from_millis(300),
+                ..Options::default()
+            };
+            let (target, seen) = start(adapter, options);
+            let cookie = [("Cookie", "sid=good")];
+            let first = sid("full");
+            assert_eq!(post(&target, &format!("{first}/xhr"), &cookie).1, "o\n");
+            assert_eq!(seen.calls.load(Ordering::SeqCst), 1, "{adapter:?}");
+            for receiver in ["xhr", "xhr_streaming"] {
+                let path = format!("{}/{receiver}", sid("full"));
+                let refused = post(&target, &path, &cookie);
+                assert_eq!(refused, (503, "Too many sessions.\n".into()), "{adapter:?}");
+            }
+            assert_eq!(
+                seen.calls.load(Ordering::SeqCst),
+                1,
+                "{adapter:?}: hook asked"
+            );
+            // The first session expires (no receiver for its disconnect delay): a place.
+            settles_empty(&target);
+            assert_eq!(
+                post(&target, &format!("{}/xhr", sid("full")), &cookie).1,
+                "o\n"
+            );
+            assert_eq!(seen.calls.load(Ordering::SeqCst), 2, "{adapter:?}");
+        }
+    });
+}
+
 #[test]
 fn s7_3_1_a_receiver_replacing_a_gone_one_asks_if_it_would_open_a_session() {
     within(LIMIT, || {

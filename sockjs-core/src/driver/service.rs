@@ -84,6 +84,11 @@ impl Common {
             .map(|_| HeldPlace(self))
     }
 
+    /// Whether [`hold_session`](Common::hold_session) would find no place now.
+    pub(crate) fn is_full(&self) -> bool {
+        self.sessions.load(Ordering::Acquire) >= self.options.max_sessions
+    }
+
     /// A request became a socket (`true`), or its socket is done (`false`).
     pub(crate) fn socket_counted(&self, live: bool) {
         if live {

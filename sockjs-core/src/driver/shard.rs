@@ -329,9 +329,13 @@ impl Shard {
             self.reject_locked(st, id, &parts, &rejection, tx, endpoint);
             return Submitted::Fed(None);
         }
+        // A full service answers 503 without asking the hook (a database or an
+        // authentication round trip, for up to `admission_timeout`): the request goes on
+        // below, where it finds no place, as it would after the hook.
         if may_open
             && !admitted
             && self.common.admission.get().is_some()
+            && !self.common.is_full()
             && st.engine.opens_session_routed(&parts, route)
         {
             self.settle(st, now);
