@@ -63,6 +63,12 @@ fuzz_target!(|input: Input| {
                     if e == sockjs_core::wire::WireError::BodyTooLarge {
                         assert!(decoder.target().is_some());
                     }
+                    // A refusal to a HEAD request has no content (RFC 9110 §9.3.2).
+                    let mut out = BytesMut::new();
+                    e.encode_refusal(None, decoder.asks_head(), &mut out);
+                    let content = if decoder.asks_head() { "" } else { e.message() };
+                    let ending = format!("\r\n\r\n{content}");
+                    assert!(out.ends_with(ending.as_bytes()));
                     break 'feed;
                 }
             }
