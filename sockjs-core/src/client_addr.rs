@@ -29,7 +29,9 @@ impl IpRange {
     /// The addresses that share their first `prefix` bits with `network` (`None` if the
     /// prefix is longer than the address). An IPv4 address mapped into IPv6
     /// (`::ffff:a.b.c.d`) with a prefix of 96 or more is the IPv4 range it maps, as
-    /// [`contains`](IpRange::contains) reads such addresses.
+    /// [`contains`](IpRange::contains) reads such addresses. An IPv6 range of a shorter
+    /// prefix (`::/0` included) holds IPv6 addresses only: to trust every proxy, list
+    /// `0.0.0.0/0` beside `::/0`.
     pub fn new(network: IpAddr, prefix: u8) -> Option<IpRange> {
         let (network, prefix) = match (network, canonical(network)) {
             (IpAddr::V6(_), IpAddr::V4(v4)) if prefix >= 96 => (IpAddr::V4(v4), prefix - 96),
@@ -234,18 +236,40 @@ fn element_for(element: &str) -> Option<IpAddr> {
 }
 
 /// An address from a forwarding header: `1.2.3.4`, `1.2.3.4:80`, `"[2001:db8::1]:80"`,
-/// `2001:db8::1`.
+/// `2001:db8::1`, with RFC 7239 §6's obfuscated ports too (`"1.2.3.4:_p1"`). A node whose
+/// port is neither (`1.2.3.4:x`), or a bracketed one that is not IPv6 and a port
+/// (`[1.2.3.4]`, `[2001:db8::1]junk`), is no address.
 fn node_ip(node: &str) -> Option<IpAddr> {
     let node = node.trim_matches('"');
     if let Some(rest) = node.strip_prefix('[') {
-        return rest.split_once(']')?.0.parse().ok();
+        let (ip, after) = rest.split_once(']')?;
+        if !after.is_empty() && !after.strip_prefix(':').is_some_and(node_port) {
+            return None;
+        }
+        return ip.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
     }
     if let Ok(ip) = node.parse() {
         return Some(ip);
     }
     let (host, port) = node.rsplit_once(':')?;
-    port.parse::<u16>().ok()?;
+    if !node_port(port) {
+        return None;
+    }
     host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// A node's port (RFC 7239 §6): up to five digits, or `_` and an obfuscated name of letters,
+/// digits, `.`, `_` and `-`.
+fn node_port(port: &str) -> bool {
+    match port.strip_prefix('_') {
+        Some(name) => {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        }
+        None => (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit()),
+    }
 }
 
 #[cfg(test)]
@@ -392,6 +416,41 @@ mod tests {
         // A quote the client left open does not swallow the proxy's element.
         let h = headers(&[("forwarded", r#"for="6.6.6.6, for=8.8.8.8"#)]);
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("8.8.8.8"));
+    }
+
+    /// RFC 7239 §6: a node is an IPv4 address or a bracketed IPv6 one, with a port of
+    /// digits or an obfuscated one (`_` and a name); nothing else is an address.
+    #[test]
+    fn rfc7239_s6_node_ports_digits_or_obfuscated() {
+        for (node, address) in [
+            ("192.0.2.1", Some("192.0.2.1")),
+            ("192.0.2.1:8080", Some("192.0.2.1")),
+            ("\"192.0.2.1:_p-1.x\"", Some("192.0.2.1")),
+            ("\"[2001:db8::1]\"", Some("2001:db8::1")),
+            ("\"[2001:db8::1]:443\"", Some("2001:db8::1")),
+            ("\"[2001:db8::1]:_hidden\"", Some("2001:db8::1")),
+            ("2001:db8::1", Some("2001:db8::1")),
+            ("192.0.2.1:", None),
+            ("192.0.2.1:_", None),
+            ("192.0.2.1:+80", None),
+            ("192.0.2.1:123456", None),
+            ("192.0.2.1:_p!", None),
+            ("\"[2001:db8::1]junk\"", None),
+            ("\"[2001:db8::1]:\"", None),
+            ("[1.2.3.4]", None),
+            ("_hidden", None),
+            ("unknown", None),
+        ] {
+            assert_eq!(node_ip(node), address.map(ip), "{node}");
+        }
+        // An obfuscated port is still the client's address, not the end of the walk.
+        let trusted = ranges(&["10.0.0.0/8"]);
+        let fwd = ForwardingHeader::Forwarded;
+        let h = headers(&[("forwarded", r#"for="192.0.2.1:_p", for=10.0.0.2"#)]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &h, &trusted, fwd),
+            ip("192.0.2.1")
+        );
     }
 
     /// A client address no test range trusts: public IPv4, or IPv6 documentation space.
