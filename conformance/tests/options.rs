@@ -244,12 +244,13 @@ fn s3_4_cookie_attributes_custom_cookies_and_cookie_needed() {
             );
             assert_eq!(xhr("/custom", &[]), None);
             // A bound service's tokens: 128 random bits each, never `dummy`, which counts as
-            // no cookie; a send without one gets no `dummy` to come back with.
+            // no cookie, in an `HttpOnly` cookie; a send without one gets no `dummy` to come
+            // back with.
             let token = |cookie: Option<String>| {
                 let cookie = cookie.expect("a cookie");
                 let token = cookie
                     .strip_prefix("JSESSIONID=")
-                    .and_then(|c| c.strip_suffix("; path=/"))
+                    .and_then(|c| c.strip_suffix("; path=/; HttpOnly"))
                     .unwrap_or_else(|| panic!("{cookie}"))
                     .to_owned();
                 assert_eq!(token.len(), 32, "{adapter:?} {token}");

@@ -179,6 +179,14 @@ impl CookieAttributes {
         same_site: None,
     };
 
+    /// The cookie of [`SessionBinding::Cookie`](crate::SessionBinding::Cookie) when
+    /// `jsessionid` sets none: the protocol's, `HttpOnly`, since its value is the token
+    /// the session is bound to and page scripts have no use for it.
+    pub(crate) const BINDING: CookieAttributes = CookieAttributes {
+        http_only: true,
+        ..CookieAttributes::DEFAULT
+    };
+
     /// The protocol's cookie, as [`CookieAttributes::default`].
     pub fn new() -> Self {
         CookieAttributes::DEFAULT

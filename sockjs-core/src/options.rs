@@ -151,8 +151,11 @@ pub enum SessionBinding {
     /// apart from anything else the server hands out; `dummy` counts as no cookie (a
     /// session is never bound to it, and a bound service never sets it). Turns the cookie
     /// on for the session endpoints (and `cookie_needed` in `/info`), with the name and
-    /// attributes of [`Jsessionid::Echo`] when that is set, the protocol's otherwise; it
-    /// cannot be combined with [`Jsessionid::Custom`].
+    /// attributes of [`Jsessionid::Echo`] when that is set, the protocol's and `HttpOnly`
+    /// otherwise (`JSESSIONID=<token>; path=/; HttpOnly`: the token is a credential, and
+    /// no SockJS client reads the cookie from a script); it cannot be combined with
+    /// [`Jsessionid::Custom`]. Over HTTPS, set `Echo` with `Secure` (and `HttpOnly`) too,
+    /// so that the token never travels in the clear.
     Cookie,
     /// Bound to the client's IP address: the peer's, as the adapter reports it in the
     /// [`PeerAddr`] request extension, or, when the peer is one of the

@@ -3040,6 +3040,8 @@ fn binding_by_peer_ip_reads_only_the_configured_forwarding_header() {
     assert!(h.messages.is_empty());
 }
 
+/// The token is a credential: `HttpOnly`, out of page scripts' reach (no SockJS client
+/// reads the cookie).
 #[test]
 fn binding_by_cookie_issues_a_random_jsessionid_and_requires_it() {
     let opts = Options {
@@ -3051,7 +3053,7 @@ fn binding_by_cookie_issues_a_random_jsessionid_and_requires_it() {
     let cookie = h.ex(open).header("set-cookie").expect("a cookie");
     let value = cookie
         .strip_prefix("JSESSIONID=")
-        .and_then(|c| c.strip_suffix("; path=/"))
+        .and_then(|c| c.strip_suffix("; path=/; HttpOnly"))
         .expect("format");
     assert_ne!(value, "dummy");
     assert!(value.len() >= 16);
@@ -3070,10 +3072,12 @@ fn binding_by_cookie_issues_a_random_jsessionid_and_requires_it() {
     assert_eq!(h.ex(poll).body(), "a[\"x\"]\n");
 }
 
-/// The token a cookie-bound service gives session `id`'s opening poll, sent with `cookies`.
+/// The token a cookie-bound service gives session `id`'s opening poll, sent with `cookies`
+/// (its cookie `HttpOnly` unless `jsessionid` gives the attributes).
 fn bound_token(h: &mut Harness, id: &str, cookies: &[(&str, &str)]) -> String {
     let open = h.request("POST", &format!("/a/{id}/xhr"), cookies, "");
     let cookie = h.ex(open).header("set-cookie").expect("a cookie");
+    let cookie = cookie.strip_suffix("; HttpOnly").unwrap_or(&cookie);
     let value = cookie
         .strip_prefix("JSESSIONID=")
         .and_then(|c| c.strip_suffix("; path=/"))
@@ -3191,9 +3195,13 @@ fn binding_by_cookie_never_binds_to_dummy_nor_hands_it_out() {
         let jar = format!("JSESSIONID={token}");
         let send = h.request("POST", "/a/b/xhr_send", &[("cookie", &jar)], "[\"x\"]");
         assert_eq!(h.ex(send).status(), 204, "{jsessionid:?}");
+        let attributes = match jsessionid {
+            Jsessionid::Off => "; path=/; HttpOnly",
+            _ => "; path=/",
+        };
         assert_eq!(
             h.ex(send).header("set-cookie"),
-            Some(format!("{jar}; path=/")),
+            Some(format!("{jar}{attributes}")),
             "{jsessionid:?}"
         );
     }

@@ -168,7 +168,7 @@ impl Shared {
             }
             Jsessionid::Echo(attributes) => headers.cookie(Some(attributes)),
             Jsessionid::Off if self.options.session_binding == SessionBinding::Cookie => {
-                headers.bound_cookie(&CookieAttributes::DEFAULT)
+                headers.bound_cookie(&CookieAttributes::BINDING)
             }
             Jsessionid::Off => headers,
         }
