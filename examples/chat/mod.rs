@@ -172,43 +172,93 @@ pub fn log_to_stderr() {
 }
 
 /// A name without control characters nor the invisible ones that would let a name pass
-/// for another (checked before trimming, so that they cannot hide blanks), at most `max`.
+/// for another (checked before trimming, so that they cannot hide blanks), at most `max`
+/// characters; empty if nothing in it would show ([`visible`]).
 fn clean_name(text: &str, max: usize) -> String {
     let kept: String = text
         .chars()
         .filter(|&c| !c.is_control() && !invisible(c))
         .collect();
-    kept.trim().chars().take(max).collect()
+    let name: String = capped_marks(kept.trim().chars()).take(max).collect();
+    if name.chars().any(visible) {
+        name
+    } else {
+        String::new()
+    }
 }
 
 /// A message as [`clean_name`] cleans a name, but with the zero-width joiner and
-/// non-joiner kept: emoji sequences (👩‍💻) and scripts such as Persian need them, and they
-/// neither reorder text nor make it blank.
+/// non-joiner and the variation selectors kept: emoji sequences (👩‍💻, ❤️) and scripts
+/// such as Persian need them, and they neither reorder text nor make it blank.
 fn clean_text(text: &str, max: usize) -> String {
     let kept: String = text
         .chars()
-        .filter(|&c| !c.is_control() && (matches!(c, '\u{200c}' | '\u{200d}') || !invisible(c)))
+        .filter(|&c| !c.is_control() && (joiner_or_selector(c) || !invisible(c)))
         .collect();
-    kept.trim().chars().take(max).collect()
+    let text: String = capped_marks(kept.trim().chars()).take(max).collect();
+    if text.chars().any(visible) {
+        text
+    } else {
+        String::new()
+    }
+}
+
+fn joiner_or_selector(c: char) -> bool {
+    matches!(c, '\u{200c}' | '\u{200d}' | '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}')
+}
+
+/// At most [`MARKS`] combining marks on one character: no language needs more, and a
+/// letter under a thousand of them draws over the messages around it.
+fn capped_marks(chars: impl Iterator<Item = char>) -> impl Iterator<Item = char> {
+    let mut run = 0;
+    chars.filter(move |&c| {
+        run = if mark(c) { run + 1 } else { 0 };
+        run <= MARKS
+    })
+}
+
+const MARKS: usize = 4;
+
+/// Combining marks of the blocks made of nothing else (diacritics, their extensions and
+/// supplement, the ones for symbols, the half marks).
+fn mark(c: char) -> bool {
+    matches!(c,
+        '\u{300}'..='\u{36f}' | '\u{483}'..='\u{489}' | '\u{1ab0}'..='\u{1aff}'
+        | '\u{1dc0}'..='\u{1dff}' | '\u{20d0}'..='\u{20ff}' | '\u{fe20}'..='\u{fe2f}')
+}
+
+/// A character that shows as something: not a space, a mark, a joiner or selector, nor a
+/// blank that is a letter or a symbol (the Braille blank).
+fn visible(c: char) -> bool {
+    !c.is_whitespace() && !mark(c) && !joiner_or_selector(c) && c != '\u{2800}'
 }
 
 /// The close of a session whose name has nothing visible left once cleaned: told, not
 /// left waiting for a name it cannot give.
 const NO_NAME: (u16, &str) = (4002, "A name needs a visible character");
 
-/// Format characters (Unicode's Cf) that hide or reorder text: the soft hyphen,
-/// zero-width spaces and joiners, direction marks, embeddings and overrides, invisible
-/// operators, the byte order mark, interlinear annotation.
+/// Characters that hide or reorder text: format characters (Unicode's Cf: the soft
+/// hyphen, zero-width spaces and joiners, direction marks, embeddings and overrides,
+/// invisible operators, the byte order mark, interlinear annotation, tags), the rest of
+/// the default-ignorable ones (the grapheme joiner, the Hangul fillers, which are letters
+/// that draw nothing, the Khmer inherent vowels, the Mongolian and other variation
+/// selectors, shorthand format controls, musical formatting).
 fn invisible(c: char) -> bool {
     matches!(c,
-        '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}' | '\u{180e}'
-        | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+        '\u{ad}' | '\u{34f}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}'
+        | '\u{115f}'..='\u{1160}' | '\u{17b4}'..='\u{17b5}' | '\u{180b}'..='\u{180f}'
+        | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}'
+        | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}'
+        | '\u{fff0}'..='\u{fffb}' | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0000}'..='\u{e0fff}')
 }
 
-/// Messages a user may say at once, and how many more each second after that: beyond,
+/// Messages a session may say at once, and how many more each second after that: beyond,
 /// they are dropped and the user is told to slow down (a flood would fill every member's
-/// queue, and the room's messages would then be dropped instead).
+/// queue, and the room's messages would then be dropped instead). Per session: a client
+/// that opens many sessions has a pace in each; a public service bounds clients
+/// themselves (SECURITY.md, "One client and the shared limits"), which a demo on one
+/// machine, where every user is 127.0.0.1, cannot do by address.
 const BURST: f64 = 20.0;
 const PER_SECOND: f64 = 5.0;
 
@@ -315,5 +365,44 @@ pub async fn session(hub: Broadcast, node: String, mut session: Session) {
     );
     if !shutting_down {
         said(json!({"type": "leave", "nick": nick, "from": from, "node": node}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_nothing_visible_are_refused_and_hidden_characters_dropped() {
+        for blank in [
+            "\u{3164}",
+            "\u{115f}\u{1160}",
+            "\u{ffa0}",
+            "\u{2800}",
+            "\u{fe0f}\u{fe0f}",
+            "\u{e0020}\u{e0041}",
+            " \u{200b} ",
+            "\u{301}\u{302}",
+        ] {
+            assert_eq!(clean_name(blank, 24), "", "{blank:?}");
+        }
+        assert_eq!(clean_name("ann\u{e0020}", 24), "ann");
+        assert_eq!(clean_name("a\u{3164}nn", 24), "ann");
+        assert_eq!(clean_name("  Zoë ", 24), "Zoë");
+        assert_eq!(clean_name("❤\u{fe0f}", 24), "❤");
+    }
+
+    #[test]
+    fn messages_keep_joiners_and_selectors_and_at_most_four_marks_a_character() {
+        assert_eq!(
+            clean_text("👩\u{200d}💻 ❤\u{fe0f}", 100),
+            "👩\u{200d}💻 ❤\u{fe0f}"
+        );
+        let zalgo: String = std::iter::once('a')
+            .chain(std::iter::repeat_n('\u{301}', 1000))
+            .collect();
+        assert_eq!(clean_text(&zalgo, 2000), "a\u{301}\u{301}\u{301}\u{301}");
+        assert_eq!(clean_text("e\u{301}e\u{302}", 100), "e\u{301}e\u{302}");
+        assert_eq!(clean_text("\u{3164}\u{fe0f}", 100), "");
     }
 }
