@@ -1784,6 +1784,23 @@ fn s9_1_0_3_3_accepts_versions_7_and_8() {
         );
         assert_eq!(h.ex(id).status(), 101, "version {v}");
     }
+    // A version it does not speak is refused naming all three (RFC 6455 §4.2.2).
+    let id = h.request(
+        "GET",
+        "/a/b/websocket",
+        &[
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-version", "9"),
+            ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+        ],
+        "",
+    );
+    assert_eq!(h.ex(id).status(), 400);
+    assert_eq!(
+        h.ex(id).header("sec-websocket-version").as_deref(),
+        Some("13, 8, 7")
+    );
 }
 
 #[test]

@@ -254,7 +254,7 @@ impl Engine {
         let version = h.get(header::SEC_WEBSOCKET_VERSION);
         let (response, handshake) = if let (Some(k1), Some(k2), None) = (key1, key2, version) {
             if !options.hixie76 {
-                return Err(Box::new(unsupported_version()));
+                return Err(Box::new(unsupported_version(options.protocol)));
             }
             let numbers = (
                 k1.to_str().ok().and_then(hixie76_key_number),
@@ -313,7 +313,7 @@ impl Engine {
                     ProtocolVersion::V0_3_3 => v == "13" || v == "8" || v == "7",
                 });
             if !version_ok {
-                return Err(Box::new(unsupported_version()));
+                return Err(Box::new(unsupported_version(options.protocol)));
             }
             let Some(key) = h.get(header::SEC_WEBSOCKET_KEY).filter(|k| !k.is_empty()) else {
                 return Err(Box::new(plain(
@@ -363,14 +363,20 @@ impl Shared {
     }
 }
 
-fn unsupported_version() -> Response<Bytes> {
+/// The refusal of a WebSocket version the service does not speak, naming the ones it does
+/// (RFC 6455 §4.2.2 and RFC 6455 §4.4).
+fn unsupported_version(protocol: ProtocolVersion) -> Response<Bytes> {
     let mut response = plain(
         StatusCode::BAD_REQUEST,
         "Only supported WebSocket protocol is RFC 6455.",
     );
+    let versions = match protocol {
+        ProtocolVersion::V0_3_3 => "13, 8, 7",
+        _ => "13",
+    };
     response.headers_mut().insert(
         header::SEC_WEBSOCKET_VERSION,
-        HeaderValue::from_static("13"),
+        HeaderValue::from_static(versions),
     );
     response
 }
