@@ -28,6 +28,10 @@ const WAIT: Duration = Duration::from_secs(10);
 /// `/echo`'s request body bound.
 const MAX_BODY: usize = 1024;
 
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
 /// A session id no other test uses.
 fn sid(kind: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -434,6 +438,50 @@ fn metrics_count_heartbeats_and_aborts_7_1_3_and_7_1_6() {
             drop(stream);
             let m = eventually(&target, "/beat", "the abort", |m| m.aborts == 1);
             assert_eq!(m.sessions_opened(Transport::XhrStreaming), 1, "{adapter:?}");
+        }
+    });
+}
+
+/// A receiver whose client hung up is one abort (§7.1.6), however it is noticed: by the
+/// next receiver's liveness probe, by its own connection reading the end, or by both, one
+/// after the other.
+#[test]
+fn metrics_count_an_abort_once_when_the_probe_and_the_connection_both_see_it_7_1_6() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let idle = handler(|session: Session| async move { session.closed().await });
+            let config = Config {
+                shards: 1,
+                ..Config::default()
+            };
+            let target = start_services(
+                adapter,
+                config,
+                vec![Mount::new("/gone", Options::default(), idle)],
+            );
+            const ROUNDS: u64 = 10;
+            for round in 1..=ROUNDS {
+                let path = format!("/gone/000/{}/xhr_streaming", sid("gone"));
+                let mut first = target.conn();
+                first.send(&Request::new("POST", &path)).unwrap();
+                assert_eq!(first.read_head().unwrap().status, 200);
+                assert_eq!(first.read_chunk().unwrap().len(), 2049, "prelude");
+                assert_eq!(first.read_chunk().unwrap(), b"o\n");
+                // Gone, and at once a receiver for the same session: the probe finds the
+                // first one's client gone (a new session opens: `CloseSession`).
+                drop(first);
+                let mut second = target.conn();
+                second.send(&Request::new("POST", &path)).unwrap();
+                assert_eq!(second.read_head().unwrap().status, 200);
+                assert_eq!(second.read_chunk().unwrap().len(), 2049, "prelude");
+                assert_eq!(second.read_chunk().unwrap(), b"o\n", "{adapter:?}");
+                drop(second);
+                eventually(&target, "/gone", "both aborts", |m| m.aborts >= 2 * round);
+            }
+            // Settled: every connection's end has been seen by now.
+            sleep_ms(300);
+            let m = eventually(&target, "/gone", "the count", |_| true);
+            assert_eq!(m.aborts, 2 * ROUNDS, "{adapter:?}: {m:?}");
         }
     });
 }

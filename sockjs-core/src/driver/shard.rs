@@ -444,8 +444,12 @@ impl Shard {
     pub(crate) fn abort(self: &Arc<Self>, id: RequestId) {
         let mut st = self.lock();
         let now = self.common.runtime.now();
-        st.counters.aborts += 1;
-        st.forget_request(id);
+        // Counted once: a request the shard no longer holds was answered in full, or
+        // aborted already (found gone by the next receiver's probe, or its connection
+        // dropped for an overflow, each counted where it was seen).
+        if st.remove_request(id).is_some() {
+            st.counters.aborts += 1;
+        }
         st.engine.handle_abort(now, id);
         self.settle(st, now);
     }
