@@ -306,7 +306,9 @@ fn s7_3_4_a_full_service_answers_503_without_asking_the_hook() {
         for adapter in ADAPTERS {
             let options = Options {
                 max_sessions: 1,
-                disconnect_delay: Duration::from_millis(300),
+                // Long enough for the refusals below to come while the session lives, on
+                // a loaded machine too; within `settles_empty`'s wait.
+                disconnect_delay: Duration::from_secs(2),
                 ..Options::default()
             };
             let (target, seen) = start(adapter, options);

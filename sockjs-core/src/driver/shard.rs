@@ -331,13 +331,11 @@ impl Shard {
         }
         // A full service answers 503 without asking the hook (a database or an
         // authentication round trip, for up to `admission_timeout`): the request goes on
-        // below, where it finds no place, as it would after the hook.
-        if may_open
-            && !admitted
-            && self.common.admission.get().is_some()
-            && !self.common.is_full()
-            && st.engine.opens_session_routed(&parts, route)
-        {
+        // below, where it gets no place, as it would after the hook. Decided once: a place
+        // another shard frees meanwhile must not open a session the hook never saw.
+        let asks = may_open && !admitted && self.common.admission.get().is_some();
+        let full_unasked = asks && self.common.is_full();
+        if asks && !full_unasked && st.engine.opens_session_routed(&parts, route) {
             self.settle(st, now);
             if let Some(probe) = connection.into_probe() {
                 parts.extensions.insert(probe);
@@ -351,7 +349,7 @@ impl Shard {
         // shards whose engines each count only their own. Without a place, the engine
         // runs its usual checks (a body too large, a refused origin, a bad callback, a
         // malformed upgrade answer first) and then refuses as past its own count.
-        let held = if may_open {
+        let held = if may_open && !full_unasked {
             self.common.hold_session()
         } else {
             None
