@@ -673,6 +673,55 @@ mod tests {
         assert_eq!(kept.lock().expect("unpoisoned").len(), 2);
     }
 
+    /// A receiver whose client has gone is one abort (PROTOCOL.md §7.1.6), whichever way it
+    /// is seen: the next receiver's probe finds it gone and aborts it, and its own
+    /// connection, ending after that, adds none. An exchange the engine answered in full is
+    /// no abort when its connection drops before writing it.
+    #[test]
+    fn s7_1_6_an_abort_is_counted_once_however_it_is_seen() {
+        use std::sync::atomic::AtomicBool;
+
+        let (service, _kept) = keeping_sessions(
+            Options::default(),
+            Config {
+                shards: 1,
+                ..Config::default()
+            },
+        );
+        let request = |path: &str| {
+            http::Request::post(path)
+                .body(Bytes::new())
+                .expect("request")
+        };
+        let gone = Arc::new(AtomicBool::new(false));
+        let probe = {
+            let gone = gone.clone();
+            ConnectionProbe::new(move || gone.load(Ordering::Acquire))
+        };
+        let stream = "/000/s/xhr_streaming";
+        let first = service.submit_on(request(stream), &Connection::new().with_probe(probe));
+        gone.store(true, Ordering::Release);
+        let second = service.submit_on(request(stream), &Connection::new());
+        assert_eq!(service.metrics().aborts, 1, "the probe's");
+        // The first client's connection ends only now.
+        drop(first);
+        assert_eq!(
+            service.metrics().aborts,
+            1,
+            "counted again at the end of its connection"
+        );
+        drop(second);
+        assert_eq!(
+            service.metrics().aborts,
+            2,
+            "the second receiver, still held"
+        );
+        // A poll answered in full (its `o` queued), dropped before it was written.
+        let poll = service.submit_on(request("/000/p/xhr"), &Connection::new());
+        drop(poll);
+        assert_eq!(service.metrics().aborts, 2, "an answered poll");
+    }
+
     /// A sender waiting for room in a session's full queue is woken when the session starts
     /// closing, and fails with `NotOpen` (as `send` says, "also while waiting"), rather
     /// than waiting until a client takes the queue or the session is forgotten.
