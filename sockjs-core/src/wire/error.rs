@@ -11,7 +11,8 @@ use super::response::put_decimal;
 /// Why a request could not be decoded.
 ///
 /// Every error is fatal for the connection: write the response from
-/// [`encode_response`](WireError::encode_response), then close the socket.
+/// [`encode_refusal`](WireError::encode_refusal) (with no content for a `HEAD` request,
+/// [`RequestDecoder::asks_head`](super::RequestDecoder::asks_head)), then close the socket.
 /// The decoder keeps returning the same error if it is called again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

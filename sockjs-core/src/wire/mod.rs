@@ -47,7 +47,7 @@
 //!             }
 //!         }
 //!         Err(err) => {
-//!             err.encode_response(&mut output);
+//!             err.encode_refusal(None, decoder.asks_head(), &mut output);
 //!             open = false;
 //!         }
 //!     }

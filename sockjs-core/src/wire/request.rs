@@ -83,7 +83,7 @@ pub struct RequestDecoder {
     /// The target of a request whose body failed (see
     /// [`target`](RequestDecoder::target)); boxed, as it is rare.
     failed_target: Option<Box<Uri>>,
-    /// Whether the request decoding failed on asked for `HEAD` (see
+    /// Whether the request on which decoding failed asked for `HEAD` (see
     /// [`asks_head`](RequestDecoder::asks_head)).
     failed_head: bool,
 }
@@ -314,14 +314,19 @@ impl RequestDecoder {
     }
 }
 
-/// Whether `buf`, past any empty lines before a request line, begins with the method
-/// `HEAD` (methods are case-sensitive, RFC 9110 §9.1).
-fn starts_with_head(buf: &[u8]) -> bool {
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    buf[start..].starts_with(b"HEAD ")
+/// Whether `buf`, past the empty lines [`find_head_end`] skips before a request line
+/// (`CRLF` or `LF` each), begins with the method `HEAD` (methods are case-sensitive,
+/// RFC 9110 §9.1).
+fn starts_with_head(mut buf: &[u8]) -> bool {
+    loop {
+        if let Some(rest) = buf.strip_prefix(b"\r\n") {
+            buf = rest;
+        } else if let Some(rest) = buf.strip_prefix(b"\n") {
+            buf = rest;
+        } else {
+            return buf.starts_with(b"HEAD ");
+        }
+    }
 }
 
 /// Find the end of the head (just past the empty line), skipping empty lines
