@@ -172,48 +172,62 @@ pub fn log_to_stderr() {
 }
 
 /// A name without control characters nor the invisible ones that would let a name pass
-/// for another (checked before trimming, so that they cannot hide blanks), at most `max`
-/// characters; empty if nothing in it would show ([`visible`]).
+/// for another (checked before trimming, so that they cannot hide blanks), variation
+/// selectors kept (a registered name's glyph: 葛󠄀), at most `max` characters; empty if
+/// nothing in it would show ([`visible`]).
 fn clean_name(text: &str, max: usize) -> String {
-    let kept: String = text
-        .chars()
-        .filter(|&c| !c.is_control() && !invisible(c))
-        .collect();
-    let name: String = capped_marks(kept.trim().chars()).take(max).collect();
-    if name.chars().any(visible) {
-        name
-    } else {
-        String::new()
-    }
+    shown(text, max, |c| !invisible(c) || selector(c))
 }
 
 /// A message as [`clean_name`] cleans a name, but with the zero-width joiner and
-/// non-joiner and the variation selectors kept: emoji sequences (👩‍💻, ❤️) and scripts
-/// such as Persian need them, and they neither reorder text nor make it blank.
+/// non-joiner and the tags kept too: emoji sequences (👩‍💻, 🏴󠁧󠁢󠁳󠁣󠁴󠁿) and scripts such as
+/// Persian need them, and they neither reorder text nor make it blank.
 fn clean_text(text: &str, max: usize) -> String {
+    shown(text, max, |c| {
+        !invisible(c) || selector(c) || matches!(c, '\u{200c}' | '\u{200d}') || tag(c)
+    })
+}
+
+/// `text` without control characters and without what `keep` refuses, trimmed, with
+/// [`capped_marks`], at most `max` characters; empty if nothing in it would show.
+fn shown(text: &str, max: usize, keep: impl Fn(char) -> bool) -> String {
     let kept: String = text
         .chars()
-        .filter(|&c| !c.is_control() && (joiner_or_selector(c) || !invisible(c)))
+        .filter(|&c| !c.is_control() && keep(c))
         .collect();
-    let text: String = capped_marks(kept.trim().chars()).take(max).collect();
-    if text.chars().any(visible) {
-        text
+    let shown: String = capped_marks(kept.trim().chars()).take(max).collect();
+    if shown.chars().any(visible) {
+        shown
     } else {
         String::new()
     }
 }
 
-fn joiner_or_selector(c: char) -> bool {
-    matches!(c, '\u{200c}' | '\u{200d}' | '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}')
+/// Variation selectors: the emoji and text ones, the ideographic ones, the Mongolian
+/// free ones (which choose a letter's shape).
+fn selector(c: char) -> bool {
+    matches!(c,
+        '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}' | '\u{180b}'..='\u{180d}'
+        | '\u{180f}')
+}
+
+/// Tags, which spell a subdivision's flag after 🏴 (England, Scotland, Wales).
+fn tag(c: char) -> bool {
+    matches!(c, '\u{e0020}'..='\u{e007f}')
 }
 
 /// At most [`MARKS`] combining marks on one character: no language needs more, and a
-/// letter under a thousand of them draws over the messages around it.
+/// letter under a thousand of them draws over the messages around it. Joiners, selectors
+/// and tags between the marks do not start a new character.
 fn capped_marks(chars: impl Iterator<Item = char>) -> impl Iterator<Item = char> {
     let mut run = 0;
     chars.filter(move |&c| {
-        run = if mark(c) { run + 1 } else { 0 };
-        run <= MARKS
+        if mark(c) {
+            run += 1;
+        } else if visible(c) || c.is_whitespace() {
+            run = 0;
+        }
+        !mark(c) || run <= MARKS
     })
 }
 
@@ -227,10 +241,14 @@ fn mark(c: char) -> bool {
         | '\u{1dc0}'..='\u{1dff}' | '\u{20d0}'..='\u{20ff}' | '\u{fe20}'..='\u{fe2f}')
 }
 
-/// A character that shows as something: not a space, a mark, a joiner or selector, nor a
-/// blank that is a letter or a symbol (the Braille blank).
+/// A character that shows as something: not a space, a mark, a joiner, a selector or a
+/// tag, nor a blank that is a letter or a symbol (the Braille blank).
 fn visible(c: char) -> bool {
-    !c.is_whitespace() && !mark(c) && !joiner_or_selector(c) && c != '\u{2800}'
+    !c.is_whitespace()
+        && !mark(c)
+        && !selector(c)
+        && !tag(c)
+        && !matches!(c, '\u{200c}' | '\u{200d}' | '\u{2800}')
 }
 
 /// The close of a session whose name has nothing visible left once cleaned: told, not
@@ -389,7 +407,8 @@ mod tests {
         assert_eq!(clean_name("ann\u{e0020}", 24), "ann");
         assert_eq!(clean_name("a\u{3164}nn", 24), "ann");
         assert_eq!(clean_name("  Zoë ", 24), "Zoë");
-        assert_eq!(clean_name("❤\u{fe0f}", 24), "❤");
+        assert_eq!(clean_name("❤\u{fe0f}", 24), "❤\u{fe0f}");
+        assert_eq!(clean_name("👩\u{200d}💻", 24), "👩💻");
     }
 
     #[test]
@@ -404,5 +423,29 @@ mod tests {
         assert_eq!(clean_text(&zalgo, 2000), "a\u{301}\u{301}\u{301}\u{301}");
         assert_eq!(clean_text("e\u{301}e\u{302}", 100), "e\u{301}e\u{302}");
         assert_eq!(clean_text("\u{3164}\u{fe0f}", 100), "");
+        // Joiners between the marks do not start a new character.
+        let hidden: String = std::iter::once('a')
+            .chain(std::iter::repeat_n("\u{301}\u{301}\u{200d}", 100).flat_map(str::chars))
+            .collect();
+        assert_eq!(
+            clean_text(&hidden, 2000)
+                .chars()
+                .filter(|&c| mark(c))
+                .count(),
+            4
+        );
+        // Scotland's flag, Mongolian with a free variation selector, Thai, Hindi, Arabic,
+        // Korean, Vietnamese (decomposed) come through whole.
+        for text in [
+            "🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}",
+            "\u{1820}\u{180b}\u{1821}",
+            "สวัสดีครับ",
+            "नमस्ते",
+            "مرحبا",
+            "안녕하세요",
+            "Vie\u{323}\u{302}t Nam",
+        ] {
+            assert_eq!(clean_text(text, 100), text);
+        }
     }
 }
