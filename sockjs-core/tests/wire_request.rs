@@ -1307,6 +1307,9 @@ fn rfc9110_s9_3_2_a_refused_head_request_gets_no_content() {
         assert_eq!((got, head), (WireError::MissingHost, false), "{input:?}");
         assert!(answer.ends_with("\r\n\r\nMissing Host field"), "{answer:?}");
     }
+    // A lone CR is no empty line before a request line (RFC 9112 §2.2): no HEAD there.
+    let (got, head, answer) = refused(b"\rHEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!((got.status().as_u16(), head), (400, false), "{answer:?}");
     // A HEAD answered in full leaves nothing behind for the next request.
     let mut decoder = RequestDecoder::new(limits);
     let mut buf = BytesMut::from(&b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n\r\n"[..]);
