@@ -32,17 +32,24 @@ async fn echo(mut session: sockjs_core::driver::Session) {
 /// An echo service at `/echo`, the header `x-node: n1` on every response, and `fallback`
 /// if given, on an ephemeral port.
 fn run(adapter: Adapter, fallback: Option<Fallback>) -> Running {
+    run_at(adapter, Some("/echo"), fallback)
+}
+
+/// [`run`], with the echo service at `prefix` as the adapter reads it, or none.
+fn run_at(adapter: Adapter, prefix: Option<&str>, fallback: Option<Fallback>) -> Running {
     let node = (
         HeaderName::from_static("x-node"),
         HeaderValue::from_static("n1"),
     );
     match adapter {
         Adapter::Smol => {
-            let mut server = sockjs_smol::Server::new()
-                .threads(1)
-                .service("/echo", Options::default(), echo)
-                .expect("valid service")
-                .header(node.0, node.1);
+            let mut server = sockjs_smol::Server::new().threads(1);
+            if let Some(prefix) = prefix {
+                server = server
+                    .service(prefix, Options::default(), echo)
+                    .expect("valid service");
+            }
+            let mut server = server.header(node.0, node.1);
             if let Some(fallback) = fallback {
                 server = server.fallback(move |request| fallback(request));
             }
@@ -63,9 +70,11 @@ fn run(adapter: Adapter, fallback: Option<Fallback>) -> Running {
         }
         Adapter::Tokio => {
             let (runtime, service) = tokio_echo();
-            let mut routes = sockjs_tokio::Routes::new()
-                .mount("/echo", service)
-                .header(node.0, node.1);
+            let mut routes = sockjs_tokio::Routes::new();
+            if let Some(prefix) = prefix {
+                routes = routes.mount(prefix, service);
+            }
+            let mut routes = routes.header(node.0, node.1);
             if let Some(fallback) = fallback {
                 routes = routes.fallback(move |request| fallback(request));
             }
@@ -408,4 +417,54 @@ fn rfc9110_s9_3_2_a_refused_head_request_gets_no_content_on_both_adapters() {
             "{adapter:?}: {answer:?}"
         );
     }
+}
+
+/// A server with a fallback and no service reads request bodies for it up to the
+/// services' default bound (256 KiB; it refused any over one byte), on both adapters.
+#[test]
+fn a_fallback_alone_reads_bodies_up_to_the_default_bound_on_both_adapters() {
+    let fallback: Fallback =
+        Arc::new(|request| Response::new(Bytes::from(format!("{} bytes", request.body().len()))));
+    for adapter in ADAPTERS {
+        let running = run_at(adapter, None, Some(fallback.clone()));
+        let mut c = conn(running.addr);
+        let body = "x".repeat(100_000);
+        let form = c
+            .roundtrip(&Request::new("POST", "/form").body(body.as_str()))
+            .expect("form");
+        assert_eq!(
+            (form.status(), form.text()),
+            (200, "100000 bytes".into()),
+            "{adapter:?}"
+        );
+        let big = "x".repeat(256 * 1024 + 1);
+        let refused = conn(running.addr)
+            .roundtrip(&Request::new("POST", "/form").body(big.as_str()))
+            .expect("refused");
+        assert_eq!(refused.status(), 413, "{adapter:?}");
+    }
+}
+
+/// Both adapters read a service's prefix alike: a missing leading `/` is added and a
+/// trailing one dropped (`echo/` serves `/echo`).
+#[test]
+fn both_adapters_read_a_prefix_alike() {
+    for adapter in ADAPTERS {
+        let running = run_at(adapter, Some("echo/"), None);
+        let mut c = conn(running.addr);
+        let greeting = c
+            .roundtrip(&Request::new("GET", "/echo"))
+            .expect("greeting");
+        assert_eq!(greeting.text(), "Welcome to SockJS!\n", "{adapter:?}");
+        let info = c
+            .roundtrip(&Request::new("GET", "/echo/info"))
+            .expect("info");
+        assert_eq!(info.status(), 200, "{adapter:?}");
+    }
+    // One prefix, however written: sockjs-smol refuses it twice.
+    let twice = sockjs_smol::Server::new()
+        .service("/echo", Options::default(), echo)
+        .expect("valid service")
+        .service("echo/", Options::default(), echo);
+    assert_eq!(twice.err(), Some(sockjs_core::OptionsError::Prefix));
 }

@@ -8,6 +8,10 @@ use crate::cookie::Jsessionid;
 use crate::deflate::DeflateOptions;
 use crate::transport::Transports;
 
+/// [`Options::max_request_body`]'s default, 256 KiB; also the body bound of a standalone
+/// server's fallback while no service is mounted.
+pub(crate) const DEFAULT_MAX_REQUEST_BODY: usize = 256 * 1024;
+
 /// The client library URL the iframe page loads by default (sockjs-node's default).
 pub const DEFAULT_SOCKJS_URL: &str =
     "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
@@ -343,7 +347,7 @@ impl Default for Options {
             protocol: ProtocolVersion::Current,
             abort: AbortPolicy::CloseSession,
             session_binding: SessionBinding::None,
-            max_request_body: 256 * 1024,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
             max_message_size: 256 * 1024,
             max_queued_bytes: 1024 * 1024,
             max_sessions: 100_000,

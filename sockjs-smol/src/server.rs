@@ -284,12 +284,13 @@ impl Server {
         self
     }
 
-    /// Adds a service at `prefix` (e.g. `/echo`; empty for the root); `options.prefix` is
-    /// replaced by it. `handler` runs once per session, in its own task, when the session
-    /// opens.
+    /// Adds a service at `prefix` (e.g. `/echo`; `""` or `"/"` for the root; a missing
+    /// leading `/` is added and trailing ones are dropped, as sockjs-tokio's `Routes::mount`
+    /// reads a prefix); `options.prefix` is replaced by it. `handler` runs once per
+    /// session, in its own task, when the session opens.
     ///
     /// Fails if the options are invalid, or with [`OptionsError::Prefix`] if the prefix is
-    /// malformed or already used.
+    /// already used (`/echo`, `echo` and `/echo/` are one prefix).
     pub fn service<H, F>(
         mut self,
         prefix: &str,
@@ -300,9 +301,13 @@ impl Server {
         H: Fn(Session) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        prefix.clone_into(&mut options.prefix);
+        options.prefix = sockjs_core::driver::web::mount_prefix(prefix);
         options.validate()?;
-        if self.specs.iter().any(|s| s.options.prefix == prefix) {
+        if self
+            .specs
+            .iter()
+            .any(|s| s.options.prefix == options.prefix)
+        {
             return Err(OptionsError::Prefix);
         }
         self.specs.push(Spec {
@@ -355,7 +360,8 @@ impl Server {
     /// loads the client, without another HTTP server in front.
     ///
     /// `handler` gets the whole request (the body read, bounded by the largest
-    /// [`Options::max_request_body`] of the services, and the client's
+    /// [`Options::max_request_body`] of the services, its default of 256 KiB while none is
+    /// added, and the client's
     /// [`PeerAddr`](sockjs_core::PeerAddr) as an extension) and returns the whole response.
     /// It runs on the connection's task, so it must not block; answering `HEAD` without a
     /// body, `Content-Length`, keep-alive and the [`header`](Server::header)s are the

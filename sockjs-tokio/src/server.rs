@@ -65,9 +65,9 @@ impl Routes {
     ///
     /// # Panics
     ///
-    /// If the prefix is mounted already (`/echo`, `echo` and `/echo/` are one prefix), as
-    /// axum's router panics on a route given twice; sockjs-smol's `Server::service` refuses
-    /// it with `OptionsError::Prefix`.
+    /// If the prefix is mounted already (`/echo`, `echo` and `/echo/` are one prefix, as on
+    /// sockjs-smol's `Server::service`), as axum's router panics on a route given twice;
+    /// sockjs-smol's `Server::service` refuses it with `OptionsError::Prefix`.
     pub fn mount(mut self, prefix: &str, service: SockJs) -> Routes {
         let mounts = std::mem::take(Arc::make_mut(&mut self.mounts));
         self.mounts = Arc::new(mounts.mount(prefix, service));
@@ -76,7 +76,8 @@ impl Routes {
 
     /// Answers the requests outside every mount with `handler` instead of 404: the
     /// application's own pages, a health check. The request (whole body read, bounded by
-    /// the largest mounted service's `max_request_body`) carries the client's
+    /// the largest mounted service's `max_request_body`, its default of 256 KiB while none
+    /// is mounted) carries the client's
     /// [`PeerAddr`](sockjs_core::PeerAddr); a `HEAD` is answered without the body. The
     /// same as sockjs-smol's `Server::fallback`; under axum, its own router does this.
     ///

@@ -137,6 +137,23 @@ pub struct Mounts<T> {
     mounts: Vec<(String, T)>,
 }
 
+/// A mount prefix as both adapters read it: a missing leading `/` added, trailing ones
+/// dropped (`echo`, `/echo` and `/echo/` are `/echo`; `""` and `/` the root, `""`).
+///
+/// ```
+/// use sockjs_core::driver::web::mount_prefix;
+/// assert_eq!(mount_prefix("echo/"), "/echo");
+/// assert_eq!(mount_prefix("/"), "");
+/// ```
+pub fn mount_prefix(prefix: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() || prefix.starts_with('/') {
+        prefix.to_owned()
+    } else {
+        format!("/{prefix}")
+    }
+}
+
 impl<T> Default for Mounts<T> {
     fn default() -> Self {
         Mounts { mounts: Vec::new() }
@@ -158,12 +175,7 @@ impl<T> Mounts<T> {
     /// value could never be reached, and two services would report under one label. A
     /// router's table is the program's own, as axum's routes are, which panic alike.
     pub fn mount(mut self, prefix: &str, value: T) -> Mounts<T> {
-        let prefix = prefix.trim_end_matches('/');
-        let prefix = if prefix.is_empty() || prefix.starts_with('/') {
-            prefix.to_owned()
-        } else {
-            format!("/{prefix}")
-        };
+        let prefix = mount_prefix(prefix);
         assert!(
             self.mounts.iter().all(|(mounted, _)| *mounted != prefix),
             "SockJS prefix {prefix:?} mounted twice"

@@ -97,7 +97,10 @@ pub(super) fn serve<H: Host, S: Socket>(
     let limits = Limits {
         max_headers: config.max_headers,
         max_head_bytes: config.max_head_bytes,
-        max_body_bytes: bounds().fold(1, usize::max),
+        // With no service, the fallback's bound: the services' default.
+        max_body_bytes: bounds()
+            .max()
+            .unwrap_or(crate::options::DEFAULT_MAX_REQUEST_BODY),
     };
     // One bound for all (the usual case, one service): the decoder's, no routing for it.
     let first = bounds().next();
