@@ -815,10 +815,14 @@ where
     H: Fn(Session) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    // `options.prefix` as `Options` has it (empty or `/…`, no trailing `/`), checked
+    // before `Server::service` reads it as a mount prefix, which it would normalise.
+    let invalid = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
+    options.validate().map_err(invalid)?;
     let prefix = options.prefix.clone();
     let server = Server::new()
         .service(&prefix, options, handler)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        .map_err(invalid)?;
     server.serve(listener).await
 }
 
