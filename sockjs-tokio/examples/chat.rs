@@ -148,8 +148,9 @@ async fn main() {
     let tuning = adapter::Config::default();
     let listener = listener.tap_io(move |tcp| tuning.tune_tcp(tcp));
     let (stopping, stopped) = tokio::sync::oneshot::channel();
-    // With each connection's peer address (`PeerAddr`), without which no session has a
-    // client address, behind a balancer's `trusted_proxies` either.
+    // With each connection's peer address (axum's `ConnectInfo`, which sockjs-tokio's
+    // `axum` feature reads), without which no session has a client address, behind a
+    // balancer's `trusted_proxies` either.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop_signal().await;

@@ -169,9 +169,10 @@ impl SessionSender {
 
     /// Closes the session with a code and reason: queued messages go out first, then
     /// `c[code,"reason"]` (any code and reason: the SockJS frame carries them as given). On
-    /// a raw WebSocket, a close frame with them, where RFC 6455 §7.4 sets the bounds: a
-    /// code outside 1000 to 1003, 1007 to 1014 and 3000 to 4999 (those an endpoint may send)
-    /// goes out as `1000`, and the reason is cut to 123 bytes at a character's end;
+    /// a raw WebSocket, a close frame with them, within the bounds of RFC 6455 §7.4 and its
+    /// IANA registry: a code outside 1000 to 1003, 1007 to 1014 and 3000 to 4999 (those an
+    /// endpoint may send) goes out as `1000`, and the reason is cut to 123 bytes at a
+    /// character's end;
     /// [`close_reason`](Session::close_reason) still reports what was asked.
     ///
     /// Fails with [`SendError::NotOpen`] if it is already closing and
