@@ -561,6 +561,23 @@ mod tests {
     use crate::driver::runtime::inert::Inert;
     use crate::driver::{ConnectionProbe, TryNext};
 
+    /// A `POST` of `path` with no body.
+    fn post(path: &str) -> http::Request<Bytes> {
+        http::Request::post(path)
+            .body(Bytes::new())
+            .expect("request")
+    }
+
+    /// A liveness probe that says the client is gone once the flag is set.
+    fn scripted_probe() -> (Arc<std::sync::atomic::AtomicBool>, ConnectionProbe) {
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = gone.clone();
+        (
+            gone,
+            ConnectionProbe::new(move || flag.load(Ordering::Acquire)),
+        )
+    }
+
     /// The status of what `exchange` answered at once.
     fn status(exchange: &mut Exchange) -> Option<u16> {
         match exchange.try_next() {
@@ -601,8 +618,6 @@ mod tests {
     /// rather than getting `503` for a place no session holds.
     #[test]
     fn s7_1_6_a_session_a_request_ends_gives_its_place_to_that_request() {
-        use std::sync::atomic::AtomicBool;
-
         let options = Options {
             max_sessions: 1,
             disconnect_delay: Duration::from_millis(20),
@@ -614,35 +629,17 @@ mod tests {
         };
         let service =
             Service::new(options, config, Arc::new(Inert), |_session| async {}).expect("service");
-        let request = |path: &str| {
-            http::Request::post(path)
-                .body(Bytes::new())
-                .expect("request")
-        };
 
         // Expired, its timer input not come yet (the runtime's timers never fire here).
-        assert_eq!(
-            status(&mut service.submit(request("/000/a/xhr"))),
-            Some(200)
-        );
-        assert_eq!(
-            status(&mut service.submit(request("/000/b/xhr"))),
-            Some(503)
-        );
+        assert_eq!(status(&mut service.submit(post("/000/a/xhr"))), Some(200));
+        assert_eq!(status(&mut service.submit(post("/000/b/xhr"))), Some(503));
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(
-            status(&mut service.submit(request("/000/b/xhr"))),
-            Some(200)
-        );
+        assert_eq!(status(&mut service.submit(post("/000/b/xhr"))), Some(200));
 
         // Its receiver's client gone, as the probe finds when the next receiver comes:
         // aborted, the session closes (the default abort policy), and the newcomer opens
         // a new one under the same id.
-        let gone = Arc::new(AtomicBool::new(false));
-        let probe = {
-            let gone = gone.clone();
-            ConnectionProbe::new(move || gone.load(Ordering::Acquire))
-        };
+        let (gone, probe) = scripted_probe();
         let (service, kept) = keeping_sessions(
             Options {
                 max_sessions: 1,
@@ -655,10 +652,10 @@ mod tests {
         );
         let stream = "/000/s/xhr_streaming";
         let connection = Connection::new().with_probe(probe);
-        let mut first = service.submit_on(request(stream), &connection);
+        let mut first = service.submit_on(post(stream), &connection);
         assert_eq!(head_status(&mut first), Some(200));
         gone.store(true, Ordering::Release);
-        let mut second = service.submit_on(request(stream), &Connection::new());
+        let mut second = service.submit_on(post(stream), &Connection::new());
         assert_eq!(head_status(&mut second), Some(200));
         let mut frames = Vec::new();
         while let TryNext::Item(Content::Chunk(chunk)) = second.try_next() {
@@ -679,8 +676,6 @@ mod tests {
     /// no abort when its connection drops before writing it.
     #[test]
     fn s7_1_6_an_abort_is_counted_once_however_it_is_seen() {
-        use std::sync::atomic::AtomicBool;
-
         let (service, _kept) = keeping_sessions(
             Options::default(),
             Config {
@@ -688,20 +683,11 @@ mod tests {
                 ..Config::default()
             },
         );
-        let request = |path: &str| {
-            http::Request::post(path)
-                .body(Bytes::new())
-                .expect("request")
-        };
-        let gone = Arc::new(AtomicBool::new(false));
-        let probe = {
-            let gone = gone.clone();
-            ConnectionProbe::new(move || gone.load(Ordering::Acquire))
-        };
+        let (gone, probe) = scripted_probe();
         let stream = "/000/s/xhr_streaming";
-        let first = service.submit_on(request(stream), &Connection::new().with_probe(probe));
+        let first = service.submit_on(post(stream), &Connection::new().with_probe(probe));
         gone.store(true, Ordering::Release);
-        let second = service.submit_on(request(stream), &Connection::new());
+        let second = service.submit_on(post(stream), &Connection::new());
         assert_eq!(service.metrics().aborts, 1, "the probe's");
         // The first client's connection ends only now.
         drop(first);
@@ -717,7 +703,7 @@ mod tests {
             "the second receiver, still held"
         );
         // A poll answered in full (its `o` queued), dropped before it was written.
-        let poll = service.submit_on(request("/000/p/xhr"), &Connection::new());
+        let poll = service.submit_on(post("/000/p/xhr"), &Connection::new());
         drop(poll);
         assert_eq!(service.metrics().aborts, 2, "an answered poll");
     }
@@ -887,19 +873,14 @@ mod tests {
             ..Config::default()
         };
         let (service, kept) = keeping_sessions(options, config);
-        let request = |path: &str| {
-            http::Request::post(path)
-                .body(Bytes::new())
-                .expect("request")
-        };
         // A session without a receiver, soon past its delay.
         assert_eq!(
-            status(&mut service.submit(request("/000/gone/xhr"))),
+            status(&mut service.submit(post("/000/gone/xhr"))),
             Some(200)
         );
         // A session whose streaming receiver takes nothing after its head: its connection
         // fills.
-        let mut stream = service.submit(request("/000/full/xhr_streaming"));
+        let mut stream = service.submit(post("/000/full/xhr_streaming"));
         assert_eq!(head_status(&mut stream), Some(200));
         let full = {
             let mut kept = kept.lock().expect("unpoisoned");
