@@ -95,6 +95,13 @@ pub struct DeflateOptions {
     /// without `client_no_context_takeover` unless the client offered it): a better ratio
     /// on the client's messages, for a decompressor of 47 KiB per connection, held from its
     /// first compressed message to its end. Default off.
+    ///
+    /// One limit: a client message that ends its DEFLATE stream with a final block
+    /// (`BFINAL` set, RFC 7692 §7.2.3.4, where every browser and common client library
+    /// flushes with an empty non-final block instead) starts the server's window afresh,
+    /// so a later message of that client that refers back past it does not inflate and
+    /// closes the socket with 1007. Keeping the window across a final block would cost
+    /// every such socket a further 32 KiB of history.
     pub client_context_takeover: bool,
 }
 

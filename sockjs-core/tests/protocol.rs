@@ -2056,6 +2056,27 @@ fn s9_2_heartbeat_every_delay() {
     assert_eq!(h.ex(ws).ws_texts, ["o", "h", "h"]);
 }
 
+/// §9.2 with §7.1.3: messages the application sent before a heartbeat's timer input and
+/// not drained yet go out instead of `h` (as on HTTP receivers), not behind it; the next
+/// heartbeat is a whole delay after them.
+#[test]
+fn s9_2_messages_not_drained_before_a_heartbeat_go_instead_of_it() {
+    let mut h = Harness::new(Options::default(), App::Passive);
+    let ws = h.ws_open("/a/hbw/websocket");
+    h.advance(Duration::from_secs(25) - ms(1));
+    let key = h.last_session();
+    h.engine.send(h.now, key, "x").expect("send");
+    h.skip(ms(1));
+    h.engine.handle_timeout(h.now);
+    h.drain();
+    assert_eq!(h.ex(ws).ws_texts, ["o", "a[\"x\"]"]);
+    assert_eq!(h.engine.heartbeats(), 0, "no heartbeat went out");
+    h.advance(Duration::from_secs(25) - ms(1));
+    assert_eq!(h.ex(ws).ws_texts.len(), 2);
+    h.advance(ms(1));
+    assert_eq!(h.ex(ws).ws_texts, ["o", "a[\"x\"]", "h"]);
+}
+
 #[test]
 fn s7_2_websocket_sessions_are_independent_of_the_id() {
     let mut h = Harness::echo();

@@ -504,13 +504,17 @@ impl Engine {
                     }
                     let beat = timers.heartbeat.is_some_and(|at| at <= now);
                     let probe = matches!(timers.alive, Alive::Quiet(at) if at <= now);
-                    if beat {
+                    // Messages the application sent since the last drain go instead of
+                    // the heartbeat, as on HTTP receivers below: `h` would only go out
+                    // ahead of them.
+                    let batch = beat && !raw && !s.batch.is_empty();
+                    if beat && !batch {
                         self.heartbeats += 1;
-                    }
-                    if beat && !raw {
-                        self.shared
-                            .out
-                            .push(socket, Content::WsText("h".to_owned()));
+                        if !raw {
+                            self.shared
+                                .out
+                                .push(socket, Content::WsText("h".to_owned()));
+                        }
                     }
                     // A raw socket's heartbeat is a ping: one ping serves as both.
                     if probe || (beat && raw) {
@@ -522,7 +526,9 @@ impl Engine {
                             .and_then(|timeout| after(now, timeout))
                             .map_or(Alive::Unwatched, Alive::Pinged);
                     }
-                    if beat {
+                    if batch {
+                        self.shared.flush_socket(key, socket, s);
+                    } else if beat {
                         self.shared.socket_wrote(key, s);
                     } else {
                         self.shared.timers.set(key, &mut s.deadline, timers.next());
