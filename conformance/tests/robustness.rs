@@ -1482,13 +1482,13 @@ fn next_text<S: Read + Write>(
 }
 
 /// Over a WebSocket session of the `seq` application on `stream`: asks for `total`
-/// numbered messages and reads them 2 KiB at a time every 20 ms, checking their order.
+/// numbered messages and reads them 2 KiB at a time every `pause`, checking their order.
 /// The reading must outlast twice `write_timeout`, or the client was not slow.
 fn numbered_messages_read_slowly<S: Read + Write>(
     label: &str,
     url: &str,
     stream: S,
-    total: u64,
+    (total, pause): (u64, Duration),
     write_timeout: Duration,
 ) {
     let (mut ws, _) = tungstenite::client(url, stream).unwrap();
@@ -1513,7 +1513,7 @@ fn numbered_messages_read_slowly<S: Read + Write>(
         }
         if since_pause >= 2048 {
             since_pause = 0;
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(pause);
         }
     }
     assert!(
@@ -1524,12 +1524,14 @@ fn numbered_messages_read_slowly<S: Read + Write>(
 }
 
 /// Over xhr-polling with the `seq` application, on streams `connect` opens: has the
-/// application queue a few hundred KiB for the session, then reads the poll that carries
-/// them 8 KiB at a time every 40 ms, which must outlast twice `write_timeout`.
+/// application queue `total` numbered messages for the session (about 9 bytes each),
+/// then reads the poll that carries them 8 KiB at a time every `pause`, which must outlast
+/// twice `write_timeout`.
 fn a_large_poll_read_slowly<S: Read + Write>(
     label: &str,
     target: &Target,
     connect: impl Fn() -> S,
+    (total, pause): (u64, Duration),
     write_timeout: Duration,
 ) {
     let request = |path: &str, body: &str| {
@@ -1547,7 +1549,7 @@ fn a_large_poll_read_slowly<S: Read + Write>(
         "{label}"
     );
     let mut send = connect();
-    send.write_all(request("xhr_send", "[\"more:60000\"]").as_bytes())
+    send.write_all(request("xhr_send", &format!("[\"more:{total}\"]")).as_bytes())
         .unwrap();
     let mut sent = [0u8; 512];
     let n = send.read(&mut sent).unwrap();
@@ -1555,7 +1557,7 @@ fn a_large_poll_read_slowly<S: Read + Write>(
     // Let the application fill the session's queue.
     assert!(
         wait_for(Duration::from_secs(10), || {
-            target.app.seq.sent.load(Ordering::Relaxed) >= 50_000
+            target.app.seq.sent.load(Ordering::Relaxed) >= total * 5 / 6
         }),
         "{label}"
     );
@@ -1587,9 +1589,9 @@ fn a_large_poll_read_slowly<S: Read + Write>(
         .and_then(|rest| rest.split("\r\n").next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{label}: {head}"));
-    assert!(length > 200_000, "{label}: {length}");
+    assert!(length as u64 > total * 3, "{label}: {length}");
     while answer.len() < body_at + length {
-        thread::sleep(Duration::from_millis(40));
+        thread::sleep(pause);
         read_some(&mut answer);
     }
     assert!(answer[body_at..].starts_with(b"a[\"s0\",\"s1\""), "{label}");
@@ -1630,10 +1632,58 @@ fn a_client_reading_slowly_is_not_cut_by_the_write_timeout() {
                 }
             };
             let stream = connect(&target);
-            numbered_messages_read_slowly(&label, &url, stream, 30_000, write_timeout);
+            let pace = (30_000, Duration::from_millis(20));
+            numbered_messages_read_slowly(&label, &url, stream, pace, write_timeout);
             let target = on_a_slow_link(adapter, config);
-            a_large_poll_read_slowly(&label, &target, || connect(&target), write_timeout);
+            let pace = (60_000, Duration::from_millis(40));
+            a_large_poll_read_slowly(&label, &target, || connect(&target), pace, write_timeout);
         }
+    }
+}
+
+/// The same over TLS at a client's pace of about 30 KiB a second against a write timeout
+/// of 1 s: less per timeout than the TLS stream holds (up to 16 KiB of rustls's records,
+/// and the 16 KiB its socket keeps of a write the stream could not take). Progress counts
+/// as the client takes what they hold, not only once all of it is out; the client is not
+/// cut.
+#[test]
+fn a_tls_client_reading_less_per_timeout_than_the_stream_buffers_is_not_cut() {
+    over_tls_on_a_slow_link(|label, target, connect, write_timeout| {
+        let url = format!("wss://{}/echo/000/seqws/websocket", target.addr);
+        let pace = (10_000, Duration::from_millis(70));
+        numbered_messages_read_slowly(label, &url, connect(), pace, write_timeout);
+    });
+}
+
+/// The same for a large xhr-polling answer over TLS, read at about 30 KiB a second.
+#[test]
+fn a_tls_client_reading_a_large_poll_less_per_timeout_than_the_stream_buffers_is_not_cut() {
+    over_tls_on_a_slow_link(|label, target, connect, write_timeout| {
+        let pace = (12_000, Duration::from_millis(250));
+        a_large_poll_read_slowly(label, target, connect, pace, write_timeout);
+    });
+}
+
+/// Runs `read` against each adapter's server over TLS, with a write timeout of 1 s, on a
+/// slow link, given a function that opens a slow-reading TLS stream to it.
+fn over_tls_on_a_slow_link(read: impl Fn(&str, &Target, &dyn Fn() -> ClientStream, Duration)) {
+    let write_timeout = Duration::from_secs(1);
+    let certs = TestCerts::new();
+    for adapter in ADAPTERS {
+        let config = Config {
+            write_timeout,
+            tls: Some(certs.server()),
+            ..Config::default()
+        };
+        let target = on_a_slow_link(adapter, config);
+        let connect =
+            || ClientStream::tls(slow_reader(&target), &target.host(), &certs.client).unwrap();
+        read(
+            &format!("{adapter:?} TLS"),
+            &target,
+            &connect,
+            write_timeout,
+        );
     }
 }
 

@@ -679,7 +679,9 @@ impl Handler {
                     ))
                 };
                 let handshake = future::or(handshake, future::or(timeout, shutdown));
-                let stream = Polled::new(handshake.await?);
+                let mut stream = handshake.await?;
+                sockjs_core::driver::tls::tune(stream.get_mut().1);
+                let stream = Polled::new(stream);
                 let connection = Connection::new()
                     .with_peer(peer)
                     .with_tls(true)

@@ -677,7 +677,7 @@ where
             let handshake = tokio::time::timeout(host.config.header_read_timeout, handshake);
             // Nor past the graceful shutdown: it carries no request yet, and ends when an
             // idle connection would.
-            let io = tokio::select! {
+            let mut io = tokio::select! {
                 done = handshake => done.map_err(|_| {
                     io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
                 })??,
@@ -688,6 +688,7 @@ where
                     ));
                 }
             };
+            sockjs_core::driver::tls::tune(io.get_mut().1);
             let connection = connection.with_tls(true).with_accepted_at(accepted);
             http1::serve(host, Polled::new(io.compat()), connection).await
         })

@@ -112,6 +112,11 @@ pub struct Config {
     /// bit is not cut. For an RFC 6455 WebSocket whose close is on its way, it counts from the first
     /// wait instead, so that a client taking a byte now and then cannot hold it open (at a
     /// shutdown, say). Then the connection is dropped. Default 30 s.
+    ///
+    /// Over TLS, the records rustls holds (at most 16 KiB,
+    /// [`tls::SEND_BUFFER`](crate::driver::tls)) count as taken only as the client makes
+    /// room in them: a client that takes less than that per `write_timeout` while the last
+    /// of an answer drains is cut.
     pub write_timeout: Duration,
     /// *(server)* `TCP_USER_TIMEOUT` of every TCP connection the adapter's server accepts
     /// or is handed as a plain socket (Linux and Android; elsewhere ignored): how long data

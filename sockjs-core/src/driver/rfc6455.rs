@@ -281,7 +281,8 @@ impl<S: Socket> Serve<S> {
                         // last progress of a turn that began open), so that a client
                         // taking a byte now and then cannot hold a closing socket (at a
                         // shutdown, say) for ever.
-                        if std::mem::take(&mut pump.wrote) && open {
+                        let progressed = pump.socket.progressed();
+                        if (std::mem::take(&mut pump.wrote) || progressed) && open {
                             self.blocked_since = Some(now);
                         }
                         let since = *self.blocked_since.get_or_insert(now);

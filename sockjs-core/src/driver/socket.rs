@@ -22,6 +22,15 @@ pub trait Socket: Send + 'static {
         Ok(())
     }
 
+    /// Whether bytes that earlier writes left buffered moved on toward the client since the
+    /// last call: a buffering stream (TLS) passes what it holds on bit by bit, while
+    /// [`try_flush`](Socket::try_flush) only tells when all of it is out. The write
+    /// timeouts count from the last progress, this included, so that a client that reads
+    /// slowly is not taken for one that reads nothing. Plain sockets buffer nothing.
+    fn progressed(&mut self) -> bool {
+        false
+    }
+
     /// Ready once a read may find bytes (or the end, or an error) after one that blocked.
     fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
@@ -126,6 +135,12 @@ pub struct Polled<T> {
     eof: bool,
     /// A write accepted but not yet taken by the stream.
     pending: Vec<u8>,
+    /// Bytes of `pending` the stream took since a write last reported progress: a client
+    /// taking a kept write bit by bit (through a TLS stream's buffer, say) is one that
+    /// reads, and the next write says so (see `try_write`).
+    drained: usize,
+    /// The stream took bytes of `pending` since [`Socket::progressed`] last asked.
+    moved: bool,
 }
 
 impl<T: PollIo> Polled<T> {
@@ -137,6 +152,8 @@ impl<T: PollIo> Polled<T> {
             at: 0,
             eof: false,
             pending: Vec::new(),
+            drained: 0,
+            moved: false,
         }
     }
 
@@ -147,6 +164,8 @@ impl<T: PollIo> Polled<T> {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     self.pending.drain(..n);
+                    self.drained = self.drained.saturating_add(n);
+                    self.moved = true;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
@@ -211,9 +230,22 @@ impl<T: PollIo> Socket for Polled<T> {
             match self.push_pending(&mut cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+                Poll::Pending => {
+                    // The stream took part of the kept write (here, or in `poll_writable`):
+                    // as much of this one is kept in its place and reported taken, so
+                    // that the caller sees the client's pace (its write timeout counts
+                    // from progress) while no more than `KEPT_WRITE` is held.
+                    let room = KEPT_WRITE.saturating_sub(self.pending.len());
+                    let kept = std::mem::take(&mut self.drained).min(room).min(buf.len());
+                    if kept == 0 {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    self.pending.extend_from_slice(&buf[..kept]);
+                    return Ok(kept);
+                }
             }
         }
+        self.drained = 0;
         let mut cx = Context::from_waker(Waker::noop());
         match self.io.poll_write(&mut cx, buf) {
             Poll::Ready(Ok(n)) => Ok(n),
@@ -261,6 +293,13 @@ impl<T: PollIo> Socket for Polled<T> {
 
     fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.push_pending(cx)
+    }
+
+    /// What the stream took of a kept write. What the stream buffers of its own (a TLS
+    /// stream's records) shows only as the room it makes for the kept bytes: the adapters
+    /// keep rustls's buffer small ([`tls::tune`](crate::driver::tls)) for this.
+    fn progressed(&mut self) -> bool {
+        std::mem::take(&mut self.moved)
     }
 
     fn shutdown(&mut self) -> io::Result<()> {
@@ -383,6 +422,80 @@ mod tests {
         // Writes the stream takes at once keep nothing either.
         assert_eq!(socket.try_write(b"small").expect("written"), 5);
         assert_eq!(socket.pending.capacity(), 0);
+    }
+
+    /// A stream that takes at most `budget` more bytes of writes, then none until given
+    /// more (a TLS stream over a client that reads slowly).
+    struct Trickle {
+        budget: usize,
+        written: Vec<u8>,
+    }
+
+    impl PollIo for Trickle {
+        fn poll_read(&mut self, _: &mut Context<'_>, _: &mut [u8]) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_write(&mut self, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.budget);
+            if n == 0 {
+                return Poll::Pending;
+            }
+            self.budget -= n;
+            self.written.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A client that takes a kept write bit by bit shows as progress at its own pace: each
+    /// write after the stream took some of the kept bytes takes as many of its own (the
+    /// pump's and HTTP/1's write timeouts count from the last write that took any), and no
+    /// more than `KEPT_WRITE` is ever held; in order.
+    #[test]
+    fn a_kept_write_taken_bit_by_bit_shows_as_progress() {
+        let mut socket = Polled::new(Trickle {
+            budget: 0,
+            written: Vec::new(),
+        });
+        let message: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut at = socket.try_write(&message).expect("kept");
+        assert_eq!(at, KEPT_WRITE);
+        assert_eq!(
+            socket.try_write(&message[at..]).map_err(|e| e.kind()),
+            Err(io::ErrorKind::WouldBlock),
+            "nothing taken, no progress"
+        );
+        let mut cx = Context::from_waker(Waker::noop());
+        for round in 0..200 {
+            socket.io.budget = 1000;
+            // Half the rounds the stream takes from the kept write while waiting.
+            if round % 2 == 0 {
+                assert!(socket.poll_writable(&mut cx).is_pending());
+            }
+            if round % 2 == 0 {
+                assert!(
+                    socket.progressed(),
+                    "round {round}: the stream took kept bytes"
+                );
+                assert!(!socket.progressed(), "told once");
+            }
+            let took = socket.try_write(&message[at..]).expect("progress");
+            assert!((1..=1000).contains(&took), "round {round}: {took}");
+            at += took;
+            assert!(socket.pending.len() <= KEPT_WRITE);
+        }
+        assert!(at > 150 * 1000, "{at}");
+        socket.io.budget = usize::MAX;
+        socket.try_flush().expect("flushed");
+        assert!(
+            socket.io.written == message[..at],
+            "every byte once, in order"
+        );
     }
 
     /// A shutdown with a kept write that cannot go out yet does not shut the stream down (a

@@ -496,14 +496,20 @@ async fn write_all<S: Socket>(
         if let Poll::Ready(result) = crate::driver::socket::write_now(socket, &mut data) {
             return result;
         }
-        if data.len() < before {
+        if data.len() < before || socket.progressed() {
             // The write timeout counts from the last progress.
             since = None;
         }
         let start = *since.get_or_insert_with(|| exchange.runtime().now());
         alarm.set(exchange, Some(later(start, timeout)));
+        // A buffering stream (TLS) may pass on some of what it holds while its
+        // writability waits for all of it: progress too, looked at before the deadline.
         let writable = poll_fn(|cx| {
             if socket.poll_writable(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            if socket.progressed() {
+                since = None;
                 return Poll::Ready(true);
             }
             alarm.poll(cx).map(|()| false)

@@ -248,10 +248,24 @@ impl<H: Host, S: Socket> Conn<H, S> {
             let left = data.len();
             let progress = async {
                 loop {
-                    poll_fn(|cx| stream.poll_writable(cx)).await?;
+                    // A buffering stream (TLS) may pass on some of what it holds while
+                    // its writability waits for all of it: progress too.
+                    let moved = poll_fn(|cx| match stream.poll_writable(cx) {
+                        Poll::Ready(result) => Poll::Ready(result.map(|()| false)),
+                        Poll::Pending if stream.progressed() => Poll::Ready(Ok(true)),
+                        Poll::Pending => Poll::Pending,
+                    })
+                    .await?;
+                    if moved {
+                        return Ok(false);
+                    }
                     match write_now(stream, &mut data) {
                         Poll::Ready(result) => return result.map(|()| true),
-                        Poll::Pending if data.len() < left => return Ok(false),
+                        // Taken, or passed on from a buffer (a TLS stream's) toward
+                        // the client: progress either way.
+                        Poll::Pending if data.len() < left || stream.progressed() => {
+                            return Ok(false);
+                        }
                         Poll::Pending => {}
                     }
                 }
