@@ -264,9 +264,10 @@ pub struct Stream {
     pub conn: Conn<ClientStream>,
     /// The response head.
     pub head: Head,
-    /// The transport's heartbeat chunk, which [`expect_chunk`](Stream::expect_chunk) and
-    /// [`expect_end`](Stream::expect_end) pass over unless they expect it: a server may
-    /// send one whenever its heartbeat delay passes, and a slow check must not fail it.
+    /// The transport's heartbeat chunk, which [`expect_chunk`](Stream::expect_chunk)
+    /// passes over unless it expects it: a server may send one whenever its heartbeat
+    /// delay passes, and a slow check must not fail it. Not at the end of a stream:
+    /// [`expect_end`](Stream::expect_end) takes none.
     pub heartbeat: Option<Vec<u8>>,
     /// The server's heartbeat delay, if known: how long past the read timeout heartbeats
     /// are passed over before a read gives up (see [`patience`]).
@@ -347,12 +348,14 @@ impl Stream {
         expect_eq(what, expected, got)
     }
 
-    /// Fails unless the stream ends now (terminating chunk; heartbeats aside).
+    /// Fails unless the stream ends now: the next chunk is the terminating one, a heartbeat
+    /// included (§10: a stream ends with the zero-length chunk right after the close frame
+    /// or the frame that reached the limit).
     pub fn expect_end(&mut self, what: &str) -> Outcome {
-        let got = self.chunk_past_heartbeats(what, b"")?;
+        let got = self.chunk().step(what)?;
         ensure(got.is_empty(), || {
             format!(
-                "{what}: expected the end of the stream, got another chunk \"{}\"",
+                "{what}: expected the end of the stream (the zero-length chunk, §10), got another chunk \"{}\"",
                 esc_short(&got, 120)
             )
         })
@@ -536,8 +539,55 @@ pub fn first_answered(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::heartbeat_chunk;
+    use super::{Stream, heartbeat_chunk};
+    use crate::http::Conn;
+    use crate::tls::ClientStream;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    /// An xhr_streaming response whose server wrote `body` (chunked) and closed, read up to
+    /// its head.
+    fn canned_stream(body: &[u8]) -> Stream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap();
+        server.write_all(body).unwrap();
+        drop(server);
+        let mut conn = Conn::new(ClientStream::Plain(client), &addr.to_string());
+        let head = conn.read_head().unwrap();
+        Stream {
+            conn,
+            head,
+            heartbeat: heartbeat_chunk("/echo/000/x/xhr_streaming"),
+            heartbeat_delay: Some(Duration::from_millis(100)),
+        }
+    }
+
+    #[test]
+    fn a_stream_ends_right_after_its_last_frame() {
+        let close = b"13\r\nc[3000,\"Go away!\"]\n\r\n";
+        let mut st = canned_stream(&[&close[..], b"0\r\n\r\n"].concat());
+        st.expect_chunk("close frame", "c[3000,\"Go away!\"]\n").unwrap();
+        st.expect_end("after the close frame").unwrap();
+        // A heartbeat between the close frame and the terminating chunk is not passed over.
+        let mut st = canned_stream(&[&close[..], b"2\r\nh\n\r\n0\r\n\r\n"].concat());
+        st.expect_chunk("close frame", "c[3000,\"Go away!\"]\n").unwrap();
+        let e = st.expect_end("after the close frame").unwrap_err();
+        assert!(e.reason.contains("got another chunk \"h\\n\""), "{e}");
+        // Before the awaited frame, heartbeats are.
+        let mut st = canned_stream(&[&b"2\r\nh\n\r\n"[..], &close[..]].concat());
+        st.expect_chunk("close frame", "c[3000,\"Go away!\"]\n").unwrap();
+    }
 
     #[test]
     fn each_stream_has_its_heartbeat_chunk() {
