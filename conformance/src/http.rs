@@ -527,7 +527,8 @@ impl<S: Read + Write> Conn<S> {
         self.write_raw(&bytes)
     }
 
-    /// Reads more bytes into the buffer; returns how many (0 at EOF).
+    /// Reads more bytes into the buffer; returns how many (0 at EOF, a TLS peer's TCP close
+    /// without close_notify included: see [`is_eof`]).
     fn fill(&mut self, what: &str) -> Result<usize> {
         let mut tmp = [0u8; 16 * 1024];
         loop {
@@ -537,6 +538,7 @@ impl<S: Read + Write> Conn<S> {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_eof(&e) => return Ok(0),
                 Err(e) => {
                     let mut err = Error::io(what, &e);
                     if !self.buf.is_empty() {
@@ -705,7 +707,7 @@ impl<S: Read + Write> Conn<S> {
                 self.buf.extend_from_slice(&tmp[..n]);
                 Ok(false)
             }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset || is_eof(&e) => Ok(true),
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
             {
@@ -719,6 +721,14 @@ impl<S: Read + Write> Conn<S> {
     pub fn buffered(&self) -> &[u8] {
         &self.buf
     }
+}
+
+/// Whether a read error is the end of input: over TLS, rustls reports a peer that closed
+/// TCP without a close_notify alert as `UnexpectedEof`. Many servers close that way; the
+/// bytes before it are whole, so it ends a close-delimited body or a connection as a plain
+/// EOF does (as [`crate::ws`] and [`crate::deflate`] take it too).
+fn is_eof(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::UnexpectedEof
 }
 
 /// Position of `needle` in `hay`.
@@ -735,17 +745,23 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    /// An in-memory duplex stream: reads from `input`, collects writes.
+    /// An in-memory duplex stream: reads from `input`, collects writes. With
+    /// `unexpected_eof`, its end is an `UnexpectedEof` error, as rustls reports a TCP close
+    /// without close_notify.
     struct Mock {
         input: Cursor<Vec<u8>>,
         output: Vec<u8>,
+        unexpected_eof: bool,
     }
 
     impl Read for Mock {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             // Deliver at most 7 bytes per read to exercise buffering.
             let n = buf.len().min(7);
-            self.input.read(&mut buf[..n])
+            match self.input.read(&mut buf[..n])? {
+                0 if self.unexpected_eof && n > 0 => Err(io::ErrorKind::UnexpectedEof.into()),
+                n => Ok(n),
+            }
         }
     }
 
@@ -764,9 +780,30 @@ mod tests {
             Mock {
                 input: Cursor::new(input.to_vec()),
                 output: Vec::new(),
+                unexpected_eof: false,
             },
             "example:80",
         )
+    }
+
+    /// [`conn`] whose end is a TLS close without close_notify.
+    fn tls_conn(input: &[u8]) -> Conn<Mock> {
+        let mut c = conn(input);
+        c.stream.unexpected_eof = true;
+        c
+    }
+
+    #[test]
+    fn a_tls_close_without_close_notify_ends_the_input() {
+        let mut c = tls_conn(b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nWelcome to SockJS!\n");
+        let r = c.read_response("GET").unwrap();
+        assert_eq!(r.kind, BodyKind::Close);
+        assert_eq!(r.body, b"Welcome to SockJS!\n");
+        assert!(c.is_closed().unwrap());
+        // Still an early end where the framing wants more.
+        let mut c = tls_conn(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab");
+        let e = c.read_response("GET").unwrap_err();
+        assert!(e.0.contains("connection closed after 2 of 5 bytes"), "{e}");
     }
 
     #[test]
