@@ -1664,6 +1664,39 @@ fn a_tls_client_reading_a_large_poll_less_per_timeout_than_the_stream_buffers_is
     });
 }
 
+/// And one that stops reading over TLS is still dropped after the write timeout: what the
+/// TLS stream holds moving on is progress, nothing moving is none. Seen from the
+/// application, whose sends fail once its session has ended.
+#[test]
+fn a_tls_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    over_tls_on_a_slow_link(|label, target, connect, write_timeout| {
+        let url = format!("wss://{}/echo/000/seqstop/websocket", target.addr);
+        let (mut ws, _) = tungstenite::client(url.as_str(), connect()).unwrap();
+        let opened = next_text(&mut ws).map_err(|e| e.to_string());
+        assert_eq!(opened.as_deref(), Ok("o"), "{label}");
+        ws.send(tungstenite::Message::text("[\"more:200000\"]"))
+            .unwrap();
+        for _ in 0..3 {
+            next_text(&mut ws).unwrap();
+        }
+        let stopped = Instant::now();
+        let ended = || !target.app.seq.errors.lock().unwrap().is_empty();
+        assert!(
+            wait_for(write_timeout + Duration::from_secs(8), ended),
+            "{label}: still open {:?} after the client stopped reading",
+            stopped.elapsed()
+        );
+        assert!(
+            stopped.elapsed() >= write_timeout,
+            "{label}: {:?}",
+            stopped.elapsed()
+        );
+        let first = target.app.seq.errors.lock().unwrap()[0].clone();
+        assert!(first.ends_with("unknown session"), "{label}: {first}");
+        drop(ws);
+    });
+}
+
 /// Runs `read` against each adapter's server over TLS, with a write timeout of 1 s, on a
 /// slow link, given a function that opens a slow-reading TLS stream to it.
 fn over_tls_on_a_slow_link(read: impl Fn(&str, &Target, &dyn Fn() -> ClientStream, Duration)) {

@@ -113,10 +113,10 @@ pub struct Config {
     /// wait instead, so that a client taking a byte now and then cannot hold it open (at a
     /// shutdown, say). Then the connection is dropped. Default 30 s.
     ///
-    /// Over TLS, the records rustls holds (at most 16 KiB,
-    /// [`tls::SEND_BUFFER`](crate::driver::tls)) count as taken only as the client makes
-    /// room in them: a client that takes less than that per `write_timeout` while the last
-    /// of an answer drains is cut.
+    /// Over TLS, what the client takes of the records rustls holds (at most 16 KiB,
+    /// `tls::SEND_BUFFER`, feature `tls`) shows only as room for more of the
+    /// server's bytes, or once all of it is out: a client that takes less than 16 KiB per
+    /// `write_timeout` may be cut.
     pub write_timeout: Duration,
     /// *(server)* `TCP_USER_TIMEOUT` of every TCP connection the adapter's server accepts
     /// or is handed as a plain socket (Linux and Android; elsewhere ignored): how long data

@@ -367,6 +367,13 @@ impl<S: Socket> Serve<S> {
             if pump.phase != Phase::Lingering {
                 if self.blocked_since.is_some() {
                     again |= pump.socket.poll_writable(cx).is_ready();
+                    // A buffering stream (TLS) passed on some of what it holds while its
+                    // writability waits for all of it: progress, counted now (not when
+                    // the next wake-up comes, maybe the deadline's).
+                    if pump.socket.progressed() {
+                        pump.wrote = true;
+                        again = true;
+                    }
                 } else if pump.phase == Phase::Open {
                     again |= exchange.poll_ready(cx).is_ready();
                 }

@@ -177,9 +177,9 @@ pub const SEND_BUFFER: usize = 16 * 1024;
 /// Sets up a connection the adapters accepted: its buffer of records not yet sent is
 /// [`SEND_BUFFER`]. A client on a slow link takes those records bit by bit, and the
 /// write timeout counts from progress, which the server sees only as room the buffer
-/// makes for more ([`Socket::progressed`](crate::driver::Socket::progressed)): with the
-/// default, a client reading less than 64 KiB per `write_timeout` while the last of an
-/// answer drains would be cut although it reads; with this, less than 16 KiB.
+/// makes for more ([`Socket::progressed`](crate::driver::Socket::progressed)) or once all
+/// of it is out: with rustls's default, a client reading less than 64 KiB per
+/// `write_timeout` could be cut although it reads; with this, less than 16 KiB.
 pub fn tune(connection: &mut rustls::ServerConnection) {
     connection.set_buffer_limit(Some(SEND_BUFFER));
 }
