@@ -112,9 +112,27 @@ pub fn expect_response(what: &str, r: &Response, status: u16, body: &[u8]) -> Ou
     expect_eq(&format!("{what}: body"), body, &r.body)
 }
 
-/// Fails unless the header is present with exactly this value.
+/// The value of a header a check expects once: `None` when absent, a failure when it comes
+/// in more than one field (two `Access-Control-Allow-Origin` or `Cache-Control` fields are
+/// not the one value a rule asks for, even if the first is).
+pub fn single_header<'h>(what: &str, h: &'h Head, name: &str) -> Result<Option<&'h str>, Failure> {
+    match h.header_all(name).as_slice() {
+        [] => Ok(None),
+        [v] => Ok(Some(v)),
+        many => Err(fail(format!(
+            "{what}: header {name} must come once, got {} fields: {}",
+            many.len(),
+            many.iter()
+                .map(|v| format!("\"{}\"", esc(v.as_bytes())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Fails unless the header is present, in one field, with exactly this value.
 pub fn expect_header(what: &str, h: &Head, name: &str, value: &str) -> Outcome {
-    match h.header(name) {
+    match single_header(what, h, name)? {
         Some(v) => expect_eq(&format!("{what}: header {name}"), value, v),
         None => Err(fail(format!(
             "{what}: header {name} missing (expected \"{}\")",
@@ -134,9 +152,9 @@ pub fn expect_no_header(what: &str, h: &Head, name: &str) -> Outcome {
     }
 }
 
-/// Fails unless Content-Type (spaces deleted) equals `expected`.
+/// Fails unless Content-Type, in one field, equals `expected` (spaces deleted).
 pub fn expect_content_type(what: &str, h: &Head, expected: &str) -> Outcome {
-    match h.header("content-type") {
+    match single_header(what, h, "content-type")? {
         Some(v) => expect_eq(
             &format!("{what}: Content-Type (spaces removed)"),
             expected,
@@ -571,6 +589,22 @@ mod tests {
             heartbeat: heartbeat_chunk("/echo/000/x/xhr_streaming"),
             heartbeat_delay: Some(Duration::from_millis(100)),
         }
+    }
+
+    #[test]
+    fn an_expected_header_comes_in_one_field() {
+        use super::{expect_content_type, expect_header};
+        let head = |fields: &str| {
+            crate::http::parse_head(format!("HTTP/1.1 200 OK\r\n{fields}").as_bytes()).unwrap()
+        };
+        let h = head("Access-Control-Allow-Origin: *");
+        assert!(expect_header("t", &h, "access-control-allow-origin", "*").is_ok());
+        let h = head("Access-Control-Allow-Origin: *\r\naccess-control-allow-origin: *");
+        let e = expect_header("t", &h, "access-control-allow-origin", "*").unwrap_err();
+        assert!(e.reason.contains("must come once, got 2 fields"), "{e}");
+        let h = head("Content-Type: text/plain\r\nContent-Type: text/plain");
+        assert!(expect_content_type("t", &h, "text/plain").is_err());
+        assert!(expect_header("t", &head(""), "x", "y").is_err());
     }
 
     #[test]

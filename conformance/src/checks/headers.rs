@@ -3,7 +3,7 @@
 use super::{ECHO, Ep};
 use crate::check::{
     Check, Ctx, Outcome, Step, ensure, expect_content_type, expect_eq, expect_header,
-    expect_no_header, expect_status, fail, service,
+    expect_no_header, expect_status, fail, service, single_header,
 };
 use crate::http::{Head, Response};
 use crate::util::{esc, parse_imf_fixdate};
@@ -274,8 +274,7 @@ const YEAR_SECS: u64 = 31_536_000;
 /// leap year).
 pub(crate) fn verify_long_cache(what: &str, h: &Head) -> Outcome {
     expect_header(what, h, "cache-control", LONG_CACHE)?;
-    let expires = h
-        .header("expires")
+    let expires = single_header(what, h, "expires")?
         .ok_or_else(|| fail(format!("{what}: Expires missing")))?;
     let at = parse_imf_fixdate(expires).ok_or_else(|| {
         fail(format!(
@@ -346,8 +345,7 @@ const MIN_MAX_AGE: u64 = 1_000_000;
 
 /// §3.3: `Access-Control-Max-Age` is delta-seconds (ASCII digits only) over 1000000.
 fn verify_max_age(what: &str, h: &Head) -> Outcome {
-    let value = h
-        .header("access-control-max-age")
+    let value = single_header(what, h, "access-control-max-age")?
         .ok_or_else(|| fail(format!("{what}: header access-control-max-age missing")))?;
     ensure(max_age_ok(value), || {
         format!(
@@ -461,6 +459,24 @@ mod tests {
             assert!(preflight(&typed).is_err(), "{status}");
         }
         assert!(preflight("HTTP/1.1 404 Not Found").is_err());
+    }
+
+    #[test]
+    fn cors_and_caching_headers_come_once() {
+        use super::{NO_CACHE, verify_cors, verify_not_cached};
+        let head = |fields: &str| {
+            parse_head(format!("HTTP/1.1 200 OK\r\n{fields}").as_bytes()).expect("head")
+        };
+        let cors = "Access-Control-Allow-Origin: test\r\nAccess-Control-Allow-Credentials: true";
+        assert!(verify_cors("t", &head(cors), Some("test")).is_ok());
+        let twice = format!("{cors}\r\nAccess-Control-Allow-Origin: test");
+        assert!(verify_cors("t", &head(&twice), Some("test")).is_err());
+        let twice = format!("{cors}\r\nAccess-Control-Allow-Credentials: true");
+        assert!(verify_cors("t", &head(&twice), Some("test")).is_err());
+        let once = format!("Cache-Control: {NO_CACHE}");
+        assert!(verify_not_cached("t", &head(&once)).is_ok());
+        let twice = format!("{once}\r\nCache-Control: public, max-age=31536000");
+        assert!(verify_not_cached("t", &head(&twice)).is_err());
     }
 
     #[test]
