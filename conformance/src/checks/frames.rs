@@ -241,19 +241,10 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s5_1_escape_standard_json",
             "5.1",
-            "quote, backslash and U+0000-001F use standard JSON escapes (\\\" \\\\ \\b \\t \\n \\f \\r exactly, \\u00XX in either case)",
+            "quote, backslash and U+0000-001F use standard JSON escapes (\\\" \\\\ \\b \\t \\n \\f \\r, other controls \\u00xx in lowercase hex), exactly",
             |ctx: &Ctx| {
-                let msg: String = (0u32..0x20)
-                    .filter_map(char::from_u32)
-                    .chain("\"\\".chars())
-                    .collect();
-                let got = xhr_roundtrip(ctx, &format!("[{}]", json_quote(&msg)))?;
-                let want = format!("a[{}]\n", sockjs_quote(&msg));
-                expect_eq(
-                    "echoed frame (\\u00XX escapes compared lowercased)",
-                    lowercase_c0_escapes(want.as_bytes()),
-                    lowercase_c0_escapes(&got),
-                )
+                let got = xhr_roundtrip(ctx, &format!("[{}]", json_quote(&c0_message())))?;
+                expect_standard_json(&got)
             },
         ),
         Check::new(
@@ -314,30 +305,19 @@ fn escape_on_stream(ctx: &Ctx, transport: &str) -> Outcome {
     st.expect_chunk("echoed frame", wrap_frame(transport, "cb", &frame))
 }
 
-/// `json` with the hex digits of its `\u0000`-`\u001F` escapes lowercased, everything else
-/// as it is. §5.1 wants standard JSON for U+0000-U+001F, where `\u001F` and `\u001f` are
-/// equally valid; only the extra set must be lowercase. Escapes are read in order, so the
-/// `u` after an escaped backslash (`\\u001F`) is left alone.
-fn lowercase_c0_escapes(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len());
-    let mut i = 0;
-    while let Some(&b) = json.get(i) {
-        let c0 = json
-            .get(i..i + 6)
-            .filter(|e| e.starts_with(b"\\u00") && matches!(e[4], b'0' | b'1'))
-            .filter(|e| e[5].is_ascii_hexdigit());
-        if let Some(escape) = c0 {
-            out.extend(escape.to_ascii_lowercase());
-            i += 6;
-        } else if b == b'\\' {
-            out.extend(json.get(i..(i + 2).min(json.len())).unwrap_or_default());
-            i += 2;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    out
+/// U+0000-U+001F, the quote and the backslash: the characters standard JSON escapes.
+fn c0_message() -> String {
+    (0u32..0x20)
+        .filter_map(char::from_u32)
+        .chain("\"\\".chars())
+        .collect()
+}
+
+/// §5.1 layer 1 on the echo of [`c0_message`], byte for byte: `\"`, `\\`, the short
+/// escapes `\b \t \n \f \r`, and every other control as `\u00xx` in lowercase hex.
+fn expect_standard_json(got: &[u8]) -> Outcome {
+    let want = format!("a[{}]\n", sockjs_quote(&c0_message()));
+    expect_eq("echoed frame (exact bytes, lowercase hex)", want, got)
 }
 
 /// Opens an echo session over xhr, sends `payload`, and returns the next poll's body.
@@ -402,14 +382,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn c0_escapes_compare_in_either_case() {
-        assert_eq!(
-            lowercase_c0_escapes(br#"a["\u001F\u001f\u00E9\u200C\\u001F\n\"\\"]"#),
-            br#"a["\u001f\u001f\u00E9\u200C\\u001F\n\"\\"]"#.to_vec()
-        );
-        assert_eq!(lowercase_c0_escapes(b"\\u00"), b"\\u00".to_vec());
-        assert_eq!(lowercase_c0_escapes(b"\\U001F"), b"\\U001F".to_vec());
-        assert_eq!(lowercase_c0_escapes(b"x\\"), b"x\\".to_vec());
+    fn c0_escapes_are_compared_exactly() {
+        let lower = "a[\"\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b\\f\\r\
+                     \\u000e\\u000f\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\
+                     \\u001a\\u001b\\u001c\\u001d\\u001e\\u001f\\\"\\\\\"]\n";
+        assert_eq!(expect_standard_json(lower.as_bytes()), Ok(()));
+        let upper = lower.replace("\\u001f", "\\u001F");
+        assert!(expect_standard_json(upper.as_bytes()).is_err());
+        let unescaped = lower.replace("\\t", "\\u0009");
+        assert!(expect_standard_json(unescaped.as_bytes()).is_err());
     }
 
     #[test]
