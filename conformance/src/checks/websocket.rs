@@ -351,11 +351,33 @@ fn upgrade(ctx: &Ctx, key: &str, overrides: &[(&str, &str)]) -> Result<Head, Fai
         .step("upgrade request")?;
     let h = conn.read_head().step("upgrade response")?;
     expect_head_status("upgrade response", &h, 101)?;
-    let lower = |n: &str| h.header(n).unwrap_or_default().to_ascii_lowercase();
-    expect_eq("Connection (lowercased)", "upgrade", lower("connection"))?;
-    expect_eq("Upgrade (lowercased)", "websocket", lower("upgrade"))?;
-    expect_no_header("101", &h, "content-length")?;
+    expect_rfc6455_101(&h)?;
     Ok(h)
+}
+
+/// The 101's fields as an RFC 6455 client checks them (§4.1): `Upgrade` is `websocket` in
+/// any case, and `Connection` holds an `Upgrade` token, in any case, in a comma-separated
+/// list over one field or several (`Connection: Upgrade, keep-alive` is fine); and no
+/// Content-Length (PROTOCOL.md §9.1).
+fn expect_rfc6455_101(h: &Head) -> Outcome {
+    let connection = h.header_all("connection");
+    let upgrade_token = connection
+        .iter()
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    ensure(upgrade_token, || {
+        format!(
+            "101: Connection must hold an Upgrade token (RFC 6455 §4.1), got {}",
+            if connection.is_empty() {
+                "none".to_string()
+            } else {
+                format!("\"{}\"", esc(connection.join(", ").as_bytes()))
+            }
+        )
+    })?;
+    let upgrade = h.header("upgrade").unwrap_or_default().to_ascii_lowercase();
+    expect_eq("Upgrade (lowercased)", "websocket", upgrade)?;
+    expect_no_header("101", h, "content-length")
 }
 
 /// A SockJS websocket on a fresh session of `svc`, after its `o` frame.
@@ -416,6 +438,8 @@ fn hixie76(ctx: &Ctx, open_frame: bool) -> Outcome {
         .read_head()
         .step("hixie-76 response head (must come before key3 is sent)")?;
     expect_head_status("hixie-76", &h, 101)?;
+    // Not a token list here: a hixie-76 client fails a Connection value that, lowercased,
+    // is not exactly `upgrade` (draft-hixie-thewebsocketprotocol-76 §4.1).
     let lower = |n: &str| h.header(n).unwrap_or_default().to_ascii_lowercase();
     expect_eq("Connection (lowercased)", "upgrade", lower("connection"))?;
     expect_eq("Upgrade (lowercased)", "websocket", lower("upgrade"))?;
@@ -653,6 +677,34 @@ mod tests {
         assert!(two.is_err());
         let open = terminated(|_| std::thread::sleep(Duration::from_secs(1)));
         assert!(open.unwrap_err().reason.contains("timed out"));
+    }
+
+    #[test]
+    fn rfc6455_s4_1_the_101_connection_is_a_token_list() {
+        let head = |fields: &str| {
+            crate::http::parse_head(
+                format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n{fields}")
+                    .as_bytes(),
+            )
+            .unwrap()
+        };
+        for ok in [
+            "Connection: Upgrade",
+            "Connection: upgrade",
+            "Connection: Upgrade, keep-alive",
+            "Connection: keep-alive,UPGRADE",
+            "Connection: keep-alive\r\nConnection: Upgrade",
+        ] {
+            assert_eq!(expect_rfc6455_101(&head(ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "Connection: keep-alive",
+            "Connection: Upgraded",
+            "Connection: Upgrade\r\nContent-Length: 0",
+        ] {
+            assert!(expect_rfc6455_101(&head(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]
