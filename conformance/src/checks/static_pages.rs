@@ -5,7 +5,7 @@ use crate::check::{
     Check, Ctx, Failure, Outcome, Step, ensure, expect_content_type, expect_eq, expect_head_status,
     expect_no_header, expect_response, expect_status, fail, service,
 };
-use crate::http::Request;
+use crate::http::{Request, Response};
 use crate::json::{self, Json};
 use crate::util::{diff, esc, esc_short};
 
@@ -43,7 +43,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s4_1_greeting",
             "4.1",
-            "GET P and P/ answer 200 text/plain \"Welcome to SockJS!\\n\", no cookie",
+            "GET P and P/ answer 200 text/plain \"Welcome to SockJS!\\n\", no cookie, no caching headers",
             greeting,
         ),
         Check::new(
@@ -101,9 +101,19 @@ fn greeting(ctx: &Ctx) -> Outcome {
     for path in [ctx.path(ECHO), ctx.path(&format!("{ECHO}/"))] {
         let what = format!("GET {path}");
         let r = ctx.get(&path, &[]).step(&what)?;
-        expect_response(&what, &r, 200, b"Welcome to SockJS!\n")?;
-        expect_content_type(&what, &r.head, "text/plain;charset=UTF-8")?;
-        expect_no_header(&what, &r.head, "set-cookie")?;
+        verify_greeting(&what, &r)?;
+    }
+    Ok(())
+}
+
+/// §4.1: 200, `text/plain; charset=UTF-8`, the 19-byte body, no cookie and no caching
+/// headers (§3.2's class "none": neither Cache-Control, Expires nor Last-Modified).
+fn verify_greeting(what: &str, r: &Response) -> Outcome {
+    expect_response(what, r, 200, b"Welcome to SockJS!\n")?;
+    expect_content_type(what, &r.head, "text/plain;charset=UTF-8")?;
+    expect_no_header(what, &r.head, "set-cookie")?;
+    for name in ["cache-control", "expires", "last-modified"] {
+        expect_no_header(what, &r.head, name)?;
     }
     Ok(())
 }
@@ -284,4 +294,36 @@ pub(crate) fn bare_304(ctx: &Ctx, path: &str, etag: &str, page: &[u8]) -> Outcom
         .step(what)?;
     expect_status(what, &r, 200)?;
     expect_eq(&format!("{what}: body"), page, &r.body)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::http::{BodyKind, parse_head};
+
+    fn greeting_with(fields: &str) -> Outcome {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: 19{fields}"
+        );
+        let r = Response {
+            head: parse_head(head.as_bytes()).unwrap(),
+            body: b"Welcome to SockJS!\n".to_vec(),
+            kind: BodyKind::Length(19),
+        };
+        verify_greeting("GET /echo", &r)
+    }
+
+    #[test]
+    fn the_greeting_has_no_caching_headers() {
+        assert_eq!(greeting_with(""), Ok(()));
+        for field in [
+            "Cache-Control: public, max-age=31536000",
+            "Expires: Thu, 01 Jan 2099 00:00:00 GMT",
+            "Last-Modified: Thu, 01 Jan 1970 00:00:00 GMT",
+            "Set-Cookie: JSESSIONID=dummy; path=/",
+        ] {
+            assert!(greeting_with(&format!("\r\n{field}")).is_err(), "{field}");
+        }
+    }
 }
