@@ -611,16 +611,19 @@ mod tests {
     fn a_stream_ends_right_after_its_last_frame() {
         let close = b"13\r\nc[3000,\"Go away!\"]\n\r\n";
         let mut st = canned_stream(&[&close[..], b"0\r\n\r\n"].concat());
-        st.expect_chunk("close frame", "c[3000,\"Go away!\"]\n").unwrap();
+        st.expect_chunk("close frame", "c[3000,\"Go away!\"]\n")
+            .unwrap();
         st.expect_end("after the close frame").unwrap();
         // A heartbeat between the close frame and the terminating chunk is not passed over.
         let mut st = canned_stream(&[&close[..], b"2\r\nh\n\r\n0\r\n\r\n"].concat());
-        st.expect_chunk("close frame", "c[3000,\"Go away!\"]\n").unwrap();
+        st.expect_chunk("close frame", "c[3000,\"Go away!\"]\n")
+            .unwrap();
         let e = st.expect_end("after the close frame").unwrap_err();
         assert!(e.reason.contains("got another chunk \"h\\n\""), "{e}");
         // Before the awaited frame, heartbeats are.
         let mut st = canned_stream(&[&b"2\r\nh\n\r\n"[..], &close[..]].concat());
-        st.expect_chunk("close frame", "c[3000,\"Go away!\"]\n").unwrap();
+        st.expect_chunk("close frame", "c[3000,\"Go away!\"]\n")
+            .unwrap();
     }
 
     #[test]
