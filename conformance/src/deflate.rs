@@ -301,7 +301,12 @@ impl Codec {
             }
             let opcode = first & 0x0F;
             if opcode >= 8 {
-                if rsv1 || !fin {
+                if !fin {
+                    return Err(format!(
+                        "a fragmented control frame {first:#04x} (RFC 6455 §5.5)"
+                    ));
+                }
+                if rsv1 {
                     return Err(format!("bad control frame {first:#04x}"));
                 }
                 return Ok(Some(match opcode {
@@ -309,7 +314,12 @@ impl Codec {
                         [] => None,
                         [h, l, reason @ ..] => Some((
                             u16::from_be_bytes([*h, *l]),
-                            String::from_utf8_lossy(reason).into_owned(),
+                            String::from_utf8(reason.to_vec()).map_err(|_| {
+                                format!(
+                                    "a close reason that is not UTF-8: \"{}\" (RFC 6455 §5.5.1)",
+                                    crate::util::esc(reason)
+                                )
+                            })?,
                         )),
                         _ => return Err("one-byte close payload".into()),
                     }),
@@ -397,8 +407,10 @@ impl Codec {
 /// A server frame: its first byte, its payload, and the bytes it took.
 type Parsed<'a> = (u8, &'a [u8], usize);
 
-/// One server frame at the start of `input`; a frame longer than `max` is an error (its
-/// length is what the server claims: nothing is read towards it).
+/// One server frame at the start of `input`. Refused from its header, before anything is
+/// read towards the length it claims: a length not in its shortest form or a 64-bit one
+/// with its top bit set (RFC 6455 §5.2), a control frame over 125 bytes (§5.5), and a
+/// frame longer than `max`.
 fn parse(input: &[u8], max: usize) -> Result<Option<Parsed<'_>>, String> {
     let [first, second, ..] = *input else {
         return Ok(None);
@@ -406,23 +418,43 @@ fn parse(input: &[u8], max: usize) -> Result<Option<Parsed<'_>>, String> {
     if second & 0x80 != 0 {
         return Err("masked server frame".into());
     }
-    let (len, at) = match second & 0x7F {
+    let (len, at): (u64, usize) = match second & 0x7F {
         126 => match input.get(2..4) {
-            Some(b) => (u16::from_be_bytes([b[0], b[1]]) as usize, 4),
+            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
             None => return Ok(None),
         },
         127 => match input.get(2..10) {
-            Some(b) => (
-                u64::from_be_bytes(b.try_into().map_err(|_| "length")?) as usize,
-                10,
-            ),
+            Some(b) => (u64::from_be_bytes(b.try_into().map_err(|_| "length")?), 10),
             None => return Ok(None),
         },
-        n => (n as usize, 2),
+        n => (u64::from(n), 2),
     };
-    if len > max {
-        return Err(format!("a frame of {len} bytes (over {max})"));
+    if len >> 63 != 0 {
+        return Err(format!(
+            "a 64-bit frame length with its most significant bit set ({len:#x}; RFC 6455 §5.2)"
+        ));
     }
+    let shortest = match len {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    };
+    if at != shortest {
+        return Err(format!(
+            "a frame length of {len} in {} bytes, not the minimal {} (RFC 6455 §5.2)",
+            at - 2,
+            shortest - 2
+        ));
+    }
+    if first & 0x08 != 0 && len > 125 {
+        return Err(format!(
+            "a control frame ({first:#04x}) of {len} bytes: at most 125 (RFC 6455 §5.5)"
+        ));
+    }
+    let len = match usize::try_from(len) {
+        Ok(len) if len <= max => len,
+        _ => return Err(format!("a frame of {len} bytes (over {max})")),
+    };
     match input.get(at..at + len) {
         Some(payload) => Ok(Some((first, payload, at + len))),
         None => Ok(None),
@@ -810,6 +842,64 @@ mod tests {
         let mut plain = Codec::new(None);
         plain.feed(&frame);
         assert!(plain.next_frame().is_err());
+    }
+
+    /// The first result [`Codec::next_frame`] gives for `bytes` from the server.
+    fn first_frame(bytes: &[u8]) -> Result<Option<Frame>, String> {
+        let mut codec = Codec::new(None);
+        codec.feed(bytes);
+        codec.next_frame()
+    }
+
+    #[test]
+    fn rfc6455_s5_2_lengths_take_their_shortest_form() {
+        let text =
+            |len_bytes: &[u8], len: usize| [&[0x81][..], len_bytes, &vec![b'x'; len]].concat();
+        let ok = |bytes: Vec<u8>, len: usize| {
+            assert_eq!(
+                first_frame(&bytes),
+                Ok(Some(Frame::Text("x".repeat(len), false))),
+                "{len}"
+            );
+        };
+        ok(text(&[125], 125), 125);
+        ok(text(&[126, 0, 126], 126), 126);
+        ok(text(&[127, 0, 0, 0, 0, 0, 1, 0, 0], 0x10000), 0x10000);
+        for (len_bytes, len) in [
+            (&[126, 0, 5][..], 5),
+            (&[126, 0, 125][..], 125),
+            (&[127, 0, 0, 0, 0, 0, 0, 0, 5][..], 5),
+            (&[127, 0, 0, 0, 0, 0, 0, 0xff, 0xff][..], 0xFFFF),
+        ] {
+            let e = first_frame(&text(len_bytes, len)).unwrap_err();
+            assert!(e.contains("not the minimal"), "{len_bytes:?}: {e}");
+        }
+        // The top bit of a 64-bit length, refused from the header (nothing follows).
+        let e = first_frame(&[0x81, 127, 0x80, 0, 0, 0, 0, 1, 0, 0]).unwrap_err();
+        assert!(e.contains("most significant bit"), "{e}");
+    }
+
+    #[test]
+    fn rfc6455_s5_5_control_frames_are_short_whole_and_closes_say_utf8() {
+        assert_eq!(
+            first_frame(&[&[0x89, 125][..], &[b'p'; 125]].concat()),
+            Ok(Some(Frame::Ping(vec![b'p'; 125])))
+        );
+        for first in [0x88, 0x89, 0x8A] {
+            let long = [&[first, 126, 0, 126][..], &[0; 126]].concat();
+            let e = first_frame(&long).unwrap_err();
+            assert!(e.contains("at most 125"), "{first:#x}: {e}");
+            // Refused from the header, before the payload it claims comes.
+            assert!(first_frame(&long[..4]).is_err(), "{first:#x}");
+        }
+        let e = first_frame(&[0x09, 1, b'p']).unwrap_err();
+        assert!(e.contains("fragmented control frame"), "{e}");
+        assert_eq!(
+            first_frame(&[0x88, 4, 0x03, 0xe8, b'o', b'k']),
+            Ok(Some(Frame::Close(Some((1000, "ok".into())))))
+        );
+        let e = first_frame(&[0x88, 4, 0x03, 0xe8, 0xff, b'k']).unwrap_err();
+        assert!(e.contains("not UTF-8"), "{e}");
     }
 
     #[test]
