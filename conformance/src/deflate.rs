@@ -409,8 +409,8 @@ type Parsed<'a> = (u8, &'a [u8], usize);
 
 /// One server frame at the start of `input`. Refused from its header, before anything is
 /// read towards the length it claims: a length not in its shortest form or a 64-bit one
-/// with its top bit set (RFC 6455 §5.2), a control frame over 125 bytes (§5.5), and a
-/// frame longer than `max`.
+/// with its top bit set (RFC 6455 §5.2), a control frame over 125 bytes (RFC 6455 §5.5),
+/// and a frame longer than `max`.
 fn parse(input: &[u8], max: usize) -> Result<Option<Parsed<'_>>, String> {
     let [first, second, ..] = *input else {
         return Ok(None);
