@@ -243,6 +243,11 @@ impl Serve {
     }
 
     async fn run(self) -> io::Result<()> {
+        self.run_with(Arc::new(Mutex::new(JoinSet::new()))).await
+    }
+
+    /// [`run`](Serve::run), with the set its WebSocket tasks go to.
+    async fn run_with(self, websockets: Arc<WebSockets>) -> io::Result<()> {
         let Serve {
             listener,
             routes,
@@ -252,7 +257,6 @@ impl Serve {
         let config = Arc::new(config);
         let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let websockets = Arc::new(Mutex::new(JoinSet::new()));
         // Open connections, WebSockets included, for the accept loop's bound and the
         // shutdown's wait (a `JoinSet` counts finished tasks until they are joined, and
         // nothing joins them while shutdown waits).
@@ -315,6 +319,10 @@ impl Serve {
                 },
                 () = &mut signal => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                // A finished WebSocket task is let go at once, not when the next one starts
+                // (a set with none left to join answers `None`, and waits for the next
+                // turn of the loop).
+                Some(_) = std::future::poll_fn(|cx| lock(&websockets).poll_join_next(cx)) => {}
             }
         }
         tracing::info!("shutting down: closing sessions");
@@ -714,6 +722,59 @@ mod tests {
 
     use super::{Routes, Standalone, connection};
     use crate::SockJs;
+
+    /// A WebSocket's task is let go once it has finished, whether or not another WebSocket
+    /// starts after it: with many closing at once and none opening, the server kept every
+    /// finished task's memory.
+    #[test]
+    fn finished_websocket_tasks_are_let_go_at_once() {
+        use std::sync::Mutex;
+        use tokio::task::JoinSet;
+        use tokio_tungstenite::tungstenite;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let routes = Routes::from(SockJs::new(Default::default(), |mut session| async move {
+                while session.recv().await.is_some() {}
+            }));
+            let websockets = Arc::new(Mutex::new(JoinSet::new()));
+            let server = tokio::spawn(super::serve(listener, routes).run_with(websockets.clone()));
+            let clients = tokio::task::spawn_blocking(move || {
+                for i in 0..5 {
+                    let stream = std::net::TcpStream::connect(addr).expect("connect");
+                    let url = format!("ws://{addr}/000/s{i}/websocket");
+                    let (mut ws, _) = tungstenite::client(url.as_str(), stream).expect("upgrade");
+                    let open = ws.read().expect("open frame");
+                    assert_eq!(open.to_text().ok(), Some("o"));
+                    ws.close(None).expect("close");
+                    // Until the server's close answer and its end of the connection.
+                    while ws.read().is_ok() {}
+                }
+            });
+            clients.await.expect("clients");
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let left = super::lock(&websockets).len();
+                if left == 0 {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{left} finished WebSocket tasks still held"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            server.abort();
+        });
+    }
 
     /// A connection's task is held for the connection's whole life, by every idle streaming
     /// or polling client: its future stays small whatever the build's features (a TLS
