@@ -116,7 +116,9 @@ pub struct Config {
     /// Over TLS, what the client takes of the records rustls holds (at most 16 KiB,
     /// `tls::SEND_BUFFER`, feature `tls`) shows only as room for more of the
     /// server's bytes, or once all of it is out: a client that takes less than 16 KiB per
-    /// `write_timeout` may be cut.
+    /// `write_timeout` may be cut. (That is with the adapters' own TLS handshakes; a TLS
+    /// stream the application accepts itself keeps rustls's 64 KiB unless it is set up
+    /// with `tls::tune`.)
     pub write_timeout: Duration,
     /// *(server)* `TCP_USER_TIMEOUT` of every TCP connection the adapter's server accepts
     /// or is handed as a plain socket (Linux and Android; elsewhere ignored): how long data

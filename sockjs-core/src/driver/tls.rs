@@ -179,7 +179,9 @@ pub const SEND_BUFFER: usize = 16 * 1024;
 /// write timeout counts from progress, which the server sees only as room the buffer
 /// makes for more ([`Socket::progressed`](crate::driver::Socket::progressed)) or once all
 /// of it is out: with rustls's default, a client reading less than 64 KiB per
-/// `write_timeout` could be cut although it reads; with this, less than 16 KiB.
+/// `write_timeout` could be cut although it reads; with this, less than 16 KiB. An
+/// application that accepts TLS itself and hands the stream over (sockjs-tokio's
+/// `serve_connection`, say) calls it on its own connections.
 pub fn tune(connection: &mut rustls::ServerConnection) {
     connection.set_buffer_limit(Some(SEND_BUFFER));
 }
