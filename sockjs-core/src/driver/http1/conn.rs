@@ -258,12 +258,9 @@ impl<H: Host, S: Socket> Conn<H, S> {
                     .await?;
                     match write_now(stream, &mut data) {
                         Poll::Ready(result) => return result.map(|()| true),
-                        // The stream made room: what it took of the rest (if any) keeps
-                        // it busy while the client reads.
-                        Poll::Pending if moved => return Ok(false),
-                        // Taken, or passed on from a buffer (a TLS stream's) toward
-                        // the client: progress either way.
-                        Poll::Pending if data.len() < left || stream.progressed() => {
+                        // Passed on from a buffer (a TLS stream's) toward the client,
+                        // while waiting or just now, or taken: progress either way.
+                        Poll::Pending if moved || data.len() < left || stream.progressed() => {
                             return Ok(false);
                         }
                         Poll::Pending => {}
