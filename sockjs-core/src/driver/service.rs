@@ -796,6 +796,36 @@ mod tests {
         );
     }
 
+    /// `sockjs_sent_bytes_total` counts what a connection took, not what was routed to it:
+    /// the close frame a full connection could not take (the client not reading; the
+    /// connection dropped as an overflow) adds nothing.
+    #[test]
+    fn sent_bytes_leave_out_a_frame_the_connection_could_not_take() {
+        let config = Config {
+            shards: 1,
+            max_connection_queue_bytes: 8 * 1024,
+            ..Config::default()
+        };
+        let (service, kept) = keeping_sessions(Options::default(), config);
+        // The client reads nothing after the head: its connection fills.
+        let mut stream = service.submit(post("/000/full/xhr_streaming"));
+        assert_eq!(head_status(&mut stream), Some(200));
+        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        let refused = (0..10_000).find_map(|_| session.try_send("x").err());
+        assert_eq!(refused, Some(crate::SendError::QueueFull));
+        let before = service.metrics();
+        assert_eq!(before.connection_queue_overflows, 0);
+        // `try_send` refused with room to spare (it keeps room for any framing); a close
+        // frame with a 4.8 KB reason goes past the connection's bound: an overflow.
+        session.close(3000, &"done".repeat(1200)).expect("open");
+        let after = service.metrics();
+        assert_eq!(after.connection_queue_overflows, 1);
+        assert_eq!(
+            after.bytes_sent, before.bytes_sent,
+            "the close frame was dropped"
+        );
+    }
+
     /// Places for sessions about to open count against `max_sessions` until given back,
     /// which dropping them does, also on the way out of a panic.
     #[test]

@@ -890,13 +890,18 @@ impl State {
         if let (Some(status), Some(endpoint)) = (status, slot.endpoint.take()) {
             self.counters.answered(endpoint, status.as_u16());
         }
-        self.counters.wire_sent += body as u64;
         let config = &common.config;
-        match slot.tx.push(
+        let pushed = slot.tx.push(
             content,
             config.max_connection_queue.max(8),
             config.max_connection_queue_bytes,
-        ) {
+        );
+        // Bytes count once the connection has taken them: a frame past its bound, or
+        // for a client gone, is dropped, not sent.
+        if pushed.is_ok() {
+            self.counters.wire_sent += body as u64;
+        }
+        match pushed {
             Ok(()) if last => self.forget_request(request),
             Ok(()) => {}
             Err(PushError::Full) => {
