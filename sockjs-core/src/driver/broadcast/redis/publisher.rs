@@ -30,7 +30,7 @@ impl Publisher {
             .set_response_timeout(None);
         let mut clock = Clock::new(self.runtime.clone());
         let mut backoff = Backoff::new(self.seed);
-        let mut outage = Outage::new("publish");
+        let mut outage = Outage::new(PUBLISH);
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let connect = self

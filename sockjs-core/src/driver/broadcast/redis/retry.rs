@@ -46,6 +46,11 @@ impl Backoff {
     }
 }
 
+/// The publishing connection's name in the logs.
+pub(super) const PUBLISH: &str = "publish";
+/// The subscribing connection's name in the logs.
+pub(super) const SUBSCRIBE: &str = "subscribe";
+
 /// Tracks one connection's outages for the logs.
 pub(super) struct Outage {
     pub(super) name: &'static str,
@@ -85,15 +90,27 @@ impl Outage {
 
     pub(super) fn up(&mut self, now: Instant, shared: &Shared, flag: &AtomicBool) {
         flag.store(true, Ordering::Relaxed);
-        match self.since.take() {
-            Some(since) => tracing::warn!(
+        let Some(since) = self.since.take() else {
+            return tracing::info!(connection = self.name, "redis broadcast connected");
+        };
+        let outage_ms =
+            u64::try_from(now.saturating_duration_since(since).as_millis()).unwrap_or(u64::MAX);
+        // `dropped` counts what this node could not publish: the publishing connection's
+        // loss. What the other nodes published while this node was not subscribed is not
+        // known to it, so the subscribing connection reports no count.
+        if self.name == PUBLISH {
+            tracing::warn!(
                 connection = self.name,
-                outage_ms = u64::try_from(now.saturating_duration_since(since).as_millis())
-                    .unwrap_or(u64::MAX),
+                outage_ms,
                 dropped = shared.dropped.load(Ordering::Relaxed) - self.dropped_before,
                 "redis broadcast reconnected"
-            ),
-            None => tracing::info!(connection = self.name, "redis broadcast connected"),
+            );
+        } else {
+            tracing::warn!(
+                connection = self.name,
+                outage_ms,
+                "redis broadcast reconnected; what other nodes published meanwhile did not reach this node"
+            );
         }
     }
 }

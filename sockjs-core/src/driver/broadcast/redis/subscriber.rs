@@ -36,7 +36,7 @@ impl Subscriber {
         // Timers are made on the task, inside the runtime (tokio's need one).
         let mut clock = Clock::new(self.runtime.clone());
         let mut backoff = Backoff::new(self.origin.rotate_left(32));
-        let mut outage = Outage::new("subscribe");
+        let mut outage = Outage::new(SUBSCRIBE);
         while self.inbox.is_alive() {
             let lost = self.session(&mut clock, &mut backoff, &mut outage).await;
             if let Lost::Stopped = lost {
