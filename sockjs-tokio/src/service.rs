@@ -25,6 +25,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// Cheap to clone (clones share the sessions). Build with [`SockJs::new`] or
 /// [`SockJs::builder`]; see the [crate documentation](crate) for mounting it.
+///
+/// Its tasks (session handlers, WebSockets, its timers) run on the tokio runtime of the
+/// request that starts them. A service kept beyond that runtime (a `static` one shared by
+/// tests that each build a runtime) keeps working on the next: the handlers and
+/// WebSockets that ran on the first runtime end with it, and the timers (heartbeats,
+/// disconnect delays) start again on the runtime of the next request.
 #[derive(Clone)]
 pub struct SockJs {
     service: Service,

@@ -58,6 +58,9 @@ pub(crate) struct Common {
     /// The service was dropped: its sessions are closed, and timer tasks end once the last
     /// has ended.
     pub(crate) stopped: AtomicBool,
+    /// Every shard's timer task is running (or spawned): cleared when one is dropped
+    /// unfinished, so that the next request starts it again (see [`Service::start`]).
+    pub(crate) timers_started: AtomicBool,
     /// The application's say on new sessions, if it wants one.
     pub(crate) admission: OnceLock<Admission>,
     /// Graceful shutdown's drain.
@@ -141,7 +144,42 @@ struct Inner {
     hasher: FixedState,
     next_request: AtomicU64,
     next_shard: AtomicUsize,
-    started: AtomicBool,
+}
+
+/// A shard's claim on running its timer task, held by that task: dropped with the task
+/// before it finished (its runtime shut down, or it never ran), it lets the next request
+/// spawn the task again.
+struct TimerRunning {
+    shard: Arc<Shard>,
+    finished: bool,
+}
+
+impl TimerRunning {
+    /// The claim, unless the shard's timer task is running already.
+    fn claim(shard: &Arc<Shard>) -> Option<TimerRunning> {
+        (!shard.timer_running.swap(true, Ordering::AcqRel)).then(|| TimerRunning {
+            shard: shard.clone(),
+            finished: false,
+        })
+    }
+
+    /// The task ended by itself (the service stopped, no session left): it is not started
+    /// again.
+    fn finished(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for TimerRunning {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shard.timer_running.store(false, Ordering::Release);
+            self.shard
+                .common
+                .timers_started
+                .store(false, Ordering::Release);
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -213,6 +251,7 @@ impl Service {
             handlers: AtomicUsize::new(0),
             sockets: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
+            timers_started: AtomicBool::new(false),
             admission: OnceLock::new(),
             drain: Drain::default(),
             sessions: AtomicUsize::new(0),
@@ -248,7 +287,6 @@ impl Service {
                 hasher: FixedState::with_seed(seed.rotate_left(17)),
                 next_request: AtomicU64::new(1),
                 next_shard: AtomicUsize::new(0),
-                started: AtomicBool::new(false),
             }),
         })
     }
@@ -462,16 +500,28 @@ impl Service {
         self.pick(path).outside.answered(endpoint, status.as_u16());
     }
 
+    /// Spawns each shard's timer task that is not running, on the runtime of the request
+    /// that calls: the first request's, and again whenever a timer task was dropped
+    /// unfinished. A runtime shut down drops its tasks (a tokio runtime per test, a service
+    /// kept in a `static` and served from another runtime after): without its timer task a
+    /// shard would fire its timers only when a request reaches it, so no heartbeat would
+    /// go to an idle receiver and no session would pass its disconnect delay.
     fn start(&self) {
         let inner = &*self.inner;
-        if inner.started.load(Ordering::Relaxed) || inner.started.swap(true, Ordering::AcqRel) {
+        let common = &inner.common;
+        if common.timers_started.load(Ordering::Relaxed)
+            || common.timers_started.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         for shard in inner.shards.iter() {
-            inner
-                .common
-                .runtime
-                .spawn(Box::pin(shard.clone().timer_task()));
+            if let Some(running) = TimerRunning::claim(shard) {
+                let shard = shard.clone();
+                common.runtime.spawn(Box::pin(async move {
+                    shard.timer_task().await;
+                    running.finished();
+                }));
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::future::poll_fn;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -125,6 +125,8 @@ pub(crate) struct Shard {
     pub(crate) common: Arc<Common>,
     /// Wakes the timer task when the next deadline moved earlier or the service stopped.
     kick: Kick,
+    /// The timer task is running (or spawned).
+    pub(crate) timer_running: AtomicBool,
     /// What is counted outside the lock.
     pub(crate) outside: Outside,
 }
@@ -167,6 +169,7 @@ impl Shard {
             }),
             common,
             kick: Kick::default(),
+            timer_running: AtomicBool::new(false),
             outside: Outside::default(),
         }
     }
