@@ -65,6 +65,9 @@ pub(crate) struct Common {
     pub(crate) admission: OnceLock<Admission>,
     /// Graceful shutdown's drain.
     pub(crate) drain: Drain,
+    /// What the service's snapshots handed to the `metrics` recorder last.
+    #[cfg(feature = "metrics")]
+    pub(crate) recorded: Arc<crate::driver::metrics::Recorded>,
     /// Live sessions over all shards, plus the places held for sessions about to open:
     /// [`Options::max_sessions`] bounds the service, while each shard's engine sees only its
     /// own sessions.
@@ -252,6 +255,8 @@ impl Service {
             sockets: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
             timers_started: AtomicBool::new(false),
+            #[cfg(feature = "metrics")]
+            recorded: Arc::default(),
             admission: OnceLock::new(),
             drain: Drain::default(),
             sessions: AtomicUsize::new(0),
@@ -489,7 +494,10 @@ impl Service {
         for shard in self.inner.shards.iter() {
             shard.add_counters(&mut counters);
         }
-        Metrics::new(&self.inner.common.prefix, counters)
+        let metrics = Metrics::new(&self.inner.common.prefix, counters);
+        #[cfg(feature = "metrics")]
+        let metrics = metrics.recorded_by(self.inner.common.recorded.clone());
+        metrics
     }
 
     /// Counts an answer the adapter wrote itself to a request for this service, one it

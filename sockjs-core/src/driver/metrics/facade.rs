@@ -1,16 +1,45 @@
 //! The [`metrics`] facade (cargo feature `metrics`): snapshots handed to whatever recorder
 //! the application installed.
 //!
-//! Why absolute values at snapshot time and not facade counters bumped per event: the
-//! facade resolves a key and its labels to a handle through the recorder, which costs a
-//! lookup (or a handle kept per label combination) on the hot path, and it would count
-//! twice what the shards already count. Recording a snapshot costs nothing until it is
-//! taken, and the totals are the same: counters are set with
-//! [`Counter::absolute`](metrics::Counter::absolute), gauges with `set`.
+//! Why snapshots at record time and not facade counters bumped per event: the facade
+//! resolves a key and its labels to a handle through the recorder, which costs a lookup
+//! (or a handle kept per label combination) on the hot path, and it would count twice what
+//! the shards already count. Recording a snapshot costs nothing until it is taken, and the
+//! totals are the same. Counters go to the recorder as increments past what their source
+//! (a service, an [`Unrouted`]) recorded last, not as absolute values: a recorder's
+//! absolute counter keeps the largest value it was given (the `metrics` crate's atomic
+//! counters, and so its Prometheus exporter), so a service built again under the same
+//! prefix (a reload) would leave its counters frozen at its predecessor's totals until it
+//! passed them, and two sources of the same series would show the larger count, not their
+//! sum. Gauges are set: with two sources of one gauge, the last recorded shows.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use metrics::{Label, Unit};
 
 use super::{FAMILIES, Kind, Metrics, Unrouted, unrouted};
+
+/// What one source (a service, an [`Unrouted`]) last handed to the recorder, by series.
+#[derive(Default)]
+pub(crate) struct Recorded(Mutex<HashMap<String, u64>>);
+
+impl Recorded {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Hands `value`, a source's total for `series`, to `counter` as the increment past what
+/// that source recorded last. A snapshot taken before the one recorded last (two threads
+/// recording at once) adds nothing.
+fn advance(last: &mut HashMap<String, u64>, series: String, value: u64, counter: metrics::Counter) {
+    let recorded = last.entry(series).or_default();
+    if value > *recorded {
+        counter.increment(value - *recorded);
+        *recorded = value;
+    }
+}
 
 impl Metrics {
     /// Records this snapshot through the [`metrics`] facade, into the recorder the
@@ -26,15 +55,25 @@ impl Metrics {
     /// ```
     pub fn record(&self) {
         describe();
+        let mut last = self.recorded.as_ref().map(|recorded| recorded.lock());
         for family in FAMILIES {
-            self.series(family, &mut |labels, value| {
+            self.series(family, &mut |pairs, value| {
                 let labels: Vec<Label> =
                     std::iter::once(Label::new("service", self.service.clone()))
-                        .chain(labels.iter().map(|&(k, v)| Label::new(k, v)))
+                        .chain(pairs.iter().map(|&(k, v)| Label::new(k, v)))
                         .collect();
                 match family.kind {
                     Kind::Gauge => metrics::gauge!(family.name, labels).set(value as f64),
-                    Kind::Counter => metrics::counter!(family.name, labels).absolute(value),
+                    Kind::Counter => {
+                        let counter = metrics::counter!(family.name, labels);
+                        match last.as_mut() {
+                            Some(last) => {
+                                advance(last, format!("{}{pairs:?}", family.name), value, counter)
+                            }
+                            // A snapshot of no service (built by hand): as it stands.
+                            None => counter.absolute(value),
+                        }
+                    }
                 }
             });
         }
@@ -47,14 +86,22 @@ impl Unrouted {
     /// server counts here), as [`Metrics::record`] does a service's.
     pub fn record(&self) {
         describe();
+        let mut last = self.recorded.lock();
         for (status, n) in self.counts() {
-            metrics::counter!(unrouted::NAME, "status" => status).absolute(n);
+            let counter = metrics::counter!(unrouted::NAME, "status" => status);
+            advance(&mut last, format!("{}{status}", unrouted::NAME), n, counter);
         }
         if let Some(open) = self.open_connections() {
             metrics::gauge!(unrouted::CONNECTIONS).set(open as f64);
         }
         if let Some(reclaimed) = self.reclaimed_connections() {
-            metrics::counter!(unrouted::RECLAIMED).absolute(reclaimed);
+            let counter = metrics::counter!(unrouted::RECLAIMED);
+            advance(
+                &mut last,
+                unrouted::RECLAIMED.to_owned(),
+                reclaimed,
+                counter,
+            );
         }
     }
 }
@@ -154,6 +201,84 @@ mod tests {
         fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
             Histogram::noop()
         }
+    }
+
+    /// Counters as the `metrics` crate's own atomic ones (its Prometheus exporter's): an
+    /// absolute value only ever raises them.
+    #[derive(Default, Clone)]
+    struct Atomic(Arc<Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU64>>>>);
+
+    impl Atomic {
+        fn get(&self, series: &str) -> u64 {
+            let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.get(series)
+                .map_or(0, |c| c.load(std::sync::atomic::Ordering::Acquire))
+        }
+    }
+
+    impl Recorder for Atomic {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            Counter::from_arc(map.entry(name(key)).or_default().clone())
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    /// A service built again under the same prefix (a reload) continues its counters
+    /// from its predecessor's totals, and two sources of one series add up: with absolute
+    /// values, the exporter's counters kept the larger total (a reloaded service's
+    /// counters stood still until they passed the old ones; two servers' unrouted
+    /// answers showed one server's).
+    #[test]
+    fn counters_of_successive_or_parallel_sources_add_up() {
+        let sent = |n| Counters {
+            messages_sent: n,
+            ..Counters::default()
+        };
+        let recorder = Atomic::default();
+        let series = "sockjs_messages_sent_total{service=/echo}";
+        metrics::with_local_recorder(&recorder, || {
+            let first = Arc::new(Recorded::default());
+            Metrics::new("/echo", sent(10))
+                .recorded_by(first.clone())
+                .record();
+            Metrics::new("/echo", sent(10)).recorded_by(first).record();
+            assert_eq!(recorder.get(series), 10, "recorded twice, counted once");
+
+            // The service built again: its own count starts from zero.
+            let second = Arc::new(Recorded::default());
+            Metrics::new("/echo", sent(3))
+                .recorded_by(second.clone())
+                .record();
+            assert_eq!(recorder.get(series), 13);
+            Metrics::new("/echo", sent(5))
+                .recorded_by(second.clone())
+                .record();
+            assert_eq!(recorder.get(series), 15);
+            // A snapshot taken before the last one recorded adds nothing.
+            Metrics::new("/echo", sent(4)).recorded_by(second).record();
+            assert_eq!(recorder.get(series), 15);
+
+            let (one, two) = (Unrouted::default(), Unrouted::default());
+            one.count(http::StatusCode::NOT_FOUND);
+            two.count(http::StatusCode::NOT_FOUND);
+            two.count(http::StatusCode::NOT_FOUND);
+            one.record();
+            two.record();
+            one.record();
+            assert_eq!(
+                recorder.get("sockjs_unrouted_requests_total{status=404}"),
+                3
+            );
+        });
     }
 
     #[test]

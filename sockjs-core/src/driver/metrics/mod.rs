@@ -2,8 +2,10 @@
 //! [`Metrics`] snapshot, [`write_prometheus`] renders snapshots in the Prometheus text
 //! format, and with the cargo feature `metrics`, `Metrics::record` hands them to the
 //! [`metrics`](https://docs.rs/metrics) facade, for the exporters an application already
-//! uses (Prometheus, OpenTelemetry): absolute values at snapshot time, so the facade
-//! costs nothing between snapshots either.
+//! uses (Prometheus, OpenTelemetry): at snapshot time (counters as increments past what
+//! the service recorded last, so that a service built again under the same prefix counts
+//! on from its predecessor's totals), so the facade costs nothing between snapshots
+//! either.
 //!
 //! [`Service::metrics`]: crate::driver::Service::metrics
 //!
@@ -56,6 +58,8 @@
 mod counters;
 #[cfg(feature = "metrics")]
 mod facade;
+#[cfg(feature = "metrics")]
+pub(crate) use facade::Recorded;
 mod prometheus;
 mod unrouted;
 
@@ -208,6 +212,9 @@ pub struct Metrics {
     ended: [u64; counters::TRANSPORTS],
     closes: [u64; CLOSES.len()],
     requests: counters::Requests,
+    /// What the service's snapshots handed to the `metrics` recorder last.
+    #[cfg(feature = "metrics")]
+    recorded: Option<std::sync::Arc<facade::Recorded>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -245,7 +252,17 @@ impl Metrics {
             ended: c.ended,
             closes: c.closes,
             requests: c.requests,
+            #[cfg(feature = "metrics")]
+            recorded: None,
         }
+    }
+
+    /// This snapshot as the service's, whose earlier snapshots `recorded` handed to the
+    /// `metrics` recorder.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn recorded_by(mut self, recorded: std::sync::Arc<facade::Recorded>) -> Metrics {
+        self.recorded = Some(recorded);
+        self
     }
 
     /// Sessions of this transport open (or closing) now.

@@ -49,6 +49,9 @@ pub struct Unrouted {
     counting: AtomicBool,
     /// Idle keep-alive connections closed at the bound for a new one.
     reclaimed: AtomicU64,
+    /// What [`record`](Unrouted::record) handed to the `metrics` recorder last.
+    #[cfg(feature = "metrics")]
+    pub(super) recorded: super::Recorded,
 }
 
 impl Unrouted {
