@@ -249,7 +249,7 @@ where
                 return Ok(response.map(Body::full));
             }
         };
-        if on_upgrade.is_none() && web::asks_for_a_websocket(&parts) {
+        if on_upgrade.is_none() && service.offers_websocket(&parts) {
             // Nothing to hand the socket over on (not hyper, or the extension taken out
             // on the way): answered before the service opens a session (and its admission
             // hook runs) for a WebSocket that could never run.

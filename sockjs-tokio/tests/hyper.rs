@@ -221,6 +221,18 @@ async fn an_https_uri_counts_as_tls() {
     );
 }
 
+/// A WebSocket request for `path`, as a client sends it (RFC 6455 §4.1).
+fn websocket_request(path: &str) -> http::Request<String> {
+    http::Request::get(path)
+        .header("host", "x")
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(String::new())
+        .unwrap()
+}
+
 /// A WebSocket request on a connection that cannot be upgraded (no hyper upgrade hand-over:
 /// another stack, a test's `oneshot`) gets its 500 before the service opens a session for
 /// it: no handler runs, no session counts.
@@ -228,14 +240,7 @@ async fn an_https_uri_counts_as_tls() {
 async fn a_websocket_request_that_cannot_be_upgraded_opens_no_session() {
     let (tx, rx) = mpsc::channel();
     let mut service = echo_service(tx);
-    let request = http::Request::get("/echo/000/nohyper/websocket")
-        .header("host", "x")
-        .header("upgrade", "websocket")
-        .header("connection", "Upgrade")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .body(String::new())
-        .unwrap();
+    let request = websocket_request("/echo/000/nohyper/websocket");
     let response = tower_service::Service::call(&mut service, request)
         .await
         .unwrap();
@@ -243,4 +248,20 @@ async fn a_websocket_request_that_cannot_be_upgraded_opens_no_session() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(rx.try_recv().is_err(), "a handler ran");
     assert_eq!(service.session_count(), 0);
+
+    // One the service would not upgrade anyway gets the service's own answer: outside its
+    // prefix, or for a transport that is off (before: 500 for both).
+    let options = Options {
+        prefix: "/echo".into(),
+        transports: sockjs_tokio::Transports::ALL.without(Transport::WebSocket),
+        ..Options::default()
+    };
+    let mut service = SockJs::new(options, |_session: Session| async {});
+    for path in ["/other/000/s/websocket", "/echo/000/s/websocket"] {
+        let request = websocket_request(path);
+        let response = tower_service::Service::call(&mut service, request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
 }

@@ -331,6 +331,40 @@ impl Service {
         &self.inner.common.config
     }
 
+    /// Whether `parts` asks this service for a WebSocket it offers: an HTTP/1.1 upgrade to
+    /// `websocket` at a session's `websocket` endpoint or the raw one, inside its prefix,
+    /// with that transport on ([`Options::transports`]). An adapter whose connection
+    /// cannot be upgraded (no upgrade hand-over from its HTTP stack) answers such a
+    /// request itself, before the service opens a session for it; any other request, a
+    /// WebSocket one for a transport that is off or outside the prefix included, gets the
+    /// service's own answer (404).
+    ///
+    /// ```
+    /// # fn demo(service: &sockjs_core::driver::Service) {
+    /// let request = http::Request::get("/echo/000/s/websocket")
+    ///     .header("upgrade", "websocket")
+    ///     .header("connection", "Upgrade")
+    ///     .body(())
+    ///     .unwrap();
+    /// let (parts, ()) = request.into_parts();
+    /// let _ = service.offers_websocket(&parts);
+    /// # }
+    /// ```
+    pub fn offers_websocket(&self, parts: &http::request::Parts) -> bool {
+        use crate::Transport;
+        use crate::route::SessionEndpoint;
+        let transports = self.options().transports;
+        let offered = match Route::in_service(parts.uri.path(), self.prefix()) {
+            Some(Route::RawWebSocket) => transports.contains(Transport::RawWebSocket),
+            Some(Route::Session {
+                kind: SessionEndpoint::WebSocket,
+                ..
+            }) => transports.contains(Transport::WebSocket),
+            _ => false,
+        };
+        offered && crate::engine::asks_websocket_upgrade(parts)
+    }
+
     /// Whether `path` is inside this service's prefix.
     pub fn matches(&self, path: &str) -> bool {
         let prefix = self.prefix();

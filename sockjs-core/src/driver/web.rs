@@ -105,9 +105,12 @@ impl ServerHeaders {
 }
 
 /// Whether `parts` asks a SockJS service for a WebSocket: an HTTP/1.1 upgrade to
-/// `websocket` at a path ending in `/websocket` (the raw endpoint, or a session's). An
-/// adapter whose connection cannot be upgraded (no upgrade hand-over from its HTTP stack)
-/// answers such a request itself, before the service opens a session for it.
+/// `websocket` at a path ending in `/websocket` (the raw endpoint, or a session's), whatever
+/// the service's prefix and transports. [`Service::offers_websocket`] tells whether one
+/// service would upgrade it, which is what an adapter whose connection cannot be upgraded
+/// asks before it answers such a request itself.
+///
+/// [`Service::offers_websocket`]: crate::driver::Service::offers_websocket
 ///
 /// ```
 /// let request = http::Request::get("/echo/000/s/websocket")
