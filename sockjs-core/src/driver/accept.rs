@@ -15,8 +15,8 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 ///
 /// let reset = io::Error::from(io::ErrorKind::ConnectionAborted);
 /// assert_eq!(AcceptError::of(&reset), AcceptError::Connection);
-/// let closed = io::Error::from(io::ErrorKind::InvalidInput);
-/// assert_eq!(AcceptError::of(&closed), AcceptError::Listener);
+/// let not_listening = io::Error::from(io::ErrorKind::NotConnected);
+/// assert_eq!(AcceptError::of(&not_listening), AcceptError::Listener);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -56,7 +56,12 @@ impl AcceptError {
             | io::ErrorKind::NetworkDown
             | io::ErrorKind::NetworkUnreachable
             | io::ErrorKind::HostUnreachable => AcceptError::Connection,
-            io::ErrorKind::InvalidInput | io::ErrorKind::NotConnected => AcceptError::Listener,
+            // Not the system's `EINVAL` (a listener that is not listening: `by_code`) but
+            // std's and mio's own, for a connection accepted without a peer address they
+            // know: macOS gives one reset before it was taken on an IPv6 listener an empty
+            // address. That connection is closed already; the listener is fine.
+            io::ErrorKind::InvalidInput => AcceptError::Connection,
+            io::ErrorKind::NotConnected => AcceptError::Listener,
             _ => AcceptError::Exhausted,
         }
     }
@@ -66,8 +71,8 @@ impl AcceptError {
 #[cfg(unix)]
 fn by_code(code: i32) -> Option<AcceptError> {
     match code {
-        // The listener: a closed descriptor, not a socket.
-        libc::EBADF | libc::ENOTSOCK | libc::EFAULT => Some(AcceptError::Listener),
+        // The listener: a closed descriptor, not a socket, not listening.
+        libc::EBADF | libc::ENOTSOCK | libc::EFAULT | libc::EINVAL => Some(AcceptError::Listener),
         // Out of descriptors, buffers or memory.
         libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => Some(AcceptError::Exhausted),
         // Errors of the new connection that Linux passes on (accept(2), "Error handling").
@@ -104,7 +109,11 @@ mod tests {
             AcceptError::Connection
         );
         assert_eq!(kind(io::ErrorKind::Interrupted), AcceptError::Connection);
-        assert_eq!(kind(io::ErrorKind::InvalidInput), AcceptError::Listener);
+        assert_eq!(kind(io::ErrorKind::NotConnected), AcceptError::Listener);
+        // std's and mio's error for a connection accepted with a peer address of no family
+        // they know (macOS, a connection reset before it was taken): that connection's.
+        let no_address = io::Error::new(io::ErrorKind::InvalidInput, "invalid argument");
+        assert_eq!(AcceptError::of(&no_address), AcceptError::Connection);
         assert_eq!(kind(io::ErrorKind::OutOfMemory), AcceptError::Exhausted);
         assert_eq!(kind(io::ErrorKind::Other), AcceptError::Exhausted);
         #[cfg(unix)]
