@@ -36,6 +36,10 @@ pub(crate) struct ChunkedDecoder {
     /// Bytes of size lines that carry nothing (chunk extensions, leading zeros) so far, over
     /// every size line.
     ignored_bytes: usize,
+    /// Bytes at the front of the buffer, of a size or trailer line not ended yet, already
+    /// searched for its end: a line that arrives a byte at a time is searched once, not
+    /// again from its start at each byte (128 Mi comparisons for a 16 KiB trailer).
+    scanned: usize,
 }
 
 impl ChunkedDecoder {
@@ -45,6 +49,7 @@ impl ChunkedDecoder {
             body: BytesMut::new(),
             trailer_bytes: 0,
             ignored_bytes: 0,
+            scanned: 0,
         }
     }
 
@@ -62,6 +67,7 @@ impl ChunkedDecoder {
                 State::Size => {
                     let Some(line) = take_line(
                         buf,
+                        &mut self.scanned,
                         MAX_SIZE_LINE.min(limits.max_head_bytes),
                         WireError::MalformedChunk,
                     )?
@@ -115,7 +121,9 @@ impl ChunkedDecoder {
                 },
                 State::Trailers => {
                     let budget = limits.max_head_bytes.saturating_sub(self.trailer_bytes);
-                    let Some(line) = take_line(buf, budget, WireError::HeadTooLarge)? else {
+                    let Some(line) =
+                        take_line(buf, &mut self.scanned, budget, WireError::HeadTooLarge)?
+                    else {
                         return Ok(false);
                     };
                     self.trailer_bytes += line.len() + 2;
@@ -141,12 +149,15 @@ impl ChunkedDecoder {
     }
 }
 
-/// Split a CRLF-terminated line (without the CRLF) off the front of `buf`.
+/// Split a CRLF-terminated line (without the CRLF) off the front of `buf`, whose first
+/// `scanned` bytes are known to hold no line end (updated: what was searched, or 0 once a
+/// line is taken).
 ///
 /// `Ok(None)` if the line is incomplete; `too_long` if no line end appears
 /// within `max` bytes (CRLF included); `MalformedChunk` for a bare LF.
 fn take_line(
     buf: &mut BytesMut,
+    scanned: &mut usize,
     max: usize,
     too_long: WireError,
 ) -> Result<Option<BytesMut>, WireError> {
@@ -154,8 +165,11 @@ fn take_line(
         return Ok(None);
     }
     let window = &buf[..buf.len().min(max)];
-    match window.iter().position(|&b| b == b'\n') {
-        Some(lf) => {
+    let from = (*scanned).min(window.len());
+    match window[from..].iter().position(|&b| b == b'\n') {
+        Some(at) => {
+            *scanned = 0;
+            let lf = from + at;
             if lf == 0 || buf[lf - 1] != b'\r' {
                 return Err(WireError::MalformedChunk);
             }
@@ -164,7 +178,10 @@ fn take_line(
             Ok(Some(line))
         }
         None if buf.len() >= max => Err(too_long),
-        None => Ok(None),
+        None => {
+            *scanned = window.len();
+            Ok(None)
+        }
     }
 }
 
