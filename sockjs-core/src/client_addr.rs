@@ -29,12 +29,16 @@ impl IpRange {
     /// The addresses that share their first `prefix` bits with `network` (`None` if the
     /// prefix is longer than the address). An IPv4 address mapped into IPv6
     /// (`::ffff:a.b.c.d`) with a prefix of 96 or more is the IPv4 range it maps, as
-    /// [`contains`](IpRange::contains) reads such addresses. An IPv6 range of a shorter
-    /// prefix (`::/0` included) holds IPv6 addresses only: to trust every proxy, list
-    /// `0.0.0.0/0` beside `::/0`.
+    /// [`contains`](IpRange::contains) reads such addresses; with a shorter prefix it is
+    /// `None`: it would be an IPv6 range that holds none of the IPv4 addresses it seems to
+    /// name and many IPv6 ones it does not (`::ffff:10.0.0.0/8` is `::/8`, which holds
+    /// `::1` and the NAT64 prefix `64:ff9b::/96`, where IPv4 clients appear behind a
+    /// translator). An IPv6 range of a shorter prefix (`::/0` included) holds IPv6
+    /// addresses only: to trust every proxy, list `0.0.0.0/0` beside `::/0`.
     pub fn new(network: IpAddr, prefix: u8) -> Option<IpRange> {
         let (network, prefix) = match (network, canonical(network)) {
             (IpAddr::V6(_), IpAddr::V4(v4)) if prefix >= 96 => (IpAddr::V4(v4), prefix - 96),
+            (IpAddr::V6(_), IpAddr::V4(_)) => return None,
             _ => (network, prefix),
         };
         let bits = if network.is_ipv4() { 32 } else { 128 };
@@ -121,7 +125,7 @@ impl fmt::Display for IpRange {
 /// ```
 /// use sockjs_core::{ForwardingHeader, Options};
 /// let options = Options {
-///     trusted_proxies: vec!["10.0.0.0/8".parse()?],
+///     trusted_proxies: vec!["10.0.0.2".parse()?],
 ///     forwarding_header: ForwardingHeader::Forwarded,
 ///     ..Default::default()
 /// };
@@ -318,6 +322,10 @@ mod tests {
         let r: IpRange = "::ffff:10.0.0.0/104".parse().expect("range");
         assert!(r.contains(ip("10.200.0.1")) && !r.contains(ip("11.0.0.1")));
         assert_eq!(r, "10.0.0.0/8".parse().expect("range"));
+        // Shorter than the mapped prefix: refused, not an IPv6 range of its first bits
+        // (`::/8`, which holds `::1` and NAT64's `64:ff9b::/96`).
+        assert_eq!("::ffff:10.0.0.0/8".parse::<IpRange>(), Err(IpRangeError));
+        assert_eq!(IpRange::new(ip("::ffff:10.0.0.0"), 95), None);
     }
 
     #[test]

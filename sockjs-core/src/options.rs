@@ -63,7 +63,10 @@ pub enum OriginPolicy {
     /// Any origin (the protocol's default, `"origins":["*:*"]`).
     #[default]
     Any,
-    /// Only these exact `Origin` values (e.g. `https://example.com`, or `null`).
+    /// Only these exact `Origin` values (e.g. `https://example.com`). Listing `null`
+    /// lets any site in: a browser sends `Origin: null` from sandboxed frames and data
+    /// URLs that any page can create, and such a request gets CORS credentials
+    /// (PROTOCOL.md §3.3).
     List(Vec<String>),
     /// A predicate over the `Origin` value and the whole request head (method, URI,
     /// headers with cookies, extensions such as the [`PeerAddr`](crate::PeerAddr)), asked
@@ -304,9 +307,14 @@ pub struct Options {
     /// [`SessionBinding::PeerIp`] binds to. Default empty: the socket's peer is the client,
     /// whatever the headers say.
     ///
+    /// List the proxies' own addresses, or ranges that hold nothing but proxies: a client
+    /// whose address is in a trusted range is taken for a proxy, and what it writes into
+    /// the header is believed (a range such as `10.0.0.0/8` that also holds other
+    /// machines, pods or VPN users lets each of them name any address it likes).
+    ///
     /// ```
     /// let options = sockjs_core::Options {
-    ///     trusted_proxies: vec!["127.0.0.1".parse()?, "10.0.0.0/8".parse()?],
+    ///     trusted_proxies: vec!["127.0.0.1".parse()?, "10.0.0.2".parse()?, "10.0.0.3".parse()?],
     ///     ..Default::default()
     /// };
     /// # Ok::<(), sockjs_core::IpRangeError>(())

@@ -80,7 +80,7 @@
 //! let options = Options {
 //!     transports: Transports::ALL.without(Transport::JsonpPolling),
 //!     jsessionid: Jsessionid::Echo(CookieAttributes::default().with_same_site(SameSite::Lax)),
-//!     trusted_proxies: vec!["10.0.0.0/8".parse::<IpRange>()?],
+//!     trusted_proxies: vec!["10.0.0.2".parse::<IpRange>()?],
 //!     forwarding_header: ForwardingHeader::Forwarded,
 //!     permessage_deflate: Some(DeflateOptions::default()),
 //!     websocket_ping: Some(PingOptions {
