@@ -242,9 +242,17 @@ fn element_for(element: &str) -> Option<IpAddr> {
 /// An address from a forwarding header: `1.2.3.4`, `1.2.3.4:80`, `"[2001:db8::1]:80"`,
 /// `2001:db8::1`, with RFC 7239 §6's obfuscated ports too (`"1.2.3.4:_p1"`). A node whose
 /// port is neither (`1.2.3.4:x`), or a bracketed one that is not IPv6 and a port
-/// (`[1.2.3.4]`, `[2001:db8::1]junk`), is no address.
+/// (`[1.2.3.4]`, `[2001:db8::1]junk`), is no address; nor is one with a quote that does not
+/// enclose it whole (`1.2.3.4"`): that is the end of a quoted string the list was split
+/// inside, whose text a proxy may have taken from the client (`host="a,for=1.2.3.4"`).
 fn node_ip(node: &str) -> Option<IpAddr> {
-    let node = node.trim_matches('"');
+    let node = match node.strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"')?,
+        None => node,
+    };
+    if node.contains('"') {
+        return None;
+    }
     if let Some(rest) = node.strip_prefix('[') {
         let (ip, after) = rest.split_once(']')?;
         if !after.is_empty() && !after.strip_prefix(':').is_some_and(node_port) {
@@ -424,6 +432,10 @@ mod tests {
         // A quote the client left open does not swallow the proxy's element.
         let h = headers(&[("forwarded", r#"for="6.6.6.6, for=8.8.8.8"#)]);
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("8.8.8.8"));
+        // Nor does a comma inside a proxy's quoted value, taken from the client's request
+        // (its `Host`), make an element of what follows: the walk ends at the proxy.
+        let h = headers(&[("forwarded", r#"for=8.8.8.8;host="a,for=1.2.3.4""#)]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("10.0.0.1"));
     }
 
     /// RFC 7239 §6: a node is an IPv4 address or a bracketed IPv6 one, with a port of
@@ -446,6 +458,10 @@ mod tests {
             ("\"[2001:db8::1]junk\"", None),
             ("\"[2001:db8::1]:\"", None),
             ("[1.2.3.4]", None),
+            ("\"192.0.2.1", None),
+            ("192.0.2.1\"", None),
+            ("\"192.0.2.1\"\"", None),
+            ("\"", None),
             ("_hidden", None),
             ("unknown", None),
         ] {
