@@ -366,6 +366,83 @@ const ALIVE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Slack on the upper bound of the close (scheduling on a shared machine).
 const SLACK: Duration = Duration::from_secs(3);
 
+/// While the server holds a socket's reads back (its application's queue full), the
+/// client's pongs wait unread in the socket: that is no silence of the client's, and the
+/// session is not closed as unresponsive (before: closed `interval + timeout` into the
+/// hold, 3000 "No response from heartbeat", a healthy client blamed for the server's
+/// backpressure). Pings start again once reads resume.
+#[test]
+fn s9_2_a_websocket_whose_reads_are_held_back_is_not_taken_for_unresponsive() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let go = Arc::new(AtomicBool::new(false));
+            let taking = go.clone();
+            // Takes nothing until the test says so, then everything, and says `done`.
+            let slow = handler(move |mut session: Session| {
+                let taking = taking.clone();
+                async move {
+                    while !taking.load(Ordering::Acquire) {
+                        async_io::Timer::after(Duration::from_millis(20)).await;
+                    }
+                    for _ in 0..MESSAGES {
+                        if session.recv().await.is_none() {
+                            return;
+                        }
+                    }
+                    let _ = session.send("done").await;
+                    while session.recv().await.is_some() {}
+                }
+            });
+            let options = Options {
+                websocket_ping: Some(PingOptions {
+                    interval: INTERVAL,
+                    timeout: ALIVE_TIMEOUT,
+                }),
+                ..Options::default()
+            };
+            let config = Config {
+                max_session_inbound_bytes: 16 * 1024,
+                ..config()
+            };
+            let target = start_services(adapter, config, vec![Mount::new("/held", options, slow)]);
+            let mut ws = target.ws(&format!("/held/000/{}/websocket", sid("h")));
+            // 24 KiB: past the 16 KiB bound (reads are held), under twice it (no overflow).
+            let message = format!("[\"{}\"]", "m".repeat(1020));
+            for _ in 0..MESSAGES {
+                ws.write(Message::text(message.clone())).unwrap();
+            }
+            ws.flush().unwrap();
+            // Held longer than a ping's interval and timeout together, answering pings.
+            set_ws_timeout(&ws, Duration::from_millis(50));
+            let until = Instant::now() + INTERVAL + ALIVE_TIMEOUT + Duration::from_millis(700);
+            while Instant::now() < until {
+                match ws_read(&mut ws) {
+                    Some(frame) if frame == "ping" => {}
+                    Some(frame) => panic!("{adapter:?}: {frame} while reads are held"),
+                    None => {}
+                }
+            }
+            go.store(true, Ordering::Release);
+            set_ws_timeout(&ws, Duration::from_secs(5));
+            loop {
+                match ws_read(&mut ws).as_deref() {
+                    Some("ping") => continue,
+                    other => {
+                        assert_eq!(other, Some("a[\"done\"]"), "{adapter:?}");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Messages of the held-reads test: 24 of 1 KiB.
+const MESSAGES: usize = 24;
+
 /// Echoes, then reports the session's transport, close reason and the time it closed.
 fn closing_echo(tx: Sender<(Transport, Option<CloseReason>, Instant)>) -> Handler {
     handler(move |mut session: Session| {

@@ -335,8 +335,10 @@ pub struct Options {
     /// silent, and close the session when it does not answer (see [`PingOptions`]).
     /// Default `None`: a peer that vanished without closing its connection is only noticed
     /// when a write to it fails or times out. The driver must report pongs with
-    /// [`Engine::handle_ws_pong`](crate::Engine::handle_ws_pong) (`sockjs_core::driver`
-    /// does).
+    /// [`Engine::handle_ws_pong`](crate::Engine::handle_ws_pong), and the times it holds
+    /// a socket's reads back (its application's queue full, the peer's pongs unread) with
+    /// [`Engine::handle_ws_reads_held`](crate::Engine::handle_ws_reads_held), during which
+    /// nothing is pinged or closed (`sockjs_core::driver` does both).
     pub websocket_ping: Option<PingOptions>,
 }
 

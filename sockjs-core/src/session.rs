@@ -39,7 +39,7 @@ impl SocketTimers {
     /// When the session's timer must fire next.
     pub fn next(&self) -> Option<Instant> {
         let alive = match self.alive {
-            Alive::Unwatched => None,
+            Alive::Unwatched | Alive::Held => None,
             Alive::Quiet(at) | Alive::Pinged(at) => Some(at),
         };
         match (self.heartbeat, alive) {
@@ -58,6 +58,9 @@ pub(crate) enum Alive {
     Quiet(Instant),
     /// A ping is out; the session closes at this time unless the peer is heard from.
     Pinged(Instant),
+    /// The driver holds the socket's reads back (the application's queue is full): the
+    /// peer cannot be heard until they resume, so it is not watched meanwhile.
+    Held,
 }
 
 /// A pending receiving request bound to a session.

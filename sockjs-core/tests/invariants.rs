@@ -60,6 +60,10 @@ enum Op {
     WsPong {
         pick: u8,
     },
+    WsReadsHeld {
+        pick: u8,
+        held: bool,
+    },
     AppSendWs {
         pick: u8,
     },
@@ -78,6 +82,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), prop::bool::weighted(0.1)).prop_map(|(pick, broken)| Op::WsMessage { pick, broken }),
         1 => any::<u8>().prop_map(|pick| Op::WsClose { pick }),
         1 => any::<u8>().prop_map(|pick| Op::WsPong { pick }),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(pick, held)| Op::WsReadsHeld { pick, held }),
         2 => any::<u8>().prop_map(|pick| Op::AppSendWs { pick }),
     ]
 }
@@ -326,6 +331,12 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let id = m.sockets[pick as usize % m.sockets.len()];
                     h.engine.handle_ws_pong(h.now, id);
                     h.drain();
+                }
+            }
+            Op::WsReadsHeld { pick, held } => {
+                if !m.sockets.is_empty() {
+                    let id = m.sockets[pick as usize % m.sockets.len()];
+                    h.ws_reads_held(id, held);
                 }
             }
             Op::AppSendWs { pick } => {

@@ -618,6 +618,38 @@ fn s9_2_websocket_ping_after_the_interval_and_close_after_the_timeout() {
     assert_eq!(h.engine.pending_requests(), 0);
 }
 
+/// While the driver holds a socket's reads back (its application's queue full), the
+/// peer's pongs wait unread: no ping goes out and nothing closes, whatever the time held,
+/// a ping already out included; on resuming, the peer has a whole interval again.
+#[test]
+fn s9_2_websocket_ping_pauses_while_reads_are_held() {
+    let mut h = pinging(false);
+    let ws = h.ws_open("/a/b/websocket");
+    h.advance(INTERVAL);
+    assert_eq!(h.ex(ws).ws_pings, 1);
+    h.ws_reads_held(ws, true);
+    h.advance(INTERVAL * 10);
+    assert_eq!(h.ex(ws).ws_pings, 1, "no ping while reads are held");
+    assert!(h.closed.is_empty(), "{:?}", h.closed);
+    h.ws_reads_held(ws, false);
+    h.advance(INTERVAL - ms(1));
+    assert_eq!(h.ex(ws).ws_pings, 1, "an interval after resuming");
+    h.advance(ms(1));
+    assert_eq!(h.ex(ws).ws_pings, 2);
+    // Held again, and a message read before the hold delivered meanwhile: no news of the
+    // peer that would restart its clock while reads are held.
+    h.ws_reads_held(ws, true);
+    h.ws_send(ws, "[\"x\"]");
+    h.advance(INTERVAL * 3);
+    assert_eq!(h.ex(ws).ws_pings, 2);
+    assert!(h.closed.is_empty());
+    // Resumed, a peer that stays silent is closed as before.
+    h.ws_reads_held(ws, false);
+    h.advance(INTERVAL + TIMEOUT);
+    assert_eq!(h.ex(ws).ws_pings, 3);
+    assert_eq!(h.closed[0].1, CloseReason::PeerUnresponsive);
+}
+
 #[test]
 fn s9_2_websocket_pong_keeps_the_session_and_restarts_the_interval() {
     let mut h = pinging(false);

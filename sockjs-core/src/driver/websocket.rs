@@ -137,6 +137,8 @@ pub(crate) struct Gate {
     stall: Stall,
     /// `inbound` was looked up.
     looked_up: bool,
+    /// Reads are held back, as the engine was told (`Engine::handle_ws_reads_held`).
+    held: bool,
 }
 
 impl Gate {
@@ -146,7 +148,16 @@ impl Gate {
             room: None,
             stall: Stall::default(),
             looked_up: false,
+            held: false,
         }
+    }
+
+    /// Tells the engine that reads are held back, or no longer: it cannot hear the peer
+    /// meanwhile, so its dead-peer detection must not count the time.
+    #[cold]
+    fn hold(flag: &mut bool, exchange: &Link, held: bool) {
+        *flag = held;
+        exchange.feed(|engine, now, id| engine.handle_ws_reads_held(now, id, held));
     }
 
     /// Whether the queue is past its bound now (after a read: look again at once, so that
@@ -179,7 +190,13 @@ impl Gate {
         };
         if !open || !inbound.is_over() || inbound.poll_room(cx, &mut self.room).is_ready() {
             self.stall.reset();
+            if self.held {
+                Gate::hold(&mut self.held, exchange, false);
+            }
             return (false, None);
+        }
+        if !self.held {
+            Gate::hold(&mut self.held, exchange, true);
         }
         let now = exchange.runtime().now();
         let timeout = exchange.config().inbound_stall_timeout;

@@ -147,11 +147,32 @@ impl Shared {
             return;
         };
         if let Link::WebSocket { timers, .. } = &mut s.link {
-            if timers.alive != Alive::Unwatched {
+            // While reads are held, what was read before is no news: the interval starts
+            // when they resume.
+            if matches!(timers.alive, Alive::Quiet(_) | Alive::Pinged(_)) {
                 timers.alive =
                     after(self.now, ping.interval).map_or(Alive::Unwatched, Alive::Quiet);
                 self.timers.set(key, &mut s.deadline, timers.next());
             }
+        }
+    }
+
+    /// The driver holds the WebSocket's reads back (`held`) or reads it again: dead-peer
+    /// detection pauses, and starts a whole interval afresh on resuming.
+    fn socket_reads_held(&mut self, key: SessionKey, s: &mut Session, held: bool) {
+        let Some(ping) = self.options.websocket_ping else {
+            return;
+        };
+        if let Link::WebSocket { timers, .. } = &mut s.link {
+            timers.alive = match (timers.alive, held) {
+                (Alive::Unwatched, _) => return,
+                (_, true) => Alive::Held,
+                (Alive::Held, false) => {
+                    after(self.now, ping.interval).map_or(Alive::Unwatched, Alive::Quiet)
+                }
+                (_, false) => return,
+            };
+            self.timers.set(key, &mut s.deadline, timers.next());
         }
     }
 

@@ -87,6 +87,22 @@ impl Engine {
         self.heard_from(id);
     }
 
+    /// The driver holds an upgraded WebSocket's reads back (`held`: its application's queue
+    /// of messages is full, so the client's frames wait unread) or reads it again (`false`).
+    /// A peer whose frames are not read cannot be heard, pongs included: while reads are
+    /// held, dead-peer detection ([`Options::websocket_ping`](crate::Options::websocket_ping))
+    /// sends no ping and closes nothing, and on resuming the peer has a whole interval
+    /// before the next ping. Nothing else changes, and nothing at all with the option off.
+    pub fn handle_ws_reads_held(&mut self, now: Instant, id: RequestId, held: bool) {
+        self.advance(now);
+        let Some((key, _)) = self.socket(id) else {
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(&key) {
+            self.shared.socket_reads_held(key, s, held);
+        }
+    }
+
     /// A WebSocket message exceeded the driver's size limit
     /// ([`Options::max_message_size`](crate::Options::max_message_size)): the socket is
     /// closed with 1009 and the session ends.

@@ -230,6 +230,11 @@ impl Harness {
         self.drain();
     }
 
+    pub fn ws_reads_held(&mut self, id: RequestId, held: bool) {
+        self.engine.handle_ws_reads_held(self.now, id, held);
+        self.drain();
+    }
+
     pub fn ws_closed(&mut self, id: RequestId) {
         self.engine.handle_ws_closed(self.now, id);
         self.drain();
