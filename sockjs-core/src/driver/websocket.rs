@@ -367,11 +367,19 @@ async fn hixie76<S: Socket>(
                 TryNext::Ended => return,
             },
             Event::Stall => {}
-            Event::MessageTimeout => {
-                tracing::debug!("hixie-76 message timed out");
-                exchange.ws_message_timeout();
-                return close_now(&mut socket, &mut out, &mut exchange, &mut alarm).await;
-            }
+            // A socket that did not say it was readable may still hold bytes: async-io
+            // reports readiness once per registration, and a turn that wrote, or read only
+            // part of what came, used it up. The message times out only if a read finds
+            // nothing, as on RFC 6455 sockets.
+            Event::MessageTimeout => match read_now(&mut socket, &mut buf) {
+                Ok(Some(0)) | Err(_) => return,
+                Ok(Some(n)) => exchange.outside().received(n),
+                Ok(None) => {
+                    tracing::debug!("hixie-76 message timed out");
+                    exchange.ws_message_timeout();
+                    return close_now(&mut socket, &mut out, &mut exchange, &mut alarm).await;
+                }
+            },
             Event::Read => match read_now(&mut socket, &mut buf) {
                 Ok(Some(0)) | Err(_) => return,
                 Ok(n) => exchange.outside().received(n.unwrap_or(0)),
