@@ -179,7 +179,7 @@ fn htmlfile_frames_are_script_safe_and_script_responses_nosniff() {
             1,
             "{adapter:?}: {frame}"
         );
-        // jsonp, xhr and the sender answers carry nosniff.
+        // The jsonp and xhr receivers' answers carry nosniff.
         let jsonp = target.request(&Request::new(
             "GET",
             &format!("{}/jsonp?c=cb", session("ns")),
