@@ -976,6 +976,34 @@ mod tests {
         assert_eq!(service.session_count(), 0);
     }
 
+    /// A session's state is its state now: past its disconnect delay, its timer input late
+    /// (the runtime's timers never fire here), it is closed, as a send would find it, not
+    /// open until the timer task comes round.
+    #[test]
+    fn a_session_past_its_disconnect_delay_is_closed_before_its_late_timer() {
+        let options = Options {
+            disconnect_delay: Duration::from_millis(20),
+            ..Options::default()
+        };
+        let config = Config {
+            shards: 1,
+            ..Config::default()
+        };
+        let (service, kept) = keeping_sessions(options, config);
+        assert_eq!(
+            status(&mut service.submit(post("/000/late/xhr"))),
+            Some(200)
+        );
+        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        assert_eq!(session.state(), crate::SessionState::Open);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(session.state(), crate::SessionState::Closed);
+        assert_eq!(
+            session.try_send("late"),
+            Err(crate::SendError::UnknownSession)
+        );
+    }
+
     /// A send that waits for room (its connection full) first fires the timers due by its
     /// time and routes what they did, as a request does: a session past its disconnect
     /// delay, its timer input late (the runtime's timers never fire here), ends then, not

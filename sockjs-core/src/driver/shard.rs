@@ -651,8 +651,18 @@ impl Shard {
         self.outside.add_to(into);
     }
 
-    pub(crate) fn session_state(&self, key: SessionKey) -> SessionState {
-        self.peek(|engine| engine.session_state(key))
+    /// The session's state now: the timers due by now fire first (a session past its
+    /// disconnect delay is closed, not open until the timer task comes round), as for a
+    /// send.
+    pub(crate) fn session_state(self: &Arc<Self>, key: SessionKey) -> SessionState {
+        let mut st = self.lock();
+        let now = self.common.runtime.now();
+        let fired = st.fire_due(now, &self.common);
+        let state = st.engine.session_state(key);
+        if fired {
+            self.settle(st, now);
+        }
+        state
     }
 
     /// Sleeps until the engine's next deadline (or an earlier one announced by an input)
