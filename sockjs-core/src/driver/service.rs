@@ -947,12 +947,8 @@ mod tests {
         assert_eq!(common.sessions.load(Ordering::Acquire), 0);
     }
 
-    /// A session past its disconnect delay whose timer input has not come (the runtime's
-    /// timers never fire here) is gone for the request that names it: while the service
-    /// drains, that request would open a session, so it is refused, not let through to open
-    /// a fresh one.
-    #[test]
-    fn a_session_expired_before_its_late_timer_opens_nothing_while_draining() {
+    /// A service of one shard whose sessions pass their disconnect delay after 20 ms.
+    fn expiring_on_one_shard() -> (Options, Config) {
         let options = Options {
             disconnect_delay: Duration::from_millis(20),
             ..Options::default()
@@ -961,6 +957,16 @@ mod tests {
             shards: 1,
             ..Config::default()
         };
+        (options, config)
+    }
+
+    /// A session past its disconnect delay whose timer input has not come (the runtime's
+    /// timers never fire here) is gone for the request that names it: while the service
+    /// drains, that request would open a session, so it is refused, not let through to open
+    /// a fresh one.
+    #[test]
+    fn a_session_expired_before_its_late_timer_opens_nothing_while_draining() {
+        let (options, config) = expiring_on_one_shard();
         let service =
             Service::new(options, config, Arc::new(Inert), |_session| async {}).expect("service");
         let poll = || {
@@ -981,14 +987,7 @@ mod tests {
     /// open until the timer task comes round.
     #[test]
     fn a_session_past_its_disconnect_delay_is_closed_before_its_late_timer() {
-        let options = Options {
-            disconnect_delay: Duration::from_millis(20),
-            ..Options::default()
-        };
-        let config = Config {
-            shards: 1,
-            ..Config::default()
-        };
+        let (options, config) = expiring_on_one_shard();
         let (service, kept) = keeping_sessions(options, config);
         assert_eq!(
             status(&mut service.submit(post("/000/late/xhr"))),
