@@ -98,6 +98,13 @@ impl Subscriber {
                 Stopped,
             }
             let wake = poll_fn(|cx| {
+                // The ping on time, busy or not: it is what resets the backoff once the
+                // connection has held for a ping period, and a cluster that never pauses
+                // would otherwise leave the next loss retried after the last outage's
+                // longest delay.
+                if ping.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Ping);
+                }
                 // Messages first, but a change of topics waits for no more than a few: a
                 // steady churn of topics (a sync each) does not hold the cluster's
                 // messages back, nor a busy cluster the new topics.
@@ -117,7 +124,7 @@ impl Subscriber {
                 if let Poll::Ready(message) = Pin::new(&mut stream).poll_next(cx) {
                     return Poll::Ready(Wake::Message(message));
                 }
-                ping.as_mut().poll(cx).map(|()| Wake::Ping)
+                Poll::Pending
             })
             .await;
             match wake {
