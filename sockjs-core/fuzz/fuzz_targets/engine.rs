@@ -64,6 +64,13 @@ enum Op {
     Advance {
         ms: u16,
     },
+    WsPong {
+        pick: u8,
+    },
+    WsReadsHeld {
+        pick: u8,
+        held: bool,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -324,6 +331,16 @@ fuzz_target!(|script: Script| {
                 }
             }
             Op::CloseAll => engine.close_all(now, 1001, "shutdown"),
+            Op::WsPong { pick } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_ws_pong(now, id);
+                }
+            }
+            Op::WsReadsHeld { pick, held } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_ws_reads_held(now, id, held);
+                }
+            }
             Op::Advance { ms } => {
                 now += Duration::from_millis(u64::from(ms));
                 engine.handle_timeout(now);
