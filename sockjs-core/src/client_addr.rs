@@ -226,8 +226,19 @@ fn forwarded_for(headers: &HeaderMap, header: ForwardingHeader) -> Vec<Option<Ip
     }
 }
 
-/// The address of a `Forwarded` element's one `for=` parameter.
+/// The address of a `Forwarded` element's one `for=` parameter. An element with an odd
+/// number of quotes, or a parameter that is not `name=value`, is none: it is a piece of a
+/// quoted string the list was split inside (`host="a,for=1.2.3.4;"`), whose text a proxy
+/// may have taken from the client; the piece that ends such a string always holds its
+/// closing quote, and the walk meets it first.
 fn element_for(element: &str) -> Option<IpAddr> {
+    let quotes = element.bytes().filter(|&b| b == b'"').count();
+    let malformed = element
+        .split(';')
+        .any(|pair| !pair.trim().is_empty() && !pair.contains('='));
+    if quotes % 2 == 1 || malformed {
+        return None;
+    }
     let mut nodes = element.split(';').filter_map(|pair| {
         let (name, value) = pair.split_once('=')?;
         name.trim().eq_ignore_ascii_case("for").then_some(value)
@@ -434,8 +445,23 @@ mod tests {
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("8.8.8.8"));
         // Nor does a comma inside a proxy's quoted value, taken from the client's request
         // (its `Host`), make an element of what follows: the walk ends at the proxy.
-        let h = headers(&[("forwarded", r#"for=8.8.8.8;host="a,for=1.2.3.4""#)]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("10.0.0.1"));
+        for value in [
+            r#"for=8.8.8.8;host="a,for=1.2.3.4""#,
+            r#"for=8.8.8.8;host="a,for=1.2.3.4;""#,
+            r#"for=8.8.8.8;host="a,for=1.2.3.4;x=""#,
+            r#"for=8.8.8.8;host="a,for=1.2.3.4,""#,
+            r#"for=8.8.8.8;host="a,for=1.2.3.4";proto=http"#,
+        ] {
+            let h = headers(&[("forwarded", value)]);
+            assert_eq!(
+                client_ip(ip("10.0.0.1"), &h, &trusted, fwd),
+                ip("10.0.0.1"),
+                "{value}"
+            );
+        }
+        // Balanced quotes and empty parameters are fine.
+        let h = headers(&[("forwarded", r#"for="8.8.8.8";proto=https;;host="a.b""#)]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted, fwd), ip("8.8.8.8"));
     }
 
     /// RFC 7239 §6: a node is an IPv4 address or a bracketed IPv6 one, with a port of
