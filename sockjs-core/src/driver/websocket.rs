@@ -115,6 +115,12 @@ impl Alarm {
         }
     }
 
+    /// Makes the next [`set`](Alarm::set) arm the timer even for the deadline it has: a
+    /// timer that fired may not fire again for it (async-io's do not).
+    pub(crate) fn rearm(&mut self) {
+        self.at = None;
+    }
+
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match (self.at, self.timer.as_mut()) {
             (Some(_), Some(timer)) => timer.as_mut().poll(cx),
@@ -157,7 +163,10 @@ impl Gate {
     #[cold]
     fn hold(flag: &mut bool, exchange: &Link, held: bool) {
         *flag = held;
-        exchange.feed(|engine, now, id| engine.handle_ws_reads_held(now, id, held));
+        // Only dead-peer detection cares; without it, no lock for nothing.
+        if exchange.options().websocket_ping.is_some() {
+            exchange.feed(|engine, now, id| engine.handle_ws_reads_held(now, id, held));
+        }
     }
 
     /// Whether the queue is past its bound now (after a read: look again at once, so that
@@ -373,7 +382,12 @@ async fn hixie76<S: Socket>(
             // nothing, as on RFC 6455 sockets.
             Event::MessageTimeout => match read_now(&mut socket, &mut buf) {
                 Ok(Some(0)) | Err(_) => return,
-                Ok(Some(n)) => exchange.outside().received(n),
+                // The deadline stands for the rest of the message (unless these bytes end
+                // it): its timer, fired, must ring again.
+                Ok(Some(n)) => {
+                    exchange.outside().received(n);
+                    alarm.rearm();
+                }
                 Ok(None) => {
                     tracing::debug!("hixie-76 message timed out");
                     exchange.ws_message_timeout();
