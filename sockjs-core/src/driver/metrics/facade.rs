@@ -5,22 +5,29 @@
 //! resolves a key and its labels to a handle through the recorder, which costs a lookup
 //! (or a handle kept per label combination) on the hot path, and it would count twice what
 //! the shards already count. Recording a snapshot costs nothing until it is taken, and the
-//! totals are the same. Counters go to the recorder as increments past what their source
-//! (a service, an [`Unrouted`]) recorded last, not as absolute values: a recorder's
-//! absolute counter keeps the largest value it was given (the `metrics` crate's atomic
-//! counters, and so its Prometheus exporter), so a service built again under the same
-//! prefix (a reload) would leave its counters frozen at its predecessor's totals until it
-//! passed them, and two sources of the same series would show the larger count, not their
-//! sum. Gauges are set: with two sources of one gauge, the last recorded shows.
+//! totals are the same.
+//!
+//! Counters go to the recorder as absolute values: each series' total over every source
+//! of it in the process (a service, an [`Unrouted`]), to which each source adds what it
+//! counted since it last recorded. A recorder's absolute counter keeps the largest value
+//! it was given (the `metrics` crate's atomic counters, and so its Prometheus exporter), so
+//! a source's own total would not do: a service built again under the same prefix (a
+//! reload) would leave its counters frozen at its predecessor's totals until it passed
+//! them, and two sources of one series would show the larger count, not their sum. With
+//! the process's totals, a reloaded service counts on from its predecessor's, two sources
+//! add up, every series is set at every record, and a recorder installed late gets the
+//! whole count at its first. Gauges are set: with two sources of one gauge, the last
+//! recorded shows.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use metrics::{Label, Unit};
 
 use super::{FAMILIES, Kind, Metrics, Unrouted, unrouted};
 
-/// What one source (a service, an [`Unrouted`]) last handed to the recorder, by series.
+/// What one source (a service, an [`Unrouted`]) last added to the process's totals, by
+/// series.
 #[derive(Default)]
 pub(crate) struct Recorded(Mutex<HashMap<String, u64>>);
 
@@ -30,15 +37,20 @@ impl Recorded {
     }
 }
 
-/// Hands `value`, a source's total for `series`, to `counter` as the increment past what
-/// that source recorded last. A snapshot taken before the one recorded last (two threads
-/// recording at once) adds nothing.
+/// Every counter series' total over all the sources that recorded it in this process.
+static TOTALS: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Mutex::default);
+
+/// Adds to the process's total for `series` what `value`, a source's own total, counts past
+/// what that source added last, and sets `counter` to that total. A snapshot taken before
+/// the one recorded last (two threads recording at once) adds nothing.
 fn advance(last: &mut HashMap<String, u64>, series: String, value: u64, counter: metrics::Counter) {
-    let recorded = last.entry(series).or_default();
-    if value > *recorded {
-        counter.increment(value - *recorded);
-        *recorded = value;
-    }
+    let recorded = last.entry(series.clone()).or_default();
+    let more = value.saturating_sub(*recorded);
+    *recorded = (*recorded).max(value);
+    let mut totals = TOTALS.lock().unwrap_or_else(PoisonError::into_inner);
+    let total = totals.entry(series).or_default();
+    *total = total.saturating_add(more);
+    counter.absolute(*total);
 }
 
 impl Metrics {
@@ -236,7 +248,7 @@ mod tests {
     /// from its predecessor's totals, and two sources of one series add up: with absolute
     /// values, the exporter's counters kept the larger total (a reloaded service's
     /// counters stood still until they passed the old ones; two servers' unrouted
-    /// answers showed one server's).
+    /// answers showed one server's). A recorder installed late is given the whole count.
     #[test]
     fn counters_of_successive_or_parallel_sources_add_up() {
         let sent = |n| Counters {
@@ -244,41 +256,54 @@ mod tests {
             ..Counters::default()
         };
         let recorder = Atomic::default();
-        let series = "sockjs_messages_sent_total{service=/echo}";
+        let series = "sockjs_messages_sent_total{service=/reloaded}";
+        let second = Arc::new(Recorded::default());
         metrics::with_local_recorder(&recorder, || {
             let first = Arc::new(Recorded::default());
-            Metrics::new("/echo", sent(10))
+            Metrics::new("/reloaded", sent(10))
                 .recorded_by(first.clone())
                 .record();
-            Metrics::new("/echo", sent(10)).recorded_by(first).record();
+            Metrics::new("/reloaded", sent(10))
+                .recorded_by(first)
+                .record();
             assert_eq!(recorder.get(series), 10, "recorded twice, counted once");
 
             // The service built again: its own count starts from zero.
-            let second = Arc::new(Recorded::default());
-            Metrics::new("/echo", sent(3))
+            Metrics::new("/reloaded", sent(3))
                 .recorded_by(second.clone())
                 .record();
             assert_eq!(recorder.get(series), 13);
-            Metrics::new("/echo", sent(5))
+            Metrics::new("/reloaded", sent(5))
                 .recorded_by(second.clone())
                 .record();
             assert_eq!(recorder.get(series), 15);
             // A snapshot taken before the last one recorded adds nothing.
-            Metrics::new("/echo", sent(4)).recorded_by(second).record();
+            Metrics::new("/reloaded", sent(4))
+                .recorded_by(second.clone())
+                .record();
             assert_eq!(recorder.get(series), 15);
 
+            // (A status no other test records: the totals are the process's.)
             let (one, two) = (Unrouted::default(), Unrouted::default());
-            one.count(http::StatusCode::NOT_FOUND);
-            two.count(http::StatusCode::NOT_FOUND);
-            two.count(http::StatusCode::NOT_FOUND);
+            one.count(http::StatusCode::URI_TOO_LONG);
+            two.count(http::StatusCode::URI_TOO_LONG);
+            two.count(http::StatusCode::URI_TOO_LONG);
             one.record();
             two.record();
             one.record();
             assert_eq!(
-                recorder.get("sockjs_unrouted_requests_total{status=404}"),
+                recorder.get("sockjs_unrouted_requests_total{status=414}"),
                 3
             );
         });
+        // A recorder installed late gets the whole count at its first record.
+        let late = Atomic::default();
+        metrics::with_local_recorder(&late, || {
+            Metrics::new("/reloaded", sent(5))
+                .recorded_by(second)
+                .record();
+        });
+        assert_eq!(late.get(series), 15);
     }
 
     #[test]
