@@ -56,10 +56,12 @@ impl AcceptError {
             | io::ErrorKind::NetworkDown
             | io::ErrorKind::NetworkUnreachable
             | io::ErrorKind::HostUnreachable => AcceptError::Connection,
-            // Not the system's `EINVAL` (a listener that is not listening: `by_code`) but
-            // std's and mio's own, for a connection accepted without a peer address they
-            // know: macOS gives one reset before it was taken on an IPv6 listener an empty
-            // address. That connection is closed already; the listener is fine.
+            // The system's `EINVAL` (`WSAEINVAL`: a listener that is not listening) is the
+            // listener's. One with no OS code is std's and mio's own, for a connection
+            // accepted without a peer address they know: macOS gives one reset before it
+            // was taken on an IPv6 listener an empty address. That connection is closed
+            // already; the listener is fine.
+            io::ErrorKind::InvalidInput if error.raw_os_error().is_some() => AcceptError::Listener,
             io::ErrorKind::InvalidInput => AcceptError::Connection,
             io::ErrorKind::NotConnected => AcceptError::Listener,
             _ => AcceptError::Exhausted,
