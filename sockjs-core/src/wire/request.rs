@@ -161,6 +161,10 @@ impl RequestDecoder {
     /// Returns `Ok(None)` when more bytes are needed. Consumes the bytes it
     /// decodes and nothing after them. Once it returns an error it returns
     /// the same error forever.
+    ///
+    /// Between calls, `buf` must hold what it held after the last one with the connection's
+    /// next bytes appended: the decoder remembers how far it has searched a head or a line
+    /// not ended yet, so that bytes arriving one at a time are each searched once.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, WireError> {
         self.decode_limited(buf, |_| usize::MAX)
     }
