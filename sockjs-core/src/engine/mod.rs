@@ -122,6 +122,12 @@ fn after(now: Instant, delay: Duration) -> Option<Instant> {
     now.checked_add(delay)
 }
 
+/// A socket's dead-peer watch after its peer was heard from at `now`: the next ping an
+/// `interval` away (unwatched if that is past what `Instant` holds).
+fn quiet(now: Instant, interval: Duration) -> Alive {
+    after(now, interval).map_or(Alive::Unwatched, Alive::Quiet)
+}
+
 impl Shared {
     /// When a receiver or socket written to now gets its next heartbeat (`None`: never,
     /// heartbeats are off).
@@ -150,8 +156,7 @@ impl Shared {
             // While reads are held, what was read before is no news: the interval starts
             // when they resume.
             if matches!(timers.alive, Alive::Quiet(_) | Alive::Pinged(_)) {
-                timers.alive =
-                    after(self.now, ping.interval).map_or(Alive::Unwatched, Alive::Quiet);
+                timers.alive = quiet(self.now, ping.interval);
                 self.timers.set(key, &mut s.deadline, timers.next());
             }
         }
@@ -167,9 +172,7 @@ impl Shared {
             timers.alive = match (timers.alive, held) {
                 (Alive::Unwatched, _) => return,
                 (_, true) => Alive::Held,
-                (Alive::Held, false) => {
-                    after(self.now, ping.interval).map_or(Alive::Unwatched, Alive::Quiet)
-                }
+                (Alive::Held, false) => quiet(self.now, ping.interval),
                 (_, false) => return,
             };
             self.timers.set(key, &mut s.deadline, timers.next());

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::{Engine, Shared, after, too_many_sessions};
+use super::{Engine, Shared, quiet, too_many_sessions};
 use crate::handshake::{accept_key, hixie76_key_number};
 use crate::options::ProtocolVersion;
 use crate::output::{CloseReason, Content, Event, Handshake, RequestId, SessionKey};
@@ -199,9 +199,7 @@ impl Engine {
         }
         // §9.2: dead-peer detection needs pings, which hixie-76 does not have.
         let alive = match (&handshake, options.websocket_ping) {
-            (Handshake::Rfc6455 { .. }, Some(ping)) => {
-                after(self.shared.now, ping.interval).map_or(Alive::Unwatched, Alive::Quiet)
-            }
+            (Handshake::Rfc6455 { .. }, Some(ping)) => quiet(self.shared.now, ping.interval),
             _ => Alive::Unwatched,
         };
         let key = self.new_key();
