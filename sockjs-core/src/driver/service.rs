@@ -65,7 +65,7 @@ pub(crate) struct Common {
     pub(crate) admission: OnceLock<Admission>,
     /// Graceful shutdown's drain.
     pub(crate) drain: Drain,
-    /// What the service's snapshots handed to the `metrics` recorder last.
+    /// What the service's snapshots added to the process's totals last.
     #[cfg(feature = "metrics")]
     pub(crate) recorded: Arc<crate::driver::metrics::Recorded>,
     /// Live sessions over all shards, plus the places held for sessions about to open:

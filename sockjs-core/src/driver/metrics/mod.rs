@@ -2,10 +2,9 @@
 //! [`Metrics`] snapshot, [`write_prometheus`] renders snapshots in the Prometheus text
 //! format, and with the cargo feature `metrics`, `Metrics::record` hands them to the
 //! [`metrics`](https://docs.rs/metrics) facade, for the exporters an application already
-//! uses (Prometheus, OpenTelemetry): at snapshot time (counters as increments past what
-//! the service recorded last, so that a service built again under the same prefix counts
-//! on from its predecessor's totals), so the facade costs nothing between snapshots
-//! either.
+//! uses (Prometheus, OpenTelemetry): at snapshot time (each counter set to the process's
+//! total for its series, so that a service built again under the same prefix counts on
+//! from its predecessor's), so the facade costs nothing between snapshots either.
 //!
 //! [`Service::metrics`]: crate::driver::Service::metrics
 //!
@@ -212,7 +211,7 @@ pub struct Metrics {
     ended: [u64; counters::TRANSPORTS],
     closes: [u64; CLOSES.len()],
     requests: counters::Requests,
-    /// What the service's snapshots handed to the `metrics` recorder last.
+    /// What the service's snapshots added to the process's totals last.
     #[cfg(feature = "metrics")]
     recorded: Option<std::sync::Arc<facade::Recorded>>,
 }
@@ -257,8 +256,8 @@ impl Metrics {
         }
     }
 
-    /// This snapshot as the service's, whose earlier snapshots `recorded` handed to the
-    /// `metrics` recorder.
+    /// This snapshot as the service's, whose earlier snapshots added `recorded` to the
+    /// process's totals.
     #[cfg(feature = "metrics")]
     pub(crate) fn recorded_by(mut self, recorded: std::sync::Arc<facade::Recorded>) -> Metrics {
         self.recorded = Some(recorded);

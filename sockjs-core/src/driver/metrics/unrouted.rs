@@ -49,7 +49,7 @@ pub struct Unrouted {
     counting: AtomicBool,
     /// Idle keep-alive connections closed at the bound for a new one.
     reclaimed: AtomicU64,
-    /// What [`record`](Unrouted::record) handed to the `metrics` recorder last.
+    /// What [`record`](Unrouted::record) added to the process's totals last.
     #[cfg(feature = "metrics")]
     pub(super) recorded: super::Recorded,
 }
