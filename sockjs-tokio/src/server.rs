@@ -723,6 +723,15 @@ mod tests {
     use super::{Routes, Standalone, connection};
     use crate::SockJs;
 
+    /// A listener on a free loopback port, and its address.
+    async fn loopback() -> (tokio::net::TcpListener, std::net::SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        (listener, addr)
+    }
+
     /// A WebSocket's task is let go once it has finished, whether or not another WebSocket
     /// starts after it: with many closing at once and none opening, the server kept every
     /// finished task's memory.
@@ -738,10 +747,7 @@ mod tests {
             .build()
             .expect("a runtime");
         runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = listener.local_addr().expect("address");
+            let (listener, addr) = loopback().await;
             let routes = Routes::from(SockJs::new(Default::default(), |mut session| async move {
                 while session.recv().await.is_some() {}
             }));
@@ -789,10 +795,7 @@ mod tests {
             .build()
             .expect("a runtime");
         runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = listener.local_addr().expect("address");
+            let (listener, addr) = loopback().await;
             let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
             let (stream, peer) = listener.accept().await.expect("accept");
             let routes = Routes::from(SockJs::new(Default::default(), |_| async {}));
