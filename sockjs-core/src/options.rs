@@ -163,6 +163,14 @@ pub enum SessionBinding {
     /// no SockJS client reads the cookie from a script); it cannot be combined with
     /// [`Jsessionid::Custom`]. Over HTTPS, set `Echo` with `Secure` (and `HttpOnly`) too,
     /// so that the token never travels in the clear.
+    ///
+    /// A session created by a request that carries the cookie binds to the client's value,
+    /// so that a browser's tabs share one cookie and a cluster's nodes accept each other's.
+    /// A cookie planted in the browser beforehand (by a sibling subdomain, or over plain
+    /// HTTP) therefore binds too; over HTTPS, a `__Host-` name
+    /// ([`CookieAttributes::with_name`](crate::CookieAttributes::with_name), with `Secure`,
+    /// the default `path=/` and no `Domain`) is one browsers take only from the exact host
+    /// over HTTPS.
     Cookie,
     /// Bound to the client's IP address: the peer's, as the adapter reports it in the
     /// [`PeerAddr`] request extension, or, when the peer is one of the

@@ -58,6 +58,11 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// task's whole life, doubling its memory; build the future inside the block, or wrap
     /// it in a plain future type instead of a block (sockjs-smol's connection and
     /// WebSocket tasks, sockjs-tokio's connection task; each has a size test).
+    ///
+    /// The wakers of these tasks must schedule them, not poll them inside `wake()`: the
+    /// driver wakes tasks while it holds its own locks (a session's shard, as it hands a
+    /// message on), and a task polled there would wait on a lock its own thread holds.
+    /// Every executor in common use (tokio, async-executor, futures' pools) schedules.
     fn spawn(&self, task: Task);
 
     /// A timer that completes at `deadline` (at once if it has passed).
