@@ -22,6 +22,7 @@ fn opens(h: &Harness, method: &str, uri: &str, headers: &[(&str, &str)]) -> bool
 
 /// Refuses a request on the harness's engine, as a driver would.
 fn reject(h: &mut Harness, id: u64, parts: &http::request::Parts, rejection: &Rejection) {
+    h.exchanges.entry(RequestId(id)).or_default();
     h.engine
         .handle_rejected(h.now, RequestId(id), parts, rejection);
     h.drain();

@@ -9,6 +9,12 @@
 //!   would (PROTOCOL.md §7.3.1);
 //! - a client's send is answered as PROTOCOL.md §6 says for the session's state (204 and
 //!   delivered in order while open, 204 and dropped while closing, 404 without a session);
+//! - every frame is one of the protocol's, `o` first and once per session, nothing after a
+//!   `c` on its request, and WebSocket close codes none of RFC 6455's reserved ones;
+//! - a WebSocket's messages reach the application in order while its session is open, and
+//!   broken JSON ends the socket with 3000 "Broken framing." and delivers nothing;
+//! - timers: the engine is given its timer input only at the deadlines it asks for, and
+//!   each leaves the next deadline in the future (a driver would spin otherwise);
 //! - all of this with heartbeats on or off, WebSocket dead-peer detection on or off, and
 //!   timer inputs on time or late (a driver's timer fires after requests that come later
 //!   than its deadline: the engine must act as time left the sessions).
@@ -126,9 +132,9 @@ const TRANSPORTS: [(&str, &str, &str); 5] = [
     ("GET", "htmlfile", "?c=cb"),
 ];
 
-/// Extracts the `a[...]` messages of one wrapped frame, whatever the transport.
-fn frame_messages(wrapped: &str) -> Vec<String> {
-    let frame = if let Some(rest) = wrapped.strip_prefix("data: ") {
+/// The SockJS frame inside one transport's wrapping.
+fn unwrap_frame(wrapped: &str) -> String {
+    if let Some(rest) = wrapped.strip_prefix("data: ") {
         rest.trim_end()
             .replace("%25", "%")
             .replace("%0D", "\r")
@@ -147,7 +153,41 @@ fn frame_messages(wrapped: &str) -> Vec<String> {
         serde_json::from_str::<String>(js).expect("htmlfile literal")
     } else {
         wrapped.trim_end().to_owned()
-    };
+    }
+}
+
+/// Whether `frame` is one of the protocol's four (PROTOCOL.md §5): `o`, `h`, `a` with a
+/// JSON array of strings, or `c` with a JSON `[code, "reason"]`.
+fn well_formed(frame: &str) -> bool {
+    match frame.split_at_checked(1) {
+        Some(("o" | "h", "")) => true,
+        Some(("a", json)) => serde_json::from_str::<Vec<String>>(json).is_ok(),
+        Some(("c", json)) => serde_json::from_str::<(u16, String)>(json).is_ok(),
+        _ => false,
+    }
+}
+
+/// Every frame written to `id` so far, unwrapped, in order.
+fn frames_of(ex: &common::Exchange) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(r) = &ex.response {
+        for line in String::from_utf8_lossy(r.body())
+            .split_inclusive("\r\n")
+            .flat_map(|s| s.split_inclusive('\n'))
+        {
+            out.push(unwrap_frame(line));
+        }
+    }
+    for chunk in ex.chunk_strings().iter().skip(1) {
+        out.push(unwrap_frame(chunk));
+    }
+    out.extend(ex.ws_texts.iter().map(|t| t.trim_end().to_owned()));
+    out
+}
+
+/// Extracts the `a[...]` messages of one wrapped frame, whatever the transport.
+fn frame_messages(wrapped: &str) -> Vec<String> {
+    let frame = unwrap_frame(wrapped);
     match frame.strip_prefix('a') {
         Some(json) => serde_json::from_str(json).expect("a frame is a JSON array of strings"),
         None => Vec::new(),
@@ -317,7 +357,40 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::WsMessage { pick, broken } => {
                 if !m.sockets.is_empty() {
                     let id = m.sockets[pick as usize % m.sockets.len()];
-                    h.ws_send(id, if broken { "[\"x" } else { "[\"hi\"]" });
+                    // The engine runs the timers due by now before it reads the message.
+                    h.advance(Duration::ZERO);
+                    let key = h.owner.get(&id).copied();
+                    let open = key.is_some_and(|k| h.engine.session_state(k) == SessionState::Open)
+                        && h.ex(id).ws_close.is_none()
+                        && !m.aborted.contains(&id);
+                    m.counter += 1;
+                    let text = format!("i{}", m.counter);
+                    let json = if broken {
+                        "[\"x".to_owned()
+                    } else {
+                        format!("[\"{text}\"]")
+                    };
+                    let before = h.messages.len();
+                    h.ws_send(id, &json);
+                    match (key, open, broken) {
+                        // A message on an open socket reaches the application.
+                        (Some(key), true, false) => m.received.entry(key).or_default().push(text),
+                        // Broken JSON delivers nothing and ends the socket: 3000 "Broken
+                        // framing." (PROTOCOL.md §9.2).
+                        (Some(key), true, true) => {
+                            prop_assert_eq!(h.messages.len(), before);
+                            prop_assert_eq!(
+                                h.ex(id).ws_close.clone(),
+                                Some((3000, "Broken framing.".to_owned()))
+                            );
+                            prop_assert_eq!(h.engine.session_state(key), SessionState::Closed);
+                        }
+                        _ => prop_assert_eq!(
+                            h.messages.len(),
+                            before,
+                            "a message on a socket no longer open"
+                        ),
+                    }
                 }
             }
             Op::WsClose { pick } => {
@@ -377,6 +450,68 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 })
                 .count();
         prop_assert_eq!(h.engine.pending_requests(), unanswered);
+        // Every frame is one of the protocol's, a session's `o` comes first and once, and
+        // nothing follows a `c` on the request that carried it.
+        for id in m
+            .receivers
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(m.sockets.iter().copied())
+        {
+            let ex = h.ex(id);
+            if !(200..300).contains(&ex.status()) && ex.upgrade.is_none() {
+                continue;
+            }
+            let frames = frames_of(ex);
+            for (i, frame) in frames.iter().enumerate() {
+                prop_assert!(well_formed(frame), "request {}: frame {:?}", id.0, frame);
+                prop_assert!(
+                    !frame.starts_with('c') || i + 1 == frames.len(),
+                    "request {}: {:?} after a close frame",
+                    id.0,
+                    &frames[i..]
+                );
+            }
+        }
+        for (key, _) in &h.opened {
+            let opens: Vec<(usize, RequestId)> = m
+                .receivers
+                .iter()
+                .map(|(id, _)| *id)
+                .chain(m.sockets.iter().copied())
+                .filter(|id| h.owner.get(id) == Some(key))
+                .flat_map(|id| {
+                    let frames = frames_of(h.ex(id));
+                    frames
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| *f == "o")
+                        .map(|(i, _)| (i, id))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            prop_assert!(
+                opens.len() <= 1,
+                "session {}: `o` sent {} times",
+                key,
+                opens.len()
+            );
+            if let Some((i, id)) = opens.first() {
+                prop_assert_eq!(*i, 0, "session {}: `o` not first on request {}", key, id.0);
+            }
+        }
+        // A close code a WebSocket may carry (RFC 6455 §7.4): none of the reserved ones.
+        for id in &m.sockets {
+            if let Some((code, reason)) = &h.ex(*id).ws_close {
+                prop_assert!(
+                    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999),
+                    "socket {}: close code {}",
+                    id.0,
+                    code
+                );
+                prop_assert!(reason.len() <= 123);
+            }
+        }
         // The timer heap within a constant factor of the sessions held (stale entries swept).
         prop_assert!(h.engine.timer_entries() <= 4 * h.engine.session_count() + 1024);
         // The client's messages reached the application in order, none lost or duplicated.

@@ -104,6 +104,9 @@ pub struct Harness {
     pub owner: HashMap<RequestId, SessionKey>,
     /// The live HTTP session under each URL session id.
     pub current: HashMap<String, SessionKey>,
+    /// Requests the client dropped, and sockets that closed: after the input that said so,
+    /// the engine writes nothing more to them.
+    pub gone: std::collections::HashSet<RequestId>,
     last_request: Option<RequestId>,
 }
 
@@ -140,6 +143,7 @@ impl Harness {
             log: Vec::new(),
             owner: HashMap::new(),
             current: HashMap::new(),
+            gone: std::collections::HashSet::new(),
             last_request: None,
         }
     }
@@ -237,15 +241,21 @@ impl Harness {
 
     pub fn ws_closed(&mut self, id: RequestId) {
         self.engine.handle_ws_closed(self.now, id);
+        // Timers due by now fire first, and may still answer it.
         self.drain();
+        self.gone.insert(id);
     }
 
     pub fn abort(&mut self, id: RequestId) {
         self.engine.handle_abort(self.now, id);
+        // Timers due by now fire first, and may still answer it.
         self.drain();
+        self.gone.insert(id);
     }
 
-    /// Advances virtual time, firing every timer on the way at its exact deadline.
+    /// Advances virtual time as a driver's timer does: the timer input only at the
+    /// deadlines the engine asked for (at once for one already past), each of which must
+    /// leave the next deadline in the future, or a driver would spin.
     pub fn advance(&mut self, by: Duration) {
         let target = self.now + by;
         while let Some(at) = self.engine.poll_timeout() {
@@ -255,10 +265,16 @@ impl Harness {
             self.now = self.now.max(at);
             self.engine.handle_timeout(self.now);
             self.drain();
+            if let Some(next) = self.engine.poll_timeout() {
+                assert!(
+                    next > self.now,
+                    "the timer input at {:?} left a deadline at {:?}",
+                    self.now - self.t0,
+                    next - self.t0
+                );
+            }
         }
         self.now = target;
-        self.engine.handle_timeout(self.now);
-        self.drain();
     }
 
     /// Moves the clock on without a timer input: the driver's timer is late.
@@ -313,7 +329,14 @@ impl Harness {
     }
 
     fn transmit(&mut self, request: RequestId, content: Content) {
-        let ex = self.exchanges.entry(request).or_default();
+        assert!(
+            !self.gone.contains(&request),
+            "request {request:?} written after the client dropped it"
+        );
+        let ex = self
+            .exchanges
+            .get_mut(&request)
+            .unwrap_or_else(|| panic!("written to request {request:?}, never handed in"));
         assert!(
             !ex.finished,
             "request {request:?} written after its last write"
