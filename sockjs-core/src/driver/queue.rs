@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use crate::Content;
-use crate::driver::waiters::{Waiters, wake_all};
+use crate::driver::waiters::{Waiters, Wakers, wake_all};
 
 /// Bytes an item counts for in the byte bound: what it carries. Heads are small and
 /// bounded by the item count.
@@ -302,19 +302,26 @@ pub(crate) struct Receiver {
 impl Receiver {
     /// Takes the next item without waiting.
     pub(crate) fn try_recv(&self) -> TryRecv {
-        take(&mut self.shared.lock())
+        let (item, room) = take(&mut self.shared.lock());
+        wake_all(room);
+        item
     }
 
     /// Takes the next item; `Ready(None)` once the queue ended.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Content>> {
-        let mut st = self.shared.lock();
-        match take(&mut st) {
+        let (item, room) = {
+            let mut st = self.shared.lock();
+            let (item, room) = take(&mut st);
+            if let TryRecv::Empty = item {
+                register(&mut st.waker, cx);
+            }
+            (item, room)
+        };
+        wake_all(room);
+        match item {
             TryRecv::Item(item) => Poll::Ready(Some(item)),
             TryRecv::Ended => Poll::Ready(None),
-            TryRecv::Empty => {
-                register(&mut st.waker, cx);
-                Poll::Pending
-            }
+            TryRecv::Empty => Poll::Pending,
         }
     }
 
@@ -357,21 +364,26 @@ impl State {
     }
 }
 
-fn take(st: &mut State) -> TryRecv {
+/// Takes the next item, with the senders to wake (once the lock is released: a sender's
+/// task takes this queue's lock when it runs) if this take left room for them.
+fn take(st: &mut State) -> (TryRecv, Wakers) {
     if st.killed {
-        return TryRecv::Ended;
+        return (TryRecv::Ended, Wakers::default());
     }
     match st.items.pop_front() {
         Some(item) => {
             st.taken = true;
             st.bytes -= weight(&item);
-            if !st.room.is_empty() && st.items.len() <= st.low.0 && st.bytes <= st.low.1 {
-                wake_all(st.room.take());
-            }
-            TryRecv::Item(item)
+            let room = if !st.room.is_empty() && st.items.len() <= st.low.0 && st.bytes <= st.low.1
+            {
+                st.room.take()
+            } else {
+                Wakers::default()
+            };
+            (TryRecv::Item(item), room)
         }
-        None if st.ended => TryRecv::Ended,
-        None => TryRecv::Empty,
+        None if st.ended => (TryRecv::Ended, Wakers::default()),
+        None => (TryRecv::Empty, Wakers::default()),
     }
 }
 
@@ -477,6 +489,66 @@ mod tests {
                 .poll_room(&wakers.cx(0), &mut large, bounds, 700)
                 .is_pending()
         );
+    }
+
+    /// A waker that notes whether the queue's lock was free when it was woken.
+    struct LockProbe {
+        shared: Arc<Shared>,
+        free: Mutex<Vec<bool>>,
+    }
+
+    impl std::task::Wake for LockProbe {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            let free = self.shared.state.try_lock().is_ok();
+            self.free
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(free);
+        }
+    }
+
+    #[test]
+    fn senders_waiting_for_room_are_woken_after_the_queue_lock_is_released() {
+        let bounds = (8, 1000);
+        for by_poll in [false, true] {
+            let (tx, rx) = channel();
+            assert_eq!(tx.push(chunk(0), 8, 1000), Ok(()));
+            assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
+            for _ in 0..6 {
+                assert_eq!(tx.push(chunk(100), 8, 1000), Ok(()));
+            }
+            let probe = Arc::new(LockProbe {
+                shared: rx.shared.clone(),
+                free: Mutex::new(Vec::new()),
+            });
+            let waker = Waker::from(probe.clone());
+            let watch = tx.watch();
+            let mut slot = None;
+            let cx = Context::from_waker(&waker);
+            assert!(watch.poll_room(&cx, &mut slot, bounds, 0).is_pending());
+            let mut noop = Context::from_waker(Waker::noop());
+            for _ in 0..6 {
+                if by_poll {
+                    assert!(rx.poll_recv(&mut noop).is_ready());
+                } else {
+                    assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
+                }
+            }
+            let free = probe
+                .free
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            assert_eq!(
+                free,
+                [true],
+                "woken once, with the lock free (by poll: {by_poll})"
+            );
+        }
     }
 
     #[test]
