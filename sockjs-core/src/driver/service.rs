@@ -918,6 +918,57 @@ mod tests {
         );
     }
 
+    /// A `ready()` parked after `try_send` refused a message waits for that message's
+    /// room; a send of the session that goes through ends that wait, and the parked
+    /// `ready()` is woken to wait for the usual room (half the connection's queue), not
+    /// left waiting for the refused message's (here: until a client that reads nothing
+    /// had read).
+    #[test]
+    fn a_parked_ready_is_woken_when_a_later_send_ends_the_refused_wait() {
+        use std::future::Future;
+        use std::sync::atomic::AtomicUsize;
+        use std::task::{Context, Wake, Waker};
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+
+        let config = Config {
+            shards: 1,
+            max_connection_queue_bytes: 8 * 1024,
+            ..Config::default()
+        };
+        let (service, kept) = keeping_sessions(Options::default(), config);
+        let mut stream = service.submit(post("/000/slow/xhr_streaming"));
+        assert_eq!(head_status(&mut stream), Some(200));
+        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        let large = "l".repeat(2000);
+        let refused = (0..100).find_map(|_| session.try_send(&large).err());
+        assert_eq!(refused, Some(crate::SendError::QueueFull));
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut ready = std::pin::pin!(session.ready());
+        assert!(ready.as_mut().poll(&mut cx).is_pending(), "no room for it");
+        session.try_send("s").expect("room for a small one");
+        assert_eq!(
+            woken.0.load(Ordering::Acquire),
+            1,
+            "the parked ready() is told its wait changed"
+        );
+        // The connection's queue is under half full: room as usual, though the client has
+        // read nothing (the large message's wait would have lasted until it had).
+        assert!(ready.as_mut().poll(&mut cx).is_ready());
+        assert!(session.queued_bytes() > 0, "ready with bytes still queued");
+        assert!(
+            matches!(stream.try_next(), TryNext::Item(_)),
+            "nothing taken yet"
+        );
+    }
+
     /// Places for sessions about to open count against `max_sessions` until given back,
     /// which dropping them does, also on the way out of a panic.
     #[test]

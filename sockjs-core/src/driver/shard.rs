@@ -870,14 +870,20 @@ impl State {
     }
 
     /// Counts a send; one that went through ends the wait for room of a message
-    /// [`Shard::send`] refused ([`Shard::poll_room`]).
+    /// [`Shard::send`] refused ([`Shard::poll_room`]): a `ready()` parked for that
+    /// message's room (or for empty queues) is woken to wait for the usual half instead.
     fn sent(&mut self, key: SessionKey, result: &Result<(), SendError>, text: &str) {
         match result {
             Ok(()) => {
                 self.counters.messages_sent += 1;
                 self.counters.message_bytes_sent += text.len() as u64;
-                if !self.refused.is_empty() {
-                    self.refused.remove(&key);
+                if !self.refused.is_empty() && self.refused.remove(&key).is_some() {
+                    if let Some(room) = self.room.get_mut(&key) {
+                        wake_all(room.waiters.take());
+                    }
+                    if let Some(shared) = self.sessions.get(&key) {
+                        self.with_outbound(key, shared, Watch::wake_all);
+                    }
                 }
             }
             Err(SendError::QueueFull) => self.counters.queue_full += 1,
