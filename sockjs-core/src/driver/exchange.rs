@@ -193,6 +193,11 @@ impl Exchange {
     }
 
     /// The next thing to write if it is there already (to write several at once).
+    ///
+    /// `Empty` also while a send's answer is held for its messages to be taken (and
+    /// [`poll_ready`](Exchange::poll_ready) is then `Ready`): after an `Empty`, wait with
+    /// [`next`](Exchange::next) or [`poll_next`](Exchange::poll_next), never by looping
+    /// on `poll_ready` and `try_next` alone.
     pub fn try_next(&mut self) -> TryNext {
         if self.link.done {
             return TryNext::Ended;
