@@ -1,19 +1,26 @@
-//! Whole scripts of engine inputs on virtual time. Invariants checked on every transmit and
-//! event: each request is answered at most once, nothing is written after a request's last
-//! write, and streams are well formed; sessions open once and close once, with no event
-//! after their close; queues stay within their bound; and at the end, once every client is
-//! gone and the disconnect delay has passed, nothing is left.
+//! Whole scripts of engine inputs on virtual time, under options drawn from the script
+//! (transports, cookie and binding, origins, protocol version, body and message limits,
+//! permessage-deflate, trusted proxies, heartbeats, dead-peer detection). Invariants
+//! checked on every transmit and event: writes go only to requests handed in and not
+//! dropped; each request is answered at most once, nothing is written after a request's
+//! last write, and streams are well formed; sessions open once, only for a request
+//! `opens_session` named, and close once, with no event after their close; queues and the
+//! session count stay within their bounds; a timer input leaves the next deadline in the
+//! future; and at the end, once every client is gone and the timers the engine asks for
+//! have run, nothing is left.
 #![no_main]
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sockjs_core::{
-    AbortPolicy, Content, Engine, Event, Options, PingOptions, RequestId, SessionKey, SessionState,
-    Start, Transmit,
+    AbortPolicy, Content, DeflateOptions, Engine, Event, Jsessionid, Options, OriginPolicy,
+    PeerAddr, PingOptions, ProtocolVersion, RequestId, SessionBinding, SessionKey, SessionState,
+    Start, Transmit, Transport, Transports,
 };
 
 #[derive(Debug, Arbitrary)]
@@ -25,6 +32,13 @@ enum Op {
         query: u8,
         headers: Vec<(u8, String)>,
         body: Vec<u8>,
+        peer: u8,
+    },
+    /// A well-formed WebSocket handshake: SockJS's, raw, or hixie-76's.
+    WsUpgrade {
+        kind: u8,
+        session: u8,
+        peer: u8,
     },
     RawRequest {
         method: String,
@@ -79,6 +93,11 @@ struct Script {
     response_limit: u16,
     max_queued: u16,
     max_sessions: u8,
+    /// Which transports are off, one bit each.
+    transports_off: u8,
+    /// Cookie, binding, origins, protocol, deflate, proxies, limits: see `options`.
+    flags: u16,
+    limit: u16,
     ops: Vec<Op>,
 }
 
@@ -116,6 +135,10 @@ const HEADERS: [&str; 12] = [
 
 #[derive(Default)]
 struct Check {
+    /// Requests handed to the engine, and those it must write nothing more to (dropped by
+    /// the client, or closed sockets).
+    handed: HashSet<RequestId>,
+    gone: HashSet<RequestId>,
     answered: HashSet<RequestId>,
     streaming: HashSet<RequestId>,
     sockets: HashSet<RequestId>,
@@ -138,6 +161,14 @@ impl Check {
     }
 
     fn transmit(&mut self, request: RequestId, content: Content) {
+        assert!(
+            self.handed.contains(&request),
+            "written to a request never handed in"
+        );
+        assert!(
+            !self.gone.contains(&request),
+            "written to a request the client dropped"
+        );
         let last = content.is_last();
         match content {
             Content::Response(_) => {
@@ -197,6 +228,63 @@ impl Check {
     }
 }
 
+/// The peer address a request comes from: none, a trusted proxy's, or a client's.
+fn peer(pick: u8) -> Option<PeerAddr> {
+    let ip = match pick % 4 {
+        0 => return None,
+        1 => Ipv4Addr::new(10, 0, 0, 1),
+        2 => Ipv4Addr::new(192, 0, 2, pick),
+        _ => Ipv4Addr::new(198, 51, 100, 7),
+    };
+    Some(PeerAddr(SocketAddr::new(IpAddr::V4(ip), 40_000)))
+}
+
+fn options(script: &Script) -> Options {
+    let flags = script.flags;
+    let mut transports: Transports = Transport::ALL
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| script.transports_off & (1 << i) == 0)
+        .map(|(_, t)| t)
+        .collect();
+    if transports.is_empty() {
+        transports = Transports::ALL;
+    }
+    let limit = usize::from(script.limit).max(1);
+    Options {
+        transports,
+        jsessionid: if flags & 1 != 0 {
+            Jsessionid::echo()
+        } else {
+            Jsessionid::Off
+        },
+        session_binding: match (flags >> 1) % 4 {
+            1 => SessionBinding::Cookie,
+            2 => SessionBinding::PeerIp,
+            _ => SessionBinding::None,
+        },
+        origins: if flags & 8 != 0 {
+            OriginPolicy::list(["http://a.example", "null"])
+        } else {
+            OriginPolicy::Any
+        },
+        protocol: if flags & 16 != 0 {
+            ProtocolVersion::V0_3_3
+        } else {
+            ProtocolVersion::Current
+        },
+        permessage_deflate: (flags & 32 != 0).then(DeflateOptions::default),
+        trusted_proxies: if flags & 64 != 0 {
+            vec!["10.0.0.0/8".parse().expect("a range")]
+        } else {
+            Vec::new()
+        },
+        max_request_body: if flags & 128 != 0 { limit } else { 1 << 18 },
+        max_message_size: if flags & 256 != 0 { limit } else { 1 << 18 },
+        ..Options::default()
+    }
+}
+
 fuzz_target!(|script: Script| {
     let options = Options {
         abort: match script.abort % 3 {
@@ -217,8 +305,9 @@ fuzz_target!(|script: Script| {
         // The requests below are built under `/p`: without the prefix every one of them
         // is a 404 and no session, socket or send is ever reached.
         prefix: "/p".to_owned(),
-        ..Options::default()
+        ..options(&script)
     };
+    let max_sessions = options.max_sessions;
     let max_queued = options.max_queued_bytes;
     let mut now = Instant::now();
     let start = Start {
@@ -239,6 +328,7 @@ fuzz_target!(|script: Script| {
                 query,
                 headers,
                 body,
+                peer: from,
             } => {
                 next += 1;
                 let id = RequestId(next);
@@ -267,14 +357,39 @@ fuzz_target!(|script: Script| {
                     }
                 }
                 if let Ok(request) = builder.body(Bytes::from(body)) {
-                    let (parts, body) = request.into_parts();
-                    if let Some(held) = engine.attached_receiver(&parts) {
-                        assert!(
-                            !check.answered.contains(&held),
-                            "a finished receiver is not attached"
-                        );
-                    }
-                    engine.handle_request(now, id, http::Request::from_parts(parts, body));
+                    check.hand_in(&mut engine, now, id, request, peer(from));
+                }
+            }
+            Op::WsUpgrade {
+                kind,
+                session,
+                peer: from,
+            } => {
+                next += 1;
+                let id = RequestId(next);
+                requests.push(id);
+                let deflate = kind & 4 != 0;
+                let (uri, headers, body): (String, &[(&str, &str)], &[u8]) = match kind % 3 {
+                    0 => (format!("/p/s/{}/websocket", session % 4), &RFC6455, b""),
+                    1 => ("/p/websocket".to_owned(), &RFC6455, b""),
+                    _ => (
+                        format!("/p/s/{}/websocket", session % 4),
+                        &HIXIE76,
+                        b"^n:ds[4U",
+                    ),
+                };
+                let mut builder = http::Request::builder().method("GET").uri(uri);
+                for (name, value) in headers {
+                    builder = builder.header(*name, *value);
+                }
+                if deflate {
+                    builder = builder.header(
+                        "sec-websocket-extensions",
+                        "permessage-deflate; client_max_window_bits",
+                    );
+                }
+                if let Ok(request) = builder.body(Bytes::from_static(body)) {
+                    check.hand_in(&mut engine, now, id, request, peer(from));
                 }
             }
             Op::RawRequest { method, uri, body } => {
@@ -286,12 +401,15 @@ fuzz_target!(|script: Script| {
                     .uri(uri)
                     .body(Bytes::from(body))
                 {
-                    engine.handle_request(now, id, request);
+                    check.hand_in(&mut engine, now, id, request, None);
                 }
             }
             Op::Abort { pick } => {
                 if let Some(id) = pick_from(&requests, pick) {
                     engine.handle_abort(now, id);
+                    // Timers due by now run first, and may still answer it.
+                    check.drain(&mut engine);
+                    check.gone.insert(id);
                 }
             }
             Op::WsText { pick, text } => {
@@ -306,7 +424,13 @@ fuzz_target!(|script: Script| {
             }
             Op::WsClosed { pick } => {
                 if let Some(id) = pick_from(&requests, pick) {
+                    // Said of a request that is no socket, it is no input at all.
+                    let socket = check.sockets.contains(&id);
                     engine.handle_ws_closed(now, id);
+                    check.drain(&mut engine);
+                    if socket {
+                        check.gone.insert(id);
+                    }
                 }
             }
             Op::WsTooBig { pick } => {
@@ -344,22 +468,91 @@ fuzz_target!(|script: Script| {
             Op::Advance { ms } => {
                 now += Duration::from_millis(u64::from(ms));
                 engine.handle_timeout(now);
+                check.drain(&mut engine);
+                check.timers_ahead(&engine, now);
             }
         }
         check.drain(&mut engine);
+        assert!(engine.session_count() <= max_sessions);
     }
-    // Every client goes away; after the disconnect delay nothing may be left.
+    // Every client goes away; the timers the engine asks for, given as a driver gives
+    // them, must then end every session.
     for id in requests {
         engine.handle_abort(now, id);
+        check.drain(&mut engine);
+        check.gone.insert(id);
     }
-    check.drain(&mut engine);
-    now += Duration::from_secs(2);
-    engine.handle_timeout(now);
-    check.drain(&mut engine);
+    for _ in 0..64 {
+        let Some(at) = engine.poll_timeout() else {
+            break;
+        };
+        now = now.max(at);
+        engine.handle_timeout(now);
+        check.drain(&mut engine);
+        check.timers_ahead(&engine, now);
+    }
     assert_eq!(engine.session_count(), 0);
     assert_eq!(engine.pending_requests(), 0);
     assert_eq!(check.opened.len(), check.closed.len());
 });
+
+impl Check {
+    /// Hands a request in as a driver does, checking the session it opens was asked about.
+    fn hand_in(
+        &mut self,
+        engine: &mut Engine,
+        now: Instant,
+        id: RequestId,
+        request: http::Request<Bytes>,
+        peer: Option<PeerAddr>,
+    ) {
+        let (mut parts, body) = request.into_parts();
+        if let Some(peer) = peer {
+            parts.extensions.insert(peer);
+        }
+        if let Some(held) = engine.attached_receiver(&parts) {
+            assert!(
+                !self.answered.contains(&held),
+                "a finished receiver is not attached"
+            );
+        }
+        let asked = engine.opens_session(&parts);
+        let opened = self.opened.len();
+        self.handed.insert(id);
+        engine.handle_request(now, id, http::Request::from_parts(parts, body));
+        self.drain(engine);
+        assert!(
+            self.opened.len() == opened || asked,
+            "a session opened that opens_session did not name"
+        );
+    }
+
+    /// A timer input leaves the next deadline in the future: a driver would spin otherwise.
+    fn timers_ahead(&self, engine: &Engine, now: Instant) {
+        if let Some(at) = engine.poll_timeout() {
+            assert!(at > now, "a timer input left a deadline in the past");
+        }
+    }
+}
+
+/// A valid RFC 6455 handshake's header fields.
+const RFC6455: [(&str, &str); 5] = [
+    ("upgrade", "websocket"),
+    ("connection", "Upgrade"),
+    ("sec-websocket-version", "13"),
+    ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+    ("origin", "http://a.example"),
+];
+
+/// A valid hixie-76 handshake's header fields (its body is the 8-byte key3).
+const HIXIE76: [(&str, &str); 6] = [
+    ("upgrade", "WebSocket"),
+    ("connection", "Upgrade"),
+    ("host", "example.com"),
+    ("origin", "http://a.example"),
+    ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
+    ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
+];
 
 fn pick_from<T: Copy>(items: &[T], pick: u8) -> Option<T> {
     (!items.is_empty()).then(|| items[usize::from(pick) % items.len()])

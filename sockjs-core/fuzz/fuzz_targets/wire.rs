@@ -3,7 +3,9 @@
 //! limits, and decoded requests respect them (and a body limit of each request's own, by
 //! its target, where one is given: a body refused for its size names its target). A second RFC 6455 decoder fed with a budget
 //! (`feed_at_most`, then feeds of no new bytes until it has nothing left) hands out the
-//! same messages and fails at the same point.
+//! same messages and fails at the same point; so does a second hixie-76 decoder fed the
+//! same bytes at once, and the hixie-76 decoder holds less than one message and its two
+//! markers while it waits for more.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -32,6 +34,9 @@ fuzz_target!(|input: Input| {
     let mut buf = BytesMut::new();
     let mut hixie = hixie76::Decoder::new(usize::from(input.max_body_bytes).max(1));
     let mut hixie_buf = BytesMut::new();
+    let mut hixie_fed = Vec::new();
+    let mut hixie_frames = Vec::new();
+    let mut hixie_failed = None;
     let max_message = usize::from(input.max_body_bytes).max(1);
     let mut websocket = rfc6455::Decoder::new(max_message);
     let mut websocket_failed = false;
@@ -39,7 +44,21 @@ fuzz_target!(|input: Input| {
     let budget = usize::from(input.budget);
     'feed: for piece in &input.pieces {
         buf.extend_from_slice(piece);
-        hixie_buf.extend_from_slice(piece);
+        if hixie_failed.is_none() {
+            hixie_buf.extend_from_slice(piece);
+            hixie_fed.extend_from_slice(piece);
+        }
+        // Before the request decoder, which may end the feed.
+        while hixie_failed.is_none() {
+            match hixie.decode(&mut hixie_buf) {
+                Ok(Some(frame)) => hixie_frames.push(frame),
+                Ok(None) => {
+                    assert!(hixie_buf.len() < max_message + 2);
+                    break;
+                }
+                Err(e) => hixie_failed = Some(e),
+            }
+        }
         loop {
             let own = |target: &http::Uri| match input.own_limit {
                 Some(limit) if target.path().len() > 4 => usize::from(limit),
@@ -75,12 +94,6 @@ fuzz_target!(|input: Input| {
             // The decoder's own buffering stays bounded by its limits.
             assert!(decoder.buffered_body() <= limits.max_body_bytes);
         }
-        loop {
-            match hixie.decode(&mut hixie_buf) {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
         if !websocket_failed {
             let mut whole = Vec::new();
             let mut piece_copy = piece.clone();
@@ -106,4 +119,16 @@ fuzz_target!(|input: Input| {
             assert!(budgeted.buffered() <= max_message + 125 + 14);
         }
     }
+    let mut whole = hixie76::Decoder::new(max_message);
+    let mut all = BytesMut::from(&hixie_fed[..]);
+    let mut frames = Vec::new();
+    let failed = loop {
+        match whole.decode(&mut all) {
+            Ok(Some(frame)) => frames.push(frame),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    assert_eq!(frames, hixie_frames);
+    assert_eq!(failed, hixie_failed);
 });
