@@ -1,0 +1,563 @@
+//! The engine fuzz target's scripts, shared with `sockjs-core/tests/engine_scripts.rs`,
+//! which replays the committed seeds and random scripts under `cargo test`.
+//!
+//! Whole scripts of engine inputs on virtual time, under options drawn from the script
+//! (transports, cookie and binding, origins, protocol version, body and message limits,
+//! permessage-deflate, trusted proxies, heartbeats, dead-peer detection). Invariants
+//! checked on every transmit and event: writes go only to requests handed in and not
+//! dropped; each request is answered at most once, nothing is written after a request's
+//! last write, and streams are well formed; sessions open once, only for a request
+//! `opens_session` named, and close once, with no event after their close; queues and the
+//! session count stay within their bounds; a timer input leaves the next deadline in the
+//! future; and at the end, once every client is gone and the timers the engine asks for
+//! have run, nothing is left.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
+
+use arbitrary::Arbitrary;
+use bytes::Bytes;
+use sockjs_core::{
+    AbortPolicy, Content, DeflateOptions, Engine, Event, Jsessionid, Options, OriginPolicy,
+    PeerAddr, PingOptions, ProtocolVersion, RequestId, SessionBinding, SessionKey, SessionState,
+    Start, Transmit, Transport, Transports,
+};
+
+#[derive(Debug, Arbitrary)]
+enum Op {
+    Request {
+        method: u8,
+        path: u8,
+        session: u8,
+        query: u8,
+        headers: Vec<(u8, String)>,
+        body: Vec<u8>,
+        peer: u8,
+    },
+    /// A well-formed WebSocket handshake: SockJS's, raw, or hixie-76's.
+    WsUpgrade {
+        kind: u8,
+        session: u8,
+        peer: u8,
+    },
+    RawRequest {
+        method: String,
+        uri: String,
+        body: Vec<u8>,
+    },
+    Abort {
+        pick: u8,
+    },
+    WsText {
+        pick: u8,
+        text: String,
+    },
+    WsBinary {
+        pick: u8,
+        data: Vec<u8>,
+    },
+    WsClosed {
+        pick: u8,
+    },
+    WsTooBig {
+        pick: u8,
+    },
+    WsMessageTimeout {
+        pick: u8,
+    },
+    Send {
+        pick: u8,
+        text: String,
+    },
+    Close {
+        pick: u8,
+        code: u16,
+        reason: String,
+    },
+    CloseAll,
+    Advance {
+        ms: u16,
+    },
+    WsPong {
+        pick: u8,
+    },
+    WsReadsHeld {
+        pick: u8,
+        held: bool,
+    },
+}
+
+#[derive(Debug, Arbitrary)]
+pub struct Script {
+    abort: u8,
+    response_limit: u16,
+    max_queued: u16,
+    max_sessions: u8,
+    /// Which transports are off, one bit each.
+    transports_off: u8,
+    /// Cookie, binding, origins, protocol, deflate, proxies, limits: see `options`.
+    flags: u16,
+    limit: u16,
+    ops: Vec<Op>,
+}
+
+const METHODS: [&str; 5] = ["GET", "POST", "OPTIONS", "PUT", "HEAD"];
+const PATHS: [&str; 14] = [
+    "",
+    "/info",
+    "/iframe.html",
+    "/websocket",
+    "/xhr",
+    "/xhr_streaming",
+    "/xhr_send",
+    "/eventsource",
+    "/htmlfile",
+    "/jsonp",
+    "/jsonp_send",
+    "/websocket",
+    "/iframe-1.2.html",
+    "/",
+];
+const HEADERS: [&str; 12] = [
+    "origin",
+    "upgrade",
+    "connection",
+    "sec-websocket-version",
+    "sec-websocket-key",
+    "sec-websocket-key1",
+    "sec-websocket-key2",
+    "cookie",
+    "content-type",
+    "access-control-request-headers",
+    "if-none-match",
+    "host",
+];
+
+#[derive(Default)]
+struct Check {
+    /// Requests handed to the engine, and those it must write nothing more to (dropped by
+    /// the client, or closed sockets).
+    handed: HashSet<RequestId>,
+    gone: HashSet<RequestId>,
+    answered: HashSet<RequestId>,
+    streaming: HashSet<RequestId>,
+    sockets: HashSet<RequestId>,
+    opened: HashSet<SessionKey>,
+    closed: HashSet<SessionKey>,
+    live: Vec<SessionKey>,
+}
+
+impl Check {
+    fn drain(&mut self, engine: &mut Engine) {
+        loop {
+            while let Some(Transmit { request, content }) = engine.poll_transmit() {
+                self.transmit(request, content);
+            }
+            let Some(event) = engine.poll_event() else {
+                return;
+            };
+            self.event(engine, event);
+        }
+    }
+
+    fn transmit(&mut self, request: RequestId, content: Content) {
+        assert!(
+            self.handed.contains(&request),
+            "written to a request never handed in"
+        );
+        assert!(
+            !self.gone.contains(&request),
+            "written to a request the client dropped"
+        );
+        let last = content.is_last();
+        match content {
+            Content::Response(_) => {
+                assert!(self.answered.insert(request), "answered twice");
+                assert!(!self.streaming.contains(&request));
+            }
+            Content::StreamStart(_) => {
+                assert!(!self.answered.contains(&request));
+                assert!(self.streaming.insert(request));
+            }
+            Content::Chunk(data) => {
+                assert!(self.streaming.contains(&request) && !self.answered.contains(&request));
+                assert!(!data.is_empty());
+            }
+            Content::StreamEnd => {
+                assert!(self.streaming.contains(&request));
+                assert!(self.answered.insert(request), "stream ended twice");
+            }
+            Content::Upgrade { .. } => {
+                assert!(self.answered.insert(request));
+                self.sockets.insert(request);
+            }
+            Content::WsText(_) | Content::WsPing => {
+                assert!(self.sockets.contains(&request));
+            }
+            Content::WsClose { reason, .. } => {
+                assert!(
+                    reason.len() <= 123,
+                    "close reason too long for a control frame"
+                );
+                assert!(self.sockets.remove(&request), "socket closed twice");
+            }
+            other => panic!("unknown transmit {other:?}"),
+        }
+        if last {
+            assert!(self.answered.contains(&request) && !self.sockets.contains(&request));
+        }
+    }
+
+    fn event(&mut self, engine: &Engine, event: Event) {
+        match event {
+            Event::Opened { session, .. } => {
+                assert!(self.opened.insert(session), "opened twice");
+                self.live.push(session);
+            }
+            Event::Message { session, .. } => {
+                assert!(self.opened.contains(&session) && !self.closed.contains(&session));
+            }
+            Event::Closed { session, .. } => {
+                assert!(self.opened.contains(&session));
+                assert!(self.closed.insert(session), "closed twice");
+                assert_eq!(engine.session_state(session), SessionState::Closed);
+                self.live.retain(|k| *k != session);
+            }
+            other => panic!("unknown event {other:?}"),
+        }
+    }
+}
+
+/// The peer address a request comes from: none, a trusted proxy's, or a client's.
+fn peer(pick: u8) -> Option<PeerAddr> {
+    let ip = match pick % 4 {
+        0 => return None,
+        1 => Ipv4Addr::new(10, 0, 0, 1),
+        2 => Ipv4Addr::new(192, 0, 2, pick),
+        _ => Ipv4Addr::new(198, 51, 100, 7),
+    };
+    Some(PeerAddr(SocketAddr::new(IpAddr::V4(ip), 40_000)))
+}
+
+fn options(script: &Script) -> Options {
+    let flags = script.flags;
+    let mut transports: Transports = Transport::ALL
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| script.transports_off & (1 << i) == 0)
+        .map(|(_, t)| t)
+        .collect();
+    if transports.is_empty() {
+        transports = Transports::ALL;
+    }
+    let limit = usize::from(script.limit).max(1);
+    Options {
+        transports,
+        jsessionid: if flags & 1 != 0 {
+            Jsessionid::echo()
+        } else {
+            Jsessionid::Off
+        },
+        session_binding: match (flags >> 1) % 4 {
+            1 => SessionBinding::Cookie,
+            2 => SessionBinding::PeerIp,
+            _ => SessionBinding::None,
+        },
+        origins: if flags & 8 != 0 {
+            OriginPolicy::list(["http://a.example", "null"])
+        } else {
+            OriginPolicy::Any
+        },
+        protocol: if flags & 16 != 0 {
+            ProtocolVersion::V0_3_3
+        } else {
+            ProtocolVersion::Current
+        },
+        permessage_deflate: (flags & 32 != 0).then(DeflateOptions::default),
+        trusted_proxies: if flags & 64 != 0 {
+            vec!["10.0.0.0/8".parse().expect("a range")]
+        } else {
+            Vec::new()
+        },
+        max_request_body: if flags & 128 != 0 { limit } else { 1 << 18 },
+        max_message_size: if flags & 256 != 0 { limit } else { 1 << 18 },
+        ..Options::default()
+    }
+}
+
+/// Runs one script, panicking at the first broken invariant; returns how many sessions it
+/// opened.
+pub fn run(script: Script) -> usize {
+    let options = Options {
+        abort: match script.abort % 3 {
+            0 => AbortPolicy::CloseSession,
+            1 => AbortPolicy::Interrupt,
+            _ => AbortPolicy::Detach,
+        },
+        response_limit: usize::from(script.response_limit).max(1),
+        max_queued_bytes: usize::from(script.max_queued).max(1),
+        max_sessions: usize::from(script.max_sessions).max(1),
+        heartbeat_delay: (script.abort & 8 == 0).then_some(Duration::from_millis(700)),
+        disconnect_delay: Duration::from_millis(300),
+        hixie76: script.abort & 4 != 0,
+        websocket_ping: (script.abort & 16 != 0).then_some(PingOptions {
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(200),
+        }),
+        // The requests below are built under `/p`: without the prefix every one of them
+        // is a 404 and no session, socket or send is ever reached.
+        prefix: "/p".to_owned(),
+        ..options(&script)
+    };
+    let max_sessions = options.max_sessions;
+    let max_queued = options.max_queued_bytes;
+    let mut now = Instant::now();
+    let start = Start {
+        now,
+        wall_clock: SystemTime::UNIX_EPOCH,
+        seed: 1,
+    };
+    let mut engine = Engine::new(options, start).expect("valid options");
+    let mut check = Check::default();
+    let mut next = 0u64;
+    let mut requests: Vec<RequestId> = Vec::new();
+    for op in script.ops {
+        match op {
+            Op::Request {
+                method,
+                path,
+                session,
+                query,
+                headers,
+                body,
+                peer: from,
+            } => {
+                next += 1;
+                let id = RequestId(next);
+                requests.push(id);
+                let path = PATHS[usize::from(path) % PATHS.len()];
+                let uri = if matches!(
+                    path,
+                    "" | "/" | "/info" | "/iframe.html" | "/iframe-1.2.html"
+                ) || path == "/websocket" && session % 2 == 0
+                {
+                    format!("/p{path}{}", if query % 2 == 0 { "" } else { "?c=cb" })
+                } else {
+                    format!(
+                        "/p/s/{}{path}{}",
+                        session % 4,
+                        ["", "?c=cb", "?c=a%28", "?callback=x.y"][usize::from(query) % 4]
+                    )
+                };
+                let mut builder = http::Request::builder()
+                    .method(METHODS[usize::from(method) % METHODS.len()])
+                    .uri(uri);
+                for (name, value) in headers.iter().take(8) {
+                    if let Ok(value) = http::HeaderValue::from_str(value) {
+                        builder =
+                            builder.header(HEADERS[usize::from(*name) % HEADERS.len()], value);
+                    }
+                }
+                if let Ok(request) = builder.body(Bytes::from(body)) {
+                    check.hand_in(&mut engine, now, id, request, peer(from));
+                }
+            }
+            Op::WsUpgrade {
+                kind,
+                session,
+                peer: from,
+            } => {
+                next += 1;
+                let id = RequestId(next);
+                requests.push(id);
+                let deflate = kind & 4 != 0;
+                let (uri, headers, body): (String, &[(&str, &str)], &[u8]) = match kind % 3 {
+                    0 => (format!("/p/s/{}/websocket", session % 4), &RFC6455, b""),
+                    1 => ("/p/websocket".to_owned(), &RFC6455, b""),
+                    _ => (
+                        format!("/p/s/{}/websocket", session % 4),
+                        &HIXIE76,
+                        b"^n:ds[4U",
+                    ),
+                };
+                let mut builder = http::Request::builder().method("GET").uri(uri);
+                for (name, value) in headers {
+                    builder = builder.header(*name, *value);
+                }
+                if deflate {
+                    builder = builder.header(
+                        "sec-websocket-extensions",
+                        "permessage-deflate; client_max_window_bits",
+                    );
+                }
+                if let Ok(request) = builder.body(Bytes::from_static(body)) {
+                    check.hand_in(&mut engine, now, id, request, peer(from));
+                }
+            }
+            Op::RawRequest { method, uri, body } => {
+                next += 1;
+                let id = RequestId(next);
+                requests.push(id);
+                if let Ok(request) = http::Request::builder()
+                    .method(method.as_str())
+                    .uri(uri)
+                    .body(Bytes::from(body))
+                {
+                    check.hand_in(&mut engine, now, id, request, None);
+                }
+            }
+            Op::Abort { pick } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_abort(now, id);
+                    // Timers due by now run first, and may still answer it.
+                    check.drain(&mut engine);
+                    check.gone.insert(id);
+                }
+            }
+            Op::WsText { pick, text } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_ws_message(now, id, &text);
+                }
+            }
+            Op::WsBinary { pick, data } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_ws_binary(now, id, &data);
+                }
+            }
+            Op::WsClosed { pick } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    // Said of a request that is no socket, it is no input at all.
+                    let socket = check.sockets.contains(&id);
+                    engine.handle_ws_closed(now, id);
+                    check.drain(&mut engine);
+                    if socket {
+                        check.gone.insert(id);
+                    }
+                }
+            }
+            Op::WsTooBig { pick } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_ws_too_big(now, id);
+                }
+            }
+            Op::WsMessageTimeout { pick } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_ws_message_timeout(now, id);
+                }
+            }
+            Op::Send { pick, text } => {
+                if let Some(key) = pick_from(&check.live, pick) {
+                    let _ = engine.send(now, key, &text);
+                    assert!(engine.queued_bytes(key).is_none_or(|q| q <= max_queued));
+                }
+            }
+            Op::Close { pick, code, reason } => {
+                if let Some(key) = pick_from(&check.live, pick) {
+                    let _ = engine.close(now, key, code, &reason);
+                }
+            }
+            Op::CloseAll => engine.close_all(now, 1001, "shutdown"),
+            Op::WsPong { pick } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_ws_pong(now, id);
+                }
+            }
+            Op::WsReadsHeld { pick, held } => {
+                if let Some(id) = pick_from(&requests, pick) {
+                    engine.handle_ws_reads_held(now, id, held);
+                }
+            }
+            Op::Advance { ms } => {
+                now += Duration::from_millis(u64::from(ms));
+                engine.handle_timeout(now);
+                check.drain(&mut engine);
+                check.timers_ahead(&engine, now);
+            }
+        }
+        check.drain(&mut engine);
+        assert!(engine.session_count() <= max_sessions);
+    }
+    // Every client goes away; the timers the engine asks for, given as a driver gives
+    // them, must then end every session.
+    for id in requests {
+        engine.handle_abort(now, id);
+        check.drain(&mut engine);
+        check.gone.insert(id);
+    }
+    for _ in 0..64 {
+        let Some(at) = engine.poll_timeout() else {
+            break;
+        };
+        now = now.max(at);
+        engine.handle_timeout(now);
+        check.drain(&mut engine);
+        check.timers_ahead(&engine, now);
+    }
+    assert_eq!(engine.session_count(), 0);
+    assert_eq!(engine.pending_requests(), 0);
+    assert_eq!(check.opened.len(), check.closed.len());
+    check.opened.len()
+}
+
+impl Check {
+    /// Hands a request in as a driver does, checking the session it opens was asked about.
+    fn hand_in(
+        &mut self,
+        engine: &mut Engine,
+        now: Instant,
+        id: RequestId,
+        request: http::Request<Bytes>,
+        peer: Option<PeerAddr>,
+    ) {
+        let (mut parts, body) = request.into_parts();
+        if let Some(peer) = peer {
+            parts.extensions.insert(peer);
+        }
+        if let Some(held) = engine.attached_receiver(&parts) {
+            assert!(
+                !self.answered.contains(&held),
+                "a finished receiver is not attached"
+            );
+        }
+        let asked = engine.opens_session(&parts);
+        let opened = self.opened.len();
+        self.handed.insert(id);
+        engine.handle_request(now, id, http::Request::from_parts(parts, body));
+        self.drain(engine);
+        assert!(
+            self.opened.len() == opened || asked,
+            "a session opened that opens_session did not name"
+        );
+    }
+
+    /// A timer input leaves the next deadline in the future: a driver would spin otherwise.
+    fn timers_ahead(&self, engine: &Engine, now: Instant) {
+        if let Some(at) = engine.poll_timeout() {
+            assert!(at > now, "a timer input left a deadline in the past");
+        }
+    }
+}
+
+/// A valid RFC 6455 handshake's header fields.
+const RFC6455: [(&str, &str); 5] = [
+    ("upgrade", "websocket"),
+    ("connection", "Upgrade"),
+    ("sec-websocket-version", "13"),
+    ("sec-websocket-key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+    ("origin", "http://a.example"),
+];
+
+/// A valid hixie-76 handshake's header fields (its body is the 8-byte key3).
+const HIXIE76: [(&str, &str); 6] = [
+    ("upgrade", "WebSocket"),
+    ("connection", "Upgrade"),
+    ("host", "example.com"),
+    ("origin", "http://a.example"),
+    ("sec-websocket-key1", "4 @1  46546xW%0l 1 5"),
+    ("sec-websocket-key2", "12998 5 Y3 1  .P00"),
+];
+
+fn pick_from<T: Copy>(items: &[T], pick: u8) -> Option<T> {
+    (!items.is_empty()).then(|| items[usize::from(pick) % items.len()])
+}
