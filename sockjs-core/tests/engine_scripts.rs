@@ -25,6 +25,9 @@ fn engine_seeds() {
         seeds += 1;
     }
     assert!(seeds > 0, "no seeds in {}", dir.display());
+    // Bytes decode to scripts by the script's layout: after a change to `Op` or `Script`,
+    // the `deep*` seeds are other scripts, and this fails until seeds of the new layout
+    // (the corpus entries of a fuzzing run that open the most sessions) replace them.
     assert!(opened > 100, "the seeds reach sessions: {opened} opened");
 }
 

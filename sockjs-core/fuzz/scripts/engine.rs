@@ -20,8 +20,8 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use sockjs_core::{
     AbortPolicy, Content, DeflateOptions, Engine, Event, Jsessionid, Options, OriginPolicy,
-    PeerAddr, PingOptions, ProtocolVersion, RequestId, SessionBinding, SessionKey, SessionState,
-    Start, Transmit, Transport, Transports,
+    PeerAddr, PingOptions, ProtocolVersion, Rejection, RequestId, SessionBinding, SessionKey,
+    SessionState, Start, Transmit, Transport, Transports,
 };
 
 #[derive(Debug, Arbitrary)]
@@ -40,6 +40,19 @@ enum Op {
         kind: u8,
         session: u8,
         peer: u8,
+    },
+    /// The application refuses a request that would open a session (its admission).
+    Rejected {
+        kind: u8,
+        session: u8,
+        status: u16,
+        code: u16,
+        reason: String,
+    },
+    /// A clock that goes back (two shards' readings, a virtualised one): the engine keeps
+    /// the latest time it was given.
+    Rewind {
+        ms: u16,
     },
     RawRequest {
         method: String,
@@ -394,6 +407,55 @@ pub fn run(script: Script) -> usize {
                 if let Ok(request) = builder.body(Bytes::from_static(body)) {
                     check.hand_in(&mut engine, now, id, request, peer(from));
                 }
+            }
+            Op::Rejected {
+                kind,
+                session,
+                status,
+                code,
+                reason,
+            } => {
+                next += 1;
+                let id = RequestId(next);
+                requests.push(id);
+                let sid = session % 4;
+                let (method, uri, headers): (&str, String, &[(&str, &str)]) = match kind % 4 {
+                    0 => ("POST", format!("/p/s/{sid}/xhr"), &[]),
+                    1 => ("GET", format!("/p/s/{sid}/eventsource"), &[]),
+                    2 => ("GET", format!("/p/s/{sid}/websocket"), &RFC6455),
+                    _ => ("GET", "/p/websocket".to_owned(), &RFC6455),
+                };
+                let mut builder = http::Request::builder().method(method).uri(uri);
+                for (name, value) in headers {
+                    builder = builder.header(*name, *value);
+                }
+                let Ok(request) = builder.body(()) else {
+                    continue;
+                };
+                let (parts, ()) = request.into_parts();
+                let status = http::StatusCode::from_u16(status.clamp(400, 599))
+                    .unwrap_or(http::StatusCode::FORBIDDEN);
+                let rejection = Rejection::new(status).with_close(code, &reason);
+                let (opened, sessions) = (check.opened.len(), engine.session_count());
+                let pending = engine.pending_requests();
+                check.handed.insert(id);
+                engine.handle_rejected(now, id, &parts, &rejection);
+                check.drain(&mut engine);
+                // Nothing of it stays, nothing opens, and it got its whole answer.
+                assert_eq!(
+                    check.opened.len(),
+                    opened,
+                    "a refused request opened a session"
+                );
+                assert_eq!(engine.session_count(), sessions);
+                assert_eq!(engine.pending_requests(), pending, "a refused request held");
+                assert!(check.answered.contains(&id), "a refused request unanswered");
+                assert!(!check.sockets.contains(&id), "a refused socket left open");
+            }
+            Op::Rewind { ms } => {
+                now = now
+                    .checked_sub(Duration::from_millis(u64::from(ms)))
+                    .unwrap_or(now);
             }
             Op::RawRequest { method, uri, body } => {
                 next += 1;
