@@ -9,6 +9,8 @@
 //!   would (PROTOCOL.md §7.3.1);
 //! - a client's send is answered as PROTOCOL.md §6 says for the session's state (204 and
 //!   delivered in order while open, 204 and dropped while closing, 404 without a session);
+//! - a stream ends with the frame that takes it to the response limit, and no sooner
+//!   unless closed;
 //! - every frame is one of the protocol's, `o` first and once per session, nothing after a
 //!   `c` on its request, and WebSocket close codes none of RFC 6455's reserved ones;
 //! - a WebSocket's messages reach the application in order while its session is open, and
@@ -258,6 +260,7 @@ fn session_of(h: &Harness, id: RequestId) -> Option<SessionKey> {
 
 fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let max_queue = options.max_queued_bytes;
+    let response_limit = options.response_limit;
     let mut h = Harness::new(options, App::Passive);
     let mut m = Model {
         accepted: HashMap::new(),
@@ -498,6 +501,38 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
             );
             if let Some((i, id)) = opens.first() {
                 prop_assert_eq!(*i, 0, "session {}: `o` not first on request {}", key, id.0);
+            }
+        }
+        // A stream ends with the frame that takes its bytes (prelude excluded) to the
+        // response limit, and nothing is written to it after that (PROTOCOL.md §7.1).
+        for (id, _) in &m.receivers {
+            let ex = h.ex(*id);
+            if ex.stream_head.is_none() {
+                continue;
+            }
+            let mut written = 0;
+            for chunk in ex.chunks.iter().skip(1) {
+                prop_assert!(
+                    written < response_limit,
+                    "request {}: a frame after {} bytes, limit {}",
+                    id.0,
+                    written,
+                    response_limit
+                );
+                written += chunk.len();
+            }
+            if written >= response_limit {
+                prop_assert!(ex.ended, "request {}: open past the limit", id.0);
+            } else if ex.ended {
+                let last = ex.chunk_strings().last().map(|c| unwrap_frame(c));
+                prop_assert!(
+                    last.as_deref().is_some_and(|f| f.starts_with('c')),
+                    "request {}: ended at {} bytes, limit {}, after {:?}",
+                    id.0,
+                    written,
+                    response_limit,
+                    last
+                );
             }
         }
         // A close code a WebSocket may carry (RFC 6455 §7.4): none of the reserved ones.
