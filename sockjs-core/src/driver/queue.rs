@@ -303,7 +303,9 @@ impl Receiver {
     /// Takes the next item without waiting.
     pub(crate) fn try_recv(&self) -> TryRecv {
         let (item, room) = take(&mut self.shared.lock());
-        wake_all(room);
+        if let Some(room) = room {
+            wake_all(room);
+        }
         item
     }
 
@@ -317,7 +319,9 @@ impl Receiver {
             }
             (item, room)
         };
-        wake_all(room);
+        if let Some(room) = room {
+            wake_all(room);
+        }
         match item {
             TryRecv::Item(item) => Poll::Ready(Some(item)),
             TryRecv::Ended => Poll::Ready(None),
@@ -366,24 +370,20 @@ impl State {
 
 /// Takes the next item, with the senders to wake (once the lock is released: a sender's
 /// task takes this queue's lock when it runs) if this take left room for them.
-fn take(st: &mut State) -> (TryRecv, Wakers) {
+fn take(st: &mut State) -> (TryRecv, Option<Wakers>) {
     if st.killed {
-        return (TryRecv::Ended, Wakers::default());
+        return (TryRecv::Ended, None);
     }
     match st.items.pop_front() {
         Some(item) => {
             st.taken = true;
             st.bytes -= weight(&item);
-            let room = if !st.room.is_empty() && st.items.len() <= st.low.0 && st.bytes <= st.low.1
-            {
-                st.room.take()
-            } else {
-                Wakers::default()
-            };
+            let room = (!st.room.is_empty() && st.items.len() <= st.low.0 && st.bytes <= st.low.1)
+                .then(|| st.room.take());
             (TryRecv::Item(item), room)
         }
-        None if st.ended => (TryRecv::Ended, Wakers::default()),
-        None => (TryRecv::Empty, Wakers::default()),
+        None if st.ended => (TryRecv::Ended, None),
+        None => (TryRecv::Empty, None),
     }
 }
 
