@@ -10,7 +10,8 @@ use http::header::HeaderValue;
 
 /// A function that computes a response's whole `Set-Cookie` value from the request
 /// ([`Jsessionid::Custom`]); `None` sends no cookie on that response, as does a panic in
-/// it.
+/// it. Like an origin predicate ([`OriginPolicy::Predicate`](crate::OriginPolicy)), it
+/// runs under the engine's lock: keep it quick, and do not call into the service from it.
 pub type CookieFn = Arc<dyn Fn(&http::request::Parts) -> Option<HeaderValue> + Send + Sync>;
 
 /// The cookie a service sets for load-balancer stickiness (PROTOCOL.md §3.4), on its

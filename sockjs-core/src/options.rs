@@ -71,8 +71,9 @@ pub enum OriginPolicy {
     /// A predicate over the `Origin` value and the whole request head (method, URI,
     /// headers with cookies, extensions such as the [`PeerAddr`](crate::PeerAddr)), asked
     /// only for requests that carry an `Origin`. It runs under the engine's lock: keep it
-    /// quick, and leave anything that waits to an admission hook. A panic in it refuses
-    /// the request (`403`).
+    /// quick, do not call into the service from it (a session count, the metrics or a
+    /// send would deadlock on that lock), and leave anything that waits to an
+    /// admission hook. A panic in it refuses the request (`403`).
     Predicate(OriginFn),
 }
 
