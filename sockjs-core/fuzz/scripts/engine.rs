@@ -132,7 +132,7 @@ const PATHS: [&str; 14] = [
     "/iframe-1.2.html",
     "/",
 ];
-const HEADERS: [&str; 12] = [
+const HEADERS: [&str; 15] = [
     "origin",
     "upgrade",
     "connection",
@@ -145,6 +145,9 @@ const HEADERS: [&str; 12] = [
     "access-control-request-headers",
     "if-none-match",
     "host",
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
 ];
 
 #[derive(Default)]
@@ -208,10 +211,15 @@ impl Check {
             Content::WsText(_) | Content::WsPing => {
                 assert!(self.sockets.contains(&request));
             }
-            Content::WsClose { reason, .. } => {
+            Content::WsClose { code, reason } => {
                 assert!(
                     reason.len() <= 123,
                     "close reason too long for a control frame"
+                );
+                // RFC 6455 §7.4: none of the codes an endpoint may not send.
+                assert!(
+                    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999),
+                    "close code {code}"
                 );
                 assert!(self.sockets.remove(&request), "socket closed twice");
             }
@@ -325,7 +333,11 @@ pub fn run(script: Script) -> usize {
     };
     let max_sessions = options.max_sessions;
     let max_queued = options.max_queued_bytes;
-    let mut now = Instant::now();
+    // Rewinds stop at the start: the timeline never depends on the machine's uptime.
+    let begin = Instant::now();
+    let mut now = begin;
+    // The latest time the engine was given: its own clock, which never goes back.
+    let mut latest = begin;
     let start = Start {
         now,
         wall_clock: SystemTime::UNIX_EPOCH,
@@ -455,7 +467,7 @@ pub fn run(script: Script) -> usize {
             Op::Rewind { ms } => {
                 now = now
                     .checked_sub(Duration::from_millis(u64::from(ms)))
-                    .unwrap_or(now);
+                    .map_or(begin, |then| then.max(begin));
             }
             Op::RawRequest { method, uri, body } => {
                 next += 1;
@@ -471,10 +483,10 @@ pub fn run(script: Script) -> usize {
             }
             Op::Abort { pick } => {
                 if let Some(id) = pick_from(&requests, pick) {
-                    engine.handle_abort(now, id);
-                    // Timers due by now run first, and may still answer it.
-                    check.drain(&mut engine);
+                    // Every timer due by now has had its input (time moves only in
+                    // `Advance`): nothing at all may be written to it from here on.
                     check.gone.insert(id);
+                    engine.handle_abort(now, id);
                 }
             }
             Op::WsText { pick, text } => {
@@ -490,12 +502,10 @@ pub fn run(script: Script) -> usize {
             Op::WsClosed { pick } => {
                 if let Some(id) = pick_from(&requests, pick) {
                     // Said of a request that is no socket, it is no input at all.
-                    let socket = check.sockets.contains(&id);
-                    engine.handle_ws_closed(now, id);
-                    check.drain(&mut engine);
-                    if socket {
+                    if check.sockets.contains(&id) {
                         check.gone.insert(id);
                     }
+                    engine.handle_ws_closed(now, id);
                 }
             }
             Op::WsTooBig { pick } => {
@@ -532,22 +542,28 @@ pub fn run(script: Script) -> usize {
             }
             Op::Advance { ms } => {
                 now += Duration::from_millis(u64::from(ms));
+                latest = latest.max(now);
                 engine.handle_timeout(now);
                 check.drain(&mut engine);
-                check.timers_ahead(&engine, now);
+                check.timers_ahead(&engine, latest);
             }
         }
         check.drain(&mut engine);
+        latest = latest.max(now);
         assert!(engine.session_count() <= max_sessions);
     }
     // Every client goes away; the timers the engine asks for, given as a driver gives
     // them, must then end every session.
     for id in requests {
+        check.gone.insert(id);
         engine.handle_abort(now, id);
         check.drain(&mut engine);
-        check.gone.insert(id);
     }
-    for _ in 0..64 {
+    // Each input takes at least one entry off the heap; live sessions re-arm at most
+    // twice (a heartbeat, then their expiry).
+    let inputs = engine.timer_entries() + 2 * engine.session_count() + 64;
+    let mut now = latest;
+    for _ in 0..inputs {
         let Some(at) = engine.poll_timeout() else {
             break;
         };
