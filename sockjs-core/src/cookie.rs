@@ -262,6 +262,25 @@ impl CookieAttributes {
         &self.name
     }
 
+    /// Whether browsers keep the cookie its name's prefix asks for (RFC 6265bis's cookie
+    /// name prefixes, matched without regard to case): `__Secure-` wants `Secure`;
+    /// `__Host-` wants `Secure`, `path=/` and no `Domain`. A browser drops a cookie that breaks its
+    /// prefix's rule, and every request after the first would then come without it.
+    pub(crate) fn keeps_its_prefix(&self) -> bool {
+        let prefixed = |prefix: &str| {
+            self.name
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        };
+        if prefixed("__Host-") {
+            self.secure && self.path == "/" && self.domain.is_none()
+        } else if prefixed("__Secure-") {
+            self.secure
+        } else {
+            true
+        }
+    }
+
     /// The `Set-Cookie` value for a cookie with this value, or `None` if the value cannot
     /// go into a header.
     ///

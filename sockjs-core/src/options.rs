@@ -170,8 +170,9 @@ pub enum SessionBinding {
     /// A cookie planted in the browser beforehand (by a sibling subdomain, or over plain
     /// HTTP) therefore binds too; over HTTPS, a `__Host-` name
     /// ([`CookieAttributes::with_name`](crate::CookieAttributes::with_name), with `Secure`,
-    /// the default `path=/` and no `Domain`) is one browsers take only from the exact host
-    /// over HTTPS.
+    /// the default `path=/` and no `Domain`, which [`Options::validate`] requires of it)
+    /// is one browsers take only from the host itself over a secure connection (any of its
+    /// ports, and `http://localhost`), never from a sibling subdomain or plain HTTP.
     Cookie,
     /// Bound to the client's IP address: the peer's, as the adapter reports it in the
     /// [`PeerAddr`] request extension, or, when the peer is one of the
@@ -403,6 +404,9 @@ pub enum OptionsError {
     /// [`SessionBinding::Cookie`] needs the engine's own cookie: it cannot be combined with
     /// [`Jsessionid::Custom`].
     CookieBinding,
+    /// A cookie named `__Secure-…` needs `Secure`, and one named `__Host-…` needs
+    /// `Secure`, `path=/` and no `Domain`: browsers drop it otherwise.
+    CookiePrefix,
 }
 
 impl fmt::Display for OptionsError {
@@ -421,6 +425,9 @@ impl fmt::Display for OptionsError {
             OptionsError::NoTransports => "at least one transport must be offered",
             OptionsError::CookieBinding => {
                 "cookie session binding needs the engine's own JSESSIONID cookie"
+            }
+            OptionsError::CookiePrefix => {
+                "a __Secure- cookie needs Secure; a __Host- cookie needs Secure, path=/ and no Domain"
             }
         })
     }
@@ -483,6 +490,11 @@ impl Options {
             && matches!(self.jsessionid, Jsessionid::Custom(_))
         {
             return Err(OptionsError::CookieBinding);
+        }
+        if let Jsessionid::Echo(cookie) = &self.jsessionid {
+            if !cookie.keeps_its_prefix() {
+                return Err(OptionsError::CookiePrefix);
+            }
         }
         Ok(())
     }
@@ -573,6 +585,37 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(custom_bound.validate(), Err(OptionsError::CookieBinding));
+        let named = |name: &str, secure: bool, path: &str, domain: Option<&str>| {
+            let mut cookie = crate::CookieAttributes::default()
+                .with_name(name)
+                .and_then(|c| c.with_path(path))
+                .expect("valid")
+                .with_secure(secure);
+            if let Some(domain) = domain {
+                cookie = cookie.with_domain(domain).expect("valid");
+            }
+            Options {
+                jsessionid: Jsessionid::Echo(cookie),
+                ..Default::default()
+            }
+            .validate()
+        };
+        assert_eq!(named("__Host-sockjs", true, "/", None), Ok(()));
+        assert_eq!(named("__host-sockjs", true, "/", None), Ok(()));
+        for refused in [
+            named("__Host-sockjs", false, "/", None),
+            named("__HOST-sockjs", true, "/echo", None),
+            named("__Host-sockjs", true, "/", Some("example.com")),
+            named("__Secure-sockjs", false, "/", None),
+            named("__secure-sockjs", false, "/echo", None),
+        ] {
+            assert_eq!(refused, Err(OptionsError::CookiePrefix));
+        }
+        assert_eq!(
+            named("__Secure-sockjs", true, "/echo", Some("example.com")),
+            Ok(())
+        );
+        assert_eq!(named("_Host-sockjs", false, "/echo", None), Ok(()));
         let head = http::Request::new(()).into_parts().0;
         let list = OriginPolicy::List(vec!["https://a".into()]);
         assert!(list.allows("https://a", &head) && !list.allows("null", &head));
