@@ -194,7 +194,8 @@ impl Exchange {
 
     /// The next thing to write if it is there already (to write several at once).
     ///
-    /// `Empty` also while a send's answer is held for its messages to be taken (and
+    /// `Empty` also while a send's answer is held for its messages to be taken, and while
+    /// the request waits for the admission hook or for an earlier receiver to end (and
     /// [`poll_ready`](Exchange::poll_ready) is then `Ready`): after an `Empty`, wait with
     /// [`next`](Exchange::next) or [`poll_next`](Exchange::poll_next), never by looping
     /// on `poll_ready` and `try_next` alone.

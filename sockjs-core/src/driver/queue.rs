@@ -263,7 +263,8 @@ impl Watch {
         self.shared.lock().bytes
     }
 
-    /// Wakes every waiting sender (the session ended).
+    /// Wakes every waiting sender, to look again (the session ended, or what it waits for
+    /// changed).
     pub(crate) fn wake_all(&self) {
         let room = self.shared.lock().room.take();
         wake_all(room);
