@@ -967,6 +967,30 @@ mod tests {
             matches!(stream.try_next(), TryNext::Item(_)),
             "nothing taken yet"
         );
+
+        // The same for a `ready()` parked on the engine's queue (no receiver attached).
+        let options = Options {
+            max_queued_bytes: 1000,
+            ..Options::default()
+        };
+        let (service, kept) = keeping_sessions(options, Config::default());
+        assert_eq!(
+            status(&mut service.submit(post("/000/idle/xhr"))),
+            Some(200)
+        );
+        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        session.try_send("a".repeat(600)).expect("room");
+        assert_eq!(
+            session.try_send("b".repeat(600)),
+            Err(crate::SendError::QueueFull)
+        );
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut ready = std::pin::pin!(session.ready());
+        assert!(ready.as_mut().poll(&mut cx).is_pending(), "no room for it");
+        session.try_send("s").expect("room for a small one");
+        assert_eq!(woken.0.load(Ordering::Acquire), 1, "told its wait changed");
     }
 
     /// Places for sessions about to open count against `max_sessions` until given back,
