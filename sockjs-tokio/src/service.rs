@@ -26,6 +26,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Cheap to clone (clones share the sessions). Build with [`SockJs::new`] or
 /// [`SockJs::builder`]; see the [crate documentation](crate) for mounting it.
 ///
+/// A request's extensions (what middleware in front set) reach the session it opens, in
+/// its opening request; the extensions of a request that opens none are dropped with it
+/// while the service's lock for its session is held, so a value whose `Drop` waits on a
+/// lock of the application's, or calls into this service, does not belong there.
+///
 /// Its tasks (session handlers, WebSockets, its timers) run on the tokio runtime of the
 /// request that starts them. A service kept beyond that runtime (a `static` one shared by
 /// tests that each build a runtime) keeps working on the next: the handlers and

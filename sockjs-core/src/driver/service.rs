@@ -375,7 +375,9 @@ impl Service {
     /// Hands one request (head and whole body) to the service, with what the adapter
     /// knows of its `connection`. The returned [`Exchange`] yields what to write.
     ///
-    /// The first call starts the service's timer tasks on its runtime.
+    /// The first call starts the service's timer tasks on its runtime. A request that
+    /// opens no session is dropped under the lock of the shard it went to, its extensions
+    /// with it: none of them should wait on a lock in its `Drop`, or call into the service.
     pub fn submit_on(&self, request: http::Request<Bytes>, connection: &Connection) -> Exchange {
         self.submit_mounted(request, connection, 0)
     }
