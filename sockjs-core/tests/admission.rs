@@ -228,6 +228,53 @@ fn s7_3_2_rejection_defaults() {
     assert_eq!(rejection.close_reason(), "Service Unavailable");
 }
 
+/// What a hook's failures refuse with: past `admission_timeout` 503 (close 4503), a
+/// panic 500 (close 4500), each with its reason phrase.
+#[test]
+fn s7_3_4_refusals_for_a_late_or_failed_hook() {
+    for (status, code, reason) in [
+        (StatusCode::SERVICE_UNAVAILABLE, 4503, "Service Unavailable"),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            4500,
+            "Internal Server Error",
+        ),
+    ] {
+        let rejection = Rejection::new(status);
+        assert_eq!(rejection.close_code(), code);
+        assert_eq!(rejection.close_reason(), reason);
+        assert_eq!(rejection.body(), &Bytes::from(format!("{reason}\n")));
+    }
+}
+
+/// Two requests admitted for the same new id meet in the engine as they always would:
+/// the first opens the session, and the second, which no longer asks, gets `c[2010,…]`
+/// while the first is attached.
+#[test]
+fn s7_3_5_the_second_request_admitted_for_a_new_id_meets_2010() {
+    let mut h = Harness::echo();
+    let uri = "/a/race/xhr_streaming";
+    assert!(
+        opens(&h, "POST", uri, &[]),
+        "both asked while the id was new"
+    );
+    let first = h.post(uri, "");
+    assert_eq!(
+        h.ex(first).chunk_strings().get(1).map(String::as_str),
+        Some("o\n")
+    );
+    assert!(
+        !opens(&h, "POST", uri, &[]),
+        "an open session is not asked about"
+    );
+    let second = h.post(uri, "");
+    assert_eq!(
+        h.ex(second).chunk_strings().get(1).map(String::as_str),
+        Some("c[2010,\"Another connection still open\"]\n")
+    );
+    assert_eq!(h.engine.session_count(), 1);
+}
+
 #[test]
 fn s2_the_origin_predicate_sees_the_request_head() {
     let mut h = Harness::new(

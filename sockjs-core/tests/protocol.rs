@@ -97,6 +97,60 @@ fn s2_any_segment_value_opens_a_session() {
     }
 }
 
+/// Routes match the raw path: an escape is not decoded, so `I%41` is not `IA`, and an
+/// escaped slash stays inside its segment.
+#[test]
+fn s2_session_paths_are_not_percent_decoded() {
+    let mut h = Harness::echo();
+    let escaped = h.post("/000/I%41/xhr", "");
+    assert_eq!(h.ex(escaped).body(), "o\n");
+    let send = h.post("/000/IA/xhr_send", r#"["x"]"#);
+    assert_eq!(h.ex(send).status(), 404, "IA is another session");
+    let slash = h.post("/000/a%2Fb/xhr", "");
+    assert_eq!(h.ex(slash).body(), "o\n", "one segment");
+    assert_eq!(h.engine.session_count(), 2);
+}
+
+/// §7.1.1: a receiver with an unknown id creates the session and opens it in its own
+/// framing; a sender with an unknown id creates nothing (404).
+#[test]
+fn s7_1_1_every_receiver_creates_and_no_sender_does() {
+    let mut h = Harness::echo();
+    let receivers = [
+        ("POST", "/000/a/xhr", "o\n"),
+        ("POST", "/000/b/xhr_streaming", "o\n"),
+        ("GET", "/000/c/eventsource", "data: o\r\n\r\n"),
+        (
+            "GET",
+            "/000/d/htmlfile?c=cb",
+            "<script>\np(\"o\");\n</script>\r\n",
+        ),
+        ("GET", "/000/e/jsonp?c=cb", "/**/cb(\"o\");\r\n"),
+    ];
+    for (n, (method, uri, open)) in receivers.into_iter().enumerate() {
+        let r = h.request(method, uri, &[], "");
+        let ex = h.ex(r);
+        let first = match &ex.response {
+            Some(_) => ex.body(),
+            // After the prelude.
+            None => ex.chunk_strings().get(1).cloned().unwrap_or_default(),
+        };
+        assert_eq!(first, open, "{uri}");
+        assert_eq!(h.engine.session_count(), n + 1, "{uri}");
+    }
+    let xhr_send = h.post("/000/f/xhr_send", r#"["x"]"#);
+    let jsonp_send = h.request(
+        "POST",
+        "/000/g/jsonp_send",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "d=%5B%22x%22%5D",
+    );
+    for send in [xhr_send, jsonp_send] {
+        assert_eq!(h.ex(send).status(), 404);
+    }
+    assert_eq!(h.engine.session_count(), 5, "senders created nothing");
+}
+
 #[test]
 fn s2_server_id_is_ignored() {
     let mut h = Harness::echo();
