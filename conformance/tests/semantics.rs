@@ -515,6 +515,43 @@ fn over_http_close_is_ok_then_not_open_and_the_state_goes_open_closing_closed() 
     });
 }
 
+/// §7.1.8: a client's messages reach the application only while its session is open:
+/// sent after the application closed it, they are acknowledged (`204`, §6) and dropped;
+/// the next poll gets the close frame, and the application's `recv` ends with nothing
+/// more.
+#[test]
+fn s7_1_8_client_messages_after_the_close_never_reach_the_application() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) = serve_reporting(adapter, config(), options(), |tx| {
+                handler(move |mut session: Session| {
+                    let tx = tx.clone();
+                    async move {
+                        while let Some(text) = session.recv().await {
+                            if text == "close" {
+                                let _ = session.close(3001, "bye");
+                            }
+                            let _ = tx.send(text);
+                        }
+                        let _ = tx.send("(ended)".to_owned());
+                    }
+                })
+            });
+            let id = sid("late");
+            assert_eq!(xhr(&target, &id), "o\n");
+            assert_eq!(xhr_send(&target, &id, r#"["close"]"#), 204);
+            assert_eq!(reports.next(), "close", "{adapter:?}");
+            assert_eq!(xhr_send(&target, &id, r#"["after"]"#), 204, "{adapter:?}");
+            assert_eq!(xhr(&target, &id), close_frame(3001, "bye") + "\n");
+            assert_eq!(
+                reports.next(),
+                "(ended)",
+                "{adapter:?}: nothing after the close"
+            );
+        }
+    });
+}
+
 #[test]
 fn over_a_websocket_close_ends_the_session_at_once() {
     within(LIMIT, || {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::ECHO;
 use super::sessions::{C3000, two_polls};
-use super::transports::expect_prelude;
+use super::transports::{expect_prelude, receiver_request, wrap_frame};
 use crate::check::{
     Check, Ctx, Needs, Outcome, Step, ensure, expect_head_status, expect_response, expect_status,
     fail, service, sleep,
@@ -75,6 +75,45 @@ pub(crate) fn checks() -> Vec<Check> {
                 st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
                 st.expect_chunk("heartbeat chunk", "data: h\r\n\r\n")?;
                 within("heartbeat", start.elapsed(), hb)
+            },
+        )
+        .needs(Needs::Heartbeat),
+        Check::new(
+            "s7_1_3_heartbeat_htmlfile",
+            "7.1",
+            "an idle htmlfile gets the h frame in its script after about the heartbeat delay",
+            |ctx: &Ctx| {
+                let hb = ctx.heartbeat()?;
+                let s = ctx.session(ECHO);
+                let start = Instant::now();
+                let mut st = ctx.open(&receiver_request(&s, "htmlfile", "cb"))?;
+                expect_head_status("GET htmlfile", &st.head, 200)?;
+                expect_prelude(&mut st, "GET htmlfile", "htmlfile", "cb")?;
+                st.expect_chunk("open frame", wrap_frame("htmlfile", "cb", "o"))?;
+                st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
+                st.expect_chunk("heartbeat chunk", wrap_frame("htmlfile", "cb", "h"))?;
+                within("heartbeat", start.elapsed(), hb)
+            },
+        )
+        .needs(Needs::Heartbeat),
+        Check::new(
+            "s7_1_3_heartbeat_jsonp",
+            "7.1",
+            "a held jsonp poll answers the h frame after about the heartbeat delay",
+            |ctx: &Ctx| {
+                let hb = ctx.heartbeat()?;
+                let s = ctx.session(ECHO);
+                let open = ctx.get(&s.url("jsonp?c=cb"), &[]).step("GET jsonp")?;
+                let body = wrap_frame("jsonp", "cb", "o");
+                expect_response("GET jsonp", &open, 200, body.as_bytes())?;
+                let mut c = ctx.send_only(&receiver_request(&s, "jsonp", "cb"))?;
+                let start = Instant::now();
+                c.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
+                let r = c.read_response("GET").step("held GET jsonp")?;
+                let took = start.elapsed();
+                let body = wrap_frame("jsonp", "cb", "h");
+                expect_response("held GET jsonp", &r, 200, body.as_bytes())?;
+                within("heartbeat", took, hb)
             },
         )
         .needs(Needs::Heartbeat),

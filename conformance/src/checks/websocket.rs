@@ -239,6 +239,18 @@ pub(crate) fn checks() -> Vec<Check> {
             },
         ),
         Check::new(
+            "s9_2_non_array_json_is_one_message",
+            "9.2",
+            "websocket: a JSON value that is not an array is one message (\"x\" echoes as a[\"x\"])",
+            |ctx: &Ctx| {
+                let mut ws = sockjs_ws(ctx, ECHO)?;
+                ws.send("\"x\"")?;
+                ws.expect_text("echo of a JSON string", "a[\"x\"]")?;
+                ws.close();
+                Ok(())
+            },
+        ),
+        Check::new(
             "s9_2_broken_json_terminates",
             "9.2",
             "websocket: a message that is not JSON terminates the session: the socket closes (any close code, or none; one c[...] frame may come first), nothing is echoed",
