@@ -1813,6 +1813,57 @@ fn stuck_handler() -> Handler {
     handler(|session: Session| async move { session.closed().await })
 }
 
+/// sockjs-rs's readings of §6 and §5.2: an element of a send that is not a string reaches
+/// the application as its JSON text, and a lone surrogate escape as U+FFFD (echoed here,
+/// so the client reads them back).
+#[test]
+fn s6_non_string_elements_and_lone_surrogates_reach_the_application_as_documented() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = serve(adapter, config(), options(), echo_handler());
+            let id = sid("elements");
+            assert_eq!(xhr(&target, &id), "o\n");
+            let body = r#"[1,{"a":2},"a\ud800b"]"#;
+            assert_eq!(xhr_send(&target, &id, body), 204, "{adapter:?}");
+            let frame = xhr(&target, &id);
+            let json = frame.strip_prefix('a').expect("an a frame").trim_end();
+            let messages: Vec<String> = serde_json::from_str(json).expect("a JSON array");
+            assert_eq!(messages, ["1", r#"{"a":2}"#, "a\u{FFFD}b"], "{adapter:?}");
+        }
+    });
+}
+
+/// sockjs-rs's CORS (PROTOCOL.md §3.3 notes), over sockets: an EventSource for a page of
+/// another origin gets CORS with credentials, and every answer with CORS varies by
+/// `Origin` (`/info` without one too); the greeting, which has none, does not.
+#[test]
+fn s3_3_cors_on_eventsource_and_vary_origin_on_every_cors_answer() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let target = serve(adapter, config(), options(), echo_handler());
+            let mut conn = target.conn();
+            let request = Request::new("GET", &path(&sid("es"), "eventsource"))
+                .header("Origin", "https://page.example");
+            conn.send(&request).unwrap();
+            let head = conn.read_head().unwrap();
+            assert_eq!(head.status, 200, "{adapter:?}");
+            let cors = [
+                ("access-control-allow-origin", "https://page.example"),
+                ("access-control-allow-credentials", "true"),
+                ("vary", "Origin"),
+            ];
+            for (name, value) in cors {
+                assert_eq!(head.header(name), Some(value), "{adapter:?}: {name}");
+            }
+            let info = target.request(&Request::new("GET", "/app/info"));
+            assert_eq!(info.header("vary"), Some("Origin"), "{adapter:?}: /info");
+            let greeting = target.request(&Request::new("GET", "/app"));
+            assert_eq!(greeting.status(), 200, "{adapter:?}");
+            assert_eq!(greeting.header("vary"), None, "{adapter:?}: the greeting");
+        }
+    });
+}
+
 #[test]
 fn an_xhr_send_is_answered_once_the_echo_is_queued() {
     within(LIMIT, || {
