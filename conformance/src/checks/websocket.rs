@@ -160,6 +160,12 @@ pub(crate) fn checks() -> Vec<Check> {
             |ctx: &Ctx| hixie76(ctx, false),
         ),
         Check::new(
+            "s9_1_hixie76_bad_key_refused",
+            "9.1",
+            "hixie-76: a key with no spaces, or whose number its spaces do not divide exactly, is refused with a 4xx, never a 101",
+            hixie76_bad_keys,
+        ),
+        Check::new(
             "s9_1_hixie76_open_frame",
             "9.1",
             "hixie-76: after the challenge answer the first frame is 00 'o' FF",
@@ -429,6 +435,31 @@ fn expect_terminated(ws: &mut Ws, what: &str) -> Outcome {
                 other.describe()
             )));
         }
+    }
+    Ok(())
+}
+
+fn hixie76_bad_keys(ctx: &Ctx) -> Outcome {
+    let origin = format!("http://{}", ctx.host);
+    for (what, key1) in [("no spaces", "123"), ("13 over 2 spaces", "1  3")] {
+        let s = ctx.session(ECHO);
+        let mut conn = ctx.connect()?;
+        conn.send(&Request::new("GET", &s.url("websocket")).headers(&[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "WebSocket"),
+            ("Origin", &origin),
+            ("Sec-WebSocket-Key1", key1),
+            ("Sec-WebSocket-Key2", KEY2),
+        ]))
+        .step("hixie-76 request")?;
+        conn.write_raw(b"aaaaaaaa").step("sending key3")?;
+        let h = conn.read_head().step("hixie-76 response head")?;
+        ensure((400..500).contains(&h.status), || {
+            format!(
+                "hixie-76 key1 with {what}: expected a 4xx, got {}",
+                h.status
+            )
+        })?;
     }
     Ok(())
 }
