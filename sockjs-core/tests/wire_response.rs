@@ -31,7 +31,7 @@ fn continue_response_bytes() {
 }
 
 #[test]
-fn http11_keep_alive_full_response() {
+fn s10_http11_keep_alive_full_response() {
     let mut res = response(200, "Welcome to SockJS!\n");
     res.headers_mut().insert(
         CONTENT_TYPE,
@@ -46,7 +46,7 @@ fn http11_keep_alive_full_response() {
 }
 
 #[test]
-fn http11_close_full_response() {
+fn s10_http11_close_full_response() {
     let (out, after) = encode(Version::HTTP_11, false, &response(404, "nope"));
     assert_eq!(
         out,
@@ -57,7 +57,7 @@ fn http11_close_full_response() {
 }
 
 #[test]
-fn http10_keep_alive_and_close() {
+fn s10_http10_keep_alive_and_close() {
     let (out, after) = encode(Version::HTTP_10, true, &response(200, "ok"));
     assert_eq!(
         out,
@@ -100,7 +100,7 @@ fn caller_connection_close_is_honoured_once() {
 }
 
 #[test]
-fn bodyless_statuses() {
+fn s10_bodyless_statuses() {
     let mut res = response(204, "ignored");
     res.headers_mut()
         .insert("access-control-max-age", "31536000".parse().expect("valid"));
@@ -238,7 +238,7 @@ fn stream(version: Version, keep_alive: bool, pieces: &[&[u8]]) -> (String, Afte
 }
 
 #[test]
-fn http11_streaming_is_one_chunk_per_piece() {
+fn s10_http11_streaming_is_one_chunk_per_piece() {
     let prelude = [b'h'; 2048];
     let prelude = [&prelude[..], b"\n"].concat();
     let (out, after, must_close) = stream(
@@ -257,7 +257,7 @@ fn http11_streaming_is_one_chunk_per_piece() {
 }
 
 #[test]
-fn http11_streaming_to_a_closing_client() {
+fn s10_http11_streaming_to_a_closing_client() {
     let (out, after, must_close) = stream(Version::HTTP_11, false, &[b"o\n"]);
     assert_eq!(
         out,
@@ -269,7 +269,7 @@ fn http11_streaming_to_a_closing_client() {
 }
 
 #[test]
-fn http10_streaming_is_raw_and_closes() {
+fn s10_http10_streaming_is_raw_and_closes() {
     for keep_alive in [true, false] {
         let (out, after, must_close) =
             stream(Version::HTTP_10, keep_alive, &[b"hhh\n", b"", b"o\n"]);
