@@ -264,8 +264,9 @@ impl CookieAttributes {
 
     /// Whether browsers keep the cookie its name's prefix asks for (RFC 6265bis's cookie
     /// name prefixes, matched without regard to case): `__Secure-` wants `Secure`;
-    /// `__Host-` wants `Secure`, `path=/` and no `Domain`. A browser drops a cookie that breaks its
-    /// prefix's rule, and every request after the first would then come without it.
+    /// `__Host-` wants `Secure`, `path=/` and no `Domain`. A browser drops a cookie that
+    /// breaks its prefix's rule, and every request after the first would then come
+    /// without it.
     pub(crate) fn keeps_its_prefix(&self) -> bool {
         let prefixed = |prefix: &str| {
             self.name
