@@ -187,9 +187,8 @@ fn frames_of(ex: &common::Exchange) -> Vec<String> {
     out
 }
 
-/// Extracts the `a[...]` messages of one wrapped frame, whatever the transport.
-fn frame_messages(wrapped: &str) -> Vec<String> {
-    let frame = unwrap_frame(wrapped);
+/// The messages of an unwrapped `a[...]` frame; none for the other frames.
+fn frame_messages(frame: &str) -> Vec<String> {
     match frame.strip_prefix('a') {
         Some(json) => serde_json::from_str(json).expect("a frame is a JSON array of strings"),
         None => Vec::new(),
@@ -233,20 +232,8 @@ fn delivered(h: &Harness, key: SessionKey, model: &Model) -> Vec<String> {
         if owner != Some(key) {
             continue;
         }
-        let ex = h.ex(id);
-        if let Some(r) = &ex.response {
-            for line in String::from_utf8_lossy(r.body())
-                .split_inclusive("\r\n")
-                .flat_map(|s| s.split_inclusive('\n'))
-            {
-                out.extend(frame_messages(line));
-            }
-        }
-        for chunk in ex.chunk_strings().iter().skip(1) {
-            out.extend(frame_messages(chunk));
-        }
-        for text in &ex.ws_texts {
-            out.extend(frame_messages(text));
+        for frame in frames_of(h.ex(id)) {
+            out.extend(frame_messages(&frame));
         }
     }
     out
