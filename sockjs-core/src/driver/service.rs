@@ -705,6 +705,41 @@ mod tests {
         (service, kept)
     }
 
+    /// A service of one shard whose connections hold at most 8 KiB, and a session whose
+    /// xhr_streaming receiver reads nothing after its head.
+    fn unread_stream() -> (Service, Exchange, Session) {
+        let config = Config {
+            shards: 1,
+            max_connection_queue_bytes: 8 * 1024,
+            ..Config::default()
+        };
+        let (service, kept) = keeping_sessions(Options::default(), config);
+        let mut stream = service.submit(post("/000/unread/xhr_streaming"));
+        assert_eq!(head_status(&mut stream), Some(200));
+        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        (service, stream, session)
+    }
+
+    /// A waker that counts its wakes.
+    struct Woken(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    impl Woken {
+        fn new() -> (Arc<Woken>, std::task::Waker) {
+            let woken = Arc::new(Woken(std::sync::atomic::AtomicUsize::new(0)));
+            (woken.clone(), std::task::Waker::from(woken))
+        }
+
+        fn times(&self) -> usize {
+            self.0.load(Ordering::Acquire)
+        }
+    }
+
     /// `max_sessions` counts sessions over the shards as their engines report them ending.
     /// A session that a request's own arrival ends (its late timer, fired first; its
     /// receiver found gone by the probe and aborted, PROTOCOL.md §7.1.6) gives its place
@@ -808,16 +843,7 @@ mod tests {
     #[test]
     fn a_sender_waiting_for_room_fails_once_its_session_closes() {
         use std::future::Future;
-        use std::sync::atomic::AtomicBool;
-        use std::task::{Context, Wake, Waker};
-
-        #[derive(Default)]
-        struct Flag(AtomicBool);
-        impl Wake for Flag {
-            fn wake(self: Arc<Self>) {
-                self.0.store(true, Ordering::Release);
-            }
-        }
+        use std::task::Context;
 
         let options = Options {
             max_queued_bytes: 64,
@@ -830,8 +856,7 @@ mod tests {
         assert_eq!(status(&mut service.submit(poll)), Some(200));
         let session = kept.lock().expect("unpoisoned").pop().expect("opened");
         session.try_send("x".repeat(40)).expect("room");
-        let flag = Arc::new(Flag::default());
-        let waker = Waker::from(flag.clone());
+        let (woken, waker) = Woken::new();
         let mut cx = Context::from_waker(&waker);
         let mut send = std::pin::pin!(session.send("y".repeat(40)));
         assert!(
@@ -840,10 +865,7 @@ mod tests {
         );
 
         session.close(3000, "done").expect("open");
-        assert!(
-            flag.0.load(Ordering::Acquire),
-            "the waiting sender was woken"
-        );
+        assert!(woken.times() > 0, "the waiting sender was woken");
         assert_eq!(
             send.as_mut().poll(&mut cx),
             std::task::Poll::Ready(Err(crate::SendError::NotOpen))
@@ -895,16 +917,8 @@ mod tests {
     /// connection dropped as an overflow) adds nothing.
     #[test]
     fn sent_bytes_leave_out_a_frame_the_connection_could_not_take() {
-        let config = Config {
-            shards: 1,
-            max_connection_queue_bytes: 8 * 1024,
-            ..Config::default()
-        };
-        let (service, kept) = keeping_sessions(Options::default(), config);
         // The client reads nothing after the head: its connection fills.
-        let mut stream = service.submit(post("/000/full/xhr_streaming"));
-        assert_eq!(head_status(&mut stream), Some(200));
-        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        let (service, _stream, session) = unread_stream();
         let refused = (0..10_000).find_map(|_| session.try_send("x").err());
         assert_eq!(refused, Some(crate::SendError::QueueFull));
         let before = service.metrics();
@@ -928,36 +942,19 @@ mod tests {
     #[test]
     fn a_parked_ready_is_woken_when_a_later_send_ends_the_refused_wait() {
         use std::future::Future;
-        use std::sync::atomic::AtomicUsize;
-        use std::task::{Context, Wake, Waker};
+        use std::task::Context;
 
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::AcqRel);
-            }
-        }
-
-        let config = Config {
-            shards: 1,
-            max_connection_queue_bytes: 8 * 1024,
-            ..Config::default()
-        };
-        let (service, kept) = keeping_sessions(Options::default(), config);
-        let mut stream = service.submit(post("/000/slow/xhr_streaming"));
-        assert_eq!(head_status(&mut stream), Some(200));
-        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        let (_service, mut stream, session) = unread_stream();
         let large = "l".repeat(2000);
         let refused = (0..100).find_map(|_| session.try_send(&large).err());
         assert_eq!(refused, Some(crate::SendError::QueueFull));
-        let woken = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(woken.clone());
+        let (woken, waker) = Woken::new();
         let mut cx = Context::from_waker(&waker);
         let mut ready = std::pin::pin!(session.ready());
         assert!(ready.as_mut().poll(&mut cx).is_pending(), "no room for it");
         session.try_send("s").expect("room for a small one");
         assert_eq!(
-            woken.0.load(Ordering::Acquire),
+            woken.times(),
             1,
             "the parked ready() is told its wait changed"
         );
@@ -986,13 +983,12 @@ mod tests {
             session.try_send("b".repeat(600)),
             Err(crate::SendError::QueueFull)
         );
-        let woken = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(woken.clone());
+        let (woken, waker) = Woken::new();
         let mut cx = Context::from_waker(&waker);
         let mut ready = std::pin::pin!(session.ready());
         assert!(ready.as_mut().poll(&mut cx).is_pending(), "no room for it");
         session.try_send("s").expect("room for a small one");
-        assert_eq!(woken.0.load(Ordering::Acquire), 1, "told its wait changed");
+        assert_eq!(woken.times(), 1, "told its wait changed");
     }
 
     /// Places for sessions about to open count against `max_sessions` until given back,
