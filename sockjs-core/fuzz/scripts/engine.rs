@@ -345,7 +345,6 @@ pub fn run(script: Script) -> usize {
     };
     let mut engine = Engine::new(options, start).expect("valid options");
     let mut check = Check::default();
-    let mut next = 0u64;
     let mut requests: Vec<RequestId> = Vec::new();
     for op in script.ops {
         match op {
@@ -358,9 +357,7 @@ pub fn run(script: Script) -> usize {
                 body,
                 peer: from,
             } => {
-                next += 1;
-                let id = RequestId(next);
-                requests.push(id);
+                let id = issue(&mut requests);
                 let path = PATHS[usize::from(path) % PATHS.len()];
                 let uri = if matches!(
                     path,
@@ -393,9 +390,7 @@ pub fn run(script: Script) -> usize {
                 session,
                 peer: from,
             } => {
-                next += 1;
-                let id = RequestId(next);
-                requests.push(id);
+                let id = issue(&mut requests);
                 let deflate = kind & 4 != 0;
                 let (uri, headers, body): (String, &[(&str, &str)], &[u8]) = match kind % 3 {
                     0 => (format!("/p/s/{}/websocket", session % 4), &RFC6455, b""),
@@ -406,10 +401,7 @@ pub fn run(script: Script) -> usize {
                         b"^n:ds[4U",
                     ),
                 };
-                let mut builder = http::Request::builder().method("GET").uri(uri);
-                for (name, value) in headers {
-                    builder = builder.header(*name, *value);
-                }
+                let mut builder = head("GET", uri, headers);
                 if deflate {
                     builder = builder.header(
                         "sec-websocket-extensions",
@@ -427,9 +419,7 @@ pub fn run(script: Script) -> usize {
                 code,
                 reason,
             } => {
-                next += 1;
-                let id = RequestId(next);
-                requests.push(id);
+                let id = issue(&mut requests);
                 let sid = session % 4;
                 let (method, uri, headers): (&str, String, &[(&str, &str)]) = match kind % 4 {
                     0 => ("POST", format!("/p/s/{sid}/xhr"), &[]),
@@ -437,11 +427,7 @@ pub fn run(script: Script) -> usize {
                     2 => ("GET", format!("/p/s/{sid}/websocket"), &RFC6455),
                     _ => ("GET", "/p/websocket".to_owned(), &RFC6455),
                 };
-                let mut builder = http::Request::builder().method(method).uri(uri);
-                for (name, value) in headers {
-                    builder = builder.header(*name, *value);
-                }
-                let Ok(request) = builder.body(()) else {
+                let Ok(request) = head(method, uri, headers).body(()) else {
                     continue;
                 };
                 let (parts, ()) = request.into_parts();
@@ -470,9 +456,7 @@ pub fn run(script: Script) -> usize {
                     .map_or(begin, |then| then.max(begin));
             }
             Op::RawRequest { method, uri, body } => {
-                next += 1;
-                let id = RequestId(next);
-                requests.push(id);
+                let id = issue(&mut requests);
                 if let Ok(request) = http::Request::builder()
                     .method(method.as_str())
                     .uri(uri)
@@ -615,6 +599,21 @@ impl Check {
             assert!(at > now, "a timer input left a deadline in the past");
         }
     }
+}
+
+/// A fresh request id, after the last one handed out.
+fn issue(requests: &mut Vec<RequestId>) -> RequestId {
+    let id = RequestId(requests.len() as u64 + 1);
+    requests.push(id);
+    id
+}
+
+/// A request head with these header fields.
+fn head(method: &str, uri: String, headers: &[(&str, &str)]) -> http::request::Builder {
+    headers.iter().fold(
+        http::Request::builder().method(method).uri(uri),
+        |builder, (name, value)| builder.header(*name, *value),
+    )
 }
 
 /// A valid RFC 6455 handshake's header fields.
