@@ -1161,10 +1161,15 @@ fn paced_sender(count: usize, size: usize, tx: Sender<Result<(), SendError>>) ->
     })
 }
 
+/// The messages of a SockJS `a[...]` frame (its transport's newline trimmed).
+fn a_frame(frame: &str) -> Vec<String> {
+    let json = frame.trim_end().strip_prefix('a').expect("an a frame");
+    serde_json::from_str(json).expect("a JSON array of strings")
+}
+
 /// The message numbers in a SockJS frame's array, with every message's length checked.
 fn frame_numbers(frame: &str, size: usize) -> Vec<usize> {
-    let messages: Vec<String> =
-        serde_json::from_str(frame.trim_end().strip_prefix('a').unwrap()).unwrap();
+    let messages = a_frame(frame);
     messages
         .iter()
         .map(|m| {
@@ -1284,13 +1289,10 @@ fn a_backlog_past_the_connection_queue_reaches_the_next_streaming_receiver() {
                     )
                     .unwrap(),
                 };
-                let got: Vec<usize> = serde_json::from_str::<Vec<String>>(
-                    frame.trim_end().strip_prefix('a').unwrap(),
-                )
-                .unwrap()
-                .iter()
-                .map(|m| m.split(':').next().unwrap().parse().unwrap())
-                .collect();
+                let got: Vec<usize> = a_frame(&frame)
+                    .iter()
+                    .map(|m| m.split(':').next().unwrap().parse().unwrap())
+                    .collect();
                 assert_eq!(
                     got,
                     (0..COUNT).collect::<Vec<_>>(),
@@ -1529,9 +1531,7 @@ fn a_waiting_send_is_woken_once_its_message_fits_not_at_every_input() {
 
 /// How many messages a SockJS array frame carries.
 fn frame_numbers_plain(frame: &str) -> usize {
-    let messages: Vec<String> =
-        serde_json::from_str(frame.trim_end().strip_prefix('a').unwrap()).unwrap();
-    messages.len()
+    a_frame(frame).len()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1825,9 +1825,7 @@ fn s6_non_string_elements_and_lone_surrogates_reach_the_application_as_documente
             assert_eq!(xhr(&target, &id), "o\n");
             let body = r#"[1,{"a":2},"a\ud800b"]"#;
             assert_eq!(xhr_send(&target, &id, body), 204, "{adapter:?}");
-            let frame = xhr(&target, &id);
-            let json = frame.strip_prefix('a').expect("an a frame").trim_end();
-            let messages: Vec<String> = serde_json::from_str(json).expect("a JSON array");
+            let messages = a_frame(&xhr(&target, &id));
             assert_eq!(messages, ["1", r#"{"a":2}"#, "a\u{FFFD}b"], "{adapter:?}");
         }
     });
