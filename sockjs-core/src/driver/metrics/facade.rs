@@ -80,7 +80,9 @@ impl Metrics {
                         let counter = metrics::counter!(family.name, labels);
                         match last.as_mut() {
                             Some(last) => {
-                                advance(last, format!("{}{pairs:?}", family.name), value, counter)
+                                // The series: its name and every label, the service's too.
+                                let series = format!("{}{}{pairs:?}", family.name, self.service);
+                                advance(last, series, value, counter)
                             }
                             // A snapshot of no service (built by hand): as it stands.
                             None => counter.absolute(value),
@@ -304,6 +306,31 @@ mod tests {
                 .record();
         });
         assert_eq!(late.get(series), 15);
+    }
+
+    /// Two services under different prefixes are two series: each counts its own.
+    #[test]
+    fn services_of_different_prefixes_count_apart() {
+        let sent = |n| Counters {
+            messages_sent: n,
+            ..Counters::default()
+        };
+        let recorder = Atomic::default();
+        metrics::with_local_recorder(&recorder, || {
+            for (prefix, n) in [("/apart-a", 10), ("/apart-b", 7)] {
+                Metrics::new(prefix, sent(n))
+                    .recorded_by(Arc::new(Recorded::default()))
+                    .record();
+            }
+        });
+        assert_eq!(
+            recorder.get("sockjs_messages_sent_total{service=/apart-a}"),
+            10
+        );
+        assert_eq!(
+            recorder.get("sockjs_messages_sent_total{service=/apart-b}"),
+            7
+        );
     }
 
     #[test]
