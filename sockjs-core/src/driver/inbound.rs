@@ -127,31 +127,29 @@ impl SessionShared {
     /// [`Delivery`]). Past the bound it is still queued: the caller holds its client back.
     /// The first message of an input is refused when the queue is already past the hard
     /// bound; the rest of an input is never refused, so an input is bounded by its own
-    /// size limit.
-    pub(crate) fn push(&self, text: String, first: bool) -> Result<u64, InboundError> {
-        let (seq, waker) = {
-            let mut st = self.lock();
-            if st.gone {
-                return Err(InboundError::Gone);
-            }
-            if st.refused {
-                return Err(InboundError::Gone);
-            }
-            if first && st.bytes > st.hard {
-                st.refused = true;
-                return Err(InboundError::Full);
-            }
-            let weight = text.len() + OVERHEAD;
-            st.items.push_back(text);
-            st.bytes += weight;
-            st.pushed += 1;
-            self.mark(&st);
-            (st.pushed, st.recv_waker.take())
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+    /// size limit. The application's waker goes into `wake`, to be woken once the caller
+    /// (the shard, which the application's task takes to answer) has released its lock.
+    pub(crate) fn push(
+        &self,
+        text: String,
+        first: bool,
+        wake: &mut Wakers,
+    ) -> Result<u64, InboundError> {
+        let mut st = self.lock();
+        if st.gone || st.refused {
+            return Err(InboundError::Gone);
         }
-        Ok(seq)
+        if first && st.bytes > st.hard {
+            st.refused = true;
+            return Err(InboundError::Full);
+        }
+        let weight = text.len() + OVERHEAD;
+        st.items.push_back(text);
+        st.bytes += weight;
+        st.pushed += 1;
+        self.mark(&st);
+        wake.extend(st.recv_waker.take());
+        Ok(st.pushed)
     }
 
     /// Whether the queue is past its bound: its feeders should wait. Lock-free; it may
@@ -243,23 +241,22 @@ impl SessionShared {
     }
 
     /// The session is over: `recv` ends after the queued messages, handles report it.
-    pub(crate) fn end(&self, reason: CloseReason) {
-        let wakers = {
+    /// Whoever waited on it goes into `wake`, as for [`push`](SessionShared::push).
+    pub(crate) fn end(&self, reason: CloseReason, wake: &mut Wakers) {
+        {
             let mut st = self.lock();
             st.ended = true;
             st.reason = Some(reason);
             self.mark(&st);
             self.closed.store(true, Ordering::Release);
-            let mut wakers = st.closing.take();
-            wakers.extend(st.delivery.take());
-            wakers.extend(st.room.take());
-            wakers.extend(st.recv_waker.take());
-            wakers
-        };
-        if let Some(outbound) = self.outbound.get() {
-            outbound.wake_all();
+            wake.extend(st.closing.take());
+            wake.extend(st.delivery.take());
+            wake.extend(st.room.take());
+            wake.extend(st.recv_waker.take());
         }
-        wake_all(wakers);
+        if let Some(outbound) = self.outbound.get() {
+            wake.extend(outbound.take_waiters());
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -345,6 +342,7 @@ mod tests {
     use std::task::{Context, Poll, Waker};
 
     use super::SessionShared;
+    use crate::driver::waiters::Wakers;
     use crate::output::SessionKey;
 
     /// An idle session's inbound queue holds no buffer once the application has taken a
@@ -359,7 +357,11 @@ mod tests {
             1 << 21,
         );
         for n in 0..50 {
-            assert!(shared.push(format!("m{n}"), n == 0).is_ok());
+            assert!(
+                shared
+                    .push(format!("m{n}"), n == 0, &mut Wakers::default())
+                    .is_ok()
+            );
         }
         assert!(shared.lock().items.holds_buffer());
         let cx = Context::from_waker(Waker::noop());

@@ -1,8 +1,9 @@
 //! The bounded queue between a shard and one request's task: what the engine asked to be
 //! written, in order.
 //!
-//! The shard is the only producer (pushing under its own lock, never waiting) and one task
-//! the only consumer, so a mutex around a `VecDeque` and one waker slot is all it takes: no
+//! The shard is the only producer (pushing under its own lock, never waiting, and handing
+//! back the consumer's waker to be woken once that lock is released) and one task the only
+//! consumer, so a mutex around a `VecDeque` and one waker slot is all it takes: no
 //! allocation per message or per wait, and none while it holds at most one item (the
 //! usual case: one answer, one frame at a time), so an idle socket's queue holds no
 //! buffer. Dropping the [`Sender`] ends the queue after what it holds; [`Sender::kill`]
@@ -154,11 +155,15 @@ impl Sender {
     /// apply: what is queued then is the engine's answer to the request, all at once (a
     /// session's backlog flushed behind a stream's prelude, say), bounded by the engine's
     /// own bounds, and says nothing yet of a client that does not read.
+    ///
+    /// The consumer's waker goes into `wake`, for the caller to wake once it has released
+    /// its own lock (the shard's: the consumer's task may take it as soon as it runs).
     pub(crate) fn push(
         &self,
         item: Content,
         max_items: usize,
         max_bytes: usize,
+        wake: &mut Wakers,
     ) -> Result<(), PushError> {
         let weight = weight(&item);
         let waker = {
@@ -175,29 +180,43 @@ impl Sender {
             st.bytes += weight;
             st.waker.take()
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        wake.extend(waker);
         Ok(())
     }
 
-    /// Ends the queue at once: what it holds is dropped and the consumer sees the end.
-    pub(crate) fn kill(self) {
-        let (items, waker, room) = {
+    /// Ends the queue at once: what it holds is dropped and the consumer sees the end. The
+    /// wakers go into `wake`, as [`push`](Sender::push)'s.
+    pub(crate) fn kill(self, wake: &mut Wakers) {
+        let items = {
             let mut st = self.shared.lock();
             st.killed = true;
+            // The sender is gone too (its drop then finds nothing to do).
+            st.ended = true;
             st.bytes = 0;
-            (
-                std::mem::take(&mut st.items),
-                st.waker.take(),
-                st.room.take(),
-            )
+            wake.extend(st.waker.take());
+            wake.extend(st.room.take());
+            std::mem::take(&mut st.items)
         };
         drop(items);
-        if let Some(waker) = waker {
-            waker.wake();
+    }
+
+    /// Ends the queue after what it holds, as dropping the sender does, but with the
+    /// wakers into `wake`, as [`push`](Sender::push)'s.
+    pub(crate) fn close(self, wake: &mut Wakers) {
+        self.end(wake);
+    }
+
+    /// Marks the queue ended (once); takes the consumer's waker and the waiting senders'.
+    fn end(&self, wake: &mut Wakers) {
+        let mut st = self.shared.lock();
+        if st.ended {
+            return;
         }
-        wake_all(room);
+        st.ended = true;
+        wake.extend(st.waker.take());
+        // Senders waiting for room here go on elsewhere (the session's next receiver, or
+        // its end), not when this queue's last items are written.
+        wake.extend(st.room.take());
     }
 
     /// A view of the queue's fill, for senders that wait for room.
@@ -205,6 +224,29 @@ impl Sender {
         Watch {
             shared: self.shared.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+impl Sender {
+    /// [`push`](Sender::push), waking at once (for tests that hold no lock).
+    pub(crate) fn push_now(
+        &self,
+        item: Content,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<(), PushError> {
+        let mut wake = Wakers::default();
+        let pushed = self.push(item, max_items, max_bytes, &mut wake);
+        wake_all(wake);
+        pushed
+    }
+
+    /// [`kill`](Sender::kill), waking at once.
+    pub(crate) fn kill_now(self) {
+        let mut wake = Wakers::default();
+        self.kill(&mut wake);
+        wake_all(wake);
     }
 }
 
@@ -263,27 +305,19 @@ impl Watch {
         self.shared.lock().bytes
     }
 
-    /// Wakes every waiting sender, to look again (the session ended, or what it waits for
-    /// changed).
-    pub(crate) fn wake_all(&self) {
-        let room = self.shared.lock().room.take();
-        wake_all(room);
+    /// Takes every waiting sender, to be woken to look again (the session ended, or what
+    /// it waits for changed) once the caller's lock is released.
+    pub(crate) fn take_waiters(&self) -> Wakers {
+        self.shared.lock().room.take()
     }
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        let (waker, room) = {
-            let mut st = self.shared.lock();
-            st.ended = true;
-            (st.waker.take(), st.room.take())
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        // Senders waiting for room here go on elsewhere (the session's next receiver, or
-        // its end), not when this queue's last items are written.
-        wake_all(room);
+        // After `kill` or `close`, this finds the queue ended and wakes nothing.
+        let mut wake = Wakers::default();
+        self.end(&mut wake);
+        wake_all(wake);
     }
 }
 
@@ -412,16 +446,16 @@ mod tests {
     fn bounded_by_items_and_bytes_in_order() {
         let (tx, rx) = channel();
         // The byte bound holds once the consumer has begun taking.
-        assert_eq!(tx.push(chunk(0), 2, 15), Ok(()));
+        assert_eq!(tx.push_now(chunk(0), 2, 15), Ok(()));
         assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
-        assert_eq!(tx.push(chunk(10), 2, 15), Ok(()));
-        assert_eq!(tx.push(chunk(10), 2, 15), Err(PushError::Full));
-        assert_eq!(tx.push(chunk(5), 2, 15), Ok(()));
-        assert_eq!(tx.push(chunk(0), 2, 15), Err(PushError::Full));
+        assert_eq!(tx.push_now(chunk(10), 2, 15), Ok(()));
+        assert_eq!(tx.push_now(chunk(10), 2, 15), Err(PushError::Full));
+        assert_eq!(tx.push_now(chunk(5), 2, 15), Ok(()));
+        assert_eq!(tx.push_now(chunk(0), 2, 15), Err(PushError::Full));
         assert!(matches!(rx.try_recv(), TryRecv::Item(Content::Chunk(d)) if d.len() == 10));
         // One item larger than the byte bound still fits an empty queue.
         assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
-        assert_eq!(tx.push(chunk(100), 2, 15), Ok(()));
+        assert_eq!(tx.push_now(chunk(100), 2, 15), Ok(()));
         drop(tx);
         assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
         assert!(matches!(rx.try_recv(), TryRecv::Ended));
@@ -431,10 +465,10 @@ mod tests {
     fn a_sender_of_a_large_message_is_woken_once_it_fits_not_at_every_take() {
         let bounds = (64, 1000);
         let (tx, rx) = channel();
-        assert_eq!(tx.push(chunk(0), 64, 1000), Ok(()));
+        assert_eq!(tx.push_now(chunk(0), 64, 1000), Ok(()));
         assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
         for _ in 0..12 {
-            assert_eq!(tx.push(chunk(50), 64, 1000), Ok(()));
+            assert_eq!(tx.push_now(chunk(50), 64, 1000), Ok(()));
         }
         let watch = tx.watch();
         // Waker 0 waits to send 700 bytes, waker 1 only for half the queue.
@@ -464,7 +498,7 @@ mod tests {
 
         // Beside a sender that waits only for half, both are woken at half.
         for _ in 0..6 {
-            assert_eq!(tx.push(chunk(50), 64, 1000), Ok(()));
+            assert_eq!(tx.push_now(chunk(50), 64, 1000), Ok(()));
         }
         assert!(
             watch
@@ -517,10 +551,10 @@ mod tests {
         let bounds = (8, 1000);
         for by_poll in [false, true] {
             let (tx, rx) = channel();
-            assert_eq!(tx.push(chunk(0), 8, 1000), Ok(()));
+            assert_eq!(tx.push_now(chunk(0), 8, 1000), Ok(()));
             assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
             for _ in 0..6 {
-                assert_eq!(tx.push(chunk(100), 8, 1000), Ok(()));
+                assert_eq!(tx.push_now(chunk(100), 8, 1000), Ok(()));
             }
             let probe = Arc::new(LockProbe {
                 shared: rx.shared.clone(),
@@ -555,12 +589,12 @@ mod tests {
     #[test]
     fn kill_ends_at_once_and_a_gone_receiver_refuses() {
         let (tx, rx) = channel();
-        assert_eq!(tx.push(chunk(1), 8, 8), Ok(()));
-        tx.kill();
+        assert_eq!(tx.push_now(chunk(1), 8, 8), Ok(()));
+        tx.kill_now();
         assert!(matches!(rx.try_recv(), TryRecv::Ended));
         let (tx, rx) = channel();
         drop(rx);
-        assert_eq!(tx.push(chunk(1), 8, 8), Err(PushError::Gone));
+        assert_eq!(tx.push_now(chunk(1), 8, 8), Err(PushError::Gone));
     }
 
     #[test]
@@ -569,7 +603,7 @@ mod tests {
         let mut cx = Context::from_waker(Waker::noop());
         assert!(rx.poll_recv(&mut cx).is_pending());
         assert!(rx.poll_ready(&mut cx).is_pending());
-        assert_eq!(tx.push(chunk(1), 8, 8), Ok(()));
+        assert_eq!(tx.push_now(chunk(1), 8, 8), Ok(()));
         assert!(rx.poll_ready(&mut cx).is_ready());
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
         drop(tx);

@@ -390,7 +390,7 @@ fn apply(
             let at = other.unwrap_or(bounds);
             let expected = model.push(key(&content), w, at);
             prop_assert_eq!(
-                tx.push(content, at.0, at.1),
+                tx.push_now(content, at.0, at.1),
                 expected,
                 "push under {:?}",
                 at
@@ -451,12 +451,12 @@ fn apply(
             model.room[future] = None;
         }
         Op::WakeAll => {
-            real.watch.wake_all();
+            wake_all(real.watch.take_waiters());
             model.wake_room();
         }
         Op::Kill => {
             if let Some(tx) = real.tx.take() {
-                tx.kill();
+                tx.kill_now();
                 model.kill();
             }
         }
@@ -626,7 +626,7 @@ proptest! {
         let watch = tx.watch();
         let bounds = (8, 64);
         for n in 0..8 {
-            prop_assert_eq!(tx.push(item(0, 4, n).0, bounds.0, bounds.1), Ok(()));
+            prop_assert_eq!(tx.push_now(item(0, 4, n).0, bounds.0, bounds.1), Ok(()));
         }
         let mut slot = None;
         for n in 0..polls {
@@ -654,7 +654,7 @@ proptest! {
                 };
                 prop_assert!(pending);
             }
-            prop_assert_eq!(tx.push(item(1, 1, 0).0, 8, 8), Ok(()));
+            prop_assert_eq!(tx.push_now(item(1, 1, 0).0, 8, 8), Ok(()));
             prop_assert_eq!(wakers.wakes(), expected.clone(), "consumer wakes");
             prop_assert!(rx.shared.lock().waker.is_none());
         }
@@ -669,13 +669,13 @@ proptest! {
 fn a_larger_item_fits_a_queue_of_heads_only_and_not_one_that_holds_bytes() {
     let (tx, rx) = channel();
     let watch = tx.watch();
-    assert_eq!(tx.push(item(4, 0, 0).0, 8, 15), Ok(()));
+    assert_eq!(tx.push_now(item(4, 0, 0).0, 8, 15), Ok(()));
     assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
-    assert_eq!(tx.push(item(4, 0, 0).0, 8, 15), Ok(()));
+    assert_eq!(tx.push_now(item(4, 0, 0).0, 8, 15), Ok(()));
     assert!(watch.has_room((8, 15), 16));
-    assert_eq!(tx.push(item(0, 16, 1).0, 8, 15), Ok(()));
+    assert_eq!(tx.push_now(item(0, 16, 1).0, 8, 15), Ok(()));
     assert!(!watch.has_room((8, 15), 1));
-    assert_eq!(tx.push(item(0, 1, 2).0, 8, 15), Err(PushError::Full));
+    assert_eq!(tx.push_now(item(0, 1, 2).0, 8, 15), Err(PushError::Full));
 }
 
 /// `Sender::push`: "Until its consumer has taken an item, the byte bound does not apply":
@@ -686,17 +686,17 @@ fn a_larger_item_fits_a_queue_of_heads_only_and_not_one_that_holds_bytes() {
 fn what_is_queued_before_the_first_take_is_not_held_to_the_byte_bound() {
     let (tx, rx) = channel();
     let watch = tx.watch();
-    assert_eq!(tx.push(item(4, 0, 0).0, 4, 15), Ok(()));
-    assert_eq!(tx.push(item(0, 10, 1).0, 4, 15), Ok(()));
-    assert_eq!(tx.push(item(0, 40, 2).0, 4, 15), Ok(()));
+    assert_eq!(tx.push_now(item(4, 0, 0).0, 4, 15), Ok(()));
+    assert_eq!(tx.push_now(item(0, 10, 1).0, 4, 15), Ok(()));
+    assert_eq!(tx.push_now(item(0, 40, 2).0, 4, 15), Ok(()));
     assert!(!watch.has_room((4, 15), 1));
-    assert_eq!(tx.push(item(0, 1, 3).0, 4, 15), Ok(()));
-    assert_eq!(tx.push(item(0, 1, 4).0, 4, 15), Err(PushError::Full));
+    assert_eq!(tx.push_now(item(0, 1, 3).0, 4, 15), Ok(()));
+    assert_eq!(tx.push_now(item(0, 1, 4).0, 4, 15), Err(PushError::Full));
     assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
-    assert_eq!(tx.push(item(0, 1, 5).0, 4, 15), Err(PushError::Full));
+    assert_eq!(tx.push_now(item(0, 1, 5).0, 4, 15), Err(PushError::Full));
     for _ in 0..3 {
         assert!(matches!(rx.try_recv(), TryRecv::Item(_)));
     }
-    assert_eq!(tx.push(item(0, 16, 6).0, 4, 15), Ok(()));
-    assert_eq!(tx.push(item(0, 1, 7).0, 4, 15), Err(PushError::Full));
+    assert_eq!(tx.push_now(item(0, 16, 6).0, 4, 15), Ok(()));
+    assert_eq!(tx.push_now(item(0, 1, 7).0, 4, 15), Err(PushError::Full));
 }

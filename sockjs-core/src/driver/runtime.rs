@@ -59,10 +59,11 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// it in a plain future type instead of a block (sockjs-smol's connection and
     /// WebSocket tasks, sockjs-tokio's connection task; each has a size test).
     ///
-    /// The wakers of these tasks must schedule them, not poll them inside `wake()`: the
-    /// driver wakes tasks while it holds its own locks (a session's shard, as it hands a
-    /// message on), and a task polled there would wait on a lock its own thread holds.
-    /// Every executor in common use (tokio, async-executor, futures' pools) schedules.
+    /// The driver wakes tasks only once it has released its own locks (a session's shard
+    /// collects the wakers of what it handed on, and wakes them after), so a waker that
+    /// polls its task inside `wake()` cannot deadlock on them; it would still run that
+    /// task nested inside the one that woke it, so wakers should schedule, as every
+    /// executor in common use (tokio, async-executor, futures' pools) does.
     fn spawn(&self, task: Task);
 
     /// A timer that completes at `deadline` (at once if it has passed).

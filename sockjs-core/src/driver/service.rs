@@ -740,6 +740,139 @@ mod tests {
         }
     }
 
+    /// A waker that counts its wakes, and those that came while its shard's lock was held.
+    struct LockFree {
+        shard: Arc<Shard>,
+        wakes: std::sync::atomic::AtomicUsize,
+        under_lock: std::sync::atomic::AtomicUsize,
+    }
+
+    impl std::task::Wake for LockFree {
+        fn wake(self: Arc<Self>) {
+            if self.shard.is_locked() {
+                self.under_lock.fetch_add(1, Ordering::AcqRel);
+            }
+            self.wakes.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    impl LockFree {
+        /// A waker for the one shard of `service`.
+        fn new(service: &Service) -> (Arc<LockFree>, std::task::Waker) {
+            let checker = Arc::new(LockFree {
+                shard: service.inner.shards[0].clone(),
+                wakes: std::sync::atomic::AtomicUsize::new(0),
+                under_lock: std::sync::atomic::AtomicUsize::new(0),
+            });
+            (checker.clone(), std::task::Waker::from(checker))
+        }
+
+        /// Wakes so far; fails if any came under the lock.
+        fn wakes(&self) -> usize {
+            assert_eq!(
+                self.under_lock.load(Ordering::Acquire),
+                0,
+                "woken while the shard's lock was held"
+            );
+            self.wakes.load(Ordering::Acquire)
+        }
+    }
+
+    /// The shard wakes no task while it holds its lock: not a handler given a message or
+    /// told its session ended, not a connection given a frame or ended, not a sender
+    /// waiting for room, not a request waiting for the receiver ahead of it. A task woken
+    /// under it would run on another thread only to wait for that lock (the handler's
+    /// answer takes it), and a runtime that polls inside `wake()` would deadlock.
+    #[test]
+    fn the_shard_wakes_no_task_under_its_lock() {
+        use std::future::Future;
+        use std::task::Context;
+
+        let config = Config {
+            shards: 1,
+            ..Config::default()
+        };
+        let options = Options {
+            max_queued_bytes: 64,
+            ..Options::default()
+        };
+        let (service, kept) = keeping_sessions(options, config);
+        let mut stream = service.submit(post("/000/s/xhr_streaming"));
+        assert_eq!(head_status(&mut stream), Some(200));
+        let mut session = kept.lock().expect("unpoisoned").pop().expect("opened");
+
+        // A handler waiting for a message, given one.
+        let (handler, waker) = LockFree::new(&service);
+        let mut cx = Context::from_waker(&waker);
+        assert!(session.poll_recv(&mut cx).is_pending());
+        let send = http::Request::post("/000/s/xhr_send")
+            .body(Bytes::from_static(b"[\"m\"]"))
+            .expect("request");
+        let mut sent = service.submit(send);
+        assert_eq!(handler.wakes(), 1, "given a message");
+        assert_eq!(
+            session.poll_recv(&mut cx),
+            std::task::Poll::Ready(Some("m".to_owned()))
+        );
+        assert!(session.poll_recv(&mut cx).is_pending());
+        assert_eq!(status(&mut sent), Some(204), "once taken");
+
+        // A connection waiting for a frame, given one.
+        while let TryNext::Item(_) = stream.try_next() {}
+        let (connection, waker) = LockFree::new(&service);
+        let mut cx = Context::from_waker(&waker);
+        assert!(stream.poll_next(&mut cx).is_pending());
+        session.try_send("a").expect("room");
+        assert_eq!(connection.wakes(), 1, "given a frame");
+
+        // A request waiting for the receiver ahead of it (whose client cannot be probed),
+        // which then ends.
+        let mut poll = service.submit(post("/000/p/xhr"));
+        assert_eq!(status(&mut poll), Some(200), "opened");
+        let polled = kept.lock().expect("unpoisoned").pop().expect("opened");
+        let mut first = service.submit(post("/000/p/xhr"));
+        let mut second = service.submit(post("/000/p/xhr"));
+        let (waiting, waker) = LockFree::new(&service);
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            second.poll_next(&mut cx).is_pending(),
+            "waits for the first"
+        );
+        polled.try_send("p").expect("room");
+        assert!(matches!(first.try_next(), TryNext::Item(_)), "answered");
+        assert!(waiting.wakes() >= 1, "told the first ended");
+
+        // A sender waiting for room, as its session closes, and a connection given its
+        // close frame.
+        let mut opening = service.submit(post("/000/q/xhr"));
+        assert_eq!(status(&mut opening), Some(200), "opened");
+        let closed = kept.lock().expect("unpoisoned").pop().expect("opened");
+        closed.try_send("x".repeat(40)).expect("room");
+        let (sender, waker) = LockFree::new(&service);
+        let mut cx = Context::from_waker(&waker);
+        let mut send = std::pin::pin!(closed.send("y".repeat(40)));
+        assert!(
+            send.as_mut().poll(&mut cx).is_pending(),
+            "the queue is full"
+        );
+        let (connection, waker) = LockFree::new(&service);
+        let mut cx = Context::from_waker(&waker);
+        assert!(second.poll_next(&mut cx).is_pending(), "attached to `p`");
+        closed.close(3000, "done").expect("open");
+        polled.close(3000, "done").expect("open");
+        assert_eq!(sender.wakes(), 1, "told its session closed");
+        assert_eq!(connection.wakes(), 1, "given its close frame");
+
+        // A handler whose session ends (its receiver's client went away).
+        let (handler, waker) = LockFree::new(&service);
+        let mut cx = Context::from_waker(&waker);
+        assert!(session.poll_recv(&mut cx).is_pending());
+        drop(stream);
+        assert_eq!(handler.wakes(), 1, "told its session ended");
+        assert_eq!(session.poll_recv(&mut cx), std::task::Poll::Ready(None));
+        assert_eq!(connection.wakes(), 1, "given its close frame");
+    }
+
     /// `max_sessions` counts sessions over the shards as their engines report them ending.
     /// A session that a request's own arrival ends (its late timer, fired first; its
     /// receiver found gone by the probe and aborted, PROTOCOL.md §7.1.6) gives its place

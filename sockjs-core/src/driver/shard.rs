@@ -2,8 +2,9 @@
 //! its transmits to requests and its events to sessions.
 //!
 //! Every input takes the lock, feeds the engine, drains what it produced with non-blocking
-//! pushes, re-arms the timer and releases the lock; handlers of sessions that opened start
-//! after that. Nothing awaits under the lock and no handler or admission hook runs under
+//! pushes, re-arms the timer and releases the lock; the tasks those pushes gave work (a
+//! handler's message, a connection's frame) are woken and the handlers of sessions that
+//! opened start only after that, so none of them runs into the lock still held. Nothing awaits under the lock and no handler or admission hook runs under
 //! it (only the option callbacks the engine calls, an origin predicate and a custom cookie,
 //! which must be quick), so a slow client or application only ever delays itself.
 //!
@@ -117,6 +118,11 @@ pub(crate) struct State {
     /// the hard inbound bound is checked once per input, at its first message.
     fed: Option<SessionKey>,
     counters: Counters,
+    /// Tasks to wake once the lock is released (see [`Shard::settle`]): a task woken under
+    /// it (a handler given a message, a socket given a frame) would often run at once on
+    /// another thread and wait for this same lock to answer, and a runtime that polled
+    /// inside `wake()` would deadlock.
+    wake: Wakers,
 }
 
 /// One engine and everything routed through it.
@@ -166,6 +172,7 @@ impl Shard {
                 room: KeyMap::default(),
                 refused: KeyMap::default(),
                 counters: Counters::default(),
+                wake: Wakers::default(),
             }),
             common,
             kick: Kick::default(),
@@ -175,7 +182,12 @@ impl Shard {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        debug_assert!(
+            st.wake.is_empty(),
+            "a lock was released with tasks left to wake"
+        );
+        st
     }
 
     /// Runs one input under the lock, routes everything it produced, then starts the
@@ -201,30 +213,68 @@ impl Shard {
         for st in &mut locked {
             f(&mut st.engine, now);
         }
-        for (shard, st) in shards.iter().zip(locked) {
-            shard.settle(st, now);
+        // Every lock is released before any task is woken.
+        let settled: Vec<_> = shards
+            .iter()
+            .zip(locked)
+            .map(|(shard, st)| shard.settle_locked(st, now))
+            .collect();
+        for (shard, settled) in shards.iter().zip(settled) {
+            shard.finish(settled);
         }
     }
 
-    /// Drains the engine, re-arms the timer, releases the lock and starts new handlers.
-    fn settle(self: &Arc<Self>, mut st: MutexGuard<'_, State>, now: Instant) {
+    /// Drains the engine, re-arms the timer, releases the lock, then wakes the tasks that
+    /// have work (never under the lock) and starts new handlers.
+    fn settle(self: &Arc<Self>, st: MutexGuard<'_, State>, now: Instant) {
+        let settled = self.settle_locked(st, now);
+        self.finish(settled);
+    }
+
+    /// [`settle`](Shard::settle) up to releasing the lock; what is left to do after it.
+    fn settle_locked(&self, mut st: MutexGuard<'_, State>, now: Instant) -> Settled {
         st.drain(now, &self.common);
         if !st.room.is_empty() {
             st.wake_room(self.common.options.max_queued_bytes);
         }
+        let mut kick = false;
         if let Some(at) = st.engine.poll_timeout() {
             if st.timer_at.is_none_or(|armed| at < armed) {
                 st.timer_at = Some(at);
-                self.kick.kick();
+                kick = true;
             }
         }
         st.fed = None;
-        let opened = std::mem::take(&mut st.opened);
+        let settled = Settled {
+            wake: std::mem::take(&mut st.wake),
+            kick,
+            opened: std::mem::take(&mut st.opened),
+        };
         drop(st);
+        settled
+    }
+
+    /// Wakes and starts what [`settle_locked`](Shard::settle_locked) left, with no lock
+    /// held.
+    fn finish(self: &Arc<Self>, settled: Settled) {
+        let Settled { wake, kick, opened } = settled;
+        if kick {
+            self.kick.kick();
+        }
+        wake_all(wake);
         for (key, info, shared) in opened {
             let session = Session::new(self.clone(), key, info, shared);
             self.common.start_handler(session);
         }
+    }
+
+    /// Whether some thread holds the lock now (for tests of what runs under it).
+    #[cfg(test)]
+    pub(crate) fn is_locked(&self) -> bool {
+        matches!(
+            self.state.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
     }
 
     /// Reads engine state without feeding it anything.
@@ -277,7 +327,7 @@ impl Shard {
                 Some(Some(true)) => {
                     tracing::debug!(request = attached.0, "receiver's client is gone");
                     st.counters.aborts += 1;
-                    st.forget_request(attached);
+                    st.remove_request(attached);
                     st.engine.handle_abort(now, attached);
                     ended = true;
                 }
@@ -436,7 +486,7 @@ impl Shard {
     ) {
         let mut st = self.lock();
         let now = self.common.runtime.now();
-        st.forget_request(id);
+        st.remove_request(id);
         f(&mut st.engine, now, id);
         self.settle(st, now);
     }
@@ -448,7 +498,7 @@ impl Shard {
         // Counted once: a request the shard no longer holds was answered in full, or
         // aborted already (found gone by the next receiver's probe, or its connection
         // dropped for an overflow, each counted where it was seen).
-        if st.remove_request(id).is_some() {
+        if st.remove_request(id) {
             st.counters.aborts += 1;
         }
         st.engine.handle_abort(now, id);
@@ -710,6 +760,14 @@ impl Shard {
     }
 }
 
+/// What is left of [`Shard::settle`] once the lock is released.
+struct Settled {
+    wake: Wakers,
+    /// The next deadline moved earlier: the timer task must look again.
+    kick: bool,
+    opened: Vec<(SessionKey, Box<SessionInfo>, Arc<SessionShared>)>,
+}
+
 /// Where a sender waits for room on a connection queue, for as long as it waits.
 #[derive(Default)]
 pub(crate) struct Outbound {
@@ -879,10 +937,13 @@ impl State {
                 self.counters.message_bytes_sent += text.len() as u64;
                 if !self.refused.is_empty() && self.refused.remove(&key).is_some() {
                     if let Some(room) = self.room.get_mut(&key) {
-                        wake_all(room.waiters.take());
+                        self.wake.extend(room.waiters.take());
                     }
                     if let Some(shared) = self.sessions.get(&key) {
-                        self.with_outbound(key, shared, Watch::wake_all);
+                        if let Some(waiters) = self.with_outbound(key, shared, Watch::take_waiters)
+                        {
+                            self.wake.extend(waiters);
+                        }
                     }
                 }
             }
@@ -914,6 +975,7 @@ impl State {
             content,
             config.max_connection_queue.max(8),
             config.max_connection_queue_bytes,
+            &mut self.wake,
         );
         // Bytes count once the connection has taken them: a frame past its bound, or
         // for a client gone, is dropped, not sent.
@@ -921,7 +983,9 @@ impl State {
             self.counters.wire_sent += body as u64;
         }
         match pushed {
-            Ok(()) if last => self.forget_request(request),
+            Ok(()) if last => {
+                self.remove_request(request);
+            }
             Ok(()) => {}
             Err(PushError::Full) => {
                 self.counters.connection_overflows += 1;
@@ -930,14 +994,15 @@ impl State {
                     request = request.0,
                     "connection queue overflow; dropping the connection"
                 );
-                if let Some(slot) = self.remove_request(request) {
-                    slot.tx.kill();
+                if let Some(mut slot) = self.requests.remove(&request) {
+                    self.wake.extend(slot.watchers.take());
+                    slot.tx.kill(&mut self.wake);
                 }
                 feedback.push(Feedback::Abort(request));
             }
             Err(PushError::Gone) => {
                 self.counters.aborts += 1;
-                self.forget_request(request);
+                self.remove_request(request);
                 feedback.push(Feedback::Abort(request));
             }
         }
@@ -982,7 +1047,7 @@ impl State {
                     return;
                 };
                 let first = self.fed.replace(session) != Some(session);
-                match shared.push(text, first) {
+                match shared.push(text, first, &mut self.wake) {
                     Ok(seq) => {
                         if let Some(delivered) = &mut self.delivered {
                             *delivered = Some(Delivery {
@@ -1016,7 +1081,7 @@ impl State {
                         ?reason,
                         "session closed"
                     );
-                    shared.end(reason);
+                    shared.end(reason, &mut self.wake);
                 }
             }
         }
@@ -1027,25 +1092,26 @@ impl State {
     /// session keeps its queue for the close's replay).
     fn wake_room(&mut self, max_queued_bytes: usize) {
         let engine = &self.engine;
-        let mut wakers = Wakers::default();
+        let wake = &mut self.wake;
         self.room.retain(|key, room| {
             let ready = engine_room(engine, *key, room.need, max_queued_bytes);
             if ready {
-                wakers.extend(room.waiters.take());
+                wake.extend(room.waiters.take());
             }
             !ready && !room.waiters.is_empty()
         });
-        wake_all(wakers);
     }
 
-    fn remove_request(&mut self, id: RequestId) -> Option<Slot> {
-        let mut slot = self.requests.remove(&id)?;
-        wake_all(slot.watchers.take());
-        Some(slot)
-    }
-
-    fn forget_request(&mut self, id: RequestId) {
-        drop(self.remove_request(id));
+    /// Forgets where a request's transmits go: its queue ends after what it holds, and the
+    /// requests waiting for it to end go on (woken once the lock is released). Whether the
+    /// shard still held it.
+    fn remove_request(&mut self, id: RequestId) -> bool {
+        let Some(mut slot) = self.requests.remove(&id) else {
+            return false;
+        };
+        self.wake.extend(slot.watchers.take());
+        slot.tx.close(&mut self.wake);
+        true
     }
 }
 

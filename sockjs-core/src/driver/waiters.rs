@@ -67,6 +67,13 @@ pub(crate) struct Wakers {
     more: Vec<Waker>,
 }
 
+impl Wakers {
+    /// Whether there is no waker to wake.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+}
+
 impl Extend<Waker> for Wakers {
     fn extend<I: IntoIterator<Item = Waker>>(&mut self, wakers: I) {
         for waker in wakers {
