@@ -284,8 +284,11 @@ impl Exchange {
         let common = &self.link.shard.common;
         let now = common.runtime.now();
         let taken = delivery.poll_taken(cx, &mut held.slot).is_ready();
-        let mut room =
-            !delivery.shared.is_over() || delivery.shared.poll_room(cx, &mut held.room).is_ready();
+        // Once it waits for room, it waits for what wakes it (the queue down to half its
+        // bound), not for the queue to be merely under its bound again: a poll for another
+        // reason (the delivery, a timer) must not let it go sooner than that wake would.
+        let mut room = (held.room.is_none() && !delivery.shared.is_over())
+            || delivery.shared.poll_room(cx, &mut held.room).is_ready();
         let mut deadline = None;
         if !room {
             let timeout = common.config.inbound_stall_timeout;

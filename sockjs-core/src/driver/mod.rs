@@ -88,6 +88,8 @@ pub mod suite;
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 mod waiters;
+#[cfg(test)]
+mod wake_model_tests;
 pub mod web;
 mod websocket;
 

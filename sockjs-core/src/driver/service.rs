@@ -487,6 +487,12 @@ impl Service {
             .is_some_and(|route| matches!(route, Route::Session { .. }))
     }
 
+    /// The service's shards (for tests of what runs under their locks).
+    #[cfg(test)]
+    pub(crate) fn shards(&self) -> &[Arc<Shard>] {
+        &self.inner.shards
+    }
+
     /// Live sessions (open or closing) over all shards.
     pub fn session_count(&self) -> usize {
         self.inner
