@@ -59,11 +59,13 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// it in a plain future type instead of a block (sockjs-smol's connection and
     /// WebSocket tasks, sockjs-tokio's connection task; each has a size test).
     ///
-    /// The driver wakes tasks only once it has released its own locks (a session's shard
-    /// collects the wakers of what it handed on, and wakes them after), so a waker that
-    /// polls its task inside `wake()` cannot deadlock on them; it would still run that
-    /// task nested inside the one that woke it, so wakers should schedule, as every
-    /// executor in common use (tokio, async-executor, futures' pools) does.
+    /// The driver wakes the tasks of sessions and connections only once it has released
+    /// its own locks: a session's shard, and the broadcast hub when it delivers, collect
+    /// the wakers of what they handed on and wake them after. Wakers should still
+    /// schedule, as every executor in common use (tokio, async-executor, futures' pools)
+    /// does: one that polled its task inside `wake()` would run it nested inside the task
+    /// that woke it, and a broadcast backend's `publish` (Redis's wakes its publishing
+    /// task) runs under the hub's lock; wakers may also be dropped under a lock.
     fn spawn(&self, task: Task);
 
     /// A timer that completes at `deadline` (at once if it has passed).

@@ -122,6 +122,22 @@ impl SessionSender {
         handle.shard.send(handle.key, &handle.shared, text.as_ref())
     }
 
+    /// [`try_send`](SessionSender::try_send), with the tasks to wake handed to the caller,
+    /// for one that holds a lock of its own and wakes them once it let go.
+    pub(crate) fn try_send_into(
+        &self,
+        text: &str,
+        into: &mut crate::driver::waiters::Wakers,
+    ) -> Result<(), SendError> {
+        if self.handle.shared.is_closed() {
+            return Err(SendError::UnknownSession);
+        }
+        let handle = &self.handle;
+        handle
+            .shard
+            .send_into(handle.key, &handle.shared, text, into)
+    }
+
     /// Resolves once the session has room for more (see [`send`](SessionSender::send)), or
     /// is no longer open (closing or ended); pairs with
     /// [`try_send`](SessionSender::try_send). After `try_send` refused a message with

@@ -4,9 +4,10 @@
 //! Every input takes the lock, feeds the engine, drains what it produced with non-blocking
 //! pushes, re-arms the timer and releases the lock; the tasks those pushes gave work (a
 //! handler's message, a connection's frame) are woken and the handlers of sessions that
-//! opened start only after that, so none of them runs into the lock still held. Nothing awaits under the lock and no handler or admission hook runs under
-//! it (only the option callbacks the engine calls, an origin predicate and a custom cookie,
-//! which must be quick), so a slow client or application only ever delays itself.
+//! opened start only after that, so none of them runs into the lock still held. Nothing
+//! awaits under the lock and no handler or admission hook runs under it (only the option
+//! callbacks the engine calls, an origin predicate and a custom cookie, which must be
+//! quick), so a slow client or application only ever delays itself.
 //!
 //! Why a mutex and not an actor task per shard: the work under the lock is microseconds of
 //! pure computation, so a mutex costs one uncontended atomic in the common case, while an
@@ -182,12 +183,17 @@ impl Shard {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        debug_assert!(
-            st.wake.is_empty(),
-            "a lock was released with tasks left to wake"
-        );
-        st
+        match self.state.lock() {
+            Ok(st) => {
+                debug_assert!(
+                    st.wake.is_empty(),
+                    "a lock was released with tasks left to wake"
+                );
+                st
+            }
+            // A panic under the lock may have left tasks to wake: the next settle wakes them.
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 
     /// Runs one input under the lock, routes everything it produced, then starts the
@@ -231,6 +237,12 @@ impl Shard {
         self.finish(settled);
     }
 
+    /// [`settle`](Shard::settle), with the tasks to wake handed to the caller.
+    fn settle_into(self: &Arc<Self>, st: MutexGuard<'_, State>, now: Instant, into: &mut Wakers) {
+        let settled = self.settle_locked(st, now);
+        self.finish_into(settled, into);
+    }
+
     /// [`settle`](Shard::settle) up to releasing the lock; what is left to do after it.
     fn settle_locked(&self, mut st: MutexGuard<'_, State>, now: Instant) -> Settled {
         st.drain(now, &self.common);
@@ -257,11 +269,19 @@ impl Shard {
     /// Wakes and starts what [`settle_locked`](Shard::settle_locked) left, with no lock
     /// held.
     fn finish(self: &Arc<Self>, settled: Settled) {
+        let mut wake = Wakers::default();
+        self.finish_into(settled, &mut wake);
+        wake_all(wake);
+    }
+
+    /// [`finish`](Shard::finish), with the tasks to wake handed to the caller, for one
+    /// that holds a lock of its own (the broadcast hub's) and wakes them once it let go.
+    fn finish_into(self: &Arc<Self>, settled: Settled, into: &mut Wakers) {
         let Settled { wake, kick, opened } = settled;
         if kick {
-            self.kick.kick();
+            into.extend(self.kick.kick());
         }
-        wake_all(wake);
+        into.extend(wake);
         for (key, info, shared) in opened {
             let session = Session::new(self.clone(), key, info, shared);
             self.common.start_handler(session);
@@ -517,6 +537,21 @@ impl Shard {
         shared: &SessionShared,
         text: &str,
     ) -> Result<(), SendError> {
+        let mut wake = Wakers::default();
+        let result = self.send_into(key, shared, text, &mut wake);
+        wake_all(wake);
+        result
+    }
+
+    /// [`send`](Shard::send), with the tasks to wake handed to the caller (see
+    /// [`finish_into`](Shard::finish_into)).
+    pub(crate) fn send_into(
+        self: &Arc<Self>,
+        key: SessionKey,
+        shared: &SessionShared,
+        text: &str,
+        into: &mut Wakers,
+    ) -> Result<(), SendError> {
         let mut st = self.lock();
         let now = self.common.runtime.now();
         let fired = st.fire_due(now, &self.common);
@@ -531,7 +566,7 @@ impl Shard {
             st.counters.queue_full += 1;
             st.refused.insert(key, text.len());
             if fired {
-                self.settle(st, now);
+                self.settle_into(st, now, into);
             }
             return Err(SendError::QueueFull);
         }
@@ -540,7 +575,7 @@ impl Shard {
         if result == Err(SendError::QueueFull) {
             st.refused.insert(key, text.len());
         }
-        self.settle(st, now);
+        self.settle_into(st, now, into);
         result
     }
 
@@ -756,7 +791,9 @@ impl Shard {
 
     /// Wakes the timer task (to see the service stopped).
     pub(crate) fn wake_timer(&self) {
-        self.kick.kick();
+        if let Some(waker) = self.kick.kick() {
+            waker.wake();
+        }
     }
 }
 
@@ -1122,15 +1159,12 @@ struct Kick {
 }
 
 impl Kick {
-    fn kick(&self) {
-        let waker = {
-            let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            st.0 = true;
-            st.1.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+    /// Sets the flag; the timer task's waker, to wake.
+    #[must_use = "the timer task is to be woken"]
+    fn kick(&self) -> Option<Waker> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.0 = true;
+        st.1.take()
     }
 
     fn poll(&self, cx: &Context<'_>) -> Poll<()> {

@@ -66,6 +66,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::driver::SessionSender;
+use crate::driver::waiters::{Wakers, wake_all};
 
 #[cfg(any(feature = "redis-tokio", feature = "redis-smol"))]
 mod redis;
@@ -166,10 +167,26 @@ impl Hub {
     /// Sends `text` to this node's members of `target` and, if `publish`, hands it to the
     /// backend for the other nodes, under the same lock: two publications racing on this
     /// node reach the backend in the order its own members got them.
+    ///
+    /// The tasks the sends give work (the members' connections) are woken once the lock is
+    /// released: one woken under it that publishes in turn would wait for it.
     fn deliver(&self, target: Target<'_>, text: &str, publish: bool) -> usize {
+        let mut wake = Wakers::default();
+        let delivered = self.deliver_into(target, text, publish, &mut wake);
+        wake_all(wake);
+        delivered
+    }
+
+    fn deliver_into(
+        &self,
+        target: Target<'_>,
+        text: &str,
+        publish: bool,
+        wake: &mut Wakers,
+    ) -> usize {
         let state = self.lock();
         let mut delivered = 0;
-        let mut send = |entry: &MemberEntry| match entry.sender.try_send(text) {
+        let mut send = |entry: &MemberEntry| match entry.sender.try_send_into(text, wake) {
             Ok(()) => delivered += 1,
             Err(crate::SendError::QueueFull) => {
                 tracing::debug!(
@@ -399,13 +416,20 @@ impl Member {
 
 impl Drop for Member {
     fn drop(&mut self) {
-        let mut state = self.hub.lock();
-        let state = &mut *state;
-        if let Some(entry) = state.members.remove(&self.id) {
-            for topic in &entry.topics {
-                remove_from_topic(&self.hub, &mut state.topics, topic, self.id);
+        let entry = {
+            let mut state = self.hub.lock();
+            let state = &mut *state;
+            let entry = state.members.remove(&self.id);
+            if let Some(entry) = &entry {
+                for topic in &entry.topics {
+                    remove_from_topic(&self.hub, &mut state.topics, topic, self.id);
+                }
             }
-        }
+            entry
+        };
+        // Its sender may be the session's last handle, whose drop closes the session (and
+        // wakes its tasks): not under the hub's lock.
+        drop(entry);
     }
 }
 
@@ -463,5 +487,82 @@ impl Inbox {
     /// Whether the [`Broadcast`] still exists; a backend's tasks stop once it is gone.
     pub fn is_alive(&self) -> bool {
         self.hub.strong_count() > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, TryLockError};
+    use std::task::{Context, Wake, Waker};
+
+    use bytes::Bytes;
+
+    use super::{Broadcast, Hub};
+    use crate::Options;
+    use crate::driver::runtime::inert::Inert;
+    use crate::driver::{Config, Service, Session, TryNext};
+
+    /// A waker that counts its wakes, and those that came while the hub's lock was held.
+    struct HubFree {
+        hub: Arc<Hub>,
+        wakes: AtomicUsize,
+        under_lock: AtomicUsize,
+    }
+
+    impl Wake for HubFree {
+        fn wake(self: Arc<Self>) {
+            if matches!(self.hub.state.try_lock(), Err(TryLockError::WouldBlock)) {
+                self.under_lock.fetch_add(1, Ordering::AcqRel);
+            }
+            self.wakes.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A delivery wakes its members' connections once the hub's lock is released, and so
+    /// does a member whose drop closes its session (its sender the last handle): a task
+    /// woken under it that publishes in turn would wait for it.
+    #[test]
+    fn the_hub_wakes_no_task_under_its_lock() {
+        let kept = Arc::new(Mutex::new(Vec::<Session>::new()));
+        let keep = kept.clone();
+        let config = Config {
+            shards: 1,
+            ..Config::default()
+        };
+        let service = Service::new(Options::default(), config, Arc::new(Inert), move |s| {
+            keep.lock().expect("unpoisoned").push(s);
+            async {}
+        })
+        .expect("service");
+        let stream = http::Request::post("/000/s/xhr_streaming")
+            .body(Bytes::new())
+            .expect("request");
+        let mut stream = service.submit(stream);
+        while let TryNext::Item(_) = stream.try_next() {}
+        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        let broadcast = Broadcast::new();
+        let member = broadcast.member(session.sender());
+        drop(session);
+
+        let checker = Arc::new(HubFree {
+            hub: broadcast.hub.clone(),
+            wakes: AtomicUsize::new(0),
+            under_lock: AtomicUsize::new(0),
+        });
+        let waker = Waker::from(checker.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(stream.poll_next(&mut cx).is_pending());
+        assert_eq!(broadcast.publish_all("m"), 1);
+        assert_eq!(
+            checker.wakes.load(Ordering::Acquire),
+            1,
+            "given the message"
+        );
+        while let TryNext::Item(_) = stream.try_next() {}
+        assert!(stream.poll_next(&mut cx).is_pending());
+        drop(member);
+        assert_eq!(checker.wakes.load(Ordering::Acquire), 2, "given the close");
+        assert_eq!(checker.under_lock.load(Ordering::Acquire), 0);
     }
 }
