@@ -1,11 +1,12 @@
-//! A property test of the driver's wake-ups: random requests on every HTTP transport,
-//! sends, receives, closes, clients gone and drops over a service, with every pending poll
-//! watched. A task that was not woken must find nothing new when it is polled anyway (no
+//! A property test of the driver's wake-ups: random requests on every HTTP transport and
+//! WebSockets over an in-memory socket, sends, receives, closes, clients gone, sockets that
+//! stop taking writes and drops over a service, with every pending poll watched. A task that was not woken must find nothing new when it is polled anyway (no
 //! lost wake-up), and no task is woken while a shard's lock is held.
 //!
 //! The runtime runs nothing (its timers never fire and its tasks are dropped), so only the
 //! inputs the test gives move anything: whatever becomes ready became so through them.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
@@ -14,10 +15,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 
+use crate::Content;
 use crate::Options;
 use crate::driver::runtime::inert::Inert;
 use crate::driver::shard::Shard;
-use crate::driver::{Config, Connection, ConnectionProbe, Exchange, Service, Session};
+use crate::driver::{
+    Config, Connection, ConnectionProbe, Exchange, Service, Session, Socket, TryNext, WebSocket,
+};
 
 /// A waker that notes whether it was woken, and counts wakes that came while a shard's
 /// lock was held.
@@ -57,6 +61,141 @@ struct Request {
     asked: (u8, u8, u8),
 }
 
+/// One side of an in-memory connection, as a reactor would drive it: reads find what the
+/// client sent, writes go to what it will read while it takes them, and a wait for either
+/// is woken when that changes.
+#[derive(Default)]
+struct Pipe {
+    /// From the client, not yet read.
+    input: Vec<u8>,
+    /// The client closed its side.
+    eof: bool,
+    /// To the client.
+    output: Vec<u8>,
+    /// The client stopped reading: writes would block.
+    blocked: bool,
+    readable: Option<Waker>,
+    writable: Option<Waker>,
+}
+
+/// The server's end of a [`Pipe`].
+#[derive(Clone, Default)]
+struct PipeEnd(Arc<Mutex<Pipe>>);
+
+impl PipeEnd {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pipe> {
+        self.0.lock().expect("unpoisoned")
+    }
+
+    /// What the client sent and what it was sent so far: what a poll changes when it does
+    /// anything.
+    fn marks(&self) -> (usize, usize, bool) {
+        let pipe = self.lock();
+        (pipe.input.len(), pipe.output.len(), pipe.eof)
+    }
+
+    /// The client sends `bytes` (or, for `None`, closes its side).
+    fn client_sends(&self, bytes: Option<&[u8]>) {
+        let waker = {
+            let mut pipe = self.lock();
+            match bytes {
+                Some(bytes) => pipe.input.extend_from_slice(bytes),
+                None => pipe.eof = true,
+            }
+            pipe.readable.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The client stops or starts reading.
+    fn client_reads(&self, reads: bool) {
+        let waker = {
+            let mut pipe = self.lock();
+            pipe.blocked = !reads;
+            if reads { pipe.writable.take() } else { None }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Socket for PipeEnd {
+    fn try_read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut pipe = self.lock();
+        if pipe.input.is_empty() {
+            return if pipe.eof {
+                Ok(0)
+            } else {
+                Err(std::io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = buf.len().min(pipe.input.len());
+        buf[..n].copy_from_slice(&pipe.input[..n]);
+        pipe.input.drain(..n);
+        Ok(n)
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut pipe = self.lock();
+        if pipe.blocked {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        pipe.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut pipe = self.lock();
+        if !pipe.input.is_empty() || pipe.eof {
+            return Poll::Ready(Ok(()));
+        }
+        pipe.readable = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut pipe = self.lock();
+        if !pipe.blocked {
+            return Poll::Ready(Ok(()));
+        }
+        pipe.writable = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A WebSocket's task, and the client's end of its connection.
+struct Socketed {
+    task: WebSocket<PipeEnd>,
+    pipe: PipeEnd,
+    done: bool,
+}
+
+/// A client's masked text frame of `payload` (the mask all zeros: the bytes as they are).
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode];
+    match u8::try_from(payload.len()) {
+        Ok(len) if len < 126 => frame.push(0x80 | len),
+        _ => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(
+                &u16::try_from(payload.len())
+                    .unwrap_or(u16::MAX)
+                    .to_be_bytes(),
+            );
+        }
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     /// A request on one of the transports, for one of a few session ids; `probed` gives
@@ -85,6 +224,17 @@ enum Op {
     Close(usize),
     /// The application drops a session.
     Release(usize),
+    /// A WebSocket opens for one of a few session ids (its task polled once, as spawned).
+    Upgrade(u8),
+    /// Polls a WebSocket's task with its waker.
+    Pump(usize),
+    /// A WebSocket's client sends a frame: a message, three, broken JSON, a ping, a close,
+    /// or closes its side of the connection.
+    Frame(usize, u8),
+    /// A WebSocket's client stops or starts reading.
+    Reads(usize, bool),
+    /// A WebSocket's task is dropped (its connection ends).
+    Abandon(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -100,6 +250,11 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), 0u16..300).prop_map(|(at, len)| Op::Send(at, len)),
         1 => any::<usize>().prop_map(Op::Close),
         1 => any::<usize>().prop_map(Op::Release),
+        1 => (0u8..3).prop_map(Op::Upgrade),
+        3 => any::<usize>().prop_map(Op::Pump),
+        2 => (any::<usize>(), 0u8..6).prop_map(|(at, frame)| Op::Frame(at, frame)),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(at, reads)| Op::Reads(at, reads)),
+        1 => any::<usize>().prop_map(Op::Abandon),
     ]
 }
 
@@ -135,6 +290,7 @@ struct World {
     under_lock: Arc<AtomicUsize>,
     requests: Vec<Watched<Request>>,
     sessions: Vec<Watched<Session>>,
+    sockets: Vec<Watched<Socketed>>,
 }
 
 impl World {
@@ -167,6 +323,7 @@ impl World {
             under_lock: Arc::default(),
             requests: Vec::new(),
             sessions: Vec::new(),
+            sockets: Vec::new(),
         }
     }
 
@@ -258,12 +415,66 @@ impl World {
                     drop(self.sessions.swap_remove(i));
                 }
             }
+            Op::Upgrade(session) => self.upgrade(session),
+            Op::Pump(at) => {
+                if let Some(i) = pick(at, self.sockets.len()) {
+                    poll_socket(&mut self.sockets[i]);
+                }
+            }
+            Op::Frame(at, frame) => {
+                if let Some(i) = pick(at, self.sockets.len()) {
+                    let pipe = &self.sockets[i].item.pipe;
+                    match frame {
+                        0 => pipe.client_sends(Some(&client_frame(0x1, b"[\"w\"]"))),
+                        1 => pipe.client_sends(Some(&client_frame(0x1, b"[\"u\",\"v\",\"w\"]"))),
+                        2 => pipe.client_sends(Some(&client_frame(0x1, b"[\"broken"))),
+                        3 => pipe.client_sends(Some(&client_frame(0x9, b"p"))),
+                        4 => pipe.client_sends(Some(&client_frame(0x8, &1000u16.to_be_bytes()))),
+                        _ => pipe.client_sends(None),
+                    }
+                }
+            }
+            Op::Reads(at, reads) => {
+                if let Some(i) = pick(at, self.sockets.len()) {
+                    self.sockets[i].item.pipe.client_reads(reads);
+                }
+            }
+            Op::Abandon(at) => {
+                if let Some(i) = pick(at, self.sockets.len()) {
+                    drop(self.sockets.swap_remove(i));
+                }
+            }
         }
         let opened: Vec<Session> = self.kept.lock().expect("unpoisoned").drain(..).collect();
         for session in opened {
             let watched = self.watch(session);
             self.sessions.push(watched);
         }
+    }
+
+    /// Opens a WebSocket for session `w{session}` and runs its task's first poll.
+    fn upgrade(&mut self, session: u8) {
+        let request = http::Request::get(format!("/000/w{session}/websocket"))
+            .header("host", "localhost")
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", "13")
+            .body(Bytes::new())
+            .expect("request");
+        let mut exchange = self.service.submit(request);
+        let TryNext::Item(Content::Upgrade { handshake, .. }) = exchange.try_next() else {
+            return;
+        };
+        let pipe = PipeEnd::default();
+        let task = exchange.serve_websocket(pipe.clone(), Vec::new(), handshake);
+        let mut watched = self.watch(Socketed {
+            task,
+            pipe,
+            done: false,
+        });
+        poll_socket(&mut watched);
+        self.sockets.push(watched);
     }
 
     /// Polls every registered poll that was not woken: none may find anything new.
@@ -283,6 +494,14 @@ impl World {
                 prop_assert!(
                     !poll_session(session),
                     "session {i} had a message or its end without a wake"
+                );
+            }
+        }
+        for (i, socket) in self.sockets.iter_mut().enumerate() {
+            if socket.pending && !socket.probe.woken.load(Ordering::Acquire) {
+                prop_assert!(
+                    !poll_socket(socket),
+                    "WebSocket {i} read, wrote or ended without a wake"
                 );
             }
         }
@@ -323,6 +542,22 @@ fn poll_request(request: &mut Watched<Request>) -> bool {
     }
 }
 
+/// Polls a WebSocket's task with its waker; whether it did anything (read, wrote, ended).
+fn poll_socket(socket: &mut Watched<Socketed>) -> bool {
+    if socket.item.done {
+        return false;
+    }
+    socket.probe.woken.store(false, Ordering::Release);
+    let before = socket.item.pipe.marks();
+    let mut cx = Context::from_waker(&socket.waker);
+    let ready = std::pin::Pin::new(&mut socket.item.task)
+        .poll(&mut cx)
+        .is_ready();
+    socket.item.done = ready;
+    socket.pending = !ready;
+    ready || socket.item.pipe.marks() != before
+}
+
 /// Polls a session for a message with its waker; whether it gave one or its end.
 fn poll_session(session: &mut Watched<Session>) -> bool {
     session.probe.woken.store(false, Ordering::Release);
@@ -340,13 +575,13 @@ fn poll_session(session: &mut Watched<Session>) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     /// No lost wake-up and no wake under a shard's lock, whatever the inputs' order.
     #[test]
     fn every_wait_is_woken_and_never_under_a_lock(
         shards in 1usize..3,
-        ops in proptest::collection::vec(op(), 1..120),
+        ops in proptest::collection::vec(op(), 1..160),
     ) {
         let mut world = World::new(shards);
         for op in ops {

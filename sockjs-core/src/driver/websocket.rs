@@ -197,7 +197,13 @@ impl Gate {
         let Some(inbound) = &self.inbound else {
             return (false, None);
         };
-        if !open || !inbound.is_over() || inbound.poll_room(cx, &mut self.room).is_ready() {
+        // Once paused, it waits for what wakes it (the queue down to half its bound), not
+        // for the queue to be merely under its bound again: a poll for another reason (a
+        // frame to write, a timer) must not resume reads sooner than that wake would.
+        if !open
+            || (self.room.is_none() && !inbound.is_over())
+            || inbound.poll_room(cx, &mut self.room).is_ready()
+        {
             self.stall.reset();
             if self.held {
                 Gate::hold(&mut self.held, exchange, false);
