@@ -224,7 +224,8 @@ enum Op {
     Close(usize),
     /// The application drops a session.
     Release(usize),
-    /// A WebSocket opens for one of a few session ids (its task polled once, as spawned).
+    /// A WebSocket opens for one of a few session ids, or (3) a raw WebSocket (its task
+    /// polled once, as spawned).
     Upgrade(u8),
     /// Polls a WebSocket's task with its waker.
     Pump(usize),
@@ -250,7 +251,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), 0u16..300).prop_map(|(at, len)| Op::Send(at, len)),
         1 => any::<usize>().prop_map(Op::Close),
         1 => any::<usize>().prop_map(Op::Release),
-        1 => (0u8..3).prop_map(Op::Upgrade),
+        1 => (0u8..4).prop_map(Op::Upgrade),
         3 => any::<usize>().prop_map(Op::Pump),
         2 => (any::<usize>(), 0u8..6).prop_map(|(at, frame)| Op::Frame(at, frame)),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(at, reads)| Op::Reads(at, reads)),
@@ -452,9 +453,14 @@ impl World {
         }
     }
 
-    /// Opens a WebSocket for session `w{session}` and runs its task's first poll.
+    /// Opens a WebSocket for session `w{session}` (a raw one for 3) and runs its task's
+    /// first poll.
     fn upgrade(&mut self, session: u8) {
-        let request = http::Request::get(format!("/000/w{session}/websocket"))
+        let path = match session {
+            3 => "/websocket".to_owned(),
+            _ => format!("/000/w{session}/websocket"),
+        };
+        let request = http::Request::get(path)
             .header("host", "localhost")
             .header("upgrade", "websocket")
             .header("connection", "Upgrade")
