@@ -59,7 +59,7 @@
 //!   application has not taken. Past it the client is held back, not refused: a WebSocket's
 //!   socket is not read and an `xhr_send`'s answer is held until the application has taken
 //!   half of it. An application that takes nothing for [`Config::inbound_stall_timeout`]
-//!   while its queue is past the bound, or a client that starts a new send while it is past
+//!   while its client is held back, or a client that starts a new send while it is past
 //!   twice the bound (several sends in flight), gets the session closed with
 //!   [`INBOUND_OVERFLOW_CODE`] [`INBOUND_OVERFLOW_REASON`].
 

@@ -296,6 +296,12 @@ struct World {
 
 impl World {
     fn new(shards: usize) -> World {
+        World::with(shards, Duration::from_secs(10))
+    }
+
+    /// A world whose application is taken for stuck after `stall` (see
+    /// [`Config::inbound_stall_timeout`]).
+    fn with(shards: usize, stall: Duration) -> World {
         let options = Options {
             response_limit: 256,
             max_queued_bytes: 200,
@@ -306,6 +312,7 @@ impl World {
             max_connection_queue: 8,
             max_connection_queue_bytes: 600,
             max_session_inbound_bytes: 64,
+            inbound_stall_timeout: stall,
             abort_grace: Duration::from_secs(3600),
             ..Config::default()
         };
@@ -595,4 +602,55 @@ proptest! {
             world.check_no_lost_wakeup()?;
         }
     }
+}
+
+/// A WebSocket whose reads were paused for the session's inbound bound (64 bytes here)
+/// resumes once the application has taken the queue down to half of it, not sooner, for as
+/// long as the application takes messages (each one starts the stall time again); one
+/// that takes nothing for the stall time while its client is held back is stuck, and its
+/// session is closed (`Config::inbound_stall_timeout`).
+#[test]
+fn a_paused_websocket_resumes_at_half_and_a_stuck_application_is_closed() {
+    let stall = Duration::from_millis(20);
+    let mut world = World::with(1, stall);
+    world.run(Op::Upgrade(0));
+    world.run(Op::Frame(0, 1));
+    world.run(Op::Pump(0));
+    // Three messages of 33 bytes each: past the bound, paused. The next frame waits.
+    world.run(Op::Frame(0, 0));
+    world.run(Op::Pump(0));
+    let waiting = world.sockets[0].item.pipe.marks().0;
+    assert!(waiting > 0, "the frame sent while paused is not read");
+    // Two taken (the second poll counts the first as taken): 33 bytes left, under the
+    // bound but over half of it.
+    world.run(Op::Recv(0));
+    world.run(Op::Recv(0));
+    std::thread::sleep(stall + Duration::from_millis(5));
+    // As the stall timer would: the application took messages since the watch began.
+    world.run(Op::Pump(0));
+    assert_eq!(
+        world.sockets[0].item.pipe.marks().0,
+        waiting,
+        "still paused"
+    );
+    assert_eq!(world.sessions[0].item.state(), crate::SessionState::Open);
+    world.run(Op::Recv(0));
+    assert!(
+        world.sockets[0].probe.woken.load(Ordering::Acquire),
+        "woken at half"
+    );
+    world.run(Op::Pump(0));
+    assert_eq!(world.sockets[0].item.pipe.marks().0, 0, "reads resumed");
+
+    // Taken down to 33 bytes again, and then nothing for the stall time: stuck.
+    world.run(Op::Frame(0, 1));
+    world.run(Op::Pump(0));
+    for _ in 0..3 {
+        world.run(Op::Recv(0));
+    }
+    world.run(Op::Pump(0));
+    assert_eq!(world.sessions[0].item.state(), crate::SessionState::Open);
+    std::thread::sleep(stall + Duration::from_millis(5));
+    world.run(Op::Pump(0));
+    assert_eq!(world.sessions[0].item.state(), crate::SessionState::Closed);
 }
