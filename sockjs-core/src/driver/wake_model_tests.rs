@@ -1,7 +1,8 @@
 //! A property test of the driver's wake-ups: random requests on every HTTP transport and
 //! WebSockets over an in-memory socket, sends, receives, closes, clients gone, sockets that
-//! stop taking writes and drops over a service, with every pending poll watched. A task that was not woken must find nothing new when it is polled anyway (no
-//! lost wake-up), and no task is woken while a shard's lock is held.
+//! stop taking writes and drops over a service, with every pending poll watched. A task
+//! that was not woken must find nothing new when it is polled anyway (no lost wake-up),
+//! and no task is woken while a shard's lock is held.
 //!
 //! The runtime runs nothing (its timers never fire and its tasks are dropped), so only the
 //! inputs the test gives move anything: whatever becomes ready became so through them.
@@ -15,13 +16,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use crate::Content;
-use crate::Options;
 use crate::driver::runtime::inert::Inert;
 use crate::driver::shard::Shard;
 use crate::driver::{
     Config, Connection, ConnectionProbe, Exchange, Service, Session, Socket, TryNext, WebSocket,
 };
+use crate::{Content, Options};
 
 /// A waker that notes whether it was woken, and counts wakes that came while a shard's
 /// lock was held.
