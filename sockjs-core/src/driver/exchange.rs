@@ -106,8 +106,9 @@ struct Held {
     slot: Option<u64>,
     /// Waiting for room in the session's inbound queue.
     room: Option<u64>,
-    /// While the queue is past its bound: when the application is stuck if it has taken
-    /// nothing by then, and how much it had taken.
+    /// While the client is held back (the queue past its bound, until it is down to half):
+    /// when the application is stuck if it has taken nothing by then, and how much it had
+    /// taken.
     stall: Stall,
 }
 

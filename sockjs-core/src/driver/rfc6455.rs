@@ -120,7 +120,8 @@ pub(crate) struct Serve<S> {
     may_read: bool,
     /// The client ended its side while our close was on its way: nothing more is read.
     read_ended: bool,
-    /// The session's inbound queue: while it is past its bound the socket is not read.
+    /// The session's inbound queue: from when it is past its bound until it is down to half,
+    /// the socket is not read.
     gate: Gate,
 }
 

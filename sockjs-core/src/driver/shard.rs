@@ -240,6 +240,9 @@ impl Shard {
     /// [`settle`](Shard::settle), with the tasks to wake handed to the caller.
     fn settle_into(self: &Arc<Self>, st: MutexGuard<'_, State>, now: Instant, into: &mut Wakers) {
         let settled = self.settle_locked(st, now);
+        // Only a send settles this way, and a send (or the timers it fires) opens no
+        // session: no handler is started under the caller's lock.
+        debug_assert!(settled.opened.is_empty(), "a send opened a session");
         self.finish_into(settled, into);
     }
 

@@ -138,8 +138,9 @@ pub(crate) struct Gate {
     inbound: Option<Arc<SessionShared>>,
     /// Waiting for room in it.
     room: Option<u64>,
-    /// While it is past its bound: when the application is stuck if it has taken nothing
-    /// by then, and how much it had taken.
+    /// While reads are paused (the queue past its bound, until it is down to half): when
+    /// the application is stuck if it has taken nothing by then, and how much it had
+    /// taken.
     stall: Stall,
     /// `inbound` was looked up.
     looked_up: bool,
