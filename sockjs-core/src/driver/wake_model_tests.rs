@@ -20,11 +20,12 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use crate::driver::shard::Shard;
+use crate::driver::{Admission, AdmissionRequest};
 use crate::driver::{
     Config, Connection, ConnectionProbe, Exchange, Runtime, Service, Session, Socket, Task, Timer,
     TryNext, WebSocket,
 };
-use crate::{Content, Options};
+use crate::{Content, Options, Rejection};
 
 /// A runtime whose clock moves only when the test says, whose timers complete once it
 /// passes their deadline (woken then), and whose spawned tasks the test takes to run.
@@ -205,13 +206,24 @@ struct Pipe {
     output: Vec<u8>,
     /// The client stopped reading: writes would block.
     blocked: bool,
+    /// The most one write takes (the client reads slowly: writes go through in pieces).
+    piece: usize,
     readable: Option<Waker>,
     writable: Option<Waker>,
 }
 
 /// The server's end of a [`Pipe`].
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct PipeEnd(Arc<Mutex<Pipe>>);
+
+impl Default for PipeEnd {
+    fn default() -> PipeEnd {
+        PipeEnd(Arc::new(Mutex::new(Pipe {
+            piece: usize::MAX,
+            ..Pipe::default()
+        })))
+    }
+}
 
 impl PipeEnd {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pipe> {
@@ -240,12 +252,14 @@ impl PipeEnd {
         }
     }
 
-    /// The client stops or starts reading.
-    fn client_reads(&self, reads: bool) {
+    /// The client stops reading (0), reads slowly (1: each write takes a few bytes) or
+    /// reads whatever comes.
+    fn client_reads(&self, pace: u8) {
         let waker = {
             let mut pipe = self.lock();
-            pipe.blocked = !reads;
-            if reads { pipe.writable.take() } else { None }
+            pipe.blocked = pace == 0;
+            pipe.piece = if pace == 1 { 7 } else { usize::MAX };
+            if pace > 0 { pipe.writable.take() } else { None }
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -274,8 +288,9 @@ impl Socket for PipeEnd {
         if pipe.blocked {
             return Err(std::io::ErrorKind::WouldBlock.into());
         }
-        pipe.output.extend_from_slice(buf);
-        Ok(buf.len())
+        let n = buf.len().min(pipe.piece);
+        pipe.output.extend_from_slice(&buf[..n]);
+        Ok(n)
     }
 
     fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -363,8 +378,8 @@ enum Op {
     /// A WebSocket's client sends a frame: a message, three, broken JSON, a ping, a close,
     /// or closes its side of the connection.
     Frame(usize, u8),
-    /// A WebSocket's client stops or starts reading.
-    Reads(usize, bool),
+    /// A WebSocket's client stops reading, reads slowly, or reads whatever comes.
+    Reads(usize, u8),
     /// A WebSocket's task is dropped (its connection ends).
     Abandon(usize),
     /// The application waits to send a message of this many bytes (`send().await`).
@@ -394,7 +409,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..4).prop_map(Op::Upgrade),
         3 => any::<usize>().prop_map(Op::Pump),
         2 => (any::<usize>(), 0u8..6).prop_map(|(at, frame)| Op::Frame(at, frame)),
-        1 => (any::<usize>(), any::<bool>()).prop_map(|(at, reads)| Op::Reads(at, reads)),
+        1 => (any::<usize>(), 0u8..3).prop_map(|(at, pace)| Op::Reads(at, pace)),
         1 => any::<usize>().prop_map(Op::Abandon),
         2 => (any::<usize>(), 0u16..300).prop_map(|(at, len)| Op::SendWait(at, len)),
         1 => any::<usize>().prop_map(Op::ReadyWait),
@@ -444,12 +459,13 @@ struct World {
 
 impl World {
     fn new(shards: usize) -> World {
-        World::with(shards, Duration::from_millis(500))
+        World::with(shards, Duration::from_millis(500), false)
     }
 
     /// A world whose send answers wait `delivery_wait` for their messages to be taken (see
-    /// [`Config::delivery_wait`]).
-    fn with(shards: usize, delivery_wait: Duration) -> World {
+    /// [`Config::delivery_wait`]), and whose sessions open only once an admission hook
+    /// answered (50 ms later on the clock, refusing the ids that end in 2), if `admits`.
+    fn with(shards: usize, delivery_wait: Duration, admits: bool) -> World {
         let options = Options {
             response_limit: 256,
             max_queued_bytes: 200,
@@ -473,6 +489,22 @@ impl World {
             async {}
         })
         .expect("service");
+        if admits {
+            let clock = runtime.clone();
+            let hook = Admission::new(move |request: AdmissionRequest| {
+                let wait = clock.timer(clock.now() + Duration::from_millis(50));
+                let refused = request.uri().path().contains("2/");
+                async move {
+                    wait.await;
+                    if refused {
+                        Err(Rejection::new(http::StatusCode::FORBIDDEN))
+                    } else {
+                        Ok(())
+                    }
+                }
+            });
+            assert!(service.set_admission(hook).is_ok());
+        }
         let shards = service.shards().to_vec();
         World {
             service,
@@ -597,9 +629,9 @@ impl World {
                     }
                 }
             }
-            Op::Reads(at, reads) => {
+            Op::Reads(at, pace) => {
                 if let Some(i) = pick(at, self.sockets.len()) {
-                    self.sockets[i].item.pipe.client_reads(reads);
+                    self.sockets[i].item.pipe.client_reads(pace);
                 }
             }
             Op::Abandon(at) => {
@@ -694,6 +726,16 @@ impl World {
             .expect("request");
         let mut exchange = self.service.submit(request);
         let TryNext::Item(Content::Upgrade { handshake, .. }) = exchange.try_next() else {
+            // Refused, or waiting for the admission hook: watched as a request (an
+            // upgrade that comes later is taken and dropped, as by a connection gone).
+            let mut watched = self.watch(Request {
+                exchange,
+                gone: Arc::default(),
+                ended: false,
+                asked: (0, session, 0),
+            });
+            poll_request(&mut watched);
+            self.requests.push(watched);
             return;
         };
         let pipe = PipeEnd::default();
@@ -840,12 +882,13 @@ proptest! {
     fn every_wait_is_woken_and_never_under_a_lock(
         shards in 1usize..3,
         held in any::<bool>(),
+        admits in any::<bool>(),
         ops in proptest::collection::vec(op(), 1..160),
     ) {
         // Without a delivery wait, a send's answer is held for room alone: its wake is not
         // hidden behind the delivery's.
         let delivery_wait = if held { Duration::from_millis(500) } else { Duration::ZERO };
-        let mut world = World::with(shards, delivery_wait);
+        let mut world = World::with(shards, delivery_wait, admits);
         for op in ops {
             world.run(op);
             world.check_no_lost_wakeup()?;
