@@ -321,6 +321,33 @@ struct Socketed {
     task: WebSocket<PipeEnd>,
     pipe: PipeEnd,
     done: bool,
+    /// A hixie-76 socket: its frames are `0x00 text 0xFF`.
+    hixie: bool,
+}
+
+impl Socketed {
+    /// The client's frame `kind` (as [`Op::Frame`] numbers them) in this socket's framing;
+    /// `None` to close its side of the connection.
+    fn frame(&self, kind: u8) -> Option<Vec<u8>> {
+        let text: &[u8] = match kind {
+            0 => b"[\"w\"]",
+            1 => b"[\"u\",\"v\",\"w\"]",
+            2 => b"[\"broken",
+            3 if !self.hixie => return Some(client_frame(0x9, b"p")),
+            3 => b"[\"p\"]",
+            4 if !self.hixie => return Some(client_frame(0x8, &1000u16.to_be_bytes())),
+            4 => return Some(vec![0xFF, 0x00]),
+            _ => return None,
+        };
+        if self.hixie {
+            let mut frame = vec![0x00];
+            frame.extend_from_slice(text);
+            frame.push(0xFF);
+            Some(frame)
+        } else {
+            Some(client_frame(0x1, text))
+        }
+    }
 }
 
 /// A client's masked text frame of `payload` (the mask all zeros: the bytes as they are).
@@ -370,13 +397,13 @@ enum Op {
     Close(usize),
     /// The application drops a session.
     Release(usize),
-    /// A WebSocket opens for one of a few session ids, or (3) a raw WebSocket (its task
-    /// polled once, as spawned).
+    /// A WebSocket opens for one of a few session ids, (3) a raw WebSocket, or (4) a
+    /// hixie-76 one (its task polled once, as spawned).
     Upgrade(u8),
     /// Polls a WebSocket's task with its waker.
     Pump(usize),
-    /// A WebSocket's client sends a frame: a message, three, broken JSON, a ping, a close,
-    /// or closes its side of the connection.
+    /// A WebSocket's client sends a frame: a message, three, broken JSON, a ping (a message
+    /// on hixie-76), a close, or closes its side of the connection.
     Frame(usize, u8),
     /// A WebSocket's client stops reading, reads slowly, or reads whatever comes.
     Reads(usize, u8),
@@ -406,7 +433,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), 0u16..300).prop_map(|(at, len)| Op::Send(at, len)),
         1 => any::<usize>().prop_map(Op::Close),
         1 => any::<usize>().prop_map(Op::Release),
-        1 => (0u8..4).prop_map(Op::Upgrade),
+        1 => (0u8..5).prop_map(Op::Upgrade),
         3 => any::<usize>().prop_map(Op::Pump),
         2 => (any::<usize>(), 0u8..6).prop_map(|(at, frame)| Op::Frame(at, frame)),
         1 => (any::<usize>(), 0u8..3).prop_map(|(at, pace)| Op::Reads(at, pace)),
@@ -469,6 +496,7 @@ impl World {
         let options = Options {
             response_limit: 256,
             max_queued_bytes: 200,
+            hixie76: true,
             ..Options::default()
         };
         let config = Config {
@@ -618,15 +646,8 @@ impl World {
             }
             Op::Frame(at, frame) => {
                 if let Some(i) = pick(at, self.sockets.len()) {
-                    let pipe = &self.sockets[i].item.pipe;
-                    match frame {
-                        0 => pipe.client_sends(Some(&client_frame(0x1, b"[\"w\"]"))),
-                        1 => pipe.client_sends(Some(&client_frame(0x1, b"[\"u\",\"v\",\"w\"]"))),
-                        2 => pipe.client_sends(Some(&client_frame(0x1, b"[\"broken"))),
-                        3 => pipe.client_sends(Some(&client_frame(0x9, b"p"))),
-                        4 => pipe.client_sends(Some(&client_frame(0x8, &1000u16.to_be_bytes()))),
-                        _ => pipe.client_sends(None),
-                    }
+                    let socket = &self.sockets[i].item;
+                    socket.pipe.client_sends(socket.frame(frame).as_deref());
                 }
             }
             Op::Reads(at, pace) => {
@@ -712,18 +733,26 @@ impl World {
     /// Opens a WebSocket for session `w{session}` (a raw one for 3) and runs its task's
     /// first poll.
     fn upgrade(&mut self, session: u8) {
+        let hixie = session == 4;
         let path = match session {
             3 => "/websocket".to_owned(),
             _ => format!("/000/w{session}/websocket"),
         };
-        let request = http::Request::get(path)
+        let mut request = http::Request::get(path)
             .header("host", "localhost")
             .header("upgrade", "websocket")
-            .header("connection", "Upgrade")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-            .header("sec-websocket-version", "13")
-            .body(Bytes::new())
-            .expect("request");
+            .header("connection", "Upgrade");
+        request = if hixie {
+            request
+                .header("origin", "http://localhost")
+                .header("sec-websocket-key1", "4 @1  46546xW%0l 1 5")
+                .header("sec-websocket-key2", "12998 5 Y3 1  .P00")
+        } else {
+            request
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                .header("sec-websocket-version", "13")
+        };
+        let request = request.body(Bytes::new()).expect("request");
         let mut exchange = self.service.submit(request);
         let TryNext::Item(Content::Upgrade { handshake, .. }) = exchange.try_next() else {
             // Refused, or waiting for the admission hook: watched as a request (an
@@ -739,11 +768,18 @@ impl World {
             return;
         };
         let pipe = PipeEnd::default();
-        let task = exchange.serve_websocket(pipe.clone(), Vec::new(), handshake);
+        // Hixie-76's key3, read ahead with the request.
+        let read_ahead = if hixie {
+            b"^n:ds[4U".to_vec()
+        } else {
+            Vec::new()
+        };
+        let task = exchange.serve_websocket(pipe.clone(), read_ahead, handshake);
         let mut watched = self.watch(Socketed {
             task,
             pipe,
             done: false,
+            hixie,
         });
         poll_socket(&mut watched);
         self.sockets.push(watched);
