@@ -62,12 +62,14 @@ pub struct Config {
     /// takes several sends at once, gets its session closed with [`INBOUND_OVERFLOW_CODE`]
     /// [`INBOUND_OVERFLOW_REASON`]. Default 1 MiB.
     pub max_session_inbound_bytes: usize,
-    /// Longest time the application may take no message while its client is held back
-    /// (from the session's inbound queue past
-    /// [`max_session_inbound_bytes`](Config::max_session_inbound_bytes) until it is down to
-    /// half of it); then the session is closed with [`INBOUND_OVERFLOW_CODE`]
-    /// [`INBOUND_OVERFLOW_REASON`] (a stuck application). Each message it takes starts the
-    /// time again. Default 10 s.
+    /// How long the application may leave a session's inbound queue past
+    /// [`max_session_inbound_bytes`](Config::max_session_inbound_bytes) without taking a
+    /// message before the session is closed with [`INBOUND_OVERFLOW_CODE`]
+    /// [`INBOUND_OVERFLOW_REASON`] (a stuck application). It is checked at each deadline,
+    /// so the close comes one to two of these after the last message taken. Once the
+    /// queue is back under the bound, its client stays held back until the application
+    /// has taken it down to half, but the session is not closed, however long the
+    /// application takes (its memory is bounded all the same). Default 10 s.
     pub inbound_stall_timeout: Duration,
     /// How long an `xhr_send` or `jsonp_send` is held until the application has taken the
     /// messages it carried (came back to `Session::recv` after them). What the application

@@ -106,9 +106,8 @@ struct Held {
     slot: Option<u64>,
     /// Waiting for room in the session's inbound queue.
     room: Option<u64>,
-    /// While the client is held back (the queue past its bound, until it is down to half):
-    /// when the application is stuck if it has taken nothing by then, and how much it had
-    /// taken.
+    /// While the queue is past its bound: when the application is stuck if it has taken
+    /// nothing by then, and how much it had taken.
     stall: Stall,
 }
 
@@ -291,7 +290,12 @@ impl Exchange {
         let mut room = (held.room.is_none() && !delivery.shared.is_over())
             || delivery.shared.poll_room(cx, &mut held.room).is_ready();
         let mut deadline = None;
-        if !room {
+        if !room && !delivery.shared.is_over() {
+            // Back under its bound, waiting for half: held back, but not a stuck
+            // application, which only one that leaves its queue past the bound is taken
+            // for (a slow one, busy with a message, has its memory bounded all the same).
+            held.stall.reset();
+        } else if !room {
             let timeout = common.config.inbound_stall_timeout;
             match held.stall.check(&delivery.shared, now, timeout) {
                 Some(at) => deadline = Some(at),

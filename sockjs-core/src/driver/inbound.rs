@@ -269,10 +269,9 @@ impl SessionShared {
     }
 }
 
-/// A feeder's watch over an application whose client it holds back (from the queue past
-/// its bound until it is down to half): has it taken nothing for the whole
-/// [`Config::inbound_stall_timeout`]? Held by whoever holds a client back (a send's held
-/// answer, a paused WebSocket).
+/// A feeder's watch over an application whose queue is past its bound: has it taken
+/// nothing for the whole [`Config::inbound_stall_timeout`]? Held by whoever holds a client
+/// back (a send's held answer, a paused WebSocket).
 ///
 /// [`Config::inbound_stall_timeout`]: crate::driver::Config::inbound_stall_timeout
 #[derive(Debug, Default)]

@@ -59,12 +59,14 @@
 //!   application has not taken. Past it the client is held back, not refused: a WebSocket's
 //!   socket is not read and an `xhr_send`'s answer is held until the application has taken
 //!   half of it. An application that takes nothing for [`Config::inbound_stall_timeout`]
-//!   while its client is held back, or a client that starts a new send while it is past
+//!   while its queue is past the bound, or a client that starts a new send while it is past
 //!   twice the bound (several sends in flight), gets the session closed with
 //!   [`INBOUND_OVERFLOW_CODE`] [`INBOUND_OVERFLOW_REASON`].
 
 mod accept;
 mod admission;
+#[cfg(test)]
+mod backpressure_tests;
 pub mod broadcast;
 mod config;
 mod connection;
@@ -84,6 +86,8 @@ mod session;
 mod shard;
 mod socket;
 pub mod suite;
+#[cfg(test)]
+mod test_world;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;

@@ -11,6 +11,7 @@
 //! [`Receiver`] makes later pushes fail.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -49,6 +50,9 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// `State::ended`, as the sender set it: its drop after `kill` or `close` then takes no
+    /// lock (only the sender writes either).
+    sender_done: AtomicBool,
 }
 
 impl Shared {
@@ -124,6 +128,7 @@ pub(crate) fn channel() -> (Sender, Receiver) {
             room: Waiters::default(),
             low: (0, 0),
         }),
+        sender_done: AtomicBool::new(false),
     });
     (
         Sender {
@@ -192,6 +197,7 @@ impl Sender {
             st.killed = true;
             // The sender is gone too (its drop then finds nothing to do).
             st.ended = true;
+            self.shared.sender_done.store(true, Ordering::Relaxed);
             st.bytes = 0;
             wake.extend(st.waker.take());
             wake.extend(st.room.take());
@@ -213,6 +219,7 @@ impl Sender {
             return;
         }
         st.ended = true;
+        self.shared.sender_done.store(true, Ordering::Relaxed);
         wake.extend(st.waker.take());
         // Senders waiting for room here go on elsewhere (the session's next receiver, or
         // its end), not when this queue's last items are written.
@@ -314,7 +321,10 @@ impl Watch {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        // After `kill` or `close`, this finds the queue ended and wakes nothing.
+        // After `kill` or `close`, there is nothing left to do.
+        if self.shared.sender_done.load(Ordering::Relaxed) {
+            return;
+        }
         let mut wake = Wakers::default();
         self.end(&mut wake);
         wake_all(wake);

@@ -876,61 +876,6 @@ mod tests {
         drop(stream);
         assert_eq!(handler.wakes(), 1, "told its session ended");
         assert_eq!(session.poll_recv(&mut cx), std::task::Poll::Ready(None));
-        assert_eq!(connection.wakes(), 1, "given its close frame");
-    }
-
-    /// A send's answer held for the session's inbound bound (`max_session_inbound_bytes`)
-    /// goes once the application has taken the queue down to half of it, not sooner, for as
-    /// long as the application takes messages (each one starts the stall time again); one
-    /// that takes nothing for the stall time while its client is held back is stuck, and
-    /// its session is closed (`Config::inbound_stall_timeout`).
-    #[test]
-    fn a_held_send_goes_at_half_and_a_stuck_application_is_closed() {
-        use std::task::Context;
-
-        let stall = Duration::from_millis(20);
-        let config = Config {
-            shards: 1,
-            max_session_inbound_bytes: 100,
-            inbound_stall_timeout: stall,
-            delivery_wait: Duration::ZERO,
-            ..Config::default()
-        };
-        let (service, kept) = keeping_sessions(Options::default(), config);
-        let mut app = Context::from_waker(std::task::Waker::noop());
-        for stuck in [false, true] {
-            let id = if stuck { "stuck" } else { "slow" };
-            let poll = service.submit(post(&format!("/000/{id}/xhr")));
-            drop(poll);
-            let mut session = kept.lock().expect("unpoisoned").pop().expect("opened");
-            // Four messages of 33 bytes each: past the bound, the answer held.
-            let send = http::Request::post(format!("/000/{id}/xhr_send"))
-                .body(Bytes::from_static(b"[\"a\",\"b\",\"c\",\"d\"]"))
-                .expect("request");
-            let mut send = service.submit(send);
-            let (woken, waker) = Woken::new();
-            let mut cx = Context::from_waker(&waker);
-            assert!(send.poll_next(&mut cx).is_pending(), "held");
-            // Two taken: 66 bytes, under the bound but over half of it.
-            assert!(session.poll_recv(&mut app).is_ready());
-            assert!(session.poll_recv(&mut app).is_ready());
-            assert!(send.poll_next(&mut cx).is_pending(), "still held");
-            std::thread::sleep(stall + Duration::from_millis(5));
-            if stuck {
-                // As the stall timer would: nothing taken since the watch began.
-                assert!(send.poll_next(&mut cx).is_ready(), "answered");
-                assert_ne!(session.state(), crate::SessionState::Open, "closed");
-                continue;
-            }
-            // A message taken since the watch began: not stuck.
-            assert!(session.poll_recv(&mut app).is_ready());
-            assert!(woken.times() > 0, "woken at half");
-            assert!(matches!(
-                send.poll_next(&mut cx),
-                std::task::Poll::Ready(Some(Content::Response(_)))
-            ));
-            assert_eq!(session.state(), crate::SessionState::Open);
-        }
     }
 
     /// `max_sessions` counts sessions over the shards as their engines report them ending.

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use crate::driver::head::Head;
 use crate::driver::inbound::SessionShared;
 use crate::driver::shard::{Outbound, Shard};
+use crate::driver::waiters::{Wakers, wake_all};
 use crate::{CloseReason, PeerAddr, SendError, SessionInfo, SessionKey, SessionState, Transport};
 
 /// Close code and reason of a session whose every handle was dropped while it was open.
@@ -115,20 +116,15 @@ impl SessionSender {
     /// client must not hold back the rest; a loop of them that outruns the client gets
     /// `QueueFull`, never a closed session.
     pub fn try_send(&self, text: impl AsRef<str>) -> Result<(), SendError> {
-        if self.handle.shared.is_closed() {
-            return Err(SendError::UnknownSession);
-        }
-        let handle = &self.handle;
-        handle.shard.send(handle.key, &handle.shared, text.as_ref())
+        let mut wake = Wakers::default();
+        let sent = self.try_send_into(text.as_ref(), &mut wake);
+        wake_all(wake);
+        sent
     }
 
     /// [`try_send`](SessionSender::try_send), with the tasks to wake handed to the caller,
     /// for one that holds a lock of its own and wakes them once it let go.
-    pub(crate) fn try_send_into(
-        &self,
-        text: &str,
-        into: &mut crate::driver::waiters::Wakers,
-    ) -> Result<(), SendError> {
+    pub(crate) fn try_send_into(&self, text: &str, into: &mut Wakers) -> Result<(), SendError> {
         if self.handle.shared.is_closed() {
             return Err(SendError::UnknownSession);
         }

@@ -112,7 +112,7 @@ pub(crate) struct State {
     delivered: Option<Option<Delivery>>,
     /// Senders waiting for room in a session's engine queue (see [`Shard::send_or_wait`]).
     room: KeyMap<SessionKey, Room>,
-    /// The length of the last message [`Shard::send`] refused a session for want of room,
+    /// The length of the last message [`Shard::send_into`] refused a session for want of room,
     /// until the session sends one: what its [`poll_room`](Shard::poll_room) waits to fit.
     refused: KeyMap<SessionKey, usize>,
     /// The session the current input (one request, one socket read) handed messages to:
@@ -239,10 +239,10 @@ impl Shard {
 
     /// [`settle`](Shard::settle), with the tasks to wake handed to the caller.
     fn settle_into(self: &Arc<Self>, st: MutexGuard<'_, State>, now: Instant, into: &mut Wakers) {
-        let settled = self.settle_locked(st, now);
         // Only a send settles this way, and a send (or the timers it fires) opens no
-        // session: no handler is started under the caller's lock.
-        debug_assert!(settled.opened.is_empty(), "a send opened a session");
+        // session, so no handler starts under the caller's lock (and starting one would
+        // only spawn it, not run it).
+        let settled = self.settle_locked(st, now);
         self.finish_into(settled, into);
     }
 
@@ -533,21 +533,8 @@ impl Shard {
         self.lock().requests.len()
     }
 
-    /// The application queues a message.
-    pub(crate) fn send(
-        self: &Arc<Self>,
-        key: SessionKey,
-        shared: &SessionShared,
-        text: &str,
-    ) -> Result<(), SendError> {
-        let mut wake = Wakers::default();
-        let result = self.send_into(key, shared, text, &mut wake);
-        wake_all(wake);
-        result
-    }
-
-    /// [`send`](Shard::send), with the tasks to wake handed to the caller (see
-    /// [`finish_into`](Shard::finish_into)).
+    /// The application queues a message; the tasks to wake are handed to the caller (see
+    /// [`finish_into`](Shard::finish_into)), who wakes them once it holds no lock.
     pub(crate) fn send_into(
         self: &Arc<Self>,
         key: SessionKey,
@@ -638,7 +625,7 @@ impl Shard {
 
     /// Ready once the session's connection has room (as for
     /// [`send_or_wait`](Shard::send_or_wait)) and its engine queue is at most half full
-    /// (or the session ended); after [`send`](Shard::send) refused the session a message
+    /// (or the session ended); after [`send_into`](Shard::send_into) refused the session a message
     /// for want of room, once that message would fit (or could fit nowhere: the queues are
     /// empty), so that a sender looping on the two is not woken to be refused again.
     pub(crate) fn poll_room(
@@ -802,9 +789,11 @@ impl Shard {
 
 /// What is left of [`Shard::settle`] once the lock is released.
 struct Settled {
+    /// The tasks the input gave work.
     wake: Wakers,
     /// The next deadline moved earlier: the timer task must look again.
     kick: bool,
+    /// Sessions that opened: their handlers start.
     opened: Vec<(SessionKey, Box<SessionInfo>, Arc<SessionShared>)>,
 }
 
@@ -968,7 +957,7 @@ impl State {
     }
 
     /// Counts a send; one that went through ends the wait for room of a message
-    /// [`Shard::send`] refused ([`Shard::poll_room`]): a `ready()` parked for that
+    /// [`Shard::send_into`] refused ([`Shard::poll_room`]): a `ready()` parked for that
     /// message's room (or for empty queues) is woken to wait for the usual half instead.
     fn sent(&mut self, key: SessionKey, result: &Result<(), SendError>, text: &str) {
         match result {
@@ -1034,8 +1023,7 @@ impl State {
                     request = request.0,
                     "connection queue overflow; dropping the connection"
                 );
-                if let Some(mut slot) = self.requests.remove(&request) {
-                    self.wake.extend(slot.watchers.take());
+                if let Some(slot) = self.take_slot(request) {
                     slot.tx.kill(&mut self.wake);
                 }
                 feedback.push(Feedback::Abort(request));
@@ -1146,12 +1134,18 @@ impl State {
     /// requests waiting for it to end go on (woken once the lock is released). Whether the
     /// shard still held it.
     fn remove_request(&mut self, id: RequestId) -> bool {
-        let Some(mut slot) = self.requests.remove(&id) else {
+        let Some(slot) = self.take_slot(id) else {
             return false;
         };
-        self.wake.extend(slot.watchers.take());
         slot.tx.close(&mut self.wake);
         true
+    }
+
+    /// Takes a request's slot; the requests waiting for it to end go on.
+    fn take_slot(&mut self, id: RequestId) -> Option<Slot> {
+        let mut slot = self.requests.remove(&id)?;
+        self.wake.extend(slot.watchers.take());
+        Some(slot)
     }
 }
 

@@ -138,9 +138,8 @@ pub(crate) struct Gate {
     inbound: Option<Arc<SessionShared>>,
     /// Waiting for room in it.
     room: Option<u64>,
-    /// While reads are paused (the queue past its bound, until it is down to half): when
-    /// the application is stuck if it has taken nothing by then, and how much it had
-    /// taken.
+    /// While the queue is past its bound: when the application is stuck if it has taken
+    /// nothing by then, and how much it had taken.
     stall: Stall,
     /// `inbound` was looked up.
     looked_up: bool,
@@ -213,6 +212,13 @@ impl Gate {
         }
         if !self.held {
             Gate::hold(&mut self.held, exchange, true);
+        }
+        if !inbound.is_over() {
+            // Back under its bound, waiting for half: paused, but not a stuck application,
+            // which only one that leaves its queue past the bound is taken for (a slow one,
+            // busy with a message, has its memory bounded all the same).
+            self.stall.reset();
+            return (true, None);
         }
         let now = exchange.runtime().now();
         let timeout = exchange.config().inbound_stall_timeout;

@@ -163,21 +163,22 @@ impl Hub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Delivers to this node's members; returns how many got the message.
     /// Sends `text` to this node's members of `target` and, if `publish`, hands it to the
     /// backend for the other nodes, under the same lock: two publications racing on this
-    /// node reach the backend in the order its own members got them.
+    /// node reach the backend in the order its own members got them. Returns how many
+    /// members on this node got it.
     ///
     /// The tasks the sends give work (the members' connections) are woken once the lock is
     /// released: one woken under it that publishes in turn would wait for it.
     fn deliver(&self, target: Target<'_>, text: &str, publish: bool) -> usize {
         let mut wake = Wakers::default();
-        let delivered = self.deliver_into(target, text, publish, &mut wake);
+        let delivered = self.deliver_locked(target, text, publish, &mut wake);
         wake_all(wake);
         delivered
     }
 
-    fn deliver_into(
+    /// [`deliver`](Hub::deliver) under the lock, the tasks to wake left in `wake`.
+    fn deliver_locked(
         &self,
         target: Target<'_>,
         text: &str,
