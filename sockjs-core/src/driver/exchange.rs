@@ -294,6 +294,8 @@ impl Exchange {
             // Back under its bound, waiting for half: held back, but not a stuck
             // application, which only one that leaves its queue past the bound is taken
             // for (a slow one, busy with a message, has its memory bounded all the same).
+            // Should a later send take the queue past the bound again, that send is held
+            // and watches for the stall itself (and a close ends this wait too).
             held.stall.reset();
         } else if !room {
             let timeout = common.config.inbound_stall_timeout;

@@ -50,8 +50,8 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    /// `State::ended`, as the sender set it: its drop after `kill` or `close` then takes no
-    /// lock (only the sender writes either).
+    /// A lock-free mirror of `State::ended` (set only by the sender, with it): the sender's
+    /// drop after `kill` or `close` then takes no lock.
     sender_done: AtomicBool,
 }
 
