@@ -935,28 +935,66 @@ fn slow_reader(expect: usize, tx: Sender<Taken>) -> Handler {
                 });
                 return;
             }
-            let (mut count, mut in_order) = (0, true);
-            while count < expect {
-                let Some(text) = session.recv().await else {
+            let mut tally = Tally::new(|n| n.to_string());
+            while tally.count < expect {
+                if !tally
+                    .take(&mut session, (expect - tally.count).min(100))
+                    .await
+                {
                     break;
-                };
-                in_order &= text == count.to_string();
-                count += 1;
-                if count % 100 == 0 {
-                    sleep(Duration::from_millis(2)).await;
                 }
+                sleep(Duration::from_millis(2)).await;
             }
-            let reason = session.close_reason();
-            let _ = tx.send(Taken {
-                count,
-                in_order,
-                reason,
-            });
-            let _ = session.send(format!("took {count}")).await;
-            // Stay open: the test checks the session outlived the flood.
-            while session.recv().await.is_some() {}
+            let _ = tx.send(tally.taken(&session));
+            tally.answer(&mut session).await;
         }
     })
+}
+
+/// What a reader has taken so far: how many messages, and whether each was the one
+/// expected (`name(n)` for the `n`th).
+struct Tally {
+    count: usize,
+    in_order: bool,
+    name: fn(usize) -> String,
+}
+
+impl Tally {
+    fn new(name: fn(usize) -> String) -> Self {
+        Tally {
+            count: 0,
+            in_order: true,
+            name,
+        }
+    }
+
+    /// Takes up to `n` messages; `false` if the session ended first.
+    async fn take(&mut self, session: &mut Session, n: usize) -> bool {
+        for _ in 0..n {
+            let Some(text) = session.recv().await else {
+                return false;
+            };
+            self.in_order &= text == (self.name)(self.count);
+            self.count += 1;
+        }
+        true
+    }
+
+    /// The report, with how the session ended (`None` while open).
+    fn taken(&self, session: &Session) -> Taken {
+        Taken {
+            count: self.count,
+            in_order: self.in_order,
+            reason: session.close_reason(),
+        }
+    }
+
+    /// Answers `took N`, then stays open until the session ends: the test checks that it
+    /// outlived what the client sent.
+    async fn answer(self, session: &mut Session) {
+        let _ = session.send(format!("took {}", self.count)).await;
+        while session.recv().await.is_some() {}
+    }
 }
 
 /// A JSON array of the numbers `from..to` as strings.
@@ -1134,6 +1172,154 @@ fn a_client_that_does_not_wait_for_its_answers_is_closed_with_1013() {
 
 fn sleep_blocking(duration: Duration) {
     std::thread::sleep(duration);
+}
+
+/// The steps a [`Stepped`] application takes: how many messages at each.
+const STEPS: [usize; 4] = [30, 20, 44, 57];
+
+/// A service whose application takes messages (`"m000"`, `"m001"`, …) in the [`STEPS`]
+/// the test lets it take, one session (`id`) at a time: its inbound queue is bounded at
+/// 4 KiB, so that 150 messages (5,400 bytes as the queue counts them: 4 of text and 32 of
+/// overhead each) are past the bound; after the second step (100 left, 3,600) the queue is
+/// under the bound but above half; after the third (56 left, 2,016) at half or below.
+struct Stepped {
+    adapter: Adapter,
+    target: Target,
+    reports: Reports<Taken>,
+    gates: Gates,
+    id: String,
+    /// The stall timeout: long enough that the test's own steps never take it.
+    stall: Duration,
+}
+
+impl Stepped {
+    fn start(adapter: Adapter) -> Self {
+        let stall = Duration::from_secs(1);
+        let config = Config {
+            inbound_stall_timeout: stall,
+            ..small_inbound()
+        };
+        let gates = Gates::default();
+        let application = gates.clone();
+        let (target, reports) = serve_reporting(adapter, config, options(), |tx| {
+            handler(move |mut session: Session| {
+                let (gates, tx) = (application.clone(), tx.clone());
+                async move {
+                    let id = session.id().to_owned();
+                    let mut tally = Tally::new(|n| format!("m{n:03}"));
+                    for (step, n) in STEPS.into_iter().enumerate() {
+                        gates.wait(&format!("{id} {step}")).await;
+                        tally.take(&mut session, n).await;
+                        let _ = tx.send(tally.taken(&session));
+                    }
+                    tally.answer(&mut session).await;
+                }
+            })
+        });
+        Stepped {
+            adapter,
+            target,
+            reports,
+            gates,
+            id: sid("stepped"),
+            stall,
+        }
+    }
+
+    /// `["m<from>",…,"m<to - 1>"]`.
+    fn messages(from: usize, to: usize) -> String {
+        let items: Vec<String> = (from..to).map(|n| format!("\"m{n:03}\"")).collect();
+        format!("[{}]", items.join(","))
+    }
+
+    /// Lets the application take step `n`, and checks it has taken `count` messages in
+    /// all, its session still open.
+    fn step(&self, n: usize, count: usize) {
+        self.gates.open(&format!("{} {n}", self.id));
+        let taken = self.reports.next();
+        let expected = Taken {
+            count,
+            in_order: true,
+            reason: None,
+        };
+        assert_eq!(taken, expected, "{:?} step {n}", self.adapter);
+    }
+}
+
+/// A send's answer held for the bound (`Config::max_session_inbound_bytes`) goes once
+/// the application has taken the queue down to half, not as soon as it is under the
+/// bound; an application that takes its time meanwhile is slow, not stuck: under the bound
+/// the stall timeout closes nothing, however long it waits.
+#[test]
+fn a_held_send_is_answered_at_half_and_only_a_queue_past_the_bound_stalls() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let app = Stepped::start(adapter);
+            let (target, id) = (&app.target, &app.id);
+            let mut receiver = stream(target, id);
+            let mut send = target.conn();
+            let flood = Request::new("POST", &path(id, "xhr_send"));
+            send.send(&flood.body(Stepped::messages(0, 150))).unwrap();
+            app.step(0, 30);
+            app.step(1, 50);
+            // Under the bound, above half, for twice the stall timeout: held, and open.
+            sleep_blocking(2 * app.stall);
+            let answered = send.has_input().unwrap();
+            assert!(!answered, "{adapter:?}: answered above half");
+            assert!(!receiver.has_input().unwrap(), "{adapter:?}: closed");
+            app.step(2, 94);
+            send.set_read_timeout(WAIT).unwrap();
+            assert_eq!(send.read_head().unwrap().status, 204, "{adapter:?}");
+            assert_eq!(xhr_send(target, id, &Stepped::messages(150, 151)), 204);
+            app.step(3, 151);
+            let took = chunk_text(&mut receiver);
+            assert_eq!(took, "a[\"took 151\"]\n", "{adapter:?}");
+        }
+    });
+}
+
+/// A WebSocket whose reads were paused for the bound is read again once the application
+/// has taken the queue down to half (a ping sent meanwhile is answered only then), and,
+/// as for a held send, an application slow under the bound is not taken for stuck.
+#[test]
+fn paused_websocket_reads_resume_at_half_and_only_a_queue_past_the_bound_stalls() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let app = Stepped::start(adapter);
+            let mut socket = ws(&app.target, &app.id);
+            say(&mut socket, &Stepped::messages(0, 150));
+            app.step(0, 30);
+            // Past the bound: these wait, unread, in the socket.
+            say(&mut socket, &Stepped::messages(150, 151));
+            socket.send(Message::Ping(b"half".to_vec().into())).unwrap();
+            app.step(1, 50);
+            // Under the bound, above half, for twice the stall timeout: unread, and open.
+            let tcp = socket.get_ref();
+            tcp.set_read_timeout(Some(2 * app.stall)).unwrap();
+            match socket.read() {
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                other => panic!("{adapter:?}: read above half, or closed: {other:?}"),
+            }
+            app.step(2, 94);
+            socket.get_ref().set_read_timeout(Some(WAIT)).unwrap();
+            loop {
+                match socket.read() {
+                    Ok(Message::Pong(payload)) => {
+                        assert_eq!(&payload[..], b"half", "{adapter:?}");
+                        break;
+                    }
+                    Ok(Message::Text(t)) if t.as_str() == "h" => {}
+                    other => panic!("{adapter:?}: {other:?}"),
+                }
+            }
+            app.step(3, 151);
+            assert_eq!(next(&mut socket).as_deref(), Some(r#"a["took 151"]"#));
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------
