@@ -37,19 +37,7 @@ pub(crate) fn checks() -> Vec<Check> {
             "s7_1_3_heartbeat_xhr_streaming",
             "7.1",
             "an idle xhr_streaming gets an h\\n chunk after about the heartbeat delay",
-            |ctx: &Ctx| {
-                let hb = ctx.heartbeat()?;
-                let s = ctx.session(ECHO);
-                // From before the request: the server arms its timer after it.
-                let start = Instant::now();
-                let mut st = ctx.xhr_streaming(&s, &[])?;
-                expect_head_status("POST xhr_streaming", &st.head, 200)?;
-                expect_prelude(&mut st, "POST xhr_streaming", "xhr_streaming", "")?;
-                st.expect_chunk("open frame", "o\n")?;
-                st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
-                st.expect_chunk("heartbeat chunk", "h\n")?;
-                within("heartbeat", start.elapsed(), hb)
-            },
+            |ctx: &Ctx| streaming_heartbeat(ctx, "xhr_streaming"),
         )
         .needs(Needs::Heartbeat),
         Check::new(
@@ -63,37 +51,14 @@ pub(crate) fn checks() -> Vec<Check> {
             "s7_1_3_heartbeat_eventsource",
             "7.1",
             "an idle eventsource gets data: h after about the heartbeat delay",
-            |ctx: &Ctx| {
-                let hb = ctx.heartbeat()?;
-                let s = ctx.session(ECHO);
-                // From before the request: the server arms its timer after it.
-                let start = Instant::now();
-                let mut st = ctx.open(&Request::new("GET", &s.url("eventsource")))?;
-                expect_head_status("GET eventsource", &st.head, 200)?;
-                st.expect_chunk("prelude", "\r\n")?;
-                st.expect_chunk("open frame", "data: o\r\n\r\n")?;
-                st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
-                st.expect_chunk("heartbeat chunk", "data: h\r\n\r\n")?;
-                within("heartbeat", start.elapsed(), hb)
-            },
+            |ctx: &Ctx| streaming_heartbeat(ctx, "eventsource"),
         )
         .needs(Needs::Heartbeat),
         Check::new(
             "s7_1_3_heartbeat_htmlfile",
             "7.1",
             "an idle htmlfile gets the h frame in its script after about the heartbeat delay",
-            |ctx: &Ctx| {
-                let hb = ctx.heartbeat()?;
-                let s = ctx.session(ECHO);
-                let start = Instant::now();
-                let mut st = ctx.open(&receiver_request(&s, "htmlfile", "cb"))?;
-                expect_head_status("GET htmlfile", &st.head, 200)?;
-                expect_prelude(&mut st, "GET htmlfile", "htmlfile", "cb")?;
-                st.expect_chunk("open frame", wrap_frame("htmlfile", "cb", "o"))?;
-                st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
-                st.expect_chunk("heartbeat chunk", wrap_frame("htmlfile", "cb", "h"))?;
-                within("heartbeat", start.elapsed(), hb)
-            },
+            |ctx: &Ctx| streaming_heartbeat(ctx, "htmlfile"),
         )
         .needs(Needs::Heartbeat),
         Check::new(
@@ -242,6 +207,24 @@ pub(crate) fn checks() -> Vec<Check> {
         )
         .needs(Needs::Disconnect),
     ]
+}
+
+/// An idle streaming receiver of `transport` (xhr_streaming, eventsource, htmlfile) gets
+/// the `h` frame, in that transport's framing, after about the heartbeat delay.
+fn streaming_heartbeat(ctx: &Ctx, transport: &str) -> Outcome {
+    let hb = ctx.heartbeat()?;
+    let s = ctx.session(ECHO);
+    let request = receiver_request(&s, transport, "cb");
+    let what = format!("{} {transport}", request.method);
+    // From before the request: the server arms its timer after it.
+    let start = Instant::now();
+    let mut st = ctx.open(&request)?;
+    expect_head_status(&what, &st.head, 200)?;
+    expect_prelude(&mut st, &what, transport, "cb")?;
+    st.expect_chunk("open frame", wrap_frame(transport, "cb", "o"))?;
+    st.set_read_timeout(upper(hb) + Duration::from_secs(1))?;
+    st.expect_chunk("heartbeat chunk", wrap_frame(transport, "cb", "h"))?;
+    within("heartbeat", start.elapsed(), hb)
 }
 
 /// §7.1.3: `h` is written when nothing has been written to the receiver for the

@@ -175,13 +175,7 @@ pub(crate) fn checks() -> Vec<Check> {
             "s9_2_open_and_echo",
             "9.2",
             "websocket: text o on open, [\"a\"] echoes as a[\"a\"]",
-            |ctx: &Ctx| {
-                let mut ws = sockjs_ws(ctx, ECHO)?;
-                ws.send("[\"a\"]")?;
-                ws.expect_text("echo", "a[\"a\"]")?;
-                ws.close();
-                Ok(())
-            },
+            |ctx: &Ctx| echo(ctx, &["[\"a\"]"], "echo", "a[\"a\"]"),
         ),
         Check::new(
             "s9_2_app_close",
@@ -199,13 +193,8 @@ pub(crate) fn checks() -> Vec<Check> {
             "9.2",
             "websocket: an empty message and [] are ignored",
             |ctx: &Ctx| {
-                let mut ws = sockjs_ws(ctx, ECHO)?;
-                ws.send("")?;
-                ws.send("[]")?;
-                ws.send("[\"a\"]")?;
-                ws.expect_text("echo after empty frames", "a[\"a\"]")?;
-                ws.close();
-                Ok(())
+                let sent = ["", "[]", "[\"a\"]"];
+                echo(ctx, &sent, "echo after empty frames", "a[\"a\"]")
             },
         ),
         Check::new(
@@ -248,13 +237,7 @@ pub(crate) fn checks() -> Vec<Check> {
             "s9_2_non_array_json_is_one_message",
             "9.2",
             "websocket: a JSON value that is not an array is one message (\"x\" echoes as a[\"x\"])",
-            |ctx: &Ctx| {
-                let mut ws = sockjs_ws(ctx, ECHO)?;
-                ws.send("\"x\"")?;
-                ws.expect_text("echo of a JSON string", "a[\"x\"]")?;
-                ws.close();
-                Ok(())
-            },
+            |ctx: &Ctx| echo(ctx, &["\"x\""], "echo of a JSON string", "a[\"x\"]"),
         ),
         Check::new(
             "s9_2_broken_json_terminates",
@@ -404,6 +387,18 @@ fn sockjs_ws(ctx: &Ctx, svc: &str) -> Result<Ws, Failure> {
     let mut ws = Ws::connect_sockjs(ctx, &s.url("websocket"))?;
     ws.expect_text("open frame", "o")?;
     Ok(ws)
+}
+
+/// A SockJS WebSocket on the echo service that is sent each of `sent` answers with one
+/// frame, `expected` (what comes first, `o`, is checked on the way in).
+fn echo(ctx: &Ctx, sent: &[&str], what: &str, expected: &str) -> Outcome {
+    let mut ws = sockjs_ws(ctx, ECHO)?;
+    for text in sent {
+        ws.send(text)?;
+    }
+    ws.expect_text(what, expected)?;
+    ws.close();
+    Ok(())
 }
 
 /// §9.2: the server terminates a SockJS websocket whose client sent text that is not
