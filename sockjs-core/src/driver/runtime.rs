@@ -64,9 +64,8 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// the wakers of what they handed on and wake them after. Wakers should still
     /// schedule, as every executor in common use (tokio, async-executor, futures' pools)
     /// does: one that polled its task inside `wake()` would run it nested inside the task
-    /// that woke it, and a broadcast backend's `publish`, `subscribe` and `unsubscribe` run
-    /// under the hub's lock (Redis's wake its publishing and subscribing tasks, and the
-    /// subscribing one takes that lock to read the topics); wakers may also be dropped
+    /// that woke it, and a broadcast backend's `publish` runs under the hub's lock (Redis's
+    /// wakes its publishing task, which never takes that lock); wakers may also be dropped
     /// under a lock.
     fn spawn(&self, task: Task);
 

@@ -88,9 +88,17 @@ pub enum Target<'a> {
 /// Carries messages between nodes. Implement it to plug a pub/sub engine into
 /// [`Broadcast::with_backend`].
 ///
-/// Every method is called from the publishing or joining task, some with the hub's lock
-/// held: none may block, wait on I/O or call back into the [`Broadcast`]. Hand the work to
-/// a task (through a bounded queue) instead.
+/// Every method is called from the publishing or joining task: none may block or wait on
+/// I/O. Hand the work to a task (through a bounded queue) instead.
+///
+/// [`publish`](Backend::publish) is called with the hub's lock held, so that publications
+/// reach the backend in the order this node's members got them: it must not call back into
+/// the [`Broadcast`] (nor wake a task on a runtime that would poll it inside `wake()`).
+/// [`subscribe`](Backend::subscribe) and [`unsubscribe`](Backend::unsubscribe) are
+/// called with no lock of the hub held, one call at a time, and may call back into it
+/// ([`Inbox::topics`], say). They follow the hub's topics rather than each join and leave:
+/// a topic's calls alternate, `subscribe` first, and once the joins and leaves stop, the
+/// topics the backend was last told of are the hub's.
 pub trait Backend: Send + Sync + 'static {
     /// Called once, when the [`Broadcast`] is built: keep the [`Inbox`] and deliver what
     /// other nodes publish through it. Spawn the backend's tasks here.
@@ -141,6 +149,9 @@ struct Hub {
     state: Mutex<State>,
     backend: Box<dyn Backend>,
     next_member: AtomicU64,
+    /// The topics the backend was last told of; `None` while a thread is telling it of
+    /// changes (see [`Hub::tell_backend`]).
+    told: Mutex<Option<HashSet<Arc<str>>>>,
 }
 
 #[derive(Default)]
@@ -149,6 +160,9 @@ struct State {
     members: HashMap<u64, MemberEntry>,
     /// Every topic with at least one member on this node: the member ids.
     topics: HashMap<Arc<str>, HashSet<u64>>,
+    /// Topics that gained their first member or lost their last since the backend was
+    /// last told: at most one entry per topic.
+    changed: HashSet<Arc<str>>,
 }
 
 struct MemberEntry {
@@ -161,6 +175,59 @@ impl Hub {
         // Nothing under this lock can leave the state half-updated, so a panic elsewhere
         // while it was held does not make it unusable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells the backend of the topics that gained their first member or lost their last,
+    /// with no lock of the hub held: its calls may wake tasks that read the hub (Redis's
+    /// subscribing task reads the topics), or call back into it themselves.
+    ///
+    /// One thread tells it at a time, so its calls never overlap and a topic's calls
+    /// alternate. A thread that finds another telling leaves its change to that one, which
+    /// looks for changes until it finds none; each topic is told its state when it is told,
+    /// not every join and leave in between.
+    fn tell_backend(&self) {
+        let Some(told) = self.told().take() else {
+            return;
+        };
+        let mut telling = Telling {
+            hub: self,
+            told: Some(told),
+        };
+        loop {
+            let changes: Vec<(Arc<str>, bool)> = {
+                let mut state = self.lock();
+                if state.changed.is_empty() {
+                    // Handed back under the hub's lock: a change made after this look
+                    // finds it there, and its thread tells it.
+                    *self.told() = telling.told.take();
+                    return;
+                }
+                let state = &mut *state;
+                let topics = &state.topics;
+                state
+                    .changed
+                    .drain()
+                    .map(|topic| {
+                        let on = topics.contains_key(&topic);
+                        (topic, on)
+                    })
+                    .collect()
+            };
+            let told = telling.told.get_or_insert_with(HashSet::new);
+            for (topic, on) in changes {
+                if on && told.insert(topic.clone()) {
+                    self.backend.subscribe(&topic);
+                } else if !on && told.remove(&topic) {
+                    self.backend.unsubscribe(&topic);
+                }
+            }
+        }
+    }
+
+    /// The topics the backend was last told of (`None` while a thread tells it). Taken
+    /// alone, or under the hub's lock, never the other way round.
+    fn told(&self) -> MutexGuard<'_, Option<HashSet<Arc<str>>>> {
+        self.told.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends `text` to this node's members of `target` and, if `publish`, hands it to the
@@ -215,13 +282,29 @@ impl Hub {
     }
 }
 
+/// The topics told to the backend, held by the thread telling it: handed back should a
+/// backend's call panic, so that the next change is told all the same.
+struct Telling<'a> {
+    hub: &'a Hub,
+    told: Option<HashSet<Arc<str>>>,
+}
+
+impl Drop for Telling<'_> {
+    fn drop(&mut self) {
+        if let Some(told) = self.told.take() {
+            *self.hub.told() = Some(told);
+        }
+    }
+}
+
 impl fmt::Debug for Broadcast {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let connected = self.hub.backend.is_connected();
         let state = self.hub.lock();
         f.debug_struct("Broadcast")
             .field("members", &state.members.len())
             .field("topics", &state.topics.len())
-            .field("connected", &self.hub.backend.is_connected())
+            .field("connected", &connected)
             .finish_non_exhaustive()
     }
 }
@@ -246,6 +329,7 @@ impl Broadcast {
             state: Mutex::new(State::default()),
             backend: Box::new(backend),
             next_member: AtomicU64::new(1),
+            told: Mutex::new(Some(HashSet::new())),
         });
         hub.backend.start(Inbox {
             hub: Arc::downgrade(&hub),
@@ -348,41 +432,52 @@ impl fmt::Debug for Member {
 impl Member {
     /// Joins `topic`; returns `false` if already a member.
     pub fn join(&self, topic: &str) -> bool {
-        let mut state = self.hub.lock();
-        let state = &mut *state;
-        let Some(entry) = state.members.get_mut(&self.id) else {
-            return false;
-        };
-        if entry.topics.contains(topic) {
-            return false;
-        }
-        let key = match state.topics.get_key_value(topic) {
-            Some((key, _)) => key.clone(),
-            None => {
-                let key: Arc<str> = Arc::from(topic);
-                state.topics.insert(key.clone(), HashSet::new());
-                self.hub.backend.subscribe(topic);
-                key
+        let first = {
+            let mut state = self.hub.lock();
+            let state = &mut *state;
+            let Some(entry) = state.members.get_mut(&self.id) else {
+                return false;
+            };
+            if entry.topics.contains(topic) {
+                return false;
             }
+            let (key, first) = match state.topics.get_key_value(topic) {
+                Some((key, _)) => (key.clone(), false),
+                None => {
+                    let key: Arc<str> = Arc::from(topic);
+                    state.topics.insert(key.clone(), HashSet::new());
+                    state.changed.insert(key.clone());
+                    (key, true)
+                }
+            };
+            if let Some(ids) = state.topics.get_mut(&key) {
+                ids.insert(self.id);
+            }
+            entry.topics.insert(key);
+            first
         };
-        if let Some(ids) = state.topics.get_mut(&key) {
-            ids.insert(self.id);
+        if first {
+            self.hub.tell_backend();
         }
-        entry.topics.insert(key);
         true
     }
 
     /// Leaves `topic`; returns `false` if not a member.
     pub fn leave(&self, topic: &str) -> bool {
-        let mut state = self.hub.lock();
-        let state = &mut *state;
-        let Some(entry) = state.members.get_mut(&self.id) else {
-            return false;
+        let last = {
+            let mut state = self.hub.lock();
+            let state = &mut *state;
+            let Some(entry) = state.members.get_mut(&self.id) else {
+                return false;
+            };
+            if !entry.topics.remove(topic) {
+                return false;
+            }
+            remove_from_topic(state, topic, self.id)
         };
-        if !entry.topics.remove(topic) {
-            return false;
+        if last {
+            self.hub.tell_backend();
         }
-        remove_from_topic(&self.hub, &mut state.topics, topic, self.id);
         true
     }
 
@@ -417,36 +512,41 @@ impl Member {
 
 impl Drop for Member {
     fn drop(&mut self) {
-        let entry = {
+        let (entry, last) = {
             let mut state = self.hub.lock();
             let state = &mut *state;
             let entry = state.members.remove(&self.id);
+            let mut last = false;
             if let Some(entry) = &entry {
                 for topic in &entry.topics {
-                    remove_from_topic(&self.hub, &mut state.topics, topic, self.id);
+                    last |= remove_from_topic(state, topic, self.id);
                 }
             }
-            entry
+            (entry, last)
         };
         // Its sender may be the session's last handle, whose drop closes the session (and
         // wakes its tasks): not under the hub's lock.
         drop(entry);
+        if last {
+            self.hub.tell_backend();
+        }
     }
 }
 
-fn remove_from_topic(
-    hub: &Hub,
-    topics: &mut HashMap<Arc<str>, HashSet<u64>>,
-    topic: &str,
-    id: u64,
-) {
-    if let Some(ids) = topics.get_mut(topic) {
-        ids.remove(&id);
-        if ids.is_empty() {
-            topics.remove(topic);
-            hub.backend.unsubscribe(topic);
-        }
+/// Takes member `id` out of `topic`; `true` if it was the last (the topic is gone, and
+/// marked for the backend).
+fn remove_from_topic(state: &mut State, topic: &str, id: u64) -> bool {
+    let Some(ids) = state.topics.get_mut(topic) else {
+        return false;
+    };
+    ids.remove(&id);
+    if !ids.is_empty() {
+        return false;
     }
+    if let Some((key, _)) = state.topics.remove_entry(topic) {
+        state.changed.insert(key);
+    }
+    true
 }
 
 /// A backend's way back into its [`Broadcast`]: delivers messages that other nodes
@@ -493,6 +593,7 @@ impl Inbox {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex, TryLockError};
     use std::task::{Context, Wake, Waker};
@@ -502,7 +603,7 @@ mod tests {
     use super::{Broadcast, Hub};
     use crate::Options;
     use crate::driver::runtime::inert::Inert;
-    use crate::driver::{Config, Service, Session, TryNext};
+    use crate::driver::{Config, Service, Session, SessionSender, TryNext};
 
     /// A waker that counts its wakes, and those that came while the hub's lock was held.
     struct HubFree {
@@ -525,17 +626,7 @@ mod tests {
     /// woken under it that publishes in turn would wait for it.
     #[test]
     fn the_hub_wakes_no_task_under_its_lock() {
-        let kept = Arc::new(Mutex::new(Vec::<Session>::new()));
-        let keep = kept.clone();
-        let config = Config {
-            shards: 1,
-            ..Config::default()
-        };
-        let service = Service::new(Options::default(), config, Arc::new(Inert), move |s| {
-            keep.lock().expect("unpoisoned").push(s);
-            async {}
-        })
-        .expect("service");
+        let (service, kept) = keeping_service();
         let stream = http::Request::post("/000/s/xhr_streaming")
             .body(Bytes::new())
             .expect("request");
@@ -565,5 +656,227 @@ mod tests {
         drop(member);
         assert_eq!(checker.wakes.load(Ordering::Acquire), 2, "given the close");
         assert_eq!(checker.under_lock.load(Ordering::Acquire), 0);
+    }
+
+    /// A service on one shard whose handler keeps every session it is given.
+    fn keeping_service() -> (Service, Arc<Mutex<Vec<Session>>>) {
+        let kept = Arc::new(Mutex::new(Vec::<Session>::new()));
+        let keep = kept.clone();
+        let config = Config {
+            shards: 1,
+            ..Config::default()
+        };
+        let service = Service::new(Options::default(), config, Arc::new(Inert), move |s| {
+            keep.lock().expect("unpoisoned").push(s);
+            async {}
+        })
+        .expect("service");
+        (service, kept)
+    }
+
+    /// `n` sessions' senders, from sessions opened on a [`keeping_service`] (kept open).
+    fn senders(n: usize) -> (Service, Arc<Mutex<Vec<Session>>>, Vec<SessionSender>) {
+        let (service, kept) = keeping_service();
+        for k in 0..n {
+            let open = http::Request::post(format!("/000/s{k}/xhr"))
+                .body(Bytes::new())
+                .expect("request");
+            let mut open = service.submit(open);
+            while let TryNext::Item(_) = open.try_next() {}
+        }
+        let senders = kept
+            .lock()
+            .expect("unpoisoned")
+            .iter()
+            .map(Session::sender)
+            .collect();
+        (service, kept, senders)
+    }
+
+    /// What a backend was told, checked as it was told: whether the hub's lock was held,
+    /// whether two calls overlapped, whether a topic's calls alternated.
+    #[derive(Default)]
+    struct Told {
+        hub: Mutex<Option<super::Inbox>>,
+        subscribed: Mutex<HashSet<String>>,
+        calls: AtomicUsize,
+        under_lock: AtomicUsize,
+        overlapped: AtomicUsize,
+        out_of_turn: AtomicUsize,
+        busy: std::sync::atomic::AtomicBool,
+        /// What `Inbox::topics` said during each call (read back into the hub).
+        seen: Mutex<Vec<Vec<String>>>,
+    }
+
+    struct Teller(Arc<Told>);
+
+    impl Teller {
+        fn call(&self, topic: &str, on: bool) {
+            let told = &self.0;
+            if told.busy.swap(true, Ordering::AcqRel) {
+                told.overlapped.fetch_add(1, Ordering::AcqRel);
+            }
+            told.calls.fetch_add(1, Ordering::AcqRel);
+            // A call that takes a while, so that other threads change topics meanwhile.
+            std::thread::yield_now();
+            let inbox = told.hub.lock().expect("unpoisoned").clone();
+            if let Some(inbox) = inbox {
+                let hub = inbox.hub.upgrade().expect("alive");
+                if matches!(hub.state.try_lock(), Err(TryLockError::WouldBlock)) {
+                    told.under_lock.fetch_add(1, Ordering::AcqRel);
+                } else {
+                    // Calls back into the hub: a deadlock if its lock were held.
+                    let mut topics = inbox.topics();
+                    topics.sort();
+                    told.seen.lock().expect("unpoisoned").push(topics);
+                }
+            }
+            let mut subscribed = told.subscribed.lock().expect("unpoisoned");
+            let changed = if on {
+                subscribed.insert(topic.to_owned())
+            } else {
+                subscribed.remove(topic)
+            };
+            if !changed {
+                told.out_of_turn.fetch_add(1, Ordering::AcqRel);
+            }
+            drop(subscribed);
+            told.busy.store(false, Ordering::Release);
+        }
+    }
+
+    impl super::Backend for Teller {
+        fn start(&self, inbox: super::Inbox) {
+            *self.0.hub.lock().expect("unpoisoned") = Some(inbox);
+        }
+        fn publish(&self, _target: super::Target<'_>, _text: &str) {}
+        fn subscribe(&self, topic: &str) {
+            self.call(topic, true);
+        }
+        fn unsubscribe(&self, topic: &str) {
+            self.call(topic, false);
+        }
+    }
+
+    /// A topic's first join, last leave and its last member's drop are told to the backend
+    /// with the hub's lock released, so that the backend may read the hub back (Redis's
+    /// subscribing task, woken by the call, reads the topics).
+    #[test]
+    fn the_backend_is_told_of_topics_outside_the_hubs_lock() {
+        let (_service, _kept, senders) = senders(2);
+        let told = Arc::new(Told::default());
+        let broadcast = Broadcast::with_backend(Teller(told.clone()));
+        let ann = broadcast.member(senders[0].clone());
+        let bob = broadcast.member(senders[1].clone());
+        assert!(ann.join("red"));
+        assert!(bob.join("red"));
+        assert!(bob.join("blue"));
+        assert!(ann.leave("red"));
+        assert!(bob.leave("red"));
+        drop(bob);
+        assert_eq!(told.calls.load(Ordering::Acquire), 4);
+        assert_eq!(told.under_lock.load(Ordering::Acquire), 0);
+        assert_eq!(
+            *told.seen.lock().expect("unpoisoned"),
+            [
+                vec!["red"],
+                vec!["blue", "red"],
+                vec!["blue"],
+                Vec::<&str>::new()
+            ]
+        );
+        assert!(told.subscribed.lock().expect("unpoisoned").is_empty());
+        assert_eq!(told.out_of_turn.load(Ordering::Acquire), 0);
+        drop(ann);
+    }
+
+    /// Joins, leaves and drops racing on several threads over a few topics: the backend's
+    /// calls never overlap, each topic's alternate, and once they stop, the backend was
+    /// last told exactly the hub's topics.
+    #[test]
+    fn racing_joins_and_leaves_leave_the_backend_told_the_hubs_topics() {
+        let (_service, _kept, senders) = senders(8);
+        let told = Arc::new(Told::default());
+        let broadcast = Broadcast::with_backend(Teller(told.clone()));
+        let threads: Vec<_> = senders
+            .into_iter()
+            .enumerate()
+            .map(|(k, sender)| {
+                let broadcast = broadcast.clone();
+                std::thread::spawn(move || {
+                    let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (k as u64 + 1);
+                    let mut member = broadcast.member(sender.clone());
+                    for _ in 0..5_000 {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        let topic = ["a", "b", "c"][(seed % 3) as usize];
+                        match (seed >> 8) % 8 {
+                            0 => member = broadcast.member(sender.clone()),
+                            1..=3 => {
+                                member.leave(topic);
+                            }
+                            _ => {
+                                member.join(topic);
+                            }
+                        }
+                    }
+                    // Half the members stay, in whatever topics they are.
+                    (k % 2 == 0).then_some(member)
+                })
+            })
+            .collect();
+        let members: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("no panic"))
+            .collect();
+        assert_eq!(told.overlapped.load(Ordering::Acquire), 0);
+        // (Whether the lock was held is not asked here: other threads hold it by right.)
+        assert_eq!(told.out_of_turn.load(Ordering::Acquire), 0);
+        assert!(
+            broadcast.hub.lock().changed.is_empty(),
+            "a change left untold"
+        );
+        assert!(told.calls.load(Ordering::Acquire) > 0);
+        let mut subscribed: Vec<String> = told
+            .subscribed
+            .lock()
+            .expect("unpoisoned")
+            .iter()
+            .cloned()
+            .collect();
+        subscribed.sort();
+        let mut topics = broadcast.topics();
+        topics.sort();
+        assert_eq!(subscribed, topics);
+        drop(members);
+        assert!(told.subscribed.lock().expect("unpoisoned").is_empty());
+        assert!(broadcast.topics().is_empty());
+    }
+
+    /// A backend whose call panicked is still told of later changes.
+    #[test]
+    fn a_panic_in_the_backend_leaves_later_topics_told() {
+        struct Fragile(Arc<Mutex<Vec<String>>>);
+        impl super::Backend for Fragile {
+            fn start(&self, _inbox: super::Inbox) {}
+            fn publish(&self, _target: super::Target<'_>, _text: &str) {}
+            fn subscribe(&self, topic: &str) {
+                assert_ne!(topic, "boom", "a backend's own failure");
+                self.0.lock().expect("unpoisoned").push(format!("+{topic}"));
+            }
+            fn unsubscribe(&self, topic: &str) {
+                self.0.lock().expect("unpoisoned").push(format!("-{topic}"));
+            }
+        }
+        let (_service, _kept, senders) = senders(1);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let broadcast = Broadcast::with_backend(Fragile(log.clone()));
+        let member = broadcast.member(senders[0].clone());
+        let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| member.join("boom")));
+        assert!(joined.is_err());
+        assert!(member.join("red"));
+        assert!(member.leave("red"));
+        assert_eq!(*log.lock().expect("unpoisoned"), ["+red", "-red"]);
     }
 }
