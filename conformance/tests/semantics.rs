@@ -92,8 +92,13 @@ where
 
 /// Whether the session's `ready()` resolves at its first poll.
 async fn ready_at_once(session: &Session) -> bool {
-    let mut ready = std::pin::pin!(session.ready());
-    std::future::poll_fn(|cx| std::task::Poll::Ready(ready.as_mut().poll(cx).is_ready())).await
+    at_once(session.ready()).await
+}
+
+/// Whether `future` resolves at its first poll.
+async fn at_once(future: impl std::future::Future) -> bool {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx).is_ready())).await
 }
 
 /// A session id no other test uses, starting with `kind`.
@@ -1590,6 +1595,40 @@ fn ready_after_a_refused_try_send_waits_until_that_message_fits() {
                 second,
                 format!("a[\"{}\"]\n", "b".repeat(6000)),
                 "{adapter:?}"
+            );
+        }
+    });
+}
+
+/// Each handle remembers its own refusal: a clone of the session's sender (the broadcast
+/// hub's, say) refused a large message leaves the handler's own `ready()` at the usual
+/// half, while the clone's waits for its message to fit.
+#[test]
+fn a_refusal_to_one_handle_leaves_the_others_ready_at_the_usual_half() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let (target, reports) =
+                small_queue_reporting(adapter, config(), |mut session, tx| async move {
+                    let small = session.try_send("a".repeat(3000));
+                    let clone = session.sender();
+                    let refused = clone.try_send("b".repeat(6000));
+                    let own = ready_at_once(&session).await;
+                    let cloned = at_once(clone.ready()).await;
+                    let _ = tx.send((small, refused, own, cloned));
+                    while session.recv().await.is_some() {}
+                });
+            let id = sid("handles");
+            assert_eq!(xhr(&target, &id), "o\n");
+            let (small, refused, own, cloned) = reports.next();
+            assert_eq!(small, Ok(()), "{adapter:?}");
+            assert_eq!(refused, Err(SendError::QueueFull), "{adapter:?}");
+            assert!(
+                own,
+                "{adapter:?}: the session waited for its clone's message"
+            );
+            assert!(
+                !cloned,
+                "{adapter:?}: the clone's ready() with no room for it"
             );
         }
     });

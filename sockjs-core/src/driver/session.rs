@@ -5,6 +5,7 @@ use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use crate::driver::head::Head;
@@ -48,9 +49,23 @@ impl Drop for Handle {
 ///
 /// Like the [`Session`] itself, it keeps the session open: a session is closed with
 /// `1000 "Normal closure"` once its `Session` and every `SessionSender` are dropped.
-#[derive(Clone)]
 pub struct SessionSender {
     handle: Arc<Handle>,
+    /// The length, plus one, of the last message this handle's `try_send` was refused for
+    /// want of room, until it sends one (0: none): what its `ready()` waits to fit. Each
+    /// handle has its own, so that what one was refused (the broadcast hub's, say) does not
+    /// change what another's `ready()` waits for.
+    refused: AtomicUsize,
+}
+
+impl Clone for SessionSender {
+    /// Another handle to the same session, with no refusal of its own yet.
+    fn clone(&self) -> SessionSender {
+        SessionSender {
+            handle: self.handle.clone(),
+            refused: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl fmt::Debug for SessionSender {
@@ -129,18 +144,34 @@ impl SessionSender {
             return Err(SendError::UnknownSession);
         }
         let handle = &self.handle;
-        handle
+        let refused = self.refused.load(Ordering::Relaxed);
+        let sent = handle
             .shard
-            .send_into(handle.key, &handle.shared, text, into)
+            .send_into(handle.key, &handle.shared, text, refused != 0, into);
+        match sent {
+            Ok(()) if refused != 0 => self.refused.store(0, Ordering::Relaxed),
+            Err(SendError::QueueFull) => self
+                .refused
+                .store(text.len().saturating_add(1), Ordering::Relaxed),
+            _ => {}
+        }
+        sent
+    }
+
+    /// The message this handle's `try_send` was last refused for want of room, if it has
+    /// sent none since: its length.
+    fn refused(&self) -> Option<usize> {
+        self.refused.load(Ordering::Relaxed).checked_sub(1)
     }
 
     /// Resolves once the session has room for more (see [`send`](SessionSender::send)), or
     /// is no longer open (closing or ended); pairs with
-    /// [`try_send`](SessionSender::try_send). After `try_send` refused a message with
-    /// [`SendError::QueueFull`], it resolves once that message would fit (or, for a message
-    /// that may be larger than the whole queue, once nothing is queued for the session:
-    /// then it fits, or never will), so a loop of the two waits instead of being refused
-    /// again at once:
+    /// [`try_send`](SessionSender::try_send). After this handle's `try_send` refused a
+    /// message with [`SendError::QueueFull`], it resolves once that message would fit (or,
+    /// for a message that may be larger than the whole queue, once nothing is queued for
+    /// the session: then it fits, or never will), so a loop of the two waits instead of
+    /// being refused again at once. Each handle (the `Session`, each clone of a sender)
+    /// remembers its own refusal, until it sends a message:
     ///
     /// ```
     /// # async fn app(session: sockjs_core::driver::Session, text: String) -> Result<(), sockjs_core::SendError> {
@@ -334,6 +365,7 @@ impl Session {
                     shared,
                     opening,
                 }),
+                refused: AtomicUsize::new(0),
             },
             received: 0,
             _running: running,
@@ -500,14 +532,19 @@ impl Future for Send<'_> {
         if handle.shared.is_closed() {
             return Poll::Ready(Err(SendError::UnknownSession));
         }
-        handle.shard.send_or_wait(
+        let sent = handle.shard.send_or_wait(
             handle.key,
             &handle.shared,
             &this.text,
             cx,
             &mut this.room,
             &mut this.outbound,
-        )
+        );
+        if matches!(sent, Poll::Ready(Ok(()))) && this.sender.refused().is_some() {
+            this.sender.refused.store(0, Ordering::Relaxed);
+            handle.shard.refusal_ended(handle.key);
+        }
+        sent
     }
 }
 
@@ -543,6 +580,7 @@ impl Future for Ready<'_> {
         handle.shard.poll_room(
             handle.key,
             &handle.shared,
+            this.sender.refused(),
             cx,
             &mut this.room,
             &mut this.outbound,

@@ -112,9 +112,6 @@ pub(crate) struct State {
     delivered: Option<Option<Delivery>>,
     /// Senders waiting for room in a session's engine queue (see [`Shard::send_or_wait`]).
     room: KeyMap<SessionKey, Room>,
-    /// The length of the last message [`Shard::send_into`] refused a session for want of room,
-    /// until the session sends one: what its [`poll_room`](Shard::poll_room) waits to fit.
-    refused: KeyMap<SessionKey, usize>,
     /// The session the current input (one request, one socket read) handed messages to:
     /// the hard inbound bound is checked once per input, at its first message.
     fed: Option<SessionKey>,
@@ -171,7 +168,6 @@ impl Shard {
                 delivered: None,
                 fed: None,
                 room: KeyMap::default(),
-                refused: KeyMap::default(),
                 counters: Counters::default(),
                 wake: Wakers::default(),
             }),
@@ -535,11 +531,15 @@ impl Shard {
 
     /// The application queues a message; the tasks to wake are handed to the caller (see
     /// [`finish_into`](Shard::finish_into)), who wakes them once it holds no lock.
+    ///
+    /// `was_refused`: the sending handle was refused a message before, and has a `ready()`
+    /// perhaps parked for that message's room, which a send that goes through ends.
     pub(crate) fn send_into(
         self: &Arc<Self>,
         key: SessionKey,
         shared: &SessionShared,
         text: &str,
+        was_refused: bool,
         into: &mut Wakers,
     ) -> Result<(), SendError> {
         let mut st = self.lock();
@@ -554,17 +554,13 @@ impl Shard {
         });
         if full == Some(true) {
             st.counters.queue_full += 1;
-            st.refused.insert(key, text.len());
             if fired {
                 self.settle_into(st, now, into);
             }
             return Err(SendError::QueueFull);
         }
         let result = st.engine.send(now, key, text);
-        st.sent(key, &result, text);
-        if result == Err(SendError::QueueFull) {
-            st.refused.insert(key, text.len());
-        }
+        st.sent(key, &result, text, was_refused);
         self.settle_into(st, now, into);
         result
     }
@@ -616,7 +612,7 @@ impl Shard {
                 if let Some(room) = st.room.get_mut(&key) {
                     room.waiters.remove(slot.take());
                 }
-                st.sent(key, &result, text);
+                st.sent(key, &result, text, false);
                 self.settle(st, now);
                 Poll::Ready(result)
             }
@@ -625,20 +621,21 @@ impl Shard {
 
     /// Ready once the session's connection has room (as for
     /// [`send_or_wait`](Shard::send_or_wait)) and its engine queue is at most half full
-    /// (or the session ended); after [`send_into`](Shard::send_into) refused the session a message
-    /// for want of room, once that message would fit (or could fit nowhere: the queues are
-    /// empty), so that a sender looping on the two is not woken to be refused again.
+    /// (or the session ended); after [`send_into`](Shard::send_into) refused the waiting
+    /// handle a message of length `refused` for want of room, once that message would fit
+    /// (or could fit nowhere: the queues are empty), so that a sender looping on the two is
+    /// not woken to be refused again.
     pub(crate) fn poll_room(
         &self,
         key: SessionKey,
         shared: &SessionShared,
+        refused: Option<usize>,
         cx: &Context<'_>,
         slot: &mut Option<u64>,
         outbound: &mut Outbound,
     ) -> Poll<()> {
         let mut st = self.lock();
         let max = self.common.options.max_queued_bytes;
-        let refused = st.refused.get(&key).copied();
         let need = refused.map_or(0, escaped_bound);
         // A message that may not fit even the empty engine queue waits for the connection
         // to empty too: when it still does not fit, nothing is queued anywhere (the sign a
@@ -669,6 +666,18 @@ impl Shard {
             config.max_connection_queue.max(8),
             config.max_connection_queue_bytes,
         )
+    }
+
+    /// A handle that was refused a message sent one, through
+    /// [`send_or_wait`](Shard::send_or_wait): see [`send_into`](Shard::send_into)'s
+    /// `was_refused`.
+    pub(crate) fn refusal_ended(&self, key: SessionKey) {
+        let wake = {
+            let mut st = self.lock();
+            st.end_refusal(key);
+            std::mem::take(&mut st.wake)
+        };
+        wake_all(wake);
     }
 
     /// Stops waiting for room.
@@ -956,28 +965,40 @@ impl State {
         }
     }
 
-    /// Counts a send; one that went through ends the wait for room of a message
-    /// [`Shard::send_into`] refused ([`Shard::poll_room`]): a `ready()` parked for that
-    /// message's room (or for empty queues) is woken to wait for the usual half instead.
-    fn sent(&mut self, key: SessionKey, result: &Result<(), SendError>, text: &str) {
+    /// Counts a send; one that went through from a handle refused before (`was_refused`)
+    /// ends the wait for room of the message [`Shard::send_into`] refused it
+    /// ([`Shard::poll_room`]): a `ready()` parked for that message's room (or for empty
+    /// queues) is woken to wait for the usual half instead.
+    fn sent(
+        &mut self,
+        key: SessionKey,
+        result: &Result<(), SendError>,
+        text: &str,
+        was_refused: bool,
+    ) {
         match result {
             Ok(()) => {
                 self.counters.messages_sent += 1;
                 self.counters.message_bytes_sent += text.len() as u64;
-                if !self.refused.is_empty() && self.refused.remove(&key).is_some() {
-                    if let Some(room) = self.room.get_mut(&key) {
-                        self.wake.extend(room.waiters.take());
-                    }
-                    if let Some(shared) = self.sessions.get(&key) {
-                        if let Some(waiters) = self.with_outbound(key, shared, Watch::take_waiters)
-                        {
-                            self.wake.extend(waiters);
-                        }
-                    }
+                if was_refused {
+                    self.end_refusal(key);
                 }
             }
             Err(SendError::QueueFull) => self.counters.queue_full += 1,
             Err(_) => {}
+        }
+    }
+
+    /// Wakes the `ready()`s parked for the room of a message a handle was refused (or for
+    /// empty queues), now that it sent one: they wait for the usual half instead.
+    fn end_refusal(&mut self, key: SessionKey) {
+        if let Some(room) = self.room.get_mut(&key) {
+            self.wake.extend(room.waiters.take());
+        }
+        if let Some(shared) = self.sessions.get(&key) {
+            if let Some(waiters) = self.with_outbound(key, shared, Watch::take_waiters) {
+                self.wake.extend(waiters);
+            }
         }
     }
 
@@ -1098,7 +1119,6 @@ impl State {
                 }
             }
             Event::Closed { session, reason } => {
-                self.refused.remove(&session);
                 if let Some(shared) = self.sessions.remove(&session) {
                     self.counters.ended(shared.transport, &reason);
                     common.session_counted(false);
