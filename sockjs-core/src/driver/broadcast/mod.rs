@@ -88,17 +88,24 @@ pub enum Target<'a> {
 /// Carries messages between nodes. Implement it to plug a pub/sub engine into
 /// [`Broadcast::with_backend`].
 ///
-/// Every method is called from the publishing or joining task: none may block or wait on
-/// I/O. Hand the work to a task (through a bounded queue) instead.
+/// No method may block or wait on I/O: each runs in an application's task. Hand the work
+/// to a task (through a bounded queue) instead.
 ///
-/// [`publish`](Backend::publish) is called with the hub's lock held, so that publications
-/// reach the backend in the order this node's members got them: it must not call back into
-/// the [`Broadcast`] (nor wake a task on a runtime that would poll it inside `wake()`).
+/// [`publish`](Backend::publish) is called from the publishing task with the hub's lock
+/// held, so that publications reach the backend in the order this node's members got
+/// them: it must not call back into the [`Broadcast`] (nor wake a task on a runtime that
+/// would poll it inside `wake()`).
+///
 /// [`subscribe`](Backend::subscribe) and [`unsubscribe`](Backend::unsubscribe) are
-/// called with no lock of the hub held, one call at a time, and may call back into it
+/// called with no lock of the hub held, one call at a time, from whichever task is telling
+/// the backend of changes (one that joined, left or dropped a member, perhaps after
+/// another task's join or leave has returned), and may call back into the hub
 /// ([`Inbox::topics`], say). They follow the hub's topics rather than each join and leave:
-/// a topic's calls alternate, `subscribe` first, and once the joins and leaves stop, the
-/// topics the backend was last told of are the hub's.
+/// a topic's calls alternate, `subscribe` first; a topic that changed after a call is
+/// followed by another call (both, if it went and came back), so a backend that reads
+/// [`Inbox::topics`] when called reads it again after any later change; and once the joins
+/// and leaves stop, the topics the backend was last told of are the hub's. A panic in one
+/// is logged and taken as the call made.
 pub trait Backend: Send + Sync + 'static {
     /// Called once, when the [`Broadcast`] is built: keep the [`Inbox`] and deliver what
     /// other nodes publish through it. Spawn the backend's tasks here.
@@ -183,15 +190,13 @@ impl Hub {
     ///
     /// One thread tells it at a time, so its calls never overlap and a topic's calls
     /// alternate. A thread that finds another telling leaves its change to that one, which
-    /// looks for changes until it finds none; each topic is told its state when it is told,
-    /// not every join and leave in between.
+    /// looks for changes until it finds none (under steady churn of topics on other
+    /// threads, that may take a while: each call is the backend's, and short). Each topic
+    /// is told its state when it is told, not every join and leave in between, but a
+    /// topic that went and came back since it was last told gets both calls.
     fn tell_backend(&self) {
-        let Some(told) = self.told().take() else {
+        let Some(mut told) = self.told().take() else {
             return;
-        };
-        let mut telling = Telling {
-            hub: self,
-            told: Some(told),
         };
         loop {
             let changes: Vec<(Arc<str>, bool)> = {
@@ -199,7 +204,7 @@ impl Hub {
                 if state.changed.is_empty() {
                     // Handed back under the hub's lock: a change made after this look
                     // finds it there, and its thread tells it.
-                    *self.told() = telling.told.take();
+                    *self.told() = Some(told);
                     return;
                 }
                 let state = &mut *state;
@@ -213,14 +218,52 @@ impl Hub {
                     })
                     .collect()
             };
-            let told = telling.told.get_or_insert_with(HashSet::new);
             for (topic, on) in changes {
-                if on && told.insert(topic.clone()) {
-                    self.backend.subscribe(&topic);
-                } else if !on && told.remove(&topic) {
-                    self.backend.unsubscribe(&topic);
+                match (told.contains(&topic), on) {
+                    (false, true) => {
+                        told.insert(topic.clone());
+                        self.call(&topic, true);
+                    }
+                    (true, false) => {
+                        told.remove(&topic);
+                        self.call(&topic, false);
+                    }
+                    // Back where it was when last told, after going the other way in
+                    // between: both calls, so that a backend that read the topics
+                    // meanwhile (Redis's, woken by another topic's call) reads them again.
+                    (true, true) => {
+                        self.call(&topic, false);
+                        self.call(&topic, true);
+                    }
+                    (false, false) => {
+                        self.call(&topic, true);
+                        self.call(&topic, false);
+                    }
                 }
             }
+        }
+    }
+
+    /// Tells the backend that `topic` gained its first member (`subscribe`) or lost its
+    /// last. A panic in the backend is logged and taken as the call made: it must neither
+    /// leave other topics untold nor surface in whichever join, leave or drop happens to
+    /// be telling (a member dropped while its task unwinds, say).
+    fn call(&self, topic: &str, subscribe: bool) {
+        let backend = &*self.backend;
+        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if subscribe {
+                backend.subscribe(topic);
+            } else {
+                backend.unsubscribe(topic);
+            }
+        }));
+        if called.is_err() {
+            let call = if subscribe {
+                "subscribe"
+            } else {
+                "unsubscribe"
+            };
+            tracing::error!(topic, call, "broadcast: the backend panicked");
         }
     }
 
@@ -279,21 +322,6 @@ impl Hub {
             self.backend.publish(target, text);
         }
         delivered
-    }
-}
-
-/// The topics told to the backend, held by the thread telling it: handed back should a
-/// backend's call panic, so that the next change is told all the same.
-struct Telling<'a> {
-    hub: &'a Hub,
-    told: Option<HashSet<Arc<str>>>,
-}
-
-impl Drop for Telling<'_> {
-    fn drop(&mut self) {
-        if let Some(told) = self.told.take() {
-            *self.hub.told() = Some(told);
-        }
     }
 }
 
@@ -854,29 +882,79 @@ mod tests {
         assert!(broadcast.topics().is_empty());
     }
 
-    /// A backend whose call panicked is still told of later changes.
-    #[test]
-    fn a_panic_in_the_backend_leaves_later_topics_told() {
-        struct Fragile(Arc<Mutex<Vec<String>>>);
-        impl super::Backend for Fragile {
-            fn start(&self, _inbox: super::Inbox) {}
-            fn publish(&self, _target: super::Target<'_>, _text: &str) {}
-            fn subscribe(&self, topic: &str) {
-                assert_ne!(topic, "boom", "a backend's own failure");
-                self.0.lock().expect("unpoisoned").push(format!("+{topic}"));
-            }
-            fn unsubscribe(&self, topic: &str) {
-                self.0.lock().expect("unpoisoned").push(format!("-{topic}"));
+    /// A backend that logs its calls (`+topic`, `-topic`), panics on topic `boom`, and
+    /// runs a hook, once, inside its first `subscribe` of topic `y`: what other tasks do
+    /// while a thread tells it.
+    #[derive(Clone, Default)]
+    struct Scripted {
+        log: Arc<Mutex<Vec<String>>>,
+        hook: Arc<Mutex<Option<Hook>>>,
+    }
+
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    impl Scripted {
+        fn log(&self) -> Vec<String> {
+            self.log.lock().expect("unpoisoned").clone()
+        }
+    }
+
+    impl super::Backend for Scripted {
+        fn start(&self, _inbox: super::Inbox) {}
+        fn publish(&self, _target: super::Target<'_>, _text: &str) {}
+        fn subscribe(&self, topic: &str) {
+            assert_ne!(topic, "boom", "the backend's own failure");
+            self.log
+                .lock()
+                .expect("unpoisoned")
+                .push(format!("+{topic}"));
+            if topic == "y" {
+                let hook = self.hook.lock().expect("unpoisoned").take();
+                if let Some(hook) = hook {
+                    hook();
+                }
             }
         }
-        let (_service, _kept, senders) = senders(1);
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let broadcast = Broadcast::with_backend(Fragile(log.clone()));
-        let member = broadcast.member(senders[0].clone());
-        let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| member.join("boom")));
-        assert!(joined.is_err());
-        assert!(member.join("red"));
-        assert!(member.leave("red"));
-        assert_eq!(*log.lock().expect("unpoisoned"), ["+red", "-red"]);
+        fn unsubscribe(&self, topic: &str) {
+            self.log
+                .lock()
+                .expect("unpoisoned")
+                .push(format!("-{topic}"));
+        }
+    }
+
+    /// While a thread tells the backend of `y`, `x` loses its last member and gets it back,
+    /// `z` gets its first and loses it, and `boom` and `red` get their first: `x` and `z`
+    /// each get both calls (a backend that read the topics in between, as Redis's does,
+    /// must read them again), `boom`'s panic is logged, not raised in the join that was
+    /// telling, and leaves `red` told all the same.
+    #[test]
+    fn changes_made_while_telling_are_told_and_a_panic_in_the_backend_loses_none() {
+        let (_service, _kept, senders) = senders(2);
+        let backend = Scripted::default();
+        let broadcast = Broadcast::with_backend(backend.clone());
+        let ann = broadcast.member(senders[0].clone());
+        let bob = Arc::new(broadcast.member(senders[1].clone()));
+        assert!(bob.join("x"));
+        let hooked = bob.clone();
+        *backend.hook.lock().expect("unpoisoned") = Some(Box::new(move || {
+            assert!(hooked.leave("x"));
+            assert!(hooked.join("x"));
+            assert!(hooked.join("z"));
+            assert!(hooked.leave("z"));
+            assert!(hooked.join("boom"));
+            assert!(hooked.join("red"));
+        }));
+        assert!(ann.join("y"), "the panic stayed in the backend");
+        let mut log = backend.log();
+        // The hook's changes come in one batch, in no particular order between topics.
+        log[2..].sort();
+        assert_eq!(log, ["+x", "+y", "+red", "+x", "+z", "-x", "-z"]);
+        assert!(bob.leave("boom"));
+        assert!(ann.join("blue"));
+        assert_eq!(backend.log()[7..], ["-boom", "+blue"]);
+        let mut topics = broadcast.topics();
+        topics.sort();
+        assert_eq!(topics, ["blue", "red", "x", "y"]);
     }
 }
