@@ -1193,13 +1193,19 @@ struct Stepped {
     reports: Reports<Taken>,
     gates: Gates,
     id: String,
-    /// The stall timeout: long enough that the test's own steps never take it.
+    /// The stall timeout: long enough that the test's own steps, while the queue is past
+    /// its bound, never take it, even with every test of the file running at once.
     stall: Duration,
 }
 
 impl Stepped {
+    /// Longer than the stall timeout, by a margin for the stall's timer to fire in.
+    fn past_the_stall(&self) -> Duration {
+        self.stall + Duration::from_secs(1)
+    }
+
     fn start(adapter: Adapter) -> Self {
-        let stall = Duration::from_secs(1);
+        let stall = Duration::from_secs(2);
         let config = Config {
             inbound_stall_timeout: stall,
             ..small_inbound()
@@ -1267,8 +1273,8 @@ fn a_held_send_is_answered_at_half_and_only_a_queue_past_the_bound_stalls() {
             send.send(&flood.body(Stepped::messages(0, 150))).unwrap();
             app.step(0, 30);
             app.step(1, 50);
-            // Under the bound, above half, for twice the stall timeout: held, and open.
-            sleep_blocking(2 * app.stall);
+            // Under the bound, above half, past the stall timeout: held, and open.
+            sleep_blocking(app.past_the_stall());
             let answered = send.has_input().unwrap();
             assert!(!answered, "{adapter:?}: answered above half");
             assert!(!receiver.has_input().unwrap(), "{adapter:?}: closed");
@@ -1298,9 +1304,9 @@ fn paused_websocket_reads_resume_at_half_and_only_a_queue_past_the_bound_stalls(
             say(&mut socket, &Stepped::messages(150, 151));
             socket.send(Message::Ping(b"half".to_vec().into())).unwrap();
             app.step(1, 50);
-            // Under the bound, above half, for twice the stall timeout: unread, and open.
+            // Under the bound, above half, past the stall timeout: unread, and open.
             let tcp = socket.get_ref();
-            tcp.set_read_timeout(Some(2 * app.stall)).unwrap();
+            tcp.set_read_timeout(Some(app.past_the_stall())).unwrap();
             match socket.read() {
                 Err(tungstenite::Error::Io(e))
                     if matches!(

@@ -149,7 +149,12 @@ impl SessionSender {
             .shard
             .send_into(handle.key, &handle.shared, text, refused != 0, into);
         match sent {
-            Ok(()) if refused != 0 => self.refused.store(0, Ordering::Relaxed),
+            // Unless another task's send through this same handle was refused meanwhile.
+            Ok(()) if refused != 0 => {
+                let _ =
+                    self.refused
+                        .compare_exchange(refused, 0, Ordering::Relaxed, Ordering::Relaxed);
+            }
             Err(SendError::QueueFull) => self
                 .refused
                 .store(text.len().saturating_add(1), Ordering::Relaxed),
@@ -171,7 +176,9 @@ impl SessionSender {
     /// for a message that may be larger than the whole queue, once nothing is queued for
     /// the session: then it fits, or never will), so a loop of the two waits instead of
     /// being refused again at once. Each handle (the `Session`, each clone of a sender)
-    /// remembers its own refusal, until it sends a message:
+    /// remembers its own refusal, until it sends a message, so wait on the handle that was
+    /// refused (a loop that waits on one and sends through another goes round while the
+    /// queue is at half without room for its message):
     ///
     /// ```
     /// # async fn app(session: sockjs_core::driver::Session, text: String) -> Result<(), sockjs_core::SendError> {
@@ -532,6 +539,7 @@ impl Future for Send<'_> {
         if handle.shared.is_closed() {
             return Poll::Ready(Err(SendError::UnknownSession));
         }
+        let refused = this.sender.refused.load(Ordering::Relaxed);
         let sent = handle.shard.send_or_wait(
             handle.key,
             &handle.shared,
@@ -540,8 +548,9 @@ impl Future for Send<'_> {
             &mut this.room,
             &mut this.outbound,
         );
-        if matches!(sent, Poll::Ready(Ok(()))) && this.sender.refused().is_some() {
-            this.sender.refused.store(0, Ordering::Relaxed);
+        if refused != 0 && matches!(sent, Poll::Ready(Ok(()))) {
+            let refusal = &this.sender.refused;
+            let _ = refusal.compare_exchange(refused, 0, Ordering::Relaxed, Ordering::Relaxed);
             handle.shard.refusal_ended(handle.key);
         }
         sent
