@@ -1199,9 +1199,10 @@ struct Stepped {
 }
 
 impl Stepped {
-    /// Longer than the stall timeout, by a margin for the stall's timer to fire in.
+    /// Longer than a stall could take to close the session: it closes between one and two
+    /// timeouts after the application last took a message (`Config::inbound_stall_timeout`).
     fn past_the_stall(&self) -> Duration {
-        self.stall + Duration::from_secs(1)
+        2 * self.stall + Duration::from_millis(500)
     }
 
     fn start(adapter: Adapter) -> Self {

@@ -599,19 +599,13 @@ impl Shard {
             }
             return Poll::Pending;
         }
-        let need = escaped_bound(text.len());
-        // A sender that waits goes on once the queue is down to half with room for its
-        // message, as `send` promises, however it was woken (a handle whose refusal ended
-        // wakes every waiter of its session, to look again).
-        let early = slot.is_some()
-            && !engine_room(&st.engine, key, need, self.common.options.max_queued_bytes);
-        let sent = if early {
-            Err(SendError::QueueFull)
-        } else {
-            st.engine.send(now, key, text)
-        };
-        match sent {
+        // A waiter woken for another reason than room (a handle whose refusal ended wakes
+        // every waiter of its session) finds its message still too large, or the queue
+        // emptied (a receiver takes it whole): it never goes on above half, as `send`
+        // promises, with no check of its own that would let later senders overtake it.
+        match st.engine.send(now, key, text) {
             Err(SendError::QueueFull) if st.engine.queued_bytes(key).unwrap_or(0) > 0 => {
+                let need = escaped_bound(text.len());
                 st.room.entry(key).or_default().register(slot, cx, need);
                 if fired {
                     self.settle(st, now);
