@@ -51,11 +51,10 @@ impl Drop for Handle {
 /// `1000 "Normal closure"` once its `Session` and every `SessionSender` are dropped.
 pub struct SessionSender {
     handle: Arc<Handle>,
-    /// The length, plus one, of the last message this handle's `try_send` was refused for
-    /// want of room, until it sends one (0: none): what its `ready()` waits to fit. Each
-    /// handle has its own, so that what one was refused (the broadcast hub's, say) does not
-    /// change what another's `ready()` waits for.
-    refused: AtomicUsize,
+    /// What this handle's `try_send` was last refused. Each handle has its own, so that
+    /// what one was refused (the broadcast hub's, say) does not change what another's
+    /// `ready()` waits for.
+    refused: Refusal,
 }
 
 impl Clone for SessionSender {
@@ -63,8 +62,46 @@ impl Clone for SessionSender {
     fn clone(&self) -> SessionSender {
         SessionSender {
             handle: self.handle.clone(),
-            refused: AtomicUsize::new(0),
+            refused: Refusal::default(),
         }
+    }
+}
+
+/// The message a handle's `try_send` was last refused for want of room, until the handle
+/// sends one: what its `ready()` waits to fit.
+#[derive(Default)]
+struct Refusal(
+    /// The message's length plus one; 0 for none.
+    AtomicUsize,
+);
+
+impl Refusal {
+    /// What it is now, to hand back to [`ended`](Refusal::ended) after a send.
+    fn seen(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// The refused message's length.
+    fn len(&self) -> Option<usize> {
+        self.seen().checked_sub(1)
+    }
+
+    /// A message of `len` bytes was refused.
+    fn refused(&self, len: usize) {
+        self.0.store(len.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// A send went through after [`seen`](Refusal::seen) gave `seen`: whether that ended a
+    /// refusal. It is cleared unless another task's send through the same handle was
+    /// refused meanwhile.
+    fn ended(&self, seen: usize) -> bool {
+        if seen == 0 {
+            return false;
+        }
+        let _ = self
+            .0
+            .compare_exchange(seen, 0, Ordering::Relaxed, Ordering::Relaxed);
+        true
     }
 }
 
@@ -144,29 +181,18 @@ impl SessionSender {
             return Err(SendError::UnknownSession);
         }
         let handle = &self.handle;
-        let refused = self.refused.load(Ordering::Relaxed);
+        let seen = self.refused.seen();
         let sent = handle
             .shard
-            .send_into(handle.key, &handle.shared, text, refused != 0, into);
+            .send_into(handle.key, &handle.shared, text, seen != 0, into);
         match sent {
-            // Unless another task's send through this same handle was refused meanwhile.
-            Ok(()) if refused != 0 => {
-                let _ =
-                    self.refused
-                        .compare_exchange(refused, 0, Ordering::Relaxed, Ordering::Relaxed);
+            Ok(()) => {
+                self.refused.ended(seen);
             }
-            Err(SendError::QueueFull) => self
-                .refused
-                .store(text.len().saturating_add(1), Ordering::Relaxed),
-            _ => {}
+            Err(SendError::QueueFull) => self.refused.refused(text.len()),
+            Err(_) => {}
         }
         sent
-    }
-
-    /// The message this handle's `try_send` was last refused for want of room, if it has
-    /// sent none since: its length.
-    fn refused(&self) -> Option<usize> {
-        self.refused.load(Ordering::Relaxed).checked_sub(1)
     }
 
     /// Resolves once the session has room for more (see [`send`](SessionSender::send)), or
@@ -372,7 +398,7 @@ impl Session {
                     shared,
                     opening,
                 }),
-                refused: AtomicUsize::new(0),
+                refused: Refusal::default(),
             },
             received: 0,
             _running: running,
@@ -539,7 +565,7 @@ impl Future for Send<'_> {
         if handle.shared.is_closed() {
             return Poll::Ready(Err(SendError::UnknownSession));
         }
-        let refused = this.sender.refused.load(Ordering::Relaxed);
+        let seen = this.sender.refused.seen();
         let sent = handle.shard.send_or_wait(
             handle.key,
             &handle.shared,
@@ -548,9 +574,7 @@ impl Future for Send<'_> {
             &mut this.room,
             &mut this.outbound,
         );
-        if refused != 0 && matches!(sent, Poll::Ready(Ok(()))) {
-            let refusal = &this.sender.refused;
-            let _ = refusal.compare_exchange(refused, 0, Ordering::Relaxed, Ordering::Relaxed);
+        if matches!(sent, Poll::Ready(Ok(()))) && this.sender.refused.ended(seen) {
             handle.shard.refusal_ended(handle.key);
         }
         sent
@@ -589,7 +613,7 @@ impl Future for Ready<'_> {
         handle.shard.poll_room(
             handle.key,
             &handle.shared,
-            this.sender.refused(),
+            this.sender.refused.len(),
             cx,
             &mut this.room,
             &mut this.outbound,
