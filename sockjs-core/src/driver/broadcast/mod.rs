@@ -227,27 +227,18 @@ impl Hub {
             };
             let told = telling.told.get_or_insert_with(HashSet::new);
             for (topic, on) in changes {
-                match (told.contains(&topic), on) {
-                    (false, true) => {
-                        told.insert(topic.clone());
-                        self.call(&topic, true);
-                    }
-                    (true, false) => {
-                        told.remove(&topic);
-                        self.call(&topic, false);
-                    }
+                let was = if on {
+                    !told.insert(topic.clone())
+                } else {
+                    told.remove(&topic)
+                };
+                if was == on {
                     // Back where it was when last told, after going the other way in
                     // between: both calls, so that a backend that read the topics
                     // meanwhile (Redis's, woken by another topic's call) reads them again.
-                    (true, true) => {
-                        self.call(&topic, false);
-                        self.call(&topic, true);
-                    }
-                    (false, false) => {
-                        self.call(&topic, true);
-                        self.call(&topic, false);
-                    }
+                    self.call(&topic, !on);
                 }
+                self.call(&topic, on);
             }
         }
     }
