@@ -69,38 +69,59 @@ impl Clone for SessionSender {
 
 /// The message a handle's `try_send` was last refused for want of room, until the handle
 /// sends one: what its `ready()` waits to fit.
+///
+/// One word, so that a send that went through clears exactly the refusal it saw and never
+/// a later one: the refused message's length plus one (0 for none) above a count of
+/// refusals that tells two refusals of the same length apart.
 #[derive(Default)]
-struct Refusal(
-    /// The message's length plus one; 0 for none.
-    AtomicUsize,
-);
+struct Refusal(AtomicUsize);
 
 impl Refusal {
+    /// Bits of the refusal count.
+    const COUNT_BITS: u32 = 8;
+    const COUNT_MASK: usize = (1 << Refusal::COUNT_BITS) - 1;
+    /// The largest length kept (a longer message waits for room for this many bytes: on
+    /// 32-bit targets 16 MiB, on 64-bit ones more than any queue).
+    const MAX_LEN: usize = (usize::MAX >> Refusal::COUNT_BITS) - 1;
+
     /// What it is now, to hand back to [`ended`](Refusal::ended) after a send.
     fn seen(&self) -> usize {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// The refused message's length, in what [`seen`](Refusal::seen) gave.
+    fn len_in(seen: usize) -> Option<usize> {
+        (seen >> Refusal::COUNT_BITS).checked_sub(1)
+    }
+
     /// The refused message's length.
     fn len(&self) -> Option<usize> {
-        self.seen().checked_sub(1)
+        Refusal::len_in(self.seen())
     }
 
     /// A message of `len` bytes was refused.
     fn refused(&self, len: usize) {
-        self.0.store(len.saturating_add(1), Ordering::Relaxed);
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                let count = old.wrapping_add(1) & Refusal::COUNT_MASK;
+                Some(((len.min(Refusal::MAX_LEN) + 1) << Refusal::COUNT_BITS) | count)
+            });
     }
 
     /// A send went through after [`seen`](Refusal::seen) gave `seen`: whether that ended a
     /// refusal. It is cleared unless another task's send through the same handle was
-    /// refused meanwhile.
+    /// refused meanwhile (of any length: each refusal counts).
     fn ended(&self, seen: usize) -> bool {
-        if seen == 0 {
+        if Refusal::len_in(seen).is_none() {
             return false;
         }
-        let _ = self
-            .0
-            .compare_exchange(seen, 0, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self.0.compare_exchange(
+            seen,
+            seen & Refusal::COUNT_MASK,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         true
     }
 }
@@ -182,9 +203,13 @@ impl SessionSender {
         }
         let handle = &self.handle;
         let seen = self.refused.seen();
-        let sent = handle
-            .shard
-            .send_into(handle.key, &handle.shared, text, seen != 0, into);
+        let sent = handle.shard.send_into(
+            handle.key,
+            &handle.shared,
+            text,
+            Refusal::len_in(seen).is_some(),
+            into,
+        );
         match sent {
             Ok(()) => {
                 self.refused.ended(seen);
@@ -624,5 +649,51 @@ impl Future for Ready<'_> {
 impl Drop for Ready<'_> {
     fn drop(&mut self) {
         self.sender.forget(self.room.take(), &mut self.outbound);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refusal;
+
+    #[test]
+    fn a_send_clears_the_refusal_it_saw_and_no_later_one() {
+        let refusal = Refusal::default();
+        assert_eq!(refusal.len(), None);
+        assert!(!refusal.ended(refusal.seen()), "no refusal to end");
+
+        refusal.refused(10);
+        let seen = refusal.seen();
+        assert_eq!(refusal.len(), Some(10));
+        assert!(refusal.ended(seen));
+        assert_eq!(refusal.len(), None, "the send ended the refusal it saw");
+
+        // Another task's send through the same handle is refused, a message of the same
+        // length, between this one's look and its send going through: that refusal stays.
+        refusal.refused(10);
+        let seen = refusal.seen();
+        refusal.refused(10);
+        assert!(refusal.ended(seen));
+        assert_eq!(refusal.len(), Some(10), "a later refusal is not cleared");
+        let seen = refusal.seen();
+        assert!(refusal.ended(seen));
+        assert_eq!(refusal.len(), None);
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_length_across_the_count_wrapping() {
+        let refusal = Refusal::default();
+        for n in 0..3 * (Refusal::COUNT_MASK + 1) {
+            refusal.refused(n);
+            assert_eq!(refusal.len(), Some(n));
+        }
+        refusal.refused(usize::MAX);
+        assert_eq!(refusal.len(), Some(Refusal::MAX_LEN));
+        refusal.refused(0);
+        assert_eq!(
+            refusal.len(),
+            Some(0),
+            "an empty message's refusal is a refusal"
+        );
     }
 }
