@@ -109,6 +109,7 @@ pub(super) fn serve<H: Host, S: Socket>(
         stream,
         drained: false,
         grown: false,
+        spent: 0,
         refused: false,
         served: false,
         bounds_differ,
@@ -160,10 +161,14 @@ struct Conn<H, S> {
     /// last given back. A `BytesMut` emptied by `split_to` still shares the whole
     /// allocation it grew to, and takes it back for its next read once the requests cut
     /// from it are dropped: a connection that once carried a large body would hold that
-    /// much for as long as it stays open (a long poll, a stream: hours). So once such a
-    /// buffer is all spent (at a request decoded), it is replaced by an empty one; a buffer
-    /// that never grew past one read keeps its allocation, which saves one per request.
+    /// much for as long as it stays open (a long poll, a stream: hours), even with only a
+    /// byte of the client's next request left in it. So such a buffer is given back at a
+    /// request decoded (see [`give_back`]); a buffer that never grew past one read keeps
+    /// its allocation, which saves one per request.
     grown: bool,
+    /// Bytes decoded from `buf` since it was last given back: what copying what is left
+    /// may cost (see [`give_back`]).
+    spent: usize,
     /// The connection ends on a request it could not read, or would not go on after (an
     /// upgrade not answered with `101`, the `503` of a shutdown, an answer that closes a
     /// connection the client meant to keep, or one that holds the client's next bytes
@@ -420,14 +425,14 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 true => body_limit(host, target),
                 false => usize::MAX,
             };
-            let step = match self.decoder.decode_limited(&mut self.buf, limit) {
+            let before = self.buf.len();
+            let decoded = self.decoder.decode_limited(&mut self.buf, limit);
+            self.spent = self
+                .spent
+                .saturating_add(before.saturating_sub(self.buf.len()));
+            let step = match decoded {
                 Ok(Some(Decoded::Request(request))) => {
-                    // Given back once all of it is spent: pipelined requests left in it are
-                    // decoded from it first, with no copy.
-                    if self.grown && self.buf.is_empty() {
-                        self.buf = BytesMut::new();
-                        self.grown = false;
-                    }
+                    give_back(&mut self.buf, &mut self.grown, &mut self.spent);
                     return Ok(Some(request));
                 }
                 Ok(Some(Decoded::Continue)) => Step::Continue,
@@ -774,9 +779,72 @@ fn date<H: Host>(host: &H) -> HttpDate {
     })
 }
 
+/// At a request decoded, replaces a read buffer that `grown` past one read with a copy of
+/// what is left in it (the client's next bytes, if any), so that the allocation the decoded
+/// requests were cut from goes with them; but only once what is left is no more than what
+/// was decoded from it since it was last given back (`spent`), so that each copy costs no
+/// more than the reads before it: a burst of pipelined requests is decoded from the buffer
+/// it came in, with a few copies at most, none larger than half the burst.
+fn give_back(buf: &mut BytesMut, grown: &mut bool, spent: &mut usize) {
+    if !*grown || buf.len() > *spent {
+        return;
+    }
+    *buf = match buf.is_empty() {
+        true => BytesMut::new(),
+        false => BytesMut::from(&buf[..]),
+    };
+    *grown = buf.len() > READ_BUFFER;
+    *spent = 0;
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
+
+    use super::{READ_BUFFER, give_back};
+
+    /// A large body, then the client's next request cut short (a byte of it): the buffer
+    /// is given back with the byte in a new allocation, not the body's.
+    #[test]
+    fn a_grown_buffer_is_given_back_with_what_is_left_of_it() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&vec![b'x'; 300_000]);
+        buf.extend_from_slice(b"G");
+        let body = buf.split_to(300_000).freeze();
+        let (mut grown, mut spent) = (true, 300_000);
+        give_back(&mut buf, &mut grown, &mut spent);
+        assert_eq!(&buf[..], b"G");
+        assert!(!grown);
+        assert_eq!(spent, 0);
+        drop(body);
+        buf.extend_from_slice(&[b'y'; 100]);
+        assert!(buf.capacity() < 64 * 1024, "kept: {}", buf.capacity());
+        assert_eq!(&buf[..2], b"Gy");
+    }
+
+    /// A burst of small pipelined requests is not copied at each one: only once half of
+    /// it is decoded, then at each halving of what is left.
+    #[test]
+    fn a_burst_of_pipelined_requests_is_copied_a_few_times_at_most() {
+        let request = 100;
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&vec![b'r'; 4 * READ_BUFFER]);
+        let (mut grown, mut spent) = (true, 0);
+        let (mut copies, mut copied) = (0, 0);
+        while !buf.is_empty() {
+            let _ = buf.split_to(request.min(buf.len()));
+            spent += request;
+            let at = buf.as_ptr();
+            let left = buf.len();
+            give_back(&mut buf, &mut grown, &mut spent);
+            if buf.as_ptr() != at && left > 0 {
+                copies += 1;
+                copied += left;
+            }
+        }
+        assert!(copies <= 3, "{copies} copies");
+        assert!(copied <= 4 * READ_BUFFER, "{copied} bytes copied");
+    }
 
     /// Why a spent read buffer is replaced rather than kept (see `Conn::grown`): emptied by
     /// `split_to`, it takes back the whole allocation the requests cut from it used, once
