@@ -27,11 +27,27 @@ use crate::{Engine, Options, OptionsError, RequestId, Start};
 type Handler = Arc<dyn Fn(Session, tracing::Span) -> crate::driver::Task + Send + Sync>;
 
 /// Each service's session keys start in a block of their own (2^40 keys each), so keys are
-/// unique in the process across services and shards.
+/// unique in the process across services and shards: 2^24 services in all, past which a
+/// block would repeat an earlier one (see [`Service::new`]'s panics).
 fn next_key_block() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed) << 40
+    take_key_block(&NEXT).unwrap_or_else(|| {
+        panic!("more than {KEY_BLOCKS} services made in one process: session keys would repeat")
+    })
 }
+
+/// The first key of the next block `next` counts, if any is left.
+fn take_key_block(next: &AtomicU64) -> Option<u64> {
+    let block = next
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < KEY_BLOCKS).then_some(n + 1)
+        })
+        .ok()?;
+    Some(block << 40)
+}
+
+/// How many key blocks there are.
+const KEY_BLOCKS: u64 = 1 << 24;
 
 /// What every shard of a service shares.
 /// A place held for a session about to open ([`Common::hold_session`]); given back when
@@ -232,6 +248,13 @@ impl Service {
     /// session, in its own task, when the session opens.
     ///
     /// Fails if the options are invalid ([`Options::validate`]).
+    ///
+    /// # Panics
+    ///
+    /// When more than 2^24 (16,777,216) services have been made in the process: each takes
+    /// a block of its own of the keys that are unique in the process
+    /// ([`SessionKey`](crate::SessionKey)), and a repeated block would hand out the keys of
+    /// a service still running.
     pub fn new<H, F>(
         options: Options,
         config: Config,
@@ -660,6 +683,21 @@ mod tests {
     use crate::Content;
     use crate::driver::runtime::inert::Inert;
     use crate::driver::{ConnectionProbe, TryNext};
+
+    #[test]
+    fn key_blocks_never_repeat_and_run_out_instead() {
+        let next = AtomicU64::new(0);
+        assert_eq!(take_key_block(&next), Some(0));
+        assert_eq!(take_key_block(&next), Some(1 << 40));
+        let next = AtomicU64::new(KEY_BLOCKS - 1);
+        assert_eq!(take_key_block(&next), Some((KEY_BLOCKS - 1) << 40));
+        assert_eq!(
+            take_key_block(&next),
+            None,
+            "the next would be block 0 again"
+        );
+        assert_eq!(take_key_block(&next), None);
+    }
 
     /// A `POST` of `path` with no body.
     fn post(path: &str) -> http::Request<Bytes> {
