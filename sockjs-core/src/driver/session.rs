@@ -5,7 +5,7 @@ use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use crate::driver::head::Head;
@@ -74,24 +74,25 @@ impl Clone for SessionSender {
 /// a later one: the refused message's length plus one (0 for none) above a count of
 /// refusals that tells two refusals of the same length apart.
 #[derive(Default)]
-struct Refusal(AtomicUsize);
+struct Refusal(AtomicU64);
 
 impl Refusal {
-    /// Bits of the refusal count.
-    const COUNT_BITS: u32 = 8;
-    const COUNT_MASK: usize = (1 << Refusal::COUNT_BITS) - 1;
-    /// The largest length kept (a longer message waits for room for this many bytes: on
-    /// 32-bit targets 16 MiB, on 64-bit ones more than any queue).
-    const MAX_LEN: usize = (usize::MAX >> Refusal::COUNT_BITS) - 1;
+    /// Bits of the refusal count: a send would clear a later refusal only if 65,536 more
+    /// came between its look and its going through.
+    const COUNT_BITS: u32 = 16;
+    const COUNT_MASK: u64 = (1 << Refusal::COUNT_BITS) - 1;
+    /// The largest length kept, 2^48 - 2: more than any queue holds.
+    const MAX_LEN: u64 = (u64::MAX >> Refusal::COUNT_BITS) - 1;
 
     /// What it is now, to hand back to [`ended`](Refusal::ended) after a send.
-    fn seen(&self) -> usize {
+    fn seen(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 
     /// The refused message's length, in what [`seen`](Refusal::seen) gave.
-    fn len_in(seen: usize) -> Option<usize> {
-        (seen >> Refusal::COUNT_BITS).checked_sub(1)
+    fn len_in(seen: u64) -> Option<usize> {
+        let len = (seen >> Refusal::COUNT_BITS).checked_sub(1)?;
+        Some(usize::try_from(len).unwrap_or(usize::MAX))
     }
 
     /// The refused message's length.
@@ -101,18 +102,19 @@ impl Refusal {
 
     /// A message of `len` bytes was refused.
     fn refused(&self, len: usize) {
+        let len = u64::try_from(len).unwrap_or(u64::MAX).min(Refusal::MAX_LEN);
         let _ = self
             .0
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
                 let count = old.wrapping_add(1) & Refusal::COUNT_MASK;
-                Some(((len.min(Refusal::MAX_LEN) + 1) << Refusal::COUNT_BITS) | count)
+                Some(((len + 1) << Refusal::COUNT_BITS) | count)
             });
     }
 
     /// A send went through after [`seen`](Refusal::seen) gave `seen`: whether that ended a
     /// refusal. It is cleared unless another task's send through the same handle was
     /// refused meanwhile (of any length: each refusal counts).
-    fn ended(&self, seen: usize) -> bool {
+    fn ended(&self, seen: u64) -> bool {
         if Refusal::len_in(seen).is_none() {
             return false;
         }
@@ -683,12 +685,20 @@ mod tests {
     #[test]
     fn a_refusal_keeps_its_length_across_the_count_wrapping() {
         let refusal = Refusal::default();
-        for n in 0..3 * (Refusal::COUNT_MASK + 1) {
+        let counts = usize::try_from(Refusal::COUNT_MASK + 1).unwrap_or(usize::MAX);
+        for n in 0..3 * counts {
             refusal.refused(n);
             assert_eq!(refusal.len(), Some(n));
         }
         refusal.refused(usize::MAX);
-        assert_eq!(refusal.len(), Some(Refusal::MAX_LEN));
+        let most = usize::try_from(Refusal::MAX_LEN).unwrap_or(usize::MAX);
+        assert_eq!(refusal.len(), Some(most));
+        refusal.refused(16 << 20);
+        assert_eq!(
+            refusal.len(),
+            Some(16 << 20),
+            "lengths past 16 MiB are kept"
+        );
         refusal.refused(0);
         assert_eq!(
             refusal.len(),

@@ -166,8 +166,8 @@ struct Conn<H, S> {
     /// request decoded (see [`give_back`]); a buffer that never grew past one read keeps
     /// its allocation, which saves one per request.
     grown: bool,
-    /// Bytes decoded from `buf` since it was last given back: what copying what is left
-    /// may cost (see [`give_back`]).
+    /// Bytes decoded from `buf` since it grew or was last given back: what copying what
+    /// is left may cost (see [`give_back`]).
     spent: usize,
     /// The connection ends on a request it could not read, or would not go on after (an
     /// upgrade not answered with `101`, the `503` of a shutdown, an answer that closes a
@@ -294,7 +294,11 @@ impl<H: Host, S: Socket> Conn<H, S> {
                     buf.extend_from_slice(&chunk[..n]);
                     Ok(n)
                 });
-                self.grown |= self.buf.len() > READ_BUFFER;
+                if !self.grown && self.buf.len() > READ_BUFFER {
+                    // What it may cost to copy counts from here (see `give_back`).
+                    self.grown = true;
+                    self.spent = 0;
+                }
                 match read {
                     Ok(n) => {
                         self.drained = n < READ_BUFFER;
@@ -782,9 +786,9 @@ fn date<H: Host>(host: &H) -> HttpDate {
 /// At a request decoded, replaces a read buffer that `grown` past one read with a copy of
 /// what is left in it (the client's next bytes, if any), so that the allocation the decoded
 /// requests were cut from goes with them; but only once what is left is no more than what
-/// was decoded from it since it was last given back (`spent`), so that each copy costs no
-/// more than the reads before it: a burst of pipelined requests is decoded from the buffer
-/// it came in, with a few copies at most, none larger than half the burst.
+/// was decoded from it since it grew or was last given back (`spent`), so that each copy
+/// costs no more than the reads before it: a burst of pipelined requests is decoded from
+/// the buffer it came in, with a few copies at most, none larger than half the burst.
 fn give_back(buf: &mut BytesMut, grown: &mut bool, spent: &mut usize) {
     if !*grown || buf.len() > *spent {
         return;
