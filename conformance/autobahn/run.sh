@@ -9,7 +9,7 @@
 # http://ADDR" line, runs `wstest -m fuzzingclient` against ws://ADDR/echo/websocket and
 # stops the server. The suite needs Python 2.7: this script uses `python2.7` from PATH or
 # pyenv's, and installs autobahntestsuite with pip into a virtualenv of its own under
-# AUTOBAHN_HOME (default: a folder in the system's temporary directory, kept between runs).
+# AUTOBAHN_HOME (default: target/autobahn in the workspace, kept between runs).
 # Without Python 2.7 it says so and exits 0, unless AUTOBAHN_REQUIRED=1.
 #
 # Environment: AUTOBAHN_CASES (case ids or patterns, space-separated; default: every case
@@ -19,6 +19,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
 [ $# -gt 0 ] || { echo "usage: run.sh CMD [ARGS...]" >&2; exit 2; }
 
 # Every case of 1-7, 9 and 10; of the compression cases (each sends 1000 messages), one or
@@ -47,11 +48,12 @@ if [ -z "$python" ]; then
   exit 0
 fi
 
-home="${AUTOBAHN_HOME:-${TMPDIR:-/tmp}/sockjs-rs-autobahn}"
+# Not a shared temporary folder: what is found there is run.
+home="${AUTOBAHN_HOME:-${CARGO_TARGET_DIR:-$root/target}/autobahn}"
 venv="$home/venv"
 if [ ! -x "$venv/bin/wstest" ]; then
   echo "autobahn: installing autobahntestsuite into $venv (pip)..." >&2
-  rm -rf "$home"
+  rm -rf "$venv" "$home/tools"
   mkdir -p "$home"
   "$python" -m pip install -q --disable-pip-version-check --target "$home/tools" \
     'virtualenv<20.22' 2>&1 | grep -v DEPRECATION >&2 || true
