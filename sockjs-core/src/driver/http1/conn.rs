@@ -429,25 +429,29 @@ impl<H: Host, S: Socket> Conn<H, S> {
                 true => body_limit(host, target),
                 false => usize::MAX,
             };
-            let before = self.buf.len();
-            let decoded = self.decoder.decode_limited(&mut self.buf, limit);
-            self.spent = self
-                .spent
-                .saturating_add(before.saturating_sub(self.buf.len()));
-            let step = match decoded {
-                Ok(Some(Decoded::Request(request))) => {
-                    give_back(&mut self.buf, &mut self.grown, &mut self.spent);
-                    return Ok(Some(request));
-                }
-                Ok(Some(Decoded::Continue)) => Step::Continue,
-                Ok(None) => Step::Read,
-                Err(err) => {
-                    tracing::debug!(peer = ?self.connection.peer(), error = %err, "bad request");
-                    let date = Some(date(host));
-                    let head_request = self.decoder.asks_head();
-                    Step::Refuse(self.refusal(err.status(), |out| {
-                        err.encode_refusal(date, head_request, out)
-                    }))
+            // In a block of its own, so that nothing of the decoder's result is kept across
+            // the waits below (the connection's future would hold room for it).
+            let step = {
+                let before = self.buf.len();
+                let decoded = self.decoder.decode_limited(&mut self.buf, limit);
+                self.spent = self
+                    .spent
+                    .saturating_add(before.saturating_sub(self.buf.len()));
+                match decoded {
+                    Ok(Some(Decoded::Request(request))) => {
+                        give_back(&mut self.buf, &mut self.grown, &mut self.spent);
+                        return Ok(Some(request));
+                    }
+                    Ok(Some(Decoded::Continue)) => Step::Continue,
+                    Ok(None) => Step::Read,
+                    Err(err) => {
+                        tracing::debug!(peer = ?self.connection.peer(), error = %err, "bad request");
+                        let date = Some(date(host));
+                        let head_request = self.decoder.asks_head();
+                        Step::Refuse(self.refusal(err.status(), |out| {
+                            err.encode_refusal(date, head_request, out)
+                        }))
+                    }
                 }
             };
             if !matches!(step, Step::Read) {
