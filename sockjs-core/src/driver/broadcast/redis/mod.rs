@@ -14,6 +14,7 @@ use redis::{Client, RedisError};
 
 use super::{Backend, Inbox, Target};
 
+mod meter;
 mod publisher;
 mod retry;
 mod subscriber;
@@ -64,12 +65,14 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 ///   this node's members: the rest are dropped, not buffered. Messages waiting for the
 ///   connection are bounded too, in number and in bytes ([`RedisBackend::queue`], default
 ///   4096; [`RedisBackend::queue_bytes`], default 16 MiB); beyond that they are dropped.
-/// - Messages from other nodes are read by the `redis` crate's pub/sub connection, which
-///   reads its socket as fast as it can and keeps what this node has not delivered yet in
-///   a queue of its own, without a bound: a node that delivers slower than the cluster
-///   publishes to its topics grows with the backlog (it keeps reading, so Redis's
-///   `client-output-buffer-limit pubsub` does not cut it off). Size the nodes for the
-///   cluster's publishing rate.
+/// - Messages from other nodes are read from the subscribing connection's socket no further
+///   than 1 MiB ahead of what this node has delivered (the `redis` crate would otherwise
+///   read as fast as it can and queue the rest without a bound). A node that delivers
+///   slower than the cluster publishes to its topics leaves the backlog in Redis, whose
+///   `client-output-buffer-limit pubsub` (32 MiB, or 8 MiB for a minute, by default) cuts
+///   a subscriber that stays behind: that is a lost connection, made again as any other,
+///   and what was published meanwhile does not reach this node. (For a Unix socket
+///   address, which the crate connects itself, its reads have no such bound.)
 /// - Losing a connection is logged once at `error` level, every failed retry at `debug`,
 ///   the recovery at `warn` with the outage's length and the messages dropped.
 ///   [`Broadcast::is_connected`](super::Broadcast::is_connected) tells whether both are

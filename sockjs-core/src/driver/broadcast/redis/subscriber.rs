@@ -2,14 +2,16 @@
 
 use std::collections::HashSet;
 use std::future::poll_fn;
-use std::pin::Pin;
+use std::io;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 
 use futures_core::Stream;
-use redis::aio::PubSubSink;
-use redis::{Client, Msg};
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::{Client, Msg, RedisResult};
 
+use super::meter::{self, Meter};
 use super::retry::*;
 use super::*;
 use crate::driver::Runtime;
@@ -60,7 +62,8 @@ impl Subscriber {
     ) -> Lost {
         let shared = &*self.shared;
         let role = Role::Subscriber;
-        let connect = self.client.get_async_pubsub();
+        let meter = Arc::new(Meter::default());
+        let connect = meter::pubsub(&self.client, meter.clone());
         let (mut sink, mut stream) =
             match clock.within(shared, role, CONNECT_TIMEOUT, connect).await {
                 Ok(pubsub) => pubsub.split(),
@@ -68,22 +71,28 @@ impl Subscriber {
             };
         let all = channel(&self.prefix, Target::All);
         let topic_prefix = format!("{}t:", self.prefix);
+        let mut inflow = Inflow {
+            stream: &mut stream,
+            meter: &meter,
+            all: &all,
+            topic_prefix: &topic_prefix,
+        };
         let mut subscribed = HashSet::new();
         let subscribe_all = sink.subscribe(&all);
-        if let Err(lost) = clock
-            .within(shared, role, RESPONSE_TIMEOUT, subscribe_all)
-            .await
-        {
+        if let Err(lost) = self.command(clock, &mut inflow, subscribe_all).await {
             return lost;
         }
         // The redis crate reports a refused SUBSCRIBE as taken (and any error reply to
         // the pub/sub connection as a value): a ping tells whether the connection is
         // subscribed, or refused (it wants a password, an ACL forbids `all`), which is
         // retried with backoff rather than counted as up and never delivering anything.
-        if let Err(lost) = self.check(clock, &mut sink, true).await {
+        if let Err(lost) = self.check(clock, &mut sink, &mut inflow, true).await {
             return lost;
         }
-        if let Err(lost) = self.sync(clock, &mut sink, &mut subscribed).await {
+        if let Err(lost) = self
+            .sync(clock, &mut sink, &mut inflow, &mut subscribed)
+            .await
+        {
             return lost;
         }
         outage.up(clock.now(), shared, &shared.subscriber_up);
@@ -109,7 +118,7 @@ impl Subscriber {
                 // steady churn of topics (a sync each) does not hold the cluster's
                 // messages back, nor a busy cluster the new topics.
                 if since_topics < DELIVER_BETWEEN_SYNCS {
-                    if let Poll::Ready(message) = Pin::new(&mut stream).poll_next(cx) {
+                    if let Poll::Ready(message) = inflow.poll_next(cx) {
                         return Poll::Ready(Wake::Message(message));
                     }
                 }
@@ -121,7 +130,7 @@ impl Subscriber {
                         Wake::Stopped
                     });
                 }
-                if let Poll::Ready(message) = Pin::new(&mut stream).poll_next(cx) {
+                if let Poll::Ready(message) = inflow.poll_next(cx) {
                     return Poll::Ready(Wake::Message(message));
                 }
                 Poll::Pending
@@ -131,7 +140,7 @@ impl Subscriber {
                 Wake::Message(None) => return Lost::Closed,
                 Wake::Message(Some(message)) => {
                     since_topics += 1;
-                    self.deliver(&message, &all, &topic_prefix);
+                    self.deliver(&message, inflow.all, inflow.topic_prefix);
                     // The client's channel may always have more (a busy cluster), and not
                     // every runtime makes a task that never waits give way.
                     delivered = delivered.wrapping_add(1);
@@ -140,12 +149,15 @@ impl Subscriber {
                     }
                 }
                 Wake::TopicsChanged => {
-                    if let Err(lost) = self.sync(clock, &mut sink, &mut subscribed).await {
+                    if let Err(lost) = self
+                        .sync(clock, &mut sink, &mut inflow, &mut subscribed)
+                        .await
+                    {
                         return lost;
                     }
                 }
                 Wake::Ping => {
-                    if let Err(lost) = self.check(clock, &mut sink, false).await {
+                    if let Err(lost) = self.check(clock, &mut sink, &mut inflow, false).await {
                         return lost;
                     }
                     // The connection held for a ping period: the next loss is retried from
@@ -166,12 +178,11 @@ impl Subscriber {
         &self,
         clock: &mut Clock,
         sink: &mut PubSubSink,
+        inflow: &mut Inflow<'_>,
         subscribing: bool,
     ) -> Result<(), Lost> {
         let pong = sink.ping::<redis::Value>();
-        let reply = clock
-            .within(&self.shared, Role::Subscriber, RESPONSE_TIMEOUT, pong)
-            .await?;
+        let reply = self.command(clock, inflow, pong).await?;
         let resp2 = self
             .client
             .get_connection_info()
@@ -208,14 +219,13 @@ impl Subscriber {
     }
 
     /// Brings the subscriptions in line with the hub's topics.
-    pub(super) async fn sync(
+    async fn sync(
         &self,
         clock: &mut Clock,
         sink: &mut PubSubSink,
+        inflow: &mut Inflow<'_>,
         subscribed: &mut HashSet<String>,
     ) -> Result<(), Lost> {
-        let shared = &*self.shared;
-        let role = Role::Subscriber;
         let wanted: HashSet<String> = self
             .inbox
             .topics()
@@ -230,9 +240,7 @@ impl Subscriber {
         // with many topics takes a round trip for each.)
         for channel in add {
             let request = sink.subscribe(&channel);
-            clock
-                .within(shared, role, RESPONSE_TIMEOUT, request)
-                .await?;
+            self.command(clock, inflow, request).await?;
             subscribed.insert(channel);
         }
         // One channel a command too: the server answers an UNSUBSCRIBE of several channels
@@ -242,11 +250,64 @@ impl Subscriber {
         let remove: Vec<String> = subscribed.difference(&wanted).cloned().collect();
         for channel in remove {
             let request = sink.unsubscribe(&channel);
-            clock
-                .within(shared, role, RESPONSE_TIMEOUT, request)
-                .await?;
+            self.command(clock, inflow, request).await?;
             subscribed.remove(&channel);
         }
         Ok(())
+    }
+
+    /// A command's answer, within the response timeout, delivering the messages that come
+    /// meanwhile: the socket is read no further ahead of this task than its meter lets
+    /// it, so the answer may wait behind them.
+    async fn command<T>(
+        &self,
+        clock: &mut Clock,
+        inflow: &mut Inflow<'_>,
+        request: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, Lost> {
+        let mut request = pin!(request);
+        let answer = poll_fn(|cx| {
+            if let Poll::Ready(answer) = request.as_mut().poll(cx) {
+                return Poll::Ready(answer);
+            }
+            for _ in 0..DELIVER_BEFORE_YIELD {
+                match inflow.poll_next(cx) {
+                    Poll::Ready(Some(message)) => {
+                        self.deliver(&message, inflow.all, inflow.topic_prefix)
+                    }
+                    Poll::Ready(None) => {
+                        let closed = io::Error::from(io::ErrorKind::ConnectionAborted);
+                        return Poll::Ready(Err(closed.into()));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            // More may be waiting: other tasks first.
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        });
+        clock
+            .within(&self.shared, Role::Subscriber, RESPONSE_TIMEOUT, answer)
+            .await
+    }
+}
+
+/// The messages of one connection, and what its task needs to deliver them.
+pub(super) struct Inflow<'a> {
+    stream: &'a mut PubSubStream,
+    meter: &'a Meter,
+    all: &'a str,
+    topic_prefix: &'a str,
+}
+
+impl Inflow<'_> {
+    /// The next message; finding none waiting, the socket may be read further
+    /// ([`Meter::caught_up`]).
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Msg>> {
+        let next = Pin::new(&mut *self.stream).poll_next(cx);
+        if next.is_pending() {
+            self.meter.caught_up();
+        }
+        next
     }
 }

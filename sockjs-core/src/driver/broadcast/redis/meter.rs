@@ -1,0 +1,463 @@
+//! The subscribing connection's socket, read no further ahead of the subscribing task than
+//! a bound.
+//!
+//! The `redis` crate reads a pub/sub socket as fast as it can and queues every message for
+//! the task, without a bound: a node that delivers slower than the cluster publishes to
+//! its topics would grow with the backlog. So the socket is handed to the crate wrapped: it
+//! reads at most [`READ_AHEAD`] bytes past the last time the task found nothing waiting,
+//! then waits for the task to catch up. What the node cannot keep up with then waits in the
+//! socket and in Redis, whose `client-output-buffer-limit pubsub` cuts a subscriber that
+//! stays behind (the connection is lost, and made again, as any other loss).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use redis::aio::PubSub;
+use redis::{Client, ConnectionAddr, RedisResult};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bytes read from the socket past the last time the subscribing task found no message
+/// waiting: what the `redis` crate may queue for it.
+pub(super) const READ_AHEAD: usize = 1 << 20;
+
+/// How far the socket's reads are ahead of the subscribing task.
+#[derive(Default)]
+pub(super) struct Meter(Mutex<Ahead>);
+
+#[derive(Default)]
+struct Ahead {
+    bytes: usize,
+    /// The reader, waiting for the task to catch up.
+    reader: Option<Waker>,
+}
+
+impl Meter {
+    fn ahead(&self) -> MutexGuard<'_, Ahead> {
+        // Each update under this lock is one step: a panic elsewhere leaves it whole.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the socket may be read: ready while less than [`READ_AHEAD`] is ahead.
+    fn poll_room(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut ahead = self.ahead();
+        if ahead.bytes < READ_AHEAD {
+            return Poll::Ready(());
+        }
+        if !ahead
+            .reader
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            ahead.reader = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    fn read(&self, bytes: usize) {
+        let mut ahead = self.ahead();
+        ahead.bytes = ahead.bytes.saturating_add(bytes);
+    }
+
+    /// The subscribing task found no message waiting: what was read has been taken (but
+    /// for a message still coming, at most one), so the socket may be read again.
+    pub(super) fn caught_up(&self) {
+        let reader = {
+            let mut ahead = self.ahead();
+            ahead.bytes = 0;
+            ahead.reader.take()
+        };
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+    }
+}
+
+/// A stream read no further ahead than its [`Meter`] lets it.
+pub(super) struct Metered<S> {
+    inner: S,
+    meter: Arc<Meter>,
+}
+
+impl<S> Metered<S> {
+    pub(super) fn new(inner: S, meter: Arc<Meter>) -> Metered<S> {
+        Metered { inner, meter }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.meter.poll_room(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = read {
+            self.meter.read(buf.filled().len().saturating_sub(before));
+        }
+        read
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A pub/sub connection whose socket is read no further ahead of its task than `meter`
+/// lets it; for an address the `redis` crate connects itself (a Unix socket), the crate's
+/// own, whose reads have no such bound.
+pub(super) async fn pubsub(client: &Client, meter: Arc<Meter>) -> RedisResult<PubSub> {
+    let info = client.get_connection_info();
+    match connect(info.addr()).await {
+        Some(socket) => PubSub::new(info.redis_settings(), Metered::new(socket?, meter)).await,
+        None => client.get_async_pubsub().await,
+    }
+}
+
+/// A socket as the `redis` crate takes it.
+pub(super) trait Socket: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Socket for T {}
+
+/// Connects to `addr` on the runtime the `redis` crate runs this connection on (tokio
+/// inside a tokio runtime with `redis-tokio`, smol otherwise), or `None` for an address
+/// the crate has to connect itself (a Unix socket).
+async fn connect(addr: &ConnectionAddr) -> Option<RedisResult<Box<dyn Socket>>> {
+    let ConnectionAddr::Tcp(host, port) = addr else {
+        return None;
+    };
+    let connected = tcp(host, *port).await;
+    Some(connected.map_err(redis::RedisError::from))
+}
+
+#[cfg(feature = "redis-tokio")]
+async fn tcp(host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
+    #[cfg(feature = "redis-smol")]
+    if tokio::runtime::Handle::try_current().is_err() {
+        return smol_tcp(host, port).await;
+    }
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    // Small commands (a SUBSCRIBE, a ping) go out at once.
+    stream.set_nodelay(true)?;
+    Ok(Box::new(stream))
+}
+
+#[cfg(not(feature = "redis-tokio"))]
+async fn tcp(host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
+    smol_tcp(host, port).await
+}
+
+#[cfg(feature = "redis-smol")]
+async fn smol_tcp(host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
+    let stream = smol::net::TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(Box::new(FuturesIo(stream)))
+}
+
+/// A `futures-io` stream (smol's) with tokio's traits, which the `redis` crate takes.
+#[cfg(feature = "redis-smol")]
+struct FuturesIo<T>(T);
+
+#[cfg(feature = "redis-smol")]
+impl<T: futures_io::AsyncRead + Unpin> AsyncRead for FuturesIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = match Pin::new(&mut self.0).poll_read(cx, buf.initialize_unfilled()) {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(feature = "redis-smol")]
+impl<T: futures_io::AsyncWrite + Unpin> AsyncWrite for FuturesIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A socket with always more to read, 16 KiB at a time.
+    struct Endless;
+
+    impl AsyncRead for Endless {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = buf.remaining().min(16 << 10);
+            buf.put_slice(&vec![b'x'; n]);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads until the meter holds the reader back: the bytes read.
+    fn read_all(socket: &mut Metered<Endless>, cx: &mut Context<'_>) -> usize {
+        let mut total = 0;
+        let mut chunk = vec![0; 16 << 10];
+        loop {
+            let mut buf = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut *socket).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => total += buf.filled().len(),
+                Poll::Ready(Err(e)) => panic!("{e}"),
+                Poll::Pending => return total,
+            }
+            assert!(total <= 2 * READ_AHEAD, "read on past the bound");
+        }
+    }
+
+    #[test]
+    fn the_socket_is_read_no_further_ahead_than_the_task_keeps_up() {
+        let meter = Arc::new(Meter::default());
+        let mut socket = Metered::new(Endless, meter.clone());
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        let first = read_all(&mut socket, &mut cx);
+        assert!(
+            (READ_AHEAD..READ_AHEAD + (16 << 10)).contains(&first),
+            "held back after {first} bytes"
+        );
+        assert_eq!(
+            count.0.load(Ordering::Relaxed),
+            0,
+            "not woken while held back"
+        );
+
+        // The task took what waited: the reader is woken and reads as far again.
+        meter.caught_up();
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert_eq!(read_all(&mut socket, &mut cx), first);
+
+        // Held back again, and woken once; then nothing is waiting to be woken.
+        meter.caught_up();
+        meter.caught_up();
+        assert_eq!(count.0.load(Ordering::Relaxed), 2);
+    }
+}
+
+/// Against a `redis-server` of the test's own: without the binary the test says why and
+/// passes, unless `SOCKJS_REQUIRE_REDIS=1` (deploy/test-cluster.sh sets it).
+#[cfg(test)]
+mod with_redis {
+    use std::future::poll_fn;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use futures_core::Stream;
+
+    use super::*;
+
+    struct RedisServer {
+        child: Child,
+        port: u16,
+    }
+
+    impl RedisServer {
+        fn start() -> Option<RedisServer> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            let spawned = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                // No limit on what it holds for a subscriber: the test counts it.
+                .args(["--client-output-buffer-limit", "pubsub 0 0 0"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match spawned {
+                Ok(child) => child,
+                Err(e) if std::env::var("SOCKJS_REQUIRE_REDIS").as_deref() == Ok("1") => {
+                    panic!("SOCKJS_REQUIRE_REDIS=1, but no redis-server: {e}")
+                }
+                Err(e) => {
+                    eprintln!("skipped: no redis-server ({e}; apt-get install redis-server)");
+                    return None;
+                }
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not listen");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(RedisServer { child, port })
+        }
+
+        fn client(&self) -> Client {
+            Client::open(format!("redis://127.0.0.1:{}/", self.port)).expect("url")
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// What Redis holds for its pub/sub clients, in bytes (`omem` in `CLIENT LIST`).
+    async fn held_by_redis(client: &Client) -> usize {
+        let mut con = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut con)
+            .await
+            .expect("CLIENT LIST");
+        list.split_whitespace()
+            .filter_map(|field| field.strip_prefix("omem="))
+            .map(|n| n.parse::<usize>().expect("omem"))
+            .sum()
+    }
+
+    const MESSAGES: usize = 128;
+    const SIZE: usize = 256 << 10;
+
+    /// A subscriber that takes nothing while 32 MiB are published to it: its socket is
+    /// read no further than the bound, the rest waits in Redis; taken at last, every
+    /// message comes, in order.
+    async fn backlog_waits_in_redis(redis: &RedisServer) {
+        let client = redis.client();
+        let meter = Arc::new(Meter::default());
+        let (mut sink, mut stream) = pubsub(&client, meter.clone())
+            .await
+            .expect("subscribing connection")
+            .split();
+        sink.subscribe("flood").await.expect("SUBSCRIBE");
+        let mut publisher = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        for n in 0..MESSAGES {
+            let mut payload = vec![b'x'; SIZE];
+            payload[..8].copy_from_slice(format!("{n:08}").as_bytes());
+            let receivers: usize = redis::cmd("PUBLISH")
+                .arg("flood")
+                .arg(payload)
+                .query_async(&mut publisher)
+                .await
+                .expect("PUBLISH");
+            assert_eq!(receivers, 1);
+        }
+        // The reader has run into the bound; what the socket buffers hold (a few MiB on
+        // loopback) aside, the backlog is Redis's.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let held = held_by_redis(&client).await;
+            if held >= 16 << 20 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Redis holds only {held} B");
+            tokio_or_smol_sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            meter.ahead().bytes < READ_AHEAD + (64 << 10),
+            "read ahead: {} B",
+            meter.ahead().bytes
+        );
+        for n in 0..MESSAGES {
+            let message = poll_fn(|cx| {
+                let next = Pin::new(&mut stream).poll_next(cx);
+                if next.is_pending() {
+                    meter.caught_up();
+                }
+                next
+            })
+            .await
+            .expect("a message");
+            let payload = message.get_payload_bytes();
+            assert_eq!(payload.len(), SIZE);
+            assert_eq!(&payload[..8], format!("{n:08}").as_bytes());
+        }
+    }
+
+    async fn tokio_or_smol_sleep(wait: Duration) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::time::sleep(wait).await;
+        } else {
+            #[cfg(feature = "redis-smol")]
+            smol::Timer::after(wait).await;
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "redis-tokio")]
+    fn a_subscriber_that_falls_behind_leaves_the_backlog_in_redis_on_tokio() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(backlog_waits_in_redis(&redis));
+    }
+
+    #[test]
+    #[cfg(feature = "redis-smol")]
+    fn a_subscriber_that_falls_behind_leaves_the_backlog_in_redis_on_smol() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        smol::block_on(backlog_waits_in_redis(&redis));
+    }
+}
