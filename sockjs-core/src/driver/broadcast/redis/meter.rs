@@ -3,9 +3,11 @@
 //!
 //! The `redis` crate reads a pub/sub socket as fast as it can and queues every message for
 //! the task, without a bound: a node that delivers slower than the cluster publishes to
-//! its topics would grow with the backlog. So the socket is handed to the crate wrapped: it
-//! reads at most [`READ_AHEAD`] bytes past the last time the task found nothing waiting,
-//! then waits for the task to catch up. What the node cannot keep up with then waits in the
+//! its topics would grow with the backlog. So the socket is handed to the crate wrapped:
+//! once the task has taken a message, it reads at most [`READ_AHEAD`] bytes past the last
+//! time the task found nothing waiting, then waits for the task to catch up. (While the
+//! task waits for a message, reads go on: a message larger than the bound must come
+//! whole.) What the node cannot keep up with then waits in the
 //! socket and in Redis, whose `client-output-buffer-limit pubsub` cuts a subscriber that
 //! stays behind (the connection is lost, and made again, as any other loss).
 
@@ -28,7 +30,11 @@ pub(super) struct Meter(Mutex<Ahead>);
 
 #[derive(Default)]
 struct Ahead {
+    /// Read since the task last found nothing waiting.
     bytes: usize,
+    /// The task found nothing waiting and has taken no message since: what is read is
+    /// (the rest of) a message it waits for.
+    waiting: bool,
     /// The reader, waiting for the task to catch up.
     reader: Option<Waker>,
 }
@@ -39,10 +45,11 @@ impl Meter {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the socket may be read: ready while less than [`READ_AHEAD`] is ahead.
+    /// Whether the socket may be read: ready while less than [`READ_AHEAD`] is ahead, or
+    /// the task waits for a message.
     fn poll_room(&self, cx: &Context<'_>) -> Poll<()> {
         let mut ahead = self.ahead();
-        if ahead.bytes < READ_AHEAD {
+        if ahead.bytes < READ_AHEAD || ahead.waiting {
             return Poll::Ready(());
         }
         if !ahead
@@ -66,11 +73,17 @@ impl Meter {
         let reader = {
             let mut ahead = self.ahead();
             ahead.bytes = 0;
+            ahead.waiting = true;
             ahead.reader.take()
         };
         if let Some(reader) = reader {
             reader.wake();
         }
+    }
+
+    /// The task took a message: from here the bound holds again.
+    pub(super) fn took(&self) {
+        self.ahead().waiting = false;
     }
 }
 
@@ -277,8 +290,10 @@ mod tests {
             "not woken while held back"
         );
 
-        // The task took what waited: the reader is woken and reads as far again.
+        // The task took what waited, and a message since: the reader is woken and reads
+        // as far again.
         meter.caught_up();
+        meter.took();
         assert_eq!(count.0.load(Ordering::Relaxed), 1);
         assert_eq!(read_all(&mut socket, &mut cx), first);
 
@@ -287,13 +302,40 @@ mod tests {
         meter.caught_up();
         assert_eq!(count.0.load(Ordering::Relaxed), 2);
     }
+
+    #[test]
+    fn a_task_waiting_for_a_message_lets_the_socket_be_read_past_the_bound() {
+        let meter = Arc::new(Meter::default());
+        let mut socket = Metered::new(Endless, meter.clone());
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let mut chunk = vec![0; 16 << 10];
+        meter.caught_up();
+        // Waiting for a message larger than the bound, the task lets the reader go on.
+        for _ in 0..2 * READ_AHEAD / chunk.len() {
+            let mut buf = ReadBuf::new(&mut chunk);
+            let read = Pin::new(&mut socket).poll_read(&mut cx, &mut buf);
+            assert!(
+                matches!(read, Poll::Ready(Ok(()))),
+                "held back while waited for"
+            );
+        }
+        // It came: from here the bound holds again.
+        meter.took();
+        let mut buf = ReadBuf::new(&mut chunk);
+        assert!(
+            Pin::new(&mut socket)
+                .poll_read(&mut cx, &mut buf)
+                .is_pending()
+        );
+    }
 }
 
 /// Against a `redis-server` of the test's own: without the binary the test says why and
 /// passes, unless `SOCKJS_REQUIRE_REDIS=1` (deploy/test-cluster.sh sets it).
 #[cfg(test)]
 mod with_redis {
-    use std::future::poll_fn;
+    use std::future::{Future, poll_fn};
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -415,19 +457,41 @@ mod with_redis {
             meter.ahead().bytes
         );
         for n in 0..MESSAGES {
-            let message = poll_fn(|cx| {
-                let next = Pin::new(&mut stream).poll_next(cx);
-                if next.is_pending() {
-                    meter.caught_up();
-                }
-                next
-            })
-            .await
-            .expect("a message");
+            let message = next(&mut stream, &meter).await;
             let payload = message.get_payload_bytes();
             assert_eq!(payload.len(), SIZE);
             assert_eq!(&payload[..8], format!("{n:08}").as_bytes());
         }
+        // A message larger than the bound comes whole.
+        let large = vec![b'y'; 4 * READ_AHEAD];
+        let _: usize = redis::cmd("PUBLISH")
+            .arg("flood")
+            .arg(&large)
+            .query_async(&mut publisher)
+            .await
+            .expect("PUBLISH");
+        let message = next(&mut stream, &meter).await;
+        assert_eq!(message.get_payload_bytes(), &large[..]);
+    }
+
+    /// The next message, taken as the subscribing task takes them, within 10 s.
+    async fn next(stream: &mut redis::aio::PubSubStream, meter: &Meter) -> redis::Msg {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut sleep = std::pin::pin!(tokio_or_smol_sleep(Duration::from_secs(10)));
+        poll_fn(|cx| {
+            match Pin::new(&mut *stream).poll_next(cx) {
+                Poll::Ready(next) => {
+                    meter.took();
+                    return Poll::Ready(next.expect("the connection is open"));
+                }
+                Poll::Pending => meter.caught_up(),
+            }
+            if sleep.as_mut().poll(cx).is_ready() || Instant::now() > deadline {
+                panic!("no message within 10 s");
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     async fn tokio_or_smol_sleep(wait: Duration) {

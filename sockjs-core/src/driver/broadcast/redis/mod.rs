@@ -66,8 +66,9 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 ///   connection are bounded too, in number and in bytes ([`RedisBackend::queue`], default
 ///   4096; [`RedisBackend::queue_bytes`], default 16 MiB); beyond that they are dropped.
 /// - Messages from other nodes are read from the subscribing connection's socket no further
-///   than 1 MiB ahead of what this node has delivered (the `redis` crate would otherwise
-///   read as fast as it can and queue the rest without a bound). A node that delivers
+///   than 1 MiB ahead of what this node has delivered, but for one message larger than
+///   that, which is read whole (the `redis` crate would otherwise read as fast as it can
+///   and queue the rest without a bound). A node that delivers
 ///   slower than the cluster publishes to its topics leaves the backlog in Redis, whose
 ///   `client-output-buffer-limit pubsub` (32 MiB, or 8 MiB for a minute, by default) cuts
 ///   a subscriber that stays behind: that is a lost connection, made again as any other,

@@ -301,12 +301,13 @@ pub(super) struct Inflow<'a> {
 }
 
 impl Inflow<'_> {
-    /// The next message; finding none waiting, the socket may be read further
-    /// ([`Meter::caught_up`]).
+    /// The next message, told to the meter: finding none waiting, the socket may be read
+    /// further ([`Meter::caught_up`]); taking one, the bound holds again ([`Meter::took`]).
     fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Msg>> {
         let next = Pin::new(&mut *self.stream).poll_next(cx);
-        if next.is_pending() {
-            self.meter.caught_up();
+        match next {
+            Poll::Pending => self.meter.caught_up(),
+            Poll::Ready(_) => self.meter.took(),
         }
         next
     }
