@@ -3,13 +3,13 @@
 //!
 //! The `redis` crate reads a pub/sub socket as fast as it can and queues every message for
 //! the task, without a bound: a node that delivers slower than the cluster publishes to
-//! its topics would grow with the backlog. So the socket is handed to the crate wrapped:
-//! once the task has taken a message, it reads at most [`READ_AHEAD`] bytes past the last
-//! time the task found nothing waiting, then waits for the task to catch up. (While the
-//! task waits for a message, reads go on: a message larger than the bound must come
-//! whole.) What the node cannot keep up with then waits in the
-//! socket and in Redis, whose `client-output-buffer-limit pubsub` cuts a subscriber that
-//! stays behind (the connection is lost, and made again, as any other loss).
+//! its topics would grow with the backlog. So the socket is handed to the crate wrapped: it
+//! reads at most [`READ_AHEAD`] bytes past the last time the task found nothing waiting,
+//! then wakes the task and waits for it to catch up (a message larger than the bound comes
+//! in steps of it, the task finding nothing yet at each). What the node cannot keep up
+//! with waits in the socket and in Redis, whose `client-output-buffer-limit pubsub` cuts a
+//! subscriber that stays behind (the connection is lost, and made again, as any other
+//! loss).
 
 use std::io;
 use std::pin::Pin;
@@ -24,6 +24,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// waiting: what the `redis` crate may queue for it.
 pub(super) const READ_AHEAD: usize = 1 << 20;
 
+/// The most one read takes, so that it stays within the bound without zeroing much of the
+/// buffer it reads into.
+const READ_AT_ONCE: usize = 64 << 10;
+
 /// How far the socket's reads are ahead of the subscribing task.
 #[derive(Default)]
 pub(super) struct Meter(Mutex<Ahead>);
@@ -32,11 +36,12 @@ pub(super) struct Meter(Mutex<Ahead>);
 struct Ahead {
     /// Read since the task last found nothing waiting.
     bytes: usize,
-    /// The task found nothing waiting and has taken no message since: what is read is
-    /// (the rest of) a message it waits for.
-    waiting: bool,
     /// The reader, waiting for the task to catch up.
     reader: Option<Waker>,
+    /// The task, as it last found nothing waiting: woken when the reader reaches the
+    /// bound, in case what was read is only part of a message (nothing for the task to
+    /// take, nothing to wake it).
+    task: Option<Waker>,
 }
 
 impl Meter {
@@ -45,19 +50,25 @@ impl Meter {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the socket may be read: ready while less than [`READ_AHEAD`] is ahead, or
-    /// the task waits for a message.
-    fn poll_room(&self, cx: &Context<'_>) -> Poll<()> {
-        let mut ahead = self.ahead();
-        if ahead.bytes < READ_AHEAD || ahead.waiting {
-            return Poll::Ready(());
-        }
-        if !ahead
-            .reader
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            ahead.reader = Some(cx.waker().clone());
+    /// How much the socket may be read now: `Pending` at the bound, once the task is woken
+    /// to catch up.
+    fn poll_room(&self, cx: &Context<'_>) -> Poll<usize> {
+        let task = {
+            let mut ahead = self.ahead();
+            if ahead.bytes < READ_AHEAD {
+                return Poll::Ready(READ_AHEAD - ahead.bytes);
+            }
+            if !ahead
+                .reader
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                ahead.reader = Some(cx.waker().clone());
+            }
+            ahead.task.take()
+        };
+        if let Some(task) = task {
+            task.wake();
         }
         Poll::Pending
     }
@@ -67,23 +78,21 @@ impl Meter {
         ahead.bytes = ahead.bytes.saturating_add(bytes);
     }
 
-    /// The subscribing task found no message waiting: what was read has been taken (but
-    /// for a message still coming, at most one), so the socket may be read again.
-    pub(super) fn caught_up(&self) {
+    /// The subscribing task (woken by `cx`) found no message waiting: what was read has
+    /// been taken (but for part of a message still coming), so the socket may be read
+    /// again.
+    pub(super) fn caught_up(&self, cx: &Context<'_>) {
         let reader = {
             let mut ahead = self.ahead();
             ahead.bytes = 0;
-            ahead.waiting = true;
+            if !ahead.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                ahead.task = Some(cx.waker().clone());
+            }
             ahead.reader.take()
         };
         if let Some(reader) = reader {
             reader.wake();
         }
-    }
-
-    /// The task took a message: from here the bound holds again.
-    pub(super) fn took(&self) {
-        self.ahead().waiting = false;
     }
 }
 
@@ -105,13 +114,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.meter.poll_room(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let before = buf.filled().len();
-        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let room = match self.meter.poll_room(cx) {
+            Poll::Ready(room) => room.min(READ_AT_ONCE).min(buf.remaining()),
+            Poll::Pending => return Poll::Pending,
+        };
+        let mut part = ReadBuf::new(buf.initialize_unfilled_to(room));
+        let read = Pin::new(&mut self.inner).poll_read(cx, &mut part);
+        let n = part.filled().len();
         if let Poll::Ready(Ok(())) = read {
-            self.meter.read(buf.filled().len().saturating_sub(before));
+            buf.advance(n);
+            self.meter.read(n);
         }
         read
     }
@@ -136,8 +148,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 }
 
 /// A pub/sub connection whose socket is read no further ahead of its task than `meter`
-/// lets it; for an address the `redis` crate connects itself (a Unix socket), the crate's
-/// own, whose reads have no such bound.
+/// lets it; where the `redis` crate connects itself (see [`connect`]), the crate's own,
+/// whose reads have no such bound.
 pub(super) async fn pubsub(client: &Client, meter: Arc<Meter>) -> RedisResult<PubSub> {
     let info = client.get_connection_info();
     match connect(info.addr()).await {
@@ -150,32 +162,31 @@ pub(super) async fn pubsub(client: &Client, meter: Arc<Meter>) -> RedisResult<Pu
 pub(super) trait Socket: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Socket for T {}
 
-/// Connects to `addr` on the runtime the `redis` crate runs this connection on (tokio
-/// inside a tokio runtime with `redis-tokio`, smol otherwise), or `None` for an address
-/// the crate has to connect itself (a Unix socket).
+/// Connects to `addr` over TCP on the runtime the `redis` crate runs this connection on:
+/// tokio inside a tokio runtime (with `redis-tokio`), smol otherwise (with `redis-smol`).
+/// `None` where the crate has to connect itself: an address that is not plain TCP (a Unix
+/// socket, or TLS where the crate's TLS features are on), or, with `redis-tokio` alone,
+/// outside a tokio runtime.
 async fn connect(addr: &ConnectionAddr) -> Option<RedisResult<Box<dyn Socket>>> {
     let ConnectionAddr::Tcp(host, port) = addr else {
         return None;
     };
-    let connected = tcp(host, *port).await;
-    Some(connected.map_err(redis::RedisError::from))
+    #[cfg(feature = "redis-tokio")]
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Some(tokio_tcp(host, *port).await.map_err(Into::into));
+    }
+    #[cfg(feature = "redis-smol")]
+    return Some(smol_tcp(host, *port).await.map_err(Into::into));
+    #[cfg(not(feature = "redis-smol"))]
+    None
 }
 
 #[cfg(feature = "redis-tokio")]
-async fn tcp(host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
-    #[cfg(feature = "redis-smol")]
-    if tokio::runtime::Handle::try_current().is_err() {
-        return smol_tcp(host, port).await;
-    }
+async fn tokio_tcp(host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
     let stream = tokio::net::TcpStream::connect((host, port)).await?;
     // Small commands (a SUBSCRIBE, a ping) go out at once.
     stream.set_nodelay(true)?;
     Ok(Box::new(stream))
-}
-
-#[cfg(not(feature = "redis-tokio"))]
-async fn tcp(host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
-    smol_tcp(host, port).await
 }
 
 #[cfg(feature = "redis-smol")]
@@ -232,7 +243,7 @@ mod tests {
 
     use super::*;
 
-    /// A socket with always more to read, 16 KiB at a time.
+    /// A socket with always more to read, as much as is asked.
     struct Endless;
 
     impl AsyncRead for Endless {
@@ -241,8 +252,7 @@ mod tests {
             _: &mut Context<'_>,
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
-            let n = buf.remaining().min(16 << 10);
-            buf.put_slice(&vec![b'x'; n]);
+            buf.put_slice(&vec![b'x'; buf.remaining()]);
             Poll::Ready(Ok(()))
         }
     }
@@ -256,10 +266,17 @@ mod tests {
         }
     }
 
-    /// Reads until the meter holds the reader back: the bytes read.
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Reads (4 MiB at most at a time, as a codec's buffer grown by a large message may
+    /// ask) until the meter holds the reader back: the bytes read.
     fn read_all(socket: &mut Metered<Endless>, cx: &mut Context<'_>) -> usize {
         let mut total = 0;
-        let mut chunk = vec![0; 16 << 10];
+        let mut chunk = vec![0; 4 << 20];
         loop {
             let mut buf = ReadBuf::new(&mut chunk);
             match Pin::new(&mut *socket).poll_read(cx, &mut buf) {
@@ -267,7 +284,7 @@ mod tests {
                 Poll::Ready(Err(e)) => panic!("{e}"),
                 Poll::Pending => return total,
             }
-            assert!(total <= 2 * READ_AHEAD, "read on past the bound");
+            assert!(total <= READ_AHEAD, "read past the bound: {total} B");
         }
     }
 
@@ -275,59 +292,32 @@ mod tests {
     fn the_socket_is_read_no_further_ahead_than_the_task_keeps_up() {
         let meter = Arc::new(Meter::default());
         let mut socket = Metered::new(Endless, meter.clone());
-        let count = Arc::new(Count::default());
-        let waker = Waker::from(count.clone());
-        let mut cx = Context::from_waker(&waker);
+        let reader = Arc::new(Count::default());
+        let reader_waker = Waker::from(reader.clone());
+        let mut reader_cx = Context::from_waker(&reader_waker);
+        let task = Arc::new(Count::default());
+        let task_waker = Waker::from(task.clone());
+        let task_cx = Context::from_waker(&task_waker);
 
-        let first = read_all(&mut socket, &mut cx);
-        assert!(
-            (READ_AHEAD..READ_AHEAD + (16 << 10)).contains(&first),
-            "held back after {first} bytes"
-        );
-        assert_eq!(
-            count.0.load(Ordering::Relaxed),
-            0,
-            "not woken while held back"
-        );
+        // The task finds nothing waiting; the reader reads to the bound, not past it.
+        meter.caught_up(&task_cx);
+        assert_eq!(read_all(&mut socket, &mut reader_cx), READ_AHEAD);
+        assert_eq!(reader.get(), 0, "not woken while held back");
+        // The task is woken: what was read may be only part of a message, which nothing
+        // else would wake it for.
+        assert_eq!(task.get(), 1);
 
-        // The task took what waited, and a message since: the reader is woken and reads
-        // as far again.
-        meter.caught_up();
-        meter.took();
-        assert_eq!(count.0.load(Ordering::Relaxed), 1);
-        assert_eq!(read_all(&mut socket, &mut cx), first);
+        // It finds nothing waiting still (part of a message larger than the bound): the
+        // reader is woken, and reads as far again.
+        meter.caught_up(&task_cx);
+        assert_eq!(reader.get(), 1);
+        assert_eq!(read_all(&mut socket, &mut reader_cx), READ_AHEAD);
+        assert_eq!(task.get(), 2);
 
-        // Held back again, and woken once; then nothing is waiting to be woken.
-        meter.caught_up();
-        meter.caught_up();
-        assert_eq!(count.0.load(Ordering::Relaxed), 2);
-    }
-
-    #[test]
-    fn a_task_waiting_for_a_message_lets_the_socket_be_read_past_the_bound() {
-        let meter = Arc::new(Meter::default());
-        let mut socket = Metered::new(Endless, meter.clone());
-        let waker = Waker::from(Arc::new(Count::default()));
-        let mut cx = Context::from_waker(&waker);
-        let mut chunk = vec![0; 16 << 10];
-        meter.caught_up();
-        // Waiting for a message larger than the bound, the task lets the reader go on.
-        for _ in 0..2 * READ_AHEAD / chunk.len() {
-            let mut buf = ReadBuf::new(&mut chunk);
-            let read = Pin::new(&mut socket).poll_read(&mut cx, &mut buf);
-            assert!(
-                matches!(read, Poll::Ready(Ok(()))),
-                "held back while waited for"
-            );
-        }
-        // It came: from here the bound holds again.
-        meter.took();
-        let mut buf = ReadBuf::new(&mut chunk);
-        assert!(
-            Pin::new(&mut socket)
-                .poll_read(&mut cx, &mut buf)
-                .is_pending()
-        );
+        // With nothing held back, a look that finds nothing wakes nobody.
+        meter.caught_up(&task_cx);
+        meter.caught_up(&task_cx);
+        assert_eq!(reader.get(), 2);
     }
 }
 
@@ -411,12 +401,27 @@ mod with_redis {
             .sum()
     }
 
-    const MESSAGES: usize = 128;
+    const MESSAGES: usize = 256;
     const SIZE: usize = 256 << 10;
 
-    /// A subscriber that takes nothing while 32 MiB are published to it: its socket is
-    /// read no further than the bound, the rest waits in Redis; taken at last, every
-    /// message comes, in order.
+    /// The most a loopback connection's socket buffers hold, both ends (the kernel's
+    /// `tcp_rmem` and `tcp_wmem` maximums): what Redis need not hold of a backlog.
+    fn socket_buffers() -> usize {
+        ["tcp_rmem", "tcp_wmem"]
+            .iter()
+            .map(|name| {
+                std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+                    .unwrap_or(16 << 20)
+            })
+            .sum()
+    }
+
+    /// A subscriber that takes nothing while 64 MiB are published to it: its socket is
+    /// read no further than the bound, the rest waits in the socket buffers and in Redis;
+    /// taken at last, every message comes, in order, and a message larger than the bound
+    /// too.
     async fn backlog_waits_in_redis(redis: &RedisServer) {
         let client = redis.client();
         let meter = Arc::new(Meter::default());
@@ -440,22 +445,23 @@ mod with_redis {
                 .expect("PUBLISH");
             assert_eq!(receivers, 1);
         }
-        // The reader has run into the bound; what the socket buffers hold (a few MiB on
-        // loopback) aside, the backlog is Redis's.
+        // The reader has run into the bound; what the socket buffers hold aside, the
+        // backlog is Redis's.
+        let expected = (MESSAGES * SIZE).saturating_sub(socket_buffers() + 2 * READ_AHEAD);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let held = held_by_redis(&client).await;
-            if held >= 16 << 20 {
+            if held >= expected {
                 break;
             }
-            assert!(Instant::now() < deadline, "Redis holds only {held} B");
+            assert!(
+                Instant::now() < deadline,
+                "Redis holds {held} B, not the {expected} B past the socket buffers"
+            );
             tokio_or_smol_sleep(Duration::from_millis(50)).await;
         }
-        assert!(
-            meter.ahead().bytes < READ_AHEAD + (64 << 10),
-            "read ahead: {} B",
-            meter.ahead().bytes
-        );
+        let ahead = meter.ahead().bytes;
+        assert!(ahead <= READ_AHEAD, "read ahead: {ahead} B");
         for n in 0..MESSAGES {
             let message = next(&mut stream, &meter).await;
             let payload = message.get_payload_bytes();
@@ -480,11 +486,8 @@ mod with_redis {
         let mut sleep = std::pin::pin!(tokio_or_smol_sleep(Duration::from_secs(10)));
         poll_fn(|cx| {
             match Pin::new(&mut *stream).poll_next(cx) {
-                Poll::Ready(next) => {
-                    meter.took();
-                    return Poll::Ready(next.expect("the connection is open"));
-                }
-                Poll::Pending => meter.caught_up(),
+                Poll::Ready(next) => return Poll::Ready(next.expect("the connection is open")),
+                Poll::Pending => meter.caught_up(cx),
             }
             if sleep.as_mut().poll(cx).is_ready() || Instant::now() > deadline {
                 panic!("no message within 10 s");

@@ -66,14 +66,17 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 ///   connection are bounded too, in number and in bytes ([`RedisBackend::queue`], default
 ///   4096; [`RedisBackend::queue_bytes`], default 16 MiB); beyond that they are dropped.
 /// - Messages from other nodes are read from the subscribing connection's socket no further
-///   than 1 MiB ahead of what this node has delivered, but for one message larger than
-///   that, which is read whole (the `redis` crate would otherwise read as fast as it can
-///   and queue the rest without a bound). A node that delivers
-///   slower than the cluster publishes to its topics leaves the backlog in Redis, whose
-///   `client-output-buffer-limit pubsub` (32 MiB, or 8 MiB for a minute, by default) cuts
-///   a subscriber that stays behind: that is a lost connection, made again as any other,
-///   and what was published meanwhile does not reach this node. (For a Unix socket
-///   address, which the crate connects itself, its reads have no such bound.)
+///   than 1 MiB ahead of what this node has delivered (a larger message comes in steps of
+///   1 MiB); the `redis` crate would otherwise read as fast as it can and queue the rest
+///   without a bound. A node that delivers slower than the cluster publishes to its topics
+///   leaves the backlog in Redis, whose `client-output-buffer-limit pubsub` (32 MiB, or
+///   8 MiB for a minute, by default) cuts a subscriber that stays behind: that is a lost
+///   connection, made again as any other, and what was published meanwhile does not reach
+///   this node. A command on that connection (a subscription, the ping) waits behind what
+///   was sent before it, delivering it meanwhile, and times out only after 2 s without
+///   either an answer or a message. Where the `redis` crate connects itself (a Unix
+///   socket; TLS, with its TLS features; `redis-tokio` alone outside a tokio runtime), its
+///   reads have no such bound.
 /// - Losing a connection is logged once at `error` level, every failed retry at `debug`,
 ///   the recovery at `warn` with the outage's length and the messages dropped.
 ///   [`Broadcast::is_connected`](super::Broadcast::is_connected) tells whether both are

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::future::poll_fn;
-use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
@@ -15,6 +14,7 @@ use super::meter::{self, Meter};
 use super::retry::*;
 use super::*;
 use crate::driver::Runtime;
+use crate::driver::runtime::later;
 use crate::driver::runtime::yield_now;
 
 /// Messages delivered before the task lets others run.
@@ -256,39 +256,56 @@ impl Subscriber {
         Ok(())
     }
 
-    /// A command's answer, within the response timeout, delivering the messages that come
-    /// meanwhile: the socket is read no further ahead of this task than its meter lets
-    /// it, so the answer may wait behind them.
+    /// A command's answer, delivering the messages that come meanwhile: the socket is read
+    /// no further ahead of this task than its meter lets it, so the answer may wait behind
+    /// them. It fails after the response timeout without an answer or a message: a node
+    /// busy delivering what it is sent is not cut for being behind (Redis's own limit on
+    /// what it holds for a subscriber does that).
     async fn command<T>(
         &self,
         clock: &mut Clock,
         inflow: &mut Inflow<'_>,
         request: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, Lost> {
+        let shared = &*self.shared;
+        let runtime = &clock.runtime;
+        let timer = &mut clock.timer;
+        timer.as_mut().reset(later(runtime.now(), RESPONSE_TIMEOUT));
         let mut request = pin!(request);
-        let answer = poll_fn(|cx| {
-            if let Poll::Ready(answer) = request.as_mut().poll(cx) {
-                return Poll::Ready(answer);
+        poll_fn(|cx| {
+            if shared.poll_stopped(Role::Subscriber, cx).is_ready() {
+                return Poll::Ready(Err(Lost::Stopped));
             }
-            for _ in 0..DELIVER_BEFORE_YIELD {
+            if let Poll::Ready(answer) = request.as_mut().poll(cx) {
+                return Poll::Ready(answer.map_err(Lost::Redis));
+            }
+            let mut delivered = 0;
+            let drained = loop {
+                if delivered == DELIVER_BEFORE_YIELD {
+                    break false;
+                }
                 match inflow.poll_next(cx) {
                     Poll::Ready(Some(message)) => {
-                        self.deliver(&message, inflow.all, inflow.topic_prefix)
+                        self.deliver(&message, inflow.all, inflow.topic_prefix);
+                        delivered += 1;
                     }
-                    Poll::Ready(None) => {
-                        let closed = io::Error::from(io::ErrorKind::ConnectionAborted);
-                        return Poll::Ready(Err(closed.into()));
-                    }
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => return Poll::Ready(Err(Lost::Closed)),
+                    Poll::Pending => break true,
                 }
+            };
+            if delivered > 0 {
+                timer.as_mut().reset(later(runtime.now(), RESPONSE_TIMEOUT));
             }
-            // More may be waiting: other tasks first.
-            cx.waker().wake_by_ref();
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Lost::Timeout));
+            }
+            if !drained {
+                // More may be waiting: other tasks first.
+                cx.waker().wake_by_ref();
+            }
             Poll::Pending
-        });
-        clock
-            .within(&self.shared, Role::Subscriber, RESPONSE_TIMEOUT, answer)
-            .await
+        })
+        .await
     }
 }
 
@@ -301,13 +318,12 @@ pub(super) struct Inflow<'a> {
 }
 
 impl Inflow<'_> {
-    /// The next message, told to the meter: finding none waiting, the socket may be read
-    /// further ([`Meter::caught_up`]); taking one, the bound holds again ([`Meter::took`]).
+    /// The next message; finding none waiting, the socket may be read further
+    /// ([`Meter::caught_up`]).
     fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Msg>> {
         let next = Pin::new(&mut *self.stream).poll_next(cx);
-        match next {
-            Poll::Pending => self.meter.caught_up(),
-            Poll::Ready(_) => self.meter.took(),
+        if next.is_pending() {
+            self.meter.caught_up(cx);
         }
         next
     }
