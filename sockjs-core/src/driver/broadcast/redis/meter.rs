@@ -80,19 +80,21 @@ impl Meter {
 
     /// The subscribing task (woken by `cx`) found no message waiting: what was read has
     /// been taken (but for part of a message still coming), so the socket may be read
-    /// again.
-    pub(super) fn caught_up(&self, cx: &Context<'_>) {
-        let reader = {
+    /// again. Whether anything was read since it last looked (part of a message, when
+    /// there was nothing to take).
+    pub(super) fn caught_up(&self, cx: &Context<'_>) -> bool {
+        let (reader, read) = {
             let mut ahead = self.ahead();
-            ahead.bytes = 0;
+            let read = std::mem::take(&mut ahead.bytes) > 0;
             if !ahead.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 ahead.task = Some(cx.waker().clone());
             }
-            ahead.reader.take()
+            (ahead.reader.take(), read)
         };
         if let Some(reader) = reader {
             reader.wake();
         }
+        read
     }
 }
 
@@ -165,8 +167,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Socket for T {}
 /// Connects to `addr` over TCP on the runtime the `redis` crate runs this connection on:
 /// tokio inside a tokio runtime (with `redis-tokio`), smol otherwise (with `redis-smol`).
 /// `None` where the crate has to connect itself: an address that is not plain TCP (a Unix
-/// socket, or TLS where the crate's TLS features are on), or, with `redis-tokio` alone,
-/// outside a tokio runtime.
+/// socket, or TLS where the crate's TLS features are on). With `redis-tokio` alone and no
+/// tokio runtime to connect from, an error (the crate would panic), retried as any other.
 async fn connect(addr: &ConnectionAddr) -> Option<RedisResult<Box<dyn Socket>>> {
     let ConnectionAddr::Tcp(host, port) = addr else {
         return None;
@@ -178,7 +180,10 @@ async fn connect(addr: &ConnectionAddr) -> Option<RedisResult<Box<dyn Socket>>> 
     #[cfg(feature = "redis-smol")]
     return Some(smol_tcp(host, *port).await.map_err(Into::into));
     #[cfg(not(feature = "redis-smol"))]
-    None
+    Some(Err(io::Error::other(
+        "redis-tokio connects from a tokio runtime only: run the backend's tasks on tokio",
+    )
+    .into()))
 }
 
 #[cfg(feature = "redis-tokio")]
@@ -300,23 +305,23 @@ mod tests {
         let task_cx = Context::from_waker(&task_waker);
 
         // The task finds nothing waiting; the reader reads to the bound, not past it.
-        meter.caught_up(&task_cx);
+        assert!(!meter.caught_up(&task_cx), "nothing read yet");
         assert_eq!(read_all(&mut socket, &mut reader_cx), READ_AHEAD);
         assert_eq!(reader.get(), 0, "not woken while held back");
         // The task is woken: what was read may be only part of a message, which nothing
         // else would wake it for.
         assert_eq!(task.get(), 1);
 
-        // It finds nothing waiting still (part of a message larger than the bound): the
-        // reader is woken, and reads as far again.
-        meter.caught_up(&task_cx);
+        // It finds nothing waiting still (part of a message larger than the bound, read
+        // meanwhile): the reader is woken, and reads as far again.
+        assert!(meter.caught_up(&task_cx), "read since");
         assert_eq!(reader.get(), 1);
         assert_eq!(read_all(&mut socket, &mut reader_cx), READ_AHEAD);
         assert_eq!(task.get(), 2);
 
         // With nothing held back, a look that finds nothing wakes nobody.
-        meter.caught_up(&task_cx);
-        meter.caught_up(&task_cx);
+        assert!(meter.caught_up(&task_cx));
+        assert!(!meter.caught_up(&task_cx));
         assert_eq!(reader.get(), 2);
     }
 }
@@ -487,7 +492,9 @@ mod with_redis {
         poll_fn(|cx| {
             match Pin::new(&mut *stream).poll_next(cx) {
                 Poll::Ready(next) => return Poll::Ready(next.expect("the connection is open")),
-                Poll::Pending => meter.caught_up(cx),
+                Poll::Pending => {
+                    meter.caught_up(cx);
+                }
             }
             if sleep.as_mut().poll(cx).is_ready() || Instant::now() > deadline {
                 panic!("no message within 10 s");

@@ -75,8 +75,7 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 ///   this node. A command on that connection (a subscription, the ping) waits behind what
 ///   was sent before it, delivering it meanwhile, and times out only after 2 s without
 ///   either an answer or a message. Where the `redis` crate connects itself (a Unix
-///   socket; TLS, with its TLS features; `redis-tokio` alone outside a tokio runtime), its
-///   reads have no such bound.
+///   socket; TLS, with its TLS features), its reads have no such bound.
 /// - Losing a connection is logged once at `error` level, every failed retry at `debug`,
 ///   the recovery at `warn` with the outage's length and the messages dropped.
 ///   [`Broadcast::is_connected`](super::Broadcast::is_connected) tells whether both are

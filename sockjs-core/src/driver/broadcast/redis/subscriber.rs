@@ -76,6 +76,7 @@ impl Subscriber {
             meter: &meter,
             all: &all,
             topic_prefix: &topic_prefix,
+            heard: false,
         };
         let mut subscribed = HashSet::new();
         let subscribe_all = sink.subscribe(&all);
@@ -258,9 +259,9 @@ impl Subscriber {
 
     /// A command's answer, delivering the messages that come meanwhile: the socket is read
     /// no further ahead of this task than its meter lets it, so the answer may wait behind
-    /// them. It fails after the response timeout without an answer or a message: a node
-    /// busy delivering what it is sent is not cut for being behind (Redis's own limit on
-    /// what it holds for a subscriber does that).
+    /// them. It fails after the response timeout without an answer or a message (or part
+    /// of one): a node busy delivering what it is sent is not cut for being behind
+    /// (Redis's own limit on what it holds for a subscriber does that).
     async fn command<T>(
         &self,
         clock: &mut Clock,
@@ -271,6 +272,7 @@ impl Subscriber {
         let runtime = &clock.runtime;
         let timer = &mut clock.timer;
         timer.as_mut().reset(later(runtime.now(), RESPONSE_TIMEOUT));
+        inflow.heard = false;
         let mut request = pin!(request);
         poll_fn(|cx| {
             if shared.poll_stopped(Role::Subscriber, cx).is_ready() {
@@ -293,7 +295,7 @@ impl Subscriber {
                     Poll::Pending => break true,
                 }
             };
-            if delivered > 0 {
+            if delivered > 0 || std::mem::take(&mut inflow.heard) {
                 timer.as_mut().reset(later(runtime.now(), RESPONSE_TIMEOUT));
             }
             if timer.as_mut().poll(cx).is_ready() {
@@ -315,15 +317,18 @@ pub(super) struct Inflow<'a> {
     meter: &'a Meter,
     all: &'a str,
     topic_prefix: &'a str,
+    /// Part of a message (one larger than the meter's bound) was read since this was last
+    /// cleared: the connection is busy, not silent.
+    heard: bool,
 }
 
 impl Inflow<'_> {
     /// The next message; finding none waiting, the socket may be read further
-    /// ([`Meter::caught_up`]).
+    /// ([`Meter::caught_up`]), and `heard` tells whether part of one came meanwhile.
     fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Msg>> {
         let next = Pin::new(&mut *self.stream).poll_next(cx);
-        if next.is_pending() {
-            self.meter.caught_up(cx);
+        if next.is_pending() && self.meter.caught_up(cx) {
+            self.heard = true;
         }
         next
     }
