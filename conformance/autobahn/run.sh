@@ -63,34 +63,15 @@ if [ ! -x "$venv/bin/wstest" ]; then
   [ -x "$venv/bin/wstest" ] || { echo "autobahn: pip install autobahntestsuite failed" >&2; exit 1; }
 fi
 
+# shellcheck source=../server.sh
+. "$here/../server.sh"
 work="$(mktemp -d)"
 report="${AUTOBAHN_REPORT:-$work/report}"
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'stop_server; rm -rf "$work"' EXIT
 
-log="$work/server.log"
-"$@" 127.0.0.1:0 --permessage-deflate >"$log" 2>&1 &
-server_pid=$!
-addr=""
-# A cargo run may build first.
-for _ in $(seq 1 3000); do
-  addr="$(sed -n 's/^listening on http:\/\/\([^ ]*\).*/\1/p' "$log" | head -n 1)"
-  [ -n "$addr" ] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$addr" ]; then
-  echo "autobahn: the server did not start:" >&2
-  tail -n 30 "$log" >&2
-  exit 1
-fi
+# A cargo run may build first: up to five minutes.
+start_server "$work/server.log" 3000 "$@" 127.0.0.1:0 --permessage-deflate || exit 1
+addr="${server_url#http://}"
 
 cat >"$work/spec.json" <<EOF
 {"outdir": "$report", "servers": [{"agent": "sockjs-rs", "url": "ws://$addr/echo/websocket"}],

@@ -27,40 +27,19 @@ profile="${CARGO_PROFILE:-release}"
 # shellcheck source=build.sh
 . "$here/build.sh"
 
+# shellcheck source=../../server.sh
+. "$here/../../server.sh"
 work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'stop_server; rm -rf "$work"' EXIT
 
 if ! build_go_echo "$work/go_echo" "$work"; then
   echo "sockjs-go: $go_unavailable" >&2
   exit 1
 fi
 
-log="$work/server.log"
-"$work/go_echo" 127.0.0.1:0 -heartbeat-ms "$heartbeat_ms" -disconnect-ms "$disconnect_ms" \
-  -yield >"$log" 2>&1 &
-server_pid=$!
-base=""
-for _ in $(seq 1 100); do
-  base="$(sed -n 's/^listening on \(http:\/\/[^ ]*\).*/\1/p' "$log" | head -n 1)"
-  [ -n "$base" ] && break
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    break
-  fi
-  sleep 0.1
-done
-if [ -z "$base" ]; then
-  echo "sockjs-go did not start:" >&2
-  cat "$log" >&2
-  exit 1
-fi
+start_server "$work/server.log" 100 "$work/go_echo" 127.0.0.1:0 \
+  -heartbeat-ms "$heartbeat_ms" -disconnect-ms "$disconnect_ms" -yield || exit 1
+base="$server_url"
 
 # sockjs-go's deviations (PROTOCOL.md §11 and conformance/README.md, "Against sockjs-go"):
 # their failures are reported as skips. By what sockjs-go does:
