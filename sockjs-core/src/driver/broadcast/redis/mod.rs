@@ -14,6 +14,7 @@ use redis::{Client, RedisError};
 
 use super::{Backend, Inbox, Target};
 
+mod connect;
 mod meter;
 mod publisher;
 mod retry;

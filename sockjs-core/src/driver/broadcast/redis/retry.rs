@@ -5,7 +5,7 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use redis::RedisError;
@@ -139,6 +139,17 @@ impl fmt::Display for Lost {
     }
 }
 
+/// What the work beside a request did at one poll ([`Clock::within_busy`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Beside {
+    /// Nothing: it waits, and will wake the task when it has something.
+    Idle,
+    /// Some: the connection is alive; it waits for more.
+    Progress,
+    /// Some, and it stopped before it ran out: poll again, after other tasks.
+    More,
+}
+
 /// The runtime's clock and one reusable timer, for a task's timeouts and pauses.
 pub(super) struct Clock {
     pub(super) runtime: Arc<dyn Runtime>,
@@ -163,9 +174,24 @@ impl Clock {
         limit: Duration,
         request: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, Lost> {
-        let deadline = later(self.now(), limit);
-        self.timer.as_mut().reset(deadline);
+        self.within_busy(shared, role, limit, request, |_| Ok(Beside::Idle))
+            .await
+    }
+
+    /// `request`, with `beside` polled while it waits (whatever else the connection
+    /// carries meanwhile): failed if `limit` passes with neither an answer nor progress
+    /// from `beside` (each restarts it), if `beside` fails, or if the backend is dropped.
+    pub(super) async fn within_busy<T>(
+        &mut self,
+        shared: &Shared,
+        role: Role,
+        limit: Duration,
+        request: impl Future<Output = Result<T, RedisError>>,
+        mut beside: impl FnMut(&mut Context<'_>) -> Result<Beside, Lost>,
+    ) -> Result<T, Lost> {
+        let runtime = &self.runtime;
         let timer = &mut self.timer;
+        timer.as_mut().reset(later(runtime.now(), limit));
         let mut request = pin!(request);
         poll_fn(|cx| {
             if shared.poll_stopped(role, cx).is_ready() {
@@ -174,7 +200,21 @@ impl Clock {
             if let Poll::Ready(result) = request.as_mut().poll(cx) {
                 return Poll::Ready(result.map_err(Lost::Redis));
             }
-            timer.as_mut().poll(cx).map(|()| Err(Lost::Timeout))
+            let beside = match beside(cx) {
+                Ok(beside) => beside,
+                Err(lost) => return Poll::Ready(Err(lost)),
+            };
+            if beside != Beside::Idle {
+                timer.as_mut().reset(later(runtime.now(), limit));
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Lost::Timeout));
+            }
+            if beside == Beside::More {
+                // More may be waiting: other tasks first.
+                cx.waker().wake_by_ref();
+            }
+            Poll::Pending
         })
         .await
     }

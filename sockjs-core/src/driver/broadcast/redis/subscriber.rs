@@ -2,19 +2,19 @@
 
 use std::collections::HashSet;
 use std::future::poll_fn;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::{Client, Msg, RedisResult};
 
-use super::meter::{self, Meter};
+use super::connect;
+use super::meter::Meter;
 use super::retry::*;
 use super::*;
 use crate::driver::Runtime;
-use crate::driver::runtime::later;
 use crate::driver::runtime::yield_now;
 
 /// Messages delivered before the task lets others run.
@@ -63,7 +63,7 @@ impl Subscriber {
         let shared = &*self.shared;
         let role = Role::Subscriber;
         let meter = Arc::new(Meter::default());
-        let connect = meter::pubsub(&self.client, meter.clone());
+        let connect = connect::pubsub(&self.client, meter.clone());
         let (mut sink, mut stream) =
             match clock.within(shared, role, CONNECT_TIMEOUT, connect).await {
                 Ok(pubsub) => pubsub.split(),
@@ -268,46 +268,28 @@ impl Subscriber {
         inflow: &mut Inflow<'_>,
         request: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, Lost> {
-        let shared = &*self.shared;
-        let runtime = &clock.runtime;
-        let timer = &mut clock.timer;
-        timer.as_mut().reset(later(runtime.now(), RESPONSE_TIMEOUT));
         inflow.heard = false;
-        let mut request = pin!(request);
-        poll_fn(|cx| {
-            if shared.poll_stopped(Role::Subscriber, cx).is_ready() {
-                return Poll::Ready(Err(Lost::Stopped));
-            }
-            if let Poll::Ready(answer) = request.as_mut().poll(cx) {
-                return Poll::Ready(answer.map_err(Lost::Redis));
-            }
+        let deliver = |cx: &mut Context<'_>| {
             let mut delivered = 0;
-            let drained = loop {
-                if delivered == DELIVER_BEFORE_YIELD {
-                    break false;
-                }
+            while delivered < DELIVER_BEFORE_YIELD {
                 match inflow.poll_next(cx) {
                     Poll::Ready(Some(message)) => {
                         self.deliver(&message, inflow.all, inflow.topic_prefix);
                         delivered += 1;
                     }
-                    Poll::Ready(None) => return Poll::Ready(Err(Lost::Closed)),
-                    Poll::Pending => break true,
+                    Poll::Ready(None) => return Err(Lost::Closed),
+                    Poll::Pending if delivered > 0 || std::mem::take(&mut inflow.heard) => {
+                        return Ok(Beside::Progress);
+                    }
+                    Poll::Pending => return Ok(Beside::Idle),
                 }
-            };
-            if delivered > 0 || std::mem::take(&mut inflow.heard) {
-                timer.as_mut().reset(later(runtime.now(), RESPONSE_TIMEOUT));
             }
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(Lost::Timeout));
-            }
-            if !drained {
-                // More may be waiting: other tasks first.
-                cx.waker().wake_by_ref();
-            }
-            Poll::Pending
-        })
-        .await
+            Ok(Beside::More)
+        };
+        let shared = &*self.shared;
+        clock
+            .within_busy(shared, Role::Subscriber, RESPONSE_TIMEOUT, request, deliver)
+            .await
     }
 }
 
@@ -325,7 +307,7 @@ pub(super) struct Inflow<'a> {
 impl Inflow<'_> {
     /// The next message; finding none waiting, the socket may be read further
     /// ([`Meter::caught_up`]), and `heard` tells whether part of one came meanwhile.
-    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Msg>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg>> {
         let next = Pin::new(&mut *self.stream).poll_next(cx);
         if next.is_pending() && self.meter.caught_up(cx) {
             self.heard = true;
