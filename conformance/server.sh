@@ -1,5 +1,6 @@
 # Sourced by the scripts that run a suite against a server of their own starting
-# (conformance/autobahn/run.sh, conformance/bench/go/run-against-go.sh).
+# (conformance/autobahn/run.sh, conformance/bench/go/run-against-go.sh,
+# conformance/node/run-against-node.sh).
 #
 # start_server LOG TRIES CMD [ARGS...]: starts CMD in the background, its output in LOG,
 # and waits up to TRIES tenths of a second for its "listening on http://ADDR" line; sets

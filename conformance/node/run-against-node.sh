@@ -18,40 +18,18 @@ if [ ! -d "$here/node_modules" ]; then
   (cd "$here" && npm ci --no-audit --no-fund)
 fi
 
-free_port() {
-  node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
-}
-
-port="$(free_port)"
+# shellcheck source=../server.sh
+. "$here/../server.sh"
 log="$(mktemp)"
-node "$here/server.js" --port "127.0.0.1:$port" \
-  --heartbeat-ms "$heartbeat_ms" --disconnect-ms "$disconnect_ms" >"$log" 2>&1 &
-server_pid=$!
-
 cleanup() {
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  stop_server
   rm -f "$log"
 }
 trap cleanup EXIT
 
-# Wait for the server to listen (up to 10 s).
-for _ in $(seq 1 100); do
-  if grep -q "listening" "$log" 2>/dev/null; then
-    break
-  fi
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "reference server exited:" >&2
-    cat "$log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-if ! grep -q "listening" "$log"; then
-  echo "reference server did not start:" >&2
-  cat "$log" >&2
-  exit 1
-fi
+# Port 0: the server binds a free port itself and names it (up to 10 s to start).
+start_server "$log" 100 node "$here/server.js" --port 127.0.0.1:0 \
+  --heartbeat-ms "$heartbeat_ms" --disconnect-ms "$disconnect_ms" || exit 1
 
 # Deliberate deviations: rules where this suite is stricter than sockjs-node (see
 # conformance/README.md). Their failures are reported as skips.
@@ -69,7 +47,7 @@ fi
 
 status=0
 (cd "$here/../.." && cargo run --quiet "${profile_flag[@]}" -p conformance -- \
-  "http://127.0.0.1:$port" \
+  "$server_url" \
   --heartbeat-ms "$heartbeat_ms" --disconnect-ms "$disconnect_ms" \
   --expect-fail "$expect_fail" "$@") || status=$?
 
