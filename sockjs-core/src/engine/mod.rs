@@ -68,9 +68,8 @@ struct Shared {
     /// The engine's clock: an input's time, or, while the timers it found due fire, each
     /// one's deadline ([`Engine::advance`]).
     now: Instant,
-    /// The input's own time: heartbeats re-arm from it even when written by a timer that
-    /// fires at its (past) deadline, so an input long after the last (a machine that was
-    /// suspended) makes one heartbeat, not one for each delay missed.
+    /// The input's own time: what a timer writes goes out then, however long ago it was
+    /// due ([`Shared::written_at`]).
     input_now: Instant,
 }
 
@@ -129,12 +128,22 @@ fn quiet(now: Instant, interval: Duration) -> Alive {
 }
 
 impl Shared {
+    /// When what is written now leaves: the input's time, also while a timer fires at its
+    /// (past) deadline, since its heartbeat, ping or last frame goes out only now. What
+    /// then waits on the peer counts from it: the next heartbeat (an input long after the
+    /// last, a machine that was suspended, makes one heartbeat, not one for each delay
+    /// missed), a ping's timeout, and the disconnect delay of a poll the write ended (the
+    /// client cannot come back before it has the answer).
+    fn written_at(&self) -> Instant {
+        self.now.max(self.input_now)
+    }
+
     /// When a receiver or socket written to now gets its next heartbeat (`None`: never,
     /// heartbeats are off).
     fn heartbeat_at(&self) -> Option<Instant> {
         self.options
             .heartbeat_delay
-            .and_then(|delay| after(self.now.max(self.input_now), delay))
+            .and_then(|delay| after(self.written_at(), delay))
     }
 
     /// Something was written to a WebSocket: its heartbeat starts over.
@@ -326,10 +335,13 @@ impl Engine {
     /// a message that comes after its socket's ping timeout finds the socket closed, and
     /// an application's send to a session that timed out is refused.
     ///
-    /// Each timer fires with the engine's clock at its own deadline, in order, so what it
-    /// arms next (a ping's timeout, the disconnect delay after a heartbeat ended a poll)
-    /// counts from when it was due, not from when the input came: a late timer input
-    /// changes nothing.
+    /// Each timer fires with the engine's clock at its own deadline, in order: what it
+    /// concludes about the peer (gone past its disconnect delay, unresponsive past its
+    /// ping's timeout) stands as of then, however late the timer input. What it writes
+    /// goes out only now, so what waits on the peer's answer to that write (a ping's
+    /// timeout, the disconnect delay of a poll a heartbeat ended, the next heartbeat)
+    /// counts from the input's time ([`Shared::written_at`]): a late timer input never
+    /// blames the peer for the wait.
     #[inline]
     fn advance(&mut self, now: Instant) {
         let now = self.shared.now.max(now);
@@ -546,8 +558,9 @@ impl Engine {
                     }
                     if probe {
                         let timeout = self.shared.options.websocket_ping.map(|p| p.timeout);
+                        let sent = self.shared.written_at();
                         timers.alive = timeout
-                            .and_then(|timeout| after(now, timeout))
+                            .and_then(|timeout| after(sent, timeout))
                             .map_or(Alive::Unwatched, Alive::Pinged);
                     }
                     if batch {

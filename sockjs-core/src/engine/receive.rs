@@ -361,9 +361,9 @@ impl Shared {
         self.detached(key, s);
     }
 
-    /// A receiver left: the disconnect timer starts.
+    /// A receiver left: the disconnect timer starts (from when its last write went out).
     pub(super) fn detached(&mut self, key: SessionKey, s: &mut Session) {
-        let at = after(self.now, self.options.disconnect_delay);
+        let at = after(self.written_at(), self.options.disconnect_delay);
         self.timers.set(key, &mut s.deadline, at);
     }
 
