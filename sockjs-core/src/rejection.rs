@@ -37,7 +37,25 @@ impl Rejection {
     /// A rejection with this status (meant to be a 4xx or 5xx one), its reason phrase as
     /// the body and the close reason, and `4000 + status` as the close code (`4000` for a
     /// status below 400).
+    ///
+    /// An informational status (1xx) is no answer: the request would be left without its
+    /// final response (and a `101` would switch protocols no one asked for), so it becomes
+    /// `500 Internal Server Error`.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use sockjs_core::Rejection;
+    ///
+    /// let interim = Rejection::new(StatusCode::CONTINUE);
+    /// assert_eq!(interim.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    /// assert_eq!(interim.close_code(), 4500);
+    /// ```
     pub fn new(status: StatusCode) -> Rejection {
+        let status = if status.is_informational() {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            status
+        };
         let phrase = status.canonical_reason().unwrap_or("Rejected");
         let code = if status.as_u16() >= 400 {
             4000 + status.as_u16() % 1000

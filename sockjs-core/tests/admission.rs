@@ -228,6 +228,26 @@ fn s7_3_2_rejection_defaults() {
     assert_eq!(rejection.close_reason(), "Service Unavailable");
 }
 
+/// §7.3.2: a refusal is a final answer. An informational status, which would leave the
+/// request without one (a `101` would even switch protocols), is refused with a 500.
+#[test]
+fn s7_3_2_an_informational_status_refuses_with_a_500() {
+    let mut h = Harness::echo();
+    for (n, status) in [StatusCode::CONTINUE, StatusCode::SWITCHING_PROTOCOLS]
+        .into_iter()
+        .enumerate()
+    {
+        let id = 300 + n as u64;
+        let parts = head("POST", &format!("/a/i{n}/xhr"), &[]);
+        reject(&mut h, id, &parts, &Rejection::new(status));
+        let ex = h.ex(RequestId(id));
+        assert_eq!(ex.status(), 500, "{status}");
+        assert_eq!(ex.body(), "Internal Server Error\n");
+        assert!(ex.upgrade.is_none());
+    }
+    assert!(h.opened.is_empty());
+}
+
 /// What a hook's failures refuse with: past `admission_timeout` 503 (close 4503), a
 /// panic 500 (close 4500), each with its reason phrase.
 #[test]
