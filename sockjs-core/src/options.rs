@@ -407,6 +407,12 @@ pub enum OptionsError {
     /// A cookie named `__Secure-…` needs `Secure`, and one named `__Host-…` needs
     /// `Secure`, `path=/` and no `Domain`: browsers drop it otherwise.
     CookiePrefix,
+    /// The driver's [`Config::max_connection_queue`](crate::driver::Config::max_connection_queue)
+    /// and [`max_connection_queue_bytes`](crate::driver::Config::max_connection_queue_bytes)
+    /// must be non-zero: with no room, a connection could take no answer (or, for the
+    /// bytes, no second item, so its first heartbeat behind a frame not yet written would
+    /// drop it) ([`Config::validate`](crate::driver::Config::validate)).
+    ZeroQueue,
 }
 
 impl fmt::Display for OptionsError {
@@ -429,6 +435,7 @@ impl fmt::Display for OptionsError {
             OptionsError::CookiePrefix => {
                 "a __Secure- cookie needs Secure; a __Host- cookie needs Secure, path=/ and no Domain"
             }
+            OptionsError::ZeroQueue => "the connection queue's bounds must be non-zero",
         })
     }
 }

@@ -44,10 +44,11 @@ pub struct Config {
     /// it up: [`tcp_user_timeout`](Config::tcp_user_timeout)). The byte bound holds once the connection has taken its first
     /// item: the engine's answer to a request goes in whole (a session's backlog flushed to
     /// its next streaming receiver behind the prelude, bounded by
-    /// [`Options::max_queued_bytes`](crate::Options::max_queued_bytes)). Default 4096.
+    /// [`Options::max_queued_bytes`](crate::Options::max_queued_bytes)). Non-zero
+    /// ([`Config::validate`]). Default 4096.
     pub max_connection_queue: usize,
     /// Most outgoing bytes queued for one connection (one larger item still fits a queue
-    /// that holds no bytes). Default 1 MiB.
+    /// that holds no bytes). Non-zero ([`Config::validate`]). Default 1 MiB.
     pub max_connection_queue_bytes: usize,
     /// Received messages queued for one session that the application has not taken with
     /// `Session::recv`, in bytes (each message counts its length and 32 bytes more). Past
@@ -60,7 +61,8 @@ pub struct Config {
     /// [`Options::max_message_size`](crate::Options::max_message_size), past 16 KiB); a
     /// client that starts another send while the queue is past twice the bound, which
     /// takes several sends at once, gets its session closed with [`INBOUND_OVERFLOW_CODE`]
-    /// [`INBOUND_OVERFLOW_REASON`]. Default 1 MiB.
+    /// [`INBOUND_OVERFLOW_REASON`]. Zero holds the client back whenever a message it sent
+    /// waits to be taken (one read or request at a time). Default 1 MiB.
     pub max_session_inbound_bytes: usize,
     /// How long the application may leave a session's inbound queue past
     /// [`max_session_inbound_bytes`](Config::max_session_inbound_bytes) without taking a
@@ -69,7 +71,8 @@ pub struct Config {
     /// so the close comes one to two of these after the last message taken. Once the
     /// queue is back under the bound, its client stays held back until the application
     /// has taken it down to half, but the session is not closed, however long the
-    /// application takes (its memory is bounded all the same). Default 10 s.
+    /// application takes (its memory is bounded all the same). Zero closes a session as
+    /// soon as its queue is found past the bound. Default 10 s.
     pub inbound_stall_timeout: Duration,
     /// How long an `xhr_send` or `jsonp_send` is held until the application has taken the
     /// messages it carried (came back to `Session::recv` after them). What the application
@@ -231,6 +234,25 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Checks the settings a service cannot run with ([`Service::new`](crate::driver::Service::new)
+    /// calls it): [`OptionsError::ZeroQueue`](crate::OptionsError::ZeroQueue) for a
+    /// connection queue bound of zero.
+    ///
+    /// ```
+    /// use sockjs_core::driver::Config;
+    /// use sockjs_core::OptionsError;
+    ///
+    /// assert_eq!(Config::default().validate(), Ok(()));
+    /// let none = Config { max_connection_queue_bytes: 0, ..Config::default() };
+    /// assert_eq!(none.validate(), Err(OptionsError::ZeroQueue));
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::OptionsError> {
+        if self.max_connection_queue == 0 || self.max_connection_queue_bytes == 0 {
+            return Err(crate::OptionsError::ZeroQueue);
+        }
+        Ok(())
+    }
+
     /// Sets the socket options every accepted TCP connection gets: `TCP_NODELAY` (each
     /// frame goes out at once) and [`tcp_user_timeout`](Config::tcp_user_timeout). The
     /// adapters call it on each TCP socket they accept or are handed; a failure is only

@@ -247,7 +247,8 @@ impl Service {
     /// A service with these options and settings, on `runtime`; `handler` runs once per
     /// session, in its own task, when the session opens.
     ///
-    /// Fails if the options are invalid ([`Options::validate`]).
+    /// Fails if the options or the settings are invalid ([`Options::validate`],
+    /// [`Config::validate`]).
     ///
     /// # Panics
     ///
@@ -266,6 +267,7 @@ impl Service {
         F: Future<Output = ()> + Send + 'static,
     {
         options.validate()?;
+        config.validate()?;
         let seed = runtime.random_seed();
         let count = config.shards.clamp(1, 1024);
         let common = Arc::new(Common {
@@ -1165,6 +1167,24 @@ mod tests {
         assert!(ready.as_mut().poll(&mut cx).is_pending(), "no room for it");
         session.try_send("s").expect("room for a small one");
         assert_eq!(woken.times(), 1, "told its wait changed");
+    }
+
+    /// A connection queue with no room could take no answer: such settings are refused.
+    #[test]
+    fn a_connection_queue_bound_of_zero_is_refused() {
+        for config in [
+            Config {
+                max_connection_queue: 0,
+                ..Config::default()
+            },
+            Config {
+                max_connection_queue_bytes: 0,
+                ..Config::default()
+            },
+        ] {
+            let made = Service::new(Options::default(), config, Arc::new(Inert), |_| async {});
+            assert_eq!(made.err(), Some(OptionsError::ZeroQueue));
+        }
     }
 
     /// Places for sessions about to open count against `max_sessions` until given back,
