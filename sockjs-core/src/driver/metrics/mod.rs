@@ -37,7 +37,7 @@
 //! | `sockjs_messages_sent_total` | counter | | Messages the application queued (`send`, `try_send`, broadcast) |
 //! | `sockjs_message_sent_bytes_total` | counter | | Their bytes (UTF-8 text) |
 //! | `sockjs_received_bytes_total` | counter | | Bytes received: request bodies and WebSocket frames |
-//! | `sockjs_sent_bytes_total` | counter | | Bytes sent: response bodies and chunks (not heads) and WebSocket frames |
+//! | `sockjs_sent_bytes_total` | counter | | Bytes sent: response bodies and chunks (not heads) and WebSocket frames. WebSocket frames count as written; HTTP bodies and chunks as their connection takes them into its queue ([`Config::max_connection_queue_bytes`](crate::driver::Config::max_connection_queue_bytes)), so what is still queued when the connection is cut (its client gone, or past a bound) is counted though never written |
 //! | `sockjs_requests_total` | counter | `endpoint`, `status` | Requests answered, by endpoint (`greeting`, `info`, `iframe`, `xhr`, `xhr_send`, `xhr_streaming`, `eventsource`, `htmlfile`, `jsonp`, `jsonp_send`, `websocket`, `raw_websocket`, `other`) and status (`other` outside a fixed table): 404, 405, 413, 503 (too many sessions, shutting down) included. A WebSocket counts as `101` once upgraded, also one refused right after its handshake (admission, shutdown), which then gets a close (one past the session limit is refused before it, `503`); `sockjs_sessions_opened_total` counts those that opened |
 //! | `sockjs_connection_queue_overflows_total` | counter | | Connections dropped because the client did not read ([`Config::max_connection_queue`](crate::driver::Config::max_connection_queue)) |
 //! | `sockjs_queue_full_total` | counter | | `SendError::QueueFull` returned to the application |
