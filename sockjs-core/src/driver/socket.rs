@@ -3,6 +3,8 @@
 use std::io;
 use std::task::{Context, Poll, Waker};
 
+use crate::driver::scratch::with_read_buffer;
+
 /// A connected byte stream, driven readiness-style: non-blocking reads and writes, and
 /// polls that say when to try again. Adapters implement it for their TCP sockets in a few
 /// lines; any other stream (TLS, an HTTP library's upgraded connection) fits through
@@ -109,6 +111,7 @@ pub(crate) fn write_now<S: Socket>(socket: &mut S, data: &mut &[u8]) -> Poll<io:
 
 /// Most bytes read ahead while polling for readability.
 const READ_AHEAD: usize = 4096;
+const _: () = assert!(READ_AHEAD <= crate::driver::scratch::READ_BUFFER);
 
 /// Reads dropped while lingering after a close or a refusal (HTTP/1's and hixie-76's
 /// loops) before the deadline is looked at and other tasks run: a client that sends
@@ -187,9 +190,15 @@ impl<T: PollIo> Socket for Polled<T> {
             let n = buf.len().min(self.ahead.len() - self.at);
             buf[..n].copy_from_slice(&self.ahead[self.at..self.at + n]);
             self.at += n;
+            let short = self.ahead.len() < READ_AHEAD;
+            if self.at == self.ahead.len() {
+                // Taken: its buffer goes, so that a connection that waits holds none.
+                self.ahead = Vec::new();
+                self.at = 0;
+            }
             // A read-ahead that came back short found the stream empty: reading again
             // would only be told so (a system call on runtimes without readiness state).
-            if n == buf.len() || self.eof || self.ahead.len() < READ_AHEAD {
+            if n == buf.len() || self.eof || short {
                 return Ok(n);
             }
             // The read-ahead is small: read on into the rest, so that what a stream holds
@@ -274,14 +283,19 @@ impl<T: PollIo> Socket for Polled<T> {
         if self.at < self.ahead.len() || self.eof {
             return Poll::Ready(Ok(()));
         }
-        self.ahead.resize(READ_AHEAD, 0);
-        self.at = 0;
-        let result = self.io.poll_read(cx, &mut self.ahead);
-        let read = match &result {
-            Poll::Ready(Ok(n)) => *n,
-            _ => 0,
-        };
-        self.ahead.truncate(read);
+        // Into the thread's scratch buffer, keeping only what came: a connection that
+        // waits here (every TLS one, those under hyper) holds no read buffer of its own.
+        let Polled { io, ahead, at, .. } = self;
+        let result = with_read_buffer(|scratch| {
+            let scratch = &mut scratch[..READ_AHEAD];
+            let result = io.poll_read(cx, scratch);
+            if let Poll::Ready(Ok(n)) = result {
+                ahead.clear();
+                ahead.extend_from_slice(&scratch[..n]);
+                *at = 0;
+            }
+            result
+        });
         match result {
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
@@ -553,6 +567,28 @@ mod tests {
     fn readable(socket: &mut Polled<Held>) {
         let mut cx = Context::from_waker(Waker::noop());
         assert!(matches!(socket.poll_readable(&mut cx), Poll::Ready(Ok(()))));
+    }
+
+    /// Waiting, and once what it read ahead is taken, a socket holds no read buffer (a
+    /// TLS connection, or one under hyper, idle between messages or requests).
+    #[test]
+    fn a_waiting_socket_holds_no_read_buffer() {
+        let mut socket = Polled::new(Held {
+            data: vec![5; 100],
+            step: 100,
+            then: None,
+        });
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(socket.poll_readable(&mut cx).is_ready());
+        assert_eq!(socket.ahead.len(), 100);
+        let mut buf = [0; 40];
+        assert_eq!(socket.try_read(&mut buf).expect("read"), 40);
+        assert_eq!(socket.try_read(&mut buf).expect("read"), 40);
+        assert_eq!(socket.try_read(&mut buf).expect("read"), 20);
+        assert_eq!(buf[..20], [5; 20]);
+        assert_eq!(socket.ahead.capacity(), 0, "taken, given back");
+        assert!(socket.poll_readable(&mut cx).is_pending());
+        assert_eq!(socket.ahead.capacity(), 0, "nothing came: nothing held");
     }
 
     /// After the read-ahead, a read goes on into the stream: 16 KiB waiting come in one
