@@ -264,7 +264,14 @@ impl Hub {
             } else {
                 "unsubscribe"
             };
-            tracing::error!(topic, call, "broadcast: the backend panicked");
+            // Caught too: a logger that panics would otherwise leave the rest of the
+            // teller's batch untold (drained from `changed`, never called).
+            let logged = std::panic::catch_unwind(|| {
+                tracing::error!(topic, call, "broadcast: the backend panicked");
+            });
+            if let Err(payload) = logged {
+                std::mem::forget(payload);
+            }
         }
     }
 
@@ -282,10 +289,10 @@ impl Hub {
     /// The tasks the sends give work (the members' connections) are woken once the lock is
     /// released: one woken under it that publishes in turn would wait for it.
     fn deliver(&self, target: Target<'_>, text: &str, publish: bool) -> usize {
-        let mut wake = Wakers::default();
-        let delivered = self.deliver_locked(target, text, publish, &mut wake);
-        wake_all(wake);
-        delivered
+        // Woken on the way out of a panic too (one in `Backend::publish`): the members
+        // were given the message already.
+        let mut wake = WakeOnDrop(Wakers::default());
+        self.deliver_locked(target, text, publish, &mut wake.0)
     }
 
     /// [`deliver`](Hub::deliver) under the lock, the tasks to wake left in `wake`.
@@ -323,6 +330,15 @@ impl Hub {
             self.backend.publish(target, text);
         }
         delivered
+    }
+}
+
+/// Tasks to wake, woken when it is dropped (after the hub's lock, which is taken after it).
+struct WakeOnDrop(Wakers);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        wake_all(std::mem::take(&mut self.0));
     }
 }
 
@@ -629,7 +645,8 @@ impl Inbox {
         })
     }
 
-    /// Whether the [`Broadcast`] still exists; a backend's tasks stop once it is gone.
+    /// Whether the hub still exists (a clone of its [`Broadcast`], or one of its
+    /// [`Member`]s, which keep it); a backend's tasks stop once it is gone.
     pub fn is_alive(&self) -> bool {
         self.hub.strong_count() > 0
     }
@@ -700,6 +717,54 @@ mod tests {
         drop(member);
         assert_eq!(checker.wakes.load(Ordering::Acquire), 2, "given the close");
         assert_eq!(checker.under_lock.load(Ordering::Acquire), 0);
+    }
+
+    /// A backend whose `publish` panics.
+    struct Panicking;
+
+    impl super::Backend for Panicking {
+        fn start(&self, _inbox: super::Inbox) {}
+        fn publish(&self, _target: super::Target<'_>, _text: &str) {
+            panic!("a backend bug");
+        }
+        fn subscribe(&self, _topic: &str) {}
+        fn unsubscribe(&self, _topic: &str) {}
+    }
+
+    /// A panic in `Backend::publish` reaches the publishing task, but the members on this
+    /// node, given the message already, have their connections woken all the same.
+    #[test]
+    fn a_panic_in_publish_still_wakes_the_members_given_the_message() {
+        let (service, kept) = keeping_service();
+        let stream = http::Request::post("/000/p/xhr_streaming")
+            .body(Bytes::new())
+            .expect("request");
+        let mut stream = service.submit(stream);
+        while let TryNext::Item(_) = stream.try_next() {}
+        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        let broadcast = Broadcast::with_backend(Panicking);
+        let _member = broadcast.member(session.sender());
+        let checker = Arc::new(HubFree {
+            hub: broadcast.hub.clone(),
+            wakes: AtomicUsize::new(0),
+            under_lock: AtomicUsize::new(0),
+        });
+        let waker = Waker::from(checker.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(stream.poll_next(&mut cx).is_pending());
+        let published =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| broadcast.publish_all("m")));
+        assert!(published.is_err(), "the panic reaches the publisher");
+        assert_eq!(
+            checker.wakes.load(Ordering::Acquire),
+            1,
+            "woken all the same"
+        );
+        assert_eq!(checker.under_lock.load(Ordering::Acquire), 0);
+        assert!(
+            matches!(stream.try_next(), TryNext::Item(_)),
+            "given the message"
+        );
     }
 
     /// A service on one shard whose handler keeps every session it is given.

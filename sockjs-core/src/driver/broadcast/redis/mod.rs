@@ -82,7 +82,9 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 ///   [`Broadcast::is_connected`](super::Broadcast::is_connected) tells whether both are
 ///   up.
 ///
-/// Dropping the backend (with its [`Broadcast`](super::Broadcast)) stops its tasks.
+/// Its tasks stop once the backend is dropped: with the last clone of its
+/// [`Broadcast`](super::Broadcast) and the last [`Member`](super::Member) (each member
+/// keeps the hub, and so the backend, alive).
 ///
 /// # Runtimes
 ///
@@ -327,7 +329,12 @@ impl RedisBackend {
 
     /// The prefix of the pub/sub channel names (default `sockjs:`): nodes that should share
     /// topics use the same prefix, and different applications on one Redis use different
-    /// ones.
+    /// ones. The channels are `<prefix>all` and `<prefix>t:<topic>`, so no application's
+    /// prefix may be another's followed by `t:` (`app:` and `app:t:`, or `chat` and
+    /// `chatt:`): the second's channels would be topics of the first (its `all`, the first's
+    /// topic `all`; the first's topic `t:x`, the second's `x`), and a client that names
+    /// topics would read the other application's. Prefixes that end with `:` and are none
+    /// another's start (`app1:`, `app2:`) never meet.
     pub fn channel_prefix(mut self, prefix: &str) -> RedisBackend {
         prefix.clone_into(&mut self.prefix);
         self
