@@ -21,8 +21,9 @@ http://127.0.0.1:8081, or https:// with --ca-cert), which must expose /echo
   --disconnect-ms N  the server's disconnect delay; enables expiry checks
   --threads N        checks run at the same time (default 8)
   --io-timeout-ms N  socket timeout (default 3000)
-  --expect-fail N,.. checks that are known deviations of this server: their
-                     failures are reported as skips (repeatable)
+  --expect-fail N,.. checks that are known deviations of this server: the
+                     failures they report are skips (a panic or a timeout
+                     still fails; one that passes is noted) (repeatable)
   --abort-rounds N   rounds of each abort stress check (default 200); run
                      those checks alone with --filter s7_1_6_abort_stress
   --ca-cert PEM      trust the CA certificates in this PEM file (and no

@@ -87,6 +87,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let stale = report.unexpected_passes(&config);
+    if !stale.is_empty() {
+        println!(
+            "note: listed in --expect-fail but passed: {}",
+            stale.join(", ")
+        );
+    }
     println!("{}", report.summary());
     if report.is_success() && !report.results.is_empty() {
         ExitCode::SUCCESS

@@ -38,8 +38,10 @@ pub struct Config {
     pub io_timeout: Duration,
     /// Time limit of one check (timing checks get the server delays added).
     pub check_timeout: Duration,
-    /// Checks known to fail against this server (deliberate deviations): their failures
-    /// are reported as skips with the failure reason, so they don't fail the run.
+    /// Checks known to fail against this server (deliberate deviations): the failures
+    /// they report are reported as skips with the failure reason, so they don't fail the
+    /// run. A listed check that panics or times out still fails (no server deviation
+    /// explains that), and one that passes is named by [`Report::unexpected_passes`].
     pub expect_fail: Vec<String>,
     /// Rounds of abort-then-reconnect made by each §7.1.6 abort stress check (one per
     /// receiving transport); each round is a fresh session.
@@ -229,6 +231,16 @@ impl Report {
             .filter(|r| matches!(r.status, Status::Fail(_)))
     }
 
+    /// Checks listed as expected failures ([`Config::expect_fail`]) that passed: the
+    /// server no longer deviates there (or not on this run), and the entry may go.
+    pub fn unexpected_passes(&self, config: &Config) -> Vec<&str> {
+        self.results
+            .iter()
+            .filter(|r| r.status == Status::Pass && config.expect_fail.contains(&r.name))
+            .map(|r| r.name.as_str())
+            .collect()
+    }
+
     /// The result of the check with this name.
     pub fn get(&self, name: &str) -> Option<&CheckResult> {
         self.results.iter().find(|r| r.name == name)
@@ -384,7 +396,7 @@ pub fn run_checks(config: &Config, checks: Vec<Check>) -> Report {
     let n = checks.len();
     let queue: Arc<Mutex<VecDeque<(usize, Check)>>> =
         Arc::new(Mutex::new(checks.into_iter().enumerate().collect()));
-    let (tx, rx) = mpsc::channel::<(usize, CheckResult)>();
+    let (tx, rx) = mpsc::channel::<(usize, (CheckResult, Verdict))>();
     let mut workers = Vec::new();
     for _ in 0..config.threads.clamp(1, 64).min(n.max(1)) {
         let queue = Arc::clone(&queue);
@@ -407,7 +419,7 @@ pub fn run_checks(config: &Config, checks: Vec<Check>) -> Report {
         }));
     }
     drop(tx);
-    let mut slots: Vec<Option<CheckResult>> = vec![None; n];
+    let mut slots: Vec<Option<(CheckResult, Verdict)>> = vec![None; n];
     for (i, r) in rx {
         slots[i] = Some(r);
     }
@@ -417,10 +429,19 @@ pub fn run_checks(config: &Config, checks: Vec<Check>) -> Report {
     let results = slots
         .into_iter()
         .flatten()
-        .map(|mut r| {
+        .map(|(mut r, verdict)| {
             if let Status::Fail(reason) = &r.status {
                 if config.expect_fail.contains(&r.name) {
-                    r.status = Status::Skip(format!("expected failure: {reason}"));
+                    r.status = match verdict {
+                        // A known deviation is something the check saw the server do.
+                        Verdict::Check => Status::Skip(format!("expected failure: {reason}")),
+                        // A panic or a timeout is no deviation of the server's: it would
+                        // hide whatever else the check would have found.
+                        Verdict::Runner => Status::Fail(format!(
+                            "{reason} (listed as an expected failure, which covers only \
+                             what the check reports)"
+                        )),
+                    };
                 }
             }
             r
@@ -446,8 +467,17 @@ fn extra_time(ctx: &Ctx, check: &Check) -> Duration {
         }
 }
 
+/// Who decided a check's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The check itself, from what the server did.
+    Check,
+    /// The runner: the check panicked, timed out or could not start.
+    Runner,
+}
+
 /// Runs one check on its own thread, bounded by `timeout`; a panic or a timeout is a fail.
-fn run_one(ctx: &Arc<Ctx>, check: Check, timeout: Duration) -> CheckResult {
+fn run_one(ctx: &Arc<Ctx>, check: Check, timeout: Duration) -> (CheckResult, Verdict) {
     let start = Instant::now();
     let (tx, rx) = mpsc::channel();
     let ctx = Arc::clone(ctx);
@@ -457,26 +487,32 @@ fn run_one(ctx: &Arc<Ctx>, check: Check, timeout: Duration) -> CheckResult {
         .spawn(move || {
             let _ = tx.send(f(&ctx));
         });
-    let status = match spawned {
-        Err(e) => Status::Fail(format!("could not start the check: {e}")),
+    let (status, verdict) = match spawned {
+        Err(e) => (
+            Status::Fail(format!("could not start the check: {e}")),
+            Verdict::Runner,
+        ),
         Ok(_) => match rx.recv_timeout(timeout) {
-            Ok(Ok(())) => Status::Pass,
-            Ok(Err(f)) if f.skip => Status::Skip(f.reason),
-            Ok(Err(f)) => Status::Fail(f.reason),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                Status::Fail(format!("check timed out after {} s", timeout.as_secs()))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Status::Fail("check panicked (a bug in the check)".into())
-            }
+            Ok(Ok(())) => (Status::Pass, Verdict::Check),
+            Ok(Err(f)) if f.skip => (Status::Skip(f.reason), Verdict::Check),
+            Ok(Err(f)) => (Status::Fail(f.reason), Verdict::Check),
+            Err(mpsc::RecvTimeoutError::Timeout) => (
+                Status::Fail(format!("check timed out after {} s", timeout.as_secs())),
+                Verdict::Runner,
+            ),
+            Err(mpsc::RecvTimeoutError::Disconnected) => (
+                Status::Fail("check panicked (a bug in the check)".into()),
+                Verdict::Runner,
+            ),
         },
     };
-    CheckResult {
+    let result = CheckResult {
         name: check.name,
         section: check.section,
         status,
         duration: start.elapsed(),
-    }
+    };
+    (result, verdict)
 }
 
 #[cfg(test)]
@@ -563,9 +599,18 @@ mod tests {
                 Ok(())
             }),
             Check::new("f_known", "1", "k", |_: &Ctx| Err(fail("deviation"))),
+            Check::new("g_known_panic", "1", "x", |_: &Ctx| panic!("boom")),
         ];
+        let config = config.expect_fail("g_known_panic");
         let r = run_checks(&config, checks);
-        assert_eq!(r.results.len(), 6);
+        assert_eq!(r.results.len(), 7);
+        // A listed check's panic (or timeout) is no deviation: still a failure.
+        assert!(
+            matches!(&r.results[6].status, Status::Fail(m) if m.contains("panicked") && m.contains("listed")),
+            "{:?}",
+            r.results[6].status
+        );
+        assert_eq!(r.unexpected_passes(&config), ["a_pass"]);
         assert_eq!(
             r.results[5].status,
             Status::Skip("expected failure: deviation".into())
@@ -575,7 +620,7 @@ mod tests {
         assert_eq!(r.results[2].status, Status::Skip("later".into()));
         assert!(matches!(&r.results[3].status, Status::Fail(m) if m.contains("panicked")));
         assert!(matches!(&r.results[4].status, Status::Fail(m) if m.contains("timed out")));
-        assert_eq!(r.summary(), "1 passed, 3 failed, 2 skipped");
+        assert_eq!(r.summary(), "1 passed, 4 failed, 2 skipped");
         assert!(!r.is_success());
         assert!(r.table(true).contains("b_fail"));
         assert!(!r.table(true).contains("a_pass"));
