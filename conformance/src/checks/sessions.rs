@@ -16,6 +16,9 @@ use crate::ws::Ws;
 pub(crate) const C2010: &str = "c[2010,\"Another connection still open\"]\n";
 pub(crate) const C3000: &str = "c[3000,\"Go away!\"]\n";
 const C1002: &str = "c[1002,\"Connection interrupted\"]\n";
+/// How long a poll is left alone before a second comes, in the checks that need the server
+/// to have attached it first.
+const SETTLE: Duration = Duration::from_millis(250);
 
 /// Sends two polls of session `s` at once: the server holds one and answers the other
 /// `c[2010,...]` at once (§7.1.2), whichever it took second, so neither order is assumed
@@ -70,6 +73,40 @@ pub(crate) fn checks() -> Vec<Check> {
                 let held = Held {
                     since: held_since,
                     again: &poll,
+                    heartbeat: b"h\n",
+                };
+                let r = past_heartbeat_polls(ctx, "first POST xhr", r, held)?;
+                expect_response("first POST xhr", &r, 200, b"a[\"z\"]\n")
+            },
+        ),
+        Check::new(
+            "s7_1_2_2010_goes_to_the_later_poll",
+            "7.1.2",
+            "a poll held for a while keeps its place: the poll that comes after it gets the 2010, and the first the next message",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                ctx.open_xhr(&s)?;
+                let req = Request::new("POST", &s.url("xhr"));
+                let held_since = Instant::now();
+                let mut first = ctx.send_only(&req)?;
+                // Long enough for any server to have attached it; well within a heartbeat
+                // delay, so that it is not answered meanwhile.
+                let settle = ctx.heartbeat.map_or(SETTLE, |h| SETTLE.min(h / 4));
+                sleep(settle);
+                ensure(!first.has_input().step("first POST xhr")?, || {
+                    format!(
+                        "the first poll was answered within {} ms",
+                        settle.as_millis()
+                    )
+                })?;
+                let mut later = ctx.send_only(&req)?;
+                let r = later.read_response("POST").step("later POST xhr")?;
+                expect_response("later POST xhr", &r, 200, C2010.as_bytes())?;
+                ctx.send_ok(&s, "[\"z\"]")?;
+                let r = first.read_response("POST").step("first POST xhr")?;
+                let held = Held {
+                    since: held_since,
+                    again: &req,
                     heartbeat: b"h\n",
                 };
                 let r = past_heartbeat_polls(ctx, "first POST xhr", r, held)?;
