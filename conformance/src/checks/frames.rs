@@ -241,7 +241,7 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s5_1_escape_standard_json",
             "5.1",
-            "quote, backslash and U+0000-001F use standard JSON escapes (\\\" \\\\ \\b \\t \\n \\f \\r, other controls \\u00xx in lowercase hex), exactly",
+            "quote, backslash and U+0000-001F use standard JSON escapes (\\\" \\\\ \\b \\t \\n \\f \\r, other controls \\u00XX, hex in either case), exactly",
             |ctx: &Ctx| {
                 let got = xhr_roundtrip(ctx, &format!("[{}]", json_quote(&c0_message())))?;
                 expect_standard_json(&got)
@@ -314,10 +314,37 @@ fn c0_message() -> String {
 }
 
 /// §5.1 layer 1 on the echo of [`c0_message`], byte for byte: `\"`, `\\`, the short
-/// escapes `\b \t \n \f \r`, and every other control as `\u00xx` in lowercase hex.
+/// escapes `\b \t \n \f \r`, and every other control as `\u00XX` (its hex digits in either
+/// case: standard JSON; only the extra ranges must be lowercase).
 fn expect_standard_json(got: &[u8]) -> Outcome {
     let want = format!("a[{}]\n", sockjs_quote(&c0_message()));
-    expect_eq("echoed frame (exact bytes, lowercase hex)", want, got)
+    expect_eq(
+        "echoed frame (exact bytes, \\u escapes' hex in any case)",
+        want,
+        lower_unicode_escapes(got),
+    )
+}
+
+/// `text` with the hex digits of every `\uXXXX` escape in lowercase (other bytes, and
+/// escaped backslashes, as they are).
+fn lower_unicode_escapes(text: &[u8]) -> Vec<u8> {
+    let mut out = text.to_vec();
+    let mut i = 0;
+    while i < out.len() {
+        if out[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if out.get(i + 1) == Some(&b'u') {
+            for b in out.iter_mut().skip(i + 2).take(4) {
+                b.make_ascii_lowercase();
+            }
+            i += 6;
+        } else {
+            i += 2;
+        }
+    }
+    out
 }
 
 /// Opens an echo session over xhr, sends `payload`, and returns the next poll's body.
@@ -387,8 +414,14 @@ mod tests {
                      \\u000e\\u000f\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\
                      \\u001a\\u001b\\u001c\\u001d\\u001e\\u001f\\\"\\\\\"]\n";
         assert_eq!(expect_standard_json(lower.as_bytes()), Ok(()));
-        let upper = lower.replace("\\u001f", "\\u001F");
-        assert!(expect_standard_json(upper.as_bytes()).is_err());
+        // Standard JSON: a control's hex digits in either case.
+        let upper = lower
+            .replace("\\u001f", "\\u001F")
+            .replace("\\u000b", "\\u000B");
+        assert_eq!(expect_standard_json(upper.as_bytes()), Ok(()));
+        // A letter that is not an escape's is compared as it is.
+        let other = lower.replace("a[", "A[");
+        assert!(expect_standard_json(other.as_bytes()).is_err());
         let unescaped = lower.replace("\\t", "\\u0009");
         assert!(expect_standard_json(unescaped.as_bytes()).is_err());
     }
