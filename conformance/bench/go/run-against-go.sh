@@ -84,6 +84,9 @@ known=(
   s6_xhr_send_errors_before_session_lookup s6_xhr_send_errors_keep_session
   s6_xhr_send_without_content_length s8_htmlfile_no_callback s8_htmlfile_invalid_callback
   s8_jsonp_invalid_callback s8_callback_error_creates_no_session s10_keep_alive_reuse
+  # HTTP/1.0: a jsonp poll answered with neither a Content-Length nor Connection: close
+  # (the eventsource and htmlfile streams before it pass).
+  s10_http10_every_transport
   # No - in callbacks.
   s8_jsonp_callback_characters
   # A send to a closing session answered 500 "sockjs: session not in open state".

@@ -1,6 +1,6 @@
 //! §10: HTTP/1.0 and HTTP/1.1 behaviour.
 
-use super::transports::xhr_prelude;
+use super::transports::{HTMLFILE_HEAD, wrap_frame, xhr_prelude};
 use super::{ECHO, sessions::C3000};
 use crate::check::{
     Check, Ctx, Outcome, Step, ensure, expect_eq, expect_head_status, expect_response,
@@ -24,6 +24,12 @@ pub(crate) fn checks() -> Vec<Check> {
             "10",
             "HTTP/1.0 xhr_streaming: no Transfer-Encoding or Content-Length, raw prelude/o/c bytes, then close",
             http10_streaming,
+        ),
+        Check::new(
+            "s10_http10_every_transport",
+            "10",
+            "HTTP/1.0 on every other HTTP transport: a poll, a send and a jsonp poll self-delimited without Transfer-Encoding; eventsource and htmlfile raw bytes, then close",
+            http10_transports,
         ),
         Check::new(
             "s10_http11_synchronous",
@@ -133,6 +139,104 @@ fn http10_streaming(ctx: &Ctx) -> Outcome {
             esc(c.buffered())
         )
     })
+}
+
+/// A request sent as HTTP/1.0 with `Connection: Keep-Alive`, its answer read as §10 allows
+/// it: no `Transfer-Encoding`; a `Content-Length` (or no body, for a 204), or none and
+/// `Connection: close` with the body until the close.
+fn http10_answer(ctx: &Ctx, what: &str, req: Request, status: u16, body: &[u8]) -> Outcome {
+    let mut c = ctx.connect()?;
+    let req = req.version("HTTP/1.0").header("Connection", "Keep-Alive");
+    c.send(&req).step(what)?;
+    let h = c.read_head().step(what)?;
+    expect_head_status(what, &h, status)?;
+    ensure(!h.has("transfer-encoding"), || {
+        format!(
+            "{what}: an HTTP/1.0 answer must not use Transfer-Encoding, got \"{}\"",
+            h.header("transfer-encoding").unwrap_or_default()
+        )
+    })?;
+    if status == 204 {
+        return Ok(());
+    }
+    let got = match h.content_length() {
+        Some(n) => c.read_exact_bytes(n?).step(what)?,
+        None => {
+            let connection = h.header("connection").unwrap_or_default();
+            ensure(connection.eq_ignore_ascii_case("close"), || {
+                format!(
+                    "{what}: without Content-Length the answer must say Connection: close, got \"{connection}\""
+                )
+            })?;
+            c.read_to_close().step(what)?
+        }
+    };
+    expect_eq(&format!("{what}: body"), body, got)
+}
+
+/// A stream on the `/close` service asked for as HTTP/1.0: no `Transfer-Encoding` or
+/// `Content-Length`, the prelude and the frames `o` and `c[3000,...]` as raw bytes, then
+/// the socket closes.
+fn http10_stream(ctx: &Ctx, transport: &str) -> Outcome {
+    let what = format!("GET {transport} (HTTP/1.0)");
+    let s = ctx.session(service::CLOSE);
+    let mut c = ctx.connect()?;
+    let req = super::transports::receiver_request(&s, transport, "cb")
+        .version("HTTP/1.0")
+        .header("Connection", "Keep-Alive");
+    c.send(&req).step(&what)?;
+    let h = c.read_head().step(&what)?;
+    expect_head_status(&what, &h, 200)?;
+    for name in ["transfer-encoding", "content-length"] {
+        ensure(!h.has(name), || {
+            format!(
+                "{what}: an HTTP/1.0 stream must not have {name}, got \"{}\"",
+                h.header(name).unwrap_or_default()
+            )
+        })?;
+    }
+    let body = c.read_to_close().step(&what)?;
+    let frames = format!(
+        "{}{}",
+        wrap_frame(transport, "cb", "o"),
+        wrap_frame(transport, "cb", C3000.trim_end())
+    );
+    ensure(body.ends_with(frames.as_bytes()), || {
+        format!(
+            "{what}: expected the stream to end with \"{}\" and close, got \"{}\"",
+            esc(frames.as_bytes()),
+            esc(&body)
+        )
+    })?;
+    let prelude = &body[..body.len() - frames.len()];
+    match transport {
+        "eventsource" => expect_eq(&format!("{what}: prelude"), "\r\n", prelude),
+        _ => {
+            let want = HTMLFILE_HEAD.replace("CALLBACK", "cb");
+            let text = String::from_utf8_lossy(prelude);
+            ensure(text.trim() == want && prelude.len() > 1024, || {
+                format!(
+                    "{what}: expected the htmlfile head (trimmed), padded past 1024 bytes, got {} bytes: \"{}\"",
+                    prelude.len(),
+                    esc(prelude)
+                )
+            })
+        }
+    }
+}
+
+fn http10_transports(ctx: &Ctx) -> Outcome {
+    let s = ctx.session(ECHO);
+    let poll = Request::new("POST", &s.url("xhr"));
+    http10_answer(ctx, "POST xhr (HTTP/1.0)", poll, 200, b"o\n")?;
+    let send = Request::new("POST", &s.url("xhr_send")).body("[\"x\"]");
+    http10_answer(ctx, "POST xhr_send (HTTP/1.0)", send, 204, b"")?;
+    http10_stream(ctx, "eventsource")?;
+    http10_stream(ctx, "htmlfile")?;
+    let s = ctx.session(ECHO);
+    let jsonp = super::transports::receiver_request(&s, "jsonp", "cb");
+    let want = wrap_frame("jsonp", "cb", "o");
+    http10_answer(ctx, "GET jsonp (HTTP/1.0)", jsonp, 200, want.as_bytes())
 }
 
 fn http11_sync(ctx: &Ctx) -> Outcome {
