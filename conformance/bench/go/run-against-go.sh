@@ -62,6 +62,8 @@ known=(
   # CORS: Origin: null answered with *; no Origin answered with credentials.
   s3_3_preflight_info_null_origin s3_3_cors_null_origin_info s3_3_cors_null_origin_xhr
   s3_3_cors_no_origin_info s3_3_cors_no_origin_xhr s3_3_cors_no_origin_xhr_send
+  s3_3_cors_null_origin_xhr_send s3_3_cors_null_origin_xhr_streaming
+  s3_3_cors_no_origin_xhr_streaming
   # A JSESSIONID cookie on /info.
   s3_4_no_cookie_info_greeting_iframe
   # jsonp frames without the /**/ prefix (every jsonp check stops at its first poll).
@@ -84,6 +86,7 @@ known=(
   s6_xhr_send_errors_before_session_lookup s6_xhr_send_errors_keep_session
   s6_xhr_send_without_content_length s8_htmlfile_no_callback s8_htmlfile_invalid_callback
   s8_jsonp_invalid_callback s8_callback_error_creates_no_session s10_keep_alive_reuse
+  s6_jsonp_send_errors_before_session_lookup
   # HTTP/1.0: a jsonp poll answered with neither a Content-Length nor Connection: close
   # (the eventsource and htmlfile streams before it pass).
   s10_http10_every_transport

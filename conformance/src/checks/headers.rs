@@ -107,9 +107,12 @@ pub(crate) fn checks() -> Vec<Check> {
         (Ep::XhrStreaming, Some("test")),
         (Ep::Info, Some("null")),
         (Ep::Xhr, Some("null")),
+        (Ep::XhrSend, Some("null")),
+        (Ep::XhrStreaming, Some("null")),
         (Ep::Info, None),
         (Ep::Xhr, None),
         (Ep::XhrSend, None),
+        (Ep::XhrStreaming, None),
     ] {
         let (name, summary) = match origin {
             Some("null") => (

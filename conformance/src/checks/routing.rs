@@ -79,6 +79,12 @@ pub(crate) fn checks() -> Vec<Check> {
             "with websocket off, /S/I/websocket and /websocket are 404",
             disabled_websocket,
         ),
+        Check::new(
+            "s2_disabled_websocket_404_any_method",
+            "2",
+            "with websocket off, a POST to /S/I/websocket or /websocket is 404 too (no route), not 405",
+            disabled_websocket_any_method,
+        ),
     ]
 }
 
@@ -234,6 +240,26 @@ fn disabled_websocket(ctx: &Ctx) -> Outcome {
                 "{what}: expected status 404, got {} (body \"{}\")",
                 r.head.summary(),
                 esc_short(&r.body, 80)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// §2: a transport that is off has no route at all, so another method gets the 404 too,
+/// not the 405 of a route that exists.
+fn disabled_websocket_any_method(ctx: &Ctx) -> Outcome {
+    let s = ctx.session(service::WS_OFF);
+    for path in [
+        s.url("websocket"),
+        ctx.path(&format!("{}/websocket", service::WS_OFF)),
+    ] {
+        let what = format!("POST {path}");
+        let r = ctx.post(&path, "", &[]).step(&what)?;
+        ensure(r.status() == 404, || {
+            format!(
+                "{what}: expected status 404 (a transport that is off has no route), got {}",
+                r.head.summary()
             )
         })?;
     }

@@ -241,6 +241,24 @@ pub(crate) fn checks() -> Vec<Check> {
             },
         ),
         Check::new(
+            "s6_jsonp_send_errors_before_session_lookup",
+            "6",
+            "jsonp_send on an unknown session: payload errors (500) win over the 404, which a valid payload gets",
+            |ctx: &Ctx| {
+                let s = ctx.session(ECHO);
+                for (body, text) in [
+                    ("d=", "Payload expected."),
+                    ("d=%5B%22x", "Broken JSON encoding."),
+                    ("d=%7B%7D", "Payload expected."),
+                ] {
+                    let r = jsonp_send(ctx, &s, body, Some(FORM.1))?;
+                    expect_500(&r, text).step(&format!("body \"{body}\" on an unknown session"))?;
+                }
+                let r = jsonp_send(ctx, &s, "d=%5B%22x%22%5D", Some(FORM.1))?;
+                expect_status("valid payload on an unknown session", &r, 404)
+            },
+        ),
+        Check::new(
             "s6_jsonp_send_not_array_500",
             "6",
             "jsonp_send with d=null, d={} is 500 \"Payload expected.\"",

@@ -189,6 +189,25 @@ pub(crate) fn checks() -> Vec<Check> {
         )
         .needs(Needs::Disconnect),
         Check::new(
+            "s7_1_2_closing_poll_restarts_the_disconnect_timer",
+            "7.1.2",
+            "each poll of a closed session restarts its disconnect timer: polls a little under the delay apart get the close frame for well past it",
+            |ctx: &Ctx| {
+                let d = ctx.disconnect()?;
+                let s = ctx.session(service::CLOSE);
+                ctx.open_xhr(&s)?;
+                ctx.expect_xhr("second POST xhr", &s, C3000)?;
+                // Three gaps just under the delay: the session outlives it almost threefold,
+                // as only a timer that each poll restarts allows.
+                for n in 1..=3 {
+                    sleep(before(d));
+                    ctx.expect_xhr(&format!("POST xhr {n} on the closed session"), &s, C3000)?;
+                }
+                Ok(())
+            },
+        )
+        .needs(Needs::Disconnect),
+        Check::new(
             "s7_1_5_receiver_keeps_session",
             "7.1",
             "a session with an attached receiver does not expire: a stream held past the delay still works",

@@ -37,13 +37,18 @@ pub(crate) fn checks() -> Vec<Check> {
         Check::new(
             "s9_1_connection_without_upgrade_400",
             "9.1",
-            "Upgrade: WebSocket with Connection: close is 400",
+            "Upgrade: WebSocket with Connection: close is 400 on /S/I/websocket and /websocket",
             |ctx: &Ctx| {
-                let path = ctx.path(&format!("{ECHO}/0/0/websocket"));
-                let r = ctx
-                    .get(&path, &[("Upgrade", "WebSocket"), ("Connection", "close")])
-                    .step(&format!("GET {path}"))?;
-                expect_status(&format!("GET {path}"), &r, 400)
+                for path in [
+                    ctx.path(&format!("{ECHO}/0/0/websocket")),
+                    ctx.path(&format!("{ECHO}/websocket")),
+                ] {
+                    let r = ctx
+                        .get(&path, &[("Upgrade", "WebSocket"), ("Connection", "close")])
+                        .step(&format!("GET {path}"))?;
+                    expect_status(&format!("GET {path}"), &r, 400)?;
+                }
+                Ok(())
             },
         ),
         Check::new(
