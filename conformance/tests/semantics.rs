@@ -607,6 +607,42 @@ fn over_a_websocket_close_ends_the_session_at_once() {
     });
 }
 
+/// §7.2: a WebSocket that the server fails for breaking RFC 6455 (here a frame with a
+/// reserved bit set) ends its session at once, as aborted, not when the server's close
+/// linger runs out with the client still connected; the client gets the 1002 close.
+#[test]
+fn a_websocket_that_breaks_rfc6455_ends_its_session_at_once_not_after_the_linger() {
+    within(LIMIT, || {
+        for adapter in ADAPTERS {
+            let config = Config {
+                close_linger: Duration::from_secs(30),
+                ..config()
+            };
+            let reports = Reports::new();
+            let target = serve(
+                adapter,
+                config,
+                options(),
+                lifecycle_handler(reports.sender()),
+            );
+            let mut socket = ws(&target, &sid("rsv"));
+            let started = Instant::now();
+            // FIN, RSV2, text; masked, empty.
+            socket
+                .get_mut()
+                .write_all(&[0xA1, 0x80, 1, 2, 3, 4])
+                .expect("write");
+            check_ended(reports.next(), Some(CloseReason::Aborted));
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{adapter:?}: ended after {:?}",
+                started.elapsed()
+            );
+            drop(socket);
+        }
+    });
+}
+
 /// What a `SessionSender` on another thread saw.
 #[derive(Debug)]
 struct SenderSaw {

@@ -533,6 +533,17 @@ impl Link {
             .end_request(self.id, |engine, now, id| engine.handle_ws_closed(now, id));
     }
 
+    /// The pump failed the WebSocket connection (a frame that breaks RFC 6455, pongs the
+    /// client leaves unread): the session ends now, as the connection's end would end it
+    /// (aborted), while the pump sends its close frame and lingers (up to
+    /// [`Config::close_linger`](crate::driver::Config::close_linger)).
+    pub(crate) fn ws_failed(&mut self) {
+        if self.live && !self.done {
+            self.done = true;
+            self.shard.abort(self.id);
+        }
+    }
+
     /// The service's settings.
     pub(crate) fn config(&self) -> &crate::driver::Config {
         &self.shard.common.config

@@ -515,6 +515,7 @@ impl<S: Socket> Pump<S> {
             // own messages waiting for a slow client are bounded by the connection's
             // queue before they get here; they do not count.)
             tracing::warn!("websocket client does not read its pongs; dropping the connection");
+            exchange.ws_failed();
             self.pending.clear();
             self.broken = true;
             self.phase = Phase::Closing;
@@ -537,6 +538,8 @@ impl<S: Socket> Pump<S> {
             }
             Err(error) => {
                 tracing::debug!(%error, "websocket client broke the protocol");
+                // The session ends now (§7.2), not when the linger does.
+                exchange.ws_failed();
                 encode_close(error.close_code(), "", &mut self.pending);
                 self.broken = true;
                 self.phase = Phase::Closing;

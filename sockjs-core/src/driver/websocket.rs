@@ -317,10 +317,14 @@ async fn hixie76<S: Socket>(
         if let Some(stop) = stop {
             match stop {
                 Ok(()) => {
+                    // The session ends at once (§9.2), not once our answer is out: a
+                    // client that reads slowly would keep it open, taking sends that no
+                    // one reads, for up to the write timeout.
+                    exchange.ws_closed();
                     let _ =
                         write_all(&mut socket, hixie76::CLOSE_FRAME, &exchange, &mut alarm).await;
                     let _ = socket.shutdown();
-                    return exchange.ws_closed();
+                    return;
                 }
                 Err(hixie76::Error::MessageTooLarge) => {
                     exchange.ws_too_big();
