@@ -88,6 +88,8 @@ pub fn decode_messages_each(body: &[u8], mut f: impl FnMut(String)) -> Result<()
 /// assert_eq!(decode_ws_message(r#"["a","b"]"#), Ok(vec!["a".into(), "b".into()]));
 /// assert_eq!(decode_ws_message(r#""a""#), Ok(vec!["a".into()]));
 /// assert!(decode_ws_message("[\"a").is_err());
+/// // Only text that starts with `[` is a batch.
+/// assert_eq!(decode_ws_message(r#" ["a","b"]"#), Ok(vec![r#"["a","b"]"#.into()]));
 /// ```
 pub fn decode_ws_message(text: &str) -> Result<Vec<String>, PayloadError> {
     let mut messages = Vec::new();
@@ -98,7 +100,20 @@ pub fn decode_ws_message(text: &str) -> Result<Vec<String>, PayloadError> {
 /// [`decode_ws_message`], handing each message to `f` in order instead of collecting them:
 /// nothing is handed over unless the whole message is valid.
 pub fn decode_ws_message_each(text: &str, mut f: impl FnMut(String)) -> Result<(), PayloadError> {
-    if text.is_empty() || string_array(Input::Text(text), &mut f).is_some() {
+    if text.is_empty() {
+        return Ok(());
+    }
+    if !text.starts_with('[') {
+        // §9.2: a batch is text that starts with `[`; anything else is one JSON value,
+        // whitespace around it or not (` ["a"]` is the one message `["a"]`, as sockjs-node
+        // has it).
+        return with_fixed_surrogates(text.as_bytes(), |body| {
+            let value =
+                serde_json::from_slice::<&RawValue>(body).map_err(|_| PayloadError::BrokenJson)?;
+            each_message(&[value], &mut f)
+        });
+    }
+    if string_array(Input::Text(text), &mut f).is_some() {
         return Ok(());
     }
     with_fixed_surrogates(text.as_bytes(), |body| match parse(body)? {
