@@ -274,12 +274,18 @@ impl CookieAttributes {
                 .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
         };
         if prefixed("__Host-") {
-            self.secure && self.path == "/" && self.domain.is_none()
+            self.writes_secure() && self.path == "/" && self.domain.is_none()
         } else if prefixed("__Secure-") {
-            self.secure
+            self.writes_secure()
         } else {
             true
         }
+    }
+
+    /// Whether the cookie is written with `Secure`: asked for, or implied by
+    /// `SameSite=None`, which browsers take only with it.
+    fn writes_secure(&self) -> bool {
+        self.secure || self.same_site == Some(SameSite::None)
     }
 
     /// The `Set-Cookie` value for a cookie with this value, or `None` if the value cannot
@@ -309,7 +315,7 @@ impl CookieAttributes {
         if let Some(max_age) = self.max_age {
             out.extend_from_slice(format!("; Max-Age={max_age}").as_bytes());
         }
-        if self.secure || self.same_site == Some(SameSite::None) {
+        if self.writes_secure() {
             out.extend_from_slice(b"; Secure");
         }
         if self.http_only {
@@ -366,6 +372,24 @@ mod tests {
             "JSESSIONID=v; path=/; Secure; SameSite=None",
             "Secure once"
         );
+    }
+
+    /// `SameSite=None` writes `Secure` whatever `with_secure` says, so a prefixed name that
+    /// asks for `Secure` keeps its prefix with it.
+    #[test]
+    fn s3_4_same_site_none_counts_as_secure_for_the_prefixes() {
+        for name in ["__Secure-sid", "__Host-sid"] {
+            let plain = CookieAttributes::new().with_name(name).expect("valid");
+            assert!(!plain.keeps_its_prefix(), "{name}");
+            let none = plain.clone().with_same_site(SameSite::None);
+            assert!(none.keeps_its_prefix(), "{name}");
+            assert!(
+                none.set_cookie(b"v")
+                    .expect("valid")
+                    .to_str()
+                    .is_ok_and(|v| v.contains("; Secure"))
+            );
+        }
     }
 
     #[test]
