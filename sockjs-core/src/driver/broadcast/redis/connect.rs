@@ -55,7 +55,8 @@ async fn connect(addr: &ConnectionAddr) -> Option<RedisResult<Box<dyn Socket>>> 
 
 #[cfg(feature = "redis-tokio")]
 async fn tokio_tcp(host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
-    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    let addrs = tokio::net::lookup_host((host, port)).await?.collect();
+    let stream = first_to_connect(addrs, tokio::net::TcpStream::connect).await?;
     // Small commands (a SUBSCRIBE, a ping) go out at once.
     stream.set_nodelay(true)?;
     Ok(Box::new(stream))
@@ -63,9 +64,47 @@ async fn tokio_tcp(host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
 
 #[cfg(feature = "redis-smol")]
 async fn smol_tcp(host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
-    let stream = smol::net::TcpStream::connect((host, port)).await?;
+    let addrs = smol::net::resolve((host, port)).await?;
+    let stream = first_to_connect(addrs, smol::net::TcpStream::connect).await?;
     stream.set_nodelay(true)?;
     Ok(Box::new(FuturesIo(stream)))
+}
+
+/// The first of `addrs` to connect, all tried at once (as the `redis` crate connects): an
+/// address that drops packets (a broken IPv6 route beside a working IPv4 one) costs
+/// nothing while another answers, where trying them in turn would spend the whole connect
+/// timeout on it, at every retry. Fails with the last error once every attempt failed.
+async fn first_to_connect<S, F>(
+    addrs: Vec<std::net::SocketAddr>,
+    connect: impl Fn(std::net::SocketAddr) -> F,
+) -> io::Result<S>
+where
+    F: std::future::Future<Output = io::Result<S>>,
+{
+    let mut tries: Vec<Option<std::pin::Pin<Box<F>>>> = addrs
+        .into_iter()
+        .map(|addr| Some(Box::pin(connect(addr))))
+        .collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+    std::future::poll_fn(|cx| {
+        for slot in &mut tries {
+            let Some(attempt) = slot else { continue };
+            match attempt.as_mut().poll(cx) {
+                std::task::Poll::Ready(Ok(stream)) => return std::task::Poll::Ready(Ok(stream)),
+                std::task::Poll::Ready(Err(error)) => {
+                    last = error;
+                    *slot = None;
+                }
+                std::task::Poll::Pending => {}
+            }
+        }
+        if tries.iter().all(Option::is_none) {
+            let error = std::mem::replace(&mut last, io::Error::other("already failed"));
+            return std::task::Poll::Ready(Err(error));
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// A `futures-io` stream (smol's) with tokio's traits, which the `redis` crate takes.
@@ -105,5 +144,49 @@ impl<T: futures_io::AsyncWrite + Unpin> AsyncWrite for FuturesIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    fn now<T>(future: impl Future<Output = T>) -> Poll<T> {
+        pin!(future).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// One address that never answers (port 1 here) does not hold up one that connects.
+    #[test]
+    fn the_first_address_to_connect_wins_over_one_that_never_answers() {
+        let connect = |a: SocketAddr| async move {
+            match a.port() {
+                1 => std::future::pending().await,
+                2 => Err(io::Error::from(io::ErrorKind::ConnectionRefused)),
+                port => Ok(port),
+            }
+        };
+        let addrs = vec![addr(1), addr(2), addr(7)];
+        assert!(matches!(
+            now(first_to_connect(addrs, connect)),
+            Poll::Ready(Ok(7))
+        ));
+        // Only silence and refusals: waits for the silent one, fails once all failed.
+        assert!(now(first_to_connect(vec![addr(1), addr(2)], connect)).is_pending());
+        let failed = now(first_to_connect(vec![addr(2), addr(2)], connect));
+        assert!(matches!(
+            failed,
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused
+        ));
+        let none = now(first_to_connect(Vec::new(), connect));
+        assert!(matches!(none, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotFound));
     }
 }
