@@ -32,7 +32,8 @@ start_server "$log" 100 node "$here/server.js" --port 127.0.0.1:0 \
   --heartbeat-ms "$heartbeat_ms" --disconnect-ms "$disconnect_ms" || exit 1
 
 # Deliberate deviations: rules where this suite is stricter than sockjs-node (see
-# conformance/README.md). Their failures are reported as skips.
+# conformance/README.md). The failures these checks report are skips (a panic or a
+# timeout still fails).
 #   s2_iframe_dot_is_literal: node's iframe regex leaves the dot unescaped and serves
 #   /iframeXhtml.
 #   s7_1_3_heartbeat_rearmed_by_a_write: node arms its heartbeat timer when a receiver

@@ -1831,7 +1831,8 @@ fn duration_settings_of_duration_max_mean_never() {
             adapter,
             Settings {
                 // The engine's own delays are checked when a service is built
-                // (`OptionsError::DelayTooLong`); the driver's settings are not.
+                // (`OptionsError::DelayTooLong`); the driver's durations are not (only its
+                // queue bounds are, `OptionsError::ZeroQueue`).
                 options: Options {
                     max_message_size: 1024,
                     ..Options::default()

@@ -638,6 +638,8 @@ fn a_websocket_that_breaks_rfc6455_ends_its_session_at_once_not_after_the_linger
                 "{adapter:?}: ended after {:?}",
                 started.elapsed()
             );
+            let close = next(&mut socket).unwrap_or_default();
+            assert!(close.starts_with("close 1002"), "{adapter:?}: {close:?}");
             drop(socket);
         }
     });

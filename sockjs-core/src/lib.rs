@@ -27,13 +27,13 @@
 //!    what they end (a poll, whose disconnect delay then starts) arms timers there.
 //!
 //! Every input first fires the timers due by its time, each at its own deadline and in
-//! order, so a timer input that comes late changes nothing an input sees: a session past
-//! its disconnect delay is gone for a request or a send that comes before the timer input
-//! does, and a socket past its ping timeout is closed for a pong that comes so. What a
-//! late timer writes (a heartbeat, a ping) goes out only with the input, so what waits on
-//! the peer's answer to it (the ping's timeout, the disconnect delay of a poll the
-//! heartbeat ended) counts from the input's time: the peer is never blamed for the
-//! driver's lateness.
+//! order, so what a timer concludes about the peer holds however late the timer input
+//! comes: a session past its disconnect delay is gone for a request or a send that comes
+//! before the timer input does, and a socket past its ping timeout is closed for a pong
+//! that comes so. What a late timer writes (a heartbeat, a ping) goes out only with the
+//! input, so what waits on the peer's answer to it (the ping's timeout, the disconnect
+//! delay of a poll the heartbeat ended) counts from the input's time: the peer is never
+//! blamed for the driver's lateness.
 //!
 //! A [`RequestId`] may be used again once the request is done for both sides: its last
 //! transmit ([`Content::is_last`]) drained, or its abort or WebSocket close fed. After

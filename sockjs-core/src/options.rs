@@ -379,7 +379,8 @@ impl Default for Options {
     }
 }
 
-/// Why [`Options::validate`] refused a set of options.
+/// Why [`Options::validate`] refused a set of options, or the driver's
+/// `Config::validate` a set of settings ([`OptionsError::ZeroQueue`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OptionsError {
@@ -407,11 +408,10 @@ pub enum OptionsError {
     /// A cookie named `__Secure-…` needs `Secure`, and one named `__Host-…` needs
     /// `Secure`, `path=/` and no `Domain`: browsers drop it otherwise.
     CookiePrefix,
-    /// The driver's [`Config::max_connection_queue`](crate::driver::Config::max_connection_queue)
-    /// and [`max_connection_queue_bytes`](crate::driver::Config::max_connection_queue_bytes)
-    /// must be non-zero: with no room, a connection could take no answer (or, for the
-    /// bytes, no second item, so its first heartbeat behind a frame not yet written would
-    /// drop it) ([`Config::validate`](crate::driver::Config::validate)).
+    /// The driver's `Config::max_connection_queue` and `max_connection_queue_bytes` must
+    /// be non-zero: with no room, a connection could take no answer (or, for the bytes, no
+    /// second item, so its first heartbeat behind a frame not yet written would drop it)
+    /// (`Config::validate`, feature `driver`).
     ZeroQueue,
 }
 

@@ -34,6 +34,51 @@ pub(crate) fn two_polls(ctx: &Ctx, s: &Session) -> Result<Conn<ClientStream>, Fa
     Ok(held)
 }
 
+/// §7.1.2: a poll left attached a while before a second comes keeps its place; the second
+/// gets the 2010. A run where the held poll's own heartbeat ends it first (a busy machine,
+/// or a server that waits `abort_grace` before a 2010) proves nothing either way and is
+/// run again, up to three times.
+fn later_poll_gets_2010(ctx: &Ctx) -> Outcome {
+    for _ in 0..3 {
+        let s = ctx.session(ECHO);
+        ctx.open_xhr(&s)?;
+        let req = Request::new("POST", &s.url("xhr"));
+        let held_since = Instant::now();
+        let mut first = ctx.send_only(&req)?;
+        // Long enough for any server to have attached it; well within a heartbeat delay,
+        // so that it is not answered meanwhile.
+        let settle = ctx.heartbeat.map_or(SETTLE, |h| SETTLE.min(h / 4));
+        sleep(settle);
+        ensure(!first.has_input().step("first POST xhr")?, || {
+            format!(
+                "the first poll was answered within {} ms",
+                settle.as_millis()
+            )
+        })?;
+        let mut later = ctx.send_only(&req)?;
+        let r = later.read_response("POST").step("later POST xhr")?;
+        if r.body != C2010.as_bytes() && first.has_input().step("first POST xhr")? {
+            let answer = first.read_response("POST").step("first POST xhr")?;
+            if answer.body == b"h\n" {
+                continue;
+            }
+        }
+        expect_response("later POST xhr", &r, 200, C2010.as_bytes())?;
+        ctx.send_ok(&s, "[\"z\"]")?;
+        let r = first.read_response("POST").step("first POST xhr")?;
+        let held = Held {
+            since: held_since,
+            again: &req,
+            heartbeat: b"h\n",
+        };
+        let r = past_heartbeat_polls(ctx, "first POST xhr", r, held)?;
+        return expect_response("first POST xhr", &r, 200, b"a[\"z\"]\n");
+    }
+    Err(fail(
+        "three runs in a row, the held poll's heartbeat came before the later poll's answer",
+    ))
+}
+
 pub(crate) fn checks() -> Vec<Check> {
     vec![
         Check::new(
@@ -83,35 +128,7 @@ pub(crate) fn checks() -> Vec<Check> {
             "s7_1_2_2010_goes_to_the_later_poll",
             "7.1.2",
             "a poll held for a while keeps its place: the poll that comes after it gets the 2010, and the first the next message",
-            |ctx: &Ctx| {
-                let s = ctx.session(ECHO);
-                ctx.open_xhr(&s)?;
-                let req = Request::new("POST", &s.url("xhr"));
-                let held_since = Instant::now();
-                let mut first = ctx.send_only(&req)?;
-                // Long enough for any server to have attached it; well within a heartbeat
-                // delay, so that it is not answered meanwhile.
-                let settle = ctx.heartbeat.map_or(SETTLE, |h| SETTLE.min(h / 4));
-                sleep(settle);
-                ensure(!first.has_input().step("first POST xhr")?, || {
-                    format!(
-                        "the first poll was answered within {} ms",
-                        settle.as_millis()
-                    )
-                })?;
-                let mut later = ctx.send_only(&req)?;
-                let r = later.read_response("POST").step("later POST xhr")?;
-                expect_response("later POST xhr", &r, 200, C2010.as_bytes())?;
-                ctx.send_ok(&s, "[\"z\"]")?;
-                let r = first.read_response("POST").step("first POST xhr")?;
-                let held = Held {
-                    since: held_since,
-                    again: &req,
-                    heartbeat: b"h\n",
-                };
-                let r = past_heartbeat_polls(ctx, "first POST xhr", r, held)?;
-                expect_response("first POST xhr", &r, 200, b"a[\"z\"]\n")
-            },
+            later_poll_gets_2010,
         ),
         Check::new(
             "s7_1_2010_streaming",

@@ -197,9 +197,9 @@ pub(crate) fn checks() -> Vec<Check> {
                 let s = ctx.session(service::CLOSE);
                 ctx.open_xhr(&s)?;
                 ctx.expect_xhr("second POST xhr", &s, C3000)?;
-                // Three gaps just under the delay: the session outlives it almost threefold,
-                // as only a timer that each poll restarts allows.
-                for n in 1..=3 {
+                // Two gaps just under the delay: the session outlives it, as only a timer
+                // that each poll restarts allows.
+                for n in 1..=2 {
                     sleep(before(d));
                     ctx.expect_xhr(&format!("POST xhr {n} on the closed session"), &s, C3000)?;
                 }

@@ -500,8 +500,10 @@ impl Engine {
     }
 
     /// Fires every timer due at `now`: heartbeats, WebSocket pings and their timeouts, and
-    /// disconnect timeouts. (Every other input fires what was due by its `now` first too:
-    /// a late timer input changes nothing that an input sees.)
+    /// disconnect timeouts. (Every other input fires what was due by its `now` first too,
+    /// each timer at its own deadline: a late timer input leaves no session alive past its
+    /// disconnect delay, nor a socket past its ping timeout. What a late timer writes goes
+    /// out with the input, and what waits on the peer's answer counts from then.)
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
     }
