@@ -22,7 +22,15 @@ use crate::adapter::broadcast::Broadcast;
 use crate::adapter::{CloseReason, Options, Session};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
-const DEFAULT_SOCKJS_URL: &str = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
+/// sockjs-client from a CDN, one exact version, which the page checks against its
+/// integrity hash (a script changed on the CDN does not run); the service's iframe page
+/// loads the same.
+const DEFAULT_SOCKJS_URL: &str =
+    "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js";
+/// The Subresource Integrity hash of [`DEFAULT_SOCKJS_URL`] (sockjs-client 1.6.1's
+/// `dist/sockjs.min.js` as npm publishes it, which the CDN serves).
+const DEFAULT_SOCKJS_INTEGRITY: &str =
+    "sha384-svdnwiXBL+Js+yUneJSRFy24NgGiOfDM/vkQl/vCeVrcbYD6yW8EwPr1FnxTEZsR";
 /// Where the service is mounted (the page connects there, and the balancer configurations
 /// in `deploy/` route by the server id after it).
 pub const PREFIX: &str = "/chat";
@@ -124,9 +132,17 @@ impl Args {
         }
     }
 
-    /// The page, loading sockjs-client from `--sockjs-url`.
+    /// The page, loading sockjs-client from `--sockjs-url` (the default checked against
+    /// its integrity hash; another URL is the user's to vouch for).
     pub fn page(&self) -> String {
-        include_str!("page.html").replace("SOCKJS_URL", &self.sockjs_url)
+        let integrity = if self.sockjs_url == DEFAULT_SOCKJS_URL {
+            format!(r#" integrity="{DEFAULT_SOCKJS_INTEGRITY}" crossorigin="anonymous""#)
+        } else {
+            String::new()
+        };
+        include_str!("page.html")
+            .replace("SOCKJS_INTEGRITY", &integrity)
+            .replace("SOCKJS_URL", &self.sockjs_url)
     }
 
     /// sockjs-client from `--sockjs-file`, to serve at [`SCRIPT_PATH`].

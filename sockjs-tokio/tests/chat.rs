@@ -38,3 +38,23 @@ fn the_chats_metrics_count_its_sessions() {
     drop(receiver);
     runtime.shutdown_background();
 }
+
+/// The page loads the default sockjs-client (one exact version from the CDN) only if it
+/// matches its integrity hash; a URL the user chose is theirs to vouch for.
+#[test]
+fn the_chat_page_checks_its_default_client_and_trusts_a_chosen_one() {
+    let page = example::chat::Args::parse_from(["127.0.0.1:0".to_owned()]).page();
+    assert!(
+        page.contains(
+            r#"<script src="https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js" integrity="sha384-"#
+        ),
+        "{page}"
+    );
+    assert!(page.contains(r#"crossorigin="anonymous" onerror="clientMissing()""#));
+    let chosen = example::chat::Args::parse_from(
+        ["127.0.0.1:0", "--sockjs-url", "/js/sockjs.min.js"].map(str::to_owned),
+    )
+    .page();
+    assert!(chosen.contains(r#"<script src="/js/sockjs.min.js" onerror="clientMissing()">"#));
+    assert!(!chosen.contains("integrity="));
+}
