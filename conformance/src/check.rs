@@ -320,9 +320,11 @@ pub fn heartbeat_chunk(path: &str) -> Option<Vec<u8>> {
 impl Stream {
     /// Reads the next chunk (empty = end of stream); the response must be chunked.
     pub fn chunk(&mut self) -> Result<Vec<u8>, Failure> {
-        if !self.head.is_chunked() {
+        // §10: streams are chunked with no Content-Length (which RFC 9112 §6.2 forbids
+        // beside Transfer-Encoding anyway).
+        if !self.head.is_chunked() || self.head.has("content-length") {
             return Err(fail(format!(
-                "streaming response is not chunked (Transfer-Encoding {:?}, Content-Length {:?})",
+                "streaming response must be chunked with no Content-Length (Transfer-Encoding {:?}, Content-Length {:?})",
                 self.head.header("transfer-encoding"),
                 self.head.header("content-length")
             )));
