@@ -318,7 +318,8 @@ pub fn heartbeat_chunk(path: &str) -> Option<Vec<u8>> {
 }
 
 impl Stream {
-    /// Reads the next chunk (empty = end of stream); the response must be chunked.
+    /// Reads the next chunk (empty = end of stream); the response must be chunked, with
+    /// no Content-Length.
     pub fn chunk(&mut self) -> Result<Vec<u8>, Failure> {
         // §10: streams are chunked with no Content-Length (which RFC 9112 §6.2 forbids
         // beside Transfer-Encoding anyway).
