@@ -116,8 +116,9 @@ impl Args {
         match &self.redis {
             None => Broadcast::new(),
             #[cfg(feature = "redis")]
+            // The URL is not echoed: it may hold a password.
             Some(url) => crate::adapter::broadcast::redis(url)
-                .unwrap_or_else(|error| usage(&format!("bad Redis URL {url}: {error}"))),
+                .unwrap_or_else(|error| usage(&format!("bad --redis URL: {error}"))),
             #[cfg(not(feature = "redis"))]
             Some(_) => usage("--redis needs the redis feature: cargo run --features redis ..."),
         }
