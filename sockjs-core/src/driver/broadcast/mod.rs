@@ -663,6 +663,7 @@ mod tests {
 
     use super::{Broadcast, Hub};
     use crate::Options;
+    use crate::driver::exchange::Exchange;
     use crate::driver::runtime::inert::Inert;
     use crate::driver::{Config, Service, Session, SessionSender, TryNext};
 
@@ -671,6 +672,29 @@ mod tests {
         hub: Arc<Hub>,
         wakes: AtomicUsize,
         under_lock: AtomicUsize,
+    }
+
+    impl HubFree {
+        fn new(broadcast: &Broadcast) -> Arc<HubFree> {
+            Arc::new(HubFree {
+                hub: broadcast.hub.clone(),
+                wakes: AtomicUsize::new(0),
+                under_lock: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    /// Session `id` on a [`keeping_service`], with its xhr_streaming receiver read past
+    /// what it has written so far.
+    fn streaming_session(id: &str) -> (Service, Exchange, Session) {
+        let (service, kept) = keeping_service();
+        let stream = http::Request::post(format!("/000/{id}/xhr_streaming"))
+            .body(Bytes::new())
+            .expect("request");
+        let mut stream = service.submit(stream);
+        while let TryNext::Item(_) = stream.try_next() {}
+        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        (service, stream, session)
     }
 
     impl Wake for HubFree {
@@ -687,22 +711,12 @@ mod tests {
     /// woken under it that publishes in turn would wait for it.
     #[test]
     fn the_hub_wakes_no_task_under_its_lock() {
-        let (service, kept) = keeping_service();
-        let stream = http::Request::post("/000/s/xhr_streaming")
-            .body(Bytes::new())
-            .expect("request");
-        let mut stream = service.submit(stream);
-        while let TryNext::Item(_) = stream.try_next() {}
-        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        let (_service, mut stream, session) = streaming_session("s");
         let broadcast = Broadcast::new();
         let member = broadcast.member(session.sender());
         drop(session);
 
-        let checker = Arc::new(HubFree {
-            hub: broadcast.hub.clone(),
-            wakes: AtomicUsize::new(0),
-            under_lock: AtomicUsize::new(0),
-        });
+        let checker = HubFree::new(&broadcast);
         let waker = Waker::from(checker.clone());
         let mut cx = Context::from_waker(&waker);
         assert!(stream.poll_next(&mut cx).is_pending());
@@ -735,20 +749,10 @@ mod tests {
     /// node, given the message already, have their connections woken all the same.
     #[test]
     fn a_panic_in_publish_still_wakes_the_members_given_the_message() {
-        let (service, kept) = keeping_service();
-        let stream = http::Request::post("/000/p/xhr_streaming")
-            .body(Bytes::new())
-            .expect("request");
-        let mut stream = service.submit(stream);
-        while let TryNext::Item(_) = stream.try_next() {}
-        let session = kept.lock().expect("unpoisoned").pop().expect("opened");
+        let (_service, mut stream, session) = streaming_session("p");
         let broadcast = Broadcast::with_backend(Panicking);
         let _member = broadcast.member(session.sender());
-        let checker = Arc::new(HubFree {
-            hub: broadcast.hub.clone(),
-            wakes: AtomicUsize::new(0),
-            under_lock: AtomicUsize::new(0),
-        });
+        let checker = HubFree::new(&broadcast);
         let waker = Waker::from(checker.clone());
         let mut cx = Context::from_waker(&waker);
         assert!(stream.poll_next(&mut cx).is_pending());
