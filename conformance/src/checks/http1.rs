@@ -6,7 +6,7 @@ use crate::check::{
     Check, Ctx, Outcome, Step, ensure, expect_eq, expect_head_status, expect_response,
     expect_status, fail, kind_name, service,
 };
-use crate::http::{BodyKind, Request};
+use crate::http::{BodyKind, Head, Request};
 use crate::util::esc;
 
 const GREETING: &[u8] = b"Welcome to SockJS!\n";
@@ -111,6 +111,21 @@ fn http10_sync(ctx: &Ctx) -> Outcome {
     }
 }
 
+/// §10: an HTTP/1.0 stream's head is a 200 with neither `Transfer-Encoding` nor
+/// `Content-Length` (its body ends with the connection).
+fn expect_http10_stream_head(what: &str, h: &Head) -> Outcome {
+    expect_head_status(what, h, 200)?;
+    for name in ["transfer-encoding", "content-length"] {
+        ensure(!h.has(name), || {
+            format!(
+                "{what}: an HTTP/1.0 stream must not have {name}, got \"{}\"",
+                h.header(name).unwrap_or_default()
+            )
+        })?;
+    }
+    Ok(())
+}
+
 fn http10_streaming(ctx: &Ctx) -> Outcome {
     let s = ctx.session(service::CLOSE);
     let mut c = ctx.connect()?;
@@ -120,16 +135,9 @@ fn http10_streaming(ctx: &Ctx) -> Outcome {
             .header("Connection", "Keep-Alive"),
     )
     .step("POST xhr_streaming (HTTP/1.0)")?;
-    let h = c.read_head().step("POST xhr_streaming (HTTP/1.0)")?;
-    expect_head_status("POST xhr_streaming (HTTP/1.0)", &h, 200)?;
-    for name in ["transfer-encoding", "content-length"] {
-        ensure(!h.has(name), || {
-            format!(
-                "HTTP/1.0 streaming response must not have {name}, got \"{}\"",
-                h.header(name).unwrap_or_default()
-            )
-        })?;
-    }
+    let what = "POST xhr_streaming (HTTP/1.0)";
+    let h = c.read_head().step(what)?;
+    expect_http10_stream_head(what, &h)?;
     expect_eq("prelude bytes", xhr_prelude(), c.read_exact_bytes(2049)?)?;
     expect_eq("open frame bytes", "o\n", c.read_exact_bytes(2)?)?;
     expect_eq("close frame bytes", C3000, c.read_exact_bytes(C3000.len())?)?;
@@ -186,15 +194,7 @@ fn http10_stream(ctx: &Ctx, transport: &str) -> Outcome {
         .header("Connection", "Keep-Alive");
     c.send(&req).step(&what)?;
     let h = c.read_head().step(&what)?;
-    expect_head_status(&what, &h, 200)?;
-    for name in ["transfer-encoding", "content-length"] {
-        ensure(!h.has(name), || {
-            format!(
-                "{what}: an HTTP/1.0 stream must not have {name}, got \"{}\"",
-                h.header(name).unwrap_or_default()
-            )
-        })?;
-    }
+    expect_http10_stream_head(&what, &h)?;
     let body = c.read_to_close().step(&what)?;
     let frames = format!(
         "{}{}",

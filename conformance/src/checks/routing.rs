@@ -217,12 +217,17 @@ fn allow_lists_methods(ctx: &Ctx) -> Outcome {
     Ok(())
 }
 
-fn disabled_websocket(ctx: &Ctx) -> Outcome {
-    let s = ctx.session(service::WS_OFF);
-    for path in [
-        s.url("websocket"),
+/// The two WebSocket paths of the service whose websocket is off: a session's and the raw
+/// one.
+fn disabled_websocket_paths(ctx: &Ctx) -> [String; 2] {
+    [
+        ctx.session(service::WS_OFF).url("websocket"),
         ctx.path(&format!("{}/websocket", service::WS_OFF)),
-    ] {
+    ]
+}
+
+fn disabled_websocket(ctx: &Ctx) -> Outcome {
+    for path in disabled_websocket_paths(ctx) {
         let what = format!("GET {path} (upgrade request)");
         let r = ctx
             .get(
@@ -249,11 +254,7 @@ fn disabled_websocket(ctx: &Ctx) -> Outcome {
 /// §2: a transport that is off has no route at all, so another method gets the 404 too,
 /// not the 405 of a route that exists.
 fn disabled_websocket_any_method(ctx: &Ctx) -> Outcome {
-    let s = ctx.session(service::WS_OFF);
-    for path in [
-        s.url("websocket"),
-        ctx.path(&format!("{}/websocket", service::WS_OFF)),
-    ] {
+    for path in disabled_websocket_paths(ctx) {
         let what = format!("POST {path}");
         let r = ctx.post(&path, "", &[]).step(&what)?;
         ensure(r.status() == 404, || {

@@ -59,12 +59,8 @@ fn later_poll_gets_2010(ctx: &Ctx) -> Outcome {
         let r = later.read_response("POST").step("later POST xhr")?;
         if r.body != C2010.as_bytes() && first.has_input().step("first POST xhr")? {
             let answer = first.read_response("POST").step("first POST xhr")?;
-            // Its own heartbeat, in its time (half the delay at least, as
-            // `past_heartbeat_polls` has it): inconclusive. Sooner, the server let it go.
-            let earliest = ctx
-                .heartbeat
-                .map_or(Duration::from_millis(200), |delay| delay / 2);
-            if answer.body == b"h\n" && held_since.elapsed() >= earliest {
+            // Its own heartbeat, in its time: inconclusive. Sooner, the server let it go.
+            if answer.body == b"h\n" && held_since.elapsed() >= earliest_heartbeat(ctx) {
                 continue;
             }
         }
@@ -356,6 +352,13 @@ struct Held<'a> {
     heartbeat: &'a [u8],
 }
 
+/// The soonest a held poll's heartbeat may come: half the delay (200 ms when it is not
+/// known); sooner, the server let the poll go rather than held it.
+fn earliest_heartbeat(ctx: &Ctx) -> Duration {
+    ctx.heartbeat
+        .map_or(Duration::from_millis(200), |delay| delay / 2)
+}
+
 /// The answer `first` to a held poll, or, while that answer is the transport's heartbeat
 /// frame, the answer to polling again. A poll held while the heartbeat delay passes is
 /// answered with the heartbeat (§7.1.3), which also shows it was still attached, and a
@@ -372,9 +375,7 @@ fn past_heartbeat_polls(
         Instant::now(),
         patience(Some(ctx.io_timeout), ctx.heartbeat),
     );
-    let earliest = ctx
-        .heartbeat
-        .map_or(Duration::from_millis(200), |delay| delay / 2);
+    let earliest = earliest_heartbeat(ctx);
     if first.status() == 200 && first.body == held.heartbeat && held.since.elapsed() < earliest {
         return Err(fail(format!(
             "{what}: the held poll was answered with a heartbeat {} ms after it was sent \
