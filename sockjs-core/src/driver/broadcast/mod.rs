@@ -1049,4 +1049,50 @@ mod tests {
         topics.sort();
         assert_eq!(topics, ["blue", "red", "x", "y"]);
     }
+
+    /// A logger whose every event panics.
+    struct PanickingLogger;
+
+    impl tracing::Subscriber for PanickingLogger {
+        fn enabled(&self, _metadata: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _span: &tracing::span::Id, _values: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _span: &tracing::span::Id, _follows: &tracing::span::Id) {}
+        fn event(&self, _event: &tracing::Event<'_>) {
+            panic!("a logger bug");
+        }
+        fn enter(&self, _span: &tracing::span::Id) {}
+        fn exit(&self, _span: &tracing::span::Id) {}
+    }
+
+    /// A logger that panics while the teller logs the backend's panic (on `boom`) neither
+    /// surfaces in the join that was telling nor leaves the rest of its batch (`red`, in
+    /// the same batch) untold.
+    #[test]
+    fn a_logger_that_panics_on_a_backends_panic_loses_no_change() {
+        let (_service, _kept, senders) = senders(2);
+        let backend = Scripted::default();
+        let broadcast = Broadcast::with_backend(backend.clone());
+        let ann = broadcast.member(senders[0].clone());
+        let bob = Arc::new(broadcast.member(senders[1].clone()));
+        let hooked = bob.clone();
+        *backend.hook.lock().expect("unpoisoned") = Some(Box::new(move || {
+            assert!(hooked.join("boom"));
+            assert!(hooked.join("red"));
+        }));
+        let joined = tracing::subscriber::with_default(PanickingLogger, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ann.join("y")))
+        });
+        assert!(
+            matches!(joined, Ok(true)),
+            "the logger's panic stayed in the teller"
+        );
+        assert_eq!(backend.log(), ["+y", "+red"]);
+        assert!(bob.join("blue"), "the teller was handed back");
+        assert_eq!(backend.log()[2..], ["+blue"]);
+    }
 }
