@@ -164,10 +164,11 @@ EOF
 # --- the broadcast tests against a real Redis -------------------------------------------------
 echo
 echo "== broadcast tests (conformance/tests/broadcast.rs) on both adapters, with redis-server"
-SOCKJS_REQUIRE_REDIS=1 cargo test -q -p conformance --test broadcast 2>&1 | grep -v '^$'
+# With the workspace's features (the README's `cargo test --workspace` takes in the Redis
+# backend on both runtimes), so that after it nothing is built again.
+SOCKJS_REQUIRE_REDIS=1 cargo test -q --workspace --test broadcast 2>&1 | grep -v '^$'
 echo "== the subscribing connection's read-ahead bound (sockjs-core), on tokio and smol, with redis-server"
-SOCKJS_REQUIRE_REDIS=1 cargo test -q -p sockjs-core --features redis-tokio,redis-smol --lib \
-  broadcast::redis 2>&1 | grep -v '^$'
+SOCKJS_REQUIRE_REDIS=1 cargo test -q --workspace --lib broadcast::redis 2>&1 | grep -v '^$'
 
 # --- one run per balancer ------------------------------------------------------------------
 for lb in $BALANCERS; do
