@@ -849,6 +849,27 @@ fn malformed_heads_are_400() {
     );
 }
 
+/// RFC 9112 §3.2.3-3.2.4: each target form with its method is accepted
+/// (`wire_request_model.rs` has the refusals).
+#[test]
+fn rfc9112_3_2_target_forms_with_their_methods_are_accepted() {
+    for (input, target) in [
+        (&b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"[..], "*"),
+        (
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "example.com:443",
+        ),
+        (
+            b"GET http://a/echo HTTP/1.1\r\nHost: a\r\n\r\n",
+            "http://a/echo",
+        ),
+    ] {
+        let out = feed(input);
+        assert_eq!(out.error, None, "{}", String::from_utf8_lossy(input));
+        assert_eq!(out.requests()[0].uri, target);
+    }
+}
+
 /// Other major versions get 505; a later minor version of HTTP/1 is served as HTTP/1.1
 /// (`wire_request_model.rs`).
 #[test]

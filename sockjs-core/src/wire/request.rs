@@ -503,6 +503,20 @@ fn parse_head_into<'b>(
     }
     let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
         .map_err(|_| WireError::InvalidTarget)?;
+    // RFC 9112 §3.2.3-3.2.4: the authority form is CONNECT's, and its only one, and `*` is
+    // OPTIONS's; another method's would be routed on an empty path (a root-mounted
+    // service's greeting).
+    let authority_form = uri.scheme().is_none() && !target.starts_with('/') && target != "*";
+    let fits = if method == Method::CONNECT {
+        authority_form
+    } else if target == "*" {
+        method == Method::OPTIONS
+    } else {
+        !authority_form
+    };
+    if !fits {
+        return Err(WireError::InvalidTarget);
+    }
     // RFC 9112 §3.2.2: an absolute-form target's authority is the request's host, in place of
     // the Host field, so that what a proxy routed on is what the application reads.
     // RFC 9110 §4.2.1: an empty host is invalid; user information is no host either.
