@@ -15,6 +15,12 @@
 //!   `c` on its request, and WebSocket close codes none of RFC 6455's reserved ones;
 //! - a WebSocket's messages reach the application in order while its session is open, and
 //!   broken JSON ends the socket with 3000 "Broken framing." and delivers nothing;
+//! - an open WebSocket session has written everything the application's sends were
+//!   accepted for (no receiver to wait for);
+//! - every close frame and every session's close reason is one the script caused: the
+//!   application's close, a second receiver (2010), an interrupted one (1002, under
+//!   `AbortPolicy::Interrupt`), the client's close or broken JSON on a socket, a dropped
+//!   request, a silent peer (with pings on), or expiry (HTTP sessions only);
 //! - timers: the engine is given its timer input only at the deadlines it asks for, and
 //!   each leaves the next deadline in the future (a driver would spin otherwise);
 //! - all of this with heartbeats on or off, WebSocket dead-peer detection on or off, and
@@ -28,7 +34,9 @@ use std::time::Duration;
 
 use common::{App, Harness};
 use proptest::prelude::*;
-use sockjs_core::{AbortPolicy, Options, PingOptions, RequestId, SessionKey, SessionState};
+use sockjs_core::{
+    AbortPolicy, CloseReason, Options, PingOptions, RequestId, SessionKey, SessionState,
+};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -205,8 +213,20 @@ struct Model {
     aborted: HashSet<RequestId>,
     /// Per session key: the client's messages the engine acknowledged while open, in order.
     received: HashMap<SessionKey, Vec<String>>,
+    /// Sessions the application closed (always with 3000 "Go away!").
+    app_closed: HashSet<SessionKey>,
+    /// Sessions whose socket the client closed with a handshake.
+    client_closed: HashSet<SessionKey>,
+    /// Sessions whose socket carried broken JSON.
+    broken: HashSet<SessionKey>,
     counter: u64,
 }
+
+/// The close frames the script can cause (PROTOCOL.md §7.1): the application's, a second
+/// receiver's, and an interrupted receiver's.
+const GO_AWAY: (u16, &str) = (3000, "Go away!");
+const ANOTHER: (u16, &str) = (2010, "Another connection still open");
+const INTERRUPTED: (u16, &str) = (1002, "Connection interrupted");
 
 fn delivered(h: &Harness, key: SessionKey, model: &Model) -> Vec<String> {
     // Frames written to each receiver request of this session, in output order.
@@ -248,6 +268,8 @@ fn session_of(h: &Harness, id: RequestId) -> Option<SessionKey> {
 fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let max_queue = options.max_queued_bytes;
     let response_limit = options.response_limit;
+    let interrupts = options.abort == AbortPolicy::Interrupt;
+    let pings = options.websocket_ping.is_some();
     let mut h = Harness::new(options, App::Passive);
     let mut m = Model {
         accepted: HashMap::new(),
@@ -255,6 +277,9 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
         sockets: Vec::new(),
         aborted: HashSet::new(),
         received: HashMap::new(),
+        app_closed: HashSet::new(),
+        client_closed: HashSet::new(),
+        broken: HashSet::new(),
         counter: 0,
     };
     for op in ops {
@@ -315,7 +340,8 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::AppClose { sid } => {
                 if let Some(key) = h.current.get(&sid.to_string()).copied() {
-                    let _ = h.engine.close(h.now, key, 3000, "Go away!");
+                    let _ = h.engine.close(h.now, key, GO_AWAY.0, GO_AWAY.1);
+                    m.app_closed.insert(key);
                     h.drain();
                 }
             }
@@ -365,6 +391,9 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     } else {
                         format!("[\"{text}\"]")
                     };
+                    if broken {
+                        m.broken.extend(key);
+                    }
                     let before = h.messages.len();
                     h.ws_send(id, &json);
                     let delivered = h.messages.len() - before;
@@ -396,6 +425,7 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::WsClose { pick } => {
                 if !m.sockets.is_empty() {
                     let id = m.sockets[pick as usize % m.sockets.len()];
+                    m.client_closed.extend(h.owner.get(&id).copied());
                     h.ws_closed(id);
                 }
             }
@@ -465,6 +495,21 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
             let frames = frames_of(ex);
             for (i, frame) in frames.iter().enumerate() {
                 prop_assert!(well_formed(frame), "request {}: frame {:?}", id.0, frame);
+                // A close frame says why, and the why happened.
+                if let Some(json) = frame.strip_prefix('c') {
+                    let (code, reason): (u16, String) =
+                        serde_json::from_str(json).expect("well formed");
+                    let close = (code, reason.as_str());
+                    let key = h.owner.get(&id);
+                    prop_assert!(
+                        close == GO_AWAY && key.is_some_and(|k| m.app_closed.contains(k))
+                            || close == ANOTHER
+                            || close == INTERRUPTED && interrupts,
+                        "request {}: {:?} unasked",
+                        id.0,
+                        frame
+                    );
+                }
                 prop_assert!(
                     !frame.starts_with('c') || i + 1 == frames.len(),
                     "request {}: {:?} after a close frame",
@@ -555,6 +600,34 @@ fn run(options: Options, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 .map(|(_, text)| text)
                 .collect();
             prop_assert_eq!(got, sent.iter().collect::<Vec<_>>(), "session {}", key);
+        }
+        // A WebSocket has no receiver to wait for: while its session is open, everything
+        // the application's sends were accepted for is out.
+        for id in &m.sockets {
+            let Some(key) = h.owner.get(id).copied() else {
+                continue;
+            };
+            if h.engine.session_state(key) == SessionState::Open {
+                let sent = m.accepted.get(&key).cloned().unwrap_or_default();
+                prop_assert_eq!(delivered(&h, key, &m), sent, "open socket {}", id.0);
+            }
+        }
+        // Each session's close reason is one the script caused.
+        let is_ws = |key: &SessionKey| m.sockets.iter().any(|id| h.owner.get(id) == Some(key));
+        for (key, reason) in &h.closed {
+            let aborted = m.aborted.iter().any(|id| h.owner.get(id) == Some(key));
+            let caused = match reason {
+                CloseReason::Closed { code, reason } => {
+                    (*code, reason.as_str()) == GO_AWAY && m.app_closed.contains(key)
+                }
+                CloseReason::ClientClosed => m.client_closed.contains(key),
+                CloseReason::BrokenFraming => m.broken.contains(key),
+                CloseReason::PeerUnresponsive => pings && is_ws(key),
+                CloseReason::Aborted => aborted,
+                CloseReason::Timeout => !is_ws(key),
+                _ => false,
+            };
+            prop_assert!(caused, "session {}: closed {:?} uncaused", key, reason);
         }
         // Order, no loss, no duplicates: what reached the client is a prefix of what the
         // application had accepted.
