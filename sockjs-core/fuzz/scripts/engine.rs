@@ -8,7 +8,8 @@
 //! dropped; each request is answered at most once, nothing is written after a request's
 //! last write, and streams are well formed; sessions open once, only for a request
 //! `opens_session` named, and close once, with no event after their close; queues and the
-//! session count stay within their bounds; a timer input leaves the next deadline in the
+//! session count stay within their bounds; after every input the engine holds exactly the
+//! requests it has not finished with; a timer input leaves the next deadline in the
 //! future; and at the end, once every client is gone and the timers the engine asks for
 //! have run, nothing is left.
 
@@ -175,6 +176,28 @@ impl Check {
             };
             self.event(engine, event);
         }
+    }
+
+    /// The engine holds exactly the requests it has not finished with: neither answered
+    /// (a stream until its end) nor dropped by the client, and the sockets it has not
+    /// closed nor seen closed. A request it forgot unanswered, or one it kept after its
+    /// answer, would pass the transmit checks.
+    fn holds_exactly_the_unfinished(&self, engine: &Engine) {
+        let unanswered = self
+            .handed
+            .iter()
+            .filter(|id| !self.answered.contains(id) && !self.gone.contains(id))
+            .count();
+        let sockets = self
+            .sockets
+            .iter()
+            .filter(|id| !self.gone.contains(id))
+            .count();
+        assert_eq!(
+            engine.pending_requests(),
+            unanswered + sockets,
+            "held requests: {unanswered} unanswered, {sockets} open sockets"
+        );
     }
 
     fn transmit(&mut self, request: RequestId, content: Content) {
@@ -535,6 +558,7 @@ pub fn run(script: Script) -> usize {
         check.drain(&mut engine);
         latest = latest.max(now);
         assert!(engine.session_count() <= max_sessions);
+        check.holds_exactly_the_unfinished(&engine);
     }
     // Every client goes away; the timers the engine asks for, given as a driver gives
     // them, must then end every session.
