@@ -66,8 +66,23 @@ impl SessionEndpoint {
 }
 
 impl Route<'_> {
-    /// The route of a request `path` in the service at `prefix`: `None` outside the prefix
-    /// (`/echoes` is not in `/echo`) or for a path the service does not serve.
+    /// The route of a request target's `path`, as it came, in the service at `prefix`:
+    /// `None` for a target with no path, outside the prefix, or for a path the service does
+    /// not serve.
+    pub(crate) fn of_target<'a>(path: &'a str, prefix: &str) -> Option<Route<'a>> {
+        // A target with no path (authority form, or `*`: a server such as hyper hands it on
+        // as it came) is in no service, not even one mounted at the root, whose greeting
+        // its empty path would otherwise name. (A path whose mount prefix a router took may
+        // be empty: `in_service` takes that.)
+        if !path.starts_with('/') {
+            return None;
+        }
+        Route::in_service(path, prefix)
+    }
+
+    /// The route of a path relative to a router's mount (empty for the mount itself) in
+    /// the service at `prefix`: `None` outside the prefix (`/echoes` is not in `/echo`) or
+    /// for a path the service does not serve.
     pub(crate) fn in_service<'a>(path: &'a str, prefix: &str) -> Option<Route<'a>> {
         let rest = path.strip_prefix(prefix)?;
         if !rest.is_empty() && !rest.starts_with('/') {

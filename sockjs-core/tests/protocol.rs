@@ -62,6 +62,29 @@ fn s2_greeting_near_misses_are_404() {
     }
 }
 
+/// A target with no path (authority form, which only `CONNECT` may use, RFC 9112 §3.2.3;
+/// a server such as hyper hands it on as an empty path) is no service's greeting, not even
+/// a root-mounted one's; nor is `*`.
+#[test]
+fn s2_a_target_without_a_path_is_404() {
+    let mut h = Harness::echo();
+    for (method, target) in [
+        ("GET", "example.com:80"),
+        ("POST", "example.com:80"),
+        ("CONNECT", "example.com:443"),
+        ("OPTIONS", "*"),
+    ] {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(target)
+            .body(bytes::Bytes::new())
+            .expect("request");
+        assert_eq!(request.uri().path(), if target == "*" { "*" } else { "" });
+        let id = h.raw_request(request);
+        assert_eq!(h.ex(id).status(), 404, "{method} {target}");
+    }
+}
+
 #[test]
 fn s2_invalid_session_paths_are_404_for_get_and_post() {
     let mut h = Harness::echo();

@@ -265,3 +265,25 @@ async fn a_websocket_request_that_cannot_be_upgraded_opens_no_session() {
         assert_eq!(response.status(), 404, "{path}");
     }
 }
+
+/// A target in authority form, which hyper hands on as an empty path, is no greeting of a
+/// service mounted at the root (RFC 9112 §3.2.3: that form is CONNECT's); `/` still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_without_a_path_is_no_root_services_greeting() {
+    let options = Options {
+        prefix: String::new(),
+        ..Options::default()
+    };
+    let service = SockJs::new(options, |_session: Session| async {});
+    let addr = serve_with_hyper(service, false).await;
+    client(move || {
+        let mut conn = Conn::connect(&addr.to_string(), IO_TIMEOUT).unwrap();
+        let greeting = conn.roundtrip(&Request::new("GET", "/")).unwrap();
+        assert_eq!(greeting.text(), "Welcome to SockJS!\n");
+        conn.write_raw(b"GET example.com:80 HTTP/1.1\r\nHost: example.com\r\n\r\n")
+            .unwrap();
+        let response = conn.read_response("GET").unwrap();
+        assert_eq!(response.status(), 404, "{}", response.text());
+    })
+    .await;
+}

@@ -324,9 +324,10 @@ impl Shard {
         // engine and the metrics alike.
         let (parts, body) = request.into_parts();
         let uri = parts.uri.clone();
-        let route = connection
-            .facts()
-            .routed(uri.path())
+        // A target with no path is in no service (`Route::of_target`), whatever the mount.
+        let route = Some(uri.path())
+            .filter(|path| path.starts_with('/'))
+            .and_then(|path| connection.facts().routed(path))
             .and_then(|path| Route::in_service(path, &self.common.prefix));
         let endpoint = Endpoint::of_route(route);
         let mut st = self.lock();

@@ -52,7 +52,7 @@ impl Engine {
     /// ```
     #[must_use]
     pub fn opens_session(&self, request: &http::request::Parts) -> bool {
-        let route = Route::in_service(request.uri.path(), &self.shared.options.prefix);
+        let route = Route::of_target(request.uri.path(), &self.shared.options.prefix);
         self.opens_session_routed(request, route)
     }
 
@@ -116,7 +116,7 @@ impl Engine {
     ) {
         self.advance(now);
         let options = &self.shared.options;
-        let route = Route::in_service(request.uri.path(), &options.prefix);
+        let route = Route::of_target(request.uri.path(), &options.prefix);
         let raw = match route {
             Some(Route::RawWebSocket) => Some(true),
             Some(Route::Session {

@@ -391,7 +391,7 @@ impl Engine {
     pub fn handle_request(&mut self, now: Instant, id: RequestId, request: Request<Bytes>) {
         let (parts, body) = request.into_parts();
         let uri = parts.uri.clone();
-        let route = Route::in_service(uri.path(), &self.shared.options.prefix);
+        let route = Route::of_target(uri.path(), &self.shared.options.prefix);
         let peer = Peer::of(&parts);
         self.handle_routed(now, id, parts, body, route, peer);
     }

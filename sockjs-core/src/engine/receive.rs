@@ -38,7 +38,7 @@ impl Engine {
     /// another reason.
     #[must_use]
     pub fn attached_receiver(&self, request: &http::request::Parts) -> Option<RequestId> {
-        let route = Route::in_service(request.uri.path(), &self.shared.options.prefix);
+        let route = Route::of_target(request.uri.path(), &self.shared.options.prefix);
         self.attached_receiver_routed(request, route)
     }
 
