@@ -468,3 +468,29 @@ fn both_adapters_read_a_prefix_alike() {
         .service("echo/", Options::default(), echo);
     assert_eq!(twice.err(), Some(sockjs_core::OptionsError::Prefix));
 }
+
+/// RFC 9112 §3.2.3-3.2.4: both standalone servers refuse a target whose form does not fit
+/// its method with 400, even with a service mounted at the root, whose greeting the
+/// authority form's empty path would otherwise name; the greeting itself is still served.
+#[test]
+fn rfc9112_s3_2_a_target_form_that_does_not_fit_its_method_gets_400_on_both_adapters() {
+    for adapter in ADAPTERS {
+        let running = run_at(adapter, Some("/"), None);
+        let greeting = conn(running.addr)
+            .roundtrip(&Request::new("GET", "/"))
+            .expect("greeting");
+        assert_eq!(greeting.text(), "Welcome to SockJS!\n", "{adapter:?}");
+        for request in [
+            &b"GET example.com:80 HTTP/1.1\r\nHost: example.com\r\n\r\n"[..],
+            b"GET * HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            b"CONNECT /x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        ] {
+            let answer = answer_to(running.addr, request);
+            assert!(
+                answer.starts_with("HTTP/1.1 400 "),
+                "{adapter:?} {}: {answer:?}",
+                String::from_utf8_lossy(request)
+            );
+        }
+    }
+}
